@@ -1,0 +1,63 @@
+// Configuration as validated key/value text, from YAML, "key=value" flags or QRT_* environment
+// variables. Providers read typed fields from it and refuse anything malformed or unknown with an
+// error naming the field. Secret fields print redacted.
+#pragma once
+
+#include <qrt/error.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <initializer_list>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace qrt {
+
+class config {
+ public:
+  config() = default;
+  config(std::initializer_list<std::pair<const std::string, std::string>> values) : values_(values) {}
+
+  /// Nested YAML maps flatten to dotted keys: {sqs: {region: x}} -> "sqs.region".
+  static result<config> from_yaml(std::string_view text);
+  static result<config> from_yaml_file(const std::string& path);
+  /// Each item "key=value".
+  static result<config> from_pairs(const std::vector<std::string>& pairs);
+  /// QRT_PROVIDER=sqs -> "provider"; QRT_SQS__REGION -> "sqs.region" (double underscore = dot).
+  static config from_environment(std::string_view prefix = "QRT_");
+
+  /// Values from `other` override ours.
+  void merge(const config& other);
+  void set(std::string key, std::string value) { values_[std::move(key)] = std::move(value); }
+  bool contains(std::string_view key) const { return values_.find(key) != values_.end(); }
+  std::optional<std::string> get(std::string_view key) const;
+
+  result<std::string> get_string(std::string_view key, std::optional<std::string> fallback = {}) const;
+  result<std::uint64_t> get_uint(std::string_view key, std::uint64_t fallback,
+                                 std::uint64_t min = 0, std::uint64_t max = UINT64_MAX) const;
+  result<double> get_double(std::string_view key, double fallback) const;
+  result<bool> get_bool(std::string_view key, bool fallback) const;
+  /// "250ms", "30s", "5m", "1h"; a bare number is milliseconds.
+  result<std::chrono::milliseconds> get_duration(std::string_view key,
+                                                 std::chrono::milliseconds fallback) const;
+
+  /// Fails naming the first key that is not in `known` (a typo must not be silently ignored).
+  result<void> reject_unknown(std::initializer_list<std::string_view> known) const;
+
+  const std::map<std::string, std::string, std::less<>>& values() const noexcept { return values_; }
+
+  /// "key=value" lines, secrets shown as "<redacted>".
+  std::string to_string() const;
+  static bool is_secret_key(std::string_view key) noexcept;
+
+ private:
+  std::map<std::string, std::string, std::less<>> values_;
+};
+
+/// Parses a duration written as in config files; nullopt when malformed.
+std::optional<std::chrono::milliseconds> parse_duration(std::string_view text);
+
+}  // namespace qrt

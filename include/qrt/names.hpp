@@ -1,0 +1,79 @@
+// Validated names: a queue, a session, a message id. Invalid names never reach a provider.
+#pragma once
+
+#include <qrt/error.hpp>
+
+#include <compare>
+#include <functional>
+#include <string>
+#include <string_view>
+
+namespace qrt {
+
+/// A queue's name: 1-260 ASCII letters, digits, '-', '_', '.'; no leading, trailing or
+/// consecutive hyphens; a ".fifo" suffix is allowed (SQS FIFO queues). The dead-letter queue of
+/// a queue is addressed as `q.dead_letter()`; it prints as "<name>/$DeadLetterQueue".
+class queue_name {
+ public:
+  static result<queue_name> parse(std::string_view text);
+  /// For literals known to be valid; throws qrt::exception otherwise.
+  static queue_name from(std::string_view text) { return parse(text).value(); }
+
+  queue_name() = default;
+
+  const std::string& str() const noexcept { return name_; }
+  bool is_dead_letter() const noexcept { return dead_letter_; }
+  bool is_fifo() const noexcept;
+  /// The dead-letter sub-queue of this queue (idempotent).
+  queue_name dead_letter() const {
+    queue_name q = *this;
+    q.dead_letter_ = true;
+    return q;
+  }
+  /// The queue whose dead-letter queue this is (or itself).
+  queue_name parent() const {
+    queue_name q = *this;
+    q.dead_letter_ = false;
+    return q;
+  }
+  /// "orders" or "orders/$DeadLetterQueue"
+  std::string to_string() const;
+
+  friend auto operator<=>(const queue_name&, const queue_name&) = default;
+
+ private:
+  std::string name_;
+  bool dead_letter_ = false;
+};
+
+/// A session id (Service Bus session, SQS message group): 1-128 printable ASCII characters.
+class session_id {
+ public:
+  static result<session_id> parse(std::string_view text);
+  static session_id from(std::string_view text) { return parse(text).value(); }
+
+  session_id() = default;
+  const std::string& str() const noexcept { return id_; }
+  friend auto operator<=>(const session_id&, const session_id&) = default;
+
+ private:
+  std::string id_;
+};
+
+/// A message id assigned by the provider (or by the sender); opaque text.
+using message_id = std::string;
+
+}  // namespace qrt
+
+template <>
+struct std::hash<qrt::queue_name> {
+  std::size_t operator()(const qrt::queue_name& q) const noexcept {
+    return std::hash<std::string>{}(q.str()) ^ static_cast<std::size_t>(q.is_dead_letter());
+  }
+};
+template <>
+struct std::hash<qrt::session_id> {
+  std::size_t operator()(const qrt::session_id& s) const noexcept {
+    return std::hash<std::string>{}(s.str());
+  }
+};

@@ -1,0 +1,109 @@
+// The interface every provider implements. Users normally hold a qrt::queue_client; this is
+// for provider authors and decorators (retry, metrics, fault injection). See
+// docs/adr/0001-async-model.md for why these are virtual awaitables.
+#pragma once
+
+#include <qrt/capabilities.hpp>
+#include <qrt/message.hpp>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+
+#include <memory>
+#include <optional>
+#include <string_view>
+#include <vector>
+
+namespace qrt {
+
+template <class T>
+using awaitable = boost::asio::awaitable<T>;
+
+/// Per-queue settings a provider honours when it creates a queue (or reports when it reads one).
+struct queue_options {
+  milliseconds lock_duration{30'000};
+  std::uint32_t max_delivery_count = 10;  ///< 0: never dead-letter automatically
+  std::optional<milliseconds> default_time_to_live;
+  bool dead_letter_on_expiration = true;  ///< expired messages go to the DLQ (else dropped)
+  bool requires_session = false;
+  std::size_t max_size = 0;               ///< messages; 0: the provider's default bound
+  std::size_t max_message_bytes = 0;      ///< 0: the provider's limit
+};
+
+/// A snapshot of a queue's depth. Providers fill what they know; -1 means unknown.
+struct queue_stats {
+  std::int64_t active = -1;        ///< ready to be received
+  std::int64_t in_flight = -1;     ///< locked by a receiver
+  std::int64_t scheduled = -1;     ///< waiting for their enqueue time
+  std::int64_t dead_lettered = -1; ///< in the dead-letter queue
+  std::uint64_t expired = 0;       ///< removed because their TTL ran out (dropped or DLQ'd)
+};
+
+/// Per-message outcome of a send: the id on success, the error otherwise.
+using send_outcome = result<message_id>;
+
+/// A locked session: messages of one session id, in order, to one holder at a time.
+class session_receiver {
+ public:
+  virtual ~session_receiver() = default;
+
+  virtual const session_id& id() const noexcept = 0;
+  virtual time_point locked_until() const noexcept = 0;
+
+  virtual awaitable<result<std::vector<received_message>>> receive(std::size_t max_messages,
+                                                                   milliseconds wait) = 0;
+  virtual awaitable<std::vector<result<void>>> settle(std::vector<settlement> settlements) = 0;
+  virtual awaitable<result<time_point>> renew_session_lock() = 0;
+  virtual awaitable<result<std::string>> get_state() = 0;
+  virtual awaitable<result<void>> set_state(std::string state) = 0;
+  /// Releases the session lock; unsettled messages become available again.
+  virtual awaitable<result<void>> close() = 0;
+};
+
+class provider {
+ public:
+  virtual ~provider() = default;
+
+  virtual std::string_view name() const noexcept = 0;
+  virtual const capabilities& caps() const noexcept = 0;
+
+  virtual awaitable<result<void>> create_queue(const queue_name& queue,
+                                               const queue_options& options) = 0;
+  virtual awaitable<result<void>> delete_queue(const queue_name& queue) = 0;
+  virtual awaitable<result<queue_stats>> stats(const queue_name& queue) = 0;
+
+  /// Sends messages in order. Fails as a whole only when nothing was sent (queue missing,
+  /// connection down before the first byte); otherwise reports each message's outcome.
+  /// `timeout` bounds any wait for room (backpressure) or for the service.
+  virtual awaitable<result<std::vector<send_outcome>>> send(const queue_name& queue,
+                                                            std::vector<message> messages,
+                                                            milliseconds timeout) = 0;
+
+  /// At most `max_messages`; waits at most `wait` for the first one; an empty vector on timeout.
+  virtual awaitable<result<std::vector<received_message>>> receive(const queue_name& queue,
+                                                                   std::size_t max_messages,
+                                                                   milliseconds wait) = 0;
+
+  /// Reads without locking, from `from_sequence` on (0: the oldest).
+  virtual awaitable<result<std::vector<received_message>>> peek(const queue_name& queue,
+                                                                std::size_t max_messages,
+                                                                std::int64_t from_sequence) = 0;
+
+  /// Settles each receipt; one result per settlement, in order.
+  virtual awaitable<std::vector<result<void>>> settle(std::vector<settlement> settlements) = 0;
+
+  /// Extends a receipt's lock; returns the new expiry.
+  virtual awaitable<result<time_point>> renew_lock(const receipt_handle& receipt) = 0;
+
+  /// Locks a session: `session` names one, or nullopt takes the next available session that has
+  /// messages, waiting at most `wait`. A held session fails with errc::session_locked.
+  virtual awaitable<result<std::shared_ptr<session_receiver>>> accept_session(
+      const queue_name& queue, std::optional<session_id> session, milliseconds wait) = 0;
+
+  /// Stops background work and fails waiting calls with errc::closed. Idempotent.
+  virtual awaitable<void> close() = 0;
+};
+
+using provider_ptr = std::shared_ptr<provider>;
+
+}  // namespace qrt

@@ -1,0 +1,29 @@
+// Picks a provider at run time from configuration (seed assertion 15).
+#pragma once
+
+#include <qrt/config.hpp>
+#include <qrt/provider.hpp>
+
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace qrt {
+
+/// Builds a provider from its configuration; refuses bad fields with errc::configuration_error.
+using provider_factory =
+    std::function<result<provider_ptr>(const config&, boost::asio::any_io_executor)>;
+
+class provider_registry {
+ public:
+  void add(std::string name, provider_factory factory);
+  /// Uses the "provider" field; an unknown or missing provider names the ones registered.
+  result<provider_ptr> make(const config& cfg, boost::asio::any_io_executor executor) const;
+  std::vector<std::string> names() const;
+
+ private:
+  std::map<std::string, provider_factory, std::less<>> factories_;
+};
+
+}  // namespace qrt

@@ -1,0 +1,193 @@
+#include <qrt/client.hpp>
+
+namespace qrt {
+
+batch_plan plan_batches(const std::vector<message>& messages, const capabilities& caps) {
+  batch_plan plan;
+  const std::size_t max_count = caps.max_batch_messages == 0 ? SIZE_MAX : caps.max_batch_messages;
+  const std::size_t max_bytes = caps.max_batch_bytes == 0 ? SIZE_MAX : caps.max_batch_bytes;
+  const std::size_t max_one = caps.max_message_bytes == 0 ? SIZE_MAX : caps.max_message_bytes;
+  std::vector<std::size_t> current;
+  std::size_t current_bytes = 0;
+  for (std::size_t i = 0; i < messages.size(); ++i) {
+    const std::size_t size = messages[i].wire_size();
+    if (size > max_one) {
+      plan.oversized.push_back(i);
+      continue;
+    }
+    if (!current.empty() && (current.size() >= max_count || current_bytes + size > max_bytes)) {
+      plan.batches.push_back(std::move(current));
+      current.clear();
+      current_bytes = 0;
+    }
+    current.push_back(i);
+    current_bytes += size;
+  }
+  if (!current.empty()) plan.batches.push_back(std::move(current));
+  return plan;
+}
+
+// ---- session ----
+
+awaitable<result<std::vector<received_message>>> session::receive(std::size_t max_messages,
+                                                                  milliseconds wait) {
+  co_return co_await receiver_->receive(max_messages, wait);
+}
+
+awaitable<std::vector<result<void>>> session::settle(std::vector<settlement> settlements) {
+  co_return co_await receiver_->settle(std::move(settlements));
+}
+
+namespace {
+awaitable<result<void>> settle_one(session_receiver& r, settlement s) {
+  std::vector<settlement> one;
+  one.push_back(std::move(s));
+  auto results = co_await r.settle(std::move(one));
+  co_return std::move(results.at(0));
+}
+awaitable<result<void>> settle_one(provider& p, settlement s) {
+  std::vector<settlement> one;
+  one.push_back(std::move(s));
+  auto results = co_await p.settle(std::move(one));
+  co_return std::move(results.at(0));
+}
+}  // namespace
+
+awaitable<result<void>> session::complete(const receipt_handle& receipt) {
+  co_return co_await settle_one(*receiver_, settlement::complete(receipt));
+}
+awaitable<result<void>> session::abandon(const receipt_handle& receipt) {
+  co_return co_await settle_one(*receiver_, settlement::abandon(receipt));
+}
+awaitable<result<void>> session::dead_letter(const receipt_handle& receipt, std::string reason,
+                                             std::string description) {
+  co_return co_await settle_one(
+      *receiver_, settlement::dead_letter(receipt, std::move(reason), std::move(description)));
+}
+awaitable<result<time_point>> session::renew_lock() {
+  co_return co_await receiver_->renew_session_lock();
+}
+awaitable<result<std::string>> session::get_state() { co_return co_await receiver_->get_state(); }
+awaitable<result<void>> session::set_state(std::string state) {
+  co_return co_await receiver_->set_state(std::move(state));
+}
+awaitable<result<void>> session::close() { co_return co_await receiver_->close(); }
+
+// ---- queue_client ----
+
+queue_client::queue_client(provider_ptr provider, client_options options)
+    : provider_(std::move(provider)), options_(options) {}
+
+awaitable<result<void>> queue_client::create_queue(const queue_name& queue,
+                                                   const queue_options& options) {
+  co_return co_await provider_->create_queue(queue, options);
+}
+awaitable<result<void>> queue_client::delete_queue(const queue_name& queue) {
+  co_return co_await provider_->delete_queue(queue);
+}
+awaitable<result<queue_stats>> queue_client::stats(const queue_name& queue) {
+  co_return co_await provider_->stats(queue);
+}
+
+awaitable<result<message_id>> queue_client::send(const queue_name& queue, message msg) {
+  const auto& c = caps();
+  if (c.max_message_bytes != 0 && msg.wire_size() > c.max_message_bytes) {
+    co_return fail(errc::message_too_large,
+                   "message of " + std::to_string(msg.wire_size()) + " bytes exceeds " +
+                       std::string(provider_name()) + "'s limit of " +
+                       std::to_string(c.max_message_bytes) + " bytes");
+  }
+  std::vector<message> one;
+  one.push_back(std::move(msg));
+  auto r = co_await provider_->send(queue, std::move(one), options_.send_timeout);
+  if (!r) co_return r.error();
+  if (r->size() != 1) co_return fail(errc::protocol_error, "provider returned no send outcome");
+  co_return std::move(r->front());
+}
+
+awaitable<result<std::vector<send_outcome>>> queue_client::send_batch(
+    const queue_name& queue, std::vector<message> messages) {
+  if (messages.empty()) co_return std::vector<send_outcome>{};
+  const auto& c = caps();
+  auto plan = plan_batches(messages, c);
+  std::vector<send_outcome> outcomes(messages.size(), send_outcome{message_id{}});
+  for (auto i : plan.oversized) {
+    outcomes[i] = fail(errc::message_too_large,
+                       "message " + std::to_string(i) + " of " +
+                           std::to_string(messages[i].wire_size()) + " bytes exceeds the limit of " +
+                           std::to_string(c.max_message_bytes) + " bytes");
+  }
+  bool attempted_any = false;
+  for (std::size_t b = 0; b < plan.batches.size(); ++b) {
+    const auto& batch = plan.batches[b];
+    std::vector<message> chunk;
+    chunk.reserve(batch.size());
+    for (auto i : batch) chunk.push_back(std::move(messages[i]));
+    auto r = co_await provider_->send(queue, std::move(chunk), options_.send_timeout);
+    if (!r) {
+      // Nothing of this chunk was sent. Before anything was sent the call fails as a whole (a
+      // missing queue reads as one error). Later, stop here so the queue never sees the batches
+      // out of order, and report this chunk and the rest per message.
+      if (!attempted_any) co_return r.error();
+      for (std::size_t rest = b; rest < plan.batches.size(); ++rest) {
+        for (auto i : plan.batches[rest]) outcomes[i] = r.error();
+      }
+      break;
+    }
+    attempted_any = true;
+    if (r->size() != batch.size()) {
+      co_return fail(errc::protocol_error, "provider returned a wrong number of send outcomes");
+    }
+    for (std::size_t k = 0; k < batch.size(); ++k) outcomes[batch[k]] = std::move((*r)[k]);
+  }
+  co_return outcomes;
+}
+
+awaitable<result<std::vector<received_message>>> queue_client::receive(const queue_name& queue,
+                                                                       std::size_t max_messages,
+                                                                       milliseconds wait) {
+  if (max_messages == 0) co_return fail(errc::invalid_argument, "max_messages must be at least 1");
+  co_return co_await provider_->receive(queue, max_messages, wait);
+}
+
+awaitable<result<std::vector<received_message>>> queue_client::peek(const queue_name& queue,
+                                                                    std::size_t max_messages,
+                                                                    std::int64_t from_sequence) {
+  if (!caps().peek) {
+    co_return fail(errc::unsupported, std::string(provider_name()) + " does not support peek");
+  }
+  co_return co_await provider_->peek(queue, max_messages, from_sequence);
+}
+
+awaitable<result<void>> queue_client::complete(const receipt_handle& receipt) {
+  co_return co_await settle_one(*provider_, settlement::complete(receipt));
+}
+awaitable<result<void>> queue_client::abandon(const receipt_handle& receipt) {
+  co_return co_await settle_one(*provider_, settlement::abandon(receipt));
+}
+awaitable<result<void>> queue_client::dead_letter(const receipt_handle& receipt,
+                                                  std::string reason, std::string description) {
+  co_return co_await settle_one(
+      *provider_, settlement::dead_letter(receipt, std::move(reason), std::move(description)));
+}
+awaitable<std::vector<result<void>>> queue_client::settle(std::vector<settlement> settlements) {
+  co_return co_await provider_->settle(std::move(settlements));
+}
+awaitable<result<time_point>> queue_client::renew_lock(const receipt_handle& receipt) {
+  co_return co_await provider_->renew_lock(receipt);
+}
+
+awaitable<result<session>> queue_client::accept_session(const queue_name& queue,
+                                                        std::optional<session_id> which,
+                                                        milliseconds wait) {
+  if (caps().sessions == session_support::none) {
+    co_return fail(errc::unsupported, std::string(provider_name()) + " has no sessions");
+  }
+  auto r = co_await provider_->accept_session(queue, std::move(which), wait);
+  if (!r) co_return r.error();
+  co_return session(std::move(*r));
+}
+
+awaitable<void> queue_client::close() { co_await provider_->close(); }
+
+}  // namespace qrt

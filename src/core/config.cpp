@@ -1,0 +1,239 @@
+#include <qrt/config.hpp>
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+extern char** environ;
+
+namespace qrt {
+namespace {
+
+error field_error(std::string_view key, std::string_view what) {
+  return fail(errc::configuration_error,
+              "field '" + std::string(key) + "': " + std::string(what));
+}
+
+// Shown in errors for non-secret fields only.
+std::string quoted_value(std::string_view key, const std::string& value) {
+  return config::is_secret_key(key) ? std::string("<redacted>") : "'" + value + "'";
+}
+
+result<void> flatten(const YAML::Node& node, const std::string& prefix, config& out) {
+  if (node.IsMap()) {
+    for (const auto& kv : node) {
+      const auto key = kv.first.as<std::string>();
+      auto r = flatten(kv.second, prefix.empty() ? key : prefix + "." + key, out);
+      if (!r) return r;
+    }
+    return {};
+  }
+  if (node.IsSequence()) {
+    // Sequences of scalars become comma-separated lists ("queues: [a, b]").
+    std::string joined;
+    for (const auto& item : node) {
+      if (!item.IsScalar()) return field_error(prefix, "lists may only hold plain values");
+      if (!joined.empty()) joined += ',';
+      joined += item.as<std::string>();
+    }
+    out.set(prefix, joined);
+    return {};
+  }
+  if (node.IsNull()) {
+    out.set(prefix, "");
+    return {};
+  }
+  out.set(prefix, node.as<std::string>());
+  return {};
+}
+
+}  // namespace
+
+std::optional<std::chrono::milliseconds> parse_duration(std::string_view text) {
+  while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back()))) text.remove_suffix(1);
+  double value = 0;
+  const char* first = text.data();
+  const char* last = text.data() + text.size();
+  auto [ptr, ec] = std::from_chars(first, last, value);
+  if (ec != std::errc{} || value < 0) return std::nullopt;
+  std::string_view unit(ptr, static_cast<std::size_t>(last - ptr));
+  double ms = 0;
+  if (unit.empty() || unit == "ms") ms = value;
+  else if (unit == "us") ms = value / 1000.0;
+  else if (unit == "s") ms = value * 1000.0;
+  else if (unit == "m" || unit == "min") ms = value * 60'000.0;
+  else if (unit == "h") ms = value * 3'600'000.0;
+  else return std::nullopt;
+  if (ms > 1e15) return std::nullopt;
+  return std::chrono::milliseconds(static_cast<std::int64_t>(ms));
+}
+
+result<config> config::from_yaml(std::string_view text) {
+  config out;
+  try {
+    YAML::Node root = YAML::Load(std::string(text));
+    if (root.IsNull()) return out;
+    if (!root.IsMap()) return fail(errc::configuration_error, "configuration must be a YAML map");
+    auto r = flatten(root, "", out);
+    if (!r) return r.error();
+  } catch (const YAML::Exception& e) {
+    return fail(errc::configuration_error, std::string("malformed YAML: ") + e.what());
+  }
+  return out;
+}
+
+result<config> config::from_yaml_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return fail(errc::configuration_error, "cannot read configuration file '" + path + "'");
+  std::stringstream buf;
+  buf << in.rdbuf();
+  auto r = from_yaml(buf.str());
+  if (!r) {
+    auto e = r.error();
+    e.message = path + ": " + e.message;
+    return e;
+  }
+  return r;
+}
+
+result<config> config::from_pairs(const std::vector<std::string>& pairs) {
+  config out;
+  for (const auto& p : pairs) {
+    auto eq = p.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      return fail(errc::configuration_error, "expected key=value, got '" + p.substr(0, 64) + "'");
+    }
+    out.set(p.substr(0, eq), p.substr(eq + 1));
+  }
+  return out;
+}
+
+config config::from_environment(std::string_view prefix) {
+  config out;
+  for (char** env = environ; env && *env; ++env) {
+    std::string_view entry(*env);
+    if (entry.substr(0, prefix.size()) != prefix) continue;
+    auto eq = entry.find('=');
+    if (eq == std::string_view::npos) continue;
+    std::string key;
+    auto name = entry.substr(prefix.size(), eq - prefix.size());
+    for (std::size_t i = 0; i < name.size(); ++i) {
+      if (name[i] == '_' && i + 1 < name.size() && name[i + 1] == '_') {
+        key += '.';
+        ++i;
+      } else {
+        key += static_cast<char>(std::tolower(static_cast<unsigned char>(name[i])));
+      }
+    }
+    if (!key.empty()) out.set(std::move(key), std::string(entry.substr(eq + 1)));
+  }
+  return out;
+}
+
+void config::merge(const config& other) {
+  for (const auto& [k, v] : other.values_) values_[k] = v;
+}
+
+std::optional<std::string> config::get(std::string_view key) const {
+  auto it = values_.find(key);
+  if (it == values_.end()) return std::nullopt;
+  return it->second;
+}
+
+result<std::string> config::get_string(std::string_view key,
+                                       std::optional<std::string> fallback) const {
+  if (auto v = get(key)) return *v;
+  if (fallback) return *fallback;
+  return field_error(key, "is required");
+}
+
+result<std::uint64_t> config::get_uint(std::string_view key, std::uint64_t fallback,
+                                       std::uint64_t min, std::uint64_t max) const {
+  auto v = get(key);
+  if (!v) return fallback;
+  std::uint64_t out = 0;
+  auto [ptr, ec] = std::from_chars(v->data(), v->data() + v->size(), out);
+  if (ec != std::errc{} || ptr != v->data() + v->size()) {
+    return field_error(key, "expected a whole number, got " + quoted_value(key, *v));
+  }
+  if (out < min || out > max) {
+    return field_error(key, "must be between " + std::to_string(min) + " and " +
+                                std::to_string(max) + ", got " + quoted_value(key, *v));
+  }
+  return out;
+}
+
+result<double> config::get_double(std::string_view key, double fallback) const {
+  auto v = get(key);
+  if (!v) return fallback;
+  double out = 0;
+  auto [ptr, ec] = std::from_chars(v->data(), v->data() + v->size(), out);
+  if (ec != std::errc{} || ptr != v->data() + v->size()) {
+    return field_error(key, "expected a number, got " + quoted_value(key, *v));
+  }
+  return out;
+}
+
+result<bool> config::get_bool(std::string_view key, bool fallback) const {
+  auto v = get(key);
+  if (!v) return fallback;
+  std::string s = *v;
+  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
+  if (s == "true" || s == "1" || s == "yes" || s == "on") return true;
+  if (s == "false" || s == "0" || s == "no" || s == "off") return false;
+  return field_error(key, "expected true or false, got " + quoted_value(key, *v));
+}
+
+result<std::chrono::milliseconds> config::get_duration(std::string_view key,
+                                                       std::chrono::milliseconds fallback) const {
+  auto v = get(key);
+  if (!v) return fallback;
+  if (auto d = parse_duration(*v)) return *d;
+  return field_error(key, "expected a duration such as 250ms, 30s or 5m, got " +
+                              quoted_value(key, *v));
+}
+
+result<void> config::reject_unknown(std::initializer_list<std::string_view> known) const {
+  for (const auto& [k, v] : values_) {
+    if (std::find(known.begin(), known.end(), k) == known.end()) {
+      std::string list;
+      for (auto n : known) {
+        if (!list.empty()) list += ", ";
+        list += n;
+      }
+      return field_error(k, "unknown field (known: " + list + ")");
+    }
+  }
+  return {};
+}
+
+bool config::is_secret_key(std::string_view key) noexcept {
+  std::string k(key);
+  std::transform(k.begin(), k.end(), k.begin(), [](unsigned char c) { return std::tolower(c); });
+  for (std::string_view marker : {"secret", "password", "token", "key", "connection_string",
+                                  "signature", "credential"}) {
+    if (k.find(marker) != std::string::npos) {
+      // "*_key_id" names an identifier, not a secret (aws access key id).
+      return !(marker == "key" && k.find("key_id") != std::string::npos);
+    }
+  }
+  return false;
+}
+
+std::string config::to_string() const {
+  std::string out;
+  for (const auto& [k, v] : values_) {
+    out += k;
+    out += '=';
+    out += is_secret_key(k) ? "<redacted>" : v;
+    out += '\n';
+  }
+  return out;
+}
+
+}  // namespace qrt

@@ -1,0 +1,132 @@
+#include <qrt/sync_client.hpp>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/use_future.hpp>
+
+#include <thread>
+
+namespace qrt::sync {
+
+namespace asio = boost::asio;
+
+struct queue_client::impl {
+  asio::io_context io;
+  asio::executor_work_guard<asio::io_context::executor_type> guard{io.get_executor()};
+  std::thread thread{[this] { io.run(); }};
+  std::optional<qrt::queue_client> client;
+  bool closed = false;
+
+  ~impl() {
+    shutdown();
+    guard.reset();
+    if (thread.joinable()) thread.join();
+  }
+
+  template <class T>
+  T run(awaitable<T> op) {
+    return asio::co_spawn(io, std::move(op), asio::use_future).get();
+  }
+
+  void shutdown() {
+    if (closed || !client) return;
+    closed = true;
+    run(client->close());
+  }
+};
+
+result<queue_client> queue_client::open(const config& cfg, const provider_registry& registry,
+                                        client_options options) {
+  auto p = std::make_shared<impl>();
+  auto made = asio::co_spawn(
+                  p->io,
+                  [&]() -> awaitable<result<provider_ptr>> {
+                    co_return registry.make(cfg, co_await asio::this_coro::executor);
+                  },
+                  asio::use_future)
+                  .get();
+  if (!made) return made.error();
+  p->client.emplace(std::move(*made), options);
+  return queue_client(std::move(p));
+}
+
+queue_client::queue_client(std::shared_ptr<impl> p) : impl_(std::move(p)) {}
+queue_client::~queue_client() = default;
+queue_client::queue_client(queue_client&&) noexcept = default;
+queue_client& queue_client::operator=(queue_client&&) noexcept = default;
+
+const capabilities& queue_client::caps() const noexcept { return impl_->client->caps(); }
+qrt::queue_client& queue_client::async_client() noexcept { return *impl_->client; }
+
+result<void> queue_client::create_queue(const queue_name& q, const queue_options& o) {
+  return impl_->run(impl_->client->create_queue(q, o));
+}
+result<void> queue_client::delete_queue(const queue_name& q) {
+  return impl_->run(impl_->client->delete_queue(q));
+}
+result<queue_stats> queue_client::stats(const queue_name& q) {
+  return impl_->run(impl_->client->stats(q));
+}
+result<message_id> queue_client::send(const queue_name& q, message msg) {
+  return impl_->run(impl_->client->send(q, std::move(msg)));
+}
+result<std::vector<send_outcome>> queue_client::send_batch(const queue_name& q,
+                                                           std::vector<message> msgs) {
+  return impl_->run(impl_->client->send_batch(q, std::move(msgs)));
+}
+result<std::vector<received_message>> queue_client::receive(const queue_name& q, std::size_t max,
+                                                            milliseconds wait) {
+  return impl_->run(impl_->client->receive(q, max, wait));
+}
+result<std::vector<received_message>> queue_client::peek(const queue_name& q, std::size_t max,
+                                                         std::int64_t from) {
+  return impl_->run(impl_->client->peek(q, max, from));
+}
+result<void> queue_client::complete(const receipt_handle& r) {
+  return impl_->run(impl_->client->complete(r));
+}
+result<void> queue_client::abandon(const receipt_handle& r) {
+  return impl_->run(impl_->client->abandon(r));
+}
+result<void> queue_client::dead_letter(const receipt_handle& r, std::string reason,
+                                       std::string description) {
+  return impl_->run(impl_->client->dead_letter(r, std::move(reason), std::move(description)));
+}
+std::vector<result<void>> queue_client::settle(std::vector<settlement> s) {
+  return impl_->run(impl_->client->settle(std::move(s)));
+}
+result<time_point> queue_client::renew_lock(const receipt_handle& r) {
+  return impl_->run(impl_->client->renew_lock(r));
+}
+result<session> queue_client::accept_session(const queue_name& q, std::optional<session_id> which,
+                                             milliseconds wait) {
+  auto r = impl_->run(impl_->client->accept_session(q, std::move(which), wait));
+  if (!r) return r.error();
+  return session(impl_, std::move(*r));
+}
+void queue_client::close() {
+  if (impl_) impl_->shutdown();
+}
+
+session::session(std::shared_ptr<queue_client::impl> owner, qrt::session s)
+    : owner_(std::move(owner)), session_(std::move(s)) {}
+const session_id& session::id() const noexcept { return session_.id(); }
+time_point session::locked_until() const noexcept { return session_.locked_until(); }
+result<std::vector<received_message>> session::receive(std::size_t max, milliseconds wait) {
+  return owner_->run(session_.receive(max, wait));
+}
+result<void> session::complete(const receipt_handle& r) { return owner_->run(session_.complete(r)); }
+result<void> session::abandon(const receipt_handle& r) { return owner_->run(session_.abandon(r)); }
+result<void> session::dead_letter(const receipt_handle& r, std::string reason,
+                                  std::string description) {
+  return owner_->run(session_.dead_letter(r, std::move(reason), std::move(description)));
+}
+result<time_point> session::renew_lock() { return owner_->run(session_.renew_lock()); }
+result<std::string> session::get_state() { return owner_->run(session_.get_state()); }
+result<void> session::set_state(std::string state) {
+  return owner_->run(session_.set_state(std::move(state)));
+}
+result<void> session::close() { return owner_->run(session_.close()); }
+
+}  // namespace qrt::sync

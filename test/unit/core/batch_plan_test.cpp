@@ -1,0 +1,35 @@
+#include <qrt/client.hpp>
+
+#include <gtest/gtest.h>
+
+using qrt::capabilities;
+using qrt::message;
+
+namespace {
+std::vector<message> sized(std::initializer_list<std::size_t> sizes) {
+  std::vector<message> out;
+  for (auto s : sizes) out.push_back(message{.body = std::string(s, 'x')});
+  return out;
+}
+}  // namespace
+
+TEST(BatchPlan, SplitsByCountKeepingOrder) {  // contract: a batch never exceeds provider limits
+  capabilities caps{.max_batch_messages = 10, .max_batch_bytes = 262'144, .max_message_bytes = 262'144};
+  std::vector<message> msgs(25, message{.body = "x"});
+  auto plan = qrt::plan_batches(msgs, caps);
+  ASSERT_EQ(plan.batches.size(), 3u);
+  EXPECT_EQ(plan.batches[0].size(), 10u);
+  EXPECT_EQ(plan.batches[2].size(), 5u);
+  EXPECT_EQ(plan.batches[1].front(), 10u);
+  EXPECT_TRUE(plan.oversized.empty());
+}
+
+TEST(BatchPlan, SplitsByBytesAndReportsOversized) {
+  capabilities caps{.max_batch_messages = 10, .max_batch_bytes = 100, .max_message_bytes = 80};
+  auto plan = qrt::plan_batches(sized({60, 30, 20, 90, 50}), caps);
+  // 60+30 = 90 fits; +20 would be 110 -> new batch; 90 is oversized; 20+50 fits.
+  ASSERT_EQ(plan.batches.size(), 2u);
+  EXPECT_EQ(plan.batches[0], (std::vector<std::size_t>{0, 1}));
+  EXPECT_EQ(plan.batches[1], (std::vector<std::size_t>{2, 4}));
+  EXPECT_EQ(plan.oversized, (std::vector<std::size_t>{3}));
+}

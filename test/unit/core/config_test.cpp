@@ -1,0 +1,84 @@
+#include <qrt/config.hpp>
+
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+
+using namespace std::chrono_literals;
+using qrt::config;
+using qrt::errc;
+
+TEST(Config, YamlNestedMapsFlattenToDottedKeys) {
+  auto c = config::from_yaml("provider: sqs\nsqs:\n  region: eu-west-1\n  queues: [a, b]\n");
+  ASSERT_TRUE(c) << c.error().to_string();
+  EXPECT_EQ(c->get("provider"), "sqs");
+  EXPECT_EQ(c->get("sqs.region"), "eu-west-1");
+  EXPECT_EQ(c->get("sqs.queues"), "a,b");
+}
+
+TEST(Config, MalformedYamlIsAConfigurationError) {
+  auto c = config::from_yaml("provider: [unclosed");
+  ASSERT_FALSE(c);
+  EXPECT_EQ(c.error().code, errc::configuration_error);
+  EXPECT_NE(c.error().message.find("malformed YAML"), std::string::npos);
+}
+
+TEST(Config, TypedGettersNameTheFieldOnBadInput) {  // seed assertion 16
+  config c{{"max_queue_size", "lots"}, {"lock_duration", "5 fortnights"}, {"flag", "maybe"}};
+  auto n = c.get_uint("max_queue_size", 1);
+  ASSERT_FALSE(n);
+  EXPECT_EQ(n.error().code, errc::configuration_error);
+  EXPECT_NE(n.error().message.find("'max_queue_size'"), std::string::npos);
+  EXPECT_NE(n.error().message.find("'lots'"), std::string::npos);
+  auto d = c.get_duration("lock_duration", 1s);
+  ASSERT_FALSE(d);
+  EXPECT_NE(d.error().message.find("'lock_duration'"), std::string::npos);
+  EXPECT_FALSE(c.get_bool("flag", false));
+}
+
+TEST(Config, RangeChecksAndDefaults) {
+  config c{{"n", "0"}};
+  EXPECT_FALSE(c.get_uint("n", 5, 1, 10));
+  EXPECT_EQ(c.get_uint("missing", 5, 1, 10).value(), 5u);
+  EXPECT_EQ((config{{"d", "250ms"}}.get_duration("d", 1s).value()), 250ms);
+  EXPECT_EQ((config{{"d", "2m"}}.get_duration("d", 1s).value()), 120s);
+  EXPECT_EQ((config{{"d", "1.5s"}}.get_duration("d", 1s).value()), 1500ms);
+}
+
+TEST(Config, UnknownFieldsAreRefusedByName) {
+  config c{{"provider", "memory"}, {"max_queue_sise", "10"}};
+  auto r = c.reject_unknown({"provider", "max_queue_size"});
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("'max_queue_sise'"), std::string::npos);
+}
+
+TEST(Config, SecretsAreRedactedInTextAndErrors) {
+  const std::string secret = "s3cr3t-Zm9vYmFy";
+  config c{{"connection_string", "Endpoint=sb://x/;SharedAccessKey=" + secret},
+           {"secret_access_key", secret},
+           {"access_key_id", "AKIDEXAMPLE"},
+           {"sas_token_ttl", "not-a-duration-" + secret}};
+  const auto text = c.to_string();
+  EXPECT_EQ(text.find(secret), std::string::npos) << text;
+  EXPECT_NE(text.find("AKIDEXAMPLE"), std::string::npos);
+  auto bad = c.get_duration("sas_token_ttl", 1s);
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().to_string().find(secret), std::string::npos);
+}
+
+TEST(Config, EnvironmentVariablesMapToKeys) {
+  ::setenv("QRTTEST_PROVIDER", "sqs", 1);
+  ::setenv("QRTTEST_SQS__REGION", "us-east-2", 1);
+  auto c = config::from_environment("QRTTEST_");
+  EXPECT_EQ(c.get("provider"), "sqs");
+  EXPECT_EQ(c.get("sqs.region"), "us-east-2");
+  ::unsetenv("QRTTEST_PROVIDER");
+  ::unsetenv("QRTTEST_SQS__REGION");
+}
+
+TEST(Config, PairsNeedAnEqualsSign) {
+  EXPECT_TRUE(config::from_pairs({"a=1", "b="}));
+  auto r = config::from_pairs({"novalue"});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, errc::configuration_error);
+}

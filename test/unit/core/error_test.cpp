@@ -1,0 +1,39 @@
+#include <qrt/error.hpp>
+
+#include <gtest/gtest.h>
+
+using qrt::errc;
+using qrt::error_kind;
+
+TEST(Error, ClassificationDefaultsFollowTheCode) {
+  EXPECT_EQ(qrt::default_kind(errc::throttled), error_kind::throttled);
+  EXPECT_EQ(qrt::default_kind(errc::connection_failed), error_kind::transient);
+  EXPECT_EQ(qrt::default_kind(errc::timeout), error_kind::transient);
+  EXPECT_EQ(qrt::default_kind(errc::queue_not_found), error_kind::permanent);
+  EXPECT_EQ(qrt::default_kind(errc::message_too_large), error_kind::permanent);
+  EXPECT_EQ(qrt::default_kind(errc::receipt_expired), error_kind::permanent);
+}
+
+TEST(Error, ToStringKeepsTheProviderCode) {
+  qrt::error e{errc::queue_not_found, "queue 'orders' does not exist", "QueueDoesNotExist"};
+  EXPECT_EQ(e.to_string(), "queue_not_found: queue 'orders' does not exist [QueueDoesNotExist]");
+  EXPECT_FALSE(e.is_transient());
+  EXPECT_TRUE(e == errc::queue_not_found);
+}
+
+TEST(Error, ErrorCodeUsesTheQrtCategory) {
+  boost::system::error_code ec = errc::session_locked;
+  EXPECT_EQ(ec.category().name(), std::string("qrt"));
+  EXPECT_EQ(ec.message(), "session_locked");
+}
+
+TEST(Error, ResultValueThrowsQrtException) {
+  qrt::result<int> r = qrt::fail(errc::timeout, "receive took too long");
+  try {
+    (void)r.value();
+    FAIL() << "value() on an error must throw";
+  } catch (const qrt::exception& ex) {
+    EXPECT_EQ(ex.get().code, errc::timeout);
+    EXPECT_STREQ(ex.what(), "timeout: receive took too long");
+  }
+}
