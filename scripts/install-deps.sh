@@ -4,13 +4,9 @@
 # test/servers/package.json), never system-wide.
 set -euo pipefail
 
-packages=(
-  build-essential cmake ninja-build ccache pkg-config
-  libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev
-  libgtest-dev libgmock-dev libbenchmark-dev
-  libyaml-cpp-dev libcli11-dev libconcurrentqueue-dev libssl-dev
-  prometheus
-)
+# One list per component in scripts/deps/*.txt (one package per line, '#' comments).
+cd "$(dirname "$0")"
+mapfile -t packages < <(cat deps/*.txt | sed 's/#.*//' | tr -s ' \t' '\n' | sed '/^$/d' | sort -u)
 
 missing=()
 for p in "${packages[@]}"; do
