@@ -1,0 +1,66 @@
+// The seam between the embedded provider's state machine and its persistence log.
+//
+// Every state change of a queue is reported to an event_sink, under that queue's lock, in the
+// order it happened. The in-memory mode uses no sink; the persisted mode's sink appends each event
+// to a log and replays the log on open (docs/adr/0003-persistence-format.md once it exists).
+// Locks are never persisted: after a restart, every unsettled message is ready again with the
+// delivery count it had.
+#pragma once
+
+#include <qrt/message.hpp>
+#include <qrt/provider.hpp>
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace qrt::memory::detail {
+
+/// Log sequence number of an appended event; 0 means "nothing to wait for".
+using lsn = std::uint64_t;
+
+/// A message as the queue stores it.
+struct stored_message {
+  std::uint64_t sequence = 0;  ///< unique and increasing within its queue (or DLQ)
+  message content;
+  time_point enqueued_time{};
+  std::uint32_t delivery_count = 0;  ///< deliveries so far
+  std::optional<dead_letter_info> dead_letter;  ///< set for messages in a DLQ
+};
+
+class event_sink {
+ public:
+  virtual ~event_sink() = default;
+
+  // Each call appends one event and returns its lsn. Called with the queue's lock held, so it
+  // must be quick and must never wait for I/O; waiting happens in flushed().
+  virtual lsn queue_created(const queue_name& queue, const queue_options& options) = 0;
+  virtual lsn queue_deleted(const queue_name& queue) = 0;
+  /// A message entered `queue` (which may be a dead-letter queue).
+  virtual lsn enqueued(const queue_name& queue, const stored_message& msg) = 0;
+  /// A message was handed to a receiver; its delivery count is now `delivery_count`.
+  virtual lsn delivered(const queue_name& queue, std::uint64_t sequence,
+                        std::uint32_t delivery_count) = 0;
+  /// A message left `queue` for good: completed, or expired and dropped, or moved to the DLQ
+  /// (the move is `removed` from the queue plus `enqueued` into queue.dead_letter()).
+  virtual lsn removed(const queue_name& queue, std::uint64_t sequence) = 0;
+  virtual lsn session_state_set(const queue_name& queue, const session_id& session,
+                                const std::string& state) = 0;
+
+  /// Completes once every event up to and including `upto` is as durable as the configured
+  /// durability mode promises (always: on disk; interval/none: at once).
+  virtual awaitable<result<void>> flushed(lsn upto) = 0;
+};
+
+/// What a log replays into: the provider starts from this state.
+struct recovered_queue {
+  queue_options options;
+  std::vector<stored_message> messages;              ///< unsettled, in sequence order
+  std::vector<stored_message> dead_letters;          ///< in sequence order
+  std::map<session_id, std::string> session_states;  ///< non-empty states only
+  std::uint64_t next_sequence = 1;                   ///< for the queue and its DLQ
+};
+using recovered_state = std::map<queue_name, recovered_queue>;
+
+}  // namespace qrt::memory::detail
