@@ -419,8 +419,10 @@ void persistent_log::writer_loop() {
     }
     written_lsn_ = std::max(written_lsn_, last);
     if (options_.mode == durability::always) durable_lsn_ = written_lsn_;
-    complete_reached_waiters_locked();
+    // Deleting first (rare: once per settled segment) means whoever sees its operation
+    // acknowledged also sees the disk space it freed.
     delete_settled_segments(lock);
+    complete_reached_waiters_locked();
     if (options_.mode == durability::interval && steady::now() >= next_sync) {
       lock.unlock();
       r = sync_open_file();
