@@ -9,6 +9,7 @@
 #include <random>
 #include <unordered_map>
 
+#include "log/persistent_log.hpp"
 #include "queue_state.hpp"
 
 namespace qrt::memory {
@@ -600,10 +601,6 @@ provider_ptr make_memory_provider(const options& opts, boost::asio::any_io_execu
 }  // namespace detail
 
 result<provider_ptr> make_provider(const options& opts, boost::asio::any_io_executor executor) {
-  if (opts.enable_persistence) {
-    return fail(errc::unsupported,
-                "enable_persistence: the persisted embedded provider is not built into this qrt");
-  }
   if (opts.max_queue_size == 0 || opts.channel_buffer_size == 0 || opts.max_message_bytes == 0) {
     return fail(errc::configuration_error,
                 "max_queue_size, channel_buffer_size and max_message_bytes must be positive");
@@ -611,6 +608,17 @@ result<provider_ptr> make_provider(const options& opts, boost::asio::any_io_exec
   for (const auto& name : opts.queues) {
     auto q = queue_name::parse(name);
     if (!q) return fail(errc::configuration_error, "field 'queues': " + q.error().message);
+  }
+  if (opts.enable_persistence) {
+    log::log_options lo;
+    lo.directory = opts.persistence_path;
+    lo.mode = opts.durability_mode;
+    lo.sync_interval = opts.sync_interval;
+    lo.max_disk_bytes = opts.max_disk_bytes;
+    auto opened = log::persistent_log::open(std::move(lo));
+    if (!opened) return opened.error();
+    return detail::make_memory_provider(opts, std::move(executor), std::move(opened->log),
+                                        std::move(opened->state));
   }
   return detail::make_memory_provider(opts, std::move(executor), nullptr, {});
 }

@@ -3,11 +3,11 @@
 // queue definitions and session states a new segment's checkpoint repeats.
 #pragma once
 
-#include "record.hpp"
-
 #include <cstdint>
 #include <map>
 #include <unordered_map>
+
+#include "record.hpp"
 
 namespace qrt::memory::log {
 
@@ -20,7 +20,7 @@ struct queue_index {
   queue_options options;
   std::uint64_t next_sequence = 1;
   std::map<session_id, std::string> session_states;
-  std::unordered_map<std::uint64_t, live_message> live;              ///< the queue's messages
+  std::unordered_map<std::uint64_t, live_message> live;               ///< the queue's messages
   std::unordered_map<std::uint64_t, live_message> live_dead_letters;  ///< its DLQ's messages
 };
 

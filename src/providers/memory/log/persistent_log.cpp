@@ -1,19 +1,18 @@
 #include "persistent_log.hpp"
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/execution/outstanding_work.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/prefer.hpp>
 #include <boost/asio/use_awaitable.hpp>
-
 #include <cerrno>
 #include <cstring>
 #include <iostream>
-
-#include <fcntl.h>
-#include <sys/file.h>
-#include <unistd.h>
 
 namespace qrt::memory::log {
 namespace {
@@ -63,8 +62,8 @@ result<int> lock_directory(const fs::path& dir) {
       std::string pid = n > 0 ? std::string(holder, static_cast<std::size_t>(n)) : "unknown";
       while (!pid.empty() && (pid.back() == '\n' || pid.back() == ' ')) pid.pop_back();
       return fail(errc::provider_error,
-                  "persistence path " + dir.string() + " is in use by another process (pid " +
-                      pid + "); only one process may open it at a time",
+                  "persistence path " + dir.string() + " is in use by another process (pid " + pid +
+                      "); only one process may open it at a time",
                   "locked");
     }
     return io_error("cannot lock", lock_path, err);
@@ -89,9 +88,9 @@ result<persistent_log::opened> persistent_log::open(log_options options) {
   std::error_code ec;
   fs::create_directories(options.directory, ec);
   if (ec || !fs::is_directory(options.directory))
-    return fail(errc::configuration_error,
-                "persistence_path: cannot create directory " + options.directory.string() +
-                    (ec ? ": " + ec.message() : std::string{}));
+    return fail(errc::configuration_error, "persistence_path: cannot create directory " +
+                                               options.directory.string() +
+                                               (ec ? ": " + ec.message() : std::string{}));
 
   auto lock_fd = lock_directory(options.directory);
   if (!lock_fd) return lock_fd.error();
@@ -183,8 +182,8 @@ detail::lsn persistent_log::append(Encode&& encode) {
 detail::lsn persistent_log::queue_created(const queue_name& queue, const queue_options& options) {
   std::lock_guard lock(mutex_);
   const auto lsn = append([&](std::string& out) {
-    const auto* q = index_.queues().count(queue.parent()) ? &index_.queues().at(queue.parent())
-                                                          : nullptr;
+    const auto* q =
+        index_.queues().count(queue.parent()) ? &index_.queues().at(queue.parent()) : nullptr;
     return append_queue_created(out, queue, options, q ? q->next_sequence : 0);
   });
   index_.queue_created(queue, options, 0);
@@ -224,8 +223,8 @@ detail::lsn persistent_log::removed(const queue_name& queue, std::uint64_t seque
 detail::lsn persistent_log::session_state_set(const queue_name& queue, const session_id& session,
                                               const std::string& state) {
   std::lock_guard lock(mutex_);
-  const auto lsn = append(
-      [&](std::string& out) { return append_session_state(out, queue, session, state); });
+  const auto lsn =
+      append([&](std::string& out) { return append_session_state(out, queue, session, state); });
   index_.session_state_set(queue, session, state);
   return lsn;
 }
@@ -234,8 +233,7 @@ bool persistent_log::reached_locked(detail::lsn upto) const {
   return (options_.mode == durability::always ? durable_lsn_ : written_lsn_) >= upto;
 }
 
-void persistent_log::register_waiter(detail::lsn upto,
-                                     std::function<void(result<void>)> complete) {
+void persistent_log::register_waiter(detail::lsn upto, std::function<void(result<void>)> complete) {
   std::lock_guard lock(mutex_);
   if (failure_) return complete(*failure_);
   if (reached_locked(upto)) return complete(result<void>{});
@@ -247,6 +245,8 @@ awaitable<result<void>> persistent_log::flushed(detail::lsn upto) {
   if (upto == 0) co_return result<void>{};
   {
     std::lock_guard lock(mutex_);
+    // An lsn past the last one handed out means "everything appended so far".
+    upto = std::min(upto, next_lsn_ - 1);
     if (failure_) co_return *failure_;
     if (reached_locked(upto)) co_return result<void>{};
   }
@@ -259,9 +259,8 @@ awaitable<result<void>> persistent_log::flushed(detail::lsn upto) {
                                             boost::asio::execution::outstanding_work.tracked);
         auto shared = std::make_shared<decltype(handler)>(std::move(handler));
         register_waiter(upto, [shared, executor](result<void> r) {
-          boost::asio::post(executor, [shared, r = std::move(r)]() mutable {
-            (*shared)(std::move(r));
-          });
+          boost::asio::post(executor,
+                            [shared, r = std::move(r)]() mutable { (*shared)(std::move(r)); });
         });
       },
       boost::asio::use_awaitable);
@@ -269,6 +268,7 @@ awaitable<result<void>> persistent_log::flushed(detail::lsn upto) {
 
 result<void> persistent_log::wait_flushed(detail::lsn upto) {
   std::unique_lock lock(mutex_);
+  upto = std::min(upto, next_lsn_ - 1);
   progress_.wait(lock, [&] { return failure_ || reached_locked(upto) || stopped_; });
   if (failure_) return *failure_;
   if (!reached_locked(upto)) return fail(errc::closed, "persistence log is closed");

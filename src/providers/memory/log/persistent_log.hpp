@@ -3,25 +3,24 @@
 // See docs/adr/0003-persistence-format.md.
 #pragma once
 
-#include "replay.hpp"
-
-#include <qrt/memory.hpp>
-
 #include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <qrt/memory.hpp>
 #include <thread>
+
+#include "replay.hpp"
 
 namespace qrt::memory::log {
 
 struct log_options {
   std::filesystem::path directory;  ///< created if missing
   durability mode = durability::always;
-  milliseconds sync_interval{100};  ///< durability::interval
-  std::uint64_t max_disk_bytes = 0;  ///< 0: no limit
+  milliseconds sync_interval{100};          ///< durability::interval
+  std::uint64_t max_disk_bytes = 0;         ///< 0: no limit
   std::uint64_t segment_bytes = 64u << 20;  ///< a segment is rolled once it reaches this size
   /// Where recovery reports what it cut off; default: one line on stderr.
   std::function<void(const std::string&)> warn;

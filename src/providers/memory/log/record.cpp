@@ -1,16 +1,18 @@
 #include "record.hpp"
 
-#include "crc32c.hpp"
-
 #include <chrono>
 #include <cstring>
+
+#include "crc32c.hpp"
 
 namespace qrt::memory::log {
 namespace {
 
 // ---- writing ----------------------------------------------------------------------------------
 
-void put_u8(std::string& out, std::uint8_t v) { out.push_back(static_cast<char>(v)); }
+void put_u8(std::string& out, std::uint8_t v) {
+  out.push_back(static_cast<char>(v));
+}
 
 void put_u32(std::string& out, std::uint32_t v) {
   char b[4];
@@ -24,14 +26,18 @@ void put_u64(std::string& out, std::uint64_t v) {
   out.append(b, 8);
 }
 
-void put_i64(std::string& out, std::int64_t v) { put_u64(out, static_cast<std::uint64_t>(v)); }
+void put_i64(std::string& out, std::int64_t v) {
+  put_u64(out, static_cast<std::uint64_t>(v));
+}
 
 void put_string(std::string& out, std::string_view s) {
   put_u32(out, static_cast<std::uint32_t>(s.size()));
   out.append(s);
 }
 
-void put_bool(std::string& out, bool b) { put_u8(out, b ? 1 : 0); }
+void put_bool(std::string& out, bool b) {
+  put_u8(out, b ? 1 : 0);
+}
 
 void put_time(std::string& out, time_point t) {
   put_i64(out, std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count());
@@ -262,7 +268,8 @@ result<void> append_queue_created(std::string& out, const queue_name& queue,
 }
 
 result<void> append_queue_deleted(std::string& out, const queue_name& queue) {
-  return append_frame(out, record_type::queue_deleted, [&](std::string& p) { put_queue(p, queue); });
+  return append_frame(out, record_type::queue_deleted,
+                      [&](std::string& p) { put_queue(p, queue); });
 }
 
 result<void> append_enqueued(std::string& out, const queue_name& queue, const stored_message& msg) {
@@ -422,8 +429,8 @@ std::string segment_header(std::uint64_t segment_index) {
 
 result<std::uint64_t> parse_segment_header(std::string_view bytes) {
   if (bytes.size() < segment_header_size)
-    return fail(errc::protocol_error, "segment header cut off after " +
-                                          std::to_string(bytes.size()) + " bytes");
+    return fail(errc::protocol_error,
+                "segment header cut off after " + std::to_string(bytes.size()) + " bytes");
   if (bytes.substr(0, segment_magic.size()) != segment_magic)
     return fail(errc::protocol_error, "not a qrt log segment (bad magic)");
   reader r(bytes.substr(segment_magic.size(), 8));

@@ -1,4 +1,5 @@
-// The persistence log's record format: pure functions, no I/O (docs/adr/0003-persistence-format.md).
+// The persistence log's record format: pure functions, no I/O
+// (docs/adr/0003-persistence-format.md).
 //
 // A frame is a 12-byte header followed by the payload:
 //   u32 payload_length | u32 crc32c(payload) | u32 crc32c(first 8 header bytes)
@@ -7,14 +8,13 @@
 // one-byte record type; its fields follow in a fixed order (see record.cpp).
 #pragma once
 
-#include "../events.hpp"
-
-#include <qrt/error.hpp>
-
 #include <cstdint>
+#include <qrt/error.hpp>
 #include <string>
 #include <string_view>
 #include <variant>
+
+#include "../events.hpp"
 
 namespace qrt::memory::log {
 
@@ -90,9 +90,9 @@ enum class frame_status {
 
 struct frame_view {
   frame_status status = frame_status::corrupt;
-  std::string_view payload;  ///< set when ok
+  std::string_view payload;    ///< set when ok
   std::size_t frame_size = 0;  ///< header + payload when ok
-  std::string problem;       ///< why, when not ok
+  std::string problem;         ///< why, when not ok
 };
 
 /// Reads the frame at the start of `bytes`. Never reads past `bytes`.

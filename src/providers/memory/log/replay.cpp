@@ -1,11 +1,11 @@
 #include "replay.hpp"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <cstdio>
 #include <fstream>
 #include <sstream>
-
-#include <fcntl.h>
-#include <unistd.h>
 
 namespace qrt::memory::log {
 namespace {
@@ -30,7 +30,8 @@ result<std::string> read_whole_file(const fs::path& path) {
   if (!in) return fail(errc::provider_error, "persistence log: cannot read " + path.string());
   std::ostringstream buffer;
   buffer << in.rdbuf();
-  if (in.bad()) return fail(errc::provider_error, "persistence log: error reading " + path.string());
+  if (in.bad())
+    return fail(errc::provider_error, "persistence log: error reading " + path.string());
   return std::move(buffer).str();
 }
 
@@ -38,8 +39,8 @@ result<void> truncate_file(const fs::path& path, std::uint64_t size) {
   const int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
   if (fd < 0 || ::ftruncate(fd, static_cast<off_t>(size)) != 0 || ::fsync(fd) != 0) {
     if (fd >= 0) ::close(fd);
-    return fail(errc::provider_error, "persistence log: cannot truncate the torn tail of " +
-                                          path.string());
+    return fail(errc::provider_error,
+                "persistence log: cannot truncate the torn tail of " + path.string());
   }
   ::close(fd);
   return {};
@@ -73,7 +74,8 @@ class state_builder {
         auto it = contents_.find(key);
         if (it == contents_.end()) return;
         for (auto& [seq, m] : it->second) {
-          if (const live_message* live = index.find(key, seq)) m.delivery_count = live->delivery_count;
+          if (const live_message* live = index.find(key, seq))
+            m.delivery_count = live->delivery_count;
           into.push_back(std::move(m));
         }
       };
@@ -152,9 +154,9 @@ result<replay_result> replay_directory(const std::filesystem::path& directory) {
 
     auto header_index = parse_segment_header(bytes);
     if (!header_index || *header_index != file.index) {
-      const std::string problem = header_index ? "segment header names index " +
-                                                     std::to_string(*header_index)
-                                               : header_index.error().message;
+      const std::string problem =
+          header_index ? "segment header names index " + std::to_string(*header_index)
+                       : header_index.error().message;
       if (!last || next_intact_frame(bytes, 1)) return corrupt_at(file.path, 0, problem);
       // A segment whose creation was interrupted: nothing in it was ever acknowledged.
       out.report.torn_bytes = bytes.size();
@@ -181,9 +183,9 @@ result<replay_result> replay_directory(const std::filesystem::path& directory) {
       }
       if (!last) return corrupt_at(file.path, pos, frame.problem);
       if (auto next = next_intact_frame(bytes, pos + 1))
-        return corrupt_at(file.path, pos,
-                          frame.problem + ", followed by an intact record at offset " +
-                              std::to_string(*next));
+        return corrupt_at(
+            file.path, pos,
+            frame.problem + ", followed by an intact record at offset " + std::to_string(*next));
       out.report.torn_bytes = bytes.size() - pos;
       out.report.torn_file = file.path.string();
       out.report.torn_offset = pos;

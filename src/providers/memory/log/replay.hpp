@@ -3,10 +3,10 @@
 // interrupted write); corruption anywhere else refuses the open, naming file and offset.
 #pragma once
 
-#include "live_index.hpp"
-
 #include <filesystem>
 #include <vector>
+
+#include "live_index.hpp"
 
 namespace qrt::memory::log {
 

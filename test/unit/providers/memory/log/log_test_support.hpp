@@ -1,13 +1,13 @@
 // Shared helpers for the persistence log tests: a scratch directory and message makers.
 #pragma once
 
-#include "providers/memory/log/persistent_log.hpp"
-
 #include <gtest/gtest.h>
 
 #include <filesystem>
 #include <fstream>
 #include <random>
+
+#include "providers/memory/log/persistent_log.hpp"
 
 namespace qrt::memory::log::testing {
 

@@ -1,10 +1,9 @@
-#include "log_test_support.hpp"
-
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
-
 #include <thread>
+
+#include "log_test_support.hpp"
 
 namespace qrt::memory::log {
 namespace {
@@ -74,8 +73,8 @@ TEST(PersistentLog, ReopenRestoresQueuesMessagesCountsAndSessionState) {
   EXPECT_EQ(q.dead_letters[0].content.body, "dead");
   EXPECT_EQ(q.dead_letters[0].dead_letter->reason, "reason");
   EXPECT_EQ(q.next_sequence, 8u);
-  EXPECT_EQ(q.session_states, (std::map<session_id, std::string>{
-                                  {session_id::from("s1"), "checkpoint-1"}}));
+  EXPECT_EQ(q.session_states,
+            (std::map<session_id, std::string>{{session_id::from("s1"), "checkpoint-1"}}));
   EXPECT_EQ(o.report.torn_bytes, 0u);
 }
 
@@ -121,7 +120,8 @@ TEST(PersistentLog, SegmentsRollAndSettledOnesAreDeleted) {
   log.queue_created(orders, {});
   const std::string body(300, 'x');
   detail::lsn last = 0;
-  for (std::uint64_t seq = 1; seq <= 200; ++seq) last = log.enqueued(orders, make_message(seq, body));
+  for (std::uint64_t seq = 1; seq <= 200; ++seq)
+    last = log.enqueued(orders, make_message(seq, body));
   ASSERT_TRUE(log.wait_flushed(last));
   const std::size_t rolled = segment_files(dir.path()).size();
   EXPECT_GT(rolled, 10u);
@@ -180,7 +180,8 @@ TEST(PersistentLog, EveryModeKeepsWhatWasWrittenAcrossACleanClose) {
       auto o = open_or_die(opts);
       o.log->queue_created(orders, {});
       detail::lsn last = 0;
-      for (std::uint64_t seq = 1; seq <= 50; ++seq) last = o.log->enqueued(orders, make_message(seq, "b"));
+      for (std::uint64_t seq = 1; seq <= 50; ++seq)
+        last = o.log->enqueued(orders, make_message(seq, "b"));
       ASSERT_TRUE(o.log->wait_flushed(last));
     }
     auto o = open_or_die(options_for(dir.path(), mode));
@@ -235,7 +236,8 @@ TEST(PersistentLog, ConcurrentAppendersShareFdatasyncs) {
   EXPECT_LT(log.fdatasync_count(), static_cast<std::uint64_t>(threads * per_thread));
   o.log.reset();
   auto reopened = open_or_die(options_for(dir.path()));
-  EXPECT_EQ(reopened.state.at(orders).messages.size(), static_cast<std::size_t>(threads * per_thread));
+  EXPECT_EQ(reopened.state.at(orders).messages.size(),
+            static_cast<std::size_t>(threads * per_thread));
 }
 
 TEST(PersistentLog, DiskLimitAppliesBackpressureUntilSettlementsFreeSpace) {
@@ -248,12 +250,14 @@ TEST(PersistentLog, DiskLimitAppliesBackpressureUntilSettlementsFreeSpace) {
   log.queue_created(orders, {});
   std::uint64_t seq = 0;
   detail::lsn last = 0;
-  while (!log.over_disk_limit()) last = log.enqueued(orders, make_message(++seq, std::string(500, 'z')));
+  while (!log.over_disk_limit())
+    last = log.enqueued(orders, make_message(++seq, std::string(500, 'z')));
   ASSERT_TRUE(log.wait_flushed(last));
   EXPECT_GE(log.disk_bytes(), opts.max_disk_bytes);
   for (std::uint64_t s = 1; s <= seq; ++s) last = log.removed(orders, s);
   // A roll puts the settled segments behind the writer, which then deletes them.
-  for (int i = 0; i < 20; ++i) last = log.session_state_set(orders, session_id::from("s"), std::string(400, 'p'));
+  for (int i = 0; i < 20; ++i)
+    last = log.session_state_set(orders, session_id::from("s"), std::string(400, 'p'));
   ASSERT_TRUE(log.wait_flushed(last));
   EXPECT_FALSE(log.over_disk_limit());
 }

@@ -1,9 +1,10 @@
-#include "providers/memory/log/crc32c.hpp"
 #include "providers/memory/log/record.hpp"
 
 #include <gtest/gtest.h>
 
 #include <random>
+
+#include "providers/memory/log/crc32c.hpp"
 
 namespace qrt::memory::log {
 namespace {

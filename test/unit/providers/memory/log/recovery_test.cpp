@@ -36,8 +36,8 @@ written_log write_messages(const std::filesystem::path& dir, int count) {
   out.segment = segment_files(dir).back();
   for (int i = 1; i <= count; ++i) {
     out.record_offsets.push_back(std::filesystem::file_size(out.segment));
-    EXPECT_TRUE(log.wait_flushed(
-        log.enqueued(orders, make_message(static_cast<std::uint64_t>(i), "body-" + std::to_string(i)))));
+    EXPECT_TRUE(log.wait_flushed(log.enqueued(
+        orders, make_message(static_cast<std::uint64_t>(i), "body-" + std::to_string(i)))));
   }
   o->log.reset();
   return out;
@@ -192,7 +192,8 @@ TEST(Recovery, ChecksummedButUndecodableRecordIsCorruptionNotATornTail) {
   payload[0] = 0x7F;
   std::string reframed(frame_header_size, '\0');
   auto put = [&](std::size_t at, std::uint32_t v) {
-    for (int i = 0; i < 4; ++i) reframed[at + static_cast<std::size_t>(i)] = static_cast<char>(v >> (8 * i));
+    for (int i = 0; i < 4; ++i)
+      reframed[at + static_cast<std::size_t>(i)] = static_cast<char>(v >> (8 * i));
   };
   put(0, static_cast<std::uint32_t>(payload.size()));
   put(4, crc32c(payload));
