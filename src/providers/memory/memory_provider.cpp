@@ -247,7 +247,8 @@ class memory_provider final : public provider,
         }
         const auto now = clock::now();
         q->sweep(now);
-        for (; next < n && q->has_room(); ++next) {
+        const bool disk_room = !sink_ || sink_->has_room();
+        for (; next < n && disk_room && q->has_room(); ++next) {
           if (done[next]) continue;
           message& m = messages[next];
           if (m.id.empty()) m.id = id_prefix_ + std::to_string(id_counter_.fetch_add(1));
@@ -262,9 +263,14 @@ class memory_provider final : public provider,
         if (now >= deadline) {
           for (std::size_t i = next; i < n; ++i) {
             if (!done[i]) {
-              outcomes[i] = fail(errc::queue_full, "queue '" + queue.str() + "' stayed full (" +
-                                                       std::to_string(opts_.max_queue_size) +
-                                                       " messages) until the send deadline");
+              outcomes[i] =
+                  disk_room
+                      ? fail(errc::queue_full, "queue '" + queue.str() + "' stayed full (" +
+                                                   std::to_string(opts_.max_queue_size) +
+                                                   " messages) until the send deadline")
+                      : fail(errc::queue_full, "the persistence log stayed at its disk limit (" +
+                                                   std::to_string(opts_.max_disk_bytes) +
+                                                   " bytes) until the send deadline");
             }
           }
           break;
@@ -273,6 +279,9 @@ class memory_provider final : public provider,
         q->senders().add(w);
         wake_at = deadline;
         if (auto e = q->next_event()) wake_at = std::min(wake_at, *e);
+        // Disk space comes back when the log deletes a settled segment, which may follow a
+        // settlement on any queue: look again soon rather than wire every queue to the log.
+        if (!disk_room) wake_at = std::min(wake_at, now + milliseconds{10});
       }
       co_await wait_for_change(q, w, wake_at);
       std::lock_guard lock(q->mutex);

@@ -56,6 +56,7 @@ class persistent_log final : public detail::event_sink {
   /// True while the log is at or above max_disk_bytes: new messages must wait (backpressure);
   /// settlements are always accepted, since they are what frees space.
   bool over_disk_limit() const;
+  bool has_room() const override { return !over_disk_limit(); }
   /// How many segment files exist now (tests and stats).
   std::size_t segment_count() const;
   std::uint64_t fdatasync_count() const;
