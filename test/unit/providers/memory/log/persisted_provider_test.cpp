@@ -1,8 +1,8 @@
 // The embedded provider with enable_persistence, end to end through the blocking facade.
-#include "log_test_support.hpp"
-
 #include <qrt/memory.hpp>
 #include <qrt/qrt.hpp>
+
+#include "log_test_support.hpp"
 
 namespace qrt::memory::log {
 namespace {
@@ -11,12 +11,11 @@ using testing::scratch_dir;
 
 const queue_name jobs = queue_name::from("jobs");
 
-result<sync::queue_client> open_persisted(const std::filesystem::path& dir,
-                                          std::vector<std::pair<std::string, std::string>> extra = {},
-                                          client_options co = {}) {
-  config cfg{{"provider", "memory"},
-             {"enable_persistence", "true"},
-             {"persistence_path", dir.string()}};
+result<sync::queue_client> open_persisted(
+    const std::filesystem::path& dir, std::vector<std::pair<std::string, std::string>> extra = {},
+    client_options co = {}) {
+  config cfg{
+      {"provider", "memory"}, {"enable_persistence", "true"}, {"persistence_path", dir.string()}};
   for (auto& [k, v] : extra) cfg.set(k, v);
   return sync::queue_client::open(cfg, builtin_providers(), co);
 }
@@ -38,8 +37,8 @@ TEST(PersistedProvider, UnsettledMessagesComeBackAfterReopenWithTheirDeliveryCou
     auto got = c->receive(jobs, 3, milliseconds{1000});
     ASSERT_TRUE(got);
     ASSERT_EQ(got->size(), 3u);
-    ASSERT_TRUE(c->complete((*got)[0].receipt));            // a: gone for good
-    ASSERT_TRUE(c->abandon((*got)[1].receipt));             // b: delivered once
+    ASSERT_TRUE(c->complete((*got)[0].receipt));  // a: gone for good
+    ASSERT_TRUE(c->abandon((*got)[1].receipt));   // b: delivered once
     // c stays locked when the process "dies": locks are not persisted.
     ASSERT_TRUE(c->dead_letter((*got)[2].receipt, "bad", "cannot parse"));  // c: to the DLQ
   }
