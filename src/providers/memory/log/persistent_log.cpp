@@ -175,6 +175,7 @@ detail::lsn persistent_log::append(Encode&& encode) {
   segment_bytes_[active_segment_] += added;
   total_bytes_ += added;
   c.last = lsn;
+  ++queued_records_;
   work_ready_.notify_one();
   return lsn;
 }
@@ -313,7 +314,9 @@ void persistent_log::complete_all_waiters_locked() {
 void persistent_log::complete_reached_waiters_locked() {
   const detail::lsn reached = options_.mode == durability::always ? durable_lsn_ : written_lsn_;
   auto end = waiters_.upper_bound(reached);
-  for (auto it = waiters_.begin(); it != end; ++it) it->second.complete(result<void>{});
+  std::size_t released = 0;
+  for (auto it = waiters_.begin(); it != end; ++it, ++released) it->second.complete(result<void>{});
+  released_last_round_ = released;
   waiters_.erase(waiters_.begin(), end);
   progress_.notify_all();
 }
@@ -403,6 +406,18 @@ void persistent_log::writer_loop() {
       continue;
     }
     // Group commit: everything appended while the previous write+sync ran goes out together.
+    // The operations the last sync released usually come straight back with their next
+    // record; syncing before they arrive would cost each of them a sync of its own. So wait
+    // for them, up to half a sync's time (a sync is the price of not waiting).
+    if (options_.mode == durability::always && released_last_round_ > 1 &&
+        queued_records_ < released_last_round_) {
+      const auto patience =
+          std::min<std::chrono::nanoseconds>(sync_estimate_ / 2, std::chrono::milliseconds{2});
+      work_ready_.wait_until(lock, steady::now() + patience,
+                             [&] { return queued_records_ >= released_last_round_ || stopping_; });
+    }
+    released_last_round_ = 0;
+    queued_records_ = 0;
     std::deque<chunk> batch;
     batch.swap(queued_);
     detail::lsn last = 0;
@@ -411,7 +426,11 @@ void persistent_log::writer_loop() {
     result<void> r;
     for (chunk& c : batch)
       if (r = write_chunk(c); !r) break;
-    if (r && options_.mode == durability::always) r = sync_open_file();
+    if (r && options_.mode == durability::always) {
+      const auto sync_start = steady::now();
+      r = sync_open_file();
+      sync_estimate_ = (sync_estimate_ * 7 + (steady::now() - sync_start)) / 8;
+    }
     lock.lock();
     if (!r) {
       fail_locked(r.error());

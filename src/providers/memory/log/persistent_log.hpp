@@ -107,6 +107,9 @@ class persistent_log final : public detail::event_sink {
   bool stopping_ = false;
   bool stopped_ = false;
   std::atomic<std::uint64_t> syncs_{0};
+  std::size_t queued_records_ = 0;             ///< appended since the writer last took a batch
+  std::size_t released_last_round_ = 0;        ///< waiters the last sync completed
+  std::chrono::nanoseconds sync_estimate_{0};  ///< moving average of one write+fdatasync
 
   // Owned by the writer thread.
   int file_fd_ = -1;
