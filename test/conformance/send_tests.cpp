@@ -24,7 +24,9 @@ void expect_delivered(const target& tgt, const std::vector<received_message>& go
   EXPECT_EQ(indexes, expected_indexes);
   for (const auto& m : got) {
     auto it = ids.find(index_of(m));
-    if (it != ids.end()) EXPECT_EQ(m.id, it->second) << "message " << it->first;
+    if (it != ids.end()) {
+      EXPECT_EQ(m.id, it->second) << "message " << it->first;
+    }
   }
 }
 

@@ -16,6 +16,8 @@ std::string target_name(const ::testing::TestParamInfo<target>& info) {
   return out.empty() ? "unnamed" : out;
 }
 
+void PrintTo(const target& t, std::ostream* os) { *os << "target '" << t.name << "'"; }
+
 // ---- io_runner ----
 
 io_runner::io_runner(std::size_t threads, milliseconds hang_limit)

@@ -82,6 +82,8 @@ struct target {
 
 /// GoogleTest's name for an instantiation: the target's name.
 std::string target_name(const ::testing::TestParamInfo<target>& info);
+/// How GoogleTest prints a target in failure messages ("target 'memory'").
+void PrintTo(const target& t, std::ostream* os);
 
 /// Thrown by the fixture's helpers when an operation that must succeed fails; GoogleTest reports
 /// it as a failure of the test, with the operation and the error.
