@@ -263,6 +263,14 @@ void queue_state::move_to_dead_letter(item& it, dead_letter_info info, time_poin
 }
 
 void queue_state::erase_item(std::uint64_t seq, lsn& last) {
+  if (!settling_) {
+    lapsed_.insert(seq);
+    lapsed_order_.push_back(seq);
+    if (lapsed_order_.size() > lapsed_memory) {
+      lapsed_.erase(lapsed_order_.front());
+      lapsed_order_.pop_front();
+    }
+  }
   auto pos = main_.items.find(seq);
   if (pos == main_.items.end()) {
     pos = dlq_.items.find(seq);
@@ -294,12 +302,13 @@ result<void> queue_state::settle(const delivery_key& key, const settlement& s, t
                                  lsn& last) {
   queue_core& c = core(key.dead_letter);
   auto pos = c.items.find(key.sequence);
-  if (pos == c.items.end()) {
-    return fail(errc::invalid_receipt, "message " + std::to_string(key.sequence) + " in '" +
-                                           name_.to_string() + "' was already settled");
-  }
+  if (pos == c.items.end()) return gone(key.sequence);
   item& it = pos->second;
   if (it.state != item_state::locked || it.lock != key.lock) {
+    if (key.lock == it.abandoned_lock) {
+      return fail(errc::invalid_receipt, "message " + std::to_string(key.sequence) + " in '" +
+                                             name_.to_string() + "' was already abandoned");
+    }
     if (it.session) {
       return fail(errc::session_lock_lost,
                   "the session lock of '" + it.session->id.str() + "' expired or was released");
@@ -307,11 +316,17 @@ result<void> queue_state::settle(const delivery_key& key, const settlement& s, t
     return fail(errc::receipt_expired, "the lock on message " + std::to_string(key.sequence) +
                                            " in '" + name_.to_string() + "' expired");
   }
+  settling_ = true;
+  struct settled_guard {
+    bool& flag;
+    ~settled_guard() { flag = false; }
+  } guard{settling_};
   switch (s.action) {
     case settle_action::complete:
       erase_item(key.sequence, last);
       break;
     case settle_action::abandon:
+      it.abandoned_lock = it.lock;
       release(it, now, last);
       break;
     case settle_action::dead_letter:
@@ -326,15 +341,27 @@ result<void> queue_state::settle(const delivery_key& key, const settlement& s, t
   return {};
 }
 
+error queue_state::gone(std::uint64_t seq) const {
+  if (lapsed_.count(seq)) {
+    return fail(errc::receipt_expired, "the lock on message " + std::to_string(seq) + " in '" +
+                                           name_.to_string() +
+                                           "' expired before it was settled; the message has "
+                                           "since expired or been dead-lettered");
+  }
+  return fail(errc::invalid_receipt, "message " + std::to_string(seq) + " in '" +
+                                         name_.to_string() + "' was already settled");
+}
+
 result<time_point> queue_state::renew(const delivery_key& key, time_point now) {
   queue_core& c = core(key.dead_letter);
   auto pos = c.items.find(key.sequence);
-  if (pos == c.items.end()) {
-    return fail(errc::invalid_receipt,
-                "message " + std::to_string(key.sequence) + " was already settled");
-  }
+  if (pos == c.items.end()) return gone(key.sequence);
   item& it = pos->second;
   if (it.state != item_state::locked || it.lock != key.lock) {
+    if (key.lock == it.abandoned_lock) {
+      return fail(errc::invalid_receipt, "message " + std::to_string(key.sequence) + " in '" +
+                                             name_.to_string() + "' was already abandoned");
+    }
     return fail(it.session ? errc::session_lock_lost : errc::receipt_expired,
                 "the lock on message " + std::to_string(key.sequence) + " expired");
   }
