@@ -29,23 +29,26 @@ delivery_key key_of(const receipt_handle& r) {
 /// Suspends until `w` is woken (by a state change) or `wake_at` passes. `q->mutex` must not be
 /// held. A wake that happens before we suspend is kept in w->notified, so none is lost.
 awaitable<void> wait_for_change(queue_ptr q, waiter_ptr w, time_point wake_at) {
-  co_await asio::async_initiate<decltype(asio::use_awaitable), void()>(
-      [q, w, wake_at](auto handler) {
-        auto ex = asio::get_associated_executor(handler, w->timer.get_executor());
-        std::lock_guard lock(q->mutex);
-        if (w->notified) {
-          asio::post(ex, std::move(handler));
-          return;
-        }
-        w->handler.emplace(std::move(handler));
-        w->handler_executor = ex;
-        w->timer.expires_at(wake_at);
-        w->timer.async_wait([q, w](boost::system::error_code) {
-          std::lock_guard lock(q->mutex);
-          wake(*w);
-        });
-      },
-      asio::use_awaitable);
+  // A named initiation, not a temporary inside the co_await expression: GCC 12 destroys
+  // temporaries of a co_await full-expression twice, which released q and w twice and freed
+  // the waiter while its timer handler still used it (found by qrt bench under valgrind).
+  auto initiation = [q, w, wake_at](auto handler) {
+    auto ex = asio::get_associated_executor(handler, w->timer.get_executor());
+    std::lock_guard lock(q->mutex);
+    if (w->notified) {
+      asio::post(ex, std::move(handler));
+      return;
+    }
+    w->handler.emplace(std::move(handler));
+    w->handler_executor = ex;
+    w->timer.expires_at(wake_at);
+    w->timer.async_wait([q, w](boost::system::error_code) {
+      std::lock_guard lock(q->mutex);
+      wake(*w);
+    });
+  };
+  co_await asio::async_initiate<decltype(asio::use_awaitable), void()>(std::move(initiation),
+                                                                       asio::use_awaitable);
   // Our own timer, touched only from this coroutine; its handler keeps q and w alive.
   w->timer.cancel();
 }
