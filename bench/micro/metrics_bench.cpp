@@ -1,12 +1,11 @@
 // Hot-path recording costs: a sharded counter and histogram against the obvious alternatives
 // (one shared atomic, a mutex), single-threaded and with several threads hammering one series.
 // Run: build/release/bench/qrt_micro_bench
-#include <qrt/bench/latency_histogram.hpp>
-#include <qrt/metrics.hpp>
-
 #include <benchmark/benchmark.h>
 
 #include <mutex>
+#include <qrt/bench/latency_histogram.hpp>
+#include <qrt/metrics.hpp>
 
 namespace {
 
@@ -41,9 +40,10 @@ void BM_MutexCounterInc(benchmark::State& state) {
 BENCHMARK(BM_MutexCounterInc)->ThreadRange(1, 4)->UseRealTime();
 
 void BM_ShardedHistogramObserve(benchmark::State& state) {
-  static auto& h = shared_registry()
-                       .add_histogram("bench_seconds", "h", qrt::metrics::processing_duration_buckets())
-                       .with({});
+  static auto& h =
+      shared_registry()
+          .add_histogram("bench_seconds", "h", qrt::metrics::processing_duration_buckets())
+          .with({});
   double v = 0.0001;
   for (auto _ : state) {
     h.observe(v);
@@ -55,7 +55,8 @@ BENCHMARK(BM_ShardedHistogramObserve)->ThreadRange(1, 4)->UseRealTime();
 
 void BM_FamilyLookupPerMessage(benchmark::State& state) {
   // What recording would cost if every message looked its series up by labels (it must not).
-  static auto& fam = shared_registry().add_counter("bench_lookup_total", "c", {"queue", "provider"});
+  static auto& fam =
+      shared_registry().add_counter("bench_lookup_total", "c", {"queue", "provider"});
   for (auto _ : state) fam.with({"orders", "memory"}).inc();
   state.SetItemsProcessed(state.iterations());
 }

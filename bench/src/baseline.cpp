@@ -2,12 +2,11 @@
 // payloads, with the same producer/consumer counts and batch sizes, and the same end-to-end
 // latency measurement (send time in the body -> consumer). No locks, no receipts, no
 // settlement: whatever the provider adds on top of this is its cost.
-#include <qrt/bench/harness.hpp>
-#include <qrt/message.hpp>
-
 #include <concurrentqueue/concurrentqueue.h>
 
 #include <atomic>
+#include <qrt/bench/harness.hpp>
+#include <qrt/message.hpp>
 #include <thread>
 
 namespace qrt::bench {
@@ -53,10 +52,12 @@ baseline_result run_baseline(const bench_options& o) {
       for (;;) {
         const auto first = claimed.fetch_add(o.send_batch);
         if (first >= total) break;
-        const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(o.send_batch, total - first));
+        const auto n =
+            static_cast<std::size_t>(std::min<std::uint64_t>(o.send_batch, total - first));
         if (per_producer_rate > 0) {
-          std::this_thread::sleep_until(start + std::chrono::duration_cast<steady::duration>(
-                                                    std::chrono::duration<double>(mine / per_producer_rate)));
+          std::this_thread::sleep_until(
+              start + std::chrono::duration_cast<steady::duration>(
+                          std::chrono::duration<double>(mine / per_producer_rate)));
         }
         std::vector<message> batch(n);
         const auto now = steady::now();

@@ -1,8 +1,7 @@
-#include <qrt/bench/harness.hpp>
-#include <qrt/bench/latency_injection.hpp>
-#include <qrt/client.hpp>
-#include <qrt/qrt.hpp>
+#include <sys/resource.h>
 
+#include <algorithm>
+#include <atomic>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
@@ -10,14 +9,13 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/use_future.hpp>
-
-#include <sys/resource.h>
-
-#include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <future>
 #include <mutex>
+#include <qrt/bench/harness.hpp>
+#include <qrt/bench/latency_injection.hpp>
+#include <qrt/client.hpp>
+#include <qrt/qrt.hpp>
 #include <thread>
 
 namespace qrt::bench {
@@ -66,8 +64,8 @@ resource_usage resource_usage::now() {
 
 latency_summary latency_summary::of(const latency_histogram& h) {
   auto us = [](std::uint64_t ns) { return static_cast<double>(ns) / 1000.0; };
-  return {h.count(),         us(h.percentile(0.50)), us(h.percentile(0.95)),
-          us(h.percentile(0.99)), us(h.max()),       h.mean() / 1000.0};
+  return {h.count(),   us(h.percentile(0.50)), us(h.percentile(0.95)), us(h.percentile(0.99)),
+          us(h.max()), h.mean() / 1000.0};
 }
 
 namespace {
@@ -84,24 +82,30 @@ std::size_t default_threads(std::size_t requested) {
   return std::max(1u, std::thread::hardware_concurrency());
 }
 
-error invalid(std::string what) { return fail(errc::invalid_argument, std::move(what)); }
+error invalid(std::string what) {
+  return fail(errc::invalid_argument, std::move(what));
+}
 
 result<void> validate(const bench_options& o) {
-  if (o.message_size < 16) return invalid("message size must be at least 16 bytes (the body carries its send time)");
+  if (o.message_size < 16)
+    return invalid("message size must be at least 16 bytes (the body carries its send time)");
   if (o.producers == 0) return invalid("producers must be at least 1");
   if (o.consumers == 0) return invalid("consumers must be at least 1");
   if (o.send_batch == 0) return invalid("send batch must be at least 1");
   if (o.receive_batch == 0) return invalid("receive batch must be at least 1");
-  if (!o.duration && o.messages == 0) return invalid("message count must be at least 1 (or give a duration)");
+  if (!o.duration && o.messages == 0)
+    return invalid("message count must be at least 1 (or give a duration)");
   if (o.duration && o.duration->count() <= 0) return invalid("duration must be positive");
-  if (o.rate < 0 || !std::isfinite(o.rate)) return invalid("rate must be a positive number of messages/s");
+  if (o.rate < 0 || !std::isfinite(o.rate))
+    return invalid("rate must be a positive number of messages/s");
   return {};
 }
 
 // An io_context run by a pool of threads for the provider, producers and consumers.
 class runtime {
  public:
-  explicit runtime(std::size_t threads) : io_(static_cast<int>(threads)), guard_(io_.get_executor()) {
+  explicit runtime(std::size_t threads)
+      : io_(static_cast<int>(threads)), guard_(io_.get_executor()) {
     for (std::size_t i = 0; i < threads; ++i) threads_.emplace_back([this] { io_.run(); });
   }
   ~runtime() { shutdown(); }
@@ -193,7 +197,11 @@ struct run_state {
   std::vector<consumer_stats> consumers;
 
   run_state(const bench_options& opts, queue_client& c, queue_name q)
-      : o(opts), client(c), queue(std::move(q)), producers(opts.producers), consumers(opts.consumers) {}
+      : o(opts),
+        client(c),
+        queue(std::move(q)),
+        producers(opts.producers),
+        consumers(opts.consumers) {}
 
   void stop_with(const error& e) {
     std::lock_guard lock(error_mutex);
@@ -288,7 +296,8 @@ awaitable<void> consume(run_state& s, std::size_t index) {
     for (auto& m : *r) {
       const auto handler_start = steady::now();
       if (auto sent_at = read_send_time(m.body)) {
-        const auto e2e = std::chrono::duration_cast<std::chrono::nanoseconds>(handler_start - *sent_at);
+        const auto e2e =
+            std::chrono::duration_cast<std::chrono::nanoseconds>(handler_start - *sent_at);
         stats.e2e.record(e2e);
         batch_sum += static_cast<std::uint64_t>(std::max<std::int64_t>(0, e2e.count()));
         batch_max = std::max<std::int64_t>(batch_max, e2e.count());
@@ -405,8 +414,10 @@ result<bench_result> run_benchmark(const bench_options& o) {
   out.send_throughput = out.send_s > 0 ? out.messages_sent / out.send_s : 0;
   out.receive_throughput = out.receive_s > 0 ? out.messages_received / out.receive_s : 0;
   out.e2e_throughput = out.wall_s > 0 ? out.messages_received / out.wall_s : 0;
-  out.mean_send_batch = s.send_calls ? static_cast<double>(out.messages_sent + out.send_errors) / s.send_calls : 0;
-  out.mean_receive_batch = s.receive_calls ? static_cast<double>(s.received_raw) / s.receive_calls : 0;
+  out.mean_send_batch =
+      s.send_calls ? static_cast<double>(out.messages_sent + out.send_errors) / s.send_calls : 0;
+  out.mean_receive_batch =
+      s.receive_calls ? static_cast<double>(s.received_raw) / s.receive_calls : 0;
 
   latency_histogram e2e, send, receive, complete;
   for (auto& c : s.consumers) {
@@ -422,7 +433,9 @@ result<bench_result> run_benchmark(const bench_options& o) {
 
   out.cpu_s = usage_after.cpu_s - usage_before.cpu_s;
   out.cpu_s_per_message = out.messages_received ? out.cpu_s / out.messages_received : 0;
-  out.cpu_utilisation = out.wall_s > 0 ? out.cpu_s / (out.wall_s * std::max(1u, std::thread::hardware_concurrency())) : 0;
+  out.cpu_utilisation =
+      out.wall_s > 0 ? out.cpu_s / (out.wall_s * std::max(1u, std::thread::hardware_concurrency()))
+                     : 0;
   out.peak_rss_bytes = usage_after.peak_rss_bytes;
   out.series = std::move(series);
   return out;
@@ -499,9 +512,11 @@ result<std::vector<scaling_point>> run_scaling(const scaling_options& so) {
   if (o.receive_batch == 0) return invalid("receive batch must be at least 1");
 
   // Each consumer completes at most receive_batch messages per receive + settle round trip.
-  const double per_consumer = o.receive_batch / (2.0 * std::chrono::duration<double>(so.injected_latency).count());
+  const double per_consumer =
+      o.receive_batch / (2.0 * std::chrono::duration<double>(so.injected_latency).count());
   const double window_s = std::chrono::duration<double>(so.window).count();
-  const auto most = static_cast<std::uint64_t>(per_consumer * so.max_consumers * window_s * 1.5) + 100;
+  const auto most =
+      static_cast<std::uint64_t>(per_consumer * so.max_consumers * window_s * 1.5) + 100;
 
   runtime rt(default_threads(o.threads));
   auto raw = build_provider(rt, with_room_for(o.provider_config, most));
@@ -519,11 +534,13 @@ result<std::vector<scaling_point>> run_scaling(const scaling_options& so) {
     const auto deadline = start + so.window;
     std::vector<std::future<std::uint64_t>> workers;
     for (std::size_t i = 0; i < n; ++i) {
-      workers.push_back(rt.spawn(drain_until(delayed, *queue, o.receive_batch, deadline, o.handler_cost, remaining)));
+      workers.push_back(rt.spawn(
+          drain_until(delayed, *queue, o.receive_batch, deadline, o.handler_cost, remaining)));
     }
     std::uint64_t done = 0;
     for (auto& w : workers) done += w.get();
-    const double elapsed = std::min(window_s, std::chrono::duration<double>(steady::now() - start).count());
+    const double elapsed =
+        std::min(window_s, std::chrono::duration<double>(steady::now() - start).count());
     scaling_point pt;
     pt.consumers = n;
     pt.throughput = done / elapsed;

@@ -1,14 +1,13 @@
-#include <qrt/bench/latency_histogram.hpp>
-
 #include <algorithm>
 #include <cmath>
+#include <qrt/bench/latency_histogram.hpp>
 
 namespace qrt::bench {
 
 namespace {
 // Groups 0..57 cover every 64-bit value: group g >= 1 holds [2^(g+6), 2^(g+7)).
-constexpr std::size_t bucket_count = (64 - latency_histogram::sub_bucket_bits + 1) *
-                                     latency_histogram::sub_buckets;
+constexpr std::size_t bucket_count =
+    (64 - latency_histogram::sub_bucket_bits + 1) * latency_histogram::sub_buckets;
 }  // namespace
 
 latency_histogram::latency_histogram() : counts_(bucket_count, 0) {}

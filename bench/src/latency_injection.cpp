@@ -1,8 +1,7 @@
-#include <qrt/bench/latency_injection.hpp>
-
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <qrt/bench/latency_injection.hpp>
 
 namespace qrt::bench {
 namespace {
@@ -18,7 +17,8 @@ class delayed_session final : public session_receiver {
       : inner_(std::move(inner)), delay_(d) {}
   const session_id& id() const noexcept override { return inner_->id(); }
   time_point locked_until() const noexcept override { return inner_->locked_until(); }
-  awaitable<result<std::vector<received_message>>> receive(std::size_t n, milliseconds wait) override {
+  awaitable<result<std::vector<received_message>>> receive(std::size_t n,
+                                                           milliseconds wait) override {
     co_await pause(delay_);
     co_return co_await inner_->receive(n, wait);
   }
@@ -85,8 +85,9 @@ class delayed_provider final : public provider {
     co_await pause(delay_);
     co_return co_await inner_->renew_lock(r);
   }
-  awaitable<result<std::shared_ptr<session_receiver>>> accept_session(
-      const queue_name& q, std::optional<session_id> s, milliseconds wait) override {
+  awaitable<result<std::shared_ptr<session_receiver>>> accept_session(const queue_name& q,
+                                                                      std::optional<session_id> s,
+                                                                      milliseconds wait) override {
     co_await pause(delay_);
     auto r = co_await inner_->accept_session(q, std::move(s), wait);
     if (!r) co_return r;

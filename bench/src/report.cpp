@@ -1,14 +1,13 @@
-#include <qrt/bench/report.hpp>
-
-#include <boost/json.hpp>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <boost/json.hpp>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <qrt/bench/report.hpp>
 #include <sstream>
 
 namespace qrt::bench {
@@ -51,9 +50,11 @@ result<bound> parse_bound(const std::string& field, const std::string& text, uni
   try {
     v = std::stod(rest, &used);
   } catch (...) {
-    return target_error(field, "cannot read '" + b.text + "' (expected e.g. \"<100ms\", \">90%\", 1000)");
+    return target_error(field,
+                        "cannot read '" + b.text + "' (expected e.g. \"<100ms\", \">90%\", 1000)");
   }
-  if (!std::isfinite(v) || v < 0) return target_error(field, "'" + b.text + "' is not a non-negative number");
+  if (!std::isfinite(v) || v < 0)
+    return target_error(field, "'" + b.text + "' is not a non-negative number");
   const std::string unit = trim(rest.substr(used));
   switch (kind) {
     case unit_kind::count:
@@ -61,18 +62,19 @@ result<bound> parse_bound(const std::string& field, const std::string& text, uni
       b.value = v;
       break;
     case unit_kind::fraction:
-      if (unit != "%") return target_error(field, "'" + b.text + "' should be a percentage like \">90%\"");
+      if (unit != "%")
+        return target_error(field, "'" + b.text + "' should be a percentage like \">90%\"");
       b.value = v / 100.0;
       break;
     case unit_kind::duration: {
       static const std::map<std::string, double> units = {
-          {"us", 1e-6},       {"µs", 1e-6},   {"ms", 1e-3},        {"s", 1},
-          {"sec", 1},         {"second", 1},  {"seconds", 1},      {"m", 60},
-          {"min", 60},        {"minute", 60}, {"minutes", 60},     {"h", 3600},
-          {"hour", 3600},     {"hours", 3600}};
+          {"us", 1e-6},    {"µs", 1e-6},   {"ms", 1e-3},   {"s", 1},       {"sec", 1},
+          {"second", 1},   {"seconds", 1}, {"m", 60},      {"min", 60},    {"minute", 60},
+          {"minutes", 60}, {"h", 3600},    {"hour", 3600}, {"hours", 3600}};
       auto it = units.find(unit);
       if (it == units.end()) {
-        return target_error(field, "'" + b.text + "' needs a time unit (us, ms, s, minutes, hours)");
+        return target_error(field,
+                            "'" + b.text + "' needs a time unit (us, ms, s, minutes, hours)");
       }
       b.value = v * it->second;
       break;
@@ -91,15 +93,24 @@ result<void> read_section(const YAML::Node& node, performance_targets& t) {
   };
   using d = bound::direction;
   static const field_spec fields[] = {
-      {"throughput", "messages_per_second", unit_kind::count, d::at_least, &performance_targets::messages_per_second},
-      {"throughput", "batch_efficiency", unit_kind::fraction, d::at_least, &performance_targets::batch_efficiency},
-      {"throughput", "sustained_duration", unit_kind::duration, d::at_least, &performance_targets::sustained_duration},
-      {"latency", "p50_message_latency", unit_kind::duration, d::at_most, &performance_targets::p50_latency},
-      {"latency", "p95_message_latency", unit_kind::duration, d::at_most, &performance_targets::p95_latency},
-      {"latency", "p99_message_latency", unit_kind::duration, d::at_most, &performance_targets::p99_latency},
-      {"latency", "api_call_latency", unit_kind::duration, d::at_most, &performance_targets::api_call_latency},
-      {"reliability", "error_rate", unit_kind::fraction, d::at_most, &performance_targets::error_rate},
-      {"resources", "cpu_utilization", unit_kind::fraction, d::at_most, &performance_targets::cpu_utilization},
+      {"throughput", "messages_per_second", unit_kind::count, d::at_least,
+       &performance_targets::messages_per_second},
+      {"throughput", "batch_efficiency", unit_kind::fraction, d::at_least,
+       &performance_targets::batch_efficiency},
+      {"throughput", "sustained_duration", unit_kind::duration, d::at_least,
+       &performance_targets::sustained_duration},
+      {"latency", "p50_message_latency", unit_kind::duration, d::at_most,
+       &performance_targets::p50_latency},
+      {"latency", "p95_message_latency", unit_kind::duration, d::at_most,
+       &performance_targets::p95_latency},
+      {"latency", "p99_message_latency", unit_kind::duration, d::at_most,
+       &performance_targets::p99_latency},
+      {"latency", "api_call_latency", unit_kind::duration, d::at_most,
+       &performance_targets::api_call_latency},
+      {"reliability", "error_rate", unit_kind::fraction, d::at_most,
+       &performance_targets::error_rate},
+      {"resources", "cpu_utilization", unit_kind::fraction, d::at_most,
+       &performance_targets::cpu_utilization},
   };
   static const std::pair<const char*, const char*> unmeasured[] = {
       {"reliability", "availability"},
@@ -110,8 +121,10 @@ result<void> read_section(const YAML::Node& node, performance_targets& t) {
   if (!node.IsMap()) return target_error("performance_targets", "expected a map of groups");
   for (const auto& group : node) {
     const auto gname = group.first.as<std::string>();
-    if (gname != "throughput" && gname != "latency" && gname != "reliability" && gname != "resources") {
-      return target_error(gname, "unknown group (expected throughput, latency, reliability, resources)");
+    if (gname != "throughput" && gname != "latency" && gname != "reliability" &&
+        gname != "resources") {
+      return target_error(gname,
+                          "unknown group (expected throughput, latency, reliability, resources)");
     }
     if (!group.second.IsMap()) return target_error(gname, "expected a map");
     for (const auto& item : group.second) {
@@ -157,7 +170,8 @@ result<performance_targets> parse_targets(std::string_view yaml, std::string_vie
     if (per_environment) {
       const std::string env = environment.empty() ? "production" : std::string(environment);
       if (!set[env]) {
-        return target_error(env, "no targets for this environment (the file has production/development)");
+        return target_error(
+            env, "no targets for this environment (the file has production/development)");
       }
       YAML::Node chosen = set[env];
       if (chosen["performance_targets"]) chosen = chosen["performance_targets"];
@@ -165,7 +179,8 @@ result<performance_targets> parse_targets(std::string_view yaml, std::string_vie
       if (auto r = read_section(chosen, t); !r) return r.error();
     } else {
       if (!root["performance_targets"]) {
-        return target_error("(top level)", "expected performance_targets, production or development");
+        return target_error("(top level)",
+                            "expected performance_targets, production or development");
       }
       if (auto r = read_section(set, t); !r) return r.error();
     }
@@ -235,11 +250,18 @@ std::vector<target_check> check_targets(const performance_targets& t, const benc
     }
     out.push_back(c);
   }
-  if (t.p50_latency) out.push_back(check("latency.p50_message_latency", *t.p50_latency, r.e2e.p50_us / 1e6, ms(r.e2e.p50_us)));
-  if (t.p95_latency) out.push_back(check("latency.p95_message_latency", *t.p95_latency, r.e2e.p95_us / 1e6, ms(r.e2e.p95_us)));
-  if (t.p99_latency) out.push_back(check("latency.p99_message_latency", *t.p99_latency, r.e2e.p99_us / 1e6, ms(r.e2e.p99_us)));
+  if (t.p50_latency)
+    out.push_back(
+        check("latency.p50_message_latency", *t.p50_latency, r.e2e.p50_us / 1e6, ms(r.e2e.p50_us)));
+  if (t.p95_latency)
+    out.push_back(
+        check("latency.p95_message_latency", *t.p95_latency, r.e2e.p95_us / 1e6, ms(r.e2e.p95_us)));
+  if (t.p99_latency)
+    out.push_back(
+        check("latency.p99_message_latency", *t.p99_latency, r.e2e.p99_us / 1e6, ms(r.e2e.p99_us)));
   if (t.api_call_latency) {
-    const double worst = std::max({r.send_call.p95_us, r.receive_call.p95_us, r.complete_call.p95_us});
+    const double worst =
+        std::max({r.send_call.p95_us, r.receive_call.p95_us, r.complete_call.p95_us});
     out.push_back(check("latency.api_call_latency", *t.api_call_latency, worst / 1e6,
                         ms(worst) + " (worst p95 of send/receive/complete)"));
   }
@@ -294,9 +316,12 @@ std::string latency_row(const std::string& name, const latency_summary& l) {
 
 std::string_view status_text(target_check::status s) {
   switch (s) {
-    case target_check::status::pass: return "pass";
-    case target_check::status::miss: return "MISS";
-    case target_check::status::not_checked: return "n/a";
+    case target_check::status::pass:
+      return "pass";
+    case target_check::status::miss:
+      return "MISS";
+    case target_check::status::not_checked:
+      return "n/a";
   }
   return "";
 }
@@ -307,12 +332,13 @@ std::string format_table(const report& rep) {
   const auto& r = rep.run;
   std::string out;
   char buf[300];
-  std::snprintf(buf, sizeof buf,
-                "qrt bench: provider %s, %s messages of %zu bytes, %zu producer(s) x batch %zu, "
-                "%zu consumer(s) x batch %zu%s\n\n",
-                r.provider.c_str(), with_thousands(static_cast<double>(r.messages_sent)).c_str(),
-                r.message_size, r.producers, r.send_batch, r.consumers, r.receive_batch,
-                r.rate_target > 0 ? (", rate " + with_thousands(r.rate_target) + " msg/s").c_str() : "");
+  std::snprintf(
+      buf, sizeof buf,
+      "qrt bench: provider %s, %s messages of %zu bytes, %zu producer(s) x batch %zu, "
+      "%zu consumer(s) x batch %zu%s\n\n",
+      r.provider.c_str(), with_thousands(static_cast<double>(r.messages_sent)).c_str(),
+      r.message_size, r.producers, r.send_batch, r.consumers, r.receive_batch,
+      r.rate_target > 0 ? (", rate " + with_thousands(r.rate_target) + " msg/s").c_str() : "");
   out += buf;
   out += "  throughput (msg/s)\n";
   out += "    send          " + with_thousands(r.send_throughput) + "\n";
@@ -322,7 +348,8 @@ std::string format_table(const report& rep) {
     std::snprintf(buf, sizeof buf, "    baseline      %s (%s, same payloads and thread counts)\n",
                   with_thousands(rep.baseline->throughput).c_str(), rep.baseline->name.c_str());
     out += buf;
-    std::snprintf(buf, sizeof buf, "    ratio         %.2fx of the raw queue\n", rep.baseline_ratio());
+    std::snprintf(buf, sizeof buf, "    ratio         %.2fx of the raw queue\n",
+                  rep.baseline_ratio());
     out += buf;
   }
   out += "\n  latency (us)               p50        p95        p99        max       mean\n";
@@ -331,12 +358,15 @@ std::string format_table(const report& rep) {
   out += latency_row("receive call", r.receive_call);
   out += latency_row("complete call", r.complete_call);
   if (rep.baseline) out += latency_row("baseline end-to-end", rep.baseline->e2e);
-  std::snprintf(buf, sizeof buf,
-                "\n  cpu %.2f us/msg (%.2f s total, %.0f%% of all cores), peak RSS %.1f MiB, wall %.2f s\n",
-                r.cpu_s_per_message * 1e6, r.cpu_s, r.cpu_utilisation * 100,
-                static_cast<double>(r.peak_rss_bytes) / (1024.0 * 1024.0), r.wall_s);
+  std::snprintf(
+      buf, sizeof buf,
+      "\n  cpu %.2f us/msg (%.2f s total, %.0f%% of all cores), peak RSS %.1f MiB, wall %.2f s\n",
+      r.cpu_s_per_message * 1e6, r.cpu_s, r.cpu_utilisation * 100,
+      static_cast<double>(r.peak_rss_bytes) / (1024.0 * 1024.0), r.wall_s);
   out += buf;
-  std::snprintf(buf, sizeof buf, "  messages sent %llu, completed %llu, errors send/receive/complete %llu/%llu/%llu, redeliveries %llu\n",
+  std::snprintf(buf, sizeof buf,
+                "  messages sent %llu, completed %llu, errors send/receive/complete "
+                "%llu/%llu/%llu, redeliveries %llu\n",
                 static_cast<unsigned long long>(r.messages_sent),
                 static_cast<unsigned long long>(r.messages_received),
                 static_cast<unsigned long long>(r.send_errors),
@@ -344,27 +374,40 @@ std::string format_table(const report& rep) {
                 static_cast<unsigned long long>(r.complete_errors),
                 static_cast<unsigned long long>(r.duplicates));
   out += buf;
+  if (rep.half_rate) {
+    std::snprintf(buf, sizeof buf, "\n  at half the rate (%s msg/s paced, %s achieved):\n",
+                  with_thousands(rep.half_rate->rate_target).c_str(),
+                  with_thousands(rep.half_rate->e2e_throughput).c_str());
+    out += buf;
+    out += latency_row("end-to-end", rep.half_rate->e2e);
+  }
   if (rep.scaling) {
     out += "\n  scaling (every provider call delayed)   consumers   msg/s   efficiency\n";
     for (const auto& p : *rep.scaling) {
-      std::snprintf(buf, sizeof buf, "  %40zu %9.0f   %6.2f\n", p.consumers, p.throughput, p.efficiency);
+      std::snprintf(buf, sizeof buf, "  %40zu %9.0f   %6.2f\n", p.consumers, p.throughput,
+                    p.efficiency);
       out += buf;
     }
   }
   if (rep.overhead) {
-    std::snprintf(buf, sizeof buf,
-                  "\n  client overhead: %llu messages, handler %lld us each: wall %.3f s, handler %.3f s, "
-                  "qrt share %.2f%% (seed: < 10%%)\n",
-                  static_cast<unsigned long long>(rep.overhead->messages),
-                  static_cast<long long>(rep.overhead->handler_cost.count()), rep.overhead->wall_s,
-                  rep.overhead->handler_s, rep.overhead->qrt_share * 100);
+    std::snprintf(
+        buf, sizeof buf,
+        "\n  client overhead: %llu messages, handler %lld us each: wall %.3f s, handler %.3f s, "
+        "qrt share %.2f%% (seed: < 10%%)\n",
+        static_cast<unsigned long long>(rep.overhead->messages),
+        static_cast<long long>(rep.overhead->handler_cost.count()), rep.overhead->wall_s,
+        rep.overhead->handler_s, rep.overhead->qrt_share * 100);
     out += buf;
   }
   if (!rep.checks.empty()) {
-    out += "\n  targets" + (rep.targets_environment.empty() ? std::string() : " (" + rep.targets_environment + ")") + "\n";
+    out +=
+        "\n  targets" +
+        (rep.targets_environment.empty() ? std::string() : " (" + rep.targets_environment + ")") +
+        "\n";
     for (const auto& c : rep.checks) {
-      std::snprintf(buf, sizeof buf, "    %-4s %-34s %-10s %s\n", std::string(status_text(c.outcome)).c_str(),
-                    c.name.c_str(), c.target.c_str(), c.measured.c_str());
+      std::snprintf(buf, sizeof buf, "    %-4s %-34s %-10s %s\n",
+                    std::string(status_text(c.outcome)).c_str(), c.name.c_str(), c.target.c_str(),
+                    c.measured.c_str());
       out += buf;
     }
   }
@@ -377,8 +420,8 @@ std::string format_table(const report& rep) {
 namespace {
 
 boost::json::object latency_json(const latency_summary& l) {
-  return {{"count", l.count}, {"p50", l.p50_us}, {"p95", l.p95_us}, {"p99", l.p99_us},
-          {"max", l.max_us},  {"mean", l.mean_us}};
+  return {{"count", l.count}, {"p50", l.p50_us}, {"p95", l.p95_us},
+          {"p99", l.p99_us},  {"max", l.max_us}, {"mean", l.mean_us}};
 }
 
 }  // namespace
@@ -406,9 +449,8 @@ std::string to_json(const report& rep) {
   o["cpu_seconds"] = r.cpu_s;
   o["cpu_seconds_per_message"] = r.cpu_s_per_message;
   o["peak_rss_bytes"] = r.peak_rss_bytes;
-  o["errors"] = boost::json::object{{"send", r.send_errors},
-                                    {"receive", r.receive_errors},
-                                    {"complete", r.complete_errors}};
+  o["errors"] = boost::json::object{
+      {"send", r.send_errors}, {"receive", r.receive_errors}, {"complete", r.complete_errors}};
   o["redeliveries"] = r.duplicates;
   if (rep.baseline) {
     o["baseline"] = boost::json::object{{"name", rep.baseline->name},
@@ -418,10 +460,16 @@ std::string to_json(const report& rep) {
   } else {
     o["baseline"] = nullptr;
   }
+  if (rep.half_rate) {
+    o["half_rate"] = boost::json::object{{"rate_msgs_per_s", rep.half_rate->rate_target},
+                                         {"end_to_end_msgs_per_s", rep.half_rate->e2e_throughput},
+                                         {"e2e_latency_us", latency_json(rep.half_rate->e2e)}};
+  }
   if (rep.scaling) {
     boost::json::array a;
     for (const auto& p : *rep.scaling) {
-      a.push_back({{"consumers", p.consumers}, {"msgs_per_s", p.throughput}, {"efficiency", p.efficiency}});
+      a.push_back(
+          {{"consumers", p.consumers}, {"msgs_per_s", p.throughput}, {"efficiency", p.efficiency}});
     }
     o["scaling"] = std::move(a);
   }
@@ -467,11 +515,20 @@ std::string escape_html(std::string_view s) {
   std::string out;
   for (char c : s) {
     switch (c) {
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '&': out += "&amp;"; break;
-      case '"': out += "&quot;"; break;
-      default: out += c;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '&':
+        out += "&amp;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      default:
+        out += c;
     }
   }
   return out;
@@ -510,12 +567,14 @@ std::string svg_chart(const std::string& title, const std::string& y_label,
                   left, py(y), w - right, py(y), left - 6, py(y) + 4, y);
     s += buf;
     const double x = max_x * i / 4;
-    std::snprintf(buf, sizeof buf, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%.1f s</text>\n",
-                  px(x), h - bottom + 18, x);
+    std::snprintf(buf, sizeof buf,
+                  "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%.1f s</text>\n", px(x),
+                  h - bottom + 18, x);
     s += buf;
   }
   std::snprintf(buf, sizeof buf,
-                "<text transform=\"translate(16,%.0f) rotate(-90)\" text-anchor=\"middle\">", h / 2);
+                "<text transform=\"translate(16,%.0f) rotate(-90)\" text-anchor=\"middle\">",
+                h / 2);
   s += buf + escape_html(y_label) + "</text>\n";
   double legend_x = left;
   for (const auto& l : lines) {
@@ -563,7 +622,9 @@ std::string render_chart_html(const report& rep) {
 result<void> write_report_dir(const report& rep, const std::string& dir) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
-  if (ec) return fail(errc::invalid_argument, "report directory '" + dir + "' cannot be created: " + ec.message());
+  if (ec)
+    return fail(errc::invalid_argument,
+                "report directory '" + dir + "' cannot be created: " + ec.message());
   auto write = [&](const std::string& name, const std::string& content) -> result<void> {
     const auto path = std::filesystem::path(dir) / name;
     std::ofstream out(path, std::ios::binary);

@@ -134,7 +134,8 @@ operation settle_operation(settle_action a) {
 }
 
 // Records one settle call's outcomes. A receipt that is settled, or whose lock is gone, no
-// longer counts as in flight either way.
+// longer counts as in flight. Locks that expire without a settle call stay counted: a client
+// cannot see them go (queue_depth{state="in_flight"} from stats() is the provider's view).
 void record_settlements(series_table& table, const std::vector<settlement>& settlements,
                         const std::vector<result<void>>& results, const call_timer& timer) {
   const auto end = steady::now();
@@ -149,7 +150,9 @@ void record_settlements(series_table& table, const std::vector<settlement>& sett
       if (op == operation::dead_letter) q.dead_lettered->inc();
     } else if (i < results.size()) {
       const auto& e = results[i].error();
-      if (e.code == errc::receipt_expired || e.code == errc::invalid_receipt) q.in_flight->dec();
+      // The lock ran out: the message is no longer ours. (invalid_receipt, e.g. a second
+      // settlement, was already counted when the first one succeeded.)
+      if (e.code == errc::receipt_expired) q.in_flight->dec();
       table.count_error(q, op, e);
     }
   }

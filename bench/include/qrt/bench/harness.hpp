@@ -4,14 +4,13 @@
 // Plus the same-run raw-queue baseline, the consumer scaling run and the client-overhead run.
 #pragma once
 
-#include <qrt/bench/latency_histogram.hpp>
-#include <qrt/config.hpp>
-#include <qrt/provider.hpp>
-
 #include <chrono>
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <qrt/bench/latency_histogram.hpp>
+#include <qrt/config.hpp>
+#include <qrt/provider.hpp>
 #include <string>
 #include <vector>
 
@@ -22,16 +21,16 @@ using std::chrono::milliseconds;
 struct bench_options {
   config provider_config{{"provider", "memory"}};  ///< as for qrt::builtin_providers()
   std::string queue = "qrt-bench";
-  bool create_queue = true;        ///< create (and afterwards delete) the queue
-  std::uint64_t messages = 100'000;  ///< used when duration is not set
+  bool create_queue = true;              ///< create (and afterwards delete) the queue
+  std::uint64_t messages = 100'000;      ///< used when duration is not set
   std::optional<milliseconds> duration;  ///< sustained mode: send for this long
-  double rate = 0;                  ///< messages/s over all producers; 0: as fast as possible
-  std::size_t message_size = 256;   ///< body bytes (>= 16: the body starts with the send time)
+  double rate = 0;                       ///< messages/s over all producers; 0: as fast as possible
+  std::size_t message_size = 256;        ///< body bytes (>= 16: the body starts with the send time)
   std::size_t producers = 1;
   std::size_t consumers = 1;
   std::size_t send_batch = 10;
   std::size_t receive_batch = 10;
-  std::size_t threads = 0;          ///< threads running the provider's executor; 0: cores
+  std::size_t threads = 0;  ///< threads running the provider's executor; 0: cores
   milliseconds receive_wait{100};
   std::chrono::microseconds handler_cost{0};  ///< CPU each message's handler burns (spinning)
   milliseconds sample_interval{250};          ///< time-series resolution for the chart
@@ -50,9 +49,9 @@ struct progress {
 
 /// One point of the time series: what happened during one sample interval.
 struct sample {
-  double t_s = 0;               ///< end of the interval, seconds since start
-  double send_rate = 0;         ///< messages/s
-  double receive_rate = 0;      ///< messages/s completed
+  double t_s = 0;           ///< end of the interval, seconds since start
+  double send_rate = 0;     ///< messages/s
+  double receive_rate = 0;  ///< messages/s completed
   double e2e_mean_us = 0;
   double e2e_max_us = 0;
 };
@@ -79,7 +78,7 @@ struct bench_result {
   double receive_s = 0;  ///< first message received to last completed
   double send_throughput = 0;
   double receive_throughput = 0;
-  double e2e_throughput = 0;  ///< completed / wall time
+  double e2e_throughput = 0;      ///< completed / wall time
   double mean_send_batch = 0;     ///< messages per send call
   double mean_receive_batch = 0;  ///< messages per non-empty receive call
   latency_summary e2e;
@@ -109,11 +108,11 @@ baseline_result run_baseline(const bench_options& options);
 
 struct scaling_point {
   std::size_t consumers = 0;
-  double throughput = 0;   ///< messages/s completed
-  double efficiency = 0;   ///< throughput / (consumers * throughput at 1 consumer)
+  double throughput = 0;  ///< messages/s completed
+  double efficiency = 0;  ///< throughput / (consumers * throughput at 1 consumer)
 };
 struct scaling_options {
-  bench_options base;  ///< provider, queue, sizes, receive_batch
+  bench_options base;                 ///< provider, queue, sizes, receive_batch
   milliseconds injected_latency{10};  ///< added to every provider call
   std::size_t max_consumers = 32;
   milliseconds window{1500};  ///< measuring time per consumer count
@@ -126,8 +125,8 @@ struct overhead_result {
   std::uint64_t messages = 0;
   std::chrono::microseconds handler_cost{0};
   double wall_s = 0;
-  double handler_s = 0;      ///< messages * handler_cost
-  double qrt_share = 0;      ///< (wall - handler) / wall
+  double handler_s = 0;  ///< messages * handler_cost
+  double qrt_share = 0;  ///< (wall - handler) / wall
 };
 /// Seed assertion 6: one consumer, a handler of known fixed cost, prefilled queue; the share
 /// of wall time that is not the handler's.

@@ -2,10 +2,9 @@
 // (self-contained HTML with inline SVG), and checks against the seed's performance targets.
 #pragma once
 
+#include <optional>
 #include <qrt/bench/harness.hpp>
 #include <qrt/error.hpp>
-
-#include <optional>
 #include <string>
 #include <vector>
 
@@ -47,6 +46,7 @@ bool any_miss(const std::vector<target_check>& checks);
 struct report {
   bench_result run;
   std::optional<baseline_result> baseline;
+  std::optional<bench_result> half_rate;  ///< the same run paced at half the measured rate
   std::optional<std::vector<scaling_point>> scaling;
   std::optional<overhead_result> overhead;
   std::vector<target_check> checks;
