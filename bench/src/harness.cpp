@@ -1,4 +1,5 @@
 #include <sys/resource.h>
+#include <time.h>
 
 #include <algorithm>
 #include <atomic>
@@ -70,12 +71,22 @@ latency_summary latency_summary::of(const latency_histogram& h) {
 
 namespace {
 
-void spin_for(std::chrono::microseconds cost) {
+std::chrono::nanoseconds thread_cpu_now() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec);
+}
+
+}  // namespace
+
+void burn_cpu(std::chrono::microseconds cost) {
   if (cost.count() <= 0) return;
-  const auto until = steady::now() + cost;
-  while (steady::now() < until) {
+  const auto until = thread_cpu_now() + cost;
+  while (thread_cpu_now() < until) {
   }
 }
+
+namespace {
 
 std::size_t default_threads(std::size_t requested) {
   if (requested > 0) return requested;
@@ -303,7 +314,7 @@ awaitable<void> consume(run_state& s, std::size_t index) {
         batch_max = std::max<std::int64_t>(batch_max, e2e.count());
       }
       if (m.delivery_count > 1) ++s.duplicates;
-      spin_for(s.o.handler_cost);
+      burn_cpu(s.o.handler_cost);
       settles.push_back(settlement::complete(std::move(m.receipt)));
     }
     s.interval_e2e_sum_ns.fetch_add(batch_sum, std::memory_order_relaxed);
@@ -472,9 +483,14 @@ awaitable<result<void>> prefill(queue_client& client, const queue_name& q, std::
 }
 
 // Receives and completes until `deadline`; counts completions that finished before it.
+struct handler_time {
+  std::chrono::nanoseconds cpu{0};
+  std::chrono::nanoseconds wall{0};
+};
+
 awaitable<std::uint64_t> drain_until(queue_client& client, const queue_name& q, std::size_t batch,
                                      steady::time_point deadline, std::chrono::microseconds cost,
-                                     std::atomic<std::uint64_t>& remaining) {
+                                     std::atomic<std::uint64_t>& remaining, handler_time& handler) {
   std::uint64_t done = 0;
   int idle = 0;  // consecutive empty receives: a queue that stays empty for 5 s is drained
   while (steady::now() < deadline && remaining.load() > 0 && idle < 50) {
@@ -487,7 +503,11 @@ awaitable<std::uint64_t> drain_until(queue_client& client, const queue_name& q, 
     std::vector<settlement> settles;
     settles.reserve(r->size());
     for (auto& m : *r) {
-      spin_for(cost);
+      const auto wall0 = steady::now();
+      const auto cpu0 = thread_cpu_now();
+      burn_cpu(cost);
+      handler.cpu += thread_cpu_now() - cpu0;
+      handler.wall += steady::now() - wall0;
       settles.push_back(settlement::complete(std::move(m.receipt)));
     }
     auto results = co_await client.settle(std::move(settles));
@@ -533,9 +553,10 @@ result<std::vector<scaling_point>> run_scaling(const scaling_options& so) {
     const auto start = steady::now();
     const auto deadline = start + so.window;
     std::vector<std::future<std::uint64_t>> workers;
+    std::vector<handler_time> handler_times(n);
     for (std::size_t i = 0; i < n; ++i) {
-      workers.push_back(rt.spawn(
-          drain_until(delayed, *queue, o.receive_batch, deadline, o.handler_cost, remaining)));
+      workers.push_back(rt.spawn(drain_until(delayed, *queue, o.receive_batch, deadline,
+                                             o.handler_cost, remaining, handler_times[i])));
     }
     std::uint64_t done = 0;
     for (auto& w : workers) done += w.get();
@@ -568,10 +589,13 @@ result<overhead_result> run_overhead(const bench_options& o, std::uint64_t messa
   if (auto r = rt.run(prefill(client, *queue, messages, o.message_size)); !r) return r.error();
 
   std::atomic<std::uint64_t> remaining{messages};
+  handler_time handler;
+  const auto cpu_before = resource_usage::now().cpu_s;
   const auto start = steady::now();
   const auto done = rt.run(drain_until(client, *queue, o.receive_batch, steady::time_point::max(),
-                                       handler_cost, remaining));
+                                       handler_cost, remaining, handler));
   const auto wall = std::chrono::duration<double>(steady::now() - start).count();
+  const auto cpu = resource_usage::now().cpu_s - cpu_before;
   rt.run(client.delete_queue(*queue));
   rt.shutdown();
 
@@ -579,8 +603,11 @@ result<overhead_result> run_overhead(const bench_options& o, std::uint64_t messa
   out.messages = done;
   out.handler_cost = handler_cost;
   out.wall_s = wall;
-  out.handler_s = done * std::chrono::duration<double>(handler_cost).count();
-  out.qrt_share = wall > 0 ? std::max(0.0, (wall - out.handler_s) / wall) : 0;
+  out.handler_wall_s = std::chrono::duration<double>(handler.wall).count();
+  out.cpu_s = cpu;
+  out.handler_cpu_s = std::chrono::duration<double>(handler.cpu).count();
+  out.qrt_share = cpu > 0 ? std::max(0.0, (cpu - out.handler_cpu_s) / cpu) : 0;
+  out.qrt_share_wall = wall > 0 ? std::max(0.0, (wall - out.handler_wall_s) / wall) : 0;
   return out;
 }
 

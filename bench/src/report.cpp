@@ -390,13 +390,15 @@ std::string format_table(const report& rep) {
     }
   }
   if (rep.overhead) {
-    std::snprintf(
-        buf, sizeof buf,
-        "\n  client overhead: %llu messages, handler %lld us each: wall %.3f s, handler %.3f s, "
-        "qrt share %.2f%% (seed: < 10%%)\n",
-        static_cast<unsigned long long>(rep.overhead->messages),
-        static_cast<long long>(rep.overhead->handler_cost.count()), rep.overhead->wall_s,
-        rep.overhead->handler_s, rep.overhead->qrt_share * 100);
+    std::snprintf(buf, sizeof buf,
+                  "\n  client overhead (seed: < 10%%): %llu messages, handler %lld us CPU each\n"
+                  "    cpu  %.3f s, of it in the handler %.3f s: qrt share %.2f%%\n"
+                  "    wall %.3f s, of it in the handler %.3f s: qrt share %.2f%% (waits and "
+                  "preemption included)\n",
+                  static_cast<unsigned long long>(rep.overhead->messages),
+                  static_cast<long long>(rep.overhead->handler_cost.count()), rep.overhead->cpu_s,
+                  rep.overhead->handler_cpu_s, rep.overhead->qrt_share * 100, rep.overhead->wall_s,
+                  rep.overhead->handler_wall_s, rep.overhead->qrt_share_wall * 100);
     out += buf;
   }
   if (!rep.checks.empty()) {
@@ -477,8 +479,11 @@ std::string to_json(const report& rep) {
     o["overhead"] = boost::json::object{{"messages", rep.overhead->messages},
                                         {"handler_cost_us", rep.overhead->handler_cost.count()},
                                         {"wall_seconds", rep.overhead->wall_s},
-                                        {"handler_seconds", rep.overhead->handler_s},
-                                        {"qrt_share", rep.overhead->qrt_share}};
+                                        {"handler_wall_seconds", rep.overhead->handler_wall_s},
+                                        {"cpu_seconds", rep.overhead->cpu_s},
+                                        {"handler_cpu_seconds", rep.overhead->handler_cpu_s},
+                                        {"qrt_share", rep.overhead->qrt_share},
+                                        {"qrt_share_wall", rep.overhead->qrt_share_wall}};
   }
   boost::json::array checks;
   for (const auto& c : rep.checks) {

@@ -123,13 +123,16 @@ result<std::vector<scaling_point>> run_scaling(const scaling_options& options);
 
 struct overhead_result {
   std::uint64_t messages = 0;
-  std::chrono::microseconds handler_cost{0};
-  double wall_s = 0;
-  double handler_s = 0;  ///< messages * handler_cost
-  double qrt_share = 0;  ///< (wall - handler) / wall
+  std::chrono::microseconds handler_cost{0};  ///< CPU time each handler call burns
+  double wall_s = 0;                          ///< first receive to last completion
+  double handler_wall_s = 0;                  ///< measured around each handler call
+  double cpu_s = 0;                           ///< process CPU (all threads) during the run
+  double handler_cpu_s = 0;                   ///< thread CPU measured around each handler call
+  double qrt_share = 0;       ///< (cpu - handler cpu) / cpu: the headline, robust to a busy machine
+  double qrt_share_wall = 0;  ///< (wall - handler wall) / wall: includes waits and preemption
 };
-/// Seed assertion 6: one consumer, a handler of known fixed cost, prefilled queue; the share
-/// of wall time that is not the handler's.
+/// Seed assertion 6: one consumer, a handler of known fixed CPU cost, prefilled queue; the
+/// share of the work that is not the handler's.
 result<overhead_result> run_overhead(const bench_options& options, std::uint64_t messages,
                                      std::chrono::microseconds handler_cost);
 
@@ -137,6 +140,10 @@ result<overhead_result> run_overhead(const bench_options& options, std::uint64_t
 std::string make_body(std::size_t size, std::chrono::steady_clock::time_point sent);
 /// Reads the send time back; nullopt when the body was not made by make_body.
 std::optional<std::chrono::steady_clock::time_point> read_send_time(std::string_view body);
+
+/// A handler of fixed known cost: burns `cost` of the calling thread's CPU time (not wall
+/// time, so a busy machine that preempts the thread does not shorten the work).
+void burn_cpu(std::chrono::microseconds cost);
 
 /// Process-wide resource usage (getrusage): CPU seconds (user + system) and peak RSS bytes.
 struct resource_usage {
