@@ -382,9 +382,12 @@ std::string format_table(const report& rep) {
     out += latency_row("end-to-end", rep.half_rate->e2e);
   }
   if (rep.scaling) {
-    out += "\n  scaling (every provider call delayed)   consumers   msg/s   efficiency\n";
+    out +=
+        "\n  consumer scaling (every provider call delayed; efficiency = msg/s / (N x msg/s at "
+        "1))\n";
+    out += "    consumers        msg/s   efficiency\n";
     for (const auto& p : *rep.scaling) {
-      std::snprintf(buf, sizeof buf, "  %40zu %9.0f   %6.2f\n", p.consumers, p.throughput,
+      std::snprintf(buf, sizeof buf, "    %9zu %12.0f   %10.2f\n", p.consumers, p.throughput,
                     p.efficiency);
       out += buf;
     }
