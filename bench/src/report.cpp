@@ -351,6 +351,14 @@ std::string format_table(const report& rep) {
     std::snprintf(buf, sizeof buf, "    ratio         %.2fx of the raw queue\n",
                   rep.baseline_ratio());
     out += buf;
+    if (!rep.round_ratios.empty()) {
+      out += "    rounds        ";
+      for (double x : rep.round_ratios) {
+        std::snprintf(buf, sizeof buf, "%.2fx ", x);
+        out += buf;
+      }
+      out += "(the median round is shown)\n";
+    }
   }
   out += "\n  latency (us)               p50        p95        p99        max       mean\n";
   out += latency_row("end-to-end", r.e2e);
@@ -464,6 +472,11 @@ std::string to_json(const report& rep) {
                                         {"e2e_latency_us", latency_json(rep.baseline->e2e)}};
   } else {
     o["baseline"] = nullptr;
+  }
+  if (!rep.round_ratios.empty()) {
+    boost::json::array rounds;
+    for (double x : rep.round_ratios) rounds.push_back(x);
+    o["round_ratios"] = std::move(rounds);
   }
   if (rep.half_rate) {
     o["half_rate"] = boost::json::object{{"rate_msgs_per_s", rep.half_rate->rate_target},

@@ -78,7 +78,7 @@ struct bench_result {
   double receive_s = 0;  ///< first message received to last completed
   double send_throughput = 0;
   double receive_throughput = 0;
-  double e2e_throughput = 0;      ///< completed / wall time
+  double e2e_throughput = 0;      ///< completed / (start to last completion)
   double mean_send_batch = 0;     ///< messages per send call
   double mean_receive_batch = 0;  ///< messages per non-empty receive call
   latency_summary e2e;

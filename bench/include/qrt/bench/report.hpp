@@ -46,7 +46,10 @@ bool any_miss(const std::vector<target_check>& checks);
 struct report {
   bench_result run;
   std::optional<baseline_result> baseline;
-  std::optional<bench_result> half_rate;  ///< the same run paced at half the measured rate
+  std::optional<bench_result> half_rate;
+  std::vector<double>
+      round_ratios;  ///< with --repeat: every round's ratio (or msg/s without a baseline)  ///< the
+                     ///< same run paced at half the measured rate
   std::optional<std::vector<scaling_point>> scaling;
   std::optional<overhead_result> overhead;
   std::vector<target_check> checks;
