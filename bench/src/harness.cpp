@@ -16,6 +16,7 @@
 #include <qrt/bench/harness.hpp>
 #include <qrt/bench/latency_injection.hpp>
 #include <qrt/client.hpp>
+#include <qrt/instrumented_provider.hpp>
 #include <qrt/qrt.hpp>
 #include <thread>
 
@@ -195,6 +196,8 @@ struct run_state {
   std::atomic<std::uint64_t> interval_e2e_sum_ns{0}, interval_e2e_count{0};
   std::atomic<std::int64_t> interval_e2e_max_ns{0};
 
+  metrics::processing_series* processing = nullptr;  // handler-level metrics, when asked for
+
   std::mutex error_mutex;
   std::optional<error> fatal;  // first permanent failure: the run stops
 
@@ -317,6 +320,7 @@ awaitable<void> consume(run_state& s, std::size_t index) {
       burn_cpu(s.o.handler_cost);
       settles.push_back(settlement::complete(std::move(m.receipt)));
     }
+    if (s.processing) s.processing->record_batch_processed(r->size(), steady::now() - t1);
     s.interval_e2e_sum_ns.fetch_add(batch_sum, std::memory_order_relaxed);
     s.interval_e2e_count.fetch_add(r->size(), std::memory_order_relaxed);
     atomic_max(s.interval_e2e_max_ns, batch_max);
@@ -376,13 +380,19 @@ result<bench_result> run_benchmark(const bench_options& o) {
   runtime rt(default_threads(o.threads));
   auto raw = build_provider(rt, o.provider_config);
   if (!raw) return raw.error();
+  std::optional<metrics::processing_series> s_processing;
   provider_ptr p = o.decorate ? o.decorate(*raw) : *raw;
+  if (o.metrics) p = metrics::instrument(p, *o.metrics);
   queue_client client(p);
+  if (o.metrics) {
+    s_processing.emplace(o.metrics->for_processing(queue->to_string(), std::string(p->name())));
+  }
   if (o.create_queue) {
     if (auto r = rt.run(prepare_queue(*p, *queue)); !r) return r.error();
   }
 
   run_state s(o, client, *queue);
+  s.processing = s_processing ? &*s_processing : nullptr;
   const auto usage_before = resource_usage::now();
   s.start = steady::now();
   if (o.duration) s.deadline = s.start + *o.duration;

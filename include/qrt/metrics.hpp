@@ -187,6 +187,20 @@ std::vector<double> operation_latency_buckets();    ///< 50 us .. 10 s, for prov
 enum class operation { send, receive, complete, abandon, dead_letter, renew, peek, stats, process };
 std::string_view to_string(operation op) noexcept;
 
+/// One queue's handler-level series, looked up once: recording through it takes no lock.
+struct processing_series {
+  counter& processed;
+  histogram& duration;
+  histogram& batch_size;
+
+  /// The seed's ThroughputMetrics::record_batch_processed.
+  void record_batch_processed(std::size_t messages, std::chrono::nanoseconds elapsed) noexcept {
+    processed.inc(messages);
+    duration.observe(elapsed);
+    batch_size.observe(static_cast<double>(messages));
+  }
+};
+
 /// The runtime's metric families, registered under the seed's names. Labels: `queue`,
 /// `provider`, and `operation` where the metric is per operation.
 struct runtime_metrics {
@@ -211,6 +225,9 @@ struct runtime_metrics {
   counter_family& dead_lettered;  ///< queue_runtime_dead_lettered_total{queue,provider}
   gauge_family& in_flight;        ///< queue_runtime_in_flight_messages{queue,provider}
   gauge_family& queue_depth;      ///< queue_runtime_queue_depth{queue,provider,state}
+
+  /// Handler-level series for one queue (operation label "process" on the batch sizes).
+  processing_series for_processing(const std::string& queue, const std::string& provider);
 };
 
 template <class Series>

@@ -381,4 +381,10 @@ runtime_metrics::runtime_metrics(registry& r)
                               "Messages in the queue as the provider last reported, by state",
                               {"queue", "provider", "state"})) {}
 
+processing_series runtime_metrics::for_processing(const std::string& queue,
+                                                  const std::string& provider) {
+  return {messages_processed.with({queue, provider}), processing_duration.with({queue, provider}),
+          batch_sizes.with({queue, provider, "process"})};
+}
+
 }  // namespace qrt::metrics

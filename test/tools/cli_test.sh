@@ -86,6 +86,18 @@ sed -i 's/^impossible:/production:/' "$tmp/targets.yaml"
 expect 3 "target was missed" -- bench --messages 1000 --threads 1 --no-baseline --targets "$tmp/targets.yaml" --environment production --fail-on-miss
 expect 0 '"end_to_end_msgs_per_s"' -- bench --messages 1000 --threads 1 --no-baseline --output json
 
+# bench --metrics: the instrumented run's exposition, accepted by promtool.
+expect 0 "" -- bench --messages 1000 --threads 1 --no-baseline --metrics --report-dir "$tmp/m"
+grep -q '^queue_runtime_messages_processed_total{queue="qrt-bench",provider="memory"} 1000$' "$tmp/m/metrics.prom" \
+  || fail "metrics.prom lacks the processed count: $(head -20 "$tmp/m/metrics.prom")"
+grep -q '^queue_runtime_messages_sent_total{queue="qrt-bench",provider="memory"} 1000$' "$tmp/m/metrics.prom" \
+  || fail "metrics.prom lacks the sent count"
+if command -v promtool >/dev/null; then
+  promtool check metrics <"$tmp/m/metrics.prom" || fail "promtool rejects metrics.prom"
+else
+  fail "promtool missing (scripts/install-deps.sh installs prometheus)"
+fi
+
 if [[ $failures -gt 0 ]]; then
   echo "$failures check(s) failed"
   exit 1

@@ -11,6 +11,7 @@
 #include <iostream>
 #include <qrt/bench/harness.hpp>
 #include <qrt/bench/report.hpp>
+#include <qrt/metrics.hpp>
 #include <qrt/qrt.hpp>
 #include <sstream>
 
@@ -191,6 +192,7 @@ int main(int argc, char** argv) {
   std::uint64_t overhead_messages = 2000;
   std::size_t scaling_max = 32;
   std::size_t repeat = 1;
+  bool with_metrics = false;
   auto* benchcmd = app.add_subcommand(
       "bench",
       "Measure throughput, latency, CPU and memory of a provider (default: the embedded one),\n"
@@ -236,6 +238,9 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"production", "development"}));
   benchcmd->add_flag("--fail-on-miss", fail_on_miss, "exit 3 when a target is missed");
   benchcmd->add_option("--report-dir", report_dir, "write report.json and chart.html here");
+  benchcmd->add_flag("--metrics", with_metrics,
+                     "instrument the provider and write the Prometheus exposition (metrics.prom in "
+                     "--report-dir, else after the table)");
   add_output_flag(*benchcmd, bench_output);
 
   try {
@@ -374,6 +379,10 @@ int main(int argc, char** argv) {
         if (tty) std::fprintf(stderr, "\r%80s\r", "");
       };
 
+      metrics::registry metric_registry;
+      metrics::runtime_metrics runtime_metrics(metric_registry);
+      if (with_metrics) bo.metrics = &runtime_metrics;
+
       // Each round runs the provider, then the raw queue; with --repeat the round with the
       // median ratio is reported (a shared machine makes single rounds noisy).
       const bool with_baseline = !no_baseline && bo.provider_config.get("provider") == "memory";
@@ -439,8 +448,17 @@ int main(int argc, char** argv) {
       } else {
         std::cout << bench::format_table(rep);
       }
+      if (with_metrics && report_dir.empty()) std::cout << '\n' << metric_registry.expose();
       if (!report_dir.empty()) {
         if (auto w = bench::write_report_dir(rep, report_dir); !w) return report_error(w.error());
+        if (with_metrics) {
+          std::ofstream prom(report_dir + "/metrics.prom", std::ios::binary);
+          prom << metric_registry.expose();
+          if (!prom.good()) {
+            return report_error(
+                fail(errc::invalid_argument, "cannot write " + report_dir + "/metrics.prom"));
+          }
+        }
         std::cerr << "qrt: report written to " << report_dir << "/report.json and " << report_dir
                   << "/chart.html\n";
       }

@@ -10,6 +10,7 @@
 #include <optional>
 #include <qrt/bench/latency_histogram.hpp>
 #include <qrt/config.hpp>
+#include <qrt/metrics.hpp>
 #include <qrt/provider.hpp>
 #include <string>
 #include <vector>
@@ -34,8 +35,11 @@ struct bench_options {
   milliseconds receive_wait{100};
   std::chrono::microseconds handler_cost{0};  ///< CPU each message's handler burns (spinning)
   milliseconds sample_interval{250};          ///< time-series resolution for the chart
-  /// Wraps the provider the producers and consumers use (latency injection, metrics).
+  /// Wraps the provider the producers and consumers use (latency injection, ...).
   std::function<provider_ptr(provider_ptr)> decorate;
+  /// When set, the provider is also instrumented (qrt::metrics::instrument) and consumers record
+  /// queue_runtime_messages_processed_total / processing_duration per batch into it.
+  metrics::runtime_metrics* metrics = nullptr;
   /// Called from a sampler on every sample; for a progress line.
   std::function<void(const struct progress&)> on_progress;
 };
