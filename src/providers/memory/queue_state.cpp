@@ -342,11 +342,19 @@ result<time_point> queue_state::renew(const delivery_key& key, time_point now) {
   queue_core& c = core(key.dead_letter);
   auto pos = c.items.find(key.sequence);
   if (pos == c.items.end()) {
+    if (lapsed(heap_key(key.dead_letter, key.sequence))) {
+      return fail(errc::receipt_expired, "the lock on message " + std::to_string(key.sequence) +
+                                             " expired and the message has left the queue");
+    }
     return fail(errc::invalid_receipt,
                 "message " + std::to_string(key.sequence) + " was already settled");
   }
   item& it = pos->second;
   if (it.state != item_state::locked || it.lock != key.lock) {
+    if (key.lock == it.abandoned_lock) {
+      return fail(errc::invalid_receipt, "message " + std::to_string(key.sequence) +
+                                             " was already abandoned with this receipt");
+    }
     return fail(it.session ? errc::session_lock_lost : errc::receipt_expired,
                 "the lock on message " + std::to_string(key.sequence) + " expired");
   }
