@@ -1,6 +1,7 @@
 // A wake-up signal for coroutines that share one strand: wait() suspends until notify().
-// A notify with nobody waiting is lost, so waiters re-check their condition in a loop; give
-// each waiter its own event (re-arming a shared one would wake the other waiter).
+// A notify with nobody waiting is lost, so waiters re-check their condition in a loop. Any
+// number of coroutines may wait(); wait_until() re-arms the timer, which wakes the others, so an
+// event used with wait_until() must have a single waiter.
 #pragma once
 
 #include <boost/asio/redirect_error.hpp>
@@ -12,7 +13,8 @@ namespace qrt::detail {
 
 class event {
  public:
-  explicit event(const boost::asio::any_io_executor& executor) : timer_(executor) {}
+  explicit event(const boost::asio::any_io_executor& executor)
+      : timer_(executor, std::chrono::steady_clock::time_point::max()) {}
 
   void notify() { timer_.cancel(); }
 
@@ -23,7 +25,11 @@ class event {
     co_await timer_.async_wait(boost::asio::redirect_error(boost::asio::use_awaitable, ignored));
   }
   boost::asio::awaitable<void> wait() {
-    co_await wait_until(std::chrono::steady_clock::time_point::max());
+    if (timer_.expiry() != std::chrono::steady_clock::time_point::max()) {
+      timer_.expires_at(std::chrono::steady_clock::time_point::max());
+    }
+    boost::system::error_code ignored;
+    co_await timer_.async_wait(boost::asio::redirect_error(boost::asio::use_awaitable, ignored));
   }
 
  private:
