@@ -2,13 +2,12 @@
 // how long recent messages took, aiming at a target batch duration.
 #pragma once
 
-#include <qrt/client.hpp>
-#include <qrt/processor.hpp>
-
 #include <chrono>
 #include <cstddef>
 #include <deque>
 #include <functional>
+#include <qrt/client.hpp>
+#include <qrt/processor.hpp>
 
 namespace qrt {
 

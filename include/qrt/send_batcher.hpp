@@ -1,20 +1,18 @@
 // Accumulates single sends into batches per queue, so many small sends cost few round trips.
 #pragma once
 
-#include <qrt/client.hpp>
-#include <qrt/retry.hpp>
-
 #include <boost/asio/any_io_executor.hpp>
-
 #include <cstdint>
 #include <memory>
+#include <qrt/client.hpp>
+#include <qrt/retry.hpp>
 
 namespace qrt {
 
 struct send_batcher_options {
-  std::size_t max_batch_messages = 10;      ///< flush when this many are waiting
-  std::size_t max_batch_bytes = 256 * 1024; ///< flush before the waiting bytes would exceed this
-  milliseconds max_delay{10};               ///< flush this long after the first waiting message
+  std::size_t max_batch_messages = 10;       ///< flush when this many are waiting
+  std::size_t max_batch_bytes = 256 * 1024;  ///< flush before the waiting bytes would exceed this
+  milliseconds max_delay{10};                ///< flush this long after the first waiting message
   /// Entries that failed transiently inside a batch are resent (only they) by this policy.
   retry_policy retry = retry_policy::exponential_backoff(milliseconds{50}, milliseconds{2'000}, 2);
   retry_sleeper sleeper;  ///< tests record delays instead of sleeping

@@ -1,6 +1,5 @@
-#include <qrt/adaptive_batch.hpp>
-
 #include <algorithm>
+#include <qrt/adaptive_batch.hpp>
 
 namespace qrt {
 
@@ -45,8 +44,11 @@ adaptive_batch_processor::adaptive_batch_processor(queue_client client, queue_na
                                                    message_handler handler,
                                                    adaptive_batch_options options,
                                                    milliseconds receive_wait)
-    : client_(std::move(client)), queue_(std::move(queue)), handler_(std::move(handler)),
-      sizer_(std::move(options)), receive_wait_(receive_wait) {}
+    : client_(std::move(client)),
+      queue_(std::move(queue)),
+      handler_(std::move(handler)),
+      sizer_(std::move(options)),
+      receive_wait_(receive_wait) {}
 
 awaitable<result<std::size_t>> adaptive_batch_processor::process_batch() {
   const auto size = sizer_.next_batch_size();

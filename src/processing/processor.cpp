@@ -251,7 +251,13 @@ struct processor::impl : std::enable_shared_from_this<impl> {
   awaitable<result<void>> call_handler(const received_message& msg) {
     try {
       co_return co_await asio::co_spawn(
-          pool, [this, &msg]() -> awaitable<result<void>> { co_return co_await handler(msg); },
+          pool,
+          [this, &msg]() -> awaitable<result<void>> {
+            // co_spawn starts inline when it can; hop off the strand first, so a handler's
+            // synchronous work never holds up the processor (or the other handlers).
+            co_await asio::post(pool, asio::use_awaitable);
+            co_return co_await handler(msg);
+          },
           asio::use_awaitable);
     } catch (const std::exception& e) {
       co_return fail(errc::provider_error, std::string("handler threw: ") + e.what());

@@ -1,13 +1,11 @@
-#include "event.hpp"
-
-#include <qrt/send_batcher.hpp>
-
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/strand.hpp>
-
 #include <map>
 #include <mutex>
+#include <qrt/send_batcher.hpp>
+
+#include "event.hpp"
 
 namespace qrt {
 
@@ -65,10 +63,18 @@ struct send_batcher::impl : std::enable_shared_from_this<impl> {
     pq.bytes = 0;
     ++pq.generation;
     switch (why) {
-      case flush_reason::count: count(&send_batcher_stats::flushes_by_count); break;
-      case flush_reason::bytes: count(&send_batcher_stats::flushes_by_bytes); break;
-      case flush_reason::delay: count(&send_batcher_stats::flushes_by_delay); break;
-      case flush_reason::explicit_call: count(&send_batcher_stats::flushes_explicit); break;
+      case flush_reason::count:
+        count(&send_batcher_stats::flushes_by_count);
+        break;
+      case flush_reason::bytes:
+        count(&send_batcher_stats::flushes_by_bytes);
+        break;
+      case flush_reason::delay:
+        count(&send_batcher_stats::flushes_by_delay);
+        break;
+      case flush_reason::explicit_call:
+        count(&send_batcher_stats::flushes_explicit);
+        break;
     }
     ++flushes_in_flight;
     asio::co_spawn(strand, send_entries(queue, std::move(entries)), asio::detached);

@@ -69,7 +69,9 @@ TEST(AdaptiveBatch, ProcessorReceivesSizedBatchesAndSettlesThem) {
         now += 10ms;
         co_return qrt::result<void>{};
       },
-      {.min_batch_size = 1, .max_batch_size = 50, .target_batch_duration = 100ms,
+      {.min_batch_size = 1,
+       .max_batch_size = 50,
+       .target_batch_duration = 100ms,
        .now = [&] { return now; }},
       0ms);
   std::vector<std::size_t> sizes;

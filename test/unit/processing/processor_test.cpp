@@ -1,20 +1,19 @@
 // qrt::processor against the real embedded provider. Each test names the seed assertion or the
 // pain point (issue 3) it covers. Locks are short (250-300 ms) so lock expiry happens quickly.
-#include "../support/wait.hpp"
-
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <condition_variable>
+#include <mutex>
 #include <qrt/memory.hpp>
 #include <qrt/processor.hpp>
 #include <qrt/runtime.hpp>
-
-#include <atomic>
-#include <condition_variable>
-#include <mutex>
 #include <set>
+
+#include "../support/wait.hpp"
 
 using namespace std::chrono_literals;
 using qrt::errc;
@@ -34,7 +33,9 @@ struct fixture {
   qrt::queue_client client{memory};
   qrt::queue_name q = qrt::queue_name::from("work");
 
-  explicit fixture(qrt::queue_options o = {}) { EXPECT_TRUE(rt.block_on(client.create_queue(q, o))); }
+  explicit fixture(qrt::queue_options o = {}) {
+    EXPECT_TRUE(rt.block_on(client.create_queue(q, o)));
+  }
 
   void send(const std::string& body) {
     ASSERT_TRUE(rt.block_on(client.send(q, qrt::message{.body = body})));
@@ -70,21 +71,20 @@ TEST(Processor, HandlerFailuresRedeliverThenDeadLetterAtMaxDeliveries) {
   std::mutex m;
   std::vector<std::uint32_t> poison_deliveries;
   qrt::test::counter ok, poison;
-  qrt::processor p(
-      f.client, f.q,
-      [&](const received_message& msg) -> qrt::awaitable<qrt::result<void>> {
-        if (msg.body == "poison") {
-          {
-            std::lock_guard lock(m);
-            poison_deliveries.push_back(msg.delivery_count);
-          }
-          poison.add();
-          co_return qrt::fail(errc::timeout, "downstream unavailable");
-        }
-        ok.add();
-        co_return qrt::result<void>{};
-      },
-      {.max_concurrent_calls = 2, .max_delivery_count = 3});
+  qrt::processor p(f.client, f.q,
+                   [&](const received_message& msg) -> qrt::awaitable<qrt::result<void>> {
+                     if (msg.body == "poison") {
+                       {
+                         std::lock_guard lock(m);
+                         poison_deliveries.push_back(msg.delivery_count);
+                       }
+                       poison.add();
+                       co_return qrt::fail(errc::timeout, "downstream unavailable");
+                     }
+                     ok.add();
+                     co_return qrt::result<void>{};
+                   },
+                   {.max_concurrent_calls = 2, .receive_wait = 50ms, .max_delivery_count = 3});
   p.start(f.rt.executor());
   ASSERT_TRUE(ok.wait_for_at_least(5));
   ASSERT_TRUE(poison.wait_for_at_least(3));
@@ -113,7 +113,8 @@ TEST(Processor, PermanentHandlerErrorDeadLettersAtOnce) {
                    [&](const received_message&) -> qrt::awaitable<qrt::result<void>> {
                      calls.add();
                      co_return qrt::fail(errc::invalid_argument, "cannot parse order");
-                   });
+                   },
+                   {.receive_wait = 50ms});
   p.start(f.rt.executor());
   ASSERT_TRUE(calls.wait_for_at_least(1));
   f.rt.block_on(p.stop(5s));
@@ -134,26 +135,26 @@ TEST(Processor, ConcurrencyLimitIsNeverExceeded) {
   std::condition_variable all_in;
   bool gate_open = false;
   qrt::test::counter done;
-  qrt::processor p(
-      f.client, f.q,
-      [&](const received_message&) -> qrt::awaitable<qrt::result<void>> {
-        const int now = ++running;
-        int seen = most.load();
-        while (now > seen && !most.compare_exchange_weak(seen, now)) {
-        }
-        {
-          // The first `limit` handlers block their threads until all of them are in at once.
-          std::unique_lock lock(m);
-          if (now == limit) gate_open = true;
-          all_in.notify_all();
-          all_in.wait_for(lock, 10s, [&] { return gate_open; });
-        }
-        co_await work_for(1ms);
-        --running;
-        done.add();
-        co_return qrt::result<void>{};
-      },
-      {.max_concurrent_calls = limit, .prefetch_count = 10});
+  qrt::processor p(f.client, f.q,
+                   [&](const received_message&) -> qrt::awaitable<qrt::result<void>> {
+                     const int now = ++running;
+                     int seen = most.load();
+                     while (now > seen && !most.compare_exchange_weak(seen, now)) {
+                     }
+                     {
+                       // The first `limit` handlers block their threads until all of them are in at
+                       // once.
+                       std::unique_lock lock(m);
+                       if (now == limit) gate_open = true;
+                       all_in.notify_all();
+                       all_in.wait_for(lock, 10s, [&] { return gate_open; });
+                     }
+                     co_await work_for(1ms);
+                     --running;
+                     done.add();
+                     co_return qrt::result<void>{};
+                   },
+                   {.max_concurrent_calls = limit, .prefetch_count = 10, .receive_wait = 50ms});
   p.start(f.rt.executor());
   ASSERT_TRUE(done.wait_for_at_least(40));
   f.rt.block_on(p.stop(5s));
@@ -246,7 +247,7 @@ TEST(Processor, ShutdownUnderLoadLosesNothingAndDeadLettersNothing) {
                      calls.add();
                      co_return qrt::result<void>{};
                    },
-                   {.max_concurrent_calls = 8, .prefetch_count = 20});
+                   {.max_concurrent_calls = 8, .prefetch_count = 20, .receive_wait = 50ms});
   p.start(f.rt.executor());
   ASSERT_TRUE(calls.wait_for_at_least(50));
   auto report = f.rt.block_on(p.stop(5s));
@@ -275,7 +276,7 @@ TEST(Processor, ShutdownDeadlineAbandonsRunningHandlersAndNeverDeadLetters) {
                      finished.add();
                      co_return qrt::result<void>{};
                    },
-                   {.max_concurrent_calls = 3, .prefetch_count = 5});
+                   {.max_concurrent_calls = 3, .prefetch_count = 5, .receive_wait = 50ms});
   p.start(f.rt.executor());
   ASSERT_TRUE(started.wait_for_at_least(3));
   auto report = f.rt.block_on(p.stop(100ms));

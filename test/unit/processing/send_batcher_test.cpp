@@ -1,7 +1,5 @@
 // The send batcher. Partial failures come from a recording fake (a real provider cannot be
 // made to fail chosen entries of one call); the end-to-end case uses the embedded provider.
-#include "../support/recording_provider.hpp"
-
 #include <gtest/gtest.h>
 
 #include <boost/asio/co_spawn.hpp>
@@ -9,6 +7,8 @@
 #include <qrt/memory.hpp>
 #include <qrt/runtime.hpp>
 #include <qrt/send_batcher.hpp>
+
+#include "../support/recording_provider.hpp"
 
 using namespace std::chrono_literals;
 using qrt::errc;
@@ -18,7 +18,9 @@ namespace {
 
 const auto q = qrt::queue_name::from("out");
 
-qrt::message body(std::string b) { return qrt::message{.body = std::move(b)}; }
+qrt::message body(std::string b) {
+  return qrt::message{.body = std::move(b)};
+}
 
 struct fixture {
   qrt::runtime rt{{.worker_threads = 1}};
@@ -34,8 +36,8 @@ struct fixture {
   std::vector<qrt::result<qrt::message_id>> send_all(strings bodies, bool then_flush = false) {
     std::vector<std::future<qrt::result<qrt::message_id>>> pending;
     for (auto& b : bodies) {
-      pending.push_back(boost::asio::co_spawn(rt.executor(), batcher.send(q, body(b)),
-                                              boost::asio::use_future));
+      pending.push_back(
+          boost::asio::co_spawn(rt.executor(), batcher.send(q, body(b)), boost::asio::use_future));
     }
     if (then_flush) rt.block_on(batcher.flush());
     std::vector<qrt::result<qrt::message_id>> out;
@@ -79,8 +81,8 @@ TEST(SendBatcher, FlushesAfterMaxDelay) {
 // are sent again; a permanent failure is reported for its message alone.
 TEST(SendBatcher, ResendsOnlyTheFailedEntriesOfAPartialFailure) {
   std::vector<qrt::milliseconds> delays;
-  auto script = [](std::size_t call, std::size_t, const qrt::message& m)
-      -> std::optional<qrt::error> {
+  auto script = [](std::size_t call, std::size_t,
+                   const qrt::message& m) -> std::optional<qrt::error> {
     if (call == 0 && (m.body == "b" || m.body == "d")) {
       return qrt::fail(errc::connection_failed, "entry dropped");
     }

@@ -24,12 +24,12 @@ struct fake_clock {
 TEST(CircuitBreaker, OpensAfterNFailuresRejectsFastWhileOpenAndClosesAfterAGoodProbe) {
   fake_clock clock;
   std::vector<std::pair<breaker_state, breaker_state>> changes;
-  qrt::circuit_breaker breaker({.failure_threshold = 3,
-                                .open_duration = 10s,
-                                .half_open_probes = 1,
-                                .on_state_change = [&](auto from,
-                                                       auto to) { changes.emplace_back(from, to); },
-                                .now = clock.fn()});
+  qrt::circuit_breaker breaker(
+      {.failure_threshold = 3,
+       .open_duration = 10s,
+       .half_open_probes = 1,
+       .on_state_change = [&](auto from, auto to) { changes.emplace_back(from, to); },
+       .now = clock.fn()});
   qrt::runtime rt;
   int calls = 0;
   bool healthy = false;

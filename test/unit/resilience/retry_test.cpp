@@ -14,7 +14,9 @@ using qrt::retry_policy;
 
 namespace {
 
-error transient() { return qrt::fail(errc::connection_failed, "connection reset"); }
+error transient() {
+  return qrt::fail(errc::connection_failed, "connection reset");
+}
 
 // Runs `qrt::retry` over an attempt that fails `failures` times, recording every delay asked for.
 struct recorded_run {

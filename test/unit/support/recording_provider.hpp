@@ -2,10 +2,9 @@
 // the partial-failure cases a real provider cannot be made to produce on demand.
 #pragma once
 
-#include <qrt/provider.hpp>
-
 #include <functional>
 #include <mutex>
+#include <qrt/provider.hpp>
 #include <string>
 #include <vector>
 
