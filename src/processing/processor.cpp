@@ -10,6 +10,7 @@
 #include <qrt/processor.hpp>
 
 #include "event.hpp"
+#include "failure_policy.hpp"
 
 namespace qrt {
 
@@ -264,18 +265,6 @@ struct processor::impl : std::enable_shared_from_this<impl> {
     }
   }
 
-  // How a failure is settled: dead-letter reason, or empty to abandon.
-  std::string failure_reason(const received_message& msg, const error& e) const {
-    if (options.max_delivery_count > 0 && msg.delivery_count >= options.max_delivery_count) {
-      return "MaxDeliveryCountExceeded";
-    }
-    if (options.on_failure == failure_action::dead_letter) return "HandlerFailed";
-    if (options.dead_letter_on_permanent_error && e.kind == error_kind::permanent) {
-      return "HandlerFailedPermanently";
-    }
-    return {};
-  }
-
   awaitable<void> run_task(std::uint64_t id, std::shared_ptr<task> t) {
     auto self = shared_from_this();
     if (!co_await ensure_startable(*t)) {
@@ -296,7 +285,9 @@ struct processor::impl : std::enable_shared_from_this<impl> {
     std::string dead_letter_reason;
     if (!outcome) {
       count(&processor_stats::handler_failures);
-      dead_letter_reason = failure_reason(t->msg, outcome.error());
+      dead_letter_reason =
+          detail::failure_reason(t->msg, outcome.error(), options.max_delivery_count,
+                                 options.on_failure, options.dead_letter_on_permanent_error);
       if (dead_letter_reason.empty() && options.abandon_delay.count() > 0 && !stopping &&
           !t->released) {
         co_await t->wake.wait_until(steady::now() + options.abandon_delay);

@@ -125,7 +125,10 @@ class retrying_provider final : public provider {
 
   awaitable<result<std::shared_ptr<session_receiver>>> accept_session(
       const queue_name& queue, std::optional<session_id> session, milliseconds wait) override {
-    auto r = co_await again([&] { return inner_->accept_session(queue, session, wait); });
+    // errc::timeout here means "no session had messages within `wait`": an answer.
+    auto r = co_await retry(
+        policy_, [&] { return inner_->accept_session(queue, session, wait); }, sleeper_,
+        [](const error& e) { return worth_retrying(e) && e.code != errc::timeout; });
     if (!r) co_return r.error();
     co_return std::shared_ptr<session_receiver>(
         std::make_shared<retrying_session>(std::move(*r), policy_, sleeper_));
