@@ -41,6 +41,8 @@ class circuit_breaker {
   bool allow();
   void record_success();
   void record_failure();
+  /// A call allow() admitted did not happen after all: frees its half-open probe slot.
+  void cancel();
 
   breaker_state state() const;
   /// How long until an open breaker lets a probe through (zero if not open).

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <qrt/circuit_breaker.hpp>
 #include <qrt/client.hpp>
 #include <qrt/retry.hpp>
 
@@ -42,6 +43,10 @@ struct processor_options {
   milliseconds abandon_delay{0};
   /// Back-off between failed receives (after the client's own retries gave up).
   retry_policy retry = retry_policy::exponential_backoff(milliseconds{100}, milliseconds{5'000}, 2);
+  /// Optional: handler outcomes feed it (transient failures count), and while it is open the
+  /// processor neither receives nor starts handlers; half-open, it starts only the probes.
+  /// This is what keeps a down dependency from being hammered by redeliveries.
+  std::shared_ptr<circuit_breaker> breaker;
   /// Receive, settle and lock-renewal failures, for logging (called on the processor's strand).
   std::function<void(const error&)> on_error;
 

@@ -7,8 +7,8 @@
 namespace qrt {
 
 struct session_processor_options {
-  std::size_t max_concurrent_sessions = 8;   ///< sessions held (and handled) at once
-  std::size_t max_messages_per_receive = 10; ///< batch read within one session lock
+  std::size_t max_concurrent_sessions = 8;    ///< sessions held (and handled) at once
+  std::size_t max_messages_per_receive = 10;  ///< batch read within one session lock
   /// A held session with no message for this long is released so another can be taken.
   milliseconds session_idle_timeout{1'000};
   milliseconds accept_wait{1'000};  ///< one wait for the next session with messages

@@ -132,6 +132,15 @@ struct processor::impl : std::enable_shared_from_this<impl> {
     auto self = shared_from_this();
     std::uint32_t failures = 0;
     while (!stopping) {
+      if (options.breaker) {
+        // Open: receive nothing, start nothing, until a probe may go.
+        const auto closed_for = options.breaker->time_until_probe();
+        if (closed_for.count() > 0) {
+          co_await capacity_changed->wait_until(steady::now() + closed_for);
+          continue;
+        }
+        dispatch();  // a probe may start now
+      }
       const std::size_t limit = options.max_concurrent_calls + prefetch_allowance();
       const std::size_t held = running.size() + buffer.size();
       if (held >= limit) {
@@ -174,6 +183,10 @@ struct processor::impl : std::enable_shared_from_this<impl> {
 
   void dispatch() {
     while (!stopping && running.size() < options.max_concurrent_calls && !buffer.empty()) {
+      if (options.breaker && !options.breaker->allow()) {
+        capacity_changed->notify();  // the receive loop waits for the next probe
+        break;
+      }
       auto [msg, lock] = std::move(buffer.front());
       buffer.pop_front();
       auto t = std::make_shared<task>(*strand, std::move(msg), lock);
@@ -268,6 +281,7 @@ struct processor::impl : std::enable_shared_from_this<impl> {
   awaitable<void> run_task(std::uint64_t id, std::shared_ptr<task> t) {
     auto self = shared_from_this();
     if (!co_await ensure_startable(*t)) {
+      if (options.breaker) options.breaker->cancel();
       finish(id);
       co_return;
     }
@@ -281,6 +295,13 @@ struct processor::impl : std::enable_shared_from_this<impl> {
         std::chrono::duration<double, std::milli>(steady::now() - started_at).count();
     average_handler_ms = have_average ? 0.8 * average_handler_ms + 0.2 * took : took;
     have_average = true;
+    if (options.breaker) {
+      if (!outcome && outcome.error().kind != error_kind::permanent) {
+        options.breaker->record_failure();
+      } else {
+        options.breaker->record_success();
+      }
+    }
 
     std::string dead_letter_reason;
     if (!outcome) {

@@ -68,6 +68,11 @@ void circuit_breaker::record_failure() {
   }
 }
 
+void circuit_breaker::cancel() {
+  std::lock_guard lock(mutex_);
+  if (state_ == breaker_state::half_open && probes_in_flight_ > 0) --probes_in_flight_;
+}
+
 breaker_state circuit_breaker::state() const {
   std::lock_guard lock(mutex_);
   return state_;

@@ -290,6 +290,42 @@ TEST(Processor, ShutdownDeadlineAbandonsRunningHandlersAndNeverDeadLetters) {
   EXPECT_EQ(f.drain(f.q).size(), 10u);
 }
 
+// Pain point: Nack loops hammering a failing dependency. Once the breaker opens, no handler
+// runs (and nothing is received) until its open duration has passed; a good probe closes it.
+TEST(Processor, OpenCircuitBreakerStopsHandlingUntilAProbeSucceeds) {
+  fixture f({.lock_duration = 30s, .max_delivery_count = 100});
+  f.send_numbered(10);
+  qrt::test::counter opened, failures, completed;
+  std::atomic<bool> dependency_up{false};
+  std::atomic<int> calls_while_open{0};
+  auto breaker = std::make_shared<qrt::circuit_breaker>(qrt::circuit_breaker_options{
+      .failure_threshold = 3, .open_duration = 500ms, .on_state_change = [&](auto, auto to) {
+        if (to == qrt::breaker_state::open) opened.add();
+      }});
+  qrt::processor p(f.client, f.q,
+                   [&](const received_message&) -> qrt::awaitable<qrt::result<void>> {
+                     if (breaker->state() == qrt::breaker_state::open) ++calls_while_open;
+                     if (!dependency_up) {
+                       failures.add();
+                       co_return qrt::fail(errc::connection_failed, "payment service down");
+                     }
+                     completed.add();
+                     co_return qrt::result<void>{};
+                   },
+                   {.max_concurrent_calls = 1, .receive_wait = 50ms, .breaker = breaker});
+  p.start(f.rt.executor());
+  ASSERT_TRUE(opened.wait_for_at_least(1));
+  const auto failures_when_opened = failures.value();
+  dependency_up = true;
+  ASSERT_TRUE(completed.wait_for_at_least(10));
+  f.rt.block_on(p.stop(5s));
+  EXPECT_EQ(failures_when_opened, 3);
+  EXPECT_EQ(calls_while_open.load(), 0) << "a handler ran while the breaker was open";
+  EXPECT_EQ(breaker->state(), qrt::breaker_state::closed);
+  EXPECT_EQ(p.stats().completed, 10u);
+  EXPECT_EQ(f.stats().active, 0);
+}
+
 TEST(Processor, PresetsMatchTheSeed) {
   auto high = qrt::processor_options::for_high_throughput();
   EXPECT_EQ(high.max_concurrent_calls, 32u);
