@@ -39,6 +39,10 @@ struct fault_options {
   double throttle_rate = 0;         ///< errc::throttled with retry_after = throttle_retry_after
   milliseconds throttle_retry_after{100};
   fault_ops error_ops = fault_ops::all;
+  /// Scheduled disconnects: every `disconnect_every` (counted from when the decorator was made),
+  /// all calls fail with errc::connection_failed for the first `disconnect_duration`.
+  milliseconds disconnect_every{0};
+  milliseconds disconnect_duration{0};
   std::uint64_t seed = 1;  ///< the error draws are reproducible for a given seed
 };
 
@@ -104,6 +108,7 @@ class fault_injecting_provider final
   std::uint32_t scheduled_count_ = 0;
   error scheduled_error_;
   std::chrono::steady_clock::time_point disconnected_until_{};
+  std::chrono::steady_clock::time_point created_ = std::chrono::steady_clock::now();
 };
 
 /// Wraps `inner`; the returned pointer keeps the controls (set_options, fail_next, ...).

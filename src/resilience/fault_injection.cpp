@@ -76,7 +76,13 @@ fault_stats fault_injecting_provider::stats() const {
 std::optional<error> fault_injecting_provider::draw(fault_ops op) {
   std::lock_guard lock(mutex_);
   ++stats_.calls;
-  if (std::chrono::steady_clock::now() < disconnected_until_) {
+  const auto now = std::chrono::steady_clock::now();
+  bool scheduled_disconnect = false;
+  if (options_.disconnect_every.count() > 0 && options_.disconnect_duration.count() > 0) {
+    scheduled_disconnect =
+        (now - created_) % options_.disconnect_every < options_.disconnect_duration;
+  }
+  if (now < disconnected_until_ || scheduled_disconnect) {
     ++stats_.disconnected_calls;
     return fail(errc::connection_failed, "injected fault: connection lost", "fault_injection");
   }

@@ -87,3 +87,12 @@ TEST(FaultInjection, ScheduledFailuresHitOnlyTheChosenOperations) {
   EXPECT_TRUE(f.rt.block_on(f.client.complete(got[0].receipt)));
   EXPECT_EQ(f.depth(), 0);
 }
+
+TEST(FaultInjection, ScheduledDisconnectWindowsFailEveryCallInside) {
+  // A window as long as its period covers all time: every call falls inside.
+  fixture f({.disconnect_every = 1h, .disconnect_duration = 1h});
+  EXPECT_EQ(f.rt.block_on(f.client.stats(f.q)).error().code, errc::connection_failed);
+  EXPECT_EQ(f.faulty->stats().disconnected_calls, 1u);
+  f.faulty->set_options({});
+  EXPECT_TRUE(f.rt.block_on(f.client.stats(f.q)));
+}
