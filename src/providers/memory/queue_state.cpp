@@ -104,6 +104,7 @@ void queue_state::sweep(time_point now) {
     if (it != items.end() && it->second.state == item_state::locked &&
         it->second.locked_until <= now) {
       release(it->second, now, ignored);
+      if (items.find(key & ~dead_letter_bit) == items.end()) remember_lapsed(key);
     }
   }
   while (!ttl_expiry_.empty() && ttl_expiry_.top().first <= now) {
@@ -263,14 +264,6 @@ void queue_state::move_to_dead_letter(item& it, dead_letter_info info, time_poin
 }
 
 void queue_state::erase_item(std::uint64_t seq, lsn& last) {
-  if (!settling_) {
-    lapsed_.insert(seq);
-    lapsed_order_.push_back(seq);
-    if (lapsed_order_.size() > lapsed_memory) {
-      lapsed_.erase(lapsed_order_.front());
-      lapsed_order_.pop_front();
-    }
-  }
   auto pos = main_.items.find(seq);
   if (pos == main_.items.end()) {
     pos = dlq_.items.find(seq);
@@ -302,12 +295,21 @@ result<void> queue_state::settle(const delivery_key& key, const settlement& s, t
                                  lsn& last) {
   queue_core& c = core(key.dead_letter);
   auto pos = c.items.find(key.sequence);
-  if (pos == c.items.end()) return gone(key.sequence);
+  if (pos == c.items.end()) {
+    if (lapsed(heap_key(key.dead_letter, key.sequence))) {
+      return fail(errc::receipt_expired, "the lock on message " + std::to_string(key.sequence) +
+                                             " in '" + name_.to_string() +
+                                             "' expired and the message has left the queue");
+    }
+    return fail(errc::invalid_receipt, "message " + std::to_string(key.sequence) + " in '" +
+                                           name_.to_string() + "' was already settled");
+  }
   item& it = pos->second;
   if (it.state != item_state::locked || it.lock != key.lock) {
     if (key.lock == it.abandoned_lock) {
       return fail(errc::invalid_receipt, "message " + std::to_string(key.sequence) + " in '" +
-                                             name_.to_string() + "' was already abandoned");
+                                             name_.to_string() +
+                                             "' was already abandoned with this receipt");
     }
     if (it.session) {
       return fail(errc::session_lock_lost,
@@ -316,11 +318,6 @@ result<void> queue_state::settle(const delivery_key& key, const settlement& s, t
     return fail(errc::receipt_expired, "the lock on message " + std::to_string(key.sequence) +
                                            " in '" + name_.to_string() + "' expired");
   }
-  settling_ = true;
-  struct settled_guard {
-    bool& flag;
-    ~settled_guard() { flag = false; }
-  } guard{settling_};
   switch (s.action) {
     case settle_action::complete:
       erase_item(key.sequence, last);
@@ -341,26 +338,22 @@ result<void> queue_state::settle(const delivery_key& key, const settlement& s, t
   return {};
 }
 
-error queue_state::gone(std::uint64_t seq) const {
-  if (lapsed_.count(seq)) {
-    return fail(errc::receipt_expired, "the lock on message " + std::to_string(seq) + " in '" +
-                                           name_.to_string() +
-                                           "' expired before it was settled; the message has "
-                                           "since expired or been dead-lettered");
-  }
-  return fail(errc::invalid_receipt, "message " + std::to_string(seq) + " in '" +
-                                         name_.to_string() + "' was already settled");
-}
-
 result<time_point> queue_state::renew(const delivery_key& key, time_point now) {
   queue_core& c = core(key.dead_letter);
   auto pos = c.items.find(key.sequence);
-  if (pos == c.items.end()) return gone(key.sequence);
+  if (pos == c.items.end()) {
+    if (lapsed(heap_key(key.dead_letter, key.sequence))) {
+      return fail(errc::receipt_expired, "the lock on message " + std::to_string(key.sequence) +
+                                             " expired and the message has left the queue");
+    }
+    return fail(errc::invalid_receipt,
+                "message " + std::to_string(key.sequence) + " was already settled");
+  }
   item& it = pos->second;
   if (it.state != item_state::locked || it.lock != key.lock) {
     if (key.lock == it.abandoned_lock) {
-      return fail(errc::invalid_receipt, "message " + std::to_string(key.sequence) + " in '" +
-                                             name_.to_string() + "' was already abandoned");
+      return fail(errc::invalid_receipt, "message " + std::to_string(key.sequence) +
+                                             " was already abandoned with this receipt");
     }
     return fail(it.session ? errc::session_lock_lost : errc::receipt_expired,
                 "the lock on message " + std::to_string(key.sequence) + " expired");
@@ -454,6 +447,7 @@ void queue_state::release_session(session_slot& slot, time_point now) {
     auto pos = main_.items.find(seq);
     if (pos != main_.items.end() && pos->second.state == item_state::locked) {
       release(pos->second, now, ignored);
+      if (main_.items.find(seq) == main_.items.end()) remember_lapsed(seq);
     }
   }
   slot.locked.clear();
@@ -461,6 +455,16 @@ void queue_state::release_session(session_slot& slot, time_point now) {
   slot.receivers.notify_all();
   if (!slot.ready.empty()) session_acceptors_.notify(1);
   forget_session_if_idle(slot);
+}
+
+void queue_state::remember_lapsed(std::uint64_t key) {
+  constexpr std::size_t capacity = 8192;
+  if (!lapsed_.insert(key).second) return;
+  lapsed_order_.push_back(key);
+  if (lapsed_order_.size() > capacity) {
+    lapsed_.erase(lapsed_order_.front());
+    lapsed_order_.pop_front();
+  }
 }
 
 lsn queue_state::set_session_state(session_slot& slot, std::string state) {

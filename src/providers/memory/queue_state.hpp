@@ -17,6 +17,7 @@
 #include <queue>
 #include <set>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 #include "events.hpp"
@@ -73,10 +74,8 @@ struct item {
   item_state state = item_state::ready;
   time_point visible_at{};
   std::optional<time_point> expires_at;
-  std::uint64_t lock = 0;  ///< generation of the current lock; 0 when not locked
-  /// The last lock its holder ended by abandoning: that receipt was settled (invalid_receipt on
-  /// reuse), unlike one whose lock ran out (receipt_expired).
-  std::uint64_t abandoned_lock = 0;
+  std::uint64_t lock = 0;            ///< generation of the current lock; 0 when not locked
+  std::uint64_t abandoned_lock = 0;  ///< the last lock its holder gave back with abandon
   time_point locked_until{};
   session_slot* session = nullptr;  ///< requires_session queues only
 };
@@ -180,9 +179,6 @@ class queue_state : public std::enable_shared_from_this<queue_state> {
   void move_to_dead_letter(item& it, dead_letter_info info, time_point now, lsn& last);
   void erase_item(std::uint64_t seq, lsn& last);
   void expire(item& it, time_point now, lsn& last);
-  /// Why a receipt whose message is gone no longer works: the message left while its lock had
-  /// lapsed (receipt_expired), or it was settled (invalid_receipt).
-  error gone(std::uint64_t seq) const;
   session_slot& session_for(const session_id& id);
   void forget_session_if_idle(session_slot& slot);
 
@@ -202,13 +198,12 @@ class queue_state : public std::enable_shared_from_this<queue_state> {
   std::uint64_t next_lock_ = 1;
   std::uint64_t expired_ = 0;
 
-  /// True inside settle(): messages removed then were settled by their receipt's holder.
-  bool settling_ = false;
-  /// Recent messages that left without being settled (lock lapsed, then dead-lettered past
-  /// max deliveries or expired), so their stale receipts report receipt_expired. Bounded: an
-  /// older stale receipt reads as already settled (invalid_receipt), still an error.
-  static constexpr std::size_t lapsed_memory = 4096;
-  std::set<std::uint64_t> lapsed_;
+  /// Messages that left the queue because their lock lapsed (moved to the DLQ or dropped as
+  /// expired): a later use of the lapsed receipt reports receipt_expired rather than "already
+  /// settled". Bounded; the oldest are forgotten first.
+  void remember_lapsed(std::uint64_t key);
+  bool lapsed(std::uint64_t key) const { return lapsed_.count(key) != 0; }
+  std::unordered_set<std::uint64_t> lapsed_;
   std::deque<std::uint64_t> lapsed_order_;
 
   using timed = std::pair<time_point, std::uint64_t>;
