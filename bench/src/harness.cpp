@@ -14,8 +14,8 @@
 #include <future>
 #include <mutex>
 #include <qrt/bench/harness.hpp>
-#include <qrt/bench/latency_injection.hpp>
 #include <qrt/client.hpp>
+#include <qrt/fault_injection.hpp>
 #include <qrt/instrumented_provider.hpp>
 #include <qrt/qrt.hpp>
 #include <thread>
@@ -555,7 +555,8 @@ result<std::vector<scaling_point>> run_scaling(const scaling_options& so) {
   auto raw = build_provider(rt, with_room_for(o.provider_config, most));
   if (!raw) return raw.error();
   queue_client direct(*raw);
-  queue_client delayed(with_latency(*raw, so.injected_latency));
+  // The team's fault injector, latency only: every call waits (asynchronously) before it runs.
+  queue_client delayed(make_fault_injecting_provider(*raw, {.latency = so.injected_latency}));
 
   std::vector<scaling_point> points;
   for (std::size_t n = 1; n <= so.max_consumers; n *= 2) {
