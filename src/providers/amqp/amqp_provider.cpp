@@ -94,7 +94,10 @@ class amqp_provider final : public provider {
     caps_.peek = false;
     caps_.scheduling = false;
     caps_.time_to_live = true;  // the header's ttl (RabbitMQ: per-message expiration)
-    caps_.abandon = true;
+    // The contract's abandon counts a failed delivery; only `modified` does that. With
+    // `released` (RabbitMQ) abandon still returns the message at once, but the delivery count
+    // stays, so the capability is not declared.
+    caps_.abandon = opts_.abandon_with == abandon_outcome::modified;
     caps_.lock_renewal = false;       // a lock lasts as long as the link: nothing to renew
     caps_.dead_letter_queue = false;  // rejected messages go wherever the broker's policy says
     caps_.max_delivery_count = false;
@@ -139,32 +142,36 @@ class amqp_provider final : public provider {
                                                     std::vector<message> messages,
                                                     milliseconds timeout) override {
     if (auto e = check_queue(queue); !e) co_return e.error();
+    // Oversize messages fail alone with message_too_large; the rest go out in order.
+    std::vector<send_outcome> out(messages.size(), send_outcome(message_id{}));
     std::vector<proton::message> wire;
-    std::vector<message_id> ids;
+    std::vector<std::size_t> positions;
     wire.reserve(messages.size());
-    ids.reserve(messages.size());
-    for (auto& m : messages) {
-      if (m.id.empty()) m.id = random_id();
+    for (std::size_t i = 0; i < messages.size(); ++i) {
+      auto& m = messages[i];
       if (m.scheduled_enqueue_time) {
         co_return fail(errc::unsupported, "amqp: scheduled delivery is not supported");
       }
-      ids.push_back(m.id);
+      if (m.wire_size() > opts_.max_message_bytes) {
+        out[i] = fail(errc::message_too_large, "amqp: message of " + std::to_string(m.wire_size()) +
+                                                   " bytes exceeds max_message_bytes (" +
+                                                   std::to_string(opts_.max_message_bytes) + ")");
+        continue;
+      }
+      if (m.id.empty()) m.id = random_id();
+      out[i] = m.id;
+      positions.push_back(i);
       wire.push_back(detail::to_proton(m));
     }
+    if (wire.empty()) co_return out;
     const std::string to = address(queue);
     if (auto verified = co_await verify_exists(queue, to, timeout); !verified) {
       co_return verified.error();
     }
     auto sent = co_await conn_->send(to, std::move(wire), timeout);
     if (!sent) co_return sent.error();
-    std::vector<send_outcome> out;
-    out.reserve(ids.size());
-    for (std::size_t i = 0; i < ids.size(); ++i) {
-      if ((*sent)[i]) {
-        out.emplace_back(std::move(ids[i]));
-      } else {
-        out.emplace_back((*sent)[i].error());
-      }
+    for (std::size_t j = 0; j < positions.size(); ++j) {
+      if (!(*sent)[j]) out[positions[j]] = (*sent)[j].error();
     }
     co_return out;
   }
@@ -191,7 +198,7 @@ class amqp_provider final : public provider {
       m.receipt.item = in.ref.seq;
       m.receipt.lock = generation;
       m.locked_until = time_point::max();  // held until settled or the link dies
-      m.enqueued_time = clock::now();
+      if (m.enqueued_time == time_point{}) m.enqueued_time = clock::now();
       const auto& annotations = in.message.message_annotations();
       if (annotations.exists(proton::symbol("x-opt-enqueued-time"))) {
         const auto v = annotations.get(proton::symbol("x-opt-enqueued-time"));

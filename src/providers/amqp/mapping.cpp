@@ -4,6 +4,7 @@
 #include <proton/binary.hpp>
 #include <proton/scalar.hpp>
 #include <proton/symbol.hpp>
+#include <proton/timestamp.hpp>
 #include <proton/types.hpp>
 #include <proton/uuid.hpp>
 #include <proton/value.hpp>
@@ -67,6 +68,10 @@ proton::message to_proton(const message& m) {
   out.inferred(true);
   out.body(proton::binary(m.body.begin(), m.body.end()));
   out.durable(true);
+  // Brokers that don't stamp an enqueue time (RabbitMQ) still let the receiver see when the
+  // message was sent.
+  out.creation_time(proton::timestamp(
+      std::chrono::duration_cast<milliseconds>(clock::now().time_since_epoch()).count()));
   if (!m.id.empty()) out.id(m.id);
   if (!m.correlation_id.empty()) out.correlation_id(m.correlation_id);
   if (!m.content_type.empty()) out.content_type(m.content_type);
@@ -119,6 +124,9 @@ received_message from_proton(const proton::message& m) {
     for (const auto& [key, value] : props) out.attributes[key] = scalar_to_string(value);
   }
   out.delivery_count = m.delivery_count() + 1;
+  if (m.creation_time().milliseconds() > 0) {
+    out.enqueued_time = time_point(milliseconds(m.creation_time().milliseconds()));
+  }
   return out;
 }
 

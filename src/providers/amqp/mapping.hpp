@@ -14,7 +14,8 @@ namespace qrt::amqp::detail {
 
 /// Builds the AMQP message for `m`: the body as one data section (binary), message-id,
 /// correlation-id, content-type, subject, group-id (= session), TTL (header), and the attributes
-/// as application properties (string values). `m.id` must already be set by the caller.
+/// as application properties (string values), creation-time = now. `m.id` must already be set
+/// by the caller.
 proton::message to_proton(const message& m);
 
 /// Reads an AMQP message into qrt's shape. The body is read from a data section (binary), or
@@ -22,7 +23,8 @@ proton::message to_proton(const message& m);
 /// other amqp-value is kept as its AMQP text rendering, so nothing is dropped silently.
 /// Application properties become attributes; non-string values are rendered as text.
 /// delivery_count is the header's count + 1 (qrt counts the first delivery as 1).
-/// Receipt, enqueued time and sequence number are left for the provider to fill.
+/// enqueued_time is the sender's creation-time (to_proton sets it) until the provider finds a
+/// broker annotation (x-opt-enqueued-time); receipt and sequence number are the provider's.
 received_message from_proton(const proton::message& m);
 
 /// Message-id / correlation-id as text: strings as they are, ulong and uuid in their canonical
