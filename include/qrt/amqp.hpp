@@ -60,10 +60,10 @@ struct options {
 };
 
 /// Fields (all optional): provider=amqp, broker (generic|rabbitmq: starts from for_rabbitmq()),
-/// url, host, port, tls, tls_verify, tls_ca_file, user, password, sasl_mechanisms,
-/// virtual_host, prefetch, max_concurrent_calls, address_prefix, declare_prefix,
-/// abandon_outcome (modified|released), verify_queue_exists, max_message_bytes, connect_timeout,
-/// idle_timeout, reconnect_max_delay. Unknown fields are refused.
+/// endpoint (sets `url`; the CLI's --endpoint), host, port, tls, tls_verify, tls_ca_file, user,
+/// password, sasl_mechanisms, virtual_host, prefetch, max_concurrent_calls, address_prefix,
+/// declare_prefix, abandon_outcome (modified|released), verify_queue_exists, max_message_bytes,
+/// connect_timeout, idle_timeout, reconnect_max_delay. Unknown fields are refused.
 result<options> options_from_config(const config& cfg);
 
 result<provider_ptr> make_provider(const options& opts, boost::asio::any_io_executor executor);

@@ -44,7 +44,7 @@ std::string random_id() {
 result<void> apply_url(options& o, std::string_view url) {
   const auto bad = [](std::string why) {
     // The URL may hold a password: never echo it.
-    return fail(errc::configuration_error, "amqp: field 'url' is malformed: " + why);
+    return fail(errc::configuration_error, "amqp: field 'endpoint' is malformed: " + why);
   };
   std::string_view rest = url;
   if (rest.starts_with("amqps://")) {
@@ -328,7 +328,7 @@ class amqp_provider final : public provider {
 result<options> options_from_config(const config& cfg) {
   if (auto r = cfg.reject_unknown({"provider",
                                    "broker",
-                                   "url",
+                                   "endpoint",
                                    "host",
                                    "port",
                                    "tls",
@@ -343,6 +343,7 @@ result<options> options_from_config(const config& cfg) {
                                    "address_prefix",
                                    "declare_prefix",
                                    "abandon_outcome",
+                                   "verify_queue_exists",
                                    "max_message_bytes",
                                    "connect_timeout",
                                    "idle_timeout",
@@ -362,7 +363,7 @@ result<options> options_from_config(const config& cfg) {
 #define QRT_TRY(var, expr) \
   auto var = (expr);       \
   if (!var) return var.error()
-  if (auto url = cfg.get("url")) {
+  if (auto url = cfg.get("endpoint")) {
     if (auto r = apply_url(o, *url); !r) return r.error();
   }
   QRT_TRY(host, cfg.get_string("host", o.host));

@@ -177,11 +177,12 @@ TEST(amqp_error_mapping, transport_errors) {
 TEST(amqp_options, config_fields_are_read_and_bad_ones_named) {
   auto o = qrt::amqp::options_from_config(qrt::config{{"provider", "amqp"},
                                                       {"broker", "rabbitmq"},
-                                                      {"url", "amqps://broker.example:5999"},
+                                                      {"endpoint", "amqps://broker.example:5999"},
                                                       {"user", "svc"},
                                                       {"password", "s3cret"},
                                                       {"prefetch", "25"},
-                                                      {"max_concurrent_calls", "8"}});
+                                                      {"max_concurrent_calls", "8"},
+                                                      {"verify_queue_exists", "false"}});
   ASSERT_TRUE(o) << o.error().to_string();
   EXPECT_TRUE(o->tls);
   EXPECT_TRUE(o->tls_verify);
@@ -191,13 +192,14 @@ TEST(amqp_options, config_fields_are_read_and_bad_ones_named) {
   EXPECT_EQ(o->max_concurrent_calls, 8u);
   EXPECT_EQ(o->address_prefix, "/amq/queue/");
   EXPECT_EQ(o->abandon_with, qrt::amqp::abandon_outcome::released);
+  EXPECT_FALSE(o->verify_queue_exists);
 
   auto typo = qrt::amqp::options_from_config(qrt::config{{"provider", "amqp"}, {"prefech", "1"}});
   ASSERT_FALSE(typo);
   EXPECT_NE(typo.error().message.find("prefech"), std::string::npos);
 
   auto bad_url = qrt::amqp::options_from_config(
-      qrt::config{{"provider", "amqp"}, {"url", "http://u:topsecret@h"}});
+      qrt::config{{"provider", "amqp"}, {"endpoint", "http://u:topsecret@h"}});
   ASSERT_FALSE(bad_url);
   EXPECT_EQ(bad_url.error().code, qrt::errc::configuration_error);
   EXPECT_EQ(bad_url.error().message.find("topsecret"), std::string::npos);
