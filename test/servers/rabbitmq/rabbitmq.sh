@@ -8,6 +8,8 @@
 #   rabbitmq.sh ctl DIR ARGS  rabbitmqctl against that node (e.g. list_queues, stop_app, start_app)
 #   rabbitmq.sh stop DIR      stop the node and its epmd; the folder is left for the logs
 #
+# With QRT_RABBITMQ_OWNER_PID set at start, the node is also stopped when that process exits.
+#
 # The node runs in the foreground of its own process group (no systemd, no root-only paths):
 # HOME, mnesia, logs, config, the enabled-plugins file and the Erlang cookie all live in DIR, and
 # epmd listens on its own port so parallel runs and other engineers' nodes never meet.
@@ -104,6 +106,12 @@ ENV
     tail -20 "$dir/server.out" >&2 || true
     "$0" stop "$dir" || true
     exit 1
+  fi
+  # If QRT_RABBITMQ_OWNER_PID names the process that owns this node (the test binary), stop
+  # the node when that process is gone, even if it crashed before its own clean-up.
+  if [[ -n "${QRT_RABBITMQ_OWNER_PID:-}" ]]; then
+    setsid bash -c 'while kill -0 "$1" 2>/dev/null; do sleep 1; done; "$2" stop "$3"' \
+      watchdog "$QRT_RABBITMQ_OWNER_PID" "$0" "$dir" > /dev/null 2>&1 < /dev/null &
   fi
   echo "AMQP_PORT=$AMQP_PORT"
   echo "AMQPS_PORT=$AMQPS_PORT"

@@ -13,6 +13,8 @@
 #include <string>
 #include <vector>
 
+#include <unistd.h>
+
 #ifndef QRT_RABBITMQ_SCRIPT
 #error "define QRT_RABBITMQ_SCRIPT as the path of test/servers/rabbitmq/rabbitmq.sh"
 #endif
@@ -59,7 +61,9 @@ class rabbitmq_server {
     return out + "'";
   }
   static std::string run(const std::vector<std::string>& args) {
-    std::string cmd = quote(QRT_RABBITMQ_SCRIPT);
+    // The script stops the node by itself if this process dies without running ~rabbitmq_server.
+    std::string cmd = "QRT_RABBITMQ_OWNER_PID=" + std::to_string(::getpid()) + " " +
+                      quote(QRT_RABBITMQ_SCRIPT);
     for (const auto& a : args) cmd += " " + quote(a);
     cmd += " 2>&1";
     FILE* p = ::popen(cmd.c_str(), "r");
