@@ -301,7 +301,6 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
       if (opts_.visibility_timeout) req.visibility_timeout = visibility;
       if (info->fifo && opts_.receive_request_attempt_id)
         req.receive_request_attempt_id = random_uuid();
-      const auto sent_at = clock::now();
       auto body = co_await call("ReceiveMessage", encode_receive_message(req),
                                 opts_.request_timeout + std::chrono::seconds(wait_s));
       if (!body) {
@@ -310,6 +309,9 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
         if (!out.empty()) break;
         co_return body.error();
       }
+      // SQS starts the visibility clock when it hands the messages out, which on a long poll can
+      // be many seconds after the request went: count from the answer (off by one network trip).
+      const auto answered_at = clock::now();
       auto batch = decode_receive_message(*body);
       if (!batch) co_return batch.error();
       for (auto& w : *batch) {
@@ -329,7 +331,7 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
           m->dead_letter = dead_letter_info{"MaxDeliveryCountExceeded",
                                             "moved by the queue's SQS redrive policy"};
         }
-        m->locked_until = sent_at + std::chrono::seconds(visibility);
+        m->locked_until = answered_at + std::chrono::seconds(visibility);
         m->receipt = remember(info, w, m->locked_until);
         out.push_back(std::move(*m));
       }
@@ -725,12 +727,13 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
                            static_cast<int>(opts_.abandon_visibility.count())});
       }
       if (entries.empty()) continue;
-      auto body = abandon ? co_await call("ChangeMessageVisibilityBatch",
-                                          encode_change_visibility_batch(queue->url, entries),
-                                          opts_.request_timeout)
-                          : co_await call("DeleteMessageBatch",
-                                          encode_delete_message_batch(queue->url, entries),
-                                          opts_.request_timeout);
+      // One co_await per statement: GCC 12 destroys the temporaries of a conditional holding
+      // two co_awaits twice.
+      const std::string_view action =
+          abandon ? "ChangeMessageVisibilityBatch" : "DeleteMessageBatch";
+      std::string request = abandon ? encode_change_visibility_batch(queue->url, entries)
+                                    : encode_delete_message_batch(queue->url, entries);
+      auto body = co_await call(action, std::move(request), opts_.request_timeout);
       result<batch_result> r =
           body ? decode_batch_result(*body) : result<batch_result>(body.error());
       for (const auto& entry : entries) {

@@ -23,6 +23,17 @@ request = botocore.awsrequest.AWSRequest(
     data=spec["body"].encode("utf-8"),
 )
 now = datetime.datetime.strptime(spec["timestamp"], "%Y%m%dT%H%M%SZ")
-with mock.patch("botocore.auth.get_current_datetime", return_value=now):
-    botocore.auth.SigV4Auth(creds, spec["service"], spec["region"]).add_auth(request)
+signer = botocore.auth.SigV4Auth(creds, spec["service"], spec["region"])
+if hasattr(botocore.auth, "get_current_datetime"):  # botocore >= 1.31
+    with mock.patch("botocore.auth.get_current_datetime", return_value=now):
+        signer.add_auth(request)
+else:  # Debian 12's 1.29 reads datetime.datetime.utcnow()
+
+    class FixedDatetime(datetime.datetime):
+        @classmethod
+        def utcnow(cls):
+            return now
+
+    with mock.patch.object(botocore.auth.datetime, "datetime", FixedDatetime):
+        signer.add_auth(request)
 print(request.headers["Authorization"])

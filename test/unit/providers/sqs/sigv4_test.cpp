@@ -133,7 +133,10 @@ std::string botocore_authorization(const signable_request& r, const aws_credenti
   const auto dir = std::filesystem::temp_directory_path();
   const auto in = dir / ("qrt-sigv4-" + std::to_string(::getpid()) + ".json");
   std::ofstream(in) << boost::json::serialize(spec);
-  const std::string cmd = "python3 " QRT_BOTOCORE_SIGN_SCRIPT " < " + in.string();
+  // Debian's interpreter, where python3-botocore is installed, ahead of any other python3.
+  const std::string python =
+      std::filesystem::exists("/usr/bin/python3") ? "/usr/bin/python3" : "python3";
+  const std::string cmd = python + " " QRT_BOTOCORE_SIGN_SCRIPT " < " + in.string();
   std::string out;
   if (FILE* p = ::popen(cmd.c_str(), "r")) {
     char buf[512];
