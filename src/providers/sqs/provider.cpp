@@ -4,9 +4,11 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json.hpp>
+#include <deque>
 #include <mutex>
 #include <qrt/sqs.hpp>
 #include <random>
+#include <set>
 #include <unordered_map>
 
 #include "codec.hpp"
@@ -67,6 +69,8 @@ int ceil_seconds(milliseconds d) {
   if (d <= milliseconds::zero()) return 0;
   return static_cast<int>(std::chrono::ceil<std::chrono::seconds>(d).count());
 }
+
+class sqs_session;
 
 class sqs_provider final : public provider, public std::enable_shared_from_this<sqs_provider> {
  public:
@@ -402,17 +406,8 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
     co_return until;
   }
 
-  awaitable<result<std::shared_ptr<session_receiver>>> accept_session(const queue_name& queue,
-                                                                      std::optional<session_id>,
-                                                                      milliseconds) override {
-    co_return fail(
-        errc::unsupported,
-        "SQS has no session lock to accept: sessions are emulated by FIFO message groups. "
-        "Receive from the FIFO queue '" +
-            queue.str() +
-            "' directly: SQS hands out each group in order and holds back a group while any "
-            "of its messages is in flight");
-  }
+  awaitable<result<std::shared_ptr<session_receiver>>> accept_session(
+      const queue_name& queue, std::optional<session_id> which, milliseconds wait) override;
 
   awaitable<void> close() override {
     closed_ = true;
@@ -421,6 +416,67 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
   }
 
  private:
+  friend class sqs_session;
+
+  // ---- emulated sessions ----
+
+  void park(const std::string& queue, std::vector<received_message> messages) {
+    std::lock_guard lock(groups_mutex_);
+    auto& groups = spare_[queue];
+    for (auto& m : messages) {
+      const std::string group = m.session ? m.session->str() : std::string{};
+      groups[group].push_back(std::move(m));
+    }
+  }
+
+  void claim_spare(const std::string& queue, const std::string& group,
+                   std::deque<received_message>& into) {
+    std::lock_guard lock(groups_mutex_);
+    auto q = spare_.find(queue);
+    if (q == spare_.end()) return;
+    auto g = q->second.find(group);
+    if (g == q->second.end()) return;
+    for (auto& m : g->second) into.push_back(std::move(m));
+    q->second.erase(g);
+  }
+
+  void unhold(const std::string& queue, const std::string& group,
+              std::deque<received_message> unsettled) {
+    std::lock_guard lock(groups_mutex_);
+    held_.erase({queue, group});
+    if (unsettled.empty()) return;
+    auto& spare = spare_[queue][group];
+    // Ours came first: they go before anything parked meanwhile.
+    for (auto it = unsettled.rbegin(); it != unsettled.rend(); ++it)
+      spare.push_front(std::move(*it));
+  }
+
+  /// A parked group no session of ours holds, with its unexpired messages; marks it held.
+  std::optional<std::pair<session_id, std::deque<received_message>>> take_free_group(
+      const std::string& queue) {
+    std::lock_guard lock(groups_mutex_);
+    auto q = spare_.find(queue);
+    if (q == spare_.end()) return std::nullopt;
+    const auto now = clock::now();
+    for (auto g = q->second.begin(); g != q->second.end();) {
+      auto& msgs = g->second;
+      std::erase_if(msgs, [&](const received_message& m) { return m.locked_until <= now; });
+      if (msgs.empty()) {
+        g = q->second.erase(g);
+        continue;
+      }
+      auto id = session_id::parse(g->first);
+      if (!held_.count({queue, g->first}) && id) {
+        held_.insert({queue, g->first});
+        auto taken = std::make_pair(*id, std::move(msgs));
+        q->second.erase(g);
+        return taken;
+      }
+      ++g;
+    }
+    return std::nullopt;
+  }
+
   // ---- HTTP + retries ----
 
   awaitable<result<std::string>> call(std::string_view action, std::string body,
@@ -821,9 +877,156 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
   std::uint64_t next_item_ = 0;
   std::size_t inserts_since_prune_ = 0;
 
+  // Emulated sessions (FIFO groups): messages received for a group no session of ours holds
+  // yet wait here, locked to us, for the next accept_session; `held_` marks groups a session
+  // of ours holds. Keyed by SQS queue name, then group.
+  std::mutex groups_mutex_;
+  std::map<std::string, std::map<std::string, std::deque<received_message>>> spare_;
+  std::set<std::pair<std::string, std::string>> held_;
+
   std::mutex rng_mutex_;
   std::minstd_rand rng_{std::random_device{}()};
 };
+
+/// An emulated session: one FIFO message group, held by this provider instance while the
+/// session is open. SQS itself holds the group back from every other consumer while any of
+/// its messages is in flight; this object adds the "one holder in this process" rule and routes
+/// messages of other groups that a receive brings along to the provider's spare buffer.
+class sqs_session final : public session_receiver {
+ public:
+  sqs_session(std::shared_ptr<sqs_provider> provider, queue_name queue, std::string sqs_queue,
+              session_id group, std::deque<received_message> buffered)
+      : provider_(std::move(provider)),
+        queue_(std::move(queue)),
+        sqs_queue_(std::move(sqs_queue)),
+        group_(std::move(group)),
+        buffered_(std::move(buffered)) {}
+
+  ~sqs_session() override { release(); }
+
+  const session_id& id() const noexcept override { return group_; }
+  time_point locked_until() const noexcept override {
+    // The group stays ours while any message we hold is locked; report the earliest expiry.
+    std::lock_guard lock(mutex_);
+    time_point until = time_point::max();
+    for (const auto& m : buffered_) until = std::min(until, m.locked_until);
+    return until == time_point::max() ? clock::now() : until;
+  }
+
+  awaitable<result<std::vector<received_message>>> receive(std::size_t max_messages,
+                                                           milliseconds wait) override {
+    if (max_messages == 0)
+      co_return fail(errc::invalid_argument, "max_messages must be at least 1");
+    if (closed_) co_return fail(errc::closed, "the session is closed");
+    auto out = take(max_messages);
+    if (!out.empty()) co_return out;
+    // Nothing buffered: receive from the queue, keep our group's, park the others.
+    const auto deadline = steady::now() + wait;
+    do {
+      const auto left = std::chrono::duration_cast<milliseconds>(deadline - steady::now());
+      auto got = co_await provider_->receive(queue_, 10, std::max(left, milliseconds::zero()));
+      if (!got) co_return got.error();
+      provider_->park(sqs_queue_, std::move(*got));
+      out = take(max_messages);
+      if (!out.empty()) co_return out;
+    } while (steady::now() < deadline);
+    co_return out;
+  }
+
+  awaitable<std::vector<result<void>>> settle(std::vector<settlement> settlements) override {
+    co_return co_await provider_->settle(std::move(settlements));
+  }
+
+  awaitable<result<time_point>> renew_session_lock() override {
+    co_return fail(errc::unsupported,
+                   "an SQS message group has no lock of its own: renew each message's visibility "
+                   "with renew_lock");
+  }
+  awaitable<result<std::string>> get_state() override {
+    co_return fail(errc::unsupported, "SQS message groups have no session state");
+  }
+  awaitable<result<void>> set_state(std::string) override {
+    co_return fail(errc::unsupported, "SQS message groups have no session state");
+  }
+
+  awaitable<result<void>> close() override {
+    release();
+    co_return result<void>{};
+  }
+
+ private:
+  // Our group's messages from the buffer and from the provider's spare list, in order,
+  // skipping any whose lock ran out (SQS redelivers those).
+  std::vector<received_message> take(std::size_t max) {
+    std::lock_guard lock(mutex_);
+    provider_->claim_spare(sqs_queue_, group_.str(), buffered_);
+    std::vector<received_message> out;
+    const auto now = clock::now();
+    while (!buffered_.empty() && out.size() < max) {
+      if (buffered_.front().locked_until > now) out.push_back(std::move(buffered_.front()));
+      buffered_.pop_front();
+    }
+    return out;
+  }
+
+  // Unsettled messages we still buffer go back to the spare list (still locked to us, in
+  // order) for the next accept_session; the group is free again.
+  void release() {
+    if (closed_.exchange(true)) return;
+    std::lock_guard lock(mutex_);
+    provider_->unhold(sqs_queue_, group_.str(), std::move(buffered_));
+  }
+
+  std::shared_ptr<sqs_provider> provider_;
+  queue_name queue_;
+  std::string sqs_queue_;
+  session_id group_;
+  mutable std::mutex mutex_;
+  std::deque<received_message> buffered_;
+  std::atomic<bool> closed_{false};
+};
+
+awaitable<result<std::shared_ptr<session_receiver>>> sqs_provider::accept_session(
+    const queue_name& queue, std::optional<session_id> which, milliseconds wait) {
+  if (which) {
+    co_return fail(errc::unsupported,
+                   "SQS cannot receive from a chosen message group; accept_session(nullopt) takes "
+                   "the next group that has messages");
+  }
+  auto info_r = co_await resolve(queue);
+  if (!info_r) co_return info_r.error();
+  auto info = *info_r;
+  if (!info->fifo) {
+    co_return fail(errc::unsupported,
+                   "sessions on SQS need a FIFO queue (name ending in .fifo); '" + queue.str() +
+                       "' is a standard queue");
+  }
+  const auto deadline = steady::now() + wait;
+  for (;;) {
+    if (auto taken = take_free_group(info->name)) {
+      co_return std::shared_ptr<session_receiver>(
+          std::make_shared<sqs_session>(shared_from_this(), queue, info->name,
+                                        std::move(taken->first), std::move(taken->second)));
+    }
+    if (steady::now() >= deadline && wait > milliseconds::zero()) break;
+    const auto left = std::chrono::duration_cast<milliseconds>(deadline - steady::now());
+    auto got = co_await receive(queue, 10, std::max(left, milliseconds::zero()));
+    if (!got) co_return got.error();
+    const bool nothing = got->empty();
+    park(info->name, std::move(*got));
+    if (nothing && steady::now() >= deadline) {
+      if (auto taken = take_free_group(info->name)) {
+        co_return std::shared_ptr<session_receiver>(
+            std::make_shared<sqs_session>(shared_from_this(), queue, info->name,
+                                          std::move(taken->first), std::move(taken->second)));
+      }
+      break;
+    }
+  }
+  co_return fail(errc::timeout, "no message group of '" + queue.str() +
+                                    "' became available within " + std::to_string(wait.count()) +
+                                    " ms");
+}
 
 }  // namespace
 

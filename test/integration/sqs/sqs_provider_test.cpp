@@ -364,6 +364,52 @@ TEST_F(SqsProvider, UnsupportedOperationsSaySo) {
   EXPECT_NE(session.error().message.find("FIFO"), std::string::npos);
 }
 
+TEST_F(SqsProvider, EmulatedSessionsHandOutOneGroupInOrderPerAcceptance) {
+  auto q = create("sessions", {}, true);
+  // Three interleaved groups; two consumers alternate accepting the next available group.
+  std::vector<message> batch;
+  for (int i = 0; i < 12; ++i) {
+    message m = text(std::to_string(i));
+    m.session = session_id::from(std::string("g") + static_cast<char>('a' + i % 3));
+    batch.push_back(std::move(m));
+  }
+  ASSERT_TRUE(run(provider_->send(q, batch, 5s)));
+  auto second = make();
+  std::map<std::string, std::vector<int>> order;
+  std::size_t total = 0;
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  for (int turn = 0; total < 12 && std::chrono::steady_clock::now() < deadline; ++turn) {
+    auto& p = turn % 2 ? second : provider_;
+    auto accepted = run(p->accept_session(q, std::nullopt, 1s));
+    if (!accepted && accepted.error().code == errc::timeout) continue;
+    ASSERT_TRUE(accepted) << accepted.error().to_string();
+    auto s = *accepted;
+    auto got = run(s->receive(4, 1s));
+    ASSERT_TRUE(got) << got.error().to_string();
+    std::vector<settlement> done;
+    for (auto& m : *got) {
+      ASSERT_TRUE(m.session);
+      EXPECT_EQ(m.session->str(), s->id().str()) << "a session only sees its own group";
+      order[m.session->str()].push_back(std::stoi(m.body));
+      done.push_back(settlement::complete(m.receipt));
+      ++total;
+    }
+    for (auto& r : run(s->settle(std::move(done)))) EXPECT_TRUE(r) << r.error().to_string();
+    ASSERT_TRUE(run(s->close()));
+  }
+  EXPECT_EQ(order["ga"], (std::vector<int>{0, 3, 6, 9}));
+  EXPECT_EQ(order["gb"], (std::vector<int>{1, 4, 7, 10}));
+  EXPECT_EQ(order["gc"], (std::vector<int>{2, 5, 8, 11}));
+  run(second->close());
+
+  auto named = run(provider_->accept_session(q, session_id::from("ga"), 0ms));
+  ASSERT_FALSE(named);
+  EXPECT_EQ(named.error().code, errc::unsupported);
+  auto none = run(provider_->accept_session(q, std::nullopt, 1s));
+  ASSERT_FALSE(none);
+  EXPECT_EQ(none.error().code, errc::timeout);
+}
+
 TEST_F(SqsProvider, ClosedProviderRefusesCalls) {
   auto q = create("closed");
   run(provider_->close());
