@@ -71,6 +71,28 @@ bool is_valid_attribute_name(std::string_view name, bool allow_reserved) noexcep
   });
 }
 
+namespace {
+std::string base64url(std::string_view bytes) {
+  std::string s = base64_encode(bytes);
+  while (!s.empty() && s.back() == '=') s.pop_back();
+  for (auto& c : s) c = c == '+' ? '-' : c == '/' ? '_' : c;
+  return s;
+}
+std::optional<std::string> from_base64url(std::string_view text) {
+  std::string s(text);
+  for (auto& c : s) c = c == '-' ? '+' : c == '_' ? '/' : c;
+  while (s.size() % 4 != 0) s += '=';
+  return base64_decode(s);
+}
+}  // namespace
+
+std::optional<std::string> sqs_attribute_name(std::string_view user_name) {
+  if (is_valid_attribute_name(user_name)) return std::string(user_name);
+  std::string encoded = std::string(reserved::encoded_name_prefix) + base64url(user_name);
+  if (encoded.size() > 256) return std::nullopt;
+  return encoded;
+}
+
 std::size_t wire_message::size() const noexcept {
   std::size_t total = body.size();
   for (const auto& [name, a] : attributes)
@@ -88,17 +110,21 @@ result<wire_message> to_wire(const message& m, bool fifo, const fifo_defaults& d
                 "SQS has no per-message time-to-live (a queue's MessageRetentionPeriod applies)");
   }
   for (const auto& [name, value] : m.attributes) {
-    if (!is_valid_attribute_name(name)) {
-      return fail(errc::invalid_argument,
-                  "attribute name '" + name +
-                      "' is not valid for SQS (1-256 of A-Z a-z 0-9 - _ .; no leading, trailing or "
-                      "double '.'; not starting with 'AWS.', 'Amazon.' or 'qrt.')");
+    auto sqs_name = sqs_attribute_name(name);
+    if (!sqs_name) {
+      return fail(
+          errc::invalid_argument,
+          "attribute name '" + name.substr(0, 64) +
+              "...' is too long for SQS: names SQS does not accept as they are (characters "
+              "other than A-Z a-z 0-9 - _ .) are encoded and may then be at most 187 bytes");
     }
-    if (!is_valid_sqs_text(value)) {
-      return fail(errc::invalid_argument,
-                  "attribute '" + name + "' has characters SQS does not accept in a string value");
+    if (value.empty()) {
+      // SQS refuses empty values: a custom String type marks one.
+      w.attributes[*sqs_name] = wire_attribute{std::string(empty_value_type), "-"};
+      continue;
     }
-    w.attributes[name] = wire_attribute{"String", value};
+    // Values SQS cannot carry as text travel as a Binary attribute with the same bytes.
+    w.attributes[*sqs_name] = wire_attribute{is_valid_sqs_text(value) ? "String" : "Binary", value};
   }
   auto reserve = [&](std::string_view name, const std::string& value) -> result<void> {
     if (value.empty()) return {};
@@ -531,6 +557,19 @@ result<received_message> from_wire(const wire_received& w) {
     } else if (name == reserved::dead_letter_description) {
       if (!m.dead_letter) m.dead_letter.emplace();
       m.dead_letter->description = a.value;
+    } else if (name == reserved::message_id) {
+      m.id = a.value;
+    } else if (name.rfind(reserved::encoded_name_prefix, 0) == 0) {
+      auto decoded =
+          from_base64url(std::string_view(name).substr(reserved::encoded_name_prefix.size()));
+      if (!decoded) {
+        return fail(
+            errc::protocol_error,
+            "message " + w.message_id + " has a malformed encoded attribute name '" + name + "'");
+      }
+      m.attributes[*decoded] = a.data_type == empty_value_type ? std::string{} : a.value;
+    } else if (a.data_type == empty_value_type) {
+      m.attributes[name] = std::string{};
     } else {
       // Binary and Number attributes from other senders keep their bytes as text.
       m.attributes[name] = a.value;

@@ -24,7 +24,15 @@ inline constexpr std::string_view subject = "qrt.subject";
 inline constexpr std::string_view body_encoding = "qrt.body_encoding";
 inline constexpr std::string_view dead_letter_reason = "qrt.dead_letter_reason";
 inline constexpr std::string_view dead_letter_description = "qrt.dead_letter_description";
+/// The id qrt reports for a message dead-lettered by qrt (its id in the source queue).
+inline constexpr std::string_view message_id = "qrt.message_id";
+/// User attribute names SQS does not accept as they are travel as this prefix plus the name in
+/// unpadded base64url (whose alphabet SQS accepts).
+inline constexpr std::string_view encoded_name_prefix = "qrt.k.";
 }  // namespace reserved
+
+/// The data type of an attribute whose value is empty (SQS refuses empty values).
+inline constexpr std::string_view empty_value_type = "String.qrt-empty";
 
 inline constexpr std::size_t max_attributes_per_message = 10;
 inline constexpr std::size_t max_entries_per_batch = 10;
@@ -65,6 +73,11 @@ result<wire_message> to_wire(const message& m, bool fifo, const fifo_defaults& d
 /// True when every character is one SQS accepts in a body (#x9 #xA #xD #x20-#xD7FF
 /// #xE000-#xFFFD #x10000-#x10FFFF, UTF-8 encoded).
 bool is_valid_sqs_text(std::string_view text) noexcept;
+
+/// The SQS attribute name for a user attribute name: itself when SQS accepts it and it is not
+/// in qrt's namespace, else encoded (see reserved::encoded_name_prefix). nullopt when even the
+/// encoded form is over SQS's 256 characters.
+std::optional<std::string> sqs_attribute_name(std::string_view user_name);
 
 /// True for a name SQS accepts for a message attribute (and not one qrt reserves unless
 /// `allow_reserved`).

@@ -62,7 +62,8 @@ struct inflight_entry {
   std::string receipt_handle;
   time_point locked_until;
   std::string message_id;
-  wire_message wire;  ///< body and attributes as received; group id on FIFO
+  /// Body and attributes as received, group id on FIFO (shared: lookups copy the entry).
+  std::shared_ptr<wire_message> wire;
 };
 
 int ceil_seconds(milliseconds d) {
@@ -358,10 +359,16 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
     // Per queue: completes and abandons go out as batches of ten.
     std::map<std::uint64_t, std::vector<std::size_t>> completes, abandons;
     std::vector<std::size_t> dead_letters;
+    std::set<std::uint64_t> seen;
     for (std::size_t i = 0; i < settlements.size(); ++i) {
       auto entry = lookup(settlements[i].receipt);
       if (!entry) {
         results[i] = entry.error();
+        continue;
+      }
+      if (!seen.insert(settlements[i].receipt.item).second) {
+        results[i] =
+            fail(errc::invalid_receipt, "the same receipt appears twice in one settle call");
         continue;
       }
       switch (settlements[i].action) {
@@ -714,10 +721,11 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
     e.receipt_handle = w.receipt_handle;
     e.locked_until = locked_until;
     e.message_id = w.message_id;
-    e.wire.body = w.body;
-    e.wire.attributes = w.attributes;
+    e.wire = std::make_shared<wire_message>();
+    e.wire->body = w.body;
+    e.wire->attributes = w.attributes;
     if (auto g = w.system_attributes.find("MessageGroupId"); g != w.system_attributes.end()) {
-      e.wire.group_id = g->second;
+      e.wire->group_id = g->second;
     }
     receipt_handle r;
     r.owner = id_;
@@ -752,7 +760,6 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
     if (it->second.locked_until <= clock::now()) {
       // SQS may already have handed the message to someone else: using the old handle could
       // delete their copy, so refuse here.
-      inflight_.erase(it);
       return fail(errc::receipt_expired,
                   "the message's visibility timeout ran out before it was settled");
     }
@@ -824,9 +831,10 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
                                            " (qrt pairs queue '" + source.name + "' with '" +
                                            dlq_name + "', created by create_queue)");
     }
-    wire_message copy = entry->wire;
+    wire_message copy = *entry->wire;
     copy.attributes.erase(std::string(reserved::dead_letter_reason));
     copy.attributes.erase(std::string(reserved::dead_letter_description));
+    copy.attributes.erase(std::string(reserved::message_id));
     if (copy.attributes.size() >= max_attributes_per_message) {
       co_return fail(
           errc::invalid_argument,
@@ -835,6 +843,12 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
     }
     copy.attributes[std::string(reserved::dead_letter_reason)] =
         wire_attribute{"String", s.reason.empty() ? std::string("DeadLettered") : s.reason};
+    // The id in the source queue, so the DLQ copy reads as the same message; then the
+    // description, as far as SQS's 10 attributes allow.
+    if (copy.attributes.size() < max_attributes_per_message) {
+      copy.attributes[std::string(reserved::message_id)] =
+          wire_attribute{"String", entry->message_id};
+    }
     if (!s.description.empty() && copy.attributes.size() < max_attributes_per_message) {
       copy.attributes[std::string(reserved::dead_letter_description)] =
           wire_attribute{"String", s.description};
