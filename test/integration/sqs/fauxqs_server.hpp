@@ -19,6 +19,7 @@ class fauxqs_server {
   fauxqs_server& operator=(const fauxqs_server&) = delete;
 
   unsigned short port() const { return port_; }
+  pid_t pid() const { return pid_; }
   std::string endpoint() const { return "http://127.0.0.1:" + std::to_string(port_); }
 
   /// SIGKILL, as a crash would: no clean shutdown.
