@@ -1,0 +1,158 @@
+// qrt's SQS provider against the official JS SDK on the same fauxqs, same workload (see
+// sdk_bench.mjs): throughput and client CPU per message, plus the emulator's CPU to show when
+// it is the bottleneck. A program, not a test: run bench/sqs/run.sh.
+//   qrt_sqs_bench [messages=20000] [size=256] [concurrency=8]
+#include <sys/resource.h>
+
+#include <atomic>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/use_future.hpp>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <qrt/client.hpp>
+#include <qrt/sqs.hpp>
+#include <sstream>
+
+#include "fauxqs_server.hpp"
+
+using namespace qrt;
+using namespace std::chrono_literals;
+
+namespace {
+
+double cpu_micros_self() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return (u.ru_utime.tv_sec + u.ru_stime.tv_sec) * 1e6 + u.ru_utime.tv_usec + u.ru_stime.tv_usec;
+}
+
+// utime + stime of another process, from /proc (the emulator is our child but still running).
+double cpu_micros_of(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(in)), {});
+  const auto close = stat.rfind(')');
+  std::istringstream rest(stat.substr(close + 2));
+  std::string field;
+  double utime = 0, stime = 0;
+  for (int i = 3; i <= 15 && rest >> field; ++i) {
+    if (i == 14) utime = std::stod(field);
+    if (i == 15) stime = std::stod(field);
+  }
+  return (utime + stime) * 1e6 / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const std::size_t total = argc > 1 ? std::stoul(argv[1]) : 20'000;
+  const std::size_t size = argc > 2 ? std::stoul(argv[2]) : 256;
+  const std::size_t concurrency = argc > 3 ? std::stoul(argv[3]) : 8;
+  ::setenv("AWS_EC2_METADATA_DISABLED", "true", 1);
+  qrt::test::fauxqs_server server;
+
+  boost::asio::io_context io;
+  auto o = sqs::options::for_high_throughput();
+  o.endpoint = server.endpoint();
+  o.region = "us-east-1";
+  o.access_key_id = "test";
+  o.secret_access_key = "test";
+  o.visibility_timeout = 60s;
+  auto provider = sqs::make_provider(o, io.get_executor()).value();
+  queue_client client(provider);
+  auto run = [&](auto op) {
+    auto f = boost::asio::co_spawn(io, std::move(op), boost::asio::use_future);
+    io.restart();
+    io.run();
+    return f.get();
+  };
+  const auto qrt_queue = queue_name::from("bench-qrt");
+  const auto sdk_queue = queue_name::from("bench-sdk");
+  for (const auto& q : {qrt_queue, sdk_queue}) {
+    if (!run(client.create_queue(q, queue_options{.max_delivery_count = 0}))) return 1;
+  }
+
+  // ---- qrt: send ----
+  std::atomic<std::size_t> next{0};
+  std::atomic<std::size_t> failures{0};
+  const std::string body(size, 'x');
+  auto sender = [&]() -> awaitable<void> {
+    for (;;) {
+      const auto start = next.fetch_add(10);
+      if (start >= total) co_return;
+      std::vector<message> batch(std::min<std::size_t>(10, total - start));
+      for (auto& m : batch) m.body = body;
+      auto r = co_await client.send_batch(qrt_queue, std::move(batch));
+      if (!r)
+        ++failures;
+      else
+        for (auto& o2 : *r)
+          if (!o2) ++failures;
+    }
+  };
+  auto server_cpu0 = cpu_micros_of(server.pid());
+  auto cpu0 = cpu_micros_self();
+  auto t0 = std::chrono::steady_clock::now();
+  for (std::size_t i = 0; i < concurrency; ++i)
+    boost::asio::co_spawn(io, sender(), boost::asio::detached);
+  io.restart();
+  io.run();
+  const double send_s =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double send_cpu = cpu_micros_self() - cpu0;
+  const double send_server_cpu = cpu_micros_of(server.pid()) - server_cpu0;
+
+  // ---- qrt: receive + complete ----
+  std::atomic<std::size_t> received{0};
+  auto consumer = [&]() -> awaitable<void> {
+    while (received < total) {
+      auto got = co_await client.receive(qrt_queue, 10, 1s);
+      if (!got) {
+        ++failures;
+        continue;
+      }
+      if (got->empty()) continue;
+      received += got->size();
+      std::vector<settlement> done;
+      for (auto& m : *got) done.push_back(settlement::complete(m.receipt));
+      for (auto& r : co_await client.settle(std::move(done)))
+        if (!r) ++failures;
+    }
+  };
+  server_cpu0 = cpu_micros_of(server.pid());
+  cpu0 = cpu_micros_self();
+  t0 = std::chrono::steady_clock::now();
+  for (std::size_t i = 0; i < concurrency; ++i)
+    boost::asio::co_spawn(io, consumer(), boost::asio::detached);
+  io.restart();
+  io.run();
+  const double recv_s =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double recv_cpu = cpu_micros_self() - cpu0;
+  const double recv_server_cpu = cpu_micros_of(server.pid()) - server_cpu0;
+
+  std::printf(
+      "{\"client\":\"qrt\",\"messages\":%zu,\"received\":%zu,\"failures\":%zu,"
+      "\"send_msgs_per_s\":%.0f,\"send_cpu_us_per_msg\":%.1f,\"send_emulator_cpu_us_per_msg\":%.1f,"
+      "\"recv_msgs_per_s\":%.0f,\"recv_cpu_us_per_msg\":%.1f,\"recv_emulator_cpu_us_per_msg\":%.1f}"
+      "\n",
+      total, received.load(), failures.load(), total / send_s, send_cpu / total,
+      send_server_cpu / total, received / recv_s, recv_cpu / received, recv_server_cpu / received);
+  std::fflush(stdout);
+
+  // ---- the JS SDK, same emulator, its own queue ----
+  const auto sdk_server_cpu0 = cpu_micros_of(server.pid());
+  const std::string cmd = "QRT_SQS_SERVERS_DIR='" + qrt::test::fauxqs_server::servers_dir() + "' '" +
+                          qrt::test::fauxqs_server::node_binary() + "' --no-warnings '" +
+                          std::string(QRT_SQS_BENCH_DIR) + "/sdk_bench.mjs' " + server.endpoint() +
+                          " " + sdk_queue.str() + " " + std::to_string(total) + " " +
+                          std::to_string(size) + " " + std::to_string(concurrency);
+  std::cout << qrt::test::run_command(cmd);
+  std::printf("{\"emulator_cpu_us_per_msg_during_sdk_run\":%.1f}\n",
+              (cpu_micros_of(server.pid()) - sdk_server_cpu0) / total);
+  run(provider->close());
+  return failures == 0 ? 0 : 1;
+}

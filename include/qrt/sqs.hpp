@@ -1,0 +1,90 @@
+// The AWS SQS provider: the JSON 1.0 protocol over HTTPS with SigV4, a credential chain, and a
+// keep-alive connection pool. See docs/sqs.md for how qrt's contract maps onto SQS (FIFO
+// groups as sessions, the dead-letter convention, what fauxqs does differently).
+#pragma once
+
+#include <chrono>
+#include <optional>
+#include <qrt/config.hpp>
+#include <qrt/provider.hpp>
+#include <qrt/registry.hpp>
+#include <string>
+
+namespace qrt::sqs {
+
+using std::chrono::seconds;
+
+/// The seed's OptimizedSqsConfig plus what a client needs to reach SQS.
+struct options {
+  // ---- where and who ----
+  /// Empty: AWS_REGION, AWS_DEFAULT_REGION, the profile's region, else "us-east-1".
+  std::string region;
+  /// Empty: https://sqs.<region>.amazonaws.com. Set for emulators and VPC endpoints;
+  /// "http://127.0.0.1:4566" talks plain HTTP.
+  std::string endpoint;
+  /// Explicit keys win over the chain (environment, shared files, ECS, EC2 IMDSv2).
+  std::string access_key_id;
+  std::string secret_access_key;
+  std::string session_token;
+  /// Shared-file profile; empty: AWS_PROFILE, else "default".
+  std::string profile;
+  /// TLS certificate verification for https endpoints. Turning it off is for test rigs only.
+  bool verify_tls = true;
+  /// Extra CA bundle (PEM file) trusted besides the system store.
+  std::string ca_file;
+
+  // ---- receive tuning (the seed's OptimizedSqsConfig) ----
+  /// Messages asked for per ReceiveMessage call (1-10). A receive of more loops calls.
+  int max_number_of_messages = 10;
+  /// Longest long poll per ReceiveMessage call (0-20 s); a longer receive wait polls again.
+  seconds wait_time_seconds{20};
+  /// Visibility timeout asked for on receive (0-43200 s) and used by renew_lock;
+  /// nullopt: the queue's own VisibilityTimeout.
+  std::optional<seconds> visibility_timeout;
+  /// FIFO: send a ReceiveRequestAttemptId so a receive retried after a network failure gets
+  /// the same messages back instead of locking new ones.
+  bool receive_request_attempt_id = false;
+
+  // ---- behaviour ----
+  /// Visibility given to an abandoned message: 0 redelivers at once; more is a back-off.
+  seconds abandon_visibility{0};
+  /// MessageGroupId for FIFO messages sent without a session.
+  std::string default_message_group = "default";
+  /// Largest message (body plus attributes, as encoded) and largest batch. 262144 works with
+  /// every queue; raise to 1048576 for queues created with the larger MaximumMessageSize.
+  std::size_t max_message_bytes = 262'144;
+
+  // ---- transport ----
+  /// Idle keep-alive connections kept per endpoint. Busy calls open more as needed, so
+  /// concurrent calls never queue behind each other.
+  std::size_t max_idle_connections = 16;
+  std::chrono::milliseconds connect_timeout{5'000};
+  /// Per HTTP call, on top of a receive's long-poll wait.
+  std::chrono::milliseconds request_timeout{10'000};
+  /// Retries of a failed call that may succeed later (throttling, connection loss, 5xx).
+  int max_retries = 3;
+  /// First back-off between retries (doubles each time, with jitter, capped at 5 s).
+  std::chrono::milliseconds retry_base_delay{100};
+
+  /// Many messages per call, long polls, 5-minute visibility, attempt ids (the seed's preset).
+  static options for_high_throughput();
+  /// Long polls to avoid paying for empty receives, 30 s visibility (the seed's preset).
+  static options for_cost_optimization();
+};
+
+/// Fields (flat keys): provider=sqs, preset (high_throughput|cost_optimization), region,
+/// endpoint, access_key_id, secret_access_key, session_token, profile, verify_tls, ca_file,
+/// max_number_of_messages, wait_time, visibility_timeout, receive_request_attempt_id,
+/// abandon_visibility, default_message_group, max_message_bytes, max_idle_connections,
+/// connect_timeout, request_timeout, max_retries, retry_base_delay. Unknown or malformed
+/// fields fail with errc::configuration_error naming the field.
+result<options> options_from_config(const config& cfg);
+
+/// Never fails for well-formed options; credentials are resolved on first use, so a missing
+/// key shows up as errc::permission on the first call.
+result<provider_ptr> make_provider(const options& opts, boost::asio::any_io_executor executor);
+
+/// Registers "sqs".
+void register_provider(provider_registry& registry);
+
+}  // namespace qrt::sqs

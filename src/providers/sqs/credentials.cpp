@@ -1,0 +1,350 @@
+#include "credentials.hpp"
+
+#include <algorithm>
+#include <boost/asio/this_coro.hpp>
+#include <boost/json.hpp>
+#include <cctype>
+#include <charconv>
+#include <cstdlib>
+#include <ctime>
+#include <fstream>
+#include <sstream>
+
+#include "http.hpp"
+
+namespace qrt::sqs::detail {
+
+namespace json = boost::json;
+
+environment_lookup process_environment() {
+  return [](std::string_view name) -> std::optional<std::string> {
+    const char* v = std::getenv(std::string(name).c_str());
+    if (v == nullptr || *v == '\0') return std::nullopt;
+    return std::string(v);
+  };
+}
+
+namespace {
+
+std::string trim(std::string_view s) {
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
+  return std::string(s);
+}
+
+std::string lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return s;
+}
+
+std::optional<std::string> read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return std::nullopt;
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+const std::map<std::string, std::string>* section(const ini_file& f, const std::string& name) {
+  auto it = f.find(name);
+  return it == f.end() ? nullptr : &it->second;
+}
+
+std::optional<aws_credentials> keys_in(const std::map<std::string, std::string>* s) {
+  if (s == nullptr) return std::nullopt;
+  auto id = s->find("aws_access_key_id");
+  auto secret = s->find("aws_secret_access_key");
+  if (id == s->end() || secret == s->end() || id->second.empty() || secret->second.empty()) {
+    return std::nullopt;
+  }
+  aws_credentials c{id->second, secret->second, {}};
+  if (auto t = s->find("aws_session_token"); t != s->end()) c.session_token = t->second;
+  return c;
+}
+
+const std::map<std::string, std::string>* config_section(const ini_file& config,
+                                                         const std::string& profile) {
+  if (auto s = section(config, "profile " + profile)) return s;
+  return profile == "default" ? section(config, "default") : nullptr;
+}
+
+}  // namespace
+
+ini_file parse_ini(std::string_view text) {
+  ini_file out;
+  std::string current;
+  std::size_t pos = 0;
+  while (pos <= text.size()) {
+    auto end = text.find('\n', pos);
+    if (end == std::string_view::npos) end = text.size();
+    std::string line = trim(text.substr(pos, end - pos));
+    pos = end + 1;
+    if (line.empty() || line[0] == '#' || line[0] == ';') continue;
+    if (line.front() == '[') {
+      auto close = line.find(']');
+      current = trim(line.substr(1, close == std::string::npos ? std::string::npos : close - 1));
+      out[current];
+      continue;
+    }
+    auto eq = line.find('=');
+    if (eq == std::string::npos || current.empty()) continue;
+    out[current][lower(trim(line.substr(0, eq)))] = trim(line.substr(eq + 1));
+  }
+  return out;
+}
+
+std::optional<aws_credentials> profile_credentials(const ini_file& credentials_file,
+                                                   const ini_file& config_file,
+                                                   const std::string& profile) {
+  if (auto c = keys_in(section(credentials_file, profile))) return c;
+  return keys_in(config_section(config_file, profile));
+}
+
+std::string profile_region(const ini_file& credentials_file, const ini_file& config_file,
+                           const std::string& profile) {
+  for (auto s : {config_section(config_file, profile), section(credentials_file, profile)}) {
+    if (s == nullptr) continue;
+    if (auto it = s->find("region"); it != s->end() && !it->second.empty()) return it->second;
+  }
+  return {};
+}
+
+std::optional<std::chrono::system_clock::time_point> parse_iso8601(std::string_view text) {
+  // YYYY-MM-DDTHH:MM:SS[.fff](Z|+HH:MM|-HH:MM)
+  auto num = [&](std::size_t at, std::size_t len) -> std::optional<int> {
+    if (at + len > text.size()) return std::nullopt;
+    int v = 0;
+    auto [p, ec] = std::from_chars(text.data() + at, text.data() + at + len, v);
+    if (ec != std::errc{} || p != text.data() + at + len) return std::nullopt;
+    return v;
+  };
+  if (text.size() < 20 || text[4] != '-' || text[7] != '-' ||
+      (text[10] != 'T' && text[10] != ' ') || text[13] != ':' || text[16] != ':') {
+    return std::nullopt;
+  }
+  auto y = num(0, 4), mo = num(5, 2), d = num(8, 2), h = num(11, 2), mi = num(14, 2),
+       s = num(17, 2);
+  if (!y || !mo || !d || !h || !mi || !s) return std::nullopt;
+  std::size_t i = 19;
+  if (i < text.size() && text[i] == '.') {
+    ++i;
+    while (i < text.size() && std::isdigit(static_cast<unsigned char>(text[i]))) ++i;
+  }
+  int offset_minutes = 0;
+  if (i < text.size() && (text[i] == 'Z' || text[i] == 'z')) {
+    ++i;
+  } else if (i < text.size() && (text[i] == '+' || text[i] == '-')) {
+    auto oh = num(i + 1, 2), om = num(i + 4, 2);
+    if (!oh || !om || i + 3 >= text.size() || text[i + 3] != ':') return std::nullopt;
+    offset_minutes = (*oh * 60 + *om) * (text[i] == '+' ? 1 : -1);
+    i += 6;
+  } else {
+    return std::nullopt;
+  }
+  if (i != text.size()) return std::nullopt;
+  using namespace std::chrono;
+  const year_month_day ymd{year{*y}, month{static_cast<unsigned>(*mo)},
+                           day{static_cast<unsigned>(*d)}};
+  if (!ymd.ok() || *h > 23 || *mi > 59 || *s > 60) return std::nullopt;
+  return sys_days{ymd} + hours{*h} + minutes{*mi} + seconds{*s} - minutes{offset_minutes};
+}
+
+result<expiring_credentials> parse_credentials_document(std::string_view body, std::string source) {
+  boost::system::error_code ec;
+  auto v = json::parse(body, ec);
+  if (ec || !v.is_object()) {
+    return fail(errc::permission,
+                source + " answered with something that is not a credentials document");
+  }
+  const auto& o = v.as_object();
+  auto str = [&](std::string_view key) -> std::string {
+    auto it = o.find(key);
+    return it != o.end() && it->value().is_string() ? std::string(it->value().as_string())
+                                                    : std::string{};
+  };
+  expiring_credentials c;
+  c.source = std::move(source);
+  c.keys.access_key_id = str("AccessKeyId");
+  c.keys.secret_access_key = str("SecretAccessKey");
+  c.keys.session_token = str("Token");
+  if (c.keys.access_key_id.empty() || c.keys.secret_access_key.empty()) {
+    return fail(errc::permission, c.source + " answered without AccessKeyId/SecretAccessKey");
+  }
+  if (auto exp = str("Expiration"); !exp.empty()) {
+    auto t = parse_iso8601(exp);
+    if (!t) return fail(errc::permission, c.source + " answered with an unreadable Expiration");
+    c.expiration = *t;
+  }
+  return c;
+}
+
+shared_files load_shared_files(const environment_lookup& env, const std::string& profile) {
+  shared_files f;
+  f.profile = !profile.empty() ? profile : env("AWS_PROFILE").value_or("default");
+  const std::string home = env("HOME").value_or("");
+  const std::string creds_path =
+      env("AWS_SHARED_CREDENTIALS_FILE").value_or(home.empty() ? "" : home + "/.aws/credentials");
+  const std::string config_path =
+      env("AWS_CONFIG_FILE").value_or(home.empty() ? "" : home + "/.aws/config");
+  if (!creds_path.empty()) {
+    if (auto text = read_file(creds_path)) f.credentials = parse_ini(*text);
+  }
+  if (!config_path.empty()) {
+    if (auto text = read_file(config_path)) f.config = parse_ini(*text);
+  }
+  return f;
+}
+
+std::string resolve_region(const std::string& configured, const environment_lookup& env,
+                           const shared_files& files) {
+  if (!configured.empty()) return configured;
+  if (auto r = env("AWS_REGION")) return *r;
+  if (auto r = env("AWS_DEFAULT_REGION")) return *r;
+  if (auto r = profile_region(files.credentials, files.config, files.profile); !r.empty()) return r;
+  return "us-east-1";
+}
+
+credential_chain::credential_chain(boost::asio::any_io_executor executor,
+                                   credential_settings settings, environment_lookup env)
+    : executor_(std::move(executor)), settings_(std::move(settings)), env_(std::move(env)) {}
+
+void credential_chain::invalidate() {
+  std::lock_guard lock(mutex_);
+  cached_.reset();
+}
+
+boost::asio::awaitable<result<expiring_credentials>> credential_chain::get(
+    std::chrono::system_clock::time_point now) {
+  {
+    std::lock_guard lock(mutex_);
+    if (cached_ &&
+        (!cached_->expiration || *cached_->expiration - settings_.refresh_margin > now)) {
+      co_return *cached_;
+    }
+  }
+  auto fresh = co_await resolve();
+  if (!fresh) co_return fresh.error();
+  std::lock_guard lock(mutex_);
+  cached_ = *fresh;
+  co_return std::move(*fresh);
+}
+
+namespace {
+
+// One plain-HTTP call to a metadata endpoint (ECS agent or IMDS); those speak http only.
+boost::asio::awaitable<result<http_response>> metadata_call(boost::asio::any_io_executor ex,
+                                                            const std::string& url,
+                                                            http_request req,
+                                                            std::chrono::milliseconds timeout) {
+  // Split "http://host:port/path" into endpoint and target.
+  const auto scheme_end = url.find("://");
+  const auto path_start =
+      scheme_end == std::string::npos ? std::string::npos : url.find('/', scheme_end + 3);
+  auto ep = parse_endpoint(path_start == std::string::npos ? url : url.substr(0, path_start));
+  if (!ep) co_return ep.error();
+  if (ep->tls)
+    co_return fail(errc::configuration_error, "metadata endpoints over https are not supported");
+  req.target = path_start == std::string::npos ? "/" : url.substr(path_start);
+  http_pool pool(ex, *ep, http_settings{timeout, 0, false, {}, 1u << 20});
+  co_return co_await pool.send(std::move(req), timeout);
+}
+
+}  // namespace
+
+boost::asio::awaitable<result<expiring_credentials>> credential_chain::resolve() {
+  // The caller's executor runs the metadata calls (the chain may outlive any one io_context).
+  const auto executor = co_await boost::asio::this_coro::executor;
+  std::string tried;
+  auto note = [&](std::string what) {
+    if (!tried.empty()) tried += "; ";
+    tried += what;
+  };
+
+  if (!settings_.explicit_keys.access_key_id.empty() &&
+      !settings_.explicit_keys.secret_access_key.empty()) {
+    co_return expiring_credentials{settings_.explicit_keys, std::nullopt, "explicit"};
+  }
+  note("explicit keys: not set");
+
+  if (auto id = env_("AWS_ACCESS_KEY_ID"), secret = env_("AWS_SECRET_ACCESS_KEY"); id && secret) {
+    co_return expiring_credentials{
+        aws_credentials{*id, *secret, env_("AWS_SESSION_TOKEN").value_or("")}, std::nullopt,
+        "environment"};
+  }
+  note("environment: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY not set");
+
+  const auto files = load_shared_files(env_, settings_.profile);
+  if (auto c = profile_credentials(files.credentials, files.config, files.profile)) {
+    co_return expiring_credentials{*c, std::nullopt, "profile '" + files.profile + "'"};
+  }
+  note("profile '" + files.profile + "': no keys in the shared files");
+
+  // ECS task role: the agent's endpoint, with an optional authorization token.
+  std::optional<std::string> ecs_url;
+  if (auto rel = env_("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")) {
+    ecs_url = "http://169.254.170.2" + *rel;
+  } else if (auto full = env_("AWS_CONTAINER_CREDENTIALS_FULL_URI")) {
+    ecs_url = *full;
+  }
+  if (ecs_url) {
+    http_request req;
+    req.method = "GET";
+    if (auto token = env_("AWS_CONTAINER_AUTHORIZATION_TOKEN")) {
+      req.headers.emplace_back("Authorization", *token);
+    }
+    auto res = co_await metadata_call(executor, *ecs_url, std::move(req), settings_.http_timeout);
+    if (res && res->status == 200) {
+      auto c = parse_credentials_document(res->body, "ecs");
+      if (c) co_return c;
+      note("ecs: " + c.error().message);
+    } else {
+      note("ecs: " + (res ? "HTTP " + std::to_string(res->status) : res.error().message));
+    }
+  } else {
+    note("ecs: not configured");
+  }
+
+  // EC2 instance role through IMDSv2 (session token first, then role name, then keys).
+  if (lower(env_("AWS_EC2_METADATA_DISABLED").value_or("false")) == "true") {
+    note("imds: disabled");
+  } else {
+    std::string base = env_("AWS_EC2_METADATA_SERVICE_ENDPOINT").value_or("http://169.254.169.254");
+    if (!base.empty() && base.back() == '/') base.pop_back();
+    http_request token_req;
+    token_req.method = "PUT";
+    token_req.headers.emplace_back("X-aws-ec2-metadata-token-ttl-seconds", "21600");
+    auto token = co_await metadata_call(executor, base + "/latest/api/token", std::move(token_req),
+                                        settings_.http_timeout);
+    if (!token || token->status != 200) {
+      note("imds: " +
+           (token ? "token HTTP " + std::to_string(token->status) : token.error().message));
+    } else {
+      http_request role_req;
+      role_req.method = "GET";
+      role_req.headers.emplace_back("X-aws-ec2-metadata-token", token->body);
+      auto role =
+          co_await metadata_call(executor, base + "/latest/meta-data/iam/security-credentials/",
+                                 role_req, settings_.http_timeout);
+      std::string role_name = role && role->status == 200 ? trim(role->body) : std::string{};
+      if (auto nl = role_name.find('\n'); nl != std::string::npos) role_name.resize(nl);
+      if (role_name.empty()) {
+        note("imds: no instance role");
+      } else {
+        auto doc = co_await metadata_call(
+            executor, base + "/latest/meta-data/iam/security-credentials/" + role_name, role_req,
+            settings_.http_timeout);
+        if (doc && doc->status == 200) {
+          auto c = parse_credentials_document(doc->body, "imds");
+          if (c) co_return c;
+          note("imds: " + c.error().message);
+        } else {
+          note("imds: " + (doc ? "HTTP " + std::to_string(doc->status) : doc.error().message));
+        }
+      }
+    }
+  }
+  co_return fail(errc::permission, "no AWS credentials found (" + tried + ")");
+}
+
+}  // namespace qrt::sqs::detail

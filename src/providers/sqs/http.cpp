@@ -1,0 +1,289 @@
+#include "http.hpp"
+
+#include <atomic>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+#include <charconv>
+#include <mutex>
+#include <optional>
+
+namespace qrt::sqs::detail {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+
+std::string endpoint::host_header() const {
+  const bool default_port = (tls && port == 443) || (!tls && port == 80);
+  const bool ipv6 = host.find(':') != std::string::npos;
+  std::string h = ipv6 ? "[" + host + "]" : host;
+  return default_port ? h : h + ":" + std::to_string(port);
+}
+
+std::string endpoint::to_string() const {
+  return std::string(tls ? "https://" : "http://") + host_header();
+}
+
+result<endpoint> parse_endpoint(std::string_view url) {
+  endpoint ep;
+  std::string_view rest;
+  if (url.rfind("https://", 0) == 0) {
+    ep.tls = true;
+    rest = url.substr(8);
+  } else if (url.rfind("http://", 0) == 0) {
+    rest = url.substr(7);
+  } else {
+    return fail(errc::configuration_error,
+                "endpoint '" + std::string(url) + "' must start with https:// or http://");
+  }
+  if (!rest.empty() && rest.back() == '/') rest.remove_suffix(1);
+  if (rest.find_first_of("/?#@") != std::string_view::npos) {
+    return fail(errc::configuration_error,
+                "endpoint '" + std::string(url) + "' must be scheme://host[:port] without a path");
+  }
+  std::string_view host = rest;
+  std::string_view port;
+  if (!rest.empty() && rest.front() == '[') {
+    const auto close = rest.find(']');
+    if (close == std::string_view::npos) {
+      return fail(errc::configuration_error,
+                  "endpoint '" + std::string(url) + "' has a bad IPv6 host");
+    }
+    host = rest.substr(1, close - 1);
+    if (close + 1 < rest.size()) {
+      if (rest[close + 1] != ':') {
+        return fail(errc::configuration_error, "endpoint '" + std::string(url) + "' is malformed");
+      }
+      port = rest.substr(close + 2);
+    }
+  } else if (auto colon = rest.rfind(':'); colon != std::string_view::npos) {
+    host = rest.substr(0, colon);
+    port = rest.substr(colon + 1);
+  }
+  if (host.empty()) {
+    return fail(errc::configuration_error, "endpoint '" + std::string(url) + "' has no host");
+  }
+  ep.host = std::string(host);
+  ep.port = ep.tls ? 443 : 80;
+  if (!port.empty()) {
+    unsigned value = 0;
+    auto [p, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
+    if (ec != std::errc{} || p != port.data() + port.size() || value == 0 || value > 65535) {
+      return fail(
+          errc::configuration_error,
+          "endpoint '" + std::string(url) + "' has an invalid port '" + std::string(port) + "'");
+    }
+    ep.port = static_cast<std::uint16_t>(value);
+  }
+  return ep;
+}
+
+std::string http_response::header(std::string_view name) const {
+  for (const auto& [k, v] : headers) {
+    if (beast::iequals(k, name)) return v;
+  }
+  return {};
+}
+
+namespace {
+
+struct connection {
+  std::optional<beast::tcp_stream> plain;
+  std::optional<beast::ssl_stream<beast::tcp_stream>> secure;
+  beast::flat_buffer buffer;
+
+  beast::tcp_stream& lowest() { return plain ? *plain : beast::get_lowest_layer(*secure); }
+};
+
+}  // namespace
+
+struct http_pool::impl {
+  asio::any_io_executor executor;
+  endpoint ep;
+  http_settings settings;
+  std::optional<asio::ssl::context> ssl;
+  mutable std::mutex mutex;
+  std::vector<std::unique_ptr<connection>> idle;
+  std::atomic<bool> closed{false};
+  std::atomic<std::uint64_t> opened{0};
+
+  std::unique_ptr<connection> take_idle() {
+    std::lock_guard lock(mutex);
+    if (idle.empty()) return nullptr;
+    auto c = std::move(idle.back());
+    idle.pop_back();
+    return c;
+  }
+
+  void give_back(std::unique_ptr<connection> c) {
+    std::lock_guard lock(mutex);
+    if (!closed && idle.size() < settings.max_idle_connections) idle.push_back(std::move(c));
+  }
+
+  asio::awaitable<result<std::unique_ptr<connection>>> open(
+      std::chrono::steady_clock::time_point deadline) {
+    auto c = std::make_unique<connection>();
+    tcp::resolver resolver(executor);
+    auto [rec, results] =
+        co_await resolver.async_resolve(ep.host, std::to_string(ep.port), use_tuple);
+    if (rec) {
+      co_return fail(errc::connection_failed,
+                     "cannot resolve " + ep.to_string() + ": " + rec.message());
+    }
+    if (ssl) {
+      c->secure.emplace(executor, *ssl);
+    } else {
+      c->plain.emplace(executor);
+    }
+    auto& stream = c->lowest();
+    const auto connect_deadline =
+        std::min(deadline, std::chrono::steady_clock::now() + settings.connect_timeout);
+    stream.expires_at(connect_deadline);
+    auto [cec, connected] = co_await stream.async_connect(results, use_tuple);
+    (void)connected;
+    if (cec) {
+      co_return fail(cec == beast::error::timeout ? errc::timeout : errc::connection_failed,
+                     "cannot connect to " + ep.to_string() + ": " + cec.message());
+    }
+    stream.socket().set_option(tcp::no_delay(true));
+    if (ssl) {
+      if (!SSL_set_tlsext_host_name(c->secure->native_handle(), ep.host.c_str())) {
+        co_return fail(errc::connection_failed, "cannot set TLS server name for " + ep.to_string());
+      }
+      if (settings.verify_tls) {
+        c->secure->set_verify_mode(asio::ssl::verify_peer);
+        c->secure->set_verify_callback(asio::ssl::host_name_verification(ep.host));
+      } else {
+        c->secure->set_verify_mode(asio::ssl::verify_none);
+      }
+      auto [hec] = co_await c->secure->async_handshake(asio::ssl::stream_base::client, use_tuple);
+      if (hec) {
+        co_return fail(errc::connection_failed,
+                       "TLS handshake with " + ep.to_string() + " failed: " + hec.message());
+      }
+    }
+    ++opened;
+    co_return std::move(c);
+  }
+
+  template <class Stream>
+  asio::awaitable<boost::system::error_code> exchange(
+      Stream& stream, connection& c, http::request<http::string_body>& req,
+      http::response_parser<http::string_body>& parser) {
+    auto [wec, written] = co_await http::async_write(stream, req, use_tuple);
+    (void)written;
+    if (wec) co_return wec;
+    auto [rec, read] = co_await http::async_read(stream, c.buffer, parser, use_tuple);
+    (void)read;
+    co_return rec;
+  }
+};
+
+http_pool::http_pool(asio::any_io_executor executor, endpoint ep, http_settings settings)
+    : impl_(std::make_shared<impl>()) {
+  impl_->executor = std::move(executor);
+  impl_->ep = std::move(ep);
+  impl_->settings = std::move(settings);
+  if (impl_->ep.tls) {
+    impl_->ssl.emplace(asio::ssl::context::tls_client);
+    impl_->ssl->set_default_verify_paths();
+    if (!impl_->settings.ca_file.empty()) impl_->ssl->load_verify_file(impl_->settings.ca_file);
+  }
+}
+
+http_pool::~http_pool() {
+  close();
+}
+
+void http_pool::close() {
+  std::vector<std::unique_ptr<connection>> dropping;
+  {
+    std::lock_guard lock(impl_->mutex);
+    impl_->closed = true;
+    dropping.swap(impl_->idle);
+  }
+  // Destroying the streams closes the sockets; nothing is pending on idle connections.
+}
+
+const endpoint& http_pool::target() const noexcept {
+  return impl_->ep;
+}
+
+std::size_t http_pool::idle_connections() const {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->idle.size();
+}
+
+std::uint64_t http_pool::connections_opened() const noexcept {
+  return impl_->opened;
+}
+
+asio::awaitable<result<http_response>> http_pool::send(http_request request,
+                                                       std::chrono::milliseconds timeout) {
+  auto self = impl_;  // keeps the pool's state alive while the call runs
+  if (self->closed) co_return fail(errc::closed, "the SQS client is closed");
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+
+  http::request<http::string_body> req;
+  req.version(11);
+  req.method_string(request.method);
+  req.target(request.target);
+  req.set(http::field::host, self->ep.host_header());
+  for (const auto& [k, v] : request.headers) req.set(k, v);
+  req.keep_alive(true);
+  req.body() = std::move(request.body);
+  req.prepare_payload();
+
+  // At most two tries: a reused keep-alive connection may have been closed by the server
+  // just before we used it; that failure says nothing about the server, so try a fresh one.
+  for (int attempt = 0;; ++attempt) {
+    std::unique_ptr<connection> c = attempt == 0 ? self->take_idle() : nullptr;
+    const bool reused = c != nullptr;
+    if (!c) {
+      auto opened = co_await self->open(deadline);
+      if (!opened) co_return opened.error();
+      c = std::move(*opened);
+    }
+    c->lowest().expires_at(deadline);
+    http::response_parser<http::string_body> parser;
+    parser.body_limit(self->settings.max_response_bytes);
+    parser.header_limit(64 * 1024);
+    boost::system::error_code ec;
+    if (c->secure) {
+      ec = co_await self->exchange(*c->secure, *c, req, parser);
+    } else {
+      ec = co_await self->exchange(*c->plain, *c, req, parser);
+    }
+    if (ec) {
+      if (ec == beast::error::timeout) {
+        co_return fail(errc::timeout, "no answer from " + self->ep.to_string() + " within " +
+                                          std::to_string(timeout.count()) + " ms");
+      }
+      if (reused && attempt == 0 && !parser.got_some()) continue;
+      co_return fail(errc::connection_failed,
+                     "connection to " + self->ep.to_string() + " failed: " + ec.message());
+    }
+    auto res = parser.release();
+    http_response out;
+    out.status = res.result_int();
+    for (const auto& field : res) {
+      out.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
+    }
+    const bool keep = res.keep_alive();
+    out.body = std::move(res.body());
+    if (keep && !self->closed) {
+      c->lowest().expires_never();
+      self->give_back(std::move(c));
+    }
+    co_return out;
+  }
+}
+
+}  // namespace qrt::sqs::detail

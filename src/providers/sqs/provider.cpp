@@ -1,0 +1,1080 @@
+// qrt's provider interface on SQS. See docs/sqs.md for the mapping and its limits.
+#include <atomic>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/json.hpp>
+#include <deque>
+#include <mutex>
+#include <qrt/sqs.hpp>
+#include <random>
+#include <set>
+#include <unordered_map>
+
+#include "codec.hpp"
+#include "credentials.hpp"
+#include "digest.hpp"
+#include "http.hpp"
+#include "sigv4.hpp"
+
+namespace qrt::sqs {
+
+namespace asio = boost::asio;
+using namespace detail;
+using std::chrono::milliseconds;
+using steady = std::chrono::steady_clock;
+
+namespace {
+
+std::atomic<std::uint64_t> next_provider_id{1};
+
+/// The dead-letter queue qrt pairs with a queue: "orders" -> "orders-dlq",
+/// "orders.fifo" -> "orders-dlq.fifo" (SQS wants a FIFO queue's DLQ to be FIFO too).
+std::string dead_letter_queue_name(const std::string& name) {
+  constexpr std::string_view fifo = ".fifo";
+  if (name.size() > fifo.size() &&
+      name.compare(name.size() - fifo.size(), fifo.size(), fifo) == 0) {
+    return name.substr(0, name.size() - fifo.size()) + "-dlq.fifo";
+  }
+  return name + "-dlq";
+}
+
+std::string sqs_name(const queue_name& q) {
+  return q.is_dead_letter() ? dead_letter_queue_name(q.str()) : q.str();
+}
+
+bool is_fifo_name(const std::string& name) {
+  return name.size() > 5 && name.compare(name.size() - 5, 5, ".fifo") == 0;
+}
+
+struct queue_info {
+  std::uint64_t key = 0;
+  std::string name;  ///< the SQS queue's name
+  std::string url;
+  bool fifo = false;
+  std::atomic<int> visibility_seconds{-1};  ///< the queue's default; -1 until read
+};
+
+/// A message this provider handed out and that is not settled yet: what settle and renew_lock
+/// need, and the wire form dead_letter forwards.
+struct inflight_entry {
+  std::shared_ptr<queue_info> queue;
+  std::string receipt_handle;
+  time_point locked_until;
+  std::string message_id;
+  /// Body and attributes as received, group id on FIFO (shared: lookups copy the entry).
+  std::shared_ptr<wire_message> wire;
+};
+
+int ceil_seconds(milliseconds d) {
+  if (d <= milliseconds::zero()) return 0;
+  return static_cast<int>(std::chrono::ceil<std::chrono::seconds>(d).count());
+}
+
+class sqs_session;
+
+class sqs_provider final : public provider, public std::enable_shared_from_this<sqs_provider> {
+ public:
+  sqs_provider(options opts, asio::any_io_executor executor, endpoint ep, std::string region)
+      : opts_(std::move(opts)),
+        executor_(executor),
+        region_(std::move(region)),
+        pool_(executor, ep,
+              http_settings{opts_.connect_timeout, opts_.max_idle_connections, opts_.verify_tls,
+                            opts_.ca_file}),
+        credentials_(executor, credential_settings{
+                                   aws_credentials{opts_.access_key_id, opts_.secret_access_key,
+                                                   opts_.session_token},
+                                   opts_.profile}) {
+    caps_.sessions = session_support::emulated;
+    caps_.max_batch_messages = max_entries_per_batch;
+    caps_.max_batch_bytes = opts_.max_message_bytes;
+    caps_.max_message_bytes = opts_.max_message_bytes;
+    caps_.peek = false;
+    caps_.scheduling = true;
+    caps_.time_to_live = false;
+    caps_.abandon = true;
+    caps_.lock_renewal = true;
+    caps_.dead_letter_queue = true;
+    caps_.max_delivery_count = true;
+    caps_.session_state = false;
+    caps_.queue_management = true;
+  }
+
+  std::string_view name() const noexcept override { return "sqs"; }
+  const capabilities& caps() const noexcept override { return caps_; }
+
+  // ---- queues ----
+
+  awaitable<result<void>> create_queue(const queue_name& queue, const queue_options& qo) override {
+    if (queue.is_dead_letter()) {
+      co_return fail(errc::invalid_argument,
+                     "create '" + queue.parent().to_string() +
+                         "' instead: qrt creates its dead-letter queue with it");
+    }
+    const std::string name = queue.str();
+    const bool fifo = is_fifo_name(name);
+    if (qo.requires_session && !fifo) {
+      co_return fail(
+          errc::invalid_argument,
+          "queue '" + name +
+              "' requires sessions, which on SQS needs a FIFO queue (name ending in .fifo)");
+    }
+    const std::string dlq = dead_letter_queue_name(name);
+    if (dlq.size() > 80) {
+      co_return fail(errc::invalid_argument,
+                     "queue name '" + name + "' is too long for SQS with its dead-letter queue '" +
+                         dlq + "' (80 characters at most)");
+    }
+    std::map<std::string, std::string> dlq_attrs{{"MessageRetentionPeriod", "1209600"}};
+    if (fifo) dlq_attrs["FifoQueue"] = "true";
+    auto dlq_url = co_await create_one(dlq, dlq_attrs);
+    if (!dlq_url) co_return dlq_url.error();
+
+    std::map<std::string, std::string> attrs;
+    if (fifo) attrs["FifoQueue"] = "true";
+    attrs["VisibilityTimeout"] =
+        std::to_string(std::clamp(ceil_seconds(qo.lock_duration), 0, 43'200));
+    const std::size_t max_bytes =
+        qo.max_message_bytes ? qo.max_message_bytes : opts_.max_message_bytes;
+    attrs["MaximumMessageSize"] =
+        std::to_string(std::clamp<std::size_t>(max_bytes, 1'024, 1'048'576));
+    if (qo.default_time_to_live) {
+      attrs["MessageRetentionPeriod"] =
+          std::to_string(std::clamp(ceil_seconds(*qo.default_time_to_live), 60, 1'209'600));
+    }
+    if (qo.max_delivery_count > 0) {
+      auto arn = co_await queue_arn(*dlq_url);
+      if (!arn) co_return arn.error();
+      boost::json::object policy{
+          {"deadLetterTargetArn", *arn},
+          {"maxReceiveCount", std::min<std::uint32_t>(qo.max_delivery_count, 1000)}};
+      attrs["RedrivePolicy"] = boost::json::serialize(policy);
+    }
+    auto url = co_await create_one(name, attrs);
+    if (!url) co_return url.error();
+    co_return result<void>{};
+  }
+
+  awaitable<result<void>> delete_queue(const queue_name& queue) override {
+    auto info = co_await resolve(queue);
+    if (!info) co_return info.error();
+    auto r =
+        co_await call("DeleteQueue", encode_queue_url_only((*info)->url), opts_.request_timeout);
+    forget((*info)->name);
+    if (!r) co_return r.error();
+    if (!queue.is_dead_letter()) {
+      // The paired DLQ goes with its queue; it may already be gone.
+      auto dlq = co_await resolve(queue.dead_letter());
+      if (dlq) {
+        auto d =
+            co_await call("DeleteQueue", encode_queue_url_only((*dlq)->url), opts_.request_timeout);
+        forget((*dlq)->name);
+        if (!d && d.error().code != errc::queue_not_found) co_return d.error();
+      }
+    }
+    co_return result<void>{};
+  }
+
+  awaitable<result<queue_stats>> stats(const queue_name& queue) override {
+    auto info = co_await resolve(queue);
+    if (!info) co_return info.error();
+    // (GCC 12 cannot brace-initialise a vector of literals inside a co_await expression.)
+    std::vector<std::string> names{"ApproximateNumberOfMessages",
+                                   "ApproximateNumberOfMessagesNotVisible",
+                                   "ApproximateNumberOfMessagesDelayed"};
+    auto attrs = co_await attributes((*info)->url, std::move(names));
+    if (!attrs) co_return attrs.error();
+    queue_stats s;
+    auto num = [&](const std::map<std::string, std::string>& m, const char* key) -> std::int64_t {
+      auto it = m.find(key);
+      if (it == m.end()) return -1;
+      try {
+        return std::stoll(it->second);
+      } catch (...) {
+        return -1;
+      }
+    };
+    s.active = num(*attrs, "ApproximateNumberOfMessages");
+    s.in_flight = num(*attrs, "ApproximateNumberOfMessagesNotVisible");
+    s.scheduled = num(*attrs, "ApproximateNumberOfMessagesDelayed");
+    if (!queue.is_dead_letter()) {
+      auto dlq = co_await resolve(queue.dead_letter());
+      if (dlq) {
+        std::vector<std::string> count{"ApproximateNumberOfMessages"};
+        auto d = co_await attributes((*dlq)->url, std::move(count));
+        if (d) s.dead_lettered = num(*d, "ApproximateNumberOfMessages");
+      }
+    }
+    co_return s;
+  }
+
+  // ---- send ----
+
+  awaitable<result<std::vector<send_outcome>>> send(const queue_name& queue,
+                                                    std::vector<message> messages,
+                                                    milliseconds timeout) override {
+    auto info_r = co_await resolve(queue);
+    if (!info_r) co_return info_r.error();
+    auto info = *info_r;
+    std::vector<send_outcome> outcomes(messages.size(), send_outcome{message_id{}});
+    std::vector<std::pair<std::size_t, wire_message>> ready;
+    const auto now = clock::now();
+    for (std::size_t i = 0; i < messages.size(); ++i) {
+      auto w = to_wire(messages[i], info->fifo, fifo_defaults{opts_.default_message_group}, now);
+      if (!w) {
+        outcomes[i] = w.error();
+        continue;
+      }
+      if (w->size() > opts_.max_message_bytes) {
+        outcomes[i] =
+            fail(errc::message_too_large,
+                 "message " + std::to_string(i) + " is " + std::to_string(w->size()) +
+                     " bytes as SQS counts them (body, attributes" +
+                     (w->attributes.count(std::string(reserved::body_encoding)) ? ", base64" : "") +
+                     "); the limit is " + std::to_string(opts_.max_message_bytes));
+        continue;
+      }
+      ready.emplace_back(i, std::move(*w));
+    }
+    // Consecutive chunks within SQS's batch limits (10 entries, max_message_bytes in total).
+    std::vector<std::vector<std::size_t>> chunks;  // indexes into `ready`
+    std::size_t bytes = 0;
+    for (std::size_t k = 0; k < ready.size(); ++k) {
+      const auto size = ready[k].second.size();
+      if (chunks.empty() || chunks.back().size() >= max_entries_per_batch ||
+          bytes + size > opts_.max_message_bytes) {
+        chunks.emplace_back();
+        bytes = 0;
+      }
+      chunks.back().push_back(k);
+      bytes += size;
+    }
+    const auto http_timeout = timeout > milliseconds::zero()
+                                  ? std::min(timeout, opts_.request_timeout)
+                                  : opts_.request_timeout;
+    bool sent_any = false;
+    for (std::size_t c = 0; c < chunks.size(); ++c) {
+      auto r = co_await send_chunk(*info, ready, chunks[c], outcomes, http_timeout);
+      if (!r) {
+        if (!sent_any) co_return r.error();
+        // Keep order: nothing after a failed chunk is sent; report the rest per message.
+        for (std::size_t rest = c; rest < chunks.size(); ++rest) {
+          for (auto k : chunks[rest]) outcomes[ready[k].first] = r.error();
+        }
+        break;
+      }
+      sent_any = true;
+    }
+    co_return outcomes;
+  }
+
+  // ---- receive ----
+
+  awaitable<result<std::vector<received_message>>> receive(const queue_name& queue,
+                                                           std::size_t max_messages,
+                                                           milliseconds wait) override {
+    if (max_messages == 0)
+      co_return fail(errc::invalid_argument, "max_messages must be at least 1");
+    auto info_r = co_await resolve(queue);
+    if (!info_r) co_return info_r.error();
+    auto info = *info_r;
+    int visibility = 0;
+    if (opts_.visibility_timeout) {
+      visibility = static_cast<int>(opts_.visibility_timeout->count());
+    } else {
+      auto v = co_await queue_visibility(info);
+      if (!v) co_return v.error();
+      visibility = *v;
+    }
+    std::vector<received_message> out;
+    const auto deadline = steady::now() + wait;
+    while (out.size() < max_messages) {
+      if (closed_) co_return fail(errc::closed, "the SQS provider is closed");
+      const int per_call = static_cast<int>(std::min<std::size_t>(
+          max_messages - out.size(), static_cast<std::size_t>(opts_.max_number_of_messages)));
+      const auto left = std::chrono::duration_cast<milliseconds>(deadline - steady::now());
+      // SQS waits in whole seconds: round up so a short wait still long-polls instead of
+      // sampling (a short poll can miss messages on real SQS).
+      const int wait_s = out.empty() ? std::min(ceil_seconds(left),
+                                                static_cast<int>(opts_.wait_time_seconds.count()))
+                                     : 0;
+      receive_request req;
+      req.queue_url = info->url;
+      req.max_messages = per_call;
+      req.wait_time_seconds = wait_s;
+      if (opts_.visibility_timeout) req.visibility_timeout = visibility;
+      if (info->fifo && opts_.receive_request_attempt_id)
+        req.receive_request_attempt_id = random_uuid();
+      auto body = co_await call("ReceiveMessage", encode_receive_message(req),
+                                opts_.request_timeout + std::chrono::seconds(wait_s));
+      if (!body) {
+        if (body.error().code == errc::queue_not_found) forget(info->name);
+        // Messages already taken stay locked to us: hand them out rather than lose the call.
+        if (!out.empty()) break;
+        co_return body.error();
+      }
+      // SQS starts the visibility clock when it hands the messages out, which on a long poll can
+      // be many seconds after the request went: count from the answer (off by one network trip).
+      const auto answered_at = clock::now();
+      auto batch = decode_receive_message(*body);
+      if (!batch) co_return batch.error();
+      for (auto& w : *batch) {
+        auto ok = verify_checksums(w);
+        if (!ok) {
+          // Corrupted in transit: release it for another try instead of handing out bad bytes.
+          (void)co_await call("ChangeMessageVisibility",
+                              encode_change_visibility(info->url, w.receipt_handle, 0),
+                              opts_.request_timeout);
+          if (out.empty()) co_return ok.error();
+          continue;
+        }
+        auto m = from_wire(w);
+        if (!m) co_return m.error();
+        if (queue.is_dead_letter() && !m->dead_letter) {
+          // Only SQS's redrive moves messages in without qrt's reason attributes.
+          m->dead_letter = dead_letter_info{"MaxDeliveryCountExceeded",
+                                            "moved by the queue's SQS redrive policy"};
+        }
+        m->locked_until = answered_at + std::chrono::seconds(visibility);
+        m->receipt = remember(info, w, m->locked_until);
+        out.push_back(std::move(*m));
+      }
+      if (static_cast<int>(batch->size()) < per_call) {
+        if (!out.empty() || steady::now() >= deadline || wait_s == 0) break;
+      }
+    }
+    co_return out;
+  }
+
+  awaitable<result<std::vector<received_message>>> peek(const queue_name&, std::size_t,
+                                                        std::int64_t) override {
+    co_return fail(errc::unsupported, "SQS cannot read messages without locking them (no peek)");
+  }
+
+  // ---- settle ----
+
+  awaitable<std::vector<result<void>>> settle(std::vector<settlement> settlements) override {
+    std::vector<result<void>> results(settlements.size(), result<void>{});
+    // Per queue: completes and abandons go out as batches of ten.
+    std::map<std::uint64_t, std::vector<std::size_t>> completes, abandons;
+    std::vector<std::size_t> dead_letters;
+    std::set<std::uint64_t> seen;
+    for (std::size_t i = 0; i < settlements.size(); ++i) {
+      auto entry = lookup(settlements[i].receipt);
+      if (!entry) {
+        results[i] = entry.error();
+        continue;
+      }
+      if (!seen.insert(settlements[i].receipt.item).second) {
+        results[i] =
+            fail(errc::invalid_receipt, "the same receipt appears twice in one settle call");
+        continue;
+      }
+      switch (settlements[i].action) {
+        case settle_action::complete:
+          completes[entry->queue->key].push_back(i);
+          break;
+        case settle_action::abandon:
+          abandons[entry->queue->key].push_back(i);
+          break;
+        case settle_action::dead_letter:
+          dead_letters.push_back(i);
+          break;
+      }
+    }
+    for (auto& [key, idx] : completes) co_await settle_batch(settlements, idx, results, false);
+    for (auto& [key, idx] : abandons) co_await settle_batch(settlements, idx, results, true);
+    for (auto i : dead_letters) results[i] = co_await dead_letter_one(settlements[i]);
+    co_return results;
+  }
+
+  awaitable<result<time_point>> renew_lock(const receipt_handle& receipt) override {
+    auto entry = lookup(receipt);
+    if (!entry) co_return entry.error();
+    int visibility = 0;
+    if (opts_.visibility_timeout) {
+      visibility = static_cast<int>(opts_.visibility_timeout->count());
+    } else {
+      auto v = co_await queue_visibility(entry->queue);
+      if (!v) co_return v.error();
+      visibility = *v;
+    }
+    const auto now = clock::now();
+    auto r = co_await call(
+        "ChangeMessageVisibility",
+        encode_change_visibility(entry->queue->url, entry->receipt_handle, visibility),
+        opts_.request_timeout);
+    if (!r) co_return r.error();
+    const auto until = now + std::chrono::seconds(visibility);
+    std::lock_guard lock(inflight_mutex_);
+    if (auto it = inflight_.find(receipt.item); it != inflight_.end())
+      it->second.locked_until = until;
+    co_return until;
+  }
+
+  awaitable<result<std::shared_ptr<session_receiver>>> accept_session(
+      const queue_name& queue, std::optional<session_id> which, milliseconds wait) override;
+
+  awaitable<void> close() override {
+    closed_ = true;
+    pool_.close();
+    co_return;
+  }
+
+ private:
+  friend class sqs_session;
+
+  // ---- emulated sessions ----
+
+  void park(const std::string& queue, std::vector<received_message> messages) {
+    std::lock_guard lock(groups_mutex_);
+    auto& groups = spare_[queue];
+    for (auto& m : messages) {
+      const std::string group = m.session ? m.session->str() : std::string{};
+      groups[group].push_back(std::move(m));
+    }
+  }
+
+  void claim_spare(const std::string& queue, const std::string& group,
+                   std::deque<received_message>& into) {
+    std::lock_guard lock(groups_mutex_);
+    auto q = spare_.find(queue);
+    if (q == spare_.end()) return;
+    auto g = q->second.find(group);
+    if (g == q->second.end()) return;
+    for (auto& m : g->second) into.push_back(std::move(m));
+    q->second.erase(g);
+  }
+
+  void unhold(const std::string& queue, const std::string& group,
+              std::deque<received_message> unsettled) {
+    std::lock_guard lock(groups_mutex_);
+    held_.erase({queue, group});
+    if (unsettled.empty()) return;
+    auto& spare = spare_[queue][group];
+    // Ours came first: they go before anything parked meanwhile.
+    for (auto it = unsettled.rbegin(); it != unsettled.rend(); ++it)
+      spare.push_front(std::move(*it));
+  }
+
+  /// A parked group no session of ours holds, with its unexpired messages; marks it held.
+  std::optional<std::pair<session_id, std::deque<received_message>>> take_free_group(
+      const std::string& queue) {
+    std::lock_guard lock(groups_mutex_);
+    auto q = spare_.find(queue);
+    if (q == spare_.end()) return std::nullopt;
+    const auto now = clock::now();
+    for (auto g = q->second.begin(); g != q->second.end();) {
+      auto& msgs = g->second;
+      std::erase_if(msgs, [&](const received_message& m) { return m.locked_until <= now; });
+      if (msgs.empty()) {
+        g = q->second.erase(g);
+        continue;
+      }
+      auto id = session_id::parse(g->first);
+      if (!held_.count({queue, g->first}) && id) {
+        held_.insert({queue, g->first});
+        auto taken = std::make_pair(*id, std::move(msgs));
+        q->second.erase(g);
+        return taken;
+      }
+      ++g;
+    }
+    return std::nullopt;
+  }
+
+  // ---- HTTP + retries ----
+
+  awaitable<result<std::string>> call(std::string_view action, std::string body,
+                                      milliseconds timeout) {
+    for (int attempt = 0;; ++attempt) {
+      if (closed_) co_return fail(errc::closed, "the SQS provider is closed");
+      auto keys = co_await credentials_.get();
+      if (!keys) co_return keys.error();
+      http_request req;
+      req.headers = {{"Content-Type", "application/x-amz-json-1.0"},
+                     {"X-Amz-Target", "AmazonSQS." + std::string(action)}};
+      signable_request to_sign;
+      to_sign.method = "POST";
+      to_sign.path = "/";
+      to_sign.headers = req.headers;
+      to_sign.headers.emplace_back("Host", pool_.target().host_header());
+      to_sign.body = body;  // a copy: a retry sends the same bytes again
+      for (auto& h : sigv4_sign(to_sign, keys->keys, signing_scope{region_, "sqs"}, clock::now())) {
+        req.headers.push_back(std::move(h));
+      }
+      req.body = std::move(to_sign.body);
+      auto res = co_await pool_.send(std::move(req), timeout);
+      error err;
+      if (!res) {
+        err = res.error();
+        if (err.code == errc::closed) co_return err;
+      } else if (res->status / 100 == 2) {
+        co_return std::move(res->body);
+      } else {
+        err = decode_error(res->status, res->body, res->header("x-amzn-query-error"),
+                           res->header("Retry-After"));
+        if (err.code == errc::permission && keys->expiration) credentials_.invalidate();
+      }
+      if (err.kind == error_kind::permanent || attempt >= opts_.max_retries) {
+        err.message = std::string(action) + ": " + err.message;
+        co_return err;
+      }
+      co_await backoff(attempt, err.retry_after);
+    }
+  }
+
+  awaitable<void> backoff(int attempt, std::optional<milliseconds> hint) {
+    milliseconds delay = opts_.retry_base_delay * (1 << std::min(attempt, 6));
+    delay = std::min(delay, milliseconds(5'000));
+    {
+      std::lock_guard lock(rng_mutex_);
+      std::uniform_int_distribution<long long> jitter(delay.count() / 2, delay.count());
+      delay = milliseconds(jitter(rng_));
+    }
+    if (hint) delay = std::max(delay, *hint);
+    asio::steady_timer timer(co_await asio::this_coro::executor, delay);
+    co_await timer.async_wait(asio::use_awaitable);
+  }
+
+  // ---- queue URLs ----
+
+  awaitable<result<std::shared_ptr<queue_info>>> resolve(const queue_name& queue) {
+    const std::string name = sqs_name(queue);
+    {
+      std::lock_guard lock(queues_mutex_);
+      if (auto it = queues_.find(name); it != queues_.end()) co_return it->second;
+    }
+    auto body = co_await call("GetQueueUrl", encode_get_queue_url(name), opts_.request_timeout);
+    if (!body) {
+      if (body.error().code == errc::queue_not_found) {
+        co_return fail(
+            errc::queue_not_found,
+            "queue '" + queue.to_string() + "' (SQS queue '" + name + "') does not exist",
+            body.error().provider_code);
+      }
+      co_return body.error();
+    }
+    auto url = decode_queue_url(*body);
+    if (!url) co_return url.error();
+    co_return remember_queue(name, *url);
+  }
+
+  std::shared_ptr<queue_info> remember_queue(const std::string& name, const std::string& url) {
+    std::lock_guard lock(queues_mutex_);
+    auto& slot = queues_[name];
+    if (!slot || slot->url != url) {
+      slot = std::make_shared<queue_info>();
+      slot->key = ++next_queue_key_;
+      slot->name = name;
+      slot->url = url;
+      slot->fifo = is_fifo_name(name);
+    }
+    return slot;
+  }
+
+  void forget(const std::string& name) {
+    std::lock_guard lock(queues_mutex_);
+    queues_.erase(name);
+  }
+
+  awaitable<result<std::string>> create_one(const std::string& name,
+                                            const std::map<std::string, std::string>& attrs) {
+    auto body =
+        co_await call("CreateQueue", encode_create_queue(name, attrs), opts_.request_timeout);
+    if (!body) {
+      // CreateQueue on an existing queue with other attributes: the queue is there; use it.
+      const auto& code = body.error().provider_code;
+      if (code == "QueueAlreadyExists" || code == "QueueNameExists") {
+        auto url = co_await call("GetQueueUrl", encode_get_queue_url(name), opts_.request_timeout);
+        if (!url) co_return url.error();
+        auto u = decode_queue_url(*url);
+        if (!u) co_return u.error();
+        remember_queue(name, *u);
+        co_return *u;
+      }
+      co_return body.error();
+    }
+    auto url = decode_queue_url(*body);
+    if (!url) co_return url.error();
+    remember_queue(name, *url);
+    co_return *url;
+  }
+
+  awaitable<result<std::map<std::string, std::string>>> attributes(const std::string& url,
+                                                                   std::vector<std::string> names) {
+    auto body = co_await call("GetQueueAttributes", encode_get_queue_attributes(url, names),
+                              opts_.request_timeout);
+    if (!body) co_return body.error();
+    co_return decode_queue_attributes(*body);
+  }
+
+  awaitable<result<std::string>> queue_arn(const std::string& url) {
+    std::vector<std::string> names{"QueueArn"};
+    auto a = co_await attributes(url, std::move(names));
+    if (!a) co_return a.error();
+    auto it = a->find("QueueArn");
+    if (it == a->end())
+      co_return fail(errc::protocol_error, "SQS did not report the dead-letter queue's ARN");
+    co_return it->second;
+  }
+
+  awaitable<result<int>> queue_visibility(const std::shared_ptr<queue_info>& info) {
+    int v = info->visibility_seconds.load();
+    if (v >= 0) co_return v;
+    std::vector<std::string> names{"VisibilityTimeout"};
+    auto a = co_await attributes(info->url, std::move(names));
+    if (!a) co_return a.error();
+    v = 30;
+    if (auto it = a->find("VisibilityTimeout"); it != a->end()) {
+      try {
+        v = std::stoi(it->second);
+      } catch (...) {
+        co_return fail(errc::protocol_error, "SQS reported an unreadable VisibilityTimeout");
+      }
+    }
+    info->visibility_seconds = v;
+    co_return v;
+  }
+
+  // ---- send internals ----
+
+  /// One SendMessageBatch (or SendMessage for one entry). Failed entries that may succeed later
+  /// (throttling, server faults) are sent again, alone; the others are reported. Fails as a
+  /// whole only when the call itself failed (nothing of this chunk is known to be sent).
+  awaitable<result<void>> send_chunk(const queue_info& info,
+                                     const std::vector<std::pair<std::size_t, wire_message>>& ready,
+                                     std::vector<std::size_t> pending,
+                                     std::vector<send_outcome>& outcomes, milliseconds timeout) {
+    for (int attempt = 0;; ++attempt) {
+      if (pending.size() == 1 && attempt == 0) {
+        const auto& [index, w] = ready[pending.front()];
+        auto body = co_await call("SendMessage", encode_send_message(info.url, w), timeout);
+        if (!body) co_return body.error();
+        auto r = decode_send_message(*body);
+        if (!r) co_return r.error();
+        outcomes[index] = checked_id(*r, w);
+        co_return result<void>{};
+      }
+      std::vector<batch_send_entry> entries;
+      for (auto k : pending) entries.push_back({std::to_string(k), ready[k].second});
+      auto body =
+          co_await call("SendMessageBatch", encode_send_message_batch(info.url, entries), timeout);
+      if (!body) {
+        if (attempt == 0) co_return body.error();
+        for (auto k : pending) outcomes[ready[k].first] = body.error();
+        co_return result<void>{};
+      }
+      auto r = decode_batch_result(*body);
+      if (!r) {
+        if (attempt == 0) co_return r.error();
+        for (auto k : pending) outcomes[ready[k].first] = r.error();
+        co_return result<void>{};
+      }
+      std::vector<std::size_t> again;
+      std::optional<milliseconds> hint;
+      for (auto k : pending) {
+        const auto id = std::to_string(k);
+        const auto index = ready[k].first;
+        if (auto s = r->successful.find(id); s != r->successful.end()) {
+          outcomes[index] = checked_id(s->second, ready[k].second);
+        } else if (auto f = r->failed.find(id); f != r->failed.end()) {
+          auto e = map_error(f->second.code, f->second.message, 400);
+          if (!f->second.sender_fault && e.code != errc::throttled) e.kind = error_kind::transient;
+          if (e.kind != error_kind::permanent && attempt < opts_.max_retries) {
+            again.push_back(k);
+            hint = e.retry_after;
+          } else {
+            outcomes[index] = std::move(e);
+          }
+        } else {
+          outcomes[index] =
+              fail(errc::protocol_error, "SQS reported nothing for batch entry " + id);
+        }
+      }
+      if (again.empty()) co_return result<void>{};
+      co_await backoff(attempt, hint);
+      pending = std::move(again);
+    }
+  }
+
+  send_outcome checked_id(const send_result& r, const wire_message& w) {
+    if (!r.md5_of_body.empty() && r.md5_of_body != md5_of_body(w.body)) {
+      return fail(errc::protocol_error, "SQS stored message " + r.message_id +
+                                            " with a body MD5 that differs from what was sent");
+    }
+    if (!r.md5_of_attributes.empty() && r.md5_of_attributes != md5_of_attributes(w.attributes)) {
+      return fail(errc::protocol_error,
+                  "SQS stored message " + r.message_id +
+                      " with an attributes MD5 that differs from what was sent");
+    }
+    return r.message_id;
+  }
+
+  // ---- receipts ----
+
+  receipt_handle remember(const std::shared_ptr<queue_info>& info, const wire_received& w,
+                          time_point locked_until) {
+    inflight_entry e;
+    e.queue = info;
+    e.receipt_handle = w.receipt_handle;
+    e.locked_until = locked_until;
+    e.message_id = w.message_id;
+    e.wire = std::make_shared<wire_message>();
+    e.wire->body = w.body;
+    e.wire->attributes = w.attributes;
+    if (auto g = w.system_attributes.find("MessageGroupId"); g != w.system_attributes.end()) {
+      e.wire->group_id = g->second;
+    }
+    receipt_handle r;
+    r.owner = id_;
+    r.queue = info->key;
+    r.token = w.receipt_handle;
+    std::lock_guard lock(inflight_mutex_);
+    r.item = ++next_item_;
+    inflight_.emplace(r.item, std::move(e));
+    if (++inserts_since_prune_ >= 1024) prune_locked();
+    return r;
+  }
+
+  // Drops entries whose lock ran out long ago; a receipt that old reads as invalid.
+  void prune_locked() {
+    inserts_since_prune_ = 0;
+    const auto cutoff = clock::now() - std::chrono::minutes(10);
+    for (auto it = inflight_.begin(); it != inflight_.end();) {
+      it = it->second.locked_until < cutoff ? inflight_.erase(it) : std::next(it);
+    }
+  }
+
+  /// The entry for a receipt this provider issued and that is still usable.
+  result<inflight_entry> lookup(const receipt_handle& r) {
+    if (r.owner != id_ || r.token.empty()) {
+      return fail(errc::invalid_receipt, "the receipt was not issued by this SQS provider");
+    }
+    std::lock_guard lock(inflight_mutex_);
+    auto it = inflight_.find(r.item);
+    if (it == inflight_.end() || it->second.receipt_handle != r.token) {
+      return fail(errc::invalid_receipt, "the receipt was already settled (or is unknown)");
+    }
+    if (it->second.locked_until <= clock::now()) {
+      // SQS may already have handed the message to someone else: using the old handle could
+      // delete their copy, so refuse here.
+      return fail(errc::receipt_expired,
+                  "the message's visibility timeout ran out before it was settled");
+    }
+    return it->second;
+  }
+
+  void settled(const receipt_handle& r) {
+    std::lock_guard lock(inflight_mutex_);
+    inflight_.erase(r.item);
+  }
+
+  awaitable<void> settle_batch(const std::vector<settlement>& settlements,
+                               const std::vector<std::size_t>& idx,
+                               std::vector<result<void>>& results, bool abandon) {
+    for (std::size_t start = 0; start < idx.size(); start += max_entries_per_batch) {
+      const auto end = std::min(idx.size(), start + max_entries_per_batch);
+      std::shared_ptr<queue_info> queue;
+      std::vector<receipt_entry> entries;
+      for (auto k = start; k < end; ++k) {
+        const auto i = idx[k];
+        auto e = lookup(settlements[i].receipt);
+        if (!e) {
+          results[i] = e.error();
+          continue;
+        }
+        queue = e->queue;
+        entries.push_back({std::to_string(i), e->receipt_handle,
+                           static_cast<int>(opts_.abandon_visibility.count())});
+      }
+      if (entries.empty()) continue;
+      // One co_await per statement: GCC 12 destroys the temporaries of a conditional holding
+      // two co_awaits twice.
+      const std::string_view action =
+          abandon ? "ChangeMessageVisibilityBatch" : "DeleteMessageBatch";
+      std::string request = abandon ? encode_change_visibility_batch(queue->url, entries)
+                                    : encode_delete_message_batch(queue->url, entries);
+      auto body = co_await call(action, std::move(request), opts_.request_timeout);
+      result<batch_result> r =
+          body ? decode_batch_result(*body) : result<batch_result>(body.error());
+      for (const auto& entry : entries) {
+        const auto i = static_cast<std::size_t>(std::stoul(entry.id));
+        if (!r) {
+          results[i] = r.error();
+        } else if (auto f = r->failed.find(entry.id); f != r->failed.end()) {
+          results[i] = map_error(f->second.code, f->second.message, 400);
+        } else if (r->successful.count(entry.id)) {
+          settled(settlements[i].receipt);
+        } else {
+          results[i] = fail(errc::protocol_error, "SQS reported nothing for entry " + entry.id);
+        }
+      }
+    }
+  }
+
+  /// Sends a copy to the paired DLQ with the reason in attributes, then deletes the original.
+  /// Between the two steps a crash leaves the message in both queues (at-least-once); on FIFO
+  /// the copy's deduplication id is the original message id, so a retried move within SQS's
+  /// five-minute window does not duplicate it.
+  awaitable<result<void>> dead_letter_one(const settlement& s) {
+    auto entry = lookup(s.receipt);
+    if (!entry) co_return entry.error();
+    const auto& source = *entry->queue;
+    std::string dlq_name = dead_letter_queue_name(source.name);
+    auto dlq_q = queue_name::parse(source.name);
+    if (!dlq_q) co_return dlq_q.error();
+    auto dlq = co_await resolve(dlq_q->dead_letter());
+    if (!dlq) {
+      co_return fail(dlq.error().code, "cannot dead-letter: " + dlq.error().message +
+                                           " (qrt pairs queue '" + source.name + "' with '" +
+                                           dlq_name + "', created by create_queue)");
+    }
+    wire_message copy = *entry->wire;
+    copy.attributes.erase(std::string(reserved::dead_letter_reason));
+    copy.attributes.erase(std::string(reserved::dead_letter_description));
+    copy.attributes.erase(std::string(reserved::message_id));
+    if (copy.attributes.size() >= max_attributes_per_message) {
+      co_return fail(
+          errc::invalid_argument,
+          "cannot dead-letter: the message already has 10 attributes, leaving no room for "
+          "the reason (it stays in the queue; SQS's redrive still moves it)");
+    }
+    copy.attributes[std::string(reserved::dead_letter_reason)] =
+        wire_attribute{"String", s.reason.empty() ? std::string("DeadLettered") : s.reason};
+    // The id in the source queue, so the DLQ copy reads as the same message; then the
+    // description, as far as SQS's 10 attributes allow.
+    if (copy.attributes.size() < max_attributes_per_message) {
+      copy.attributes[std::string(reserved::message_id)] =
+          wire_attribute{"String", entry->message_id};
+    }
+    if (!s.description.empty() && copy.attributes.size() < max_attributes_per_message) {
+      copy.attributes[std::string(reserved::dead_letter_description)] =
+          wire_attribute{"String", s.description};
+    }
+    if ((*dlq)->fifo) {
+      if (copy.group_id.empty()) copy.group_id = opts_.default_message_group;
+      copy.deduplication_id = entry->message_id;
+    }
+    auto sent =
+        co_await call("SendMessage", encode_send_message((*dlq)->url, copy), opts_.request_timeout);
+    if (!sent) co_return sent.error();
+    std::vector<receipt_entry> one{{"0", entry->receipt_handle, 0}};
+    auto del = co_await call("DeleteMessageBatch", encode_delete_message_batch(source.url, one),
+                             opts_.request_timeout);
+    if (!del) co_return del.error();
+    auto r = decode_batch_result(*del);
+    if (!r) co_return r.error();
+    if (auto f = r->failed.find("0"); f != r->failed.end()) {
+      co_return map_error(f->second.code, f->second.message, 400);
+    }
+    settled(s.receipt);
+    co_return result<void>{};
+  }
+
+  options opts_;
+  asio::any_io_executor executor_;
+  std::string region_;
+  http_pool pool_;
+  credential_chain credentials_;
+  capabilities caps_;
+  const std::uint64_t id_ = next_provider_id++;
+  std::atomic<bool> closed_{false};
+
+  std::mutex queues_mutex_;
+  std::map<std::string, std::shared_ptr<queue_info>> queues_;
+  std::uint64_t next_queue_key_ = 0;
+
+  std::mutex inflight_mutex_;
+  std::unordered_map<std::uint64_t, inflight_entry> inflight_;
+  std::uint64_t next_item_ = 0;
+  std::size_t inserts_since_prune_ = 0;
+
+  // Emulated sessions (FIFO groups): messages received for a group no session of ours holds
+  // yet wait here, locked to us, for the next accept_session; `held_` marks groups a session
+  // of ours holds. Keyed by SQS queue name, then group.
+  std::mutex groups_mutex_;
+  std::map<std::string, std::map<std::string, std::deque<received_message>>> spare_;
+  std::set<std::pair<std::string, std::string>> held_;
+
+  std::mutex rng_mutex_;
+  std::minstd_rand rng_{std::random_device{}()};
+};
+
+/// An emulated session: one FIFO message group, held by this provider instance while the
+/// session is open. SQS itself holds the group back from every other consumer while any of
+/// its messages is in flight; this object adds the "one holder in this process" rule and routes
+/// messages of other groups that a receive brings along to the provider's spare buffer.
+class sqs_session final : public session_receiver {
+ public:
+  sqs_session(std::shared_ptr<sqs_provider> provider, queue_name queue, std::string sqs_queue,
+              session_id group, std::deque<received_message> buffered)
+      : provider_(std::move(provider)),
+        queue_(std::move(queue)),
+        sqs_queue_(std::move(sqs_queue)),
+        group_(std::move(group)),
+        buffered_(std::move(buffered)) {}
+
+  ~sqs_session() override { release(); }
+
+  const session_id& id() const noexcept override { return group_; }
+  time_point locked_until() const noexcept override {
+    // The group stays ours while any message we hold is locked; report the earliest expiry.
+    std::lock_guard lock(mutex_);
+    time_point until = time_point::max();
+    for (const auto& m : buffered_) until = std::min(until, m.locked_until);
+    return until == time_point::max() ? clock::now() : until;
+  }
+
+  awaitable<result<std::vector<received_message>>> receive(std::size_t max_messages,
+                                                           milliseconds wait) override {
+    if (max_messages == 0)
+      co_return fail(errc::invalid_argument, "max_messages must be at least 1");
+    if (closed_) co_return fail(errc::closed, "the session is closed");
+    auto out = take(max_messages);
+    if (!out.empty()) co_return out;
+    // Nothing buffered: receive from the queue, keep our group's, park the others.
+    const auto deadline = steady::now() + wait;
+    do {
+      const auto left = std::chrono::duration_cast<milliseconds>(deadline - steady::now());
+      auto got = co_await provider_->receive(queue_, 10, std::max(left, milliseconds::zero()));
+      if (!got) co_return got.error();
+      provider_->park(sqs_queue_, std::move(*got));
+      out = take(max_messages);
+      if (!out.empty()) co_return out;
+    } while (steady::now() < deadline);
+    co_return out;
+  }
+
+  awaitable<std::vector<result<void>>> settle(std::vector<settlement> settlements) override {
+    co_return co_await provider_->settle(std::move(settlements));
+  }
+
+  awaitable<result<time_point>> renew_session_lock() override {
+    co_return fail(errc::unsupported,
+                   "an SQS message group has no lock of its own: renew each message's visibility "
+                   "with renew_lock");
+  }
+  awaitable<result<std::string>> get_state() override {
+    co_return fail(errc::unsupported, "SQS message groups have no session state");
+  }
+  awaitable<result<void>> set_state(std::string) override {
+    co_return fail(errc::unsupported, "SQS message groups have no session state");
+  }
+
+  awaitable<result<void>> close() override {
+    release();
+    co_return result<void>{};
+  }
+
+ private:
+  // Our group's messages from the buffer and from the provider's spare list, in order,
+  // skipping any whose lock ran out (SQS redelivers those).
+  std::vector<received_message> take(std::size_t max) {
+    std::lock_guard lock(mutex_);
+    provider_->claim_spare(sqs_queue_, group_.str(), buffered_);
+    std::vector<received_message> out;
+    const auto now = clock::now();
+    while (!buffered_.empty() && out.size() < max) {
+      if (buffered_.front().locked_until > now) out.push_back(std::move(buffered_.front()));
+      buffered_.pop_front();
+    }
+    return out;
+  }
+
+  // Unsettled messages we still buffer go back to the spare list (still locked to us, in
+  // order) for the next accept_session; the group is free again.
+  void release() {
+    if (closed_.exchange(true)) return;
+    std::lock_guard lock(mutex_);
+    provider_->unhold(sqs_queue_, group_.str(), std::move(buffered_));
+  }
+
+  std::shared_ptr<sqs_provider> provider_;
+  queue_name queue_;
+  std::string sqs_queue_;
+  session_id group_;
+  mutable std::mutex mutex_;
+  std::deque<received_message> buffered_;
+  std::atomic<bool> closed_{false};
+};
+
+awaitable<result<std::shared_ptr<session_receiver>>> sqs_provider::accept_session(
+    const queue_name& queue, std::optional<session_id> which, milliseconds wait) {
+  if (which) {
+    co_return fail(errc::unsupported,
+                   "SQS cannot receive from a chosen message group; accept_session(nullopt) takes "
+                   "the next group that has messages");
+  }
+  auto info_r = co_await resolve(queue);
+  if (!info_r) co_return info_r.error();
+  auto info = *info_r;
+  if (!info->fifo) {
+    co_return fail(errc::unsupported,
+                   "sessions on SQS need a FIFO queue (name ending in .fifo); '" + queue.str() +
+                       "' is a standard queue");
+  }
+  const auto deadline = steady::now() + wait;
+  for (;;) {
+    if (auto taken = take_free_group(info->name)) {
+      co_return std::shared_ptr<session_receiver>(
+          std::make_shared<sqs_session>(shared_from_this(), queue, info->name,
+                                        std::move(taken->first), std::move(taken->second)));
+    }
+    if (steady::now() >= deadline && wait > milliseconds::zero()) break;
+    const auto left = std::chrono::duration_cast<milliseconds>(deadline - steady::now());
+    auto got = co_await receive(queue, 10, std::max(left, milliseconds::zero()));
+    if (!got) co_return got.error();
+    const bool nothing = got->empty();
+    park(info->name, std::move(*got));
+    if (nothing && steady::now() >= deadline) {
+      if (auto taken = take_free_group(info->name)) {
+        co_return std::shared_ptr<session_receiver>(
+            std::make_shared<sqs_session>(shared_from_this(), queue, info->name,
+                                          std::move(taken->first), std::move(taken->second)));
+      }
+      break;
+    }
+  }
+  co_return fail(errc::timeout, "no message group of '" + queue.str() +
+                                    "' became available within " + std::to_string(wait.count()) +
+                                    " ms");
+}
+
+}  // namespace
+
+result<provider_ptr> make_provider(const options& opts, asio::any_io_executor executor) {
+  if (opts.max_number_of_messages < 1 || opts.max_number_of_messages > 10) {
+    return fail(errc::configuration_error, "field 'max_number_of_messages': must be 1-10");
+  }
+  if (opts.wait_time_seconds.count() < 0 || opts.wait_time_seconds.count() > 20) {
+    return fail(errc::configuration_error, "field 'wait_time': must be 0-20 seconds");
+  }
+  if (opts.visibility_timeout &&
+      (opts.visibility_timeout->count() < 0 || opts.visibility_timeout->count() > 43'200)) {
+    return fail(errc::configuration_error, "field 'visibility_timeout': must be 0-43200 seconds");
+  }
+  if (opts.max_message_bytes < 1'024 || opts.max_message_bytes > 1'048'576) {
+    return fail(errc::configuration_error, "field 'max_message_bytes': must be 1024-1048576");
+  }
+  if (opts.access_key_id.empty() != opts.secret_access_key.empty()) {
+    return fail(errc::configuration_error,
+                "fields 'access_key_id' and 'secret_access_key' must be given together");
+  }
+  const auto env = process_environment();
+  const auto files = load_shared_files(env, opts.profile);
+  const std::string region = resolve_region(opts.region, env, files);
+  const std::string url =
+      opts.endpoint.empty() ? "https://sqs." + region + ".amazonaws.com" : opts.endpoint;
+  auto ep = parse_endpoint(url);
+  if (!ep) return fail(errc::configuration_error, "field 'endpoint': " + ep.error().message);
+  try {
+    return provider_ptr(std::make_shared<sqs_provider>(opts, std::move(executor), *ep, region));
+  } catch (const std::exception& e) {
+    // OpenSSL refusing the CA file is the one way construction can fail.
+    return fail(errc::configuration_error, std::string("field 'ca_file': ") + e.what());
+  }
+}
+
+}  // namespace qrt::sqs

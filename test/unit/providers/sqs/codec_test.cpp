@@ -1,0 +1,369 @@
+// The SQS JSON codec: message mapping, request bodies, response parsing, MD5s, error mapping.
+#include "codec.hpp"
+
+#include <gtest/gtest.h>
+
+#include <boost/json.hpp>
+
+#include "digest.hpp"
+
+using namespace qrt;
+using namespace qrt::sqs::detail;
+namespace json = boost::json;
+
+namespace {
+const auto now = std::chrono::system_clock::time_point{std::chrono::seconds(1'700'000'000)};
+const fifo_defaults defaults{"default"};
+
+json::object parse(const std::string& s) {
+  return json::parse(s).as_object();
+}
+}  // namespace
+
+TEST(SqsDigest, Base64RoundTripsEveryByteAndRejectsGarbage) {
+  std::string all;
+  for (int i = 0; i < 256; ++i) all += static_cast<char>(i);
+  for (std::size_t n : {0u, 1u, 2u, 3u, 4u, 255u, 256u}) {
+    const auto part = all.substr(0, n);
+    EXPECT_EQ(base64_decode(base64_encode(part)), part) << n;
+  }
+  EXPECT_EQ(base64_encode("foobar"), "Zm9vYmFy");
+  EXPECT_EQ(base64_encode("fo"), "Zm8=");
+  EXPECT_FALSE(base64_decode("Zm8"));   // not a multiple of 4
+  EXPECT_FALSE(base64_decode("Z=8="));  // padding in the middle
+  EXPECT_FALSE(base64_decode("Zm9v!mFy"));
+}
+
+TEST(SqsDigest, Md5MatchesKnownValues) {
+  EXPECT_EQ(md5_of_body(""), "d41d8cd98f00b204e9800998ecf8427e");
+  EXPECT_EQ(md5_of_body("The quick brown fox jumps over the lazy dog"),
+            "9e107d9d372bb6826bd81d3542a419d6");
+}
+
+// Values SQS itself returned (and fauxqs agrees) for these attribute sets.
+TEST(SqsDigest, AttributeMd5FollowsSqsAlgorithm) {
+  EXPECT_EQ(md5_of_attributes({}), "");
+  // Build the expected buffer by hand: length-prefixed name, type, transport byte, value.
+  auto prefixed = [](std::string_view s) {
+    std::string out(4, '\0');
+    out[3] = static_cast<char>(s.size());
+    return out + std::string(s);
+  };
+  std::string buf = prefixed("a") + prefixed("String") + '\x01' + prefixed("1") + prefixed("b") +
+                    prefixed("Binary") + '\x02' + prefixed(std::string("\x00\xff", 2));
+  wire_attributes attrs{{"b", {"Binary", std::string("\x00\xff", 2)}}, {"a", {"String", "1"}}};
+  EXPECT_EQ(md5_of_attributes(attrs), hex(md5(buf)));
+}
+
+TEST(SqsCodec, ValidSqsTextFollowsTheAllowedRanges) {
+  EXPECT_TRUE(is_valid_sqs_text("hello\t\r\n"));
+  EXPECT_TRUE(is_valid_sqs_text("h\xc3\xa9llo \xe2\x98\x83 \xf0\x9f\x98\x80"));
+  EXPECT_FALSE(is_valid_sqs_text(std::string("a\0b", 3)));
+  EXPECT_FALSE(is_valid_sqs_text("\x01"));
+  EXPECT_FALSE(is_valid_sqs_text("\xff\xfe"));
+  EXPECT_FALSE(is_valid_sqs_text("\xc0\xaf"));      // overlong '/'
+  EXPECT_FALSE(is_valid_sqs_text("\xed\xa0\x80"));  // surrogate
+  EXPECT_FALSE(is_valid_sqs_text("\xef\xbf\xbf"));  // U+FFFF
+  EXPECT_FALSE(is_valid_sqs_text("\xe2\x98"));      // truncated
+}
+
+TEST(SqsCodec, TextMessageMapsFieldsToAttributes) {
+  message m;
+  m.body = "hello";
+  m.attributes = {{"tenant", "acme"}};
+  m.correlation_id = "corr-1";
+  m.content_type = "text/plain";
+  m.subject = "greeting";
+  auto w = to_wire(m, false, defaults, now);
+  ASSERT_TRUE(w) << w.error().to_string();
+  EXPECT_EQ(w->body, "hello");
+  EXPECT_EQ(w->attributes.at("tenant").value, "acme");
+  EXPECT_EQ(w->attributes.at("qrt.correlation_id").value, "corr-1");
+  EXPECT_EQ(w->attributes.at("qrt.content_type").value, "text/plain");
+  EXPECT_EQ(w->attributes.at("qrt.subject").value, "greeting");
+  EXPECT_TRUE(w->group_id.empty());
+  EXPECT_TRUE(w->deduplication_id.empty());
+  EXPECT_FALSE(w->delay_seconds);
+}
+
+TEST(SqsCodec, AnyAttributeNameAndValueRoundTrips) {
+  message m;
+  m.body = "x";
+  m.attributes = {{"plain.name-1_x", "as is"},
+                  {"a=b", "encoded name"},
+                  {"key with spaces", ""},
+                  {"\xd0\xba\xd0\xbb\xd1\x8e\xd1\x87", "unicode"},
+                  {"qrt.subject", "not the subject"},
+                  {"AWS.thing", "not AWS's"},
+                  {"bytes", std::string("\x00\x01\xff", 3)}};
+  auto w = to_wire(m, false, defaults, now);
+  ASSERT_TRUE(w) << w.error().to_string();
+  EXPECT_EQ(w->attributes.count("plain.name-1_x"), 1u) << "valid names stay readable";
+  EXPECT_EQ(w->attributes.count("qrt.subject"), 0u) << "users cannot forge reserved attributes";
+  for (const auto& [name, a] : w->attributes) {
+    EXPECT_TRUE(is_valid_attribute_name(name, true)) << name;
+  }
+  EXPECT_TRUE(w->attributes.at(*sqs_attribute_name("bytes")).is_binary());
+  wire_received r;
+  r.message_id = "m";
+  r.body = w->body;
+  r.attributes = w->attributes;
+  auto back = from_wire(r);
+  ASSERT_TRUE(back) << back.error().to_string();
+  EXPECT_EQ(back->attributes, m.attributes);
+  EXPECT_TRUE(back->subject.empty());
+}
+
+TEST(SqsCodec, BinaryBodyTravelsAsBase64AndComesBackExact) {
+  message m;
+  m.body = std::string("\x00\x01\xff\xfe binary", 11);
+  auto w = to_wire(m, false, defaults, now);
+  ASSERT_TRUE(w);
+  EXPECT_EQ(w->body, base64_encode(m.body));
+  EXPECT_EQ(w->attributes.at("qrt.body_encoding").value, "base64");
+
+  wire_received r;
+  r.message_id = "id-1";
+  r.receipt_handle = "rh";
+  r.body = w->body;
+  r.attributes = w->attributes;
+  r.md5_of_body = md5_of_body(r.body);
+  r.md5_of_attributes = md5_of_attributes(r.attributes);
+  r.system_attributes = {{"ApproximateReceiveCount", "3"}, {"SentTimestamp", "1700000000123"}};
+  ASSERT_TRUE(verify_checksums(r));
+  auto back = from_wire(r);
+  ASSERT_TRUE(back);
+  EXPECT_EQ(back->body, m.body);
+  EXPECT_TRUE(back->attributes.empty()) << "reserved attributes must not leak to users";
+  EXPECT_EQ(back->delivery_count, 3u);
+  EXPECT_EQ(back->enqueued_time, time_point{std::chrono::milliseconds(1'700'000'000'123)});
+  EXPECT_EQ(back->id, "id-1");
+}
+
+TEST(SqsCodec, FifoMessagesGetGroupAndDeduplicationIds) {
+  message m;
+  m.body = "x";
+  m.session = session_id::from("customer-7");
+  m.id = "order-42";
+  auto w = to_wire(m, true, defaults, now);
+  ASSERT_TRUE(w);
+  EXPECT_EQ(w->group_id, "customer-7");
+  EXPECT_EQ(w->deduplication_id, "order-42");
+
+  message plain;
+  plain.body = "x";
+  auto a = to_wire(plain, true, defaults, now);
+  auto b = to_wire(plain, true, defaults, now);
+  ASSERT_TRUE(a && b);
+  EXPECT_EQ(a->group_id, "default");
+  EXPECT_FALSE(a->deduplication_id.empty());
+  EXPECT_NE(a->deduplication_id, b->deduplication_id) << "equal bodies must not be deduplicated";
+}
+
+TEST(SqsCodec, ScheduledTimeBecomesDelayRoundedUp) {
+  message m;
+  m.body = "x";
+  m.scheduled_enqueue_time = now + std::chrono::milliseconds(4'200);
+  auto w = to_wire(m, false, defaults, now);
+  ASSERT_TRUE(w);
+  EXPECT_EQ(w->delay_seconds, 5);
+  m.scheduled_enqueue_time = now - std::chrono::seconds(3);
+  EXPECT_FALSE(to_wire(m, false, defaults, now)->delay_seconds);
+  m.scheduled_enqueue_time = now + std::chrono::seconds(901);
+  EXPECT_EQ(to_wire(m, false, defaults, now).error().code, errc::invalid_argument);
+  m.scheduled_enqueue_time = now + std::chrono::seconds(10);
+  EXPECT_EQ(to_wire(m, true, defaults, now).error().code, errc::unsupported);
+}
+
+TEST(SqsCodec, RefusesWhatSqsWouldRejectWithAClearError) {
+  message m;
+  m.body = "x";
+  m.attributes = {{std::string(200, '\xe2'), "v"}};  // 200 bytes: too long once encoded
+  auto e = to_wire(m, false, defaults, now);
+  ASSERT_FALSE(e);
+  EXPECT_EQ(e.error().code, errc::invalid_argument);
+  EXPECT_NE(e.error().message.find("too long"), std::string::npos);
+
+  m.attributes.clear();
+  for (int i = 0; i < 10; ++i) m.attributes["a" + std::to_string(i)] = "v";
+  m.correlation_id = "c";  // the 11th attribute
+  e = to_wire(m, false, defaults, now);
+  ASSERT_FALSE(e);
+  EXPECT_NE(e.error().message.find("at most 10"), std::string::npos);
+
+  message ttl;
+  ttl.body = "x";
+  ttl.time_to_live = std::chrono::seconds(5);
+  EXPECT_EQ(to_wire(ttl, false, defaults, now).error().code, errc::unsupported);
+
+  message session;
+  session.body = "x";
+  session.session = session_id::from("s");
+  EXPECT_EQ(to_wire(session, false, defaults, now).error().code, errc::invalid_argument);
+
+  message empty;
+  EXPECT_EQ(to_wire(empty, false, defaults, now).error().code, errc::invalid_argument);
+}
+
+TEST(SqsCodec, SendBatchRequestShape) {
+  wire_message a;
+  a.body = "one";
+  a.attributes = {{"k", {"String", "v"}}, {"bin", {"Binary", std::string("\x00\x01", 2)}}};
+  wire_message b;
+  b.body = "two";
+  b.group_id = "g";
+  b.deduplication_id = "d";
+  b.delay_seconds = 7;
+  auto o = parse(encode_send_message_batch("http://q", {{"0", a}, {"1", b}}));
+  EXPECT_EQ(o.at("QueueUrl"), "http://q");
+  const auto& entries = o.at("Entries").as_array();
+  ASSERT_EQ(entries.size(), 2u);
+  const auto& e0 = entries[0].as_object();
+  EXPECT_EQ(e0.at("Id"), "0");
+  EXPECT_EQ(e0.at("MessageBody"), "one");
+  EXPECT_EQ(e0.at("MessageAttributes").at("k").at("DataType"), "String");
+  EXPECT_EQ(e0.at("MessageAttributes").at("k").at("StringValue"), "v");
+  EXPECT_EQ(e0.at("MessageAttributes").at("bin").at("BinaryValue"), "AAE=");
+  EXPECT_FALSE(e0.contains("MessageGroupId"));
+  const auto& e1 = entries[1].as_object();
+  EXPECT_EQ(e1.at("MessageGroupId"), "g");
+  EXPECT_EQ(e1.at("MessageDeduplicationId"), "d");
+  EXPECT_EQ(e1.at("DelaySeconds"), 7);
+}
+
+TEST(SqsCodec, ReceiveRequestAsksForAllAttributes) {
+  receive_request r{"http://q", 10, 20, 300, "attempt-1"};
+  auto o = parse(encode_receive_message(r));
+  EXPECT_EQ(o.at("MaxNumberOfMessages"), 10);
+  EXPECT_EQ(o.at("WaitTimeSeconds"), 20);
+  EXPECT_EQ(o.at("VisibilityTimeout"), 300);
+  EXPECT_EQ(o.at("ReceiveRequestAttemptId"), "attempt-1");
+  EXPECT_EQ(o.at("MessageSystemAttributeNames").as_array().at(0), "All");
+  EXPECT_EQ(o.at("MessageAttributeNames").as_array().at(0), "All");
+  receive_request plain{"http://q", 1, 0, std::nullopt, ""};
+  auto p = parse(encode_receive_message(plain));
+  EXPECT_FALSE(p.contains("VisibilityTimeout"));
+  EXPECT_FALSE(p.contains("ReceiveRequestAttemptId"));
+}
+
+TEST(SqsCodec, DecodesReceiveAnswerAndVerifiesChecksums) {
+  const std::string body = R"({"Messages":[{"MessageId":"m1","ReceiptHandle":"rh1","Body":"hello",
+    "MD5OfBody":"5d41402abc4b2a76b9719d911017c592",
+    "Attributes":{"ApproximateReceiveCount":"2","SentTimestamp":"1700000000000","MessageGroupId":"g1",
+                  "SequenceNumber":"18849496460467696128"},
+    "MessageAttributes":{"tenant":{"DataType":"String","StringValue":"acme"},
+                         "qrt.dead_letter_reason":{"DataType":"String","StringValue":"poison"}},
+    "MD5OfMessageAttributes":"PLACEHOLDER"}]})";
+  wire_attributes attrs{{"tenant", {"String", "acme"}},
+                        {"qrt.dead_letter_reason", {"String", "poison"}}};
+  std::string fixed = body;
+  fixed.replace(fixed.find("PLACEHOLDER"), 11, md5_of_attributes(attrs));
+  auto msgs = decode_receive_message(fixed);
+  ASSERT_TRUE(msgs) << msgs.error().to_string();
+  ASSERT_EQ(msgs->size(), 1u);
+  const auto& w = msgs->front();
+  EXPECT_TRUE(verify_checksums(w));
+  auto m = from_wire(w);
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->body, "hello");
+  EXPECT_EQ(m->delivery_count, 2u);
+  EXPECT_EQ(m->attributes.at("tenant"), "acme");
+  ASSERT_TRUE(m->dead_letter);
+  EXPECT_EQ(m->dead_letter->reason, "poison");
+  ASSERT_TRUE(m->session);
+  EXPECT_EQ(m->session->str(), "g1");
+  EXPECT_EQ(m->sequence_number, 0) << "a sequence number past int64 must not wrap";
+
+  auto tampered = w;
+  tampered.body = "hellO";
+  auto e = verify_checksums(tampered);
+  ASSERT_FALSE(e);
+  EXPECT_EQ(e.error().code, errc::protocol_error);
+  tampered = w;
+  tampered.attributes["tenant"].value = "evil";
+  EXPECT_FALSE(verify_checksums(tampered));
+}
+
+TEST(SqsCodec, EmptyReceiveIsNoMessages) {
+  EXPECT_TRUE(decode_receive_message("{}")->empty());
+  EXPECT_TRUE(decode_receive_message(R"({"Messages":[]})")->empty());
+}
+
+TEST(SqsCodec, GarbageAnswersAreProtocolErrorsNotCrashes) {
+  for (std::string_view junk :
+       {"not json", "[1,2]", R"({"Messages":5})", R"({"Messages":[{"Body":1}]})",
+        R"({"Messages":[{"MessageId":"m","ReceiptHandle":"r","Body":"b",
+                                   "MessageAttributes":{"x":{"DataType":"Binary","BinaryValue":"***"}}}]})",
+        "\xff\xfe"}) {
+    auto r = decode_receive_message(junk);
+    ASSERT_FALSE(r) << junk;
+    EXPECT_EQ(r.error().code, errc::protocol_error);
+  }
+  EXPECT_FALSE(decode_send_message(R"({"MD5OfMessageBody":"x"})"));
+  EXPECT_FALSE(decode_batch_result(R"({"Successful":{}})"));
+  EXPECT_FALSE(decode_queue_url("{}"));
+}
+
+TEST(SqsCodec, BatchResultSeparatesSuccessAndFailure) {
+  auto r =
+      decode_batch_result(R"({"Successful":[{"Id":"0","MessageId":"m0","MD5OfMessageBody":"x"}],
+    "Failed":[{"Id":"1","Code":"InternalError","Message":"try again","SenderFault":false}]})");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->successful.at("0").message_id, "m0");
+  EXPECT_EQ(r->failed.at("1").code, "InternalError");
+  EXPECT_FALSE(r->failed.at("1").sender_fault);
+  auto del = decode_batch_result(R"({"Successful":[{"Id":"3"}]})");
+  ASSERT_TRUE(del);
+  EXPECT_EQ(del->successful.count("3"), 1u);
+}
+
+TEST(SqsErrors, CodesMapOntoQrtErrors) {
+  auto e = decode_error(
+      400,
+      R"({"__type":"com.amazonaws.sqs#QueueDoesNotExist","message":"The specified queue does not exist."})",
+      "AWS.SimpleQueueService.NonExistentQueue;Sender", "");
+  EXPECT_EQ(e.code, errc::queue_not_found);
+  EXPECT_EQ(e.provider_code, "QueueDoesNotExist");
+  EXPECT_EQ(e.kind, error_kind::permanent);
+
+  e = decode_error(
+      400, R"({"__type":"com.amazonaws.sqs#ThrottlingException","message":"slow down"})", "", "2");
+  EXPECT_EQ(e.code, errc::throttled);
+  EXPECT_EQ(e.kind, error_kind::throttled);
+  EXPECT_EQ(e.retry_after, std::chrono::milliseconds(2000));
+  EXPECT_EQ(decode_error(429, "", "", "").code, errc::throttled);
+  EXPECT_EQ(decode_error(503, "<html>", "", "").code, errc::throttled);
+  EXPECT_EQ(map_error("RequestThrottled", "", 400).code, errc::throttled);
+
+  EXPECT_EQ(map_error("ReceiptHandleIsInvalid", "bad", 400).code, errc::invalid_receipt);
+  EXPECT_EQ(
+      map_error(
+          "InvalidParameterValue",
+          "Value x for parameter ReceiptHandle is invalid. Reason: The receipt handle has expired.",
+          400)
+          .code,
+      errc::receipt_expired);
+  EXPECT_EQ(map_error("AccessDenied", "no", 403).code, errc::permission);
+  EXPECT_EQ(map_error("SignatureDoesNotMatch", "no", 403).code, errc::permission);
+  EXPECT_EQ(
+      map_error(
+          "InvalidParameterValue",
+          "One or more parameters are invalid. Reason: Message must be shorter than 262144 bytes.",
+          400)
+          .code,
+      errc::message_too_large);
+  EXPECT_EQ(map_error("BatchRequestTooLong", "", 400).code, errc::message_too_large);
+  EXPECT_EQ(map_error("InvalidAttributeName", "", 400).code, errc::invalid_argument);
+
+  e = decode_error(500, "garbage", "", "");
+  EXPECT_EQ(e.code, errc::provider_error);
+  EXPECT_EQ(e.kind, error_kind::transient);
+  EXPECT_NE(e.message.find("500"), std::string::npos);
+}
+
+TEST(SqsErrors, NormalizesTypeNames) {
+  EXPECT_EQ(normalize_error_code("com.amazonaws.sqs#QueueDoesNotExist"), "QueueDoesNotExist");
+  EXPECT_EQ(normalize_error_code("ThrottlingException:http://internal"), "ThrottlingException");
+  EXPECT_EQ(normalize_error_code("", "AWS.SimpleQueueService.NonExistentQueue;Sender"),
+            "AWS.SimpleQueueService.NonExistentQueue");
+}

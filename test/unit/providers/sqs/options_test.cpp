@@ -1,0 +1,79 @@
+// SQS options: the seed's presets and configuration parsing that names bad fields.
+#include <gtest/gtest.h>
+
+#include <boost/asio/io_context.hpp>
+#include <qrt/sqs.hpp>
+
+using namespace qrt;
+
+TEST(SqsOptions, PresetsMatchTheSeed) {
+  const auto fast = sqs::options::for_high_throughput();
+  EXPECT_EQ(fast.max_number_of_messages, 10);
+  EXPECT_EQ(fast.wait_time_seconds, std::chrono::seconds(20));
+  EXPECT_EQ(fast.visibility_timeout, std::chrono::seconds(300));
+  EXPECT_TRUE(fast.receive_request_attempt_id);
+  const auto cheap = sqs::options::for_cost_optimization();
+  EXPECT_EQ(cheap.max_number_of_messages, 10);
+  EXPECT_EQ(cheap.wait_time_seconds, std::chrono::seconds(20));
+  EXPECT_EQ(cheap.visibility_timeout, std::chrono::seconds(30));
+  EXPECT_FALSE(cheap.receive_request_attempt_id);
+}
+
+TEST(SqsOptions, ConfigFieldsAreRead) {
+  config cfg{{"provider", "sqs"},          {"preset", "high_throughput"},
+             {"region", "eu-west-1"},      {"endpoint", "http://127.0.0.1:9"},
+             {"access_key_id", "AKID"},    {"secret_access_key", "s"},
+             {"wait_time", "5s"},          {"max_number_of_messages", "4"},
+             {"visibility_timeout", "1m"}, {"verify_tls", "false"},
+             {"request_timeout", "2s"},    {"max_retries", "0"}};
+  auto o = sqs::options_from_config(cfg);
+  ASSERT_TRUE(o) << o.error().to_string();
+  EXPECT_EQ(o->region, "eu-west-1");
+  EXPECT_EQ(o->endpoint, "http://127.0.0.1:9");
+  EXPECT_EQ(o->wait_time_seconds, std::chrono::seconds(5));
+  EXPECT_EQ(o->max_number_of_messages, 4);
+  EXPECT_EQ(o->visibility_timeout, std::chrono::seconds(60));
+  EXPECT_TRUE(o->receive_request_attempt_id) << "from the preset";
+  EXPECT_FALSE(o->verify_tls);
+  EXPECT_EQ(o->request_timeout, std::chrono::milliseconds(2000));
+  EXPECT_EQ(o->max_retries, 0);
+}
+
+TEST(SqsOptions, BadFieldsAreRefusedByName) {
+  auto expect_field = [](config cfg, std::string_view field) {
+    cfg.set("provider", "sqs");
+    auto o = sqs::options_from_config(cfg);
+    ASSERT_FALSE(o) << field;
+    EXPECT_EQ(o.error().code, errc::configuration_error);
+    EXPECT_NE(o.error().message.find(field), std::string::npos) << o.error().message;
+  };
+  expect_field({{"regoin", "x"}}, "regoin");
+  expect_field({{"preset", "fastest"}}, "preset");
+  expect_field({{"wait_time", "21s"}}, "wait_time");
+  expect_field({{"wait_time", "1500ms"}}, "wait_time");
+  expect_field({{"max_number_of_messages", "11"}}, "max_number_of_messages");
+  expect_field({{"verify_tls", "maybe"}}, "verify_tls");
+  expect_field({{"access_key_id", "AKID"}}, "secret_access_key");
+  expect_field({{"max_message_bytes", "10"}}, "max_message_bytes");
+}
+
+TEST(SqsOptions, RegistryBuildsAndRefusesBadEndpoints) {
+  boost::asio::io_context io;
+  provider_registry registry;
+  sqs::register_provider(registry);
+  auto p = registry.make(
+      config{{"provider", "sqs"}, {"endpoint", "http://127.0.0.1:9"}, {"region", "us-east-1"}},
+      io.get_executor());
+  ASSERT_TRUE(p) << p.error().to_string();
+  EXPECT_EQ((*p)->name(), "sqs");
+  EXPECT_EQ((*p)->caps().sessions, session_support::emulated);
+  EXPECT_EQ((*p)->caps().max_batch_messages, 10u);
+  EXPECT_EQ((*p)->caps().max_message_bytes, 262'144u);
+  EXPECT_FALSE((*p)->caps().peek);
+  auto bad = registry.make(config{{"provider", "sqs"}, {"endpoint", "ftp://x"}}, io.get_executor());
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().message.find("endpoint"), std::string::npos);
+  auto path = registry.make(config{{"provider", "sqs"}, {"endpoint", "http://h/queue/path"}},
+                            io.get_executor());
+  ASSERT_FALSE(path);
+}
