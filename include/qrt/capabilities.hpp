@@ -19,12 +19,12 @@ struct capabilities {
   std::size_t max_batch_bytes = 0;     ///< total bytes per send call on the wire
   std::size_t max_message_bytes = 0;   ///< one message, body plus attributes
   bool peek = false;
-  bool scheduling = false;        ///< scheduled_enqueue_time honoured
-  bool time_to_live = false;      ///< time_to_live honoured
-  bool abandon = true;            ///< immediate release for redelivery
-  bool lock_renewal = false;      ///< renew_lock extends a receipt
-  bool dead_letter_queue = false; ///< native DLQ with reason kept, readable via dead_letter()
-  bool max_delivery_count = false;///< auto dead-letter after N deliveries
+  bool scheduling = false;          ///< scheduled_enqueue_time honoured
+  bool time_to_live = false;        ///< time_to_live honoured
+  bool abandon = true;              ///< immediate release for redelivery
+  bool lock_renewal = false;        ///< renew_lock extends a receipt
+  bool dead_letter_queue = false;   ///< native DLQ with reason kept, readable via dead_letter()
+  bool max_delivery_count = false;  ///< auto dead-letter after N deliveries
   bool session_state = false;
   bool queue_management = false;  ///< create_queue / delete_queue work
 };

@@ -2,10 +2,9 @@
 // qrt::result; see docs/adr/0001-async-model.md and docs/adr/0002-errors.md.
 #pragma once
 
-#include <qrt/provider.hpp>
-
 #include <memory>
 #include <optional>
+#include <qrt/provider.hpp>
 #include <vector>
 
 namespace qrt {

@@ -3,13 +3,12 @@
 // error naming the field. Secret fields print redacted.
 #pragma once
 
-#include <qrt/error.hpp>
-
 #include <chrono>
 #include <cstdint>
 #include <initializer_list>
 #include <map>
 #include <optional>
+#include <qrt/error.hpp>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -19,7 +18,8 @@ namespace qrt {
 class config {
  public:
   config() = default;
-  config(std::initializer_list<std::pair<const std::string, std::string>> values) : values_(values) {}
+  config(std::initializer_list<std::pair<const std::string, std::string>> values)
+      : values_(values) {}
 
   /// Nested YAML maps flatten to dotted keys: {sqs: {region: x}} -> "sqs.region".
   static result<config> from_yaml(std::string_view text);
@@ -35,7 +35,8 @@ class config {
   bool contains(std::string_view key) const { return values_.find(key) != values_.end(); }
   std::optional<std::string> get(std::string_view key) const;
 
-  result<std::string> get_string(std::string_view key, std::optional<std::string> fallback = {}) const;
+  result<std::string> get_string(std::string_view key,
+                                 std::optional<std::string> fallback = {}) const;
   result<std::uint64_t> get_uint(std::string_view key, std::uint64_t fallback,
                                  std::uint64_t min = 0, std::uint64_t max = UINT64_MAX) const;
   result<double> get_double(std::string_view key, double fallback) const;

@@ -3,7 +3,6 @@
 
 #include <boost/system/error_code.hpp>
 #include <boost/system/result.hpp>
-
 #include <chrono>
 #include <optional>
 #include <string>
@@ -59,7 +58,9 @@ struct error {
 
   error() = default;
   error(errc c, std::string msg, std::string provider_code = {})
-      : code(c), kind(default_kind(c)), message(std::move(msg)),
+      : code(c),
+        kind(default_kind(c)),
+        message(std::move(msg)),
         provider_code(std::move(provider_code)) {}
 
   boost::system::error_code ec() const noexcept { return make_error_code(code); }

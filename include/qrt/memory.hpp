@@ -4,7 +4,6 @@
 #include <qrt/config.hpp>
 #include <qrt/provider.hpp>
 #include <qrt/registry.hpp>
-
 #include <string>
 #include <vector>
 
@@ -21,14 +20,15 @@ enum class durability {
 struct options {
   std::size_t max_queue_size = 10'000;  ///< messages per queue (ready + scheduled + locked)
   bool enable_persistence = false;
-  std::string persistence_path;         ///< a directory; required with enable_persistence
+  std::string persistence_path;  ///< a directory; required with enable_persistence
   durability durability_mode = durability::always;
-  milliseconds sync_interval{100};      ///< durability::interval only
-  std::uint64_t max_disk_bytes = 0;     ///< 0: no limit; else backpressure like max_queue_size
-  std::size_t worker_threads = 1;       ///< threads for a qrt runtime built from this config
-  std::size_t channel_buffer_size = 1'000;  ///< most messages one receive call hands out
-  std::vector<std::string> queues;      ///< created when the provider starts
-  queue_options queue_defaults;         ///< settings for queues created from `queues`
+  milliseconds sync_interval{100};          ///< durability::interval only
+  std::uint64_t max_disk_bytes = 0;         ///< 0: no limit; else backpressure like max_queue_size
+  std::size_t worker_threads = 1;           ///< threads for a qrt runtime built from this config
+  std::size_t channel_buffer_size = 1'000;  ///< most messages one send or receive call moves
+  std::size_t max_message_bytes = 1 << 20;  ///< body plus attributes of one message
+  std::vector<std::string> queues;          ///< created when the provider starts
+  queue_options queue_defaults;             ///< settings for queues created from `queues`
 
   static options for_high_throughput();
   static options for_testing();
@@ -36,8 +36,8 @@ struct options {
 
 /// Fields: provider=memory, preset (high_throughput|testing), max_queue_size,
 /// enable_persistence, persistence_path, durability, sync_interval, max_disk_bytes,
-/// worker_threads, channel_buffer_size, queues (comma list), lock_duration, max_delivery_count,
-/// default_time_to_live, dead_letter_on_expiration, requires_session.
+/// worker_threads, channel_buffer_size, max_message_bytes, queues (comma list), lock_duration,
+/// max_delivery_count, default_time_to_live, dead_letter_on_expiration, requires_session.
 result<options> options_from_config(const config& cfg);
 
 result<provider_ptr> make_provider(const options& opts, boost::asio::any_io_executor executor);

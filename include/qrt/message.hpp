@@ -1,12 +1,11 @@
 // What is sent, what is received, and the receipt that settles it.
 #pragma once
 
-#include <qrt/names.hpp>
-
 #include <chrono>
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <qrt/names.hpp>
 #include <string>
 
 namespace qrt {
@@ -55,11 +54,11 @@ struct dead_letter_info {
 
 /// A received message: the content as sent plus the broker's view of this delivery.
 struct received_message : message {
-  receipt_handle receipt;              ///< empty for peeked messages
-  std::uint32_t delivery_count = 0;    ///< 1 on first delivery
+  receipt_handle receipt;            ///< empty for peeked messages
+  std::uint32_t delivery_count = 0;  ///< 1 on first delivery
   time_point enqueued_time{};
-  time_point locked_until{};           ///< when the receipt stops working
-  std::int64_t sequence_number = 0;    ///< provider-assigned, increasing per queue
+  time_point locked_until{};                    ///< when the receipt stops working
+  std::int64_t sequence_number = 0;             ///< provider-assigned, increasing per queue
   std::optional<dead_letter_info> dead_letter;  ///< set for messages read from a DLQ
 };
 
@@ -76,8 +75,12 @@ struct settlement {
   std::string reason;       ///< dead_letter only
   std::string description;  ///< dead_letter only
 
-  static settlement complete(receipt_handle r) { return {std::move(r), settle_action::complete, {}, {}}; }
-  static settlement abandon(receipt_handle r) { return {std::move(r), settle_action::abandon, {}, {}}; }
+  static settlement complete(receipt_handle r) {
+    return {std::move(r), settle_action::complete, {}, {}};
+  }
+  static settlement abandon(receipt_handle r) {
+    return {std::move(r), settle_action::abandon, {}, {}};
+  }
   static settlement dead_letter(receipt_handle r, std::string reason, std::string description) {
     return {std::move(r), settle_action::dead_letter, std::move(reason), std::move(description)};
   }

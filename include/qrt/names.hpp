@@ -1,10 +1,9 @@
 // Validated names: a queue, a session, a message id. Invalid names never reach a provider.
 #pragma once
 
-#include <qrt/error.hpp>
-
 #include <compare>
 #include <functional>
+#include <qrt/error.hpp>
 #include <string>
 #include <string_view>
 

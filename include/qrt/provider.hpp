@@ -3,14 +3,12 @@
 // docs/adr/0001-async-model.md for why these are virtual awaitables.
 #pragma once
 
-#include <qrt/capabilities.hpp>
-#include <qrt/message.hpp>
-
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
-
 #include <memory>
 #include <optional>
+#include <qrt/capabilities.hpp>
+#include <qrt/message.hpp>
 #include <string_view>
 #include <vector>
 
@@ -26,17 +24,17 @@ struct queue_options {
   std::optional<milliseconds> default_time_to_live;
   bool dead_letter_on_expiration = true;  ///< expired messages go to the DLQ (else dropped)
   bool requires_session = false;
-  std::size_t max_size = 0;               ///< messages; 0: the provider's default bound
-  std::size_t max_message_bytes = 0;      ///< 0: the provider's limit
+  std::size_t max_size = 0;           ///< messages; 0: the provider's default bound
+  std::size_t max_message_bytes = 0;  ///< 0: the provider's limit
 };
 
 /// A snapshot of a queue's depth. Providers fill what they know; -1 means unknown.
 struct queue_stats {
-  std::int64_t active = -1;        ///< ready to be received
-  std::int64_t in_flight = -1;     ///< locked by a receiver
-  std::int64_t scheduled = -1;     ///< waiting for their enqueue time
-  std::int64_t dead_lettered = -1; ///< in the dead-letter queue
-  std::uint64_t expired = 0;       ///< removed because their TTL ran out (dropped or DLQ'd)
+  std::int64_t active = -1;         ///< ready to be received
+  std::int64_t in_flight = -1;      ///< locked by a receiver
+  std::int64_t scheduled = -1;      ///< waiting for their enqueue time
+  std::int64_t dead_lettered = -1;  ///< in the dead-letter queue
+  std::uint64_t expired = 0;        ///< removed because their TTL ran out (dropped or DLQ'd)
 };
 
 /// Per-message outcome of a send: the id on success, the error otherwise.

@@ -1,11 +1,10 @@
 // Picks a provider at run time from configuration (seed assertion 15).
 #pragma once
 
-#include <qrt/config.hpp>
-#include <qrt/provider.hpp>
-
 #include <functional>
 #include <map>
+#include <qrt/config.hpp>
+#include <qrt/provider.hpp>
 #include <string>
 #include <vector>
 

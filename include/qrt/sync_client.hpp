@@ -1,11 +1,10 @@
 // A blocking facade for code that does not use Asio: runs its own io_context on one thread.
 #pragma once
 
-#include <qrt/client.hpp>
-#include <qrt/registry.hpp>
-
 #include <functional>
 #include <memory>
+#include <qrt/client.hpp>
+#include <qrt/registry.hpp>
 
 namespace qrt::sync {
 

@@ -67,11 +67,15 @@ awaitable<result<void>> session::dead_letter(const receipt_handle& receipt, std:
 awaitable<result<time_point>> session::renew_lock() {
   co_return co_await receiver_->renew_session_lock();
 }
-awaitable<result<std::string>> session::get_state() { co_return co_await receiver_->get_state(); }
+awaitable<result<std::string>> session::get_state() {
+  co_return co_await receiver_->get_state();
+}
 awaitable<result<void>> session::set_state(std::string state) {
   co_return co_await receiver_->set_state(std::move(state));
 }
-awaitable<result<void>> session::close() { co_return co_await receiver_->close(); }
+awaitable<result<void>> session::close() {
+  co_return co_await receiver_->close();
+}
 
 // ---- queue_client ----
 
@@ -92,10 +96,10 @@ awaitable<result<queue_stats>> queue_client::stats(const queue_name& queue) {
 awaitable<result<message_id>> queue_client::send(const queue_name& queue, message msg) {
   const auto& c = caps();
   if (c.max_message_bytes != 0 && msg.wire_size() > c.max_message_bytes) {
-    co_return fail(errc::message_too_large,
-                   "message of " + std::to_string(msg.wire_size()) + " bytes exceeds " +
-                       std::string(provider_name()) + "'s limit of " +
-                       std::to_string(c.max_message_bytes) + " bytes");
+    co_return fail(errc::message_too_large, "message of " + std::to_string(msg.wire_size()) +
+                                                " bytes exceeds " + std::string(provider_name()) +
+                                                "'s limit of " +
+                                                std::to_string(c.max_message_bytes) + " bytes");
   }
   std::vector<message> one;
   one.push_back(std::move(msg));
@@ -112,10 +116,10 @@ awaitable<result<std::vector<send_outcome>>> queue_client::send_batch(
   auto plan = plan_batches(messages, c);
   std::vector<send_outcome> outcomes(messages.size(), send_outcome{message_id{}});
   for (auto i : plan.oversized) {
-    outcomes[i] = fail(errc::message_too_large,
-                       "message " + std::to_string(i) + " of " +
-                           std::to_string(messages[i].wire_size()) + " bytes exceeds the limit of " +
-                           std::to_string(c.max_message_bytes) + " bytes");
+    outcomes[i] =
+        fail(errc::message_too_large,
+             "message " + std::to_string(i) + " of " + std::to_string(messages[i].wire_size()) +
+                 " bytes exceeds the limit of " + std::to_string(c.max_message_bytes) + " bytes");
   }
   bool attempted_any = false;
   for (std::size_t b = 0; b < plan.batches.size(); ++b) {
@@ -165,8 +169,8 @@ awaitable<result<void>> queue_client::complete(const receipt_handle& receipt) {
 awaitable<result<void>> queue_client::abandon(const receipt_handle& receipt) {
   co_return co_await settle_one(*provider_, settlement::abandon(receipt));
 }
-awaitable<result<void>> queue_client::dead_letter(const receipt_handle& receipt,
-                                                  std::string reason, std::string description) {
+awaitable<result<void>> queue_client::dead_letter(const receipt_handle& receipt, std::string reason,
+                                                  std::string description) {
   co_return co_await settle_one(
       *provider_, settlement::dead_letter(receipt, std::move(reason), std::move(description)));
 }
@@ -188,6 +192,8 @@ awaitable<result<session>> queue_client::accept_session(const queue_name& queue,
   co_return session(std::move(*r));
 }
 
-awaitable<void> queue_client::close() { co_await provider_->close(); }
+awaitable<void> queue_client::close() {
+  co_await provider_->close();
+}
 
 }  // namespace qrt

@@ -1,5 +1,3 @@
-#include <qrt/config.hpp>
-
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -7,6 +5,7 @@
 #include <charconv>
 #include <cstdlib>
 #include <fstream>
+#include <qrt/config.hpp>
 #include <sstream>
 
 extern char** environ;
@@ -15,8 +14,7 @@ namespace qrt {
 namespace {
 
 error field_error(std::string_view key, std::string_view what) {
-  return fail(errc::configuration_error,
-              "field '" + std::string(key) + "': " + std::string(what));
+  return fail(errc::configuration_error, "field '" + std::string(key) + "': " + std::string(what));
 }
 
 // Shown in errors for non-secret fields only.
@@ -55,7 +53,8 @@ result<void> flatten(const YAML::Node& node, const std::string& prefix, config& 
 }  // namespace
 
 std::optional<std::chrono::milliseconds> parse_duration(std::string_view text) {
-  while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back()))) text.remove_suffix(1);
+  while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back())))
+    text.remove_suffix(1);
   double value = 0;
   const char* first = text.data();
   const char* last = text.data() + text.size();
@@ -63,12 +62,18 @@ std::optional<std::chrono::milliseconds> parse_duration(std::string_view text) {
   if (ec != std::errc{} || value < 0) return std::nullopt;
   std::string_view unit(ptr, static_cast<std::size_t>(last - ptr));
   double ms = 0;
-  if (unit.empty() || unit == "ms") ms = value;
-  else if (unit == "us") ms = value / 1000.0;
-  else if (unit == "s") ms = value * 1000.0;
-  else if (unit == "m" || unit == "min") ms = value * 60'000.0;
-  else if (unit == "h") ms = value * 3'600'000.0;
-  else return std::nullopt;
+  if (unit.empty() || unit == "ms")
+    ms = value;
+  else if (unit == "us")
+    ms = value / 1000.0;
+  else if (unit == "s")
+    ms = value * 1000.0;
+  else if (unit == "m" || unit == "min")
+    ms = value * 60'000.0;
+  else if (unit == "h")
+    ms = value * 3'600'000.0;
+  else
+    return std::nullopt;
   if (ms > 1e15) return std::nullopt;
   return std::chrono::milliseconds(static_cast<std::int64_t>(ms));
 }
@@ -194,8 +199,8 @@ result<std::chrono::milliseconds> config::get_duration(std::string_view key,
   auto v = get(key);
   if (!v) return fallback;
   if (auto d = parse_duration(*v)) return *d;
-  return field_error(key, "expected a duration such as 250ms, 30s or 5m, got " +
-                              quoted_value(key, *v));
+  return field_error(key,
+                     "expected a duration such as 250ms, 30s or 5m, got " + quoted_value(key, *v));
 }
 
 result<void> config::reject_unknown(std::initializer_list<std::string_view> known) const {
@@ -215,8 +220,8 @@ result<void> config::reject_unknown(std::initializer_list<std::string_view> know
 bool config::is_secret_key(std::string_view key) noexcept {
   std::string k(key);
   std::transform(k.begin(), k.end(), k.begin(), [](unsigned char c) { return std::tolower(c); });
-  for (std::string_view marker : {"secret", "password", "token", "key", "connection_string",
-                                  "signature", "credential"}) {
+  for (std::string_view marker :
+       {"secret", "password", "token", "key", "connection_string", "signature", "credential"}) {
     if (k.find(marker) != std::string::npos) {
       // "*_key_id" names an identifier, not a secret (aws access key id).
       return !(marker == "key" && k.find("key_id") != std::string::npos);

@@ -11,9 +11,12 @@ std::size_t message::wire_size() const noexcept {
 
 std::string_view to_string(session_support s) noexcept {
   switch (s) {
-    case session_support::none: return "none";
-    case session_support::emulated: return "emulated";
-    case session_support::native: return "native";
+    case session_support::none:
+      return "none";
+    case session_support::emulated:
+      return "emulated";
+    case session_support::native:
+      return "native";
   }
   return "unknown";
 }

@@ -12,8 +12,8 @@ bool is_name_char(char c) noexcept {
 
 result<queue_name> queue_name::parse(std::string_view text) {
   auto bad = [&](std::string_view why) {
-    return fail(errc::invalid_argument,
-                "invalid queue name '" + std::string(text.substr(0, 64)) + "': " + std::string(why));
+    return fail(errc::invalid_argument, "invalid queue name '" + std::string(text.substr(0, 64)) +
+                                            "': " + std::string(why));
   };
   if (text.empty()) return bad("empty");
   if (text.size() > 260) return bad("longer than 260 characters");

@@ -21,7 +21,8 @@ result<provider_ptr> provider_registry::make(const config& cfg,
   };
   auto name = cfg.get("provider");
   if (!name || name->empty()) {
-    return fail(errc::configuration_error, "field 'provider': is required (one of: " + list() + ")");
+    return fail(errc::configuration_error,
+                "field 'provider': is required (one of: " + list() + ")");
   }
   auto it = factories_.find(*name);
   if (it == factories_.end()) {

@@ -1,10 +1,8 @@
-#include <qrt/sync_client.hpp>
-
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_future.hpp>
-
+#include <qrt/sync_client.hpp>
 #include <thread>
 
 namespace qrt::sync {
@@ -56,8 +54,12 @@ queue_client::~queue_client() = default;
 queue_client::queue_client(queue_client&&) noexcept = default;
 queue_client& queue_client::operator=(queue_client&&) noexcept = default;
 
-const capabilities& queue_client::caps() const noexcept { return impl_->client->caps(); }
-qrt::queue_client& queue_client::async_client() noexcept { return *impl_->client; }
+const capabilities& queue_client::caps() const noexcept {
+  return impl_->client->caps();
+}
+qrt::queue_client& queue_client::async_client() noexcept {
+  return *impl_->client;
+}
 
 result<void> queue_client::create_queue(const queue_name& q, const queue_options& o) {
   return impl_->run(impl_->client->create_queue(q, o));
@@ -111,22 +113,36 @@ void queue_client::close() {
 
 session::session(std::shared_ptr<queue_client::impl> owner, qrt::session s)
     : owner_(std::move(owner)), session_(std::move(s)) {}
-const session_id& session::id() const noexcept { return session_.id(); }
-time_point session::locked_until() const noexcept { return session_.locked_until(); }
+const session_id& session::id() const noexcept {
+  return session_.id();
+}
+time_point session::locked_until() const noexcept {
+  return session_.locked_until();
+}
 result<std::vector<received_message>> session::receive(std::size_t max, milliseconds wait) {
   return owner_->run(session_.receive(max, wait));
 }
-result<void> session::complete(const receipt_handle& r) { return owner_->run(session_.complete(r)); }
-result<void> session::abandon(const receipt_handle& r) { return owner_->run(session_.abandon(r)); }
+result<void> session::complete(const receipt_handle& r) {
+  return owner_->run(session_.complete(r));
+}
+result<void> session::abandon(const receipt_handle& r) {
+  return owner_->run(session_.abandon(r));
+}
 result<void> session::dead_letter(const receipt_handle& r, std::string reason,
                                   std::string description) {
   return owner_->run(session_.dead_letter(r, std::move(reason), std::move(description)));
 }
-result<time_point> session::renew_lock() { return owner_->run(session_.renew_lock()); }
-result<std::string> session::get_state() { return owner_->run(session_.get_state()); }
+result<time_point> session::renew_lock() {
+  return owner_->run(session_.renew_lock());
+}
+result<std::string> session::get_state() {
+  return owner_->run(session_.get_state());
+}
 result<void> session::set_state(std::string state) {
   return owner_->run(session_.set_state(std::move(state)));
 }
-result<void> session::close() { return owner_->run(session_.close()); }
+result<void> session::close() {
+  return owner_->run(session_.close());
+}
 
 }  // namespace qrt::sync

@@ -7,11 +7,10 @@
 // delivery count it had.
 #pragma once
 
-#include <qrt/message.hpp>
-#include <qrt/provider.hpp>
-
 #include <cstdint>
 #include <map>
+#include <qrt/message.hpp>
+#include <qrt/provider.hpp>
 #include <string>
 #include <vector>
 
@@ -25,7 +24,7 @@ struct stored_message {
   std::uint64_t sequence = 0;  ///< unique and increasing within its queue (or DLQ)
   message content;
   time_point enqueued_time{};
-  std::uint32_t delivery_count = 0;  ///< deliveries so far
+  std::uint32_t delivery_count = 0;             ///< deliveries so far
   std::optional<dead_letter_info> dead_letter;  ///< set for messages in a DLQ
 };
 

@@ -1,6 +1,6 @@
-#include <qrt/client.hpp>
-
 #include <gtest/gtest.h>
+
+#include <qrt/client.hpp>
 
 using qrt::capabilities;
 using qrt::message;
@@ -14,7 +14,8 @@ std::vector<message> sized(std::initializer_list<std::size_t> sizes) {
 }  // namespace
 
 TEST(BatchPlan, SplitsByCountKeepingOrder) {  // contract: a batch never exceeds provider limits
-  capabilities caps{.max_batch_messages = 10, .max_batch_bytes = 262'144, .max_message_bytes = 262'144};
+  capabilities caps{
+      .max_batch_messages = 10, .max_batch_bytes = 262'144, .max_message_bytes = 262'144};
   std::vector<message> msgs(25, message{.body = "x"});
   auto plan = qrt::plan_batches(msgs, caps);
   ASSERT_EQ(plan.batches.size(), 3u);

@@ -1,8 +1,7 @@
-#include <qrt/config.hpp>
-
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <qrt/config.hpp>
 
 using namespace std::chrono_literals;
 using qrt::config;

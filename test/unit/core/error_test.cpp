@@ -1,6 +1,6 @@
-#include <qrt/error.hpp>
-
 #include <gtest/gtest.h>
+
+#include <qrt/error.hpp>
 
 using qrt::errc;
 using qrt::error_kind;

@@ -1,6 +1,6 @@
-#include <qrt/names.hpp>
-
 #include <gtest/gtest.h>
+
+#include <qrt/names.hpp>
 
 using qrt::errc;
 using qrt::queue_name;

@@ -1,0 +1,618 @@
+// The embedded provider: queue_state (the rules) plus waiting and Asio glue.
+#include "memory_provider.hpp"
+
+#include <atomic>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <random>
+#include <unordered_map>
+
+#include "queue_state.hpp"
+
+namespace qrt::memory {
+namespace detail {
+namespace {
+
+namespace asio = boost::asio;
+using queue_ptr = std::shared_ptr<queue_state>;
+
+constexpr std::uint64_t dead_letter_bit = std::uint64_t{1} << 63;
+
+std::atomic<std::uint64_t> next_owner_id{1};
+
+delivery_key key_of(const receipt_handle& r) {
+  return {(r.item & dead_letter_bit) != 0, r.item & ~dead_letter_bit, r.lock};
+}
+
+/// Suspends until `w` is woken (by a state change) or `wake_at` passes. `q->mutex` must not be
+/// held. A wake that happens before we suspend is kept in w->notified, so none is lost.
+awaitable<void> wait_for_change(queue_ptr q, waiter_ptr w, time_point wake_at) {
+  co_await asio::async_initiate<decltype(asio::use_awaitable), void()>(
+      [q, w, wake_at](auto handler) {
+        auto ex = asio::get_associated_executor(handler, w->timer.get_executor());
+        std::lock_guard lock(q->mutex);
+        if (w->notified) {
+          asio::post(ex, std::move(handler));
+          return;
+        }
+        w->handler.emplace(std::move(handler));
+        w->handler_executor = ex;
+        w->timer.expires_at(wake_at);
+        w->timer.async_wait([q, w](boost::system::error_code) {
+          std::lock_guard lock(q->mutex);
+          wake(*w);
+        });
+      },
+      asio::use_awaitable);
+  // Our own timer, touched only from this coroutine; its handler keeps q and w alive.
+  w->timer.cancel();
+}
+
+error queue_missing(const queue_name& q) {
+  return fail(errc::queue_not_found, "queue '" + q.str() + "' does not exist");
+}
+error provider_closed() {
+  return fail(errc::closed, "the memory provider is closed");
+}
+
+class memory_provider;
+
+class memory_session final : public session_receiver {
+ public:
+  memory_session(std::shared_ptr<memory_provider> owner, queue_ptr q, session_id id,
+                 std::uint64_t lock, time_point locked_until)
+      : owner_(std::move(owner)),
+        q_(std::move(q)),
+        id_(std::move(id)),
+        lock_(lock),
+        locked_until_(locked_until) {}
+  ~memory_session() override { release(); }
+
+  const session_id& id() const noexcept override { return id_; }
+  time_point locked_until() const noexcept override { return locked_until_; }
+
+  awaitable<result<std::vector<received_message>>> receive(std::size_t max_messages,
+                                                           milliseconds wait) override;
+  awaitable<std::vector<result<void>>> settle(std::vector<settlement> settlements) override;
+  awaitable<result<time_point>> renew_session_lock() override;
+  awaitable<result<std::string>> get_state() override;
+  awaitable<result<void>> set_state(std::string state) override;
+  awaitable<result<void>> close() override {
+    release();
+    co_return result<void>{};
+  }
+
+ private:
+  void release() {
+    std::lock_guard lock(q_->mutex);
+    if (closed_) return;
+    closed_ = true;
+    auto slot = q_->find_locked_session(id_, lock_, clock::now());
+    if (slot) q_->release_session(**slot, clock::now());
+  }
+  result<session_slot*> locked_slot(time_point now) {
+    if (closed_) return fail(errc::closed, "session '" + id_.str() + "' was closed");
+    if (q_->deleted) return queue_missing(q_->name());
+    q_->sweep(now);
+    return q_->find_locked_session(id_, lock_, now);
+  }
+
+  std::shared_ptr<memory_provider> owner_;
+  queue_ptr q_;
+  session_id id_;
+  std::uint64_t lock_;
+  time_point locked_until_;
+  bool closed_ = false;  // guarded by q_->mutex
+};
+
+class memory_provider final : public provider,
+                              public std::enable_shared_from_this<memory_provider> {
+ public:
+  memory_provider(const options& opts, asio::any_io_executor ex, std::shared_ptr<event_sink> sink)
+      : opts_(opts),
+        executor_(std::move(ex)),
+        sink_(std::move(sink)),
+        owner_(next_owner_id.fetch_add(1)) {
+    caps_.sessions = session_support::native;
+    caps_.max_batch_messages = opts_.channel_buffer_size;
+    caps_.max_batch_bytes = 0;
+    caps_.max_message_bytes = opts_.max_message_bytes;
+    caps_.peek = true;
+    caps_.scheduling = true;
+    caps_.time_to_live = true;
+    caps_.abandon = true;
+    caps_.lock_renewal = true;
+    caps_.dead_letter_queue = true;
+    caps_.max_delivery_count = true;
+    caps_.session_state = true;
+    caps_.queue_management = true;
+    std::random_device rd;
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%08x-", rd());
+    id_prefix_ = buf;
+  }
+
+  std::string_view name() const noexcept override { return "memory"; }
+  const capabilities& caps() const noexcept override { return caps_; }
+  std::uint64_t owner() const noexcept { return owner_; }
+  event_sink* sink() const noexcept { return sink_.get(); }
+
+  result<void> add_queue(const queue_name& name, const queue_options& o, bool log) {
+    if (name.is_dead_letter()) {
+      return fail(errc::invalid_argument, "cannot create '" + name.to_string() +
+                                              "': dead-letter queues come with their queue");
+    }
+    if (o.lock_duration.count() <= 0) {
+      return fail(errc::invalid_argument, "lock_duration must be positive");
+    }
+    std::lock_guard lock(registry_mutex_);
+    if (closed_) return provider_closed();
+    if (by_name_.count(name)) return {};  // idempotent
+    auto q =
+        std::make_shared<queue_state>(next_queue_id_++, name, o, opts_.max_queue_size, sink_.get());
+    if (sink_ && log) {
+      std::lock_guard qlock(q->mutex);
+      sink_->queue_created(name, o);
+    }
+    by_id_[q->id()] = q;
+    by_name_[name] = std::move(q);
+    return {};
+  }
+
+  void restore(recovered_state&& state) {
+    for (auto& [name, recovered] : state) {
+      (void)add_queue(name, recovered.options, false);
+      auto q = find(name);
+      std::lock_guard lock(q->mutex);
+      q->restore(std::move(recovered), clock::now());
+    }
+  }
+
+  awaitable<result<void>> create_queue(const queue_name& queue, const queue_options& o) override {
+    auto r = add_queue(queue, o, true);
+    if (!r) co_return r;
+    co_return co_await flushed(sink_ ? current_lsn_hint() : 0);
+  }
+
+  awaitable<result<void>> delete_queue(const queue_name& queue) override {
+    queue_ptr q;
+    {
+      std::lock_guard lock(registry_mutex_);
+      auto it = by_name_.find(queue.parent());
+      if (it == by_name_.end()) co_return queue_missing(queue);
+      q = it->second;
+      by_name_.erase(it);
+      by_id_.erase(q->id());
+    }
+    lsn last = 0;
+    {
+      std::lock_guard lock(q->mutex);
+      q->deleted = true;
+      if (sink_) last = sink_->queue_deleted(q->name());
+      q->wake_everyone();
+    }
+    co_return co_await flushed(last);
+  }
+
+  awaitable<result<queue_stats>> stats(const queue_name& queue) override {
+    auto q = find(queue);
+    if (!q) co_return queue_missing(queue);
+    std::lock_guard lock(q->mutex);
+    q->sweep(clock::now());
+    co_return q->stats();
+  }
+
+  awaitable<result<std::vector<send_outcome>>> send(const queue_name& queue,
+                                                    std::vector<message> messages,
+                                                    milliseconds timeout) override {
+    if (queue.is_dead_letter()) {
+      co_return fail(errc::invalid_argument,
+                     "cannot send to '" + queue.to_string() + "': it is a dead-letter queue");
+    }
+    auto q = find(queue);
+    if (!q) co_return closed_flag() ? provider_closed() : queue_missing(queue);
+
+    const std::size_t n = messages.size();
+    std::vector<send_outcome> outcomes(n, send_outcome{message_id{}});
+    std::vector<bool> done(n, false);
+    std::size_t pending = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+      if (auto e = validate(*q, messages[i])) {
+        outcomes[i] = std::move(*e);
+        done[i] = true;
+      } else {
+        ++pending;
+      }
+    }
+
+    const auto deadline = clock::now() + timeout;
+    auto ex = co_await asio::this_coro::executor;
+    lsn last = 0;
+    std::size_t next = 0;
+    while (pending > 0) {
+      waiter_ptr w;
+      time_point wake_at{};
+      {
+        std::lock_guard lock(q->mutex);
+        if (q->deleted || q->closed) {
+          const error e = q->deleted ? queue_missing(queue) : provider_closed();
+          if (pending == n) co_return e;
+          for (std::size_t i = next; i < n; ++i) {
+            if (!done[i]) outcomes[i] = e;
+          }
+          break;
+        }
+        const auto now = clock::now();
+        q->sweep(now);
+        for (; next < n && q->has_room(); ++next) {
+          if (done[next]) continue;
+          message& m = messages[next];
+          if (m.id.empty()) m.id = id_prefix_ + std::to_string(id_counter_.fetch_add(1));
+          message_id id = m.id;
+          q->enqueue(std::move(m), now, last);
+          outcomes[next] = std::move(id);
+          done[next] = true;
+          --pending;
+        }
+        while (next < n && done[next]) ++next;
+        if (pending == 0) break;
+        if (now >= deadline) {
+          for (std::size_t i = next; i < n; ++i) {
+            if (!done[i]) {
+              outcomes[i] = fail(errc::queue_full, "queue '" + queue.str() + "' stayed full (" +
+                                                       std::to_string(opts_.max_queue_size) +
+                                                       " messages) until the send deadline");
+            }
+          }
+          break;
+        }
+        w = std::make_shared<waiter>(ex);
+        q->senders().add(w);
+        wake_at = deadline;
+        if (auto e = q->next_event()) wake_at = std::min(wake_at, *e);
+      }
+      co_await wait_for_change(q, w, wake_at);
+      std::lock_guard lock(q->mutex);
+      q->senders().remove(w);
+    }
+    if (auto r = co_await flushed(last); !r) {
+      for (auto& o : outcomes) {
+        if (o) o = r.error();
+      }
+    }
+    co_return outcomes;
+  }
+
+  awaitable<result<std::vector<received_message>>> receive(const queue_name& queue,
+                                                           std::size_t max_messages,
+                                                           milliseconds wait) override {
+    auto q = find(queue);
+    if (!q) co_return closed_flag() ? provider_closed() : queue_missing(queue);
+    const bool dead_letter = queue.is_dead_letter();
+    if (!dead_letter && q->options().requires_session) {
+      co_return fail(errc::invalid_argument,
+                     "queue '" + queue.str() + "' requires sessions: use accept_session");
+    }
+    const std::size_t max = std::min(max_messages, opts_.channel_buffer_size);
+    const auto deadline = clock::now() + wait;
+    std::vector<received_message> out;
+    auto ex = co_await asio::this_coro::executor;
+    for (;;) {
+      waiter_ptr w;
+      time_point wake_at{};
+      {
+        std::lock_guard lock(q->mutex);
+        if (q->deleted) co_return queue_missing(queue);
+        if (q->closed) co_return provider_closed();
+        const auto now = clock::now();
+        q->sweep(now);
+        lsn ignored = 0;  // a receive does not wait for its delivery count to be durable
+        q->take(dead_letter, max, now, out, owner_, ignored);
+        if (!out.empty() || now >= deadline) break;
+        w = std::make_shared<waiter>(ex);
+        q->core(dead_letter).receivers.add(w);
+        wake_at = deadline;
+        if (auto e = q->next_event()) wake_at = std::min(wake_at, *e);
+      }
+      co_await wait_for_change(q, w, wake_at);
+      std::lock_guard lock(q->mutex);
+      q->core(dead_letter).receivers.remove(w);
+    }
+    co_return out;
+  }
+
+  awaitable<result<std::vector<received_message>>> peek(const queue_name& queue,
+                                                        std::size_t max_messages,
+                                                        std::int64_t from_sequence) override {
+    auto q = find(queue);
+    if (!q) co_return queue_missing(queue);
+    std::vector<received_message> out;
+    std::lock_guard lock(q->mutex);
+    q->sweep(clock::now());
+    q->peek(queue.is_dead_letter(), max_messages, from_sequence, out);
+    co_return out;
+  }
+
+  awaitable<std::vector<result<void>>> settle(std::vector<settlement> settlements) override {
+    std::vector<result<void>> results(settlements.size());
+    lsn last = 0;
+    std::size_t i = 0;
+    while (i < settlements.size()) {
+      // Consecutive settlements of one queue share one lock.
+      const auto queue_key = settlements[i].receipt.queue;
+      queue_ptr q = find_by_id(queue_key);
+      std::unique_lock<std::mutex> lock;
+      if (q) lock = std::unique_lock(q->mutex);
+      const auto now = clock::now();
+      if (q) q->sweep(now);
+      for (; i < settlements.size() && settlements[i].receipt.queue == queue_key; ++i) {
+        results[i] = settle_locked(q.get(), settlements[i], now, last);
+      }
+    }
+    if (auto r = co_await flushed(last); !r) {
+      for (auto& x : results) {
+        if (x) x = r.error();
+      }
+    }
+    co_return results;
+  }
+
+  result<void> settle_locked(queue_state* q, const settlement& s, time_point now, lsn& last) {
+    if (auto e = check_receipt(q, s.receipt)) return *e;
+    return q->settle(key_of(s.receipt), s, now, last);
+  }
+
+  std::optional<error> check_receipt(queue_state* q, const receipt_handle& r) const {
+    if (!r.valid() || r.owner != owner_) {
+      return fail(errc::invalid_receipt, r.valid() ? "receipt was issued by another provider"
+                                                   : "empty receipt (peeked messages have none)");
+    }
+    if (!q || q->deleted) return fail(errc::invalid_receipt, "receipt's queue no longer exists");
+    return std::nullopt;
+  }
+
+  awaitable<result<time_point>> renew_lock(const receipt_handle& receipt) override {
+    queue_ptr q = find_by_id(receipt.queue);
+    if (auto e = check_receipt(q.get(), receipt)) co_return *e;
+    std::lock_guard lock(q->mutex);
+    const auto now = clock::now();
+    q->sweep(now);
+    co_return q->renew(key_of(receipt), now);
+  }
+
+  awaitable<result<std::shared_ptr<session_receiver>>> accept_session(
+      const queue_name& queue, std::optional<session_id> which, milliseconds wait) override {
+    auto q = find(queue);
+    if (!q || queue.is_dead_letter()) co_return queue_missing(queue);
+    if (!q->options().requires_session) {
+      co_return fail(errc::invalid_argument,
+                     "queue '" + queue.str() + "' was not created with requires_session");
+    }
+    const auto deadline = clock::now() + wait;
+    auto ex = co_await asio::this_coro::executor;
+    for (;;) {
+      waiter_ptr w;
+      time_point wake_at{};
+      {
+        std::lock_guard lock(q->mutex);
+        if (q->deleted) co_return queue_missing(queue);
+        if (q->closed) co_return provider_closed();
+        const auto now = clock::now();
+        q->sweep(now);
+        if (which) {
+          auto slot = q->lock_session(*which, now);
+          if (!slot) co_return slot.error();
+          co_return make_session(q, **slot);
+        }
+        if (auto* slot = q->lock_next_session(now)) co_return make_session(q, *slot);
+        if (now >= deadline) {
+          co_return fail(errc::timeout, "no unlocked session with messages in '" + queue.str() +
+                                            "' within " + std::to_string(wait.count()) + " ms");
+        }
+        w = std::make_shared<waiter>(ex);
+        q->session_acceptors().add(w);
+        wake_at = deadline;
+        if (auto e = q->next_event()) wake_at = std::min(wake_at, *e);
+      }
+      co_await wait_for_change(q, w, wake_at);
+      std::lock_guard lock(q->mutex);
+      q->session_acceptors().remove(w);
+    }
+  }
+
+  awaitable<void> close() override {
+    std::vector<queue_ptr> queues;
+    {
+      std::lock_guard lock(registry_mutex_);
+      closed_ = true;
+      for (auto& [name, q] : by_name_) queues.push_back(q);
+    }
+    for (auto& q : queues) {
+      std::lock_guard lock(q->mutex);
+      q->closed = true;
+      q->wake_everyone();
+    }
+    co_return;
+  }
+
+  awaitable<result<void>> flushed(lsn upto) {
+    if (!sink_ || upto == 0) co_return result<void>{};
+    co_return co_await sink_->flushed(upto);
+  }
+
+ private:
+  friend class memory_session;
+
+  std::shared_ptr<session_receiver> make_session(const queue_ptr& q, session_slot& slot) {
+    return std::make_shared<memory_session>(shared_from_this(), q, slot.id, slot.lock,
+                                            slot.locked_until);
+  }
+
+  std::optional<error> validate(const queue_state& q, const message& m) const {
+    if (m.wire_size() > opts_.max_message_bytes) {
+      return fail(errc::message_too_large, "message of " + std::to_string(m.wire_size()) +
+                                               " bytes exceeds the limit of " +
+                                               std::to_string(opts_.max_message_bytes) + " bytes");
+    }
+    if (q.options().requires_session && !m.session) {
+      return fail(errc::invalid_argument, "queue '" + q.name().str() +
+                                              "' requires sessions: the message has no session id");
+    }
+    return std::nullopt;
+  }
+
+  // Creating a queue logs one event; its lsn is not returned by add_queue, so wait for all.
+  lsn current_lsn_hint() const { return std::numeric_limits<lsn>::max(); }
+
+  bool closed_flag() {
+    std::lock_guard lock(registry_mutex_);
+    return closed_;
+  }
+
+  queue_ptr find(const queue_name& queue) {
+    std::lock_guard lock(registry_mutex_);
+    auto it = by_name_.find(queue.parent());
+    return it == by_name_.end() ? nullptr : it->second;
+  }
+  queue_ptr find_by_id(std::uint64_t id) {
+    std::lock_guard lock(registry_mutex_);
+    auto it = by_id_.find(id);
+    return it == by_id_.end() ? nullptr : it->second;
+  }
+
+  options opts_;
+  asio::any_io_executor executor_;
+  std::shared_ptr<event_sink> sink_;
+  std::uint64_t owner_;
+  capabilities caps_;
+  std::string id_prefix_;
+  std::atomic<std::uint64_t> id_counter_{1};
+
+  std::mutex registry_mutex_;
+  std::unordered_map<queue_name, queue_ptr> by_name_;
+  std::unordered_map<std::uint64_t, queue_ptr> by_id_;
+  std::uint64_t next_queue_id_ = 1;
+  bool closed_ = false;
+};
+
+// ---- memory_session ----
+
+awaitable<result<std::vector<received_message>>> memory_session::receive(std::size_t max_messages,
+                                                                         milliseconds wait) {
+  const std::size_t max = std::min(max_messages, owner_->opts_.channel_buffer_size);
+  const auto deadline = clock::now() + wait;
+  std::vector<received_message> out;
+  auto ex = co_await asio::this_coro::executor;
+  for (;;) {
+    waiter_ptr w;
+    time_point wake_at{};
+    {
+      std::lock_guard lock(q_->mutex);
+      if (q_->closed) co_return provider_closed();
+      const auto now = clock::now();
+      auto slot = locked_slot(now);
+      if (!slot) co_return slot.error();
+      lsn ignored = 0;
+      q_->take_from_session(**slot, max, now, out, owner_->owner(), ignored);
+      if (!out.empty() || now >= deadline) break;
+      w = std::make_shared<waiter>(ex);
+      (*slot)->receivers.add(w);
+      wake_at = deadline;
+      if (auto e = q_->next_event()) wake_at = std::min(wake_at, *e);
+    }
+    co_await wait_for_change(q_, w, wake_at);
+    std::lock_guard lock(q_->mutex);
+    if (auto* slot = q_->find_session(id_)) slot->receivers.remove(w);
+  }
+  co_return out;
+}
+
+awaitable<std::vector<result<void>>> memory_session::settle(std::vector<settlement> settlements) {
+  std::vector<result<void>> results(settlements.size());
+  lsn last = 0;
+  {
+    std::lock_guard lock(q_->mutex);
+    const auto now = clock::now();
+    auto slot = locked_slot(now);
+    for (std::size_t i = 0; i < settlements.size(); ++i) {
+      const auto& s = settlements[i];
+      if (!slot) {
+        results[i] = slot.error();
+      } else if (s.receipt.queue != q_->id()) {
+        results[i] = fail(errc::invalid_receipt, "receipt belongs to another queue");
+      } else if (!(*slot)->locked.count(key_of(s.receipt).sequence)) {
+        results[i] = fail(errc::invalid_receipt,
+                          "receipt is not for a message locked by session '" + id_.str() + "'");
+      } else {
+        results[i] = owner_->settle_locked(q_.get(), s, now, last);
+      }
+    }
+  }
+  if (auto r = co_await owner_->flushed(last); !r) {
+    for (auto& x : results) {
+      if (x) x = r.error();
+    }
+  }
+  co_return results;
+}
+
+awaitable<result<time_point>> memory_session::renew_session_lock() {
+  std::lock_guard lock(q_->mutex);
+  const auto now = clock::now();
+  auto slot = locked_slot(now);
+  if (!slot) co_return slot.error();
+  locked_until_ = q_->renew_session(**slot, now);
+  co_return locked_until_;
+}
+
+awaitable<result<std::string>> memory_session::get_state() {
+  std::lock_guard lock(q_->mutex);
+  auto slot = locked_slot(clock::now());
+  if (!slot) co_return slot.error();
+  co_return (*slot)->state;
+}
+
+awaitable<result<void>> memory_session::set_state(std::string state) {
+  lsn last = 0;
+  {
+    std::lock_guard lock(q_->mutex);
+    auto slot = locked_slot(clock::now());
+    if (!slot) co_return slot.error();
+    last = q_->set_session_state(**slot, std::move(state));
+  }
+  co_return co_await owner_->flushed(last);
+}
+
+}  // namespace
+
+provider_ptr make_memory_provider(const options& opts, boost::asio::any_io_executor executor,
+                                  std::shared_ptr<event_sink> sink, recovered_state recovered) {
+  auto p = std::make_shared<memory_provider>(opts, std::move(executor), std::move(sink));
+  p->restore(std::move(recovered));
+  for (const auto& name : opts.queues) {
+    (void)p->add_queue(queue_name::from(name), opts.queue_defaults, true);
+  }
+  return p;
+}
+
+}  // namespace detail
+
+result<provider_ptr> make_provider(const options& opts, boost::asio::any_io_executor executor) {
+  if (opts.enable_persistence) {
+    return fail(errc::unsupported,
+                "enable_persistence: the persisted embedded provider is not built into this qrt");
+  }
+  if (opts.max_queue_size == 0 || opts.channel_buffer_size == 0 || opts.max_message_bytes == 0) {
+    return fail(errc::configuration_error,
+                "max_queue_size, channel_buffer_size and max_message_bytes must be positive");
+  }
+  for (const auto& name : opts.queues) {
+    auto q = queue_name::parse(name);
+    if (!q) return fail(errc::configuration_error, "field 'queues': " + q.error().message);
+  }
+  return detail::make_memory_provider(opts, std::move(executor), nullptr, {});
+}
+
+}  // namespace qrt::memory

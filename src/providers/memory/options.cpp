@@ -1,0 +1,121 @@
+#include <qrt/memory.hpp>
+#include <thread>
+
+namespace qrt::memory {
+
+options options::for_high_throughput() {
+  options o;
+  o.max_queue_size = 10'000;
+  o.enable_persistence = false;
+  o.worker_threads = std::max(1u, std::thread::hardware_concurrency());
+  o.channel_buffer_size = 1'000;
+  return o;
+}
+
+options options::for_testing() {
+  options o;
+  o.max_queue_size = 1'000;
+  o.enable_persistence = false;
+  o.worker_threads = 1;  // deterministic
+  o.channel_buffer_size = 100;
+  return o;
+}
+
+result<options> options_from_config(const config& cfg) {
+  auto known = cfg.reject_unknown(
+      {"provider", "preset", "max_queue_size", "enable_persistence", "persistence_path",
+       "durability", "sync_interval", "max_disk_bytes", "worker_threads", "channel_buffer_size",
+       "max_message_bytes", "queues", "lock_duration", "max_delivery_count", "default_time_to_live",
+       "dead_letter_on_expiration", "requires_session"});
+  if (!known) return known.error();
+
+  options o;
+  auto preset = cfg.get_string("preset", "");
+  if (*preset == "high_throughput")
+    o = options::for_high_throughput();
+  else if (*preset == "testing")
+    o = options::for_testing();
+  else if (!preset->empty()) {
+    return fail(errc::configuration_error, "field 'preset': unknown preset '" + *preset +
+                                               "' (one of: high_throughput, testing)");
+  }
+
+#define QRT_READ(field, expr) \
+  do {                        \
+    auto v = (expr);          \
+    if (!v) return v.error(); \
+    field = *v;               \
+  } while (0)
+
+  QRT_READ(o.max_queue_size, cfg.get_uint("max_queue_size", o.max_queue_size, 1, 1u << 30));
+  QRT_READ(o.enable_persistence, cfg.get_bool("enable_persistence", o.enable_persistence));
+  QRT_READ(o.persistence_path, cfg.get_string("persistence_path", o.persistence_path));
+  QRT_READ(o.sync_interval, cfg.get_duration("sync_interval", o.sync_interval));
+  QRT_READ(o.max_disk_bytes, cfg.get_uint("max_disk_bytes", o.max_disk_bytes));
+  QRT_READ(o.worker_threads, cfg.get_uint("worker_threads", o.worker_threads, 1, 1024));
+  QRT_READ(o.channel_buffer_size,
+           cfg.get_uint("channel_buffer_size", o.channel_buffer_size, 1, 1u << 20));
+  QRT_READ(o.max_message_bytes,
+           cfg.get_uint("max_message_bytes", o.max_message_bytes, 1, 1u << 30));
+  QRT_READ(o.queue_defaults.lock_duration,
+           cfg.get_duration("lock_duration", o.queue_defaults.lock_duration));
+  QRT_READ(o.queue_defaults.max_delivery_count,
+           cfg.get_uint("max_delivery_count", o.queue_defaults.max_delivery_count, 0, 1u << 20));
+  QRT_READ(o.queue_defaults.dead_letter_on_expiration,
+           cfg.get_bool("dead_letter_on_expiration", o.queue_defaults.dead_letter_on_expiration));
+  QRT_READ(o.queue_defaults.requires_session,
+           cfg.get_bool("requires_session", o.queue_defaults.requires_session));
+#undef QRT_READ
+
+  if (cfg.contains("default_time_to_live")) {
+    auto ttl = cfg.get_duration("default_time_to_live", {});
+    if (!ttl) return ttl.error();
+    o.queue_defaults.default_time_to_live = *ttl;
+  }
+  if (o.queue_defaults.lock_duration.count() <= 0) {
+    return fail(errc::configuration_error, "field 'lock_duration': must be positive");
+  }
+  if (auto d = cfg.get("durability")) {
+    if (*d == "always")
+      o.durability_mode = durability::always;
+    else if (*d == "interval")
+      o.durability_mode = durability::interval;
+    else if (*d == "none")
+      o.durability_mode = durability::none;
+    else {
+      return fail(errc::configuration_error,
+                  "field 'durability': unknown mode '" + *d + "' (one of: always, interval, none)");
+    }
+  }
+  if (o.enable_persistence && o.persistence_path.empty()) {
+    return fail(errc::configuration_error,
+                "field 'persistence_path': is required when enable_persistence is true");
+  }
+  if (auto list = cfg.get("queues")) {
+    std::size_t start = 0;
+    while (start <= list->size()) {
+      auto comma = list->find(',', start);
+      auto name =
+          list->substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+      if (!name.empty()) {
+        auto q = queue_name::parse(name);
+        if (!q) return fail(errc::configuration_error, "field 'queues': " + q.error().message);
+        o.queues.push_back(name);
+      }
+      if (comma == std::string::npos) break;
+      start = comma + 1;
+    }
+  }
+  return o;
+}
+
+void register_provider(provider_registry& registry) {
+  registry.add("memory",
+               [](const config& cfg, boost::asio::any_io_executor ex) -> result<provider_ptr> {
+                 auto o = options_from_config(cfg);
+                 if (!o) return o.error();
+                 return make_provider(*o, std::move(ex));
+               });
+}
+
+}  // namespace qrt::memory

@@ -1,0 +1,515 @@
+#include "queue_state.hpp"
+
+#include <algorithm>
+#include <boost/asio/post.hpp>
+
+namespace qrt::memory::detail {
+namespace {
+
+constexpr std::uint64_t dead_letter_bit = std::uint64_t{1} << 63;
+
+std::uint64_t heap_key(bool dead_letter, std::uint64_t seq) {
+  return dead_letter ? (seq | dead_letter_bit) : seq;
+}
+
+}  // namespace
+
+// ---- waiting ----
+
+void wake(waiter& w) {
+  if (w.handler) {
+    auto h = std::move(*w.handler);
+    w.handler.reset();
+    boost::asio::post(w.handler_executor, std::move(h));
+  } else {
+    w.notified = true;
+  }
+}
+
+void wait_list::remove(const waiter_ptr& w) {
+  auto it = std::find(waiters_.begin(), waiters_.end(), w);
+  if (it != waiters_.end()) waiters_.erase(it);
+}
+
+void wait_list::notify(std::size_t n) {
+  while (n-- > 0 && !waiters_.empty()) {
+    auto w = std::move(waiters_.front());
+    waiters_.pop_front();
+    wake(*w);
+  }
+}
+
+// ---- ready_list ----
+
+void ready_list::push(std::uint64_t seq) {
+  if (seqs_.empty() || seqs_.back() < seq) {
+    seqs_.push_back(seq);  // the common case: a new message
+  } else {
+    // A returning message goes back to its place, so order by sequence survives abandon.
+    seqs_.insert(std::upper_bound(seqs_.begin(), seqs_.end(), seq), seq);
+  }
+}
+
+void ready_list::erase(std::uint64_t seq) {
+  auto it = std::lower_bound(seqs_.begin(), seqs_.end(), seq);
+  if (it != seqs_.end() && *it == seq) seqs_.erase(it);
+}
+
+// ---- queue_state ----
+
+queue_state::queue_state(std::uint64_t id, queue_name name, queue_options options,
+                         std::size_t max_size, event_sink* sink)
+    : id_(id),
+      name_(std::move(name)),
+      options_(options),
+      max_size_(options.max_size != 0 ? options.max_size : max_size),
+      sink_(sink) {}
+
+std::optional<time_point> queue_state::next_event() const {
+  std::optional<time_point> next;
+  auto consider = [&](time_point t) {
+    if (!next || t < *next) next = t;
+  };
+  if (!scheduled_.empty()) consider(scheduled_.top().first);
+  if (!lock_expiry_.empty()) consider(lock_expiry_.top().first);
+  if (!ttl_expiry_.empty()) consider(ttl_expiry_.top().first);
+  if (!session_expiry_.empty()) consider(session_expiry_.top().at);
+  return next;
+}
+
+void queue_state::sweep(time_point now) {
+  lsn ignored = 0;
+  while (!scheduled_.empty() && scheduled_.top().first <= now) {
+    auto seq = scheduled_.top().second;
+    scheduled_.pop();
+    auto it = main_.items.find(seq);
+    if (it != main_.items.end() && it->second.state == item_state::scheduled) {
+      make_ready(it->second, now);
+    }
+  }
+  while (!session_expiry_.empty() && session_expiry_.top().at <= now) {
+    auto id = session_expiry_.top().id;
+    session_expiry_.pop();
+    auto it = sessions_.find(id);
+    if (it != sessions_.end() && it->second.lock != 0 && it->second.locked_until <= now) {
+      release_session(it->second, now);
+    }
+  }
+  while (!lock_expiry_.empty() && lock_expiry_.top().first <= now) {
+    auto key = lock_expiry_.top().second;
+    lock_expiry_.pop();
+    const bool dead_letter = (key & dead_letter_bit) != 0;
+    auto& items = core(dead_letter).items;
+    auto it = items.find(key & ~dead_letter_bit);
+    if (it != items.end() && it->second.state == item_state::locked &&
+        it->second.locked_until <= now) {
+      release(it->second, now, ignored);
+    }
+  }
+  while (!ttl_expiry_.empty() && ttl_expiry_.top().first <= now) {
+    auto seq = ttl_expiry_.top().second;
+    ttl_expiry_.pop();
+    auto it = main_.items.find(seq);
+    // A locked message may finish its processing; it expires if it comes back.
+    if (it != main_.items.end() && it->second.state != item_state::locked &&
+        it->second.expires_at && *it->second.expires_at <= now) {
+      expire(it->second, now, ignored);
+    }
+  }
+}
+
+std::uint64_t queue_state::enqueue(message msg, time_point now, lsn& last) {
+  const std::uint64_t seq = next_sequence_++;
+  auto [pos, inserted] = main_.items.try_emplace(seq);
+  item& it = pos->second;
+  it.stored.sequence = seq;
+  it.stored.enqueued_time = now;
+  it.stored.content = std::move(msg);
+  const message& m = it.stored.content;
+  it.visible_at =
+      m.scheduled_enqueue_time && *m.scheduled_enqueue_time > now ? *m.scheduled_enqueue_time : now;
+  if (auto ttl = m.time_to_live ? m.time_to_live : options_.default_time_to_live) {
+    it.expires_at = it.visible_at + *ttl;
+    ttl_expiry_.emplace(*it.expires_at, seq);
+  }
+  if (options_.requires_session && m.session) {
+    session_slot& slot = session_for(*m.session);
+    ++slot.messages;
+    it.session = &slot;
+  }
+  if (sink_) last = std::max(last, sink_->enqueued(name_, it.stored));
+  if (it.visible_at > now) {
+    it.state = item_state::scheduled;
+    scheduled_.emplace(it.visible_at, seq);
+  } else {
+    make_ready(it, now);
+  }
+  return seq;
+}
+
+void queue_state::make_ready(item& it, time_point /*now*/) {
+  it.state = item_state::ready;
+  it.lock = 0;
+  const bool dead_letter = it.stored.dead_letter.has_value();
+  if (it.session) {
+    it.session->ready.push(it.stored.sequence);
+    it.session->receivers.notify_all();
+    if (it.session->lock == 0) session_acceptors_.notify(1);
+  } else {
+    auto& c = core(dead_letter);
+    c.ready.push(it.stored.sequence);
+    c.receivers.notify(1);
+  }
+}
+
+received_message queue_state::deliver(item& it, bool dead_letter, time_point now,
+                                      std::uint64_t owner, lsn& last) {
+  it.state = item_state::locked;
+  it.lock = next_lock_++;
+  it.locked_until = it.session ? it.session->locked_until : now + options_.lock_duration;
+  lock_expiry_.emplace(it.locked_until, heap_key(dead_letter, it.stored.sequence));
+  ++it.stored.delivery_count;
+  if (sink_) {
+    last = std::max(last, sink_->delivered(dead_letter ? name_.dead_letter() : name_,
+                                           it.stored.sequence, it.stored.delivery_count));
+  }
+  received_message r;
+  static_cast<message&>(r) = it.stored.content;
+  r.receipt = receipt_handle{owner, id_, heap_key(dead_letter, it.stored.sequence), it.lock, {}};
+  r.delivery_count = it.stored.delivery_count;
+  r.enqueued_time = it.stored.enqueued_time;
+  r.locked_until = it.locked_until;
+  r.sequence_number = static_cast<std::int64_t>(it.stored.sequence);
+  r.dead_letter = it.stored.dead_letter;
+  return r;
+}
+
+void queue_state::take(bool dead_letter, std::size_t max, time_point now,
+                       std::vector<received_message>& out, std::uint64_t owner, lsn& last) {
+  queue_core& c = core(dead_letter);
+  while (out.size() < max && !c.ready.empty()) {
+    const auto seq = c.ready.front();
+    c.ready.pop_front();
+    auto pos = c.items.find(seq);
+    if (pos == c.items.end()) continue;
+    item& it = pos->second;
+    if (!dead_letter && it.expires_at && *it.expires_at <= now) {
+      expire(it, now, last);
+      continue;
+    }
+    out.push_back(deliver(it, dead_letter, now, owner, last));
+  }
+}
+
+void queue_state::peek(bool dead_letter, std::size_t max, std::int64_t from,
+                       std::vector<received_message>& out) const {
+  const queue_core& c = dead_letter ? dlq_ : main_;
+  auto it = c.items.lower_bound(static_cast<std::uint64_t>(std::max<std::int64_t>(from, 0)));
+  for (; it != c.items.end() && out.size() < max; ++it) {
+    const item& i = it->second;
+    received_message r;
+    static_cast<message&>(r) = i.stored.content;
+    r.delivery_count = i.stored.delivery_count;
+    r.enqueued_time = i.stored.enqueued_time;
+    r.sequence_number = static_cast<std::int64_t>(i.stored.sequence);
+    r.dead_letter = i.stored.dead_letter;
+    out.push_back(std::move(r));
+  }
+}
+
+void queue_state::release(item& it, time_point now, lsn& last) {
+  const bool dead_letter = it.stored.dead_letter.has_value();
+  if (it.session) it.session->locked.erase(it.stored.sequence);
+  if (!dead_letter && options_.max_delivery_count != 0 &&
+      it.stored.delivery_count >= options_.max_delivery_count) {
+    move_to_dead_letter(
+        it,
+        {"MaxDeliveryCountExceeded", "delivered " + std::to_string(it.stored.delivery_count) +
+                                         " times without being completed"},
+        now, last);
+    return;
+  }
+  if (!dead_letter && it.expires_at && *it.expires_at <= now) {
+    expire(it, now, last);
+    return;
+  }
+  make_ready(it, now);
+}
+
+void queue_state::expire(item& it, time_point now, lsn& last) {
+  ++expired_;
+  if (options_.dead_letter_on_expiration) {
+    move_to_dead_letter(it, {"TTLExpiredException", "the message's time to live expired"}, now,
+                        last);
+  } else {
+    erase_item(it.stored.sequence, last);
+  }
+}
+
+void queue_state::move_to_dead_letter(item& it, dead_letter_info info, time_point now, lsn& last) {
+  const std::uint64_t dlq_seq = next_sequence_++;
+  auto [pos, inserted] = dlq_.items.try_emplace(dlq_seq);
+  item& moved = pos->second;
+  moved.stored.sequence = dlq_seq;
+  moved.stored.content = std::move(it.stored.content);
+  moved.stored.enqueued_time = it.stored.enqueued_time;
+  moved.stored.delivery_count = it.stored.delivery_count;
+  moved.stored.dead_letter = std::move(info);
+  moved.visible_at = now;
+  if (sink_) last = std::max(last, sink_->enqueued(name_.dead_letter(), moved.stored));
+  erase_item(it.stored.sequence, last);
+  make_ready(moved, now);
+}
+
+void queue_state::erase_item(std::uint64_t seq, lsn& last) {
+  auto pos = main_.items.find(seq);
+  if (pos == main_.items.end()) {
+    pos = dlq_.items.find(seq);
+    if (pos == dlq_.items.end()) return;
+    if (pos->second.state == item_state::ready) dlq_.ready.erase(seq);
+    if (sink_) last = std::max(last, sink_->removed(name_.dead_letter(), seq));
+    dlq_.items.erase(pos);
+    return;
+  }
+  item& it = pos->second;
+  if (it.state == item_state::ready) {
+    if (it.session)
+      it.session->ready.erase(seq);
+    else
+      main_.ready.erase(seq);
+  }
+  session_slot* slot = it.session;
+  if (sink_) last = std::max(last, sink_->removed(name_, seq));
+  main_.items.erase(pos);
+  if (slot) {
+    slot->locked.erase(seq);
+    --slot->messages;
+    forget_session_if_idle(*slot);
+  }
+  senders_.notify(1);
+}
+
+result<void> queue_state::settle(const delivery_key& key, const settlement& s, time_point now,
+                                 lsn& last) {
+  queue_core& c = core(key.dead_letter);
+  auto pos = c.items.find(key.sequence);
+  if (pos == c.items.end()) {
+    return fail(errc::invalid_receipt, "message " + std::to_string(key.sequence) + " in '" +
+                                           name_.to_string() + "' was already settled");
+  }
+  item& it = pos->second;
+  if (it.state != item_state::locked || it.lock != key.lock) {
+    if (it.session) {
+      return fail(errc::session_lock_lost,
+                  "the session lock of '" + it.session->id.str() + "' expired or was released");
+    }
+    return fail(errc::receipt_expired, "the lock on message " + std::to_string(key.sequence) +
+                                           " in '" + name_.to_string() + "' expired");
+  }
+  switch (s.action) {
+    case settle_action::complete:
+      erase_item(key.sequence, last);
+      break;
+    case settle_action::abandon:
+      release(it, now, last);
+      break;
+    case settle_action::dead_letter:
+      if (key.dead_letter) {
+        return fail(errc::invalid_argument, "message " + std::to_string(key.sequence) +
+                                                " is already in a dead-letter queue");
+      }
+      if (it.session) it.session->locked.erase(key.sequence);
+      move_to_dead_letter(it, {s.reason, s.description}, now, last);
+      break;
+  }
+  return {};
+}
+
+result<time_point> queue_state::renew(const delivery_key& key, time_point now) {
+  queue_core& c = core(key.dead_letter);
+  auto pos = c.items.find(key.sequence);
+  if (pos == c.items.end()) {
+    return fail(errc::invalid_receipt,
+                "message " + std::to_string(key.sequence) + " was already settled");
+  }
+  item& it = pos->second;
+  if (it.state != item_state::locked || it.lock != key.lock) {
+    return fail(it.session ? errc::session_lock_lost : errc::receipt_expired,
+                "the lock on message " + std::to_string(key.sequence) + " expired");
+  }
+  if (it.session) return renew_session(*it.session, now);
+  it.locked_until = now + options_.lock_duration;
+  lock_expiry_.emplace(it.locked_until, heap_key(key.dead_letter, key.sequence));
+  return it.locked_until;
+}
+
+session_slot& queue_state::session_for(const session_id& id) {
+  auto [pos, inserted] = sessions_.try_emplace(id);
+  if (inserted) pos->second.id = id;
+  return pos->second;
+}
+
+void queue_state::forget_session_if_idle(session_slot& slot) {
+  if (slot.lock == 0 && slot.messages == 0 && slot.state.empty() && slot.receivers.empty()) {
+    sessions_.erase(slot.id);
+  }
+}
+
+result<session_slot*> queue_state::lock_session(const session_id& id, time_point now) {
+  session_slot& slot = session_for(id);
+  if (slot.lock != 0) {
+    return fail(errc::session_locked,
+                "session '" + id.str() + "' of '" + name_.str() + "' is held by another receiver");
+  }
+  slot.lock = next_lock_++;
+  slot.locked_until = now + options_.lock_duration;
+  session_expiry_.push({slot.locked_until, id});
+  return &slot;
+}
+
+session_slot* queue_state::lock_next_session(time_point now) {
+  for (auto& [id, slot] : sessions_) {
+    if (slot.lock == 0 && !slot.ready.empty()) {
+      auto r = lock_session(id, now);
+      return r ? *r : nullptr;
+    }
+  }
+  return nullptr;
+}
+
+result<session_slot*> queue_state::find_locked_session(const session_id& id, std::uint64_t lock,
+                                                       time_point /*now*/) {
+  auto it = sessions_.find(id);
+  if (it == sessions_.end() || it->second.lock != lock) {
+    return fail(errc::session_lock_lost,
+                "the lock on session '" + id.str() + "' expired or was released");
+  }
+  return &it->second;
+}
+
+void queue_state::take_from_session(session_slot& slot, std::size_t max, time_point now,
+                                    std::vector<received_message>& out, std::uint64_t owner,
+                                    lsn& last) {
+  while (out.size() < max && !slot.ready.empty()) {
+    const auto seq = slot.ready.front();
+    slot.ready.pop_front();
+    auto pos = main_.items.find(seq);
+    if (pos == main_.items.end()) continue;
+    item& it = pos->second;
+    if (it.expires_at && *it.expires_at <= now) {
+      expire(it, now, last);
+      continue;
+    }
+    slot.locked.insert(seq);
+    out.push_back(deliver(it, false, now, owner, last));
+  }
+}
+
+time_point queue_state::renew_session(session_slot& slot, time_point now) {
+  slot.locked_until = now + options_.lock_duration;
+  session_expiry_.push({slot.locked_until, slot.id});
+  for (auto seq : slot.locked) {
+    auto pos = main_.items.find(seq);
+    if (pos == main_.items.end()) continue;
+    pos->second.locked_until = slot.locked_until;
+    lock_expiry_.emplace(slot.locked_until, seq);
+  }
+  return slot.locked_until;
+}
+
+void queue_state::release_session(session_slot& slot, time_point now) {
+  lsn ignored = 0;
+  const auto locked = slot.locked;  // release() edits the set
+  // The messages go back first, while the slot is still locked, so no acceptor races ahead.
+  for (auto seq : locked) {
+    auto pos = main_.items.find(seq);
+    if (pos != main_.items.end() && pos->second.state == item_state::locked) {
+      release(pos->second, now, ignored);
+    }
+  }
+  slot.locked.clear();
+  slot.lock = 0;
+  slot.receivers.notify_all();
+  if (!slot.ready.empty()) session_acceptors_.notify(1);
+  forget_session_if_idle(slot);
+}
+
+lsn queue_state::set_session_state(session_slot& slot, std::string state) {
+  slot.state = std::move(state);
+  return sink_ ? sink_->session_state_set(name_, slot.id, slot.state) : 0;
+}
+
+queue_stats queue_state::stats() const {
+  queue_stats s;
+  s.active = s.in_flight = s.scheduled = 0;
+  for (const auto& [seq, it] : main_.items) {
+    switch (it.state) {
+      case item_state::ready:
+        ++s.active;
+        break;
+      case item_state::locked:
+        ++s.in_flight;
+        break;
+      case item_state::scheduled:
+        ++s.scheduled;
+        break;
+    }
+  }
+  s.dead_lettered = static_cast<std::int64_t>(dlq_.items.size());
+  s.expired = expired_;
+  return s;
+}
+
+void queue_state::restore(recovered_queue&& recovered, time_point now) {
+  next_sequence_ = std::max(next_sequence_, recovered.next_sequence);
+  event_sink* sink = sink_;
+  sink_ = nullptr;  // replaying must not log again
+  for (auto& m : recovered.messages) {
+    const std::uint64_t seq = m.sequence;
+    auto [pos, inserted] = main_.items.try_emplace(seq);
+    item& it = pos->second;
+    it.stored = std::move(m);
+    const message& c = it.stored.content;
+    it.visible_at = c.scheduled_enqueue_time && *c.scheduled_enqueue_time > it.stored.enqueued_time
+                        ? *c.scheduled_enqueue_time
+                        : it.stored.enqueued_time;
+    if (auto ttl = c.time_to_live ? c.time_to_live : options_.default_time_to_live) {
+      it.expires_at = it.visible_at + *ttl;
+      ttl_expiry_.emplace(*it.expires_at, seq);
+    }
+    if (options_.requires_session && c.session) {
+      session_slot& slot = session_for(*c.session);
+      ++slot.messages;
+      it.session = &slot;
+    }
+    if (it.visible_at > now) {
+      it.state = item_state::scheduled;
+      scheduled_.emplace(it.visible_at, seq);
+    } else {
+      make_ready(it, now);
+    }
+    next_sequence_ = std::max(next_sequence_, seq + 1);
+  }
+  for (auto& m : recovered.dead_letters) {
+    const std::uint64_t seq = m.sequence;
+    auto [pos, inserted] = dlq_.items.try_emplace(seq);
+    item& it = pos->second;
+    it.stored = std::move(m);
+    if (!it.stored.dead_letter) it.stored.dead_letter = dead_letter_info{};
+    it.visible_at = now;
+    make_ready(it, now);
+    next_sequence_ = std::max(next_sequence_, seq + 1);
+  }
+  for (auto& [id, state] : recovered.session_states) session_for(id).state = std::move(state);
+  sink_ = sink;
+}
+
+void queue_state::wake_everyone() {
+  main_.receivers.notify_all();
+  dlq_.receivers.notify_all();
+  senders_.notify_all();
+  session_acceptors_.notify_all();
+  for (auto& [id, slot] : sessions_) slot.receivers.notify_all();
+}
+
+}  // namespace qrt::memory::detail

@@ -1,0 +1,210 @@
+// The embedded provider's state machine for one queue and its dead-letter queue.
+//
+// Pure state: no I/O, no waiting. Every method is called with `mutex` held and takes `now`, so
+// the rules (locks, expiry, delivery counts, sessions, scheduling, TTL) are exercised directly by
+// tests. memory_provider.cpp adds the waiting and the Asio glue.
+#pragma once
+
+#include <boost/asio/any_completion_handler.hpp>
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/system_timer.hpp>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <queue>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "events.hpp"
+
+namespace qrt::memory::detail {
+
+/// One suspended receive/send/accept, woken by a state change or by its timer.
+struct waiter {
+  explicit waiter(boost::asio::any_io_executor ex) : timer(std::move(ex)) {}
+  boost::asio::system_timer timer;
+  // Guarded by the owning queue's mutex.
+  std::optional<boost::asio::any_completion_handler<void()>> handler;
+  boost::asio::any_io_executor handler_executor;
+  bool notified = false;
+};
+using waiter_ptr = std::shared_ptr<waiter>;
+
+/// Waiters of one kind; notify hands each woken waiter's handler to its executor.
+class wait_list {
+ public:
+  void add(waiter_ptr w) { waiters_.push_back(std::move(w)); }
+  void remove(const waiter_ptr& w);
+  void notify(std::size_t n);
+  void notify_all() { notify(waiters_.size()); }
+  bool empty() const noexcept { return waiters_.empty(); }
+
+ private:
+  std::deque<waiter_ptr> waiters_;
+};
+
+/// Wakes one waiter (mutex held): completes its handler, or marks it so it won't sleep.
+void wake(waiter& w);
+
+/// Ready messages in sequence order (abandoned ones return to their place).
+class ready_list {
+ public:
+  void push(std::uint64_t seq);
+  bool empty() const noexcept { return seqs_.empty(); }
+  std::size_t size() const noexcept { return seqs_.size(); }
+  std::uint64_t front() const { return seqs_.front(); }
+  void pop_front() { seqs_.pop_front(); }
+  void erase(std::uint64_t seq);
+
+ private:
+  std::deque<std::uint64_t> seqs_;
+};
+
+enum class item_state : std::uint8_t { scheduled, ready, locked };
+
+struct session_slot;
+
+struct item {
+  stored_message stored;
+  item_state state = item_state::ready;
+  time_point visible_at{};
+  std::optional<time_point> expires_at;
+  std::uint64_t lock = 0;  ///< generation of the current lock; 0 when not locked
+  time_point locked_until{};
+  session_slot* session = nullptr;  ///< requires_session queues only
+};
+
+struct session_slot {
+  session_id id;
+  ready_list ready;
+  std::set<std::uint64_t> locked;  ///< sequences delivered under the current session lock
+  std::uint64_t lock = 0;          ///< 0: free
+  time_point locked_until{};
+  std::string state;
+  std::size_t messages = 0;  ///< stored (any state) messages of this session
+  wait_list receivers;
+};
+
+/// A queue or a dead-letter queue: its messages and who is waiting for them.
+struct queue_core {
+  std::map<std::uint64_t, item> items;  ///< by sequence; ordered for peek
+  ready_list ready;
+  wait_list receivers;
+};
+
+/// Identifies a delivery inside one queue family.
+struct delivery_key {
+  bool dead_letter = false;
+  std::uint64_t sequence = 0;
+  std::uint64_t lock = 0;
+};
+
+/// A queue, its dead-letter queue and its sessions, all under one mutex.
+class queue_state {
+ public:
+  queue_state(std::uint64_t id, queue_name name, queue_options options, std::size_t max_size,
+              event_sink* sink);
+
+  std::mutex mutex;
+
+  std::uint64_t id() const noexcept { return id_; }
+  const queue_name& name() const noexcept { return name_; }
+  const queue_options& options() const noexcept { return options_; }
+  bool deleted = false;
+  bool closed = false;
+
+  /// Applies everything whose time has come: scheduled messages, lock and TTL expiry.
+  void sweep(time_point now);
+  /// The next time sweep() would change something, if any.
+  std::optional<time_point> next_event() const;
+
+  /// Room for at least one more message in the active queue.
+  bool has_room() const noexcept { return main_.items.size() < max_size_; }
+  std::size_t room() const noexcept {
+    return max_size_ > main_.items.size() ? max_size_ - main_.items.size() : 0;
+  }
+  /// Stores one message; the caller has checked room and validated it. Returns the sequence.
+  std::uint64_t enqueue(message msg, time_point now, lsn& last);
+
+  /// Locks up to `max` ready messages of the active queue or the DLQ.
+  void take(bool dead_letter, std::size_t max, time_point now, std::vector<received_message>& out,
+            std::uint64_t owner, lsn& last);
+  void peek(bool dead_letter, std::size_t max, std::int64_t from,
+            std::vector<received_message>& out) const;
+
+  result<void> settle(const delivery_key& key, const settlement& s, time_point now, lsn& last);
+  result<time_point> renew(const delivery_key& key, time_point now);
+
+  // Sessions (requires_session queues).
+  /// Locks a named session, creating it if needed.
+  result<session_slot*> lock_session(const session_id& id, time_point now);
+  /// Locks the first free session that has ready messages, or nullptr.
+  session_slot* lock_next_session(time_point now);
+  session_slot* find_session(const session_id& id) {
+    auto it = sessions_.find(id);
+    return it == sessions_.end() ? nullptr : &it->second;
+  }
+  result<session_slot*> find_locked_session(const session_id& id, std::uint64_t lock,
+                                            time_point now);
+  void take_from_session(session_slot& slot, std::size_t max, time_point now,
+                         std::vector<received_message>& out, std::uint64_t owner, lsn& last);
+  time_point renew_session(session_slot& slot, time_point now);
+  void release_session(session_slot& slot, time_point now);
+  lsn set_session_state(session_slot& slot, std::string state);
+
+  queue_stats stats() const;
+  queue_core& core(bool dead_letter) noexcept { return dead_letter ? dlq_ : main_; }
+  wait_list& senders() noexcept { return senders_; }
+  wait_list& session_acceptors() noexcept { return session_acceptors_; }
+
+  /// Rebuilds state from a replayed log.
+  void restore(recovered_queue&& recovered, time_point now);
+
+  /// Wakes every waiter (delete / close).
+  void wake_everyone();
+
+ private:
+  received_message deliver(item& it, bool dead_letter, time_point now, std::uint64_t owner,
+                           lsn& last);
+  void make_ready(item& it, time_point now);
+  /// Lock expired or abandoned: back to ready, or to the DLQ past max deliveries.
+  void release(item& it, time_point now, lsn& last);
+  void move_to_dead_letter(item& it, dead_letter_info info, time_point now, lsn& last);
+  void erase_item(std::uint64_t seq, lsn& last);
+  void expire(item& it, time_point now, lsn& last);
+  session_slot& session_for(const session_id& id);
+  void forget_session_if_idle(session_slot& slot);
+
+  std::uint64_t id_;
+  queue_name name_;
+  queue_options options_;
+  std::size_t max_size_;
+  event_sink* sink_;
+
+  queue_core main_;
+  queue_core dlq_;
+  std::map<session_id, session_slot> sessions_;
+  wait_list senders_;
+  wait_list session_acceptors_;
+
+  std::uint64_t next_sequence_ = 1;
+  std::uint64_t next_lock_ = 1;
+  std::uint64_t expired_ = 0;
+
+  using timed = std::pair<time_point, std::uint64_t>;
+  std::priority_queue<timed, std::vector<timed>, std::greater<>> scheduled_;    // (visible_at, seq)
+  std::priority_queue<timed, std::vector<timed>, std::greater<>> lock_expiry_;  // (until, seq)
+  std::priority_queue<timed, std::vector<timed>, std::greater<>> ttl_expiry_;   // (expires, seq)
+  struct session_timed {
+    time_point at;
+    session_id id;
+    friend bool operator>(const session_timed& a, const session_timed& b) { return a.at > b.at; }
+  };
+  std::priority_queue<session_timed, std::vector<session_timed>, std::greater<>> session_expiry_;
+};
+
+}  // namespace qrt::memory::detail
