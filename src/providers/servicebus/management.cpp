@@ -112,10 +112,11 @@ auto guarded(std::string_view what, F&& f) -> decltype(f()) {
 }  // namespace
 
 proton::message put_token_request(std::string_view audience, std::string_view token,
+                                  std::string_view type,
                                   std::chrono::system_clock::time_point expiry) {
   proton::message m;
   m.properties().put("operation", "put-token");
-  m.properties().put("type", "servicebus.windows.net:sastoken");
+  m.properties().put("type", std::string(type));
   m.properties().put("name", std::string(audience));
   m.properties().put("expiration",
                      proton::timestamp(std::chrono::duration_cast<std::chrono::milliseconds>(

@@ -15,8 +15,10 @@
 
 namespace qrt::servicebus::detail {
 
-/// put-token on $cbs: `audience` is "sb://host/entity", `token` a SharedAccessSignature.
+/// put-token on $cbs: `audience` is "sb://host/entity", `token` a SharedAccessSignature (type
+/// "servicebus.windows.net:sastoken") or an Azure AD token (type "jwt").
 proton::message put_token_request(std::string_view audience, std::string_view token,
+                                  std::string_view type,
                                   std::chrono::system_clock::time_point expiry);
 
 /// Each request carries operation, com.microsoft:tracking-id and, when given, the

@@ -373,8 +373,9 @@ function applyOutcome(queue, msg, outcome) {
       return null;
     case 'modified': {
       const annotations = outcome.message_annotations || undefined;
+      // Abandon counts a delivery attempt whatever delivery-failed says (as the service does).
       if (outcome.undeliverable_here) defer(queue, msg, annotations);
-      else release(queue, msg, outcome.delivery_failed !== false, annotations);
+      else release(queue, msg, true, annotations);
       return null;
     }
     case 'rejected': {

@@ -311,3 +311,60 @@ TEST(ServiceBusManagement, ParsesRepliesAndTheirErrors) {
 }
 
 }  // namespace
+
+#include <qrt/servicebus.hpp>
+
+namespace {
+
+constexpr const char* peer_cs =
+    "Endpoint=sb://127.0.0.1:5672/"
+    ";SharedAccessKeyName=x;SharedAccessKey=very-secret;UseDevelopmentEmulator=true";
+
+TEST(ServiceBusOptions, PresetsMatchTheSeed) {
+  const auto fast = qrt::servicebus::options::for_high_throughput();
+  EXPECT_EQ(fast.max_concurrent_calls, 32u);
+  EXPECT_EQ(fast.prefetch_count, 50u);
+  EXPECT_EQ(fast.max_auto_lock_renewal_duration, std::chrono::minutes(10));
+  const auto quick = qrt::servicebus::options::for_low_latency();
+  EXPECT_EQ(quick.max_concurrent_calls, 4u);
+  EXPECT_EQ(quick.prefetch_count, 1u);
+}
+
+TEST(ServiceBusOptions, FromConfigAppliesPresetThenFields) {
+  auto o = qrt::servicebus::options_from_config({{"provider", "servicebus"},
+                                                 {"preset", "high_throughput"},
+                                                 {"connection_string", peer_cs},
+                                                 {"prefetch_count", "7"},
+                                                 {"operation_timeout", "5s"}});
+  ASSERT_TRUE(o) << o.error().to_string();
+  EXPECT_EQ(o->max_concurrent_calls, 32u);
+  EXPECT_EQ(o->prefetch_count, 7u);
+  EXPECT_EQ(o->operation_timeout, std::chrono::seconds(5));
+  EXPECT_EQ(o->transport, qrt::servicebus::transport_type::amqp);
+}
+
+TEST(ServiceBusOptions, RefusesWebSocketsUnknownFieldsAndBadConnectionStrings) {
+  auto ws = qrt::servicebus::options_from_config(
+      {{"connection_string", peer_cs}, {"transport_type", "amqp_websockets"}});
+  ASSERT_FALSE(ws);
+  EXPECT_EQ(ws.error().code, errc::configuration_error);
+  EXPECT_NE(ws.error().message.find("WebSockets"), std::string::npos);
+
+  auto typo =
+      qrt::servicebus::options_from_config({{"connection_string", peer_cs}, {"prefetch", "5"}});
+  ASSERT_FALSE(typo);
+  EXPECT_NE(typo.error().message.find("prefetch"), std::string::npos);
+
+  auto missing = qrt::servicebus::options_from_config({{"provider", "servicebus"}});
+  ASSERT_FALSE(missing);
+  EXPECT_NE(missing.error().message.find("connection_string"), std::string::npos);
+
+  auto bad = qrt::servicebus::options_from_config(
+      {{"connection_string",
+        "Endpoint=ftp://x/;SharedAccessKeyName=x;SharedAccessKey=very-secret"}});
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().message.find("Endpoint"), std::string::npos);
+  EXPECT_EQ(bad.error().message.find("very-secret"), std::string::npos);
+}
+
+}  // namespace
