@@ -28,24 +28,29 @@ delivery_key key_of(const receipt_handle& r) {
 
 /// Suspends until `w` is woken (by a state change) or `wake_at` passes. `q->mutex` must not be
 /// held. A wake that happens before we suspend is kept in w->notified, so none is lost.
-awaitable<void> wait_for_change(queue_ptr q, waiter_ptr w, time_point wake_at) {
-  co_await asio::async_initiate<decltype(asio::use_awaitable), void()>(
-      [q, w, wake_at](auto handler) {
-        auto ex = asio::get_associated_executor(handler, w->timer.get_executor());
-        std::lock_guard lock(q->mutex);
-        if (w->notified) {
-          asio::post(ex, std::move(handler));
-          return;
-        }
-        w->handler.emplace(std::move(handler));
-        w->handler_executor = ex;
-        w->timer.expires_at(wake_at);
-        w->timer.async_wait([q, w](boost::system::error_code) {
-          std::lock_guard lock(q->mutex);
-          wake(*w);
+/// The caller keeps q and w alive until this returns.
+awaitable<void> wait_for_change(const queue_ptr& q, const waiter_ptr& w, time_point wake_at) {
+  // Captures raw pointers: GCC 12 destroys the captures of a lambda that is a temporary inside a
+  // co_await expression twice, so shared_ptr captures there lose a reference. The caller keeps
+  // q and w alive until we resume; the timer handler below owns its own references.
+  auto initiation = [qp = q.get(), wp = w.get(), wake_at](auto handler) {
+    auto ex = asio::get_associated_executor(handler, wp->timer.get_executor());
+    std::lock_guard lock(qp->mutex);
+    if (wp->notified) {
+      asio::post(ex, std::move(handler));
+      return;
+    }
+    wp->handler.emplace(std::move(handler));
+    wp->handler_executor = ex;
+    wp->timer.expires_at(wake_at);
+    wp->timer.async_wait(
+        [qs = qp->shared_from_this(), ws = wp->shared_from_this()](boost::system::error_code) {
+          std::lock_guard lock(qs->mutex);
+          wake(*ws);
         });
-      },
-      asio::use_awaitable);
+  };
+  co_await asio::async_initiate<decltype(asio::use_awaitable), void()>(initiation,
+                                                                       asio::use_awaitable);
   // Our own timer, touched only from this coroutine; its handler keeps q and w alive.
   w->timer.cancel();
 }
@@ -219,8 +224,8 @@ class memory_provider final : public provider,
     std::vector<bool> done(n, false);
     std::size_t pending = 0;
     for (std::size_t i = 0; i < n; ++i) {
-      if (auto e = validate(*q, messages[i])) {
-        outcomes[i] = std::move(*e);
+      if (auto invalid = validate(*q, messages[i])) {
+        outcomes[i] = std::move(*invalid);
         done[i] = true;
       } else {
         ++pending;
@@ -231,16 +236,20 @@ class memory_provider final : public provider,
     auto ex = co_await asio::this_coro::executor;
     lsn last = 0;
     std::size_t next = 0;
+    waiter_ptr w;
     while (pending > 0) {
-      waiter_ptr w;
       time_point wake_at{};
       {
         std::lock_guard lock(q->mutex);
+        if (w) {
+          q->senders().remove(w);
+          w.reset();
+        }
         if (q->deleted || q->closed) {
-          const error e = q->deleted ? queue_missing(queue) : provider_closed();
-          if (pending == n) co_return e;
+          const error gone = q->deleted ? queue_missing(queue) : provider_closed();
+          if (pending == n) co_return gone;
           for (std::size_t i = next; i < n; ++i) {
-            if (!done[i]) outcomes[i] = e;
+            if (!done[i]) outcomes[i] = gone;
           }
           break;
         }
@@ -271,11 +280,9 @@ class memory_provider final : public provider,
         w = std::make_shared<waiter>(ex);
         q->senders().add(w);
         wake_at = deadline;
-        if (auto e = q->next_event()) wake_at = std::min(wake_at, *e);
+        if (auto event = q->next_event()) wake_at = std::min(wake_at, *event);
       }
       co_await wait_for_change(q, w, wake_at);
-      std::lock_guard lock(q->mutex);
-      q->senders().remove(w);
     }
     if (auto r = co_await flushed(last); !r) {
       for (auto& o : outcomes) {
@@ -299,11 +306,15 @@ class memory_provider final : public provider,
     const auto deadline = clock::now() + wait;
     std::vector<received_message> out;
     auto ex = co_await asio::this_coro::executor;
+    waiter_ptr w;
     for (;;) {
-      waiter_ptr w;
       time_point wake_at{};
       {
         std::lock_guard lock(q->mutex);
+        if (w) {
+          q->core(dead_letter).receivers.remove(w);
+          w.reset();
+        }
         if (q->deleted) co_return queue_missing(queue);
         if (q->closed) co_return provider_closed();
         const auto now = clock::now();
@@ -314,11 +325,9 @@ class memory_provider final : public provider,
         w = std::make_shared<waiter>(ex);
         q->core(dead_letter).receivers.add(w);
         wake_at = deadline;
-        if (auto e = q->next_event()) wake_at = std::min(wake_at, *e);
+        if (auto event = q->next_event()) wake_at = std::min(wake_at, *event);
       }
       co_await wait_for_change(q, w, wake_at);
-      std::lock_guard lock(q->mutex);
-      q->core(dead_letter).receivers.remove(w);
     }
     co_return out;
   }
@@ -392,11 +401,15 @@ class memory_provider final : public provider,
     }
     const auto deadline = clock::now() + wait;
     auto ex = co_await asio::this_coro::executor;
+    waiter_ptr w;
     for (;;) {
-      waiter_ptr w;
       time_point wake_at{};
       {
         std::lock_guard lock(q->mutex);
+        if (w) {
+          q->session_acceptors().remove(w);
+          w.reset();
+        }
         if (q->deleted) co_return queue_missing(queue);
         if (q->closed) co_return provider_closed();
         const auto now = clock::now();
@@ -414,11 +427,9 @@ class memory_provider final : public provider,
         w = std::make_shared<waiter>(ex);
         q->session_acceptors().add(w);
         wake_at = deadline;
-        if (auto e = q->next_event()) wake_at = std::min(wake_at, *e);
+        if (auto event = q->next_event()) wake_at = std::min(wake_at, *event);
       }
       co_await wait_for_change(q, w, wake_at);
-      std::lock_guard lock(q->mutex);
-      q->session_acceptors().remove(w);
     }
   }
 
@@ -505,11 +516,16 @@ awaitable<result<std::vector<received_message>>> memory_session::receive(std::si
   const auto deadline = clock::now() + wait;
   std::vector<received_message> out;
   auto ex = co_await asio::this_coro::executor;
+  waiter_ptr w;
   for (;;) {
-    waiter_ptr w;
     time_point wake_at{};
     {
       std::lock_guard lock(q_->mutex);
+      if (w) {
+        // The slot may be gone (its lock expired and it emptied); its waiters went with it.
+        if (auto* slot = q_->find_session(id_)) slot->receivers.remove(w);
+        w.reset();
+      }
       if (q_->closed) co_return provider_closed();
       const auto now = clock::now();
       auto slot = locked_slot(now);
@@ -523,8 +539,6 @@ awaitable<result<std::vector<received_message>>> memory_session::receive(std::si
       if (auto e = q_->next_event()) wake_at = std::min(wake_at, *e);
     }
     co_await wait_for_change(q_, w, wake_at);
-    std::lock_guard lock(q_->mutex);
-    if (auto* slot = q_->find_session(id_)) slot->receivers.remove(w);
   }
   co_return out;
 }

@@ -24,7 +24,7 @@
 namespace qrt::memory::detail {
 
 /// One suspended receive/send/accept, woken by a state change or by its timer.
-struct waiter {
+struct waiter : std::enable_shared_from_this<waiter> {
   explicit waiter(boost::asio::any_io_executor ex) : timer(std::move(ex)) {}
   boost::asio::system_timer timer;
   // Guarded by the owning queue's mutex.
@@ -104,7 +104,7 @@ struct delivery_key {
 };
 
 /// A queue, its dead-letter queue and its sessions, all under one mutex.
-class queue_state {
+class queue_state : public std::enable_shared_from_this<queue_state> {
  public:
   queue_state(std::uint64_t id, queue_name name, queue_options options, std::size_t max_size,
               event_sink* sink);
