@@ -43,6 +43,10 @@ const options = {
   maxMessageSize: Number(arg('max-message-size', 262144)),
   sessionQueues: new Set(String(arg('session-queues', '')).split(',').filter(Boolean)),
   quiet: args.includes('--quiet'),
+  // Only queues made through $peer-admin (or --queues) exist; others are amqp:not-found, as on
+  // a real namespace. Without it, the first attach to a name creates the queue.
+  requireCreated: args.includes('--require-created'),
+  queues: String(arg('queues', '')).split(',').filter(Boolean),
 };
 const log = options.quiet ? () => {} : (...a) => console.error('[sb-peer]', ...a);
 
@@ -625,11 +629,10 @@ function respond(context, request, status, description, body) {
 function conditionFor(status, description) {
   if (status === 401) return 'amqp:unauthorized-access';
   if (status === 404) {
-    if (/lock/i.test(description || '')) return description.startsWith('session') ? 'com.microsoft:session-lock-lost' : 'com.microsoft:message-lock-lost';
-    if (/message/i.test(description || '')) return 'com.microsoft:message-not-found';
+    if (/^message with sequence number/.test(description || '')) return 'com.microsoft:message-not-found';
     return 'amqp:not-found';
   }
-  if (status === 410) return 'com.microsoft:message-lock-lost';
+  if (status === 410) return /^session/i.test(description || '') ? 'com.microsoft:session-lock-lost' : 'com.microsoft:message-lock-lost';
   if (status === 400) return 'amqp:invalid-field';
   return 'amqp:internal-error';
 }
@@ -829,6 +832,11 @@ const container = rhea.create_container({
 container.sasl_server_mechanisms.enable_anonymous();
 container.sasl_server_mechanisms.enable_plain(() => true);
 
+function notFound(context, entity) {
+  return `The messaging entity 'sb://${context.connection.options.hostname || '127.0.0.1'}/${entity}' could not be found.`;
+}
+for (const name of options.queues) queues.set(name, new Queue(name));
+
 function isNode(entity) {
   return entity === '$cbs' || entity === '$peer-admin' || entity.endsWith(MGMT_SUFFIX);
 }
@@ -851,7 +859,8 @@ container.on('receiver_open', (context) => {
   }
   if (!isNode(entity)) {
     if (entity.endsWith(DLQ_SUFFIX)) return refuseAttach(link, 'amqp:not-allowed', 'cannot send to a dead-letter queue');
-    st.queue = queueFor(entity);
+    st.queue = queueFor(entity, !options.requireCreated);
+    if (!st.queue) return refuseAttach(link, 'amqp:not-found', notFound(context, entity));
   }
   link.add_credit(1000);
 });
@@ -877,7 +886,8 @@ container.on('sender_open', (context) => {
   if (!authorized(context.connection, entity)) {
     return refuseAttach(link, 'amqp:unauthorized-access', `Unauthorized access. 'Listen' claim(s) are required to perform this operation. Resource: '${entity}'.`);
   }
-  const queue = queueFor(entity);
+  const queue = queueFor(entity, !options.requireCreated);
+  if (!queue) return refuseAttach(link, 'amqp:not-found', notFound(context, entity));
   st.queue = queue;
   const filter = source.filter || {};
   const wantsSession = Object.prototype.hasOwnProperty.call(filter, SESSION_FILTER);
@@ -1027,7 +1037,9 @@ container.on('message', (context) => {
     if (st.entity === '$peer-admin') return accept(), handleAdmin(context, request);
     if (st.entity.endsWith(MGMT_SUFFIX)) {
       accept();
-      const queue = queueFor(st.entity.slice(0, -MGMT_SUFFIX.length));
+      const entity = st.entity.slice(0, -MGMT_SUFFIX.length);
+      const queue = queueFor(entity, !options.requireCreated);
+      if (!queue) return respond(context, request, 404, notFound(context, entity));
       return handleManagement(context, queue, request);
     }
     const queue = st.queue;
