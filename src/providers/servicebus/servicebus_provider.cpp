@@ -433,8 +433,25 @@ class servicebus_provider final : public provider,
       co_await conn_->close_receiver(link_id);
       co_return remap(info.error());
     }
+    // A refused session attach is answered with an attach without the filter echoed, then a
+    // detach (com.microsoft:session-cannot-be-locked, or com.microsoft:timeout when no session
+    // became free): the AMQP core reports the attach, so the missing echo is the refusal.
+    if (!info->remote_filters.exists(proton::symbol(session_filter))) {
+      co_await conn_->close_receiver(link_id);
+      if (session) {
+        co_return fail(errc::session_locked,
+                       "servicebus: session '" + session->str() + "' of '" + entity +
+                           "' cannot be locked: another receiver may hold it",
+                       "com.microsoft:session-cannot-be-locked");
+      }
+      co_return fail(errc::timeout,
+                     "servicebus: no unlocked session of '" + entity +
+                         "' became available within " + std::to_string(wait.count()) + " ms",
+                     "com.microsoft:timeout");
+    }
     std::string chosen;
     time_point locked_until = clock::now();
+    std::optional<error> malformed;
     try {
       const proton::symbol key(session_filter);
       if (info->remote_filters.exists(key)) {
@@ -442,12 +459,16 @@ class servicebus_provider final : public provider,
         if (v.type() == proton::STRING) chosen = proton::get<std::string>(v);
       }
       const auto it = info->remote_properties.find(proton::symbol(locked_until_utc));
-      if (it != info->remote_properties.end())
+      if (it != info->remote_properties.end()) {
         locked_until = detail::from_dotnet_ticks(proton::coerce<std::int64_t>(it->second));
+      }
     } catch (const proton::error& e) {
+      malformed = fail(errc::protocol_error,
+                       std::string("servicebus: malformed session attach: ") + e.what());
+    }
+    if (malformed) {
       co_await conn_->close_receiver(link_id);
-      co_return fail(errc::protocol_error,
-                     std::string("servicebus: malformed session attach: ") + e.what());
+      co_return *malformed;
     }
     if (chosen.empty() && session) chosen = session->str();
     auto id = session_id::parse(chosen);

@@ -950,7 +950,9 @@ function forgetLink(link) {
   }
 }
 
-container.on('sender_close', (context) => forgetLink(context.sender));
+// Dispositions that arrived before the detach are dispatched by rhea on the next tick: settle
+// them first, then release what the link still holds.
+container.on('sender_close', (context) => setImmediate(() => forgetLink(context.sender)));
 container.on('receiver_close', () => {});
 container.on('disconnected', (context) => {
   const session_links = [];
@@ -959,7 +961,7 @@ container.on('disconnected', (context) => {
       for (const link of candidate.receivers) if (link.connection === context.connection) session_links.push(link);
     }
   }
-  session_links.forEach(forgetLink);
+  setImmediate(() => session_links.forEach(forgetLink));
   for (const w of [...waitingForSession]) {
     if (w.link.connection === context.connection) {
       clearTimeout(w.timer);
