@@ -10,6 +10,7 @@
 #include <proton/timestamp.hpp>
 #include <qrt/servicebus.hpp>
 #include <random>
+#include <thread>
 
 #include "connection_string.hpp"
 #include "management.hpp"
@@ -30,6 +31,9 @@ constexpr const char* timeout_property = "com.microsoft:timeout";
 constexpr const char* dead_letter_condition = "com.microsoft:dead-letter";
 
 std::atomic<std::uint64_t> next_provider_id{1};
+
+/// Bytes kept back from the service's message size limit for AMQP encoding overhead.
+constexpr std::size_t encoding_reserve = 8 * 1024;
 
 std::string random_id() {
   thread_local std::mt19937_64 rng{std::random_device{}()};
@@ -115,6 +119,13 @@ std::pair<std::string, std::string> split_receipt_token(const std::string& token
   return {token.substr(0, space), token.substr(space + 1)};
 }
 
+/// The AMQP core's close() joins its Proton thread, which outlives the longest timer it has
+/// scheduled (a pending send or request timeout): close on a thread of its own so that neither a
+/// destructor nor the awaitable close() blocks an Asio thread for that long.
+void close_in_background(std::shared_ptr<amqp::connection> conn) {
+  std::thread([conn = std::move(conn)] { conn->close(); }).detach();
+}
+
 class servicebus_provider;
 
 class servicebus_session final : public session_receiver {
@@ -145,6 +156,8 @@ class servicebus_session final : public session_receiver {
   awaitable<result<void>> close() override;
 
  private:
+  bool lock_lost() const noexcept;
+  error lock_lost_error() const;
   std::shared_ptr<servicebus_provider> owner_;
   std::string entity_;
   std::string link_id_;
@@ -165,7 +178,11 @@ class servicebus_provider final : public provider,
     caps_.sessions = session_support::native;
     caps_.max_batch_messages = 1000;  // one transfer per message, pipelined on one link
     caps_.max_batch_bytes = 0;
-    caps_.max_message_bytes = opts_.max_message_bytes;
+    // The service's limit counts the encoded message; qrt's counts body plus attributes. Keep a
+    // reserve for the AMQP sections and system properties so that a message qrt admits fits.
+    caps_.max_message_bytes = opts_.max_message_bytes > 4 * encoding_reserve
+                                  ? opts_.max_message_bytes - encoding_reserve
+                                  : opts_.max_message_bytes;
     caps_.peek = true;
     caps_.scheduling = true;
     caps_.time_to_live = true;
@@ -177,7 +194,7 @@ class servicebus_provider final : public provider,
     caps_.queue_management = opts_.test_peer_admin;
   }
 
-  ~servicebus_provider() override { conn_->close(); }
+  ~servicebus_provider() override { close_in_background(conn_); }
 
   std::string_view name() const noexcept override { return "servicebus"; }
   const capabilities& caps() const noexcept override { return caps_; }
@@ -192,7 +209,8 @@ class servicebus_provider final : public provider,
     std::map<std::string, proton::value> body{
         {"lock-duration-ms", static_cast<std::int64_t>(o.lock_duration.count())},
         {"max-delivery-count", static_cast<std::int64_t>(o.max_delivery_count)},
-        {"requires-session", o.requires_session}};
+        {"requires-session", o.requires_session},
+        {"dead-letter-on-expiration", o.dead_letter_on_expiration}};
     m.body(body);
     auto reply = co_await admin(std::move(m));
     if (!reply) co_return reply.error();
@@ -228,6 +246,7 @@ class servicebus_provider final : public provider,
       s.in_flight = count("locked");
       s.scheduled = count("scheduled");
       s.dead_lettered = count("deadLettered");
+      s.expired = static_cast<std::uint64_t>(std::max<std::int64_t>(0, count("expired")));
       co_return s;
     } catch (const proton::error& e) {
       co_return fail(errc::protocol_error,
@@ -247,8 +266,17 @@ class servicebus_provider final : public provider,
     const std::string entity = queue.str();
     std::vector<proton::message> wire;
     std::vector<message_id> ids;
+    std::vector<std::optional<error>> refused(messages.size());  // oversize: never sent
     wire.reserve(messages.size());
-    for (auto& m : messages) {
+    for (std::size_t i = 0; i < messages.size(); ++i) {
+      auto& m = messages[i];
+      if (m.wire_size() > caps_.max_message_bytes) {
+        refused[i] = fail(errc::message_too_large,
+                          "servicebus: a message of " + std::to_string(m.wire_size()) +
+                              " bytes exceeds the limit of " +
+                              std::to_string(caps_.max_message_bytes) + " bytes");
+        continue;
+      }
       if (m.id.empty()) m.id = random_id();
       ids.push_back(m.id);
       proton::message w = amqp::to_proton(m);
@@ -264,16 +292,24 @@ class servicebus_provider final : public provider,
     }
     for (int attempt = 0;; ++attempt) {
       if (auto a = co_await authorize(entity); !a) co_return a.error();
-      auto sent = co_await conn_->send(entity, wire, timeout);
-      if (!sent && retry_after_reauth(sent.error(), attempt)) continue;
-      if (!sent) co_return remap(sent.error());
+      std::vector<result<void>> results;
+      if (!wire.empty()) {
+        auto sent = co_await conn_->send(entity, wire, timeout);
+        if (!sent && retry_after_reauth(sent.error(), attempt)) continue;
+        if (!sent) co_return remap(sent.error());
+        results = std::move(*sent);
+      }
       std::vector<send_outcome> out;
-      out.reserve(ids.size());
-      for (std::size_t i = 0; i < ids.size(); ++i) {
-        if ((*sent)[i])
-          out.emplace_back(std::move(ids[i]));
-        else
-          out.emplace_back(remap((*sent)[i].error()));
+      out.reserve(messages.size());
+      std::size_t next = 0;
+      for (std::size_t i = 0; i < messages.size(); ++i) {
+        if (refused[i]) {
+          out.emplace_back(*refused[i]);
+        } else if (results[next]) {
+          out.emplace_back(std::move(ids[next++]));
+        } else {
+          out.emplace_back(remap(results[next++].error()));
+        }
       }
       co_return out;
     }
@@ -403,6 +439,10 @@ class servicebus_provider final : public provider,
     auto uuid = detail::uuid_from_lock_token(lock_token);
     if (!uuid || entity.empty())
       co_return fail(errc::invalid_receipt, "servicebus: the receipt has no lock token");
+    if (!lock_expiry(lock_token)) {
+      co_return fail(errc::invalid_receipt,
+                     "servicebus: the message of this receipt was already settled");
+    }
     const detail::uuid_bytes tokens[] = {*uuid};
     auto reply = co_await management(entity, detail::renew_lock_request(tokens, {}));
     if (!reply) co_return reply.error();
@@ -484,7 +524,7 @@ class servicebus_provider final : public provider,
   }
 
   awaitable<void> close() override {
-    conn_->close();
+    close_in_background(conn_);
     co_return;
   }
 
@@ -626,13 +666,34 @@ awaitable<result<std::vector<received_message>>> servicebus_session::receive(
   co_return got;
 }
 
+error servicebus_session::lock_lost_error() const {
+  return fail(errc::session_lock_lost,
+              "servicebus: the lock on session '" + id_.str() + "' of '" + entity_ +
+                  "' has expired; another receiver may hold it",
+              "com.microsoft:session-lock-lost");
+}
+
+bool servicebus_session::lock_lost() const noexcept {
+  return clock::now() >= locked_until();
+}
+
 awaitable<std::vector<result<void>>> servicebus_session::settle(
     std::vector<settlement> settlements) {
-  co_return co_await owner_->settle(std::move(settlements));
+  if (lock_lost()) {
+    // The service refuses settlement on a session whose lock lapsed (its messages are back).
+    co_return std::vector<result<void>>(settlements.size(), result<void>{lock_lost_error()});
+  }
+  auto results = co_await owner_->settle(std::move(settlements));
+  for (auto& r : results) {
+    // A session link the service detached took its locks with it.
+    if (!r && r.error().code == errc::receipt_expired && lock_lost()) r = lock_lost_error();
+  }
+  co_return results;
 }
 
 awaitable<result<time_point>> servicebus_session::renew_session_lock() {
   if (closed_) co_return fail(errc::closed, "servicebus: session '" + id_.str() + "' is closed");
+  if (lock_lost()) co_return lock_lost_error();
   auto reply =
       co_await owner_->management(entity_, detail::renew_session_lock_request(id_.str(), {}));
   if (!reply) co_return reply.error();
@@ -644,6 +705,7 @@ awaitable<result<time_point>> servicebus_session::renew_session_lock() {
 
 awaitable<result<std::string>> servicebus_session::get_state() {
   if (closed_) co_return fail(errc::closed, "servicebus: session '" + id_.str() + "' is closed");
+  if (lock_lost()) co_return lock_lost_error();
   auto reply =
       co_await owner_->management(entity_, detail::get_session_state_request(id_.str(), {}));
   if (!reply) co_return reply.error();
@@ -654,6 +716,7 @@ awaitable<result<std::string>> servicebus_session::get_state() {
 
 awaitable<result<void>> servicebus_session::set_state(std::string state) {
   if (closed_) co_return fail(errc::closed, "servicebus: session '" + id_.str() + "' is closed");
+  if (lock_lost()) co_return lock_lost_error();
   std::optional<std::string> value;
   if (!state.empty()) value = std::move(state);
   auto reply =

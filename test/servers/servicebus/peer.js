@@ -221,6 +221,9 @@ class Queue {
     this.lockDurationMs = settings.lockDurationMs ?? options.lockDurationMs;
     this.maxDeliveryCount = settings.maxDeliveryCount ?? options.maxDeliveryCount;
     this.requiresSession = settings.requiresSession ?? options.sessionQueues.has(name);
+    // As on the service, expired messages are dropped unless the queue dead-letters them.
+    this.deadLetterOnExpiration = settings.deadLetterOnExpiration ?? false;
+    this.expired = 0;
     this.messages = new Map(); // sequence number -> StoredMessage (in order of insertion)
     this.nextSequence = 1;
     this.receivers = new Set(); // our sender links attached to this queue
@@ -264,6 +267,7 @@ class Queue {
     const c = { active: 0, locked: 0, deferred: 0, scheduled: 0 };
     for (const m of this.messages.values()) c[m.state]++;
     c.deadLettered = this.deadLetters ? this.deadLetters.messages.size : 0;
+    c.expired = this.expired;
     return c;
   }
 }
@@ -327,7 +331,9 @@ function release(queue, msg, countAttempt, annotationsToMerge) {
   clearLock(msg);
   if (countAttempt) msg.deliveryCount++;
   if (annotationsToMerge) mergeAnnotations(msg, annotationsToMerge);
-  if (queue.maxDeliveryCount > 0 && msg.deliveryCount >= queue.maxDeliveryCount) {
+  if (!queue.isDeadLetterQueue && msg.expiresAt <= Date.now()) {
+    expire(queue, msg);
+  } else if (queue.maxDeliveryCount > 0 && msg.deliveryCount >= queue.maxDeliveryCount) {
     deadLetter(queue, msg, 'MaxDeliveryCountExceeded',
       `Message could not be consumed after ${queue.maxDeliveryCount} delivery attempts.`);
   } else {
@@ -418,12 +424,23 @@ function isDeliverableTo(queue, msg, link) {
   return msg.sessionId === null || queue.isDeadLetterQueue;
 }
 
+// Messages in a dead-letter queue never expire; elsewhere an expired message is dead-lettered
+// or dropped (counted either way).
+function expire(queue, msg) {
+  queue.expired++;
+  if (queue.deadLetterOnExpiration) {
+    deadLetter(queue, msg, 'TTLExpiredException', 'The message expired and was dead lettered.');
+  } else {
+    clearLock(msg);
+    queue.messages.delete(msg.sequenceNumber);
+  }
+}
+
 function expireMessages(queue) {
+  if (queue.isDeadLetterQueue) return;
   const now = Date.now();
   for (const msg of queue.messages.values()) {
-    if (msg.state === 'active' && msg.expiresAt <= now) {
-      deadLetter(queue, msg, 'TTLExpiredException', 'The message expired and was dead lettered.');
-    }
+    if (msg.state === 'active' && msg.expiresAt <= now) expire(queue, msg);
   }
 }
 
@@ -803,6 +820,7 @@ function handleAdmin(context, request) {
         lockDurationMs: body['lock-duration-ms'] !== undefined ? Number(body['lock-duration-ms']) : undefined,
         maxDeliveryCount: body['max-delivery-count'] !== undefined ? Number(body['max-delivery-count']) : undefined,
         requiresSession: body['requires-session'] !== undefined ? Boolean(body['requires-session']) : undefined,
+        deadLetterOnExpiration: body['dead-letter-on-expiration'] !== undefined ? Boolean(body['dead-letter-on-expiration']) : undefined,
       }));
       return respond(context, request, 201, 'Created', {});
     }
@@ -1036,13 +1054,18 @@ container.on('message', (context) => {
   const reject = (condition, description) => delivery.update(true, amqpMessage.rejected({ error: { condition, description } }).described());
   try {
     if (st.entity === '$cbs') return accept(), handleCbs(context, request);
-    if (st.entity === '$peer-admin') return accept(), handleAdmin(context, request);
+    // Requests are answered after rhea has dispatched the dispositions read before them (it
+    // does that on the next tick): frames of one connection take effect in order, so a peek
+    // after a complete does not see the completed message.
+    if (st.entity === '$peer-admin') return accept(), setImmediate(() => handleAdmin(context, request));
     if (st.entity.endsWith(MGMT_SUFFIX)) {
       accept();
       const entity = st.entity.slice(0, -MGMT_SUFFIX.length);
-      const queue = queueFor(entity, !options.requireCreated);
-      if (!queue) return respond(context, request, 404, notFound(context, entity));
-      return handleManagement(context, queue, request);
+      return setImmediate(() => {
+        const queue = queueFor(entity, !options.requireCreated);
+        if (!queue) return respond(context, request, 404, notFound(context, entity));
+        return handleManagement(context, queue, request);
+      });
     }
     const queue = st.queue;
     const raw = context.format === BATCH_FORMAT ? context.message : null;
