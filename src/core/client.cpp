@@ -121,6 +121,14 @@ awaitable<result<std::vector<send_outcome>>> queue_client::send_batch(
              "message " + std::to_string(i) + " of " + std::to_string(messages[i].wire_size()) +
                  " bytes exceeds the limit of " + std::to_string(c.max_message_bytes) + " bytes");
   }
+  if (plan.oversized.empty() && plan.batches.size() == 1) {
+    // The common case: one batch within limits goes through without being copied apart.
+    auto r = co_await provider_->send(queue, std::move(messages), options_.send_timeout);
+    if (r && r->size() != outcomes.size()) {
+      co_return fail(errc::protocol_error, "provider returned a wrong number of send outcomes");
+    }
+    co_return r;
+  }
   bool attempted_any = false;
   for (std::size_t b = 0; b < plan.batches.size(); ++b) {
     const auto& batch = plan.batches[b];

@@ -134,9 +134,7 @@ class memory_provider final : public provider,
     caps_.session_state = true;
     caps_.queue_management = true;
     std::random_device rd;
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "%08x-", rd());
-    id_prefix_ = buf;
+    id_prefix_ = std::uniform_int_distribution<std::uint64_t>(0, 0xfffffffffULL)(rd);
   }
 
   std::string_view name() const noexcept override { return "memory"; }
@@ -258,7 +256,7 @@ class memory_provider final : public provider,
         for (; next < n && q->has_room(); ++next) {
           if (done[next]) continue;
           message& m = messages[next];
-          if (m.id.empty()) m.id = id_prefix_ + std::to_string(id_counter_.fetch_add(1));
+          if (m.id.empty()) m.id = next_message_id();
           message_id id = m.id;
           q->enqueue(std::move(m), now, last);
           outcomes[next] = std::move(id);
@@ -474,6 +472,18 @@ class memory_provider final : public provider,
     return std::nullopt;
   }
 
+  /// 15 hex digits: unique per provider instance and short enough to stay in std::string's
+  /// inline buffer (no allocation per message).
+  message_id next_message_id() {
+    const std::uint64_t n = id_counter_.fetch_add(1, std::memory_order_relaxed);
+    const std::uint64_t v = (id_prefix_ << 24) ^ n;  // 36 random bits, 24 counting bits
+    static constexpr char hex[] = "0123456789abcdef";
+    message_id id(15, '0');
+    for (int i = 14; i >= 0; --i)
+      id[static_cast<std::size_t>(i)] = hex[(v >> (4 * (14 - i))) & 0xf];
+    return id;
+  }
+
   // Creating a queue logs one event; its lsn is not returned by add_queue, so wait for all.
   lsn current_lsn_hint() const { return std::numeric_limits<lsn>::max(); }
 
@@ -498,7 +508,7 @@ class memory_provider final : public provider,
   std::shared_ptr<event_sink> sink_;
   std::uint64_t owner_;
   capabilities caps_;
-  std::string id_prefix_;
+  std::uint64_t id_prefix_;  // random per provider, so ids differ across processes
   std::atomic<std::uint64_t> id_counter_{1};
 
   std::mutex registry_mutex_;

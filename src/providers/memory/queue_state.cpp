@@ -118,7 +118,7 @@ void queue_state::sweep(time_point now) {
   }
 }
 
-std::uint64_t queue_state::enqueue(message msg, time_point now, lsn& last) {
+std::uint64_t queue_state::enqueue(message&& msg, time_point now, lsn& last) {
   const std::uint64_t seq = next_sequence_++;
   auto [pos, inserted] = main_.items.try_emplace(seq);
   item& it = pos->second;
@@ -162,8 +162,8 @@ void queue_state::make_ready(item& it, time_point /*now*/) {
   }
 }
 
-received_message queue_state::deliver(item& it, bool dead_letter, time_point now,
-                                      std::uint64_t owner, lsn& last) {
+void queue_state::deliver(item& it, bool dead_letter, time_point now, std::uint64_t owner,
+                          lsn& last, std::vector<received_message>& out) {
   it.state = item_state::locked;
   it.lock = next_lock_++;
   it.locked_until = it.session ? it.session->locked_until : now + options_.lock_duration;
@@ -173,7 +173,8 @@ received_message queue_state::deliver(item& it, bool dead_letter, time_point now
     last = std::max(last, sink_->delivered(dead_letter ? name_.dead_letter() : name_,
                                            it.stored.sequence, it.stored.delivery_count));
   }
-  received_message r;
+  // Built in place: a received_message is large, and this is the hot path of every receive.
+  received_message& r = out.emplace_back();
   static_cast<message&>(r) = it.stored.content;
   r.receipt = receipt_handle{owner, id_, heap_key(dead_letter, it.stored.sequence), it.lock, {}};
   r.delivery_count = it.stored.delivery_count;
@@ -181,12 +182,12 @@ received_message queue_state::deliver(item& it, bool dead_letter, time_point now
   r.locked_until = it.locked_until;
   r.sequence_number = static_cast<std::int64_t>(it.stored.sequence);
   r.dead_letter = it.stored.dead_letter;
-  return r;
 }
 
 void queue_state::take(bool dead_letter, std::size_t max, time_point now,
                        std::vector<received_message>& out, std::uint64_t owner, lsn& last) {
   queue_core& c = core(dead_letter);
+  out.reserve(out.size() + std::min(max - out.size(), c.ready.size()));
   while (out.size() < max && !c.ready.empty()) {
     const auto seq = c.ready.front();
     c.ready.pop_front();
@@ -197,7 +198,7 @@ void queue_state::take(bool dead_letter, std::size_t max, time_point now,
       expire(it, now, last);
       continue;
     }
-    out.push_back(deliver(it, dead_letter, now, owner, last));
+    deliver(it, dead_letter, now, owner, last, out);
   }
 }
 
@@ -390,6 +391,7 @@ result<session_slot*> queue_state::find_locked_session(const session_id& id, std
 void queue_state::take_from_session(session_slot& slot, std::size_t max, time_point now,
                                     std::vector<received_message>& out, std::uint64_t owner,
                                     lsn& last) {
+  out.reserve(out.size() + std::min(max - out.size(), slot.ready.size()));
   while (out.size() < max && !slot.ready.empty()) {
     const auto seq = slot.ready.front();
     slot.ready.pop_front();
@@ -401,7 +403,7 @@ void queue_state::take_from_session(session_slot& slot, std::size_t max, time_po
       continue;
     }
     slot.locked.insert(seq);
-    out.push_back(deliver(it, false, now, owner, last));
+    deliver(it, false, now, owner, last, out);
   }
 }
 

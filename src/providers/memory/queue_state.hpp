@@ -128,7 +128,7 @@ class queue_state : public std::enable_shared_from_this<queue_state> {
     return max_size_ > main_.items.size() ? max_size_ - main_.items.size() : 0;
   }
   /// Stores one message; the caller has checked room and validated it. Returns the sequence.
-  std::uint64_t enqueue(message msg, time_point now, lsn& last);
+  std::uint64_t enqueue(message&& msg, time_point now, lsn& last);
 
   /// Locks up to `max` ready messages of the active queue or the DLQ.
   void take(bool dead_letter, std::size_t max, time_point now, std::vector<received_message>& out,
@@ -168,8 +168,9 @@ class queue_state : public std::enable_shared_from_this<queue_state> {
   void wake_everyone();
 
  private:
-  received_message deliver(item& it, bool dead_letter, time_point now, std::uint64_t owner,
-                           lsn& last);
+  /// Locks `it` and appends its delivery to `out`.
+  void deliver(item& it, bool dead_letter, time_point now, std::uint64_t owner, lsn& last,
+               std::vector<received_message>& out);
   void make_ready(item& it, time_point now);
   /// Lock expired or abandoned: back to ready, or to the DLQ past max deliveries.
   void release(item& it, time_point now, lsn& last);

@@ -1,0 +1,74 @@
+// The generic AMQP 1.0 provider (RabbitMQ with rabbitmq_amqp1_0, Artemis, Qpid, Solace), built
+// on Qpid Proton C++. Proton stays out of this header.
+//
+// One connection per provider, one sender and one receiver link per queue, peek-lock receive:
+//   complete    -> accepted
+//   abandon     -> modified{delivery-failed} (or released, see abandon_outcome)
+//   dead_letter -> rejected{error: qrt:dead-letter, reason, description}
+// What a queue is on the wire is the broker's business: address = address_prefix + queue name.
+#pragma once
+
+#include <cstdint>
+#include <qrt/config.hpp>
+#include <qrt/provider.hpp>
+#include <qrt/registry.hpp>
+#include <string>
+
+namespace qrt::amqp {
+
+/// The outcome `abandon` sends. AMQP's `modified{delivery-failed}` counts a failed delivery
+/// (the next delivery's count is one higher); `released` does not, but is understood by every
+/// broker (RabbitMQ 3.10 ends the session with amqp:invalid-field on `modified`).
+enum class abandon_outcome { modified, released };
+
+struct options {
+  /// "amqp://host:port" or "amqps://host:port" (optionally with "user:password@"); overrides
+  /// host, port and tls when set. Prefer `password` for the secret: URLs end up in logs.
+  std::string url;
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 0;  ///< 0: 5672, or 5671 with tls
+  bool tls = false;
+  bool tls_verify = true;   ///< certificate chain and host name; off only for test brokers
+  std::string tls_ca_file;  ///< PEM file with the CAs to trust; empty: the system's
+  std::string user;         ///< empty: SASL ANONYMOUS; else SASL PLAIN
+  std::string password;
+  std::string sasl_mechanisms;  ///< override the mechanism list, e.g. "PLAIN"
+  std::string virtual_host;     ///< the open frame's hostname (RabbitMQ: "vhost:NAME")
+  /// Messages a receiver link may hold locked without being asked (buffered + handed out and
+  /// not yet settled). 0: credit only for what a receive call asks.
+  std::uint32_t prefetch = 10;
+  /// How many messages a processor built from this configuration handles at once.
+  std::size_t max_concurrent_calls = 1;
+  /// Prepended to queue names to form link addresses ("/amq/queue/" on RabbitMQ 3.x).
+  std::string address_prefix;
+  /// Where create_queue attaches to make the broker declare a queue ("/queue/" on RabbitMQ
+  /// 3.x); empty: create_queue is unsupported.
+  std::string declare_prefix;
+  abandon_outcome abandon_with = abandon_outcome::modified;
+  /// Before the first send to a queue on each connection, attach (without credit) a receiver
+  /// to it, so a missing queue fails the send with queue_not_found. Needed where the broker
+  /// accepts and silently drops messages for a missing queue (RabbitMQ 3.x "/amq/queue/").
+  bool verify_queue_exists = false;
+  std::size_t max_message_bytes = 1024 * 1024;
+  milliseconds connect_timeout{10'000};
+  milliseconds idle_timeout{60'000};
+  milliseconds reconnect_max_delay{5'000};
+
+  /// RabbitMQ 3.x with rabbitmq_amqp1_0: queue addresses "/amq/queue/NAME", declaring through
+  /// "/queue/NAME", abandon by `released`, queues verified before the first send.
+  static options for_rabbitmq();
+};
+
+/// Fields (all optional): provider=amqp, broker (generic|rabbitmq: starts from for_rabbitmq()),
+/// url, host, port, tls, tls_verify, tls_ca_file, user, password, sasl_mechanisms,
+/// virtual_host, prefetch, max_concurrent_calls, address_prefix, declare_prefix,
+/// abandon_outcome (modified|released), verify_queue_exists, max_message_bytes, connect_timeout,
+/// idle_timeout, reconnect_max_delay. Unknown fields are refused.
+result<options> options_from_config(const config& cfg);
+
+result<provider_ptr> make_provider(const options& opts, boost::asio::any_io_executor executor);
+
+/// Registers "amqp".
+void register_provider(provider_registry& registry);
+
+}  // namespace qrt::amqp

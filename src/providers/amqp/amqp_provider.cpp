@@ -1,0 +1,456 @@
+// The generic amqp provider: qrt::provider over one detail::connection.
+#include <atomic>
+#include <map>
+#include <mutex>
+#include <proton/annotation_key.hpp>
+#include <proton/timestamp.hpp>
+#include <qrt/amqp.hpp>
+#include <random>
+
+#include "providers/amqp/connection.hpp"
+#include "providers/amqp/mapping.hpp"
+
+namespace qrt::amqp {
+
+using detail::connection;
+using detail::delivery_ref;
+using detail::outcome;
+
+options options::for_rabbitmq() {
+  options o;
+  o.address_prefix = "/amq/queue/";
+  o.declare_prefix = "/queue/";
+  o.abandon_with = abandon_outcome::released;
+  o.verify_queue_exists = true;
+  return o;
+}
+
+namespace {
+
+std::atomic<std::uint64_t> next_provider_id{1};
+
+std::string random_id() {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  static constexpr char digits[] = "0123456789abcdef";
+  std::string out(32, '0');
+  for (std::size_t i = 0; i < out.size(); i += 16) {
+    std::uint64_t v = rng();
+    for (std::size_t j = 0; j < 16; ++j, v >>= 4) out[i + j] = digits[v & 0xF];
+  }
+  return out;
+}
+
+/// Parses "amqp[s]://[user[:password]@]host[:port][/]" into `o`.
+result<void> apply_url(options& o, std::string_view url) {
+  const auto bad = [](std::string why) {
+    // The URL may hold a password: never echo it.
+    return fail(errc::configuration_error, "amqp: field 'url' is malformed: " + why);
+  };
+  std::string_view rest = url;
+  if (rest.starts_with("amqps://")) {
+    o.tls = true;
+    rest.remove_prefix(8);
+  } else if (rest.starts_with("amqp://")) {
+    o.tls = false;
+    rest.remove_prefix(7);
+  } else {
+    return bad("the scheme must be amqp:// or amqps://");
+  }
+  if (!rest.empty() && rest.back() == '/') rest.remove_suffix(1);
+  if (rest.find('/') != std::string_view::npos) {
+    return bad("paths are not supported (use virtual_host)");
+  }
+  if (auto at = rest.rfind('@'); at != std::string_view::npos) {
+    const std::string_view userinfo = rest.substr(0, at);
+    rest.remove_prefix(at + 1);
+    const auto colon = userinfo.find(':');
+    o.user = std::string(userinfo.substr(0, colon));
+    if (colon != std::string_view::npos) o.password = std::string(userinfo.substr(colon + 1));
+  }
+  std::string_view host = rest;
+  if (auto colon = rest.rfind(':'); colon != std::string_view::npos && rest.back() != ']') {
+    host = rest.substr(0, colon);
+    const std::string port_text(rest.substr(colon + 1));
+    char* end = nullptr;
+    const unsigned long port = std::strtoul(port_text.c_str(), &end, 10);
+    if (port_text.empty() || *end != '\0' || port == 0 || port > 65535) {
+      return bad("the port must be a number from 1 to 65535");
+    }
+    o.port = static_cast<std::uint16_t>(port);
+  }
+  if (host.empty()) return bad("the host is missing");
+  o.host = std::string(host);
+  return {};
+}
+
+class amqp_provider final : public provider {
+ public:
+  amqp_provider(options opts, std::shared_ptr<connection> conn)
+      : opts_(std::move(opts)), conn_(std::move(conn)), id_(next_provider_id++) {
+    caps_.sessions = session_support::none;
+    caps_.max_batch_messages = 1000;  // each message is its own transfer; this bounds one call
+    caps_.max_batch_bytes = 0;
+    caps_.max_message_bytes = opts_.max_message_bytes;
+    caps_.peek = false;
+    caps_.scheduling = false;
+    caps_.time_to_live = true;  // the header's ttl (RabbitMQ: per-message expiration)
+    // The contract's abandon counts a failed delivery; only `modified` does that. With
+    // `released` (RabbitMQ) abandon still returns the message at once, but the delivery count
+    // stays, so the capability is not declared.
+    caps_.abandon = opts_.abandon_with == abandon_outcome::modified;
+    caps_.lock_renewal = false;       // a lock lasts as long as the link: nothing to renew
+    caps_.dead_letter_queue = false;  // rejected messages go wherever the broker's policy says
+    caps_.max_delivery_count = false;
+    caps_.session_state = false;
+    caps_.queue_management = false;  // AMQP 1.0 has no standard way to create or delete queues
+  }
+
+  ~amqp_provider() override { conn_->close(); }
+
+  std::string_view name() const noexcept override { return "amqp"; }
+  const capabilities& caps() const noexcept override { return caps_; }
+
+  awaitable<result<void>> create_queue(const queue_name& queue, const queue_options&) override {
+    if (auto e = check_queue(queue); !e) co_return e.error();
+    if (opts_.declare_prefix.empty()) {
+      co_return fail(errc::unsupported,
+                     "amqp: create_queue needs 'declare_prefix' (a broker address that declares "
+                     "queues on attach, e.g. /queue/ on RabbitMQ)");
+    }
+    // Attaching to the declaring address makes the broker create the queue; detach at once.
+    const std::string link = "declare:" + queue.str();
+    detail::receiver_spec spec;
+    spec.address = opts_.declare_prefix + queue.str();
+    spec.durable = true;
+    auto attached = co_await conn_->open_receiver(link, spec, opts_.connect_timeout);
+    co_await conn_->close_receiver(link);
+    if (!attached) co_return attached.error();
+    co_return result<void>{};
+  }
+
+  awaitable<result<void>> delete_queue(const queue_name& queue) override {
+    co_return fail(errc::unsupported, "amqp: AMQP 1.0 cannot delete queue '" + queue.str() +
+                                          "'; delete it with the broker's own tools");
+  }
+
+  awaitable<result<queue_stats>> stats(const queue_name& queue) override {
+    if (auto e = check_queue(queue); !e) co_return e.error();
+    co_return queue_stats{};  // AMQP 1.0 does not report queue depth: every figure unknown
+  }
+
+  awaitable<result<std::vector<send_outcome>>> send(const queue_name& queue,
+                                                    std::vector<message> messages,
+                                                    milliseconds timeout) override {
+    if (auto e = check_queue(queue); !e) co_return e.error();
+    // Oversize messages fail alone with message_too_large; the rest go out in order.
+    std::vector<send_outcome> out(messages.size(), send_outcome(message_id{}));
+    std::vector<proton::message> wire;
+    std::vector<std::size_t> positions;
+    wire.reserve(messages.size());
+    for (std::size_t i = 0; i < messages.size(); ++i) {
+      auto& m = messages[i];
+      if (m.scheduled_enqueue_time) {
+        co_return fail(errc::unsupported, "amqp: scheduled delivery is not supported");
+      }
+      if (m.wire_size() > opts_.max_message_bytes) {
+        out[i] = fail(errc::message_too_large, "amqp: message of " + std::to_string(m.wire_size()) +
+                                                   " bytes exceeds max_message_bytes (" +
+                                                   std::to_string(opts_.max_message_bytes) + ")");
+        continue;
+      }
+      if (m.id.empty()) m.id = random_id();
+      out[i] = m.id;
+      positions.push_back(i);
+      wire.push_back(detail::to_proton(m));
+    }
+    if (wire.empty()) co_return out;
+    const std::string to = address(queue);
+    if (auto verified = co_await verify_exists(queue, to, timeout); !verified) {
+      co_return verified.error();
+    }
+    auto sent = co_await conn_->send(to, std::move(wire), timeout);
+    if (!sent) co_return sent.error();
+    for (std::size_t j = 0; j < positions.size(); ++j) {
+      if (!(*sent)[j]) out[positions[j]] = (*sent)[j].error();
+    }
+    co_return out;
+  }
+
+  awaitable<result<std::vector<received_message>>> receive(const queue_name& queue,
+                                                           std::size_t max_messages,
+                                                           milliseconds wait) override {
+    if (auto e = check_queue(queue); !e) co_return e.error();
+    if (max_messages == 0) {
+      co_return fail(errc::invalid_argument, "amqp: receive needs max_messages >= 1");
+    }
+    detail::receiver_spec spec;
+    spec.address = address(queue);
+    spec.prefetch = opts_.prefetch;
+    auto got = co_await conn_->receive("queue:" + spec.address, spec, max_messages, wait);
+    if (!got) co_return got.error();
+    std::vector<received_message> out;
+    out.reserve(got->size());
+    const std::uint64_t generation = conn_->generation();
+    for (auto& in : *got) {
+      received_message m = detail::from_proton(in.message);
+      m.receipt.owner = id_;
+      m.receipt.queue = in.ref.link;
+      m.receipt.item = in.ref.seq;
+      m.receipt.lock = generation;
+      m.locked_until = time_point::max();  // held until settled or the link dies
+      if (m.enqueued_time == time_point{}) m.enqueued_time = clock::now();
+      const auto& annotations = in.message.message_annotations();
+      if (annotations.exists(proton::symbol("x-opt-enqueued-time"))) {
+        const auto v = annotations.get(proton::symbol("x-opt-enqueued-time"));
+        if (v.type() == proton::TIMESTAMP) {
+          m.enqueued_time =
+              time_point(milliseconds(proton::get<proton::timestamp>(v).milliseconds()));
+        }
+      }
+      if (annotations.exists(proton::symbol("x-opt-sequence-number"))) {
+        const auto v = annotations.get(proton::symbol("x-opt-sequence-number"));
+        if (v.type() == proton::LONG) m.sequence_number = proton::get<std::int64_t>(v);
+      }
+      out.push_back(std::move(m));
+    }
+    co_return out;
+  }
+
+  awaitable<result<std::vector<received_message>>> peek(const queue_name&, std::size_t,
+                                                        std::int64_t) override {
+    co_return fail(errc::unsupported, "amqp: peek is not supported by generic AMQP 1.0 brokers");
+  }
+
+  awaitable<std::vector<result<void>>> settle(std::vector<settlement> settlements) override {
+    std::vector<result<void>> out(settlements.size());
+    std::vector<std::pair<delivery_ref, outcome>> items;
+    std::vector<std::size_t> positions;
+    for (std::size_t i = 0; i < settlements.size(); ++i) {
+      const auto& s = settlements[i];
+      if (s.receipt.owner != id_) {
+        out[i] = fail(errc::invalid_receipt, "amqp: the receipt was not issued by this provider");
+        continue;
+      }
+      outcome how;
+      switch (s.action) {
+        case settle_action::complete:
+          how = outcome::accepted();
+          break;
+        case settle_action::abandon:
+          how = opts_.abandon_with == abandon_outcome::modified ? outcome::modified(true, false)
+                                                                : outcome::released();
+          break;
+        case settle_action::dead_letter:
+          how = outcome::rejected("qrt:dead-letter", s.reason.empty() ? s.description : s.reason,
+                                  {{"reason", s.reason}, {"description", s.description}});
+          break;
+      }
+      items.emplace_back(delivery_ref{s.receipt.queue, s.receipt.item}, std::move(how));
+      positions.push_back(i);
+    }
+    if (!items.empty()) {
+      auto results = co_await conn_->settle(std::move(items));
+      for (std::size_t j = 0; j < positions.size(); ++j) out[positions[j]] = std::move(results[j]);
+    }
+    co_return out;
+  }
+
+  awaitable<result<time_point>> renew_lock(const receipt_handle&) override {
+    co_return fail(errc::unsupported,
+                   "amqp: locks last as long as the link; there is nothing to renew");
+  }
+
+  awaitable<result<std::shared_ptr<session_receiver>>> accept_session(const queue_name&,
+                                                                      std::optional<session_id>,
+                                                                      milliseconds) override {
+    co_return fail(errc::unsupported,
+                   "amqp: generic AMQP 1.0 brokers have no sessions (group-id is sent, but "
+                   "nothing locks a group to one receiver)");
+  }
+
+  awaitable<void> close() override {
+    conn_->close();
+    co_return;
+  }
+
+ private:
+  result<void> check_queue(const queue_name& queue) const {
+    if (queue.is_dead_letter()) {
+      return fail(errc::unsupported, "amqp: '" + queue.to_string() +
+                                         "': generic AMQP 1.0 brokers have no dead-letter "
+                                         "sub-queue (RabbitMQ dead-letters by policy)");
+    }
+    return {};
+  }
+  std::string address(const queue_name& queue) const { return opts_.address_prefix + queue.str(); }
+
+  /// With verify_queue_exists: once per queue and connection, attach a creditless receiver to
+  /// prove the queue exists (the broker refuses the attach with amqp:not-found otherwise).
+  awaitable<result<void>> verify_exists(const queue_name& queue, const std::string& to,
+                                        milliseconds timeout) {
+    if (!opts_.verify_queue_exists) co_return result<void>{};
+    {
+      std::lock_guard lock(mutex_);
+      auto it = verified_.find(to);
+      if (it != verified_.end() && it->second == conn_->generation()) co_return result<void>{};
+    }
+    const std::string link = "probe:" + to;
+    detail::receiver_spec spec;
+    spec.address = to;
+    spec.prefetch = 0;
+    auto attached = co_await conn_->open_receiver(link, spec, timeout);
+    const std::uint64_t generation = conn_->generation();
+    co_await conn_->close_receiver(link);
+    if (!attached) {
+      error e = attached.error();
+      if (e.code == errc::queue_not_found) {
+        e.message = "amqp: send to '" + queue.str() + "' failed: the queue does not exist";
+      }
+      co_return e;
+    }
+    std::lock_guard lock(mutex_);
+    verified_[to] = generation;
+    co_return result<void>{};
+  }
+
+  options opts_;
+  std::shared_ptr<connection> conn_;
+  std::uint64_t id_;
+  capabilities caps_;
+  std::mutex mutex_;
+  std::map<std::string, std::uint64_t> verified_;  ///< address -> connection generation
+};
+
+}  // namespace
+
+result<options> options_from_config(const config& cfg) {
+  if (auto r = cfg.reject_unknown({"provider",
+                                   "broker",
+                                   "url",
+                                   "host",
+                                   "port",
+                                   "tls",
+                                   "tls_verify",
+                                   "tls_ca_file",
+                                   "user",
+                                   "password",
+                                   "sasl_mechanisms",
+                                   "virtual_host",
+                                   "prefetch",
+                                   "max_concurrent_calls",
+                                   "address_prefix",
+                                   "declare_prefix",
+                                   "abandon_outcome",
+                                   "max_message_bytes",
+                                   "connect_timeout",
+                                   "idle_timeout",
+                                   "reconnect_max_delay"});
+      !r) {
+    return r.error();
+  }
+  options o;
+  auto broker = cfg.get_string("broker", std::string("generic"));
+  if (!broker) return broker.error();
+  if (*broker == "rabbitmq") {
+    o = options::for_rabbitmq();
+  } else if (*broker != "generic") {
+    return fail(errc::configuration_error,
+                "amqp: field 'broker' must be 'generic' or 'rabbitmq', not '" + *broker + "'");
+  }
+#define QRT_TRY(var, expr) \
+  auto var = (expr);       \
+  if (!var) return var.error()
+  if (auto url = cfg.get("url")) {
+    if (auto r = apply_url(o, *url); !r) return r.error();
+  }
+  QRT_TRY(host, cfg.get_string("host", o.host));
+  o.host = *host;
+  QRT_TRY(port, cfg.get_uint("port", o.port, 0, 65535));
+  o.port = static_cast<std::uint16_t>(*port);
+  QRT_TRY(tls, cfg.get_bool("tls", o.tls));
+  o.tls = *tls;
+  QRT_TRY(verify, cfg.get_bool("tls_verify", o.tls_verify));
+  o.tls_verify = *verify;
+  QRT_TRY(ca, cfg.get_string("tls_ca_file", o.tls_ca_file));
+  o.tls_ca_file = *ca;
+  QRT_TRY(user, cfg.get_string("user", o.user));
+  o.user = *user;
+  QRT_TRY(password, cfg.get_string("password", o.password));
+  o.password = *password;
+  QRT_TRY(mechs, cfg.get_string("sasl_mechanisms", o.sasl_mechanisms));
+  o.sasl_mechanisms = *mechs;
+  QRT_TRY(vhost, cfg.get_string("virtual_host", o.virtual_host));
+  o.virtual_host = *vhost;
+  QRT_TRY(prefetch, cfg.get_uint("prefetch", o.prefetch, 0, 100'000));
+  o.prefetch = static_cast<std::uint32_t>(*prefetch);
+  QRT_TRY(calls, cfg.get_uint("max_concurrent_calls", o.max_concurrent_calls, 1, 10'000));
+  o.max_concurrent_calls = *calls;
+  QRT_TRY(prefix, cfg.get_string("address_prefix", o.address_prefix));
+  o.address_prefix = *prefix;
+  QRT_TRY(declare, cfg.get_string("declare_prefix", o.declare_prefix));
+  o.declare_prefix = *declare;
+  QRT_TRY(abandon,
+          cfg.get_string(
+              "abandon_outcome",
+              std::string(o.abandon_with == abandon_outcome::modified ? "modified" : "released")));
+  if (*abandon == "modified") {
+    o.abandon_with = abandon_outcome::modified;
+  } else if (*abandon == "released") {
+    o.abandon_with = abandon_outcome::released;
+  } else {
+    return fail(
+        errc::configuration_error,
+        "amqp: field 'abandon_outcome' must be 'modified' or 'released', not '" + *abandon + "'");
+  }
+  QRT_TRY(verify_queue, cfg.get_bool("verify_queue_exists", o.verify_queue_exists));
+  o.verify_queue_exists = *verify_queue;
+  QRT_TRY(max_bytes, cfg.get_uint("max_message_bytes", o.max_message_bytes, 1, 1ull << 30));
+  o.max_message_bytes = *max_bytes;
+  QRT_TRY(connect_timeout, cfg.get_duration("connect_timeout", o.connect_timeout));
+  o.connect_timeout = *connect_timeout;
+  QRT_TRY(idle_timeout, cfg.get_duration("idle_timeout", o.idle_timeout));
+  o.idle_timeout = *idle_timeout;
+  QRT_TRY(reconnect, cfg.get_duration("reconnect_max_delay", o.reconnect_max_delay));
+  o.reconnect_max_delay = *reconnect;
+#undef QRT_TRY
+  if (o.host.empty()) return fail(errc::configuration_error, "amqp: field 'host' is empty");
+  if (!o.user.empty() && o.password.empty() && o.sasl_mechanisms.empty()) {
+    return fail(errc::configuration_error,
+                "amqp: field 'password' is required with 'user' (SASL PLAIN)");
+  }
+  return o;
+}
+
+result<provider_ptr> make_provider(const options& opts, boost::asio::any_io_executor executor) {
+  options o = opts;
+  if (!o.url.empty()) {
+    if (auto r = apply_url(o, o.url); !r) return r.error();
+  }
+  if (o.host.empty()) return fail(errc::configuration_error, "amqp: 'host' is empty");
+  detail::endpoint ep;
+  ep.host = o.host;
+  ep.tls = o.tls;
+  ep.port = o.port != 0 ? o.port : (o.tls ? 5671 : 5672);
+  ep.tls_verify = o.tls_verify;
+  ep.tls_ca_file = o.tls_ca_file;
+  ep.user = o.user;
+  ep.password = o.password;
+  ep.sasl_mechanisms = o.sasl_mechanisms;
+  ep.virtual_host = o.virtual_host;
+  ep.idle_timeout = o.idle_timeout;
+  ep.connect_timeout = o.connect_timeout;
+  ep.reconnect_max_delay = o.reconnect_max_delay;
+  return provider_ptr(
+      std::make_shared<amqp_provider>(std::move(o), connection::create(ep, std::move(executor))));
+}
+
+void register_provider(provider_registry& registry) {
+  registry.add("amqp",
+               [](const config& cfg, boost::asio::any_io_executor ex) -> result<provider_ptr> {
+                 auto opts = options_from_config(cfg);
+                 if (!opts) return opts.error();
+                 return make_provider(*opts, std::move(ex));
+               });
+}
+
+}  // namespace qrt::amqp

@@ -1,0 +1,1199 @@
+#include "providers/amqp/connection.hpp"
+
+#include <proton/codec.h>
+#include <proton/condition.h>
+#include <proton/delivery.h>
+#include <proton/disposition.h>
+
+#include <algorithm>
+#include <atomic>
+#include <boost/asio/any_completion_handler.hpp>
+#include <boost/asio/associated_executor.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <cstring>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <proton/connection.hpp>
+#include <proton/connection_options.hpp>
+#include <proton/container.hpp>
+#include <proton/delivery.hpp>
+#include <proton/error_condition.hpp>
+#include <proton/message_id.hpp>
+#include <proton/messaging_handler.hpp>
+#include <proton/receiver.hpp>
+#include <proton/receiver_options.hpp>
+#include <proton/sender.hpp>
+#include <proton/sender_options.hpp>
+#include <proton/session.hpp>
+#include <proton/source_options.hpp>
+#include <proton/ssl.hpp>
+#include <proton/target.hpp>
+#include <proton/target_options.hpp>
+#include <proton/tracker.hpp>
+#include <proton/transport.hpp>
+#include <proton/work_queue.hpp>
+#include <thread>
+#include <unordered_map>
+
+#include "providers/amqp/mapping.hpp"
+#include "providers/amqp/proton_c.hpp"
+
+namespace asio = boost::asio;
+
+namespace qrt::amqp::detail {
+
+// ---- the C API bits (proton_c.hpp) ----
+
+void settle_modified(const proton::delivery& d, bool delivery_failed, bool undeliverable_here) {
+  pn_delivery_t* pd = proton::internal::factory<proton::delivery>::unwrap(d);
+  pn_disposition_t* local = pn_delivery_local(pd);
+  pn_disposition_set_failed(local, delivery_failed);
+  pn_disposition_set_undeliverable(local, undeliverable_here);
+  pn_delivery_update(pd, PN_MODIFIED);
+  pn_delivery_settle(pd);
+}
+
+void settle_rejected(const proton::delivery& d, const std::string& name,
+                     const std::string& description,
+                     const std::map<std::string, std::string>& info) {
+  pn_delivery_t* pd = proton::internal::factory<proton::delivery>::unwrap(d);
+  pn_condition_t* condition = pn_disposition_condition(pn_delivery_local(pd));
+  if (!name.empty()) pn_condition_set_name(condition, name.c_str());
+  if (!description.empty()) pn_condition_set_description(condition, description.c_str());
+  if (!info.empty()) {
+    pn_data_t* data = pn_condition_info(condition);
+    pn_data_clear(data);
+    pn_data_put_map(data);
+    pn_data_enter(data);
+    for (const auto& [key, value] : info) {
+      pn_data_put_symbol(data, pn_bytes(key.size(), key.data()));
+      pn_data_put_string(data, pn_bytes(value.size(), value.data()));
+    }
+    pn_data_exit(data);
+  }
+  pn_delivery_update(pd, PN_REJECTED);
+  pn_delivery_settle(pd);
+}
+
+std::string endpoint::display() const {
+  return std::string(tls ? "amqps://" : "amqp://") + host + ":" + std::to_string(port);
+}
+
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+
+error closed_error() {
+  return fail(errc::closed, "the AMQP connection has been closed");
+}
+
+/// A one-shot completion that can be copied into Proton work items (std::function needs
+/// copies). The result is posted to the awaiting coroutine's executor. If every copy is dropped
+/// without completing (the container stopped with the work still queued), it completes with
+/// errc::closed, so no coroutine is left waiting forever.
+template <class T>
+class completer {
+ public:
+  using handler_type = asio::any_completion_handler<void(T)>;
+
+  explicit completer(handler_type h) : state_(std::make_shared<state>(std::move(h))) {}
+
+  void operator()(T value) const { state_->complete(std::move(value)); }
+  bool done() const { return state_->done; }
+
+ private:
+  struct state {
+    explicit state(handler_type h) : handler(std::move(h)) {}
+    ~state() {
+      if (!done) complete(T(closed_error()));
+    }
+    void complete(T value) {
+      if (done) return;
+      done = true;
+      // Runs on the Proton thread, never the handler's: dispatch therefore queues the call on
+      // the handler's executor (any_completion_executor cannot promise blocking.never for post).
+      auto ex = asio::get_associated_executor(handler);
+      asio::dispatch(ex, [h = std::move(handler), v = std::move(value)]() mutable {
+        std::move(h)(std::move(v));
+      });
+    }
+    handler_type handler;
+    bool done = false;
+  };
+  std::shared_ptr<state> state_;
+};
+
+proton::binary tag_of(std::uint64_t n) {
+  proton::binary tag(sizeof n, 0);
+  std::memcpy(tag.data(), &n, sizeof n);
+  return tag;
+}
+
+std::optional<std::uint64_t> number_of(const proton::binary& tag) {
+  if (tag.size() != sizeof(std::uint64_t)) return std::nullopt;
+  std::uint64_t n = 0;
+  std::memcpy(&n, tag.data(), sizeof n);
+  return n;
+}
+
+}  // namespace
+
+// ---- the handler that lives on the Proton thread ----
+
+struct connection::impl : proton::messaging_handler,
+                          std::enable_shared_from_this<connection::impl> {
+  impl(endpoint ep, asio::any_io_executor executor)
+      : where(std::move(ep)),
+        container(*this, container_name(where)),
+        timer_strand(asio::make_strand(std::move(executor))) {
+    container.auto_stop(false);
+    queue = std::make_unique<proton::work_queue>(container);
+  }
+
+  static std::string container_name(const endpoint& ep) {
+    if (!ep.container_id.empty()) return ep.container_id;
+    static std::atomic<std::uint64_t> counter{0};
+    return "qrt-" + std::to_string(::getpid()) + "-" + std::to_string(++counter);
+  }
+
+  // -- shared with other threads (atomics, or set before the thread starts) --
+  const endpoint where;
+  proton::container container;
+  std::unique_ptr<proton::work_queue> queue;
+  std::thread thread;
+  std::atomic<bool> closed{false};
+  std::atomic<std::uint64_t> generation{0};
+  std::mutex close_mutex;
+
+  /// Runs `fn` on the Proton thread; false when the container no longer takes work.
+  bool post(std::function<void()> fn) {
+    if (closed.load()) return false;
+    return queue->add(proton::work([this, fn = std::move(fn)] {
+      fn();
+      flush();
+    }));
+  }
+
+  // ===== everything below runs on the Proton thread only =====
+
+  /// Work from the container's queue runs outside any connection's context, so Proton does not
+  /// write the frames it produced (attach, flow, transfer, disposition) until that connection's
+  /// next event. A no-op on the connection's own work queue is that event.
+  void flush() {
+    if (conn && conn_state != state::disconnected) conn.work_queue().add([] {});
+  }
+
+  /// Runs `fn` on the Proton thread after `delay` (then flushes). The clock is an Asio timer
+  /// on the caller's executor, not Proton's scheduler: a pending Proton timer holds up
+  /// container.stop() until it fires, so close() would wait for the longest timeout.
+  void after(proton::duration delay, std::function<void()> fn) {
+    std::weak_ptr<impl> weak = weak_from_this();
+    asio::post(timer_strand, [weak, delay, fn = std::move(fn)]() mutable {
+      auto self = weak.lock();
+      if (!self || self->closed.load()) return;
+      const std::uint64_t id = self->next_timer++;
+      auto timer = std::make_shared<asio::steady_timer>(self->timer_strand,
+                                                        milliseconds(delay.milliseconds()));
+      self->timers.emplace(id, timer);
+      timer->async_wait([weak, id, fn = std::move(fn)](boost::system::error_code ec) mutable {
+        auto self = weak.lock();
+        if (!self) return;
+        self->timers.erase(id);
+        if (!ec) self->post(std::move(fn));
+      });
+    });
+  }
+
+  /// Cancels every pending timer (so no io_context is kept busy by a closed connection).
+  void cancel_timers() {
+    std::weak_ptr<impl> weak = weak_from_this();
+    asio::post(timer_strand, [weak] {
+      auto self = weak.lock();
+      if (!self) return;
+      auto pending = std::move(self->timers);
+      self->timers.clear();
+      for (auto& [id, t] : pending) t->cancel();
+    });
+  }
+
+  // Timers: touched only on timer_strand.
+  asio::strand<asio::any_io_executor> timer_strand;
+  std::map<std::uint64_t, std::shared_ptr<asio::steady_timer>> timers;
+  std::uint64_t next_timer = 1;
+
+  enum class state { disconnected, connecting, open };
+  state conn_state = state::disconnected;
+  proton::connection conn;
+  std::uint64_t attempt = 0;
+  milliseconds backoff{0};
+  clock_type::time_point next_attempt_at{};
+  bool attempt_scheduled = false;
+  std::optional<error> last_error;
+  bool shutting_down = false;
+
+  struct open_waiter {
+    std::function<void(const error*)> fn;
+    std::uint64_t id;
+  };
+  std::vector<open_waiter> open_waiters;
+  std::uint64_t next_waiter_id = 1;
+
+  // -- senders --
+  struct send_op {
+    std::vector<proton::message> messages;
+    std::size_t next = 0;       ///< first message not yet handed to Proton
+    std::size_t unsettled = 0;  ///< handed to Proton, outcome not yet known
+    std::vector<std::optional<result<void>>> outcomes;
+    completer<result<std::vector<result<void>>>> done;
+    bool finished = false;
+    std::string address;
+  };
+  struct sender_state {
+    proton::sender link;
+    std::deque<std::shared_ptr<send_op>> waiting;  ///< ops with messages not yet sent
+  };
+  std::map<std::string, sender_state> senders;  ///< by target address
+  std::unordered_map<std::uint64_t, std::pair<std::shared_ptr<send_op>, std::size_t>> in_flight;
+  std::uint64_t next_tag = 1;
+
+  // -- receivers --
+  struct receive_op {
+    std::size_t max;
+    completer<result<std::vector<inbound>>> done;
+  };
+  struct held_delivery {
+    inbound item;
+    proton::delivery delivery;
+  };
+  struct receiver_state {
+    std::string id;
+    receiver_spec spec;
+    proton::receiver link;
+    std::uint64_t instance = 0;
+    bool open = false;
+    std::deque<held_delivery> buffered;
+    std::map<std::uint64_t, proton::delivery> handed_out;
+    std::deque<std::shared_ptr<receive_op>> waiting;
+    std::vector<completer<result<link_info>>> open_waiters;
+    std::uint64_t next_seq = 1;
+  };
+  std::map<std::string, receiver_state> receivers;                ///< by link id
+  std::unordered_map<std::string, std::string> receiver_by_name;  ///< link name -> link id
+  std::unordered_map<std::uint64_t, std::string> live_instances;  ///< instance -> link id
+  std::uint64_t next_instance = 1;
+
+  // -- request/response nodes --
+  struct rpc_node {
+    std::string node;
+    proton::sender out;
+    proton::receiver in;
+    std::string reply_to;
+    bool in_open = false;
+    std::deque<std::pair<proton::message, std::string>> unsent;  ///< waiting for credit/attach
+    std::map<std::string, completer<result<proton::message>>> pending;  ///< by message-id
+  };
+  std::map<std::string, rpc_node> rpc_nodes;                 ///< by node address
+  std::unordered_map<std::string, std::string> rpc_by_name;  ///< link name -> node
+  std::uint64_t next_request = 1;
+
+  // ---------- connecting ----------
+
+  proton::connection_options options() const {
+    proton::connection_options o;
+    o.idle_timeout(proton::duration(where.idle_timeout.count()));
+    o.container_id(container.id());
+    if (!where.virtual_host.empty()) o.virtual_host(where.virtual_host);
+    o.sasl_enabled(true);
+    if (!where.user.empty()) {
+      o.user(where.user);
+      o.password(where.password);
+    }
+    std::string mechs = where.sasl_mechanisms;
+    if (mechs.empty()) mechs = where.user.empty() ? "ANONYMOUS" : "PLAIN";
+    o.sasl_allowed_mechs(mechs);
+    // PLAIN sends the password in clear; allowed without TLS only because the user asked for
+    // a plain amqp:// endpoint with credentials (local brokers, test peers).
+    o.sasl_allow_insecure_mechs(true);
+    if (where.tls) {
+      const auto mode =
+          where.tls_verify ? proton::ssl::VERIFY_PEER_NAME : proton::ssl::ANONYMOUS_PEER;
+      if (!where.tls_ca_file.empty()) {
+        o.ssl_client_options(proton::ssl_client_options(where.tls_ca_file, mode));
+      } else {
+        o.ssl_client_options(proton::ssl_client_options(mode));
+      }
+    }
+    if (!where.properties.empty()) o.properties(where.properties);
+    return o;
+  }
+
+  /// Calls `fn(nullptr)` once connected, or `fn(&error)` when the attempt fails or `timeout`
+  /// passes first.
+  void when_open(milliseconds timeout, std::function<void(const error*)> fn) {
+    if (shutting_down) {
+      const error e = closed_error();
+      fn(&e);
+      return;
+    }
+    if (conn_state == state::open) {
+      fn(nullptr);
+      return;
+    }
+    const std::uint64_t id = next_waiter_id++;
+    open_waiters.push_back({std::move(fn), id});
+    after(proton::duration(timeout.count()), [this, id, timeout] {
+      auto it = std::find_if(open_waiters.begin(), open_waiters.end(),
+                             [id](const open_waiter& w) { return w.id == id; });
+      if (it == open_waiters.end()) return;
+      auto fn = std::move(it->fn);
+      open_waiters.erase(it);
+      error e = last_error ? *last_error
+                           : fail(errc::connection_failed,
+                                  "connect to '" + where.display() + "' did not finish within " +
+                                      std::to_string(timeout.count()) + " ms");
+      e.message += " (still reconnecting)";
+      e.kind = error_kind::transient;
+      fn(&e);
+    });
+    if (conn_state == state::disconnected && !attempt_scheduled) {
+      const auto now = clock_type::now();
+      if (now >= next_attempt_at) {
+        start_connect();
+      } else {
+        attempt_scheduled = true;
+        const auto delay =
+            std::chrono::duration_cast<milliseconds>(next_attempt_at - now).count() + 1;
+        after(proton::duration(delay), [this] {
+          attempt_scheduled = false;
+          if (conn_state == state::disconnected && !open_waiters.empty() && !shutting_down) {
+            start_connect();
+          }
+        });
+      }
+    }
+  }
+
+  void start_connect() {
+    conn_state = state::connecting;
+    const std::uint64_t this_attempt = ++attempt;
+    const std::string url = where.host + ":" + std::to_string(where.port);
+    conn = container.connect(url, options());
+    after(proton::duration(where.connect_timeout.count()), [this, this_attempt] {
+      if (attempt != this_attempt || conn_state != state::connecting) return;
+      connection_lost(
+          fail(errc::connection_failed, "connect to '" + where.display() + "' timed out after " +
+                                            std::to_string(where.connect_timeout.count()) + " ms"));
+      if (conn) conn.close();
+    });
+  }
+
+  void on_connection_open(proton::connection& c) override {
+    if (c != conn) return;
+    conn_state = state::open;
+    backoff = milliseconds{0};
+    last_error.reset();
+    generation.fetch_add(1);
+    auto waiters = std::move(open_waiters);
+    open_waiters.clear();
+    for (auto& w : waiters) w.fn(nullptr);
+  }
+
+  void on_transport_error(proton::transport& t) override {
+    if (t.connection() != conn) return;
+    connection_lost(map_transport_error(t.error(), {"connect to", where.display()}));
+  }
+
+  void on_connection_error(proton::connection& c) override {
+    if (c != conn) return;
+    connection_lost(map_condition(c.error(), {"connection to", where.display()}));
+  }
+
+  void on_connection_close(proton::connection& c) override {
+    if (c != conn) return;
+    if (!shutting_down) {
+      connection_lost(fail(errc::connection_failed,
+                           "the broker closed the connection to '" + where.display() + "'"));
+    }
+  }
+
+  void on_transport_close(proton::transport& t) override {
+    if (t.connection() != conn || shutting_down) return;
+    connection_lost(
+        fail(errc::connection_failed, "the connection to '" + where.display() + "' dropped"));
+  }
+
+  /// Everything tied to the connection is gone: fail what waits on it, forget links (their
+  /// receipts expire), and space out the next attempt.
+  void connection_lost(error e) {
+    if (conn_state == state::disconnected && !conn) return;
+    e.kind = e.code == errc::permission ? error_kind::permanent : error_kind::transient;
+    const bool was_open = conn_state == state::open;
+    conn_state = state::disconnected;
+    conn = proton::connection();
+    last_error = e;
+    backoff = backoff.count() == 0 ? where.reconnect_initial_delay
+                                   : std::min(backoff * 2, where.reconnect_max_delay);
+    // A connection that was up reconnects at once on demand; a failed attempt waits.
+    next_attempt_at = was_open ? clock_type::now() : clock_type::now() + backoff;
+
+    auto waiters = std::move(open_waiters);
+    open_waiters.clear();
+    for (auto& w : waiters) w.fn(&e);
+
+    error link_died = e;
+    link_died.message = "the link died with its connection: " + e.message;
+    for (auto& [address, s] : senders) {
+      for (auto& op : s.waiting) fail_unsent(*op, link_died);
+    }
+    for (auto& [tag, entry] : in_flight) {
+      record(entry.first, entry.second, error(link_died));
+    }
+    in_flight.clear();
+    senders.clear();
+    for (auto& [id, r] : receivers) {
+      for (auto& op : r.waiting) op->done(link_died);
+      for (auto& w : r.open_waiters) w(link_died);
+    }
+    receivers.clear();
+    receiver_by_name.clear();
+    live_instances.clear();
+    for (auto& [node, n] : rpc_nodes) {
+      for (auto& [id, done] : n.pending) done(link_died);
+    }
+    rpc_nodes.clear();
+    rpc_by_name.clear();
+  }
+
+  // ---------- sending ----------
+
+  void send(std::shared_ptr<send_op> op, milliseconds timeout) {
+    std::weak_ptr<send_op> weak = op;
+    after(proton::duration(timeout.count()), [this, weak, timeout] {
+      auto op = weak.lock();
+      if (!op || op->finished) return;
+      const error e = fail(errc::timeout, "send to '" + op->address + "' did not finish within " +
+                                              std::to_string(timeout.count()) +
+                                              " ms; the outcome of unsent messages is unknown");
+      fail_unsent(*op, e);
+      for (auto& o : op->outcomes) {
+        if (!o) o = e;
+      }
+      op->unsettled = 0;
+      finish(*op);
+    });
+    when_open(timeout, [this, op](const error* e) {
+      if (e) {
+        finish_whole(*op, *e);
+        return;
+      }
+      auto [it, inserted] = senders.try_emplace(op->address);
+      if (inserted) {
+        proton::sender_options so;
+        proton::target_options to;
+        to.address(op->address);
+        so.target(to);
+        so.delivery_mode(proton::delivery_mode::AT_LEAST_ONCE);
+        so.auto_settle(true);
+        so.name("qrt-s-" + std::to_string(next_instance++));
+        it->second.link = conn.open_session().open_sender(op->address, so);
+      }
+      it->second.waiting.push_back(op);
+      pump(it->second);
+    });
+  }
+
+  void pump(sender_state& s) {
+    while (!s.waiting.empty() && s.link.active() && s.link.credit() > 0) {
+      auto op = s.waiting.front();
+      if (op->finished) {
+        s.waiting.pop_front();
+        continue;
+      }
+      while (op->next < op->messages.size() && s.link.credit() > 0) {
+        const std::uint64_t n = next_tag++;
+        const std::size_t index = op->next++;
+        s.link.send(op->messages[index], tag_of(n));
+        op->messages[index] = proton::message();  // the bytes are in Proton's buffer now
+        in_flight.emplace(n, std::make_pair(op, index));
+        ++op->unsettled;
+      }
+      if (op->next == op->messages.size()) s.waiting.pop_front();
+    }
+  }
+
+  void on_sendable(proton::sender& s) override {
+    for (auto& [address, state] : senders) {
+      if (state.link == s) {
+        pump(state);
+        return;
+      }
+    }
+    for (auto& [node, n] : rpc_nodes) {
+      if (n.out == s) {
+        pump_rpc(n);
+        return;
+      }
+    }
+  }
+
+  void record(const std::shared_ptr<send_op>& op, std::size_t index, result<void> outcome) {
+    if (op->finished) return;
+    if (!op->outcomes[index]) {
+      op->outcomes[index] = std::move(outcome);
+      if (op->unsettled > 0) --op->unsettled;
+    }
+    if (op->next == op->messages.size() && op->unsettled == 0) finish(*op);
+  }
+
+  void fail_unsent(send_op& op, const error& e) {
+    for (std::size_t i = op.next; i < op.messages.size(); ++i) op.outcomes[i] = e;
+    op.next = op.messages.size();
+  }
+
+  /// Nothing was sent: the whole call fails.
+  void finish_whole(send_op& op, const error& e) {
+    if (op.finished) return;
+    op.finished = true;
+    op.done(e);
+  }
+
+  void finish(send_op& op) {
+    if (op.finished) return;
+    op.finished = true;
+    // If no message reached the broker at all and they all failed the same way, the call as a
+    // whole failed (queue missing, attach refused).
+    std::vector<result<void>> out;
+    out.reserve(op.outcomes.size());
+    for (auto& o : op.outcomes) out.push_back(o ? std::move(*o) : result<void>{});
+    op.done(std::move(out));
+  }
+
+  std::optional<std::pair<std::shared_ptr<send_op>, std::size_t>> take_in_flight(
+      const proton::tracker& t) {
+    auto n = number_of(t.tag());
+    if (!n) return std::nullopt;
+    auto it = in_flight.find(*n);
+    if (it == in_flight.end()) return std::nullopt;
+    auto entry = std::move(it->second);
+    in_flight.erase(it);
+    return entry;
+  }
+
+  void on_tracker_accept(proton::tracker& t) override {
+    if (auto e = take_in_flight(t)) record(e->first, e->second, {});
+  }
+  void on_tracker_reject(proton::tracker& t) override {
+    if (auto e = take_in_flight(t)) {
+      record(e->first, e->second,
+             fail(errc::provider_error,
+                  "the broker rejected the message sent to '" + e->first->address + "'",
+                  "amqp:rejected"));
+    }
+  }
+  void on_tracker_release(proton::tracker& t) override {
+    if (auto e = take_in_flight(t)) {
+      error err = fail(errc::provider_error,
+                       "the broker released the message sent to '" + e->first->address +
+                           "' without storing it (no route, or the queue refused it)",
+                       "amqp:released");
+      err.kind = error_kind::transient;
+      record(e->first, e->second, std::move(err));
+    }
+  }
+  void on_tracker_settle(proton::tracker& t) override {
+    // Settled without an outcome we recognise (e.g. modified): treat as not stored.
+    if (auto e = take_in_flight(t)) {
+      error err = fail(
+          errc::provider_error,
+          "the broker settled the message sent to '" + e->first->address + "' without accepting it",
+          "amqp:modified");
+      err.kind = error_kind::transient;
+      record(e->first, e->second, std::move(err));
+    }
+  }
+
+  void on_sender_error(proton::sender& s) override { sender_gone(s, s.error()); }
+  void on_sender_close(proton::sender& s) override { sender_gone(s, s.error()); }
+
+  void sender_gone(proton::sender& s, const proton::error_condition& condition) {
+    for (auto it = senders.begin(); it != senders.end(); ++it) {
+      if (it->second.link != s) continue;
+      const std::string address = it->first;
+      error e = condition ? map_condition(condition, {"send to", address})
+                          : fail(errc::connection_failed,
+                                 "the broker detached the sender link to '" + address + "'");
+      if (!condition) e.kind = error_kind::transient;
+      // Messages already handed over get the same error as their outcome.
+      for (auto fit = in_flight.begin(); fit != in_flight.end();) {
+        if (fit->second.first->address == address) {
+          auto entry = std::move(fit->second);
+          fit = in_flight.erase(fit);
+          record(entry.first, entry.second, error(e));
+        } else {
+          ++fit;
+        }
+      }
+      for (auto& op : it->second.waiting) {
+        if (op->next == 0 && op->unsettled == 0) {
+          finish_whole(*op, e);
+        } else {
+          fail_unsent(*op, e);
+          if (op->unsettled == 0) finish(*op);
+        }
+      }
+      end_link(s);
+      senders.erase(it);
+      return;
+    }
+    rpc_link_gone(s, condition);
+  }
+
+  // ---------- receiving ----------
+
+  receiver_state& attach_receiver(const std::string& id, const receiver_spec& spec) {
+    auto [it, inserted] = receivers.try_emplace(id);
+    receiver_state& r = it->second;
+    if (!inserted) return r;
+    r.id = id;
+    r.spec = spec;
+    r.instance = next_instance++;
+    const std::string name = "qrt-r-" + std::to_string(r.instance);
+    proton::receiver_options ro;
+    proton::source_options so;
+    so.address(spec.address);
+    if (!spec.filters.empty()) so.filters(spec.filters);
+    if (spec.durable) {
+      so.durability_mode(proton::source::UNSETTLED_STATE);
+      so.expiry_policy(proton::source::NEVER);
+    }
+    ro.source(so);
+    ro.name(name);
+    ro.credit_window(0);  // credit by hand: see replenish()
+    ro.auto_accept(false);
+    ro.delivery_mode(proton::delivery_mode::AT_LEAST_ONCE);
+    if (!spec.properties.empty()) ro.properties(spec.properties);
+    r.link = conn.open_session().open_receiver(spec.address, ro);
+    receiver_by_name[name] = id;
+    live_instances[r.instance] = id;
+    return r;
+  }
+
+  receiver_state* receiver_of(const proton::receiver& link) {
+    auto it = receiver_by_name.find(link.name());
+    if (it == receiver_by_name.end()) return nullptr;
+    auto rit = receivers.find(it->second);
+    return rit == receivers.end() ? nullptr : &rit->second;
+  }
+
+  /// Grants credit so that buffered + handed out + outstanding credit reaches the prefetch, or
+  /// so that a waiting receive call can be served in full.
+  void replenish(receiver_state& r) {
+    if (!r.open || !r.link.active()) return;
+    const long credit = r.link.credit();
+    const long buffered = static_cast<long>(r.buffered.size());
+    const long locked = buffered + static_cast<long>(r.handed_out.size()) + credit;
+    const long for_prefetch = static_cast<long>(r.spec.prefetch) - locked;
+    const long for_demand =
+        r.waiting.empty() ? 0 : static_cast<long>(r.waiting.front()->max) - (buffered + credit);
+    const long add = std::max({for_prefetch, for_demand, 0L});
+    if (add > 0) r.link.add_credit(static_cast<std::uint32_t>(add));
+  }
+
+  void receive(const std::string& id, const receiver_spec& spec, std::size_t max, milliseconds wait,
+               completer<result<std::vector<inbound>>> done) {
+    auto op = std::make_shared<receive_op>(receive_op{max, done});
+    // The caller's wait bounds the connect too; a connect needs a few round trips, so it gets
+    // at least the connect timeout when the wait is shorter.
+    const milliseconds connect_budget = std::max(wait, where.connect_timeout);
+    when_open(connect_budget, [this, id, spec, op, wait](const error* e) {
+      if (e) {
+        op->done(*e);
+        return;
+      }
+      receiver_state& r = attach_receiver(id, spec);
+      if (!r.buffered.empty()) {
+        hand_out(r, *op);
+        return;
+      }
+      r.waiting.push_back(op);
+      replenish(r);
+      std::weak_ptr<receive_op> weak = op;
+      after(proton::duration(wait.count()), [this, id, weak] {
+        auto op = weak.lock();
+        if (!op || op->done.done()) return;
+        op->done(std::vector<inbound>{});
+        auto it = receivers.find(id);
+        if (it == receivers.end()) return;
+        auto& w = it->second.waiting;
+        w.erase(std::remove(w.begin(), w.end(), op), w.end());
+      });
+    });
+  }
+
+  void hand_out(receiver_state& r, receive_op& op) {
+    std::vector<inbound> out;
+    const std::size_t n = std::min(op.max, r.buffered.size());
+    out.reserve(n);
+    for (std::size_t i = 0; i < n; ++i) {
+      held_delivery h = std::move(r.buffered.front());
+      r.buffered.pop_front();
+      r.handed_out.emplace(h.item.ref.seq, std::move(h.delivery));
+      out.push_back(std::move(h.item));
+    }
+    op.done(std::move(out));
+  }
+
+  void on_message(proton::delivery& d, proton::message& m) override {
+    const proton::receiver link = d.receiver();
+    if (auto rit = rpc_by_name.find(link.name()); rit != rpc_by_name.end()) {
+      rpc_response(rit->second, d, m);
+      return;
+    }
+    receiver_state* r = receiver_of(link);
+    if (!r) {
+      d.release();
+      return;
+    }
+    held_delivery h{inbound{std::move(m), d.tag(), delivery_ref{r->instance, r->next_seq++}}, d};
+    r->buffered.push_back(std::move(h));
+    while (!r->waiting.empty() && !r->buffered.empty()) {
+      auto op = r->waiting.front();
+      r->waiting.pop_front();
+      if (op->done.done()) continue;
+      hand_out(*r, *op);
+    }
+    replenish(*r);
+  }
+
+  void on_receiver_open(proton::receiver& link) override {
+    if (auto it = rpc_by_name.find(link.name()); it != rpc_by_name.end()) {
+      auto nit = rpc_nodes.find(it->second);
+      if (nit != rpc_nodes.end()) {
+        nit->second.in_open = true;
+        pump_rpc(nit->second);
+      }
+      return;
+    }
+    receiver_state* r = receiver_of(link);
+    if (!r) return;
+    r->open = true;
+    link_info info;
+    info.instance = r->instance;
+    info.remote_filters = link.source().filters();
+    info.remote_properties = link.properties();
+    auto waiters = std::move(r->open_waiters);
+    r->open_waiters.clear();
+    for (auto& w : waiters) w(info);
+    replenish(*r);
+  }
+
+  void on_receiver_error(proton::receiver& link) override { receiver_gone(link, link.error()); }
+  void on_receiver_close(proton::receiver& link) override { receiver_gone(link, link.error()); }
+
+  void receiver_gone(proton::receiver& link, const proton::error_condition& condition) {
+    if (rpc_by_name.count(link.name())) {
+      rpc_link_gone(link, condition);
+      return;
+    }
+    receiver_state* r = receiver_of(link);
+    if (!r) return;
+    const std::string id = r->id;
+    error e = condition
+                  ? map_condition(condition, {"receive from", r->spec.address})
+                  : fail(errc::connection_failed,
+                         "the broker detached the receiver link from '" + r->spec.address + "'");
+    if (!condition) e.kind = error_kind::transient;
+    for (auto& op : r->waiting) op->done(e);
+    for (auto& w : r->open_waiters) w(e);
+    end_link(link);
+    forget_receiver(id);
+  }
+
+  void forget_receiver(const std::string& id) {
+    auto it = receivers.find(id);
+    if (it == receivers.end()) return;
+    live_instances.erase(it->second.instance);
+    receiver_by_name.erase(it->second.link.name());
+    receivers.erase(it);
+  }
+
+  void open_receiver(const std::string& id, const receiver_spec& spec, milliseconds timeout,
+                     completer<result<link_info>> done) {
+    when_open(timeout, [this, id, spec, done, timeout](const error* e) {
+      if (e) {
+        done(*e);
+        return;
+      }
+      receiver_state& r = attach_receiver(id, spec);
+      if (r.open) {
+        link_info info;
+        info.instance = r.instance;
+        info.remote_filters = r.link.source().filters();
+        info.remote_properties = r.link.properties();
+        done(info);
+        return;
+      }
+      r.open_waiters.push_back(done);
+      after(proton::duration(timeout.count()), [done, id, timeout] {
+        done(fail(errc::timeout, "attaching receiver link '" + id + "' took longer than " +
+                                     std::to_string(timeout.count()) + " ms"));
+      });
+    });
+  }
+
+  result<void> settle_one(const delivery_ref& ref, const outcome& how) {
+    auto live = live_instances.find(ref.link);
+    if (live == live_instances.end()) {
+      if (ref.link == 0 || ref.link >= next_instance) {
+        return fail(errc::invalid_receipt, "the receipt was not issued by this AMQP connection");
+      }
+      error e = fail(errc::receipt_expired,
+                     "the receipt expired: the link that delivered the message died "
+                     "(connection lost or link detached), so its lock is gone and the broker "
+                     "has released the message for redelivery");
+      return e;
+    }
+    receiver_state& r = receivers.at(live->second);
+    auto it = r.handed_out.find(ref.seq);
+    if (it == r.handed_out.end()) {
+      return fail(errc::invalid_receipt, "the receipt is unknown or was already settled");
+    }
+    proton::delivery d = std::move(it->second);
+    r.handed_out.erase(it);
+    switch (how.type) {
+      case outcome::kind::accepted:
+        d.accept();
+        break;
+      case outcome::kind::released:
+        d.release();
+        break;
+      case outcome::kind::modified:
+        settle_modified(d, how.delivery_failed, how.undeliverable_here);
+        break;
+      case outcome::kind::rejected:
+        settle_rejected(d, how.error_name, how.error_description, how.error_info);
+        break;
+    }
+    replenish(r);
+    return {};
+  }
+
+  // ---------- request / response ----------
+
+  void request(const std::string& node, proton::message m, milliseconds timeout,
+               completer<result<proton::message>> done) {
+    when_open(timeout, [this, node, m = std::move(m), timeout, done](const error* e) mutable {
+      if (e) {
+        done(*e);
+        return;
+      }
+      auto [it, inserted] = rpc_nodes.try_emplace(node);
+      rpc_node& n = it->second;
+      if (inserted) {
+        const std::uint64_t instance = next_instance++;
+        n.node = node;
+        n.reply_to = "qrt-reply-" + std::to_string(instance);
+        proton::sender_options so;
+        proton::target_options to;
+        to.address(node);
+        so.target(to);
+        so.name("qrt-rpc-s-" + std::to_string(instance));
+        proton::session rpc_session = conn.open_session();
+        n.out = rpc_session.open_sender(node, so);
+        proton::receiver_options ro;
+        proton::source_options src;
+        src.address(node);
+        proton::target_options tgt;
+        tgt.address(n.reply_to);
+        ro.source(src);
+        ro.target(tgt);
+        ro.name("qrt-rpc-r-" + std::to_string(instance));
+        ro.credit_window(16);
+        ro.auto_accept(true);
+        n.in = rpc_session.open_receiver(node, ro);
+        rpc_by_name[n.out.name()] = node;
+        rpc_by_name[n.in.name()] = node;
+      }
+      const std::string id = "qrt-rpc-" + std::to_string(next_request++);
+      m.id(id);
+      m.reply_to(n.reply_to);
+      n.pending.emplace(id, done);
+      n.unsent.emplace_back(std::move(m), id);
+      pump_rpc(n);
+      after(proton::duration(timeout.count()), [this, node, id, timeout] {
+        auto nit = rpc_nodes.find(node);
+        if (nit == rpc_nodes.end()) return;
+        auto pit = nit->second.pending.find(id);
+        if (pit == nit->second.pending.end()) return;
+        auto done = pit->second;
+        nit->second.pending.erase(pit);
+        auto& unsent = nit->second.unsent;
+        unsent.erase(std::remove_if(unsent.begin(), unsent.end(),
+                                    [&](const auto& u) { return u.second == id; }),
+                     unsent.end());
+        done(fail(errc::timeout, "request to '" + node + "' got no response within " +
+                                     std::to_string(timeout.count()) + " ms"));
+      });
+    });
+  }
+
+  void pump_rpc(rpc_node& n) {
+    if (!n.in_open) return;  // responses need the reply link in place first
+    while (!n.unsent.empty() && n.out.active() && n.out.credit() > 0) {
+      n.out.send(n.unsent.front().first);
+      n.unsent.pop_front();
+    }
+  }
+
+  void rpc_response(const std::string& node, proton::delivery& d, proton::message& m) {
+    (void)d;  // auto-accepted
+    auto it = rpc_nodes.find(node);
+    if (it == rpc_nodes.end()) return;
+    const std::string correlation = id_to_string(m.correlation_id());
+    auto pit = it->second.pending.find(correlation);
+    if (pit == it->second.pending.end()) return;  // late answer to a timed-out request
+    auto done = pit->second;
+    it->second.pending.erase(pit);
+    done(std::move(m));
+  }
+
+  void rpc_link_gone(proton::link& link, const proton::error_condition& condition) {
+    auto it = rpc_by_name.find(link.name());
+    if (it == rpc_by_name.end()) return;
+    const std::string node = it->second;
+    auto nit = rpc_nodes.find(node);
+    if (nit == rpc_nodes.end()) return;
+    error e = condition
+                  ? map_condition(condition, {"request to", node})
+                  : fail(errc::connection_failed, "the broker detached the link to '" + node + "'");
+    for (auto& [id, done] : nit->second.pending) done(e);
+    end_link(nit->second.out);
+    end_link(nit->second.in);
+    rpc_by_name.erase(nit->second.out.name());
+    rpc_by_name.erase(nit->second.in.name());
+    rpc_nodes.erase(nit);
+  }
+
+  // ---------- sessions: one per link ----------
+  //
+  // Each link gets its own session because brokers end the whole session for a link-level
+  // problem (RabbitMQ 3.10: amqp:not-found for a missing queue, amqp:invalid-field for
+  // `modified`); with one session per link the error belongs to exactly one link.
+
+  static void end_link(proton::link link) {
+    if (!link) return;
+    proton::session ssn = link.session();
+    if (link.active()) link.close();
+    if (ssn && ssn.active()) ssn.close();
+  }
+
+  void on_session_error(proton::session& ssn) override { session_gone(ssn); }
+  void on_session_close(proton::session& ssn) override { session_gone(ssn); }
+
+  void session_gone(proton::session& ssn) {
+    const proton::error_condition condition = ssn.error();
+    for (auto& [address, st] : senders) {
+      if (st.link && st.link.session() == ssn) {
+        proton::sender link = st.link;
+        sender_gone(link, condition);
+        break;
+      }
+    }
+    for (auto& [id, r] : receivers) {
+      if (r.link && r.link.session() == ssn) {
+        proton::receiver link = r.link;
+        receiver_gone(link, condition);
+        break;
+      }
+    }
+    for (auto& [node, n] : rpc_nodes) {
+      if (n.out && n.out.session() == ssn) {
+        proton::sender link = n.out;
+        rpc_link_gone(link, condition);
+        break;
+      }
+    }
+  }
+
+  /// Proton's default throws from the container thread; every error is handled where it
+  /// belongs (transport, connection, session, link), so there is nothing left to do here.
+  void on_error(const proton::error_condition&) override {}
+
+  // ---------- shutdown ----------
+
+  void shutdown() {
+    shutting_down = true;
+    if (conn) conn.close();
+    connection_lost(closed_error());
+    auto waiters = std::move(open_waiters);
+    open_waiters.clear();
+    const error e = closed_error();
+    for (auto& w : waiters) w.fn(&e);
+    container.stop();
+  }
+};
+
+// ---------- connection: the Asio side ----------
+
+namespace {
+
+/// Runs `fn(impl&, completer<T>)` on the Proton thread; the awaitable yields what it completes
+/// with. Not a coroutine itself, and callers keep the function object in a named variable: GCC 12
+/// destroys temporaries inside a co_await expression twice.
+template <class T, class Fn>
+asio::awaitable<T> on_proton_thread(std::shared_ptr<connection::impl> impl, Fn fn) {
+  auto initiation = [impl = std::move(impl), fn = std::move(fn)](auto handler) mutable {
+    completer<T> done{typename completer<T>::handler_type(std::move(handler))};
+    auto work = [impl, fn = std::move(fn), done]() mutable { fn(*impl, done); };
+    if (!impl->post(std::move(work))) done(T(closed_error()));
+  };
+  return asio::async_initiate<const asio::use_awaitable_t<>&, void(T)>(std::move(initiation),
+                                                                       asio::use_awaitable);
+}
+
+}  // namespace
+
+connection::connection(std::shared_ptr<impl> i) : impl_(std::move(i)) {}
+
+std::shared_ptr<connection> connection::create(endpoint where, asio::any_io_executor executor) {
+  auto i = std::make_shared<impl>(std::move(where), std::move(executor));
+  i->thread = std::thread([raw = i.get()] {
+    try {
+      raw->container.run();
+    } catch (...) {
+      // The container only throws on misuse; either way the thread ends and calls fail closed.
+    }
+  });
+  return std::shared_ptr<connection>(new connection(std::move(i)));
+}
+
+connection::~connection() {
+  close();
+}
+
+void connection::close() {
+  std::lock_guard lock(impl_->close_mutex);
+  if (!impl_->thread.joinable()) return;
+  auto* raw = impl_.get();
+  if (!impl_->post([raw] { raw->shutdown(); })) impl_->container.stop();
+  impl_->closed = true;
+  impl_->thread.join();
+  impl_->cancel_timers();
+}
+
+std::uint64_t connection::generation() const noexcept {
+  return impl_->generation.load();
+}
+const endpoint& connection::where() const noexcept {
+  return impl_->where;
+}
+
+asio::awaitable<result<std::vector<result<void>>>> connection::send(
+    std::string address, std::vector<proton::message> messages, milliseconds timeout) {
+  using T = result<std::vector<result<void>>>;
+  if (messages.empty()) co_return std::vector<result<void>>{};
+  auto payload = std::make_shared<std::vector<proton::message>>(std::move(messages));
+  auto fn = [address = std::move(address), payload, timeout](impl& self, completer<T> done) {
+    auto op = std::make_shared<impl::send_op>(
+        impl::send_op{std::move(*payload), 0, 0, {}, std::move(done), false, address});
+    op->outcomes.resize(op->messages.size());
+    self.send(std::move(op), timeout);
+  };
+  auto op = on_proton_thread<T>(impl_, std::move(fn));
+  co_return co_await std::move(op);
+}
+
+asio::awaitable<result<link_info>> connection::open_receiver(std::string link_id,
+                                                             receiver_spec spec,
+                                                             milliseconds timeout) {
+  using T = result<link_info>;
+  auto fn = [id = std::move(link_id), spec = std::move(spec), timeout](impl& self,
+                                                                       completer<T> done) {
+    self.open_receiver(id, spec, timeout, std::move(done));
+  };
+  auto op = on_proton_thread<T>(impl_, std::move(fn));
+  co_return co_await std::move(op);
+}
+
+asio::awaitable<result<std::vector<inbound>>> connection::receive(std::string link_id,
+                                                                  receiver_spec spec,
+                                                                  std::size_t max,
+                                                                  milliseconds wait) {
+  using T = result<std::vector<inbound>>;
+  if (max == 0) co_return std::vector<inbound>{};
+  auto fn = [id = std::move(link_id), spec = std::move(spec), max, wait](impl& self,
+                                                                         completer<T> done) {
+    self.receive(id, spec, max, wait, std::move(done));
+  };
+  auto op = on_proton_thread<T>(impl_, std::move(fn));
+  co_return co_await std::move(op);
+}
+
+asio::awaitable<std::vector<result<void>>> connection::settle(
+    std::vector<std::pair<delivery_ref, outcome>> items) {
+  using T = result<std::vector<result<void>>>;
+  const std::size_t count = items.size();
+  auto payload = std::make_shared<std::vector<std::pair<delivery_ref, outcome>>>(std::move(items));
+  auto fn = [payload](impl& self, completer<T> done) {
+    std::vector<result<void>> out;
+    out.reserve(payload->size());
+    for (const auto& [ref, how] : *payload) out.push_back(self.settle_one(ref, how));
+    done(std::move(out));
+  };
+  auto op = on_proton_thread<T>(impl_, std::move(fn));
+  T all = co_await std::move(op);
+  if (all) co_return std::move(*all);
+  co_return std::vector<result<void>>(count, result<void>(all.error()));
+}
+
+asio::awaitable<result<void>> connection::close_receiver(std::string link_id) {
+  using T = result<void>;
+  auto fn = [id = std::move(link_id)](impl& self, completer<T> done) {
+    auto it = self.receivers.find(id);
+    if (it != self.receivers.end()) {
+      const error e = fail(errc::closed, "the receiver link '" + id + "' was closed");
+      for (auto& op : it->second.waiting) op->done(e);
+      self.end_link(it->second.link);
+      self.forget_receiver(id);
+    }
+    done(result<void>{});
+  };
+  auto op = on_proton_thread<T>(impl_, std::move(fn));
+  co_return co_await std::move(op);
+}
+
+asio::awaitable<result<proton::message>> connection::request(std::string node,
+                                                             proton::message request,
+                                                             milliseconds timeout) {
+  using T = result<proton::message>;
+  auto payload = std::make_shared<proton::message>(std::move(request));
+  auto fn = [node = std::move(node), payload, timeout](impl& self, completer<T> done) {
+    self.request(node, std::move(*payload), timeout, std::move(done));
+  };
+  auto op = on_proton_thread<T>(impl_, std::move(fn));
+  co_return co_await std::move(op);
+}
+
+asio::awaitable<result<void>> connection::connect(milliseconds timeout) {
+  using T = result<void>;
+  auto fn = [timeout](impl& self, completer<T> done) {
+    self.when_open(timeout, [done](const error* e) {
+      if (e) {
+        done(*e);
+      } else {
+        done(result<void>{});
+      }
+    });
+  };
+  auto op = on_proton_thread<T>(impl_, std::move(fn));
+  co_return co_await std::move(op);
+}
+
+}  // namespace qrt::amqp::detail

@@ -1,0 +1,180 @@
+// One AMQP 1.0 connection to one endpoint, bridged to Asio. Internal to qrt (never in
+// include/qrt/): the generic amqp provider and the Service Bus provider build on it.
+//
+// Threading (docs/adr/0030-amqp-proton-container-thread.md): a Proton container runs on its own
+// thread and owns every Proton object. Calls here are awaitables: they hand their work to the
+// container through a proton::work_queue, and the result comes back with asio::post to the
+// awaiting coroutine's executor. No Proton object ever crosses threads; proton::message values
+// do (they are plain values).
+//
+// What the connection does for its users:
+//  - connects lazily on first use (SASL PLAIN with a user, else ANONYMOUS; TLS for amqps with
+//    peer-name verification on unless turned off), and reconnects on demand after a loss, the
+//    attempts spaced by exponential back-off;
+//  - multiplexes links on one session: senders cached per address, receivers cached per link id,
+//    attached on first use and re-attached on demand after a loss;
+//  - peek-lock: deliveries stay unsettled until settle(); credit is granted by hand (credit
+//    window 0) so at most `prefetch` messages are locked by a receiver link (buffered + handed
+//    out), or the size of a pending receive call if that is larger;
+//  - receipts carry the link instance that delivered them: once that link or the connection is
+//    gone (the broker has then released the message), settling fails with receipt_expired;
+//  - request/response on a management node ($cbs, $management) for Service Bus.
+#pragma once
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <proton/binary.hpp>
+#include <proton/message.hpp>
+#include <proton/source.hpp>
+#include <proton/symbol.hpp>
+#include <proton/value.hpp>
+#include <qrt/error.hpp>
+#include <qrt/message.hpp>
+#include <string>
+#include <vector>
+
+namespace qrt::amqp::detail {
+
+using std::chrono::milliseconds;
+using property_map = std::map<proton::symbol, proton::value>;
+
+/// Where and how to connect. Secrets stay here: nothing in this struct is ever logged, and
+/// display() omits the user and password.
+struct endpoint {
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 5672;
+  bool tls = false;         ///< amqps
+  bool tls_verify = true;   ///< verify the certificate chain and the host name
+  std::string tls_ca_file;  ///< PEM file of trusted CAs; empty: the system store
+  std::string user;         ///< empty: SASL ANONYMOUS
+  std::string password;
+  std::string sasl_mechanisms;  ///< e.g. "PLAIN"; empty: PLAIN with a user, else ANONYMOUS
+  std::string virtual_host;     ///< open frame's hostname; empty: host
+  milliseconds idle_timeout{60'000};
+  milliseconds connect_timeout{10'000};
+  milliseconds reconnect_initial_delay{100};  ///< first back-off after a failed attempt
+  milliseconds reconnect_max_delay{5'000};
+  std::string container_id;  ///< empty: generated
+  property_map properties;   ///< the open frame's properties
+
+  /// "amqp://host:port" or "amqps://host:port" — safe for errors and logs.
+  std::string display() const;
+};
+
+/// How to settle one delivery.
+struct outcome {
+  enum class kind { accepted, released, modified, rejected };
+  kind type = kind::accepted;
+  bool delivery_failed = false;     ///< modified: count this as a failed delivery
+  bool undeliverable_here = false;  ///< modified: don't redeliver to this link
+  std::string error_name;           ///< rejected: the error condition, e.g. "qrt:dead-letter"
+  std::string error_description;
+  std::map<std::string, std::string> error_info;  ///< rejected: the condition's info map
+
+  static outcome accepted() { return {}; }
+  static outcome released() { return {kind::released}; }
+  static outcome modified(bool failed, bool undeliverable) {
+    return {kind::modified, failed, undeliverable};
+  }
+  static outcome rejected(std::string name, std::string description,
+                          std::map<std::string, std::string> info = {}) {
+    return {kind::rejected, false, false, std::move(name), std::move(description), std::move(info)};
+  }
+};
+
+/// How to attach a receiver link (used when the link is (re)attached; ignored while it lives).
+struct receiver_spec {
+  std::string address;                 ///< the source address
+  std::uint32_t prefetch = 0;          ///< most messages this link holds locked unasked
+  proton::source::filter_map filters;  ///< e.g. com.microsoft:session-filter
+  property_map properties;             ///< the attach frame's link properties
+  /// Ask for a durable source (terminus durability unsettled-state, never expires). RabbitMQ
+  /// declares a durable queue for "/queue/NAME" only when asked this way.
+  bool durable = false;
+};
+
+/// Identifies one delivery on one link instance. Only meaningful to the connection that made it.
+struct delivery_ref {
+  std::uint64_t link = 0;  ///< link instance: a new number every attach
+  std::uint64_t seq = 0;   ///< delivery number on that link instance
+};
+
+/// One received, unsettled delivery.
+struct inbound {
+  proton::message message;
+  proton::binary tag;  ///< the delivery tag (Service Bus: the lock token)
+  delivery_ref ref;
+};
+
+/// What the peer said when it attached a receiver link.
+struct link_info {
+  proton::source::filter_map remote_filters;  ///< the source filter the peer echoed
+  property_map remote_properties;
+  std::uint64_t instance = 0;
+};
+
+class connection {
+ public:
+  /// Starts the Proton thread; connects on first use. Never fails: errors surface on operations.
+  /// Timeouts run on Asio timers on `executor` (results go to each caller's own executor).
+  static std::shared_ptr<connection> create(endpoint where, boost::asio::any_io_executor executor);
+  ~connection();
+  connection(const connection&) = delete;
+  connection& operator=(const connection&) = delete;
+
+  /// Sends each message on the cached sender link to `address`, unsettled, and waits for the
+  /// broker's outcome. The outer result fails only when nothing was sent (attach refused,
+  /// connection down); otherwise one result per message: accepted, or the broker's refusal, or
+  /// connection_failed / timeout where the outcome is unknown (the message may have arrived).
+  boost::asio::awaitable<result<std::vector<result<void>>>> send(
+      std::string address, std::vector<proton::message> messages, milliseconds timeout);
+
+  /// Attaches (or finds) the receiver link `link_id` and reports what the peer attached.
+  boost::asio::awaitable<result<link_info>> open_receiver(std::string link_id, receiver_spec spec,
+                                                          milliseconds timeout);
+
+  /// Up to `max` deliveries from receiver link `link_id` (attached with `spec` when needed);
+  /// waits at most `wait` for the first; empty on timeout. Deliveries stay unsettled.
+  boost::asio::awaitable<result<std::vector<inbound>>> receive(std::string link_id,
+                                                               receiver_spec spec, std::size_t max,
+                                                               milliseconds wait);
+
+  /// Settles deliveries; one result per item, in order: invalid_receipt for an unknown or
+  /// already settled delivery, receipt_expired when its link or connection has died.
+  boost::asio::awaitable<std::vector<result<void>>> settle(
+      std::vector<std::pair<delivery_ref, outcome>> items);
+
+  /// Detaches receiver link `link_id` (if attached). Its unsettled deliveries go back to the
+  /// broker; their receipts then fail with receipt_expired.
+  boost::asio::awaitable<result<void>> close_receiver(std::string link_id);
+
+  /// Request/response with a management node (`$cbs`, `<entity>/$management`): sends `request`
+  /// with reply-to and message-id set, and returns the message whose correlation-id matches.
+  boost::asio::awaitable<result<proton::message>> request(std::string node, proton::message request,
+                                                          milliseconds timeout);
+
+  /// Connects now if not connected (useful to fail fast on bad credentials).
+  boost::asio::awaitable<result<void>> connect(milliseconds timeout);
+
+  /// Closes the connection, fails every pending call with errc::closed, stops the thread.
+  /// Idempotent; blocks until the Proton thread has exited. Never call it from that thread.
+  void close();
+
+  /// How many times the connection has been opened: a change means links and receipts from
+  /// before are gone, and per-connection state (e.g. a CBS token) must be set up again.
+  std::uint64_t generation() const noexcept;
+
+  const endpoint& where() const noexcept;
+
+  struct impl;
+
+ private:
+  explicit connection(std::shared_ptr<impl> impl);
+  std::shared_ptr<impl> impl_;
+};
+
+}  // namespace qrt::amqp::detail

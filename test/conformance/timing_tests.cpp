@@ -1,0 +1,94 @@
+// Scheduled delivery and time-to-live. Each test names the contract item (DESIGN.md) or
+// issue 2 §5 item it covers. Waiting is always a receive on the queue where the event shows.
+#include "conformance/suite.hpp"
+
+namespace qrt::conformance {
+namespace {
+
+using namespace std::chrono_literals;
+
+// Contract: scheduled delivery. Issue 2 §5: "scheduled delivery (invisible before its time,
+// visible after)".
+TEST_P(provider_test, Scheduled_InvisibleUntilItsTime) {
+  QRT_REQUIRE(caps().scheduling, "scheduled delivery");
+  QRT_MAKE_QUEUE(q);
+  const auto delay = tgt().schedule_delay;
+  message m{.body = "later", .attributes = {{"k", "v"}}};
+  m.scheduled_enqueue_time = clock::now() + delay;
+  const auto due = *m.scheduled_enqueue_time;
+  const auto id = send(q, m);
+
+  expect_empty(q, delay / 2, "a scheduled message was delivered before its time");
+  const auto got = receive_one(q, delay + tgt().event_timeout);
+  const auto arrived = clock::now();
+  EXPECT_GE(arrived, due - tgt().clock_tolerance) << "delivered before its scheduled time";
+  EXPECT_EQ(got.id, id);
+  EXPECT_EQ(got.body, m.body);
+  EXPECT_EQ(got.attributes, m.attributes);
+  EXPECT_EQ(got.delivery_count, 1u);
+  complete(got.receipt);
+}
+
+// Contract: time-to-live; expired messages go to the DLQ when the queue says so.
+// Issue 2 §5: "TTL (expired message not delivered; in DLQ if dead_letter_on_expiration)".
+// The expiring message's arrival in the DLQ is the event waited for; a message without TTL
+// sent alongside stays deliverable.
+TEST_P(provider_test, TimeToLive_ExpiredMessageGoesToDeadLetterNotToReceivers) {
+  QRT_REQUIRE(caps().time_to_live, "time-to-live");
+  QRT_REQUIRE(caps().dead_letter_queue, "a dead-letter queue");
+  QRT_MAKE_QUEUE(q, queue_options{.dead_letter_on_expiration = true});
+  const auto ttl = tgt().schedule_delay;
+  message expiring{.body = "expiring", .attributes = {{"k", "v"}}};
+  expiring.time_to_live = ttl;
+  const auto start = std::chrono::steady_clock::now();
+  const auto expiring_id = send(q, expiring);
+  send(q, message{.body = "no ttl"});
+
+  const auto dead = receive_one(q.dead_letter(), ttl * 2 + tgt().event_timeout);
+  EXPECT_GE(since(start), ttl * 8 / 10) << "expired before its time-to-live";
+  EXPECT_EQ(dead.id, expiring_id);
+  EXPECT_EQ(dead.body, expiring.body);
+  EXPECT_EQ(dead.attributes, expiring.attributes);
+  ASSERT_TRUE(dead.dead_letter.has_value());
+  EXPECT_FALSE(dead.dead_letter->reason.empty()) << "no reason for the expiry dead-letter";
+  complete(dead.receipt);
+
+  const auto live = receive_one(q);
+  EXPECT_EQ(live.body, "no ttl") << "an expired message was delivered";
+  complete(live.receipt);
+  expect_empty(q, tgt().empty_wait, "an expired message was delivered");
+  if (auto s = run(client().stats(q)); s && s->dead_lettered >= 0) {
+    EXPECT_EQ(s->expired, 1u) << "the expiry was not counted";
+  }
+}
+
+// Contract: time-to-live; expired messages are dropped (counted) when the queue does not
+// dead-letter them. Issue 2 §5: "TTL (expired message not delivered)". The message's TTL runs
+// out while it is locked; when the lock lapses it must not be redelivered, and its receipt is
+// stale.
+TEST_P(provider_test, TimeToLive_ExpiredMessageIsDroppedNotRedelivered) {
+  QRT_REQUIRE(caps().time_to_live, "time-to-live");
+  const auto lock = tgt().short_lock;
+  QRT_MAKE_QUEUE(q, queue_options{.lock_duration = lock, .dead_letter_on_expiration = false});
+  message expiring{.body = "expiring"};
+  expiring.time_to_live = lock / 2;
+  send(q, expiring);
+  const auto got = receive_one(q);
+  EXPECT_EQ(got.body, "expiring");
+
+  // Both the TTL and the lock run out within this wait; nothing may come back.
+  expect_empty(q, lock * 2, "a message whose time-to-live ran out was redelivered");
+  auto stale = run(client().complete(got.receipt));
+  ASSERT_FALSE(stale) << "a receipt outlived its lock and its message's time-to-live";
+  EXPECT_EQ(stale.error().code, errc::receipt_expired) << stale.error().to_string();
+  if (caps().dead_letter_queue) {
+    expect_empty(q.dead_letter(), tgt().empty_wait,
+                 "dead_letter_on_expiration = false, yet the message was dead-lettered");
+  }
+  if (auto s = run(client().stats(q)); s && s->active >= 0) {
+    EXPECT_EQ(s->expired, 1u) << "the dropped message was not counted as expired";
+  }
+}
+
+}  // namespace
+}  // namespace qrt::conformance

@@ -1,0 +1,349 @@
+// The amqp provider against a real RabbitMQ 3.10 (rabbitmq_amqp1_0), started once for this
+// binary on loopback ports picked at run time (test/servers/rabbitmq/rabbitmq.sh).
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/use_future.hpp>
+#include <chrono>
+#include <future>
+#include <memory>
+#include <optional>
+#include <qrt/amqp.hpp>
+#include <sstream>
+#include <thread>
+
+#include "rabbitmq_server.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+using qrt::errc;
+
+qrt::test::rabbitmq_server* broker = nullptr;
+
+class rabbitmq_environment : public ::testing::Environment {
+ public:
+  void SetUp() override {
+    server_ = std::make_unique<qrt::test::rabbitmq_server>();
+    broker = server_.get();
+  }
+  void TearDown() override {
+    broker = nullptr;
+    server_.reset();
+  }
+
+ private:
+  std::unique_ptr<qrt::test::rabbitmq_server> server_;
+};
+
+const auto* const environment =
+    ::testing::AddGlobalTestEnvironment(new rabbitmq_environment);  // gtest owns it
+
+/// An io_context on its own thread, and a way to wait for an awaitable from the test thread.
+class io_thread {
+ public:
+  io_thread() : guard_(io_.get_executor()), thread_([this] { io_.run(); }) {}
+  ~io_thread() {
+    guard_.reset();
+    io_.stop();
+    thread_.join();
+  }
+  boost::asio::any_io_executor executor() { return io_.get_executor(); }
+  template <class T>
+  T run(qrt::awaitable<T> op) {
+    auto f = boost::asio::co_spawn(io_, std::move(op), boost::asio::use_future);
+    if (f.wait_for(60s) != std::future_status::ready) {
+      ADD_FAILURE() << "operation hung for 60 s";
+      std::abort();
+    }
+    return f.get();
+  }
+
+ private:
+  boost::asio::io_context io_;
+  std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> guard_;
+  std::thread thread_;
+};
+
+std::string unique_queue() {
+  static std::atomic<int> n{0};
+  return "qrt-it-" + std::to_string(::getpid()) + "-" + std::to_string(++n);
+}
+
+qrt::amqp::options rabbit(std::uint32_t prefetch = 10) {
+  auto o = qrt::amqp::options::for_rabbitmq();
+  o.port = static_cast<std::uint16_t>(broker->amqp_port());
+  o.user = "guest";
+  o.password = "guest";
+  o.prefetch = prefetch;
+  o.connect_timeout = 2s;
+  return o;
+}
+
+/// The number in `column` of `queue`'s row in `rabbitmqctl list_queues name <column>`.
+long broker_count(const std::string& queue, const std::string& column) {
+  std::istringstream in(broker->ctl({"list_queues", "-q", "--no-table-headers", "name", column}));
+  std::string name;
+  long value = -1;
+  while (in >> name >> value) {
+    if (name == queue) return value;
+  }
+  return -1;
+}
+
+class amqp_rabbitmq : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_NE(broker, nullptr);
+    provider_ = make(rabbit());
+    queue_ = qrt::queue_name::from(unique_queue());
+    auto created = io_.run(provider_->create_queue(queue_, {}));
+    ASSERT_TRUE(created) << created.error().to_string();
+  }
+  void TearDown() override {
+    if (provider_) io_.run(provider_->close());
+  }
+
+  qrt::provider_ptr make(const qrt::amqp::options& o) {
+    auto p = qrt::amqp::make_provider(o, io_.executor());
+    if (!p) throw std::runtime_error(p.error().to_string());
+    return *p;
+  }
+  qrt::message_id send(qrt::provider& p, qrt::message m) {
+    std::vector<qrt::message> one;
+    one.push_back(std::move(m));
+    auto r = io_.run(p.send(queue_, std::move(one), 10s));
+    EXPECT_TRUE(r) << r.error().to_string();
+    if (!r) return {};
+    EXPECT_EQ(r->size(), 1u);
+    EXPECT_TRUE(r->at(0)) << r->at(0).error().to_string();
+    return r->at(0) ? *r->at(0) : qrt::message_id{};
+  }
+  qrt::message_id send(qrt::message m) { return send(*provider_, std::move(m)); }
+  std::vector<qrt::received_message> receive(qrt::provider& p, std::size_t max,
+                                             std::chrono::milliseconds wait) {
+    auto r = io_.run(p.receive(queue_, max, wait));
+    EXPECT_TRUE(r) << r.error().to_string();
+    return r ? std::move(*r) : std::vector<qrt::received_message>{};
+  }
+  qrt::received_message receive_one(qrt::provider& p) {
+    auto got = receive(p, 1, 5s);
+    if (got.size() != 1)
+      throw std::runtime_error("expected one message, got " + std::to_string(got.size()));
+    return std::move(got[0]);
+  }
+  qrt::received_message receive_one() { return receive_one(*provider_); }
+  qrt::result<void> settle(qrt::provider& p, qrt::settlement s) {
+    std::vector<qrt::settlement> one;
+    one.push_back(std::move(s));
+    return io_.run(p.settle(std::move(one))).at(0);
+  }
+  qrt::result<void> settle(qrt::settlement s) { return settle(*provider_, std::move(s)); }
+
+  io_thread io_;
+  qrt::provider_ptr provider_;
+  qrt::queue_name queue_;
+};
+
+TEST_F(amqp_rabbitmq, round_trip_keeps_binary_body_and_properties) {
+  qrt::message m;
+  for (int i = 0; i < 256; ++i) m.body.push_back(static_cast<char>(i));
+  m.attributes = {{"tenant", "acme"}, {"empty", ""}, {"unicode", "h\xc3\xa9llo"}};
+  m.correlation_id = "corr-42";
+  m.content_type = "application/octet-stream";
+  m.subject = "invoice";
+  m.session = qrt::session_id::from("customer-7");
+  m.time_to_live = 60s;
+  m.id = "my-id-1";
+  ASSERT_EQ(send(m), "my-id-1");
+
+  auto got = receive_one();
+  EXPECT_EQ(got.body, m.body);
+  EXPECT_EQ(got.attributes, m.attributes);
+  EXPECT_EQ(got.correlation_id, "corr-42");
+  EXPECT_EQ(got.content_type, "application/octet-stream");
+  EXPECT_EQ(got.subject, "invoice");
+  ASSERT_TRUE(got.session);
+  EXPECT_EQ(got.session->str(), "customer-7");
+  EXPECT_EQ(got.id, "my-id-1");
+  EXPECT_EQ(got.delivery_count, 1u);
+  EXPECT_TRUE(got.receipt.valid());
+  EXPECT_TRUE(settle(qrt::settlement::complete(got.receipt)));
+}
+
+TEST_F(amqp_rabbitmq, complete_removes_the_message) {
+  qrt::message m;
+  m.body = "once";
+  const auto id = send(m);
+  EXPECT_FALSE(id.empty());
+  auto got = receive_one();
+  EXPECT_EQ(got.id, id);
+  ASSERT_TRUE(settle(qrt::settlement::complete(got.receipt)));
+  EXPECT_TRUE(receive(*provider_, 1, 300ms).empty());
+  // A second provider (a fresh link) sees nothing either: the broker removed it.
+  auto other = make(rabbit());
+  EXPECT_TRUE(receive(*other, 1, 300ms).empty());
+  io_.run(other->close());
+}
+
+TEST_F(amqp_rabbitmq, settling_twice_is_an_invalid_receipt) {
+  qrt::message m;
+  m.body = "x";
+  send(m);
+  auto got = receive_one();
+  ASSERT_TRUE(settle(qrt::settlement::complete(got.receipt)));
+  auto again = settle(qrt::settlement::complete(got.receipt));
+  ASSERT_FALSE(again);
+  EXPECT_EQ(again.error().code, errc::invalid_receipt);
+}
+
+TEST_F(amqp_rabbitmq, abandon_releases_for_redelivery) {
+  qrt::message m;
+  m.body = "again";
+  const auto id = send(m);
+  auto first = receive_one();
+  ASSERT_TRUE(settle(qrt::settlement::abandon(first.receipt)));
+  auto second = receive_one();
+  EXPECT_EQ(second.id, id);
+  EXPECT_EQ(second.body, "again");
+  EXPECT_NE(second.receipt, first.receipt);
+  ASSERT_TRUE(settle(qrt::settlement::complete(second.receipt)));
+  EXPECT_TRUE(receive(*provider_, 1, 300ms).empty());
+}
+
+TEST_F(amqp_rabbitmq, dead_letter_rejects_and_the_queue_no_longer_holds_it) {
+  qrt::message m;
+  m.body = "poison";
+  send(m);
+  auto got = receive_one();
+  ASSERT_TRUE(settle(qrt::settlement::dead_letter(got.receipt, "bad-format", "not JSON")));
+  // Without a dead-letter policy RabbitMQ drops a rejected message: it must not come back.
+  EXPECT_TRUE(receive(*provider_, 1, 300ms).empty());
+  EXPECT_EQ(broker_count(queue_.str(), "messages"), 0);
+}
+
+TEST_F(amqp_rabbitmq, missing_queue_is_queue_not_found) {
+  const auto missing = qrt::queue_name::from(unique_queue());
+  std::vector<qrt::message> one(1);
+  one[0].body = "x";
+  auto sent = io_.run(provider_->send(missing, std::move(one), 5s));
+  const auto failure =
+      sent ? (sent->at(0) ? std::optional<qrt::error>{} : sent->at(0).error()) : sent.error();
+  ASSERT_TRUE(failure) << "sending to a missing queue succeeded";
+  EXPECT_EQ(failure->code, errc::queue_not_found) << failure->to_string();
+  auto got = io_.run(provider_->receive(missing, 1, 1s));
+  ASSERT_FALSE(got);
+  EXPECT_EQ(got.error().code, errc::queue_not_found) << got.error().to_string();
+  // The connection survives a refused link: the existing queue still works.
+  qrt::message m;
+  m.body = "still fine";
+  send(m);
+  EXPECT_EQ(receive_one().body, "still fine");
+}
+
+TEST_F(amqp_rabbitmq, prefetch_bounds_the_messages_locked_by_a_receiver) {
+  for (int i = 0; i < 10; ++i) {
+    qrt::message m;
+    m.body = "m" + std::to_string(i);
+    send(m);
+  }
+  auto small = make(rabbit(3));
+  auto first = receive(*small, 1, 5s);
+  ASSERT_EQ(first.size(), 1u);
+  // The receiver holds 3 locked (1 handed out + 2 buffered) and asks for no more until one
+  // is settled: a second consumer gets the other 7.
+  auto other = make(rabbit(20));
+  std::vector<qrt::received_message> rest;
+  while (rest.size() < 7) {
+    auto got = receive(*other, 10, 3s);
+    if (got.empty()) break;
+    for (auto& m : got) rest.push_back(std::move(m));
+  }
+  EXPECT_EQ(rest.size(), 7u);
+  EXPECT_TRUE(receive(*other, 10, 300ms).empty());
+  EXPECT_EQ(broker_count(queue_.str(), "messages_unacknowledged"), 10);
+  // Settling one lets the small receiver take one more; nothing is lost or duplicated.
+  ASSERT_TRUE(settle(*small, qrt::settlement::complete(first[0].receipt)));
+  auto more = receive(*small, 10, 5s);
+  EXPECT_EQ(more.size(), 2u);  // the 2 it had buffered
+  io_.run(small->close());
+  io_.run(other->close());
+}
+
+TEST_F(amqp_rabbitmq, reconnects_after_the_broker_restarts_and_old_receipts_expire) {
+  qrt::message m;
+  m.body = "survivor";
+  m.id = "survivor-1";
+  send(m);
+  auto before = receive_one();
+  ASSERT_EQ(before.id, "survivor-1");
+
+  broker->ctl({"stop_app"});
+  broker->ctl({"start_app"});
+
+  auto stale = settle(qrt::settlement::complete(before.receipt));
+  ASSERT_FALSE(stale);
+  EXPECT_EQ(stale.error().code, errc::receipt_expired) << stale.error().to_string();
+  EXPECT_NE(stale.error().message.find("link that delivered the message died"), std::string::npos)
+      << stale.error().message;
+
+  // The unsettled message went back to the (durable) queue; the provider reconnects on demand.
+  auto again = receive_one();
+  EXPECT_EQ(again.id, "survivor-1");
+  EXPECT_TRUE(settle(qrt::settlement::complete(again.receipt)));
+  qrt::message after;
+  after.body = "after restart";
+  send(after);
+  EXPECT_EQ(receive_one().body, "after restart");
+}
+
+TEST_F(amqp_rabbitmq, wrong_password_is_a_permission_error) {
+  auto o = rabbit();
+  o.password = "wrong";
+  o.connect_timeout = 15s;  // RabbitMQ answers a failed login only after a delay
+  auto p = make(o);
+  auto got = io_.run(p->receive(queue_, 1, 1s));
+  ASSERT_FALSE(got);
+  EXPECT_EQ(got.error().code, errc::permission) << got.error().to_string();
+  EXPECT_EQ(got.error().message.find("wrong"), std::string::npos) << "the password leaked";
+  io_.run(p->close());
+}
+
+TEST_F(amqp_rabbitmq, sasl_anonymous_works) {
+  auto o = rabbit();
+  o.user.clear();
+  o.password.clear();
+  auto p = make(o);
+  qrt::message m;
+  m.body = "anonymous";
+  send(*p, m);
+  EXPECT_EQ(receive_one(*p).body, "anonymous");
+  io_.run(p->close());
+}
+
+TEST_F(amqp_rabbitmq, tls_verifies_the_server_by_default) {
+  auto o = rabbit();
+  o.tls = true;
+  o.port = static_cast<std::uint16_t>(broker->amqps_port());
+  o.host = "localhost";
+  {
+    // The test CA is not in the system store: verification must refuse the server.
+    auto p = make(o);
+    auto got = io_.run(p->receive(queue_, 1, 1s));
+    ASSERT_FALSE(got);
+    EXPECT_EQ(got.error().code, errc::connection_failed) << got.error().to_string();
+    io_.run(p->close());
+  }
+  o.tls_ca_file = broker->ca_file();
+  auto p = make(o);
+  qrt::message m;
+  m.body = "over tls";
+  send(*p, m);
+  EXPECT_EQ(receive_one(*p).body, "over tls");
+  io_.run(p->close());
+}
+
+}  // namespace

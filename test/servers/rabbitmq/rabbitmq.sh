@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# A throwaway RabbitMQ 3.10 node with the AMQP 1.0 plugin, everything under one folder, on
+# loopback ports picked at run time. Used by the AMQP integration tests (test/integration/amqp),
+# usable by hand too:
+#
+#   rabbitmq.sh start DIR     start a node under DIR (must be empty or missing); prints
+#                             AMQP_PORT=, AMQPS_PORT=, NODE=, CA_FILE= lines once it accepts AMQP
+#   rabbitmq.sh ctl DIR ARGS  rabbitmqctl against that node (e.g. list_queues, stop_app, start_app)
+#   rabbitmq.sh stop DIR      stop the node and its epmd; the folder is left for the logs
+#
+# The node runs in the foreground of its own process group (no systemd, no root-only paths):
+# HOME, mnesia, logs, config, the enabled-plugins file and the Erlang cookie all live in DIR, and
+# epmd listens on its own port so parallel runs and other engineers' nodes never meet.
+set -euo pipefail
+
+cmd=${1:?usage: rabbitmq.sh start|ctl|stop DIR}
+dir=${2:?usage: rabbitmq.sh start|ctl|stop DIR}
+shift 2
+RABBITMQ_BIN=${RABBITMQ_BIN:-/usr/lib/rabbitmq/bin}
+
+# A TCP port nobody listens on right now (a connect that fails means it's free).
+free_port() {
+  local p
+  for _ in $(seq 1 200); do
+    p=$((20000 + RANDOM % 40000))
+    if ! (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null; then echo "$p"; return; fi
+  done
+  echo "rabbitmq.sh: no free port found" >&2
+  exit 1
+}
+
+load_env() {
+  [[ -f "$dir/env" ]] || { echo "rabbitmq.sh: $dir has no running node (no env file)" >&2; exit 1; }
+  # shellcheck disable=SC1091
+  source "$dir/env"
+}
+
+ctl() { "$RABBITMQ_BIN/rabbitmqctl" -n "$RABBITMQ_NODENAME" "$@"; }
+
+case "$cmd" in
+start)
+  mkdir -p "$dir"
+  dir=$(cd "$dir" && pwd)
+  amqp_port=$(free_port); amqps_port=$(free_port); epmd_port=$(free_port); dist_port=$(free_port)
+  node="qrt$$@localhost"
+
+  # A CA and a server certificate for 127.0.0.1/localhost, so amqps can be tested with
+  # verification on (the client trusts only this CA).
+  tls="$dir/tls"; mkdir -p "$tls"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=qrt test CA" \
+    -keyout "$tls/ca.key" -out "$tls/ca.pem" 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
+    -keyout "$tls/server.key" -out "$tls/server.csr" 2>/dev/null
+  printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' > "$tls/san.ext"
+  openssl x509 -req -in "$tls/server.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" -CAcreateserial \
+    -days 2 -extfile "$tls/san.ext" -out "$tls/server.pem" 2>/dev/null
+
+  cat > "$dir/rabbitmq.conf" <<CONF
+listeners.tcp.default = 127.0.0.1:$amqp_port
+listeners.ssl.default = 127.0.0.1:$amqps_port
+ssl_options.cacertfile = $tls/ca.pem
+ssl_options.certfile = $tls/server.pem
+ssl_options.keyfile = $tls/server.key
+ssl_options.verify = verify_none
+ssl_options.fail_if_no_peer_cert = false
+# SASL ANONYMOUS over AMQP 1.0 acts as this user.
+amqp1_0.default_user = guest
+loopback_users = none
+log.console = false
+log.file.level = warning
+CONF
+  echo '[rabbitmq_amqp1_0].' > "$dir/enabled_plugins"
+
+  cat > "$dir/env" <<ENV
+export HOME="$dir"
+export RABBITMQ_NODENAME="$node"
+export RABBITMQ_USE_LONGNAME=false
+export RABBITMQ_CONFIG_FILE="$dir/rabbitmq.conf"
+export RABBITMQ_ENABLED_PLUGINS_FILE="$dir/enabled_plugins"
+export RABBITMQ_MNESIA_BASE="$dir/mnesia"
+export RABBITMQ_LOG_BASE="$dir/log"
+export RABBITMQ_PID_FILE="$dir/rabbitmq.pid"
+export ERL_EPMD_PORT=$epmd_port
+export ERL_EPMD_ADDRESS=127.0.0.1
+export RABBITMQ_DIST_PORT=$dist_port
+AMQP_PORT=$amqp_port
+AMQPS_PORT=$amqps_port
+ENV
+  load_env
+  # Its own session and process group, so a stop can reach every Erlang process it spawned.
+  setsid "$RABBITMQ_BIN/rabbitmq-server" > "$dir/server.out" 2>&1 < /dev/null &
+  echo $! > "$dir/server.pid"
+
+  # Ready means the AMQP port accepts connections: the listener opens last in the boot.
+  pid=$(cat "$dir/server.pid")
+  ready=0
+  for _ in $(seq 1 600); do
+    if (exec 3<>/dev/tcp/127.0.0.1/$AMQP_PORT) 2>/dev/null; then ready=1; break; fi
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if ((!ready)); then
+    echo "rabbitmq.sh: node did not start within 60 s; see $dir/server.out and $dir/log" >&2
+    tail -20 "$dir/server.out" >&2 || true
+    "$0" stop "$dir" || true
+    exit 1
+  fi
+  echo "AMQP_PORT=$AMQP_PORT"
+  echo "AMQPS_PORT=$AMQPS_PORT"
+  echo "NODE=$RABBITMQ_NODENAME"
+  echo "CA_FILE=$dir/tls/ca.pem"
+  ;;
+ctl)
+  load_env
+  ctl "$@"
+  ;;
+stop)
+  load_env
+  ctl stop > /dev/null 2>&1 || true
+  pid=$(cat "$dir/server.pid" 2>/dev/null || true)
+  if [[ -n "$pid" ]]; then
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -- -"$pid" 2>/dev/null || true
+  fi
+  epmd -port "$ERL_EPMD_PORT" -kill > /dev/null 2>&1 || true
+  ;;
+*)
+  echo "rabbitmq.sh: unknown command '$cmd'" >&2
+  exit 2
+  ;;
+esac

@@ -1,0 +1,87 @@
+// Starts and stops a throwaway RabbitMQ node (rabbitmq.sh next to this file) from a test
+// binary. One node per test binary: RabbitMQ takes 5-7 s to boot.
+//
+//   static qrt::test::rabbitmq_server* broker = ...;   // in a ::testing::Environment
+//   broker->amqp_port(); broker->ctl({"list_queues"});
+#pragma once
+
+#include <array>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#ifndef QRT_RABBITMQ_SCRIPT
+#error "define QRT_RABBITMQ_SCRIPT as the path of test/servers/rabbitmq/rabbitmq.sh"
+#endif
+
+namespace qrt::test {
+
+class rabbitmq_server {
+ public:
+  /// Boots a node under a fresh temporary folder; throws with the script's output on failure.
+  rabbitmq_server() {
+    std::string templ = (std::filesystem::temp_directory_path() / "qrt-rabbitmq-XXXXXX").string();
+    if (!::mkdtemp(templ.data())) throw std::runtime_error("rabbitmq: mkdtemp failed");
+    dir_ = templ;
+    const std::string out = run({"start", dir_});
+    amqp_port_ = std::stoi(field(out, "AMQP_PORT"));
+    amqps_port_ = std::stoi(field(out, "AMQPS_PORT"));
+    ca_file_ = field(out, "CA_FILE");
+  }
+  ~rabbitmq_server() {
+    try {
+      run({"stop", dir_});
+      std::filesystem::remove_all(dir_);
+    } catch (...) {
+    }
+  }
+  rabbitmq_server(const rabbitmq_server&) = delete;
+  rabbitmq_server& operator=(const rabbitmq_server&) = delete;
+
+  int amqp_port() const { return amqp_port_; }
+  int amqps_port() const { return amqps_port_; }
+  const std::string& ca_file() const { return ca_file_; }
+
+  /// rabbitmqctl against this node; returns its standard output, throws if it fails.
+  std::string ctl(const std::vector<std::string>& args) const {
+    std::vector<std::string> all{"ctl", dir_};
+    all.insert(all.end(), args.begin(), args.end());
+    return run(all);
+  }
+
+ private:
+  static std::string quote(const std::string& s) {
+    std::string out = "'";
+    for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    return out + "'";
+  }
+  static std::string run(const std::vector<std::string>& args) {
+    std::string cmd = quote(QRT_RABBITMQ_SCRIPT);
+    for (const auto& a : args) cmd += " " + quote(a);
+    cmd += " 2>&1";
+    FILE* p = ::popen(cmd.c_str(), "r");
+    if (!p) throw std::runtime_error("rabbitmq: cannot run " + cmd);
+    std::string out;
+    std::array<char, 4096> buf{};
+    while (std::size_t n = std::fread(buf.data(), 1, buf.size(), p)) out.append(buf.data(), n);
+    const int status = ::pclose(p);
+    if (status != 0) throw std::runtime_error("rabbitmq: '" + cmd + "' failed:\n" + out);
+    return out;
+  }
+  static std::string field(const std::string& out, const std::string& name) {
+    const auto pos = out.find(name + "=");
+    if (pos == std::string::npos) throw std::runtime_error("rabbitmq: no " + name + " in:\n" + out);
+    const auto start = pos + name.size() + 1;
+    return out.substr(start, out.find('\n', start) - start);
+  }
+
+  std::string dir_;
+  int amqp_port_ = 0;
+  int amqps_port_ = 0;
+  std::string ca_file_;
+};
+
+}  // namespace qrt::test
