@@ -10,7 +10,6 @@
 #include <proton/timestamp.hpp>
 #include <qrt/servicebus.hpp>
 #include <random>
-#include <thread>
 
 #include "connection_string.hpp"
 #include "management.hpp"
@@ -119,13 +118,6 @@ std::pair<std::string, std::string> split_receipt_token(const std::string& token
   return {token.substr(0, space), token.substr(space + 1)};
 }
 
-/// The AMQP core's close() joins its Proton thread, which outlives the longest timer it has
-/// scheduled (a pending send or request timeout): close on a thread of its own so that neither a
-/// destructor nor the awaitable close() blocks an Asio thread for that long.
-void close_in_background(std::shared_ptr<amqp::connection> conn) {
-  std::thread([conn = std::move(conn)] { conn->close(); }).detach();
-}
-
 class servicebus_provider;
 
 class servicebus_session final : public session_receiver {
@@ -194,7 +186,7 @@ class servicebus_provider final : public provider,
     caps_.queue_management = opts_.test_peer_admin;
   }
 
-  ~servicebus_provider() override { close_in_background(conn_); }
+  ~servicebus_provider() override { conn_->close(); }
 
   std::string_view name() const noexcept override { return "servicebus"; }
   const capabilities& caps() const noexcept override { return caps_; }
@@ -524,7 +516,7 @@ class servicebus_provider final : public provider,
   }
 
   awaitable<void> close() override {
-    close_in_background(conn_);
+    conn_->close();
     co_return;
   }
 
@@ -734,7 +726,6 @@ awaitable<result<void>> servicebus_session::close() {
 }  // namespace
 
 result<provider_ptr> make_provider(const options& opts, boost::asio::any_io_executor executor) {
-  (void)executor;  // results are posted back to each caller's own executor
   if (opts.transport == transport_type::amqp_websockets) {
     return fail(
         errc::configuration_error,
@@ -750,7 +741,7 @@ result<provider_ptr> make_provider(const options& opts, boost::asio::any_io_exec
   ep.sasl_mechanisms = "ANONYMOUS";  // authorisation happens on $cbs, as the service expects
   ep.virtual_host = cs->host;
   ep.connect_timeout = opts.operation_timeout;
-  auto conn = amqp::connection::create(ep);
+  auto conn = amqp::connection::create(ep, std::move(executor));
   return provider_ptr(std::make_shared<servicebus_provider>(opts, std::move(*cs), std::move(conn)));
 }
 
