@@ -46,7 +46,15 @@ qrt::servicebus::options provider_options() {
   return o;
 }
 
+// A live queue stands in only for tests that want a queue with qrt's default settings (lock
+// duration, delivery count, TTL); the others skip.
 std::optional<qrt::queue_name> live_queue(const qrt::queue_options& wanted) {
+  const qrt::queue_options defaults;
+  if (wanted.lock_duration != defaults.lock_duration ||
+      wanted.max_delivery_count != defaults.max_delivery_count ||
+      wanted.default_time_to_live != defaults.default_time_to_live) {
+    return std::nullopt;
+  }
   const char* name = std::getenv(wanted.requires_session ? "QRT_SERVICEBUS_SESSION_QUEUE"
                                                          : "QRT_SERVICEBUS_QUEUE");
   if (!name || !*name) return std::nullopt;
