@@ -93,7 +93,11 @@ std::string servicebus_peer::connection_string(const std::string& key) const {
 }
 
 std::string run_sdk(const std::vector<std::string>& args) {
-  std::vector<std::string> full{std::string(QRT_SERVICEBUS_PEER_DIR) + "/sdk-interop.js"};
+  return run_sdk_script("sdk-interop.js", args);
+}
+
+std::string run_sdk_script(const std::string& script, const std::vector<std::string>& args) {
+  std::vector<std::string> full{std::string(QRT_SERVICEBUS_PEER_DIR) + "/" + script};
   full.insert(full.end(), args.begin(), args.end());
   auto child = spawn_node(full);
   std::string out = read_all(child.out, 60'000, false);
@@ -101,7 +105,7 @@ std::string run_sdk(const std::vector<std::string>& args) {
   int status = 0;
   waitpid(child.pid, &status, 0);
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    throw std::runtime_error("the official SDK failed (" + args.front() + "); its stderr is above");
+    throw std::runtime_error("the official SDK failed (" + script + "); its stderr is above");
   }
   return out;
 }

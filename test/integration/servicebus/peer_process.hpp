@@ -30,5 +30,7 @@ class servicebus_peer {
 
 /// Runs `node sdk-interop.js ARGS...` and returns its stdout; throws when it exits non-zero.
 std::string run_sdk(const std::vector<std::string>& args);
+/// Runs `node <script> ARGS...` from the peer's folder the same way.
+std::string run_sdk_script(const std::string& script, const std::vector<std::string>& args);
 
 }  // namespace qrt::test

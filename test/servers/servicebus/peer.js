@@ -1034,6 +1034,9 @@ function onOutcome(context) {
     if (error) d.update(true, amqpMessage.rejected({ error }).described());
     else if (outcome && outcome.constructor.composite_type === 'rejected') d.update(true, amqpMessage.rejected().described());
     else d.update(true, outcome && outcome.described ? outcome.described() : undefined);
+    // With rcv-settle-mode second the receiver settles once we have, without telling us again:
+    // the delivery is finished here (else rhea keeps it and its session runs out of slots).
+    d.remote_settled = true;
   }
   pump(queue);
 }
