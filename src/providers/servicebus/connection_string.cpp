@@ -32,7 +32,7 @@ result<void> parse_endpoint(std::string_view value, connection_string& cs, bool&
   if (scheme_end == std::string_view::npos) return bad("Endpoint must look like sb://<namespace>/");
   const auto scheme = rest.substr(0, scheme_end);
   if (!iequals(scheme, "sb") && !iequals(scheme, "amqps") && !iequals(scheme, "amqp")) {
-    return bad("Endpoint scheme '" + std::string(scheme) + "' is not sb://");
+    return bad(std::string("Endpoint scheme '") + std::string(scheme) + "' is not sb://");
   }
   rest.remove_prefix(scheme_end + 3);
   const auto host_end = rest.find('/');
@@ -44,7 +44,8 @@ result<void> parse_endpoint(std::string_view value, connection_string& cs, bool&
     auto [p, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
     if (ec != std::errc{} || p != port_text.data() + port_text.size() || port == 0 ||
         port > 65535) {
-      return bad("Endpoint port '" + std::string(port_text) + "' is not a number in 1-65535");
+      return bad(std::string("Endpoint port '") + std::string(port_text) +
+                 "' is not a number in 1-65535");
     }
     cs.port = static_cast<std::uint16_t>(port);
     explicit_port = true;
@@ -53,7 +54,8 @@ result<void> parse_endpoint(std::string_view value, connection_string& cs, bool&
   }
   for (char c : authority) {
     if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == '_')) {
-      return bad("Endpoint host '" + std::string(authority) + "' has invalid characters");
+      return bad(std::string("Endpoint host '") + std::string(authority) +
+                 "' has invalid characters");
     }
   }
   cs.host = std::string(authority);
@@ -64,7 +66,7 @@ result<void> parse_endpoint(std::string_view value, connection_string& cs, bool&
 
 std::string connection_string::endpoint_uri() const {
   const bool default_port = (use_tls && port == 5671) || (!use_tls && port == 5672);
-  return "sb://" + host + (default_port ? "" : ":" + std::to_string(port)) + "/";
+  return "sb://" + host + (default_port ? "" : std::string(":") + std::to_string(port)) + "/";
 }
 
 std::string connection_string::audience(std::string_view entity) const {
@@ -103,7 +105,7 @@ result<connection_string> parse_connection_string(std::string_view text) {
     } else if (iequals(name, "UseDevelopmentEmulator")) {
       emulator_text = std::string(value);
     } else {
-      return bad("unknown field '" + std::string(name) + "'");
+      return bad(std::string("unknown field '") + std::string(name) + "'");
     }
   }
   if (!have_endpoint) return bad("Endpoint is missing");

@@ -264,7 +264,7 @@ class servicebus_provider final : public provider,
       auto& m = messages[i];
       if (m.wire_size() > caps_.max_message_bytes) {
         refused[i] = fail(errc::message_too_large,
-                          "servicebus: a message of " + std::to_string(m.wire_size()) +
+                          std::string("servicebus: a message of ") + std::to_string(m.wire_size()) +
                               " bytes exceeds the limit of " +
                               std::to_string(caps_.max_message_bytes) + " bytes");
         continue;
@@ -459,7 +459,8 @@ class servicebus_provider final : public provider,
                      session ? proton::value(session->str()) : proton::value());
     spec.properties[proton::symbol(timeout_property)] =
         proton::value(static_cast<std::uint32_t>(std::min<std::int64_t>(wait.count(), UINT32_MAX)));
-    const std::string link_id = "session:" + entity + ":" + std::to_string(next_session_link_++);
+    const std::string link_id =
+        "session:" + entity + std::string(":") + std::to_string(next_session_link_++);
     auto info = co_await conn_->open_receiver(link_id, spec, wait + opts_.operation_timeout);
     if (!info) {
       co_await conn_->close_receiver(link_id);
@@ -478,7 +479,8 @@ class servicebus_provider final : public provider,
       }
       co_return fail(errc::timeout,
                      "servicebus: no unlocked session of '" + entity +
-                         "' became available within " + std::to_string(wait.count()) + " ms",
+                         std::string("' became available within ") + std::to_string(wait.count()) +
+                         " ms",
                      "com.microsoft:timeout");
     }
     std::string chosen;

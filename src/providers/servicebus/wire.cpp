@@ -37,7 +37,7 @@ std::string lock_token_from_uuid(const uuid_bytes& uuid) {
 
 result<std::string> lock_token_from_delivery_tag(std::span<const std::uint8_t> tag) {
   if (tag.size() != 16) {
-    return fail(errc::protocol_error, "delivery tag of " + std::to_string(tag.size()) +
+    return fail(errc::protocol_error, std::string("delivery tag of ") + std::to_string(tag.size()) +
                                           " bytes is not a Service Bus lock token (16 bytes)");
   }
   uuid_bytes raw{};
@@ -55,13 +55,14 @@ result<uuid_bytes> uuid_from_lock_token(std::string_view token) {
     const int lo = i + 1 < token.size() ? hex_value(token[i + 1]) : -1;
     if (hi < 0 || lo < 0 || n >= out.size()) {
       return fail(errc::invalid_receipt,
-                  "'" + std::string(token) + "' is not a lock token (a GUID)");
+                  std::string("'") + std::string(token) + "' is not a lock token (a GUID)");
     }
     out[n++] = static_cast<std::uint8_t>(hi << 4 | lo);
     ++i;
   }
   if (n != out.size() || (token.size() != 36 && token.size() != 32)) {
-    return fail(errc::invalid_receipt, "'" + std::string(token) + "' is not a lock token (a GUID)");
+    return fail(errc::invalid_receipt,
+                std::string("'") + std::string(token) + "' is not a lock token (a GUID)");
   }
   return out;
 }
@@ -136,8 +137,9 @@ result<void> check_status(int status, std::string_view condition, std::string_vi
   if (status >= 200 && status < 300) return {};
   if (!condition.empty()) return error_from_condition(condition, description, what);
   const std::string code = std::to_string(status);
-  const std::string text = std::string(what) + " failed with status " + code +
-                           (description.empty() ? "" : ": " + std::string(description));
+  const std::string text =
+      std::string(what) + " failed with status " + code +
+      (description.empty() ? "" : std::string(": ") + std::string(description));
   switch (status) {
     case 401:
     case 403:

@@ -88,7 +88,7 @@ servicebus_peer::~servicebus_peer() {
 }
 
 std::string servicebus_peer::connection_string(const std::string& key) const {
-  return "Endpoint=sb://127.0.0.1:" + std::to_string(port_) +
+  return std::string("Endpoint=sb://127.0.0.1:") + std::to_string(port_) +
          "/;SharedAccessKeyName=x;SharedAccessKey=" + key + ";UseDevelopmentEmulator=true";
 }
 

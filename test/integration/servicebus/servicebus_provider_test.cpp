@@ -57,7 +57,7 @@ qrt::sync::queue_client open_client(const std::string& connection_string) {
 
 std::atomic<int> counter{0};
 queue_name fresh(const std::string& what) {
-  return queue_name::from("sb-" + what + "-" + std::to_string(getpid()) + "-" +
+  return queue_name::from("sb-" + what + std::string("-") + std::to_string(getpid()) + "-" +
                           std::to_string(++counter));
 }
 
