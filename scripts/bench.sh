@@ -1,9 +1,24 @@
 #!/usr/bin/env bash
-# The main job: build in release mode and run the embedded provider's example workload.
+# The main job: install what the build needs, build the qrt CLI in release mode, and benchmark
+# the embedded provider against a raw lock-free queue in the same run. Prints the table and
+# writes reports/bench-<timestamp>/report.json and chart.html.
+#
+# Extra arguments go to `qrt bench`, e.g.  scripts/bench.sh --messages 1000000 --consumers 4
+# See `build/release/tools/qrt/qrt bench --help` for every option.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
 scripts/install-deps.sh
 export CCACHE_DIR="${CCACHE_DIR:-$HOME/.cache/ccache}"
 cmake --preset release >/dev/null
-cmake --build --preset release -j "$(nproc)" --target example_quickstart
-./build/release/examples/example_quickstart
+cmake --build --preset release -j "$(nproc)" --target qrt
+
+report_dir="reports/bench-$(date -u +%Y%m%dT%H%M%SZ)"
+./build/release/tools/qrt/qrt bench --provider memory \
+  --messages 200000 --size 256 --producers 1 --consumers 1 --batch 10 \
+  --half-rate --overhead 100 \
+  --report-dir "$report_dir" "$@"
+
+echo
+echo "Report: $report_dir/report.json"
+echo "Chart:  $report_dir/chart.html (open in a browser)"

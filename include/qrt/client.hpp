@@ -5,6 +5,7 @@
 #include <memory>
 #include <optional>
 #include <qrt/provider.hpp>
+#include <qrt/retry.hpp>
 #include <vector>
 
 namespace qrt {
@@ -12,6 +13,9 @@ namespace qrt {
 struct client_options {
   /// Bounds waits for room in a full queue and for the service on send.
   milliseconds send_timeout{30'000};
+  /// Applied to transient and throttled provider errors (docs/adr/0060-resilience-layering.md).
+  /// nullopt (or retry_policy::none()) turns retrying off.
+  std::optional<retry_policy> retry = retry_policy::client_default();
 };
 
 /// A locked session, from queue_client::accept_session. Closing (or destroying the last copy
@@ -48,7 +52,8 @@ class queue_client {
 
   const capabilities& caps() const noexcept { return provider_->caps(); }
   std::string_view provider_name() const noexcept { return provider_->name(); }
-  const provider_ptr& underlying() const noexcept { return provider_; }
+  /// The provider as given, without the client's retry decorator.
+  const provider_ptr& underlying() const noexcept { return given_; }
 
   awaitable<result<void>> create_queue(const queue_name& queue, const queue_options& options = {});
   awaitable<result<void>> delete_queue(const queue_name& queue);
@@ -83,7 +88,8 @@ class queue_client {
   awaitable<void> close();
 
  private:
-  provider_ptr provider_;
+  provider_ptr given_;
+  provider_ptr provider_;  ///< given_, wrapped in the retry decorator when options_.retry is set
   client_options options_;
 };
 

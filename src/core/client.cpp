@@ -80,7 +80,11 @@ awaitable<result<void>> session::close() {
 // ---- queue_client ----
 
 queue_client::queue_client(provider_ptr provider, client_options options)
-    : provider_(std::move(provider)), options_(options) {}
+    : given_(std::move(provider)),
+      provider_(options.retry && options.retry->max_attempts > 1
+                    ? make_retrying_provider(given_, *options.retry)
+                    : given_),
+      options_(options) {}
 
 awaitable<result<void>> queue_client::create_queue(const queue_name& queue,
                                                    const queue_options& options) {

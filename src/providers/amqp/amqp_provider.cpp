@@ -118,7 +118,7 @@ class amqp_provider final : public provider {
                      "queues on attach, e.g. /queue/ on RabbitMQ)");
     }
     // Attaching to the declaring address makes the broker create the queue; detach at once.
-    const std::string link = "declare:" + queue.str();
+    const std::string link = "declare:" + std::to_string(next_link_++) + ":" + queue.str();
     detail::receiver_spec spec;
     spec.address = opts_.declare_prefix + queue.str();
     spec.durable = true;
@@ -294,7 +294,8 @@ class amqp_provider final : public provider {
       auto it = verified_.find(to);
       if (it != verified_.end() && it->second == conn_->generation()) co_return result<void>{};
     }
-    const std::string link = "probe:" + to;
+    // A link of its own per call: concurrent first sends must not close each other's probe.
+    const std::string link = "probe:" + std::to_string(next_link_++) + ":" + to;
     detail::receiver_spec spec;
     spec.address = to;
     spec.prefetch = 0;
@@ -317,6 +318,7 @@ class amqp_provider final : public provider {
   std::shared_ptr<connection> conn_;
   std::uint64_t id_;
   capabilities caps_;
+  std::atomic<std::uint64_t> next_link_{1};
   std::mutex mutex_;
   std::map<std::string, std::uint64_t> verified_;  ///< address -> connection generation
 };

@@ -450,7 +450,7 @@ struct connection::impl : proton::messaging_handler,
     error link_died = e;
     link_died.message = "the link died with its connection: " + e.message;
     for (auto& [address, s] : senders) {
-      for (auto& op : s.waiting) fail_unsent(*op, link_died);
+      for (auto& op : s.waiting) abort_send(*op, link_died);
     }
     for (auto& [tag, entry] : in_flight) {
       record(entry.first, entry.second, error(link_died));
@@ -557,6 +557,18 @@ struct connection::impl : proton::messaging_handler,
     op.next = op.messages.size();
   }
 
+  /// The link is gone: a call that sent nothing fails as a whole; otherwise its unsent
+  /// messages fail with `e` and the call finishes once no outcome is pending.
+  void abort_send(send_op& op, const error& e) {
+    if (op.finished) return;
+    if (op.next == 0 && op.unsettled == 0) {
+      finish_whole(op, e);
+      return;
+    }
+    fail_unsent(op, e);
+    if (op.unsettled == 0) finish(op);
+  }
+
   /// Nothing was sent: the whole call fails.
   void finish_whole(send_op& op, const error& e) {
     if (op.finished) return;
@@ -640,14 +652,7 @@ struct connection::impl : proton::messaging_handler,
           ++fit;
         }
       }
-      for (auto& op : it->second.waiting) {
-        if (op->next == 0 && op->unsettled == 0) {
-          finish_whole(*op, e);
-        } else {
-          fail_unsent(*op, e);
-          if (op->unsettled == 0) finish(*op);
-        }
-      }
+      for (auto& op : it->second.waiting) abort_send(*op, e);
       end_link(s);
       senders.erase(it);
       return;

@@ -149,7 +149,8 @@ class connection {
       std::vector<std::pair<delivery_ref, outcome>> items);
 
   /// Detaches receiver link `link_id` (if attached). Its unsettled deliveries go back to the
-  /// broker; their receipts then fail with receipt_expired.
+  /// broker; their receipts then fail with receipt_expired. Calls still waiting on the link
+  /// fail with errc::closed, so give short-lived links (probes) ids of their own.
   boost::asio::awaitable<result<void>> close_receiver(std::string link_id);
 
   /// Request/response with a management node (`$cbs`, `<entity>/$management`): sends `request`

@@ -47,6 +47,10 @@ class event_sink {
   virtual lsn session_state_set(const queue_name& queue, const session_id& session,
                                 const std::string& state) = 0;
 
+  /// False while the log is at its disk limit (max_disk_bytes): sends wait as for a full queue.
+  /// Settlements are always accepted, since they are what frees space.
+  virtual bool has_room() const { return true; }
+
   /// Completes once every event up to and including `upto` is as durable as the configured
   /// durability mode promises (always: on disk; interval/none: at once).
   virtual awaitable<result<void>> flushed(lsn upto) = 0;

@@ -9,6 +9,7 @@
 #include <random>
 #include <unordered_map>
 
+#include "log/persistent_log.hpp"
 #include "queue_state.hpp"
 
 namespace qrt::memory {
@@ -253,7 +254,8 @@ class memory_provider final : public provider,
         }
         const auto now = clock::now();
         q->sweep(now);
-        for (; next < n && q->has_room(); ++next) {
+        const bool disk_room = !sink_ || sink_->has_room();
+        for (; next < n && disk_room && q->has_room(); ++next) {
           if (done[next]) continue;
           message& m = messages[next];
           if (m.id.empty()) m.id = next_message_id();
@@ -268,9 +270,14 @@ class memory_provider final : public provider,
         if (now >= deadline) {
           for (std::size_t i = next; i < n; ++i) {
             if (!done[i]) {
-              outcomes[i] = fail(errc::queue_full, "queue '" + queue.str() + "' stayed full (" +
-                                                       std::to_string(opts_.max_queue_size) +
-                                                       " messages) until the send deadline");
+              outcomes[i] =
+                  disk_room
+                      ? fail(errc::queue_full, "queue '" + queue.str() + "' stayed full (" +
+                                                   std::to_string(opts_.max_queue_size) +
+                                                   " messages) until the send deadline")
+                      : fail(errc::queue_full, "the persistence log stayed at its disk limit (" +
+                                                   std::to_string(opts_.max_disk_bytes) +
+                                                   " bytes) until the send deadline");
             }
           }
           break;
@@ -279,6 +286,9 @@ class memory_provider final : public provider,
         q->senders().add(w);
         wake_at = deadline;
         if (auto event = q->next_event()) wake_at = std::min(wake_at, *event);
+        // Disk space comes back when the log deletes a settled segment, which may follow a
+        // settlement on any queue: look again soon rather than wire every queue to the log.
+        if (!disk_room) wake_at = std::min(wake_at, now + milliseconds{10});
       }
       co_await wait_for_change(q, w, wake_at);
     }
@@ -624,10 +634,6 @@ provider_ptr make_memory_provider(const options& opts, boost::asio::any_io_execu
 }  // namespace detail
 
 result<provider_ptr> make_provider(const options& opts, boost::asio::any_io_executor executor) {
-  if (opts.enable_persistence) {
-    return fail(errc::unsupported,
-                "enable_persistence: the persisted embedded provider is not built into this qrt");
-  }
   if (opts.max_queue_size == 0 || opts.channel_buffer_size == 0 || opts.max_message_bytes == 0) {
     return fail(errc::configuration_error,
                 "max_queue_size, channel_buffer_size and max_message_bytes must be positive");
@@ -635,6 +641,17 @@ result<provider_ptr> make_provider(const options& opts, boost::asio::any_io_exec
   for (const auto& name : opts.queues) {
     auto q = queue_name::parse(name);
     if (!q) return fail(errc::configuration_error, "field 'queues': " + q.error().message);
+  }
+  if (opts.enable_persistence) {
+    log::log_options lo;
+    lo.directory = opts.persistence_path;
+    lo.mode = opts.durability_mode;
+    lo.sync_interval = opts.sync_interval;
+    lo.max_disk_bytes = opts.max_disk_bytes;
+    auto opened = log::persistent_log::open(std::move(lo));
+    if (!opened) return opened.error();
+    return detail::make_memory_provider(opts, std::move(executor), std::move(opened->log),
+                                        std::move(opened->state));
   }
   return detail::make_memory_provider(opts, std::move(executor), nullptr, {});
 }

@@ -104,6 +104,7 @@ void queue_state::sweep(time_point now) {
     if (it != items.end() && it->second.state == item_state::locked &&
         it->second.locked_until <= now) {
       release(it->second, now, ignored);
+      if (items.find(key & ~dead_letter_bit) == items.end()) remember_lapsed(key);
     }
   }
   while (!ttl_expiry_.empty() && ttl_expiry_.top().first <= now) {
@@ -295,11 +296,21 @@ result<void> queue_state::settle(const delivery_key& key, const settlement& s, t
   queue_core& c = core(key.dead_letter);
   auto pos = c.items.find(key.sequence);
   if (pos == c.items.end()) {
+    if (lapsed(heap_key(key.dead_letter, key.sequence))) {
+      return fail(errc::receipt_expired, "the lock on message " + std::to_string(key.sequence) +
+                                             " in '" + name_.to_string() +
+                                             "' expired and the message has left the queue");
+    }
     return fail(errc::invalid_receipt, "message " + std::to_string(key.sequence) + " in '" +
                                            name_.to_string() + "' was already settled");
   }
   item& it = pos->second;
   if (it.state != item_state::locked || it.lock != key.lock) {
+    if (key.lock == it.abandoned_lock) {
+      return fail(errc::invalid_receipt, "message " + std::to_string(key.sequence) + " in '" +
+                                             name_.to_string() +
+                                             "' was already abandoned with this receipt");
+    }
     if (it.session) {
       return fail(errc::session_lock_lost,
                   "the session lock of '" + it.session->id.str() + "' expired or was released");
@@ -312,6 +323,7 @@ result<void> queue_state::settle(const delivery_key& key, const settlement& s, t
       erase_item(key.sequence, last);
       break;
     case settle_action::abandon:
+      it.abandoned_lock = it.lock;
       release(it, now, last);
       break;
     case settle_action::dead_letter:
@@ -330,11 +342,19 @@ result<time_point> queue_state::renew(const delivery_key& key, time_point now) {
   queue_core& c = core(key.dead_letter);
   auto pos = c.items.find(key.sequence);
   if (pos == c.items.end()) {
+    if (lapsed(heap_key(key.dead_letter, key.sequence))) {
+      return fail(errc::receipt_expired, "the lock on message " + std::to_string(key.sequence) +
+                                             " expired and the message has left the queue");
+    }
     return fail(errc::invalid_receipt,
                 "message " + std::to_string(key.sequence) + " was already settled");
   }
   item& it = pos->second;
   if (it.state != item_state::locked || it.lock != key.lock) {
+    if (key.lock == it.abandoned_lock) {
+      return fail(errc::invalid_receipt, "message " + std::to_string(key.sequence) +
+                                             " was already abandoned with this receipt");
+    }
     return fail(it.session ? errc::session_lock_lost : errc::receipt_expired,
                 "the lock on message " + std::to_string(key.sequence) + " expired");
   }
@@ -427,6 +447,7 @@ void queue_state::release_session(session_slot& slot, time_point now) {
     auto pos = main_.items.find(seq);
     if (pos != main_.items.end() && pos->second.state == item_state::locked) {
       release(pos->second, now, ignored);
+      if (main_.items.find(seq) == main_.items.end()) remember_lapsed(seq);
     }
   }
   slot.locked.clear();
@@ -434,6 +455,16 @@ void queue_state::release_session(session_slot& slot, time_point now) {
   slot.receivers.notify_all();
   if (!slot.ready.empty()) session_acceptors_.notify(1);
   forget_session_if_idle(slot);
+}
+
+void queue_state::remember_lapsed(std::uint64_t key) {
+  constexpr std::size_t capacity = 8192;
+  if (!lapsed_.insert(key).second) return;
+  lapsed_order_.push_back(key);
+  if (lapsed_order_.size() > capacity) {
+    lapsed_.erase(lapsed_order_.front());
+    lapsed_order_.pop_front();
+  }
 }
 
 lsn queue_state::set_session_state(session_slot& slot, std::string state) {

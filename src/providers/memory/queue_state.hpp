@@ -17,6 +17,7 @@
 #include <queue>
 #include <set>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 #include "events.hpp"
@@ -73,7 +74,8 @@ struct item {
   item_state state = item_state::ready;
   time_point visible_at{};
   std::optional<time_point> expires_at;
-  std::uint64_t lock = 0;  ///< generation of the current lock; 0 when not locked
+  std::uint64_t lock = 0;            ///< generation of the current lock; 0 when not locked
+  std::uint64_t abandoned_lock = 0;  ///< the last lock its holder gave back with abandon
   time_point locked_until{};
   session_slot* session = nullptr;  ///< requires_session queues only
 };
@@ -195,6 +197,14 @@ class queue_state : public std::enable_shared_from_this<queue_state> {
   std::uint64_t next_sequence_ = 1;
   std::uint64_t next_lock_ = 1;
   std::uint64_t expired_ = 0;
+
+  /// Messages that left the queue because their lock lapsed (moved to the DLQ or dropped as
+  /// expired): a later use of the lapsed receipt reports receipt_expired rather than "already
+  /// settled". Bounded; the oldest are forgotten first.
+  void remember_lapsed(std::uint64_t key);
+  bool lapsed(std::uint64_t key) const { return lapsed_.count(key) != 0; }
+  std::unordered_set<std::uint64_t> lapsed_;
+  std::deque<std::uint64_t> lapsed_order_;
 
   using timed = std::pair<time_point, std::uint64_t>;
   std::priority_queue<timed, std::vector<timed>, std::greater<>> scheduled_;    // (visible_at, seq)

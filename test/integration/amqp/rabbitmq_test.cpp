@@ -300,6 +300,26 @@ TEST_F(amqp_rabbitmq, reconnects_after_the_broker_restarts_and_old_receipts_expi
   EXPECT_EQ(receive_one().body, "after restart");
 }
 
+TEST_F(amqp_rabbitmq, time_to_live_reaches_the_broker_and_expired_messages_are_not_delivered) {
+  qrt::message expiring;
+  expiring.body = "expiring";
+  expiring.time_to_live = 200ms;
+  send(expiring);
+  // The real event: the broker drops the message once its TTL runs out (RabbitMQ expires the
+  // head of a queue on its own timer). Polled through rabbitmqctl, bounded.
+  const auto deadline = std::chrono::steady_clock::now() + 15s;
+  while (broker_count(queue_.str(), "messages") != 0 &&
+         std::chrono::steady_clock::now() < deadline) {
+  }
+  EXPECT_EQ(broker_count(queue_.str(), "messages"), 0) << "the message did not expire";
+  qrt::message live;
+  live.body = "live";
+  send(live);
+  auto got = receive(*provider_, 10, 2s);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].body, "live");
+}
+
 TEST_F(amqp_rabbitmq, wrong_password_is_a_permission_error) {
   auto o = rabbit();
   o.password = "wrong";

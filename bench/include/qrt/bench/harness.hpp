@@ -1,0 +1,159 @@
+// The benchmark harness (the seed's PerformanceBenchmark): producers and consumers on one
+// provider, measuring send / receive / end-to-end throughput, end-to-end latency (enqueue time
+// stamped into the body -> handler), per-operation latency, CPU per message and peak RSS.
+// Plus the same-run raw-queue baseline, the consumer scaling run and the client-overhead run.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <qrt/bench/latency_histogram.hpp>
+#include <qrt/config.hpp>
+#include <qrt/metrics.hpp>
+#include <qrt/provider.hpp>
+#include <string>
+#include <vector>
+
+namespace qrt::bench {
+
+using std::chrono::milliseconds;
+
+struct bench_options {
+  config provider_config{{"provider", "memory"}};  ///< as for qrt::builtin_providers()
+  std::string queue = "qrt-bench";
+  bool create_queue = true;              ///< create (and afterwards delete) the queue
+  std::uint64_t messages = 100'000;      ///< used when duration is not set
+  std::optional<milliseconds> duration;  ///< sustained mode: send for this long
+  double rate = 0;                       ///< messages/s over all producers; 0: as fast as possible
+  std::size_t message_size = 256;        ///< body bytes (>= 16: the body starts with the send time)
+  std::size_t producers = 1;
+  std::size_t consumers = 1;
+  std::size_t send_batch = 10;
+  std::size_t receive_batch = 10;
+  std::size_t threads = 0;  ///< threads running the provider's executor; 0: cores
+  milliseconds receive_wait{100};
+  std::chrono::microseconds handler_cost{0};  ///< CPU each message's handler burns (spinning)
+  milliseconds sample_interval{250};          ///< time-series resolution for the chart
+  /// Wraps the provider the producers and consumers use (latency injection, ...).
+  std::function<provider_ptr(provider_ptr)> decorate;
+  /// When set, the provider is also instrumented (qrt::metrics::instrument) and consumers record
+  /// queue_runtime_messages_processed_total / processing_duration per batch into it.
+  metrics::runtime_metrics* metrics = nullptr;
+  /// Called from a sampler on every sample; for a progress line.
+  std::function<void(const struct progress&)> on_progress;
+};
+
+struct progress {
+  double elapsed_s = 0;
+  std::uint64_t sent = 0;
+  std::uint64_t received = 0;
+  std::uint64_t target = 0;  ///< 0 in sustained mode
+};
+
+/// One point of the time series: what happened during one sample interval.
+struct sample {
+  double t_s = 0;           ///< end of the interval, seconds since start
+  double send_rate = 0;     ///< messages/s
+  double receive_rate = 0;  ///< messages/s completed
+  double e2e_mean_us = 0;
+  double e2e_max_us = 0;
+};
+
+struct latency_summary {
+  std::uint64_t count = 0;
+  double p50_us = 0, p95_us = 0, p99_us = 0, max_us = 0, mean_us = 0;
+  static latency_summary of(const latency_histogram& h);
+};
+
+struct bench_result {
+  std::string provider;
+  std::uint64_t messages_sent = 0;
+  std::uint64_t messages_received = 0;  ///< handled and completed
+  std::uint64_t send_errors = 0;
+  std::uint64_t receive_errors = 0;
+  std::uint64_t complete_errors = 0;
+  std::uint64_t duplicates = 0;  ///< deliveries with delivery_count > 1
+  std::size_t message_size = 0;
+  std::size_t producers = 0, consumers = 0, send_batch = 0, receive_batch = 0;
+  double rate_target = 0;
+  double wall_s = 0;
+  double send_s = 0;     ///< first send to last send done
+  double receive_s = 0;  ///< first message received to last completed
+  double send_throughput = 0;
+  double receive_throughput = 0;
+  double e2e_throughput = 0;      ///< completed / (start to last completion)
+  double mean_send_batch = 0;     ///< messages per send call
+  double mean_receive_batch = 0;  ///< messages per non-empty receive call
+  latency_summary e2e;
+  latency_summary send_call, receive_call, complete_call;
+  double cpu_s = 0;
+  double cpu_s_per_message = 0;
+  double cpu_utilisation = 0;  ///< cpu_s / (wall_s * cores)
+  std::uint64_t peak_rss_bytes = 0;
+  std::vector<sample> series;
+};
+
+struct baseline_result {
+  std::string name = "moodycamel::ConcurrentQueue";
+  std::uint64_t messages = 0;
+  double wall_s = 0;
+  double throughput = 0;
+  latency_summary e2e;
+};
+
+/// Runs producers and consumers against the configured provider. Fails with the provider's
+/// error when it cannot be built, the queue cannot be created, or options are invalid.
+result<bench_result> run_benchmark(const bench_options& options);
+
+/// The ceiling: the same payloads (qrt::message, same size and batch sizes) moved through a raw
+/// moodycamel::ConcurrentQueue by the same numbers of producer and consumer threads.
+baseline_result run_baseline(const bench_options& options);
+
+struct scaling_point {
+  std::size_t consumers = 0;
+  double throughput = 0;  ///< messages/s completed
+  double efficiency = 0;  ///< throughput / (consumers * throughput at 1 consumer)
+};
+struct scaling_options {
+  bench_options base;                 ///< provider, queue, sizes, receive_batch
+  milliseconds injected_latency{10};  ///< added to every provider call
+  std::size_t max_consumers = 32;
+  milliseconds window{1500};  ///< measuring time per consumer count
+};
+/// Seed assertions 3 and 13: N = 1, 2, 4, ... max_consumers consumers on a prefilled queue,
+/// every provider call delayed by injected_latency.
+result<std::vector<scaling_point>> run_scaling(const scaling_options& options);
+
+struct overhead_result {
+  std::uint64_t messages = 0;
+  std::chrono::microseconds handler_cost{0};  ///< CPU time each handler call burns
+  double wall_s = 0;                          ///< first receive to last completion
+  double handler_wall_s = 0;                  ///< measured around each handler call
+  double cpu_s = 0;                           ///< process CPU (all threads) during the run
+  double handler_cpu_s = 0;                   ///< thread CPU measured around each handler call
+  double qrt_share = 0;       ///< (cpu - handler cpu) / cpu: the headline, robust to a busy machine
+  double qrt_share_wall = 0;  ///< (wall - handler wall) / wall: includes waits and preemption
+};
+/// Seed assertion 6: one consumer, a handler of known fixed CPU cost, prefilled queue; the
+/// share of the work that is not the handler's.
+result<overhead_result> run_overhead(const bench_options& options, std::uint64_t messages,
+                                     std::chrono::microseconds handler_cost);
+
+/// The body of a benchmark message: the steady-clock send time in 16 hex digits, then filler.
+std::string make_body(std::size_t size, std::chrono::steady_clock::time_point sent);
+/// Reads the send time back; nullopt when the body was not made by make_body.
+std::optional<std::chrono::steady_clock::time_point> read_send_time(std::string_view body);
+
+/// A handler of fixed known cost: burns `cost` of the calling thread's CPU time (not wall
+/// time, so a busy machine that preempts the thread does not shorten the work).
+void burn_cpu(std::chrono::microseconds cost);
+
+/// Process-wide resource usage (getrusage): CPU seconds (user + system) and peak RSS bytes.
+struct resource_usage {
+  double cpu_s = 0;
+  std::uint64_t peak_rss_bytes = 0;
+  static resource_usage now();
+};
+
+}  // namespace qrt::bench

@@ -1,0 +1,68 @@
+// What a benchmark run produces: a table for people, report.json for scripts, a chart
+// (self-contained HTML with inline SVG), and checks against the seed's performance targets.
+#pragma once
+
+#include <optional>
+#include <qrt/bench/harness.hpp>
+#include <qrt/error.hpp>
+#include <string>
+#include <vector>
+
+namespace qrt::bench {
+
+/// One bound read from a targets file: "<100ms", ">90%", "1 hour", 1000.
+struct bound {
+  enum class direction { at_most, at_least } dir = direction::at_least;
+  double value = 0;  ///< seconds for durations, a fraction for percentages, else as written
+  std::string text;  ///< as written, for the report
+};
+
+/// The seed's performance_targets; every field optional.
+struct performance_targets {
+  std::string environment;  ///< "production", "development", or "" when the file has one set
+  std::optional<bound> messages_per_second, batch_efficiency, sustained_duration;
+  std::optional<bound> p50_latency, p95_latency, p99_latency, api_call_latency;
+  std::optional<bound> error_rate, cpu_utilization;
+  std::vector<std::string> not_measured;  ///< known fields qrt bench cannot measure
+};
+
+/// Accepts `performance_targets: {...}` with one set, or sets per environment
+/// (`production:` / `development:`, at the top or under performance_targets). `environment`
+/// picks one when the file has several. Unknown fields and unreadable values are errors naming
+/// the field.
+result<performance_targets> parse_targets(std::string_view yaml, std::string_view environment);
+result<performance_targets> load_targets(const std::string& path, std::string_view environment);
+
+struct target_check {
+  enum class status { pass, miss, not_checked };
+  std::string name;      ///< "latency.p99_message_latency"
+  std::string target;    ///< "<1000ms"
+  std::string measured;  ///< "0.21 ms", or why it was not checked
+  status outcome = status::not_checked;
+};
+std::vector<target_check> check_targets(const performance_targets& t, const bench_result& r);
+bool any_miss(const std::vector<target_check>& checks);
+
+struct report {
+  bench_result run;
+  std::optional<baseline_result> baseline;
+  std::optional<bench_result> half_rate;
+  std::vector<double>
+      round_ratios;  ///< with --repeat: every round's ratio (or msg/s without a baseline)  ///< the
+                     ///< same run paced at half the measured rate
+  std::optional<std::vector<scaling_point>> scaling;
+  std::optional<overhead_result> overhead;
+  std::vector<target_check> checks;
+  std::string targets_environment;
+
+  /// run.e2e_throughput / baseline.throughput (0 without a baseline).
+  double baseline_ratio() const;
+};
+
+std::string format_table(const report& r);
+std::string to_json(const report& r);
+std::string render_chart_html(const report& r);
+/// Creates `dir` (and parents) and writes report.json and chart.html into it.
+result<void> write_report_dir(const report& r, const std::string& dir);
+
+}  // namespace qrt::bench

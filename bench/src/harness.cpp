@@ -1,0 +1,627 @@
+#include <sys/resource.h>
+#include <time.h>
+
+#include <algorithm>
+#include <atomic>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/use_future.hpp>
+#include <cmath>
+#include <future>
+#include <mutex>
+#include <qrt/bench/harness.hpp>
+#include <qrt/bench/latency_injection.hpp>
+#include <qrt/client.hpp>
+#include <qrt/instrumented_provider.hpp>
+#include <qrt/qrt.hpp>
+#include <thread>
+
+namespace qrt::bench {
+
+namespace asio = boost::asio;
+using steady = std::chrono::steady_clock;
+
+// ---------------------------------------------------------------------------------------------
+// Small shared pieces
+
+std::string make_body(std::size_t size, steady::time_point sent) {
+  static constexpr char digits[] = "0123456789abcdef";
+  std::string body(std::max<std::size_t>(size, 16), 'x');
+  auto ns = static_cast<std::uint64_t>(sent.time_since_epoch().count());
+  for (int i = 15; i >= 0; --i) {
+    body[static_cast<std::size_t>(i)] = digits[ns & 0xF];
+    ns >>= 4;
+  }
+  return body;
+}
+
+std::optional<steady::time_point> read_send_time(std::string_view body) {
+  if (body.size() < 16) return std::nullopt;
+  std::uint64_t ns = 0;
+  for (std::size_t i = 0; i < 16; ++i) {
+    const char c = body[i];
+    int v;
+    if (c >= '0' && c <= '9') {
+      v = c - '0';
+    } else if (c >= 'a' && c <= 'f') {
+      v = c - 'a' + 10;
+    } else {
+      return std::nullopt;
+    }
+    ns = (ns << 4) | static_cast<std::uint64_t>(v);
+  }
+  return steady::time_point(steady::duration(static_cast<steady::rep>(ns)));
+}
+
+resource_usage resource_usage::now() {
+  rusage ru{};
+  ::getrusage(RUSAGE_SELF, &ru);
+  auto secs = [](const timeval& tv) { return tv.tv_sec + tv.tv_usec / 1e6; };
+  return {secs(ru.ru_utime) + secs(ru.ru_stime), static_cast<std::uint64_t>(ru.ru_maxrss) * 1024};
+}
+
+latency_summary latency_summary::of(const latency_histogram& h) {
+  auto us = [](std::uint64_t ns) { return static_cast<double>(ns) / 1000.0; };
+  return {h.count(),   us(h.percentile(0.50)), us(h.percentile(0.95)), us(h.percentile(0.99)),
+          us(h.max()), h.mean() / 1000.0};
+}
+
+namespace {
+
+std::chrono::nanoseconds thread_cpu_now() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec);
+}
+
+}  // namespace
+
+void burn_cpu(std::chrono::microseconds cost) {
+  if (cost.count() <= 0) return;
+  const auto until = thread_cpu_now() + cost;
+  while (thread_cpu_now() < until) {
+  }
+}
+
+namespace {
+
+std::size_t default_threads(std::size_t requested) {
+  if (requested > 0) return requested;
+  return std::max(1u, std::thread::hardware_concurrency());
+}
+
+error invalid(std::string what) {
+  return fail(errc::invalid_argument, std::move(what));
+}
+
+result<void> validate(const bench_options& o) {
+  if (o.message_size < 16)
+    return invalid("message size must be at least 16 bytes (the body carries its send time)");
+  if (o.producers == 0) return invalid("producers must be at least 1");
+  if (o.consumers == 0) return invalid("consumers must be at least 1");
+  if (o.send_batch == 0) return invalid("send batch must be at least 1");
+  if (o.receive_batch == 0) return invalid("receive batch must be at least 1");
+  if (!o.duration && o.messages == 0)
+    return invalid("message count must be at least 1 (or give a duration)");
+  if (o.duration && o.duration->count() <= 0) return invalid("duration must be positive");
+  if (o.rate < 0 || !std::isfinite(o.rate))
+    return invalid("rate must be a positive number of messages/s");
+  return {};
+}
+
+// An io_context run by a pool of threads for the provider, producers and consumers.
+class runtime {
+ public:
+  explicit runtime(std::size_t threads)
+      : io_(static_cast<int>(threads)), guard_(io_.get_executor()) {
+    for (std::size_t i = 0; i < threads; ++i) threads_.emplace_back([this] { io_.run(); });
+  }
+  ~runtime() { shutdown(); }
+
+  asio::io_context& io() { return io_; }
+
+  template <class T>
+  std::future<T> spawn(awaitable<T> task) {
+    return asio::co_spawn(io_, std::move(task), asio::use_future);
+  }
+  template <class T>
+  T run(awaitable<T> task) {
+    return spawn(std::move(task)).get();
+  }
+
+  void shutdown() {
+    if (threads_.empty()) return;
+    for (auto& p : to_close_) run(p->close());
+    to_close_.clear();
+    guard_.reset();
+    io_.stop();
+    for (auto& t : threads_) t.join();
+    threads_.clear();
+  }
+  void close_at_end(provider_ptr p) { to_close_.push_back(std::move(p)); }
+
+ private:
+  asio::io_context io_;
+  asio::executor_work_guard<asio::io_context::executor_type> guard_;
+  std::vector<std::thread> threads_;
+  std::vector<provider_ptr> to_close_;
+};
+
+result<provider_ptr> build_provider(runtime& rt, const config& cfg) {
+  auto p = builtin_providers().make(cfg, rt.io().get_executor());
+  if (!p) return p.error();
+  rt.close_at_end(*p);
+  return *p;
+}
+
+awaitable<result<void>> prepare_queue(provider& p, const queue_name& q) {
+  auto r = co_await p.create_queue(q, {});
+  if (!r && r.error().code != errc::unsupported) co_return r.error();
+  co_return result<void>{};
+}
+
+std::int64_t ns_since(steady::time_point start, steady::time_point t) {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(t - start).count();
+}
+
+void atomic_max(std::atomic<std::int64_t>& a, std::int64_t v) {
+  auto cur = a.load(std::memory_order_relaxed);
+  while (v > cur && !a.compare_exchange_weak(cur, v, std::memory_order_relaxed)) {
+  }
+}
+
+// Everything the producers, consumers and sampler of one run share.
+struct run_state {
+  const bench_options& o;
+  queue_client& client;
+  queue_name queue;
+  steady::time_point start;
+  std::optional<steady::time_point> deadline;  // sustained mode
+
+  std::atomic<std::uint64_t> claimed{0};  // count mode: messages producers have taken on
+  std::atomic<std::uint64_t> sent{0};
+  std::atomic<std::uint64_t> received{0};
+  std::atomic<std::uint64_t> send_errors{0}, receive_errors{0}, complete_errors{0}, duplicates{0};
+  std::atomic<std::uint64_t> send_calls{0}, receive_calls{0}, received_raw{0};
+  std::atomic<bool> producers_done{false};
+  std::atomic<bool> finished{false};
+  std::atomic<std::int64_t> last_send_end_ns{0}, first_receive_ns{-1}, last_complete_ns{0};
+  std::atomic<std::int64_t> last_progress_ns{0};
+
+  // Interval statistics for the time series (one atomic update per batch, not per message).
+  std::atomic<std::uint64_t> interval_e2e_sum_ns{0}, interval_e2e_count{0};
+  std::atomic<std::int64_t> interval_e2e_max_ns{0};
+
+  metrics::processing_series* processing = nullptr;  // handler-level metrics, when asked for
+
+  std::mutex error_mutex;
+  std::optional<error> fatal;  // first permanent failure: the run stops
+
+  struct producer_stats {
+    latency_histogram send;
+  };
+  struct consumer_stats {
+    latency_histogram e2e, receive, complete;
+  };
+  std::vector<producer_stats> producers;
+  std::vector<consumer_stats> consumers;
+
+  run_state(const bench_options& opts, queue_client& c, queue_name q)
+      : o(opts),
+        client(c),
+        queue(std::move(q)),
+        producers(opts.producers),
+        consumers(opts.consumers) {}
+
+  void stop_with(const error& e) {
+    std::lock_guard lock(error_mutex);
+    if (!fatal) fatal = e;
+    finished = true;
+  }
+};
+
+awaitable<void> produce(run_state& s, std::size_t index) {
+  auto& stats = s.producers[index];
+  const double per_producer_rate = s.o.rate > 0 ? s.o.rate / static_cast<double>(s.o.producers) : 0;
+  std::uint64_t mine = 0;
+  asio::steady_timer pacer(co_await asio::this_coro::executor);
+  while (!s.finished) {
+    std::size_t n = s.o.send_batch;
+    if (s.deadline) {
+      if (steady::now() >= *s.deadline) break;
+    } else {
+      const auto first = s.claimed.fetch_add(n);
+      if (first >= s.o.messages) break;
+      n = static_cast<std::size_t>(std::min<std::uint64_t>(n, s.o.messages - first));
+    }
+    if (per_producer_rate > 0) {
+      const auto due = s.start + std::chrono::duration_cast<steady::duration>(
+                                     std::chrono::duration<double>(mine / per_producer_rate));
+      if (due > steady::now()) {
+        pacer.expires_at(due);
+        co_await pacer.async_wait(asio::use_awaitable);
+      }
+    }
+    std::vector<message> batch(n);
+    const auto now = steady::now();
+    for (auto& m : batch) m.body = make_body(s.o.message_size, now);
+    const auto t0 = steady::now();
+    auto r = co_await s.client.send_batch(s.queue, std::move(batch));
+    const auto t1 = steady::now();
+    stats.send.record(t1 - t0);
+    s.send_calls.fetch_add(1, std::memory_order_relaxed);
+    mine += n;
+    if (!r) {
+      s.send_errors += n;
+      if (!r.error().is_transient()) {
+        s.stop_with(r.error());
+        break;
+      }
+      continue;
+    }
+    std::uint64_t ok = 0;
+    for (const auto& outcome : *r) ok += outcome ? 1 : 0;
+    s.send_errors += n - ok;
+    s.sent.fetch_add(ok, std::memory_order_relaxed);
+    atomic_max(s.last_send_end_ns, ns_since(s.start, t1));
+  }
+}
+
+awaitable<void> consume(run_state& s, std::size_t index) {
+  auto& stats = s.consumers[index];
+  constexpr auto drain_timeout = std::chrono::seconds(10);
+  std::vector<settlement> settles;
+  while (!s.finished) {
+    if (s.producers_done && s.received.load() >= s.sent.load()) break;
+    const auto t0 = steady::now();
+    auto r = co_await s.client.receive(s.queue, s.o.receive_batch, s.o.receive_wait);
+    const auto t1 = steady::now();
+    stats.receive.record(t1 - t0);
+    if (!r) {
+      ++s.receive_errors;
+      if (!r.error().is_transient()) {
+        s.stop_with(r.error());
+        break;
+      }
+      continue;
+    }
+    if (r->empty()) {
+      // Nothing arrived: after the producers stopped, give up once nothing has moved for a
+      // while (the remaining messages are lost, and the report shows it).
+      if (s.producers_done &&
+          steady::now() - (s.start + std::chrono::nanoseconds(s.last_progress_ns.load())) >
+              drain_timeout) {
+        break;
+      }
+      continue;
+    }
+    s.receive_calls.fetch_add(1, std::memory_order_relaxed);
+    s.received_raw.fetch_add(r->size(), std::memory_order_relaxed);
+    std::int64_t expected = -1;
+    s.first_receive_ns.compare_exchange_strong(expected, ns_since(s.start, t1));
+
+    settles.clear();
+    std::uint64_t batch_sum = 0;
+    std::int64_t batch_max = 0;
+    for (auto& m : *r) {
+      const auto handler_start = steady::now();
+      if (auto sent_at = read_send_time(m.body)) {
+        const auto e2e =
+            std::chrono::duration_cast<std::chrono::nanoseconds>(handler_start - *sent_at);
+        stats.e2e.record(e2e);
+        batch_sum += static_cast<std::uint64_t>(std::max<std::int64_t>(0, e2e.count()));
+        batch_max = std::max<std::int64_t>(batch_max, e2e.count());
+      }
+      if (m.delivery_count > 1) ++s.duplicates;
+      burn_cpu(s.o.handler_cost);
+      settles.push_back(settlement::complete(std::move(m.receipt)));
+    }
+    if (s.processing) s.processing->record_batch_processed(r->size(), steady::now() - t1);
+    s.interval_e2e_sum_ns.fetch_add(batch_sum, std::memory_order_relaxed);
+    s.interval_e2e_count.fetch_add(r->size(), std::memory_order_relaxed);
+    atomic_max(s.interval_e2e_max_ns, batch_max);
+
+    const auto c0 = steady::now();
+    auto results = co_await s.client.settle(std::move(settles));
+    settles = {};
+    const auto c1 = steady::now();
+    stats.complete.record(c1 - c0);
+    std::uint64_t ok = 0;
+    for (const auto& x : results) ok += x ? 1 : 0;
+    s.complete_errors += results.size() - ok;
+    s.received.fetch_add(ok, std::memory_order_relaxed);
+    atomic_max(s.last_complete_ns, ns_since(s.start, c1));
+    s.last_progress_ns.store(ns_since(s.start, c1), std::memory_order_relaxed);
+  }
+}
+
+awaitable<void> sample_loop(run_state& s, std::vector<sample>& out) {
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  auto next = s.start;
+  std::uint64_t last_sent = 0, last_received = 0;
+  auto last_t = s.start;
+  while (!s.finished) {
+    next += s.o.sample_interval;
+    timer.expires_at(next);
+    co_await timer.async_wait(asio::use_awaitable);
+    const auto now = steady::now();
+    const double dt = std::chrono::duration<double>(now - last_t).count();
+    const auto sent = s.sent.load(), received = s.received.load();
+    const auto count = s.interval_e2e_count.exchange(0);
+    const auto sum = s.interval_e2e_sum_ns.exchange(0);
+    const auto max = s.interval_e2e_max_ns.exchange(0);
+    sample p;
+    p.t_s = std::chrono::duration<double>(now - s.start).count();
+    p.send_rate = dt > 0 ? (sent - last_sent) / dt : 0;
+    p.receive_rate = dt > 0 ? (received - last_received) / dt : 0;
+    p.e2e_mean_us = count ? static_cast<double>(sum) / count / 1000.0 : 0;
+    p.e2e_max_us = static_cast<double>(max) / 1000.0;
+    out.push_back(p);
+    last_sent = sent;
+    last_received = received;
+    last_t = now;
+    if (s.o.on_progress) {
+      s.o.on_progress(progress{p.t_s, sent, received, s.deadline ? 0 : s.o.messages});
+    }
+  }
+}
+
+}  // namespace
+
+result<bench_result> run_benchmark(const bench_options& o) {
+  if (auto v = validate(o); !v) return v.error();
+  auto queue = queue_name::parse(o.queue);
+  if (!queue) return queue.error();
+
+  runtime rt(default_threads(o.threads));
+  auto raw = build_provider(rt, o.provider_config);
+  if (!raw) return raw.error();
+  std::optional<metrics::processing_series> s_processing;
+  provider_ptr p = o.decorate ? o.decorate(*raw) : *raw;
+  if (o.metrics) p = metrics::instrument(p, *o.metrics);
+  queue_client client(p);
+  if (o.metrics) {
+    s_processing.emplace(o.metrics->for_processing(queue->to_string(), std::string(p->name())));
+  }
+  if (o.create_queue) {
+    if (auto r = rt.run(prepare_queue(*p, *queue)); !r) return r.error();
+  }
+
+  run_state s(o, client, *queue);
+  s.processing = s_processing ? &*s_processing : nullptr;
+  const auto usage_before = resource_usage::now();
+  s.start = steady::now();
+  if (o.duration) s.deadline = s.start + *o.duration;
+
+  std::vector<sample> series;
+  auto sampler = rt.spawn(sample_loop(s, series));
+  std::vector<std::future<void>> consumers, producers;
+  for (std::size_t i = 0; i < o.consumers; ++i) consumers.push_back(rt.spawn(consume(s, i)));
+  for (std::size_t i = 0; i < o.producers; ++i) producers.push_back(rt.spawn(produce(s, i)));
+  for (auto& f : producers) f.get();
+  s.last_progress_ns = ns_since(s.start, steady::now());
+  s.producers_done = true;
+  for (auto& f : consumers) f.get();
+  const auto end = steady::now();
+  s.finished = true;
+  sampler.get();
+  const auto usage_after = resource_usage::now();
+
+  if (o.create_queue) rt.run(p->delete_queue(*queue));
+  rt.shutdown();
+  if (s.fatal) return *s.fatal;
+
+  bench_result out;
+  out.provider = std::string(p->name());
+  out.messages_sent = s.sent;
+  out.messages_received = s.received;
+  out.send_errors = s.send_errors;
+  out.receive_errors = s.receive_errors;
+  out.complete_errors = s.complete_errors;
+  out.duplicates = s.duplicates;
+  out.message_size = o.message_size;
+  out.producers = o.producers;
+  out.consumers = o.consumers;
+  out.send_batch = o.send_batch;
+  out.receive_batch = o.receive_batch;
+  out.rate_target = o.rate;
+  out.wall_s = std::chrono::duration<double>(end - s.start).count();
+  out.send_s = s.last_send_end_ns / 1e9;
+  out.receive_s = s.first_receive_ns >= 0 ? (s.last_complete_ns - s.first_receive_ns) / 1e9 : 0;
+  out.send_throughput = out.send_s > 0 ? out.messages_sent / out.send_s : 0;
+  out.receive_throughput = out.receive_s > 0 ? out.messages_received / out.receive_s : 0;
+  // Start to the last completion: consumers notice the end only when their last receive call
+  // times out, which is not part of moving the messages.
+  const double e2e_s = s.last_complete_ns > 0 ? s.last_complete_ns / 1e9 : out.wall_s;
+  out.e2e_throughput = e2e_s > 0 ? out.messages_received / e2e_s : 0;
+  out.mean_send_batch =
+      s.send_calls ? static_cast<double>(out.messages_sent + out.send_errors) / s.send_calls : 0;
+  out.mean_receive_batch =
+      s.receive_calls ? static_cast<double>(s.received_raw) / s.receive_calls : 0;
+
+  latency_histogram e2e, send, receive, complete;
+  for (auto& c : s.consumers) {
+    e2e.merge(c.e2e);
+    receive.merge(c.receive);
+    complete.merge(c.complete);
+  }
+  for (auto& pr : s.producers) send.merge(pr.send);
+  out.e2e = latency_summary::of(e2e);
+  out.send_call = latency_summary::of(send);
+  out.receive_call = latency_summary::of(receive);
+  out.complete_call = latency_summary::of(complete);
+
+  out.cpu_s = usage_after.cpu_s - usage_before.cpu_s;
+  out.cpu_s_per_message = out.messages_received ? out.cpu_s / out.messages_received : 0;
+  out.cpu_utilisation =
+      out.wall_s > 0 ? out.cpu_s / (out.wall_s * std::max(1u, std::thread::hardware_concurrency()))
+                     : 0;
+  out.peak_rss_bytes = usage_after.peak_rss_bytes;
+  out.series = std::move(series);
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scaling and overhead: a prefilled queue, consumers only.
+
+namespace {
+
+config with_room_for(config cfg, std::uint64_t messages) {
+  // The embedded provider bounds each queue; make room for the prefill unless told otherwise.
+  if (cfg.get("provider").value_or("") == "memory" && !cfg.contains("max_queue_size")) {
+    cfg.set("max_queue_size", std::to_string(std::max<std::uint64_t>(messages * 2, 10'000)));
+  }
+  return cfg;
+}
+
+awaitable<result<void>> prefill(queue_client& client, const queue_name& q, std::uint64_t count,
+                                std::size_t size) {
+  constexpr std::size_t chunk = 100;
+  for (std::uint64_t done = 0; done < count;) {
+    const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(chunk, count - done));
+    std::vector<message> batch(n);
+    for (auto& m : batch) m.body = make_body(size, steady::now());
+    auto r = co_await client.send_batch(q, std::move(batch));
+    if (!r) co_return r.error();
+    for (auto& outcome : *r) {
+      if (!outcome) co_return outcome.error();
+    }
+    done += n;
+  }
+  co_return result<void>{};
+}
+
+// Receives and completes until `deadline`; counts completions that finished before it.
+struct handler_time {
+  std::chrono::nanoseconds cpu{0};
+  std::chrono::nanoseconds wall{0};
+};
+
+awaitable<std::uint64_t> drain_until(queue_client& client, const queue_name& q, std::size_t batch,
+                                     steady::time_point deadline, std::chrono::microseconds cost,
+                                     std::atomic<std::uint64_t>& remaining, handler_time& handler) {
+  std::uint64_t done = 0;
+  int idle = 0;  // consecutive empty receives: a queue that stays empty for 5 s is drained
+  while (steady::now() < deadline && remaining.load() > 0 && idle < 50) {
+    auto r = co_await client.receive(q, batch, milliseconds(100));
+    if (!r || r->empty()) {
+      ++idle;
+      continue;
+    }
+    idle = 0;
+    std::vector<settlement> settles;
+    settles.reserve(r->size());
+    for (auto& m : *r) {
+      const auto wall0 = steady::now();
+      const auto cpu0 = thread_cpu_now();
+      burn_cpu(cost);
+      handler.cpu += thread_cpu_now() - cpu0;
+      handler.wall += steady::now() - wall0;
+      settles.push_back(settlement::complete(std::move(m.receipt)));
+    }
+    auto results = co_await client.settle(std::move(settles));
+    if (steady::now() > deadline) break;
+    for (auto& x : results) {
+      if (x) {
+        ++done;
+        remaining.fetch_sub(1);
+      }
+    }
+  }
+  co_return done;
+}
+
+}  // namespace
+
+result<std::vector<scaling_point>> run_scaling(const scaling_options& so) {
+  const auto& o = so.base;
+  auto queue = queue_name::parse(o.queue);
+  if (!queue) return queue.error();
+  if (so.max_consumers == 0) return invalid("max consumers must be at least 1");
+  if (o.receive_batch == 0) return invalid("receive batch must be at least 1");
+
+  // Each consumer completes at most receive_batch messages per receive + settle round trip.
+  const double per_consumer =
+      o.receive_batch / (2.0 * std::chrono::duration<double>(so.injected_latency).count());
+  const double window_s = std::chrono::duration<double>(so.window).count();
+  const auto most =
+      static_cast<std::uint64_t>(per_consumer * so.max_consumers * window_s * 1.5) + 100;
+
+  runtime rt(default_threads(o.threads));
+  auto raw = build_provider(rt, with_room_for(o.provider_config, most));
+  if (!raw) return raw.error();
+  queue_client direct(*raw);
+  queue_client delayed(with_latency(*raw, so.injected_latency));
+
+  std::vector<scaling_point> points;
+  for (std::size_t n = 1; n <= so.max_consumers; n *= 2) {
+    if (auto r = rt.run(prepare_queue(**raw, *queue)); !r) return r.error();
+    const auto fill = static_cast<std::uint64_t>(per_consumer * n * window_s * 1.5) + 100;
+    if (auto r = rt.run(prefill(direct, *queue, fill, o.message_size)); !r) return r.error();
+    std::atomic<std::uint64_t> remaining{fill};
+    const auto start = steady::now();
+    const auto deadline = start + so.window;
+    std::vector<std::future<std::uint64_t>> workers;
+    std::vector<handler_time> handler_times(n);
+    for (std::size_t i = 0; i < n; ++i) {
+      workers.push_back(rt.spawn(drain_until(delayed, *queue, o.receive_batch, deadline,
+                                             o.handler_cost, remaining, handler_times[i])));
+    }
+    std::uint64_t done = 0;
+    for (auto& w : workers) done += w.get();
+    const double elapsed =
+        std::min(window_s, std::chrono::duration<double>(steady::now() - start).count());
+    scaling_point pt;
+    pt.consumers = n;
+    pt.throughput = done / elapsed;
+    pt.efficiency = points.empty() ? 1.0 : pt.throughput / (n * points.front().throughput);
+    points.push_back(pt);
+    if (o.on_progress) o.on_progress(progress{elapsed, fill, done, fill});
+    if (auto r = rt.run(direct.delete_queue(*queue)); !r && r.error().code != errc::unsupported) {
+      return r.error();
+    }
+  }
+  rt.shutdown();
+  return points;
+}
+
+result<overhead_result> run_overhead(const bench_options& o, std::uint64_t messages,
+                                     std::chrono::microseconds handler_cost) {
+  auto queue = queue_name::parse(o.queue);
+  if (!queue) return queue.error();
+  if (messages == 0) return invalid("overhead run needs at least 1 message");
+  runtime rt(default_threads(o.threads));
+  auto raw = build_provider(rt, with_room_for(o.provider_config, messages));
+  if (!raw) return raw.error();
+  queue_client client(o.decorate ? o.decorate(*raw) : *raw);
+  if (auto r = rt.run(prepare_queue(**raw, *queue)); !r) return r.error();
+  if (auto r = rt.run(prefill(client, *queue, messages, o.message_size)); !r) return r.error();
+
+  std::atomic<std::uint64_t> remaining{messages};
+  handler_time handler;
+  const auto cpu_before = resource_usage::now().cpu_s;
+  const auto start = steady::now();
+  const auto done = rt.run(drain_until(client, *queue, o.receive_batch, steady::time_point::max(),
+                                       handler_cost, remaining, handler));
+  const auto wall = std::chrono::duration<double>(steady::now() - start).count();
+  const auto cpu = resource_usage::now().cpu_s - cpu_before;
+  rt.run(client.delete_queue(*queue));
+  rt.shutdown();
+
+  overhead_result out;
+  out.messages = done;
+  out.handler_cost = handler_cost;
+  out.wall_s = wall;
+  out.handler_wall_s = std::chrono::duration<double>(handler.wall).count();
+  out.cpu_s = cpu;
+  out.handler_cpu_s = std::chrono::duration<double>(handler.cpu).count();
+  out.qrt_share = cpu > 0 ? std::max(0.0, (cpu - out.handler_cpu_s) / cpu) : 0;
+  out.qrt_share_wall = wall > 0 ? std::max(0.0, (wall - out.handler_wall_s) / wall) : 0;
+  return out;
+}
+
+}  // namespace qrt::bench

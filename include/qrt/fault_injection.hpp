@@ -1,0 +1,118 @@
+// A provider decorator that makes any provider slow or unreliable on purpose: for tests of the
+// layers above (retry, breaker, processors) and for benchmarks that model a remote service.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <qrt/provider.hpp>
+#include <random>
+
+namespace qrt {
+
+/// Which calls a fault applies to (bit mask).
+enum class fault_ops : std::uint32_t {
+  none = 0,
+  send = 1u << 0,
+  receive = 1u << 1,     ///< provider and session receives
+  settle = 1u << 2,      ///< provider and session settlements
+  renew_lock = 1u << 3,  ///< message and session lock renewal
+  accept_session = 1u << 4,
+  management = 1u << 5,  ///< create_queue, delete_queue, stats, peek
+  all = (1u << 6) - 1,
+};
+constexpr fault_ops operator|(fault_ops a, fault_ops b) noexcept {
+  return static_cast<fault_ops>(static_cast<std::uint32_t>(a) | static_cast<std::uint32_t>(b));
+}
+constexpr bool has(fault_ops set, fault_ops op) noexcept {
+  return (static_cast<std::uint32_t>(set) & static_cast<std::uint32_t>(op)) != 0;
+}
+
+/// What to inject. Rates are probabilities per call in [0, 1]. Errors are injected before the
+/// inner provider is called, so a failed call had no effect (as the provider contract says of a
+/// call that fails as a whole).
+struct fault_options {
+  milliseconds latency{0};  ///< added before every call
+  fault_ops latency_ops = fault_ops::all;
+  double transient_error_rate = 0;  ///< errc::connection_failed (transient)
+  double throttle_rate = 0;         ///< errc::throttled with retry_after = throttle_retry_after
+  milliseconds throttle_retry_after{100};
+  fault_ops error_ops = fault_ops::all;
+  /// Scheduled disconnects: every `disconnect_every` (counted from when the decorator was made),
+  /// all calls fail with errc::connection_failed for the first `disconnect_duration`.
+  milliseconds disconnect_every{0};
+  milliseconds disconnect_duration{0};
+  std::uint64_t seed = 1;  ///< the error draws are reproducible for a given seed
+};
+
+/// Counters of what was injected, for assertions.
+struct fault_stats {
+  std::uint64_t calls = 0;
+  std::uint64_t transient_errors = 0;
+  std::uint64_t throttles = 0;
+  std::uint64_t disconnected_calls = 0;
+  std::uint64_t scheduled_failures = 0;
+};
+
+class fault_injecting_provider final
+    : public provider,
+      public std::enable_shared_from_this<fault_injecting_provider> {
+ public:
+  fault_injecting_provider(provider_ptr inner, fault_options options);
+
+  /// Replace the options (rates, latency) from now on.
+  void set_options(const fault_options& options);
+  /// The next `count` calls matching `ops` fail with `failure` (a schedule for exact tests).
+  void fail_next(fault_ops ops, std::uint32_t count, error failure);
+  /// Every call fails with errc::connection_failed until `duration` has passed (a disconnect).
+  void disconnect_for(milliseconds duration);
+  /// Ends a disconnect early.
+  void reconnect();
+  fault_stats stats() const;
+  const provider_ptr& inner() const noexcept { return inner_; }
+
+  std::string_view name() const noexcept override;
+  const capabilities& caps() const noexcept override;
+  awaitable<result<void>> create_queue(const queue_name& queue,
+                                       const queue_options& options) override;
+  awaitable<result<void>> delete_queue(const queue_name& queue) override;
+  awaitable<result<queue_stats>> stats(const queue_name& queue) override;
+  awaitable<result<std::vector<send_outcome>>> send(const queue_name& queue,
+                                                    std::vector<message> messages,
+                                                    milliseconds timeout) override;
+  awaitable<result<std::vector<received_message>>> receive(const queue_name& queue,
+                                                           std::size_t max_messages,
+                                                           milliseconds wait) override;
+  awaitable<result<std::vector<received_message>>> peek(const queue_name& queue,
+                                                        std::size_t max_messages,
+                                                        std::int64_t from_sequence) override;
+  awaitable<std::vector<result<void>>> settle(std::vector<settlement> settlements) override;
+  awaitable<result<time_point>> renew_lock(const receipt_handle& receipt) override;
+  awaitable<result<std::shared_ptr<session_receiver>>> accept_session(
+      const queue_name& queue, std::optional<session_id> session, milliseconds wait) override;
+  awaitable<void> close() override;
+
+  /// Applies latency and decides whether this call fails (used by the session wrapper too).
+  awaitable<std::optional<error>> before_call(fault_ops op);
+
+ private:
+  std::optional<error> draw(fault_ops op);
+
+  provider_ptr inner_;
+  mutable std::mutex mutex_;
+  fault_options options_;
+  std::minstd_rand random_;
+  fault_stats stats_;
+  fault_ops scheduled_ops_ = fault_ops::none;
+  std::uint32_t scheduled_count_ = 0;
+  error scheduled_error_;
+  std::chrono::steady_clock::time_point disconnected_until_{};
+  std::chrono::steady_clock::time_point created_ = std::chrono::steady_clock::now();
+};
+
+/// Wraps `inner`; the returned pointer keeps the controls (set_options, fail_next, ...).
+std::shared_ptr<fault_injecting_provider> make_fault_injecting_provider(provider_ptr inner,
+                                                                        fault_options options = {});
+
+}  // namespace qrt

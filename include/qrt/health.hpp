@@ -1,0 +1,37 @@
+// Health checks: is the provider reachable, and is the circuit breaker letting calls through.
+#pragma once
+
+#include <functional>
+#include <optional>
+#include <qrt/provider.hpp>
+#include <string>
+
+namespace qrt {
+
+enum class breaker_state { closed, half_open, open, unknown };
+std::string_view to_string(breaker_state s) noexcept;
+
+struct health_report {
+  std::string provider;
+  bool reachable = false;  ///< the provider answered (a missing probe queue still counts)
+  bool queue_exists = false;
+  breaker_state breaker = breaker_state::unknown;
+  std::chrono::microseconds latency{0};  ///< of the probe call
+  std::optional<qrt::error> problem;     ///< the probe's error, if any
+
+  /// Reachable, the probe queue exists, and the breaker is not open.
+  bool healthy() const noexcept {
+    return reachable && queue_exists && breaker != breaker_state::open;
+  }
+  /// {"status":"healthy"|"unhealthy","provider":..,"reachable":..,"queue_exists":..,
+  ///  "breaker":..,"latency_us":..,"error":..}
+  std::string to_json() const;
+};
+
+/// Probes `p` with stats(probe_queue), bounded by `timeout`. `breaker` reports the circuit
+/// breaker's state when the caller has one.
+awaitable<health_report> check_health(provider& p, const queue_name& probe_queue,
+                                      milliseconds timeout,
+                                      std::function<breaker_state()> breaker = {});
+
+}  // namespace qrt

@@ -1,0 +1,255 @@
+// Metrics: counters, gauges and histograms with labels, exposed in the Prometheus text format.
+// Recording never takes a lock: every series is sharded per thread (cache-line-padded relaxed
+// atomics) and only exposition sums the shards. Looking a labelled series up takes the family's
+// lock, so hot paths look series up once and keep the reference (references stay valid for the
+// registry's lifetime). See docs/adr/0070-metrics-recording.md.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <initializer_list>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <qrt/error.hpp>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <vector>
+
+namespace qrt::metrics {
+
+namespace detail {
+inline constexpr std::size_t shard_count = 16;
+/// This thread's shard, assigned round robin on first use so busy threads rarely share one.
+std::size_t this_thread_shard() noexcept;
+
+struct alignas(64) padded_u64 {
+  std::atomic<std::uint64_t> value{0};
+};
+struct alignas(64) padded_double {
+  std::atomic<double> value{0.0};
+};
+}  // namespace detail
+
+/// A monotonically increasing count.
+class counter {
+ public:
+  void inc(std::uint64_t n = 1) noexcept {
+    shards_[detail::this_thread_shard()].value.fetch_add(n, std::memory_order_relaxed);
+  }
+  std::uint64_t value() const noexcept;
+
+ private:
+  std::array<detail::padded_u64, detail::shard_count> shards_;
+};
+
+/// A value that goes up and down (queue depth, in-flight handlers, breaker state).
+class gauge {
+ public:
+  void set(double v) noexcept {
+    base_.value.store(v, std::memory_order_relaxed);
+    for (auto& s : deltas_) s.value.store(0.0, std::memory_order_relaxed);
+  }
+  void add(double d) noexcept {
+    deltas_[detail::this_thread_shard()].value.fetch_add(d, std::memory_order_relaxed);
+  }
+  void inc() noexcept { add(1.0); }
+  void dec() noexcept { add(-1.0); }
+  double value() const noexcept;
+
+ private:
+  detail::padded_double base_;
+  std::array<detail::padded_double, detail::shard_count> deltas_;
+};
+
+/// Counts observations into fixed buckets (upper bounds, inclusive) plus their sum.
+class histogram {
+ public:
+  explicit histogram(std::vector<double> upper_bounds);
+
+  void observe(double v) noexcept {
+    std::size_t i = 0;
+    while (i < bounds_.size() && v > bounds_[i]) ++i;
+    shard& s = shards_[detail::this_thread_shard()];
+    s.counts[i].fetch_add(1, std::memory_order_relaxed);
+    s.sum.fetch_add(v, std::memory_order_relaxed);
+  }
+  void observe(std::chrono::nanoseconds d) noexcept {
+    observe(static_cast<double>(d.count()) / 1e9);
+  }
+
+  struct snapshot {
+    std::vector<double> upper_bounds;
+    std::vector<std::uint64_t> cumulative;  ///< per bound, then +Inf last (== count)
+    double sum = 0;
+    std::uint64_t count = 0;
+  };
+  snapshot read() const;
+  const std::vector<double>& upper_bounds() const noexcept { return bounds_; }
+
+ private:
+  struct alignas(64) shard {
+    std::unique_ptr<std::atomic<std::uint64_t>[]> counts;  // bounds + 1 (+Inf)
+    std::atomic<double> sum{0.0};
+  };
+  std::vector<double> bounds_;
+  std::array<shard, detail::shard_count> shards_;
+};
+
+enum class metric_type { counter, gauge, histogram };
+
+/// All series of one metric name, one per combination of label values.
+template <class Series>
+class family {
+ public:
+  const std::string& name() const noexcept { return name_; }
+  const std::string& help() const noexcept { return help_; }
+  const std::vector<std::string>& label_names() const noexcept { return label_names_; }
+
+  /// The series for these label values (in label_names() order), created on first use.
+  /// Takes a lock: call once and keep the reference. Throws qrt::exception
+  /// (invalid_argument) when the number of values does not match the label names.
+  Series& with(std::initializer_list<std::string_view> values) {
+    return with(std::vector<std::string>(values.begin(), values.end()));
+  }
+  Series& with(std::vector<std::string> values);
+
+  /// Label values and series, in label order (for exposition).
+  template <class F>
+  void for_each(F&& f) const {
+    std::lock_guard lock(mutex_);
+    for (const auto& [values, series] : series_) f(values, *series);
+  }
+
+ private:
+  friend class registry;
+  family(std::string name, std::string help, std::vector<std::string> label_names,
+         std::vector<double> buckets)
+      : name_(std::move(name)),
+        help_(std::move(help)),
+        label_names_(std::move(label_names)),
+        buckets_(std::move(buckets)) {}
+
+  std::string name_;
+  std::string help_;
+  std::vector<std::string> label_names_;
+  std::vector<double> buckets_;  // histograms only
+  mutable std::mutex mutex_;
+  std::map<std::vector<std::string>, std::unique_ptr<Series>> series_;
+};
+
+using counter_family = family<counter>;
+using gauge_family = family<gauge>;
+using histogram_family = family<histogram>;
+
+/// Owns metric families. Registering a name twice with the same type, labels (and buckets)
+/// returns the existing family; any mismatch, or a name Prometheus would reject, throws
+/// qrt::exception with errc::invalid_argument naming the metric.
+class registry {
+ public:
+  registry();
+  ~registry();
+  registry(const registry&) = delete;
+  registry& operator=(const registry&) = delete;
+
+  counter_family& add_counter(std::string name, std::string help,
+                              std::vector<std::string> label_names = {});
+  gauge_family& add_gauge(std::string name, std::string help,
+                          std::vector<std::string> label_names = {});
+  histogram_family& add_histogram(std::string name, std::string help,
+                                  std::vector<double> upper_bounds,
+                                  std::vector<std::string> label_names = {});
+
+  /// The Prometheus text exposition format 0.0.4, families in registration order.
+  std::string expose() const;
+
+ private:
+  struct entry;
+  entry& find_or_add(metric_type type, std::string name, std::string help,
+                     std::vector<std::string> label_names, std::vector<double> buckets);
+  mutable std::mutex mutex_;
+  std::vector<std::unique_ptr<entry>> entries_;
+};
+
+/// The content type to serve expose() with.
+inline constexpr std::string_view exposition_content_type =
+    "text/plain; version=0.0.4; charset=utf-8";
+
+/// The seed's bucket layouts.
+std::vector<double> processing_duration_buckets();  ///< 0.001 .. 5.0 seconds
+std::vector<double> batch_size_buckets();           ///< 1 .. 100 messages
+std::vector<double> operation_latency_buckets();    ///< 50 us .. 10 s, for provider calls
+
+/// Operations the metrics label: provider calls plus the handler ("process").
+enum class operation { send, receive, complete, abandon, dead_letter, renew, peek, stats, process };
+std::string_view to_string(operation op) noexcept;
+
+/// One queue's handler-level series, looked up once: recording through it takes no lock.
+struct processing_series {
+  counter& processed;
+  histogram& duration;
+  histogram& batch_size;
+
+  /// The seed's ThroughputMetrics::record_batch_processed.
+  void record_batch_processed(std::size_t messages, std::chrono::nanoseconds elapsed) noexcept {
+    processed.inc(messages);
+    duration.observe(elapsed);
+    batch_size.observe(static_cast<double>(messages));
+  }
+};
+
+/// The runtime's metric families, registered under the seed's names. Labels: `queue`,
+/// `provider`, and `operation` where the metric is per operation.
+struct runtime_metrics {
+  explicit runtime_metrics(registry& r);
+
+  registry& owner;
+  counter_family& messages_processed;  ///< queue_runtime_messages_processed_total{queue,provider}
+  histogram_family&
+      processing_duration;        ///< queue_runtime_processing_duration_seconds{queue,provider}
+  histogram_family& batch_sizes;  ///< queue_runtime_batch_sizes{queue,provider,operation}
+  counter_family& errors;         ///< queue_runtime_errors_total{queue,provider,operation,error}
+  histogram_family&
+      operation_duration;  ///< queue_runtime_operation_duration_seconds{queue,provider,operation}
+  counter_family& operations;         ///< queue_runtime_operations_total{queue,provider,operation}
+  counter_family& messages_sent;      ///< queue_runtime_messages_sent_total{queue,provider}
+  counter_family& messages_received;  ///< queue_runtime_messages_received_total{queue,provider}
+  counter_family& retries;            ///< queue_runtime_retries_total{queue,provider,operation}
+  counter_family&
+      breaker_transitions;      ///< queue_runtime_circuit_breaker_transitions_total{provider,state}
+  gauge_family& breaker_state;  ///< queue_runtime_circuit_breaker_state{provider} 0 closed, 1
+                                ///< half-open, 2 open
+  counter_family& dead_lettered;  ///< queue_runtime_dead_lettered_total{queue,provider}
+  gauge_family& in_flight;        ///< queue_runtime_in_flight_messages{queue,provider}
+  gauge_family& queue_depth;      ///< queue_runtime_queue_depth{queue,provider,state}
+
+  /// Handler-level series for one queue (operation label "process" on the batch sizes).
+  processing_series for_processing(const std::string& queue, const std::string& provider);
+};
+
+template <class Series>
+Series& family<Series>::with(std::vector<std::string> values) {
+  if (values.size() != label_names_.size()) {
+    throw qrt::exception(qrt::fail(errc::invalid_argument, "metric '" + name_ + "' takes " +
+                                                               std::to_string(label_names_.size()) +
+                                                               " label values, got " +
+                                                               std::to_string(values.size())));
+  }
+  std::lock_guard lock(mutex_);
+  auto it = series_.find(values);
+  if (it == series_.end()) {
+    std::unique_ptr<Series> s;
+    if constexpr (std::is_same_v<Series, histogram>) {
+      s = std::make_unique<Series>(buckets_);
+    } else {
+      s = std::make_unique<Series>();
+    }
+    it = series_.emplace(std::move(values), std::move(s)).first;
+  }
+  return *it->second;
+}
+
+}  // namespace qrt::metrics

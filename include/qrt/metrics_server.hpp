@@ -1,0 +1,39 @@
+// An optional HTTP endpoint serving GET /metrics (Prometheus text) and GET /health.
+// Runs on its own thread; Beast stays inside the library (pimpl).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <qrt/error.hpp>
+#include <qrt/metrics.hpp>
+#include <string>
+
+namespace qrt::metrics {
+
+struct server_options {
+  std::string address = "127.0.0.1";
+  std::uint16_t port = 0;  ///< 0: the system picks one; see metrics_server::port()
+  /// Body for GET /health (JSON) and whether it is healthy (200) or not (503). Empty: 404.
+  std::function<std::pair<bool, std::string>()> health;
+};
+
+class metrics_server {
+ public:
+  /// Binds and starts serving `source`, which must outlive the server. Fails with
+  /// connection_failed naming the address when it cannot bind.
+  static result<std::unique_ptr<metrics_server>> start(const registry& source,
+                                                       server_options options = {});
+  ~metrics_server();  ///< stops and joins the thread
+
+  std::uint16_t port() const noexcept;
+  void stop();
+
+  struct impl;
+
+ private:
+  explicit metrics_server(std::unique_ptr<impl> p);
+  std::unique_ptr<impl> impl_;
+};
+
+}  // namespace qrt::metrics

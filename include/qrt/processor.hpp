@@ -1,0 +1,108 @@
+// The message processor: receives from a queue and runs a handler with bounded concurrency,
+// settling each message by the handler's result. See docs/adr/0061-processor-handlers.md.
+#pragma once
+
+#include <boost/asio/any_io_executor.hpp>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <qrt/circuit_breaker.hpp>
+#include <qrt/client.hpp>
+#include <qrt/retry.hpp>
+
+namespace qrt {
+
+/// A handler processes one message. Success completes it; an error abandons or dead-letters it
+/// (processor_options). The message (and its receipt) stays valid until the handler's awaitable
+/// finishes; the processor keeps its lock renewed meanwhile. Exceptions count as failures.
+using message_handler = std::function<awaitable<result<void>>(const received_message&)>;
+
+/// What happens to a message whose handler failed (before the poison rule below).
+enum class failure_action {
+  abandon,      ///< release it for redelivery
+  dead_letter,  ///< move it to the dead-letter queue at once
+};
+
+/// The seed's OptimizedAzureConfig, for any provider.
+struct processor_options {
+  std::size_t max_concurrent_calls = 16;  ///< handlers running at once, never exceeded
+  /// Messages received ahead of a free handler slot. The processor lowers this to what it
+  /// expects to start before their locks expire (from observed handler durations).
+  std::size_t prefetch_count = 10;
+  /// Locks are renewed while a handler runs, for at most this long per message.
+  milliseconds max_auto_lock_renewal_duration{300'000};
+  milliseconds receive_wait{1'000};  ///< how long one receive waits for messages
+  failure_action on_failure = failure_action::abandon;
+  /// Poison detection: a failure on the max_delivery_count-th delivery dead-letters the message
+  /// (reason "MaxDeliveryCountExceeded") instead of abandoning it. 0: leave it to the queue.
+  std::uint32_t max_delivery_count = 0;
+  /// A handler error of kind permanent dead-letters at once (reason "HandlerFailedPermanently").
+  bool dead_letter_on_permanent_error = true;
+  /// Wait this long (lock still renewed) before abandoning a failed message, so a failing
+  /// dependency is not hammered by instant redeliveries.
+  milliseconds abandon_delay{0};
+  /// Back-off between failed receives (after the client's own retries gave up).
+  retry_policy retry = retry_policy::exponential_backoff(milliseconds{100}, milliseconds{5'000}, 2);
+  /// Optional: handler outcomes feed it (transient failures count), and while it is open the
+  /// processor neither receives nor starts handlers; half-open, it starts only the probes.
+  /// This is what keeps a down dependency from being hammered by redeliveries.
+  std::shared_ptr<circuit_breaker> breaker;
+  /// Receive, settle and lock-renewal failures, for logging (called on the processor's strand).
+  std::function<void(const error&)> on_error;
+
+  /// 32 handlers, prefetch 50, renewal up to 10 min, back-off 100 ms .. 30 s x3.
+  static processor_options for_high_throughput();
+  /// 4 handlers, prefetch 1, renewal up to 1 min, fixed 50 ms back-off.
+  static processor_options for_low_latency();
+};
+
+struct processor_stats {
+  std::uint64_t received = 0;
+  std::uint64_t handler_calls = 0;
+  std::uint64_t completed = 0;
+  std::uint64_t abandoned = 0;
+  std::uint64_t dead_lettered = 0;
+  std::uint64_t handler_failures = 0;
+  std::uint64_t lock_renewals = 0;
+  std::uint64_t locks_lost = 0;          ///< a running handler's lock could not be kept
+  std::uint64_t released_unstarted = 0;  ///< prefetched, lock too short to start: released
+  std::uint64_t settle_failures = 0;
+  std::uint64_t abandoned_at_shutdown = 0;
+  std::size_t in_flight = 0;
+  std::size_t max_in_flight = 0;
+};
+
+/// What stop() did.
+struct shutdown_report {
+  std::size_t finished_in_time = 0;    ///< handlers that finished before the deadline
+  std::size_t abandoned_running = 0;   ///< handlers still running at the deadline: released
+  std::size_t abandoned_buffered = 0;  ///< prefetched messages never started: released
+};
+
+class processor {
+ public:
+  /// `client` is copied (copies share the provider).
+  processor(queue_client client, queue_name queue, message_handler handler,
+            processor_options options = {});
+  ~processor();
+  processor(const processor&) = delete;
+  processor& operator=(const processor&) = delete;
+
+  /// Starts receiving on `executor` (handlers run there; use a multi-threaded one for
+  /// parallel CPU work). Once only.
+  void start(boost::asio::any_io_executor executor);
+
+  /// Graceful shutdown: stop receiving, release prefetched messages, let running handlers
+  /// finish until `deadline` passes, then abandon (never dead-letter) what is still running.
+  /// Handlers still running then finish unobserved: their outcome is ignored.
+  awaitable<shutdown_report> stop(milliseconds deadline);
+
+  processor_stats stats() const;
+
+  struct impl;
+
+ private:
+  std::shared_ptr<impl> impl_;
+};
+
+}  // namespace qrt

@@ -1,0 +1,96 @@
+// Retry policies: when to try a failed operation again, and how long to wait first.
+// See docs/adr/0060-resilience-layering.md.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <qrt/error.hpp>
+#include <qrt/provider.hpp>
+
+namespace qrt {
+
+/// How long to wait between attempts. Transient and throttled errors are retried; permanent
+/// errors never are. A throttled error's retry_after replaces the computed delay (the service
+/// knows better), and is the only delay allowed to exceed max_delay.
+struct retry_policy {
+  enum class backoff {
+    exponential,  ///< initial * multiplier^(n-1)
+    linear,       ///< initial + increment * (n-1)
+    fixed,        ///< initial every time
+  };
+
+  backoff kind = backoff::exponential;
+  milliseconds initial_delay{100};
+  milliseconds max_delay{30'000};  ///< cap on one computed delay
+  double multiplier = 2.0;         ///< exponential only
+  milliseconds increment{0};       ///< linear only
+  /// Total attempts including the first; 1 disables retrying.
+  std::uint32_t max_attempts = 4;
+  /// Share of each delay that is randomised: the delay is drawn from [d * (1 - jitter), d].
+  /// 0 gives exact delays; spreading retries avoids every client hammering a service in step.
+  double jitter = 0.2;
+
+  /// The seed's RetryPolicy::exponential_backoff(initial, max, multiplier).
+  static retry_policy exponential_backoff(milliseconds initial, milliseconds max,
+                                          double multiplier);
+  static retry_policy linear(milliseconds initial, milliseconds increment, milliseconds max);
+  /// The seed's RetryPolicy::fixed_interval(interval).
+  static retry_policy fixed_interval(milliseconds interval);
+  /// One attempt only.
+  static retry_policy none();
+  /// What queue_client uses unless told otherwise: exponential 100 ms .. 10 s, x2, 4 attempts.
+  static retry_policy client_default();
+
+  /// The delay before retry number `retry` (1 = the first retry), before jitter and
+  /// retry_after. Pure.
+  milliseconds base_delay(std::uint32_t retry) const noexcept;
+
+  /// Whether to retry after `attempts_made` attempts ended in `e`, and after how long.
+  /// `unit_random` is a number in [0, 1) used for jitter (tests pass a fixed one).
+  std::optional<milliseconds> next_delay(const error& e, std::uint32_t attempts_made,
+                                         double unit_random) const noexcept;
+};
+
+namespace detail {
+/// A number in [0, 1) from a per-thread generator (a function, so coroutines never cache a
+/// thread_local's address across a suspension that may resume on another thread).
+double unit_random() noexcept;
+}  // namespace detail
+
+/// Waits between attempts. The default sleeps on an Asio timer; tests record the delays.
+using retry_sleeper = std::function<awaitable<void>(milliseconds)>;
+
+/// Sleeps on a steady_timer of the calling coroutine's executor.
+awaitable<void> sleep_for(milliseconds delay);
+
+/// Runs `attempt` (a callable returning awaitable<result<T>>) until it succeeds, fails
+/// permanently, or the policy gives up; returns the last result. `retryable` can narrow which
+/// errors are retried (it is asked only about errors the policy would retry).
+template <class Attempt>
+auto retry(const retry_policy& policy, Attempt attempt, retry_sleeper sleeper = {},
+           std::function<bool(const error&)> retryable = {}) -> decltype(attempt()) {
+  std::uint32_t attempts = 0;
+  for (;;) {
+    auto r = co_await attempt();
+    ++attempts;
+    if (r) co_return r;
+    if (retryable && !retryable(r.error())) co_return r;
+    auto delay = policy.next_delay(r.error(), attempts, detail::unit_random());
+    if (!delay) co_return r;
+    if (sleeper) {
+      co_await sleeper(*delay);
+    } else {
+      co_await sleep_for(*delay);
+    }
+  }
+}
+
+/// Wraps `inner` so its transient and throttled failures are retried by `policy`.
+/// Backpressure (queue_full: the send already waited its deadline) and session_locked (an
+/// answer, not a failure) are returned at once. Settlement retries only the entries that failed.
+provider_ptr make_retrying_provider(provider_ptr inner, retry_policy policy,
+                                    retry_sleeper sleeper = {});
+
+}  // namespace qrt

@@ -1,0 +1,59 @@
+// The executor qrt's clients and processors run on: an io_context and N worker threads.
+#pragma once
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/use_future.hpp>
+#include <cstddef>
+#include <memory>
+#include <optional>
+#include <qrt/provider.hpp>
+#include <thread>
+#include <vector>
+
+namespace qrt {
+
+/// The seed's RuntimeConfiguration. Asio has no separate blocking pool or per-thread stack
+/// size, so only what maps onto an io_context is kept.
+struct runtime_configuration {
+  std::size_t worker_threads = 1;  ///< threads running the io_context (at least 1)
+
+  /// One thread per hardware thread.
+  static runtime_configuration for_high_throughput();
+  /// Two threads, as in the seed.
+  static runtime_configuration for_low_resource();
+};
+
+/// Owns an io_context and its worker threads. The threads start in the constructor. stop()
+/// waits until no work is left (stop processors first); the destructor stops at once and
+/// drops unfinished work.
+class runtime {
+ public:
+  explicit runtime(runtime_configuration config = {});
+  ~runtime();
+  runtime(const runtime&) = delete;
+  runtime& operator=(const runtime&) = delete;
+
+  boost::asio::any_io_executor executor() noexcept { return io_.get_executor(); }
+  boost::asio::io_context& context() noexcept { return io_; }
+  std::size_t worker_threads() const noexcept { return threads_.size(); }
+
+  /// Runs `op` on the runtime and blocks the calling thread (not a worker) until it finishes.
+  template <class T>
+  T block_on(awaitable<T> op) {
+    return boost::asio::co_spawn(io_, std::move(op), boost::asio::use_future).get();
+  }
+
+  /// Waits until the io_context runs out of work, then joins the threads. Idempotent.
+  void stop();
+
+ private:
+  void join();
+
+  boost::asio::io_context io_;
+  std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> guard_;
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace qrt

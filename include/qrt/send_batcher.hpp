@@ -1,0 +1,55 @@
+// Accumulates single sends into batches per queue, so many small sends cost few round trips.
+#pragma once
+
+#include <boost/asio/any_io_executor.hpp>
+#include <cstdint>
+#include <memory>
+#include <qrt/client.hpp>
+#include <qrt/retry.hpp>
+
+namespace qrt {
+
+struct send_batcher_options {
+  std::size_t max_batch_messages = 10;       ///< flush when this many are waiting
+  std::size_t max_batch_bytes = 256 * 1024;  ///< flush before the waiting bytes would exceed this
+  milliseconds max_delay{10};                ///< flush this long after the first waiting message
+  /// Entries that failed transiently inside a batch are resent (only they) by this policy.
+  retry_policy retry = retry_policy::exponential_backoff(milliseconds{50}, milliseconds{2'000}, 2);
+  retry_sleeper sleeper;  ///< tests record delays instead of sleeping
+};
+
+struct send_batcher_stats {
+  std::uint64_t flushes_by_count = 0;
+  std::uint64_t flushes_by_bytes = 0;
+  std::uint64_t flushes_by_delay = 0;
+  std::uint64_t flushes_explicit = 0;
+  std::uint64_t send_calls = 0;      ///< queue_client::send_batch calls
+  std::uint64_t resent_entries = 0;  ///< entries sent again after a failure
+};
+
+/// Thread-safe: send() may be called from any coroutine. A resent entry can land after entries
+/// queued later (it is retried on its own), so use one send per message where the order within
+/// a session matters.
+class send_batcher {
+ public:
+  send_batcher(queue_client client, boost::asio::any_io_executor executor,
+               send_batcher_options options = {});
+  ~send_batcher();
+  send_batcher(const send_batcher&) = delete;
+  send_batcher& operator=(const send_batcher&) = delete;
+
+  /// Completes when this message's batch was sent: its id, or its own error (a message too
+  /// large, a permanent failure, or a transient one the retry policy gave up on).
+  awaitable<result<message_id>> send(queue_name queue, message msg);
+  /// Sends everything waiting now and returns when every batch in flight is done.
+  awaitable<void> flush();
+
+  send_batcher_stats stats() const;
+
+  struct impl;
+
+ private:
+  std::shared_ptr<impl> impl_;
+};
+
+}  // namespace qrt

@@ -1,0 +1,346 @@
+#include <array>
+#include <chrono>
+#include <qrt/instrumented_provider.hpp>
+
+namespace qrt::metrics {
+namespace {
+
+using steady = std::chrono::steady_clock;
+
+constexpr std::array provider_ops = {
+    operation::send,        operation::receive, operation::complete, operation::abandon,
+    operation::dead_letter, operation::renew,   operation::peek,     operation::stats};
+
+constexpr std::size_t op_index(operation op) {
+  return static_cast<std::size_t>(op);
+}
+
+// Every series one queue needs, looked up once so recording takes no lock.
+struct queue_series {
+  std::string queue;  // the label: the name as printed ("orders/$DeadLetterQueue" for a DLQ)
+  std::string base_name;
+  bool dead_letter = false;
+  std::atomic<std::uint64_t> provider_key{0};  // receipt_handle::queue seen for this queue
+  std::array<histogram*, 9> latency{};
+  std::array<counter*, 9> calls{};
+  histogram* send_batch = nullptr;
+  histogram* receive_batch = nullptr;
+  counter* sent = nullptr;
+  counter* received = nullptr;
+  counter* dead_lettered = nullptr;
+  gauge* in_flight = nullptr;
+  gauge* depth_active = nullptr;
+  gauge* depth_in_flight = nullptr;
+  gauge* depth_scheduled = nullptr;
+  gauge* depth_dead_lettered = nullptr;
+};
+
+// Append-only table: readers scan published slots without a lock; writers serialise on a
+// mutex. Queue names are few; past capacity everything lands in one "other" series.
+class series_table {
+ public:
+  series_table(runtime_metrics& m, std::string provider) : m_(m), provider_(std::move(provider)) {
+    overflow_ = make("other");
+    unknown_ = make("unknown");
+  }
+
+  queue_series& for_queue(const queue_name& queue) {
+    auto same = [&](const queue_series& s) {
+      return s.dead_letter == queue.is_dead_letter() && s.base_name == queue.str();
+    };
+    const std::size_t n = size_.load(std::memory_order_acquire);
+    for (std::size_t i = 0; i < n; ++i) {
+      if (same(*slots_[i])) return *slots_[i];
+    }
+    std::lock_guard lock(mutex_);
+    const std::size_t m = size_.load(std::memory_order_relaxed);
+    for (std::size_t i = n; i < m; ++i) {
+      if (same(*slots_[i])) return *slots_[i];
+    }
+    if (m == slots_.size()) return *overflow_;
+    slots_[m] = make(queue.to_string());
+    slots_[m]->base_name = queue.str();
+    slots_[m]->dead_letter = queue.is_dead_letter();
+    size_.store(m + 1, std::memory_order_release);
+    return *slots_[m];
+  }
+
+  queue_series& for_receipt(const receipt_handle& r) {
+    const std::size_t n = size_.load(std::memory_order_acquire);
+    for (std::size_t i = 0; i < n; ++i) {
+      if (slots_[i]->provider_key.load(std::memory_order_relaxed) == r.queue && r.queue != 0) {
+        return *slots_[i];
+      }
+    }
+    return *unknown_;
+  }
+
+  void count_error(const queue_series& q, operation op, const error& e) {
+    m_.errors.with({q.queue, provider_, std::string(to_string(op)), std::string(to_string(e.code))})
+        .inc();
+  }
+
+  const std::string& provider() const { return provider_; }
+
+ private:
+  std::unique_ptr<queue_series> make(std::string queue) {
+    auto q = std::make_unique<queue_series>();
+    q->queue = std::move(queue);
+    for (auto op : provider_ops) {
+      const std::string name(to_string(op));
+      q->latency[op_index(op)] = &m_.operation_duration.with({q->queue, provider_, name});
+      q->calls[op_index(op)] = &m_.operations.with({q->queue, provider_, name});
+    }
+    q->send_batch = &m_.batch_sizes.with({q->queue, provider_, "send"});
+    q->receive_batch = &m_.batch_sizes.with({q->queue, provider_, "receive"});
+    q->sent = &m_.messages_sent.with({q->queue, provider_});
+    q->received = &m_.messages_received.with({q->queue, provider_});
+    q->dead_lettered = &m_.dead_lettered.with({q->queue, provider_});
+    q->in_flight = &m_.in_flight.with({q->queue, provider_});
+    q->depth_active = &m_.queue_depth.with({q->queue, provider_, "active"});
+    q->depth_in_flight = &m_.queue_depth.with({q->queue, provider_, "in_flight"});
+    q->depth_scheduled = &m_.queue_depth.with({q->queue, provider_, "scheduled"});
+    q->depth_dead_lettered = &m_.queue_depth.with({q->queue, provider_, "dead_lettered"});
+    return q;
+  }
+
+  runtime_metrics& m_;
+  std::string provider_;
+  std::mutex mutex_;
+  std::array<std::unique_ptr<queue_series>, 64> slots_;
+  std::atomic<std::size_t> size_{0};
+  std::unique_ptr<queue_series> overflow_;
+  std::unique_ptr<queue_series> unknown_;
+};
+
+struct call_timer {
+  steady::time_point start = steady::now();
+  void record(queue_series& q, operation op) const {
+    q.latency[op_index(op)]->observe(steady::now() - start);
+    q.calls[op_index(op)]->inc();
+  }
+};
+
+operation settle_operation(settle_action a) {
+  switch (a) {
+    case settle_action::complete:
+      return operation::complete;
+    case settle_action::abandon:
+      return operation::abandon;
+    case settle_action::dead_letter:
+      return operation::dead_letter;
+  }
+  return operation::complete;
+}
+
+// Records one settle call's outcomes. A receipt that is settled, or whose lock is gone, no
+// longer counts as in flight. Locks that expire without a settle call stay counted: a client
+// cannot see them go (queue_depth{state="in_flight"} from stats() is the provider's view).
+void record_settlements(series_table& table, const std::vector<settlement>& settlements,
+                        const std::vector<result<void>>& results, const call_timer& timer) {
+  const auto end = steady::now();
+  for (std::size_t i = 0; i < settlements.size(); ++i) {
+    auto& q = table.for_receipt(settlements[i].receipt);
+    const auto op = settle_operation(settlements[i].action);
+    q.latency[op_index(op)]->observe(end - timer.start);
+    q.calls[op_index(op)]->inc();
+    const bool ok = i < results.size() && results[i].has_value();
+    if (ok) {
+      q.in_flight->dec();
+      if (op == operation::dead_letter) q.dead_lettered->inc();
+    } else if (i < results.size()) {
+      const auto& e = results[i].error();
+      // The lock ran out: the message is no longer ours. (invalid_receipt, e.g. a second
+      // settlement, was already counted when the first one succeeded.)
+      if (e.code == errc::receipt_expired) q.in_flight->dec();
+      table.count_error(q, op, e);
+    }
+  }
+}
+
+class instrumented_session final : public session_receiver {
+ public:
+  instrumented_session(std::shared_ptr<session_receiver> inner, series_table& table,
+                       queue_series& q)
+      : inner_(std::move(inner)), table_(table), q_(q) {}
+
+  const session_id& id() const noexcept override { return inner_->id(); }
+  time_point locked_until() const noexcept override { return inner_->locked_until(); }
+
+  awaitable<result<std::vector<received_message>>> receive(std::size_t max_messages,
+                                                           milliseconds wait) override {
+    call_timer t;
+    auto r = co_await inner_->receive(max_messages, wait);
+    t.record(q_, operation::receive);
+    if (r) {
+      if (!r->empty()) {
+        q_.provider_key.store(r->front().receipt.queue, std::memory_order_relaxed);
+        q_.receive_batch->observe(static_cast<double>(r->size()));
+        q_.received->inc(r->size());
+        q_.in_flight->add(static_cast<double>(r->size()));
+      }
+    } else {
+      table_.count_error(q_, operation::receive, r.error());
+    }
+    co_return r;
+  }
+  awaitable<std::vector<result<void>>> settle(std::vector<settlement> settlements) override {
+    call_timer t;
+    auto results = co_await inner_->settle(settlements);
+    record_settlements(table_, settlements, results, t);
+    co_return results;
+  }
+  awaitable<result<time_point>> renew_session_lock() override {
+    call_timer t;
+    auto r = co_await inner_->renew_session_lock();
+    t.record(q_, operation::renew);
+    if (!r) table_.count_error(q_, operation::renew, r.error());
+    co_return r;
+  }
+  awaitable<result<std::string>> get_state() override { return inner_->get_state(); }
+  awaitable<result<void>> set_state(std::string state) override {
+    return inner_->set_state(std::move(state));
+  }
+  awaitable<result<void>> close() override { return inner_->close(); }
+
+ private:
+  std::shared_ptr<session_receiver> inner_;
+  series_table& table_;
+  queue_series& q_;
+};
+
+class instrumented_provider final : public provider {
+ public:
+  instrumented_provider(provider_ptr inner, runtime_metrics& m)
+      : inner_(std::move(inner)), table_(m, std::string(inner_->name())) {}
+
+  std::string_view name() const noexcept override { return inner_->name(); }
+  const capabilities& caps() const noexcept override { return inner_->caps(); }
+
+  awaitable<result<void>> create_queue(const queue_name& queue,
+                                       const queue_options& options) override {
+    return inner_->create_queue(queue, options);
+  }
+  awaitable<result<void>> delete_queue(const queue_name& queue) override {
+    return inner_->delete_queue(queue);
+  }
+
+  awaitable<result<queue_stats>> stats(const queue_name& queue) override {
+    auto& q = table_.for_queue(queue);
+    call_timer t;
+    auto r = co_await inner_->stats(queue);
+    t.record(q, operation::stats);
+    if (r) {
+      auto set_known = [](gauge* g, std::int64_t v) {
+        if (v >= 0) g->set(static_cast<double>(v));
+      };
+      set_known(q.depth_active, r->active);
+      set_known(q.depth_in_flight, r->in_flight);
+      set_known(q.depth_scheduled, r->scheduled);
+      set_known(q.depth_dead_lettered, r->dead_lettered);
+    } else {
+      table_.count_error(q, operation::stats, r.error());
+    }
+    co_return r;
+  }
+
+  awaitable<result<std::vector<send_outcome>>> send(const queue_name& queue,
+                                                    std::vector<message> messages,
+                                                    milliseconds timeout) override {
+    auto& q = table_.for_queue(queue);
+    const auto batch = messages.size();
+    call_timer t;
+    auto r = co_await inner_->send(queue, std::move(messages), timeout);
+    t.record(q, operation::send);
+    q.send_batch->observe(static_cast<double>(batch));
+    if (r) {
+      std::uint64_t ok = 0;
+      for (const auto& outcome : *r) {
+        if (outcome) {
+          ++ok;
+        } else {
+          table_.count_error(q, operation::send, outcome.error());
+        }
+      }
+      q.sent->inc(ok);
+    } else {
+      table_.count_error(q, operation::send, r.error());
+    }
+    co_return r;
+  }
+
+  awaitable<result<std::vector<received_message>>> receive(const queue_name& queue,
+                                                           std::size_t max_messages,
+                                                           milliseconds wait) override {
+    auto& q = table_.for_queue(queue);
+    call_timer t;
+    auto r = co_await inner_->receive(queue, max_messages, wait);
+    t.record(q, operation::receive);
+    if (r) {
+      if (!r->empty()) {
+        q.provider_key.store(r->front().receipt.queue, std::memory_order_relaxed);
+        q.receive_batch->observe(static_cast<double>(r->size()));
+        q.received->inc(r->size());
+        q.in_flight->add(static_cast<double>(r->size()));
+      }
+    } else {
+      table_.count_error(q, operation::receive, r.error());
+    }
+    co_return r;
+  }
+
+  awaitable<result<std::vector<received_message>>> peek(const queue_name& queue,
+                                                        std::size_t max_messages,
+                                                        std::int64_t from_sequence) override {
+    auto& q = table_.for_queue(queue);
+    call_timer t;
+    auto r = co_await inner_->peek(queue, max_messages, from_sequence);
+    t.record(q, operation::peek);
+    if (!r) table_.count_error(q, operation::peek, r.error());
+    co_return r;
+  }
+
+  awaitable<std::vector<result<void>>> settle(std::vector<settlement> settlements) override {
+    call_timer t;
+    auto results = co_await inner_->settle(settlements);
+    record_settlements(table_, settlements, results, t);
+    co_return results;
+  }
+
+  awaitable<result<time_point>> renew_lock(const receipt_handle& receipt) override {
+    auto& q = table_.for_receipt(receipt);
+    call_timer t;
+    auto r = co_await inner_->renew_lock(receipt);
+    t.record(q, operation::renew);
+    if (!r) table_.count_error(q, operation::renew, r.error());
+    co_return r;
+  }
+
+  awaitable<result<std::shared_ptr<session_receiver>>> accept_session(
+      const queue_name& queue, std::optional<session_id> session, milliseconds wait) override {
+    auto& q = table_.for_queue(queue);
+    auto r = co_await inner_->accept_session(queue, std::move(session), wait);
+    if (!r) {
+      if (r.error().code != errc::timeout) {
+        table_.count_error(q, operation::receive, r.error());
+      }
+      co_return r;
+    }
+    co_return std::shared_ptr<session_receiver>(
+        std::make_shared<instrumented_session>(std::move(*r), table_, q));
+  }
+
+  awaitable<void> close() override { return inner_->close(); }
+
+ private:
+  provider_ptr inner_;
+  series_table table_;
+};
+
+}  // namespace
+
+provider_ptr instrument(provider_ptr inner, runtime_metrics& metrics) {
+  return std::make_shared<instrumented_provider>(std::move(inner), metrics);
+}
+
+}  // namespace qrt::metrics

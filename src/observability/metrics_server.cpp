@@ -1,0 +1,132 @@
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <qrt/metrics_server.hpp>
+#include <thread>
+
+namespace qrt::metrics {
+
+namespace asio = boost::asio;
+namespace http = boost::beast::http;
+using tcp = asio::ip::tcp;
+
+struct metrics_server::impl {
+  const registry& source;
+  server_options options;
+  asio::io_context io{1};
+  tcp::acceptor acceptor{io};
+  std::thread thread;
+
+  impl(const registry& r, server_options o) : source(r), options(std::move(o)) {}
+
+  http::response<http::string_body> respond(const http::request<http::string_body>& req) {
+    http::response<http::string_body> res;
+    res.version(req.version());
+    res.keep_alive(req.keep_alive());
+    res.set(http::field::server, "qrt");
+    const std::string_view target = req.target();
+    const std::string_view path = target.substr(0, target.find('?'));
+    if (req.method() != http::verb::get && req.method() != http::verb::head) {
+      res.result(http::status::method_not_allowed);
+      res.set(http::field::allow, "GET, HEAD");
+      res.body() = "only GET is served\n";
+    } else if (path == "/metrics") {
+      res.result(http::status::ok);
+      res.set(http::field::content_type, exposition_content_type);
+      res.body() = source.expose();
+    } else if (path == "/health" && options.health) {
+      auto [healthy, body] = options.health();
+      res.result(healthy ? http::status::ok : http::status::service_unavailable);
+      res.set(http::field::content_type, "application/json");
+      res.body() = std::move(body);
+    } else {
+      res.result(http::status::not_found);
+      res.body() = "not found: try /metrics\n";
+    }
+    if (req.method() == http::verb::head) {
+      res.content_length(res.body().size());
+      res.body().clear();
+    } else {
+      res.prepare_payload();
+    }
+    return res;
+  }
+
+  asio::awaitable<void> session(tcp::socket socket) {
+    boost::beast::flat_buffer buffer;
+    for (;;) {
+      http::request<http::string_body> req;
+      http::request_parser<http::string_body> parser;
+      parser.body_limit(64 * 1024);  // requests to these endpoints have no body worth keeping
+      auto [ec, n] =
+          co_await http::async_read(socket, buffer, parser, asio::as_tuple(asio::use_awaitable));
+      if (ec) co_return;  // closed, or garbage: drop the connection
+      req = parser.release();
+      auto res = respond(req);
+      const bool keep = res.keep_alive();
+      auto [wec, wn] = co_await http::async_write(socket, res, asio::as_tuple(asio::use_awaitable));
+      if (wec || !keep) co_return;
+    }
+  }
+
+  asio::awaitable<void> accept_loop() {
+    for (;;) {
+      auto [ec, socket] = co_await acceptor.async_accept(asio::as_tuple(asio::use_awaitable));
+      if (ec) co_return;  // acceptor closed
+      asio::co_spawn(io, session(std::move(socket)), asio::detached);
+    }
+  }
+};
+
+metrics_server::metrics_server(std::unique_ptr<impl> p) : impl_(std::move(p)) {}
+
+metrics_server::~metrics_server() {
+  stop();
+}
+
+result<std::unique_ptr<metrics_server>> metrics_server::start(const registry& source,
+                                                              server_options options) {
+  auto p = std::make_unique<impl>(source, std::move(options));
+  boost::system::error_code ec;
+  const auto address = asio::ip::make_address(p->options.address, ec);
+  if (ec) {
+    return fail(errc::configuration_error,
+                "metrics server address '" + p->options.address + "' is not an IP address");
+  }
+  const tcp::endpoint ep(address, p->options.port);
+  const std::string where = p->options.address + ":" + std::to_string(p->options.port);
+  if (p->acceptor.open(ep.protocol(), ec); ec) {
+    return fail(errc::connection_failed, "metrics server cannot open a socket: " + ec.message());
+  }
+  p->acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
+  if (p->acceptor.bind(ep, ec); ec) {
+    return fail(errc::connection_failed,
+                "metrics server cannot bind " + where + ": " + ec.message());
+  }
+  if (p->acceptor.listen(asio::socket_base::max_listen_connections, ec); ec) {
+    return fail(errc::connection_failed,
+                "metrics server cannot listen on " + where + ": " + ec.message());
+  }
+  asio::co_spawn(p->io, p->accept_loop(), asio::detached);
+  p->thread = std::thread([raw = p.get()] { raw->io.run(); });
+  return std::unique_ptr<metrics_server>(new metrics_server(std::move(p)));
+}
+
+std::uint16_t metrics_server::port() const noexcept {
+  boost::system::error_code ec;
+  auto ep = impl_->acceptor.local_endpoint(ec);
+  return ec ? 0 : ep.port();
+}
+
+void metrics_server::stop() {
+  if (!impl_ || !impl_->thread.joinable()) return;
+  impl_->io.stop();
+  impl_->thread.join();
+}
+
+}  // namespace qrt::metrics

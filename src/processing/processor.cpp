@@ -1,0 +1,420 @@
+#include <algorithm>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <qrt/processor.hpp>
+
+#include "event.hpp"
+#include "failure_policy.hpp"
+
+namespace qrt {
+
+namespace asio = boost::asio;
+using steady = std::chrono::steady_clock;
+
+processor_options processor_options::for_high_throughput() {
+  return {.max_concurrent_calls = 32,
+          .prefetch_count = 50,
+          .max_auto_lock_renewal_duration = milliseconds{600'000},
+          .retry = retry_policy::exponential_backoff(milliseconds{100}, milliseconds{30'000}, 3.0)};
+}
+
+processor_options processor_options::for_low_latency() {
+  return {.max_concurrent_calls = 4,
+          .prefetch_count = 1,
+          .max_auto_lock_renewal_duration = milliseconds{60'000},
+          .retry = retry_policy::fixed_interval(milliseconds{50})};
+}
+
+namespace {
+
+// The part of a lock that must be left for a message to be handed to a handler, and the point
+// at which a running handler's lock is renewed: half of the lock's length.
+constexpr int lock_margin_divisor = 2;
+
+struct task {
+  task(const asio::any_io_executor& ex, received_message m, milliseconds lock)
+      : msg(std::move(m)),
+        lock_duration(lock),
+        locked_until(msg.locked_until),
+        wake(ex),
+        renewer_wake(ex),
+        renewer_exited(ex) {}
+
+  // The handler reads `msg` on another thread while it runs, so the processor never writes it
+  // then; the renewed expiry lives in `locked_until`.
+  received_message msg;
+  milliseconds lock_duration;
+  time_point locked_until;
+  bool renewal_done = false;
+  bool renewer_running = false;
+  bool lock_lost = false;
+  bool settling = false;  ///< the processor settles it; shutdown leaves it alone
+  bool released = false;  ///< shutdown abandoned it; its handler's outcome is ignored
+  detail::event wake;     ///< interrupts the abandon delay at shutdown
+  detail::event renewer_wake;
+  detail::event renewer_exited;
+};
+
+}  // namespace
+
+struct processor::impl : std::enable_shared_from_this<impl> {
+  impl(queue_client c, queue_name q, message_handler h, processor_options o)
+      : client(std::move(c)), queue(std::move(q)), handler(std::move(h)), options(std::move(o)) {
+    options.max_concurrent_calls = std::max<std::size_t>(1, options.max_concurrent_calls);
+  }
+
+  queue_client client;
+  queue_name queue;
+  message_handler handler;
+  processor_options options;
+
+  // Everything below is touched only on `strand`, except `stats` (under its own mutex).
+  asio::any_io_executor pool;
+  std::optional<asio::strand<asio::any_io_executor>> strand;
+  std::optional<detail::event> capacity_changed;                 // the receive loop waits on it
+  std::optional<detail::event> drained;                          // stop() waits on it
+  std::deque<std::pair<received_message, milliseconds>> buffer;  // prefetched, with lock length
+  std::map<std::uint64_t, std::shared_ptr<task>> running;
+  std::uint64_t next_task_id = 1;
+  bool started = false;
+  bool stopping = false;
+  bool loop_running = false;
+  double average_handler_ms = 0;
+  bool have_average = false;
+  milliseconds typical_lock{0};
+
+  mutable std::mutex stats_mutex;
+  processor_stats stats;
+
+  void count(std::uint64_t processor_stats::*field, std::uint64_t n = 1) {
+    std::lock_guard lock(stats_mutex);
+    stats.*field += n;
+  }
+  void report(const error& e) {
+    if (options.on_error) options.on_error(e);
+  }
+  void note_in_flight() {
+    std::lock_guard lock(stats_mutex);
+    stats.in_flight = running.size();
+    stats.max_in_flight = std::max(stats.max_in_flight, running.size());
+  }
+
+  // How many prefetched messages can wait for a slot and still start with enough lock left.
+  std::size_t prefetch_allowance() const {
+    std::size_t allowance = options.prefetch_count;
+    if (have_average && typical_lock.count() > 0) {
+      const double startable = static_cast<double>(options.max_concurrent_calls) *
+                               static_cast<double>(typical_lock.count()) / lock_margin_divisor /
+                               std::max(average_handler_ms, 0.001);
+      allowance = std::min(allowance, static_cast<std::size_t>(startable));
+    }
+    return allowance;
+  }
+
+  awaitable<void> release(std::vector<receipt_handle> receipts) {
+    if (receipts.empty()) co_return;
+    std::vector<settlement> abandons;
+    for (auto& r : receipts) abandons.push_back(settlement::abandon(std::move(r)));
+    auto results = co_await client.settle(std::move(abandons));
+    for (auto& r : results) {
+      // A lock that already ran out returns the message by itself: nothing is lost.
+      if (!r && r.error().code != errc::receipt_expired) report(r.error());
+    }
+  }
+
+  awaitable<void> receive_loop() {
+    auto self = shared_from_this();
+    std::uint32_t failures = 0;
+    while (!stopping) {
+      if (options.breaker) {
+        // Open: receive nothing, start nothing, until a probe may go.
+        const auto closed_for = options.breaker->time_until_probe();
+        if (closed_for.count() > 0) {
+          co_await capacity_changed->wait_until(steady::now() + closed_for);
+          continue;
+        }
+        dispatch();  // a probe may start now
+      }
+      const std::size_t limit = options.max_concurrent_calls + prefetch_allowance();
+      const std::size_t held = running.size() + buffer.size();
+      if (held >= limit) {
+        co_await capacity_changed->wait();
+        continue;
+      }
+      std::size_t want = limit - held;
+      if (client.caps().max_batch_messages > 0) {
+        want = std::min(want, client.caps().max_batch_messages);
+      }
+      auto received = co_await client.receive(queue, want, options.receive_wait);
+      if (!received) {
+        if (received.error().code == errc::closed) break;
+        report(received.error());
+        ++failures;
+        auto delay = received.error().retry_after.value_or(options.retry.base_delay(failures));
+        if (!stopping) co_await capacity_changed->wait_until(steady::now() + delay);
+        continue;
+      }
+      failures = 0;
+      const auto now = clock::now();
+      count(&processor_stats::received, received->size());
+      std::vector<receipt_handle> late;
+      for (auto& m : *received) {
+        auto lock = std::chrono::duration_cast<milliseconds>(m.locked_until - now);
+        lock = std::max(lock, milliseconds{1});
+        typical_lock = lock;
+        if (stopping) {
+          late.push_back(m.receipt);
+        } else {
+          buffer.emplace_back(std::move(m), lock);
+        }
+      }
+      co_await release(std::move(late));
+      dispatch();
+    }
+    loop_running = false;
+    drained->notify();
+  }
+
+  void dispatch() {
+    while (!stopping && running.size() < options.max_concurrent_calls && !buffer.empty()) {
+      if (options.breaker && !options.breaker->allow()) {
+        capacity_changed->notify();  // the receive loop waits for the next probe
+        break;
+      }
+      auto [msg, lock] = std::move(buffer.front());
+      buffer.pop_front();
+      auto t = std::make_shared<task>(*strand, std::move(msg), lock);
+      const auto id = next_task_id++;
+      running.emplace(id, t);
+      note_in_flight();
+      asio::co_spawn(*strand, run_task(id, std::move(t)), asio::detached);
+    }
+  }
+
+  void finish(std::uint64_t id) {
+    running.erase(id);
+    note_in_flight();
+    capacity_changed->notify();
+    if (running.empty()) drained->notify();
+    dispatch();
+  }
+
+  // Never hand a handler a message whose lock is gone or about to go: renew it first, and if
+  // that fails release it (it was never started, so nothing is lost; it is redelivered).
+  awaitable<bool> ensure_startable(task& t) {
+    const auto left = t.locked_until - clock::now();
+    if (left >= t.lock_duration / lock_margin_divisor) co_return true;
+    if (client.caps().lock_renewal) {
+      auto renewed = co_await client.renew_lock(t.msg.receipt);
+      if (renewed && *renewed - clock::now() >= t.lock_duration / lock_margin_divisor) {
+        t.locked_until = *renewed;
+        t.msg.locked_until = *renewed;  // not yet shared with the handler
+        count(&processor_stats::lock_renewals);
+        co_return true;
+      }
+    }
+    std::vector<receipt_handle> one(1, t.msg.receipt);
+    co_await release(std::move(one));
+    count(&processor_stats::released_unstarted);
+    co_return false;
+  }
+
+  awaitable<void> keep_renewed(std::shared_ptr<task> t) {
+    auto self = shared_from_this();
+    const auto give_up_at = steady::now() + options.max_auto_lock_renewal_duration;
+    auto next = steady::now() +
+                std::chrono::duration_cast<steady::duration>(
+                    (t->locked_until - clock::now()) - t->lock_duration / lock_margin_divisor);
+    while (!t->renewal_done) {
+      if (t->lock_lost || next >= give_up_at) {
+        co_await t->renewer_wake.wait();
+        continue;
+      }
+      if (steady::now() < next) {
+        co_await t->renewer_wake.wait_until(next);
+        continue;
+      }
+      auto renewed = co_await client.renew_lock(t->msg.receipt);
+      if (t->renewal_done) break;
+      if (renewed) {
+        t->locked_until = *renewed;
+        count(&processor_stats::lock_renewals);
+        next =
+            steady::now() + std::chrono::duration_cast<steady::duration>(
+                                (*renewed - clock::now()) - t->lock_duration / lock_margin_divisor);
+      } else {
+        report(renewed.error());
+        if (renewed.error().kind == error_kind::permanent) {
+          t->lock_lost = true;
+          count(&processor_stats::locks_lost);
+        } else {
+          next = steady::now() + t->lock_duration / 10;
+        }
+      }
+    }
+    t->renewer_running = false;
+    t->renewer_exited.notify();
+  }
+
+  awaitable<result<void>> call_handler(const received_message& msg) {
+    try {
+      co_return co_await asio::co_spawn(
+          pool,
+          [this, &msg]() -> awaitable<result<void>> {
+            // co_spawn starts inline when it can; hop off the strand first, so a handler's
+            // synchronous work never holds up the processor (or the other handlers).
+            co_await asio::post(pool, asio::use_awaitable);
+            co_return co_await handler(msg);
+          },
+          asio::use_awaitable);
+    } catch (const std::exception& e) {
+      co_return fail(errc::provider_error, std::string("handler threw: ") + e.what());
+    }
+  }
+
+  awaitable<void> run_task(std::uint64_t id, std::shared_ptr<task> t) {
+    auto self = shared_from_this();
+    if (!co_await ensure_startable(*t)) {
+      if (options.breaker) options.breaker->cancel();
+      finish(id);
+      co_return;
+    }
+    t->renewer_running = true;
+    asio::co_spawn(*strand, keep_renewed(t), asio::detached);
+
+    count(&processor_stats::handler_calls);
+    const auto started_at = steady::now();
+    auto outcome = co_await call_handler(t->msg);
+    const double took =
+        std::chrono::duration<double, std::milli>(steady::now() - started_at).count();
+    average_handler_ms = have_average ? 0.8 * average_handler_ms + 0.2 * took : took;
+    have_average = true;
+    if (options.breaker) {
+      if (!outcome && outcome.error().kind != error_kind::permanent) {
+        options.breaker->record_failure();
+      } else {
+        options.breaker->record_success();
+      }
+    }
+
+    std::string dead_letter_reason;
+    if (!outcome) {
+      count(&processor_stats::handler_failures);
+      dead_letter_reason =
+          detail::failure_reason(t->msg, outcome.error(), options.max_delivery_count,
+                                 options.on_failure, options.dead_letter_on_permanent_error);
+      if (dead_letter_reason.empty() && options.abandon_delay.count() > 0 && !stopping &&
+          !t->released) {
+        co_await t->wake.wait_until(steady::now() + options.abandon_delay);
+      }
+    }
+
+    t->renewal_done = true;
+    t->renewer_wake.notify();
+    while (t->renewer_running) co_await t->renewer_exited.wait();
+
+    if (t->released) {  // shutdown gave up on it and abandoned it already
+      finish(id);
+      co_return;
+    }
+    t->settling = true;
+    result<void> settled;
+    if (outcome) {
+      settled = co_await client.complete(t->msg.receipt);
+      if (settled) count(&processor_stats::completed);
+    } else if (!dead_letter_reason.empty()) {
+      settled = co_await client.dead_letter(t->msg.receipt, dead_letter_reason,
+                                            outcome.error().to_string());
+      if (settled) count(&processor_stats::dead_lettered);
+    } else {
+      settled = co_await client.abandon(t->msg.receipt);
+      if (settled) count(&processor_stats::abandoned);
+    }
+    if (!settled) {
+      count(&processor_stats::settle_failures);
+      report(settled.error());
+    }
+    finish(id);
+  }
+
+  awaitable<shutdown_report> shutdown(milliseconds deadline) {
+    auto self = shared_from_this();
+    shutdown_report out;
+    if (!started) co_return out;
+    stopping = true;
+    capacity_changed->notify();
+    const std::size_t running_at_stop = running.size();
+    for (auto& [id, t] : running) t->wake.notify();
+
+    std::vector<receipt_handle> buffered;
+    for (auto& [m, lock] : buffer) buffered.push_back(m.receipt);
+    buffer.clear();
+    out.abandoned_buffered = buffered.size();
+    count(&processor_stats::abandoned_at_shutdown, buffered.size());
+    co_await release(std::move(buffered));
+
+    const auto until = steady::now() + deadline;
+    while ((loop_running || !running.empty()) && steady::now() < until) {
+      co_await drained->wait_until(until);
+    }
+
+    std::vector<receipt_handle> still_running;
+    for (auto& [id, t] : running) {
+      if (t->settling || t->released) continue;
+      t->released = true;
+      t->renewal_done = true;
+      t->renewer_wake.notify();
+      still_running.push_back(t->msg.receipt);
+    }
+    out.abandoned_running = still_running.size();
+    out.finished_in_time =
+        running_at_stop > out.abandoned_running ? running_at_stop - out.abandoned_running : 0;
+    count(&processor_stats::abandoned_at_shutdown, still_running.size());
+    co_await release(std::move(still_running));
+    co_return out;
+  }
+};
+
+processor::processor(queue_client client, queue_name queue, message_handler handler,
+                     processor_options options)
+    : impl_(std::make_shared<impl>(std::move(client), std::move(queue), std::move(handler),
+                                   std::move(options))) {}
+
+processor::~processor() {
+  // Without stop() the loop is told to end; prefetched messages come back when locks expire.
+  if (impl_->strand) {
+    asio::post(*impl_->strand, [p = impl_] {
+      p->stopping = true;
+      p->capacity_changed->notify();
+    });
+  }
+}
+
+void processor::start(asio::any_io_executor executor) {
+  if (impl_->started) return;
+  impl_->pool = executor;
+  impl_->strand.emplace(asio::make_strand(executor));
+  impl_->capacity_changed.emplace(*impl_->strand);
+  impl_->drained.emplace(*impl_->strand);
+  impl_->started = true;
+  impl_->loop_running = true;
+  asio::co_spawn(*impl_->strand, impl_->receive_loop(), asio::detached);
+}
+
+awaitable<shutdown_report> processor::stop(milliseconds deadline) {
+  if (!impl_->strand) co_return shutdown_report{};
+  co_return co_await asio::co_spawn(*impl_->strand, impl_->shutdown(deadline), asio::use_awaitable);
+}
+
+processor_stats processor::stats() const {
+  std::lock_guard lock(impl_->stats_mutex);
+  return impl_->stats;
+}
+
+}  // namespace qrt

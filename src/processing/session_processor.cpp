@@ -1,0 +1,328 @@
+#include <atomic>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <map>
+#include <mutex>
+#include <qrt/session_processor.hpp>
+
+#include "event.hpp"
+#include "failure_policy.hpp"
+
+namespace qrt {
+
+namespace asio = boost::asio;
+using steady = std::chrono::steady_clock;
+
+namespace {
+
+// One held session. Fields other than the atomics belong to its worker's strand.
+struct held_session {
+  held_session(const asio::any_io_executor& ex, session r)
+      : receiver(std::move(r)), renewer_wake(ex), renewer_exited(ex) {}
+  session receiver;
+  milliseconds lock_duration{0};
+  time_point locked_until{};
+  bool renewal_done = false;
+  bool renewer_running = false;
+  bool lock_lost = false;
+  std::atomic<bool> busy{false};      ///< a handler is running on one of its messages
+  std::atomic<bool> released{false};  ///< shutdown closed it; outcomes are ignored
+  detail::event renewer_wake;
+  detail::event renewer_exited;
+};
+
+}  // namespace
+
+struct session_processor::impl : std::enable_shared_from_this<impl> {
+  impl(queue_client c, queue_name q, message_handler h, session_processor_options o)
+      : client(std::move(c)), queue(std::move(q)), handler(std::move(h)), options(std::move(o)) {
+    options.max_concurrent_sessions = std::max<std::size_t>(1, options.max_concurrent_sessions);
+    options.max_messages_per_receive = std::max<std::size_t>(1, options.max_messages_per_receive);
+  }
+
+  queue_client client;
+  queue_name queue;
+  message_handler handler;
+  session_processor_options options;
+  asio::any_io_executor pool;
+  std::optional<asio::strand<asio::any_io_executor>> control;  // stop() runs here
+  std::optional<detail::event> drained;                        // on `control`
+  std::atomic<bool> stopping{false};
+  std::atomic<std::size_t> workers_running{0};
+  bool started = false;
+
+  std::mutex held_mutex;
+  std::map<std::uint64_t, std::shared_ptr<held_session>> held;
+  std::uint64_t next_id = 1;
+
+  mutable std::mutex stats_mutex;
+  session_processor_stats stats;
+
+  void count(std::uint64_t session_processor_stats::*field, std::uint64_t n = 1) {
+    std::lock_guard lock(stats_mutex);
+    stats.*field += n;
+  }
+  void report(const error& e) {
+    if (options.on_error) options.on_error(e);
+  }
+
+  std::uint64_t hold(std::shared_ptr<held_session> s) {
+    std::lock_guard lock(held_mutex);
+    const auto id = next_id++;
+    held.emplace(id, std::move(s));
+    std::lock_guard slock(stats_mutex);
+    stats.max_sessions_held = std::max(stats.max_sessions_held, held.size());
+    return id;
+  }
+  void unhold(std::uint64_t id) {
+    std::lock_guard lock(held_mutex);
+    held.erase(id);
+  }
+
+  awaitable<void> pause(milliseconds d) {
+    asio::steady_timer t(co_await asio::this_coro::executor, d);
+    boost::system::error_code ignored;
+    co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
+  }
+
+  awaitable<void> keep_session_renewed(std::shared_ptr<held_session> s) {
+    auto self = shared_from_this();
+    const auto give_up_at = steady::now() + options.max_auto_lock_renewal_duration;
+    auto due = [&] {
+      return steady::now() + std::chrono::duration_cast<steady::duration>(
+                                 (s->locked_until - clock::now()) - s->lock_duration / 2);
+    };
+    auto next = due();
+    while (!s->renewal_done) {
+      if (s->lock_lost || next >= give_up_at) {
+        co_await s->renewer_wake.wait();
+        continue;
+      }
+      if (steady::now() < next) {
+        co_await s->renewer_wake.wait_until(next);
+        continue;
+      }
+      auto renewed = co_await s->receiver.renew_lock();
+      if (s->renewal_done) break;
+      if (renewed) {
+        s->locked_until = *renewed;
+        count(&session_processor_stats::session_lock_renewals);
+        next = due();
+      } else {
+        report(renewed.error());
+        if (renewed.error().kind == error_kind::permanent) {
+          s->lock_lost = true;
+        } else {
+          next = steady::now() + s->lock_duration / 10;
+        }
+      }
+    }
+    s->renewer_running = false;
+    s->renewer_exited.notify();
+  }
+
+  awaitable<result<void>> call_handler(const received_message& msg) {
+    try {
+      co_return co_await asio::co_spawn(
+          pool,
+          [this, &msg]() -> awaitable<result<void>> {
+            co_await asio::post(pool, asio::use_awaitable);  // off the worker's strand
+            co_return co_await handler(msg);
+          },
+          asio::use_awaitable);
+    } catch (const std::exception& e) {
+      co_return fail(errc::provider_error, std::string("handler threw: ") + e.what());
+    }
+  }
+
+  // Abandons `batch[from..]` in order; the session hands them out again, first.
+  awaitable<void> abandon_rest(held_session& s, std::vector<received_message>& batch,
+                               std::size_t from) {
+    if (from >= batch.size()) co_return;
+    std::vector<settlement> abandons;
+    for (std::size_t i = from; i < batch.size(); ++i) {
+      abandons.push_back(settlement::abandon(batch[i].receipt));
+    }
+    auto results = co_await s.receiver.settle(std::move(abandons));
+    for (auto& r : results) {
+      if (!r) report(r.error());
+    }
+  }
+
+  enum class batch_end { done, failed, lost, stopping };
+
+  // Handles one batch strictly in order. A failure that is abandoned ends the batch: the rest
+  // is abandoned with it so nothing overtakes it.
+  awaitable<batch_end> handle_batch(held_session& s, std::vector<received_message>& batch) {
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      if (stopping) {
+        co_await abandon_rest(s, batch, i);
+        co_return batch_end::stopping;
+      }
+      const auto& msg = batch[i];
+      count(&session_processor_stats::handler_calls);
+      s.busy = true;
+      auto outcome = co_await call_handler(msg);
+      s.busy = false;
+      if (s.released) co_return batch_end::stopping;  // shutdown closed the session meanwhile
+
+      std::vector<settlement> settle;
+      std::uint64_t session_processor_stats::*counter = nullptr;
+      bool ends_batch = false;
+      if (outcome) {
+        settle.push_back(settlement::complete(msg.receipt));
+        counter = &session_processor_stats::completed;
+      } else {
+        count(&session_processor_stats::handler_failures);
+        auto reason =
+            detail::failure_reason(msg, outcome.error(), options.max_delivery_count,
+                                   options.on_failure, options.dead_letter_on_permanent_error);
+        if (!reason.empty()) {
+          settle.push_back(
+              settlement::dead_letter(msg.receipt, std::move(reason), outcome.error().to_string()));
+          counter = &session_processor_stats::dead_lettered;
+        } else {
+          if (options.abandon_delay.count() > 0 && !stopping) co_await pause(options.abandon_delay);
+          for (std::size_t k = i; k < batch.size(); ++k) {
+            settle.push_back(settlement::abandon(batch[k].receipt));
+          }
+          counter = &session_processor_stats::abandoned;
+          ends_batch = true;
+        }
+      }
+      auto results = co_await s.receiver.settle(std::move(settle));
+      if (results.empty() || !results.front()) {
+        // The message stays locked to us with an unknown outcome; releasing the session is the
+        // only way to keep the order: it comes back first to whoever takes the session next.
+        if (!results.empty()) report(results.front().error());
+        co_await abandon_rest(s, batch, i + 1);
+        co_return batch_end::lost;
+      }
+      count(counter);
+      if (ends_batch) co_return batch_end::failed;
+    }
+    co_return batch_end::done;
+  }
+
+  awaitable<void> run_session(std::shared_ptr<held_session> s) {
+    const auto id = hold(s);
+    s->locked_until = s->receiver.locked_until();
+    s->lock_duration = std::max(
+        milliseconds{1}, std::chrono::duration_cast<milliseconds>(s->locked_until - clock::now()));
+    s->renewer_running = true;
+    asio::co_spawn(co_await asio::this_coro::executor, keep_session_renewed(s), asio::detached);
+
+    bool lost = false;
+    while (!stopping && !s->lock_lost && !s->released) {
+      auto batch = co_await s->receiver.receive(options.max_messages_per_receive,
+                                                options.session_idle_timeout);
+      if (!batch) {
+        report(batch.error());
+        lost = true;
+        break;
+      }
+      if (batch->empty()) {
+        count(&session_processor_stats::sessions_released_idle);
+        break;
+      }
+      const auto end = co_await handle_batch(*s, *batch);
+      if (end == batch_end::lost) {
+        lost = true;
+        break;
+      }
+    }
+    if (lost || s->lock_lost) count(&session_processor_stats::sessions_lost);
+
+    s->renewal_done = true;
+    s->renewer_wake.notify();
+    while (s->renewer_running) co_await s->renewer_exited.wait();
+    unhold(id);
+    if (!s->released.exchange(true)) {
+      auto closed = co_await s->receiver.close();
+      if (!closed) report(closed.error());
+    }
+  }
+
+  awaitable<void> worker() {
+    auto self = shared_from_this();
+    std::uint32_t failures = 0;
+    while (!stopping) {
+      auto accepted = co_await client.accept_session(queue, std::nullopt, options.accept_wait);
+      if (!accepted) {
+        const auto& e = accepted.error();
+        if (e.code == errc::closed) break;
+        if (e.code == errc::timeout) continue;  // no session had messages within accept_wait
+        report(e);
+        ++failures;
+        co_await pause(e.retry_after.value_or(options.retry.base_delay(failures)));
+        continue;
+      }
+      failures = 0;
+      count(&session_processor_stats::sessions_accepted);
+      auto ex = co_await asio::this_coro::executor;
+      co_await run_session(std::make_shared<held_session>(ex, std::move(*accepted)));
+    }
+    --workers_running;
+    asio::post(*control, [self] { self->drained->notify(); });
+  }
+
+  awaitable<shutdown_report> shutdown(milliseconds deadline) {
+    auto self = shared_from_this();
+    shutdown_report out;
+    if (!started) co_return out;
+    stopping = true;
+    const auto until = steady::now() + deadline;
+    while (workers_running > 0 && steady::now() < until) co_await drained->wait_until(until);
+
+    std::vector<std::shared_ptr<held_session>> left;
+    {
+      std::lock_guard lock(held_mutex);
+      for (auto& [id, s] : held) left.push_back(s);
+    }
+    for (auto& s : left) {
+      if (s->released.exchange(true)) continue;
+      if (s->busy) ++out.abandoned_running;
+      // Closing releases the lock: the session's unsettled messages are available again.
+      auto closed = co_await s->receiver.close();
+      if (!closed) report(closed.error());
+    }
+    co_return out;
+  }
+};
+
+session_processor::session_processor(queue_client client, queue_name queue, message_handler handler,
+                                     session_processor_options options)
+    : impl_(std::make_shared<impl>(std::move(client), std::move(queue), std::move(handler),
+                                   std::move(options))) {}
+
+session_processor::~session_processor() {
+  impl_->stopping = true;
+}
+
+void session_processor::start(asio::any_io_executor executor) {
+  if (impl_->started) return;
+  impl_->started = true;
+  impl_->pool = executor;
+  impl_->control.emplace(asio::make_strand(executor));
+  impl_->drained.emplace(*impl_->control);
+  impl_->workers_running = impl_->options.max_concurrent_sessions;
+  for (std::size_t i = 0; i < impl_->options.max_concurrent_sessions; ++i) {
+    asio::co_spawn(asio::make_strand(executor), impl_->worker(), asio::detached);
+  }
+}
+
+awaitable<shutdown_report> session_processor::stop(milliseconds deadline) {
+  if (!impl_->control) co_return shutdown_report{};
+  co_return co_await asio::co_spawn(*impl_->control, impl_->shutdown(deadline),
+                                    asio::use_awaitable);
+}
+
+session_processor_stats session_processor::stats() const {
+  std::lock_guard lock(impl_->stats_mutex);
+  return impl_->stats;
+}
+
+}  // namespace qrt

@@ -1,0 +1,449 @@
+#include "persistent_log.hpp"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <boost/asio/associated_executor.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/execution/outstanding_work.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/prefer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <cerrno>
+#include <cstring>
+#include <iostream>
+
+namespace qrt::memory::log {
+namespace {
+
+namespace fs = std::filesystem;
+
+error io_error(const std::string& what, const fs::path& path, int err) {
+  return fail(errc::provider_error,
+              "persistence log: " + what + " " + path.string() + ": " + std::strerror(err));
+}
+
+result<void> write_all(int fd, const char* data, std::size_t size, const fs::path& path) {
+  while (size > 0) {
+    const ssize_t n = ::write(fd, data, size);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return io_error("cannot write", path, errno);
+    }
+    data += n;
+    size -= static_cast<std::size_t>(n);
+  }
+  return {};
+}
+
+result<void> sync_directory(const fs::path& dir) {
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return io_error("cannot open directory", dir, errno);
+  const int rc = ::fsync(fd);
+  const int err = errno;
+  ::close(fd);
+  if (rc != 0) return io_error("cannot sync directory", dir, err);
+  return {};
+}
+
+/// Takes the directory's lock file; a second opener (another process, or another provider in
+/// this one) gets an error naming the directory and the holder's pid.
+result<int> lock_directory(const fs::path& dir) {
+  const fs::path lock_path = dir / "LOCK";
+  const int fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) return io_error("cannot open lock file", lock_path, errno);
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    const int err = errno;
+    char holder[32] = {};
+    const ssize_t n = ::pread(fd, holder, sizeof holder - 1, 0);
+    ::close(fd);
+    if (err == EWOULDBLOCK) {
+      std::string pid = n > 0 ? std::string(holder, static_cast<std::size_t>(n)) : "unknown";
+      while (!pid.empty() && (pid.back() == '\n' || pid.back() == ' ')) pid.pop_back();
+      return fail(errc::provider_error,
+                  "persistence path " + dir.string() + " is in use by another process (pid " + pid +
+                      "); only one process may open it at a time",
+                  "locked");
+    }
+    return io_error("cannot lock", lock_path, err);
+  }
+  const std::string pid = std::to_string(::getpid()) + "\n";
+  if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, pid.data(), pid.size(), 0) < 0) {
+    // The pid is only a hint for the error above; the flock is what excludes.
+  }
+  return fd;
+}
+
+}  // namespace
+
+persistent_log::persistent_log(log_options options) : options_(std::move(options)) {}
+
+result<persistent_log::opened> persistent_log::open(log_options options) {
+  if (options.directory.empty())
+    return fail(errc::configuration_error, "persistence_path: required with enable_persistence");
+  if (options.segment_bytes < 4096) options.segment_bytes = 4096;
+  if (!options.warn)
+    options.warn = [](const std::string& line) { std::cerr << "qrt: " << line << '\n'; };
+  std::error_code ec;
+  fs::create_directories(options.directory, ec);
+  if (ec || !fs::is_directory(options.directory))
+    return fail(errc::configuration_error, "persistence_path: cannot create directory " +
+                                               options.directory.string() +
+                                               (ec ? ": " + ec.message() : std::string{}));
+
+  auto lock_fd = lock_directory(options.directory);
+  if (!lock_fd) return lock_fd.error();
+
+  auto replayed = replay_directory(options.directory);
+  if (!replayed) {
+    ::close(*lock_fd);
+    return replayed.error();
+  }
+
+  std::shared_ptr<persistent_log> log(new persistent_log(std::move(options)));
+  log->lock_fd_ = *lock_fd;
+  const recovery_report& report = replayed->report;
+  if (report.torn_bytes > 0)
+    log->options_.warn("persistence log recovery: cut " + std::to_string(report.torn_bytes) +
+                       " torn bytes off " + report.torn_file + " at offset " +
+                       std::to_string(report.torn_offset) + " (" + report.torn_problem +
+                       "); records there were never acknowledged as durable");
+
+  log->index_ = std::move(replayed->index);
+  for (const segment_file& s : replayed->segments) {
+    log->segment_bytes_[s.index] = s.bytes;
+    log->total_bytes_ += s.bytes;
+  }
+  // Appends go to a fresh segment that starts with a checkpoint; the old ones are deleted by
+  // the writer as soon as nothing live is left in them.
+  log->active_segment_ = replayed->segments.empty() ? 0 : replayed->segments.back().index;
+  {
+    std::lock_guard lock(log->mutex_);
+    log->roll_segment_locked();
+  }
+  log->writer_ = std::thread([raw = log.get()] { raw->writer_loop(); });
+
+  opened out;
+  out.log = std::move(log);
+  out.state = std::move(replayed->state);
+  out.report = report;
+  return out;
+}
+
+persistent_log::~persistent_log() {
+  close();
+  if (lock_fd_ >= 0) ::close(lock_fd_);
+}
+
+void persistent_log::close() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  work_ready_.notify_all();
+  if (writer_.joinable()) writer_.join();
+}
+
+void persistent_log::roll_segment_locked() {
+  ++active_segment_;
+  index_.segment_opened(active_segment_);
+  chunk c;
+  c.segment = active_segment_;
+  if (auto r = index_.append_checkpoint(c.bytes); !r) fail_locked(r.error());
+  const std::uint64_t bytes = segment_header_size + c.bytes.size();
+  segment_bytes_[active_segment_] = bytes;
+  total_bytes_ += bytes;
+  queued_.push_back(std::move(c));
+}
+
+template <class Encode>
+detail::lsn persistent_log::append(Encode&& encode) {
+  // Called with mutex_ held.
+  const detail::lsn lsn = next_lsn_++;
+  if (failure_ || stopping_) return lsn;
+  if (segment_bytes_[active_segment_] >= options_.segment_bytes) roll_segment_locked();
+  if (queued_.empty() || queued_.back().segment != active_segment_)
+    queued_.push_back(chunk{active_segment_, {}, 0});
+  chunk& c = queued_.back();
+  const std::size_t before = c.bytes.size();
+  if (result<void> r = encode(c.bytes); !r) {
+    fail_locked(r.error());
+    return lsn;
+  }
+  const std::size_t added = c.bytes.size() - before;
+  segment_bytes_[active_segment_] += added;
+  total_bytes_ += added;
+  c.last = lsn;
+  work_ready_.notify_one();
+  return lsn;
+}
+
+detail::lsn persistent_log::queue_created(const queue_name& queue, const queue_options& options) {
+  std::lock_guard lock(mutex_);
+  const auto lsn = append([&](std::string& out) {
+    const auto* q =
+        index_.queues().count(queue.parent()) ? &index_.queues().at(queue.parent()) : nullptr;
+    return append_queue_created(out, queue, options, q ? q->next_sequence : 0);
+  });
+  index_.queue_created(queue, options, 0);
+  return lsn;
+}
+
+detail::lsn persistent_log::queue_deleted(const queue_name& queue) {
+  std::lock_guard lock(mutex_);
+  const auto lsn = append([&](std::string& out) { return append_queue_deleted(out, queue); });
+  index_.queue_deleted(queue);
+  return lsn;
+}
+
+detail::lsn persistent_log::enqueued(const queue_name& queue, const stored_message& msg) {
+  std::lock_guard lock(mutex_);
+  const auto lsn = append([&](std::string& out) { return append_enqueued(out, queue, msg); });
+  index_.enqueued(queue, msg.sequence, msg.delivery_count, active_segment_);
+  return lsn;
+}
+
+detail::lsn persistent_log::delivered(const queue_name& queue, std::uint64_t sequence,
+                                      std::uint32_t delivery_count) {
+  std::lock_guard lock(mutex_);
+  const auto lsn = append(
+      [&](std::string& out) { return append_delivered(out, queue, sequence, delivery_count); });
+  index_.delivered(queue, sequence, delivery_count);
+  return lsn;
+}
+
+detail::lsn persistent_log::removed(const queue_name& queue, std::uint64_t sequence) {
+  std::lock_guard lock(mutex_);
+  const auto lsn = append([&](std::string& out) { return append_removed(out, queue, sequence); });
+  index_.removed(queue, sequence);
+  return lsn;
+}
+
+detail::lsn persistent_log::session_state_set(const queue_name& queue, const session_id& session,
+                                              const std::string& state) {
+  std::lock_guard lock(mutex_);
+  const auto lsn =
+      append([&](std::string& out) { return append_session_state(out, queue, session, state); });
+  index_.session_state_set(queue, session, state);
+  return lsn;
+}
+
+bool persistent_log::reached_locked(detail::lsn upto) const {
+  return (options_.mode == durability::always ? durable_lsn_ : written_lsn_) >= upto;
+}
+
+void persistent_log::register_waiter(detail::lsn upto, std::function<void(result<void>)> complete) {
+  std::lock_guard lock(mutex_);
+  if (failure_) return complete(*failure_);
+  if (reached_locked(upto)) return complete(result<void>{});
+  if (stopped_) return complete(fail(errc::closed, "persistence log is closed"));
+  waiters_.emplace(upto, waiter{std::move(complete)});
+}
+
+awaitable<result<void>> persistent_log::flushed(detail::lsn upto) {
+  if (upto == 0) co_return result<void>{};
+  {
+    std::lock_guard lock(mutex_);
+    // An lsn past the last one handed out means "everything appended so far".
+    upto = std::min(upto, next_lsn_ - 1);
+    if (failure_) co_return *failure_;
+    if (reached_locked(upto)) co_return result<void>{};
+  }
+  co_return co_await boost::asio::async_initiate<const boost::asio::use_awaitable_t<>&,
+                                                 void(result<void>)>(
+      [this, upto](auto handler) {
+        // The writer thread completes this: hop back to the coroutine's executor, and keep that
+        // executor's work count up meanwhile so its run() does not return under us.
+        auto executor = boost::asio::prefer(boost::asio::get_associated_executor(handler),
+                                            boost::asio::execution::outstanding_work.tracked);
+        auto shared = std::make_shared<decltype(handler)>(std::move(handler));
+        register_waiter(upto, [shared, executor](result<void> r) {
+          boost::asio::post(executor,
+                            [shared, r = std::move(r)]() mutable { (*shared)(std::move(r)); });
+        });
+      },
+      boost::asio::use_awaitable);
+}
+
+result<void> persistent_log::wait_flushed(detail::lsn upto) {
+  std::unique_lock lock(mutex_);
+  upto = std::min(upto, next_lsn_ - 1);
+  progress_.wait(lock, [&] { return failure_ || reached_locked(upto) || stopped_; });
+  if (failure_) return *failure_;
+  if (!reached_locked(upto)) return fail(errc::closed, "persistence log is closed");
+  return {};
+}
+
+std::uint64_t persistent_log::disk_bytes() const {
+  std::lock_guard lock(mutex_);
+  return total_bytes_;
+}
+
+bool persistent_log::over_disk_limit() const {
+  std::lock_guard lock(mutex_);
+  return options_.max_disk_bytes != 0 && total_bytes_ >= options_.max_disk_bytes;
+}
+
+std::size_t persistent_log::segment_count() const {
+  std::lock_guard lock(mutex_);
+  return segment_bytes_.size();
+}
+
+std::uint64_t persistent_log::fdatasync_count() const {
+  return syncs_.load();
+}
+
+void persistent_log::fail_locked(error e) {
+  if (!failure_) failure_ = std::move(e);
+  complete_all_waiters_locked();
+}
+
+void persistent_log::complete_all_waiters_locked() {
+  for (auto& [lsn, w] : waiters_) {
+    if (failure_)
+      w.complete(*failure_);
+    else
+      w.complete(fail(errc::closed, "persistence log is closed"));
+  }
+  waiters_.clear();
+  progress_.notify_all();
+}
+
+void persistent_log::complete_reached_waiters_locked() {
+  const detail::lsn reached = options_.mode == durability::always ? durable_lsn_ : written_lsn_;
+  auto end = waiters_.upper_bound(reached);
+  for (auto it = waiters_.begin(); it != end; ++it) it->second.complete(result<void>{});
+  waiters_.erase(waiters_.begin(), end);
+  progress_.notify_all();
+}
+
+result<void> persistent_log::write_chunk(chunk& c) {
+  const fs::path& dir = options_.directory;
+  if (file_fd_ < 0 || file_segment_ != c.segment) {
+    if (file_fd_ >= 0) {
+      // The old segment must be as durable as what follows it before it is left behind.
+      if (options_.mode != durability::none)
+        if (auto r = sync_open_file(); !r) return r;
+      ::close(file_fd_);
+      file_fd_ = -1;
+    }
+    const fs::path path = dir / segment_file_name(c.segment);
+    file_fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
+    if (file_fd_ < 0) return io_error("cannot create segment", path, errno);
+    file_segment_ = c.segment;
+    const std::string header = segment_header(c.segment);
+    if (auto r = write_all(file_fd_, header.data(), header.size(), path); !r) return r;
+    if (options_.mode != durability::none)
+      if (auto r = sync_directory(dir); !r) return r;
+  }
+  file_dirty_ = true;
+  return write_all(file_fd_, c.bytes.data(), c.bytes.size(), dir / segment_file_name(c.segment));
+}
+
+result<void> persistent_log::sync_open_file() {
+  if (file_fd_ < 0 || !file_dirty_) return {};
+  if (::fdatasync(file_fd_) != 0)
+    return io_error("fdatasync failed on", options_.directory / segment_file_name(file_segment_),
+                    errno);
+  file_dirty_ = false;
+  ++syncs_;
+  return {};
+}
+
+void persistent_log::delete_settled_segments(std::unique_lock<std::mutex>& lock) {
+  // Only a prefix goes: a later segment may hold the `removed` record of a message enqueued in
+  // an earlier one, so deleting out of order could bring settled messages back. The segment
+  // the writer has open started with a checkpoint of every queue and session state, which is
+  // what lets the older ones go.
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> doomed;  // index, bytes
+  for (const auto& [index, bytes] : segment_bytes_) {
+    if (index >= file_segment_ || index_.live_in(index) != 0) break;
+    doomed.emplace_back(index, bytes);
+  }
+  if (doomed.empty()) return;
+  lock.unlock();
+  result<void> r = sync_open_file();  // the checkpoint that replaces them must be on disk first
+  std::error_code ec;
+  for (std::size_t i = 0; r && i < doomed.size(); ++i) {
+    const fs::path path = options_.directory / segment_file_name(doomed[i].first);
+    if (!fs::remove(path, ec) && ec) r = io_error("cannot delete", path, ec.value());
+  }
+  if (r) r = sync_directory(options_.directory);
+  lock.lock();
+  if (!r) return fail_locked(r.error());
+  for (const auto& [index, bytes] : doomed) {
+    segment_bytes_.erase(index);
+    total_bytes_ -= bytes;
+    index_.segment_deleted(index);
+  }
+  progress_.notify_all();
+}
+
+void persistent_log::writer_loop() {
+  using steady = std::chrono::steady_clock;
+  std::unique_lock lock(mutex_);
+  auto next_sync = steady::now() + options_.sync_interval;
+  while (true) {
+    if (queued_.empty()) {
+      if (stopping_ || failure_) break;
+      if (options_.mode == durability::interval && file_dirty_) {
+        if (!work_ready_.wait_until(lock, next_sync,
+                                    [&] { return !queued_.empty() || stopping_; })) {
+          lock.unlock();
+          result<void> r = sync_open_file();
+          lock.lock();
+          if (!r) fail_locked(r.error());
+          durable_lsn_ = written_lsn_;
+          next_sync = steady::now() + options_.sync_interval;
+        }
+      } else {
+        work_ready_.wait(lock, [&] { return !queued_.empty() || stopping_; });
+      }
+      continue;
+    }
+    // Group commit: everything appended while the previous write+sync ran goes out together.
+    std::deque<chunk> batch;
+    batch.swap(queued_);
+    detail::lsn last = 0;
+    for (const chunk& c : batch) last = std::max(last, c.last);
+    lock.unlock();
+    result<void> r;
+    for (chunk& c : batch)
+      if (r = write_chunk(c); !r) break;
+    if (r && options_.mode == durability::always) r = sync_open_file();
+    lock.lock();
+    if (!r) {
+      fail_locked(r.error());
+      break;
+    }
+    written_lsn_ = std::max(written_lsn_, last);
+    if (options_.mode == durability::always) durable_lsn_ = written_lsn_;
+    // Deleting first (rare: once per settled segment) means whoever sees its operation
+    // acknowledged also sees the disk space it freed.
+    delete_settled_segments(lock);
+    complete_reached_waiters_locked();
+    if (options_.mode == durability::interval && steady::now() >= next_sync) {
+      lock.unlock();
+      r = sync_open_file();
+      lock.lock();
+      if (!r) fail_locked(r.error());
+      durable_lsn_ = written_lsn_;
+      next_sync = steady::now() + options_.sync_interval;
+    }
+  }
+  // Stopping: whatever was written gets synced, whatever mode, so a clean close loses nothing.
+  const bool failed = failure_.has_value();
+  lock.unlock();
+  result<void> r = failed ? result<void>{} : sync_open_file();
+  if (file_fd_ >= 0) ::close(file_fd_);
+  file_fd_ = -1;
+  lock.lock();
+  if (!r) fail_locked(r.error());
+  if (!failure_) durable_lsn_ = written_lsn_;
+  complete_reached_waiters_locked();
+  stopped_ = true;
+  complete_all_waiters_locked();
+}
+
+}  // namespace qrt::memory::log

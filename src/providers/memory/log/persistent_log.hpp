@@ -1,0 +1,125 @@
+// The persisted embedded provider's event_sink: appends every state change to a segmented log
+// under a directory, with one writer thread that writes and syncs in batches (group commit).
+// See docs/adr/0003-persistence-format.md.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <qrt/memory.hpp>
+#include <thread>
+
+#include "replay.hpp"
+
+namespace qrt::memory::log {
+
+struct log_options {
+  std::filesystem::path directory;  ///< created if missing
+  durability mode = durability::always;
+  milliseconds sync_interval{100};          ///< durability::interval
+  std::uint64_t max_disk_bytes = 0;         ///< 0: no limit
+  std::uint64_t segment_bytes = 64u << 20;  ///< a segment is rolled once it reaches this size
+  /// Where recovery reports what it cut off; default: one line on stderr.
+  std::function<void(const std::string&)> warn;
+};
+
+class persistent_log final : public detail::event_sink {
+ public:
+  struct opened;
+
+  /// Locks the directory (a second opener gets an error naming the holder), replays it, and
+  /// starts the writer. The returned state is what the provider starts from.
+  static result<opened> open(log_options options);
+
+  ~persistent_log() override;
+  persistent_log(const persistent_log&) = delete;
+  persistent_log& operator=(const persistent_log&) = delete;
+
+  detail::lsn queue_created(const queue_name& queue, const queue_options& options) override;
+  detail::lsn queue_deleted(const queue_name& queue) override;
+  detail::lsn enqueued(const queue_name& queue, const stored_message& msg) override;
+  detail::lsn delivered(const queue_name& queue, std::uint64_t sequence,
+                        std::uint32_t delivery_count) override;
+  detail::lsn removed(const queue_name& queue, std::uint64_t sequence) override;
+  detail::lsn session_state_set(const queue_name& queue, const session_id& session,
+                                const std::string& state) override;
+  awaitable<result<void>> flushed(detail::lsn upto) override;
+
+  /// Blocking form of flushed() for callers outside a coroutine (tests, shutdown).
+  result<void> wait_flushed(detail::lsn upto);
+
+  /// Bytes the log holds on disk, counting what is queued for writing.
+  std::uint64_t disk_bytes() const;
+  /// True while the log is at or above max_disk_bytes: new messages must wait (backpressure);
+  /// settlements are always accepted, since they are what frees space.
+  bool over_disk_limit() const;
+  bool has_room() const override { return !over_disk_limit(); }
+  /// How many segment files exist now (tests and stats).
+  std::size_t segment_count() const;
+  std::uint64_t fdatasync_count() const;
+
+  /// Writes and syncs everything appended so far, then stops the writer. Idempotent.
+  void close();
+
+ private:
+  struct chunk {
+    std::uint64_t segment = 0;
+    std::string bytes;
+    detail::lsn last = 0;
+  };
+  struct waiter {
+    std::function<void(result<void>)> complete;
+  };
+
+  explicit persistent_log(log_options options);
+  template <class Encode>
+  detail::lsn append(Encode&& encode);
+  void roll_segment_locked();
+  bool reached_locked(detail::lsn upto) const;
+  void writer_loop();
+  result<void> write_chunk(chunk& c);
+  result<void> sync_open_file();
+  void delete_settled_segments(std::unique_lock<std::mutex>& lock);
+  void complete_reached_waiters_locked();
+  void complete_all_waiters_locked();
+  void fail_locked(error e);
+  void register_waiter(detail::lsn upto, std::function<void(result<void>)> complete);
+
+  const log_options options_;
+  int lock_fd_ = -1;
+
+  mutable std::mutex mutex_;
+  std::condition_variable work_ready_;
+  std::condition_variable progress_;
+  live_index index_;
+  std::deque<chunk> queued_;
+  std::map<std::uint64_t, std::uint64_t> segment_bytes_;  ///< index -> bytes (incl. queued)
+  std::uint64_t active_segment_ = 0;
+  std::uint64_t total_bytes_ = 0;
+  detail::lsn next_lsn_ = 1;
+  detail::lsn written_lsn_ = 0;  ///< handed to the kernel
+  detail::lsn durable_lsn_ = 0;  ///< fdatasync'ed
+  std::multimap<detail::lsn, waiter> waiters_;
+  std::optional<error> failure_;
+  bool stopping_ = false;
+  bool stopped_ = false;
+  std::atomic<std::uint64_t> syncs_{0};
+
+  // Owned by the writer thread.
+  int file_fd_ = -1;
+  std::uint64_t file_segment_ = 0;
+  bool file_dirty_ = false;
+
+  std::thread writer_;
+};
+
+struct persistent_log::opened {
+  std::shared_ptr<persistent_log> log;
+  detail::recovered_state state;
+  recovery_report report;
+};
+
+}  // namespace qrt::memory::log

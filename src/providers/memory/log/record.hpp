@@ -1,0 +1,109 @@
+// The persistence log's record format: pure functions, no I/O
+// (docs/adr/0003-persistence-format.md).
+//
+// A frame is a 12-byte header followed by the payload:
+//   u32 payload_length | u32 crc32c(payload) | u32 crc32c(first 8 header bytes)
+// all little-endian. The header has its own checksum so a reader can tell a damaged length from
+// a damaged payload, and can scan cheaply for the next intact frame. The payload starts with a
+// one-byte record type; its fields follow in a fixed order (see record.cpp).
+#pragma once
+
+#include <cstdint>
+#include <qrt/error.hpp>
+#include <string>
+#include <string_view>
+#include <variant>
+
+#include "../events.hpp"
+
+namespace qrt::memory::log {
+
+using detail::stored_message;
+
+inline constexpr std::size_t frame_header_size = 12;
+/// Larger payloads are refused by the encoder and treated as corruption by the reader.
+inline constexpr std::uint32_t max_payload_size = 64u << 20;
+
+/// Every segment file starts with this magic and its own index (u64 little-endian).
+inline constexpr std::string_view segment_magic{"QRTLOG01", 8};
+inline constexpr std::size_t segment_header_size = 16;
+
+enum class record_type : std::uint8_t {
+  queue_created = 1,
+  queue_deleted = 2,
+  enqueued = 3,
+  delivered = 4,
+  removed = 5,
+  session_state_set = 6,
+};
+
+struct queue_created_record {
+  queue_name queue;
+  queue_options options;
+  /// 0 when written by the provider; a checkpoint at the start of a segment carries the next
+  /// sequence so numbering survives the deletion of the segments that held older messages.
+  std::uint64_t next_sequence = 0;
+};
+struct queue_deleted_record {
+  queue_name queue;
+};
+struct enqueued_record {
+  queue_name queue;
+  stored_message message;
+};
+struct delivered_record {
+  queue_name queue;
+  std::uint64_t sequence = 0;
+  std::uint32_t delivery_count = 0;
+};
+struct removed_record {
+  queue_name queue;
+  std::uint64_t sequence = 0;
+};
+struct session_state_record {
+  queue_name queue;
+  session_id session;
+  std::string state;
+};
+
+using record = std::variant<queue_created_record, queue_deleted_record, enqueued_record,
+                            delivered_record, removed_record, session_state_record>;
+
+// Encoders append one complete frame to `out`. They fail only for a payload over
+// max_payload_size (then `out` is left as it was).
+result<void> append_queue_created(std::string& out, const queue_name& queue,
+                                  const queue_options& options, std::uint64_t next_sequence);
+result<void> append_queue_deleted(std::string& out, const queue_name& queue);
+result<void> append_enqueued(std::string& out, const queue_name& queue, const stored_message& msg);
+result<void> append_delivered(std::string& out, const queue_name& queue, std::uint64_t sequence,
+                              std::uint32_t delivery_count);
+result<void> append_removed(std::string& out, const queue_name& queue, std::uint64_t sequence);
+result<void> append_session_state(std::string& out, const queue_name& queue,
+                                  const session_id& session, const std::string& state);
+result<void> append_record(std::string& out, const record& r);
+
+enum class frame_status {
+  ok,          ///< a whole frame with matching checksums
+  incomplete,  ///< fewer bytes than the header or the declared payload needs
+  corrupt,     ///< a checksum does not match, or the length is impossible
+};
+
+struct frame_view {
+  frame_status status = frame_status::corrupt;
+  std::string_view payload;    ///< set when ok
+  std::size_t frame_size = 0;  ///< header + payload when ok
+  std::string problem;         ///< why, when not ok
+};
+
+/// Reads the frame at the start of `bytes`. Never reads past `bytes`.
+frame_view read_frame(std::string_view bytes);
+
+/// Decodes a payload read by read_frame. Any malformed input yields a protocol_error that says
+/// what was wrong and at which payload byte; never a crash.
+result<record> decode_record(std::string_view payload);
+
+/// A segment file's header, and its check.
+std::string segment_header(std::uint64_t segment_index);
+result<std::uint64_t> parse_segment_header(std::string_view bytes);
+
+}  // namespace qrt::memory::log

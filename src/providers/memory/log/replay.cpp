@@ -1,0 +1,204 @@
+#include "replay.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+namespace qrt::memory::log {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::optional<std::uint64_t> index_from_file_name(const std::string& name) {
+  constexpr std::string_view prefix = "segment-", suffix = ".log";
+  if (name.size() != prefix.size() + 20 + suffix.size()) return std::nullopt;
+  if (name.compare(0, prefix.size(), prefix) != 0) return std::nullopt;
+  if (name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0) return std::nullopt;
+  std::uint64_t index = 0;
+  for (std::size_t i = prefix.size(); i < prefix.size() + 20; ++i) {
+    if (name[i] < '0' || name[i] > '9') return std::nullopt;
+    index = index * 10 + static_cast<std::uint64_t>(name[i] - '0');
+  }
+  return index;
+}
+
+result<std::string> read_whole_file(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return fail(errc::provider_error, "persistence log: cannot read " + path.string());
+  std::ostringstream buffer;
+  buffer << in.rdbuf();
+  if (in.bad())
+    return fail(errc::provider_error, "persistence log: error reading " + path.string());
+  return std::move(buffer).str();
+}
+
+result<void> truncate_file(const fs::path& path, std::uint64_t size) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0 || ::ftruncate(fd, static_cast<off_t>(size)) != 0 || ::fsync(fd) != 0) {
+    if (fd >= 0) ::close(fd);
+    return fail(errc::provider_error,
+                "persistence log: cannot truncate the torn tail of " + path.string());
+  }
+  ::close(fd);
+  return {};
+}
+
+/// The first offset after `from` where an intact frame starts, if any. Checks the 8-byte header
+/// checksum first, so scanning garbage costs little.
+std::optional<std::size_t> next_intact_frame(std::string_view data, std::size_t from) {
+  for (std::size_t pos = from; pos + frame_header_size <= data.size(); ++pos) {
+    const frame_view f = read_frame(data.substr(pos));
+    if (f.status == frame_status::ok) return pos;
+  }
+  return std::nullopt;
+}
+
+/// Rebuilds message contents alongside the live index.
+class state_builder {
+ public:
+  void apply(const record& r, std::uint64_t segment) {
+    std::visit([&](const auto& x) { apply_one(x, segment); }, r);
+  }
+
+  detail::recovered_state finish() {
+    detail::recovered_state out;
+    for (const auto& [name, q] : index.queues()) {
+      detail::recovered_queue& rq = out[name];
+      rq.options = q.options;
+      rq.next_sequence = q.next_sequence;
+      rq.session_states = q.session_states;
+      auto take = [&](const queue_name& key, std::vector<stored_message>& into) {
+        auto it = contents_.find(key);
+        if (it == contents_.end()) return;
+        for (auto& [seq, m] : it->second) {
+          if (const live_message* live = index.find(key, seq))
+            m.delivery_count = live->delivery_count;
+          into.push_back(std::move(m));
+        }
+      };
+      take(name, rq.messages);
+      take(name.dead_letter(), rq.dead_letters);
+    }
+    return out;
+  }
+
+  live_index index;
+
+ private:
+  void apply_one(const queue_created_record& x, std::uint64_t) {
+    index.queue_created(x.queue, x.options, x.next_sequence);
+  }
+  void apply_one(const queue_deleted_record& x, std::uint64_t) {
+    index.queue_deleted(x.queue);
+    contents_.erase(x.queue.parent());
+    contents_.erase(x.queue.parent().dead_letter());
+  }
+  void apply_one(const enqueued_record& x, std::uint64_t segment) {
+    index.enqueued(x.queue, x.message.sequence, x.message.delivery_count, segment);
+    contents_[x.queue].insert_or_assign(x.message.sequence, x.message);
+  }
+  void apply_one(const delivered_record& x, std::uint64_t) {
+    index.delivered(x.queue, x.sequence, x.delivery_count);
+  }
+  void apply_one(const removed_record& x, std::uint64_t) {
+    index.removed(x.queue, x.sequence);
+    auto it = contents_.find(x.queue);
+    if (it != contents_.end()) it->second.erase(x.sequence);
+  }
+  void apply_one(const session_state_record& x, std::uint64_t) {
+    index.session_state_set(x.queue, x.session, x.state);
+  }
+
+  std::map<queue_name, std::map<std::uint64_t, stored_message>> contents_;
+};
+
+error corrupt_at(const fs::path& file, std::uint64_t offset, const std::string& problem) {
+  return fail(errc::protocol_error, "persistence log is corrupt: " + file.string() + " at offset " +
+                                        std::to_string(offset) + ": " + problem +
+                                        "; refusing to open (records after it would be lost)");
+}
+
+}  // namespace
+
+std::string segment_file_name(std::uint64_t index) {
+  char name[64];
+  std::snprintf(name, sizeof name, "segment-%020llu.log", static_cast<unsigned long long>(index));
+  return name;
+}
+
+result<replay_result> replay_directory(const std::filesystem::path& directory) {
+  replay_result out;
+  std::vector<segment_file> files;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(directory, ec)) {
+    if (!entry.is_regular_file()) continue;
+    if (auto index = index_from_file_name(entry.path().filename().string()))
+      files.push_back({*index, entry.path(), 0});
+  }
+  if (ec)
+    return fail(errc::provider_error,
+                "persistence log: cannot list " + directory.string() + ": " + ec.message());
+  std::sort(files.begin(), files.end(),
+            [](const segment_file& a, const segment_file& b) { return a.index < b.index; });
+
+  state_builder builder;
+  for (std::size_t i = 0; i < files.size(); ++i) {
+    segment_file& file = files[i];
+    const bool last = i + 1 == files.size();
+    auto data = read_whole_file(file.path);
+    if (!data) return data.error();
+    const std::string_view bytes = *data;
+
+    auto header_index = parse_segment_header(bytes);
+    if (!header_index || *header_index != file.index) {
+      const std::string problem =
+          header_index ? "segment header names index " + std::to_string(*header_index)
+                       : header_index.error().message;
+      if (!last || next_intact_frame(bytes, 1)) return corrupt_at(file.path, 0, problem);
+      // A segment whose creation was interrupted: nothing in it was ever acknowledged.
+      out.report.torn_bytes = bytes.size();
+      out.report.torn_file = file.path.string();
+      out.report.torn_offset = 0;
+      out.report.torn_problem = problem;
+      fs::remove(file.path, ec);
+      continue;
+    }
+    builder.index.segment_opened(file.index);
+    ++out.report.segments_read;
+
+    std::size_t pos = segment_header_size;
+    while (pos < bytes.size()) {
+      const frame_view frame = read_frame(bytes.substr(pos));
+      if (frame.status == frame_status::ok) {
+        auto decoded = decode_record(frame.payload);
+        // Checksums match but the content does not decode: not a torn write, a real defect.
+        if (!decoded) return corrupt_at(file.path, pos, decoded.error().message);
+        builder.apply(*decoded, file.index);
+        ++out.report.records_replayed;
+        pos += frame.frame_size;
+        continue;
+      }
+      if (!last) return corrupt_at(file.path, pos, frame.problem);
+      if (auto next = next_intact_frame(bytes, pos + 1))
+        return corrupt_at(
+            file.path, pos,
+            frame.problem + ", followed by an intact record at offset " + std::to_string(*next));
+      out.report.torn_bytes = bytes.size() - pos;
+      out.report.torn_file = file.path.string();
+      out.report.torn_offset = pos;
+      out.report.torn_problem = frame.problem;
+      if (auto t = truncate_file(file.path, pos); !t) return t.error();
+      break;
+    }
+    file.bytes = std::min<std::uint64_t>(pos, bytes.size());
+    out.segments.push_back(file);
+  }
+  out.state = builder.finish();
+  out.index = std::move(builder.index);
+  return out;
+}
+
+}  // namespace qrt::memory::log

@@ -1,0 +1,164 @@
+// The provider decorator queue_client puts in front of every provider (client_options::retry).
+#include <qrt/retry.hpp>
+
+namespace qrt {
+namespace {
+
+// Backpressure already waited for its deadline, and a held session is an answer: retrying
+// either would only stretch a wait the caller chose.
+bool worth_retrying(const error& e) {
+  return e.code != errc::queue_full && e.code != errc::session_locked;
+}
+
+class retrying_session final : public session_receiver {
+ public:
+  retrying_session(std::shared_ptr<session_receiver> inner, retry_policy policy,
+                   retry_sleeper sleeper)
+      : inner_(std::move(inner)), policy_(policy), sleeper_(std::move(sleeper)) {}
+
+  const session_id& id() const noexcept override { return inner_->id(); }
+  time_point locked_until() const noexcept override { return inner_->locked_until(); }
+
+  awaitable<result<std::vector<received_message>>> receive(std::size_t max_messages,
+                                                           milliseconds wait) override {
+    co_return co_await retry(
+        policy_, [&] { return inner_->receive(max_messages, wait); }, sleeper_, worth_retrying);
+  }
+  awaitable<std::vector<result<void>>> settle(std::vector<settlement> settlements) override {
+    // Not retried here: a session's settlement failing transiently usually means the link is
+    // gone with the lock, and the processor decides what to do with the session.
+    co_return co_await inner_->settle(std::move(settlements));
+  }
+  awaitable<result<time_point>> renew_session_lock() override {
+    co_return co_await retry(
+        policy_, [&] { return inner_->renew_session_lock(); }, sleeper_, worth_retrying);
+  }
+  awaitable<result<std::string>> get_state() override {
+    co_return co_await retry(
+        policy_, [&] { return inner_->get_state(); }, sleeper_, worth_retrying);
+  }
+  awaitable<result<void>> set_state(std::string state) override {
+    co_return co_await retry(
+        policy_, [&] { return inner_->set_state(state); }, sleeper_, worth_retrying);
+  }
+  awaitable<result<void>> close() override { co_return co_await inner_->close(); }
+
+ private:
+  std::shared_ptr<session_receiver> inner_;
+  retry_policy policy_;
+  retry_sleeper sleeper_;
+};
+
+class retrying_provider final : public provider {
+ public:
+  retrying_provider(provider_ptr inner, retry_policy policy, retry_sleeper sleeper)
+      : inner_(std::move(inner)), policy_(policy), sleeper_(std::move(sleeper)) {}
+
+  std::string_view name() const noexcept override { return inner_->name(); }
+  const capabilities& caps() const noexcept override { return inner_->caps(); }
+
+  awaitable<result<void>> create_queue(const queue_name& queue,
+                                       const queue_options& options) override {
+    co_return co_await again([&] { return inner_->create_queue(queue, options); });
+  }
+  awaitable<result<void>> delete_queue(const queue_name& queue) override {
+    co_return co_await again([&] { return inner_->delete_queue(queue); });
+  }
+  awaitable<result<queue_stats>> stats(const queue_name& queue) override {
+    co_return co_await again([&] { return inner_->stats(queue); });
+  }
+
+  // A send that failed as a whole sent nothing (the provider contract), so resending it cannot
+  // duplicate. Per-message failures inside a successful call are the caller's to handle
+  // (qrt::send_batcher resends only those).
+  awaitable<result<std::vector<send_outcome>>> send(const queue_name& queue,
+                                                    std::vector<message> messages,
+                                                    milliseconds timeout) override {
+    co_return co_await again([&] { return inner_->send(queue, messages, timeout); });
+  }
+
+  awaitable<result<std::vector<received_message>>> receive(const queue_name& queue,
+                                                           std::size_t max_messages,
+                                                           milliseconds wait) override {
+    co_return co_await again([&] { return inner_->receive(queue, max_messages, wait); });
+  }
+
+  awaitable<result<std::vector<received_message>>> peek(const queue_name& queue,
+                                                        std::size_t max_messages,
+                                                        std::int64_t from_sequence) override {
+    co_return co_await again([&] { return inner_->peek(queue, max_messages, from_sequence); });
+  }
+
+  awaitable<std::vector<result<void>>> settle(std::vector<settlement> settlements) override {
+    std::vector<result<void>> results(settlements.size(), result<void>{});
+    std::vector<std::size_t> pending(settlements.size());
+    for (std::size_t i = 0; i < pending.size(); ++i) pending[i] = i;
+    for (std::uint32_t attempt = 1; !pending.empty(); ++attempt) {
+      std::vector<settlement> batch;
+      batch.reserve(pending.size());
+      for (auto i : pending) batch.push_back(settlements[i]);
+      auto outcomes = co_await inner_->settle(std::move(batch));
+      std::vector<std::size_t> failed;
+      std::optional<milliseconds> delay;
+      if (outcomes.size() < pending.size()) {
+        outcomes.resize(pending.size(),
+                        fail(errc::protocol_error, "provider returned too few settle results"));
+      }
+      for (std::size_t k = 0; k < pending.size(); ++k) {
+        const auto& r = outcomes[k];
+        results[pending[k]] = r;
+        if (r || !worth_retrying(r.error())) continue;
+        auto d = policy_.next_delay(r.error(), attempt, detail::unit_random());
+        if (!d) continue;
+        failed.push_back(pending[k]);
+        delay = delay ? std::max(*delay, *d) : *d;
+      }
+      pending = std::move(failed);
+      if (!pending.empty()) co_await pause(*delay);
+    }
+    co_return results;
+  }
+
+  awaitable<result<time_point>> renew_lock(const receipt_handle& receipt) override {
+    co_return co_await again([&] { return inner_->renew_lock(receipt); });
+  }
+
+  awaitable<result<std::shared_ptr<session_receiver>>> accept_session(
+      const queue_name& queue, std::optional<session_id> session, milliseconds wait) override {
+    // errc::timeout here means "no session had messages within `wait`": an answer.
+    auto r = co_await retry(
+        policy_, [&] { return inner_->accept_session(queue, session, wait); }, sleeper_,
+        [](const error& e) { return worth_retrying(e) && e.code != errc::timeout; });
+    if (!r) co_return r.error();
+    co_return std::shared_ptr<session_receiver>(
+        std::make_shared<retrying_session>(std::move(*r), policy_, sleeper_));
+  }
+
+  awaitable<void> close() override { co_await inner_->close(); }
+
+ private:
+  template <class Attempt>
+  auto again(Attempt attempt) -> decltype(attempt()) {
+    return retry(policy_, std::move(attempt), sleeper_, worth_retrying);
+  }
+  awaitable<void> pause(milliseconds d) {
+    if (sleeper_) {
+      co_await sleeper_(d);
+    } else {
+      co_await sleep_for(d);
+    }
+  }
+
+  provider_ptr inner_;
+  retry_policy policy_;
+  retry_sleeper sleeper_;
+};
+
+}  // namespace
+
+provider_ptr make_retrying_provider(provider_ptr inner, retry_policy policy,
+                                    retry_sleeper sleeper) {
+  return std::make_shared<retrying_provider>(std::move(inner), policy, std::move(sleeper));
+}
+
+}  // namespace qrt

@@ -1,0 +1,105 @@
+// Behaviour of the harness (counts, validation, report files), never its speed.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <qrt/bench/harness.hpp>
+#include <qrt/bench/report.hpp>
+#include <sstream>
+
+namespace qrt::bench {
+namespace {
+
+TEST(BenchBody, CarriesItsSendTimeAndHasTheRequestedSize) {
+  const auto t = std::chrono::steady_clock::now();
+  const auto body = make_body(64, t);
+  EXPECT_EQ(body.size(), 64u);
+  EXPECT_EQ(read_send_time(body), t);
+  EXPECT_FALSE(read_send_time("short"));
+  EXPECT_FALSE(read_send_time("zzzzzzzzzzzzzzzzzzzz"));
+}
+
+TEST(Baseline, MovesEveryMessageExactlyOnceWithManyProducersAndConsumers) {
+  bench_options o;
+  o.messages = 20'001;  // not a multiple of the batch size
+  o.producers = 3;
+  o.consumers = 2;
+  o.send_batch = 7;
+  o.receive_batch = 5;
+  const auto r = run_baseline(o);
+  EXPECT_EQ(r.messages, 20'001u);
+  EXPECT_EQ(r.e2e.count, 20'001u);
+  EXPECT_GT(r.throughput, 0);
+}
+
+TEST(Harness, EveryMessageSentIsReceivedAndCompletedOnTheEmbeddedProvider) {
+  bench_options o;
+  o.messages = 3'003;
+  o.threads = 1;
+  o.sample_interval = std::chrono::milliseconds(20);
+  auto r = run_benchmark(o);
+  ASSERT_TRUE(r) << r.error().to_string();
+  EXPECT_EQ(r->provider, "memory");
+  EXPECT_EQ(r->messages_sent, 3'003u);
+  EXPECT_EQ(r->messages_received, 3'003u);
+  EXPECT_EQ(r->e2e.count, 3'003u);
+  EXPECT_EQ(r->send_errors + r->receive_errors + r->complete_errors, 0u);
+  EXPECT_EQ(r->duplicates, 0u);
+  EXPECT_GT(r->e2e_throughput, 0);
+  EXPECT_LE(r->e2e.p50_us, r->e2e.p99_us);
+  EXPECT_LE(r->e2e.p99_us, r->e2e.max_us);
+  EXPECT_GT(r->peak_rss_bytes, 0u);
+}
+
+TEST(Harness, RefusesInvalidOptionsNamingTheProblem) {
+  bench_options o;
+  o.message_size = 8;
+  auto r = run_benchmark(o);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, errc::invalid_argument);
+  EXPECT_NE(r.error().message.find("message size"), std::string::npos);
+
+  bench_options none;
+  none.consumers = 0;
+  EXPECT_FALSE(run_benchmark(none));
+
+  bench_options unknown;
+  unknown.provider_config = config{{"provider", "carrier-pigeon"}};
+  auto u = run_benchmark(unknown);
+  ASSERT_FALSE(u);
+  EXPECT_NE(u.error().message.find("carrier-pigeon"), std::string::npos);
+}
+
+TEST(Report, WritesJsonWithTheDocumentedFieldsAndASelfContainedChart) {
+  report rep;
+  rep.run.provider = "memory";
+  rep.run.messages_sent = rep.run.messages_received = 100;
+  rep.run.message_size = 256;
+  rep.run.e2e_throughput = 1000;
+  rep.run.series = {{0.25, 400, 390, 12, 40}, {0.5, 410, 420, 11, 35}};
+  rep.baseline = baseline_result{};
+  rep.baseline->throughput = 4000;
+  EXPECT_DOUBLE_EQ(rep.baseline_ratio(), 0.25);
+
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("qrt_report_" + std::to_string(::getpid()));
+  ASSERT_TRUE(write_report_dir(rep, dir.string()));
+  std::stringstream json, html;
+  json << std::ifstream(dir / "report.json").rdbuf();
+  html << std::ifstream(dir / "chart.html").rdbuf();
+  for (const char* key :
+       {"\"provider\":\"memory\"", "\"messages\":100", "\"message_size\":256",
+        "\"send_msgs_per_s\"", "\"receive_msgs_per_s\"", "\"end_to_end_msgs_per_s\"",
+        "\"e2e_latency_us\"", "\"p50\"", "\"p95\"", "\"p99\"", "\"max\"",
+        "\"cpu_seconds_per_message\"", "\"peak_rss_bytes\"",
+        "\"name\":\"moodycamel::ConcurrentQueue\"", "\"msgs_per_s\":4E3", "\"ratio\":2.5E-1"}) {
+    EXPECT_NE(json.str().find(key), std::string::npos) << key << " in " << json.str();
+  }
+  EXPECT_NE(html.str().find("<svg"), std::string::npos);
+  EXPECT_EQ(html.str().find("<script src"), std::string::npos) << "no external resources";
+  EXPECT_EQ(html.str().find("http://"), html.str().find("http://www.w3.org/2000/svg"));
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace qrt::bench

@@ -1,0 +1,132 @@
+#include <gtest/gtest.h>
+
+#include <qrt/bench/report.hpp>
+
+namespace qrt::bench {
+namespace {
+
+// The seed's two target sets, under environment keys.
+constexpr std::string_view seed_targets = R"(
+production:
+  performance_targets:
+    throughput:
+      messages_per_second: 1000
+      batch_efficiency: ">90%"
+      sustained_duration: "1 hour"
+    latency:
+      p50_message_latency: "<100ms"
+      p95_message_latency: "<500ms"
+      p99_message_latency: "<1000ms"
+      api_call_latency: "<50ms"
+    reliability:
+      error_rate: "<0.1%"
+      availability: ">99.9%"
+      circuit_breaker_frequency: "<1 per day"
+    resources:
+      cpu_utilization: "<70%"
+      memory_utilization: "<80%"
+      connection_pool_efficiency: ">95%"
+development:
+  performance_targets:
+    throughput:
+      messages_per_second: 100
+      batch_efficiency: ">80%"
+    latency:
+      p95_message_latency: "<1000ms"
+      api_call_latency: "<200ms"
+    reliability:
+      error_rate: "<1%"
+      availability: ">95%"
+)";
+
+bench_result good_run() {
+  bench_result r;
+  r.messages_sent = r.messages_received = 10'000;
+  r.e2e_throughput = 5'000;
+  r.send_batch = r.receive_batch = 10;
+  r.mean_send_batch = r.mean_receive_batch = 9.5;
+  r.wall_s = 2;
+  r.e2e.p50_us = 50;
+  r.e2e.p95_us = 200;
+  r.e2e.p99_us = 900;
+  r.send_call.p95_us = 30;
+  r.receive_call.p95_us = 40;
+  r.complete_call.p95_us = 20;
+  r.cpu_utilisation = 0.5;
+  return r;
+}
+
+TEST(Targets, ReadsTheSeedsProductionAndDevelopmentSets) {
+  auto prod = parse_targets(seed_targets, "production").value();
+  EXPECT_EQ(prod.environment, "production");
+  EXPECT_DOUBLE_EQ(prod.messages_per_second->value, 1000);
+  EXPECT_DOUBLE_EQ(prod.batch_efficiency->value, 0.9);
+  EXPECT_DOUBLE_EQ(prod.sustained_duration->value, 3600);
+  EXPECT_DOUBLE_EQ(prod.p99_latency->value, 1.0);
+  EXPECT_EQ(prod.p99_latency->dir, bound::direction::at_most);
+  EXPECT_DOUBLE_EQ(prod.error_rate->value, 0.001);
+  EXPECT_EQ(prod.not_measured.size(), 4u);
+
+  auto dev = parse_targets(seed_targets, "development").value();
+  EXPECT_DOUBLE_EQ(dev.messages_per_second->value, 100);
+  EXPECT_FALSE(dev.p50_latency);
+  EXPECT_DOUBLE_EQ(dev.api_call_latency->value, 0.2);
+}
+
+TEST(Targets, ReadsASingleSetAtTheTop) {
+  auto t = parse_targets("performance_targets:\n  latency:\n    p95_message_latency: \"<2s\"\n", "")
+               .value();
+  EXPECT_DOUBLE_EQ(t.p95_latency->value, 2.0);
+}
+
+TEST(Targets, ChecksPassAndMissAgainstARun) {
+  auto prod = parse_targets(seed_targets, "production").value();
+  auto checks = check_targets(prod, good_run());
+  auto find = [&](std::string_view name) {
+    for (const auto& c : checks)
+      if (c.name == name) return c;
+    ADD_FAILURE() << "no check " << name;
+    return target_check{};
+  };
+  EXPECT_EQ(find("throughput.messages_per_second").outcome, target_check::status::pass);
+  EXPECT_EQ(find("latency.p99_message_latency").outcome, target_check::status::pass);
+  EXPECT_EQ(find("throughput.batch_efficiency").outcome, target_check::status::pass);
+  // A 2 s run cannot show one hour of sustained throughput: not checked, never a silent pass.
+  EXPECT_EQ(find("throughput.sustained_duration").outcome, target_check::status::not_checked);
+  EXPECT_EQ(find("reliability.availability").outcome, target_check::status::not_checked);
+  EXPECT_FALSE(any_miss(checks));
+
+  auto slow = good_run();
+  slow.e2e.p99_us = 1'500'000;
+  slow.e2e_throughput = 500;
+  auto missed = check_targets(prod, slow);
+  EXPECT_TRUE(any_miss(missed));
+}
+
+TEST(Targets, RefusesUnknownFieldsAndUnreadableValuesNamingTheField) {
+  auto typo =
+      parse_targets("performance_targets:\n  latency:\n    p99_mesage_latency: \"<1s\"\n", "");
+  ASSERT_FALSE(typo);
+  EXPECT_EQ(typo.error().code, errc::configuration_error);
+  EXPECT_NE(typo.error().message.find("latency.p99_mesage_latency"), std::string::npos);
+
+  auto bad =
+      parse_targets("performance_targets:\n  latency:\n    p99_message_latency: \"soon\"\n", "");
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().message.find("p99_message_latency"), std::string::npos);
+
+  auto no_unit =
+      parse_targets("performance_targets:\n  latency:\n    p99_message_latency: \"<100\"\n", "");
+  ASSERT_FALSE(no_unit);
+  EXPECT_NE(no_unit.error().message.find("time unit"), std::string::npos);
+
+  auto missing_env = parse_targets(seed_targets, "staging");
+  ASSERT_FALSE(missing_env);
+  EXPECT_NE(missing_env.error().message.find("staging"), std::string::npos);
+
+  EXPECT_FALSE(parse_targets("{{{", ""));
+  EXPECT_FALSE(load_targets("/nonexistent/targets.yaml", ""));
+}
+
+}  // namespace
+}  // namespace qrt::bench

@@ -1,0 +1,92 @@
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <qrt/metrics_server.hpp>
+
+namespace qrt::metrics {
+namespace {
+
+namespace http = boost::beast::http;
+
+http::response<http::string_body> get(std::uint16_t port, const std::string& target,
+                                      http::verb verb = http::verb::get) {
+  boost::asio::io_context io;
+  boost::asio::ip::tcp::socket socket(io);
+  socket.connect({boost::asio::ip::make_address("127.0.0.1"), port});
+  http::request<http::string_body> req(verb, target, 11);
+  req.set(http::field::host, "127.0.0.1");
+  http::write(socket, req);
+  boost::beast::flat_buffer buffer;
+  http::response<http::string_body> res;
+  http::read(socket, buffer, res);
+  return res;
+}
+
+TEST(MetricsServer, ServesTheExpositionOnMetrics) {
+  registry r;
+  r.add_counter("app_sent_total", "sent").with({}).inc(5);
+  auto server = metrics_server::start(r);
+  ASSERT_TRUE(server) << server.error().to_string();
+  ASSERT_NE((*server)->port(), 0);
+
+  auto res = get((*server)->port(), "/metrics");
+  EXPECT_EQ(res.result(), http::status::ok);
+  EXPECT_EQ(res[http::field::content_type], exposition_content_type);
+  EXPECT_EQ(res.body(), r.expose());
+
+  // The endpoint reads live values, not a snapshot taken at start.
+  r.add_counter("app_sent_total", "sent").with({}).inc();
+  EXPECT_NE(get((*server)->port(), "/metrics").body().find("app_sent_total 6"), std::string::npos);
+}
+
+TEST(MetricsServer, AnswersUnknownPathsAndMethodsWithoutServingMetrics) {
+  registry r;
+  auto server = metrics_server::start(r);
+  ASSERT_TRUE(server);
+  EXPECT_EQ(get((*server)->port(), "/nope").result(), http::status::not_found);
+  EXPECT_EQ(get((*server)->port(), "/health").result(), http::status::not_found);
+  EXPECT_EQ(get((*server)->port(), "/metrics", http::verb::post).result(),
+            http::status::method_not_allowed);
+}
+
+TEST(MetricsServer, ServesHealthWithItsStatusCode) {
+  registry r;
+  std::atomic<bool> healthy{true};
+  auto server = metrics_server::start(
+      r, {.health = [&] {
+        const bool now = healthy.load();
+        return std::pair{
+            now, std::string(now ? R"({"status":"healthy"})" : R"({"status":"unhealthy"})")};
+      }});
+  ASSERT_TRUE(server);
+  auto ok = get((*server)->port(), "/health");
+  EXPECT_EQ(ok.result(), http::status::ok);
+  EXPECT_EQ(ok.body(), R"({"status":"healthy"})");
+  healthy = false;
+  EXPECT_EQ(get((*server)->port(), "/health").result(), http::status::service_unavailable);
+}
+
+TEST(MetricsServer, FailsClearlyOnABadAddress) {
+  registry r;
+  auto server = metrics_server::start(r, {.address = "not-an-ip"});
+  ASSERT_FALSE(server);
+  EXPECT_EQ(server.error().code, errc::configuration_error);
+  EXPECT_NE(server.error().message.find("not-an-ip"), std::string::npos);
+}
+
+TEST(MetricsServer, FailsClearlyWhenThePortIsTaken) {
+  registry r;
+  auto first = metrics_server::start(r);
+  ASSERT_TRUE(first);
+  auto second = metrics_server::start(r, {.port = (*first)->port()});
+  ASSERT_FALSE(second);
+  EXPECT_EQ(second.error().code, errc::connection_failed);
+}
+
+}  // namespace
+}  // namespace qrt::metrics

@@ -1,0 +1,344 @@
+// qrt::processor against the real embedded provider. Each test names the seed assertion or the
+// pain point (issue 3) it covers. Locks are short (250-300 ms) so lock expiry happens quickly.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <condition_variable>
+#include <mutex>
+#include <qrt/memory.hpp>
+#include <qrt/processor.hpp>
+#include <qrt/runtime.hpp>
+#include <set>
+
+#include "../support/wait.hpp"
+
+using namespace std::chrono_literals;
+using qrt::errc;
+using qrt::received_message;
+
+namespace {
+
+qrt::awaitable<void> work_for(qrt::milliseconds d) {
+  boost::asio::steady_timer t(co_await boost::asio::this_coro::executor, d);
+  co_await t.async_wait(boost::asio::use_awaitable);
+}
+
+struct fixture {
+  qrt::runtime rt{{.worker_threads = 8}};
+  qrt::provider_ptr memory =
+      qrt::memory::make_provider(qrt::memory::options::for_testing(), rt.executor()).value();
+  qrt::queue_client client{memory};
+  qrt::queue_name q = qrt::queue_name::from("work");
+
+  explicit fixture(qrt::queue_options o = {}) {
+    EXPECT_TRUE(rt.block_on(client.create_queue(q, o)));
+  }
+
+  void send(const std::string& body) {
+    ASSERT_TRUE(rt.block_on(client.send(q, qrt::message{.body = body})));
+  }
+  void send_numbered(int n) {
+    for (int i = 0; i < n; ++i) send("m" + std::to_string(i));
+  }
+  qrt::queue_stats stats() { return rt.block_on(client.stats(q)).value(); }
+  // Receives and completes everything left; returns the bodies.
+  std::multiset<std::string> drain(const qrt::queue_name& from) {
+    std::multiset<std::string> out;
+    for (;;) {
+      auto got = rt.block_on(client.receive(from, 100, 0ms)).value();
+      if (got.empty()) return out;
+      for (auto& m : got) {
+        out.insert(m.body);
+        EXPECT_TRUE(rt.block_on(client.complete(m.receipt)));
+      }
+    }
+  }
+};
+
+}  // namespace
+
+// Seed: "Dead letter queue accumulation"; contract: after max_delivery_count deliveries a
+// message goes to the DLQ. A failing handler abandons (redelivery), then dead-letters with its
+// error kept, and the good messages around it are completed.
+TEST(Processor, HandlerFailuresRedeliverThenDeadLetterAtMaxDeliveries) {
+  fixture f({.lock_duration = 5s, .max_delivery_count = 50});
+  for (int i = 0; i < 5; ++i) f.send("ok" + std::to_string(i));
+  f.send("poison");
+
+  std::mutex m;
+  std::vector<std::uint32_t> poison_deliveries;
+  qrt::test::counter ok, poison;
+  qrt::processor p(f.client, f.q,
+                   [&](const received_message& msg) -> qrt::awaitable<qrt::result<void>> {
+                     if (msg.body == "poison") {
+                       {
+                         std::lock_guard lock(m);
+                         poison_deliveries.push_back(msg.delivery_count);
+                       }
+                       poison.add();
+                       co_return qrt::fail(errc::timeout, "downstream unavailable");
+                     }
+                     ok.add();
+                     co_return qrt::result<void>{};
+                   },
+                   {.max_concurrent_calls = 2, .receive_wait = 50ms, .max_delivery_count = 3});
+  p.start(f.rt.executor());
+  ASSERT_TRUE(ok.wait_for_at_least(5));
+  ASSERT_TRUE(poison.wait_for_at_least(3));
+  f.rt.block_on(p.stop(5s));
+
+  EXPECT_EQ(poison_deliveries, (std::vector<std::uint32_t>{1, 2, 3}));
+  auto dlq = f.rt.block_on(f.client.receive(f.q.dead_letter(), 10, 0ms)).value();
+  ASSERT_EQ(dlq.size(), 1u);
+  EXPECT_EQ(dlq[0].body, "poison");
+  ASSERT_TRUE(dlq[0].dead_letter);
+  EXPECT_EQ(dlq[0].dead_letter->reason, "MaxDeliveryCountExceeded");
+  EXPECT_NE(dlq[0].dead_letter->description.find("downstream unavailable"), std::string::npos);
+  auto s = p.stats();
+  EXPECT_EQ(s.completed, 5u);
+  EXPECT_EQ(s.abandoned, 2u);
+  EXPECT_EQ(s.dead_lettered, 1u);
+  EXPECT_EQ(f.stats().active, 0);
+  EXPECT_EQ(f.stats().in_flight, 0);
+}
+
+TEST(Processor, PermanentHandlerErrorDeadLettersAtOnce) {
+  fixture f({.lock_duration = 5s});
+  f.send("malformed");
+  qrt::test::counter calls;
+  qrt::processor p(f.client, f.q,
+                   [&](const received_message&) -> qrt::awaitable<qrt::result<void>> {
+                     calls.add();
+                     co_return qrt::fail(errc::invalid_argument, "cannot parse order");
+                   },
+                   {.receive_wait = 50ms});
+  p.start(f.rt.executor());
+  ASSERT_TRUE(calls.wait_for_at_least(1));
+  f.rt.block_on(p.stop(5s));
+  EXPECT_EQ(calls.value(), 1);
+  auto dlq = f.rt.block_on(f.client.receive(f.q.dead_letter(), 10, 0ms)).value();
+  ASSERT_EQ(dlq.size(), 1u);
+  EXPECT_EQ(dlq[0].dead_letter->reason, "HandlerFailedPermanently");
+}
+
+// Pain point: "spawn and hope" concurrency. The handler itself measures how many run at once:
+// never more than the limit, and the limit is reached (the processor really runs in parallel).
+TEST(Processor, ConcurrencyLimitIsNeverExceeded) {
+  fixture f({.lock_duration = 30s});
+  f.send_numbered(40);
+  constexpr int limit = 4;
+  std::atomic<int> running{0}, most{0};
+  std::mutex m;
+  std::condition_variable all_in;
+  bool gate_open = false;
+  qrt::test::counter done;
+  qrt::processor p(f.client, f.q,
+                   [&](const received_message&) -> qrt::awaitable<qrt::result<void>> {
+                     const int now = ++running;
+                     int seen = most.load();
+                     while (now > seen && !most.compare_exchange_weak(seen, now)) {
+                     }
+                     {
+                       // The first `limit` handlers block their threads until all of them are in at
+                       // once.
+                       std::unique_lock lock(m);
+                       if (now == limit) gate_open = true;
+                       all_in.notify_all();
+                       all_in.wait_for(lock, 10s, [&] { return gate_open; });
+                     }
+                     co_await work_for(1ms);
+                     --running;
+                     done.add();
+                     co_return qrt::result<void>{};
+                   },
+                   {.max_concurrent_calls = limit, .prefetch_count = 10, .receive_wait = 50ms});
+  p.start(f.rt.executor());
+  ASSERT_TRUE(done.wait_for_at_least(40));
+  f.rt.block_on(p.stop(5s));
+  EXPECT_EQ(most.load(), limit);
+  EXPECT_TRUE(gate_open) << "the limit was never reached: handlers did not run in parallel";
+  EXPECT_LE(p.stats().max_in_flight, static_cast<std::size_t>(limit));
+  EXPECT_EQ(p.stats().completed, 40u);
+  EXPECT_EQ(f.stats().active, 0);
+}
+
+// Pain point: locks lost during long handlers. The handler runs 3x the lock duration; with a
+// second free slot, an expired lock would hand the message to the processor again.
+TEST(Processor, HandlerRunningThreeTimesTheLockDurationIsNotRedelivered) {
+  fixture f({.lock_duration = 250ms});
+  f.send("slow");
+  qrt::test::counter calls, finished;
+  qrt::processor p(f.client, f.q,
+                   [&](const received_message&) -> qrt::awaitable<qrt::result<void>> {
+                     calls.add();
+                     co_await work_for(750ms);
+                     finished.add();
+                     co_return qrt::result<void>{};
+                   },
+                   {.max_concurrent_calls = 2, .receive_wait = 50ms});
+  p.start(f.rt.executor());
+  ASSERT_TRUE(finished.wait_for_at_least(1));
+  f.rt.block_on(p.stop(5s));
+  EXPECT_EQ(calls.value(), 1) << "the message was redelivered while its handler ran";
+  auto s = p.stats();
+  EXPECT_EQ(s.completed, 1u);
+  EXPECT_GE(s.lock_renewals, 2u);
+  EXPECT_EQ(s.locks_lost, 0u);
+  EXPECT_EQ(s.settle_failures, 0u);
+  EXPECT_EQ(f.stats().active, 0);
+  EXPECT_EQ(f.stats().dead_lettered, 0);
+}
+
+// Pain point: prefetched messages whose locks expire in the buffer. One slot, a first handler
+// that outlives every prefetched lock: no handler may see a dead lock, every completion must
+// succeed, and every message is handled exactly once.
+TEST(Processor, PrefetchedMessageWhoseLockWouldExpireIsNotHandedToAHandler) {
+  fixture f({.lock_duration = 300ms, .max_delivery_count = 50});
+  f.send_numbered(6);
+  std::mutex m;
+  std::map<std::string, int> handled;
+  std::atomic<int> dead_lock_seen{0};
+  qrt::test::counter calls;
+  qrt::processor p(f.client, f.q,
+                   [&](const received_message& msg) -> qrt::awaitable<qrt::result<void>> {
+                     if (msg.locked_until <= qrt::clock::now()) ++dead_lock_seen;
+                     {
+                       std::lock_guard lock(m);
+                       ++handled[msg.body];
+                     }
+                     if (msg.body == "m0") co_await work_for(700ms);
+                     calls.add();
+                     co_return qrt::result<void>{};
+                   },
+                   {.max_concurrent_calls = 1, .prefetch_count = 10, .receive_wait = 50ms});
+  p.start(f.rt.executor());
+  ASSERT_TRUE(calls.wait_for_at_least(6));
+  f.rt.block_on(p.stop(5s));
+  EXPECT_EQ(dead_lock_seen.load(), 0);
+  auto s = p.stats();
+  EXPECT_EQ(s.settle_failures, 0u) << "a handler ran on a message whose lock had expired";
+  EXPECT_EQ(s.completed, 6u);
+  EXPECT_GE(s.released_unstarted + s.lock_renewals, 1u) << "the scenario did not happen";
+  std::lock_guard lock(m);
+  EXPECT_EQ(handled.size(), 6u);
+  for (auto& [body, n] : handled) EXPECT_EQ(n, 1) << body;
+  EXPECT_EQ(f.stats().active, 0);
+}
+
+// Seed assertion 12 (resource cleanup) and pain point "shutdown drops or dead-letters in-flight
+// work": stop under load; every message is either completed or back in the queue.
+TEST(Processor, ShutdownUnderLoadLosesNothingAndDeadLettersNothing) {
+  fixture f({.lock_duration = 30s});
+  constexpr int total = 200;
+  f.send_numbered(total);
+  std::mutex m;
+  std::set<std::string> handled;
+  qrt::test::counter calls;
+  qrt::processor p(f.client, f.q,
+                   [&](const received_message& msg) -> qrt::awaitable<qrt::result<void>> {
+                     co_await work_for(2ms);
+                     {
+                       std::lock_guard lock(m);
+                       EXPECT_TRUE(handled.insert(msg.body).second) << "handled twice";
+                     }
+                     calls.add();
+                     co_return qrt::result<void>{};
+                   },
+                   {.max_concurrent_calls = 8, .prefetch_count = 20, .receive_wait = 50ms});
+  p.start(f.rt.executor());
+  ASSERT_TRUE(calls.wait_for_at_least(50));
+  auto report = f.rt.block_on(p.stop(5s));
+  EXPECT_EQ(report.abandoned_running, 0u) << "2 ms handlers finish within the deadline";
+
+  auto s = p.stats();
+  EXPECT_EQ(s.dead_lettered, 0u);
+  EXPECT_EQ(f.stats().dead_lettered, 0);
+  EXPECT_EQ(f.stats().in_flight, 0) << "a stopped processor holds no locks";
+  std::lock_guard lock(m);
+  EXPECT_EQ(s.completed, handled.size());
+  auto rest = f.drain(f.q);
+  std::set<std::string> all(handled.begin(), handled.end());
+  for (auto& b : rest) EXPECT_TRUE(all.insert(b).second) << b << " completed and still queued";
+  EXPECT_EQ(all.size(), static_cast<std::size_t>(total));
+}
+
+TEST(Processor, ShutdownDeadlineAbandonsRunningHandlersAndNeverDeadLetters) {
+  fixture f({.lock_duration = 30s});
+  f.send_numbered(10);
+  qrt::test::counter started, finished;
+  qrt::processor p(f.client, f.q,
+                   [&](const received_message&) -> qrt::awaitable<qrt::result<void>> {
+                     started.add();
+                     co_await work_for(1500ms);
+                     finished.add();
+                     co_return qrt::result<void>{};
+                   },
+                   {.max_concurrent_calls = 3, .prefetch_count = 5, .receive_wait = 50ms});
+  p.start(f.rt.executor());
+  ASSERT_TRUE(started.wait_for_at_least(3));
+  auto report = f.rt.block_on(p.stop(100ms));
+  EXPECT_EQ(report.abandoned_running, 3u);
+  EXPECT_EQ(f.stats().in_flight, 0);
+  EXPECT_EQ(f.stats().active, 10) << "every message is back in the queue";
+  EXPECT_EQ(f.stats().dead_lettered, 0);
+  // The abandoned handlers still finish; their success must not complete a released message.
+  ASSERT_TRUE(finished.wait_for_at_least(3));
+  EXPECT_EQ(p.stats().completed, 0u);
+  EXPECT_EQ(f.drain(f.q).size(), 10u);
+}
+
+// Pain point: Nack loops hammering a failing dependency. Once the breaker opens, no handler
+// runs (and nothing is received) until its open duration has passed; a good probe closes it.
+TEST(Processor, OpenCircuitBreakerStopsHandlingUntilAProbeSucceeds) {
+  fixture f({.lock_duration = 30s, .max_delivery_count = 100});
+  f.send_numbered(10);
+  qrt::test::counter opened, failures, completed;
+  std::atomic<bool> dependency_up{false};
+  std::atomic<int> calls_while_open{0};
+  auto breaker = std::make_shared<qrt::circuit_breaker>(qrt::circuit_breaker_options{
+      .failure_threshold = 3, .open_duration = 500ms, .on_state_change = [&](auto, auto to) {
+        if (to == qrt::breaker_state::open) opened.add();
+      }});
+  qrt::processor p(f.client, f.q,
+                   [&](const received_message&) -> qrt::awaitable<qrt::result<void>> {
+                     if (breaker->state() == qrt::breaker_state::open) ++calls_while_open;
+                     if (!dependency_up) {
+                       failures.add();
+                       co_return qrt::fail(errc::connection_failed, "payment service down");
+                     }
+                     completed.add();
+                     co_return qrt::result<void>{};
+                   },
+                   {.max_concurrent_calls = 1, .receive_wait = 50ms, .breaker = breaker});
+  p.start(f.rt.executor());
+  ASSERT_TRUE(opened.wait_for_at_least(1));
+  const auto failures_when_opened = failures.value();
+  dependency_up = true;
+  ASSERT_TRUE(completed.wait_for_at_least(10));
+  f.rt.block_on(p.stop(5s));
+  EXPECT_EQ(failures_when_opened, 3);
+  EXPECT_EQ(calls_while_open.load(), 0) << "a handler ran while the breaker was open";
+  EXPECT_EQ(breaker->state(), qrt::breaker_state::closed);
+  EXPECT_EQ(p.stats().completed, 10u);
+  EXPECT_EQ(f.stats().active, 0);
+}
+
+TEST(Processor, PresetsMatchTheSeed) {
+  auto high = qrt::processor_options::for_high_throughput();
+  EXPECT_EQ(high.max_concurrent_calls, 32u);
+  EXPECT_EQ(high.prefetch_count, 50u);
+  EXPECT_EQ(high.max_auto_lock_renewal_duration, 10min);
+  EXPECT_EQ(high.retry.kind, qrt::retry_policy::backoff::exponential);
+  EXPECT_EQ(high.retry.initial_delay, 100ms);
+  EXPECT_EQ(high.retry.max_delay, 30s);
+  EXPECT_EQ(high.retry.multiplier, 3.0);
+  auto low = qrt::processor_options::for_low_latency();
+  EXPECT_EQ(low.max_concurrent_calls, 4u);
+  EXPECT_EQ(low.prefetch_count, 1u);
+  EXPECT_EQ(low.max_auto_lock_renewal_duration, 1min);
+  EXPECT_EQ(low.retry.kind, qrt::retry_policy::backoff::fixed);
+  EXPECT_EQ(low.retry.initial_delay, 50ms);
+}

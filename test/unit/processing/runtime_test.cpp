@@ -1,0 +1,40 @@
+// qrt::runtime and the seed's RuntimeConfiguration presets.
+#include <gtest/gtest.h>
+
+#include <condition_variable>
+#include <mutex>
+#include <qrt/runtime.hpp>
+#include <set>
+#include <thread>
+
+TEST(Runtime, PresetsMatchTheSeed) {
+  EXPECT_EQ(qrt::runtime_configuration::for_low_resource().worker_threads, 2u);
+  EXPECT_EQ(qrt::runtime_configuration::for_high_throughput().worker_threads,
+            std::max(1u, std::thread::hardware_concurrency()));
+}
+
+// The configured worker count is real: N tasks that each wait for all N to be running at once
+// only finish if N threads run them.
+TEST(Runtime, RunsWorkOnTheConfiguredNumberOfThreads) {
+  constexpr std::size_t n = 3;
+  qrt::runtime rt({.worker_threads = n});
+  EXPECT_EQ(rt.worker_threads(), n);
+  std::mutex m;
+  std::condition_variable cv;
+  std::set<std::thread::id> threads;
+  std::vector<std::future<bool>> done;
+  for (std::size_t i = 0; i < n; ++i) {
+    done.push_back(boost::asio::co_spawn(
+        rt.executor(),
+        [&]() -> qrt::awaitable<bool> {
+          std::unique_lock lock(m);
+          threads.insert(std::this_thread::get_id());
+          cv.notify_all();
+          co_return cv.wait_for(lock, std::chrono::seconds{10},
+                                [&] { return threads.size() == n; });
+        },
+        boost::asio::use_future));
+  }
+  for (auto& d : done) EXPECT_TRUE(d.get());
+  EXPECT_EQ(rt.block_on([]() -> qrt::awaitable<int> { co_return 7; }()), 7);
+}

@@ -1,0 +1,182 @@
+// The embedded provider with enable_persistence, end to end through the blocking facade.
+#include <qrt/memory.hpp>
+#include <qrt/qrt.hpp>
+
+#include "log_test_support.hpp"
+
+namespace qrt::memory::log {
+namespace {
+
+using testing::scratch_dir;
+
+const queue_name jobs = queue_name::from("jobs");
+
+result<sync::queue_client> open_persisted(
+    const std::filesystem::path& dir, std::vector<std::pair<std::string, std::string>> extra = {},
+    client_options co = {}) {
+  config cfg{
+      {"provider", "memory"}, {"enable_persistence", "true"}, {"persistence_path", dir.string()}};
+  for (auto& [k, v] : extra) cfg.set(k, v);
+  return sync::queue_client::open(cfg, builtin_providers(), co);
+}
+
+message text(std::string body, std::optional<std::string> session = std::nullopt) {
+  message m;
+  m.body = std::move(body);
+  if (session) m.session = session_id::from(*session);
+  return m;
+}
+
+TEST(PersistedProvider, UnsettledMessagesComeBackAfterReopenWithTheirDeliveryCount) {
+  scratch_dir dir;
+  {
+    auto c = open_persisted(dir.path());
+    ASSERT_TRUE(c) << c.error().message;
+    ASSERT_TRUE(c->create_queue(jobs));
+    for (auto body : {"a", "b", "c", "d"}) ASSERT_TRUE(c->send(jobs, text(body)));
+    auto got = c->receive(jobs, 3, milliseconds{1000});
+    ASSERT_TRUE(got);
+    ASSERT_EQ(got->size(), 3u);
+    ASSERT_TRUE(c->complete((*got)[0].receipt));  // a: gone for good
+    ASSERT_TRUE(c->abandon((*got)[1].receipt));   // b: delivered once
+    // c stays locked when the process "dies": locks are not persisted.
+    ASSERT_TRUE(c->dead_letter((*got)[2].receipt, "bad", "cannot parse"));  // c: to the DLQ
+  }
+  auto c = open_persisted(dir.path());
+  ASSERT_TRUE(c) << c.error().message;
+  auto got = c->receive(jobs, 10, milliseconds{1000});
+  ASSERT_TRUE(got);
+  std::vector<std::string> bodies;
+  for (const auto& m : *got) bodies.push_back(m.body);
+  EXPECT_EQ(bodies, (std::vector<std::string>{"b", "d"}));
+  ASSERT_EQ(got->size(), 2u);
+  EXPECT_EQ((*got)[0].delivery_count, 2u);  // abandoned once, delivered again now
+  EXPECT_EQ((*got)[1].delivery_count, 1u);
+  auto dead = c->receive(jobs.dead_letter(), 10, milliseconds{1000});
+  ASSERT_TRUE(dead);
+  ASSERT_EQ(dead->size(), 1u);
+  EXPECT_EQ((*dead)[0].body, "c");
+  ASSERT_TRUE((*dead)[0].dead_letter);
+  EXPECT_EQ((*dead)[0].dead_letter->reason, "bad");
+}
+
+TEST(PersistedProvider, LockedMessagesAreReadyAgainAfterReopen) {
+  scratch_dir dir;
+  {
+    auto c = open_persisted(dir.path());
+    ASSERT_TRUE(c);
+    ASSERT_TRUE(c->create_queue(jobs));
+    ASSERT_TRUE(c->send(jobs, text("locked")));
+    auto got = c->receive(jobs, 1, milliseconds{1000});
+    ASSERT_TRUE(got);
+    ASSERT_EQ(got->size(), 1u);
+  }
+  auto c = open_persisted(dir.path());
+  ASSERT_TRUE(c);
+  auto got = c->receive(jobs, 1, milliseconds{1000});
+  ASSERT_TRUE(got);
+  ASSERT_EQ(got->size(), 1u);
+  EXPECT_EQ((*got)[0].body, "locked");
+  EXPECT_EQ((*got)[0].delivery_count, 2u);
+}
+
+TEST(PersistedProvider, SessionStateAndSessionOrderSurviveReopen) {
+  scratch_dir dir;
+  {
+    auto c = open_persisted(dir.path());
+    ASSERT_TRUE(c);
+    queue_options o;
+    o.requires_session = true;
+    ASSERT_TRUE(c->create_queue(jobs, o));
+    for (int i = 0; i < 5; ++i) ASSERT_TRUE(c->send(jobs, text(std::to_string(i), "s1")));
+    auto s = c->accept_session(jobs, session_id::from("s1"), milliseconds{1000});
+    ASSERT_TRUE(s) << s.error().message;
+    ASSERT_TRUE(s->set_state("step-2"));
+    auto first = s->receive(1, milliseconds{1000});
+    ASSERT_TRUE(first);
+    ASSERT_EQ(first->size(), 1u);
+    ASSERT_TRUE(s->complete((*first)[0].receipt));
+  }
+  auto c = open_persisted(dir.path());
+  ASSERT_TRUE(c);
+  auto s = c->accept_session(jobs, session_id::from("s1"), milliseconds{1000});
+  ASSERT_TRUE(s) << s.error().message;
+  auto state = s->get_state();
+  ASSERT_TRUE(state);
+  EXPECT_EQ(*state, "step-2");
+  auto got = s->receive(10, milliseconds{1000});
+  ASSERT_TRUE(got);
+  std::vector<std::string> bodies;
+  for (const auto& m : *got) bodies.push_back(m.body);
+  EXPECT_EQ(bodies, (std::vector<std::string>{"1", "2", "3", "4"}));
+}
+
+TEST(PersistedProvider, SecondProviderOnTheSameDirectoryIsRefused) {
+  scratch_dir dir;
+  auto first = open_persisted(dir.path());
+  ASSERT_TRUE(first);
+  auto second = open_persisted(dir.path());
+  ASSERT_FALSE(second);
+  EXPECT_NE(second.error().message.find("in use by another process"), std::string::npos);
+}
+
+TEST(PersistedProvider, DiskLimitMakesSendsWaitThenFailNamingTheLimit) {
+  scratch_dir dir;
+  client_options co;
+  co.send_timeout = milliseconds{200};
+  auto c = open_persisted(dir.path(), {{"max_disk_bytes", "20000"}}, co);
+  ASSERT_TRUE(c) << c.error().message;
+  ASSERT_TRUE(c->create_queue(jobs));
+  std::size_t sent = 0;
+  result<message_id> r = message_id{};
+  while ((r = c->send(jobs, text(std::string(1000, 'x'))))) ++sent;
+  EXPECT_EQ(r.error().code, errc::queue_full);
+  EXPECT_NE(r.error().message.find("disk limit"), std::string::npos) << r.error().message;
+  EXPECT_GE(sent, 10u);
+  // Nothing already accepted was dropped to make room.
+  auto stats = c->stats(jobs);
+  ASSERT_TRUE(stats);
+  EXPECT_EQ(stats->active, static_cast<std::int64_t>(sent));
+}
+
+TEST(PersistedProvider, EveryDurabilityModeIsAcceptedAndKeepsDataAcrossACleanClose) {
+  for (std::string mode : {"always", "interval", "none"}) {
+    scratch_dir dir;
+    {
+      auto c = open_persisted(dir.path(), {{"durability", mode}, {"sync_interval", "5ms"}});
+      ASSERT_TRUE(c) << mode << ": " << c.error().message;
+      ASSERT_TRUE(c->create_queue(jobs));
+      ASSERT_TRUE(c->send(jobs, text(mode)));
+    }
+    auto c = open_persisted(dir.path(), {{"durability", mode}});
+    ASSERT_TRUE(c);
+    auto got = c->receive(jobs, 1, milliseconds{1000});
+    ASSERT_TRUE(got);
+    ASSERT_EQ(got->size(), 1u) << mode;
+    EXPECT_EQ((*got)[0].body, mode);
+  }
+}
+
+TEST(PersistedProvider, CorruptLogRefusesToStartTheProvider) {
+  scratch_dir dir;
+  {
+    auto c = open_persisted(dir.path());
+    ASSERT_TRUE(c);
+    ASSERT_TRUE(c->create_queue(jobs));
+    for (int i = 0; i < 3; ++i) ASSERT_TRUE(c->send(jobs, text("m" + std::to_string(i))));
+  }
+  auto files = testing::segment_files(dir.path());
+  ASSERT_FALSE(files.empty());
+  // Damage the first record after the segment header; intact records follow it.
+  const auto& victim = files.back();
+  std::string bytes = testing::read_file(victim);
+  ASSERT_GT(bytes.size(), segment_header_size + 20);
+  bytes[segment_header_size + 14] ^= 0x40;
+  testing::write_file(victim, bytes);
+  auto c = open_persisted(dir.path());
+  ASSERT_FALSE(c);
+  EXPECT_NE(c.error().message.find(victim.string()), std::string::npos) << c.error().message;
+}
+
+}  // namespace
+}  // namespace qrt::memory::log

@@ -1,0 +1,278 @@
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <thread>
+
+#include "log_test_support.hpp"
+
+namespace qrt::memory::log {
+namespace {
+
+using testing::make_message;
+using testing::read_file;
+using testing::scratch_dir;
+using testing::segment_files;
+using testing::write_file;
+
+const queue_name orders = queue_name::from("orders");
+
+log_options options_for(const std::filesystem::path& dir, durability mode = durability::always) {
+  log_options o;
+  o.directory = dir;
+  o.mode = mode;
+  o.warn = [](const std::string&) {};
+  return o;
+}
+
+persistent_log::opened open_or_die(log_options o) {
+  auto opened = persistent_log::open(std::move(o));
+  if (!opened) ADD_FAILURE() << opened.error().message;
+  return std::move(opened).value();
+}
+
+std::vector<std::uint64_t> sequences(const std::vector<stored_message>& ms) {
+  std::vector<std::uint64_t> out;
+  for (const auto& m : ms) out.push_back(m.sequence);
+  return out;
+}
+
+TEST(PersistentLog, ReopenRestoresQueuesMessagesCountsAndSessionState) {
+  scratch_dir dir;
+  queue_options opts;
+  opts.max_delivery_count = 4;
+  opts.requires_session = true;
+  {
+    auto o = open_or_die(options_for(dir.path()));
+    EXPECT_TRUE(o.state.empty());
+    auto& log = *o.log;
+    log.queue_created(orders, opts);
+    log.enqueued(orders, make_message(1, "one", "s1"));
+    log.enqueued(orders, make_message(2, "two", "s1"));
+    log.enqueued(orders, make_message(3, "three", "s2"));
+    log.delivered(orders, 2, 1);
+    log.delivered(orders, 2, 2);
+    log.removed(orders, 1);
+    auto dlq = make_message(7, "dead");
+    dlq.dead_letter = dead_letter_info{"reason", "desc"};
+    log.removed(orders, 3);
+    log.enqueued(orders.dead_letter(), dlq);
+    log.session_state_set(orders, session_id::from("s1"), "checkpoint-1");
+    log.session_state_set(orders, session_id::from("s2"), "x");
+    const auto last = log.session_state_set(orders, session_id::from("s2"), "");
+    ASSERT_TRUE(log.wait_flushed(last));
+  }
+  auto o = open_or_die(options_for(dir.path()));
+  ASSERT_EQ(o.state.size(), 1u);
+  const auto& q = o.state.at(orders);
+  EXPECT_EQ(q.options.max_delivery_count, 4u);
+  EXPECT_TRUE(q.options.requires_session);
+  EXPECT_EQ(sequences(q.messages), (std::vector<std::uint64_t>{2}));
+  EXPECT_EQ(q.messages[0].content.body, "two");
+  EXPECT_EQ(q.messages[0].delivery_count, 2u);
+  ASSERT_EQ(q.dead_letters.size(), 1u);
+  EXPECT_EQ(q.dead_letters[0].content.body, "dead");
+  EXPECT_EQ(q.dead_letters[0].dead_letter->reason, "reason");
+  EXPECT_EQ(q.next_sequence, 8u);
+  EXPECT_EQ(q.session_states,
+            (std::map<session_id, std::string>{{session_id::from("s1"), "checkpoint-1"}}));
+  EXPECT_EQ(o.report.torn_bytes, 0u);
+}
+
+TEST(PersistentLog, DeletedQueueStaysDeleted) {
+  scratch_dir dir;
+  {
+    auto o = open_or_die(options_for(dir.path()));
+    o.log->queue_created(orders, {});
+    o.log->enqueued(orders, make_message(1, "a"));
+    o.log->enqueued(orders.dead_letter(), make_message(2, "b"));
+    o.log->queue_deleted(orders);
+    o.log->queue_created(queue_name::from("other"), {});
+  }
+  auto o = open_or_die(options_for(dir.path()));
+  EXPECT_EQ(o.state.count(orders), 0u);
+  EXPECT_EQ(o.state.count(queue_name::from("other")), 1u);
+}
+
+TEST(PersistentLog, SecondOpenerIsRefusedWithAClearError) {
+  scratch_dir dir;
+  auto first = open_or_die(options_for(dir.path()));
+  auto second = persistent_log::open(options_for(dir.path()));
+  ASSERT_FALSE(second);
+  EXPECT_NE(second.error().message.find("in use by another process"), std::string::npos);
+  EXPECT_NE(second.error().message.find(dir.path().string()), std::string::npos);
+  EXPECT_NE(second.error().message.find(std::to_string(::getpid())), std::string::npos);
+  first.log.reset();
+  EXPECT_TRUE(persistent_log::open(options_for(dir.path())));
+}
+
+TEST(PersistentLog, MissingDirectoryIsAConfigurationError) {
+  auto o = persistent_log::open(options_for(""));
+  ASSERT_FALSE(o);
+  EXPECT_EQ(o.error().code, errc::configuration_error);
+}
+
+TEST(PersistentLog, SegmentsRollAndSettledOnesAreDeleted) {
+  scratch_dir dir;
+  auto opts = options_for(dir.path());
+  opts.segment_bytes = 4096;
+  auto o = open_or_die(opts);
+  auto& log = *o.log;
+  log.queue_created(orders, {});
+  const std::string body(300, 'x');
+  detail::lsn last = 0;
+  for (std::uint64_t seq = 1; seq <= 200; ++seq)
+    last = log.enqueued(orders, make_message(seq, body));
+  ASSERT_TRUE(log.wait_flushed(last));
+  const std::size_t rolled = segment_files(dir.path()).size();
+  EXPECT_GT(rolled, 10u);
+
+  // Settle all but the newest message: every segment but the one holding it (and the active
+  // one) can go.
+  for (std::uint64_t seq = 1; seq < 200; ++seq) last = log.removed(orders, seq);
+  // Fill a few more segments so the writer moves past the one that held message 199.
+  for (std::uint64_t seq = 201; seq <= 240; ++seq) {
+    log.enqueued(orders, make_message(seq, body));
+    last = log.removed(orders, seq);
+  }
+  ASSERT_TRUE(log.wait_flushed(last));
+  EXPECT_LT(segment_files(dir.path()).size(), rolled);
+  EXPECT_EQ(log.segment_count(), segment_files(dir.path()).size());
+  o.log.reset();
+
+  auto reopened = open_or_die(opts);
+  const auto& q = reopened.state.at(orders);
+  EXPECT_EQ(sequences(q.messages), (std::vector<std::uint64_t>{200}));
+  EXPECT_EQ(q.next_sequence, 241u);
+}
+
+TEST(PersistentLog, QueueDefinitionsSurviveTheDeletionOfTheSegmentThatCreatedThem) {
+  scratch_dir dir;
+  auto opts = options_for(dir.path());
+  opts.segment_bytes = 4096;
+  queue_options qo;
+  qo.max_delivery_count = 9;
+  {
+    auto o = open_or_die(opts);
+    o.log->queue_created(orders, qo);
+    o.log->session_state_set(orders, session_id::from("s"), "kept");
+    detail::lsn last = 0;
+    for (std::uint64_t seq = 1; seq <= 100; ++seq) {
+      o.log->enqueued(orders, make_message(seq, std::string(200, 'y')));
+      last = o.log->removed(orders, seq);
+    }
+    ASSERT_TRUE(o.log->wait_flushed(last));
+    EXPECT_LE(o.log->segment_count(), 3u);
+  }
+  auto o = open_or_die(opts);
+  const auto& q = o.state.at(orders);
+  EXPECT_EQ(q.options.max_delivery_count, 9u);
+  EXPECT_EQ(q.session_states.at(session_id::from("s")), "kept");
+  EXPECT_TRUE(q.messages.empty());
+  EXPECT_EQ(q.next_sequence, 101u);
+}
+
+TEST(PersistentLog, EveryModeKeepsWhatWasWrittenAcrossACleanClose) {
+  for (durability mode : {durability::always, durability::interval, durability::none}) {
+    scratch_dir dir;
+    {
+      auto opts = options_for(dir.path(), mode);
+      opts.sync_interval = milliseconds{5};
+      auto o = open_or_die(opts);
+      o.log->queue_created(orders, {});
+      detail::lsn last = 0;
+      for (std::uint64_t seq = 1; seq <= 50; ++seq)
+        last = o.log->enqueued(orders, make_message(seq, "b"));
+      ASSERT_TRUE(o.log->wait_flushed(last));
+    }
+    auto o = open_or_die(options_for(dir.path(), mode));
+    EXPECT_EQ(o.state.at(orders).messages.size(), 50u) << static_cast<int>(mode);
+  }
+}
+
+TEST(PersistentLog, FlushedCompletesOnTheCallersExecutor) {
+  scratch_dir dir;
+  auto o = open_or_die(options_for(dir.path()));
+  o.log->queue_created(orders, {});
+  const auto lsn = o.log->enqueued(orders, make_message(1, "x"));
+  boost::asio::io_context io;
+  std::optional<result<void>> outcome;
+  std::thread::id completed_on;
+  boost::asio::co_spawn(
+      io,
+      [&]() -> awaitable<void> {
+        outcome = co_await o.log->flushed(lsn);
+        completed_on = std::this_thread::get_id();
+      },
+      boost::asio::detached);
+  io.run();  // returns only once the coroutine has finished: the wait keeps work counted
+  ASSERT_TRUE(outcome);
+  EXPECT_TRUE(*outcome);
+  EXPECT_EQ(completed_on, std::this_thread::get_id());
+}
+
+TEST(PersistentLog, ConcurrentAppendersShareFdatasyncs) {
+  scratch_dir dir;
+  auto o = open_or_die(options_for(dir.path()));
+  auto& log = *o.log;
+  constexpr int threads = 8, per_thread = 100;
+  std::mutex queue_lock;  // stands in for the provider's per-queue lock
+  std::uint64_t next_sequence = 1;
+  log.queue_created(orders, {});
+  std::vector<std::thread> producers;
+  for (int t = 0; t < threads; ++t) {
+    producers.emplace_back([&] {
+      for (int i = 0; i < per_thread; ++i) {
+        detail::lsn lsn;
+        {
+          std::lock_guard lock(queue_lock);
+          lsn = log.enqueued(orders, make_message(next_sequence++, "payload"));
+        }
+        ASSERT_TRUE(log.wait_flushed(lsn));
+      }
+    });
+  }
+  for (auto& p : producers) p.join();
+  // Every operation waited for its own durability, yet they shared syncs.
+  EXPECT_LT(log.fdatasync_count(), static_cast<std::uint64_t>(threads * per_thread));
+  o.log.reset();
+  auto reopened = open_or_die(options_for(dir.path()));
+  EXPECT_EQ(reopened.state.at(orders).messages.size(),
+            static_cast<std::size_t>(threads * per_thread));
+}
+
+TEST(PersistentLog, DiskLimitAppliesBackpressureUntilSettlementsFreeSpace) {
+  scratch_dir dir;
+  auto opts = options_for(dir.path());
+  opts.segment_bytes = 4096;
+  opts.max_disk_bytes = 16 * 1024;
+  auto o = open_or_die(opts);
+  auto& log = *o.log;
+  log.queue_created(orders, {});
+  std::uint64_t seq = 0;
+  detail::lsn last = 0;
+  while (!log.over_disk_limit())
+    last = log.enqueued(orders, make_message(++seq, std::string(500, 'z')));
+  ASSERT_TRUE(log.wait_flushed(last));
+  EXPECT_GE(log.disk_bytes(), opts.max_disk_bytes);
+  for (std::uint64_t s = 1; s <= seq; ++s) last = log.removed(orders, s);
+  // A roll puts the settled segments behind the writer, which then deletes them.
+  for (int i = 0; i < 20; ++i)
+    last = log.session_state_set(orders, session_id::from("s"), std::string(400, 'p'));
+  ASSERT_TRUE(log.wait_flushed(last));
+  EXPECT_FALSE(log.over_disk_limit());
+}
+
+TEST(PersistentLog, UndeclaredQueueStillGetsItsMessagesBack) {
+  // A log whose queue_created record is gone (only possible by tampering) must still return
+  // every message it holds rather than drop them.
+  scratch_dir dir;
+  {
+    auto o = open_or_die(options_for(dir.path()));
+    o.log->enqueued(orders, make_message(5, "orphan"));
+  }
+  auto o = open_or_die(options_for(dir.path()));
+  EXPECT_EQ(sequences(o.state.at(orders).messages), (std::vector<std::uint64_t>{5}));
+}
+
+}  // namespace
+}  // namespace qrt::memory::log

@@ -1,0 +1,119 @@
+// The circuit breaker, on a controllable clock.
+#include <gtest/gtest.h>
+
+#include <qrt/circuit_breaker.hpp>
+#include <qrt/runtime.hpp>
+
+using namespace std::chrono_literals;
+using qrt::breaker_state;
+using qrt::errc;
+
+namespace {
+
+struct fake_clock {
+  std::chrono::steady_clock::time_point t{std::chrono::hours{1}};
+  std::function<std::chrono::steady_clock::time_point()> fn() {
+    return [this] { return t; };
+  }
+};
+
+}  // namespace
+
+// Issue 3: "the breaker opens after N failures, rejects fast while open, and closes after a good
+// probe" (pain point: Nack loops hammering a failing dependency).
+TEST(CircuitBreaker, OpensAfterNFailuresRejectsFastWhileOpenAndClosesAfterAGoodProbe) {
+  fake_clock clock;
+  std::vector<std::pair<breaker_state, breaker_state>> changes;
+  qrt::circuit_breaker breaker(
+      {.failure_threshold = 3,
+       .open_duration = 10s,
+       .half_open_probes = 1,
+       .on_state_change = [&](auto from, auto to) { changes.emplace_back(from, to); },
+       .now = clock.fn()});
+  qrt::runtime rt;
+  int calls = 0;
+  bool healthy = false;
+  auto call = [&] {
+    return rt.block_on(breaker.run([&]() -> qrt::awaitable<qrt::result<int>> {
+      ++calls;
+      if (!healthy) co_return qrt::fail(errc::connection_failed, "down");
+      co_return 1;
+    }));
+  };
+
+  for (int i = 0; i < 3; ++i) EXPECT_FALSE(call());
+  EXPECT_EQ(breaker.state(), breaker_state::open);
+  EXPECT_EQ(calls, 3);
+
+  auto rejected = call();
+  ASSERT_FALSE(rejected);
+  EXPECT_EQ(calls, 3) << "an open breaker must not call the dependency";
+  EXPECT_EQ(rejected.error().code, errc::throttled);
+  EXPECT_EQ(rejected.error().provider_code, "circuit_open");
+  EXPECT_EQ(rejected.error().retry_after, 10'000ms);
+
+  clock.t += 4s;
+  EXPECT_FALSE(call());
+  EXPECT_EQ(calls, 3);
+  EXPECT_EQ(breaker.time_until_probe(), 6s);
+
+  clock.t += 6s;  // open_duration over: one probe, which fails -> open again
+  EXPECT_FALSE(call());
+  EXPECT_EQ(calls, 4);
+  EXPECT_EQ(breaker.state(), breaker_state::open);
+
+  clock.t += 10s;
+  healthy = true;
+  EXPECT_TRUE(call());
+  EXPECT_EQ(calls, 5);
+  EXPECT_EQ(breaker.state(), breaker_state::closed);
+  EXPECT_TRUE(call());
+
+  using s = breaker_state;
+  EXPECT_EQ(changes, (std::vector<std::pair<s, s>>{{s::closed, s::open},
+                                                   {s::open, s::half_open},
+                                                   {s::half_open, s::open},
+                                                   {s::open, s::half_open},
+                                                   {s::half_open, s::closed}}));
+}
+
+TEST(CircuitBreaker, HalfOpenLetsOnlyTheConfiguredNumberOfProbesThrough) {
+  fake_clock clock;
+  qrt::circuit_breaker breaker(
+      {.failure_threshold = 1, .open_duration = 1s, .half_open_probes = 2, .now = clock.fn()});
+  ASSERT_TRUE(breaker.allow());
+  breaker.record_failure();
+  EXPECT_FALSE(breaker.allow());
+  clock.t += 1s;
+  EXPECT_TRUE(breaker.allow());
+  EXPECT_TRUE(breaker.allow());
+  EXPECT_FALSE(breaker.allow()) << "a third concurrent probe";
+  EXPECT_EQ(breaker.state(), breaker_state::half_open);
+  breaker.record_success();
+  EXPECT_EQ(breaker.state(), breaker_state::closed);
+}
+
+TEST(CircuitBreaker, OnlyConsecutiveDependencyFailuresCount) {
+  fake_clock clock;
+  qrt::circuit_breaker breaker({.failure_threshold = 3, .now = clock.fn()});
+  qrt::runtime rt;
+  auto outcome = [&](qrt::result<int> r) {
+    return rt.block_on(breaker.run([r]() -> qrt::awaitable<qrt::result<int>> { co_return r; }));
+  };
+  const qrt::result<int> down = qrt::fail(errc::timeout, "slow");
+  outcome(down);
+  outcome(down);
+  outcome(1);  // a success resets the count
+  outcome(down);
+  outcome(down);
+  EXPECT_EQ(breaker.state(), breaker_state::closed);
+  // A permanent error is the caller's mistake, not the dependency's health: the dependency
+  // answered, so it counts like a success.
+  for (int i = 0; i < 5; ++i) outcome(qrt::fail(errc::invalid_argument, "bad"));
+  EXPECT_EQ(breaker.state(), breaker_state::closed);
+  outcome(down);
+  outcome(down);
+  EXPECT_EQ(breaker.state(), breaker_state::closed);
+  outcome(down);
+  EXPECT_EQ(breaker.state(), breaker_state::open);
+}

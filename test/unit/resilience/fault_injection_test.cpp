@@ -1,0 +1,98 @@
+// The fault-injecting decorator over the real embedded provider.
+#include <gtest/gtest.h>
+
+#include <qrt/client.hpp>
+#include <qrt/fault_injection.hpp>
+#include <qrt/memory.hpp>
+#include <qrt/runtime.hpp>
+
+using namespace std::chrono_literals;
+using qrt::errc;
+using qrt::fault_ops;
+
+namespace {
+
+struct fixture {
+  qrt::runtime rt;
+  qrt::provider_ptr memory =
+      qrt::memory::make_provider(qrt::memory::options::for_testing(), rt.executor()).value();
+  std::shared_ptr<qrt::fault_injecting_provider> faulty;
+  qrt::queue_client client;
+  qrt::queue_client direct{memory, {.retry = std::nullopt}};
+  qrt::queue_name q = qrt::queue_name::from("q");
+
+  explicit fixture(qrt::fault_options o = {})
+      : faulty(qrt::make_fault_injecting_provider(memory, o)),
+        client(faulty, {.retry = std::nullopt}) {
+    EXPECT_TRUE(rt.block_on(direct.create_queue(q)));
+  }
+  std::int64_t depth() { return rt.block_on(direct.stats(q)).value().active; }
+};
+
+}  // namespace
+
+TEST(FaultInjection, ErrorRateOneFailsEveryCallBeforeTheProviderSeesIt) {
+  fixture f({.transient_error_rate = 1.0, .error_ops = fault_ops::send});
+  for (int i = 0; i < 5; ++i) {
+    auto r = f.rt.block_on(f.client.send(f.q, qrt::message{.body = "x"}));
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code, errc::connection_failed);
+    EXPECT_TRUE(r.error().is_transient());
+  }
+  EXPECT_EQ(f.depth(), 0) << "an injected failure has no effect";
+  EXPECT_EQ(f.faulty->stats().transient_errors, 5u);
+  // Receives are not in error_ops: they pass.
+  EXPECT_TRUE(f.rt.block_on(f.client.receive(f.q, 1, 0ms)));
+}
+
+TEST(FaultInjection, ThrottlesCarryRetryAfterAndRatesAreReproducible) {
+  auto failures = [](std::uint64_t seed) {
+    fixture f({.throttle_rate = 0.3, .throttle_retry_after = 250ms, .seed = seed});
+    std::vector<bool> pattern;
+    for (int i = 0; i < 50; ++i) {
+      auto r = f.rt.block_on(f.client.stats(f.q));
+      pattern.push_back(!r);
+      if (!r) {
+        EXPECT_EQ(r.error().code, errc::throttled);
+        EXPECT_EQ(r.error().retry_after, 250ms);
+      }
+    }
+    return pattern;
+  };
+  auto a = failures(7);
+  EXPECT_EQ(a, failures(7));
+  const auto n = std::count(a.begin(), a.end(), true);
+  EXPECT_GT(n, 0);
+  EXPECT_LT(n, 50);
+}
+
+TEST(FaultInjection, DisconnectFailsEverythingUntilReconnected) {
+  fixture f;
+  f.faulty->disconnect_for(1h);
+  EXPECT_EQ(f.rt.block_on(f.client.send(f.q, qrt::message{.body = "x"})).error().code,
+            errc::connection_failed);
+  EXPECT_EQ(f.rt.block_on(f.client.receive(f.q, 1, 0ms)).error().code, errc::connection_failed);
+  f.faulty->reconnect();
+  EXPECT_TRUE(f.rt.block_on(f.client.send(f.q, qrt::message{.body = "x"})));
+  EXPECT_EQ(f.faulty->stats().disconnected_calls, 2u);
+}
+
+TEST(FaultInjection, ScheduledFailuresHitOnlyTheChosenOperations) {
+  fixture f;
+  f.faulty->fail_next(fault_ops::settle, 1, qrt::fail(errc::connection_failed, "reset"));
+  ASSERT_TRUE(f.rt.block_on(f.client.send(f.q, qrt::message{.body = "x"})));
+  auto got = f.rt.block_on(f.client.receive(f.q, 1, 1s)).value();
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_FALSE(f.rt.block_on(f.client.complete(got[0].receipt)));
+  EXPECT_TRUE(f.rt.block_on(f.client.complete(got[0].receipt)));
+  EXPECT_EQ(f.depth(), 0);
+}
+
+TEST(FaultInjection, ScheduledDisconnectWindowsFailEveryCallInside) {
+  // A window as long as its period covers all time: every call falls inside.
+  fixture f({.disconnect_every = 1h, .disconnect_duration = 1h});
+  EXPECT_EQ(f.rt.block_on(f.client.stats(f.q)).error().code, errc::connection_failed);
+  EXPECT_EQ(f.faulty->stats().disconnected_calls, 1u);
+  f.faulty->set_options({});
+  EXPECT_TRUE(f.rt.block_on(f.client.stats(f.q)));
+}

@@ -1,0 +1,155 @@
+// Retry policies. Backoff is checked with recorded delays, never with real sleeps.
+#include <gtest/gtest.h>
+
+#include <qrt/client.hpp>
+#include <qrt/fault_injection.hpp>
+#include <qrt/memory.hpp>
+#include <qrt/retry.hpp>
+#include <qrt/runtime.hpp>
+
+using namespace std::chrono_literals;
+using qrt::errc;
+using qrt::error;
+using qrt::retry_policy;
+
+namespace {
+
+error transient() {
+  return qrt::fail(errc::connection_failed, "connection reset");
+}
+
+// Runs `qrt::retry` over an attempt that fails `failures` times, recording every delay asked for.
+struct recorded_run {
+  qrt::result<int> outcome;
+  int attempts = 0;
+  std::vector<qrt::milliseconds> delays;
+};
+
+recorded_run run_with_failures(const retry_policy& policy, int failures, error failure) {
+  qrt::runtime rt;
+  recorded_run out;
+  out.outcome = rt.block_on([&]() -> qrt::awaitable<qrt::result<int>> {
+    co_return co_await qrt::retry(
+        policy,
+        [&]() -> qrt::awaitable<qrt::result<int>> {
+          if (out.attempts++ < failures) co_return failure;
+          co_return 42;
+        },
+        [&](qrt::milliseconds d) -> qrt::awaitable<void> {
+          out.delays.push_back(d);
+          co_return;
+        });
+  }());
+  return out;
+}
+
+}  // namespace
+
+TEST(RetryPolicy, ExponentialLinearAndFixedDelaysAreCappedAtMaxDelay) {
+  auto exp = retry_policy::exponential_backoff(100ms, 1000ms, 2.0);
+  EXPECT_EQ(exp.base_delay(1), 100ms);
+  EXPECT_EQ(exp.base_delay(2), 200ms);
+  EXPECT_EQ(exp.base_delay(4), 800ms);
+  EXPECT_EQ(exp.base_delay(5), 1000ms);
+  EXPECT_EQ(exp.base_delay(200), 1000ms) << "a huge exponent must not overflow";
+
+  auto lin = retry_policy::linear(100ms, 50ms, 300ms);
+  EXPECT_EQ(lin.base_delay(1), 100ms);
+  EXPECT_EQ(lin.base_delay(3), 200ms);
+  EXPECT_EQ(lin.base_delay(9), 300ms);
+
+  auto fixed = retry_policy::fixed_interval(50ms);
+  EXPECT_EQ(fixed.base_delay(1), 50ms);
+  EXPECT_EQ(fixed.base_delay(7), 50ms);
+}
+
+TEST(RetryPolicy, JitterOnlyShortensADelayByItsConfiguredShare) {
+  auto p = retry_policy::exponential_backoff(1000ms, 10'000ms, 2.0);
+  p.jitter = 0.25;
+  EXPECT_EQ(*p.next_delay(transient(), 1, 0.0), 1000ms);
+  EXPECT_EQ(*p.next_delay(transient(), 1, 0.5), 875ms);
+  EXPECT_GE(*p.next_delay(transient(), 1, 0.999999), 750ms);
+}
+
+TEST(RetryPolicy, RetriesBackOffAsConfigured) {  // issue 3: "retries back off as configured"
+  auto p = retry_policy::exponential_backoff(100ms, 30'000ms, 3.0);  // the seed's high-throughput
+  p.jitter = 0;
+  p.max_attempts = 5;
+  auto run = run_with_failures(p, 3, transient());
+  ASSERT_TRUE(run.outcome);
+  EXPECT_EQ(*run.outcome, 42);
+  EXPECT_EQ(run.attempts, 4);
+  EXPECT_EQ(run.delays, (std::vector<qrt::milliseconds>{100ms, 300ms, 900ms}));
+}
+
+TEST(RetryPolicy, GivesUpAfterMaxAttemptsWithTheLastError) {
+  auto p = retry_policy::fixed_interval(50ms);
+  p.jitter = 0;
+  p.max_attempts = 3;
+  auto run = run_with_failures(p, 10, transient());
+  ASSERT_FALSE(run.outcome);
+  EXPECT_EQ(run.outcome.error().code, errc::connection_failed);
+  EXPECT_EQ(run.attempts, 3);
+  EXPECT_EQ(run.delays, (std::vector<qrt::milliseconds>{50ms, 50ms}));
+}
+
+TEST(RetryPolicy, NeverRetriesAPermanentError) {
+  auto run = run_with_failures(retry_policy::client_default(), 10,
+                               qrt::fail(errc::queue_not_found, "queue 'x' does not exist"));
+  ASSERT_FALSE(run.outcome);
+  EXPECT_EQ(run.outcome.error().code, errc::queue_not_found);
+  EXPECT_EQ(run.attempts, 1);
+  EXPECT_TRUE(run.delays.empty());
+}
+
+TEST(RetryPolicy, ThrottledErrorWaitsTheServicesRetryAfterEvenBeyondMaxDelay) {
+  auto p = retry_policy::fixed_interval(50ms);
+  error throttled = qrt::fail(errc::throttled, "slow down");
+  throttled.retry_after = 2'500ms;
+  auto run = run_with_failures(p, 1, throttled);
+  ASSERT_TRUE(run.outcome);
+  EXPECT_EQ(run.delays, (std::vector<qrt::milliseconds>{2'500ms}));
+}
+
+// The client applies retries to transient provider errors by default (issue 3, item 1), and a
+// retried send is not duplicated: an injected failure happens before the provider saw the call.
+TEST(ClientRetry, TransientProviderErrorsAreRetriedByDefaultAndNothingIsDuplicated) {
+  qrt::runtime rt;
+  auto memory =
+      qrt::memory::make_provider(qrt::memory::options::for_testing(), rt.executor()).value();
+  auto faulty = qrt::make_fault_injecting_provider(memory);
+  qrt::client_options options;
+  options.retry = retry_policy::fixed_interval(1ms);  // quick; same decorator as the default
+  qrt::queue_client client(faulty, options);
+  const auto q = qrt::queue_name::from("orders");
+  ASSERT_TRUE(rt.block_on(client.create_queue(q)));
+
+  faulty->fail_next(qrt::fault_ops::send | qrt::fault_ops::receive, 2, transient());
+  auto id = rt.block_on(client.send(q, qrt::message{.body = "once"}));
+  ASSERT_TRUE(id) << id.error().to_string();
+  auto got = rt.block_on(client.receive(q, 10, 1s));
+  ASSERT_TRUE(got);
+  ASSERT_EQ(got->size(), 1u);
+  EXPECT_EQ(got->front().body, "once");
+  EXPECT_EQ(faulty->stats().scheduled_failures, 2u);
+
+  faulty->fail_next(qrt::fault_ops::send, 1, qrt::fail(errc::permission, "denied"));
+  auto refused = rt.block_on(client.send(q, qrt::message{.body = "no"}));
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, errc::permission);
+  EXPECT_EQ(faulty->stats().scheduled_failures, 3u) << "a permanent error is tried once";
+}
+
+TEST(ClientRetry, CanBeTurnedOff) {
+  qrt::runtime rt;
+  auto memory =
+      qrt::memory::make_provider(qrt::memory::options::for_testing(), rt.executor()).value();
+  auto faulty = qrt::make_fault_injecting_provider(memory);
+  qrt::queue_client client(faulty, qrt::client_options{.retry = std::nullopt});
+  const auto q = qrt::queue_name::from("orders");
+  ASSERT_TRUE(rt.block_on(client.create_queue(q)));
+  faulty->fail_next(qrt::fault_ops::send, 1, transient());
+  auto r = rt.block_on(client.send(q, qrt::message{.body = "x"}));
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, errc::connection_failed);
+}

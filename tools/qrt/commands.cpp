@@ -1,0 +1,259 @@
+#include "commands.hpp"
+
+#include <boost/json.hpp>
+#include <ctime>
+#include <ostream>
+
+namespace qrt::cli {
+
+result<config> build_config(const provider_flags& flags, const config& environment) {
+  config cfg = environment;
+  if (!flags.config_file.empty()) {
+    auto file = config::from_yaml_file(flags.config_file);
+    if (!file) return file.error();
+    cfg.merge(*file);
+  }
+  auto pairs = config::from_pairs(flags.settings);
+  if (!pairs) return pairs.error();
+  cfg.merge(*pairs);
+  if (!flags.provider.empty()) cfg.set("provider", flags.provider);
+  if (!flags.endpoint.empty()) cfg.set("endpoint", flags.endpoint);
+  if (!flags.region.empty()) cfg.set("region", flags.region);
+  if (!flags.connection_string.empty()) cfg.set("connection_string", flags.connection_string);
+  if (!cfg.contains("provider")) {
+    return fail(errc::configuration_error,
+                "no provider: pass --provider memory|sqs|servicebus|amqp, set QRT_PROVIDER, or "
+                "put provider: in the --config file");
+  }
+  if (cfg.get("provider") == "memory" && !flags.queue.empty() && !cfg.contains("queues")) {
+    cfg.set("queues", flags.queue);
+  }
+  return cfg;
+}
+
+result<std::pair<std::string, std::string>> parse_attribute(std::string_view text) {
+  const auto eq = text.find('=');
+  if (eq == std::string_view::npos || eq == 0) {
+    return fail(errc::invalid_argument,
+                "--attribute '" + std::string(text) + "' must look like key=value");
+  }
+  return std::pair{std::string(text.substr(0, eq)), std::string(text.substr(eq + 1))};
+}
+
+std::string base64_encode(std::string_view bytes) {
+  static constexpr char table[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  out.reserve((bytes.size() + 2) / 3 * 4);
+  std::size_t i = 0;
+  for (; i + 2 < bytes.size(); i += 3) {
+    const auto n = (std::uint32_t(std::uint8_t(bytes[i])) << 16) |
+                   (std::uint32_t(std::uint8_t(bytes[i + 1])) << 8) | std::uint8_t(bytes[i + 2]);
+    out += table[(n >> 18) & 63];
+    out += table[(n >> 12) & 63];
+    out += table[(n >> 6) & 63];
+    out += table[n & 63];
+  }
+  if (i + 1 == bytes.size()) {
+    const auto n = std::uint32_t(std::uint8_t(bytes[i])) << 16;
+    out += table[(n >> 18) & 63];
+    out += table[(n >> 12) & 63];
+    out += "==";
+  } else if (i + 2 == bytes.size()) {
+    const auto n = (std::uint32_t(std::uint8_t(bytes[i])) << 16) |
+                   (std::uint32_t(std::uint8_t(bytes[i + 1])) << 8);
+    out += table[(n >> 18) & 63];
+    out += table[(n >> 12) & 63];
+    out += table[(n >> 6) & 63];
+    out += '=';
+  }
+  return out;
+}
+
+namespace {
+
+std::string iso8601(time_point t) {
+  if (t == time_point{}) return "";
+  const auto ms = std::chrono::floor<std::chrono::milliseconds>(t.time_since_epoch()).count();
+  const std::time_t secs = static_cast<std::time_t>(ms / 1000);
+  std::tm tm{};
+  ::gmtime_r(&secs, &tm);
+  char buf[96];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                static_cast<int>(ms % 1000));
+  return buf;
+}
+
+void print_text(const received_message& m, std::ostream& out) {
+  out << "id=" << m.id << " sequence=" << m.sequence_number << " delivery=" << m.delivery_count
+      << " enqueued=" << iso8601(m.enqueued_time);
+  if (m.session) out << " session=" << m.session->str();
+  if (!m.correlation_id.empty()) out << " correlation=" << m.correlation_id;
+  for (const auto& [k, v] : m.attributes) out << ' ' << k << '=' << v;
+  if (m.dead_letter) out << " dead_letter_reason=" << m.dead_letter->reason;
+  out << '\n' << m.body << '\n';
+}
+
+void print(const received_message& m, output_format f, std::ostream& out) {
+  if (f == output_format::json) {
+    out << message_json(m) << '\n';
+  } else {
+    print_text(m, out);
+  }
+  out.flush();
+}
+
+}  // namespace
+
+std::string message_json(const received_message& m) {
+  boost::json::object o;
+  o["id"] = m.id;
+  o["body_base64"] = base64_encode(m.body);
+  boost::json::object attrs;
+  for (const auto& [k, v] : m.attributes) attrs[k] = v;
+  o["attributes"] = std::move(attrs);
+  if (m.session) {
+    o["session_id"] = m.session->str();
+  } else {
+    o["session_id"] = nullptr;
+  }
+  o["correlation_id"] = m.correlation_id;
+  o["delivery_count"] = m.delivery_count;
+  o["enqueued_time"] = iso8601(m.enqueued_time);
+  o["sequence_number"] = m.sequence_number;
+  if (m.dead_letter) {
+    o["dead_letter_reason"] = m.dead_letter->reason;
+    o["dead_letter_description"] = m.dead_letter->description;
+  }
+  return boost::json::serialize(o);
+}
+
+result<void> send(sync::queue_client& c, const queue_name& q, const send_options& o,
+                  std::ostream& out) {
+  message m;
+  m.body = o.body;
+  m.attributes = o.attributes;
+  m.correlation_id = o.correlation_id;
+  if (o.session) {
+    auto s = session_id::parse(*o.session);
+    if (!s) return s.error();
+    m.session = *s;
+  }
+  for (std::uint64_t i = 0; i < o.count; ++i) {
+    auto id = c.send(q, m);
+    if (!id) return id.error();
+    if (o.output == output_format::json) {
+      out << boost::json::serialize(boost::json::object{{"id", *id}}) << '\n';
+    } else {
+      out << "sent " << *id << '\n';
+    }
+  }
+  return {};
+}
+
+result<std::size_t> receive(sync::queue_client& c, const queue_name& q, const receive_options& o,
+                            std::ostream& out) {
+  using steady = std::chrono::steady_clock;
+  std::optional<sync::session> session;
+  if (o.session) {
+    auto id = session_id::parse(*o.session);
+    if (!id) return id.error();
+    auto s = c.accept_session(q, *id, o.wait);
+    if (!s) return s.error();
+    session.emplace(std::move(*s));
+  }
+  const auto deadline = steady::now() + o.wait;
+  std::size_t got = 0;
+  while (got < o.max) {
+    const auto left = std::chrono::duration_cast<milliseconds>(deadline - steady::now());
+    if (left.count() <= 0 && got > 0) break;
+    const auto wait = std::max(left, milliseconds(0));
+    auto batch = session ? session->receive(o.max - got, wait) : c.receive(q, o.max - got, wait);
+    if (!batch) return batch.error();
+    if (batch->empty()) break;
+    for (const auto& m : *batch) {
+      print(m, o.output, out);
+      ++got;
+      if (o.complete) {
+        auto done = session ? session->complete(m.receipt) : c.complete(m.receipt);
+        if (!done) {
+          auto e = done.error();
+          e.message = "printed message " + m.id + " but could not complete it: " + e.message;
+          return e;
+        }
+      }
+    }
+  }
+  if (session) (void)session->close();
+  return got;
+}
+
+result<std::size_t> peek(sync::queue_client& c, const queue_name& q, std::size_t max,
+                         std::int64_t from_sequence, output_format f, std::ostream& out) {
+  auto batch = c.peek(q, max, from_sequence);
+  if (!batch) return batch.error();
+  for (const auto& m : *batch) print(m, f, out);
+  return batch->size();
+}
+
+result<std::size_t> dlq_replay(sync::queue_client& c, const queue_name& q, std::size_t max,
+                               milliseconds wait, std::ostream& out) {
+  const auto dlq = q.dead_letter();
+  std::size_t moved = 0;
+  while (moved < max) {
+    auto batch = c.receive(dlq, std::min<std::size_t>(max - moved, 100),
+                           moved == 0 ? wait : milliseconds(0));
+    if (!batch) return batch.error();
+    if (batch->empty()) break;
+    for (auto& m : *batch) {
+      message copy;
+      copy.body = m.body;
+      copy.attributes = m.attributes;
+      copy.session = m.session;
+      copy.correlation_id = m.correlation_id;
+      copy.content_type = m.content_type;
+      copy.subject = m.subject;
+      auto sent = c.send(q, std::move(copy));
+      if (!sent) {
+        (void)c.abandon(m.receipt);  // stays in the DLQ
+        auto e = sent.error();
+        e.message = "replayed " + std::to_string(moved) + "; message " + m.id +
+                    " stays in the dead-letter queue: " + e.message;
+        return e;
+      }
+      if (auto done = c.complete(m.receipt); !done) {
+        auto e = done.error();
+        e.message = "message " + m.id + " was sent to " + q.to_string() + " as " + *sent +
+                    " but is still in the dead-letter queue: " + e.message;
+        return e;
+      }
+      out << "replayed " << m.id << " -> " << *sent << '\n';
+      ++moved;
+    }
+  }
+  return moved;
+}
+
+result<void> stats(sync::queue_client& c, const queue_name& q, output_format f, std::ostream& out) {
+  auto s = c.stats(q);
+  if (!s) return s.error();
+  if (f == output_format::json) {
+    out << boost::json::serialize(boost::json::object{{"queue", q.to_string()},
+                                                      {"active", s->active},
+                                                      {"in_flight", s->in_flight},
+                                                      {"scheduled", s->scheduled},
+                                                      {"dead_lettered", s->dead_lettered},
+                                                      {"expired", s->expired}})
+        << '\n';
+  } else {
+    auto show = [](std::int64_t v) { return v < 0 ? std::string("unknown") : std::to_string(v); };
+    out << "queue " << q.to_string() << "\n  active         " << show(s->active)
+        << "\n  in flight      " << show(s->in_flight) << "\n  scheduled      "
+        << show(s->scheduled) << "\n  dead-lettered  " << show(s->dead_lettered)
+        << "\n  expired        " << s->expired << '\n';
+  }
+  return {};
+}
+
+}  // namespace qrt::cli

@@ -1,0 +1,71 @@
+// The qrt CLI's commands, separate from argument parsing so tests run them in-process against
+// a real provider and read what they print.
+#pragma once
+
+#include <iosfwd>
+#include <map>
+#include <optional>
+#include <qrt/config.hpp>
+#include <qrt/sync_client.hpp>
+#include <string>
+#include <vector>
+
+namespace qrt::cli {
+
+/// Provider selection shared by every command. Flags override the --config file, which
+/// overrides QRT_* environment variables.
+struct provider_flags {
+  std::string provider;
+  std::string queue;
+  std::string endpoint;
+  std::string region;
+  std::string connection_string;
+  std::string config_file;
+  std::vector<std::string> settings;  ///< --set key=value
+};
+
+/// The merged configuration. For the embedded provider the queue is created at start, so
+/// commands work without a separate create step.
+result<config> build_config(const provider_flags& flags, const config& environment);
+
+enum class output_format { text, json };
+
+struct send_options {
+  std::string body;
+  std::map<std::string, std::string> attributes;
+  std::optional<std::string> session;
+  std::string correlation_id;
+  std::uint64_t count = 1;
+  output_format output = output_format::text;
+};
+
+struct receive_options {
+  std::size_t max = 1;
+  milliseconds wait{5000};
+  bool complete = true;
+  std::optional<std::string> session;
+  output_format output = output_format::text;
+};
+
+/// "key=value" -> {key, value}; the key must be non-empty.
+result<std::pair<std::string, std::string>> parse_attribute(std::string_view text);
+
+std::string base64_encode(std::string_view bytes);
+/// One line of JSON: id, body_base64, attributes, session_id, correlation_id, delivery_count,
+/// enqueued_time (ISO 8601 UTC), plus sequence_number and, in a DLQ, dead_letter_reason.
+std::string message_json(const received_message& m);
+
+result<void> send(sync::queue_client& c, const queue_name& q, const send_options& o,
+                  std::ostream& out);
+/// Prints each message, then completes it unless o.complete is false. Returns how many.
+result<std::size_t> receive(sync::queue_client& c, const queue_name& q, const receive_options& o,
+                            std::ostream& out);
+result<std::size_t> peek(sync::queue_client& c, const queue_name& q, std::size_t max,
+                         std::int64_t from_sequence, output_format f, std::ostream& out);
+/// Moves up to `max` messages from q's dead-letter queue back to q: each is sent first and only
+/// then completed in the DLQ, so a failure leaves it in the DLQ (at worst sent twice).
+result<std::size_t> dlq_replay(sync::queue_client& c, const queue_name& q, std::size_t max,
+                               milliseconds wait, std::ostream& out);
+result<void> stats(sync::queue_client& c, const queue_name& q, output_format f, std::ostream& out);
+
+}  // namespace qrt::cli
