@@ -1,0 +1,82 @@
+// Azure Service Bus over AMQP 1.0, on qrt's AMQP core (Qpid Proton, never in this header).
+//
+// What it speaks: claims-based auth (a put-token on $cbs per entity, refreshed before the token
+// expires), peek-lock with the lock token taken from the delivery tag, the x-opt-* annotations,
+// native sessions through the com.microsoft:session-filter, the $management operations
+// (renew-lock, renew-session-lock, peek, session state), the dead-letter sub-queue
+// "<queue>/$DeadLetterQueue", and Service Bus error conditions mapped onto qrt::errc.
+// See docs/servicebus.md for what is proven by the official SDK against the test peer.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <qrt/config.hpp>
+#include <qrt/provider.hpp>
+#include <qrt/registry.hpp>
+#include <string>
+
+namespace qrt::servicebus {
+
+/// How the client reaches the namespace. Only plain AMQP (TCP 5671 with TLS, or 5672 for the
+/// development emulator) is built; AMQP over WebSockets (443) is refused with a
+/// configuration_error.
+enum class transport_type { amqp, amqp_websockets };
+
+/// A token for a put-token that is not a SAS key's (Azure AD / Entra ID): `type` "jwt".
+struct access_token {
+  std::string token;  ///< secret
+  std::string type = "jwt";
+  time_point expires_at{};
+};
+
+/// Called for each audience ("sb://<namespace>/<entity>") when a token is needed; a user-supplied
+/// hook for Azure AD (scope "https://servicebus.azure.net//.default"). Runs on qrt's threads and
+/// may block briefly.
+using token_provider = std::function<result<access_token>(const std::string& audience)>;
+
+/// The seed's ServiceBusConfig.
+struct options {
+  /// "Endpoint=sb://<ns>.servicebus.windows.net/;SharedAccessKeyName=..;SharedAccessKey=.."
+  /// (or SharedAccessSignature=..; UseDevelopmentEmulator=true for a local emulator). Secret.
+  std::string connection_string;
+  transport_type transport = transport_type::amqp;
+  /// Messages a processor built from this configuration handles at once.
+  std::size_t max_concurrent_calls = 1;
+  /// Messages a receiver link may hold locked without being asked (0: only what a receive asks).
+  std::uint32_t prefetch_count = 0;
+  /// How long a processor keeps renewing a message's lock (0: no auto-renewal). The provider
+  /// itself renews only when asked (renew_lock); the processing layer uses this.
+  milliseconds max_auto_lock_renewal_duration{std::chrono::minutes(5)};
+  /// Lifetime of the SAS tokens qrt signs; a token is replaced once 80% of it has passed.
+  milliseconds token_lifetime{std::chrono::hours(1)};
+  /// Bound on connect, put-token and $management round trips.
+  milliseconds operation_timeout{std::chrono::seconds(60)};
+  /// One message, body plus properties (Standard tier: 256 KiB; Premium: up to 100 MiB).
+  std::size_t max_message_bytes = 256 * 1024;
+  bool tls_verify = true;
+  /// Replaces SAS signing with a user-supplied token source (e.g. Azure AD).
+  token_provider tokens;
+  /// For qrt's Service Bus test peer only: queue management and stats through its "$peer-admin"
+  /// node. A real namespace manages queues through ARM / the ATOM API, which qrt does not call.
+  bool test_peer_admin = false;
+
+  /// 32 concurrent calls, prefetch 50, 10 minutes of auto lock renewal.
+  static options for_high_throughput();
+  /// 4 concurrent calls, prefetch 1.
+  static options for_low_latency();
+};
+
+/// Fields: provider=servicebus, preset (high_throughput|low_latency), connection_string,
+/// transport_type (amqp|amqp_websockets), max_concurrent_calls, prefetch_count,
+/// max_auto_lock_renewal_duration, token_lifetime, operation_timeout, max_message_bytes,
+/// tls_verify, test_peer_admin. Unknown fields are refused; the connection string is checked
+/// here (errors name the bad part and never echo the key).
+result<options> options_from_config(const config& cfg);
+
+result<provider_ptr> make_provider(const options& opts, boost::asio::any_io_executor executor);
+
+/// Registers "servicebus".
+void register_provider(provider_registry& registry);
+
+}  // namespace qrt::servicebus

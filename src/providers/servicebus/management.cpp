@@ -1,0 +1,337 @@
+#include "management.hpp"
+
+#include <atomic>
+#include <map>
+#include <proton/binary.hpp>
+#include <proton/codec/map.hpp>
+#include <proton/codec/vector.hpp>
+#include <proton/error.hpp>
+#include <proton/scalar.hpp>
+#include <proton/symbol.hpp>
+#include <proton/timestamp.hpp>
+#include <proton/uuid.hpp>
+#include <proton/value.hpp>
+#include <random>
+
+namespace qrt::servicebus::detail {
+namespace {
+
+using body_map = std::map<std::string, proton::value>;
+
+std::string tracking_id() {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  uuid_bytes b{};
+  for (std::size_t i = 0; i < b.size(); i += 8) {
+    const auto r = rng();
+    for (std::size_t j = 0; j < 8; ++j) b[i + j] = static_cast<std::uint8_t>(r >> (8 * j));
+  }
+  b[6] = static_cast<std::uint8_t>((b[6] & 0x0f) | 0x40);
+  b[8] = static_cast<std::uint8_t>((b[8] & 0x3f) | 0x80);
+  return lock_token_from_uuid(b);
+}
+
+proton::uuid to_proton(const uuid_bytes& b) {
+  proton::uuid u;
+  std::copy(b.begin(), b.end(), u.begin());
+  return u;
+}
+
+proton::message request(std::string_view operation, const body_map& body,
+                        std::string_view associated_link) {
+  proton::message m;
+  m.properties().put("operation", std::string(operation));
+  m.properties().put("com.microsoft:tracking-id", tracking_id());
+  if (!associated_link.empty())
+    m.properties().put("associated-link-name", std::string(associated_link));
+  m.body(body);
+  return m;
+}
+
+std::vector<proton::uuid> uuids(std::span<const uuid_bytes> tokens) {
+  std::vector<proton::uuid> out;
+  for (const auto& t : tokens) out.push_back(to_proton(t));
+  return out;
+}
+
+// A reply body as a string-keyed map; anything else is a protocol error.
+result<body_map> reply_body(const proton::message& reply, std::string_view what) {
+  try {
+    const proton::value& body = reply.body();
+    if (body.empty() || body.type() == proton::NULL_TYPE) return body_map{};
+    std::map<proton::value, proton::value> raw;
+    proton::get(body, raw);
+    body_map out;
+    for (auto& [k, v] : raw) {
+      if (k.type() == proton::STRING)
+        out.emplace(proton::get<std::string>(k), v);
+      else if (k.type() == proton::SYMBOL)
+        out.emplace(std::string(proton::get<proton::symbol>(k)), v);
+    }
+    return out;
+  } catch (const proton::error& e) {
+    return fail(errc::protocol_error,
+                std::string(what) + ": reply body is not a map (" + e.what() + ")");
+  }
+}
+
+std::int64_t as_int64(const proton::value& v) {
+  switch (v.type()) {
+    case proton::LONG:
+      return proton::get<std::int64_t>(v);
+    case proton::ULONG:
+      return static_cast<std::int64_t>(proton::get<std::uint64_t>(v));
+    case proton::INT:
+      return proton::get<std::int32_t>(v);
+    case proton::UINT:
+      return proton::get<std::uint32_t>(v);
+    case proton::BINARY: {
+      const auto b = proton::get<proton::binary>(v);  // the SDK's Long.toBytesBE form
+      std::int64_t n = 0;
+      for (auto c : b) n = (n << 8) | static_cast<std::uint8_t>(c);
+      return n;
+    }
+    default:
+      throw proton::conversion_error("expected a long");
+  }
+}
+
+time_point as_time(const proton::value& v) {
+  const auto ms = proton::get<proton::timestamp>(v).milliseconds();
+  return time_point{std::chrono::duration_cast<clock::duration>(std::chrono::milliseconds(ms))};
+}
+
+template <class F>
+auto guarded(std::string_view what, F&& f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const proton::error& e) {
+    return fail(errc::protocol_error, std::string(what) + ": malformed reply (" + e.what() + ")");
+  }
+}
+
+}  // namespace
+
+proton::message put_token_request(std::string_view audience, std::string_view token,
+                                  std::string_view type,
+                                  std::chrono::system_clock::time_point expiry) {
+  proton::message m;
+  m.properties().put("operation", "put-token");
+  m.properties().put("type", std::string(type));
+  m.properties().put("name", std::string(audience));
+  m.properties().put("expiration",
+                     proton::timestamp(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                           expiry.time_since_epoch())
+                                           .count()));
+  m.body(std::string(token));
+  return m;
+}
+
+proton::message renew_lock_request(std::span<const uuid_bytes> lock_tokens,
+                                   std::string_view associated_link) {
+  return request("com.microsoft:renew-lock", {{"lock-tokens", uuids(lock_tokens)}},
+                 associated_link);
+}
+
+proton::message peek_request(std::int64_t from_sequence, std::int32_t count,
+                             const std::optional<std::string>& session) {
+  body_map body{{"from-sequence-number", from_sequence}, {"message-count", count}};
+  if (session) body.emplace("session-id", *session);
+  return request("com.microsoft:peek-message", body, {});
+}
+
+proton::message schedule_request(const std::vector<scheduled_entry>& entries) {
+  std::vector<proton::value> list;
+  for (const auto& e : entries) {
+    body_map entry{{"message", proton::binary(e.encoded.begin(), e.encoded.end())},
+                   {"message-id", e.message_id}};
+    if (e.session) entry.emplace("session-id", *e.session);
+    list.emplace_back(entry);
+  }
+  return request("com.microsoft:schedule-message", {{"messages", list}}, {});
+}
+
+proton::message cancel_scheduled_request(std::span<const std::int64_t> sequence_numbers) {
+  return request("com.microsoft:cancel-scheduled-message",
+                 {{"sequence-numbers",
+                   std::vector<std::int64_t>(sequence_numbers.begin(), sequence_numbers.end())}},
+                 {});
+}
+
+proton::message receive_by_sequence_request(std::span<const std::int64_t> sequence_numbers,
+                                            const std::optional<std::string>& session) {
+  body_map body{{"sequence-numbers",
+                 std::vector<std::int64_t>(sequence_numbers.begin(), sequence_numbers.end())},
+                {"receiver-settle-mode", std::uint32_t{1}}};  // peek-lock
+  if (session) body.emplace("session-id", *session);
+  return request("com.microsoft:receive-by-sequence-number", body, {});
+}
+
+proton::message update_disposition_request(std::span<const uuid_bytes> lock_tokens,
+                                           std::string_view disposition,
+                                           std::string_view dead_letter_reason,
+                                           std::string_view dead_letter_description,
+                                           const std::optional<std::string>& session) {
+  body_map body{{"lock-tokens", uuids(lock_tokens)},
+                {"disposition-status", std::string(disposition)}};
+  if (!dead_letter_reason.empty())
+    body.emplace("deadletter-reason", std::string(dead_letter_reason));
+  if (!dead_letter_description.empty()) {
+    body.emplace("deadletter-description", std::string(dead_letter_description));
+  }
+  if (session) body.emplace("session-id", *session);
+  return request("com.microsoft:update-disposition", body, {});
+}
+
+proton::message renew_session_lock_request(std::string_view session,
+                                           std::string_view associated_link) {
+  return request("com.microsoft:renew-session-lock", {{"session-id", std::string(session)}},
+                 associated_link);
+}
+
+proton::message get_session_state_request(std::string_view session,
+                                          std::string_view associated_link) {
+  return request("com.microsoft:get-session-state", {{"session-id", std::string(session)}},
+                 associated_link);
+}
+
+proton::message set_session_state_request(std::string_view session,
+                                          const std::optional<std::string>& state,
+                                          std::string_view associated_link) {
+  body_map body{{"session-id", std::string(session)}};
+  if (state)
+    body.emplace("session-state", proton::binary(state->begin(), state->end()));
+  else
+    body.emplace("session-state", proton::value{});
+  return request("com.microsoft:set-session-state", body, associated_link);
+}
+
+result<int> response_status(const proton::message& reply, std::string_view what) {
+  return guarded(what, [&]() -> result<int> {
+    const auto& props = reply.properties();
+    proton::scalar status;
+    for (const char* key : {"statusCode", "status-code"}) {
+      if (props.exists(key)) {
+        status = props.get(key);
+        break;
+      }
+    }
+    if (status.empty())
+      return fail(errc::protocol_error, std::string(what) + ": reply has no status code");
+    const int code = static_cast<int>(proton::coerce<std::int64_t>(status));
+    auto text = [&](const char* a, const char* b) -> std::string {
+      for (const char* key : {a, b}) {
+        if (props.exists(key)) {
+          const auto v = props.get(key);
+          if (v.type() == proton::STRING) return proton::get<std::string>(v);
+          if (v.type() == proton::SYMBOL) return std::string(proton::get<proton::symbol>(v));
+        }
+      }
+      return {};
+    };
+    auto ok = check_status(code, text("errorCondition", "error-condition"),
+                           text("statusDescription", "status-description"), what);
+    if (!ok) return ok.error();
+    return code;
+  });
+}
+
+result<std::vector<time_point>> parse_renew_lock_response(const proton::message& reply) {
+  constexpr std::string_view what = "renew-lock";
+  if (auto s = response_status(reply, what); !s) return s.error();
+  auto body = reply_body(reply, what);
+  if (!body) return body.error();
+  return guarded(what, [&]() -> result<std::vector<time_point>> {
+    const auto it = body->find("expirations");
+    if (it == body->end())
+      return fail(errc::protocol_error, "renew-lock: reply has no expirations");
+    std::vector<proton::timestamp> stamps;
+    proton::get(it->second, stamps);
+    std::vector<time_point> out;
+    for (auto t : stamps) {
+      out.push_back(time_point{std::chrono::duration_cast<clock::duration>(
+          std::chrono::milliseconds(t.milliseconds()))});
+    }
+    return out;
+  });
+}
+
+result<time_point> parse_renew_session_lock_response(const proton::message& reply) {
+  constexpr std::string_view what = "renew-session-lock";
+  if (auto s = response_status(reply, what); !s) return s.error();
+  auto body = reply_body(reply, what);
+  if (!body) return body.error();
+  return guarded(what, [&]() -> result<time_point> {
+    const auto it = body->find("expiration");
+    if (it == body->end())
+      return fail(errc::protocol_error, "renew-session-lock: reply has no expiration");
+    return as_time(it->second);
+  });
+}
+
+result<std::vector<std::int64_t>> parse_schedule_response(const proton::message& reply) {
+  constexpr std::string_view what = "schedule-message";
+  if (auto s = response_status(reply, what); !s) return s.error();
+  auto body = reply_body(reply, what);
+  if (!body) return body.error();
+  return guarded(what, [&]() -> result<std::vector<std::int64_t>> {
+    const auto it = body->find("sequence-numbers");
+    if (it == body->end())
+      return fail(errc::protocol_error, "schedule-message: reply has no sequence-numbers");
+    std::vector<proton::value> items;
+    proton::get(it->second, items);
+    std::vector<std::int64_t> out;
+    for (const auto& v : items) out.push_back(as_int64(v));
+    return out;
+  });
+}
+
+result<std::optional<std::string>> parse_session_state_response(const proton::message& reply) {
+  constexpr std::string_view what = "get-session-state";
+  if (auto s = response_status(reply, what); !s) return s.error();
+  auto body = reply_body(reply, what);
+  if (!body) return body.error();
+  return guarded(what, [&]() -> result<std::optional<std::string>> {
+    const auto it = body->find("session-state");
+    if (it == body->end() || it->second.empty() || it->second.type() == proton::NULL_TYPE) {
+      return std::optional<std::string>{};
+    }
+    const auto b = proton::get<proton::binary>(it->second);
+    return std::optional<std::string>{std::string(b.begin(), b.end())};
+  });
+}
+
+result<std::vector<message_entry>> parse_messages_response(const proton::message& reply) {
+  constexpr std::string_view what = "message request";
+  auto status = response_status(reply, what);
+  if (!status) return status.error();
+  if (*status == 204) return std::vector<message_entry>{};
+  auto body = reply_body(reply, what);
+  if (!body) return body.error();
+  return guarded(what, [&]() -> result<std::vector<message_entry>> {
+    const auto it = body->find("messages");
+    if (it == body->end()) return std::vector<message_entry>{};
+    std::vector<proton::value> items;
+    proton::get(it->second, items);
+    std::vector<message_entry> out;
+    for (const auto& item : items) {
+      std::map<std::string, proton::value> entry;
+      proton::get(item, entry);
+      const auto m = entry.find("message");
+      if (m == entry.end())
+        return fail(errc::protocol_error, "message request: entry without message");
+      const auto bytes = proton::get<proton::binary>(m->second);
+      message_entry e;
+      e.message.decode(std::vector<char>(bytes.begin(), bytes.end()));
+      if (const auto t = entry.find("lock-token"); t != entry.end()) {
+        const auto u = proton::get<proton::uuid>(t->second);
+        uuid_bytes b{};
+        std::copy(u.begin(), u.end(), b.begin());
+        e.lock_token = b;
+      }
+      out.push_back(std::move(e));
+    }
+    return out;
+  });
+}
+
+}  // namespace qrt::servicebus::detail

@@ -1,0 +1,73 @@
+// Request and response bodies of the Service Bus $management node (and the $cbs put-token), as
+// Proton messages. Pure: no links, no I/O; the provider sends what these build and hands the
+// replies to the parsers.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <proton/message.hpp>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "wire.hpp"
+
+namespace qrt::servicebus::detail {
+
+/// put-token on $cbs: `audience` is "sb://host/entity", `token` a SharedAccessSignature (type
+/// "servicebus.windows.net:sastoken") or an Azure AD token (type "jwt").
+proton::message put_token_request(std::string_view audience, std::string_view token,
+                                  std::string_view type,
+                                  std::chrono::system_clock::time_point expiry);
+
+/// Each request carries operation, com.microsoft:tracking-id and, when given, the
+/// associated-link-name (so the service can find the locks a link holds).
+proton::message renew_lock_request(std::span<const uuid_bytes> lock_tokens,
+                                   std::string_view associated_link);
+proton::message peek_request(std::int64_t from_sequence, std::int32_t count,
+                             const std::optional<std::string>& session);
+/// `encoded_messages`: complete AMQP messages with message-id and x-opt-scheduled-enqueue-time.
+struct scheduled_entry {
+  std::vector<char> encoded;
+  std::string message_id;
+  std::optional<std::string> session;
+};
+proton::message schedule_request(const std::vector<scheduled_entry>& entries);
+proton::message cancel_scheduled_request(std::span<const std::int64_t> sequence_numbers);
+proton::message receive_by_sequence_request(std::span<const std::int64_t> sequence_numbers,
+                                            const std::optional<std::string>& session);
+/// disposition: "completed", "abandoned", "defered" (sic, the service's spelling), "suspended".
+proton::message update_disposition_request(std::span<const uuid_bytes> lock_tokens,
+                                           std::string_view disposition,
+                                           std::string_view dead_letter_reason,
+                                           std::string_view dead_letter_description,
+                                           const std::optional<std::string>& session);
+proton::message renew_session_lock_request(std::string_view session,
+                                           std::string_view associated_link);
+proton::message get_session_state_request(std::string_view session,
+                                          std::string_view associated_link);
+proton::message set_session_state_request(std::string_view session,
+                                          const std::optional<std::string>& state,
+                                          std::string_view associated_link);
+
+/// The reply's status: statusCode/statusDescription/errorCondition on $management and
+/// status-code/status-description on $cbs (both spellings are accepted). `what` names the
+/// operation in errors.
+result<int> response_status(const proton::message& reply, std::string_view what);
+
+result<std::vector<time_point>> parse_renew_lock_response(const proton::message& reply);
+result<time_point> parse_renew_session_lock_response(const proton::message& reply);
+result<std::vector<std::int64_t>> parse_schedule_response(const proton::message& reply);
+/// nullopt: the session has no state.
+result<std::optional<std::string>> parse_session_state_response(const proton::message& reply);
+
+/// peek-message and receive-by-sequence-number replies: each entry an encoded message and, for
+/// received (locked) messages, its lock token. A 204 reply is an empty list.
+struct message_entry {
+  proton::message message;
+  std::optional<uuid_bytes> lock_token;
+};
+result<std::vector<message_entry>> parse_messages_response(const proton::message& reply);
+
+}  // namespace qrt::servicebus::detail

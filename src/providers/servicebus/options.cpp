@@ -1,0 +1,97 @@
+// The public options of the Service Bus provider: presets and configuration parsing.
+#include <qrt/servicebus.hpp>
+
+#include "connection_string.hpp"
+
+namespace qrt::servicebus {
+
+options options::for_high_throughput() {
+  options o;
+  o.max_concurrent_calls = 32;
+  o.prefetch_count = 50;
+  o.max_auto_lock_renewal_duration = std::chrono::minutes(10);
+  return o;
+}
+
+options options::for_low_latency() {
+  options o;
+  o.max_concurrent_calls = 4;
+  o.prefetch_count = 1;
+  return o;
+}
+
+result<options> options_from_config(const config& cfg) {
+  if (auto r = cfg.reject_unknown(
+          {"provider", "preset", "connection_string", "transport_type", "max_concurrent_calls",
+           "prefetch_count", "max_auto_lock_renewal_duration", "token_lifetime",
+           "operation_timeout", "max_message_bytes", "tls_verify", "test_peer_admin"});
+      !r) {
+    return r.error();
+  }
+  options o;
+  auto preset = cfg.get_string("preset", std::string());
+  if (!preset) return preset.error();
+  if (*preset == "high_throughput") {
+    o = options::for_high_throughput();
+  } else if (*preset == "low_latency") {
+    o = options::for_low_latency();
+  } else if (!preset->empty()) {
+    return fail(errc::configuration_error,
+                "servicebus: field 'preset' must be high_throughput or "
+                "low_latency, not '" +
+                    *preset + "'");
+  }
+#define QRT_TRY(var, expr) \
+  auto var = (expr);       \
+  if (!var) return var.error()
+  QRT_TRY(cs, cfg.get_string("connection_string", std::string()));
+  if (cs->empty()) {
+    return fail(
+        errc::configuration_error,
+        "servicebus: field 'connection_string' is required (QRT_SERVICEBUS__CONNECTION_STRING)");
+  }
+  if (auto parsed = detail::parse_connection_string(*cs); !parsed) return parsed.error();
+  o.connection_string = *cs;
+  QRT_TRY(transport, cfg.get_string("transport_type", std::string("amqp")));
+  if (*transport == "amqp") {
+    o.transport = transport_type::amqp;
+  } else if (*transport == "amqp_websockets") {
+    o.transport = transport_type::amqp_websockets;
+  } else {
+    return fail(errc::configuration_error,
+                "servicebus: field 'transport_type' must be amqp or "
+                "amqp_websockets, not '" +
+                    *transport + "'");
+  }
+  QRT_TRY(calls, cfg.get_uint("max_concurrent_calls", o.max_concurrent_calls, 1, 10'000));
+  o.max_concurrent_calls = *calls;
+  QRT_TRY(prefetch, cfg.get_uint("prefetch_count", o.prefetch_count, 0, 100'000));
+  o.prefetch_count = static_cast<std::uint32_t>(*prefetch);
+  QRT_TRY(renewal,
+          cfg.get_duration("max_auto_lock_renewal_duration", o.max_auto_lock_renewal_duration));
+  o.max_auto_lock_renewal_duration = *renewal;
+  QRT_TRY(lifetime, cfg.get_duration("token_lifetime", o.token_lifetime));
+  if (*lifetime < std::chrono::minutes(1)) {
+    return fail(errc::configuration_error,
+                "servicebus: field 'token_lifetime' must be at least 1m");
+  }
+  o.token_lifetime = *lifetime;
+  QRT_TRY(timeout, cfg.get_duration("operation_timeout", o.operation_timeout));
+  o.operation_timeout = *timeout;
+  QRT_TRY(max_bytes, cfg.get_uint("max_message_bytes", o.max_message_bytes, 1024, 100ull << 20));
+  o.max_message_bytes = *max_bytes;
+  QRT_TRY(verify, cfg.get_bool("tls_verify", o.tls_verify));
+  o.tls_verify = *verify;
+  QRT_TRY(admin, cfg.get_bool("test_peer_admin", o.test_peer_admin));
+  o.test_peer_admin = *admin;
+#undef QRT_TRY
+  if (o.transport == transport_type::amqp_websockets) {
+    return fail(
+        errc::configuration_error,
+        "servicebus: transport_type amqp_websockets (AMQP over WebSockets, port 443) is not "
+        "built; use amqp (TCP 5671 with TLS)");
+  }
+  return o;
+}
+
+}  // namespace qrt::servicebus

@@ -1,0 +1,759 @@
+// The Service Bus provider: qrt::provider over one AMQP connection (src/providers/amqp), with the
+// Service Bus extensions on top: CBS tokens, lock tokens, annotations, sessions, $management.
+#include <atomic>
+#include <map>
+#include <mutex>
+#include <proton/annotation_key.hpp>
+#include <proton/codec/map.hpp>
+#include <proton/scalar.hpp>
+#include <proton/symbol.hpp>
+#include <proton/timestamp.hpp>
+#include <qrt/servicebus.hpp>
+#include <random>
+
+#include "connection_string.hpp"
+#include "management.hpp"
+#include "providers/amqp/connection.hpp"
+#include "providers/amqp/mapping.hpp"
+#include "sas.hpp"
+#include "wire.hpp"
+
+namespace qrt::servicebus {
+namespace {
+
+namespace amqp = qrt::amqp::detail;
+using detail::connection_string;
+
+constexpr const char* session_filter = "com.microsoft:session-filter";
+constexpr const char* locked_until_utc = "com.microsoft:locked-until-utc";
+constexpr const char* timeout_property = "com.microsoft:timeout";
+constexpr const char* dead_letter_condition = "com.microsoft:dead-letter";
+
+std::atomic<std::uint64_t> next_provider_id{1};
+
+/// Bytes kept back from the service's message size limit for AMQP encoding overhead.
+constexpr std::size_t encoding_reserve = 8 * 1024;
+
+std::string random_id() {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  static constexpr char digits[] = "0123456789abcdef";
+  std::string out(32, '0');
+  for (std::size_t i = 0; i < out.size(); i += 16) {
+    std::uint64_t v = rng();
+    for (std::size_t j = 0; j < 16; ++j, v >>= 4) out[i + j] = digits[v & 0xF];
+  }
+  return out;
+}
+
+/// The AMQP core maps conditions it knows; Service Bus adds its own (com.microsoft:*).
+error remap(error e) {
+  if (e.provider_code.rfind("com.microsoft:", 0) == 0) {
+    const error mapped = detail::error_from_condition(e.provider_code, "", "");
+    e.code = mapped.code;
+    e.kind = mapped.kind;
+    e.retry_after = mapped.retry_after;
+  }
+  return e;
+}
+
+template <class T>
+result<T> remap(result<T> r) {
+  if (!r) return remap(r.error());
+  return r;
+}
+
+std::optional<proton::value> annotation(const proton::message& m, const char* key) {
+  const auto& annotations = m.message_annotations();
+  const proton::annotation_key k{proton::symbol(key)};
+  if (!annotations.exists(k)) return std::nullopt;
+  return proton::value(annotations.get(k));
+}
+
+time_point timestamp_of(const proton::value& v) {
+  return time_point{std::chrono::duration_cast<clock::duration>(
+      milliseconds(proton::get<proton::timestamp>(v).milliseconds()))};
+}
+
+/// An AMQP message read the Service Bus way: annotations for sequence number, enqueued time and
+/// lock expiry, dead-letter reason/description from the application properties.
+received_message from_wire(const proton::message& wire) {
+  received_message m = amqp::from_proton(wire);
+  try {
+    if (auto v = annotation(wire, "x-opt-sequence-number")) {
+      if (v->type() == proton::LONG) m.sequence_number = proton::get<std::int64_t>(*v);
+    }
+    if (auto v = annotation(wire, "x-opt-enqueued-time"); v && v->type() == proton::TIMESTAMP) {
+      m.enqueued_time = timestamp_of(*v);
+    }
+    if (auto v = annotation(wire, "x-opt-locked-until"); v && v->type() == proton::TIMESTAMP) {
+      m.locked_until = timestamp_of(*v);
+    }
+    if (auto v = annotation(wire, "x-opt-scheduled-enqueue-time");
+        v && v->type() == proton::TIMESTAMP) {
+      m.scheduled_enqueue_time = timestamp_of(*v);
+    }
+  } catch (const proton::error&) {
+    // a malformed annotation leaves the field at its default; the message itself is intact
+  }
+  const auto reason = m.attributes.find("DeadLetterReason");
+  const auto description = m.attributes.find("DeadLetterErrorDescription");
+  if (reason != m.attributes.end() || description != m.attributes.end()) {
+    dead_letter_info info;
+    if (reason != m.attributes.end()) info.reason = reason->second;
+    if (description != m.attributes.end()) info.description = description->second;
+    m.dead_letter = std::move(info);
+    m.attributes.erase("DeadLetterReason");
+    m.attributes.erase("DeadLetterErrorDescription");
+  }
+  return m;
+}
+
+/// receipt.token = "<lock token> <entity>": what renew-lock needs; settlement uses the delivery.
+std::string receipt_token(const std::string& lock_token, const std::string& entity) {
+  return lock_token + " " + entity;
+}
+std::pair<std::string, std::string> split_receipt_token(const std::string& token) {
+  const auto space = token.find(' ');
+  if (space == std::string::npos) return {token, {}};
+  return {token.substr(0, space), token.substr(space + 1)};
+}
+
+class servicebus_provider;
+
+class servicebus_session final : public session_receiver {
+ public:
+  servicebus_session(std::shared_ptr<servicebus_provider> owner, std::string entity,
+                     std::string link_id, amqp::receiver_spec spec, session_id id,
+                     time_point locked_until)
+      : owner_(std::move(owner)),
+        entity_(std::move(entity)),
+        link_id_(std::move(link_id)),
+        spec_(std::move(spec)),
+        id_(std::move(id)),
+        locked_until_ms_(
+            std::chrono::duration_cast<milliseconds>(locked_until.time_since_epoch()).count()) {}
+
+  const session_id& id() const noexcept override { return id_; }
+  time_point locked_until() const noexcept override {
+    return time_point{
+        std::chrono::duration_cast<clock::duration>(milliseconds(locked_until_ms_.load()))};
+  }
+
+  awaitable<result<std::vector<received_message>>> receive(std::size_t max_messages,
+                                                           milliseconds wait) override;
+  awaitable<std::vector<result<void>>> settle(std::vector<settlement> settlements) override;
+  awaitable<result<time_point>> renew_session_lock() override;
+  awaitable<result<std::string>> get_state() override;
+  awaitable<result<void>> set_state(std::string state) override;
+  awaitable<result<void>> close() override;
+
+ private:
+  bool lock_lost() const noexcept;
+  error lock_lost_error() const;
+  std::shared_ptr<servicebus_provider> owner_;
+  std::string entity_;
+  std::string link_id_;
+  amqp::receiver_spec spec_;
+  session_id id_;
+  std::atomic<std::int64_t> locked_until_ms_;
+  std::atomic<bool> closed_{false};
+};
+
+class servicebus_provider final : public provider,
+                                  public std::enable_shared_from_this<servicebus_provider> {
+ public:
+  servicebus_provider(options opts, connection_string cs, std::shared_ptr<amqp::connection> conn)
+      : opts_(std::move(opts)),
+        cs_(std::move(cs)),
+        conn_(std::move(conn)),
+        id_(next_provider_id++) {
+    caps_.sessions = session_support::native;
+    caps_.max_batch_messages = 1000;  // one transfer per message, pipelined on one link
+    caps_.max_batch_bytes = 0;
+    // The service's limit counts the encoded message; qrt's counts body plus attributes. Keep a
+    // reserve for the AMQP sections and system properties so that a message qrt admits fits.
+    caps_.max_message_bytes = opts_.max_message_bytes > 4 * encoding_reserve
+                                  ? opts_.max_message_bytes - encoding_reserve
+                                  : opts_.max_message_bytes;
+    caps_.peek = true;
+    caps_.scheduling = true;
+    caps_.time_to_live = true;
+    caps_.abandon = true;
+    caps_.lock_renewal = true;
+    caps_.dead_letter_queue = true;
+    caps_.max_delivery_count = true;
+    caps_.session_state = true;
+    caps_.queue_management = opts_.test_peer_admin;
+  }
+
+  ~servicebus_provider() override { conn_->close(); }
+
+  std::string_view name() const noexcept override { return "servicebus"; }
+  const capabilities& caps() const noexcept override { return caps_; }
+
+  // ----- queue management (test peer only) -----
+
+  awaitable<result<void>> create_queue(const queue_name& queue, const queue_options& o) override {
+    if (!opts_.test_peer_admin) co_return no_management("create_queue");
+    proton::message m;
+    m.properties().put("operation", "create-queue");
+    m.properties().put("queue", queue.parent().str());
+    std::map<std::string, proton::value> body{
+        {"lock-duration-ms", static_cast<std::int64_t>(o.lock_duration.count())},
+        {"max-delivery-count", static_cast<std::int64_t>(o.max_delivery_count)},
+        {"requires-session", o.requires_session},
+        {"dead-letter-on-expiration", o.dead_letter_on_expiration}};
+    m.body(body);
+    auto reply = co_await admin(std::move(m));
+    if (!reply) co_return reply.error();
+    co_return result<void>{};
+  }
+
+  awaitable<result<void>> delete_queue(const queue_name& queue) override {
+    if (!opts_.test_peer_admin) co_return no_management("delete_queue");
+    proton::message m;
+    m.properties().put("operation", "delete-queue");
+    m.properties().put("queue", queue.parent().str());
+    auto reply = co_await admin(std::move(m));
+    if (!reply) co_return reply.error();
+    co_return result<void>{};
+  }
+
+  awaitable<result<queue_stats>> stats(const queue_name& queue) override {
+    if (!opts_.test_peer_admin) co_return queue_stats{};  // a namespace reports these over ARM
+    proton::message m;
+    m.properties().put("operation", "queue-stats");
+    m.properties().put("queue", queue.to_string());
+    auto reply = co_await admin(std::move(m));
+    if (!reply) co_return reply.error();
+    try {
+      std::map<std::string, proton::value> body;
+      proton::get(reply->body(), body);
+      auto count = [&](const char* key) -> std::int64_t {
+        const auto it = body.find(key);
+        return it == body.end() ? -1 : proton::coerce<std::int64_t>(it->second);
+      };
+      queue_stats s;
+      s.active = count("active");
+      s.in_flight = count("locked");
+      s.scheduled = count("scheduled");
+      s.dead_lettered = count("deadLettered");
+      s.expired = static_cast<std::uint64_t>(std::max<std::int64_t>(0, count("expired")));
+      co_return s;
+    } catch (const proton::error& e) {
+      co_return fail(errc::protocol_error,
+                     std::string("servicebus: malformed queue-stats reply: ") + e.what());
+    }
+  }
+
+  // ----- send / receive -----
+
+  awaitable<result<std::vector<send_outcome>>> send(const queue_name& queue,
+                                                    std::vector<message> messages,
+                                                    milliseconds timeout) override {
+    if (queue.is_dead_letter()) {
+      co_return fail(errc::invalid_argument, "servicebus: cannot send to the dead-letter queue '" +
+                                                 queue.to_string() + "'");
+    }
+    const std::string entity = queue.str();
+    std::vector<proton::message> wire;
+    std::vector<message_id> ids;
+    std::vector<std::optional<error>> refused(messages.size());  // oversize: never sent
+    wire.reserve(messages.size());
+    for (std::size_t i = 0; i < messages.size(); ++i) {
+      auto& m = messages[i];
+      if (m.wire_size() > caps_.max_message_bytes) {
+        refused[i] = fail(errc::message_too_large,
+                          std::string("servicebus: a message of ") + std::to_string(m.wire_size()) +
+                              " bytes exceeds the limit of " +
+                              std::to_string(caps_.max_message_bytes) + " bytes");
+        continue;
+      }
+      if (m.id.empty()) m.id = random_id();
+      ids.push_back(m.id);
+      proton::message w = amqp::to_proton(m);
+      if (m.scheduled_enqueue_time) {
+        // The service holds a message with this annotation until its time (as ScheduleMessage).
+        w.message_annotations().put(
+            proton::symbol("x-opt-scheduled-enqueue-time"),
+            proton::timestamp(std::chrono::duration_cast<milliseconds>(
+                                  m.scheduled_enqueue_time->time_since_epoch())
+                                  .count()));
+      }
+      wire.push_back(std::move(w));
+    }
+    for (int attempt = 0;; ++attempt) {
+      if (auto a = co_await authorize(entity); !a) co_return a.error();
+      std::vector<result<void>> results;
+      if (!wire.empty()) {
+        auto sent = co_await conn_->send(entity, wire, timeout);
+        if (!sent && retry_after_reauth(sent.error(), attempt)) continue;
+        if (!sent) co_return remap(sent.error());
+        results = std::move(*sent);
+      }
+      std::vector<send_outcome> out;
+      out.reserve(messages.size());
+      std::size_t next = 0;
+      for (std::size_t i = 0; i < messages.size(); ++i) {
+        if (refused[i]) {
+          out.emplace_back(*refused[i]);
+        } else if (results[next]) {
+          out.emplace_back(std::move(ids[next++]));
+        } else {
+          out.emplace_back(remap(results[next++].error()));
+        }
+      }
+      co_return out;
+    }
+  }
+
+  awaitable<result<std::vector<received_message>>> receive(const queue_name& queue,
+                                                           std::size_t max_messages,
+                                                           milliseconds wait) override {
+    if (max_messages == 0)
+      co_return fail(errc::invalid_argument, "servicebus: receive needs max_messages >= 1");
+    const std::string entity = queue.to_string();
+    amqp::receiver_spec spec;
+    spec.address = entity;
+    spec.prefetch = opts_.prefetch_count;
+    co_return co_await receive_on("queue:" + entity, entity, spec, max_messages, wait);
+  }
+
+  awaitable<result<std::vector<received_message>>> receive_on(std::string link_id,
+                                                              std::string entity,
+                                                              amqp::receiver_spec spec,
+                                                              std::size_t max, milliseconds wait) {
+    for (int attempt = 0;; ++attempt) {
+      if (auto a = co_await authorize(entity); !a) co_return a.error();
+      auto got = co_await conn_->receive(link_id, spec, max, wait);
+      if (!got && retry_after_reauth(got.error(), attempt)) continue;
+      if (!got) co_return remap(got.error());
+      std::vector<received_message> out;
+      out.reserve(got->size());
+      for (auto& in : *got) {
+        received_message m = from_wire(in.message);
+        const auto* tag = reinterpret_cast<const std::uint8_t*>(in.tag.data());
+        auto token = detail::lock_token_from_delivery_tag({tag, in.tag.size()});
+        if (!token) {
+          // Without a lock token the message cannot be renewed; settle through the delivery.
+          token = std::string("00000000-0000-0000-0000-000000000000");
+        }
+        if (m.locked_until == time_point{}) m.locked_until = time_point::max();
+        m.receipt.owner = id_;
+        m.receipt.queue = in.ref.link;
+        m.receipt.item = in.ref.seq;
+        m.receipt.lock = conn_->generation();
+        m.receipt.token = receipt_token(*token, entity);
+        remember_lock(*token, m.locked_until);
+        out.push_back(std::move(m));
+      }
+      co_return out;
+    }
+  }
+
+  awaitable<result<std::vector<received_message>>> peek(const queue_name& queue,
+                                                        std::size_t max_messages,
+                                                        std::int64_t from_sequence) override {
+    if (max_messages == 0)
+      co_return fail(errc::invalid_argument, "servicebus: peek needs max_messages >= 1");
+    auto reply = co_await management(
+        queue.to_string(), detail::peek_request(std::max<std::int64_t>(from_sequence, 1),
+                                                static_cast<std::int32_t>(
+                                                    std::min<std::size_t>(max_messages, INT32_MAX)),
+                                                std::nullopt));
+    if (!reply) co_return reply.error();
+    auto entries = detail::parse_messages_response(*reply);
+    if (!entries) co_return entries.error();
+    std::vector<received_message> out;
+    for (auto& e : *entries) {
+      received_message m = from_wire(e.message);
+      m.locked_until = time_point{};
+      out.push_back(std::move(m));
+    }
+    co_return out;
+  }
+
+  // ----- settlement and locks -----
+
+  awaitable<std::vector<result<void>>> settle(std::vector<settlement> settlements) override {
+    std::vector<result<void>> out(settlements.size());
+    std::vector<std::pair<amqp::delivery_ref, amqp::outcome>> items;
+    std::vector<std::size_t> positions;
+    const auto now = clock::now();
+    for (std::size_t i = 0; i < settlements.size(); ++i) {
+      const auto& s = settlements[i];
+      if (s.receipt.owner != id_) {
+        out[i] =
+            fail(errc::invalid_receipt, "servicebus: the receipt was not issued by this provider");
+        continue;
+      }
+      const auto lock_token = split_receipt_token(s.receipt.token).first;
+      if (const auto until = lock_expiry(lock_token); until && *until < now) {
+        out[i] = fail(errc::receipt_expired,
+                      "servicebus: the lock on this message expired; it will be "
+                      "delivered again",
+                      "com.microsoft:message-lock-lost");
+        continue;
+      }
+      amqp::outcome how;
+      switch (s.action) {
+        case settle_action::complete:
+          how = amqp::outcome::accepted();
+          break;
+        case settle_action::abandon:
+          how = amqp::outcome::modified(false, false);
+          break;
+        case settle_action::dead_letter:
+          how = amqp::outcome::rejected(
+              dead_letter_condition, s.description,
+              {{"DeadLetterReason", s.reason}, {"DeadLetterErrorDescription", s.description}});
+          break;
+      }
+      items.emplace_back(amqp::delivery_ref{s.receipt.queue, s.receipt.item}, std::move(how));
+      positions.push_back(i);
+    }
+    if (!items.empty()) {
+      auto results = co_await conn_->settle(std::move(items));
+      for (std::size_t j = 0; j < positions.size(); ++j) {
+        out[positions[j]] = results[j] ? result<void>{} : result<void>{remap(results[j].error())};
+        if (results[j])
+          forget_lock(split_receipt_token(settlements[positions[j]].receipt.token).first);
+      }
+    }
+    co_return out;
+  }
+
+  awaitable<result<time_point>> renew_lock(const receipt_handle& receipt) override {
+    if (receipt.owner != id_)
+      co_return fail(errc::invalid_receipt,
+                     "servicebus: the receipt was not issued by this provider");
+    const auto [lock_token, entity] = split_receipt_token(receipt.token);
+    auto uuid = detail::uuid_from_lock_token(lock_token);
+    if (!uuid || entity.empty())
+      co_return fail(errc::invalid_receipt, "servicebus: the receipt has no lock token");
+    if (!lock_expiry(lock_token)) {
+      co_return fail(errc::invalid_receipt,
+                     "servicebus: the message of this receipt was already settled");
+    }
+    const detail::uuid_bytes tokens[] = {*uuid};
+    auto reply = co_await management(entity, detail::renew_lock_request(tokens, {}));
+    if (!reply) co_return reply.error();
+    auto expirations = detail::parse_renew_lock_response(*reply);
+    if (!expirations) co_return expirations.error();
+    if (expirations->empty())
+      co_return fail(errc::protocol_error, "servicebus: renew-lock reply has no expiration");
+    remember_lock(lock_token, expirations->front());
+    co_return expirations->front();
+  }
+
+  // ----- sessions -----
+
+  awaitable<result<std::shared_ptr<session_receiver>>> accept_session(
+      const queue_name& queue, std::optional<session_id> session, milliseconds wait) override {
+    const std::string entity = queue.to_string();
+    if (auto a = co_await authorize(entity); !a) co_return a.error();
+    amqp::receiver_spec spec;
+    spec.address = entity;
+    spec.prefetch = opts_.prefetch_count;
+    spec.filters.put(proton::symbol(session_filter),
+                     session ? proton::value(session->str()) : proton::value());
+    spec.properties[proton::symbol(timeout_property)] =
+        proton::value(static_cast<std::uint32_t>(std::min<std::int64_t>(wait.count(), UINT32_MAX)));
+    const std::string link_id =
+        "session:" + entity + std::string(":") + std::to_string(next_session_link_++);
+    auto info = co_await conn_->open_receiver(link_id, spec, wait + opts_.operation_timeout);
+    if (!info) {
+      co_await conn_->close_receiver(link_id);
+      co_return remap(info.error());
+    }
+    // A refused session attach is answered with an attach without the filter echoed, then a
+    // detach (com.microsoft:session-cannot-be-locked, or com.microsoft:timeout when no session
+    // became free): the AMQP core reports the attach, so the missing echo is the refusal.
+    if (!info->remote_filters.exists(proton::symbol(session_filter))) {
+      co_await conn_->close_receiver(link_id);
+      if (session) {
+        co_return fail(errc::session_locked,
+                       "servicebus: session '" + session->str() + "' of '" + entity +
+                           "' cannot be locked: another receiver may hold it",
+                       "com.microsoft:session-cannot-be-locked");
+      }
+      co_return fail(errc::timeout,
+                     "servicebus: no unlocked session of '" + entity +
+                         std::string("' became available within ") + std::to_string(wait.count()) +
+                         " ms",
+                     "com.microsoft:timeout");
+    }
+    std::string chosen;
+    time_point locked_until = clock::now();
+    std::optional<error> malformed;
+    try {
+      const proton::symbol key(session_filter);
+      if (info->remote_filters.exists(key)) {
+        const auto v = info->remote_filters.get(key);
+        if (v.type() == proton::STRING) chosen = proton::get<std::string>(v);
+      }
+      const auto it = info->remote_properties.find(proton::symbol(locked_until_utc));
+      if (it != info->remote_properties.end()) {
+        locked_until = detail::from_dotnet_ticks(proton::coerce<std::int64_t>(it->second));
+      }
+    } catch (const proton::error& e) {
+      malformed = fail(errc::protocol_error,
+                       std::string("servicebus: malformed session attach: ") + e.what());
+    }
+    if (malformed) {
+      co_await conn_->close_receiver(link_id);
+      co_return *malformed;
+    }
+    if (chosen.empty() && session) chosen = session->str();
+    auto id = session_id::parse(chosen);
+    if (!id) {
+      co_await conn_->close_receiver(link_id);
+      co_return fail(errc::protocol_error,
+                     "servicebus: the service attached a session receiver without a session id");
+    }
+    // Re-attaching after a connection loss must ask for the same session, not the next one.
+    spec.filters.put(proton::symbol(session_filter), proton::value(id->str()));
+    co_return std::shared_ptr<session_receiver>(std::make_shared<servicebus_session>(
+        shared_from_this(), entity, link_id, std::move(spec), std::move(*id), locked_until));
+  }
+
+  awaitable<void> close() override {
+    conn_->close();
+    co_return;
+  }
+
+  // ----- shared with sessions -----
+
+  /// A request on `<entity>/$management`, authorised first; errors mapped.
+  awaitable<result<proton::message>> management(std::string entity, proton::message request) {
+    const std::string node = entity + "/$management";
+    for (int attempt = 0;; ++attempt) {
+      if (auto a = co_await authorize(node); !a) co_return a.error();
+      auto reply = co_await conn_->request(node, request, opts_.operation_timeout);
+      if (!reply && retry_after_reauth(reply.error(), attempt)) continue;
+      if (!reply) co_return remap(reply.error());
+      co_return reply;
+    }
+  }
+
+  awaitable<result<void>> close_link(std::string link_id) {
+    co_return co_await conn_->close_receiver(link_id);
+  }
+
+ private:
+  error no_management(const char* what) const {
+    return fail(errc::unsupported, std::string("servicebus: ") + what +
+                                       " is not done over AMQP; manage queues in the Azure portal, "
+                                       "ARM or the Service Bus administration API");
+  }
+
+  awaitable<result<proton::message>> admin(proton::message request) {
+    auto reply =
+        co_await conn_->request("$peer-admin", std::move(request), opts_.operation_timeout);
+    if (!reply) co_return remap(reply.error());
+    auto status = detail::response_status(*reply, "test peer admin");
+    if (!status && reply->properties().exists("statusCode") &&
+        proton::coerce<std::int64_t>(reply->properties().get("statusCode")) == 409) {
+      co_return reply;  // create_queue on an existing queue: nothing to do
+    }
+    if (!status) co_return status.error();
+    co_return reply;
+  }
+
+  // CBS: one token per audience and connection; replaced once 80% of its life has passed.
+  struct token_state {
+    std::uint64_t generation = 0;
+    time_point refresh_at{};
+  };
+
+  awaitable<result<void>> authorize(std::string entity) {
+    const std::string audience = cs_.audience(entity);
+    {
+      std::lock_guard lock(mutex_);
+      const auto it = tokens_.find(audience);
+      if (it != tokens_.end() && it->second.generation == conn_->generation() &&
+          clock::now() < it->second.refresh_at) {
+        co_return result<void>{};
+      }
+    }
+    const auto now = clock::now();
+    std::string token;
+    std::string type = "servicebus.windows.net:sastoken";
+    time_point expires_at;
+    if (opts_.tokens) {
+      auto t = opts_.tokens(audience);
+      if (!t) co_return t.error();
+      token = std::move(t->token);
+      type = t->type;
+      expires_at = t->expires_at;
+    } else if (!cs_.shared_access_signature.empty()) {
+      token = cs_.shared_access_signature;
+      expires_at = detail::sas_token_expiry(token, now + std::chrono::hours(1));
+    } else {
+      expires_at = now + opts_.token_lifetime;
+      token = detail::make_sas_token(audience, cs_.key_name, cs_.key, expires_at);
+    }
+    auto reply = co_await conn_->request(
+        "$cbs", detail::put_token_request(audience, token, type, expires_at),
+        opts_.operation_timeout);
+    if (!reply) co_return remap(reply.error());
+    if (auto status = detail::response_status(*reply, "put-token for '" + entity + "'"); !status) {
+      co_return status.error();
+    }
+    std::lock_guard lock(mutex_);
+    tokens_[audience] = token_state{conn_->generation(), now + (expires_at - now) * 8 / 10};
+    co_return result<void>{};
+  }
+
+  /// After a reconnect the links re-attach before a new token is put; the service then refuses
+  /// them as unauthorised. Forget the tokens and try once more.
+  bool retry_after_reauth(const error& e, int attempt) {
+    if (attempt > 0 || e.code != errc::permission) return false;
+    std::lock_guard lock(mutex_);
+    bool stale = false;
+    for (const auto& [audience, state] : tokens_) stale |= state.generation != conn_->generation();
+    if (stale) tokens_.clear();
+    return stale;
+  }
+
+  void remember_lock(const std::string& lock_token, time_point until) {
+    std::lock_guard lock(mutex_);
+    if (locks_.size() > 100'000) {
+      const auto now = clock::now();
+      std::erase_if(locks_,
+                    [&](const auto& kv) { return kv.second < now - std::chrono::minutes(5); });
+    }
+    locks_[lock_token] = until;
+  }
+  void forget_lock(const std::string& lock_token) {
+    std::lock_guard lock(mutex_);
+    locks_.erase(lock_token);
+  }
+  std::optional<time_point> lock_expiry(const std::string& lock_token) {
+    std::lock_guard lock(mutex_);
+    const auto it = locks_.find(lock_token);
+    if (it == locks_.end()) return std::nullopt;
+    return it->second;
+  }
+
+  options opts_;
+  connection_string cs_;
+  std::shared_ptr<amqp::connection> conn_;
+  std::uint64_t id_;
+  capabilities caps_;
+  std::mutex mutex_;
+  std::map<std::string, token_state> tokens_;
+  std::map<std::string, time_point> locks_;
+  std::atomic<std::uint64_t> next_session_link_{1};
+
+  friend class servicebus_session;
+};
+
+awaitable<result<std::vector<received_message>>> servicebus_session::receive(
+    std::size_t max_messages, milliseconds wait) {
+  if (closed_) co_return fail(errc::closed, "servicebus: session '" + id_.str() + "' is closed");
+  if (max_messages == 0)
+    co_return fail(errc::invalid_argument, "servicebus: receive needs max_messages >= 1");
+  auto got = co_await owner_->receive_on(link_id_, entity_, spec_, max_messages, wait);
+  if (!got) co_return got.error();
+  for (auto& m : *got) m.session = id_;
+  co_return got;
+}
+
+error servicebus_session::lock_lost_error() const {
+  return fail(errc::session_lock_lost,
+              "servicebus: the lock on session '" + id_.str() + "' of '" + entity_ +
+                  "' has expired; another receiver may hold it",
+              "com.microsoft:session-lock-lost");
+}
+
+bool servicebus_session::lock_lost() const noexcept {
+  return clock::now() >= locked_until();
+}
+
+awaitable<std::vector<result<void>>> servicebus_session::settle(
+    std::vector<settlement> settlements) {
+  if (lock_lost()) {
+    // The service refuses settlement on a session whose lock lapsed (its messages are back).
+    co_return std::vector<result<void>>(settlements.size(), result<void>{lock_lost_error()});
+  }
+  auto results = co_await owner_->settle(std::move(settlements));
+  for (auto& r : results) {
+    // A session link the service detached took its locks with it.
+    if (!r && r.error().code == errc::receipt_expired && lock_lost()) r = lock_lost_error();
+  }
+  co_return results;
+}
+
+awaitable<result<time_point>> servicebus_session::renew_session_lock() {
+  if (closed_) co_return fail(errc::closed, "servicebus: session '" + id_.str() + "' is closed");
+  if (lock_lost()) co_return lock_lost_error();
+  auto reply =
+      co_await owner_->management(entity_, detail::renew_session_lock_request(id_.str(), {}));
+  if (!reply) co_return reply.error();
+  auto until = detail::parse_renew_session_lock_response(*reply);
+  if (!until) co_return until.error();
+  locked_until_ms_ = std::chrono::duration_cast<milliseconds>(until->time_since_epoch()).count();
+  co_return *until;
+}
+
+awaitable<result<std::string>> servicebus_session::get_state() {
+  if (closed_) co_return fail(errc::closed, "servicebus: session '" + id_.str() + "' is closed");
+  if (lock_lost()) co_return lock_lost_error();
+  auto reply =
+      co_await owner_->management(entity_, detail::get_session_state_request(id_.str(), {}));
+  if (!reply) co_return reply.error();
+  auto state = detail::parse_session_state_response(*reply);
+  if (!state) co_return state.error();
+  co_return state->value_or(std::string());
+}
+
+awaitable<result<void>> servicebus_session::set_state(std::string state) {
+  if (closed_) co_return fail(errc::closed, "servicebus: session '" + id_.str() + "' is closed");
+  if (lock_lost()) co_return lock_lost_error();
+  std::optional<std::string> value;
+  if (!state.empty()) value = std::move(state);
+  auto reply =
+      co_await owner_->management(entity_, detail::set_session_state_request(id_.str(), value, {}));
+  if (!reply) co_return reply.error();
+  if (auto s = detail::response_status(*reply, "set-session-state"); !s) co_return s.error();
+  co_return result<void>{};
+}
+
+awaitable<result<void>> servicebus_session::close() {
+  if (closed_.exchange(true)) co_return result<void>{};
+  co_return co_await owner_->close_link(link_id_);
+}
+
+}  // namespace
+
+result<provider_ptr> make_provider(const options& opts, boost::asio::any_io_executor executor) {
+  if (opts.transport == transport_type::amqp_websockets) {
+    return fail(
+        errc::configuration_error,
+        "servicebus: transport_type amqp_websockets (AMQP over WebSockets) is not built; use amqp");
+  }
+  auto cs = detail::parse_connection_string(opts.connection_string);
+  if (!cs) return cs.error();
+  amqp::endpoint ep;
+  ep.host = cs->host;
+  ep.port = cs->port;
+  ep.tls = cs->use_tls;
+  ep.tls_verify = opts.tls_verify;
+  ep.sasl_mechanisms = "ANONYMOUS";  // authorisation happens on $cbs, as the service expects
+  ep.virtual_host = cs->host;
+  ep.connect_timeout = opts.operation_timeout;
+  auto conn = amqp::connection::create(ep, std::move(executor));
+  return provider_ptr(std::make_shared<servicebus_provider>(opts, std::move(*cs), std::move(conn)));
+}
+
+void register_provider(provider_registry& registry) {
+  registry.add("servicebus",
+               [](const config& cfg, boost::asio::any_io_executor ex) -> result<provider_ptr> {
+                 auto opts = options_from_config(cfg);
+                 if (!opts) return opts.error();
+                 return make_provider(*opts, std::move(ex));
+               });
+}
+
+}  // namespace qrt::servicebus

@@ -1,0 +1,88 @@
+// qrt's side of the Service Bus benchmark, and the SDK's in the same run against the same peer:
+// send COUNT messages of SIZE bytes in batches of 100, then receive (prefetch from the preset)
+// and complete them all. Prints one JSON line per client: messages/s per phase and client CPU
+// time per message (this process only; the peer runs in its own process).
+//   qrt_servicebus_bench [COUNT] [SIZE] [preset: high_throughput|low_latency]
+// Not a test: a measurement. The peer is single-threaded Node and may be the bottleneck; the CPU
+// figure is the one that isolates the client.
+#include <sys/resource.h>
+
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <qrt/servicebus.hpp>
+#include <qrt/sync_client.hpp>
+
+#include "peer_process.hpp"
+
+namespace {
+
+double cpu_seconds() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return u.ru_utime.tv_sec + u.ru_stime.tv_sec + (u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace std::chrono_literals;
+  const std::size_t count = argc > 1 ? std::stoul(argv[1]) : 20'000;
+  const std::size_t size = argc > 2 ? std::stoul(argv[2]) : 256;
+  const std::string preset = argc > 3 ? argv[3] : "high_throughput";
+  try {
+    qrt::test::servicebus_peer peer({"--sas-key-name", "x", "--sas-key", "y"});
+    qrt::provider_registry registry;
+    qrt::servicebus::register_provider(registry);
+    auto client = qrt::sync::queue_client::open({{"provider", "servicebus"},
+                                                 {"preset", preset},
+                                                 {"connection_string", peer.connection_string()}},
+                                                registry);
+    if (!client) throw qrt::exception(client.error());
+    const auto q = qrt::queue_name::from("bench-qrt");
+    // Warm-up: connection, CBS token, links.
+    (void)client->send(q, qrt::message{.body = "warm-up"}).value();
+    auto warm = client->receive(q, 1, 5s).value();
+    for (auto& m : warm) (void)client->complete(m.receipt);
+
+    const std::string body(size, 'x');
+    const double cpu0 = cpu_seconds();
+    const auto t0 = std::chrono::steady_clock::now();
+    for (std::size_t sent = 0; sent < count;) {
+      std::vector<qrt::message> batch;
+      for (; batch.size() < 100 && sent < count; ++sent)
+        batch.push_back(qrt::message{.body = body});
+      for (auto& outcome : client->send_batch(q, std::move(batch)).value()) (void)outcome.value();
+    }
+    const auto t1 = std::chrono::steady_clock::now();
+    std::size_t received = 0;
+    while (received < count) {
+      auto got = client->receive(q, 50, 5s).value();
+      if (got.empty()) break;
+      std::vector<qrt::settlement> done;
+      for (auto& m : got) done.push_back(qrt::settlement::complete(m.receipt));
+      for (auto& r : client->settle(std::move(done))) (void)r.value();
+      received += got.size();
+    }
+    const auto t2 = std::chrono::steady_clock::now();
+    const double cpu = cpu_seconds() - cpu0;
+    auto secs = [](auto a, auto b) { return std::chrono::duration<double>(b - a).count(); };
+    std::printf(
+        "{\"client\":\"qrt\",\"preset\":\"%s\",\"count\":%zu,\"size\":%zu,\"received\":%zu,"
+        "\"send_per_s\":%.0f,\"receive_complete_per_s\":%.0f,\"cpu_us_per_message\":%.2f}\n",
+        preset.c_str(), count, size, received, count / secs(t0, t1), received / secs(t1, t2),
+        cpu * 1e6 / static_cast<double>(count + received));
+    std::fflush(stdout);
+    client->close();
+
+    // The official SDK, same workload, same peer (its own queue).
+    std::cout << qrt::test::run_sdk_script("sdk-bench.js",
+                                           {std::to_string(peer.port()), "bench-sdk",
+                                            std::to_string(count), std::to_string(size)})
+              << std::flush;
+  } catch (const std::exception& e) {
+    std::cerr << "bench failed: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}

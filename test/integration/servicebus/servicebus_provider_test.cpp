@@ -1,0 +1,399 @@
+// The Service Bus provider against the test peer (whose fidelity the official SDK checks in
+// servicebus_peer_sdk_check), and interop both ways with the official SDK itself.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <boost/json.hpp>
+#include <memory>
+#include <qrt/servicebus.hpp>
+#include <qrt/sync_client.hpp>
+
+#include "peer_process.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+using qrt::errc;
+using qrt::queue_name;
+using qrt::session_id;
+
+std::unique_ptr<qrt::test::servicebus_peer> peer;
+std::unique_ptr<qrt::sync::queue_client> shared_client;
+qrt::sync::queue_client open_client(const std::string& connection_string);
+
+// One peer and one client for the binary; each test uses its own queues.
+class PeerEnvironment : public ::testing::Environment {
+ public:
+  void SetUp() override {
+    // SAS signatures are verified (key "y"), so a wrong signature from qrt would fail every test.
+    peer = std::make_unique<qrt::test::servicebus_peer>(
+        std::vector<std::string>{"--sas-key-name", "x", "--sas-key", "y"});
+    shared_client =
+        std::make_unique<qrt::sync::queue_client>(open_client(peer->connection_string()));
+  }
+  void TearDown() override {
+    shared_client.reset();
+    peer.reset();
+  }
+};
+const auto* const environment = ::testing::AddGlobalTestEnvironment(new PeerEnvironment);
+
+qrt::provider_registry registry() {
+  qrt::provider_registry r;
+  qrt::servicebus::register_provider(r);
+  return r;
+}
+
+// Short timeouts: closing a client waits for the AMQP core's pending timers.
+qrt::sync::queue_client open_client(const std::string& connection_string) {
+  auto c = qrt::sync::queue_client::open({{"provider", "servicebus"},
+                                          {"connection_string", connection_string},
+                                          {"operation_timeout", "3s"},
+                                          {"test_peer_admin", "true"}},
+                                         registry(), qrt::client_options{.send_timeout = 3s});
+  if (!c) throw qrt::exception(c.error());
+  return std::move(*c);
+}
+
+std::atomic<int> counter{0};
+queue_name fresh(const std::string& what) {
+  return queue_name::from("sb-" + what + std::string("-") + std::to_string(getpid()) + "-" +
+                          std::to_string(++counter));
+}
+
+class ServiceBusProvider : public ::testing::Test {
+ protected:
+  qrt::sync::queue_client& client = *shared_client;
+
+  queue_name make_queue(const std::string& what, qrt::queue_options o = {}) {
+    auto q = fresh(what);
+    auto created = client.create_queue(q, o);
+    if (!created) throw qrt::exception(created.error());
+    return q;
+  }
+  std::vector<qrt::received_message> receive_n(const queue_name& q, std::size_t n) {
+    std::vector<qrt::received_message> got;
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (got.size() < n && std::chrono::steady_clock::now() < deadline) {
+      auto r = client.receive(q, n - got.size(), 2s);
+      if (!r) throw qrt::exception(r.error());
+      for (auto& m : *r) got.push_back(std::move(m));
+    }
+    return got;
+  }
+};
+
+TEST_F(ServiceBusProvider, SendReceiveCompleteKeepsBodyAndProperties) {
+  const auto q = make_queue("basic");
+  qrt::message m;
+  m.body = std::string("\0\x01 binary \xff", 11);
+  m.attributes = {{"region", "eu"}, {"kind", "order"}};
+  m.correlation_id = "corr-1";
+  m.content_type = "application/octet-stream";
+  m.subject = "created";
+  m.id = "msg-1";
+  m.time_to_live = 60s;
+  ASSERT_TRUE(client.send(q, m));
+  auto got = receive_n(q, 1);
+  ASSERT_EQ(got.size(), 1u);
+  const auto& r = got[0];
+  EXPECT_EQ(r.body, m.body);
+  EXPECT_EQ(r.attributes, m.attributes);
+  EXPECT_EQ(r.correlation_id, "corr-1");
+  EXPECT_EQ(r.content_type, "application/octet-stream");
+  EXPECT_EQ(r.subject, "created");
+  EXPECT_EQ(r.id, "msg-1");
+  EXPECT_EQ(r.delivery_count, 1u);
+  EXPECT_GE(r.sequence_number, 1);
+  EXPECT_LT(std::chrono::abs(r.enqueued_time - qrt::clock::now()), 30s);
+  EXPECT_GT(r.locked_until, qrt::clock::now());
+  ASSERT_TRUE(client.complete(r.receipt));
+  auto again = client.receive(q, 1, 300ms);
+  ASSERT_TRUE(again);
+  EXPECT_TRUE(again->empty()) << "a completed message came back";
+}
+
+TEST_F(ServiceBusProvider, AbandonCountsAndMaxDeliveryCountDeadLetters) {
+  qrt::queue_options o;
+  o.max_delivery_count = 2;
+  const auto q = make_queue("abandon", o);
+  ASSERT_TRUE(client.send(q, qrt::message{.body = "flaky"}));
+  auto first = receive_n(q, 1);
+  ASSERT_EQ(first.size(), 1u);
+  EXPECT_EQ(first[0].delivery_count, 1u);
+  ASSERT_TRUE(client.abandon(first[0].receipt));
+  auto second = receive_n(q, 1);
+  ASSERT_EQ(second.size(), 1u);
+  EXPECT_EQ(second[0].delivery_count, 2u);
+  EXPECT_EQ(second[0].sequence_number, first[0].sequence_number);
+  ASSERT_TRUE(client.abandon(second[0].receipt));
+  auto dead = receive_n(q.dead_letter(), 1);
+  ASSERT_EQ(dead.size(), 1u);
+  EXPECT_EQ(dead[0].body, "flaky");
+  ASSERT_TRUE(dead[0].dead_letter.has_value());
+  EXPECT_EQ(dead[0].dead_letter->reason, "MaxDeliveryCountExceeded");
+  ASSERT_TRUE(client.complete(dead[0].receipt));
+}
+
+TEST_F(ServiceBusProvider, DeadLetterKeepsReasonAndDescription) {
+  const auto q = make_queue("dlq");
+  ASSERT_TRUE(client.send(q, qrt::message{.body = "poison", .attributes = {{"kept", "yes"}}}));
+  auto got = receive_n(q, 1);
+  ASSERT_EQ(got.size(), 1u);
+  ASSERT_TRUE(client.dead_letter(got[0].receipt, "Validation", "field x missing"));
+  auto dead = receive_n(q.dead_letter(), 1);
+  ASSERT_EQ(dead.size(), 1u);
+  ASSERT_TRUE(dead[0].dead_letter.has_value());
+  EXPECT_EQ(dead[0].dead_letter->reason, "Validation");
+  EXPECT_EQ(dead[0].dead_letter->description, "field x missing");
+  EXPECT_EQ(dead[0].attributes, (std::map<std::string, std::string>{{"kept", "yes"}}));
+  ASSERT_TRUE(client.complete(dead[0].receipt));
+  // Settlement reaches the service asynchronously: poll its counts (bounded).
+  qrt::queue_stats stats;
+  const auto deadline = std::chrono::steady_clock::now() + 5s;
+  do {
+    auto s = client.stats(q);
+    ASSERT_TRUE(s) << s.error().to_string();
+    stats = *s;
+  } while ((stats.active != 0 || stats.dead_lettered != 0) &&
+           std::chrono::steady_clock::now() < deadline);
+  EXPECT_EQ(stats.active, 0);
+  EXPECT_EQ(stats.dead_lettered, 0);
+}
+
+TEST_F(ServiceBusProvider, PeekReadsWithoutLocking) {
+  const auto q = make_queue("peek");
+  auto empty = client.peek(q, 5);
+  ASSERT_TRUE(empty) << empty.error().to_string();
+  EXPECT_TRUE(empty->empty());
+  ASSERT_TRUE(client.send_batch(
+      q, {qrt::message{.body = "a"}, qrt::message{.body = "b"}, qrt::message{.body = "c"}}));
+  auto peeked = client.peek(q, 2);
+  ASSERT_TRUE(peeked);
+  ASSERT_EQ(peeked->size(), 2u);
+  EXPECT_EQ((*peeked)[0].body, "a");
+  EXPECT_EQ((*peeked)[1].body, "b");
+  EXPECT_FALSE((*peeked)[0].receipt.valid());
+  auto from_c = client.peek(q, 5, (*peeked)[1].sequence_number + 1);
+  ASSERT_TRUE(from_c);
+  ASSERT_EQ(from_c->size(), 1u);
+  EXPECT_EQ((*from_c)[0].body, "c");
+  auto got = receive_n(q, 3);
+  ASSERT_EQ(got.size(), 3u);
+  for (const auto& m : got) {
+    EXPECT_EQ(m.delivery_count, 1u) << "peek counted as a delivery";
+    ASSERT_TRUE(client.complete(m.receipt));
+  }
+}
+
+TEST_F(ServiceBusProvider, RenewLockExtendsAndAnExpiredLockFailsTheSettle) {
+  qrt::queue_options o;
+  o.lock_duration = 1500ms;
+  const auto q = make_queue("renew", o);
+  ASSERT_TRUE(client.send(q, qrt::message{.body = "slow"}));
+  auto got = receive_n(q, 1);
+  ASSERT_EQ(got.size(), 1u);
+  const auto before = got[0].locked_until;
+  auto renewed = client.renew_lock(got[0].receipt);
+  ASSERT_TRUE(renewed) << renewed.error().to_string();
+  EXPECT_GE(*renewed, before);
+  // Let the lock lapse: the message comes back with a higher delivery count, and the stale
+  // receipt cannot settle it.
+  auto again = receive_n(q, 1);
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_EQ(again[0].delivery_count, 2u);
+  auto stale = client.complete(got[0].receipt);
+  ASSERT_FALSE(stale);
+  EXPECT_EQ(stale.error().code, errc::receipt_expired);
+  ASSERT_TRUE(client.complete(again[0].receipt));
+}
+
+TEST_F(ServiceBusProvider, ScheduledMessageArrivesAtItsTime) {
+  const auto q = make_queue("schedule");
+  const auto at = qrt::clock::now() + 1200ms;
+  ASSERT_TRUE(client.send(q, qrt::message{.body = "later", .scheduled_enqueue_time = at}));
+  auto early = client.receive(q, 1, 200ms);
+  ASSERT_TRUE(early);
+  EXPECT_TRUE(early->empty()) << "delivered before its time";
+  auto got = receive_n(q, 1);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_GE(qrt::clock::now(), at - 50ms);
+  ASSERT_TRUE(client.complete(got[0].receipt));
+}
+
+// receive returns what has arrived once the first message is there: collect up to n.
+qrt::result<std::vector<qrt::received_message>> receive_from(qrt::sync::session& s, std::size_t n) {
+  std::vector<qrt::received_message> got;
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (got.size() < n && std::chrono::steady_clock::now() < deadline) {
+    auto r = s.receive(n - got.size(), 2s);
+    if (!r) return r.error();
+    for (auto& m : *r) got.push_back(std::move(m));
+  }
+  return got;
+}
+
+TEST_F(ServiceBusProvider, SessionsNamedNextStateAndLockRenewal) {
+  qrt::queue_options o;
+  o.requires_session = true;
+  const auto q = make_queue("sessions", o);
+  auto no_session = client.send(q, qrt::message{.body = "x"});
+  ASSERT_FALSE(no_session) << "a session queue took a message without a session id";
+  for (auto [body, sid] :
+       {std::pair{"a1", "alpha"}, {"b1", "beta"}, {"a2", "alpha"}, {"b2", "beta"}}) {
+    ASSERT_TRUE(client.send(q, qrt::message{.body = body, .session = session_id::from(sid)}));
+  }
+  auto alpha = client.accept_session(q, session_id::from("alpha"), 5s);
+  ASSERT_TRUE(alpha) << alpha.error().to_string();
+  EXPECT_EQ(alpha->id().str(), "alpha");
+  EXPECT_GT(alpha->locked_until(), qrt::clock::now());
+
+  auto held = client.accept_session(q, session_id::from("alpha"), 1s);
+  ASSERT_FALSE(held);
+  EXPECT_EQ(held.error().code, errc::session_locked);
+
+  auto next = client.accept_session(q, std::nullopt, 5s);
+  ASSERT_TRUE(next) << next.error().to_string();
+  EXPECT_EQ(next->id().str(), "beta");
+
+  auto a = receive_from(*alpha, 2);
+  ASSERT_TRUE(a);
+  ASSERT_EQ(a->size(), 2u);
+  EXPECT_EQ((*a)[0].body, "a1");
+  EXPECT_EQ((*a)[1].body, "a2");
+  EXPECT_EQ((*a)[0].session->str(), "alpha");
+  for (auto& m : *a) ASSERT_TRUE(alpha->complete(m.receipt));
+
+  auto state = alpha->get_state();
+  ASSERT_TRUE(state) << state.error().to_string();
+  EXPECT_EQ(*state, "");
+  ASSERT_TRUE(alpha->set_state("step-2"));
+  EXPECT_EQ(alpha->get_state().value(), "step-2");
+  const auto before = alpha->locked_until();
+  auto renewed = alpha->renew_lock();
+  ASSERT_TRUE(renewed) << renewed.error().to_string();
+  EXPECT_GE(*renewed, before);
+  EXPECT_EQ(alpha->locked_until(), *renewed);
+  ASSERT_TRUE(alpha->close());
+
+  auto b = receive_from(*next, 2);
+  ASSERT_TRUE(b);
+  ASSERT_EQ(b->size(), 2u);
+  EXPECT_EQ((*b)[0].body, "b1");
+  for (auto& m : *b) ASSERT_TRUE(next->complete(m.receipt));
+  ASSERT_TRUE(next->close());
+
+  auto none = client.accept_session(q, std::nullopt, 300ms);
+  ASSERT_FALSE(none) << "a session was handed out while none has messages";
+  EXPECT_EQ(none.error().code, errc::timeout);
+
+  auto again = client.accept_session(q, session_id::from("alpha"), 2s);
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->get_state().value(), "step-2")
+      << "session state lost when the session was released";
+  ASSERT_TRUE(again->close());
+}
+
+TEST_F(ServiceBusProvider, WrongKeyIsAPermissionErrorThatDoesNotEchoTheKey) {
+  auto bad = open_client(peer->connection_string("not-the-key"));
+  auto sent = bad.send(fresh("auth"), qrt::message{.body = "x"});
+  ASSERT_FALSE(sent);
+  EXPECT_EQ(sent.error().code, errc::permission);
+  EXPECT_EQ(sent.error().to_string().find("not-the-key"), std::string::npos);
+}
+
+TEST(ServiceBusProviderStrict, MissingQueueIsQueueNotFound) {
+  qrt::test::servicebus_peer strict({"--require-created"});
+  auto client = open_client(strict.connection_string());
+  auto sent = client.send(queue_name::from("nowhere"), qrt::message{.body = "x"});
+  ASSERT_FALSE(sent);
+  EXPECT_EQ(sent.error().code, errc::queue_not_found);
+  auto got = client.receive(queue_name::from("nowhere"), 1, 200ms);
+  ASSERT_FALSE(got);
+  EXPECT_EQ(got.error().code, errc::queue_not_found);
+}
+
+// ----- interop with the official SDK -----
+
+std::string base64(const std::string& bytes) {
+  static constexpr char alphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  std::size_t i = 0;
+  for (; i + 3 <= bytes.size(); i += 3) {
+    const unsigned n = (static_cast<unsigned char>(bytes[i]) << 16) |
+                       (static_cast<unsigned char>(bytes[i + 1]) << 8) |
+                       static_cast<unsigned char>(bytes[i + 2]);
+    out +=
+        {alphabet[n >> 18 & 63], alphabet[n >> 12 & 63], alphabet[n >> 6 & 63], alphabet[n & 63]};
+  }
+  if (bytes.size() - i == 1) {
+    const unsigned n = static_cast<unsigned char>(bytes[i]) << 16;
+    out += {alphabet[n >> 18 & 63], alphabet[n >> 12 & 63], '=', '='};
+  } else if (bytes.size() - i == 2) {
+    const unsigned n = (static_cast<unsigned char>(bytes[i]) << 16) |
+                       (static_cast<unsigned char>(bytes[i + 1]) << 8);
+    out += {alphabet[n >> 18 & 63], alphabet[n >> 12 & 63], alphabet[n >> 6 & 63], '='};
+  }
+  return out;
+}
+
+TEST_F(ServiceBusProvider, OfficialSdkSendsQrtReceivesEverythingIntact) {
+  const auto q = make_queue("sdk-to-qrt");
+  const std::string body("\0\x01\x02\xfe\xff payload", 13);
+  boost::json::array messages;
+  messages.push_back({{"bodyBase64", base64(body)},
+                      {"messageId", "sdk-1"},
+                      {"correlationId", "corr-sdk"},
+                      {"contentType", "application/x-test"},
+                      {"subject", "from-sdk"},
+                      {"sessionId", "s-sdk"},
+                      {"applicationProperties", {{"tenant", "t1"}, {"zone", "z9"}}}});
+  qrt::test::run_sdk(
+      {"send", std::to_string(peer->port()), q.str(), boost::json::serialize(messages)});
+  auto s = client.accept_session(q, session_id::from("s-sdk"), 5s);
+  ASSERT_TRUE(s) << s.error().to_string();
+  auto got = receive_from(*s, 1);
+  ASSERT_TRUE(got);
+  ASSERT_EQ(got->size(), 1u);
+  const auto& m = (*got)[0];
+  EXPECT_EQ(m.body, body);
+  EXPECT_EQ(m.id, "sdk-1");
+  EXPECT_EQ(m.correlation_id, "corr-sdk");
+  EXPECT_EQ(m.content_type, "application/x-test");
+  EXPECT_EQ(m.subject, "from-sdk");
+  ASSERT_TRUE(m.session.has_value());
+  EXPECT_EQ(m.session->str(), "s-sdk");
+  EXPECT_EQ(m.attributes, (std::map<std::string, std::string>{{"tenant", "t1"}, {"zone", "z9"}}));
+  ASSERT_TRUE(s->complete(m.receipt));
+  ASSERT_TRUE(s->close());
+}
+
+TEST_F(ServiceBusProvider, QrtSendsOfficialSdkReceivesEverythingIntact) {
+  const auto q = make_queue("qrt-to-sdk");
+  qrt::message m;
+  m.body = std::string("\xff\x00\x10 qrt body", 13);
+  m.id = "qrt-1";
+  m.correlation_id = "corr-qrt";
+  m.content_type = "text/x-qrt";
+  m.subject = "from-qrt";
+  m.session = session_id::from("s-qrt");
+  m.attributes = {{"a", "1"}, {"b", "two"}};
+  ASSERT_TRUE(client.send(q, m));
+  const auto out =
+      qrt::test::run_sdk({"receive", std::to_string(peer->port()), q.str(), "1", "s-qrt"});
+  const auto received = boost::json::parse(out).as_array();
+  ASSERT_EQ(received.size(), 1u);
+  const auto& r = received[0].as_object();
+  EXPECT_EQ(r.at("bodyBase64").as_string(), base64(m.body));
+  EXPECT_EQ(r.at("messageId").as_string(), "qrt-1");
+  EXPECT_EQ(r.at("correlationId").as_string(), "corr-qrt");
+  EXPECT_EQ(r.at("contentType").as_string(), "text/x-qrt");
+  EXPECT_EQ(r.at("subject").as_string(), "from-qrt");
+  EXPECT_EQ(r.at("sessionId").as_string(), "s-qrt");
+  EXPECT_EQ(r.at("applicationProperties").as_object().at("a").as_string(), "1");
+  EXPECT_EQ(r.at("applicationProperties").as_object().at("b").as_string(), "two");
+  EXPECT_EQ(r.at("deliveryCount").as_int64(), 0);  // the SDK counts from 0, qrt from 1
+}
+
+}  // namespace

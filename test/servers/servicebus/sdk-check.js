@@ -1,0 +1,311 @@
+#!/usr/bin/env node
+// Checks the Service Bus test peer with Microsoft's own client, @azure/service-bus: if the
+// official SDK works against the peer for every operation qrt relies on, the peer speaks
+// Service Bus faithfully enough to test qrt against.
+//
+// Starts its own peer (port picked by the OS, SAS signatures verified with key "y") unless
+// SB_PEER_PORT names a running one. Prints one line per check and "N passed, M failed".
+'use strict';
+
+const assert = require('assert/strict');
+const path = require('path');
+const { spawn } = require('child_process');
+const readline = require('readline');
+const { ServiceBusClient } = require('@azure/service-bus');
+
+const STEP_TIMEOUT_MS = 20000;
+let connectionString = '';
+
+function startPeer() {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [path.join(__dirname, 'peer.js'), '--quiet', '--sas-key-name', 'x',
+      '--sas-key', 'y', '--max-delivery-count', '3', '--lock-duration-ms', '3000', '--session-queues', 'orders-sessions'],
+      { stdio: ['pipe', 'pipe', 'inherit'] });
+    const timer = setTimeout(() => reject(new Error('peer did not start within 10 s')), 10000);
+    child.on('exit', (code) => reject(new Error(`peer exited with ${code}`)));
+    readline.createInterface({ input: child.stdout }).once('line', (line) => {
+      clearTimeout(timer);
+      resolve({ port: JSON.parse(line).port, child });
+    });
+  });
+}
+
+let unique = 0;
+const queueName = (what) => `check-${what}-${process.pid}-${++unique}`;
+
+function withTimeout(promise, what) {
+  let timer;
+  return Promise.race([
+    promise,
+    new Promise((_, reject) => { timer = setTimeout(() => reject(new Error(`${what} timed out`)), STEP_TIMEOUT_MS); }),
+  ]).finally(() => clearTimeout(timer));
+}
+
+async function receiveExactly(receiver, n) {
+  const got = [];
+  const deadline = Date.now() + 10000;
+  while (got.length < n && Date.now() < deadline) {
+    got.push(...(await receiver.receiveMessages(n - got.length, { maxWaitTimeInMs: 2000 })));
+  }
+  assert.equal(got.length, n, `expected ${n} messages, got ${got.length}`);
+  return got;
+}
+
+const checks = [];
+const check = (name, fn) => checks.push({ name, fn });
+
+check('send and receive-and-complete keep body and properties', async (client) => {
+  const q = queueName('basic');
+  const sender = client.createSender(q);
+  await sender.sendMessages({
+    body: Buffer.from([0, 1, 2, 255]), messageId: 'm-1', correlationId: 'corr-7', contentType: 'application/octet-stream',
+    subject: 'greeting', applicationProperties: { region: 'eu', attempt: 3 }, timeToLive: 60000,
+  });
+  const receiver = client.createReceiver(q);
+  const [m] = await receiveExactly(receiver, 1);
+  assert.deepEqual(Buffer.from(m.body), Buffer.from([0, 1, 2, 255]));
+  assert.equal(m.messageId, 'm-1');
+  assert.equal(m.correlationId, 'corr-7');
+  assert.equal(m.contentType, 'application/octet-stream');
+  assert.equal(m.subject, 'greeting');
+  assert.deepEqual(m.applicationProperties, { region: 'eu', attempt: 3 });
+  assert.equal(m.deliveryCount, 0);
+  assert.match(m.lockToken, /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
+  assert.ok(m.sequenceNumber.toNumber() >= 1);
+  assert.ok(m.enqueuedTimeUtc instanceof Date && Math.abs(m.enqueuedTimeUtc - Date.now()) < 60000);
+  assert.ok(m.lockedUntilUtc > new Date());
+  await receiver.completeMessage(m);
+  assert.equal((await receiver.receiveMessages(1, { maxWaitTimeInMs: 300 })).length, 0, 'completed message came back');
+  await receiver.close();
+  await sender.close();
+});
+
+check('batch send delivers every message in order', async (client) => {
+  const q = queueName('batch');
+  const sender = client.createSender(q);
+  const batch = await sender.createMessageBatch();
+  assert.equal(batch.maxSizeInBytes, 262144, 'link max-message-size not honoured');
+  for (let i = 0; i < 5; i++) assert.ok(batch.tryAddMessage({ body: `item-${i}`, applicationProperties: { i } }));
+  await sender.sendMessages(batch);
+  await sender.sendMessages([{ body: 'array-0' }, { body: 'array-1' }]);
+  const receiver = client.createReceiver(q, { receiveMode: 'receiveAndDelete' });
+  const got = await receiveExactly(receiver, 7);
+  assert.deepEqual(got.map((m) => m.body), ['item-0', 'item-1', 'item-2', 'item-3', 'item-4', 'array-0', 'array-1']);
+  assert.deepEqual(got.slice(0, 5).map((m) => m.applicationProperties.i), [0, 1, 2, 3, 4]);
+  const seq = got.map((m) => m.sequenceNumber.toNumber());
+  assert.deepEqual([...seq].sort((a, b) => a - b), seq, 'sequence numbers not increasing');
+  await receiver.close();
+  await sender.close();
+});
+
+check('abandon redelivers with delivery count + 1, then max delivery count dead-letters', async (client) => {
+  const q = queueName('abandon');
+  const sender = client.createSender(q);
+  await sender.sendMessages({ body: 'flaky' });
+  const receiver = client.createReceiver(q);
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const [m] = await receiveExactly(receiver, 1);
+    assert.equal(m.deliveryCount, attempt);
+    await receiver.abandonMessage(m);
+  }
+  assert.equal((await receiver.receiveMessages(1, { maxWaitTimeInMs: 300 })).length, 0, 'message not moved after 3 attempts');
+  const dlq = client.createReceiver(q, { subQueueType: 'deadLetter' });
+  const [dead] = await receiveExactly(dlq, 1);
+  assert.equal(dead.body, 'flaky');
+  assert.equal(dead.deadLetterReason, 'MaxDeliveryCountExceeded');
+  assert.equal(dead.deadLetterSource, q);
+  await dlq.completeMessage(dead);
+  await Promise.all([dlq.close(), receiver.close(), sender.close()]);
+});
+
+check('dead-letter keeps reason and description, readable from the DLQ', async (client) => {
+  const q = queueName('dlq');
+  const sender = client.createSender(q);
+  await sender.sendMessages({ body: 'poison', messageId: 'p-1', applicationProperties: { kept: 'yes' } });
+  const receiver = client.createReceiver(q);
+  const [m] = await receiveExactly(receiver, 1);
+  await receiver.deadLetterMessage(m, { deadLetterReason: 'Validation', deadLetterErrorDescription: 'field x missing' });
+  const dlq = client.createReceiver(q, { subQueueType: 'deadLetter' });
+  const [dead] = await receiveExactly(dlq, 1);
+  assert.equal(dead.body, 'poison');
+  assert.equal(dead.messageId, 'p-1');
+  assert.equal(dead.deadLetterReason, 'Validation');
+  assert.equal(dead.deadLetterErrorDescription, 'field x missing');
+  assert.equal(dead.applicationProperties.kept, 'yes');
+  await dlq.completeMessage(dead);
+  assert.equal((await receiver.receiveMessages(1, { maxWaitTimeInMs: 300 })).length, 0);
+  await Promise.all([dlq.close(), receiver.close(), sender.close()]);
+});
+
+check('defer, then receive deferred by sequence number and complete', async (client) => {
+  const q = queueName('defer');
+  const sender = client.createSender(q);
+  await sender.sendMessages([{ body: 'later' }, { body: 'now' }]);
+  const receiver = client.createReceiver(q);
+  const [first] = await receiveExactly(receiver, 1);
+  assert.equal(first.body, 'later');
+  const seq = first.sequenceNumber;
+  await receiver.deferMessage(first);
+  const [second] = await receiveExactly(receiver, 1);
+  assert.equal(second.body, 'now', 'deferred message was delivered again');
+  await receiver.completeMessage(second);
+  const [deferred] = await receiver.receiveDeferredMessages(seq);
+  assert.equal(deferred.body, 'later');
+  assert.equal(deferred.state, 'deferred');
+  await receiver.completeMessage(deferred);
+  await assert.rejects(receiver.receiveDeferredMessages(seq), 'completed deferred message still there');
+  await Promise.all([receiver.close(), sender.close()]);
+});
+
+check('schedule delivers at the time; cancel removes a scheduled message', async (client) => {
+  const q = queueName('schedule');
+  const sender = client.createSender(q);
+  const at = new Date(Date.now() + 1500);
+  const [keep] = await sender.scheduleMessages({ body: 'scheduled' }, at);
+  const [drop] = await sender.scheduleMessages({ body: 'cancelled' }, at);
+  await sender.cancelScheduledMessages(drop);
+  const receiver = client.createReceiver(q);
+  const peeked = await receiver.peekMessages(10);
+  assert.deepEqual(peeked.map((m) => [m.body, m.state]), [['scheduled', 'scheduled']]);
+  assert.equal(peeked[0].sequenceNumber.toNumber(), keep.toNumber());
+  const [m] = await receiveExactly(receiver, 1);
+  assert.equal(m.body, 'scheduled');
+  assert.ok(Date.now() >= at.getTime() - 50, 'delivered before its scheduled time');
+  assert.equal(m.scheduledEnqueueTimeUtc.getTime(), at.getTime());
+  await receiver.completeMessage(m);
+  assert.equal((await receiver.receiveMessages(1, { maxWaitTimeInMs: 1000 })).length, 0, 'cancelled message delivered');
+  await Promise.all([receiver.close(), sender.close()]);
+});
+
+check('peek reads without locking, 204 when empty', async (client) => {
+  const q = queueName('peek');
+  const receiver = client.createReceiver(q);
+  assert.deepEqual(await receiver.peekMessages(5), []);
+  const sender = client.createSender(q);
+  await sender.sendMessages([{ body: 'a' }, { body: 'b' }, { body: 'c' }]);
+  const peeked = await receiver.peekMessages(2, { fromSequenceNumber: undefined });
+  assert.deepEqual(peeked.map((m) => m.body), ['a', 'b']);
+  assert.equal(peeked[0].lockToken, undefined);
+  const rest = await receiver.peekMessages(5);
+  assert.deepEqual(rest.map((m) => m.body), ['c']);
+  const got = await receiveExactly(receiver, 3);
+  assert.deepEqual(got.map((m) => m.deliveryCount), [0, 0, 0], 'peek counted as a delivery');
+  await Promise.all(got.map((m) => receiver.completeMessage(m)));
+  await Promise.all([receiver.close(), sender.close()]);
+});
+
+check('renew lock extends the lock; an expired lock fails the settle and redelivers', async (client) => {
+  const q = queueName('renew');
+  const sender = client.createSender(q);
+  await sender.sendMessages({ body: 'slow' });
+  const receiver = client.createReceiver(q, { maxAutoLockRenewalDurationInMs: 0 });
+  const [m] = await receiveExactly(receiver, 1);
+  const before = m.lockedUntilUtc.getTime();
+  await new Promise((r) => setTimeout(r, 50));
+  const renewed = await receiver.renewMessageLock(m);
+  assert.ok(renewed.getTime() > before, 'lock not extended');
+  assert.equal(m.lockedUntilUtc.getTime(), renewed.getTime());
+  await receiver.completeMessage(m);
+  await sender.sendMessages({ body: 'expires' });
+  const [e] = await receiveExactly(receiver, 1);
+  // the peer was started with 3 s locks: wait for this one to lapse
+  const [again] = await receiveExactly(receiver, 1).catch(async () => receiveExactly(receiver, 1));
+  assert.equal(again.body, 'expires');
+  assert.equal(again.deliveryCount, 1);
+  await assert.rejects(receiver.completeMessage(e), (err) => err.code === 'MessageLockLost', 'stale lock token accepted');
+  await receiver.completeMessage(again);
+  await Promise.all([receiver.close(), sender.close()]);
+});
+
+check('accept a named session and the next available session, in order', async (client) => {
+  const q = 'orders-sessions';
+  const sender = client.createSender(q);
+  await assert.rejects(sender.sendMessages({ body: 'no session' }), 'session queue accepted a message without session id');
+  await sender.sendMessages([
+    { body: 'a1', sessionId: 'alpha' }, { body: 'b1', sessionId: 'beta' },
+    { body: 'a2', sessionId: 'alpha' }, { body: 'b2', sessionId: 'beta' },
+  ]);
+  const alpha = await client.acceptSession(q, 'alpha');
+  assert.equal(alpha.sessionId, 'alpha');
+  assert.ok(alpha.sessionLockedUntilUtc > new Date());
+  await assert.rejects(client.acceptSession(q, 'alpha'), (err) => err.code === 'SessionCannotBeLocked');
+  const next = await client.acceptNextSession(q);
+  assert.equal(next.sessionId, 'beta', 'next available session should be the other one');
+  const a = await receiveExactly(alpha, 2);
+  assert.deepEqual(a.map((m) => [m.body, m.sessionId]), [['a1', 'alpha'], ['a2', 'alpha']]);
+  const b = await receiveExactly(next, 2);
+  assert.deepEqual(b.map((m) => [m.body, m.sessionId]), [['b1', 'beta'], ['b2', 'beta']]);
+  await Promise.all(a.map((m) => alpha.completeMessage(m)));
+  await Promise.all(b.map((m) => next.completeMessage(m)));
+  await Promise.all([alpha.close(), next.close()]);
+  // With nothing left, "next available" waits the operation timeout and fails.
+  const impatient = new ServiceBusClient(connectionString,
+    { retryOptions: { maxRetries: 0, timeoutInMs: 500 } });
+  const startedWaiting = Date.now();
+  await assert.rejects(impatient.acceptNextSession(q), (err) => err.code === 'ServiceTimeout' || /timed? ?out|No unlocked sessions/i.test(err.message),
+    'a session was handed out while none has messages');
+  assert.ok(Date.now() - startedWaiting < 5000, 'waited far longer than the timeout');
+  await impatient.close();
+  await sender.close();
+});
+
+check('session state round-trips and session lock renews', async (client) => {
+  const q = 'orders-sessions';
+  const sender = client.createSender(q);
+  await sender.sendMessages({ body: 'g1', sessionId: 'gamma' });
+  const s = await client.acceptSession(q, 'gamma', { maxAutoLockRenewalDurationInMs: 0 });
+  assert.equal(await s.getSessionState(), null);
+  await s.setSessionState('step-2');
+  assert.equal(await s.getSessionState(), 'step-2');
+  const before = s.sessionLockedUntilUtc.getTime();
+  await new Promise((r) => setTimeout(r, 50));
+  const renewed = await s.renewSessionLock();
+  assert.ok(renewed.getTime() > before, 'session lock not extended');
+  const [m] = await receiveExactly(s, 1);
+  await s.completeMessage(m);
+  await s.close();
+  const again = await client.acceptSession(q, 'gamma');
+  assert.equal(await again.getSessionState(), 'step-2', 'session state lost when the session was released');
+  await again.setSessionState(null);
+  await again.close();
+  await sender.close();
+});
+
+async function main() {
+  let peer = null;
+  let port = process.env.SB_PEER_PORT;
+  if (!port) {
+    peer = await startPeer();
+    port = peer.port;
+  }
+  connectionString = `Endpoint=sb://127.0.0.1:${port}/;SharedAccessKeyName=x;SharedAccessKey=y;UseDevelopmentEmulator=true`;
+  const client = new ServiceBusClient(connectionString,
+    { retryOptions: { maxRetries: 0, timeoutInMs: 8000 } });
+  const only = process.argv[2];
+  let passed = 0;
+  let failed = 0;
+  for (const c of checks) {
+    if (only && !c.name.includes(only)) continue;
+    const started = Date.now();
+    try {
+      await withTimeout(c.fn(client), c.name);
+      passed++;
+      console.log(`ok   ${c.name} (${Date.now() - started} ms)`);
+    } catch (e) {
+      failed++;
+      console.log(`FAIL ${c.name}: ${e && e.stack}`);
+    }
+  }
+  await client.close().catch(() => {});
+  if (peer) {
+    peer.child.removeAllListeners('exit');
+    peer.child.kill('SIGTERM');
+  }
+  console.log(`${passed} passed, ${failed} failed`);
+  process.exit(failed ? 1 : 0);
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});

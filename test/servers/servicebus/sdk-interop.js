@@ -1,0 +1,59 @@
+#!/usr/bin/env node
+// The official SDK on one side of an interop test, qrt on the other.
+//   node sdk-interop.js send PORT QUEUE JSON        sends the messages described by JSON
+//   node sdk-interop.js receive PORT QUEUE COUNT [SESSION]
+//        receives COUNT messages (peek-lock, completes each; from SESSION when given) and prints
+//        them as one JSON array on stdout.
+// A message in JSON: {bodyBase64, messageId, correlationId, contentType, subject, sessionId,
+// applicationProperties, timeToLive}.
+'use strict';
+
+const { ServiceBusClient } = require('@azure/service-bus');
+
+async function main() {
+  const [mode, port, queue, arg, session] = process.argv.slice(2);
+  const client = new ServiceBusClient(
+    `Endpoint=sb://127.0.0.1:${port}/;SharedAccessKeyName=x;SharedAccessKey=y;UseDevelopmentEmulator=true`,
+    { retryOptions: { maxRetries: 0, timeoutInMs: 10000 } });
+  try {
+    if (mode === 'send') {
+      const sender = client.createSender(queue);
+      const messages = JSON.parse(arg).map((m) => ({
+        body: Buffer.from(m.bodyBase64 || '', 'base64'),
+        messageId: m.messageId, correlationId: m.correlationId, contentType: m.contentType,
+        subject: m.subject, sessionId: m.sessionId, applicationProperties: m.applicationProperties,
+        timeToLive: m.timeToLive,
+      }));
+      await sender.sendMessages(messages);
+      await sender.close();
+    } else if (mode === 'receive') {
+      const count = Number(arg);
+      const receiver = session ? await client.acceptSession(queue, session) : client.createReceiver(queue);
+      const got = [];
+      const deadline = Date.now() + 15000;
+      while (got.length < count && Date.now() < deadline) {
+        for (const m of await receiver.receiveMessages(count - got.length, { maxWaitTimeInMs: 2000 })) {
+          got.push(m);
+          await receiver.completeMessage(m);
+        }
+      }
+      await receiver.close();
+      const body = (b) => (Buffer.isBuffer(b) ? b : Buffer.from(typeof b === 'string' ? b : JSON.stringify(b)));
+      process.stdout.write(JSON.stringify(got.map((m) => ({
+        bodyBase64: body(m.body).toString('base64'), messageId: m.messageId, correlationId: m.correlationId,
+        contentType: m.contentType, subject: m.subject, sessionId: m.sessionId,
+        applicationProperties: m.applicationProperties || {}, timeToLive: m.timeToLive,
+        deliveryCount: m.deliveryCount, sequenceNumber: m.sequenceNumber.toNumber(),
+      }))) + '\n');
+    } else {
+      throw new Error(`unknown mode '${mode}'`);
+    }
+  } finally {
+    await client.close();
+  }
+}
+
+main().then(() => process.exit(0), (e) => {
+  console.error(e && e.stack);
+  process.exit(1);
+});

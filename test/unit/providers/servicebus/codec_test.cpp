@@ -1,0 +1,370 @@
+// Service Bus codecs without sockets: connection strings, SAS tokens, lock tokens, ticks,
+// $management bodies and error mapping.
+#include <gtest/gtest.h>
+
+#include <map>
+#include <proton/binary.hpp>
+#include <proton/codec/map.hpp>
+#include <proton/codec/vector.hpp>
+#include <proton/message_id.hpp>
+#include <proton/timestamp.hpp>
+#include <proton/uuid.hpp>
+#include <proton/value.hpp>
+
+#include "connection_string.hpp"
+#include "management.hpp"
+#include "sas.hpp"
+#include "wire.hpp"
+
+namespace sb = qrt::servicebus::detail;
+using qrt::errc;
+
+namespace {
+
+TEST(ServiceBusConnectionString, ParsesEveryField) {
+  auto cs = sb::parse_connection_string(
+      "Endpoint=sb://contoso.servicebus.windows.net/;SharedAccessKeyName=RootManageSharedAccessKey;"
+      "SharedAccessKey=abc+/def==;EntityPath=orders");
+  ASSERT_TRUE(cs) << cs.error().to_string();
+  EXPECT_EQ(cs->host, "contoso.servicebus.windows.net");
+  EXPECT_EQ(cs->port, 5671);
+  EXPECT_TRUE(cs->use_tls);
+  EXPECT_EQ(cs->key_name, "RootManageSharedAccessKey");
+  EXPECT_EQ(cs->key, "abc+/def==");  // '=' inside a value is kept
+  EXPECT_EQ(cs->entity_path, "orders");
+  EXPECT_EQ(cs->audience("orders"), "sb://contoso.servicebus.windows.net/orders");
+}
+
+TEST(ServiceBusConnectionString, DevelopmentEmulatorIsPlainTcpOn5672UnlessAPortIsGiven) {
+  auto local = sb::parse_connection_string(
+      "Endpoint=sb://"
+      "localhost;SharedAccessKeyName=x;SharedAccessKey=y;UseDevelopmentEmulator=true");
+  ASSERT_TRUE(local);
+  EXPECT_FALSE(local->use_tls);
+  EXPECT_EQ(local->port, 5672);
+  auto peer = sb::parse_connection_string(
+      "endpoint=sb://127.0.0.1:40123/"
+      ";sharedaccesskeyname=x;sharedaccesskey=y;usedevelopmentemulator=TRUE");
+  ASSERT_TRUE(peer);
+  EXPECT_EQ(peer->port, 40123);
+  EXPECT_EQ(peer->audience("q/$management"), "sb://127.0.0.1:40123/q/$management");
+}
+
+TEST(ServiceBusConnectionString, AcceptsASharedAccessSignatureInsteadOfAKey) {
+  auto cs = sb::parse_connection_string(
+      "Endpoint=sb://ns.servicebus.windows.net/;SharedAccessSignature=SharedAccessSignature "
+      "sr=a&sig=b&se=1&skn=k");
+  ASSERT_TRUE(cs);
+  EXPECT_EQ(cs->shared_access_signature, "SharedAccessSignature sr=a&sig=b&se=1&skn=k");
+  EXPECT_TRUE(cs->key.empty());
+}
+
+TEST(ServiceBusConnectionString, ErrorsNameTheFieldAndNeverEchoTheKey) {
+  struct bad_case {
+    const char* text;
+    const char* names;
+  };
+  const bad_case cases[] = {
+      {"SharedAccessKeyName=x;SharedAccessKey=s3cr3t-key", "Endpoint is missing"},
+      {"Endpoint=http://ns/;SharedAccessKeyName=x;SharedAccessKey=s3cr3t-key", "Endpoint scheme"},
+      {"Endpoint=sb://ns:99999/;SharedAccessKeyName=x;SharedAccessKey=s3cr3t-key", "port"},
+      {"Endpoint=sb://ns/;SharedAccessKey=s3cr3t-key", "SharedAccessKeyName"},
+      {"Endpoint=sb://ns/;SharedAccessKeyName=x", "SharedAccessKey is missing"},
+      {"Endpoint=sb://ns/;SharedAccessKeyName=x;SharedAccessKey=s3cr3t-key;Colour=blue", "Colour"},
+      {"Endpoint=sb://ns/"
+       ";SharedAccessKeyName=x;SharedAccessKey=s3cr3t-key;UseDevelopmentEmulator=yes",
+       "UseDevelopmentEmulator"},
+      {"Endpoint=sb://ns/;SharedAccessKeyName=x;SharedAccessKey=s3cr3t-key;"
+       "SharedAccessSignature=SharedAccessSignature sr=s3cr3t-key",
+       "not both"},
+      {"Endpoint=sb://ns/;SharedAccessSignature=s3cr3t-key", "SharedAccessSignature must start"},
+      {"Endpoint=sb://ns/;s3cr3t-key;SharedAccessKeyName=x", "Name=value"},
+  };
+  for (const auto& c : cases) {
+    auto r = sb::parse_connection_string(c.text);
+    ASSERT_FALSE(r) << c.text;
+    EXPECT_EQ(r.error().code, errc::configuration_error);
+    EXPECT_NE(r.error().message.find(c.names), std::string::npos) << r.error().message;
+    EXPECT_EQ(r.error().message.find("s3cr3t"), std::string::npos) << r.error().message;
+  }
+}
+
+TEST(ServiceBusSas, UrlEncodesLikeEncodeUriComponent) {
+  EXPECT_EQ(sb::url_encode("sb://ns.servicebus.windows.net/q/$DeadLetterQueue"),
+            "sb%3A%2F%2Fns.servicebus.windows.net%2Fq%2F%24DeadLetterQueue");
+  EXPECT_EQ(sb::url_encode("a+b=c/d -_.!~*'()"), "a%2Bb%3Dc%2Fd%20-_.!~*'()");
+}
+
+TEST(ServiceBusSas, Base64MatchesRfc4648Vectors) {
+  EXPECT_EQ(sb::base64_encode(""), "");
+  EXPECT_EQ(sb::base64_encode("f"), "Zg==");
+  EXPECT_EQ(sb::base64_encode("fo"), "Zm8=");
+  EXPECT_EQ(sb::base64_encode("foo"), "Zm9v");
+  EXPECT_EQ(sb::base64_encode("foobar"), "Zm9vYmFy");
+}
+
+TEST(ServiceBusSas, TokenMatchesAnIndependentlyComputedSignature) {
+  // Computed with python3 (hmac, hashlib.sha256, base64, urllib.parse.quote with the
+  // encodeURIComponent safe set) over
+  // "sb%3A%2F%2Fmynamespace.servicebus.windows.net%2Forders\n1700000000" keyed with the UTF-8 bytes
+  // of the key string.
+  const std::string key = "dGhpcyBpcyBhIHRlc3Qga2V5IG5vdCBhIHJlYWwgb25lPQ==";
+  const auto expiry = std::chrono::system_clock::time_point{std::chrono::seconds{1700000000}};
+  EXPECT_EQ(
+      sb::make_sas_token("sb://mynamespace.servicebus.windows.net/orders",
+                         "RootManageSharedAccessKey", key, expiry + std::chrono::milliseconds(999)),
+      "SharedAccessSignature sr=sb%3A%2F%2Fmynamespace.servicebus.windows.net%2Forders"
+      "&sig=gFdpzNw4bVD0M%2BaLeeMbTGuZfXTwrFDST7z2u11aJO8%3D&se=1700000000&skn="
+      "RootManageSharedAccessKey");
+  EXPECT_EQ(sb::sas_token_expiry("SharedAccessSignature sr=x&sig=y&se=1700000000&skn=k", {}),
+            expiry);
+}
+
+TEST(ServiceBusSas, HmacSha256MatchesRfc4231TestCase2) {
+  const auto mac = sb::hmac_sha256("Jefe", "what do ya want for nothing?");
+  std::string hex;
+  for (unsigned char c : mac) {
+    static constexpr char digits[] = "0123456789abcdef";
+    hex += digits[c >> 4];
+    hex += digits[c & 15];
+  }
+  EXPECT_EQ(hex, "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+}
+
+TEST(ServiceBusLockToken, DeliveryTagIsTheGuidInDotNetByteOrder) {
+  // Guid("00112233-4455-6677-8899-aabbccddeeff").ToByteArray() in .NET.
+  const std::uint8_t tag[16] = {0x33, 0x22, 0x11, 0x00, 0x55, 0x44, 0x77, 0x66,
+                                0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff};
+  auto token = sb::lock_token_from_delivery_tag(tag);
+  ASSERT_TRUE(token);
+  EXPECT_EQ(*token, "00112233-4455-6677-8899-aabbccddeeff");
+  auto back = sb::delivery_tag_from_lock_token(*token);
+  ASSERT_TRUE(back);
+  EXPECT_TRUE(std::equal(back->begin(), back->end(), std::begin(tag)));
+  auto uuid = sb::uuid_from_lock_token("00112233-4455-6677-8899-AABBCCDDEEFF");
+  ASSERT_TRUE(uuid);
+  EXPECT_EQ((*uuid)[0], 0x00);
+  EXPECT_EQ((*uuid)[3], 0x33);
+  EXPECT_EQ(sb::lock_token_from_uuid(*uuid), "00112233-4455-6677-8899-aabbccddeeff");
+}
+
+TEST(ServiceBusLockToken, RejectsMalformedTokensAndTags) {
+  const std::uint8_t short_tag[3] = {1, 2, 3};
+  EXPECT_EQ(sb::lock_token_from_delivery_tag(short_tag).error().code, errc::protocol_error);
+  for (const char* bad :
+       {"", "not-a-guid", "00112233-4455-6677-8899-aabbccddeef",
+        "00112233-4455-6677-8899-aabbccddeeffaa", "0011223344556677-8899-aabb-ccddeeff",
+        "zz112233-4455-6677-8899-aabbccddeeff"}) {
+    EXPECT_EQ(sb::uuid_from_lock_token(bad).error().code, errc::invalid_receipt) << bad;
+  }
+}
+
+TEST(ServiceBusTicks, RoundTripAndKnownValues) {
+  // 2000-01-01T00:00:00Z is 630822816000000000 ticks; the Unix epoch is 621355968000000000.
+  EXPECT_EQ(sb::to_dotnet_ticks(qrt::time_point{}), 621355968000000000);
+  const auto y2k = qrt::time_point{std::chrono::seconds{946684800}};
+  EXPECT_EQ(sb::to_dotnet_ticks(y2k), 630822816000000000);
+  EXPECT_EQ(sb::from_dotnet_ticks(630822816000000000), y2k);
+  const auto t = qrt::time_point{std::chrono::microseconds{1700000000123456}};
+  EXPECT_EQ(sb::from_dotnet_ticks(sb::to_dotnet_ticks(t)), t);
+}
+
+TEST(ServiceBusErrors, ConditionsMapOntoQrtErrors) {
+  struct mapping {
+    const char* condition;
+    errc code;
+  };
+  for (auto [condition, code] : std::initializer_list<mapping>{
+           {"amqp:not-found", errc::queue_not_found},
+           {"com.microsoft:entity-not-found", errc::queue_not_found},
+           {"com.microsoft:server-busy", errc::throttled},
+           {"com.microsoft:message-lock-lost", errc::receipt_expired},
+           {"com.microsoft:session-lock-lost", errc::session_lock_lost},
+           {"com.microsoft:session-cannot-be-locked", errc::session_locked},
+           {"amqp:unauthorized-access", errc::permission},
+           {"com.microsoft:timeout", errc::timeout},
+           {"amqp:link:message-size-exceeded", errc::message_too_large},
+           {"amqp:connection:forced", errc::connection_failed},
+           {"something:else", errc::provider_error}}) {
+    const auto e = sb::error_from_condition(condition, "details", "queue 'orders'");
+    EXPECT_EQ(e.code, code) << condition;
+    EXPECT_EQ(e.provider_code, condition);
+    EXPECT_NE(e.message.find("queue 'orders'"), std::string::npos);
+  }
+  const auto busy = sb::error_from_condition("com.microsoft:server-busy", "", "send");
+  EXPECT_EQ(busy.kind, qrt::error_kind::throttled);
+  EXPECT_TRUE(busy.retry_after.has_value());
+  EXPECT_TRUE(sb::check_status(200, "", "", "op"));
+  EXPECT_TRUE(sb::check_status(204, "", "", "op"));
+  EXPECT_EQ(sb::check_status(410, "", "lock gone", "renew-lock").error().code,
+            errc::receipt_expired);
+  EXPECT_EQ(sb::check_status(401, "", "", "put-token").error().code, errc::permission);
+  EXPECT_EQ(sb::check_status(500, "com.microsoft:session-lock-lost", "", "op").error().code,
+            errc::session_lock_lost);
+}
+
+std::map<std::string, proton::value> body_of(const proton::message& m) {
+  std::map<std::string, proton::value> body;
+  proton::get(m.body(), body);
+  return body;
+}
+
+TEST(ServiceBusManagement, RenewLockCarriesUuidArrayAndLinkName) {
+  const auto token = *sb::uuid_from_lock_token("00112233-4455-6677-8899-aabbccddeeff");
+  const sb::uuid_bytes tokens[] = {token};
+  const auto m = sb::renew_lock_request(tokens, "receiver-1");
+  EXPECT_EQ(proton::get<std::string>(m.properties().get("operation")), "com.microsoft:renew-lock");
+  EXPECT_EQ(proton::get<std::string>(m.properties().get("associated-link-name")), "receiver-1");
+  EXPECT_EQ(proton::get<std::string>(m.properties().get("com.microsoft:tracking-id")).size(), 36u);
+  const auto body = body_of(m);
+  ASSERT_EQ(body.at("lock-tokens").type(), proton::ARRAY);
+  std::vector<proton::uuid> uuids;
+  proton::get(body.at("lock-tokens"), uuids);
+  ASSERT_EQ(uuids.size(), 1u);
+  EXPECT_TRUE(std::equal(uuids[0].begin(), uuids[0].end(), token.begin()));
+}
+
+TEST(ServiceBusManagement, PeekAndDispositionBodies) {
+  const auto peek = body_of(sb::peek_request(42, 10, std::string("s-1")));
+  EXPECT_EQ(proton::get<std::int64_t>(peek.at("from-sequence-number")), 42);
+  EXPECT_EQ(proton::get<std::int32_t>(peek.at("message-count")), 10);
+  EXPECT_EQ(proton::get<std::string>(peek.at("session-id")), "s-1");
+  const sb::uuid_bytes tokens[] = {sb::uuid_bytes{}};
+  const auto dispo =
+      body_of(sb::update_disposition_request(tokens, "suspended", "Bad", "field x", std::nullopt));
+  EXPECT_EQ(proton::get<std::string>(dispo.at("disposition-status")), "suspended");
+  EXPECT_EQ(proton::get<std::string>(dispo.at("deadletter-reason")), "Bad");
+  EXPECT_EQ(proton::get<std::string>(dispo.at("deadletter-description")), "field x");
+  EXPECT_EQ(dispo.count("session-id"), 0u);
+  const std::int64_t seqs[] = {7, 9};
+  const auto cancel = body_of(sb::cancel_scheduled_request(seqs));
+  std::vector<std::int64_t> got;
+  proton::get(cancel.at("sequence-numbers"), got);
+  EXPECT_EQ(got, (std::vector<std::int64_t>{7, 9}));
+}
+
+proton::message reply(int status, std::map<std::string, proton::value> body,
+                      const char* condition = nullptr) {
+  proton::message m;
+  m.properties().put("statusCode", status);
+  if (condition) m.properties().put("errorCondition", proton::symbol(condition));
+  m.body(body);
+  return m;
+}
+
+TEST(ServiceBusManagement, ParsesRepliesAndTheirErrors) {
+  const std::vector<proton::timestamp> stamps{proton::timestamp(1700000000123)};
+  auto renewed = sb::parse_renew_lock_response(reply(200, {{"expirations", stamps}}));
+  ASSERT_TRUE(renewed);
+  ASSERT_EQ(renewed->size(), 1u);
+  EXPECT_EQ((*renewed)[0], qrt::time_point{std::chrono::milliseconds{1700000000123}});
+
+  auto lost = sb::parse_renew_lock_response(reply(410, {}, "com.microsoft:message-lock-lost"));
+  ASSERT_FALSE(lost);
+  EXPECT_EQ(lost.error().code, errc::receipt_expired);
+
+  // The SDK and the service send sequence numbers as longs or as 8 big-endian bytes.
+  std::vector<proton::value> seqs{
+      proton::value(std::int64_t{5}),
+      proton::value(proton::binary(std::string("\0\0\0\0\0\0\x01\x02", 8)))};
+  auto scheduled = sb::parse_schedule_response(reply(200, {{"sequence-numbers", seqs}}));
+  ASSERT_TRUE(scheduled);
+  EXPECT_EQ(*scheduled, (std::vector<std::int64_t>{5, 258}));
+
+  auto empty = sb::parse_messages_response(reply(204, {}));
+  ASSERT_TRUE(empty);
+  EXPECT_TRUE(empty->empty());
+
+  proton::message inner;
+  inner.id(std::string("m-1"));
+  inner.body(proton::binary(std::string("payload")));
+  std::vector<char> encoded;
+  inner.encode(encoded);
+  const auto token = *sb::uuid_from_lock_token("00112233-4455-6677-8899-aabbccddeeff");
+  proton::uuid u;
+  std::copy(token.begin(), token.end(), u.begin());
+  std::map<std::string, proton::value> entry{
+      {"message", proton::binary(encoded.begin(), encoded.end())}, {"lock-token", u}};
+  auto messages =
+      sb::parse_messages_response(reply(200, {{"messages", std::vector<proton::value>{entry}}}));
+  ASSERT_TRUE(messages) << messages.error().to_string();
+  ASSERT_EQ(messages->size(), 1u);
+  EXPECT_EQ(proton::get<std::string>((*messages)[0].message.id()), "m-1");
+  ASSERT_TRUE((*messages)[0].lock_token);
+  EXPECT_EQ(*(*messages)[0].lock_token, token);
+
+  auto state = sb::parse_session_state_response(
+      reply(200, {{"session-state", proton::binary(std::string("s2"))}}));
+  ASSERT_TRUE(state);
+  EXPECT_EQ(state->value_or(""), "s2");
+  auto no_state =
+      sb::parse_session_state_response(reply(200, {{"session-state", proton::value{}}}));
+  ASSERT_TRUE(no_state);
+  EXPECT_FALSE(no_state->has_value());
+
+  proton::message garbage;
+  garbage.properties().put("statusCode", 200);
+  garbage.body(std::string("not a map"));
+  EXPECT_EQ(sb::parse_renew_lock_response(garbage).error().code, errc::protocol_error);
+  proton::message no_status;
+  EXPECT_EQ(sb::parse_schedule_response(no_status).error().code, errc::protocol_error);
+}
+
+}  // namespace
+
+#include <qrt/servicebus.hpp>
+
+namespace {
+
+constexpr const char* peer_cs =
+    "Endpoint=sb://127.0.0.1:5672/"
+    ";SharedAccessKeyName=x;SharedAccessKey=very-secret;UseDevelopmentEmulator=true";
+
+TEST(ServiceBusOptions, PresetsMatchTheSeed) {
+  const auto fast = qrt::servicebus::options::for_high_throughput();
+  EXPECT_EQ(fast.max_concurrent_calls, 32u);
+  EXPECT_EQ(fast.prefetch_count, 50u);
+  EXPECT_EQ(fast.max_auto_lock_renewal_duration, std::chrono::minutes(10));
+  const auto quick = qrt::servicebus::options::for_low_latency();
+  EXPECT_EQ(quick.max_concurrent_calls, 4u);
+  EXPECT_EQ(quick.prefetch_count, 1u);
+}
+
+TEST(ServiceBusOptions, FromConfigAppliesPresetThenFields) {
+  auto o = qrt::servicebus::options_from_config({{"provider", "servicebus"},
+                                                 {"preset", "high_throughput"},
+                                                 {"connection_string", peer_cs},
+                                                 {"prefetch_count", "7"},
+                                                 {"operation_timeout", "5s"}});
+  ASSERT_TRUE(o) << o.error().to_string();
+  EXPECT_EQ(o->max_concurrent_calls, 32u);
+  EXPECT_EQ(o->prefetch_count, 7u);
+  EXPECT_EQ(o->operation_timeout, std::chrono::seconds(5));
+  EXPECT_EQ(o->transport, qrt::servicebus::transport_type::amqp);
+}
+
+TEST(ServiceBusOptions, RefusesWebSocketsUnknownFieldsAndBadConnectionStrings) {
+  auto ws = qrt::servicebus::options_from_config(
+      {{"connection_string", peer_cs}, {"transport_type", "amqp_websockets"}});
+  ASSERT_FALSE(ws);
+  EXPECT_EQ(ws.error().code, errc::configuration_error);
+  EXPECT_NE(ws.error().message.find("WebSockets"), std::string::npos);
+
+  auto typo =
+      qrt::servicebus::options_from_config({{"connection_string", peer_cs}, {"prefetch", "5"}});
+  ASSERT_FALSE(typo);
+  EXPECT_NE(typo.error().message.find("prefetch"), std::string::npos);
+
+  auto missing = qrt::servicebus::options_from_config({{"provider", "servicebus"}});
+  ASSERT_FALSE(missing);
+  EXPECT_NE(missing.error().message.find("connection_string"), std::string::npos);
+
+  auto bad = qrt::servicebus::options_from_config(
+      {{"connection_string",
+        "Endpoint=ftp://x/;SharedAccessKeyName=x;SharedAccessKey=very-secret"}});
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().message.find("Endpoint"), std::string::npos);
+  EXPECT_EQ(bad.error().message.find("very-secret"), std::string::npos);
+}
+
+}  // namespace
