@@ -7,14 +7,17 @@
 # receiving up to BATCH and acknowledging them. Redis is started here on a free loopback port
 # and stopped at the end.
 #
-#   bench/persistence/run.sh [MESSAGES=20000] [PRODUCERS=4] [CONSUMERS=2] [BATCH=1]
+#   bench/persistence/run.sh [MESSAGES=20000] [PRODUCERS=4] [CONSUMERS=4] [BATCH=1]
+# QRT_BENCH_NO_BUILD=1 reuses build/release as it is.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-messages="${1:-20000}" producers="${2:-4}" consumers="${3:-2}" batch="${4:-1}"
+messages="${1:-20000}" producers="${2:-4}" consumers="${3:-4}" batch="${4:-1}"
 
-scripts/install-deps.sh >/dev/null
-cmake --preset release >/dev/null
-cmake --build --preset release -j 2 --target qrt_persistence_bench >/dev/null
+if [[ "${QRT_BENCH_NO_BUILD:-0}" != 1 ]]; then
+  scripts/install-deps.sh >/dev/null
+  cmake --preset release >/dev/null
+  cmake --build --preset release -j 2 --target qrt_persistence_bench >/dev/null
+fi
 bench=build/release/bench/persistence/qrt_persistence_bench
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/qrt-pbench.XXXXXX")
