@@ -9,24 +9,22 @@
 //   persistence_bench redis HOST PORT          [options]
 //   persistence_bench sqlite FILE              [options]
 // options: --messages N (20000) --producers P (4) --consumers C (2) --batch B (1) --label TEXT
-#include <qrt/memory.hpp>
-#include <qrt/qrt.hpp>
-
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/thread_pool.hpp>
-
 #include <hiredis/hiredis.h>
 #include <sqlite3.h>
 
 #include <algorithm>
 #include <atomic>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <future>
 #include <mutex>
+#include <qrt/memory.hpp>
+#include <qrt/qrt.hpp>
 #include <string>
 #include <thread>
 #include <vector>
@@ -79,12 +77,15 @@ void report(const settings& s, const std::string& system, double seconds, tally&
   auto& l = t.latencies_ns;
   std::sort(l.begin(), l.end());
   auto pct = [&](double p) {
-    return l.empty() ? 0.0 : static_cast<double>(l[static_cast<std::size_t>(p * (l.size() - 1))]) / 1e6;
+    return l.empty() ? 0.0
+                     : static_cast<double>(l[static_cast<std::size_t>(p * (l.size() - 1))]) / 1e6;
   };
-  std::printf("%-28s msgs/s=%10.0f  p50_ms=%8.2f  p99_ms=%8.2f  (messages=%zu producers=%zu consumers=%zu batch=%zu)\n",
-              (s.label.empty() ? system : s.label).c_str(),
-              static_cast<double>(t.consumed.load()) / seconds, pct(0.50), pct(0.99), t.consumed.load(),
-              s.producers, s.consumers, s.batch);
+  std::printf(
+      "%-28s msgs/s=%10.0f  p50_ms=%8.2f  p99_ms=%8.2f  (messages=%zu producers=%zu consumers=%zu "
+      "batch=%zu)\n",
+      (s.label.empty() ? system : s.label).c_str(),
+      static_cast<double>(t.consumed.load()) / seconds, pct(0.50), pct(0.99), t.consumed.load(),
+      s.producers, s.consumers, s.batch);
   std::fflush(stdout);
 }
 
@@ -100,7 +101,8 @@ int run_qrt(const settings& s, const std::string& dir, const std::string& mode) 
   qrt::memory::options o;
   o.enable_persistence = true;
   o.persistence_path = dir;
-  o.durability_mode = mode == "interval" ? qrt::memory::durability::interval : qrt::memory::durability::always;
+  o.durability_mode =
+      mode == "interval" ? qrt::memory::durability::interval : qrt::memory::durability::always;
   o.sync_interval = qrt::milliseconds{100};
   o.max_queue_size = s.messages + 1;
   auto provider = qrt::memory::make_provider(o, pool.get_executor());
@@ -111,49 +113,70 @@ int run_qrt(const settings& s, const std::string& dir, const std::string& mode) 
   auto p = *provider;
   const auto queue = qrt::queue_name::from("bench");
   std::promise<void> created;
-  boost::asio::co_spawn(pool, [&]() -> qrt::awaitable<void> {
-    (void)co_await p->create_queue(queue, {});
-    created.set_value();
-  }, boost::asio::detached);
+  boost::asio::co_spawn(
+      pool,
+      [&]() -> qrt::awaitable<void> {
+        (void)co_await p->create_queue(queue, {});
+        created.set_value();
+      },
+      boost::asio::detached);
   created.get_future().wait();
 
   tally t;
   std::atomic<std::size_t> running{s.producers + s.consumers};
   std::promise<void> all_done;
-  auto finish = [&] { if (--running == 0) all_done.set_value(); };
+  auto finish = [&] {
+    if (--running == 0) all_done.set_value();
+  };
   const auto start = steady::now();
   for (std::size_t i = 0; i < s.producers; ++i) {
-    boost::asio::co_spawn(pool, [&, n = share(s.messages, i, s.producers)]() -> qrt::awaitable<void> {
-      for (std::size_t sent = 0; sent < n;) {
-        std::vector<qrt::message> batch(std::min(s.batch, n - sent));
-        for (auto& m : batch) m.body = make_payload();
-        auto r = co_await p->send(queue, std::move(batch), qrt::milliseconds{60000});
-        if (!r) { std::fprintf(stderr, "send: %s\n", r.error().message.c_str()); std::abort(); }
-        sent += r->size();
-      }
-      finish();
-    }, boost::asio::detached);
+    boost::asio::co_spawn(
+        pool,
+        [&, n = share(s.messages, i, s.producers)]() -> qrt::awaitable<void> {
+          for (std::size_t sent = 0; sent < n;) {
+            std::vector<qrt::message> batch(std::min(s.batch, n - sent));
+            for (auto& m : batch) m.body = make_payload();
+            auto r = co_await p->send(queue, std::move(batch), qrt::milliseconds{60000});
+            if (!r) {
+              std::fprintf(stderr, "send: %s\n", r.error().message.c_str());
+              std::abort();
+            }
+            sent += r->size();
+          }
+          finish();
+        },
+        boost::asio::detached);
   }
   for (std::size_t i = 0; i < s.consumers; ++i) {
-    boost::asio::co_spawn(pool, [&]() -> qrt::awaitable<void> {
-      std::vector<std::int64_t> lat;
-      while (t.consumed.load() < s.messages) {
-        auto got = co_await p->receive(queue, s.batch, qrt::milliseconds{100});
-        if (!got) { std::fprintf(stderr, "receive: %s\n", got.error().message.c_str()); std::abort(); }
-        if (got->empty()) continue;
-        const auto now = now_ns();
-        std::vector<qrt::settlement> acks;
-        for (auto& m : *got) {
-          lat.push_back(now - sent_at(m.body.data(), m.body.size()));
-          acks.push_back(qrt::settlement::complete(m.receipt));
-        }
-        auto results = co_await p->settle(std::move(acks));
-        for (auto& r : results) if (!r) { std::fprintf(stderr, "settle: %s\n", r.error().message.c_str()); std::abort(); }
-        t.consumed += got->size();
-      }
-      t.add(lat);
-      finish();
-    }, boost::asio::detached);
+    boost::asio::co_spawn(
+        pool,
+        [&]() -> qrt::awaitable<void> {
+          std::vector<std::int64_t> lat;
+          while (t.consumed.load() < s.messages) {
+            auto got = co_await p->receive(queue, s.batch, qrt::milliseconds{100});
+            if (!got) {
+              std::fprintf(stderr, "receive: %s\n", got.error().message.c_str());
+              std::abort();
+            }
+            if (got->empty()) continue;
+            const auto now = now_ns();
+            std::vector<qrt::settlement> acks;
+            for (auto& m : *got) {
+              lat.push_back(now - sent_at(m.body.data(), m.body.size()));
+              acks.push_back(qrt::settlement::complete(m.receipt));
+            }
+            auto results = co_await p->settle(std::move(acks));
+            for (auto& r : results)
+              if (!r) {
+                std::fprintf(stderr, "settle: %s\n", r.error().message.c_str());
+                std::abort();
+              }
+            t.consumed += got->size();
+          }
+          t.add(lat);
+          finish();
+        },
+        boost::asio::detached);
   }
   all_done.get_future().wait();
   const double seconds = std::chrono::duration<double>(steady::now() - start).count();
@@ -207,7 +230,10 @@ int run_redis(const settings& s, const std::string& host, int port) {
         }
         for (std::size_t j = 0; j < k; ++j) {
           void* reply = nullptr;
-          if (redisGetReply(c, &reply) != REDIS_OK) { std::fprintf(stderr, "redis: %s\n", c->errstr); std::exit(1); }
+          if (redisGetReply(c, &reply) != REDIS_OK) {
+            std::fprintf(stderr, "redis: %s\n", c->errstr);
+            std::exit(1);
+          }
           freeReplyObject(reply);
         }
         sent += k;
@@ -239,8 +265,12 @@ int run_redis(const settings& s, const std::string& host, int port) {
         if (ids.empty()) continue;
         std::vector<const char*> argv{"XACK", "bench", "g"};
         std::vector<std::size_t> lens{4, 5, 1};
-        for (auto& id : ids) { argv.push_back(id.c_str()); lens.push_back(id.size()); }
-        auto* ack = static_cast<redisReply*>(redisCommandArgv(c, static_cast<int>(argv.size()), argv.data(), lens.data()));
+        for (auto& id : ids) {
+          argv.push_back(id.c_str());
+          lens.push_back(id.size());
+        }
+        auto* ack = static_cast<redisReply*>(
+            redisCommandArgv(c, static_cast<int>(argv.size()), argv.data(), lens.data()));
         if (!ack) std::exit(1);
         freeReplyObject(ack);
         t.consumed += ids.size();
@@ -259,7 +289,10 @@ int run_redis(const settings& s, const std::string& host, int port) {
 
 sqlite3* sqlite_open(const std::string& file) {
   sqlite3* db = nullptr;
-  if (sqlite3_open(file.c_str(), &db) != SQLITE_OK) { std::fprintf(stderr, "sqlite: cannot open %s\n", file.c_str()); std::exit(1); }
+  if (sqlite3_open(file.c_str(), &db) != SQLITE_OK) {
+    std::fprintf(stderr, "sqlite: cannot open %s\n", file.c_str());
+    std::exit(1);
+  }
   sqlite3_busy_timeout(db, 60000);
   sqlite3_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;", nullptr, nullptr, nullptr);
   return db;
@@ -276,10 +309,11 @@ void exec(sqlite3* db, const char* sql) {
 int run_sqlite(const settings& s, const std::string& file) {
   {
     sqlite3* db = sqlite_open(file);
-    exec(db, "DROP TABLE IF EXISTS queue;"
-             "CREATE TABLE queue(id INTEGER PRIMARY KEY AUTOINCREMENT, body BLOB NOT NULL,"
-             " locked_by INTEGER NOT NULL DEFAULT 0);"
-             "CREATE INDEX queue_ready ON queue(locked_by, id);");
+    exec(db,
+         "DROP TABLE IF EXISTS queue;"
+         "CREATE TABLE queue(id INTEGER PRIMARY KEY AUTOINCREMENT, body BLOB NOT NULL,"
+         " locked_by INTEGER NOT NULL DEFAULT 0);"
+         "CREATE INDEX queue_ready ON queue(locked_by, id);");
     sqlite3_close(db);
   }
   tally t;
@@ -295,8 +329,12 @@ int run_sqlite(const settings& s, const std::string& file) {
         exec(db, "BEGIN IMMEDIATE");
         for (std::size_t j = 0; j < k; ++j) {
           const std::string body = make_payload();
-          sqlite3_bind_blob(insert, 1, body.data(), static_cast<int>(body.size()), SQLITE_TRANSIENT);
-          if (sqlite3_step(insert) != SQLITE_DONE) { std::fprintf(stderr, "sqlite insert: %s\n", sqlite3_errmsg(db)); std::exit(1); }
+          sqlite3_bind_blob(insert, 1, body.data(), static_cast<int>(body.size()),
+                            SQLITE_TRANSIENT);
+          if (sqlite3_step(insert) != SQLITE_DONE) {
+            std::fprintf(stderr, "sqlite insert: %s\n", sqlite3_errmsg(db));
+            std::exit(1);
+          }
           sqlite3_reset(insert);
         }
         exec(db, "COMMIT");
@@ -314,7 +352,10 @@ int run_sqlite(const settings& s, const std::string& file) {
       sqlite3_stmt* fetch = nullptr;
       sqlite3_stmt* done = nullptr;
       // Peek-lock in one transaction, acknowledge in another: the same two steps as a queue.
-      sqlite3_prepare_v2(db, "UPDATE queue SET locked_by=?1 WHERE id IN (SELECT id FROM queue WHERE locked_by=0 ORDER BY id LIMIT ?2)", -1, &lock, nullptr);
+      sqlite3_prepare_v2(db,
+                         "UPDATE queue SET locked_by=?1 WHERE id IN (SELECT id FROM queue WHERE "
+                         "locked_by=0 ORDER BY id LIMIT ?2)",
+                         -1, &lock, nullptr);
       sqlite3_prepare_v2(db, "SELECT id, body FROM queue WHERE locked_by=?1", -1, &fetch, nullptr);
       sqlite3_prepare_v2(db, "DELETE FROM queue WHERE locked_by=?1", -1, &done, nullptr);
       std::vector<std::int64_t> lat;
@@ -334,7 +375,10 @@ int run_sqlite(const settings& s, const std::string& file) {
         }
         sqlite3_reset(fetch);
         exec(db, "COMMIT");
-        if (got == 0) { std::this_thread::sleep_for(std::chrono::milliseconds(1)); continue; }
+        if (got == 0) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(1));
+          continue;
+        }
         exec(db, "BEGIN IMMEDIATE");
         sqlite3_bind_int64(done, 1, owner);
         sqlite3_step(done);
@@ -359,7 +403,10 @@ int run_sqlite(const settings& s, const std::string& file) {
 
 int main(int argc, char** argv) {
   if (argc < 3) {
-    std::fprintf(stderr, "usage: %s qrt DIR always|interval | redis HOST PORT | sqlite FILE [--messages N] [--producers P] [--consumers C] [--batch B] [--label L]\n", argv[0]);
+    std::fprintf(stderr,
+                 "usage: %s qrt DIR always|interval | redis HOST PORT | sqlite FILE [--messages N] "
+                 "[--producers P] [--consumers C] [--batch B] [--label L]\n",
+                 argv[0]);
     return 2;
   }
   const std::string system = argv[1];
@@ -368,15 +415,22 @@ int main(int argc, char** argv) {
   for (int i = 2; i < argc; ++i) {
     const std::string a = argv[i];
     auto next = [&]() -> std::string { return i + 1 < argc ? argv[++i] : ""; };
-    if (a == "--messages") s.messages = std::stoul(next());
-    else if (a == "--producers") s.producers = std::stoul(next());
-    else if (a == "--consumers") s.consumers = std::stoul(next());
-    else if (a == "--batch") s.batch = std::stoul(next());
-    else if (a == "--label") s.label = next();
-    else positional.push_back(a);
+    if (a == "--messages")
+      s.messages = std::stoul(next());
+    else if (a == "--producers")
+      s.producers = std::stoul(next());
+    else if (a == "--consumers")
+      s.consumers = std::stoul(next());
+    else if (a == "--batch")
+      s.batch = std::stoul(next());
+    else if (a == "--label")
+      s.label = next();
+    else
+      positional.push_back(a);
   }
   if (system == "qrt" && positional.size() == 2) return run_qrt(s, positional[0], positional[1]);
-  if (system == "redis" && positional.size() == 2) return run_redis(s, positional[0], std::stoi(positional[1]));
+  if (system == "redis" && positional.size() == 2)
+    return run_redis(s, positional[0], std::stoi(positional[1]));
   if (system == "sqlite" && positional.size() == 1) return run_sqlite(s, positional[0]);
   std::fprintf(stderr, "bad arguments\n");
   return 2;

@@ -15,7 +15,7 @@ qrt::conformance::target memory_target() {
           [](boost::asio::any_io_executor ex) {
             return qrt::memory::make_provider(qrt::memory::options::for_testing(), std::move(ex));
           },
-      .short_lock = 250ms,
+      .short_lock = 500ms,  // renewals every ~170 ms tolerate a loaded CI machine
       .empty_wait = 150ms,
       .schedule_delay = 300ms,
       .event_timeout = 5s,

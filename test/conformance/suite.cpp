@@ -16,7 +16,9 @@ std::string target_name(const ::testing::TestParamInfo<target>& info) {
   return out.empty() ? "unnamed" : out;
 }
 
-void PrintTo(const target& t, std::ostream* os) { *os << "target '" << t.name << "'"; }
+void PrintTo(const target& t, std::ostream* os) {
+  *os << "target '" << t.name << "'";
+}
 
 // ---- io_runner ----
 

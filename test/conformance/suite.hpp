@@ -208,6 +208,13 @@ std::size_t index_of(const received_message& m);
 
 }  // namespace qrt::conformance
 
+namespace qrt {
+/// GoogleTest prints error codes by name ("receipt_expired"), not as bytes.
+inline void PrintTo(errc e, std::ostream* os) {
+  *os << to_string(e);
+}
+}  // namespace qrt
+
 /// Declares a queue for the test, or skips the test when the target cannot provide one.
 #define QRT_MAKE_QUEUE(var, ...)                         \
   const ::qrt::queue_name var = make_queue(__VA_ARGS__); \

@@ -12,6 +12,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <cerrno>
 #include <cstring>
+#include <fstream>
 #include <iostream>
 
 namespace qrt::memory::log {
@@ -113,6 +114,7 @@ result<persistent_log::opened> persistent_log::open(log_options options) {
   log->index_ = std::move(replayed->index);
   for (const segment_file& s : replayed->segments) {
     log->segment_bytes_[s.index] = s.bytes;
+    log->segment_records_[s.index] = s.records;
     log->total_bytes_ += s.bytes;
   }
   // Appends go to a fresh segment that starts with a checkpoint; the old ones are deleted by
@@ -175,6 +177,8 @@ detail::lsn persistent_log::append(Encode&& encode) {
   segment_bytes_[active_segment_] += added;
   total_bytes_ += added;
   c.last = lsn;
+  ++queued_records_;
+  ++segment_records_[active_segment_];
   work_ready_.notify_one();
   return lsn;
 }
@@ -313,7 +317,9 @@ void persistent_log::complete_all_waiters_locked() {
 void persistent_log::complete_reached_waiters_locked() {
   const detail::lsn reached = options_.mode == durability::always ? durable_lsn_ : written_lsn_;
   auto end = waiters_.upper_bound(reached);
-  for (auto it = waiters_.begin(); it != end; ++it) it->second.complete(result<void>{});
+  std::size_t released = 0;
+  for (auto it = waiters_.begin(); it != end; ++it, ++released) it->second.complete(result<void>{});
+  released_last_round_ = released;
   waiters_.erase(waiters_.begin(), end);
   progress_.notify_all();
 }
@@ -374,10 +380,54 @@ void persistent_log::delete_settled_segments(std::unique_lock<std::mutex>& lock)
   if (!r) return fail_locked(r.error());
   for (const auto& [index, bytes] : doomed) {
     segment_bytes_.erase(index);
+    segment_records_.erase(index);
     total_bytes_ -= bytes;
     index_.segment_deleted(index);
   }
   progress_.notify_all();
+}
+
+void persistent_log::compact_oldest_segment(std::unique_lock<std::mutex>& lock) {
+  // A message that stays unsettled (a backlog's oldest, or a dead letter nobody reads) would
+  // otherwise pin its segment and, since only a prefix may go, every segment after it. Once
+  // three quarters of the oldest segment's records are dead, or the disk limit is reached, its
+  // live messages are appended again (with their current delivery count) to the active
+  // segment; the oldest then holds nothing live and goes once those copies are durable.
+  if (segment_bytes_.size() < 3 || failure_) return;
+  const std::uint64_t head = segment_bytes_.begin()->first;
+  const std::uint64_t live = index_.live_in(head);
+  if (head >= file_segment_ || live == 0) return;
+  const bool need_space = options_.max_disk_bytes != 0 && total_bytes_ >= options_.max_disk_bytes;
+  if (!need_space && live * 4 > segment_records_[head]) return;
+
+  const fs::path path = options_.directory / segment_file_name(head);
+  lock.unlock();
+  std::string data;
+  {
+    std::ifstream in(path, std::ios::binary);
+    data.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  lock.lock();
+  if (data.size() < segment_header_size) {
+    return fail_locked(fail(errc::provider_error,
+                            "persistence log: cannot read " + path.string() + " to compact it"));
+  }
+  std::string_view rest = std::string_view(data).substr(segment_header_size);
+  while (!rest.empty()) {
+    const frame_view frame = read_frame(rest);
+    if (frame.status != frame_status::ok) break;  // a tail this process cut off on open
+    rest.remove_prefix(frame.frame_size);
+    auto decoded = decode_record(frame.payload);
+    if (!decoded) continue;
+    auto* enqueued = std::get_if<enqueued_record>(&*decoded);
+    if (!enqueued) continue;
+    const live_message* current = index_.find(enqueued->queue, enqueued->message.sequence);
+    if (!current || current->segment != head) continue;
+    enqueued->message.delivery_count = current->delivery_count;
+    append(
+        [&](std::string& out) { return append_enqueued(out, enqueued->queue, enqueued->message); });
+    index_.moved(enqueued->queue, enqueued->message.sequence, active_segment_);
+  }
 }
 
 void persistent_log::writer_loop() {
@@ -403,6 +453,18 @@ void persistent_log::writer_loop() {
       continue;
     }
     // Group commit: everything appended while the previous write+sync ran goes out together.
+    // The operations the last sync released usually come straight back with their next
+    // record; syncing before they arrive would cost each of them a sync of its own. So wait
+    // for them, up to half a sync's time (a sync is the price of not waiting).
+    if (options_.mode == durability::always && released_last_round_ > 1 &&
+        queued_records_ < released_last_round_) {
+      const auto patience =
+          std::min<std::chrono::nanoseconds>(sync_estimate_ / 2, std::chrono::milliseconds{2});
+      work_ready_.wait_until(lock, steady::now() + patience,
+                             [&] { return queued_records_ >= released_last_round_ || stopping_; });
+    }
+    released_last_round_ = 0;
+    queued_records_ = 0;
     std::deque<chunk> batch;
     batch.swap(queued_);
     detail::lsn last = 0;
@@ -411,7 +473,11 @@ void persistent_log::writer_loop() {
     result<void> r;
     for (chunk& c : batch)
       if (r = write_chunk(c); !r) break;
-    if (r && options_.mode == durability::always) r = sync_open_file();
+    if (r && options_.mode == durability::always) {
+      const auto sync_start = steady::now();
+      r = sync_open_file();
+      sync_estimate_ = (sync_estimate_ * 7 + (steady::now() - sync_start)) / 8;
+    }
     lock.lock();
     if (!r) {
       fail_locked(r.error());
@@ -422,6 +488,7 @@ void persistent_log::writer_loop() {
     // Deleting first (rare: once per settled segment) means whoever sees its operation
     // acknowledged also sees the disk space it freed.
     delete_settled_segments(lock);
+    compact_oldest_segment(lock);
     complete_reached_waiters_locked();
     if (options_.mode == durability::interval && steady::now() >= next_sync) {
       lock.unlock();

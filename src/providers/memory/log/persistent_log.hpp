@@ -83,6 +83,7 @@ class persistent_log final : public detail::event_sink {
   result<void> write_chunk(chunk& c);
   result<void> sync_open_file();
   void delete_settled_segments(std::unique_lock<std::mutex>& lock);
+  void compact_oldest_segment(std::unique_lock<std::mutex>& lock);
   void complete_reached_waiters_locked();
   void complete_all_waiters_locked();
   void fail_locked(error e);
@@ -96,7 +97,8 @@ class persistent_log final : public detail::event_sink {
   std::condition_variable progress_;
   live_index index_;
   std::deque<chunk> queued_;
-  std::map<std::uint64_t, std::uint64_t> segment_bytes_;  ///< index -> bytes (incl. queued)
+  std::map<std::uint64_t, std::uint64_t> segment_bytes_;    ///< index -> bytes (incl. queued)
+  std::map<std::uint64_t, std::uint64_t> segment_records_;  ///< index -> records in it
   std::uint64_t active_segment_ = 0;
   std::uint64_t total_bytes_ = 0;
   detail::lsn next_lsn_ = 1;
@@ -107,6 +109,9 @@ class persistent_log final : public detail::event_sink {
   bool stopping_ = false;
   bool stopped_ = false;
   std::atomic<std::uint64_t> syncs_{0};
+  std::size_t queued_records_ = 0;             ///< appended since the writer last took a batch
+  std::size_t released_last_round_ = 0;        ///< waiters the last sync completed
+  std::chrono::nanoseconds sync_estimate_{0};  ///< moving average of one write+fdatasync
 
   // Owned by the writer thread.
   int file_fd_ = -1;

@@ -178,6 +178,7 @@ result<replay_result> replay_directory(const std::filesystem::path& directory) {
         if (!decoded) return corrupt_at(file.path, pos, decoded.error().message);
         builder.apply(*decoded, file.index);
         ++out.report.records_replayed;
+        ++file.records;
         pos += frame.frame_size;
         continue;
       }

@@ -14,6 +14,7 @@ struct segment_file {
   std::uint64_t index = 0;
   std::filesystem::path path;
   std::uint64_t bytes = 0;
+  std::uint64_t records = 0;
 };
 
 struct recovery_report {

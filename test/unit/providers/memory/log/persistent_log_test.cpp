@@ -171,6 +171,47 @@ TEST(PersistentLog, QueueDefinitionsSurviveTheDeletionOfTheSegmentThatCreatedThe
   EXPECT_EQ(q.next_sequence, 101u);
 }
 
+TEST(PersistentLog, LongLivedMessagesAreCopiedForwardSoOldSegmentsCanGo) {
+  for (durability mode : {durability::always, durability::none}) {
+    scratch_dir dir;
+    auto opts = options_for(dir.path(), mode);
+    opts.segment_bytes = 4096;
+    {
+      auto o = open_or_die(opts);
+      auto& log = *o.log;
+      log.queue_created(orders, {});
+      // A message nobody settles, and a dead letter nobody reads, in the first segment.
+      log.enqueued(orders, make_message(1, "stays", "s"));
+      log.delivered(orders, 1, 1);
+      auto dead = make_message(2, "dead letter");
+      dead.dead_letter = dead_letter_info{"r", "d"};
+      log.enqueued(orders.dead_letter(), dead);
+      ASSERT_TRUE(log.wait_flushed(log.delivered(orders, 1, 2)));
+      const auto first_segment = segment_files(dir.path()).front();
+      detail::lsn last = 0;
+      for (std::uint64_t seq = 3; seq <= 300; ++seq) {
+        log.enqueued(orders, make_message(seq, std::string(300, 'f')));
+        last = log.removed(orders, seq);
+      }
+      ASSERT_TRUE(log.wait_flushed(last));
+      // The sync that acknowledged `last` is followed by the copying; the next sync makes the
+      // copies durable and lets the old segments go.
+      ASSERT_TRUE(log.wait_flushed(log.delivered(orders, 1, 2)));
+      EXPECT_FALSE(std::filesystem::exists(first_segment));
+      EXPECT_LE(log.segment_count(), 4u);
+    }
+    auto o = open_or_die(opts);
+    const auto& q = o.state.at(orders);
+    ASSERT_EQ(sequences(q.messages), (std::vector<std::uint64_t>{1}));
+    EXPECT_EQ(q.messages[0].content.body, "stays");
+    EXPECT_EQ(q.messages[0].content.session, session_id::from("s"));
+    EXPECT_EQ(q.messages[0].delivery_count, 2u);
+    ASSERT_EQ(sequences(q.dead_letters), (std::vector<std::uint64_t>{2}));
+    EXPECT_EQ(q.dead_letters[0].dead_letter->reason, "r");
+    EXPECT_EQ(q.next_sequence, 301u);
+  }
+}
+
 TEST(PersistentLog, EveryModeKeepsWhatWasWrittenAcrossACleanClose) {
   for (durability mode : {durability::always, durability::interval, durability::none}) {
     scratch_dir dir;
