@@ -580,6 +580,7 @@ result<std::vector<scaling_point>> run_scaling(const scaling_options& so) {
     pt.consumers = n;
     pt.throughput = done / elapsed;
     pt.efficiency = points.empty() ? 1.0 : pt.throughput / (n * points.front().throughput);
+    pt.of_ideal = pt.throughput / (per_consumer * static_cast<double>(n));
     points.push_back(pt);
     if (o.on_progress) o.on_progress(progress{elapsed, fill, done, fill});
     if (auto r = rt.run(direct.delete_queue(*queue)); !r && r.error().code != errc::unsupported) {

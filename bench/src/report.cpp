@@ -393,10 +393,11 @@ std::string format_table(const report& rep) {
     out +=
         "\n  consumer scaling (every provider call delayed; efficiency = msg/s / (N x msg/s at "
         "1))\n";
-    out += "    consumers        msg/s   efficiency\n";
+    out +=
+        "    consumers        msg/s   efficiency   of ideal (batch / 2 x latency per consumer)\n";
     for (const auto& p : *rep.scaling) {
-      std::snprintf(buf, sizeof buf, "    %9zu %12.0f   %10.2f\n", p.consumers, p.throughput,
-                    p.efficiency);
+      std::snprintf(buf, sizeof buf, "    %9zu %12.0f   %10.2f   %8.2f\n", p.consumers,
+                    p.throughput, p.efficiency, p.of_ideal);
       out += buf;
     }
   }
@@ -486,8 +487,10 @@ std::string to_json(const report& rep) {
   if (rep.scaling) {
     boost::json::array a;
     for (const auto& p : *rep.scaling) {
-      a.push_back(
-          {{"consumers", p.consumers}, {"msgs_per_s", p.throughput}, {"efficiency", p.efficiency}});
+      a.push_back({{"consumers", p.consumers},
+                   {"msgs_per_s", p.throughput},
+                   {"efficiency", p.efficiency},
+                   {"of_ideal", p.of_ideal}});
     }
     o["scaling"] = std::move(a);
   }

@@ -19,19 +19,6 @@ TEST(BenchBody, CarriesItsSendTimeAndHasTheRequestedSize) {
   EXPECT_FALSE(read_send_time("zzzzzzzzzzzzzzzzzzzz"));
 }
 
-TEST(Baseline, MovesEveryMessageExactlyOnceWithManyProducersAndConsumers) {
-  bench_options o;
-  o.messages = 20'001;  // not a multiple of the batch size
-  o.producers = 3;
-  o.consumers = 2;
-  o.send_batch = 7;
-  o.receive_batch = 5;
-  const auto r = run_baseline(o);
-  EXPECT_EQ(r.messages, 20'001u);
-  EXPECT_EQ(r.e2e.count, 20'001u);
-  EXPECT_GT(r.throughput, 0);
-}
-
 TEST(Harness, EveryMessageSentIsReceivedAndCompletedOnTheEmbeddedProvider) {
   bench_options o;
   o.messages = 3'003;

@@ -114,6 +114,9 @@ struct scaling_point {
   std::size_t consumers = 0;
   double throughput = 0;  ///< messages/s completed
   double efficiency = 0;  ///< throughput / (consumers * throughput at 1 consumer)
+  /// throughput / (consumers * receive_batch / (2 * injected latency)): against the ceiling a
+  /// receive + settle round trip allows, independent of how the 1-consumer round went.
+  double of_ideal = 0;
 };
 struct scaling_options {
   bench_options base;                 ///< provider, queue, sizes, receive_batch
