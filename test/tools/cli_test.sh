@@ -56,6 +56,16 @@ expect 0 "" -- peek --provider memory --queue q
 expect 0 "" -- dlq list --provider memory --queue q
 expect 0 "replayed 0" -- dlq replay --provider memory --queue q --wait 0.1
 
+# The persisted embedded provider: one process sends, later ones read the same directory.
+expect 0 '^\{"id":"' -- send --provider memory --queue q --body persisted --attribute k=v \
+  --persistence-path "$tmp/log" --output json
+expect 0 '"active":1' -- stats --provider memory --queue q --persistence-path "$tmp/log" --output json
+expect 0 '"attributes":\{"k":"v"\}' -- receive --provider memory --queue q --wait 1 \
+  --persistence-path "$tmp/log" --durability interval --output json
+expect 0 '"active":0' -- stats --provider memory --queue q --persistence-path "$tmp/log" --output json
+expect 2 "durability" -- send --provider memory --queue q --body x --persistence-path "$tmp/log" \
+  --durability sometimes
+
 # Provider from a config file and from the environment.
 printf 'provider: memory\nmax_queue_size: 50\n' >"$tmp/cfg.yaml"
 expect 0 "sent" -- send --config "$tmp/cfg.yaml" --queue q --body hi

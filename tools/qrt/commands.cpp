@@ -20,6 +20,11 @@ result<config> build_config(const provider_flags& flags, const config& environme
   if (!flags.endpoint.empty()) cfg.set("endpoint", flags.endpoint);
   if (!flags.region.empty()) cfg.set("region", flags.region);
   if (!flags.connection_string.empty()) cfg.set("connection_string", flags.connection_string);
+  if (!flags.persistence_path.empty()) {
+    cfg.set("enable_persistence", "true");
+    cfg.set("persistence_path", flags.persistence_path);
+  }
+  if (!flags.durability.empty()) cfg.set("durability", flags.durability);
   if (!cfg.contains("provider")) {
     return fail(errc::configuration_error,
                 "no provider: pass --provider memory|sqs|servicebus|amqp, set QRT_PROVIDER, or "

@@ -20,6 +20,8 @@ struct provider_flags {
   std::string endpoint;
   std::string region;
   std::string connection_string;
+  std::string persistence_path;  ///< memory: persist to this directory (one process at a time)
+  std::string durability;        ///< memory with persistence: always | interval | none
   std::string config_file;
   std::vector<std::string> settings;  ///< --set key=value
 };

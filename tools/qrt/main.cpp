@@ -42,6 +42,10 @@ void add_provider_flags(CLI::App& cmd, cli::provider_flags& f, bool queue_requir
   cmd.add_option("--region", f.region, "AWS region (sqs)");
   cmd.add_option("--connection-string", f.connection_string,
                  "Service Bus connection string (never printed)");
+  cmd.add_option("--persistence-path", f.persistence_path,
+                 "memory: keep queues in this directory, so separate runs share them");
+  cmd.add_option("--durability", f.durability,
+                 "memory with --persistence-path: always (default) | interval | none");
   cmd.add_option("--config", f.config_file, "YAML file with provider settings (flags win)")
       ->check(CLI::ExistingFile);
   cmd.add_option("--set", f.settings, "any provider setting as key=value (repeatable)");
@@ -335,10 +339,9 @@ int main(int argc, char** argv) {
         bench_flags.provider = "memory";
       }
       // The harness creates its own queue; the embedded provider needs none at start.
-      auto cfg = cli::build_config(
-          {bench_flags.provider, "", bench_flags.endpoint, bench_flags.region,
-           bench_flags.connection_string, bench_flags.config_file, bench_flags.settings},
-          config::from_environment());
+      cli::provider_flags without_queue = bench_flags;
+      without_queue.queue.clear();
+      auto cfg = cli::build_config(without_queue, config::from_environment());
       if (!cfg) return report_error(cfg.error());
       bo.provider_config = *cfg;
       bo.queue = bench_flags.queue;
