@@ -126,26 +126,32 @@ std::uint64_t queue_state::enqueue(message&& msg, time_point now, lsn& last) {
   it.stored.sequence = seq;
   it.stored.enqueued_time = now;
   it.stored.content = std::move(msg);
+  if (sink_) last = std::max(last, sink_->enqueued(name_, it.stored));
+  admit(it, now);
+  return seq;
+}
+
+void queue_state::admit(item& it, time_point now) {
   const message& m = it.stored.content;
-  it.visible_at =
-      m.scheduled_enqueue_time && *m.scheduled_enqueue_time > now ? *m.scheduled_enqueue_time : now;
+  const time_point enqueued = it.stored.enqueued_time;
+  it.visible_at = m.scheduled_enqueue_time && *m.scheduled_enqueue_time > enqueued
+                      ? *m.scheduled_enqueue_time
+                      : enqueued;
   if (auto ttl = m.time_to_live ? m.time_to_live : options_.default_time_to_live) {
     it.expires_at = it.visible_at + *ttl;
-    ttl_expiry_.emplace(*it.expires_at, seq);
+    ttl_expiry_.emplace(*it.expires_at, it.stored.sequence);
   }
   if (options_.requires_session && m.session) {
     session_slot& slot = session_for(*m.session);
     ++slot.messages;
     it.session = &slot;
   }
-  if (sink_) last = std::max(last, sink_->enqueued(name_, it.stored));
   if (it.visible_at > now) {
     it.state = item_state::scheduled;
-    scheduled_.emplace(it.visible_at, seq);
+    scheduled_.emplace(it.visible_at, it.stored.sequence);
   } else {
     make_ready(it, now);
   }
-  return seq;
 }
 
 void queue_state::make_ready(item& it, time_point /*now*/) {
@@ -502,25 +508,7 @@ void queue_state::restore(recovered_queue&& recovered, time_point now) {
     auto [pos, inserted] = main_.items.try_emplace(seq);
     item& it = pos->second;
     it.stored = std::move(m);
-    const message& c = it.stored.content;
-    it.visible_at = c.scheduled_enqueue_time && *c.scheduled_enqueue_time > it.stored.enqueued_time
-                        ? *c.scheduled_enqueue_time
-                        : it.stored.enqueued_time;
-    if (auto ttl = c.time_to_live ? c.time_to_live : options_.default_time_to_live) {
-      it.expires_at = it.visible_at + *ttl;
-      ttl_expiry_.emplace(*it.expires_at, seq);
-    }
-    if (options_.requires_session && c.session) {
-      session_slot& slot = session_for(*c.session);
-      ++slot.messages;
-      it.session = &slot;
-    }
-    if (it.visible_at > now) {
-      it.state = item_state::scheduled;
-      scheduled_.emplace(it.visible_at, seq);
-    } else {
-      make_ready(it, now);
-    }
+    admit(it, now);
     next_sequence_ = std::max(next_sequence_, seq + 1);
   }
   for (auto& m : recovered.dead_letters) {

@@ -173,6 +173,8 @@ class queue_state : public std::enable_shared_from_this<queue_state> {
   /// Locks `it` and appends its delivery to `out`.
   void deliver(item& it, bool dead_letter, time_point now, std::uint64_t owner, lsn& last,
                std::vector<received_message>& out);
+  /// Places a stored message (new or replayed): schedule, TTL, session, ready list.
+  void admit(item& it, time_point now);
   void make_ready(item& it, time_point now);
   /// Lock expired or abandoned: back to ready, or to the DLQ past max deliveries.
   void release(item& it, time_point now, lsn& last);
