@@ -1,11 +1,9 @@
 // Send, receive and complete on the embedded provider with the asynchronous API.
-#include <qrt/qrt.hpp>
-
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
-
 #include <iostream>
+#include <qrt/qrt.hpp>
 
 using namespace std::chrono_literals;
 
@@ -49,9 +47,7 @@ qrt::awaitable<int> run() {
 int main() {
   boost::asio::io_context io;
   int status = 1;
-  boost::asio::co_spawn(io, run(), [&](std::exception_ptr e, int s) {
-    status = e ? 1 : s;
-  });
+  boost::asio::co_spawn(io, run(), [&](std::exception_ptr e, int s) { status = e ? 1 : s; });
   io.run();
   return status;
 }

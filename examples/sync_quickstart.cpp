@@ -1,7 +1,6 @@
 // The blocking facade, for code that does not use Asio: dead-letter a message and read it back.
-#include <qrt/qrt.hpp>
-
 #include <iostream>
+#include <qrt/qrt.hpp>
 
 using namespace std::chrono_literals;
 

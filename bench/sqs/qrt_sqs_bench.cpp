@@ -145,8 +145,8 @@ int main(int argc, char** argv) {
 
   // ---- the JS SDK, same emulator, its own queue ----
   const auto sdk_server_cpu0 = cpu_micros_of(server.pid());
-  const std::string cmd = "QRT_SQS_SERVERS_DIR='" + qrt::test::fauxqs_server::servers_dir() + "' '" +
-                          qrt::test::fauxqs_server::node_binary() + "' --no-warnings '" +
+  const std::string cmd = "QRT_SQS_SERVERS_DIR='" + qrt::test::fauxqs_server::servers_dir() +
+                          "' '" + qrt::test::fauxqs_server::node_binary() + "' --no-warnings '" +
                           std::string(QRT_SQS_BENCH_DIR) + "/sdk_bench.mjs' " + server.endpoint() +
                           " " + sdk_queue.str() + " " + std::to_string(total) + " " +
                           std::to_string(size) + " " + std::to_string(concurrency);

@@ -2,7 +2,6 @@
 #pragma once
 
 #include <qrt/processor.hpp>
-
 #include <string>
 
 namespace qrt::detail {

@@ -5,6 +5,8 @@
 //   broker->amqp_port(); broker->ctl({"list_queues"});
 #pragma once
 
+#include <unistd.h>
+
 #include <array>
 #include <cstdio>
 #include <cstdlib>
@@ -12,8 +14,6 @@
 #include <stdexcept>
 #include <string>
 #include <vector>
-
-#include <unistd.h>
 
 #ifndef QRT_RABBITMQ_SCRIPT
 #error "define QRT_RABBITMQ_SCRIPT as the path of test/servers/rabbitmq/rabbitmq.sh"
@@ -62,8 +62,8 @@ class rabbitmq_server {
   }
   static std::string run(const std::vector<std::string>& args) {
     // The script stops the node by itself if this process dies without running ~rabbitmq_server.
-    std::string cmd = "QRT_RABBITMQ_OWNER_PID=" + std::to_string(::getpid()) + " " +
-                      quote(QRT_RABBITMQ_SCRIPT);
+    std::string cmd =
+        "QRT_RABBITMQ_OWNER_PID=" + std::to_string(::getpid()) + " " + quote(QRT_RABBITMQ_SCRIPT);
     for (const auto& a : args) cmd += " " + quote(a);
     cmd += " 2>&1";
     FILE* p = ::popen(cmd.c_str(), "r");
