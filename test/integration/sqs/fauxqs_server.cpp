@@ -54,20 +54,24 @@ std::string run_command(const std::string& command, const std::string& input) {
 
 void fauxqs_server::ensure_installed() {
   const std::string dir = servers_dir();
-  if (fs::exists(node_binary()) && fs::exists(dir + "/node_modules/fauxqs/package.json") &&
-      fs::exists(dir + "/node_modules/@aws-sdk/client-sqs/package.json")) {
-    return;
-  }
-  // ctest runs test processes in parallel: one installs, the others wait on the lock.
+  // ctest runs test processes in parallel: one installs while the others wait on the lock. The
+  // marker is written only once npm ci has finished, so a half-extracted node_modules (which
+  // another process would otherwise find mid-install) never counts as installed.
+  const std::string marker = dir + "/node_modules/.qrt-install-complete";
   const std::string lock_path = dir + "/.npm-install.lock";
-  const int lock = ::open(lock_path.c_str(), O_CREAT | O_RDWR, 0644);
+  const int lock = ::open(lock_path.c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0644);
   if (lock < 0) throw std::runtime_error("cannot open " + lock_path);
   ::flock(lock, LOCK_EX);
-  if (!fs::exists(node_binary()) || !fs::exists(dir + "/node_modules/fauxqs/package.json")) {
-    run_command("cd '" + dir + "' && npm ci --no-audit --no-fund --loglevel=error");
+  try {
+    if (!fs::exists(marker) || !fs::exists(node_binary())) {
+      run_command("cd '" + dir + "' && npm ci --no-audit --no-fund --loglevel=error && touch '" +
+                  marker + "'");
+    }
+  } catch (...) {
+    ::close(lock);
+    throw;
   }
-  ::flock(lock, LOCK_UN);
-  ::close(lock);
+  ::close(lock);  // releases the flock
   if (!fs::exists(node_binary())) {
     throw std::runtime_error("npm ci did not install Node 22 at " + node_binary());
   }
