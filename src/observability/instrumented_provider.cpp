@@ -80,6 +80,19 @@ class series_table {
         .inc();
   }
 
+  /// What a receive (on a queue or a session) records, whichever path it took.
+  void count_receive(queue_series& q, const result<std::vector<received_message>>& r) {
+    if (!r) {
+      count_error(q, operation::receive, r.error());
+      return;
+    }
+    if (r->empty()) return;
+    q.provider_key.store(r->front().receipt.queue, std::memory_order_relaxed);
+    q.receive_batch->observe(static_cast<double>(r->size()));
+    q.received->inc(r->size());
+    q.in_flight->add(static_cast<double>(r->size()));
+  }
+
   const std::string& provider() const { return provider_; }
 
  private:
@@ -172,16 +185,7 @@ class instrumented_session final : public session_receiver {
     call_timer t;
     auto r = co_await inner_->receive(max_messages, wait);
     t.record(q_, operation::receive);
-    if (r) {
-      if (!r->empty()) {
-        q_.provider_key.store(r->front().receipt.queue, std::memory_order_relaxed);
-        q_.receive_batch->observe(static_cast<double>(r->size()));
-        q_.received->inc(r->size());
-        q_.in_flight->add(static_cast<double>(r->size()));
-      }
-    } else {
-      table_.count_error(q_, operation::receive, r.error());
-    }
+    table_.count_receive(q_, r);
     co_return r;
   }
   awaitable<std::vector<result<void>>> settle(std::vector<settlement> settlements) override {
@@ -276,16 +280,7 @@ class instrumented_provider final : public provider {
     call_timer t;
     auto r = co_await inner_->receive(queue, max_messages, wait);
     t.record(q, operation::receive);
-    if (r) {
-      if (!r->empty()) {
-        q.provider_key.store(r->front().receipt.queue, std::memory_order_relaxed);
-        q.receive_batch->observe(static_cast<double>(r->size()));
-        q.received->inc(r->size());
-        q.in_flight->add(static_cast<double>(r->size()));
-      }
-    } else {
-      table_.count_error(q, operation::receive, r.error());
-    }
+    table_.count_receive(q, r);
     co_return r;
   }
 

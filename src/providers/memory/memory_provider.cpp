@@ -56,6 +56,14 @@ awaitable<void> wait_for_change(const queue_ptr& q, const waiter_ptr& w, time_po
   w->timer.cancel();
 }
 
+/// The log could not make these operations durable: every one that had succeeded reports it.
+template <class Results>
+void fail_acknowledged(Results& results, const error& e) {
+  for (auto& r : results) {
+    if (r) r = e;
+  }
+}
+
 error queue_missing(const queue_name& q) {
   return fail(errc::queue_not_found, "queue '" + q.str() + "' does not exist");
 }
@@ -292,11 +300,7 @@ class memory_provider final : public provider,
       }
       co_await wait_for_change(q, w, wake_at);
     }
-    if (auto r = co_await flushed(last); !r) {
-      for (auto& o : outcomes) {
-        if (o) o = r.error();
-      }
-    }
+    if (auto r = co_await flushed(last); !r) fail_acknowledged(outcomes, r.error());
     co_return outcomes;
   }
 
@@ -368,11 +372,7 @@ class memory_provider final : public provider,
         results[i] = settle_locked(q.get(), settlements[i], now, last);
       }
     }
-    if (auto r = co_await flushed(last); !r) {
-      for (auto& x : results) {
-        if (x) x = r.error();
-      }
-    }
+    if (auto r = co_await flushed(last); !r) fail_acknowledged(results, r.error());
     co_return results;
   }
 
@@ -584,11 +584,7 @@ awaitable<std::vector<result<void>>> memory_session::settle(std::vector<settleme
       }
     }
   }
-  if (auto r = co_await owner_->flushed(last); !r) {
-    for (auto& x : results) {
-      if (x) x = r.error();
-    }
-  }
+  if (auto r = co_await owner_->flushed(last); !r) fail_acknowledged(results, r.error());
   co_return results;
 }
 
