@@ -12,10 +12,10 @@ namespace qrt::test {
 class counter {
  public:
   void add(long n = 1) {
-    {
-      std::lock_guard lock(mutex_);
-      value_ += n;
-    }
+    // Notify with the lock held: a waiter that sees the target may return and destroy this
+    // counter at once, so add() must not touch it after unlocking.
+    std::lock_guard lock(mutex_);
+    value_ += n;
     changed_.notify_all();
   }
   long value() const {
