@@ -25,15 +25,30 @@ error io_error(const std::string& what, const fs::path& path, int err) {
               "persistence log: " + what + " " + path.string() + ": " + std::strerror(err));
 }
 
-result<void> write_all(int fd, const char* data, std::size_t size, const fs::path& path) {
+result<void> write_at(int fd, const char* data, std::size_t size, std::uint64_t offset,
+                      const fs::path& path) {
   while (size > 0) {
-    const ssize_t n = ::write(fd, data, size);
+    const ssize_t n = ::pwrite(fd, data, size, static_cast<off_t>(offset));
     if (n < 0) {
       if (errno == EINTR) continue;
       return io_error("cannot write", path, errno);
     }
     data += n;
+    offset += static_cast<std::uint64_t>(n);
     size -= static_cast<std::size_t>(n);
+  }
+  return {};
+}
+
+/// Writes zeros over [from, to): real blocks, unlike fallocate's unwritten extents, whose first
+/// write is a metadata change that every fdatasync would then have to commit.
+result<void> write_zeros(int fd, std::uint64_t from, std::uint64_t to, const fs::path& path) {
+  static const std::vector<char> zeros(64 * 1024, '\0');
+  while (from < to) {
+    const std::size_t n =
+        static_cast<std::size_t>(std::min<std::uint64_t>(to - from, zeros.size()));
+    if (auto r = write_at(fd, zeros.data(), n, from, path); !r) return r;
+    from += n;
   }
   return {};
 }
@@ -177,9 +192,8 @@ detail::lsn persistent_log::append(Encode&& encode) {
   segment_bytes_[active_segment_] += added;
   total_bytes_ += added;
   c.last = lsn;
-  ++queued_records_;
   ++segment_records_[active_segment_];
-  work_ready_.notify_one();
+  if (writer_idle_) work_ready_.notify_one();
   return lsn;
 }
 
@@ -243,6 +257,8 @@ void persistent_log::register_waiter(detail::lsn upto, std::function<void(result
   if (reached_locked(upto)) return complete(result<void>{});
   if (stopped_) return complete(fail(errc::closed, "persistence log is closed"));
   waiters_.emplace(upto, waiter{std::move(complete)});
+  // Only operations the next batch will carry count towards the writer's patience.
+  if (upto > taken_lsn_ && ++arrived_waiters_ == expected_waiters_) work_ready_.notify_one();
 }
 
 awaitable<result<void>> persistent_log::flushed(detail::lsn upto) {
@@ -326,25 +342,71 @@ void persistent_log::complete_reached_waiters_locked() {
 
 result<void> persistent_log::write_chunk(chunk& c) {
   const fs::path& dir = options_.directory;
+  const fs::path path = dir / segment_file_name(c.segment);
   if (file_fd_ < 0 || file_segment_ != c.segment) {
-    if (file_fd_ >= 0) {
-      // The old segment must be as durable as what follows it before it is left behind.
-      if (options_.mode != durability::none)
-        if (auto r = sync_open_file(); !r) return r;
-      ::close(file_fd_);
-      file_fd_ = -1;
-    }
-    const fs::path path = dir / segment_file_name(c.segment);
-    file_fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
+    // The old segment must be as durable as what follows it before it is left behind.
+    if (auto r = close_open_file(options_.mode != durability::none); !r) return r;
+    file_fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (file_fd_ < 0) return io_error("cannot create segment", path, errno);
     file_segment_ = c.segment;
+    file_offset_ = 0;
+    file_prepared_ = 0;
     const std::string header = segment_header(c.segment);
-    if (auto r = write_all(file_fd_, header.data(), header.size(), path); !r) return r;
-    if (options_.mode != durability::none)
+    if (auto r = write_at(file_fd_, header.data(), header.size(), 0, path); !r) return r;
+    file_offset_ = header.size();
+    file_prepared_ = file_offset_;
+    if (auto r = prepare_space(c.bytes.size(), path); !r) return r;
+    if (options_.mode != durability::none) {
+      // The file's size and the zeros ahead become durable here, once, not on the first sync.
+      if (::fsync(file_fd_) != 0) return io_error("cannot sync", path, errno);
       if (auto r = sync_directory(dir); !r) return r;
+    }
   }
+  if (auto r = prepare_space(c.bytes.size(), path); !r) return r;
   file_dirty_ = true;
-  return write_all(file_fd_, c.bytes.data(), c.bytes.size(), dir / segment_file_name(c.segment));
+  if (auto r = write_at(file_fd_, c.bytes.data(), c.bytes.size(), file_offset_, path); !r) return r;
+  file_offset_ += c.bytes.size();
+  return {};
+}
+
+result<void> persistent_log::prepare_space(std::size_t bytes, const fs::path& path) {
+  // In `always` mode every sync would otherwise also commit the file's new size (a journal
+  // commit on ext4, about doubling its cost); writing zeros ahead of the records, a step at a
+  // time, leaves the syncs nothing but data to flush. Recovery reads an all-zero tail as the
+  // end of the log.
+  if (options_.mode != durability::always) return {};
+  const std::uint64_t needed = file_offset_ + bytes;
+  if (needed <= file_prepared_) return {};
+  std::uint64_t target =
+      std::min<std::uint64_t>(needed + options_.preallocate_bytes, options_.segment_bytes);
+  target = (std::max(target, needed) + 4095) / 4096 * 4096;
+  if (auto r = write_zeros(file_fd_, file_prepared_, target, path); !r) return r;
+  file_prepared_ = target;
+  return {};
+}
+
+result<void> persistent_log::close_open_file(bool sync) {
+  if (file_fd_ < 0) return {};
+  const fs::path path = options_.directory / segment_file_name(file_segment_);
+  result<void> r;
+  // Zeros ahead of the last record are cut off, so a segment left behind ends at its last record.
+  if (file_prepared_ > file_offset_) {
+    if (::ftruncate(file_fd_, static_cast<off_t>(file_offset_)) != 0)
+      r = io_error("cannot truncate", path, errno);
+    else
+      file_dirty_ = true;
+  }
+  if (r && sync && file_dirty_) {
+    if (::fsync(file_fd_) != 0)
+      r = io_error("cannot sync", path, errno);
+    else
+      ++syncs_;
+  }
+  ::close(file_fd_);
+  file_fd_ = -1;
+  file_dirty_ = false;
+  file_offset_ = file_prepared_ = 0;
+  return r;
 }
 
 result<void> persistent_log::sync_open_file() {
@@ -448,27 +510,33 @@ void persistent_log::writer_loop() {
           next_sync = steady::now() + options_.sync_interval;
         }
       } else {
+        writer_idle_ = true;
         work_ready_.wait(lock, [&] { return !queued_.empty() || stopping_; });
+        writer_idle_ = false;
       }
       continue;
     }
     // Group commit: everything appended while the previous write+sync ran goes out together.
     // The operations the last sync released usually come straight back with their next
-    // record; syncing before they arrive would cost each of them a sync of its own. So wait
-    // for them, up to half a sync's time (a sync is the price of not waiting).
+    // operation; syncing before they have arrived would cost each straggler a sync of its own.
+    // So wait until as many operations wait for a sync as the last one released, up to one
+    // sync's time (a sync is the price of not waiting).
     if (options_.mode == durability::always && released_last_round_ > 1 &&
-        queued_records_ < released_last_round_) {
+        arrived_waiters_ < released_last_round_) {
       const auto patience =
-          std::min<std::chrono::nanoseconds>(sync_estimate_ / 2, std::chrono::milliseconds{2});
+          std::min<std::chrono::nanoseconds>(sync_estimate_, std::chrono::milliseconds{2});
+      expected_waiters_ = released_last_round_;
       work_ready_.wait_until(lock, steady::now() + patience,
-                             [&] { return queued_records_ >= released_last_round_ || stopping_; });
+                             [&] { return arrived_waiters_ >= released_last_round_ || stopping_; });
+      expected_waiters_ = 0;
     }
     released_last_round_ = 0;
-    queued_records_ = 0;
+    arrived_waiters_ = 0;
     std::deque<chunk> batch;
     batch.swap(queued_);
     detail::lsn last = 0;
     for (const chunk& c : batch) last = std::max(last, c.last);
+    taken_lsn_ = std::max(taken_lsn_, last);
     lock.unlock();
     result<void> r;
     for (chunk& c : batch)
@@ -502,9 +570,7 @@ void persistent_log::writer_loop() {
   // Stopping: whatever was written gets synced, whatever mode, so a clean close loses nothing.
   const bool failed = failure_.has_value();
   lock.unlock();
-  result<void> r = failed ? result<void>{} : sync_open_file();
-  if (file_fd_ >= 0) ::close(file_fd_);
-  file_fd_ = -1;
+  result<void> r = close_open_file(!failed);
   lock.lock();
   if (!r) fail_locked(r.error());
   if (!failure_) durable_lsn_ = written_lsn_;

@@ -22,6 +22,8 @@ struct log_options {
   milliseconds sync_interval{100};          ///< durability::interval
   std::uint64_t max_disk_bytes = 0;         ///< 0: no limit
   std::uint64_t segment_bytes = 64u << 20;  ///< a segment is rolled once it reaches this size
+  /// durability::always writes zeros this far ahead of the records (see prepare_space).
+  std::uint64_t preallocate_bytes = 1u << 20;
   /// Where recovery reports what it cut off; default: one line on stderr.
   std::function<void(const std::string&)> warn;
 };
@@ -82,6 +84,9 @@ class persistent_log final : public detail::event_sink {
   void writer_loop();
   result<void> write_chunk(chunk& c);
   result<void> sync_open_file();
+  result<void> prepare_space(std::size_t bytes, const std::filesystem::path& path);
+  /// Cuts the zeros ahead of the last record, syncs (if `sync`) and closes the open segment.
+  result<void> close_open_file(bool sync);
   void delete_settled_segments(std::unique_lock<std::mutex>& lock);
   void compact_oldest_segment(std::unique_lock<std::mutex>& lock);
   void complete_reached_waiters_locked();
@@ -104,19 +109,24 @@ class persistent_log final : public detail::event_sink {
   detail::lsn next_lsn_ = 1;
   detail::lsn written_lsn_ = 0;  ///< handed to the kernel
   detail::lsn durable_lsn_ = 0;  ///< fdatasync'ed
+  detail::lsn taken_lsn_ = 0;    ///< taken by the writer for its current or last batch
   std::multimap<detail::lsn, waiter> waiters_;
   std::optional<error> failure_;
   bool stopping_ = false;
   bool stopped_ = false;
   std::atomic<std::uint64_t> syncs_{0};
-  std::size_t queued_records_ = 0;             ///< appended since the writer last took a batch
-  std::size_t released_last_round_ = 0;        ///< waiters the last sync completed
+  std::size_t arrived_waiters_ = 0;      ///< flushed() callers since the writer last took a batch
+  std::size_t expected_waiters_ = 0;     ///< the writer waits for this many (0: not waiting)
+  bool writer_idle_ = false;             ///< the writer sleeps until something is appended
+  std::size_t released_last_round_ = 0;  ///< waiters the last sync completed
   std::chrono::nanoseconds sync_estimate_{0};  ///< moving average of one write+fdatasync
 
   // Owned by the writer thread.
   int file_fd_ = -1;
   std::uint64_t file_segment_ = 0;
   bool file_dirty_ = false;
+  std::uint64_t file_offset_ = 0;    ///< where the next record goes
+  std::uint64_t file_prepared_ = 0;  ///< the file's size: zeros from file_offset_ up to here
 
   std::thread writer_;
 };
