@@ -63,27 +63,70 @@ result<void> sync_directory(const fs::path& dir) {
   return {};
 }
 
-/// Takes the directory's lock file; a second opener (another process, or another provider in
-/// this one) gets an error naming the directory and the holder's pid.
-result<int> lock_directory(const fs::path& dir) {
-  const fs::path lock_path = dir / "LOCK";
+/// What a failed flock attempt found.
+struct lock_attempt {
+  int fd = -1;         ///< >= 0: the lock is ours
+  std::string holder;  ///< else, when held by someone else: the holder's pid as it wrote it
+  std::optional<error> failure;  ///< else: could not try at all
+};
+
+lock_attempt try_lock(const fs::path& lock_path) {
+  lock_attempt out;
   const int fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (fd < 0) return io_error("cannot open lock file", lock_path, errno);
-  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
-    const int err = errno;
-    char holder[32] = {};
-    const ssize_t n = ::pread(fd, holder, sizeof holder - 1, 0);
-    ::close(fd);
-    if (err == EWOULDBLOCK) {
-      std::string pid = n > 0 ? std::string(holder, static_cast<std::size_t>(n)) : "unknown";
-      while (!pid.empty() && (pid.back() == '\n' || pid.back() == ' ')) pid.pop_back();
+  if (fd < 0) {
+    out.failure = io_error("cannot open lock file", lock_path, errno);
+    return out;
+  }
+  if (::flock(fd, LOCK_EX | LOCK_NB) == 0) {
+    out.fd = fd;
+    return out;
+  }
+  const int err = errno;
+  char holder[32] = {};
+  const ssize_t n = ::pread(fd, holder, sizeof holder - 1, 0);
+  ::close(fd);
+  if (err != EWOULDBLOCK) {
+    out.failure = io_error("cannot lock", lock_path, err);
+    return out;
+  }
+  out.holder = n > 0 ? std::string(holder, static_cast<std::size_t>(n)) : "unknown";
+  while (!out.holder.empty() && (out.holder.back() == '\n' || out.holder.back() == ' '))
+    out.holder.pop_back();
+  return out;
+}
+
+/// Takes the directory's lock file. A second opener (another process, or another provider in
+/// this one) waits up to `timeout` for the holder to let go, then gets an error naming the
+/// directory and the holder's pid. flock has no timed wait, so waiting polls every 10 ms.
+result<int> lock_directory(const fs::path& dir, milliseconds timeout,
+                           const std::function<void(const std::string&)>& warn) {
+  const fs::path lock_path = dir / "LOCK";
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  bool told = false;
+  lock_attempt a;
+  while (true) {
+    a = try_lock(lock_path);
+    if (a.failure) return *a.failure;
+    if (a.fd >= 0) break;
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= deadline) {
+      std::string waited;
+      if (timeout.count() > 0)
+        waited = "; waited " + std::to_string(timeout.count()) + " ms for it to close";
       return fail(errc::provider_error,
-                  "persistence path " + dir.string() + " is in use by another process (pid " + pid +
-                      "); only one process may open it at a time",
+                  "persistence path " + dir.string() + " is in use by another process (pid " +
+                      a.holder + "); only one process may open it at a time" + waited,
                   "locked");
     }
-    return io_error("cannot lock", lock_path, err);
+    if (!told) {
+      warn("persistence path " + dir.string() + " is in use by pid " + a.holder +
+           "; waiting up to " + std::to_string(timeout.count()) + " ms for it to close");
+      told = true;
+    }
+    std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(
+        std::chrono::milliseconds{10}, deadline - now));
   }
+  const int fd = a.fd;
   const std::string pid = std::to_string(::getpid()) + "\n";
   if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, pid.data(), pid.size(), 0) < 0) {
     // The pid is only a hint for the error above; the flock is what excludes.
@@ -108,7 +151,7 @@ result<persistent_log::opened> persistent_log::open(log_options options) {
                                                options.directory.string() +
                                                (ec ? ": " + ec.message() : std::string{}));
 
-  auto lock_fd = lock_directory(options.directory);
+  auto lock_fd = lock_directory(options.directory, options.open_timeout, options.warn);
   if (!lock_fd) return lock_fd.error();
 
   auto replayed = replay_directory(options.directory);
@@ -447,6 +490,17 @@ void persistent_log::delete_settled_segments(std::unique_lock<std::mutex>& lock)
     index_.segment_deleted(index);
   }
   progress_.notify_all();
+  lock.unlock();
+  {
+    std::lock_guard listening(listener_mutex_);
+    if (space_listener_) space_listener_();
+  }
+  lock.lock();
+}
+
+void persistent_log::set_space_listener(std::function<void()> listener) {
+  std::lock_guard listening(listener_mutex_);
+  space_listener_ = std::move(listener);
 }
 
 void persistent_log::compact_oldest_segment(std::unique_lock<std::mutex>& lock) {
@@ -490,6 +544,16 @@ void persistent_log::compact_oldest_segment(std::unique_lock<std::mutex>& lock) 
         [&](std::string& out) { return append_enqueued(out, enqueued->queue, enqueued->message); });
     index_.moved(enqueued->queue, enqueued->message.sequence, active_segment_);
   }
+}
+
+void persistent_log::roll_early_at_disk_limit_locked() {
+  // Only segments behind the writer can go. With a limit smaller than a few segments, the
+  // active one could fill with records that are all settled and still pin the space: at the
+  // limit, a segment that took a quarter of it is rolled, so settlements can free it.
+  if (options_.max_disk_bytes == 0 || total_bytes_ < options_.max_disk_bytes || failure_) return;
+  if (segment_records_[active_segment_] == 0) return;  // only its checkpoint: rolling frees nothing
+  if (segment_bytes_[active_segment_] < options_.max_disk_bytes / 4) return;
+  roll_segment_locked();
 }
 
 void persistent_log::writer_loop() {
@@ -557,6 +621,7 @@ void persistent_log::writer_loop() {
     // acknowledged also sees the disk space it freed.
     delete_settled_segments(lock);
     compact_oldest_segment(lock);
+    roll_early_at_disk_limit_locked();
     complete_reached_waiters_locked();
     if (options_.mode == durability::interval && steady::now() >= next_sync) {
       lock.unlock();

@@ -24,7 +24,9 @@ struct log_options {
   std::uint64_t segment_bytes = 64u << 20;  ///< a segment is rolled once it reaches this size
   /// durability::always writes zeros this far ahead of the records (see prepare_space).
   std::uint64_t preallocate_bytes = 1u << 20;
-  /// Where recovery reports what it cut off; default: one line on stderr.
+  /// How long open() waits for another holder of the directory to close it (0: fail at once).
+  milliseconds open_timeout{0};
+  /// Where recovery reports what it cut off, and open() that it waits; default: stderr.
   std::function<void(const std::string&)> warn;
 };
 
@@ -59,6 +61,7 @@ class persistent_log final : public detail::event_sink {
   /// settlements are always accepted, since they are what frees space.
   bool over_disk_limit() const;
   bool has_room() const override { return !over_disk_limit(); }
+  void set_space_listener(std::function<void()> listener) override;
   /// How many segment files exist now (tests and stats).
   std::size_t segment_count() const;
   std::uint64_t fdatasync_count() const;
@@ -80,6 +83,7 @@ class persistent_log final : public detail::event_sink {
   template <class Encode>
   detail::lsn append(Encode&& encode);
   void roll_segment_locked();
+  void roll_early_at_disk_limit_locked();
   bool reached_locked(detail::lsn upto) const;
   void writer_loop();
   result<void> write_chunk(chunk& c);
@@ -96,6 +100,9 @@ class persistent_log final : public detail::event_sink {
 
   const log_options options_;
   int lock_fd_ = -1;
+
+  std::mutex listener_mutex_;  ///< held while the listener runs, so removing it is final
+  std::function<void()> space_listener_;
 
   mutable std::mutex mutex_;
   std::condition_variable work_ready_;
