@@ -563,9 +563,13 @@ void persistent_log::writer_loop() {
   while (true) {
     if (queued_.empty()) {
       if (stopping_ || failure_) break;
+      // While idle, every append wakes the writer (otherwise appends do not notify).
+      const auto has_work = [&] { return !queued_.empty() || stopping_; };
+      writer_idle_ = true;
       if (options_.mode == durability::interval && file_dirty_) {
-        if (!work_ready_.wait_until(lock, next_sync,
-                                    [&] { return !queued_.empty() || stopping_; })) {
+        const bool woken = work_ready_.wait_until(lock, next_sync, has_work);
+        writer_idle_ = false;
+        if (!woken) {
           lock.unlock();
           result<void> r = sync_open_file();
           lock.lock();
@@ -574,8 +578,7 @@ void persistent_log::writer_loop() {
           next_sync = steady::now() + options_.sync_interval;
         }
       } else {
-        writer_idle_ = true;
-        work_ready_.wait(lock, [&] { return !queued_.empty() || stopping_; });
+        work_ready_.wait(lock, has_work);
         writer_idle_ = false;
       }
       continue;

@@ -288,6 +288,26 @@ TEST(PersistentLog, FlushedCompletesOnTheCallersExecutor) {
   EXPECT_EQ(completed_on, std::this_thread::get_id());
 }
 
+TEST(PersistentLog, IntervalAndNoneAcknowledgeOnceWrittenNotAtTheNextSync) {
+  // interval/none promise "written to the kernel" only, so an append is acknowledged as soon as
+  // the writer has written it, however far away the next timed sync is.
+  for (durability mode : {durability::interval, durability::none}) {
+    scratch_dir dir;
+    auto opts = options_for(dir.path(), mode);
+    opts.sync_interval = milliseconds{3'600'000};
+    auto o = open_or_die(opts);
+    auto& log = *o.log;
+    ASSERT_TRUE(log.wait_flushed(log.queue_created(orders, {})));
+    for (std::uint64_t seq = 1; seq <= 3; ++seq) {
+      const auto lsn = log.enqueued(orders, make_message(seq, "quick"));
+      auto acked = std::async(std::launch::async, [&] { return log.wait_flushed(lsn); });
+      ASSERT_EQ(acked.wait_for(std::chrono::seconds{30}), std::future_status::ready)
+          << "append " << seq << " waited for the hourly sync";
+      EXPECT_TRUE(acked.get());
+    }
+  }
+}
+
 TEST(PersistentLog, ConcurrentAppendersShareFdatasyncs) {
   scratch_dir dir;
   auto o = open_or_die(options_for(dir.path()));
