@@ -22,8 +22,11 @@ struct options {
   bool enable_persistence = false;
   std::string persistence_path;  ///< a directory; required with enable_persistence
   durability durability_mode = durability::always;
-  milliseconds sync_interval{100};          ///< durability::interval only
-  std::uint64_t max_disk_bytes = 0;         ///< 0: no limit; else backpressure like max_queue_size
+  milliseconds sync_interval{100};   ///< durability::interval only
+  std::uint64_t max_disk_bytes = 0;  ///< 0: no limit; else backpressure like max_queue_size
+  /// How long opening waits while another process holds persistence_path (0: fail at once with
+  /// an error naming the holder). Lets one process receive as soon as another finishes sending.
+  milliseconds persistence_open_timeout{0};
   std::size_t worker_threads = 1;           ///< threads for a qrt runtime built from this config
   std::size_t channel_buffer_size = 1'000;  ///< most messages one send or receive call moves
   std::size_t max_message_bytes = 1 << 20;  ///< body plus attributes of one message
@@ -35,7 +38,8 @@ struct options {
 };
 
 /// Fields: provider=memory, preset (high_throughput|testing), max_queue_size,
-/// enable_persistence, persistence_path, durability, sync_interval, max_disk_bytes,
+/// enable_persistence, persistence_path, persistence_open_timeout, durability, sync_interval,
+/// max_disk_bytes,
 /// worker_threads, channel_buffer_size, max_message_bytes, queues (comma list), lock_duration,
 /// max_delivery_count, default_time_to_live, dead_letter_on_expiration, requires_session.
 result<options> options_from_config(const config& cfg);

@@ -1,10 +1,13 @@
 // The conformance suite on the persisted embedded provider (durability=always): the same tests,
 // each against a provider over a fresh log directory, so every state change goes through the
-// log and its group commit. Nothing here may be tuned to make a failing test pass.
+// log and its group commit; the tests' reopen() steps close the provider and open a new one over
+// the same directory, so what they check next must have come back from the log. Nothing here may be
+// tuned to make a failing test pass.
 #include <unistd.h>
 
 #include <atomic>
 #include <filesystem>
+#include <memory>
 #include <qrt/memory.hpp>
 #include <random>
 #include <string>
@@ -40,16 +43,34 @@ log_root& root() {
   return r;
 }
 
-qrt::conformance::target persisted_target() {
+qrt::result<qrt::provider_ptr> open_persisted(const std::string& dir,
+                                              boost::asio::any_io_executor ex) {
+  auto o = qrt::memory::options::for_testing();
+  o.enable_persistence = true;
+  o.persistence_path = dir;
+  o.durability_mode = qrt::memory::durability::always;
+  // A reopen may find the old provider's last reference still being dropped on an io thread.
+  o.persistence_open_timeout = 10s;
+  return qrt::memory::make_provider(o, std::move(ex));
+}
+
+/// `reopen`: the tests' reopen() steps restart the provider over its directory; without, they
+/// are no-ops and every step runs against the provider that wrote the log.
+qrt::conformance::target persisted_target(bool reopen) {
+  // The directory of the provider the current test made; tests run one at a time.
+  auto current = std::make_shared<std::string>();
+  std::function<qrt::result<qrt::provider_ptr>(boost::asio::any_io_executor)> reopen_provider;
+  if (reopen) {
+    reopen_provider = [current](boost::asio::any_io_executor ex) {
+      return open_persisted(*current, std::move(ex));
+    };
+  }
   return {
-      .name = "memory_persisted",
+      .name = reopen ? "memory_persisted_reopen" : "memory_persisted",
       .make_provider =
-          [](boost::asio::any_io_executor ex) {
-            auto o = qrt::memory::options::for_testing();
-            o.enable_persistence = true;
-            o.persistence_path = root().next();
-            o.durability_mode = qrt::memory::durability::always;
-            return qrt::memory::make_provider(o, std::move(ex));
+          [current](boost::asio::any_io_executor ex) {
+            *current = root().next();
+            return open_persisted(*current, std::move(ex));
           },
       .short_lock = 250ms,
       .empty_wait = 150ms,
@@ -57,9 +78,13 @@ qrt::conformance::target persisted_target() {
       .event_timeout = 5s,
       .operation_timeout = 60s,
       .clock_tolerance = 20ms,
+      .reopen_provider =
+          [current](boost::asio::any_io_executor ex) {
+            return open_persisted(*current, std::move(ex));
+          },
   };
 }
 
 }  // namespace
 
-QRT_INSTANTIATE_CONFORMANCE(memory_persisted, persisted_target());
+QRT_INSTANTIATE_CONFORMANCE(memory_persisted, persisted_target(false), persisted_target(true));

@@ -139,6 +139,7 @@ TEST_P(provider_test, SendBatch_LargerThanProviderLimitIsSplitAndDeliveredInOrde
     unique.insert(*outcomes[i]);
   }
   EXPECT_EQ(unique.size(), count) << "ids repeat across the split batches";
+  reopen();  // the order is stored too
 
   auto got = receive_count(q, count);
   std::vector<std::size_t> expected(count);

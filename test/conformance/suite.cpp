@@ -95,6 +95,16 @@ void provider_test::TearDown() {
   runner_.reset();
 }
 
+bool provider_test::reopen() {
+  if (!can_reopen()) return false;
+  run(client_->close());
+  client_.reset();  // the last reference: the provider goes, and with it its hold on the state
+  auto made = tgt().reopen_provider(runner_->executor());
+  if (!made) throw operation_failed("reopen: " + made.error().to_string());
+  client_.emplace(std::move(*made));
+  return true;
+}
+
 void provider_test::skip(const std::string& why) {
   GTEST_SKIP() << why;
 }

@@ -78,6 +78,12 @@ struct target {
   milliseconds concurrent_timeout{120'000};
   /// Threads running the io_context that the provider and the tests' coroutines share.
   std::size_t io_threads = 4;
+
+  // ---- durability -------------------------------------------------------------------------
+  /// Builds a new provider over the durable state of the one make_provider last built, which
+  /// the suite has closed and released (a persisted provider reopening its directory). Unset:
+  /// the provider cannot, and the tests' reopen() steps do nothing.
+  std::function<result<provider_ptr>(boost::asio::any_io_executor)> reopen_provider;
 };
 
 /// GoogleTest's name for an instantiation: the target's name.
@@ -171,6 +177,14 @@ class provider_test : public ::testing::TestWithParam<target> {
   void complete_all(const std::vector<received_message>& messages);
   /// A receive of `wait` that must return nothing.
   void expect_empty(const queue_name& q, milliseconds wait, std::string_view why);
+
+  /// A restart between two steps, for targets with reopen_provider: closes and releases the
+  /// provider, then continues on a new one over the same state. Locks do not survive it: every
+  /// unsettled message is ready again with its delivery count, and receipts and sessions from
+  /// before are dead (the test must have let go of its session receivers). Returns false, and
+  /// changes nothing, for targets that cannot reopen.
+  bool reopen();
+  bool can_reopen() const { return static_cast<bool>(tgt().reopen_provider); }
 
   /// Records a skip with `why` (for helpers that cannot use GTEST_SKIP's return).
   void skip(const std::string& why);

@@ -18,6 +18,7 @@ TEST_P(provider_test, Scheduled_InvisibleUntilItsTime) {
   m.scheduled_enqueue_time = clock::now() + delay;
   const auto due = *m.scheduled_enqueue_time;
   const auto id = send(q, m);
+  reopen();  // a restart neither loses the schedule nor delivers early
 
   // For half the delay nothing may arrive. (Should this thread stall past the due time, a
   // delivery now is legitimate: what matters is that it never happens early.)

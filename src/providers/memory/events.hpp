@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <qrt/message.hpp>
 #include <qrt/provider.hpp>
@@ -50,6 +51,11 @@ class event_sink {
   /// False while the log is at its disk limit (max_disk_bytes): sends wait as for a full queue.
   /// Settlements are always accepted, since they are what frees space.
   virtual bool has_room() const { return true; }
+
+  /// `listener` is called (on the log's thread, with no queue lock held) whenever the log frees
+  /// disk space, so sends waiting for room look again. nullptr removes it; once that call
+  /// returns, the old listener is not running and is not called again.
+  virtual void set_space_listener(std::function<void()> listener) { (void)listener; }
 
   /// Completes once every event up to and including `upto` is as durable as the configured
   /// durability mode promises (always: on disk; interval/none: at once).

@@ -146,6 +146,24 @@ class memory_provider final : public provider,
     id_prefix_ = std::uniform_int_distribution<std::uint64_t>(0, 0xfffffffffULL)(rd);
   }
 
+  ~memory_provider() override {
+    if (sink_) sink_->set_space_listener(nullptr);
+  }
+
+  /// The log freed disk space: every send waiting for room looks again.
+  void wake_senders() {
+    std::vector<queue_ptr> queues;
+    {
+      std::lock_guard lock(registry_mutex_);
+      queues.reserve(by_id_.size());
+      for (auto& [id, q] : by_id_) queues.push_back(q);
+    }
+    for (auto& q : queues) {
+      std::lock_guard lock(q->mutex);
+      q->senders().notify_all();
+    }
+  }
+
   std::string_view name() const noexcept override { return "memory"; }
   const capabilities& caps() const noexcept override { return caps_; }
   std::uint64_t owner() const noexcept { return owner_; }
@@ -294,9 +312,7 @@ class memory_provider final : public provider,
         q->senders().add(w);
         wake_at = deadline;
         if (auto event = q->next_event()) wake_at = std::min(wake_at, *event);
-        // Disk space comes back when the log deletes a settled segment, which may follow a
-        // settlement on any queue: look again soon rather than wire every queue to the log.
-        if (!disk_room) wake_at = std::min(wake_at, now + milliseconds{10});
+        // Without disk room, the log's space listener wakes us when it deletes a segment.
       }
       co_await wait_for_change(q, w, wake_at);
     }
@@ -619,7 +635,9 @@ awaitable<result<void>> memory_session::set_state(std::string state) {
 
 provider_ptr make_memory_provider(const options& opts, boost::asio::any_io_executor executor,
                                   std::shared_ptr<event_sink> sink, recovered_state recovered) {
-  auto p = std::make_shared<memory_provider>(opts, std::move(executor), std::move(sink));
+  auto p = std::make_shared<memory_provider>(opts, std::move(executor), sink);
+  // The provider outlives the listener: its destructor removes it before the sink can go.
+  if (sink) sink->set_space_listener([raw = p.get()] { raw->wake_senders(); });
   p->restore(std::move(recovered));
   for (const auto& name : opts.queues) {
     (void)p->add_queue(queue_name::from(name), opts.queue_defaults, true);
@@ -644,6 +662,7 @@ result<provider_ptr> make_provider(const options& opts, boost::asio::any_io_exec
     lo.mode = opts.durability_mode;
     lo.sync_interval = opts.sync_interval;
     lo.max_disk_bytes = opts.max_disk_bytes;
+    lo.open_timeout = opts.persistence_open_timeout;
     auto opened = log::persistent_log::open(std::move(lo));
     if (!opened) return opened.error();
     return detail::make_memory_provider(opts, std::move(executor), std::move(opened->log),

@@ -1,10 +1,14 @@
-// Slice-by-8 CRC32C: eight 256-entry tables let the loop consume 8 bytes per step, which keeps
-// checksumming well below the cost of the write it protects. Software only: the log must read
-// the same on every machine, and this is fast enough next to an fdatasync.
+// CRC32C two ways that compute the same function: the SSE4.2 crc32 instruction (8 bytes per
+// instruction; checksumming was the largest user-space cost of a persisted send), chosen at
+// run time, and slice-by-8 tables (eight 256-entry tables, 8 bytes per step) everywhere else.
 #include "crc32c.hpp"
 
 #include <array>
 #include <cstring>
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <nmmintrin.h>
+#define QRT_CRC32C_X86 1
+#endif
 
 namespace qrt::memory::log {
 namespace {
@@ -27,9 +31,40 @@ constexpr crc_tables make_tables() {
 
 constexpr crc_tables tables = make_tables();
 
+#ifdef QRT_CRC32C_X86
+__attribute__((target("sse4.2"))) std::uint32_t crc32c_sse42(std::uint32_t crc, const void* data,
+                                                             std::size_t size) noexcept {
+  const auto* p = static_cast<const unsigned char*>(data);
+  std::uint64_t c = ~crc;
+  while (size >= 8) {
+    std::uint64_t word;
+    std::memcpy(&word, p, 8);  // x86 is little-endian, as the CRC's byte order wants
+    c = _mm_crc32_u64(c, word);
+    p += 8;
+    size -= 8;
+  }
+  auto c32 = static_cast<std::uint32_t>(c);
+  while (size-- > 0) c32 = _mm_crc32_u8(c32, *p++);
+  return ~c32;
+}
+
+bool detect_sse42() {
+  __builtin_cpu_init();  // may run before the runtime's own initialisation of the CPU model
+  return __builtin_cpu_supports("sse4.2");
+}
+const bool have_sse42 = detect_sse42();
+#endif
+
 }  // namespace
 
 std::uint32_t crc32c(std::uint32_t crc, const void* data, std::size_t size) noexcept {
+#ifdef QRT_CRC32C_X86
+  if (have_sse42) return crc32c_sse42(crc, data, size);
+#endif
+  return crc32c_portable(crc, data, size);
+}
+
+std::uint32_t crc32c_portable(std::uint32_t crc, const void* data, std::size_t size) noexcept {
   const auto* p = static_cast<const unsigned char*>(data);
   crc = ~crc;
   while (size >= 8) {

@@ -22,7 +22,11 @@ struct log_options {
   milliseconds sync_interval{100};          ///< durability::interval
   std::uint64_t max_disk_bytes = 0;         ///< 0: no limit
   std::uint64_t segment_bytes = 64u << 20;  ///< a segment is rolled once it reaches this size
-  /// Where recovery reports what it cut off; default: one line on stderr.
+  /// durability::always writes zeros this far ahead of the records (see prepare_space).
+  std::uint64_t preallocate_bytes = 1u << 20;
+  /// How long open() waits for another holder of the directory to close it (0: fail at once).
+  milliseconds open_timeout{0};
+  /// Where recovery reports what it cut off, and open() that it waits; default: stderr.
   std::function<void(const std::string&)> warn;
 };
 
@@ -57,6 +61,7 @@ class persistent_log final : public detail::event_sink {
   /// settlements are always accepted, since they are what frees space.
   bool over_disk_limit() const;
   bool has_room() const override { return !over_disk_limit(); }
+  void set_space_listener(std::function<void()> listener) override;
   /// How many segment files exist now (tests and stats).
   std::size_t segment_count() const;
   std::uint64_t fdatasync_count() const;
@@ -78,10 +83,14 @@ class persistent_log final : public detail::event_sink {
   template <class Encode>
   detail::lsn append(Encode&& encode);
   void roll_segment_locked();
+  void roll_early_at_disk_limit_locked();
   bool reached_locked(detail::lsn upto) const;
   void writer_loop();
   result<void> write_chunk(chunk& c);
   result<void> sync_open_file();
+  result<void> prepare_space(std::size_t bytes, const std::filesystem::path& path);
+  /// Cuts the zeros ahead of the last record, syncs (if `sync`) and closes the open segment.
+  result<void> close_open_file(bool sync);
   void delete_settled_segments(std::unique_lock<std::mutex>& lock);
   void compact_oldest_segment(std::unique_lock<std::mutex>& lock);
   void complete_reached_waiters_locked();
@@ -91,6 +100,9 @@ class persistent_log final : public detail::event_sink {
 
   const log_options options_;
   int lock_fd_ = -1;
+
+  std::mutex listener_mutex_;  ///< held while the listener runs, so removing it is final
+  std::function<void()> space_listener_;
 
   mutable std::mutex mutex_;
   std::condition_variable work_ready_;
@@ -104,19 +116,24 @@ class persistent_log final : public detail::event_sink {
   detail::lsn next_lsn_ = 1;
   detail::lsn written_lsn_ = 0;  ///< handed to the kernel
   detail::lsn durable_lsn_ = 0;  ///< fdatasync'ed
+  detail::lsn taken_lsn_ = 0;    ///< taken by the writer for its current or last batch
   std::multimap<detail::lsn, waiter> waiters_;
   std::optional<error> failure_;
   bool stopping_ = false;
   bool stopped_ = false;
   std::atomic<std::uint64_t> syncs_{0};
-  std::size_t queued_records_ = 0;             ///< appended since the writer last took a batch
-  std::size_t released_last_round_ = 0;        ///< waiters the last sync completed
+  std::size_t arrived_waiters_ = 0;      ///< flushed() callers since the writer last took a batch
+  std::size_t expected_waiters_ = 0;     ///< the writer waits for this many (0: not waiting)
+  bool writer_idle_ = false;             ///< the writer sleeps until something is appended
+  std::size_t released_last_round_ = 0;  ///< waiters the last sync completed
   std::chrono::nanoseconds sync_estimate_{0};  ///< moving average of one write+fdatasync
 
   // Owned by the writer thread.
   int file_fd_ = -1;
   std::uint64_t file_segment_ = 0;
   bool file_dirty_ = false;
+  std::uint64_t file_offset_ = 0;    ///< where the next record goes
+  std::uint64_t file_prepared_ = 0;  ///< the file's size: zeros from file_offset_ up to here
 
   std::thread writer_;
 };

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
@@ -54,6 +55,10 @@ std::optional<std::size_t> next_intact_frame(std::string_view data, std::size_t 
     if (f.status == frame_status::ok) return pos;
   }
   return std::nullopt;
+}
+
+bool all_zero(std::string_view bytes) {
+  return std::all_of(bytes.begin(), bytes.end(), [](char c) { return c == '\0'; });
 }
 
 /// Rebuilds message contents alongside the live index.
@@ -181,6 +186,13 @@ result<replay_result> replay_directory(const std::filesystem::path& directory) {
         ++file.records;
         pos += frame.frame_size;
         continue;
+      }
+      if (all_zero(bytes.substr(pos))) {
+        // Space the writer filled with zeros ahead of its records (durability::always), left
+        // behind by a crash: the end of the log, not damage. Cut so the file ends at its last
+        // record.
+        if (auto t = truncate_file(file.path, pos); !t) return t.error();
+        break;
       }
       if (!last) return corrupt_at(file.path, pos, frame.problem);
       if (auto next = next_intact_frame(bytes, pos + 1))

@@ -1,4 +1,6 @@
 // The embedded provider with enable_persistence, end to end through the blocking facade.
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
 #include <qrt/memory.hpp>
 #include <qrt/qrt.hpp>
 
@@ -137,6 +139,99 @@ TEST(PersistedProvider, DiskLimitMakesSendsWaitThenFailNamingTheLimit) {
   auto stats = c->stats(jobs);
   ASSERT_TRUE(stats);
   EXPECT_EQ(stats->active, static_cast<std::int64_t>(sent));
+}
+
+/// Runs `op` on `ioc` until it completes; other work (a suspended send) may stay pending.
+template <class T>
+std::optional<T> run_until_done(boost::asio::io_context& ioc, awaitable<T> op) {
+  std::optional<T> out;
+  boost::asio::co_spawn(ioc, std::move(op), [&](std::exception_ptr e, T value) {
+    if (e) std::rethrow_exception(e);
+    out = std::move(value);
+  });
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds{30};
+  while (!out && std::chrono::steady_clock::now() < deadline) {
+    ioc.restart();  // a run that found no work stops the context until restarted
+    ioc.run_one_for(std::chrono::milliseconds{100});
+  }
+  return out;
+}
+
+TEST(PersistedProvider, SendWaitingAtTheDiskLimitProceedsOnceSettlementsFreeSpace) {
+  scratch_dir dir;
+  boost::asio::io_context ioc;
+  options o;
+  o.enable_persistence = true;
+  o.persistence_path = dir.path().string();
+  o.max_disk_bytes = 20000;
+  auto made = make_provider(o, ioc.get_executor());
+  ASSERT_TRUE(made) << made.error().message;
+  provider& p = **made;
+  // Locks far longer than the test: no lock expiry may wake the waiting send in its place.
+  queue_options long_locks;
+  long_locks.lock_duration = milliseconds{600'000};
+  ASSERT_TRUE(run_until_done(ioc, p.create_queue(jobs, long_locks)).value());
+
+  // Fill the log to its limit: a send that may not wait is refused naming the limit.
+  std::size_t sent = 0;
+  for (;;) {
+    auto r = run_until_done(ioc, p.send(jobs, {text(std::string(1000, 'x'))}, milliseconds{0}));
+    ASSERT_TRUE(r && *r);
+    if (!(**r)[0]) {
+      EXPECT_EQ((**r)[0].error().code, errc::queue_full);
+      EXPECT_NE((**r)[0].error().message.find("disk limit"), std::string::npos);
+      break;
+    }
+    ASSERT_LT(++sent, 1000u) << "the disk limit never applied";
+  }
+
+  // This send waits for room, with a deadline far beyond the test's own.
+  std::optional<result<std::vector<send_outcome>>> waiting;
+  boost::asio::co_spawn(ioc, p.send(jobs, {text("after the limit")}, milliseconds{600'000}),
+                        [&](std::exception_ptr e, result<std::vector<send_outcome>> r) {
+                          if (e) std::rethrow_exception(e);
+                          waiting = std::move(r);
+                        });
+  ioc.restart();
+  ioc.poll();
+  ASSERT_FALSE(waiting) << "the send did not wait for disk room";
+
+  // Settling everything frees the segments that held it; that, not a timer, wakes the sender.
+  std::size_t completed = 0;
+  while (completed < sent) {
+    auto got = run_until_done(ioc, p.receive(jobs, sent, milliseconds{1000}));
+    ASSERT_TRUE(got && *got);
+    ASSERT_FALSE((*got)->empty());
+    std::vector<settlement> acks;
+    for (auto& m : **got) acks.push_back(settlement::complete(m.receipt));
+    auto results = run_until_done(ioc, p.settle(std::move(acks)));
+    ASSERT_TRUE(results);
+    for (auto& r : *results) ASSERT_TRUE(r) << r.error().message;
+    completed += (*got)->size();
+  }
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds{30};
+  while (!waiting && std::chrono::steady_clock::now() < deadline) {
+    ioc.restart();
+    ioc.run_one_for(std::chrono::milliseconds{100});
+  }
+  ASSERT_TRUE(waiting) << "the waiting send was not woken when space was freed";
+  ASSERT_TRUE(*waiting);
+  ASSERT_TRUE((**waiting)[0]) << (**waiting)[0].error().message;
+  auto last = run_until_done(ioc, p.receive(jobs, 10, milliseconds{1000}));
+  ASSERT_TRUE(last && *last);
+  ASSERT_EQ((*last)->size(), 1u);
+  EXPECT_EQ((**last)[0].body, "after the limit");
+}
+
+TEST(PersistedProvider, OpenTimeoutFromConfigWaitsThenNamesTheHolder) {
+  scratch_dir dir;
+  auto first = open_persisted(dir.path());
+  ASSERT_TRUE(first);
+  auto second = open_persisted(dir.path(), {{"persistence_open_timeout", "30ms"}});
+  ASSERT_FALSE(second);
+  EXPECT_NE(second.error().message.find("in use by another process"), std::string::npos);
+  EXPECT_NE(second.error().message.find("waited 30 ms"), std::string::npos)
+      << second.error().message;
 }
 
 TEST(PersistedProvider, EveryDurabilityModeIsAcceptedAndKeepsDataAcrossACleanClose) {

@@ -1,6 +1,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
+#include <future>
 #include <thread>
 
 #include "log_test_support.hpp"
@@ -103,6 +104,42 @@ TEST(PersistentLog, SecondOpenerIsRefusedWithAClearError) {
   EXPECT_NE(second.error().message.find(std::to_string(::getpid())), std::string::npos);
   first.log.reset();
   EXPECT_TRUE(persistent_log::open(options_for(dir.path())));
+}
+
+TEST(PersistentLog, SecondOpenerAskedToWaitOpensOnceTheHolderCloses) {
+  scratch_dir dir;
+  auto first = open_or_die(options_for(dir.path()));
+  ASSERT_TRUE(first.log->wait_flushed(first.log->queue_created(orders, {})));
+
+  std::promise<void> waiting;
+  auto opts = options_for(dir.path());
+  opts.open_timeout = milliseconds{60'000};
+  opts.warn = [&](const std::string& line) {
+    if (line.find("waiting up to") != std::string::npos) waiting.set_value();
+  };
+  auto second = std::async(std::launch::async, [&] { return persistent_log::open(opts); });
+  // The second opener found the directory locked and said so; only then does the first close.
+  ASSERT_EQ(waiting.get_future().wait_for(std::chrono::seconds{30}), std::future_status::ready);
+  ASSERT_EQ(second.wait_for(milliseconds{0}), std::future_status::timeout);
+  first.log.reset();
+  ASSERT_EQ(second.wait_for(std::chrono::seconds{30}), std::future_status::ready);
+  auto opened = second.get();
+  ASSERT_TRUE(opened) << opened.error().message;
+  EXPECT_EQ(opened->state.count(orders), 1u);  // and it sees what the first one wrote
+}
+
+TEST(PersistentLog, SecondOpenerGivesUpAfterItsTimeoutNamingTheHolder) {
+  scratch_dir dir;
+  auto first = open_or_die(options_for(dir.path()));
+  auto opts = options_for(dir.path());
+  opts.open_timeout = milliseconds{50};
+  auto second = persistent_log::open(opts);
+  ASSERT_FALSE(second);
+  EXPECT_EQ(second.error().code, errc::provider_error);
+  EXPECT_NE(second.error().message.find("in use by another process"), std::string::npos);
+  EXPECT_NE(second.error().message.find(std::to_string(::getpid())), std::string::npos);
+  EXPECT_NE(second.error().message.find("waited 50 ms"), std::string::npos)
+      << second.error().message;
 }
 
 TEST(PersistentLog, MissingDirectoryIsAConfigurationError) {
@@ -249,6 +286,26 @@ TEST(PersistentLog, FlushedCompletesOnTheCallersExecutor) {
   ASSERT_TRUE(outcome);
   EXPECT_TRUE(*outcome);
   EXPECT_EQ(completed_on, std::this_thread::get_id());
+}
+
+TEST(PersistentLog, IntervalAndNoneAcknowledgeOnceWrittenNotAtTheNextSync) {
+  // interval/none promise "written to the kernel" only, so an append is acknowledged as soon as
+  // the writer has written it, however far away the next timed sync is.
+  for (durability mode : {durability::interval, durability::none}) {
+    scratch_dir dir;
+    auto opts = options_for(dir.path(), mode);
+    opts.sync_interval = milliseconds{3'600'000};
+    auto o = open_or_die(opts);
+    auto& log = *o.log;
+    ASSERT_TRUE(log.wait_flushed(log.queue_created(orders, {})));
+    for (std::uint64_t seq = 1; seq <= 3; ++seq) {
+      const auto lsn = log.enqueued(orders, make_message(seq, "quick"));
+      auto acked = std::async(std::launch::async, [&] { return log.wait_flushed(lsn); });
+      ASSERT_EQ(acked.wait_for(std::chrono::seconds{30}), std::future_status::ready)
+          << "append " << seq << " waited for the hourly sync";
+      EXPECT_TRUE(acked.get());
+    }
+  }
 }
 
 TEST(PersistentLog, ConcurrentAppendersShareFdatasyncs) {

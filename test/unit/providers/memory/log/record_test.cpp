@@ -60,6 +60,18 @@ record decode_single(const std::string& frame) {
   return r ? *r : record{};
 }
 
+TEST(Crc32c, HardwareAndPortableAgreeOnEveryLengthAndAlignment) {
+  std::mt19937 random(7);
+  std::string data(300, '\0');
+  for (auto& c : data) c = static_cast<char>(random());
+  for (std::size_t offset = 0; offset < 8; ++offset)
+    for (std::size_t size = 0; offset + size <= data.size(); size += 1 + size / 8)
+      ASSERT_EQ(crc32c(0x1234u, data.data() + offset, size),
+                crc32c_portable(0x1234u, data.data() + offset, size))
+          << "offset " << offset << " size " << size;
+  EXPECT_EQ(crc32c_portable(0, "123456789", 9), 0xE3069283u);
+}
+
 TEST(Record, EnqueuedRoundTripsEveryField) {
   const stored_message m = full_message();
   std::string frame;

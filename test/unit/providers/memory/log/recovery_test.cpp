@@ -27,6 +27,19 @@ struct written_log {
   std::vector<std::uint64_t> record_offsets;
 };
 
+/// Where each record of a segment starts, by walking its frames.
+std::vector<std::uint64_t> record_starts(const std::string& segment) {
+  std::vector<std::uint64_t> out;
+  std::size_t pos = segment_header_size;
+  while (pos < segment.size()) {
+    const frame_view f = read_frame(std::string_view(segment).substr(pos));
+    if (f.status != frame_status::ok) break;
+    out.push_back(pos);
+    pos += f.frame_size;
+  }
+  return out;
+}
+
 written_log write_messages(const std::filesystem::path& dir, int count) {
   written_log out;
   auto o = persistent_log::open(options_for(dir));
@@ -35,11 +48,15 @@ written_log write_messages(const std::filesystem::path& dir, int count) {
   EXPECT_TRUE(log.wait_flushed(log.queue_created(orders, {})));
   out.segment = segment_files(dir).back();
   for (int i = 1; i <= count; ++i) {
-    out.record_offsets.push_back(std::filesystem::file_size(out.segment));
     EXPECT_TRUE(log.wait_flushed(log.enqueued(
         orders, make_message(static_cast<std::uint64_t>(i), "body-" + std::to_string(i)))));
   }
   o->log.reset();
+  // A clean close leaves the segment ending at its last record; the last `count` records are
+  // the messages.
+  const auto starts = record_starts(read_file(out.segment));
+  EXPECT_GE(starts.size(), static_cast<std::size_t>(count));
+  out.record_offsets.assign(starts.end() - count, starts.end());
   return out;
 }
 
@@ -95,15 +112,83 @@ TEST(Recovery, CorruptByteInTheLastRecordIsATornTail) {
   }
 }
 
-TEST(Recovery, ZeroFilledTailIsATornTail) {
-  // What a filesystem can show after power loss: the size grew but the data never landed.
+TEST(Recovery, ZeroFilledTailIsTheEndOfTheLogNotATornTail) {
+  // What `always` mode leaves after a crash: zeros written ahead of the records (and, after a
+  // power loss, a size that grew while the data never landed). Nothing there was acknowledged.
   scratch_dir dir;
   const written_log w = write_messages(dir.path(), 3);
-  write_file(w.segment, read_file(w.segment) + std::string(4096, '\0'));
-  auto o = persistent_log::open(options_for(dir.path()));
+  const std::string records = read_file(w.segment);
+  write_file(w.segment, records + std::string(64 * 1024, '\0'));
+  std::vector<std::string> warnings;
+  auto opts = options_for(dir.path());
+  opts.warn = [&](const std::string& line) { warnings.push_back(line); };
+  auto o = persistent_log::open(opts);
   ASSERT_TRUE(o) << o.error().message;
   EXPECT_EQ(recovered_count(*o), 3u);
-  EXPECT_EQ(o->report.torn_bytes, 4096u);
+  EXPECT_EQ(o->report.torn_bytes, 0u);
+  EXPECT_TRUE(warnings.empty());
+  // The zeros are cut off: the segment ends at its last record again.
+  EXPECT_EQ(read_file(w.segment), records);
+}
+
+TEST(Recovery, AlwaysModeWritesAheadAndWhatAKillLeavesReopensWithoutLoss) {
+  // In `always` mode the open segment is longer than its records (zeros written ahead). A copy
+  // taken while the log is open is what a kill -9 leaves on disk.
+  scratch_dir dir, copy;
+  auto o = persistent_log::open(options_for(dir.path()));
+  ASSERT_TRUE(o);
+  auto& log = *o->log;
+  ASSERT_TRUE(log.wait_flushed(log.queue_created(orders, {})));
+  detail::lsn last = 0;
+  for (std::uint64_t i = 1; i <= 50; ++i) last = log.enqueued(orders, make_message(i, "body"));
+  ASSERT_TRUE(log.wait_flushed(last));
+  const auto segment = segment_files(dir.path()).back();
+  const std::string on_disk = read_file(segment);
+  const auto starts = record_starts(on_disk);
+  ASSERT_FALSE(starts.empty());
+  EXPECT_GT(on_disk.size(), starts.back() + 4096) << "no zeros written ahead of the records";
+  write_file(copy.path() / segment.filename(), on_disk);
+  o->log.reset();
+
+  std::vector<std::string> warnings;
+  auto opts = options_for(copy.path());
+  opts.warn = [&](const std::string& line) { warnings.push_back(line); };
+  auto reopened = persistent_log::open(opts);
+  ASSERT_TRUE(reopened) << reopened.error().message;
+  EXPECT_EQ(recovered_count(*reopened), 50u);
+  EXPECT_EQ(reopened->report.torn_bytes, 0u);
+  EXPECT_TRUE(warnings.empty());
+}
+
+TEST(Recovery, PartialRecordFollowedByZerosIsATornTail) {
+  // A write into preallocated space that a crash interrupted: the record's first bytes, then
+  // the zeros that were there before.
+  scratch_dir dir;
+  const written_log w = write_messages(dir.path(), 3);
+  const std::string records = read_file(w.segment);
+  const std::uint64_t last_start = w.record_offsets.back();
+  write_file(w.segment, records.substr(0, last_start + 20) + std::string(8192, '\0'));
+  auto o = persistent_log::open(options_for(dir.path()));
+  ASSERT_TRUE(o) << o.error().message;
+  EXPECT_EQ(recovered_count(*o), 2u);
+  EXPECT_EQ(o->report.torn_offset, last_start);
+  EXPECT_EQ(o->report.torn_bytes, 20u + 8192u);
+}
+
+TEST(Recovery, ZerosFollowedByAnIntactRecordAreCorruption) {
+  // Zeros are only the end of a segment when nothing intact follows them.
+  scratch_dir dir;
+  const written_log w = write_messages(dir.path(), 3);
+  std::string damaged = read_file(w.segment);
+  const std::uint64_t second = w.record_offsets[1];
+  std::fill(damaged.begin() + static_cast<std::ptrdiff_t>(second),
+            damaged.begin() + static_cast<std::ptrdiff_t>(w.record_offsets[2]), '\0');
+  write_file(w.segment, damaged);
+  auto o = persistent_log::open(options_for(dir.path()));
+  ASSERT_FALSE(o);
+  EXPECT_EQ(o.error().code, errc::protocol_error);
+  EXPECT_NE(o.error().message.find("offset " + std::to_string(second)), std::string::npos)
+      << o.error().message;
 }
 
 TEST(Recovery, CorruptionInTheMiddleOfTheLastSegmentRefusesToOpenNamingFileAndOffset) {
