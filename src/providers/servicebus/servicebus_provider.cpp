@@ -316,6 +316,7 @@ class servicebus_provider final : public provider,
     amqp::receiver_spec spec;
     spec.address = entity;
     spec.prefetch = opts_.prefetch_count;
+    spec.confirm_settlement = true;
     co_return co_await receive_on("queue:" + entity, entity, spec, max_messages, wait);
   }
 
@@ -379,7 +380,6 @@ class servicebus_provider final : public provider,
     std::vector<result<void>> out(settlements.size());
     std::vector<std::pair<amqp::delivery_ref, amqp::outcome>> items;
     std::vector<std::size_t> positions;
-    const auto now = clock::now();
     for (std::size_t i = 0; i < settlements.size(); ++i) {
       const auto& s = settlements[i];
       if (s.receipt.owner != id_) {
@@ -387,14 +387,9 @@ class servicebus_provider final : public provider,
             fail(errc::invalid_receipt, "servicebus: the receipt was not issued by this provider");
         continue;
       }
-      const auto lock_token = split_receipt_token(s.receipt.token).first;
-      if (const auto until = lock_expiry(lock_token); until && *until < now) {
-        out[i] = fail(errc::receipt_expired,
-                      "servicebus: the lock on this message expired; it will be "
-                      "delivered again",
-                      "com.microsoft:message-lock-lost");
-        continue;
-      }
+      // No local check of the lock's expiry: the receiver links settle in rcv-settle-mode
+      // second, so the service itself says whether the lock still holds
+      // (com.microsoft:message-lock-lost -> receipt_expired, its description kept).
       amqp::outcome how;
       switch (s.action) {
         case settle_action::complete:
@@ -413,7 +408,7 @@ class servicebus_provider final : public provider,
       positions.push_back(i);
     }
     if (!items.empty()) {
-      auto results = co_await conn_->settle(std::move(items));
+      auto results = co_await conn_->settle(std::move(items), opts_.operation_timeout);
       for (std::size_t j = 0; j < positions.size(); ++j) {
         out[positions[j]] = results[j] ? result<void>{} : result<void>{remap(results[j].error())};
         if (results[j])
@@ -455,6 +450,7 @@ class servicebus_provider final : public provider,
     amqp::receiver_spec spec;
     spec.address = entity;
     spec.prefetch = opts_.prefetch_count;
+    spec.confirm_settlement = true;
     spec.filters.put(proton::symbol(session_filter),
                      session ? proton::value(session->str()) : proton::value());
     spec.properties[proton::symbol(timeout_property)] =
@@ -466,9 +462,10 @@ class servicebus_provider final : public provider,
       co_await conn_->close_receiver(link_id);
       co_return remap(info.error());
     }
-    // A refused session attach is answered with an attach without the filter echoed, then a
-    // detach (com.microsoft:session-cannot-be-locked, or com.microsoft:timeout when no session
-    // became free): the AMQP core reports the attach, so the missing echo is the refusal.
+    // A refused session attach (no source, then a detach with
+    // com.microsoft:session-cannot-be-locked, or com.microsoft:timeout when no session became
+    // free) already failed above with the service's condition and description. An attach that
+    // does not echo the filter is a service that did not lock a session: refuse it the same way.
     if (!info->remote_filters.exists(proton::symbol(session_filter))) {
       co_await conn_->close_receiver(link_id);
       if (session) {

@@ -202,10 +202,19 @@ TEST_F(ServiceBusProvider, RenewLockExtendsAndAnExpiredLockFailsTheSettle) {
   auto again = receive_n(q, 1);
   ASSERT_EQ(again.size(), 1u);
   EXPECT_EQ(again[0].delivery_count, 2u);
+  // The service itself refuses the settlement (rcv-settle-mode second): its condition and
+  // description reach the caller.
   auto stale = client.complete(got[0].receipt);
   ASSERT_FALSE(stale);
   EXPECT_EQ(stale.error().code, errc::receipt_expired);
+  EXPECT_EQ(stale.error().provider_code, "com.microsoft:message-lock-lost");
+  EXPECT_NE(stale.error().message.find("The lock supplied is invalid"), std::string::npos)
+      << stale.error().to_string();
   ASSERT_TRUE(client.complete(again[0].receipt));
+  // A confirmed settlement really took effect at the service: nothing comes back.
+  auto after = client.receive(q, 1, 300ms);
+  ASSERT_TRUE(after);
+  EXPECT_TRUE(after->empty());
 }
 
 TEST_F(ServiceBusProvider, ScheduledMessageArrivesAtItsTime) {
@@ -248,9 +257,14 @@ TEST_F(ServiceBusProvider, SessionsNamedNextStateAndLockRenewal) {
   EXPECT_EQ(alpha->id().str(), "alpha");
   EXPECT_GT(alpha->locked_until(), qrt::clock::now());
 
+  // Refused attach (no source, then a detach with the condition): the service's error, not a
+  // success with a missing filter echo.
   auto held = client.accept_session(q, session_id::from("alpha"), 1s);
   ASSERT_FALSE(held);
   EXPECT_EQ(held.error().code, errc::session_locked);
+  EXPECT_EQ(held.error().provider_code, "com.microsoft:session-cannot-be-locked");
+  EXPECT_NE(held.error().message.find("cannot be accepted"), std::string::npos)
+      << held.error().to_string();
 
   auto next = client.accept_session(q, std::nullopt, 5s);
   ASSERT_TRUE(next) << next.error().to_string();
@@ -308,9 +322,16 @@ TEST(ServiceBusProviderStrict, MissingQueueIsQueueNotFound) {
   auto sent = client.send(queue_name::from("nowhere"), qrt::message{.body = "x"});
   ASSERT_FALSE(sent);
   EXPECT_EQ(sent.error().code, errc::queue_not_found);
+  EXPECT_NE(sent.error().message.find("nowhere"), std::string::npos) << sent.error().to_string();
   auto got = client.receive(queue_name::from("nowhere"), 1, 200ms);
   ASSERT_FALSE(got);
   EXPECT_EQ(got.error().code, errc::queue_not_found);
+  EXPECT_NE(got.error().message.find("nowhere"), std::string::npos) << got.error().to_string();
+  auto session = client.accept_session(queue_name::from("nowhere"), std::nullopt, 1s);
+  ASSERT_FALSE(session);
+  EXPECT_EQ(session.error().code, errc::queue_not_found) << session.error().to_string();
+  EXPECT_NE(session.error().message.find("nowhere"), std::string::npos)
+      << session.error().to_string();
 }
 
 // ----- interop with the official SDK -----

@@ -907,6 +907,9 @@ container.on('sender_open', (context) => {
   const queue = queueFor(entity, !options.requireCreated);
   if (!queue) return refuseAttach(link, 'amqp:not-found', notFound(context, entity));
   st.queue = queue;
+  // Like the service: take the receiver's settle mode (peek-lock receivers ask for "second":
+  // their outcomes are confirmed by a settled disposition, see onOutcome).
+  link.local.attach.rcv_settle_mode = remote.rcv_settle_mode || 0;
   const filter = source.filter || {};
   const wantsSession = Object.prototype.hasOwnProperty.call(filter, SESSION_FILTER);
   if (!wantsSession) {
