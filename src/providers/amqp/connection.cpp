@@ -563,7 +563,6 @@ struct connection::impl : proton::messaging_handler,
         const std::uint64_t n = next_tag++;
         const std::size_t index = op->next++;
         s.link.send(op->messages[index], tag_of(n));
-        op->messages[index] = proton::message();  // the bytes are in Proton's buffer now
         in_flight.emplace(n, std::make_pair(op, index));
         ++op->unsettled;
       }
