@@ -307,8 +307,10 @@ struct connection::impl : proton::messaging_handler,
     bool finished = false;
   };
   /// An outcome sent unsettled (rcv-settle-mode second), waiting for the peer's settlement.
+  /// `op` is null once the call that sent it timed out; a retry of the same receipt adopts it.
   struct confirming_settle {
     proton::delivery delivery;
+    std::uint64_t seq = 0;
     std::shared_ptr<settle_op> op;
     std::size_t index = 0;
     outcome::kind sent = outcome::kind::accepted;
@@ -919,6 +921,15 @@ struct connection::impl : proton::messaging_handler,
     receiver_state& r = receivers.at(live->second);
     auto it = r.handed_out.find(ref.seq);
     if (it == r.handed_out.end()) {
+      // Sent before by a call that timed out: wait for the same answer (the outcome cannot be
+      // changed once sent).
+      for (auto& [key, c] : r.confirming) {
+        if (c.seq != ref.seq || c.op) continue;
+        c.op = op;
+        c.index = index;
+        ++op->pending;
+        return std::nullopt;
+      }
       return result<void>{
           fail(errc::invalid_receipt, "the receipt is unknown or was already settled")};
     }
@@ -931,7 +942,7 @@ struct connection::impl : proton::messaging_handler,
     replenish(r);
     if (!confirm) return result<void>{};
     pn_delivery_t* key = proton::internal::factory<proton::delivery>::unwrap(d);
-    r.confirming[key] = confirming_settle{std::move(d), op, index, how.type};
+    r.confirming[key] = confirming_settle{std::move(d), ref.seq, op, index, how.type};
     ++op->pending;
     return std::nullopt;
   }
@@ -982,7 +993,7 @@ struct connection::impl : proton::messaging_handler,
                      "amqp:rejected");
     }
     pn_delivery_settle(pd);
-    record_settle(*c.op, c.index, std::move(outcome));
+    if (c.op) record_settle(*c.op, c.index, std::move(outcome));
   }
 
   /// The link is going away: outcomes still waiting for the peer will never be confirmed.
@@ -990,6 +1001,7 @@ struct connection::impl : proton::messaging_handler,
     auto pending = std::move(r.confirming);
     r.confirming.clear();
     for (auto& [key, c] : pending) {
+      if (!c.op) continue;
       error e = cause;
       e.message = "the settlement was not confirmed before the link went away (" + cause.message +
                   "); it may not have taken effect, and then the message is delivered again";
@@ -1006,13 +1018,11 @@ struct connection::impl : proton::messaging_handler,
       const error e =
           fail(errc::timeout, "the broker did not confirm the settlement within " +
                                   std::to_string(timeout.count()) + " ms; the outcome is unknown");
+      // The deliveries stay unsettled and waiting: a late answer settles them, and a retry of
+      // the same receipt waits for that answer instead of failing as already settled.
       for (auto& [id, r] : receivers) {
-        for (auto it = r.confirming.begin(); it != r.confirming.end();) {
-          if (it->second.op == op) {
-            it = r.confirming.erase(it);
-          } else {
-            ++it;
-          }
+        for (auto& [key, c] : r.confirming) {
+          if (c.op == op) c.op.reset();
         }
       }
       for (auto& result : op->results) {

@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <boost/json.hpp>
+#include <future>
 #include <memory>
 #include <qrt/servicebus.hpp>
 #include <qrt/sync_client.hpp>
@@ -19,7 +20,8 @@ using qrt::session_id;
 
 std::unique_ptr<qrt::test::servicebus_peer> peer;
 std::unique_ptr<qrt::sync::queue_client> shared_client;
-qrt::sync::queue_client open_client(const std::string& connection_string);
+qrt::sync::queue_client open_client(const std::string& connection_string,
+                                    const std::string& operation_timeout = "3s");
 
 // One peer and one client for the binary; each test uses its own queues.
 class PeerEnvironment : public ::testing::Environment {
@@ -45,10 +47,11 @@ qrt::provider_registry registry() {
 }
 
 // Short timeouts: closing a client waits for the AMQP core's pending timers.
-qrt::sync::queue_client open_client(const std::string& connection_string) {
+qrt::sync::queue_client open_client(const std::string& connection_string,
+                                    const std::string& operation_timeout) {
   auto c = qrt::sync::queue_client::open({{"provider", "servicebus"},
                                           {"connection_string", connection_string},
-                                          {"operation_timeout", "3s"},
+                                          {"operation_timeout", operation_timeout},
                                           {"test_peer_admin", "true"}},
                                          registry(), qrt::client_options{.send_timeout = 3s});
   if (!c) throw qrt::exception(c.error());
@@ -332,6 +335,37 @@ TEST(ServiceBusProviderStrict, MissingQueueIsQueueNotFound) {
   EXPECT_EQ(session.error().code, errc::queue_not_found) << session.error().to_string();
   EXPECT_NE(session.error().message.find("nowhere"), std::string::npos)
       << session.error().to_string();
+}
+
+TEST(ServiceBusProviderUnconfirmed, SettlementWaitIsBoundedAndALostConnectionFailsIt) {
+  // A peer that never answers outcomes on "held": the service's confirmation does not come.
+  auto held = std::make_unique<qrt::test::servicebus_peer>(
+      std::vector<std::string>{"--hold-settlements", "held"});
+  auto client = open_client(held->connection_string(), "1s");
+  const auto q = queue_name::from("held");
+  ASSERT_TRUE(client.send(q, qrt::message{.body = "one"}));
+  ASSERT_TRUE(client.send(q, qrt::message{.body = "two"}));
+  std::vector<qrt::received_message> got;
+  for (int i = 0; i < 10 && got.size() < 2; ++i) {
+    for (auto& m : client.receive(q, 2 - got.size(), 2s).value()) got.push_back(std::move(m));
+  }
+  ASSERT_EQ(got.size(), 2u);
+  // Bounded by operation_timeout (1 s here, per attempt of the client's retry policy): a clear
+  // timeout, never a silent success; a retry waits for the same answer (the outcome was sent).
+  auto unconfirmed = client.complete(got[0].receipt);
+  ASSERT_FALSE(unconfirmed) << "a settlement the service never confirmed reported success";
+  EXPECT_EQ(unconfirmed.error().code, errc::timeout) << unconfirmed.error().to_string();
+  EXPECT_NE(unconfirmed.error().message.find("did not confirm"), std::string::npos)
+      << unconfirmed.error().to_string();
+  // The connection dies while a settlement waits (or before it goes out): it fails, it does not
+  // hang and does not report success.
+  auto pending = std::async(std::launch::async, [&] { return client.complete(got[1].receipt); });
+  held.reset();
+  auto lost = pending.get();
+  ASSERT_FALSE(lost) << "a settlement whose connection died reported success";
+  EXPECT_TRUE(lost.error().code == errc::connection_failed ||
+              lost.error().code == errc::receipt_expired)
+      << lost.error().to_string();
 }
 
 // ----- interop with the official SDK -----
