@@ -19,18 +19,18 @@ struct capabilities {
   std::size_t max_batch_bytes = 0;     ///< total bytes per send call on the wire
   std::size_t max_message_bytes = 0;   ///< one message, body plus attributes
   bool peek = false;
-  bool scheduling = false;    ///< scheduled_enqueue_time honoured
-  bool time_to_live = false;  ///< time_to_live honoured
-  bool abandon = true;        ///< immediate release for redelivery
-  bool lock_renewal = false;  ///< renew_lock extends a receipt
-  /// A receipt's lock runs out after the queue's lock_duration while the receiver still holds
-  /// the message (it is then redelivered). False where a lock lasts as long as the receiving
-  /// link (AMQP 1.0 brokers such as RabbitMQ). True by default: most providers have it.
-  bool timed_locks = true;
+  bool scheduling = false;          ///< scheduled_enqueue_time honoured
+  bool time_to_live = false;        ///< time_to_live honoured
+  bool abandon = true;              ///< immediate release for redelivery
+  bool lock_renewal = false;        ///< renew_lock extends a receipt
   bool dead_letter_queue = false;   ///< native DLQ with reason kept, readable via dead_letter()
   bool max_delivery_count = false;  ///< auto dead-letter after N deliveries
   bool session_state = false;
   bool queue_management = false;  ///< create_queue / delete_queue work
+  /// A receipt's lock runs out after the queue's lock_duration while the receiver still holds
+  /// the message (it is then redelivered). False where a lock lasts as long as the receiving
+  /// link (AMQP 1.0 brokers such as RabbitMQ). True by default: most providers have it.
+  bool timed_locks = true;
 };
 
 std::string_view to_string(session_support s) noexcept;
