@@ -965,17 +965,14 @@ struct connection::impl : proton::messaging_handler,
 
   /// The peer settled a delivery we sent an outcome for: that is the confirmation (or refusal).
   void on_delivery_settle(proton::delivery& d) override {
+    // Only outcomes we sent unsettled wait here (a timed-out one too, with no op: its late
+    // answer still settles it). Anything else the peer settles on its own is left alone: the
+    // delivery stays with its receipt, as before this event existed.
     receiver_state* r = receiver_of(d.receiver());
+    if (!r) return;
     pn_delivery_t* pd = proton::internal::factory<proton::delivery>::unwrap(d);
-    if (!r) {
-      pn_delivery_settle(pd);
-      return;
-    }
     auto it = r->confirming.find(pd);
-    if (it == r->confirming.end()) {
-      pn_delivery_settle(pd);  // a late answer after a timeout: nothing waits for it
-      return;
-    }
+    if (it == r->confirming.end()) return;
     confirming_settle c = std::move(it->second);
     r->confirming.erase(it);
     pn_disposition_t* remote = pn_delivery_remote(pd);
