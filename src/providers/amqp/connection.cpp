@@ -93,6 +93,15 @@ void send_outcome(const proton::delivery& d, const outcome& how, bool settle) {
   if (settle) pn_delivery_settle(pd);
 }
 
+proton::error_condition remote_condition(const proton::tracker& t) {
+  pn_condition_t* c = pn_disposition_condition(
+      pn_delivery_remote(proton::internal::factory<proton::tracker>::unwrap(t)));
+  if (!pn_condition_is_set(c)) return {};
+  const char* name = pn_condition_get_name(c);
+  const char* description = pn_condition_get_description(c);
+  return proton::error_condition(name ? name : "", description ? description : "");
+}
+
 void request_settle_second(const proton::link& l) {
   pn_link_set_rcv_settle_mode(proton::internal::factory<proton::link>::unwrap(l), PN_RCV_SECOND);
 }
@@ -647,10 +656,14 @@ struct connection::impl : proton::messaging_handler,
   }
   void on_tracker_reject(proton::tracker& t) override {
     if (auto e = take_in_flight(t)) {
+      // The broker's reason (e.g. amqp:link:message-size-exceeded, amqp:not-allowed) is mapped
+      // and its description kept; without one the refusal is a plain provider_error.
+      const proton::error_condition why = remote_condition(t);
       record(e->first, e->second,
-             fail(errc::provider_error,
-                  "the broker rejected the message sent to '" + e->first->address + "'",
-                  "amqp:rejected"));
+             why ? map_condition(why, {"send to", e->first->address})
+                 : fail(errc::provider_error,
+                        "the broker rejected the message sent to '" + e->first->address + "'",
+                        "amqp:rejected"));
     }
   }
   void on_tracker_release(proton::tracker& t) override {

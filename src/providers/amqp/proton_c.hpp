@@ -6,6 +6,7 @@
 
 #include <proton/delivery.hpp>
 #include <proton/link.hpp>
+#include <proton/tracker.hpp>
 
 #include "providers/amqp/connection.hpp"
 
@@ -20,6 +21,11 @@ class factory<proton::delivery> {
   static pn_delivery_t* unwrap(const proton::delivery& d) { return d.pn_object(); }
 };
 template <>
+class factory<proton::tracker> {
+ public:
+  static pn_delivery_t* unwrap(const proton::tracker& t) { return t.pn_object(); }
+};
+template <>
 class factory<proton::link> {
  public:
   static pn_link_t* unwrap(const proton::link& l) { return l.pn_object(); }
@@ -31,6 +37,10 @@ namespace qrt::amqp::detail {
 /// Sends `how` as the local state of `d`; settles `d` too unless `settle` is false (then the
 /// peer's settled disposition confirms it: rcv-settle-mode second).
 void send_outcome(const proton::delivery& d, const outcome& how, bool settle);
+
+/// The error condition the peer put on its outcome for a delivery we sent (rejected{error});
+/// an unset condition when there is none.
+proton::error_condition remote_condition(const proton::tracker& t);
 
 /// Asks for rcv-settle-mode second on a receiver link that is not yet attached on the wire.
 void request_settle_second(const proton::link& l);

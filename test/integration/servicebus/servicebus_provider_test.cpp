@@ -251,6 +251,10 @@ TEST_F(ServiceBusProvider, SessionsNamedNextStateAndLockRenewal) {
   const auto q = make_queue("sessions", o);
   auto no_session = client.send(q, qrt::message{.body = "x"});
   ASSERT_FALSE(no_session) << "a session queue took a message without a session id";
+  // The service's rejected{error} reaches the caller: condition and description.
+  EXPECT_EQ(no_session.error().provider_code, "amqp:not-allowed") << no_session.error().to_string();
+  EXPECT_NE(no_session.error().message.find("SessionId was not set"), std::string::npos)
+      << no_session.error().to_string();
   for (auto [body, sid] :
        {std::pair{"a1", "alpha"}, {"b1", "beta"}, {"a2", "alpha"}, {"b2", "beta"}}) {
     ASSERT_TRUE(client.send(q, qrt::message{.body = body, .session = session_id::from(sid)}));
