@@ -27,6 +27,10 @@ struct capabilities {
   bool max_delivery_count = false;  ///< auto dead-letter after N deliveries
   bool session_state = false;
   bool queue_management = false;  ///< create_queue / delete_queue work
+  /// A receipt's lock runs out after the queue's lock_duration while the receiver still holds
+  /// the message (it is then redelivered). False where a lock lasts as long as the receiving
+  /// link (AMQP 1.0 brokers such as RabbitMQ). True by default: most providers have it.
+  bool timed_locks = true;
 };
 
 std::string_view to_string(session_support s) noexcept;

@@ -60,6 +60,7 @@ TEST_P(provider_test, Abandon_RedeliversWithDeliveryCountPlusOne) {
 // old receipt fails with receipt_expired. Issue 2 §5: "lock expiry redelivers and the stale
 // receipt fails".
 TEST_P(provider_test, LockExpiry_RedeliversAndStaleReceiptFails) {
+  QRT_REQUIRE(caps().timed_locks, "timed locks");
   const auto lock = tgt().short_lock;
   QRT_MAKE_QUEUE(q, queue_options{.lock_duration = lock});
   const auto id = send(q, message{.body = "expiring lock"});

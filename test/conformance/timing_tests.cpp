@@ -82,6 +82,7 @@ TEST_P(provider_test, TimeToLive_ExpiredMessageGoesToDeadLetterNotToReceivers) {
 // stale.
 TEST_P(provider_test, TimeToLive_ExpiredMessageIsDroppedNotRedelivered) {
   QRT_REQUIRE(caps().time_to_live, "time-to-live");
+  QRT_REQUIRE(caps().timed_locks, "timed locks");  // the TTL runs out while the message is locked
   const auto lock = tgt().short_lock;
   QRT_MAKE_QUEUE(q, queue_options{.lock_duration = lock, .dead_letter_on_expiration = false});
   message expiring{.body = "expiring"};

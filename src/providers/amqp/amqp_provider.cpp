@@ -94,6 +94,7 @@ class amqp_provider final : public provider {
     caps_.peek = false;
     caps_.scheduling = false;
     caps_.time_to_live = true;  // the header's ttl (RabbitMQ: per-message expiration)
+    caps_.timed_locks = false;  // a delivery stays locked as long as its link lives
     // The contract's abandon counts a failed delivery; only `modified` does that. With
     // `released` (RabbitMQ) abandon still returns the message at once, but the delivery count
     // stays, so the capability is not declared.
@@ -186,6 +187,8 @@ class amqp_provider final : public provider {
     detail::receiver_spec spec;
     spec.address = address(queue);
     spec.prefetch = opts_.prefetch;
+    // No confirm_settlement: RabbitMQ 3.10 refuses rcv-settle-mode second
+    // (amqp:not-implemented, "rcv-settle-mode second not supported"); see docs/amqp.md.
     auto got = co_await conn_->receive("queue:" + spec.address, spec, max_messages, wait);
     if (!got) co_return got.error();
     std::vector<received_message> out;
@@ -249,7 +252,7 @@ class amqp_provider final : public provider {
       positions.push_back(i);
     }
     if (!items.empty()) {
-      auto results = co_await conn_->settle(std::move(items));
+      auto results = co_await conn_->settle(std::move(items), opts_.connect_timeout);
       for (std::size_t j = 0; j < positions.size(); ++j) out[positions[j]] = std::move(results[j]);
     }
     co_return out;

@@ -4,6 +4,8 @@
 #include <proton/condition.h>
 #include <proton/delivery.h>
 #include <proton/disposition.h>
+#include <proton/link.h>
+#include <proton/terminus.h>
 
 #include <algorithm>
 #include <atomic>
@@ -51,35 +53,69 @@ namespace qrt::amqp::detail {
 
 // ---- the C API bits (proton_c.hpp) ----
 
-void settle_modified(const proton::delivery& d, bool delivery_failed, bool undeliverable_here) {
+void send_outcome(const proton::delivery& d, const outcome& how, bool settle) {
   pn_delivery_t* pd = proton::internal::factory<proton::delivery>::unwrap(d);
   pn_disposition_t* local = pn_delivery_local(pd);
-  pn_disposition_set_failed(local, delivery_failed);
-  pn_disposition_set_undeliverable(local, undeliverable_here);
-  pn_delivery_update(pd, PN_MODIFIED);
-  pn_delivery_settle(pd);
+  std::uint64_t state = PN_ACCEPTED;
+  switch (how.type) {
+    case outcome::kind::accepted:
+      break;
+    case outcome::kind::released:
+      state = PN_RELEASED;
+      break;
+    case outcome::kind::modified:
+      state = PN_MODIFIED;
+      pn_disposition_set_failed(local, how.delivery_failed);
+      pn_disposition_set_undeliverable(local, how.undeliverable_here);
+      break;
+    case outcome::kind::rejected: {
+      state = PN_REJECTED;
+      pn_condition_t* condition = pn_disposition_condition(local);
+      if (!how.error_name.empty()) pn_condition_set_name(condition, how.error_name.c_str());
+      if (!how.error_description.empty()) {
+        pn_condition_set_description(condition, how.error_description.c_str());
+      }
+      if (!how.error_info.empty()) {
+        pn_data_t* data = pn_condition_info(condition);
+        pn_data_clear(data);
+        pn_data_put_map(data);
+        pn_data_enter(data);
+        for (const auto& [key, value] : how.error_info) {
+          pn_data_put_symbol(data, pn_bytes(key.size(), key.data()));
+          pn_data_put_string(data, pn_bytes(value.size(), value.data()));
+        }
+        pn_data_exit(data);
+      }
+      break;
+    }
+  }
+  pn_delivery_update(pd, state);
+  if (settle) pn_delivery_settle(pd);
 }
 
-void settle_rejected(const proton::delivery& d, const std::string& name,
-                     const std::string& description,
-                     const std::map<std::string, std::string>& info) {
-  pn_delivery_t* pd = proton::internal::factory<proton::delivery>::unwrap(d);
-  pn_condition_t* condition = pn_disposition_condition(pn_delivery_local(pd));
-  if (!name.empty()) pn_condition_set_name(condition, name.c_str());
-  if (!description.empty()) pn_condition_set_description(condition, description.c_str());
-  if (!info.empty()) {
-    pn_data_t* data = pn_condition_info(condition);
-    pn_data_clear(data);
-    pn_data_put_map(data);
-    pn_data_enter(data);
-    for (const auto& [key, value] : info) {
-      pn_data_put_symbol(data, pn_bytes(key.size(), key.data()));
-      pn_data_put_string(data, pn_bytes(value.size(), value.data()));
-    }
-    pn_data_exit(data);
-  }
-  pn_delivery_update(pd, PN_REJECTED);
-  pn_delivery_settle(pd);
+proton::error_condition remote_condition(const proton::tracker& t) {
+  pn_condition_t* c = pn_disposition_condition(
+      pn_delivery_remote(proton::internal::factory<proton::tracker>::unwrap(t)));
+  if (!pn_condition_is_set(c)) return {};
+  const char* name = pn_condition_get_name(c);
+  const char* description = pn_condition_get_description(c);
+  return proton::error_condition(name ? name : "", description ? description : "");
+}
+
+void request_settle_second(const proton::link& l) {
+  pn_link_set_rcv_settle_mode(proton::internal::factory<proton::link>::unwrap(l), PN_RCV_SECOND);
+}
+
+bool settles_second(const proton::link& l) {
+  return pn_link_remote_rcv_settle_mode(proton::internal::factory<proton::link>::unwrap(l)) ==
+         PN_RCV_SECOND;
+}
+
+bool attach_refused(const proton::link& l) {
+  pn_link_t* pl = proton::internal::factory<proton::link>::unwrap(l);
+  pn_terminus_t* theirs =
+      pn_link_is_receiver(pl) ? pn_link_remote_source(pl) : pn_link_remote_target(pl);
+  return pn_terminus_get_type(theirs) == PN_UNSPECIFIED;
 }
 
 std::string endpoint::display() const {
@@ -272,6 +308,22 @@ struct connection::impl : proton::messaging_handler,
     inbound item;
     proton::delivery delivery;
   };
+  /// One settle() call: its items' results, and how many still wait for the peer.
+  struct settle_op {
+    std::vector<std::optional<result<void>>> results;
+    std::size_t pending = 0;
+    completer<result<std::vector<result<void>>>> done;
+    bool finished = false;
+  };
+  /// An outcome sent unsettled (rcv-settle-mode second), waiting for the peer's settlement.
+  /// `op` is null once the call that sent it timed out; a retry of the same receipt adopts it.
+  struct confirming_settle {
+    proton::delivery delivery;
+    std::uint64_t seq = 0;
+    std::shared_ptr<settle_op> op;
+    std::size_t index = 0;
+    outcome::kind sent = outcome::kind::accepted;
+  };
   struct receiver_state {
     std::string id;
     receiver_spec spec;
@@ -280,6 +332,7 @@ struct connection::impl : proton::messaging_handler,
     bool open = false;
     std::deque<held_delivery> buffered;
     std::map<std::uint64_t, proton::delivery> handed_out;
+    std::unordered_map<pn_delivery_t*, confirming_settle> confirming;  ///< by delivery
     std::deque<std::shared_ptr<receive_op>> waiting;
     std::vector<completer<result<link_info>>> open_waiters;
     std::uint64_t next_seq = 1;
@@ -460,6 +513,7 @@ struct connection::impl : proton::messaging_handler,
     for (auto& [id, r] : receivers) {
       for (auto& op : r.waiting) op->done(link_died);
       for (auto& w : r.open_waiters) w(link_died);
+      fail_confirming(r, link_died);
     }
     receivers.clear();
     receiver_by_name.clear();
@@ -520,7 +574,6 @@ struct connection::impl : proton::messaging_handler,
         const std::uint64_t n = next_tag++;
         const std::size_t index = op->next++;
         s.link.send(op->messages[index], tag_of(n));
-        op->messages[index] = proton::message();  // the bytes are in Proton's buffer now
         in_flight.emplace(n, std::make_pair(op, index));
         ++op->unsettled;
       }
@@ -603,10 +656,14 @@ struct connection::impl : proton::messaging_handler,
   }
   void on_tracker_reject(proton::tracker& t) override {
     if (auto e = take_in_flight(t)) {
+      // The broker's reason (e.g. amqp:link:message-size-exceeded, amqp:not-allowed) is mapped
+      // and its description kept; without one the refusal is a plain provider_error.
+      const proton::error_condition why = remote_condition(t);
       record(e->first, e->second,
-             fail(errc::provider_error,
-                  "the broker rejected the message sent to '" + e->first->address + "'",
-                  "amqp:rejected"));
+             why ? map_condition(why, {"send to", e->first->address})
+                 : fail(errc::provider_error,
+                        "the broker rejected the message sent to '" + e->first->address + "'",
+                        "amqp:rejected"));
     }
   }
   void on_tracker_release(proton::tracker& t) override {
@@ -685,6 +742,8 @@ struct connection::impl : proton::messaging_handler,
     ro.delivery_mode(proton::delivery_mode::AT_LEAST_ONCE);
     if (!spec.properties.empty()) ro.properties(spec.properties);
     r.link = conn.open_session().open_receiver(spec.address, ro);
+    // Still before the attach frame goes out: frames are written after this work item.
+    if (spec.confirm_settlement) request_settle_second(r.link);
     receiver_by_name[name] = id;
     live_instances[r.instance] = id;
     return r;
@@ -778,6 +837,8 @@ struct connection::impl : proton::messaging_handler,
   }
 
   void on_receiver_open(proton::receiver& link) override {
+    // A refusal: the detach with the reason follows and fails whatever waits on this link.
+    if (attach_refused(link)) return;
     if (auto it = rpc_by_name.find(link.name()); it != rpc_by_name.end()) {
       auto nit = rpc_nodes.find(it->second);
       if (nit != rpc_nodes.end()) {
@@ -817,6 +878,7 @@ struct connection::impl : proton::messaging_handler,
     if (!condition) e.kind = error_kind::transient;
     for (auto& op : r->waiting) op->done(e);
     for (auto& w : r->open_waiters) w(e);
+    fail_confirming(*r, e);
     end_link(link);
     forget_receiver(id);
   }
@@ -853,41 +915,132 @@ struct connection::impl : proton::messaging_handler,
     });
   }
 
-  result<void> settle_one(const delivery_ref& ref, const outcome& how) {
+  /// Settles one delivery, or sends its outcome and registers it with `op` to wait for the
+  /// peer's confirmation (nullopt then).
+  std::optional<result<void>> settle_one(const delivery_ref& ref, const outcome& how,
+                                         const std::shared_ptr<settle_op>& op, std::size_t index) {
     auto live = live_instances.find(ref.link);
     if (live == live_instances.end()) {
       if (ref.link == 0 || ref.link >= next_instance) {
-        return fail(errc::invalid_receipt, "the receipt was not issued by this AMQP connection");
+        return result<void>{
+            fail(errc::invalid_receipt, "the receipt was not issued by this AMQP connection")};
       }
-      error e = fail(errc::receipt_expired,
-                     "the receipt expired: the link that delivered the message died "
-                     "(connection lost or link detached), so its lock is gone and the broker "
-                     "has released the message for redelivery");
-      return e;
+      return result<void>{
+          fail(errc::receipt_expired,
+               "the receipt expired: the link that delivered the message died "
+               "(connection lost or link detached), so its lock is gone and the broker "
+               "has released the message for redelivery")};
     }
     receiver_state& r = receivers.at(live->second);
     auto it = r.handed_out.find(ref.seq);
     if (it == r.handed_out.end()) {
-      return fail(errc::invalid_receipt, "the receipt is unknown or was already settled");
+      // Sent before by a call that timed out: wait for the same answer (the outcome cannot be
+      // changed once sent).
+      for (auto& [key, c] : r.confirming) {
+        if (c.seq != ref.seq || c.op) continue;
+        c.op = op;
+        c.index = index;
+        ++op->pending;
+        return std::nullopt;
+      }
+      return result<void>{
+          fail(errc::invalid_receipt, "the receipt is unknown or was already settled")};
     }
     proton::delivery d = std::move(it->second);
     r.handed_out.erase(it);
-    switch (how.type) {
-      case outcome::kind::accepted:
-        d.accept();
-        break;
-      case outcome::kind::released:
-        d.release();
-        break;
-      case outcome::kind::modified:
-        settle_modified(d, how.delivery_failed, how.undeliverable_here);
-        break;
-      case outcome::kind::rejected:
-        settle_rejected(d, how.error_name, how.error_description, how.error_info);
-        break;
-    }
+    // Wait for the peer only when it agreed to rcv-settle-mode second in its attach; a broker
+    // that answers "first" (RabbitMQ 3.10) never confirms, so settle at once there.
+    const bool confirm = r.spec.confirm_settlement && settles_second(r.link);
+    send_outcome(d, how, !confirm);
     replenish(r);
-    return {};
+    if (!confirm) return result<void>{};
+    pn_delivery_t* key = proton::internal::factory<proton::delivery>::unwrap(d);
+    r.confirming[key] = confirming_settle{std::move(d), ref.seq, op, index, how.type};
+    ++op->pending;
+    return std::nullopt;
+  }
+
+  void record_settle(settle_op& op, std::size_t index, result<void> outcome) {
+    if (op.finished || op.results[index]) return;
+    op.results[index] = std::move(outcome);
+    if (op.pending > 0) --op.pending;
+    if (op.pending == 0) finish_settle(op);
+  }
+
+  void finish_settle(settle_op& op) {
+    if (op.finished) return;
+    op.finished = true;
+    std::vector<result<void>> out;
+    out.reserve(op.results.size());
+    for (auto& r : op.results) out.push_back(r ? std::move(*r) : result<void>{});
+    op.done(std::move(out));
+  }
+
+  /// The peer settled a delivery we sent an outcome for: that is the confirmation (or refusal).
+  void on_delivery_settle(proton::delivery& d) override {
+    // Only outcomes we sent unsettled wait here (a timed-out one too, with no op: its late
+    // answer still settles it). Anything else the peer settles on its own is left alone: the
+    // delivery stays with its receipt, as before this event existed.
+    receiver_state* r = receiver_of(d.receiver());
+    if (!r) return;
+    pn_delivery_t* pd = proton::internal::factory<proton::delivery>::unwrap(d);
+    auto it = r->confirming.find(pd);
+    if (it == r->confirming.end()) return;
+    confirming_settle c = std::move(it->second);
+    r->confirming.erase(it);
+    pn_disposition_t* remote = pn_delivery_remote(pd);
+    pn_condition_t* condition = pn_disposition_condition(remote);
+    result<void> outcome;
+    if (pn_condition_is_set(condition)) {
+      const char* name = pn_condition_get_name(condition);
+      const char* description = pn_condition_get_description(condition);
+      outcome =
+          map_condition(proton::error_condition(name ? name : "", description ? description : ""),
+                        {"settle on", r->spec.address});
+    } else if (pn_delivery_remote_state(pd) == PN_REJECTED && c.sent != outcome::kind::rejected) {
+      outcome = fail(errc::provider_error,
+                     "settle on '" + r->spec.address + "' failed: the broker rejected the outcome",
+                     "amqp:rejected");
+    }
+    pn_delivery_settle(pd);
+    if (c.op) record_settle(*c.op, c.index, std::move(outcome));
+  }
+
+  /// The link is going away: outcomes still waiting for the peer will never be confirmed.
+  void fail_confirming(receiver_state& r, const error& cause) {
+    auto pending = std::move(r.confirming);
+    r.confirming.clear();
+    for (auto& [key, c] : pending) {
+      if (!c.op) continue;
+      error e = cause;
+      e.message = "the settlement was not confirmed before the link went away (" + cause.message +
+                  "); it may not have taken effect, and then the message is delivered again";
+      record_settle(*c.op, c.index, std::move(e));
+    }
+  }
+
+  /// Bounds how long a settle() waits for the peer's confirmations.
+  void time_out_settle(const std::shared_ptr<settle_op>& op, milliseconds timeout) {
+    std::weak_ptr<settle_op> weak = op;
+    after(proton::duration(timeout.count()), [this, weak, timeout] {
+      auto op = weak.lock();
+      if (!op || op->finished) return;
+      const error e =
+          fail(errc::timeout, "the broker did not confirm the settlement within " +
+                                  std::to_string(timeout.count()) + " ms; the outcome is unknown");
+      // The deliveries stay unsettled and waiting: a late answer settles them, and a retry of
+      // the same receipt waits for that answer instead of failing as already settled.
+      for (auto& [id, r] : receivers) {
+        for (auto& [key, c] : r.confirming) {
+          if (c.op == op) c.op.reset();
+        }
+      }
+      for (auto& result : op->results) {
+        if (!result) result = e;
+      }
+      op->pending = 0;
+      finish_settle(*op);
+    });
   }
 
   // ---------- request / response ----------
@@ -1142,15 +1295,22 @@ asio::awaitable<result<std::vector<inbound>>> connection::receive(std::string li
 }
 
 asio::awaitable<std::vector<result<void>>> connection::settle(
-    std::vector<std::pair<delivery_ref, outcome>> items) {
+    std::vector<std::pair<delivery_ref, outcome>> items, milliseconds timeout) {
   using T = result<std::vector<result<void>>>;
   const std::size_t count = items.size();
   auto payload = std::make_shared<std::vector<std::pair<delivery_ref, outcome>>>(std::move(items));
-  auto fn = [payload](impl& self, completer<T> done) {
-    std::vector<result<void>> out;
-    out.reserve(payload->size());
-    for (const auto& [ref, how] : *payload) out.push_back(self.settle_one(ref, how));
-    done(std::move(out));
+  auto fn = [payload, timeout](impl& self, completer<T> done) {
+    auto op = std::make_shared<impl::settle_op>(impl::settle_op{
+        std::vector<std::optional<result<void>>>(payload->size()), 0, std::move(done), false});
+    for (std::size_t i = 0; i < payload->size(); ++i) {
+      const auto& [ref, how] = (*payload)[i];
+      if (auto immediate = self.settle_one(ref, how, op, i)) op->results[i] = std::move(*immediate);
+    }
+    if (op->pending == 0) {
+      self.finish_settle(*op);
+    } else {
+      self.time_out_settle(op, timeout);
+    }
   };
   auto op = on_proton_thread<T>(impl_, std::move(fn));
   T all = co_await std::move(op);
@@ -1165,6 +1325,7 @@ asio::awaitable<result<void>> connection::close_receiver(std::string link_id) {
     if (it != self.receivers.end()) {
       const error e = fail(errc::closed, "the receiver link '" + id + "' was closed");
       for (auto& op : it->second.waiting) op->done(e);
+      self.fail_confirming(it->second, e);
       self.end_link(it->second.link);
       self.forget_receiver(id);
     }

@@ -16,6 +16,8 @@
 //  - peek-lock: deliveries stay unsettled until settle(); credit is granted by hand (credit
 //    window 0) so at most `prefetch` messages are locked by a receiver link (buffered + handed
 //    out), or the size of a pending receive call if that is larger;
+//  - a receiver attach answered without a source (a refusal: the detach with the reason follows)
+//    fails with the detach's error, not as a success;
 //  - receipts carry the link instance that delivered them: once that link or the connection is
 //    gone (the broker has then released the message), settling fails with receipt_expired;
 //  - request/response on a management node ($cbs, $management) for Service Bus.
@@ -95,6 +97,11 @@ struct receiver_spec {
   /// Ask for a durable source (terminus durability unsettled-state, never expires). RabbitMQ
   /// declares a durable queue for "/queue/NAME" only when asked this way.
   bool durable = false;
+  /// Attach with rcv-settle-mode second (Service Bus peek-lock, as the official SDK does): an
+  /// outcome goes out unsettled and settle() completes only when the peer's settled
+  /// disposition arrives, so the peer's refusal (e.g. a lost lock) reaches the caller. Only
+  /// when the peer's attach agrees to "second"; a peer answering "first" is settled at once.
+  bool confirm_settlement = false;
 };
 
 /// Identifies one delivery on one link instance. Only meaningful to the connection that made it.
@@ -144,9 +151,12 @@ class connection {
                                                                milliseconds wait);
 
   /// Settles deliveries; one result per item, in order: invalid_receipt for an unknown or
-  /// already settled delivery, receipt_expired when its link or connection has died.
+  /// already settled delivery, receipt_expired when its link or connection has died. On links
+  /// attached with confirm_settlement, waits (at most `timeout`) for the peer to settle: its
+  /// error condition fails the item (mapped, description kept); a link or connection lost
+  /// before the answer fails it with connection_failed (the outcome is then unknown).
   boost::asio::awaitable<std::vector<result<void>>> settle(
-      std::vector<std::pair<delivery_ref, outcome>> items);
+      std::vector<std::pair<delivery_ref, outcome>> items, milliseconds timeout);
 
   /// Detaches receiver link `link_id` (if attached). Its unsettled deliveries go back to the
   /// broker; their receipts then fail with receipt_expired. Calls still waiting on the link

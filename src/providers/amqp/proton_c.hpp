@@ -1,13 +1,17 @@
 // The few things Proton C++ 0.37 cannot express and the C API can: modified with
-// delivery-failed / undeliverable-here flags, and rejected with an error condition.
+// delivery-failed / undeliverable-here flags, rejected with an error condition, an outcome sent
+// without settling (rcv-settle-mode second), and the link's remote terminus and settle mode.
 // Internal to connection.cpp.
 #pragma once
 
-#include <map>
 #include <proton/delivery.hpp>
-#include <string>
+#include <proton/link.hpp>
+#include <proton/tracker.hpp>
+
+#include "providers/amqp/connection.hpp"
 
 struct pn_delivery_t;
+struct pn_link_t;
 
 // Proton's own factory<> is how its wrappers reach the C object; delivery befriends it.
 namespace proton::internal {
@@ -16,16 +20,36 @@ class factory<proton::delivery> {
  public:
   static pn_delivery_t* unwrap(const proton::delivery& d) { return d.pn_object(); }
 };
+template <>
+class factory<proton::tracker> {
+ public:
+  static pn_delivery_t* unwrap(const proton::tracker& t) { return t.pn_object(); }
+};
+template <>
+class factory<proton::link> {
+ public:
+  static pn_link_t* unwrap(const proton::link& l) { return l.pn_object(); }
+};
 }  // namespace proton::internal
 
 namespace qrt::amqp::detail {
 
-/// Settles `d` with modified{delivery-failed, undeliverable-here}.
-void settle_modified(const proton::delivery& d, bool delivery_failed, bool undeliverable_here);
+/// Sends `how` as the local state of `d`; settles `d` too unless `settle` is false (then the
+/// peer's settled disposition confirms it: rcv-settle-mode second).
+void send_outcome(const proton::delivery& d, const outcome& how, bool settle);
 
-/// Settles `d` with rejected{error: name, description, info}.
-void settle_rejected(const proton::delivery& d, const std::string& name,
-                     const std::string& description,
-                     const std::map<std::string, std::string>& info);
+/// The error condition the peer put on its outcome for a delivery we sent (rejected{error});
+/// an unset condition when there is none.
+proton::error_condition remote_condition(const proton::tracker& t);
+
+/// Asks for rcv-settle-mode second on a receiver link that is not yet attached on the wire.
+void request_settle_second(const proton::link& l);
+
+/// True when the peer's attach agreed to rcv-settle-mode second.
+bool settles_second(const proton::link& l);
+
+/// True when the peer attached the link without a terminus on its side (no source for a
+/// receiver, no target for a sender): the attach is refused and a detach with the reason follows.
+bool attach_refused(const proton::link& l);
 
 }  // namespace qrt::amqp::detail

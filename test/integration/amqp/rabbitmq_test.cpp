@@ -234,9 +234,11 @@ TEST_F(amqp_rabbitmq, missing_queue_is_queue_not_found) {
       sent ? (sent->at(0) ? std::optional<qrt::error>{} : sent->at(0).error()) : sent.error();
   ASSERT_TRUE(failure) << "sending to a missing queue succeeded";
   EXPECT_EQ(failure->code, errc::queue_not_found) << failure->to_string();
+  EXPECT_NE(failure->message.find(missing.str()), std::string::npos) << failure->to_string();
   auto got = io_.run(provider_->receive(missing, 1, 1s));
   ASSERT_FALSE(got);
   EXPECT_EQ(got.error().code, errc::queue_not_found) << got.error().to_string();
+  EXPECT_NE(got.error().message.find(missing.str()), std::string::npos) << got.error().to_string();
   // The connection survives a refused link: the existing queue still works.
   qrt::message m;
   m.body = "still fine";

@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <boost/json.hpp>
+#include <future>
 #include <memory>
 #include <qrt/servicebus.hpp>
 #include <qrt/sync_client.hpp>
@@ -19,7 +20,8 @@ using qrt::session_id;
 
 std::unique_ptr<qrt::test::servicebus_peer> peer;
 std::unique_ptr<qrt::sync::queue_client> shared_client;
-qrt::sync::queue_client open_client(const std::string& connection_string);
+qrt::sync::queue_client open_client(const std::string& connection_string,
+                                    const std::string& operation_timeout = "3s");
 
 // One peer and one client for the binary; each test uses its own queues.
 class PeerEnvironment : public ::testing::Environment {
@@ -45,10 +47,11 @@ qrt::provider_registry registry() {
 }
 
 // Short timeouts: closing a client waits for the AMQP core's pending timers.
-qrt::sync::queue_client open_client(const std::string& connection_string) {
+qrt::sync::queue_client open_client(const std::string& connection_string,
+                                    const std::string& operation_timeout) {
   auto c = qrt::sync::queue_client::open({{"provider", "servicebus"},
                                           {"connection_string", connection_string},
-                                          {"operation_timeout", "3s"},
+                                          {"operation_timeout", operation_timeout},
                                           {"test_peer_admin", "true"}},
                                          registry(), qrt::client_options{.send_timeout = 3s});
   if (!c) throw qrt::exception(c.error());
@@ -202,10 +205,19 @@ TEST_F(ServiceBusProvider, RenewLockExtendsAndAnExpiredLockFailsTheSettle) {
   auto again = receive_n(q, 1);
   ASSERT_EQ(again.size(), 1u);
   EXPECT_EQ(again[0].delivery_count, 2u);
+  // The service itself refuses the settlement (rcv-settle-mode second): its condition and
+  // description reach the caller.
   auto stale = client.complete(got[0].receipt);
   ASSERT_FALSE(stale);
   EXPECT_EQ(stale.error().code, errc::receipt_expired);
+  EXPECT_EQ(stale.error().provider_code, "com.microsoft:message-lock-lost");
+  EXPECT_NE(stale.error().message.find("The lock supplied is invalid"), std::string::npos)
+      << stale.error().to_string();
   ASSERT_TRUE(client.complete(again[0].receipt));
+  // A confirmed settlement really took effect at the service: nothing comes back.
+  auto after = client.receive(q, 1, 300ms);
+  ASSERT_TRUE(after);
+  EXPECT_TRUE(after->empty());
 }
 
 TEST_F(ServiceBusProvider, ScheduledMessageArrivesAtItsTime) {
@@ -239,6 +251,10 @@ TEST_F(ServiceBusProvider, SessionsNamedNextStateAndLockRenewal) {
   const auto q = make_queue("sessions", o);
   auto no_session = client.send(q, qrt::message{.body = "x"});
   ASSERT_FALSE(no_session) << "a session queue took a message without a session id";
+  // The service's rejected{error} reaches the caller: condition and description.
+  EXPECT_EQ(no_session.error().provider_code, "amqp:not-allowed") << no_session.error().to_string();
+  EXPECT_NE(no_session.error().message.find("SessionId was not set"), std::string::npos)
+      << no_session.error().to_string();
   for (auto [body, sid] :
        {std::pair{"a1", "alpha"}, {"b1", "beta"}, {"a2", "alpha"}, {"b2", "beta"}}) {
     ASSERT_TRUE(client.send(q, qrt::message{.body = body, .session = session_id::from(sid)}));
@@ -248,9 +264,14 @@ TEST_F(ServiceBusProvider, SessionsNamedNextStateAndLockRenewal) {
   EXPECT_EQ(alpha->id().str(), "alpha");
   EXPECT_GT(alpha->locked_until(), qrt::clock::now());
 
+  // Refused attach (no source, then a detach with the condition): the service's error, not a
+  // success with a missing filter echo.
   auto held = client.accept_session(q, session_id::from("alpha"), 1s);
   ASSERT_FALSE(held);
   EXPECT_EQ(held.error().code, errc::session_locked);
+  EXPECT_EQ(held.error().provider_code, "com.microsoft:session-cannot-be-locked");
+  EXPECT_NE(held.error().message.find("cannot be accepted"), std::string::npos)
+      << held.error().to_string();
 
   auto next = client.accept_session(q, std::nullopt, 5s);
   ASSERT_TRUE(next) << next.error().to_string();
@@ -308,9 +329,47 @@ TEST(ServiceBusProviderStrict, MissingQueueIsQueueNotFound) {
   auto sent = client.send(queue_name::from("nowhere"), qrt::message{.body = "x"});
   ASSERT_FALSE(sent);
   EXPECT_EQ(sent.error().code, errc::queue_not_found);
+  EXPECT_NE(sent.error().message.find("nowhere"), std::string::npos) << sent.error().to_string();
   auto got = client.receive(queue_name::from("nowhere"), 1, 200ms);
   ASSERT_FALSE(got);
   EXPECT_EQ(got.error().code, errc::queue_not_found);
+  EXPECT_NE(got.error().message.find("nowhere"), std::string::npos) << got.error().to_string();
+  auto session = client.accept_session(queue_name::from("nowhere"), std::nullopt, 1s);
+  ASSERT_FALSE(session);
+  EXPECT_EQ(session.error().code, errc::queue_not_found) << session.error().to_string();
+  EXPECT_NE(session.error().message.find("nowhere"), std::string::npos)
+      << session.error().to_string();
+}
+
+TEST(ServiceBusProviderUnconfirmed, SettlementWaitIsBoundedAndALostConnectionFailsIt) {
+  // A peer that never answers outcomes on "held": the service's confirmation does not come.
+  auto held = std::make_unique<qrt::test::servicebus_peer>(
+      std::vector<std::string>{"--hold-settlements", "held"});
+  auto client = open_client(held->connection_string(), "1s");
+  const auto q = queue_name::from("held");
+  ASSERT_TRUE(client.send(q, qrt::message{.body = "one"}));
+  ASSERT_TRUE(client.send(q, qrt::message{.body = "two"}));
+  std::vector<qrt::received_message> got;
+  for (int i = 0; i < 10 && got.size() < 2; ++i) {
+    for (auto& m : client.receive(q, 2 - got.size(), 2s).value()) got.push_back(std::move(m));
+  }
+  ASSERT_EQ(got.size(), 2u);
+  // Bounded by operation_timeout (1 s here, per attempt of the client's retry policy): a clear
+  // timeout, never a silent success; a retry waits for the same answer (the outcome was sent).
+  auto unconfirmed = client.complete(got[0].receipt);
+  ASSERT_FALSE(unconfirmed) << "a settlement the service never confirmed reported success";
+  EXPECT_EQ(unconfirmed.error().code, errc::timeout) << unconfirmed.error().to_string();
+  EXPECT_NE(unconfirmed.error().message.find("did not confirm"), std::string::npos)
+      << unconfirmed.error().to_string();
+  // The connection dies while a settlement waits (or before it goes out): it fails, it does not
+  // hang and does not report success.
+  auto pending = std::async(std::launch::async, [&] { return client.complete(got[1].receipt); });
+  held.reset();
+  auto lost = pending.get();
+  ASSERT_FALSE(lost) << "a settlement whose connection died reported success";
+  EXPECT_TRUE(lost.error().code == errc::connection_failed ||
+              lost.error().code == errc::receipt_expired)
+      << lost.error().to_string();
 }
 
 // ----- interop with the official SDK -----

@@ -11,7 +11,7 @@
 //
 // Usage: node peer.js [--port N] [--lock-duration-ms N] [--max-delivery-count N]
 //                     [--sas-key-name NAME --sas-key KEY] [--max-message-size N]
-//                     [--session-queues a,b] [--quiet]
+//                     [--session-queues a,b] [--hold-settlements a,b] [--quiet]
 // Prints one line `{"port":N}` on stdout once listening (port 0 = picked by the OS).
 //
 // Queues are created on demand by the first attach or request that names them, with the
@@ -46,6 +46,8 @@ const options = {
   // Only queues made through $peer-admin (or --queues) exist; others are amqp:not-found, as on
   // a real namespace. Without it, the first attach to a name creates the queue.
   requireCreated: args.includes('--require-created'),
+  // Test hook: outcomes on these queues are never answered (a service that does not confirm).
+  holdSettlements: new Set(String(arg('hold-settlements', '')).split(',').filter(Boolean)),
   queues: String(arg('queues', '')).split(',').filter(Boolean),
 };
 const log = options.quiet ? () => {} : (...a) => console.error('[sb-peer]', ...a);
@@ -907,6 +909,9 @@ container.on('sender_open', (context) => {
   const queue = queueFor(entity, !options.requireCreated);
   if (!queue) return refuseAttach(link, 'amqp:not-found', notFound(context, entity));
   st.queue = queue;
+  // Like the service: take the receiver's settle mode (peek-lock receivers ask for "second":
+  // their outcomes are confirmed by a settled disposition, see onOutcome).
+  link.local.attach.rcv_settle_mode = remote.rcv_settle_mode || 0;
   const filter = source.filter || {};
   const wantsSession = Object.prototype.hasOwnProperty.call(filter, SESSION_FILTER);
   if (!wantsSession) {
@@ -1020,6 +1025,7 @@ function onOutcome(context) {
   if (!msg) return;
   const link = context.sender;
   const queue = linkState(link).queue;
+  if (queue && options.holdSettlements.has(queue.name)) return;
   const outcome = d.remote_state;
   let error = null;
   if (msg.delivery !== d || msg.state !== 'locked') {
@@ -1122,6 +1128,10 @@ setInterval(() => {
 }, 250).unref();
 
 const listener = container.listen({ port: options.port, host: '127.0.0.1' });
+// No Nagle: a settled disposition answering a client's outcome is a small frame sent right after
+// the client's own; with Nagle and the client's delayed ACK it would wait ~40 ms (the service
+// answers at once).
+listener.on('connection', (socket) => socket.setNoDelay(true));
 listener.on('listening', () => {
   process.stdout.write(JSON.stringify({ port: listener.address().port }) + '\n');
 });

@@ -16,10 +16,11 @@ const { ServiceBusClient } = require('@azure/service-bus');
 const STEP_TIMEOUT_MS = 20000;
 let connectionString = '';
 
-function startPeer() {
+function startPeer(extraArgs = []) {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [path.join(__dirname, 'peer.js'), '--quiet', '--sas-key-name', 'x',
-      '--sas-key', 'y', '--max-delivery-count', '3', '--lock-duration-ms', '3000', '--session-queues', 'orders-sessions'],
+      '--sas-key', 'y', '--max-delivery-count', '3', '--lock-duration-ms', '3000', '--session-queues', 'orders-sessions',
+      ...extraArgs],
       { stdio: ['pipe', 'pipe', 'inherit'] });
     const timer = setTimeout(() => reject(new Error('peer did not start within 10 s')), 10000);
     child.on('exit', (code) => reject(new Error(`peer exited with ${code}`)));
@@ -269,6 +270,25 @@ check('session state round-trips and session lock renews', async (client) => {
   await again.setSessionState(null);
   await again.close();
   await sender.close();
+});
+
+check('a missing entity refuses the attach: sender and receiver fail with MessagingEntityNotFound', async () => {
+  // A peer that only knows created queues (qrt's strict test uses the same flag).
+  const strict = await startPeer(['--require-created']);
+  const client = new ServiceBusClient(
+    `Endpoint=sb://127.0.0.1:${strict.port}/;SharedAccessKeyName=x;SharedAccessKey=y;UseDevelopmentEmulator=true`,
+    { retryOptions: { maxRetries: 0, timeoutInMs: 8000 } });
+  try {
+    const notFound = (err) => err.code === 'MessagingEntityNotFound' && /nowhere/.test(err.message);
+    const sender = client.createSender('nowhere');
+    await assert.rejects(sender.sendMessages({ body: 'x' }), notFound, 'send to a missing queue');
+    const receiver = client.createReceiver('nowhere');
+    await assert.rejects(receiver.receiveMessages(1, { maxWaitTimeInMs: 1000 }), notFound, 'receive from a missing queue');
+  } finally {
+    await client.close().catch(() => {});
+    strict.child.removeAllListeners('exit');
+    strict.child.kill('SIGTERM');
+  }
 });
 
 async function main() {

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <map>
+#include <proton/annotation_key.hpp>
 #include <proton/binary.hpp>
 #include <proton/codec/map.hpp>
 #include <proton/codec/vector.hpp>
@@ -365,6 +366,57 @@ TEST(ServiceBusOptions, RefusesWebSocketsUnknownFieldsAndBadConnectionStrings) {
   ASSERT_FALSE(bad);
   EXPECT_NE(bad.error().message.find("Endpoint"), std::string::npos);
   EXPECT_EQ(bad.error().message.find("very-secret"), std::string::npos);
+}
+
+}  // namespace
+
+namespace {
+
+proton::annotation_key key(const char* name) {
+  return proton::annotation_key(proton::symbol(name));
+}
+
+TEST(ServiceBusAnnotations, ReadsTheBrokerAnnotationsAndSkipsTheRest) {
+  proton::message m;
+  auto& a = m.message_annotations();
+  a.put(proton::annotation_key(std::uint64_t{7}), std::string("a reserved numeric key"));
+  a.put(key("x-opt-partition-key"), std::string("p"));
+  a.put(key("x-opt-sequence-number"), std::int64_t{42});
+  a.put(key("x-opt-enqueued-time"), proton::timestamp(1'700'000'000'123));
+  a.put(key("x-opt-locked-until"), proton::timestamp(1'700'000'030'000));
+  a.put(key("x-opt-scheduled-enqueue-time"), proton::timestamp(1'700'000'060'000));
+  a.put(key("x-opt-deadletter-source"), std::map<std::string, std::string>{{"k", "v"}});
+  // What a receive sees: the message as decoded from the wire.
+  std::vector<char> bytes;
+  m.encode(bytes);
+  proton::message wire;
+  wire.decode(bytes);
+  const auto got = sb::read_service_annotations(wire);
+  ASSERT_TRUE(got.sequence_number);
+  EXPECT_EQ(*got.sequence_number, 42);
+  auto ms = [](const std::optional<qrt::time_point>& t) {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(t->time_since_epoch()).count();
+  };
+  ASSERT_TRUE(got.enqueued_time);
+  EXPECT_EQ(ms(got.enqueued_time), 1'700'000'000'123);
+  ASSERT_TRUE(got.locked_until);
+  EXPECT_EQ(ms(got.locked_until), 1'700'000'030'000);
+  ASSERT_TRUE(got.scheduled_enqueue_time);
+  EXPECT_EQ(ms(got.scheduled_enqueue_time), 1'700'000'060'000);
+}
+
+TEST(ServiceBusAnnotations, WrongTypesAndMissingMapsYieldNothing) {
+  EXPECT_FALSE(sb::read_service_annotations(proton::message{}).sequence_number);
+  proton::message m;
+  m.message_annotations().put(key("x-opt-sequence-number"), std::string("42"));
+  m.message_annotations().put(key("x-opt-locked-until"), std::int64_t{5});
+  std::vector<char> bytes;
+  m.encode(bytes);
+  proton::message wire;
+  wire.decode(bytes);
+  const auto got = sb::read_service_annotations(wire);
+  EXPECT_FALSE(got.sequence_number);
+  EXPECT_FALSE(got.locked_until);
 }
 
 }  // namespace
