@@ -294,12 +294,17 @@ bool persistent_log::reached_locked(detail::lsn upto) const {
   return (options_.mode == durability::always ? durable_lsn_ : written_lsn_) >= upto;
 }
 
-void persistent_log::register_waiter(detail::lsn upto, std::function<void(result<void>)> complete) {
+void persistent_log::register_waiter(detail::lsn upto, waiter w) {
   std::lock_guard lock(mutex_);
-  if (failure_) return complete(*failure_);
-  if (reached_locked(upto)) return complete(result<void>{});
-  if (stopped_) return complete(fail(errc::closed, "persistence log is closed"));
-  waiters_.emplace(upto, waiter{std::move(complete)});
+  const auto resume_now = [&](result<void> outcome) {
+    std::vector<waiter> one;
+    one.push_back(std::move(w));
+    resume_all(std::move(one), outcome);
+  };
+  if (failure_) return resume_now(*failure_);
+  if (reached_locked(upto)) return resume_now(result<void>{});
+  if (stopped_) return resume_now(fail(errc::closed, "persistence log is closed"));
+  waiters_.emplace(upto, std::move(w));
   // Only operations the next batch will carry count towards the writer's patience.
   if (upto > taken_lsn_ && ++arrived_waiters_ == expected_waiters_) work_ready_.notify_one();
 }
@@ -321,10 +326,8 @@ awaitable<result<void>> persistent_log::flushed(detail::lsn upto) {
         auto executor = boost::asio::prefer(boost::asio::get_associated_executor(handler),
                                             boost::asio::execution::outstanding_work.tracked);
         auto shared = std::make_shared<decltype(handler)>(std::move(handler));
-        register_waiter(upto, [shared, executor](result<void> r) {
-          boost::asio::post(executor,
-                            [shared, r = std::move(r)]() mutable { (*shared)(std::move(r)); });
-        });
+        register_waiter(upto, waiter{std::move(executor),
+                                     [shared](result<void> r) { (*shared)(std::move(r)); }});
       },
       boost::asio::use_awaitable);
 }
@@ -362,24 +365,41 @@ void persistent_log::fail_locked(error e) {
   complete_all_waiters_locked();
 }
 
-void persistent_log::complete_all_waiters_locked() {
-  for (auto& [lsn, w] : waiters_) {
-    if (failure_)
-      w.complete(*failure_);
-    else
-      w.complete(fail(errc::closed, "persistence log is closed"));
+void persistent_log::resume_all(std::vector<waiter> ready, const result<void>& outcome) {
+  for (std::size_t first = 0; first < ready.size(); ++first) {
+    if (!ready[first].resume) continue;  // already taken into an earlier executor's group
+    std::vector<std::function<void(result<void>)>> group;
+    for (std::size_t i = first; i < ready.size(); ++i) {
+      if (ready[i].resume && ready[i].executor == ready[first].executor) {
+        group.push_back(std::move(ready[i].resume));
+        ready[i].resume = nullptr;
+      }
+    }
+    boost::asio::post(ready[first].executor, [group = std::move(group), outcome]() mutable {
+      for (auto& resume : group) resume(outcome);
+    });
   }
+}
+
+void persistent_log::complete_all_waiters_locked() {
+  std::vector<waiter> all;
+  all.reserve(waiters_.size());
+  for (auto& [lsn, w] : waiters_) all.push_back(std::move(w));
   waiters_.clear();
+  resume_all(std::move(all), failure_
+                                 ? result<void>{*failure_}
+                                 : result<void>{fail(errc::closed, "persistence log is closed")});
   progress_.notify_all();
 }
 
 void persistent_log::complete_reached_waiters_locked() {
   const detail::lsn reached = options_.mode == durability::always ? durable_lsn_ : written_lsn_;
   auto end = waiters_.upper_bound(reached);
-  std::size_t released = 0;
-  for (auto it = waiters_.begin(); it != end; ++it, ++released) it->second.complete(result<void>{});
-  released_last_round_ = released;
+  std::vector<waiter> ready;
+  for (auto it = waiters_.begin(); it != end; ++it) ready.push_back(std::move(it->second));
   waiters_.erase(waiters_.begin(), end);
+  released_last_round_ = ready.size();
+  if (!ready.empty()) resume_all(std::move(ready), result<void>{});
   progress_.notify_all();
 }
 

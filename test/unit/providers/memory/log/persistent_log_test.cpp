@@ -2,6 +2,7 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <future>
+#include <mutex>
 #include <thread>
 
 #include "log_test_support.hpp"
@@ -286,6 +287,46 @@ TEST(PersistentLog, FlushedCompletesOnTheCallersExecutor) {
   ASSERT_TRUE(outcome);
   EXPECT_TRUE(*outcome);
   EXPECT_EQ(completed_on, std::this_thread::get_id());
+}
+
+TEST(PersistentLog, OneSyncResumesEachWaiterOnItsOwnExecutor) {
+  // A sync resumes the waiters it releases with one post per executor; waiters from two
+  // io_contexts released together must still each resume on their own.
+  scratch_dir dir;
+  auto o = open_or_die(options_for(dir.path()));
+  o.log->queue_created(orders, {});
+  constexpr int per_context = 8;
+  boost::asio::io_context a, b;
+  std::mutex m;
+  std::vector<std::pair<boost::asio::io_context*, std::thread::id>> resumed;
+  int failures = 0;
+  for (int i = 0; i < 2 * per_context; ++i) {
+    auto& io = i % 2 == 0 ? a : b;
+    boost::asio::co_spawn(
+        io,
+        [&, i, ctx = &io]() -> awaitable<void> {
+          auto r = co_await o.log->flushed(
+              o.log->enqueued(orders, make_message(static_cast<std::uint64_t>(i + 1), "x")));
+          std::lock_guard lock(m);
+          if (!r) ++failures;
+          resumed.emplace_back(ctx, std::this_thread::get_id());
+        },
+        boost::asio::detached);
+  }
+  std::thread::id a_thread, b_thread;
+  std::thread ta([&] {
+    a_thread = std::this_thread::get_id();
+    a.run();
+  });
+  std::thread tb([&] {
+    b_thread = std::this_thread::get_id();
+    b.run();
+  });
+  ta.join();  // run() returns once its coroutines finished: their waits keep work counted
+  tb.join();
+  EXPECT_EQ(failures, 0);
+  ASSERT_EQ(resumed.size(), 2u * per_context);
+  for (const auto& [ctx, thread] : resumed) EXPECT_EQ(thread, ctx == &a ? a_thread : b_thread);
 }
 
 TEST(PersistentLog, IntervalAndNoneAcknowledgeOnceWrittenNotAtTheNextSync) {
