@@ -639,13 +639,15 @@ void persistent_log::writer_loop() {
       fail_locked(r.error());
       break;
     }
-    written_lsn_ = std::max(written_lsn_, last);
-    if (options_.mode == durability::always) durable_lsn_ = written_lsn_;
-    // Deleting first (rare: once per settled segment) means whoever sees its operation
-    // acknowledged also sees the disk space it freed.
+    // Deleting before the batch counts as written (rare: once per settled segment) means
+    // whoever sees its operation acknowledged also sees the disk space it freed. The deletion
+    // unlocks the mutex for its syscalls, so the lsns must not be published before it: a
+    // wait_flushed() caller would see its operation done while files are still going.
     delete_settled_segments(lock);
     compact_oldest_segment(lock);
     roll_early_at_disk_limit_locked();
+    written_lsn_ = std::max(written_lsn_, last);
+    if (options_.mode == durability::always) durable_lsn_ = written_lsn_;
     complete_reached_waiters_locked();
     if (options_.mode == durability::interval && steady::now() >= next_sync) {
       lock.unlock();
