@@ -17,6 +17,19 @@ using provider_factory =
 class provider_registry {
  public:
   void add(std::string name, provider_factory factory);
+  /// Registers a provider of the built-in shape: options read by `from_config` (whose errors
+  /// name the field), instances made by `make`.
+  template <class Options>
+  void add(std::string name, result<Options> (*from_config)(const config&),
+           result<provider_ptr> (*make)(const Options&, boost::asio::any_io_executor)) {
+    add(std::move(name),
+        [from_config, make](const config& cfg,
+                            boost::asio::any_io_executor executor) -> result<provider_ptr> {
+          auto options = from_config(cfg);
+          if (!options) return options.error();
+          return make(*options, std::move(executor));
+        });
+  }
   /// Uses the "provider" field; an unknown or missing provider names the ones registered.
   result<provider_ptr> make(const config& cfg, boost::asio::any_io_executor executor) const;
   std::vector<std::string> names() const;

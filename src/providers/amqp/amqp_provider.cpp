@@ -451,12 +451,7 @@ result<provider_ptr> make_provider(const options& opts, boost::asio::any_io_exec
 }
 
 void register_provider(provider_registry& registry) {
-  registry.add("amqp",
-               [](const config& cfg, boost::asio::any_io_executor ex) -> result<provider_ptr> {
-                 auto opts = options_from_config(cfg);
-                 if (!opts) return opts.error();
-                 return make_provider(*opts, std::move(ex));
-               });
+  registry.add("amqp", &options_from_config, &make_provider);
 }
 
 }  // namespace qrt::amqp

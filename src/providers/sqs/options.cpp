@@ -132,12 +132,7 @@ result<options> options_from_config(const config& cfg) {
 }
 
 void register_provider(provider_registry& registry) {
-  registry.add(
-      "sqs", [](const config& cfg, boost::asio::any_io_executor executor) -> result<provider_ptr> {
-        auto o = options_from_config(cfg);
-        if (!o) return o.error();
-        return make_provider(*o, std::move(executor));
-      });
+  registry.add("sqs", &options_from_config, &make_provider);
 }
 
 }  // namespace qrt::sqs
