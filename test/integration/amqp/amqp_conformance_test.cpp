@@ -18,24 +18,10 @@ namespace {
 
 using namespace std::chrono_literals;
 
-qrt::test::rabbitmq_server* broker = nullptr;
+using qrt::test::broker;
 
-class rabbitmq_environment : public ::testing::Environment {
- public:
-  void SetUp() override {
-    server_ = std::make_unique<qrt::test::rabbitmq_server>();
-    broker = server_.get();
-  }
-  void TearDown() override {
-    broker = nullptr;
-    server_.reset();
-  }
-
- private:
-  std::unique_ptr<qrt::test::rabbitmq_server> server_;
-};
-
-const auto* const environment = ::testing::AddGlobalTestEnvironment(new rabbitmq_environment);
+const auto* const environment =
+    ::testing::AddGlobalTestEnvironment(new qrt::test::rabbitmq_environment);
 
 qrt::amqp::options rabbit() {
   auto o = qrt::amqp::options::for_rabbitmq();

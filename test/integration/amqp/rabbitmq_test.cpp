@@ -22,25 +22,10 @@ namespace {
 using namespace std::chrono_literals;
 using qrt::errc;
 
-qrt::test::rabbitmq_server* broker = nullptr;
-
-class rabbitmq_environment : public ::testing::Environment {
- public:
-  void SetUp() override {
-    server_ = std::make_unique<qrt::test::rabbitmq_server>();
-    broker = server_.get();
-  }
-  void TearDown() override {
-    broker = nullptr;
-    server_.reset();
-  }
-
- private:
-  std::unique_ptr<qrt::test::rabbitmq_server> server_;
-};
+using qrt::test::broker;
 
 const auto* const environment =
-    ::testing::AddGlobalTestEnvironment(new rabbitmq_environment);  // gtest owns it
+    ::testing::AddGlobalTestEnvironment(new qrt::test::rabbitmq_environment);  // gtest owns it
 
 /// An io_context on its own thread, and a way to wait for an awaitable from the test thread.
 class io_thread {

@@ -1,16 +1,19 @@
 // Starts and stops a throwaway RabbitMQ node (rabbitmq.sh next to this file) from a test
 // binary. One node per test binary: RabbitMQ takes 5-7 s to boot.
 //
-//   static qrt::test::rabbitmq_server* broker = ...;   // in a ::testing::Environment
-//   broker->amqp_port(); broker->ctl({"list_queues"});
+//   // once per test binary (gtest owns the environment):
+//   ::testing::AddGlobalTestEnvironment(new qrt::test::rabbitmq_environment);
+//   qrt::test::broker->amqp_port(); qrt::test::broker->ctl({"list_queues"});
 #pragma once
 
+#include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <array>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -86,6 +89,25 @@ class rabbitmq_server {
   int amqp_port_ = 0;
   int amqps_port_ = 0;
   std::string ca_file_;
+};
+
+/// The node of this test binary while its tests run; nullptr before and after.
+inline rabbitmq_server* broker = nullptr;
+
+/// Boots the node before the first test and stops it after the last.
+class rabbitmq_environment : public ::testing::Environment {
+ public:
+  void SetUp() override {
+    server_ = std::make_unique<rabbitmq_server>();
+    broker = server_.get();
+  }
+  void TearDown() override {
+    broker = nullptr;
+    server_.reset();
+  }
+
+ private:
+  std::unique_ptr<rabbitmq_server> server_;
 };
 
 }  // namespace qrt::test
