@@ -106,7 +106,6 @@ class amqp_provider final : public provider {
     caps_.queue_management = false;  // AMQP 1.0 has no standard way to create or delete queues
   }
 
-
   std::string_view name() const noexcept override { return "amqp"; }
   const capabilities& caps() const noexcept override { return caps_; }
 

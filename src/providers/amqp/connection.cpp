@@ -12,27 +12,27 @@
 #include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/async_result.hpp>
+#include <boost/asio/connect.hpp>
 #include <boost/asio/dispatch.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl/host_name_verification.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
 #include <cstring>
 #include <deque>
 #include <functional>
 #include <mutex>
 #include <optional>
-#include <boost/asio/connect.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/ssl/context.hpp>
-#include <boost/asio/ssl/host_name_verification.hpp>
-#include <boost/asio/ssl/stream.hpp>
-#include <boost/asio/write.hpp>
 #include <proton/connection.hpp>
 #include <proton/connection_options.hpp>
-#include <proton/io/connection_driver.hpp>
 #include <proton/delivery.hpp>
 #include <proton/error_condition.hpp>
+#include <proton/io/connection_driver.hpp>
 #include <proton/message_id.hpp>
 #include <proton/messaging_handler.hpp>
 #include <proton/receiver.hpp>
@@ -487,15 +487,14 @@ struct connection::impl : proton::messaging_handler,
         [self, t](boost::system::error_code ec, const tcp::resolver::results_type& found) {
           if (t != self->io) return;
           if (ec) return self->attempt_failed("resolving the host failed: " + ec.message());
-          asio::async_connect(
-              t->stream.next_layer(), found,
-              [self, t](boost::system::error_code ec, const tcp::endpoint&) {
-                if (t != self->io) return;
-                if (ec) return self->attempt_failed(ec.message());
-                t->stream.next_layer().set_option(tcp::no_delay(true), ec);
-                if (!t->uses_tls) return self->start_amqp(t);
-                self->start_tls(t);
-              });
+          asio::async_connect(t->stream.next_layer(), found,
+                              [self, t](boost::system::error_code ec, const tcp::endpoint&) {
+                                if (t != self->io) return;
+                                if (ec) return self->attempt_failed(ec.message());
+                                t->stream.next_layer().set_option(tcp::no_delay(true), ec);
+                                if (!t->uses_tls) return self->start_amqp(t);
+                                self->start_tls(t);
+                              });
         });
     after(where.connect_timeout, [this, this_attempt] {
       if (attempt != this_attempt || conn_state != state::connecting) return;
@@ -530,19 +529,19 @@ struct connection::impl : proton::messaging_handler,
   void start_tls(const std::shared_ptr<transport>& t) {
     // SNI, and the host name the certificate must carry.
     SSL_set_tlsext_host_name(t->stream.native_handle(), where.host.c_str());
-    if (where.tls_verify) t->stream.set_verify_callback(asio::ssl::host_name_verification(where.host));
+    if (where.tls_verify)
+      t->stream.set_verify_callback(asio::ssl::host_name_verification(where.host));
     auto self = shared_from_this();
-    t->stream.async_handshake(asio::ssl::stream_base::client,
-                              [self, t](boost::system::error_code ec) {
-                                if (t != self->io) return;
-                                if (ec) {
-                                  return self->attempt_failed(
-                                      "TLS handshake failed: " + ec.message() +
-                                      " (TLS: check the server certificate, the CA file and the "
-                                      "host name)");
-                                }
-                                self->start_amqp(t);
-                              });
+    t->stream.async_handshake(
+        asio::ssl::stream_base::client, [self, t](boost::system::error_code ec) {
+          if (t != self->io) return;
+          if (ec) {
+            return self->attempt_failed("TLS handshake failed: " + ec.message() +
+                                        " (TLS: check the server certificate, the CA file and the "
+                                        "host name)");
+          }
+          self->start_amqp(t);
+        });
   }
 
   /// TCP (and TLS) are up: hand the byte stream to Proton (SASL, open, heartbeats).
@@ -632,8 +631,8 @@ struct connection::impl : proton::messaging_handler,
         std::chrono::system_clock::now().time_since_epoch());
     const proton::timestamp next = t->driver.tick(proton::timestamp(now_ms.count()));
     if (next.milliseconds() == 0) return;
-    const auto at = clock_type::now() + milliseconds(std::max<std::int64_t>(
-                                            0, next.milliseconds() - now_ms.count()));
+    const auto at = clock_type::now() +
+                    milliseconds(std::max<std::int64_t>(0, next.milliseconds() - now_ms.count()));
     if (t->tick_armed && t->tick_at <= at) return;
     t->tick_armed = true;
     t->tick_at = at;

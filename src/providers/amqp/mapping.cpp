@@ -1,7 +1,6 @@
 #include "providers/amqp/mapping.hpp"
 
 #include <map>
-#include <vector>
 #include <proton/binary.hpp>
 #include <proton/scalar.hpp>
 #include <proton/symbol.hpp>
@@ -9,6 +8,7 @@
 #include <proton/types.hpp>
 #include <proton/uuid.hpp>
 #include <proton/value.hpp>
+#include <vector>
 
 namespace qrt::amqp::detail {
 

@@ -18,7 +18,8 @@ std::uint32_t read_be32(std::string_view s, std::size_t at) {
 }
 
 void append_be32(std::string& out, std::uint32_t v) {
-  for (int shift = 24; shift >= 0; shift -= 8) out.push_back(static_cast<char>((v >> shift) & 0xFF));
+  for (int shift = 24; shift >= 0; shift -= 8)
+    out.push_back(static_cast<char>((v >> shift) & 0xFF));
 }
 
 std::uint8_t byte_at(std::string_view s, std::size_t at) {
@@ -39,12 +40,24 @@ std::optional<std::size_t> value_size(std::string_view s, std::size_t at, int de
     return 1 + *descriptor + *value;
   }
   switch (code & 0xF0) {
-    case 0x40: n = 1; break;
-    case 0x50: n = 2; break;
-    case 0x60: n = 3; break;
-    case 0x70: n = 5; break;
-    case 0x80: n = 9; break;
-    case 0x90: n = 17; break;
+    case 0x40:
+      n = 1;
+      break;
+    case 0x50:
+      n = 2;
+      break;
+    case 0x60:
+      n = 3;
+      break;
+    case 0x70:
+      n = 5;
+      break;
+    case 0x80:
+      n = 9;
+      break;
+    case 0x90:
+      n = 17;
+      break;
     case 0xA0:
     case 0xC0:
     case 0xE0:
@@ -128,10 +141,14 @@ std::optional<transfer_frame> parse_transfer(std::string_view f) {
 std::optional<std::uint32_t> as_uint(std::string_view v) {
   if (v.empty()) return std::nullopt;
   switch (byte_at(v, 0)) {
-    case 0x43: return 0;
-    case 0x52: return v.size() == 2 ? std::optional<std::uint32_t>(byte_at(v, 1)) : std::nullopt;
-    case 0x70: return v.size() == 5 ? std::optional<std::uint32_t>(read_be32(v, 1)) : std::nullopt;
-    default: return std::nullopt;
+    case 0x43:
+      return 0;
+    case 0x52:
+      return v.size() == 2 ? std::optional<std::uint32_t>(byte_at(v, 1)) : std::nullopt;
+    case 0x70:
+      return v.size() == 5 ? std::optional<std::uint32_t>(read_be32(v, 1)) : std::nullopt;
+    default:
+      return std::nullopt;
   }
 }
 

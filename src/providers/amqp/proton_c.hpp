@@ -4,12 +4,12 @@
 // Internal to connection.cpp.
 #pragma once
 
-#include <proton/delivery.hpp>
 #include <proton/binary.hpp>
+#include <proton/delivery.hpp>
 #include <proton/link.hpp>
 #include <proton/sender.hpp>
-#include <string_view>
 #include <proton/tracker.hpp>
+#include <string_view>
 
 #include "providers/amqp/connection.hpp"
 

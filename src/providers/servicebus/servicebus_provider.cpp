@@ -46,7 +46,8 @@ std::string batch_body(const std::vector<std::string>& encoded) {
   for (const auto& m : encoded) {
     out.append("\x00\x53\x75\xB0", 4);
     const auto n = static_cast<std::uint32_t>(m.size());
-    for (int shift = 24; shift >= 0; shift -= 8) out.push_back(static_cast<char>((n >> shift) & 0xFF));
+    for (int shift = 24; shift >= 0; shift -= 8)
+      out.push_back(static_cast<char>((n >> shift) & 0xFF));
     out.append(m);
   }
   return out;
@@ -182,7 +183,6 @@ class servicebus_provider final : public provider,
     caps_.queue_management = opts_.test_peer_admin;
   }
 
-
   std::string_view name() const noexcept override { return "servicebus"; }
   const capabilities& caps() const noexcept override { return caps_; }
 
@@ -300,7 +300,8 @@ class servicebus_provider final : public provider,
         }
         std::string bytes = amqp::encode(w);
         const std::size_t cost = bytes.size() + data_section_overhead;
-        if (!batch.empty() && batch_bytes + cost > opts_.max_message_bytes - batch_envelope_reserve) {
+        if (!batch.empty() &&
+            batch_bytes + cost > opts_.max_message_bytes - batch_envelope_reserve) {
           close_batch();
         }
         batch_bytes += cost;
