@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <qrt/servicebus.hpp>
 #include <qrt/sync_client.hpp>
@@ -17,10 +18,16 @@
 
 namespace {
 
-double cpu_seconds() {
+struct cpu_time {
+  double user = 0;
+  double system = 0;
+};
+
+cpu_time cpu_seconds() {
   rusage u{};
   getrusage(RUSAGE_SELF, &u);
-  return u.ru_utime.tv_sec + u.ru_stime.tv_sec + (u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+  return {static_cast<double>(u.ru_utime.tv_sec) + static_cast<double>(u.ru_utime.tv_usec) / 1e6,
+          static_cast<double>(u.ru_stime.tv_sec) + static_cast<double>(u.ru_stime.tv_usec) / 1e6};
 }
 
 }  // namespace
@@ -46,7 +53,7 @@ int main(int argc, char** argv) {
     for (auto& m : warm) (void)client->complete(m.receipt);
 
     const std::string body(size, 'x');
-    const double cpu0 = cpu_seconds();
+    const cpu_time cpu0 = cpu_seconds();
     const auto t0 = std::chrono::steady_clock::now();
     for (std::size_t sent = 0; sent < count;) {
       std::vector<qrt::message> batch;
@@ -65,17 +72,23 @@ int main(int argc, char** argv) {
       received += got.size();
     }
     const auto t2 = std::chrono::steady_clock::now();
-    const double cpu = cpu_seconds() - cpu0;
+    const cpu_time cpu1 = cpu_seconds();
+    const double user = cpu1.user - cpu0.user;
+    const double system = cpu1.system - cpu0.system;
+    const double ops = static_cast<double>(count + received);
     auto secs = [](auto a, auto b) { return std::chrono::duration<double>(b - a).count(); };
     std::printf(
         "{\"client\":\"qrt\",\"preset\":\"%s\",\"count\":%zu,\"size\":%zu,\"received\":%zu,"
-        "\"send_per_s\":%.0f,\"receive_complete_per_s\":%.0f,\"cpu_us_per_message\":%.2f}\n",
+        "\"send_per_s\":%.0f,\"receive_complete_per_s\":%.0f,\"cpu_us_per_message\":%.2f,"
+        "\"user_us_per_message\":%.2f,\"system_us_per_message\":%.2f}\n",
         preset.c_str(), count, size, received, count / secs(t0, t1), received / secs(t1, t2),
-        cpu * 1e6 / static_cast<double>(count + received));
+        (user + system) * 1e6 / ops, user * 1e6 / ops, system * 1e6 / ops);
     std::fflush(stdout);
     client->close();
 
-    // The official SDK, same workload, same peer (its own queue).
+    // The official SDK, same workload, same peer (its own queue). QRT_BENCH_QRT_ONLY=1 skips it
+    // (for profiling qrt alone).
+    if (std::getenv("QRT_BENCH_QRT_ONLY") != nullptr) return 0;
     std::cout << qrt::test::run_sdk_script("sdk-bench.js",
                                            {std::to_string(peer.port()), "bench-sdk",
                                             std::to_string(count), std::to_string(size)})
