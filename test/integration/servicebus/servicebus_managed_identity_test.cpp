@@ -5,6 +5,9 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -13,6 +16,7 @@
 #include <thread>
 
 #include "local_http_server.hpp"
+#include "managed_identity_source.hpp"
 #include "peer_process.hpp"
 
 namespace {
@@ -39,6 +43,8 @@ class fake_imds {
   fake_imds() : server_([this](const qrt::test::seen_request& r) { return answer(r); }) {}
 
   std::string url() const { return server_.url() + "/metadata/identity/oauth2/token"; }
+  /// Every request, answered with a token or not.
+  int requests() const { return server_.requests(); }
   int fetches(const std::string& client_id) {
     std::lock_guard lock(mutex_);
     return fetches_[client_id];
@@ -276,6 +282,52 @@ TEST(ServiceBusManagedIdentity, TokenIsReusedThenFetchedAgainAfterEightyPercentO
   }
   EXPECT_EQ(bodies, (std::vector<std::string>{"1", "3"}));
   EXPECT_TRUE(imds->violations().empty()) << imds->violations().front();
+}
+
+// Straight at the token source: callers that arrive while a fetch runs share it. One thread
+// runs them all, so every caller has asked before any answer can be read.
+std::vector<qrt::result<qrt::servicebus::access_token>> concurrent_tokens(
+    qrt::servicebus::detail::managed_identity_source& source, int callers) {
+  boost::asio::io_context io;
+  std::vector<qrt::result<qrt::servicebus::access_token>> got(
+      static_cast<std::size_t>(callers), qrt::fail(errc::provider_error, "never answered"));
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    boost::asio::co_spawn(
+        io,
+        [&source, &got, i]() -> boost::asio::awaitable<void> { got[i] = co_await source.token(); },
+        boost::asio::detached);
+  }
+  io.run_for(10s);  // returns as soon as every caller has its answer
+  return got;
+}
+
+TEST(ServiceBusManagedIdentity, ConcurrentCallersShareOneFetch) {
+  namespace sb = qrt::servicebus::detail;
+  sb::managed_identity_source source({sb::identity_protocol::imds, imds->url(), {}}, assigned_id,
+                                     3s);
+  const auto before = imds->requests();
+  for (const auto& r : concurrent_tokens(source, 8)) {
+    ASSERT_TRUE(r) << r.error().to_string();
+    EXPECT_EQ(r->token, long_token);
+    EXPECT_EQ(r->type, "jwt");
+  }
+  EXPECT_EQ(imds->requests() - before, 1);
+  // Later callers get the cached token.
+  for (const auto& r : concurrent_tokens(source, 3)) ASSERT_TRUE(r) << r.error().to_string();
+  EXPECT_EQ(imds->requests() - before, 1);
+  EXPECT_EQ(source.fetches(), 1u);
+
+  // A refusal is shared the same way, and is not cached: the next caller asks again.
+  sb::managed_identity_source refused({sb::identity_protocol::imds, imds->url(), {}},
+                                      "00000000-0000-0000-0000-00000000beef", 3s);
+  const auto refused_before = imds->requests();
+  for (const auto& r : concurrent_tokens(refused, 4)) {
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code, errc::permission) << r.error().to_string();
+  }
+  EXPECT_EQ(imds->requests() - refused_before, 1);
+  EXPECT_FALSE(concurrent_tokens(refused, 1)[0]);
+  EXPECT_EQ(imds->requests() - refused_before, 2);
 }
 
 }  // namespace
