@@ -1,9 +1,11 @@
 // Azure Service Bus over AMQP 1.0, on qrt's AMQP core (Qpid Proton, never in this header).
 //
 // What it speaks: claims-based auth (a put-token on $cbs per entity, refreshed before the token
-// expires), peek-lock with the lock token taken from the delivery tag, the x-opt-* annotations,
-// native sessions through the com.microsoft:session-filter, the $management operations
-// (renew-lock, renew-session-lock, peek, session state), the dead-letter sub-queue
+// expires) with SAS tokens from the connection string, Azure AD tokens from a managed identity
+// (Azure Instance Metadata Service, or the App Service / Container Apps identity endpoint), or
+// a user-supplied token hook; peek-lock with the lock token taken from the delivery tag, the
+// x-opt-* annotations, native sessions through the com.microsoft:session-filter, the $management
+// operations (renew-lock, renew-session-lock, peek, session state), the dead-letter sub-queue
 // "<queue>/$DeadLetterQueue", and Service Bus error conditions mapped onto qrt::errc.
 // See docs/servicebus.md for what is proven by the official SDK against the test peer.
 #pragma once
@@ -23,6 +25,16 @@ namespace qrt::servicebus {
 /// configuration_error.
 enum class transport_type { amqp, amqp_websockets };
 
+/// Where put-token's tokens come from (a `tokens` hook, when set, replaces both).
+enum class auth_method {
+  /// SAS tokens signed with the connection string's SharedAccessKey, or its
+  /// SharedAccessSignature as given.
+  shared_access_signature,
+  /// Azure AD tokens for https://servicebus.azure.net/ from the managed identity of the Azure
+  /// resource qrt runs on; the connection string needs only Endpoint.
+  managed_identity,
+};
+
 /// A token for a put-token that is not a SAS key's (Azure AD / Entra ID): `type` "jwt".
 struct access_token {
   std::string token;  ///< secret
@@ -39,7 +51,18 @@ using token_provider = std::function<result<access_token>(const std::string& aud
 struct options {
   /// "Endpoint=sb://<ns>.servicebus.windows.net/;SharedAccessKeyName=..;SharedAccessKey=.."
   /// (or SharedAccessSignature=..; UseDevelopmentEmulator=true for a local emulator). Secret.
+  /// With managed identity or a `tokens` hook, "Endpoint=sb://<ns>.servicebus.windows.net/" is
+  /// enough.
   std::string connection_string;
+  auth_method auth = auth_method::shared_access_signature;
+  /// Managed identity: a user-assigned identity's client id; empty selects the system-assigned
+  /// identity.
+  std::string managed_identity_client_id;
+  /// Managed identity: the token endpoint ("http://host[:port]/path"), spoken with the IMDS
+  /// protocol (header Metadata: true). Empty: IDENTITY_ENDPOINT + IDENTITY_HEADER from the
+  /// environment when both are set (App Service, Container Apps, Functions), else IMDS at
+  /// http://169.254.169.254/metadata/identity/oauth2/token.
+  std::string managed_identity_endpoint;
   transport_type transport = transport_type::amqp;
   /// Messages a processor built from this configuration handles at once.
   std::size_t max_concurrent_calls = 1;
@@ -48,14 +71,15 @@ struct options {
   /// How long a processor keeps renewing a message's lock (0: no auto-renewal). The provider
   /// itself renews only when asked (renew_lock); the processing layer uses this.
   milliseconds max_auto_lock_renewal_duration{std::chrono::minutes(5)};
-  /// Lifetime of the SAS tokens qrt signs; a token is replaced once 80% of it has passed.
+  /// Lifetime of the SAS tokens qrt signs; a token is replaced once 80% of it has passed (Azure
+  /// AD tokens carry their own expiry and follow the same 80% rule).
   milliseconds token_lifetime{std::chrono::hours(1)};
   /// Bound on connect, put-token and $management round trips.
   milliseconds operation_timeout{std::chrono::seconds(60)};
   /// One message, body plus properties (Standard tier: 256 KiB; Premium: up to 100 MiB).
   std::size_t max_message_bytes = 256 * 1024;
   bool tls_verify = true;
-  /// Replaces SAS signing with a user-supplied token source (e.g. Azure AD).
+  /// Replaces SAS signing and managed identity with a user-supplied token source.
   token_provider tokens;
   /// For qrt's Service Bus test peer only: queue management and stats through its "$peer-admin"
   /// node. A real namespace manages queues through ARM / the ATOM API, which qrt does not call.
@@ -68,6 +92,7 @@ struct options {
 };
 
 /// Fields: provider=servicebus, preset (high_throughput|low_latency), connection_string,
+/// auth (sas|managed_identity), managed_identity_client_id, managed_identity_endpoint,
 /// transport_type (amqp|amqp_websockets), max_concurrent_calls, prefetch_count,
 /// max_auto_lock_renewal_duration, token_lifetime, operation_timeout, max_message_bytes,
 /// tls_verify, test_peer_admin. Unknown fields are refused; the connection string is checked

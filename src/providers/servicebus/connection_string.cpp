@@ -73,7 +73,7 @@ std::string connection_string::audience(std::string_view entity) const {
   return endpoint_uri() + std::string(entity);
 }
 
-result<connection_string> parse_connection_string(std::string_view text) {
+result<connection_string> parse_connection_string(std::string_view text, credentials needed) {
   connection_string cs;
   bool have_endpoint = false;
   bool have_port = false;
@@ -125,6 +125,7 @@ result<connection_string> parse_connection_string(std::string_view text) {
         "give either SharedAccessKeyName/SharedAccessKey or SharedAccessSignature, not both");
   }
   if (cs.shared_access_signature.empty()) {
+    if (!has_key && needed == credentials::optional) return cs;
     if (cs.key_name.empty()) return bad("SharedAccessKeyName is missing");
     if (cs.key.empty()) return bad("SharedAccessKey is missing");
   } else if (cs.shared_access_signature.rfind("SharedAccessSignature ", 0) != 0) {

@@ -26,8 +26,13 @@ struct connection_string {
   std::string audience(std::string_view entity) const;
 };
 
+/// Whether the connection string must carry SAS credentials (it need not when tokens come from a
+/// managed identity or a token hook).
+enum class credentials { required, optional };
+
 /// Fails with errc::configuration_error naming the offending field. The key and signature values
 /// never appear in an error message.
-result<connection_string> parse_connection_string(std::string_view text);
+result<connection_string> parse_connection_string(std::string_view text,
+                                                  credentials needed = credentials::required);
 
 }  // namespace qrt::servicebus::detail

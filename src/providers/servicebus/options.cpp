@@ -2,6 +2,7 @@
 #include <qrt/servicebus.hpp>
 
 #include "connection_string.hpp"
+#include "managed_identity.hpp"
 
 namespace qrt::servicebus {
 
@@ -22,9 +23,10 @@ options options::for_low_latency() {
 
 result<options> options_from_config(const config& cfg) {
   if (auto r = cfg.reject_unknown(
-          {"provider", "preset", "connection_string", "transport_type", "max_concurrent_calls",
-           "prefetch_count", "max_auto_lock_renewal_duration", "token_lifetime",
-           "operation_timeout", "max_message_bytes", "tls_verify", "test_peer_admin"});
+          {"provider", "preset", "connection_string", "auth", "managed_identity_client_id",
+           "managed_identity_endpoint", "transport_type", "max_concurrent_calls", "prefetch_count",
+           "max_auto_lock_renewal_duration", "token_lifetime", "operation_timeout",
+           "max_message_bytes", "tls_verify", "test_peer_admin"});
       !r) {
     return r.error();
   }
@@ -44,13 +46,46 @@ result<options> options_from_config(const config& cfg) {
 #define QRT_TRY(var, expr) \
   auto var = (expr);       \
   if (!var) return var.error()
+  QRT_TRY(auth, cfg.get_string("auth", std::string("sas")));
+  if (*auth == "sas") {
+    o.auth = auth_method::shared_access_signature;
+  } else if (*auth == "managed_identity") {
+    o.auth = auth_method::managed_identity;
+  } else {
+    return fail(errc::configuration_error,
+                "servicebus: field 'auth' must be sas or managed_identity, not '" + *auth + "'");
+  }
+  QRT_TRY(client_id, cfg.get_string("managed_identity_client_id", std::string()));
+  QRT_TRY(identity_endpoint, cfg.get_string("managed_identity_endpoint", std::string()));
+  if (o.auth != auth_method::managed_identity &&
+      (!client_id->empty() || !identity_endpoint->empty())) {
+    return fail(errc::configuration_error, std::string("servicebus: field '") +
+                                               (client_id->empty() ? "managed_identity_endpoint"
+                                                                   : "managed_identity_client_id") +
+                                               "' needs auth=managed_identity");
+  }
+  if (!identity_endpoint->empty()) {
+    const detail::identity_endpoint probe{detail::identity_protocol::imds, *identity_endpoint, {}};
+    if (auto r = detail::build_identity_request(probe, detail::servicebus_resource, *client_id);
+        !r) {
+      return fail(errc::configuration_error,
+                  "servicebus: field 'managed_identity_endpoint': " + r.error().message);
+    }
+  }
+  o.managed_identity_client_id = *client_id;
+  o.managed_identity_endpoint = *identity_endpoint;
   QRT_TRY(cs, cfg.get_string("connection_string", std::string()));
   if (cs->empty()) {
     return fail(
         errc::configuration_error,
         "servicebus: field 'connection_string' is required (QRT_SERVICEBUS__CONNECTION_STRING)");
   }
-  if (auto parsed = detail::parse_connection_string(*cs); !parsed) return parsed.error();
+  if (auto parsed = detail::parse_connection_string(
+          *cs, o.auth == auth_method::shared_access_signature ? detail::credentials::required
+                                                              : detail::credentials::optional);
+      !parsed) {
+    return parsed.error();
+  }
   o.connection_string = *cs;
   QRT_TRY(transport, cfg.get_string("transport_type", std::string("amqp")));
   if (*transport == "amqp") {

@@ -12,6 +12,7 @@
 #include <random>
 
 #include "connection_string.hpp"
+#include "managed_identity_source.hpp"
 #include "management.hpp"
 #include "providers/amqp/connection.hpp"
 #include "providers/amqp/mapping.hpp"
@@ -159,10 +160,12 @@ class servicebus_session final : public session_receiver {
 class servicebus_provider final : public provider,
                                   public std::enable_shared_from_this<servicebus_provider> {
  public:
-  servicebus_provider(options opts, connection_string cs, std::shared_ptr<amqp::connection> conn)
+  servicebus_provider(options opts, connection_string cs, std::shared_ptr<amqp::connection> conn,
+                      std::shared_ptr<detail::managed_identity_source> identity)
       : opts_(std::move(opts)),
         cs_(std::move(cs)),
         conn_(std::move(conn)),
+        identity_(std::move(identity)),
         id_(next_provider_id++) {
     caps_.sessions = session_support::native;
     caps_.max_batch_messages = 1000;  // packed into batch transfers by encoded size (send)
@@ -614,6 +617,13 @@ class servicebus_provider final : public provider,
       token = std::move(t->token);
       type = t->type;
       expires_at = t->expires_at;
+    } else if (identity_) {
+      // One Azure AD token (resource https://servicebus.azure.net/) serves every audience.
+      auto t = co_await identity_->token();
+      if (!t) co_return t.error();
+      token = std::move(t->token);
+      type = t->type;
+      expires_at = t->expires_at;
     } else if (!cs_.shared_access_signature.empty()) {
       token = cs_.shared_access_signature;
       expires_at = detail::sas_token_expiry(token, now + std::chrono::hours(1));
@@ -667,6 +677,8 @@ class servicebus_provider final : public provider,
   options opts_;
   connection_string cs_;
   std::shared_ptr<amqp::connection> conn_;
+  /// Set with auth_method::managed_identity (and no `tokens` hook).
+  std::shared_ptr<detail::managed_identity_source> identity_;
   std::uint64_t id_;
   capabilities caps_;
   std::mutex mutex_;
@@ -761,8 +773,22 @@ result<provider_ptr> make_provider(const options& opts, boost::asio::any_io_exec
         errc::configuration_error,
         "servicebus: transport_type amqp_websockets (AMQP over WebSockets) is not built; use amqp");
   }
-  auto cs = detail::parse_connection_string(opts.connection_string);
+  const bool sas = !opts.tokens && opts.auth == auth_method::shared_access_signature;
+  auto cs = detail::parse_connection_string(
+      opts.connection_string, sas ? detail::credentials::required : detail::credentials::optional);
   if (!cs) return cs.error();
+  std::shared_ptr<detail::managed_identity_source> identity;
+  if (!opts.tokens && opts.auth == auth_method::managed_identity) {
+    auto endpoint = detail::choose_identity_endpoint(opts.managed_identity_endpoint,
+                                                     detail::process_environment());
+    if (auto r = detail::build_identity_request(endpoint, detail::servicebus_resource,
+                                                opts.managed_identity_client_id);
+        !r) {
+      return r.error();
+    }
+    identity = std::make_shared<detail::managed_identity_source>(
+        std::move(endpoint), opts.managed_identity_client_id, opts.operation_timeout);
+  }
   amqp::endpoint ep;
   ep.host = cs->host;
   ep.port = cs->port;
@@ -772,7 +798,8 @@ result<provider_ptr> make_provider(const options& opts, boost::asio::any_io_exec
   ep.virtual_host = cs->host;
   ep.connect_timeout = opts.operation_timeout;
   auto conn = amqp::connection::create(ep, std::move(executor));
-  return provider_ptr(std::make_shared<servicebus_provider>(opts, std::move(*cs), std::move(conn)));
+  return provider_ptr(std::make_shared<servicebus_provider>(opts, std::move(*cs), std::move(conn),
+                                                            std::move(identity)));
 }
 
 void register_provider(provider_registry& registry) {

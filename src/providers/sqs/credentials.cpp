@@ -10,11 +10,16 @@
 #include <fstream>
 #include <sstream>
 
-#include "http.hpp"
+#include "net/http.hpp"
 
 namespace qrt::sqs::detail {
 
 namespace json = boost::json;
+using net::http_pool;
+using net::http_request;
+using net::http_response;
+using net::http_settings;
+using net::parse_endpoint;
 
 environment_lookup process_environment() {
   return [](std::string_view name) -> std::optional<std::string> {

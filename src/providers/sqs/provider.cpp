@@ -14,13 +14,14 @@
 #include "codec.hpp"
 #include "credentials.hpp"
 #include "digest.hpp"
-#include "http.hpp"
+#include "net/http.hpp"
 #include "sigv4.hpp"
 
 namespace qrt::sqs {
 
 namespace asio = boost::asio;
 using namespace detail;
+using namespace qrt::net;
 using std::chrono::milliseconds;
 using steady = std::chrono::steady_clock;
 

@@ -10,7 +10,8 @@
 // so what a receiver sees is what the sender sent.
 //
 // Usage: node peer.js [--port N] [--lock-duration-ms N] [--max-delivery-count N]
-//                     [--sas-key-name NAME --sas-key KEY] [--max-message-size N]
+//                     [--sas-key-name NAME --sas-key KEY] [--jwt TOKEN,TOKEN...]
+//                     [--max-message-size N]
 //                     [--session-queues a,b] [--hold-settlements a,b] [--quiet]
 // Prints one line `{"port":N}` on stdout once listening (port 0 = picked by the OS).
 //
@@ -40,6 +41,9 @@ const options = {
   maxDeliveryCount: Number(arg('max-delivery-count', 10)),
   sasKeyName: arg('sas-key-name', ''),
   sasKey: arg('sas-key', ''),
+  // Azure AD tokens (put-token type "jwt") the namespace accepts, as a managed identity would
+  // get them; others are refused with 401. Without it every jwt is accepted, unchecked.
+  jwts: new Set(String(arg('jwt', '')).split(',').filter(Boolean)),
   maxMessageSize: Number(arg('max-message-size', 262144)),
   sessionQueues: new Set(String(arg('session-queues', '')).split(',').filter(Boolean)),
   quiet: args.includes('--quiet'),
@@ -571,8 +575,8 @@ function refuseAttach(link, condition, description) {
 
 // ---------------------------------------------------------------------------------------------
 // Claims-based security ($cbs)
-function verifyToken(body, type) {
-  if (type === 'jwt') return { ok: true, audience: '' };
+function verifyToken(body, type, expiration) {
+  if (type === 'jwt') return verifyJwt(body, expiration);
   const token = typeof body === 'string' ? body : Buffer.isBuffer(body) ? body.toString('utf8') : '';
   if (!token.startsWith('SharedAccessSignature ')) return { ok: false, why: 'not a SharedAccessSignature' };
   const fields = {};
@@ -592,6 +596,20 @@ function verifyToken(body, type) {
   return { ok: true, audience: decodeURIComponent(fields.sr), expiresAt: expiry * 1000 };
 }
 
+// The service validates an Azure AD token's signature, audience and expiry; the peer compares it
+// with the tokens it was told to accept and keeps the claim until the put-token's expiration.
+function verifyJwt(body, expiration) {
+  const token = typeof body === 'string' ? body : Buffer.isBuffer(body) ? body.toString('utf8') : '';
+  if (!token) return { ok: false, why: 'empty jwt' };
+  if (options.jwts.size > 0 && !options.jwts.has(token)) return { ok: false, why: 'jwt not accepted' };
+  const expiresAt = expiration instanceof Date ? expiration.getTime() : Number(expiration);
+  if (Number.isFinite(expiresAt) && expiresAt > 0) {
+    if (expiresAt <= Date.now()) return { ok: false, why: 'jwt expired' };
+    return { ok: true, audience: '', expiresAt };
+  }
+  return { ok: true, audience: '' };
+}
+
 function audiencePath(audience) {
   const m = /^[a-z]+:\/\/[^/]+\/?(.*)$/i.exec(audience || '');
   return (m ? m[1] : audience || '').replace(/\/+$/, '').toLowerCase();
@@ -607,7 +625,7 @@ function authorized(connection, entity) {
 function handleCbs(context, request) {
   const props = request.application_properties || {};
   if (props.operation !== 'put-token') return respond(context, request, 400, 'unsupported cbs operation');
-  const verdict = verifyToken(request.body, String(props.type || ''));
+  const verdict = verifyToken(request.body, String(props.type || ''), props.expiration);
   if (!verdict.ok) return respond(context, request, 401, `put-token refused: ${verdict.why}`);
   const name = String(props.name || verdict.audience);
   const connection = context.connection;

@@ -1,4 +1,4 @@
-#include "http.hpp"
+#include "net/http.hpp"
 
 #include <atomic>
 #include <boost/asio/as_tuple.hpp>
@@ -12,7 +12,7 @@
 #include <mutex>
 #include <optional>
 
-namespace qrt::sqs::detail {
+namespace qrt::net {
 
 namespace asio = boost::asio;
 namespace beast = boost::beast;
@@ -228,7 +228,8 @@ std::uint64_t http_pool::connections_opened() const noexcept {
 asio::awaitable<result<http_response>> http_pool::send(http_request request,
                                                        std::chrono::milliseconds timeout) {
   auto self = impl_;  // keeps the pool's state alive while the call runs
-  if (self->closed) co_return fail(errc::closed, "the SQS client is closed");
+  if (self->closed)
+    co_return fail(errc::closed, "the HTTP client for " + self->ep.to_string() + " is closed");
   const auto deadline = std::chrono::steady_clock::now() + timeout;
 
   http::request<http::string_body> req;
@@ -286,4 +287,4 @@ asio::awaitable<result<http_response>> http_pool::send(http_request request,
   }
 }
 
-}  // namespace qrt::sqs::detail
+}  // namespace qrt::net

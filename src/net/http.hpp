@@ -1,5 +1,7 @@
 // HTTP/1.1 client with a keep-alive connection pool per endpoint (Boost.Beast, OpenSSL for
-// https). Private to the SQS provider: Beast and OpenSSL stay out of public headers.
+// https). Internal to qrt (target qrt_net): the SQS provider's API calls and the metadata
+// endpoints (AWS IMDS/ECS, Azure managed identity) share it. Beast and OpenSSL stay out of this
+// header and out of include/qrt.
 #pragma once
 
 #include <boost/asio/any_io_executor.hpp>
@@ -12,7 +14,7 @@
 #include <utility>
 #include <vector>
 
-namespace qrt::sqs::detail {
+namespace qrt::net {
 
 struct endpoint {
   bool tls = false;
@@ -81,4 +83,4 @@ class http_pool {
   std::shared_ptr<impl> impl_;
 };
 
-}  // namespace qrt::sqs::detail
+}  // namespace qrt::net
