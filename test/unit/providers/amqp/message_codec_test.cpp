@@ -310,6 +310,16 @@ TEST(amqp_message_codec, renders_application_property_values_as_from_proton_does
   EXPECT_EQ(ours.size(), reference.size());
 }
 
+TEST(amqp_message_codec, a_repeated_application_property_keeps_the_last_value_as_proton_does) {
+  const std::string encoded(
+      "\x00\x53\x74\xc1\x0d\x04\xa1\x01k\xa1\x01"
+      "1\xa1\x01k\xa1\x01"
+      "2",
+      18);
+  EXPECT_EQ(decode(encoded).message.attributes, from_proton(proton_decode(encoded)).attributes);
+  EXPECT_EQ(decode(encoded).message.attributes.at("k"), "2");
+}
+
 TEST(amqp_message_codec, renders_ids_of_every_type_as_id_to_string_does) {
   const std::vector<proton::message_id> ids{
       proton::message_id(std::string("text")), proton::message_id(std::uint64_t(1234567890123)),
