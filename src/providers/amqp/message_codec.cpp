@@ -477,6 +477,48 @@ std::string type_name(std::uint8_t code) {
   }
 }
 
+/// How a constructor's value is laid out (part 1.6 groups constructors by their high nibble, but
+/// unknown codes inside a group are refused rather than skipped by width).
+enum class layout_kind : std::uint8_t { invalid, fixed, variable, compound, described };
+struct constructor_layout {
+  layout_kind kind = layout_kind::invalid;
+  std::uint8_t width = 0;  ///< fixed: value bytes; variable / compound: size (and count) bytes
+};
+
+constexpr std::array<constructor_layout, 256> make_layouts() {
+  std::array<constructor_layout, 256> t{};
+  t[described_code] = {layout_kind::described, 0};
+  for (const std::uint8_t c :
+       {null_code, true_code, false_code, uint0_code, ulong0_code, list0_code}) {
+    t[c] = {layout_kind::fixed, 0};
+  }
+  for (const std::uint8_t c : {ubyte_code, byte_code, smalluint_code, smallulong_code,
+                               smallint_code, smalllong_code, boolean_code}) {
+    t[c] = {layout_kind::fixed, 1};
+  }
+  for (const std::uint8_t c : {ushort_code, short_code}) t[c] = {layout_kind::fixed, 2};
+  for (const std::uint8_t c : {uint_code, int_code, float_code, char_code, decimal32_code}) {
+    t[c] = {layout_kind::fixed, 4};
+  }
+  for (const std::uint8_t c :
+       {ulong_code, long_code, double_code, timestamp_code, decimal64_code}) {
+    t[c] = {layout_kind::fixed, 8};
+  }
+  for (const std::uint8_t c : {decimal128_code, uuid_code}) t[c] = {layout_kind::fixed, 16};
+  for (const std::uint8_t c : {vbin8_code, str8_code, sym8_code}) t[c] = {layout_kind::variable, 1};
+  for (const std::uint8_t c : {vbin32_code, str32_code, sym32_code}) {
+    t[c] = {layout_kind::variable, 4};
+  }
+  for (const std::uint8_t c : {list8_code, map8_code, array8_code}) {
+    t[c] = {layout_kind::compound, 1};
+  }
+  for (const std::uint8_t c : {list32_code, map32_code, array32_code}) {
+    t[c] = {layout_kind::compound, 4};
+  }
+  return t;
+}
+constexpr std::array<constructor_layout, 256> layouts = make_layouts();
+
 /// Reads encoded values from a byte range without ever reading past it. A failure leaves the
 /// reason in `problem`.
 class reader {
@@ -510,81 +552,37 @@ class reader {
 
  private:
   bool parse(std::uint8_t code, value_view& v, int depth) {
-    if (depth > max_nesting) return fail("descriptors nested more than 32 deep");
     v.code = code;
-    if (v.code == described_code) return described(v, depth);
-    std::size_t fixed = 0;
-    switch (v.code) {
-      case null_code:
-      case true_code:
-      case false_code:
-      case uint0_code:
-      case ulong0_code:
+    const constructor_layout layout = layouts[code];
+    switch (layout.kind) {
+      case layout_kind::fixed:
+        if (remaining() < layout.width) return truncated(v, layout.width);
         v.data = p_;
+        v.size = layout.width;
+        p_ += layout.width;
         return true;
-      case list0_code:
-        v.data = p_;
-        return true;
-      case ubyte_code:
-      case byte_code:
-      case smalluint_code:
-      case smallulong_code:
-      case smallint_code:
-      case smalllong_code:
-      case boolean_code:
-        fixed = 1;
+      case layout_kind::variable:
+        return sized(v, layout.width, 0);
+      case layout_kind::compound:
+        return sized(v, layout.width, layout.width);
+      case layout_kind::described:
+        if (depth > max_nesting) return fail("descriptors nested more than 32 deep");
+        return described(v, depth);
+      case layout_kind::invalid:
         break;
-      case ushort_code:
-      case short_code:
-        fixed = 2;
-        break;
-      case uint_code:
-      case int_code:
-      case float_code:
-      case char_code:
-      case decimal32_code:
-        fixed = 4;
-        break;
-      case ulong_code:
-      case long_code:
-      case double_code:
-      case timestamp_code:
-      case decimal64_code:
-        fixed = 8;
-        break;
-      case decimal128_code:
-      case uuid_code:
-        fixed = 16;
-        break;
-      case vbin8_code:
-      case str8_code:
-      case sym8_code:
-        return sized(v, 1, 0);
-      case vbin32_code:
-      case str32_code:
-      case sym32_code:
-        return sized(v, 4, 0);
-      case list8_code:
-      case map8_code:
-      case array8_code:
-        return sized(v, 1, 1);
-      case list32_code:
-      case map32_code:
-      case array32_code:
-        return sized(v, 4, 4);
-      default:
-        return fail("unknown type constructor 0x" + hex_byte(v.code) + " at offset " +
-                    std::to_string(v.offset));
     }
-    if (remaining() < fixed) {
-      return fail("truncated: a " + type_name(v.code) + " at offset " + std::to_string(v.offset) +
-                  " needs " + std::to_string(fixed) + " bytes, " + std::to_string(remaining()) +
-                  " left");
-    }
-    v.data = p_;
-    v.size = fixed;
-    p_ += fixed;
-    return true;
+    return unknown(v);
+  }
+
+  // The failure paths build their messages out of line, keeping the hot path's frame small.
+  [[gnu::cold, gnu::noinline]] bool truncated(const value_view& v, std::size_t width) {
+    return fail("truncated: a " + type_name(v.code) + " at offset " + std::to_string(v.offset) +
+                " needs " + std::to_string(width) + " bytes, " + std::to_string(remaining()) +
+                " left");
+  }
+  [[gnu::cold, gnu::noinline]] bool unknown(const value_view& v) {
+    return fail("unknown type constructor 0x" + hex_byte(v.code) + " at offset " +
+                std::to_string(v.offset));
   }
 
   std::size_t remaining() const { return static_cast<std::size_t>(end_ - p_); }
@@ -593,39 +591,57 @@ class reader {
   /// str/sym/bin (count_width 0) or list/map/array: a size field, then (for compound types) a
   /// count, then the bytes.
   bool sized(value_view& v, std::size_t size_width, std::size_t count_width) {
-    if (remaining() < size_width) {
-      return fail("truncated: the size of a " + type_name(v.code) + " at offset " +
-                  std::to_string(v.offset) + " is cut off");
-    }
+    if (remaining() < size_width) return bad_size(v, size_problem::cut_off, 0);
     const std::size_t size = size_width == 1 ? *p_ : be32(p_);
     p_ += size_width;
-    if (size > remaining()) {
-      return fail("a " + type_name(v.code) + " at offset " + std::to_string(v.offset) + " claims " +
-                  std::to_string(size) + " bytes, only " + std::to_string(remaining()) + " left");
-    }
-    if (size < count_width) {
-      return fail("a " + type_name(v.code) + " at offset " + std::to_string(v.offset) +
-                  " is too small (" + std::to_string(size) + " bytes) to hold its count");
-    }
-    if (count_width != 0) v.count = count_width == 1 ? *p_ : be32(p_);
+    if (size > remaining()) return bad_size(v, size_problem::past_end, size);
+    if (size < count_width) return bad_size(v, size_problem::no_room_for_count, size);
     v.data = p_ + count_width;
     v.size = size - count_width;
-    p_ += size;
-    const bool is_array = v.code == array8_code || v.code == array32_code;
-    if (count_width != 0 && !is_array && v.count > v.size) {
+    if (count_width != 0) {
+      v.count = count_width == 1 ? *p_ : be32(p_);
+      const bool is_array = v.code == array8_code || v.code == array32_code;
       // Every list or map element takes at least its constructor byte.
-      return fail("a " + type_name(v.code) + " at offset " + std::to_string(v.offset) + " claims " +
-                  std::to_string(v.count) + " elements in " + std::to_string(v.size) + " bytes");
+      if (!is_array && v.count > v.size) return bad_size(v, size_problem::too_many_elements, 0);
+      if ((v.code == map8_code || v.code == map32_code) && v.count % 2 != 0) {
+        return bad_size(v, size_problem::odd_map, 0);
+      }
+      if (is_array && v.size == 0 && v.count != 0) {
+        return bad_size(v, size_problem::no_element_constructor, 0);
+      }
     }
-    if ((v.code == map8_code || v.code == map32_code) && v.count % 2 != 0) {
-      return fail("a map at offset " + std::to_string(v.offset) + " has an odd element count (" +
-                  std::to_string(v.count) + ")");
-    }
-    if (is_array && v.size == 0 && v.count != 0) {
-      return fail("an array at offset " + std::to_string(v.offset) +
-                  " has elements but no element constructor");
-    }
+    p_ += size;
     return true;
+  }
+
+  enum class size_problem {
+    cut_off,
+    past_end,
+    no_room_for_count,
+    too_many_elements,
+    odd_map,
+    no_element_constructor
+  };
+  [[gnu::cold, gnu::noinline]] bool bad_size(const value_view& v, size_problem problem,
+                                             std::size_t size) {
+    const std::string what = "a " + type_name(v.code) + " at offset " + std::to_string(v.offset);
+    switch (problem) {
+      case size_problem::cut_off:
+        return fail("truncated: the size of " + what + " is cut off");
+      case size_problem::past_end:
+        return fail(what + " claims " + std::to_string(size) + " bytes, only " +
+                    std::to_string(remaining()) + " left");
+      case size_problem::no_room_for_count:
+        return fail(what + " is too small (" + std::to_string(size) + " bytes) to hold its count");
+      case size_problem::too_many_elements:
+        return fail(what + " claims " + std::to_string(v.count) + " elements in " +
+                    std::to_string(v.size) + " bytes");
+      case size_problem::odd_map:
+        return fail(what + " has an odd element count (" + std::to_string(v.count) + ")");
+      case size_problem::no_element_constructor:
+        return fail(what + " has elements but no element constructor");
+    }
+    return false;
   }
 
   bool described(value_view& v, int depth) {
@@ -669,7 +685,10 @@ reader inside(const value_view& v, const std::uint8_t* input, std::string& probl
   return reader(v.data, v.size, static_cast<std::size_t>(v.data - input), problem);
 }
 
-std::optional<std::uint64_t> section_code(const value_view& v) {
+/// The section's numeric descriptor; unknown_section for a symbolic one this version doesn't
+/// know.
+constexpr std::uint64_t unknown_section = ~std::uint64_t{0};
+std::uint64_t section_code(const value_view& v) {
   if (v.descriptor_symbol.empty()) return v.descriptor;
   static constexpr std::array<std::pair<std::string_view, section>, 9> names{{
       {"amqp:header:list", header_section},
@@ -685,7 +704,7 @@ std::optional<std::uint64_t> section_code(const value_view& v) {
   for (const auto& [name, code] : names) {
     if (v.descriptor_symbol == name) return code;
   }
-  return std::nullopt;
+  return unknown_section;
 }
 
 bool is_list(const value_view& v) {
@@ -1171,8 +1190,7 @@ result<decoded_message> decode_message(std::span<const std::uint8_t> bytes) {
       return malformed("a " + type_name(s.code) + " at offset " + std::to_string(s.offset) +
                        " where a message section was expected");
     }
-    const auto code = section_code(s);
-    if (!code) continue;  // a section named by an unknown symbol: not ours
+    const std::uint64_t code = section_code(s);
     reader content = inside(s, input, problem);
     value_view v;
     if (!content.next(v)) return malformed(problem);
@@ -1183,7 +1201,7 @@ result<decoded_message> decode_message(std::span<const std::uint8_t> bytes) {
       }
       return ok;
     };
-    switch (*code) {
+    switch (code) {
       case header_section:
         if (!expect(is_list(v), "header", "list") || !read_header(v, m, input, problem)) {
           return malformed(problem);
@@ -1255,7 +1273,7 @@ result<std::vector<std::span<const std::uint8_t>>> split_batch(
       return malformed("a " + type_name(s.code) + " at offset " + std::to_string(s.offset) +
                        " where a message section was expected");
     }
-    if (section_code(s) != std::optional<std::uint64_t>(data_section)) continue;
+    if (section_code(s) != data_section) continue;
     reader content = inside(s, payload.data(), problem);
     value_view v;
     if (!content.next(v)) return malformed(problem);
