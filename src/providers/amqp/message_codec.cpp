@@ -1,5 +1,6 @@
 #include "providers/amqp/message_codec.hpp"
 
+#include <algorithm>
 #include <array>
 #include <cstring>
 #include <limits>
@@ -886,15 +887,13 @@ bool scalar_text(const value_view& v, std::string& out) {
   }
 }
 
-/// Quoted text inside a rendered compound body, in Proton's style: "text", b"bytes", :symbol.
+/// Quoted text inside a rendered compound body, as Proton writes it: "text" and b"bytes", with
+/// quotes, backslashes, apostrophes and anything unprintable as \xNN.
 void quoted_text(std::string_view s, std::string& out) {
   out.push_back('"');
   for (const char c : s) {
     const auto b = static_cast<std::uint8_t>(c);
-    if (c == '"' || c == '\\') {
-      out.push_back('\\');
-      out.push_back(c);
-    } else if (b < 0x20 || b >= 0x7f) {
+    if (b < 0x20 || b >= 0x7f || c == '"' || c == '\\' || c == '\'') {
       out += "\\x" + hex_byte(b);
     } else {
       out.push_back(c);
@@ -903,115 +902,209 @@ void quoted_text(std::string_view s, std::string& out) {
   out.push_back('"');
 }
 
-/// Renders any value as text: the body of a message whose amqp-value / amqp-sequence holds
-/// something other than a string, symbol or binary (from_proton keeps Proton's rendering of it
-/// so nothing is dropped). Follows Proton's style for lists, maps and quoted text.
-bool render_value(reader& r, std::string& out, const std::uint8_t* input, std::string& problem,
-                  int depth);
-
-bool render_elements(const value_view& v, std::string& out, const std::uint8_t* input,
-                     std::string& problem, int depth, bool pairs) {
-  reader elements = inside(v, input, problem);
-  for (std::uint32_t i = 0; i < v.count; ++i) {
-    if (i != 0) out += pairs && i % 2 == 1 ? "=" : ", ";
-    if (!render_value(elements, out, input, problem, depth + 1)) return false;
-  }
-  return true;
-}
-
-bool render_one(const value_view& v, std::string& out, const std::uint8_t* input,
-                std::string& problem, int depth) {
-  if (depth > max_nesting) {
-    problem = "values nested more than 32 deep at offset " + std::to_string(v.offset);
-    return false;
-  }
-  std::string text;
-  switch (v.code) {
-    case described_code: {
-      out += "@";
-      if (v.descriptor_symbol.empty()) {
-        out += std::to_string(v.descriptor);
-      } else {
-        out.append(v.descriptor_symbol);
-      }
-      out += "[";
-      reader inner = inside(v, input, problem);
-      if (!render_value(inner, out, input, problem, depth + 1)) return false;
-      out += "]";
-      return true;
-    }
-    case str8_code:
-    case str32_code:
-      quoted_text(v.bytes(), out);
-      return true;
+/// Proton's name for an array's element type ("@PN_INT[1, 2]").
+std::string_view proton_type_name(std::uint8_t code) {
+  switch (layouts[code].kind == layout_kind::invalid ? 0 : code) {
+    case null_code:
+      return "PN_NULL";
+    case true_code:
+    case false_code:
+    case boolean_code:
+      return "PN_BOOL";
+    case ubyte_code:
+      return "PN_UBYTE";
+    case byte_code:
+      return "PN_BYTE";
+    case ushort_code:
+      return "PN_USHORT";
+    case short_code:
+      return "PN_SHORT";
+    case uint0_code:
+    case smalluint_code:
+    case uint_code:
+      return "PN_UINT";
+    case smallint_code:
+    case int_code:
+      return "PN_INT";
+    case char_code:
+      return "PN_CHAR";
+    case ulong0_code:
+    case smallulong_code:
+    case ulong_code:
+      return "PN_ULONG";
+    case smalllong_code:
+    case long_code:
+      return "PN_LONG";
+    case timestamp_code:
+      return "PN_TIMESTAMP";
+    case float_code:
+      return "PN_FLOAT";
+    case double_code:
+      return "PN_DOUBLE";
+    case decimal32_code:
+      return "PN_DECIMAL32";
+    case decimal64_code:
+      return "PN_DECIMAL64";
+    case decimal128_code:
+      return "PN_DECIMAL128";
+    case uuid_code:
+      return "PN_UUID";
     case vbin8_code:
     case vbin32_code:
-      out += "b";
-      quoted_text(v.bytes(), out);
-      return true;
+      return "PN_BINARY";
+    case str8_code:
+    case str32_code:
+      return "PN_STRING";
     case sym8_code:
     case sym32_code:
-      out += ":";
-      out.append(v.bytes());
-      return true;
+      return "PN_SYMBOL";
     case list0_code:
     case list8_code:
     case list32_code:
-      out += "[";
-      if (!render_elements(v, out, input, problem, depth, false)) return false;
-      out += "]";
-      return true;
+      return "PN_LIST";
     case map8_code:
     case map32_code:
-      out += "{";
-      if (!render_elements(v, out, input, problem, depth, true)) return false;
-      out += "}";
-      return true;
+      return "PN_MAP";
     case array8_code:
-    case array32_code: {
-      out += "[";
-      if (v.count != 0) {
-        // Elements share the constructor at the front; only their bytes follow it.
-        const std::uint8_t element_code = v.data[0];
-        if (element_code == described_code) {
-          problem = "an array of described values at offset " + std::to_string(v.offset) +
-                    " cannot be rendered as text";
-          return false;
-        }
-        if (element_code >= null_code && element_code <= list0_code && v.count > v.size) {
-          problem = "an array at offset " + std::to_string(v.offset) + " claims " +
-                    std::to_string(v.count) + " elements in " + std::to_string(v.size) + " bytes";
-          return false;
-        }
-        reader elements(v.data + 1, v.size - 1, static_cast<std::size_t>(v.data + 1 - input),
-                        problem);
-        for (std::uint32_t i = 0; i < v.count; ++i) {
-          if (i != 0) out += ", ";
-          value_view e;
-          if (!elements.next_element(element_code, e)) return false;
-          if (!render_one(e, out, input, problem, depth + 1)) return false;
-        }
-      }
-      out += "]";
-      return true;
-    }
+    case array32_code:
+      return "PN_ARRAY";
     default:
-      if (!scalar_text(v, text)) {
-        problem = "a " + type_name(v.code) + " at offset " + std::to_string(v.offset) +
-                  " cannot be rendered as text";
-        return false;
-      }
-      out += text;
-      return true;
+      return "PN_INVALID";
   }
 }
 
-bool render_value(reader& r, std::string& out, const std::uint8_t* input, std::string& problem,
-                  int depth) {
-  value_view v;
-  if (!r.next(v)) return false;
-  return render_one(v, out, input, problem, depth);
+/// A symbol as Proton writes it: bare when it is all letters, else quoted.
+void symbol_text(std::string_view s, std::string& out) {
+  out.push_back(':');
+  const bool bare = std::all_of(
+      s.begin(), s.end(), [](char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); });
+  if (bare) {
+    out.append(s);
+  } else {
+    quoted_text(s, out);
+  }
 }
+
+/// Renders any value as text: the body of a message whose amqp-value / amqp-sequence holds
+/// something other than a string, symbol or binary (from_proton keeps Proton's rendering of it
+/// so nothing is dropped). Follows Proton's rendering: [a, b], {k=v}, "text", b"bytes", :symbol,
+/// @descriptor value, @PN_TYPE[array elements]. The output stays within a small multiple of the
+/// input: arrays of zero-width values (null, true, uint0) may not claim more elements than the
+/// whole payload has bytes.
+class text_renderer {
+ public:
+  text_renderer(std::span<const std::uint8_t> input, std::string& problem)
+      : input_(input), problem_(problem) {}
+
+  bool value(const value_view& v, std::string& out, int depth) {
+    if (depth > max_nesting) {
+      problem_ = "values nested more than 32 deep at offset " + std::to_string(v.offset);
+      return false;
+    }
+    switch (v.code) {
+      case described_code: {
+        out += "@";
+        if (v.descriptor_symbol.empty()) {
+          out += std::to_string(v.descriptor);
+        } else {
+          symbol_text(v.descriptor_symbol, out);
+        }
+        out += " ";
+        reader inner = inside(v, input_.data(), problem_);
+        return next(inner, out, depth + 1);
+      }
+      case str8_code:
+      case str32_code:
+        quoted_text(v.bytes(), out);
+        return true;
+      case vbin8_code:
+      case vbin32_code:
+        out += "b";
+        quoted_text(v.bytes(), out);
+        return true;
+      case sym8_code:
+      case sym32_code:
+        symbol_text(v.bytes(), out);
+        return true;
+      case list0_code:
+      case list8_code:
+      case list32_code:
+        return elements(v, out, depth, "[", "]");
+      case map8_code:
+      case map32_code:
+        return elements(v, out, depth, "{", "}");
+      case array8_code:
+      case array32_code:
+        return array(v, out, depth);
+      default: {
+        std::string text;
+        if (!scalar_text(v, text)) {
+          problem_ = "a " + type_name(v.code) + " at offset " + std::to_string(v.offset) +
+                     " cannot be rendered as text";
+          return false;
+        }
+        out += text;
+        return true;
+      }
+    }
+  }
+
+ private:
+  bool next(reader& r, std::string& out, int depth) {
+    value_view v;
+    return r.next(v) && value(v, out, depth);
+  }
+
+  bool elements(const value_view& v, std::string& out, int depth, std::string_view open,
+                std::string_view close) {
+    const bool pairs = open == "{";
+    out += open;
+    reader items = inside(v, input_.data(), problem_);
+    for (std::uint32_t i = 0; i < v.count; ++i) {
+      if (i != 0) out += pairs && i % 2 == 1 ? "=" : ", ";
+      if (!next(items, out, depth + 1)) return false;
+    }
+    out += close;
+    return true;
+  }
+
+  bool array(const value_view& v, std::string& out, int depth) {
+    if (v.size == 0) {  // no element constructor: nothing to name
+      out += "[]";
+      return true;
+    }
+    // Elements share the constructor at the front; only their bytes follow it.
+    const std::uint8_t element_code = v.data[0];
+    if (element_code == described_code) {
+      problem_ = "an array of described values at offset " + std::to_string(v.offset) +
+                 " cannot be rendered as text";
+      return false;
+    }
+    const bool zero_width =
+        layouts[element_code].kind == layout_kind::fixed && layouts[element_code].width == 0;
+    if (zero_width && v.count > input_.size()) {
+      problem_ = "an array at offset " + std::to_string(v.offset) + " claims " +
+                 std::to_string(v.count) + " elements in a payload of " +
+                 std::to_string(input_.size()) + " bytes";
+      return false;
+    }
+    out += "@";
+    out += proton_type_name(element_code);
+    out += "[";
+    reader items(v.data + 1, v.size - 1, static_cast<std::size_t>(v.data + 1 - input_.data()),
+                 problem_);
+    for (std::uint32_t i = 0; i < v.count; ++i) {
+      if (i != 0) out += ", ";
+      value_view e;
+      if (!items.next_element(element_code, e) || !value(e, out, depth + 1)) return false;
+    }
+    out += "]";
+    return true;
+  }
+
+  std::span<const std::uint8_t> input_;
+  std::string& problem_;
+};
 
 /// An id as id_to_string renders it: text as it is, ulong in decimal, uuid canonical, binary as
 /// lowercase hex; other scalars as Proton prints them.
@@ -1241,7 +1334,7 @@ result<decoded_message> decode_message(std::span<const std::uint8_t> bytes) {
         body = body_kind::value;
         if (is_text(v) || is_binary(v)) {
           m.body.assign(v.bytes());
-        } else if (!v.is_null() && !render_one(v, m.body, input, problem, 0)) {
+        } else if (!v.is_null() && !text_renderer(bytes, problem).value(v, m.body, 0)) {
           return malformed(problem);
         }
         break;
@@ -1252,7 +1345,7 @@ result<decoded_message> decode_message(std::span<const std::uint8_t> bytes) {
                            " follows another kind of body");
         }
         body = body_kind::sequence;
-        if (!render_one(v, m.body, input, problem, 0)) return malformed(problem);
+        if (!text_renderer(bytes, problem).value(v, m.body, 0)) return malformed(problem);
         break;
       default:
         break;  // delivery-annotations, footer, and sections this version doesn't know

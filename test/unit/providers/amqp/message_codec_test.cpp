@@ -359,6 +359,40 @@ TEST(amqp_message_codec, reads_amqp_value_bodies_as_from_proton_does) {
   }
 }
 
+TEST(amqp_message_codec, renders_other_bodies_as_proton_does) {
+  using namespace std::string_literals;
+  const std::vector<std::string> bodies{
+      // amqp-value: arrays of int, string, symbol, bool, null, uint0; an empty array; lists
+      "\x00\x53\x77\xe0\x05\x03\x54\x01\x02\x03"s,
+      "\x00\x53\x77\xe0\x06\x02\xa1\x01x\x01y"s,
+      "\x00\x53\x77\xe0\x06\x02\xa3\x01x\x01y"s,
+      "\x00\x53\x77\xe0\x04\x02\x56\x01\x00"s,
+      "\x00\x53\x77\xe0\x02\x02\x40"s,
+      "\x00\x53\x77\xe0\x02\x02\x43"s,
+      "\x00\x53\x77\xe0\x02\x00\x54"s,
+      "\x00\x53\x77\xe0\x04\x01\xc0\x01\x00"s,
+      // text needing escapes, binary, symbols with and without odd characters
+      "\x00\x53\x77\xc0\x0d\x02\xa1\x06\x22\x5c\x27\x7e\x0a\x80\xa0\x02\x22\x5c"s,
+      "\x00\x53\x77\xc0\x0b\x02\xa3\x03"
+      "a b\xa3\x03"
+      "a\x22"
+      "b"s,
+      // described values, numeric and symbolic descriptors
+      "\x00\x53\x77\x00\x53\x99\xa1\x01v"s,
+      "\x00\x53\x77\x00\xa3\x03"
+      "abc\x45"s,
+      "\x00\x53\x77\x00\x53\x99\xc1\x05\x02\xa3\x01k\x43"s,
+      // amqp-sequence, timestamp, double, uuid values
+      "\x00\x53\x76\xc0\x03\x02\x41\x42"s,
+      "\x00\x53\x77\x83\x00\x00\x00\x00\x00\x00\x00\x05"s,
+      "\x00\x53\x77\xc0\x0a\x01\x82\x3f\xb9\x99\x99\x99\x99\x99\x9a"s,
+  };
+  for (const auto& encoded : bodies) {
+    EXPECT_EQ(decode(encoded).message.body, from_proton(proton_decode(encoded)).body)
+        << ::testing::PrintToString(encoded);
+  }
+}
+
 TEST(amqp_message_codec, reads_broker_annotations_and_skips_unknown_ones) {
   proton::message p;
   p.body(proton::binary("x"));
