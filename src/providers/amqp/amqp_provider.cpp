@@ -106,8 +106,6 @@ class amqp_provider final : public provider {
     caps_.queue_management = false;  // AMQP 1.0 has no standard way to create or delete queues
   }
 
-  ~amqp_provider() override { conn_->close(); }
-
   std::string_view name() const noexcept override { return "amqp"; }
   const capabilities& caps() const noexcept override { return caps_; }
 
@@ -145,7 +143,7 @@ class amqp_provider final : public provider {
     if (auto e = check_queue(queue); !e) co_return e.error();
     // Oversize messages fail alone with message_too_large; the rest go out in order.
     std::vector<send_outcome> out(messages.size(), send_outcome(message_id{}));
-    std::vector<proton::message> wire;
+    std::vector<detail::outgoing_delivery> wire;
     std::vector<std::size_t> positions;
     wire.reserve(messages.size());
     for (std::size_t i = 0; i < messages.size(); ++i) {
@@ -162,7 +160,7 @@ class amqp_provider final : public provider {
       if (m.id.empty()) m.id = random_id();
       out[i] = m.id;
       positions.push_back(i);
-      wire.push_back(detail::to_proton(m));
+      wire.push_back({detail::encode(detail::to_proton(m))});
     }
     if (wire.empty()) co_return out;
     const std::string to = address(queue);
@@ -271,10 +269,7 @@ class amqp_provider final : public provider {
                    "nothing locks a group to one receiver)");
   }
 
-  awaitable<void> close() override {
-    conn_->close();
-    co_return;
-  }
+  awaitable<void> close() override { co_await conn_->close(); }
 
  private:
   result<void> check_queue(const queue_name& queue) const {

@@ -12,11 +12,17 @@
 #include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/async_result.hpp>
+#include <boost/asio/connect.hpp>
 #include <boost/asio/dispatch.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl/host_name_verification.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
 #include <cstring>
 #include <deque>
 #include <functional>
@@ -24,9 +30,9 @@
 #include <optional>
 #include <proton/connection.hpp>
 #include <proton/connection_options.hpp>
-#include <proton/container.hpp>
 #include <proton/delivery.hpp>
 #include <proton/error_condition.hpp>
+#include <proton/io/connection_driver.hpp>
 #include <proton/message_id.hpp>
 #include <proton/messaging_handler.hpp>
 #include <proton/receiver.hpp>
@@ -35,16 +41,14 @@
 #include <proton/sender_options.hpp>
 #include <proton/session.hpp>
 #include <proton/source_options.hpp>
-#include <proton/ssl.hpp>
 #include <proton/target.hpp>
 #include <proton/target_options.hpp>
 #include <proton/tracker.hpp>
 #include <proton/transport.hpp>
-#include <proton/work_queue.hpp>
-#include <thread>
 #include <unordered_map>
 
 #include "providers/amqp/mapping.hpp"
+#include "providers/amqp/outbound_frames.hpp"
 #include "providers/amqp/proton_c.hpp"
 
 namespace asio = boost::asio;
@@ -106,6 +110,13 @@ void request_settle_second(const proton::link& l) {
   pn_link_set_rcv_settle_mode(proton::internal::factory<proton::link>::unwrap(l), PN_RCV_SECOND);
 }
 
+void send_encoded(const proton::sender& s, const proton::binary& tag, std::string_view bytes) {
+  pn_link_t* pl = proton::internal::factory<proton::link>::unwrap(s);
+  pn_delivery(pl, pn_dtag(reinterpret_cast<const char*>(tag.data()), tag.size()));
+  pn_link_send(pl, bytes.data(), bytes.size());
+  pn_link_advance(pl);
+}
+
 bool settles_second(const proton::link& l) {
   return pn_link_remote_rcv_settle_mode(proton::internal::factory<proton::link>::unwrap(l)) ==
          PN_RCV_SECOND;
@@ -130,37 +141,39 @@ error closed_error() {
   return fail(errc::closed, "the AMQP connection has been closed");
 }
 
-/// A one-shot completion that can be copied into Proton work items (std::function needs
-/// copies). The result is posted to the awaiting coroutine's executor. If every copy is dropped
-/// without completing (the container stopped with the work still queued), it completes with
-/// errc::closed, so no coroutine is left waiting forever.
+/// A one-shot completion that can be copied into work items (std::function needs copies). The
+/// result is posted to the awaiting coroutine's executor, never run inline: the connection's
+/// strand must not run user code (a coroutine resumed there could re-enter Proton mid-dispatch).
+/// If every copy is dropped without completing (the executor was shut down with the work still
+/// queued), it completes with errc::closed, so no coroutine is left waiting forever.
 template <class T>
 class completer {
  public:
   using handler_type = asio::any_completion_handler<void(T)>;
 
-  explicit completer(handler_type h) : state_(std::make_shared<state>(std::move(h))) {}
+  /// `ex` is the awaiting coroutine's executor (the handler's associated one, as an executor
+  /// that can promise not to run the handler inline).
+  completer(handler_type h, asio::any_io_executor ex)
+      : state_(std::make_shared<state>(std::move(h), std::move(ex))) {}
 
   void operator()(T value) const { state_->complete(std::move(value)); }
   bool done() const { return state_->done; }
 
  private:
   struct state {
-    explicit state(handler_type h) : handler(std::move(h)) {}
+    state(handler_type h, asio::any_io_executor ex) : handler(std::move(h)), ex(std::move(ex)) {}
     ~state() {
       if (!done) complete(T(closed_error()));
     }
     void complete(T value) {
       if (done) return;
       done = true;
-      // Runs on the Proton thread, never the handler's: dispatch therefore queues the call on
-      // the handler's executor (any_completion_executor cannot promise blocking.never for post).
-      auto ex = asio::get_associated_executor(handler);
-      asio::dispatch(ex, [h = std::move(handler), v = std::move(value)]() mutable {
+      asio::post(ex, [h = std::move(handler), v = std::move(value)]() mutable {
         std::move(h)(std::move(v));
       });
     }
     handler_type handler;
+    asio::any_io_executor ex;
     bool done = false;
   };
   std::shared_ptr<state> state_;
@@ -181,17 +194,17 @@ std::optional<std::uint64_t> number_of(const proton::binary& tag) {
 
 }  // namespace
 
-// ---- the handler that lives on the Proton thread ----
+// ---- the handler: everything below runs on the connection's strand ----
 
 struct connection::impl : proton::messaging_handler,
                           std::enable_shared_from_this<connection::impl> {
+  using tcp = asio::ip::tcp;
+
   impl(endpoint ep, asio::any_io_executor executor)
       : where(std::move(ep)),
-        container(*this, container_name(where)),
-        timer_strand(asio::make_strand(std::move(executor))) {
-    container.auto_stop(false);
-    queue = std::make_unique<proton::work_queue>(container);
-  }
+        container_id(container_name(where)),
+        strand(asio::make_strand(std::move(executor))),
+        resolver(strand) {}
 
   static std::string container_name(const endpoint& ep) {
     if (!ep.container_id.empty()) return ep.container_id;
@@ -199,70 +212,100 @@ struct connection::impl : proton::messaging_handler,
     return "qrt-" + std::to_string(::getpid()) + "-" + std::to_string(++counter);
   }
 
-  // -- shared with other threads (atomics, or set before the thread starts) --
+  // -- read from any thread (atomics, or set at construction) --
   const endpoint where;
-  proton::container container;
-  std::unique_ptr<proton::work_queue> queue;
-  std::thread thread;
+  const std::string container_id;
+  asio::strand<asio::any_io_executor> strand;
   std::atomic<bool> closed{false};
   std::atomic<std::uint64_t> generation{0};
-  std::mutex close_mutex;
 
-  /// Runs `fn` on the Proton thread; false when the container no longer takes work.
-  bool post(std::function<void()> fn) {
-    if (closed.load()) return false;
-    return queue->add(proton::work([this, fn = std::move(fn)] {
-      fn();
-      flush();
-    }));
-  }
+  // ===== everything below is touched on the strand only =====
 
-  // ===== everything below runs on the Proton thread only =====
+  /// One connection attempt's socket, Proton driver and output. A new one per attempt; the old
+  /// one is retired (socket closed) and freed once its last pending I/O handler has run.
+  struct transport {
+    transport(asio::strand<asio::any_io_executor>& strand, asio::ssl::context* tls,
+              const std::string& container_id, outbound_frames::format_lookup formats)
+        : stream(tls ? asio::ssl::stream<tcp::socket>(strand, *tls)
+                     : asio::ssl::stream<tcp::socket>(strand, plain_context())),
+          uses_tls(tls != nullptr),
+          driver(container_id),
+          frames(std::move(formats)),
+          tick_timer(strand) {}
 
-  /// Work from the container's queue runs outside any connection's context, so Proton does not
-  /// write the frames it produced (attach, flow, transfer, disposition) until that connection's
-  /// next event. A no-op on the connection's own work queue is that event.
-  void flush() {
-    if (conn && conn_state != state::disconnected) conn.work_queue().add([] {});
-  }
+    /// asio::ssl::stream needs a context even when TLS is off (only next_layer() is used then).
+    static asio::ssl::context& plain_context() {
+      static asio::ssl::context ctx(asio::ssl::context::tls_client);
+      return ctx;
+    }
 
-  /// Runs `fn` on the Proton thread after `delay` (then flushes). The clock is an Asio timer
-  /// on the caller's executor, not Proton's scheduler: a pending Proton timer holds up
-  /// container.stop() until it fires, so close() would wait for the longest timeout.
-  void after(proton::duration delay, std::function<void()> fn) {
+    template <class Handler>
+    void read_some(Handler&& h) {
+      if (uses_tls) {
+        stream.async_read_some(asio::buffer(in), std::forward<Handler>(h));
+      } else {
+        stream.next_layer().async_read_some(asio::buffer(in), std::forward<Handler>(h));
+      }
+    }
+    template <class Handler>
+    void write(Handler&& h) {
+      if (uses_tls) {
+        asio::async_write(stream, asio::buffer(out), std::forward<Handler>(h));
+      } else {
+        asio::async_write(stream.next_layer(), asio::buffer(out), std::forward<Handler>(h));
+      }
+    }
+    void close_socket() {
+      boost::system::error_code ignored;
+      stream.next_layer().close(ignored);
+      tick_timer.cancel();
+    }
+
+    asio::ssl::stream<tcp::socket> stream;
+    bool uses_tls;
+    proton::io::connection_driver driver;
+    outbound_frames frames;
+    asio::steady_timer tick_timer;
+    clock_type::time_point tick_at{};
+    bool tick_armed = false;
+    bool amqp_started = false;  ///< the driver owns the connection (after TCP/TLS are up)
+    bool writing = false;
+    bool retired = false;
+    std::string out;       ///< being written
+    std::string next_out;  ///< produced while a write is in flight
+    std::array<char, 64 * 1024> in{};
+  };
+  std::shared_ptr<transport> io;
+  tcp::resolver resolver;
+  std::unique_ptr<asio::ssl::context> tls_context;
+  /// Batch deliveries not yet written: tag number -> message format (see outbound_frames).
+  std::unordered_map<std::uint64_t, std::uint32_t> formats_to_write;
+
+  /// Runs `fn` on the strand after `delay`, then pumps Proton.
+  void after(milliseconds delay, std::function<void()> fn) {
     std::weak_ptr<impl> weak = weak_from_this();
-    asio::post(timer_strand, [weak, delay, fn = std::move(fn)]() mutable {
-      auto self = weak.lock();
-      if (!self || self->closed.load()) return;
-      const std::uint64_t id = self->next_timer++;
-      auto timer = std::make_shared<asio::steady_timer>(self->timer_strand,
-                                                        milliseconds(delay.milliseconds()));
-      self->timers.emplace(id, timer);
-      timer->async_wait([weak, id, fn = std::move(fn)](boost::system::error_code ec) mutable {
-        auto self = weak.lock();
-        if (!self) return;
-        self->timers.erase(id);
-        if (!ec) self->post(std::move(fn));
-      });
-    });
-  }
-
-  /// Cancels every pending timer (so no io_context is kept busy by a closed connection).
-  void cancel_timers() {
-    std::weak_ptr<impl> weak = weak_from_this();
-    asio::post(timer_strand, [weak] {
+    const std::uint64_t id = next_timer++;
+    auto timer = std::make_shared<asio::steady_timer>(strand, delay);
+    timers.emplace(id, timer);
+    timer->async_wait([weak, id, fn = std::move(fn)](boost::system::error_code ec) mutable {
       auto self = weak.lock();
       if (!self) return;
-      auto pending = std::move(self->timers);
-      self->timers.clear();
-      for (auto& [id, t] : pending) t->cancel();
+      self->timers.erase(id);
+      if (ec || self->closed_down) return;
+      fn();
+      self->pump();
     });
   }
 
-  // Timers: touched only on timer_strand.
-  asio::strand<asio::any_io_executor> timer_strand;
+  void cancel_timers() {
+    auto pending = std::move(timers);
+    timers.clear();
+    for (auto& [id, t] : pending) t->cancel();
+  }
+
   std::map<std::uint64_t, std::shared_ptr<asio::steady_timer>> timers;
   std::uint64_t next_timer = 1;
+  bool closed_down = false;  ///< shutdown() has run
 
   enum class state { disconnected, connecting, open };
   state conn_state = state::disconnected;
@@ -283,8 +326,8 @@ struct connection::impl : proton::messaging_handler,
 
   // -- senders --
   struct send_op {
-    std::vector<proton::message> messages;
-    std::size_t next = 0;       ///< first message not yet handed to Proton
+    std::vector<outgoing_delivery> deliveries;
+    std::size_t next = 0;       ///< first delivery not yet handed to Proton
     std::size_t unsettled = 0;  ///< handed to Proton, outcome not yet known
     std::vector<std::optional<result<void>>> outcomes;
     completer<result<std::vector<result<void>>>> done;
@@ -361,7 +404,8 @@ struct connection::impl : proton::messaging_handler,
   proton::connection_options options() const {
     proton::connection_options o;
     o.idle_timeout(proton::duration(where.idle_timeout.count()));
-    o.container_id(container.id());
+    o.handler(*const_cast<impl*>(this));
+    o.container_id(container_id);
     if (!where.virtual_host.empty()) o.virtual_host(where.virtual_host);
     o.sasl_enabled(true);
     if (!where.user.empty()) {
@@ -374,15 +418,6 @@ struct connection::impl : proton::messaging_handler,
     // PLAIN sends the password in clear; allowed without TLS only because the user asked for
     // a plain amqp:// endpoint with credentials (local brokers, test peers).
     o.sasl_allow_insecure_mechs(true);
-    if (where.tls) {
-      const auto mode =
-          where.tls_verify ? proton::ssl::VERIFY_PEER_NAME : proton::ssl::ANONYMOUS_PEER;
-      if (!where.tls_ca_file.empty()) {
-        o.ssl_client_options(proton::ssl_client_options(where.tls_ca_file, mode));
-      } else {
-        o.ssl_client_options(proton::ssl_client_options(mode));
-      }
-    }
     if (!where.properties.empty()) o.properties(where.properties);
     return o;
   }
@@ -401,7 +436,7 @@ struct connection::impl : proton::messaging_handler,
     }
     const std::uint64_t id = next_waiter_id++;
     open_waiters.push_back({std::move(fn), id});
-    after(proton::duration(timeout.count()), [this, id, timeout] {
+    after(timeout, [this, id, timeout] {
       auto it = std::find_if(open_waiters.begin(), open_waiters.end(),
                              [id](const open_waiter& w) { return w.id == id; });
       if (it == open_waiters.end()) return;
@@ -423,7 +458,7 @@ struct connection::impl : proton::messaging_handler,
         attempt_scheduled = true;
         const auto delay =
             std::chrono::duration_cast<milliseconds>(next_attempt_at - now).count() + 1;
-        after(proton::duration(delay), [this] {
+        after(milliseconds(delay), [this] {
           attempt_scheduled = false;
           if (conn_state == state::disconnected && !open_waiters.empty() && !shutting_down) {
             start_connect();
@@ -436,15 +471,213 @@ struct connection::impl : proton::messaging_handler,
   void start_connect() {
     conn_state = state::connecting;
     const std::uint64_t this_attempt = ++attempt;
-    const std::string url = where.host + ":" + std::to_string(where.port);
-    conn = container.connect(url, options());
-    after(proton::duration(where.connect_timeout.count()), [this, this_attempt] {
+    if (where.tls && !tls_context) {
+      if (auto e = make_tls_context()) {
+        connection_lost(std::move(*e));
+        return;
+      }
+    }
+    auto t = std::make_shared<transport>(
+        strand, where.tls ? tls_context.get() : nullptr, container_id,
+        [this](std::span<const std::uint8_t> tag) { return format_of(tag); });
+    io = t;
+    auto self = shared_from_this();
+    resolver.async_resolve(
+        where.host, std::to_string(where.port),
+        [self, t](boost::system::error_code ec, const tcp::resolver::results_type& found) {
+          if (t != self->io) return;
+          if (ec) return self->attempt_failed("resolving the host failed: " + ec.message());
+          asio::async_connect(t->stream.next_layer(), found,
+                              [self, t](boost::system::error_code ec, const tcp::endpoint&) {
+                                if (t != self->io) return;
+                                if (ec) return self->attempt_failed(ec.message());
+                                t->stream.next_layer().set_option(tcp::no_delay(true), ec);
+                                if (!t->uses_tls) return self->start_amqp(t);
+                                self->start_tls(t);
+                              });
+        });
+    after(where.connect_timeout, [this, this_attempt] {
       if (attempt != this_attempt || conn_state != state::connecting) return;
       connection_lost(
           fail(errc::connection_failed, "connect to '" + where.display() + "' timed out after " +
                                             std::to_string(where.connect_timeout.count()) + " ms"));
-      if (conn) conn.close();
     });
+  }
+
+  /// The system store (or the configured CA file) and, unless turned off, verification of the
+  /// certificate chain and of the host name.
+  std::optional<error> make_tls_context() {
+    auto ctx = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_client);
+    boost::system::error_code ec;
+    if (where.tls_ca_file.empty()) {
+      ctx->set_default_verify_paths(ec);
+    } else {
+      ctx->load_verify_file(where.tls_ca_file, ec);
+    }
+    if (ec) {
+      return fail(errc::configuration_error,
+                  "TLS for '" + where.display() + "': cannot load the trusted CAs" +
+                      (where.tls_ca_file.empty() ? std::string(" from the system store")
+                                                 : " from '" + where.tls_ca_file + "'") +
+                      ": " + ec.message());
+    }
+    ctx->set_verify_mode(where.tls_verify ? asio::ssl::verify_peer : asio::ssl::verify_none);
+    tls_context = std::move(ctx);
+    return std::nullopt;
+  }
+
+  void start_tls(const std::shared_ptr<transport>& t) {
+    // SNI, and the host name the certificate must carry.
+    SSL_set_tlsext_host_name(t->stream.native_handle(), where.host.c_str());
+    if (where.tls_verify)
+      t->stream.set_verify_callback(asio::ssl::host_name_verification(where.host));
+    auto self = shared_from_this();
+    t->stream.async_handshake(
+        asio::ssl::stream_base::client, [self, t](boost::system::error_code ec) {
+          if (t != self->io) return;
+          if (ec) {
+            return self->attempt_failed("TLS handshake failed: " + ec.message() +
+                                        " (TLS: check the server certificate, the CA file and the "
+                                        "host name)");
+          }
+          self->start_amqp(t);
+        });
+  }
+
+  /// TCP (and TLS) are up: hand the byte stream to Proton (SASL, open, heartbeats).
+  void start_amqp(const std::shared_ptr<transport>& t) {
+    t->driver.connect(options());
+    t->amqp_started = true;
+    conn = t->driver.connection();
+    read_more(t);
+    pump();
+  }
+
+  void attempt_failed(const std::string& why) {
+    connection_lost(
+        fail(errc::connection_failed, "connect to '" + where.display() + "' failed: " + why));
+  }
+
+  // ---------- the byte stream ----------
+
+  void read_more(const std::shared_ptr<transport>& t) {
+    auto self = shared_from_this();
+    t->read_some([self, t](boost::system::error_code ec, std::size_t n) {
+      if (t != self->io) return;
+      if (ec) {
+        t->driver.disconnected(proton::error_condition("proton:io", ec.message()));
+        self->pump();
+        return;
+      }
+      std::size_t used = 0;
+      while (used < n) {
+        proton::io::mutable_buffer room = t->driver.read_buffer();
+        if (room.size == 0) break;  // Proton reads no more: the transport is closing
+        const std::size_t k = std::min(room.size, n - used);
+        std::memcpy(room.data, t->in.data() + used, k);
+        t->driver.read_done(k);
+        used += k;
+      }
+      self->pump();
+      if (t == self->io) self->read_more(t);
+    });
+  }
+
+  /// Runs Proton's pending events (the handlers below), then writes what they produced and
+  /// arms the heartbeat timer. Called after every piece of work on the strand.
+  void pump() {
+    auto t = io;
+    if (!t || !t->amqp_started) return;
+    t->driver.dispatch();
+    if (t != io) return;  // a handler retired it (connection lost)
+    write_out(t);
+    arm_tick(t);
+  }
+
+  void write_out(const std::shared_ptr<transport>& t) {
+    for (;;) {
+      proton::io::const_buffer b = t->driver.write_buffer();
+      if (b.size == 0) break;
+      t->frames.write(std::span<const char>(b.data, b.size), t->next_out);
+      t->driver.write_done(b.size);
+    }
+    if (t->writing || t->next_out.empty()) return;
+    t->out.swap(t->next_out);
+    t->next_out.clear();
+    t->writing = true;
+    auto self = shared_from_this();
+    t->write([self, t](boost::system::error_code ec, std::size_t) {
+      t->writing = false;
+      t->out.clear();
+      if (t->retired) {
+        // Closing: what was produced before the close (the close frame) goes out, then the
+        // socket closes.
+        if (!ec && !t->next_out.empty()) return self->write_out(t);
+        t->close_socket();
+        return;
+      }
+      if (t != self->io) return;
+      if (ec) {
+        t->driver.disconnected(proton::error_condition("proton:io", ec.message()));
+      }
+      self->pump();
+    });
+  }
+
+  /// Proton's idle-timeout bookkeeping (heartbeats out, a silent peer detected) needs tick()
+  /// at the deadline it returns.
+  void arm_tick(const std::shared_ptr<transport>& t) {
+    const auto now_ms = std::chrono::duration_cast<milliseconds>(
+        std::chrono::system_clock::now().time_since_epoch());
+    const proton::timestamp next = t->driver.tick(proton::timestamp(now_ms.count()));
+    if (next.milliseconds() == 0) return;
+    const auto at = clock_type::now() +
+                    milliseconds(std::max<std::int64_t>(0, next.milliseconds() - now_ms.count()));
+    if (t->tick_armed && t->tick_at <= at) return;
+    t->tick_armed = true;
+    t->tick_at = at;
+    t->tick_timer.expires_at(at);
+    auto self = shared_from_this();
+    t->tick_timer.async_wait([self, t](boost::system::error_code ec) {
+      if (ec) return;  // re-armed for an earlier deadline (that wait owns it now), or retired
+      t->tick_armed = false;
+      if (t == self->io) self->pump();
+    });
+  }
+
+  /// Stops using `t`: no more reads or events; what it still has to write (a close frame) is
+  /// written, then the socket closes.
+  void retire(const std::shared_ptr<transport>& t) {
+    if (t->retired) return;
+    t->retired = true;
+    t->tick_timer.cancel();
+    if (t->amqp_started) {
+      for (;;) {
+        proton::io::const_buffer b = t->driver.write_buffer();
+        if (b.size == 0) break;
+        t->frames.write(std::span<const char>(b.data, b.size), t->next_out);
+        t->driver.write_done(b.size);
+      }
+    }
+    if (t->writing) return;  // its completion writes the rest, then closes
+    if (t->next_out.empty() || !t->stream.next_layer().is_open()) {
+      t->close_socket();
+    } else {
+      write_out(t);
+    }
+  }
+
+  /// The message format of the delivery tagged `tag`, if it is a batch (asked by
+  /// outbound_frames on the delivery's first transfer frame).
+  std::optional<std::uint32_t> format_of(std::span<const std::uint8_t> tag) {
+    if (formats_to_write.empty() || tag.size() != sizeof(std::uint64_t)) return std::nullopt;
+    std::uint64_t n = 0;
+    std::memcpy(&n, tag.data(), sizeof n);
+    auto it = formats_to_write.find(n);
+    if (it == formats_to_write.end()) return std::nullopt;
+    const std::uint32_t format = it->second;
+    formats_to_write.erase(it);
+    return format;
   }
 
   void on_connection_open(proton::connection& c) override {
@@ -490,6 +723,12 @@ struct connection::impl : proton::messaging_handler,
     const bool was_open = conn_state == state::open;
     conn_state = state::disconnected;
     conn = proton::connection();
+    if (io) {
+      retire(io);
+      io.reset();
+    }
+    resolver.cancel();
+    formats_to_write.clear();
     last_error = e;
     backoff = backoff.count() == 0 ? where.reconnect_initial_delay
                                    : std::min(backoff * 2, where.reconnect_max_delay);
@@ -529,7 +768,7 @@ struct connection::impl : proton::messaging_handler,
 
   void send(std::shared_ptr<send_op> op, milliseconds timeout) {
     std::weak_ptr<send_op> weak = op;
-    after(proton::duration(timeout.count()), [this, weak, timeout] {
+    after(timeout, [this, weak, timeout] {
       auto op = weak.lock();
       if (!op || op->finished) return;
       const error e = fail(errc::timeout, "send to '" + op->address + "' did not finish within " +
@@ -559,38 +798,40 @@ struct connection::impl : proton::messaging_handler,
         it->second.link = conn.open_session().open_sender(op->address, so);
       }
       it->second.waiting.push_back(op);
-      pump(it->second);
+      send_pending(it->second);
     });
   }
 
-  void pump(sender_state& s) {
+  void send_pending(sender_state& s) {
     while (!s.waiting.empty() && s.link.active() && s.link.credit() > 0) {
       auto op = s.waiting.front();
       if (op->finished) {
         s.waiting.pop_front();
         continue;
       }
-      while (op->next < op->messages.size() && s.link.credit() > 0) {
+      while (op->next < op->deliveries.size() && s.link.credit() > 0) {
         const std::uint64_t n = next_tag++;
         const std::size_t index = op->next++;
-        s.link.send(op->messages[index], tag_of(n));
+        const outgoing_delivery& d = op->deliveries[index];
+        if (d.message_format != 0) formats_to_write.emplace(n, d.message_format);
+        send_encoded(s.link, tag_of(n), d.bytes);
         in_flight.emplace(n, std::make_pair(op, index));
         ++op->unsettled;
       }
-      if (op->next == op->messages.size()) s.waiting.pop_front();
+      if (op->next == op->deliveries.size()) s.waiting.pop_front();
     }
   }
 
   void on_sendable(proton::sender& s) override {
     for (auto& [address, state] : senders) {
       if (state.link == s) {
-        pump(state);
+        send_pending(state);
         return;
       }
     }
     for (auto& [node, n] : rpc_nodes) {
       if (n.out == s) {
-        pump_rpc(n);
+        send_requests(n);
         return;
       }
     }
@@ -602,12 +843,12 @@ struct connection::impl : proton::messaging_handler,
       op->outcomes[index] = std::move(outcome);
       if (op->unsettled > 0) --op->unsettled;
     }
-    if (op->next == op->messages.size() && op->unsettled == 0) finish(*op);
+    if (op->next == op->deliveries.size() && op->unsettled == 0) finish(*op);
   }
 
   void fail_unsent(send_op& op, const error& e) {
-    for (std::size_t i = op.next; i < op.messages.size(); ++i) op.outcomes[i] = e;
-    op.next = op.messages.size();
+    for (std::size_t i = op.next; i < op.deliveries.size(); ++i) op.outcomes[i] = e;
+    op.next = op.deliveries.size();
   }
 
   /// The link is gone: a call that sent nothing fails as a whole; otherwise its unsent
@@ -789,7 +1030,7 @@ struct connection::impl : proton::messaging_handler,
       r.waiting.push_back(op);
       replenish(r);
       std::weak_ptr<receive_op> weak = op;
-      after(proton::duration(wait.count()), [this, id, weak] {
+      after(wait, [this, id, weak] {
         auto op = weak.lock();
         if (!op || op->done.done()) return;
         op->done(std::vector<inbound>{});
@@ -843,7 +1084,7 @@ struct connection::impl : proton::messaging_handler,
       auto nit = rpc_nodes.find(it->second);
       if (nit != rpc_nodes.end()) {
         nit->second.in_open = true;
-        pump_rpc(nit->second);
+        send_requests(nit->second);
       }
       return;
     }
@@ -908,7 +1149,7 @@ struct connection::impl : proton::messaging_handler,
         return;
       }
       r.open_waiters.push_back(done);
-      after(proton::duration(timeout.count()), [done, id, timeout] {
+      after(timeout, [done, id, timeout] {
         done(fail(errc::timeout, "attaching receiver link '" + id + "' took longer than " +
                                      std::to_string(timeout.count()) + " ms"));
       });
@@ -1022,7 +1263,7 @@ struct connection::impl : proton::messaging_handler,
   /// Bounds how long a settle() waits for the peer's confirmations.
   void time_out_settle(const std::shared_ptr<settle_op>& op, milliseconds timeout) {
     std::weak_ptr<settle_op> weak = op;
-    after(proton::duration(timeout.count()), [this, weak, timeout] {
+    after(timeout, [this, weak, timeout] {
       auto op = weak.lock();
       if (!op || op->finished) return;
       const error e =
@@ -1084,8 +1325,8 @@ struct connection::impl : proton::messaging_handler,
       m.reply_to(n.reply_to);
       n.pending.emplace(id, done);
       n.unsent.emplace_back(std::move(m), id);
-      pump_rpc(n);
-      after(proton::duration(timeout.count()), [this, node, id, timeout] {
+      send_requests(n);
+      after(timeout, [this, node, id, timeout] {
         auto nit = rpc_nodes.find(node);
         if (nit == rpc_nodes.end()) return;
         auto pit = nit->second.pending.find(id);
@@ -1102,7 +1343,7 @@ struct connection::impl : proton::messaging_handler,
     });
   }
 
-  void pump_rpc(rpc_node& n) {
+  void send_requests(rpc_node& n) {
     if (!n.in_open) return;  // responses need the reply link in place first
     while (!n.unsent.empty() && n.out.active() && n.out.credit() > 0) {
       n.out.send(n.unsent.front().first);
@@ -1187,14 +1428,19 @@ struct connection::impl : proton::messaging_handler,
   // ---------- shutdown ----------
 
   void shutdown() {
+    if (closed_down) return;
     shutting_down = true;
-    if (conn) conn.close();
+    if (conn) {
+      conn.close();  // the close frame is written before the socket closes (retire)
+      if (io) io->driver.dispatch();
+    }
     connection_lost(closed_error());
     auto waiters = std::move(open_waiters);
     open_waiters.clear();
     const error e = closed_error();
     for (auto& w : waiters) w.fn(&e);
-    container.stop();
+    cancel_timers();
+    closed_down = true;
   }
 };
 
@@ -1202,15 +1448,23 @@ struct connection::impl : proton::messaging_handler,
 
 namespace {
 
-/// Runs `fn(impl&, completer<T>)` on the Proton thread; the awaitable yields what it completes
-/// with. Not a coroutine itself, and callers keep the function object in a named variable: GCC 12
-/// destroys temporaries inside a co_await expression twice.
+/// Runs `fn(impl&, completer<T>)` on the connection's strand, then pumps Proton; the awaitable
+/// yields what it completes with. Not a coroutine itself, and callers keep the function object
+/// in a named variable: GCC 12 destroys temporaries inside a co_await expression twice.
 template <class T, class Fn>
-asio::awaitable<T> on_proton_thread(std::shared_ptr<connection::impl> impl, Fn fn) {
+asio::awaitable<T> on_strand(std::shared_ptr<connection::impl> impl, Fn fn) {
   auto initiation = [impl = std::move(impl), fn = std::move(fn)](auto handler) mutable {
-    completer<T> done{typename completer<T>::handler_type(std::move(handler))};
-    auto work = [impl, fn = std::move(fn), done]() mutable { fn(*impl, done); };
-    if (!impl->post(std::move(work))) done(T(closed_error()));
+    asio::any_io_executor ex = asio::get_associated_executor(handler);
+    completer<T> done{typename completer<T>::handler_type(std::move(handler)), std::move(ex)};
+    if (impl->closed.load()) {
+      done(T(closed_error()));
+      return;
+    }
+    auto* raw = impl.get();
+    asio::dispatch(raw->strand, [impl, fn = std::move(fn), done]() mutable {
+      fn(*impl, done);
+      impl->pump();
+    });
   };
   return asio::async_initiate<const asio::use_awaitable_t<>&, void(T)>(std::move(initiation),
                                                                        asio::use_awaitable);
@@ -1222,28 +1476,34 @@ connection::connection(std::shared_ptr<impl> i) : impl_(std::move(i)) {}
 
 std::shared_ptr<connection> connection::create(endpoint where, asio::any_io_executor executor) {
   auto i = std::make_shared<impl>(std::move(where), std::move(executor));
-  i->thread = std::thread([raw = i.get()] {
-    try {
-      raw->container.run();
-    } catch (...) {
-      // The container only throws on misuse; either way the thread ends and calls fail closed.
-    }
-  });
   return std::shared_ptr<connection>(new connection(std::move(i)));
 }
 
 connection::~connection() {
-  close();
+  // Without close(): shut down on the strand when it next runs (the handler keeps impl alive).
+  if (!impl_->closed.exchange(true)) {
+    auto* raw = impl_.get();
+    asio::post(raw->strand, [i = impl_] { i->shutdown(); });
+  }
 }
 
-void connection::close() {
-  std::lock_guard lock(impl_->close_mutex);
-  if (!impl_->thread.joinable()) return;
-  auto* raw = impl_.get();
-  if (!impl_->post([raw] { raw->shutdown(); })) impl_->container.stop();
-  impl_->closed = true;
-  impl_->thread.join();
-  impl_->cancel_timers();
+asio::awaitable<void> connection::close() {
+  using T = result<void>;
+  if (impl_->closed.exchange(true)) co_return;
+  auto fn = [](impl& self, completer<T> done) {
+    self.shutdown();
+    done(result<void>{});
+  };
+  // on_strand refuses work once closed; shutdown is the one piece that must still run.
+  auto initiation = [i = impl_, fn = std::move(fn)](auto handler) mutable {
+    asio::any_io_executor ex = asio::get_associated_executor(handler);
+    completer<T> done{typename completer<T>::handler_type(std::move(handler)), std::move(ex)};
+    auto* raw = i.get();
+    asio::dispatch(raw->strand, [i, fn, done]() mutable { fn(*i, done); });
+  };
+  auto op = asio::async_initiate<const asio::use_awaitable_t<>&, void(T)>(std::move(initiation),
+                                                                          asio::use_awaitable);
+  (void)co_await std::move(op);
 }
 
 std::uint64_t connection::generation() const noexcept {
@@ -1254,17 +1514,17 @@ const endpoint& connection::where() const noexcept {
 }
 
 asio::awaitable<result<std::vector<result<void>>>> connection::send(
-    std::string address, std::vector<proton::message> messages, milliseconds timeout) {
+    std::string address, std::vector<outgoing_delivery> deliveries, milliseconds timeout) {
   using T = result<std::vector<result<void>>>;
-  if (messages.empty()) co_return std::vector<result<void>>{};
-  auto payload = std::make_shared<std::vector<proton::message>>(std::move(messages));
+  if (deliveries.empty()) co_return std::vector<result<void>>{};
+  auto payload = std::make_shared<std::vector<outgoing_delivery>>(std::move(deliveries));
   auto fn = [address = std::move(address), payload, timeout](impl& self, completer<T> done) {
     auto op = std::make_shared<impl::send_op>(
         impl::send_op{std::move(*payload), 0, 0, {}, std::move(done), false, address});
-    op->outcomes.resize(op->messages.size());
+    op->outcomes.resize(op->deliveries.size());
     self.send(std::move(op), timeout);
   };
-  auto op = on_proton_thread<T>(impl_, std::move(fn));
+  auto op = on_strand<T>(impl_, std::move(fn));
   co_return co_await std::move(op);
 }
 
@@ -1276,7 +1536,7 @@ asio::awaitable<result<link_info>> connection::open_receiver(std::string link_id
                                                                        completer<T> done) {
     self.open_receiver(id, spec, timeout, std::move(done));
   };
-  auto op = on_proton_thread<T>(impl_, std::move(fn));
+  auto op = on_strand<T>(impl_, std::move(fn));
   co_return co_await std::move(op);
 }
 
@@ -1290,7 +1550,7 @@ asio::awaitable<result<std::vector<inbound>>> connection::receive(std::string li
                                                                          completer<T> done) {
     self.receive(id, spec, max, wait, std::move(done));
   };
-  auto op = on_proton_thread<T>(impl_, std::move(fn));
+  auto op = on_strand<T>(impl_, std::move(fn));
   co_return co_await std::move(op);
 }
 
@@ -1312,7 +1572,7 @@ asio::awaitable<std::vector<result<void>>> connection::settle(
       self.time_out_settle(op, timeout);
     }
   };
-  auto op = on_proton_thread<T>(impl_, std::move(fn));
+  auto op = on_strand<T>(impl_, std::move(fn));
   T all = co_await std::move(op);
   if (all) co_return std::move(*all);
   co_return std::vector<result<void>>(count, result<void>(all.error()));
@@ -1331,7 +1591,7 @@ asio::awaitable<result<void>> connection::close_receiver(std::string link_id) {
     }
     done(result<void>{});
   };
-  auto op = on_proton_thread<T>(impl_, std::move(fn));
+  auto op = on_strand<T>(impl_, std::move(fn));
   co_return co_await std::move(op);
 }
 
@@ -1343,7 +1603,7 @@ asio::awaitable<result<proton::message>> connection::request(std::string node,
   auto fn = [node = std::move(node), payload, timeout](impl& self, completer<T> done) {
     self.request(node, std::move(*payload), timeout, std::move(done));
   };
-  auto op = on_proton_thread<T>(impl_, std::move(fn));
+  auto op = on_strand<T>(impl_, std::move(fn));
   co_return co_await std::move(op);
 }
 
@@ -1358,7 +1618,7 @@ asio::awaitable<result<void>> connection::connect(milliseconds timeout) {
       }
     });
   };
-  auto op = on_proton_thread<T>(impl_, std::move(fn));
+  auto op = on_strand<T>(impl_, std::move(fn));
   co_return co_await std::move(op);
 }
 

@@ -1,11 +1,11 @@
 // One AMQP 1.0 connection to one endpoint, bridged to Asio. Internal to qrt (never in
 // include/qrt/): the generic amqp provider and the Service Bus provider build on it.
 //
-// Threading (docs/adr/0030-amqp-proton-container-thread.md): a Proton container runs on its own
-// thread and owns every Proton object. Calls here are awaitables: they hand their work to the
-// container through a proton::work_queue, and the result comes back with asio::post to the
-// awaiting coroutine's executor. No Proton object ever crosses threads; proton::message values
-// do (they are plain values).
+// Threading (docs/adr/0030-amqp-proton-driver-on-asio.md): Proton's connection_driver runs on a
+// strand of the executor given to create(), over an Asio TCP (or TLS) socket; every Proton
+// object is touched only there. Calls here are awaitables: their work is dispatched onto the
+// strand, and the result is posted to the awaiting coroutine's executor (never run inline, so
+// no user code runs on the strand). proton::message values cross over (they are plain values).
 //
 // What the connection does for its users:
 //  - connects lazily on first use (SASL PLAIN with a user, else ANONYMOUS; TLS for amqps with
@@ -110,6 +110,13 @@ struct delivery_ref {
   std::uint64_t seq = 0;   ///< delivery number on that link instance
 };
 
+/// One delivery to send: an encoded AMQP message, or a Service Bus batch (the envelope with
+/// message_format = batch_message_format, see outbound_frames.hpp).
+struct outgoing_delivery {
+  std::string bytes;
+  std::uint32_t message_format = 0;
+};
+
 /// One received, unsettled delivery.
 struct inbound {
   proton::message message;
@@ -126,19 +133,19 @@ struct link_info {
 
 class connection {
  public:
-  /// Starts the Proton thread; connects on first use. Never fails: errors surface on operations.
-  /// Timeouts run on Asio timers on `executor` (results go to each caller's own executor).
+  /// Connects on first use, on a strand of `executor`. Never fails: errors surface on
+  /// operations. Results go to each caller's own executor.
   static std::shared_ptr<connection> create(endpoint where, boost::asio::any_io_executor executor);
   ~connection();
   connection(const connection&) = delete;
   connection& operator=(const connection&) = delete;
 
-  /// Sends each message on the cached sender link to `address`, unsettled, and waits for the
+  /// Sends each delivery on the cached sender link to `address`, unsettled, and waits for the
   /// broker's outcome. The outer result fails only when nothing was sent (attach refused,
-  /// connection down); otherwise one result per message: accepted, or the broker's refusal, or
+  /// connection down); otherwise one result per delivery: accepted, or the broker's refusal, or
   /// connection_failed / timeout where the outcome is unknown (the message may have arrived).
   boost::asio::awaitable<result<std::vector<result<void>>>> send(
-      std::string address, std::vector<proton::message> messages, milliseconds timeout);
+      std::string address, std::vector<outgoing_delivery> deliveries, milliseconds timeout);
 
   /// Attaches (or finds) the receiver link `link_id` and reports what the peer attached.
   boost::asio::awaitable<result<link_info>> open_receiver(std::string link_id, receiver_spec spec,
@@ -171,9 +178,10 @@ class connection {
   /// Connects now if not connected (useful to fail fast on bad credentials).
   boost::asio::awaitable<result<void>> connect(milliseconds timeout);
 
-  /// Closes the connection, fails every pending call with errc::closed, stops the thread.
-  /// Idempotent; blocks until the Proton thread has exited. Never call it from that thread.
-  void close();
+  /// Closes the connection (the close frame is written, then the socket closes) and fails every
+  /// pending call with errc::closed. Idempotent. Destroying the connection without close()
+  /// does the same once the executor next runs.
+  boost::asio::awaitable<void> close();
 
   /// How many times the connection has been opened: a change means links and receipts from
   /// before are gone, and per-connection state (e.g. a CBS token) must be set up again.

@@ -8,6 +8,7 @@
 #include <proton/types.hpp>
 #include <proton/uuid.hpp>
 #include <proton/value.hpp>
+#include <vector>
 
 namespace qrt::amqp::detail {
 
@@ -80,6 +81,12 @@ proton::message to_proton(const message& m) {
   if (m.time_to_live) out.ttl(proton::duration(m.time_to_live->count()));
   for (const auto& [key, value] : m.attributes) out.properties().put(key, value);
   return out;
+}
+
+std::string encode(const proton::message& m) {
+  std::vector<char> bytes;
+  m.encode(bytes);
+  return std::string(bytes.begin(), bytes.end());
 }
 
 received_message from_proton(const proton::message& m) {

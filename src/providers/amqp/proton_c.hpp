@@ -4,9 +4,12 @@
 // Internal to connection.cpp.
 #pragma once
 
+#include <proton/binary.hpp>
 #include <proton/delivery.hpp>
 #include <proton/link.hpp>
+#include <proton/sender.hpp>
 #include <proton/tracker.hpp>
+#include <string_view>
 
 #include "providers/amqp/connection.hpp"
 
@@ -44,6 +47,10 @@ proton::error_condition remote_condition(const proton::tracker& t);
 
 /// Asks for rcv-settle-mode second on a receiver link that is not yet attached on the wire.
 void request_settle_second(const proton::link& l);
+
+/// Sends one delivery of already encoded message bytes (an AMQP message, or a Service Bus batch
+/// envelope) on `s` with `tag`; its outcome arrives as for sender::send (on_tracker_*).
+void send_encoded(const proton::sender& s, const proton::binary& tag, std::string_view bytes);
 
 /// True when the peer's attach agreed to rcv-settle-mode second.
 bool settles_second(const proton::link& l);

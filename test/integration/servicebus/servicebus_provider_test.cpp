@@ -116,6 +116,68 @@ TEST_F(ServiceBusProvider, SendReceiveCompleteKeepsBodyAndProperties) {
   EXPECT_TRUE(again->empty()) << "a completed message came back";
 }
 
+// A send of several messages is ONE Service Bus batch (message-format 0x80013700): the service
+// takes or refuses it whole. Sent one transfer per message, the first would have been stored.
+TEST_F(ServiceBusProvider, ABatchIsAcceptedOrRefusedAsAWhole) {
+  qrt::queue_options o;
+  o.requires_session = true;
+  const auto q = make_queue("atomic-batch", o);
+  std::vector<qrt::message> batch;
+  batch.push_back({.body = "has a session", .session = session_id::from("s1")});
+  batch.push_back({.body = "has none"});
+  auto sent = client.send_batch(q, std::move(batch));
+  ASSERT_TRUE(sent) << sent.error().to_string();
+  ASSERT_EQ(sent->size(), 2u);
+  for (const auto& outcome : *sent) {
+    ASSERT_FALSE(outcome) << "a message of a refused batch reported success";
+    EXPECT_EQ(outcome.error().provider_code, "amqp:not-allowed") << outcome.error().to_string();
+  }
+  auto stats = client.stats(q);
+  ASSERT_TRUE(stats) << stats.error().to_string();
+  EXPECT_EQ(stats->active, 0) << "part of a refused batch was stored";
+
+  std::vector<qrt::message> good;
+  for (int i = 0; i < 5; ++i) {
+    good.push_back({.body = "m" + std::to_string(i), .session = session_id::from("s1")});
+  }
+  sent = client.send_batch(q, std::move(good));
+  ASSERT_TRUE(sent) << sent.error().to_string();
+  for (const auto& outcome : *sent) ASSERT_TRUE(outcome) << outcome.error().to_string();
+  auto s1 = client.accept_session(q, session_id::from("s1"), 5s);
+  ASSERT_TRUE(s1) << s1.error().to_string();
+  std::vector<std::string> bodies;
+  while (bodies.size() < 5) {
+    auto got = s1->receive(5 - bodies.size(), 2s);
+    ASSERT_TRUE(got) << got.error().to_string();
+    ASSERT_FALSE(got->empty()) << "only " << bodies.size() << " of 5 arrived";
+    for (auto& m : *got) {
+      bodies.push_back(m.body);
+      ASSERT_TRUE(s1->complete(m.receipt));
+    }
+  }
+  EXPECT_EQ(bodies, (std::vector<std::string>{"m0", "m1", "m2", "m3", "m4"}));
+}
+
+// Messages that do not fit one batch under the link's 256 KiB go as several batches, in order;
+// none is refused for size.
+TEST_F(ServiceBusProvider, BatchesLargerThanTheLinkLimitArePackedIntoSeveral) {
+  const auto q = make_queue("packed");
+  std::vector<qrt::message> big;
+  for (int i = 0; i < 7; ++i) {
+    big.push_back({.body = std::string(100 * 1024, static_cast<char>('a' + i))});
+  }
+  auto sent = client.send_batch(q, big);
+  ASSERT_TRUE(sent) << sent.error().to_string();
+  ASSERT_EQ(sent->size(), 7u);
+  for (const auto& outcome : *sent) ASSERT_TRUE(outcome) << outcome.error().to_string();
+  auto got = receive_n(q, 7);
+  ASSERT_EQ(got.size(), 7u);
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    EXPECT_EQ(got[i].body, big[i].body) << "message " << i << " out of order or damaged";
+    ASSERT_TRUE(client.complete(got[i].receipt));
+  }
+}
+
 TEST_F(ServiceBusProvider, AbandonCountsAndMaxDeliveryCountDeadLetters) {
   qrt::queue_options o;
   o.max_delivery_count = 2;
