@@ -17,10 +17,6 @@
 
 namespace qrt::amqp::detail {
 
-/// The transfer message-format of a Service Bus batch: the payload is one envelope message whose
-/// body is a run of data sections, each holding one complete encoded message.
-inline constexpr std::uint32_t batch_message_format = 0x80013700;
-
 /// What encode_message adds beyond the qrt::message itself.
 struct encode_extras {
   /// properties.creation-time; unset: the clock at encoding (what to_proton does).
@@ -49,9 +45,9 @@ struct batch_envelope {
   static batch_envelope of_first(const message& first, const encode_extras& extras);
 };
 
-/// Appends the payload of a batch transfer (message-format batch_message_format) to `out`: the
-/// envelope's message-annotations and properties, then each of `encoded_messages` (as written
-/// by encode_message) as one data section, in order.
+/// Appends the payload of a Service Bus batch transfer (message-format batch_message_format,
+/// outbound_frames.hpp) to `out`: the envelope's message-annotations and properties, then each
+/// of `encoded_messages` (as written by encode_message) as one data section, in order.
 void encode_batch(std::span<const std::string> encoded_messages, const batch_envelope& env,
                   std::string& out);
 
