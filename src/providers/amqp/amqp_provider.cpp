@@ -9,6 +9,7 @@
 
 #include "providers/amqp/connection.hpp"
 #include "providers/amqp/mapping.hpp"
+#include "providers/amqp/message_codec.hpp"
 
 namespace qrt::amqp {
 
@@ -160,7 +161,9 @@ class amqp_provider final : public provider {
       if (m.id.empty()) m.id = random_id();
       out[i] = m.id;
       positions.push_back(i);
-      wire.push_back({detail::encode(detail::to_proton(m))});
+      detail::outgoing_delivery d;
+      detail::encode_message(m, {}, d.bytes);
+      wire.push_back(std::move(d));
     }
     if (wire.empty()) co_return out;
     const std::string to = address(queue);

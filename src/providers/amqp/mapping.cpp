@@ -83,12 +83,6 @@ proton::message to_proton(const message& m) {
   return out;
 }
 
-std::string encode(const proton::message& m) {
-  std::vector<char> bytes;
-  m.encode(bytes);
-  return std::string(bytes.begin(), bytes.end());
-}
-
 received_message from_proton(const proton::message& m) {
   received_message out;
   const proton::value& body = m.body();

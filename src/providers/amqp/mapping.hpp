@@ -18,9 +18,6 @@ namespace qrt::amqp::detail {
 /// by the caller.
 proton::message to_proton(const message& m);
 
-/// The message's AMQP encoding (its sections), as sent in a transfer.
-std::string encode(const proton::message& m);
-
 /// Reads an AMQP message into qrt's shape. The body is read from a data section (binary), or
 /// from an amqp-value holding a string, symbol or binary (what many other clients send); any
 /// other amqp-value is kept as its AMQP text rendering, so nothing is dropped silently.

@@ -16,6 +16,7 @@
 #include "management.hpp"
 #include "providers/amqp/connection.hpp"
 #include "providers/amqp/mapping.hpp"
+#include "providers/amqp/message_codec.hpp"
 #include "providers/amqp/outbound_frames.hpp"
 #include "sas.hpp"
 #include "wire.hpp"
@@ -35,24 +36,6 @@ std::atomic<std::uint64_t> next_provider_id{1};
 
 /// Bytes kept back from the service's message size limit for AMQP encoding overhead.
 constexpr std::size_t encoding_reserve = 8 * 1024;
-
-/// A data section's descriptor and vbin32 header around one message in a batch.
-constexpr std::size_t data_section_overhead = 8;
-/// Bytes a batch envelope keeps for its own sections, out of the link's message size.
-constexpr std::size_t batch_envelope_reserve = 1024;
-
-/// A batch's body: each encoded message as one data section.
-std::string batch_body(const std::vector<std::string>& encoded) {
-  std::string out;
-  for (const auto& m : encoded) {
-    out.append("\x00\x53\x75\xB0", 4);
-    const auto n = static_cast<std::uint32_t>(m.size());
-    for (int shift = 24; shift >= 0; shift -= 8)
-      out.push_back(static_cast<char>((n >> shift) & 0xFF));
-    out.append(m);
-  }
-  return out;
-}
 
 std::string random_id() {
   thread_local std::mt19937_64 rng{std::random_device{}()};
@@ -279,11 +262,14 @@ class servicebus_provider final : public provider,
       packed_wire p;
       std::vector<std::string> batch;
       std::size_t batch_bytes = 0;
+      amqp::batch_envelope envelope;
       auto close_batch = [&] {
         if (batch.size() == 1) {
           p.deliveries.push_back({std::move(batch.front()), 0});
         } else if (!batch.empty()) {
-          p.deliveries.push_back({batch_body(batch), amqp::batch_message_format});
+          amqp::outgoing_delivery d{{}, amqp::batch_message_format};
+          amqp::encode_batch(batch, envelope, d.bytes);
+          p.deliveries.push_back(std::move(d));
         }
         batch.clear();
         batch_bytes = 0;
@@ -291,21 +277,15 @@ class servicebus_provider final : public provider,
       for (std::size_t i = 0; i < messages.size(); ++i) {
         if (refused[i]) continue;
         const auto& m = messages[i];
-        proton::message w = amqp::to_proton(m);
-        if (m.scheduled_enqueue_time) {
-          // The service holds a message with this annotation until its time (as
-          // ScheduleMessage).
-          w.message_annotations().put(
-              proton::symbol("x-opt-scheduled-enqueue-time"),
-              proton::timestamp(std::chrono::duration_cast<milliseconds>(
-                                    m.scheduled_enqueue_time->time_since_epoch())
-                                    .count()));
-        }
-        std::string bytes = amqp::encode(w);
-        const std::size_t cost = bytes.size() + data_section_overhead;
-        if (!batch.empty() &&
-            batch_bytes + cost > opts_.max_message_bytes - batch_envelope_reserve) {
-          close_batch();
+        // The service holds a message with x-opt-scheduled-enqueue-time until then.
+        const amqp::encode_extras extras{.scheduled_enqueue_time = m.scheduled_enqueue_time};
+        std::string bytes;
+        amqp::encode_message(m, extras, bytes);
+        const std::size_t cost = amqp::batch_entry_size(bytes.size());
+        if (!batch.empty() && batch_bytes + cost > opts_.max_message_bytes) close_batch();
+        if (batch.empty()) {
+          envelope = amqp::batch_envelope::of_first(m, extras);
+          batch_bytes = amqp::batch_envelope_size(envelope);
         }
         batch_bytes += cost;
         batch.push_back(std::move(bytes));
