@@ -196,25 +196,16 @@ class amqp_provider final : public provider {
     out.reserve(got->size());
     const std::uint64_t generation = conn_->generation();
     for (auto& in : *got) {
-      received_message m = detail::from_proton(in.message);
+      received_message m = std::move(in.message.message);
+      const auto& annotations = in.message.annotations;
       m.receipt.owner = id_;
       m.receipt.queue = in.ref.link;
       m.receipt.item = in.ref.seq;
       m.receipt.lock = generation;
       m.locked_until = time_point::max();  // held until settled or the link dies
+      if (annotations.enqueued_time) m.enqueued_time = *annotations.enqueued_time;
       if (m.enqueued_time == time_point{}) m.enqueued_time = clock::now();
-      const auto& annotations = in.message.message_annotations();
-      if (annotations.exists(proton::symbol("x-opt-enqueued-time"))) {
-        const auto v = annotations.get(proton::symbol("x-opt-enqueued-time"));
-        if (v.type() == proton::TIMESTAMP) {
-          m.enqueued_time =
-              time_point(milliseconds(proton::get<proton::timestamp>(v).milliseconds()));
-        }
-      }
-      if (annotations.exists(proton::symbol("x-opt-sequence-number"))) {
-        const auto v = annotations.get(proton::symbol("x-opt-sequence-number"));
-        if (v.type() == proton::LONG) m.sequence_number = proton::get<std::int64_t>(v);
-      }
+      if (annotations.sequence_number) m.sequence_number = *annotations.sequence_number;
       out.push_back(std::move(m));
     }
     co_return out;

@@ -39,6 +39,8 @@
 #include <string>
 #include <vector>
 
+#include "providers/amqp/message_codec.hpp"
+
 namespace qrt::amqp::detail {
 
 using std::chrono::milliseconds;
@@ -119,8 +121,8 @@ struct outgoing_delivery {
 
 /// One received, unsettled delivery.
 struct inbound {
-  proton::message message;
-  proton::binary tag;  ///< the delivery tag (Service Bus: the lock token)
+  decoded_message message;  ///< decoded by message_codec (broker annotations included)
+  proton::binary tag;       ///< the delivery tag (Service Bus: the lock token)
   delivery_ref ref;
 };
 

@@ -4,12 +4,15 @@
 // Internal to connection.cpp.
 #pragma once
 
+#include <optional>
 #include <proton/binary.hpp>
 #include <proton/delivery.hpp>
 #include <proton/link.hpp>
 #include <proton/sender.hpp>
 #include <proton/tracker.hpp>
+#include <string>
 #include <string_view>
+#include <utility>
 
 #include "providers/amqp/connection.hpp"
 
@@ -37,9 +40,30 @@ class factory<proton::link> {
 
 namespace qrt::amqp::detail {
 
+/// A counted reference to a delivery qrt took off its link itself (take_complete_delivery):
+/// what proton::delivery holds, which cannot be made from a C pointer outside Proton's library.
+class delivery_handle {
+ public:
+  delivery_handle() = default;
+  explicit delivery_handle(pn_delivery_t* d);
+  delivery_handle(const delivery_handle& other);
+  delivery_handle(delivery_handle&& other) noexcept : d_(std::exchange(other.d_, nullptr)) {}
+  delivery_handle& operator=(delivery_handle other) noexcept {
+    std::swap(d_, other.d_);
+    return *this;
+  }
+  ~delivery_handle();
+
+  pn_delivery_t* get() const noexcept { return d_; }
+  proton::binary tag() const;
+
+ private:
+  pn_delivery_t* d_ = nullptr;
+};
+
 /// Sends `how` as the local state of `d`; settles `d` too unless `settle` is false (then the
 /// peer's settled disposition confirms it: rcv-settle-mode second).
-void send_outcome(const proton::delivery& d, const outcome& how, bool settle);
+void send_outcome(pn_delivery_t* d, const outcome& how, bool settle);
 
 /// The error condition the peer put on its outcome for a delivery we sent (rejected{error});
 /// an unset condition when there is none.
@@ -51,6 +75,13 @@ void request_settle_second(const proton::link& l);
 /// Sends one delivery of already encoded message bytes (an AMQP message, or a Service Bus batch
 /// envelope) on `s` with `tag`; its outcome arrives as for sender::send (on_tracker_*).
 void send_encoded(const proton::sender& s, const proton::binary& tag, std::string_view bytes);
+
+/// The receiver link's current delivery when it has arrived whole (not partial, not aborted):
+/// its bytes are read into `bytes` (replacing them) and the link moves on to the next delivery.
+/// Empty when there is none. Proton's C++ adapter then no longer sees it as readable, so it does
+/// not decode it into a proton::message.
+std::optional<delivery_handle> take_complete_delivery(const proton::receiver& r,
+                                                      std::string& bytes);
 
 /// True when the peer's attach agreed to rcv-settle-mode second.
 bool settles_second(const proton::link& l);

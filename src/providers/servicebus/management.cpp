@@ -320,8 +320,14 @@ result<std::vector<message_entry>> parse_messages_response(const proton::message
       if (m == entry.end())
         return fail(errc::protocol_error, "message request: entry without message");
       const auto bytes = proton::get<proton::binary>(m->second);
+      auto decoded = amqp::detail::decode_message(std::span<const std::uint8_t>(
+          reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size()));
+      if (!decoded) {
+        return fail(errc::protocol_error,
+                    std::string(what) + ": undecodable message: " + decoded.error().message);
+      }
       message_entry e;
-      e.message.decode(std::vector<char>(bytes.begin(), bytes.end()));
+      e.message = std::move(*decoded);
       if (const auto t = entry.find("lock-token"); t != entry.end()) {
         const auto u = proton::get<proton::uuid>(t->second);
         uuid_bytes b{};

@@ -11,6 +11,7 @@
 #include <string_view>
 #include <vector>
 
+#include "providers/amqp/message_codec.hpp"
 #include "wire.hpp"
 
 namespace qrt::servicebus::detail {
@@ -65,7 +66,7 @@ result<std::optional<std::string>> parse_session_state_response(const proton::me
 /// peek-message and receive-by-sequence-number replies: each entry an encoded message and, for
 /// received (locked) messages, its lock token. A 204 reply is an empty list.
 struct message_entry {
-  proton::message message;
+  amqp::detail::decoded_message message;
   std::optional<uuid_bytes> lock_token;
 };
 result<std::vector<message_entry>> parse_messages_response(const proton::message& reply);

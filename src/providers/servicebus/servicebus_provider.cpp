@@ -67,9 +67,9 @@ result<T> remap(result<T> r) {
 
 /// An AMQP message read the Service Bus way: annotations for sequence number, enqueued time and
 /// lock expiry, dead-letter reason/description from the application properties.
-received_message from_wire(const proton::message& wire) {
-  received_message m = amqp::from_proton(wire);
-  const auto annotations = detail::read_service_annotations(wire);
+received_message from_wire(amqp::decoded_message wire) {
+  received_message m = std::move(wire.message);
+  const auto& annotations = wire.annotations;
   if (annotations.sequence_number) m.sequence_number = *annotations.sequence_number;
   if (annotations.enqueued_time) m.enqueued_time = *annotations.enqueued_time;
   if (annotations.locked_until) m.locked_until = *annotations.locked_until;
@@ -349,7 +349,7 @@ class servicebus_provider final : public provider,
       std::vector<received_message> out;
       out.reserve(got->size());
       for (auto& in : *got) {
-        received_message m = from_wire(in.message);
+        received_message m = from_wire(std::move(in.message));
         const auto* tag = reinterpret_cast<const std::uint8_t*>(in.tag.data());
         auto token = detail::lock_token_from_delivery_tag({tag, in.tag.size()});
         if (!token) {
@@ -384,7 +384,7 @@ class servicebus_provider final : public provider,
     if (!entries) co_return entries.error();
     std::vector<received_message> out;
     for (auto& e : *entries) {
-      received_message m = from_wire(e.message);
+      received_message m = from_wire(std::move(e.message));
       m.locked_until = time_point{};
       out.push_back(std::move(m));
     }

@@ -92,55 +92,6 @@ std::int64_t to_dotnet_ticks(time_point t) {
   return hundred_ns.count() + ticks_at_unix_epoch;
 }
 
-service_annotations read_service_annotations(const proton::message& m) {
-  service_annotations out;
-  // The map's encoded form: reading it through exists()/get() would decode every entry into a
-  // proton::value of its own first.
-  const proton::value& all = m.message_annotations().value();
-  if (all.empty()) return out;
-  auto at = [](const proton::timestamp& t) {
-    return time_point{std::chrono::duration_cast<clock::duration>(milliseconds(t.milliseconds()))};
-  };
-  try {
-    proton::codec::decoder d(all);
-    proton::codec::start map;
-    d >> map;
-    if (map.type != proton::MAP) return out;
-    for (std::size_t i = 0; i + 1 < map.size; i += 2) {
-      if (d.next_type() != proton::SYMBOL) {  // ulong keys are reserved: not ours
-        d.next();
-        d.next();
-        continue;
-      }
-      proton::symbol key;
-      d >> key;
-      const proton::type_id type = d.next_type();
-      if (type == proton::LONG && key == "x-opt-sequence-number") {
-        std::int64_t n = 0;
-        d >> n;
-        out.sequence_number = n;
-      } else if (type == proton::TIMESTAMP && key == "x-opt-enqueued-time") {
-        proton::timestamp t;
-        d >> t;
-        out.enqueued_time = at(t);
-      } else if (type == proton::TIMESTAMP && key == "x-opt-locked-until") {
-        proton::timestamp t;
-        d >> t;
-        out.locked_until = at(t);
-      } else if (type == proton::TIMESTAMP && key == "x-opt-scheduled-enqueue-time") {
-        proton::timestamp t;
-        d >> t;
-        out.scheduled_enqueue_time = at(t);
-      } else {
-        d.next();
-      }
-    }
-  } catch (const proton::error&) {
-    // malformed: keep what was read; the message itself is intact
-  }
-  return out;
-}
-
 error error_from_condition(std::string_view condition, std::string_view description,
                            std::string_view what) {
   const std::string text =

@@ -28,19 +28,6 @@ std::string lock_token_from_uuid(const uuid_bytes& uuid);
 time_point from_dotnet_ticks(std::int64_t ticks);
 std::int64_t to_dotnet_ticks(time_point t);
 
-/// The broker annotations Service Bus puts on a delivered message.
-struct service_annotations {
-  std::optional<std::int64_t> sequence_number;       ///< x-opt-sequence-number (long)
-  std::optional<time_point> enqueued_time;           ///< x-opt-enqueued-time (timestamp)
-  std::optional<time_point> locked_until;            ///< x-opt-locked-until (timestamp)
-  std::optional<time_point> scheduled_enqueue_time;  ///< x-opt-scheduled-enqueue-time
-};
-
-/// Reads them in one pass over the encoded annotation map, without building Proton's per-entry
-/// value cache (a heap-allocated pn_data per entry: the hottest part of a receive). Entries of
-/// another type or with other keys are skipped; a malformed map yields what was read before it.
-service_annotations read_service_annotations(const proton::message& m);
-
 /// Maps an AMQP error condition (link detach, disposition, management errorCondition) onto a
 /// qrt error. `what` names the entity or operation for the message; `description` is the peer's
 /// text (Service Bus never puts secrets there).

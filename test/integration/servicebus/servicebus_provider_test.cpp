@@ -459,6 +459,36 @@ std::string base64(const std::string& bytes) {
   return out;
 }
 
+// A message qrt cannot decode (application properties hold only simple values in AMQP; the
+// SDK lets a list through) is not dropped and does not break the link: qrt refuses it with
+// rejected{amqp:decode-error}, which Service Bus answers by dead-lettering it, and the messages
+// around it arrive.
+TEST_F(ServiceBusProvider, AnUndecodableMessageIsDeadLetteredNotDropped) {
+  const auto q = make_queue("undecodable");
+  boost::json::array messages;
+  messages.push_back(boost::json::object{{"bodyBase64", base64("before")}});
+  messages.push_back(
+      {{"bodyBase64", base64("bad")}, {"applicationProperties", {{"list", {1, 2, 3}}}}});
+  messages.push_back(boost::json::object{{"bodyBase64", base64("after")}});
+  qrt::test::run_sdk(
+      {"send", std::to_string(peer->port()), q.str(), boost::json::serialize(messages)});
+  std::vector<std::string> bodies;
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (bodies.size() < 2 && std::chrono::steady_clock::now() < deadline) {
+    auto got = client.receive(q, 3, 1s);
+    ASSERT_TRUE(got) << got.error().to_string();
+    for (auto& m : *got) {
+      bodies.push_back(m.body);
+      ASSERT_TRUE(client.complete(m.receipt));
+    }
+  }
+  EXPECT_EQ(bodies, (std::vector<std::string>{"before", "after"}));
+  auto stats = client.stats(q);
+  ASSERT_TRUE(stats) << stats.error().to_string();
+  EXPECT_EQ(stats->dead_lettered, 1) << "the undecodable message was lost";
+  EXPECT_EQ(stats->active + stats->in_flight, 0);
+}
+
 TEST_F(ServiceBusProvider, OfficialSdkSendsQrtReceivesEverythingIntact) {
   const auto q = make_queue("sdk-to-qrt");
   const std::string body("\0\x01\x02\xfe\xff payload", 13);

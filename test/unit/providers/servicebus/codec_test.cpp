@@ -14,6 +14,7 @@
 
 #include "connection_string.hpp"
 #include "management.hpp"
+#include "providers/amqp/message_codec.hpp"
 #include "sas.hpp"
 #include "wire.hpp"
 
@@ -290,7 +291,8 @@ TEST(ServiceBusManagement, ParsesRepliesAndTheirErrors) {
       sb::parse_messages_response(reply(200, {{"messages", std::vector<proton::value>{entry}}}));
   ASSERT_TRUE(messages) << messages.error().to_string();
   ASSERT_EQ(messages->size(), 1u);
-  EXPECT_EQ(proton::get<std::string>((*messages)[0].message.id()), "m-1");
+  EXPECT_EQ((*messages)[0].message.message.id, "m-1");
+  EXPECT_EQ((*messages)[0].message.message.body, "payload");
   ASSERT_TRUE((*messages)[0].lock_token);
   EXPECT_EQ(*(*messages)[0].lock_token, token);
 
@@ -376,6 +378,16 @@ proton::annotation_key key(const char* name) {
   return proton::annotation_key(proton::symbol(name));
 }
 
+/// What a receive sees: the message as encoded on the wire, read by qrt's codec.
+qrt::amqp::detail::broker_annotations annotations_of(const proton::message& m) {
+  std::vector<char> bytes;
+  m.encode(bytes);
+  auto decoded = qrt::amqp::detail::decode_message(std::span<const std::uint8_t>(
+      reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size()));
+  EXPECT_TRUE(decoded) << decoded.error().to_string();
+  return decoded ? decoded->annotations : qrt::amqp::detail::broker_annotations{};
+}
+
 TEST(ServiceBusAnnotations, ReadsTheBrokerAnnotationsAndSkipsTheRest) {
   proton::message m;
   auto& a = m.message_annotations();
@@ -386,12 +398,7 @@ TEST(ServiceBusAnnotations, ReadsTheBrokerAnnotationsAndSkipsTheRest) {
   a.put(key("x-opt-locked-until"), proton::timestamp(1'700'000'030'000));
   a.put(key("x-opt-scheduled-enqueue-time"), proton::timestamp(1'700'000'060'000));
   a.put(key("x-opt-deadletter-source"), std::map<std::string, std::string>{{"k", "v"}});
-  // What a receive sees: the message as decoded from the wire.
-  std::vector<char> bytes;
-  m.encode(bytes);
-  proton::message wire;
-  wire.decode(bytes);
-  const auto got = sb::read_service_annotations(wire);
+  const auto got = annotations_of(m);
   ASSERT_TRUE(got.sequence_number);
   EXPECT_EQ(*got.sequence_number, 42);
   auto ms = [](const std::optional<qrt::time_point>& t) {
@@ -406,15 +413,11 @@ TEST(ServiceBusAnnotations, ReadsTheBrokerAnnotationsAndSkipsTheRest) {
 }
 
 TEST(ServiceBusAnnotations, WrongTypesAndMissingMapsYieldNothing) {
-  EXPECT_FALSE(sb::read_service_annotations(proton::message{}).sequence_number);
+  EXPECT_FALSE(annotations_of(proton::message{}).sequence_number);
   proton::message m;
   m.message_annotations().put(key("x-opt-sequence-number"), std::string("42"));
   m.message_annotations().put(key("x-opt-locked-until"), std::int64_t{5});
-  std::vector<char> bytes;
-  m.encode(bytes);
-  proton::message wire;
-  wire.decode(bytes);
-  const auto got = sb::read_service_annotations(wire);
+  const auto got = annotations_of(m);
   EXPECT_FALSE(got.sequence_number);
   EXPECT_FALSE(got.locked_until);
 }
