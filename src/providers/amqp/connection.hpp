@@ -1,7 +1,7 @@
 // One AMQP 1.0 connection to one endpoint, bridged to Asio. Internal to qrt (never in
 // include/qrt/): the generic amqp provider and the Service Bus provider build on it.
 //
-// Threading (docs/adr/0030-amqp-proton-driver-on-asio.md): Proton's connection_driver runs on a
+// Threading (docs/adr/0031-amqp-proton-driver-on-asio.md): Proton's connection_driver runs on a
 // strand of the executor given to create(), over an Asio TCP (or TLS) socket; every Proton
 // object is touched only there. Calls here are awaitables: their work is dispatched onto the
 // strand, and the result is posted to the awaiting coroutine's executor (never run inline, so

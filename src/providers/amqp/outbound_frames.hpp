@@ -4,7 +4,7 @@
 // Why it exists: Qpid Proton writes every transfer frame with message-format 0 and has no API to
 // change it, but a Service Bus batch is one delivery with message-format 0x80013700 (its body a
 // run of data sections, each an encoded message). The connection owns the byte stream (Proton's
-// connection_driver on an Asio socket, ADR 0030), so it passes Proton's output through here
+// connection_driver on an Asio socket, ADR 0031), so it passes Proton's output through here
 // before it is written (and before TLS encrypts it) and the batch deliveries' transfer frames get
 // their format. Everything else passes through unchanged.
 #pragma once
