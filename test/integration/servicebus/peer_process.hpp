@@ -20,6 +20,8 @@ class servicebus_peer {
   servicebus_peer& operator=(const servicebus_peer&) = delete;
 
   std::uint16_t port() const noexcept { return port_; }
+  /// The node process serving the peer (for measuring its CPU in benchmarks).
+  pid_t pid() const noexcept { return pid_; }
   /// "Endpoint=sb://127.0.0.1:PORT/;SharedAccessKeyName=x;SharedAccessKey=<key>;UseDevelopmentEmulator=true"
   std::string connection_string(const std::string& key = "y") const;
 

@@ -6,13 +6,16 @@
 // Not a test: a measurement. The peer is single-threaded Node and may be the bottleneck; the CPU
 // figure is the one that isolates the client.
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <iostream>
 #include <qrt/servicebus.hpp>
 #include <qrt/sync_client.hpp>
+#include <sstream>
 
 #include "peer_process.hpp"
 
@@ -28,6 +31,22 @@ cpu_time cpu_seconds() {
   getrusage(RUSAGE_SELF, &u);
   return {static_cast<double>(u.ru_utime.tv_sec) + static_cast<double>(u.ru_utime.tv_usec) / 1e6,
           static_cast<double>(u.ru_stime.tv_sec) + static_cast<double>(u.ru_stime.tv_usec) / 1e6};
+}
+
+/// CPU seconds (user + system) process `pid` has used, from /proc/PID/stat; 0 if unreadable.
+double process_cpu_seconds(pid_t pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string content((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+  // Fields after the command name (which may hold spaces, so start after its closing ')').
+  const auto close = content.rfind(')');
+  if (close == std::string::npos) return 0;
+  std::istringstream fields(content.substr(close + 2));
+  std::string field;
+  double ticks = 0;
+  for (int i = 3; i <= 15 && fields >> field; ++i) {
+    if (i == 14 || i == 15) ticks += std::stod(field);  // utime, stime
+  }
+  return ticks / static_cast<double>(sysconf(_SC_CLK_TCK));
 }
 
 }  // namespace
@@ -54,6 +73,7 @@ int main(int argc, char** argv) {
 
     const std::string body(size, 'x');
     const cpu_time cpu0 = cpu_seconds();
+    const double peer_cpu0 = process_cpu_seconds(peer.pid());
     const auto t0 = std::chrono::steady_clock::now();
     for (std::size_t sent = 0; sent < count;) {
       std::vector<qrt::message> batch;
@@ -73,6 +93,7 @@ int main(int argc, char** argv) {
     }
     const auto t2 = std::chrono::steady_clock::now();
     const cpu_time cpu1 = cpu_seconds();
+    const double peer_cpu = process_cpu_seconds(peer.pid()) - peer_cpu0;
     const double user = cpu1.user - cpu0.user;
     const double system = cpu1.system - cpu0.system;
     const double ops = static_cast<double>(count + received);
@@ -80,19 +101,31 @@ int main(int argc, char** argv) {
     std::printf(
         "{\"client\":\"qrt\",\"preset\":\"%s\",\"count\":%zu,\"size\":%zu,\"received\":%zu,"
         "\"send_per_s\":%.0f,\"receive_complete_per_s\":%.0f,\"cpu_us_per_message\":%.2f,"
-        "\"user_us_per_message\":%.2f,\"system_us_per_message\":%.2f}\n",
+        "\"user_us_per_message\":%.2f,\"system_us_per_message\":%.2f,"
+        "\"peer_cpu_share\":%.2f}\n",
         preset.c_str(), count, size, received, count / secs(t0, t1), received / secs(t1, t2),
-        (user + system) * 1e6 / ops, user * 1e6 / ops, system * 1e6 / ops);
+        (user + system) * 1e6 / ops, user * 1e6 / ops, system * 1e6 / ops, peer_cpu / secs(t0, t2));
     std::fflush(stdout);
     client->close();
 
     // The official SDK, same workload, same peer (its own queue). QRT_BENCH_QRT_ONLY=1 skips it
     // (for profiling qrt alone).
     if (std::getenv("QRT_BENCH_QRT_ONLY") != nullptr) return 0;
-    std::cout << qrt::test::run_sdk_script("sdk-bench.js",
-                                           {std::to_string(peer.port()), "bench-sdk",
-                                            std::to_string(count), std::to_string(size)})
-              << std::flush;
+    // peer_cpu_share: the peer's CPU over the whole SDK run (its start-up included), a lower
+    // bound on its share while the SDK works.
+    const double sdk_peer_cpu0 = process_cpu_seconds(peer.pid());
+    const auto s0 = std::chrono::steady_clock::now();
+    std::string sdk = qrt::test::run_sdk_script(
+        "sdk-bench.js",
+        {std::to_string(peer.port()), "bench-sdk", std::to_string(count), std::to_string(size)});
+    const double sdk_peer_share = (process_cpu_seconds(peer.pid()) - sdk_peer_cpu0) /
+                                  secs(s0, std::chrono::steady_clock::now());
+    if (const auto brace = sdk.rfind('}'); brace != std::string::npos) {
+      char extra[64];
+      std::snprintf(extra, sizeof extra, ",\"peer_cpu_share\":%.2f", sdk_peer_share);
+      sdk.insert(brace, extra);
+    }
+    std::cout << sdk << std::flush;
   } catch (const std::exception& e) {
     std::cerr << "bench failed: " << e.what() << "\n";
     return 1;
