@@ -27,7 +27,6 @@
 #include <cstring>
 #include <deque>
 #include <functional>
-#include <mutex>
 #include <optional>
 #include <proton/connection.hpp>
 #include <proton/connection_options.hpp>
@@ -1514,14 +1513,20 @@ struct connection::impl : proton::messaging_handler,
 namespace {
 
 /// Runs `fn(impl&, completer<T>)` on the connection's strand, then pumps Proton; the awaitable
-/// yields what it completes with. Not a coroutine itself, and callers keep the function object
-/// in a named variable: GCC 12 destroys temporaries inside a co_await expression twice.
+/// yields what it completes with. Once the connection is closed, work fails with errc::closed
+/// without running — except the shutdown itself (`after_close`). Not a coroutine itself, and
+/// callers keep the function object in a named variable: GCC 12 destroys temporaries inside a
+/// co_await expression twice.
+enum class after_close { refuse, run };
+
 template <class T, class Fn>
-asio::awaitable<T> on_strand(std::shared_ptr<connection::impl> impl, Fn fn) {
-  auto initiation = [impl = std::move(impl), fn = std::move(fn)](auto handler) mutable {
+asio::awaitable<T> on_strand(std::shared_ptr<connection::impl> impl, Fn fn,
+                             after_close when_closed = after_close::refuse) {
+  auto initiation = [impl = std::move(impl), fn = std::move(fn),
+                     when_closed](auto handler) mutable {
     asio::any_io_executor ex = asio::get_associated_executor(handler);
     completer<T> done{typename completer<T>::handler_type(std::move(handler)), std::move(ex)};
-    if (impl->closed.load()) {
+    if (when_closed == after_close::refuse && impl->closed.load()) {
       done(T(closed_error()));
       return;
     }
@@ -1559,15 +1564,7 @@ asio::awaitable<void> connection::close() {
     self.shutdown();
     done(result<void>{});
   };
-  // on_strand refuses work once closed; shutdown is the one piece that must still run.
-  auto initiation = [i = impl_, fn = std::move(fn)](auto handler) mutable {
-    asio::any_io_executor ex = asio::get_associated_executor(handler);
-    completer<T> done{typename completer<T>::handler_type(std::move(handler)), std::move(ex)};
-    auto* raw = i.get();
-    asio::dispatch(raw->strand, [i, fn, done]() mutable { fn(*i, done); });
-  };
-  auto op = asio::async_initiate<const asio::use_awaitable_t<>&, void(T)>(std::move(initiation),
-                                                                          asio::use_awaitable);
+  auto op = on_strand<T>(impl_, std::move(fn), after_close::run);
   (void)co_await std::move(op);
 }
 
