@@ -414,8 +414,10 @@ struct connection::impl : proton::messaging_handler,
     std::vector<completer<result<link_info>>> open_waiters;
     std::uint64_t next_seq = 1;
   };
-  std::map<std::string, receiver_state> receivers;                ///< by link id
-  std::unordered_map<std::string, std::string> receiver_by_name;  ///< link name -> link id
+  std::map<std::string, receiver_state> receivers;  ///< by link id
+  /// Link -> link id, by the C object: every delivery event looks its receiver up, and
+  /// proton::link::name() would copy the name each time.
+  std::unordered_map<pn_link_t*, std::string> receiver_by_link;
   std::unordered_map<std::uint64_t, std::string> live_instances;  ///< instance -> link id
   std::uint64_t next_instance = 1;
 
@@ -790,7 +792,7 @@ struct connection::impl : proton::messaging_handler,
       fail_confirming(r, link_died);
     }
     receivers.clear();
-    receiver_by_name.clear();
+    receiver_by_link.clear();
     live_instances.clear();
     for (auto& [node, n] : rpc_nodes) {
       for (auto& [id, done] : n.pending) done(link_died);
@@ -1020,14 +1022,14 @@ struct connection::impl : proton::messaging_handler,
     r.link = conn.open_session().open_receiver(spec.address, ro);
     // Still before the attach frame goes out: frames are written after this work item.
     if (spec.confirm_settlement) request_settle_second(r.link);
-    receiver_by_name[name] = id;
+    receiver_by_link[proton::internal::factory<proton::link>::unwrap(r.link)] = id;
     live_instances[r.instance] = id;
     return r;
   }
 
   receiver_state* receiver_of(const proton::receiver& link) {
-    auto it = receiver_by_name.find(link.name());
-    if (it == receiver_by_name.end()) return nullptr;
+    auto it = receiver_by_link.find(proton::internal::factory<proton::link>::unwrap(link));
+    if (it == receiver_by_link.end()) return nullptr;
     auto rit = receivers.find(it->second);
     return rit == receivers.end() ? nullptr : &rit->second;
   }
@@ -1192,7 +1194,7 @@ struct connection::impl : proton::messaging_handler,
     auto it = receivers.find(id);
     if (it == receivers.end()) return;
     live_instances.erase(it->second.instance);
-    receiver_by_name.erase(it->second.link.name());
+    receiver_by_link.erase(proton::internal::factory<proton::link>::unwrap(it->second.link));
     receivers.erase(it);
   }
 
