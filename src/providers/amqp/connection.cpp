@@ -631,13 +631,18 @@ struct connection::impl : proton::messaging_handler,
     arm_tick(t);
   }
 
-  void write_out(const std::shared_ptr<transport>& t) {
+  /// Moves what Proton has to send through outbound_frames into `next_out`.
+  static void collect_output(transport& t) {
     for (;;) {
-      proton::io::const_buffer b = t->driver.write_buffer();
+      proton::io::const_buffer b = t.driver.write_buffer();
       if (b.size == 0) break;
-      t->frames.write(std::span<const char>(b.data, b.size), t->next_out);
-      t->driver.write_done(b.size);
+      t.frames.write(std::span<const char>(b.data, b.size), t.next_out);
+      t.driver.write_done(b.size);
     }
+  }
+
+  void write_out(const std::shared_ptr<transport>& t) {
+    collect_output(*t);
     if (t->writing || t->next_out.empty()) return;
     t->out.swap(t->next_out);
     t->next_out.clear();
@@ -688,14 +693,7 @@ struct connection::impl : proton::messaging_handler,
     if (t->retired) return;
     t->retired = true;
     t->tick_timer.cancel();
-    if (t->amqp_started) {
-      for (;;) {
-        proton::io::const_buffer b = t->driver.write_buffer();
-        if (b.size == 0) break;
-        t->frames.write(std::span<const char>(b.data, b.size), t->next_out);
-        t->driver.write_done(b.size);
-      }
-    }
+    if (t->amqp_started) collect_output(*t);
     if (t->writing) return;  // its completion writes the rest, then closes
     if (t->next_out.empty() || !t->stream.next_layer().is_open()) {
       t->close_socket();
