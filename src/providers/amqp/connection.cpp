@@ -213,6 +213,15 @@ class completer {
   std::shared_ptr<state> state_;
 };
 
+/// One result per item of a finished call: what was recorded, success where nothing was (an
+/// item whose outcome never arrived has been given its error before the call finishes).
+std::vector<result<void>> results_of(std::vector<std::optional<result<void>>>& slots) {
+  std::vector<result<void>> out;
+  out.reserve(slots.size());
+  for (auto& slot : slots) out.push_back(slot ? std::move(*slot) : result<void>{});
+  return out;
+}
+
 proton::binary tag_of(std::uint64_t n) {
   proton::binary tag(sizeof n, 0);
   std::memcpy(tag.data(), &n, sizeof n);
@@ -325,7 +334,7 @@ struct connection::impl : proton::messaging_handler,
       auto self = weak.lock();
       if (!self) return;
       self->timers.erase(id);
-      if (ec || self->closed_down) return;
+      if (ec || self->shutting_down) return;
       fn();
       self->pump();
     });
@@ -339,7 +348,6 @@ struct connection::impl : proton::messaging_handler,
 
   std::map<std::uint64_t, std::shared_ptr<asio::steady_timer>> timers;
   std::uint64_t next_timer = 1;
-  bool closed_down = false;  ///< shutdown() has run
 
   enum class state { disconnected, connecting, open };
   state conn_state = state::disconnected;
@@ -908,12 +916,7 @@ struct connection::impl : proton::messaging_handler,
   void finish(send_op& op) {
     if (op.finished) return;
     op.finished = true;
-    // If no message reached the broker at all and they all failed the same way, the call as a
-    // whole failed (queue missing, attach refused).
-    std::vector<result<void>> out;
-    out.reserve(op.outcomes.size());
-    for (auto& o : op.outcomes) out.push_back(o ? std::move(*o) : result<void>{});
-    op.done(std::move(out));
+    op.done(results_of(op.outcomes));
   }
 
   std::optional<std::pair<std::shared_ptr<send_op>, std::size_t>> take_in_flight(
@@ -1275,10 +1278,7 @@ struct connection::impl : proton::messaging_handler,
   void finish_settle(settle_op& op) {
     if (op.finished) return;
     op.finished = true;
-    std::vector<result<void>> out;
-    out.reserve(op.results.size());
-    for (auto& r : op.results) out.push_back(r ? std::move(*r) : result<void>{});
-    op.done(std::move(out));
+    op.done(results_of(op.results));
   }
 
   /// The peer settled a delivery we sent an outcome for: that is the confirmation (or refusal).
@@ -1492,7 +1492,7 @@ struct connection::impl : proton::messaging_handler,
   // ---------- shutdown ----------
 
   void shutdown() {
-    if (closed_down) return;
+    if (shutting_down) return;
     shutting_down = true;
     if (conn) {
       conn.close();  // the close frame is written before the socket closes (retire)
@@ -1504,7 +1504,6 @@ struct connection::impl : proton::messaging_handler,
     const error e = closed_error();
     for (auto& w : waiters) w.fn(&e);
     cancel_timers();
-    closed_down = true;
   }
 };
 

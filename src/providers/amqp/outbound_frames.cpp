@@ -1,8 +1,8 @@
 #include "providers/amqp/outbound_frames.hpp"
 
+#include <array>
 #include <cstring>
 #include <string_view>
-#include <vector>
 
 namespace qrt::amqp::detail {
 
@@ -77,11 +77,17 @@ std::optional<std::size_t> value_size(std::string_view s, std::size_t at, int de
   return n;
 }
 
-/// The parts of a transfer frame this layer reads or rebuilds.
+/// The transfer performative has 11 fields; room for a few a later spec might append. A list
+/// with more is left as it is (passed through).
+constexpr std::size_t max_transfer_fields = 16;
+
+/// The parts of a transfer frame this layer reads or rebuilds (views into the frame: parsing
+/// allocates nothing, and every outgoing transfer is parsed).
 struct transfer_frame {
   std::uint16_t channel = 0;
   std::string_view head;  ///< frame header's doff/type/channel + extended header + descriptor
-  std::vector<std::string_view> fields;
+  std::array<std::string_view, max_transfer_fields> fields{};
+  std::size_t field_count = 0;
   std::string_view payload;  ///< the message bytes after the performative
 };
 
@@ -126,11 +132,11 @@ std::optional<transfer_frame> parse_transfer(std::string_view f) {
     default:
       return std::nullopt;
   }
-  if (end > f.size() || count > end - at + 1) return std::nullopt;
+  if (end > f.size() || count > max_transfer_fields) return std::nullopt;
   for (std::size_t i = 0; i < count; ++i) {
     auto n = value_size(f, at);
     if (!n || at + *n > end) return std::nullopt;
-    t.fields.push_back(f.substr(at, *n));
+    t.fields[t.field_count++] = f.substr(at, *n);
     at += *n;
   }
   if (at != end) return std::nullopt;
@@ -175,12 +181,13 @@ std::string rebuild(const transfer_frame& t, std::uint32_t format) {
   std::string encoded_format;
   encoded_format.push_back(static_cast<char>(0x70));
   append_be32(encoded_format, format);
-  std::vector<std::string_view> fields = t.fields;
+  auto fields = t.fields;
   static constexpr char null_value = 0x40;
-  while (fields.size() <= format_field) fields.emplace_back(&null_value, 1);
+  std::size_t count = t.field_count;
+  while (count <= format_field) fields[count++] = std::string_view(&null_value, 1);
   fields[format_field] = encoded_format;
   std::size_t list_bytes = 4;  // the count
-  for (auto f : fields) list_bytes += f.size();
+  for (std::size_t i = 0; i < count; ++i) list_bytes += fields[i].size();
   const std::size_t frame_size = 4 + t.head.size() + 5 + list_bytes + t.payload.size();
   std::string out;
   out.reserve(frame_size);
@@ -188,8 +195,8 @@ std::string rebuild(const transfer_frame& t, std::uint32_t format) {
   out.append(t.head);
   out.push_back(static_cast<char>(0xD0));
   append_be32(out, static_cast<std::uint32_t>(list_bytes));
-  append_be32(out, static_cast<std::uint32_t>(fields.size()));
-  for (auto f : fields) out.append(f);
+  append_be32(out, static_cast<std::uint32_t>(count));
+  for (std::size_t i = 0; i < count; ++i) out.append(fields[i]);
   out.append(t.payload);
   return out;
 }
@@ -205,7 +212,7 @@ std::optional<std::string> with_message_format(std::string_view frame, std::uint
 
 void outbound_frames::frame(std::string_view f, std::string& out) {
   auto t = parse_transfer(f);
-  if (!t || t->fields.size() <= handle_field) {
+  if (!t || t->field_count <= handle_field) {
     out.append(f);
     return;
   }
@@ -218,7 +225,7 @@ void outbound_frames::frame(std::string_view f, std::string& out) {
   std::optional<std::uint32_t> format;
   if (auto it = continuing_.find(key); it != continuing_.end()) {
     format = it->second;
-  } else if (t->fields.size() > tag_field && lookup_) {
+  } else if (t->field_count > tag_field && lookup_) {
     auto tag = as_binary(t->fields[tag_field]);
     if (!tag.empty()) format = lookup_(tag);
   }
@@ -227,7 +234,7 @@ void outbound_frames::frame(std::string_view f, std::string& out) {
     return;
   }
   out.append(rebuild(*t, *format));
-  const bool more = t->fields.size() > more_field && as_bool(t->fields[more_field]);
+  const bool more = t->field_count > more_field && as_bool(t->fields[more_field]);
   if (more) {
     continuing_[key] = *format;
   } else {
