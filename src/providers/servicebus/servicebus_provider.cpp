@@ -37,6 +37,53 @@ std::atomic<std::uint64_t> next_provider_id{1};
 /// Bytes kept back from the service's message size limit for AMQP encoding overhead.
 constexpr std::size_t encoding_reserve = 8 * 1024;
 
+/// A send's deliveries: the messages in Service Bus batches (one delivery each, message-format
+/// 0x80013700, accepted or refused as a whole), packed in order up to the link's message size
+/// `max_bytes`; a batch of one goes as a plain transfer.
+struct packed_wire {
+  std::vector<amqp::outgoing_delivery> deliveries;
+  std::vector<std::size_t> delivery_of;  ///< per message sent: the delivery carrying it
+};
+
+/// Packs every message not `refused` (same indexes as `messages`).
+packed_wire pack_into_batches(const std::vector<message>& messages,
+                              const std::vector<std::optional<error>>& refused,
+                              std::size_t max_bytes) {
+  packed_wire p;
+  std::vector<std::string> batch;
+  std::size_t batch_bytes = 0;
+  amqp::batch_envelope envelope;
+  auto close_batch = [&] {
+    if (batch.size() == 1) {
+      p.deliveries.push_back({std::move(batch.front()), 0});
+    } else if (!batch.empty()) {
+      amqp::outgoing_delivery d{{}, amqp::batch_message_format};
+      amqp::encode_batch(batch, envelope, d.bytes);
+      p.deliveries.push_back(std::move(d));
+    }
+    batch.clear();
+  };
+  for (std::size_t i = 0; i < messages.size(); ++i) {
+    if (refused[i]) continue;
+    const auto& m = messages[i];
+    // The service holds a message with x-opt-scheduled-enqueue-time until then.
+    const amqp::encode_extras extras{.scheduled_enqueue_time = m.scheduled_enqueue_time};
+    std::string bytes;
+    amqp::encode_message(m, extras, bytes);
+    const std::size_t cost = amqp::batch_entry_size(bytes.size());
+    if (!batch.empty() && batch_bytes + cost > max_bytes) close_batch();
+    if (batch.empty()) {
+      envelope = amqp::batch_envelope::of_first(m, extras);
+      batch_bytes = amqp::batch_envelope_size(envelope);
+    }
+    batch_bytes += cost;
+    batch.push_back(std::move(bytes));
+    p.delivery_of.push_back(p.deliveries.size());
+  }
+  close_batch();
+  return p;
+}
+
 std::string random_id() {
   thread_local std::mt19937_64 rng{std::random_device{}()};
   static constexpr char digits[] = "0123456789abcdef";
@@ -251,49 +298,7 @@ class servicebus_provider final : public provider,
       if (m.id.empty()) m.id = random_id();
       ids.push_back(m.id);
     }
-    // Messages travel in Service Bus batches (one delivery each, message-format 0x80013700,
-    // accepted or refused as a whole) packed up to the link's message size; a lone message
-    // goes as a plain transfer.
-    struct packed_wire {
-      std::vector<amqp::outgoing_delivery> deliveries;
-      std::vector<std::size_t> delivery_of;  ///< per message sent: the delivery carrying it
-    };
-    auto build_wire = [&] {
-      packed_wire p;
-      std::vector<std::string> batch;
-      std::size_t batch_bytes = 0;
-      amqp::batch_envelope envelope;
-      auto close_batch = [&] {
-        if (batch.size() == 1) {
-          p.deliveries.push_back({std::move(batch.front()), 0});
-        } else if (!batch.empty()) {
-          amqp::outgoing_delivery d{{}, amqp::batch_message_format};
-          amqp::encode_batch(batch, envelope, d.bytes);
-          p.deliveries.push_back(std::move(d));
-        }
-        batch.clear();
-        batch_bytes = 0;
-      };
-      for (std::size_t i = 0; i < messages.size(); ++i) {
-        if (refused[i]) continue;
-        const auto& m = messages[i];
-        // The service holds a message with x-opt-scheduled-enqueue-time until then.
-        const amqp::encode_extras extras{.scheduled_enqueue_time = m.scheduled_enqueue_time};
-        std::string bytes;
-        amqp::encode_message(m, extras, bytes);
-        const std::size_t cost = amqp::batch_entry_size(bytes.size());
-        if (!batch.empty() && batch_bytes + cost > opts_.max_message_bytes) close_batch();
-        if (batch.empty()) {
-          envelope = amqp::batch_envelope::of_first(m, extras);
-          batch_bytes = amqp::batch_envelope_size(envelope);
-        }
-        batch_bytes += cost;
-        batch.push_back(std::move(bytes));
-        p.delivery_of.push_back(p.deliveries.size());
-      }
-      close_batch();
-      return p;
-    };
+    auto build_wire = [&] { return pack_into_batches(messages, refused, opts_.max_message_bytes); };
     packed_wire wire = build_wire();
     for (int attempt = 0;; ++attempt) {
       if (auto a = co_await authorize(entity); !a) co_return a.error();
