@@ -1,4 +1,4 @@
-// Adaptive batch sizing (the seed's AdaptiveBatchProcessor): pick the next receive size from
+// Adaptive batch sizing: pick the next receive size from
 // how long recent messages took, aiming at a target batch duration.
 #pragma once
 

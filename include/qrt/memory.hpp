@@ -16,7 +16,7 @@ enum class durability {
   none,      ///< page cache only
 };
 
-/// The seed's OptimizedInMemoryConfig.
+/// Settings of the embedded provider: queue bounds, persistence, batch and message limits.
 struct options {
   std::size_t max_queue_size = 10'000;  ///< messages per queue (ready + scheduled + locked)
   bool enable_persistence = false;

@@ -178,7 +178,7 @@ class registry {
 inline constexpr std::string_view exposition_content_type =
     "text/plain; version=0.0.4; charset=utf-8";
 
-/// The seed's bucket layouts.
+/// The histogram bucket layouts of runtime_metrics.
 std::vector<double> processing_duration_buckets();  ///< 0.001 .. 5.0 seconds
 std::vector<double> batch_size_buckets();           ///< 1 .. 100 messages
 std::vector<double> operation_latency_buckets();    ///< 50 us .. 10 s, for provider calls
@@ -193,7 +193,7 @@ struct processing_series {
   histogram& duration;
   histogram& batch_size;
 
-  /// The seed's ThroughputMetrics::record_batch_processed.
+  /// Records one processed batch: its message count, its duration and its size.
   void record_batch_processed(std::size_t messages, std::chrono::nanoseconds elapsed) noexcept {
     processed.inc(messages);
     duration.observe(elapsed);
@@ -201,8 +201,8 @@ struct processing_series {
   }
 };
 
-/// The runtime's metric families, registered under the seed's names. Labels: `queue`,
-/// `provider`, and `operation` where the metric is per operation.
+/// The runtime's metric families, under the names docs/adr/0070-metrics-recording.md lists. Labels:
+/// `queue`, `provider`, and `operation` where the metric is per operation.
 struct runtime_metrics {
   explicit runtime_metrics(registry& r);
 

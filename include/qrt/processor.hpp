@@ -23,7 +23,7 @@ enum class failure_action {
   dead_letter,  ///< move it to the dead-letter queue at once
 };
 
-/// The seed's OptimizedAzureConfig, for any provider.
+/// How a processor receives, runs handlers and settles; works with any provider.
 struct processor_options {
   std::size_t max_concurrent_calls = 16;  ///< handlers running at once, never exceeded
   /// Messages received ahead of a free handler slot. The processor lowers this to what it

@@ -1,4 +1,4 @@
-// Picks a provider at run time from configuration (seed assertion 15).
+// Picks a provider at run time from configuration (docs/contract.md, C34).
 #pragma once
 
 #include <functional>

@@ -32,11 +32,11 @@ struct retry_policy {
   /// 0 gives exact delays; spreading retries avoids every client hammering a service in step.
   double jitter = 0.2;
 
-  /// The seed's RetryPolicy::exponential_backoff(initial, max, multiplier).
+  /// Delays initial, initial * multiplier, initial * multiplier^2, ..., each at most `max`.
   static retry_policy exponential_backoff(milliseconds initial, milliseconds max,
                                           double multiplier);
   static retry_policy linear(milliseconds initial, milliseconds increment, milliseconds max);
-  /// The seed's RetryPolicy::fixed_interval(interval).
+  /// The same delay before every retry.
   static retry_policy fixed_interval(milliseconds interval);
   /// One attempt only.
   static retry_policy none();

@@ -14,14 +14,14 @@
 
 namespace qrt {
 
-/// The seed's RuntimeConfiguration. Asio has no separate blocking pool or per-thread stack
-/// size, so only what maps onto an io_context is kept.
+/// How many threads a runtime runs. Asio has no separate blocking pool or per-thread stack
+/// size, so only what maps onto an io_context is configured.
 struct runtime_configuration {
   std::size_t worker_threads = 1;  ///< threads running the io_context (at least 1)
 
   /// One thread per hardware thread.
   static runtime_configuration for_high_throughput();
-  /// Two threads, as in the seed.
+  /// Two threads.
   static runtime_configuration for_low_resource();
 };
 

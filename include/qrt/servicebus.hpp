@@ -47,7 +47,7 @@ struct access_token {
 /// may block briefly.
 using token_provider = std::function<result<access_token>(const std::string& audience)>;
 
-/// The seed's ServiceBusConfig.
+/// Settings of the Service Bus provider: where and how to authenticate, and receive tuning.
 struct options {
   /// "Endpoint=sb://<ns>.servicebus.windows.net/;SharedAccessKeyName=..;SharedAccessKey=.."
   /// (or SharedAccessSignature=..; UseDevelopmentEmulator=true for a local emulator). Secret.

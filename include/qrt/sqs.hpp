@@ -14,7 +14,7 @@ namespace qrt::sqs {
 
 using std::chrono::seconds;
 
-/// The seed's OptimizedSqsConfig plus what a client needs to reach SQS.
+/// Receive tuning plus what a client needs to reach SQS.
 struct options {
   // ---- where and who ----
   /// Empty: AWS_REGION, AWS_DEFAULT_REGION, the profile's region, else "us-east-1".
@@ -33,7 +33,7 @@ struct options {
   /// Extra CA bundle (PEM file) trusted besides the system store.
   std::string ca_file;
 
-  // ---- receive tuning (the seed's OptimizedSqsConfig) ----
+  // ---- receive tuning ----
   /// Messages asked for per ReceiveMessage call (1-10). A receive of more loops calls.
   int max_number_of_messages = 10;
   /// Longest long poll per ReceiveMessage call (0-20 s); a longer receive wait polls again.
@@ -66,9 +66,9 @@ struct options {
   /// First back-off between retries (doubles each time, with jitter, capped at 5 s).
   std::chrono::milliseconds retry_base_delay{100};
 
-  /// Many messages per call, long polls, 5-minute visibility, attempt ids (the seed's preset).
+  /// Many messages per call, long polls, 5-minute visibility, attempt ids.
   static options for_high_throughput();
-  /// Long polls to avoid paying for empty receives, 30 s visibility (the seed's preset).
+  /// Long polls to avoid paying for empty receives, 30 s visibility.
   static options for_cost_optimization();
 };
 

@@ -22,8 +22,8 @@ struct trace_context {
   bool sampled() const noexcept { return (flags & 1) != 0; }
 
   /// "00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>"; nullopt for anything malformed,
-  /// for the all-zero ids the spec forbids, and for version ff. Higher versions are read by
-  /// their version-00 prefix, as the spec asks.
+  /// for the all-zero ids W3C Trace Context forbids, and for version ff. Higher versions are read
+  /// by their version-00 prefix, as W3C Trace Context asks.
   static std::optional<trace_context> parse(std::string_view traceparent);
   std::string to_traceparent() const;
 
