@@ -23,6 +23,9 @@ step "build (ASan+UBSan, warnings as errors)"
 cmake --preset asan-ubsan >/dev/null
 cmake --build --preset asan-ubsan -j "$jobs"
 
+step "API reference from the public headers (Doxygen; a warning fails it)"
+cmake --build --preset asan-ubsan --target docs
+
 step "every test under ASan+UBSan"
 ctest --preset asan-ubsan -j "$jobs"
 

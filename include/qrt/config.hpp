@@ -15,14 +15,18 @@
 
 namespace qrt {
 
+/// Configuration as key/value text, from YAML, "key=value" pairs or QRT_* environment variables;
+/// providers read typed fields from it, and errors name the field.
 class config {
  public:
   config() = default;
+  /// From literal pairs: `config{{"provider", "memory"}, {"queues", "orders"}}`.
   config(std::initializer_list<std::pair<const std::string, std::string>> values)
       : values_(values) {}
 
   /// Nested YAML maps flatten to dotted keys: {sqs: {region: x}} -> "sqs.region".
   static result<config> from_yaml(std::string_view text);
+  /// Reads a YAML file; errors name the file.
   static result<config> from_yaml_file(const std::string& path);
   /// Each item "key=value".
   static result<config> from_pairs(const std::vector<std::string>& pairs);
@@ -31,15 +35,24 @@ class config {
 
   /// Values from `other` override ours.
   void merge(const config& other);
+  /// Sets (or replaces) one field.
   void set(std::string key, std::string value) { values_[std::move(key)] = std::move(value); }
+  /// Whether `key` is set.
   bool contains(std::string_view key) const { return values_.find(key) != values_.end(); }
+  /// The raw text of `key`, if set.
   std::optional<std::string> get(std::string_view key) const;
 
+  /// The text of `key`, else `fallback`; a missing field without a fallback is a
+  /// configuration_error naming it.
   result<std::string> get_string(std::string_view key,
                                  std::optional<std::string> fallback = {}) const;
+  /// An unsigned number in [min, max], else `fallback` when unset; anything else is a
+  /// configuration_error naming the field.
   result<std::uint64_t> get_uint(std::string_view key, std::uint64_t fallback,
                                  std::uint64_t min = 0, std::uint64_t max = UINT64_MAX) const;
+  /// A number, else `fallback` when unset; anything else is a configuration_error.
   result<double> get_double(std::string_view key, double fallback) const;
+  /// true/false, 1/0, yes/no or on/off (any case), else `fallback` when unset.
   result<bool> get_bool(std::string_view key, bool fallback) const;
   /// "250ms", "30s", "5m", "1h"; a bare number is milliseconds.
   result<std::chrono::milliseconds> get_duration(std::string_view key,
@@ -48,10 +61,13 @@ class config {
   /// Fails naming the first key that is not in `known` (a typo must not be silently ignored).
   result<void> reject_unknown(std::initializer_list<std::string_view> known) const;
 
+  /// Every field, by key.
   const std::map<std::string, std::string, std::less<>>& values() const noexcept { return values_; }
 
   /// "key=value" lines, secrets shown as "<redacted>".
   std::string to_string() const;
+  /// Whether `key` names a secret (keys, passwords, tokens, connection strings), which prints
+  /// redacted.
   static bool is_secret_key(std::string_view key) noexcept;
 
  private:

@@ -8,14 +8,17 @@
 
 namespace qrt {
 
+/// A circuit breaker's state as a health report shows it; unknown when there is no breaker.
 enum class breaker_state { closed, half_open, open, unknown };
 std::string_view to_string(breaker_state s) noexcept;
 
+/// The outcome of check_health(): what /health serves.
 struct health_report {
-  std::string provider;
-  bool reachable = false;  ///< the provider answered (a missing probe queue still counts)
-  bool queue_exists = false;
-  breaker_state breaker = breaker_state::unknown;
+  std::string provider;       ///< the provider's name
+  bool reachable = false;     ///< the provider answered (a missing probe queue still counts)
+  bool queue_exists = false;  ///< the probe queue exists
+  breaker_state breaker =
+      breaker_state::unknown;            ///< the circuit breaker's state, when the caller has one
   std::chrono::microseconds latency{0};  ///< of the probe call
   std::optional<qrt::error> problem;     ///< the probe's error, if any
 

@@ -16,13 +16,15 @@ enum class durability {
   none,      ///< page cache only
 };
 
-/// The seed's OptimizedInMemoryConfig.
+/// Settings of the embedded provider: queue bounds, persistence, batch and message limits.
 struct options {
   std::size_t max_queue_size = 10'000;  ///< messages per queue (ready + scheduled + locked)
-  bool enable_persistence = false;
-  std::string persistence_path;  ///< a directory; required with enable_persistence
-  durability durability_mode = durability::always;
-  milliseconds sync_interval{100};   ///< durability::interval only
+  bool enable_persistence = false;      ///< keep every queue in a checksummed log under
+                                        ///< persistence_path (docs/adr/0003-persistence-format.md)
+  std::string persistence_path;         ///< a directory; required with enable_persistence
+  durability durability_mode = durability::always;  ///< when a send or settle returns, relative to
+                                                    ///< its record reaching the disk
+  milliseconds sync_interval{100};                  ///< durability::interval only
   std::uint64_t max_disk_bytes = 0;  ///< 0: no limit; else backpressure like max_queue_size
   /// How long opening waits while another process holds persistence_path (0: fail at once with
   /// an error naming the holder). Lets one process receive as soon as another finishes sending.
@@ -33,7 +35,9 @@ struct options {
   std::vector<std::string> queues;          ///< created when the provider starts
   queue_options queue_defaults;             ///< settings for queues created from `queues`
 
+  /// 10,000 messages per queue, one thread per hardware thread, 1,000 messages per call.
   static options for_high_throughput();
+  /// 1,000 messages per queue, one thread, 100 messages per call.
   static options for_testing();
 };
 
@@ -44,6 +48,8 @@ struct options {
 /// max_delivery_count, default_time_to_live, dead_letter_on_expiration, requires_session.
 result<options> options_from_config(const config& cfg);
 
+/// An embedded provider on `executor`; with persistence, it replays the log first and refuses to
+/// start on damage (naming file and offset) or when another process holds the directory.
 result<provider_ptr> make_provider(const options& opts, boost::asio::any_io_executor executor);
 
 /// Registers "memory".

@@ -1,5 +1,5 @@
-// Scheduled delivery and time-to-live. Each test names the contract item (DESIGN.md) or
-// issue 2 §5 item it covers. Waiting is always a receive on the queue where the event shows.
+// Scheduled delivery and time-to-live. Each test names the item of docs/contract.md it checks.
+// Waiting is always a receive on the queue where the event shows.
 #include "conformance/suite.hpp"
 
 namespace qrt::conformance {
@@ -7,8 +7,7 @@ namespace {
 
 using namespace std::chrono_literals;
 
-// Contract: scheduled delivery. Issue 2 §5: "scheduled delivery (invisible before its time,
-// visible after)".
+// Contract C26: a scheduled message is invisible before its time and delivered after it.
 TEST_P(provider_test, Scheduled_InvisibleUntilItsTime) {
   QRT_REQUIRE(caps().scheduling, "scheduled delivery");
   const milliseconds lock = std::max<milliseconds>(30s, tgt().event_timeout * 3);
@@ -43,10 +42,9 @@ TEST_P(provider_test, Scheduled_InvisibleUntilItsTime) {
   complete(got.receipt);
 }
 
-// Contract: time-to-live; expired messages go to the DLQ when the queue says so.
-// Issue 2 §5: "TTL (expired message not delivered; in DLQ if dead_letter_on_expiration)".
-// The expiring message's arrival in the DLQ is the event waited for; a message without TTL
-// sent alongside stays deliverable.
+// Contract C27: an expired message is not delivered; it goes to the DLQ when the queue says so
+// (dead_letter_on_expiration). The expiring message's arrival in the DLQ is the event waited for; a
+// message without TTL sent alongside stays deliverable.
 TEST_P(provider_test, TimeToLive_ExpiredMessageGoesToDeadLetterNotToReceivers) {
   QRT_REQUIRE(caps().time_to_live, "time-to-live");
   QRT_REQUIRE(caps().dead_letter_queue, "a dead-letter queue");
@@ -76,8 +74,8 @@ TEST_P(provider_test, TimeToLive_ExpiredMessageGoesToDeadLetterNotToReceivers) {
   }
 }
 
-// Contract: time-to-live; expired messages are dropped (counted) when the queue does not
-// dead-letter them. Issue 2 §5: "TTL (expired message not delivered)". The message's TTL runs
+// Contract C27: an expired message is not delivered; it is dropped (and counted) when the
+// queue does not dead-letter expired messages. The message's TTL runs
 // out while it is locked; when the lock lapses it must not be redelivered, and its receipt is
 // stale.
 TEST_P(provider_test, TimeToLive_ExpiredMessageIsDroppedNotRedelivered) {

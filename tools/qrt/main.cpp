@@ -234,7 +234,7 @@ int main(int argc, char** argv) {
                        "also measure client overhead with a handler of this many microseconds");
   benchcmd->add_option("--overhead-messages", overhead_messages,
                        "messages for --overhead (default 2000)");
-  benchcmd->add_option("--targets", targets_file, "performance targets YAML (the seed's shape)")
+  benchcmd->add_option("--targets", targets_file, "performance targets YAML (format: ADR 0071)")
       ->check(CLI::ExistingFile);
   benchcmd
       ->add_option("--environment", environment,

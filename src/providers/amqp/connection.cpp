@@ -1485,7 +1485,7 @@ struct connection::impl : proton::messaging_handler,
     }
   }
 
-  /// Proton's default throws from the container thread; every error is handled where it
+  /// Proton's default throws out of the handler; every error is handled where it
   /// belongs (transport, connection, session, link), so there is nothing left to do here.
   void on_error(const proton::error_condition&) override {}
 

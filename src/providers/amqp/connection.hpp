@@ -11,8 +11,9 @@
 //  - connects lazily on first use (SASL PLAIN with a user, else ANONYMOUS; TLS for amqps with
 //    peer-name verification on unless turned off), and reconnects on demand after a loss, the
 //    attempts spaced by exponential back-off;
-//  - multiplexes links on one session: senders cached per address, receivers cached per link id,
-//    attached on first use and re-attached on demand after a loss;
+//  - multiplexes links on one connection, each on its own session (a broker that ends a session
+//    hurts one link): senders cached per address, receivers cached per link id, attached on
+//    first use and re-attached on demand after a loss;
 //  - peek-lock: deliveries stay unsettled until settle(); credit is granted by hand (credit
 //    window 0) so at most `prefetch` messages are locked by a receiver link (buffered + handed
 //    out), or the size of a pending receive call if that is larger;

@@ -22,7 +22,7 @@ TEST(Config, MalformedYamlIsAConfigurationError) {
   EXPECT_NE(c.error().message.find("malformed YAML"), std::string::npos);
 }
 
-TEST(Config, TypedGettersNameTheFieldOnBadInput) {  // seed assertion 16
+TEST(Config, TypedGettersNameTheFieldOnBadInput) {  // contract C34
   config c{{"max_queue_size", "lots"}, {"lock_duration", "5 fortnights"}, {"flag", "maybe"}};
   auto n = c.get_uint("max_queue_size", 1);
   ASSERT_FALSE(n);

@@ -1,6 +1,6 @@
 // The metrics decorator over the real embedded provider: every operation shows up under the
-// seed's names with the right labels, and promtool accepts the result. Also carries a W3C
-// traceparent from send to the handler through the provider.
+// runtime's metric names (docs/adr/0070-metrics-recording.md) with the right labels, and promtool
+// accepts the result. Also carries a W3C traceparent from send to the handler through the provider.
 #include <gtest/gtest.h>
 
 #include <boost/asio/co_spawn.hpp>

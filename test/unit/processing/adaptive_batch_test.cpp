@@ -1,5 +1,4 @@
-// Adaptive batch sizing on a controllable clock (issue 3: "adaptive sizes converge for fast and
-// slow handlers").
+// Adaptive batch sizing on a controllable clock: sizes converge for fast and for slow handlers.
 #include <gtest/gtest.h>
 
 #include <qrt/adaptive_batch.hpp>
@@ -50,7 +49,7 @@ TEST(AdaptiveBatch, AveragesOnlyTheRecentWindowAndKeepsLimitedHistory) {
   EXPECT_EQ(sizer.history().size(), 6u) << "an empty batch says nothing";
 }
 
-// The seed's process_adaptive_batch against the real embedded provider; the handler advances
+// process_adaptive_batch against the real embedded provider; the handler advances
 // the fake clock by 10 ms per message, so the second batch is sized 100 ms / 10 ms = 10.
 TEST(AdaptiveBatch, ProcessorReceivesSizedBatchesAndSettlesThem) {
   qrt::runtime rt;

@@ -1,5 +1,5 @@
-// qrt::processor against the real embedded provider. Each test names the seed assertion or the
-// pain point (issue 3) it covers. Locks are short (250-300 ms) so lock expiry happens quickly.
+// qrt::processor against the real embedded provider. Each test names the item of
+// docs/contract.md (P1-P6) it checks. Locks are short (250-300 ms) so lock expiry happens quickly.
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -60,9 +60,9 @@ struct fixture {
 
 }  // namespace
 
-// Seed: "Dead letter queue accumulation"; contract: after max_delivery_count deliveries a
-// message goes to the DLQ. A failing handler abandons (redelivery), then dead-letters with its
-// error kept, and the good messages around it are completed.
+// Contract P3, C19: after max_delivery_count deliveries a message goes to the DLQ. A failing
+// handler abandons (redelivery), then dead-letters with its error kept, and the good messages
+// around it are completed.
 TEST(Processor, HandlerFailuresRedeliverThenDeadLetterAtMaxDeliveries) {
   fixture f({.lock_duration = 5s, .max_delivery_count = 50});
   for (int i = 0; i < 5; ++i) f.send("ok" + std::to_string(i));
@@ -124,8 +124,9 @@ TEST(Processor, PermanentHandlerErrorDeadLettersAtOnce) {
   EXPECT_EQ(dlq[0].dead_letter->reason, "HandlerFailedPermanently");
 }
 
-// Pain point: "spawn and hope" concurrency. The handler itself measures how many run at once:
-// never more than the limit, and the limit is reached (the processor really runs in parallel).
+// Contract P1: concurrency is bounded, not spawned and hoped for. The handler itself measures how
+// many run at once: never more than the limit, and the limit is reached (the processor really runs
+// in parallel).
 TEST(Processor, ConcurrencyLimitIsNeverExceeded) {
   fixture f({.lock_duration = 30s});
   f.send_numbered(40);
@@ -165,8 +166,8 @@ TEST(Processor, ConcurrencyLimitIsNeverExceeded) {
   EXPECT_EQ(f.stats().active, 0);
 }
 
-// Pain point: locks lost during long handlers. The handler runs 3x the lock duration; with a
-// second free slot, an expired lock would hand the message to the processor again.
+// Contract P2: a handler that runs long does not lose its lock. The handler runs 3x the lock
+// duration; with a second free slot, an expired lock would hand the message to the processor again.
 TEST(Processor, HandlerRunningThreeTimesTheLockDurationIsNotRedelivered) {
   fixture f({.lock_duration = 250ms});
   f.send("slow");
@@ -192,9 +193,9 @@ TEST(Processor, HandlerRunningThreeTimesTheLockDurationIsNotRedelivered) {
   EXPECT_EQ(f.stats().dead_lettered, 0);
 }
 
-// Pain point: prefetched messages whose locks expire in the buffer. One slot, a first handler
-// that outlives every prefetched lock: no handler may see a dead lock, every completion must
-// succeed, and every message is handled exactly once.
+// Contract P2: prefetched messages whose locks would expire in the buffer are not handed over. One
+// slot, a first handler that outlives every prefetched lock: no handler may see a dead lock, every
+// completion must succeed, and every message is handled exactly once.
 TEST(Processor, PrefetchedMessageWhoseLockWouldExpireIsNotHandedToAHandler) {
   fixture f({.lock_duration = 300ms, .max_delivery_count = 50});
   f.send_numbered(6);
@@ -228,8 +229,8 @@ TEST(Processor, PrefetchedMessageWhoseLockWouldExpireIsNotHandedToAHandler) {
   EXPECT_EQ(f.stats().active, 0);
 }
 
-// Seed assertion 12 (resource cleanup) and pain point "shutdown drops or dead-letters in-flight
-// work": stop under load; every message is either completed or back in the queue.
+// Contract P4: shutdown neither drops nor dead-letters in-flight work and holds no locks
+// afterwards: stop under load; every message is either completed or back in the queue.
 TEST(Processor, ShutdownUnderLoadLosesNothingAndDeadLettersNothing) {
   fixture f({.lock_duration = 30s});
   constexpr int total = 200;
@@ -290,8 +291,9 @@ TEST(Processor, ShutdownDeadlineAbandonsRunningHandlersAndNeverDeadLetters) {
   EXPECT_EQ(f.drain(f.q).size(), 10u);
 }
 
-// Pain point: Nack loops hammering a failing dependency. Once the breaker opens, no handler
-// runs (and nothing is received) until its open duration has passed; a good probe closes it.
+// Contract P6: redelivery loops do not hammer a failing dependency. Once the breaker opens, no
+// handler runs (and nothing is received) until its open duration has passed; a good probe closes
+// it.
 TEST(Processor, OpenCircuitBreakerStopsHandlingUntilAProbeSucceeds) {
   fixture f({.lock_duration = 30s, .max_delivery_count = 100});
   f.send_numbered(10);
@@ -326,7 +328,7 @@ TEST(Processor, OpenCircuitBreakerStopsHandlingUntilAProbeSucceeds) {
   EXPECT_EQ(f.stats().active, 0);
 }
 
-TEST(Processor, PresetsMatchTheSeed) {
+TEST(Processor, PresetsHaveTheirDocumentedValues) {
   auto high = qrt::processor_options::for_high_throughput();
   EXPECT_EQ(high.max_concurrent_calls, 32u);
   EXPECT_EQ(high.prefetch_count, 50u);

@@ -1,4 +1,4 @@
-// qrt::runtime and the seed's RuntimeConfiguration presets.
+// qrt::runtime and its configuration presets.
 #include <gtest/gtest.h>
 
 #include <condition_variable>
@@ -7,7 +7,7 @@
 #include <set>
 #include <thread>
 
-TEST(Runtime, PresetsMatchTheSeed) {
+TEST(Runtime, PresetsHaveTheirDocumentedValues) {
   EXPECT_EQ(qrt::runtime_configuration::for_low_resource().worker_threads, 2u);
   EXPECT_EQ(qrt::runtime_configuration::for_high_throughput().worker_threads,
             std::max(1u, std::thread::hardware_concurrency()));

@@ -77,8 +77,8 @@ TEST(SendBatcher, FlushesAfterMaxDelay) {
   EXPECT_EQ(f.batcher.stats().flushes_by_delay, 1u);
 }
 
-// Seed: "Handle partial batch failures gracefully". Only the entries that failed transiently
-// are sent again; a permanent failure is reported for its message alone.
+// Contract C4: a partial batch failure is handled per message. Only the entries that failed
+// transiently are sent again; a permanent failure is reported for its message alone.
 TEST(SendBatcher, ResendsOnlyTheFailedEntriesOfAPartialFailure) {
   std::vector<qrt::milliseconds> delays;
   auto script = [](std::size_t call, std::size_t,

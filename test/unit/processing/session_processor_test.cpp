@@ -1,6 +1,6 @@
 // qrt::session_processor against the real embedded provider, with the fault-injecting decorator
-// between them (issue 3: "4 sessions processed concurrently each stay in order while failures
-// are injected"; pain point: ordering broken by parallel processing).
+// between them. Contract P5: 4 sessions processed concurrently each stay in order while
+// failures are injected; parallel processing must not break a session's order.
 #include <gtest/gtest.h>
 
 #include <boost/asio/steady_timer.hpp>

@@ -19,8 +19,8 @@ struct fake_clock {
 
 }  // namespace
 
-// Issue 3: "the breaker opens after N failures, rejects fast while open, and closes after a good
-// probe" (pain point: Nack loops hammering a failing dependency).
+// Contract P6: the breaker opens after N failures, rejects fast while open, and closes after a
+// good probe, so redelivery loops do not hammer a failing dependency.
 TEST(CircuitBreaker, OpensAfterNFailuresRejectsFastWhileOpenAndClosesAfterAGoodProbe) {
   fake_clock clock;
   std::vector<std::pair<breaker_state, breaker_state>> changes;

@@ -71,8 +71,8 @@ TEST(RetryPolicy, JitterOnlyShortensADelayByItsConfiguredShare) {
   EXPECT_GE(*p.next_delay(transient(), 1, 0.999999), 750ms);
 }
 
-TEST(RetryPolicy, RetriesBackOffAsConfigured) {  // issue 3: "retries back off as configured"
-  auto p = retry_policy::exponential_backoff(100ms, 30'000ms, 3.0);  // the seed's high-throughput
+TEST(RetryPolicy, RetriesBackOffAsConfigured) {
+  auto p = retry_policy::exponential_backoff(100ms, 30'000ms, 3.0);  // the high-throughput preset's
   p.jitter = 0;
   p.max_attempts = 5;
   auto run = run_with_failures(p, 3, transient());
@@ -111,7 +111,7 @@ TEST(RetryPolicy, ThrottledErrorWaitsTheServicesRetryAfterEvenBeyondMaxDelay) {
   EXPECT_EQ(run.delays, (std::vector<qrt::milliseconds>{2'500ms}));
 }
 
-// The client applies retries to transient provider errors by default (issue 3, item 1), and a
+// The client applies retries to transient provider errors by default (contract C31), and a
 // retried send is not duplicated: an injected failure happens before the provider saw the call.
 TEST(ClientRetry, TransientProviderErrorsAreRetriedByDefaultAndNothingIsDuplicated) {
   qrt::runtime rt;

@@ -30,7 +30,7 @@ message text(std::string body) {
 
 }  // namespace
 
-TEST(MemoryProvider, FactoryRefusesBadConfigurationNamingTheField) {  // seed assertion 16
+TEST(MemoryProvider, FactoryRefusesBadConfigurationNamingTheField) {  // contract C34
   auto c = qrt::sync::queue_client::open(
       qrt::config{{"provider", "memory"}, {"max_queue_size", "-3"}}, qrt::builtin_providers());
   ASSERT_FALSE(c);
@@ -48,14 +48,14 @@ TEST(MemoryProvider, FactoryRefusesBadConfigurationNamingTheField) {  // seed as
   EXPECT_NE(unknown.error().message.find("memory"), std::string::npos) << "lists known providers";
 }
 
-TEST(MemoryProvider, ProviderIsChosenAtRunTimeFromConfiguration) {  // seed assertion 15
+TEST(MemoryProvider, ProviderIsChosenAtRunTimeFromConfiguration) {  // contract C34
   auto yaml = qrt::config::from_yaml("provider: memory\nqueues: [orders, billing]\n").value();
   auto client = qrt::sync::queue_client::open(yaml, qrt::builtin_providers()).value();
   EXPECT_EQ(client.async_client().provider_name(), "memory");
   EXPECT_TRUE(client.send(queue_name::from("billing"), text("x")));
 }
 
-TEST(MemoryProvider, PresetsMatchTheSeed) {
+TEST(MemoryProvider, PresetsHaveTheirDocumentedValues) {
   auto high = qrt::memory::options::for_high_throughput();
   EXPECT_EQ(high.max_queue_size, 10'000u);
   EXPECT_EQ(high.channel_buffer_size, 1'000u);

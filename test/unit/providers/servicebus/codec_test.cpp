@@ -323,7 +323,7 @@ constexpr const char* peer_cs =
     "Endpoint=sb://127.0.0.1:5672/"
     ";SharedAccessKeyName=x;SharedAccessKey=very-secret;UseDevelopmentEmulator=true";
 
-TEST(ServiceBusOptions, PresetsMatchTheSeed) {
+TEST(ServiceBusOptions, PresetsHaveTheirDocumentedValues) {
   const auto fast = qrt::servicebus::options::for_high_throughput();
   EXPECT_EQ(fast.max_concurrent_calls, 32u);
   EXPECT_EQ(fast.prefetch_count, 50u);
