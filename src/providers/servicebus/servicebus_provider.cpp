@@ -338,6 +338,7 @@ class servicebus_provider final : public provider,
     amqp::receiver_spec spec;
     spec.address = entity;
     spec.prefetch = opts_.prefetch_count;
+    spec.max_message_size = opts_.max_message_bytes + amqp::receive_size_headroom;
     spec.confirm_settlement = true;
     co_return co_await receive_on("queue:" + entity, entity, spec, max_messages, wait);
   }
@@ -472,6 +473,7 @@ class servicebus_provider final : public provider,
     amqp::receiver_spec spec;
     spec.address = entity;
     spec.prefetch = opts_.prefetch_count;
+    spec.max_message_size = opts_.max_message_bytes + amqp::receive_size_headroom;
     spec.confirm_settlement = true;
     spec.filters.put(proton::symbol(session_filter),
                      session ? proton::value(session->str()) : proton::value());

@@ -12,7 +12,8 @@
 // Usage: node peer.js [--port N] [--lock-duration-ms N] [--max-delivery-count N]
 //                     [--sas-key-name NAME --sas-key KEY] [--jwt TOKEN,TOKEN...]
 //                     [--max-message-size N]
-//                     [--session-queues a,b] [--hold-settlements a,b] [--quiet]
+//                     [--session-queues a,b] [--hold-settlements a,b] [--garbage-replies a,b]
+//                     [--quiet]
 // Prints one line `{"port":N}` on stdout once listening (port 0 = picked by the OS).
 //
 // Queues are created on demand by the first attach or request that names them, with the
@@ -52,6 +53,9 @@ const options = {
   requireCreated: args.includes('--require-created'),
   // Test hook: outcomes on these queues are never answered (a service that does not confirm).
   holdSettlements: new Set(String(arg('hold-settlements', '')).split(',').filter(Boolean)),
+  // Test hook: $management requests on these queues are answered with bytes that are not an
+  // AMQP message (a broken or hostile service).
+  garbageReplies: new Set(String(arg('garbage-replies', '')).split(',').filter(Boolean)),
   queues: String(arg('queues', '')).split(',').filter(Boolean),
 };
 const log = options.quiet ? () => {} : (...a) => console.error('[sb-peer]', ...a);
@@ -700,6 +704,11 @@ function encodedEntry(msg, extra) {
 }
 
 function handleManagement(context, queue, request) {
+  if (queue && options.garbageReplies.has(queue.name)) {
+    const link = replyLink(context.connection, request.reply_to);
+    if (link) link.send(Buffer.from([0x00, 0x53, 0x77, 0xa1, 0xff, 0x78]), crypto.randomBytes(16), 0);
+    return;
+  }
   const props = request.application_properties || {};
   const op = String(props.operation || '');
   const body = request.body;

@@ -2,6 +2,7 @@
 // $management bodies and error mapping.
 #include <gtest/gtest.h>
 
+#include <limits>
 #include <map>
 #include <proton/annotation_key.hpp>
 #include <proton/binary.hpp>
@@ -171,6 +172,69 @@ TEST(ServiceBusTicks, RoundTripAndKnownValues) {
   EXPECT_EQ(sb::from_dotnet_ticks(sb::to_dotnet_ticks(t)), t);
 }
 
+TEST(ServiceBusTicks, ExtremesSaturateInsteadOfWrapping) {
+  // DateTime.MaxValue (9999-12-31T23:59:59.9999999Z) is past the nanosecond clock's year 2262.
+  EXPECT_EQ(sb::from_dotnet_ticks(3'155'378'975'999'999'999), qrt::time_point::max());
+  EXPECT_EQ(sb::from_dotnet_ticks(std::numeric_limits<std::int64_t>::max()),
+            qrt::time_point::max());
+  EXPECT_EQ(sb::from_dotnet_ticks(0), qrt::time_point::min());  // DateTime.MinValue, year 1
+  EXPECT_EQ(sb::from_dotnet_ticks(std::numeric_limits<std::int64_t>::min()),
+            qrt::time_point::min());
+  // The last representable instant still converts exactly.
+  const auto last = qrt::time_point{std::chrono::duration_cast<qrt::clock::duration>(
+      std::chrono::duration_cast<std::chrono::microseconds>(
+          qrt::time_point::max().time_since_epoch()))};
+  EXPECT_EQ(sb::from_dotnet_ticks(sb::to_dotnet_ticks(last)), last);
+}
+
+TEST(ServiceBusConnectionString, DevelopmentEmulatorIsRefusedForAHostThatIsNotLoopback) {
+  for (const char* host : {"localhost", "LOCALHOST", "127.0.0.1", "127.5.6.7", "[::1]"}) {
+    auto cs = sb::parse_connection_string(std::string("Endpoint=sb://") + host +
+                                          "/;SharedAccessKeyName=x;SharedAccessKey=y;"
+                                          "UseDevelopmentEmulator=true");
+    ASSERT_TRUE(cs) << host << ": " << cs.error().message;
+    EXPECT_FALSE(cs->use_tls);
+  }
+  auto v6 = sb::parse_connection_string(
+      "Endpoint=sb://[::1]:40123/;SharedAccessKeyName=x;SharedAccessKey=y;"
+      "UseDevelopmentEmulator=true");
+  ASSERT_TRUE(v6) << v6.error().message;
+  EXPECT_EQ(v6->host, "::1");
+  EXPECT_EQ(v6->port, 40123);
+  EXPECT_EQ(v6->audience("q"), "sb://[::1]:40123/q");
+
+  for (const char* host : {"contoso.servicebus.windows.net", "10.0.0.5", "128.0.0.1",
+                           "127.0.0.1.example.com", "localhost.example.com", "[::2]"}) {
+    auto cs = sb::parse_connection_string(std::string("Endpoint=sb://") + host +
+                                          "/;SharedAccessKeyName=x;SharedAccessKey=s3cr3t-key;"
+                                          "UseDevelopmentEmulator=true");
+    ASSERT_FALSE(cs) << host << " was accepted with TLS off";
+    EXPECT_EQ(cs.error().code, errc::configuration_error);
+    EXPECT_NE(cs.error().message.find("UseDevelopmentEmulator"), std::string::npos)
+        << cs.error().message;
+    EXPECT_EQ(cs.error().message.find("s3cr3t"), std::string::npos) << cs.error().message;
+  }
+  // Without the flag any host is fine, with TLS.
+  auto remote = sb::parse_connection_string(
+      "Endpoint=sb://10.0.0.5/;SharedAccessKeyName=x;SharedAccessKey=y");
+  ASSERT_TRUE(remote);
+  EXPECT_TRUE(remote->use_tls);
+}
+
+TEST(ServiceBusConnectionString, AnEndpointWithAUserAndPasswordIsNeverEchoed) {
+  for (const char* endpoint :
+       {"sb://user:SECRETPW@ns.servicebus.windows.net/", "amqp://user:SECRETPW@127.0.0.1:5672/",
+        "sb://SECRETPW@ns/", "sb://user:SECRETPW/", "sb://us!er:SECRETPW/", "SECRETPW://ns/",
+        "sb://[SECRETPW]/", "sb://[::1]SECRETPW/"}) {
+    auto cs = sb::parse_connection_string(std::string("Endpoint=") + endpoint +
+                                          ";SharedAccessKeyName=x;SharedAccessKey=y");
+    ASSERT_FALSE(cs) << endpoint;
+    EXPECT_EQ(cs.error().code, errc::configuration_error);
+    EXPECT_NE(cs.error().message.find("Endpoint"), std::string::npos) << cs.error().message;
+    EXPECT_EQ(cs.error().message.find("SECRETPW"), std::string::npos) << cs.error().message;
+  }
+}
+
 TEST(ServiceBusErrors, ConditionsMapOntoQrtErrors) {
   struct mapping {
     const char* condition;
@@ -254,6 +318,31 @@ proton::message reply(int status, std::map<std::string, proton::value> body,
   return m;
 }
 
+// The service answers DateTime.MaxValue (and a peer may answer anything) as a lock's expiry:
+// it must saturate, not wrap into the past (the processor would then renew in a loop).
+TEST(ServiceBusManagement, RenewLockExpiriesSaturateAtTheClocksRange) {
+  constexpr std::int64_t datetime_max_ms = 253'402'300'799'999;  // 9999-12-31T23:59:59.999Z
+  const std::vector<proton::timestamp> stamps{
+      proton::timestamp(datetime_max_ms),
+      proton::timestamp(std::numeric_limits<std::int64_t>::max()),
+      proton::timestamp(std::numeric_limits<std::int64_t>::min()), proton::timestamp(0),
+      proton::timestamp(9'223'372'036'854)};  // the last millisecond the clock holds
+  auto renewed = sb::parse_renew_lock_response(reply(200, {{"expirations", stamps}}));
+  ASSERT_TRUE(renewed) << renewed.error().message;
+  ASSERT_EQ(renewed->size(), stamps.size());
+  EXPECT_EQ((*renewed)[0], qrt::time_point::max());
+  EXPECT_GT((*renewed)[0], qrt::clock::now());
+  EXPECT_EQ((*renewed)[1], qrt::time_point::max());
+  EXPECT_EQ((*renewed)[2], qrt::time_point::min());
+  EXPECT_EQ((*renewed)[3], qrt::time_point{});
+  EXPECT_EQ((*renewed)[4], qrt::time_point{std::chrono::milliseconds{9'223'372'036'854}});
+
+  auto session = sb::parse_renew_session_lock_response(
+      reply(200, {{"expiration", proton::timestamp(datetime_max_ms)}}));
+  ASSERT_TRUE(session) << session.error().message;
+  EXPECT_EQ(*session, qrt::time_point::max());
+}
+
 TEST(ServiceBusManagement, ParsesRepliesAndTheirErrors) {
   const std::vector<proton::timestamp> stamps{proton::timestamp(1700000000123)};
   auto renewed = sb::parse_renew_lock_response(reply(200, {{"expirations", stamps}}));
@@ -304,6 +393,22 @@ TEST(ServiceBusManagement, ParsesRepliesAndTheirErrors) {
       sb::parse_session_state_response(reply(200, {{"session-state", proton::value{}}}));
   ASSERT_TRUE(no_state);
   EXPECT_FALSE(no_state->has_value());
+
+  // The service's descriptions reach errors bounded and printable.
+  proton::message long_error;
+  long_error.properties().put("statusCode", 500);
+  long_error.properties().put("statusDescription", std::string(100'000, 'd') + "\nforged line");
+  auto bounded = sb::parse_renew_lock_response(long_error);
+  ASSERT_FALSE(bounded);
+  EXPECT_LT(bounded.error().message.size(), 2 * qrt::amqp::detail::max_peer_text);
+  EXPECT_EQ(bounded.error().message.find('\n'), std::string::npos);
+
+  // A binary "long" longer than 8 bytes is refused, not shifted through.
+  auto too_long = sb::parse_schedule_response(reply(
+      200, {{"sequence-numbers",
+             std::vector<proton::value>{proton::value(proton::binary(std::string(9, '\x01')))}}}));
+  ASSERT_FALSE(too_long);
+  EXPECT_EQ(too_long.error().code, errc::protocol_error);
 
   proton::message garbage;
   garbage.properties().put("statusCode", 200);
