@@ -31,12 +31,17 @@ class config {
   /// Each item "key=value".
   static result<config> from_pairs(const std::vector<std::string>& pairs);
   /// QRT_PROVIDER=sqs -> "provider"; QRT_SQS__REGION -> "sqs.region" (double underscore = dot).
+  /// Each key remembers the variable it came from: the environment is shared with other tools,
+  /// so reject_unknown() ignores (with a warning) what it does not know instead of failing.
   static config from_environment(std::string_view prefix = "QRT_");
 
-  /// Values from `other` override ours.
+  /// Values from `other` override ours (and so does where they came from).
   void merge(const config& other);
   /// Sets (or replaces) one field.
-  void set(std::string key, std::string value) { values_[std::move(key)] = std::move(value); }
+  void set(std::string key, std::string value) {
+    from_environment_.erase(key);
+    values_[std::move(key)] = std::move(value);
+  }
   /// Whether `key` is set.
   bool contains(std::string_view key) const { return values_.find(key) != values_.end(); }
   /// The raw text of `key`, if set.
@@ -59,19 +64,31 @@ class config {
                                                  std::chrono::milliseconds fallback) const;
 
   /// Fails naming the first key that is not in `known` (a typo must not be silently ignored).
+  /// Keys that came from environment variables are the exception: one unknown there is ignored,
+  /// and the variables ignored are named (never their values) in one warning on stderr, once
+  /// per process for each set of names.
   result<void> reject_unknown(std::initializer_list<std::string_view> known) const;
+  /// The environment variables reject_unknown() would ignore for `known` (their names).
+  std::vector<std::string> unknown_environment_variables(
+      std::initializer_list<std::string_view> known) const;
 
   /// Every field, by key.
   const std::map<std::string, std::string, std::less<>>& values() const noexcept { return values_; }
 
-  /// "key=value" lines, secrets shown as "<redacted>".
+  /// "key=value" lines, secrets shown as "<redacted>", and so is the userinfo of a URL value
+  /// (user:password@ in endpoint=amqps://user:password@host).
   std::string to_string() const;
   /// Whether `key` names a secret (keys, passwords, tokens, connection strings), which prints
   /// redacted.
   static bool is_secret_key(std::string_view key) noexcept;
+  /// `value` as it may be shown for `key`: "<redacted>" for a secret key, else the value with
+  /// any URL userinfo replaced by "<redacted>".
+  static std::string printable_value(std::string_view key, std::string_view value);
 
  private:
   std::map<std::string, std::string, std::less<>> values_;
+  /// key -> the environment variable its value came from (only for such keys).
+  std::map<std::string, std::string, std::less<>> from_environment_;
 };
 
 /// Parses a duration written as in config files; nullopt when malformed.

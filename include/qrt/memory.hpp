@@ -16,9 +16,19 @@ enum class durability {
   none,      ///< page cache only
 };
 
+/// Longer dead-letter reasons and descriptions are cut to these many bytes (at a UTF-8
+/// character boundary) when a message is dead-lettered: they are free text, often an error
+/// message, and must not make one stored message unboundedly large.
+inline constexpr std::size_t max_dead_letter_reason_bytes = 1024;
+inline constexpr std::size_t max_dead_letter_description_bytes = 4096;
+
 /// Settings of the embedded provider: queue bounds, persistence, batch and message limits.
 struct options {
   std::size_t max_queue_size = 10'000;  ///< messages per queue (ready + scheduled + locked)
+  /// Messages per dead-letter queue. When it is full nothing more moves in: dead_letter() fails
+  /// with queue_full, and a message past max_delivery_count or its time to live stays in its
+  /// queue and is delivered again, until the dead-letter queue has room. Nothing is dropped.
+  std::size_t max_dead_letter_queue_size = 100'000;
   bool enable_persistence = false;      ///< keep every queue in a checksummed log under
                                         ///< persistence_path (docs/adr/0003-persistence-format.md)
   std::string persistence_path;         ///< a directory; required with enable_persistence
@@ -31,9 +41,11 @@ struct options {
   milliseconds persistence_open_timeout{0};
   std::size_t worker_threads = 1;           ///< threads for a qrt runtime built from this config
   std::size_t channel_buffer_size = 1'000;  ///< most messages one send or receive call moves
-  std::size_t max_message_bytes = 1 << 20;  ///< body plus attributes of one message
-  std::vector<std::string> queues;          ///< created when the provider starts
-  queue_options queue_defaults;             ///< settings for queues created from `queues`
+  /// Body plus attributes of one message; also the most bytes of one session state. With
+  /// enable_persistence at most 63 MiB, so that every message fits one log record.
+  std::size_t max_message_bytes = 1 << 20;
+  std::vector<std::string> queues;  ///< created when the provider starts
+  queue_options queue_defaults;     ///< settings for queues created from `queues`
 
   /// 10,000 messages per queue, one thread per hardware thread, 1,000 messages per call.
   static options for_high_throughput();
@@ -42,10 +54,10 @@ struct options {
 };
 
 /// Fields: provider=memory, preset (high_throughput|testing), max_queue_size,
-/// enable_persistence, persistence_path, persistence_open_timeout, durability, sync_interval,
-/// max_disk_bytes,
-/// worker_threads, channel_buffer_size, max_message_bytes, queues (comma list), lock_duration,
-/// max_delivery_count, default_time_to_live, dead_letter_on_expiration, requires_session.
+/// max_dead_letter_queue_size, enable_persistence, persistence_path, persistence_open_timeout,
+/// durability, sync_interval, max_disk_bytes, worker_threads, channel_buffer_size,
+/// max_message_bytes, queues (comma list), lock_duration, max_delivery_count, default_time_to_live,
+/// dead_letter_on_expiration, requires_session.
 result<options> options_from_config(const config& cfg);
 
 /// An embedded provider on `executor`; with persistence, it replays the log first and refuses to

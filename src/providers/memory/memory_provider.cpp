@@ -106,12 +106,7 @@ class memory_session final : public session_receiver {
     auto slot = q_->find_locked_session(id_, lock_, clock::now());
     if (slot) q_->release_session(**slot, clock::now());
   }
-  result<session_slot*> locked_slot(time_point now) {
-    if (closed_) return fail(errc::closed, "session '" + id_.str() + "' was closed");
-    if (q_->deleted) return queue_missing(q_->name());
-    q_->sweep(now);
-    return q_->find_locked_session(id_, lock_, now);
-  }
+  result<session_slot*> locked_slot(time_point now);
 
   std::shared_ptr<memory_provider> owner_;
   queue_ptr q_;
@@ -174,14 +169,19 @@ class memory_provider final : public provider,
       return fail(errc::invalid_argument, "cannot create '" + name.to_string() +
                                               "': dead-letter queues come with their queue");
     }
-    if (o.lock_duration.count() <= 0) {
-      return fail(errc::invalid_argument, "lock_duration must be positive");
+    if (o.lock_duration.count() <= 0 || o.lock_duration > longest_duration) {
+      return fail(errc::invalid_argument, "lock_duration must be positive and at most 100 years");
+    }
+    if (o.default_time_to_live &&
+        (o.default_time_to_live->count() < 0 || *o.default_time_to_live > longest_duration)) {
+      return fail(errc::invalid_argument, "default_time_to_live must be between 0 and 100 years");
     }
     std::lock_guard lock(registry_mutex_);
     if (closed_) return provider_closed();
     if (by_name_.count(name)) return {};  // idempotent
-    auto q =
-        std::make_shared<queue_state>(next_queue_id_++, name, o, opts_.max_queue_size, sink_.get());
+    if (auto failed = log_failure()) return *failed;
+    auto q = std::make_shared<queue_state>(next_queue_id_++, name, o, opts_.max_queue_size,
+                                           opts_.max_dead_letter_queue_size, sink_.get());
     if (sink_ && log) {
       std::lock_guard qlock(q->mutex);
       sink_->queue_created(name, o);
@@ -207,6 +207,7 @@ class memory_provider final : public provider,
   }
 
   awaitable<result<void>> delete_queue(const queue_name& queue) override {
+    if (auto failed = log_failure()) co_return *failed;
     queue_ptr q;
     {
       std::lock_guard lock(registry_mutex_);
@@ -229,6 +230,7 @@ class memory_provider final : public provider,
   awaitable<result<queue_stats>> stats(const queue_name& queue) override {
     auto q = find(queue);
     if (!q) co_return queue_missing(queue);
+    if (auto failed = log_failure()) co_return *failed;
     std::lock_guard lock(q->mutex);
     q->sweep(clock::now());
     co_return q->stats();
@@ -275,6 +277,13 @@ class memory_provider final : public provider,
           if (pending == n) co_return gone;
           for (std::size_t i = next; i < n; ++i) {
             if (!done[i]) outcomes[i] = gone;
+          }
+          break;
+        }
+        if (auto failed = log_failure()) {
+          if (pending == n) co_return *failed;
+          for (std::size_t i = next; i < n; ++i) {
+            if (!done[i]) outcomes[i] = *failed;
           }
           break;
         }
@@ -345,6 +354,7 @@ class memory_provider final : public provider,
         }
         if (q->deleted) co_return queue_missing(queue);
         if (q->closed) co_return provider_closed();
+        if (auto failed = log_failure()) co_return *failed;
         const auto now = clock::now();
         q->sweep(now);
         lsn ignored = 0;  // a receive does not wait for its delivery count to be durable
@@ -365,6 +375,7 @@ class memory_provider final : public provider,
                                                         std::int64_t from_sequence) override {
     auto q = find(queue);
     if (!q) co_return queue_missing(queue);
+    if (auto failed = log_failure()) co_return *failed;
     std::vector<received_message> out;
     std::lock_guard lock(q->mutex);
     q->sweep(clock::now());
@@ -394,6 +405,7 @@ class memory_provider final : public provider,
 
   result<void> settle_locked(queue_state* q, const settlement& s, time_point now, lsn& last) {
     if (auto e = check_receipt(q, s.receipt)) return *e;
+    if (auto failed = log_failure()) return *failed;
     return q->settle(key_of(s.receipt), s, now, last);
   }
 
@@ -409,6 +421,7 @@ class memory_provider final : public provider,
   awaitable<result<time_point>> renew_lock(const receipt_handle& receipt) override {
     queue_ptr q = find_by_id(receipt.queue);
     if (auto e = check_receipt(q.get(), receipt)) co_return *e;
+    if (auto failed = log_failure()) co_return *failed;
     std::lock_guard lock(q->mutex);
     const auto now = clock::now();
     q->sweep(now);
@@ -436,6 +449,7 @@ class memory_provider final : public provider,
         }
         if (q->deleted) co_return queue_missing(queue);
         if (q->closed) co_return provider_closed();
+        if (auto failed = log_failure()) co_return *failed;
         const auto now = clock::now();
         q->sweep(now);
         if (which) {
@@ -491,10 +505,15 @@ class memory_provider final : public provider,
                                                " bytes exceeds the limit of " +
                                                std::to_string(opts_.max_message_bytes) + " bytes");
     }
+    if (m.time_to_live &&
+        (*m.time_to_live < -longest_duration || *m.time_to_live > longest_duration)) {
+      return fail(errc::invalid_argument, "time_to_live must be at most 100 years");
+    }
     if (q.options().requires_session && !m.session) {
       return fail(errc::invalid_argument, "queue '" + q.name().str() +
                                               "' requires sessions: the message has no session id");
     }
+    if (sink_) return sink_->refuse(q.name(), m);
     return std::nullopt;
   }
 
@@ -512,6 +531,10 @@ class memory_provider final : public provider,
 
   // Creating a queue logs one event; its lsn is not returned by add_queue, so wait for all.
   lsn current_lsn_hint() const { return std::numeric_limits<lsn>::max(); }
+
+  /// Set once the persistence log could not store an event: memory may hold changes the disk
+  /// lacks, so every operation is refused (before it changes anything) until reopened.
+  std::optional<error> log_failure() const { return sink_ ? sink_->failure() : std::nullopt; }
 
   bool closed_flag() {
     std::lock_guard lock(registry_mutex_);
@@ -545,6 +568,14 @@ class memory_provider final : public provider,
 };
 
 // ---- memory_session ----
+
+result<session_slot*> memory_session::locked_slot(time_point now) {
+  if (closed_) return fail(errc::closed, "session '" + id_.str() + "' was closed");
+  if (q_->deleted) return queue_missing(q_->name());
+  if (auto failed = owner_->log_failure()) return *failed;
+  q_->sweep(now);
+  return q_->find_locked_session(id_, lock_, now);
+}
 
 awaitable<result<std::vector<received_message>>> memory_session::receive(std::size_t max_messages,
                                                                          milliseconds wait) {
@@ -621,6 +652,12 @@ awaitable<result<std::string>> memory_session::get_state() {
 }
 
 awaitable<result<void>> memory_session::set_state(std::string state) {
+  if (state.size() > owner_->opts_.max_message_bytes) {
+    co_return fail(errc::message_too_large, "session state of " + std::to_string(state.size()) +
+                                                " bytes exceeds the limit of " +
+                                                std::to_string(owner_->opts_.max_message_bytes) +
+                                                " bytes (max_message_bytes)");
+  }
   lsn last = 0;
   {
     std::lock_guard lock(q_->mutex);
@@ -648,9 +685,18 @@ provider_ptr make_memory_provider(const options& opts, boost::asio::any_io_execu
 }  // namespace detail
 
 result<provider_ptr> make_provider(const options& opts, boost::asio::any_io_executor executor) {
-  if (opts.max_queue_size == 0 || opts.channel_buffer_size == 0 || opts.max_message_bytes == 0) {
+  if (opts.max_queue_size == 0 || opts.channel_buffer_size == 0 || opts.max_message_bytes == 0 ||
+      opts.max_dead_letter_queue_size == 0) {
     return fail(errc::configuration_error,
-                "max_queue_size, channel_buffer_size and max_message_bytes must be positive");
+                "max_queue_size, max_dead_letter_queue_size, channel_buffer_size and "
+                "max_message_bytes must be positive");
+  }
+  if (opts.enable_persistence && opts.max_message_bytes > log::max_persistable_message_bytes) {
+    return fail(errc::configuration_error,
+                "field 'max_message_bytes': " + std::to_string(opts.max_message_bytes) +
+                    " bytes cannot be persisted; with enable_persistence a message must fit one "
+                    "log record, so the limit is at most " +
+                    std::to_string(log::max_persistable_message_bytes) + " bytes");
   }
   for (const auto& name : opts.queues) {
     auto q = queue_name::parse(name);

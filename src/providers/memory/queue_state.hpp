@@ -109,7 +109,7 @@ struct delivery_key {
 class queue_state : public std::enable_shared_from_this<queue_state> {
  public:
   queue_state(std::uint64_t id, queue_name name, queue_options options, std::size_t max_size,
-              event_sink* sink);
+              std::size_t max_dead_letters, event_sink* sink);
 
   std::mutex mutex;
 
@@ -129,6 +129,10 @@ class queue_state : public std::enable_shared_from_this<queue_state> {
   std::size_t room() const noexcept {
     return max_size_ > main_.items.size() ? max_size_ - main_.items.size() : 0;
   }
+  /// Room for one more message in the dead-letter queue. Without it nothing moves there: an
+  /// explicit dead_letter fails with queue_full, and a message due to move by itself (max
+  /// deliveries, expiry) stays in its queue and is delivered again. Nothing is ever dropped.
+  bool dead_letter_has_room() const noexcept { return dlq_.items.size() < max_dead_letters_; }
   /// Stores one message; the caller has checked room and validated it. Returns the sequence.
   std::uint64_t enqueue(message&& msg, time_point now, lsn& last);
 
@@ -178,9 +182,12 @@ class queue_state : public std::enable_shared_from_this<queue_state> {
   void make_ready(item& it, time_point now);
   /// Lock expired or abandoned: back to ready, or to the DLQ past max deliveries.
   void release(item& it, time_point now, lsn& last);
+  /// The caller has checked dead_letter_has_room().
   void move_to_dead_letter(item& it, dead_letter_info info, time_point now, lsn& last);
   void erase_item(std::uint64_t seq, lsn& last);
-  void expire(item& it, time_point now, lsn& last);
+  /// Drops or dead-letters an expired message; false (and nothing changed) when it should go to
+  /// a full dead-letter queue: it then stays, and is delivered as if it had not expired.
+  bool expire(item& it, time_point now, lsn& last);
   session_slot& session_for(const session_id& id);
   void forget_session_if_idle(session_slot& slot);
 
@@ -188,6 +195,7 @@ class queue_state : public std::enable_shared_from_this<queue_state> {
   queue_name name_;
   queue_options options_;
   std::size_t max_size_;
+  std::size_t max_dead_letters_;
   event_sink* sink_;
 
   queue_core main_;

@@ -344,3 +344,60 @@ TEST(Processor, PresetsHaveTheirDocumentedValues) {
   EXPECT_EQ(low.retry.kind, qrt::retry_policy::backoff::fixed);
   EXPECT_EQ(low.retry.initial_delay, 50ms);
 }
+
+// A handler may throw anything, not only a std::exception (an int, a library's own type). Such a
+// throw is a handler failure like any other: the message is abandoned, then dead-lettered at
+// max_delivery_count, and its concurrency slot comes back. With one slot, a leaked slot would
+// leave every later message unhandled.
+TEST(Processor, NonStandardThrowIsAHandlerFailureAndFreesItsSlot) {
+  fixture f({.lock_duration = 5s});
+  f.send("bomb");
+  f.send_numbered(3);
+  qrt::test::counter ok, bombs;
+  qrt::processor p(f.client, f.q,
+                   [&](const received_message& msg) -> qrt::awaitable<qrt::result<void>> {
+                     if (msg.body == "bomb") {
+                       bombs.add();
+                       throw 42;
+                     }
+                     ok.add();
+                     co_return qrt::result<void>{};
+                   },
+                   {.max_concurrent_calls = 1, .receive_wait = 50ms, .max_delivery_count = 2});
+  p.start(f.rt.executor());
+  ASSERT_TRUE(bombs.wait_for_at_least(2));
+  ASSERT_TRUE(ok.wait_for_at_least(3)) << "the throwing handler kept its concurrency slot";
+  f.rt.block_on(p.stop(5s));
+
+  EXPECT_EQ(p.stats().handler_failures, 2u);
+  EXPECT_EQ(p.stats().in_flight, 0u);
+  auto dlq = f.rt.block_on(f.client.receive(f.q.dead_letter(), 10, 0ms)).value();
+  ASSERT_EQ(dlq.size(), 1u);
+  EXPECT_EQ(dlq[0].body, "bomb");
+  ASSERT_TRUE(dlq[0].dead_letter);
+  EXPECT_NE(dlq[0].dead_letter->description.find("not derived from std::exception"),
+            std::string::npos)
+      << dlq[0].dead_letter->description;
+  EXPECT_EQ(f.stats().active, 0);
+  EXPECT_EQ(f.stats().in_flight, 0);
+}
+
+// The error callback is user code too: if it throws, the processor keeps receiving (and keeps
+// reporting) instead of ending its receive loop.
+TEST(Processor, ThrowingErrorCallbackDoesNotStopTheProcessor) {
+  fixture f;
+  qrt::test::counter reported;
+  qrt::processor p(f.client, qrt::queue_name::from("no-such-queue"),
+                   [&](const received_message&) -> qrt::awaitable<qrt::result<void>> {
+                     co_return qrt::result<void>{};
+                   },
+                   {.receive_wait = 10ms,
+                    .retry = qrt::retry_policy::fixed_interval(1ms),
+                    .on_error = [&](const qrt::error&) {
+                      reported.add();
+                      throw std::string("observer failed");
+                    }});
+  p.start(f.rt.executor());
+  EXPECT_TRUE(reported.wait_for_at_least(3)) << "the receive loop stopped after the first throw";
+  f.rt.block_on(p.stop(5s));
+}

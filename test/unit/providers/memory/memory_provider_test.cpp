@@ -157,3 +157,106 @@ TEST(MemoryProvider, CloseWakesWaitersWithClosed) {
   ASSERT_FALSE(*r);
   EXPECT_EQ(r->error().code, errc::closed);
 }
+
+// The dead-letter queue is bounded. When it is full nothing moves in and nothing is dropped: an
+// explicit dead_letter fails with queue_full (the message stays locked to its receiver), and a
+// message past max_delivery_count stays in its queue and is delivered again until there is room.
+TEST(MemoryProvider, FullDeadLetterQueueRefusesNewDeadLettersAndDropsNothing) {
+  auto client = open({{"queues", "q"},
+                      {"max_dead_letter_queue_size", "2"},
+                      {"max_delivery_count", "1"},
+                      {"lock_duration", "60s"}});
+  const auto q = queue_name::from("q");
+  for (auto body : {"a", "b", "c", "d"}) ASSERT_TRUE(client.send(q, text(body)));
+  auto got = client.receive(q, 3, 0ms).value();
+  ASSERT_EQ(got.size(), 3u);
+  ASSERT_TRUE(client.dead_letter(got[0].receipt, "bad", "a"));
+  ASSERT_TRUE(client.dead_letter(got[1].receipt, "bad", "b"));
+  auto refused = client.dead_letter(got[2].receipt, "bad", "c");
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, errc::queue_full);
+  EXPECT_NE(refused.error().message.find("dead-letter queue"), std::string::npos);
+  EXPECT_NE(refused.error().message.find("(2 messages)"), std::string::npos)
+      << refused.error().message;
+  auto s = client.stats(q).value();
+  EXPECT_EQ(s.in_flight, 1);  // "c" is still locked to us
+  EXPECT_EQ(s.dead_lettered, 2);
+
+  // Past max_delivery_count with a full DLQ: "c" stays and comes back.
+  ASSERT_TRUE(client.abandon(got[2].receipt));
+  s = client.stats(q).value();
+  EXPECT_EQ(s.active, 2);
+  EXPECT_EQ(s.dead_lettered, 2);
+  auto again = client.receive(q, 2, 0ms).value();
+  ASSERT_EQ(again.size(), 2u);
+  EXPECT_EQ(again[0].body, "c");
+  EXPECT_EQ(again[0].delivery_count, 2u);
+
+  // Room again: the next release moves it.
+  auto dead = client.receive(q.dead_letter(), 1, 0ms).value();
+  ASSERT_EQ(dead.size(), 1u);
+  ASSERT_TRUE(client.complete(dead[0].receipt));
+  ASSERT_TRUE(client.abandon(again[0].receipt));
+  ASSERT_TRUE(client.abandon(again[1].receipt));  // "d": the DLQ is full again, it stays
+  s = client.stats(q).value();
+  EXPECT_EQ(s.dead_lettered, 2);
+  EXPECT_EQ(s.active, 1);
+  auto left = client.receive(q, 10, 0ms).value();
+  ASSERT_EQ(left.size(), 1u);
+  EXPECT_EQ(left[0].body, "d");
+}
+
+// An expired message whose dead-letter queue is full is not dropped: it is still delivered, and
+// moves to the DLQ once there is room.
+TEST(MemoryProvider, ExpiredMessageWithAFullDeadLetterQueueIsKept) {
+  auto client = open({{"queues", "q"}, {"max_dead_letter_queue_size", "1"}});
+  const auto q = queue_name::from("q");
+  ASSERT_TRUE(client.send(q, text("fills the DLQ")));
+  auto first = client.receive(q, 1, 0ms).value();
+  ASSERT_EQ(first.size(), 1u);
+  ASSERT_TRUE(client.dead_letter(first[0].receipt, "bad"));
+  message ttl = text("expires");
+  ttl.time_to_live = 1ms;
+  ASSERT_TRUE(client.send(q, ttl));
+  // Expiry is a matter of the clock: wait until the time to live has certainly passed.
+  std::this_thread::sleep_for(20ms);
+  auto kept = client.receive(q, 1, 0ms).value();
+  ASSERT_EQ(kept.size(), 1u);
+  EXPECT_EQ(kept[0].body, "expires");
+  EXPECT_EQ(client.stats(q).value().expired, 0u);
+
+  auto dead = client.receive(q.dead_letter(), 1, 0ms).value();
+  ASSERT_EQ(dead.size(), 1u);
+  ASSERT_TRUE(client.complete(dead[0].receipt));
+  ASSERT_TRUE(client.abandon(kept[0].receipt));  // expired, and now there is room
+  auto s = client.stats(q).value();
+  EXPECT_EQ(s.expired, 1u);
+  EXPECT_EQ(s.dead_lettered, 1);
+  EXPECT_EQ(s.active, 0);
+}
+
+TEST(MemoryProvider, DeadLetterTextsAreCutAtACharacterBoundary) {
+  auto client = open({{"queues", "q"}});
+  const auto q = queue_name::from("q");
+  ASSERT_TRUE(client.send(q, text("poison")));
+  auto got = client.receive(q, 1, 0ms).value();
+  ASSERT_EQ(got.size(), 1u);
+  std::string reason = "a";
+  for (int i = 0; i < 1000; ++i) reason += "\xc3\xa9";  // U+00E9, two bytes
+  ASSERT_TRUE(client.dead_letter(got[0].receipt, reason, std::string(100'000, 'd')));
+  auto dead = client.receive(q.dead_letter(), 1, 0ms).value();
+  ASSERT_EQ(dead.size(), 1u);
+  ASSERT_TRUE(dead[0].dead_letter);
+  EXPECT_EQ(dead[0].dead_letter->reason, reason.substr(0, 1023));  // not mid-character
+  EXPECT_EQ(dead[0].dead_letter->description,
+            std::string(qrt::memory::max_dead_letter_description_bytes, 'd'));
+}
+
+TEST(MemoryProvider, DeadLetterQueueSizeIsConfigurableAndMustBePositive) {
+  auto zero = qrt::sync::queue_client::open(
+      qrt::config{{"provider", "memory"}, {"max_dead_letter_queue_size", "0"}},
+      qrt::builtin_providers());
+  ASSERT_FALSE(zero);
+  EXPECT_NE(zero.error().message.find("max_dead_letter_queue_size"), std::string::npos);
+  EXPECT_EQ(qrt::memory::options{}.max_dead_letter_queue_size, 100'000u);
+}
