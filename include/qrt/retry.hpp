@@ -11,9 +11,13 @@
 
 namespace qrt {
 
+/// The longest a service's retry_after is honoured: a longer one waits this long, a negative
+/// one not at all (a hostile or broken server cannot park a client for days).
+inline constexpr milliseconds max_retry_after{300'000};
+
 /// How long to wait between attempts. Transient and throttled errors are retried; permanent
 /// errors never are. A throttled error's retry_after replaces the computed delay (the service
-/// knows better), and is the only delay allowed to exceed max_delay.
+/// knows better), and is the only delay allowed to exceed max_delay (up to max_retry_after).
 struct retry_policy {
   /// How the delay grows from one retry to the next.
   enum class backoff {

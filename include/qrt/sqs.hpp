@@ -4,6 +4,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <optional>
 #include <qrt/config.hpp>
 #include <qrt/provider.hpp>
@@ -65,6 +66,13 @@ struct options {
   int max_retries = 3;
   /// First back-off between retries (doubles each time, with jitter, capped at 5 s).
   std::chrono::milliseconds retry_base_delay{100};
+
+  // ---- reporting ----
+  /// Where the provider reports what it decides on its own, one line each, never a secret or a
+  /// message body: a risky transport (credentials over plain HTTP, TLS verification off; once
+  /// per provider) and every received message it cannot decode (dead-lettered or released,
+  /// with a running count). Empty: stderr, prefixed "qrt: ".
+  std::function<void(const std::string&)> warn;
 
   /// Many messages per call, long polls, 5-minute visibility, attempt ids.
   static options for_high_throughput();

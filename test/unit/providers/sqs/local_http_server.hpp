@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/read.hpp>
 #include <boost/asio/read_until.hpp>
 #include <boost/asio/streambuf.hpp>
 #include <boost/asio/write.hpp>
@@ -20,6 +21,7 @@ struct seen_request {
   std::string method;
   std::string target;
   std::map<std::string, std::string> headers;  ///< names lower-cased
+  std::string body;                            ///< Content-Length bytes
 };
 
 struct canned_response {
@@ -76,6 +78,14 @@ class local_http_server {
         while (!value.empty() && (value.front() == ' ')) value.erase(0, 1);
         while (!value.empty() && (value.back() == '\r')) value.pop_back();
         req.headers[name] = value;
+      }
+      if (auto cl = req.headers.find("content-length"); cl != req.headers.end()) {
+        const auto length = static_cast<std::size_t>(std::stoul(cl->second));
+        if (buf.size() < length) {
+          boost::asio::read(socket, buf, boost::asio::transfer_exactly(length - buf.size()), ec);
+        }
+        req.body.resize(std::min(length, buf.size()));
+        in.read(req.body.data(), static_cast<std::streamsize>(req.body.size()));
       }
       ++count_;
       auto res = handler_(req);
