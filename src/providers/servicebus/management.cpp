@@ -68,7 +68,7 @@ result<body_map> reply_body(const proton::message& reply, std::string_view what)
         out.emplace(std::string(proton::get<proton::symbol>(k)), v);
     }
     return out;
-  } catch (const proton::error& e) {
+  } catch (const std::exception& e) {  // proton::error, or std::length_error for a bad count
     return fail(errc::protocol_error,
                 std::string(what) + ": reply body is not a map (" + e.what() + ")");
   }
@@ -95,16 +95,30 @@ std::int64_t as_int64(const proton::value& v) {
   }
 }
 
+// An AMQP timestamp (milliseconds since 1970) as a time point, saturated to the clock's range:
+// the service sends DateTime.MaxValue (year 9999) for locks that do not expire, which would
+// wrap around into the past in nanoseconds.
+time_point from_timestamp(proton::timestamp t) {
+  using std::chrono::milliseconds;
+  constexpr auto latest = std::chrono::floor<milliseconds>(time_point::max()).time_since_epoch();
+  constexpr auto earliest = std::chrono::ceil<milliseconds>(time_point::min()).time_since_epoch();
+  const auto ms = milliseconds(t.milliseconds());
+  if (ms > latest) return time_point::max();
+  if (ms < earliest) return time_point::min();
+  return time_point{std::chrono::duration_cast<clock::duration>(ms)};
+}
+
 time_point as_time(const proton::value& v) {
-  const auto ms = proton::get<proton::timestamp>(v).milliseconds();
-  return time_point{std::chrono::duration_cast<clock::duration>(std::chrono::milliseconds(ms))};
+  return from_timestamp(proton::get<proton::timestamp>(v));
 }
 
 template <class F>
 auto guarded(std::string_view what, F&& f) -> decltype(f()) {
   try {
     return f();
-  } catch (const proton::error& e) {
+  } catch (const std::exception& e) {
+    // proton::error for a wrong type; Proton's decoder throws std::length_error when an array's
+    // count is absurd. Either way the reply is malformed, and nothing may escape to the I/O.
     return fail(errc::protocol_error, std::string(what) + ": malformed reply (" + e.what() + ")");
   }
 }
@@ -217,7 +231,18 @@ result<int> response_status(const proton::message& reply, std::string_view what)
     }
     if (status.empty())
       return fail(errc::protocol_error, std::string(what) + ": reply has no status code");
-    const int code = static_cast<int>(proton::coerce<std::int64_t>(status));
+    // An integer of any width; a float would convert with undefined behaviour when huge, and a
+    // code outside 0-999 must not wrap into the 2xx range.
+    const auto type = status.type();
+    const bool integer = type == proton::BYTE || type == proton::UBYTE || type == proton::SHORT ||
+                         type == proton::USHORT || type == proton::INT || type == proton::UINT ||
+                         type == proton::LONG || type == proton::ULONG;
+    const auto wide = integer ? proton::coerce<std::int64_t>(status) : -1;
+    if (!integer || wide < 0 || wide > 999) {
+      return fail(errc::protocol_error,
+                  std::string(what) + ": reply's status code is not a number in 0-999");
+    }
+    const int code = static_cast<int>(wide);
     auto text = [&](const char* a, const char* b) -> std::string {
       for (const char* key : {a, b}) {
         if (props.exists(key)) {
@@ -247,10 +272,7 @@ result<std::vector<time_point>> parse_renew_lock_response(const proton::message&
     std::vector<proton::timestamp> stamps;
     proton::get(it->second, stamps);
     std::vector<time_point> out;
-    for (auto t : stamps) {
-      out.push_back(time_point{std::chrono::duration_cast<clock::duration>(
-          std::chrono::milliseconds(t.milliseconds()))});
-    }
+    for (auto t : stamps) out.push_back(from_timestamp(t));
     return out;
   });
 }
