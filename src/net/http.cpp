@@ -8,6 +8,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
+#include <cctype>
 #include <charconv>
 #include <mutex>
 #include <optional>
@@ -70,6 +71,18 @@ result<endpoint> parse_endpoint(std::string_view url) {
   if (host.empty()) {
     return fail(errc::configuration_error, "endpoint '" + std::string(url) + "' has no host");
   }
+  // The host goes into every request's Host header: only the characters of a DNS name or an
+  // IP address (not echoed: a control character would garble the message).
+  const bool bracketed = !rest.empty() && rest.front() == '[';
+  for (const char c : host) {
+    const bool ok = std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' ||
+                    c == '_' || (bracketed && c == ':');
+    if (!ok) {
+      return fail(errc::configuration_error,
+                  "endpoint host may only have letters, digits, '.', '-', '_' (an IPv6 address "
+                  "in brackets)");
+    }
+  }
   ep.host = std::string(host);
   ep.port = ep.tls ? 443 : 80;
   if (!port.empty()) {
@@ -90,6 +103,52 @@ std::string http_response::header(std::string_view name) const {
     if (beast::iequals(k, name)) return v;
   }
   return {};
+}
+
+namespace {
+
+using response_parser = http::response_parser<http::string_body>;
+
+// The limits every response is read under, from a connection or by parse_response.
+void limit(response_parser& parser, std::size_t max_body_bytes) {
+  parser.body_limit(max_body_bytes);
+  parser.header_limit(64 * 1024);
+}
+
+http_response to_response(http::response<http::string_body>&& res) {
+  http_response out;
+  out.status = res.result_int();
+  for (const auto& field : res) {
+    out.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
+  }
+  out.body = std::move(res.body());
+  return out;
+}
+
+}  // namespace
+
+result<http_response> parse_response(std::string_view bytes, std::size_t max_body_bytes) {
+  response_parser parser;
+  limit(parser, max_body_bytes);
+  parser.eager(true);
+  boost::system::error_code ec;
+  while (!parser.is_done()) {
+    const auto used = parser.put(asio::buffer(bytes.data(), bytes.size()), ec);
+    bytes.remove_prefix(used);
+    if (ec == http::error::need_more) ec = {};
+    if (ec) break;
+    if (used == 0) {
+      // Every byte is in: the server closed the connection here.
+      if (parser.got_some())
+        parser.put_eof(ec);
+      else
+        ec = http::error::end_of_stream;
+      break;
+    }
+  }
+  if (!ec && !parser.is_done()) ec = http::error::partial_message;
+  if (ec) return fail(errc::protocol_error, "malformed HTTP response: " + ec.message());
+  return to_response(parser.release());
 }
 
 namespace {
@@ -174,9 +233,9 @@ struct http_pool::impl {
   }
 
   template <class Stream>
-  asio::awaitable<boost::system::error_code> exchange(
-      Stream& stream, connection& c, http::request<http::string_body>& req,
-      http::response_parser<http::string_body>& parser) {
+  asio::awaitable<boost::system::error_code> exchange(Stream& stream, connection& c,
+                                                      http::request<http::string_body>& req,
+                                                      response_parser& parser) {
     auto [wec, written] = co_await http::async_write(stream, req, use_tuple);
     (void)written;
     if (wec) co_return wec;
@@ -253,9 +312,8 @@ asio::awaitable<result<http_response>> http_pool::send(http_request request,
       c = std::move(*opened);
     }
     c->lowest().expires_at(deadline);
-    http::response_parser<http::string_body> parser;
-    parser.body_limit(self->settings.max_response_bytes);
-    parser.header_limit(64 * 1024);
+    response_parser parser;
+    limit(parser, self->settings.max_response_bytes);
     boost::system::error_code ec;
     if (c->secure) {
       ec = co_await self->exchange(*c->secure, *c, req, parser);
@@ -271,14 +329,8 @@ asio::awaitable<result<http_response>> http_pool::send(http_request request,
       co_return fail(errc::connection_failed,
                      "connection to " + self->ep.to_string() + " failed: " + ec.message());
     }
-    auto res = parser.release();
-    http_response out;
-    out.status = res.result_int();
-    for (const auto& field : res) {
-      out.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
-    }
-    const bool keep = res.keep_alive();
-    out.body = std::move(res.body());
+    const bool keep = parser.get().keep_alive();
+    auto out = to_response(parser.release());
     if (keep && !self->closed) {
       c->lowest().expires_never();
       self->give_back(std::move(c));

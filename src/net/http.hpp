@@ -46,6 +46,12 @@ struct http_response {
   std::string header(std::string_view name) const;
 };
 
+/// Reads one whole HTTP/1.1 response (status line, header block, body) from `bytes` the way
+/// http_pool::send reads a connection: the same parser, header block at most 64 KiB, body at most
+/// `max_body_bytes`; bytes after the response are ignored. errc::protocol_error naming the problem
+/// when `bytes` are not one complete response within those limits. Pure, for tests and fuzzing.
+result<http_response> parse_response(std::string_view bytes, std::size_t max_body_bytes);
+
 struct http_settings {
   std::chrono::milliseconds connect_timeout{5'000};
   std::size_t max_idle_connections = 16;
