@@ -596,7 +596,10 @@ result<received_message> from_wire(const wire_received& w) {
   };
   m.delivery_count = static_cast<std::uint32_t>(
       std::max<std::int64_t>(1, number("ApproximateReceiveCount").value_or(1)));
-  if (auto sent = number("SentTimestamp")) {
+  // Only a timestamp the clock can hold (one past year 2262 would wrap around).
+  constexpr auto latest_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(clock::duration::max()).count();
+  if (auto sent = number("SentTimestamp"); sent && *sent >= 0 && *sent <= latest_ms) {
     m.enqueued_time = time_point{std::chrono::milliseconds(*sent)};
   }
   // FIFO sequence numbers are up to 20 digits; those past int64 leave sequence_number 0.
@@ -720,7 +723,11 @@ error decode_error(unsigned http_status, std::string_view body, std::string_view
     long long seconds = 0;
     auto [p, rc] = std::from_chars(retry_after_header.data(),
                                    retry_after_header.data() + retry_after_header.size(), seconds);
-    if (rc == std::errc{} && seconds >= 0) e.retry_after = std::chrono::seconds(seconds);
+    // A server's wish, bounded: a huge number must neither overflow nor park a caller for days.
+    constexpr long long max_retry_after_seconds = 300;
+    if (rc == std::errc{} && seconds >= 0) {
+      e.retry_after = std::chrono::seconds(std::min(seconds, max_retry_after_seconds));
+    }
   }
   return e;
 }
