@@ -63,11 +63,43 @@ void warn_ignored_environment(const std::vector<std::string>& names) {
             << list << ": not a setting of this provider\n";
 }
 
-result<void> flatten(const YAML::Node& node, const std::string& prefix, config& out) {
+// Flattening a YAML file may give at most this many bytes of keys and values per byte of the
+// file (plus a floor): aliases repeat what an anchor names, so a few hundred bytes of nested
+// aliases would otherwise flatten to gigabytes.
+constexpr std::size_t flattened_bytes_per_byte = 16;
+constexpr std::size_t flattened_bytes_floor = 4096;
+
+error too_large(std::size_t file_bytes) {
+  return fail(errc::configuration_error,
+              "the YAML configuration flattens to more than " +
+                  std::to_string(flattened_bytes_per_byte) + " times its " +
+                  std::to_string(file_bytes) +
+                  " bytes (do anchors and aliases repeat a large part of it?)");
+}
+
+// An alias may name a map it is inside of: the nesting is then endless.
+constexpr int max_nesting = 64;
+
+result<void> flatten(const YAML::Node& node, const std::string& prefix, config& out,
+                     std::size_t& budget, std::size_t file_bytes, int depth = 0) {
+  // Every node visited is paid for, so aliases of empty maps cannot multiply the work either.
+  if (prefix.size() + 1 > budget) return too_large(file_bytes);
+  budget -= prefix.size() + 1;
+  auto set = [&](std::string value) -> result<void> {
+    if (value.size() > budget) return too_large(file_bytes);
+    budget -= value.size();
+    out.set(prefix, std::move(value));
+    return {};
+  };
   if (node.IsMap()) {
+    if (depth == max_nesting) {
+      return field_error(prefix, "maps nest deeper than " + std::to_string(max_nesting) +
+                                     " levels (does an alias name a map it is inside of?)");
+    }
     for (const auto& kv : node) {
       const auto key = kv.first.as<std::string>();
-      auto r = flatten(kv.second, prefix.empty() ? key : prefix + "." + key, out);
+      auto r = flatten(kv.second, prefix.empty() ? key : prefix + "." + key, out, budget,
+                       file_bytes, depth + 1);
       if (!r) return r;
     }
     return {};
@@ -79,16 +111,12 @@ result<void> flatten(const YAML::Node& node, const std::string& prefix, config& 
       if (!item.IsScalar()) return field_error(prefix, "lists may only hold plain values");
       if (!joined.empty()) joined += ',';
       joined += item.as<std::string>();
+      if (joined.size() > budget) return too_large(file_bytes);
     }
-    out.set(prefix, joined);
-    return {};
+    return set(std::move(joined));
   }
-  if (node.IsNull()) {
-    out.set(prefix, "");
-    return {};
-  }
-  out.set(prefix, node.as<std::string>());
-  return {};
+  if (node.IsNull()) return set("");
+  return set(node.as<std::string>());
 }
 
 }  // namespace
@@ -128,7 +156,8 @@ result<config> config::from_yaml(std::string_view text) {
     YAML::Node root = YAML::Load(std::string(text));
     if (root.IsNull()) return out;
     if (!root.IsMap()) return fail(errc::configuration_error, "configuration must be a YAML map");
-    auto r = flatten(root, "", out);
+    std::size_t budget = flattened_bytes_per_byte * text.size() + flattened_bytes_floor;
+    auto r = flatten(root, "", out, budget, text.size());
     if (!r) return r.error();
   } catch (const YAML::Exception& e) {
     return fail(errc::configuration_error, std::string("malformed YAML: ") + e.what());

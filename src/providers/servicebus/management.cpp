@@ -228,7 +228,18 @@ result<int> response_status(const proton::message& reply, std::string_view what)
     }
     if (status.empty())
       return fail(errc::protocol_error, std::string(what) + ": reply has no status code");
-    const int code = static_cast<int>(proton::coerce<std::int64_t>(status));
+    // An integer of any width; a float would convert with undefined behaviour when huge, and a
+    // code outside 0-999 must not wrap into the 2xx range.
+    const auto type = status.type();
+    const bool integer = type == proton::BYTE || type == proton::UBYTE || type == proton::SHORT ||
+                         type == proton::USHORT || type == proton::INT || type == proton::UINT ||
+                         type == proton::LONG || type == proton::ULONG;
+    const auto wide = integer ? proton::coerce<std::int64_t>(status) : -1;
+    if (!integer || wide < 0 || wide > 999) {
+      return fail(errc::protocol_error,
+                  std::string(what) + ": reply's status code is not a number in 0-999");
+    }
+    const int code = static_cast<int>(wide);
     auto text = [&](const char* a, const char* b) -> std::string {
       for (const char* key : {a, b}) {
         if (props.exists(key)) {

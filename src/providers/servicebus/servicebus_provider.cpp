@@ -626,7 +626,7 @@ class servicebus_provider final : public provider,
       co_return status.error();
     }
     std::lock_guard lock(mutex_);
-    tokens_[audience] = token_state{conn_->generation(), now + (expires_at - now) * 8 / 10};
+    tokens_[audience] = token_state{conn_->generation(), detail::refresh_time(now, expires_at)};
     co_return result<void>{};
   }
 

@@ -176,7 +176,14 @@ std::optional<std::chrono::system_clock::time_point> parse_iso8601(std::string_v
   const year_month_day ymd{year{*y}, month{static_cast<unsigned>(*mo)},
                            day{static_cast<unsigned>(*d)}};
   if (!ymd.ok() || *h > 23 || *mi > 59 || *s > 60) return std::nullopt;
-  return sys_days{ymd} + hours{*h} + minutes{*mi} + seconds{*s} - minutes{offset_minutes};
+  const sys_seconds at =
+      sys_days{ymd} + hours{*h} + minutes{*mi} + seconds{*s} - minutes{offset_minutes};
+  // Only a time the clock can hold (years 1678-2261): another would wrap around.
+  if (at < ceil<seconds>(system_clock::time_point::min()) ||
+      at > floor<seconds>(system_clock::time_point::max())) {
+    return std::nullopt;
+  }
+  return system_clock::time_point{at};
 }
 
 result<void> check_credentials(const aws_credentials& keys, std::string_view source) {

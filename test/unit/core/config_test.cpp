@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 #include <qrt/config.hpp>
+#include <string>
 
 using namespace std::chrono_literals;
 using qrt::config;
@@ -24,6 +25,38 @@ TEST(Config, MalformedYamlIsAConfigurationError) {
   ASSERT_FALSE(c);
   EXPECT_EQ(c.error().code, errc::configuration_error);
   EXPECT_NE(c.error().message.find("malformed YAML"), std::string::npos);
+}
+
+TEST(Config, YamlAliasesCannotMultiplyTheConfiguration) {
+  // Each level names the one before twice: 22 levels in under 600 bytes flatten to 2^22 fields.
+  std::string bomb = "a0: &a0 {x: 1, y: 2}\n";
+  for (int i = 1; i < 22; ++i) {
+    bomb += "a" + std::to_string(i) + ": &a" + std::to_string(i) + " {p: *a" +
+            std::to_string(i - 1) + ", q: *a" + std::to_string(i - 1) + "}\n";
+  }
+  auto c = config::from_yaml(bomb);
+  ASSERT_FALSE(c);
+  EXPECT_EQ(c.error().code, errc::configuration_error);
+  EXPECT_NE(c.error().message.find("flattens to more than"), std::string::npos)
+      << c.error().message;
+
+  // An alias inside the map it names nests without end.
+  auto cycle = config::from_yaml("d: &d {x: 1, again: *d}\n");
+  ASSERT_FALSE(cycle);
+  EXPECT_EQ(cycle.error().code, errc::configuration_error);
+
+  // Anchors that repeat a little are fine.
+  auto ok = config::from_yaml("defaults: &d {wait: 20s, batch: 10}\norders: *d\n");
+  ASSERT_TRUE(ok) << ok.error().to_string();
+  EXPECT_EQ(ok->get("orders.wait"), "20s");
+}
+
+TEST(Config, NotANumberIsNotADuration) {
+  // from_chars reads "nan" as a double; converting NaN to milliseconds is undefined.
+  EXPECT_FALSE(qrt::parse_duration("nan"));
+  EXPECT_FALSE(qrt::parse_duration("nans"));
+  EXPECT_FALSE(qrt::parse_duration("inf"));
+  EXPECT_FALSE((config{{"wait", "nan"}}.get_duration("wait", 1s)));
 }
 
 TEST(Config, TypedGettersNameTheFieldOnBadInput) {  // contract C34

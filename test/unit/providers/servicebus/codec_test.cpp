@@ -123,6 +123,18 @@ TEST(ServiceBusSas, TokenMatchesAnIndependentlyComputedSignature) {
             expiry);
 }
 
+TEST(ServiceBusSas, AnExpiryTheClockCannotHoldIsTheFallbackNotAWrappedTime) {
+  // A hand-made token's se is any number: one past the clock's range (year 2262) or negative
+  // must not wrap into the past, which would make qrt put the token again on every call.
+  const auto fallback = std::chrono::system_clock::time_point{std::chrono::seconds{1'800'000'000}};
+  for (const char* se : {"99999999999", "9223372036854775807", "-5"}) {
+    const std::string token = std::string("SharedAccessSignature sr=x&sig=y&se=") + se + "&skn=k";
+    EXPECT_EQ(sb::sas_token_expiry(token, fallback), fallback) << se;
+  }
+  const auto far = std::chrono::system_clock::time_point{std::chrono::seconds{9'000'000'000}};
+  EXPECT_EQ(sb::sas_token_expiry("SharedAccessSignature sr=x&sig=y&se=9000000000", fallback), far);
+}
+
 TEST(ServiceBusSas, HmacSha256MatchesRfc4231TestCase2) {
   const auto mac = sb::hmac_sha256("Jefe", "what do ya want for nothing?");
   std::string hex;
@@ -350,6 +362,18 @@ TEST(ServiceBusManagement, ParsesRepliesAndTheirErrors) {
   ASSERT_EQ(renewed->size(), 1u);
   EXPECT_EQ((*renewed)[0], qrt::time_point{std::chrono::milliseconds{1700000000123}});
 
+  // DateTime.MaxValue (year 9999), as the service sends for a lock that does not expire, is past
+  // what the clock holds: it saturates instead of wrapping around into the past.
+  const proton::timestamp max_value(253402300799999);
+  auto forever = sb::parse_renew_lock_response(
+      reply(200, {{"expirations", std::vector<proton::timestamp>{max_value}}}));
+  ASSERT_TRUE(forever);
+  EXPECT_EQ(forever->at(0), qrt::time_point::max());
+  auto session_forever =
+      sb::parse_renew_session_lock_response(reply(200, {{"expiration", max_value}}));
+  ASSERT_TRUE(session_forever);
+  EXPECT_EQ(*session_forever, qrt::time_point::max());
+
   auto lost = sb::parse_renew_lock_response(reply(410, {}, "com.microsoft:message-lock-lost"));
   ASSERT_FALSE(lost);
   EXPECT_EQ(lost.error().code, errc::receipt_expired);
@@ -414,6 +438,34 @@ TEST(ServiceBusManagement, ParsesRepliesAndTheirErrors) {
   garbage.properties().put("statusCode", 200);
   garbage.body(std::string("not a map"));
   EXPECT_EQ(sb::parse_renew_lock_response(garbage).error().code, errc::protocol_error);
+  // A status code that is not an integer in 0-999 is malformed, never converted: a huge double
+  // would convert with undefined behaviour, 2^32 + 200 would wrap to 200.
+  for (const proton::scalar bad :
+       {proton::scalar(1.8e25), proton::scalar(std::uint64_t{4294967496}),
+        proton::scalar(std::int64_t{-200}), proton::scalar(std::string("200"))}) {
+    proton::message m;
+    m.properties().put("statusCode", bad);
+    m.body(std::map<std::string, proton::value>{{"expirations", stamps}});
+    auto r = sb::parse_renew_lock_response(m);
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code, errc::protocol_error);
+    EXPECT_NE(r.error().message.find("status code"), std::string::npos) << r.error().message;
+  }
+  // An array whose described element makes Proton's decoder throw std::length_error (found by
+  // fuzzing): a malformed reply, not an exception escaping to the I/O thread.
+  const std::string bad_array(
+      "\x00\x53\x70\x45\x00\x53\x73\x45\x00\x53\x74\xd1\x00\x00\x00\x2c\x00\x00\x00\x04\xa1\x0a"
+      "\x73\x74\x61\x74\x75\x73\x43\x6f\x64\x65\x71\x00\x00\x00\xc8\xa1\x11\x73\x74\x61\x74\x75"
+      "\x73\x44\x65\x73\x63\x72\x69\x70\x74\x69\x6f\x6e\xa1\x02\x4b\x00\x53\x77\xd1\x00\x00\x00"
+      "\x2b\x00\x00\x00\x02\xa1\x0b\x65\x78\x70\x69\x72\x61\x74\x69\x6f\x6e\x73\xf0\x00\x00\x00"
+      "\x15\x00\x00\x00\x00\x00\xc5\x00\x01\x8b\xcf\x73\x45\x00\x53\x74\x01\x8b\xcf\xe6\x52\x60",
+      110);
+  proton::message odd;
+  odd.decode(std::vector<char>(bad_array.begin(), bad_array.end()));
+  auto refused = sb::parse_renew_lock_response(odd);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, errc::protocol_error);
+
   proton::message no_status;
   EXPECT_EQ(sb::parse_schedule_response(no_status).error().code, errc::protocol_error);
 }

@@ -141,6 +141,19 @@ TEST(SqsCodec, BinaryBodyTravelsAsBase64AndComesBackExact) {
   EXPECT_EQ(back->id, "id-1");
 }
 
+TEST(SqsCodec, ASentTimestampTheClockCannotHoldLeavesTheEnqueuedTimeUnset) {
+  // Past year 2262 in milliseconds, or negative: converting it would wrap around.
+  for (const char* sent : {"7753640039368432673", "9223372036854775807", "-1"}) {
+    wire_received r;
+    r.message_id = "id-1";
+    r.body = "x";
+    r.system_attributes = {{"SentTimestamp", sent}};
+    auto m = from_wire(r);
+    ASSERT_TRUE(m) << sent;
+    EXPECT_EQ(m->enqueued_time, time_point{}) << sent;
+  }
+}
+
 TEST(SqsCodec, FifoMessagesGetGroupAndDeduplicationIds) {
   message m;
   m.body = "x";
@@ -331,6 +344,11 @@ TEST(SqsErrors, CodesMapOntoQrtErrors) {
   EXPECT_EQ(e.code, errc::throttled);
   EXPECT_EQ(e.kind, error_kind::throttled);
   EXPECT_EQ(e.retry_after, std::chrono::milliseconds(2000));
+  // A huge Retry-After neither overflows nor parks the caller for ages: it is capped.
+  for (const char* huge : {"7753640039368432673", "9223372036854775807", "86400"}) {
+    e = decode_error(503, "", "", huge);
+    EXPECT_EQ(e.retry_after, std::chrono::minutes(5)) << huge;
+  }
   EXPECT_EQ(decode_error(429, "", "", "").code, errc::throttled);
   EXPECT_EQ(decode_error(503, "<html>", "", "").code, errc::throttled);
   EXPECT_EQ(map_error("RequestThrottled", "", 400).code, errc::throttled);

@@ -87,6 +87,15 @@ TEST(SqsCredentials, Iso8601Parsing) {
   EXPECT_EQ(parse_iso8601("2026-11-27T14:00:00+02:00"), expected);
   EXPECT_FALSE(parse_iso8601("2026-13-27T12:00:00Z"));
   EXPECT_FALSE(parse_iso8601("yesterday"));
+  // Years the clock cannot hold (past 2262 in nanoseconds) are unreadable, not wrapped around.
+  EXPECT_FALSE(parse_iso8601("5478-12-02T16:00:00Z"));
+  EXPECT_FALSE(parse_iso8601("9999-12-31T23:59:59Z"));
+  EXPECT_FALSE(parse_iso8601("1000-01-01T00:00:00Z"));
+  EXPECT_TRUE(parse_iso8601("2261-12-31T23:59:59Z"));
+  auto doc = parse_credentials_document(
+      R"({"AccessKeyId":"a","SecretAccessKey":"s","Expiration":"5478-12-02T16:00:00Z"})", "imds");
+  ASSERT_FALSE(doc);
+  EXPECT_NE(doc.error().message.find("unreadable Expiration"), std::string::npos);
 }
 
 TEST(SqsCredentials, ExplicitKeysWinOverEverything) {
