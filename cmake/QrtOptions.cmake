@@ -73,3 +73,12 @@ function(qrt_library target export_name)
   target_compile_features(${target} PUBLIC cxx_std_20)
   set_property(GLOBAL APPEND PROPERTY QRT_INSTALLED_LIBRARIES ${target})
 endfunction()
+
+# qrt_benchmark_program(TARGET): a benchmark program (bench/*/run.sh build and run it from the
+# release preset). No test runs one, so a sanitizer build leaves it out of its default target;
+# the release build, which the test command also compiles, still proves it builds.
+function(qrt_benchmark_program target)
+  if(QRT_SANITIZE)
+    set_target_properties(${target} PROPERTIES EXCLUDE_FROM_ALL ON)
+  endif()
+endfunction()
