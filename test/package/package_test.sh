@@ -12,11 +12,11 @@
 set -euo pipefail
 step="$1"
 build="$(cd "$2" && pwd)"
-work="$3"
+mkdir -p "$3"
+work="$(cd "$3" && pwd)"
 here="$(cd "$(dirname "$0")" && pwd)"
 source_dir="$(cd "$here/../.." && pwd)"
 prefix="$work/prefix"
-mkdir -p "$work"
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
 launcher=()
