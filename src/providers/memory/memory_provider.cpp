@@ -9,8 +9,10 @@
 #include <random>
 #include <unordered_map>
 
-#include "log/persistent_log.hpp"
 #include "queue_state.hpp"
+#ifdef QRT_WITH_PERSISTENCE
+#include "log/persistent_log.hpp"
+#endif
 
 namespace qrt::memory {
 namespace detail {
@@ -703,6 +705,7 @@ result<provider_ptr> make_provider(const options& opts, boost::asio::any_io_exec
     if (!q) return fail(errc::configuration_error, "field 'queues': " + q.error().message);
   }
   if (opts.enable_persistence) {
+#ifdef QRT_WITH_PERSISTENCE
     log::log_options lo;
     lo.directory = opts.persistence_path;
     lo.mode = opts.durability_mode;
@@ -713,6 +716,11 @@ result<provider_ptr> make_provider(const options& opts, boost::asio::any_io_exec
     if (!opened) return opened.error();
     return detail::make_memory_provider(opts, std::move(executor), std::move(opened->log),
                                         std::move(opened->state));
+#else
+    return fail(errc::configuration_error,
+                "field 'enable_persistence': this qrt was built without the persistence log "
+                "(QRT_WITH_PERSISTENCE=OFF)");
+#endif
   }
   return detail::make_memory_provider(opts, std::move(executor), nullptr, {});
 }
