@@ -28,6 +28,12 @@ expect() {
   fi
 }
 
+# expect_quiet ARGS...: exit code 0 and nothing on stdout (e.g. no messages to print)
+expect_quiet() {
+  expect 0 "" -- "$@"
+  [[ ! -s "$tmp/out" ]] || fail "qrt $*: expected no output, got: $(head -c 300 "$tmp/out")"
+}
+
 # Help a newcomer can follow.
 expect 0 "bench" -- --help
 expect 0 "--max" -- receive --help
@@ -43,10 +49,10 @@ expect 2 "wait" -- receive --provider memory --queue q --wait -1
 expect 2 "max_queue_size" -- send --provider memory --queue q --body x --set max_queue_size=abc
 expect 2 "lock_duraton" -- send --provider memory --queue q --body x --set lock_duraton=5s
 expect 2 "message size" -- bench --size 8 --messages 10
-expect 2 "" -- bench --targets /nonexistent/targets.yaml
+expect 2 "/nonexistent/targets.yaml" -- bench --targets /nonexistent/targets.yaml
 expect 2 "duration" -- bench --duration soon
-expect 2 "" -- frobnicate
-expect 2 "" -- send --provider memory --queue q --body x --body-file /nonexistent
+expect 2 "subcommand|frobnicate" -- frobnicate
+expect 2 "/nonexistent" -- send --provider memory --queue q --body x --body-file /nonexistent
 truncate -s 1100M "$tmp/huge-body"  # sparse: refused by its size, never read
 expect 2 "no provider accepts a message over" -- send --provider memory --queue q \
   --body-file "$tmp/huge-body"
@@ -55,19 +61,23 @@ expect 2 "100 years" -- dlq replay --provider memory --queue q --wait 1e300
 
 # Commands work (the embedded provider lives only as long as one invocation).
 expect 0 '^\{"id":"' -- send --provider memory --queue q --body hello --output json
-expect 0 "" -- receive --provider memory --queue q --wait 0.1 --output json
+expect_quiet receive --provider memory --queue q --wait 0.1 --output json
+expect 0 "no messages" -- receive --provider memory --queue q --wait 0.1
 expect 0 '"active":0' -- stats --provider memory --queue q --output json
-expect 0 "" -- peek --provider memory --queue q
-expect 0 "" -- dlq list --provider memory --queue q
+expect_quiet peek --provider memory --queue q
+expect_quiet dlq list --provider memory --queue q
 expect 0 "replayed 0" -- dlq replay --provider memory --queue q --wait 0.1
 
 # The persisted embedded provider: one process sends, later ones read the same directory.
 expect 0 '^\{"id":"' -- send --provider memory --queue q --body persisted --attribute k=v \
   --persistence-path "$tmp/log" --output json
+expect 0 '"body_base64":"cGVyc2lzdGVk","attributes":\{"k":"v"\}.*"delivery_count":0' -- \
+  peek --provider memory --queue q --persistence-path "$tmp/log" --output json
 expect 0 '"active":1' -- stats --provider memory --queue q --persistence-path "$tmp/log" --output json
 expect 0 '"attributes":\{"k":"v"\}' -- receive --provider memory --queue q --wait 1 \
   --persistence-path "$tmp/log" --durability interval --output json
 expect 0 '"active":0' -- stats --provider memory --queue q --persistence-path "$tmp/log" --output json
+expect_quiet dlq list --provider memory --queue q --persistence-path "$tmp/log"
 expect 2 "durability" -- send --provider memory --queue q --body x --persistence-path "$tmp/log" \
   --durability sometimes
 

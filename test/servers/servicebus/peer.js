@@ -12,8 +12,8 @@
 // Usage: node peer.js [--port N] [--lock-duration-ms N] [--max-delivery-count N]
 //                     [--sas-key-name NAME --sas-key KEY] [--jwt TOKEN,TOKEN...]
 //                     [--max-message-size N]
-//                     [--session-queues a,b] [--hold-settlements a,b] [--garbage-replies a,b]
-//                     [--quiet]
+//                     [--session-queues a,b] [--dead-letter-on-expiration-queues a,b]
+//                     [--hold-settlements a,b] [--garbage-replies a,b] [--quiet]
 // Prints one line `{"port":N}` on stdout once listening (port 0 = picked by the OS).
 //
 // Queues are created on demand by the first attach or request that names them, with the
@@ -47,6 +47,9 @@ const options = {
   jwts: new Set(String(arg('jwt', '')).split(',').filter(Boolean)),
   maxMessageSize: Number(arg('max-message-size', 262144)),
   sessionQueues: new Set(String(arg('session-queues', '')).split(',').filter(Boolean)),
+  // Queues that dead-letter expired messages without being made through $peer-admin (the SDK
+  // check uses one: the official client has no way to set it).
+  deadLetterOnExpirationQueues: new Set(String(arg('dead-letter-on-expiration-queues', '')).split(',').filter(Boolean)),
   quiet: args.includes('--quiet'),
   // Only queues made through $peer-admin (or --queues) exist; others are amqp:not-found, as on
   // a real namespace. Without it, the first attach to a name creates the queue.
@@ -232,7 +235,7 @@ class Queue {
     this.maxDeliveryCount = settings.maxDeliveryCount ?? options.maxDeliveryCount;
     this.requiresSession = settings.requiresSession ?? options.sessionQueues.has(name);
     // As on the service, expired messages are dropped unless the queue dead-letters them.
-    this.deadLetterOnExpiration = settings.deadLetterOnExpiration ?? false;
+    this.deadLetterOnExpiration = settings.deadLetterOnExpiration ?? options.deadLetterOnExpirationQueues.has(name);
     this.expired = 0;
     this.messages = new Map(); // sequence number -> StoredMessage (in order of insertion)
     this.nextSequence = 1;

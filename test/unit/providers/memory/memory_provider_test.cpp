@@ -99,28 +99,63 @@ TEST(MemoryProvider, FullQueueMakesSendWaitThenFailWithQueueFullAndDropsNothing)
   EXPECT_EQ(got[2].body, "m2");
 }
 
+// The provider runs its waits on the caller's executor, so an operation spawned on a test-owned
+// io_context that has run dry (poll() returned) without finishing is suspended, waiting for a
+// change of the queue: that, not a delay, proves it waited before the other thread acted.
 TEST(MemoryProvider, BlockedSenderProceedsWhenAConsumerCompletes) {
   auto client = open({{"max_queue_size", "1"}, {"queues", "q"}});
   const auto q = queue_name::from("q");
   ASSERT_TRUE(client.send(q, text("first")));
-  std::thread producer([&] { EXPECT_TRUE(client.send(q, text("second"))); });
+  auto& provider = *client.async_client().underlying();
+  boost::asio::io_context io;
+  std::optional<qrt::result<std::vector<qrt::send_outcome>>> second;
+  // A deadline far beyond the test's: only room in the queue may end this wait.
+  boost::asio::co_spawn(
+      io,
+      [&]() -> qrt::awaitable<void> {
+        std::vector<message> batch;
+        batch.push_back(text("second"));
+        second = co_await provider.send(q, std::move(batch), 600s);
+      },
+      boost::asio::detached);
+  io.poll();
+  ASSERT_FALSE(second) << "a send to a full queue did not wait";
+
+  // Another thread (the blocking client's) takes the first message and completes it.
   auto first = client.receive(q, 1, 5s).value();
   ASSERT_EQ(first.size(), 1u);
   ASSERT_TRUE(client.complete(first[0].receipt));
-  auto second = client.receive(q, 1, 5s).value();
-  producer.join();
-  ASSERT_EQ(second.size(), 1u);
-  EXPECT_EQ(second[0].body, "second");
+  io.restart();
+  io.run_for(30s);  // returns as soon as the woken send finishes
+  ASSERT_TRUE(second) << "completing a message did not wake the waiting send";
+  ASSERT_TRUE(*second) << second->error().to_string();
+  ASSERT_EQ((*second)->size(), 1u);
+  EXPECT_TRUE((**second)[0]) << (**second)[0].error().to_string();
+  auto got = client.receive(q, 1, 5s).value();
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].body, "second");
 }
 
 TEST(MemoryProvider, WaitingReceiverIsWokenBySendFromAnotherThread) {
   auto client = open({{"queues", "q"}});
   const auto q = queue_name::from("q");
+  auto& provider = *client.async_client().underlying();
+  boost::asio::io_context io;
+  std::optional<qrt::result<std::vector<qrt::received_message>>> got;
+  boost::asio::co_spawn(
+      io, [&]() -> qrt::awaitable<void> { got = co_await provider.receive(q, 1, 600s); },
+      boost::asio::detached);
+  io.poll();
+  ASSERT_FALSE(got) << "a receive on an empty queue did not wait";
+
   std::thread producer([&] { EXPECT_TRUE(client.send(q, text("wake up"))); });
-  auto got = client.receive(q, 1, 10s).value();
   producer.join();
-  ASSERT_EQ(got.size(), 1u);
-  EXPECT_EQ(got[0].body, "wake up");
+  io.restart();
+  io.run_for(30s);  // returns as soon as the woken receive finishes
+  ASSERT_TRUE(got) << "a send from another thread did not wake the waiting receive";
+  ASSERT_TRUE(*got) << got->error().to_string();
+  ASSERT_EQ((*got)->size(), 1u);
+  EXPECT_EQ((**got)[0].body, "wake up");
 }
 
 TEST(MemoryProvider, ReceiveFromSessionQueueWithoutSessionIsRefused) {
