@@ -657,11 +657,10 @@ struct connection::impl : proton::messaging_handler,
   }
 
   /// Takes the deliveries qrt decodes itself, then runs Proton's pending events. What a handler
-  /// throws (Proton failing to decode something the peer sent, such as a malformed management
-  /// reply, or any other bug) goes no further: left alone, it would unwind out of the strand's
-  /// handler, and the event that threw would be dispatched, and throw, again. The connection is
-  /// dropped with the reason instead: calls waiting on it fail, and the next one reconnects.
-  /// False when it was dropped.
+  /// throws (a Proton conversion error on something the peer sent, or any other bug) goes no
+  /// further: left alone, it would unwind out of the strand's handler and stop the
+  /// connection's reads. The connection is dropped with the reason instead: calls waiting on it
+  /// fail, and the next one reconnects. False when it was dropped.
   bool dispatch_events() {
     try {
       take_deliveries();

@@ -211,29 +211,12 @@ TEST_F(amqp_rabbitmq, dead_letter_rejects_and_the_queue_no_longer_holds_it) {
   EXPECT_EQ(broker_count(queue_.str(), "messages"), 0);
 }
 
-/// An amqp-value body holding a list of `arrays` arrays of `nulls` nulls each: well-formed, 10
-/// bytes per array however many nulls it claims (a null takes no bytes in an array), and 6
-/// bytes of text per null once rendered.
-std::string zero_width_array_bomb(std::uint32_t arrays, std::uint32_t nulls) {
-  const auto put32 = [](std::string& out, std::uint32_t v) {
-    for (int s = 24; s >= 0; s -= 8) out.push_back(static_cast<char>(v >> s));
-  };
-  std::string out("\x00\x53\x77\xd0", 4);
-  put32(out, 4 + arrays * 10);
-  put32(out, arrays);
-  for (std::uint32_t i = 0; i < arrays; ++i) {
-    out.push_back(static_cast<char>(0xf0));
-    put32(out, 5);
-    put32(out, nulls);
-    out.push_back(0x40);
-  }
-  return out;
-}
-
-// A poison message between good ones (here one whose body would render to far more than its
-// size; another AMQP 1.0 client can send any bytes) does not hold the good ones back: qrt
-// rejects it with amqp:decode-error (RabbitMQ, without a dead-letter exchange, drops it;
-// docs/amqp.md), and the good ones arrive in order on the same link.
+// A poison message between good ones (application properties holding a list, which AMQP forbids
+// and qrt's codec refuses; another AMQP 1.0 client can send any bytes) does not hold the good
+// ones back: qrt rejects it with amqp:decode-error (RabbitMQ, without a dead-letter exchange,
+// drops it; docs/amqp.md), and the good ones arrive in order on the same link. RabbitMQ 3.10
+// drops the connection of a sender whose message holds arrays of nulls, so the decoding bomb is
+// tested against Service Bus only.
 TEST_F(amqp_rabbitmq, a_poison_message_between_good_ones_does_not_hold_them_back) {
   for (const char* body : {"good-1", "good-2"}) {
     qrt::message m;
@@ -247,7 +230,11 @@ TEST_F(amqp_rabbitmq, a_poison_message_between_good_ones_does_not_hold_them_back
   where.password = "guest";
   auto raw = qrt::amqp::detail::connection::create(where, io_.executor());
   std::vector<qrt::amqp::detail::outgoing_delivery> poison(1);
-  poison[0].bytes = zero_width_array_bomb(200, 2000);  // 2 KB -> 2.4 MB of text
+  poison[0].bytes = std::string(
+      "\x00\x53\x74\xc1\x0e\x02\xa1\x04list\xc0\x05\x02\x54\x01\x54\x02"  // {list: [1, 2]}
+      "\x00\x53\x75\xa0\x03"
+      "bad",
+      27);
   auto sent = io_.run(raw->send("/amq/queue/" + queue_.str(), std::move(poison), 10s));
   ASSERT_TRUE(sent) << sent.error().to_string();
   ASSERT_TRUE(sent->at(0)) << sent->at(0).error().to_string();
