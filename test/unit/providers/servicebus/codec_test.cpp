@@ -440,7 +440,7 @@ TEST(ServiceBusManagement, ParsesRepliesAndTheirErrors) {
   EXPECT_EQ(sb::parse_renew_lock_response(garbage).error().code, errc::protocol_error);
   // A status code that is not an integer in 0-999 is malformed, never converted: a huge double
   // would convert with undefined behaviour, 2^32 + 200 would wrap to 200.
-  for (const proton::scalar bad :
+  for (const proton::scalar& bad :
        {proton::scalar(1.8e25), proton::scalar(std::uint64_t{4294967496}),
         proton::scalar(std::int64_t{-200}), proton::scalar(std::string("200"))}) {
     proton::message m;

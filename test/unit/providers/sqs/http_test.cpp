@@ -25,7 +25,7 @@ TEST(HttpEndpoint, ParsesSchemeHostAndPort) {
 
 TEST(HttpEndpoint, AHostWithWhitespaceOrControlCharactersIsRefused) {
   // The host is copied into every request's Host header: a CR LF in it would add headers.
-  for (const std::string url :
+  for (const std::string& url :
        {std::string("http://127.0.0.1\0\0:4566", 23), std::string("http://evil\r\nX-Injected: 1"),
         std::string("http://a b:80"), std::string("http://a:b:80")}) {
     auto ep = parse_endpoint(url);
@@ -53,7 +53,7 @@ TEST(HttpResponse, ReadsContentLengthChunkedAndUntilCloseBodies) {
 }
 
 TEST(HttpResponse, NothingTruncatedOrOverTheLimitIsAProtocolError) {
-  for (const std::string bytes :
+  for (const std::string& bytes :
        {std::string(), std::string("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort"),
         std::string("HTTP/1.1 200"), std::string("garbage\r\n\r\n"),
         std::string("HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\nhello world")}) {
