@@ -199,12 +199,14 @@ class servicebus_provider final : public provider,
         id_(next_provider_id++) {
     caps_.sessions = session_support::native;
     caps_.max_batch_messages = 1000;  // packed into batch transfers by encoded size (send)
-    caps_.max_batch_bytes = 0;
     // The service's limit counts the encoded message; qrt's counts body plus attributes. Keep a
     // reserve for the AMQP sections and system properties so that a message qrt admits fits.
     caps_.max_message_bytes = opts_.max_message_bytes > 4 * encoding_reserve
                                   ? opts_.max_message_bytes - encoding_reserve
                                   : opts_.max_message_bytes;
+    // A batch travels as one AMQP message, so the message size limit bounds it too (a send
+    // larger than that is packed into several batches).
+    caps_.max_batch_bytes = caps_.max_message_bytes;
     caps_.peek = true;
     caps_.scheduling = true;
     caps_.time_to_live = true;

@@ -253,17 +253,27 @@ TEST_F(ServiceBusProvider, PeekReadsWithoutLocking) {
 
 TEST_F(ServiceBusProvider, RenewLockExtendsAndAnExpiredLockFailsTheSettle) {
   qrt::queue_options o;
-  o.lock_duration = 1500ms;
+  o.lock_duration = 3s;
   const auto q = make_queue("renew", o);
   ASSERT_TRUE(client.send(q, qrt::message{.body = "slow"}));
   auto got = receive_n(q, 1);
   ASSERT_EQ(got.size(), 1u);
   const auto before = got[0].locked_until;
+  // While the lock holds nobody else gets the message; this wait also lets part of the lock run
+  // out, so that a renewal has something to extend.
+  auto held = client.receive(q, 1, 1500ms);
+  ASSERT_TRUE(held) << held.error().to_string();
+  EXPECT_TRUE(held->empty()) << "a locked message was delivered again";
   auto renewed = client.renew_lock(got[0].receipt);
   ASSERT_TRUE(renewed) << renewed.error().to_string();
-  EXPECT_GE(*renewed, before);
-  // Let the lock lapse: the message comes back with a higher delivery count, and the stale
-  // receipt cannot settle it.
+  EXPECT_GE(*renewed, before + 1s) << "the renewal did not move the lock's end";
+  // The renewal reached the service: past the first lock's end the message is still held.
+  auto still_held = client.receive(q, 1, 2s);
+  ASSERT_TRUE(still_held) << still_held.error().to_string();
+  EXPECT_GT(qrt::clock::now(), before) << "the wait ended before the first lock did";
+  EXPECT_TRUE(still_held->empty()) << "the message came back at the end of the unrenewed lock";
+  // Let the renewed lock lapse: the message comes back with a higher delivery count, and the
+  // stale receipt cannot settle it.
   auto again = receive_n(q, 1);
   ASSERT_EQ(again.size(), 1u);
   EXPECT_EQ(again[0].delivery_count, 2u);
@@ -353,9 +363,14 @@ TEST_F(ServiceBusProvider, SessionsNamedNextStateAndLockRenewal) {
   ASSERT_TRUE(alpha->set_state("step-2"));
   EXPECT_EQ(alpha->get_state().value(), "step-2");
   const auto before = alpha->locked_until();
+  // The session is empty now: this receive waits out its whole wait, so that a renewal has
+  // something to extend.
+  auto nothing = alpha->receive(1, 500ms);
+  ASSERT_TRUE(nothing) << nothing.error().to_string();
+  EXPECT_TRUE(nothing->empty());
   auto renewed = alpha->renew_lock();
   ASSERT_TRUE(renewed) << renewed.error().to_string();
-  EXPECT_GE(*renewed, before);
+  EXPECT_GE(*renewed, before + 400ms) << "the renewal did not move the session lock's end";
   EXPECT_EQ(alpha->locked_until(), *renewed);
   ASSERT_TRUE(alpha->close());
 

@@ -177,13 +177,15 @@ TEST(Processor, ConcurrencyLimitIsNeverExceeded) {
 // Contract P2: a handler that runs long does not lose its lock. The handler runs 3x the lock
 // duration; with a second free slot, an expired lock would hand the message to the processor again.
 TEST(Processor, HandlerRunningThreeTimesTheLockDurationIsNotRedelivered) {
-  fixture f({.lock_duration = 250ms});
+  // A lock long enough that renewals every third of it land in time on a loaded 2-core
+  // machine under TSan; the handler still outlives it three times.
+  fixture f({.lock_duration = 1s});
   f.send("slow");
   qrt::test::counter calls, finished;
   qrt::processor p(f.client, f.q,
                    [&](const received_message&) -> qrt::awaitable<qrt::result<void>> {
                      calls.add();
-                     co_await work_for(750ms);
+                     co_await work_for(3s);
                      finished.add();
                      co_return qrt::result<void>{};
                    },

@@ -21,7 +21,7 @@ struct seen_request {
   std::string method;
   std::string target;
   std::map<std::string, std::string> headers;  ///< names lower-cased
-  std::string body;                            ///< Content-Length bytes
+  std::string body;                            ///< Content-Length bytes after the headers
 };
 
 struct canned_response {
@@ -79,13 +79,14 @@ class local_http_server {
         while (!value.empty() && (value.back() == '\r')) value.pop_back();
         req.headers[name] = value;
       }
-      if (auto cl = req.headers.find("content-length"); cl != req.headers.end()) {
-        const auto length = static_cast<std::size_t>(std::stoul(cl->second));
-        if (buf.size() < length) {
-          boost::asio::read(socket, buf, boost::asio::transfer_exactly(length - buf.size()), ec);
-        }
-        req.body.resize(std::min(length, buf.size()));
-        in.read(req.body.data(), static_cast<std::streamsize>(req.body.size()));
+      // The body: what read_until buffered past the headers, then the rest of Content-Length.
+      if (auto length = req.headers.find("content-length"); length != req.headers.end()) {
+        const std::size_t want = std::stoul(length->second);
+        if (buf.size() < want)
+          boost::asio::read(socket, buf, boost::asio::transfer_exactly(want - buf.size()), ec);
+        if (ec) continue;
+        req.body.resize(want);
+        in.read(req.body.data(), static_cast<std::streamsize>(want));
       }
       ++count_;
       auto res = handler_(req);

@@ -115,18 +115,33 @@ TEST_F(SqsProviderErrors, PersistentThrottlingIsReportedAsThrottled) {
 }
 
 TEST_F(SqsProviderErrors, OnlyFailedBatchEntriesAreRetried) {
-  std::vector<std::string> batch_bodies;
+  // The server answers from what it was sent: the first batch fails the entry whose body is
+  // "b" (a server fault, worth retrying); later batches succeed for every entry they carry. A
+  // retry that resent the entries already stored would duplicate them on real SQS.
+  std::vector<std::vector<std::string>> batches;  // the bodies each SendMessageBatch carried
   std::mutex m;
   local_http_server server([&](const seen_request& r) {
     if (target_of(r) == "AmazonSQS.GetQueueUrl") return queue_url;
+    if (target_of(r) != "AmazonSQS.SendMessageBatch") return canned_response{400, "{}"};
     std::lock_guard lock(m);
-    batch_bodies.push_back(target_of(r));
-    if (batch_bodies.size() == 1) {
-      return canned_response{
-          200, R"({"Successful":[{"Id":"0","MessageId":"a"},{"Id":"2","MessageId":"c"}],
-        "Failed":[{"Id":"1","Code":"InternalError","Message":"oops","SenderFault":false}]})"};
+    const bool first = batches.empty();
+    auto& bodies = batches.emplace_back();
+    boost::json::array successful, failed;
+    const auto request = boost::json::parse(r.body);
+    for (const auto& entry : request.at("Entries").as_array()) {
+      const auto id = entry.at("Id").as_string();
+      const auto body = std::string(entry.at("MessageBody").as_string());
+      bodies.push_back(body);
+      if (first && body == "b") {
+        failed.push_back(boost::json::object{
+            {"Id", id}, {"Code", "InternalError"}, {"Message", "oops"}, {"SenderFault", false}});
+      } else {
+        successful.push_back(boost::json::object{{"Id", id}, {"MessageId", "id-" + body}});
+      }
     }
-    return canned_response{200, R"({"Successful":[{"Id":"1","MessageId":"b"}]})"};
+    return canned_response{
+        200, boost::json::serialize(boost::json::object{{"Successful", std::move(successful)},
+                                                        {"Failed", std::move(failed)}})};
   });
   auto p = make(server.url(), 2);
   std::vector<message> msgs(3);
@@ -135,11 +150,13 @@ TEST_F(SqsProviderErrors, OnlyFailedBatchEntriesAreRetried) {
   msgs[2].body = "c";
   auto r = run(p->send(queue_name::from("q"), msgs, 2s));
   ASSERT_TRUE(r) << r.error().to_string();
-  EXPECT_EQ(r->at(0).value(), "a");
-  EXPECT_EQ(r->at(1).value(), "b");
-  EXPECT_EQ(r->at(2).value(), "c");
-  ASSERT_EQ(batch_bodies.size(), 2u);
-  EXPECT_EQ(batch_bodies[1], "AmazonSQS.SendMessageBatch");
+  ASSERT_EQ(r->size(), 3u);
+  EXPECT_EQ(r->at(0).value(), "id-a");
+  EXPECT_EQ(r->at(1).value(), "id-b");
+  EXPECT_EQ(r->at(2).value(), "id-c");
+  ASSERT_EQ(batches.size(), 2u) << "one batch, then one retry";
+  EXPECT_EQ(batches[0], (std::vector<std::string>{"a", "b", "c"}));
+  EXPECT_EQ(batches[1], std::vector<std::string>{"b"}) << "the retry carries only the failed entry";
 }
 
 TEST_F(SqsProviderErrors, SenderFaultsInABatchAreReportedPerMessage) {
