@@ -256,6 +256,7 @@ TEST_F(amqp_rabbitmq, a_poison_message_between_good_ones_does_not_hold_them_back
   EXPECT_EQ(bodies, (std::vector<std::string>{"good-1", "good-2", "good-3", "good-4"}));
   EXPECT_TRUE(receive(*provider_, 1, 300ms).empty());
   EXPECT_EQ(broker_count(queue_.str(), "messages"), 0) << "the poison message is still queued";
+}
 
 // The provider declares no native dead-letter queue: a rejected message goes where the broker's
 // policy routes it. With a dead-letter policy on the queue (as an operator would set one), a
