@@ -100,8 +100,10 @@ result<endpoint> parse_endpoint(std::string_view url) {
     const bool allowed =
         std::isalnum(c) || c == '-' || c == '.' || c == '_' || (ipv6 && (c == ':' || c == '%'));
     if (!allowed) {
+      // Not echoed: the offending character (a CR, LF or NUL) would garble the message.
       return fail(errc::configuration_error,
-                  "endpoint '" + shown + "' has a character a host name cannot have");
+                  "endpoint host may only have letters, digits, '.', '-', '_' (an IPv6 address "
+                  "in brackets)");
     }
   }
   ep.host = std::string(host);

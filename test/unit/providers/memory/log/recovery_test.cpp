@@ -330,6 +330,11 @@ TEST(Recovery, HostileLengthInsideAChecksummedRecordIsRefusedNamingFileAndOffset
       static_cast<std::uint32_t>(static_cast<unsigned char>(bytes[at + 3])) << 24;
   const std::uint32_t crc = crc32c(0, payload, length);
   for (int i = 0; i < 4; ++i) bytes[at + 4 + i] = static_cast<char>((crc >> (8 * i)) & 0xFF);
+  // The frame header carries its own checksum (of length and payload checksum) at offset 8.
+  const std::uint32_t header_crc = crc32c(0, bytes.data() + at, 8);
+  for (int i = 0; i < 4; ++i) {
+    bytes[at + 8 + i] = static_cast<char>((header_crc >> (8 * i)) & 0xFF);
+  }
   write_file(w.segment, bytes);
   auto o = persistent_log::open(options_for(dir.path()));
   ASSERT_FALSE(o);
