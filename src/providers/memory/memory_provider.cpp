@@ -693,6 +693,7 @@ result<provider_ptr> make_provider(const options& opts, boost::asio::any_io_exec
                 "max_queue_size, max_dead_letter_queue_size, channel_buffer_size and "
                 "max_message_bytes must be positive");
   }
+#ifdef QRT_WITH_PERSISTENCE
   if (opts.enable_persistence && opts.max_message_bytes > log::max_persistable_message_bytes) {
     return fail(errc::configuration_error,
                 "field 'max_message_bytes': " + std::to_string(opts.max_message_bytes) +
@@ -700,6 +701,7 @@ result<provider_ptr> make_provider(const options& opts, boost::asio::any_io_exec
                     "log record, so the limit is at most " +
                     std::to_string(log::max_persistable_message_bytes) + " bytes");
   }
+#endif
   for (const auto& name : opts.queues) {
     auto q = queue_name::parse(name);
     if (!q) return fail(errc::configuration_error, "field 'queues': " + q.error().message);
