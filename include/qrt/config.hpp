@@ -76,7 +76,7 @@ class config {
   const std::map<std::string, std::string, std::less<>>& values() const noexcept { return values_; }
 
   /// "key=value" lines, secrets shown as "<redacted>", and so is the userinfo of a URL value
-  /// (user:password@ in endpoint=amqps://user:password@host).
+  /// (the "user:password" before the host in endpoint=amqps://user:password\@host).
   std::string to_string() const;
   /// Whether `key` names a secret (keys, passwords, tokens, connection strings), which prints
   /// redacted.

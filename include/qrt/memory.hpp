@@ -20,6 +20,7 @@ enum class durability {
 /// character boundary) when a message is dead-lettered: they are free text, often an error
 /// message, and must not make one stored message unboundedly large.
 inline constexpr std::size_t max_dead_letter_reason_bytes = 1024;
+/// The same bound for a dead-letter description.
 inline constexpr std::size_t max_dead_letter_description_bytes = 4096;
 
 /// Settings of the embedded provider: queue bounds, persistence, batch and message limits.
