@@ -231,7 +231,13 @@ result<http_response> parse_http_response(std::string_view bytes, std::size_t ma
     }
   }
   if (!parser.is_done()) return fail(errc::protocol_error, "the HTTP answer is incomplete");
-  return to_response(parser.release());
+  auto res = parser.release();
+  // Beast reads any three digits; a status below 100 is not one HTTP defines.
+  if (res.result_int() < 100) {
+    return fail(errc::protocol_error,
+                "the HTTP answer's status " + std::to_string(res.result_int()) + " is not 100-999");
+  }
+  return to_response(std::move(res));
 }
 
 namespace {
@@ -457,6 +463,10 @@ asio::awaitable<result<http_response>> http_pool::send(http_request request,
                      "connection to " + self->ep.to_string() + " failed: " + ec.message());
     }
     auto res = parser.release();
+    if (res.result_int() < 100) {  // as parse_http_response: not a status HTTP defines
+      co_return fail(errc::protocol_error, "the answer from " + self->ep.to_string() +
+                                               " has status " + std::to_string(res.result_int()));
+    }
     const bool keep = res.keep_alive();
     http_response out = to_response(std::move(res));
     if (keep && !self->closed) {
