@@ -30,9 +30,9 @@ struct options {
   /// with queue_full, and a message past max_delivery_count or its time to live stays in its
   /// queue and is delivered again, until the dead-letter queue has room. Nothing is dropped.
   std::size_t max_dead_letter_queue_size = 100'000;
-  bool enable_persistence = false;      ///< keep every queue in a checksummed log under
-                                        ///< persistence_path (docs/adr/0003-persistence-format.md)
-  std::string persistence_path;         ///< a directory; required with enable_persistence
+  bool enable_persistence = false;  ///< keep every queue in a checksummed log under
+                                    ///< persistence_path (docs/adr/0003-persistence-format.md)
+  std::string persistence_path;     ///< a directory; required with enable_persistence
   durability durability_mode = durability::always;  ///< when a send or settle returns, relative to
                                                     ///< its record reaching the disk
   milliseconds sync_interval{100};                  ///< durability::interval only
