@@ -94,6 +94,20 @@ result<endpoint> parse_endpoint(std::string_view url) {
     return fail(errc::configuration_error, "endpoint '" + shown + "' has no host");
   }
   const bool ipv6 = !rest.empty() && rest.front() == '[';
+  if (ipv6) {
+    // Brackets hold an IPv6 address (with an optional zone after '%'), nothing else: printed
+    // back, a bracketed name would lose its brackets and no longer name the same endpoint.
+    boost::system::error_code ec;
+    const std::string_view address = host.substr(0, host.find('%'));
+    asio::ip::make_address_v6(std::string(address), ec);
+    if (ec || address.size() + 1 == host.size()) {
+      return fail(errc::configuration_error,
+                  "endpoint '" + shown + "' has a bad IPv6 host (brackets hold an IPv6 address)");
+    }
+  }
+  if (port.empty() && rest.size() > host.size() + (ipv6 ? 2 : 0)) {
+    return fail(errc::configuration_error, "endpoint '" + shown + "' has an empty port");
+  }
   for (const char ch : host) {
     // Names, IPv4 and IPv6 literals (with a zone): nothing that could break the Host header.
     const auto c = static_cast<unsigned char>(ch);

@@ -235,6 +235,25 @@ TEST(HttpEndpoint, UserInfoIsRefusedAndNeverEchoed) {
   EXPECT_EQ(v6->host, "::1");
 }
 
+// Every endpoint that parses prints back to a URL naming the same endpoint (the fuzzer's
+// property): brackets hold only an IPv6 address, and a colon promises a port.
+TEST(HttpEndpoint, OnlyEndpointsThatPrintBackTheSameParse) {
+  for (std::string_view url : {"http://[%%1]:", "http://[%%1]", "http://[host]", "http://[::1%]",
+                               "http://[1.2.3.4]", "http://host:", "http://[::1]:"}) {
+    auto r = net::parse_endpoint(url);
+    ASSERT_FALSE(r) << url << " parsed to " << r->to_string();
+    EXPECT_EQ(r.error().code, errc::configuration_error) << url;
+  }
+  for (std::string_view url : {"http://[::1]", "https://[fe80::1%eth0]:8443", "http://h:81"}) {
+    auto r = net::parse_endpoint(url);
+    ASSERT_TRUE(r) << url << ": " << r.error().to_string();
+    auto again = net::parse_endpoint(r->to_string());
+    ASSERT_TRUE(again) << r->to_string();
+    EXPECT_EQ(again->host, r->host);
+    EXPECT_EQ(again->port, r->port);
+  }
+}
+
 TEST(HttpEndpoint, LoopbackHostsAreRecognised) {
   for (std::string_view host : {"localhost", "LOCALHOST", "127.0.0.1", "127.1.2.3", "::1"}) {
     EXPECT_TRUE(net::is_loopback_host(host)) << host;
