@@ -410,6 +410,10 @@ struct connection::impl : proton::messaging_handler,
   struct held_delivery {
     inbound item;
     delivery_handle delivery;
+    /// When the message's time-to-live runs out while qrt holds it unasked (prefetch): its
+    /// arrival plus the header's ttl. The broker's own clock started earlier, so this is never
+    /// before the broker would expire it: qrt gives back late, never early.
+    std::chrono::steady_clock::time_point expires = std::chrono::steady_clock::time_point::max();
   };
   /// One settle() call: its items' results, and how many still wait for the peer.
   struct settle_op {
@@ -1098,6 +1102,7 @@ struct connection::impl : proton::messaging_handler,
         return;
       }
       receiver_state& r = attach_receiver(id, spec);
+      give_back_expired(r);
       if (!r.buffered.empty()) {
         hand_out(r, *op);
         return;
@@ -1115,6 +1120,20 @@ struct connection::impl : proton::messaging_handler,
         w.erase(std::remove(w.begin(), w.end(), op), w.end());
       });
     });
+  }
+
+  /// A prefetched message whose time-to-live ran out in qrt's buffer is never handed out: it is
+  /// released to the broker, which owns expiry (drops it, or dead-letters it as expired where
+  /// the queue says so) by the same rule as for a message it never sent (docs/amqp.md).
+  void give_back_expired(receiver_state& r) {
+    const auto now = std::chrono::steady_clock::now();
+    const auto before = r.buffered.size();
+    std::erase_if(r.buffered, [&](held_delivery& h) {
+      if (h.expires > now) return false;
+      send_outcome(h.delivery.get(), outcome::released(), true);
+      return true;
+    });
+    if (r.buffered.size() != before) replenish(r);
   }
 
   void hand_out(receiver_state& r, receive_op& op) {
@@ -1175,10 +1194,14 @@ struct connection::impl : proton::messaging_handler,
                        true);
           continue;
         }
+        const auto ttl = decoded->message.time_to_live;
         inbound item{std::move(*decoded), d->tag(), delivery_ref{r.instance, r.next_seq++}};
-        r.buffered.push_back(held_delivery{std::move(item), std::move(*d)});
+        held_delivery held{std::move(item), std::move(*d)};
+        if (ttl) held.expires = std::chrono::steady_clock::now() + *ttl;
+        r.buffered.push_back(std::move(held));
       }
       if (!took) continue;
+      give_back_expired(r);
       while (!r.waiting.empty() && !r.buffered.empty()) {
         auto op = r.waiting.front();
         r.waiting.pop_front();

@@ -378,6 +378,39 @@ TEST_F(amqp_rabbitmq, prefetch_bounds_the_messages_locked_by_a_receiver) {
   io_.run(other->close());
 }
 
+TEST_F(amqp_rabbitmq, a_message_that_expires_in_the_prefetch_buffer_goes_back_to_the_broker) {
+  auto prefetching = make(rabbit(3));
+  ASSERT_TRUE(receive(*prefetching, 1, 200ms).empty());  // attaches the link, credit 3
+  qrt::message expiring;
+  expiring.body = "expiring";
+  expiring.time_to_live = 300ms;
+  send(expiring);
+  // The broker pushed it to the receiver's buffer (unasked): it is held there, unacknowledged.
+  const auto deadline = std::chrono::steady_clock::now() + 15s;
+  while (broker_count(queue_.str(), "messages_unacknowledged") != 1 &&
+         std::chrono::steady_clock::now() < deadline) {
+  }
+  ASSERT_EQ(broker_count(queue_.str(), "messages_unacknowledged"), 1);
+  // Its time-to-live runs out while qrt holds it: the passing of time is the behaviour here.
+  std::this_thread::sleep_for(expiring.time_to_live.value() + 100ms);
+  auto got = receive(*prefetching, 10, 300ms);
+  EXPECT_TRUE(got.empty()) << "an expired message was handed out: " << got.front().body;
+  // Released, not held or settled as done: the broker expires it by its own rule.
+  const auto released_by = std::chrono::steady_clock::now() + 15s;
+  while (broker_count(queue_.str(), "messages") != 0 &&
+         std::chrono::steady_clock::now() < released_by) {
+  }
+  EXPECT_EQ(broker_count(queue_.str(), "messages"), 0) << "the expired message is still held";
+  qrt::message live;
+  live.body = "live";
+  send(live);
+  auto after = receive(*prefetching, 10, 5s);
+  ASSERT_EQ(after.size(), 1u);
+  EXPECT_EQ(after[0].body, "live");
+  ASSERT_TRUE(settle(*prefetching, qrt::settlement::complete(after[0].receipt)));
+  io_.run(prefetching->close());
+}
+
 TEST_F(amqp_rabbitmq, reconnects_after_the_broker_restarts_and_old_receipts_expire) {
   qrt::message m;
   m.body = "survivor";
