@@ -341,12 +341,14 @@ result<std::vector<message_entry>> parse_messages_response(const proton::message
       const auto bytes = proton::get<proton::binary>(m->second);
       auto decoded = amqp::detail::decode_message(std::span<const std::uint8_t>(
           reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size()));
-      if (!decoded) {
-        return fail(errc::protocol_error,
-                    std::string(what) + ": undecodable message: " + decoded.error().message);
-      }
       message_entry e;
-      e.message = std::move(*decoded);
+      if (decoded) {
+        e.message = std::move(*decoded);
+      } else {
+        e.undecodable =
+            error{errc::protocol_error,
+                  std::string(what) + ": undecodable message: " + decoded.error().message};
+      }
       if (const auto t = entry.find("lock-token"); t != entry.end()) {
         const auto u = proton::get<proton::uuid>(t->second);
         uuid_bytes b{};

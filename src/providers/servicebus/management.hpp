@@ -65,9 +65,12 @@ result<std::optional<std::string>> parse_session_state_response(const proton::me
 
 /// peek-message and receive-by-sequence-number replies: each entry an encoded message and, for
 /// received (locked) messages, its lock token. A 204 reply is an empty list.
+/// An entry qrt cannot decode is kept with the reason instead of failing the whole reply: one
+/// bad message affects only itself.
 struct message_entry {
   amqp::detail::decoded_message message;
   std::optional<uuid_bytes> lock_token;
+  std::optional<error> undecodable;  ///< why `message` is empty, when it could not be decoded
 };
 result<std::vector<message_entry>> parse_messages_response(const proton::message& reply);
 

@@ -390,12 +390,21 @@ class servicebus_provider final : public provider,
     if (!reply) co_return reply.error();
     auto entries = detail::parse_messages_response(*reply);
     if (!entries) co_return entries.error();
+    // A message qrt cannot decode is left out of the page and the others are returned; a page
+    // of nothing but such messages is an error naming why, not an empty page that would read
+    // as the end of the queue.
     std::vector<received_message> out;
+    const error* first_undecodable = nullptr;
     for (auto& e : *entries) {
+      if (e.undecodable) {
+        if (!first_undecodable) first_undecodable = &*e.undecodable;
+        continue;
+      }
       received_message m = from_wire(std::move(e.message));
       m.locked_until = time_point{};
       out.push_back(std::move(m));
     }
+    if (out.empty() && first_undecodable) co_return *first_undecodable;
     co_return out;
   }
 

@@ -524,6 +524,30 @@ TEST_F(ServiceBusProvider, AnUndecodableMessageIsDeadLetteredNotDropped) {
   EXPECT_EQ(stats->active + stats->in_flight, 0);
 }
 
+// Peek reads the same messages without locking them: the one qrt cannot decode is left out of
+// the page, the others are returned (one bad message affects only itself), and a page holding
+// nothing but it is an error that says why rather than an empty page.
+TEST_F(ServiceBusProvider, PeekSkipsAnUndecodableMessageAndReturnsTheOthers) {
+  const auto q = make_queue("peek-undecodable");
+  boost::json::array messages;
+  messages.push_back(boost::json::object{{"bodyBase64", base64("before")}});
+  messages.push_back(
+      {{"bodyBase64", base64("bad")}, {"applicationProperties", {{"list", {1, 2, 3}}}}});
+  messages.push_back(boost::json::object{{"bodyBase64", base64("after")}});
+  qrt::test::run_sdk(
+      {"send", std::to_string(peer->port()), q.str(), boost::json::serialize(messages)});
+  auto page = client.peek(q, 10);
+  ASSERT_TRUE(page) << page.error().to_string();
+  std::vector<std::string> bodies;
+  for (const auto& m : *page) bodies.push_back(m.body);
+  EXPECT_EQ(bodies, (std::vector<std::string>{"before", "after"}));
+  ASSERT_EQ(page->size(), 2u);
+  auto only_bad = client.peek(q, 1, (*page)[0].sequence_number + 1);
+  ASSERT_FALSE(only_bad) << "a page of one undecodable message read as an empty queue";
+  EXPECT_NE(only_bad.error().message.find("undecodable"), std::string::npos)
+      << only_bad.error().to_string();
+}
+
 /// The bodies of every message `c` receives from `q` until `count` arrived or 15 s passed,
 /// completing each.
 std::vector<std::string> receive_bodies(qrt::sync::queue_client& c, const queue_name& q,

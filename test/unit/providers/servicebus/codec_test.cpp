@@ -408,6 +408,21 @@ TEST(ServiceBusManagement, ParsesRepliesAndTheirErrors) {
   EXPECT_EQ((*messages)[0].message.message.body, "payload");
   ASSERT_TRUE((*messages)[0].lock_token);
   EXPECT_EQ(*(*messages)[0].lock_token, token);
+  EXPECT_FALSE((*messages)[0].undecodable);
+
+  // One entry that is not an AMQP message does not fail the reply: it is kept with its reason,
+  // the others decode.
+  std::map<std::string, proton::value> garbage_entry{
+      {"message", proton::binary(std::string("\x00\x53\x75\xb0\xff\xff\xff\xff", 8))}};
+  auto mixed = sb::parse_messages_response(
+      reply(200, {{"messages", std::vector<proton::value>{garbage_entry, entry}}}));
+  ASSERT_TRUE(mixed) << mixed.error().to_string();
+  ASSERT_EQ(mixed->size(), 2u);
+  ASSERT_TRUE((*mixed)[0].undecodable);
+  EXPECT_EQ((*mixed)[0].undecodable->code, errc::protocol_error);
+  EXPECT_NE((*mixed)[0].undecodable->message.find("undecodable"), std::string::npos);
+  EXPECT_FALSE((*mixed)[1].undecodable);
+  EXPECT_EQ((*mixed)[1].message.message.body, "payload");
 
   auto state = sb::parse_session_state_response(
       reply(200, {{"session-state", proton::binary(std::string("s2"))}}));
