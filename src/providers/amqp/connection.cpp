@@ -1166,6 +1166,7 @@ struct connection::impl : proton::messaging_handler,
   /// delivery into a proton::message before on_message, most of a receive's CPU. A delivery
   /// taken here is no longer readable, so the adapter's event for it does nothing.
   void take_deliveries() {
+    refuse_oversize_replies();
     for (auto& [id, r] : receivers) {
       if (!r.link) continue;
       bool took = false;
@@ -1461,6 +1462,7 @@ struct connection::impl : proton::messaging_handler,
         ro.credit_window(16);
         ro.auto_accept(true);
         n.in = rpc_session.open_receiver(node, ro);
+        announce_max_message_size(n.in, max_reply_bytes);
         rpc_by_name[n.out.name()] = node;
         rpc_by_name[n.in.name()] = node;
       }
@@ -1507,6 +1509,42 @@ struct connection::impl : proton::messaging_handler,
     done(std::move(m));
   }
 
+  /// A reply growing past max_reply_bytes is refused before more of it is buffered. Which
+  /// request it answers is in the part not yet read, so every request waiting on that node
+  /// fails, and the node is attached afresh for the next one.
+  void refuse_oversize_replies() {
+    std::vector<std::string> oversize;
+    for (auto& [node, n] : rpc_nodes) {
+      if (!n.in) continue;
+      if (auto big = take_oversize_delivery(n.in, max_reply_bytes)) {
+        send_outcome(big->get(),
+                     outcome::rejected(
+                         "amqp:link:message-size-exceeded",
+                         "a reply is larger than " + std::to_string(max_reply_bytes) + " bytes"),
+                     true);
+        oversize.push_back(node);
+      }
+    }
+    for (const auto& node : oversize) {
+      auto nit = rpc_nodes.find(node);
+      if (nit == rpc_nodes.end()) continue;
+      const error e = fail(errc::protocol_error,
+                           "a reply from '" + node + "' was larger than the " +
+                               std::to_string(max_reply_bytes) + "-byte limit for replies");
+      drop_rpc_node(nit, e);
+    }
+  }
+
+  void drop_rpc_node(std::map<std::string, rpc_node>::iterator nit, const error& e) {
+    auto pending = std::move(nit->second.pending);
+    end_link(nit->second.out);
+    end_link(nit->second.in);
+    rpc_by_name.erase(nit->second.out.name());
+    rpc_by_name.erase(nit->second.in.name());
+    rpc_nodes.erase(nit);
+    for (auto& [id, done] : pending) done(e);
+  }
+
   void rpc_link_gone(proton::link& link, const proton::error_condition& condition) {
     auto it = rpc_by_name.find(link.name());
     if (it == rpc_by_name.end()) return;
@@ -1516,12 +1554,7 @@ struct connection::impl : proton::messaging_handler,
     error e = condition
                   ? map_condition(condition, {"request to", node})
                   : fail(errc::connection_failed, "the broker detached the link to '" + node + "'");
-    for (auto& [id, done] : nit->second.pending) done(e);
-    end_link(nit->second.out);
-    end_link(nit->second.in);
-    rpc_by_name.erase(nit->second.out.name());
-    rpc_by_name.erase(nit->second.in.name());
-    rpc_nodes.erase(nit);
+    drop_rpc_node(nit, e);
   }
 
   // ---------- sessions: one per link ----------

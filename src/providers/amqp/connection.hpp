@@ -118,6 +118,12 @@ struct receiver_spec {
 /// annotations and properties on delivery (Service Bus: sequence number, lock, enqueue time).
 inline constexpr std::uint64_t receive_size_headroom = 64 * 1024;
 
+/// The largest reply a request/response node ($management, $cbs) may send: announced on the
+/// reply link, and a reply that grows past it is refused as its first frames exceed it (the
+/// requests waiting on that node fail with protocol_error, the node is attached afresh for the
+/// next one). Peek sizes its pages to fit (docs/servicebus.md).
+inline constexpr std::uint64_t max_reply_bytes = 64ull << 20;
+
 /// Identifies one delivery on one link instance. Only meaningful to the connection that made it.
 struct delivery_ref {
   std::uint64_t link = 0;  ///< link instance: a new number every attach

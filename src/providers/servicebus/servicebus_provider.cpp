@@ -382,11 +382,14 @@ class servicebus_provider final : public provider,
                                                         std::int64_t from_sequence) override {
     if (max_messages == 0)
       co_return fail(errc::invalid_argument, "servicebus: peek needs max_messages >= 1");
+    // A page is one reply: at most as many messages as fit the reply limit at their largest.
+    const std::size_t fit = std::max<std::uint64_t>(
+        1, amqp::max_reply_bytes / (opts_.max_message_bytes + amqp::receive_size_headroom));
+    const auto count = static_cast<std::int32_t>(
+        std::min<std::size_t>({max_messages, fit, std::size_t{INT32_MAX}}));
     auto reply = co_await management(
-        queue.to_string(), detail::peek_request(std::max<std::int64_t>(from_sequence, 1),
-                                                static_cast<std::int32_t>(
-                                                    std::min<std::size_t>(max_messages, INT32_MAX)),
-                                                std::nullopt));
+        queue.to_string(),
+        detail::peek_request(std::max<std::int64_t>(from_sequence, 1), count, std::nullopt));
     if (!reply) co_return reply.error();
     auto entries = detail::parse_messages_response(*reply);
     if (!entries) co_return entries.error();

@@ -469,6 +469,26 @@ TEST(ServiceBusProviderBrokenService, AnUndecodableManagementReplyFailsTheCallNo
   EXPECT_TRUE(client.complete(got[0].receipt));
 }
 
+// A $management reply larger than qrt's limit for replies (a broken or hostile service that
+// ignores the limit announced on the reply link) is refused once its first frames pass it: the
+// call fails with the reason, qrt never buffers the rest, and the next call works.
+TEST(ServiceBusProviderBrokenService, AnOversizeManagementReplyFailsTheCallNotTheProcess) {
+  auto broken = std::make_unique<qrt::test::servicebus_peer>(
+      std::vector<std::string>{"--huge-replies", "huge"});
+  auto client = open_client(broken->connection_string(), "20s");
+  auto peeked = client.peek(queue_name::from("huge"), 1);
+  ASSERT_FALSE(peeked) << "an oversize reply was read as a peek answer";
+  EXPECT_EQ(peeked.error().code, errc::protocol_error) << peeked.error().to_string();
+  EXPECT_NE(peeked.error().message.find("limit for replies"), std::string::npos)
+      << peeked.error().to_string();
+  const auto fine = queue_name::from("fine");
+  ASSERT_TRUE(client.send(fine, qrt::message{.body = "after"}));
+  auto page = client.peek(fine, 10);
+  ASSERT_TRUE(page) << page.error().to_string();
+  ASSERT_EQ(page->size(), 1u);
+  EXPECT_EQ((*page)[0].body, "after");
+}
+
 // ----- interop with the official SDK -----
 
 std::string base64(const std::string& bytes) {

@@ -13,7 +13,8 @@
 //                     [--sas-key-name NAME --sas-key KEY] [--jwt TOKEN,TOKEN...]
 //                     [--max-message-size N]
 //                     [--session-queues a,b] [--dead-letter-on-expiration-queues a,b]
-//                     [--hold-settlements a,b] [--garbage-replies a,b] [--quiet]
+//                     [--hold-settlements a,b] [--garbage-replies a,b]
+//                     [--huge-replies a,b] [--quiet]
 // Prints one line `{"port":N}` on stdout once listening (port 0 = picked by the OS).
 //
 // Queues are created on demand by the first attach or request that names them, with the
@@ -59,6 +60,7 @@ const options = {
   // Test hook: $management requests on these queues are answered with bytes that are not an
   // AMQP message (a broken or hostile service).
   garbageReplies: new Set(String(arg('garbage-replies', '')).split(',').filter(Boolean)),
+  hugeReplies: new Set(String(arg('huge-replies', '')).split(',').filter(Boolean)),
   queues: String(arg('queues', '')).split(',').filter(Boolean),
 };
 const log = options.quiet ? () => {} : (...a) => console.error('[sb-peer]', ...a);
@@ -710,6 +712,13 @@ function handleManagement(context, queue, request) {
   if (queue && options.garbageReplies.has(queue.name)) {
     const link = replyLink(context.connection, request.reply_to);
     if (link) link.send(Buffer.from([0x00, 0x53, 0x77, 0xa1, 0xff, 0x78]), crypto.randomBytes(16), 0);
+    return;
+  }
+  if (queue && options.hugeReplies.has(queue.name)) {
+    // A reply past any sane size (65 MiB of a body that never ends), ignoring the
+    // max-message-size the client announced on its reply link, as a hostile service would.
+    const link = replyLink(context.connection, request.reply_to);
+    if (link) link.send(Buffer.alloc(65 << 20, 0x40), crypto.randomBytes(16), 0);
     return;
   }
   const props = request.application_properties || {};
