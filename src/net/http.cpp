@@ -231,6 +231,8 @@ result<http_response> parse_http_response(std::string_view bytes, std::size_t ma
     const auto n = parser.put(asio::buffer(bytes.data() + used, bytes.size() - used), ec);
     used += n;
     if (ec == http::error::need_more) {
+      // Eager parsing consumed all it could: the rest is not enough. Beast requires more bytes
+      // than last time on the next put (it asserts, or reads past them, when given the same).
       ec = {};
       if (n == 0) break;
       continue;

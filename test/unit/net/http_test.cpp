@@ -117,6 +117,22 @@ TEST(HttpResponseParsing, ReadsCompleteAnswersWithLengthOrChunks) {
   EXPECT_EQ(until_close->body, "to the end");
 }
 
+// An answer cut anywhere is incomplete, whatever the cut: a protocol_error, never a partial
+// body read as whole. (Cut after the last chunk's size line, it once drove the parser past its
+// input: the fuzz corpus keeps that case too.)
+TEST(HttpResponseParsing, AChunkedAnswerCutAnywhereIsIncomplete) {
+  const std::string whole =
+      "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n";
+  for (std::size_t cut = 1; cut < whole.size(); ++cut) {
+    auto r = net::parse_http_response(whole.substr(0, cut), 100);
+    ASSERT_FALSE(r) << "cut at " << cut << " read as a whole answer";
+    EXPECT_EQ(r.error().code, errc::protocol_error) << cut;
+  }
+  auto r = net::parse_http_response(whole, 100);
+  ASSERT_TRUE(r) << r.error().to_string();
+  EXPECT_EQ(r->body, "abc");
+}
+
 TEST(HttpResponseParsing, OversizeOrMalformedAnswersAreProtocolErrors) {
   const std::string big_head =
       "HTTP/1.1 200 OK\r\n" + std::string(net::max_response_head_bytes, 'a') + ": b\r\n\r\n";
