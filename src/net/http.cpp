@@ -234,8 +234,7 @@ result<http_response> parse_http_response(std::string_view bytes, std::size_t ma
       // Eager parsing consumed all it could: the rest is not enough. Beast requires more bytes
       // than last time on the next put (it asserts, or reads past them, when given the same).
       ec = {};
-      if (n == 0) break;
-      continue;
+      break;
     }
     if (ec) return refused_answer(ec, "the server", max_body_bytes);
   }
