@@ -53,6 +53,11 @@ struct retry_policy {
   /// retry_after. Pure.
   milliseconds base_delay(std::uint32_t retry) const noexcept;
 
+  /// How long a loop that never gives up (a processor's receive or accept loop) waits after its
+  /// `failures`-th failure in a row ended in `e`: the service's retry_after, clamped to
+  /// [0, max_retry_after], else base_delay(failures). Pure.
+  milliseconds delay_after(const error& e, std::uint32_t failures) const noexcept;
+
   /// Whether to retry after `attempts_made` attempts ended in `e`, and after how long.
   /// `unit_random` is a number in [0, 1) used for jitter (tests pass a fixed one).
   std::optional<milliseconds> next_delay(const error& e, std::uint32_t attempts_made,

@@ -154,7 +154,7 @@ struct processor::impl : std::enable_shared_from_this<impl> {
         if (received.error().code == errc::closed) break;
         report(received.error());
         ++failures;
-        auto delay = received.error().retry_after.value_or(options.retry.base_delay(failures));
+        const auto delay = options.retry.delay_after(received.error(), failures);
         if (!stopping) co_await capacity_changed->wait_until(steady::now() + delay);
         continue;
       }

@@ -255,7 +255,7 @@ struct session_processor::impl : std::enable_shared_from_this<impl> {
         if (e.code == errc::timeout) continue;  // no session had messages within accept_wait
         report(e);
         ++failures;
-        co_await pause(e.retry_after.value_or(options.retry.base_delay(failures)));
+        co_await pause(options.retry.delay_after(e, failures));
         continue;
       }
       failures = 0;

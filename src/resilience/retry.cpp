@@ -58,6 +58,11 @@ milliseconds retry_policy::base_delay(std::uint32_t retry) const noexcept {
   return milliseconds{static_cast<milliseconds::rep>(std::max(ms, 0.0))};
 }
 
+milliseconds retry_policy::delay_after(const error& e, std::uint32_t failures) const noexcept {
+  if (e.retry_after) return std::clamp(*e.retry_after, milliseconds::zero(), max_retry_after);
+  return base_delay(failures);
+}
+
 std::optional<milliseconds> retry_policy::next_delay(const error& e, std::uint32_t attempts_made,
                                                      double unit_random) const noexcept {
   if (e.kind == error_kind::permanent) return std::nullopt;

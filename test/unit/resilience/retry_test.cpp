@@ -126,7 +126,11 @@ TEST(RetryPolicy, AServicesRetryAfterIsClampedToTheLongestHonouredWait) {
   for (const auto& [asked, waited] : cases) {
     throttled.retry_after = asked;
     EXPECT_EQ(p.next_delay(throttled, 1, 0.5), waited) << asked.count();
+    // The processors' receive and accept loops wait by the same rule.
+    EXPECT_EQ(p.delay_after(throttled, 1), waited) << asked.count();
   }
+  // Without a retry_after the loops back off by the policy.
+  EXPECT_EQ(p.delay_after(qrt::fail(errc::connection_failed, "down"), 3), p.base_delay(3));
 }
 
 // The client applies retries to transient provider errors by default (contract C31), and a
