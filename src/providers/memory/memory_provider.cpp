@@ -393,7 +393,7 @@ class memory_provider final : public provider,
       // Consecutive settlements of one queue share one lock.
       const auto queue_key = settlements[i].receipt.queue;
       queue_ptr q = find_by_id(queue_key);
-      std::unique_lock<std::mutex> lock;
+      std::unique_lock<queue_mutex> lock;
       if (q) lock = std::unique_lock(q->mutex);
       const auto now = clock::now();
       if (q) q->sweep(now);

@@ -302,6 +302,16 @@ detail::lsn persistent_log::session_state_set(const queue_name& queue, const ses
   return lsn;
 }
 
+void persistent_log::begin_operation() {
+  std::lock_guard lock(mutex_);
+  ++open_operations_;
+}
+
+void persistent_log::end_operation() {
+  std::lock_guard lock(mutex_);
+  if (--open_operations_ == 0 && writer_waits_for_operations_) operations_closed_.notify_one();
+}
+
 bool persistent_log::reached_locked(detail::lsn upto) const {
   return (options_.mode == durability::always ? durable_lsn_ : written_lsn_) >= upto;
 }
@@ -703,6 +713,14 @@ void persistent_log::writer_loop() {
                              [&] { return arrived_waiters_ >= released_last_round_ || stopping_; });
       expected_waiters_ = 0;
     }
+    // An operation's events are appended one by one under its queue's lock: taking a batch in
+    // the middle would split it, and if the second part then failed, a reopen would replay the
+    // first part of an operation its caller was told had failed (half a send batch, or a
+    // message both dead-lettered and still in its queue). Operations are short (no I/O, no
+    // waiting), so this waits microseconds.
+    writer_waits_for_operations_ = true;
+    operations_closed_.wait(lock, [&] { return open_operations_ == 0; });
+    writer_waits_for_operations_ = false;
     released_last_round_ = 0;
     arrived_waiters_ = 0;
     std::deque<chunk> batch;

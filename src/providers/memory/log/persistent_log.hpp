@@ -58,6 +58,8 @@ class persistent_log final : public detail::event_sink {
   detail::lsn removed(const queue_name& queue, std::uint64_t sequence) override;
   detail::lsn session_state_set(const queue_name& queue, const session_id& session,
                                 const std::string& state) override;
+  void begin_operation() override;
+  void end_operation() override;
   awaitable<result<void>> flushed(detail::lsn upto) override;
   std::optional<error> refuse(const queue_name& queue, const message& content) const override;
   std::optional<error> failure() const override;
@@ -135,6 +137,11 @@ class persistent_log final : public detail::event_sink {
   mutable std::mutex mutex_;
   std::condition_variable work_ready_;
   std::condition_variable progress_;
+  /// Operations (begin_operation) under way. The writer takes a batch only when there is none,
+  /// so no operation is split between two batches.
+  std::size_t open_operations_ = 0;
+  bool writer_waits_for_operations_ = false;
+  std::condition_variable operations_closed_;
   live_index index_;
   std::deque<chunk> queued_;
   std::map<std::uint64_t, std::uint64_t> segment_bytes_;    ///< index -> bytes (incl. queued)

@@ -463,10 +463,6 @@ class small_filesystem {
 // batches are cut off again, nothing more is served, and once space is back a reopen replays
 // exactly the acknowledged sends minus the acknowledged completes, in every durability mode.
 TEST(PersistedProvider, FullDiskLeavesMemoryAndDiskAgreeingInEveryDurabilityMode) {
-  // Open defect, shown by this test: what a reopen replays after the disk filled up differs from
-  // what was acknowledged (seen on a real tmpfs: in every mode under ASan, in interval and none
-  // in a release build). Skipped with the reason, not deleted, until the cause is found.
-  GTEST_SKIP() << "known defect: replay after a full disk differs from what was acknowledged";
   for (std::string mode : {"always", "interval", "none"}) {
     SCOPED_TRACE(mode);
     scratch_dir dir;
