@@ -335,8 +335,10 @@ void persistent_log::register_waiter(detail::lsn upto, waiter w) {
     one.push_back(std::move(w));
     resume_all(std::move(one), outcome);
   };
-  if (failure_) return resume_now(*failure_);
+  // Reached first: what was written before a failure is on disk and is replayed, so it is
+  // acknowledged even when asked for after the failure (see flushed()).
   if (reached_locked(upto)) return resume_now(result<void>{});
+  if (failure_) return resume_now(*failure_);
   if (stopped_) return resume_now(fail(errc::closed, "persistence log is closed"));
   waiters_.emplace(upto, std::move(w));
   // Only operations the next batch will carry count towards the writer's patience.
@@ -349,8 +351,11 @@ awaitable<result<void>> persistent_log::flushed(detail::lsn upto) {
     std::lock_guard lock(mutex_);
     // An lsn past the last one handed out means "everything appended so far".
     upto = std::min(upto, next_lsn_ - 1);
-    if (failure_) co_return *failure_;
+    // The lsns reached only move after a successful write (and sync, in `always` mode), so an
+    // operation written before a later batch failed is acknowledged: it is on disk and a reopen
+    // replays it. Its caller may well ask only after that failure.
     if (reached_locked(upto)) co_return result<void>{};
+    if (failure_) co_return *failure_;
   }
   co_return co_await boost::asio::async_initiate<const boost::asio::use_awaitable_t<>&,
                                                  void(result<void>)>(
@@ -370,6 +375,7 @@ result<void> persistent_log::wait_flushed(detail::lsn upto) {
   std::unique_lock lock(mutex_);
   upto = std::min(upto, next_lsn_ - 1);
   progress_.wait(lock, [&] { return failure_ || reached_locked(upto) || stopped_; });
+  if (reached_locked(upto)) return {};
   if (failure_) return *failure_;
   if (!reached_locked(upto)) return fail(errc::closed, "persistence log is closed");
   return {};

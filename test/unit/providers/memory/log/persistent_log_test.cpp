@@ -1,3 +1,4 @@
+#include <atomic>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
@@ -327,6 +328,41 @@ TEST(PersistentLog, EveryModeKeepsWhatWasWrittenAcrossACleanClose) {
     }
     auto o = open_or_die(options_for(dir.path(), mode));
     EXPECT_EQ(o.state.at(orders).messages.size(), 50u) << static_cast<int>(mode);
+  }
+}
+
+// Acknowledgement follows the disk: an operation whose records were written before a later
+// batch failed is on disk and replayed, so asking for it after the failure says it succeeded.
+// (An operation's caller may get to flushed() only after some other operation's write failed.)
+TEST(PersistentLog, WhatWasWrittenBeforeAFailureIsStillAcknowledgedAfterIt) {
+  for (durability mode : {durability::always, durability::interval, durability::none}) {
+    scratch_dir dir;
+    std::atomic<bool> disk_full{false};
+    auto opts = options_for(dir.path(), mode);
+    opts.inject_error = [&](std::string_view call) {
+      return call == "write" && disk_full ? ENOSPC : 0;
+    };
+    {
+      auto o = open_or_die(opts);
+      auto& log = *o.log;
+      log.queue_created(orders, {});
+      const auto written = log.enqueued(orders, make_message(1, "written"));
+      ASSERT_TRUE(log.wait_flushed(written));
+      disk_full = true;
+      EXPECT_FALSE(log.wait_flushed(log.enqueued(orders, make_message(2, "refused"))));
+      EXPECT_TRUE(log.wait_flushed(written));
+      boost::asio::io_context io;
+      std::optional<result<void>> outcome;
+      boost::asio::co_spawn(
+          io, [&]() -> awaitable<void> { outcome = co_await log.flushed(written); },
+          boost::asio::detached);
+      io.run();
+      ASSERT_TRUE(outcome);
+      EXPECT_TRUE(*outcome) << outcome->error().message;
+    }
+    opts.inject_error = nullptr;
+    auto reopened = open_or_die(opts);
+    EXPECT_EQ(sequences(reopened.state.at(orders).messages), (std::vector<std::uint64_t>{1}));
   }
 }
 
