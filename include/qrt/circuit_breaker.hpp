@@ -28,7 +28,8 @@ struct circuit_breaker_options {
   milliseconds open_duration{30'000};   ///< how long to reject before probing
   std::uint32_t half_open_probes = 1;   ///< calls let through at once while half-open
   /// Called after every state change, outside the breaker's lock (from whichever thread
-  /// recorded the outcome that caused it).
+  /// recorded the outcome that caused it). An exception from it is dropped: the state change
+  /// stands and the caller that recorded the outcome carries on.
   std::function<void(breaker_state from, breaker_state to)> on_state_change;
   /// The clock; tests pass a controllable one.
   std::function<std::chrono::steady_clock::time_point()> now;

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <exception>
+#include <qrt/error.hpp>
 #include <qrt/processor.hpp>
 #include <string>
 
@@ -24,13 +25,29 @@ inline std::string failure_reason(const received_message& msg, const error& e,
 /// What a handler's exception means: that message failed, like a handler returning an error.
 /// Anything may be thrown (an int, a library's own type); nothing a handler throws may escape,
 /// or it would end the processor's coroutine with its concurrency slot and lock renewal held.
+///
+/// A returned error says whether retrying can help; a throw does not. A qrt::exception (what
+/// result<T>::value() throws) carries its error, so its kind is kept. Any other exception is
+/// taken as transient: the message is abandoned and redelivered, and poison detection
+/// (max_delivery_count) dead-letters it if it keeps failing. Calling it permanent would
+/// dead-letter it on the first throw (with dead_letter_on_permanent_error, the default), without
+/// a single redelivery, for what is often a passing failure (a dependency down, a timeout).
 inline error handler_failure(std::exception_ptr thrown) {
   try {
     std::rethrow_exception(thrown);
+  } catch (const qrt::exception& e) {
+    error kept = e.get();
+    kept.message = "handler threw: " + kept.message;
+    return kept;
   } catch (const std::exception& e) {
-    return fail(errc::provider_error, std::string("handler threw: ") + e.what());
+    error unknown = fail(errc::provider_error, std::string("handler threw: ") + e.what());
+    unknown.kind = error_kind::transient;
+    return unknown;
   } catch (...) {
-    return fail(errc::provider_error, "handler threw an exception not derived from std::exception");
+    error unknown =
+        fail(errc::provider_error, "handler threw an exception not derived from std::exception");
+    unknown.kind = error_kind::transient;
+    return unknown;
   }
 }
 

@@ -24,6 +24,9 @@ circuit_breaker::time circuit_breaker::now() const {
 }
 
 // Called with the lock held; releases it to run the callback so a callback may call back in.
+// The callback is user code run from inside whoever recorded the outcome (a processor's strand,
+// a breaker.run() caller): an exception from it is dropped, so it cannot unwind through them
+// and, for a processor, end the coroutine that holds a handler's slot.
 void circuit_breaker::transition(breaker_state to, std::unique_lock<std::mutex>& lock) {
   const breaker_state from = state_;
   if (from == to) return;
@@ -33,7 +36,10 @@ void circuit_breaker::transition(breaker_state to, std::unique_lock<std::mutex>&
   if (to != breaker_state::half_open) consecutive_failures_ = 0;
   if (options_.on_state_change) {
     lock.unlock();
-    options_.on_state_change(from, to);
+    try {
+      options_.on_state_change(from, to);
+    } catch (...) {  // NOLINT(bugprone-empty-catch): see above
+    }
   }
 }
 

@@ -53,6 +53,15 @@ class event_sink {
   virtual lsn session_state_set(const queue_name& queue, const session_id& session,
                                 const std::string& state) = 0;
 
+  /// Bracket one operation: every event appended between them (under one hold of a queue's
+  /// lock, see queue_mutex) reaches the disk in the same write batch. A send of several
+  /// messages, a batch of settlements, a move to the dead-letter queue (`enqueued` into the DLQ
+  /// plus `removed`) is then on disk whole or, after a failed write, not at all: it cannot be
+  /// half there after a restart while its caller was told it failed. Operations may overlap
+  /// (different queues) and nest (one thread holding two queue locks); neither call waits.
+  virtual void begin_operation() {}
+  virtual void end_operation() {}
+
   /// Why `content` could not be stored in `queue`: its record would exceed the log's largest,
   /// now or once dead-lettered (with the longest reason and description). Checked before a
   /// send changes anything, so such a message fails alone and nothing else is affected.

@@ -7,6 +7,7 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <random>
+#include <span>
 #include <unordered_map>
 
 #include "queue_state.hpp"
@@ -265,6 +266,10 @@ class memory_provider final : public provider,
     auto ex = co_await asio::this_coro::executor;
     lsn last = 0;
     std::size_t next = 0;
+    // A send that waits for room enqueues in several holds of the queue's lock, and each hold is
+    // its own operation for the log: (last lsn, end of its messages) per hold, so that a failed
+    // later hold does not fail messages an earlier one already made durable.
+    std::vector<std::pair<lsn, std::size_t>> holds;
     waiter_ptr w;
     while (pending > 0) {
       time_point wake_at{};
@@ -303,6 +308,8 @@ class memory_provider final : public provider,
           --pending;
         }
         while (next < n && done[next]) ++next;
+        if (last != 0 && (holds.empty() || holds.back().first != last))
+          holds.emplace_back(last, next);
         if (pending == 0) break;
         if (now >= deadline) {
           for (std::size_t i = next; i < n; ++i) {
@@ -327,7 +334,15 @@ class memory_provider final : public provider,
       }
       co_await wait_for_change(q, w, wake_at);
     }
-    if (auto r = co_await flushed(last); !r) fail_acknowledged(outcomes, r.error());
+    std::size_t unacknowledged_from = 0;
+    for (const auto& [upto, end] : holds) {
+      if (auto r = co_await flushed(upto); !r) {
+        auto unacknowledged = std::span(outcomes).subspan(unacknowledged_from);
+        fail_acknowledged(unacknowledged, r.error());
+        break;
+      }
+      unacknowledged_from = end;
+    }
     co_return outcomes;
   }
 
@@ -393,7 +408,7 @@ class memory_provider final : public provider,
       // Consecutive settlements of one queue share one lock.
       const auto queue_key = settlements[i].receipt.queue;
       queue_ptr q = find_by_id(queue_key);
-      std::unique_lock<std::mutex> lock;
+      std::unique_lock<queue_mutex> lock;
       if (q) lock = std::unique_lock(q->mutex);
       const auto now = clock::now();
       if (q) q->sweep(now);

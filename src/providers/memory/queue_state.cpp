@@ -68,7 +68,8 @@ void ready_list::erase(std::uint64_t seq) {
 
 queue_state::queue_state(std::uint64_t id, queue_name name, queue_options options,
                          std::size_t max_size, std::size_t max_dead_letters, event_sink* sink)
-    : id_(id),
+    : mutex(sink),
+      id_(id),
       name_(std::move(name)),
       options_(options),
       max_size_(options.max_size != 0 ? options.max_size : max_size),

@@ -105,13 +105,35 @@ struct delivery_key {
   std::uint64_t lock = 0;
 };
 
+/// A queue's lock. One hold of it is one operation for the persistence log: everything the
+/// holder appends reaches the disk in one write batch (event_sink::begin_operation).
+class queue_mutex {
+ public:
+  explicit queue_mutex(event_sink* sink) : sink_(sink) {}
+  queue_mutex(const queue_mutex&) = delete;
+  queue_mutex& operator=(const queue_mutex&) = delete;
+
+  void lock() {
+    mutex_.lock();
+    if (sink_) sink_->begin_operation();
+  }
+  void unlock() {
+    if (sink_) sink_->end_operation();
+    mutex_.unlock();
+  }
+
+ private:
+  std::mutex mutex_;
+  event_sink* const sink_;
+};
+
 /// A queue, its dead-letter queue and its sessions, all under one mutex.
 class queue_state : public std::enable_shared_from_this<queue_state> {
  public:
   queue_state(std::uint64_t id, queue_name name, queue_options options, std::size_t max_size,
               std::size_t max_dead_letters, event_sink* sink);
 
-  std::mutex mutex;
+  queue_mutex mutex;
 
   std::uint64_t id() const noexcept { return id_; }
   const queue_name& name() const noexcept { return name_; }

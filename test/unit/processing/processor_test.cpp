@@ -7,11 +7,13 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <condition_variable>
+#include <map>
 #include <mutex>
 #include <qrt/memory.hpp>
 #include <qrt/processor.hpp>
 #include <qrt/runtime.hpp>
 #include <set>
+#include <stdexcept>
 
 #include "../support/wait.hpp"
 
@@ -338,6 +340,39 @@ TEST(Processor, OpenCircuitBreakerStopsHandlingUntilAProbeSucceeds) {
   EXPECT_EQ(f.stats().active, 0);
 }
 
+// The breaker's state-change callback is user code the processor runs on its own strand (when
+// a handler's outcome opens or closes the breaker). If it throws, the processor must go on: the
+// handler's slot comes back, the message is settled, and the breaker still changes state.
+TEST(Processor, ThrowingBreakerCallbackDoesNotStallTheProcessor) {
+  fixture f({.lock_duration = 30s});
+  f.send_numbered(3);
+  qrt::test::counter state_changes, completed;
+  std::atomic<bool> failed_once{false};
+  auto breaker = std::make_shared<qrt::circuit_breaker>(qrt::circuit_breaker_options{
+      .failure_threshold = 1, .open_duration = 20ms, .on_state_change = [&](auto, auto) {
+        state_changes.add();
+        throw 13;
+      }});
+  qrt::processor p(f.client, f.q,
+                   [&](const received_message&) -> qrt::awaitable<qrt::result<void>> {
+                     if (!failed_once.exchange(true)) {
+                       co_return qrt::fail(errc::connection_failed, "payment service down");
+                     }
+                     completed.add();
+                     co_return qrt::result<void>{};
+                   },
+                   {.max_concurrent_calls = 1, .receive_wait = 50ms, .breaker = breaker});
+  p.start(f.rt.executor());
+  ASSERT_TRUE(completed.wait_for_at_least(3)) << "the processor stalled after the callback threw";
+  f.rt.block_on(p.stop(5s));
+  EXPECT_EQ(state_changes.value(), 3);  // closed -> open -> half_open -> closed
+  EXPECT_EQ(breaker->state(), qrt::breaker_state::closed);
+  EXPECT_EQ(p.stats().abandoned, 1u);
+  EXPECT_EQ(p.stats().completed, 3u);
+  EXPECT_EQ(p.stats().in_flight, 0u);
+  EXPECT_EQ(f.stats().active, 0);
+}
+
 TEST(Processor, PresetsHaveTheirDocumentedValues) {
   auto high = qrt::processor_options::for_high_throughput();
   EXPECT_EQ(high.max_concurrent_calls, 32u);
@@ -360,10 +395,6 @@ TEST(Processor, PresetsHaveTheirDocumentedValues) {
 // max_delivery_count, and its concurrency slot comes back. With one slot, a leaked slot would
 // leave every later message unhandled.
 TEST(Processor, NonStandardThrowIsAHandlerFailureAndFreesItsSlot) {
-  // Open defect, shown by this test: after a handler throws, no further handler runs and every
-  // io thread is idle (no timer pending), although call_handler catches everything. Kept visible
-  // as a skip, not deleted, until the cause is found.
-  GTEST_SKIP() << "known defect: a throwing handler stalls the processor (under investigation)";
   fixture f({.lock_duration = 5s});
   f.send("bomb");
   f.send_numbered(3);
@@ -394,6 +425,64 @@ TEST(Processor, NonStandardThrowIsAHandlerFailureAndFreesItsSlot) {
       << dlq[0].dead_letter->description;
   EXPECT_EQ(f.stats().active, 0);
   EXPECT_EQ(f.stats().in_flight, 0);
+}
+
+// What a throw means depends on what was thrown. A qrt::exception (from result<T>::value())
+// keeps its error's kind: a permanent one dead-letters at once, a transient one is retried. Any
+// other exception says nothing about retrying, so it is retried too: the message comes back and
+// is completed on its next delivery, instead of being dead-lettered on the first throw.
+TEST(Processor, ThrownExceptionsAreRetriedUnlessTheyCarryAPermanentError) {
+  fixture f({.lock_duration = 5s});
+  f.send("runtime-error");
+  f.send("transient-qrt-error");
+  f.send("permanent-qrt-error");
+  std::mutex m;
+  std::map<std::string, int> deliveries;
+  qrt::test::counter completed, calls;
+  qrt::processor p(f.client, f.q,
+                   [&](const received_message& msg) -> qrt::awaitable<qrt::result<void>> {
+                     int delivery = 0;
+                     {
+                       std::lock_guard lock(m);
+                       delivery = ++deliveries[msg.body];
+                     }
+                     calls.add();
+                     if (delivery == 1 || msg.body == "permanent-qrt-error") {
+                       if (msg.body == "runtime-error")
+                         throw std::runtime_error("database unreachable");
+                       if (msg.body == "transient-qrt-error") {
+                         qrt::result<int> r = qrt::fail(errc::connection_failed, "reset by peer");
+                         (void)r.value();  // throws qrt::exception carrying the transient error
+                       }
+                       qrt::result<int> r = qrt::fail(errc::invalid_argument, "no such customer");
+                       (void)r.value();
+                     }
+                     completed.add();
+                     co_return qrt::result<void>{};
+                   },
+                   {.max_concurrent_calls = 1, .receive_wait = 50ms});
+  p.start(f.rt.executor());
+  ASSERT_TRUE(completed.wait_for_at_least(2));
+  ASSERT_TRUE(calls.wait_for_at_least(5));
+  f.rt.block_on(p.stop(5s));
+
+  {
+    std::lock_guard lock(m);
+    EXPECT_EQ(deliveries["runtime-error"], 2);
+    EXPECT_EQ(deliveries["transient-qrt-error"], 2);
+    EXPECT_EQ(deliveries["permanent-qrt-error"], 1);
+  }
+  EXPECT_EQ(p.stats().handler_failures, 3u);
+  EXPECT_EQ(p.stats().abandoned, 2u);
+  EXPECT_EQ(p.stats().completed, 2u);
+  auto dlq = f.rt.block_on(f.client.receive(f.q.dead_letter(), 10, 0ms)).value();
+  ASSERT_EQ(dlq.size(), 1u);
+  EXPECT_EQ(dlq[0].body, "permanent-qrt-error");
+  ASSERT_TRUE(dlq[0].dead_letter);
+  EXPECT_EQ(dlq[0].dead_letter->reason, "HandlerFailedPermanently");
+  EXPECT_NE(dlq[0].dead_letter->description.find("no such customer"), std::string::npos)
+      << dlq[0].dead_letter->description;
+  EXPECT_EQ(f.stats().active, 0);
 }
 
 // The error callback is user code too: if it throws, the processor keeps receiving (and keeps

@@ -189,10 +189,6 @@ TEST(SessionProcessor, ShutdownReleasesHeldSessionsAndDeadLettersNothing) {
 // other failure: it is abandoned and comes back first, in order, and the session's worker goes
 // on. With one worker, a throw that escaped would leave the session held and the rest unhandled.
 TEST(SessionProcessor, NonStandardThrowIsAHandlerFailureAndTheSessionGoesOn) {
-  // Open defect, shown by this test: after a handler throws, no further handler runs and every
-  // io thread is idle (no timer pending), although call_handler catches everything. Kept visible
-  // as a skip, not deleted, until the cause is found.
-  GTEST_SKIP() << "known defect: a throwing handler stalls the processor (under investigation)";
   fixture f;
   for (int i = 0; i < 3; ++i) f.send("a", "a-" + std::to_string(i));
   std::mutex m;

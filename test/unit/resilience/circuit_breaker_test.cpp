@@ -6,6 +6,7 @@
 #include <mutex>
 #include <qrt/circuit_breaker.hpp>
 #include <qrt/runtime.hpp>
+#include <stdexcept>
 #include <thread>
 
 using namespace std::chrono_literals;
@@ -79,6 +80,32 @@ TEST(CircuitBreaker, OpensAfterNFailuresRejectsFastWhileOpenAndClosesAfterAGoodP
                                                    {s::half_open, s::open},
                                                    {s::open, s::half_open},
                                                    {s::half_open, s::closed}}));
+}
+
+// The state-change callback is user code: whatever it throws, the breaker changes state and the
+// call that caused the change returns normally.
+TEST(CircuitBreaker, ThrowingStateChangeCallbackNeitherEscapesNorStopsTheChange) {
+  fake_clock clock;
+  int changes = 0;
+  qrt::circuit_breaker breaker({.failure_threshold = 1,
+                                .open_duration = 1s,
+                                .on_state_change =
+                                    [&](auto, auto) {
+                                      ++changes;
+                                      if (changes % 2 == 0) throw std::runtime_error("log full");
+                                      throw 5;
+                                    },
+                                .now = clock.fn()});
+  EXPECT_NO_THROW(breaker.record_failure());
+  EXPECT_EQ(breaker.state(), breaker_state::open);
+  clock.t += 1s;
+  bool allowed = false;
+  EXPECT_NO_THROW(allowed = breaker.allow());
+  EXPECT_TRUE(allowed) << "the probe after the open period must go through";
+  EXPECT_EQ(breaker.state(), breaker_state::half_open);
+  EXPECT_NO_THROW(breaker.record_success());
+  EXPECT_EQ(breaker.state(), breaker_state::closed);
+  EXPECT_EQ(changes, 3);
 }
 
 TEST(CircuitBreaker, HalfOpenLetsOnlyTheConfiguredNumberOfProbesThrough) {

@@ -266,6 +266,10 @@ detail::lsn persistent_log::queue_created(const queue_name& queue, const queue_o
 detail::lsn persistent_log::queue_deleted(const queue_name& queue) {
   std::lock_guard lock(mutex_);
   const auto lsn = append([&](std::string& out) { return append_queue_deleted(out, queue); });
+  if (auto it = index_.queues().find(queue.parent()); it != index_.queues().end()) {
+    for (const auto& [seq, m] : it->second.live) note_release_locked(m.segment, lsn);
+    for (const auto& [seq, m] : it->second.live_dead_letters) note_release_locked(m.segment, lsn);
+  }
   index_.queue_deleted(queue);
   return lsn;
 }
@@ -273,6 +277,8 @@ detail::lsn persistent_log::queue_deleted(const queue_name& queue) {
 detail::lsn persistent_log::enqueued(const queue_name& queue, const stored_message& msg) {
   std::lock_guard lock(mutex_);
   const auto lsn = append([&](std::string& out) { return append_enqueued(out, queue, msg); });
+  if (const live_message* earlier = index_.find(queue, msg.sequence))
+    note_release_locked(earlier->segment, lsn);
   index_.enqueued(queue, msg.sequence, msg.delivery_count, active_segment_);
   return lsn;
 }
@@ -289,6 +295,7 @@ detail::lsn persistent_log::delivered(const queue_name& queue, std::uint64_t seq
 detail::lsn persistent_log::removed(const queue_name& queue, std::uint64_t sequence) {
   std::lock_guard lock(mutex_);
   const auto lsn = append([&](std::string& out) { return append_removed(out, queue, sequence); });
+  if (const live_message* m = index_.find(queue, sequence)) note_release_locked(m->segment, lsn);
   index_.removed(queue, sequence);
   return lsn;
 }
@@ -302,6 +309,21 @@ detail::lsn persistent_log::session_state_set(const queue_name& queue, const ses
   return lsn;
 }
 
+void persistent_log::begin_operation() {
+  std::lock_guard lock(mutex_);
+  ++open_operations_;
+}
+
+void persistent_log::end_operation() {
+  std::lock_guard lock(mutex_);
+  if (--open_operations_ == 0 && writer_waits_for_operations_) operations_closed_.notify_one();
+}
+
+void persistent_log::note_release_locked(std::uint64_t segment, detail::lsn lsn) {
+  detail::lsn& at = released_at_[segment];
+  at = std::max(at, lsn);
+}
+
 bool persistent_log::reached_locked(detail::lsn upto) const {
   return (options_.mode == durability::always ? durable_lsn_ : written_lsn_) >= upto;
 }
@@ -313,8 +335,10 @@ void persistent_log::register_waiter(detail::lsn upto, waiter w) {
     one.push_back(std::move(w));
     resume_all(std::move(one), outcome);
   };
-  if (failure_) return resume_now(*failure_);
+  // Reached first: what was written before a failure is on disk and is replayed, so it is
+  // acknowledged even when asked for after the failure (see flushed()).
   if (reached_locked(upto)) return resume_now(result<void>{});
+  if (failure_) return resume_now(*failure_);
   if (stopped_) return resume_now(fail(errc::closed, "persistence log is closed"));
   waiters_.emplace(upto, std::move(w));
   // Only operations the next batch will carry count towards the writer's patience.
@@ -327,8 +351,11 @@ awaitable<result<void>> persistent_log::flushed(detail::lsn upto) {
     std::lock_guard lock(mutex_);
     // An lsn past the last one handed out means "everything appended so far".
     upto = std::min(upto, next_lsn_ - 1);
-    if (failure_) co_return *failure_;
+    // The lsns reached only move after a successful write (and sync, in `always` mode), so an
+    // operation written before a later batch failed is acknowledged: it is on disk and a reopen
+    // replays it. Its caller may well ask only after that failure.
     if (reached_locked(upto)) co_return result<void>{};
+    if (failure_) co_return *failure_;
   }
   co_return co_await boost::asio::async_initiate<const boost::asio::use_awaitable_t<>&,
                                                  void(result<void>)>(
@@ -348,6 +375,7 @@ result<void> persistent_log::wait_flushed(detail::lsn upto) {
   std::unique_lock lock(mutex_);
   upto = std::min(upto, next_lsn_ - 1);
   progress_.wait(lock, [&] { return failure_ || reached_locked(upto) || stopped_; });
+  if (reached_locked(upto)) return {};
   if (failure_) return *failure_;
   if (!reached_locked(upto)) return fail(errc::closed, "persistence log is closed");
   return {};
@@ -567,7 +595,8 @@ result<void> persistent_log::sync_open_file() {
   return {};
 }
 
-void persistent_log::delete_settled_segments(std::unique_lock<std::mutex>& lock) {
+void persistent_log::delete_settled_segments(std::unique_lock<std::mutex>& lock,
+                                             detail::lsn written) {
   // Only a prefix goes: a later segment may hold the `removed` record of a message enqueued in
   // an earlier one, so deleting out of order could bring settled messages back. The segment
   // the writer has open started with a checkpoint of every queue and session state, which is
@@ -575,6 +604,10 @@ void persistent_log::delete_settled_segments(std::unique_lock<std::mutex>& lock)
   std::vector<std::pair<std::uint64_t, std::uint64_t>> doomed;  // index, bytes
   for (const auto& [index, bytes] : segment_bytes_) {
     if (index >= file_segment_ || index_.live_in(index) != 0) break;
+    // Its last message may have been settled by a record still waiting to be written: deleting
+    // now would apply that settlement on disk before it is acknowledged, and if its write then
+    // failed, a reopen would lose a message its caller was told was not settled.
+    if (auto it = released_at_.find(index); it != released_at_.end() && it->second > written) break;
     doomed.emplace_back(index, bytes);
   }
   if (doomed.empty()) return;
@@ -591,6 +624,7 @@ void persistent_log::delete_settled_segments(std::unique_lock<std::mutex>& lock)
   for (const auto& [index, bytes] : doomed) {
     segment_bytes_.erase(index);
     segment_records_.erase(index);
+    released_at_.erase(index);
     total_bytes_ -= bytes;
     index_.segment_deleted(index);
   }
@@ -645,8 +679,9 @@ void persistent_log::compact_oldest_segment(std::unique_lock<std::mutex>& lock) 
     const live_message* current = index_.find(enqueued->queue, enqueued->message.sequence);
     if (!current || current->segment != head) continue;
     enqueued->message.delivery_count = current->delivery_count;
-    append(
+    const detail::lsn copied = append(
         [&](std::string& out) { return append_enqueued(out, enqueued->queue, enqueued->message); });
+    note_release_locked(head, copied);
     index_.moved(enqueued->queue, enqueued->message.sequence, active_segment_);
   }
 }
@@ -703,6 +738,14 @@ void persistent_log::writer_loop() {
                              [&] { return arrived_waiters_ >= released_last_round_ || stopping_; });
       expected_waiters_ = 0;
     }
+    // An operation's events are appended one by one under its queue's lock: taking a batch in
+    // the middle would split it, and if the second part then failed, a reopen would replay the
+    // first part of an operation its caller was told had failed (half a send batch, or a
+    // message both dead-lettered and still in its queue). Operations are short (no I/O, no
+    // waiting), so this waits microseconds.
+    writer_waits_for_operations_ = true;
+    operations_closed_.wait(lock, [&] { return open_operations_ == 0; });
+    writer_waits_for_operations_ = false;
     released_last_round_ = 0;
     arrived_waiters_ = 0;
     std::deque<chunk> batch;
@@ -740,7 +783,7 @@ void persistent_log::writer_loop() {
     // whoever sees its operation acknowledged also sees the disk space it freed. The deletion
     // unlocks the mutex for its syscalls, so the lsns must not be published before it: a
     // wait_flushed() caller would see its operation done while files are still going.
-    delete_settled_segments(lock);
+    delete_settled_segments(lock, std::max(written_lsn_, last));
     compact_oldest_segment(lock);
     roll_early_at_disk_limit_locked();
     written_lsn_ = std::max(written_lsn_, last);

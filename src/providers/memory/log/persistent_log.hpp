@@ -58,6 +58,8 @@ class persistent_log final : public detail::event_sink {
   detail::lsn removed(const queue_name& queue, std::uint64_t sequence) override;
   detail::lsn session_state_set(const queue_name& queue, const session_id& session,
                                 const std::string& state) override;
+  void begin_operation() override;
+  void end_operation() override;
   awaitable<result<void>> flushed(detail::lsn upto) override;
   std::optional<error> refuse(const queue_name& queue, const message& content) const override;
   std::optional<error> failure() const override;
@@ -119,7 +121,11 @@ class persistent_log final : public detail::event_sink {
   result<void> prepare_space(std::size_t bytes, const std::filesystem::path& path);
   /// Cuts the zeros ahead of the last record, syncs (if `sync`) and closes the open segment.
   result<void> close_open_file(bool sync);
-  void delete_settled_segments(std::unique_lock<std::mutex>& lock);
+  /// Deletes the oldest segments that hold nothing live, as long as every record that emptied
+  /// them is written (lsn <= `written`).
+  void delete_settled_segments(std::unique_lock<std::mutex>& lock, detail::lsn written);
+  /// The record `lsn` takes a live message out of `segment` (settled, deleted, copied forward).
+  void note_release_locked(std::uint64_t segment, detail::lsn lsn);
   void compact_oldest_segment(std::unique_lock<std::mutex>& lock);
   void complete_reached_waiters_locked();
   void complete_all_waiters_locked();
@@ -135,10 +141,18 @@ class persistent_log final : public detail::event_sink {
   mutable std::mutex mutex_;
   std::condition_variable work_ready_;
   std::condition_variable progress_;
+  /// Operations (begin_operation) under way. The writer takes a batch only when there is none,
+  /// so no operation is split between two batches.
+  std::size_t open_operations_ = 0;
+  bool writer_waits_for_operations_ = false;
+  std::condition_variable operations_closed_;
   live_index index_;
   std::deque<chunk> queued_;
   std::map<std::uint64_t, std::uint64_t> segment_bytes_;    ///< index -> bytes (incl. queued)
   std::map<std::uint64_t, std::uint64_t> segment_records_;  ///< index -> records in it
+  /// index -> the last record that took a live message out of it. The live counts move when a
+  /// record is appended, so a segment whose count is 0 may still wait for that record's write.
+  std::map<std::uint64_t, detail::lsn> released_at_;
   std::uint64_t active_segment_ = 0;
   std::uint64_t total_bytes_ = 0;
   detail::lsn next_lsn_ = 1;

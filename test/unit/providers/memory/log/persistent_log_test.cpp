@@ -1,6 +1,9 @@
+#include <atomic>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
+#include <cerrno>
+#include <condition_variable>
 #include <future>
 #include <mutex>
 #include <thread>
@@ -186,6 +189,63 @@ TEST(PersistentLog, SegmentsRollAndSettledOnesAreDeleted) {
   EXPECT_EQ(q.next_sequence, 241u);
 }
 
+// A segment may go only once the record that took its last live message away is written: the
+// live counts move when a record is appended, not when it reaches the disk. Here the writer is
+// held inside a write while the last message of an old segment is settled; that settlement's
+// own write then fails. It was not acknowledged, so the message must still be there on reopen.
+TEST(PersistentLog, ASegmentIsNotDeletedOnASettlementThatWasNeverWritten) {
+  scratch_dir dir;
+  std::mutex m;
+  std::condition_variable changed;
+  bool hold_next_write = false, writer_held = false, release_writer = false;
+  bool fail_writes = false;
+  auto opts = options_for(dir.path(), durability::none);
+  opts.segment_bytes = 4096;
+  opts.inject_error = [&](std::string_view call) {
+    if (call != "write") return 0;
+    std::unique_lock lock(m);
+    if (hold_next_write) {
+      hold_next_write = false;
+      writer_held = true;
+      changed.notify_all();
+      changed.wait(lock, [&] { return release_writer; });
+      return 0;
+    }
+    return fail_writes ? ENOSPC : 0;
+  };
+  {
+    auto o = open_or_die(opts);
+    auto& log = *o.log;
+    log.queue_created(orders, {});
+    log.enqueued(orders, make_message(1, "kept"));                  // segment 1, stays live
+    log.enqueued(orders, make_message(2, std::string(5000, 'x')));  // fills segment 1
+    ASSERT_TRUE(log.wait_flushed(log.removed(orders, 2)));          // rolls to segment 2
+    ASSERT_EQ(segment_files(dir.path()).size(), 2u);
+
+    {
+      std::lock_guard lock(m);
+      hold_next_write = true;
+    }
+    const auto in_flight = log.delivered(orders, 1, 1);  // the batch the writer is held in
+    {
+      std::unique_lock lock(m);
+      changed.wait(lock, [&] { return writer_held; });
+    }
+    const auto settled = log.removed(orders, 1);  // segment 1 has nothing live left
+    {
+      std::lock_guard lock(m);
+      fail_writes = true;  // the settlement's batch fails
+      release_writer = true;
+    }
+    changed.notify_all();
+    EXPECT_TRUE(log.wait_flushed(in_flight));
+    EXPECT_FALSE(log.wait_flushed(settled));
+  }
+  opts.inject_error = nullptr;
+  auto reopened = open_or_die(opts);
+  EXPECT_EQ(sequences(reopened.state.at(orders).messages), (std::vector<std::uint64_t>{1}));
+}
+
 TEST(PersistentLog, QueueDefinitionsSurviveTheDeletionOfTheSegmentThatCreatedThem) {
   scratch_dir dir;
   auto opts = options_for(dir.path());
@@ -268,6 +328,41 @@ TEST(PersistentLog, EveryModeKeepsWhatWasWrittenAcrossACleanClose) {
     }
     auto o = open_or_die(options_for(dir.path(), mode));
     EXPECT_EQ(o.state.at(orders).messages.size(), 50u) << static_cast<int>(mode);
+  }
+}
+
+// Acknowledgement follows the disk: an operation whose records were written before a later
+// batch failed is on disk and replayed, so asking for it after the failure says it succeeded.
+// (An operation's caller may get to flushed() only after some other operation's write failed.)
+TEST(PersistentLog, WhatWasWrittenBeforeAFailureIsStillAcknowledgedAfterIt) {
+  for (durability mode : {durability::always, durability::interval, durability::none}) {
+    scratch_dir dir;
+    std::atomic<bool> disk_full{false};
+    auto opts = options_for(dir.path(), mode);
+    opts.inject_error = [&](std::string_view call) {
+      return call == "write" && disk_full ? ENOSPC : 0;
+    };
+    {
+      auto o = open_or_die(opts);
+      auto& log = *o.log;
+      log.queue_created(orders, {});
+      const auto written = log.enqueued(orders, make_message(1, "written"));
+      ASSERT_TRUE(log.wait_flushed(written));
+      disk_full = true;
+      EXPECT_FALSE(log.wait_flushed(log.enqueued(orders, make_message(2, "refused"))));
+      EXPECT_TRUE(log.wait_flushed(written));
+      boost::asio::io_context io;
+      std::optional<result<void>> outcome;
+      boost::asio::co_spawn(
+          io, [&]() -> awaitable<void> { outcome = co_await log.flushed(written); },
+          boost::asio::detached);
+      io.run();
+      ASSERT_TRUE(outcome);
+      EXPECT_TRUE(*outcome) << outcome->error().message;
+    }
+    opts.inject_error = nullptr;
+    auto reopened = open_or_die(opts);
+    EXPECT_EQ(sequences(reopened.state.at(orders).messages), (std::vector<std::uint64_t>{1}));
   }
 }
 
