@@ -30,8 +30,14 @@ struct options {
   std::size_t worker_threads = 1;           ///< threads for a qrt runtime built from this config
   std::size_t channel_buffer_size = 1'000;  ///< most messages one send or receive call moves
   std::size_t max_message_bytes = 1 << 20;  ///< body plus attributes of one message
-  std::vector<std::string> queues;          ///< created when the provider starts
-  queue_options queue_defaults;             ///< settings for queues created from `queues`
+  /// Bytes one queue may hold (body plus attributes of its stored messages, dead letters not
+  /// included); 0: no limit. At the limit sends wait, as with max_queue_size.
+  std::uint64_t max_queue_bytes = 0;
+  /// Bytes all queues of this provider may hold together, dead-letter queues included; 0: no
+  /// limit. At the limit sends wait, as with max_queue_size; settlements always proceed.
+  std::uint64_t max_memory_bytes = 0;
+  std::vector<std::string> queues;  ///< created when the provider starts
+  queue_options queue_defaults;     ///< settings for queues created from `queues`
 
   static options for_high_throughput();
   static options for_testing();
@@ -39,7 +45,7 @@ struct options {
 
 /// Fields: provider=memory, preset (high_throughput|testing), max_queue_size,
 /// enable_persistence, persistence_path, persistence_open_timeout, durability, sync_interval,
-/// max_disk_bytes,
+/// max_disk_bytes, max_queue_bytes, max_memory_bytes,
 /// worker_threads, channel_buffer_size, max_message_bytes, queues (comma list), lock_duration,
 /// max_delivery_count, default_time_to_live, dead_letter_on_expiration, requires_session.
 result<options> options_from_config(const config& cfg);
