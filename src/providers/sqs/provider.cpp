@@ -82,7 +82,7 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
         region_(std::move(region)),
         pool_(executor, ep,
               http_settings{opts_.connect_timeout, opts_.max_idle_connections, opts_.verify_tls,
-                            opts_.ca_file}),
+                            opts_.ca_file, 64u << 20, opts_.max_connections}),
         credentials_(executor, credential_settings{
                                    aws_credentials{opts_.access_key_id, opts_.secret_access_key,
                                                    opts_.session_token},
