@@ -1,5 +1,5 @@
 // Adaptive batch sizing: the batch size follows how long messages take, aiming at a target
-// batch duration (the seed's AdaptiveBatchProcessor).
+// batch duration.
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>

@@ -2,7 +2,9 @@
 # Runs every test: installs dependencies, builds everything with ASan+UBSan and warnings as
 # errors, runs the unit, conformance, integration, example and fuzz tests in that build (their
 # servers are started by the tests themselves on loopback ports picked at run time), then builds
-# the concurrent suites under TSan and runs them.
+# the concurrent suites under TSan and runs them, then builds every target of the release preset
+# (-O3, warnings as errors) and tests qrt as a package from it: cmake --install, consumers using
+# find_package, pkg-config and add_subdirectory, the installed CLI, and the Debian packages.
 #
 # One instrumented build instead of a plain one plus an instrumented one: the same coverage for
 # about two thirds of the compile time on a 2-core machine. For a quick local loop use the dev
@@ -23,6 +25,9 @@ step "build (ASan+UBSan, warnings as errors)"
 cmake --preset asan-ubsan >/dev/null
 cmake --build --preset asan-ubsan -j "$jobs"
 
+step "API reference from the public headers (Doxygen; a warning fails it)"
+cmake --build --preset asan-ubsan --target docs
+
 step "every test under ASan+UBSan"
 ctest --preset asan-ubsan -j "$jobs"
 
@@ -30,5 +35,10 @@ step "build + concurrent tests under TSan"
 cmake --preset tsan >/dev/null
 cmake --build --preset tsan -j "$jobs" --target qrt_concurrent_tests
 TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" ctest --preset tsan -j "$jobs"
+
+step "release build of every target (warnings as errors), install, packages, consumers"
+cmake --preset release >/dev/null
+cmake --build --preset release -j "$jobs"
+ctest --preset release -j "$jobs" -L package
 
 step "all tests passed"

@@ -403,7 +403,7 @@ std::string format_table(const report& rep) {
   }
   if (rep.overhead) {
     std::snprintf(buf, sizeof buf,
-                  "\n  client overhead (seed: < 10%%): %llu messages, handler %lld us CPU each\n"
+                  "\n  client overhead (target: < 10%%): %llu messages, handler %lld us CPU each\n"
                   "    cpu  %.3f s, of it in the handler %.3f s: qrt share %.2f%%\n"
                   "    wall %.3f s, of it in the handler %.3f s: qrt share %.2f%% (waits and "
                   "preemption included)\n",

@@ -21,19 +21,21 @@ namespace qrt::amqp {
 /// broker (RabbitMQ 3.10 ends the session with amqp:invalid-field on `modified`).
 enum class abandon_outcome { modified, released };
 
+/// Settings of the generic AMQP 1.0 provider: the broker's endpoint and credentials, link
+/// addressing, and limits.
 struct options {
   /// "amqp://host:port" or "amqps://host:port" (optionally with "user:password@"); overrides
   /// host, port and tls when set. Prefer `password` for the secret: URLs end up in logs.
   std::string url;
-  std::string host = "127.0.0.1";
-  std::uint16_t port = 0;  ///< 0: 5672, or 5671 with tls
-  bool tls = false;
-  bool tls_verify = true;   ///< certificate chain and host name; off only for test brokers
-  std::string tls_ca_file;  ///< PEM file with the CAs to trust; empty: the system's
-  std::string user;         ///< empty: SASL ANONYMOUS; else SASL PLAIN
-  std::string password;
-  std::string sasl_mechanisms;  ///< override the mechanism list, e.g. "PLAIN"
-  std::string virtual_host;     ///< the open frame's hostname (RabbitMQ: "vhost:NAME")
+  std::string host = "127.0.0.1";  ///< the broker's host
+  std::uint16_t port = 0;          ///< 0: 5672, or 5671 with tls
+  bool tls = false;                ///< amqps: TLS through OpenSSL
+  bool tls_verify = true;          ///< certificate chain and host name; off only for test brokers
+  std::string tls_ca_file;         ///< PEM file with the CAs to trust; empty: the system's
+  std::string user;                ///< empty: SASL ANONYMOUS; else SASL PLAIN
+  std::string password;            ///< secret: never printed
+  std::string sasl_mechanisms;     ///< override the mechanism list, e.g. "PLAIN"
+  std::string virtual_host;        ///< the open frame's hostname (RabbitMQ: "vhost:NAME")
   /// Messages a receiver link may hold locked without being asked (buffered + handed out and
   /// not yet settled). 0: credit only for what a receive call asks.
   std::uint32_t prefetch = 10;
@@ -44,15 +46,15 @@ struct options {
   /// Where create_queue attaches to make the broker declare a queue ("/queue/" on RabbitMQ
   /// 3.x); empty: create_queue is unsupported.
   std::string declare_prefix;
-  abandon_outcome abandon_with = abandon_outcome::modified;
+  abandon_outcome abandon_with = abandon_outcome::modified;  ///< what abandon sends
   /// Before the first send to a queue on each connection, attach (without credit) a receiver
   /// to it, so a missing queue fails the send with queue_not_found. Needed where the broker
   /// accepts and silently drops messages for a missing queue (RabbitMQ 3.x "/amq/queue/").
   bool verify_queue_exists = false;
-  std::size_t max_message_bytes = 1024 * 1024;
-  milliseconds connect_timeout{10'000};
-  milliseconds idle_timeout{60'000};
-  milliseconds reconnect_max_delay{5'000};
+  std::size_t max_message_bytes = 1024 * 1024;  ///< one message, body plus attributes
+  milliseconds connect_timeout{10'000};         ///< bound on TCP, TLS, SASL and open
+  milliseconds idle_timeout{60'000};        ///< heartbeats keep the connection alive within this
+  milliseconds reconnect_max_delay{5'000};  ///< longest back-off between reconnect attempts
 
   /// RabbitMQ 3.x with rabbitmq_amqp1_0: queue addresses "/amq/queue/NAME", declaring through
   /// "/queue/NAME", abandon by `released`, queues verified before the first send.
@@ -66,6 +68,7 @@ struct options {
 /// connect_timeout, idle_timeout, reconnect_max_delay. Unknown fields are refused.
 result<options> options_from_config(const config& cfg);
 
+/// A provider that connects on first use, on a strand of `executor`.
 result<provider_ptr> make_provider(const options& opts, boost::asio::any_io_executor executor);
 
 /// Registers "amqp".

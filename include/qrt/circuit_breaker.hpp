@@ -12,14 +12,17 @@
 
 namespace qrt {
 
+/// The state of a circuit_breaker.
 enum class breaker_state {
   closed,     ///< calls pass; consecutive failures are counted
   open,       ///< calls are rejected at once until open_duration has passed
   half_open,  ///< up to half_open_probes calls pass; one success closes, one failure reopens
 };
 
+/// "closed", "open" or "half_open".
 std::string_view to_string(breaker_state s) noexcept;
 
+/// When a circuit_breaker opens, and how it probes.
 struct circuit_breaker_options {
   std::uint32_t failure_threshold = 5;  ///< consecutive failures that open the circuit
   milliseconds open_duration{30'000};   ///< how long to reject before probing
@@ -35,15 +38,19 @@ struct circuit_breaker_options {
 /// record_success() / record_failure() for each call it allowed.
 class circuit_breaker {
  public:
+  /// A closed breaker.
   explicit circuit_breaker(circuit_breaker_options options = {});
 
   /// May a call go ahead now? Counts a probe while half-open.
   bool allow();
+  /// An allowed call succeeded: closes a half-open breaker, resets the failure count.
   void record_success();
+  /// An allowed call failed: counts towards opening; reopens a half-open breaker.
   void record_failure();
   /// A call allow() admitted did not happen after all: frees its half-open probe slot.
   void cancel();
 
+  /// The current state (an open breaker turns half-open at the first allow() after open_duration).
   breaker_state state() const;
   /// How long until an open breaker lets a probe through (zero if not open).
   milliseconds time_until_probe() const;

@@ -38,8 +38,10 @@ enum class error_kind {
   permanent,  ///< fail fast: retrying cannot help
 };
 
+/// The Boost.System category of qrt::errc codes (named "qrt").
 const boost::system::error_category& qrt_category() noexcept;
 
+/// Lets an errc convert to a boost::system::error_code.
 inline boost::system::error_code make_error_code(errc e) noexcept {
   return {static_cast<int>(e), qrt_category()};
 }
@@ -50,20 +52,24 @@ error_kind default_kind(errc e) noexcept;
 /// A failure, with enough detail to act on and to debug.
 /// `message` and `provider_code` never contain secrets: providers redact before building one.
 struct error {
-  errc code = errc::provider_error;
-  error_kind kind = error_kind::permanent;
-  std::string message;        ///< human-readable, names the thing that failed
+  errc code = errc::provider_error;         ///< what failed, as one of qrt's codes
+  error_kind kind = error_kind::permanent;  ///< whether retrying can help; default_kind(code)
+                                            ///< unless the provider knows better
+  std::string message;                      ///< human-readable, names the thing that failed
   std::string provider_code;  ///< the service's own code ("QueueDoesNotExist", "amqp:not-found")
   std::optional<std::chrono::milliseconds> retry_after;  ///< set for throttled errors when known
 
   error() = default;
+  /// An error of code `c`, classified by default_kind(c).
   error(errc c, std::string msg, std::string provider_code = {})
       : code(c),
         kind(default_kind(c)),
         message(std::move(msg)),
         provider_code(std::move(provider_code)) {}
 
+  /// The code as a boost::system::error_code.
   boost::system::error_code ec() const noexcept { return make_error_code(code); }
+  /// True when retrying can help (transient or throttled).
   bool is_transient() const noexcept { return kind != error_kind::permanent; }
 
   /// "queue_not_found: queue 'orders' does not exist [QueueDoesNotExist]"
@@ -72,13 +78,17 @@ struct error {
   friend bool operator==(const error& e, errc c) noexcept { return e.code == c; }
 };
 
+/// The code's name, as written in the enum ("queue_not_found").
 std::string_view to_string(errc e) noexcept;
+/// "transient", "throttled" or "permanent".
 std::string_view to_string(error_kind k) noexcept;
 
 /// Thrown by result<T>::value() on an error, and by the blocking facade's *_or_throw helpers.
 class exception : public std::runtime_error {
  public:
+  /// Carries `e`; what() is e.to_string().
   explicit exception(qrt::error e) : std::runtime_error(e.to_string()), error_(std::move(e)) {}
+  /// The error that was thrown.
   const qrt::error& get() const noexcept { return error_; }
 
  private:

@@ -22,9 +22,11 @@ enum class fault_ops : std::uint32_t {
   management = 1u << 5,  ///< create_queue, delete_queue, stats, peek
   all = (1u << 6) - 1,
 };
+/// Both sets of operations.
 constexpr fault_ops operator|(fault_ops a, fault_ops b) noexcept {
   return static_cast<fault_ops>(static_cast<std::uint32_t>(a) | static_cast<std::uint32_t>(b));
 }
+/// Whether `set` contains `op`.
 constexpr bool has(fault_ops set, fault_ops op) noexcept {
   return (static_cast<std::uint32_t>(set) & static_cast<std::uint32_t>(op)) != 0;
 }
@@ -33,32 +35,35 @@ constexpr bool has(fault_ops set, fault_ops op) noexcept {
 /// inner provider is called, so a failed call had no effect (as the provider contract says of a
 /// call that fails as a whole).
 struct fault_options {
-  milliseconds latency{0};  ///< added before every call
-  fault_ops latency_ops = fault_ops::all;
-  double transient_error_rate = 0;  ///< errc::connection_failed (transient)
-  double throttle_rate = 0;         ///< errc::throttled with retry_after = throttle_retry_after
-  milliseconds throttle_retry_after{100};
-  fault_ops error_ops = fault_ops::all;
+  milliseconds latency{0};                 ///< added before every call
+  fault_ops latency_ops = fault_ops::all;  ///< which calls the latency is added to
+  double transient_error_rate = 0;         ///< errc::connection_failed (transient)
+  double throttle_rate = 0;  ///< errc::throttled with retry_after = throttle_retry_after
+  milliseconds throttle_retry_after{100};  ///< the retry_after of injected throttles
+  fault_ops error_ops = fault_ops::all;    ///< which calls the error rates apply to
   /// Scheduled disconnects: every `disconnect_every` (counted from when the decorator was made),
   /// all calls fail with errc::connection_failed for the first `disconnect_duration`.
   milliseconds disconnect_every{0};
-  milliseconds disconnect_duration{0};
-  std::uint64_t seed = 1;  ///< the error draws are reproducible for a given seed
+  milliseconds disconnect_duration{0};  ///< how long each scheduled disconnect lasts
+  std::uint64_t seed = 1;               ///< the error draws are reproducible for a given seed
 };
 
 /// Counters of what was injected, for assertions.
 struct fault_stats {
-  std::uint64_t calls = 0;
-  std::uint64_t transient_errors = 0;
-  std::uint64_t throttles = 0;
-  std::uint64_t disconnected_calls = 0;
-  std::uint64_t scheduled_failures = 0;
+  std::uint64_t calls = 0;               ///< calls seen
+  std::uint64_t transient_errors = 0;    ///< calls failed by transient_error_rate
+  std::uint64_t throttles = 0;           ///< calls failed by throttle_rate
+  std::uint64_t disconnected_calls = 0;  ///< calls failed during a disconnect
+  std::uint64_t scheduled_failures = 0;  ///< calls failed by fail_next()
 };
 
+/// A provider decorator that injects latency, errors and disconnects into another provider's calls,
+/// for tests and resilience drills (docs/adr/0060-resilience-layering.md).
 class fault_injecting_provider final
     : public provider,
       public std::enable_shared_from_this<fault_injecting_provider> {
  public:
+  /// Decorates `inner` with `options`.
   fault_injecting_provider(provider_ptr inner, fault_options options);
 
   /// Replace the options (rates, latency) from now on.
@@ -69,7 +74,9 @@ class fault_injecting_provider final
   void disconnect_for(milliseconds duration);
   /// Ends a disconnect early.
   void reconnect();
+  /// What was injected so far.
   fault_stats stats() const;
+  /// The decorated provider.
   const provider_ptr& inner() const noexcept { return inner_; }
 
   std::string_view name() const noexcept override;

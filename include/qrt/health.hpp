@@ -3,19 +3,18 @@
 
 #include <functional>
 #include <optional>
+#include <qrt/circuit_breaker.hpp>
 #include <qrt/provider.hpp>
 #include <string>
 
 namespace qrt {
 
-enum class breaker_state { closed, half_open, open, unknown };
-std::string_view to_string(breaker_state s) noexcept;
-
+/// The outcome of check_health(): what /health serves.
 struct health_report {
-  std::string provider;
-  bool reachable = false;  ///< the provider answered (a missing probe queue still counts)
-  bool queue_exists = false;
-  breaker_state breaker = breaker_state::unknown;
+  std::string provider;       ///< the provider's name
+  bool reachable = false;     ///< the provider answered (a missing probe queue still counts)
+  bool queue_exists = false;  ///< the probe queue exists
+  std::optional<breaker_state> breaker;  ///< the circuit breaker's state, when the caller has one
   std::chrono::microseconds latency{0};  ///< of the probe call
   std::optional<qrt::error> problem;     ///< the probe's error, if any
 
@@ -24,7 +23,7 @@ struct health_report {
     return reachable && queue_exists && breaker != breaker_state::open;
   }
   /// {"status":"healthy"|"unhealthy","provider":..,"reachable":..,"queue_exists":..,
-  ///  "breaker":..,"latency_us":..,"error":..}
+  ///  "breaker":..,"latency_us":..,"error":..}; "breaker" is "none" without a breaker.
   std::string to_json() const;
 };
 

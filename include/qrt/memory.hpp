@@ -16,20 +16,35 @@ enum class durability {
   none,      ///< page cache only
 };
 
-/// The seed's OptimizedInMemoryConfig.
+/// Longer dead-letter reasons and descriptions are cut to these many bytes (at a UTF-8
+/// character boundary) when a message is dead-lettered: they are free text, often an error
+/// message, and must not make one stored message unboundedly large.
+inline constexpr std::size_t max_dead_letter_reason_bytes = 1024;
+/// The same bound for a dead-letter description.
+inline constexpr std::size_t max_dead_letter_description_bytes = 4096;
+
+/// Settings of the embedded provider: queue bounds, persistence, batch and message limits.
 struct options {
   std::size_t max_queue_size = 10'000;  ///< messages per queue (ready + scheduled + locked)
-  bool enable_persistence = false;
-  std::string persistence_path;  ///< a directory; required with enable_persistence
-  durability durability_mode = durability::always;
-  milliseconds sync_interval{100};   ///< durability::interval only
+  /// Messages per dead-letter queue. When it is full nothing more moves in: dead_letter() fails
+  /// with queue_full, and a message past max_delivery_count or its time to live stays in its
+  /// queue and is delivered again, until the dead-letter queue has room. Nothing is dropped.
+  std::size_t max_dead_letter_queue_size = 100'000;
+  bool enable_persistence = false;  ///< keep every queue in a checksummed log under
+                                    ///< persistence_path (docs/adr/0003-persistence-format.md)
+  std::string persistence_path;     ///< a directory; required with enable_persistence
+  durability durability_mode = durability::always;  ///< when a send or settle returns, relative to
+                                                    ///< its record reaching the disk
+  milliseconds sync_interval{100};                  ///< durability::interval only
   std::uint64_t max_disk_bytes = 0;  ///< 0: no limit; else backpressure like max_queue_size
   /// How long opening waits while another process holds persistence_path (0: fail at once with
   /// an error naming the holder). Lets one process receive as soon as another finishes sending.
   milliseconds persistence_open_timeout{0};
   std::size_t worker_threads = 1;           ///< threads for a qrt runtime built from this config
   std::size_t channel_buffer_size = 1'000;  ///< most messages one send or receive call moves
-  std::size_t max_message_bytes = 1 << 20;  ///< body plus attributes of one message
+  /// Body plus attributes of one message; also the most bytes of one session state. With
+  /// enable_persistence at most 63 MiB, so that every message fits one log record.
+  std::size_t max_message_bytes = 1 << 20;
   /// Bytes one queue may hold (body plus attributes of its stored messages, dead letters not
   /// included); 0: no limit. At the limit sends wait, as with max_queue_size.
   std::uint64_t max_queue_bytes = 0;
@@ -39,17 +54,21 @@ struct options {
   std::vector<std::string> queues;  ///< created when the provider starts
   queue_options queue_defaults;     ///< settings for queues created from `queues`
 
+  /// 10,000 messages per queue, one thread per hardware thread, 1,000 messages per call.
   static options for_high_throughput();
+  /// 1,000 messages per queue, one thread, 100 messages per call.
   static options for_testing();
 };
 
 /// Fields: provider=memory, preset (high_throughput|testing), max_queue_size,
-/// enable_persistence, persistence_path, persistence_open_timeout, durability, sync_interval,
-/// max_disk_bytes, max_queue_bytes, max_memory_bytes,
-/// worker_threads, channel_buffer_size, max_message_bytes, queues (comma list), lock_duration,
-/// max_delivery_count, default_time_to_live, dead_letter_on_expiration, requires_session.
+/// max_dead_letter_queue_size, enable_persistence, persistence_path, persistence_open_timeout,
+/// durability, sync_interval, max_disk_bytes, max_queue_bytes, max_memory_bytes, worker_threads,
+/// channel_buffer_size, max_message_bytes, queues (comma list), lock_duration, max_delivery_count,
+/// default_time_to_live, dead_letter_on_expiration, requires_session.
 result<options> options_from_config(const config& cfg);
 
+/// An embedded provider on `executor`; with persistence, it replays the log first and refuses to
+/// start on damage (naming file and offset) or when another process holds the directory.
 result<provider_ptr> make_provider(const options& opts, boost::asio::any_io_executor executor);
 
 /// Registers "memory".

@@ -38,9 +38,11 @@ struct alignas(64) padded_double {
 /// A monotonically increasing count.
 class counter {
  public:
+  /// Adds `n`. Lock-free.
   void inc(std::uint64_t n = 1) noexcept {
     shards_[detail::this_thread_shard()].value.fetch_add(n, std::memory_order_relaxed);
   }
+  /// The sum over all threads.
   std::uint64_t value() const noexcept;
 
  private:
@@ -50,15 +52,20 @@ class counter {
 /// A value that goes up and down (queue depth, in-flight handlers, breaker state).
 class gauge {
  public:
+  /// Replaces the value.
   void set(double v) noexcept {
     base_.value.store(v, std::memory_order_relaxed);
     for (auto& s : deltas_) s.value.store(0.0, std::memory_order_relaxed);
   }
+  /// Adds `d` (negative to subtract). Lock-free.
   void add(double d) noexcept {
     deltas_[detail::this_thread_shard()].value.fetch_add(d, std::memory_order_relaxed);
   }
+  /// Adds one.
   void inc() noexcept { add(1.0); }
+  /// Subtracts one.
   void dec() noexcept { add(-1.0); }
+  /// The current value.
   double value() const noexcept;
 
  private:
@@ -69,8 +76,10 @@ class gauge {
 /// Counts observations into fixed buckets (upper bounds, inclusive) plus their sum.
 class histogram {
  public:
+  /// A histogram with these bucket upper bounds (strictly increasing); +Inf is implied.
   explicit histogram(std::vector<double> upper_bounds);
 
+  /// Counts `v` into the first bucket whose bound is not below it. Lock-free.
   void observe(double v) noexcept {
     std::size_t i = 0;
     while (i < bounds_.size() && v > bounds_[i]) ++i;
@@ -78,17 +87,21 @@ class histogram {
     s.counts[i].fetch_add(1, std::memory_order_relaxed);
     s.sum.fetch_add(v, std::memory_order_relaxed);
   }
+  /// Observes a duration, in seconds.
   void observe(std::chrono::nanoseconds d) noexcept {
     observe(static_cast<double>(d.count()) / 1e9);
   }
 
+  /// The histogram's counts at one moment, summed over all threads.
   struct snapshot {
-    std::vector<double> upper_bounds;
+    std::vector<double> upper_bounds;       ///< the bucket bounds, without +Inf
     std::vector<std::uint64_t> cumulative;  ///< per bound, then +Inf last (== count)
-    double sum = 0;
-    std::uint64_t count = 0;
+    double sum = 0;                         ///< the sum of every observed value
+    std::uint64_t count = 0;                ///< how many values were observed
   };
+  /// The counts now.
   snapshot read() const;
+  /// The bucket bounds, without +Inf.
   const std::vector<double>& upper_bounds() const noexcept { return bounds_; }
 
  private:
@@ -100,14 +113,18 @@ class histogram {
   std::array<shard, detail::shard_count> shards_;
 };
 
+/// The kinds of metric a registry holds.
 enum class metric_type { counter, gauge, histogram };
 
 /// All series of one metric name, one per combination of label values.
 template <class Series>
 class family {
  public:
+  /// The metric's name.
   const std::string& name() const noexcept { return name_; }
+  /// The HELP text.
   const std::string& help() const noexcept { return help_; }
+  /// The label names, in order.
   const std::vector<std::string>& label_names() const noexcept { return label_names_; }
 
   /// The series for these label values (in label_names() order), created on first use.
@@ -116,6 +133,7 @@ class family {
   Series& with(std::initializer_list<std::string_view> values) {
     return with(std::vector<std::string>(values.begin(), values.end()));
   }
+  /// As with() above, for label values held in a vector.
   Series& with(std::vector<std::string> values);
 
   /// Label values and series, in label order (for exposition).
@@ -142,8 +160,11 @@ class family {
   std::map<std::vector<std::string>, std::unique_ptr<Series>> series_;
 };
 
+/// Counters of one name, by label values.
 using counter_family = family<counter>;
+/// Gauges of one name, by label values.
 using gauge_family = family<gauge>;
+/// Histograms of one name, by label values.
 using histogram_family = family<histogram>;
 
 /// Owns metric families. Registering a name twice with the same type, labels (and buckets)
@@ -156,10 +177,13 @@ class registry {
   registry(const registry&) = delete;
   registry& operator=(const registry&) = delete;
 
+  /// Registers (or finds) a counter family.
   counter_family& add_counter(std::string name, std::string help,
                               std::vector<std::string> label_names = {});
+  /// Registers (or finds) a gauge family.
   gauge_family& add_gauge(std::string name, std::string help,
                           std::vector<std::string> label_names = {});
+  /// Registers (or finds) a histogram family with these bucket bounds.
   histogram_family& add_histogram(std::string name, std::string help,
                                   std::vector<double> upper_bounds,
                                   std::vector<std::string> label_names = {});
@@ -179,22 +203,23 @@ class registry {
 inline constexpr std::string_view exposition_content_type =
     "text/plain; version=0.0.4; charset=utf-8";
 
-/// The seed's bucket layouts.
+/// The histogram bucket layouts of runtime_metrics.
 std::vector<double> processing_duration_buckets();  ///< 0.001 .. 5.0 seconds
 std::vector<double> batch_size_buckets();           ///< 1 .. 100 messages
 std::vector<double> operation_latency_buckets();    ///< 50 us .. 10 s, for provider calls
 
 /// Operations the metrics label: provider calls plus the handler ("process").
 enum class operation { send, receive, complete, abandon, dead_letter, renew, peek, stats, process };
+/// The operation label value ("send", "dead_letter", "process", ...).
 std::string_view to_string(operation op) noexcept;
 
 /// One queue's handler-level series, looked up once: recording through it takes no lock.
 struct processing_series {
-  counter& processed;
-  histogram& duration;
-  histogram& batch_size;
+  counter& processed;     ///< queue_runtime_messages_processed_total of the queue
+  histogram& duration;    ///< queue_runtime_processing_duration_seconds of the queue
+  histogram& batch_size;  ///< queue_runtime_batch_sizes of the queue
 
-  /// The seed's ThroughputMetrics::record_batch_processed.
+  /// Records one processed batch: its message count, its duration and its size.
   void record_batch_processed(std::size_t messages, std::chrono::nanoseconds elapsed) noexcept {
     processed.inc(messages);
     duration.observe(elapsed);
@@ -202,12 +227,13 @@ struct processing_series {
   }
 };
 
-/// The runtime's metric families, registered under the seed's names. Labels: `queue`,
-/// `provider`, and `operation` where the metric is per operation.
+/// The runtime's metric families, under the names docs/adr/0070-metrics-recording.md lists. Labels:
+/// `queue`, `provider`, and `operation` where the metric is per operation.
 struct runtime_metrics {
+  /// Registers the families in `r`, which must outlive this.
   explicit runtime_metrics(registry& r);
 
-  registry& owner;
+  registry& owner;                     ///< the registry the families live in
   counter_family& messages_processed;  ///< queue_runtime_messages_processed_total{queue,provider}
   histogram_family&
       processing_duration;        ///< queue_runtime_processing_duration_seconds{queue,provider}

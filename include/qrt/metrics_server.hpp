@@ -11,13 +11,15 @@
 
 namespace qrt::metrics {
 
+/// Where a metrics_server listens and what /health answers.
 struct server_options {
-  std::string address = "127.0.0.1";
-  std::uint16_t port = 0;  ///< 0: the system picks one; see metrics_server::port()
+  std::string address = "127.0.0.1";  ///< the address to bind
+  std::uint16_t port = 0;             ///< 0: the system picks one; see metrics_server::port()
   /// Body for GET /health (JSON) and whether it is healthy (200) or not (503). Empty: 404.
   std::function<std::pair<bool, std::string>()> health;
 };
 
+/// An HTTP endpoint serving a registry's exposition on GET /metrics and, optionally, GET /health.
 class metrics_server {
  public:
   /// Binds and starts serving `source`, which must outlive the server. Fails with
@@ -26,7 +28,9 @@ class metrics_server {
                                                        server_options options = {});
   ~metrics_server();  ///< stops and joins the thread
 
+  /// The port it listens on (the chosen one when options.port was 0).
   std::uint16_t port() const noexcept;
+  /// Stops serving and joins the thread. Idempotent.
   void stop();
 
   struct impl;

@@ -14,14 +14,18 @@ namespace qrt {
 /// a queue is addressed as `q.dead_letter()`; it prints as "<name>/$DeadLetterQueue".
 class queue_name {
  public:
+  /// Validates `text`; invalid_argument with the reason otherwise.
   static result<queue_name> parse(std::string_view text);
   /// For literals known to be valid; throws qrt::exception otherwise.
   static queue_name from(std::string_view text) { return parse(text).value(); }
 
   queue_name() = default;
 
+  /// The name, without the dead-letter suffix.
   const std::string& str() const noexcept { return name_; }
+  /// True for the dead-letter queue of a queue.
   bool is_dead_letter() const noexcept { return dead_letter_; }
+  /// True when the name ends in ".fifo" (an SQS FIFO queue).
   bool is_fifo() const noexcept;
   /// The dead-letter sub-queue of this queue (idempotent).
   queue_name dead_letter() const {
@@ -48,10 +52,13 @@ class queue_name {
 /// A session id (Service Bus session, SQS message group): 1-128 printable ASCII characters.
 class session_id {
  public:
+  /// Validates `text`; invalid_argument with the reason otherwise.
   static result<session_id> parse(std::string_view text);
+  /// For literals known to be valid; throws qrt::exception otherwise.
   static session_id from(std::string_view text) { return parse(text).value(); }
 
   session_id() = default;
+  /// The id as text.
   const std::string& str() const noexcept { return id_; }
   friend auto operator<=>(const session_id&, const session_id&) = default;
 
@@ -65,13 +72,17 @@ using message_id = std::string;
 }  // namespace qrt
 
 template <>
+/// Hashes a queue name (a queue and its dead-letter queue differ).
 struct std::hash<qrt::queue_name> {
+  /// The hash of `q`.
   std::size_t operator()(const qrt::queue_name& q) const noexcept {
     return std::hash<std::string>{}(q.str()) ^ static_cast<std::size_t>(q.is_dead_letter());
   }
 };
 template <>
+/// Hashes a session id.
 struct std::hash<qrt::session_id> {
+  /// The hash of `s`.
   std::size_t operator()(const qrt::session_id& s) const noexcept {
     return std::hash<std::string>{}(s.str());
   }

@@ -23,7 +23,7 @@ enum class failure_action {
   dead_letter,  ///< move it to the dead-letter queue at once
 };
 
-/// The seed's OptimizedAzureConfig, for any provider.
+/// How a processor receives, runs handlers and settles; works with any provider.
 struct processor_options {
   std::size_t max_concurrent_calls = 16;  ///< handlers running at once, never exceeded
   /// Messages received ahead of a free handler slot. The processor lowers this to what it
@@ -32,7 +32,8 @@ struct processor_options {
   /// Locks are renewed while a handler runs, for at most this long per message.
   milliseconds max_auto_lock_renewal_duration{300'000};
   milliseconds receive_wait{1'000};  ///< how long one receive waits for messages
-  failure_action on_failure = failure_action::abandon;
+  failure_action on_failure =
+      failure_action::abandon;  ///< what a failed handler does to its message
   /// Poison detection: a failure on the max_delivery_count-th delivery dead-letters the message
   /// (reason "MaxDeliveryCountExceeded") instead of abandoning it. 0: leave it to the queue.
   std::uint32_t max_delivery_count = 0;
@@ -56,20 +57,22 @@ struct processor_options {
   static processor_options for_low_latency();
 };
 
+/// What a processor did so far, for monitoring and tests.
 struct processor_stats {
-  std::uint64_t received = 0;
-  std::uint64_t handler_calls = 0;
-  std::uint64_t completed = 0;
-  std::uint64_t abandoned = 0;
-  std::uint64_t dead_lettered = 0;
-  std::uint64_t handler_failures = 0;
-  std::uint64_t lock_renewals = 0;
-  std::uint64_t locks_lost = 0;          ///< a running handler's lock could not be kept
-  std::uint64_t released_unstarted = 0;  ///< prefetched, lock too short to start: released
-  std::uint64_t settle_failures = 0;
-  std::uint64_t abandoned_at_shutdown = 0;
-  std::size_t in_flight = 0;
-  std::size_t max_in_flight = 0;
+  std::uint64_t received = 0;       ///< messages received
+  std::uint64_t handler_calls = 0;  ///< handlers started
+  std::uint64_t completed = 0;      ///< messages completed after a successful handler
+  std::uint64_t abandoned = 0;      ///< messages abandoned after a failure
+  std::uint64_t dead_lettered =
+      0;  ///< messages dead-lettered (failure action, permanent error or poison)
+  std::uint64_t handler_failures = 0;       ///< handlers that returned an error or threw
+  std::uint64_t lock_renewals = 0;          ///< successful lock renewals
+  std::uint64_t locks_lost = 0;             ///< a running handler's lock could not be kept
+  std::uint64_t released_unstarted = 0;     ///< prefetched, lock too short to start: released
+  std::uint64_t settle_failures = 0;        ///< settlements the provider refused
+  std::uint64_t abandoned_at_shutdown = 0;  ///< messages released by stop()
+  std::size_t in_flight = 0;                ///< handlers running now
+  std::size_t max_in_flight = 0;            ///< most handlers ever running at once
 };
 
 /// What stop() did.
@@ -79,6 +82,9 @@ struct shutdown_report {
   std::size_t abandoned_buffered = 0;  ///< prefetched messages never started: released
 };
 
+/// Receives from one queue and runs a handler on each message, at most max_concurrent_calls at
+/// once, renewing locks while handlers run and settling by their result (docs/contract.md, P1-P4;
+/// docs/adr/0061-processor-handlers.md).
 class processor {
  public:
   /// `client` is copied (copies share the provider).
@@ -97,6 +103,7 @@ class processor {
   /// Handlers still running then finish unobserved: their outcome is ignored.
   awaitable<shutdown_report> stop(milliseconds deadline);
 
+  /// What it did so far.
   processor_stats stats() const;
 
   struct impl;

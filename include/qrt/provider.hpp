@@ -15,15 +15,19 @@
 namespace qrt {
 
 template <class T>
+/// What every asynchronous qrt call returns: an Asio coroutine, run on any_io_executor.
 using awaitable = boost::asio::awaitable<T>;
 
 /// Per-queue settings a provider honours when it creates a queue (or reports when it reads one).
 struct queue_options {
-  milliseconds lock_duration{30'000};
+  milliseconds lock_duration{
+      30'000};  ///< how long a received message (or a session) stays locked unless renewed
   std::uint32_t max_delivery_count = 10;  ///< 0: never dead-letter automatically
-  std::optional<milliseconds> default_time_to_live;
+  std::optional<milliseconds>
+      default_time_to_live;               ///< for messages sent without their own time_to_live
   bool dead_letter_on_expiration = true;  ///< expired messages go to the DLQ (else dropped)
-  bool requires_session = false;
+  bool requires_session =
+      false;  ///< every message must carry a session id; receive through accept_session
   std::size_t max_size = 0;           ///< messages; 0: the provider's default bound
   std::size_t max_message_bytes = 0;  ///< 0: the provider's limit
 };
@@ -45,29 +49,43 @@ class session_receiver {
  public:
   virtual ~session_receiver() = default;
 
+  /// The session this lock is for.
   virtual const session_id& id() const noexcept = 0;
+  /// When the session lock runs out unless renewed.
   virtual time_point locked_until() const noexcept = 0;
 
+  /// At most `max_messages` of this session's messages, in send order; waits at most `wait`.
   virtual awaitable<result<std::vector<received_message>>> receive(std::size_t max_messages,
                                                                    milliseconds wait) = 0;
+  /// Settles messages received from this session; one result per settlement, in order.
   virtual awaitable<std::vector<result<void>>> settle(std::vector<settlement> settlements) = 0;
+  /// Extends the session lock; returns the new expiry.
   virtual awaitable<result<time_point>> renew_session_lock() = 0;
+  /// The session's state (empty for a new session).
   virtual awaitable<result<std::string>> get_state() = 0;
+  /// Stores the session's state; an empty string clears it.
   virtual awaitable<result<void>> set_state(std::string state) = 0;
   /// Releases the session lock; unsettled messages become available again.
   virtual awaitable<result<void>> close() = 0;
 };
 
+/// The interface every provider implements (and every decorator: retry, metrics, fault injection).
+/// Users normally hold a queue_client; docs/contract.md states what each operation guarantees.
 class provider {
  public:
   virtual ~provider() = default;
 
+  /// The provider's name, as in configuration ("memory", "sqs", ...).
   virtual std::string_view name() const noexcept = 0;
+  /// What the provider can do.
   virtual const capabilities& caps() const noexcept = 0;
 
+  /// Creates `queue`; errc::unsupported where caps().queue_management is false.
   virtual awaitable<result<void>> create_queue(const queue_name& queue,
                                                const queue_options& options) = 0;
+  /// Deletes `queue` and its messages.
   virtual awaitable<result<void>> delete_queue(const queue_name& queue) = 0;
+  /// A snapshot of the queue's depth.
   virtual awaitable<result<queue_stats>> stats(const queue_name& queue) = 0;
 
   /// Sends messages in order. Fails as a whole only when nothing was sent (queue missing,
@@ -102,6 +120,7 @@ class provider {
   virtual awaitable<void> close() = 0;
 };
 
+/// Providers are shared: clients, processors and decorators hold them.
 using provider_ptr = std::shared_ptr<provider>;
 
 }  // namespace qrt

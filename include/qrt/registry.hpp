@@ -1,4 +1,4 @@
-// Picks a provider at run time from configuration (seed assertion 15).
+// Picks a provider at run time from configuration (docs/contract.md, C34).
 #pragma once
 
 #include <functional>
@@ -14,8 +14,10 @@ namespace qrt {
 using provider_factory =
     std::function<result<provider_ptr>(const config&, boost::asio::any_io_executor)>;
 
+/// Provider factories by name: picks and builds a provider from configuration at run time.
 class provider_registry {
  public:
+  /// Registers (or replaces) the factory for provider `name`.
   void add(std::string name, provider_factory factory);
   /// Registers a provider of the built-in shape: options read by `from_config` (whose errors
   /// name the field), instances made by `make`.
@@ -32,6 +34,7 @@ class provider_registry {
   }
   /// Uses the "provider" field; an unknown or missing provider names the ones registered.
   result<provider_ptr> make(const config& cfg, boost::asio::any_io_executor executor) const;
+  /// The registered provider names, sorted.
   std::vector<std::string> names() const;
 
  private:

@@ -11,32 +11,38 @@
 
 namespace qrt {
 
+/// The longest a service's retry_after is honoured: a longer one waits this long, a negative
+/// one not at all (a hostile or broken server cannot park a client for days).
+inline constexpr milliseconds max_retry_after{300'000};
+
 /// How long to wait between attempts. Transient and throttled errors are retried; permanent
 /// errors never are. A throttled error's retry_after replaces the computed delay (the service
-/// knows better), and is the only delay allowed to exceed max_delay.
+/// knows better), and is the only delay allowed to exceed max_delay (up to max_retry_after).
 struct retry_policy {
+  /// How the delay grows from one retry to the next.
   enum class backoff {
     exponential,  ///< initial * multiplier^(n-1)
     linear,       ///< initial + increment * (n-1)
     fixed,        ///< initial every time
   };
 
-  backoff kind = backoff::exponential;
-  milliseconds initial_delay{100};
-  milliseconds max_delay{30'000};  ///< cap on one computed delay
-  double multiplier = 2.0;         ///< exponential only
-  milliseconds increment{0};       ///< linear only
+  backoff kind = backoff::exponential;  ///< how delays grow
+  milliseconds initial_delay{100};      ///< the delay before the first retry
+  milliseconds max_delay{30'000};       ///< cap on one computed delay
+  double multiplier = 2.0;              ///< exponential only
+  milliseconds increment{0};            ///< linear only
   /// Total attempts including the first; 1 disables retrying.
   std::uint32_t max_attempts = 4;
   /// Share of each delay that is randomised: the delay is drawn from [d * (1 - jitter), d].
   /// 0 gives exact delays; spreading retries avoids every client hammering a service in step.
   double jitter = 0.2;
 
-  /// The seed's RetryPolicy::exponential_backoff(initial, max, multiplier).
+  /// Delays initial, initial * multiplier, initial * multiplier^2, ..., each at most `max`.
   static retry_policy exponential_backoff(milliseconds initial, milliseconds max,
                                           double multiplier);
+  /// Delays initial, initial + increment, initial + 2 * increment, ..., each at most `max`.
   static retry_policy linear(milliseconds initial, milliseconds increment, milliseconds max);
-  /// The seed's RetryPolicy::fixed_interval(interval).
+  /// The same delay before every retry.
   static retry_policy fixed_interval(milliseconds interval);
   /// One attempt only.
   static retry_policy none();

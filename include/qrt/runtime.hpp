@@ -14,14 +14,14 @@
 
 namespace qrt {
 
-/// The seed's RuntimeConfiguration. Asio has no separate blocking pool or per-thread stack
-/// size, so only what maps onto an io_context is kept.
+/// How many threads a runtime runs. Asio has no separate blocking pool or per-thread stack
+/// size, so only what maps onto an io_context is configured.
 struct runtime_configuration {
   std::size_t worker_threads = 1;  ///< threads running the io_context (at least 1)
 
   /// One thread per hardware thread.
   static runtime_configuration for_high_throughput();
-  /// Two threads, as in the seed.
+  /// Two threads.
   static runtime_configuration for_low_resource();
 };
 
@@ -30,13 +30,17 @@ struct runtime_configuration {
 /// drops unfinished work.
 class runtime {
  public:
+  /// Starts config.worker_threads threads (at least one) running the io_context.
   explicit runtime(runtime_configuration config = {});
   ~runtime();
   runtime(const runtime&) = delete;
   runtime& operator=(const runtime&) = delete;
 
+  /// The executor to start clients, providers and processors on.
   boost::asio::any_io_executor executor() noexcept { return io_.get_executor(); }
+  /// The io_context the threads run.
   boost::asio::io_context& context() noexcept { return io_; }
+  /// How many threads run the io_context.
   std::size_t worker_threads() const noexcept { return threads_.size(); }
 
   /// Runs `op` on the runtime and blocks the calling thread (not a worker) until it finishes.

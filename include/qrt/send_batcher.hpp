@@ -9,6 +9,7 @@
 
 namespace qrt {
 
+/// When a send_batcher flushes, and how it resends failed entries.
 struct send_batcher_options {
   std::size_t max_batch_messages = 10;       ///< flush when this many are waiting
   std::size_t max_batch_bytes = 256 * 1024;  ///< flush before the waiting bytes would exceed this
@@ -18,13 +19,15 @@ struct send_batcher_options {
   retry_sleeper sleeper;  ///< tests record delays instead of sleeping
 };
 
+/// What a send_batcher did, for tests and monitoring.
 struct send_batcher_stats {
-  std::uint64_t flushes_by_count = 0;
-  std::uint64_t flushes_by_bytes = 0;
-  std::uint64_t flushes_by_delay = 0;
-  std::uint64_t flushes_explicit = 0;
-  std::uint64_t send_calls = 0;      ///< queue_client::send_batch calls
-  std::uint64_t resent_entries = 0;  ///< entries sent again after a failure
+  std::uint64_t flushes_by_count = 0;  ///< batches sent because max_batch_messages were waiting
+  std::uint64_t flushes_by_bytes =
+      0;  ///< batches sent because max_batch_bytes would have been exceeded
+  std::uint64_t flushes_by_delay = 0;  ///< batches sent because max_delay passed
+  std::uint64_t flushes_explicit = 0;  ///< batches sent by flush()
+  std::uint64_t send_calls = 0;        ///< queue_client::send_batch calls
+  std::uint64_t resent_entries = 0;    ///< entries sent again after a failure
 };
 
 /// Thread-safe: send() may be called from any coroutine. A resent entry can land after entries
@@ -32,6 +35,7 @@ struct send_batcher_stats {
 /// a session matters.
 class send_batcher {
  public:
+  /// Batches sends through `client`; its delay timers run on `executor`.
   send_batcher(queue_client client, boost::asio::any_io_executor executor,
                send_batcher_options options = {});
   ~send_batcher();
@@ -44,6 +48,7 @@ class send_batcher {
   /// Sends everything waiting now and returns when every batch in flight is done.
   awaitable<void> flush();
 
+  /// What it did so far.
   send_batcher_stats stats() const;
 
   struct impl;

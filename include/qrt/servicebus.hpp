@@ -23,6 +23,7 @@ namespace qrt::servicebus {
 /// How the client reaches the namespace. Only plain AMQP (TCP 5671 with TLS, or 5672 for the
 /// development emulator) is built; AMQP over WebSockets (443) is refused with a
 /// configuration_error.
+/// How to reach the namespace: AMQP over TLS (WebSockets is not built and is refused).
 enum class transport_type { amqp, amqp_websockets };
 
 /// Where put-token's tokens come from (a `tokens` hook, when set, replaces both).
@@ -36,10 +37,11 @@ enum class auth_method {
 };
 
 /// A token for a put-token that is not a SAS key's (Azure AD / Entra ID): `type` "jwt".
+/// A token for a put-token that is not signed from a SAS key (Azure AD / Entra ID).
 struct access_token {
-  std::string token;  ///< secret
-  std::string type = "jwt";
-  time_point expires_at{};
+  std::string token;         ///< secret
+  std::string type = "jwt";  ///< the put-token type
+  time_point expires_at{};   ///< replaced once 80% of its life has passed
 };
 
 /// Called for each audience ("sb://<namespace>/<entity>") when a token is needed; a user-supplied
@@ -47,14 +49,14 @@ struct access_token {
 /// may block briefly.
 using token_provider = std::function<result<access_token>(const std::string& audience)>;
 
-/// The seed's ServiceBusConfig.
+/// Settings of the Service Bus provider: where and how to authenticate, and receive tuning.
 struct options {
   /// "Endpoint=sb://<ns>.servicebus.windows.net/;SharedAccessKeyName=..;SharedAccessKey=.."
   /// (or SharedAccessSignature=..; UseDevelopmentEmulator=true for a local emulator). Secret.
   /// With managed identity or a `tokens` hook, "Endpoint=sb://<ns>.servicebus.windows.net/" is
   /// enough.
   std::string connection_string;
-  auth_method auth = auth_method::shared_access_signature;
+  auth_method auth = auth_method::shared_access_signature;  ///< where put-token's tokens come from
   /// Managed identity: a user-assigned identity's client id; empty selects the system-assigned
   /// identity.
   std::string managed_identity_client_id;
@@ -63,7 +65,8 @@ struct options {
   /// environment when both are set (App Service, Container Apps, Functions), else IMDS at
   /// http://169.254.169.254/metadata/identity/oauth2/token.
   std::string managed_identity_endpoint;
-  transport_type transport = transport_type::amqp;
+  transport_type transport =
+      transport_type::amqp;  ///< AMQP over TLS (plain TCP for the development emulator)
   /// Messages a processor built from this configuration handles at once.
   std::size_t max_concurrent_calls = 1;
   /// Messages a receiver link may hold locked without being asked (0: only what a receive asks).
@@ -78,7 +81,7 @@ struct options {
   milliseconds operation_timeout{std::chrono::seconds(60)};
   /// One message, body plus properties (Standard tier: 256 KiB; Premium: up to 100 MiB).
   std::size_t max_message_bytes = 256 * 1024;
-  bool tls_verify = true;
+  bool tls_verify = true;  ///< certificate chain and host name; off only for test peers
   /// Replaces SAS signing and managed identity with a user-supplied token source.
   token_provider tokens;
   /// For qrt's Service Bus test peer only: queue management and stats through its "$peer-admin"
@@ -99,6 +102,7 @@ struct options {
 /// here (errors name the bad part and never echo the key).
 result<options> options_from_config(const config& cfg);
 
+/// A provider that connects on first use, on a strand of `executor`.
 result<provider_ptr> make_provider(const options& opts, boost::asio::any_io_executor executor);
 
 /// Registers "servicebus".

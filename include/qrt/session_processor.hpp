@@ -6,6 +6,7 @@
 
 namespace qrt {
 
+/// How a session processor takes sessions, runs handlers and settles.
 struct session_processor_options {
   std::size_t max_concurrent_sessions = 8;    ///< sessions held (and handled) at once
   std::size_t max_messages_per_receive = 10;  ///< batch read within one session lock
@@ -16,29 +17,38 @@ struct session_processor_options {
   milliseconds max_auto_lock_renewal_duration{300'000};
   // Failure handling, as in processor_options. A failed message is abandoned together with the
   // rest of its batch, so the session's order holds: it comes back first.
-  failure_action on_failure = failure_action::abandon;
-  std::uint32_t max_delivery_count = 0;
-  bool dead_letter_on_permanent_error = true;
-  milliseconds abandon_delay{0};
-  retry_policy retry = retry_policy::exponential_backoff(milliseconds{100}, milliseconds{5'000}, 2);
-  std::function<void(const error&)> on_error;
+  failure_action on_failure = failure_action::abandon;  ///< as processor_options::on_failure
+  std::uint32_t max_delivery_count = 0;  ///< as processor_options::max_delivery_count
+  bool dead_letter_on_permanent_error =
+      true;                       ///< as processor_options::dead_letter_on_permanent_error
+  milliseconds abandon_delay{0};  ///< as processor_options::abandon_delay
+  retry_policy retry = retry_policy::exponential_backoff(milliseconds{100}, milliseconds{5'000},
+                                                         2);  ///< as processor_options::retry
+  std::function<void(const error&)> on_error;                 ///< as processor_options::on_error
 };
 
+/// What a session processor did so far, for monitoring and tests.
 struct session_processor_stats {
-  std::uint64_t sessions_accepted = 0;
-  std::uint64_t sessions_released_idle = 0;
+  std::uint64_t sessions_accepted = 0;  ///< sessions taken
+  std::uint64_t sessions_released_idle =
+      0;  ///< sessions released after session_idle_timeout without a message
   std::uint64_t sessions_lost = 0;  ///< lock lost or a settlement failed: released early
-  std::uint64_t handler_calls = 0;
-  std::uint64_t completed = 0;
-  std::uint64_t abandoned = 0;
-  std::uint64_t dead_lettered = 0;
-  std::uint64_t handler_failures = 0;
-  std::uint64_t session_lock_renewals = 0;
-  std::size_t max_sessions_held = 0;
+  std::uint64_t handler_calls = 0;  ///< handlers started
+  std::uint64_t completed = 0;      ///< messages completed after a successful handler
+  std::uint64_t abandoned =
+      0;  ///< messages abandoned after a failure (with the rest of their batch)
+  std::uint64_t dead_lettered = 0;          ///< messages dead-lettered
+  std::uint64_t handler_failures = 0;       ///< handlers that returned an error or threw
+  std::uint64_t session_lock_renewals = 0;  ///< successful session lock renewals
+  std::size_t max_sessions_held = 0;        ///< most sessions ever held at once
 };
 
+/// Takes up to max_concurrent_sessions sessions at once and handles each one's messages one at a
+/// time, in order (docs/contract.md, P5; docs/adr/0061-processor-handlers.md).
 class session_processor {
  public:
+  /// Handles the sessions of `queue` with `handler`; `client` is copied (copies share the
+  /// provider).
   session_processor(queue_client client, queue_name queue, message_handler handler,
                     session_processor_options options = {});
   ~session_processor();
@@ -51,6 +61,7 @@ class session_processor {
   /// session's batch is abandoned (never dead-lettered) and the sessions are released.
   awaitable<shutdown_report> stop(milliseconds deadline);
 
+  /// What it did so far.
   session_processor_stats stats() const;
 
   struct impl;

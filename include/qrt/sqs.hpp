@@ -4,6 +4,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <optional>
 #include <qrt/config.hpp>
 #include <qrt/provider.hpp>
@@ -14,18 +15,18 @@ namespace qrt::sqs {
 
 using std::chrono::seconds;
 
-/// The seed's OptimizedSqsConfig plus what a client needs to reach SQS.
+/// Receive tuning plus what a client needs to reach SQS.
 struct options {
   // ---- where and who ----
   /// Empty: AWS_REGION, AWS_DEFAULT_REGION, the profile's region, else "us-east-1".
   std::string region;
-  /// Empty: https://sqs.<region>.amazonaws.com. Set for emulators and VPC endpoints;
+  /// Empty: https://sqs.REGION.amazonaws.com. Set for emulators and VPC endpoints;
   /// "http://127.0.0.1:4566" talks plain HTTP.
   std::string endpoint;
   /// Explicit keys win over the chain (environment, shared files, ECS, EC2 IMDSv2).
   std::string access_key_id;
-  std::string secret_access_key;
-  std::string session_token;
+  std::string secret_access_key;  ///< secret: never printed
+  std::string session_token;      ///< secret: never printed; for temporary credentials
   /// Shared-file profile; empty: AWS_PROFILE, else "default".
   std::string profile;
   /// TLS certificate verification for https endpoints. Turning it off is for test rigs only.
@@ -33,7 +34,7 @@ struct options {
   /// Extra CA bundle (PEM file) trusted besides the system store.
   std::string ca_file;
 
-  // ---- receive tuning (the seed's OptimizedSqsConfig) ----
+  // ---- receive tuning ----
   /// Messages asked for per ReceiveMessage call (1-10). A receive of more loops calls.
   int max_number_of_messages = 10;
   /// Longest long poll per ReceiveMessage call (0-20 s); a longer receive wait polls again.
@@ -61,7 +62,7 @@ struct options {
   /// a call waits in line, first come first served, until a connection comes free or its
   /// request_timeout passes. A receive holds its connection for its whole long poll.
   std::size_t max_connections = 64;
-  std::chrono::milliseconds connect_timeout{5'000};
+  std::chrono::milliseconds connect_timeout{5'000};  ///< bound on TCP and TLS connect
   /// Per HTTP call, on top of a receive's long-poll wait.
   std::chrono::milliseconds request_timeout{10'000};
   /// Retries of a failed call that may succeed later (throttling, connection loss, 5xx).
@@ -69,9 +70,16 @@ struct options {
   /// First back-off between retries (doubles each time, with jitter, capped at 5 s).
   std::chrono::milliseconds retry_base_delay{100};
 
-  /// Many messages per call, long polls, 5-minute visibility, attempt ids (the seed's preset).
+  // ---- reporting ----
+  /// Where the provider reports what it decides on its own, one line each, never a secret or a
+  /// message body: a risky transport (credentials over plain HTTP, TLS verification off; once
+  /// per provider) and every received message it cannot decode (dead-lettered or released,
+  /// with a running count). Empty: stderr, prefixed "qrt: ".
+  std::function<void(const std::string&)> warn;
+
+  /// Many messages per call, long polls, 5-minute visibility, attempt ids.
   static options for_high_throughput();
-  /// Long polls to avoid paying for empty receives, 30 s visibility (the seed's preset).
+  /// Long polls to avoid paying for empty receives, 30 s visibility.
   static options for_cost_optimization();
 };
 

@@ -14,17 +14,20 @@ namespace qrt::tracing {
 /// The attribute key the context travels under (the same key the W3C HTTP header uses).
 inline constexpr std::string_view traceparent_attribute = "traceparent";
 
+/// One `traceparent` value: the trace, the span that sent the message, and the flags.
 struct trace_context {
-  std::array<std::uint8_t, 16> trace_id{};
+  std::array<std::uint8_t, 16> trace_id{};  ///< the whole trace
   std::array<std::uint8_t, 8> parent_id{};  ///< the span that sent the message
   std::uint8_t flags = 0;                   ///< bit 0: sampled
 
+  /// Whether the sender sampled the trace.
   bool sampled() const noexcept { return (flags & 1) != 0; }
 
   /// "00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>"; nullopt for anything malformed,
-  /// for the all-zero ids the spec forbids, and for version ff. Higher versions are read by
-  /// their version-00 prefix, as the spec asks.
+  /// for the all-zero ids W3C Trace Context forbids, and for version ff. Higher versions are read
+  /// by their version-00 prefix, as W3C Trace Context asks.
   static std::optional<trace_context> parse(std::string_view traceparent);
+  /// The version-00 text form.
   std::string to_traceparent() const;
 
   /// A new trace with a random trace id and span id.

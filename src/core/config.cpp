@@ -3,9 +3,14 @@
 #include <algorithm>
 #include <cctype>
 #include <charconv>
+#include <cmath>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
+#include <iostream>
+#include <mutex>
 #include <qrt/config.hpp>
+#include <set>
 #include <sstream>
 
 extern char** environ;
@@ -17,16 +22,84 @@ error field_error(std::string_view key, std::string_view what) {
   return fail(errc::configuration_error, "field '" + std::string(key) + "': " + std::string(what));
 }
 
-// Shown in errors for non-secret fields only.
+// Shown in errors: secret fields redacted, URLs without their userinfo.
 std::string quoted_value(std::string_view key, const std::string& value) {
-  return config::is_secret_key(key) ? std::string("<redacted>") : "'" + value + "'";
+  return config::is_secret_key(key) ? std::string("<redacted>")
+                                    : "'" + config::printable_value(key, value) + "'";
 }
 
-result<void> flatten(const YAML::Node& node, const std::string& prefix, config& out) {
+/// Every URL in `text` with its userinfo (what precedes '@' in the authority) replaced.
+std::string without_userinfo(std::string_view text) {
+  std::string out;
+  std::size_t done = 0;
+  for (std::size_t scheme_end = text.find("://"); scheme_end != std::string_view::npos;
+       scheme_end = text.find("://", scheme_end + 3)) {
+    const std::size_t authority = scheme_end + 3;
+    std::size_t authority_end = text.find_first_of("/?#", authority);
+    if (authority_end == std::string_view::npos) authority_end = text.size();
+    const std::size_t at = text.substr(authority, authority_end - authority).rfind('@');
+    if (at == std::string_view::npos) continue;
+    out.append(text.substr(done, authority - done));
+    out += "<redacted>";
+    done = authority + at;  // keeps the '@' and the host after it
+  }
+  out.append(text.substr(done));
+  return out;
+}
+
+/// Warns once per process for each distinct list of ignored variables, however many providers
+/// read the same configuration (the bench builds several).
+void warn_ignored_environment(const std::vector<std::string>& names) {
+  static std::mutex mutex;
+  static std::set<std::vector<std::string>> warned;
+  std::lock_guard lock(mutex);
+  if (!warned.insert(names).second) return;
+  std::string list;
+  for (const auto& n : names) {
+    if (!list.empty()) list += ", ";
+    list += n;
+  }
+  std::cerr << "qrt: warning: ignoring environment variable" << (names.size() > 1 ? "s " : " ")
+            << list << ": not a setting of this provider\n";
+}
+
+// Flattening a YAML file may give at most this many bytes of keys and values per byte of the
+// file (plus a floor): aliases repeat what an anchor names, so a few hundred bytes of nested
+// aliases would otherwise flatten to gigabytes.
+constexpr std::size_t flattened_bytes_per_byte = 16;
+constexpr std::size_t flattened_bytes_floor = 4096;
+
+error too_large(std::size_t file_bytes) {
+  return fail(errc::configuration_error,
+              "the YAML configuration flattens to more than " +
+                  std::to_string(flattened_bytes_per_byte) + " times its " +
+                  std::to_string(file_bytes) +
+                  " bytes (do anchors and aliases repeat a large part of it?)");
+}
+
+// An alias may name a map it is inside of: the nesting is then endless.
+constexpr int max_nesting = 64;
+
+result<void> flatten(const YAML::Node& node, const std::string& prefix, config& out,
+                     std::size_t& budget, std::size_t file_bytes, int depth = 0) {
+  // Every node visited is paid for, so aliases of empty maps cannot multiply the work either.
+  if (prefix.size() + 1 > budget) return too_large(file_bytes);
+  budget -= prefix.size() + 1;
+  auto set = [&](std::string value) -> result<void> {
+    if (value.size() > budget) return too_large(file_bytes);
+    budget -= value.size();
+    out.set(prefix, std::move(value));
+    return {};
+  };
   if (node.IsMap()) {
+    if (depth == max_nesting) {
+      return field_error(prefix, "maps nest deeper than " + std::to_string(max_nesting) +
+                                     " levels (does an alias name a map it is inside of?)");
+    }
     for (const auto& kv : node) {
       const auto key = kv.first.as<std::string>();
-      auto r = flatten(kv.second, prefix.empty() ? key : prefix + "." + key, out);
+      auto r = flatten(kv.second, prefix.empty() ? key : prefix + "." + key, out, budget,
+                       file_bytes, depth + 1);
       if (!r) return r;
     }
     return {};
@@ -38,16 +111,12 @@ result<void> flatten(const YAML::Node& node, const std::string& prefix, config& 
       if (!item.IsScalar()) return field_error(prefix, "lists may only hold plain values");
       if (!joined.empty()) joined += ',';
       joined += item.as<std::string>();
+      if (joined.size() > budget) return too_large(file_bytes);
     }
-    out.set(prefix, joined);
-    return {};
+    return set(std::move(joined));
   }
-  if (node.IsNull()) {
-    out.set(prefix, "");
-    return {};
-  }
-  out.set(prefix, node.as<std::string>());
-  return {};
+  if (node.IsNull()) return set("");
+  return set(node.as<std::string>());
 }
 
 }  // namespace
@@ -74,7 +143,10 @@ std::optional<std::chrono::milliseconds> parse_duration(std::string_view text) {
     ms = value * 3'600'000.0;
   else
     return std::nullopt;
-  if (ms > 1e15) return std::nullopt;
+  // At most 100 years: a duration is added to clock readings in nanoseconds, where a larger one
+  // would overflow. The comparison is written so that NaN ("nan" parses) fails it too.
+  constexpr double longest_ms = 100.0 * 365.25 * 24 * 3600 * 1000;
+  if (!(ms <= longest_ms)) return std::nullopt;
   return std::chrono::milliseconds(static_cast<std::int64_t>(ms));
 }
 
@@ -84,7 +156,8 @@ result<config> config::from_yaml(std::string_view text) {
     YAML::Node root = YAML::Load(std::string(text));
     if (root.IsNull()) return out;
     if (!root.IsMap()) return fail(errc::configuration_error, "configuration must be a YAML map");
-    auto r = flatten(root, "", out);
+    std::size_t budget = flattened_bytes_per_byte * text.size() + flattened_bytes_floor;
+    auto r = flatten(root, "", out, budget, text.size());
     if (!r) return r.error();
   } catch (const YAML::Exception& e) {
     return fail(errc::configuration_error, std::string("malformed YAML: ") + e.what());
@@ -93,8 +166,16 @@ result<config> config::from_yaml(std::string_view text) {
 }
 
 result<config> config::from_yaml_file(const std::string& path) {
+  // Far more than any configuration needs; a larger file is a mistake (or not a configuration).
+  constexpr std::uintmax_t largest = 1u << 20;
   std::ifstream in(path);
   if (!in) return fail(errc::configuration_error, "cannot read configuration file '" + path + "'");
+  std::error_code ec;
+  if (const auto size = std::filesystem::file_size(path, ec); !ec && size > largest) {
+    return fail(errc::configuration_error, "configuration file '" + path + "' is " +
+                                               std::to_string(size) + " bytes; at most " +
+                                               std::to_string(largest) + " are read");
+  }
   std::stringstream buf;
   buf << in.rdbuf();
   auto r = from_yaml(buf.str());
@@ -135,13 +216,21 @@ config config::from_environment(std::string_view prefix) {
         key += static_cast<char>(std::tolower(static_cast<unsigned char>(name[i])));
       }
     }
-    if (!key.empty()) out.set(std::move(key), std::string(entry.substr(eq + 1)));
+    if (key.empty()) continue;
+    out.from_environment_[key] = std::string(entry.substr(0, eq));
+    out.values_[std::move(key)] = std::string(entry.substr(eq + 1));
   }
   return out;
 }
 
 void config::merge(const config& other) {
-  for (const auto& [k, v] : other.values_) values_[k] = v;
+  for (const auto& [k, v] : other.values_) {
+    values_[k] = v;
+    if (auto env = other.from_environment_.find(k); env != other.from_environment_.end())
+      from_environment_[k] = env->second;
+    else
+      from_environment_.erase(k);
+  }
 }
 
 std::optional<std::string> config::get(std::string_view key) const {
@@ -178,7 +267,7 @@ result<double> config::get_double(std::string_view key, double fallback) const {
   if (!v) return fallback;
   double out = 0;
   auto [ptr, ec] = std::from_chars(v->data(), v->data() + v->size(), out);
-  if (ec != std::errc{} || ptr != v->data() + v->size()) {
+  if (ec != std::errc{} || ptr != v->data() + v->size() || !std::isfinite(out)) {
     return field_error(key, "expected a number, got " + quoted_value(key, *v));
   }
   return out;
@@ -203,8 +292,18 @@ result<std::chrono::milliseconds> config::get_duration(std::string_view key,
                      "expected a duration such as 250ms, 30s or 5m, got " + quoted_value(key, *v));
 }
 
+std::vector<std::string> config::unknown_environment_variables(
+    std::initializer_list<std::string_view> known) const {
+  std::vector<std::string> names;
+  for (const auto& [k, variable] : from_environment_) {
+    if (std::find(known.begin(), known.end(), k) == known.end()) names.push_back(variable);
+  }
+  return names;
+}
+
 result<void> config::reject_unknown(std::initializer_list<std::string_view> known) const {
   for (const auto& [k, v] : values_) {
+    if (from_environment_.count(k)) continue;  // another tool's variable, not a typo of ours
     if (std::find(known.begin(), known.end(), k) == known.end()) {
       std::string list;
       for (auto n : known) {
@@ -214,6 +313,8 @@ result<void> config::reject_unknown(std::initializer_list<std::string_view> know
       return field_error(k, "unknown field (known: " + list + ")");
     }
   }
+  if (auto ignored = unknown_environment_variables(known); !ignored.empty())
+    warn_ignored_environment(ignored);
   return {};
 }
 
@@ -230,12 +331,16 @@ bool config::is_secret_key(std::string_view key) noexcept {
   return false;
 }
 
+std::string config::printable_value(std::string_view key, std::string_view value) {
+  return is_secret_key(key) ? std::string("<redacted>") : without_userinfo(value);
+}
+
 std::string config::to_string() const {
   std::string out;
   for (const auto& [k, v] : values_) {
     out += k;
     out += '=';
-    out += is_secret_key(k) ? "<redacted>" : v;
+    out += printable_value(k, v);
     out += '\n';
   }
   return out;

@@ -5,6 +5,8 @@
 #include <qrt/sync_client.hpp>
 #include <thread>
 
+#include "io_loop.hpp"
+
 namespace qrt::sync {
 
 namespace asio = boost::asio;
@@ -12,7 +14,7 @@ namespace asio = boost::asio;
 struct queue_client::impl {
   asio::io_context io;
   asio::executor_work_guard<asio::io_context::executor_type> guard{io.get_executor()};
-  std::thread thread{[this] { io.run(); }};
+  std::thread thread{[this] { qrt::detail::run_io_loop(io, "blocking client"); }};
   std::optional<qrt::queue_client> client;
   bool closed = false;
 

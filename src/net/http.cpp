@@ -12,6 +12,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
+#include <cctype>
 #include <charconv>
 #include <deque>
 #include <mutex>
@@ -36,7 +37,25 @@ std::string endpoint::to_string() const {
   return std::string(tls ? "https://" : "http://") + host_header();
 }
 
+std::string redact_userinfo(std::string_view url) {
+  const auto scheme = url.find("://");
+  const std::size_t authority = scheme == std::string_view::npos ? 0 : scheme + 3;
+  // The last '@' ends the user info even when the password holds '/', '?' or '#': redacting
+  // too much is harmless in a message, too little is not.
+  const auto at = url.rfind('@');
+  if (at == std::string_view::npos || at < authority) return std::string(url);
+  return std::string(url.substr(0, authority)) + "***@" + std::string(url.substr(at + 1));
+}
+
+bool is_loopback_host(std::string_view host) {
+  if (beast::iequals(host, "localhost")) return true;
+  boost::system::error_code ec;
+  const auto address = asio::ip::make_address(std::string(host), ec);
+  return !ec && address.is_loopback();
+}
+
 result<endpoint> parse_endpoint(std::string_view url) {
+  const std::string shown = redact_userinfo(url);
   endpoint ep;
   std::string_view rest;
   if (url.rfind("https://", 0) == 0) {
@@ -46,25 +65,29 @@ result<endpoint> parse_endpoint(std::string_view url) {
     rest = url.substr(7);
   } else {
     return fail(errc::configuration_error,
-                "endpoint '" + std::string(url) + "' must start with https:// or http://");
+                "endpoint '" + shown + "' must start with https:// or http://");
+  }
+  if (rest.find('@') != std::string_view::npos) {
+    return fail(
+        errc::configuration_error,
+        "endpoint '" + shown + "' must not carry user info: credentials are configured separately");
   }
   if (!rest.empty() && rest.back() == '/') rest.remove_suffix(1);
-  if (rest.find_first_of("/?#@") != std::string_view::npos) {
+  if (rest.find_first_of("/?#") != std::string_view::npos) {
     return fail(errc::configuration_error,
-                "endpoint '" + std::string(url) + "' must be scheme://host[:port] without a path");
+                "endpoint '" + shown + "' must be scheme://host[:port] without a path");
   }
   std::string_view host = rest;
   std::string_view port;
   if (!rest.empty() && rest.front() == '[') {
     const auto close = rest.find(']');
     if (close == std::string_view::npos) {
-      return fail(errc::configuration_error,
-                  "endpoint '" + std::string(url) + "' has a bad IPv6 host");
+      return fail(errc::configuration_error, "endpoint '" + shown + "' has a bad IPv6 host");
     }
     host = rest.substr(1, close - 1);
     if (close + 1 < rest.size()) {
       if (rest[close + 1] != ':') {
-        return fail(errc::configuration_error, "endpoint '" + std::string(url) + "' is malformed");
+        return fail(errc::configuration_error, "endpoint '" + shown + "' is malformed");
       }
       port = rest.substr(close + 2);
     }
@@ -73,7 +96,20 @@ result<endpoint> parse_endpoint(std::string_view url) {
     port = rest.substr(colon + 1);
   }
   if (host.empty()) {
-    return fail(errc::configuration_error, "endpoint '" + std::string(url) + "' has no host");
+    return fail(errc::configuration_error, "endpoint '" + shown + "' has no host");
+  }
+  const bool ipv6 = !rest.empty() && rest.front() == '[';
+  for (const char ch : host) {
+    // Names, IPv4 and IPv6 literals (with a zone): nothing that could break the Host header.
+    const auto c = static_cast<unsigned char>(ch);
+    const bool allowed =
+        std::isalnum(c) || c == '-' || c == '.' || c == '_' || (ipv6 && (c == ':' || c == '%'));
+    if (!allowed) {
+      // Not echoed: the offending character (a CR, LF or NUL) would garble the message.
+      return fail(errc::configuration_error,
+                  "endpoint host may only have letters, digits, '.', '-', '_' (an IPv6 address "
+                  "in brackets)");
+    }
   }
   ep.host = std::string(host);
   ep.port = ep.tls ? 443 : 80;
@@ -81,9 +117,8 @@ result<endpoint> parse_endpoint(std::string_view url) {
     unsigned value = 0;
     auto [p, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
     if (ec != std::errc{} || p != port.data() + port.size() || value == 0 || value > 65535) {
-      return fail(
-          errc::configuration_error,
-          "endpoint '" + std::string(url) + "' has an invalid port '" + std::string(port) + "'");
+      return fail(errc::configuration_error,
+                  "endpoint '" + shown + "' has an invalid port '" + std::string(port) + "'");
     }
     ep.port = static_cast<std::uint16_t>(value);
   }
@@ -95,6 +130,119 @@ std::string http_response::header(std::string_view name) const {
     if (beast::iequals(k, name)) return v;
   }
   return {};
+}
+
+namespace {
+
+using response_parser = http::response_parser<http::string_body>;
+
+// One set of limits for every answer, read from a socket or parsed from bytes.
+void apply_limits(response_parser& parser, std::size_t max_body_bytes) {
+  parser.header_limit(static_cast<std::uint32_t>(max_response_head_bytes));
+  parser.body_limit(max_body_bytes);
+}
+
+http_response to_response(http::response<http::string_body>&& res) {
+  http_response out;
+  out.status = res.result_int();
+  for (const auto& field : res) {
+    out.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
+  }
+  out.body = std::move(res.body());
+  return out;
+}
+
+bool is_http_parse_error(const boost::system::error_code& ec) {
+  // end_of_stream and partial_message mean the connection ended, not that the bytes were bad.
+  return ec.category() == http::make_error_code(http::error::bad_version).category() &&
+         ec != http::error::end_of_stream && ec != http::error::partial_message;
+}
+
+// An answer the parser refused, as an error that names the problem.
+error refused_answer(const boost::system::error_code& ec, const std::string& from,
+                     std::size_t max_body_bytes) {
+  if (ec == http::error::body_limit) {
+    return fail(errc::protocol_error, "the answer from " + from + " has a body over " +
+                                          std::to_string(max_body_bytes) + " bytes");
+  }
+  if (ec == http::error::header_limit) {
+    return fail(errc::protocol_error, "the answer from " + from + " has a head over " +
+                                          std::to_string(max_response_head_bytes) + " bytes");
+  }
+  return fail(errc::protocol_error,
+              "the answer from " + from + " is not valid HTTP/1.1: " + ec.message());
+}
+
+// What a request may carry: no CR, LF or NUL (they would split or end the request), at most
+// 16 KiB per field. `what` names the field, never its value (a header may hold a token).
+constexpr std::size_t max_request_field_bytes = 16 * 1024;
+
+result<void> check_request_text(const std::string& what, std::string_view text, bool token) {
+  if (text.size() > max_request_field_bytes) {
+    return fail(errc::invalid_argument, "HTTP request " + what + " is over " +
+                                            std::to_string(max_request_field_bytes) + " bytes");
+  }
+  for (const char ch : text) {
+    const auto c = static_cast<unsigned char>(ch);
+    const bool bad = token ? (c <= 0x20 || c == 0x7f) : ((c < 0x20 && c != '\t') || c == 0x7f);
+    if (bad) {
+      return fail(errc::invalid_argument,
+                  "HTTP request " + what + " contains a character it cannot carry");
+    }
+  }
+  return {};
+}
+
+result<void> check_request(const http_request& r) {
+  if (r.method.empty()) return fail(errc::invalid_argument, "HTTP request method is empty");
+  if (auto ok = check_request_text("method", r.method, true); !ok) return ok;
+  if (r.target.empty() || r.target.front() != '/') {
+    return fail(errc::invalid_argument, "HTTP request target must start with '/'");
+  }
+  if (auto ok = check_request_text("target", r.target, true); !ok) return ok;
+  for (const auto& [name, value] : r.headers) {
+    if (name.empty() || name.find(':') != std::string::npos) {
+      return fail(errc::invalid_argument, "HTTP request header name is empty or has a ':'");
+    }
+    if (auto ok = check_request_text("header name", name, true); !ok) return ok;
+    if (auto ok = check_request_text("header '" + name + "'", value, false); !ok) return ok;
+  }
+  return {};
+}
+
+}  // namespace
+
+result<http_response> parse_http_response(std::string_view bytes, std::size_t max_body_bytes) {
+  response_parser parser;
+  apply_limits(parser, max_body_bytes);
+  parser.eager(true);
+  boost::system::error_code ec;
+  std::size_t used = 0;
+  while (used < bytes.size() && !parser.is_done()) {
+    const auto n = parser.put(asio::buffer(bytes.data() + used, bytes.size() - used), ec);
+    used += n;
+    if (ec == http::error::need_more) {
+      ec = {};
+      if (n == 0) break;
+      continue;
+    }
+    if (ec) return refused_answer(ec, "the server", max_body_bytes);
+  }
+  if (!parser.is_done() && parser.got_some()) {
+    // The end of the bytes is the end of the connection (a body read until close).
+    parser.put_eof(ec);
+    if (ec && ec != http::error::partial_message) {
+      return refused_answer(ec, "the server", max_body_bytes);
+    }
+  }
+  if (!parser.is_done()) return fail(errc::protocol_error, "the HTTP answer is incomplete");
+  auto res = parser.release();
+  // Beast reads any three digits; a status below 100 is not one HTTP defines.
+  if (res.result_int() < 100) {
+    return fail(errc::protocol_error,
+                "the HTTP answer's status " + std::to_string(res.result_int()) + " is not 100-999");
+  }
+  return to_response(std::move(res));
 }
 
 namespace {
@@ -143,6 +291,7 @@ struct http_pool::impl : std::enable_shared_from_this<http_pool::impl> {
   std::deque<waiter_ptr> waiting;  ///< calls at the cap, first come first served
   std::atomic<bool> closed{false};
   std::atomic<std::uint64_t> opened{0};
+  std::optional<error> setup_error;  ///< set by the constructor when TLS could not be set up
 
   /// A call's right to one connection: the idle one it took, or null with a slot to open one.
   /// Every acquired slot ends in give_back() or drop().
@@ -239,10 +388,16 @@ struct http_pool::impl : std::enable_shared_from_this<http_pool::impl> {
       co_return fail(errc::connection_failed,
                      "cannot resolve " + ep.to_string() + ": " + rec.message());
     }
-    if (ssl) {
-      c->secure.emplace(executor, *ssl);
-    } else {
-      c->plain.emplace(executor);
+    try {
+      if (ssl) {
+        c->secure.emplace(executor, *ssl);
+      } else {
+        c->plain.emplace(executor);
+      }
+    } catch (const std::exception& e) {
+      // OpenSSL could not make a session object (out of memory, broken library state).
+      co_return fail(errc::connection_failed,
+                     "cannot set up a connection to " + ep.to_string() + ": " + e.what());
     }
     auto& stream = c->lowest();
     const auto connect_deadline =
@@ -254,16 +409,24 @@ struct http_pool::impl : std::enable_shared_from_this<http_pool::impl> {
       co_return fail(cec == beast::error::timeout ? errc::timeout : errc::connection_failed,
                      "cannot connect to " + ep.to_string() + ": " + cec.message());
     }
-    stream.socket().set_option(tcp::no_delay(true));
+    boost::system::error_code oec;
+    // Latency only: a socket that refuses TCP_NODELAY still works.
+    stream.socket().set_option(tcp::no_delay(true), oec);
     if (ssl) {
       if (!SSL_set_tlsext_host_name(c->secure->native_handle(), ep.host.c_str())) {
         co_return fail(errc::connection_failed, "cannot set TLS server name for " + ep.to_string());
       }
       if (settings.verify_tls) {
-        c->secure->set_verify_mode(asio::ssl::verify_peer);
-        c->secure->set_verify_callback(asio::ssl::host_name_verification(ep.host));
+        c->secure->set_verify_mode(asio::ssl::verify_peer, oec);
+        if (!oec) {
+          c->secure->set_verify_callback(asio::ssl::host_name_verification(ep.host), oec);
+        }
       } else {
-        c->secure->set_verify_mode(asio::ssl::verify_none);
+        c->secure->set_verify_mode(asio::ssl::verify_none, oec);
+      }
+      if (oec) {
+        co_return fail(errc::connection_failed, "cannot set up TLS verification for " +
+                                                    ep.to_string() + ": " + oec.message());
       }
       auto [hec] = co_await c->secure->async_handshake(asio::ssl::stream_base::client, use_tuple);
       if (hec) {
@@ -276,9 +439,9 @@ struct http_pool::impl : std::enable_shared_from_this<http_pool::impl> {
   }
 
   template <class Stream>
-  asio::awaitable<boost::system::error_code> exchange(
-      Stream& stream, connection& c, http::request<http::string_body>& req,
-      http::response_parser<http::string_body>& parser) {
+  asio::awaitable<boost::system::error_code> exchange(Stream& stream, connection& c,
+                                                      http::request<http::string_body>& req,
+                                                      response_parser& parser) {
     auto [wec, written] = co_await http::async_write(stream, req, use_tuple);
     (void)written;
     if (wec) co_return wec;
@@ -293,11 +456,34 @@ http_pool::http_pool(asio::any_io_executor executor, endpoint ep, http_settings 
   impl_->executor = std::move(executor);
   impl_->ep = std::move(ep);
   impl_->settings = std::move(settings);
-  if (impl_->ep.tls) {
+  if (!impl_->ep.tls) return;
+  try {
     impl_->ssl.emplace(asio::ssl::context::tls_client);
-    impl_->ssl->set_default_verify_paths();
-    if (!impl_->settings.ca_file.empty()) impl_->ssl->load_verify_file(impl_->settings.ca_file);
+  } catch (const std::exception& e) {
+    impl_->setup_error =
+        fail(errc::configuration_error, std::string("cannot create a TLS context: ") + e.what());
+    return;
   }
+  boost::system::error_code ec;
+  impl_->ssl->set_default_verify_paths(ec);
+  if (ec) {
+    impl_->setup_error = fail(errc::configuration_error,
+                              "cannot load the system's trusted certificates: " + ec.message());
+    return;
+  }
+  if (!impl_->settings.ca_file.empty()) {
+    impl_->ssl->load_verify_file(impl_->settings.ca_file, ec);
+    if (ec) {
+      impl_->setup_error =
+          fail(errc::configuration_error,
+               "cannot load CA file '" + impl_->settings.ca_file + "': " + ec.message());
+    }
+  }
+}
+
+result<void> http_pool::ready() const {
+  if (impl_->setup_error) return *impl_->setup_error;
+  return {};
 }
 
 http_pool::~http_pool() {
@@ -339,6 +525,9 @@ asio::awaitable<result<http_response>> http_pool::send(http_request request,
                                                        std::chrono::milliseconds timeout) {
   auto self = impl_;  // keeps the pool's state alive while the call runs
   if (self->closed) co_return self->closed_error();
+  if (self->setup_error) co_return *self->setup_error;
+  // Beast throws on fields it cannot hold; refuse them here as errors instead.
+  if (auto ok = check_request(request); !ok) co_return ok.error();
   const auto deadline = std::chrono::steady_clock::now() + timeout;
 
   http::request<http::string_body> req;
@@ -374,9 +563,8 @@ asio::awaitable<result<http_response>> http_pool::send(http_request request,
       c = std::move(*opened);
     }
     c->lowest().expires_at(deadline);
-    http::response_parser<http::string_body> parser;
-    parser.body_limit(self->settings.max_response_bytes);
-    parser.header_limit(64 * 1024);
+    response_parser parser;
+    apply_limits(parser, self->settings.max_response_bytes);
     boost::system::error_code ec;
     if (c->secure) {
       ec = co_await self->exchange(*c->secure, *c, req, parser);
@@ -388,6 +576,9 @@ asio::awaitable<result<http_response>> http_pool::send(http_request request,
         co_return fail(errc::timeout, "no answer from " + self->ep.to_string() + " within " +
                                           std::to_string(timeout.count()) + " ms");
       }
+      if (is_http_parse_error(ec)) {
+        co_return refused_answer(ec, self->ep.to_string(), self->settings.max_response_bytes);
+      }
       if (reused && attempt == 0 && !parser.got_some()) {
         c.reset();  // the same slot opens a fresh connection
         continue;
@@ -396,13 +587,12 @@ asio::awaitable<result<http_response>> http_pool::send(http_request request,
                      "connection to " + self->ep.to_string() + " failed: " + ec.message());
     }
     auto res = parser.release();
-    http_response out;
-    out.status = res.result_int();
-    for (const auto& field : res) {
-      out.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
+    if (res.result_int() < 100) {  // as parse_http_response: not a status HTTP defines
+      co_return fail(errc::protocol_error, "the answer from " + self->ep.to_string() +
+                                               " has status " + std::to_string(res.result_int()));
     }
     const bool keep = res.keep_alive();
-    out.body = std::move(res.body());
+    http_response out = to_response(std::move(res));
     if (keep && !self->closed) {
       c->lowest().expires_never();
       slot.pool.reset();

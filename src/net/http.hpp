@@ -26,8 +26,16 @@ struct endpoint {
 };
 
 /// "https://sqs.eu-west-1.amazonaws.com", "http://127.0.0.1:4566/". Paths, queries, user info
-/// are refused: requests always go to the root.
+/// are refused: requests always go to the root. Errors quote the URL with any user info
+/// replaced (see redact_userinfo), never a password.
 result<endpoint> parse_endpoint(std::string_view url);
+
+/// The URL with the user info of its authority ("user:pw@") replaced by "***@", for messages.
+std::string redact_userinfo(std::string_view url);
+
+/// True for "localhost" and loopback addresses (127.0.0.0/8, ::1): traffic that never leaves
+/// the machine.
+bool is_loopback_host(std::string_view host);
 
 using header_list = std::vector<std::pair<std::string, std::string>>;
 
@@ -45,6 +53,15 @@ struct http_response {
   /// Case-insensitive lookup; empty when absent.
   std::string header(std::string_view name) const;
 };
+
+/// Largest response head (status line and headers) the client reads.
+inline constexpr std::size_t max_response_head_bytes = 64 * 1024;
+
+/// Parses one complete HTTP/1.1 response from `bytes` (head and body, Content-Length or chunked)
+/// with the limits the pool applies to every answer: a head over max_response_head_bytes or a
+/// body over `max_body_bytes` is refused, as is anything that is not HTTP. Pure: the pool reads
+/// from the socket with the same parser settings.
+result<http_response> parse_http_response(std::string_view bytes, std::size_t max_body_bytes);
 
 struct http_settings {
   std::chrono::milliseconds connect_timeout{5'000};
@@ -69,9 +86,15 @@ class http_pool {
   http_pool(const http_pool&) = delete;
   http_pool& operator=(const http_pool&) = delete;
 
+  /// Fails (errc::configuration_error) when the TLS set-up could not be loaded (the system
+  /// trust store or `ca_file`); send() then fails the same way. Never throws.
+  result<void> ready() const;
+
   /// Sends one request and reads the whole answer within `timeout` (connecting included).
   /// Network failures are errc::connection_failed, an expired timeout errc::timeout, a
-  /// closed pool errc::closed.
+  /// closed pool errc::closed, an answer that is not HTTP or exceeds the head or body limit
+  /// errc::protocol_error, a header or target that cannot be sent (CR, LF, NUL, over 16 KiB)
+  /// errc::invalid_argument. Never throws.
   boost::asio::awaitable<result<http_response>> send(http_request request,
                                                      std::chrono::milliseconds timeout);
 

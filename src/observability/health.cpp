@@ -6,27 +6,13 @@
 
 namespace qrt {
 
-std::string_view to_string(breaker_state s) noexcept {
-  switch (s) {
-    case breaker_state::closed:
-      return "closed";
-    case breaker_state::half_open:
-      return "half_open";
-    case breaker_state::open:
-      return "open";
-    case breaker_state::unknown:
-      return "unknown";
-  }
-  return "unknown";
-}
-
 std::string health_report::to_json() const {
   boost::json::object o;
   o["status"] = healthy() ? "healthy" : "unhealthy";
   o["provider"] = provider;
   o["reachable"] = reachable;
   o["queue_exists"] = queue_exists;
-  o["breaker"] = std::string(to_string(breaker));
+  o["breaker"] = breaker ? std::string(to_string(*breaker)) : std::string("none");
   o["latency_us"] = latency.count();
   if (problem) o["error"] = problem->to_string();
   return boost::json::serialize(o);

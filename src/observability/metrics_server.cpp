@@ -9,6 +9,8 @@
 #include <qrt/metrics_server.hpp>
 #include <thread>
 
+#include "core/io_loop.hpp"
+
 namespace qrt::metrics {
 
 namespace asio = boost::asio;
@@ -113,7 +115,7 @@ result<std::unique_ptr<metrics_server>> metrics_server::start(const registry& so
                 "metrics server cannot listen on " + where + ": " + ec.message());
   }
   asio::co_spawn(p->io, p->accept_loop(), asio::detached);
-  p->thread = std::thread([raw = p.get()] { raw->io.run(); });
+  p->thread = std::thread([raw = p.get()] { qrt::detail::run_io_loop(raw->io, "metrics server"); });
   return std::unique_ptr<metrics_server>(new metrics_server(std::move(p)));
 }
 

@@ -8,7 +8,7 @@ namespace {
 int hex_value(char c) {
   if (c >= '0' && c <= '9') return c - '0';
   if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  return -1;  // the spec allows lowercase only
+  return -1;  // W3C Trace Context allows lowercase only
 }
 
 template <std::size_t N>

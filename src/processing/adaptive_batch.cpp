@@ -1,6 +1,8 @@
 #include <algorithm>
 #include <qrt/adaptive_batch.hpp>
 
+#include "failure_policy.hpp"
+
 namespace qrt {
 
 adaptive_batch_sizer::adaptive_batch_sizer(adaptive_batch_options options)
@@ -65,8 +67,8 @@ awaitable<result<std::size_t>> adaptive_batch_processor::process_batch() {
     result<void> outcome;
     try {
       outcome = co_await handler_(msg);
-    } catch (const std::exception& e) {
-      outcome = fail(errc::provider_error, std::string("handler threw: ") + e.what());
+    } catch (...) {
+      outcome = detail::handler_failure(std::current_exception());
     }
     if (outcome) {
       ++succeeded;

@@ -1,6 +1,7 @@
 // How a failed message is settled; shared by qrt::processor and qrt::session_processor.
 #pragma once
 
+#include <exception>
 #include <qrt/processor.hpp>
 #include <string>
 
@@ -18,6 +19,30 @@ inline std::string failure_reason(const received_message& msg, const error& e,
     return "HandlerFailedPermanently";
   }
   return {};
+}
+
+/// What a handler's exception means: that message failed, like a handler returning an error.
+/// Anything may be thrown (an int, a library's own type); nothing a handler throws may escape,
+/// or it would end the processor's coroutine with its concurrency slot and lock renewal held.
+inline error handler_failure(std::exception_ptr thrown) {
+  try {
+    std::rethrow_exception(thrown);
+  } catch (const std::exception& e) {
+    return fail(errc::provider_error, std::string("handler threw: ") + e.what());
+  } catch (...) {
+    return fail(errc::provider_error, "handler threw an exception not derived from std::exception");
+  }
+}
+
+/// Runs the user's error callback; an exception from it is dropped, since the processor must
+/// keep running and has nowhere else to report it.
+template <class Callback>
+void report_to(const Callback& on_error, const error& e) noexcept {
+  if (!on_error) return;
+  try {
+    on_error(e);
+  } catch (...) {  // NOLINT(bugprone-empty-catch): see above
+  }
 }
 
 }  // namespace qrt::detail

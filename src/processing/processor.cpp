@@ -96,9 +96,7 @@ struct processor::impl : std::enable_shared_from_this<impl> {
     std::lock_guard lock(stats_mutex);
     stats.*field += n;
   }
-  void report(const error& e) {
-    if (options.on_error) options.on_error(e);
-  }
+  void report(const error& e) { detail::report_to(options.on_error, e); }
   void note_in_flight() {
     std::lock_guard lock(stats_mutex);
     stats.in_flight = running.size();
@@ -273,8 +271,8 @@ struct processor::impl : std::enable_shared_from_this<impl> {
             co_return co_await handler(msg);
           },
           asio::use_awaitable);
-    } catch (const std::exception& e) {
-      co_return fail(errc::provider_error, std::string("handler threw: ") + e.what());
+    } catch (...) {
+      co_return detail::handler_failure(std::current_exception());
     }
   }
 

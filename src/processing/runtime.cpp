@@ -1,6 +1,8 @@
 #include <algorithm>
 #include <qrt/runtime.hpp>
 
+#include "core/io_loop.hpp"
+
 namespace qrt {
 
 runtime_configuration runtime_configuration::for_high_throughput() {
@@ -16,7 +18,8 @@ runtime::runtime(runtime_configuration config)
       guard_(io_.get_executor()) {
   const std::size_t n = std::max<std::size_t>(1, config.worker_threads);
   threads_.reserve(n);
-  for (std::size_t i = 0; i < n; ++i) threads_.emplace_back([this] { io_.run(); });
+  for (std::size_t i = 0; i < n; ++i)
+    threads_.emplace_back([this] { qrt::detail::run_io_loop(io_, "runtime worker"); });
 }
 
 runtime::~runtime() {

@@ -65,9 +65,7 @@ struct session_processor::impl : std::enable_shared_from_this<impl> {
     std::lock_guard lock(stats_mutex);
     stats.*field += n;
   }
-  void report(const error& e) {
-    if (options.on_error) options.on_error(e);
-  }
+  void report(const error& e) { detail::report_to(options.on_error, e); }
 
   std::uint64_t hold(std::shared_ptr<held_session> s) {
     std::lock_guard lock(held_mutex);
@@ -133,8 +131,8 @@ struct session_processor::impl : std::enable_shared_from_this<impl> {
             co_return co_await handler(msg);
           },
           asio::use_awaitable);
-    } catch (const std::exception& e) {
-      co_return fail(errc::provider_error, std::string("handler threw: ") + e.what());
+    } catch (...) {
+      co_return detail::handler_failure(std::current_exception());
     }
   }
 

@@ -62,7 +62,9 @@ std::optional<milliseconds> retry_policy::next_delay(const error& e, std::uint32
                                                      double unit_random) const noexcept {
   if (e.kind == error_kind::permanent) return std::nullopt;
   if (attempts_made >= max_attempts) return std::nullopt;
-  if (e.kind == error_kind::throttled && e.retry_after) return *e.retry_after;
+  if (e.kind == error_kind::throttled && e.retry_after) {
+    return std::clamp(*e.retry_after, milliseconds::zero(), max_retry_after);
+  }
   const auto base = base_delay(attempts_made);
   const double j = std::clamp(jitter, 0.0, 1.0);
   const double u = std::clamp(unit_random, 0.0, 1.0);

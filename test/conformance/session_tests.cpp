@@ -1,5 +1,5 @@
 // Sessions: per-session FIFO to one holder at a time, exclusive and expiring locks, state,
-// accept-next. Each test names the contract item (DESIGN.md) or issue 2 §5 item it covers.
+// accept-next. Each test names the item of docs/contract.md it checks.
 #include <map>
 #include <set>
 
@@ -85,9 +85,8 @@ awaitable<void> fifo_consumer(qrt::queue_client& client, queue_name q, std::size
   }
 }
 
-// Contract: messages with the same session id are delivered in send order, to one holder of
-// the session lock at a time. Issue 2 §5: "session FIFO with 3 interleaved sessions and 2
-// consumers".
+// Contract C20: messages with the same session id are delivered in send order, to one holder
+// of the session lock at a time; here 3 interleaved sessions and 2 consumers.
 TEST_P(provider_test, Sessions_FifoPerSessionWithTwoConsumers) {
   QRT_REQUIRE(caps().sessions != session_support::none, "sessions");
   QRT_MAKE_QUEUE(q, session_queue(std::max<milliseconds>(30s, tgt().event_timeout * 3)));
@@ -118,8 +117,8 @@ TEST_P(provider_test, Sessions_FifoPerSessionWithTwoConsumers) {
   }
 }
 
-// Contract: a second accept_session on a held session fails with session_locked (and closing
-// the holder releases it). Issue 2 §5: "a second accept of a held session fails".
+// Contract C21: a second accept_session on a held session fails with session_locked (and
+// closing the holder releases it).
 TEST_P(provider_test, Sessions_SecondAcceptOfAHeldSessionFailsWithSessionLocked) {
   QRT_REQUIRE(native_sessions(caps()), "native session locks");
   QRT_MAKE_QUEUE(q, session_queue(std::max<milliseconds>(30s, tgt().event_timeout * 3)));
@@ -142,9 +141,8 @@ TEST_P(provider_test, Sessions_SecondAcceptOfAHeldSessionFailsWithSessionLocked)
   must(run(again->close()), "close again");
 }
 
-// Contract: a session lock that is not renewed expires and the session can be accepted again.
-// Issue 2 §5: "an unrenewed session lock expires and the session can be taken again". The
-// unsettled message comes back to the new holder (delivery count + 1); the old holder's
+// Contract C22: a session lock that is not renewed expires and the session can be accepted
+// again. The unsettled message comes back to the new holder (delivery count + 1); the old holder's
 // operations fail with session_lock_lost.
 TEST_P(provider_test, Sessions_UnrenewedLockExpiresAndSessionCanBeTakenAgain) {
   QRT_REQUIRE(native_sessions(caps()), "native session locks");
@@ -183,7 +181,7 @@ TEST_P(provider_test, Sessions_UnrenewedLockExpiresAndSessionCanBeTakenAgain) {
   (void)run(first.close());  // may report the lost lock; must not disturb anything
 }
 
-// Contract: renew_session_lock keeps a session: renewed every third of the lock, nobody else
+// Contract C23: renew_session_lock keeps a session: renewed every third of the lock, nobody else
 // can take it after the original lock would have run out.
 TEST_P(provider_test, Sessions_RenewedLockIsKept) {
   QRT_REQUIRE(native_sessions(caps()), "native session locks");
@@ -214,7 +212,7 @@ TEST_P(provider_test, Sessions_RenewedLockIsKept) {
   must(run(holder.close()), "close");
 }
 
-// Contract: get/set session state. The state is binary-safe, outlives the holder, and can be
+// Contract C24: get/set session state. The state is binary-safe, outlives the holder, and can be
 // cleared.
 TEST_P(provider_test, Sessions_StateRoundTrips) {
   QRT_REQUIRE(native_sessions(caps()), "native sessions");
@@ -244,9 +242,8 @@ TEST_P(provider_test, Sessions_StateRoundTrips) {
   must(run(second.close()), "close");
 }
 
-// Contract: accept_session(next available) picks an unlocked session that has messages.
-// Issue 2 §5: "accept next-available picks a session with messages"; when none qualifies it
-// fails with timeout after the wait.
+// Contract C25: accept_session(next available) picks an unlocked session that has messages;
+// when none qualifies it fails with timeout after the wait.
 TEST_P(provider_test, Sessions_AcceptNextAvailablePicksAnUnlockedSessionWithMessages) {
   QRT_REQUIRE(native_sessions(caps()), "native session locks");
   QRT_MAKE_QUEUE(q, session_queue(std::max<milliseconds>(30s, tgt().event_timeout * 3)));

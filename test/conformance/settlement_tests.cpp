@@ -1,5 +1,5 @@
 // Locks and settlement: complete, abandon, lock expiry, renewal, receipts used wrongly, the
-// dead-letter queue. Each test names the contract item (DESIGN.md) or issue 2 §5 item it covers.
+// dead-letter queue. Each test names the item of docs/contract.md it checks.
 #include "conformance/suite.hpp"
 
 namespace qrt::conformance {
@@ -12,9 +12,9 @@ milliseconds long_lock(const target& t) {
   return std::max<milliseconds>(30s, t.event_timeout * 3);
 }
 
-// Contract: complete removes. Issue 2 §5: "complete removes (a second receive with wait
-// returns nothing)". The second receive outlasts the lock, so a message that was merely locked
-// (not removed) would come back within it.
+// Contract C12: complete removes; a second receive with a wait returns nothing. The second
+// receive outlasts the lock, so a message that was merely locked (not removed) would come back
+// within it.
 TEST_P(provider_test, Complete_RemovesTheMessage) {
   QRT_MAKE_QUEUE(q, queue_options{.lock_duration = tgt().short_lock});
   send(q, message{.body = "done"});
@@ -25,9 +25,8 @@ TEST_P(provider_test, Complete_RemovesTheMessage) {
                "a completed message came back");
 }
 
-// Contract: abandon returns the message for redelivery, delivery count + 1 (at once, not after
-// the lock). Issue 2 §5: "abandon redelivers with delivery count + 1". The abandoned receipt is
-// settled: using it again is invalid_receipt.
+// Contract C13: abandon returns the message for redelivery, delivery count + 1 (at once, not
+// after the lock). The abandoned receipt is settled: using it again is invalid_receipt.
 TEST_P(provider_test, Abandon_RedeliversWithDeliveryCountPlusOne) {
   QRT_REQUIRE(caps().abandon, "abandon");
   QRT_MAKE_QUEUE(q, queue_options{.lock_duration = long_lock(tgt())});
@@ -56,9 +55,8 @@ TEST_P(provider_test, Abandon_RedeliversWithDeliveryCountPlusOne) {
   expect_empty(q, tgt().empty_wait, "a completed message came back");
 }
 
-// Contract: an expired lock makes the message visible again with delivery count + 1, and the
-// old receipt fails with receipt_expired. Issue 2 §5: "lock expiry redelivers and the stale
-// receipt fails".
+// Contract C14: an expired lock makes the message visible again with delivery count + 1, and
+// the old (stale) receipt fails with receipt_expired.
 TEST_P(provider_test, LockExpiry_RedeliversAndStaleReceiptFails) {
   QRT_REQUIRE(caps().timed_locks, "timed locks");
   const auto lock = tgt().short_lock;
@@ -86,9 +84,9 @@ TEST_P(provider_test, LockExpiry_RedeliversAndStaleReceiptFails) {
   expect_empty(q, tgt().empty_wait, "a completed message came back");
 }
 
-// Contract: a receipt used twice fails with invalid_receipt, never silently. Issue 2 §5:
-// "double complete fails" (settled twice = invalid_receipt; receipt_expired is only for locks
-// that ran out). Also within one batch settle: the second settlement of a receipt fails alone.
+// Contract C15, C16: a receipt used twice fails with invalid_receipt, never silently (settled
+// twice = invalid_receipt; receipt_expired is only for locks that ran out). Also within one
+// batch settle: the second settlement of a receipt fails alone.
 TEST_P(provider_test, Complete_TwiceFailsWithInvalidReceipt) {
   QRT_MAKE_QUEUE(q, queue_options{.lock_duration = long_lock(tgt())});
   send(q, message{.body = "once"});
@@ -124,7 +122,7 @@ TEST_P(provider_test, Complete_TwiceFailsWithInvalidReceipt) {
   expect_empty(q, tgt().empty_wait, "a completed message came back");
 }
 
-// Contract: a receipt the provider never issued (empty, forged, from a peek) fails with
+// Contract C15: a receipt the provider never issued (empty, forged, from a peek) fails with
 // invalid_receipt and does not touch any message.
 TEST_P(provider_test, Settle_UnknownReceiptFailsWithInvalidReceipt) {
   QRT_MAKE_QUEUE(q, queue_options{.lock_duration = long_lock(tgt())});
@@ -151,9 +149,9 @@ TEST_P(provider_test, Settle_UnknownReceiptFailsWithInvalidReceipt) {
   complete(got.receipt);  // the real receipt still works: nothing above touched the message
 }
 
-// Contract: renew_lock extends a receipt. Issue 2 §5: "renew_lock extends": renewed every third
-// of the lock, the message is not redelivered long after the original lock would have expired,
-// and the original receipt still completes it.
+// Contract C17: renew_lock extends a receipt. Renewed every third of the lock, the message is not
+// redelivered long after the original lock would have expired, and the original receipt still
+// completes it.
 TEST_P(provider_test, RenewLock_KeepsTheMessageLockedPastItsDuration) {
   QRT_REQUIRE(caps().lock_renewal, "lock renewal");
   const auto lock = tgt().short_lock;
@@ -176,8 +174,8 @@ TEST_P(provider_test, RenewLock_KeepsTheMessageLockedPastItsDuration) {
   expect_empty(q, std::max(tgt().empty_wait, lock * 3 / 2), "a completed message came back");
 }
 
-// Contract: after max_delivery_count deliveries a message goes to the DLQ by itself, with its
-// reason kept. Issue 2 §5: "max deliveries -> DLQ with reason".
+// Contract C19: after max_delivery_count deliveries a message goes to the DLQ by itself, with
+// a reason and its content kept.
 TEST_P(provider_test, MaxDeliveryCount_MovesToDeadLetterWithReason) {
   QRT_REQUIRE(caps().max_delivery_count, "max_delivery_count");
   QRT_REQUIRE(caps().dead_letter_queue, "a dead-letter queue");
@@ -208,8 +206,7 @@ TEST_P(provider_test, MaxDeliveryCount_MovesToDeadLetterWithReason) {
   expect_empty(q.dead_letter(), tgt().empty_wait, "a completed DLQ message came back");
 }
 
-// Contract: dead_letter(reason, description) moves to the DLQ with both kept.
-// Issue 2 §5: "explicit dead-letter".
+// Contract C18: an explicit dead_letter(reason, description) moves to the DLQ with both kept.
 TEST_P(provider_test, DeadLetter_KeepsReasonAndDescription) {
   QRT_REQUIRE(caps().dead_letter_queue, "a dead-letter queue");
   QRT_MAKE_QUEUE(q, queue_options{.lock_duration = long_lock(tgt())});
@@ -234,7 +231,7 @@ TEST_P(provider_test, DeadLetter_KeepsReasonAndDescription) {
 }
 
 }  // namespace
-// Contract (providers that keep state across a restart, issue 7): locks are not kept. After a
+// Contract C38 (providers that keep state across a restart): locks are not kept. After a
 // restart an unsettled message is ready again at once, its earlier delivery counted, and the
 // receipt of that delivery is dead.
 TEST_P(provider_test, Reopen_LockedMessageIsReadyAgainWithItsDeliveryCount) {

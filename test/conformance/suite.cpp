@@ -68,6 +68,12 @@ void io_runner::report_hang_and_abort() const {
 // ---- provider_test ----
 
 void provider_test::SetUp() {
+  std::string test = ::testing::UnitTest::GetInstance()->current_test_info()->name();
+  test = test.substr(0, test.find('/'));
+  if (auto deviation = tgt().known_deviations.find(test);
+      deviation != tgt().known_deviations.end()) {
+    GTEST_SKIP() << tgt().name << ": " << deviation->second;
+  }
   runner_ = std::make_unique<io_runner>(std::max<std::size_t>(1, tgt().io_threads),
                                         tgt().operation_timeout);
   ASSERT_TRUE(tgt().make_provider) << "target '" << tgt().name << "' has no make_provider";
@@ -219,6 +225,26 @@ std::vector<received_message> provider_test::receive_count(const queue_name& q, 
                              " ms; got " + std::to_string(out.size()));
     }
     auto got = receive(q, std::min(per_call, count - out.size()), left);
+    for (auto& m : got) out.push_back(std::move(m));
+  }
+  return out;
+}
+
+std::vector<received_message> provider_test::receive_and_complete(const queue_name& q,
+                                                                  std::size_t count) {
+  std::vector<received_message> out;
+  const auto deadline = std::chrono::steady_clock::now() + tgt().event_timeout;
+  const std::size_t per_call = caps().max_batch_messages == 0 ? 100 : caps().max_batch_messages;
+  while (out.size() < count) {
+    const auto left =
+        std::chrono::duration_cast<milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left <= milliseconds::zero()) {
+      throw operation_failed("expected " + std::to_string(count) + " messages on " + q.to_string() +
+                             " within " + std::to_string(tgt().event_timeout.count()) +
+                             " ms; got " + std::to_string(out.size()));
+    }
+    auto got = receive(q, std::min(per_call, count - out.size()), left);
+    complete_all(got);
     for (auto& m : got) out.push_back(std::move(m));
   }
   return out;

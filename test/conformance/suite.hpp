@@ -20,6 +20,7 @@
 #include <condition_variable>
 #include <functional>
 #include <future>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <qrt/client.hpp>
@@ -78,6 +79,13 @@ struct target {
   milliseconds concurrent_timeout{120'000};
   /// Threads running the io_context that the provider and the tests' coroutines share.
   std::size_t io_threads = 4;
+
+  // ---- deviations --------------------------------------------------------------------------
+  /// Tests this target cannot pass for a reason outside the provider under test (an emulator's
+  /// known deviation from the service it stands in for, or a limit of the service itself):
+  /// test name (without the "/target" suffix) -> the reason, which the test reports as its
+  /// skip message. Never a way to hide a provider bug.
+  std::map<std::string, std::string> known_deviations;
 
   // ---- durability -------------------------------------------------------------------------
   /// Builds a new provider over the durable state of the one make_provider last built, which
@@ -173,6 +181,10 @@ class provider_test : public ::testing::TestWithParam<target> {
   received_message receive_one(const queue_name& q, std::optional<milliseconds> wait = {});
   /// Receives until `count` messages arrived (throws if they did not within event_timeout).
   std::vector<received_message> receive_count(const queue_name& q, std::size_t count);
+  /// Like receive_count, but completes each receive's messages before the next receive: for
+  /// more messages than a provider hands out before settling (an SQS FIFO group is held while
+  /// any of its messages is in flight). The receipts returned are spent.
+  std::vector<received_message> receive_and_complete(const queue_name& q, std::size_t count);
   void complete(const receipt_handle& r);
   void complete_all(const std::vector<received_message>& messages);
   /// A receive of `wait` that must return nothing.

@@ -1,5 +1,7 @@
-// Scheduled delivery and time-to-live. Each test names the contract item (DESIGN.md) or
-// issue 2 §5 item it covers. Waiting is always a receive on the queue where the event shows.
+// Scheduled delivery and time-to-live. Each test names the item of docs/contract.md it checks.
+// Waiting is always a receive on the queue where the event shows.
+#include <thread>
+
 #include "conformance/suite.hpp"
 
 namespace qrt::conformance {
@@ -7,8 +9,7 @@ namespace {
 
 using namespace std::chrono_literals;
 
-// Contract: scheduled delivery. Issue 2 §5: "scheduled delivery (invisible before its time,
-// visible after)".
+// Contract C26: a scheduled message is invisible before its time and delivered after it.
 TEST_P(provider_test, Scheduled_InvisibleUntilItsTime) {
   QRT_REQUIRE(caps().scheduling, "scheduled delivery");
   const milliseconds lock = std::max<milliseconds>(30s, tgt().event_timeout * 3);
@@ -43,10 +44,9 @@ TEST_P(provider_test, Scheduled_InvisibleUntilItsTime) {
   complete(got.receipt);
 }
 
-// Contract: time-to-live; expired messages go to the DLQ when the queue says so.
-// Issue 2 §5: "TTL (expired message not delivered; in DLQ if dead_letter_on_expiration)".
-// The expiring message's arrival in the DLQ is the event waited for; a message without TTL
-// sent alongside stays deliverable.
+// Contract C27: an expired message is not delivered; it goes to the DLQ when the queue says so
+// (dead_letter_on_expiration). The expiring message's arrival in the DLQ is the event waited for; a
+// message without TTL sent alongside stays deliverable.
 TEST_P(provider_test, TimeToLive_ExpiredMessageGoesToDeadLetterNotToReceivers) {
   QRT_REQUIRE(caps().time_to_live, "time-to-live");
   QRT_REQUIRE(caps().dead_letter_queue, "a dead-letter queue");
@@ -71,13 +71,34 @@ TEST_P(provider_test, TimeToLive_ExpiredMessageGoesToDeadLetterNotToReceivers) {
   EXPECT_EQ(live.body, "no ttl") << "an expired message was delivered";
   complete(live.receipt);
   expect_empty(q, tgt().empty_wait, "an expired message was delivered");
-  if (auto s = run(client().stats(q)); s && s->dead_lettered >= 0) {
-    EXPECT_EQ(s->expired, 1u) << "the expiry was not counted";
+  // Stats must answer; a provider that does not know the counts reports them as -1.
+  if (const auto s = must(run(client().stats(q)), "stats"); s.dead_lettered >= 0) {
+    EXPECT_EQ(s.expired, 1u) << "the expiry was not counted";
   }
 }
 
-// Contract: time-to-live; expired messages are dropped (counted) when the queue does not
-// dead-letter them. Issue 2 §5: "TTL (expired message not delivered)". The message's TTL runs
+// Contract C27: a message whose time-to-live ran out while it waited in the queue is
+// never delivered. Nothing is locked, so this holds for providers without timed locks too. The
+// expiry shows nowhere a receiver could wait for it, so the test waits out the time-to-live:
+// that instant is the event under test, not a stand-in for one.
+TEST_P(provider_test, TimeToLive_ExpiredReadyMessageIsNotDelivered) {
+  QRT_REQUIRE(caps().time_to_live, "time-to-live");
+  QRT_MAKE_QUEUE(q, queue_options{.dead_letter_on_expiration = false});
+  const auto ttl = tgt().schedule_delay;
+  message expiring{.body = "expiring"};
+  expiring.time_to_live = ttl;
+  send(q, expiring);
+  // The provider took the message by now: its time-to-live runs out by this instant at the latest.
+  std::this_thread::sleep_until(std::chrono::steady_clock::now() + ttl + tgt().clock_tolerance);
+  send(q, message{.body = "lasting"});
+  const auto got = receive_one(q);
+  EXPECT_EQ(got.body, "lasting") << "a message whose time-to-live ran out was delivered";
+  complete(got.receipt);
+  expect_empty(q, tgt().empty_wait, "a message whose time-to-live ran out was delivered");
+}
+
+// Contract C27: an expired message is not delivered; it is dropped (and counted) when the
+// queue does not dead-letter expired messages. The message's TTL runs
 // out while it is locked; when the lock lapses it must not be redelivered, and its receipt is
 // stale.
 TEST_P(provider_test, TimeToLive_ExpiredMessageIsDroppedNotRedelivered) {
@@ -100,8 +121,8 @@ TEST_P(provider_test, TimeToLive_ExpiredMessageIsDroppedNotRedelivered) {
     expect_empty(q.dead_letter(), tgt().empty_wait,
                  "dead_letter_on_expiration = false, yet the message was dead-lettered");
   }
-  if (auto s = run(client().stats(q)); s && s->active >= 0) {
-    EXPECT_EQ(s->expired, 1u) << "the dropped message was not counted as expired";
+  if (const auto s = must(run(client().stats(q)), "stats"); s.active >= 0) {
+    EXPECT_EQ(s.expired, 1u) << "the dropped message was not counted as expired";
   }
 }
 

@@ -1,6 +1,7 @@
 // libFuzzer target for the AMQP message decoder: a transfer payload from arbitrary bytes must
 // give a clear protocol_error or a message, never a crash, hang, over-read or huge allocation. A
-// message that decodes must survive encode_message and decode to the same content again, and a
+// message that decodes must stay within its output budget (decode_output_budget), survive
+// encode_message and decode to the same content again, and a
 // payload read as a batch must split into spans inside the input.
 #include <cstdint>
 #include <cstdlib>
@@ -25,6 +26,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const std::span<const std::uint8_t> bytes(data, size);
 
   if (auto d = decode_message(bytes)) {
+    // Whatever the input, the decoded message stays within its output budget.
+    std::size_t produced = d->message.body.size() + d->message.id.size() +
+                           d->message.correlation_id.size() + d->message.subject.size() +
+                           d->message.content_type.size() +
+                           d->annotations.deadletter_source.value_or("").size() +
+                           d->annotations.partition_key.value_or("").size();
+    for (const auto& [k, v] : d->message.attributes) produced += k.size() + v.size();
+    if (produced > decode_output_budget(size)) std::abort();
     encode_extras extras;
     extras.scheduled_enqueue_time = d->annotations.scheduled_enqueue_time;
     if (d->annotations.partition_key) extras.partition_key = *d->annotations.partition_key;

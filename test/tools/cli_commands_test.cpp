@@ -143,6 +143,139 @@ TEST_F(Cli, ErrorsNameTheProblem) {
   EXPECT_FALSE(build_config({}, config{}));
 }
 
+/// An output that takes `good_flushes` flushes, then fails every later one (like stdout on a
+/// full disk: the bytes are accepted into a buffer, the flush to the device fails).
+class failing_output : public std::stringbuf {
+ public:
+  explicit failing_output(int good_flushes) : good_flushes_(good_flushes) {}
+
+ protected:
+  int sync() override { return good_flushes_-- > 0 ? 0 : -1; }
+
+ private:
+  int good_flushes_;
+};
+
+struct CliOutputFailure : ::testing::Test {
+  sync::queue_client client =
+      sync::queue_client::open(config{{"provider", "memory"}, {"queues", "orders"}},
+                               builtin_providers())
+          .value();
+  queue_name orders = queue_name::from("orders");
+
+  void send_bodies(std::initializer_list<const char*> bodies) {
+    for (const char* body : bodies) {
+      message m;
+      m.body = body;
+      ASSERT_TRUE(client.send(orders, m));
+    }
+  }
+  std::vector<std::string> bodies_left(const queue_name& q) {
+    std::vector<std::string> out;
+    for (auto& m : client.receive(q, 10, 200ms).value()) out.push_back(m.body);
+    return out;
+  }
+};
+
+// A message is completed only once its output was written and flushed; when writing fails, the
+// rest of the batch is abandoned at once (not left locked) and the command fails saying so.
+TEST_F(CliOutputFailure, ReceiveCompletesOnlyWhatItWroteAndAbandonsTheRest) {
+  send_bodies({"first", "second", "third"});
+  failing_output buffer(1);
+  std::ostream out(&buffer);
+  receive_options r;
+  r.max = 3;
+  r.wait = 200ms;
+  auto n = receive(client, orders, r, out);
+  ASSERT_FALSE(n);
+  EXPECT_NE(n.error().message.find("cannot write the output"), std::string::npos)
+      << n.error().message;
+  EXPECT_NE(n.error().message.find("2 message(s) not written were abandoned"), std::string::npos)
+      << n.error().message;
+  const auto st = client.stats(orders).value();
+  EXPECT_EQ(st.active, 2);
+  EXPECT_EQ(st.in_flight, 0);
+  EXPECT_EQ(bodies_left(orders), (std::vector<std::string>{"second", "third"}));
+}
+
+TEST_F(CliOutputFailure, ReceiveWithNoCompleteAlsoGivesBackWhatItCouldNotWrite) {
+  send_bodies({"first", "second"});
+  failing_output buffer(0);
+  std::ostream out(&buffer);
+  receive_options r;
+  r.max = 2;
+  r.wait = 200ms;
+  r.complete = false;
+  ASSERT_FALSE(receive(client, orders, r, out));
+  EXPECT_EQ(client.stats(orders).value().active, 2);
+}
+
+// Replay reports each move after it happened; when that report cannot be written, the command
+// stops, and what it has not moved stays in the dead-letter queue, abandoned rather than locked.
+TEST_F(CliOutputFailure, DlqReplayStopsAtAWriteFailureAndTheRestStaysInTheDlq) {
+  send_bodies({"a", "b", "c"});
+  for (const auto& m : client.receive(orders, 3, 200ms).value())
+    ASSERT_TRUE(client.dead_letter(m.receipt, "bad-input", "test"));
+  failing_output buffer(1);
+  std::ostream out(&buffer);
+  auto n = dlq_replay(client, orders, 100, 200ms, out);
+  ASSERT_FALSE(n);
+  EXPECT_NE(n.error().message.find("cannot write the output"), std::string::npos)
+      << n.error().message;
+  const auto st = client.stats(orders).value();
+  EXPECT_EQ(st.active, 2);         // "a" (reported) and "b" (moved, report failed)
+  EXPECT_EQ(st.dead_lettered, 1);  // "c": not moved, abandoned, ready in the DLQ again
+  EXPECT_EQ(bodies_left(orders.dead_letter()), (std::vector<std::string>{"c"}));
+}
+
+TEST_F(CliOutputFailure, SendPeekAndStatsFailWhenTheirOutputCannotBeWritten) {
+  failing_output buffer(0);
+  std::ostream out(&buffer);
+  send_options s;
+  s.body = "x";
+  EXPECT_FALSE(send(client, orders, s, out));
+  EXPECT_FALSE(peek(client, orders, 10, 0, output_format::text, out));
+  EXPECT_FALSE(stats(client, orders, output_format::json, out));
+}
+
+// Bodies and attributes are whatever the sender put there: text output must not let them drive
+// the terminal (ESC sequences, a CR that rewrites the line, C1 controls, stray bytes).
+TEST_F(CliOutputFailure, TextOutputEscapesControlCharactersOfBodiesAndAttributes) {
+  message m;
+  m.body = "line1\nline2\r\x1b[2J\x07\tend\xc2\x9b\xff\xe2\x82\xac";
+  m.attributes["k\x1b]0;title\x07"] = "v\rX";
+  m.correlation_id = "c\x1b";
+  ASSERT_TRUE(client.send(orders, m));
+  receive_options r;
+  r.wait = 200ms;
+  std::ostringstream out;
+  ASSERT_EQ(receive(client, orders, r, out).value(), 1u);
+  const std::string text = out.str();
+  EXPECT_EQ(text.find('\x1b'), std::string::npos) << text;
+  EXPECT_EQ(text.find('\r'), std::string::npos) << text;
+  EXPECT_EQ(text.find('\x07'), std::string::npos) << text;
+  EXPECT_EQ(text.find("\xc2\x9b"), std::string::npos) << text;
+  EXPECT_NE(text.find(" k\\x1b]0;title\\x07=v\\rX"), std::string::npos) << text;
+  EXPECT_NE(text.find(" correlation=c\\x1b"), std::string::npos) << text;
+  // The body keeps its lines and tabs (it is printed on lines of its own) and valid UTF-8.
+  EXPECT_NE(text.find("line1\nline2\\r\\x1b[2J\\x07\tend\\u009b\\xff\xe2\x82\xac\n"),
+            std::string::npos)
+      << text;
+}
+
+TEST(PrintableText, EscapesExactlyWhatCanDriveATerminal) {
+  EXPECT_EQ(printable_text("plain text, caf\xc3\xa9 \xf0\x9f\x98\x80"),
+            "plain text, caf\xc3\xa9 \xf0\x9f\x98\x80");
+  EXPECT_EQ(printable_text("a\nb\tc"), "a\\nb\\tc");
+  EXPECT_EQ(printable_text("a\nb\tc", true), "a\nb\tc");
+  EXPECT_EQ(printable_text(std::string("\0\x7f", 2)), "\\x00\\x7f");
+  // Overlong forms, surrogates, truncated sequences and bytes past U+10FFFF are not UTF-8.
+  EXPECT_EQ(printable_text("\xc0\xaf"), "\\xc0\\xaf");
+  EXPECT_EQ(printable_text("\xed\xa0\x80"), "\\xed\\xa0\\x80");
+  EXPECT_EQ(printable_text("\xe2\x82"), "\\xe2\\x82");
+  EXPECT_EQ(printable_text("\xf4\x90\x80\x80"), "\\xf4\\x90\\x80\\x80");
+}
+
 TEST(Base64, MatchesRfc4648Vectors) {
   EXPECT_EQ(base64_encode(""), "");
   EXPECT_EQ(base64_encode("f"), "Zg==");

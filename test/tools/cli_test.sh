@@ -28,6 +28,12 @@ expect() {
   fi
 }
 
+# expect_quiet ARGS...: exit code 0 and nothing on stdout (e.g. no messages to print)
+expect_quiet() {
+  expect 0 "" -- "$@"
+  [[ ! -s "$tmp/out" ]] || fail "qrt $*: expected no output, got: $(head -c 300 "$tmp/out")"
+}
+
 # Help a newcomer can follow.
 expect 0 "bench" -- --help
 expect 0 "--max" -- receive --help
@@ -43,28 +49,88 @@ expect 2 "wait" -- receive --provider memory --queue q --wait -1
 expect 2 "max_queue_size" -- send --provider memory --queue q --body x --set max_queue_size=abc
 expect 2 "lock_duraton" -- send --provider memory --queue q --body x --set lock_duraton=5s
 expect 2 "message size" -- bench --size 8 --messages 10
-expect 2 "" -- bench --targets /nonexistent/targets.yaml
+expect 2 "/nonexistent/targets.yaml" -- bench --targets /nonexistent/targets.yaml
 expect 2 "duration" -- bench --duration soon
-expect 2 "" -- frobnicate
-expect 2 "" -- send --provider memory --queue q --body x --body-file /nonexistent
+expect 2 "subcommand|frobnicate" -- frobnicate
+expect 2 "/nonexistent" -- send --provider memory --queue q --body x --body-file /nonexistent
+truncate -s 1100M "$tmp/huge-body"  # sparse: refused by its size, never read
+expect 2 "no provider accepts a message over" -- send --provider memory --queue q \
+  --body-file "$tmp/huge-body"
+expect 2 "100 years" -- receive --provider memory --queue q --wait 1e300
+expect 2 "100 years" -- dlq replay --provider memory --queue q --wait 1e300
 
 # Commands work (the embedded provider lives only as long as one invocation).
 expect 0 '^\{"id":"' -- send --provider memory --queue q --body hello --output json
-expect 0 "" -- receive --provider memory --queue q --wait 0.1 --output json
+expect_quiet receive --provider memory --queue q --wait 0.1 --output json
+expect 0 "no messages" -- receive --provider memory --queue q --wait 0.1
 expect 0 '"active":0' -- stats --provider memory --queue q --output json
-expect 0 "" -- peek --provider memory --queue q
-expect 0 "" -- dlq list --provider memory --queue q
+expect_quiet peek --provider memory --queue q
+expect_quiet dlq list --provider memory --queue q
 expect 0 "replayed 0" -- dlq replay --provider memory --queue q --wait 0.1
 
 # The persisted embedded provider: one process sends, later ones read the same directory.
 expect 0 '^\{"id":"' -- send --provider memory --queue q --body persisted --attribute k=v \
   --persistence-path "$tmp/log" --output json
+expect 0 '"body_base64":"cGVyc2lzdGVk","attributes":\{"k":"v"\}.*"delivery_count":0' -- \
+  peek --provider memory --queue q --persistence-path "$tmp/log" --output json
 expect 0 '"active":1' -- stats --provider memory --queue q --persistence-path "$tmp/log" --output json
 expect 0 '"attributes":\{"k":"v"\}' -- receive --provider memory --queue q --wait 1 \
   --persistence-path "$tmp/log" --durability interval --output json
 expect 0 '"active":0' -- stats --provider memory --queue q --persistence-path "$tmp/log" --output json
+expect_quiet dlq list --provider memory --queue q --persistence-path "$tmp/log"
 expect 2 "durability" -- send --provider memory --queue q --body x --persistence-path "$tmp/log" \
   --durability sometimes
+
+# Output that cannot be written (stdout on a full disk): nothing is completed or moved that was
+# not reported, the command exits 1 with one line saying why, and the messages are still there.
+full="$tmp/full"
+for body in one two three; do
+  "$qrt" send --provider memory --queue q --body "$body" --persistence-path "$full" >/dev/null \
+    || fail "send $body to $full"
+done
+"$qrt" receive --provider memory --queue q --max 3 --wait 1 --persistence-path "$full" \
+  >/dev/full 2>"$tmp/err"
+code=$?
+[[ $code -eq 1 ]] || fail "receive >/dev/full exited $code, expected 1"
+grep -q "cannot write the output: No space left on device" "$tmp/err" \
+  || fail "receive >/dev/full: $(cat "$tmp/err")"
+[[ $(wc -l <"$tmp/err") -eq 1 ]] || fail "receive >/dev/full: not one line: $(cat "$tmp/err")"
+expect 0 '"active":3,"in_flight":0' -- stats --provider memory --queue q --persistence-path "$full" \
+  --output json
+# dlq replay: a queue whose messages go to the DLQ after one delivery; the receive that cannot
+# write abandons them, which moves them there.
+dlq="$tmp/dlq"
+for body in one two; do
+  "$qrt" send --provider memory --queue d --body "$body" --persistence-path "$dlq" \
+    --set max_delivery_count=1 >/dev/null || fail "send $body to $dlq"
+done
+"$qrt" receive --provider memory --queue d --max 2 --wait 1 --persistence-path "$dlq" >/dev/full 2>/dev/null
+expect 0 '"active":0,"in_flight":0,"scheduled":0,"dead_lettered":2' -- stats --provider memory \
+  --queue d --persistence-path "$dlq" --output json
+"$qrt" dlq replay --provider memory --queue d --persistence-path "$dlq" >/dev/full 2>"$tmp/err"
+code=$?
+[[ $code -eq 1 ]] || fail "dlq replay >/dev/full exited $code, expected 1"
+grep -q "cannot write the output" "$tmp/err" || fail "dlq replay >/dev/full: $(cat "$tmp/err")"
+# The first message was moved (its report was what failed); the second was not touched.
+expect 0 '"active":1,"in_flight":0,"scheduled":0,"dead_lettered":1' -- stats --provider memory \
+  --queue d --persistence-path "$dlq" --output json
+
+# Text output cannot drive the terminal: control characters of bodies and attributes are escaped.
+"$qrt" send --provider memory --queue e --persistence-path "$tmp/esc" --body $'a\e[2Jb\rc' \
+  --attribute $'k=v\e]0;owned\a' >/dev/null || fail "send with control characters"
+"$qrt" receive --provider memory --queue e --persistence-path "$tmp/esc" --wait 1 >"$tmp/out" 2>&1
+if grep -q $'[\e\r\a]' "$tmp/out"; then fail "text output kept control characters: $(od -c "$tmp/out")"; fi
+grep -qF 'k=v\x1b]0;owned\x07' "$tmp/out" || fail "attribute not escaped: $(cat "$tmp/out")"
+grep -qF 'a\x1b[2Jb\rc' "$tmp/out" || fail "body not escaped: $(cat "$tmp/out")"
+
+# The environment is shared with other tools: an unknown QRT_* variable is ignored with one
+# warning naming it (not its value); the same unknown key as a flag is still an error.
+QRT_DEPLOY_REVISION=value-not-to-print "$qrt" send --provider memory --queue q --body x \
+  >"$tmp/out" 2>"$tmp/err" || fail "an unknown QRT_* variable made send fail: $(cat "$tmp/err")"
+grep -q "QRT_DEPLOY_REVISION" "$tmp/err" || fail "no warning naming QRT_DEPLOY_REVISION"
+[[ $(wc -l <"$tmp/err") -eq 1 ]] || fail "expected one warning line: $(cat "$tmp/err")"
+if grep -q "value-not-to-print" "$tmp/err"; then fail "the warning shows the value"; fi
+expect 2 "deploy_revision" -- send --provider memory --queue q --body x --set deploy_revision=1
 
 # Provider from a config file and from the environment.
 printf 'provider: memory\nmax_queue_size: 50\n' >"$tmp/cfg.yaml"

@@ -1,6 +1,8 @@
 #include "commands.hpp"
 
 #include <boost/json.hpp>
+#include <cerrno>
+#include <cstring>
 #include <ctime>
 #include <ostream>
 
@@ -75,7 +77,83 @@ std::string base64_encode(std::string_view bytes) {
   return out;
 }
 
+std::string printable_text(std::string_view text, bool multiline) {
+  static constexpr char hex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(text.size());
+  const auto byte = [&](std::size_t i) { return static_cast<unsigned char>(text[i]); };
+  const auto continuation = [&](std::size_t i) {
+    return i < text.size() && (byte(i) & 0xC0) == 0x80;
+  };
+  std::size_t i = 0;
+  while (i < text.size()) {
+    const unsigned char c = byte(i);
+    if (c < 0x80) {
+      if (c >= 0x20 && c != 0x7F) {
+        out += static_cast<char>(c);
+      } else if ((c == '\n' || c == '\t') && multiline) {
+        out += static_cast<char>(c);
+      } else if (c == '\n') {
+        out += "\\n";
+      } else if (c == '\r') {
+        out += "\\r";
+      } else if (c == '\t') {
+        out += "\\t";
+      } else {
+        out += "\\x";
+        out += hex[c >> 4];
+        out += hex[c & 0xF];
+      }
+      ++i;
+      continue;
+    }
+    // The length of a well-formed UTF-8 sequence starting here (no overlong forms, surrogates
+    // or code points past U+10FFFF), or 0.
+    std::size_t length = 0;
+    if (c >= 0xC2 && c <= 0xDF && continuation(i + 1)) {
+      length = 2;
+    } else if (c >= 0xE0 && c <= 0xEF && continuation(i + 1) && continuation(i + 2)) {
+      const unsigned char second = byte(i + 1);
+      if (!(c == 0xE0 && second < 0xA0) && !(c == 0xED && second > 0x9F)) length = 3;
+    } else if (c >= 0xF0 && c <= 0xF4 && continuation(i + 1) && continuation(i + 2) &&
+               continuation(i + 3)) {
+      const unsigned char second = byte(i + 1);
+      if (!(c == 0xF0 && second < 0x90) && !(c == 0xF4 && second > 0x8F)) length = 4;
+    }
+    if (length == 0) {
+      out += "\\x";
+      out += hex[c >> 4];
+      out += hex[c & 0xF];
+      ++i;
+      continue;
+    }
+    if (length == 2 && c == 0xC2 && byte(i + 1) <= 0x9F) {  // U+0080..U+009F: C1 controls
+      out += "\\u00";
+      out += hex[byte(i + 1) >> 4];
+      out += hex[byte(i + 1) & 0xF];
+    } else {
+      out.append(text.substr(i, length));
+    }
+    i += length;
+  }
+  return out;
+}
+
 namespace {
+
+/// The error for output that could not be written; `err` is errno after the failed write.
+error output_failed(int err) {
+  return fail(errc::provider_error, std::string("cannot write the output") +
+                                        (err != 0 ? ": " + std::string(std::strerror(err)) : ""));
+}
+
+/// Flushes `out` and reports whether everything written so far got out.
+result<void> flushed(std::ostream& out) {
+  errno = 0;
+  out.flush();
+  if (!out) return output_failed(errno);
+  return {};
+}
 
 std::string iso8601(time_point t) {
   if (t == time_point{}) return "";
@@ -90,23 +168,38 @@ std::string iso8601(time_point t) {
   return buf;
 }
 
+// Everything in a message came from whoever sent it: escaped, so it cannot drive the terminal.
 void print_text(const received_message& m, std::ostream& out) {
-  out << "id=" << m.id << " sequence=" << m.sequence_number << " delivery=" << m.delivery_count
-      << " enqueued=" << iso8601(m.enqueued_time);
-  if (m.session) out << " session=" << m.session->str();
-  if (!m.correlation_id.empty()) out << " correlation=" << m.correlation_id;
-  for (const auto& [k, v] : m.attributes) out << ' ' << k << '=' << v;
-  if (m.dead_letter) out << " dead_letter_reason=" << m.dead_letter->reason;
-  out << '\n' << m.body << '\n';
+  out << "id=" << printable_text(m.id) << " sequence=" << m.sequence_number
+      << " delivery=" << m.delivery_count << " enqueued=" << iso8601(m.enqueued_time);
+  if (m.session) out << " session=" << printable_text(m.session->str());
+  if (!m.correlation_id.empty()) out << " correlation=" << printable_text(m.correlation_id);
+  for (const auto& [k, v] : m.attributes)
+    out << ' ' << printable_text(k) << '=' << printable_text(v);
+  if (m.dead_letter) out << " dead_letter_reason=" << printable_text(m.dead_letter->reason);
+  out << '\n' << printable_text(m.body, true) << '\n';
 }
 
-void print(const received_message& m, output_format f, std::ostream& out) {
+/// Writes one message and flushes: the caller settles it only once this succeeded.
+result<void> print(const received_message& m, output_format f, std::ostream& out) {
   if (f == output_format::json) {
     out << message_json(m) << '\n';
   } else {
     print_text(m, out);
   }
-  out.flush();
+  return flushed(out);
+}
+
+/// Gives back the messages of `batch` from `first` on, so they return to the queue at once
+/// rather than when their locks expire; returns how many were given back.
+template <class Receiver>
+std::size_t abandon_from(Receiver& receiver, const std::vector<received_message>& batch,
+                         std::size_t first) {
+  std::size_t abandoned = 0;
+  for (std::size_t i = first; i < batch.size(); ++i) {
+    if (receiver.abandon(batch[i].receipt)) ++abandoned;
+  }
+  return abandoned;
 }
 
 }  // namespace
@@ -151,7 +244,12 @@ result<void> send(sync::queue_client& c, const queue_name& q, const send_options
     if (o.output == output_format::json) {
       out << boost::json::serialize(boost::json::object{{"id", *id}}) << '\n';
     } else {
-      out << "sent " << *id << '\n';
+      out << "sent " << printable_text(*id) << '\n';
+    }
+    if (auto w = flushed(out); !w) {
+      auto e = w.error();
+      e.message = "sent " + std::to_string(i + 1) + " message(s), then " + e.message;
+      return e;
     }
   }
   return {};
@@ -177,14 +275,31 @@ result<std::size_t> receive(sync::queue_client& c, const queue_name& q, const re
     auto batch = session ? session->receive(o.max - got, wait) : c.receive(q, o.max - got, wait);
     if (!batch) return batch.error();
     if (batch->empty()) break;
-    for (const auto& m : *batch) {
-      print(m, o.output, out);
+    const auto give_back = [&](std::size_t from) {
+      return session ? abandon_from(*session, *batch, from) : abandon_from(c, *batch, from);
+    };
+    for (std::size_t i = 0; i < batch->size(); ++i) {
+      const auto& m = (*batch)[i];
+      if (auto printed = print(m, o.output, out); !printed) {
+        const std::size_t unwritten = batch->size() - i;
+        const std::size_t abandoned = give_back(i);
+        auto e = printed.error();
+        e.message += "; the " + std::to_string(unwritten) +
+                     " message(s) not written were abandoned and stay in the queue";
+        if (abandoned < unwritten) {
+          e.message += " (" + std::to_string(unwritten - abandoned) +
+                       " could not be abandoned and return when their lock expires)";
+        }
+        return e;
+      }
       ++got;
       if (o.complete) {
         auto done = session ? session->complete(m.receipt) : c.complete(m.receipt);
         if (!done) {
+          give_back(i + 1);
           auto e = done.error();
-          e.message = "printed message " + m.id + " but could not complete it: " + e.message;
+          e.message = "printed message " + printable_text(m.id) +
+                      " but could not complete it: " + e.message;
           return e;
         }
       }
@@ -198,7 +313,9 @@ result<std::size_t> peek(sync::queue_client& c, const queue_name& q, std::size_t
                          std::int64_t from_sequence, output_format f, std::ostream& out) {
   auto batch = c.peek(q, max, from_sequence);
   if (!batch) return batch.error();
-  for (const auto& m : *batch) print(m, f, out);
+  for (const auto& m : *batch) {
+    if (auto printed = print(m, f, out); !printed) return printed.error();
+  }
   return batch->size();
 }
 
@@ -211,7 +328,8 @@ result<std::size_t> dlq_replay(sync::queue_client& c, const queue_name& q, std::
                            moved == 0 ? wait : milliseconds(0));
     if (!batch) return batch.error();
     if (batch->empty()) break;
-    for (auto& m : *batch) {
+    for (std::size_t i = 0; i < batch->size(); ++i) {
+      const auto& m = (*batch)[i];
       message copy;
       copy.body = m.body;
       copy.attributes = m.attributes;
@@ -221,20 +339,29 @@ result<std::size_t> dlq_replay(sync::queue_client& c, const queue_name& q, std::
       copy.subject = m.subject;
       auto sent = c.send(q, std::move(copy));
       if (!sent) {
-        (void)c.abandon(m.receipt);  // stays in the DLQ
+        abandon_from(c, *batch, i);  // this one and the rest stay in the DLQ
         auto e = sent.error();
-        e.message = "replayed " + std::to_string(moved) + "; message " + m.id +
-                    " stays in the dead-letter queue: " + e.message;
+        e.message = "replayed " + std::to_string(moved) + "; message " + printable_text(m.id) +
+                    " and the rest stay in the dead-letter queue: " + e.message;
         return e;
       }
       if (auto done = c.complete(m.receipt); !done) {
+        abandon_from(c, *batch, i + 1);
         auto e = done.error();
-        e.message = "message " + m.id + " was sent to " + q.to_string() + " as " + *sent +
-                    " but is still in the dead-letter queue: " + e.message;
+        e.message = "message " + printable_text(m.id) + " was sent to " + q.to_string() + " as " +
+                    printable_text(*sent) + " but is still in the dead-letter queue: " + e.message;
         return e;
       }
-      out << "replayed " << m.id << " -> " << *sent << '\n';
       ++moved;
+      out << "replayed " << printable_text(m.id) << " -> " << printable_text(*sent) << '\n';
+      if (auto w = flushed(out); !w) {
+        abandon_from(c, *batch, i + 1);  // not moved: they stay in the DLQ
+        auto e = w.error();
+        e.message = "replayed " + std::to_string(moved) +
+                    " message(s) (the last not reported), then " + e.message +
+                    "; the rest stay in the dead-letter queue";
+        return e;
+      }
     }
   }
   return moved;
@@ -258,7 +385,7 @@ result<void> stats(sync::queue_client& c, const queue_name& q, output_format f, 
         << show(s->scheduled) << "\n  dead-lettered  " << show(s->dead_lettered)
         << "\n  expired        " << s->expired << '\n';
   }
-  return {};
+  return flushed(out);
 }
 
 }  // namespace qrt::cli

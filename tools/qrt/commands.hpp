@@ -53,19 +53,31 @@ struct receive_options {
 result<std::pair<std::string, std::string>> parse_attribute(std::string_view text);
 
 std::string base64_encode(std::string_view bytes);
+/// `text` safe to print on a terminal: control characters (ESC, CR, BEL, ...), DEL, C1 controls
+/// and bytes that are not UTF-8 become visible escapes (\x1b, \r, \u009b), so a message cannot
+/// move the cursor, rewrite earlier lines or drive the terminal. Newlines and tabs are kept only
+/// when `multiline` (a body printed on its own lines); valid UTF-8 is kept as it is. For exact
+/// bytes use --output json.
+std::string printable_text(std::string_view text, bool multiline = false);
 /// One line of JSON: id, body_base64, attributes, session_id, correlation_id, delivery_count,
 /// enqueued_time (ISO 8601 UTC), plus sequence_number and, in a DLQ, dead_letter_reason.
 std::string message_json(const received_message& m);
 
+// Every command writes to `out` and flushes it before it settles anything that depends on the
+// output: when writing fails (a full disk, a closed pipe), what is left is abandoned (it stays in
+// the queue) and the command fails naming the write error.
+
 result<void> send(sync::queue_client& c, const queue_name& q, const send_options& o,
                   std::ostream& out);
-/// Prints each message, then completes it unless o.complete is false. Returns how many.
+/// Prints each message and flushes, then completes it unless o.complete is false; a message is
+/// completed only once its output was written. Returns how many.
 result<std::size_t> receive(sync::queue_client& c, const queue_name& q, const receive_options& o,
                             std::ostream& out);
 result<std::size_t> peek(sync::queue_client& c, const queue_name& q, std::size_t max,
                          std::int64_t from_sequence, output_format f, std::ostream& out);
 /// Moves up to `max` messages from q's dead-letter queue back to q: each is sent first and only
-/// then completed in the DLQ, so a failure leaves it in the DLQ (at worst sent twice).
+/// then completed in the DLQ, so a failure leaves it in the DLQ (at worst sent twice). On any
+/// failure the messages received but not yet moved are abandoned: they stay in the DLQ.
 result<std::size_t> dlq_replay(sync::queue_client& c, const queue_name& q, std::size_t max,
                                milliseconds wait, std::ostream& out);
 result<void> stats(sync::queue_client& c, const queue_name& q, output_format f, std::ostream& out);

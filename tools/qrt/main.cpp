@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <qrt/bench/harness.hpp>
@@ -61,8 +62,13 @@ cli::output_format format_of(const std::string& s) {
 }
 
 result<milliseconds> seconds_flag(double seconds, std::string_view name) {
-  if (!std::isfinite(seconds) || seconds < 0) {
-    return fail(errc::invalid_argument, std::string(name) + " must be a number of seconds >= 0");
+  // 100 years at most, like durations in configuration: a longer wait would overflow once
+  // added to a clock reading.
+  constexpr double longest = 100.0 * 365.25 * 24 * 3600;
+  if (!(seconds >= 0 && seconds <= longest)) {
+    return fail(
+        errc::invalid_argument,
+        std::string(name) + " must be a number of seconds from 0 to 3155760000 (100 years)");
   }
   return milliseconds(static_cast<std::int64_t>(std::llround(seconds * 1000)));
 }
@@ -234,7 +240,7 @@ int main(int argc, char** argv) {
                        "also measure client overhead with a handler of this many microseconds");
   benchcmd->add_option("--overhead-messages", overhead_messages,
                        "messages for --overhead (default 2000)");
-  benchcmd->add_option("--targets", targets_file, "performance targets YAML (the seed's shape)")
+  benchcmd->add_option("--targets", targets_file, "performance targets YAML (format: ADR 0071)")
       ->check(CLI::ExistingFile);
   benchcmd
       ->add_option("--environment", environment,
@@ -266,9 +272,24 @@ int main(int argc, char** argv) {
         return report_error(fail(errc::invalid_argument, "send needs --body or --body-file"));
       }
       if (!send_body_file.empty()) {
+        // Checked before reading: no provider takes a message over 1 GiB, so a larger file
+        // would only be read into memory to be refused.
+        constexpr std::uintmax_t largest_body = std::uintmax_t{1} << 30;
+        std::error_code ec;
+        const auto size = std::filesystem::file_size(send_body_file, ec);
+        if (!ec && size > largest_body) {
+          return report_error(fail(errc::invalid_argument,
+                                   "--body-file " + send_body_file + " is " + std::to_string(size) +
+                                       " bytes; no provider accepts a message over " +
+                                       std::to_string(largest_body) + " bytes"));
+        }
         std::ifstream in(send_body_file, std::ios::binary);
         std::stringstream ss;
         ss << in.rdbuf();
+        if (!in && !in.eof()) {
+          return report_error(
+              fail(errc::invalid_argument, "cannot read --body-file " + send_body_file));
+        }
         send_opts.body = ss.str();
       }
       for (const auto& a : send_attributes) {
@@ -452,6 +473,8 @@ int main(int argc, char** argv) {
         std::cout << bench::format_table(rep);
       }
       if (with_metrics && report_dir.empty()) std::cout << '\n' << metric_registry.expose();
+      std::cout.flush();
+      if (!std::cout) return report_error(fail(errc::provider_error, "cannot write the output"));
       if (!report_dir.empty()) {
         if (auto w = bench::write_report_dir(rep, report_dir); !w) return report_error(w.error());
         if (with_metrics) {

@@ -188,6 +188,7 @@ class amqp_provider final : public provider {
     detail::receiver_spec spec;
     spec.address = address(queue);
     spec.prefetch = opts_.prefetch;
+    spec.max_message_size = opts_.max_message_bytes + detail::receive_size_headroom;
     // No confirm_settlement: RabbitMQ 3.10 refuses rcv-settle-mode second
     // (amqp:not-implemented, "rcv-settle-mode second not supported"); see docs/amqp.md.
     auto got = co_await conn_->receive("queue:" + spec.address, spec, max_messages, wait);

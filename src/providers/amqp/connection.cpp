@@ -27,6 +27,8 @@
 #include <cstring>
 #include <deque>
 #include <functional>
+#include <iostream>
+#include <mutex>
 #include <optional>
 #include <proton/connection.hpp>
 #include <proton/connection_options.hpp>
@@ -45,6 +47,7 @@
 #include <proton/target_options.hpp>
 #include <proton/tracker.hpp>
 #include <proton/transport.hpp>
+#include <set>
 #include <unordered_map>
 
 #include "providers/amqp/mapping.hpp"
@@ -149,6 +152,21 @@ std::optional<delivery_handle> take_complete_delivery(const proton::receiver& r,
   bytes.resize(got);
   pn_link_advance(pl);
   return delivery_handle(pd);
+}
+
+std::optional<delivery_handle> take_oversize_delivery(const proton::receiver& r,
+                                                      std::uint64_t limit) {
+  if (limit == 0) return std::nullopt;
+  pn_link_t* pl = proton::internal::factory<proton::link>::unwrap(r);
+  pn_delivery_t* pd = pn_link_current(pl);
+  if (!pd || pn_delivery_aborted(pd) || pn_delivery_pending(pd) <= limit) return std::nullopt;
+  delivery_handle taken(pd);
+  pn_link_advance(pl);  // frees the bytes buffered so far
+  return taken;
+}
+
+void announce_max_message_size(const proton::link& l, std::uint64_t limit) {
+  pn_link_set_max_message_size(proton::internal::factory<proton::link>::unwrap(l), limit);
 }
 
 bool settles_second(const proton::link& l) {
@@ -632,11 +650,29 @@ struct connection::impl : proton::messaging_handler,
   void pump() {
     auto t = io;
     if (!t || !t->amqp_started) return;
-    take_deliveries();
-    t->driver.dispatch();
+    if (!dispatch_events()) return;
     if (t != io) return;  // a handler retired it (connection lost)
     write_out(t);
     arm_tick(t);
+  }
+
+  /// Takes the deliveries qrt decodes itself, then runs Proton's pending events. What a handler
+  /// throws (a Proton conversion error on something the peer sent, or any other bug) goes no
+  /// further: left alone, it would unwind out of the strand's handler and stop the
+  /// connection's reads. The connection is dropped with the reason instead: calls waiting on it
+  /// fail, and the next one reconnects. False when it was dropped.
+  bool dispatch_events() {
+    try {
+      take_deliveries();
+      io->driver.dispatch();
+      return true;
+    } catch (const std::exception& e) {
+      connection_lost(
+          fail(errc::protocol_error, "the connection to '" + where.display() +
+                                         "' was dropped: handling what the broker sent failed (" +
+                                         peer_text(e.what()) + ")"));
+      return false;
+    }
   }
 
   /// Moves what Proton has to send through outbound_frames into `next_out`.
@@ -1023,6 +1059,7 @@ struct connection::impl : proton::messaging_handler,
     r.link = conn.open_session().open_receiver(spec.address, ro);
     // Still before the attach frame goes out: frames are written after this work item.
     if (spec.confirm_settlement) request_settle_second(r.link);
+    announce_max_message_size(r.link, spec.max_message_size);
     receiver_by_link[proton::internal::factory<proton::link>::unwrap(r.link)] = id;
     live_instances[r.instance] = id;
     return r;
@@ -1113,7 +1150,16 @@ struct connection::impl : proton::messaging_handler,
     for (auto& [id, r] : receivers) {
       if (!r.link) continue;
       bool took = false;
-      while (auto d = take_complete_delivery(r.link, scratch)) {
+      for (;;) {
+        if (auto big = take_oversize_delivery(r.link, r.spec.max_message_size)) {
+          // Larger than the link announced it takes: refused (Service Bus dead-letters it)
+          // before the rest of it is buffered.
+          took = true;
+          refuse_oversize(r, big->get());
+          continue;
+        }
+        auto d = take_complete_delivery(r.link, scratch);
+        if (!d) break;
         took = true;
         auto decoded = decode_message(std::span<const std::uint8_t>(
             reinterpret_cast<const std::uint8_t*>(scratch.data()), scratch.size()));
@@ -1143,6 +1189,17 @@ struct connection::impl : proton::messaging_handler,
     }
   }
   std::string scratch;  ///< a delivery's bytes while it is decoded
+
+  void refuse_oversize(const receiver_state& r, pn_delivery_t* d) {
+    const std::string why =
+        "the message is larger than the " + std::to_string(r.spec.max_message_size) +
+        "-byte max-message-size of the receiver link on '" + r.spec.address + "'";
+    send_outcome(d,
+                 outcome::rejected("amqp:link:message-size-exceeded", why,
+                                   {{"DeadLetterReason", "amqp:link:message-size-exceeded"},
+                                    {"DeadLetterErrorDescription", why}}),
+                 true);
+  }
 
   void on_receiver_open(proton::receiver& link) override {
     // A refusal: the detach with the reason follows and fails whatever waits on this link.
@@ -1485,7 +1542,7 @@ struct connection::impl : proton::messaging_handler,
     }
   }
 
-  /// Proton's default throws from the container thread; every error is handled where it
+  /// Proton's default throws out of the handler; every error is handled where it
   /// belongs (transport, connection, session, link), so there is nothing left to do here.
   void on_error(const proton::error_condition&) override {}
 
@@ -1496,7 +1553,12 @@ struct connection::impl : proton::messaging_handler,
     shutting_down = true;
     if (conn) {
       conn.close();  // the close frame is written before the socket closes (retire)
-      if (io) io->driver.dispatch();
+      if (io) {
+        try {
+          io->driver.dispatch();
+        } catch (const std::exception&) {  // closing anyway: connection_lost below reports it
+        }
+      }
     }
     connection_lost(closed_error());
     auto waiters = std::move(open_waiters);
@@ -1543,7 +1605,39 @@ asio::awaitable<T> on_strand(std::shared_ptr<connection::impl> impl, Fn fn,
 
 connection::connection(std::shared_ptr<impl> i) : impl_(std::move(i)) {}
 
+namespace {
+
+/// Writes `line` to stderr the first time this process sees `key`.
+void warn_once(const std::string& key, const std::string& line) {
+  static std::mutex mutex;
+  static std::set<std::string> warned;
+  {
+    std::lock_guard lock(mutex);
+    if (!warned.insert(key).second) return;
+  }
+  std::cerr << ("qrt: warning: " + line + "\n") << std::flush;
+}
+
+}  // namespace
+
+void warn_if_insecure(const endpoint& where) {
+  const std::string shown = where.display();  // never the user or password
+  if (where.tls && !where.tls_verify) {
+    warn_once("tls_verify=false " + shown,
+              "TLS certificate and host name verification is off for " + shown +
+                  " (tls_verify=false): anyone on the network path can pose as the broker and "
+                  "read the credentials and messages");
+  }
+  if (!where.tls && !where.password.empty()) {
+    warn_once("plaintext password " + shown,
+              "the password for " + shown +
+                  " goes over the network unencrypted (amqp:// without TLS); use amqps:// "
+                  "outside a local test setup");
+  }
+}
+
 std::shared_ptr<connection> connection::create(endpoint where, asio::any_io_executor executor) {
+  warn_if_insecure(where);
   auto i = std::make_shared<impl>(std::move(where), std::move(executor));
   return std::shared_ptr<connection>(new connection(std::move(i)));
 }

@@ -11,11 +11,14 @@
 //  - connects lazily on first use (SASL PLAIN with a user, else ANONYMOUS; TLS for amqps with
 //    peer-name verification on unless turned off), and reconnects on demand after a loss, the
 //    attempts spaced by exponential back-off;
-//  - multiplexes links on one session: senders cached per address, receivers cached per link id,
-//    attached on first use and re-attached on demand after a loss;
+//  - multiplexes links on one connection, each on its own session (a broker that ends a session
+//    hurts one link): senders cached per address, receivers cached per link id, attached on
+//    first use and re-attached on demand after a loss;
 //  - peek-lock: deliveries stay unsettled until settle(); credit is granted by hand (credit
 //    window 0) so at most `prefetch` messages are locked by a receiver link (buffered + handed
 //    out), or the size of a pending receive call if that is larger;
+//  - receiver links announce a max-message-size and refuse (reject) deliveries past it before
+//    buffering them whole;
 //  - a receiver attach answered without a source (a refusal: the detach with the reason follows)
 //    fails with the detach's error, not as a success;
 //  - receipts carry the link instance that delivered them: once that link or the connection is
@@ -104,7 +107,16 @@ struct receiver_spec {
   /// disposition arrives, so the peer's refusal (e.g. a lost lock) reaches the caller. Only
   /// when the peer's attach agrees to "second"; a peer answering "first" is settled at once.
   bool confirm_settlement = false;
+  /// The largest delivery the link takes, announced in its attach (max-message-size); 0: no
+  /// limit. A delivery that grows past it is rejected (amqp:link:message-size-exceeded, with the
+  /// reason in the info map so Service Bus dead-letters it) as soon as its first frames exceed
+  /// it, so qrt never buffers more than this (plus one socket read) of a delivery.
+  std::uint64_t max_message_size = 0;
 };
+
+/// What a receiver link takes beyond the provider's max_message_bytes: the broker adds
+/// annotations and properties on delivery (Service Bus: sequence number, lock, enqueue time).
+inline constexpr std::uint64_t receive_size_headroom = 64 * 1024;
 
 /// Identifies one delivery on one link instance. Only meaningful to the connection that made it.
 struct delivery_ref {
@@ -132,6 +144,11 @@ struct link_info {
   property_map remote_properties;
   std::uint64_t instance = 0;
 };
+
+/// Warns once per process and endpoint on stderr, never showing the user or password, when
+/// `where` exposes secrets or messages: TLS without verification (tls_verify=false), or a
+/// password sent without TLS. connection::create calls it.
+void warn_if_insecure(const endpoint& where);
 
 class connection {
  public:

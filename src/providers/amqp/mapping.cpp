@@ -10,6 +10,8 @@
 #include <proton/value.hpp>
 #include <vector>
 
+#include "providers/amqp/message_codec.hpp"
+
 namespace qrt::amqp::detail {
 
 namespace {
@@ -132,8 +134,9 @@ received_message from_proton(const proton::message& m) {
 }
 
 error map_condition(const proton::error_condition& condition, failure_context context) {
-  const std::string name = condition.name();
-  const std::string description = condition.description();
+  // Both come from the peer: bounded and printable before they reach an error.
+  const std::string name = peer_text(condition.name());
+  const std::string description = peer_text(condition.description());
   std::string what = std::string(context.operation) + " '" + std::string(context.target) + "'";
   std::string msg = what + " failed: " + (description.empty() ? name : description);
   errc code = errc::provider_error;
@@ -166,8 +169,8 @@ error map_condition(const proton::error_condition& condition, failure_context co
 }
 
 error map_transport_error(const proton::error_condition& condition, failure_context context) {
-  const std::string name = condition.name();
-  const std::string description = condition.description();
+  const std::string name = peer_text(condition.name());
+  const std::string description = peer_text(condition.description());
   std::string what = std::string(context.operation) + " '" + std::string(context.target) + "'";
   if (name == "amqp:unauthorized-access") {
     return error{errc::permission, what + " failed: authentication refused (" + description + ")",

@@ -375,6 +375,40 @@ namespace {
 /// bounded so hostile input cannot exhaust the stack.
 constexpr int max_nesting = 32;
 
+/// What one message may still produce while it is decoded (decode_output_budget): every byte
+/// written to the decoded message is charged here, so no input, however crafted, renders to more
+/// than a small multiple of its own size.
+class output_budget {
+ public:
+  explicit output_budget(std::size_t payload_size)
+      : payload_size_(payload_size), limit_(decode_output_budget(payload_size)), left_(limit_) {}
+
+  /// Charges `n` bytes; false, with the reason in `problem`, once the message has spent more
+  /// than its budget.
+  bool spend(std::size_t n, std::string& problem) {
+    if (n <= left_) {
+      left_ -= n;
+      return true;
+    }
+    exceeded_ = true;
+    left_ = 0;
+    problem = "its decoded form would exceed " + std::to_string(limit_) + " bytes (" +
+              std::to_string(decode_output_per_input_byte) + " x its " +
+              std::to_string(payload_size_) + "-byte payload + " +
+              std::to_string(decode_output_floor) + ")";
+    return false;
+  }
+
+  /// True once a charge was refused: the message is over budget rather than malformed.
+  bool exceeded() const { return exceeded_; }
+
+ private:
+  std::size_t payload_size_;
+  std::size_t limit_;
+  std::size_t left_;
+  bool exceeded_ = false;
+};
+
 std::uint16_t be16(const std::uint8_t* p) {
   return static_cast<std::uint16_t>(static_cast<unsigned>(p[0]) << 8 | p[1]);
 }
@@ -758,16 +792,6 @@ std::optional<std::int64_t> as_long(const value_view& v) {
   }
 }
 
-/// Milliseconds since the epoch as a time_point, saturating where the clock's range ends (Service
-/// Bus sends DateTime.MaxValue, year 9999, as locked-until for some messages).
-time_point from_epoch_ms(std::int64_t ms) {
-  using rep = clock::duration::rep;
-  constexpr auto per_ms = std::chrono::duration_cast<clock::duration>(milliseconds(1)).count();
-  if (ms > std::numeric_limits<rep>::max() / per_ms) return time_point::max();
-  if (ms < std::numeric_limits<rep>::min() / per_ms) return time_point::min();
-  return time_point(std::chrono::duration_cast<clock::duration>(milliseconds(ms)));
-}
-
 std::string uuid_text(const std::uint8_t* p) {
   std::string out;
   out.reserve(36);
@@ -988,14 +1012,21 @@ void symbol_text(std::string_view s, std::string& out) {
 /// Renders any value as text: the body of a message whose amqp-value / amqp-sequence holds
 /// something other than a string, symbol or binary (from_proton keeps Proton's rendering of it
 /// so nothing is dropped). Follows Proton's rendering: [a, b], {k=v}, "text", b"bytes", :symbol,
-/// @descriptor value, @PN_TYPE[array elements]. The output stays within a small multiple of the
-/// input: arrays of zero-width values (null, true, uint0) may not claim more elements than the
-/// whole payload has bytes.
+/// @descriptor value, @PN_TYPE[array elements]. What it writes is charged to the message's output
+/// budget as it goes: arrays of zero-width values (null, true, uint0) would otherwise render
+/// to the square of the input.
 class text_renderer {
  public:
-  text_renderer(std::span<const std::uint8_t> input, std::string& problem)
-      : input_(input), problem_(problem) {}
+  text_renderer(std::span<const std::uint8_t> input, output_budget& budget, std::string& problem)
+      : input_(input), budget_(budget), problem_(problem) {}
 
+  /// Renders `v` at the end of `out`, charging what it writes to the budget.
+  bool render(const value_view& v, std::string& out) {
+    charged_ = out.size();
+    return value(v, out, 0) && charge(out);
+  }
+
+ private:
   bool value(const value_view& v, std::string& out, int depth) {
     if (depth > max_nesting) {
       problem_ = "values nested more than 32 deep at offset " + std::to_string(v.offset);
@@ -1049,7 +1080,14 @@ class text_renderer {
     }
   }
 
- private:
+  /// Charges what was written since the last charge. Called after every element, so a refused
+  /// message overshoots its budget by at most one element's text.
+  bool charge(const std::string& out) {
+    const std::size_t written = out.size() - charged_;
+    charged_ = out.size();
+    return budget_.spend(written, problem_);
+  }
+
   bool next(reader& r, std::string& out, int depth) {
     value_view v;
     return r.next(v) && value(v, out, depth);
@@ -1062,7 +1100,7 @@ class text_renderer {
     reader items = inside(v, input_.data(), problem_);
     for (std::uint32_t i = 0; i < v.count; ++i) {
       if (i != 0) out += pairs && i % 2 == 1 ? "=" : ", ";
-      if (!next(items, out, depth + 1)) return false;
+      if (!next(items, out, depth + 1) || !charge(out)) return false;
     }
     out += close;
     return true;
@@ -1080,14 +1118,6 @@ class text_renderer {
                  " cannot be rendered as text";
       return false;
     }
-    const bool zero_width =
-        layouts[element_code].kind == layout_kind::fixed && layouts[element_code].width == 0;
-    if (zero_width && v.count > input_.size()) {
-      problem_ = "an array at offset " + std::to_string(v.offset) + " claims " +
-                 std::to_string(v.count) + " elements in a payload of " +
-                 std::to_string(input_.size()) + " bytes";
-      return false;
-    }
     out += "@";
     out += proton_type_name(element_code);
     out += "[";
@@ -1096,14 +1126,20 @@ class text_renderer {
     for (std::uint32_t i = 0; i < v.count; ++i) {
       if (i != 0) out += ", ";
       value_view e;
-      if (!items.next_element(element_code, e) || !value(e, out, depth + 1)) return false;
+      // Zero-width elements (null, true, uint0) take no input bytes, so only the budget bounds
+      // what an array of them renders to.
+      if (!items.next_element(element_code, e) || !value(e, out, depth + 1) || !charge(out)) {
+        return false;
+      }
     }
     out += "]";
     return true;
   }
 
   std::span<const std::uint8_t> input_;
+  output_budget& budget_;
   std::string& problem_;
+  std::size_t charged_ = 0;  ///< out.size() when the budget was last charged
 };
 
 /// An id as id_to_string renders it: text as it is, ulong in decimal, uuid canonical, binary as
@@ -1165,7 +1201,7 @@ bool read_header(const value_view& list, received_message& m, const std::uint8_t
 }
 
 bool read_properties(const value_view& list, received_message& m, const std::uint8_t* input,
-                     std::string& problem) {
+                     output_budget& budget, std::string& problem) {
   reader fields = inside(list, input, problem);
   for (std::uint32_t i = 0; i < list.count; ++i) {
     value_view f;
@@ -1190,7 +1226,7 @@ bool read_properties(const value_view& list, received_message& m, const std::uin
           return false;
         }
         const auto ms = static_cast<std::int64_t>(be64(f.data));
-        if (ms > 0) m.enqueued_time = from_epoch_ms(ms);
+        if (ms > 0) m.enqueued_time = time_from_epoch_ms(ms);
         break;
       }
       case 10: {
@@ -1209,11 +1245,16 @@ bool read_properties(const value_view& list, received_message& m, const std::uin
         break;  // user-id, to, reply-to, content-encoding, expiry, group-sequence, ...
     }
   }
-  return true;
+  const auto group = m.attributes.find("amqp.group-id");
+  return budget.spend(m.id.size() + m.correlation_id.size() + m.subject.size() +
+                          m.content_type.size() +
+                          (group == m.attributes.end() ? 0 : group->second.size()),
+                      problem);
 }
 
 bool read_application_properties(const value_view& map, received_message& m,
-                                 const std::uint8_t* input, std::string& problem) {
+                                 const std::uint8_t* input, output_budget& budget,
+                                 std::string& problem) {
   reader entries = inside(map, input, problem);
   std::string value;
   for (std::uint32_t i = 0; i < map.count; i += 2) {
@@ -1225,17 +1266,18 @@ bool read_application_properties(const value_view& map, received_message& m,
       return false;
     }
     if (!scalar_text(v, value)) {
-      problem = "application property '" + std::string(k.bytes()) + "' is a " + type_name(v.code) +
+      problem = "application property '" + peer_text(k.bytes()) + "' is a " + type_name(v.code) +
                 " (only simple types are allowed)";
       return false;
     }
+    if (!budget.spend(k.size + value.size(), problem)) return false;
     m.attributes[std::string(k.bytes())] = value;
   }
   return true;
 }
 
 bool read_annotations(const value_view& map, broker_annotations& out, const std::uint8_t* input,
-                      std::string& problem) {
+                      output_budget& budget, std::string& problem) {
   reader entries = inside(map, input, problem);
   for (std::uint32_t i = 0; i < map.count; i += 2) {
     value_view k, v;
@@ -1246,14 +1288,16 @@ bool read_annotations(const value_view& map, broker_annotations& out, const std:
     if (key == "x-opt-sequence-number") {
       if (auto n = as_long(v)) out.sequence_number = *n;
     } else if (v.code == timestamp_code && key == "x-opt-enqueued-time") {
-      out.enqueued_time = from_epoch_ms(static_cast<std::int64_t>(be64(v.data)));
+      out.enqueued_time = time_from_epoch_ms(static_cast<std::int64_t>(be64(v.data)));
     } else if (v.code == timestamp_code && key == "x-opt-locked-until") {
-      out.locked_until = from_epoch_ms(static_cast<std::int64_t>(be64(v.data)));
+      out.locked_until = time_from_epoch_ms(static_cast<std::int64_t>(be64(v.data)));
     } else if (v.code == timestamp_code && key == scheduled_enqueue_time_key) {
-      out.scheduled_enqueue_time = from_epoch_ms(static_cast<std::int64_t>(be64(v.data)));
+      out.scheduled_enqueue_time = time_from_epoch_ms(static_cast<std::int64_t>(be64(v.data)));
     } else if (is_text(v) && key == "x-opt-deadletter-source") {
+      if (!budget.spend(v.size, problem)) return false;
       out.deadletter_source = std::string(v.bytes());
     } else if (is_text(v) && key == partition_key_key) {
+      if (!budget.spend(v.size, problem)) return false;
       out.partition_key = std::string(v.bytes());
     }
   }
@@ -1264,13 +1308,45 @@ error malformed(const std::string& problem) {
   return fail(errc::protocol_error, "malformed AMQP message: " + problem, "amqp:decode-error");
 }
 
+/// A well-formed message refused because decoding it would spend more than its output budget.
+error too_large_when_decoded(const std::string& problem) {
+  return fail(errc::protocol_error, "AMQP message refused: " + problem, "amqp:decode-error");
+}
+
 }  // namespace
+
+std::string peer_text(std::string_view text) {
+  const std::string_view shown = text.substr(0, max_peer_text);
+  std::string out;
+  out.reserve(shown.size());
+  for (const char c : shown) {
+    const auto b = static_cast<unsigned char>(c);
+    out.push_back(b < 0x20 || b == 0x7f ? '?' : c);
+  }
+  if (text.size() > shown.size()) {
+    out += "... (" + std::to_string(text.size() - shown.size()) + " more bytes)";
+  }
+  return out;
+}
+
+time_point time_from_epoch_ms(std::int64_t ms) {
+  using rep = clock::duration::rep;
+  constexpr auto per_ms = std::chrono::duration_cast<clock::duration>(milliseconds(1)).count();
+  if (ms > std::numeric_limits<rep>::max() / per_ms) return time_point::max();
+  if (ms < std::numeric_limits<rep>::min() / per_ms) return time_point::min();
+  return time_point(std::chrono::duration_cast<clock::duration>(milliseconds(ms)));
+}
 
 result<decoded_message> decode_message(std::span<const std::uint8_t> bytes) {
   decoded_message out;
   received_message& m = out.message;
   m.delivery_count = 1;  // no header: never delivered before
   std::string problem;
+  output_budget budget(bytes.size());
+  // Refusals name the problem; one over the output budget says so rather than "malformed".
+  const auto malformed = [&budget](const std::string& why) {
+    return budget.exceeded() ? too_large_when_decoded(why) : detail::malformed(why);
+  };
   const std::uint8_t* input = bytes.data();
   reader sections(bytes.data(), bytes.size(), 0, problem);
   enum class body_kind { none, data, value, sequence } body = body_kind::none;
@@ -1302,18 +1378,19 @@ result<decoded_message> decode_message(std::span<const std::uint8_t> bytes) {
         break;
       case message_annotations_section:
         if (!expect(is_map(v), "message-annotations", "map") ||
-            !read_annotations(v, out.annotations, input, problem)) {
+            !read_annotations(v, out.annotations, input, budget, problem)) {
           return malformed(problem);
         }
         break;
       case properties_section:
-        if (!expect(is_list(v), "properties", "list") || !read_properties(v, m, input, problem)) {
+        if (!expect(is_list(v), "properties", "list") ||
+            !read_properties(v, m, input, budget, problem)) {
           return malformed(problem);
         }
         break;
       case application_properties_section:
         if (!expect(is_map(v), "application-properties", "map") ||
-            !read_application_properties(v, m, input, problem)) {
+            !read_application_properties(v, m, input, budget, problem)) {
           return malformed(problem);
         }
         break;
@@ -1324,6 +1401,7 @@ result<decoded_message> decode_message(std::span<const std::uint8_t> bytes) {
                            " follows another kind of body");
         }
         body = body_kind::data;
+        if (!budget.spend(v.size, problem)) return malformed(problem);
         m.body.append(v.bytes());
         break;
       case amqp_value_section:
@@ -1333,8 +1411,9 @@ result<decoded_message> decode_message(std::span<const std::uint8_t> bytes) {
         }
         body = body_kind::value;
         if (is_text(v) || is_binary(v)) {
+          if (!budget.spend(v.size, problem)) return malformed(problem);
           m.body.assign(v.bytes());
-        } else if (!v.is_null() && !text_renderer(bytes, problem).value(v, m.body, 0)) {
+        } else if (!v.is_null() && !text_renderer(bytes, budget, problem).render(v, m.body)) {
           return malformed(problem);
         }
         break;
@@ -1345,7 +1424,7 @@ result<decoded_message> decode_message(std::span<const std::uint8_t> bytes) {
                            " follows another kind of body");
         }
         body = body_kind::sequence;
-        if (!text_renderer(bytes, problem).value(v, m.body, 0)) return malformed(problem);
+        if (!text_renderer(bytes, budget, problem).render(v, m.body)) return malformed(problem);
         break;
       default:
         break;  // delivery-annotations, footer, and sections this version doesn't know

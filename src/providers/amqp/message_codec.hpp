@@ -13,6 +13,7 @@
 #include <qrt/message.hpp>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace qrt::amqp::detail {
@@ -78,11 +79,37 @@ struct decoded_message {
   broker_annotations annotations;
 };
 
+/// The output budget of decoding one payload: decode_message writes at most this many bytes
+/// (body, ids, attributes and annotations together) for a payload of `payload_size` bytes.
+/// Rendering a value as text may legitimately take several times its encoded size (an escaped
+/// byte is 4 characters, a one-byte `false` 5); only arrays of zero-width elements could need
+/// more, and those are what the budget refuses.
+inline constexpr std::size_t decode_output_per_input_byte = 16;
+inline constexpr std::size_t decode_output_floor = 64 * 1024;
+constexpr std::size_t decode_output_budget(std::size_t payload_size) {
+  return payload_size * decode_output_per_input_byte + decode_output_floor;
+}
+
 /// Decodes one message (a transfer's payload). Malformed input (truncated, unknown or misplaced
 /// constructors, sizes or counts past the end, wrongly typed fields) gives a protocol_error that
-/// names the problem; it never reads past `bytes` and allocates no more than `bytes` holds.
+/// names the problem ("malformed AMQP message: ..."); a message whose decoded form would exceed
+/// decode_output_budget gives a protocol_error saying so ("AMQP message refused: ..."). Both
+/// carry the provider code amqp:decode-error. It never reads past `bytes`.
 /// Sections and annotation entries qrt doesn't use are skipped.
 result<decoded_message> decode_message(std::span<const std::uint8_t> bytes);
+
+/// Most bytes of a peer's own text (an error description, a condition name, a status
+/// description, a key from a message) that qrt puts into one error message.
+inline constexpr std::size_t max_peer_text = 1024;
+
+/// `text` from a peer made fit for an error message or a log line: at most max_peer_text bytes
+/// (the rest counted, not shown) and control characters replaced by '?', so a hostile peer can
+/// neither grow qrt's errors without bound nor forge lines in a log.
+std::string peer_text(std::string_view text);
+
+/// Milliseconds since the epoch (an AMQP timestamp) as a time_point, saturating at the clock's
+/// range instead of wrapping: brokers send DateTime.MaxValue (year 9999) and beyond.
+time_point time_from_epoch_ms(std::int64_t ms);
 
 /// The encoded messages inside a batch payload (encode_batch's output): one span per data
 /// section, in order, pointing into `payload`. The Service Bus test peer's view of a batch.

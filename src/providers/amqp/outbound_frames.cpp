@@ -77,8 +77,8 @@ std::optional<std::size_t> value_size(std::string_view s, std::size_t at, int de
   return n;
 }
 
-/// The transfer performative has 11 fields; room for a few a later spec might append. A list
-/// with more is left as it is (passed through).
+/// The transfer performative has 11 fields; room for a few a later AMQP version might append. A
+/// list with more is left as it is (passed through).
 constexpr std::size_t max_transfer_fields = 16;
 
 /// The parts of a transfer frame this layer reads or rebuilds (views into the frame: parsing

@@ -4,6 +4,7 @@
 // Internal to connection.cpp.
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <proton/binary.hpp>
 #include <proton/delivery.hpp>
@@ -82,6 +83,17 @@ void send_encoded(const proton::sender& s, const proton::binary& tag, std::strin
 /// not decode it into a proton::message.
 std::optional<delivery_handle> take_complete_delivery(const proton::receiver& r,
                                                       std::string& bytes);
+
+/// The receiver link's current delivery when the bytes it has brought so far (all of them, or
+/// the first frames of one still arriving) exceed `limit`: the link moves on to the next
+/// delivery and what was buffered of this one is dropped. Empty when there is none or `limit`
+/// is 0. Settling it (rejected) makes Proton drop its remaining frames as they arrive, so a
+/// delivery of any size costs at most `limit` plus one read of buffered bytes.
+std::optional<delivery_handle> take_oversize_delivery(const proton::receiver& r,
+                                                      std::uint64_t limit);
+
+/// Sets the max-message-size a receiver link announces in its attach (0: no limit).
+void announce_max_message_size(const proton::link& l, std::uint64_t limit);
 
 /// True when the peer's attach agreed to rcv-settle-mode second.
 bool settles_second(const proton::link& l);

@@ -10,12 +10,17 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <optional>
 #include <qrt/message.hpp>
 #include <qrt/provider.hpp>
 #include <string>
 #include <vector>
 
 namespace qrt::memory::detail {
+
+/// The longest lock duration or time to live the provider stores (100 years): a longer one
+/// would overflow when added to a clock reading in nanoseconds. Replay holds the log to it too.
+inline constexpr milliseconds longest_duration{3'155'760'000'000};
 
 /// Log sequence number of an appended event; 0 means "nothing to wait for".
 using lsn = std::uint64_t;
@@ -47,6 +52,20 @@ class event_sink {
   virtual lsn removed(const queue_name& queue, std::uint64_t sequence) = 0;
   virtual lsn session_state_set(const queue_name& queue, const session_id& session,
                                 const std::string& state) = 0;
+
+  /// Why `content` could not be stored in `queue`: its record would exceed the log's largest,
+  /// now or once dead-lettered (with the longest reason and description). Checked before a
+  /// send changes anything, so such a message fails alone and nothing else is affected.
+  virtual std::optional<error> refuse(const queue_name& queue, const message& content) const {
+    (void)queue;
+    (void)content;
+    return std::nullopt;
+  }
+
+  /// Set once the sink could not store an event (a full disk, an I/O error). The provider's
+  /// memory may then hold changes the disk lacks, so it refuses every further operation with
+  /// this error: what a reopen replays is what was acknowledged.
+  virtual std::optional<error> failure() const { return std::nullopt; }
 
   /// False while the log is at its disk limit (max_disk_bytes): sends wait as for a full queue.
   /// Settlements are always accepted, since they are what frees space.

@@ -9,8 +9,10 @@
 #include <random>
 #include <unordered_map>
 
-#include "log/persistent_log.hpp"
 #include "queue_state.hpp"
+#ifdef QRT_WITH_PERSISTENCE
+#include "log/persistent_log.hpp"
+#endif
 
 namespace qrt::memory {
 namespace detail {
@@ -106,12 +108,7 @@ class memory_session final : public session_receiver {
     auto slot = q_->find_locked_session(id_, lock_, clock::now());
     if (slot) q_->release_session(**slot, clock::now());
   }
-  result<session_slot*> locked_slot(time_point now) {
-    if (closed_) return fail(errc::closed, "session '" + id_.str() + "' was closed");
-    if (q_->deleted) return queue_missing(q_->name());
-    q_->sweep(now);
-    return q_->find_locked_session(id_, lock_, now);
-  }
+  result<session_slot*> locked_slot(time_point now);
 
   std::shared_ptr<memory_provider> owner_;
   queue_ptr q_;
@@ -179,14 +176,20 @@ class memory_provider final : public provider,
       return fail(errc::invalid_argument, "cannot create '" + name.to_string() +
                                               "': dead-letter queues come with their queue");
     }
-    if (o.lock_duration.count() <= 0) {
-      return fail(errc::invalid_argument, "lock_duration must be positive");
+    if (o.lock_duration.count() <= 0 || o.lock_duration > longest_duration) {
+      return fail(errc::invalid_argument, "lock_duration must be positive and at most 100 years");
+    }
+    if (o.default_time_to_live &&
+        (o.default_time_to_live->count() < 0 || *o.default_time_to_live > longest_duration)) {
+      return fail(errc::invalid_argument, "default_time_to_live must be between 0 and 100 years");
     }
     std::lock_guard lock(registry_mutex_);
     if (closed_) return provider_closed();
     if (by_name_.count(name)) return {};  // idempotent
+    if (auto failed = log_failure()) return *failed;
     auto q = std::make_shared<queue_state>(next_queue_id_++, name, o, opts_.max_queue_size,
-                                           opts_.max_queue_bytes, budget_, sink_.get());
+                                           opts_.max_dead_letter_queue_size, opts_.max_queue_bytes,
+                                           budget_, sink_.get());
     if (sink_ && log) {
       std::lock_guard qlock(q->mutex);
       sink_->queue_created(name, o);
@@ -212,6 +215,7 @@ class memory_provider final : public provider,
   }
 
   awaitable<result<void>> delete_queue(const queue_name& queue) override {
+    if (auto failed = log_failure()) co_return *failed;
     queue_ptr q;
     {
       std::lock_guard lock(registry_mutex_);
@@ -235,6 +239,7 @@ class memory_provider final : public provider,
   awaitable<result<queue_stats>> stats(const queue_name& queue) override {
     auto q = find(queue);
     if (!q) co_return queue_missing(queue);
+    if (auto failed = log_failure()) co_return *failed;
     std::lock_guard lock(q->mutex);
     q->sweep(clock::now());
     co_return q->stats();
@@ -289,6 +294,13 @@ class memory_provider final : public provider,
           if (pending == n) co_return gone;
           for (std::size_t i = next; i < n; ++i) {
             if (!done[i]) outcomes[i] = gone;
+          }
+          break;
+        }
+        if (auto failed = log_failure()) {
+          if (pending == n) co_return *failed;
+          for (std::size_t i = next; i < n; ++i) {
+            if (!done[i]) outcomes[i] = *failed;
           }
           break;
         }
@@ -365,6 +377,7 @@ class memory_provider final : public provider,
         }
         if (q->deleted) co_return queue_missing(queue);
         if (q->closed) co_return provider_closed();
+        if (auto failed = log_failure()) co_return *failed;
         const auto now = clock::now();
         q->sweep(now);
         lsn ignored = 0;  // a receive does not wait for its delivery count to be durable
@@ -385,6 +398,7 @@ class memory_provider final : public provider,
                                                         std::int64_t from_sequence) override {
     auto q = find(queue);
     if (!q) co_return queue_missing(queue);
+    if (auto failed = log_failure()) co_return *failed;
     std::vector<received_message> out;
     std::lock_guard lock(q->mutex);
     q->sweep(clock::now());
@@ -414,6 +428,7 @@ class memory_provider final : public provider,
 
   result<void> settle_locked(queue_state* q, const settlement& s, time_point now, lsn& last) {
     if (auto e = check_receipt(q, s.receipt)) return *e;
+    if (auto failed = log_failure()) return *failed;
     return q->settle(key_of(s.receipt), s, now, last);
   }
 
@@ -429,6 +444,7 @@ class memory_provider final : public provider,
   awaitable<result<time_point>> renew_lock(const receipt_handle& receipt) override {
     queue_ptr q = find_by_id(receipt.queue);
     if (auto e = check_receipt(q.get(), receipt)) co_return *e;
+    if (auto failed = log_failure()) co_return *failed;
     std::lock_guard lock(q->mutex);
     const auto now = clock::now();
     q->sweep(now);
@@ -456,6 +472,7 @@ class memory_provider final : public provider,
         }
         if (q->deleted) co_return queue_missing(queue);
         if (q->closed) co_return provider_closed();
+        if (auto failed = log_failure()) co_return *failed;
         const auto now = clock::now();
         q->sweep(now);
         if (which) {
@@ -556,10 +573,15 @@ class memory_provider final : public provider,
                                                  std::to_string(limit) + " bytes)");
       }
     }
+    if (m.time_to_live &&
+        (*m.time_to_live < -longest_duration || *m.time_to_live > longest_duration)) {
+      return fail(errc::invalid_argument, "time_to_live must be at most 100 years");
+    }
     if (q.options().requires_session && !m.session) {
       return fail(errc::invalid_argument, "queue '" + q.name().str() +
                                               "' requires sessions: the message has no session id");
     }
+    if (sink_) return sink_->refuse(q.name(), m);
     return std::nullopt;
   }
 
@@ -577,6 +599,10 @@ class memory_provider final : public provider,
 
   // Creating a queue logs one event; its lsn is not returned by add_queue, so wait for all.
   lsn current_lsn_hint() const { return std::numeric_limits<lsn>::max(); }
+
+  /// Set once the persistence log could not store an event: memory may hold changes the disk
+  /// lacks, so every operation is refused (before it changes anything) until reopened.
+  std::optional<error> log_failure() const { return sink_ ? sink_->failure() : std::nullopt; }
 
   bool closed_flag() {
     std::lock_guard lock(registry_mutex_);
@@ -611,6 +637,14 @@ class memory_provider final : public provider,
 };
 
 // ---- memory_session ----
+
+result<session_slot*> memory_session::locked_slot(time_point now) {
+  if (closed_) return fail(errc::closed, "session '" + id_.str() + "' was closed");
+  if (q_->deleted) return queue_missing(q_->name());
+  if (auto failed = owner_->log_failure()) return *failed;
+  q_->sweep(now);
+  return q_->find_locked_session(id_, lock_, now);
+}
 
 awaitable<result<std::vector<received_message>>> memory_session::receive(std::size_t max_messages,
                                                                          milliseconds wait) {
@@ -687,6 +721,12 @@ awaitable<result<std::string>> memory_session::get_state() {
 }
 
 awaitable<result<void>> memory_session::set_state(std::string state) {
+  if (state.size() > owner_->opts_.max_message_bytes) {
+    co_return fail(errc::message_too_large, "session state of " + std::to_string(state.size()) +
+                                                " bytes exceeds the limit of " +
+                                                std::to_string(owner_->opts_.max_message_bytes) +
+                                                " bytes (max_message_bytes)");
+  }
   lsn last = 0;
   {
     std::lock_guard lock(q_->mutex);
@@ -732,15 +772,27 @@ provider_ptr make_memory_provider(const options& opts, boost::asio::any_io_execu
 }  // namespace detail
 
 result<provider_ptr> make_provider(const options& opts, boost::asio::any_io_executor executor) {
-  if (opts.max_queue_size == 0 || opts.channel_buffer_size == 0 || opts.max_message_bytes == 0) {
+  if (opts.max_queue_size == 0 || opts.channel_buffer_size == 0 || opts.max_message_bytes == 0 ||
+      opts.max_dead_letter_queue_size == 0) {
     return fail(errc::configuration_error,
-                "max_queue_size, channel_buffer_size and max_message_bytes must be positive");
+                "max_queue_size, max_dead_letter_queue_size, channel_buffer_size and "
+                "max_message_bytes must be positive");
   }
+#ifdef QRT_WITH_PERSISTENCE
+  if (opts.enable_persistence && opts.max_message_bytes > log::max_persistable_message_bytes) {
+    return fail(errc::configuration_error,
+                "field 'max_message_bytes': " + std::to_string(opts.max_message_bytes) +
+                    " bytes cannot be persisted; with enable_persistence a message must fit one "
+                    "log record, so the limit is at most " +
+                    std::to_string(log::max_persistable_message_bytes) + " bytes");
+  }
+#endif
   for (const auto& name : opts.queues) {
     auto q = queue_name::parse(name);
     if (!q) return fail(errc::configuration_error, "field 'queues': " + q.error().message);
   }
   if (opts.enable_persistence) {
+#ifdef QRT_WITH_PERSISTENCE
     log::log_options lo;
     lo.directory = opts.persistence_path;
     lo.mode = opts.durability_mode;
@@ -751,6 +803,11 @@ result<provider_ptr> make_provider(const options& opts, boost::asio::any_io_exec
     if (!opened) return opened.error();
     return detail::make_memory_provider(opts, std::move(executor), std::move(opened->log),
                                         std::move(opened->state));
+#else
+    return fail(errc::configuration_error,
+                "field 'enable_persistence': this qrt was built without the persistence log "
+                "(QRT_WITH_PERSISTENCE=OFF)");
+#endif
   }
   return detail::make_memory_provider(opts, std::move(executor), nullptr, {});
 }

@@ -25,6 +25,7 @@ result<options> options_from_config(const config& cfg) {
   auto known = cfg.reject_unknown({"provider",
                                    "preset",
                                    "max_queue_size",
+                                   "max_dead_letter_queue_size",
                                    "enable_persistence",
                                    "persistence_path",
                                    "persistence_open_timeout",
@@ -63,6 +64,8 @@ result<options> options_from_config(const config& cfg) {
   } while (0)
 
   QRT_READ(o.max_queue_size, cfg.get_uint("max_queue_size", o.max_queue_size, 1, 1u << 30));
+  QRT_READ(o.max_dead_letter_queue_size,
+           cfg.get_uint("max_dead_letter_queue_size", o.max_dead_letter_queue_size, 1, 1u << 30));
   QRT_READ(o.enable_persistence, cfg.get_bool("enable_persistence", o.enable_persistence));
   QRT_READ(o.persistence_path, cfg.get_string("persistence_path", o.persistence_path));
   QRT_READ(o.persistence_open_timeout,

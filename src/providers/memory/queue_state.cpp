@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <boost/asio/post.hpp>
+#include <qrt/memory.hpp>
 
 namespace qrt::memory::detail {
 namespace {
@@ -10,6 +11,14 @@ constexpr std::uint64_t dead_letter_bit = std::uint64_t{1} << 63;
 
 std::uint64_t heap_key(bool dead_letter, std::uint64_t seq) {
   return dead_letter ? (seq | dead_letter_bit) : seq;
+}
+
+/// At most `limit` bytes of `text`, cut at a UTF-8 character boundary.
+std::string bounded(const std::string& text, std::size_t limit) {
+  if (text.size() <= limit) return text;
+  std::size_t end = limit;
+  while (end > 0 && (static_cast<unsigned char>(text[end]) & 0xC0) == 0x80) --end;
+  return text.substr(0, end);
 }
 
 }  // namespace
@@ -85,12 +94,14 @@ void ready_list::erase(std::uint64_t seq) {
 // ---- queue_state ----
 
 queue_state::queue_state(std::uint64_t id, queue_name name, queue_options options,
-                         std::size_t max_size, std::uint64_t max_bytes,
-                         std::shared_ptr<byte_budget> budget, event_sink* sink)
+                         std::size_t max_size, std::size_t max_dead_letters,
+                         std::uint64_t max_bytes, std::shared_ptr<byte_budget> budget,
+                         event_sink* sink)
     : id_(id),
       name_(std::move(name)),
       options_(options),
       max_size_(options.max_size != 0 ? options.max_size : max_size),
+      max_dead_letters_(max_dead_letters),
       max_bytes_(max_bytes),
       budget_(std::move(budget)),
       sink_(sink) {}
@@ -149,7 +160,7 @@ void queue_state::sweep(time_point now) {
     // A locked message may finish its processing; it expires if it comes back.
     if (it != main_.items.end() && it->second.state != item_state::locked &&
         it->second.expires_at && *it->second.expires_at <= now) {
-      expire(it->second, now, ignored);
+      (void)expire(it->second, now, ignored);  // with a full DLQ it stays, ready
     }
   }
 }
@@ -238,10 +249,7 @@ void queue_state::take(bool dead_letter, std::size_t max, time_point now,
     auto pos = c.items.find(seq);
     if (pos == c.items.end()) continue;
     item& it = pos->second;
-    if (!dead_letter && it.expires_at && *it.expires_at <= now) {
-      expire(it, now, last);
-      continue;
-    }
+    if (!dead_letter && it.expires_at && *it.expires_at <= now && expire(it, now, last)) continue;
     deliver(it, dead_letter, now, owner, last, out);
   }
 }
@@ -266,7 +274,7 @@ void queue_state::release(item& it, time_point now, lsn& last) {
   const bool dead_letter = it.stored.dead_letter.has_value();
   if (it.session) it.session->locked.erase(it.stored.sequence);
   if (!dead_letter && options_.max_delivery_count != 0 &&
-      it.stored.delivery_count >= options_.max_delivery_count) {
+      it.stored.delivery_count >= options_.max_delivery_count && dead_letter_has_room()) {
     move_to_dead_letter(
         it,
         {"MaxDeliveryCountExceeded", "delivered " + std::to_string(it.stored.delivery_count) +
@@ -274,21 +282,21 @@ void queue_state::release(item& it, time_point now, lsn& last) {
         now, last);
     return;
   }
-  if (!dead_letter && it.expires_at && *it.expires_at <= now) {
-    expire(it, now, last);
-    return;
-  }
+  if (!dead_letter && it.expires_at && *it.expires_at <= now && expire(it, now, last)) return;
   make_ready(it, now);
 }
 
-void queue_state::expire(item& it, time_point now, lsn& last) {
-  ++expired_;
+bool queue_state::expire(item& it, time_point now, lsn& last) {
   if (options_.dead_letter_on_expiration) {
+    if (!dead_letter_has_room()) return false;
+    ++expired_;
     move_to_dead_letter(it, {"TTLExpiredException", "the message's time to live expired"}, now,
                         last);
   } else {
+    ++expired_;
     erase_item(it.stored.sequence, last);
   }
+  return true;
 }
 
 void queue_state::move_to_dead_letter(item& it, dead_letter_info info, time_point now, lsn& last) {
@@ -380,8 +388,20 @@ result<void> queue_state::settle(const delivery_key& key, const settlement& s, t
         return fail(errc::invalid_argument, "message " + std::to_string(key.sequence) +
                                                 " is already in a dead-letter queue");
       }
+      if (!dead_letter_has_room()) {
+        return fail(errc::queue_full,
+                    "the dead-letter queue of '" + name_.str() + "' is full (" +
+                        std::to_string(max_dead_letters_) + " messages): message " +
+                        std::to_string(key.sequence) +
+                        " stays locked in the queue; complete or abandon it, or make room");
+      }
       if (it.session) it.session->locked.erase(key.sequence);
-      move_to_dead_letter(it, {s.reason, s.description}, now, last);
+      // Free text, often an error message: bounded so one settlement cannot make a stored
+      // message (and its log record) arbitrarily large.
+      move_to_dead_letter(it,
+                          {bounded(s.reason, max_dead_letter_reason_bytes),
+                           bounded(s.description, max_dead_letter_description_bytes)},
+                          now, last);
       break;
   }
   return {};
@@ -467,10 +487,7 @@ void queue_state::take_from_session(session_slot& slot, std::size_t max, time_po
     auto pos = main_.items.find(seq);
     if (pos == main_.items.end()) continue;
     item& it = pos->second;
-    if (it.expires_at && *it.expires_at <= now) {
-      expire(it, now, last);
-      continue;
-    }
+    if (it.expires_at && *it.expires_at <= now && expire(it, now, last)) continue;
     slot.locked.insert(seq);
     deliver(it, false, now, owner, last, out);
   }

@@ -150,7 +150,8 @@ struct delivery_key {
 class queue_state : public std::enable_shared_from_this<queue_state> {
  public:
   queue_state(std::uint64_t id, queue_name name, queue_options options, std::size_t max_size,
-              std::uint64_t max_bytes, std::shared_ptr<byte_budget> budget, event_sink* sink);
+              std::size_t max_dead_letters, std::uint64_t max_bytes,
+              std::shared_ptr<byte_budget> budget, event_sink* sink);
 
   std::mutex mutex;
 
@@ -173,6 +174,10 @@ class queue_state : public std::enable_shared_from_this<queue_state> {
   /// Which limit has_room() is short of: the count when it is reached, else the bytes.
   bool full_by_count() const noexcept { return main_.items.size() >= max_size_; }
   std::uint64_t max_bytes() const noexcept { return max_bytes_; }
+  /// Room for one more message in the dead-letter queue. Without it nothing moves there: an
+  /// explicit dead_letter fails with queue_full, and a message due to move by itself (max
+  /// deliveries, expiry) stays in its queue and is delivered again. Nothing is ever dropped.
+  bool dead_letter_has_room() const noexcept { return dlq_.items.size() < max_dead_letters_; }
   /// Stores one message; the caller has checked room, reserved its bytes in the budget and
   /// validated it. Returns the sequence.
   std::uint64_t enqueue(message&& msg, std::uint64_t bytes, time_point now, lsn& last);
@@ -225,10 +230,13 @@ class queue_state : public std::enable_shared_from_this<queue_state> {
   void make_ready(item& it, time_point now);
   /// Lock expired or abandoned: back to ready, or to the DLQ past max deliveries.
   void release(item& it, time_point now, lsn& last);
+  /// The caller has checked dead_letter_has_room().
   void move_to_dead_letter(item& it, dead_letter_info info, time_point now, lsn& last);
   /// Removes a message. `leaves_memory` is false for a move to the DLQ, which keeps its bytes.
   void erase_item(std::uint64_t seq, lsn& last, bool leaves_memory = true);
-  void expire(item& it, time_point now, lsn& last);
+  /// Drops or dead-letters an expired message; false (and nothing changed) when it should go to
+  /// a full dead-letter queue: it then stays, and is delivered as if it had not expired.
+  bool expire(item& it, time_point now, lsn& last);
   session_slot& session_for(const session_id& id);
   void forget_session_if_idle(session_slot& slot);
 
@@ -236,6 +244,7 @@ class queue_state : public std::enable_shared_from_this<queue_state> {
   queue_name name_;
   queue_options options_;
   std::size_t max_size_;
+  std::size_t max_dead_letters_;
   std::uint64_t max_bytes_;              ///< 0: no limit
   std::shared_ptr<byte_budget> budget_;  ///< null once the queue is deleted
   std::uint64_t bytes_ = 0;              ///< active queue (what max_bytes_ bounds)

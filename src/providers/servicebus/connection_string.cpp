@@ -1,6 +1,7 @@
 #include "connection_string.hpp"
 
 #include <algorithm>
+#include <boost/asio/ip/address.hpp>
 #include <cctype>
 #include <charconv>
 
@@ -26,47 +27,80 @@ error bad(std::string msg) {
 
 result<void> parse_endpoint(std::string_view value, connection_string& cs, bool& explicit_port) {
   // Accept sb://, amqps:// and amqp:// (emulators); the scheme does not choose TLS: the
-  // UseDevelopmentEmulator flag does, as in the official SDKs.
+  // UseDevelopmentEmulator flag does, as in the official SDKs. Nothing of the value is echoed in
+  // an error: a mistyped endpoint may hold a user and password, or a key pasted in the wrong
+  // place.
   std::string_view rest = value;
   const auto scheme_end = rest.find("://");
   if (scheme_end == std::string_view::npos) return bad("Endpoint must look like sb://<namespace>/");
   const auto scheme = rest.substr(0, scheme_end);
   if (!iequals(scheme, "sb") && !iequals(scheme, "amqps") && !iequals(scheme, "amqp")) {
-    return bad(std::string("Endpoint scheme '") + std::string(scheme) + "' is not sb://");
+    return bad("Endpoint scheme must be sb://, amqps:// or amqp://");
   }
   rest.remove_prefix(scheme_end + 3);
   const auto host_end = rest.find('/');
   std::string_view authority = rest.substr(0, host_end);
+  if (authority.find('@') != std::string_view::npos) {
+    return bad(
+        "Endpoint must not carry a user or password ('user:password@host'); give the key in "
+        "SharedAccessKeyName/SharedAccessKey or SharedAccessSignature");
+  }
   if (authority.empty()) return bad("Endpoint has no host");
-  if (const auto colon = authority.rfind(':'); colon != std::string_view::npos) {
-    const auto port_text = authority.substr(colon + 1);
+  std::string_view host = authority;
+  std::string_view port_text;
+  if (authority.front() == '[') {  // an IPv6 literal: [::1] or [::1]:5672
+    const auto close = authority.find(']');
+    if (close == std::string_view::npos) return bad("Endpoint host has an unclosed '['");
+    host = authority.substr(1, close - 1);
+    const auto after = authority.substr(close + 1);
+    if (!after.empty()) {
+      if (after.front() != ':') return bad("Endpoint has text after its IPv6 host");
+      port_text = after.substr(1);
+      explicit_port = true;
+    }
+    boost::system::error_code ec;
+    boost::asio::ip::make_address_v6(std::string(host), ec);
+    if (ec || host.empty()) return bad("Endpoint host is not a valid IPv6 address");
+  } else {
+    if (const auto colon = authority.rfind(':'); colon != std::string_view::npos) {
+      port_text = authority.substr(colon + 1);
+      host = authority.substr(0, colon);
+      explicit_port = true;
+    }
+    if (host.empty()) return bad("Endpoint has no host");
+    for (char c : host) {
+      if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == '_')) {
+        return bad("Endpoint host has characters other than letters, digits, '.', '-' and '_'");
+      }
+    }
+  }
+  if (explicit_port) {
     unsigned port = 0;
     auto [p, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
     if (ec != std::errc{} || p != port_text.data() + port_text.size() || port == 0 ||
         port > 65535) {
-      return bad(std::string("Endpoint port '") + std::string(port_text) +
-                 "' is not a number in 1-65535");
+      return bad("Endpoint port is not a number in 1-65535");
     }
     cs.port = static_cast<std::uint16_t>(port);
-    explicit_port = true;
-    authority = authority.substr(0, colon);
-    if (authority.empty()) return bad("Endpoint has no host");
   }
-  for (char c : authority) {
-    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == '_')) {
-      return bad(std::string("Endpoint host '") + std::string(authority) +
-                 "' has invalid characters");
-    }
-  }
-  cs.host = std::string(authority);
+  cs.host = std::string(host);
   return {};
 }
 
 }  // namespace
 
+bool is_loopback_host(std::string_view host) {
+  if (iequals(host, "localhost")) return true;
+  boost::system::error_code ec;
+  const auto address = boost::asio::ip::make_address(std::string(host), ec);
+  return !ec && address.is_loopback();
+}
+
 std::string connection_string::endpoint_uri() const {
   const bool default_port = (use_tls && port == 5671) || (!use_tls && port == 5672);
-  return "sb://" + host + (default_port ? "" : std::string(":") + std::to_string(port)) + "/";
+  const bool ipv6 = host.find(':') != std::string::npos;
+  return "sb://" + (ipv6 ? "[" + host + "]" : host) +
+         (default_port ? "" : std::string(":") + std::to_string(port)) + "/";
 }
 
 std::string connection_string::audience(std::string_view entity) const {
@@ -116,6 +150,13 @@ result<connection_string> parse_connection_string(std::string_view text, credent
       return bad("UseDevelopmentEmulator must be true or false");
   }
   if (cs.use_development_emulator) {
+    // The flag turns TLS off, which is only safe for an emulator on this machine.
+    if (!is_loopback_host(cs.host)) {
+      return bad(
+          "UseDevelopmentEmulator=true turns TLS off and is accepted only for a local emulator "
+          "(localhost, 127.0.0.0/8 or ::1); Endpoint host '" +
+          cs.host + "' is not one");
+    }
     cs.use_tls = false;
     if (!have_port) cs.port = 5672;
   }

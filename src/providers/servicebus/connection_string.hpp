@@ -30,8 +30,12 @@ struct connection_string {
 /// managed identity or a token hook).
 enum class credentials { required, optional };
 
+/// localhost, an IPv4 address in 127.0.0.0/8 or the IPv6 loopback (::1).
+bool is_loopback_host(std::string_view host);
+
 /// Fails with errc::configuration_error naming the offending field. The key and signature values
-/// never appear in an error message.
+/// never appear in an error message, and neither does the Endpoint's text (it may carry a user
+/// and password). UseDevelopmentEmulator=true (TLS off) is accepted only for a loopback host.
 result<connection_string> parse_connection_string(std::string_view text,
                                                   credentials needed = credentials::required);
 

@@ -157,8 +157,10 @@ result<access_token> parse_identity_response(unsigned status, std::string_view b
     return fail(errc::protocol_error,
                 "servicebus: the managed identity endpoint's answer has no expires_on");
   }
-  // Beyond ~year 2500 the arithmetic below would overflow; no token lives that long.
-  if (!expires_on || *expires_on <= 0 || *expires_on > 17'000'000'000) {
+  // Only a time the clock can hold (until year 2262): a later one would wrap around.
+  constexpr auto latest =
+      std::chrono::floor<std::chrono::seconds>(system_clock::time_point::max()).time_since_epoch();
+  if (!expires_on || *expires_on <= 0 || *expires_on > latest.count()) {
     return fail(errc::protocol_error,
                 "servicebus: the managed identity endpoint's answer has a bad "
                 "expires_on '" +
@@ -180,7 +182,8 @@ result<access_token> parse_identity_response(unsigned status, std::string_view b
 system_clock::time_point refresh_time(system_clock::time_point obtained,
                                       system_clock::time_point expires) {
   if (expires <= obtained) return obtained;
-  return obtained + (expires - obtained) * 8 / 10;
+  // expires - life/5 rather than obtained + life*8/10: a life of decades must not overflow.
+  return expires - (expires - obtained) / 5;
 }
 
 }  // namespace qrt::servicebus::detail

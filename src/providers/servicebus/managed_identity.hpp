@@ -65,7 +65,7 @@ result<access_token> parse_identity_response(unsigned status, std::string_view b
                                              std::chrono::system_clock::time_point now);
 
 /// When a token obtained at `obtained` that expires at `expires` should be replaced: once 80%
-/// of its life has passed.
+/// of its life has passed (for every token put on $cbs: managed identity, SAS, a token hook).
 std::chrono::system_clock::time_point refresh_time(std::chrono::system_clock::time_point obtained,
                                                    std::chrono::system_clock::time_point expires);
 

@@ -68,7 +68,7 @@ result<body_map> reply_body(const proton::message& reply, std::string_view what)
         out.emplace(std::string(proton::get<proton::symbol>(k)), v);
     }
     return out;
-  } catch (const proton::error& e) {
+  } catch (const std::exception& e) {
     return fail(errc::protocol_error,
                 std::string(what) + ": reply body is not a map (" + e.what() + ")");
   }
@@ -86,6 +86,10 @@ std::int64_t as_int64(const proton::value& v) {
       return proton::get<std::uint32_t>(v);
     case proton::BINARY: {
       const auto b = proton::get<proton::binary>(v);  // the SDK's Long.toBytesBE form
+      if (b.size() > sizeof(std::int64_t)) {
+        throw proton::conversion_error("a binary long of " + std::to_string(b.size()) +
+                                       " bytes (at most 8 expected)");
+      }
       std::int64_t n = 0;
       for (auto c : b) n = (n << 8) | static_cast<std::uint8_t>(c);
       return n;
@@ -95,16 +99,23 @@ std::int64_t as_int64(const proton::value& v) {
   }
 }
 
+/// A reply's timestamp, saturated at the clock's range: the service answers DateTime.MaxValue
+/// (year 9999, past the nanosecond clock's year 2262) for locks that never expire.
+time_point as_time(const proton::timestamp& t) {
+  return amqp::detail::time_from_epoch_ms(t.milliseconds());
+}
 time_point as_time(const proton::value& v) {
-  const auto ms = proton::get<proton::timestamp>(v).milliseconds();
-  return time_point{std::chrono::duration_cast<clock::duration>(std::chrono::milliseconds(ms))};
+  return as_time(proton::get<proton::timestamp>(v));
 }
 
+/// Runs a reply parser: whatever reading the reply throws (Proton's conversion errors, or
+/// anything else a hostile reply provokes) becomes a protocol_error naming the operation; no
+/// exception leaves a parser.
 template <class F>
 auto guarded(std::string_view what, F&& f) -> decltype(f()) {
   try {
     return f();
-  } catch (const proton::error& e) {
+  } catch (const std::exception& e) {
     return fail(errc::protocol_error, std::string(what) + ": malformed reply (" + e.what() + ")");
   }
 }
@@ -217,7 +228,18 @@ result<int> response_status(const proton::message& reply, std::string_view what)
     }
     if (status.empty())
       return fail(errc::protocol_error, std::string(what) + ": reply has no status code");
-    const int code = static_cast<int>(proton::coerce<std::int64_t>(status));
+    // An integer of any width; a float would convert with undefined behaviour when huge, and a
+    // code outside 0-999 must not wrap into the 2xx range.
+    const auto type = status.type();
+    const bool integer = type == proton::BYTE || type == proton::UBYTE || type == proton::SHORT ||
+                         type == proton::USHORT || type == proton::INT || type == proton::UINT ||
+                         type == proton::LONG || type == proton::ULONG;
+    const auto wide = integer ? proton::coerce<std::int64_t>(status) : -1;
+    if (!integer || wide < 0 || wide > 999) {
+      return fail(errc::protocol_error,
+                  std::string(what) + ": reply's status code is not a number in 0-999");
+    }
+    const int code = static_cast<int>(wide);
     auto text = [&](const char* a, const char* b) -> std::string {
       for (const char* key : {a, b}) {
         if (props.exists(key)) {
@@ -247,10 +269,7 @@ result<std::vector<time_point>> parse_renew_lock_response(const proton::message&
     std::vector<proton::timestamp> stamps;
     proton::get(it->second, stamps);
     std::vector<time_point> out;
-    for (auto t : stamps) {
-      out.push_back(time_point{std::chrono::duration_cast<clock::duration>(
-          std::chrono::milliseconds(t.milliseconds()))});
-    }
+    for (auto t : stamps) out.push_back(as_time(t));
     return out;
   });
 }

@@ -77,7 +77,11 @@ std::chrono::system_clock::time_point sas_token_expiry(
       const auto digits = token.substr(at + marker.size());
       long long seconds = 0;
       auto [p, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), seconds);
-      if (ec == std::errc{} && p != digits.data()) {
+      // Only an expiry the clock can hold: a larger (or negative) one would wrap around.
+      constexpr auto latest = std::chrono::duration_cast<std::chrono::seconds>(
+                                  std::chrono::system_clock::duration::max())
+                                  .count();
+      if (ec == std::errc{} && p != digits.data() && seconds >= 0 && seconds <= latest) {
         return std::chrono::system_clock::time_point{std::chrono::seconds{seconds}};
       }
     }

@@ -199,12 +199,14 @@ class servicebus_provider final : public provider,
         id_(next_provider_id++) {
     caps_.sessions = session_support::native;
     caps_.max_batch_messages = 1000;  // packed into batch transfers by encoded size (send)
-    caps_.max_batch_bytes = 0;
     // The service's limit counts the encoded message; qrt's counts body plus attributes. Keep a
     // reserve for the AMQP sections and system properties so that a message qrt admits fits.
     caps_.max_message_bytes = opts_.max_message_bytes > 4 * encoding_reserve
                                   ? opts_.max_message_bytes - encoding_reserve
                                   : opts_.max_message_bytes;
+    // A batch travels as one AMQP message, so the message size limit bounds it too (a send
+    // larger than that is packed into several batches).
+    caps_.max_batch_bytes = caps_.max_message_bytes;
     caps_.peek = true;
     caps_.scheduling = true;
     caps_.time_to_live = true;
@@ -338,6 +340,7 @@ class servicebus_provider final : public provider,
     amqp::receiver_spec spec;
     spec.address = entity;
     spec.prefetch = opts_.prefetch_count;
+    spec.max_message_size = opts_.max_message_bytes + amqp::receive_size_headroom;
     spec.confirm_settlement = true;
     co_return co_await receive_on("queue:" + entity, entity, spec, max_messages, wait);
   }
@@ -472,6 +475,7 @@ class servicebus_provider final : public provider,
     amqp::receiver_spec spec;
     spec.address = entity;
     spec.prefetch = opts_.prefetch_count;
+    spec.max_message_size = opts_.max_message_bytes + amqp::receive_size_headroom;
     spec.confirm_settlement = true;
     spec.filters.put(proton::symbol(session_filter),
                      session ? proton::value(session->str()) : proton::value());
@@ -624,7 +628,7 @@ class servicebus_provider final : public provider,
       co_return status.error();
     }
     std::lock_guard lock(mutex_);
-    tokens_[audience] = token_state{conn_->generation(), now + (expires_at - now) * 8 / 10};
+    tokens_[audience] = token_state{conn_->generation(), detail::refresh_time(now, expires_at)};
     co_return result<void>{};
   }
 

@@ -1,10 +1,13 @@
 #include "wire.hpp"
 
+#include <limits>
 #include <proton/codec/decoder.hpp>
 #include <proton/error.hpp>
 #include <proton/symbol.hpp>
 #include <proton/timestamp.hpp>
 #include <proton/value.hpp>
+
+#include "providers/amqp/message_codec.hpp"
 
 namespace qrt::servicebus::detail {
 namespace {
@@ -80,9 +83,18 @@ result<uuid_bytes> delivery_tag_from_lock_token(std::string_view token) {
 }
 
 time_point from_dotnet_ticks(std::int64_t ticks) {
-  const auto since_epoch = std::chrono::duration_cast<clock::duration>(
-      std::chrono::duration<std::int64_t, std::ratio<1, 10'000'000>>(ticks - ticks_at_unix_epoch));
-  return time_point{since_epoch};
+  // Saturate rather than wrap: DateTime.MaxValue (year 9999) is past the nanosecond clock's
+  // range, and the value comes from the peer.
+  using ticks_duration = std::chrono::duration<std::int64_t, std::ratio<1, 10'000'000>>;
+  using rep = clock::duration::rep;
+  constexpr rep per_tick = std::chrono::duration_cast<clock::duration>(ticks_duration(1)).count();
+  if (ticks < std::numeric_limits<std::int64_t>::min() + ticks_at_unix_epoch) {
+    return time_point::min();
+  }
+  const std::int64_t since_epoch = ticks - ticks_at_unix_epoch;
+  if (since_epoch > std::numeric_limits<rep>::max() / per_tick) return time_point::max();
+  if (since_epoch < std::numeric_limits<rep>::min() / per_tick) return time_point::min();
+  return time_point{std::chrono::duration_cast<clock::duration>(ticks_duration(since_epoch))};
 }
 
 std::int64_t to_dotnet_ticks(time_point t) {
@@ -94,9 +106,10 @@ std::int64_t to_dotnet_ticks(time_point t) {
 
 error error_from_condition(std::string_view condition, std::string_view description,
                            std::string_view what) {
+  // The condition and description come from the service: bounded and printable in errors.
   const std::string text =
-      std::string(what) + (description.empty() ? "" : ": ") + std::string(description);
-  const std::string code(condition);
+      std::string(what) + (description.empty() ? "" : ": ") + amqp::detail::peer_text(description);
+  const std::string code = amqp::detail::peer_text(condition);
   if (condition == "amqp:not-found" || condition == "com.microsoft:entity-not-found") {
     return error{errc::queue_not_found, text, code};
   }
@@ -145,7 +158,7 @@ result<void> check_status(int status, std::string_view condition, std::string_vi
   const std::string code = std::to_string(status);
   const std::string text =
       std::string(what) + " failed with status " + code +
-      (description.empty() ? "" : std::string(": ") + std::string(description));
+      (description.empty() ? "" : std::string(": ") + amqp::detail::peer_text(description));
   switch (status) {
     case 401:
     case 403:

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <boost/json.hpp>
 #include <charconv>
+#include <limits>
 
 #include "digest.hpp"
 
@@ -72,6 +73,18 @@ bool is_valid_attribute_name(std::string_view name, bool allow_reserved) noexcep
 }
 
 namespace {
+// Untrusted text for an error message: at most 40 bytes, printable ASCII only.
+std::string excerpt(std::string_view text) {
+  constexpr std::size_t max = 40;
+  std::string out;
+  for (std::size_t i = 0; i < text.size() && i < max; ++i) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    out += c >= 0x20 && c < 0x7f ? static_cast<char>(c) : '?';
+  }
+  if (text.size() > max) out += "...";
+  return out;
+}
+
 std::string base64url(std::string_view bytes) {
   std::string s = base64_encode(bytes);
   while (!s.empty() && s.back() == '=') s.pop_back();
@@ -349,11 +362,19 @@ std::string encode_get_queue_attributes(std::string_view queue_url,
 
 namespace {
 
+// SQS answers nest at most five levels (ReceiveMessage: answer, list, message, attributes,
+// attribute); deeper input is refused before it costs more than a parse.
+json::parse_options answer_parse_options() {
+  json::parse_options o;
+  o.max_depth = 16;
+  return o;
+}
+
 result<json::object> parse_object(std::string_view body, std::string_view what) {
   boost::system::error_code ec;
   // An empty body is how some actions answer "{}".
   if (body.empty()) return json::object{};
-  auto v = json::parse(body, ec);
+  auto v = json::parse(body, ec, {}, answer_parse_options());
   if (ec || !v.is_object()) {
     return fail(errc::protocol_error, "SQS " + std::string(what) + " answer is not a JSON object");
   }
@@ -402,7 +423,7 @@ result<wire_attributes> decode_attributes(const json::value& v) {
   for (const auto& [name, value] : v.as_object()) {
     if (!value.is_object()) {
       return fail(errc::protocol_error,
-                  "SQS message attribute '" + std::string(name) + "' is malformed");
+                  "SQS message attribute '" + excerpt(name) + "' is malformed");
     }
     const auto& a = value.as_object();
     auto type = string_member(a, "DataType", true, "message attribute");
@@ -414,7 +435,7 @@ result<wire_attributes> decode_attributes(const json::value& v) {
       auto raw = base64_decode(*b64);
       if (!raw) {
         return fail(errc::protocol_error,
-                    "SQS message attribute '" + std::string(name) + "' is not valid base64");
+                    "SQS message attribute '" + excerpt(name) + "' is not valid base64");
       }
       w.value = std::move(*raw);
     } else {
@@ -481,6 +502,37 @@ result<batch_result> decode_batch_result(std::string_view body) {
   return out;
 }
 
+namespace {
+
+// The fields of one received message past its id and receipt handle.
+result<void> decode_received_fields(const json::object& m, wire_received& w) {
+  auto take = [&](std::string_view key, bool required, std::string& into) -> result<void> {
+    auto s = string_member(m, key, required, "ReceiveMessage");
+    if (!s) return s.error();
+    into = std::move(*s);
+    return {};
+  };
+  if (auto r = take("Body", true, w.body); !r) return r;
+  if (auto r = take("MD5OfBody", false, w.md5_of_body); !r) return r;
+  if (auto r = take("MD5OfMessageAttributes", false, w.md5_of_attributes); !r) return r;
+  if (auto a = m.find("Attributes"); a != m.end() && !a->value().is_null()) {
+    if (!a->value().is_object()) {
+      return fail(errc::protocol_error, "SQS 'Attributes' is not an object");
+    }
+    for (const auto& [k, val] : a->value().as_object()) {
+      if (val.is_string()) w.system_attributes[std::string(k)] = std::string(val.as_string());
+    }
+  }
+  if (auto a = m.find("MessageAttributes"); a != m.end()) {
+    auto attrs = decode_attributes(a->value());
+    if (!attrs) return attrs.error();
+    w.attributes = std::move(*attrs);
+  }
+  return {};
+}
+
+}  // namespace
+
 result<std::vector<wire_received>> decode_receive_message(std::string_view body) {
   auto o = parse_object(body, "ReceiveMessage");
   if (!o) return o.error();
@@ -488,32 +540,33 @@ result<std::vector<wire_received>> decode_receive_message(std::string_view body)
   auto it = o->find("Messages");
   if (it == o->end() || it->value().is_null()) return out;
   if (!it->value().is_array()) return fail(errc::protocol_error, "SQS 'Messages' is not a list");
-  for (const auto& v : it->value().as_array()) {
+  const auto& list = it->value().as_array();
+  if (list.size() > max_entries_per_batch) {
+    return fail(errc::protocol_error, "SQS answered a receive with " + std::to_string(list.size()) +
+                                          " messages; it returns at most " +
+                                          std::to_string(max_entries_per_batch));
+  }
+  for (const auto& v : list) {
     if (!v.is_object()) return fail(errc::protocol_error, "SQS received message is not an object");
     const auto& m = v.as_object();
     wire_received w;
-    auto take = [&](std::string_view key, bool required, std::string& into) -> result<void> {
-      auto s = string_member(m, key, required, "ReceiveMessage");
-      if (!s) return s.error();
-      into = std::move(*s);
-      return {};
-    };
-    if (auto r = take("MessageId", true, w.message_id); !r) return r.error();
-    if (auto r = take("ReceiptHandle", true, w.receipt_handle); !r) return r.error();
-    if (auto r = take("Body", true, w.body); !r) return r.error();
-    if (auto r = take("MD5OfBody", false, w.md5_of_body); !r) return r.error();
-    if (auto r = take("MD5OfMessageAttributes", false, w.md5_of_attributes); !r) return r.error();
-    if (auto a = m.find("Attributes"); a != m.end() && !a->value().is_null()) {
-      if (!a->value().is_object())
-        return fail(errc::protocol_error, "SQS 'Attributes' is not an object");
-      for (const auto& [k, val] : a->value().as_object()) {
-        if (val.is_string()) w.system_attributes[std::string(k)] = std::string(val.as_string());
-      }
+    auto id = string_member(m, "MessageId", true, "ReceiveMessage");
+    if (!id) return id.error();
+    w.message_id = std::move(*id);
+    auto handle = string_member(m, "ReceiptHandle", true, "ReceiveMessage");
+    if (!handle) return handle.error();
+    w.receipt_handle = std::move(*handle);
+    if (w.receipt_handle.empty()) {
+      return fail(errc::protocol_error, "SQS received message has an empty 'ReceiptHandle'");
     }
-    if (auto a = m.find("MessageAttributes"); a != m.end()) {
-      auto attrs = decode_attributes(a->value());
-      if (!attrs) return attrs.error();
-      w.attributes = std::move(*attrs);
+    // One malformed message must not cost the others: it keeps its receipt (to be released)
+    // and says what is wrong.
+    if (auto fields = decode_received_fields(m, w); !fields) {
+      wire_received bad;
+      bad.message_id = std::move(w.message_id);
+      bad.receipt_handle = std::move(w.receipt_handle);
+      bad.problem = fields.error().message;
+      w = std::move(bad);
     }
     out.push_back(std::move(w));
   }
@@ -534,6 +587,66 @@ result<void> verify_checksums(const wire_received& m) {
   return {};
 }
 
+namespace {
+
+// Delivery count, enqueue time, sequence number and group from SQS's system attributes; values
+// out of range are ignored rather than trusted.
+void read_system_attributes(const wire_received& w, received_message& m) {
+  auto number = [&](std::string_view key) -> std::optional<std::int64_t> {
+    auto it = w.system_attributes.find(std::string(key));
+    if (it == w.system_attributes.end()) return std::nullopt;
+    std::int64_t v = 0;
+    const auto& s = it->second;
+    auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    if (ec != std::errc{} || p != s.data() + s.size()) return std::nullopt;
+    return v;
+  };
+  m.delivery_count = static_cast<std::uint32_t>(std::clamp<std::int64_t>(
+      number("ApproximateReceiveCount").value_or(1), 1, std::numeric_limits<std::uint32_t>::max()));
+  // Milliseconds since the epoch; the time point counts in a finer unit, so bound it (to
+  // year ~2200) before converting.
+  constexpr std::int64_t latest_sent_ms = 7'258'118'400'000;
+  if (auto sent = number("SentTimestamp"); sent && *sent >= 0 && *sent <= latest_sent_ms) {
+    m.enqueued_time = time_point{std::chrono::milliseconds(*sent)};
+  }
+  // FIFO sequence numbers are up to 20 digits; those past int64 leave sequence_number 0.
+  m.sequence_number = number("SequenceNumber").value_or(0);
+  if (auto g = w.system_attributes.find("MessageGroupId"); g != w.system_attributes.end()) {
+    auto s = session_id::parse(g->second);
+    if (s) m.session = *s;
+  }
+}
+
+// qrt's dead-letter reason and original id, kept by every reading of a message.
+bool read_dead_letter_attribute(const std::string& name, const wire_attribute& a,
+                                received_message& m) {
+  if (name == reserved::dead_letter_reason) {
+    if (!m.dead_letter) m.dead_letter.emplace();
+    m.dead_letter->reason = a.value;
+  } else if (name == reserved::dead_letter_description) {
+    if (!m.dead_letter) m.dead_letter.emplace();
+    m.dead_letter->description = a.value;
+  } else if (name == reserved::message_id) {
+    m.id = a.value;
+  } else {
+    return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+received_message from_wire_verbatim(const wire_received& w) {
+  received_message m;
+  m.id = w.message_id;
+  for (const auto& [name, a] : w.attributes) {
+    if (!read_dead_letter_attribute(name, a, m)) m.attributes[name] = a.value;
+  }
+  m.body = w.body;
+  read_system_attributes(w, m);
+  return m;
+}
+
 result<received_message> from_wire(const wire_received& w) {
   received_message m;
   m.id = w.message_id;
@@ -547,25 +660,20 @@ result<received_message> from_wire(const wire_received& w) {
       m.subject = a.value;
     } else if (name == reserved::body_encoding) {
       if (a.value != "base64") {
-        return fail(errc::protocol_error,
-                    "message " + w.message_id + " has unknown body encoding '" + a.value + "'");
+        return fail(errc::protocol_error, "message " + excerpt(w.message_id) +
+                                              " has unknown body encoding '" + excerpt(a.value) +
+                                              "' (qrt reads only 'base64')");
       }
       base64_body = true;
-    } else if (name == reserved::dead_letter_reason) {
-      if (!m.dead_letter) m.dead_letter.emplace();
-      m.dead_letter->reason = a.value;
-    } else if (name == reserved::dead_letter_description) {
-      if (!m.dead_letter) m.dead_letter.emplace();
-      m.dead_letter->description = a.value;
-    } else if (name == reserved::message_id) {
-      m.id = a.value;
+    } else if (read_dead_letter_attribute(name, a, m)) {
+      continue;
     } else if (name.rfind(reserved::encoded_name_prefix, 0) == 0) {
       auto decoded =
           from_base64url(std::string_view(name).substr(reserved::encoded_name_prefix.size()));
       if (!decoded) {
-        return fail(
-            errc::protocol_error,
-            "message " + w.message_id + " has a malformed encoded attribute name '" + name + "'");
+        return fail(errc::protocol_error, "message " + excerpt(w.message_id) +
+                                              " has a malformed encoded attribute name '" +
+                                              excerpt(name) + "'");
       }
       m.attributes[*decoded] = a.data_type == empty_value_type ? std::string{} : a.value;
     } else if (a.data_type == empty_value_type) {
@@ -579,32 +687,13 @@ result<received_message> from_wire(const wire_received& w) {
     auto raw = base64_decode(w.body);
     if (!raw) {
       return fail(errc::protocol_error,
-                  "message " + w.message_id + " says its body is base64 but it is not");
+                  "message " + excerpt(w.message_id) + " says its body is base64 but it is not");
     }
     m.body = std::move(*raw);
   } else {
     m.body = w.body;
   }
-  auto number = [&](std::string_view key) -> std::optional<std::int64_t> {
-    auto it = w.system_attributes.find(std::string(key));
-    if (it == w.system_attributes.end()) return std::nullopt;
-    std::int64_t v = 0;
-    const auto& s = it->second;
-    auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-    if (ec != std::errc{} || p != s.data() + s.size()) return std::nullopt;
-    return v;
-  };
-  m.delivery_count = static_cast<std::uint32_t>(
-      std::max<std::int64_t>(1, number("ApproximateReceiveCount").value_or(1)));
-  if (auto sent = number("SentTimestamp")) {
-    m.enqueued_time = time_point{std::chrono::milliseconds(*sent)};
-  }
-  // FIFO sequence numbers are up to 20 digits; those past int64 leave sequence_number 0.
-  m.sequence_number = number("SequenceNumber").value_or(0);
-  if (auto g = w.system_attributes.find("MessageGroupId"); g != w.system_attributes.end()) {
-    auto s = session_id::parse(g->second);
-    if (s) m.session = *s;
-  }
+  read_system_attributes(w, m);
   return m;
 }
 
@@ -693,7 +782,7 @@ error decode_error(unsigned http_status, std::string_view body, std::string_view
   std::string type;
   std::string message;
   boost::system::error_code ec;
-  auto v = json::parse(body, ec);
+  auto v = json::parse(body, ec, {}, answer_parse_options());
   if (!ec && v.is_object()) {
     const auto& o = v.as_object();
     for (std::string_view key : {"__type", "code", "Code"}) {
@@ -715,14 +804,32 @@ error decode_error(unsigned http_status, std::string_view body, std::string_view
     message = "HTTP " + std::to_string(http_status) + " with " +
               (ec ? "a body that is not JSON" : "no error message");
   }
+  // A server's message is for a person to read; a huge one would only bloat every log line.
+  constexpr std::size_t max_message = 512;
+  if (message.size() > max_message) message = message.substr(0, max_message) + "...";
+  if (code.size() > max_message) code = code.substr(0, max_message);
   auto e = map_error(code, message, http_status);
-  if (!retry_after_header.empty()) {
-    long long seconds = 0;
-    auto [p, rc] = std::from_chars(retry_after_header.data(),
-                                   retry_after_header.data() + retry_after_header.size(), seconds);
-    if (rc == std::errc{} && seconds >= 0) e.retry_after = std::chrono::seconds(seconds);
-  }
+  if (auto delay = parse_retry_after(retry_after_header)) e.retry_after = *delay;
   return e;
+}
+
+std::optional<std::chrono::seconds> parse_retry_after(std::string_view header) {
+  while (!header.empty() && (header.front() == ' ' || header.front() == '\t'))
+    header.remove_prefix(1);
+  while (!header.empty() && (header.back() == ' ' || header.back() == '\t'))
+    header.remove_suffix(1);
+  if (header.empty() ||
+      !std::all_of(header.begin(), header.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    return std::nullopt;
+  }
+  std::uint64_t seconds = 0;
+  auto [p, rc] = std::from_chars(header.data(), header.data() + header.size(), seconds);
+  (void)p;
+  // All digits: only out_of_range can fail, and that is "longer than the limit" too.
+  if (rc != std::errc{} || seconds > static_cast<std::uint64_t>(max_retry_after_header.count())) {
+    return max_retry_after_header;
+  }
+  return std::chrono::seconds(static_cast<std::chrono::seconds::rep>(seconds));
 }
 
 }  // namespace qrt::sqs::detail

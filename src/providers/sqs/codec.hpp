@@ -158,15 +158,34 @@ struct wire_received {
   std::string md5_of_attributes;
   std::map<std::string, std::string> system_attributes;  ///< ApproximateReceiveCount, ...
   wire_attributes attributes;
+  /// Set when this message's entry in the answer is malformed beyond its id and receipt
+  /// handle (a field of the wrong type, an attribute that is not valid base64): the message
+  /// can only be released, not read. Says what is wrong, never quoting more than a few bytes.
+  std::string problem;
 };
+/// At most max_entries_per_batch messages (SQS's own limit); an answer with more is refused.
+/// A message whose entry lacks a string MessageId or ReceiptHandle fails the whole answer
+/// (nothing could release it); any other fault of one entry sets only its `problem`.
 result<std::vector<wire_received>> decode_receive_message(std::string_view body);
 
 /// Checks both MD5s; a mismatch is errc::protocol_error naming the message.
 result<void> verify_checksums(const wire_received& m);
 
 /// SQS -> qrt. Decodes reserved attributes (and a base64 body); fills delivery_count and
-/// enqueued_time from the system attributes. The receipt is left for the caller.
+/// enqueued_time from the system attributes. The receipt is left for the caller. Fails
+/// (errc::protocol_error naming the message and the problem) for a message qrt cannot decode:
+/// an unknown qrt.body_encoding, a body flagged base64 that is not, a malformed encoded
+/// attribute name.
 result<received_message> from_wire(const wire_received& m);
+
+/// SQS -> qrt for a message from_wire refuses, so it can still be read where it cannot be
+/// dead-lettered (from a dead-letter queue): the body and every attribute exactly as SQS holds
+/// them, under their SQS names (qrt.body_encoding included); qrt's dead-letter reason and
+/// message id are read as from_wire reads them. Never fails.
+received_message from_wire_verbatim(const wire_received& m);
+
+/// The dead-letter reason qrt gives a message it received but cannot decode.
+inline constexpr std::string_view undecodable_reason = "UndecodableMessage";
 
 result<std::string> decode_queue_url(std::string_view body);
 result<std::map<std::string, std::string>> decode_queue_attributes(std::string_view body);
@@ -180,8 +199,18 @@ std::string normalize_error_code(std::string_view type, std::string_view query_e
 /// Maps an SQS error code (and the HTTP status) onto qrt's codes and kinds.
 error map_error(std::string_view code, std::string_view message, unsigned http_status);
 
+/// The longest wait a server's Retry-After can ask of qrt; longer ones are cut to this.
+inline constexpr std::chrono::seconds max_retry_after_header{60};
+
+/// A Retry-After header's delay-seconds (surrounding spaces allowed), at most
+/// max_retry_after_header (a number too large for any integer type included). nullopt for
+/// everything else: empty, negative, fractional, trailing garbage, or an HTTP-date (the caller's
+/// own back-off applies).
+std::optional<std::chrono::seconds> parse_retry_after(std::string_view header);
+
 /// A non-2xx answer -> qrt::error. Accepts any body (garbage gives protocol-level detail, never
-/// a crash). `retry_after_header` is the Retry-After header's value when present.
+/// a crash); the server's message is cut to 512 bytes. `retry_after_header` is the
+/// Retry-After header's value when present (see parse_retry_after).
 error decode_error(unsigned http_status, std::string_view body, std::string_view query_error_header,
                    std::string_view retry_after_header);
 

@@ -7,6 +7,7 @@
 #include <charconv>
 #include <cstdlib>
 #include <ctime>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -43,12 +44,35 @@ std::string lower(std::string s) {
   return s;
 }
 
-std::optional<std::string> read_file(const std::string& path) {
+// The file's text; nullopt when it does not exist; an error when it is a directory, cannot be
+// read, or is larger than `limit` (only `limit` + 1 bytes are ever read).
+result<std::optional<std::string>> read_file(const std::string& path, std::size_t limit) {
+  std::error_code ec;
+  const auto status = std::filesystem::status(path, ec);
+  if (ec || status.type() == std::filesystem::file_type::not_found) {
+    return std::optional<std::string>{};
+  }
+  if (status.type() == std::filesystem::file_type::directory) {
+    return fail(errc::configuration_error, "'" + path + "' is a directory");
+  }
   std::ifstream in(path, std::ios::binary);
-  if (!in) return std::nullopt;
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+  if (!in) return fail(errc::configuration_error, "'" + path + "' cannot be read");
+  std::string text(limit + 1, '\0');
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  if (in.bad()) return fail(errc::configuration_error, "'" + path + "' cannot be read");
+  text.resize(static_cast<std::size_t>(in.gcount()));
+  if (text.size() > limit) {
+    return fail(errc::configuration_error,
+                "'" + path + "' is larger than " + std::to_string(limit) + " bytes");
+  }
+  return std::optional<std::string>(std::move(text));
+}
+
+bool printable_ascii(std::string_view s) {
+  return std::all_of(s.begin(), s.end(), [](char ch) {
+    const auto c = static_cast<unsigned char>(ch);
+    return c > 0x20 && c < 0x7f;
+  });
 }
 
 const std::map<std::string, std::string>* section(const ini_file& f, const std::string& name) {
@@ -152,12 +176,69 @@ std::optional<std::chrono::system_clock::time_point> parse_iso8601(std::string_v
   const year_month_day ymd{year{*y}, month{static_cast<unsigned>(*mo)},
                            day{static_cast<unsigned>(*d)}};
   if (!ymd.ok() || *h > 23 || *mi > 59 || *s > 60) return std::nullopt;
-  return sys_days{ymd} + hours{*h} + minutes{*mi} + seconds{*s} - minutes{offset_minutes};
+  const sys_seconds at =
+      sys_days{ymd} + hours{*h} + minutes{*mi} + seconds{*s} - minutes{offset_minutes};
+  // Only a time the clock can hold (years 1678-2261): another would wrap around.
+  if (at < ceil<seconds>(system_clock::time_point::min()) ||
+      at > floor<seconds>(system_clock::time_point::max())) {
+    return std::nullopt;
+  }
+  return system_clock::time_point{at};
+}
+
+result<void> check_credentials(const aws_credentials& keys, std::string_view source) {
+  auto refuse = [&](std::string_view field, std::string_view rule) {
+    return fail(errc::permission, std::string(source) + " credentials have a " +
+                                      std::string(field) + " " + std::string(rule));
+  };
+  for (auto [field, value] :
+       {std::pair<std::string_view, const std::string*>{"access key id", &keys.access_key_id},
+        {"secret access key", &keys.secret_access_key}}) {
+    if (value->empty() || value->size() > 256 || !printable_ascii(*value)) {
+      return refuse(field, "that is not 1-256 printable ASCII characters");
+    }
+  }
+  const auto& token = keys.session_token;
+  const bool token_ok =
+      token.size() <= 16 * 1024 && std::all_of(token.begin(), token.end(), [](char ch) {
+        const auto c = static_cast<unsigned char>(ch);
+        return c >= 0x20 && c != 0x7f;
+      });
+  if (!token_ok) return refuse("session token", "over 16 KiB or with control characters");
+  return {};
+}
+
+result<std::string> parse_imds_token(std::string_view body) {
+  const std::string token = trim(body);
+  if (token.empty() || token.size() > 4096 || !printable_ascii(token)) {
+    return fail(errc::permission,
+                "imds answered the token request with something that is not "
+                "a token (1-4096 printable ASCII characters)");
+  }
+  return token;
+}
+
+result<std::string> parse_imds_role_name(std::string_view body) {
+  std::string role = trim(body.substr(0, body.find('\n')));
+  const bool ok =
+      role.size() <= 128 && std::all_of(role.begin(), role.end(), [](char ch) {
+        const auto c = static_cast<unsigned char>(ch);
+        return std::isalnum(c) || std::string_view("+=,.@_-").find(ch) != std::string_view::npos;
+      });
+  if (!ok) {
+    return fail(errc::permission,
+                "imds listed an instance role name that is not a valid IAM "
+                "role name");
+  }
+  return role;
 }
 
 result<expiring_credentials> parse_credentials_document(std::string_view body, std::string source) {
   boost::system::error_code ec;
-  auto v = json::parse(body, ec);
+  // A credentials document is one flat object: anything nested deeper is not one.
+  json::parse_options options;
+  options.max_depth = 8;
+  auto v = json::parse(body, ec, {}, options);
   if (ec || !v.is_object()) {
     return fail(errc::permission,
                 source + " answered with something that is not a credentials document");
@@ -176,6 +257,7 @@ result<expiring_credentials> parse_credentials_document(std::string_view body, s
   if (c.keys.access_key_id.empty() || c.keys.secret_access_key.empty()) {
     return fail(errc::permission, c.source + " answered without AccessKeyId/SecretAccessKey");
   }
+  if (auto ok = check_credentials(c.keys, c.source); !ok) return ok.error();
   if (auto exp = str("Expiration"); !exp.empty()) {
     auto t = parse_iso8601(exp);
     if (!t) return fail(errc::permission, c.source + " answered with an unreadable Expiration");
@@ -192,11 +274,15 @@ shared_files load_shared_files(const environment_lookup& env, const std::string&
       env("AWS_SHARED_CREDENTIALS_FILE").value_or(home.empty() ? "" : home + "/.aws/credentials");
   const std::string config_path =
       env("AWS_CONFIG_FILE").value_or(home.empty() ? "" : home + "/.aws/config");
-  if (!creds_path.empty()) {
-    if (auto text = read_file(creds_path)) f.credentials = parse_ini(*text);
-  }
-  if (!config_path.empty()) {
-    if (auto text = read_file(config_path)) f.config = parse_ini(*text);
+  for (auto [path, into] : {std::pair{&creds_path, &f.credentials}, {&config_path, &f.config}}) {
+    if (path->empty()) continue;
+    auto text = read_file(*path, max_shared_file_bytes);
+    if (!text) {
+      if (!f.skipped.empty()) f.skipped += ", ";
+      f.skipped += text.error().message;
+    } else if (*text) {
+      *into = parse_ini(**text);
+    }
   }
   return f;
 }
@@ -266,31 +352,44 @@ boost::asio::awaitable<result<expiring_credentials>> credential_chain::resolve()
     tried += what;
   };
 
+  // Keys from configuration are checked like fetched ones: a stray newline in a file or a
+  // variable would otherwise break (or inject into) every request's headers.
+  auto checked = [](expiring_credentials c) -> result<expiring_credentials> {
+    if (auto ok = check_credentials(c.keys, c.source); !ok) return ok.error();
+    return c;
+  };
   if (!settings_.explicit_keys.access_key_id.empty() &&
       !settings_.explicit_keys.secret_access_key.empty()) {
-    co_return expiring_credentials{settings_.explicit_keys, std::nullopt, "explicit"};
+    co_return checked({settings_.explicit_keys, std::nullopt, "explicit"});
   }
   note("explicit keys: not set");
 
   if (auto id = env_("AWS_ACCESS_KEY_ID"), secret = env_("AWS_SECRET_ACCESS_KEY"); id && secret) {
-    co_return expiring_credentials{
-        aws_credentials{*id, *secret, env_("AWS_SESSION_TOKEN").value_or("")}, std::nullopt,
-        "environment"};
+    co_return checked({aws_credentials{*id, *secret, env_("AWS_SESSION_TOKEN").value_or("")},
+                       std::nullopt, "environment"});
   }
   note("environment: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY not set");
 
   const auto files = load_shared_files(env_, settings_.profile);
   if (auto c = profile_credentials(files.credentials, files.config, files.profile)) {
-    co_return expiring_credentials{*c, std::nullopt, "profile '" + files.profile + "'"};
+    co_return checked({*c, std::nullopt, "profile '" + files.profile + "'"});
   }
-  note("profile '" + files.profile + "': no keys in the shared files");
+  note("profile '" + files.profile + "': no keys in the shared files" +
+       (files.skipped.empty() ? std::string{} : " (skipped: " + files.skipped + ")"));
 
   // ECS task role: the agent's endpoint, with an optional authorization token.
   std::optional<std::string> ecs_url;
   if (auto rel = env_("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")) {
-    ecs_url = "http://169.254.170.2" + *rel;
+    // A path on the agent's fixed address; anything else would pick another host.
+    if (rel->empty() || rel->front() != '/') {
+      note("ecs: AWS_CONTAINER_CREDENTIALS_RELATIVE_URI does not start with '/'");
+    } else {
+      ecs_url = "http://169.254.170.2" + *rel;
+    }
   } else if (auto full = env_("AWS_CONTAINER_CREDENTIALS_FULL_URI")) {
     ecs_url = *full;
+  } else {
+    note("ecs: not configured");
   }
   if (ecs_url) {
     http_request req;
@@ -306,8 +405,6 @@ boost::asio::awaitable<result<expiring_credentials>> credential_chain::resolve()
     } else {
       note("ecs: " + (res ? "HTTP " + std::to_string(res->status) : res.error().message));
     }
-  } else {
-    note("ecs: not configured");
   }
 
   // EC2 instance role through IMDSv2 (session token first, then role name, then keys).
@@ -321,23 +418,29 @@ boost::asio::awaitable<result<expiring_credentials>> credential_chain::resolve()
     token_req.headers.emplace_back("X-aws-ec2-metadata-token-ttl-seconds", "21600");
     auto token = co_await metadata_call(executor, base + "/latest/api/token", std::move(token_req),
                                         settings_.http_timeout);
+    auto token_text = token && token->status == 200 ? parse_imds_token(token->body)
+                                                    : result<std::string>(std::string{});
     if (!token || token->status != 200) {
       note("imds: " +
            (token ? "token HTTP " + std::to_string(token->status) : token.error().message));
+    } else if (!token_text) {
+      note(token_text.error().message);
     } else {
       http_request role_req;
       role_req.method = "GET";
-      role_req.headers.emplace_back("X-aws-ec2-metadata-token", token->body);
+      role_req.headers.emplace_back("X-aws-ec2-metadata-token", *token_text);
       auto role =
           co_await metadata_call(executor, base + "/latest/meta-data/iam/security-credentials/",
                                  role_req, settings_.http_timeout);
-      std::string role_name = role && role->status == 200 ? trim(role->body) : std::string{};
-      if (auto nl = role_name.find('\n'); nl != std::string::npos) role_name.resize(nl);
-      if (role_name.empty()) {
+      auto role_name = role && role->status == 200 ? parse_imds_role_name(role->body)
+                                                   : result<std::string>(std::string{});
+      if (!role_name) {
+        note(role_name.error().message);
+      } else if (role_name->empty()) {
         note("imds: no instance role");
       } else {
         auto doc = co_await metadata_call(
-            executor, base + "/latest/meta-data/iam/security-credentials/" + role_name, role_req,
+            executor, base + "/latest/meta-data/iam/security-credentials/" + *role_name, role_req,
             settings_.http_timeout);
         if (doc && doc->status == 200) {
           auto c = parse_credentials_document(doc->body, "imds");

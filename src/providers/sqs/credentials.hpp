@@ -43,8 +43,24 @@ std::string profile_region(const ini_file& credentials_file, const ini_file& con
                            const std::string& profile);
 
 /// The JSON the ECS endpoint and IMDS answer with
-/// ({"AccessKeyId","SecretAccessKey","Token","Expiration"}).
+/// ({"AccessKeyId","SecretAccessKey","Token","Expiration"}). Keys that could not be sent (see
+/// check_credentials) are refused like a malformed document; errors never quote a value.
 result<expiring_credentials> parse_credentials_document(std::string_view body, std::string source);
+
+/// Keys qrt can sign and send: access key id and secret 1-256 printable ASCII characters, a
+/// session token of at most 16 KiB without control characters. errc::permission naming
+/// `source` and the field, never the value.
+result<void> check_credentials(const aws_credentials& keys, std::string_view source);
+
+/// IMDSv2's answer to the token PUT: the token (surrounding whitespace trimmed), 1-4096
+/// printable ASCII characters, else errc::permission.
+result<std::string> parse_imds_token(std::string_view body);
+/// IMDS's answer listing the instance's role: the first line, trimmed; a valid IAM role name
+/// (1-128 of A-Z a-z 0-9 + = , . @ _ -), else errc::permission. Empty body: no role.
+result<std::string> parse_imds_role_name(std::string_view body);
+
+/// Largest shared credentials/config file read; a larger one is skipped (and named).
+inline constexpr std::size_t max_shared_file_bytes = 1u << 20;
 
 /// "2026-11-27T12:00:00Z" (fractions and offsets accepted) -> time point.
 std::optional<std::chrono::system_clock::time_point> parse_iso8601(std::string_view text);
@@ -62,6 +78,8 @@ struct shared_files {
   std::string profile;
   ini_file credentials;
   ini_file config;
+  /// Files that exist but were skipped (over max_shared_file_bytes, unreadable), for errors.
+  std::string skipped;
 };
 shared_files load_shared_files(const environment_lookup& env, const std::string& profile);
 /// explicit region, AWS_REGION, AWS_DEFAULT_REGION, the profile's region, else "us-east-1".

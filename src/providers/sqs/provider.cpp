@@ -4,7 +4,9 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json.hpp>
+#include <charconv>
 #include <deque>
+#include <iostream>
 #include <mutex>
 #include <qrt/sqs.hpp>
 #include <random>
@@ -100,7 +102,21 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
     caps_.max_delivery_count = true;
     caps_.session_state = false;
     caps_.queue_management = true;
+    if (!ep.tls && !is_loopback_host(ep.host)) {
+      plaintext_warned_ = true;
+      warn("SQS endpoint " + ep.to_string() +
+           " is plain HTTP to another machine: requests, message bodies, the access key id and "
+           "any session token travel unencrypted; use https://");
+    }
+    if (ep.tls && !opts_.verify_tls) {
+      warn("TLS certificate verification is off for SQS endpoint " + ep.to_string() +
+           ": anyone on the path can read the requests and the session token; turn verify_tls "
+           "back on outside test rigs");
+    }
   }
+
+  /// The HTTP client's TLS set-up (trust store, ca_file) loaded.
+  result<void> ready() const { return pool_.ready(); }
 
   std::string_view name() const noexcept override { return "sqs"; }
   const capabilities& caps() const noexcept override { return caps_; }
@@ -289,6 +305,7 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
       visibility = *v;
     }
     std::vector<received_message> out;
+    std::optional<error> released;  // why the last message this call had to release was
     const auto deadline = steady::now() + wait;
     while (out.size() < max_messages) {
       if (closed_) co_return fail(errc::closed, "the SQS provider is closed");
@@ -319,32 +336,36 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
       // be many seconds after the request went: count from the answer (off by one network trip).
       const auto answered_at = clock::now();
       auto batch = decode_receive_message(*body);
-      if (!batch) co_return batch.error();
+      if (!batch) {
+        if (!out.empty()) break;
+        co_return batch.error();
+      }
+      // Each message on its own: one that cannot be read never costs the others.
       for (auto& w : *batch) {
-        auto ok = verify_checksums(w);
-        if (!ok) {
-          // Corrupted in transit: release it for another try instead of handing out bad bytes.
-          (void)co_await call("ChangeMessageVisibility",
-                              encode_change_visibility(info->url, w.receipt_handle, 0),
-                              opts_.request_timeout);
-          if (out.empty()) co_return ok.error();
+        auto m = co_await accept_received(info, queue.is_dead_letter(), w);
+        if (!m) {
+          released = m.error();
           continue;
         }
-        auto m = from_wire(w);
-        if (!m) co_return m.error();
-        if (queue.is_dead_letter() && !m->dead_letter) {
+        if (!*m) continue;  // dead-lettered: it is safe in the DLQ
+        if (queue.is_dead_letter() && !(*m)->dead_letter) {
           // Only SQS's redrive moves messages in without qrt's reason attributes.
-          m->dead_letter = dead_letter_info{"MaxDeliveryCountExceeded",
-                                            "moved by the queue's SQS redrive policy"};
+          (*m)->dead_letter = dead_letter_info{"MaxDeliveryCountExceeded",
+                                               "moved by the queue's SQS redrive policy"};
         }
-        m->locked_until = answered_at + std::chrono::seconds(visibility);
-        m->receipt = remember(info, w, m->locked_until);
-        out.push_back(std::move(*m));
+        (*m)->locked_until = answered_at + std::chrono::seconds(visibility);
+        (*m)->receipt = remember(info, w, (*m)->locked_until);
+        out.push_back(std::move(**m));
       }
+      // A released message is visible again at once: polling on would only fetch it again.
+      if (released) break;
       if (static_cast<int>(batch->size()) < per_call) {
         if (!out.empty() || steady::now() >= deadline || wait_s == 0) break;
       }
     }
+    // Only released messages and nothing to hand out: the error lets callers back off instead
+    // of receiving the same message in a tight loop.
+    if (out.empty() && released) co_return *released;
     co_return out;
   }
 
@@ -485,6 +506,76 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
     return std::nullopt;
   }
 
+  // ---- messages that cannot be read ----
+
+  /// One received message: the decoded message to hand out, nullopt when it could not be
+  /// decoded and is now in the dead-letter queue, or the error it was released with
+  /// (visibility 0) because it could neither be read nor dead-lettered. Released and
+  /// dead-lettered messages are reported through `warn`, with a running count.
+  awaitable<result<std::optional<received_message>>> accept_received(
+      const std::shared_ptr<queue_info>& info, bool from_dead_letter_queue,
+      const wire_received& w) {
+    error why;
+    if (!w.problem.empty()) {
+      why = fail(errc::protocol_error,
+                 "SQS sent message " + w.message_id + " in a form qrt cannot read: " + w.problem);
+    } else if (auto ok = verify_checksums(w); !ok) {
+      // Corrupted in transit: another receive may get intact bytes.
+      why = ok.error();
+    } else if (auto m = from_wire(w)) {
+      co_return std::optional<received_message>(std::move(*m));
+    } else if (from_dead_letter_queue) {
+      // There is no queue further on: hand it out as SQS holds it, to be read or removed.
+      co_return std::optional<received_message>(from_wire_verbatim(w));
+    } else {
+      const inflight_entry entry = undecodable_entry(info, w);
+      std::string problem = m.error().message;
+      auto moved =
+          co_await move_to_dead_letter(entry, std::string(undecodable_reason), std::move(problem));
+      if (moved) {
+        report("dead-lettered message " + w.message_id + " of SQS queue '" + info->name +
+               "': " + m.error().message);
+        co_return std::optional<received_message>{};
+      }
+      why = fail(errc::protocol_error, m.error().message +
+                                           "; it could not be dead-lettered either (" +
+                                           moved.error().message + ")");
+    }
+    auto undone = co_await call("ChangeMessageVisibility",
+                                encode_change_visibility(info->url, w.receipt_handle, 0),
+                                opts_.request_timeout);
+    report("released message " + w.message_id + " of SQS queue '" + info->name +
+           "': " + why.message +
+           (undone ? std::string{}
+                   : " (releasing failed too: it reappears after its visibility timeout)"));
+    co_return why;
+  }
+
+  /// What dead-lettering needs of a message that is not handed out (it has no receipt).
+  inflight_entry undecodable_entry(const std::shared_ptr<queue_info>& info,
+                                   const wire_received& w) {
+    inflight_entry e;
+    e.queue = info;
+    e.receipt_handle = w.receipt_handle;
+    e.message_id = w.message_id;
+    e.wire = wire_of(w);
+    return e;
+  }
+
+  void report(const std::string& what) {
+    const auto n = ++refused_messages_;
+    warn(what + " (" + std::to_string(n) + " message" + (n == 1 ? "" : "s") +
+         " refused by this SQS provider so far)");
+  }
+
+  void warn(const std::string& line) const {
+    if (opts_.warn) {
+      opts_.warn(line);
+    } else {
+      std::cerr << "qrt: " << line << '\n';
+    }
+  }
+
   // ---- HTTP + retries ----
 
   awaitable<result<std::string>> call(std::string_view action, std::string body,
@@ -493,6 +584,12 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
       if (closed_) co_return fail(errc::closed, "the SQS provider is closed");
       auto keys = co_await credentials_.get();
       if (!keys) co_return keys.error();
+      if (!keys->keys.session_token.empty() && !pool_.target().tls &&
+          !plaintext_warned_.exchange(true)) {
+        warn("SQS endpoint " + pool_.target().to_string() +
+             " is plain HTTP: the session token of the " + keys->source +
+             " credentials travels unencrypted; use https://");
+      }
       http_request req;
       req.headers = {{"Content-Type", "application/x-amz-json-1.0"},
                      {"X-Amz-Target", "AmazonSQS." + std::string(action)}};
@@ -629,10 +726,11 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
     if (!a) co_return a.error();
     v = 30;
     if (auto it = a->find("VisibilityTimeout"); it != a->end()) {
-      try {
-        v = std::stoi(it->second);
-      } catch (...) {
-        co_return fail(errc::protocol_error, "SQS reported an unreadable VisibilityTimeout");
+      const auto& text = it->second;
+      auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+      if (ec != std::errc{} || p != text.data() + text.size() || v < 0 || v > 43'200) {
+        co_return fail(errc::protocol_error,
+                       "SQS reported a VisibilityTimeout that is not 0-43200 seconds");
       }
     }
     info->visibility_seconds = v;
@@ -715,6 +813,17 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
 
   // ---- receipts ----
 
+  /// Body and attributes as received, and the group on FIFO: what a dead-letter copy sends.
+  static std::shared_ptr<wire_message> wire_of(const wire_received& w) {
+    auto wire = std::make_shared<wire_message>();
+    wire->body = w.body;
+    wire->attributes = w.attributes;
+    if (auto g = w.system_attributes.find("MessageGroupId"); g != w.system_attributes.end()) {
+      wire->group_id = g->second;
+    }
+    return wire;
+  }
+
   receipt_handle remember(const std::shared_ptr<queue_info>& info, const wire_received& w,
                           time_point locked_until) {
     inflight_entry e;
@@ -722,12 +831,7 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
     e.receipt_handle = w.receipt_handle;
     e.locked_until = locked_until;
     e.message_id = w.message_id;
-    e.wire = std::make_shared<wire_message>();
-    e.wire->body = w.body;
-    e.wire->attributes = w.attributes;
-    if (auto g = w.system_attributes.find("MessageGroupId"); g != w.system_attributes.end()) {
-      e.wire->group_id = g->second;
-    }
+    e.wire = wire_of(w);
     receipt_handle r;
     r.owner = id_;
     r.queue = info->key;
@@ -822,7 +926,17 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
   awaitable<result<void>> dead_letter_one(const settlement& s) {
     auto entry = lookup(s.receipt);
     if (!entry) co_return entry.error();
-    const auto& source = *entry->queue;
+    auto moved = co_await move_to_dead_letter(*entry, s.reason, s.description);
+    if (!moved) co_return moved.error();
+    settled(s.receipt);
+    co_return result<void>{};
+  }
+
+  /// dead_letter's two steps for one message: the copy with the reason to the paired DLQ, then
+  /// the delete of the original.
+  awaitable<result<void>> move_to_dead_letter(const inflight_entry& entry, std::string reason,
+                                              std::string description) {
+    const auto& source = *entry.queue;
     std::string dlq_name = dead_letter_queue_name(source.name);
     auto dlq_q = queue_name::parse(source.name);
     if (!dlq_q) co_return dlq_q.error();
@@ -832,7 +946,7 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
                                            " (qrt pairs queue '" + source.name + "' with '" +
                                            dlq_name + "', created by create_queue)");
     }
-    wire_message copy = *entry->wire;
+    wire_message copy = *entry.wire;
     copy.attributes.erase(std::string(reserved::dead_letter_reason));
     copy.attributes.erase(std::string(reserved::dead_letter_description));
     copy.attributes.erase(std::string(reserved::message_id));
@@ -843,25 +957,25 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
           "the reason (it stays in the queue; SQS's redrive still moves it)");
     }
     copy.attributes[std::string(reserved::dead_letter_reason)] =
-        wire_attribute{"String", s.reason.empty() ? std::string("DeadLettered") : s.reason};
+        wire_attribute{"String", reason.empty() ? std::string("DeadLettered") : reason};
     // The id in the source queue, so the DLQ copy reads as the same message; then the
     // description, as far as SQS's 10 attributes allow.
     if (copy.attributes.size() < max_attributes_per_message) {
       copy.attributes[std::string(reserved::message_id)] =
-          wire_attribute{"String", entry->message_id};
+          wire_attribute{"String", entry.message_id};
     }
-    if (!s.description.empty() && copy.attributes.size() < max_attributes_per_message) {
+    if (!description.empty() && copy.attributes.size() < max_attributes_per_message) {
       copy.attributes[std::string(reserved::dead_letter_description)] =
-          wire_attribute{"String", s.description};
+          wire_attribute{"String", description};
     }
     if ((*dlq)->fifo) {
       if (copy.group_id.empty()) copy.group_id = opts_.default_message_group;
-      copy.deduplication_id = entry->message_id;
+      copy.deduplication_id = entry.message_id;
     }
     auto sent =
         co_await call("SendMessage", encode_send_message((*dlq)->url, copy), opts_.request_timeout);
     if (!sent) co_return sent.error();
-    std::vector<receipt_entry> one{{"0", entry->receipt_handle, 0}};
+    std::vector<receipt_entry> one{{"0", entry.receipt_handle, 0}};
     auto del = co_await call("DeleteMessageBatch", encode_delete_message_batch(source.url, one),
                              opts_.request_timeout);
     if (!del) co_return del.error();
@@ -870,7 +984,6 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
     if (auto f = r->failed.find("0"); f != r->failed.end()) {
       co_return map_error(f->second.code, f->second.message, 400);
     }
-    settled(s.receipt);
     co_return result<void>{};
   }
 
@@ -882,6 +995,8 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
   capabilities caps_;
   const std::uint64_t id_ = next_provider_id++;
   std::atomic<bool> closed_{false};
+  std::atomic<bool> plaintext_warned_{false};  ///< the plain-HTTP warning is given once
+  std::atomic<std::uint64_t> refused_messages_{0};
 
   std::mutex queues_mutex_;
   std::map<std::string, std::shared_ptr<queue_info>> queues_;
@@ -1070,12 +1185,13 @@ result<provider_ptr> make_provider(const options& opts, asio::any_io_executor ex
       opts.endpoint.empty() ? "https://sqs." + region + ".amazonaws.com" : opts.endpoint;
   auto ep = parse_endpoint(url);
   if (!ep) return fail(errc::configuration_error, "field 'endpoint': " + ep.error().message);
-  try {
-    return provider_ptr(std::make_shared<sqs_provider>(opts, std::move(executor), *ep, region));
-  } catch (const std::exception& e) {
-    // OpenSSL refusing the CA file is the one way construction can fail.
-    return fail(errc::configuration_error, std::string("field 'ca_file': ") + e.what());
+  auto p = std::make_shared<sqs_provider>(opts, std::move(executor), *ep, region);
+  if (auto ready = p->ready(); !ready) {
+    return fail(errc::configuration_error,
+                (opts.ca_file.empty() ? std::string("SQS TLS set-up: ") : "field 'ca_file': ") +
+                    ready.error().message);
   }
+  return provider_ptr(std::move(p));
 }
 
 }  // namespace qrt::sqs

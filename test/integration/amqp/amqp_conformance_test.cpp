@@ -64,6 +64,10 @@ qrt::conformance::target amqp_target() {
       .ordered_queues = false,
       .concurrent_messages_per_producer = 500,
       .concurrent_timeout = 60s,
+      // Open defect, found by this test: RabbitMQ 3.10 delivered a message whose time-to-live
+      // had run out while it waited (docs/amqp.md). Skipped visibly until it is understood.
+      .known_deviations = {{"TimeToLive_ExpiredReadyMessageIsNotDelivered",
+                            "open defect: an expired ready message was delivered by RabbitMQ"}},
   };
 }
 

@@ -15,6 +15,7 @@
 #include <sstream>
 #include <thread>
 
+#include "providers/amqp/connection.hpp"
 #include "rabbitmq_server.hpp"
 
 namespace {
@@ -208,6 +209,123 @@ TEST_F(amqp_rabbitmq, dead_letter_rejects_and_the_queue_no_longer_holds_it) {
   // Without a dead-letter policy RabbitMQ drops a rejected message: it must not come back.
   EXPECT_TRUE(receive(*provider_, 1, 300ms).empty());
   EXPECT_EQ(broker_count(queue_.str(), "messages"), 0);
+}
+
+// A poison message between good ones (application properties holding a list, which AMQP forbids
+// and qrt's codec refuses; another AMQP 1.0 client can send any bytes) does not hold the good
+// ones back: qrt rejects it with amqp:decode-error (RabbitMQ, without a dead-letter exchange,
+// drops it; docs/amqp.md), and the good ones arrive in order on the same link. RabbitMQ 3.10
+// drops the connection of a sender whose message holds arrays of nulls, so the decoding bomb is
+// tested against Service Bus only.
+TEST_F(amqp_rabbitmq, a_poison_message_between_good_ones_does_not_hold_them_back) {
+  for (const char* body : {"good-1", "good-2"}) {
+    qrt::message m;
+    m.body = body;
+    send(m);
+  }
+  // The raw bytes go through qrt's own AMQP core, which sends encoded payloads as they are.
+  qrt::amqp::detail::endpoint where;
+  where.port = static_cast<std::uint16_t>(broker->amqp_port());
+  where.user = "guest";
+  where.password = "guest";
+  auto raw = qrt::amqp::detail::connection::create(where, io_.executor());
+  std::vector<qrt::amqp::detail::outgoing_delivery> poison(1);
+  poison[0].bytes = std::string(
+      "\x00\x53\x74\xc1\x0e\x02\xa1\x04list\xc0\x05\x02\x54\x01\x54\x02"  // {list: [1, 2]}
+      "\x00\x53\x75\xa0\x03"
+      "bad",
+      27);
+  auto sent = io_.run(raw->send("/amq/queue/" + queue_.str(), std::move(poison), 10s));
+  ASSERT_TRUE(sent) << sent.error().to_string();
+  ASSERT_TRUE(sent->at(0)) << sent->at(0).error().to_string();
+  io_.run(raw->close());
+  for (const char* body : {"good-3", "good-4"}) {
+    qrt::message m;
+    m.body = body;
+    send(m);
+  }
+
+  std::vector<std::string> bodies;
+  const auto deadline = std::chrono::steady_clock::now() + 15s;
+  while (bodies.size() < 4 && std::chrono::steady_clock::now() < deadline) {
+    for (auto& m : receive(*provider_, 4, 1s)) {
+      bodies.push_back(m.body);
+      ASSERT_TRUE(settle(qrt::settlement::complete(m.receipt)));
+    }
+  }
+  EXPECT_EQ(bodies, (std::vector<std::string>{"good-1", "good-2", "good-3", "good-4"}));
+  EXPECT_TRUE(receive(*provider_, 1, 300ms).empty());
+  EXPECT_EQ(broker_count(queue_.str(), "messages"), 0) << "the poison message is still queued";
+}
+
+// The provider declares no native dead-letter queue: a rejected message goes where the broker's
+// policy routes it. With a dead-letter policy on the queue (as an operator would set one), a
+// dead_letter settlement lands the message, whole, in the policy's queue.
+TEST_F(amqp_rabbitmq, dead_letter_with_a_broker_policy_reaches_the_policys_queue) {
+  const auto dead = qrt::queue_name::from(queue_.str() + "-dead");
+  auto created = io_.run(provider_->create_queue(dead, {}));
+  ASSERT_TRUE(created) << created.error().to_string();
+  broker->ctl({"set_policy", "dlx-" + queue_.str(), "^" + queue_.str() + "$",
+               R"({"dead-letter-exchange":"","dead-letter-routing-key":")" + dead.str() + R"("})",
+               "--apply-to", "queues"});
+  qrt::message m;
+  m.body = "poison";
+  m.id = "poison-1";
+  m.attributes = {{"tenant", "acme"}};
+  send(m);
+  auto got = receive_one();
+  ASSERT_TRUE(settle(qrt::settlement::dead_letter(got.receipt, "bad-format", "not JSON")));
+  EXPECT_TRUE(receive(*provider_, 1, 300ms).empty()) << "a dead-lettered message came back";
+
+  auto r = io_.run(provider_->receive(dead, 1, 5s));
+  ASSERT_TRUE(r) << r.error().to_string();
+  ASSERT_EQ(r->size(), 1u) << "the rejected message did not reach the policy's queue";
+  EXPECT_EQ((*r)[0].body, "poison");
+  EXPECT_EQ((*r)[0].id, "poison-1");
+  EXPECT_EQ((*r)[0].attributes.at("tenant"), "acme");
+  ASSERT_TRUE(settle(qrt::settlement::complete((*r)[0].receipt)));
+  broker->ctl({"clear_policy", "dlx-" + queue_.str()});
+}
+
+// Nor does it declare a max delivery count: RabbitMQ counts deliveries only on quorum queues,
+// where a delivery-limit policy bounds them. Abandoned (released) once more than the limit, the
+// message goes to the policy's dead-letter queue instead of coming back.
+TEST_F(amqp_rabbitmq, delivery_limit_policy_dead_letters_after_repeated_abandons) {
+  const auto quorum = qrt::queue_name::from(queue_.str() + "-quorum");
+  const auto dead = qrt::queue_name::from(queue_.str() + "-quorum-dead");
+  // AMQP 1.0 declares classic queues only; a quorum queue is declared on the node itself.
+  broker->ctl({"eval", "rabbit_amqqueue:declare(rabbit_misc:r(<<\"/\">>, queue, <<\"" +
+                           quorum.str() +
+                           "\">>), true, false, [{<<\"x-queue-type\">>, longstr, "
+                           "<<\"quorum\">>}], none, <<\"guest\">>)."});
+  auto created = io_.run(provider_->create_queue(dead, {}));
+  ASSERT_TRUE(created) << created.error().to_string();
+  constexpr int limit = 2;
+  broker->ctl({"set_policy", "limit-" + quorum.str(), "^" + quorum.str() + "$",
+               "{\"delivery-limit\":" + std::to_string(limit) +
+                   R"(,"dead-letter-exchange":"","dead-letter-routing-key":")" + dead.str() +
+                   R"("})",
+               "--apply-to", "queues"});
+
+  std::vector<qrt::message> one(1);
+  one[0].body = "poison";
+  auto sent = io_.run(provider_->send(quorum, std::move(one), 10s));
+  ASSERT_TRUE(sent && sent->at(0)) << (sent ? sent->at(0).error() : sent.error()).to_string();
+  for (int delivery = 1; delivery <= limit + 1; ++delivery) {
+    auto got = io_.run(provider_->receive(quorum, 1, 5s));
+    ASSERT_TRUE(got) << got.error().to_string();
+    ASSERT_EQ(got->size(), 1u) << "delivery " << delivery << " did not come";
+    EXPECT_EQ((*got)[0].body, "poison");
+    ASSERT_TRUE(settle(qrt::settlement::abandon((*got)[0].receipt)));
+  }
+  auto after = io_.run(provider_->receive(quorum, 1, 500ms));
+  ASSERT_TRUE(after) << after.error().to_string();
+  EXPECT_TRUE(after->empty()) << "delivered again past the broker's delivery limit";
+  auto moved = io_.run(provider_->receive(dead, 1, 5s));
+  ASSERT_TRUE(moved) << moved.error().to_string();
+  ASSERT_EQ(moved->size(), 1u) << "the message did not reach the policy's dead-letter queue";
+  EXPECT_EQ((*moved)[0].body, "poison");
+  ASSERT_TRUE(settle(qrt::settlement::complete((*moved)[0].receipt)));
 }
 
 TEST_F(amqp_rabbitmq, missing_queue_is_queue_not_found) {

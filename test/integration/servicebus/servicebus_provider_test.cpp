@@ -253,17 +253,27 @@ TEST_F(ServiceBusProvider, PeekReadsWithoutLocking) {
 
 TEST_F(ServiceBusProvider, RenewLockExtendsAndAnExpiredLockFailsTheSettle) {
   qrt::queue_options o;
-  o.lock_duration = 1500ms;
+  o.lock_duration = 3s;
   const auto q = make_queue("renew", o);
   ASSERT_TRUE(client.send(q, qrt::message{.body = "slow"}));
   auto got = receive_n(q, 1);
   ASSERT_EQ(got.size(), 1u);
   const auto before = got[0].locked_until;
+  // While the lock holds nobody else gets the message; this wait also lets part of the lock run
+  // out, so that a renewal has something to extend.
+  auto held = client.receive(q, 1, 1500ms);
+  ASSERT_TRUE(held) << held.error().to_string();
+  EXPECT_TRUE(held->empty()) << "a locked message was delivered again";
   auto renewed = client.renew_lock(got[0].receipt);
   ASSERT_TRUE(renewed) << renewed.error().to_string();
-  EXPECT_GE(*renewed, before);
-  // Let the lock lapse: the message comes back with a higher delivery count, and the stale
-  // receipt cannot settle it.
+  EXPECT_GE(*renewed, before + 1s) << "the renewal did not move the lock's end";
+  // The renewal reached the service: past the first lock's end the message is still held.
+  auto still_held = client.receive(q, 1, 2s);
+  ASSERT_TRUE(still_held) << still_held.error().to_string();
+  EXPECT_GT(qrt::clock::now(), before) << "the wait ended before the first lock did";
+  EXPECT_TRUE(still_held->empty()) << "the message came back at the end of the unrenewed lock";
+  // Let the renewed lock lapse: the message comes back with a higher delivery count, and the
+  // stale receipt cannot settle it.
   auto again = receive_n(q, 1);
   ASSERT_EQ(again.size(), 1u);
   EXPECT_EQ(again[0].delivery_count, 2u);
@@ -353,9 +363,14 @@ TEST_F(ServiceBusProvider, SessionsNamedNextStateAndLockRenewal) {
   ASSERT_TRUE(alpha->set_state("step-2"));
   EXPECT_EQ(alpha->get_state().value(), "step-2");
   const auto before = alpha->locked_until();
+  // The session is empty now: this receive waits out its whole wait, so that a renewal has
+  // something to extend.
+  auto nothing = alpha->receive(1, 500ms);
+  ASSERT_TRUE(nothing) << nothing.error().to_string();
+  EXPECT_TRUE(nothing->empty());
   auto renewed = alpha->renew_lock();
   ASSERT_TRUE(renewed) << renewed.error().to_string();
-  EXPECT_GE(*renewed, before);
+  EXPECT_GE(*renewed, before + 400ms) << "the renewal did not move the session lock's end";
   EXPECT_EQ(alpha->locked_until(), *renewed);
   ASSERT_TRUE(alpha->close());
 
@@ -434,6 +449,26 @@ TEST(ServiceBusProviderUnconfirmed, SettlementWaitIsBoundedAndALostConnectionFai
       << lost.error().to_string();
 }
 
+// A $management reply that is not an AMQP message (a broken or hostile service) fails the call
+// within its timeout instead of hanging it or taking the process down, and the same client
+// keeps working.
+TEST(ServiceBusProviderBrokenService, AnUndecodableManagementReplyFailsTheCallNotTheProcess) {
+  auto broken = std::make_unique<qrt::test::servicebus_peer>(
+      std::vector<std::string>{"--garbage-replies", "garbled"});
+  auto client = open_client(broken->connection_string(), "2s");
+  auto peeked = client.peek(queue_name::from("garbled"), 1);
+  ASSERT_FALSE(peeked) << "a garbage reply was read as a peek answer";
+  EXPECT_TRUE(peeked.error().code == errc::timeout || peeked.error().code == errc::protocol_error)
+      << peeked.error().to_string();
+  const auto fine = queue_name::from("fine");
+  ASSERT_TRUE(client.send(fine, qrt::message{.body = "still works"}));
+  std::vector<qrt::received_message> got;
+  for (int i = 0; i < 5 && got.empty(); ++i) got = client.receive(fine, 1, 2s).value();
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].body, "still works");
+  EXPECT_TRUE(client.complete(got[0].receipt));
+}
+
 // ----- interop with the official SDK -----
 
 std::string base64(const std::string& bytes) {
@@ -486,6 +521,83 @@ TEST_F(ServiceBusProvider, AnUndecodableMessageIsDeadLetteredNotDropped) {
   auto stats = client.stats(q);
   ASSERT_TRUE(stats) << stats.error().to_string();
   EXPECT_EQ(stats->dead_lettered, 1) << "the undecodable message was lost";
+  EXPECT_EQ(stats->active + stats->in_flight, 0);
+}
+
+/// The bodies of every message `c` receives from `q` until `count` arrived or 15 s passed,
+/// completing each.
+std::vector<std::string> receive_bodies(qrt::sync::queue_client& c, const queue_name& q,
+                                        std::size_t count) {
+  std::vector<std::string> bodies;
+  const auto deadline = std::chrono::steady_clock::now() + 15s;
+  while (bodies.size() < count && std::chrono::steady_clock::now() < deadline) {
+    auto got = c.receive(q, count, 1s);
+    if (!got) throw qrt::exception(got.error());
+    for (auto& m : *got) {
+      bodies.push_back(m.body);
+      if (auto done = c.complete(m.receipt); !done) throw qrt::exception(done.error());
+    }
+  }
+  return bodies;
+}
+
+// A poison message (well-formed, but its amqp-value body of arrays of nulls, zero bytes each,
+// renders to far more than its size) sent by the official SDK between good ones: qrt refuses it
+// with rejected{amqp:decode-error}, the service dead-letters it, the good ones around it
+// arrive in order, and the link carries on.
+TEST_F(ServiceBusProvider, ADecodingBombBetweenGoodMessagesIsDeadLetteredAndTheGoodOnesArrive) {
+  const auto q = make_queue("bomb");
+  boost::json::array messages;
+  for (const char* body : {"good-1", "good-2"}) {
+    messages.push_back(boost::json::object{{"bodyBase64", base64(body)}});
+  }
+  // 2 KB that decoded to 2.4 MB of text before decoding had an output budget (the same shape
+  // at 100 KB decoded to gigabytes).
+  messages.push_back(boost::json::object{
+      {"zeroWidthArrayBomb", boost::json::object{{"arrays", 200}, {"nulls", 2000}}}});
+  for (const char* body : {"good-3", "good-4"}) {
+    messages.push_back(boost::json::object{{"bodyBase64", base64(body)}});
+  }
+  qrt::test::run_sdk(
+      {"send", std::to_string(peer->port()), q.str(), boost::json::serialize(messages)});
+  EXPECT_EQ(receive_bodies(client, q, 4),
+            (std::vector<std::string>{"good-1", "good-2", "good-3", "good-4"}));
+  auto stats = client.stats(q);
+  ASSERT_TRUE(stats) << stats.error().to_string();
+  EXPECT_EQ(stats->dead_lettered, 1) << "the poison message was lost";
+  EXPECT_EQ(stats->active + stats->in_flight, 0);
+
+  qrt::message after;
+  after.body = "after";
+  ASSERT_TRUE(client.send(q, after));
+  EXPECT_EQ(receive_bodies(client, q, 1), std::vector<std::string>{"after"});
+}
+
+// A message larger than the receiver link's max-message-size (the provider's max_message_bytes
+// plus room for the broker's annotations) is refused with amqp:link:message-size-exceeded as
+// its first frames arrive, so the service dead-letters it; the messages around it arrive.
+TEST_F(ServiceBusProvider, AMessageLargerThanTheReceiverTakesIsDeadLetteredAndTheOthersArrive) {
+  const auto q = make_queue("oversize");
+  auto small_client =
+      qrt::sync::queue_client::open({{"provider", "servicebus"},
+                                     {"connection_string", peer->connection_string()},
+                                     {"operation_timeout", "3s"},
+                                     {"max_message_bytes", "16384"},
+                                     {"test_peer_admin", "true"}},
+                                    registry(), qrt::client_options{.send_timeout = 3s});
+  ASSERT_TRUE(small_client) << small_client.error().to_string();
+  boost::json::array messages;
+  messages.push_back(boost::json::object{{"bodyBase64", base64("small-1")}});
+  // 16 KiB + the 64 KiB headroom is what the link takes; this is well past it.
+  messages.push_back(
+      boost::json::object{{"bodyFill", boost::json::object{{"byte", "B"}, {"count", 200'000}}}});
+  messages.push_back(boost::json::object{{"bodyBase64", base64("small-2")}});
+  qrt::test::run_sdk(
+      {"send", std::to_string(peer->port()), q.str(), boost::json::serialize(messages)});
+  EXPECT_EQ(receive_bodies(*small_client, q, 2), (std::vector<std::string>{"small-1", "small-2"}));
+  auto stats = small_client->stats(q);
+  ASSERT_TRUE(stats) << stats.error().to_string();
+  EXPECT_EQ(stats->dead_lettered, 1) << "the oversize message was lost";
   EXPECT_EQ(stats->active + stats->in_flight, 0);
 }
 

@@ -2,6 +2,8 @@
 // same emulator and queues: what qrt sends, the SDK reads intact (binary body included), and
 // what the SDK sends, qrt reads intact.
 #include <boost/json.hpp>
+#include <map>
+#include <set>
 
 #include "sqs_fixture.hpp"
 
@@ -159,4 +161,119 @@ TEST_F(SqsInterop, FifoGroupsAndDedupIdsInteroperate) {
   ASSERT_EQ(msgs.size(), 1u);
   EXPECT_EQ(msgs[0].at("system").at("MessageGroupId"), "g2");
   EXPECT_EQ(msgs[0].at("system").at("MessageDeduplicationId"), "dedup-qrt");
+}
+
+namespace {
+
+json::object string_attribute(std::string value) {
+  return json::object{{"DataType", "String"}, {"StringValue", std::move(value)}};
+}
+
+}  // namespace
+
+// Another client's messages that qrt cannot decode (an encoding it does not know, a malformed
+// encoded attribute name), sent between good ones: the good ones come back in the first
+// receive, the bad ones end in the paired DLQ with the reason, and nothing is lost.
+TEST_F(SqsInterop, UndecodableMessagesFromTheSdkAreDeadLetteredAndTheGoodOnesReturned) {
+  auto q = create("poison");
+  std::vector<std::string> warnings;
+  auto options = default_options();
+  options.warn = [&](const std::string& line) { warnings.push_back(line); };
+  auto consumer = make(options);
+  const std::string gzip_body = "H4sIAAAAAAAAA8tIzcnJBwCGphA2BQAAAA==";
+  json::array messages{
+      json::object{{"body", "good-1"}},
+      json::object{{"body", gzip_body},
+                   {"attributes", json::object{{"qrt.body_encoding", string_attribute("gzip")}}}},
+      json::object{{"body", "bad-name"},
+                   {"attributes", json::object{{"qrt.k.A", string_attribute("v")}}}},
+      json::object{{"body", "good-2"}}};
+  auto sent = sdk({{"op", "send"}, {"queue", q.str()}, {"messages", messages}});
+  const auto& ids = sent.at("ids").as_array();
+  ASSERT_EQ(ids.size(), 4u);
+
+  auto first = run(consumer->receive(q, 10, 2s));
+  ASSERT_TRUE(first) << first.error().to_string();
+  std::multiset<std::string> bodies;
+  std::vector<settlement> done;
+  for (auto& m : *first) {
+    bodies.insert(m.body);
+    done.push_back(settlement::complete(m.receipt));
+  }
+  EXPECT_EQ(bodies, (std::multiset<std::string>{"good-1", "good-2"}));
+  for (auto& r : run(consumer->settle(std::move(done)))) EXPECT_TRUE(r) << r.error().to_string();
+
+  std::map<std::string, received_message> dead;  // by body
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (dead.size() < 2 && std::chrono::steady_clock::now() < deadline) {
+    auto r = run(consumer->receive(q.dead_letter(), 10, 1s));
+    ASSERT_TRUE(r) << r.error().to_string();
+    for (auto& m : *r) dead.emplace(m.body, std::move(m));
+  }
+  ASSERT_EQ(dead.size(), 2u);
+  const auto& gzip = dead.at(gzip_body);
+  ASSERT_TRUE(gzip.dead_letter);
+  EXPECT_EQ(gzip.dead_letter->reason, "UndecodableMessage");
+  EXPECT_NE(gzip.dead_letter->description.find("unknown body encoding 'gzip'"), std::string::npos)
+      << gzip.dead_letter->description;
+  EXPECT_EQ(gzip.id, ids[1].as_string()) << "the DLQ copy keeps the source queue's id";
+  EXPECT_EQ(gzip.attributes.at("qrt.body_encoding"), "gzip") << "read verbatim from the DLQ";
+  const auto& bad_name = dead.at("bad-name");
+  ASSERT_TRUE(bad_name.dead_letter);
+  EXPECT_EQ(bad_name.dead_letter->reason, "UndecodableMessage");
+  EXPECT_NE(bad_name.dead_letter->description.find("malformed encoded attribute name"),
+            std::string::npos);
+  EXPECT_EQ(bad_name.attributes.at("qrt.k.A"), "v");
+  std::vector<settlement> cleanup;
+  for (auto& [body, m] : dead) cleanup.push_back(settlement::complete(m.receipt));
+  for (auto& r : run(consumer->settle(std::move(cleanup)))) EXPECT_TRUE(r);
+
+  auto stats = run(consumer->stats(q));
+  ASSERT_TRUE(stats) << stats.error().to_string();
+  EXPECT_EQ(stats->active, 0);
+  EXPECT_EQ(stats->in_flight, 0);
+  ASSERT_EQ(warnings.size(), 2u);
+  for (const auto& line : warnings) {
+    EXPECT_NE(line.find("dead-lettered message"), std::string::npos) << line;
+  }
+  run(consumer->close());
+}
+
+// A bad message that cannot take the dead-letter reason (it already has SQS's 10 attributes)
+// is released, counted and left in the queue for SQS's redrive, never deleted.
+TEST_F(SqsInterop, AnUndecodableMessageThatCannotBeDeadLetteredIsReleasedNotLost) {
+  auto q = create("poison-full");
+  std::vector<std::string> warnings;
+  auto options = default_options();
+  options.warn = [&](const std::string& line) { warnings.push_back(line); };
+  auto consumer = make(options);
+  json::object full{{"qrt.body_encoding", string_attribute("zstd")}};
+  for (int i = 0; i < 9; ++i) full["a" + std::to_string(i)] = string_attribute("v");
+  json::array messages{json::object{{"body", "poison"}, {"attributes", full}},
+                       json::object{{"body", "good"}}};
+  sdk({{"op", "send"}, {"queue", q.str()}, {"messages", messages}});
+
+  auto first = run(consumer->receive(q, 10, 2s));
+  ASSERT_TRUE(first) << first.error().to_string();
+  ASSERT_EQ(first->size(), 1u);
+  EXPECT_EQ(first->front().body, "good");
+  for (auto& r : run(consumer->settle({settlement::complete(first->front().receipt)}))) {
+    EXPECT_TRUE(r);
+  }
+  ASSERT_EQ(warnings.size(), 1u);
+  EXPECT_NE(warnings[0].find("released message"), std::string::npos) << warnings[0];
+  EXPECT_NE(warnings[0].find("1 message refused"), std::string::npos) << warnings[0];
+
+  // Released at once (visibility 0): the other client gets it, every attribute intact.
+  auto answer = sdk(
+      {{"op", "receive"}, {"queue", q.str()}, {"max", 1}, {"waitSeconds", 3}, {"delete", true}});
+  const auto& msgs = answer.at("messages").as_array();
+  ASSERT_EQ(msgs.size(), 1u);
+  EXPECT_EQ(msgs[0].at("body"), "poison");
+  EXPECT_EQ(msgs[0].at("attributes").at("qrt.body_encoding").at("StringValue"), "zstd");
+  EXPECT_EQ(msgs[0].at("attributes").as_object().size(), 10u);
+  auto stats = run(consumer->stats(q));
+  ASSERT_TRUE(stats);
+  EXPECT_EQ(stats->dead_lettered, 0);
+  run(consumer->close());
 }

@@ -167,23 +167,33 @@ TEST_F(SqsProvider, SecondSettleOfAReceiptFailsDistinctly) {
 
 TEST_F(SqsProvider, RenewLockExtendsVisibilityAndAnExpiredReceiptIsRefused) {
   queue_options qo;
-  qo.lock_duration = 2s;
+  qo.lock_duration = 3s;
   auto q = create("lock", qo);
   ASSERT_TRUE(run(provider_->send(q, {text("held")}, 5s)));
   auto got = receive_all(q, 1);
   ASSERT_EQ(got.size(), 1u);
+  const auto first_lock_ends = got[0].locked_until;
+
+  // While the lock holds, nobody else gets the message; this long poll also lets part of the
+  // lock run out, so that a renewal has something to extend.
+  auto held = run(provider_->receive(q, 1, 2s));
+  ASSERT_TRUE(held) << held.error().to_string();
+  EXPECT_TRUE(held->empty()) << "a locked message was delivered again";
+
   auto renewed = run(provider_->renew_lock(got[0].receipt));
   ASSERT_TRUE(renewed) << renewed.error().to_string();
-  EXPECT_GT(*renewed, got[0].locked_until - 1s);
+  EXPECT_GE(*renewed, first_lock_ends + 1s) << "the renewal did not move the lock's end";
 
-  // While the lock holds, nobody else gets the message.
-  auto other = run(provider_->receive(q, 1, 0ms));
-  ASSERT_TRUE(other);
-  EXPECT_TRUE(other->empty());
+  // The renewal reached SQS: past the first lock's end the message is still invisible.
+  auto still_held = run(provider_->receive(q, 1, 2s));
+  ASSERT_TRUE(still_held) << still_held.error().to_string();
+  EXPECT_GT(clock::now(), first_lock_ends) << "the long poll ended before the first lock did";
+  EXPECT_TRUE(still_held->empty()) << "the message came back at the end of the unrenewed lock";
 
-  // Past the lock, the message comes back and the old receipt is refused as expired.
+  // Past the renewed lock, the message comes back and the old receipt is refused as expired.
   auto back = receive_all(q, 1, 5s);
   ASSERT_EQ(back.size(), 1u);
+  EXPECT_GE(clock::now(), *renewed - 1s) << "redelivered before the renewed lock ran out";
   EXPECT_EQ(back[0].delivery_count, 2u);
   auto late = settle_one(settlement::complete(got[0].receipt));
   ASSERT_FALSE(late);
@@ -422,11 +432,24 @@ TEST_F(SqsProvider, ConcurrentCallsDoNotQueueBehindALongPoll) {
   using namespace boost::asio::experimental::awaitable_operators;
   auto idle = create("idle");
   auto busy = create("busy");
-  // A long poll on an empty queue is in flight while 20 sends run: the sends must all finish
-  // before the poll does, i.e. they did not wait for its connection.
+  // A long poll on an empty queue is in flight while 20 sends to another queue run; only the
+  // message the last of them sends to the polled queue can end the poll (its wait is the longest
+  // SQS allows). Sends that queued behind the poll's connection could never send it: the poll
+  // would end empty at the end of its wait, with the sends not done.
   bool sends_done = false;
   bool sends_done_before_poll_ended = false;
-  auto scenario = [&]() -> awaitable<std::size_t> {
+  auto scenario = [&]() -> awaitable<std::vector<std::string>> {
+    auto poll = [&]() -> awaitable<std::vector<std::string>> {
+      auto r = co_await provider_->receive(idle, 1, 20s);
+      sends_done_before_poll_ended = sends_done;
+      std::vector<std::string> bodies;
+      if (!r) {
+        bodies.push_back("error: " + r.error().to_string());
+      } else {
+        for (const auto& m : *r) bodies.push_back(m.body);
+      }
+      co_return bodies;
+    };
     auto sends = [&]() -> awaitable<std::size_t> {
       std::size_t ok = 0;
       for (int i = 0; i < 20; ++i) {
@@ -435,17 +458,14 @@ TEST_F(SqsProvider, ConcurrentCallsDoNotQueueBehindALongPoll) {
         if (r && r->at(0)) ++ok;
       }
       sends_done = true;
-      co_return ok;
+      std::vector<message> wake{text("wake up")};
+      auto r = co_await provider_->send(idle, std::move(wake), 5s);
+      co_return (r && r->at(0)) ? ok + 1 : ok;
     };
-    auto poll = [&]() -> awaitable<std::size_t> {
-      auto r = co_await provider_->receive(idle, 1, 3s);
-      sends_done_before_poll_ended = sends_done;
-      co_return r ? r->size() : 99;
-    };
-    auto [sent, polled] = co_await (sends() && poll());
-    EXPECT_EQ(polled, 0u);
-    co_return sent;
+    auto [polled, sent] = co_await (poll() && sends());
+    EXPECT_EQ(sent, 21u);
+    co_return polled;
   };
-  EXPECT_EQ(run(scenario()), 20u);
+  EXPECT_EQ(run(scenario()), std::vector<std::string>{"wake up"});
   EXPECT_TRUE(sends_done_before_poll_ended);
 }

@@ -95,14 +95,17 @@ ENV
 
   # Ready means the AMQP port accepts connections: the listener opens last in the boot.
   pid=$(cat "$dir/server.pid")
+  # Erlang boots slowly on a loaded 2-core machine (seen: over 60 s while two builds ran), so
+  # the deadline is generous; a node that exits early is noticed at once.
   ready=0
-  for _ in $(seq 1 600); do
+  deadline=$((SECONDS + ${QRT_RABBITMQ_START_TIMEOUT:-240}))
+  while ((SECONDS < deadline)); do
     if (exec 3<>/dev/tcp/127.0.0.1/$AMQP_PORT) 2>/dev/null; then ready=1; break; fi
     kill -0 "$pid" 2>/dev/null || break
     sleep 0.1
   done
   if ((!ready)); then
-    echo "rabbitmq.sh: node did not start within 60 s; see $dir/server.out and $dir/log" >&2
+    echo "rabbitmq.sh: node did not start within ${QRT_RABBITMQ_START_TIMEOUT:-240} s; see $dir/server.out and $dir/log" >&2
     tail -20 "$dir/server.out" >&2 || true
     "$0" stop "$dir" || true
     exit 1

@@ -12,7 +12,8 @@
 // Usage: node peer.js [--port N] [--lock-duration-ms N] [--max-delivery-count N]
 //                     [--sas-key-name NAME --sas-key KEY] [--jwt TOKEN,TOKEN...]
 //                     [--max-message-size N]
-//                     [--session-queues a,b] [--hold-settlements a,b] [--quiet]
+//                     [--session-queues a,b] [--dead-letter-on-expiration-queues a,b]
+//                     [--hold-settlements a,b] [--garbage-replies a,b] [--quiet]
 // Prints one line `{"port":N}` on stdout once listening (port 0 = picked by the OS).
 //
 // Queues are created on demand by the first attach or request that names them, with the
@@ -46,12 +47,18 @@ const options = {
   jwts: new Set(String(arg('jwt', '')).split(',').filter(Boolean)),
   maxMessageSize: Number(arg('max-message-size', 262144)),
   sessionQueues: new Set(String(arg('session-queues', '')).split(',').filter(Boolean)),
+  // Queues that dead-letter expired messages without being made through $peer-admin (the SDK
+  // check uses one: the official client has no way to set it).
+  deadLetterOnExpirationQueues: new Set(String(arg('dead-letter-on-expiration-queues', '')).split(',').filter(Boolean)),
   quiet: args.includes('--quiet'),
   // Only queues made through $peer-admin (or --queues) exist; others are amqp:not-found, as on
   // a real namespace. Without it, the first attach to a name creates the queue.
   requireCreated: args.includes('--require-created'),
   // Test hook: outcomes on these queues are never answered (a service that does not confirm).
   holdSettlements: new Set(String(arg('hold-settlements', '')).split(',').filter(Boolean)),
+  // Test hook: $management requests on these queues are answered with bytes that are not an
+  // AMQP message (a broken or hostile service).
+  garbageReplies: new Set(String(arg('garbage-replies', '')).split(',').filter(Boolean)),
   queues: String(arg('queues', '')).split(',').filter(Boolean),
 };
 const log = options.quiet ? () => {} : (...a) => console.error('[sb-peer]', ...a);
@@ -228,7 +235,7 @@ class Queue {
     this.maxDeliveryCount = settings.maxDeliveryCount ?? options.maxDeliveryCount;
     this.requiresSession = settings.requiresSession ?? options.sessionQueues.has(name);
     // As on the service, expired messages are dropped unless the queue dead-letters them.
-    this.deadLetterOnExpiration = settings.deadLetterOnExpiration ?? false;
+    this.deadLetterOnExpiration = settings.deadLetterOnExpiration ?? options.deadLetterOnExpirationQueues.has(name);
     this.expired = 0;
     this.messages = new Map(); // sequence number -> StoredMessage (in order of insertion)
     this.nextSequence = 1;
@@ -700,6 +707,11 @@ function encodedEntry(msg, extra) {
 }
 
 function handleManagement(context, queue, request) {
+  if (queue && options.garbageReplies.has(queue.name)) {
+    const link = replyLink(context.connection, request.reply_to);
+    if (link) link.send(Buffer.from([0x00, 0x53, 0x77, 0xa1, 0xff, 0x78]), crypto.randomBytes(16), 0);
+    return;
+  }
   const props = request.application_properties || {};
   const op = String(props.operation || '');
   const body = request.body;

@@ -20,6 +20,7 @@ function startPeer(extraArgs = []) {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [path.join(__dirname, 'peer.js'), '--quiet', '--sas-key-name', 'x',
       '--sas-key', 'y', '--max-delivery-count', '3', '--lock-duration-ms', '3000', '--session-queues', 'orders-sessions',
+      '--dead-letter-on-expiration-queues', 'orders-expiring',
       ...extraArgs],
       { stdio: ['pipe', 'pipe', 'inherit'] });
     const timer = setTimeout(() => reject(new Error('peer did not start within 10 s')), 10000);
@@ -270,6 +271,78 @@ check('session state round-trips and session lock renews', async (client) => {
   await again.setSessionState(null);
   await again.close();
   await sender.close();
+});
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, Math.max(0, ms)));
+
+check('time-to-live: an expired message is not delivered, or is dead-lettered with TTLExpiredException', async (client) => {
+  const q = queueName('ttl');
+  const sender = client.createSender(q);
+  await sender.sendMessages([{ body: 'expiring', timeToLive: 400 }, { body: 'lasting', timeToLive: 60000 }]);
+  const receiver = client.createReceiver(q);
+  // Waiting out the time-to-live is the event under test.
+  await sleep(800);
+  const [m] = await receiveExactly(receiver, 1);
+  assert.equal(m.body, 'lasting', 'an expired message was delivered');
+  assert.equal(m.timeToLive, 60000);
+  assert.equal(m.expiresAtUtc.getTime(), m.enqueuedTimeUtc.getTime() + 60000, 'expiry is not enqueued time + ttl');
+  await receiver.completeMessage(m);
+  assert.equal((await receiver.receiveMessages(1, { maxWaitTimeInMs: 300 })).length, 0, 'an expired message came back');
+  const plainDlq = client.createReceiver(q, { subQueueType: 'deadLetter' });
+  assert.equal((await plainDlq.receiveMessages(1, { maxWaitTimeInMs: 300 })).length, 0,
+    'a queue without dead-lettering on expiration dead-lettered an expired message');
+
+  // A queue that dead-letters on expiration (the peer's --dead-letter-on-expiration-queues).
+  const dq = 'orders-expiring';
+  const dsender = client.createSender(dq);
+  await dsender.sendMessages({ body: 'expiring', messageId: 'e-1', timeToLive: 400 });
+  const dreceiver = client.createReceiver(dq);
+  await sleep(800);
+  assert.equal((await dreceiver.receiveMessages(1, { maxWaitTimeInMs: 300 })).length, 0, 'an expired message was delivered');
+  const dlq = client.createReceiver(dq, { subQueueType: 'deadLetter' });
+  const [dead] = await receiveExactly(dlq, 1);
+  assert.equal(dead.body, 'expiring');
+  assert.equal(dead.messageId, 'e-1');
+  assert.equal(dead.deadLetterReason, 'TTLExpiredException');
+  await dlq.completeMessage(dead);
+  await Promise.all([plainDlq.close(), receiver.close(), sender.close(), dlq.close(), dreceiver.close(), dsender.close()]);
+});
+
+check('an unrenewed session lock expires: the session is free again and the old holder lost it', async (client) => {
+  const q = 'orders-sessions';
+  const sender = client.createSender(q);
+  await sender.sendMessages({ body: 'd1', sessionId: 'delta' });
+  const first = await client.acceptSession(q, 'delta', { maxAutoLockRenewalDurationInMs: 0 });
+  const [m] = await receiveExactly(first, 1);
+  await assert.rejects(client.acceptSession(q, 'delta'), (err) => err.code === 'SessionCannotBeLocked',
+    'a held session was handed out');
+  // The peer was started with 3 s locks: waiting for this one to lapse is the event under test.
+  await sleep(first.sessionLockedUntilUtc.getTime() - Date.now() + 500);
+  const second = await client.acceptSession(q, 'delta', { maxAutoLockRenewalDurationInMs: 0 });
+  const [again] = await receiveExactly(second, 1);
+  assert.equal(again.body, 'd1');
+  assert.equal(again.deliveryCount, 1, 'the lapsed delivery was not counted');
+  await assert.rejects(first.completeMessage(m), (err) => err.code === 'SessionLockLost',
+    'the old holder settled a message of a session it lost');
+  await second.completeMessage(again);
+  await Promise.all([second.close(), first.close().catch(() => {}), sender.close()]);
+});
+
+check('size limit: the link announces 256 KiB; a message that fits arrives whole, a larger one is refused', async (client) => {
+  const q = queueName('size');
+  const sender = client.createSender(q);
+  const batch = await sender.createMessageBatch();
+  assert.equal(batch.maxSizeInBytes, 262144);
+  const body = Buffer.alloc(250 * 1024, 0x61);
+  await sender.sendMessages({ body });
+  await assert.rejects(sender.sendMessages({ body: Buffer.alloc(262144 + 1, 0x62) }),
+    (err) => err.code === 'MessageSizeExceeded', 'a message over the link limit was sent');
+  const receiver = client.createReceiver(q);
+  const [m] = await receiveExactly(receiver, 1);
+  assert.deepEqual(Buffer.from(m.body), body);
+  await receiver.completeMessage(m);
+  assert.equal((await receiver.receiveMessages(1, { maxWaitTimeInMs: 300 })).length, 0, 'the oversize message arrived');
+  await Promise.all([receiver.close(), sender.close()]);
 });
 
 check('a missing entity refuses the attach: sender and receiver fail with MessagingEntityNotFound', async () => {

@@ -5,10 +5,20 @@
 //        receives COUNT messages (peek-lock, completes each; from SESSION when given) and prints
 //        them as one JSON array on stdout.
 // A message in JSON: {bodyBase64, messageId, correlationId, contentType, subject, sessionId,
-// applicationProperties, timeToLive}.
+// applicationProperties, timeToLive} (bodyFill: {byte, count} instead of bodyBase64 for a body
+// too large for a command line), or {zeroWidthArrayBomb: {arrays, nulls}} (see bomb()).
 'use strict';
 
 const { ServiceBusClient } = require('@azure/service-bus');
+const { types } = require('rhea');
+
+// A hostile but well-formed message: an amqp-value body holding a list of `arrays` arrays of
+// `nulls` nulls each. A null takes no bytes inside an array, so each array is 10 bytes however
+// many it claims; rendered as text, each null is 6 bytes.
+function bomb({ arrays, nulls }) {
+  const one = types.wrap_array(new Array(nulls).fill(null), 0x40);
+  return { body: types.List32(new Array(arrays).fill(one)), bodyType: 'value' };
+}
 
 async function main() {
   const [mode, port, queue, arg, session] = process.argv.slice(2);
@@ -18,8 +28,8 @@ async function main() {
   try {
     if (mode === 'send') {
       const sender = client.createSender(queue);
-      const messages = JSON.parse(arg).map((m) => ({
-        body: Buffer.from(m.bodyBase64 || '', 'base64'),
+      const messages = JSON.parse(arg).map((m) => (m.zeroWidthArrayBomb ? bomb(m.zeroWidthArrayBomb) : {
+        body: m.bodyFill ? Buffer.alloc(m.bodyFill.count, m.bodyFill.byte) : Buffer.from(m.bodyBase64 || '', 'base64'),
         messageId: m.messageId, correlationId: m.correlationId, contentType: m.contentType,
         subject: m.subject, sessionId: m.sessionId, applicationProperties: m.applicationProperties,
         timeToLive: m.timeToLive,

@@ -5,8 +5,8 @@
 namespace qrt::bench {
 namespace {
 
-// The seed's two target sets, under environment keys.
-constexpr std::string_view seed_targets = R"(
+// The benchmark targets qrt adopted (production and development), under environment keys.
+constexpr std::string_view adopted_targets = R"(
 production:
   performance_targets:
     throughput:
@@ -56,8 +56,8 @@ bench_result good_run() {
   return r;
 }
 
-TEST(Targets, ReadsTheSeedsProductionAndDevelopmentSets) {
-  auto prod = parse_targets(seed_targets, "production").value();
+TEST(Targets, ReadsTheProductionAndDevelopmentSets) {
+  auto prod = parse_targets(adopted_targets, "production").value();
   EXPECT_EQ(prod.environment, "production");
   EXPECT_DOUBLE_EQ(prod.messages_per_second->value, 1000);
   EXPECT_DOUBLE_EQ(prod.batch_efficiency->value, 0.9);
@@ -67,7 +67,7 @@ TEST(Targets, ReadsTheSeedsProductionAndDevelopmentSets) {
   EXPECT_DOUBLE_EQ(prod.error_rate->value, 0.001);
   EXPECT_EQ(prod.not_measured.size(), 4u);
 
-  auto dev = parse_targets(seed_targets, "development").value();
+  auto dev = parse_targets(adopted_targets, "development").value();
   EXPECT_DOUBLE_EQ(dev.messages_per_second->value, 100);
   EXPECT_FALSE(dev.p50_latency);
   EXPECT_DOUBLE_EQ(dev.api_call_latency->value, 0.2);
@@ -80,7 +80,7 @@ TEST(Targets, ReadsASingleSetAtTheTop) {
 }
 
 TEST(Targets, ChecksPassAndMissAgainstARun) {
-  auto prod = parse_targets(seed_targets, "production").value();
+  auto prod = parse_targets(adopted_targets, "production").value();
   auto checks = check_targets(prod, good_run());
   auto find = [&](std::string_view name) {
     for (const auto& c : checks)
@@ -120,7 +120,7 @@ TEST(Targets, RefusesUnknownFieldsAndUnreadableValuesNamingTheField) {
   ASSERT_FALSE(no_unit);
   EXPECT_NE(no_unit.error().message.find("time unit"), std::string::npos);
 
-  auto missing_env = parse_targets(seed_targets, "staging");
+  auto missing_env = parse_targets(adopted_targets, "staging");
   ASSERT_FALSE(missing_env);
   EXPECT_NE(missing_env.error().message.find("staging"), std::string::npos);
 

@@ -13,7 +13,7 @@ std::vector<message> sized(std::initializer_list<std::size_t> sizes) {
 }
 }  // namespace
 
-TEST(BatchPlan, SplitsByCountKeepingOrder) {  // contract: a batch never exceeds provider limits
+TEST(BatchPlan, SplitsByCountKeepingOrder) {  // contract C3: batches within the provider's limits
   capabilities caps{
       .max_batch_messages = 10, .max_batch_bytes = 262'144, .max_message_bytes = 262'144};
   std::vector<message> msgs(25, message{.body = "x"});

@@ -1,7 +1,12 @@
 #include <gtest/gtest.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <qrt/config.hpp>
+#include <string>
 
 using namespace std::chrono_literals;
 using qrt::config;
@@ -22,7 +27,39 @@ TEST(Config, MalformedYamlIsAConfigurationError) {
   EXPECT_NE(c.error().message.find("malformed YAML"), std::string::npos);
 }
 
-TEST(Config, TypedGettersNameTheFieldOnBadInput) {  // seed assertion 16
+TEST(Config, YamlAliasesCannotMultiplyTheConfiguration) {
+  // Each level names the one before twice: 22 levels in under 600 bytes flatten to 2^22 fields.
+  std::string bomb = "a0: &a0 {x: 1, y: 2}\n";
+  for (int i = 1; i < 22; ++i) {
+    bomb += "a" + std::to_string(i) + ": &a" + std::to_string(i) + " {p: *a" +
+            std::to_string(i - 1) + ", q: *a" + std::to_string(i - 1) + "}\n";
+  }
+  auto c = config::from_yaml(bomb);
+  ASSERT_FALSE(c);
+  EXPECT_EQ(c.error().code, errc::configuration_error);
+  EXPECT_NE(c.error().message.find("flattens to more than"), std::string::npos)
+      << c.error().message;
+
+  // An alias inside the map it names nests without end.
+  auto cycle = config::from_yaml("d: &d {x: 1, again: *d}\n");
+  ASSERT_FALSE(cycle);
+  EXPECT_EQ(cycle.error().code, errc::configuration_error);
+
+  // Anchors that repeat a little are fine.
+  auto ok = config::from_yaml("defaults: &d {wait: 20s, batch: 10}\norders: *d\n");
+  ASSERT_TRUE(ok) << ok.error().to_string();
+  EXPECT_EQ(ok->get("orders.wait"), "20s");
+}
+
+TEST(Config, NotANumberIsNotADuration) {
+  // from_chars reads "nan" as a double; converting NaN to milliseconds is undefined.
+  EXPECT_FALSE(qrt::parse_duration("nan"));
+  EXPECT_FALSE(qrt::parse_duration("nans"));
+  EXPECT_FALSE(qrt::parse_duration("inf"));
+  EXPECT_FALSE((config{{"wait", "nan"}}.get_duration("wait", 1s)));
+}
+
+TEST(Config, TypedGettersNameTheFieldOnBadInput) {  // contract C34
   config c{{"max_queue_size", "lots"}, {"lock_duration", "5 fortnights"}, {"flag", "maybe"}};
   auto n = c.get_uint("max_queue_size", 1);
   ASSERT_FALSE(n);
@@ -80,4 +117,86 @@ TEST(Config, PairsNeedAnEqualsSign) {
   auto r = config::from_pairs({"novalue"});
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code, errc::configuration_error);
+}
+
+// The environment is shared with deployment tools, shells and CI systems: a QRT_* variable qrt
+// does not know is ignored with one warning naming it (never its value), while the same unknown
+// key in a file or a flag stays an error, since there it is most likely a typo.
+TEST(Config, UnknownEnvironmentVariablesAreIgnoredWithOneWarningNamingThem) {
+  ::setenv("QRTENV_PROVIDER", "memory", 1);
+  ::setenv("QRTENV_DEPLOY_REVISION", "value-that-must-not-print", 1);
+  auto env = config::from_environment("QRTENV_");
+  ::unsetenv("QRTENV_PROVIDER");
+  ::unsetenv("QRTENV_DEPLOY_REVISION");
+
+  EXPECT_EQ(env.unknown_environment_variables({"provider"}),
+            (std::vector<std::string>{"QRTENV_DEPLOY_REVISION"}));
+  testing::internal::CaptureStderr();
+  EXPECT_TRUE(env.reject_unknown({"provider"}));
+  EXPECT_TRUE(env.reject_unknown({"provider"}));  // a second reader of the same config
+  const std::string warned = testing::internal::GetCapturedStderr();
+  EXPECT_NE(warned.find("QRTENV_DEPLOY_REVISION"), std::string::npos) << warned;
+  EXPECT_EQ(warned.find("value-that-must-not-print"), std::string::npos) << warned;
+  EXPECT_EQ(std::count(warned.begin(), warned.end(), '\n'), 1) << warned;
+
+  // Known keys from the environment are still checked.
+  config bad_env = env;
+  ::setenv("QRTENV_MAX_QUEUE_SIZE", "lots", 1);
+  bad_env.merge(config::from_environment("QRTENV_"));
+  ::unsetenv("QRTENV_MAX_QUEUE_SIZE");
+  EXPECT_FALSE(bad_env.get_uint("max_queue_size", 1));
+
+  // The same key from a flag or a file is an error, also when it overrides the environment.
+  config from_flag = env;
+  from_flag.merge(config::from_pairs({"deploy_revision=7"}).value());
+  auto refused = from_flag.reject_unknown({"provider"});
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().message.find("'deploy_revision'"), std::string::npos);
+  config from_file = config::from_yaml("deploy_revision: 7\n").value();
+  EXPECT_FALSE(from_file.reject_unknown({"provider"}));
+}
+
+TEST(Config, UrlUserinfoIsRedactedInTextAndErrors) {
+  config c{{"endpoint", "amqps://alice:pw-Zm9vYmFy@broker.example:5671/vhost"},
+           {"url", "http://token-Zm9vYmFy@127.0.0.1:4566"},
+           {"region", "eu-west-1"}};
+  const auto text = c.to_string();
+  EXPECT_EQ(text.find("Zm9vYmFy"), std::string::npos) << text;
+  EXPECT_EQ(text.find("alice"), std::string::npos) << text;
+  EXPECT_NE(text.find("endpoint=amqps://<redacted>@broker.example:5671/vhost"), std::string::npos)
+      << text;
+  EXPECT_NE(text.find("url=http://<redacted>@127.0.0.1:4566"), std::string::npos) << text;
+  EXPECT_NE(text.find("region=eu-west-1"), std::string::npos) << text;
+  auto bad = c.get_uint("endpoint", 0);
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().to_string().find("Zm9vYmFy"), std::string::npos) << bad.error().to_string();
+  // Without userinfo, or with an '@' only in the path, nothing changes.
+  EXPECT_EQ(config::printable_value("endpoint", "https://sqs.eu-west-1.amazonaws.com/a@b"),
+            "https://sqs.eu-west-1.amazonaws.com/a@b");
+}
+
+// Durations are added to clock readings in nanoseconds: anything that would overflow there (or
+// is not a number at all) is refused where it is read.
+TEST(Config, DurationsThatWouldOverflowOrAreNotNumbersAreRefused) {
+  EXPECT_FALSE(qrt::parse_duration("nan"));
+  EXPECT_FALSE(qrt::parse_duration("inf"));
+  EXPECT_FALSE(qrt::parse_duration("1e300"));
+  EXPECT_FALSE(qrt::parse_duration("1000000h"));                          // about 114 years
+  EXPECT_EQ(qrt::parse_duration("200000h"), std::chrono::hours{200000});  // about 23 years
+  EXPECT_FALSE((config{{"ratio", "nan"}}.get_double("ratio", 1)));
+  EXPECT_FALSE((config{{"ratio", "inf"}}.get_double("ratio", 1)));
+}
+
+TEST(Config, ConfigurationFileLargerThanAMegabyteIsRefusedUnread) {
+  const auto path = std::filesystem::temp_directory_path() /
+                    ("qrt-config-test-" + std::to_string(::getpid()) + ".yaml");
+  {
+    std::ofstream out(path);
+    out << "provider: memory\n# " << std::string(2 << 20, 'x') << '\n';
+  }
+  auto c = config::from_yaml_file(path.string());
+  std::filesystem::remove(path);
+  ASSERT_FALSE(c);
+  EXPECT_EQ(c.error().code, errc::configuration_error);
+  EXPECT_NE(c.error().message.find("at most 1048576"), std::string::npos) << c.error().message;
 }

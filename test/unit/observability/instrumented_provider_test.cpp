@@ -1,8 +1,10 @@
 // The metrics decorator over the real embedded provider: every operation shows up under the
-// seed's names with the right labels, and promtool accepts the result. Also carries a W3C
-// traceparent from send to the handler through the provider.
+// runtime's metric names (docs/adr/0070-metrics-recording.md) with the right labels, and promtool
+// accepts the result. Also carries a W3C traceparent from send to the handler through the provider.
 #include <gtest/gtest.h>
 
+#include <array>
+#include <atomic>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_future.hpp>
@@ -10,7 +12,9 @@
 #include <qrt/health.hpp>
 #include <qrt/instrumented_provider.hpp>
 #include <qrt/memory.hpp>
+#include <qrt/runtime.hpp>
 #include <qrt/trace_context.hpp>
+#include <thread>
 
 namespace qrt::metrics {
 namespace {
@@ -114,6 +118,75 @@ TEST_F(InstrumentedProvider, TraceparentTravelsFromSendToTheHandler) {
   ASSERT_TRUE(extracted);
   EXPECT_EQ(*extracted, ctx);
   EXPECT_EQ(extracted->child().trace_id, ctx.trace_id);
+}
+
+// Many threads send, receive and settle through one instrumented provider on a multi-threaded
+// runtime, over two queues (so series are created and updated concurrently), while another
+// thread renders the exposition: every count is exact at the end and nothing is left in flight.
+TEST(InstrumentedProviderConcurrent, GaugesAndCountersStayExactUnderConcurrentUpdates) {
+  constexpr int workers = 8;
+  constexpr int per_worker = 300;
+  registry reg;
+  runtime_metrics m{reg};
+  qrt::runtime rt{{.worker_threads = 4}};
+  auto opts = memory::options::for_testing();
+  opts.queues = {"orders", "billing"};
+  auto raw = memory::make_provider(opts, rt.executor()).value();
+  queue_client client(instrument(raw, m));
+  const std::array<queue_name, 2> queues{queue_name::from("orders"), queue_name::from("billing")};
+
+  std::atomic<bool> done{false};
+  std::atomic<int> failures{0};
+  std::thread reader([&] {
+    while (!done.load()) {
+      if (reg.expose().find("queue_runtime_in_flight_messages") == std::string::npos) {
+        failures.fetch_add(1);
+      }
+    }
+  });
+  std::vector<std::thread> threads;
+  for (int w = 0; w < workers; ++w) {
+    threads.emplace_back([&, w] {
+      const auto& q = queues[static_cast<std::size_t>(w % 2)];
+      for (int i = 0; i < per_worker; ++i) {
+        message msg;
+        msg.body = std::to_string(w) + ":" + std::to_string(i);
+        if (!rt.block_on(client.send(q, msg))) {
+          failures.fetch_add(1);
+          continue;
+        }
+        // Sends on this queue never trail its receives, so a message is always on its way.
+        auto got = rt.block_on(client.receive(q, 1, 10s));
+        if (!got || got->size() != 1) {
+          failures.fetch_add(1);
+          continue;
+        }
+        auto settled = (i % 10 == 9)
+                           ? rt.block_on(client.dead_letter((*got)[0].receipt, "test", ""))
+                           : rt.block_on(client.complete((*got)[0].receipt));
+        if (!settled) failures.fetch_add(1);
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  done = true;
+  reader.join();
+  rt.block_on(raw->close());
+
+  EXPECT_EQ(failures.load(), 0);
+  constexpr std::uint64_t per_queue = workers / 2 * per_worker;
+  for (const auto& q : queues) {
+    const std::vector<std::string> labels{q.str(), "memory"};
+    EXPECT_EQ(m.messages_sent.with(labels).value(), per_queue) << q.str();
+    EXPECT_EQ(m.messages_received.with(labels).value(), per_queue) << q.str();
+    EXPECT_EQ(m.dead_lettered.with(labels).value(), per_queue / 10) << q.str();
+    EXPECT_DOUBLE_EQ(m.in_flight.with(labels).value(), 0.0) << q.str() << ": in-flight gauge";
+    EXPECT_EQ(m.operations.with({q.str(), "memory", "complete"}).value(),
+              per_queue - per_queue / 10)
+        << q.str();
+    EXPECT_EQ(m.operation_duration.with({q.str(), "memory", "send"}).read().count, per_queue)
+        << q.str();
+  }
 }
 
 }  // namespace

@@ -123,7 +123,7 @@ TEST(Registry, RefusesConflictingAndInvalidRegistrationsNamingTheMetric) {
   expect_rejected([&] { r.add_histogram("h_seconds", "h", {}); }, "at least one bucket");
 }
 
-TEST(RuntimeMetrics, UsesTheSeedsNamesAndBuckets) {
+TEST(RuntimeMetrics, UsesTheDocumentedNamesAndBuckets) {
   registry r;
   runtime_metrics m(r);
   EXPECT_EQ(m.messages_processed.name(), "queue_runtime_messages_processed_total");

@@ -1,5 +1,4 @@
-// Adaptive batch sizing on a controllable clock (issue 3: "adaptive sizes converge for fast and
-// slow handlers").
+// Adaptive batch sizing on a controllable clock: sizes converge for fast and for slow handlers.
 #include <gtest/gtest.h>
 
 #include <qrt/adaptive_batch.hpp>
@@ -50,7 +49,7 @@ TEST(AdaptiveBatch, AveragesOnlyTheRecentWindowAndKeepsLimitedHistory) {
   EXPECT_EQ(sizer.history().size(), 6u) << "an empty batch says nothing";
 }
 
-// The seed's process_adaptive_batch against the real embedded provider; the handler advances
+// process_adaptive_batch against the real embedded provider; the handler advances
 // the fake clock by 10 ms per message, so the second batch is sized 100 ms / 10 ms = 10.
 TEST(AdaptiveBatch, ProcessorReceivesSizedBatchesAndSettlesThem) {
   qrt::runtime rt;
@@ -83,4 +82,31 @@ TEST(AdaptiveBatch, ProcessorReceivesSizedBatchesAndSettlesThem) {
   EXPECT_EQ(sizes, (std::vector<std::size_t>{1, 10, 10, 4}));
   EXPECT_EQ(rt.block_on(client.stats(q)).value().active, 0);
   EXPECT_EQ(rt.block_on(client.stats(q)).value().in_flight, 0);
+}
+
+// A handler throwing something not derived from std::exception fails only its own message: it
+// is abandoned, the rest of the batch is completed, and process_batch returns normally.
+TEST(AdaptiveBatch, NonStandardThrowAbandonsOnlyThatMessage) {
+  qrt::runtime rt;
+  auto memory =
+      qrt::memory::make_provider(qrt::memory::options::for_testing(), rt.executor()).value();
+  qrt::queue_client client(memory);
+  const auto q = qrt::queue_name::from("q");
+  ASSERT_TRUE(rt.block_on(client.create_queue(q)));
+  for (auto body : {"a", "bomb", "c"}) ASSERT_TRUE(rt.block_on(client.send(q, {.body = body})));
+
+  qrt::adaptive_batch_processor p(
+      client, q,
+      [&](const qrt::received_message& m) -> qrt::awaitable<qrt::result<void>> {
+        if (m.body == "bomb") throw 3.5;
+        co_return qrt::result<void>{};
+      },
+      {.min_batch_size = 3, .max_batch_size = 3}, 0ms);
+  auto n = rt.block_on(p.process_batch());
+  ASSERT_TRUE(n) << n.error().to_string();
+  EXPECT_EQ(*n, 3u);
+  auto left = rt.block_on(client.receive(q, 10, 0ms)).value();
+  ASSERT_EQ(left.size(), 1u);
+  EXPECT_EQ(left[0].body, "bomb");
+  EXPECT_EQ(left[0].delivery_count, 2u);
 }

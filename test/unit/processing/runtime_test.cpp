@@ -1,13 +1,15 @@
-// qrt::runtime and the seed's RuntimeConfiguration presets.
+// qrt::runtime and its configuration presets.
 #include <gtest/gtest.h>
 
+#include <boost/asio/post.hpp>
 #include <condition_variable>
 #include <mutex>
 #include <qrt/runtime.hpp>
 #include <set>
+#include <stdexcept>
 #include <thread>
 
-TEST(Runtime, PresetsMatchTheSeed) {
+TEST(Runtime, PresetsHaveTheirDocumentedValues) {
   EXPECT_EQ(qrt::runtime_configuration::for_low_resource().worker_threads, 2u);
   EXPECT_EQ(qrt::runtime_configuration::for_high_throughput().worker_threads,
             std::max(1u, std::thread::hardware_concurrency()));
@@ -37,4 +39,35 @@ TEST(Runtime, RunsWorkOnTheConfiguredNumberOfThreads) {
   }
   for (auto& d : done) EXPECT_TRUE(d.get());
   EXPECT_EQ(rt.block_on([]() -> qrt::awaitable<int> { co_return 7; }()), 7);
+}
+
+// A handler that throws must not terminate the process (every queue's consumer with it): the
+// worker reports it on stderr and carries on. Both workers are shown alive afterwards by work
+// that can only finish with two threads running it at once.
+TEST(Runtime, AHandlerThatThrowsIsReportedAndTheWorkersCarryOn) {
+  constexpr std::size_t n = 2;
+  qrt::runtime rt({.worker_threads = n});
+  ::testing::internal::CaptureStderr();
+  boost::asio::post(rt.executor(), [] { throw std::runtime_error("decoder exploded"); });
+  boost::asio::post(rt.executor(), [] { throw 42; });
+  std::mutex m;
+  std::condition_variable cv;
+  std::size_t running = 0;
+  std::vector<std::future<bool>> done;
+  for (std::size_t i = 0; i < n; ++i) {
+    done.push_back(boost::asio::co_spawn(
+        rt.executor(),
+        [&]() -> qrt::awaitable<bool> {
+          std::unique_lock lock(m);
+          ++running;
+          cv.notify_all();
+          co_return cv.wait_for(lock, std::chrono::seconds{10}, [&] { return running == n; });
+        },
+        boost::asio::use_future));
+  }
+  for (auto& d : done) EXPECT_TRUE(d.get());
+  const std::string err = ::testing::internal::GetCapturedStderr();
+  EXPECT_NE(err.find("qrt: runtime worker: a handler threw (decoder exploded)"), std::string::npos)
+      << err;
+  EXPECT_NE(err.find("not a std::exception"), std::string::npos) << err;
 }

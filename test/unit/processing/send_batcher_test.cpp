@@ -7,6 +7,8 @@
 #include <qrt/memory.hpp>
 #include <qrt/runtime.hpp>
 #include <qrt/send_batcher.hpp>
+#include <set>
+#include <thread>
 
 #include "../support/recording_provider.hpp"
 
@@ -77,8 +79,8 @@ TEST(SendBatcher, FlushesAfterMaxDelay) {
   EXPECT_EQ(f.batcher.stats().flushes_by_delay, 1u);
 }
 
-// Seed: "Handle partial batch failures gracefully". Only the entries that failed transiently
-// are sent again; a permanent failure is reported for its message alone.
+// Contract C4: a partial batch failure is handled per message. Only the entries that failed
+// transiently are sent again; a permanent failure is reported for its message alone.
 TEST(SendBatcher, ResendsOnlyTheFailedEntriesOfAPartialFailure) {
   std::vector<qrt::milliseconds> delays;
   auto script = [](std::size_t call, std::size_t,
@@ -127,4 +129,71 @@ TEST(SendBatcher, SendsThroughTheEmbeddedProviderAndKeepsEveryMessage) {
   auto got = rt.block_on(client.receive(q, 100, 0ms)).value();
   ASSERT_EQ(got.size(), 25u);
   for (int i = 0; i < 25; ++i) EXPECT_EQ(got[i].body, "m" + std::to_string(i));
+}
+
+// Many threads send at once while explicit flushes race the delay timer and the count limit:
+// every message is stored exactly once, and every send gets its own id.
+TEST(SendBatcher, ConcurrentSendersAndFlushesRacingTheDelayTimerLoseAndDuplicateNothing) {
+  constexpr int threads = 8;
+  constexpr int per_thread = 200;
+  constexpr std::size_t total = threads * per_thread;
+  qrt::runtime rt{{.worker_threads = 4}};
+  auto opts = qrt::memory::options::for_testing();
+  opts.max_queue_size = total;
+  auto memory = qrt::memory::make_provider(opts, rt.executor()).value();
+  qrt::queue_client client(memory);
+  ASSERT_TRUE(rt.block_on(client.create_queue(q)));
+  // A 1 ms delay timer fires all the time between the count flushes and the explicit ones.
+  qrt::send_batcher batcher(client, rt.executor(), {.max_batch_messages = 7, .max_delay = 1ms});
+
+  std::mutex mutex;
+  std::vector<std::string> ids;
+  std::vector<std::string> errors;
+  std::vector<std::thread> senders;
+  for (int t = 0; t < threads; ++t) {
+    senders.emplace_back([&, t] {
+      std::vector<std::future<qrt::result<qrt::message_id>>> pending;
+      for (int i = 0; i < per_thread; ++i) {
+        pending.push_back(boost::asio::co_spawn(
+            rt.executor(), batcher.send(q, body(std::to_string(t) + ":" + std::to_string(i))),
+            boost::asio::use_future));
+        if (i % 25 == 24) rt.block_on(batcher.flush());
+      }
+      for (auto& p : pending) {
+        auto r = p.get();
+        std::lock_guard lock(mutex);
+        if (r) {
+          ids.push_back(*r);
+        } else {
+          errors.push_back(r.error().to_string());
+        }
+      }
+    });
+  }
+  for (auto& s : senders) s.join();
+  rt.block_on(batcher.flush());
+
+  EXPECT_TRUE(errors.empty()) << errors.size() << " sends failed; first: " << errors.front();
+  EXPECT_EQ(ids.size(), total);
+  EXPECT_EQ(std::set<std::string>(ids.begin(), ids.end()).size(), ids.size())
+      << "two sends were given the same id";
+
+  std::multiset<std::string> stored;
+  for (;;) {
+    auto got = rt.block_on(client.receive(q, 100, 0ms)).value();
+    if (got.empty()) break;
+    for (auto& m : got) stored.insert(m.body);
+  }
+  EXPECT_EQ(stored.size(), total) << "messages lost or stored twice";
+  for (int t = 0; t < threads; ++t) {
+    for (int i = 0; i < per_thread; ++i) {
+      const auto b = std::to_string(t) + ":" + std::to_string(i);
+      EXPECT_EQ(stored.count(b), 1u) << "message " << b;
+    }
+  }
+  const auto s = batcher.stats();
+  EXPECT_EQ(s.resent_entries, 0u);
+  EXPECT_EQ(s.send_calls,
+            s.flushes_by_count + s.flushes_by_bytes + s.flushes_by_delay + s.flushes_explicit)
+      << "a flush sent nothing, or a batch was sent twice";
 }

@@ -1,8 +1,12 @@
 // The circuit breaker, on a controllable clock.
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <latch>
+#include <mutex>
 #include <qrt/circuit_breaker.hpp>
 #include <qrt/runtime.hpp>
+#include <thread>
 
 using namespace std::chrono_literals;
 using qrt::breaker_state;
@@ -19,8 +23,8 @@ struct fake_clock {
 
 }  // namespace
 
-// Issue 3: "the breaker opens after N failures, rejects fast while open, and closes after a good
-// probe" (pain point: Nack loops hammering a failing dependency).
+// Contract P6: the breaker opens after N failures, rejects fast while open, and closes after a
+// good probe, so redelivery loops do not hammer a failing dependency.
 TEST(CircuitBreaker, OpensAfterNFailuresRejectsFastWhileOpenAndClosesAfterAGoodProbe) {
   fake_clock clock;
   std::vector<std::pair<breaker_state, breaker_state>> changes;
@@ -116,4 +120,60 @@ TEST(CircuitBreaker, OnlyConsecutiveDependencyFailuresCount) {
   EXPECT_EQ(breaker.state(), breaker_state::closed);
   outcome(down);
   EXPECT_EQ(breaker.state(), breaker_state::open);
+}
+
+// Many callers reach a breaker whose open period has just run out at the same instant: exactly
+// half_open_probes of them get through, the breaker goes half-open once, and the probes' results
+// close it once. Repeated, so that the callers really do interleave.
+TEST(CircuitBreaker, ConcurrentCallersAfterTheOpenPeriodLetExactlyTheProbesThrough) {
+  constexpr int callers = 8;
+  constexpr std::uint32_t probes = 3;
+  constexpr int rounds = 200;
+  fake_clock clock;  // moved only while no caller runs (between the latches)
+  std::mutex changes_mutex;
+  std::vector<std::pair<breaker_state, breaker_state>> changes;
+  qrt::circuit_breaker breaker({.failure_threshold = 1,
+                                .open_duration = 1s,
+                                .half_open_probes = probes,
+                                .on_state_change =
+                                    [&](breaker_state from, breaker_state to) {
+                                      std::lock_guard lock(changes_mutex);
+                                      changes.emplace_back(from, to);
+                                    },
+                                .now = clock.fn()});
+  for (int round = 0; round < rounds; ++round) {
+    ASSERT_TRUE(breaker.allow());
+    breaker.record_failure();
+    ASSERT_EQ(breaker.state(), breaker_state::open);
+    clock.t += 1s;
+    {
+      std::lock_guard lock(changes_mutex);
+      changes.clear();
+    }
+
+    std::atomic<int> admitted{0};
+    std::latch start(callers), everyone_asked(callers);
+    std::vector<std::thread> threads;
+    for (int c = 0; c < callers; ++c) {
+      threads.emplace_back([&] {
+        start.arrive_and_wait();
+        const bool probe = breaker.allow();
+        if (probe) admitted.fetch_add(1);
+        // Probes finish only once every caller has asked: while they run, the breaker is
+        // half-open for all of them.
+        everyone_asked.arrive_and_wait();
+        if (probe) breaker.record_success();
+      });
+    }
+    for (auto& t : threads) t.join();
+
+    ASSERT_EQ(admitted.load(), static_cast<int>(probes))
+        << "round " << round << ": the half-open breaker let the wrong number of probes through";
+    ASSERT_EQ(breaker.state(), breaker_state::closed) << "round " << round;
+    std::lock_guard lock(changes_mutex);
+    const std::vector<std::pair<breaker_state, breaker_state>> expected{
+        {breaker_state::open, breaker_state::half_open},
+        {breaker_state::half_open, breaker_state::closed}};
+    ASSERT_EQ(changes, expected) << "round " << round;
+  }
 }

@@ -72,8 +72,8 @@ TEST(RetryPolicy, JitterOnlyShortensADelayByItsConfiguredShare) {
   EXPECT_GE(*p.next_delay(transient(), 1, 0.999999), 750ms);
 }
 
-TEST(RetryPolicy, RetriesBackOffAsConfigured) {  // issue 3: "retries back off as configured"
-  auto p = retry_policy::exponential_backoff(100ms, 30'000ms, 3.0);  // the seed's high-throughput
+TEST(RetryPolicy, RetriesBackOffAsConfigured) {
+  auto p = retry_policy::exponential_backoff(100ms, 30'000ms, 3.0);  // the high-throughput preset's
   p.jitter = 0;
   p.max_attempts = 5;
   auto run = run_with_failures(p, 3, transient());
@@ -112,7 +112,25 @@ TEST(RetryPolicy, ThrottledErrorWaitsTheServicesRetryAfterEvenBeyondMaxDelay) {
   EXPECT_EQ(run.delays, (std::vector<qrt::milliseconds>{2'500ms}));
 }
 
-// The client applies retries to transient provider errors by default (issue 3, item 1), and a
+// A service's retry_after is untrusted: an absurd one waits at most max_retry_after, a negative
+// one not at all, and the extremes of the type never overflow.
+TEST(RetryPolicy, AServicesRetryAfterIsClampedToTheLongestHonouredWait) {
+  const auto p = retry_policy::fixed_interval(50ms);
+  error throttled = qrt::fail(errc::throttled, "slow down");
+  const std::pair<qrt::milliseconds, qrt::milliseconds> cases[] = {
+      {std::chrono::hours(24 * 365), qrt::max_retry_after},
+      {qrt::milliseconds::max(), qrt::max_retry_after},
+      {-5s, 0ms},
+      {qrt::milliseconds::min(), 0ms},
+      {qrt::max_retry_after, qrt::max_retry_after},
+  };
+  for (const auto& [asked, waited] : cases) {
+    throttled.retry_after = asked;
+    EXPECT_EQ(p.next_delay(throttled, 1, 0.5), waited) << asked.count();
+  }
+}
+
+// The client applies retries to transient provider errors by default (contract C31), and a
 // retried send is not duplicated: an injected failure happens before the provider saw the call.
 TEST(ClientRetry, TransientProviderErrorsAreRetriedByDefaultAndNothingIsDuplicated) {
   qrt::runtime rt;

@@ -1,6 +1,6 @@
-// The benchmark harness (the seed's PerformanceBenchmark): producers and consumers on one
-// provider, measuring send / receive / end-to-end throughput, end-to-end latency (enqueue time
-// stamped into the body -> handler), per-operation latency, CPU per message and peak RSS.
+// The benchmark harness: producers and consumers on one provider, measuring send / receive /
+// end-to-end throughput, end-to-end latency (enqueue time stamped into the body -> handler),
+// per-operation latency, CPU per message and peak RSS.
 // Plus the same-run raw-queue baseline, the consumer scaling run and the client-overhead run.
 #pragma once
 
@@ -124,7 +124,7 @@ struct scaling_options {
   std::size_t max_consumers = 32;
   milliseconds window{1500};  ///< measuring time per consumer count
 };
-/// Seed assertions 3 and 13: N = 1, 2, 4, ... max_consumers consumers on a prefilled queue,
+/// Scaling with consumers: N = 1, 2, 4, ... max_consumers consumers on a prefilled queue,
 /// every provider call delayed by injected_latency.
 result<std::vector<scaling_point>> run_scaling(const scaling_options& options);
 
@@ -138,7 +138,7 @@ struct overhead_result {
   double qrt_share = 0;       ///< (cpu - handler cpu) / cpu: the headline, robust to a busy machine
   double qrt_share_wall = 0;  ///< (wall - handler wall) / wall: includes waits and preemption
 };
-/// Seed assertion 6: one consumer, a handler of known fixed CPU cost, prefilled queue; the
+/// Client overhead: one consumer, a handler of known fixed CPU cost, prefilled queue; the
 /// share of the work that is not the handler's.
 result<overhead_result> run_overhead(const bench_options& options, std::uint64_t messages,
                                      std::chrono::microseconds handler_cost);

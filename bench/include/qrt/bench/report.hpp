@@ -1,5 +1,5 @@
 // What a benchmark run produces: a table for people, report.json for scripts, a chart
-// (self-contained HTML with inline SVG), and checks against the seed's performance targets.
+// (self-contained HTML with inline SVG), and checks against the benchmark targets.
 #pragma once
 
 #include <optional>
@@ -17,7 +17,7 @@ struct bound {
   std::string text;  ///< as written, for the report
 };
 
-/// The seed's performance_targets; every field optional.
+/// One set of benchmark targets (`performance_targets:` in the YAML); every field optional.
 struct performance_targets {
   std::string environment;  ///< "production", "development", or "" when the file has one set
   std::optional<bound> messages_per_second, batch_efficiency, sustained_duration;

@@ -4,6 +4,7 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/execution/outstanding_work.hpp>
@@ -14,6 +15,7 @@
 #include <cstring>
 #include <fstream>
 #include <iostream>
+#include <set>
 
 namespace qrt::memory::log {
 namespace {
@@ -25,9 +27,13 @@ error io_error(const std::string& what, const fs::path& path, int err) {
               "persistence log: " + what + " " + path.string() + ": " + std::strerror(err));
 }
 
+using error_injector = std::function<int(std::string_view call)>;
+
 result<void> write_at(int fd, const char* data, std::size_t size, std::uint64_t offset,
-                      const fs::path& path) {
+                      const fs::path& path, const error_injector& inject) {
   while (size > 0) {
+    if (const int err = inject ? inject("write") : 0; err != 0)
+      return io_error("cannot write", path, err);
     const ssize_t n = ::pwrite(fd, data, size, static_cast<off_t>(offset));
     if (n < 0) {
       if (errno == EINTR) continue;
@@ -42,12 +48,13 @@ result<void> write_at(int fd, const char* data, std::size_t size, std::uint64_t 
 
 /// Writes zeros over [from, to): real blocks, unlike fallocate's unwritten extents, whose first
 /// write is a metadata change that every fdatasync would then have to commit.
-result<void> write_zeros(int fd, std::uint64_t from, std::uint64_t to, const fs::path& path) {
+result<void> write_zeros(int fd, std::uint64_t from, std::uint64_t to, const fs::path& path,
+                         const error_injector& inject) {
   static const std::vector<char> zeros(64 * 1024, '\0');
   while (from < to) {
     const std::size_t n =
         static_cast<std::size_t>(std::min<std::uint64_t>(to - from, zeros.size()));
-    if (auto r = write_at(fd, zeros.data(), n, from, path); !r) return r;
+    if (auto r = write_at(fd, zeros.data(), n, from, path, inject); !r) return r;
     from += n;
   }
   return {};
@@ -141,7 +148,8 @@ persistent_log::persistent_log(log_options options) : options_(std::move(options
 result<persistent_log::opened> persistent_log::open(log_options options) {
   if (options.directory.empty())
     return fail(errc::configuration_error, "persistence_path: required with enable_persistence");
-  if (options.segment_bytes < 4096) options.segment_bytes = 4096;
+  options.segment_bytes =
+      std::clamp<std::uint64_t>(options.segment_bytes, 4096, largest_segment_bytes);
   if (!options.warn)
     options.warn = [](const std::string& line) { std::cerr << "qrt: " << line << '\n'; };
   std::error_code ec;
@@ -228,6 +236,10 @@ detail::lsn persistent_log::append(Encode&& encode) {
   chunk& c = queued_.back();
   const std::size_t before = c.bytes.size();
   if (result<void> r = encode(c.bytes); !r) {
+    // Unreachable for valid input: the provider refuses, before changing anything, a message
+    // whose record could be too large (refuse()), and bounds session states and dead-letter
+    // texts. Were it reached, memory would hold a change the disk lacks; acknowledging anything
+    // after that would be wrong, so the log stops as on a disk error.
     fail_locked(r.error());
     return lsn;
   }
@@ -360,8 +372,69 @@ std::uint64_t persistent_log::fdatasync_count() const {
   return syncs_.load();
 }
 
+std::optional<error> persistent_log::refuse(const queue_name& queue, const message& content) const {
+  // The record a message needs once dead-lettered, with the longest texts that may come with it.
+  static const dead_letter_info longest{std::string(max_dead_letter_reason_bytes, 'r'),
+                                        std::string(max_dead_letter_description_bytes, 'd')};
+  const std::size_t needed = enqueued_payload_size(queue.dead_letter(), content, &longest);
+  if (needed <= max_payload_size) return std::nullopt;
+  return fail(errc::message_too_large,
+              "message cannot be persisted: it needs a log record of " + std::to_string(needed) +
+                  " bytes (counting every field and room for a dead-letter reason), more than "
+                  "the largest record (" +
+                  std::to_string(max_payload_size) + " bytes)");
+}
+
+std::optional<error> persistent_log::failure() const {
+  if (!failed_.load(std::memory_order_acquire)) return std::nullopt;
+  std::lock_guard lock(mutex_);
+  return failure_;
+}
+
+int persistent_log::injected(std::string_view call) const {
+  return options_.inject_error ? options_.inject_error(call) : 0;
+}
+
+std::optional<std::string> persistent_log::rewind_failed_batch(const write_position& before,
+                                                               const std::deque<chunk>& batch) {
+  // The descriptor goes first: the file is cut by path, and nothing may later sync or cut it.
+  if (file_fd_ >= 0) ::close(file_fd_);
+  file_fd_ = -1;
+  file_dirty_ = false;
+  file_offset_ = file_prepared_ = 0;
+  std::set<std::uint64_t> segments;
+  for (const chunk& c : batch) segments.insert(c.segment);
+  std::string problems;
+  const auto note = [&](const std::string& what, const fs::path& path, int err) {
+    problems +=
+        (problems.empty() ? "" : "; ") + what + " " + path.string() + ": " + std::strerror(err);
+  };
+  for (const std::uint64_t segment : segments) {
+    const fs::path path = options_.directory / segment_file_name(segment);
+    if (before.open && segment == before.segment) {
+      const int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+      if (fd < 0) {
+        note("cannot open", path, errno);
+        continue;
+      }
+      if (::ftruncate(fd, static_cast<off_t>(before.offset)) != 0)
+        note("cannot cut", path, errno);
+      else if (::fsync(fd) != 0)
+        note("cannot sync", path, errno);
+      ::close(fd);
+    } else {
+      std::error_code ec;
+      if (!fs::remove(path, ec) && ec) note("cannot delete", path, ec.value());
+    }
+  }
+  if (auto r = sync_directory(options_.directory); !r) problems += "; " + r.error().message;
+  if (problems.empty()) return std::nullopt;
+  return problems;
+}
+
 void persistent_log::fail_locked(error e) {
   if (!failure_) failure_ = std::move(e);
+  failed_.store(true, std::memory_order_release);
   complete_all_waiters_locked();
 }
 
@@ -415,19 +488,25 @@ result<void> persistent_log::write_chunk(chunk& c) {
     file_offset_ = 0;
     file_prepared_ = 0;
     const std::string header = segment_header(c.segment);
-    if (auto r = write_at(file_fd_, header.data(), header.size(), 0, path); !r) return r;
+    if (auto r = write_at(file_fd_, header.data(), header.size(), 0, path, options_.inject_error);
+        !r)
+      return r;
     file_offset_ = header.size();
     file_prepared_ = file_offset_;
     if (auto r = prepare_space(c.bytes.size(), path); !r) return r;
     if (options_.mode != durability::none) {
       // The file's size and the zeros ahead become durable here, once, not on the first sync.
+      if (const int err = injected("fsync"); err != 0) return io_error("cannot sync", path, err);
       if (::fsync(file_fd_) != 0) return io_error("cannot sync", path, errno);
       if (auto r = sync_directory(dir); !r) return r;
     }
   }
   if (auto r = prepare_space(c.bytes.size(), path); !r) return r;
   file_dirty_ = true;
-  if (auto r = write_at(file_fd_, c.bytes.data(), c.bytes.size(), file_offset_, path); !r) return r;
+  if (auto r = write_at(file_fd_, c.bytes.data(), c.bytes.size(), file_offset_, path,
+                        options_.inject_error);
+      !r)
+    return r;
   file_offset_ += c.bytes.size();
   return {};
 }
@@ -443,7 +522,8 @@ result<void> persistent_log::prepare_space(std::size_t bytes, const fs::path& pa
   std::uint64_t target =
       std::min<std::uint64_t>(needed + options_.preallocate_bytes, options_.segment_bytes);
   target = (std::max(target, needed) + 4095) / 4096 * 4096;
-  if (auto r = write_zeros(file_fd_, file_prepared_, target, path); !r) return r;
+  if (auto r = write_zeros(file_fd_, file_prepared_, target, path, options_.inject_error); !r)
+    return r;
   file_prepared_ = target;
   return {};
 }
@@ -460,7 +540,9 @@ result<void> persistent_log::close_open_file(bool sync) {
       file_dirty_ = true;
   }
   if (r && sync && file_dirty_) {
-    if (::fsync(file_fd_) != 0)
+    if (const int err = injected("fsync"); err != 0)
+      r = io_error("cannot sync", path, err);
+    else if (::fsync(file_fd_) != 0)
       r = io_error("cannot sync", path, errno);
     else
       ++syncs_;
@@ -474,6 +556,9 @@ result<void> persistent_log::close_open_file(bool sync) {
 
 result<void> persistent_log::sync_open_file() {
   if (file_fd_ < 0 || !file_dirty_) return {};
+  if (const int err = injected("fdatasync"); err != 0)
+    return io_error("fdatasync failed on", options_.directory / segment_file_name(file_segment_),
+                    err);
   if (::fdatasync(file_fd_) != 0)
     return io_error("fdatasync failed on", options_.directory / segment_file_name(file_segment_),
                     errno);
@@ -626,6 +711,7 @@ void persistent_log::writer_loop() {
     for (const chunk& c : batch) last = std::max(last, c.last);
     taken_lsn_ = std::max(taken_lsn_, last);
     lock.unlock();
+    const write_position before{file_fd_ >= 0, file_segment_, file_offset_};
     result<void> r;
     for (chunk& c : batch)
       if (r = write_chunk(c); !r) break;
@@ -634,11 +720,22 @@ void persistent_log::writer_loop() {
       r = sync_open_file();
       sync_estimate_ = (sync_estimate_ * 7 + (steady::now() - sync_start)) / 8;
     }
-    lock.lock();
     if (!r) {
-      fail_locked(r.error());
+      // No operation in this batch was acknowledged (that happens below, after the write and,
+      // in `always` mode, the sync): what of it reached the disk is taken off again, so that
+      // a reopen replays exactly what was acknowledged. The provider refuses every operation
+      // from here on (failure()), since its memory already holds the batch's changes.
+      error e = r.error();
+      if (auto problem = rewind_failed_batch(before, batch))
+        e.message += "; the failed batch could not be taken off the disk (" + *problem +
+                     "), so a reopen may replay operations that were reported as failed";
+      else
+        e.message += "; the persisted provider stops here: reopen it once the disk is fixed";
+      lock.lock();
+      fail_locked(std::move(e));
       break;
     }
+    lock.lock();
     // Deleting before the batch counts as written (rare: once per settled segment) means
     // whoever sees its operation acknowledged also sees the disk space it freed. The deletion
     // unlocks the mutex for its syscalls, so the lsns must not be published before it: a

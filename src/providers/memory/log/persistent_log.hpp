@@ -10,7 +10,9 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <qrt/memory.hpp>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -21,15 +23,19 @@ namespace qrt::memory::log {
 struct log_options {
   std::filesystem::path directory;  ///< created if missing
   durability mode = durability::always;
-  milliseconds sync_interval{100};          ///< durability::interval
-  std::uint64_t max_disk_bytes = 0;         ///< 0: no limit
-  std::uint64_t segment_bytes = 64u << 20;  ///< a segment is rolled once it reaches this size
+  milliseconds sync_interval{100};   ///< durability::interval
+  std::uint64_t max_disk_bytes = 0;  ///< 0: no limit
+  /// A segment is rolled once it reaches this size (4 KiB to largest_segment_bytes).
+  std::uint64_t segment_bytes = largest_segment_bytes;
   /// durability::always writes zeros this far ahead of the records (see prepare_space).
   std::uint64_t preallocate_bytes = 1u << 20;
   /// How long open() waits for another holder of the directory to close it (0: fail at once).
   milliseconds open_timeout{0};
   /// Where recovery reports what it cut off, and open() that it waits; default: stderr.
   std::function<void(const std::string&)> warn;
+  /// Test seam standing in for a failing disk: consulted before each write ("write") and sync
+  /// ("fdatasync", "fsync") of a segment; a non-zero result fails that call with that errno.
+  std::function<int(std::string_view call)> inject_error;
 };
 
 class persistent_log final : public detail::event_sink {
@@ -53,6 +59,8 @@ class persistent_log final : public detail::event_sink {
   detail::lsn session_state_set(const queue_name& queue, const session_id& session,
                                 const std::string& state) override;
   awaitable<result<void>> flushed(detail::lsn upto) override;
+  std::optional<error> refuse(const queue_name& queue, const message& content) const override;
+  std::optional<error> failure() const override;
 
   /// Blocking form of flushed() for callers outside a coroutine (tests, shutdown).
   result<void> wait_flushed(detail::lsn upto);
@@ -94,6 +102,19 @@ class persistent_log final : public detail::event_sink {
   bool reached_locked(detail::lsn upto) const;
   void writer_loop();
   result<void> write_chunk(chunk& c);
+  /// Where the writer stood before a batch: what a failed batch is cut back to.
+  struct write_position {
+    bool open = false;  ///< a segment was open (else the batch started a new one)
+    std::uint64_t segment = 0;
+    std::uint64_t offset = 0;
+  };
+  /// After a failed write or sync, takes the batch's records off the disk again (cuts the open
+  /// segment back to `before`, deletes segments the batch started): none of its operations was
+  /// acknowledged, so a reopen must not replay them. Returns why it could not, if so.
+  std::optional<std::string> rewind_failed_batch(const write_position& before,
+                                                 const std::deque<chunk>& batch);
+  /// errno injected for `call` by options_.inject_error, else 0.
+  int injected(std::string_view call) const;
   result<void> sync_open_file();
   result<void> prepare_space(std::size_t bytes, const std::filesystem::path& path);
   /// Cuts the zeros ahead of the last record, syncs (if `sync`) and closes the open segment.
@@ -126,6 +147,7 @@ class persistent_log final : public detail::event_sink {
   detail::lsn taken_lsn_ = 0;    ///< taken by the writer for its current or last batch
   std::multimap<detail::lsn, waiter> waiters_;
   std::optional<error> failure_;
+  std::atomic<bool> failed_{false};  ///< failure_ is set: read without the mutex by failure()
   bool stopping_ = false;
   bool stopped_ = false;
   std::atomic<std::uint64_t> syncs_{0};

@@ -172,9 +172,18 @@ class reader {
     const std::int64_t ns = i64(what);
     return time_point{std::chrono::duration_cast<clock::duration>(std::chrono::nanoseconds{ns})};
   }
+  /// A duration the provider could have written: within +-longest_duration.
+  milliseconds ms(const char* what) {
+    const std::int64_t v = i64(what);
+    if (v < -detail::longest_duration.count() || v > detail::longest_duration.count()) {
+      fail_at(std::string("impossible ") + what + " " + std::to_string(v) + " ms");
+      return milliseconds{0};
+    }
+    return milliseconds{v};
+  }
   std::optional<milliseconds> optional_ms(const char* what) {
     if (!boolean(what)) return std::nullopt;
-    return milliseconds{i64(what)};
+    return ms(what);
   }
   queue_name queue() {
     std::string name = string("queue name");
@@ -215,7 +224,7 @@ class reader {
 
 queue_options read_options(reader& r) {
   queue_options o;
-  o.lock_duration = milliseconds{r.i64("lock duration")};
+  o.lock_duration = r.ms("lock duration");
   o.max_delivery_count = r.u32("max delivery count");
   o.default_time_to_live = r.optional_ms("default time to live");
   o.dead_letter_on_expiration = r.boolean("dead-letter-on-expiration flag");
@@ -302,6 +311,25 @@ result<void> append_session_state(std::string& out, const queue_name& queue,
     put_string(p, session.str());
     put_string(p, state);
   });
+}
+
+std::size_t enqueued_payload_size(const queue_name& queue, const message& c,
+                                  const dead_letter_info* dead_letter) {
+  // Mirrors put_queue and put_message, field by field.
+  constexpr std::size_t u8 = 1, u32 = 4, u64 = 8;
+  const auto string = [](std::string_view s) { return u32 + s.size(); };
+  const auto optional_ms = [&](bool present) { return u8 + (present ? u64 : 0); };
+  std::size_t n = u8;             // record type
+  n += string(queue.str()) + u8;  // queue
+  n += u64 + u64 + u32 + u8;      // sequence, enqueued time, count, flag
+  if (dead_letter) n += string(dead_letter->reason) + string(dead_letter->description);
+  n += string(c.body) + u32;
+  for (const auto& [k, v] : c.attributes) n += string(k) + string(v);
+  n += u8 + (c.session ? string(c.session->str()) : 0);
+  n += string(c.correlation_id) + string(c.content_type) + string(c.subject) + string(c.id);
+  n += optional_ms(c.time_to_live.has_value());
+  n += optional_ms(c.scheduled_enqueue_time.has_value());
+  return n;
 }
 
 result<void> append_record(std::string& out, const record& r) {

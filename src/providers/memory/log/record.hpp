@@ -23,6 +23,17 @@ using detail::stored_message;
 inline constexpr std::size_t frame_header_size = 12;
 /// Larger payloads are refused by the encoder and treated as corruption by the reader.
 inline constexpr std::uint32_t max_payload_size = 64u << 20;
+/// The largest max_message_bytes a persisted provider accepts: a record also carries the queue
+/// name, the message's other fields and, once dead-lettered, its reason and description; this
+/// leaves a megabyte for them. Each message is still checked exactly (see enqueued_payload_size).
+inline constexpr std::size_t max_persistable_message_bytes = max_payload_size - (1u << 20);
+
+/// A segment is rolled once it reaches this size (at most; tests use smaller ones).
+inline constexpr std::uint64_t largest_segment_bytes = 64u << 20;
+/// No segment the log writes is larger: the roll point, plus the one record that may cross it,
+/// plus the zeros written ahead of the records. A larger file is refused by replay unread.
+inline constexpr std::uint64_t largest_segment_file_bytes =
+    largest_segment_bytes + max_payload_size + (2u << 20);
 
 /// Every segment file starts with this magic and its own index (u64 little-endian).
 inline constexpr std::string_view segment_magic{"QRTLOG01", 8};
@@ -81,6 +92,12 @@ result<void> append_removed(std::string& out, const queue_name& queue, std::uint
 result<void> append_session_state(std::string& out, const queue_name& queue,
                                   const session_id& session, const std::string& state);
 result<void> append_record(std::string& out, const record& r);
+
+/// The payload size append_enqueued would write for `content` in `queue`, with `dead_letter`
+/// (nullptr: none), without building it: what lets the provider refuse a message that could not
+/// be persisted before it changes anything.
+std::size_t enqueued_payload_size(const queue_name& queue, const message& content,
+                                  const dead_letter_info* dead_letter);
 
 enum class frame_status {
   ok,          ///< a whole frame with matching checksums

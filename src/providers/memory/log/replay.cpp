@@ -153,6 +153,14 @@ result<replay_result> replay_directory(const std::filesystem::path& directory) {
   for (std::size_t i = 0; i < files.size(); ++i) {
     segment_file& file = files[i];
     const bool last = i + 1 == files.size();
+    // The file's own size is the one length replay trusts before reading: bounded, so a damaged
+    // or foreign file cannot make it allocate more than any segment the log writes.
+    if (const auto size = fs::file_size(file.path, ec); !ec && size > largest_segment_file_bytes) {
+      return corrupt_at(file.path, 0,
+                        "a segment of " + std::to_string(size) +
+                            " bytes is larger than any the log writes (" +
+                            std::to_string(largest_segment_file_bytes) + ")");
+    }
     auto data = read_whole_file(file.path);
     if (!data) return data.error();
     const std::string_view bytes = *data;

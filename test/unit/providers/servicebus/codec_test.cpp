@@ -2,6 +2,7 @@
 // $management bodies and error mapping.
 #include <gtest/gtest.h>
 
+#include <limits>
 #include <map>
 #include <proton/annotation_key.hpp>
 #include <proton/binary.hpp>
@@ -122,6 +123,18 @@ TEST(ServiceBusSas, TokenMatchesAnIndependentlyComputedSignature) {
             expiry);
 }
 
+TEST(ServiceBusSas, AnExpiryTheClockCannotHoldIsTheFallbackNotAWrappedTime) {
+  // A hand-made token's se is any number: one past the clock's range (year 2262) or negative
+  // must not wrap into the past, which would make qrt put the token again on every call.
+  const auto fallback = std::chrono::system_clock::time_point{std::chrono::seconds{1'800'000'000}};
+  for (const char* se : {"99999999999", "9223372036854775807", "-5"}) {
+    const std::string token = std::string("SharedAccessSignature sr=x&sig=y&se=") + se + "&skn=k";
+    EXPECT_EQ(sb::sas_token_expiry(token, fallback), fallback) << se;
+  }
+  const auto far = std::chrono::system_clock::time_point{std::chrono::seconds{9'000'000'000}};
+  EXPECT_EQ(sb::sas_token_expiry("SharedAccessSignature sr=x&sig=y&se=9000000000", fallback), far);
+}
+
 TEST(ServiceBusSas, HmacSha256MatchesRfc4231TestCase2) {
   const auto mac = sb::hmac_sha256("Jefe", "what do ya want for nothing?");
   std::string hex;
@@ -169,6 +182,69 @@ TEST(ServiceBusTicks, RoundTripAndKnownValues) {
   EXPECT_EQ(sb::from_dotnet_ticks(630822816000000000), y2k);
   const auto t = qrt::time_point{std::chrono::microseconds{1700000000123456}};
   EXPECT_EQ(sb::from_dotnet_ticks(sb::to_dotnet_ticks(t)), t);
+}
+
+TEST(ServiceBusTicks, ExtremesSaturateInsteadOfWrapping) {
+  // DateTime.MaxValue (9999-12-31T23:59:59.9999999Z) is past the nanosecond clock's year 2262.
+  EXPECT_EQ(sb::from_dotnet_ticks(3'155'378'975'999'999'999), qrt::time_point::max());
+  EXPECT_EQ(sb::from_dotnet_ticks(std::numeric_limits<std::int64_t>::max()),
+            qrt::time_point::max());
+  EXPECT_EQ(sb::from_dotnet_ticks(0), qrt::time_point::min());  // DateTime.MinValue, year 1
+  EXPECT_EQ(sb::from_dotnet_ticks(std::numeric_limits<std::int64_t>::min()),
+            qrt::time_point::min());
+  // The last representable instant still converts exactly.
+  const auto last = qrt::time_point{std::chrono::duration_cast<qrt::clock::duration>(
+      std::chrono::duration_cast<std::chrono::microseconds>(
+          qrt::time_point::max().time_since_epoch()))};
+  EXPECT_EQ(sb::from_dotnet_ticks(sb::to_dotnet_ticks(last)), last);
+}
+
+TEST(ServiceBusConnectionString, DevelopmentEmulatorIsRefusedForAHostThatIsNotLoopback) {
+  for (const char* host : {"localhost", "LOCALHOST", "127.0.0.1", "127.5.6.7", "[::1]"}) {
+    auto cs = sb::parse_connection_string(std::string("Endpoint=sb://") + host +
+                                          "/;SharedAccessKeyName=x;SharedAccessKey=y;"
+                                          "UseDevelopmentEmulator=true");
+    ASSERT_TRUE(cs) << host << ": " << cs.error().message;
+    EXPECT_FALSE(cs->use_tls);
+  }
+  auto v6 = sb::parse_connection_string(
+      "Endpoint=sb://[::1]:40123/;SharedAccessKeyName=x;SharedAccessKey=y;"
+      "UseDevelopmentEmulator=true");
+  ASSERT_TRUE(v6) << v6.error().message;
+  EXPECT_EQ(v6->host, "::1");
+  EXPECT_EQ(v6->port, 40123);
+  EXPECT_EQ(v6->audience("q"), "sb://[::1]:40123/q");
+
+  for (const char* host : {"contoso.servicebus.windows.net", "10.0.0.5", "128.0.0.1",
+                           "127.0.0.1.example.com", "localhost.example.com", "[::2]"}) {
+    auto cs = sb::parse_connection_string(std::string("Endpoint=sb://") + host +
+                                          "/;SharedAccessKeyName=x;SharedAccessKey=s3cr3t-key;"
+                                          "UseDevelopmentEmulator=true");
+    ASSERT_FALSE(cs) << host << " was accepted with TLS off";
+    EXPECT_EQ(cs.error().code, errc::configuration_error);
+    EXPECT_NE(cs.error().message.find("UseDevelopmentEmulator"), std::string::npos)
+        << cs.error().message;
+    EXPECT_EQ(cs.error().message.find("s3cr3t"), std::string::npos) << cs.error().message;
+  }
+  // Without the flag any host is fine, with TLS.
+  auto remote = sb::parse_connection_string(
+      "Endpoint=sb://10.0.0.5/;SharedAccessKeyName=x;SharedAccessKey=y");
+  ASSERT_TRUE(remote);
+  EXPECT_TRUE(remote->use_tls);
+}
+
+TEST(ServiceBusConnectionString, AnEndpointWithAUserAndPasswordIsNeverEchoed) {
+  for (const char* endpoint :
+       {"sb://user:SECRETPW@ns.servicebus.windows.net/", "amqp://user:SECRETPW@127.0.0.1:5672/",
+        "sb://SECRETPW@ns/", "sb://user:SECRETPW/", "sb://us!er:SECRETPW/", "SECRETPW://ns/",
+        "sb://[SECRETPW]/", "sb://[::1]SECRETPW/"}) {
+    auto cs = sb::parse_connection_string(std::string("Endpoint=") + endpoint +
+                                          ";SharedAccessKeyName=x;SharedAccessKey=y");
+    ASSERT_FALSE(cs) << endpoint;
+    EXPECT_EQ(cs.error().code, errc::configuration_error);
+    EXPECT_NE(cs.error().message.find("Endpoint"), std::string::npos) << cs.error().message;
+    EXPECT_EQ(cs.error().message.find("SECRETPW"), std::string::npos) << cs.error().message;
+  }
 }
 
 TEST(ServiceBusErrors, ConditionsMapOntoQrtErrors) {
@@ -254,12 +330,49 @@ proton::message reply(int status, std::map<std::string, proton::value> body,
   return m;
 }
 
+// The service answers DateTime.MaxValue (and a peer may answer anything) as a lock's expiry:
+// it must saturate, not wrap into the past (the processor would then renew in a loop).
+TEST(ServiceBusManagement, RenewLockExpiriesSaturateAtTheClocksRange) {
+  constexpr std::int64_t datetime_max_ms = 253'402'300'799'999;  // 9999-12-31T23:59:59.999Z
+  const std::vector<proton::timestamp> stamps{
+      proton::timestamp(datetime_max_ms),
+      proton::timestamp(std::numeric_limits<std::int64_t>::max()),
+      proton::timestamp(std::numeric_limits<std::int64_t>::min()), proton::timestamp(0),
+      proton::timestamp(9'223'372'036'854)};  // the last millisecond the clock holds
+  auto renewed = sb::parse_renew_lock_response(reply(200, {{"expirations", stamps}}));
+  ASSERT_TRUE(renewed) << renewed.error().message;
+  ASSERT_EQ(renewed->size(), stamps.size());
+  EXPECT_EQ((*renewed)[0], qrt::time_point::max());
+  EXPECT_GT((*renewed)[0], qrt::clock::now());
+  EXPECT_EQ((*renewed)[1], qrt::time_point::max());
+  EXPECT_EQ((*renewed)[2], qrt::time_point::min());
+  EXPECT_EQ((*renewed)[3], qrt::time_point{});
+  EXPECT_EQ((*renewed)[4], qrt::time_point{std::chrono::milliseconds{9'223'372'036'854}});
+
+  auto session = sb::parse_renew_session_lock_response(
+      reply(200, {{"expiration", proton::timestamp(datetime_max_ms)}}));
+  ASSERT_TRUE(session) << session.error().message;
+  EXPECT_EQ(*session, qrt::time_point::max());
+}
+
 TEST(ServiceBusManagement, ParsesRepliesAndTheirErrors) {
   const std::vector<proton::timestamp> stamps{proton::timestamp(1700000000123)};
   auto renewed = sb::parse_renew_lock_response(reply(200, {{"expirations", stamps}}));
   ASSERT_TRUE(renewed);
   ASSERT_EQ(renewed->size(), 1u);
   EXPECT_EQ((*renewed)[0], qrt::time_point{std::chrono::milliseconds{1700000000123}});
+
+  // DateTime.MaxValue (year 9999), as the service sends for a lock that does not expire, is past
+  // what the clock holds: it saturates instead of wrapping around into the past.
+  const proton::timestamp max_value(253402300799999);
+  auto forever = sb::parse_renew_lock_response(
+      reply(200, {{"expirations", std::vector<proton::timestamp>{max_value}}}));
+  ASSERT_TRUE(forever);
+  EXPECT_EQ(forever->at(0), qrt::time_point::max());
+  auto session_forever =
+      sb::parse_renew_session_lock_response(reply(200, {{"expiration", max_value}}));
+  ASSERT_TRUE(session_forever);
+  EXPECT_EQ(*session_forever, qrt::time_point::max());
 
   auto lost = sb::parse_renew_lock_response(reply(410, {}, "com.microsoft:message-lock-lost"));
   ASSERT_FALSE(lost);
@@ -305,10 +418,54 @@ TEST(ServiceBusManagement, ParsesRepliesAndTheirErrors) {
   ASSERT_TRUE(no_state);
   EXPECT_FALSE(no_state->has_value());
 
+  // The service's descriptions reach errors bounded and printable.
+  proton::message long_error;
+  long_error.properties().put("statusCode", 500);
+  long_error.properties().put("statusDescription", std::string(100'000, 'd') + "\nforged line");
+  auto bounded = sb::parse_renew_lock_response(long_error);
+  ASSERT_FALSE(bounded);
+  EXPECT_LT(bounded.error().message.size(), 2 * qrt::amqp::detail::max_peer_text);
+  EXPECT_EQ(bounded.error().message.find('\n'), std::string::npos);
+
+  // A binary "long" longer than 8 bytes is refused, not shifted through.
+  auto too_long = sb::parse_schedule_response(reply(
+      200, {{"sequence-numbers",
+             std::vector<proton::value>{proton::value(proton::binary(std::string(9, '\x01')))}}}));
+  ASSERT_FALSE(too_long);
+  EXPECT_EQ(too_long.error().code, errc::protocol_error);
+
   proton::message garbage;
   garbage.properties().put("statusCode", 200);
   garbage.body(std::string("not a map"));
   EXPECT_EQ(sb::parse_renew_lock_response(garbage).error().code, errc::protocol_error);
+  // A status code that is not an integer in 0-999 is malformed, never converted: a huge double
+  // would convert with undefined behaviour, 2^32 + 200 would wrap to 200.
+  for (const proton::scalar& bad :
+       {proton::scalar(1.8e25), proton::scalar(std::uint64_t{4294967496}),
+        proton::scalar(std::int64_t{-200}), proton::scalar(std::string("200"))}) {
+    proton::message m;
+    m.properties().put("statusCode", bad);
+    m.body(std::map<std::string, proton::value>{{"expirations", stamps}});
+    auto r = sb::parse_renew_lock_response(m);
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code, errc::protocol_error);
+    EXPECT_NE(r.error().message.find("status code"), std::string::npos) << r.error().message;
+  }
+  // An array whose described element makes Proton's decoder throw std::length_error (found by
+  // fuzzing): a malformed reply, not an exception escaping to the I/O thread.
+  const std::string bad_array(
+      "\x00\x53\x70\x45\x00\x53\x73\x45\x00\x53\x74\xd1\x00\x00\x00\x2c\x00\x00\x00\x04\xa1\x0a"
+      "\x73\x74\x61\x74\x75\x73\x43\x6f\x64\x65\x71\x00\x00\x00\xc8\xa1\x11\x73\x74\x61\x74\x75"
+      "\x73\x44\x65\x73\x63\x72\x69\x70\x74\x69\x6f\x6e\xa1\x02\x4b\x00\x53\x77\xd1\x00\x00\x00"
+      "\x2b\x00\x00\x00\x02\xa1\x0b\x65\x78\x70\x69\x72\x61\x74\x69\x6f\x6e\x73\xf0\x00\x00\x00"
+      "\x15\x00\x00\x00\x00\x00\xc5\x00\x01\x8b\xcf\x73\x45\x00\x53\x74\x01\x8b\xcf\xe6\x52\x60",
+      110);
+  proton::message odd;
+  odd.decode(std::vector<char>(bad_array.begin(), bad_array.end()));
+  auto refused = sb::parse_renew_lock_response(odd);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, errc::protocol_error);
+
   proton::message no_status;
   EXPECT_EQ(sb::parse_schedule_response(no_status).error().code, errc::protocol_error);
 }
@@ -323,7 +480,7 @@ constexpr const char* peer_cs =
     "Endpoint=sb://127.0.0.1:5672/"
     ";SharedAccessKeyName=x;SharedAccessKey=very-secret;UseDevelopmentEmulator=true";
 
-TEST(ServiceBusOptions, PresetsMatchTheSeed) {
+TEST(ServiceBusOptions, PresetsHaveTheirDocumentedValues) {
   const auto fast = qrt::servicebus::options::for_high_throughput();
   EXPECT_EQ(fast.max_concurrent_calls, 32u);
   EXPECT_EQ(fast.prefetch_count, 50u);

@@ -163,6 +163,9 @@ TEST(ServiceBusManagedIdentity, GarbageAnswersAreProtocolErrorsThatNeverShowTheT
       {R"({"access_token":")" + tok + R"(","expires_on":"-5"})", "bad expires_on"},
       {R"({"access_token":")" + tok + R"(","expires_on":"99999999999999999999"})",
        "bad expires_on"},
+      // Past year 2262 the clock (nanoseconds) cannot hold it: refused, not wrapped around.
+      {R"({"access_token":")" + tok + R"(","expires_on":"16000000000"})", "bad expires_on"},
+      {R"({"access_token":")" + tok + R"(","expires_on":9300000000})", "bad expires_on"},
       {R"({"access_token":")" + tok + R"(","expires_on":"1699999999"})", "already expired"},
   };
   for (const auto& [body, expected] : cases) {
@@ -178,6 +181,13 @@ TEST(ServiceBusManagedIdentity, TokenIsReplacedAfterEightyPercentOfItsLife) {
   EXPECT_EQ(sb::refresh_time(now, now + seconds(100)), now + seconds(80));
   EXPECT_EQ(sb::refresh_time(now, now + std::chrono::hours(24)), now + std::chrono::minutes(1152));
   EXPECT_EQ(sb::refresh_time(now, now - seconds(1)), now);
+  // A token that lives for centuries (a hand-made SAS token) is still replaced after 80%, not at
+  // a time wrapped around by overflow.
+  const auto never = system_clock::time_point::max();
+  const auto at = sb::refresh_time(now, never);
+  EXPECT_GT(at, now);
+  EXPECT_LT(at, never);
+  EXPECT_EQ(never - at, (never - now) / 5);
 }
 
 constexpr const char* endpoint_only = "Endpoint=sb://contoso.servicebus.windows.net/";

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <boost/json.hpp>
+#include <limits>
 
 #include "digest.hpp"
 
@@ -138,6 +139,19 @@ TEST(SqsCodec, BinaryBodyTravelsAsBase64AndComesBackExact) {
   EXPECT_EQ(back->delivery_count, 3u);
   EXPECT_EQ(back->enqueued_time, time_point{std::chrono::milliseconds(1'700'000'000'123)});
   EXPECT_EQ(back->id, "id-1");
+}
+
+TEST(SqsCodec, ASentTimestampTheClockCannotHoldLeavesTheEnqueuedTimeUnset) {
+  // Past year 2262 in milliseconds, or negative: converting it would wrap around.
+  for (const char* sent : {"7753640039368432673", "9223372036854775807", "-1"}) {
+    wire_received r;
+    r.message_id = "id-1";
+    r.body = "x";
+    r.system_attributes = {{"SentTimestamp", sent}};
+    auto m = from_wire(r);
+    ASSERT_TRUE(m) << sent;
+    EXPECT_EQ(m->enqueued_time, time_point{}) << sent;
+  }
 }
 
 TEST(SqsCodec, FifoMessagesGetGroupAndDeduplicationIds) {
@@ -292,9 +306,8 @@ TEST(SqsCodec, EmptyReceiveIsNoMessages) {
 TEST(SqsCodec, GarbageAnswersAreProtocolErrorsNotCrashes) {
   for (std::string_view junk :
        {"not json", "[1,2]", R"({"Messages":5})", R"({"Messages":[{"Body":1}]})",
-        R"({"Messages":[{"MessageId":"m","ReceiptHandle":"r","Body":"b",
-                                   "MessageAttributes":{"x":{"DataType":"Binary","BinaryValue":"***"}}}]})",
-        "\xff\xfe"}) {
+        R"({"Messages":[{"MessageId":"m","Body":"b"}]})",
+        R"({"Messages":[{"MessageId":"m","ReceiptHandle":"","Body":"b"}]})", "\xff\xfe"}) {
     auto r = decode_receive_message(junk);
     ASSERT_FALSE(r) << junk;
     EXPECT_EQ(r.error().code, errc::protocol_error);
@@ -331,6 +344,11 @@ TEST(SqsErrors, CodesMapOntoQrtErrors) {
   EXPECT_EQ(e.code, errc::throttled);
   EXPECT_EQ(e.kind, error_kind::throttled);
   EXPECT_EQ(e.retry_after, std::chrono::milliseconds(2000));
+  // A huge Retry-After neither overflows nor parks the caller for ages: it is capped.
+  for (const char* huge : {"7753640039368432673", "9223372036854775807", "86400"}) {
+    e = decode_error(503, "", "", huge);
+    EXPECT_EQ(e.retry_after, max_retry_after_header) << huge;
+  }
   EXPECT_EQ(decode_error(429, "", "", "").code, errc::throttled);
   EXPECT_EQ(decode_error(503, "<html>", "", "").code, errc::throttled);
   EXPECT_EQ(map_error("RequestThrottled", "", 400).code, errc::throttled);
@@ -366,4 +384,127 @@ TEST(SqsErrors, NormalizesTypeNames) {
   EXPECT_EQ(normalize_error_code("ThrottlingException:http://internal"), "ThrottlingException");
   EXPECT_EQ(normalize_error_code("", "AWS.SimpleQueueService.NonExistentQueue;Sender"),
             "AWS.SimpleQueueService.NonExistentQueue");
+}
+
+// A message another client sent in a form qrt cannot decode is refused on its own, with a
+// reason that names the problem; the verbatim reading keeps every byte for a dead-letter queue.
+TEST(SqsCodec, UndecodableMessagesAreRefusedAloneAndReadableVerbatim) {
+  wire_received gzip;
+  gzip.message_id = "m-gzip";
+  gzip.receipt_handle = "rh";
+  gzip.body = "H4sIAAAAAAAAA8tIzcnJBwCGphA2BQAAAA==";
+  gzip.attributes = {{"qrt.body_encoding", {"String", "gzip"}},
+                     {"tenant", {"String", "acme"}},
+                     {"qrt.dead_letter_reason", {"String", "UndecodableMessage"}}};
+  gzip.system_attributes = {{"ApproximateReceiveCount", "3"}};
+  auto refused = from_wire(gzip);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, errc::protocol_error);
+  EXPECT_NE(refused.error().message.find("m-gzip"), std::string::npos);
+  EXPECT_NE(refused.error().message.find("'gzip'"), std::string::npos);
+
+  auto verbatim = from_wire_verbatim(gzip);
+  EXPECT_EQ(verbatim.body, gzip.body);
+  EXPECT_EQ(verbatim.attributes.at("qrt.body_encoding"), "gzip");
+  EXPECT_EQ(verbatim.attributes.at("tenant"), "acme");
+  EXPECT_EQ(verbatim.attributes.count("qrt.dead_letter_reason"), 0u);
+  ASSERT_TRUE(verbatim.dead_letter);
+  EXPECT_EQ(verbatim.dead_letter->reason, "UndecodableMessage");
+  EXPECT_EQ(verbatim.delivery_count, 3u);
+
+  wire_received bad_name;
+  bad_name.message_id = "m-name";
+  bad_name.body = "text";
+  bad_name.attributes = {{"qrt.k.A", {"String", "v"}}};  // one base64url character: no byte
+  auto r = from_wire(bad_name);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("malformed encoded attribute name 'qrt.k.A'"),
+            std::string::npos);
+  EXPECT_EQ(from_wire_verbatim(bad_name).attributes.at("qrt.k.A"), "v");
+
+  // An untrusted value quoted in a reason is cut short and stripped of control characters.
+  wire_received long_encoding = gzip;
+  long_encoding.attributes["qrt.body_encoding"].value = std::string(10'000, 'z') + "\n";
+  auto long_r = from_wire(long_encoding);
+  ASSERT_FALSE(long_r);
+  EXPECT_LT(long_r.error().message.size(), 200u);
+  EXPECT_EQ(long_r.error().message.find('\n'), std::string::npos);
+}
+
+TEST(SqsCodec, OneMalformedMessageInAnAnswerDoesNotCostTheOthers) {
+  const std::string body = R"({"Messages":[
+    {"MessageId":"a","ReceiptHandle":"ra","Body":"first"},
+    {"MessageId":"b","ReceiptHandle":"rb","Body":"second",
+     "MessageAttributes":{"x":{"DataType":"Binary","BinaryValue":"***"}}},
+    {"MessageId":"c","ReceiptHandle":"rc","Body":7},
+    {"MessageId":"d","ReceiptHandle":"rd","Body":"last"}]})";
+  auto msgs = decode_receive_message(body);
+  ASSERT_TRUE(msgs) << msgs.error().to_string();
+  ASSERT_EQ(msgs->size(), 4u);
+  EXPECT_TRUE((*msgs)[0].problem.empty());
+  EXPECT_EQ((*msgs)[0].body, "first");
+  EXPECT_NE((*msgs)[1].problem.find("not valid base64"), std::string::npos);
+  EXPECT_EQ((*msgs)[1].receipt_handle, "rb") << "kept so the message can be released";
+  EXPECT_NE((*msgs)[2].problem.find("non-string 'Body'"), std::string::npos);
+  EXPECT_TRUE((*msgs)[3].problem.empty());
+  EXPECT_EQ((*msgs)[3].body, "last");
+}
+
+TEST(SqsCodec, HostileAnswersAreBoundedProtocolErrors) {
+  // Nesting far beyond any SQS answer is refused by the parser's depth limit.
+  const std::string deep =
+      R"({"Messages":)" + std::string(100'000, '[') + std::string(100'000, ']') + "}";
+  auto r = decode_receive_message(deep);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, errc::protocol_error);
+  EXPECT_FALSE(decode_queue_attributes(R"({"Attributes":)" + std::string(5'000, '[') + "}"));
+
+  // More messages than SQS ever returns for one receive.
+  std::string many = R"({"Messages":[)";
+  for (int i = 0; i < 11; ++i) {
+    many += std::string(i ? "," : "") + R"({"MessageId":"m)" + std::to_string(i) +
+            R"(","ReceiptHandle":"r","Body":"b"})";
+  }
+  many += "]}";
+  auto too_many = decode_receive_message(many);
+  ASSERT_FALSE(too_many);
+  EXPECT_NE(too_many.error().message.find("11 messages"), std::string::npos);
+
+  // System attributes out of range are ignored, never overflowed.
+  wire_received w;
+  w.message_id = "m";
+  w.body = "b";
+  w.system_attributes = {{"SentTimestamp", "9223372036854775807"},
+                         {"ApproximateReceiveCount", "99999999999"}};
+  auto m = from_wire(w);
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->enqueued_time, time_point{});
+  EXPECT_EQ(m->delivery_count, std::numeric_limits<std::uint32_t>::max());
+}
+
+TEST(SqsErrors, RetryAfterIsBoundedAndNeverOverflows) {
+  using std::chrono::seconds;
+  EXPECT_EQ(parse_retry_after("5"), seconds(5));
+  EXPECT_EQ(parse_retry_after(" 7\t"), seconds(7));
+  EXPECT_EQ(parse_retry_after("0"), seconds(0));
+  EXPECT_EQ(parse_retry_after("60"), max_retry_after_header);
+  EXPECT_EQ(parse_retry_after("61"), max_retry_after_header);
+  EXPECT_EQ(parse_retry_after("9223372036854775807"), max_retry_after_header);
+  EXPECT_EQ(parse_retry_after(std::string(400, '9')), max_retry_after_header);
+  for (std::string_view ignored : {"", " ", "-1", "-9223372036854775808", "1.5", "5abc", "abc",
+                                   "Wed, 21 Oct 2015 07:28:00 GMT", "+5", "0x10"}) {
+    EXPECT_EQ(parse_retry_after(ignored), std::nullopt) << ignored;
+  }
+  auto e = decode_error(503, "", "", "99999999999999999999999");
+  ASSERT_TRUE(e.retry_after);
+  EXPECT_EQ(*e.retry_after, max_retry_after_header);
+  EXPECT_FALSE(decode_error(503, "", "", "Fri, 31 Dec 1999 23:59:59 GMT").retry_after);
+}
+
+TEST(SqsErrors, AHugeServerMessageIsCut) {
+  const std::string body =
+      R"({"__type":"InternalError","message":")" + std::string(1'000'000, 'x') + "\"}";
+  auto e = decode_error(500, body, "", "");
+  EXPECT_LT(e.message.size(), 1'000u);
+  EXPECT_EQ(e.provider_code, "InternalError");
 }

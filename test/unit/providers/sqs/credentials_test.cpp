@@ -57,9 +57,14 @@ result<expiring_credentials> get(
   return f.get();
 }
 
-credential_chain make_chain(const fake_env& env, credential_settings s = {}) {
+credential_chain make_chain(fake_env env, credential_settings s = {}) {
   static boost::asio::io_context unused;  // the chain only uses its executor inside get()
   s.http_timeout = std::chrono::milliseconds(2'000);
+  // A test never probes the real metadata address (169.254.169.254): IMDS is off unless the
+  // test points it at its own local server.
+  if (!env.vars.count("AWS_EC2_METADATA_SERVICE_ENDPOINT")) {
+    env.vars.emplace("AWS_EC2_METADATA_DISABLED", "true");
+  }
   return credential_chain(unused.get_executor(), s, env.lookup());
 }
 
@@ -82,6 +87,15 @@ TEST(SqsCredentials, Iso8601Parsing) {
   EXPECT_EQ(parse_iso8601("2026-11-27T14:00:00+02:00"), expected);
   EXPECT_FALSE(parse_iso8601("2026-13-27T12:00:00Z"));
   EXPECT_FALSE(parse_iso8601("yesterday"));
+  // Years the clock cannot hold (past 2262 in nanoseconds) are unreadable, not wrapped around.
+  EXPECT_FALSE(parse_iso8601("5478-12-02T16:00:00Z"));
+  EXPECT_FALSE(parse_iso8601("9999-12-31T23:59:59Z"));
+  EXPECT_FALSE(parse_iso8601("1000-01-01T00:00:00Z"));
+  EXPECT_TRUE(parse_iso8601("2261-12-31T23:59:59Z"));
+  auto doc = parse_credentials_document(
+      R"({"AccessKeyId":"a","SecretAccessKey":"s","Expiration":"5478-12-02T16:00:00Z"})", "imds");
+  ASSERT_FALSE(doc);
+  EXPECT_NE(doc.error().message.find("unreadable Expiration"), std::string::npos);
 }
 
 TEST(SqsCredentials, ExplicitKeysWinOverEverything) {
@@ -241,4 +255,88 @@ TEST(SqsCredentials, ImdsGarbageIsAPermissionErrorNotACrash) {
   ASSERT_FALSE(c);
   EXPECT_EQ(c.error().code, errc::permission);
   EXPECT_NE(c.error().message.find("imds"), std::string::npos);
+}
+
+// Replies from metadata endpoints and values from files or the environment end up in request
+// headers: anything that could not be sent (or would inject a header) is refused by source,
+// without quoting it.
+TEST(SqsCredentials, MetadataRepliesThatCannotBeSentAreRefusedWithoutEchoingThem) {
+  EXPECT_EQ(parse_imds_token("  tok-123\n").value(), "tok-123");
+  for (std::string_view token : {"", "a\r\nX-Injected: 1", "two words"}) {
+    EXPECT_FALSE(parse_imds_token(token)) << token;
+  }
+  EXPECT_FALSE(parse_imds_token(std::string(5'000, 't')));
+  EXPECT_EQ(parse_imds_role_name("worker-role\nsecond\n").value(), "worker-role");
+  EXPECT_EQ(parse_imds_role_name("").value(), "") << "no role is not an error";
+  for (std::string_view role : {"../../latest/api/token", "a\rb", "role name", "r?x=1"}) {
+    EXPECT_FALSE(parse_imds_role_name(role)) << role;
+  }
+  EXPECT_FALSE(parse_imds_role_name(std::string(200, 'r')));
+
+  auto injected = parse_credentials_document(
+      R"({"AccessKeyId":"AKID","SecretAccessKey":"s","Token":"tok\r\nX-Injected: SECRETVALUE"})",
+      "ecs");
+  ASSERT_FALSE(injected);
+  EXPECT_EQ(injected.error().code, errc::permission);
+  EXPECT_NE(injected.error().message.find("session token"), std::string::npos);
+  EXPECT_EQ(injected.error().message.find("SECRETVALUE"), std::string::npos);
+  EXPECT_FALSE(
+      parse_credentials_document(R"({"AccessKeyId":"AK ID","SecretAccessKey":"s"})", "imds"));
+  EXPECT_FALSE(
+      parse_credentials_document(std::string(10'000, '[') + std::string(10'000, ']'), "imds"));
+}
+
+TEST(SqsCredentials, AnInjectedTokenFromImdsIsNeverSent) {
+  std::atomic<int> metadata_reads{0};
+  qrt::test::local_http_server server(
+      [&](const qrt::test::seen_request& r) -> qrt::test::canned_response {
+        if (r.method == "PUT") return {200, "tok\r\nX-Injected: 1"};
+        ++metadata_reads;
+        return {404, ""};
+      });
+  temp_home home;
+  fake_env env{{{"HOME", home.str()}, {"AWS_EC2_METADATA_SERVICE_ENDPOINT", server.url()}}};
+  auto chain = make_chain(env);
+  auto c = get(chain);
+  ASSERT_FALSE(c);
+  EXPECT_EQ(c.error().code, errc::permission);
+  EXPECT_NE(c.error().message.find("not a token"), std::string::npos) << c.error().message;
+  EXPECT_EQ(metadata_reads, 0);
+}
+
+TEST(SqsCredentials, EnvironmentKeysWithControlCharactersAreRefusedByName) {
+  fake_env env{{{"AWS_ACCESS_KEY_ID", "ENVKEY"},
+                {"AWS_SECRET_ACCESS_KEY", "envsecret"},
+                {"AWS_SESSION_TOKEN", "tok\nX-Injected: SECRETVALUE"}}};
+  auto chain = make_chain(env);
+  auto c = get(chain);
+  ASSERT_FALSE(c);
+  EXPECT_EQ(c.error().code, errc::permission);
+  EXPECT_NE(c.error().message.find("environment"), std::string::npos) << c.error().message;
+  EXPECT_EQ(c.error().message.find("SECRETVALUE"), std::string::npos);
+}
+
+TEST(SqsCredentials, AnOversizeSharedFileIsSkippedAndNamed) {
+  temp_home home;
+  // Keys first, then padding: reading the whole file would find them; qrt must not read it.
+  home.write(".aws/credentials", "[default]\naws_access_key_id=AKIA1\naws_secret_access_key=s1\n" +
+                                     std::string(max_shared_file_bytes, '#') + "\n");
+  fake_env env{{{"HOME", home.str()}}};
+  auto chain = make_chain(env);
+  auto c = get(chain);
+  ASSERT_FALSE(c);
+  EXPECT_NE(c.error().message.find("larger than 1048576 bytes"), std::string::npos)
+      << c.error().message;
+  EXPECT_NE(c.error().message.find(".aws/credentials"), std::string::npos) << c.error().message;
+}
+
+TEST(SqsCredentials, AnEcsUrlWithUserInfoIsNeverEchoed) {
+  temp_home home;
+  fake_env env{{{"HOME", home.str()},
+                {"AWS_CONTAINER_CREDENTIALS_FULL_URI", "http://user:SECRETPW@127.0.0.1:1/creds"}}};
+  auto chain = make_chain(env);
+  auto c = get(chain);
+  ASSERT_FALSE(c);
+  EXPECT_NE(c.error().message.find("ecs:"), std::string::npos) << c.error().message;
+  EXPECT_EQ(c.error().message.find("SECRETPW"), std::string::npos) << c.error().message;
 }

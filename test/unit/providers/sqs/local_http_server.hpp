@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/read.hpp>
 #include <boost/asio/read_until.hpp>
 #include <boost/asio/streambuf.hpp>
 #include <boost/asio/write.hpp>
@@ -20,6 +21,7 @@ struct seen_request {
   std::string method;
   std::string target;
   std::map<std::string, std::string> headers;  ///< names lower-cased
+  std::string body;                            ///< Content-Length bytes after the headers
 };
 
 struct canned_response {
@@ -76,6 +78,15 @@ class local_http_server {
         while (!value.empty() && (value.front() == ' ')) value.erase(0, 1);
         while (!value.empty() && (value.back() == '\r')) value.pop_back();
         req.headers[name] = value;
+      }
+      // The body: what read_until buffered past the headers, then the rest of Content-Length.
+      if (auto length = req.headers.find("content-length"); length != req.headers.end()) {
+        const std::size_t want = std::stoul(length->second);
+        if (buf.size() < want)
+          boost::asio::read(socket, buf, boost::asio::transfer_exactly(want - buf.size()), ec);
+        if (ec) continue;
+        req.body.resize(want);
+        in.read(req.body.data(), static_cast<std::streamsize>(want));
       }
       ++count_;
       auto res = handler_(req);

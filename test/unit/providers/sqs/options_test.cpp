@@ -1,4 +1,4 @@
-// SQS options: the seed's presets and configuration parsing that names bad fields.
+// SQS options: the presets (docs/sqs.md) and configuration parsing that names bad fields.
 #include <gtest/gtest.h>
 
 #include <boost/asio/io_context.hpp>
@@ -6,7 +6,7 @@
 
 using namespace qrt;
 
-TEST(SqsOptions, PresetsMatchTheSeed) {
+TEST(SqsOptions, PresetsHaveTheirDocumentedValues) {
   const auto fast = sqs::options::for_high_throughput();
   EXPECT_EQ(fast.max_number_of_messages, 10);
   EXPECT_EQ(fast.wait_time_seconds, std::chrono::seconds(20));

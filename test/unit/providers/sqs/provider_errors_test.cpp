@@ -7,8 +7,11 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_future.hpp>
+#include <boost/json.hpp>
+#include <mutex>
 #include <qrt/sqs.hpp>
 
+#include "codec.hpp"
 #include "local_http_server.hpp"
 
 using namespace qrt;
@@ -112,18 +115,33 @@ TEST_F(SqsProviderErrors, PersistentThrottlingIsReportedAsThrottled) {
 }
 
 TEST_F(SqsProviderErrors, OnlyFailedBatchEntriesAreRetried) {
-  std::vector<std::string> batch_bodies;
+  // The server answers from what it was sent: the first batch fails the entry whose body is
+  // "b" (a server fault, worth retrying); later batches succeed for every entry they carry. A
+  // retry that resent the entries already stored would duplicate them on real SQS.
+  std::vector<std::vector<std::string>> batches;  // the bodies each SendMessageBatch carried
   std::mutex m;
   local_http_server server([&](const seen_request& r) {
     if (target_of(r) == "AmazonSQS.GetQueueUrl") return queue_url;
+    if (target_of(r) != "AmazonSQS.SendMessageBatch") return canned_response{400, "{}"};
     std::lock_guard lock(m);
-    batch_bodies.push_back(target_of(r));
-    if (batch_bodies.size() == 1) {
-      return canned_response{
-          200, R"({"Successful":[{"Id":"0","MessageId":"a"},{"Id":"2","MessageId":"c"}],
-        "Failed":[{"Id":"1","Code":"InternalError","Message":"oops","SenderFault":false}]})"};
+    const bool first = batches.empty();
+    auto& bodies = batches.emplace_back();
+    boost::json::array successful, failed;
+    const auto request = boost::json::parse(r.body);
+    for (const auto& entry : request.at("Entries").as_array()) {
+      const auto id = entry.at("Id").as_string();
+      const auto body = std::string(entry.at("MessageBody").as_string());
+      bodies.push_back(body);
+      if (first && body == "b") {
+        failed.push_back(boost::json::object{
+            {"Id", id}, {"Code", "InternalError"}, {"Message", "oops"}, {"SenderFault", false}});
+      } else {
+        successful.push_back(boost::json::object{{"Id", id}, {"MessageId", "id-" + body}});
+      }
     }
-    return canned_response{200, R"({"Successful":[{"Id":"1","MessageId":"b"}]})"};
+    return canned_response{
+        200, boost::json::serialize(boost::json::object{{"Successful", std::move(successful)},
+                                                        {"Failed", std::move(failed)}})};
   });
   auto p = make(server.url(), 2);
   std::vector<message> msgs(3);
@@ -132,11 +150,13 @@ TEST_F(SqsProviderErrors, OnlyFailedBatchEntriesAreRetried) {
   msgs[2].body = "c";
   auto r = run(p->send(queue_name::from("q"), msgs, 2s));
   ASSERT_TRUE(r) << r.error().to_string();
-  EXPECT_EQ(r->at(0).value(), "a");
-  EXPECT_EQ(r->at(1).value(), "b");
-  EXPECT_EQ(r->at(2).value(), "c");
-  ASSERT_EQ(batch_bodies.size(), 2u);
-  EXPECT_EQ(batch_bodies[1], "AmazonSQS.SendMessageBatch");
+  ASSERT_EQ(r->size(), 3u);
+  EXPECT_EQ(r->at(0).value(), "id-a");
+  EXPECT_EQ(r->at(1).value(), "id-b");
+  EXPECT_EQ(r->at(2).value(), "id-c");
+  ASSERT_EQ(batches.size(), 2u) << "one batch, then one retry";
+  EXPECT_EQ(batches[0], (std::vector<std::string>{"a", "b", "c"}));
+  EXPECT_EQ(batches[1], std::vector<std::string>{"b"}) << "the retry carries only the failed entry";
 }
 
 TEST_F(SqsProviderErrors, SenderFaultsInABatchAreReportedPerMessage) {
@@ -195,4 +215,176 @@ TEST_F(SqsProviderErrors, RefusedConnectionIsConnectionFailed) {
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code, errc::connection_failed);
   EXPECT_TRUE(r.error().is_transient());
+}
+
+namespace {
+
+// A ReceiveMessage entry with SQS's MD5 of its body (or a wrong one).
+std::string received_entry(const std::string& id, const std::string& body, bool corrupt = false) {
+  const std::string md5 = corrupt ? std::string(32, '0') : sqs::detail::md5_of_body(body);
+  return R"({"MessageId":")" + id + R"(","ReceiptHandle":"rh-)" + id + R"(","Body":")" + body +
+         R"(","MD5OfBody":")" + md5 + R"(","Attributes":{"ApproximateReceiveCount":"1"}})";
+}
+
+const canned_response visibility{200, R"({"Attributes":{"VisibilityTimeout":"30"}})"};
+
+}  // namespace
+
+// A message whose bytes were corrupted in transit is released for another try; the messages
+// SQS handed out with it (before and after it in the answer) are returned, not left locked.
+TEST_F(SqsProviderErrors, ACorruptMessageIsReleasedAndTheOthersAreReturned) {
+  std::mutex mutex;
+  std::vector<std::string> released;
+  local_http_server server([&](const seen_request& r) {
+    const auto target = target_of(r);
+    if (target == "AmazonSQS.GetQueueUrl") return queue_url;
+    if (target == "AmazonSQS.GetQueueAttributes") return visibility;
+    if (target == "AmazonSQS.ReceiveMessage") {
+      return canned_response{200, R"({"Messages":[)" + received_entry("bad", "b", true) + "," +
+                                      received_entry("good1", "g1") + "," +
+                                      received_entry("good2", "g2") + "]}"};
+    }
+    if (target == "AmazonSQS.ChangeMessageVisibility") {
+      std::lock_guard lock(mutex);
+      released.push_back(r.body);
+      return canned_response{200, "{}"};
+    }
+    return canned_response{400, R"({"__type":"InvalidAction"})"};
+  });
+  std::vector<std::string> warnings;
+  sqs::options o;
+  o.endpoint = server.url();
+  o.region = "us-east-1";
+  o.access_key_id = "AKIDEXAMPLE";
+  o.secret_access_key = "do-not-print-this-secret";
+  o.max_retries = 0;
+  o.warn = [&](const std::string& line) { warnings.push_back(line); };
+  auto p = sqs::make_provider(o, io_.get_executor()).value();
+
+  auto r = run(p->receive(queue_name::from("q"), 10, 0ms));
+  ASSERT_TRUE(r) << r.error().to_string();
+  ASSERT_EQ(r->size(), 2u);
+  EXPECT_EQ((*r)[0].body, "g1");
+  EXPECT_EQ((*r)[1].body, "g2");
+  ASSERT_EQ(released.size(), 1u);
+  const auto release = boost::json::parse(released[0]).as_object();
+  EXPECT_EQ(release.at("ReceiptHandle"), "rh-bad");
+  EXPECT_EQ(release.at("VisibilityTimeout"), 0);
+  ASSERT_EQ(warnings.size(), 1u);
+  EXPECT_NE(warnings[0].find("released message bad"), std::string::npos) << warnings[0];
+  EXPECT_NE(warnings[0].find("1 message refused"), std::string::npos) << warnings[0];
+}
+
+// With nothing readable the receive fails (so a caller backs off) rather than answering empty
+// and being asked again at once for the same released message.
+TEST_F(SqsProviderErrors, OnlyACorruptMessageFailsTheReceiveAfterReleasingIt) {
+  std::atomic<int> receives{0}, releases{0};
+  local_http_server server([&](const seen_request& r) {
+    const auto target = target_of(r);
+    if (target == "AmazonSQS.GetQueueUrl") return queue_url;
+    if (target == "AmazonSQS.GetQueueAttributes") return visibility;
+    if (target == "AmazonSQS.ReceiveMessage") {
+      ++receives;
+      return canned_response{200, R"({"Messages":[)" + received_entry("bad", "b", true) + "]}"};
+    }
+    ++releases;
+    return canned_response{200, "{}"};
+  });
+  auto p = make(server.url(), 0);
+  auto r = run(p->receive(queue_name::from("q"), 10, 5s));
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, errc::protocol_error);
+  EXPECT_EQ(receives, 1) << "no second poll that would fetch the released message again";
+  EXPECT_EQ(releases, 1);
+}
+
+// Credentials over plain HTTP to another machine, or TLS without verification, are reported
+// once, naming the endpoint's host and never a secret.
+TEST_F(SqsProviderErrors, RiskyTransportIsReportedOnceWithoutSecrets) {
+  auto warnings_for = [&](const std::string& endpoint, bool verify_tls) {
+    std::vector<std::string> warnings;
+    sqs::options o;
+    o.endpoint = endpoint;
+    o.region = "us-east-1";
+    o.access_key_id = "AKIDEXAMPLE";
+    o.secret_access_key = "do-not-print-this-secret";
+    o.session_token = "session-token-secret";
+    o.verify_tls = verify_tls;
+    o.warn = [&](const std::string& line) { warnings.push_back(line); };
+    auto p = sqs::make_provider(o, io_.get_executor());
+    EXPECT_TRUE(p) << p.error().to_string();
+    return warnings;
+  };
+  auto plain = warnings_for("http://sqs.example.invalid:9324", true);
+  ASSERT_EQ(plain.size(), 1u);
+  EXPECT_NE(plain[0].find("http://sqs.example.invalid:9324"), std::string::npos) << plain[0];
+  auto unverified = warnings_for("https://sqs.example.invalid", false);
+  ASSERT_EQ(unverified.size(), 1u);
+  EXPECT_NE(unverified[0].find("sqs.example.invalid"), std::string::npos) << unverified[0];
+  EXPECT_NE(unverified[0].find("verification is off"), std::string::npos) << unverified[0];
+  EXPECT_TRUE(warnings_for("https://sqs.example.invalid", true).empty());
+  for (const auto& line : {plain[0], unverified[0]}) {
+    EXPECT_EQ(line.find("do-not-print-this-secret"), std::string::npos);
+    EXPECT_EQ(line.find("session-token-secret"), std::string::npos);
+    EXPECT_EQ(line.find("AKIDEXAMPLE"), std::string::npos);
+  }
+}
+
+// On loopback only a session token makes plain HTTP worth a warning, given at its first use.
+TEST_F(SqsProviderErrors, ASessionTokenOverPlainHttpIsReportedOnceAtFirstUse) {
+  local_http_server server([&](const seen_request& r) {
+    if (target_of(r) == "AmazonSQS.GetQueueUrl") return queue_url;
+    return canned_response{200, R"({"MessageId":"m1"})"};
+  });
+  for (const bool with_token : {false, true}) {
+    std::vector<std::string> warnings;
+    sqs::options o;
+    o.endpoint = server.url();
+    o.region = "us-east-1";
+    o.access_key_id = "AKIDEXAMPLE";
+    o.secret_access_key = "do-not-print-this-secret";
+    if (with_token) o.session_token = "session-token-secret";
+    o.warn = [&](const std::string& line) { warnings.push_back(line); };
+    auto p = sqs::make_provider(o, io_.get_executor()).value();
+    EXPECT_TRUE(warnings.empty()) << "loopback without a token is a test rig";
+    message m;
+    m.body = "x";
+    ASSERT_TRUE(run(p->send(queue_name::from("q"), {m}, 2s)));
+    ASSERT_TRUE(run(p->send(queue_name::from("q"), {m}, 2s)));
+    if (!with_token) {
+      EXPECT_TRUE(warnings.empty());
+      continue;
+    }
+    ASSERT_EQ(warnings.size(), 1u) << "once per provider, not per call";
+    EXPECT_NE(warnings[0].find("127.0.0.1"), std::string::npos) << warnings[0];
+    EXPECT_NE(warnings[0].find("session token"), std::string::npos) << warnings[0];
+    EXPECT_EQ(warnings[0].find("session-token-secret"), std::string::npos);
+  }
+}
+
+TEST_F(SqsProviderErrors, AnEndpointWithUserInfoIsRefusedWithoutEchoingIt) {
+  for (const std::string endpoint :
+       {"http://user:SECRETPW@127.0.0.1:9324", "https://user:SECRET/PW@sqs.example.invalid",
+        "ftp://user:SECRETPW@host"}) {
+    sqs::options o;
+    o.endpoint = endpoint;
+    o.region = "us-east-1";
+    auto p = sqs::make_provider(o, io_.get_executor());
+    ASSERT_FALSE(p) << endpoint;
+    EXPECT_EQ(p.error().code, errc::configuration_error);
+    EXPECT_EQ(p.error().to_string().find("SECRET"), std::string::npos) << p.error().to_string();
+    EXPECT_NE(p.error().to_string().find("***@"), std::string::npos) << p.error().to_string();
+  }
+}
+
+TEST_F(SqsProviderErrors, AnUnreadableCaFileIsAConfigurationErrorNotAThrow) {
+  sqs::options o;
+  o.endpoint = "https://sqs.example.invalid";
+  o.region = "us-east-1";
+  o.ca_file = "/nonexistent/qrt-test-ca.pem";
+  auto p = sqs::make_provider(o, io_.get_executor());
+  ASSERT_FALSE(p);
+  EXPECT_EQ(p.error().code, errc::configuration_error);
+  EXPECT_NE(p.error().message.find("ca_file"), std::string::npos) << p.error().message;
+  EXPECT_NE(p.error().message.find("/nonexistent/qrt-test-ca.pem"), std::string::npos);
 }

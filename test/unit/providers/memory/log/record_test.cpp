@@ -231,6 +231,50 @@ TEST(Decode, EveryPrefixOfAPayloadFailsCleanly) {
     EXPECT_FALSE(decode_record(std::string_view(payload).substr(0, n))) << n;
 }
 
+// The provider refuses a message before it changes anything when its record could be too large;
+// that check must count exactly what the encoder writes.
+TEST(Record, EnqueuedPayloadSizeIsExactlyWhatTheEncoderWrites) {
+  stored_message with_everything = full_message();
+  stored_message minimal;
+  minimal.sequence = 1;
+  for (const stored_message* m : {&with_everything, &minimal}) {
+    for (const auto& q : {queue_name::from("orders"), queue_name::from("orders").dead_letter()}) {
+      std::string frame;
+      ASSERT_TRUE(append_enqueued(frame, q, *m));
+      const dead_letter_info* info = m->dead_letter ? &*m->dead_letter : nullptr;
+      EXPECT_EQ(enqueued_payload_size(q, m->content, info), frame.size() - frame_header_size);
+    }
+  }
+}
+
+TEST(Record, OversizeRecordIsRefusedAndLeavesTheBufferAsItWas) {
+  stored_message m;
+  m.sequence = 1;
+  m.content.body.assign(max_payload_size, 'b');
+  std::string out = "earlier bytes";
+  auto r = append_enqueued(out, queue_name::from("q"), m);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, errc::message_too_large);
+  EXPECT_EQ(out, "earlier bytes");
+}
+
+// A damaged or hostile record may carry any duration; one the provider could not have written
+// (it would overflow once added to a clock reading) is corruption, not a value to use.
+TEST(Decode, ImpossibleDurationsAreCorruption) {
+  queue_options o;
+  o.lock_duration = milliseconds{1000};
+  std::string frame;
+  ASSERT_TRUE(append_queue_created(frame, queue_name::from("q"), o, 0));
+  std::string payload = frame.substr(frame_header_size);
+  // type (1) + name length (4) + "q" (1) + dead-letter flag (1): then the lock duration.
+  const std::size_t at = 7;
+  for (std::size_t i = 0; i < 8; ++i) payload[at + i] = i == 7 ? '\x7f' : '\xff';
+  auto r = decode_record(payload);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("impossible lock duration"), std::string::npos)
+      << r.error().message;
+}
+
 TEST(SegmentHeader, RoundTripsAndRejectsForeignFiles) {
   const std::string h = segment_header(12345);
   ASSERT_EQ(h.size(), segment_header_size);

@@ -293,3 +293,56 @@ TEST(Recovery, ChecksummedButUndecodableRecordIsCorruptionNotATornTail) {
 
 }  // namespace
 }  // namespace qrt::memory::log
+
+namespace qrt::memory::log {
+namespace {
+
+// A damaged or foreign file's own size is the first thing replay would trust: one larger than
+// any segment the log writes is refused, naming it, before it is read (the file here is sparse,
+// so the test allocates nothing either).
+TEST(Recovery, SegmentLargerThanAnyTheLogWritesIsRefusedUnread) {
+  scratch_dir dir;
+  const written_log w = write_messages(dir.path(), 2);
+  std::filesystem::resize_file(w.segment, largest_segment_file_bytes + 1);
+  auto o = persistent_log::open(options_for(dir.path()));
+  ASSERT_FALSE(o);
+  EXPECT_EQ(o.error().code, errc::protocol_error);
+  EXPECT_NE(o.error().message.find(w.segment.string()), std::string::npos) << o.error().message;
+  EXPECT_NE(o.error().message.find("larger than any the log writes"), std::string::npos)
+      << o.error().message;
+}
+
+// A record whose checksums match but whose inner lengths claim far more than the record holds
+// (a hostile file, not a torn write) is refused naming file and offset, without allocating what
+// the lengths claim.
+TEST(Recovery, HostileLengthInsideAChecksummedRecordIsRefusedNamingFileAndOffset) {
+  scratch_dir dir;
+  const written_log w = write_messages(dir.path(), 3);
+  std::string bytes = read_file(w.segment);
+  const std::uint64_t at = w.record_offsets[1];
+  // Payload: type (1), queue name length (4) ... : claim a 4 GiB queue name.
+  char* payload = bytes.data() + at + frame_header_size;
+  for (int i = 1; i <= 4; ++i) payload[i] = '\xff';
+  const std::uint32_t length =
+      static_cast<std::uint32_t>(static_cast<unsigned char>(bytes[at])) |
+      static_cast<std::uint32_t>(static_cast<unsigned char>(bytes[at + 1])) << 8 |
+      static_cast<std::uint32_t>(static_cast<unsigned char>(bytes[at + 2])) << 16 |
+      static_cast<std::uint32_t>(static_cast<unsigned char>(bytes[at + 3])) << 24;
+  const std::uint32_t crc = crc32c(0, payload, length);
+  for (int i = 0; i < 4; ++i) bytes[at + 4 + i] = static_cast<char>((crc >> (8 * i)) & 0xFF);
+  // The frame header carries its own checksum (of length and payload checksum) at offset 8.
+  const std::uint32_t header_crc = crc32c(0, bytes.data() + at, 8);
+  for (int i = 0; i < 4; ++i) {
+    bytes[at + 8 + i] = static_cast<char>((header_crc >> (8 * i)) & 0xFF);
+  }
+  write_file(w.segment, bytes);
+  auto o = persistent_log::open(options_for(dir.path()));
+  ASSERT_FALSE(o);
+  EXPECT_NE(o.error().message.find(w.segment.string()), std::string::npos) << o.error().message;
+  EXPECT_NE(o.error().message.find("offset " + std::to_string(at)), std::string::npos)
+      << o.error().message;
+  EXPECT_NE(o.error().message.find("truncated queue name"), std::string::npos) << o.error().message;
+}
+
+}  // namespace
+}  // namespace qrt::memory::log

@@ -1,0 +1,246 @@
+// The HTTP client against hostile peers and inputs: every answer is bounded (head, body,
+// chunked or not, time), anything that is not HTTP is a clear protocol_error, a request field
+// that cannot be sent is refused before a byte leaves, endpoints never echo user info, and
+// nothing here throws.
+#include "net/http.hpp"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/read_until.hpp>
+#include <boost/asio/streambuf.hpp>
+#include <boost/asio/use_future.hpp>
+#include <boost/asio/write.hpp>
+#include <memory>
+#include <thread>
+#include <vector>
+
+using namespace qrt;
+using namespace std::chrono_literals;
+namespace asio = boost::asio;
+
+namespace {
+
+// Answers every request with the same raw bytes; `hold` keeps the connection open afterwards
+// (a server that never finishes its answer). 127.0.0.1, kernel-chosen port.
+class raw_server {
+ public:
+  raw_server(std::string reply, bool hold)
+      : reply_(std::move(reply)),
+        hold_(hold),
+        acceptor_(io_, {asio::ip::make_address("127.0.0.1"), 0}),
+        thread_([this] { run(); }) {}
+  ~raw_server() {
+    stopping_ = true;
+    boost::system::error_code ec;
+    asio::ip::tcp::socket wake(io_);
+    wake.connect(acceptor_.local_endpoint(), ec);
+    thread_.join();
+  }
+  net::endpoint target() const {
+    return net::endpoint{false, "127.0.0.1", acceptor_.local_endpoint().port()};
+  }
+  int requests() const { return requests_; }
+
+ private:
+  void run() {
+    while (!stopping_) {
+      auto socket = std::make_unique<asio::ip::tcp::socket>(io_);
+      boost::system::error_code ec;
+      acceptor_.accept(*socket, ec);
+      if (ec || stopping_) return;
+      asio::streambuf head;
+      asio::read_until(*socket, head, "\r\n\r\n", ec);
+      if (ec) continue;
+      ++requests_;
+      asio::write(*socket, asio::buffer(reply_), ec);
+      if (hold_) held_.push_back(std::move(socket));
+    }
+  }
+  std::string reply_;
+  bool hold_;
+  asio::io_context io_;
+  asio::ip::tcp::acceptor acceptor_;
+  std::atomic<bool> stopping_{false};
+  std::atomic<int> requests_{0};
+  std::vector<std::unique_ptr<asio::ip::tcp::socket>> held_;
+  std::thread thread_;
+};
+
+result<net::http_response> call(const net::endpoint& target, net::http_request request,
+                                std::size_t max_body = 1u << 20,
+                                std::chrono::milliseconds timeout = 5s) {
+  asio::io_context io;
+  net::http_settings settings;
+  settings.max_response_bytes = max_body;
+  net::http_pool pool(io.get_executor(), target, settings);
+  auto f = asio::co_spawn(io, pool.send(std::move(request), timeout), asio::use_future);
+  io.run();
+  return f.get();  // rethrows whatever escaped the call: a test failure
+}
+
+net::http_request get() {
+  net::http_request r;
+  r.method = "GET";
+  return r;
+}
+
+std::string chunked_body(std::size_t total) {
+  std::string out;
+  const std::string chunk(4096, 'x');
+  for (std::size_t sent = 0; sent < total; sent += chunk.size()) out += "1000\r\n" + chunk + "\r\n";
+  return out + "0\r\n\r\n";
+}
+
+}  // namespace
+
+TEST(HttpResponseParsing, ReadsCompleteAnswersWithLengthOrChunks) {
+  auto plain = net::parse_http_response(
+      "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Amzn-RequestId: r1\r\n\r\nhello", 100);
+  ASSERT_TRUE(plain) << plain.error().to_string();
+  EXPECT_EQ(plain->status, 200u);
+  EXPECT_EQ(plain->body, "hello");
+  EXPECT_EQ(plain->header("x-amzn-requestid"), "r1");
+
+  auto chunked = net::parse_http_response(
+      "HTTP/1.1 503 Busy\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
+      100);
+  ASSERT_TRUE(chunked) << chunked.error().to_string();
+  EXPECT_EQ(chunked->status, 503u);
+  EXPECT_EQ(chunked->body, "abcde");
+
+  auto until_close = net::parse_http_response("HTTP/1.1 200 OK\r\n\r\nto the end", 100);
+  ASSERT_TRUE(until_close) << until_close.error().to_string();
+  EXPECT_EQ(until_close->body, "to the end");
+}
+
+TEST(HttpResponseParsing, OversizeOrMalformedAnswersAreProtocolErrors) {
+  const std::string big_head =
+      "HTTP/1.1 200 OK\r\n" + std::string(net::max_response_head_bytes, 'a') + ": b\r\n\r\n";
+  const std::pair<std::string, std::string> cases[] = {
+      {"HTTP/1.1 200 OK\r\nContent-Length: 101\r\n\r\n" + std::string(101, 'x'), "body over 100"},
+      {"HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999\r\n\r\n", ""},
+      {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + chunked_body(8192),
+       "body over 100"},
+      {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffffffff\r\n", ""},
+      {big_head, "head over"},
+      {"SSH-2.0-OpenSSH_9.2\r\n\r\n", "not valid HTTP"},
+      {"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort", "incomplete"},
+      {"", "incomplete"},
+  };
+  for (const auto& [bytes, says] : cases) {
+    auto r = net::parse_http_response(bytes, 100);
+    ASSERT_FALSE(r) << bytes.substr(0, 80);
+    EXPECT_EQ(r.error().code, errc::protocol_error);
+    EXPECT_NE(r.error().message.find(says), std::string::npos) << r.error().message;
+  }
+}
+
+TEST(HttpClient, AnEndlessHeadIsRefusedAtTheLimit) {
+  std::string endless = "HTTP/1.1 200 OK\r\n";
+  while (endless.size() < 2 * net::max_response_head_bytes)
+    endless += "X-Filler: aaaaaaaaaaaaaa\r\n";
+  raw_server server(endless, true);
+  auto r = call(server.target(), get());
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, errc::protocol_error);
+  EXPECT_NE(r.error().message.find("head over"), std::string::npos) << r.error().message;
+}
+
+TEST(HttpClient, AChunkedBodyOverTheLimitIsRefused) {
+  raw_server server(
+      "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + chunked_body(256 * 1024), true);
+  auto r = call(server.target(), get(), 64 * 1024);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, errc::protocol_error);
+  EXPECT_NE(r.error().message.find("body over 65536 bytes"), std::string::npos)
+      << r.error().message;
+}
+
+TEST(HttpClient, GarbageIsAProtocolErrorNotAConnectionFailure) {
+  raw_server server("220 smtp.example ESMTP ready\r\n\r\n", false);
+  auto r = call(server.target(), get());
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, errc::protocol_error) << r.error().to_string();
+}
+
+TEST(HttpClient, AServerThatNeverFinishesRunsIntoTheTimeout) {
+  raw_server server("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly part", true);
+  auto r = call(server.target(), get(), 1u << 20, 300ms);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, errc::timeout);
+}
+
+// A header value or target that Beast could not hold, or that would split the request, is an
+// error before anything is sent (a fetched token must not inject headers).
+TEST(HttpClient, RequestFieldsThatCannotBeSentAreRefusedNotThrown) {
+  raw_server server("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", false);
+  std::vector<net::http_request> bad;
+  bad.push_back(get());
+  bad.back().headers.emplace_back("X-Token", std::string(70'000, 't'));
+  bad.push_back(get());
+  bad.back().headers.emplace_back("X-Token", "abc\r\nX-Injected: 1");
+  bad.push_back(get());
+  bad.back().headers.emplace_back("Bad Name", "v");
+  bad.push_back(get());
+  bad.back().target = "/path\r\nX-Injected: 1";
+  bad.push_back(get());
+  bad.back().method = "GET /x HTTP/1.1\r\n";
+  for (auto& request : bad) {
+    auto r = call(server.target(), request);
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code, errc::invalid_argument) << r.error().to_string();
+    EXPECT_EQ(r.error().message.find("abc"), std::string::npos) << "never the value";
+  }
+  EXPECT_EQ(server.requests(), 0);
+  auto ok = call(server.target(), get());
+  ASSERT_TRUE(ok) << ok.error().to_string();
+  EXPECT_EQ(ok->status, 200u);
+}
+
+TEST(HttpClient, AnUnreadableCaFileIsAnErrorFromTheConstructorOnNotAThrow) {
+  asio::io_context io;
+  net::http_settings settings;
+  settings.ca_file = "/nonexistent/qrt-ca.pem";
+  net::http_pool pool(io.get_executor(), net::endpoint{true, "sqs.example.invalid", 443}, settings);
+  auto ready = pool.ready();
+  ASSERT_FALSE(ready);
+  EXPECT_EQ(ready.error().code, errc::configuration_error);
+  EXPECT_NE(ready.error().message.find("/nonexistent/qrt-ca.pem"), std::string::npos);
+  auto f = asio::co_spawn(io, pool.send(get(), 1s), asio::use_future);
+  io.run();
+  auto r = f.get();
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, errc::configuration_error);
+}
+
+TEST(HttpEndpoint, UserInfoIsRefusedAndNeverEchoed) {
+  for (std::string_view url :
+       {"http://user:SECRETPW@127.0.0.1:4566", "https://SECRETPW@host", "http://u:SECRET/PW@h",
+        "sb://user:SECRETPW@host", "user:SECRETPW@host"}) {
+    auto r = net::parse_endpoint(url);
+    ASSERT_FALSE(r) << url;
+    EXPECT_EQ(r.error().code, errc::configuration_error);
+    EXPECT_EQ(r.error().message.find("SECRET"), std::string::npos) << r.error().message;
+  }
+  EXPECT_EQ(net::redact_userinfo("amqp://user:pw@host:5672"), "amqp://***@host:5672");
+  EXPECT_EQ(net::redact_userinfo("https://host:443"), "https://host:443");
+  EXPECT_FALSE(net::parse_endpoint("http://host\r\nX-Injected: 1"));
+  EXPECT_FALSE(net::parse_endpoint("http://ho st"));
+  auto v6 = net::parse_endpoint("http://[::1]:4566");
+  ASSERT_TRUE(v6) << v6.error().to_string();
+  EXPECT_EQ(v6->host, "::1");
+}
+
+TEST(HttpEndpoint, LoopbackHostsAreRecognised) {
+  for (std::string_view host : {"localhost", "LOCALHOST", "127.0.0.1", "127.1.2.3", "::1"}) {
+    EXPECT_TRUE(net::is_loopback_host(host)) << host;
+  }
+  for (std::string_view host : {"10.0.0.1", "sqs.us-east-1.amazonaws.com", "localhost.example",
+                                "169.254.169.254", "::2", ""}) {
+    EXPECT_FALSE(net::is_loopback_host(host)) << host;
+  }
+}
