@@ -159,21 +159,23 @@ class retrying_provider final : public provider {
 
  private:
   /// retry() with the observer told of each retry: the retryable check sees the failure
-  /// first, the sleeper runs only when a retry follows.
+  /// first, the sleeper runs only when a retry follows. Not a coroutine itself: the callables
+  /// move into retry()'s frame, so no temporary lives across a suspension here (GCC 12
+  /// destroys such temporaries of a co_await expression twice).
   template <class Attempt>
   auto again(std::string_view operation, const queue_name* queue, Attempt attempt,
              bool (*retryable)(const error&) = worth_retrying) -> decltype(attempt()) {
-    if (!observer_) co_return co_await retry(policy_, std::move(attempt), sleeper_, retryable);
+    if (!observer_) return retry(policy_, std::move(attempt), sleeper_, retryable);
     auto cause = std::make_shared<error>();
     retry_sleeper observed = [this, operation, queue, cause](milliseconds d) -> awaitable<void> {
       observer_(operation, queue, *cause);
       co_await pause(d);
     };
-    co_return co_await retry(policy_, std::move(attempt), std::move(observed),
-                             [cause, retryable](const error& e) {
-                               *cause = e;
-                               return retryable(e);
-                             });
+    std::function<bool(const error&)> check = [cause, retryable](const error& e) {
+      *cause = e;
+      return retryable(e);
+    };
+    return retry(policy_, std::move(attempt), std::move(observed), std::move(check));
   }
   awaitable<void> pause(milliseconds d) {
     if (sleeper_) {

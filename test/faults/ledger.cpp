@@ -57,8 +57,9 @@ class completion_recorder final : public provider {
       std::lock_guard lock(mutex_);
       for (std::size_t i = 0; i < keys.size() && i < results.size(); ++i) {
         auto it = ids_.find(keys[i].first);
-        if (it == ids_.end()) continue;
-        if (results[i] && keys[i].second) completed.push_back(it->second);
+        // A failed settlement keeps the entry: a retry of it uses the same receipt.
+        if (it == ids_.end() || !results[i]) continue;
+        if (keys[i].second) completed.push_back(it->second);
         ids_.erase(it);
       }
     }
