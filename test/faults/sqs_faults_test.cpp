@@ -89,7 +89,8 @@ class workload {
             book_.sent();
             // A send that failed may still have reached the server before the fault: it is
             // counted as handled_unacknowledged if it comes back, never as acknowledged.
-            if (co_await client_->send(q_, message{.body = id})) book_.acknowledged(id);
+            message m{.body = id};  // named: GCC 12 mishandles a class temporary in co_await
+            if (co_await client_->send(q_, std::move(m))) book_.acknowledged(id);
           }
         },
         asio::use_future);
