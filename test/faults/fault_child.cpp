@@ -56,8 +56,8 @@ int main(int argc, char** argv) {
     return 1;
   }
   report("READY");
-  auto recorded =
-      qrt::faults::record_completions(*memory, [](const std::string& id) { report("C", id); });
+  auto recorded = qrt::faults::record_completions(
+      *memory, [](const std::string& id, const std::string&) { report("C", id); });
   qrt::queue_client client(recorded);
   const auto queue = qrt::queue_name::from("ledger");
   qrt::queue_options qo;

@@ -10,7 +10,8 @@ std::string key_of(const receipt_handle& r) {
 
 class completion_recorder final : public provider {
  public:
-  completion_recorder(provider_ptr inner, std::function<void(const std::string&)> on_completed,
+  completion_recorder(provider_ptr inner,
+                      std::function<void(const std::string&, const std::string&)> on_completed,
                       std::function<void(const std::string&)> on_received)
       : inner_(std::move(inner)),
         on_completed_(std::move(on_completed)),
@@ -36,7 +37,7 @@ class completion_recorder final : public provider {
     auto got = co_await inner_->receive(q, max, wait);
     if (got) {
       std::lock_guard lock(mutex_);
-      for (const auto& m : *got) ids_[key_of(m.receipt)] = m.body;
+      for (const auto& m : *got) ids_[key_of(m.receipt)] = {m.body, m.id};
     }
     if (got && on_received_) {
       for (const auto& m : *got) on_received_(m.body);
@@ -52,7 +53,7 @@ class completion_recorder final : public provider {
     for (const auto& s : settlements)
       keys.emplace_back(key_of(s.receipt), s.action == settle_action::complete);
     auto results = co_await inner_->settle(std::move(settlements));
-    std::vector<std::string> completed;
+    std::vector<std::pair<std::string, std::string>> completed;
     {
       std::lock_guard lock(mutex_);
       for (std::size_t i = 0; i < keys.size() && i < results.size(); ++i) {
@@ -63,7 +64,7 @@ class completion_recorder final : public provider {
         ids_.erase(it);
       }
     }
-    for (const auto& id : completed) on_completed_(id);
+    for (const auto& [id, message_id] : completed) on_completed_(id, message_id);
     co_return results;
   }
   awaitable<result<time_point>> renew_lock(const receipt_handle& r) override {
@@ -78,17 +79,19 @@ class completion_recorder final : public provider {
 
  private:
   provider_ptr inner_;
-  std::function<void(const std::string&)> on_completed_;
+  std::function<void(const std::string&, const std::string&)> on_completed_;
   std::function<void(const std::string&)> on_received_;
   std::mutex mutex_;
-  std::unordered_map<std::string, std::string> ids_;  // receipt -> message id
+  // receipt -> (message id as sent, the provider's message id)
+  std::unordered_map<std::string, std::pair<std::string, std::string>> ids_;
 };
 
 }  // namespace
 
-provider_ptr record_completions(provider_ptr inner,
-                                std::function<void(const std::string& id)> on_completed,
-                                std::function<void(const std::string& id)> on_received) {
+provider_ptr record_completions(
+    provider_ptr inner,
+    std::function<void(const std::string& id, const std::string& message_id)> on_completed,
+    std::function<void(const std::string& id)> on_received) {
   return std::make_shared<completion_recorder>(std::move(inner), std::move(on_completed),
                                                std::move(on_received));
 }

@@ -42,11 +42,18 @@ class ledger {
     acknowledged_.insert(id);
     changed_.notify_all();
   }
-  void handled(const std::string& id) {
+  /// A handler started on message `id`. `message_id` is the provider's id of the stored
+  /// message, where the test knows it: a send retried after a timeout can store a second copy
+  /// under the same `id` (at-least-once on send), and handling that copy is a duplicate, not a
+  /// resurrection of the completed first copy.
+  void handled(const std::string& id, const std::string& message_id = {}) {
     std::lock_guard lock(mutex_);
     ++handled_[id];
     ++handler_calls_;
-    if (completed_.count(id)) ++resurrected_;
+    if (message_id.empty() ? completed_.count(id) != 0
+                           : completed_messages_.count(message_id) != 0) {
+      ++resurrected_;
+    }
     if (recovery_mark_ && !recovered_at_) {
       auto r = received_at_.find(id);
       if (r != received_at_.end() && r->second >= *recovery_mark_) {
@@ -79,9 +86,11 @@ class ledger {
     std::lock_guard lock(mutex_);
     return handler_calls_;
   }
-  void completed(const std::string& id) {
+  /// The provider acknowledged a complete of message `id` (stored as `message_id`, if known).
+  void completed(const std::string& id, const std::string& message_id = {}) {
     std::lock_guard lock(mutex_);
     completed_.insert(id);
+    if (!message_id.empty()) completed_messages_.insert(message_id);
     changed_.notify_all();
   }
 
@@ -146,16 +155,18 @@ class ledger {
   std::unordered_set<std::string> acknowledged_;
   std::unordered_map<std::string, std::size_t> handled_;
   std::unordered_set<std::string> completed_;
+  std::unordered_set<std::string> completed_messages_;  ///< provider message ids
   std::optional<std::chrono::steady_clock::time_point> recovery_mark_, recovered_at_;
   std::unordered_map<std::string, std::chrono::steady_clock::time_point> received_at_;
 };
 
 /// Wraps the real provider (below retries and injected faults) and reports each complete the
-/// provider acknowledged, by message id (the body), and (if given) each message a receive
-/// handed out. Everything else passes through.
-provider_ptr record_completions(provider_ptr inner,
-                                std::function<void(const std::string& id)> on_completed,
-                                std::function<void(const std::string& id)> on_received = {});
+/// provider acknowledged, by message id (the body) and the provider's message id, and (if
+/// given) each message a receive handed out. Everything else passes through.
+provider_ptr record_completions(
+    provider_ptr inner,
+    std::function<void(const std::string& id, const std::string& message_id)> on_completed,
+    std::function<void(const std::string& id)> on_received = {});
 
 /// Threads and open file descriptors of this process, for leak checks.
 struct process_resources {

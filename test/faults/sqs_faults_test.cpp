@@ -58,7 +58,9 @@ class workload {
       : rt_(rt), q_(q), book_(book) {
     provider_ = record_completions(
         sqs::make_provider(options_for(endpoint), rt.executor()).value(),
-        [&book](const std::string& id) { book.completed(id); },
+        [&book](const std::string& id, const std::string& message_id) {
+          book.completed(id, message_id);
+        },
         [&book](const std::string& id) { book.received(id); });
     client_options co;
     co.retry = retry_policy::exponential_backoff(50ms, 500ms, 2);
@@ -76,7 +78,7 @@ class workload {
     processor_ = std::make_unique<processor>(
         *client_, q,
         [&book](const received_message& m) -> awaitable<result<void>> {
-          book.handled(m.body);
+          book.handled(m.body, m.id);
           co_return result<void>{};
         },
         po);
@@ -89,8 +91,11 @@ class workload {
             book_.sent();
             // A send that failed may still have reached the server before the fault: it is
             // counted as handled_unacknowledged if it comes back, never as acknowledged.
-            message m{.body = id};  // named: GCC 12 mishandles a class temporary in co_await
-            if (co_await client_->send(q_, std::move(m))) book_.acknowledged(id);
+            // Named message and result, one co_await per statement: GCC 12 destroys the
+            // temporaries of a co_await full-expression twice.
+            message m{.body = id};
+            auto sent = co_await client_->send(q_, std::move(m));
+            if (sent) book_.acknowledged(id);
           }
         },
         asio::use_future);
@@ -216,6 +221,64 @@ TEST_F(FaultSqs, NetworkStallLongerThanTheVisibilityTimeoutMakesNoFalseCompletes
   EXPECT_GE(recovery, 0);
   EXPECT_EQ(after.threads, before.threads);
   EXPECT_EQ(after.fds, before.fds);
+}
+
+// A receive whose answer the network holds up longer than the visibility timeout: by the time it
+// arrives, SQS has made the message visible again and handed it to another consumer. The late
+// receipt must read as expired (a call that slow counts its lock from the request), so completing
+// it fails with receipt_expired instead of reporting a delete of a message someone else holds.
+TEST_F(FaultSqs, AReceiveAnswerHeldUpPastTheVisibilityTimeoutIsNotCompletedFalsely) {
+  test::fauxqs_server server;
+  tcp_proxy proxy(server.port());
+  runtime rt(runtime_configuration{.worker_threads = 2});
+  auto direct_options = options_for(server.endpoint());
+  direct_options.visibility_timeout = std::chrono::seconds(30);
+  auto late_options = options_for(proxy.endpoint());
+  late_options.visibility_timeout = std::chrono::seconds(2);
+  late_options.request_timeout = 60s;  // the held answer must arrive, not time out
+  auto direct = sqs::make_provider(direct_options, rt.executor()).value();
+  auto late = sqs::make_provider(late_options, rt.executor()).value();
+  const auto q = fresh_queue("fault-late-answer");
+  ASSERT_TRUE(rt.block_on(direct->create_queue(q, {})));
+  // The late provider looks the queue up now, so that the answer held below is the receive's.
+  auto nothing_yet = rt.block_on(late->receive(q, 1, 0ms));
+  ASSERT_TRUE(nothing_yet && nothing_yet->empty());
+  std::vector<message> one{message{.body = "x"}};
+  auto sent = rt.block_on(direct->send(q, one, 10s));
+  ASSERT_TRUE(sent && (*sent)[0]);
+
+  proxy.stall_answers();
+  auto held = asio::co_spawn(rt.executor(), late->receive(q, 1, 0ms), asio::use_future);
+  ASSERT_TRUE(proxy.wait_for_held_answer(30s)) << "the server never answered the receive";
+  // SQS handed the message out in that answer. Receive directly until SQS hands it out again:
+  // then the first lock has certainly lapsed on the server.
+  std::optional<received_message> again;
+  for (int i = 0; i < 60 && !again; ++i) {
+    auto got = rt.block_on(direct->receive(q, 1, 1s));
+    ASSERT_TRUE(got) << got.error().to_string();
+    if (!got->empty()) again = got->front();
+  }
+  ASSERT_TRUE(again) << "the message never became visible again";
+  proxy.resume();
+
+  auto answer = held.get();
+  ASSERT_TRUE(answer) << answer.error().to_string();
+  // Its lock lapsed on the way: the late receive hands nothing out (SQS delivers it again).
+  EXPECT_TRUE(answer->empty()) << "a message whose lock had lapsed was handed out";
+  for (const auto& m : *answer) {
+    std::vector<settlement> complete_late{settlement::complete(m.receipt)};
+    auto late_done = rt.block_on(late->settle(complete_late));
+    ASSERT_EQ(late_done.size(), 1u);
+    EXPECT_FALSE(late_done[0]) << "a complete of a message another consumer holds reported done";
+  }
+
+  // The consumer that holds it now completes it.
+  std::vector<settlement> complete_again{settlement::complete(again->receipt)};
+  auto done = rt.block_on(direct->settle(complete_again));
+  ASSERT_EQ(done.size(), 1u);
+  EXPECT_TRUE(done[0]) << done[0].error().to_string();
+  rt.block_on(late->close());
+  rt.block_on(direct->close());
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 // A TCP proxy on 127.0.0.1 for the network-stall scenario: forwards bytes both ways between
 // each accepted client and the target port, and on stall() stops forwarding (connections stay
-// open; nothing is closed or refused) until resume(). Runs on its own thread.
+// open; nothing is closed or refused) until resume(); stall_answers() holds back only what the
+// server sends. Runs on its own thread.
 #pragma once
 
 #include <boost/asio/as_tuple.hpp>
@@ -12,8 +13,11 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+#include <chrono>
+#include <condition_variable>
 #include <future>
 #include <memory>
+#include <mutex>
 #include <thread>
 
 namespace qrt::faults {
@@ -37,12 +41,21 @@ class tcp_proxy {
 
   /// Stops forwarding; returns once the proxy's thread has taken it in.
   void stall() {
-    on_proxy_thread([this] { stalled_ = true; });
+    on_proxy_thread([this] { stalled_requests_ = stalled_answers_ = true; });
+  }
+  /// Stops forwarding what the server sends; requests still reach it.
+  void stall_answers() {
+    on_proxy_thread([this] { stalled_answers_ = true; });
+  }
+  /// True once the server has sent bytes the stall holds back; false if `timeout` passed first.
+  bool wait_for_held_answer(std::chrono::milliseconds timeout) {
+    std::unique_lock lock(held_mutex_);
+    return held_changed_.wait_for(lock, timeout, [&] { return held_answers_ > 0; });
   }
   /// Forwards again, including what arrived during the stall.
   void resume() {
     on_proxy_thread([this] {
-      stalled_ = false;
+      stalled_requests_ = stalled_answers_ = false;
       resumed_.cancel();  // wakes every pump waiting at the gate
       resumed_.expires_at(std::chrono::steady_clock::time_point::max());
     });
@@ -72,18 +85,24 @@ class tcp_proxy {
           boost::asio::as_tuple(boost::asio::use_awaitable));
       if (cec) continue;
       auto down = std::make_shared<tcp::socket>(std::move(client));
-      boost::asio::co_spawn(io_, pump(down, upstream), boost::asio::detached);
-      boost::asio::co_spawn(io_, pump(upstream, down), boost::asio::detached);
+      boost::asio::co_spawn(io_, pump(down, upstream, stalled_requests_), boost::asio::detached);
+      boost::asio::co_spawn(io_, pump(upstream, down, stalled_answers_), boost::asio::detached);
     }
   }
 
+  /// Forwards `from` to `to`; holds what it read while `stalled` (this direction's flag).
   boost::asio::awaitable<void> pump(std::shared_ptr<tcp::socket> from,
-                                    std::shared_ptr<tcp::socket> to) {
+                                    std::shared_ptr<tcp::socket> to, const bool& stalled) {
     char buf[16384];
     for (;;) {
       auto [rec, n] = co_await from->async_read_some(
           boost::asio::buffer(buf), boost::asio::as_tuple(boost::asio::use_awaitable));
-      while (stalled_) {
+      if (!rec && stalled && &stalled == &stalled_answers_) {
+        std::lock_guard lock(held_mutex_);
+        ++held_answers_;
+        held_changed_.notify_all();
+      }
+      while (stalled) {
         co_await resumed_.async_wait(boost::asio::as_tuple(boost::asio::use_awaitable));
       }
       if (rec) break;
@@ -100,7 +119,11 @@ class tcp_proxy {
   boost::asio::io_context io_;
   tcp::acceptor acceptor_;
   boost::asio::steady_timer resumed_;  ///< cancelled on resume(): the pumps' gate
-  bool stalled_ = false;               ///< touched on the proxy's thread only
+  bool stalled_requests_ = false;      ///< client to server; touched on the proxy's thread only
+  bool stalled_answers_ = false;       ///< server to client; ditto
+  std::mutex held_mutex_;
+  std::condition_variable held_changed_;
+  std::size_t held_answers_ = 0;  ///< reads from the server held back by a stall
   std::thread thread_;
 };
 
