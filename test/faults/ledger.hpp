@@ -25,6 +25,7 @@ struct ledger_counts {
   std::size_t acknowledged = 0;  ///< sends the provider acknowledged
   std::size_t handled = 0;       ///< distinct ids a handler started on
   std::size_t handler_calls = 0;
+  std::size_t completed = 0;               ///< distinct ids whose complete was acknowledged
   std::size_t duplicated = 0;              ///< ids handled more than once
   std::size_t lost = 0;                    ///< acknowledged, never handled
   std::size_t resurrected = 0;             ///< handler starts after an acknowledged complete
@@ -104,6 +105,17 @@ class ledger {
       return true;
     });
   }
+  /// True once every acknowledged id has been handled at least once; false if `timeout` passed
+  /// first. (Not every one need be completed: a complete the provider could not vouch for, as
+  /// one answered after its lock ran out, is reported failed although it may have taken effect.)
+  bool wait_all_handled(std::chrono::milliseconds timeout) {
+    std::unique_lock lock(mutex_);
+    return changed_.wait_for(lock, timeout, [&] {
+      for (const auto& id : acknowledged_)
+        if (!handled_.count(id)) return false;
+      return true;
+    });
+  }
   /// True once `n` handler calls happened.
   bool wait_handler_calls(std::size_t n, std::chrono::milliseconds timeout) {
     std::unique_lock lock(mutex_);
@@ -122,6 +134,7 @@ class ledger {
     c.handled = handled_.size();
     c.handler_calls = handler_calls_;
     c.resurrected = resurrected_;
+    c.completed = completed_.size();
     for (const auto& [id, n] : handled_) {
       if (n > 1) ++c.duplicated;
       if (!acknowledged_.count(id)) ++c.handled_unacknowledged;
@@ -138,6 +151,7 @@ class ledger {
                     " acknowledged=" + std::to_string(c.acknowledged) +
                     " handled=" + std::to_string(c.handled) +
                     " handler_calls=" + std::to_string(c.handler_calls) +
+                    " completed=" + std::to_string(c.completed) +
                     " duplicated=" + std::to_string(c.duplicated) +
                     " lost=" + std::to_string(c.lost) +
                     " resurrected=" + std::to_string(c.resurrected) +

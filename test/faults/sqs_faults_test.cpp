@@ -101,12 +101,12 @@ class workload {
         asio::use_future);
   }
 
-  /// Stops the producer, waits (bounded) for every acknowledged send to be completed, then
-  /// stops the processor and closes the provider.
+  /// Stops the producer, waits (bounded) for every acknowledged send to be handled, then stops
+  /// the processor and closes the provider.
   void finish(std::chrono::milliseconds drain) {
     producing_ = false;
     producer_.get();
-    drained_ = book_.wait_all_completed(drain);
+    drained_ = book_.wait_all_handled(drain);
     rt_.block_on(processor_->stop(10s));
     pstats_ = processor_->stats();
     processor_.reset();
