@@ -281,5 +281,57 @@ TEST_F(FaultSqs, AReceiveAnswerHeldUpPastTheVisibilityTimeoutIsNotCompletedFalse
   rt.block_on(direct->close());
 }
 
+// A complete sent while its lock was still running but held up in the network until the lock ran
+// out: SQS has meanwhile handed the message to another consumer and answers the stale handle's
+// delete with success, without deleting. qrt must not report that complete as done.
+TEST_F(FaultSqs, ADeleteAnsweredAfterTheLockRanOutIsNotReportedDone) {
+  test::fauxqs_server server;
+  tcp_proxy proxy(server.port());
+  runtime rt(runtime_configuration{.worker_threads = 2});
+  auto direct_options = options_for(server.endpoint());
+  direct_options.visibility_timeout = std::chrono::seconds(30);
+  auto late_options = options_for(proxy.endpoint());
+  late_options.visibility_timeout = std::chrono::seconds(2);
+  late_options.request_timeout = 60s;  // the held delete must be answered, not time out
+  auto direct = sqs::make_provider(direct_options, rt.executor()).value();
+  auto late = sqs::make_provider(late_options, rt.executor()).value();
+  const auto q = fresh_queue("fault-late-delete");
+  ASSERT_TRUE(rt.block_on(direct->create_queue(q, {})));
+  std::vector<message> one{message{.body = "x"}};
+  auto sent = rt.block_on(direct->send(q, one, 10s));
+  ASSERT_TRUE(sent && (*sent)[0]);
+  auto got = rt.block_on(late->receive(q, 1, 1s));
+  ASSERT_TRUE(got && got->size() == 1u);
+  const received_message first = got->front();
+
+  proxy.stall();
+  std::vector<settlement> complete_first{settlement::complete(first.receipt)};
+  auto held = asio::co_spawn(rt.executor(), late->settle(complete_first), asio::use_future);
+  ASSERT_TRUE(proxy.wait_for_held_request(30s)) << "the delete never left";
+  // Receive directly until SQS hands the message out again: its first lock has lapsed there.
+  std::optional<received_message> again;
+  for (int i = 0; i < 60 && !again; ++i) {
+    auto r = rt.block_on(direct->receive(q, 1, 1s));
+    ASSERT_TRUE(r) << r.error().to_string();
+    if (!r->empty()) again = r->front();
+  }
+  ASSERT_TRUE(again) << "the message never became visible again";
+  // The fault is the lock running out in qrt's view too; SQS's ran out no later than this.
+  std::this_thread::sleep_until(first.locked_until);
+  proxy.resume();
+
+  auto late_done = held.get();
+  ASSERT_EQ(late_done.size(), 1u);
+  ASSERT_FALSE(late_done[0]) << "a delete answered after the lock ran out was reported done";
+  EXPECT_EQ(late_done[0].error().code, errc::receipt_expired) << late_done[0].error().to_string();
+
+  std::vector<settlement> complete_again{settlement::complete(again->receipt)};
+  auto done = rt.block_on(direct->settle(complete_again));
+  ASSERT_EQ(done.size(), 1u);
+  EXPECT_TRUE(done[0]) << done[0].error().to_string();
+  rt.block_on(late->close());
+  rt.block_on(direct->close());
+}
+
 }  // namespace
 }  // namespace qrt::faults

@@ -52,6 +52,11 @@ class tcp_proxy {
     std::unique_lock lock(held_mutex_);
     return held_changed_.wait_for(lock, timeout, [&] { return held_answers_ > 0; });
   }
+  /// True once the client has sent bytes the stall holds back; false if `timeout` passed first.
+  bool wait_for_held_request(std::chrono::milliseconds timeout) {
+    std::unique_lock lock(held_mutex_);
+    return held_changed_.wait_for(lock, timeout, [&] { return held_requests_ > 0; });
+  }
   /// Forwards again, including what arrived during the stall.
   void resume() {
     on_proxy_thread([this] {
@@ -97,9 +102,9 @@ class tcp_proxy {
     for (;;) {
       auto [rec, n] = co_await from->async_read_some(
           boost::asio::buffer(buf), boost::asio::as_tuple(boost::asio::use_awaitable));
-      if (!rec && stalled && &stalled == &stalled_answers_) {
+      if (!rec && stalled) {
         std::lock_guard lock(held_mutex_);
-        ++held_answers_;
+        ++(&stalled == &stalled_answers_ ? held_answers_ : held_requests_);
         held_changed_.notify_all();
       }
       while (stalled) {
@@ -123,7 +128,8 @@ class tcp_proxy {
   bool stalled_answers_ = false;       ///< server to client; ditto
   std::mutex held_mutex_;
   std::condition_variable held_changed_;
-  std::size_t held_answers_ = 0;  ///< reads from the server held back by a stall
+  std::size_t held_answers_ = 0;   ///< reads from the server held back by a stall
+  std::size_t held_requests_ = 0;  ///< reads from a client held back by a stall
   std::thread thread_;
 };
 
