@@ -15,6 +15,7 @@
 #include <optional>
 #include <qrt/provider.hpp>
 #include <string>
+#include <thread>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -186,6 +187,13 @@ provider_ptr record_completions(
 struct process_resources {
   std::size_t threads = 0;
   std::size_t fds = 0;
+  /// The count to compare a later now() with. Sanitizers start a helper thread of their own
+  /// with the first thread a process creates: one thread made and joined first makes sure it
+  /// is there before the baseline is taken, not counted as a leak after.
+  static process_resources baseline() {
+    std::thread([] {}).join();
+    return now();
+  }
   static process_resources now() {
     auto count = [](const char* dir) {
       std::size_t n = 0;

@@ -38,7 +38,7 @@ awaitable<void> pause_for(std::chrono::milliseconds d) {
 }
 
 TEST(FaultMemory, ThrottlingStormOnHalfOfAllCallsLosesNothingAndCountsTheRetries) {
-  const auto before = process_resources::now();
+  const auto before = process_resources::baseline();
   ledger book;
   std::uint64_t retries = 0, throttles = 0;
   processor_stats pstats;
@@ -133,7 +133,7 @@ TEST(FaultMemory, ThrottlingStormOnHalfOfAllCallsLosesNothingAndCountsTheRetries
 }
 
 TEST(FaultMemory, SlowConsumerAndTenTimesFasterProducerStayWithinTheByteBudget) {
-  const auto before = process_resources::now();
+  const auto before = process_resources::baseline();
   ledger book;
   std::atomic<std::size_t> refused_full = 0, refused_other = 0;
   double offered_seconds = 0;

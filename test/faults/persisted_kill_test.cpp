@@ -121,7 +121,7 @@ child_outcome run_child(const std::filesystem::path& dir, int run, bool drain,
 }
 
 TEST(FaultPersistedMemory, ClientProcessKilledTwiceMidRunLosesAndResurrectsNothing) {
-  const auto before = process_resources::now();
+  const auto before = process_resources::baseline();
   const auto dir = std::filesystem::temp_directory_path() /
                    ("qrt-fault-persisted-" + std::to_string(::getpid()));
   std::filesystem::remove_all(dir);

@@ -150,7 +150,7 @@ TEST_F(FaultSqs, EmulatorKilledAndRestartedTwiceMidRun) {
   std::size_t acknowledged_before_last_restart = 0;
   {
     test::fauxqs_server server(dir.string());
-    const auto before = process_resources::now();
+    const auto before = process_resources::baseline();
     {
       runtime rt(runtime_configuration{.worker_threads = 4});
       workload w(rt, server.endpoint(), fresh_queue("fault-kill"), book);
@@ -192,7 +192,7 @@ TEST_F(FaultSqs, NetworkStallLongerThanTheVisibilityTimeoutMakesNoFalseCompletes
   test::fauxqs_server server;
   ledger book;
   double recovery = -1;
-  const auto before = process_resources::now();
+  const auto before = process_resources::baseline();
   {
     tcp_proxy proxy(server.port());
     runtime rt(runtime_configuration{.worker_threads = 4});

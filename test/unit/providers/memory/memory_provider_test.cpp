@@ -231,12 +231,11 @@ struct direct_provider {
         boost::asio::detached);
   }
 
-  /// Receives one message of `queue` and completes it; returns its body.
-  std::string receive_and_complete(const char* queue) {
-    std::string body;
+  /// Starts receiving one message of `queue` and completing it; `body` is set when it ran.
+  void start_receive_and_complete(std::string queue, std::string& body) {
     boost::asio::co_spawn(
         io,
-        [&]() -> qrt::awaitable<void> {
+        [this, queue, &body]() -> qrt::awaitable<void> {
           auto got = (co_await provider->receive(queue_name::from(queue), 1, 0ms)).value();
           if (got.size() != 1) co_return;
           body = got[0].body;
@@ -245,7 +244,6 @@ struct direct_provider {
           if (!done[0]) body = "complete failed: " + done[0].error().message;
         },
         boost::asio::detached);
-    return body;
   }
 };
 
@@ -269,7 +267,8 @@ TEST(MemoryProviderBytes, SenderWaitsForTheProviderBudgetAndProceedsWhenAConsume
   EXPECT_EQ(qrt::memory::detail::memory_byte_usage(*p.provider).used, 60u);
 
   p.io.restart();
-  std::string body = p.receive_and_complete("a");
+  std::string body;
+  p.start_receive_and_complete("a", body);
   p.io.run();  // the completion frees 60 bytes, which wakes the parked send
   EXPECT_EQ(body, std::string(60, 'x'));
   ASSERT_TRUE(second && *second) << (second && !*second ? second->error().message : "");
@@ -295,7 +294,8 @@ TEST(MemoryProviderBytes, SenderWaitsForQueueBytesAndProceedsWhenAConsumerComple
   ASSERT_FALSE(second.has_value()) << "the send should be waiting for room in the queue";
 
   p.io.restart();
-  std::string body = p.receive_and_complete("a");
+  std::string body;
+  p.start_receive_and_complete("a", body);
   p.io.run();
   EXPECT_EQ(body, std::string(60, 'x'));
   ASSERT_TRUE(second && *second);
