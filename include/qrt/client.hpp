@@ -17,6 +17,8 @@ struct client_options {
   /// Applied to transient and throttled provider errors (docs/adr/0060-resilience-layering.md).
   /// nullopt (or retry_policy::none()) turns retrying off.
   std::optional<retry_policy> retry = retry_policy::client_default();
+  /// Told of each retry (for metrics: qrt::metrics::count_retries).
+  retry_observer on_retry;
 };
 
 /// A locked session, from queue_client::accept_session. Closing (or destroying the last copy

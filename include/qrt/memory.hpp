@@ -45,6 +45,12 @@ struct options {
   /// Body plus attributes of one message; also the most bytes of one session state. With
   /// enable_persistence at most 63 MiB, so that every message fits one log record.
   std::size_t max_message_bytes = 1 << 20;
+  /// Bytes one queue may hold (body plus attributes of its stored messages, dead letters not
+  /// included); 0: no limit. At the limit sends wait, as with max_queue_size.
+  std::uint64_t max_queue_bytes = 0;
+  /// Bytes all queues of this provider may hold together, dead-letter queues included; 0: no
+  /// limit. At the limit sends wait, as with max_queue_size; settlements always proceed.
+  std::uint64_t max_memory_bytes = 0;
   std::vector<std::string> queues;  ///< created when the provider starts
   queue_options queue_defaults;     ///< settings for queues created from `queues`
 
@@ -56,9 +62,9 @@ struct options {
 
 /// Fields: provider=memory, preset (high_throughput|testing), max_queue_size,
 /// max_dead_letter_queue_size, enable_persistence, persistence_path, persistence_open_timeout,
-/// durability, sync_interval, max_disk_bytes, worker_threads, channel_buffer_size,
-/// max_message_bytes, queues (comma list), lock_duration, max_delivery_count, default_time_to_live,
-/// dead_letter_on_expiration, requires_session.
+/// durability, sync_interval, max_disk_bytes, max_queue_bytes, max_memory_bytes, worker_threads,
+/// channel_buffer_size, max_message_bytes, queues (comma list), lock_duration, max_delivery_count,
+/// default_time_to_live, dead_letter_on_expiration, requires_session.
 result<options> options_from_config(const config& cfg);
 
 /// An embedded provider on `executor`; with persistence, it replays the log first and refuses to

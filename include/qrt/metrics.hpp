@@ -14,6 +14,7 @@
 #include <memory>
 #include <mutex>
 #include <qrt/error.hpp>
+#include <qrt/retry.hpp>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -255,6 +256,11 @@ struct runtime_metrics {
   /// Handler-level series for one queue (operation label "process" on the batch sizes).
   processing_series for_processing(const std::string& queue, const std::string& provider);
 };
+
+/// A retry observer (client_options::on_retry) that counts each retry in
+/// queue_runtime_retries_total{queue,provider,operation}; queue "unknown" for settlements.
+/// `metrics` must outlive it.
+retry_observer count_retries(runtime_metrics& metrics, std::string provider);
 
 template <class Series>
 Series& family<Series>::with(std::vector<std::string> values) {

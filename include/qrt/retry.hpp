@@ -98,10 +98,18 @@ auto retry(const retry_policy& policy, Attempt attempt, retry_sleeper sleeper = 
   }
 }
 
+/// Told of every retry a retrying provider is about to make: the operation, named as the
+/// metrics name it ("send", "receive", "complete", "abandon", "dead_letter", "renew", "peek",
+/// "stats", "create_queue", "delete_queue", "accept_session"), its queue (null where the call
+/// names none, as settlements), and the failure being retried. qrt::metrics::count_retries
+/// feeds queue_runtime_retries_total with it.
+using retry_observer =
+    std::function<void(std::string_view operation, const queue_name* queue, const error& cause)>;
+
 /// Wraps `inner` so its transient and throttled failures are retried by `policy`.
 /// Backpressure (queue_full: the send already waited its deadline) and session_locked (an
 /// answer, not a failure) are returned at once. Settlement retries only the entries that failed.
 provider_ptr make_retrying_provider(provider_ptr inner, retry_policy policy,
-                                    retry_sleeper sleeper = {});
+                                    retry_sleeper sleeper = {}, retry_observer observer = {});
 
 }  // namespace qrt

@@ -56,9 +56,12 @@ struct options {
   std::size_t max_message_bytes = 262'144;
 
   // ---- transport ----
-  /// Idle keep-alive connections kept per endpoint. Busy calls open more as needed, so
-  /// concurrent calls never queue behind each other.
+  /// Idle keep-alive connections kept per endpoint.
   std::size_t max_idle_connections = 16;
+  /// Connections open at once per endpoint (busy, idle or connecting); 0: no limit. At the cap
+  /// a call waits in line, first come first served, until a connection comes free or its
+  /// request_timeout passes. A receive holds its connection for its whole long poll.
+  std::size_t max_connections = 64;
   std::chrono::milliseconds connect_timeout{5'000};  ///< bound on TCP and TLS connect
   /// Per HTTP call, on top of a receive's long-poll wait.
   std::chrono::milliseconds request_timeout{10'000};
@@ -84,8 +87,8 @@ struct options {
 /// endpoint, access_key_id, secret_access_key, session_token, profile, verify_tls, ca_file,
 /// max_number_of_messages, wait_time, visibility_timeout, receive_request_attempt_id,
 /// abandon_visibility, default_message_group, max_message_bytes, max_idle_connections,
-/// connect_timeout, request_timeout, max_retries, retry_base_delay. Unknown or malformed
-/// fields fail with errc::configuration_error naming the field.
+/// max_connections, connect_timeout, request_timeout, max_retries, retry_base_delay. Unknown or
+/// malformed fields fail with errc::configuration_error naming the field.
 result<options> options_from_config(const config& cfg);
 
 /// Never fails for well-formed options; credentials are resolved on first use, so a missing

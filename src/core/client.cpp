@@ -82,7 +82,7 @@ awaitable<result<void>> session::close() {
 queue_client::queue_client(provider_ptr provider, client_options options)
     : given_(std::move(provider)),
       provider_(options.retry && options.retry->max_attempts > 1
-                    ? make_retrying_provider(given_, *options.retry)
+                    ? make_retrying_provider(given_, *options.retry, {}, options.on_retry)
                     : given_),
       options_(options) {}
 

@@ -1,15 +1,20 @@
 #include "net/http.hpp"
 
 #include <atomic>
+#include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/async_result.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/ssl.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 #include <cctype>
 #include <charconv>
+#include <deque>
 #include <mutex>
 #include <optional>
 
@@ -265,30 +270,127 @@ struct connection {
   beast::tcp_stream& lowest() { return plain ? *plain : beast::get_lowest_layer(*secure); }
 };
 
+/// A call waiting at max_connections for a connection (or the right to open one).
+struct connection_waiter : std::enable_shared_from_this<connection_waiter> {
+  explicit connection_waiter(asio::any_io_executor ex) : timer(std::move(ex)) {}
+  asio::steady_timer timer;
+  // Guarded by the pool's mutex.
+  std::optional<asio::any_completion_handler<void()>> handler;
+  asio::any_io_executor handler_executor;
+  bool woken = false;                       ///< granted, timed out or pool closed
+  bool granted = false;                     ///< owns a connection slot now
+  std::unique_ptr<connection> handed_over;  ///< an idle connection, or null: open one
+};
+using waiter_ptr = std::shared_ptr<connection_waiter>;
+
+/// Completes a waiter's suspended call, or marks it so it won't suspend (mutex held).
+void wake(connection_waiter& w) {
+  w.woken = true;
+  if (w.handler) {
+    auto h = std::move(*w.handler);
+    w.handler.reset();
+    asio::post(w.handler_executor, std::move(h));
+  }
+}
+
 }  // namespace
 
-struct http_pool::impl {
+struct http_pool::impl : std::enable_shared_from_this<http_pool::impl> {
   asio::any_io_executor executor;
   endpoint ep;
   http_settings settings;
   std::optional<asio::ssl::context> ssl;
   mutable std::mutex mutex;
   std::vector<std::unique_ptr<connection>> idle;
+  std::size_t open_count = 0;      ///< busy + idle + connecting; bounded by max_connections
+  std::deque<waiter_ptr> waiting;  ///< calls at the cap, first come first served
   std::atomic<bool> closed{false};
   std::atomic<std::uint64_t> opened{0};
   std::optional<error> setup_error;  ///< set by the constructor when TLS could not be set up
 
-  std::unique_ptr<connection> take_idle() {
+  /// A call's right to one connection: the idle one it took, or null with a slot to open one.
+  /// Every acquired slot ends in give_back() or drop().
+  asio::awaitable<result<std::unique_ptr<connection>>> acquire(
+      std::chrono::steady_clock::time_point deadline, std::chrono::milliseconds timeout) {
+    waiter_ptr w;
+    {
+      std::lock_guard lock(mutex);
+      if (closed) co_return closed_error();
+      if (!idle.empty()) {
+        auto c = std::move(idle.back());
+        idle.pop_back();
+        co_return std::move(c);
+      }
+      if (settings.max_connections == 0 || open_count < settings.max_connections) {
+        ++open_count;
+        co_return std::unique_ptr<connection>{};
+      }
+      w = std::make_shared<connection_waiter>(executor);
+      waiting.push_back(w);
+    }
+    // Raw pointers in the initiation: the caller keeps `this` and `w` alive until it resumes;
+    // the timer handler owns its own references.
+    auto initiation = [self = this, wp = w.get(), deadline](auto handler) {
+      auto ex = asio::get_associated_executor(handler, wp->timer.get_executor());
+      std::lock_guard lock(self->mutex);
+      if (wp->woken) {
+        asio::post(ex, std::move(handler));
+        return;
+      }
+      wp->handler.emplace(std::move(handler));
+      wp->handler_executor = ex;
+      wp->timer.expires_at(deadline);
+      wp->timer.async_wait([pool = self->shared_from_this(),
+                            ws = wp->shared_from_this()](boost::system::error_code) {
+        std::lock_guard lock(pool->mutex);
+        if (ws->woken) return;
+        std::erase(pool->waiting, ws);
+        wake(*ws);
+      });
+    };
+    co_await asio::async_initiate<decltype(asio::use_awaitable), void()>(initiation,
+                                                                         asio::use_awaitable);
+    w->timer.cancel();
     std::lock_guard lock(mutex);
-    if (idle.empty()) return nullptr;
-    auto c = std::move(idle.back());
-    idle.pop_back();
-    return c;
+    if (w->granted) co_return std::move(w->handed_over);
+    if (closed) co_return closed_error();
+    co_return fail(errc::timeout, "no connection to " + ep.to_string() + " came free within " +
+                                      std::to_string(timeout.count()) + " ms (max_connections " +
+                                      std::to_string(settings.max_connections) + ")");
   }
 
+  error closed_error() const {
+    return fail(errc::closed, "the HTTP client for " + ep.to_string() + " is closed");
+  }
+
+  /// Hands the first waiting call a slot, with `c` or (null) the right to open one. Mutex held.
+  bool hand_to_waiter(std::unique_ptr<connection>& c) {
+    if (waiting.empty()) return false;
+    auto w = std::move(waiting.front());
+    waiting.pop_front();
+    w->granted = true;
+    w->handed_over = std::move(c);
+    wake(*w);
+    return true;
+  }
+
+  /// A call is done with a connection the server keeps open.
   void give_back(std::unique_ptr<connection> c) {
     std::lock_guard lock(mutex);
-    if (!closed && idle.size() < settings.max_idle_connections) idle.push_back(std::move(c));
+    if (!closed && hand_to_waiter(c)) return;
+    if (!closed && idle.size() < settings.max_idle_connections) {
+      idle.push_back(std::move(c));
+    } else {
+      --open_count;  // closed as `c` goes
+    }
+  }
+
+  /// A call's slot ends without a reusable connection (failure, or the server closes it).
+  void drop() {
+    std::lock_guard lock(mutex);
+    std::unique_ptr<connection> none;
+    if (!closed && hand_to_waiter(none)) return;
+    --open_count;
   }
 
   asio::awaitable<result<std::unique_ptr<connection>>> open(
@@ -408,7 +510,10 @@ void http_pool::close() {
   {
     std::lock_guard lock(impl_->mutex);
     impl_->closed = true;
+    impl_->open_count -= impl_->idle.size();
     dropping.swap(impl_->idle);
+    for (auto& w : impl_->waiting) wake(*w);  // they report the pool closed
+    impl_->waiting.clear();
   }
   // Destroying the streams closes the sockets; nothing is pending on idle connections.
 }
@@ -422,6 +527,11 @@ std::size_t http_pool::idle_connections() const {
   return impl_->idle.size();
 }
 
+std::size_t http_pool::open_connections() const {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->open_count;
+}
+
 std::uint64_t http_pool::connections_opened() const noexcept {
   return impl_->opened;
 }
@@ -429,8 +539,7 @@ std::uint64_t http_pool::connections_opened() const noexcept {
 asio::awaitable<result<http_response>> http_pool::send(http_request request,
                                                        std::chrono::milliseconds timeout) {
   auto self = impl_;  // keeps the pool's state alive while the call runs
-  if (self->closed)
-    co_return fail(errc::closed, "the HTTP client for " + self->ep.to_string() + " is closed");
+  if (self->closed) co_return self->closed_error();
   if (self->setup_error) co_return *self->setup_error;
   // Beast throws on fields it cannot hold; refuse them here as errors instead.
   if (auto ok = check_request(request); !ok) co_return ok.error();
@@ -446,10 +555,22 @@ asio::awaitable<result<http_response>> http_pool::send(http_request request,
   req.body() = std::move(request.body);
   req.prepare_payload();
 
+  auto acquired = co_await self->acquire(deadline, timeout);
+  if (!acquired) co_return acquired.error();
+  // From here this call holds one connection slot: it ends in give_back() or, on every other
+  // way out, in drop() when `slot` goes (after `c`, so the socket is closed before another call
+  // may open one in its place).
+  struct slot_release {
+    std::shared_ptr<impl> pool;
+    ~slot_release() {
+      if (pool) pool->drop();
+    }
+  } slot{self};
+  std::unique_ptr<connection> c = std::move(*acquired);
+
   // At most two tries: a reused keep-alive connection may have been closed by the server
   // just before we used it; that failure says nothing about the server, so try a fresh one.
   for (int attempt = 0;; ++attempt) {
-    std::unique_ptr<connection> c = attempt == 0 ? self->take_idle() : nullptr;
     const bool reused = c != nullptr;
     if (!c) {
       auto opened = co_await self->open(deadline);
@@ -473,7 +594,10 @@ asio::awaitable<result<http_response>> http_pool::send(http_request request,
       if (is_http_parse_error(ec)) {
         co_return refused_answer(ec, self->ep.to_string(), self->settings.max_response_bytes);
       }
-      if (reused && attempt == 0 && !parser.got_some()) continue;
+      if (reused && attempt == 0 && !parser.got_some()) {
+        c.reset();  // the same slot opens a fresh connection
+        continue;
+      }
       co_return fail(errc::connection_failed,
                      "connection to " + self->ep.to_string() + " failed: " + ec.message());
     }
@@ -486,6 +610,7 @@ asio::awaitable<result<http_response>> http_pool::send(http_request request,
     http_response out = to_response(std::move(res));
     if (keep && !self->closed) {
       c->lowest().expires_never();
+      slot.pool.reset();
       self->give_back(std::move(c));
     }
     co_return out;

@@ -69,12 +69,16 @@ struct http_settings {
   bool verify_tls = true;
   std::string ca_file;
   std::size_t max_response_bytes = 64u << 20;
+  /// Connections open at once (busy, idle or connecting); 0: no limit. At the cap a call waits,
+  /// first come first served, for a connection to be given back or closed.
+  std::size_t max_connections = 0;
 };
 
-/// Connections to one endpoint. Each call takes an idle connection or opens a new one (so
-/// concurrent calls never wait for each other) and gives it back when the server keeps it
-/// alive. A call on a reused connection that the server had already closed is retried once on
-/// a fresh connection. Thread-safe.
+/// Connections to one endpoint. Each call takes an idle connection or, below max_connections,
+/// opens a new one; at the cap it waits in line (until its timeout) for one to come free. A
+/// connection goes back to the pool when the server keeps it alive. A call on a reused
+/// connection that the server had already closed is retried once on a fresh connection.
+/// Thread-safe.
 class http_pool {
  public:
   http_pool(boost::asio::any_io_executor executor, endpoint ep, http_settings settings);
@@ -99,6 +103,8 @@ class http_pool {
 
   const endpoint& target() const noexcept;
   std::size_t idle_connections() const;
+  /// Connections that exist now: busy, idle or being opened.
+  std::size_t open_connections() const;
   std::uint64_t connections_opened() const noexcept;
 
  private:

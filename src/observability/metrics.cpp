@@ -381,6 +381,14 @@ runtime_metrics::runtime_metrics(registry& r)
                               "Messages in the queue as the provider last reported, by state",
                               {"queue", "provider", "state"})) {}
 
+retry_observer count_retries(runtime_metrics& metrics, std::string provider) {
+  return [&metrics, provider = std::move(provider)](std::string_view operation,
+                                                    const queue_name* queue, const error&) {
+    metrics.retries.with({queue ? queue->str() : "unknown", provider, std::string(operation)})
+        .inc();
+  };
+}
+
 processing_series runtime_metrics::for_processing(const std::string& queue,
                                                   const std::string& provider) {
   return {messages_processed.with({queue, provider}), processing_duration.with({queue, provider}),

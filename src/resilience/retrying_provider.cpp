@@ -49,23 +49,40 @@ class retrying_session final : public session_receiver {
   retry_sleeper sleeper_;
 };
 
+std::string_view operation_of(settle_action a) {
+  switch (a) {
+    case settle_action::complete:
+      return "complete";
+    case settle_action::abandon:
+      return "abandon";
+    case settle_action::dead_letter:
+      return "dead_letter";
+  }
+  return "settle";
+}
+
 class retrying_provider final : public provider {
  public:
-  retrying_provider(provider_ptr inner, retry_policy policy, retry_sleeper sleeper)
-      : inner_(std::move(inner)), policy_(policy), sleeper_(std::move(sleeper)) {}
+  retrying_provider(provider_ptr inner, retry_policy policy, retry_sleeper sleeper,
+                    retry_observer observer)
+      : inner_(std::move(inner)),
+        policy_(policy),
+        sleeper_(std::move(sleeper)),
+        observer_(std::move(observer)) {}
 
   std::string_view name() const noexcept override { return inner_->name(); }
   const capabilities& caps() const noexcept override { return inner_->caps(); }
 
   awaitable<result<void>> create_queue(const queue_name& queue,
                                        const queue_options& options) override {
-    co_return co_await again([&] { return inner_->create_queue(queue, options); });
+    co_return co_await again("create_queue", &queue,
+                             [&] { return inner_->create_queue(queue, options); });
   }
   awaitable<result<void>> delete_queue(const queue_name& queue) override {
-    co_return co_await again([&] { return inner_->delete_queue(queue); });
+    co_return co_await again("delete_queue", &queue, [&] { return inner_->delete_queue(queue); });
   }
   awaitable<result<queue_stats>> stats(const queue_name& queue) override {
-    co_return co_await again([&] { return inner_->stats(queue); });
+    co_return co_await again("stats", &queue, [&] { return inner_->stats(queue); });
   }
 
   // A send that failed as a whole sent nothing (the provider contract), so resending it cannot
@@ -74,19 +91,22 @@ class retrying_provider final : public provider {
   awaitable<result<std::vector<send_outcome>>> send(const queue_name& queue,
                                                     std::vector<message> messages,
                                                     milliseconds timeout) override {
-    co_return co_await again([&] { return inner_->send(queue, messages, timeout); });
+    co_return co_await again("send", &queue,
+                             [&] { return inner_->send(queue, messages, timeout); });
   }
 
   awaitable<result<std::vector<received_message>>> receive(const queue_name& queue,
                                                            std::size_t max_messages,
                                                            milliseconds wait) override {
-    co_return co_await again([&] { return inner_->receive(queue, max_messages, wait); });
+    co_return co_await again("receive", &queue,
+                             [&] { return inner_->receive(queue, max_messages, wait); });
   }
 
   awaitable<result<std::vector<received_message>>> peek(const queue_name& queue,
                                                         std::size_t max_messages,
                                                         std::int64_t from_sequence) override {
-    co_return co_await again([&] { return inner_->peek(queue, max_messages, from_sequence); });
+    co_return co_await again("peek", &queue,
+                             [&] { return inner_->peek(queue, max_messages, from_sequence); });
   }
 
   awaitable<std::vector<result<void>>> settle(std::vector<settlement> settlements) override {
@@ -112,6 +132,7 @@ class retrying_provider final : public provider {
         if (!d) continue;
         failed.push_back(pending[k]);
         delay = delay ? std::max(*delay, *d) : *d;
+        if (observer_) observer_(operation_of(settlements[pending[k]].action), nullptr, r.error());
       }
       pending = std::move(failed);
       if (!pending.empty()) co_await pause(*delay);
@@ -120,14 +141,14 @@ class retrying_provider final : public provider {
   }
 
   awaitable<result<time_point>> renew_lock(const receipt_handle& receipt) override {
-    co_return co_await again([&] { return inner_->renew_lock(receipt); });
+    co_return co_await again("renew", nullptr, [&] { return inner_->renew_lock(receipt); });
   }
 
   awaitable<result<std::shared_ptr<session_receiver>>> accept_session(
       const queue_name& queue, std::optional<session_id> session, milliseconds wait) override {
     // errc::timeout here means "no session had messages within `wait`": an answer.
-    auto r = co_await retry(
-        policy_, [&] { return inner_->accept_session(queue, session, wait); }, sleeper_,
+    auto r = co_await again(
+        "accept_session", &queue, [&] { return inner_->accept_session(queue, session, wait); },
         [](const error& e) { return worth_retrying(e) && e.code != errc::timeout; });
     if (!r) co_return r.error();
     co_return std::shared_ptr<session_receiver>(
@@ -137,9 +158,24 @@ class retrying_provider final : public provider {
   awaitable<void> close() override { co_await inner_->close(); }
 
  private:
+  /// retry() with the observer told of each retry: the retryable check sees the failure
+  /// first, the sleeper runs only when a retry follows. Not a coroutine itself: the callables
+  /// move into retry()'s frame, so no temporary lives across a suspension here (GCC 12
+  /// destroys such temporaries of a co_await expression twice).
   template <class Attempt>
-  auto again(Attempt attempt) -> decltype(attempt()) {
-    return retry(policy_, std::move(attempt), sleeper_, worth_retrying);
+  auto again(std::string_view operation, const queue_name* queue, Attempt attempt,
+             bool (*retryable)(const error&) = worth_retrying) -> decltype(attempt()) {
+    if (!observer_) return retry(policy_, std::move(attempt), sleeper_, retryable);
+    auto cause = std::make_shared<error>();
+    retry_sleeper observed = [this, operation, queue, cause](milliseconds d) -> awaitable<void> {
+      observer_(operation, queue, *cause);
+      co_await pause(d);
+    };
+    std::function<bool(const error&)> check = [cause, retryable](const error& e) {
+      *cause = e;
+      return retryable(e);
+    };
+    return retry(policy_, std::move(attempt), std::move(observed), std::move(check));
   }
   awaitable<void> pause(milliseconds d) {
     if (sleeper_) {
@@ -152,13 +188,15 @@ class retrying_provider final : public provider {
   provider_ptr inner_;
   retry_policy policy_;
   retry_sleeper sleeper_;
+  retry_observer observer_;
 };
 
 }  // namespace
 
-provider_ptr make_retrying_provider(provider_ptr inner, retry_policy policy,
-                                    retry_sleeper sleeper) {
-  return std::make_shared<retrying_provider>(std::move(inner), policy, std::move(sleeper));
+provider_ptr make_retrying_provider(provider_ptr inner, retry_policy policy, retry_sleeper sleeper,
+                                    retry_observer observer) {
+  return std::make_shared<retrying_provider>(std::move(inner), policy, std::move(sleeper),
+                                             std::move(observer));
 }
 
 }  // namespace qrt

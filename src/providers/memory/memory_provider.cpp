@@ -126,6 +126,8 @@ class memory_provider final : public provider,
       : opts_(opts),
         executor_(std::move(ex)),
         sink_(std::move(sink)),
+        budget_(opts.max_memory_bytes != 0 ? std::make_shared<byte_budget>(opts.max_memory_bytes)
+                                           : nullptr),
         owner_(next_owner_id.fetch_add(1)) {
     caps_.sessions = session_support::native;
     caps_.max_batch_messages = opts_.channel_buffer_size;
@@ -148,7 +150,8 @@ class memory_provider final : public provider,
     if (sink_) sink_->set_space_listener(nullptr);
   }
 
-  /// The log freed disk space: every send waiting for room looks again.
+  /// The log freed disk space, or the byte budget freed bytes: every send waiting for room looks
+  /// again.
   void wake_senders() {
     std::vector<queue_ptr> queues;
     {
@@ -166,6 +169,8 @@ class memory_provider final : public provider,
   const capabilities& caps() const noexcept override { return caps_; }
   std::uint64_t owner() const noexcept { return owner_; }
   event_sink* sink() const noexcept { return sink_.get(); }
+  byte_budget* budget() const noexcept { return budget_.get(); }
+  const asio::any_io_executor& executor() const noexcept { return executor_; }
 
   result<void> add_queue(const queue_name& name, const queue_options& o, bool log) {
     if (name.is_dead_letter()) {
@@ -184,7 +189,8 @@ class memory_provider final : public provider,
     if (by_name_.count(name)) return {};  // idempotent
     if (auto failed = log_failure()) return *failed;
     auto q = std::make_shared<queue_state>(next_queue_id_++, name, o, opts_.max_queue_size,
-                                           opts_.max_dead_letter_queue_size, sink_.get());
+                                           opts_.max_dead_letter_queue_size, opts_.max_queue_bytes,
+                                           budget_, sink_.get());
     if (sink_ && log) {
       std::lock_guard qlock(q->mutex);
       sink_->queue_created(name, o);
@@ -224,6 +230,7 @@ class memory_provider final : public provider,
     {
       std::lock_guard lock(q->mutex);
       q->deleted = true;
+      q->release_bytes();
       if (sink_) last = sink_->queue_deleted(q->name());
       q->wake_everyone();
     }
@@ -271,6 +278,14 @@ class memory_provider final : public provider,
     // later hold does not fail messages an earlier one already made durable.
     std::vector<std::pair<lsn, std::size_t>> holds;
     waiter_ptr w;
+    // Registered with the byte budget once it was found exhausted; unregistered on return.
+    struct budget_registration {
+      byte_budget* budget = nullptr;
+      ~budget_registration() {
+        if (budget) budget->remove_waiter();
+      }
+    } registered;
+    enum class limit { queue, budget, disk } blocked_by = limit::queue;
     while (pending > 0) {
       time_point wake_at{};
       {
@@ -297,12 +312,22 @@ class memory_provider final : public provider,
         const auto now = clock::now();
         q->sweep(now);
         const bool disk_room = !sink_ || sink_->has_room();
-        for (; next < n && disk_room && q->has_room(); ++next) {
+        if (!disk_room) blocked_by = limit::disk;
+        for (; next < n && disk_room; ++next) {
           if (done[next]) continue;
           message& m = messages[next];
+          const std::uint64_t bytes = m.wire_size();
+          if (!q->has_room(bytes)) {
+            blocked_by = limit::queue;
+            break;
+          }
+          if (!reserve(bytes, registered.budget)) {
+            blocked_by = limit::budget;
+            break;
+          }
           if (m.id.empty()) m.id = next_message_id();
           message_id id = m.id;
-          q->enqueue(std::move(m), now, last);
+          q->enqueue(std::move(m), bytes, now, last);
           outcomes[next] = std::move(id);
           done[next] = true;
           --pending;
@@ -310,19 +335,15 @@ class memory_provider final : public provider,
         while (next < n && done[next]) ++next;
         if (last != 0 && (holds.empty() || holds.back().first != last))
           holds.emplace_back(last, next);
-        if (pending == 0) break;
+        if (pending == 0) {
+          // Room is left: pass the wake on, since the bytes freed may fit another waiting send.
+          if (q->has_room(0)) q->senders().notify(1);
+          break;
+        }
         if (now >= deadline) {
+          const error full = queue_full_error(*q, blocked_by);
           for (std::size_t i = next; i < n; ++i) {
-            if (!done[i]) {
-              outcomes[i] =
-                  disk_room
-                      ? fail(errc::queue_full, "queue '" + queue.str() + "' stayed full (" +
-                                                   std::to_string(opts_.max_queue_size) +
-                                                   " messages) until the send deadline")
-                      : fail(errc::queue_full, "the persistence log stayed at its disk limit (" +
-                                                   std::to_string(opts_.max_disk_bytes) +
-                                                   " bytes) until the send deadline");
-            }
+            if (!done[i]) outcomes[i] = full;
           }
           break;
         }
@@ -511,6 +532,42 @@ class memory_provider final : public provider,
  private:
   friend class memory_session;
 
+  /// Reserves a message's bytes in the provider's budget. The first time it is found exhausted
+  /// the send registers as waiting (`registered`) and looks once more, so a release between the
+  /// two is never missed: either it sees the bytes, or the release sees it waiting.
+  bool reserve(std::uint64_t bytes, byte_budget*& registered) {
+    if (!budget_ || budget_->try_reserve(bytes)) return true;
+    if (registered) return false;
+    budget_->add_waiter();
+    registered = budget_.get();
+    return budget_->try_reserve(bytes);
+  }
+
+  /// The error a send reports at its deadline, naming the limit that held it back.
+  template <class Limit>
+  error queue_full_error(const queue_state& q, Limit blocked_by) const {
+    switch (blocked_by) {
+      case Limit::disk:
+        return fail(errc::queue_full, "the persistence log stayed at its disk limit (" +
+                                          std::to_string(opts_.max_disk_bytes) +
+                                          " bytes) until the send deadline");
+      case Limit::budget:
+        return fail(errc::queue_full, "the memory provider's byte budget stayed used up (" +
+                                          std::to_string(opts_.max_memory_bytes) +
+                                          " bytes, max_memory_bytes) until the send deadline");
+      case Limit::queue:
+        break;
+    }
+    if (q.full_by_count()) {
+      return fail(errc::queue_full, "queue '" + q.name().str() + "' stayed full (" +
+                                        std::to_string(opts_.max_queue_size) +
+                                        " messages) until the send deadline");
+    }
+    return fail(errc::queue_full, "queue '" + q.name().str() + "' stayed full (" +
+                                      std::to_string(q.max_bytes()) +
+                                      " bytes, max_queue_bytes) until the send deadline");
+  }
+
   std::shared_ptr<session_receiver> make_session(const queue_ptr& q, session_slot& slot) {
     return std::make_shared<memory_session>(shared_from_this(), q, slot.id, slot.lock,
                                             slot.locked_until);
@@ -521,6 +578,15 @@ class memory_provider final : public provider,
       return fail(errc::message_too_large, "message of " + std::to_string(m.wire_size()) +
                                                " bytes exceeds the limit of " +
                                                std::to_string(opts_.max_message_bytes) + " bytes");
+    }
+    // A message bigger than a byte limit would wait for room that can never come.
+    for (const auto& [limit, field] : {std::pair{opts_.max_queue_bytes, "max_queue_bytes"},
+                                       std::pair{opts_.max_memory_bytes, "max_memory_bytes"}}) {
+      if (limit != 0 && m.wire_size() > limit) {
+        return fail(errc::message_too_large, "message of " + std::to_string(m.wire_size()) +
+                                                 " bytes exceeds " + field + " (" +
+                                                 std::to_string(limit) + " bytes)");
+      }
     }
     if (m.time_to_live &&
         (*m.time_to_live < -longest_duration || *m.time_to_live > longest_duration)) {
@@ -572,6 +638,7 @@ class memory_provider final : public provider,
   options opts_;
   asio::any_io_executor executor_;
   std::shared_ptr<event_sink> sink_;
+  std::shared_ptr<byte_budget> budget_;  ///< null without max_memory_bytes
   std::uint64_t owner_;
   capabilities caps_;
   std::uint64_t id_prefix_;  // random per provider, so ids differ across processes
@@ -687,11 +754,29 @@ awaitable<result<void>> memory_session::set_state(std::string state) {
 
 }  // namespace
 
+byte_usage memory_byte_usage(provider& p) {
+  auto* memory = dynamic_cast<memory_provider*>(&p);
+  if (!memory || !memory->budget()) return {};
+  const auto* b = memory->budget();
+  return {b->used(), b->peak(), b->limit()};
+}
+
 provider_ptr make_memory_provider(const options& opts, boost::asio::any_io_executor executor,
                                   std::shared_ptr<event_sink> sink, recovered_state recovered) {
   auto p = std::make_shared<memory_provider>(opts, std::move(executor), sink);
   // The provider outlives the listener: its destructor removes it before the sink can go.
   if (sink) sink->set_space_listener([raw = p.get()] { raw->wake_senders(); });
+  if (auto* budget = p->budget()) {
+    // Called under a queue mutex: the wake is posted so it can take every queue's mutex.
+    budget->set_wake([weak = std::weak_ptr(p), budget, ex = p->executor()] {
+      asio::post(ex, [weak, budget] {
+        auto provider = weak.lock();
+        if (!provider) return;
+        budget->wake_done();
+        provider->wake_senders();
+      });
+    });
+  }
   p->restore(std::move(recovered));
   for (const auto& name : opts.queues) {
     (void)p->add_queue(queue_name::from(name), opts.queue_defaults, true);

@@ -13,3 +13,15 @@ provider_ptr make_memory_provider(const options& opts, boost::asio::any_io_execu
                                   std::shared_ptr<event_sink> sink, recovered_state recovered);
 
 }  // namespace qrt::memory::detail
+
+namespace qrt::memory::detail {
+
+/// The provider's byte budget (max_memory_bytes) as accounted; zeros without one. For tests.
+struct byte_usage {
+  std::uint64_t used = 0;
+  std::uint64_t peak = 0;  ///< the most ever accounted at once
+  std::uint64_t limit = 0;
+};
+byte_usage memory_byte_usage(provider& p);
+
+}  // namespace qrt::memory::detail

@@ -22,12 +22,27 @@ options options::for_testing() {
 }
 
 result<options> options_from_config(const config& cfg) {
-  auto known = cfg.reject_unknown(
-      {"provider", "preset", "max_queue_size", "max_dead_letter_queue_size", "enable_persistence",
-       "persistence_path", "persistence_open_timeout", "durability", "sync_interval",
-       "max_disk_bytes", "worker_threads", "channel_buffer_size", "max_message_bytes", "queues",
-       "lock_duration", "max_delivery_count", "default_time_to_live", "dead_letter_on_expiration",
-       "requires_session"});
+  auto known = cfg.reject_unknown({"provider",
+                                   "preset",
+                                   "max_queue_size",
+                                   "max_dead_letter_queue_size",
+                                   "enable_persistence",
+                                   "persistence_path",
+                                   "persistence_open_timeout",
+                                   "durability",
+                                   "sync_interval",
+                                   "max_disk_bytes",
+                                   "worker_threads",
+                                   "channel_buffer_size",
+                                   "max_message_bytes",
+                                   "max_queue_bytes",
+                                   "max_memory_bytes",
+                                   "queues",
+                                   "lock_duration",
+                                   "max_delivery_count",
+                                   "default_time_to_live",
+                                   "dead_letter_on_expiration",
+                                   "requires_session"});
   if (!known) return known.error();
 
   options o;
@@ -62,6 +77,8 @@ result<options> options_from_config(const config& cfg) {
            cfg.get_uint("channel_buffer_size", o.channel_buffer_size, 1, 1u << 20));
   QRT_READ(o.max_message_bytes,
            cfg.get_uint("max_message_bytes", o.max_message_bytes, 1, 1u << 30));
+  QRT_READ(o.max_queue_bytes, cfg.get_uint("max_queue_bytes", o.max_queue_bytes));
+  QRT_READ(o.max_memory_bytes, cfg.get_uint("max_memory_bytes", o.max_memory_bytes));
   QRT_READ(o.queue_defaults.lock_duration,
            cfg.get_duration("lock_duration", o.queue_defaults.lock_duration));
   QRT_READ(o.queue_defaults.max_delivery_count,

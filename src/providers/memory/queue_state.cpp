@@ -48,6 +48,33 @@ void wait_list::notify(std::size_t n) {
   }
 }
 
+// ---- byte_budget ----
+
+bool byte_budget::try_reserve(std::uint64_t n) {
+  std::uint64_t cur = used_.load();
+  do {
+    if (limit_ != 0 && (n > limit_ || cur > limit_ - n)) return false;
+  } while (!used_.compare_exchange_weak(cur, cur + n));
+  std::uint64_t peak = peak_.load();
+  while (cur + n > peak && !peak_.compare_exchange_weak(peak, cur + n)) {
+  }
+  return true;
+}
+
+void byte_budget::force_reserve(std::uint64_t n) {
+  const std::uint64_t now = used_.fetch_add(n) + n;
+  std::uint64_t peak = peak_.load();
+  while (now > peak && !peak_.compare_exchange_weak(peak, now)) {
+  }
+}
+
+void byte_budget::release(std::uint64_t n) {
+  used_.fetch_sub(n);
+  // Pairs with add_waiter() then try_reserve() in the sender (both sequentially consistent):
+  // either the sender sees these bytes free, or this sees the sender waiting.
+  if (waiting_.load() != 0 && wake_ && !wake_pending_.exchange(true)) wake_();
+}
+
 // ---- ready_list ----
 
 void ready_list::push(std::uint64_t seq) {
@@ -67,14 +94,23 @@ void ready_list::erase(std::uint64_t seq) {
 // ---- queue_state ----
 
 queue_state::queue_state(std::uint64_t id, queue_name name, queue_options options,
-                         std::size_t max_size, std::size_t max_dead_letters, event_sink* sink)
+                         std::size_t max_size, std::size_t max_dead_letters,
+                         std::uint64_t max_bytes, std::shared_ptr<byte_budget> budget,
+                         event_sink* sink)
     : mutex(sink),
       id_(id),
       name_(std::move(name)),
       options_(options),
       max_size_(options.max_size != 0 ? options.max_size : max_size),
       max_dead_letters_(max_dead_letters),
+      max_bytes_(max_bytes),
+      budget_(std::move(budget)),
       sink_(sink) {}
+
+void queue_state::release_bytes() {
+  if (budget_) budget_->release(bytes_ + dlq_bytes_);
+  budget_.reset();
+}
 
 std::optional<time_point> queue_state::next_event() const {
   std::optional<time_point> next;
@@ -130,10 +166,12 @@ void queue_state::sweep(time_point now) {
   }
 }
 
-std::uint64_t queue_state::enqueue(message&& msg, time_point now, lsn& last) {
+std::uint64_t queue_state::enqueue(message&& msg, std::uint64_t bytes, time_point now, lsn& last) {
   const std::uint64_t seq = next_sequence_++;
   auto [pos, inserted] = main_.items.try_emplace(seq);
   item& it = pos->second;
+  it.bytes = bytes;
+  bytes_ += bytes;
   it.stored.sequence = seq;
   it.stored.enqueued_time = now;
   it.stored.content = std::move(msg);
@@ -267,27 +305,33 @@ void queue_state::move_to_dead_letter(item& it, dead_letter_info info, time_poin
   auto [pos, inserted] = dlq_.items.try_emplace(dlq_seq);
   item& moved = pos->second;
   moved.stored.sequence = dlq_seq;
+  moved.bytes = it.bytes;
+  dlq_bytes_ += it.bytes;
   moved.stored.content = std::move(it.stored.content);
   moved.stored.enqueued_time = it.stored.enqueued_time;
   moved.stored.delivery_count = it.stored.delivery_count;
   moved.stored.dead_letter = std::move(info);
   moved.visible_at = now;
   if (sink_) last = std::max(last, sink_->enqueued(name_.dead_letter(), moved.stored));
-  erase_item(it.stored.sequence, last);
+  erase_item(it.stored.sequence, last, /*leaves_memory=*/false);
   make_ready(moved, now);
 }
 
-void queue_state::erase_item(std::uint64_t seq, lsn& last) {
+void queue_state::erase_item(std::uint64_t seq, lsn& last, bool leaves_memory) {
   auto pos = main_.items.find(seq);
   if (pos == main_.items.end()) {
     pos = dlq_.items.find(seq);
     if (pos == dlq_.items.end()) return;
     if (pos->second.state == item_state::ready) dlq_.ready.erase(seq);
     if (sink_) last = std::max(last, sink_->removed(name_.dead_letter(), seq));
+    dlq_bytes_ -= pos->second.bytes;
+    if (budget_) budget_->release(pos->second.bytes);
     dlq_.items.erase(pos);
     return;
   }
   item& it = pos->second;
+  bytes_ -= it.bytes;
+  if (leaves_memory && budget_) budget_->release(it.bytes);
   if (it.state == item_state::ready) {
     if (it.session)
       it.session->ready.erase(seq);
@@ -525,6 +569,9 @@ void queue_state::restore(recovered_queue&& recovered, time_point now) {
     auto [pos, inserted] = main_.items.try_emplace(seq);
     item& it = pos->second;
     it.stored = std::move(m);
+    it.bytes = it.stored.content.wire_size();
+    bytes_ += it.bytes;
+    if (budget_) budget_->force_reserve(it.bytes);
     admit(it, now);
     next_sequence_ = std::max(next_sequence_, seq + 1);
   }
@@ -533,6 +580,9 @@ void queue_state::restore(recovered_queue&& recovered, time_point now) {
     auto [pos, inserted] = dlq_.items.try_emplace(seq);
     item& it = pos->second;
     it.stored = std::move(m);
+    it.bytes = it.stored.content.wire_size();
+    dlq_bytes_ += it.bytes;
+    if (budget_) budget_->force_reserve(it.bytes);
     if (!it.stored.dead_letter) it.stored.dead_letter = dead_letter_info{};
     it.visible_at = now;
     make_ready(it, now);

@@ -5,6 +5,7 @@
 // tests. memory_provider.cpp adds the waiting and the Asio glue.
 #pragma once
 
+#include <atomic>
 #include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/system_timer.hpp>
@@ -65,6 +66,45 @@ class ready_list {
   std::deque<std::uint64_t> seqs_;
 };
 
+/// The provider-wide byte budget (max_memory_bytes), shared by every queue of one provider.
+/// A send reserves a message's bytes before storing it; they return when the message leaves
+/// memory (completed, dropped on expiry, its queue deleted). A move to the dead-letter queue
+/// keeps them. Lock-free: queues reserve and release under their own mutexes.
+class byte_budget {
+ public:
+  explicit byte_budget(std::uint64_t limit) : limit_(limit) {}
+
+  std::uint64_t limit() const noexcept { return limit_; }
+  std::uint64_t used() const noexcept { return used_.load(); }
+  /// The most ever reserved at once.
+  std::uint64_t peak() const noexcept { return peak_.load(); }
+
+  /// Reserves `n` bytes if they fit under the limit (always, without a limit).
+  bool try_reserve(std::uint64_t n);
+  /// Replay: what the log recovered is kept even above the limit; sends then wait.
+  void force_reserve(std::uint64_t n);
+  /// Returns `n` bytes; wakes waiting senders (through `wake`) if any are registered.
+  void release(std::uint64_t n);
+
+  /// A sender that found the budget exhausted registers before it looks once more, so a release
+  /// in between is never missed; it unregisters when its send returns.
+  void add_waiter() { waiting_.fetch_add(1); }
+  void remove_waiter() { waiting_.fetch_sub(1); }
+
+  /// How to wake waiting senders: called with a queue mutex held, so it must only schedule the
+  /// wake (the provider posts it). At most one wake is outstanding; wake_done() re-arms.
+  void set_wake(std::function<void()> wake) { wake_ = std::move(wake); }
+  void wake_done() { wake_pending_.store(false); }
+
+ private:
+  const std::uint64_t limit_;
+  std::atomic<std::uint64_t> used_{0};
+  std::atomic<std::uint64_t> peak_{0};
+  std::atomic<std::uint64_t> waiting_{0};
+  std::atomic<bool> wake_pending_{false};
+  std::function<void()> wake_;
+};
+
 enum class item_state : std::uint8_t { scheduled, ready, locked };
 
 struct session_slot;
@@ -76,6 +116,7 @@ struct item {
   std::optional<time_point> expires_at;
   std::uint64_t lock = 0;            ///< generation of the current lock; 0 when not locked
   std::uint64_t abandoned_lock = 0;  ///< the last lock its holder gave back with abandon
+  std::uint64_t bytes = 0;           ///< body plus attributes, as accounted
   time_point locked_until{};
   session_slot* session = nullptr;  ///< requires_session queues only
 };
@@ -131,7 +172,8 @@ class queue_mutex {
 class queue_state : public std::enable_shared_from_this<queue_state> {
  public:
   queue_state(std::uint64_t id, queue_name name, queue_options options, std::size_t max_size,
-              std::size_t max_dead_letters, event_sink* sink);
+              std::size_t max_dead_letters, std::uint64_t max_bytes,
+              std::shared_ptr<byte_budget> budget, event_sink* sink);
 
   queue_mutex mutex;
 
@@ -146,17 +188,23 @@ class queue_state : public std::enable_shared_from_this<queue_state> {
   /// The next time sweep() would change something, if any.
   std::optional<time_point> next_event() const;
 
-  /// Room for at least one more message in the active queue.
-  bool has_room() const noexcept { return main_.items.size() < max_size_; }
-  std::size_t room() const noexcept {
-    return max_size_ > main_.items.size() ? max_size_ - main_.items.size() : 0;
+  /// Room in the active queue for one more message of `bytes` (max_queue_size and
+  /// max_queue_bytes; the provider's budget is checked separately).
+  bool has_room(std::uint64_t bytes) const noexcept {
+    return main_.items.size() < max_size_ && (max_bytes_ == 0 || bytes_ + bytes <= max_bytes_);
   }
+  /// Which limit has_room() is short of: the count when it is reached, else the bytes.
+  bool full_by_count() const noexcept { return main_.items.size() >= max_size_; }
+  std::uint64_t max_bytes() const noexcept { return max_bytes_; }
   /// Room for one more message in the dead-letter queue. Without it nothing moves there: an
   /// explicit dead_letter fails with queue_full, and a message due to move by itself (max
   /// deliveries, expiry) stays in its queue and is delivered again. Nothing is ever dropped.
   bool dead_letter_has_room() const noexcept { return dlq_.items.size() < max_dead_letters_; }
-  /// Stores one message; the caller has checked room and validated it. Returns the sequence.
-  std::uint64_t enqueue(message&& msg, time_point now, lsn& last);
+  /// Stores one message; the caller has checked room, reserved its bytes in the budget and
+  /// validated it. Returns the sequence.
+  std::uint64_t enqueue(message&& msg, std::uint64_t bytes, time_point now, lsn& last);
+  /// The queue was deleted: its bytes go back to the budget.
+  void release_bytes();
 
   /// Locks up to `max` ready messages of the active queue or the DLQ.
   void take(bool dead_letter, std::size_t max, time_point now, std::vector<received_message>& out,
@@ -206,7 +254,8 @@ class queue_state : public std::enable_shared_from_this<queue_state> {
   void release(item& it, time_point now, lsn& last);
   /// The caller has checked dead_letter_has_room().
   void move_to_dead_letter(item& it, dead_letter_info info, time_point now, lsn& last);
-  void erase_item(std::uint64_t seq, lsn& last);
+  /// Removes a message. `leaves_memory` is false for a move to the DLQ, which keeps its bytes.
+  void erase_item(std::uint64_t seq, lsn& last, bool leaves_memory = true);
   /// Drops or dead-letters an expired message; false (and nothing changed) when it should go to
   /// a full dead-letter queue: it then stays, and is delivered as if it had not expired.
   bool expire(item& it, time_point now, lsn& last);
@@ -218,6 +267,10 @@ class queue_state : public std::enable_shared_from_this<queue_state> {
   queue_options options_;
   std::size_t max_size_;
   std::size_t max_dead_letters_;
+  std::uint64_t max_bytes_;              ///< 0: no limit
+  std::shared_ptr<byte_budget> budget_;  ///< null once the queue is deleted
+  std::uint64_t bytes_ = 0;              ///< active queue (what max_bytes_ bounds)
+  std::uint64_t dlq_bytes_ = 0;
   event_sink* sink_;
 
   queue_core main_;

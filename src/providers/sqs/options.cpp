@@ -39,6 +39,7 @@ result<options> options_from_config(const config& cfg) {
                                    "default_message_group",
                                    "max_message_bytes",
                                    "max_idle_connections",
+                                   "max_connections",
                                    "connect_timeout",
                                    "request_timeout",
                                    "max_retries",
@@ -111,6 +112,9 @@ result<options> options_from_config(const config& cfg) {
   auto idle = cfg.get_uint("max_idle_connections", o.max_idle_connections, 0, 1'024);
   if (!idle) return idle.error();
   o.max_idle_connections = *idle;
+  auto max_conn = cfg.get_uint("max_connections", o.max_connections, 0, 65'536);
+  if (!max_conn) return max_conn.error();
+  o.max_connections = *max_conn;
   for (auto [key, slot] : {std::pair{"connect_timeout", &o.connect_timeout},
                            {"request_timeout", &o.request_timeout},
                            {"retry_base_delay", &o.retry_base_delay}}) {

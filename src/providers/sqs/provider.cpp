@@ -69,6 +69,10 @@ struct inflight_entry {
   std::shared_ptr<wire_message> wire;
 };
 
+/// A receive that took this much longer than its long poll was held up on the way: its locks
+/// count from the request (see receive).
+constexpr milliseconds slow_answer_tolerance{1'000};
+
 int ceil_seconds(milliseconds d) {
   if (d <= milliseconds::zero()) return 0;
   return static_cast<int>(std::chrono::ceil<std::chrono::seconds>(d).count());
@@ -84,7 +88,7 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
         region_(std::move(region)),
         pool_(executor, ep,
               http_settings{opts_.connect_timeout, opts_.max_idle_connections, opts_.verify_tls,
-                            opts_.ca_file}),
+                            opts_.ca_file, 64u << 20, opts_.max_connections}),
         credentials_(executor, credential_settings{
                                    aws_credentials{opts_.access_key_id, opts_.secret_access_key,
                                                    opts_.session_token},
@@ -324,6 +328,7 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
       if (opts_.visibility_timeout) req.visibility_timeout = visibility;
       if (info->fifo && opts_.receive_request_attempt_id)
         req.receive_request_attempt_id = random_uuid();
+      const auto sent_at = clock::now();
       auto body = co_await call("ReceiveMessage", encode_receive_message(req),
                                 opts_.request_timeout + std::chrono::seconds(wait_s));
       if (!body) {
@@ -332,9 +337,17 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
         if (!out.empty()) break;
         co_return body.error();
       }
-      // SQS starts the visibility clock when it hands the messages out, which on a long poll can
-      // be many seconds after the request went: count from the answer (off by one network trip).
+      // SQS starts the visibility clock when it hands the messages out: after the request went,
+      // before the answer came. Counted from the answer (off by one network trip) unless the call
+      // took clearly longer than its long poll: then the answer may have been held up in the
+      // network past the visibility timeout, SQS may have handed the messages to someone else
+      // meanwhile, and a complete with these receipts would report a delete that did not happen.
+      // So such a lock counts from the request, which never outlasts SQS's.
       const auto answered_at = clock::now();
+      const auto lock_start =
+          answered_at - sent_at > std::chrono::seconds(wait_s) + slow_answer_tolerance
+              ? sent_at
+              : answered_at;
       auto batch = decode_receive_message(*body);
       if (!batch) {
         if (!out.empty()) break;
@@ -353,7 +366,9 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
           (*m)->dead_letter = dead_letter_info{"MaxDeliveryCountExceeded",
                                                "moved by the queue's SQS redrive policy"};
         }
-        (*m)->locked_until = answered_at + std::chrono::seconds(visibility);
+        (*m)->locked_until = lock_start + std::chrono::seconds(visibility);
+        // Its lock ran out on the way: SQS delivers it again, to whoever asks.
+        if ((*m)->locked_until <= clock::now()) continue;
         (*m)->receipt = remember(info, w, (*m)->locked_until);
         out.push_back(std::move(**m));
       }
@@ -883,6 +898,7 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
       const auto end = std::min(idx.size(), start + max_entries_per_batch);
       std::shared_ptr<queue_info> queue;
       std::vector<receipt_entry> entries;
+      std::vector<time_point> locked_until;  // per entry
       for (auto k = start; k < end; ++k) {
         const auto i = idx[k];
         auto e = lookup(settlements[i].receipt);
@@ -893,6 +909,7 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
         queue = e->queue;
         entries.push_back({std::to_string(i), e->receipt_handle,
                            static_cast<int>(opts_.abandon_visibility.count())});
+        locked_until.push_back(e->locked_until);
       }
       if (entries.empty()) continue;
       // One co_await per statement: GCC 12 destroys the temporaries of a conditional holding
@@ -904,16 +921,26 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
       auto body = co_await call(action, std::move(request), opts_.request_timeout);
       result<batch_result> r =
           body ? decode_batch_result(*body) : result<batch_result>(body.error());
-      for (const auto& entry : entries) {
+      const auto answered_at = clock::now();
+      for (std::size_t k = 0; k < entries.size(); ++k) {
+        const auto& entry = entries[k];
         const auto i = static_cast<std::size_t>(std::stoul(entry.id));
         if (!r) {
           results[i] = r.error();
         } else if (auto f = r->failed.find(entry.id); f != r->failed.end()) {
           results[i] = map_error(f->second.code, f->second.message, 400);
-        } else if (r->successful.count(entry.id)) {
-          settled(settlements[i].receipt);
-        } else {
+        } else if (!r->successful.count(entry.id)) {
           results[i] = fail(errc::protocol_error, "SQS reported nothing for entry " + entry.id);
+        } else if (!abandon && answered_at >= locked_until[k]) {
+          // The delete may have reached SQS after the lock ran out, when the message could
+          // already be another consumer's: SQS then reports success without deleting it. Not
+          // a complete qrt can vouch for: the message may be delivered again.
+          settled(settlements[i].receipt);
+          results[i] = fail(errc::receipt_expired,
+                            "SQS answered the delete after the message's visibility timeout ran "
+                            "out: the message may be delivered again");
+        } else {
+          settled(settlements[i].receipt);
         }
       }
     }

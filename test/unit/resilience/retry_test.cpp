@@ -4,6 +4,7 @@
 #include <qrt/client.hpp>
 #include <qrt/fault_injection.hpp>
 #include <qrt/memory.hpp>
+#include <qrt/metrics.hpp>
 #include <qrt/retry.hpp>
 #include <qrt/runtime.hpp>
 
@@ -174,4 +175,33 @@ TEST(ClientRetry, CanBeTurnedOff) {
   auto r = rt.block_on(client.send(q, qrt::message{.body = "x"}));
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code, errc::connection_failed);
+}
+
+TEST(ClientRetry, EveryRetryIsCountedInTheRetriesMetricByOperationAndQueue) {
+  qrt::runtime rt;
+  auto memory =
+      qrt::memory::make_provider(qrt::memory::options::for_testing(), rt.executor()).value();
+  auto faulty = qrt::make_fault_injecting_provider(memory);
+  qrt::metrics::registry registry;
+  qrt::metrics::runtime_metrics metrics(registry);
+  qrt::client_options options;
+  options.retry = retry_policy::fixed_interval(1ms);
+  options.on_retry = qrt::metrics::count_retries(metrics, "memory");
+  qrt::queue_client client(faulty, options);
+  const auto q = qrt::queue_name::from("orders");
+  ASSERT_TRUE(rt.block_on(client.create_queue(q)));
+
+  auto throttled = qrt::fail(errc::throttled, "slow down");
+  faulty->fail_next(qrt::fault_ops::send, 2, throttled);
+  ASSERT_TRUE(rt.block_on(client.send(q, qrt::message{.body = "x"})));
+  auto got = rt.block_on(client.receive(q, 1, 1s));
+  ASSERT_TRUE(got && got->size() == 1u);
+  faulty->fail_next(qrt::fault_ops::settle, 1, throttled);
+  ASSERT_TRUE(rt.block_on(client.complete(got->front().receipt)));
+
+  EXPECT_EQ(metrics.retries.with({"orders", "memory", "send"}).value(), 2u);
+  EXPECT_EQ(metrics.retries.with({"unknown", "memory", "complete"}).value(), 1u);
+  EXPECT_EQ(metrics.retries.with({"orders", "memory", "receive"}).value(), 0u);
+  EXPECT_NE(registry.expose().find("queue_runtime_retries_total{queue=\"orders\""),
+            std::string::npos);
 }

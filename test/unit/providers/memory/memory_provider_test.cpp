@@ -1,13 +1,18 @@
 // Embedded-provider specifics that the shared conformance suite does not cover: configuration,
 // backpressure, waking, and the blocking facade end to end.
+#include "providers/memory/memory_provider.hpp"
+
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <chrono>
+#include <mutex>
 #include <qrt/memory.hpp>
 #include <qrt/qrt.hpp>
+#include <set>
 #include <thread>
 
 using namespace std::chrono_literals;
@@ -199,6 +204,195 @@ TEST(MemoryProvider, CloseWakesWaitersWithClosed) {
   ASSERT_TRUE(r.has_value());
   ASSERT_FALSE(*r);
   EXPECT_EQ(r->error().code, errc::closed);
+}
+
+// ---- byte bounds: max_queue_bytes and max_memory_bytes ----
+
+namespace {
+
+struct direct_provider {
+  boost::asio::io_context io;
+  qrt::provider_ptr provider;
+
+  explicit direct_provider(qrt::memory::options o) {
+    provider = qrt::memory::make_provider(o, io.get_executor()).value();
+  }
+
+  /// Starts a send; `out` is set when it returns.
+  void start_send(const char* queue, std::string body,
+                  std::optional<qrt::result<std::vector<qrt::send_outcome>>>& out,
+                  std::chrono::milliseconds timeout = 30s) {
+    std::vector<message> one{text(std::move(body))};
+    boost::asio::co_spawn(
+        io,
+        [this, queue, one = std::move(one), &out, timeout]() mutable -> qrt::awaitable<void> {
+          out = co_await provider->send(queue_name::from(queue), std::move(one), timeout);
+        },
+        boost::asio::detached);
+  }
+
+  /// Starts receiving one message of `queue` and completing it; `body` is set when it ran.
+  void start_receive_and_complete(std::string queue, std::string& body) {
+    boost::asio::co_spawn(
+        io,
+        [this, queue, &body]() -> qrt::awaitable<void> {
+          auto got = (co_await provider->receive(queue_name::from(queue), 1, 0ms)).value();
+          if (got.size() != 1) co_return;
+          body = got[0].body;
+          std::vector<qrt::settlement> s{qrt::settlement::complete(got[0].receipt)};
+          auto done = co_await provider->settle(std::move(s));
+          if (!done[0]) body = "complete failed: " + done[0].error().message;
+        },
+        boost::asio::detached);
+  }
+};
+
+}  // namespace
+
+TEST(MemoryProviderBytes, SenderWaitsForTheProviderBudgetAndProceedsWhenAConsumerCompletes) {
+  qrt::memory::options o;
+  o.max_memory_bytes = 100;
+  o.queues = {"a", "b"};
+  direct_provider p(o);
+  std::optional<qrt::result<std::vector<qrt::send_outcome>>> first, second;
+  p.start_send("a", std::string(60, 'x'), first);
+  p.io.run();
+  ASSERT_TRUE(first && *first && (**first)[0]);
+  p.io.restart();
+
+  // Another queue shares the budget: 60 + 60 > 100, so this send must wait.
+  p.start_send("b", std::string(60, 'y'), second);
+  p.io.poll();  // runs everything that can run: the send is left parked on its wait
+  ASSERT_FALSE(second.has_value()) << "the send should be waiting for budget";
+  EXPECT_EQ(qrt::memory::detail::memory_byte_usage(*p.provider).used, 60u);
+
+  p.io.restart();
+  std::string body;
+  p.start_receive_and_complete("a", body);
+  p.io.run();  // the completion frees 60 bytes, which wakes the parked send
+  EXPECT_EQ(body, std::string(60, 'x'));
+  ASSERT_TRUE(second && *second) << (second && !*second ? second->error().message : "");
+  ASSERT_TRUE((**second)[0]) << (**second)[0].error().message;
+  const auto usage = qrt::memory::detail::memory_byte_usage(*p.provider);
+  EXPECT_EQ(usage.used, 60u);
+  EXPECT_LE(usage.peak, 100u);
+}
+
+TEST(MemoryProviderBytes, SenderWaitsForQueueBytesAndProceedsWhenAConsumerCompletes) {
+  qrt::memory::options o;
+  o.max_queue_bytes = 100;
+  o.queues = {"a"};
+  direct_provider p(o);
+  std::optional<qrt::result<std::vector<qrt::send_outcome>>> first, second;
+  p.start_send("a", std::string(60, 'x'), first);
+  p.io.run();
+  ASSERT_TRUE(first && *first && (**first)[0]);
+  p.io.restart();
+
+  p.start_send("a", std::string(60, 'y'), second);
+  p.io.poll();
+  ASSERT_FALSE(second.has_value()) << "the send should be waiting for room in the queue";
+
+  p.io.restart();
+  std::string body;
+  p.start_receive_and_complete("a", body);
+  p.io.run();
+  EXPECT_EQ(body, std::string(60, 'x'));
+  ASSERT_TRUE(second && *second);
+  ASSERT_TRUE((**second)[0]) << (**second)[0].error().message;
+}
+
+TEST(MemoryProviderBytes, SendFailsWithQueueFullNamingTheByteLimitAtItsDeadline) {
+  for (const char* field : {"max_queue_bytes", "max_memory_bytes"}) {
+    SCOPED_TRACE(field);
+    auto client = open({{field, "100"}, {"queues", "q"}});
+    auto& provider = *client.async_client().underlying();
+    const auto q = queue_name::from("q");
+    ASSERT_TRUE(client.send(q, text(std::string(60, 'x'))));
+    boost::asio::io_context io;
+    std::optional<qrt::result<std::vector<qrt::send_outcome>>> r;
+    std::vector<message> more{text(std::string(30, 'a')), text(std::string(30, 'b'))};
+    boost::asio::co_spawn(
+        io,
+        [&]() -> qrt::awaitable<void> { r = co_await provider.send(q, std::move(more), 100ms); },
+        boost::asio::detached);
+    io.run();
+    ASSERT_TRUE(r && *r);
+    EXPECT_TRUE((**r)[0]) << "30 bytes still fit";
+    ASSERT_FALSE((**r)[1]);
+    EXPECT_EQ((**r)[1].error().code, errc::queue_full);
+    EXPECT_NE((**r)[1].error().message.find(field), std::string::npos) << (**r)[1].error().message;
+    EXPECT_NE((**r)[1].error().message.find("100 bytes"), std::string::npos);
+
+    // One message bigger than the limit could never fit: refused at once, naming the limit.
+    auto huge = client.send(q, text(std::string(101, 'h')));
+    ASSERT_FALSE(huge);
+    EXPECT_EQ(huge.error().code, errc::message_too_large);
+    EXPECT_NE(huge.error().message.find(field), std::string::npos);
+  }
+}
+
+TEST(MemoryProviderBytes, AccountedBytesNeverExceedTheBudgetUnderConcurrentProducers) {
+  constexpr std::size_t body_bytes = 1000;
+  constexpr int producers = 8, per_producer = 150, consumers = 4;
+  constexpr int total = producers * per_producer;
+  qrt::memory::options o;
+  o.max_memory_bytes = 20 * body_bytes + 500;  // room for 20 messages, across both queues
+  o.queues = {"a", "b"};
+  boost::asio::io_context io;
+  auto provider = qrt::memory::make_provider(o, io.get_executor()).value();
+
+  std::atomic<int> sent{0}, failed{0}, received{0};
+  std::mutex seen_mutex;
+  std::set<std::string> seen;
+  for (int p = 0; p < producers; ++p) {
+    boost::asio::co_spawn(
+        io,
+        [&, p]() -> qrt::awaitable<void> {
+          const auto q = queue_name::from(p % 2 ? "a" : "b");
+          for (int i = 0; i < per_producer; ++i) {
+            message m = text(std::to_string(p) + "-" + std::to_string(i));
+            m.body.resize(body_bytes, '.');
+            std::vector<message> one{std::move(m)};
+            auto r = co_await provider->send(q, std::move(one), 30s);
+            (r && (*r)[0]) ? ++sent : ++failed;
+          }
+        },
+        boost::asio::detached);
+  }
+  for (int c = 0; c < consumers; ++c) {
+    boost::asio::co_spawn(
+        io,
+        [&, c]() -> qrt::awaitable<void> {
+          const auto q = queue_name::from(c % 2 ? "a" : "b");
+          while (received.load() + failed.load() < total) {
+            auto got = co_await provider->receive(q, 5, 50ms);
+            if (!got) co_return;
+            std::vector<qrt::settlement> done;
+            for (auto& m : *got) {
+              {
+                std::lock_guard lock(seen_mutex);
+                seen.insert(m.body.substr(0, m.body.find('.')));
+              }
+              done.push_back(qrt::settlement::complete(m.receipt));
+            }
+            received += static_cast<int>(got->size());
+            co_await provider->settle(std::move(done));
+          }
+        },
+        boost::asio::detached);
+  }
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) threads.emplace_back([&] { io.run(); });
+  for (auto& t : threads) t.join();
+
+  EXPECT_EQ(failed.load(), 0);
+  EXPECT_EQ(sent.load(), total);
+  EXPECT_EQ(seen.size(), static_cast<std::size_t>(total));
+  const auto usage = qrt::memory::detail::memory_byte_usage(*provider);
+  EXPECT_LE(usage.peak, o.max_memory_bytes);
+  EXPECT_GT(usage.peak, o.max_memory_bytes - body_bytes) << "producers should have hit the budget";
+  EXPECT_EQ(usage.used, 0u);
 }
 
 // The dead-letter queue is bounded. When it is full nothing moves in and nothing is dropped: an

@@ -1,0 +1,243 @@
+// Fault scenarios on the embedded provider, in process, with the ledger (ledger.hpp):
+//  - a throttling storm: half of all calls answered "throttled" by the fault-injecting
+//    decorator; everything gets through, and the retries show in queue_runtime_retries_total;
+//  - a slow consumer under a 10x faster producer, with the provider's byte budget
+//    (max_memory_bytes): sends wait and then fail with queue_full, the accounted bytes never
+//    exceed the budget, and every acknowledged send is handled.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/use_future.hpp>
+#include <future>
+#include <iostream>
+#include <qrt/fault_injection.hpp>
+#include <qrt/memory.hpp>
+#include <qrt/metrics.hpp>
+#include <qrt/processor.hpp>
+#include <qrt/qrt.hpp>
+#include <qrt/runtime.hpp>
+
+#include "ledger.hpp"
+#include "providers/memory/memory_provider.hpp"
+
+namespace qrt::faults {
+namespace {
+
+using namespace std::chrono_literals;
+namespace asio = boost::asio;
+
+const auto queue = queue_name::from("ledger");
+
+awaitable<void> pause_for(std::chrono::milliseconds d) {
+  asio::steady_timer t(co_await asio::this_coro::executor, d);
+  co_await t.async_wait(asio::use_awaitable);
+}
+
+TEST(FaultMemory, ThrottlingStormOnHalfOfAllCallsLosesNothingAndCountsTheRetries) {
+  const auto before = process_resources::baseline();
+  ledger book;
+  std::uint64_t retries = 0, throttles = 0;
+  processor_stats pstats;
+  {
+    runtime rt(runtime_configuration{.worker_threads = 4});
+    auto memory = memory::make_provider(memory::options{}, rt.executor()).value();
+    auto recorded =
+        record_completions(memory, [&](const std::string& id, const std::string& message_id) {
+          book.completed(id, message_id);
+        });
+    fault_options storm;
+    storm.throttle_rate = 0.5;  // every kind of call: send, receive, settle, renew
+    storm.throttle_retry_after = 5ms;
+    storm.seed = 13;
+    auto faulty = make_fault_injecting_provider(recorded, storm);
+
+    metrics::registry registry;
+    metrics::runtime_metrics metrics(registry);
+    client_options co;
+    co.retry = retry_policy::exponential_backoff(5ms, 100ms, 2);
+    co.retry->max_attempts = 12;  // 0.5^12: a call gives up about once in 4000
+    co.on_retry = metrics::count_retries(metrics, "memory");
+    queue_client client(faulty, co);
+    queue_options qo;
+    qo.max_delivery_count = 0;
+    qo.lock_duration = 3s;  // a complete that gave up comes back quickly
+    // Creating the queue is throttled too: the client retries it.
+    ASSERT_TRUE(rt.block_on(client.create_queue(queue, qo)));
+
+    processor_options po;
+    po.max_concurrent_calls = 16;
+    po.receive_wait = 200ms;
+    po.retry = retry_policy::fixed_interval(5ms);
+    processor proc(
+        client, queue,
+        [&](const received_message& m) -> awaitable<result<void>> {
+          book.handled(m.body, m.id);
+          co_return result<void>{};
+        },
+        po);
+    proc.start(rt.executor());
+
+    constexpr int producers = 4, per_producer = 750;
+    std::vector<std::future<void>> producing;
+    for (int p = 0; p < producers; ++p) {
+      producing.push_back(asio::co_spawn(
+          rt.executor(),
+          [&, p]() -> awaitable<void> {
+            for (int i = 0; i < per_producer; ++i) {
+              const std::string id = "p" + std::to_string(p) + "-" + std::to_string(i);
+              // A send the client gave up on sent nothing (the decorator fails before the
+              // provider is called): send it again, as an application would.
+              for (;;) {
+                book.sent();
+                // Named message and result, one co_await per statement: GCC 12 destroys the
+                // temporaries of a co_await full-expression twice.
+                message m{.body = id};
+                auto r = co_await client.send(queue, std::move(m));
+                if (r) break;
+              }
+              book.acknowledged(id);
+            }
+          },
+          asio::use_future));
+    }
+    for (auto& f : producing) f.get();
+    EXPECT_TRUE(book.wait_all_completed(120s)) << book.summary("throttling storm (so far)");
+    rt.block_on(proc.stop(10s));
+    pstats = proc.stats();
+    throttles = faulty->stats().throttles;
+    for (const char* op : {"send", "receive", "renew", "create_queue", "stats"})
+      retries += metrics.retries.with({"ledger", "memory", op}).value();
+    for (const char* op : {"complete", "abandon", "dead_letter"})
+      retries += metrics.retries.with({"unknown", "memory", op}).value();
+    rt.block_on(client.close());
+  }
+  std::cout << book.summary("memory throttling storm 50%") << " throttles=" << throttles
+            << " retries_total=" << retries << " processor_completed=" << pstats.completed
+            << " settle_failures=" << pstats.settle_failures << "\n";
+  const auto c = book.counts();
+  EXPECT_EQ(c.acknowledged, 3000u);
+  EXPECT_EQ(c.lost, 0u);
+  EXPECT_EQ(c.resurrected, 0u);
+  // Every injected throttle is retried unless it was a call's last attempt.
+  EXPECT_GT(retries, throttles * 9 / 10);
+  EXPECT_LE(retries, throttles);
+  // Duplicates are allowed only where a complete failed: the message was never completed.
+  EXPECT_LE(c.duplicated, pstats.settle_failures + pstats.locks_lost);
+  const auto after = process_resources::now();
+  EXPECT_EQ(after.threads, before.threads);
+  EXPECT_EQ(after.fds, before.fds);
+}
+
+TEST(FaultMemory, SlowConsumerAndTenTimesFasterProducerStayWithinTheByteBudget) {
+  const auto before = process_resources::baseline();
+  ledger book;
+  std::atomic<std::size_t> refused_full = 0, refused_other = 0;
+  double offered_seconds = 0;
+  memory::detail::byte_usage usage;
+  constexpr std::size_t body_bytes = 1024;
+  memory::options mo;
+  mo.max_memory_bytes = 64 * body_bytes;  // 64 messages' worth, queue and DLQ together
+  {
+    runtime rt(runtime_configuration{.worker_threads = 4});
+    auto memory = memory::make_provider(mo, rt.executor()).value();
+    // Bodies are the id padded with dots to body_bytes: the ledger counts the id.
+    auto id_of = [](const std::string& body) { return body.substr(0, body.find('.')); };
+    auto recorded =
+        record_completions(memory, [&](const std::string& body, const std::string& message_id) {
+          book.completed(id_of(body), message_id);
+        });
+    queue_client client(recorded);
+    queue_options qo;
+    qo.max_delivery_count = 0;
+    ASSERT_TRUE(rt.block_on(client.create_queue(queue, qo)));
+
+    // The handler takes 20 ms: 16 at a time make 800 messages/s at most.
+    processor_options po;
+    po.max_concurrent_calls = 16;
+    po.receive_wait = 200ms;
+    processor proc(
+        client, queue,
+        [&](const received_message& m) -> awaitable<result<void>> {
+          book.handled(id_of(m.body), m.id);
+          co_await pause_for(20ms);
+          co_return result<void>{};
+        },
+        po);
+    proc.start(rt.executor());
+
+    // The producer offers a batch of 8 messages every millisecond (8000/s, 10x what the
+    // handlers take) for 3 seconds, without waiting for earlier batches: a send that meets the
+    // budget waits at most 5 ms for room, then its messages fail with queue_full.
+    auto send_batch = [&](int first) -> awaitable<void> {
+      std::vector<message> batch;
+      std::vector<std::string> ids;
+      for (int k = 0; k < 8; ++k) {
+        ids.push_back("m" + std::to_string(first + k));
+        batch.push_back(message{.body = ids.back()});
+        batch.back().body.resize(body_bytes, '.');
+        book.sent();
+      }
+      auto outcomes = co_await recorded->send(queue, std::move(batch), 5ms);
+      if (!outcomes) {
+        refused_other += ids.size();
+        co_return;
+      }
+      for (std::size_t k = 0; k < outcomes->size(); ++k) {
+        if ((*outcomes)[k]) {
+          book.acknowledged(ids[k]);
+        } else if ((*outcomes)[k].error().code == errc::queue_full) {
+          EXPECT_NE((*outcomes)[k].error().message.find("max_memory_bytes"), std::string::npos)
+              << (*outcomes)[k].error().message;
+          ++refused_full;
+        } else {
+          ++refused_other;
+        }
+      }
+    };
+    std::vector<std::future<void>> sends;
+    const auto started = std::chrono::steady_clock::now();
+    asio::co_spawn(
+        rt.executor(),
+        [&]() -> awaitable<void> {
+          const auto end = started + 3s;
+          for (int n = 0; std::chrono::steady_clock::now() < end; n += 8) {
+            sends.push_back(asio::co_spawn(rt.executor(), send_batch(n), asio::use_future));
+            co_await pause_for(1ms);
+          }
+        },
+        asio::use_future)
+        .get();
+    for (auto& f : sends) f.get();
+    offered_seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    EXPECT_TRUE(book.wait_all_completed(60s)) << book.summary("slow consumer (so far)");
+    rt.block_on(proc.stop(10s));
+    usage = memory::detail::memory_byte_usage(*memory);
+    rt.block_on(client.close());
+  }
+  const auto c = book.counts();
+  std::cout << book.summary("memory slow consumer, producer 10x")
+            << " offered_per_s=" << static_cast<long>(c.sent / offered_seconds)
+            << " acknowledged_per_s=" << static_cast<long>(c.acknowledged / offered_seconds)
+            << " refused_queue_full=" << refused_full.load()
+            << " budget_bytes=" << mo.max_memory_bytes << " peak_accounted_bytes=" << usage.peak
+            << "\n";
+  EXPECT_GT(refused_full.load(), 0u) << "the producer should have met the budget";
+  EXPECT_EQ(refused_other.load(), 0u);
+  EXPECT_GT(c.acknowledged, 0u);
+  EXPECT_EQ(c.lost, 0u);
+  EXPECT_EQ(c.resurrected, 0u);
+  EXPECT_EQ(c.duplicated, 0u) << "nothing failed, so nothing should come twice";
+  EXPECT_LE(usage.peak, mo.max_memory_bytes);
+  EXPECT_EQ(usage.used, 0u);
+  const auto after = process_resources::now();
+  EXPECT_EQ(after.threads, before.threads);
+  EXPECT_EQ(after.fds, before.fds);
+}
+
+}  // namespace
+}  // namespace qrt::faults

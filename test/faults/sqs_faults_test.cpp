@@ -1,0 +1,337 @@
+// Fault scenarios on the SQS provider against fauxqs, with the ledger (ledger.hpp) and a
+// qrt::processor at concurrency 16 while a producer sends continuously:
+//  - the emulator is SIGKILLed and restarted, twice;
+//  - the network stalls (a TCP proxy stops forwarding, closing nothing) for longer than the
+//    visibility timeout, then resumes.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/use_future.hpp>
+#include <filesystem>
+#include <future>
+#include <iostream>
+#include <qrt/metrics.hpp>
+#include <qrt/processor.hpp>
+#include <qrt/qrt.hpp>
+#include <qrt/runtime.hpp>
+#include <qrt/sqs.hpp>
+#include <random>
+#include <thread>
+
+#include "fauxqs_server.hpp"
+#include "ledger.hpp"
+#include "tcp_proxy.hpp"
+
+namespace qrt::faults {
+namespace {
+
+using namespace std::chrono_literals;
+namespace asio = boost::asio;
+
+sqs::options options_for(const std::string& endpoint) {
+  sqs::options o;
+  o.endpoint = endpoint;
+  o.region = "us-east-1";
+  o.access_key_id = "test";
+  o.secret_access_key = "test";
+  o.request_timeout = 1500ms;
+  o.connect_timeout = 500ms;
+  o.max_retries = 1;
+  o.retry_base_delay = 20ms;
+  o.wait_time_seconds = std::chrono::seconds(1);
+  o.visibility_timeout = std::chrono::seconds(3);
+  return o;
+}
+
+queue_name fresh_queue(const char* prefix) {
+  std::random_device rd;
+  return queue_name::from(std::string(prefix) + "-" + std::to_string(rd() % 1'000'000));
+}
+
+/// A provider, a processor at concurrency 16 and a producer sending continuously, all
+/// recording into `book`.
+class workload {
+ public:
+  workload(runtime& rt, const std::string& endpoint, const queue_name& q, ledger& book)
+      : rt_(rt), q_(q), book_(book) {
+    provider_ = record_completions(
+        sqs::make_provider(options_for(endpoint), rt.executor()).value(),
+        [&book](const std::string& id, const std::string& message_id) {
+          book.completed(id, message_id);
+        },
+        [&book](const std::string& id) { book.received(id); });
+    client_options co;
+    co.retry = retry_policy::exponential_backoff(50ms, 500ms, 2);
+    co.retry->max_attempts = 3;
+    client_ = std::make_unique<queue_client>(provider_, co);
+    queue_options qo;
+    qo.max_delivery_count = 0;
+    auto created = rt.block_on(client_->create_queue(q, qo));
+    EXPECT_TRUE(created) << created.error().to_string();
+
+    processor_options po;
+    po.max_concurrent_calls = 16;
+    po.receive_wait = 1s;
+    po.retry = retry_policy::exponential_backoff(50ms, 500ms, 2);
+    processor_ = std::make_unique<processor>(
+        *client_, q,
+        [&book](const received_message& m) -> awaitable<result<void>> {
+          book.handled(m.body, m.id);
+          co_return result<void>{};
+        },
+        po);
+    processor_->start(rt.executor());
+    producer_ = asio::co_spawn(
+        rt.executor(),
+        [this]() -> awaitable<void> {
+          for (int n = 0; producing_; ++n) {
+            const std::string id = "m" + std::to_string(n);
+            book_.sent();
+            // A send that failed may still have reached the server before the fault: it is
+            // counted as handled_unacknowledged if it comes back, never as acknowledged.
+            // Named message and result, one co_await per statement: GCC 12 destroys the
+            // temporaries of a co_await full-expression twice.
+            message m{.body = id};
+            auto sent = co_await client_->send(q_, std::move(m));
+            if (sent) book_.acknowledged(id);
+          }
+        },
+        asio::use_future);
+  }
+
+  /// Stops the producer, waits (bounded) for every acknowledged send to be handled, then stops
+  /// the processor and closes the provider.
+  void finish(std::chrono::milliseconds drain) {
+    producing_ = false;
+    producer_.get();
+    drained_ = book_.wait_all_handled(drain);
+    rt_.block_on(processor_->stop(10s));
+    pstats_ = processor_->stats();
+    processor_.reset();
+    rt_.block_on(client_->close());
+  }
+  bool drained() const { return drained_; }
+  const processor_stats& stats() const { return pstats_; }
+
+ private:
+  runtime& rt_;
+  queue_name q_;
+  ledger& book_;
+  provider_ptr provider_;
+  std::unique_ptr<queue_client> client_;
+  std::unique_ptr<processor> processor_;
+  std::future<void> producer_;
+  std::atomic<bool> producing_{true};
+  bool drained_ = false;
+  processor_stats pstats_;
+};
+
+class FaultSqs : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    // Never let a credential lookup leave the machine.
+    ::setenv("AWS_EC2_METADATA_DISABLED", "true", 1);
+  }
+};
+
+TEST_F(FaultSqs, EmulatorKilledAndRestartedTwiceMidRun) {
+  // fauxqs keeps its state in a data directory here, so what it acknowledged before a kill is
+  // there after the restart as far as fauxqs itself persisted it: the ledger can only count
+  // what the server kept. A send acknowledged just before a kill that fauxqs had not yet
+  // written is reported as lost_by_server below, not blamed on qrt; everything acknowledged
+  // after the last restart must be handled.
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("qrt-fault-fauxqs-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  ledger book;
+  std::vector<double> recovery;
+  std::size_t acknowledged_before_last_restart = 0;
+  {
+    test::fauxqs_server server(dir.string());
+    const auto before = process_resources::baseline();
+    {
+      runtime rt(runtime_configuration{.worker_threads = 4});
+      workload w(rt, server.endpoint(), fresh_queue("fault-kill"), book);
+      for (int kill = 1; kill <= 2; ++kill) {
+        ASSERT_TRUE(book.wait_handler_calls(book.handler_calls() + 200, 60s));
+        server.kill_hard();
+        server.restart();
+        book.mark_recovery_start();
+        ASSERT_TRUE(book.wait_handler_calls(book.handler_calls() + 1, 60s));
+        ASSERT_TRUE(book.wait_handler_calls(book.handler_calls() + 100, 60s));
+        recovery.push_back(book.recovery_ms());
+        if (kill == 2) acknowledged_before_last_restart = book.acknowledged_count();
+      }
+      w.finish(30s);
+      std::cout << "processor: completed=" << w.stats().completed
+                << " settle_failures=" << w.stats().settle_failures
+                << " locks_lost=" << w.stats().locks_lost << "\n";
+    }
+    const auto after = process_resources::now();
+    std::cout << "resources before " << before.to_string() << ", after " << after.to_string()
+              << "\n";
+    EXPECT_EQ(after.threads, before.threads);
+    EXPECT_EQ(after.fds, before.fds);
+  }
+  std::filesystem::remove_all(dir);
+
+  const auto c = book.counts();
+  double worst = *std::max_element(recovery.begin(), recovery.end());
+  std::cout << book.summary("sqs fauxqs SIGKILL x2", worst)
+            << " recovery_ms_each=" << static_cast<long>(recovery[0]) << ","
+            << static_cast<long>(recovery[1]) << "\n";
+  EXPECT_GT(c.acknowledged, acknowledged_before_last_restart);
+  for (double ms : recovery) EXPECT_GE(ms, 0) << "no message handled after a restart";
+  EXPECT_EQ(c.resurrected, 0u);
+  EXPECT_EQ(c.lost, 0u) << "acknowledged sends never handled (by the server or by qrt)";
+}
+
+TEST_F(FaultSqs, NetworkStallLongerThanTheVisibilityTimeoutMakesNoFalseCompletes) {
+  test::fauxqs_server server;
+  ledger book;
+  double recovery = -1;
+  const auto before = process_resources::baseline();
+  {
+    tcp_proxy proxy(server.port());
+    runtime rt(runtime_configuration{.worker_threads = 4});
+    workload w(rt, proxy.endpoint(), fresh_queue("fault-stall"), book);
+    ASSERT_TRUE(book.wait_handler_calls(300, 60s));
+    proxy.stall();
+    // The fault itself: 5 s without forwarding, longer than the 3 s visibility timeout, so
+    // every lock held when the stall began is lost in it.
+    std::this_thread::sleep_for(5s);
+    proxy.resume();
+    book.mark_recovery_start();
+    ASSERT_TRUE(book.wait_handler_calls(book.handler_calls() + 200, 60s));
+    recovery = book.recovery_ms();
+    w.finish(30s);
+    EXPECT_TRUE(w.drained()) << book.summary("stall (so far)");
+    std::cout << "processor: completed=" << w.stats().completed
+              << " settle_failures=" << w.stats().settle_failures
+              << " locks_lost=" << w.stats().locks_lost << "\n";
+  }
+  const auto after = process_resources::now();
+  const auto c = book.counts();
+  std::cout << book.summary("sqs network stall 5s > visibility 3s", recovery) << "\n";
+  std::cout << "resources before " << before.to_string() << ", after " << after.to_string() << "\n";
+  EXPECT_EQ(c.lost, 0u);
+  EXPECT_EQ(c.resurrected, 0u) << "a complete was acknowledged, yet the message came back";
+  EXPECT_GE(recovery, 0);
+  EXPECT_EQ(after.threads, before.threads);
+  EXPECT_EQ(after.fds, before.fds);
+}
+
+// A receive whose answer the network holds up longer than the visibility timeout: by the time it
+// arrives, SQS has made the message visible again and handed it to another consumer. The late
+// receipt must read as expired (a call that slow counts its lock from the request), so completing
+// it fails with receipt_expired instead of reporting a delete of a message someone else holds.
+TEST_F(FaultSqs, AReceiveAnswerHeldUpPastTheVisibilityTimeoutIsNotCompletedFalsely) {
+  test::fauxqs_server server;
+  tcp_proxy proxy(server.port());
+  runtime rt(runtime_configuration{.worker_threads = 2});
+  auto direct_options = options_for(server.endpoint());
+  direct_options.visibility_timeout = std::chrono::seconds(30);
+  auto late_options = options_for(proxy.endpoint());
+  late_options.visibility_timeout = std::chrono::seconds(2);
+  late_options.request_timeout = 60s;  // the held answer must arrive, not time out
+  auto direct = sqs::make_provider(direct_options, rt.executor()).value();
+  auto late = sqs::make_provider(late_options, rt.executor()).value();
+  const auto q = fresh_queue("fault-late-answer");
+  ASSERT_TRUE(rt.block_on(direct->create_queue(q, {})));
+  // The late provider looks the queue up now, so that the answer held below is the receive's.
+  auto nothing_yet = rt.block_on(late->receive(q, 1, 0ms));
+  ASSERT_TRUE(nothing_yet && nothing_yet->empty());
+  std::vector<message> one{message{.body = "x"}};
+  auto sent = rt.block_on(direct->send(q, one, 10s));
+  ASSERT_TRUE(sent && (*sent)[0]);
+
+  proxy.stall_answers();
+  auto held = asio::co_spawn(rt.executor(), late->receive(q, 1, 0ms), asio::use_future);
+  ASSERT_TRUE(proxy.wait_for_held_answer(30s)) << "the server never answered the receive";
+  // SQS handed the message out in that answer. Receive directly until SQS hands it out again:
+  // then the first lock has certainly lapsed on the server.
+  std::optional<received_message> again;
+  for (int i = 0; i < 60 && !again; ++i) {
+    auto got = rt.block_on(direct->receive(q, 1, 1s));
+    ASSERT_TRUE(got) << got.error().to_string();
+    if (!got->empty()) again = got->front();
+  }
+  ASSERT_TRUE(again) << "the message never became visible again";
+  proxy.resume();
+
+  auto answer = held.get();
+  ASSERT_TRUE(answer) << answer.error().to_string();
+  // Its lock lapsed on the way: the late receive hands nothing out (SQS delivers it again).
+  EXPECT_TRUE(answer->empty()) << "a message whose lock had lapsed was handed out";
+  for (const auto& m : *answer) {
+    std::vector<settlement> complete_late{settlement::complete(m.receipt)};
+    auto late_done = rt.block_on(late->settle(complete_late));
+    ASSERT_EQ(late_done.size(), 1u);
+    EXPECT_FALSE(late_done[0]) << "a complete of a message another consumer holds reported done";
+  }
+
+  // The consumer that holds it now completes it.
+  std::vector<settlement> complete_again{settlement::complete(again->receipt)};
+  auto done = rt.block_on(direct->settle(complete_again));
+  ASSERT_EQ(done.size(), 1u);
+  EXPECT_TRUE(done[0]) << done[0].error().to_string();
+  rt.block_on(late->close());
+  rt.block_on(direct->close());
+}
+
+// A complete sent while its lock was still running but held up in the network until the lock ran
+// out: SQS has meanwhile handed the message to another consumer and answers the stale handle's
+// delete with success, without deleting. qrt must not report that complete as done.
+TEST_F(FaultSqs, ADeleteAnsweredAfterTheLockRanOutIsNotReportedDone) {
+  test::fauxqs_server server;
+  tcp_proxy proxy(server.port());
+  runtime rt(runtime_configuration{.worker_threads = 2});
+  auto direct_options = options_for(server.endpoint());
+  direct_options.visibility_timeout = std::chrono::seconds(30);
+  auto late_options = options_for(proxy.endpoint());
+  late_options.visibility_timeout = std::chrono::seconds(2);
+  late_options.request_timeout = 60s;  // the held delete must be answered, not time out
+  auto direct = sqs::make_provider(direct_options, rt.executor()).value();
+  auto late = sqs::make_provider(late_options, rt.executor()).value();
+  const auto q = fresh_queue("fault-late-delete");
+  ASSERT_TRUE(rt.block_on(direct->create_queue(q, {})));
+  std::vector<message> one{message{.body = "x"}};
+  auto sent = rt.block_on(direct->send(q, one, 10s));
+  ASSERT_TRUE(sent && (*sent)[0]);
+  auto got = rt.block_on(late->receive(q, 1, 1s));
+  ASSERT_TRUE(got && got->size() == 1u);
+  const received_message first = got->front();
+
+  proxy.stall();
+  std::vector<settlement> complete_first{settlement::complete(first.receipt)};
+  auto held = asio::co_spawn(rt.executor(), late->settle(complete_first), asio::use_future);
+  ASSERT_TRUE(proxy.wait_for_held_request(30s)) << "the delete never left";
+  // Receive directly until SQS hands the message out again: its first lock has lapsed there.
+  std::optional<received_message> again;
+  for (int i = 0; i < 60 && !again; ++i) {
+    auto r = rt.block_on(direct->receive(q, 1, 1s));
+    ASSERT_TRUE(r) << r.error().to_string();
+    if (!r->empty()) again = r->front();
+  }
+  ASSERT_TRUE(again) << "the message never became visible again";
+  // The fault is the lock running out in qrt's view too; SQS's ran out no later than this.
+  std::this_thread::sleep_until(first.locked_until);
+  proxy.resume();
+
+  auto late_done = held.get();
+  ASSERT_EQ(late_done.size(), 1u);
+  ASSERT_FALSE(late_done[0]) << "a delete answered after the lock ran out was reported done";
+  EXPECT_EQ(late_done[0].error().code, errc::receipt_expired) << late_done[0].error().to_string();
+
+  std::vector<settlement> complete_again{settlement::complete(again->receipt)};
+  auto done = rt.block_on(direct->settle(complete_again));
+  ASSERT_EQ(done.size(), 1u);
+  EXPECT_TRUE(done[0]) << done[0].error().to_string();
+  rt.block_on(late->close());
+  rt.block_on(direct->close());
+}
+
+}  // namespace
+}  // namespace qrt::faults
