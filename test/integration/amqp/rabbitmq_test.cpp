@@ -80,6 +80,17 @@ long broker_count(const std::string& queue, const std::string& column) {
   return -1;
 }
 
+/// broker_count polled (each poll is a rabbitmqctl run) until it reads `want` or 15 s passed;
+/// returns the last reading.
+long broker_count_reaching(const std::string& queue, const std::string& column, long want) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
+  long now = broker_count(queue, column);
+  while (now != want && std::chrono::steady_clock::now() < deadline) {
+    now = broker_count(queue, column);
+  }
+  return now;
+}
+
 class amqp_rabbitmq : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -386,21 +397,14 @@ TEST_F(amqp_rabbitmq, a_message_that_expires_in_the_prefetch_buffer_goes_back_to
   expiring.time_to_live = 300ms;
   send(expiring);
   // The broker pushed it to the receiver's buffer (unasked): it is held there, unacknowledged.
-  const auto deadline = std::chrono::steady_clock::now() + 15s;
-  while (broker_count(queue_.str(), "messages_unacknowledged") != 1 &&
-         std::chrono::steady_clock::now() < deadline) {
-  }
-  ASSERT_EQ(broker_count(queue_.str(), "messages_unacknowledged"), 1);
+  ASSERT_EQ(broker_count_reaching(queue_.str(), "messages_unacknowledged", 1), 1);
   // Its time-to-live runs out while qrt holds it: the passing of time is the behaviour here.
   std::this_thread::sleep_for(expiring.time_to_live.value() + 100ms);
   auto got = receive(*prefetching, 10, 300ms);
   EXPECT_TRUE(got.empty()) << "an expired message was handed out: " << got.front().body;
   // Released, not held or settled as done: the broker expires it by its own rule.
-  const auto released_by = std::chrono::steady_clock::now() + 15s;
-  while (broker_count(queue_.str(), "messages") != 0 &&
-         std::chrono::steady_clock::now() < released_by) {
-  }
-  EXPECT_EQ(broker_count(queue_.str(), "messages"), 0) << "the expired message is still held";
+  EXPECT_EQ(broker_count_reaching(queue_.str(), "messages", 0), 0)
+      << "the expired message is still held";
   qrt::message live;
   live.body = "live";
   send(live);
@@ -445,11 +449,7 @@ TEST_F(amqp_rabbitmq, time_to_live_reaches_the_broker_and_expired_messages_are_n
   send(expiring);
   // The real event: the broker drops the message once its TTL runs out (RabbitMQ expires the
   // head of a queue on its own timer). Polled through rabbitmqctl, bounded.
-  const auto deadline = std::chrono::steady_clock::now() + 15s;
-  while (broker_count(queue_.str(), "messages") != 0 &&
-         std::chrono::steady_clock::now() < deadline) {
-  }
-  EXPECT_EQ(broker_count(queue_.str(), "messages"), 0) << "the message did not expire";
+  EXPECT_EQ(broker_count_reaching(queue_.str(), "messages", 0), 0) << "the message did not expire";
   qrt::message live;
   live.body = "live";
   send(live);

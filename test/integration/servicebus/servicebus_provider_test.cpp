@@ -514,12 +514,9 @@ std::string base64(const std::string& bytes) {
   return out;
 }
 
-// A message qrt cannot decode (application properties hold only simple values in AMQP; the
-// SDK lets a list through) is not dropped and does not break the link: qrt refuses it with
-// rejected{amqp:decode-error}, which Service Bus answers by dead-lettering it, and the messages
-// around it arrive.
-TEST_F(ServiceBusProvider, AnUndecodableMessageIsDeadLetteredNotDropped) {
-  const auto q = make_queue("undecodable");
+/// The official SDK sends "before", "bad" and "after" to `q`; "bad" carries a list in its
+/// application properties, which AMQP forbids and qrt cannot decode (the SDK lets it through).
+void sdk_send_around_an_undecodable_one(const queue_name& q) {
   boost::json::array messages;
   messages.push_back(boost::json::object{{"bodyBase64", base64("before")}});
   messages.push_back(
@@ -527,6 +524,15 @@ TEST_F(ServiceBusProvider, AnUndecodableMessageIsDeadLetteredNotDropped) {
   messages.push_back(boost::json::object{{"bodyBase64", base64("after")}});
   qrt::test::run_sdk(
       {"send", std::to_string(peer->port()), q.str(), boost::json::serialize(messages)});
+}
+
+// A message qrt cannot decode (application properties hold only simple values in AMQP; the
+// SDK lets a list through) is not dropped and does not break the link: qrt refuses it with
+// rejected{amqp:decode-error}, which Service Bus answers by dead-lettering it, and the messages
+// around it arrive.
+TEST_F(ServiceBusProvider, AnUndecodableMessageIsDeadLetteredNotDropped) {
+  const auto q = make_queue("undecodable");
+  sdk_send_around_an_undecodable_one(q);
   std::vector<std::string> bodies;
   const auto deadline = std::chrono::steady_clock::now() + 10s;
   while (bodies.size() < 2 && std::chrono::steady_clock::now() < deadline) {
@@ -549,13 +555,7 @@ TEST_F(ServiceBusProvider, AnUndecodableMessageIsDeadLetteredNotDropped) {
 // nothing but it is an error that says why rather than an empty page.
 TEST_F(ServiceBusProvider, PeekSkipsAnUndecodableMessageAndReturnsTheOthers) {
   const auto q = make_queue("peek-undecodable");
-  boost::json::array messages;
-  messages.push_back(boost::json::object{{"bodyBase64", base64("before")}});
-  messages.push_back(
-      {{"bodyBase64", base64("bad")}, {"applicationProperties", {{"list", {1, 2, 3}}}}});
-  messages.push_back(boost::json::object{{"bodyBase64", base64("after")}});
-  qrt::test::run_sdk(
-      {"send", std::to_string(peer->port()), q.str(), boost::json::serialize(messages)});
+  sdk_send_around_an_undecodable_one(q);
   auto page = client.peek(q, 10);
   ASSERT_TRUE(page) << page.error().to_string();
   std::vector<std::string> bodies;
