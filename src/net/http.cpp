@@ -8,6 +8,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -404,10 +405,16 @@ struct http_pool::impl : std::enable_shared_from_this<http_pool::impl> {
                      "cannot resolve " + ep.to_string() + ": " + rec.message());
     }
     try {
+      // Each connection's stream runs on its own strand: Beast's timeout handler closes the
+      // socket on the stream's executor, and on a pool of threads that close could otherwise
+      // run while the call, woken by the aborted operation on another thread, already tears the
+      // connection down (a race on the socket the fault suite's network stall caught once under
+      // UBSan). On the strand, the aborted operation completes only after the close is done.
+      const auto stream_executor = asio::make_strand(executor);
       if (ssl) {
-        c->secure.emplace(executor, *ssl);
+        c->secure.emplace(stream_executor, *ssl);
       } else {
-        c->plain.emplace(executor);
+        c->plain.emplace(stream_executor);
       }
     } catch (const std::exception& e) {
       // OpenSSL could not make a session object (out of memory, broken library state).
