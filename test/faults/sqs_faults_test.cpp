@@ -227,6 +227,22 @@ TEST_F(FaultSqs, NetworkStallLongerThanTheVisibilityTimeoutMakesNoFalseCompletes
 // arrives, SQS has made the message visible again and handed it to another consumer. The late
 // receipt must read as expired (a call that slow counts its lock from the request), so completing
 // it fails with receipt_expired instead of reporting a delete of a message someone else holds.
+/// Receives from `q` (one a second, for up to a minute) until SQS hands a message out: once it
+/// does, the lock an earlier receive took has lapsed on the server. Nothing if none came back
+/// or a receive failed (the failure is recorded).
+std::optional<received_message> receive_once_visible_again(runtime& rt, provider& direct,
+                                                           const queue_name& q) {
+  for (int i = 0; i < 60; ++i) {
+    auto got = rt.block_on(direct.receive(q, 1, 1s));
+    if (!got) {
+      ADD_FAILURE() << got.error().to_string();
+      return std::nullopt;
+    }
+    if (!got->empty()) return got->front();
+  }
+  return std::nullopt;
+}
+
 TEST_F(FaultSqs, AReceiveAnswerHeldUpPastTheVisibilityTimeoutIsNotCompletedFalsely) {
   test::fauxqs_server server;
   tcp_proxy proxy(server.port());
@@ -252,12 +268,7 @@ TEST_F(FaultSqs, AReceiveAnswerHeldUpPastTheVisibilityTimeoutIsNotCompletedFalse
   ASSERT_TRUE(proxy.wait_for_held_answer(30s)) << "the server never answered the receive";
   // SQS handed the message out in that answer. Receive directly until SQS hands it out again:
   // then the first lock has certainly lapsed on the server.
-  std::optional<received_message> again;
-  for (int i = 0; i < 60 && !again; ++i) {
-    auto got = rt.block_on(direct->receive(q, 1, 1s));
-    ASSERT_TRUE(got) << got.error().to_string();
-    if (!got->empty()) again = got->front();
-  }
+  const std::optional<received_message> again = receive_once_visible_again(rt, *direct, q);
   ASSERT_TRUE(again) << "the message never became visible again";
   proxy.resume();
 
@@ -309,12 +320,7 @@ TEST_F(FaultSqs, ADeleteAnsweredAfterTheLockRanOutIsNotReportedDone) {
   auto held = asio::co_spawn(rt.executor(), late->settle(complete_first), asio::use_future);
   ASSERT_TRUE(proxy.wait_for_held_request(30s)) << "the delete never left";
   // Receive directly until SQS hands the message out again: its first lock has lapsed there.
-  std::optional<received_message> again;
-  for (int i = 0; i < 60 && !again; ++i) {
-    auto r = rt.block_on(direct->receive(q, 1, 1s));
-    ASSERT_TRUE(r) << r.error().to_string();
-    if (!r->empty()) again = r->front();
-  }
+  const std::optional<received_message> again = receive_once_visible_again(rt, *direct, q);
   ASSERT_TRUE(again) << "the message never became visible again";
   // The fault is the lock running out in qrt's view too; SQS's ran out no later than this.
   std::this_thread::sleep_until(first.locked_until);
