@@ -26,10 +26,11 @@ struct ledger_counts {
   std::size_t acknowledged = 0;  ///< sends the provider acknowledged
   std::size_t handled = 0;       ///< distinct ids a handler started on
   std::size_t handler_calls = 0;
-  std::size_t completed = 0;               ///< distinct ids whose complete was acknowledged
-  std::size_t duplicated = 0;              ///< ids handled more than once
-  std::size_t lost = 0;                    ///< acknowledged, never handled
-  std::size_t resurrected = 0;             ///< handler starts after an acknowledged complete
+  std::size_t completed = 0;       ///< distinct ids whose complete was acknowledged
+  std::size_t duplicated = 0;      ///< ids handled more than once
+  std::size_t lost = 0;            ///< acknowledged, never handled (and not forgotten)
+  std::size_t lost_by_server = 0;  ///< acknowledged, never handled, forgotten by a server restart
+  std::size_t resurrected = 0;     ///< handler starts after an acknowledged complete
   std::size_t handled_unacknowledged = 0;  ///< handled, but the send's ack never reached us
 };
 
@@ -96,6 +97,16 @@ class ledger {
     changed_.notify_all();
   }
 
+  /// A server that keeps its queues in memory only was killed: every id acknowledged so far and
+  /// not yet handled is gone with it. Such an id, if never handled, counts as lost_by_server,
+  /// not lost. Call it once the old server is dead and before the new one starts, so that every
+  /// acknowledgement it covers came from the old server.
+  void server_forgot_unhandled() {
+    std::lock_guard lock(mutex_);
+    for (const auto& id : acknowledged_)
+      if (!handled_.count(id)) forgotten_.insert(id);
+  }
+
   /// True once every acknowledged id has been completed (so nothing is left to handle);
   /// false if `timeout` passed first.
   bool wait_all_completed(std::chrono::milliseconds timeout) {
@@ -113,7 +124,7 @@ class ledger {
     std::unique_lock lock(mutex_);
     return changed_.wait_for(lock, timeout, [&] {
       for (const auto& id : acknowledged_)
-        if (!handled_.count(id)) return false;
+        if (!handled_.count(id) && !forgotten_.count(id)) return false;
       return true;
     });
   }
@@ -141,7 +152,7 @@ class ledger {
       if (!acknowledged_.count(id)) ++c.handled_unacknowledged;
     }
     for (const auto& id : acknowledged_)
-      if (!handled_.count(id)) ++c.lost;
+      if (!handled_.count(id)) ++(forgotten_.count(id) ? c.lost_by_server : c.lost);
     return c;
   }
 
@@ -155,6 +166,7 @@ class ledger {
                     " completed=" + std::to_string(c.completed) +
                     " duplicated=" + std::to_string(c.duplicated) +
                     " lost=" + std::to_string(c.lost) +
+                    " lost_by_server=" + std::to_string(c.lost_by_server) +
                     " resurrected=" + std::to_string(c.resurrected) +
                     " handled_unacknowledged=" + std::to_string(c.handled_unacknowledged);
     if (recovery_ms >= 0) s += " recovery_ms=" + std::to_string(static_cast<long>(recovery_ms));
@@ -171,6 +183,7 @@ class ledger {
   std::unordered_map<std::string, std::size_t> handled_;
   std::unordered_set<std::string> completed_;
   std::unordered_set<std::string> completed_messages_;  ///< provider message ids
+  std::unordered_set<std::string> forgotten_;           ///< see server_forgot_unhandled()
   std::optional<std::chrono::steady_clock::time_point> recovery_mark_, recovered_at_;
   std::unordered_map<std::string, std::chrono::steady_clock::time_point> received_at_;
 };

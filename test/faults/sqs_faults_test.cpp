@@ -23,6 +23,7 @@
 #include "fauxqs_server.hpp"
 #include "ledger.hpp"
 #include "tcp_proxy.hpp"
+#include "workload.hpp"
 
 namespace qrt::faults {
 namespace {
@@ -50,84 +51,6 @@ queue_name fresh_queue(const char* prefix) {
   return queue_name::from(std::string(prefix) + "-" + std::to_string(rd() % 1'000'000));
 }
 
-/// A provider, a processor at concurrency 16 and a producer sending continuously, all
-/// recording into `book`.
-class workload {
- public:
-  workload(runtime& rt, const std::string& endpoint, const queue_name& q, ledger& book)
-      : rt_(rt), q_(q), book_(book) {
-    provider_ = record_completions(
-        sqs::make_provider(options_for(endpoint), rt.executor()).value(),
-        [&book](const std::string& id, const std::string& message_id) {
-          book.completed(id, message_id);
-        },
-        [&book](const std::string& id) { book.received(id); });
-    client_options co;
-    co.retry = retry_policy::exponential_backoff(50ms, 500ms, 2);
-    co.retry->max_attempts = 3;
-    client_ = std::make_unique<queue_client>(provider_, co);
-    queue_options qo;
-    qo.max_delivery_count = 0;
-    auto created = rt.block_on(client_->create_queue(q, qo));
-    EXPECT_TRUE(created) << created.error().to_string();
-
-    processor_options po;
-    po.max_concurrent_calls = 16;
-    po.receive_wait = 1s;
-    po.retry = retry_policy::exponential_backoff(50ms, 500ms, 2);
-    processor_ = std::make_unique<processor>(
-        *client_, q,
-        [&book](const received_message& m) -> awaitable<result<void>> {
-          book.handled(m.body, m.id);
-          co_return result<void>{};
-        },
-        po);
-    processor_->start(rt.executor());
-    producer_ = asio::co_spawn(
-        rt.executor(),
-        [this]() -> awaitable<void> {
-          for (int n = 0; producing_; ++n) {
-            const std::string id = "m" + std::to_string(n);
-            book_.sent();
-            // A send that failed may still have reached the server before the fault: it is
-            // counted as handled_unacknowledged if it comes back, never as acknowledged.
-            // Named message and result, one co_await per statement: GCC 12 destroys the
-            // temporaries of a co_await full-expression twice.
-            message m{.body = id};
-            auto sent = co_await client_->send(q_, std::move(m));
-            if (sent) book_.acknowledged(id);
-          }
-        },
-        asio::use_future);
-  }
-
-  /// Stops the producer, waits (bounded) for every acknowledged send to be handled, then stops
-  /// the processor and closes the provider.
-  void finish(std::chrono::milliseconds drain) {
-    producing_ = false;
-    producer_.get();
-    drained_ = book_.wait_all_handled(drain);
-    rt_.block_on(processor_->stop(10s));
-    pstats_ = processor_->stats();
-    processor_.reset();
-    rt_.block_on(client_->close());
-  }
-  bool drained() const { return drained_; }
-  const processor_stats& stats() const { return pstats_; }
-
- private:
-  runtime& rt_;
-  queue_name q_;
-  ledger& book_;
-  provider_ptr provider_;
-  std::unique_ptr<queue_client> client_;
-  std::unique_ptr<processor> processor_;
-  std::future<void> producer_;
-  std::atomic<bool> producing_{true};
-  bool drained_ = false;
-  processor_stats pstats_;
-};
-
 class FaultSqs : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -153,7 +76,8 @@ TEST_F(FaultSqs, EmulatorKilledAndRestartedTwiceMidRun) {
     const auto before = process_resources::baseline();
     {
       runtime rt(runtime_configuration{.worker_threads = 4});
-      workload w(rt, server.endpoint(), fresh_queue("fault-kill"), book);
+      workload w(rt, sqs::make_provider(options_for(server.endpoint()), rt.executor()).value(),
+                 fresh_queue("fault-kill"), book);
       for (int kill = 1; kill <= 2; ++kill) {
         ASSERT_TRUE(book.wait_handler_calls(book.handler_calls() + 200, 60s));
         server.kill_hard();
@@ -196,7 +120,8 @@ TEST_F(FaultSqs, NetworkStallLongerThanTheVisibilityTimeoutMakesNoFalseCompletes
   {
     tcp_proxy proxy(server.port());
     runtime rt(runtime_configuration{.worker_threads = 4});
-    workload w(rt, proxy.endpoint(), fresh_queue("fault-stall"), book);
+    workload w(rt, sqs::make_provider(options_for(proxy.endpoint()), rt.executor()).value(),
+               fresh_queue("fault-stall"), book);
     ASSERT_TRUE(book.wait_handler_calls(300, 60s));
     proxy.stall();
     // The fault itself: 5 s without forwarding, longer than the 3 s visibility timeout, so
