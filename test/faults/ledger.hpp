@@ -18,6 +18,7 @@
 #include <thread>
 #include <unordered_map>
 #include <unordered_set>
+#include <vector>
 
 namespace qrt::faults {
 
@@ -56,6 +57,7 @@ class ledger {
     if (message_id.empty() ? completed_.count(id) != 0
                            : completed_messages_.count(message_id) != 0) {
       ++resurrected_;
+      resurrections_.push_back({id, completed_at_[id]});
     }
     if (recovery_mark_ && !recovered_at_) {
       auto r = received_at_.find(id);
@@ -93,6 +95,7 @@ class ledger {
   void completed(const std::string& id, const std::string& message_id = {}) {
     std::lock_guard lock(mutex_);
     completed_.insert(id);
+    completed_at_.emplace(id, std::chrono::steady_clock::now());
     if (!message_id.empty()) completed_messages_.insert(message_id);
     changed_.notify_all();
   }
@@ -136,6 +139,16 @@ class ledger {
   std::size_t acknowledged_count() const {
     std::lock_guard lock(mutex_);
     return acknowledged_.size();
+  }
+
+  /// Each resurrection: the id, and when its (first) complete was acknowledged.
+  struct resurrection {
+    std::string id;
+    std::chrono::steady_clock::time_point completed_at;
+  };
+  std::vector<resurrection> resurrections() const {
+    std::lock_guard lock(mutex_);
+    return resurrections_;
   }
 
   ledger_counts counts() const {
@@ -184,6 +197,8 @@ class ledger {
   std::unordered_set<std::string> completed_;
   std::unordered_set<std::string> completed_messages_;  ///< provider message ids
   std::unordered_set<std::string> forgotten_;           ///< see server_forgot_unhandled()
+  std::unordered_map<std::string, std::chrono::steady_clock::time_point> completed_at_;
+  std::vector<resurrection> resurrections_;
   std::optional<std::chrono::steady_clock::time_point> recovery_mark_, recovered_at_;
   std::unordered_map<std::string, std::chrono::steady_clock::time_point> received_at_;
 };
