@@ -10,7 +10,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/use_future.hpp>
 #include <cmath>
+#include <future>
 #include <iostream>
 #include <qrt/amqp.hpp>
 #include <thread>
@@ -127,6 +130,31 @@ TEST(FaultAmqp, NetworkStallThenResumeLosesNothingAndMakesNoFalseCompletes) {
   EXPECT_GE(recovery, 0);
   EXPECT_EQ(after.threads, before.threads);
   EXPECT_EQ(after.fds, before.fds);
+}
+
+// However many calls run at once, the provider speaks over one AMQP connection: a burst of 1000
+// concurrent sends opens one socket, counted at a TCP proxy in front of the broker.
+TEST(FaultAmqp, ABurstOfAThousandConcurrentSendsOpensOneConnection) {
+  tcp_proxy proxy(static_cast<unsigned short>(broker->amqp_port()));
+  runtime rt(runtime_configuration{.worker_threads = 4});
+  auto p = amqp_provider(rt, proxy.port());
+  const auto q = fresh_queue("burst");
+  auto created = rt.block_on(p->create_queue(q, {}));
+  ASSERT_TRUE(created) << created.error().to_string();
+  std::vector<std::future<result<std::vector<send_outcome>>>> sends;
+  for (int i = 0; i < 1000; ++i) {
+    std::vector<message> one{message{.body = "b" + std::to_string(i)}};
+    sends.push_back(boost::asio::co_spawn(rt.executor(), p->send(q, std::move(one), 60s),
+                                          boost::asio::use_future));
+  }
+  std::size_t sent = 0;
+  for (auto& f : sends) {
+    auto r = f.get();
+    if (r && (*r)[0]) ++sent;
+  }
+  EXPECT_EQ(sent, 1000u);
+  EXPECT_EQ(proxy.accepted(), 1u) << "connections opened for the burst";
+  rt.block_on(p->close());
 }
 
 }  // namespace
