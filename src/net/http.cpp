@@ -311,7 +311,8 @@ struct http_pool::impl : std::enable_shared_from_this<http_pool::impl> {
   /// Every acquired slot ends in give_back() or drop().
   asio::awaitable<result<std::unique_ptr<connection>>> acquire(
       std::chrono::steady_clock::time_point deadline, std::chrono::milliseconds timeout) {
-    connection_waiter w(co_await asio::this_coro::executor);
+    const auto caller = co_await asio::this_coro::executor;
+    std::optional<connection_waiter> waiter;  // only a call that has to wait needs one
     {
       std::lock_guard lock(mutex);
       if (closed) co_return closed_error();
@@ -324,8 +325,10 @@ struct http_pool::impl : std::enable_shared_from_this<http_pool::impl> {
         ++open_count;
         co_return std::unique_ptr<connection>{};
       }
-      waiting.push_back(&w);
+      waiter.emplace(caller);
+      waiting.push_back(&*waiter);
     }
+    connection_waiter& w = *waiter;
     // Runs when this frame goes without resuming below: the caller's io_context was destroyed
     // (or the call abandoned) mid-wait. The waiter leaves the line, and a slot already handed to
     // it goes on to the next call or back to the pool.
