@@ -79,9 +79,9 @@ TEST(FaultAmqp, BrokerDropsEveryConnectionTwiceMidRun) {
   std::cout << book.summary("rabbitmq connections dropped x2", worst)
             << " recovery_ms_each=" << static_cast<long>(recovery[0]) << ","
             << static_cast<long>(recovery[1]) << "\n";
-  // Where each resurrected message's complete stood against the drops: RabbitMQ 3.10 settles
-  // first (it refuses rcv-settle-mode second, docs/amqp.md), so a complete is reported done
-  // when qrt settles it, without the broker confirming it.
+  // Where each resurrected message's complete stood against the drops: RabbitMQ 3.10 refuses
+  // rcv-settle-mode second, so the provider settles first (docs/amqp.md) and reports a complete
+  // done when it settles it, without the broker confirming it.
   for (const auto& r : book.resurrections()) {
     double nearest = 1e12;
     for (const auto& d : drops) {
