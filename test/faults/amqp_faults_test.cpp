@@ -49,15 +49,23 @@ TEST(FaultAmqp, BrokerDropsEveryConnectionTwiceMidRun) {
   ledger book;
   std::vector<double> recovery;
   std::vector<std::chrono::steady_clock::time_point> drops;
+  // [stop_app called, start_app returned] of each drop: the broker's outage as the test saw it.
+  std::vector<
+      std::pair<std::chrono::steady_clock::time_point, std::chrono::steady_clock::time_point>>
+      outages;
+  bool confirmed_settlement = true;
   const auto before = process_resources::baseline();
   {
     runtime rt(runtime_configuration{.worker_threads = 4});
-    workload w(rt, amqp_provider(rt, broker->amqp_port()), fresh_queue("fault-drop"), book);
+    auto provider = amqp_provider(rt, broker->amqp_port());
+    confirmed_settlement = provider->caps().confirmed_settlement;
+    workload w(rt, provider, fresh_queue("fault-drop"), book);
     for (int drop = 1; drop <= 2; ++drop) {
       ASSERT_TRUE(book.wait_handler_calls(book.handler_calls() + 200, 60s));
       drops.push_back(std::chrono::steady_clock::now());
       broker->ctl({"stop_app"});
       broker->ctl({"start_app"});
+      outages.emplace_back(drops.back(), std::chrono::steady_clock::now());
       book.mark_recovery_start();
       ASSERT_TRUE(book.wait_handler_calls(book.handler_calls() + 1, 60s));
       ASSERT_TRUE(book.wait_handler_calls(book.handler_calls() + 100, 60s));
@@ -94,7 +102,22 @@ TEST(FaultAmqp, BrokerDropsEveryConnectionTwiceMidRun) {
               << (nearest >= 0 ? "before" : "after") << " a drop began\n";
   }
   for (double ms : recovery) EXPECT_GE(ms, 0) << "no message handled after the broker came back";
-  EXPECT_EQ(c.resurrected, 0u) << "a complete was acknowledged, yet the message came back";
+  if (confirmed_settlement) {
+    EXPECT_EQ(c.resurrected, 0u) << "a complete was acknowledged, yet the message came back";
+  } else {
+    // The provider settles first (docs/contract.md, C12): a complete the broker never got
+    // because it was stopping brings the message back, at least once. That may happen only
+    // to a complete sent during an outage; one sent while the broker ran must hold.
+    std::cout << "unconfirmed completes delivered again: " << c.resurrected << "\n";
+    for (const auto& r : book.resurrections()) {
+      const bool in_an_outage =
+          std::any_of(outages.begin(), outages.end(), [&](const auto& outage) {
+            return r.completed_at >= outage.first && r.completed_at <= outage.second;
+          });
+      EXPECT_TRUE(in_an_outage) << r.id
+                                << " came back after a complete sent while the broker was up";
+    }
+  }
   EXPECT_EQ(c.lost, 0u) << "acknowledged sends never handled";
 }
 
@@ -126,6 +149,8 @@ TEST(FaultAmqp, NetworkStallThenResumeLosesNothingAndMakesNoFalseCompletes) {
   std::cout << book.summary("rabbitmq network stall 4s", recovery) << "\n";
   std::cout << "resources before " << before.to_string() << ", after " << after.to_string() << "\n";
   EXPECT_EQ(c.lost, 0u);
+  // The connection survives the stall and the broker keeps running: even a complete that
+  // nothing confirms arrives, so nothing may come back.
   EXPECT_EQ(c.resurrected, 0u) << "a complete was acknowledged, yet the message came back";
   EXPECT_GE(recovery, 0);
   EXPECT_EQ(after.threads, before.threads);
