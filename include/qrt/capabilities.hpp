@@ -34,6 +34,12 @@ struct capabilities {
   /// the message (it is then redelivered). False where a lock lasts as long as the receiving
   /// link (AMQP 1.0 brokers such as RabbitMQ). True by default: most providers have it.
   bool timed_locks = true;
+  /// A settlement (complete, abandon, dead-letter) reported done was confirmed by the service,
+  /// so a completed message is never delivered again. False where the broker does not confirm
+  /// settlements (an AMQP 1.0 broker that refuses rcv-settle-mode second, such as RabbitMQ
+  /// 3.10): the outcome is final when sent, and a complete sent just before the connection
+  /// drops can fail to arrive, in which case the message is delivered again (at least once).
+  bool confirmed_settlement = true;
 };
 
 /// "none", "emulated" or "native".

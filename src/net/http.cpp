@@ -1,14 +1,13 @@
 #include "net/http.hpp"
 
 #include <atomic>
-#include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/post.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -271,27 +270,26 @@ struct connection {
   beast::tcp_stream& lowest() { return plain ? *plain : beast::get_lowest_layer(*secure); }
 };
 
-/// A call waiting at max_connections for a connection (or the right to open one).
-struct connection_waiter : std::enable_shared_from_this<connection_waiter> {
-  explicit connection_waiter(asio::any_io_executor ex) : timer(std::move(ex)) {}
-  asio::steady_timer timer;
-  // Guarded by the pool's mutex.
-  std::optional<asio::any_completion_handler<void()>> handler;
-  asio::any_io_executor handler_executor;
-  bool woken = false;                       ///< granted, timed out or pool closed
-  bool granted = false;                     ///< owns a connection slot now
+/// A call waiting at max_connections for a connection (or the right to open one). It lives in
+/// the waiting call's coroutine frame and the call waits on `timer`, which runs on the caller's
+/// own executor: if the caller's io_context is destroyed while the call waits, the wait is
+/// destroyed with it and the frame's clean-up takes the waiter out of line (or passes on a
+/// connection it was granted) instead of leaving the cap one slot smaller for good.
+struct connection_waiter {
+  explicit connection_waiter(asio::any_io_executor caller) : timer(std::move(caller)) {}
+  // All guarded by the pool's mutex.
+  asio::steady_timer timer;  ///< expires at the call's deadline; cancelled to wake it early
+  bool queued = true;        ///< in the pool's line of waiting calls
+  bool woken = false;        ///< granted or the pool closed: nothing left to wait for
+  bool granted = false;      ///< owns a connection slot now
   std::unique_ptr<connection> handed_over;  ///< an idle connection, or null: open one
 };
-using waiter_ptr = std::shared_ptr<connection_waiter>;
 
-/// Completes a waiter's suspended call, or marks it so it won't suspend (mutex held).
+/// Ends a waiter's wait early (mutex held).
 void wake(connection_waiter& w) {
+  w.queued = false;
   w.woken = true;
-  if (w.handler) {
-    auto h = std::move(*w.handler);
-    w.handler.reset();
-    asio::post(w.handler_executor, std::move(h));
-  }
+  w.timer.cancel();
 }
 
 }  // namespace
@@ -303,8 +301,8 @@ struct http_pool::impl : std::enable_shared_from_this<http_pool::impl> {
   std::optional<asio::ssl::context> ssl;
   mutable std::mutex mutex;
   std::vector<std::unique_ptr<connection>> idle;
-  std::size_t open_count = 0;      ///< busy + idle + connecting; bounded by max_connections
-  std::deque<waiter_ptr> waiting;  ///< calls at the cap, first come first served
+  std::size_t open_count = 0;              ///< busy + idle + connecting; bounded by max_connections
+  std::deque<connection_waiter*> waiting;  ///< calls at the cap, first come first served
   std::atomic<bool> closed{false};
   std::atomic<std::uint64_t> opened{0};
   std::optional<error> setup_error;  ///< set by the constructor when TLS could not be set up
@@ -313,7 +311,8 @@ struct http_pool::impl : std::enable_shared_from_this<http_pool::impl> {
   /// Every acquired slot ends in give_back() or drop().
   asio::awaitable<result<std::unique_ptr<connection>>> acquire(
       std::chrono::steady_clock::time_point deadline, std::chrono::milliseconds timeout) {
-    waiter_ptr w;
+    const auto caller = co_await asio::this_coro::executor;
+    std::optional<connection_waiter> waiter;  // only a call that has to wait needs one
     {
       std::lock_guard lock(mutex);
       if (closed) co_return closed_error();
@@ -326,34 +325,43 @@ struct http_pool::impl : std::enable_shared_from_this<http_pool::impl> {
         ++open_count;
         co_return std::unique_ptr<connection>{};
       }
-      w = std::make_shared<connection_waiter>(executor);
-      waiting.push_back(w);
+      waiter.emplace(caller);
+      waiting.push_back(&*waiter);
     }
-    // Raw pointers in the initiation: the caller keeps `this` and `w` alive until it resumes;
-    // the timer handler owns its own references.
-    auto initiation = [self = this, wp = w.get(), deadline](auto handler) {
-      auto ex = asio::get_associated_executor(handler, wp->timer.get_executor());
-      std::lock_guard lock(self->mutex);
-      if (wp->woken) {
-        asio::post(ex, std::move(handler));
-        return;
-      }
-      wp->handler.emplace(std::move(handler));
-      wp->handler_executor = ex;
-      wp->timer.expires_at(deadline);
-      wp->timer.async_wait([pool = self->shared_from_this(),
-                            ws = wp->shared_from_this()](boost::system::error_code) {
+    connection_waiter& w = *waiter;
+    // Runs when this frame goes without resuming below: the caller's io_context was destroyed
+    // (or the call abandoned) mid-wait. The waiter leaves the line, and a slot already handed to
+    // it goes on to the next call or back to the pool.
+    struct leave_line {
+      impl* pool;
+      connection_waiter* waiter;
+      bool resumed = false;
+      ~leave_line() {
+        if (resumed) return;
         std::lock_guard lock(pool->mutex);
-        if (ws->woken) return;
-        std::erase(pool->waiting, ws);
-        wake(*ws);
-      });
+        if (waiter->queued) {
+          std::erase(pool->waiting, waiter);
+        } else if (waiter->granted) {
+          pool->pass_on(std::move(waiter->handed_over));
+        }
+      }
+    } guard{this, &w};
+    // The wait starts under the mutex, so a wake() that came first is not missed: the timer
+    // then completes at once.
+    auto initiation = [self = this, wp = &w, deadline](auto handler) {
+      std::lock_guard lock(self->mutex);
+      wp->timer.expires_at(wp->woken ? std::chrono::steady_clock::now() : deadline);
+      wp->timer.async_wait(std::move(handler));
     };
-    co_await asio::async_initiate<decltype(asio::use_awaitable), void()>(initiation,
-                                                                         asio::use_awaitable);
-    w->timer.cancel();
+    co_await asio::async_initiate<decltype(use_tuple), void(boost::system::error_code)>(initiation,
+                                                                                        use_tuple);
     std::lock_guard lock(mutex);
-    if (w->granted) co_return std::move(w->handed_over);
+    guard.resumed = true;
+    if (w.granted) co_return std::move(w.handed_over);
+    if (w.queued) {
+      std::erase(waiting, &w);
+      w.queued = false;
+    }
     if (closed) co_return closed_error();
     co_return fail(errc::timeout, "no connection to " + ep.to_string() + " came free within " +
                                       std::to_string(timeout.count()) + " ms (max_connections " +
@@ -364,34 +372,34 @@ struct http_pool::impl : std::enable_shared_from_this<http_pool::impl> {
     return fail(errc::closed, "the HTTP client for " + ep.to_string() + " is closed");
   }
 
-  /// Hands the first waiting call a slot, with `c` or (null) the right to open one. Mutex held.
-  bool hand_to_waiter(std::unique_ptr<connection>& c) {
-    if (waiting.empty()) return false;
-    auto w = std::move(waiting.front());
-    waiting.pop_front();
-    w->granted = true;
-    w->handed_over = std::move(c);
-    wake(*w);
-    return true;
+  /// A slot ends: the first waiting call gets it, with `c` (a connection the server keeps open)
+  /// or, when `c` is null, the right to open one; else `c` goes idle or is closed. Mutex held.
+  void pass_on(std::unique_ptr<connection> c) {
+    if (!closed && !waiting.empty()) {
+      auto* w = waiting.front();
+      waiting.pop_front();
+      w->granted = true;
+      w->handed_over = std::move(c);
+      wake(*w);
+      return;
+    }
+    if (c && !closed && idle.size() < settings.max_idle_connections) {
+      idle.push_back(std::move(c));
+      return;
+    }
+    --open_count;  // closed as `c` goes
   }
 
   /// A call is done with a connection the server keeps open.
   void give_back(std::unique_ptr<connection> c) {
     std::lock_guard lock(mutex);
-    if (!closed && hand_to_waiter(c)) return;
-    if (!closed && idle.size() < settings.max_idle_connections) {
-      idle.push_back(std::move(c));
-    } else {
-      --open_count;  // closed as `c` goes
-    }
+    pass_on(std::move(c));
   }
 
   /// A call's slot ends without a reusable connection (failure, or the server closes it).
   void drop() {
     std::lock_guard lock(mutex);
-    std::unique_ptr<connection> none;
-    if (!closed && hand_to_waiter(none)) return;
-    --open_count;
+    pass_on(nullptr);
   }
 
   asio::awaitable<result<std::unique_ptr<connection>>> open(
@@ -519,7 +527,7 @@ void http_pool::close() {
     impl_->closed = true;
     impl_->open_count -= impl_->idle.size();
     dropping.swap(impl_->idle);
-    for (auto& w : impl_->waiting) wake(*w);  // they report the pool closed
+    for (auto* w : impl_->waiting) wake(*w);  // they report the pool closed
     impl_->waiting.clear();
   }
   // Destroying the streams closes the sockets; nothing is pending on idle connections.
@@ -537,6 +545,11 @@ std::size_t http_pool::idle_connections() const {
 std::size_t http_pool::open_connections() const {
   std::lock_guard lock(impl_->mutex);
   return impl_->open_count;
+}
+
+std::size_t http_pool::waiting_calls() const {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->waiting.size();
 }
 
 std::uint64_t http_pool::connections_opened() const noexcept {

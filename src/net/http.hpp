@@ -105,6 +105,8 @@ class http_pool {
   std::size_t idle_connections() const;
   /// Connections that exist now: busy, idle or being opened.
   std::size_t open_connections() const;
+  /// Calls waiting in line at max_connections now.
+  std::size_t waiting_calls() const;
   std::uint64_t connections_opened() const noexcept;
 
  private:

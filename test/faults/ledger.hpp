@@ -18,6 +18,7 @@
 #include <thread>
 #include <unordered_map>
 #include <unordered_set>
+#include <vector>
 
 namespace qrt::faults {
 
@@ -26,10 +27,11 @@ struct ledger_counts {
   std::size_t acknowledged = 0;  ///< sends the provider acknowledged
   std::size_t handled = 0;       ///< distinct ids a handler started on
   std::size_t handler_calls = 0;
-  std::size_t completed = 0;               ///< distinct ids whose complete was acknowledged
-  std::size_t duplicated = 0;              ///< ids handled more than once
-  std::size_t lost = 0;                    ///< acknowledged, never handled
-  std::size_t resurrected = 0;             ///< handler starts after an acknowledged complete
+  std::size_t completed = 0;       ///< distinct ids whose complete was acknowledged
+  std::size_t duplicated = 0;      ///< ids handled more than once
+  std::size_t lost = 0;            ///< acknowledged, never handled (and not forgotten)
+  std::size_t lost_by_server = 0;  ///< acknowledged, never handled, forgotten by a server restart
+  std::size_t resurrected = 0;     ///< handler starts after an acknowledged complete
   std::size_t handled_unacknowledged = 0;  ///< handled, but the send's ack never reached us
 };
 
@@ -55,6 +57,7 @@ class ledger {
     if (message_id.empty() ? completed_.count(id) != 0
                            : completed_messages_.count(message_id) != 0) {
       ++resurrected_;
+      resurrections_.push_back({id, completed_at_[id]});
     }
     if (recovery_mark_ && !recovered_at_) {
       auto r = received_at_.find(id);
@@ -92,8 +95,19 @@ class ledger {
   void completed(const std::string& id, const std::string& message_id = {}) {
     std::lock_guard lock(mutex_);
     completed_.insert(id);
+    completed_at_.emplace(id, std::chrono::steady_clock::now());
     if (!message_id.empty()) completed_messages_.insert(message_id);
     changed_.notify_all();
+  }
+
+  /// A server that keeps its queues in memory only was killed: every id acknowledged so far and
+  /// not yet handled is gone with it. Such an id, if never handled, counts as lost_by_server,
+  /// not lost. Call it once the old server is dead and before the new one starts, so that every
+  /// acknowledgement it covers came from the old server.
+  void server_forgot_unhandled() {
+    std::lock_guard lock(mutex_);
+    for (const auto& id : acknowledged_)
+      if (!handled_.count(id)) forgotten_.insert(id);
   }
 
   /// True once every acknowledged id has been completed (so nothing is left to handle);
@@ -113,7 +127,7 @@ class ledger {
     std::unique_lock lock(mutex_);
     return changed_.wait_for(lock, timeout, [&] {
       for (const auto& id : acknowledged_)
-        if (!handled_.count(id)) return false;
+        if (!handled_.count(id) && !forgotten_.count(id)) return false;
       return true;
     });
   }
@@ -125,6 +139,16 @@ class ledger {
   std::size_t acknowledged_count() const {
     std::lock_guard lock(mutex_);
     return acknowledged_.size();
+  }
+
+  /// Each resurrection: the id, and when its (first) complete was acknowledged.
+  struct resurrection {
+    std::string id;
+    std::chrono::steady_clock::time_point completed_at;
+  };
+  std::vector<resurrection> resurrections() const {
+    std::lock_guard lock(mutex_);
+    return resurrections_;
   }
 
   ledger_counts counts() const {
@@ -141,7 +165,7 @@ class ledger {
       if (!acknowledged_.count(id)) ++c.handled_unacknowledged;
     }
     for (const auto& id : acknowledged_)
-      if (!handled_.count(id)) ++c.lost;
+      if (!handled_.count(id)) ++(forgotten_.count(id) ? c.lost_by_server : c.lost);
     return c;
   }
 
@@ -155,6 +179,7 @@ class ledger {
                     " completed=" + std::to_string(c.completed) +
                     " duplicated=" + std::to_string(c.duplicated) +
                     " lost=" + std::to_string(c.lost) +
+                    " lost_by_server=" + std::to_string(c.lost_by_server) +
                     " resurrected=" + std::to_string(c.resurrected) +
                     " handled_unacknowledged=" + std::to_string(c.handled_unacknowledged);
     if (recovery_ms >= 0) s += " recovery_ms=" + std::to_string(static_cast<long>(recovery_ms));
@@ -171,6 +196,9 @@ class ledger {
   std::unordered_map<std::string, std::size_t> handled_;
   std::unordered_set<std::string> completed_;
   std::unordered_set<std::string> completed_messages_;  ///< provider message ids
+  std::unordered_set<std::string> forgotten_;           ///< see server_forgot_unhandled()
+  std::unordered_map<std::string, std::chrono::steady_clock::time_point> completed_at_;
+  std::vector<resurrection> resurrections_;
   std::optional<std::chrono::steady_clock::time_point> recovery_mark_, recovered_at_;
   std::unordered_map<std::string, std::chrono::steady_clock::time_point> received_at_;
 };

@@ -23,6 +23,7 @@
 #include "fauxqs_server.hpp"
 #include "ledger.hpp"
 #include "tcp_proxy.hpp"
+#include "workload.hpp"
 
 namespace qrt::faults {
 namespace {
@@ -50,84 +51,6 @@ queue_name fresh_queue(const char* prefix) {
   return queue_name::from(std::string(prefix) + "-" + std::to_string(rd() % 1'000'000));
 }
 
-/// A provider, a processor at concurrency 16 and a producer sending continuously, all
-/// recording into `book`.
-class workload {
- public:
-  workload(runtime& rt, const std::string& endpoint, const queue_name& q, ledger& book)
-      : rt_(rt), q_(q), book_(book) {
-    provider_ = record_completions(
-        sqs::make_provider(options_for(endpoint), rt.executor()).value(),
-        [&book](const std::string& id, const std::string& message_id) {
-          book.completed(id, message_id);
-        },
-        [&book](const std::string& id) { book.received(id); });
-    client_options co;
-    co.retry = retry_policy::exponential_backoff(50ms, 500ms, 2);
-    co.retry->max_attempts = 3;
-    client_ = std::make_unique<queue_client>(provider_, co);
-    queue_options qo;
-    qo.max_delivery_count = 0;
-    auto created = rt.block_on(client_->create_queue(q, qo));
-    EXPECT_TRUE(created) << created.error().to_string();
-
-    processor_options po;
-    po.max_concurrent_calls = 16;
-    po.receive_wait = 1s;
-    po.retry = retry_policy::exponential_backoff(50ms, 500ms, 2);
-    processor_ = std::make_unique<processor>(
-        *client_, q,
-        [&book](const received_message& m) -> awaitable<result<void>> {
-          book.handled(m.body, m.id);
-          co_return result<void>{};
-        },
-        po);
-    processor_->start(rt.executor());
-    producer_ = asio::co_spawn(
-        rt.executor(),
-        [this]() -> awaitable<void> {
-          for (int n = 0; producing_; ++n) {
-            const std::string id = "m" + std::to_string(n);
-            book_.sent();
-            // A send that failed may still have reached the server before the fault: it is
-            // counted as handled_unacknowledged if it comes back, never as acknowledged.
-            // Named message and result, one co_await per statement: GCC 12 destroys the
-            // temporaries of a co_await full-expression twice.
-            message m{.body = id};
-            auto sent = co_await client_->send(q_, std::move(m));
-            if (sent) book_.acknowledged(id);
-          }
-        },
-        asio::use_future);
-  }
-
-  /// Stops the producer, waits (bounded) for every acknowledged send to be handled, then stops
-  /// the processor and closes the provider.
-  void finish(std::chrono::milliseconds drain) {
-    producing_ = false;
-    producer_.get();
-    drained_ = book_.wait_all_handled(drain);
-    rt_.block_on(processor_->stop(10s));
-    pstats_ = processor_->stats();
-    processor_.reset();
-    rt_.block_on(client_->close());
-  }
-  bool drained() const { return drained_; }
-  const processor_stats& stats() const { return pstats_; }
-
- private:
-  runtime& rt_;
-  queue_name q_;
-  ledger& book_;
-  provider_ptr provider_;
-  std::unique_ptr<queue_client> client_;
-  std::unique_ptr<processor> processor_;
-  std::future<void> producer_;
-  std::atomic<bool> producing_{true};
-  bool drained_ = false;
-  processor_stats pstats_;
-};
-
 class FaultSqs : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -138,10 +61,9 @@ class FaultSqs : public ::testing::Test {
 
 TEST_F(FaultSqs, EmulatorKilledAndRestartedTwiceMidRun) {
   // fauxqs keeps its state in a data directory here, so what it acknowledged before a kill is
-  // there after the restart as far as fauxqs itself persisted it: the ledger can only count
-  // what the server kept. A send acknowledged just before a kill that fauxqs had not yet
-  // written is reported as lost_by_server below, not blamed on qrt; everything acknowledged
-  // after the last restart must be handled.
+  // there after the restart as far as fauxqs itself persisted it. The test holds it to lost = 0
+  // all the same: every acknowledged send must be handled. (A server that keeps its queues in
+  // memory only has its losses counted apart, as lost_by_server: the Service Bus scenario.)
   const auto dir =
       std::filesystem::temp_directory_path() / ("qrt-fault-fauxqs-" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
@@ -153,7 +75,8 @@ TEST_F(FaultSqs, EmulatorKilledAndRestartedTwiceMidRun) {
     const auto before = process_resources::baseline();
     {
       runtime rt(runtime_configuration{.worker_threads = 4});
-      workload w(rt, server.endpoint(), fresh_queue("fault-kill"), book);
+      workload w(rt, sqs::make_provider(options_for(server.endpoint()), rt.executor()).value(),
+                 fresh_queue("fault-kill"), book);
       for (int kill = 1; kill <= 2; ++kill) {
         ASSERT_TRUE(book.wait_handler_calls(book.handler_calls() + 200, 60s));
         server.kill_hard();
@@ -196,7 +119,8 @@ TEST_F(FaultSqs, NetworkStallLongerThanTheVisibilityTimeoutMakesNoFalseCompletes
   {
     tcp_proxy proxy(server.port());
     runtime rt(runtime_configuration{.worker_threads = 4});
-    workload w(rt, proxy.endpoint(), fresh_queue("fault-stall"), book);
+    workload w(rt, sqs::make_provider(options_for(proxy.endpoint()), rt.executor()).value(),
+               fresh_queue("fault-stall"), book);
     ASSERT_TRUE(book.wait_handler_calls(300, 60s));
     proxy.stall();
     // The fault itself: 5 s without forwarding, longer than the 3 s visibility timeout, so

@@ -4,6 +4,7 @@
 // server sends. Runs on its own thread.
 #pragma once
 
+#include <atomic>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -37,6 +38,8 @@ class tcp_proxy {
   }
 
   unsigned short port() const { return acceptor_.local_endpoint().port(); }
+  /// Client connections accepted so far.
+  std::size_t accepted() const { return accepted_; }
   std::string endpoint() const { return "http://127.0.0.1:" + std::to_string(port()); }
 
   /// Stops forwarding; returns once the proxy's thread has taken it in.
@@ -84,6 +87,7 @@ class tcp_proxy {
       auto [ec, client] =
           co_await acceptor_.async_accept(boost::asio::as_tuple(boost::asio::use_awaitable));
       if (ec) co_return;
+      ++accepted_;
       auto upstream = std::make_shared<tcp::socket>(io_);
       auto [cec] = co_await upstream->async_connect(
           {boost::asio::ip::make_address("127.0.0.1"), target_port_},
@@ -130,6 +134,7 @@ class tcp_proxy {
   std::condition_variable held_changed_;
   std::size_t held_answers_ = 0;   ///< reads from the server held back by a stall
   std::size_t held_requests_ = 0;  ///< reads from a client held back by a stall
+  std::atomic<std::size_t> accepted_{0};
   std::thread thread_;
 };
 

@@ -96,6 +96,8 @@ class amqp_provider final : public provider {
     caps_.scheduling = false;
     caps_.time_to_live = true;  // the header's ttl (RabbitMQ: per-message expiration)
     caps_.timed_locks = false;  // a delivery stays locked as long as its link lives
+    // Receiver links settle first (see receive()): nothing confirms an outcome.
+    caps_.confirmed_settlement = false;
     // The contract's abandon counts a failed delivery; only `modified` does that. With
     // `released` (RabbitMQ) abandon still returns the message at once, but the delivery count
     // stays, so the capability is not declared.

@@ -559,9 +559,11 @@ class memory_provider final : public provider,
         break;
     }
     if (q.full_by_count()) {
+      const char* setting =
+          q.options().max_size != 0 ? "the queue's own max_size" : "max_queue_size";
       return fail(errc::queue_full, "queue '" + q.name().str() + "' stayed full (" +
-                                        std::to_string(opts_.max_queue_size) +
-                                        " messages) until the send deadline");
+                                        std::to_string(q.max_size()) + " messages, " + setting +
+                                        ") until the send deadline");
     }
     return fail(errc::queue_full, "queue '" + q.name().str() + "' stayed full (" +
                                       std::to_string(q.max_bytes()) +

@@ -196,6 +196,8 @@ class queue_state : public std::enable_shared_from_this<queue_state> {
   /// Which limit has_room() is short of: the count when it is reached, else the bytes.
   bool full_by_count() const noexcept { return main_.items.size() >= max_size_; }
   std::uint64_t max_bytes() const noexcept { return max_bytes_; }
+  /// The count limit in force: the queue's own max_size, else the provider's max_queue_size.
+  std::size_t max_size() const noexcept { return max_size_; }
   /// Room for one more message in the dead-letter queue. Without it nothing moves there: an
   /// explicit dead_letter fails with queue_full, and a message due to move by itself (max
   /// deliveries, expiry) stays in its queue and is delivered again. Nothing is ever dropped.

@@ -184,6 +184,9 @@ TEST_F(amqp_rabbitmq, complete_removes_the_message) {
   auto other = make(rabbit());
   EXPECT_TRUE(receive(*other, 1, 300ms).empty());
   io_.run(other->close());
+  // It got there because the connection stayed up: the broker confirms no settlement, and the
+  // provider says so (docs/contract.md, C12).
+  EXPECT_FALSE(provider_->caps().confirmed_settlement);
 }
 
 TEST_F(amqp_rabbitmq, settling_twice_is_an_invalid_receipt) {

@@ -332,6 +332,44 @@ TEST(MemoryProviderBytes, SendFailsWithQueueFullNamingTheByteLimitAtItsDeadline)
   }
 }
 
+// A full queue's error names the limit that was hit, with its value: the queue's own max_size
+// when it set one (not the provider's max_queue_size), else max_queue_size.
+TEST(MemoryProvider, QueueFullNamesTheCountLimitInForce) {
+  auto client = open({{"max_queue_size", "1000"}});
+  auto& provider = *client.async_client().underlying();
+  qrt::queue_options own;
+  own.max_size = 2;
+  ASSERT_TRUE(client.create_queue(queue_name::from("own"), own));
+  ASSERT_TRUE(client.create_queue(queue_name::from("default")));
+  struct expectation {
+    const char* queue;
+    int fits;
+    const char* limit;
+  };
+  for (const auto& [queue, fits, limit] :
+       {expectation{"own", 2, "(2 messages, the queue's own max_size)"},
+        expectation{"default", 1000, "(1000 messages, max_queue_size)"}}) {
+    SCOPED_TRACE(queue);
+    const auto q = queue_name::from(queue);
+    std::vector<message> batch;
+    for (int i = 0; i <= fits; ++i) batch.push_back(text(numbered("m", i)));
+    boost::asio::io_context io;
+    std::optional<qrt::result<std::vector<qrt::send_outcome>>> r;
+    boost::asio::co_spawn(
+        io,
+        [&]() -> qrt::awaitable<void> { r = co_await provider.send(q, std::move(batch), 100ms); },
+        boost::asio::detached);
+    io.run();
+    ASSERT_TRUE(r && *r);
+    ASSERT_EQ((**r).size(), static_cast<std::size_t>(fits) + 1);
+    EXPECT_TRUE((**r)[static_cast<std::size_t>(fits) - 1]);
+    const auto& refused = (**r).back();
+    ASSERT_FALSE(refused);
+    EXPECT_EQ(refused.error().code, errc::queue_full);
+    EXPECT_NE(refused.error().message.find(limit), std::string::npos) << refused.error().message;
+  }
+}
+
 TEST(MemoryProviderBytes, AccountedBytesNeverExceedTheBudgetUnderConcurrentProducers) {
   constexpr std::size_t body_bytes = 1000;
   constexpr int producers = 8, per_producer = 150, consumers = 4;

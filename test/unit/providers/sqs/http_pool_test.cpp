@@ -189,4 +189,81 @@ TEST(HttpPool, ACallThatFindsNoFreeConnectionBeforeItsTimeoutFailsNamingTheCap) 
   EXPECT_EQ((*first)->status, 200u);
 }
 
+// A waiting call whose io_context is destroyed mid-wait takes its place in line with it: the
+// cap is not one slot smaller from then on.
+TEST(HttpPool, ACallAbandonedWhileWaitingAtTheCapLeavesTheLine) {
+  keepalive_server server;
+  server.hold();
+  asio::io_context io;
+  qrt::net::http_settings settings;
+  settings.max_connections = 1;
+  qrt::net::http_pool pool(io.get_executor(), server.endpoint(), settings);
+
+  std::optional<qrt::result<qrt::net::http_response>> first, later;
+  asio::co_spawn(
+      io, [&]() -> asio::awaitable<void> { first = co_await pool.send(ping(), 60s); },
+      asio::detached);
+  io.poll();  // the first call has taken the only slot
+  ASSERT_EQ(pool.open_connections(), 1u);
+  {
+    asio::io_context caller;
+    asio::co_spawn(caller, pool.send(ping(), 60s), asio::detached);
+    caller.poll();  // runs the call up to its wait in line
+    ASSERT_EQ(pool.waiting_calls(), 1u);
+  }  // the caller's io_context goes, and the waiting call with it
+  ASSERT_EQ(pool.waiting_calls(), 0u);
+
+  server.release();
+  io.run();
+  ASSERT_TRUE(first && *first) << (first ? first->error().message : "no result");
+  EXPECT_EQ(pool.idle_connections(), 1u) << "the connection went to nobody";
+  asio::co_spawn(
+      io, [&]() -> asio::awaitable<void> { later = co_await pool.send(ping(), 5s); },
+      asio::detached);
+  io.restart();
+  io.run();
+  ASSERT_TRUE(later && *later) << (later ? later->error().message : "no result");
+  EXPECT_EQ(server.accepted(), 1);
+}
+
+// A slot handed to a waiting call whose io_context is destroyed before the call resumes goes
+// back to the pool; otherwise it would stay counted against the cap for good.
+TEST(HttpPool, AConnectionHandedToACallThatNeverResumesGoesBackToThePool) {
+  keepalive_server server;
+  server.hold();
+  asio::io_context io;
+  qrt::net::http_settings settings;
+  settings.max_connections = 1;
+  qrt::net::http_pool pool(io.get_executor(), server.endpoint(), settings);
+
+  std::optional<qrt::result<qrt::net::http_response>> first, later;
+  asio::co_spawn(
+      io, [&]() -> asio::awaitable<void> { first = co_await pool.send(ping(), 60s); },
+      asio::detached);
+  io.poll();  // the first call has taken the only slot
+  ASSERT_EQ(pool.open_connections(), 1u);
+  {
+    asio::io_context caller;
+    asio::co_spawn(caller, pool.send(ping(), 60s), asio::detached);
+    caller.poll();  // runs the call up to its wait in line
+    ASSERT_EQ(pool.waiting_calls(), 1u);
+    server.release();
+    io.run();  // the first call ends and hands its connection to the waiting one
+    ASSERT_TRUE(first && *first) << (first ? first->error().message : "no result");
+    ASSERT_EQ(pool.waiting_calls(), 0u);
+    ASSERT_EQ(pool.idle_connections(), 0u);
+  }  // the caller's io_context goes before it ever ran the call it woke
+  EXPECT_EQ(pool.idle_connections(), 1u);
+  EXPECT_EQ(pool.open_connections(), 1u);
+
+  asio::co_spawn(
+      io, [&]() -> asio::awaitable<void> { later = co_await pool.send(ping(), 5s); },
+      asio::detached);
+  io.restart();
+  io.run();
+  ASSERT_TRUE(later && *later) << (later ? later->error().message : "no result");
+  EXPECT_EQ((*later)->status, 200u);
+  EXPECT_EQ(server.accepted(), 1) << "the later call reuses the connection given back";
+}
+
 }  // namespace

@@ -1,0 +1,104 @@
+// The load every network fault scenario runs under: a qrt::processor at concurrency 16 and a
+// producer sending continuously, both recording into the ledger (ledger.hpp).
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/use_future.hpp>
+#include <future>
+#include <memory>
+#include <qrt/processor.hpp>
+#include <qrt/qrt.hpp>
+#include <qrt/runtime.hpp>
+
+#include "ledger.hpp"
+
+namespace qrt::faults {
+
+/// A provider (`real`, wrapped to record its acknowledged completes), a processor at
+/// concurrency 16 and a producer sending continuously, all recording into `book`. The queue is
+/// created with max_delivery_count 0, so nothing is dead-lettered however often it comes back,
+/// and with `lock_duration` where the provider takes it from the queue.
+class workload {
+ public:
+  workload(runtime& rt, provider_ptr real, const queue_name& q, ledger& book,
+           std::chrono::milliseconds lock_duration = std::chrono::seconds(30))
+      : rt_(rt), q_(q), book_(book) {
+    provider_ = record_completions(
+        std::move(real),
+        [&book](const std::string& id, const std::string& message_id) {
+          book.completed(id, message_id);
+        },
+        [&book](const std::string& id) { book.received(id); });
+    client_options co;
+    co.retry = retry_policy::exponential_backoff(std::chrono::milliseconds(50),
+                                                 std::chrono::milliseconds(500), 2);
+    co.retry->max_attempts = 3;
+    client_ = std::make_unique<queue_client>(provider_, co);
+    queue_options qo;
+    qo.max_delivery_count = 0;
+    qo.lock_duration = lock_duration;
+    auto created = rt.block_on(client_->create_queue(q, qo));
+    EXPECT_TRUE(created) << created.error().to_string();
+
+    processor_options po;
+    po.max_concurrent_calls = 16;
+    po.receive_wait = std::chrono::seconds(1);
+    po.retry = retry_policy::exponential_backoff(std::chrono::milliseconds(50),
+                                                 std::chrono::milliseconds(500), 2);
+    processor_ = std::make_unique<processor>(
+        *client_, q,
+        [&book](const received_message& m) -> awaitable<result<void>> {
+          book.handled(m.body, m.id);
+          co_return result<void>{};
+        },
+        po);
+    processor_->start(rt.executor());
+    producer_ = boost::asio::co_spawn(
+        rt.executor(),
+        [this]() -> awaitable<void> {
+          for (int n = 0; producing_; ++n) {
+            const std::string id = "m" + std::to_string(n);
+            book_.sent();
+            // A send that failed may still have reached the server before the fault: it is
+            // counted as handled_unacknowledged if it comes back, never as acknowledged.
+            // Named message and result, one co_await per statement: GCC 12 destroys the
+            // temporaries of a co_await full-expression twice.
+            message m{.body = id};
+            auto sent = co_await client_->send(q_, std::move(m));
+            if (sent) book_.acknowledged(id);
+          }
+        },
+        boost::asio::use_future);
+  }
+
+  /// Stops the producer, waits (bounded) for every acknowledged send to be handled, then stops
+  /// the processor and closes the provider.
+  void finish(std::chrono::milliseconds drain) {
+    producing_ = false;
+    producer_.get();
+    drained_ = book_.wait_all_handled(drain);
+    rt_.block_on(processor_->stop(std::chrono::seconds(10)));
+    pstats_ = processor_->stats();
+    processor_.reset();
+    rt_.block_on(client_->close());
+  }
+  bool drained() const { return drained_; }
+  const processor_stats& stats() const { return pstats_; }
+
+ private:
+  runtime& rt_;
+  queue_name q_;
+  ledger& book_;
+  provider_ptr provider_;
+  std::unique_ptr<queue_client> client_;
+  std::unique_ptr<processor> processor_;
+  std::future<void> producer_;
+  std::atomic<bool> producing_{true};
+  bool drained_ = false;
+  processor_stats pstats_;
+};
+
+}  // namespace qrt::faults
