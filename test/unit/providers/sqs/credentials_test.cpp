@@ -340,3 +340,19 @@ TEST(SqsCredentials, AnEcsUrlWithUserInfoIsNeverEchoed) {
   EXPECT_NE(c.error().message.find("ecs:"), std::string::npos) << c.error().message;
   EXPECT_EQ(c.error().message.find("SECRETPW"), std::string::npos) << c.error().message;
 }
+
+// The relative URI is appended to the ECS agent's fixed address: a value that is not a path
+// ("@host/..." or ".host/...") would turn that address into userinfo or part of another host
+// name. It is refused, and the error names the variable.
+TEST(SqsCredentials, AnEcsRelativeUriThatIsNotAPathIsRefusedByName) {
+  temp_home home;
+  fake_env env{
+      {{"HOME", home.str()}, {"AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "@127.0.0.1:1/creds"}}};
+  auto chain = make_chain(env);
+  auto c = get(chain);
+  ASSERT_FALSE(c);
+  EXPECT_NE(
+      c.error().message.find("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI does not start with '/'"),
+      std::string::npos)
+      << c.error().message;
+}
