@@ -3,12 +3,14 @@
 #include <atomic>
 #include <map>
 #include <proton/binary.hpp>
+#include <proton/codec/decoder.hpp>
 #include <proton/codec/map.hpp>
 #include <proton/codec/vector.hpp>
 #include <proton/error.hpp>
 #include <proton/scalar.hpp>
 #include <proton/symbol.hpp>
 #include <proton/timestamp.hpp>
+#include <proton/type_id.hpp>
 #include <proton/uuid.hpp>
 #include <proton/value.hpp>
 #include <random>
@@ -53,20 +55,40 @@ std::vector<proton::uuid> uuids(std::span<const uuid_bytes> tokens) {
   return out;
 }
 
-// A reply body as a string-keyed map; anything else is a protocol error.
+// The most entries a reply body map may have. The service's replies carry one to three
+// (expirations, messages, sequence-numbers, session-state); the bound keeps a hostile reply from
+// costing more than one pass over it.
+constexpr std::size_t max_reply_entries = 64;
+
+// A reply body as a string-keyed map; anything else is a protocol error. Read entry by entry
+// with Proton's decoder: converting to std::map<proton::value, proton::value> first compares
+// whole values with each other, and a few hundred bytes of nested zero-width arrays as keys made
+// that take minutes (found by fuzzing), stalling the connection that received the reply.
 result<body_map> reply_body(const proton::message& reply, std::string_view what) {
   try {
     const proton::value& body = reply.body();
     if (body.empty() || body.type() == proton::NULL_TYPE) return body_map{};
-    std::map<proton::value, proton::value> raw;
-    proton::get(body, raw);
-    body_map out;
-    for (auto& [k, v] : raw) {
-      if (k.type() == proton::STRING)
-        out.emplace(proton::get<std::string>(k), v);
-      else if (k.type() == proton::SYMBOL)
-        out.emplace(std::string(proton::get<proton::symbol>(k)), v);
+    proton::codec::decoder decoder(body);
+    proton::codec::start map;
+    decoder >> map;
+    if (map.type != proton::MAP) throw proton::conversion_error("a " + type_name(map.type));
+    const std::size_t entries = map.size / 2;
+    if (entries > max_reply_entries) {
+      return fail(errc::protocol_error, std::string(what) + ": reply body map has " +
+                                            std::to_string(entries) + " entries (at most " +
+                                            std::to_string(max_reply_entries) + " expected)");
     }
+    body_map out;
+    for (std::size_t i = 0; i < entries; ++i) {
+      proton::value key;
+      proton::value value;
+      decoder >> key >> value;
+      if (key.type() == proton::STRING)
+        out.emplace(proton::get<std::string>(key), std::move(value));
+      else if (key.type() == proton::SYMBOL)
+        out.emplace(std::string(proton::get<proton::symbol>(key)), std::move(value));
+    }
+    decoder >> proton::codec::finish();
     return out;
   } catch (const std::exception& e) {
     return fail(errc::protocol_error,

@@ -485,6 +485,24 @@ TEST(ServiceBusManagement, ParsesRepliesAndTheirErrors) {
   EXPECT_EQ(sb::parse_schedule_response(no_status).error().code, errc::protocol_error);
 }
 
+// A reply body is read entry by entry and may hold at most 64 entries: the service sends one to
+// three, and a hostile reply of a few hundred bytes with hundreds of entries once took minutes
+// to read (its values compared with each other), stalling the connection it arrived on.
+TEST(ServiceBusManagement, AReplyBodyWithMoreEntriesThanAnyReplyHasIsRefused) {
+  std::map<std::string, proton::value> body{{"expirations", std::vector<proton::timestamp>{}}};
+  for (int i = 0; i < 64; ++i) body.emplace("extra-" + std::to_string(i), proton::value(i));
+  auto refused = sb::parse_renew_lock_response(reply(200, body));
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, errc::protocol_error);
+  EXPECT_NE(refused.error().message.find("65 entries"), std::string::npos)
+      << refused.error().message;
+
+  body.erase("extra-0");  // 64 entries: read, the unknown ones ignored
+  auto read = sb::parse_renew_lock_response(reply(200, body));
+  ASSERT_TRUE(read) << read.error().to_string();
+  EXPECT_TRUE(read->empty());
+}
+
 }  // namespace
 
 #include <qrt/servicebus.hpp>
