@@ -57,9 +57,15 @@ proton::message set_session_state_request(std::string_view session,
 /// operation in errors.
 result<int> response_status(const proton::message& reply, std::string_view what);
 
-result<std::vector<time_point>> parse_renew_lock_response(const proton::message& reply);
+/// The reply to a renew-lock request for `tokens` lock tokens: one expiration per token, in the
+/// request's order. A reply with any other number of expirations is a protocol error.
+result<std::vector<time_point>> parse_renew_lock_response(const proton::message& reply,
+                                                          std::size_t tokens);
 result<time_point> parse_renew_session_lock_response(const proton::message& reply);
-result<std::vector<std::int64_t>> parse_schedule_response(const proton::message& reply);
+/// The reply to a schedule-message request for `messages` messages: one sequence number per
+/// message. A reply with any other number is a protocol error.
+result<std::vector<std::int64_t>> parse_schedule_response(const proton::message& reply,
+                                                          std::size_t messages);
 /// nullopt: the session has no state.
 result<std::optional<std::string>> parse_session_state_response(const proton::message& reply);
 
@@ -72,6 +78,8 @@ struct message_entry {
   std::optional<uuid_bytes> lock_token;
   std::optional<error> undecodable;  ///< why `message` is empty, when it could not be decoded
 };
-result<std::vector<message_entry>> parse_messages_response(const proton::message& reply);
+/// `at_most` is the count the request asked for; a reply with more entries is a protocol error.
+result<std::vector<message_entry>> parse_messages_response(const proton::message& reply,
+                                                           std::size_t at_most);
 
 }  // namespace qrt::servicebus::detail

@@ -391,7 +391,7 @@ class servicebus_provider final : public provider,
         queue.to_string(),
         detail::peek_request(std::max<std::int64_t>(from_sequence, 1), count, std::nullopt));
     if (!reply) co_return reply.error();
-    auto entries = detail::parse_messages_response(*reply);
+    auto entries = detail::parse_messages_response(*reply, static_cast<std::size_t>(count));
     if (!entries) co_return entries.error();
     // A message qrt cannot decode is left out of the page and the others are returned; a page
     // of nothing but such messages is an error naming why, not an empty page that would read
@@ -470,10 +470,8 @@ class servicebus_provider final : public provider,
     const detail::uuid_bytes tokens[] = {*uuid};
     auto reply = co_await management(entity, detail::renew_lock_request(tokens, {}));
     if (!reply) co_return reply.error();
-    auto expirations = detail::parse_renew_lock_response(*reply);
-    if (!expirations) co_return expirations.error();
-    if (expirations->empty())
-      co_return fail(errc::protocol_error, "servicebus: renew-lock reply has no expiration");
+    auto expirations = detail::parse_renew_lock_response(*reply, std::size(tokens));
+    if (!expirations) co_return expirations.error();  // exactly one: one token was sent
     remember_lock(lock_token, expirations->front());
     co_return expirations->front();
   }

@@ -339,7 +339,8 @@ TEST(ServiceBusManagement, RenewLockExpiriesSaturateAtTheClocksRange) {
       proton::timestamp(std::numeric_limits<std::int64_t>::max()),
       proton::timestamp(std::numeric_limits<std::int64_t>::min()), proton::timestamp(0),
       proton::timestamp(9'223'372'036'854)};  // the last millisecond the clock holds
-  auto renewed = sb::parse_renew_lock_response(reply(200, {{"expirations", stamps}}));
+  auto renewed =
+      sb::parse_renew_lock_response(reply(200, {{"expirations", stamps}}), stamps.size());
   ASSERT_TRUE(renewed) << renewed.error().message;
   ASSERT_EQ(renewed->size(), stamps.size());
   EXPECT_EQ((*renewed)[0], qrt::time_point::max());
@@ -357,7 +358,7 @@ TEST(ServiceBusManagement, RenewLockExpiriesSaturateAtTheClocksRange) {
 
 TEST(ServiceBusManagement, ParsesRepliesAndTheirErrors) {
   const std::vector<proton::timestamp> stamps{proton::timestamp(1700000000123)};
-  auto renewed = sb::parse_renew_lock_response(reply(200, {{"expirations", stamps}}));
+  auto renewed = sb::parse_renew_lock_response(reply(200, {{"expirations", stamps}}), 1);
   ASSERT_TRUE(renewed);
   ASSERT_EQ(renewed->size(), 1u);
   EXPECT_EQ((*renewed)[0], qrt::time_point{std::chrono::milliseconds{1700000000123}});
@@ -366,7 +367,7 @@ TEST(ServiceBusManagement, ParsesRepliesAndTheirErrors) {
   // what the clock holds: it saturates instead of wrapping around into the past.
   const proton::timestamp max_value(253402300799999);
   auto forever = sb::parse_renew_lock_response(
-      reply(200, {{"expirations", std::vector<proton::timestamp>{max_value}}}));
+      reply(200, {{"expirations", std::vector<proton::timestamp>{max_value}}}), 1);
   ASSERT_TRUE(forever);
   EXPECT_EQ(forever->at(0), qrt::time_point::max());
   auto session_forever =
@@ -374,7 +375,7 @@ TEST(ServiceBusManagement, ParsesRepliesAndTheirErrors) {
   ASSERT_TRUE(session_forever);
   EXPECT_EQ(*session_forever, qrt::time_point::max());
 
-  auto lost = sb::parse_renew_lock_response(reply(410, {}, "com.microsoft:message-lock-lost"));
+  auto lost = sb::parse_renew_lock_response(reply(410, {}, "com.microsoft:message-lock-lost"), 1);
   ASSERT_FALSE(lost);
   EXPECT_EQ(lost.error().code, errc::receipt_expired);
 
@@ -382,11 +383,11 @@ TEST(ServiceBusManagement, ParsesRepliesAndTheirErrors) {
   std::vector<proton::value> seqs{
       proton::value(std::int64_t{5}),
       proton::value(proton::binary(std::string("\0\0\0\0\0\0\x01\x02", 8)))};
-  auto scheduled = sb::parse_schedule_response(reply(200, {{"sequence-numbers", seqs}}));
+  auto scheduled = sb::parse_schedule_response(reply(200, {{"sequence-numbers", seqs}}), 2);
   ASSERT_TRUE(scheduled);
   EXPECT_EQ(*scheduled, (std::vector<std::int64_t>{5, 258}));
 
-  auto empty = sb::parse_messages_response(reply(204, {}));
+  auto empty = sb::parse_messages_response(reply(204, {}), 10);
   ASSERT_TRUE(empty);
   EXPECT_TRUE(empty->empty());
 
@@ -401,7 +402,7 @@ TEST(ServiceBusManagement, ParsesRepliesAndTheirErrors) {
   std::map<std::string, proton::value> entry{
       {"message", proton::binary(encoded.begin(), encoded.end())}, {"lock-token", u}};
   auto messages =
-      sb::parse_messages_response(reply(200, {{"messages", std::vector<proton::value>{entry}}}));
+      sb::parse_messages_response(reply(200, {{"messages", std::vector<proton::value>{entry}}}), 1);
   ASSERT_TRUE(messages) << messages.error().to_string();
   ASSERT_EQ(messages->size(), 1u);
   EXPECT_EQ((*messages)[0].message.message.id, "m-1");
@@ -415,7 +416,7 @@ TEST(ServiceBusManagement, ParsesRepliesAndTheirErrors) {
   std::map<std::string, proton::value> garbage_entry{
       {"message", proton::binary(std::string("\x00\x53\x75\xb0\xff\xff\xff\xff", 8))}};
   auto mixed = sb::parse_messages_response(
-      reply(200, {{"messages", std::vector<proton::value>{garbage_entry, entry}}}));
+      reply(200, {{"messages", std::vector<proton::value>{garbage_entry, entry}}}), 2);
   ASSERT_TRUE(mixed) << mixed.error().to_string();
   ASSERT_EQ(mixed->size(), 2u);
   ASSERT_TRUE((*mixed)[0].undecodable);
@@ -437,22 +438,23 @@ TEST(ServiceBusManagement, ParsesRepliesAndTheirErrors) {
   proton::message long_error;
   long_error.properties().put("statusCode", 500);
   long_error.properties().put("statusDescription", std::string(100'000, 'd') + "\nforged line");
-  auto bounded = sb::parse_renew_lock_response(long_error);
+  auto bounded = sb::parse_renew_lock_response(long_error, 1);
   ASSERT_FALSE(bounded);
   EXPECT_LT(bounded.error().message.size(), 2 * qrt::amqp::detail::max_peer_text);
   EXPECT_EQ(bounded.error().message.find('\n'), std::string::npos);
 
   // A binary "long" longer than 8 bytes is refused, not shifted through.
-  auto too_long = sb::parse_schedule_response(reply(
-      200, {{"sequence-numbers",
-             std::vector<proton::value>{proton::value(proton::binary(std::string(9, '\x01')))}}}));
+  auto too_long = sb::parse_schedule_response(
+      reply(200, {{"sequence-numbers", std::vector<proton::value>{proton::value(
+                                           proton::binary(std::string(9, '\x01')))}}}),
+      1);
   ASSERT_FALSE(too_long);
   EXPECT_EQ(too_long.error().code, errc::protocol_error);
 
   proton::message garbage;
   garbage.properties().put("statusCode", 200);
   garbage.body(std::string("not a map"));
-  EXPECT_EQ(sb::parse_renew_lock_response(garbage).error().code, errc::protocol_error);
+  EXPECT_EQ(sb::parse_renew_lock_response(garbage, 1).error().code, errc::protocol_error);
   // A status code that is not an integer in 0-999 is malformed, never converted: a huge double
   // would convert with undefined behaviour, 2^32 + 200 would wrap to 200.
   for (const proton::scalar& bad :
@@ -461,7 +463,7 @@ TEST(ServiceBusManagement, ParsesRepliesAndTheirErrors) {
     proton::message m;
     m.properties().put("statusCode", bad);
     m.body(std::map<std::string, proton::value>{{"expirations", stamps}});
-    auto r = sb::parse_renew_lock_response(m);
+    auto r = sb::parse_renew_lock_response(m, 1);
     ASSERT_FALSE(r);
     EXPECT_EQ(r.error().code, errc::protocol_error);
     EXPECT_NE(r.error().message.find("status code"), std::string::npos) << r.error().message;
@@ -477,12 +479,12 @@ TEST(ServiceBusManagement, ParsesRepliesAndTheirErrors) {
       110);
   proton::message odd;
   odd.decode(std::vector<char>(bad_array.begin(), bad_array.end()));
-  auto refused = sb::parse_renew_lock_response(odd);
+  auto refused = sb::parse_renew_lock_response(odd, 1);
   ASSERT_FALSE(refused);
   EXPECT_EQ(refused.error().code, errc::protocol_error);
 
   proton::message no_status;
-  EXPECT_EQ(sb::parse_schedule_response(no_status).error().code, errc::protocol_error);
+  EXPECT_EQ(sb::parse_schedule_response(no_status, 1).error().code, errc::protocol_error);
 }
 
 // A reply body is read entry by entry and may hold at most 64 entries: the service sends one to
@@ -491,16 +493,83 @@ TEST(ServiceBusManagement, ParsesRepliesAndTheirErrors) {
 TEST(ServiceBusManagement, AReplyBodyWithMoreEntriesThanAnyReplyHasIsRefused) {
   std::map<std::string, proton::value> body{{"expirations", std::vector<proton::timestamp>{}}};
   for (int i = 0; i < 64; ++i) body.emplace("extra-" + std::to_string(i), proton::value(i));
-  auto refused = sb::parse_renew_lock_response(reply(200, body));
+  auto refused = sb::parse_renew_lock_response(reply(200, body), 0);
   ASSERT_FALSE(refused);
   EXPECT_EQ(refused.error().code, errc::protocol_error);
   EXPECT_NE(refused.error().message.find("65 entries"), std::string::npos)
       << refused.error().message;
 
   body.erase("extra-0");  // 64 entries: read, the unknown ones ignored
-  auto read = sb::parse_renew_lock_response(reply(200, body));
+  auto read = sb::parse_renew_lock_response(reply(200, body), 0);
   ASSERT_TRUE(read) << read.error().to_string();
   EXPECT_TRUE(read->empty());
+}
+
+// A reply whose body maps `field` to an array of `count` uint0 elements, which take no bytes
+// each, followed by an entry the parsers ignore. Proton's encoder never writes such an array, so
+// the bytes are written here.
+proton::message reply_with_zero_width_array(std::string_view field, std::uint32_t count) {
+  std::string b;
+  const auto u32 = [&](std::uint32_t v) {
+    for (int shift = 24; shift >= 0; shift -= 8) b.push_back(static_cast<char>(v >> shift));
+  };
+  const auto str8 = [&](std::string_view text) {
+    b.push_back('\xa1');
+    b.push_back(static_cast<char>(text.size()));
+    b.append(text);
+  };
+  b.append("\x00\x53\x74\xc1\x12\x02", 6);  // application-properties, map8 of 2
+  str8("statusCode");
+  b.append("\x71\x00\x00\x00\xc8", 5);  // int 200
+  const std::string padding(32, 'p');
+  b.append("\x00\x53\x77\xd1", 4);  // amqp-value, map32 of 4
+  u32(static_cast<std::uint32_t>(4 + (2 + field.size()) + 10 + (2 + 3) + (2 + padding.size())));
+  u32(4);
+  str8(field);
+  b.push_back('\xf0');  // array32: size, count, the element constructor uint0, no elements
+  u32(5);
+  u32(count);
+  b.push_back('\x43');
+  str8("pad");
+  str8(padding);
+  proton::message m;
+  m.decode(std::vector<char>(b.begin(), b.end()));
+  return m;
+}
+
+// Elements of a zero-width type cost no bytes: a reply of a few dozen bytes claims a thousand
+// expirations, sequence numbers or messages. The request says how many there are; a reply that
+// claims another number is refused before any element is read.
+TEST(ServiceBusManagement, AReplyClaimingMoreElementsThanRequestedIsRefused) {
+  const auto many_numbers = reply_with_zero_width_array("sequence-numbers", 1000);
+  auto scheduled = sb::parse_schedule_response(many_numbers, 1);
+  ASSERT_FALSE(scheduled) << scheduled->size() << " sequence numbers for one message";
+  EXPECT_EQ(scheduled.error().code, errc::protocol_error);
+  EXPECT_NE(scheduled.error().message.find("sequence-numbers has 1000 elements (1 requested)"),
+            std::string::npos)
+      << scheduled.error().message;
+  // Proton read the array as written: the same reply is accepted when that many were asked for.
+  auto all = sb::parse_schedule_response(many_numbers, 1000);
+  ASSERT_TRUE(all) << all.error().message;
+  EXPECT_EQ(all->size(), 1000u);
+
+  auto renewed = sb::parse_renew_lock_response(reply_with_zero_width_array("expirations", 1000), 1);
+  ASSERT_FALSE(renewed);
+  EXPECT_EQ(renewed.error().code, errc::protocol_error);
+  EXPECT_NE(renewed.error().message.find("expirations has 1000 elements"), std::string::npos)
+      << renewed.error().message;
+
+  auto peeked = sb::parse_messages_response(reply_with_zero_width_array("messages", 1000), 10);
+  ASSERT_FALSE(peeked);
+  EXPECT_NE(peeked.error().message.find("messages has 1000 elements (at most 10 requested)"),
+            std::string::npos)
+      << peeked.error().message;
+
+  // Fewer messages than asked for is a normal page; fewer expirations than tokens is not.
+  const std::vector<proton::timestamp> one{proton::timestamp(1700000000123)};
+  EXPECT_FALSE(sb::parse_renew_lock_response(reply(200, {{"expirations", one}}), 2));
+  EXPECT_TRUE(
+      sb::parse_messages_response(reply(200, {{"messages", std::vector<proton::value>{}}}), 10));
 }
 
 }  // namespace
