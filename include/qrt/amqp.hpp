@@ -52,7 +52,17 @@ struct options {
   /// accepts and silently drops messages for a missing queue (RabbitMQ 3.x "/amq/queue/").
   bool verify_queue_exists = false;
   std::size_t max_message_bytes = 1024 * 1024;  ///< one message, body plus attributes
-  milliseconds connect_timeout{10'000};         ///< bound on TCP, TLS, SASL and open
+  /// The most bytes of prefetched messages this client holds or has asked the broker for,
+  /// across its receiver links: buffered messages by size, plus outstanding credit counted at
+  /// max_message_bytes + 64 KiB each (what one credit may bring). Credit beyond it is withheld;
+  /// a receive waiting on an empty link still gets one message at a time. 0: no bound.
+  std::uint64_t max_prefetch_bytes = 64ull << 20;
+  /// The most AMQP links this client holds on its connection (each on its own session:
+  /// brokers bound the sessions of a connection). At the cap, the least recently used idle
+  /// sender is closed to make room; a send waits while every link is busy, and a receiver
+  /// beyond the cap is refused (transient provider_error naming max_links). 0: no bound.
+  std::size_t max_links = 1000;
+  milliseconds connect_timeout{10'000};     ///< bound on TCP, TLS, SASL and open
   milliseconds idle_timeout{60'000};        ///< heartbeats keep the connection alive within this
   milliseconds reconnect_max_delay{5'000};  ///< longest back-off between reconnect attempts
 
@@ -65,7 +75,8 @@ struct options {
 /// endpoint (sets `url`; the CLI's --endpoint), host, port, tls, tls_verify, tls_ca_file, user,
 /// password, sasl_mechanisms, virtual_host, prefetch, max_concurrent_calls, address_prefix,
 /// declare_prefix, abandon_outcome (modified|released), verify_queue_exists, max_message_bytes,
-/// connect_timeout, idle_timeout, reconnect_max_delay. Unknown fields are refused.
+/// max_prefetch_bytes, max_links, connect_timeout, idle_timeout, reconnect_max_delay. Unknown
+/// fields are refused.
 result<options> options_from_config(const config& cfg);
 
 /// A provider that connects on first use, on a strand of `executor`.

@@ -81,6 +81,17 @@ struct options {
   milliseconds operation_timeout{std::chrono::seconds(60)};
   /// One message, body plus properties (Standard tier: 256 KiB; Premium: up to 100 MiB).
   std::size_t max_message_bytes = 256 * 1024;
+  /// The most bytes of prefetched messages this client holds or has asked the service for,
+  /// across its receiver links: buffered messages by size, plus outstanding credit counted at
+  /// max_message_bytes + 64 KiB each (what one credit may bring). Credit beyond it is withheld;
+  /// a receive waiting on an empty link still gets one message at a time. 0: no bound.
+  std::uint64_t max_prefetch_bytes = 64ull << 20;
+  /// The most AMQP links this client holds on its connection (a sender, a receiver and a
+  /// $management pair per entity, and the $cbs pair). At the cap, the least recently used idle
+  /// sender or $management pair is closed to make room; sends and management calls wait while
+  /// every link is busy, and a receiver beyond the cap is refused (transient provider_error
+  /// naming max_links). 0: no bound.
+  std::size_t max_links = 1000;
   bool tls_verify = true;  ///< certificate chain and host name; off only for test peers
   /// Replaces SAS signing and managed identity with a user-supplied token source.
   token_provider tokens;
@@ -98,8 +109,8 @@ struct options {
 /// auth (sas|managed_identity), managed_identity_client_id, managed_identity_endpoint,
 /// transport_type (amqp|amqp_websockets), max_concurrent_calls, prefetch_count,
 /// max_auto_lock_renewal_duration, token_lifetime, operation_timeout, max_message_bytes,
-/// tls_verify, test_peer_admin. Unknown fields are refused; the connection string is checked
-/// here (errors name the bad part and never echo the key).
+/// max_prefetch_bytes, max_links, tls_verify, test_peer_admin. Unknown fields are refused; the
+/// connection string is checked here (errors name the bad part and never echo the key).
 result<options> options_from_config(const config& cfg);
 
 /// A provider that connects on first use, on a strand of `executor`.

@@ -340,6 +340,8 @@ result<options> options_from_config(const config& cfg) {
                                    "abandon_outcome",
                                    "verify_queue_exists",
                                    "max_message_bytes",
+                                   "max_prefetch_bytes",
+                                   "max_links",
                                    "connect_timeout",
                                    "idle_timeout",
                                    "reconnect_max_delay"});
@@ -404,6 +406,10 @@ result<options> options_from_config(const config& cfg) {
   o.verify_queue_exists = *verify_queue;
   QRT_TRY(max_bytes, cfg.get_uint("max_message_bytes", o.max_message_bytes, 1, 1ull << 30));
   o.max_message_bytes = *max_bytes;
+  QRT_TRY(prefetch_bytes, cfg.get_uint("max_prefetch_bytes", o.max_prefetch_bytes, 0, 1ull << 40));
+  o.max_prefetch_bytes = *prefetch_bytes;
+  QRT_TRY(links, cfg.get_uint("max_links", o.max_links, 0, 65'535));
+  o.max_links = *links;
   QRT_TRY(connect_timeout, cfg.get_duration("connect_timeout", o.connect_timeout));
   o.connect_timeout = *connect_timeout;
   QRT_TRY(idle_timeout, cfg.get_duration("idle_timeout", o.idle_timeout));
@@ -438,6 +444,8 @@ result<provider_ptr> make_provider(const options& opts, boost::asio::any_io_exec
   ep.idle_timeout = o.idle_timeout;
   ep.connect_timeout = o.connect_timeout;
   ep.reconnect_max_delay = o.reconnect_max_delay;
+  ep.max_prefetch_bytes = o.max_prefetch_bytes;
+  ep.max_links = o.max_links;
   return provider_ptr(
       std::make_shared<amqp_provider>(std::move(o), connection::create(ep, std::move(executor))));
 }

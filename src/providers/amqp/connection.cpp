@@ -397,6 +397,9 @@ struct connection::impl : proton::messaging_handler,
   struct sender_state {
     proton::sender link;
     std::deque<std::shared_ptr<send_op>> waiting;  ///< ops with messages not yet sent
+    std::size_t unsettled = 0;                     ///< deliveries waiting for their outcome
+    std::uint64_t last_use = 0;                    ///< use_clock at the last send
+    bool idle() const { return waiting.empty() && unsettled == 0; }
   };
   std::map<std::string, sender_state> senders;  ///< by target address
   std::unordered_map<std::uint64_t, std::pair<std::shared_ptr<send_op>, std::size_t>> in_flight;
@@ -414,6 +417,7 @@ struct connection::impl : proton::messaging_handler,
     /// arrival plus the header's ttl. The broker's own clock started earlier, so this is never
     /// before the broker would expire it: qrt gives back late, never early.
     std::chrono::steady_clock::time_point expires = std::chrono::steady_clock::time_point::max();
+    std::uint64_t bytes = 0;  ///< the delivery's encoded size, counted in the prefetch budget
   };
   /// One settle() call: its items' results, and how many still wait for the peer.
   struct settle_op {
@@ -438,6 +442,7 @@ struct connection::impl : proton::messaging_handler,
     std::uint64_t instance = 0;
     bool open = false;
     std::deque<held_delivery> buffered;
+    std::uint64_t buffered_bytes = 0;  ///< the sum of buffered[i].bytes
     std::map<std::uint64_t, delivery_handle> handed_out;
     std::unordered_map<pn_delivery_t*, confirming_settle> confirming;  ///< by delivery
     std::deque<std::shared_ptr<receive_op>> waiting;
@@ -460,10 +465,26 @@ struct connection::impl : proton::messaging_handler,
     bool in_open = false;
     std::deque<std::pair<proton::message, std::string>> unsent;  ///< waiting for credit/attach
     std::map<std::string, completer<result<proton::message>>> pending;  ///< by message-id
+    std::uint64_t last_use = 0;  ///< use_clock at the last request
+    bool idle() const { return pending.empty() && unsent.empty(); }
   };
   std::map<std::string, rpc_node> rpc_nodes;                 ///< by node address
   std::unordered_map<std::string, std::string> rpc_by_name;  ///< link name -> node
   std::uint64_t next_request = 1;
+
+  // -- what the connection holds, against endpoint::max_links and max_prefetch_bytes --
+  std::uint64_t prefetched_bytes = 0;  ///< the sum of every receiver's buffered_bytes
+  std::uint64_t peak_committed_bytes = 0;
+  std::size_t peak_links = 0;
+  std::uint64_t use_clock = 0;  ///< orders senders and nodes by last use
+  /// A send or request waiting for a link to free up under max_links.
+  struct link_waiter {
+    std::function<bool()> finished;  ///< the call ended meanwhile (its timeout): drop it
+    std::function<void()> resume;    ///< there is room now: attach and go on
+    std::function<void(const error&)> fail;
+  };
+  std::deque<link_waiter> link_waiters;
+  bool link_waiters_scheduled = false;
 
   // ---------- connecting ----------
 
@@ -824,6 +845,9 @@ struct connection::impl : proton::messaging_handler,
 
     error link_died = e;
     link_died.message = "the link died with its connection: " + e.message;
+    auto waiting_for_links = std::move(link_waiters);
+    link_waiters.clear();
+    for (auto& w : waiting_for_links) w.fail(link_died);
     for (auto& [address, s] : senders) {
       for (auto& op : s.waiting) abort_send(*op, link_died);
     }
@@ -838,6 +862,7 @@ struct connection::impl : proton::messaging_handler,
       fail_confirming(r, link_died);
     }
     receivers.clear();
+    prefetched_bytes = 0;
     receiver_by_link.clear();
     live_instances.clear();
     for (auto& [node, n] : rpc_nodes) {
@@ -869,20 +894,108 @@ struct connection::impl : proton::messaging_handler,
         finish_whole(*op, *e);
         return;
       }
-      auto [it, inserted] = senders.try_emplace(op->address);
-      if (inserted) {
-        proton::sender_options so;
-        proton::target_options to;
-        to.address(op->address);
-        so.target(to);
-        so.delivery_mode(proton::delivery_mode::AT_LEAST_ONCE);
-        so.auto_settle(true);
-        so.name("qrt-s-" + std::to_string(next_instance++));
-        it->second.link = conn.open_session().open_sender(op->address, so);
-      }
-      it->second.waiting.push_back(op);
-      send_pending(it->second);
+      start_send(op);
     });
+  }
+
+  /// Hands the call to the sender link of its address, attaching one when there is none; at
+  /// the link cap with every link busy, the call waits for one (its timeout still runs).
+  void start_send(const std::shared_ptr<send_op>& op) {
+    if (op->finished) return;
+    auto it = senders.find(op->address);
+    if (it == senders.end()) {
+      if (!make_room_for_links(1)) {
+        link_waiters.push_back(link_waiter{[op] { return op->finished; },
+                                           [this, op] { start_send(op); },
+                                           [this, op](const error& e) { finish_whole(*op, e); }});
+        return;
+      }
+      it = senders.try_emplace(op->address).first;
+      proton::sender_options so;
+      proton::target_options to;
+      to.address(op->address);
+      so.target(to);
+      so.delivery_mode(proton::delivery_mode::AT_LEAST_ONCE);
+      so.auto_settle(true);
+      so.name("qrt-s-" + std::to_string(next_instance++));
+      it->second.link = conn.open_session().open_sender(op->address, so);
+      note_links_held();
+    }
+    it->second.last_use = ++use_clock;
+    it->second.waiting.push_back(op);
+    send_pending(it->second);
+  }
+
+  // ---------- the link cap (endpoint::max_links) ----------
+
+  std::size_t links_held() const {
+    return senders.size() + receivers.size() + 2 * rpc_nodes.size();
+  }
+  void note_links_held() { peak_links = std::max(peak_links, links_held()); }
+
+  /// Makes room for `count` more links under the cap by closing the least recently used idle
+  /// senders and request/response nodes (they attach again when next used). Receivers are
+  /// never closed for room: a receiver's link holds its prefetch and, on Service Bus, a session
+  /// lock. False when every link is busy.
+  bool make_room_for_links(std::size_t count) {
+    if (where.max_links == 0) return true;
+    while (links_held() + count > where.max_links) {
+      auto sender = senders.end();
+      for (auto it = senders.begin(); it != senders.end(); ++it) {
+        if (it->second.idle() &&
+            (sender == senders.end() || it->second.last_use < sender->second.last_use))
+          sender = it;
+      }
+      auto node = rpc_nodes.end();
+      for (auto it = rpc_nodes.begin(); it != rpc_nodes.end(); ++it) {
+        if (it->second.idle() &&
+            (node == rpc_nodes.end() || it->second.last_use < node->second.last_use))
+          node = it;
+      }
+      const bool close_sender =
+          sender != senders.end() &&
+          (node == rpc_nodes.end() || sender->second.last_use < node->second.last_use);
+      if (close_sender) {
+        end_link(sender->second.link);
+        senders.erase(sender);
+      } else if (node != rpc_nodes.end()) {
+        drop_rpc_node(node, closed_error());  // idle: no request waits on it
+      } else {
+        return false;
+      }
+    }
+    return true;
+  }
+
+  /// A link may have freed up: the waiting calls are served by a job of their own on the
+  /// strand, never inside the handler that freed it (it may be walking the links).
+  void link_freed() {
+    if (link_waiters.empty() || link_waiters_scheduled) return;
+    link_waiters_scheduled = true;
+    asio::post(strand, [weak = weak_from_this()] {
+      auto self = weak.lock();
+      if (!self) return;
+      self->link_waiters_scheduled = false;
+      if (self->shutting_down) return;
+      self->serve_link_waiters();
+      self->pump();
+    });
+  }
+
+  /// Resumes the calls waiting for a link, oldest first, as long as there is room. A lost
+  /// connection has failed them all (connection_lost).
+  void serve_link_waiters() {
+    if (conn_state != state::open) return;
+    while (!link_waiters.empty()) {
+      if (link_waiters.front().finished()) {
+        link_waiters.pop_front();
+        continue;
+      }
+      if (!make_room_for_links(2)) break;  // room for a sender or a node's two links
+      auto next = std::move(link_waiters.front());
+      link_waiters.pop_front();
+      next.resume();
+    }
   }
 
   void send_pending(sender_state& s) {
@@ -900,6 +1013,7 @@ struct connection::impl : proton::messaging_handler,
         send_encoded(s.link, tag_of(n), d.bytes);
         in_flight.emplace(n, std::make_pair(op, index));
         ++op->unsettled;
+        ++s.unsettled;
       }
       if (op->next == op->deliveries.size()) s.waiting.pop_front();
     }
@@ -951,12 +1065,14 @@ struct connection::impl : proton::messaging_handler,
     if (op.finished) return;
     op.finished = true;
     op.done(e);
+    link_freed();
   }
 
   void finish(send_op& op) {
     if (op.finished) return;
     op.finished = true;
     op.done(results_of(op.outcomes));
+    link_freed();
   }
 
   std::optional<std::pair<std::shared_ptr<send_op>, std::size_t>> take_in_flight(
@@ -967,6 +1083,8 @@ struct connection::impl : proton::messaging_handler,
     if (it == in_flight.end()) return std::nullopt;
     auto entry = std::move(it->second);
     in_flight.erase(it);
+    if (auto sit = senders.find(entry.first->address); sit != senders.end())
+      --sit->second.unsettled;
     return entry;
   }
 
@@ -1031,6 +1149,7 @@ struct connection::impl : proton::messaging_handler,
       for (auto& op : it->second.waiting) abort_send(*op, e);
       end_link(s);
       senders.erase(it);
+      link_freed();
       return;
     }
     rpc_link_gone(s, condition);
@@ -1038,10 +1157,20 @@ struct connection::impl : proton::messaging_handler,
 
   // ---------- receiving ----------
 
-  receiver_state& attach_receiver(const std::string& id, const receiver_spec& spec) {
-    auto [it, inserted] = receivers.try_emplace(id);
-    receiver_state& r = it->second;
-    if (!inserted) return r;
+  /// The receiver link `id`, attached with `spec` when there is none; an error when the link
+  /// cap leaves no room for it (receivers do not wait: one held for good would block the rest).
+  result<receiver_state*> attach_receiver(const std::string& id, const receiver_spec& spec) {
+    if (auto it = receivers.find(id); it != receivers.end()) return &it->second;
+    if (!make_room_for_links(1)) {
+      error e =
+          fail(errc::provider_error,
+               "no room for the receiver link on '" + spec.address + "': the connection to '" +
+                   where.display() + "' holds " + std::to_string(links_held()) +
+                   " links, all in use (max_links " + std::to_string(where.max_links) + ")");
+      e.kind = error_kind::transient;
+      return e;
+    }
+    receiver_state& r = receivers.try_emplace(id).first->second;
     r.id = id;
     r.spec = spec;
     r.instance = next_instance++;
@@ -1066,7 +1195,8 @@ struct connection::impl : proton::messaging_handler,
     announce_max_message_size(r.link, spec.max_message_size);
     receiver_by_link[proton::internal::factory<proton::link>::unwrap(r.link)] = id;
     live_instances[r.instance] = id;
-    return r;
+    note_links_held();
+    return &r;
   }
 
   receiver_state* receiver_of(const proton::receiver& link) {
@@ -1077,7 +1207,9 @@ struct connection::impl : proton::messaging_handler,
   }
 
   /// Grants credit so that buffered + handed out + outstanding credit reaches the prefetch, or
-  /// so that a waiting receive call can be served in full.
+  /// so that a waiting receive call can be served in full, within the connection's prefetch
+  /// budget (endpoint::max_prefetch_bytes). A link with a waiting receive and nothing buffered
+  /// or credited always gets one credit: the budget slows a call down, never starves it.
   void replenish(receiver_state& r) {
     if (!r.open || !r.link.active()) return;
     const long credit = r.link.credit();
@@ -1086,8 +1218,42 @@ struct connection::impl : proton::messaging_handler,
     const long for_prefetch = static_cast<long>(r.spec.prefetch) - locked;
     const long for_demand =
         r.waiting.empty() ? 0 : static_cast<long>(r.waiting.front()->max) - (buffered + credit);
-    const long add = std::max({for_prefetch, for_demand, 0L});
+    long add = std::max({for_prefetch, for_demand, 0L});
+    if (add > 0 && where.max_prefetch_bytes > 0) {
+      const std::uint64_t committed = committed_prefetch_bytes();
+      const std::uint64_t room =
+          committed < where.max_prefetch_bytes ? where.max_prefetch_bytes - committed : 0;
+      add = std::min<long>(add, static_cast<long>(std::min<std::uint64_t>(
+                                    room / credit_bytes(r.spec), std::uint64_t{INT32_MAX})));
+      if (add == 0 && !r.waiting.empty() && buffered == 0 && credit == 0) add = 1;
+    }
     if (add > 0) r.link.add_credit(static_cast<std::uint32_t>(add));
+    if (where.max_prefetch_bytes > 0)
+      peak_committed_bytes = std::max(peak_committed_bytes, committed_prefetch_bytes());
+  }
+
+  /// What one credit may bring: a delivery of up to the link's max-message-size.
+  std::uint64_t credit_bytes(const receiver_spec& spec) const {
+    if (spec.max_message_size > 0) return spec.max_message_size;
+    return std::max<std::uint64_t>(where.max_prefetch_bytes, 1);  // unbounded: one credit fills it
+  }
+
+  /// The bytes the prefetch holds or has asked for: buffered deliveries plus every link's
+  /// outstanding credit at its max-message-size.
+  std::uint64_t committed_prefetch_bytes() const {
+    std::uint64_t committed = prefetched_bytes;
+    for (const auto& [id, r] : receivers) {
+      if (r.link && r.link.active() && r.link.credit() > 0)
+        committed += static_cast<std::uint64_t>(r.link.credit()) * credit_bytes(r.spec);
+    }
+    return committed;
+  }
+
+  /// Prefetched bytes were handed out or given back: links held back by the budget may take
+  /// more now.
+  void prefetch_budget_freed() {
+    if (where.max_prefetch_bytes == 0) return;
+    for (auto& [id, r] : receivers) replenish(r);
   }
 
   void receive(const std::string& id, const receiver_spec& spec, std::size_t max, milliseconds wait,
@@ -1101,7 +1267,12 @@ struct connection::impl : proton::messaging_handler,
         op->done(*e);
         return;
       }
-      receiver_state& r = attach_receiver(id, spec);
+      auto attached = attach_receiver(id, spec);
+      if (!attached) {
+        op->done(attached.error());
+        return;
+      }
+      receiver_state& r = **attached;
       give_back_expired(r);
       if (!r.buffered.empty()) {
         hand_out(r, *op);
@@ -1131,8 +1302,10 @@ struct connection::impl : proton::messaging_handler,
     std::erase_if(r.buffered, [&](held_delivery& h) {
       if (h.expires > now) return false;
       send_outcome(h.delivery.get(), outcome::released(), true);
+      unbuffer(r, h.bytes);
       return true;
     });
+    if (r.buffered.size() != before) prefetch_budget_freed();
     if (r.buffered.size() != before) replenish(r);
   }
 
@@ -1143,10 +1316,17 @@ struct connection::impl : proton::messaging_handler,
     for (std::size_t i = 0; i < n; ++i) {
       held_delivery h = std::move(r.buffered.front());
       r.buffered.pop_front();
+      unbuffer(r, h.bytes);
       r.handed_out.emplace(h.item.ref.seq, std::move(h.delivery));
       out.push_back(std::move(h.item));
     }
     op.done(std::move(out));
+    prefetch_budget_freed();
+  }
+
+  void unbuffer(receiver_state& r, std::uint64_t bytes) {
+    r.buffered_bytes -= bytes;
+    prefetched_bytes -= bytes;
   }
 
   void on_message(proton::delivery& d, proton::message& m) override {
@@ -1199,6 +1379,9 @@ struct connection::impl : proton::messaging_handler,
         inbound item{std::move(*decoded), d->tag(), delivery_ref{r.instance, r.next_seq++}};
         held_delivery held{std::move(item), std::move(*d)};
         if (ttl) held.expires = std::chrono::steady_clock::now() + *ttl;
+        held.bytes = scratch.size();
+        r.buffered_bytes += held.bytes;
+        prefetched_bytes += held.bytes;
         r.buffered.push_back(std::move(held));
       }
       if (!took) continue;
@@ -1277,7 +1460,10 @@ struct connection::impl : proton::messaging_handler,
     if (it == receivers.end()) return;
     live_instances.erase(it->second.instance);
     receiver_by_link.erase(proton::internal::factory<proton::link>::unwrap(it->second.link));
+    prefetched_bytes -= it->second.buffered_bytes;
     receivers.erase(it);
+    prefetch_budget_freed();
+    link_freed();
   }
 
   void open_receiver(const std::string& id, const receiver_spec& spec, milliseconds timeout,
@@ -1287,7 +1473,12 @@ struct connection::impl : proton::messaging_handler,
         done(*e);
         return;
       }
-      receiver_state& r = attach_receiver(id, spec);
+      auto attached = attach_receiver(id, spec);
+      if (!attached) {
+        done(attached.error());
+        return;
+      }
+      receiver_state& r = **attached;
       if (r.open) {
         link_info info;
         info.instance = r.instance;
@@ -1438,54 +1629,81 @@ struct connection::impl : proton::messaging_handler,
         done(*e);
         return;
       }
-      auto [it, inserted] = rpc_nodes.try_emplace(node);
-      rpc_node& n = it->second;
-      if (inserted) {
-        const std::uint64_t instance = next_instance++;
-        n.node = node;
-        n.reply_to = "qrt-reply-" + std::to_string(instance);
-        proton::sender_options so;
-        proton::target_options to;
-        to.address(node);
-        so.target(to);
-        so.name("qrt-rpc-s-" + std::to_string(instance));
-        proton::session rpc_session = conn.open_session();
-        n.out = rpc_session.open_sender(node, so);
-        proton::receiver_options ro;
-        proton::source_options src;
-        src.address(node);
-        proton::target_options tgt;
-        tgt.address(n.reply_to);
-        ro.source(src);
-        ro.target(tgt);
-        ro.name("qrt-rpc-r-" + std::to_string(instance));
-        ro.credit_window(16);
-        ro.auto_accept(true);
-        n.in = rpc_session.open_receiver(node, ro);
-        announce_max_message_size(n.in, max_reply_bytes);
-        rpc_by_name[n.out.name()] = node;
-        rpc_by_name[n.in.name()] = node;
+      start_request(node, std::move(m), timeout, std::move(done));
+    });
+  }
+
+  /// Sends the request on the node's links, attaching them when there are none; at the link
+  /// cap with every link busy, the request waits for room (bounded by its timeout).
+  void start_request(const std::string& node, proton::message m, milliseconds timeout,
+                     completer<result<proton::message>> done) {
+    if (done.done()) return;
+    auto it = rpc_nodes.find(node);
+    if (it == rpc_nodes.end()) {
+      if (!make_room_for_links(2)) {
+        auto request = std::make_shared<proton::message>(std::move(m));
+        after(timeout, [done, node, timeout] {
+          done(fail(errc::timeout, "request to '" + node + "' found no free link within " +
+                                       std::to_string(timeout.count()) + " ms (max_links)"));
+        });
+        link_waiters.push_back(link_waiter{[done] { return done.done(); },
+                                           [this, node, request, timeout, done] {
+                                             start_request(node, std::move(*request), timeout,
+                                                           done);
+                                           },
+                                           [done](const error& e) { done(e); }});
+        return;
       }
-      const std::string id = "qrt-rpc-" + std::to_string(next_request++);
-      m.id(id);
-      m.reply_to(n.reply_to);
-      n.pending.emplace(id, done);
-      n.unsent.emplace_back(std::move(m), id);
-      send_requests(n);
-      after(timeout, [this, node, id, timeout] {
-        auto nit = rpc_nodes.find(node);
-        if (nit == rpc_nodes.end()) return;
-        auto pit = nit->second.pending.find(id);
-        if (pit == nit->second.pending.end()) return;
-        auto done = pit->second;
-        nit->second.pending.erase(pit);
-        auto& unsent = nit->second.unsent;
-        unsent.erase(std::remove_if(unsent.begin(), unsent.end(),
-                                    [&](const auto& u) { return u.second == id; }),
-                     unsent.end());
-        done(fail(errc::timeout, "request to '" + node + "' got no response within " +
-                                     std::to_string(timeout.count()) + " ms"));
-      });
+      it = rpc_nodes.try_emplace(node).first;
+      rpc_node& n = it->second;
+      const std::uint64_t instance = next_instance++;
+      n.node = node;
+      n.reply_to = "qrt-reply-" + std::to_string(instance);
+      proton::sender_options so;
+      proton::target_options to;
+      to.address(node);
+      so.target(to);
+      so.name("qrt-rpc-s-" + std::to_string(instance));
+      proton::session rpc_session = conn.open_session();
+      n.out = rpc_session.open_sender(node, so);
+      proton::receiver_options ro;
+      proton::source_options src;
+      src.address(node);
+      proton::target_options tgt;
+      tgt.address(n.reply_to);
+      ro.source(src);
+      ro.target(tgt);
+      ro.name("qrt-rpc-r-" + std::to_string(instance));
+      ro.credit_window(16);
+      ro.auto_accept(true);
+      n.in = rpc_session.open_receiver(node, ro);
+      announce_max_message_size(n.in, max_reply_bytes);
+      rpc_by_name[n.out.name()] = node;
+      rpc_by_name[n.in.name()] = node;
+      note_links_held();
+    }
+    rpc_node& n = it->second;
+    n.last_use = ++use_clock;
+    const std::string id = "qrt-rpc-" + std::to_string(next_request++);
+    m.id(id);
+    m.reply_to(n.reply_to);
+    n.pending.emplace(id, done);
+    n.unsent.emplace_back(std::move(m), id);
+    send_requests(n);
+    after(timeout, [this, node, id, timeout] {
+      auto nit = rpc_nodes.find(node);
+      if (nit == rpc_nodes.end()) return;
+      auto pit = nit->second.pending.find(id);
+      if (pit == nit->second.pending.end()) return;
+      auto done = pit->second;
+      nit->second.pending.erase(pit);
+      auto& unsent = nit->second.unsent;
+      unsent.erase(std::remove_if(unsent.begin(), unsent.end(),
+                                  [&](const auto& u) { return u.second == id; }),
+                   unsent.end());
+      done(fail(errc::timeout, "request to '" + node + "' got no response within " +
+                                   std::to_string(timeout.count()) + " ms"));
+      link_freed();
     });
   }
 
@@ -1507,6 +1725,7 @@ struct connection::impl : proton::messaging_handler,
     auto done = pit->second;
     it->second.pending.erase(pit);
     done(std::move(m));
+    link_freed();
   }
 
   /// A reply growing past max_reply_bytes is refused before more of it is buffered. Which
@@ -1543,6 +1762,7 @@ struct connection::impl : proton::messaging_handler,
     rpc_by_name.erase(nit->second.in.name());
     rpc_nodes.erase(nit);
     for (auto& [id, done] : pending) done(e);
+    link_freed();
   }
 
   void rpc_link_gone(proton::link& link, const proton::error_condition& condition) {
@@ -1813,6 +2033,20 @@ asio::awaitable<result<proton::message>> connection::request(std::string node,
   auto payload = std::make_shared<proton::message>(std::move(request));
   auto fn = [node = std::move(node), payload, timeout](impl& self, completer<T> done) {
     self.request(node, std::move(*payload), timeout, std::move(done));
+  };
+  auto op = on_strand<T>(impl_, std::move(fn));
+  co_return co_await std::move(op);
+}
+
+asio::awaitable<result<connection::usage>> connection::current_usage() {
+  using T = result<usage>;
+  auto fn = [](impl& self, completer<T> done) {
+    usage u;
+    u.links = self.links_held();
+    u.peak_links = self.peak_links;
+    u.prefetched_bytes = self.prefetched_bytes;
+    u.peak_committed_bytes = self.peak_committed_bytes;
+    done(u);
   };
   auto op = on_strand<T>(impl_, std::move(fn));
   co_return co_await std::move(op);

@@ -67,6 +67,16 @@ struct endpoint {
   milliseconds reconnect_max_delay{5'000};
   std::string container_id;  ///< empty: generated
   property_map properties;   ///< the open frame's properties
+  /// The most bytes of prefetched deliveries the connection holds or has asked for: buffered
+  /// deliveries by their encoded size, plus each link's outstanding credit at its
+  /// max-message-size. Credit beyond it is withheld; a link with a waiting receive and nothing
+  /// buffered or credited still gets one credit, so no call starves. 0: no bound.
+  std::uint64_t max_prefetch_bytes = 0;
+  /// The most links qrt holds on the connection (senders, receivers, and two per
+  /// request/response node). At the cap, the least recently used idle sender or node is closed
+  /// to make room; a send or request waits (within its timeout) while every link is busy, and a
+  /// receiver beyond the cap is refused. 0: no bound.
+  std::size_t max_links = 0;
 
   /// "amqp://host:port" or "amqps://host:port" — safe for errors and logs.
   std::string display() const;
@@ -202,6 +212,17 @@ class connection {
 
   /// Connects now if not connected (useful to fail fast on bad credentials).
   boost::asio::awaitable<result<void>> connect(milliseconds timeout);
+
+  /// What the connection holds now and the most it has held, against endpoint's bounds.
+  struct usage {
+    std::size_t links = 0;
+    std::size_t peak_links = 0;
+    std::uint64_t prefetched_bytes = 0;  ///< buffered deliveries, by their encoded size
+    /// The most the prefetch has committed at once: buffered bytes plus outstanding credit at
+    /// max-message-size (what endpoint::max_prefetch_bytes bounds).
+    std::uint64_t peak_committed_bytes = 0;
+  };
+  boost::asio::awaitable<result<usage>> current_usage();
 
   /// Closes the connection (the close frame is written, then the socket closes) and fails every
   /// pending call with errc::closed. Idempotent. Destroying the connection without close()

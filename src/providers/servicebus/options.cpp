@@ -22,11 +22,12 @@ options options::for_low_latency() {
 }
 
 result<options> options_from_config(const config& cfg) {
-  if (auto r = cfg.reject_unknown(
-          {"provider", "preset", "connection_string", "auth", "managed_identity_client_id",
-           "managed_identity_endpoint", "transport_type", "max_concurrent_calls", "prefetch_count",
-           "max_auto_lock_renewal_duration", "token_lifetime", "operation_timeout",
-           "max_message_bytes", "tls_verify", "test_peer_admin"});
+  if (auto r = cfg.reject_unknown({"provider", "preset", "connection_string", "auth",
+                                   "managed_identity_client_id", "managed_identity_endpoint",
+                                   "transport_type", "max_concurrent_calls", "prefetch_count",
+                                   "max_auto_lock_renewal_duration", "token_lifetime",
+                                   "operation_timeout", "max_message_bytes", "max_prefetch_bytes",
+                                   "max_links", "tls_verify", "test_peer_admin"});
       !r) {
     return r.error();
   }
@@ -115,6 +116,10 @@ result<options> options_from_config(const config& cfg) {
   o.operation_timeout = *timeout;
   QRT_TRY(max_bytes, cfg.get_uint("max_message_bytes", o.max_message_bytes, 1024, 100ull << 20));
   o.max_message_bytes = *max_bytes;
+  QRT_TRY(prefetch_bytes, cfg.get_uint("max_prefetch_bytes", o.max_prefetch_bytes, 0, 1ull << 40));
+  o.max_prefetch_bytes = *prefetch_bytes;
+  QRT_TRY(links, cfg.get_uint("max_links", o.max_links, 0, 65'535));
+  o.max_links = *links;
   QRT_TRY(verify, cfg.get_bool("tls_verify", o.tls_verify));
   o.tls_verify = *verify;
   QRT_TRY(admin, cfg.get_bool("test_peer_admin", o.test_peer_admin));

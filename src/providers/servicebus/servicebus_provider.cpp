@@ -796,6 +796,8 @@ result<provider_ptr> make_provider(const options& opts, boost::asio::any_io_exec
   ep.sasl_mechanisms = "ANONYMOUS";  // authorisation happens on $cbs, as the service expects
   ep.virtual_host = cs->host;
   ep.connect_timeout = opts.operation_timeout;
+  ep.max_prefetch_bytes = opts.max_prefetch_bytes;
+  ep.max_links = opts.max_links;
   auto conn = amqp::connection::create(ep, std::move(executor));
   return provider_ptr(std::make_shared<servicebus_provider>(opts, std::move(*cs), std::move(conn),
                                                             std::move(identity)));

@@ -12,6 +12,7 @@
 #include <memory>
 #include <optional>
 #include <qrt/amqp.hpp>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -390,6 +391,102 @@ TEST_F(amqp_rabbitmq, prefetch_bounds_the_messages_locked_by_a_receiver) {
   EXPECT_EQ(more.size(), 2u);  // the 2 it had buffered
   io_.run(small->close());
   io_.run(other->close());
+}
+
+// The prefetch is bounded in bytes per client, not only in messages per link: a receiver allowed
+// 100 messages of prefetch but 512 KiB for the whole client takes only what fits, and another
+// consumer gets the rest. Nothing is lost or duplicated between the two.
+TEST_F(amqp_rabbitmq, prefetch_is_bounded_by_the_clients_byte_budget) {
+  constexpr int count = 20;
+  for (int i = 0; i < count; ++i) {
+    qrt::message m;
+    m.id = "big-" + std::to_string(i);
+    m.body = std::string(60 * 1024, static_cast<char>('a' + i % 26));
+    send(m);
+  }
+  auto o = rabbit(100);
+  o.max_message_bytes = 64 * 1024;  // one credit counts 64 KiB + 64 KiB of headroom
+  o.max_prefetch_bytes = 512 * 1024;
+  auto bounded = make(o);
+  auto first = receive(*bounded, 1, 5s);
+  ASSERT_EQ(first.size(), 1u);
+  // What the bounded client can hold besides the one handed out: 512 KiB of 60 KiB messages.
+  constexpr std::size_t most_buffered = 512 / 60;
+
+  auto other = make(rabbit(20));
+  std::set<std::string> ids{first[0].id};
+  std::size_t taken_by_other = 0;
+  for (auto got = receive(*other, 10, 3s); !got.empty(); got = receive(*other, 10, 1s)) {
+    for (auto& m : got) {
+      EXPECT_TRUE(ids.insert(m.id).second) << "delivered twice: " << m.id;
+      ASSERT_TRUE(settle(*other, qrt::settlement::complete(m.receipt)));
+      ++taken_by_other;
+    }
+  }
+  EXPECT_GE(taken_by_other, count - 1 - most_buffered)
+      << "the bounded client prefetched more than its byte budget holds";
+  // The bounded client's buffer is handed out in full, and nothing is missing.
+  ASSERT_TRUE(settle(*bounded, qrt::settlement::complete(first[0].receipt)));
+  for (auto got = receive(*bounded, 10, 3s); !got.empty(); got = receive(*bounded, 10, 300ms)) {
+    for (auto& m : got) {
+      EXPECT_TRUE(ids.insert(m.id).second) << "delivered twice: " << m.id;
+      ASSERT_TRUE(settle(*bounded, qrt::settlement::complete(m.receipt)));
+    }
+  }
+  EXPECT_EQ(ids.size(), static_cast<std::size_t>(count));
+  io_.run(bounded->close());
+  io_.run(other->close());
+}
+
+// A burst of sends to more queues than the link cap: every send is stored, and the connection
+// never holds more links than the cap (idle senders are closed to make room, and sends wait for
+// one while every link is busy).
+TEST_F(amqp_rabbitmq, a_burst_of_sends_to_many_queues_stays_within_the_link_cap) {
+  constexpr std::size_t queues = 12;
+  constexpr std::size_t per_queue = 3;
+  std::vector<std::string> names;
+  for (std::size_t q = 0; q < queues; ++q) {
+    names.push_back(unique_queue());
+    auto created = io_.run(provider_->create_queue(qrt::queue_name::from(names.back()), {}));
+    ASSERT_TRUE(created) << created.error().to_string();
+  }
+  qrt::amqp::detail::endpoint where;
+  where.port = static_cast<std::uint16_t>(broker->amqp_port());
+  where.user = "guest";
+  where.password = "guest";
+  where.max_links = 4;
+  auto conn = qrt::amqp::detail::connection::create(where, io_.executor());
+
+  // Every send is spawned at once; each yields its failure, or nothing.
+  auto one = [&conn](std::string address) -> qrt::awaitable<std::string> {
+    std::vector<qrt::amqp::detail::outgoing_delivery> d(1);
+    qrt::message m;
+    m.body = address;
+    qrt::amqp::detail::encode_message(m, {}, d[0].bytes);
+    auto r = co_await conn->send(address, std::move(d), 30s);
+    if (!r) co_return address + ": " + r.error().to_string();
+    if (!r->at(0)) co_return address + ": " + r->at(0).error().to_string();
+    co_return std::string();
+  };
+  std::vector<std::future<std::string>> burst;
+  for (std::size_t i = 0; i < queues * per_queue; ++i) {
+    burst.push_back(boost::asio::co_spawn(io_.executor(), one("/amq/queue/" + names[i % queues]),
+                                          boost::asio::use_future));
+  }
+  for (auto& sent : burst) {
+    ASSERT_EQ(sent.wait_for(60s), std::future_status::ready) << "a send hung";
+    const std::string failure = sent.get();
+    EXPECT_TRUE(failure.empty()) << failure;
+  }
+  auto usage = io_.run(conn->current_usage());
+  ASSERT_TRUE(usage) << usage.error().to_string();
+  EXPECT_LE(usage->peak_links, where.max_links);
+  EXPECT_LE(usage->links, where.max_links);
+  io_.run(conn->close());
+  for (const auto& name : names) {
+    EXPECT_EQ(broker_count_reaching(name, "messages", per_queue), static_cast<long>(per_queue))
+        << name;
+  }
 }
 
 TEST_F(amqp_rabbitmq, a_message_that_expires_in_the_prefetch_buffer_goes_back_to_the_broker) {

@@ -210,4 +210,27 @@ TEST(amqp_options, config_fields_are_read_and_bad_ones_named) {
   EXPECT_NE(bad_abandon.error().message.find("abandon_outcome"), std::string::npos);
 }
 
+// The client's bounds: prefetched bytes and links. Defaults bound both; 0 turns a bound off; a
+// value out of range is refused by name.
+TEST(amqp_options, the_prefetch_byte_budget_and_the_link_cap_are_read_and_checked) {
+  auto defaults = qrt::amqp::options_from_config(qrt::config{{"provider", "amqp"}});
+  ASSERT_TRUE(defaults) << defaults.error().to_string();
+  EXPECT_EQ(defaults->max_prefetch_bytes, 64ull << 20);
+  EXPECT_EQ(defaults->max_links, 1000u);
+
+  auto set = qrt::amqp::options_from_config(
+      qrt::config{{"provider", "amqp"}, {"max_prefetch_bytes", "1048576"}, {"max_links", "0"}});
+  ASSERT_TRUE(set) << set.error().to_string();
+  EXPECT_EQ(set->max_prefetch_bytes, 1048576u);
+  EXPECT_EQ(set->max_links, 0u);
+
+  for (const auto& [field, value] : std::vector<std::pair<std::string, std::string>>{
+           {"max_links", "70000"}, {"max_links", "-1"}, {"max_prefetch_bytes", "lots"}}) {
+    auto bad = qrt::amqp::options_from_config(qrt::config{{"provider", "amqp"}, {field, value}});
+    ASSERT_FALSE(bad) << field << "=" << value;
+    EXPECT_EQ(bad.error().code, qrt::errc::configuration_error);
+    EXPECT_NE(bad.error().message.find(field), std::string::npos) << bad.error().message;
+  }
+}
+
 }  // namespace

@@ -605,6 +605,23 @@ TEST(ServiceBusOptions, FromConfigAppliesPresetThenFields) {
   EXPECT_EQ(o->transport, qrt::servicebus::transport_type::amqp);
 }
 
+TEST(ServiceBusOptions, ThePrefetchByteBudgetAndTheLinkCapAreReadAndChecked) {
+  auto defaults = qrt::servicebus::options_from_config({{"connection_string", peer_cs}});
+  ASSERT_TRUE(defaults) << defaults.error().to_string();
+  EXPECT_EQ(defaults->max_prefetch_bytes, 64ull << 20);
+  EXPECT_EQ(defaults->max_links, 1000u);
+  auto set = qrt::servicebus::options_from_config(
+      {{"connection_string", peer_cs}, {"max_prefetch_bytes", "0"}, {"max_links", "16"}});
+  ASSERT_TRUE(set) << set.error().to_string();
+  EXPECT_EQ(set->max_prefetch_bytes, 0u);
+  EXPECT_EQ(set->max_links, 16u);
+  auto bad = qrt::servicebus::options_from_config(
+      {{"connection_string", peer_cs}, {"max_links", "65536"}});
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().code, errc::configuration_error);
+  EXPECT_NE(bad.error().message.find("max_links"), std::string::npos) << bad.error().message;
+}
+
 TEST(ServiceBusOptions, RefusesWebSocketsUnknownFieldsAndBadConnectionStrings) {
   auto ws = qrt::servicebus::options_from_config(
       {{"connection_string", peer_cs}, {"transport_type", "amqp_websockets"}});
