@@ -41,10 +41,6 @@ provider_ptr amqp_provider(runtime& rt, int port) {
   return amqp::make_provider(o, rt.executor()).value();
 }
 
-queue_name fresh_queue(const char* prefix) {
-  return queue_name::from(std::string(prefix) + "-" + std::to_string(::getpid()));
-}
-
 TEST(FaultAmqp, BrokerDropsEveryConnectionTwiceMidRun) {
   ledger book;
   std::vector<double> recovery;
@@ -121,40 +117,12 @@ TEST(FaultAmqp, BrokerDropsEveryConnectionTwiceMidRun) {
   EXPECT_EQ(c.lost, 0u) << "acknowledged sends never handled";
 }
 
+// The stall is 4 s, within the 60 s idle timeout: the connection survives it and the broker
+// keeps running, so even a complete nothing confirms arrives and nothing may come back.
 TEST(FaultAmqp, NetworkStallThenResumeLosesNothingAndMakesNoFalseCompletes) {
-  ledger book;
-  double recovery = -1;
-  const auto before = process_resources::baseline();
-  {
-    tcp_proxy proxy(static_cast<unsigned short>(broker->amqp_port()));
-    runtime rt(runtime_configuration{.worker_threads = 4});
-    workload w(rt, amqp_provider(rt, proxy.port()), fresh_queue("fault-stall"), book);
-    ASSERT_TRUE(book.wait_handler_calls(300, 60s));
-    proxy.stall();
-    // The fault itself: 4 s without forwarding (within the 60 s idle timeout: the connection
-    // survives it), while sends, receives and completes keep being issued into it.
-    std::this_thread::sleep_for(4s);
-    proxy.resume();
-    book.mark_recovery_start();
-    ASSERT_TRUE(book.wait_handler_calls(book.handler_calls() + 200, 60s));
-    recovery = book.recovery_ms();
-    w.finish(30s);
-    EXPECT_TRUE(w.drained()) << book.summary("stall (so far)");
-    std::cout << "processor: completed=" << w.stats().completed
-              << " settle_failures=" << w.stats().settle_failures
-              << " locks_lost=" << w.stats().locks_lost << "\n";
-  }
-  const auto after = process_resources::now();
-  const auto c = book.counts();
-  std::cout << book.summary("rabbitmq network stall 4s", recovery) << "\n";
-  std::cout << "resources before " << before.to_string() << ", after " << after.to_string() << "\n";
-  EXPECT_EQ(c.lost, 0u);
-  // The connection survives the stall and the broker keeps running: even a complete that
-  // nothing confirms arrives, so nothing may come back.
-  EXPECT_EQ(c.resurrected, 0u) << "a complete was acknowledged, yet the message came back";
-  EXPECT_GE(recovery, 0);
-  EXPECT_EQ(after.threads, before.threads);
-  EXPECT_EQ(after.fds, before.fds);
+  network_stall_scenario(
+      static_cast<unsigned short>(broker->amqp_port()), "rabbitmq network stall 4s", 4s,
+      [](runtime& rt, tcp_proxy& proxy) { return amqp_provider(rt, proxy.port()); });
 }
 
 // However many calls run at once, the provider speaks over one AMQP connection: a burst of 1000

@@ -35,10 +35,6 @@ provider_ptr servicebus_provider(runtime& rt, std::uint16_t port) {
   return servicebus::make_provider(o, rt.executor()).value();
 }
 
-queue_name fresh_queue(const char* prefix) {
-  return queue_name::from(std::string(prefix) + "-" + std::to_string(::getpid()));
-}
-
 TEST(FaultServiceBus, PeerKilledAndRestartedTwiceMidRun) {
   // The peer keeps its queues in memory only: a kill takes every message it held with it. The
   // ledger counts only what the restarted peer kept: what was acknowledged before a kill and not
@@ -86,39 +82,13 @@ TEST(FaultServiceBus, PeerKilledAndRestartedTwiceMidRun) {
   EXPECT_EQ(c.lost, 0u) << "sends a restarted peer acknowledged were never handled";
 }
 
+// The stall is 4 s, longer than the queue's 2 s lock duration: every lock held when it began
+// runs out in it.
 TEST(FaultServiceBus, NetworkStallLongerThanTheLockDurationMakesNoFalseCompletes) {
   test::servicebus_peer peer;
-  ledger book;
-  double recovery = -1;
-  const auto before = process_resources::baseline();
-  {
-    tcp_proxy proxy(peer.port());
-    runtime rt(runtime_configuration{.worker_threads = 4});
-    workload w(rt, servicebus_provider(rt, proxy.port()), fresh_queue("fault-stall"), book, 2s);
-    ASSERT_TRUE(book.wait_handler_calls(300, 60s));
-    proxy.stall();
-    // The fault itself: 4 s without forwarding, longer than the queue's 2 s lock duration, so
-    // every lock held when the stall began runs out in it.
-    std::this_thread::sleep_for(4s);
-    proxy.resume();
-    book.mark_recovery_start();
-    ASSERT_TRUE(book.wait_handler_calls(book.handler_calls() + 200, 60s));
-    recovery = book.recovery_ms();
-    w.finish(30s);
-    EXPECT_TRUE(w.drained()) << book.summary("stall (so far)");
-    std::cout << "processor: completed=" << w.stats().completed
-              << " settle_failures=" << w.stats().settle_failures
-              << " locks_lost=" << w.stats().locks_lost << "\n";
-  }
-  const auto after = process_resources::now();
-  const auto c = book.counts();
-  std::cout << book.summary("servicebus network stall 4s > lock 2s", recovery) << "\n";
-  std::cout << "resources before " << before.to_string() << ", after " << after.to_string() << "\n";
-  EXPECT_EQ(c.lost, 0u);
-  EXPECT_EQ(c.resurrected, 0u) << "a complete was acknowledged, yet the message came back";
-  EXPECT_GE(recovery, 0);
-  EXPECT_EQ(after.threads, before.threads);
-  EXPECT_EQ(after.fds, before.fds);
+  network_stall_scenario(
+      peer.port(), "servicebus network stall 4s > lock 2s", 4s,
+      [](runtime& rt, tcp_proxy& proxy) { return servicebus_provider(rt, proxy.port()); }, 2s);
 }
 
 // However many calls run at once, the provider speaks over one AMQP connection: a burst of 1000

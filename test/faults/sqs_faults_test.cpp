@@ -46,11 +46,6 @@ sqs::options options_for(const std::string& endpoint) {
   return o;
 }
 
-queue_name fresh_queue(const char* prefix) {
-  std::random_device rd;
-  return queue_name::from(std::string(prefix) + "-" + std::to_string(rd() % 1'000'000));
-}
-
 class FaultSqs : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -111,40 +106,14 @@ TEST_F(FaultSqs, EmulatorKilledAndRestartedTwiceMidRun) {
   EXPECT_EQ(c.lost, 0u) << "acknowledged sends never handled (by the server or by qrt)";
 }
 
+// The stall is 5 s, longer than the 3 s visibility timeout: every lock held when it began is
+// lost in it.
 TEST_F(FaultSqs, NetworkStallLongerThanTheVisibilityTimeoutMakesNoFalseCompletes) {
   test::fauxqs_server server;
-  ledger book;
-  double recovery = -1;
-  const auto before = process_resources::baseline();
-  {
-    tcp_proxy proxy(server.port());
-    runtime rt(runtime_configuration{.worker_threads = 4});
-    workload w(rt, sqs::make_provider(options_for(proxy.endpoint()), rt.executor()).value(),
-               fresh_queue("fault-stall"), book);
-    ASSERT_TRUE(book.wait_handler_calls(300, 60s));
-    proxy.stall();
-    // The fault itself: 5 s without forwarding, longer than the 3 s visibility timeout, so
-    // every lock held when the stall began is lost in it.
-    std::this_thread::sleep_for(5s);
-    proxy.resume();
-    book.mark_recovery_start();
-    ASSERT_TRUE(book.wait_handler_calls(book.handler_calls() + 200, 60s));
-    recovery = book.recovery_ms();
-    w.finish(30s);
-    EXPECT_TRUE(w.drained()) << book.summary("stall (so far)");
-    std::cout << "processor: completed=" << w.stats().completed
-              << " settle_failures=" << w.stats().settle_failures
-              << " locks_lost=" << w.stats().locks_lost << "\n";
-  }
-  const auto after = process_resources::now();
-  const auto c = book.counts();
-  std::cout << book.summary("sqs network stall 5s > visibility 3s", recovery) << "\n";
-  std::cout << "resources before " << before.to_string() << ", after " << after.to_string() << "\n";
-  EXPECT_EQ(c.lost, 0u);
-  EXPECT_EQ(c.resurrected, 0u) << "a complete was acknowledged, yet the message came back";
-  EXPECT_GE(recovery, 0);
-  EXPECT_EQ(after.threads, before.threads);
-  EXPECT_EQ(after.fds, before.fds);
+  network_stall_scenario(
+      server.port(), "sqs network stall 5s > visibility 3s", 5s, [](runtime& rt, tcp_proxy& proxy) {
+        return sqs::make_provider(options_for(proxy.endpoint()), rt.executor()).value();
+      });
 }
 
 // A receive whose answer the network holds up longer than the visibility timeout: by the time it

@@ -3,19 +3,34 @@
 #pragma once
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/use_future.hpp>
+#include <functional>
 #include <future>
+#include <iostream>
 #include <memory>
 #include <qrt/processor.hpp>
 #include <qrt/qrt.hpp>
 #include <qrt/runtime.hpp>
+#include <random>
+#include <string>
+#include <thread>
 
 #include "ledger.hpp"
+#include "tcp_proxy.hpp"
 
 namespace qrt::faults {
+
+/// A queue name no other scenario or run uses: the prefix, this process's id and a random number
+/// (an emulator's data may outlive the process that made it).
+inline queue_name fresh_queue(const char* prefix) {
+  static std::random_device random;
+  return queue_name::from(std::string(prefix) + "-" + std::to_string(::getpid()) + "-" +
+                          std::to_string(random() % 1'000'000));
+}
 
 /// A provider (`real`, wrapped to record its acknowledged completes), a processor at
 /// concurrency 16 and a producer sending continuously, all recording into `book`. The queue is
@@ -100,5 +115,48 @@ class workload {
   bool drained_ = false;
   processor_stats pstats_;
 };
+
+/// The network-stall scenario, the same on every network provider: a workload whose provider
+/// speaks to `server_port` through a TCP proxy handles 300 messages; the proxy then stops
+/// forwarding (closing nothing) for `stall` while sends, receives and completes keep being
+/// issued into it, and resumes; 200 more are handled; the producer stops and the queue drains.
+/// Nothing acknowledged may be lost, no completed message may come back, the processor recovers
+/// by itself, and no thread or file descriptor is left behind. `make_provider` builds the
+/// provider on the runtime given, pointed at the proxy; `what` names the run in the summary.
+inline void network_stall_scenario(
+    unsigned short server_port, const std::string& what, std::chrono::milliseconds stall,
+    const std::function<provider_ptr(runtime&, tcp_proxy&)>& make_provider,
+    std::chrono::milliseconds lock_duration = std::chrono::seconds(30)) {
+  using namespace std::chrono_literals;
+  ledger book;
+  double recovery = -1;
+  const auto before = process_resources::baseline();
+  {
+    tcp_proxy proxy(server_port);
+    runtime rt(runtime_configuration{.worker_threads = 4});
+    workload w(rt, make_provider(rt, proxy), fresh_queue("fault-stall"), book, lock_duration);
+    ASSERT_TRUE(book.wait_handler_calls(300, 60s));
+    proxy.stall();
+    std::this_thread::sleep_for(stall);  // the fault itself: time without forwarding
+    proxy.resume();
+    book.mark_recovery_start();
+    ASSERT_TRUE(book.wait_handler_calls(book.handler_calls() + 200, 60s));
+    recovery = book.recovery_ms();
+    w.finish(30s);
+    EXPECT_TRUE(w.drained()) << book.summary("stall (so far)");
+    std::cout << "processor: completed=" << w.stats().completed
+              << " settle_failures=" << w.stats().settle_failures
+              << " locks_lost=" << w.stats().locks_lost << "\n";
+  }
+  const auto after = process_resources::now();
+  const auto c = book.counts();
+  std::cout << book.summary(what, recovery) << "\n";
+  std::cout << "resources before " << before.to_string() << ", after " << after.to_string() << "\n";
+  EXPECT_EQ(c.lost, 0u);
+  EXPECT_EQ(c.resurrected, 0u) << "a complete was acknowledged, yet the message came back";
+  EXPECT_GE(recovery, 0);
+  EXPECT_EQ(after.threads, before.threads);
+  EXPECT_EQ(after.fds, before.fds);
+}
 
 }  // namespace qrt::faults
