@@ -1,5 +1,7 @@
+#include <malloc.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -11,6 +13,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/use_future.hpp>
 #include <cmath>
+#include <fstream>
 #include <future>
 #include <mutex>
 #include <qrt/bench/harness.hpp>
@@ -62,6 +65,15 @@ resource_usage resource_usage::now() {
   ::getrusage(RUSAGE_SELF, &ru);
   auto secs = [](const timeval& tv) { return tv.tv_sec + tv.tv_usec / 1e6; };
   return {secs(ru.ru_utime) + secs(ru.ru_stime), static_cast<std::uint64_t>(ru.ru_maxrss) * 1024};
+}
+
+std::uint64_t resident_bytes_now() {
+  ::malloc_trim(0);  // freed heap an earlier run left in the allocator is not the run's own
+  std::ifstream statm("/proc/self/statm");
+  std::uint64_t size_pages = 0;
+  std::uint64_t resident_pages = 0;
+  statm >> size_pages >> resident_pages;
+  return resident_pages * static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
 }
 
 latency_summary latency_summary::of(const latency_histogram& h) {
@@ -623,6 +635,63 @@ result<overhead_result> run_overhead(const bench_options& o, std::uint64_t messa
   out.handler_cpu_s = std::chrono::duration<double>(handler.cpu).count();
   out.qrt_share = cpu > 0 ? std::max(0.0, (cpu - out.handler_cpu_s) / cpu) : 0;
   out.qrt_share_wall = wall > 0 ? std::max(0.0, (wall - out.handler_wall_s) / wall) : 0;
+  return out;
+}
+
+result<memory_budget_result> run_memory_budget(const bench_options& o, std::uint64_t budget) {
+  if (o.provider_config.get("provider").value_or("") != "memory")
+    return fail(errc::unsupported, "the memory budget run is for the embedded provider");
+  if (budget == 0) return invalid("the memory budget run needs a budget of at least 1 byte");
+  auto queue = queue_name::parse(o.queue);
+  if (!queue) return queue.error();
+  config cfg = o.provider_config;
+  cfg.set("max_memory_bytes", std::to_string(budget));
+  // Only the byte budget may stop the sends, never the count bound.
+  cfg.set("max_queue_size", std::to_string(budget / std::max<std::size_t>(o.message_size, 1) + 1));
+  runtime rt(default_threads(o.threads));
+  auto raw = build_provider(rt, cfg);
+  if (!raw) return raw.error();
+  provider& p = **raw;
+  if (auto r = rt.run(prepare_queue(p, *queue)); !r) return r.error();
+
+  memory_budget_result out;
+  out.budget_bytes = budget;
+  out.message_size = o.message_size;
+  out.baseline_rss_bytes = resident_bytes_now();
+  constexpr std::size_t batch = 100;
+  constexpr std::uint64_t refusals_to_see = 10 * batch;  // the budget holds, not one unlucky wait
+  while (out.refused < refusals_to_see) {
+    std::vector<message> messages(batch);
+    for (auto& m : messages) m.body = make_body(o.message_size, steady::now());
+    auto sent = rt.run(p.send(*queue, std::move(messages), milliseconds(5)));
+    if (!sent) return sent.error();
+    for (const auto& outcome : *sent) {
+      if (outcome) {
+        ++out.accepted;
+      } else if (outcome.error().code == errc::queue_full) {
+        if (out.refusal.empty()) out.refusal = outcome.error().message;
+        ++out.refused;
+      } else {
+        return outcome.error();
+      }
+    }
+  }
+  out.full_rss_bytes = resident_bytes_now();
+
+  for (;;) {
+    auto got =
+        rt.run(p.receive(*queue, std::max<std::size_t>(o.receive_batch, 1), milliseconds(0)));
+    if (!got) return got.error();
+    if (got->empty()) break;
+    std::vector<settlement> done;
+    for (auto& m : *got) done.push_back(settlement::complete(m.receipt));
+    for (const auto& r : rt.run(p.settle(std::move(done)))) {
+      if (!r) return r.error();
+      ++out.drained;
+    }
+  }
+  rt.run(p.delete_queue(*queue));
+  rt.shutdown();
   return out;
 }
 

@@ -413,6 +413,22 @@ std::string format_table(const report& rep) {
                   rep.overhead->handler_wall_s, rep.overhead->qrt_share_wall * 100);
     out += buf;
   }
+  if (rep.memory_budget) {
+    const auto& m = *rep.memory_budget;
+    const double mib = 1024.0 * 1024.0;
+    std::snprintf(
+        buf, sizeof buf,
+        "\n  memory budget (goal: resident growth <= 1.10 x budget): %.1f MiB, %zu-byte "
+        "messages\n"
+        "    %llu stored, then %llu refused with queue_full; %llu drained afterwards\n"
+        "    resident %.1f MiB before, %.1f MiB full: growth %.2f x the budget\n",
+        static_cast<double>(m.budget_bytes) / mib, m.message_size,
+        static_cast<unsigned long long>(m.accepted), static_cast<unsigned long long>(m.refused),
+        static_cast<unsigned long long>(m.drained), static_cast<double>(m.baseline_rss_bytes) / mib,
+        static_cast<double>(m.full_rss_bytes) / mib, m.growth_per_budget_byte());
+    out += buf;
+    if (!m.refusal.empty()) out += "    refused with: " + m.refusal + "\n";
+  }
   if (!rep.checks.empty()) {
     out +=
         "\n  targets" +
@@ -503,6 +519,19 @@ std::string to_json(const report& rep) {
                                         {"handler_cpu_seconds", rep.overhead->handler_cpu_s},
                                         {"qrt_share", rep.overhead->qrt_share},
                                         {"qrt_share_wall", rep.overhead->qrt_share_wall}};
+  }
+  if (rep.memory_budget) {
+    const auto& m = *rep.memory_budget;
+    o["memory_budget"] =
+        boost::json::object{{"budget_bytes", m.budget_bytes},
+                            {"message_size", m.message_size},
+                            {"accepted", m.accepted},
+                            {"refused", m.refused},
+                            {"refusal", m.refusal},
+                            {"drained", m.drained},
+                            {"baseline_rss_bytes", m.baseline_rss_bytes},
+                            {"full_rss_bytes", m.full_rss_bytes},
+                            {"growth_per_budget_byte", m.growth_per_budget_byte()}};
   }
   boost::json::array checks;
   for (const auto& c : rep.checks) {

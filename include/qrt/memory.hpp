@@ -9,6 +9,17 @@
 
 namespace qrt::memory {
 
+/// What qrt's bookkeeping costs per stored message (the message object, its index entries and
+/// lock state), counted with the body and attributes against max_queue_bytes and
+/// max_memory_bytes so that a byte budget bounds the memory the process uses, not only the
+/// payloads (`qrt bench --memory-budget` measures it: docs/performance.md).
+inline constexpr std::uint64_t stored_message_overhead_bytes = 512;
+
+/// What one stored message counts against max_queue_bytes and max_memory_bytes.
+inline std::uint64_t accounted_bytes(const message& m) noexcept {
+  return m.wire_size() + stored_message_overhead_bytes;
+}
+
 /// What a persisted queue may lose; see docs for the exact guarantees of each mode.
 enum class durability {
   always,    ///< an operation returns only after its record is on disk (group commit)
@@ -45,11 +56,13 @@ struct options {
   /// Body plus attributes of one message; also the most bytes of one session state. With
   /// enable_persistence at most 63 MiB, so that every message fits one log record.
   std::size_t max_message_bytes = 1 << 20;
-  /// Bytes one queue may hold (body plus attributes of its stored messages, dead letters not
-  /// included); 0: no limit. At the limit sends wait, as with max_queue_size.
+  /// Bytes one queue may hold (accounted_bytes() of its stored messages: body, attributes and
+  /// stored_message_overhead_bytes each; dead letters not included); 0: no limit. At the limit
+  /// sends wait, as with max_queue_size.
   std::uint64_t max_queue_bytes = 0;
-  /// Bytes all queues of this provider may hold together, dead-letter queues included; 0: no
-  /// limit. At the limit sends wait, as with max_queue_size; settlements always proceed.
+  /// Bytes all queues of this provider may hold together (accounted_bytes() of every stored
+  /// message), dead-letter queues included; 0: no limit. At the limit sends wait, as with
+  /// max_queue_size; settlements always proceed.
   std::uint64_t max_memory_bytes = 0;
   std::vector<std::string> queues;  ///< created when the provider starts
   queue_options queue_defaults;     ///< settings for queues created from `queues`

@@ -140,7 +140,8 @@ TEST(FaultMemory, SlowConsumerAndTenTimesFasterProducerStayWithinTheByteBudget) 
   memory::detail::byte_usage usage;
   constexpr std::size_t body_bytes = 1024;
   memory::options mo;
-  mo.max_memory_bytes = 64 * body_bytes;  // 64 messages' worth, queue and DLQ together
+  // 64 messages' worth (each counts qrt's bookkeeping too), queue and DLQ together.
+  mo.max_memory_bytes = 64 * (body_bytes + memory::stored_message_overhead_bytes);
   {
     runtime rt(runtime_configuration{.worker_threads = 4});
     auto memory = memory::make_provider(mo, rt.executor()).value();

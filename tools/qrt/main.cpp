@@ -199,6 +199,7 @@ int main(int argc, char** argv) {
   std::size_t batch = 0;
   bool fail_on_miss = false, no_baseline = false, scaling = false, half_rate = false;
   std::int64_t handler_cost_us = 0, overhead_us = 0, scaling_latency_ms = 10;
+  std::uint64_t memory_budget = 0;
   std::uint64_t overhead_messages = 2000;
   std::size_t scaling_max = 32;
   std::size_t repeat = 1;
@@ -240,6 +241,9 @@ int main(int argc, char** argv) {
                        "also measure client overhead with a handler of this many microseconds");
   benchcmd->add_option("--overhead-messages", overhead_messages,
                        "messages for --overhead (default 2000)");
+  benchcmd->add_option("--memory-budget", memory_budget,
+                       "also fill a queue of the embedded provider held to this many bytes "
+                       "(max_memory_bytes) and report resident memory against it");
   benchcmd->add_option("--targets", targets_file, "performance targets YAML (format: ADR 0071)")
       ->check(CLI::ExistingFile);
   benchcmd
@@ -461,6 +465,13 @@ int main(int argc, char** argv) {
         auto r = bench::run_overhead(ov, overhead_messages, std::chrono::microseconds(overhead_us));
         if (!r) return report_error(r.error());
         rep.overhead = *r;
+      }
+      if (memory_budget > 0) {
+        auto mb = bo;
+        mb.on_progress = nullptr;
+        auto r = bench::run_memory_budget(mb, memory_budget);
+        if (!r) return report_error(r.error());
+        rep.memory_budget = std::move(*r);
       }
       if (targets) {
         rep.checks = bench::check_targets(*targets, rep.run);

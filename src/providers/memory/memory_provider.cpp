@@ -316,7 +316,7 @@ class memory_provider final : public provider,
         for (; next < n && disk_room; ++next) {
           if (done[next]) continue;
           message& m = messages[next];
-          const std::uint64_t bytes = m.wire_size();
+          const std::uint64_t bytes = accounted_bytes(m);
           if (!q->has_room(bytes)) {
             blocked_by = limit::queue;
             break;
@@ -584,10 +584,11 @@ class memory_provider final : public provider,
     // A message bigger than a byte limit would wait for room that can never come.
     for (const auto& [limit, field] : {std::pair{opts_.max_queue_bytes, "max_queue_bytes"},
                                        std::pair{opts_.max_memory_bytes, "max_memory_bytes"}}) {
-      if (limit != 0 && m.wire_size() > limit) {
+      if (limit != 0 && accounted_bytes(m) > limit) {
         return fail(errc::message_too_large, "message of " + std::to_string(m.wire_size()) +
-                                                 " bytes exceeds " + field + " (" +
-                                                 std::to_string(limit) + " bytes)");
+                                                 " bytes (" + std::to_string(accounted_bytes(m)) +
+                                                 " with qrt's bookkeeping) exceeds " + field +
+                                                 " (" + std::to_string(limit) + " bytes)");
       }
     }
     if (m.time_to_live &&

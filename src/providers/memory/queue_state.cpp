@@ -569,7 +569,7 @@ void queue_state::restore(recovered_queue&& recovered, time_point now) {
     auto [pos, inserted] = main_.items.try_emplace(seq);
     item& it = pos->second;
     it.stored = std::move(m);
-    it.bytes = it.stored.content.wire_size();
+    it.bytes = accounted_bytes(it.stored.content);
     bytes_ += it.bytes;
     if (budget_) budget_->force_reserve(it.bytes);
     admit(it, now);
@@ -580,7 +580,7 @@ void queue_state::restore(recovered_queue&& recovered, time_point now) {
     auto [pos, inserted] = dlq_.items.try_emplace(seq);
     item& it = pos->second;
     it.stored = std::move(m);
-    it.bytes = it.stored.content.wire_size();
+    it.bytes = accounted_bytes(it.stored.content);
     dlq_bytes_ += it.bytes;
     if (budget_) budget_->force_reserve(it.bytes);
     if (!it.stored.dead_letter) it.stored.dead_letter = dead_letter_info{};

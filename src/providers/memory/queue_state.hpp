@@ -116,7 +116,7 @@ struct item {
   std::optional<time_point> expires_at;
   std::uint64_t lock = 0;            ///< generation of the current lock; 0 when not locked
   std::uint64_t abandoned_lock = 0;  ///< the last lock its holder gave back with abandon
-  std::uint64_t bytes = 0;           ///< body plus attributes, as accounted
+  std::uint64_t bytes = 0;           ///< memory::accounted_bytes() of the message
   time_point locked_until{};
   session_slot* session = nullptr;  ///< requires_session queues only
 };

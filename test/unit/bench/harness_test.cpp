@@ -57,6 +57,29 @@ TEST(Harness, RefusesInvalidOptionsNamingTheProblem) {
   EXPECT_NE(u.error().message.find("carrier-pigeon"), std::string::npos);
 }
 
+// The memory budget run stops at the embedded provider's byte budget, refused by name, and
+// loses nothing: every stored message is drained. (Resident memory is the benchmark's figure,
+// not asserted here.)
+TEST(Harness, TheMemoryBudgetRunFillsToTheBudgetAndDrainsEverything) {
+  bench_options o;
+  o.threads = 1;
+  o.message_size = 1024;
+  auto r = run_memory_budget(o, 1 << 20);
+  ASSERT_TRUE(r) << r.error().to_string();
+  EXPECT_GT(r->accepted, 0u);
+  EXPECT_LE(r->accepted * o.message_size, std::uint64_t{1} << 20) << "stored past the budget";
+  EXPECT_GE(r->refused, 1000u);
+  EXPECT_NE(r->refusal.find("max_memory_bytes"), std::string::npos) << r->refusal;
+  EXPECT_EQ(r->drained, r->accepted);
+  EXPECT_GT(r->full_rss_bytes, 0u);
+
+  bench_options elsewhere;
+  elsewhere.provider_config = config{{"provider", "sqs"}};
+  auto refused = run_memory_budget(elsewhere, 1 << 20);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, errc::unsupported);
+}
+
 TEST(Report, WritesJsonWithTheDocumentedFieldsAndASelfContainedChart) {
   report rep;
   rep.run.provider = "memory";

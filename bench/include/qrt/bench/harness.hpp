@@ -143,6 +143,32 @@ struct overhead_result {
 result<overhead_result> run_overhead(const bench_options& options, std::uint64_t messages,
                                      std::chrono::microseconds handler_cost);
 
+/// The embedded provider held at a byte budget (max_memory_bytes): what the process's resident
+/// memory grows by when the queue is full, against the budget.
+struct memory_budget_result {
+  std::uint64_t budget_bytes = 0;
+  std::size_t message_size = 0;
+  std::uint64_t accepted = 0;            ///< sends stored until the budget refused more
+  std::uint64_t refused = 0;             ///< sends refused with queue_full afterwards
+  std::string refusal;                   ///< the first refusal's message (names the limit)
+  std::uint64_t drained = 0;             ///< received and completed afterwards: equals accepted
+  std::uint64_t baseline_rss_bytes = 0;  ///< resident before the queue held anything
+  std::uint64_t full_rss_bytes = 0;      ///< resident with the queue at its budget
+  /// (full - baseline) / budget: the goal is at most 1.10.
+  double growth_per_budget_byte() const {
+    if (budget_bytes == 0 || full_rss_bytes < baseline_rss_bytes) return 0;
+    return static_cast<double>(full_rss_bytes - baseline_rss_bytes) /
+           static_cast<double>(budget_bytes);
+  }
+};
+/// Fills one queue of the embedded provider (options.provider_config with max_memory_bytes =
+/// `budget`) with options.message_size messages until sends are refused, reads the resident
+/// memory, then drains the queue. Only for provider=memory.
+result<memory_budget_result> run_memory_budget(const bench_options& options, std::uint64_t budget);
+
+/// Resident memory now (/proc/self/statm), after giving freed heap back to the system.
+std::uint64_t resident_bytes_now();
+
 /// The body of a benchmark message: the steady-clock send time in 16 hex digits, then filler.
 std::string make_body(std::size_t size, std::chrono::steady_clock::time_point sent);
 /// Reads the send time back; nullopt when the body was not made by make_body.

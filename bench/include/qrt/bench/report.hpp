@@ -52,6 +52,7 @@ struct report {
                      ///< same run paced at half the measured rate
   std::optional<std::vector<scaling_point>> scaling;
   std::optional<overhead_result> overhead;
+  std::optional<memory_budget_result> memory_budget;
   std::vector<target_check> checks;
   std::string targets_environment;
 

@@ -207,8 +207,11 @@ TEST(MemoryProvider, CloseWakesWaitersWithClosed) {
 }
 
 // ---- byte bounds: max_queue_bytes and max_memory_bytes ----
+// A stored message counts its body and attributes plus qrt's bookkeeping per message.
 
 namespace {
+
+constexpr std::uint64_t overhead = qrt::memory::stored_message_overhead_bytes;
 
 struct direct_provider {
   boost::asio::io_context io;
@@ -251,7 +254,7 @@ struct direct_provider {
 
 TEST(MemoryProviderBytes, SenderWaitsForTheProviderBudgetAndProceedsWhenAConsumerCompletes) {
   qrt::memory::options o;
-  o.max_memory_bytes = 100;
+  o.max_memory_bytes = 2 * (60 + overhead) - 1;  // one 60-byte message, not two
   o.queues = {"a", "b"};
   direct_provider p(o);
   std::optional<qrt::result<std::vector<qrt::send_outcome>>> first, second;
@@ -260,11 +263,11 @@ TEST(MemoryProviderBytes, SenderWaitsForTheProviderBudgetAndProceedsWhenAConsume
   ASSERT_TRUE(first && *first && (**first)[0]);
   p.io.restart();
 
-  // Another queue shares the budget: 60 + 60 > 100, so this send must wait.
+  // Another queue shares the budget, which holds one of these messages: this send must wait.
   p.start_send("b", std::string(60, 'y'), second);
   p.io.poll();  // runs everything that can run: the send is left parked on its wait
   ASSERT_FALSE(second.has_value()) << "the send should be waiting for budget";
-  EXPECT_EQ(qrt::memory::detail::memory_byte_usage(*p.provider).used, 60u);
+  EXPECT_EQ(qrt::memory::detail::memory_byte_usage(*p.provider).used, 60 + overhead);
 
   p.io.restart();
   std::string body;
@@ -274,13 +277,13 @@ TEST(MemoryProviderBytes, SenderWaitsForTheProviderBudgetAndProceedsWhenAConsume
   ASSERT_TRUE(second && *second) << (second && !*second ? second->error().message : "");
   ASSERT_TRUE((**second)[0]) << (**second)[0].error().message;
   const auto usage = qrt::memory::detail::memory_byte_usage(*p.provider);
-  EXPECT_EQ(usage.used, 60u);
-  EXPECT_LE(usage.peak, 100u);
+  EXPECT_EQ(usage.used, 60 + overhead);
+  EXPECT_LE(usage.peak, o.max_memory_bytes);
 }
 
 TEST(MemoryProviderBytes, SenderWaitsForQueueBytesAndProceedsWhenAConsumerCompletes) {
   qrt::memory::options o;
-  o.max_queue_bytes = 100;
+  o.max_queue_bytes = 2 * (60 + overhead) - 1;  // one 60-byte message, not two
   o.queues = {"a"};
   direct_provider p(o);
   std::optional<qrt::result<std::vector<qrt::send_outcome>>> first, second;
@@ -303,9 +306,10 @@ TEST(MemoryProviderBytes, SenderWaitsForQueueBytesAndProceedsWhenAConsumerComple
 }
 
 TEST(MemoryProviderBytes, SendFailsWithQueueFullNamingTheByteLimitAtItsDeadline) {
+  const std::uint64_t limit = (60 + overhead) + (30 + overhead);  // a 60- and a 30-byte message
   for (const char* field : {"max_queue_bytes", "max_memory_bytes"}) {
     SCOPED_TRACE(field);
-    auto client = open({{field, "100"}, {"queues", "q"}});
+    auto client = open({{field, std::to_string(limit)}, {"queues", "q"}});
     auto& provider = *client.async_client().underlying();
     const auto q = queue_name::from("q");
     ASSERT_TRUE(client.send(q, text(std::string(60, 'x'))));
@@ -322,10 +326,10 @@ TEST(MemoryProviderBytes, SendFailsWithQueueFullNamingTheByteLimitAtItsDeadline)
     ASSERT_FALSE((**r)[1]);
     EXPECT_EQ((**r)[1].error().code, errc::queue_full);
     EXPECT_NE((**r)[1].error().message.find(field), std::string::npos) << (**r)[1].error().message;
-    EXPECT_NE((**r)[1].error().message.find("100 bytes"), std::string::npos);
+    EXPECT_NE((**r)[1].error().message.find(std::to_string(limit) + " bytes"), std::string::npos);
 
     // One message bigger than the limit could never fit: refused at once, naming the limit.
-    auto huge = client.send(q, text(std::string(101, 'h')));
+    auto huge = client.send(q, text(std::string(limit - overhead + 1, 'h')));
     ASSERT_FALSE(huge);
     EXPECT_EQ(huge.error().code, errc::message_too_large);
     EXPECT_NE(huge.error().message.find(field), std::string::npos);
@@ -375,7 +379,7 @@ TEST(MemoryProviderBytes, AccountedBytesNeverExceedTheBudgetUnderConcurrentProdu
   constexpr int producers = 8, per_producer = 150, consumers = 4;
   constexpr int total = producers * per_producer;
   qrt::memory::options o;
-  o.max_memory_bytes = 20 * body_bytes + 500;  // room for 20 messages, across both queues
+  o.max_memory_bytes = 20 * (body_bytes + overhead) + 500;  // 20 messages, across both queues
   o.queues = {"a", "b"};
   boost::asio::io_context io;
   auto provider = qrt::memory::make_provider(o, io.get_executor()).value();
@@ -429,7 +433,8 @@ TEST(MemoryProviderBytes, AccountedBytesNeverExceedTheBudgetUnderConcurrentProdu
   EXPECT_EQ(seen.size(), static_cast<std::size_t>(total));
   const auto usage = qrt::memory::detail::memory_byte_usage(*provider);
   EXPECT_LE(usage.peak, o.max_memory_bytes);
-  EXPECT_GT(usage.peak, o.max_memory_bytes - body_bytes) << "producers should have hit the budget";
+  EXPECT_GT(usage.peak, o.max_memory_bytes - (body_bytes + overhead))
+      << "producers should have hit the budget";
   EXPECT_EQ(usage.used, 0u);
 }
 
