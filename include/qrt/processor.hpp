@@ -62,7 +62,7 @@ struct processor_stats {
   std::uint64_t received = 0;       ///< messages received
   std::uint64_t handler_calls = 0;  ///< handlers started
   std::uint64_t completed = 0;      ///< messages completed after a successful handler
-  std::uint64_t abandoned = 0;      ///< messages abandoned after a failure
+  std::uint64_t abandoned = 0;      ///< abandoned after a handler or settlement failure
   std::uint64_t dead_lettered =
       0;  ///< messages dead-lettered (failure action, permanent error or poison)
   std::uint64_t handler_failures = 0;       ///< handlers that returned an error or threw

@@ -337,8 +337,20 @@ struct processor::impl : std::enable_shared_from_this<impl> {
     if (!settled) {
       count(&processor_stats::settle_failures);
       report(settled.error());
+      // A complete or dead-letter that failed while the lock may still be held: give the
+      // message back now. Where locks expire it would come back anyway, later; on a provider
+      // whose deliveries stay locked while the link lives (AMQP) it would be held until the
+      // link closed. A lost lock needs nothing: the message is already back.
+      if ((outcome || !dead_letter_reason.empty()) && still_locked_after(settled.error())) {
+        if (co_await client.abandon(t->msg.receipt)) count(&processor_stats::abandoned);
+      }
     }
     finish(id);
+  }
+
+  static bool still_locked_after(const error& e) {
+    return e.code != errc::receipt_expired && e.code != errc::invalid_receipt &&
+           e.code != errc::session_lock_lost && e.code != errc::closed;
   }
 
   awaitable<shutdown_report> shutdown(milliseconds deadline) {

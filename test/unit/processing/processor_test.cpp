@@ -9,6 +9,7 @@
 #include <condition_variable>
 #include <map>
 #include <mutex>
+#include <qrt/fault_injection.hpp>
 #include <qrt/memory.hpp>
 #include <qrt/processor.hpp>
 #include <qrt/runtime.hpp>
@@ -113,6 +114,48 @@ TEST(Processor, HandlerFailuresRedeliverThenDeadLetterAtMaxDeliveries) {
   EXPECT_EQ(s.dead_lettered, 1u);
   EXPECT_EQ(f.stats().active, 0);
   EXPECT_EQ(f.stats().in_flight, 0);
+}
+
+// A complete that fails while the lock is still held is followed by an abandon: the message comes
+// back at once instead of when its 60 s lock runs out (on AMQP brokers a delivery stays locked
+// while its link lives, so without the abandon it would be held until the link closed).
+TEST(Processor, AFailedCompleteGivesTheMessageBackAtOnce) {
+  qrt::runtime rt{{.worker_threads = 4}};
+  auto memory =
+      qrt::memory::make_provider(qrt::memory::options::for_testing(), rt.executor()).value();
+  auto faulty = qrt::make_fault_injecting_provider(memory);
+  qrt::client_options no_retries;
+  no_retries.retry = std::nullopt;
+  qrt::queue_client client(faulty, no_retries);
+  const auto q = qrt::queue_name::from("work");
+  ASSERT_TRUE(rt.block_on(client.create_queue(q, {.lock_duration = 60s})));
+  ASSERT_TRUE(rt.block_on(client.send(q, qrt::message{.body = "only"})));
+  faulty->fail_next(qrt::fault_ops::settle, 1, qrt::fail(errc::connection_failed, "reset"));
+
+  std::mutex m;
+  std::vector<std::uint32_t> deliveries;
+  qrt::test::counter calls;
+  qrt::processor p(client, q,
+                   [&](const received_message& msg) -> qrt::awaitable<qrt::result<void>> {
+                     {
+                       std::lock_guard lock(m);
+                       deliveries.push_back(msg.delivery_count);
+                     }
+                     calls.add();
+                     co_return qrt::result<void>{};
+                   },
+                   {.max_concurrent_calls = 1, .receive_wait = 50ms});
+  p.start(rt.executor());
+  // Well inside the 60 s lock: only the abandon can have brought it back this soon.
+  ASSERT_TRUE(calls.wait_for_at_least(2, 20s))
+      << "the message stayed locked after the failed complete";
+  rt.block_on(p.stop(5s));
+  auto s = p.stats();
+  EXPECT_EQ(s.settle_failures, 1u);
+  EXPECT_EQ(s.abandoned, 1u);
+  EXPECT_EQ(s.completed, 1u);
+  std::lock_guard lock(m);
+  EXPECT_EQ(deliveries, (std::vector<std::uint32_t>{1, 2}));
 }
 
 TEST(Processor, PermanentHandlerErrorDeadLettersAtOnce) {
