@@ -127,6 +127,12 @@ TEST(FaultAmqp, NetworkStallThenResumeLosesNothingAndMakesNoFalseCompletes) {
 
 // However many calls run at once, the provider speaks over one AMQP connection: a burst of 1000
 // concurrent sends opens one socket, counted at a TCP proxy in front of the broker.
+// RabbitMQ has no throttled answer to AMQP 1.0 calls: the fault-injecting decorator answers.
+TEST(FaultAmqp, ThrottlingStormOnHalfOfAllCallsLosesNothingAndCountsTheRetries) {
+  throttling_storm_scenario("amqp",
+                            [](runtime& rt) { return amqp_provider(rt, broker->amqp_port()); });
+}
+
 TEST(FaultAmqp, ABurstOfAThousandConcurrentSendsOpensOneConnection) {
   tcp_proxy proxy(static_cast<unsigned short>(broker->amqp_port()));
   runtime rt(runtime_configuration{.worker_threads = 4});

@@ -93,6 +93,13 @@ TEST(FaultServiceBus, NetworkStallLongerThanTheLockDurationMakesNoFalseCompletes
 
 // However many calls run at once, the provider speaks over one AMQP connection: a burst of 1000
 // concurrent sends opens one socket, counted at a TCP proxy in front of the peer.
+// The peer does not answer server-busy: the fault-injecting decorator answers for it.
+TEST(FaultServiceBus, ThrottlingStormOnHalfOfAllCallsLosesNothingAndCountsTheRetries) {
+  test::servicebus_peer peer;
+  throttling_storm_scenario("servicebus",
+                            [&peer](runtime& rt) { return servicebus_provider(rt, peer.port()); });
+}
+
 TEST(FaultServiceBus, ABurstOfAThousandConcurrentSendsOpensOneConnection) {
   test::servicebus_peer peer;
   tcp_proxy proxy(peer.port());

@@ -136,6 +136,14 @@ std::optional<received_message> receive_once_visible_again(runtime& rt, provider
   return std::nullopt;
 }
 
+// fauxqs cannot be made to throttle: the fault-injecting decorator answers for it.
+TEST_F(FaultSqs, ThrottlingStormOnHalfOfAllCallsLosesNothingAndCountsTheRetries) {
+  test::fauxqs_server server;
+  throttling_storm_scenario("sqs", [&server](runtime& rt) {
+    return sqs::make_provider(options_for(server.endpoint()), rt.executor()).value();
+  });
+}
+
 TEST_F(FaultSqs, AReceiveAnswerHeldUpPastTheVisibilityTimeoutIsNotCompletedFalsely) {
   test::fauxqs_server server;
   tcp_proxy proxy(server.port());
