@@ -133,6 +133,11 @@ TEST(FaultAmqp, ThrottlingStormOnHalfOfAllCallsLosesNothingAndCountsTheRetries) 
                             [](runtime& rt) { return amqp_provider(rt, broker->amqp_port()); });
 }
 
+TEST(FaultAmqp, SlowConsumerAndTenTimesFasterProducerLoseNothing) {
+  slow_consumer_scenario("amqp",
+                         [](runtime& rt) { return amqp_provider(rt, broker->amqp_port()); });
+}
+
 TEST(FaultAmqp, ABurstOfAThousandConcurrentSendsOpensOneConnection) {
   tcp_proxy proxy(static_cast<unsigned short>(broker->amqp_port()));
   runtime rt(runtime_configuration{.worker_threads = 4});

@@ -100,6 +100,12 @@ TEST(FaultServiceBus, ThrottlingStormOnHalfOfAllCallsLosesNothingAndCountsTheRet
                             [&peer](runtime& rt) { return servicebus_provider(rt, peer.port()); });
 }
 
+TEST(FaultServiceBus, SlowConsumerAndTenTimesFasterProducerLoseNothing) {
+  test::servicebus_peer peer;
+  slow_consumer_scenario("servicebus",
+                         [&peer](runtime& rt) { return servicebus_provider(rt, peer.port()); });
+}
+
 TEST(FaultServiceBus, ABurstOfAThousandConcurrentSendsOpensOneConnection) {
   test::servicebus_peer peer;
   tcp_proxy proxy(peer.port());

@@ -144,6 +144,13 @@ TEST_F(FaultSqs, ThrottlingStormOnHalfOfAllCallsLosesNothingAndCountsTheRetries)
   });
 }
 
+TEST_F(FaultSqs, SlowConsumerAndTenTimesFasterProducerLoseNothing) {
+  test::fauxqs_server server;
+  slow_consumer_scenario("sqs", [&server](runtime& rt) {
+    return sqs::make_provider(options_for(server.endpoint()), rt.executor()).value();
+  });
+}
+
 TEST_F(FaultSqs, AReceiveAnswerHeldUpPastTheVisibilityTimeoutIsNotCompletedFalsely) {
   test::fauxqs_server server;
   tcp_proxy proxy(server.port());

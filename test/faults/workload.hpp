@@ -7,6 +7,9 @@
 
 #include <atomic>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/use_future.hpp>
 #include <functional>
 #include <future>
@@ -260,6 +263,109 @@ inline void throttling_storm_scenario(const std::string& provider_label,
   EXPECT_LE(retries, throttles);
   // Duplicates are allowed only where a complete failed: the message was never completed.
   EXPECT_LE(c.duplicated, pstats.settle_failures + pstats.locks_lost);
+  const auto after = process_resources::now();
+  EXPECT_EQ(after.threads, before.threads);
+  EXPECT_EQ(after.fds, before.fds);
+}
+
+/// A slow consumer under a ten times faster producer, on a network provider (the embedded
+/// provider's own scenario also checks its byte budget): handlers take 50 ms, 16 at a time (at
+/// most 320 messages/s); the producer offers a batch of 8 every 2.5 ms (3200/s) for 1.5 s
+/// without waiting for earlier batches. The server holds the backlog; the client holds no more
+/// than its processor's slots and prefetch. Every acknowledged send is handled, nothing comes
+/// back after an acknowledged complete, duplicates only where a settlement failed or a lock was
+/// lost, and no thread or file descriptor is left behind.
+inline void slow_consumer_scenario(const std::string& provider_label,
+                                   const std::function<provider_ptr(runtime&)>& make_provider) {
+  using namespace std::chrono_literals;
+  namespace asio = boost::asio;
+  const auto before = process_resources::baseline();
+  const queue_name queue = fresh_queue("fault-slow");
+  ledger book;
+  std::atomic<std::size_t> refused = 0;
+  double offered_seconds = 0;
+  processor_stats pstats;
+  {
+    runtime rt(runtime_configuration{.worker_threads = 4});
+    auto recorded = record_completions(make_provider(rt),
+                                       [&](const std::string& body, const std::string& message_id) {
+                                         book.completed(body.substr(0, body.find('.')), message_id);
+                                       });
+    queue_client client(recorded);
+    queue_options qo;
+    qo.max_delivery_count = 0;
+    ASSERT_TRUE(rt.block_on(client.create_queue(queue, qo)));
+
+    processor_options po;
+    po.max_concurrent_calls = 16;
+    po.receive_wait = std::chrono::seconds(1);
+    processor proc(
+        client, queue,
+        [&](const received_message& m) -> awaitable<result<void>> {
+          book.handled(m.body.substr(0, m.body.find('.')), m.id);
+          asio::steady_timer t(co_await asio::this_coro::executor, 50ms);
+          co_await t.async_wait(asio::use_awaitable);
+          co_return result<void>{};
+        },
+        po);
+    proc.start(rt.executor());
+
+    auto send_batch = [&](int first) -> awaitable<void> {
+      std::vector<message> batch;
+      std::vector<std::string> ids;
+      for (int k = 0; k < 8; ++k) {
+        ids.push_back("m" + std::to_string(first + k));
+        batch.push_back(message{.body = ids.back()});
+        batch.back().body.resize(256, '.');
+        book.sent();
+      }
+      auto outcomes = co_await recorded->send(queue, std::move(batch), 30s);
+      if (!outcomes) {
+        refused += ids.size();
+        co_return;
+      }
+      for (std::size_t k = 0; k < outcomes->size(); ++k) {
+        if ((*outcomes)[k]) {
+          book.acknowledged(ids[k]);
+        } else {
+          ++refused;
+        }
+      }
+    };
+    std::vector<std::future<void>> sends;
+    const auto started = std::chrono::steady_clock::now();
+    asio::co_spawn(
+        rt.executor(),
+        [&]() -> awaitable<void> {
+          const auto end = started + 1500ms;
+          for (int n = 0; std::chrono::steady_clock::now() < end; n += 8) {
+            sends.push_back(asio::co_spawn(rt.executor(), send_batch(n), asio::use_future));
+            asio::steady_timer t(co_await asio::this_coro::executor, 2500us);
+            co_await t.async_wait(asio::use_awaitable);
+          }
+        },
+        asio::use_future)
+        .get();
+    for (auto& f : sends) f.get();
+    offered_seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    EXPECT_TRUE(book.wait_all_completed(120s)) << book.summary("slow consumer (so far)");
+    rt.block_on(proc.stop(10s));
+    pstats = proc.stats();
+    rt.block_on(client.close());
+  }
+  const auto c = book.counts();
+  std::cout << book.summary(provider_label + " slow consumer, producer 10x")
+            << " offered_per_s=" << static_cast<long>(c.sent / offered_seconds)
+            << " refused=" << refused.load() << " max_in_flight=" << pstats.max_in_flight
+            << " settle_failures=" << pstats.settle_failures << " locks_lost=" << pstats.locks_lost
+            << "\n";
+  EXPECT_GT(c.acknowledged, 0u);
+  EXPECT_EQ(c.lost, 0u);
+  EXPECT_EQ(c.resurrected, 0u);
+  EXPECT_LE(c.duplicated, pstats.settle_failures + pstats.locks_lost)
+      << "a message came twice without a failed settlement or a lost lock";
+  EXPECT_LE(pstats.max_in_flight, 16u);
   const auto after = process_resources::now();
   EXPECT_EQ(after.threads, before.threads);
   EXPECT_EQ(after.fds, before.fds);
