@@ -13,7 +13,9 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <qrt/circuit_breaker.hpp>
 #include <qrt/error.hpp>
+#include <qrt/processing_observer.hpp>
 #include <qrt/retry.hpp>
 #include <string>
 #include <string_view>
@@ -233,8 +235,10 @@ struct runtime_metrics {
   /// Registers the families in `r`, which must outlive this.
   explicit runtime_metrics(registry& r);
 
-  registry& owner;                     ///< the registry the families live in
-  counter_family& messages_processed;  ///< queue_runtime_messages_processed_total{queue,provider}
+  registry& owner;  ///< the registry the families live in
+  /// queue_runtime_messages_processed_total{queue,provider,outcome}; outcome as
+  /// qrt::to_string(processing_outcome): completed, abandoned, dead_lettered, settle_failed.
+  counter_family& messages_processed;
   histogram_family&
       processing_duration;        ///< queue_runtime_processing_duration_seconds{queue,provider}
   histogram_family& batch_sizes;  ///< queue_runtime_batch_sizes{queue,provider,operation}
@@ -256,6 +260,19 @@ struct runtime_metrics {
   /// Handler-level series for one queue (operation label "process" on the batch sizes).
   processing_series for_processing(const std::string& queue, const std::string& provider);
 };
+
+/// A processing observer (processor_options::on_processed, session_processor_options::
+/// on_processed) that records each processed message: queue_runtime_messages_processed_total by
+/// outcome, queue_runtime_processing_duration_seconds (the handler's time) and, for a handler
+/// that failed, queue_runtime_errors_total{operation="process", error: its errc}. Dead letters
+/// are counted by the instrumented provider (instrument()), not here. `metrics` must outlive it.
+processing_observer record_processing(runtime_metrics& metrics, std::string provider);
+
+/// A circuit breaker's on_state_change that records each transition in
+/// queue_runtime_circuit_breaker_transitions_total{provider,state} (the state entered) and the
+/// state in queue_runtime_circuit_breaker_state{provider}. `metrics` must outlive it.
+std::function<void(breaker_state from, breaker_state to)> record_breaker(runtime_metrics& metrics,
+                                                                         std::string provider);
 
 /// A retry observer (client_options::on_retry) that counts each retry in
 /// queue_runtime_retries_total{queue,provider,operation}; queue "unknown" for settlements.

@@ -8,6 +8,7 @@
 #include <memory>
 #include <qrt/circuit_breaker.hpp>
 #include <qrt/client.hpp>
+#include <qrt/processing_observer.hpp>
 #include <qrt/retry.hpp>
 
 namespace qrt {
@@ -50,6 +51,9 @@ struct processor_options {
   std::shared_ptr<circuit_breaker> breaker;
   /// Receive, settle and lock-renewal failures, for logging (called on the processor's strand).
   std::function<void(const error&)> on_error;
+  /// Told of every message a handler ran on, once settled: its outcome, the handler's duration
+  /// and failure. For metrics: qrt::metrics::record_processing.
+  processing_observer on_processed;
 
   /// 32 handlers, prefetch 50, renewal up to 10 min, back-off 100 ms .. 30 s x3.
   static processor_options for_high_throughput();

@@ -25,6 +25,7 @@ struct session_processor_options {
   retry_policy retry = retry_policy::exponential_backoff(milliseconds{100}, milliseconds{5'000},
                                                          2);  ///< as processor_options::retry
   std::function<void(const error&)> on_error;                 ///< as processor_options::on_error
+  processing_observer on_processed;  ///< as processor_options::on_processed
 };
 
 /// What a session processor did so far, for monitoring and tests.

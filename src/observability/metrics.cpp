@@ -345,7 +345,7 @@ runtime_metrics::runtime_metrics(registry& r)
     : owner(r),
       messages_processed(r.add_counter("queue_runtime_messages_processed_total",
                                        "Total number of messages processed",
-                                       {"queue", "provider"})),
+                                       {"queue", "provider", "outcome"})),
       processing_duration(r.add_histogram("queue_runtime_processing_duration_seconds",
                                           "Time spent processing messages",
                                           processing_duration_buckets(), {"queue", "provider"})),
@@ -391,8 +391,33 @@ retry_observer count_retries(runtime_metrics& metrics, std::string provider) {
 
 processing_series runtime_metrics::for_processing(const std::string& queue,
                                                   const std::string& provider) {
-  return {messages_processed.with({queue, provider}), processing_duration.with({queue, provider}),
+  return {messages_processed.with({queue, provider, "completed"}),
+          processing_duration.with({queue, provider}),
           batch_sizes.with({queue, provider, "process"})};
+}
+
+processing_observer record_processing(runtime_metrics& metrics, std::string provider) {
+  return [&metrics, provider = std::move(provider)](const processed_message& m) {
+    const std::string queue = m.queue.str();
+    metrics.messages_processed.with({queue, provider, std::string(to_string(m.outcome))}).inc();
+    metrics.processing_duration.with({queue, provider}).observe(m.handler_duration);
+    if (m.handler_error) {
+      metrics.errors
+          .with({queue, provider, "process", std::string(to_string(m.handler_error->code))})
+          .inc();
+    }
+  };
+}
+
+std::function<void(breaker_state, breaker_state)> record_breaker(runtime_metrics& metrics,
+                                                                 std::string provider) {
+  return [&metrics, provider = std::move(provider)](breaker_state, breaker_state to) {
+    metrics.breaker_transitions.with({provider, std::string(to_string(to))}).inc();
+    double value = 0;
+    if (to == breaker_state::half_open) value = 1;
+    if (to == breaker_state::open) value = 2;
+    metrics.breaker_state.with({provider}).set(value);
+  };
 }
 
 }  // namespace qrt::metrics

@@ -289,8 +289,8 @@ struct processor::impl : std::enable_shared_from_this<impl> {
     count(&processor_stats::handler_calls);
     const auto started_at = steady::now();
     auto outcome = co_await call_handler(t->msg);
-    const double took =
-        std::chrono::duration<double, std::milli>(steady::now() - started_at).count();
+    const auto handler_duration = steady::now() - started_at;
+    const double took = std::chrono::duration<double, std::milli>(handler_duration).count();
     average_handler_ms = have_average ? 0.8 * average_handler_ms + 0.2 * took : took;
     have_average = true;
     if (options.breaker) {
@@ -317,22 +317,30 @@ struct processor::impl : std::enable_shared_from_this<impl> {
     t->renewer_wake.notify();
     while (t->renewer_running) co_await t->renewer_exited.wait();
 
+    const std::optional<error> failure =
+        outcome ? std::nullopt : std::optional<error>(outcome.error());
+    const error* handler_error = failure ? &*failure : nullptr;
     if (t->released) {  // shutdown gave up on it and abandoned it already
+      processed(processing_outcome::abandoned, handler_duration, handler_error);
       finish(id);
       co_return;
     }
     t->settling = true;
     result<void> settled;
+    processing_outcome done_as = processing_outcome::settle_failed;
     if (outcome) {
       settled = co_await client.complete(t->msg.receipt);
       if (settled) count(&processor_stats::completed);
+      if (settled) done_as = processing_outcome::completed;
     } else if (!dead_letter_reason.empty()) {
       settled = co_await client.dead_letter(t->msg.receipt, dead_letter_reason,
                                             outcome.error().to_string());
       if (settled) count(&processor_stats::dead_lettered);
+      if (settled) done_as = processing_outcome::dead_lettered;
     } else {
       settled = co_await client.abandon(t->msg.receipt);
       if (settled) count(&processor_stats::abandoned);
+      if (settled) done_as = processing_outcome::abandoned;
     }
     if (!settled) {
       count(&processor_stats::settle_failures);
@@ -345,7 +353,19 @@ struct processor::impl : std::enable_shared_from_this<impl> {
         if (co_await client.abandon(t->msg.receipt)) count(&processor_stats::abandoned);
       }
     }
+    processed(done_as, handler_duration, handler_error);
     finish(id);
+  }
+
+  void processed(processing_outcome how, steady::duration handler_duration,
+                 const error* handler_error) {
+    if (!options.on_processed) return;
+    try {
+      options.on_processed(processed_message{
+          queue, how, std::chrono::duration_cast<std::chrono::nanoseconds>(handler_duration),
+          handler_error});
+    } catch (...) {  // an observer cannot stop the processor
+    }
   }
 
   static bool still_locked_after(const error& e) {

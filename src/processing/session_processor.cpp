@@ -152,6 +152,17 @@ struct session_processor::impl : std::enable_shared_from_this<impl> {
 
   enum class batch_end { done, failed, lost, stopping };
 
+  void processed(processing_outcome how, std::chrono::steady_clock::duration handler_duration,
+                 const error* handler_error) {
+    if (!options.on_processed) return;
+    try {
+      options.on_processed(processed_message{
+          queue, how, std::chrono::duration_cast<std::chrono::nanoseconds>(handler_duration),
+          handler_error});
+    } catch (...) {  // an observer cannot stop the processor
+    }
+  }
+
   // Handles one batch strictly in order. A failure that is abandoned ends the batch: the rest
   // is abandoned with it so nothing overtakes it.
   awaitable<batch_end> handle_batch(held_session& s, std::vector<received_message>& batch) {
@@ -163,12 +174,21 @@ struct session_processor::impl : std::enable_shared_from_this<impl> {
       const auto& msg = batch[i];
       count(&session_processor_stats::handler_calls);
       s.busy = true;
+      const auto started_at = std::chrono::steady_clock::now();
       auto outcome = co_await call_handler(msg);
+      const auto handler_duration = std::chrono::steady_clock::now() - started_at;
+      const std::optional<error> failure =
+          outcome ? std::nullopt : std::optional<error>(outcome.error());
+      const error* handler_error = failure ? &*failure : nullptr;
       s.busy = false;
-      if (s.released) co_return batch_end::stopping;  // shutdown closed the session meanwhile
+      if (s.released) {  // shutdown closed the session meanwhile: the message went back
+        processed(processing_outcome::abandoned, handler_duration, handler_error);
+        co_return batch_end::stopping;
+      }
 
       std::vector<settlement> settle;
       std::uint64_t session_processor_stats::*counter = nullptr;
+      processing_outcome done_as = processing_outcome::completed;
       bool ends_batch = false;
       if (outcome) {
         settle.push_back(settlement::complete(msg.receipt));
@@ -182,12 +202,14 @@ struct session_processor::impl : std::enable_shared_from_this<impl> {
           settle.push_back(
               settlement::dead_letter(msg.receipt, std::move(reason), outcome.error().to_string()));
           counter = &session_processor_stats::dead_lettered;
+          done_as = processing_outcome::dead_lettered;
         } else {
           if (options.abandon_delay.count() > 0 && !stopping) co_await pause(options.abandon_delay);
           for (std::size_t k = i; k < batch.size(); ++k) {
             settle.push_back(settlement::abandon(batch[k].receipt));
           }
           counter = &session_processor_stats::abandoned;
+          done_as = processing_outcome::abandoned;
           ends_batch = true;
         }
       }
@@ -196,10 +218,12 @@ struct session_processor::impl : std::enable_shared_from_this<impl> {
         // The message stays locked to us with an unknown outcome; releasing the session is the
         // only way to keep the order: it comes back first to whoever takes the session next.
         if (!results.empty()) report(results.front().error());
+        processed(processing_outcome::settle_failed, handler_duration, handler_error);
         co_await abandon_rest(s, batch, i + 1);
         co_return batch_end::lost;
       }
       count(counter);
+      processed(done_as, handler_duration, handler_error);
       if (ends_batch) co_return batch_end::failed;
     }
     co_return batch_end::done;

@@ -70,7 +70,7 @@ TEST(Exposition, EscapesLabelValuesAndHelpText) {
 TEST(Exposition, PromtoolAcceptsTheRuntimeMetrics) {
   registry r;
   runtime_metrics m(r);
-  m.messages_processed.with({"orders", "memory"}).inc(10);
+  m.messages_processed.with({"orders", "memory", "completed"}).inc(10);
   m.processing_duration.with({"orders", "memory"}).observe(0.003);
   m.batch_sizes.with({"orders", "memory", "receive"}).observe(10);
   m.errors.with({"orders", "memory", "send", "queue_full"}).inc();

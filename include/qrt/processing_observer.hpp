@@ -1,0 +1,48 @@
+// What a processor tells an observer about each message its handler ran on: the hook through
+// which processors feed metrics (qrt::metrics::record_processing) without depending on them.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <qrt/error.hpp>
+#include <qrt/names.hpp>
+#include <string_view>
+
+namespace qrt {
+
+/// How a processor left a message its handler ran on.
+enum class processing_outcome {
+  completed,      ///< the handler succeeded and the complete was acknowledged
+  abandoned,      ///< given back: the handler failed, or the processor stopped before settling
+  dead_lettered,  ///< the handler failed for good, or on the last allowed delivery
+  settle_failed,  ///< the settlement failed; the message comes back (at-least-once)
+};
+
+/// "completed", "abandoned", "dead_lettered" or "settle_failed".
+constexpr std::string_view to_string(processing_outcome o) noexcept {
+  switch (o) {
+    case processing_outcome::completed:
+      return "completed";
+    case processing_outcome::abandoned:
+      return "abandoned";
+    case processing_outcome::dead_lettered:
+      return "dead_lettered";
+    case processing_outcome::settle_failed:
+      return "settle_failed";
+  }
+  return "unknown";
+}
+
+/// One message a handler ran on, once the processor has settled it.
+struct processed_message {
+  const queue_name& queue;     ///< the queue the processor receives from
+  processing_outcome outcome;  ///< how the processor left the message
+  std::chrono::nanoseconds handler_duration;  ///< from the handler's start to its result
+  const error* handler_error = nullptr;       ///< the handler's failure; null when it succeeded
+};
+
+/// Told of every processed message, on the processor's strand: it must not block. An exception
+/// it throws is swallowed (it cannot stop the processor).
+using processing_observer = std::function<void(const processed_message&)>;
+
+}  // namespace qrt

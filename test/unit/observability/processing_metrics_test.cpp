@@ -1,0 +1,133 @@
+// Processors feed the runtime's metrics through their on_processed hook
+// (qrt::metrics::record_processing), and a circuit breaker through on_state_change
+// (qrt::metrics::record_breaker): a deployed processor shows its outcomes, handler durations and
+// failures without the benchmark harness.
+#include <gtest/gtest.h>
+
+#include <qrt/circuit_breaker.hpp>
+#include <qrt/memory.hpp>
+#include <qrt/metrics.hpp>
+#include <qrt/processor.hpp>
+#include <qrt/runtime.hpp>
+#include <qrt/session_processor.hpp>
+#include <string>
+
+#include "../support/wait.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+using namespace qrt::metrics;
+using qrt::errc;
+
+TEST(ProcessingMetrics, AProcessorRecordsEachMessageByOutcomeWithItsHandlerTimeAndFailure) {
+  qrt::runtime rt{{.worker_threads = 2}};
+  auto memory =
+      qrt::memory::make_provider(qrt::memory::options::for_testing(), rt.executor()).value();
+  qrt::queue_client client(memory);
+  const auto q = qrt::queue_name::from("orders");
+  ASSERT_TRUE(rt.block_on(client.create_queue(q)));
+  for (int i = 0; i < 10; ++i) {
+    ASSERT_TRUE(rt.block_on(client.send(q, qrt::message{.body = i < 7 ? "ok" : "bad"})));
+  }
+
+  registry reg;
+  runtime_metrics m(reg);
+  qrt::processor_options po;
+  po.max_concurrent_calls = 2;
+  po.receive_wait = 50ms;
+  po.on_processed = record_processing(m, "memory");
+  qrt::test::counter settled;
+  // The observer is the processor's: count after it ran by wrapping it.
+  po.on_processed = [inner = po.on_processed, &settled](const qrt::processed_message& p) {
+    inner(p);
+    settled.add();
+  };
+  qrt::processor p(
+      client, q,
+      [](const qrt::received_message& msg) -> qrt::awaitable<qrt::result<void>> {
+        if (msg.body == "bad") {
+          auto e = qrt::fail(errc::invalid_argument, "cannot parse the order");
+          e.kind = qrt::error_kind::permanent;  // dead-lettered at once
+          co_return e;
+        }
+        co_return qrt::result<void>{};
+      },
+      po);
+  p.start(rt.executor());
+  ASSERT_TRUE(settled.wait_for_at_least(10));
+  rt.block_on(p.stop(5s));
+
+  EXPECT_EQ(m.messages_processed.with({"orders", "memory", "completed"}).value(), 7u);
+  EXPECT_EQ(m.messages_processed.with({"orders", "memory", "dead_lettered"}).value(), 3u);
+  EXPECT_EQ(m.messages_processed.with({"orders", "memory", "abandoned"}).value(), 0u);
+  EXPECT_EQ(m.errors.with({"orders", "memory", "process", "invalid_argument"}).value(), 3u);
+  EXPECT_EQ(m.processing_duration.with({"orders", "memory"}).read().count, 10u);
+  const auto text = reg.expose();
+  EXPECT_NE(text.find("queue_runtime_messages_processed_total{queue=\"orders\",provider=\"memory\","
+                      "outcome=\"completed\"} 7"),
+            std::string::npos)
+      << text;
+}
+
+TEST(ProcessingMetrics, ASessionProcessorRecordsEachMessageByOutcome) {
+  qrt::runtime rt{{.worker_threads = 2}};
+  auto memory =
+      qrt::memory::make_provider(qrt::memory::options::for_testing(), rt.executor()).value();
+  qrt::queue_client client(memory);
+  const auto q = qrt::queue_name::from("carts");
+  ASSERT_TRUE(rt.block_on(client.create_queue(q, {.requires_session = true})));
+  for (int i = 0; i < 4; ++i) {
+    qrt::message msg{.body = "item"};
+    msg.session = qrt::session_id::from("cart-" + std::to_string(i % 2));
+    ASSERT_TRUE(rt.block_on(client.send(q, std::move(msg))));
+  }
+  registry reg;
+  runtime_metrics m(reg);
+  qrt::test::counter settled;
+  qrt::session_processor_options so;
+  so.accept_wait = 50ms;
+  so.on_processed = [inner = record_processing(m, "memory"),
+                     &settled](const qrt::processed_message& p) {
+    inner(p);
+    settled.add();
+  };
+  qrt::session_processor p(
+      client, q,
+      [](const qrt::received_message&) -> qrt::awaitable<qrt::result<void>> {
+        co_return qrt::result<void>{};
+      },
+      so);
+  p.start(rt.executor());
+  ASSERT_TRUE(settled.wait_for_at_least(4));
+  rt.block_on(p.stop(5s));
+  EXPECT_EQ(m.messages_processed.with({"carts", "memory", "completed"}).value(), 4u);
+  EXPECT_EQ(m.processing_duration.with({"carts", "memory"}).read().count, 4u);
+}
+
+TEST(ProcessingMetrics, ABreakerRecordsItsTransitionsAndState) {
+  registry reg;
+  runtime_metrics m(reg);
+  auto now = std::chrono::steady_clock::time_point{};
+  qrt::circuit_breaker_options bo;
+  bo.failure_threshold = 2;
+  bo.open_duration = 1s;
+  bo.on_state_change = record_breaker(m, "sqs");
+  bo.now = [&now] { return now; };
+  qrt::circuit_breaker breaker(bo);
+  for (int i = 0; i < 2; ++i) {  // two failures in a row open it
+    ASSERT_TRUE(breaker.allow());
+    breaker.record_failure();
+  }
+  EXPECT_EQ(m.breaker_state.with({"sqs"}).value(), 2);
+  now += 2s;
+  EXPECT_TRUE(breaker.allow());  // half-open: a probe may pass
+  EXPECT_EQ(m.breaker_state.with({"sqs"}).value(), 1);
+  breaker.record_success();  // closes
+  EXPECT_EQ(m.breaker_state.with({"sqs"}).value(), 0);
+  EXPECT_EQ(m.breaker_transitions.with({"sqs", "open"}).value(), 1u);
+  EXPECT_EQ(m.breaker_transitions.with({"sqs", "half_open"}).value(), 1u);
+  EXPECT_EQ(m.breaker_transitions.with({"sqs", "closed"}).value(), 1u);
+}
+
+}  // namespace
