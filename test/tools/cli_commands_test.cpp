@@ -1,9 +1,13 @@
 // The CLI's commands in-process against the embedded provider: what they print, and that
 // receive completes only what it printed, dlq replay moves without losing anything.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <boost/json.hpp>
+#include <filesystem>
+#include <fstream>
 #include <qrt/qrt.hpp>
+#include <set>
 #include <sstream>
 
 #include "commands.hpp"
@@ -261,6 +265,75 @@ TEST_F(CliOutputFailure, TextOutputEscapesControlCharactersOfBodiesAndAttributes
   EXPECT_NE(text.find("line1\nline2\\r\\x1b[2J\\x07\tend\\u009b\\xff\xe2\x82\xac\n"),
             std::string::npos)
       << text;
+}
+
+// `qrt process` runs the command per message with the body on stdin and the message in QRT_MSG_*
+// variables: exit 0 completes, anything else abandons, and the queue's max delivery count then
+// dead-letters. The persisted provider carries the queue from the sending client to the worker.
+TEST(Process, RunsTheCommandPerMessageAndSettlesByItsExitStatus) {
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("qrt-process-test-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  const config cfg{{"provider", "memory"},
+                   {"queues", "jobs"},
+                   {"max_delivery_count", "2"},
+                   {"enable_persistence", "true"},
+                   {"persistence_path", (dir / "log").string()}};
+  const auto jobs = queue_name::from("jobs");
+  {
+    auto client = sync::queue_client::open(cfg, builtin_providers()).value();
+    for (const char* body : {"ok-1", "ok-2", "bad", "ok-3"}) {
+      message m{.body = body};
+      m.attributes = {{"tenant-name", "acme"}};
+      ASSERT_TRUE(client.send(jobs, std::move(m)));
+    }
+  }
+  const auto out = dir / "seen";
+  process_options o;
+  o.command =
+      "body=$(cat); printf '%s %s %s\\n' \"$body\" \"$QRT_MSG_DELIVERY_COUNT\" "
+      "\"$QRT_MSG_ATTR_TENANT_NAME\" >> '" +
+      out.string() + "'; [ \"$body\" != bad ]";
+  o.concurrency = 2;
+  o.idle_exit = 1s;
+  o.metrics_listen = "127.0.0.1:0";
+  std::ostringstream log;
+  auto r = process(cfg, jobs, o, log);
+  ASSERT_TRUE(r) << r.error().to_string();
+  EXPECT_EQ(r->completed, 3u);
+  EXPECT_EQ(r->failed, 2u) << "the bad message runs twice, then the queue dead-letters it";
+  EXPECT_NE(log.str().find("serving /metrics on 127.0.0.1:"), std::string::npos) << log.str();
+
+  std::ifstream seen(out);
+  std::multiset<std::string> lines;
+  for (std::string line; std::getline(seen, line);) lines.insert(line);
+  EXPECT_EQ(lines, (std::multiset<std::string>{"ok-1 1 acme", "ok-2 1 acme", "ok-3 1 acme",
+                                               "bad 1 acme", "bad 2 acme"}));
+  {
+    auto client = sync::queue_client::open(cfg, builtin_providers()).value();
+    auto stats = client.stats(jobs);
+    ASSERT_TRUE(stats) << stats.error().to_string();
+    EXPECT_EQ(stats->active, 0);
+    EXPECT_EQ(stats->dead_lettered, 1);
+  }
+  std::filesystem::remove_all(dir);
+}
+
+TEST(Process, RefusesABadListenAddressAndAMissingCommandByName) {
+  const config cfg{{"provider", "memory"}, {"queues", "jobs"}};
+  std::ostringstream log;
+  process_options none;
+  auto missing = process(cfg, queue_name::from("jobs"), none, log);
+  ASSERT_FALSE(missing);
+  EXPECT_NE(missing.error().message.find("--exec"), std::string::npos);
+  process_options bad;
+  bad.command = "true";
+  bad.metrics_listen = "127.0.0.1:99999";
+  auto refused = process(cfg, queue_name::from("jobs"), bad, log);
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().message.find("--metrics-listen"), std::string::npos)
+      << refused.error().message;
 }
 
 TEST(PrintableText, EscapesExactlyWhatCanDriveATerminal) {

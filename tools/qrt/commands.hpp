@@ -82,4 +82,30 @@ result<std::size_t> dlq_replay(sync::queue_client& c, const queue_name& q, std::
                                milliseconds wait, std::ostream& out);
 result<void> stats(sync::queue_client& c, const queue_name& q, output_format f, std::ostream& out);
 
+/// `qrt process`: a worker that runs a shell command per message.
+struct process_options {
+  std::string command;                    ///< run as `/bin/sh -c command` for each message
+  std::size_t concurrency = 1;            ///< commands running at once
+  std::uint64_t max_messages = 0;         ///< stop after this many were processed; 0: no limit
+  std::optional<milliseconds> idle_exit;  ///< stop after this long without a processed message
+  std::string metrics_listen;             ///< "host:port": serve /metrics and /health while running
+};
+/// What a `qrt process` run did.
+struct process_report {
+  std::uint64_t completed = 0;  ///< the command exited 0 and the message was completed
+  std::uint64_t failed = 0;     ///< the command failed: abandoned (or dead-lettered)
+  std::uint64_t settle_failures = 0;
+};
+/// Runs a qrt::processor on `q` of the provider `cfg` names. Each message's body goes to the
+/// command's stdin; its id, delivery count, correlation id, session id and attributes go to the
+/// command's environment (QRT_MSG_ID, QRT_MSG_DELIVERY_COUNT, QRT_MSG_CORRELATION_ID,
+/// QRT_MSG_SESSION_ID, QRT_MSG_ATTR_<NAME>: the name upper-cased, other characters than letters
+/// and digits as '_'); its stdout and stderr are qrt's. Exit status 0 completes the message; any
+/// other status, or a signal, abandons it (the queue's max delivery count then dead-letters it).
+/// Runs until max_messages, idle_exit, or SIGINT/SIGTERM, then stops the processor gracefully.
+/// With metrics_listen it serves the runtime's metrics (processing outcomes, handler time,
+/// provider calls) while it runs; `log` gets one line when serving starts.
+result<process_report> process(const config& cfg, const queue_name& q, const process_options& o,
+                               std::ostream& log);
+
 }  // namespace qrt::cli

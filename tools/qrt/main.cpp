@@ -190,6 +190,29 @@ int main(int argc, char** argv) {
   add_provider_flags(*stats, stats_flags);
   add_output_flag(*stats, stats_output);
 
+  // process
+  cli::provider_flags process_flags;
+  cli::process_options process_opts;
+  double process_idle_exit = -1;
+  auto* processcmd = app.add_subcommand(
+      "process",
+      "Run a worker: each message's body goes to a shell command's stdin; exit 0 completes it, "
+      "any other status abandons it");
+  add_provider_flags(*processcmd, process_flags);
+  processcmd
+      ->add_option("--exec", process_opts.command,
+                   "shell command run per message (/bin/sh -c); message id, delivery count, "
+                   "correlation id, session id and attributes in QRT_MSG_* variables")
+      ->required();
+  processcmd->add_option("--concurrency", process_opts.concurrency,
+                         "commands running at once (default 1)");
+  processcmd->add_option("--max-messages", process_opts.max_messages,
+                         "stop after this many messages (default: no limit)");
+  processcmd->add_option("--idle-exit", process_idle_exit,
+                         "stop after this many seconds without a message");
+  processcmd->add_option("--metrics-listen", process_opts.metrics_listen,
+                         "HOST:PORT to serve /metrics on while running");
+
   // bench
   cli::provider_flags bench_flags;
   bench_flags.provider = "";
@@ -348,6 +371,22 @@ int main(int argc, char** argv) {
       auto n = cli::dlq_replay(o->client, o->queue, dlq_replay_max, *wait, std::cout);
       if (!n) return report_error(n.error());
       std::cerr << "qrt: replayed " << *n << " message(s)\n";
+      return 0;
+    }
+    if (processcmd->parsed()) {
+      if (process_idle_exit >= 0) {
+        auto idle = seconds_flag(process_idle_exit, "--idle-exit");
+        if (!idle) return report_error(idle.error());
+        process_opts.idle_exit = *idle;
+      }
+      auto cfg = cli::build_config(process_flags, config::from_environment());
+      if (!cfg) return report_error(cfg.error());
+      auto q = queue_name::parse(process_flags.queue);
+      if (!q) return report_error(q.error());
+      auto r = cli::process(*cfg, *q, process_opts, std::cerr);
+      if (!r) return report_error(r.error());
+      std::cerr << "qrt: processed " << r->completed + r->failed << " message(s): " << r->completed
+                << " completed, " << r->failed << " failed\n";
       return 0;
     }
     if (stats->parsed()) {

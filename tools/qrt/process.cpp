@@ -1,0 +1,256 @@
+// `qrt process`: a qrt::processor that runs a shell command per message (commands.hpp).
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <memory>
+#include <ostream>
+#include <qrt/instrumented_provider.hpp>
+#include <qrt/metrics.hpp>
+#include <qrt/metrics_server.hpp>
+#include <qrt/processor.hpp>
+#include <qrt/qrt.hpp>
+#include <qrt/runtime.hpp>
+#include <string>
+#include <vector>
+
+#include "commands.hpp"
+
+extern char** environ;
+
+namespace qrt::cli {
+namespace {
+
+namespace asio = boost::asio;
+using steady = std::chrono::steady_clock;
+
+/// QRT_MSG_ATTR_ and the attribute's name upper-cased, every character but letters and digits
+/// made '_': a shell variable name whatever the sender chose.
+std::string attribute_variable(std::string_view name) {
+  std::string out = "QRT_MSG_ATTR_";
+  for (unsigned char c : name) {
+    if (c >= 'a' && c <= 'z') {
+      out += static_cast<char>(c - 'a' + 'A');
+    } else if ((c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) {
+      out += static_cast<char>(c);
+    } else {
+      out += '_';
+    }
+  }
+  return out;
+}
+
+/// The command's environment: qrt's own (without any QRT_MSG_* of its own), then the message's
+/// QRT_MSG_* variables. A value stops at its first NUL byte: environment strings are C strings.
+std::vector<std::string> environment_for(const received_message& m) {
+  std::vector<std::string> env;
+  for (char** e = environ; *e != nullptr; ++e) {
+    if (std::strncmp(*e, "QRT_MSG_", 8) != 0) env.emplace_back(*e);
+  }
+  auto add = [&env](const std::string& name, std::string_view value) {
+    env.push_back(name + "=" + std::string(value.substr(0, value.find('\0'))));
+  };
+  add("QRT_MSG_ID", m.id);
+  add("QRT_MSG_DELIVERY_COUNT", std::to_string(m.delivery_count));
+  if (!m.correlation_id.empty()) add("QRT_MSG_CORRELATION_ID", m.correlation_id);
+  if (m.session) add("QRT_MSG_SESSION_ID", m.session->str());
+  for (const auto& [name, value] : m.attributes) add(attribute_variable(name), value);
+  return env;
+}
+
+/// Runs `/bin/sh -c command` with the message's body on its stdin and its variables in its
+/// environment, and waits for it. Blocking: runs on the command pool, never on the processor's
+/// threads (which renew locks).
+result<void> run_command(const std::string& command, const received_message& m) {
+  int in[2];
+  if (::pipe2(in, O_CLOEXEC) != 0) {
+    return fail(errc::provider_error, std::string("process: pipe: ") + std::strerror(errno));
+  }
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, in[0], STDIN_FILENO);
+  // qrt blocks SIGINT/SIGTERM (it waits for them) and ignores SIGPIPE; the command gets the
+  // defaults.
+  posix_spawnattr_t attributes;
+  posix_spawnattr_init(&attributes);
+  sigset_t none;
+  sigemptyset(&none);
+  posix_spawnattr_setsigmask(&attributes, &none);
+  sigset_t defaults;
+  sigemptyset(&defaults);
+  sigaddset(&defaults, SIGPIPE);
+  sigaddset(&defaults, SIGINT);
+  sigaddset(&defaults, SIGTERM);
+  posix_spawnattr_setsigdefault(&attributes, &defaults);
+  posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+
+  const auto env = environment_for(m);
+  std::vector<char*> envp;
+  for (const auto& e : env) envp.push_back(const_cast<char*>(e.c_str()));
+  envp.push_back(nullptr);
+  std::string shell = "/bin/sh", dash_c = "-c", script = command;
+  char* argv[] = {shell.data(), dash_c.data(), script.data(), nullptr};
+  pid_t pid = 0;
+  const int spawned = ::posix_spawn(&pid, "/bin/sh", &actions, &attributes, argv, envp.data());
+  posix_spawn_file_actions_destroy(&actions);
+  posix_spawnattr_destroy(&attributes);
+  ::close(in[0]);
+  if (spawned != 0) {
+    ::close(in[1]);
+    return fail(errc::provider_error,
+                std::string("process: cannot run /bin/sh: ") + std::strerror(spawned));
+  }
+  // The body; a command that exits without reading it all closes the pipe (EPIPE, SIGPIPE is
+  // ignored): its exit status decides.
+  const char* data = m.body.data();
+  std::size_t left = m.body.size();
+  while (left > 0) {
+    const ssize_t n = ::write(in[1], data, left);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    data += n;
+    left -= static_cast<std::size_t>(n);
+  }
+  ::close(in[1]);
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0) {
+    if (errno != EINTR) {
+      return fail(errc::provider_error, std::string("process: waitpid: ") + std::strerror(errno));
+    }
+  }
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return {};
+  error e = fail(errc::provider_error,
+                 WIFEXITED(status)
+                     ? "the command exited with status " + std::to_string(WEXITSTATUS(status))
+                     : "the command was killed by signal " + std::to_string(WTERMSIG(status)));
+  e.kind = error_kind::transient;  // abandoned: delivered again, dead-lettered by the queue
+  return e;
+}
+
+/// "host:port" -> server options; the port must be a number (0: any free one).
+result<metrics::server_options> listen_address(const std::string& text) {
+  const auto colon = text.rfind(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == text.size()) {
+    return fail(errc::invalid_argument,
+                "--metrics-listen '" + text + "' is not HOST:PORT (e.g. 127.0.0.1:9464)");
+  }
+  metrics::server_options o;
+  o.address = text.substr(0, colon);
+  const std::string port = text.substr(colon + 1);
+  if (port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos ||
+      std::stoul(port) > 65535) {
+    return fail(errc::invalid_argument, "--metrics-listen port '" + port + "' is not 0-65535");
+  }
+  o.port = static_cast<std::uint16_t>(std::stoul(port));
+  return o;
+}
+
+}  // namespace
+
+result<process_report> process(const config& cfg, const queue_name& q, const process_options& o,
+                               std::ostream& log) {
+  if (o.command.empty()) return fail(errc::invalid_argument, "process needs --exec COMMAND");
+  if (o.concurrency == 0 || o.concurrency > 1024) {
+    return fail(errc::invalid_argument, "--concurrency must be 1-1024");
+  }
+  std::optional<metrics::server_options> listen;
+  if (!o.metrics_listen.empty()) {
+    auto l = listen_address(o.metrics_listen);
+    if (!l) return l.error();
+    listen = *l;
+  }
+  // SIGINT/SIGTERM are waited for below, in this thread: blocked before any thread starts, so
+  // every thread inherits the mask. A command that stops reading its stdin must not kill qrt.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  sigset_t previous;
+  ::pthread_sigmask(SIG_BLOCK, &stop_signals, &previous);
+  struct restore_mask {
+    sigset_t mask;
+    ~restore_mask() { ::pthread_sigmask(SIG_SETMASK, &mask, nullptr); }
+  } restore{previous};
+  ::signal(SIGPIPE, SIG_IGN);
+
+  metrics::registry registry;
+  metrics::runtime_metrics metrics(registry);
+  std::unique_ptr<metrics::metrics_server> server;
+  if (listen) {
+    auto s = metrics::metrics_server::start(registry, *listen);
+    if (!s) return s.error();
+    server = std::move(*s);
+    log << "qrt: serving /metrics on " << listen->address << ':' << server->port() << '\n'
+        << std::flush;
+  }
+
+  runtime rt(runtime_configuration{.worker_threads = 2});
+  auto built = builtin_providers().make(cfg, rt.executor());
+  if (!built) return built.error();
+  const std::string provider_name(std::string((*built)->name()));
+  queue_client client(metrics::instrument(*built, metrics),
+                      client_options{.on_retry = metrics::count_retries(metrics, provider_name)});
+  asio::thread_pool commands(o.concurrency);
+
+  std::atomic<std::uint64_t> processed{0};
+  std::atomic<std::int64_t> last_processed_ns{steady::now().time_since_epoch().count()};
+  processor_options po;
+  po.max_concurrent_calls = o.concurrency;
+  po.prefetch_count = 0;  // a message waits for a free command, not in qrt's buffer
+  auto record = metrics::record_processing(metrics, provider_name);
+  po.on_processed = [&](const processed_message& p) {
+    record(p);
+    last_processed_ns = steady::now().time_since_epoch().count();
+    ++processed;
+  };
+  po.on_error = [&log](const error& e) { log << "qrt: " << e.to_string() << '\n' << std::flush; };
+  const std::string command = o.command;
+  processor worker(
+      client, q,
+      [&commands, command](const received_message& m) -> awaitable<result<void>> {
+        co_return co_await asio::co_spawn(
+            commands,
+            [&command, &m]() -> awaitable<result<void>> { co_return run_command(command, m); },
+            asio::use_awaitable);
+      },
+      po);
+  worker.start(rt.executor());
+
+  // Until a stop signal, max_messages or idle_exit: the signal wait doubles as the clock.
+  for (;;) {
+    if (o.max_messages > 0 && processed.load() >= o.max_messages) break;
+    auto slice = std::chrono::milliseconds(200);
+    if (o.idle_exit) {
+      const auto idle_since = steady::time_point(steady::duration(last_processed_ns.load()));
+      const auto left = idle_since + *o.idle_exit - steady::now();
+      if (left <= steady::duration::zero()) break;
+      slice = std::min(slice, std::chrono::duration_cast<std::chrono::milliseconds>(left) +
+                                  std::chrono::milliseconds(1));
+    }
+    timespec wait{};
+    wait.tv_sec = static_cast<time_t>(slice.count() / 1000);
+    wait.tv_nsec = static_cast<long>((slice.count() % 1000) * 1'000'000);
+    if (::sigtimedwait(&stop_signals, nullptr, &wait) > 0) break;
+  }
+  rt.block_on(worker.stop(std::chrono::seconds(30)));
+  commands.join();
+  rt.block_on(client.close());
+  const auto s = worker.stats();
+  process_report r;
+  r.completed = s.completed;
+  r.failed = s.handler_failures;
+  r.settle_failures = s.settle_failures;
+  return r;
+}
+
+}  // namespace qrt::cli
