@@ -95,6 +95,7 @@ struct process_report {
   std::uint64_t completed = 0;  ///< the command exited 0 and the message was completed
   std::uint64_t failed = 0;     ///< the command failed: abandoned (or dead-lettered)
   std::uint64_t settle_failures = 0;
+  std::string metrics;  ///< the metrics' exposition (Prometheus text) when the run ended
 };
 /// Runs a qrt::processor on `q` of the provider `cfg` names. Each message's body goes to the
 /// command's stdin; its id, delivery count, correlation id, session id and attributes go to the

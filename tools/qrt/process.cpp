@@ -250,6 +250,7 @@ result<process_report> process(const config& cfg, const queue_name& q, const pro
   r.completed = s.completed;
   r.failed = s.handler_failures;
   r.settle_failures = s.settle_failures;
+  r.metrics = registry.expose();
   return r;
 }
 
