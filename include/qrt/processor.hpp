@@ -8,6 +8,7 @@
 #include <memory>
 #include <qrt/circuit_breaker.hpp>
 #include <qrt/client.hpp>
+#include <qrt/config.hpp>
 #include <qrt/processing_observer.hpp>
 #include <qrt/retry.hpp>
 
@@ -59,6 +60,12 @@ struct processor_options {
   static processor_options for_high_throughput();
   /// 4 handlers, prefetch 1, renewal up to 1 min, fixed 50 ms back-off.
   static processor_options for_low_latency();
+  /// The processing settings of a provider's configuration, so that a processor and its client
+  /// come from one config: `preset` (high_throughput or low_latency select the presets above;
+  /// other values are the provider's own), then max_concurrent_calls, prefetch_count and
+  /// max_auto_lock_renewal_duration where present. Other keys belong to the provider. A
+  /// malformed value is a configuration_error naming its key.
+  static result<processor_options> from_config(const config& cfg);
 };
 
 /// What a processor did so far, for monitoring and tests.

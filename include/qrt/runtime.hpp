@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <memory>
 #include <optional>
+#include <qrt/config.hpp>
 #include <qrt/provider.hpp>
 #include <thread>
 #include <vector>
@@ -23,6 +24,9 @@ struct runtime_configuration {
   static runtime_configuration for_high_throughput();
   /// Two threads.
   static runtime_configuration for_low_resource();
+  /// From a provider's configuration: `worker_threads` where present (the embedded provider's
+  /// key), else one thread per hardware thread with preset=high_throughput, else one.
+  static result<runtime_configuration> from_config(const config& cfg);
 };
 
 /// Owns an io_context and its worker threads. The threads start in the constructor. stop()

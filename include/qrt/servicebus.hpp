@@ -101,7 +101,7 @@ struct options {
 
   /// 32 concurrent calls, prefetch 50, 10 minutes of auto lock renewal.
   static options for_high_throughput();
-  /// 4 concurrent calls, prefetch 1.
+  /// 4 concurrent calls, prefetch 1, 1 minute of auto lock renewal.
   static options for_low_latency();
 };
 

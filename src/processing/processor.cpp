@@ -31,6 +31,25 @@ processor_options processor_options::for_low_latency() {
           .retry = retry_policy::fixed_interval(milliseconds{50})};
 }
 
+result<processor_options> processor_options::from_config(const config& cfg) {
+  processor_options o;
+  auto preset = cfg.get_string("preset", std::string());
+  if (!preset) return preset.error();
+  if (*preset == "high_throughput") o = for_high_throughput();
+  if (*preset == "low_latency") o = for_low_latency();
+  auto calls = cfg.get_uint("max_concurrent_calls", o.max_concurrent_calls, 1, 10'000);
+  if (!calls) return calls.error();
+  o.max_concurrent_calls = *calls;
+  auto prefetch = cfg.get_uint("prefetch_count", o.prefetch_count, 0, 100'000);
+  if (!prefetch) return prefetch.error();
+  o.prefetch_count = *prefetch;
+  auto renewal =
+      cfg.get_duration("max_auto_lock_renewal_duration", o.max_auto_lock_renewal_duration);
+  if (!renewal) return renewal.error();
+  o.max_auto_lock_renewal_duration = *renewal;
+  return o;
+}
+
 namespace {
 
 // The part of a lock that must be left for a message to be handed to a handler, and the point

@@ -13,6 +13,17 @@ runtime_configuration runtime_configuration::for_low_resource() {
   return {.worker_threads = 2};
 }
 
+result<runtime_configuration> runtime_configuration::from_config(const config& cfg) {
+  runtime_configuration out;
+  auto preset = cfg.get_string("preset", std::string());
+  if (!preset) return preset.error();
+  if (*preset == "high_throughput") out = for_high_throughput();
+  auto threads = cfg.get_uint("worker_threads", out.worker_threads, 1, 1024);
+  if (!threads) return threads.error();
+  out.worker_threads = *threads;
+  return out;
+}
+
 runtime::runtime(runtime_configuration config)
     : io_(static_cast<int>(std::max<std::size_t>(1, config.worker_threads))),
       guard_(io_.get_executor()) {

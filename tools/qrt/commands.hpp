@@ -84,8 +84,9 @@ result<void> stats(sync::queue_client& c, const queue_name& q, output_format f, 
 
 /// `qrt process`: a worker that runs a shell command per message.
 struct process_options {
-  std::string command;                    ///< run as `/bin/sh -c command` for each message
-  std::size_t concurrency = 1;            ///< commands running at once
+  std::string command;  ///< run as `/bin/sh -c command` for each message
+  /// Commands running at once; 0: the configuration's max_concurrent_calls (its preset's), else 1.
+  std::size_t concurrency = 0;
   std::uint64_t max_messages = 0;         ///< stop after this many were processed; 0: no limit
   std::optional<milliseconds> idle_exit;  ///< stop after this long without a processed message
   std::string metrics_listen;             ///< "host:port": serve /metrics and /health while running

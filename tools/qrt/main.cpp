@@ -205,7 +205,8 @@ int main(int argc, char** argv) {
                    "correlation id, session id and attributes in QRT_MSG_* variables")
       ->required();
   processcmd->add_option("--concurrency", process_opts.concurrency,
-                         "commands running at once (default 1)");
+                         "commands running at once (default: the configuration's "
+                         "max_concurrent_calls, else 1)");
   processcmd->add_option("--max-messages", process_opts.max_messages,
                          "stop after this many messages (default: no limit)");
   processcmd->add_option("--idle-exit", process_idle_exit,

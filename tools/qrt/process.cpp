@@ -160,9 +160,14 @@ result<metrics::server_options> listen_address(const std::string& text) {
 result<process_report> process(const config& cfg, const queue_name& q, const process_options& o,
                                std::ostream& log) {
   if (o.command.empty()) return fail(errc::invalid_argument, "process needs --exec COMMAND");
-  if (o.concurrency == 0 || o.concurrency > 1024) {
-    return fail(errc::invalid_argument, "--concurrency must be 1-1024");
-  }
+  if (o.concurrency > 1024) return fail(errc::invalid_argument, "--concurrency must be 1-1024");
+  // The processor and its runtime come from the same configuration as the provider.
+  auto configured = processor_options::from_config(cfg);
+  if (!configured) return configured.error();
+  processor_options po = *configured;
+  if (o.concurrency > 0) po.max_concurrent_calls = o.concurrency;
+  auto threads = runtime_configuration::from_config(cfg);
+  if (!threads) return threads.error();
   std::optional<metrics::server_options> listen;
   if (!o.metrics_listen.empty()) {
     auto l = listen_address(o.metrics_listen);
@@ -194,18 +199,16 @@ result<process_report> process(const config& cfg, const queue_name& q, const pro
         << std::flush;
   }
 
-  runtime rt(runtime_configuration{.worker_threads = 2});
+  runtime rt(*threads);
   auto built = builtin_providers().make(cfg, rt.executor());
   if (!built) return built.error();
   const std::string provider_name(std::string((*built)->name()));
   queue_client client(metrics::instrument(*built, metrics),
                       client_options{.on_retry = metrics::count_retries(metrics, provider_name)});
-  asio::thread_pool commands(o.concurrency);
+  asio::thread_pool commands(po.max_concurrent_calls);
 
   std::atomic<std::uint64_t> processed{0};
   std::atomic<std::int64_t> last_processed_ns{steady::now().time_since_epoch().count()};
-  processor_options po;
-  po.max_concurrent_calls = o.concurrency;
   po.prefetch_count = 0;  // a message waits for a free command, not in qrt's buffer
   auto record = metrics::record_processing(metrics, provider_name);
   po.on_processed = [&](const processed_message& p) {

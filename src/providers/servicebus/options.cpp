@@ -18,6 +18,7 @@ options options::for_low_latency() {
   options o;
   o.max_concurrent_calls = 4;
   o.prefetch_count = 1;
+  o.max_auto_lock_renewal_duration = std::chrono::minutes(1);
   return o;
 }
 

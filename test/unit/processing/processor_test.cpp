@@ -416,6 +416,47 @@ TEST(Processor, ThrowingBreakerCallbackDoesNotStallTheProcessor) {
   EXPECT_EQ(f.stats().active, 0);
 }
 
+// One configuration for the client and its processor: the provider's preset and processing keys
+// give the processor's options, and the embedded provider's worker_threads the runtime's.
+TEST(Processor, OptionsComeFromTheProvidersConfiguration) {
+  auto fast = qrt::processor_options::from_config(
+      qrt::config{{"provider", "servicebus"}, {"preset", "high_throughput"}});
+  ASSERT_TRUE(fast) << fast.error().to_string();
+  EXPECT_EQ(fast->max_concurrent_calls, 32u);
+  EXPECT_EQ(fast->prefetch_count, 50u);
+  EXPECT_EQ(fast->max_auto_lock_renewal_duration, std::chrono::minutes(10));
+
+  auto tuned = qrt::processor_options::from_config(qrt::config{
+      {"provider", "servicebus"}, {"preset", "low_latency"}, {"max_concurrent_calls", "6"}});
+  ASSERT_TRUE(tuned) << tuned.error().to_string();
+  EXPECT_EQ(tuned->max_concurrent_calls, 6u);
+  EXPECT_EQ(tuned->prefetch_count, 1u);
+  EXPECT_EQ(tuned->max_auto_lock_renewal_duration, std::chrono::minutes(1));
+
+  auto plain = qrt::processor_options::from_config(qrt::config{{"provider", "memory"}});
+  ASSERT_TRUE(plain);
+  EXPECT_EQ(plain->max_concurrent_calls, qrt::processor_options{}.max_concurrent_calls);
+
+  for (const auto& [key, value] : std::vector<std::pair<std::string, std::string>>{
+           {"max_concurrent_calls", "lots"},
+           {"max_concurrent_calls", "0"},
+           {"prefetch_count", "-1"},
+           {"max_auto_lock_renewal_duration", "forever"}}) {
+    auto bad = qrt::processor_options::from_config(qrt::config{{key, value}});
+    ASSERT_FALSE(bad) << key << "=" << value;
+    EXPECT_EQ(bad.error().code, errc::configuration_error);
+    EXPECT_NE(bad.error().message.find(key), std::string::npos) << bad.error().message;
+  }
+
+  auto threads = qrt::runtime_configuration::from_config(
+      qrt::config{{"provider", "memory"}, {"worker_threads", "3"}});
+  ASSERT_TRUE(threads) << threads.error().to_string();
+  EXPECT_EQ(threads->worker_threads, 3u);
+  auto no_threads = qrt::runtime_configuration::from_config(qrt::config{{"worker_threads", "0"}});
+  ASSERT_FALSE(no_threads);
+  EXPECT_NE(no_threads.error().message.find("worker_threads"), std::string::npos);
+}
+
 TEST(Processor, PresetsHaveTheirDocumentedValues) {
   auto high = qrt::processor_options::for_high_throughput();
   EXPECT_EQ(high.max_concurrent_calls, 32u);

@@ -590,6 +590,7 @@ TEST(ServiceBusOptions, PresetsHaveTheirDocumentedValues) {
   const auto quick = qrt::servicebus::options::for_low_latency();
   EXPECT_EQ(quick.max_concurrent_calls, 4u);
   EXPECT_EQ(quick.prefetch_count, 1u);
+  EXPECT_EQ(quick.max_auto_lock_renewal_duration, std::chrono::minutes(1));
 }
 
 TEST(ServiceBusOptions, FromConfigAppliesPresetThenFields) {
