@@ -1,6 +1,7 @@
 // How a failed message is settled; shared by qrt::processor and qrt::session_processor.
 #pragma once
 
+#include <chrono>
 #include <exception>
 #include <qrt/error.hpp>
 #include <qrt/processor.hpp>
@@ -59,6 +60,21 @@ void report_to(const Callback& on_error, const error& e) noexcept {
   try {
     on_error(e);
   } catch (...) {  // NOLINT(bugprone-empty-catch): see above
+  }
+}
+
+/// Tells the processing observer how a handled message was left; an exception from it is
+/// dropped, as from the error callback.
+template <class Duration>
+void tell_processed(const processing_observer& observer, const queue_name& queue,
+                    processing_outcome how, Duration handler_duration,
+                    const error* handler_error) noexcept {
+  if (!observer) return;
+  try {
+    observer(processed_message{
+        queue, how, std::chrono::duration_cast<std::chrono::nanoseconds>(handler_duration),
+        handler_error});
+  } catch (...) {  // NOLINT(bugprone-empty-catch): an observer cannot stop the processor
   }
 }
 

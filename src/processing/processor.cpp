@@ -376,15 +376,9 @@ struct processor::impl : std::enable_shared_from_this<impl> {
     finish(id);
   }
 
-  void processed(processing_outcome how, steady::duration handler_duration,
+  void processed(processing_outcome how, std::chrono::steady_clock::duration handler_duration,
                  const error* handler_error) {
-    if (!options.on_processed) return;
-    try {
-      options.on_processed(processed_message{
-          queue, how, std::chrono::duration_cast<std::chrono::nanoseconds>(handler_duration),
-          handler_error});
-    } catch (...) {  // an observer cannot stop the processor
-    }
+    detail::tell_processed(options.on_processed, queue, how, handler_duration, handler_error);
   }
 
   static bool still_locked_after(const error& e) {

@@ -154,13 +154,7 @@ struct session_processor::impl : std::enable_shared_from_this<impl> {
 
   void processed(processing_outcome how, std::chrono::steady_clock::duration handler_duration,
                  const error* handler_error) {
-    if (!options.on_processed) return;
-    try {
-      options.on_processed(processed_message{
-          queue, how, std::chrono::duration_cast<std::chrono::nanoseconds>(handler_duration),
-          handler_error});
-    } catch (...) {  // an observer cannot stop the processor
-    }
+    detail::tell_processed(options.on_processed, queue, how, handler_duration, handler_error);
   }
 
   // Handles one batch strictly in order. A failure that is abandoned ends the batch: the rest

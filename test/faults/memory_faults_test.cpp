@@ -111,22 +111,7 @@ TEST(FaultMemory, SlowConsumerAndTenTimesFasterProducerStayWithinTheByteBudget) 
         }
       }
     };
-    std::vector<std::future<void>> sends;
-    const auto started = std::chrono::steady_clock::now();
-    asio::co_spawn(
-        rt.executor(),
-        [&]() -> awaitable<void> {
-          const auto end = started + 3s;
-          for (int n = 0; std::chrono::steady_clock::now() < end; n += 8) {
-            sends.push_back(asio::co_spawn(rt.executor(), send_batch(n), asio::use_future));
-            co_await pause_for(1ms);
-          }
-        },
-        asio::use_future)
-        .get();
-    for (auto& f : sends) f.get();
-    offered_seconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    offered_seconds = offer_batches(rt, send_batch, 1000us, 3s);
     EXPECT_TRUE(book.wait_all_completed(60s)) << book.summary("slow consumer (so far)");
     rt.block_on(proc.stop(10s));
     usage = memory::detail::memory_byte_usage(*memory);

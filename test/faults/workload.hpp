@@ -268,6 +268,30 @@ inline void throttling_storm_scenario(const std::string& provider_label,
   EXPECT_EQ(after.fds, before.fds);
 }
 
+/// Offers load without waiting for earlier sends: starts send_batch(first id) every `period`
+/// for `duration` (ids advance by 8, one batch's size), then waits for every batch. Returns the
+/// seconds the offering took.
+inline double offer_batches(runtime& rt, const std::function<awaitable<void>(int)>& send_batch,
+                            std::chrono::microseconds period, std::chrono::milliseconds duration) {
+  namespace asio = boost::asio;
+  std::vector<std::future<void>> sends;
+  const auto started = std::chrono::steady_clock::now();
+  asio::co_spawn(
+      rt.executor(),
+      [&]() -> awaitable<void> {
+        const auto end = started + duration;
+        for (int n = 0; std::chrono::steady_clock::now() < end; n += 8) {
+          sends.push_back(asio::co_spawn(rt.executor(), send_batch(n), asio::use_future));
+          asio::steady_timer t(co_await asio::this_coro::executor, period);
+          co_await t.async_wait(asio::use_awaitable);
+        }
+      },
+      asio::use_future)
+      .get();
+  for (auto& f : sends) f.get();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+}
+
 /// A slow consumer under a ten times faster producer, on a network provider (the embedded
 /// provider's own scenario also checks its byte budget): handlers take 50 ms, 16 at a time (at
 /// most 320 messages/s); the producer offers a batch of 8 every 2.5 ms (3200/s) for 1.5 s
@@ -332,23 +356,7 @@ inline void slow_consumer_scenario(const std::string& provider_label,
         }
       }
     };
-    std::vector<std::future<void>> sends;
-    const auto started = std::chrono::steady_clock::now();
-    asio::co_spawn(
-        rt.executor(),
-        [&]() -> awaitable<void> {
-          const auto end = started + 1500ms;
-          for (int n = 0; std::chrono::steady_clock::now() < end; n += 8) {
-            sends.push_back(asio::co_spawn(rt.executor(), send_batch(n), asio::use_future));
-            asio::steady_timer t(co_await asio::this_coro::executor, 2500us);
-            co_await t.async_wait(asio::use_awaitable);
-          }
-        },
-        asio::use_future)
-        .get();
-    for (auto& f : sends) f.get();
-    offered_seconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    offered_seconds = offer_batches(rt, send_batch, 2500us, 1500ms);
     EXPECT_TRUE(book.wait_all_completed(120s)) << book.summary("slow consumer (so far)");
     rt.block_on(proc.stop(10s));
     pstats = proc.stats();
