@@ -256,6 +256,11 @@ struct runtime_metrics {
   counter_family& dead_lettered;  ///< queue_runtime_dead_lettered_total{queue,provider}
   gauge_family& in_flight;        ///< queue_runtime_in_flight_messages{queue,provider}
   gauge_family& queue_depth;      ///< queue_runtime_queue_depth{queue,provider,state}
+  gauge_family& active_sessions;  ///< queue_runtime_active_sessions{queue,provider}
+  counter_family&
+      session_lock_renewals;  ///< queue_runtime_session_lock_renewals_total{queue,provider}
+  histogram_family&
+      session_acquisition;  ///< queue_runtime_session_acquisition_seconds{queue,provider}
 
   /// Handler-level series for one queue (operation label "process" on the batch sizes).
   processing_series for_processing(const std::string& queue, const std::string& provider);
@@ -267,6 +272,12 @@ struct runtime_metrics {
 /// that failed, queue_runtime_errors_total{operation="process", error: its errc}. Dead letters
 /// are counted by the instrumented provider (instrument()), not here. `metrics` must outlive it.
 processing_observer record_processing(runtime_metrics& metrics, std::string provider);
+
+/// A session observer (session_processor_options::on_session) that records the sessions held
+/// (queue_runtime_active_sessions), each session lock renewal
+/// (queue_runtime_session_lock_renewals_total) and how long each accept took
+/// (queue_runtime_session_acquisition_seconds). `metrics` must outlive it.
+session_observer record_sessions(runtime_metrics& metrics, std::string provider);
 
 /// A circuit breaker's on_state_change that records each transition in
 /// queue_runtime_circuit_breaker_transitions_total{provider,state} (the state entered) and the

@@ -35,8 +35,8 @@ constexpr std::string_view to_string(processing_outcome o) noexcept {
 
 /// One message a handler ran on, once the processor has settled it.
 struct processed_message {
-  const queue_name& queue;     ///< the queue the processor receives from
-  processing_outcome outcome;  ///< how the processor left the message
+  const queue_name& queue;                    ///< the queue the processor receives from
+  processing_outcome outcome;                 ///< how the processor left the message
   std::chrono::nanoseconds handler_duration;  ///< from the handler's start to its result
   const error* handler_error = nullptr;       ///< the handler's failure; null when it succeeded
 };
@@ -44,5 +44,23 @@ struct processed_message {
 /// Told of every processed message, on the processor's strand: it must not block. An exception
 /// it throws is swallowed (it cannot stop the processor).
 using processing_observer = std::function<void(const processed_message&)>;
+
+/// What happened to a session a session processor holds.
+enum class session_event_kind {
+  accepted,      ///< a session was taken; `waited` is how long accept_session took
+  lock_renewed,  ///< its lock was renewed
+  released,      ///< it was let go (idle, lost, or the processor stopped)
+};
+
+/// One session event, as session_processor_options::on_session is told of it.
+struct session_event {
+  const queue_name& queue;            ///< the queue the sessions belong to
+  session_event_kind what;            ///< what happened
+  std::chrono::nanoseconds waited{};  ///< accepted: how long accept_session took
+};
+
+/// Told of every session event, on the processor's strand: it must not block. An exception it
+/// throws is swallowed. For metrics: qrt::metrics::record_sessions.
+using session_observer = std::function<void(const session_event&)>;
 
 }  // namespace qrt

@@ -26,6 +26,8 @@ struct session_processor_options {
                                                          2);  ///< as processor_options::retry
   std::function<void(const error&)> on_error;                 ///< as processor_options::on_error
   processing_observer on_processed;  ///< as processor_options::on_processed
+  /// Told when a session is accepted (with how long that took), renewed and released.
+  session_observer on_session;
 };
 
 /// What a session processor did so far, for monitoring and tests.

@@ -379,7 +379,15 @@ runtime_metrics::runtime_metrics(registry& r)
                             {"queue", "provider"})),
       queue_depth(r.add_gauge("queue_runtime_queue_depth",
                               "Messages in the queue as the provider last reported, by state",
-                              {"queue", "provider", "state"})) {}
+                              {"queue", "provider", "state"})),
+      active_sessions(r.add_gauge("queue_runtime_active_sessions",
+                                  "Sessions a session processor holds now", {"queue", "provider"})),
+      session_lock_renewals(r.add_counter("queue_runtime_session_lock_renewals_total",
+                                          "Session locks renewed by session processors",
+                                          {"queue", "provider"})),
+      session_acquisition(r.add_histogram("queue_runtime_session_acquisition_seconds",
+                                          "How long accepting a session took",
+                                          operation_latency_buckets(), {"queue", "provider"})) {}
 
 retry_observer count_retries(runtime_metrics& metrics, std::string provider) {
   return [&metrics, provider = std::move(provider)](std::string_view operation,
@@ -405,6 +413,24 @@ processing_observer record_processing(runtime_metrics& metrics, std::string prov
       metrics.errors
           .with({queue, provider, "process", std::string(to_string(m.handler_error->code))})
           .inc();
+    }
+  };
+}
+
+session_observer record_sessions(runtime_metrics& metrics, std::string provider) {
+  return [&metrics, provider = std::move(provider)](const session_event& e) {
+    const std::string queue = e.queue.str();
+    switch (e.what) {
+      case session_event_kind::accepted:
+        metrics.active_sessions.with({queue, provider}).inc();
+        metrics.session_acquisition.with({queue, provider}).observe(e.waited);
+        break;
+      case session_event_kind::lock_renewed:
+        metrics.session_lock_renewals.with({queue, provider}).inc();
+        break;
+      case session_event_kind::released:
+        metrics.active_sessions.with({queue, provider}).dec();
+        break;
     }
   };
 }

@@ -78,4 +78,16 @@ void tell_processed(const processing_observer& observer, const queue_name& queue
   }
 }
 
+/// Tells the session observer of a session event; an exception from it is dropped.
+template <class Duration = std::chrono::nanoseconds>
+void tell_session(const session_observer& observer, const queue_name& queue,
+                  session_event_kind what, Duration waited = {}) noexcept {
+  if (!observer) return;
+  try {
+    observer(
+        session_event{queue, what, std::chrono::duration_cast<std::chrono::nanoseconds>(waited)});
+  } catch (...) {  // NOLINT(bugprone-empty-catch): an observer cannot stop the processor
+  }
+}
+
 }  // namespace qrt::detail

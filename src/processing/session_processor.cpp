@@ -108,6 +108,7 @@ struct session_processor::impl : std::enable_shared_from_this<impl> {
       if (renewed) {
         s->locked_until = *renewed;
         count(&session_processor_stats::session_lock_renewals);
+        detail::tell_session(options.on_session, queue, session_event_kind::lock_renewed);
         next = due();
       } else {
         report(renewed.error());
@@ -260,12 +261,14 @@ struct session_processor::impl : std::enable_shared_from_this<impl> {
       auto closed = co_await s->receiver.close();
       if (!closed) report(closed.error());
     }
+    detail::tell_session(options.on_session, queue, session_event_kind::released);
   }
 
   awaitable<void> worker() {
     auto self = shared_from_this();
     std::uint32_t failures = 0;
     while (!stopping) {
+      const auto asked_at = steady::now();
       auto accepted = co_await client.accept_session(queue, std::nullopt, options.accept_wait);
       if (!accepted) {
         const auto& e = accepted.error();
@@ -278,6 +281,8 @@ struct session_processor::impl : std::enable_shared_from_this<impl> {
       }
       failures = 0;
       count(&session_processor_stats::sessions_accepted);
+      detail::tell_session(options.on_session, queue, session_event_kind::accepted,
+                           steady::now() - asked_at);
       auto ex = co_await asio::this_coro::executor;
       co_await run_session(std::make_shared<held_session>(ex, std::move(*accepted)));
     }

@@ -4,6 +4,9 @@
 // failures without the benchmark harness.
 #include <gtest/gtest.h>
 
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <qrt/circuit_breaker.hpp>
 #include <qrt/memory.hpp>
 #include <qrt/metrics.hpp>
@@ -103,6 +106,49 @@ TEST(ProcessingMetrics, ASessionProcessorRecordsEachMessageByOutcome) {
   rt.block_on(p.stop(5s));
   EXPECT_EQ(m.messages_processed.with({"carts", "memory", "completed"}).value(), 4u);
   EXPECT_EQ(m.processing_duration.with({"carts", "memory"}).read().count, 4u);
+}
+
+// Sessions: each accept counted as held (and its wait timed), each lock renewal counted, and
+// every session let go again by the time the processor has stopped.
+TEST(ProcessingMetrics, ASessionProcessorRecordsItsSessionsAndTheirRenewals) {
+  qrt::runtime rt{{.worker_threads = 2}};
+  auto memory =
+      qrt::memory::make_provider(qrt::memory::options::for_testing(), rt.executor()).value();
+  qrt::queue_client client(memory);
+  const auto q = qrt::queue_name::from("carts");
+  ASSERT_TRUE(
+      rt.block_on(client.create_queue(q, {.lock_duration = 300ms, .requires_session = true})));
+  for (const char* session : {"cart-a", "cart-b"}) {
+    qrt::message msg{.body = session};
+    msg.session = qrt::session_id::from(session);
+    ASSERT_TRUE(rt.block_on(client.send(q, std::move(msg))));
+  }
+  registry reg;
+  runtime_metrics m(reg);
+  qrt::test::counter handled;
+  qrt::session_processor_options so;
+  so.max_concurrent_sessions = 2;
+  so.accept_wait = 50ms;
+  so.session_idle_timeout = 50ms;
+  so.on_session = record_sessions(m, "memory");
+  qrt::session_processor p(
+      client, q,
+      [&handled](const qrt::received_message& msg) -> qrt::awaitable<qrt::result<void>> {
+        if (msg.body == "cart-a") {  // outlasts the 300 ms session lock: it must be renewed
+          boost::asio::steady_timer t(co_await boost::asio::this_coro::executor, 900ms);
+          co_await t.async_wait(boost::asio::use_awaitable);
+        }
+        handled.add();
+        co_return qrt::result<void>{};
+      },
+      so);
+  p.start(rt.executor());
+  ASSERT_TRUE(handled.wait_for_at_least(2));
+  rt.block_on(p.stop(5s));
+  EXPECT_GE(m.session_acquisition.with({"carts", "memory"}).read().count, 2u);
+  EXPECT_GE(m.session_lock_renewals.with({"carts", "memory"}).value(), 1u);
+  EXPECT_EQ(m.active_sessions.with({"carts", "memory"}).value(), 0)
+      << "a session was counted as held after the processor stopped";
 }
 
 TEST(ProcessingMetrics, ABreakerRecordsItsTransitionsAndState) {
