@@ -41,4 +41,7 @@ cmake --preset release >/dev/null
 cmake --build --preset release -j "$jobs"
 ctest --preset release -j "$jobs" -L package
 
+step "the measurable assertions (release build, one at a time: they measure speed)"
+ctest --preset release -L assertions
+
 step "all tests passed"
