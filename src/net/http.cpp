@@ -3,6 +3,7 @@
 #include <atomic>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/async_result.hpp>
+#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -429,7 +430,20 @@ struct http_pool::impl : std::enable_shared_from_this<http_pool::impl> {
       co_return fail(errc::connection_failed,
                      "cannot set up a connection to " + ep.to_string() + ": " + e.what());
     }
-    auto& stream = c->lowest();
+    // Connect and handshake on the stream's strand (see exchange_on_strand).
+    const tcp::resolver::results_type endpoints = results;  // a binding cannot be captured
+    auto connected = co_await asio::co_spawn(
+        c->lowest().get_executor(),
+        [&]() -> asio::awaitable<result<void>> { return connect(*c, endpoints, deadline); },
+        asio::use_awaitable);
+    if (!connected) co_return connected.error();
+    ++opened;
+    co_return std::move(c);
+  }
+
+  asio::awaitable<result<void>> connect(connection& c, const tcp::resolver::results_type& results,
+                                        std::chrono::steady_clock::time_point deadline) {
+    auto& stream = c.lowest();
     const auto connect_deadline =
         std::min(deadline, std::chrono::steady_clock::now() + settings.connect_timeout);
     stream.expires_at(connect_deadline);
@@ -443,29 +457,48 @@ struct http_pool::impl : std::enable_shared_from_this<http_pool::impl> {
     // Latency only: a socket that refuses TCP_NODELAY still works.
     stream.socket().set_option(tcp::no_delay(true), oec);
     if (ssl) {
-      if (!SSL_set_tlsext_host_name(c->secure->native_handle(), ep.host.c_str())) {
+      if (!SSL_set_tlsext_host_name(c.secure->native_handle(), ep.host.c_str())) {
         co_return fail(errc::connection_failed, "cannot set TLS server name for " + ep.to_string());
       }
       if (settings.verify_tls) {
-        c->secure->set_verify_mode(asio::ssl::verify_peer, oec);
+        c.secure->set_verify_mode(asio::ssl::verify_peer, oec);
         if (!oec) {
-          c->secure->set_verify_callback(asio::ssl::host_name_verification(ep.host), oec);
+          c.secure->set_verify_callback(asio::ssl::host_name_verification(ep.host), oec);
         }
       } else {
-        c->secure->set_verify_mode(asio::ssl::verify_none, oec);
+        c.secure->set_verify_mode(asio::ssl::verify_none, oec);
       }
       if (oec) {
         co_return fail(errc::connection_failed, "cannot set up TLS verification for " +
                                                     ep.to_string() + ": " + oec.message());
       }
-      auto [hec] = co_await c->secure->async_handshake(asio::ssl::stream_base::client, use_tuple);
+      auto [hec] = co_await c.secure->async_handshake(asio::ssl::stream_base::client, use_tuple);
       if (hec) {
         co_return fail(errc::connection_failed,
                        "TLS handshake with " + ep.to_string() + " failed: " + hec.message());
       }
     }
-    ++opened;
-    co_return std::move(c);
+    co_return result<void>{};
+  }
+
+  /// Writes the request and reads the answer, by `deadline`. Every operation on a stream starts
+  /// on the stream's strand, where Beast's timeout handler closes the socket: started from the
+  /// caller's thread, an operation could begin while that handler closes the socket on another
+  /// thread (a race on the socket's reactor state; the fault suite's emulator kill found it
+  /// under UBSan).
+  asio::awaitable<boost::system::error_code> exchange_on_strand(
+      connection& c, http::request<http::string_body>& req, response_parser& parser,
+      std::chrono::steady_clock::time_point deadline) {
+    return asio::co_spawn(
+        c.lowest().get_executor(),
+        [this, &c, &req, &parser, deadline]() -> asio::awaitable<boost::system::error_code> {
+          c.lowest().expires_at(deadline);
+          const auto ec = c.secure ? co_await exchange(*c.secure, c, req, parser)
+                                   : co_await exchange(*c.plain, c, req, parser);
+          c.lowest().expires_never();  // idle in the pool, it must not time out
+          co_return ec;
+        },
+        asio::use_awaitable);
   }
 
   template <class Stream>
@@ -597,15 +630,10 @@ asio::awaitable<result<http_response>> http_pool::send(http_request request,
       if (!opened) co_return opened.error();
       c = std::move(*opened);
     }
-    c->lowest().expires_at(deadline);
     response_parser parser;
     apply_limits(parser, self->settings.max_response_bytes);
-    boost::system::error_code ec;
-    if (c->secure) {
-      ec = co_await self->exchange(*c->secure, *c, req, parser);
-    } else {
-      ec = co_await self->exchange(*c->plain, *c, req, parser);
-    }
+    const boost::system::error_code ec =
+        co_await self->exchange_on_strand(*c, req, parser, deadline);
     if (ec) {
       if (ec == beast::error::timeout) {
         co_return fail(errc::timeout, "no answer from " + self->ep.to_string() + " within " +
@@ -629,7 +657,6 @@ asio::awaitable<result<http_response>> http_pool::send(http_request request,
     const bool keep = res.keep_alive();
     http_response out = to_response(std::move(res));
     if (keep && !self->closed) {
-      c->lowest().expires_never();
       slot.pool.reset();
       self->give_back(std::move(c));
     }
