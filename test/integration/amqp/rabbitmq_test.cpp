@@ -322,9 +322,19 @@ TEST_F(amqp_rabbitmq, delivery_limit_policy_dead_letters_after_repeated_abandons
                    R"("})",
                "--apply-to", "queues"});
 
-  std::vector<qrt::message> one(1);
-  one[0].body = "poison";
-  auto sent = io_.run(provider_->send(quorum, std::move(one), 10s));
+  // A quorum queue takes a moment to elect its leader after the declare returns; until then
+  // the broker detaches a sender (a transient error): sent again, as a client's retry would.
+  qrt::result<std::vector<qrt::send_outcome>> sent = qrt::fail(errc::timeout, "not sent");
+  const auto give_up = std::chrono::steady_clock::now() + 30s;
+  do {
+    std::vector<qrt::message> one(1);
+    one[0].body = "poison";
+    sent = io_.run(provider_->send(quorum, std::move(one), 10s));
+    const bool stored = sent && sent->at(0);
+    if (stored) break;
+    const auto& e = sent ? sent->at(0).error() : sent.error();
+    ASSERT_EQ(e.kind, qrt::error_kind::transient) << e.to_string();
+  } while (std::chrono::steady_clock::now() < give_up);
   ASSERT_TRUE(sent && sent->at(0)) << (sent ? sent->at(0).error() : sent.error()).to_string();
   for (int delivery = 1; delivery <= limit + 1; ++delivery) {
     auto got = io_.run(provider_->receive(quorum, 1, 5s));
