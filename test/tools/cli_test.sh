@@ -164,7 +164,7 @@ expect 0 '"end_to_end_msgs_per_s"' -- bench --messages 1000 --threads 1 --no-bas
 
 # bench --metrics: the instrumented run's exposition, accepted by promtool.
 expect 0 "" -- bench --messages 1000 --threads 1 --no-baseline --metrics --report-dir "$tmp/m"
-grep -q '^queue_runtime_messages_processed_total{queue="qrt-bench",provider="memory"} 1000$' "$tmp/m/metrics.prom" \
+grep -q '^queue_runtime_messages_processed_total{queue="qrt-bench",provider="memory",outcome="completed"} 1000$' "$tmp/m/metrics.prom" \
   || fail "metrics.prom lacks the processed count: $(head -20 "$tmp/m/metrics.prom")"
 grep -q '^queue_runtime_messages_sent_total{queue="qrt-bench",provider="memory"} 1000$' "$tmp/m/metrics.prom" \
   || fail "metrics.prom lacks the sent count"
