@@ -581,6 +581,12 @@ class memory_provider final : public provider,
                                                " bytes exceeds the limit of " +
                                                std::to_string(opts_.max_message_bytes) + " bytes");
     }
+    if (const auto own = q.options().max_message_bytes; own != 0 && m.wire_size() > own) {
+      return fail(errc::message_too_large, "message of " + std::to_string(m.wire_size()) +
+                                               " bytes exceeds the max_message_bytes of queue '" +
+                                               q.name().str() + "' (" + std::to_string(own) +
+                                               " bytes)");
+    }
     // A message bigger than a byte limit would wait for room that can never come.
     for (const auto& [limit, field] : {std::pair{opts_.max_queue_bytes, "max_queue_bytes"},
                                        std::pair{opts_.max_memory_bytes, "max_memory_bytes"}}) {

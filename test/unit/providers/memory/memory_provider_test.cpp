@@ -305,6 +305,24 @@ TEST(MemoryProviderBytes, SenderWaitsForQueueBytesAndProceedsWhenAConsumerComple
   ASSERT_TRUE((**second)[0]) << (**second)[0].error().message;
 }
 
+// A queue's own max_message_bytes holds on that queue, below the provider's limit; other queues
+// keep the provider's.
+TEST(MemoryProviderBytes, AQueuesOwnMessageSizeLimitIsEnforced) {
+  auto client = open({{"queues", "open"}});
+  const auto small = queue_name::from("small");
+  qrt::queue_options o;
+  o.max_message_bytes = 100;
+  ASSERT_TRUE(client.create_queue(small, o));
+  EXPECT_TRUE(client.send(small, text(std::string(100, 'x'))));
+  auto refused = client.send(small, text(std::string(101, 'x')));
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, errc::message_too_large);
+  EXPECT_NE(refused.error().message.find("max_message_bytes of queue 'small' (100 bytes)"),
+            std::string::npos)
+      << refused.error().message;
+  EXPECT_TRUE(client.send(queue_name::from("open"), text(std::string(101, 'x'))));
+}
+
 TEST(MemoryProviderBytes, SendFailsWithQueueFullNamingTheByteLimitAtItsDeadline) {
   const std::uint64_t limit = (60 + overhead) + (30 + overhead);  // a 60- and a 30-byte message
   for (const char* field : {"max_queue_bytes", "max_memory_bytes"}) {
