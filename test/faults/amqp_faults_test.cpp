@@ -138,6 +138,12 @@ TEST(FaultAmqp, SlowConsumerAndTenTimesFasterProducerLoseNothing) {
                          [](runtime& rt) { return amqp_provider(rt, broker->amqp_port()); });
 }
 
+TEST(FaultAmqp, SequentialCallsReuseOneConnection) {
+  sequential_calls_reuse_one_connection(
+      static_cast<unsigned short>(broker->amqp_port()),
+      [](runtime& rt, tcp_proxy& proxy) { return amqp_provider(rt, proxy.port()); });
+}
+
 TEST(FaultAmqp, ABurstOfAThousandConcurrentSendsOpensOneConnection) {
   tcp_proxy proxy(static_cast<unsigned short>(broker->amqp_port()));
   runtime rt(runtime_configuration{.worker_threads = 4});

@@ -106,6 +106,13 @@ TEST(FaultServiceBus, SlowConsumerAndTenTimesFasterProducerLoseNothing) {
                          [&peer](runtime& rt) { return servicebus_provider(rt, peer.port()); });
 }
 
+TEST(FaultServiceBus, SequentialCallsReuseOneConnection) {
+  test::servicebus_peer peer;
+  sequential_calls_reuse_one_connection(peer.port(), [](runtime& rt, tcp_proxy& proxy) {
+    return servicebus_provider(rt, proxy.port());
+  });
+}
+
 TEST(FaultServiceBus, ABurstOfAThousandConcurrentSendsOpensOneConnection) {
   test::servicebus_peer peer;
   tcp_proxy proxy(peer.port());

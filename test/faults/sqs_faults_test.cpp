@@ -151,6 +151,13 @@ TEST_F(FaultSqs, SlowConsumerAndTenTimesFasterProducerLoseNothing) {
   });
 }
 
+TEST_F(FaultSqs, SequentialCallsReuseOneConnection) {
+  test::fauxqs_server server;
+  sequential_calls_reuse_one_connection(server.port(), [](runtime& rt, tcp_proxy& proxy) {
+    return sqs::make_provider(options_for(proxy.endpoint()), rt.executor()).value();
+  });
+}
+
 TEST_F(FaultSqs, AReceiveAnswerHeldUpPastTheVisibilityTimeoutIsNotCompletedFalsely) {
   test::fauxqs_server server;
   tcp_proxy proxy(server.port());

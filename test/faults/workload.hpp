@@ -379,4 +379,31 @@ inline void slow_consumer_scenario(const std::string& provider_label,
   EXPECT_EQ(after.fds, before.fds);
 }
 
+/// Connection reuse: 50 sequential round trips (send, receive, complete) through a TCP proxy in
+/// front of the server open one connection, counted at the proxy: setting a connection up is paid
+/// once, not per call.
+inline void sequential_calls_reuse_one_connection(
+    unsigned short server_port,
+    const std::function<provider_ptr(runtime&, tcp_proxy&)>& make_provider) {
+  using namespace std::chrono_literals;
+  tcp_proxy proxy(server_port);
+  runtime rt(runtime_configuration{.worker_threads = 2});
+  auto p = make_provider(rt, proxy);
+  const auto q = fresh_queue("reuse");
+  auto created = rt.block_on(p->create_queue(q, {}));
+  ASSERT_TRUE(created) << created.error().to_string();
+  for (int i = 0; i < 50; ++i) {
+    std::vector<message> one{message{.body = "r" + std::to_string(i)}};
+    auto sent = rt.block_on(p->send(q, std::move(one), 10s));
+    ASSERT_TRUE(sent && (*sent)[0]) << "send " << i;
+    auto got = rt.block_on(p->receive(q, 1, 5s));
+    ASSERT_TRUE(got) << got.error().to_string();
+    ASSERT_EQ(got->size(), 1u) << "receive " << i;
+    std::vector<settlement> done{settlement::complete((*got)[0].receipt)};
+    ASSERT_TRUE(rt.block_on(p->settle(std::move(done)))[0]) << "complete " << i;
+  }
+  EXPECT_EQ(proxy.accepted(), 1u) << "connections opened for 150 sequential calls";
+  rt.block_on(p->close());
+}
+
 }  // namespace qrt::faults
