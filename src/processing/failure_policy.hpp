@@ -63,17 +63,21 @@ void report_to(const Callback& on_error, const error& e) noexcept {
   }
 }
 
-/// Tells the processing observer how a handled message was left; an exception from it is
-/// dropped, as from the error callback.
+/// Tells the processing observer how a handled message was left and what its handler returned;
+/// an exception from it is dropped, as from the error callback.
 template <class Duration>
 void tell_processed(const processing_observer& observer, const queue_name& queue,
                     processing_outcome how, Duration handler_duration,
-                    const error* handler_error) noexcept {
+                    const result<void>& handler_outcome) noexcept {
   if (!observer) return;
   try {
-    observer(processed_message{
-        queue, how, std::chrono::duration_cast<std::chrono::nanoseconds>(handler_duration),
-        handler_error});
+    const auto took = std::chrono::duration_cast<std::chrono::nanoseconds>(handler_duration);
+    if (handler_outcome) {
+      observer(processed_message{queue, how, took, nullptr});
+    } else {
+      const error failure = handler_outcome.error();
+      observer(processed_message{queue, how, took, &failure});
+    }
   } catch (...) {  // NOLINT(bugprone-empty-catch): an observer cannot stop the processor
   }
 }

@@ -336,32 +336,31 @@ struct processor::impl : std::enable_shared_from_this<impl> {
     t->renewer_wake.notify();
     while (t->renewer_running) co_await t->renewer_exited.wait();
 
-    const std::optional<error> failure =
-        outcome ? std::nullopt : std::optional<error>(outcome.error());
-    const error* handler_error = failure ? &*failure : nullptr;
     if (t->released) {  // shutdown gave up on it and abandoned it already
-      processed(processing_outcome::abandoned, handler_duration, handler_error);
+      processed(processing_outcome::abandoned, handler_duration, outcome);
       finish(id);
       co_return;
     }
     t->settling = true;
     result<void> settled;
-    processing_outcome done_as = processing_outcome::settle_failed;
+    processing_outcome done_as;
     if (outcome) {
       settled = co_await client.complete(t->msg.receipt);
-      if (settled) count(&processor_stats::completed);
-      if (settled) done_as = processing_outcome::completed;
+      done_as = processing_outcome::completed;
     } else if (!dead_letter_reason.empty()) {
       settled = co_await client.dead_letter(t->msg.receipt, dead_letter_reason,
                                             outcome.error().to_string());
-      if (settled) count(&processor_stats::dead_lettered);
-      if (settled) done_as = processing_outcome::dead_lettered;
+      done_as = processing_outcome::dead_lettered;
     } else {
       settled = co_await client.abandon(t->msg.receipt);
-      if (settled) count(&processor_stats::abandoned);
-      if (settled) done_as = processing_outcome::abandoned;
+      done_as = processing_outcome::abandoned;
     }
-    if (!settled) {
+    if (settled) {
+      count(done_as == processing_outcome::completed       ? &processor_stats::completed
+            : done_as == processing_outcome::dead_lettered ? &processor_stats::dead_lettered
+                                                           : &processor_stats::abandoned);
+    } else {
+      done_as = processing_outcome::settle_failed;
       count(&processor_stats::settle_failures);
       report(settled.error());
       // A complete or dead-letter that failed while the lock may still be held: give the
@@ -372,13 +371,13 @@ struct processor::impl : std::enable_shared_from_this<impl> {
         if (co_await client.abandon(t->msg.receipt)) count(&processor_stats::abandoned);
       }
     }
-    processed(done_as, handler_duration, handler_error);
+    processed(done_as, handler_duration, outcome);
     finish(id);
   }
 
   void processed(processing_outcome how, std::chrono::steady_clock::duration handler_duration,
-                 const error* handler_error) {
-    detail::tell_processed(options.on_processed, queue, how, handler_duration, handler_error);
+                 const result<void>& handler_outcome) {
+    detail::tell_processed(options.on_processed, queue, how, handler_duration, handler_outcome);
   }
 
   static bool still_locked_after(const error& e) {

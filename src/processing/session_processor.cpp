@@ -154,8 +154,8 @@ struct session_processor::impl : std::enable_shared_from_this<impl> {
   enum class batch_end { done, failed, lost, stopping };
 
   void processed(processing_outcome how, std::chrono::steady_clock::duration handler_duration,
-                 const error* handler_error) {
-    detail::tell_processed(options.on_processed, queue, how, handler_duration, handler_error);
+                 const result<void>& handler_outcome) {
+    detail::tell_processed(options.on_processed, queue, how, handler_duration, handler_outcome);
   }
 
   // Handles one batch strictly in order. A failure that is abandoned ends the batch: the rest
@@ -172,22 +172,16 @@ struct session_processor::impl : std::enable_shared_from_this<impl> {
       const auto started_at = std::chrono::steady_clock::now();
       auto outcome = co_await call_handler(msg);
       const auto handler_duration = std::chrono::steady_clock::now() - started_at;
-      const std::optional<error> failure =
-          outcome ? std::nullopt : std::optional<error>(outcome.error());
-      const error* handler_error = failure ? &*failure : nullptr;
       s.busy = false;
       if (s.released) {  // shutdown closed the session meanwhile: the message went back
-        processed(processing_outcome::abandoned, handler_duration, handler_error);
+        processed(processing_outcome::abandoned, handler_duration, outcome);
         co_return batch_end::stopping;
       }
 
       std::vector<settlement> settle;
-      std::uint64_t session_processor_stats::*counter = nullptr;
       processing_outcome done_as = processing_outcome::completed;
-      bool ends_batch = false;
       if (outcome) {
         settle.push_back(settlement::complete(msg.receipt));
-        counter = &session_processor_stats::completed;
       } else {
         count(&session_processor_stats::handler_failures);
         auto reason =
@@ -196,16 +190,13 @@ struct session_processor::impl : std::enable_shared_from_this<impl> {
         if (!reason.empty()) {
           settle.push_back(
               settlement::dead_letter(msg.receipt, std::move(reason), outcome.error().to_string()));
-          counter = &session_processor_stats::dead_lettered;
           done_as = processing_outcome::dead_lettered;
         } else {
           if (options.abandon_delay.count() > 0 && !stopping) co_await pause(options.abandon_delay);
           for (std::size_t k = i; k < batch.size(); ++k) {
             settle.push_back(settlement::abandon(batch[k].receipt));
           }
-          counter = &session_processor_stats::abandoned;
-          done_as = processing_outcome::abandoned;
-          ends_batch = true;
+          done_as = processing_outcome::abandoned;  // with the rest of the batch
         }
       }
       auto results = co_await s.receiver.settle(std::move(settle));
@@ -213,13 +204,15 @@ struct session_processor::impl : std::enable_shared_from_this<impl> {
         // The message stays locked to us with an unknown outcome; releasing the session is the
         // only way to keep the order: it comes back first to whoever takes the session next.
         if (!results.empty()) report(results.front().error());
-        processed(processing_outcome::settle_failed, handler_duration, handler_error);
+        processed(processing_outcome::settle_failed, handler_duration, outcome);
         co_await abandon_rest(s, batch, i + 1);
         co_return batch_end::lost;
       }
-      count(counter);
-      processed(done_as, handler_duration, handler_error);
-      if (ends_batch) co_return batch_end::failed;
+      count(done_as == processing_outcome::completed       ? &session_processor_stats::completed
+            : done_as == processing_outcome::dead_lettered ? &session_processor_stats::dead_lettered
+                                                           : &session_processor_stats::abandoned);
+      processed(done_as, handler_duration, outcome);
+      if (done_as == processing_outcome::abandoned) co_return batch_end::failed;
     }
     co_return batch_end::done;
   }

@@ -58,8 +58,8 @@ void must_not_throw(F&& f) {
   }
 }
 
-// How many lock tokens, scheduled messages or peeked messages the request named; the seed
-// replies (test/fuzz/servicebus_management_corpus.cpp) carry this many.
+// How many lock tokens, scheduled messages or peeked messages the request named; the replies
+// the corpus program writes (test/fuzz/servicebus_management_corpus.cpp) carry this many.
 constexpr std::size_t requested = 2;
 
 void check(const proton::message& reply, std::size_t size) {

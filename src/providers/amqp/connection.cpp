@@ -475,6 +475,7 @@ struct connection::impl : proton::messaging_handler,
   // -- what the connection holds, against endpoint::max_links and max_prefetch_bytes --
   std::uint64_t prefetched_bytes = 0;  ///< the sum of every receiver's buffered_bytes
   std::uint64_t peak_committed_bytes = 0;
+  bool credit_withheld = false;  ///< the budget gave some link less credit than it wanted
   std::size_t peak_links = 0;
   std::uint64_t use_clock = 0;  ///< orders senders and nodes by last use
   /// A send or request waiting for a link to free up under max_links.
@@ -940,18 +941,8 @@ struct connection::impl : proton::messaging_handler,
   bool make_room_for_links(std::size_t count) {
     if (where.max_links == 0) return true;
     while (links_held() + count > where.max_links) {
-      auto sender = senders.end();
-      for (auto it = senders.begin(); it != senders.end(); ++it) {
-        if (it->second.idle() &&
-            (sender == senders.end() || it->second.last_use < sender->second.last_use))
-          sender = it;
-      }
-      auto node = rpc_nodes.end();
-      for (auto it = rpc_nodes.begin(); it != rpc_nodes.end(); ++it) {
-        if (it->second.idle() &&
-            (node == rpc_nodes.end() || it->second.last_use < node->second.last_use))
-          node = it;
-      }
+      const auto sender = least_recently_used_idle(senders);
+      const auto node = least_recently_used_idle(rpc_nodes);
       const bool close_sender =
           sender != senders.end() &&
           (node == rpc_nodes.end() || sender->second.last_use < node->second.last_use);
@@ -965,6 +956,18 @@ struct connection::impl : proton::messaging_handler,
       }
     }
     return true;
+  }
+
+  /// The idle entry of `links` (senders or request/response nodes) used longest ago, or end().
+  template <class Links>
+  static typename Links::iterator least_recently_used_idle(Links& links) {
+    auto oldest = links.end();
+    for (auto it = links.begin(); it != links.end(); ++it) {
+      if (it->second.idle() &&
+          (oldest == links.end() || it->second.last_use < oldest->second.last_use))
+        oldest = it;
+    }
+    return oldest;
   }
 
   /// A link may have freed up: the waiting calls are served by a job of their own on the
@@ -1223,13 +1226,15 @@ struct connection::impl : proton::messaging_handler,
       const std::uint64_t committed = committed_prefetch_bytes();
       const std::uint64_t room =
           committed < where.max_prefetch_bytes ? where.max_prefetch_bytes - committed : 0;
+      const long wanted = add;
       add = std::min<long>(add, static_cast<long>(std::min<std::uint64_t>(
                                     room / credit_bytes(r.spec), std::uint64_t{INT32_MAX})));
       if (add == 0 && !r.waiting.empty() && buffered == 0 && credit == 0) add = 1;
+      if (add < wanted) credit_withheld = true;
+      peak_committed_bytes = std::max(
+          peak_committed_bytes, committed + static_cast<std::uint64_t>(add) * credit_bytes(r.spec));
     }
     if (add > 0) r.link.add_credit(static_cast<std::uint32_t>(add));
-    if (where.max_prefetch_bytes > 0)
-      peak_committed_bytes = std::max(peak_committed_bytes, committed_prefetch_bytes());
   }
 
   /// What one credit may bring: a delivery of up to the link's max-message-size.
@@ -1249,10 +1254,11 @@ struct connection::impl : proton::messaging_handler,
     return committed;
   }
 
-  /// Prefetched bytes were handed out or given back: links held back by the budget may take
-  /// more now.
+  /// Prefetched bytes were handed out or given back: links the budget held back may take more
+  /// now. Nothing to do (the common case, on every receive) unless credit was withheld.
   void prefetch_budget_freed() {
-    if (where.max_prefetch_bytes == 0) return;
+    if (!credit_withheld) return;
+    credit_withheld = false;  // set again by any link the budget still holds back
     for (auto& [id, r] : receivers) replenish(r);
   }
 
@@ -1305,8 +1311,10 @@ struct connection::impl : proton::messaging_handler,
       unbuffer(r, h.bytes);
       return true;
     });
-    if (r.buffered.size() != before) prefetch_budget_freed();
-    if (r.buffered.size() != before) replenish(r);
+    if (r.buffered.size() != before) {
+      replenish(r);
+      prefetch_budget_freed();
+    }
   }
 
   void hand_out(receiver_state& r, receive_op& op) {
