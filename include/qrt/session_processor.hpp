@@ -6,6 +6,12 @@
 
 namespace qrt {
 
+/// When a session processor settles the messages of one batch.
+enum class batch_settlement {
+  per_message,  ///< each message as soon as its handler finished
+  per_batch,    ///< all of the batch's settlements in one call
+};
+
 /// How a session processor takes sessions, runs handlers and settles.
 struct session_processor_options {
   std::size_t max_concurrent_sessions = 8;    ///< sessions held (and handled) at once
@@ -24,8 +30,14 @@ struct session_processor_options {
   milliseconds abandon_delay{0};  ///< as processor_options::abandon_delay
   retry_policy retry = retry_policy::exponential_backoff(milliseconds{100}, milliseconds{5'000},
                                                          2);  ///< as processor_options::retry
-  std::function<void(const error&)> on_error;                 ///< as processor_options::on_error
-  processing_observer on_processed;  ///< as processor_options::on_processed
+  /// How a batch's messages are settled (session-aware batch acknowledgment).
+  /// per_message: each message is settled as its handler finishes, one provider call each.
+  /// per_batch: the batch's settlements go in one call, after its last handler (or with the
+  /// failure that ends it): fewer round trips, but a session lost before that call delivers the
+  /// batch's handled messages again (at least once). See docs/processing.md.
+  batch_settlement settle = batch_settlement::per_message;
+  std::function<void(const error&)> on_error;  ///< as processor_options::on_error
+  processing_observer on_processed;            ///< as processor_options::on_processed
   /// Told when a session is accepted (with how long that took), renewed and released.
   session_observer on_session;
 };

@@ -137,19 +137,29 @@ struct session_processor::impl : std::enable_shared_from_this<impl> {
     }
   }
 
-  // Abandons `batch[from..]` in order; the session hands them out again, first.
-  awaitable<void> abandon_rest(held_session& s, std::vector<received_message>& batch,
-                               std::size_t from) {
-    if (from >= batch.size()) co_return;
-    std::vector<settlement> abandons;
-    for (std::size_t i = from; i < batch.size(); ++i) {
-      abandons.push_back(settlement::abandon(batch[i].receipt));
+  // Settlements decided but not yet sent. `handled[k]` describes `settlements[k]`; abandons
+  // of messages no handler ran on follow the handled ones and have no entry.
+  struct pending_settlements {
+    struct handled_message {
+      processing_outcome outcome;
+      steady::duration handler_duration;
+      result<void> handler_outcome;
+    };
+    std::vector<settlement> settlements;
+    std::vector<handled_message> handled;
+
+    void add(settlement what, processing_outcome outcome, steady::duration took,
+             result<void> handler_outcome) {
+      settlements.push_back(std::move(what));
+      handled.push_back({outcome, took, std::move(handler_outcome)});
     }
-    auto results = co_await s.receiver.settle(std::move(abandons));
-    for (auto& r : results) {
-      if (!r) report(r.error());
+    // Abandons `batch[from..]`: the session hands them out again, first, in order.
+    void abandon_unhandled(const std::vector<received_message>& batch, std::size_t from) {
+      for (std::size_t i = from; i < batch.size(); ++i) {
+        settlements.push_back(settlement::abandon(batch[i].receipt));
+      }
     }
-  }
+  };
 
   enum class batch_end { done, failed, lost, stopping };
 
@@ -158,61 +168,102 @@ struct session_processor::impl : std::enable_shared_from_this<impl> {
     detail::tell_processed(options.on_processed, queue, how, handler_duration, handler_outcome);
   }
 
+  // Sends the pending settlements in one call and counts each handled message's outcome. False
+  // when a handled message's settlement failed: it stays locked to us with an unknown outcome,
+  // and releasing the session is the only way to keep the order (it comes back first to
+  // whoever takes the session next).
+  awaitable<bool> flush(held_session& s, pending_settlements& pending) {
+    if (pending.settlements.empty()) co_return true;
+    auto results = co_await s.receiver.settle(std::move(pending.settlements));
+    bool all_settled = true;
+    for (std::size_t k = 0; k < results.size(); ++k) {
+      if (!results[k]) report(results[k].error());
+      if (k >= pending.handled.size()) continue;  // an abandon of an unhandled message
+      auto& h = pending.handled[k];
+      if (!results[k]) {
+        all_settled = false;
+        processed(processing_outcome::settle_failed, h.handler_duration, h.handler_outcome);
+        continue;
+      }
+      count(h.outcome == processing_outcome::completed ? &session_processor_stats::completed
+            : h.outcome == processing_outcome::dead_lettered
+                ? &session_processor_stats::dead_lettered
+                : &session_processor_stats::abandoned);
+      processed(h.outcome, h.handler_duration, h.handler_outcome);
+    }
+    if (results.size() < pending.handled.size()) all_settled = false;  // a broken provider
+    pending.settlements.clear();
+    pending.handled.clear();
+    co_return all_settled;
+  }
+
+  // The session was closed under us (shutdown): nothing pending can be settled any more; the
+  // handled messages among it are delivered again to whoever takes the session.
+  void drop(pending_settlements& pending) {
+    for (auto& h : pending.handled) {
+      processed(processing_outcome::settle_failed, h.handler_duration, h.handler_outcome);
+    }
+    pending.settlements.clear();
+    pending.handled.clear();
+  }
+
   // Handles one batch strictly in order. A failure that is abandoned ends the batch: the rest
-  // is abandoned with it so nothing overtakes it.
+  // is abandoned with it so nothing overtakes it. Settlements go out after each message, or
+  // once for the whole batch (options.settle).
   awaitable<batch_end> handle_batch(held_session& s, std::vector<received_message>& batch) {
+    const bool per_message = options.settle == batch_settlement::per_message;
+    pending_settlements pending;
     for (std::size_t i = 0; i < batch.size(); ++i) {
       if (stopping) {
-        co_await abandon_rest(s, batch, i);
+        pending.abandon_unhandled(batch, i);
+        co_await flush(s, pending);
         co_return batch_end::stopping;
       }
       const auto& msg = batch[i];
       count(&session_processor_stats::handler_calls);
       s.busy = true;
-      const auto started_at = std::chrono::steady_clock::now();
+      const auto started_at = steady::now();
       auto outcome = co_await call_handler(msg);
-      const auto handler_duration = std::chrono::steady_clock::now() - started_at;
+      const auto handler_duration = steady::now() - started_at;
       s.busy = false;
-      if (s.released) {  // shutdown closed the session meanwhile: the message went back
+      if (s.released) {  // shutdown closed the session meanwhile: the messages went back
+        drop(pending);
         processed(processing_outcome::abandoned, handler_duration, outcome);
         co_return batch_end::stopping;
       }
 
-      std::vector<settlement> settle;
-      processing_outcome done_as = processing_outcome::completed;
+      bool ends_batch = false;
       if (outcome) {
-        settle.push_back(settlement::complete(msg.receipt));
+        pending.add(settlement::complete(msg.receipt), processing_outcome::completed,
+                    handler_duration, std::move(outcome));
       } else {
         count(&session_processor_stats::handler_failures);
         auto reason =
             detail::failure_reason(msg, outcome.error(), options.max_delivery_count,
                                    options.on_failure, options.dead_letter_on_permanent_error);
         if (!reason.empty()) {
-          settle.push_back(
-              settlement::dead_letter(msg.receipt, std::move(reason), outcome.error().to_string()));
-          done_as = processing_outcome::dead_lettered;
+          auto description = outcome.error().to_string();
+          pending.add(
+              settlement::dead_letter(msg.receipt, std::move(reason), std::move(description)),
+              processing_outcome::dead_lettered, handler_duration, std::move(outcome));
         } else {
           if (options.abandon_delay.count() > 0 && !stopping) co_await pause(options.abandon_delay);
-          for (std::size_t k = i; k < batch.size(); ++k) {
-            settle.push_back(settlement::abandon(batch[k].receipt));
-          }
-          done_as = processing_outcome::abandoned;  // with the rest of the batch
+          pending.add(settlement::abandon(msg.receipt), processing_outcome::abandoned,
+                      handler_duration, std::move(outcome));
+          pending.abandon_unhandled(batch, i + 1);  // with the rest of the batch
+          ends_batch = true;
         }
       }
-      auto results = co_await s.receiver.settle(std::move(settle));
-      if (results.empty() || !results.front()) {
-        // The message stays locked to us with an unknown outcome; releasing the session is the
-        // only way to keep the order: it comes back first to whoever takes the session next.
-        if (!results.empty()) report(results.front().error());
-        processed(processing_outcome::settle_failed, handler_duration, outcome);
-        co_await abandon_rest(s, batch, i + 1);
-        co_return batch_end::lost;
+      if (per_message || ends_batch || i + 1 == batch.size()) {
+        if (!co_await flush(s, pending)) {
+          if (!ends_batch) {  // else the rest was abandoned in the call that failed
+            pending.abandon_unhandled(batch, i + 1);
+            co_await flush(s, pending);
+          }
+          co_return batch_end::lost;
+        }
       }
-      count(done_as == processing_outcome::completed       ? &session_processor_stats::completed
-            : done_as == processing_outcome::dead_lettered ? &session_processor_stats::dead_lettered
-                                                           : &session_processor_stats::abandoned);
-      processed(done_as, handler_duration, outcome);
-      if (done_as == processing_outcome::abandoned) co_return batch_end::failed;
+      if (ends_batch) co_return batch_end::failed;
     }
     co_return batch_end::done;
   }

@@ -221,3 +221,203 @@ TEST(SessionProcessor, NonStandardThrowIsAHandlerFailureAndTheSessionGoesOn) {
   EXPECT_EQ(p.stats().completed, 3u);
   EXPECT_EQ(f.stats().active, 0);
 }
+
+namespace {
+
+// Records the settle calls made on the sessions it hands out: the actions of each call, in order
+// ('c' complete, 'a' abandon, 'd' dead-letter), so a test can see how settlements were grouped.
+class settle_call_recorder final : public qrt::provider {
+ public:
+  explicit settle_call_recorder(qrt::provider_ptr inner) : inner_(std::move(inner)) {}
+
+  std::vector<std::string> calls() const {
+    std::lock_guard lock(mutex_);
+    return calls_;
+  }
+
+  std::string_view name() const noexcept override { return inner_->name(); }
+  const qrt::capabilities& caps() const noexcept override { return inner_->caps(); }
+  qrt::awaitable<qrt::result<void>> create_queue(const qrt::queue_name& q,
+                                                 const qrt::queue_options& o) override {
+    return inner_->create_queue(q, o);
+  }
+  qrt::awaitable<qrt::result<void>> delete_queue(const qrt::queue_name& q) override {
+    return inner_->delete_queue(q);
+  }
+  qrt::awaitable<qrt::result<qrt::queue_stats>> stats(const qrt::queue_name& q) override {
+    return inner_->stats(q);
+  }
+  qrt::awaitable<qrt::result<std::vector<qrt::send_outcome>>> send(const qrt::queue_name& q,
+                                                                   std::vector<qrt::message> m,
+                                                                   qrt::milliseconds t) override {
+    return inner_->send(q, std::move(m), t);
+  }
+  qrt::awaitable<qrt::result<std::vector<received_message>>> receive(const qrt::queue_name& q,
+                                                                     std::size_t n,
+                                                                     qrt::milliseconds w) override {
+    return inner_->receive(q, n, w);
+  }
+  qrt::awaitable<qrt::result<std::vector<received_message>>> peek(const qrt::queue_name& q,
+                                                                  std::size_t n,
+                                                                  std::int64_t from) override {
+    return inner_->peek(q, n, from);
+  }
+  qrt::awaitable<std::vector<qrt::result<void>>> settle(std::vector<qrt::settlement> s) override {
+    record(s);
+    return inner_->settle(std::move(s));
+  }
+  qrt::awaitable<qrt::result<qrt::time_point>> renew_lock(const qrt::receipt_handle& r) override {
+    return inner_->renew_lock(r);
+  }
+  qrt::awaitable<qrt::result<std::shared_ptr<qrt::session_receiver>>> accept_session(
+      const qrt::queue_name& q, std::optional<qrt::session_id> id, qrt::milliseconds w) override {
+    auto s = co_await inner_->accept_session(q, std::move(id), w);
+    if (!s) co_return s;
+    co_return std::shared_ptr<qrt::session_receiver>(
+        std::make_shared<recording_session>(*this, std::move(*s)));
+  }
+  qrt::awaitable<void> close() override { return inner_->close(); }
+
+ private:
+  struct recording_session final : qrt::session_receiver {
+    recording_session(settle_call_recorder& owner, std::shared_ptr<qrt::session_receiver> inner)
+        : owner(owner), inner(std::move(inner)) {}
+    const qrt::session_id& id() const noexcept override { return inner->id(); }
+    qrt::time_point locked_until() const noexcept override { return inner->locked_until(); }
+    qrt::awaitable<qrt::result<std::vector<received_message>>> receive(
+        std::size_t n, qrt::milliseconds w) override {
+      return inner->receive(n, w);
+    }
+    qrt::awaitable<std::vector<qrt::result<void>>> settle(std::vector<qrt::settlement> s) override {
+      owner.record(s);
+      return inner->settle(std::move(s));
+    }
+    qrt::awaitable<qrt::result<qrt::time_point>> renew_session_lock() override {
+      return inner->renew_session_lock();
+    }
+    qrt::awaitable<qrt::result<std::string>> get_state() override { return inner->get_state(); }
+    qrt::awaitable<qrt::result<void>> set_state(std::string s) override {
+      return inner->set_state(std::move(s));
+    }
+    qrt::awaitable<qrt::result<void>> close() override { return inner->close(); }
+    settle_call_recorder& owner;
+    std::shared_ptr<qrt::session_receiver> inner;
+  };
+
+  void record(const std::vector<qrt::settlement>& s) {
+    std::string actions;
+    for (const auto& one : s) {
+      actions += one.action == qrt::settle_action::complete  ? 'c'
+                 : one.action == qrt::settle_action::abandon ? 'a'
+                                                             : 'd';
+    }
+    std::lock_guard lock(mutex_);
+    calls_.push_back(std::move(actions));
+  }
+
+  qrt::provider_ptr inner_;
+  mutable std::mutex mutex_;
+  std::vector<std::string> calls_;
+};
+
+// Runs one session processor over `f`'s queue until `completions` messages were completed,
+// with `handler_fails(body, delivery_count)` deciding which fail, and returns the settle calls
+// and the bodies in handler order.
+struct batch_run {
+  std::vector<std::string> settle_calls;
+  std::vector<std::string> handled;
+  qrt::session_processor_stats stats;
+};
+batch_run run_batches(fixture& f, qrt::batch_settlement mode, long completions,
+                      std::function<bool(const std::string&, std::uint32_t)> handler_fails,
+                      const std::shared_ptr<qrt::fault_injecting_provider>& faults = nullptr) {
+  auto recorder =
+      std::make_shared<settle_call_recorder>(faults ? qrt::provider_ptr(faults) : f.memory);
+  std::mutex m;
+  batch_run out;
+  qrt::test::counter completed;
+  qrt::session_processor p(qrt::queue_client{recorder, {.retry = std::nullopt}}, f.q,
+                           [&](const received_message& msg) -> qrt::awaitable<qrt::result<void>> {
+                             const bool fails = handler_fails(msg.body, msg.delivery_count);
+                             {
+                               std::lock_guard lock(m);
+                               out.handled.push_back(msg.body);
+                             }
+                             if (fails)
+                               co_return qrt::fail(errc::timeout, "injected handler failure");
+                             co_return qrt::result<void>{};
+                           },
+                           {.max_concurrent_sessions = 1,
+                            .max_messages_per_receive = 5,
+                            .session_idle_timeout = 100ms,
+                            .accept_wait = 100ms,
+                            .settle = mode,
+                            .on_processed = [&](const qrt::processed_message& done) {
+                              if (done.outcome == qrt::processing_outcome::completed)
+                                completed.add();
+                            }});
+  p.start(f.rt.executor());
+  EXPECT_TRUE(completed.wait_for_at_least(completions));
+  f.rt.block_on(p.stop(5s));
+  out.settle_calls = recorder->calls();
+  out.stats = p.stats();
+  std::lock_guard lock(m);
+  return out;
+}
+
+}  // namespace
+
+// Session-aware batch acknowledgment: per_batch settles a session's batch in one provider call,
+// per_message in one call per message; both complete everything, in order.
+TEST(SessionProcessor, PerBatchSettlementCompletesASessionsBatchInOneCall) {
+  const std::vector<std::string> in_order = {"a-0", "a-1", "a-2", "a-3", "a-4",
+                                             "a-5", "a-6", "a-7", "a-8", "a-9"};
+  for (auto mode : {qrt::batch_settlement::per_batch, qrt::batch_settlement::per_message}) {
+    fixture f;
+    for (const auto& body : in_order) f.send("a", body);
+    auto run = run_batches(f, mode, 10, [](const std::string&, std::uint32_t) { return false; });
+    EXPECT_EQ(run.handled, in_order);
+    if (mode == qrt::batch_settlement::per_batch) {
+      EXPECT_EQ(run.settle_calls, (std::vector<std::string>{"ccccc", "ccccc"}));
+    } else {
+      EXPECT_EQ(run.settle_calls, std::vector<std::string>(10, "c"));
+    }
+    EXPECT_EQ(run.stats.completed, 10u);
+    EXPECT_EQ(f.stats().active, 0);
+  }
+}
+
+// A failure that is abandoned ends the batch: the completions before it, its abandon and the
+// abandons of the rest go in one call, and the session reads on from the failed message.
+TEST(SessionProcessor, PerBatchSettlementSendsTheFailureWithTheBatchAndKeepsTheOrder) {
+  fixture f;
+  for (int i = 0; i < 5; ++i) f.send("a", "a-" + std::to_string(i));
+  auto run = run_batches(f, qrt::batch_settlement::per_batch, 5,
+                         [](const std::string& body, std::uint32_t delivery) {
+                           return body == "a-2" && delivery == 1;
+                         });
+  EXPECT_EQ(run.handled, (std::vector<std::string>{"a-0", "a-1", "a-2", "a-2", "a-3", "a-4"}));
+  ASSERT_GE(run.settle_calls.size(), 2u);
+  EXPECT_EQ(run.settle_calls[0], "ccaaa");
+  EXPECT_EQ(run.settle_calls[1], "ccc");
+  EXPECT_EQ(run.stats.completed, 5u);
+  EXPECT_EQ(run.stats.abandoned, 1u);
+  EXPECT_EQ(f.stats().dead_lettered, 0);
+}
+
+// What per_batch costs: when the batch's one settle call fails, nothing of the batch was
+// settled; the session is released and every message of the batch, handled or not, is
+// delivered again, in order, to the next holder (at least once; none lost).
+TEST(SessionProcessor, PerBatchSettlementThatFailsDeliversTheWholeBatchAgainInOrder) {
+  fixture f;
+  for (int i = 0; i < 3; ++i) f.send("a", "a-" + std::to_string(i));
+  f.faulty->fail_next(qrt::fault_ops::settle, 1, qrt::fail(errc::connection_failed, "reset"));
+  auto run = run_batches(
+      f, qrt::batch_settlement::per_batch, 3,
+      [](const std::string&, std::uint32_t) { return false; }, f.faulty);
+  EXPECT_EQ(run.handled, (std::vector<std::string>{"a-0", "a-1", "a-2", "a-0", "a-1", "a-2"}));
+  EXPECT_EQ(run.stats.sessions_lost, 1u);
+  EXPECT_EQ(run.stats.completed, 3u);
+  EXPECT_EQ(f.stats().active, 0);
+  EXPECT_EQ(f.stats().dead_lettered, 0);
+}
