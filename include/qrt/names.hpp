@@ -2,6 +2,7 @@
 #pragma once
 
 #include <compare>
+#include <cstdint>
 #include <functional>
 #include <qrt/error.hpp>
 #include <string>
@@ -56,6 +57,12 @@ class session_id {
   static result<session_id> parse(std::string_view text);
   /// For literals known to be valid; throws qrt::exception otherwise.
   static session_id from(std::string_view text) { return parse(text).value(); }
+  /// The session "shard-<n>" (n in [0, shards)) that `key` belongs to: one key's messages share
+  /// a session (an SQS FIFO message group) and keep their order, while the keys spread over
+  /// `shards` sessions that are processed in parallel (processor_options::order_by_session, or
+  /// a session processor). n is the 64-bit FNV-1a hash of the key's bytes modulo `shards`, so
+  /// any sender, in any language, can compute the same shard. `shards` 0 counts as 1.
+  static session_id for_shard(std::string_view key, std::uint32_t shards);
 
   session_id() = default;
   /// The id as text.

@@ -46,6 +46,14 @@ struct processor_options {
   milliseconds abandon_delay{0};
   /// Back-off between failed receives (after the client's own retries gave up).
   retry_policy retry = retry_policy::exponential_backoff(milliseconds{100}, milliseconds{5'000}, 2);
+  /// Ordered processing without session locks: messages that share a session id (on SQS FIFO
+  /// queues, a message group) are handled one at a time, in the order this processor received
+  /// them, while messages of different sessions (and messages without one) run concurrently up
+  /// to max_concurrent_calls. A message that goes back to the queue (abandoned, a settlement
+  /// that failed, a lock too short to start) takes the later messages of its session that the
+  /// processor holds back with it, so none of them overtakes it. Spreading keys over groups
+  /// (session_id::for_shard) then processes a FIFO stream in parallel, each key in order.
+  bool order_by_session = false;
   /// Optional: handler outcomes feed it (transient failures count), and while it is open the
   /// processor neither receives nor starts handlers; half-open, it starts only the probes.
   /// This is what keeps a down dependency from being hammered by redeliveries.
@@ -76,10 +84,12 @@ struct processor_stats {
   std::uint64_t abandoned = 0;      ///< abandoned after a handler or settlement failure
   std::uint64_t dead_lettered =
       0;  ///< messages dead-lettered (failure action, permanent error or poison)
-  std::uint64_t handler_failures = 0;       ///< handlers that returned an error or threw
-  std::uint64_t lock_renewals = 0;          ///< successful lock renewals
-  std::uint64_t locks_lost = 0;             ///< a running handler's lock could not be kept
-  std::uint64_t released_unstarted = 0;     ///< prefetched, lock too short to start: released
+  std::uint64_t handler_failures = 0;  ///< handlers that returned an error or threw
+  std::uint64_t lock_renewals = 0;     ///< successful lock renewals
+  std::uint64_t locks_lost = 0;        ///< a running handler's lock could not be kept
+  /// Prefetched and released without a handler: its lock was too short to start, or
+  /// (order_by_session) an earlier message of its session went back to the queue.
+  std::uint64_t released_unstarted = 0;
   std::uint64_t settle_failures = 0;        ///< settlements the provider refused
   std::uint64_t abandoned_at_shutdown = 0;  ///< messages released by stop()
   std::size_t in_flight = 0;                ///< handlers running now

@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <qrt/names.hpp>
 
 namespace qrt {
@@ -47,6 +48,17 @@ result<session_id> session_id::parse(std::string_view text) {
   }
   session_id s;
   s.id_ = std::string(text);
+  return s;
+}
+
+session_id session_id::for_shard(std::string_view key, std::uint32_t shards) {
+  std::uint64_t hash = 0xcbf29ce484222325ULL;  // FNV-1a, 64 bit: offset basis and prime
+  for (unsigned char c : key) {
+    hash ^= c;
+    hash *= 0x100000001b3ULL;
+  }
+  session_id s;
+  s.id_ = "shard-" + std::to_string(hash % std::max<std::uint32_t>(shards, 1));
   return s;
 }
 

@@ -8,6 +8,7 @@
 #include <map>
 #include <mutex>
 #include <qrt/processor.hpp>
+#include <set>
 
 #include "event.hpp"
 #include "failure_policy.hpp"
@@ -100,6 +101,7 @@ struct processor::impl : std::enable_shared_from_this<impl> {
   std::optional<detail::event> drained;                          // stop() waits on it
   std::deque<std::pair<received_message, milliseconds>> buffer;  // prefetched, with lock length
   std::map<std::uint64_t, std::shared_ptr<task>> running;
+  std::set<session_id> sessions_running;  // order_by_session: sessions with a running handler
   std::uint64_t next_task_id = 1;
   bool started = false;
   bool stopping = false;
@@ -200,12 +202,15 @@ struct processor::impl : std::enable_shared_from_this<impl> {
 
   void dispatch() {
     while (!stopping && running.size() < options.max_concurrent_calls && !buffer.empty()) {
+      auto next = next_startable();
+      if (next == buffer.end()) break;  // every buffered message waits for its session
       if (options.breaker && !options.breaker->allow()) {
         capacity_changed->notify();  // the receive loop waits for the next probe
         break;
       }
-      auto [msg, lock] = std::move(buffer.front());
-      buffer.pop_front();
+      auto [msg, lock] = std::move(*next);
+      buffer.erase(next);
+      if (options.order_by_session && msg.session) sessions_running.insert(*msg.session);
       auto t = std::make_shared<task>(*strand, std::move(msg), lock);
       const auto id = next_task_id++;
       running.emplace(id, t);
@@ -214,7 +219,40 @@ struct processor::impl : std::enable_shared_from_this<impl> {
     }
   }
 
+  // The first buffered message no running handler's session holds back.
+  std::deque<std::pair<received_message, milliseconds>>::iterator next_startable() {
+    if (!options.order_by_session) return buffer.begin();
+    return std::find_if(buffer.begin(), buffer.end(), [&](const auto& entry) {
+      return !entry.first.session || !sessions_running.contains(*entry.first.session);
+    });
+  }
+
+  // order_by_session: a message that goes back to the queue takes the later messages of its
+  // session that this processor holds with it, so none of them is handled before it comes
+  // back. Runs while its session still counts as running, so dispatch starts none of them.
+  awaitable<void> release_rest_of_session(const received_message& gone_back) {
+    if (!options.order_by_session || !gone_back.session) co_return;
+    for (;;) {  // the receive loop may buffer more of the session while a release is under way
+      std::vector<receipt_handle> rest;
+      for (auto it = buffer.begin(); it != buffer.end();) {
+        if (it->first.session == gone_back.session) {
+          rest.push_back(std::move(it->first.receipt));
+          it = buffer.erase(it);
+        } else {
+          ++it;
+        }
+      }
+      if (rest.empty()) co_return;
+      count(&processor_stats::released_unstarted, rest.size());
+      co_await release(std::move(rest));
+    }
+  }
+
   void finish(std::uint64_t id) {
+    if (auto it = running.find(id);
+        it != running.end() && options.order_by_session && it->second->msg.session) {
+      sessions_running.erase(*it->second->msg.session);
+    }
     running.erase(id);
     note_in_flight();
     capacity_changed->notify();
@@ -299,6 +337,7 @@ struct processor::impl : std::enable_shared_from_this<impl> {
     auto self = shared_from_this();
     if (!co_await ensure_startable(*t)) {
       if (options.breaker) options.breaker->cancel();
+      co_await release_rest_of_session(t->msg);
       finish(id);
       co_return;
     }
@@ -372,6 +411,9 @@ struct processor::impl : std::enable_shared_from_this<impl> {
       }
     }
     processed(done_as, handler_duration, outcome);
+    if (done_as == processing_outcome::abandoned || done_as == processing_outcome::settle_failed) {
+      co_await release_rest_of_session(t->msg);
+    }
     finish(id);
   }
 

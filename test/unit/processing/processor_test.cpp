@@ -588,3 +588,73 @@ TEST(Processor, ThrowingErrorCallbackDoesNotStopTheProcessor) {
   EXPECT_TRUE(reported.wait_for_at_least(3)) << "the receive loop stopped after the first throw";
   f.rt.block_on(p.stop(5s));
 }
+
+// Ordered processing without session locks (the SQS FIFO way): messages of one session are
+// handled one at a time and in order, different sessions at once, while handlers fail and the
+// failed message comes back (taking its session's later messages with it).
+TEST(Processor, OrderBySessionKeepsEachSessionInOrderAndRunsSessionsConcurrently) {
+  fixture f({.lock_duration = 5s, .max_delivery_count = 50});
+  constexpr int sessions = 4, per_session = 20;
+  for (int i = 0; i < per_session; ++i) {
+    for (int k = 0; k < sessions; ++k) {
+      qrt::message m{.body = numbered(numbered("s", k) + "-", i)};
+      m.session = qrt::session_id::from(numbered("s", k));
+      ASSERT_TRUE(f.rt.block_on(f.client.send(f.q, std::move(m))));
+    }
+  }
+  std::mutex m;
+  std::condition_variable all_entered;
+  std::set<std::string> entered;
+  std::map<std::string, int> running;                 // per session, handlers running now
+  int most_running_in_one_session = 0;                // must stay 1
+  std::map<std::string, std::vector<int>> succeeded;  // per session, in handler order
+  std::set<std::string> failed_once;
+  qrt::test::counter completed;
+  auto options = qrt::processor_options{.max_concurrent_calls = 8, .prefetch_count = 20};
+  options.order_by_session = true;
+  options.on_processed = [&](const qrt::processed_message& done) {
+    if (done.outcome == qrt::processing_outcome::completed) completed.add();
+  };
+  qrt::processor p(
+      f.client, f.q,
+      [&](const received_message& msg) -> qrt::awaitable<qrt::result<void>> {
+        const auto session = msg.session->str();
+        const int index = std::stoi(msg.body.substr(msg.body.find('-') + 1));
+        {
+          std::unique_lock lock(m);
+          most_running_in_one_session = std::max(most_running_in_one_session, ++running[session]);
+          // Hold each session's first message until all four are in a handler at once: proof
+          // that different sessions run concurrently.
+          entered.insert(session);
+          all_entered.notify_all();
+          all_entered.wait_for(lock, 10s, [&] { return entered.size() >= sessions; });
+        }
+        co_await work_for(qrt::milliseconds{index % 3});
+        std::lock_guard lock(m);
+        --running[session];
+        // Fails the first handling (not delivery: a message sent back unhandled behind a
+        // failure is delivered again without having failed).
+        if (index % 7 == 3 && failed_once.insert(msg.body).second) {
+          co_return qrt::fail(errc::timeout, "injected handler failure");
+        }
+        succeeded[session].push_back(index);
+        co_return qrt::result<void>{};
+      },
+      options);
+  p.start(f.rt.executor());
+  ASSERT_TRUE(completed.wait_for_at_least(sessions * per_session, 20s));
+  f.rt.block_on(p.stop(5s));
+
+  std::lock_guard lock(m);
+  EXPECT_EQ(entered.size(), static_cast<std::size_t>(sessions));
+  EXPECT_EQ(most_running_in_one_session, 1);
+  std::vector<int> expected(per_session);
+  for (int i = 0; i < per_session; ++i) expected[i] = i;
+  for (int k = 0; k < sessions; ++k) EXPECT_EQ(succeeded[numbered("s", k)], expected) << k;
+  const auto s = p.stats();
+  EXPECT_EQ(s.abandoned, static_cast<std::uint64_t>(sessions * 3)) << "3, 10 and 17 failed once";
+  EXPECT_GT(s.released_unstarted, 0u) << "a failure took its session's buffered messages back";
+  EXPECT_GE(s.max_in_flight, static_cast<std::size_t>(sessions));
+  EXPECT_EQ(f.stats().active, 0);
+  EXPECT_EQ(f.stats().dead_lettered, 0);
+}
