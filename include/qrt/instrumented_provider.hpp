@@ -1,6 +1,8 @@
 // A provider decorator that records every call into runtime_metrics: latency per operation,
 // batch sizes, messages sent/received, errors by code, dead-lettered, in-flight, and queue
-// depth whenever stats() is called. Works for any provider, including other decorators.
+// depth whenever stats() is called, and the provider's connection_stats (bytes sent and
+// received, connections opened, failures, recovery times) whenever the registry exposes its
+// series. Works for any provider, including other decorators; instrument a provider once.
 #pragma once
 
 #include <qrt/metrics.hpp>

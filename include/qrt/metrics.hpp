@@ -9,6 +9,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <initializer_list>
 #include <map>
 #include <memory>
@@ -190,8 +191,16 @@ class registry {
                                   std::vector<double> upper_bounds,
                                   std::vector<std::string> label_names = {});
 
-  /// The Prometheus text exposition format 0.0.4, families in registration order.
+  /// The Prometheus text exposition format 0.0.4, families in registration order. Runs the
+  /// collectors first.
   std::string expose() const;
+
+  /// Runs `collect` at the start of every expose(), one collector at a time, to bring series
+  /// that mirror state kept elsewhere (a provider's connection_stats) up to date. Returns the id
+  /// remove_collector() takes.
+  std::uint64_t add_collector(std::function<void()> collect);
+  /// Removes a collector; once this returns it is not running and never runs again.
+  void remove_collector(std::uint64_t id);
 
  private:
   struct entry;
@@ -199,6 +208,9 @@ class registry {
                      std::vector<std::string> label_names, std::vector<double> buckets);
   mutable std::mutex mutex_;
   std::vector<std::unique_ptr<entry>> entries_;
+  mutable std::mutex collectors_mutex_;  // held while collectors run
+  std::map<std::uint64_t, std::function<void()>> collectors_;
+  std::uint64_t next_collector_ = 1;
 };
 
 /// The content type to serve expose() with.
@@ -209,6 +221,7 @@ inline constexpr std::string_view exposition_content_type =
 std::vector<double> processing_duration_buckets();  ///< 0.001 .. 5.0 seconds
 std::vector<double> batch_size_buckets();           ///< 1 .. 100 messages
 std::vector<double> operation_latency_buckets();    ///< 50 us .. 10 s, for provider calls
+std::vector<double> recovery_time_buckets();        ///< 10 ms .. 5 min, connection recoveries
 
 /// Operations the metrics label: provider calls plus the handler ("process").
 enum class operation { send, receive, complete, abandon, dead_letter, renew, peek, stats, process };
@@ -261,6 +274,14 @@ struct runtime_metrics {
       session_lock_renewals;  ///< queue_runtime_session_lock_renewals_total{queue,provider}
   histogram_family&
       session_acquisition;  ///< queue_runtime_session_acquisition_seconds{queue,provider}
+  /// queue_runtime_connection_bytes_total{provider,direction}: direction "sent" or "received".
+  counter_family& connection_bytes;
+  counter_family& connections_opened;  ///< queue_runtime_connections_opened_total{provider}
+  /// queue_runtime_connection_failures_total{provider}: failed connects and broken connections.
+  counter_family& connection_failures;
+  /// queue_runtime_connection_recovery_seconds{provider}: from an outage's first failure to the
+  /// next connection established, one observation per recovery.
+  histogram_family& connection_recovery;
 
   /// Handler-level series for one queue (operation label "process" on the batch sizes).
   processing_series for_processing(const std::string& queue, const std::string& provider);

@@ -5,6 +5,8 @@
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
+#include <chrono>
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <qrt/capabilities.hpp>
@@ -39,6 +41,23 @@ struct queue_stats {
   std::int64_t scheduled = -1;      ///< waiting for their enqueue time
   std::int64_t dead_lettered = -1;  ///< in the dead-letter queue
   std::uint64_t expired = 0;        ///< removed because their TTL ran out (dropped or DLQ'd)
+};
+
+/// A provider's network connections so far: traffic, failures and how long each recovery took.
+/// Every field only grows. A provider without network connections (the embedded one) reports
+/// zeros. qrt::metrics::instrument() exposes it (docs/adr/0070-metrics-recording.md).
+struct connection_stats {
+  std::uint64_t bytes_sent = 0;          ///< written to the provider's sockets (TLS: plaintext)
+  std::uint64_t bytes_received = 0;      ///< read from them
+  std::uint64_t connections_opened = 0;  ///< connections established, the first included
+  /// Connects that failed and established connections that broke or timed out (not those qrt
+  /// closed itself).
+  std::uint64_t connection_failures = 0;
+  /// Connections established after a failure: one per outage, however many attempts it took.
+  std::uint64_t recoveries = 0;
+  /// Summed over recoveries: from the outage's first failure to the next connection established.
+  std::chrono::nanoseconds recovery_time_total{0};
+  std::chrono::nanoseconds longest_recovery{0};  ///< the longest of those
 };
 
 /// Per-message outcome of a send: the id on success, the error otherwise.
@@ -79,6 +98,8 @@ class provider {
   virtual std::string_view name() const noexcept = 0;
   /// What the provider can do.
   virtual const capabilities& caps() const noexcept = 0;
+  /// Its network connections so far; decorators forward to the provider they wrap.
+  virtual connection_stats connections() const noexcept { return {}; }
 
   /// Creates `queue`; errc::unsupported where caps().queue_management is false.
   virtual awaitable<result<void>> create_queue(const queue_name& queue,

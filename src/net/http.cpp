@@ -19,6 +19,8 @@
 #include <mutex>
 #include <optional>
 
+#include "core/connection_meter.hpp"
+
 namespace qrt::net {
 
 namespace asio = boost::asio;
@@ -305,7 +307,7 @@ struct http_pool::impl : std::enable_shared_from_this<http_pool::impl> {
   std::size_t open_count = 0;              ///< busy + idle + connecting; bounded by max_connections
   std::deque<connection_waiter*> waiting;  ///< calls at the cap, first come first served
   std::atomic<bool> closed{false};
-  std::atomic<std::uint64_t> opened{0};
+  detail::connection_meter meter;    ///< traffic, failures, recoveries (connection_stats)
   std::optional<error> setup_error;  ///< set by the constructor when TLS could not be set up
 
   /// A call's right to one connection: the idle one it took, or null with a slot to open one.
@@ -436,8 +438,11 @@ struct http_pool::impl : std::enable_shared_from_this<http_pool::impl> {
         c->lowest().get_executor(),
         [&]() -> asio::awaitable<result<void>> { return connect(*c, endpoints, deadline); },
         asio::use_awaitable);
-    if (!connected) co_return connected.error();
-    ++opened;
+    if (!connected) {
+      meter.failed();
+      co_return connected.error();
+    }
+    meter.opened();
     co_return std::move(c);
   }
 
@@ -506,10 +511,10 @@ struct http_pool::impl : std::enable_shared_from_this<http_pool::impl> {
                                                       http::request<http::string_body>& req,
                                                       response_parser& parser) {
     auto [wec, written] = co_await http::async_write(stream, req, use_tuple);
-    (void)written;
+    meter.sent(written);
     if (wec) co_return wec;
     auto [rec, read] = co_await http::async_read(stream, c.buffer, parser, use_tuple);
-    (void)read;
+    meter.received(read);
     co_return rec;
   }
 };
@@ -586,7 +591,11 @@ std::size_t http_pool::waiting_calls() const {
 }
 
 std::uint64_t http_pool::connections_opened() const noexcept {
-  return impl_->opened;
+  return impl_->meter.read().connections_opened;
+}
+
+connection_stats http_pool::traffic() const noexcept {
+  return impl_->meter.read();
 }
 
 asio::awaitable<result<http_response>> http_pool::send(http_request request,
@@ -636,6 +645,7 @@ asio::awaitable<result<http_response>> http_pool::send(http_request request,
         co_await self->exchange_on_strand(*c, req, parser, deadline);
     if (ec) {
       if (ec == beast::error::timeout) {
+        self->meter.failed();
         co_return fail(errc::timeout, "no answer from " + self->ep.to_string() + " within " +
                                           std::to_string(timeout.count()) + " ms");
       }
@@ -646,6 +656,7 @@ asio::awaitable<result<http_response>> http_pool::send(http_request request,
         c.reset();  // the same slot opens a fresh connection
         continue;
       }
+      self->meter.failed();
       co_return fail(errc::connection_failed,
                      "connection to " + self->ep.to_string() + " failed: " + ec.message());
     }

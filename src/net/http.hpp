@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <memory>
 #include <qrt/error.hpp>
+#include <qrt/provider.hpp>
 #include <string>
 #include <utility>
 #include <vector>
@@ -108,6 +109,9 @@ class http_pool {
   /// Calls waiting in line at max_connections now.
   std::size_t waiting_calls() const;
   std::uint64_t connections_opened() const noexcept;
+  /// Bytes written and read, connections opened, failures and recoveries so far. A keep-alive
+  /// connection the server had closed, replaced on the call's second try, is not a failure.
+  connection_stats traffic() const noexcept;
 
  private:
   struct impl;

@@ -213,13 +213,69 @@ class instrumented_session final : public session_receiver {
   queue_series& q_;
 };
 
+// Mirrors a provider's connection_stats (counts the provider keeps as it does I/O) into the
+// connection series whenever the registry exposes them. Series appear once the provider has
+// connected or failed to, so a provider without connections adds none.
+class connection_series {
+ public:
+  connection_series(runtime_metrics& m, std::string provider)
+      : m_(m), provider_(std::move(provider)) {}
+
+  void update(const connection_stats& now) {
+    if (!sent_) {
+      if (now.connections_opened == 0 && now.connection_failures == 0) return;
+      sent_ = &m_.connection_bytes.with({provider_, "sent"});
+      received_ = &m_.connection_bytes.with({provider_, "received"});
+      opened_ = &m_.connections_opened.with({provider_});
+      failures_ = &m_.connection_failures.with({provider_});
+      recovery_ = &m_.connection_recovery.with({provider_});
+    }
+    sent_->inc(grown(seen_.bytes_sent, now.bytes_sent));
+    received_->inc(grown(seen_.bytes_received, now.bytes_received));
+    opened_->inc(grown(seen_.connections_opened, now.connections_opened));
+    failures_->inc(grown(seen_.connection_failures, now.connection_failures));
+    if (const auto recoveries = grown(seen_.recoveries, now.recoveries); recoveries > 0) {
+      // One observation per recovery. Several since the last exposition share their summed
+      // time evenly (the provider keeps the sum, not each one); scraped every few seconds,
+      // that is one at a time in practice.
+      const auto took = now.recovery_time_total - seen_.recovery_time_total;
+      const auto each = took / static_cast<std::int64_t>(recoveries);
+      for (std::uint64_t i = 0; i < recoveries; ++i) recovery_->observe(each);
+    }
+    seen_ = now;
+  }
+
+ private:
+  static std::uint64_t grown(std::uint64_t before, std::uint64_t now) {
+    return now > before ? now - before : 0;
+  }
+
+  runtime_metrics& m_;
+  std::string provider_;
+  connection_stats seen_;
+  counter* sent_ = nullptr;
+  counter* received_ = nullptr;
+  counter* opened_ = nullptr;
+  counter* failures_ = nullptr;
+  histogram* recovery_ = nullptr;
+};
+
 class instrumented_provider final : public provider {
  public:
   instrumented_provider(provider_ptr inner, runtime_metrics& m)
-      : inner_(std::move(inner)), table_(m, std::string(inner_->name())) {}
+      : inner_(std::move(inner)),
+        table_(m, std::string(inner_->name())),
+        registry_(m.owner),
+        connections_(m, std::string(inner_->name())) {
+    collector_ = registry_.add_collector([this] { connections_.update(inner_->connections()); });
+  }
+  ~instrumented_provider() override { registry_.remove_collector(collector_); }
+  instrumented_provider(const instrumented_provider&) = delete;
+  instrumented_provider& operator=(const instrumented_provider&) = delete;
 
   std::string_view name() const noexcept override { return inner_->name(); }
   const capabilities& caps() const noexcept override { return inner_->caps(); }
+  connection_stats connections() const noexcept override { return inner_->connections(); }
 
   awaitable<result<void>> create_queue(const queue_name& queue,
                                        const queue_options& options) override {
@@ -330,6 +386,9 @@ class instrumented_provider final : public provider {
  private:
   provider_ptr inner_;
   series_table table_;
+  registry& registry_;
+  connection_series connections_;  // updated only by the collector, one exposition at a time
+  std::uint64_t collector_ = 0;
 };
 
 }  // namespace

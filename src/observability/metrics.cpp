@@ -229,7 +229,28 @@ histogram_family& registry::add_histogram(std::string name, std::string help,
               .histograms;
 }
 
+std::uint64_t registry::add_collector(std::function<void()> collect) {
+  std::lock_guard lock(collectors_mutex_);
+  const auto id = next_collector_++;
+  collectors_.emplace(id, std::move(collect));
+  return id;
+}
+
+void registry::remove_collector(std::uint64_t id) {
+  std::lock_guard lock(collectors_mutex_);
+  collectors_.erase(id);
+}
+
 std::string registry::expose() const {
+  {
+    std::lock_guard collecting(collectors_mutex_);
+    for (const auto& [id, collect] : collectors_) {
+      try {
+        collect();
+      } catch (...) {  // NOLINT(bugprone-empty-catch): a failing collector leaves its series as
+      }                // they were; exposition goes on
+    }
+  }
   std::string out;
   std::lock_guard lock(mutex_);
   for (const auto& e : entries_) {
@@ -317,6 +338,10 @@ std::vector<double> operation_latency_buckets() {
           0.05,    0.1,    0.25,    0.5,    1.0,   2.5,    5.0,   10.0};
 }
 
+std::vector<double> recovery_time_buckets() {
+  return {0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0};
+}
+
 std::string_view to_string(operation op) noexcept {
   switch (op) {
     case operation::send:
@@ -387,7 +412,19 @@ runtime_metrics::runtime_metrics(registry& r)
                                           {"queue", "provider"})),
       session_acquisition(r.add_histogram("queue_runtime_session_acquisition_seconds",
                                           "How long accepting a session took",
-                                          operation_latency_buckets(), {"queue", "provider"})) {}
+                                          operation_latency_buckets(), {"queue", "provider"})),
+      connection_bytes(r.add_counter("queue_runtime_connection_bytes_total",
+                                     "Bytes written to and read from the provider's connections",
+                                     {"provider", "direction"})),
+      connections_opened(r.add_counter("queue_runtime_connections_opened_total",
+                                       "Connections to the provider established", {"provider"})),
+      connection_failures(r.add_counter(
+          "queue_runtime_connection_failures_total",
+          "Connects that failed and connections that broke or timed out", {"provider"})),
+      connection_recovery(r.add_histogram(
+          "queue_runtime_connection_recovery_seconds",
+          "From a connection outage's first failure to the next connection established",
+          recovery_time_buckets(), {"provider"})) {}
 
 retry_observer count_retries(runtime_metrics& metrics, std::string provider) {
   return [&metrics, provider = std::move(provider)](std::string_view operation,

@@ -72,6 +72,7 @@ class retrying_provider final : public provider {
 
   std::string_view name() const noexcept override { return inner_->name(); }
   const capabilities& caps() const noexcept override { return inner_->caps(); }
+  connection_stats connections() const noexcept override { return inner_->connections(); }
 
   awaitable<result<void>> create_queue(const queue_name& queue,
                                        const queue_options& options) override {

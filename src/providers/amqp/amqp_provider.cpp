@@ -111,6 +111,7 @@ class amqp_provider final : public provider {
 
   std::string_view name() const noexcept override { return "amqp"; }
   const capabilities& caps() const noexcept override { return caps_; }
+  connection_stats connections() const noexcept override { return conn_->traffic(); }
 
   awaitable<result<void>> create_queue(const queue_name& queue, const queue_options&) override {
     if (auto e = check_queue(queue); !e) co_return e.error();

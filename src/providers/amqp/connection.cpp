@@ -50,6 +50,7 @@
 #include <set>
 #include <unordered_map>
 
+#include "core/connection_meter.hpp"
 #include "providers/amqp/mapping.hpp"
 #include "providers/amqp/message_codec.hpp"
 #include "providers/amqp/outbound_frames.hpp"
@@ -279,6 +280,7 @@ struct connection::impl : proton::messaging_handler,
   asio::strand<asio::any_io_executor> strand;
   std::atomic<bool> closed{false};
   std::atomic<std::uint64_t> generation{0};
+  qrt::detail::connection_meter meter;  ///< traffic, failures, recoveries (connection_stats)
 
   // ===== everything below is touched on the strand only =====
 
@@ -651,6 +653,7 @@ struct connection::impl : proton::messaging_handler,
   void read_more(const std::shared_ptr<transport>& t) {
     auto self = shared_from_this();
     t->read_some([self, t](boost::system::error_code ec, std::size_t n) {
+      self->meter.received(n);
       if (t != self->io) return;
       if (ec) {
         t->driver.disconnected(proton::error_condition("proton:io", ec.message()));
@@ -718,7 +721,8 @@ struct connection::impl : proton::messaging_handler,
     t->next_out.clear();
     t->writing = true;
     auto self = shared_from_this();
-    t->write([self, t](boost::system::error_code ec, std::size_t) {
+    t->write([self, t](boost::system::error_code ec, std::size_t written) {
+      self->meter.sent(written);
       t->writing = false;
       t->out.clear();
       if (t->retired) {
@@ -791,6 +795,7 @@ struct connection::impl : proton::messaging_handler,
     backoff = milliseconds{0};
     last_error.reset();
     generation.fetch_add(1);
+    meter.opened();
     auto waiters = std::move(open_waiters);
     open_waiters.clear();
     for (auto& w : waiters) w.fn(nullptr);
@@ -825,6 +830,7 @@ struct connection::impl : proton::messaging_handler,
   void connection_lost(error e) {
     if (conn_state == state::disconnected && !conn) return;
     e.kind = e.code == errc::permission ? error_kind::permanent : error_kind::transient;
+    if (e.code != errc::closed) meter.failed();  // closed: qrt closed it itself
     const bool was_open = conn_state == state::open;
     conn_state = state::disconnected;
     conn = proton::connection();
@@ -1947,6 +1953,9 @@ asio::awaitable<void> connection::close() {
 
 std::uint64_t connection::generation() const noexcept {
   return impl_->generation.load();
+}
+connection_stats connection::traffic() const noexcept {
+  return impl_->meter.read();
 }
 const endpoint& connection::where() const noexcept {
   return impl_->where;

@@ -39,6 +39,7 @@
 #include <proton/value.hpp>
 #include <qrt/error.hpp>
 #include <qrt/message.hpp>
+#include <qrt/provider.hpp>
 #include <string>
 #include <vector>
 
@@ -232,6 +233,9 @@ class connection {
   /// How many times the connection has been opened: a change means links and receipts from
   /// before are gone, and per-connection state (e.g. a CBS token) must be set up again.
   std::uint64_t generation() const noexcept;
+  /// Bytes written and read (AMQP frames, after TLS: plaintext), opens, failures (not qrt's own
+  /// close) and recoveries so far. Lock-free; any thread.
+  connection_stats traffic() const noexcept;
 
   const endpoint& where() const noexcept;
 

@@ -220,6 +220,7 @@ class servicebus_provider final : public provider,
 
   std::string_view name() const noexcept override { return "servicebus"; }
   const capabilities& caps() const noexcept override { return caps_; }
+  connection_stats connections() const noexcept override { return conn_->traffic(); }
 
   // ----- queue management (test peer only) -----
 

@@ -124,6 +124,7 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
 
   std::string_view name() const noexcept override { return "sqs"; }
   const capabilities& caps() const noexcept override { return caps_; }
+  connection_stats connections() const noexcept override { return pool_.traffic(); }
 
   // ---- queues ----
 

@@ -12,6 +12,7 @@
 #include <memory>
 #include <optional>
 #include <qrt/amqp.hpp>
+#include <qrt/instrumented_provider.hpp>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -532,7 +533,17 @@ TEST_F(amqp_rabbitmq, reconnects_after_the_broker_restarts_and_old_receipts_expi
   send(m);
   auto before = receive_one();
   ASSERT_EQ(before.id, "survivor-1");
+  // The connection series as a scrape shows them, through the metrics decorator.
+  qrt::metrics::registry registry;
+  qrt::metrics::runtime_metrics metrics(registry);
+  auto instrumented = qrt::metrics::instrument(provider_, metrics);
+  const auto up = provider_->connections();
+  EXPECT_EQ(up.connections_opened, 1u);
+  EXPECT_EQ(up.connection_failures, 0u);
+  EXPECT_GT(up.bytes_sent, m.body.size()) << "the message went out in AMQP frames";
+  EXPECT_GT(up.bytes_received, m.body.size()) << "and came back in a transfer";
 
+  const auto stopped_at = std::chrono::steady_clock::now();
   broker->ctl({"stop_app"});
   broker->ctl({"start_app"});
 
@@ -550,6 +561,29 @@ TEST_F(amqp_rabbitmq, reconnects_after_the_broker_restarts_and_old_receipts_expi
   after.body = "after restart";
   send(after);
   EXPECT_EQ(receive_one().body, "after restart");
+
+  // The restart is one outage: the connection broke (and attempts may have failed while the
+  // broker came up), then one recovery, no longer than the time since the broker was stopped.
+  const auto back = provider_->connections();
+  EXPECT_GE(back.connection_failures, 1u);
+  EXPECT_EQ(back.connections_opened, up.connections_opened + 1);
+  EXPECT_EQ(back.recoveries, 1u);
+  EXPECT_GT(back.recovery_time_total.count(), 0);
+  EXPECT_EQ(back.longest_recovery, back.recovery_time_total);
+  EXPECT_LE(back.recovery_time_total, std::chrono::steady_clock::now() - stopped_at);
+  EXPECT_GT(back.bytes_sent, up.bytes_sent);
+
+  const auto scrape = registry.expose();
+  EXPECT_NE(scrape.find("queue_runtime_connection_recovery_seconds_count{provider=\"amqp\"} 1\n"),
+            std::string::npos)
+      << scrape;
+  EXPECT_NE(scrape.find("queue_runtime_connections_opened_total{provider=\"amqp\"} 2\n"),
+            std::string::npos)
+      << scrape;
+  EXPECT_NE(
+      scrape.find("queue_runtime_connection_bytes_total{provider=\"amqp\",direction=\"sent\"} "),
+      std::string::npos)
+      << scrape;
 }
 
 TEST_F(amqp_rabbitmq, time_to_live_reaches_the_broker_and_expired_messages_are_not_delivered) {

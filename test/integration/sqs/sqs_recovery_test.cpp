@@ -45,6 +45,13 @@ TEST_F(SqsRecovery, ClientRecoversAfterTheEmulatorIsKilledAndRestarted) {
     for (int i = 0; i < 3; ++i)
       ASSERT_TRUE(run(p->send(q, {text("before-" + std::to_string(i))}, 3s)));
 
+    const auto up = p->connections();
+    EXPECT_GE(up.connections_opened, 1u);
+    EXPECT_EQ(up.connection_failures, 0u);
+    EXPECT_GT(up.bytes_sent, 0u);
+    EXPECT_GT(up.bytes_received, 0u);
+
+    const auto killed_at = std::chrono::steady_clock::now();
     server.kill_hard();
     auto down = run(p->send(q, {text("while-down")}, 3s));
     ASSERT_FALSE(down);
@@ -73,6 +80,15 @@ TEST_F(SqsRecovery, ClientRecoversAfterTheEmulatorIsKilledAndRestarted) {
       for (auto& r : run(p->settle(std::move(done)))) EXPECT_TRUE(r);
     }
     EXPECT_EQ(received_after, sent_after);
+    // One outage, one recovery: measured from the first failed call to the first connection
+    // established after the restart.
+    const auto back = p->connections();
+    EXPECT_GE(back.connection_failures, 1u);
+    EXPECT_GT(back.connections_opened, up.connections_opened);
+    EXPECT_EQ(back.recoveries, 1u);
+    EXPECT_GT(back.recovery_time_total.count(), 0);
+    EXPECT_LE(back.recovery_time_total, std::chrono::steady_clock::now() - killed_at);
+    EXPECT_GT(back.bytes_sent, up.bytes_sent);
     run(p->close());
   }
   std::filesystem::remove_all(dir);

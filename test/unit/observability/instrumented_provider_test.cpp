@@ -189,5 +189,19 @@ TEST(InstrumentedProviderConcurrent, GaugesAndCountersStayExactUnderConcurrentUp
   }
 }
 
+// A provider without network connections adds no connection series, and a decorator that is
+// gone no longer takes part in exposition (its collector went with it: under ASan a collector
+// left behind would read a destroyed provider).
+TEST_F(InstrumentedProvider, ConnectionSeriesAppearOnlyForProvidersWithConnections) {
+  ASSERT_TRUE(run(io, client->send(orders, message{.body = "x"})));
+  const auto scrape = reg.expose();
+  EXPECT_NE(scrape.find("# TYPE queue_runtime_connection_bytes_total counter"), std::string::npos);
+  EXPECT_EQ(scrape.find("queue_runtime_connection_bytes_total{"), std::string::npos) << scrape;
+  EXPECT_EQ(scrape.find("queue_runtime_connection_recovery_seconds_count{"), std::string::npos);
+
+  client.reset();  // the only owner of the decorator
+  EXPECT_FALSE(reg.expose().empty());
+}
+
 }  // namespace
 }  // namespace qrt::metrics
