@@ -1,40 +1,88 @@
 #include "digest.hpp"
 
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <openssl/rand.h>
 
+#include <initializer_list>
 #include <stdexcept>
+#include <string>
 
 namespace qrt::sqs::detail {
 
-std::array<unsigned char, 32> sha256(std::string_view data) {
-  std::array<unsigned char, 32> out{};
+namespace {
+
+// OpenSSL 3 looks an algorithm up (locks, a hash table) on every one-shot call given EVP_sha256()
+// or EVP_md5(), which cost more than hashing a 256-byte body. Fetched once here, and digested
+// through one context per thread, a digest costs the hashing and little else.
+const EVP_MD* fetched(const char* name) {
+  EVP_MD* md = EVP_MD_fetch(nullptr, name, nullptr);
+  if (md == nullptr) throw std::runtime_error(std::string("OpenSSL has no ") + name);
+  return md;  // kept for the process's life
+}
+
+const EVP_MD* sha256_algorithm() {
+  static const EVP_MD* md = fetched("SHA256");
+  return md;
+}
+
+const EVP_MD* md5_algorithm() {
+  static const EVP_MD* md = fetched("MD5");
+  return md;
+}
+
+EVP_MD_CTX* thread_context() {
+  struct context {
+    EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+    ~context() { EVP_MD_CTX_free(ctx); }
+  };
+  thread_local context c;
+  if (c.ctx == nullptr) throw std::runtime_error("EVP_MD_CTX_new failed");
+  return c.ctx;
+}
+
+// The digest of the concatenated `parts`.
+template <std::size_t N>
+std::array<unsigned char, N> digest(const EVP_MD* md,
+                                    std::initializer_list<std::string_view> parts) {
+  EVP_MD_CTX* ctx = thread_context();
+  std::array<unsigned char, N> out{};
   unsigned int len = 0;
-  if (EVP_Digest(data.data(), data.size(), out.data(), &len, EVP_sha256(), nullptr) != 1) {
-    throw std::runtime_error("EVP_Digest(sha256) failed");
-  }
+  bool ok = EVP_DigestInit_ex2(ctx, md, nullptr) == 1;
+  for (auto part : parts) ok = ok && EVP_DigestUpdate(ctx, part.data(), part.size()) == 1;
+  ok = ok && EVP_DigestFinal_ex(ctx, out.data(), &len) == 1 && len == N;
+  if (!ok) throw std::runtime_error(std::string("digest ") + EVP_MD_get0_name(md) + " failed");
   return out;
 }
 
+}  // namespace
+
+std::array<unsigned char, 32> sha256(std::string_view data) {
+  return digest<32>(sha256_algorithm(), {data});
+}
+
+// HMAC-SHA256 (RFC 2104) over the fetched SHA-256: H((K ^ opad) || H((K ^ ipad) || data)).
 std::array<unsigned char, 32> hmac_sha256(std::string_view key, std::string_view data) {
-  std::array<unsigned char, 32> out{};
-  unsigned int len = 0;
-  if (HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
-           reinterpret_cast<const unsigned char*>(data.data()), data.size(), out.data(),
-           &len) == nullptr) {
-    throw std::runtime_error("HMAC(sha256) failed");
+  constexpr std::size_t block = 64;
+  std::array<unsigned char, block> inner_pad{}, outer_pad{};
+  std::array<unsigned char, 32> hashed_key{};
+  if (key.size() > block) {
+    hashed_key = sha256(key);
+    key = std::string_view(reinterpret_cast<const char*>(hashed_key.data()), hashed_key.size());
   }
-  return out;
+  for (std::size_t i = 0; i < block; ++i) {
+    const auto k = i < key.size() ? static_cast<unsigned char>(key[i]) : 0;
+    inner_pad[i] = static_cast<unsigned char>(k ^ 0x36);
+    outer_pad[i] = static_cast<unsigned char>(k ^ 0x5c);
+  }
+  auto view = [](const auto& bytes) {
+    return std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+  };
+  const auto inner = digest<32>(sha256_algorithm(), {view(inner_pad), data});
+  return digest<32>(sha256_algorithm(), {view(outer_pad), view(inner)});
 }
 
 std::array<unsigned char, 16> md5(std::string_view data) {
-  std::array<unsigned char, 16> out{};
-  unsigned int len = 0;
-  if (EVP_Digest(data.data(), data.size(), out.data(), &len, EVP_md5(), nullptr) != 1) {
-    throw std::runtime_error("EVP_Digest(md5) failed");
-  }
-  return out;
+  return digest<16>(md5_algorithm(), {data});
 }
 
 std::string hex(const unsigned char* data, std::size_t size) {

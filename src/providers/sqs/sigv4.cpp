@@ -99,6 +99,32 @@ canonical_parts canonicalize(const signable_request& r, const std::string& date,
   return out;
 }
 
+std::string_view as_view(const std::array<unsigned char, 32>& bytes) {
+  return {reinterpret_cast<const char*>(bytes.data()), bytes.size()};
+}
+
+// The signing key depends only on the secret, the day, the region and the service, so each
+// thread derives it once a day instead of on every request (four HMACs of five).
+const std::array<unsigned char, 32>& signing_key(const std::string& secret, std::string_view day,
+                                                 const signing_scope& scope) {
+  struct derived {
+    std::string secret, day, region, service;
+    std::array<unsigned char, 32> key{};
+    bool valid = false;
+  };
+  thread_local derived last;
+  if (last.valid && last.day == day && last.region == scope.region &&
+      last.service == scope.service && last.secret == secret) {
+    return last.key;
+  }
+  auto key = hmac_sha256("AWS4" + secret, day);
+  key = hmac_sha256(as_view(key), scope.region);
+  key = hmac_sha256(as_view(key), scope.service);
+  key = hmac_sha256(as_view(key), "aws4_request");
+  last = {secret, std::string(day), scope.region, scope.service, key, true};
+  return last.key;
+}
+
 }  // namespace
 
 sigv4_trace sigv4_explain(const signable_request& request, const aws_credentials& credentials,
@@ -114,13 +140,7 @@ sigv4_trace sigv4_explain(const signable_request& request, const aws_credentials
   t.signed_headers = canonical.signed_headers;
   t.string_to_sign =
       "AWS4-HMAC-SHA256\n" + date + '\n' + credential_scope + '\n' + hex(sha256(canonical.request));
-  auto key = hmac_sha256("AWS4" + credentials.secret_access_key, day);
-  auto as_view = [](const std::array<unsigned char, 32>& k) {
-    return std::string_view(reinterpret_cast<const char*>(k.data()), k.size());
-  };
-  key = hmac_sha256(as_view(key), scope.region);
-  key = hmac_sha256(as_view(key), scope.service);
-  key = hmac_sha256(as_view(key), "aws4_request");
+  const auto& key = signing_key(credentials.secret_access_key, day, scope);
   t.signature = hex(hmac_sha256(as_view(key), t.string_to_sign));
   return t;
 }

@@ -508,3 +508,16 @@ TEST(SqsErrors, AHugeServerMessageIsCut) {
   EXPECT_LT(e.message.size(), 1'000u);
   EXPECT_EQ(e.provider_code, "InternalError");
 }
+
+// The digests qrt computes itself (HMAC over a fetched SHA-256) against published test vectors:
+// RFC 4231 cases 2 (a short key) and 6 (a key longer than the block, hashed first), and the
+// RFC 1321 MD5 of "abc".
+TEST(SqsDigest, HmacSha256AndMd5MatchTheirPublishedTestVectors) {
+  EXPECT_EQ(hex(hmac_sha256("Jefe", "what do ya want for nothing?")),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+  EXPECT_EQ(hex(hmac_sha256(std::string(131, '\xaa'),
+                            "Test Using Larger Than Block-Size Key - Hash Key First")),
+            "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54");
+  EXPECT_EQ(hex(md5("abc")), "900150983cd24fb0d6963f7d28e17f72");
+  EXPECT_EQ(hex(sha256("abc")), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+}

@@ -186,3 +186,24 @@ TEST(SigV4, MatchesBotocoreForSqsJsonRequests) {
     }
   }
 }
+
+// The signing key is derived once per day and reused: anything it depends on (secret, day,
+// region, service) changing must change the signature, in any order of calls on one thread.
+TEST(SigV4, TheReusedSigningKeyFollowsSecretDayRegionAndService) {
+  signable_request r{"GET", "/", {}, {{"Host", "example.amazonaws.com"}}, ""};
+  const auto base = authorization(sigv4_sign(r, example_keys, example_scope, vector_time));
+  aws_credentials rotated = example_keys;
+  rotated.secret_access_key = "another-secret";
+  const auto next_day = vector_time + std::chrono::hours(24);
+  const std::vector<std::string> variants = {
+      authorization(sigv4_sign(r, rotated, example_scope, vector_time)),
+      authorization(sigv4_sign(r, example_keys, example_scope, next_day)),
+      authorization(sigv4_sign(r, example_keys, {"eu-west-1", "service"}, vector_time)),
+      authorization(sigv4_sign(r, example_keys, {"us-east-1", "sqs"}, vector_time)),
+  };
+  for (const auto& v : variants) {
+    EXPECT_NE(v.substr(v.find("Signature=")), base.substr(base.find("Signature="))) << v;
+  }
+  // And back: the first signature again, not one left over from the last key.
+  EXPECT_EQ(authorization(sigv4_sign(r, example_keys, example_scope, vector_time)), base);
+}
