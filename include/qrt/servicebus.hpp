@@ -16,7 +16,9 @@
 #include <qrt/config.hpp>
 #include <qrt/provider.hpp>
 #include <qrt/registry.hpp>
+#include <span>
 #include <string>
+#include <string_view>
 
 namespace qrt::servicebus {
 
@@ -112,6 +114,8 @@ struct options {
 /// max_prefetch_bytes, max_links, tls_verify, test_peer_admin. Unknown fields are refused; the
 /// connection string is checked here (errors name the bad part and never echo the key).
 result<options> options_from_config(const config& cfg);
+/// The keys options_from_config() accepts (any other key is refused, naming it).
+std::span<const std::string_view> known_keys() noexcept;
 
 /// A provider that connects on first use, on a strand of `executor`.
 result<provider_ptr> make_provider(const options& opts, boost::asio::any_io_executor executor);
