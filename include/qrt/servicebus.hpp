@@ -69,7 +69,9 @@ struct options {
   std::string managed_identity_endpoint;
   transport_type transport =
       transport_type::amqp;  ///< AMQP over TLS (plain TCP for the development emulator)
-  /// Messages a processor built from this configuration handles at once.
+  /// Messages a processor built from this configuration handles at once. Read by
+  /// qrt::processor_options::from_config from the same configuration (the provider does not
+  /// use this field; without the key a processor takes its own default).
   std::size_t max_concurrent_calls = 1;
   /// Messages a receiver link may hold locked without being asked (0: only what a receive asks).
   std::uint32_t prefetch_count = 0;
