@@ -88,8 +88,10 @@ struct options {
 /// - persistence_open_timeout: how long opening waits for another holder of the directory.
 /// - durability (always|interval|none): a send returns after its record is synced, is synced
 ///   every sync_interval, or is never synced (page cache only).
-/// - sync_interval: the sync period of durability=interval.
+/// - sync_interval: the sync period of durability=interval (refused with another mode).
 /// - max_disk_bytes: the log's disk budget; at the limit sends wait, then fail with queue_full.
+///   persistence_path, persistence_open_timeout, durability, sync_interval and max_disk_bytes
+///   configure the log: without enable_persistence they are refused, naming the key.
 /// - worker_threads: threads of a qrt::runtime built from this config
 ///   (runtime_configuration::from_config); the provider runs on its caller's executor.
 /// - channel_buffer_size: most messages one send or receive call moves (caps().max_batch_messages).

@@ -119,6 +119,21 @@ result<options> options_from_config(const config& cfg) {
                   "field 'durability': unknown mode '" + *d + "' (one of: always, interval, none)");
     }
   }
+  if (!o.enable_persistence) {
+    // These configure the persistence log; without it they would be taken and do nothing.
+    for (std::string_view key : {"persistence_path", "persistence_open_timeout", "durability",
+                                 "sync_interval", "max_disk_bytes"}) {
+      if (cfg.contains(key)) {
+        return fail(errc::configuration_error,
+                    "field '" + std::string(key) +
+                        "': configures the persistence log, so it needs enable_persistence=true");
+      }
+    }
+  } else if (cfg.contains("sync_interval") && o.durability_mode != durability::interval) {
+    return fail(errc::configuration_error,
+                "field 'sync_interval': is the sync period of durability=interval, and durability "
+                "is not interval");
+  }
   if (o.enable_persistence && o.persistence_path.empty()) {
     return fail(errc::configuration_error,
                 "field 'persistence_path': is required when enable_persistence is true");

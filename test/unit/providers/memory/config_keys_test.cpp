@@ -147,6 +147,15 @@ void max_dead_letter_queue_size_key() {
   EXPECT_EQ(second.error().code, errc::queue_full);
 }
 
+/// Keys of the persistence log are refused without it, naming the key (they would do nothing).
+void refused_without_persistence(const char* key, const char* value) {
+  auto r = try_open({{key, value}});
+  ASSERT_FALSE(r) << key << " was taken without enable_persistence";
+  EXPECT_EQ(r.error().code, errc::configuration_error);
+  EXPECT_NE(r.error().message.find(key), std::string::npos) << r.error().message;
+  EXPECT_NE(r.error().message.find("enable_persistence"), std::string::npos) << r.error().message;
+}
+
 void enable_persistence_key() {
 #ifdef QRT_WITH_PERSISTENCE
   scratch_dir dir;
@@ -171,6 +180,7 @@ void enable_persistence_key() {
 }
 
 void persistence_path_key() {
+  refused_without_persistence("persistence_path", "/tmp/x");
   // The log lives in that directory; it is required with enable_persistence.
 #ifdef QRT_WITH_PERSISTENCE
   scratch_dir dir;
@@ -187,6 +197,7 @@ void persistence_path_key() {
 }
 
 void persistence_open_timeout_key() {
+  refused_without_persistence("persistence_open_timeout", "1s");
 #ifdef QRT_WITH_PERSISTENCE
   scratch_dir dir;
   auto holder = open({{"enable_persistence", "true"}, {"persistence_path", dir.str()}});
@@ -204,6 +215,7 @@ void persistence_open_timeout_key() {
 }
 
 void durability_key() {
+  refused_without_persistence("durability", "always");
 #ifdef QRT_WITH_PERSISTENCE
   // always: a send returns once its record is synced to disk.
   {
@@ -232,7 +244,16 @@ void durability_key() {
 }
 
 void sync_interval_key() {
+  refused_without_persistence("sync_interval", "20ms");
 #ifdef QRT_WITH_PERSISTENCE
+  {
+    // Only durability=interval has a sync period.
+    scratch_dir dir;
+    auto r = try_open(
+        {{"enable_persistence", "true"}, {"persistence_path", dir.str()}, {"sync_interval", "1s"}});
+    ASSERT_FALSE(r) << "sync_interval taken with durability=always";
+    EXPECT_NE(r.error().message.find("sync_interval"), std::string::npos);
+  }
   // durability=interval syncs what was written every sync_interval: a short one syncs soon
   // after a send, a long one not within a window far longer than the short one.
   {
@@ -260,6 +281,7 @@ void sync_interval_key() {
 }
 
 void max_disk_bytes_key() {
+  refused_without_persistence("max_disk_bytes", "1000");
 #ifdef QRT_WITH_PERSISTENCE
   scratch_dir dir;
   auto c = open_with_send_timeout({{"enable_persistence", "true"},
