@@ -428,6 +428,16 @@ result<options> options_from_config(const config& cfg) {
   o.reconnect_max_delay = *reconnect;
 #undef QRT_TRY
   if (o.host.empty()) return fail(errc::configuration_error, "amqp: field 'host' is empty");
+  if (!o.tls) {
+    // Certificate checks of a connection without TLS would be taken and do nothing.
+    for (std::string_view key : {"tls_verify", "tls_ca_file"}) {
+      if (cfg.contains(key)) {
+        return fail(errc::configuration_error,
+                    "amqp: field '" + std::string(key) +
+                        "' configures TLS, which is off (set tls=true or an amqps:// endpoint)");
+      }
+    }
+  }
   if (!o.user.empty() && o.password.empty() && o.sasl_mechanisms.empty()) {
     return fail(errc::configuration_error,
                 "amqp: field 'password' is required with 'user' (SASL PLAIN)");

@@ -100,11 +100,15 @@ result<options> options_from_config(const config& cfg) {
         errc::configuration_error,
         "servicebus: field 'connection_string' is required (QRT_SERVICEBUS__CONNECTION_STRING)");
   }
-  if (auto parsed = detail::parse_connection_string(
-          *cs, o.auth == auth_method::shared_access_signature ? detail::credentials::required
-                                                              : detail::credentials::optional);
-      !parsed) {
-    return parsed.error();
+  auto parsed = detail::parse_connection_string(*cs, o.auth == auth_method::shared_access_signature
+                                                         ? detail::credentials::required
+                                                         : detail::credentials::optional);
+  if (!parsed) return parsed.error();
+  if (!parsed->use_tls && cfg.contains("tls_verify")) {
+    // A development-emulator connection is plain TCP: there is no certificate to check.
+    return fail(errc::configuration_error,
+                "servicebus: field 'tls_verify' configures TLS, which "
+                "UseDevelopmentEmulator=true in the connection string turns off");
   }
   o.connection_string = *cs;
   QRT_TRY(transport, cfg.get_string("transport_type", std::string("amqp")));

@@ -135,6 +135,16 @@ result<options> options_from_config(const config& cfg) {
   auto retries = cfg.get_uint("max_retries", static_cast<std::uint64_t>(o.max_retries), 0, 20);
   if (!retries) return retries.error();
   o.max_retries = static_cast<int>(*retries);
+  if (o.endpoint.starts_with("http://")) {
+    // Certificate settings of a plain-HTTP endpoint would be taken and do nothing.
+    for (std::string_view key : {"verify_tls", "ca_file"}) {
+      if (cfg.contains(key)) {
+        return fail(
+            errc::configuration_error,
+            "field '" + std::string(key) + "': configures TLS, and the endpoint is plain http://");
+      }
+    }
+  }
   if (o.access_key_id.empty() != o.secret_access_key.empty()) {
     return fail(errc::configuration_error,
                 "fields 'access_key_id' and 'secret_access_key' must be given together");

@@ -262,6 +262,10 @@ class AmqpConfigKey : public ::testing::TestWithParam<key_row> {
     auto verified = make(over_tls());
     EXPECT_EQ(fails(*verified).code, errc::connection_failed);
     works(*make(over_tls({{"tls_verify", "false"}})));
+    // Without TLS there is nothing to verify: refused, naming the key.
+    auto plain = try_make(rabbit({{"tls_verify", "false"}}));
+    ASSERT_FALSE(plain);
+    EXPECT_NE(plain.error().message.find("tls_verify"), std::string::npos);
   }
 
   void tls_ca_file_key() {
@@ -270,6 +274,9 @@ class AmqpConfigKey : public ::testing::TestWithParam<key_row> {
     const auto e = fails(*missing);
     EXPECT_EQ(e.code, errc::configuration_error) << e.to_string();
     EXPECT_NE(e.message.find("/nonexistent/qrt-keys-ca.pem"), std::string::npos) << e.to_string();
+    auto plain = try_make(rabbit({{"tls_ca_file", broker->ca_file()}}));
+    ASSERT_FALSE(plain) << "a CA file taken for a connection without TLS";
+    EXPECT_NE(plain.error().message.find("tls_ca_file"), std::string::npos);
   }
 
   void user_key() {

@@ -583,6 +583,10 @@ void tls_verify_key() {
   auto sent = unverified.send(q, qrt::message{.body = "x"});
   EXPECT_TRUE(sent) << sent.error().to_string();
   EXPECT_GE(tls.handshakes(), 1);
+  // A development-emulator connection has no TLS to verify: refused, naming the key.
+  auto plain = try_open(peer_config({{"tls_verify", "false"}}));
+  ASSERT_FALSE(plain);
+  EXPECT_NE(plain.error().message.find("tls_verify"), std::string::npos);
 }
 
 void test_peer_admin_key() {

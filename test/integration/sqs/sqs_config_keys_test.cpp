@@ -476,6 +476,11 @@ class SqsConfigKey : public qrt::test::sqs_fixture, public ::testing::WithParamI
     EXPECT_TRUE(sent) << sent.error().to_string();
     EXPECT_GE(tls.handshakes(), 1);
     run(unverified->close());
+    // With a plain-HTTP endpoint there is nothing to verify: refused, naming the key.
+    auto plain =
+        sqs::options_from_config(with(at("http://127.0.0.1:9"), {{"verify_tls", "false"}}));
+    ASSERT_FALSE(plain);
+    EXPECT_NE(plain.error().message.find("verify_tls"), std::string::npos);
   }
 
   void ca_file_key() {
@@ -494,6 +499,10 @@ class SqsConfigKey : public qrt::test::sqs_fixture, public ::testing::WithParamI
     EXPECT_EQ(made.error().code, errc::configuration_error);
     EXPECT_NE(made.error().message.find("ca_file"), std::string::npos);
     EXPECT_NE(made.error().message.find("/nonexistent/qrt-keys-ca.pem"), std::string::npos);
+    auto plain =
+        sqs::options_from_config(with(at("http://127.0.0.1:9"), {{"ca_file", tls.cert_file()}}));
+    ASSERT_FALSE(plain) << "a CA file taken for a plain-HTTP endpoint";
+    EXPECT_NE(plain.error().message.find("ca_file"), std::string::npos);
   }
 
   void max_number_of_messages_key() {
