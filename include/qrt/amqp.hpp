@@ -12,7 +12,9 @@
 #include <qrt/config.hpp>
 #include <qrt/provider.hpp>
 #include <qrt/registry.hpp>
+#include <span>
 #include <string>
+#include <string_view>
 
 namespace qrt::amqp {
 
@@ -39,7 +41,9 @@ struct options {
   /// Messages a receiver link may hold locked without being asked (buffered + handed out and
   /// not yet settled). 0: credit only for what a receive call asks.
   std::uint32_t prefetch = 10;
-  /// How many messages a processor built from this configuration handles at once.
+  /// How many messages a processor built from this configuration handles at once. Read by
+  /// qrt::processor_options::from_config from the same configuration (the provider does not
+  /// use this field; without the key a processor takes its own default).
   std::size_t max_concurrent_calls = 1;
   /// Prepended to queue names to form link addresses ("/amq/queue/" on RabbitMQ 3.x).
   std::string address_prefix;
@@ -78,6 +82,8 @@ struct options {
 /// max_prefetch_bytes, max_links, connect_timeout, idle_timeout, reconnect_max_delay. Unknown
 /// fields are refused.
 result<options> options_from_config(const config& cfg);
+/// The keys options_from_config() accepts (any other key is refused, naming it).
+std::span<const std::string_view> known_keys() noexcept;
 
 /// A provider that connects on first use, on a strand of `executor`.
 result<provider_ptr> make_provider(const options& opts, boost::asio::any_io_executor executor);

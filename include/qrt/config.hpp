@@ -9,6 +9,7 @@
 #include <map>
 #include <optional>
 #include <qrt/error.hpp>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -67,10 +68,18 @@ class config {
   /// Keys that came from environment variables are the exception: one unknown there is ignored,
   /// and the variables ignored are named (never their values) in one warning on stderr, once
   /// per process for each set of names.
-  result<void> reject_unknown(std::initializer_list<std::string_view> known) const;
+  result<void> reject_unknown(std::span<const std::string_view> known) const;
+  result<void> reject_unknown(std::initializer_list<std::string_view> known) const {
+    return reject_unknown(std::span<const std::string_view>(known.begin(), known.size()));
+  }
   /// The environment variables reject_unknown() would ignore for `known` (their names).
   std::vector<std::string> unknown_environment_variables(
-      std::initializer_list<std::string_view> known) const;
+      std::span<const std::string_view> known) const;
+  std::vector<std::string> unknown_environment_variables(
+      std::initializer_list<std::string_view> known) const {
+    return unknown_environment_variables(
+        std::span<const std::string_view>(known.begin(), known.size()));
+  }
 
   /// Every field, by key.
   const std::map<std::string, std::string, std::less<>>& values() const noexcept { return values_; }

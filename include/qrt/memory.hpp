@@ -4,7 +4,9 @@
 #include <qrt/config.hpp>
 #include <qrt/provider.hpp>
 #include <qrt/registry.hpp>
+#include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace qrt::memory {
@@ -73,12 +75,37 @@ struct options {
   static options for_testing();
 };
 
-/// Fields: provider=memory, preset (high_throughput|testing), max_queue_size,
-/// max_dead_letter_queue_size, enable_persistence, persistence_path, persistence_open_timeout,
-/// durability, sync_interval, max_disk_bytes, max_queue_bytes, max_memory_bytes, worker_threads,
-/// channel_buffer_size, max_message_bytes, queues (comma list), lock_duration, max_delivery_count,
-/// default_time_to_live, dead_letter_on_expiration, requires_session.
+/// Reads the configuration keys below; any other key is refused with an error naming it, and
+/// every key listed acts (test/unit/providers/memory/config_keys_test.cpp shows each one):
+/// - provider=memory: selects this provider.
+/// - preset: high_throughput (10,000 messages per queue, 1,000 per call; a runtime built from
+///   the same config runs one thread per hardware thread) or testing (1,000 per queue, 100 per
+///   call, one thread).
+/// - max_queue_size: messages per queue; at the limit sends wait, then fail with queue_full.
+/// - max_dead_letter_queue_size: messages per dead-letter queue; a full one refuses dead letters.
+/// - enable_persistence, persistence_path: keep every queue in a log under that directory, so
+///   messages survive a restart; the path is required with persistence.
+/// - persistence_open_timeout: how long opening waits for another holder of the directory.
+/// - durability (always|interval|none): a send returns after its record is synced, is synced
+///   every sync_interval, or is never synced (page cache only).
+/// - sync_interval: the sync period of durability=interval (refused with another mode).
+/// - max_disk_bytes: the log's disk budget; at the limit sends wait, then fail with queue_full.
+///   persistence_path, persistence_open_timeout, durability, sync_interval and max_disk_bytes
+///   configure the log: without enable_persistence they are refused, naming the key.
+/// - worker_threads: threads of a qrt::runtime built from this config
+///   (runtime_configuration::from_config); the provider runs on its caller's executor.
+/// - channel_buffer_size: most messages one send or receive call moves (caps().max_batch_messages).
+/// - max_message_bytes: larger messages are refused with message_too_large.
+/// - max_queue_bytes, max_memory_bytes: byte budgets per queue and for the whole provider.
+/// - queues: comma list of queues created at start (other queues must be created).
+/// - lock_duration, max_delivery_count, default_time_to_live, dead_letter_on_expiration,
+///   requires_session: queue_options of the queues created from `queues`: how long a received
+///   message stays locked, after how many deliveries it is dead-lettered, when a message sent
+///   without a time to live expires, whether an expired message is dead-lettered or dropped, and
+///   whether every message needs a session id.
 result<options> options_from_config(const config& cfg);
+/// The keys options_from_config() accepts (any other key is refused, naming it).
+std::span<const std::string_view> known_keys() noexcept;
 
 /// An embedded provider on `executor`; with persistence, it replays the log first and refuses to
 /// start on damage (naming file and offset) or when another process holds the directory.

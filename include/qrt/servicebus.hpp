@@ -16,7 +16,9 @@
 #include <qrt/config.hpp>
 #include <qrt/provider.hpp>
 #include <qrt/registry.hpp>
+#include <span>
 #include <string>
+#include <string_view>
 
 namespace qrt::servicebus {
 
@@ -67,7 +69,9 @@ struct options {
   std::string managed_identity_endpoint;
   transport_type transport =
       transport_type::amqp;  ///< AMQP over TLS (plain TCP for the development emulator)
-  /// Messages a processor built from this configuration handles at once.
+  /// Messages a processor built from this configuration handles at once. Read by
+  /// qrt::processor_options::from_config from the same configuration (the provider does not
+  /// use this field; without the key a processor takes its own default).
   std::size_t max_concurrent_calls = 1;
   /// Messages a receiver link may hold locked without being asked (0: only what a receive asks).
   std::uint32_t prefetch_count = 0;
@@ -112,6 +116,8 @@ struct options {
 /// max_prefetch_bytes, max_links, tls_verify, test_peer_admin. Unknown fields are refused; the
 /// connection string is checked here (errors name the bad part and never echo the key).
 result<options> options_from_config(const config& cfg);
+/// The keys options_from_config() accepts (any other key is refused, naming it).
+std::span<const std::string_view> known_keys() noexcept;
 
 /// A provider that connects on first use, on a strand of `executor`.
 result<provider_ptr> make_provider(const options& opts, boost::asio::any_io_executor executor);

@@ -9,7 +9,9 @@
 #include <qrt/config.hpp>
 #include <qrt/provider.hpp>
 #include <qrt/registry.hpp>
+#include <span>
 #include <string>
+#include <string_view>
 
 namespace qrt::sqs {
 
@@ -90,6 +92,8 @@ struct options {
 /// max_connections, connect_timeout, request_timeout, max_retries, retry_base_delay. Unknown or
 /// malformed fields fail with errc::configuration_error naming the field.
 result<options> options_from_config(const config& cfg);
+/// The keys options_from_config() accepts (any other key is refused, naming it).
+std::span<const std::string_view> known_keys() noexcept;
 
 /// Never fails for well-formed options; credentials are resolved on first use, so a missing
 /// key shows up as errc::permission on the first call.

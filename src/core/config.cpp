@@ -293,7 +293,7 @@ result<std::chrono::milliseconds> config::get_duration(std::string_view key,
 }
 
 std::vector<std::string> config::unknown_environment_variables(
-    std::initializer_list<std::string_view> known) const {
+    std::span<const std::string_view> known) const {
   std::vector<std::string> names;
   for (const auto& [k, variable] : from_environment_) {
     if (std::find(known.begin(), known.end(), k) == known.end()) names.push_back(variable);
@@ -301,7 +301,7 @@ std::vector<std::string> config::unknown_environment_variables(
   return names;
 }
 
-result<void> config::reject_unknown(std::initializer_list<std::string_view> known) const {
+result<void> config::reject_unknown(std::span<const std::string_view> known) const {
   for (const auto& [k, v] : values_) {
     if (from_environment_.count(k)) continue;  // another tool's variable, not a typo of ours
     if (std::find(known.begin(), known.end(), k) == known.end()) {

@@ -321,34 +321,41 @@ class amqp_provider final : public provider {
 
 }  // namespace
 
+namespace {
+// Every key options_from_config() reads; reject_unknown() refuses anything else. Each one acts
+// (test/integration/amqp/amqp_config_keys_test.cpp shows how, key by key).
+constexpr std::string_view known_key_list[] = {"provider",
+                                               "broker",
+                                               "endpoint",
+                                               "host",
+                                               "port",
+                                               "tls",
+                                               "tls_verify",
+                                               "tls_ca_file",
+                                               "user",
+                                               "password",
+                                               "sasl_mechanisms",
+                                               "virtual_host",
+                                               "prefetch",
+                                               "max_concurrent_calls",
+                                               "address_prefix",
+                                               "declare_prefix",
+                                               "abandon_outcome",
+                                               "verify_queue_exists",
+                                               "max_message_bytes",
+                                               "max_prefetch_bytes",
+                                               "max_links",
+                                               "connect_timeout",
+                                               "idle_timeout",
+                                               "reconnect_max_delay"};
+}  // namespace
+
+std::span<const std::string_view> known_keys() noexcept {
+  return known_key_list;
+}
+
 result<options> options_from_config(const config& cfg) {
-  if (auto r = cfg.reject_unknown({"provider",
-                                   "broker",
-                                   "endpoint",
-                                   "host",
-                                   "port",
-                                   "tls",
-                                   "tls_verify",
-                                   "tls_ca_file",
-                                   "user",
-                                   "password",
-                                   "sasl_mechanisms",
-                                   "virtual_host",
-                                   "prefetch",
-                                   "max_concurrent_calls",
-                                   "address_prefix",
-                                   "declare_prefix",
-                                   "abandon_outcome",
-                                   "verify_queue_exists",
-                                   "max_message_bytes",
-                                   "max_prefetch_bytes",
-                                   "max_links",
-                                   "connect_timeout",
-                                   "idle_timeout",
-                                   "reconnect_max_delay"});
-      !r) {
-    return r.error();
-  }
+  if (auto r = cfg.reject_unknown(known_keys()); !r) return r.error();
   options o;
   auto broker = cfg.get_string("broker", std::string("generic"));
   if (!broker) return broker.error();
@@ -363,6 +370,9 @@ result<options> options_from_config(const config& cfg) {
   if (!var) return var.error()
   if (auto url = cfg.get("endpoint")) {
     if (auto r = apply_url(o, *url); !r) return r.error();
+    // As documented for options::url: the endpoint overrides host, port and tls, also when
+    // those keys are set too (make_provider applies it again over them).
+    o.url = *url;
   }
   QRT_TRY(host, cfg.get_string("host", o.host));
   o.host = *host;
@@ -419,6 +429,16 @@ result<options> options_from_config(const config& cfg) {
   o.reconnect_max_delay = *reconnect;
 #undef QRT_TRY
   if (o.host.empty()) return fail(errc::configuration_error, "amqp: field 'host' is empty");
+  if (!o.tls) {
+    // Certificate checks of a connection without TLS would be taken and do nothing.
+    for (std::string_view key : {"tls_verify", "tls_ca_file"}) {
+      if (cfg.contains(key)) {
+        return fail(errc::configuration_error,
+                    "amqp: field '" + std::string(key) +
+                        "' configures TLS, which is off (set tls=true or an amqps:// endpoint)");
+      }
+    }
+  }
   if (!o.user.empty() && o.password.empty() && o.sasl_mechanisms.empty()) {
     return fail(errc::configuration_error,
                 "amqp: field 'password' is required with 'user' (SASL PLAIN)");

@@ -770,6 +770,18 @@ byte_usage memory_byte_usage(provider& p) {
   return {b->used(), b->peak(), b->limit()};
 }
 
+std::optional<std::uint64_t> persistence_syncs(provider& p) {
+#ifdef QRT_WITH_PERSISTENCE
+  auto* memory = dynamic_cast<memory_provider*>(&p);
+  if (!memory) return std::nullopt;
+  if (const auto* log = dynamic_cast<const log::persistent_log*>(memory->sink()))
+    return log->fdatasync_count();
+#else
+  (void)p;
+#endif
+  return std::nullopt;
+}
+
 provider_ptr make_memory_provider(const options& opts, boost::asio::any_io_executor executor,
                                   std::shared_ptr<event_sink> sink, recovered_state recovered) {
   auto p = std::make_shared<memory_provider>(opts, std::move(executor), sink);

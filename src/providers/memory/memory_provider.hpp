@@ -2,6 +2,7 @@
 // event_sink and hands over what it recovered.
 #pragma once
 
+#include <optional>
 #include <qrt/memory.hpp>
 
 #include "events.hpp"
@@ -23,5 +24,9 @@ struct byte_usage {
   std::uint64_t limit = 0;
 };
 byte_usage memory_byte_usage(provider& p);
+
+/// How many times the persistence log synced its files to disk so far; nullopt without a log.
+/// For tests of the durability settings.
+std::optional<std::uint64_t> persistence_syncs(provider& p);
 
 }  // namespace qrt::memory::detail

@@ -21,28 +21,38 @@ options options::for_testing() {
   return o;
 }
 
+namespace {
+// Every key options_from_config() reads; reject_unknown() refuses anything else. Each one acts
+// (test/unit/providers/memory/config_keys_test.cpp shows how, key by key).
+constexpr std::string_view known_key_list[] = {"provider",
+                                               "preset",
+                                               "max_queue_size",
+                                               "max_dead_letter_queue_size",
+                                               "enable_persistence",
+                                               "persistence_path",
+                                               "persistence_open_timeout",
+                                               "durability",
+                                               "sync_interval",
+                                               "max_disk_bytes",
+                                               "worker_threads",
+                                               "channel_buffer_size",
+                                               "max_message_bytes",
+                                               "max_queue_bytes",
+                                               "max_memory_bytes",
+                                               "queues",
+                                               "lock_duration",
+                                               "max_delivery_count",
+                                               "default_time_to_live",
+                                               "dead_letter_on_expiration",
+                                               "requires_session"};
+}  // namespace
+
+std::span<const std::string_view> known_keys() noexcept {
+  return known_key_list;
+}
+
 result<options> options_from_config(const config& cfg) {
-  auto known = cfg.reject_unknown({"provider",
-                                   "preset",
-                                   "max_queue_size",
-                                   "max_dead_letter_queue_size",
-                                   "enable_persistence",
-                                   "persistence_path",
-                                   "persistence_open_timeout",
-                                   "durability",
-                                   "sync_interval",
-                                   "max_disk_bytes",
-                                   "worker_threads",
-                                   "channel_buffer_size",
-                                   "max_message_bytes",
-                                   "max_queue_bytes",
-                                   "max_memory_bytes",
-                                   "queues",
-                                   "lock_duration",
-                                   "max_delivery_count",
-                                   "default_time_to_live",
-                                   "dead_letter_on_expiration",
-                                   "requires_session"});
+  auto known = cfg.reject_unknown(known_keys());
   if (!known) return known.error();
 
   options o;
@@ -108,6 +118,21 @@ result<options> options_from_config(const config& cfg) {
       return fail(errc::configuration_error,
                   "field 'durability': unknown mode '" + *d + "' (one of: always, interval, none)");
     }
+  }
+  if (!o.enable_persistence) {
+    // These configure the persistence log; without it they would be taken and do nothing.
+    for (std::string_view key : {"persistence_path", "persistence_open_timeout", "durability",
+                                 "sync_interval", "max_disk_bytes"}) {
+      if (cfg.contains(key)) {
+        return fail(errc::configuration_error,
+                    "field '" + std::string(key) +
+                        "': configures the persistence log, so it needs enable_persistence=true");
+      }
+    }
+  } else if (cfg.contains("sync_interval") && o.durability_mode != durability::interval) {
+    return fail(errc::configuration_error,
+                "field 'sync_interval': is the sync period of durability=interval, and durability "
+                "is not interval");
   }
   if (o.enable_persistence && o.persistence_path.empty()) {
     return fail(errc::configuration_error,

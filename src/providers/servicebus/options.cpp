@@ -22,16 +22,34 @@ options options::for_low_latency() {
   return o;
 }
 
+namespace {
+// Every key options_from_config() reads; reject_unknown() refuses anything else. Each one acts
+// (test/integration/servicebus/servicebus_config_keys_test.cpp shows how, key by key).
+constexpr std::string_view known_key_list[] = {"provider",
+                                               "preset",
+                                               "connection_string",
+                                               "auth",
+                                               "managed_identity_client_id",
+                                               "managed_identity_endpoint",
+                                               "transport_type",
+                                               "max_concurrent_calls",
+                                               "prefetch_count",
+                                               "max_auto_lock_renewal_duration",
+                                               "token_lifetime",
+                                               "operation_timeout",
+                                               "max_message_bytes",
+                                               "max_prefetch_bytes",
+                                               "max_links",
+                                               "tls_verify",
+                                               "test_peer_admin"};
+}  // namespace
+
+std::span<const std::string_view> known_keys() noexcept {
+  return known_key_list;
+}
+
 result<options> options_from_config(const config& cfg) {
-  if (auto r = cfg.reject_unknown({"provider", "preset", "connection_string", "auth",
-                                   "managed_identity_client_id", "managed_identity_endpoint",
-                                   "transport_type", "max_concurrent_calls", "prefetch_count",
-                                   "max_auto_lock_renewal_duration", "token_lifetime",
-                                   "operation_timeout", "max_message_bytes", "max_prefetch_bytes",
-                                   "max_links", "tls_verify", "test_peer_admin"});
-      !r) {
-    return r.error();
-  }
+  if (auto r = cfg.reject_unknown(known_keys()); !r) return r.error();
   options o;
   auto preset = cfg.get_string("preset", std::string());
   if (!preset) return preset.error();
@@ -82,11 +100,15 @@ result<options> options_from_config(const config& cfg) {
         errc::configuration_error,
         "servicebus: field 'connection_string' is required (QRT_SERVICEBUS__CONNECTION_STRING)");
   }
-  if (auto parsed = detail::parse_connection_string(
-          *cs, o.auth == auth_method::shared_access_signature ? detail::credentials::required
-                                                              : detail::credentials::optional);
-      !parsed) {
-    return parsed.error();
+  auto parsed = detail::parse_connection_string(*cs, o.auth == auth_method::shared_access_signature
+                                                         ? detail::credentials::required
+                                                         : detail::credentials::optional);
+  if (!parsed) return parsed.error();
+  if (!parsed->use_tls && cfg.contains("tls_verify")) {
+    // A development-emulator connection is plain TCP: there is no certificate to check.
+    return fail(errc::configuration_error,
+                "servicebus: field 'tls_verify' configures TLS, which "
+                "UseDevelopmentEmulator=true in the connection string turns off");
   }
   o.connection_string = *cs;
   QRT_TRY(transport, cfg.get_string("transport_type", std::string("amqp")));

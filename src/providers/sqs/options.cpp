@@ -20,33 +20,40 @@ options options::for_cost_optimization() {
   return o;
 }
 
+namespace {
+// Every key options_from_config() reads; reject_unknown() refuses anything else. Each one acts
+// (test/integration/sqs/sqs_config_keys_test.cpp shows how, key by key).
+constexpr std::string_view known_key_list[] = {"provider",
+                                               "preset",
+                                               "region",
+                                               "endpoint",
+                                               "access_key_id",
+                                               "secret_access_key",
+                                               "session_token",
+                                               "profile",
+                                               "verify_tls",
+                                               "ca_file",
+                                               "max_number_of_messages",
+                                               "wait_time",
+                                               "visibility_timeout",
+                                               "receive_request_attempt_id",
+                                               "abandon_visibility",
+                                               "default_message_group",
+                                               "max_message_bytes",
+                                               "max_idle_connections",
+                                               "max_connections",
+                                               "connect_timeout",
+                                               "request_timeout",
+                                               "max_retries",
+                                               "retry_base_delay"};
+}  // namespace
+
+std::span<const std::string_view> known_keys() noexcept {
+  return known_key_list;
+}
+
 result<options> options_from_config(const config& cfg) {
-  if (auto r = cfg.reject_unknown({"provider",
-                                   "preset",
-                                   "region",
-                                   "endpoint",
-                                   "access_key_id",
-                                   "secret_access_key",
-                                   "session_token",
-                                   "profile",
-                                   "verify_tls",
-                                   "ca_file",
-                                   "max_number_of_messages",
-                                   "wait_time",
-                                   "visibility_timeout",
-                                   "receive_request_attempt_id",
-                                   "abandon_visibility",
-                                   "default_message_group",
-                                   "max_message_bytes",
-                                   "max_idle_connections",
-                                   "max_connections",
-                                   "connect_timeout",
-                                   "request_timeout",
-                                   "max_retries",
-                                   "retry_base_delay"});
-      !r) {
-    return r.error();
-  }
+  if (auto r = cfg.reject_unknown(known_keys()); !r) return r.error();
   options o;
   if (auto preset = cfg.get("preset")) {
     if (*preset == "high_throughput") {
@@ -128,6 +135,16 @@ result<options> options_from_config(const config& cfg) {
   auto retries = cfg.get_uint("max_retries", static_cast<std::uint64_t>(o.max_retries), 0, 20);
   if (!retries) return retries.error();
   o.max_retries = static_cast<int>(*retries);
+  if (o.endpoint.starts_with("http://")) {
+    // Certificate settings of a plain-HTTP endpoint would be taken and do nothing.
+    for (std::string_view key : {"verify_tls", "ca_file"}) {
+      if (cfg.contains(key)) {
+        return fail(
+            errc::configuration_error,
+            "field '" + std::string(key) + "': configures TLS, and the endpoint is plain http://");
+      }
+    }
+  }
   if (o.access_key_id.empty() != o.secret_access_key.empty()) {
     return fail(errc::configuration_error,
                 "fields 'access_key_id' and 'secret_access_key' must be given together");

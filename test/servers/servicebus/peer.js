@@ -11,7 +11,7 @@
 //
 // Usage: node peer.js [--port N] [--lock-duration-ms N] [--max-delivery-count N]
 //                     [--sas-key-name NAME --sas-key KEY] [--jwt TOKEN,TOKEN...]
-//                     [--max-message-size N]
+//                     [--max-message-size N] [--max-token-lifetime-ms N]
 //                     [--session-queues a,b] [--dead-letter-on-expiration-queues a,b]
 //                     [--hold-settlements a,b] [--garbage-replies a,b]
 //                     [--huge-replies a,b] [--quiet]
@@ -47,6 +47,9 @@ const options = {
   // get them; others are refused with 401. Without it every jwt is accepted, unchecked.
   jwts: new Set(String(arg('jwt', '')).split(',').filter(Boolean)),
   maxMessageSize: Number(arg('max-message-size', 262144)),
+  // SAS tokens that expire further ahead than this are refused (0: any lifetime), so that a
+  // test sees the lifetime a client signs its tokens for.
+  maxTokenLifetimeMs: Number(arg('max-token-lifetime-ms', 0)),
   sessionQueues: new Set(String(arg('session-queues', '')).split(',').filter(Boolean)),
   // Queues that dead-letter expired messages without being made through $peer-admin (the SDK
   // check uses one: the official client has no way to set it).
@@ -596,6 +599,9 @@ function verifyToken(body, type, expiration) {
   for (const f of ['sr', 'sig', 'se', 'skn']) if (!fields[f]) return { ok: false, why: `token lacks ${f}` };
   const expiry = Number(fields.se);
   if (!(expiry * 1000 > Date.now())) return { ok: false, why: 'token expired' };
+  if (options.maxTokenLifetimeMs > 0 && expiry * 1000 - Date.now() > options.maxTokenLifetimeMs) {
+    return { ok: false, why: `token lives longer than ${options.maxTokenLifetimeMs} ms` };
+  }
   if (options.sasKey) {
     if (fields.skn !== options.sasKeyName) return { ok: false, why: 'unknown key name' };
     const expected = crypto.createHmac('sha256', options.sasKey)

@@ -21,7 +21,7 @@ TEST(SqsOptions, PresetsHaveTheirDocumentedValues) {
 
 TEST(SqsOptions, ConfigFieldsAreRead) {
   config cfg{{"provider", "sqs"},          {"preset", "high_throughput"},
-             {"region", "eu-west-1"},      {"endpoint", "http://127.0.0.1:9"},
+             {"region", "eu-west-1"},      {"endpoint", "https://127.0.0.1:9"},
              {"access_key_id", "AKID"},    {"secret_access_key", "s"},
              {"wait_time", "5s"},          {"max_number_of_messages", "4"},
              {"visibility_timeout", "1m"}, {"verify_tls", "false"},
@@ -29,7 +29,7 @@ TEST(SqsOptions, ConfigFieldsAreRead) {
   auto o = sqs::options_from_config(cfg);
   ASSERT_TRUE(o) << o.error().to_string();
   EXPECT_EQ(o->region, "eu-west-1");
-  EXPECT_EQ(o->endpoint, "http://127.0.0.1:9");
+  EXPECT_EQ(o->endpoint, "https://127.0.0.1:9");
   EXPECT_EQ(o->wait_time_seconds, std::chrono::seconds(5));
   EXPECT_EQ(o->max_number_of_messages, 4);
   EXPECT_EQ(o->visibility_timeout, std::chrono::seconds(60));
