@@ -103,6 +103,9 @@ struct options {
 ///   message stays locked, after how many deliveries it is dead-lettered, when a message sent
 ///   without a time to live expires, whether an expired message is dead-lettered or dropped, and
 ///   whether every message needs a session id.
+/// - max_concurrent_calls, prefetch_count, max_auto_lock_renewal_duration: the settings of a
+///   qrt::processor built from this config (processor_options::from_config), so one config
+///   describes both; the provider itself does not read them.
 result<options> options_from_config(const config& cfg);
 /// The keys options_from_config() accepts (any other key is refused, naming it).
 std::span<const std::string_view> known_keys() noexcept;

@@ -44,7 +44,11 @@ constexpr std::string_view known_key_list[] = {"provider",
                                                "max_delivery_count",
                                                "default_time_to_live",
                                                "dead_letter_on_expiration",
-                                               "requires_session"};
+                                               "requires_session",
+                                               // read by processor_options::from_config
+                                               "max_concurrent_calls",
+                                               "prefetch_count",
+                                               "max_auto_lock_renewal_duration"};
 }  // namespace
 
 std::span<const std::string_view> known_keys() noexcept {

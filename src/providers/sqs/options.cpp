@@ -45,7 +45,11 @@ constexpr std::string_view known_key_list[] = {"provider",
                                                "connect_timeout",
                                                "request_timeout",
                                                "max_retries",
-                                               "retry_base_delay"};
+                                               "retry_base_delay",
+                                               // read by processor_options::from_config
+                                               "max_concurrent_calls",
+                                               "prefetch_count",
+                                               "max_auto_lock_renewal_duration"};
 }  // namespace
 
 std::span<const std::string_view> known_keys() noexcept {

@@ -5,11 +5,15 @@
 // uses), so a key added to the provider without a row here fails this test.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/read_until.hpp>
 #include <boost/asio/ssl.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/streambuf.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/use_future.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/json.hpp>
@@ -21,6 +25,8 @@
 #include <future>
 #include <mutex>
 #include <optional>
+#include <qrt/processor.hpp>
+#include <qrt/runtime.hpp>
 #include <qrt/sqs.hpp>
 #include <set>
 #include <thread>
@@ -29,6 +35,7 @@
 #include "sigv4.hpp"
 #include "sqs_fixture.hpp"
 #include "unit/providers/sqs/local_http_server.hpp"
+#include "unit/support/wait.hpp"
 
 using namespace qrt;
 using namespace std::chrono_literals;
@@ -323,7 +330,117 @@ class SqsConfigKey : public qrt::test::sqs_fixture, public ::testing::WithParamI
     return r.at(0);
   }
 
+  // A processor over an SQS provider built from `cfg`, its options from the same config.
+  struct config_processor {
+    config_processor(const config& cfg, const queue_name& q, message_handler handler)
+        : client(sqs::make_provider(sqs::options_from_config(cfg).value(), rt.executor()).value(),
+                 client_options{.retry = std::nullopt}),
+          p(client, q, std::move(handler), processor_options::from_config(cfg).value()) {}
+    ~config_processor() {
+      rt.block_on(p.stop(10s));
+      rt.block_on(client.close());
+    }
+    runtime rt{{.worker_threads = 4}};
+    queue_client client;
+    processor p;
+  };
+
+  static awaitable<void> pause_for(milliseconds d) {
+    asio::steady_timer t(co_await asio::this_coro::executor, d);
+    co_await t.async_wait(asio::use_awaitable);
+  }
+
+  /// Polls `done` until it holds or `deadline` passes (a generous bound, not a timing claim).
+  static bool eventually(const std::function<bool()>& done, milliseconds deadline = 20s) {
+    const auto until = std::chrono::steady_clock::now() + deadline;
+    while (!done()) {
+      if (std::chrono::steady_clock::now() >= until) return false;
+      std::this_thread::sleep_for(10ms);  // polling interval of a condition, not a wait for it
+    }
+    return true;
+  }
+
+  std::int64_t locked(const queue_name& q) {
+    auto s = run(provider_->stats(q));
+    EXPECT_TRUE(s) << s.error().to_string();
+    return s ? s->in_flight : -1;
+  }
+
   // ---- one check per key ----
+
+  void max_concurrent_calls_key() {
+    // A processor from the config runs at most that many handlers at once.
+    const auto q = create("keys-calls");
+    for (int i = 0; i < 6; ++i) ASSERT_TRUE(send_one(*provider_, q, qrt::test::text("m")));
+    std::atomic<bool> release{false};
+    qrt::test::counter started;
+    config_processor cp(with(emulator(), {{"max_concurrent_calls", "2"}}), q,
+                        [&](const received_message&) -> awaitable<result<void>> {
+                          started.add();
+                          while (!release) co_await pause_for(5ms);
+                          co_return result<void>{};
+                        });
+    cp.p.start(cp.rt.executor());
+    ASSERT_TRUE(started.wait_for_at_least(2, 20s));
+    EXPECT_FALSE(started.wait_for_at_least(3, 500ms)) << "a third handler ran beside two";
+    release = true;
+    EXPECT_TRUE(eventually([&] { return cp.p.stats().completed == 6; }));
+    EXPECT_EQ(cp.p.stats().max_in_flight, 2u);
+  }
+
+  void prefetch_count_key() {
+    // With its one handler busy, the processor holds prefetch_count more messages received
+    // (invisible to others): 1 + 3 on the emulator; with 0, only the one it handles.
+    for (auto [prefetch, held] : {std::pair{"3", 4}, {"0", 1}}) {
+      const auto q = create("keys-prefetch");
+      for (int i = 0; i < 10; ++i) ASSERT_TRUE(send_one(*provider_, q, qrt::test::text("m")));
+      std::atomic<bool> release{false};
+      qrt::test::counter started;
+      config_processor cp(
+          with(emulator(), {{"max_concurrent_calls", "1"}, {"prefetch_count", prefetch}}), q,
+          [&](const received_message&) -> awaitable<result<void>> {
+            started.add();
+            while (!release) co_await pause_for(5ms);
+            co_return result<void>{};
+          });
+      cp.p.start(cp.rt.executor());
+      ASSERT_TRUE(started.wait_for_at_least(1, 20s));
+      EXPECT_TRUE(eventually([&] {
+        return cp.p.stats().received == static_cast<std::uint64_t>(held);
+      })) << prefetch;
+      EXPECT_FALSE(eventually(
+          [&] { return cp.p.stats().received > static_cast<std::uint64_t>(held); }, 500ms))
+          << prefetch;
+      EXPECT_EQ(locked(q), held) << prefetch;
+      release = true;
+      EXPECT_TRUE(eventually([&] { return cp.p.stats().completed == 10; }));
+    }
+  }
+
+  void max_auto_lock_renewal_duration_key() {
+    // A handler that runs 2.5 s on a 1 s visibility timeout: renewed while it runs (and
+    // completed) for up to 1 min; with 200 ms it is never renewed (the first renewal is due
+    // at half the lock) and the completion finds the lock gone.
+    for (auto [renewal, completes] : {std::pair{"1m", true}, {"200ms", false}}) {
+      const auto q = create("keys-renewal", {.lock_duration = 1s});
+      ASSERT_TRUE(send_one(*provider_, q, qrt::test::text("m")));
+      qrt::test::counter finished;
+      config_processor cp(with(emulator(), {{"max_auto_lock_renewal_duration", renewal}}), q,
+                          [&](const received_message&) -> awaitable<result<void>> {
+                            co_await pause_for(2500ms);
+                            finished.add();
+                            co_return result<void>{};
+                          });
+      cp.p.start(cp.rt.executor());
+      ASSERT_TRUE(finished.wait_for_at_least(1, 20s)) << renewal;
+      ASSERT_TRUE(eventually([&] {
+        const auto s = cp.p.stats();
+        return s.completed + s.settle_failures >= 1;
+      }));
+      EXPECT_EQ(cp.p.stats().completed, completes ? 1u : 0u) << renewal;
+      EXPECT_EQ(cp.p.stats().lock_renewals > 0, completes) << renewal;
+    }
+  }
 
   void provider_key() {
     provider_registry registry;
@@ -744,6 +861,9 @@ const key_row rows[] = {
     {"request_timeout", &SqsConfigKey::request_timeout_key},
     {"max_retries", &SqsConfigKey::max_retries_key},
     {"retry_base_delay", &SqsConfigKey::retry_base_delay_key},
+    {"max_concurrent_calls", &SqsConfigKey::max_concurrent_calls_key},
+    {"prefetch_count", &SqsConfigKey::prefetch_count_key},
+    {"max_auto_lock_renewal_duration", &SqsConfigKey::max_auto_lock_renewal_duration_key},
 };
 
 }  // namespace

@@ -6,7 +6,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <chrono>
 #include <filesystem>
 #include <functional>
@@ -316,6 +320,97 @@ void worker_threads_key() {
   rt.stop();
 }
 
+// A processor over the provider built from `cfg`, its options from the same config.
+struct config_processor {
+  explicit config_processor(const config& cfg, qrt::message_handler handler)
+      : client(qrt::builtin_providers().make(cfg, rt.executor()).value(),
+               qrt::client_options{.retry = std::nullopt}),
+        p(client, q, std::move(handler), qrt::processor_options::from_config(cfg).value()) {}
+  qrt::runtime rt{{.worker_threads = 4}};
+  qrt::queue_client client;
+  qrt::processor p;
+  void send(int n) {
+    for (int i = 0; i < n; ++i) EXPECT_TRUE(rt.block_on(client.send(q, text("m"))));
+  }
+  std::int64_t locked() { return rt.block_on(client.stats(q)).value().in_flight; }
+  ~config_processor() { rt.block_on(p.stop(5s)); }
+};
+
+qrt::awaitable<void> pause_for(std::chrono::milliseconds d) {
+  boost::asio::steady_timer t(co_await boost::asio::this_coro::executor, d);
+  co_await t.async_wait(boost::asio::use_awaitable);
+}
+
+void max_concurrent_calls_key() {
+  // A processor from the config runs at most that many handlers at once.
+  std::atomic<bool> release{false};
+  qrt::test::counter started;
+  config_processor cp(
+      config{{"provider", "memory"}, {"queues", "q"}, {"max_concurrent_calls", "2"}},
+      [&](const qrt::received_message&) -> qrt::awaitable<qrt::result<void>> {
+        started.add();
+        while (!release) co_await pause_for(5ms);
+        co_return qrt::result<void>{};
+      });
+  cp.send(6);
+  cp.p.start(cp.rt.executor());
+  ASSERT_TRUE(started.wait_for_at_least(2));
+  EXPECT_FALSE(started.wait_for_at_least(3, 300ms)) << "a third handler ran beside two";
+  release = true;
+  EXPECT_TRUE(eventually([&] { return cp.p.stats().completed == 6; }));
+  EXPECT_EQ(cp.p.stats().max_in_flight, 2u);
+}
+
+void prefetch_count_key() {
+  // With one handler busy, the processor holds prefetch_count more messages locked: 1 + 3.
+  for (auto [prefetch, held] : {std::pair{"3", 4}, {"0", 1}}) {
+    std::atomic<bool> release{false};
+    qrt::test::counter started;
+    config_processor cp(config{{"provider", "memory"},
+                               {"queues", "q"},
+                               {"max_concurrent_calls", "1"},
+                               {"prefetch_count", prefetch}},
+                        [&](const qrt::received_message&) -> qrt::awaitable<qrt::result<void>> {
+                          started.add();
+                          while (!release) co_await pause_for(5ms);
+                          co_return qrt::result<void>{};
+                        });
+    cp.send(10);
+    cp.p.start(cp.rt.executor());
+    ASSERT_TRUE(started.wait_for_at_least(1));
+    EXPECT_TRUE(eventually([&] { return cp.locked() == held; })) << prefetch;
+    EXPECT_FALSE(eventually([&] { return cp.locked() > held; }, 300ms)) << prefetch;
+    release = true;
+    EXPECT_TRUE(eventually([&] { return cp.p.stats().completed == 10; }));
+  }
+}
+
+void max_auto_lock_renewal_duration_key() {
+  // A handler that runs 1.5 s on a 500 ms lock: renewed while it runs (and completed) for up
+  // to 1 min; with 100 ms it is never renewed and the completion finds the lock gone.
+  for (auto [renewal, completes] : {std::pair{"1m", true}, {"100ms", false}}) {
+    qrt::test::counter finished;
+    config_processor cp(config{{"provider", "memory"},
+                               {"queues", "q"},
+                               {"lock_duration", "500ms"},
+                               {"max_auto_lock_renewal_duration", renewal}},
+                        [&](const qrt::received_message&) -> qrt::awaitable<qrt::result<void>> {
+                          co_await pause_for(1500ms);
+                          finished.add();
+                          co_return qrt::result<void>{};
+                        });
+    cp.send(1);
+    cp.p.start(cp.rt.executor());
+    ASSERT_TRUE(finished.wait_for_at_least(1)) << renewal;
+    ASSERT_TRUE(eventually([&] {
+      const auto s = cp.p.stats();
+      return s.completed + s.settle_failures >= 1;
+    }));
+    EXPECT_EQ(cp.p.stats().completed, completes ? 1u : 0u) << renewal;
+    EXPECT_EQ(cp.p.stats().lock_renewals > 0, completes) << renewal;
+  }
+}
+
 void channel_buffer_size_key() {
   // The most messages one call moves: receive hands out at most that many, and the client
   // splits a larger send into batches of that size.
@@ -472,6 +567,9 @@ const key_row rows[] = {
     {"default_time_to_live", default_time_to_live_key},
     {"dead_letter_on_expiration", dead_letter_on_expiration_key},
     {"requires_session", requires_session_key},
+    {"max_concurrent_calls", max_concurrent_calls_key},
+    {"prefetch_count", prefetch_count_key},
+    {"max_auto_lock_renewal_duration", max_auto_lock_renewal_duration_key},
 };
 
 void PrintTo(const key_row& row, std::ostream* os) {
