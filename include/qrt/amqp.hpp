@@ -41,10 +41,6 @@ struct options {
   /// Messages a receiver link may hold locked without being asked (buffered + handed out and
   /// not yet settled). 0: credit only for what a receive call asks.
   std::uint32_t prefetch = 10;
-  /// How many messages a processor built from this configuration handles at once. Read by
-  /// qrt::processor_options::from_config from the same configuration (the provider does not
-  /// use this field; without the key a processor takes its own default).
-  std::size_t max_concurrent_calls = 1;
   /// Prepended to queue names to form link addresses ("/amq/queue/" on RabbitMQ 3.x).
   std::string address_prefix;
   /// Where create_queue attaches to make the broker declare a queue ("/queue/" on RabbitMQ

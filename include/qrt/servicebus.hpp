@@ -69,15 +69,8 @@ struct options {
   std::string managed_identity_endpoint;
   transport_type transport =
       transport_type::amqp;  ///< AMQP over TLS (plain TCP for the development emulator)
-  /// Messages a processor built from this configuration handles at once. Read by
-  /// qrt::processor_options::from_config from the same configuration (the provider does not
-  /// use this field; without the key a processor takes its own default).
-  std::size_t max_concurrent_calls = 1;
   /// Messages a receiver link may hold locked without being asked (0: only what a receive asks).
   std::uint32_t prefetch_count = 0;
-  /// How long a processor keeps renewing a message's lock (0: no auto-renewal). The provider
-  /// itself renews only when asked (renew_lock); the processing layer uses this.
-  milliseconds max_auto_lock_renewal_duration{std::chrono::minutes(5)};
   /// Lifetime of the SAS tokens qrt signs; a token is replaced once 80% of it has passed (Azure
   /// AD tokens carry their own expiry and follow the same 80% rule).
   milliseconds token_lifetime{std::chrono::hours(1)};

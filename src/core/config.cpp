@@ -346,4 +346,17 @@ std::string config::to_string() const {
   return out;
 }
 
+result<void> check_processing_keys(const config& cfg) {
+  if (auto calls = cfg.get_uint("max_concurrent_calls", 1, 1, 10'000); !calls) {
+    return calls.error();
+  }
+  if (auto prefetch = cfg.get_uint("prefetch_count", 0, 0, 100'000); !prefetch) {
+    return prefetch.error();
+  }
+  if (auto renewal = cfg.get_duration("max_auto_lock_renewal_duration", {}); !renewal) {
+    return renewal.error();
+  }
+  return {};
+}
+
 }  // namespace qrt

@@ -394,8 +394,9 @@ result<options> options_from_config(const config& cfg) {
   o.virtual_host = *vhost;
   QRT_TRY(prefetch, cfg.get_uint("prefetch", o.prefetch, 0, 100'000));
   o.prefetch = static_cast<std::uint32_t>(*prefetch);
-  QRT_TRY(calls, cfg.get_uint("max_concurrent_calls", o.max_concurrent_calls, 1, 10'000));
-  o.max_concurrent_calls = *calls;
+  // A processor's settings: accepted so one config describes the client and its processor
+  // (qrt::processor_options::from_config reads them), checked here so a bad one fails now.
+  if (auto processing = check_processing_keys(cfg); !processing) return processing.error();
   QRT_TRY(prefix, cfg.get_string("address_prefix", o.address_prefix));
   o.address_prefix = *prefix;
   QRT_TRY(declare, cfg.get_string("declare_prefix", o.declare_prefix));

@@ -24,31 +24,14 @@ options options::for_testing() {
 namespace {
 // Every key options_from_config() reads; reject_unknown() refuses anything else. Each one acts
 // (test/unit/providers/memory/config_keys_test.cpp shows how, key by key).
-constexpr std::string_view known_key_list[] = {"provider",
-                                               "preset",
-                                               "max_queue_size",
-                                               "max_dead_letter_queue_size",
-                                               "enable_persistence",
-                                               "persistence_path",
-                                               "persistence_open_timeout",
-                                               "durability",
-                                               "sync_interval",
-                                               "max_disk_bytes",
-                                               "worker_threads",
-                                               "channel_buffer_size",
-                                               "max_message_bytes",
-                                               "max_queue_bytes",
-                                               "max_memory_bytes",
-                                               "queues",
-                                               "lock_duration",
-                                               "max_delivery_count",
-                                               "default_time_to_live",
-                                               "dead_letter_on_expiration",
-                                               "requires_session",
-                                               // read by processor_options::from_config
-                                               "max_concurrent_calls",
-                                               "prefetch_count",
-                                               "max_auto_lock_renewal_duration"};
+constexpr std::string_view known_key_list[] = {
+    "provider", "preset", "max_queue_size", "max_dead_letter_queue_size", "enable_persistence",
+    "persistence_path", "persistence_open_timeout", "durability", "sync_interval", "max_disk_bytes",
+    "worker_threads", "channel_buffer_size", "max_message_bytes", "max_queue_bytes",
+    "max_memory_bytes", "queues", "lock_duration", "max_delivery_count", "default_time_to_live",
+    "dead_letter_on_expiration", "requires_session",
+    // read by processor_options::from_config
+    "max_concurrent_calls", "prefetch_count", "max_auto_lock_renewal_duration"};
 }  // namespace
 
 std::span<const std::string_view> known_keys() noexcept {
@@ -58,6 +41,9 @@ std::span<const std::string_view> known_keys() noexcept {
 result<options> options_from_config(const config& cfg) {
   auto known = cfg.reject_unknown(known_keys());
   if (!known) return known.error();
+  // A processor's settings: accepted so one config describes the client and its processor
+  // (qrt::processor_options::from_config reads them), checked here so a bad one fails now.
+  if (auto processing = check_processing_keys(cfg); !processing) return processing.error();
 
   options o;
   auto preset = cfg.get_string("preset", "");

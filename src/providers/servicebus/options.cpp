@@ -8,17 +8,13 @@ namespace qrt::servicebus {
 
 options options::for_high_throughput() {
   options o;
-  o.max_concurrent_calls = 32;
   o.prefetch_count = 50;
-  o.max_auto_lock_renewal_duration = std::chrono::minutes(10);
   return o;
 }
 
 options options::for_low_latency() {
   options o;
-  o.max_concurrent_calls = 4;
   o.prefetch_count = 1;
-  o.max_auto_lock_renewal_duration = std::chrono::minutes(1);
   return o;
 }
 
@@ -122,13 +118,11 @@ result<options> options_from_config(const config& cfg) {
                 "amqp_websockets, not '" +
                     *transport + "'");
   }
-  QRT_TRY(calls, cfg.get_uint("max_concurrent_calls", o.max_concurrent_calls, 1, 10'000));
-  o.max_concurrent_calls = *calls;
   QRT_TRY(prefetch, cfg.get_uint("prefetch_count", o.prefetch_count, 0, 100'000));
   o.prefetch_count = static_cast<std::uint32_t>(*prefetch);
-  QRT_TRY(renewal,
-          cfg.get_duration("max_auto_lock_renewal_duration", o.max_auto_lock_renewal_duration));
-  o.max_auto_lock_renewal_duration = *renewal;
+  // A processor's settings: accepted so one config describes the client and its processor
+  // (qrt::processor_options::from_config reads them), checked here so a bad one fails now.
+  if (auto processing = check_processing_keys(cfg); !processing) return processing.error();
   QRT_TRY(lifetime, cfg.get_duration("token_lifetime", o.token_lifetime));
   if (*lifetime < std::chrono::minutes(1)) {
     return fail(errc::configuration_error,

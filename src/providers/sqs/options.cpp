@@ -23,33 +23,14 @@ options options::for_cost_optimization() {
 namespace {
 // Every key options_from_config() reads; reject_unknown() refuses anything else. Each one acts
 // (test/integration/sqs/sqs_config_keys_test.cpp shows how, key by key).
-constexpr std::string_view known_key_list[] = {"provider",
-                                               "preset",
-                                               "region",
-                                               "endpoint",
-                                               "access_key_id",
-                                               "secret_access_key",
-                                               "session_token",
-                                               "profile",
-                                               "verify_tls",
-                                               "ca_file",
-                                               "max_number_of_messages",
-                                               "wait_time",
-                                               "visibility_timeout",
-                                               "receive_request_attempt_id",
-                                               "abandon_visibility",
-                                               "default_message_group",
-                                               "max_message_bytes",
-                                               "max_idle_connections",
-                                               "max_connections",
-                                               "connect_timeout",
-                                               "request_timeout",
-                                               "max_retries",
-                                               "retry_base_delay",
-                                               // read by processor_options::from_config
-                                               "max_concurrent_calls",
-                                               "prefetch_count",
-                                               "max_auto_lock_renewal_duration"};
+constexpr std::string_view known_key_list[] = {
+    "provider", "preset", "region", "endpoint", "access_key_id", "secret_access_key",
+    "session_token", "profile", "verify_tls", "ca_file", "max_number_of_messages", "wait_time",
+    "visibility_timeout", "receive_request_attempt_id", "abandon_visibility",
+    "default_message_group", "max_message_bytes", "max_idle_connections", "max_connections",
+    "connect_timeout", "request_timeout", "max_retries", "retry_base_delay",
+    // read by processor_options::from_config
+    "max_concurrent_calls", "prefetch_count", "max_auto_lock_renewal_duration"};
 }  // namespace
 
 std::span<const std::string_view> known_keys() noexcept {
@@ -58,6 +39,9 @@ std::span<const std::string_view> known_keys() noexcept {
 
 result<options> options_from_config(const config& cfg) {
   if (auto r = cfg.reject_unknown(known_keys()); !r) return r.error();
+  // A processor's settings: accepted so one config describes the client and its processor
+  // (qrt::processor_options::from_config reads them), checked here so a bad one fails now.
+  if (auto processing = check_processing_keys(cfg); !processing) return processing.error();
   options o;
   if (auto preset = cfg.get("preset")) {
     if (*preset == "high_throughput") {

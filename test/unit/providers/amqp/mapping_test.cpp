@@ -189,7 +189,6 @@ TEST(amqp_options, config_fields_are_read_and_bad_ones_named) {
   EXPECT_EQ(o->host, "broker.example");
   EXPECT_EQ(o->port, 5999);
   EXPECT_EQ(o->prefetch, 25u);
-  EXPECT_EQ(o->max_concurrent_calls, 8u);
   EXPECT_EQ(o->address_prefix, "/amq/queue/");
   EXPECT_EQ(o->abandon_with, qrt::amqp::abandon_outcome::released);
   EXPECT_FALSE(o->verify_queue_exists);

@@ -12,6 +12,7 @@
 #include <proton/timestamp.hpp>
 #include <proton/uuid.hpp>
 #include <proton/value.hpp>
+#include <qrt/processor.hpp>
 
 #include "connection_string.hpp"
 #include "management.hpp"
@@ -583,14 +584,34 @@ constexpr const char* peer_cs =
     ";SharedAccessKeyName=x;SharedAccessKey=very-secret;UseDevelopmentEmulator=true";
 
 TEST(ServiceBusOptions, PresetsHaveTheirDocumentedValues) {
+  // The provider's half of each preset (the receiver's prefetch) ...
   const auto fast = qrt::servicebus::options::for_high_throughput();
-  EXPECT_EQ(fast.max_concurrent_calls, 32u);
   EXPECT_EQ(fast.prefetch_count, 50u);
-  EXPECT_EQ(fast.max_auto_lock_renewal_duration, std::chrono::minutes(10));
   const auto quick = qrt::servicebus::options::for_low_latency();
-  EXPECT_EQ(quick.max_concurrent_calls, 4u);
   EXPECT_EQ(quick.prefetch_count, 1u);
-  EXPECT_EQ(quick.max_auto_lock_renewal_duration, std::chrono::minutes(1));
+  // ... and the processor's half, read from the same configuration.
+  auto processing = [](const char* preset) {
+    return qrt::processor_options::from_config(
+               {{"provider", "servicebus"}, {"connection_string", peer_cs}, {"preset", preset}})
+        .value();
+  };
+  EXPECT_EQ(processing("high_throughput").max_concurrent_calls, 32u);
+  EXPECT_EQ(processing("high_throughput").max_auto_lock_renewal_duration, std::chrono::minutes(10));
+  EXPECT_EQ(processing("low_latency").max_concurrent_calls, 4u);
+  EXPECT_EQ(processing("low_latency").max_auto_lock_renewal_duration, std::chrono::minutes(1));
+}
+
+// A malformed processing key fails when the client's options are read, naming the key, though
+// only a processor uses it.
+TEST(ServiceBusOptions, AMalformedProcessingKeyIsRefusedByTheProvider) {
+  for (auto [key, value] : {std::pair{"max_concurrent_calls", "0"},
+                            {"prefetch_count", "lots"},
+                            {"max_auto_lock_renewal_duration", "soon"}}) {
+    auto o = qrt::servicebus::options_from_config({{"connection_string", peer_cs}, {key, value}});
+    ASSERT_FALSE(o) << key;
+    EXPECT_EQ(o.error().code, qrt::errc::configuration_error);
+    EXPECT_NE(o.error().message.find(key), std::string::npos) << o.error().message;
+  }
 }
 
 TEST(ServiceBusOptions, FromConfigAppliesPresetThenFields) {
@@ -600,7 +621,6 @@ TEST(ServiceBusOptions, FromConfigAppliesPresetThenFields) {
                                                  {"prefetch_count", "7"},
                                                  {"operation_timeout", "5s"}});
   ASSERT_TRUE(o) << o.error().to_string();
-  EXPECT_EQ(o->max_concurrent_calls, 32u);
   EXPECT_EQ(o->prefetch_count, 7u);
   EXPECT_EQ(o->operation_timeout, std::chrono::seconds(5));
   EXPECT_EQ(o->transport, qrt::servicebus::transport_type::amqp);
