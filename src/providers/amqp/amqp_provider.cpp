@@ -414,6 +414,14 @@ result<options> options_from_config(const config& cfg) {
         errc::configuration_error,
         "amqp: field 'abandon_outcome' must be 'modified' or 'released', not '" + *abandon + "'");
   }
+  if (*broker == "rabbitmq" && o.abandon_with == abandon_outcome::modified) {
+    // RabbitMQ 3.10's AMQP 1.0 plugin answers a modified outcome by ending the link's session
+    // (amqp:invalid-field): the abandon would not count a delivery, it would cost the link.
+    return fail(
+        errc::configuration_error,
+        "amqp: field 'abandon_outcome': RabbitMQ refuses the 'modified' outcome (it ends "
+        "the link's session); use 'released', or broker=generic for a broker that takes it");
+  }
   QRT_TRY(verify_queue, cfg.get_bool("verify_queue_exists", o.verify_queue_exists));
   o.verify_queue_exists = *verify_queue;
   QRT_TRY(max_bytes, cfg.get_uint("max_message_bytes", o.max_message_bytes, 1, 1ull << 30));
