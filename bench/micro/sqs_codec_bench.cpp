@@ -43,6 +43,31 @@ void BM_Sha256Of3KiB(benchmark::State& state) {
 }
 BENCHMARK(BM_Sha256Of3KiB);
 
+// A ReceiveMessage answer of ten 256-byte messages with one attribute each, as SQS sends it.
+std::string receive_answer() {
+  std::string out = R"({"Messages":[)";
+  for (int i = 0; i < 10; ++i) {
+    if (i) out += ',';
+    const std::string body(256, 'm');
+    out += R"({"MessageId":"id-)" + std::to_string(i) + R"(","ReceiptHandle":"handle-)" +
+           std::string(180, 'r') + R"(","MD5OfBody":")" + md5_of_body(body) + R"(","Body":")" +
+           body +
+           R"(","Attributes":{"ApproximateReceiveCount":"1","SentTimestamp":"1700000000000"},)"
+           R"("MessageAttributes":{"tenant":{"DataType":"String","StringValue":"acme"}}})";
+  }
+  return out + "]}";
+}
+
+void BM_DecodeReceiveOfTen(benchmark::State& state) {
+  const auto answer = receive_answer();
+  for (auto _ : state) {
+    auto r = decode_receive_message(answer);
+    if (!r || r->size() != 10) state.SkipWithError("the answer did not decode");
+    benchmark::DoNotOptimize(r);
+  }
+}
+BENCHMARK(BM_DecodeReceiveOfTen);
+
 }  // namespace
 
 BENCHMARK_MAIN();
