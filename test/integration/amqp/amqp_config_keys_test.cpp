@@ -26,6 +26,7 @@
 
 #include "faults/tcp_proxy.hpp"
 #include "rabbitmq_server.hpp"
+#include "unit/support/config_keys.hpp"
 #include "unit/support/wait.hpp"
 
 namespace {
@@ -556,14 +557,7 @@ const key_row rows[] = {
 }  // namespace
 
 TEST(AmqpConfigKeys, TheTableNamesExactlyTheKeysTheProviderAccepts) {
-  const auto keys = qrt::amqp::known_keys();
-  std::set<std::string_view> accepted(keys.begin(), keys.end());
-  std::set<std::string_view> tabled;
-  for (const auto& row : rows) EXPECT_TRUE(tabled.insert(row.key).second) << row.key;
-  for (auto key : accepted)
-    EXPECT_TRUE(tabled.count(key)) << "accepted key '" << key << "' has no row showing its effect";
-  for (auto key : tabled)
-    EXPECT_TRUE(accepted.count(key)) << "row for '" << key << "', which the provider refuses";
+  qrt::test::expect_a_row_for_exactly(qrt::amqp::known_keys(), rows);
   auto typo = qrt::amqp::options_from_config(config{{"prefech", "5"}});
   ASSERT_FALSE(typo);
   EXPECT_NE(typo.error().message.find("prefech"), std::string::npos);

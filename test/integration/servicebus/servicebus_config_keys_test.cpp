@@ -30,6 +30,7 @@
 
 #include "local_http_server.hpp"
 #include "peer_process.hpp"
+#include "unit/support/config_keys.hpp"
 #include "unit/support/wait.hpp"
 
 namespace {
@@ -38,6 +39,8 @@ using namespace std::chrono_literals;
 using qrt::config;
 using qrt::errc;
 using qrt::queue_name;
+using qrt::test::eventually;
+using qrt::test::scratch_dir;
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 
@@ -97,16 +100,6 @@ void send_n(qrt::sync::queue_client& c, const queue_name& q, int n, std::size_t 
   }
 }
 
-/// Polls `done` until it holds or `deadline` passes (a generous bound, not a timing claim).
-bool eventually(const std::function<bool()>& done, std::chrono::milliseconds deadline = 20s) {
-  const auto until = std::chrono::steady_clock::now() + deadline;
-  while (!done()) {
-    if (std::chrono::steady_clock::now() >= until) return false;
-    std::this_thread::sleep_for(10ms);  // polling interval of a condition
-  }
-  return true;
-}
-
 std::int64_t locked(qrt::sync::queue_client& c, const queue_name& q) {
   auto s = c.stats(q);
   if (!s) throw qrt::exception(s.error());
@@ -123,25 +116,6 @@ std::int64_t locked_after_one_receive(qrt::sync::queue_client& c, const queue_na
   (void)eventually([&] { return locked(c, q) >= at_least; }, 3s);
   return locked(c, q);
 }
-
-/// A temporary directory, removed at the end.
-class scratch_dir {
- public:
-  scratch_dir()
-      : path_(std::filesystem::temp_directory_path() /
-              ("qrt-sb-keys-" + std::to_string(::getpid()) + "-" +
-               std::to_string(std::random_device{}()))) {
-    std::filesystem::create_directories(path_);
-  }
-  ~scratch_dir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  std::filesystem::path operator/(const std::string& name) const { return path_ / name; }
-
- private:
-  std::filesystem::path path_;
-};
 
 /// TLS on 127.0.0.1 with a self-signed certificate (made with the openssl command), forwarding
 /// the decrypted bytes to a plain TCP port: the peer, reached over TLS.
@@ -634,14 +608,7 @@ class ServiceBusConfigKey : public ::testing::TestWithParam<key_row> {
 }  // namespace
 
 TEST(ServiceBusConfigKeys, TheTableNamesExactlyTheKeysTheProviderAccepts) {
-  const auto keys = qrt::servicebus::known_keys();
-  std::set<std::string_view> accepted(keys.begin(), keys.end());
-  std::set<std::string_view> tabled;
-  for (const auto& row : rows) EXPECT_TRUE(tabled.insert(row.key).second) << row.key;
-  for (auto key : accepted)
-    EXPECT_TRUE(tabled.count(key)) << "accepted key '" << key << "' has no row showing its effect";
-  for (auto key : tabled)
-    EXPECT_TRUE(accepted.count(key)) << "row for '" << key << "', which the provider refuses";
+  qrt::test::expect_a_row_for_exactly(qrt::servicebus::known_keys(), rows);
   auto typo = qrt::servicebus::options_from_config(
       config{{"connection_string", "Endpoint=sb://h/;SharedAccessKeyName=x;SharedAccessKey=y"},
              {"prefetch_cont", "5"}});

@@ -35,11 +35,14 @@
 #include "sigv4.hpp"
 #include "sqs_fixture.hpp"
 #include "unit/providers/sqs/local_http_server.hpp"
+#include "unit/support/config_keys.hpp"
 #include "unit/support/wait.hpp"
 
 using namespace qrt;
 using namespace std::chrono_literals;
 using qrt::test::canned_response;
+using qrt::test::eventually;
+using qrt::test::scratch_dir;
 using qrt::test::seen_request;
 
 namespace {
@@ -140,25 +143,6 @@ std::string authorization_with(const seen_request& seen, const std::string& key_
     if (name == "Authorization") return value;
   return "";
 }
-
-/// A temporary directory, removed at the end.
-class scratch_dir {
- public:
-  scratch_dir()
-      : path_(std::filesystem::temp_directory_path() /
-              ("qrt-sqs-keys-" + std::to_string(::getpid()) + "-" +
-               std::to_string(std::random_device{}()))) {
-    std::filesystem::create_directories(path_);
-  }
-  ~scratch_dir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  std::filesystem::path operator/(const std::string& name) const { return path_ / name; }
-
- private:
-  std::filesystem::path path_;
-};
 
 /// An HTTPS server on 127.0.0.1 with a self-signed certificate for IP 127.0.0.1 (made with the
 /// openssl command): it counts completed TLS handshakes and answers every request like fake_sqs.
@@ -348,16 +332,6 @@ class SqsConfigKey : public qrt::test::sqs_fixture, public ::testing::WithParamI
   static awaitable<void> pause_for(milliseconds d) {
     asio::steady_timer t(co_await asio::this_coro::executor, d);
     co_await t.async_wait(asio::use_awaitable);
-  }
-
-  /// Polls `done` until it holds or `deadline` passes (a generous bound, not a timing claim).
-  static bool eventually(const std::function<bool()>& done, milliseconds deadline = 20s) {
-    const auto until = std::chrono::steady_clock::now() + deadline;
-    while (!done()) {
-      if (std::chrono::steady_clock::now() >= until) return false;
-      std::this_thread::sleep_for(10ms);  // polling interval of a condition, not a wait for it
-    }
-    return true;
   }
 
   std::int64_t locked(const queue_name& q) {
@@ -869,13 +843,7 @@ const key_row rows[] = {
 }  // namespace
 
 TEST(SqsConfigKeys, TheTableNamesExactlyTheKeysTheProviderAccepts) {
-  std::set<std::string_view> accepted(sqs::known_keys().begin(), sqs::known_keys().end());
-  std::set<std::string_view> tabled;
-  for (const auto& row : rows) EXPECT_TRUE(tabled.insert(row.key).second) << row.key;
-  for (auto key : accepted)
-    EXPECT_TRUE(tabled.count(key)) << "accepted key '" << key << "' has no row showing its effect";
-  for (auto key : tabled)
-    EXPECT_TRUE(accepted.count(key)) << "row for '" << key << "', which the provider refuses";
+  qrt::test::expect_a_row_for_exactly(sqs::known_keys(), rows);
   auto typo = sqs::options_from_config(config{{"wait_tme", "1s"}});
   ASSERT_FALSE(typo);
   EXPECT_NE(typo.error().message.find("wait_tme"), std::string::npos);

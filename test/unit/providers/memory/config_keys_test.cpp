@@ -2,6 +2,8 @@
 // project promises that an accepted key acts or is refused naming it, never silently ignored.
 // The table below must name every key of qrt::memory::known_keys() (the list reject_unknown()
 // uses), so a key added to the provider without a row here fails this test.
+#include "../../support/config_keys.hpp"
+
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -32,6 +34,8 @@ using qrt::errc;
 using qrt::message;
 using qrt::queue_name;
 using qrt::sync::queue_client;
+using qrt::test::eventually;
+using qrt::test::scratch_dir;
 
 namespace {
 
@@ -60,35 +64,6 @@ message text(std::string body) {
   message m;
   m.body = std::move(body);
   return m;
-}
-
-class scratch_dir {
- public:
-  scratch_dir() {
-    std::random_device rd;
-    path_ = std::filesystem::temp_directory_path() /
-            ("qrt-keys-test-" + std::to_string(::getpid()) + "-" + std::to_string(rd()));
-    std::filesystem::create_directories(path_);
-  }
-  ~scratch_dir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  std::string str() const { return path_.string(); }
-  const std::filesystem::path& path() const { return path_; }
-
- private:
-  std::filesystem::path path_;
-};
-
-/// Polls `done` until it holds or `deadline` passes (a generous bound, not a timing claim).
-bool eventually(const std::function<bool()>& done, std::chrono::milliseconds deadline = 10s) {
-  const auto until = std::chrono::steady_clock::now() + deadline;
-  while (!done()) {
-    if (std::chrono::steady_clock::now() >= until) return false;
-    std::this_thread::sleep_for(5ms);  // polling interval of a condition, not a wait for it
-  }
-  return true;
 }
 
 std::uint64_t syncs_of(queue_client& c) {
@@ -581,14 +556,7 @@ class MemoryConfigKey : public ::testing::TestWithParam<key_row> {};
 }  // namespace
 
 TEST(MemoryConfigKeys, TheTableNamesExactlyTheKeysTheProviderAccepts) {
-  std::set<std::string_view> accepted(qrt::memory::known_keys().begin(),
-                                      qrt::memory::known_keys().end());
-  std::set<std::string_view> tabled;
-  for (const auto& row : rows) EXPECT_TRUE(tabled.insert(row.key).second) << row.key;
-  for (auto key : accepted)
-    EXPECT_TRUE(tabled.count(key)) << "accepted key '" << key << "' has no row showing its effect";
-  for (auto key : tabled)
-    EXPECT_TRUE(accepted.count(key)) << "row for '" << key << "', which the provider refuses";
+  qrt::test::expect_a_row_for_exactly(qrt::memory::known_keys(), rows);
   // And the provider refuses what is not in its list, naming it.
   auto typo = try_open({{"max_queue_sise", "2"}});
   ASSERT_FALSE(typo);
