@@ -78,8 +78,40 @@ std::uint64_t resident_bytes_now() {
 
 latency_summary latency_summary::of(const latency_histogram& h) {
   auto us = [](std::uint64_t ns) { return static_cast<double>(ns) / 1000.0; };
-  return {h.count(),   us(h.percentile(0.50)), us(h.percentile(0.95)), us(h.percentile(0.99)),
-          us(h.max()), h.mean() / 1000.0};
+  latency_summary s;
+  s.count = h.count();
+  s.p50_us = us(h.percentile(0.50));
+  s.p90_us = us(h.percentile(0.90));
+  s.p95_us = us(h.percentile(0.95));
+  s.p99_us = us(h.percentile(0.99));
+  s.p99_9_us = us(h.percentile(0.999));
+  s.p99_99_us = us(h.percentile(0.9999));
+  s.max_us = us(h.max());
+  s.mean_us = h.mean() / 1000.0;
+  return s;
+}
+
+void merge_sample_pairs(std::vector<sample>& series) {
+  std::vector<sample> merged;
+  merged.reserve(series.size() / 2 + 1);
+  for (std::size_t i = 0; i + 1 < series.size(); i += 2) {
+    const auto& a = series[i];
+    const auto& b = series[i + 1];
+    sample m;
+    m.t_s = b.t_s;
+    m.dt_s = a.dt_s + b.dt_s;
+    m.send_rate = m.dt_s > 0 ? (a.send_rate * a.dt_s + b.send_rate * b.dt_s) / m.dt_s : 0;
+    m.receive_rate = m.dt_s > 0 ? (a.receive_rate * a.dt_s + b.receive_rate * b.dt_s) / m.dt_s : 0;
+    m.e2e_count = a.e2e_count + b.e2e_count;
+    m.e2e_mean_us = m.e2e_count ? (a.e2e_mean_us * static_cast<double>(a.e2e_count) +
+                                   b.e2e_mean_us * static_cast<double>(b.e2e_count)) /
+                                      static_cast<double>(m.e2e_count)
+                                : 0;
+    m.e2e_max_us = std::max(a.e2e_max_us, b.e2e_max_us);
+    merged.push_back(m);
+  }
+  if (series.size() % 2 == 1) merged.push_back(series.back());
+  series = std::move(merged);
 }
 
 namespace {
@@ -356,8 +388,15 @@ awaitable<void> sample_loop(run_state& s, std::vector<sample>& out) {
   auto next = s.start;
   std::uint64_t last_sent = 0, last_received = 0;
   auto last_t = s.start;
+  // Adaptive: fine samples, merged in pairs (and the interval doubled) whenever the series
+  // reaches max_samples, so a half-second run and an hour-long one both get a readable curve.
+  const bool adaptive = s.o.sample_interval.count() <= 0;
+  steady::duration interval = adaptive ? steady::duration(std::chrono::milliseconds(2))
+                                       : steady::duration(s.o.sample_interval);
+  const std::size_t max_samples = std::max<std::size_t>(s.o.max_samples, 4);
+  auto last_progress = s.start;
   while (!s.finished) {
-    next += s.o.sample_interval;
+    next += interval;
     timer.expires_at(next);
     co_await timer.async_wait(asio::use_awaitable);
     const auto now = steady::now();
@@ -372,11 +411,19 @@ awaitable<void> sample_loop(run_state& s, std::vector<sample>& out) {
     p.receive_rate = dt > 0 ? (received - last_received) / dt : 0;
     p.e2e_mean_us = count ? static_cast<double>(sum) / count / 1000.0 : 0;
     p.e2e_max_us = static_cast<double>(max) / 1000.0;
+    p.dt_s = dt;
+    p.e2e_count = count;
     out.push_back(p);
     last_sent = sent;
     last_received = received;
     last_t = now;
-    if (s.o.on_progress) {
+    if (adaptive && out.size() >= max_samples) {
+      merge_sample_pairs(out);
+      interval *= 2;
+    }
+    // The progress line a few times a second, whatever the sampling interval.
+    if (s.o.on_progress && now - last_progress >= std::chrono::milliseconds(200)) {
+      last_progress = now;
       s.o.on_progress(progress{p.t_s, sent, received, s.deadline ? 0 : s.o.messages});
     }
   }

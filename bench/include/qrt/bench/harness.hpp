@@ -34,7 +34,12 @@ struct bench_options {
   std::size_t threads = 0;  ///< threads running the provider's executor; 0: cores
   milliseconds receive_wait{100};
   std::chrono::microseconds handler_cost{0};  ///< CPU each message's handler burns (spinning)
-  milliseconds sample_interval{250};          ///< time-series resolution for the chart
+  /// Time-series resolution for the chart. 0 (the default): adaptive, so that any run length
+  /// gives between max_samples / 2 and max_samples points: sampled every 2 ms, and each time the
+  /// series reaches max_samples, neighbouring samples are merged in pairs and the interval
+  /// doubles. A fixed interval keeps every sample.
+  milliseconds sample_interval{0};
+  std::size_t max_samples = 400;  ///< adaptive sampling only
   /// Wraps the provider the producers and consumers use (latency injection, ...).
   std::function<provider_ptr(provider_ptr)> decorate;
   /// When set, the provider is also instrumented (qrt::metrics::instrument) and consumers record
@@ -58,11 +63,18 @@ struct sample {
   double receive_rate = 0;  ///< messages/s completed
   double e2e_mean_us = 0;
   double e2e_max_us = 0;
+  double dt_s = 0;              ///< length of the interval
+  std::uint64_t e2e_count = 0;  ///< latencies the mean is over
 };
+
+/// Merges neighbouring samples in pairs (rates weighted by interval length, means by count,
+/// maxima kept); an odd last sample stays as it is. Halves the series' length.
+void merge_sample_pairs(std::vector<sample>& series);
 
 struct latency_summary {
   std::uint64_t count = 0;
   double p50_us = 0, p95_us = 0, p99_us = 0, max_us = 0, mean_us = 0;
+  double p90_us = 0, p99_9_us = 0, p99_99_us = 0;  ///< for the percentile plot
   static latency_summary of(const latency_histogram& h);
 };
 
