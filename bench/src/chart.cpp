@@ -57,16 +57,21 @@ std::vector<tick> linear_ticks(double lo, double hi, unit u, int target) {
   if (!std::isfinite(lo)) lo = 0;
   if (!std::isfinite(hi) || !(hi > lo)) hi = lo + (lo == 0 ? 1 : std::abs(lo));
   target = std::max(target, 1);
+  // Round in the unit the labels use when it is not a power of ten: KiB, MiB, GiB for bytes,
+  // minutes for a long run's time axis.
+  double factor = 1;
   if (u == unit::bytes) {
-    // Round in the binary unit the labels use (KiB, MiB, GiB), not in decimal bytes.
-    double factor = 1;
     while (factor < 1024.0 * 1024 * 1024 && std::max(std::abs(lo), std::abs(hi)) >= factor * 1024)
       factor *= 1024;
+  } else if (u == unit::seconds && std::max(std::abs(lo), std::abs(hi)) >= 120) {
+    factor = 60;
+  }
+  if (factor != 1) {
     auto ticks = linear_ticks(lo / factor, hi / factor, unit::count, target);
     const double scale = std::max(std::abs(ticks.front().value), std::abs(ticks.back().value));
     for (auto& t : ticks) {
       t.value *= factor;
-      t.label = format_value(t.value, unit::bytes, std::max(scale * factor, factor));
+      t.label = format_value(t.value, u, std::max(scale * factor, u == unit::bytes ? factor : 120));
     }
     return ticks;
   }
