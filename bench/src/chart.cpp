@@ -7,11 +7,11 @@ namespace qrt::bench::chart {
 
 namespace {
 
-std::string number(double v, int decimals) {
+std::string number(double v, int decimals, bool keep_zeros) {
   char buf[64];
   std::snprintf(buf, sizeof buf, "%.*f", std::max(0, decimals), v);
   std::string s = buf;
-  if (s.find('.') != std::string::npos) {
+  if (!keep_zeros && s.find('.') != std::string::npos) {
     while (!s.empty() && s.back() == '0') s.pop_back();
     if (!s.empty() && s.back() == '.') s.pop_back();
   }
@@ -21,8 +21,9 @@ std::string number(double v, int decimals) {
 
 }  // namespace
 
-std::string format_value(double v, unit u, double scale_of, int decimals) {
+std::string format_value(double v, unit u, double scale_of, int decimals, bool keep_zeros) {
   const double ref = std::abs(scale_of != 0 ? scale_of : v);
+  auto number = [&](double x, int d) { return qrt::bench::chart::number(x, d, keep_zeros); };
   switch (u) {
     case unit::rate:
       if (ref >= 1e6) return number(v / 1e6, decimals) + " M msg/s";

@@ -269,7 +269,7 @@ std::string value_text(const comparison_row& r, const std::optional<double>& v) 
     scaled = a / (1024.0 * 1024.0);
   }
   const int decimals = scaled >= 100 ? 0 : scaled >= 10 ? 1 : 2;
-  return chart::format_value(*v, r.spec.unit, 0, r.spec.unit == unit::count ? 0 : decimals);
+  return chart::format_value(*v, r.spec.unit, 0, r.spec.unit == unit::count ? 0 : decimals, true);
 }
 
 std::string change_text(const comparison_row& r) {

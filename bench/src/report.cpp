@@ -592,10 +592,6 @@ using chart::axis;
 using chart::plot;
 using chart::unit;
 
-std::string pretty(double v, unit u, int decimals = 3) {
-  return chart::format_value(v, u, 0, decimals);
-}
-
 // Three significant digits or so, for figures in the summary and on bars.
 std::string figure(double v, unit u) {
   const double a = std::abs(v);
@@ -606,7 +602,7 @@ std::string figure(double v, unit u) {
     scaled = a * 100;
   }
   const int decimals = scaled >= 100 ? 0 : scaled >= 10 ? 1 : 2;
-  return pretty(v, u, decimals);
+  return chart::format_value(v, u, 0, decimals, true);
 }
 
 // Horizontal bars, one per row, on a linear axis from 0.

@@ -21,8 +21,10 @@ enum class unit {
 
 /// `v` in `u`, with the scale (k, M, ms, MiB...) chosen from `scale_of` (pass the largest
 /// value on an axis so every tick uses the same scale; 0 uses `v` itself), and at most
-/// `decimals` digits after the point, trailing zeros dropped.
-std::string format_value(double v, unit u, double scale_of = 0, int decimals = 3);
+/// `decimals` digits after the point, trailing zeros dropped unless `keep_zeros` (for columns
+/// of figures, where 0.8 next to 0.88 would look less precise).
+std::string format_value(double v, unit u, double scale_of = 0, int decimals = 3,
+                         bool keep_zeros = false);
 
 struct tick {
   double value = 0;
