@@ -72,6 +72,7 @@ std::vector<tick> linear_ticks(double lo, double hi, unit u, int target) {
     const double scale = std::max(std::abs(ticks.front().value), std::abs(ticks.back().value));
     for (auto& t : ticks) {
       t.value *= factor;
+      if (t.value == 0) continue;
       t.label = format_value(t.value, u, std::max(scale * factor, u == unit::bytes ? factor : 120));
     }
     return ticks;
@@ -94,7 +95,8 @@ std::vector<tick> linear_ticks(double lo, double hi, unit u, int target) {
     double v = first + i * step;
     if (v > last + step * 1e-6) break;
     if (std::abs(v) < step * 1e-9) v = 0;
-    out.push_back({v, format_value(v, u, scale)});
+    // Zero needs no unit ("0", not "0 M msg/s").
+    out.push_back({v, v == 0 ? std::string("0") : format_value(v, u, scale)});
   }
   return out;
 }

@@ -598,8 +598,12 @@ std::string figure(double v, unit u) {
   double scaled = a;
   if (u == unit::rate || u == unit::micros) {
     scaled = a >= 1e6 ? a / 1e6 : a >= 1e3 ? a / 1e3 : a;
+  } else if (u == unit::seconds) {
+    scaled = a >= 120 ? a / 60 : a >= 1 ? a : a * 1e3;
   } else if (u == unit::fraction) {
     scaled = a * 100;
+  } else if (u == unit::bytes) {
+    scaled = a >= 1024.0 * 1024 ? a / (1024.0 * 1024) : a >= 1024 ? a / 1024 : a;
   }
   const int decimals = scaled >= 100 ? 0 : scaled >= 10 ? 1 : 2;
   return chart::format_value(v, u, 0, decimals, true);
@@ -742,7 +746,8 @@ std::string operation_chart(const bench_result& r) {
   }
   const double group_h = 66, bar_h = 16;
   plot p("operations", "Latency of each provider call", 40 + 48 + 3 * group_h + 8, 110);
-  p.set_x(chart::log_axis(lo, hi, unit::micros, "latency per call (log scale)"));
+  // Room on the right for the value written after the longest bar.
+  p.set_x(chart::log_axis(lo, hi * 2.5, unit::micros, "latency per call (log scale)"));
   for (std::size_t i = 0; i < 3; ++i) {
     const double top = p.plot_top() + 8 + group_h * static_cast<double>(i);
     p.category_y(top + 1.5 * bar_h, ops[i].name);
@@ -929,8 +934,9 @@ std::vector<headline> headlines(const report& rep) {
       {"CPU per message", figure(r.cpu_s_per_message * 1e6, unit::micros), "", std::nullopt});
   const auto errors = r.send_errors + r.receive_errors + r.complete_errors;
   h.push_back({"messages completed",
-               std::to_string(r.messages_received) + " of " + std::to_string(r.messages_sent) +
-                   ", " + std::to_string(errors) + " errors",
+               with_thousands(static_cast<double>(r.messages_received)) + " of " +
+                   with_thousands(static_cast<double>(r.messages_sent)) + ", " +
+                   std::to_string(errors) + " errors",
                "all, no errors", r.messages_received == r.messages_sent && errors == 0});
   if (rep.overhead) {
     h.push_back({"client overhead (CPU)", figure(rep.overhead->qrt_share, unit::fraction), "< 10 %",
@@ -968,7 +974,7 @@ std::string summary_box(const report& rep) {
          "</td>" + status + "</tr>\n";
   }
   s += "</table>\n<p class=\"setup\">" +
-       chart::escape(std::to_string(r.messages_sent) + " messages of " +
+       chart::escape(with_thousands(static_cast<double>(r.messages_sent)) + " messages of " +
                      std::to_string(r.message_size) + " bytes, " + std::to_string(r.producers) +
                      " producer(s), " + std::to_string(r.consumers) + " consumer(s), batches of " +
                      std::to_string(r.send_batch) + "/" + std::to_string(r.receive_batch) + ", " +

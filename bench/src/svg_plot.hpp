@@ -214,7 +214,7 @@ class plot {
  private:
   std::string id_, title_;
   double height_, left_;
-  double right_ = 24, top_ = 40, bottom_ = 48;
+  double right_ = 40, top_ = 40, bottom_ = 48;
   axis x_, y_;
   std::string body_;
   std::vector<std::pair<std::string, const char*>> legend_;
