@@ -132,21 +132,55 @@ TEST(PercentilePlot, QuantilesAreSpacedByTheirTail) {
   EXPECT_NEAR(chart::axis_fraction(25, 0, 100, false), 0.25, 1e-12);
 }
 
-TEST(TimeSeries, MergingPairsWeighsRatesByTimeAndMeansByCount) {
-  std::vector<sample> s(3);
-  s[0] = {0.1, 1000, 500, 10, 40, 0.1, 100};
-  s[1] = {0.4, 2000, 1000, 40, 90, 0.3, 300};
-  s[2] = {0.5, 7, 7, 7, 7, 0.1, 7};
-  merge_sample_pairs(s);
-  ASSERT_EQ(s.size(), 2u);
-  EXPECT_DOUBLE_EQ(s[0].t_s, 0.4);
-  EXPECT_DOUBLE_EQ(s[0].dt_s, 0.4);
-  EXPECT_DOUBLE_EQ(s[0].send_rate, (1000 * 0.1 + 2000 * 0.3) / 0.4);
-  EXPECT_DOUBLE_EQ(s[0].receive_rate, (500 * 0.1 + 1000 * 0.3) / 0.4);
-  EXPECT_EQ(s[0].e2e_count, 400u);
-  EXPECT_DOUBLE_EQ(s[0].e2e_mean_us, (10.0 * 100 + 40.0 * 300) / 400);
-  EXPECT_DOUBLE_EQ(s[0].e2e_max_us, 90);
-  EXPECT_DOUBLE_EQ(s[1].send_rate, 7) << "an odd last sample stays";
+TEST(TimeSeries, BucketsMergeInPairsWhenARunOutgrowsThem) {
+  constexpr std::int64_t ms = 1'000'000;
+  time_buckets b(1 * ms, 4);
+  b.add_sent(ms / 2, 1);
+  b.add_sent(3 * ms + ms / 2, 2);
+  ASSERT_EQ(b.buckets().size(), 4u);
+  EXPECT_EQ(b.width_ns(), 1 * ms);
+  b.add_completed(4 * ms + ms / 5, 3, 3, 300'000, 150'000);  // beyond the 4th: widths double
+  EXPECT_EQ(b.width_ns(), 2 * ms);
+  ASSERT_EQ(b.buckets().size(), 3u);
+  EXPECT_EQ(b.buckets()[0].sent, 1u);
+  EXPECT_EQ(b.buckets()[1].sent, 2u);
+  EXPECT_EQ(b.buckets()[2].completed, 3u);
+  b.add_sent(100 * ms, 1);  // far beyond: merges until it fits
+  EXPECT_EQ(b.width_ns(), 32 * ms);
+  EXPECT_LE(b.buckets().size(), 4u);
+  std::uint64_t sent = 0;
+  for (const auto& x : b.buckets()) sent += x.sent;
+  EXPECT_EQ(sent, 4u) << "merging loses nothing";
+  time_buckets fixed(250 * ms, 0);
+  fixed.add_sent(10'000 * ms, 1);
+  EXPECT_EQ(fixed.width_ns(), 250 * ms) << "a fixed interval never merges";
+  EXPECT_EQ(fixed.buckets().size(), 41u);
+}
+
+TEST(TimeSeries, WorkersBucketsBecomeOneSeriesWithRatesPerSecond) {
+  constexpr std::int64_t ms = 1'000'000;
+  time_buckets producer(1 * ms, 0), consumer(2 * ms, 0);
+  producer.add_sent(ms / 2, 10);       // bucket 0 of 2 ms after coarsening
+  producer.add_sent(ms + ms / 2, 10);  // also bucket 0
+  producer.add_sent(2 * ms + 1, 4);    // bucket 1
+  consumer.add_completed(ms, 10, 10, 10 * 100'000, 200'000);
+  consumer.add_completed(3 * ms, 6, 2, 2 * 400'000, 500'000);
+  const auto series = to_samples({producer, consumer}, 3 * ms);  // the run ended at 3 ms
+  ASSERT_EQ(series.size(), 2u);
+  EXPECT_DOUBLE_EQ(series[0].t_s, 0.002);
+  EXPECT_DOUBLE_EQ(series[0].dt_s, 0.002);
+  EXPECT_DOUBLE_EQ(series[0].send_rate, 20 / 0.002);
+  EXPECT_DOUBLE_EQ(series[0].receive_rate, 10 / 0.002);
+  EXPECT_DOUBLE_EQ(series[0].e2e_mean_us, 100);
+  EXPECT_DOUBLE_EQ(series[0].e2e_max_us, 200);
+  EXPECT_EQ(series[0].e2e_count, 10u);
+  // The last bucket is cut at the end of the run: its rates are over 1 ms, not 2.
+  EXPECT_DOUBLE_EQ(series[1].t_s, 0.003);
+  EXPECT_DOUBLE_EQ(series[1].dt_s, 0.001);
+  EXPECT_DOUBLE_EQ(series[1].send_rate, 4 / 0.001);
+  EXPECT_DOUBLE_EQ(series[1].receive_rate, 6 / 0.001);
+  EXPECT_DOUBLE_EQ(series[1].e2e_mean_us, 400);
+  EXPECT_TRUE(to_samples({}, 0).empty());
 }
 
 TEST(TimeSeries, AShortRunGetsManySamplesAndALongerOneStaysBounded) {

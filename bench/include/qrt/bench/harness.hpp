@@ -35,9 +35,11 @@ struct bench_options {
   milliseconds receive_wait{100};
   std::chrono::microseconds handler_cost{0};  ///< CPU each message's handler burns (spinning)
   /// Time-series resolution for the chart. 0 (the default): adaptive, so that any run length
-  /// gives between max_samples / 2 and max_samples points: sampled every 2 ms, and each time the
-  /// series reaches max_samples, neighbouring samples are merged in pairs and the interval
-  /// doubles. A fixed interval keeps every sample.
+  /// gives at most max_samples points, and at least max_samples / 2 once the run is longer
+  /// than max_samples ms: 1 ms buckets, merged in pairs (the width doubling) whenever a run
+  /// outgrows max_samples of them. A fixed interval keeps every bucket. Producers and
+  /// consumers count into their own buckets as they go: no timer wakes up to sample, so
+  /// sampling finely does not disturb what is measured.
   milliseconds sample_interval{0};
   std::size_t max_samples = 400;  ///< adaptive sampling only
   /// Wraps the provider the producers and consumers use (latency injection, ...).
@@ -67,9 +69,39 @@ struct sample {
   std::uint64_t e2e_count = 0;  ///< latencies the mean is over
 };
 
-/// Merges neighbouring samples in pairs (rates weighted by interval length, means by count,
-/// maxima kept); an odd last sample stays as it is. Halves the series' length.
-void merge_sample_pairs(std::vector<sample>& series);
+/// What one producer or consumer did over time, in buckets of equal width from the run's
+/// start: each keeps its own (nothing shared, no timer) and adds every batch to the bucket its
+/// end falls in. With max_buckets, a time beyond the last bucket merges neighbouring buckets
+/// in pairs and doubles the width, so memory stays bounded on any run length.
+class time_buckets {
+ public:
+  struct bucket {
+    std::uint64_t sent = 0, completed = 0;
+    std::uint64_t e2e_count = 0, e2e_sum_ns = 0;
+    std::int64_t e2e_max_ns = 0;
+  };
+  time_buckets(std::int64_t width_ns, std::size_t max_buckets);
+
+  void add_sent(std::int64_t t_ns, std::uint64_t n);
+  void add_completed(std::int64_t t_ns, std::uint64_t n, std::uint64_t e2e_count,
+                     std::uint64_t e2e_sum_ns, std::int64_t e2e_max_ns);
+  /// Merges pairs until the width is `width_ns` (a power-of-two multiple of the current one).
+  void coarsen_to(std::int64_t width_ns);
+
+  std::int64_t width_ns() const { return width_ns_; }
+  const std::vector<bucket>& buckets() const { return buckets_; }
+
+ private:
+  bucket& at(std::int64_t t_ns);
+  void coarsen_once();
+  std::int64_t width_ns_;
+  std::size_t max_buckets_;
+  std::vector<bucket> buckets_;
+};
+
+/// All workers' buckets as one series ending at end_ns (the last bucket cut there): rates per
+/// second of each bucket's own length, the mean latency over the messages in it, the maximum.
+std::vector<sample> to_samples(std::vector<time_buckets> parts, std::int64_t end_ns);
 
 struct latency_summary {
   std::uint64_t count = 0;
