@@ -231,6 +231,11 @@ comparison compare_reports(const report_figures& old_run, const report_figures& 
     if (!o && !n) continue;
     c.rows.push_back(compare_figure(spec, o, n, threshold));
   }
+  for (const auto& r : c.rows) {
+    if (r.spec.key == "baseline.msgs_per_s" && r.change && std::abs(*r.change) > threshold) {
+      c.machine_change = *r.change;
+    }
+  }
   std::map<std::string, std::pair<std::string, std::string>> setup;
   for (const auto& [k, v] : old_run.setup) setup[k].first = v;
   for (const auto& [k, v] : new_run.setup) setup[k].second = v;
@@ -322,6 +327,12 @@ std::string format_comparison(const comparison& c) {
     if (!v.empty()) out += "  " + v;
     out += "\n";
   }
+  if (c.machine_change) {
+    std::snprintf(buf, sizeof buf, "%+.1f %%", *c.machine_change * 100);
+    out += std::string("\nnote: the raw queue itself changed by ") + buf +
+           ": the machine was not equally fast in both runs\n      (other load?); read the "
+           "flags against that (--repeat 3, a larger --threshold)\n";
+  }
   const auto regressed = c.regressions();
   if (regressed.empty()) {
     std::snprintf(buf, sizeof buf, "\nno figure regressed by more than %.1f %%\n",
@@ -398,6 +409,13 @@ std::string render_comparison_html(const comparison& c) {
                                   " figure(s) regressed by more than " + thr + ".</p>\n";
   for (const auto& d : c.setup_differences) {
     html += "<p>Note: the runs differ in " + chart::escape(d) + ".</p>\n";
+  }
+  if (c.machine_change) {
+    char change[32];
+    std::snprintf(change, sizeof change, "%+.1f %%", *c.machine_change * 100);
+    html += std::string("<p>Note: the raw queue itself changed by ") + change +
+            ": the machine was not equally fast in both runs, so read the flags against "
+            "that.</p>\n";
   }
   html += p.finish(std::string("Dashed lines: ±") + thr +
                    ". Red: worse beyond it (throughput down, latency, CPU, memory or errors "

@@ -509,6 +509,17 @@ TEST(Compare, TwoReportsSideBySideWithTheRegressionsNamed) {
   EXPECT_EQ(html.find("<script"), std::string::npos);
   EXPECT_NE(html.find("data-chart=\"compare\""), std::string::npos);
   EXPECT_FALSE(compare_reports(*o, *o, 0.10).any_regression());
+  EXPECT_FALSE(c.machine_change);
+  EXPECT_EQ(text.find("the raw queue itself changed"), std::string::npos);
+  // The raw queue (the machine) slower by half: said, since qrt's figures move with it.
+  newer.baseline->throughput /= 2;
+  auto slower_machine = read_report_figures(to_json(newer), "new/report.json");
+  ASSERT_TRUE(slower_machine);
+  const auto m = compare_reports(*o, *slower_machine, 0.10);
+  ASSERT_TRUE(m.machine_change);
+  EXPECT_NEAR(*m.machine_change, -0.5, 1e-9);
+  EXPECT_NE(format_comparison(m).find("the raw queue itself changed by -50.0 %"),
+            std::string::npos);
 }
 
 TEST(Compare, BadInputIsRefusedNamingTheFileAndField) {

@@ -64,6 +64,10 @@ struct comparison {
   double threshold = 0.10;  ///< a fraction: 0.10 flags changes beyond 10 %
   std::vector<comparison_row> rows;
   std::vector<std::string> setup_differences;  ///< "message_size: 256 -> 1024"
+  /// Set when the raw queue's throughput (the same work without qrt: a measure of the machine)
+  /// moved by more than the threshold: the machine was not as fast in both runs, and changes
+  /// of that size say more about it than about qrt.
+  std::optional<double> machine_change;
   bool any_regression() const;
   std::vector<const comparison_row*> regressions() const;
 };
