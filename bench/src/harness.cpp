@@ -280,7 +280,7 @@ void atomic_max(std::atomic<std::int64_t>& a, std::int64_t v) {
   }
 }
 
-// Everything the producers, consumers and sampler of one run share.
+// Everything the producers, consumers and progress line of one run share.
 struct run_state {
   const bench_options& o;
   queue_client& client;

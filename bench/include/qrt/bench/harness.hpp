@@ -47,7 +47,7 @@ struct bench_options {
   /// When set, the provider is also instrumented (qrt::metrics::instrument) and consumers record
   /// queue_runtime_messages_processed_total / processing_duration per batch into it.
   metrics::runtime_metrics* metrics = nullptr;
-  /// Called from a sampler on every sample; for a progress line.
+  /// Called four times a second from a thread of its own; for a progress line.
   std::function<void(const struct progress&)> on_progress;
 };
 
