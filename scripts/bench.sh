@@ -24,3 +24,4 @@ report_dir="reports/bench-$(date -u +%Y%m%dT%H%M%SZ)"
 echo
 echo "Report: $report_dir/report.json"
 echo "Chart:  $report_dir/chart.html (open in a browser)"
+echo "Compare with an earlier run: build/release/tools/qrt/qrt bench compare reports/bench-<earlier> $report_dir"

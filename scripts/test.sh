@@ -4,7 +4,8 @@
 # servers are started by the tests themselves on loopback ports picked at run time), then builds
 # the concurrent suites under TSan and runs them, then builds every target of the release preset
 # (-O3, warnings as errors) and tests qrt as a package from it: cmake --install, consumers using
-# find_package, pkg-config and add_subdirectory, the installed CLI, and the Debian packages.
+# find_package, pkg-config and add_subdirectory, the installed CLI, and the Debian packages; then
+# opens the benchmark report in headless Chromium, and runs the measurable assertions.
 #
 # One instrumented build instead of a plain one plus an instrumented one: the same coverage for
 # about two thirds of the compile time on a 2-core machine. For a quick local loop use the dev
@@ -40,6 +41,9 @@ step "release build of every target (warnings as errors), install, packages, con
 cmake --preset release >/dev/null
 cmake --build --preset release -j "$jobs"
 ctest --preset release -j "$jobs" -L package
+
+step "the benchmark report in headless Chromium (release build: it runs qrt bench)"
+ctest --preset release -L browser
 
 step "the measurable assertions (release build, one at a time: they measure speed)"
 ctest --preset release -L assertions

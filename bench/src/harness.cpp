@@ -13,6 +13,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/use_future.hpp>
 #include <cmath>
+#include <condition_variable>
 #include <fstream>
 #include <future>
 #include <mutex>
@@ -78,8 +79,101 @@ std::uint64_t resident_bytes_now() {
 
 latency_summary latency_summary::of(const latency_histogram& h) {
   auto us = [](std::uint64_t ns) { return static_cast<double>(ns) / 1000.0; };
-  return {h.count(),   us(h.percentile(0.50)), us(h.percentile(0.95)), us(h.percentile(0.99)),
-          us(h.max()), h.mean() / 1000.0};
+  latency_summary s;
+  s.count = h.count();
+  s.p50_us = us(h.percentile(0.50));
+  s.p90_us = us(h.percentile(0.90));
+  s.p95_us = us(h.percentile(0.95));
+  s.p99_us = us(h.percentile(0.99));
+  s.p99_9_us = us(h.percentile(0.999));
+  s.p99_99_us = us(h.percentile(0.9999));
+  s.max_us = us(h.max());
+  s.mean_us = h.mean() / 1000.0;
+  return s;
+}
+
+time_buckets::time_buckets(std::int64_t width_ns, std::size_t max_buckets)
+    : width_ns_(std::max<std::int64_t>(width_ns, 1)), max_buckets_(max_buckets) {}
+
+void time_buckets::coarsen_once() {
+  std::vector<bucket> merged((buckets_.size() + 1) / 2);
+  for (std::size_t i = 0; i < buckets_.size(); ++i) {
+    auto& m = merged[i / 2];
+    const auto& b = buckets_[i];
+    m.sent += b.sent;
+    m.completed += b.completed;
+    m.e2e_count += b.e2e_count;
+    m.e2e_sum_ns += b.e2e_sum_ns;
+    m.e2e_max_ns = std::max(m.e2e_max_ns, b.e2e_max_ns);
+  }
+  buckets_ = std::move(merged);
+  width_ns_ *= 2;
+}
+
+void time_buckets::coarsen_to(std::int64_t width_ns) {
+  while (width_ns_ < width_ns) coarsen_once();
+}
+
+time_buckets::bucket& time_buckets::at(std::int64_t t_ns) {
+  t_ns = std::max<std::int64_t>(t_ns, 0);
+  auto index = static_cast<std::size_t>(t_ns / width_ns_);
+  while (max_buckets_ > 1 && index >= max_buckets_) {
+    coarsen_once();
+    index = static_cast<std::size_t>(t_ns / width_ns_);
+  }
+  if (index >= buckets_.size()) buckets_.resize(index + 1);
+  return buckets_[index];
+}
+
+void time_buckets::add_sent(std::int64_t t_ns, std::uint64_t n) {
+  at(t_ns).sent += n;
+}
+
+void time_buckets::add_completed(std::int64_t t_ns, std::uint64_t n, std::uint64_t e2e_count,
+                                 std::uint64_t e2e_sum_ns, std::int64_t e2e_max_ns) {
+  auto& b = at(t_ns);
+  b.completed += n;
+  b.e2e_count += e2e_count;
+  b.e2e_sum_ns += e2e_sum_ns;
+  b.e2e_max_ns = std::max(b.e2e_max_ns, e2e_max_ns);
+}
+
+std::vector<sample> to_samples(std::vector<time_buckets> parts, std::int64_t end_ns) {
+  std::int64_t width = 1;
+  for (const auto& p : parts) width = std::max(width, p.width_ns());
+  std::vector<time_buckets::bucket> all;
+  for (auto& p : parts) {
+    p.coarsen_to(width);
+    if (p.buckets().size() > all.size()) all.resize(p.buckets().size());
+    for (std::size_t i = 0; i < p.buckets().size(); ++i) {
+      const auto& b = p.buckets()[i];
+      all[i].sent += b.sent;
+      all[i].completed += b.completed;
+      all[i].e2e_count += b.e2e_count;
+      all[i].e2e_sum_ns += b.e2e_sum_ns;
+      all[i].e2e_max_ns = std::max(all[i].e2e_max_ns, b.e2e_max_ns);
+    }
+  }
+  std::vector<sample> out;
+  for (std::size_t i = 0; i < all.size(); ++i) {
+    const auto begin = static_cast<std::int64_t>(i) * width;
+    if (begin >= end_ns && !out.empty()) break;
+    const auto finish = std::max(begin + 1, std::min(begin + width, end_ns));
+    const double dt = static_cast<double>(finish - begin) / 1e9;
+    const auto& b = all[i];
+    sample p;
+    p.t_s = static_cast<double>(finish) / 1e9;
+    p.dt_s = dt;
+    p.send_rate = static_cast<double>(b.sent) / dt;
+    p.receive_rate = static_cast<double>(b.completed) / dt;
+    p.e2e_count = b.e2e_count;
+    p.e2e_mean_us = b.e2e_count
+                        ? static_cast<double>(b.e2e_sum_ns) / static_cast<double>(b.e2e_count) / 1e3
+                        : 0;
+    p.e2e_max_us = static_cast<double>(b.e2e_max_ns) / 1e3;
+    out.push_back(p);
+  }
+  return out;
 }
 
 namespace {
@@ -186,7 +280,7 @@ void atomic_max(std::atomic<std::int64_t>& a, std::int64_t v) {
   }
 }
 
-// Everything the producers, consumers and sampler of one run share.
+// Everything the producers, consumers and progress line of one run share.
 struct run_state {
   const bench_options& o;
   queue_client& client;
@@ -204,10 +298,6 @@ struct run_state {
   std::atomic<std::int64_t> last_send_end_ns{0}, first_receive_ns{-1}, last_complete_ns{0};
   std::atomic<std::int64_t> last_progress_ns{0};
 
-  // Interval statistics for the time series (one atomic update per batch, not per message).
-  std::atomic<std::uint64_t> interval_e2e_sum_ns{0}, interval_e2e_count{0};
-  std::atomic<std::int64_t> interval_e2e_max_ns{0};
-
   metrics::processing_series* processing = nullptr;  // handler-level metrics, when asked for
 
   std::mutex error_mutex;
@@ -215,9 +305,11 @@ struct run_state {
 
   struct producer_stats {
     latency_histogram send;
+    time_buckets series;
   };
   struct consumer_stats {
     latency_histogram e2e, receive, complete;
+    time_buckets series;
   };
   std::vector<producer_stats> producers;
   std::vector<consumer_stats> consumers;
@@ -226,8 +318,15 @@ struct run_state {
       : o(opts),
         client(c),
         queue(std::move(q)),
-        producers(opts.producers),
-        consumers(opts.consumers) {}
+        producers(opts.producers, producer_stats{{}, buckets_for(opts)}),
+        consumers(opts.consumers, consumer_stats{{}, {}, {}, buckets_for(opts)}) {}
+
+  static time_buckets buckets_for(const bench_options& o) {
+    if (o.sample_interval.count() > 0) {
+      return time_buckets(std::chrono::nanoseconds(o.sample_interval).count(), 0);
+    }
+    return time_buckets(1'000'000, std::max<std::size_t>(o.max_samples, 4));
+  }
 
   void stop_with(const error& e) {
     std::lock_guard lock(error_mutex);
@@ -279,6 +378,7 @@ awaitable<void> produce(run_state& s, std::size_t index) {
     for (const auto& outcome : *r) ok += outcome ? 1 : 0;
     s.send_errors += n - ok;
     s.sent.fetch_add(ok, std::memory_order_relaxed);
+    stats.series.add_sent(ns_since(s.start, t1), ok);
     atomic_max(s.last_send_end_ns, ns_since(s.start, t1));
   }
 }
@@ -317,7 +417,7 @@ awaitable<void> consume(run_state& s, std::size_t index) {
     s.first_receive_ns.compare_exchange_strong(expected, ns_since(s.start, t1));
 
     settles.clear();
-    std::uint64_t batch_sum = 0;
+    std::uint64_t batch_sum = 0, batch_count = 0;
     std::int64_t batch_max = 0;
     for (auto& m : *r) {
       const auto handler_start = steady::now();
@@ -327,15 +427,13 @@ awaitable<void> consume(run_state& s, std::size_t index) {
         stats.e2e.record(e2e);
         batch_sum += static_cast<std::uint64_t>(std::max<std::int64_t>(0, e2e.count()));
         batch_max = std::max<std::int64_t>(batch_max, e2e.count());
+        ++batch_count;
       }
       if (m.delivery_count > 1) ++s.duplicates;
       burn_cpu(s.o.handler_cost);
       settles.push_back(settlement::complete(std::move(m.receipt)));
     }
     if (s.processing) s.processing->record_batch_processed(r->size(), steady::now() - t1);
-    s.interval_e2e_sum_ns.fetch_add(batch_sum, std::memory_order_relaxed);
-    s.interval_e2e_count.fetch_add(r->size(), std::memory_order_relaxed);
-    atomic_max(s.interval_e2e_max_ns, batch_max);
 
     const auto c0 = steady::now();
     auto results = co_await s.client.settle(std::move(settles));
@@ -346,39 +444,42 @@ awaitable<void> consume(run_state& s, std::size_t index) {
     for (const auto& x : results) ok += x ? 1 : 0;
     s.complete_errors += results.size() - ok;
     s.received.fetch_add(ok, std::memory_order_relaxed);
+    stats.series.add_completed(ns_since(s.start, c1), ok, batch_count, batch_sum, batch_max);
     atomic_max(s.last_complete_ns, ns_since(s.start, c1));
     s.last_progress_ns.store(ns_since(s.start, c1), std::memory_order_relaxed);
   }
 }
 
-awaitable<void> sample_loop(run_state& s, std::vector<sample>& out) {
-  asio::steady_timer timer(co_await asio::this_coro::executor);
-  auto next = s.start;
-  std::uint64_t last_sent = 0, last_received = 0;
-  auto last_t = s.start;
-  while (!s.finished) {
-    next += s.o.sample_interval;
-    timer.expires_at(next);
-    co_await timer.async_wait(asio::use_awaitable);
-    const auto now = steady::now();
-    const double dt = std::chrono::duration<double>(now - last_t).count();
-    const auto sent = s.sent.load(), received = s.received.load();
-    const auto count = s.interval_e2e_count.exchange(0);
-    const auto sum = s.interval_e2e_sum_ns.exchange(0);
-    const auto max = s.interval_e2e_max_ns.exchange(0);
-    sample p;
-    p.t_s = std::chrono::duration<double>(now - s.start).count();
-    p.send_rate = dt > 0 ? (sent - last_sent) / dt : 0;
-    p.receive_rate = dt > 0 ? (received - last_received) / dt : 0;
-    p.e2e_mean_us = count ? static_cast<double>(sum) / count / 1000.0 : 0;
-    p.e2e_max_us = static_cast<double>(max) / 1000.0;
-    out.push_back(p);
-    last_sent = sent;
-    last_received = received;
-    last_t = now;
-    if (s.o.on_progress) {
-      s.o.on_progress(progress{p.t_s, sent, received, s.deadline ? 0 : s.o.messages});
+// The progress line (when asked for) from a thread of its own, a few times a second; the time
+// series needs no sampler: producers and consumers count into their own time buckets.
+struct progress_thread {
+  std::mutex mutex;
+  std::condition_variable wake;
+  bool stop = false;
+  std::thread thread;
+
+  void finish() {
+    {
+      std::lock_guard lock(mutex);
+      stop = true;
     }
+    wake.notify_all();
+    if (thread.joinable()) thread.join();
+  }
+  ~progress_thread() { finish(); }
+};
+
+void progress_loop(run_state& s, progress_thread& pt) {
+  auto next = s.start;
+  for (bool stopping = false; !stopping;) {
+    next += std::chrono::milliseconds(250);
+    {
+      std::unique_lock lock(pt.mutex);
+      stopping = pt.wake.wait_until(lock, next, [&] { return pt.stop; });
+    }
+    const auto now = steady::now();
+    s.o.on_progress(progress{std::chrono::duration<double>(now - s.start).count(), s.sent.load(),
+                             s.received.load(), s.deadline ? 0 : s.o.messages});
   }
 }
 
@@ -409,8 +510,8 @@ result<bench_result> run_benchmark(const bench_options& o) {
   s.start = steady::now();
   if (o.duration) s.deadline = s.start + *o.duration;
 
-  std::vector<sample> series;
-  auto sampler = rt.spawn(sample_loop(s, series));
+  progress_thread progress_line;
+  if (o.on_progress) progress_line.thread = std::thread([&] { progress_loop(s, progress_line); });
   std::vector<std::future<void>> consumers, producers;
   for (std::size_t i = 0; i < o.consumers; ++i) consumers.push_back(rt.spawn(consume(s, i)));
   for (std::size_t i = 0; i < o.producers; ++i) producers.push_back(rt.spawn(produce(s, i)));
@@ -420,7 +521,7 @@ result<bench_result> run_benchmark(const bench_options& o) {
   for (auto& f : consumers) f.get();
   const auto end = steady::now();
   s.finished = true;
-  sampler.get();
+  progress_line.finish();
   const auto usage_after = resource_usage::now();
 
   if (o.create_queue) rt.run(p->delete_queue(*queue));
@@ -473,7 +574,13 @@ result<bench_result> run_benchmark(const bench_options& o) {
       out.wall_s > 0 ? out.cpu_s / (out.wall_s * std::max(1u, std::thread::hardware_concurrency()))
                      : 0;
   out.peak_rss_bytes = usage_after.peak_rss_bytes;
-  out.series = std::move(series);
+  // The series ends with the last message moved, not when consumers noticed the end.
+  std::vector<time_buckets> parts;
+  for (auto& pr : s.producers) parts.push_back(std::move(pr.series));
+  for (auto& c : s.consumers) parts.push_back(std::move(c.series));
+  // (One nanosecond past the last completion, which belongs to the series.)
+  const auto series_end = std::max<std::int64_t>(s.last_complete_ns, s.last_send_end_ns) + 1;
+  out.series = to_samples(std::move(parts), series_end > 1 ? series_end : ns_since(s.start, end));
   return out;
 }
 

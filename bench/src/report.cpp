@@ -4,11 +4,15 @@
 #include <boost/json.hpp>
 #include <cmath>
 #include <cstdio>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <qrt/bench/chart.hpp>
 #include <qrt/bench/report.hpp>
 #include <sstream>
+
+#include "svg_plot.hpp"
 
 namespace qrt::bench {
 
@@ -287,6 +291,22 @@ bool any_miss(const std::vector<target_check>& checks) {
                      [](const auto& c) { return c.outcome == target_check::status::miss; });
 }
 
+std::vector<double> read_load_average() {
+  std::ifstream in("/proc/loadavg");
+  double a = 0, b = 0, c = 0;
+  if (!(in >> a >> b >> c)) return {};
+  return {a, b, c};
+}
+
+std::string utc_now() {
+  const std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  ::gmtime_r(&now, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
 double report::baseline_ratio() const {
   return baseline && baseline->throughput > 0 ? run.e2e_throughput / baseline->throughput : 0;
 }
@@ -450,8 +470,9 @@ std::string format_table(const report& rep) {
 namespace {
 
 boost::json::object latency_json(const latency_summary& l) {
-  return {{"count", l.count}, {"p50", l.p50_us}, {"p95", l.p95_us},
-          {"p99", l.p99_us},  {"max", l.max_us}, {"mean", l.mean_us}};
+  return {{"count", l.count},      {"p50", l.p50_us}, {"p90", l.p90_us},
+          {"p95", l.p95_us},       {"p99", l.p99_us}, {"p99_9", l.p99_9_us},
+          {"p99_99", l.p99_99_us}, {"max", l.max_us}, {"mean", l.mean_us}};
 }
 
 }  // namespace
@@ -459,6 +480,12 @@ boost::json::object latency_json(const latency_summary& l) {
 std::string to_json(const report& rep) {
   const auto& r = rep.run;
   boost::json::object o;
+  o["schema_version"] = report_schema_version;
+  o["command"] = rep.command;
+  o["finished_at"] = rep.finished_at;
+  boost::json::array load;
+  for (double x : rep.load_average) load.push_back(x);
+  o["load_average"] = std::move(load);
   o["provider"] = r.provider;
   o["messages"] = r.messages_sent;
   o["messages_completed"] = r.messages_received;
@@ -547,128 +574,466 @@ std::string to_json(const report& rep) {
                       {"send_msgs_per_s", s.send_rate},
                       {"receive_msgs_per_s", s.receive_rate},
                       {"e2e_mean_us", s.e2e_mean_us},
-                      {"e2e_max_us", s.e2e_max_us}});
+                      {"e2e_max_us", s.e2e_max_us},
+                      {"interval_s", s.dt_s},
+                      {"e2e_count", s.e2e_count}});
   }
   o["series"] = std::move(series);
   return boost::json::serialize(o);
 }
 
 // ---------------------------------------------------------------------------------------------
-// Chart: two line charts (throughput, latency over time) as inline SVG in one HTML page.
+// Chart: one self-contained HTML page (inline SVG, no scripts, nothing fetched) with a summary
+// of the headline figures and one chart per question a reader brings.
 
 namespace {
 
-struct line {
-  std::string name;
-  std::string colour;
-  std::vector<std::pair<double, double>> points;
+using chart::axis;
+using chart::plot;
+using chart::unit;
+
+// Three significant digits or so, for figures in the summary and on bars.
+std::string figure(double v, unit u) {
+  const double a = std::abs(v);
+  double scaled = a;
+  if (u == unit::rate || u == unit::micros) {
+    scaled = a >= 1e6 ? a / 1e6 : a >= 1e3 ? a / 1e3 : a;
+  } else if (u == unit::seconds) {
+    scaled = a >= 120 ? a / 60 : a >= 1 ? a : a * 1e3;
+  } else if (u == unit::fraction) {
+    scaled = a * 100;
+  } else if (u == unit::bytes) {
+    scaled = a >= 1024.0 * 1024 ? a / (1024.0 * 1024) : a >= 1024 ? a / 1024 : a;
+  }
+  const int decimals = scaled >= 100 ? 0 : scaled >= 10 ? 1 : 2;
+  return chart::format_value(v, u, 0, decimals, true);
+}
+
+// Horizontal bars, one per row, on a linear axis from 0.
+struct hbar {
+  std::string series, label, note;
+  double value = 0;
+  const char* colour = "#1f77b4";
 };
 
-std::string escape_html(std::string_view s) {
-  std::string out;
-  for (char c : s) {
-    switch (c) {
-      case '<':
-        out += "&lt;";
-        break;
-      case '>':
-        out += "&gt;";
-        break;
-      case '&':
-        out += "&amp;";
-        break;
-      case '"':
-        out += "&quot;";
-        break;
-      default:
-        out += c;
-    }
+std::string hbar_chart(const std::string& id, const std::string& title, unit u,
+                       const std::string& axis_label, const std::vector<hbar>& bars,
+                       const std::string& caption,
+                       std::optional<std::pair<double, std::string>> reference = std::nullopt) {
+  const double row_h = 34;
+  plot p(id, title, 40 + 48 + row_h * static_cast<double>(bars.size()) + 8, 170);
+  double hi = 0;
+  for (const auto& b : bars) hi = std::max(hi, b.value);
+  if (reference) hi = std::max(hi, reference->first);
+  // Room on the right for the value written after the longest bar.
+  p.set_x(chart::linear_axis(0, hi * 1.4, u, axis_label));
+  for (std::size_t i = 0; i < bars.size(); ++i) {
+    const auto& b = bars[i];
+    const double top = p.plot_top() + 8 + row_h * static_cast<double>(i);
+    p.bar(b.series, b.value, b.colour, p.x(0), top, p.x(b.value) - p.x(0), row_h - 12,
+          b.label + ": " + figure(b.value, u));
+    p.category_y(top + (row_h - 12) / 2, b.label);
+    std::string text = figure(b.value, u);
+    if (!b.note.empty()) text += "  " + b.note;
+    p.text(p.x(b.value) + 6, top + (row_h - 12) / 2 + 4, text, "start", "font-weight=\"bold\"");
+  }
+  if (reference) p.reference_x(reference->first, reference->second);
+  return p.finish(caption);
+}
+
+std::string throughput_chart(const report& rep) {
+  const auto& r = rep.run;
+  std::vector<hbar> bars;
+  const double raw = rep.baseline ? rep.baseline->throughput : 0;
+  auto note = [&](double v) {
+    return raw > 0 ? chart::format_value(v / raw, unit::ratio, 0, 2) + " the raw queue"
+                   : std::string();
+  };
+  bars.push_back(
+      {"qrt send", "qrt send", note(r.send_throughput), r.send_throughput, chart::palette(0)});
+  bars.push_back({"qrt receive", "qrt receive", note(r.receive_throughput), r.receive_throughput,
+                  chart::palette(0)});
+  bars.push_back({"qrt end-to-end", "qrt end-to-end", note(r.e2e_throughput), r.e2e_throughput,
+                  chart::palette(1)});
+  if (rep.baseline) {
+    bars.push_back({"raw queue", "raw queue", "", rep.baseline->throughput, chart::palette(7)});
+  }
+  std::string caption =
+      rep.baseline
+          ? "The same payloads, thread counts and batch sizes through a raw " + rep.baseline->name +
+                " in the same run: the ceiling for an in-process queue. End-to-end: "
+                "completed messages over the time from the start to the last completion."
+          : "No raw-queue baseline in this run (it runs for the embedded provider "
+            "unless --no-baseline).";
+  return hbar_chart("throughput", "Throughput: qrt against the raw queue", unit::rate,
+                    "messages per second", bars, caption);
+}
+
+std::vector<std::pair<double, double>> percentile_points(const latency_summary& l) {
+  const double values[] = {l.p50_us, l.p90_us, l.p99_us, l.p99_9_us, l.p99_99_us};
+  std::vector<std::pair<double, double>> out;
+  std::size_t i = 0;
+  for (const auto& q : chart::plotted_quantiles) {
+    out.emplace_back(chart::percentile_axis(q.q), values[i++]);
   }
   return out;
 }
 
-std::string svg_chart(const std::string& title, const std::string& y_label,
-                      const std::vector<line>& lines) {
-  constexpr double w = 760, h = 300, left = 80, right = 20, top = 40, bottom = 45;
-  double max_x = 0, max_y = 0;
-  for (const auto& l : lines) {
-    for (const auto& [x, y] : l.points) {
-      max_x = std::max(max_x, x);
-      max_y = std::max(max_y, y);
+std::string percentile_chart(const report& rep) {
+  struct run_line {
+    std::string name;
+    const latency_summary* l;
+    const char* colour;
+  };
+  std::vector<run_line> runs{{"full rate", &rep.run.e2e, chart::palette(0)}};
+  if (rep.half_rate) runs.push_back({"half rate", &rep.half_rate->e2e, chart::palette(2)});
+  if (rep.baseline) runs.push_back({"raw queue", &rep.baseline->e2e, chart::palette(7)});
+  double lo = 0, hi = 0;
+  for (const auto& rl : runs) {
+    for (const auto& [x, y] : percentile_points(*rl.l)) {
+      if (y > 0) lo = lo == 0 ? y : std::min(lo, y);
+      hi = std::max(hi, y);
     }
   }
-  if (max_x <= 0) max_x = 1;
-  if (max_y <= 0) max_y = 1;
-  max_y *= 1.1;
-  auto px = [&](double x) { return left + x / max_x * (w - left - right); };
-  auto py = [&](double y) { return h - bottom - y / max_y * (h - top - bottom); };
-  std::string s;
-  char buf[256];
-  std::snprintf(buf, sizeof buf,
-                "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
-                "font-family=\"sans-serif\" font-size=\"12\">\n",
-                w, h);
-  s += buf;
-  s += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n";
-  std::snprintf(buf, sizeof buf, "<text x=\"%.0f\" y=\"20\" font-size=\"15\">", left);
-  s += buf + escape_html(title) + "</text>\n";
-  for (int i = 0; i <= 4; ++i) {
-    const double y = max_y * i / 4;
-    std::snprintf(buf, sizeof buf,
-                  "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#ddd\"/>"
-                  "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">%.0f</text>\n",
-                  left, py(y), w - right, py(y), left - 6, py(y) + 4, y);
-    s += buf;
-    const double x = max_x * i / 4;
-    std::snprintf(buf, sizeof buf,
-                  "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%.1f s</text>\n", px(x),
-                  h - bottom + 18, x);
-    s += buf;
+  plot p("percentiles", "End-to-end latency by percentile", 340);
+  axis x;
+  x.lo = chart::percentile_axis(0.5);
+  x.hi = chart::percentile_axis(0.9999);
+  x.label = "percentile (log scale of 1 - q: the tail gets room)";
+  for (const auto& q : chart::plotted_quantiles)
+    x.ticks.push_back({chart::percentile_axis(q.q), q.label});
+  p.set_x(std::move(x));
+  p.set_y(chart::log_axis(lo, hi, unit::micros, "latency (log scale)"));
+  for (const auto& rl : runs) {
+    const auto pts = percentile_points(*rl.l);
+    p.line(rl.name, rl.colour, pts, true);
+    // The p99 value written next to its marker.
+    p.text(p.x(pts[2].first) + 6, p.y(pts[2].second) - 6, figure(pts[2].second, unit::micros),
+           "start", (std::string("fill=\"") + rl.colour + "\"").c_str());
   }
-  std::snprintf(buf, sizeof buf,
-                "<text transform=\"translate(16,%.0f) rotate(-90)\" text-anchor=\"middle\">",
-                h / 2);
-  s += buf + escape_html(y_label) + "</text>\n";
-  double legend_x = left;
-  for (const auto& l : lines) {
-    if (l.points.empty()) continue;
-    s += "<polyline fill=\"none\" stroke-width=\"2\" stroke=\"" + l.colour + "\" points=\"";
-    for (const auto& [x, y] : l.points) {
-      std::snprintf(buf, sizeof buf, "%.1f,%.1f ", px(x), py(y));
-      s += buf;
+  std::string caption =
+      "From the send time stamped into each body to its handler, every message counted. ";
+  if (rep.half_rate) {
+    caption += "Half rate: paced at " + figure(rep.half_rate->rate_target, unit::rate) +
+               ", half of what the full-rate run achieved, so queueing does not dominate. ";
+  }
+  if (rep.baseline) caption += "Raw queue: the same measurement through the raw queue.";
+  return p.finish(caption);
+}
+
+std::string operation_chart(const bench_result& r) {
+  struct op {
+    const char* name;
+    const latency_summary* l;
+  };
+  const op ops[] = {
+      {"send", &r.send_call}, {"receive", &r.receive_call}, {"complete", &r.complete_call}};
+  struct pct {
+    const char* name;
+    double latency_summary::*field;
+    const char* colour;
+  };
+  const pct pcts[] = {{"p50", &latency_summary::p50_us, chart::palette(0)},
+                      {"p95", &latency_summary::p95_us, chart::palette(2)},
+                      {"p99", &latency_summary::p99_us, chart::palette(4)}};
+  double lo = 0, hi = 0;
+  for (const auto& o : ops) {
+    for (const auto& q : pcts) {
+      const double v = (*o.l).*q.field;
+      if (v > 0) lo = lo == 0 ? v : std::min(lo, v);
+      hi = std::max(hi, v);
     }
-    s += "\"/>\n";
-    std::snprintf(buf, sizeof buf,
-                  "<rect x=\"%.0f\" y=\"%.0f\" width=\"12\" height=\"3\" fill=\"%s\"/>"
-                  "<text x=\"%.0f\" y=\"%.0f\">",
-                  legend_x, h - 12, l.colour.c_str(), legend_x + 16, h - 7);
-    s += buf + escape_html(l.name) + "</text>\n";
-    legend_x += 30 + 7 * static_cast<double>(l.name.size());
   }
-  s += "</svg>\n";
+  const double group_h = 66, bar_h = 16;
+  plot p("operations", "Latency of each provider call", 40 + 48 + 3 * group_h + 8, 110);
+  // Room on the right for the value written after the longest bar.
+  p.set_x(chart::log_axis(lo, hi * 2.5, unit::micros, "latency per call (log scale)"));
+  for (std::size_t i = 0; i < 3; ++i) {
+    const double top = p.plot_top() + 8 + group_h * static_cast<double>(i);
+    p.category_y(top + 1.5 * bar_h, ops[i].name);
+    for (std::size_t j = 0; j < 3; ++j) {
+      const double v = (*ops[i].l).*pcts[j].field;
+      const double y = top + bar_h * static_cast<double>(j);
+      p.bar(std::string(ops[i].name) + " " + pcts[j].name, v, pcts[j].colour, p.plot_left(), y,
+            p.x(v) - p.plot_left(), bar_h - 3,
+            std::string(ops[i].name) + " " + pcts[j].name + ": " + figure(v, unit::micros));
+      p.text(p.x(v) + 4, y + bar_h - 5, figure(v, unit::micros), "start", "font-size=\"11\"");
+      p.legend(pcts[j].name, pcts[j].colour);
+    }
+  }
+  return p.finish(
+      "Time inside each client call: send (a batch), receive (a batch; waits up to the receive "
+      "wait when the queue is empty) and complete (settling a batch).");
+}
+
+std::vector<std::pair<double, double>> moving_average(
+    const std::vector<std::pair<double, double>>& points, std::size_t window) {
+  std::vector<std::pair<double, double>> out;
+  out.reserve(points.size());
+  double sum = 0;
+  for (std::size_t i = 0; i < points.size(); ++i) {
+    sum += points[i].second;
+    if (i >= window) sum -= points[i - window].second;
+    const auto n = static_cast<double>(std::min(i + 1, window));
+    out.emplace_back(points[i].first, sum / n);
+  }
+  return out;
+}
+
+std::string over_time_charts(const bench_result& r) {
+  std::vector<std::pair<double, double>> sent, completed, mean, max;
+  double t_max = 0, rate_max = 0, lat_lo = 0, lat_hi = 0;
+  for (const auto& s : r.series) {
+    sent.emplace_back(s.t_s, s.send_rate);
+    completed.emplace_back(s.t_s, s.receive_rate);
+    t_max = std::max(t_max, s.t_s);
+    rate_max = std::max({rate_max, s.send_rate, s.receive_rate});
+    if (s.e2e_count > 0 || s.e2e_mean_us > 0) {
+      mean.emplace_back(s.t_s, s.e2e_mean_us);
+      max.emplace_back(s.t_s, s.e2e_max_us);
+      for (double v : {s.e2e_mean_us, s.e2e_max_us}) {
+        if (v > 0) lat_lo = lat_lo == 0 ? v : std::min(lat_lo, v);
+        lat_hi = std::max(lat_hi, v);
+      }
+    }
+  }
+  const std::string interval =
+      r.series.size() > 1 ? figure(t_max / static_cast<double>(r.series.size()), unit::seconds)
+                          : std::string("-");
+  const std::size_t window = std::max<std::size_t>(1, sent.size() / 20);
+  plot tp("throughput-over-time", "Throughput over time");
+  tp.set_x(chart::linear_axis(0, t_max, unit::seconds, "time since the start", 8));
+  // The axis fits the averages: single samples far above them are drawn at its top edge.
+  const auto sent_avg = moving_average(sent, window),
+             completed_avg = moving_average(completed, window);
+  double avg_max = 0;
+  for (const auto& pts : {sent_avg, completed_avg})
+    for (const auto& pt : pts) avg_max = std::max(avg_max, pt.second);
+  tp.set_y(chart::linear_axis(0, std::min(rate_max, avg_max * 1.6) * 1.05, unit::rate,
+                              "messages per second"));
+  // Fine samples are bursty (a thread descheduled for a few ms shows as a gap): each sample
+  // drawn faint, and over it a moving average across a twentieth of the run.
+  tp.line("sent, each sample", chart::palette(0), sent, false, nullptr, true);
+  tp.line("completed, each sample", chart::palette(1), completed, false, nullptr, true);
+  tp.line("sent", chart::palette(0), sent_avg);
+  tp.line("completed", chart::palette(1), completed_avg);
+  std::string out =
+      tp.finish(std::to_string(r.series.size()) + " samples, about one every " + interval +
+                " (faint), and their moving average over " + std::to_string(window) + " samples.");
+  plot lp("latency-over-time", "End-to-end latency over time");
+  lp.set_x(chart::linear_axis(0, t_max, unit::seconds, "time since the start", 8));
+  lp.set_y(chart::log_axis(lat_lo, lat_hi, unit::micros, "latency (log scale)"));
+  lp.line("mean", chart::palette(2), mean);
+  lp.line("max", chart::palette(4), max);
+  out += lp.finish("Mean and maximum of the messages handled in each sample interval.");
+  return out;
+}
+
+std::string scaling_chart(const std::vector<scaling_point>& points) {
+  plot p("scaling", "Scaling efficiency against the number of consumers");
+  double most = 1, hi = 1;
+  std::vector<std::pair<double, double>> eff, ideal;
+  for (const auto& s : points) {
+    most = std::max(most, static_cast<double>(s.consumers));
+    hi = std::max({hi, s.efficiency, s.of_ideal});
+    eff.emplace_back(static_cast<double>(s.consumers), s.efficiency);
+    ideal.emplace_back(static_cast<double>(s.consumers), s.of_ideal);
+  }
+  axis x;
+  x.log = true;
+  x.lo = 1;
+  x.hi = std::max(2.0, most);
+  x.u = unit::count;
+  x.label = "consumers (log scale)";
+  for (const auto& s : points) {
+    x.ticks.push_back({static_cast<double>(s.consumers),
+                       chart::format_value(static_cast<double>(s.consumers), unit::count)});
+  }
+  p.set_x(std::move(x));
+  p.set_y(chart::linear_axis(0, hi * 1.05, unit::fraction, "efficiency"));
+  p.reference_y(1.0, "linear scaling");
+  p.line("msg/s / (N × msg/s at 1)", chart::palette(0), eff, true);
+  p.line("of the round-trip ceiling", chart::palette(2), ideal, true, "6 3");
+  return p.finish(
+      "Every provider call delayed by the same injected latency, consumers on a prefilled "
+      "queue: 100 % means N consumers move N times as much as one.");
+}
+
+std::string overhead_chart(const overhead_result& o) {
+  // Two stacked bars (CPU, wall): the handler's share and qrt's.
+  plot p("overhead", "Client overhead: qrt's share of the work", 40 + 48 + 2 * 40 + 8, 110);
+  p.set_x(chart::linear_axis(0, 1, unit::fraction, "share of the run"));
+  struct row {
+    const char* name;
+    double total, handler;
+  };
+  const row rows[] = {{"CPU", o.cpu_s, o.handler_cpu_s}, {"wall", o.wall_s, o.handler_wall_s}};
+  for (std::size_t i = 0; i < 2; ++i) {
+    const double top = p.plot_top() + 8 + 40 * static_cast<double>(i);
+    const double handler =
+        rows[i].total > 0 ? std::clamp(rows[i].handler / rows[i].total, 0.0, 1.0) : 0;
+    const double qrt = 1 - handler;
+    p.category_y(top + 12, rows[i].name);
+    p.bar(std::string(rows[i].name) + " handler", handler, chart::palette(7), p.x(0), top,
+          p.x(handler) - p.x(0), 26, std::string("handler: ") + figure(handler, unit::fraction));
+    p.bar(std::string(rows[i].name) + " qrt", qrt, chart::palette(4), p.x(handler), top,
+          p.x(1) - p.x(handler), 26, std::string("qrt: ") + figure(qrt, unit::fraction));
+    p.text(p.x(1) - 4, top + 17, "qrt " + figure(qrt, unit::fraction), "end",
+           "fill=\"white\" font-weight=\"bold\"");
+  }
+  p.legend("handler", chart::palette(7));
+  p.legend("qrt", chart::palette(4));
+  p.reference_x(0.9, "goal: qrt under 10 %");
+  return p.finish("One consumer, " + std::to_string(o.messages) + " messages, a handler burning " +
+                  std::to_string(o.handler_cost.count()) +
+                  " µs of CPU each. CPU is the headline (robust on a busy machine); wall "
+                  "includes waits and preemption.");
+}
+
+std::string memory_chart(const memory_budget_result& m) {
+  const double growth = m.full_rss_bytes > m.baseline_rss_bytes
+                            ? static_cast<double>(m.full_rss_bytes - m.baseline_rss_bytes)
+                            : 0;
+  const double budget = static_cast<double>(m.budget_bytes);
+  std::vector<hbar> bars{
+      {"budget", "budget", "", budget, chart::palette(7)},
+      {"resident growth", "resident growth",
+       chart::format_value(m.growth_per_budget_byte(), unit::ratio, 0, 2) + " the budget", growth,
+       m.growth_per_budget_byte() <= 1.10 ? chart::palette(1) : chart::palette(4)}};
+  return hbar_chart(
+      "memory", "Memory against the byte budget", unit::bytes, "bytes", bars,
+      std::to_string(m.accepted) + " messages of " + std::to_string(m.message_size) +
+          " bytes stored until the budget refused more; resident memory from before the queue "
+          "held anything to full.",
+      std::make_pair(budget * 1.10, std::string("goal: 1.10 × budget")));
+}
+
+struct headline {
+  std::string name, value, goal;
+  std::optional<bool> pass;
+};
+
+std::vector<headline> headlines(const report& rep) {
+  const auto& r = rep.run;
+  std::vector<headline> h;
+  h.push_back({"end-to-end throughput", figure(r.e2e_throughput, unit::rate), "", std::nullopt});
+  if (rep.baseline) {
+    h.push_back({"against the raw queue",
+                 chart::format_value(rep.baseline_ratio(), unit::ratio, 0, 2) + " (" +
+                     figure(rep.baseline->throughput, unit::rate) + ")",
+                 "", std::nullopt});
+  }
+  h.push_back({"latency p50 / p99",
+               figure(r.e2e.p50_us, unit::micros) + " / " + figure(r.e2e.p99_us, unit::micros), "",
+               std::nullopt});
+  if (rep.half_rate) {
+    h.push_back({"latency p99 at half rate", figure(rep.half_rate->e2e.p99_us, unit::micros), "",
+                 std::nullopt});
+  }
+  h.push_back(
+      {"CPU per message", figure(r.cpu_s_per_message * 1e6, unit::micros), "", std::nullopt});
+  const auto errors = r.send_errors + r.receive_errors + r.complete_errors;
+  h.push_back({"messages completed",
+               with_thousands(static_cast<double>(r.messages_received)) + " of " +
+                   with_thousands(static_cast<double>(r.messages_sent)) + ", " +
+                   std::to_string(errors) + " errors",
+               "all, no errors", r.messages_received == r.messages_sent && errors == 0});
+  if (rep.overhead) {
+    h.push_back({"client overhead (CPU)", figure(rep.overhead->qrt_share, unit::fraction), "< 10 %",
+                 rep.overhead->qrt_share < 0.10});
+  }
+  if (rep.memory_budget) {
+    const double g = rep.memory_budget->growth_per_budget_byte();
+    h.push_back({"memory growth / budget", chart::format_value(g, unit::ratio, 0, 2), "≤ 1.10×",
+                 g <= 1.10});
+  }
+  if (rep.scaling && !rep.scaling->empty()) {
+    const auto& last = rep.scaling->back();
+    h.push_back({"scaling efficiency at " + std::to_string(last.consumers) + " consumers",
+                 figure(last.efficiency, unit::fraction), "", std::nullopt});
+  }
+  for (const auto& c : rep.checks) {
+    std::optional<bool> pass;
+    if (c.outcome != target_check::status::not_checked)
+      pass = c.outcome == target_check::status::pass;
+    h.push_back({"target " + c.name, c.measured, c.target, pass});
+  }
+  return h;
+}
+
+std::string summary_box(const report& rep) {
+  const auto& r = rep.run;
+  std::string s = "<section class=\"summary\" data-summary>\n<table>\n";
+  for (const auto& h : headlines(rep)) {
+    std::string status = "<td></td>";
+    if (h.pass) {
+      status = *h.pass ? "<td class=\"pass\">pass</td>" : "<td class=\"miss\">MISS</td>";
+    }
+    s += "<tr><th>" + chart::escape(h.name) + "</th><td class=\"value\">" + chart::escape(h.value) +
+         "</td><td class=\"goal\">" + (h.goal.empty() ? "" : "goal " + chart::escape(h.goal)) +
+         "</td>" + status + "</tr>\n";
+  }
+  s += "</table>\n<p class=\"setup\">" +
+       chart::escape(with_thousands(static_cast<double>(r.messages_sent)) + " messages of " +
+                     std::to_string(r.message_size) + " bytes, " + std::to_string(r.producers) +
+                     " producer(s), " + std::to_string(r.consumers) + " consumer(s), batches of " +
+                     std::to_string(r.send_batch) + "/" + std::to_string(r.receive_batch) + ", " +
+                     figure(r.wall_s, unit::seconds) + " wall");
+  if (!rep.finished_at.empty()) s += ", finished " + chart::escape(rep.finished_at);
+  if (!rep.load_average.empty()) {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "; load average %.2f %.2f %.2f", rep.load_average[0],
+                  rep.load_average.size() > 1 ? rep.load_average[1] : 0.0,
+                  rep.load_average.size() > 2 ? rep.load_average[2] : 0.0);
+    s += buf;
+  }
+  s += "</p>\n";
+  if (!rep.command.empty())
+    s += "<p class=\"setup\"><code>" + chart::escape(rep.command) + "</code></p>\n";
+  s += "</section>\n";
   return s;
 }
+
+constexpr const char* page_style = R"(<style>
+body { font-family: sans-serif; margin: 24px; color: #222; max-width: 800px; }
+h1 { font-size: 22px; margin-bottom: 8px; }
+.summary { border: 2px solid #1f77b4; border-radius: 6px; padding: 8px 14px; margin-bottom: 20px; }
+.summary table { border-collapse: collapse; }
+.summary th { text-align: left; font-weight: normal; padding: 3px 16px 3px 0; color: #444; }
+.summary td { padding: 3px 12px 3px 0; }
+.summary td.value { font-weight: bold; font-size: 15px; }
+.summary td.goal { color: #666; }
+.pass { color: #137a13; font-weight: bold; }
+.miss { color: #c41a1a; font-weight: bold; }
+.setup { color: #555; font-size: 13px; margin: 6px 0 0; }
+figure.chart { margin: 0 0 22px; break-inside: avoid; page-break-inside: avoid; }
+figure.chart svg { max-width: 100%; height: auto; border: 1px solid #ddd; }
+figcaption { color: #555; font-size: 13px; margin-top: 4px; }
+pre { font-size: 12px; background: #f6f6f6; padding: 8px; overflow-x: auto; }
+@media print { body { margin: 0; } pre { white-space: pre-wrap; } }
+</style>
+)";
 
 }  // namespace
 
 std::string render_chart_html(const report& rep) {
   const auto& r = rep.run;
-  line sent{"sent msg/s", "#1f77b4", {}}, received{"completed msg/s", "#2ca02c", {}};
-  line mean{"mean end-to-end us", "#ff7f0e", {}}, max{"max end-to-end us", "#d62728", {}};
-  for (const auto& p : r.series) {
-    sent.points.emplace_back(p.t_s, p.send_rate);
-    received.points.emplace_back(p.t_s, p.receive_rate);
-    mean.points.emplace_back(p.t_s, p.e2e_mean_us);
-    max.points.emplace_back(p.t_s, p.e2e_max_us);
-  }
-  std::string html = "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>qrt bench: " +
-                     escape_html(r.provider) +
-                     "</title></head>\n<body style=\"font-family:sans-serif\">\n<h1>qrt bench: " +
-                     escape_html(r.provider) + "</h1>\n";
-  html += svg_chart("Throughput over time", "messages/s", {sent, received});
-  html += "<br>\n";
-  html += svg_chart("End-to-end latency over time", "microseconds", {mean, max});
-  html += "\n<pre>" + escape_html(format_table(rep)) + "</pre>\n</body></html>\n";
+  std::string html =
+      "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n"
+      "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src "
+      "'unsafe-inline'; img-src data:\">\n<title>qrt bench: " +
+      chart::escape(r.provider) + "</title>\n" + page_style +
+      "</head>\n<body>\n<h1>qrt bench: " + chart::escape(r.provider) + " provider</h1>\n";
+  html += summary_box(rep);
+  html += throughput_chart(rep);
+  html += percentile_chart(rep);
+  html += operation_chart(r);
+  html += over_time_charts(r);
+  if (rep.scaling && !rep.scaling->empty()) html += scaling_chart(*rep.scaling);
+  if (rep.overhead) html += overhead_chart(*rep.overhead);
+  if (rep.memory_budget) html += memory_chart(*rep.memory_budget);
+  html += "<h2>All figures</h2>\n<pre>" + chart::escape(format_table(rep)) + "</pre>\n";
+  html += "</body></html>\n";
   return html;
 }
 

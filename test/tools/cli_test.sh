@@ -162,6 +162,23 @@ sed -i 's/^impossible:/production:/' "$tmp/targets.yaml"
 expect 3 "target was missed" -- bench --messages 1000 --threads 1 --no-baseline --targets "$tmp/targets.yaml" --environment production --fail-on-miss
 expect 0 '"end_to_end_msgs_per_s"' -- bench --messages 1000 --threads 1 --no-baseline --output json
 
+# bench compare: side by side; exit 4 on a regression only with --fail-on-regression; bad input
+# is exit 2 with one line naming the file (and the field).
+expect 0 "no figure regressed" -- bench compare "$tmp/report/report.json" "$tmp/report" --out "$tmp/cmp"
+[[ -s "$tmp/cmp/compare.html" ]] || fail "bench compare --out did not write compare.html"
+sed -E 's/"end_to_end_msgs_per_s":[^,]+/"end_to_end_msgs_per_s":1/' "$tmp/report/report.json" >"$tmp/slow.json"
+expect 0 "REGRESSED \(lower is worse\)" -- bench compare "$tmp/report/report.json" "$tmp/slow.json"
+expect 4 "regressed" -- bench compare "$tmp/report/report.json" "$tmp/slow.json" --fail-on-regression
+expect 0 "better" -- bench compare "$tmp/slow.json" "$tmp/report/report.json" --fail-on-regression
+expect 2 "/nonexistent/report.json" -- bench compare /nonexistent/report.json "$tmp/slow.json"
+echo '{"name": "not a report"}' >"$tmp/other.json"
+expect 2 "other.json: not a qrt bench report" -- bench compare "$tmp/other.json" "$tmp/slow.json"
+echo 'not json' >"$tmp/text.json"
+expect 2 "text.json: not JSON" -- bench compare "$tmp/slow.json" "$tmp/text.json"
+sed -E 's/"p99":[^,]+,//' "$tmp/report/report.json" >"$tmp/no-p99.json"
+expect 2 "no-p99.json: field 'e2e_latency_us.p99' is missing" -- bench compare "$tmp/no-p99.json" "$tmp/slow.json"
+expect 2 "threshold" -- bench compare "$tmp/slow.json" "$tmp/slow.json" --threshold -5
+
 # bench --metrics: the instrumented run's exposition, accepted by promtool.
 expect 0 "" -- bench --messages 1000 --threads 1 --no-baseline --metrics --report-dir "$tmp/m"
 grep -q '^queue_runtime_messages_processed_total{queue="qrt-bench",provider="memory",outcome="completed"} 1000$' "$tmp/m/metrics.prom" \

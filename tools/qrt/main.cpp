@@ -1,6 +1,8 @@
-// qrt: send, receive, peek, inspect and replay dead-letter queues, show stats, and benchmark any
-// provider. Exit codes: 0 success, 1 the provider or run failed, 2 bad input, 3 a performance
-// target was missed (bench --fail-on-miss).
+// qrt: send, receive, peek, inspect and replay dead-letter queues, show stats,
+// and benchmark any provider, and compare two benchmark reports. Exit codes: 0
+// success, 1 the provider or run failed, 2 bad input, 3 a performance target
+// was missed (bench --fail-on-miss), 4 a figure regressed (bench compare
+// --fail-on-regression).
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -10,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <qrt/bench/compare.hpp>
 #include <qrt/bench/harness.hpp>
 #include <qrt/bench/report.hpp>
 #include <qrt/metrics.hpp>
@@ -25,8 +28,10 @@ using namespace qrt;
 constexpr int exit_failed = 1;
 constexpr int exit_usage = 2;
 constexpr int exit_target_missed = 3;
+constexpr int exit_regressed = 4;
 
-// One line on stderr; bad input (usage, configuration, arguments) exits 2, the rest 1.
+// One line on stderr; bad input (usage, configuration, arguments) exits 2, the
+// rest 1.
 int report_error(const error& e) {
   std::cerr << "qrt: " << e.to_string() << '\n';
   const bool bad_input = e.code == errc::configuration_error || e.code == errc::invalid_argument ||
@@ -62,8 +67,8 @@ cli::output_format format_of(const std::string& s) {
 }
 
 result<milliseconds> seconds_flag(double seconds, std::string_view name) {
-  // 100 years at most, like durations in configuration: a longer wait would overflow once
-  // added to a clock reading.
+  // 100 years at most, like durations in configuration: a longer wait would
+  // overflow once added to a clock reading.
   constexpr double longest = 100.0 * 365.25 * 24 * 3600;
   if (!(seconds >= 0 && seconds <= longest)) {
     return fail(
@@ -97,20 +102,68 @@ std::string with_thousands(std::uint64_t n) {
   return out;
 }
 
+// The command line as run, for the report's history, with the values that may
+// hold secrets (a connection string, a --set of a key, secret, password or
+// token, a URL's user and password) replaced by "***".
+std::string command_line_without_secrets(int argc, char** argv) {
+  auto secret_setting = [](std::string_view kv) {
+    std::string key(kv.substr(0, kv.find('=')));
+    std::transform(key.begin(), key.end(), key.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    for (const char* word : {"key", "secret", "password", "token", "connection", "sas"}) {
+      if (key.find(word) != std::string::npos) return true;
+    }
+    return false;
+  };
+  std::string out;
+  bool hide_next = false;
+  bool setting_next = false;
+  for (int i = 0; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (hide_next) {
+      arg = "***";
+    } else if (setting_next && secret_setting(arg)) {
+      arg = arg.substr(0, arg.find('=')) + "=***";
+    } else if (arg.starts_with("--connection-string=")) {
+      arg = "--connection-string=***";
+    } else if (arg.starts_with("--set=") && secret_setting(arg.substr(6))) {
+      arg = "--set=" + arg.substr(6, arg.find('=', 6) - 6) + "=***";
+    }
+    // A URL's user and password (amqp://user:pass@host).
+    if (const auto scheme = arg.find("://"); scheme != std::string::npos) {
+      if (const auto at = arg.find('@', scheme); at != std::string::npos) {
+        arg = arg.substr(0, scheme + 3) + "***" + arg.substr(at);
+      }
+    }
+    hide_next = arg == "--connection-string";
+    setting_next = arg == "--set";
+    if (arg.find_first_of(" \t'\"$") != std::string::npos) arg = "'" + arg + "'";
+    out += (i ? " " : "") + arg;
+  }
+  return out;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{
-      "qrt: one command line for message queues (embedded, AWS SQS, Azure Service Bus, AMQP 1.0).\n"
-      "Every command takes the provider from --provider and its flags, from a YAML file\n"
-      "(--config FILE), or from QRT_* environment variables (QRT_PROVIDER=sqs,\n"
-      "QRT_REGION=eu-west-1, ...); flags win over the file, the file over the environment.\n\n"
+      "qrt: one command line for message queues (embedded, AWS SQS, Azure "
+      "Service Bus, AMQP 1.0).\n"
+      "Every command takes the provider from --provider and its flags, from a "
+      "YAML file\n"
+      "(--config FILE), or from QRT_* environment variables "
+      "(QRT_PROVIDER=sqs,\n"
+      "QRT_REGION=eu-west-1, ...); flags win over the file, the file over the "
+      "environment.\n\n"
       "Examples:\n"
       "  qrt bench --provider memory --report-dir reports/now\n"
-      "  qrt send --provider sqs --endpoint http://127.0.0.1:4566 --region us-east-1 \\\n"
+      "  qrt send --provider sqs --endpoint http://127.0.0.1:4566 --region "
+      "us-east-1 \\\n"
       "           --queue orders --body '{\"id\":1}' --attribute tenant=acme\n"
-      "  qrt receive --provider sqs ... --queue orders --max 10 --wait 5 --output json\n"
-      "  qrt dlq list --provider servicebus --connection-string \"$SB\" --queue orders\n"};
+      "  qrt receive --provider sqs ... --queue orders --max 10 --wait 5 "
+      "--output json\n"
+      "  qrt dlq list --provider servicebus --connection-string \"$SB\" "
+      "--queue orders\n"};
   app.name("qrt");
   app.require_subcommand(1);
 
@@ -174,9 +227,10 @@ int main(int argc, char** argv) {
   dlq_list->add_option("--max", dlq_list_max, "most messages to show (default 10)")
       ->check(CLI::Range(std::size_t{1}, std::size_t{1'000'000}));
   add_output_flag(*dlq_list, dlq_output);
-  auto* dlq_replay = dlq->add_subcommand(
-      "replay",
-      "Move dead-lettered messages back to the queue (send first, then remove from the DLQ)");
+  auto* dlq_replay =
+      dlq->add_subcommand("replay",
+                          "Move dead-lettered messages back to the queue (send first, "
+                          "then remove from the DLQ)");
   add_provider_flags(*dlq_replay, dlq_replay_flags);
   dlq_replay->add_option("--max", dlq_replay_max, "most messages to move (default 100)")
       ->check(CLI::Range(std::size_t{1}, std::size_t{1'000'000}));
@@ -194,14 +248,16 @@ int main(int argc, char** argv) {
   cli::provider_flags process_flags;
   cli::process_options process_opts;
   double process_idle_exit = -1;
-  auto* processcmd = app.add_subcommand(
-      "process",
-      "Run a worker: each message's body goes to a shell command's stdin; exit 0 completes it, "
-      "any other status abandons it");
+  auto* processcmd =
+      app.add_subcommand("process",
+                         "Run a worker: each message's body goes to a shell command's "
+                         "stdin; exit 0 completes it, "
+                         "any other status abandons it");
   add_provider_flags(*processcmd, process_flags);
   processcmd
       ->add_option("--exec", process_opts.command,
-                   "shell command run per message (/bin/sh -c); message id, delivery count, "
+                   "shell command run per message (/bin/sh -c); message id, delivery "
+                   "count, "
                    "correlation id, session id and attributes in QRT_MSG_* variables")
       ->required();
   processcmd->add_option("--concurrency", process_opts.concurrency,
@@ -228,10 +284,11 @@ int main(int argc, char** argv) {
   std::size_t scaling_max = 32;
   std::size_t repeat = 1;
   bool with_metrics = false;
-  auto* benchcmd = app.add_subcommand(
-      "bench",
-      "Measure throughput, latency, CPU and memory of a provider (default: the embedded one),\n"
-      "against a raw lock-free queue in the same run, and check performance targets");
+  auto* benchcmd = app.add_subcommand("bench",
+                                      "Measure throughput, latency, CPU and memory "
+                                      "of a provider (default: the embedded one),\n"
+                                      "against a raw lock-free queue in the same "
+                                      "run, and check performance targets");
   add_provider_flags(*benchcmd, bench_flags, false);
   benchcmd->add_option("--messages", bo.messages, "messages to send (default 100000)");
   benchcmd->add_option("--duration", duration_text,
@@ -252,7 +309,8 @@ int main(int argc, char** argv) {
   benchcmd->add_flag("--no-baseline", no_baseline, "skip the raw-queue baseline");
   benchcmd
       ->add_option("--repeat", repeat,
-                   "rounds of provider + baseline; the median-ratio round is reported (default 1)")
+                   "rounds of provider + baseline; the median-ratio round is "
+                   "reported (default 1)")
       ->check(CLI::Range(std::size_t{1}, std::size_t{100}));
   benchcmd->add_flag("--half-rate", half_rate,
                      "also run at half the measured rate and report that run's latency");
@@ -277,9 +335,31 @@ int main(int argc, char** argv) {
   benchcmd->add_flag("--fail-on-miss", fail_on_miss, "exit 3 when a target is missed");
   benchcmd->add_option("--report-dir", report_dir, "write report.json and chart.html here");
   benchcmd->add_flag("--metrics", with_metrics,
-                     "instrument the provider and write the Prometheus exposition (metrics.prom in "
+                     "instrument the provider and write the Prometheus "
+                     "exposition (metrics.prom in "
                      "--report-dir, else after the table)");
   add_output_flag(*benchcmd, bench_output);
+
+  // bench compare
+  std::string compare_old, compare_new, compare_out;
+  double compare_threshold = 10;
+  bool fail_on_regression = false;
+  auto* comparecmd =
+      benchcmd->add_subcommand("compare",
+                               "Compare two benchmark reports: each figure side by side with "
+                               "its change, regressions\n"
+                               "(throughput down, latency, CPU per message, memory or errors "
+                               "up) beyond a threshold "
+                               "flagged");
+  comparecmd->add_option("old", compare_old, "the earlier run's report.json (or its directory)")
+      ->required();
+  comparecmd->add_option("new", compare_new, "the later run's report.json (or its directory)")
+      ->required();
+  comparecmd->add_option("--threshold", compare_threshold,
+                         "percent a figure may get worse before it is a regression (default 10)");
+  comparecmd->add_flag("--fail-on-regression", fail_on_regression,
+                       "exit 4 when any figure regressed");
+  comparecmd->add_option("--out", compare_out, "write compare.html (a chart of the changes) here");
 
   try {
     app.parse(argc, argv);
@@ -300,8 +380,8 @@ int main(int argc, char** argv) {
         return report_error(fail(errc::invalid_argument, "send needs --body or --body-file"));
       }
       if (!send_body_file.empty()) {
-        // Checked before reading: no provider takes a message over 1 GiB, so a larger file
-        // would only be read into memory to be refused.
+        // Checked before reading: no provider takes a message over 1 GiB, so a
+        // larger file would only be read into memory to be refused.
         constexpr std::uintmax_t largest_body = std::uintmax_t{1} << 30;
         std::error_code ec;
         const auto size = std::filesystem::file_size(send_body_file, ec);
@@ -398,12 +478,42 @@ int main(int argc, char** argv) {
       }
       return 0;
     }
+    if (comparecmd->parsed()) {
+      if (!(compare_threshold >= 0 && compare_threshold < 1e6)) {
+        return report_error(
+            fail(errc::invalid_argument, "--threshold must be a percentage of 0 or more"));
+      }
+      auto old_run = bench::load_report_figures(compare_old);
+      if (!old_run) return report_error(old_run.error());
+      auto new_run = bench::load_report_figures(compare_new);
+      if (!new_run) return report_error(new_run.error());
+      const auto c = bench::compare_reports(*old_run, *new_run, compare_threshold / 100);
+      std::cout << bench::format_comparison(c);
+      std::cout.flush();
+      if (!compare_out.empty()) {
+        std::error_code ec;
+        std::filesystem::create_directories(compare_out, ec);
+        const auto path = (std::filesystem::path(compare_out) / "compare.html").string();
+        std::ofstream html(path, std::ios::binary);
+        html << bench::render_comparison_html(c);
+        if (ec || !html.good()) {
+          return report_error(fail(errc::invalid_argument, "cannot write " + path));
+        }
+        std::cerr << "qrt: comparison chart written to " << path << '\n';
+      }
+      if (fail_on_regression && c.any_regression()) {
+        std::cerr << "qrt: " << c.regressions().size() << " figure(s) regressed\n";
+        return exit_regressed;
+      }
+      return 0;
+    }
     if (benchcmd->parsed()) {
       if (bench_flags.provider.empty() && !std::getenv("QRT_PROVIDER") &&
           bench_flags.config_file.empty()) {
         bench_flags.provider = "memory";
       }
-      // The harness creates its own queue; the embedded provider needs none at start.
+      // The harness creates its own queue; the embedded provider needs none at
+      // start.
       cli::provider_flags without_queue = bench_flags;
       without_queue.queue.clear();
       auto cfg = cli::build_config(without_queue, config::from_environment());
@@ -451,8 +561,9 @@ int main(int argc, char** argv) {
       metrics::runtime_metrics runtime_metrics(metric_registry);
       if (with_metrics) bo.metrics = &runtime_metrics;
 
-      // Each round runs the provider, then the raw queue; with --repeat the round with the
-      // median ratio is reported (a shared machine makes single rounds noisy).
+      // Each round runs the provider, then the raw queue; with --repeat the
+      // round with the median ratio is reported (a shared machine makes single
+      // rounds noisy).
       const bool with_baseline = !no_baseline && bo.provider_config.get("provider") == "memory";
       std::vector<bench::report> rounds;
       for (std::size_t round = 0; round < std::max<std::size_t>(repeat, 1); ++round) {
@@ -513,6 +624,9 @@ int main(int argc, char** argv) {
         if (!r) return report_error(r.error());
         rep.memory_budget = std::move(*r);
       }
+      rep.load_average = bench::read_load_average();
+      rep.finished_at = bench::utc_now();
+      rep.command = command_line_without_secrets(argc, argv);
       if (targets) {
         rep.checks = bench::check_targets(*targets, rep.run);
         rep.targets_environment = targets->environment;

@@ -34,13 +34,20 @@ struct bench_options {
   std::size_t threads = 0;  ///< threads running the provider's executor; 0: cores
   milliseconds receive_wait{100};
   std::chrono::microseconds handler_cost{0};  ///< CPU each message's handler burns (spinning)
-  milliseconds sample_interval{250};          ///< time-series resolution for the chart
+  /// Time-series resolution for the chart. 0 (the default): adaptive, so that any run length
+  /// gives at most max_samples points, and at least max_samples / 2 once the run is longer
+  /// than max_samples ms: 1 ms buckets, merged in pairs (the width doubling) whenever a run
+  /// outgrows max_samples of them. A fixed interval keeps every bucket. Producers and
+  /// consumers count into their own buckets as they go: no timer wakes up to sample, so
+  /// sampling finely does not disturb what is measured.
+  milliseconds sample_interval{0};
+  std::size_t max_samples = 400;  ///< adaptive sampling only
   /// Wraps the provider the producers and consumers use (latency injection, ...).
   std::function<provider_ptr(provider_ptr)> decorate;
   /// When set, the provider is also instrumented (qrt::metrics::instrument) and consumers record
   /// queue_runtime_messages_processed_total / processing_duration per batch into it.
   metrics::runtime_metrics* metrics = nullptr;
-  /// Called from a sampler on every sample; for a progress line.
+  /// Called four times a second from a thread of its own; for a progress line.
   std::function<void(const struct progress&)> on_progress;
 };
 
@@ -58,11 +65,48 @@ struct sample {
   double receive_rate = 0;  ///< messages/s completed
   double e2e_mean_us = 0;
   double e2e_max_us = 0;
+  double dt_s = 0;              ///< length of the interval
+  std::uint64_t e2e_count = 0;  ///< latencies the mean is over
 };
+
+/// What one producer or consumer did over time, in buckets of equal width from the run's
+/// start: each keeps its own (nothing shared, no timer) and adds every batch to the bucket its
+/// end falls in. With max_buckets, a time beyond the last bucket merges neighbouring buckets
+/// in pairs and doubles the width, so memory stays bounded on any run length.
+class time_buckets {
+ public:
+  struct bucket {
+    std::uint64_t sent = 0, completed = 0;
+    std::uint64_t e2e_count = 0, e2e_sum_ns = 0;
+    std::int64_t e2e_max_ns = 0;
+  };
+  time_buckets(std::int64_t width_ns, std::size_t max_buckets);
+
+  void add_sent(std::int64_t t_ns, std::uint64_t n);
+  void add_completed(std::int64_t t_ns, std::uint64_t n, std::uint64_t e2e_count,
+                     std::uint64_t e2e_sum_ns, std::int64_t e2e_max_ns);
+  /// Merges pairs until the width is `width_ns` (a power-of-two multiple of the current one).
+  void coarsen_to(std::int64_t width_ns);
+
+  std::int64_t width_ns() const { return width_ns_; }
+  const std::vector<bucket>& buckets() const { return buckets_; }
+
+ private:
+  bucket& at(std::int64_t t_ns);
+  void coarsen_once();
+  std::int64_t width_ns_;
+  std::size_t max_buckets_;
+  std::vector<bucket> buckets_;
+};
+
+/// All workers' buckets as one series ending at end_ns (the last bucket cut there): rates per
+/// second of each bucket's own length, the mean latency over the messages in it, the maximum.
+std::vector<sample> to_samples(std::vector<time_buckets> parts, std::int64_t end_ns);
 
 struct latency_summary {
   std::uint64_t count = 0;
   double p50_us = 0, p95_us = 0, p99_us = 0, max_us = 0, mean_us = 0;
+  double p90_us = 0, p99_9_us = 0, p99_99_us = 0;  ///< for the percentile plot
   static latency_summary of(const latency_histogram& h);
 };
 

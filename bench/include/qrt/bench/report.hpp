@@ -46,19 +46,30 @@ bool any_miss(const std::vector<target_check>& checks);
 struct report {
   bench_result run;
   std::optional<baseline_result> baseline;
-  std::optional<bench_result> half_rate;
-  std::vector<double>
-      round_ratios;  ///< with --repeat: every round's ratio (or msg/s without a baseline)  ///< the
-                     ///< same run paced at half the measured rate
+  std::optional<bench_result> half_rate;  ///< the same run paced at half the measured rate
+  /// With --repeat: every round's ratio (or msg/s without a baseline).
+  std::vector<double> round_ratios;
   std::optional<std::vector<scaling_point>> scaling;
   std::optional<overhead_result> overhead;
   std::optional<memory_budget_result> memory_budget;
   std::vector<target_check> checks;
   std::string targets_environment;
+  std::string command;               ///< the command line that made the report, for history
+  std::string finished_at;           ///< UTC, "2026-12-03T11:05:00Z" (empty: unknown)
+  std::vector<double> load_average;  ///< 1, 5 and 15 minutes at the end of the run (empty: unknown)
 
   /// run.e2e_throughput / baseline.throughput (0 without a baseline).
   double baseline_ratio() const;
 };
+
+/// The version of report.json's layout (`schema_version`); docs/bench-report.md lists the
+/// fields. Reports written before the field existed are version 1.
+inline constexpr int report_schema_version = 2;
+
+/// The 1, 5 and 15 minute load averages (/proc/loadavg); empty when unreadable.
+std::vector<double> read_load_average();
+/// The current UTC time as "2026-12-03T11:05:00Z".
+std::string utc_now();
 
 std::string format_table(const report& r);
 std::string to_json(const report& r);
