@@ -1,6 +1,7 @@
 #include "queue_state.hpp"
 
 #include <algorithm>
+#include <bit>
 #include <boost/asio/post.hpp>
 #include <qrt/memory.hpp>
 
@@ -22,6 +23,139 @@ std::string bounded(const std::string& text, std::size_t limit) {
 }
 
 }  // namespace
+
+// ---- spin_then_park_mutex ----
+
+void spin_then_park_mutex::lock_contended() {
+  // About a microsecond or two of spinning: longer than a typical hold, shorter than a futex
+  // round trip. A holder that was preempted is waited for in the kernel, not by burning a core.
+  constexpr int spins = 128;
+  for (int i = 0; i < spins; ++i) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    asm volatile("yield");
+#endif
+    std::uint32_t expected = state_.load(std::memory_order_relaxed);
+    if (expected == free &&
+        state_.compare_exchange_weak(expected, locked, std::memory_order_acquire,
+                                     std::memory_order_relaxed)) {
+      return;
+    }
+  }
+  // Park: mark the lock contended so that its holder's unlock wakes one waiter.
+  while (state_.exchange(contended, std::memory_order_acquire) != free) {
+    state_.wait(contended, std::memory_order_relaxed);
+  }
+}
+
+// ---- item_table ----
+
+namespace {
+constexpr std::size_t min_ring = 64;      ///< below this many slots the ring is never thinned
+constexpr std::size_t spare_items = 256;  ///< reset items kept for reuse, per table
+}  // namespace
+
+item* item_table::find(std::uint64_t seq) noexcept {
+  if (seq >= base_) return seq - base_ < span_ ? slot(seq).get() : nullptr;
+  auto it = old_.find(seq);
+  return it == old_.end() ? nullptr : it->second.get();
+}
+
+std::unique_ptr<item> item_table::make_item() {
+  if (spare_.empty()) return std::make_unique<item>();
+  auto p = std::move(spare_.back());
+  spare_.pop_back();
+  return p;
+}
+
+void item_table::recycle(std::unique_ptr<item> p) {
+  if (spare_.size() >= spare_items) return;  // freed here
+  *p = item{};
+  spare_.push_back(std::move(p));
+}
+
+item& item_table::emplace(std::uint64_t seq) {
+  auto p = make_item();
+  item& fresh = *p;
+  if (seq < base_) {
+    old_.emplace(seq, std::move(p));
+    return fresh;
+  }
+  if (span_ == 0) {
+    base_ = seq;
+  } else if (const std::uint64_t gap = seq - base_;
+             gap >= span_ && gap - span_ > std::max(span_, min_ring)) {
+    // Far ahead of the ring (a dead-letter queue sees only some of the sequences): what the
+    // ring holds moves to the ordered map and the ring starts again at `seq`.
+    for (std::uint64_t s = base_; s < base_ + span_; ++s) {
+      if (auto& q = slot(s)) old_.emplace_hint(old_.end(), s, std::move(q));
+    }
+    in_ring_ = 0;
+    span_ = 0;
+    base_ = seq;
+  }
+  if (seq - base_ >= span_) grow_to(static_cast<std::size_t>(seq - base_) + 1);
+  slot(seq) = std::move(p);
+  ++in_ring_;
+  return fresh;
+}
+
+void item_table::erase(std::uint64_t seq) {
+  if (seq >= base_) {
+    if (seq - base_ >= span_) return;
+    auto& s = slot(seq);
+    if (!s) return;
+    recycle(std::move(s));
+    --in_ring_;
+    trim_front();
+    return;
+  }
+  auto it = old_.find(seq);
+  if (it == old_.end()) return;
+  recycle(std::move(it->second));
+  old_.erase(it);
+}
+
+void item_table::grow_to(std::size_t span) {
+  if (span > ring_.size()) reallocate(std::bit_ceil(std::max(span, min_ring)));
+  span_ = span;
+}
+
+void item_table::trim_front() {
+  const std::size_t mask = ring_.size() - 1;
+  auto pop = [&] {
+    head_ = (head_ + 1) & mask;
+    ++base_;
+    --span_;
+  };
+  while (span_ > 0 && !ring_[head_]) pop();
+  if (span_ > min_ring && span_ > 4 * in_ring_) {
+    // Sparse: a few old messages hold the front while newer ones come and go. Move the oldest
+    // out until at least half the slots are used again.
+    while (span_ > 2 * in_ring_) {
+      if (auto& s = ring_[head_]) {
+        old_.emplace_hint(old_.end(), base_, std::move(s));
+        --in_ring_;
+      }
+      pop();
+    }
+    while (span_ > 0 && !ring_[head_]) pop();
+  }
+  // Give memory back once the ring is mostly unused.
+  if (ring_.size() > 8 * min_ring && span_ < ring_.size() / 8) {
+    reallocate(std::bit_ceil(std::max(2 * span_, min_ring)));
+  }
+}
+
+void item_table::reallocate(std::size_t capacity) {
+  std::vector<std::unique_ptr<item>> ring(capacity);
+  for (std::size_t i = 0; i < span_; ++i) {
+    ring[i] = std::move(ring_[(head_ + i) & (ring_.size() - 1)]);
+  }
+  ring_ = std::move(ring);
+  head_ = 0;
+}
 
 // ---- waiting ----
 
@@ -129,10 +263,8 @@ void queue_state::sweep(time_point now) {
   while (!scheduled_.empty() && scheduled_.top().first <= now) {
     auto seq = scheduled_.top().second;
     scheduled_.pop();
-    auto it = main_.items.find(seq);
-    if (it != main_.items.end() && it->second.state == item_state::scheduled) {
-      make_ready(it->second, now);
-    }
+    item* it = main_.items.find(seq);
+    if (it && it->state == item_state::scheduled) make_ready(*it, now);
   }
   while (!session_expiry_.empty() && session_expiry_.top().at <= now) {
     auto id = session_expiry_.top().id;
@@ -147,29 +279,26 @@ void queue_state::sweep(time_point now) {
     lock_expiry_.pop();
     const bool dead_letter = (key & dead_letter_bit) != 0;
     auto& items = core(dead_letter).items;
-    auto it = items.find(key & ~dead_letter_bit);
-    if (it != items.end() && it->second.state == item_state::locked &&
-        it->second.locked_until <= now) {
-      release(it->second, now, ignored);
-      if (items.find(key & ~dead_letter_bit) == items.end()) remember_lapsed(key);
+    item* it = items.find(key & ~dead_letter_bit);
+    if (it && it->state == item_state::locked && it->locked_until <= now) {
+      release(*it, now, ignored);
+      if (!items.find(key & ~dead_letter_bit)) remember_lapsed(key);
     }
   }
   while (!ttl_expiry_.empty() && ttl_expiry_.top().first <= now) {
     auto seq = ttl_expiry_.top().second;
     ttl_expiry_.pop();
-    auto it = main_.items.find(seq);
+    item* it = main_.items.find(seq);
     // A locked message may finish its processing; it expires if it comes back.
-    if (it != main_.items.end() && it->second.state != item_state::locked &&
-        it->second.expires_at && *it->second.expires_at <= now) {
-      (void)expire(it->second, now, ignored);  // with a full DLQ it stays, ready
+    if (it && it->state != item_state::locked && it->expires_at && *it->expires_at <= now) {
+      (void)expire(*it, now, ignored);  // with a full DLQ it stays, ready
     }
   }
 }
 
 std::uint64_t queue_state::enqueue(message&& msg, std::uint64_t bytes, time_point now, lsn& last) {
   const std::uint64_t seq = next_sequence_++;
-  auto [pos, inserted] = main_.items.try_emplace(seq);
-  item& it = pos->second;
+  item& it = main_.items.emplace(seq);
   it.bytes = bytes;
   bytes_ += bytes;
   it.stored.sequence = seq;
@@ -247,9 +376,9 @@ void queue_state::take(bool dead_letter, std::size_t max, time_point now,
   while (out.size() < max && !c.ready.empty()) {
     const auto seq = c.ready.front();
     c.ready.pop_front();
-    auto pos = c.items.find(seq);
-    if (pos == c.items.end()) continue;
-    item& it = pos->second;
+    item* found = c.items.find(seq);
+    if (!found) continue;
+    item& it = *found;
     if (!dead_letter && it.expires_at && *it.expires_at <= now && expire(it, now, last)) continue;
     deliver(it, dead_letter, now, owner, last, out);
   }
@@ -258,17 +387,18 @@ void queue_state::take(bool dead_letter, std::size_t max, time_point now,
 void queue_state::peek(bool dead_letter, std::size_t max, std::int64_t from,
                        std::vector<received_message>& out) const {
   const queue_core& c = dead_letter ? dlq_ : main_;
-  auto it = c.items.lower_bound(static_cast<std::uint64_t>(std::max<std::int64_t>(from, 0)));
-  for (; it != c.items.end() && out.size() < max; ++it) {
-    const item& i = it->second;
-    received_message r;
-    static_cast<message&>(r) = i.stored.content;
-    r.delivery_count = i.stored.delivery_count;
-    r.enqueued_time = i.stored.enqueued_time;
-    r.sequence_number = static_cast<std::int64_t>(i.stored.sequence);
-    r.dead_letter = i.stored.dead_letter;
-    out.push_back(std::move(r));
-  }
+  if (out.size() >= max) return;
+  c.items.for_each_from(static_cast<std::uint64_t>(std::max<std::int64_t>(from, 0)),
+                        [&](const item& i) {
+                          received_message r;
+                          static_cast<message&>(r) = i.stored.content;
+                          r.delivery_count = i.stored.delivery_count;
+                          r.enqueued_time = i.stored.enqueued_time;
+                          r.sequence_number = static_cast<std::int64_t>(i.stored.sequence);
+                          r.dead_letter = i.stored.dead_letter;
+                          out.push_back(std::move(r));
+                          return out.size() < max;
+                        });
 }
 
 void queue_state::release(item& it, time_point now, lsn& last) {
@@ -302,8 +432,7 @@ bool queue_state::expire(item& it, time_point now, lsn& last) {
 
 void queue_state::move_to_dead_letter(item& it, dead_letter_info info, time_point now, lsn& last) {
   const std::uint64_t dlq_seq = next_sequence_++;
-  auto [pos, inserted] = dlq_.items.try_emplace(dlq_seq);
-  item& moved = pos->second;
+  item& moved = dlq_.items.emplace(dlq_seq);
   moved.stored.sequence = dlq_seq;
   moved.bytes = it.bytes;
   dlq_bytes_ += it.bytes;
@@ -318,18 +447,19 @@ void queue_state::move_to_dead_letter(item& it, dead_letter_info info, time_poin
 }
 
 void queue_state::erase_item(std::uint64_t seq, lsn& last, bool leaves_memory) {
-  auto pos = main_.items.find(seq);
-  if (pos == main_.items.end()) {
+  item* pos = main_.items.find(seq);
+  if (!pos) {
     pos = dlq_.items.find(seq);
-    if (pos == dlq_.items.end()) return;
-    if (pos->second.state == item_state::ready) dlq_.ready.erase(seq);
+    if (!pos) return;
+    if (pos->state == item_state::ready) dlq_.ready.erase(seq);
     if (sink_) last = std::max(last, sink_->removed(name_.dead_letter(), seq));
-    dlq_bytes_ -= pos->second.bytes;
-    if (budget_) budget_->release(pos->second.bytes);
-    dlq_.items.erase(pos);
+    dlq_bytes_ -= pos->bytes;
+    if (budget_) budget_->release(pos->bytes);
+    mutex.discard(std::move(pos->stored.content.body));
+    dlq_.items.erase(seq);
     return;
   }
-  item& it = pos->second;
+  item& it = *pos;
   bytes_ -= it.bytes;
   if (leaves_memory && budget_) budget_->release(it.bytes);
   if (it.state == item_state::ready) {
@@ -340,7 +470,8 @@ void queue_state::erase_item(std::uint64_t seq, lsn& last, bool leaves_memory) {
   }
   session_slot* slot = it.session;
   if (sink_) last = std::max(last, sink_->removed(name_, seq));
-  main_.items.erase(pos);
+  mutex.discard(std::move(it.stored.content.body));
+  main_.items.erase(seq);
   if (slot) {
     slot->locked.erase(seq);
     --slot->messages;
@@ -352,8 +483,8 @@ void queue_state::erase_item(std::uint64_t seq, lsn& last, bool leaves_memory) {
 result<void> queue_state::settle(const delivery_key& key, const settlement& s, time_point now,
                                  lsn& last) {
   queue_core& c = core(key.dead_letter);
-  auto pos = c.items.find(key.sequence);
-  if (pos == c.items.end()) {
+  item* pos = c.items.find(key.sequence);
+  if (!pos) {
     if (lapsed(heap_key(key.dead_letter, key.sequence))) {
       return fail(errc::receipt_expired, "the lock on message " + std::to_string(key.sequence) +
                                              " in '" + name_.to_string() +
@@ -362,7 +493,7 @@ result<void> queue_state::settle(const delivery_key& key, const settlement& s, t
     return fail(errc::invalid_receipt, "message " + std::to_string(key.sequence) + " in '" +
                                            name_.to_string() + "' was already settled");
   }
-  item& it = pos->second;
+  item& it = *pos;
   if (it.state != item_state::locked || it.lock != key.lock) {
     if (key.lock == it.abandoned_lock) {
       return fail(errc::invalid_receipt, "message " + std::to_string(key.sequence) + " in '" +
@@ -410,8 +541,8 @@ result<void> queue_state::settle(const delivery_key& key, const settlement& s, t
 
 result<time_point> queue_state::renew(const delivery_key& key, time_point now) {
   queue_core& c = core(key.dead_letter);
-  auto pos = c.items.find(key.sequence);
-  if (pos == c.items.end()) {
+  item* pos = c.items.find(key.sequence);
+  if (!pos) {
     if (lapsed(heap_key(key.dead_letter, key.sequence))) {
       return fail(errc::receipt_expired, "the lock on message " + std::to_string(key.sequence) +
                                              " expired and the message has left the queue");
@@ -419,7 +550,7 @@ result<time_point> queue_state::renew(const delivery_key& key, time_point now) {
     return fail(errc::invalid_receipt,
                 "message " + std::to_string(key.sequence) + " was already settled");
   }
-  item& it = pos->second;
+  item& it = *pos;
   if (it.state != item_state::locked || it.lock != key.lock) {
     if (key.lock == it.abandoned_lock) {
       return fail(errc::invalid_receipt, "message " + std::to_string(key.sequence) +
@@ -485,9 +616,9 @@ void queue_state::take_from_session(session_slot& slot, std::size_t max, time_po
   while (out.size() < max && !slot.ready.empty()) {
     const auto seq = slot.ready.front();
     slot.ready.pop_front();
-    auto pos = main_.items.find(seq);
-    if (pos == main_.items.end()) continue;
-    item& it = pos->second;
+    item* pos = main_.items.find(seq);
+    if (!pos) continue;
+    item& it = *pos;
     if (it.expires_at && *it.expires_at <= now && expire(it, now, last)) continue;
     slot.locked.insert(seq);
     deliver(it, false, now, owner, last, out);
@@ -498,9 +629,9 @@ time_point queue_state::renew_session(session_slot& slot, time_point now) {
   slot.locked_until = now + options_.lock_duration;
   session_expiry_.push({slot.locked_until, slot.id});
   for (auto seq : slot.locked) {
-    auto pos = main_.items.find(seq);
-    if (pos == main_.items.end()) continue;
-    pos->second.locked_until = slot.locked_until;
+    item* pos = main_.items.find(seq);
+    if (!pos) continue;
+    pos->locked_until = slot.locked_until;
     lock_expiry_.emplace(slot.locked_until, seq);
   }
   return slot.locked_until;
@@ -511,10 +642,10 @@ void queue_state::release_session(session_slot& slot, time_point now) {
   const auto locked = slot.locked;  // release() edits the set
   // The messages go back first, while the slot is still locked, so no acceptor races ahead.
   for (auto seq : locked) {
-    auto pos = main_.items.find(seq);
-    if (pos != main_.items.end() && pos->second.state == item_state::locked) {
-      release(pos->second, now, ignored);
-      if (main_.items.find(seq) == main_.items.end()) remember_lapsed(seq);
+    item* pos = main_.items.find(seq);
+    if (pos && pos->state == item_state::locked) {
+      release(*pos, now, ignored);
+      if (!main_.items.find(seq)) remember_lapsed(seq);
     }
   }
   slot.locked.clear();
@@ -542,7 +673,7 @@ lsn queue_state::set_session_state(session_slot& slot, std::string state) {
 queue_stats queue_state::stats() const {
   queue_stats s;
   s.active = s.in_flight = s.scheduled = 0;
-  for (const auto& [seq, it] : main_.items) {
+  main_.items.for_each_from(0, [&](const item& it) {
     switch (it.state) {
       case item_state::ready:
         ++s.active;
@@ -554,7 +685,8 @@ queue_stats queue_state::stats() const {
         ++s.scheduled;
         break;
     }
-  }
+    return true;
+  });
   s.dead_lettered = static_cast<std::int64_t>(dlq_.items.size());
   s.expired = expired_;
   return s;
@@ -566,8 +698,7 @@ void queue_state::restore(recovered_queue&& recovered, time_point now) {
   sink_ = nullptr;  // replaying must not log again
   for (auto& m : recovered.messages) {
     const std::uint64_t seq = m.sequence;
-    auto [pos, inserted] = main_.items.try_emplace(seq);
-    item& it = pos->second;
+    item& it = main_.items.emplace(seq);
     it.stored = std::move(m);
     it.bytes = accounted_bytes(it.stored.content);
     bytes_ += it.bytes;
@@ -577,8 +708,7 @@ void queue_state::restore(recovered_queue&& recovered, time_point now) {
   }
   for (auto& m : recovered.dead_letters) {
     const std::uint64_t seq = m.sequence;
-    auto [pos, inserted] = dlq_.items.try_emplace(seq);
-    item& it = pos->second;
+    item& it = dlq_.items.emplace(seq);
     it.stored = std::move(m);
     it.bytes = accounted_bytes(it.stored.content);
     dlq_bytes_ += it.bytes;

@@ -5,6 +5,7 @@
 // tests. memory_provider.cpp adds the waiting and the Asio glue.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/any_io_executor.hpp>
@@ -132,9 +133,76 @@ struct session_slot {
   wait_list receivers;
 };
 
+/// A queue's (or a dead-letter queue's) messages by sequence.
+///
+/// Sequences are handed out in increasing order and most messages leave in about the order they
+/// came, so the table is a ring of pointers indexed by sequence - base: finding, adding and
+/// removing a message is O(1), and an item left by one message is reused by a later one instead
+/// of going back to the allocator. A message that stays while many newer ones come and go (a
+/// scheduled one, one whose lock is kept) would stretch the ring with empty slots, so when the
+/// ring grows much longer than the messages it holds, its oldest messages move to an ordered
+/// map (`old_`, every key below the ring's base), and the ring stays within a few slots per
+/// message. Pointers to items stay valid until their message is erased.
+class item_table {
+ public:
+  item_table() = default;
+  item_table(const item_table&) = delete;
+  item_table& operator=(const item_table&) = delete;
+
+  std::size_t size() const noexcept { return in_ring_ + old_.size(); }
+  bool empty() const noexcept { return size() == 0; }
+  /// Slots the ring has allocated (what its memory is proportional to).
+  std::size_t ring_slots() const noexcept { return ring_.size(); }
+
+  item* find(std::uint64_t seq) noexcept;
+  const item* find(std::uint64_t seq) const noexcept {
+    return const_cast<item_table*>(this)->find(seq);
+  }
+  /// A fresh item for `seq`, which must not be present.
+  item& emplace(std::uint64_t seq);
+  /// Removes `seq` (no-op when absent). The item's content must already be moved out or be
+  /// cheap to destroy: it is reset for reuse here.
+  void erase(std::uint64_t seq);
+
+  /// Calls `f(const item&)` in sequence order from `from` on, while it returns true.
+  template <class F>
+  void for_each_from(std::uint64_t from, F&& f) const {
+    for (auto it = old_.lower_bound(from); it != old_.end(); ++it) {
+      if (!f(*it->second)) return;
+    }
+    const std::uint64_t first = std::max(from, base_);
+    for (std::uint64_t seq = first; seq < base_ + span_; ++seq) {
+      if (const item* i = slot(seq).get(); i && !f(*i)) return;
+    }
+  }
+
+ private:
+  std::unique_ptr<item>& slot(std::uint64_t seq) noexcept {
+    return ring_[(head_ + static_cast<std::size_t>(seq - base_)) & (ring_.size() - 1)];
+  }
+  const std::unique_ptr<item>& slot(std::uint64_t seq) const noexcept {
+    return ring_[(head_ + static_cast<std::size_t>(seq - base_)) & (ring_.size() - 1)];
+  }
+  std::unique_ptr<item> make_item();
+  void recycle(std::unique_ptr<item> p);
+  /// Makes the ring hold `span` slots from base_ on (the new ones empty).
+  void grow_to(std::size_t span);
+  /// Drops empty slots at the front; moves the oldest messages out when the ring is sparse.
+  void trim_front();
+  void reallocate(std::size_t capacity);
+
+  std::vector<std::unique_ptr<item>> ring_;  ///< size 0 or a power of two
+  std::size_t head_ = 0;                     ///< index of base_ in ring_
+  std::size_t span_ = 0;                     ///< slots in use: sequences [base_, base_ + span_)
+  std::uint64_t base_ = 0;
+  std::size_t in_ring_ = 0;                             ///< non-empty slots
+  std::map<std::uint64_t, std::unique_ptr<item>> old_;  ///< keys below base_
+  std::vector<std::unique_ptr<item>> spare_;            ///< reset items for reuse
+};
+
 /// A queue or a dead-letter queue: its messages and who is waiting for them.
 struct queue_core {
-  std::map<std::uint64_t, item> items;  ///< by sequence; ordered for peek
+  item_table items;  ///< by sequence; ordered for peek
   ready_list ready;
   wait_list receivers;
 };
@@ -144,6 +212,32 @@ struct delivery_key {
   bool dead_letter = false;
   std::uint64_t sequence = 0;
   std::uint64_t lock = 0;
+};
+
+/// A mutex for short critical sections between a few threads: a waiter spins briefly before it
+/// parks in the kernel. A queue's lock is held for microseconds at a time while the sender and
+/// the receiver of one queue contend for it all the time; parking at once (std::mutex) cost a
+/// futex sleep and wake-up, and two context switches, per contended hold.
+class spin_then_park_mutex {
+ public:
+  void lock() {
+    std::uint32_t expected = free;
+    if (!state_.compare_exchange_strong(expected, locked, std::memory_order_acquire,
+                                        std::memory_order_relaxed)) {
+      lock_contended();
+    }
+  }
+  void unlock() {
+    if (state_.exchange(free, std::memory_order_release) == contended) state_.notify_one();
+  }
+
+ private:
+  void lock_contended();
+
+  static constexpr std::uint32_t free = 0;
+  static constexpr std::uint32_t locked = 1;
+  static constexpr std::uint32_t contended = 2;  ///< locked, and a waiter may be parked
+  std::atomic<std::uint32_t> state_{free};
 };
 
 /// A queue's lock. One hold of it is one operation for the persistence log: everything the
@@ -160,12 +254,26 @@ class queue_mutex {
   }
   void unlock() {
     if (sink_) sink_->end_operation();
+    if (graveyard_.empty()) {
+      mutex_.unlock();
+      return;
+    }
+    std::vector<std::string> dead;
+    dead.swap(graveyard_);
     mutex_.unlock();
+  }  // `dead` is freed here, after the lock is released
+
+  /// Keeps the body of a message that left the queue until the lock is released, so that
+  /// freeing it (often memory another thread allocated) does not lengthen the critical section.
+  /// Called with the lock held.
+  void discard(std::string&& body) {
+    if (body.capacity() > std::string().capacity()) graveyard_.push_back(std::move(body));
   }
 
  private:
-  std::mutex mutex_;
+  spin_then_park_mutex mutex_;
   event_sink* const sink_;
+  std::vector<std::string> graveyard_;  ///< guarded by mutex_
 };
 
 /// A queue, its dead-letter queue and its sessions, all under one mutex.
