@@ -3,6 +3,7 @@
 
 #include <atomic>
 #include <boost/asio/async_result.hpp>
+#include <boost/asio/defer.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -23,6 +24,11 @@ namespace asio = boost::asio;
 using queue_ptr = std::shared_ptr<queue_state>;
 
 constexpr std::uint64_t dead_letter_bit = std::uint64_t{1} << 63;
+
+/// How long a receive keeps looking at an empty queue before it parks (see receive()).
+constexpr auto receive_spin = std::chrono::microseconds(20);
+/// How long a send keeps looking at a full queue before it parks (see send()).
+constexpr auto room_spin = std::chrono::microseconds(20);
 
 std::atomic<std::uint64_t> next_owner_id{1};
 
@@ -57,6 +63,15 @@ awaitable<void> wait_for_change(const queue_ptr& q, const waiter_ptr& w, time_po
                                                                        asio::use_awaitable);
   // Our own timer, touched only from this coroutine; its handler keeps q and w alive.
   w->timer.cancel();
+}
+
+/// Yields this thread (to whatever else it has queued) until `counter` moves on from `seen` or
+/// `until` passes. Each yield is a continuation, queued on this thread: it wakes no other one.
+awaitable<void> spin_for_change(const std::atomic<std::uint64_t>& counter, std::uint64_t seen,
+                                time_point until, const asio::any_io_executor& ex) {
+  do {
+    co_await asio::defer(ex, asio::use_awaitable);
+  } while (counter.load(std::memory_order_relaxed) == seen && clock::now() < until);
 }
 
 /// The log could not make these operations durable: every one that had succeeded reports it.
@@ -286,8 +301,11 @@ class memory_provider final : public provider,
       }
     } registered;
     enum class limit { queue, budget, disk } blocked_by = limit::queue;
+    std::optional<time_point> spin_until;  // set when the send first finds no room
     while (pending > 0) {
       time_point wake_at{};
+      bool spin = false;
+      std::uint64_t seen = 0;
       {
         std::lock_guard lock(q->mutex);
         if (w) {
@@ -347,11 +365,23 @@ class memory_provider final : public provider,
           }
           break;
         }
-        w = std::make_shared<waiter>(ex);
-        q->senders().add(w);
-        wake_at = deadline;
-        if (auto event = q->next_event()) wake_at = std::min(wake_at, *event);
-        // Without disk room, the log's space listener wakes us when it deletes a segment.
+        // As in receive(): look again for a short while before parking, since the consumer
+        // that frees room is usually only microseconds away from its next settlement.
+        if (!spin_until) spin_until = now + room_spin;
+        if (now < *spin_until && now + room_spin >= *spin_until) {
+          spin = true;
+          seen = q->freed.load(std::memory_order_relaxed);
+        } else {
+          w = std::make_shared<waiter>(ex);
+          q->senders().add(w);
+          wake_at = deadline;
+          if (auto event = q->next_event()) wake_at = std::min(wake_at, *event);
+          // Without disk room, the log's space listener wakes us when it deletes a segment.
+        }
+      }
+      if (spin) {
+        co_await spin_for_change(q->freed, seen, *spin_until, ex);
+        continue;
       }
       co_await wait_for_change(q, w, wake_at);
     }
@@ -378,12 +408,20 @@ class memory_provider final : public provider,
                      "queue '" + queue.str() + "' requires sessions: use accept_session");
     }
     const std::size_t max = std::min(max_messages, opts_.channel_buffer_size);
-    const auto deadline = clock::now() + wait;
+    const auto start = clock::now();
+    const auto deadline = start + wait;
+    // An empty queue is looked at again for a short while before the receive parks: each look
+    // yields this thread to whatever else it has queued (a sender on it, first of all), and a
+    // sender on another thread usually delivers within microseconds. Parking instead costs a
+    // waiter, a timer and a cross-thread wake-up (a syscall on each side) per batch.
+    const auto spin_until = start + receive_spin;
     std::vector<received_message> out;
     auto ex = co_await asio::this_coro::executor;
     waiter_ptr w;
     for (;;) {
       time_point wake_at{};
+      bool spin = false;
+      std::uint64_t seen = 0;
       {
         std::lock_guard lock(q->mutex);
         if (w) {
@@ -398,10 +436,19 @@ class memory_provider final : public provider,
         lsn ignored = 0;  // a receive does not wait for its delivery count to be durable
         q->take(dead_letter, max, now, out, owner_, ignored);
         if (!out.empty() || now >= deadline) break;
-        w = std::make_shared<waiter>(ex);
-        q->core(dead_letter).receivers.add(w);
-        wake_at = deadline;
-        if (auto event = q->next_event()) wake_at = std::min(wake_at, *event);
+        if (now < spin_until && now >= start) {
+          spin = true;
+          seen = q->readied.load(std::memory_order_relaxed);
+        } else {
+          w = std::make_shared<waiter>(ex);
+          q->core(dead_letter).receivers.add(w);
+          wake_at = deadline;
+          if (auto event = q->next_event()) wake_at = std::min(wake_at, *event);
+        }
+      }
+      if (spin) {
+        co_await spin_for_change(q->readied, seen, spin_until, ex);
+        continue;
       }
       co_await wait_for_change(q, w, wake_at);
     }

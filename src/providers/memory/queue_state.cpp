@@ -1,7 +1,6 @@
 #include "queue_state.hpp"
 
 #include <algorithm>
-#include <bit>
 #include <boost/asio/post.hpp>
 #include <qrt/memory.hpp>
 
@@ -51,110 +50,89 @@ void spin_then_park_mutex::lock_contended() {
 
 // ---- item_table ----
 
-namespace {
-constexpr std::size_t min_ring = 64;      ///< below this many slots the ring is never thinned
-constexpr std::size_t spare_items = 256;  ///< reset items kept for reuse, per table
-}  // namespace
-
 item* item_table::find(std::uint64_t seq) noexcept {
-  if (seq >= base_) return seq - base_ < span_ ? slot(seq).get() : nullptr;
+  if (seq >= first_) {
+    const std::uint64_t offset = seq - first_;
+    const std::uint64_t k = offset / block_items;
+    if (k >= blocks_.size()) return nullptr;
+    block& b = *blocks_[static_cast<std::size_t>(k)];
+    const auto bit = static_cast<unsigned>(offset % block_items);
+    return (b.used >> bit) & 1u ? &b.items[bit] : nullptr;
+  }
   auto it = old_.find(seq);
-  return it == old_.end() ? nullptr : it->second.get();
+  return it == old_.end() ? nullptr : &it->second;
 }
 
-std::unique_ptr<item> item_table::make_item() {
-  if (spare_.empty()) return std::make_unique<item>();
-  auto p = std::move(spare_.back());
-  spare_.pop_back();
-  return p;
-}
-
-void item_table::recycle(std::unique_ptr<item> p) {
-  if (spare_.size() >= spare_items) return;  // freed here
-  *p = item{};
-  spare_.push_back(std::move(p));
+std::unique_ptr<item_table::block> item_table::new_block() {
+  if (spare_) return std::move(spare_);
+  return std::make_unique<block>();
 }
 
 item& item_table::emplace(std::uint64_t seq) {
-  auto p = make_item();
-  item& fresh = *p;
-  if (seq < base_) {
-    old_.emplace(seq, std::move(p));
-    return fresh;
+  if (seq < first_) return old_.try_emplace(seq).first->second;
+  const std::uint64_t aligned = seq - seq % block_items;
+  if (blocks_.empty()) {
+    first_ = aligned;
+  } else if (seq >= end() &&
+             (aligned - end()) / block_items > std::max<std::size_t>(blocks_.size(), 4)) {
+    // Far ahead of the blocks (a dead-letter queue sees only some of the sequences): what they
+    // hold moves to the ordered map and the blocks start again at `seq`.
+    while (!blocks_.empty()) retire_front();
+    first_ = aligned;
   }
-  if (span_ == 0) {
-    base_ = seq;
-  } else if (const std::uint64_t gap = seq - base_;
-             gap >= span_ && gap - span_ > std::max(span_, min_ring)) {
-    // Far ahead of the ring (a dead-letter queue sees only some of the sequences): what the
-    // ring holds moves to the ordered map and the ring starts again at `seq`.
-    for (std::uint64_t s = base_; s < base_ + span_; ++s) {
-      if (auto& q = slot(s)) old_.emplace_hint(old_.end(), s, std::move(q));
-    }
-    in_ring_ = 0;
-    span_ = 0;
-    base_ = seq;
-  }
-  if (seq - base_ >= span_) grow_to(static_cast<std::size_t>(seq - base_) + 1);
-  slot(seq) = std::move(p);
-  ++in_ring_;
-  return fresh;
+  while (seq >= end()) blocks_.push_back(new_block());
+  const std::uint64_t offset = seq - first_;
+  block& b = *blocks_[static_cast<std::size_t>(offset / block_items)];
+  const auto bit = static_cast<unsigned>(offset % block_items);
+  b.used |= std::uint32_t{1} << bit;
+  ++in_blocks_;
+  return b.items[bit];
 }
 
 void item_table::erase(std::uint64_t seq) {
-  if (seq >= base_) {
-    if (seq - base_ >= span_) return;
-    auto& s = slot(seq);
-    if (!s) return;
-    recycle(std::move(s));
-    --in_ring_;
-    trim_front();
+  if (seq < first_) {
+    old_.erase(seq);
     return;
   }
-  auto it = old_.find(seq);
-  if (it == old_.end()) return;
-  recycle(std::move(it->second));
-  old_.erase(it);
+  const std::uint64_t offset = seq - first_;
+  const std::uint64_t k = offset / block_items;
+  if (k >= blocks_.size()) return;
+  block& b = *blocks_[static_cast<std::size_t>(k)];
+  const auto bit = static_cast<unsigned>(offset % block_items);
+  if (!((b.used >> bit) & 1u)) return;
+  b.items[bit] = item{};
+  b.used &= ~(std::uint32_t{1} << bit);
+  --in_blocks_;
+  trim_front();
 }
 
-void item_table::grow_to(std::size_t span) {
-  if (span > ring_.size()) reallocate(std::bit_ceil(std::max(span, min_ring)));
-  span_ = span;
+void item_table::retire_front() {
+  block& b = *blocks_.front();
+  for (std::size_t i = 0; i < block_items; ++i) {
+    if ((b.used >> i) & 1u) {
+      old_.emplace_hint(old_.end(), first_ + i, std::move(b.items[i]));
+      b.items[i] = item{};
+      --in_blocks_;
+    }
+  }
+  b.used = 0;
+  spare_ = std::move(blocks_.front());
+  blocks_.pop_front();
+  first_ += block_items;
 }
 
 void item_table::trim_front() {
-  const std::size_t mask = ring_.size() - 1;
-  auto pop = [&] {
-    head_ = (head_ + 1) & mask;
-    ++base_;
-    --span_;
-  };
-  while (span_ > 0 && !ring_[head_]) pop();
-  if (span_ > min_ring && span_ > 4 * in_ring_) {
-    // Sparse: a few old messages hold the front while newer ones come and go. Move the oldest
-    // out until at least half the slots are used again.
-    while (span_ > 2 * in_ring_) {
-      if (auto& s = ring_[head_]) {
-        old_.emplace_hint(old_.end(), base_, std::move(s));
-        --in_ring_;
-      }
-      pop();
+  for (;;) {
+    while (!blocks_.empty() && blocks_.front()->used == 0) {
+      spare_ = std::move(blocks_.front());
+      blocks_.pop_front();
+      first_ += block_items;
     }
-    while (span_ > 0 && !ring_[head_]) pop();
+    // Mostly empty: a few old messages keep the front while newer ones come and go. Their
+    // blocks retire until at least a quarter of the room is used again.
+    if (blocks_.size() <= 4 || ring_slots() <= 4 * in_blocks_ + block_items) return;
+    retire_front();
   }
-  // Give memory back once the ring is mostly unused.
-  if (ring_.size() > 8 * min_ring && span_ < ring_.size() / 8) {
-    reallocate(std::bit_ceil(std::max(2 * span_, min_ring)));
-  }
-}
-
-void item_table::reallocate(std::size_t capacity) {
-  std::vector<std::unique_ptr<item>> ring(capacity);
-  for (std::size_t i = 0; i < span_; ++i) {
-    ring[i] = std::move(ring_[(head_ + i) & (ring_.size() - 1)]);
-  }
-  ring_ = std::move(ring);
-  head_ = 0;
 }
 
 // ---- waiting ----
@@ -333,6 +311,7 @@ void queue_state::admit(item& it, time_point now) {
 }
 
 void queue_state::make_ready(item& it, time_point /*now*/) {
+  readied.fetch_add(1, std::memory_order_relaxed);
   it.state = item_state::ready;
   it.lock = 0;
   const bool dead_letter = it.stored.dead_letter.has_value();
@@ -457,6 +436,7 @@ void queue_state::erase_item(std::uint64_t seq, lsn& last, bool leaves_memory) {
     if (budget_) budget_->release(pos->bytes);
     mutex.discard(std::move(pos->stored.content.body));
     dlq_.items.erase(seq);
+    freed.fetch_add(1, std::memory_order_relaxed);
     return;
   }
   item& it = *pos;
@@ -477,6 +457,7 @@ void queue_state::erase_item(std::uint64_t seq, lsn& last, bool leaves_memory) {
     --slot->messages;
     forget_session_if_idle(*slot);
   }
+  freed.fetch_add(1, std::memory_order_relaxed);
   senders_.notify(1);
 }
 

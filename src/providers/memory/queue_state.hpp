@@ -6,6 +6,7 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/any_io_executor.hpp>
@@ -136,68 +137,66 @@ struct session_slot {
 /// A queue's (or a dead-letter queue's) messages by sequence.
 ///
 /// Sequences are handed out in increasing order and most messages leave in about the order they
-/// came, so the table is a ring of pointers indexed by sequence - base: finding, adding and
-/// removing a message is O(1), and an item left by one message is reused by a later one instead
-/// of going back to the allocator. A message that stays while many newer ones come and go (a
-/// scheduled one, one whose lock is kept) would stretch the ring with empty slots, so when the
-/// ring grows much longer than the messages it holds, its oldest messages move to an ordered
-/// map (`old_`, every key below the ring's base), and the ring stays within a few slots per
-/// message. Pointers to items stay valid until their message is erased.
+/// came, so the table is a run of fixed blocks of items indexed by sequence - first: finding,
+/// adding and removing a message is O(1), items are stored in place (one allocation per block
+/// of `block_items` messages, not one per message), and an emptied block is kept for reuse. A
+/// message that stays while many newer ones come and go (a scheduled one, one whose lock is
+/// kept) would keep every block after it alive, so when the blocks hold far fewer messages than
+/// they have room for, the oldest messages move to an ordered map (`old_`, every key below
+/// `first_`). A pointer to an item is valid until the next emplace or erase on the table.
 class item_table {
  public:
+  static constexpr std::size_t block_items = 32;
+
   item_table() = default;
   item_table(const item_table&) = delete;
   item_table& operator=(const item_table&) = delete;
 
-  std::size_t size() const noexcept { return in_ring_ + old_.size(); }
+  std::size_t size() const noexcept { return in_blocks_ + old_.size(); }
   bool empty() const noexcept { return size() == 0; }
-  /// Slots the ring has allocated (what its memory is proportional to).
-  std::size_t ring_slots() const noexcept { return ring_.size(); }
+  /// Item slots the blocks hold (what the table's memory is proportional to).
+  std::size_t ring_slots() const noexcept { return blocks_.size() * block_items; }
 
   item* find(std::uint64_t seq) noexcept;
   const item* find(std::uint64_t seq) const noexcept {
     return const_cast<item_table*>(this)->find(seq);
   }
-  /// A fresh item for `seq`, which must not be present.
+  /// A fresh (default) item for `seq`, which must not be present.
   item& emplace(std::uint64_t seq);
-  /// Removes `seq` (no-op when absent). The item's content must already be moved out or be
-  /// cheap to destroy: it is reset for reuse here.
+  /// Removes `seq` (no-op when absent). Move out what should outlive the lock first: the rest of
+  /// the item is reset here.
   void erase(std::uint64_t seq);
 
   /// Calls `f(const item&)` in sequence order from `from` on, while it returns true.
   template <class F>
   void for_each_from(std::uint64_t from, F&& f) const {
     for (auto it = old_.lower_bound(from); it != old_.end(); ++it) {
-      if (!f(*it->second)) return;
+      if (!f(it->second)) return;
     }
-    const std::uint64_t first = std::max(from, base_);
-    for (std::uint64_t seq = first; seq < base_ + span_; ++seq) {
-      if (const item* i = slot(seq).get(); i && !f(*i)) return;
+    for (std::uint64_t seq = std::max(from, first_); seq < end(); ++seq) {
+      if (const item* i = find(seq); i && !f(*i)) return;
     }
   }
 
  private:
-  std::unique_ptr<item>& slot(std::uint64_t seq) noexcept {
-    return ring_[(head_ + static_cast<std::size_t>(seq - base_)) & (ring_.size() - 1)];
-  }
-  const std::unique_ptr<item>& slot(std::uint64_t seq) const noexcept {
-    return ring_[(head_ + static_cast<std::size_t>(seq - base_)) & (ring_.size() - 1)];
-  }
-  std::unique_ptr<item> make_item();
-  void recycle(std::unique_ptr<item> p);
-  /// Makes the ring hold `span` slots from base_ on (the new ones empty).
-  void grow_to(std::size_t span);
-  /// Drops empty slots at the front; moves the oldest messages out when the ring is sparse.
-  void trim_front();
-  void reallocate(std::size_t capacity);
+  struct block {
+    std::array<item, block_items> items;
+    std::uint32_t used = 0;  ///< bit i: items[i] holds a message
+  };
+  static_assert(block_items == 32, "block::used has one bit per item");
 
-  std::vector<std::unique_ptr<item>> ring_;  ///< size 0 or a power of two
-  std::size_t head_ = 0;                     ///< index of base_ in ring_
-  std::size_t span_ = 0;                     ///< slots in use: sequences [base_, base_ + span_)
-  std::uint64_t base_ = 0;
-  std::size_t in_ring_ = 0;                             ///< non-empty slots
-  std::map<std::uint64_t, std::unique_ptr<item>> old_;  ///< keys below base_
-  std::vector<std::unique_ptr<item>> spare_;            ///< reset items for reuse
+  std::uint64_t end() const noexcept { return first_ + blocks_.size() * block_items; }
+  std::unique_ptr<block> new_block();
+  /// Moves the messages of the first block to old_ and drops the block.
+  void retire_front();
+  /// Drops emptied blocks at the front; retires blocks while they are mostly empty.
+  void trim_front();
+
+  std::deque<std::unique_ptr<block>> blocks_;  ///< blocks_[k] holds first_ + k * block_items...
+  std::uint64_t first_ = 0;                    ///< a multiple of block_items
+  std::size_t in_blocks_ = 0;                  ///< messages held in blocks_
+  std::map<std::uint64_t, item> old_;          ///< keys below first_
+  std::unique_ptr<block> spare_;               ///< an emptied block, kept for reuse
 };
 
 /// A queue or a dead-letter queue: its messages and who is waiting for them.
@@ -284,6 +283,11 @@ class queue_state : public std::enable_shared_from_this<queue_state> {
               std::shared_ptr<byte_budget> budget, event_sink* sink);
 
   queue_mutex mutex;
+  /// Bumped (under `mutex`) whenever a message becomes ready, and whenever one leaves memory or
+  /// the active queue. A receive or send that found nothing to do watches them without the
+  /// lock while it spins briefly before parking, and takes the lock again only once they move.
+  std::atomic<std::uint64_t> readied{0};
+  std::atomic<std::uint64_t> freed{0};
 
   std::uint64_t id() const noexcept { return id_; }
   const queue_name& name() const noexcept { return name_; }
