@@ -231,9 +231,23 @@ std::optional<time_point> queue_state::next_event() const {
   };
   if (!scheduled_.empty()) consider(scheduled_.top().first);
   if (!lock_expiry_.empty()) consider(lock_expiry_.top().first);
+  if (!lock_fifo_.empty()) consider(lock_fifo_.front().until);
   if (!ttl_expiry_.empty()) consider(ttl_expiry_.top().first);
   if (!session_expiry_.empty()) consider(session_expiry_.top().at);
   return next;
+}
+
+void queue_state::schedule_lock_expiry(const item& it, std::uint64_t key) {
+  if (lock_fifo_.empty() || lock_fifo_.back().until <= it.locked_until) {
+    lock_fifo_.push_back({it.locked_until, key, it.lock});
+  } else {
+    lock_expiry_.emplace(it.locked_until, key);
+  }
+}
+
+bool queue_state::holds(const lock_entry& e) {
+  const item* it = core((e.key & dead_letter_bit) != 0).items.find(e.key & ~dead_letter_bit);
+  return it && it->state == item_state::locked && it->lock == e.lock && it->locked_until == e.until;
 }
 
 void queue_state::sweep(time_point now) {
@@ -252,9 +266,21 @@ void queue_state::sweep(time_point now) {
       release_session(it->second, now);
     }
   }
-  while (!lock_expiry_.empty() && lock_expiry_.top().first <= now) {
-    auto key = lock_expiry_.top().second;
-    lock_expiry_.pop();
+  for (;;) {
+    while (!lock_fifo_.empty() && !holds(lock_fifo_.front())) lock_fifo_.pop_front();
+    const bool heap_due = !lock_expiry_.empty() && lock_expiry_.top().first <= now;
+    const bool fifo_due = !lock_fifo_.empty() && lock_fifo_.front().until <= now;
+    if (!heap_due && !fifo_due) break;
+    std::uint64_t key = 0;
+    // Earliest first, as one heap would: (time, key).
+    if (fifo_due && (!heap_due || timed{lock_fifo_.front().until, lock_fifo_.front().key} <
+                                      lock_expiry_.top())) {
+      key = lock_fifo_.front().key;
+      lock_fifo_.pop_front();
+    } else {
+      key = lock_expiry_.top().second;
+      lock_expiry_.pop();
+    }
     const bool dead_letter = (key & dead_letter_bit) != 0;
     auto& items = core(dead_letter).items;
     item* it = items.find(key & ~dead_letter_bit);
@@ -331,7 +357,7 @@ void queue_state::deliver(item& it, bool dead_letter, time_point now, std::uint6
   it.state = item_state::locked;
   it.lock = next_lock_++;
   it.locked_until = it.session ? it.session->locked_until : now + options_.lock_duration;
-  lock_expiry_.emplace(it.locked_until, heap_key(dead_letter, it.stored.sequence));
+  schedule_lock_expiry(it, heap_key(dead_letter, it.stored.sequence));
   ++it.stored.delivery_count;
   if (sink_) {
     last = std::max(last, sink_->delivered(dead_letter ? name_.dead_letter() : name_,
@@ -542,7 +568,7 @@ result<time_point> queue_state::renew(const delivery_key& key, time_point now) {
   }
   if (it.session) return renew_session(*it.session, now);
   it.locked_until = now + options_.lock_duration;
-  lock_expiry_.emplace(it.locked_until, heap_key(key.dead_letter, key.sequence));
+  schedule_lock_expiry(it, heap_key(key.dead_letter, key.sequence));
   return it.locked_until;
 }
 
@@ -613,7 +639,7 @@ time_point queue_state::renew_session(session_slot& slot, time_point now) {
     item* pos = main_.items.find(seq);
     if (!pos) continue;
     pos->locked_until = slot.locked_until;
-    lock_expiry_.emplace(slot.locked_until, seq);
+    schedule_lock_expiry(*pos, seq);
   }
   return slot.locked_until;
 }

@@ -347,6 +347,8 @@ class queue_state : public std::enable_shared_from_this<queue_state> {
   lsn set_session_state(session_slot& slot, std::string state);
 
   queue_stats stats() const;
+  /// Lock expiries still remembered (what their memory is proportional to).
+  std::size_t lock_entries() const noexcept { return lock_fifo_.size() + lock_expiry_.size(); }
   queue_core& core(bool dead_letter) noexcept { return dead_letter ? dlq_ : main_; }
   wait_list& senders() noexcept { return senders_; }
   wait_list& session_acceptors() noexcept { return session_acceptors_; }
@@ -406,9 +408,23 @@ class queue_state : public std::enable_shared_from_this<queue_state> {
   std::deque<std::uint64_t> lapsed_order_;
 
   using timed = std::pair<time_point, std::uint64_t>;
-  std::priority_queue<timed, std::vector<timed>, std::greater<>> scheduled_;    // (visible_at, seq)
-  std::priority_queue<timed, std::vector<timed>, std::greater<>> lock_expiry_;  // (until, seq)
-  std::priority_queue<timed, std::vector<timed>, std::greater<>> ttl_expiry_;   // (expires, seq)
+  std::priority_queue<timed, std::vector<timed>, std::greater<>> scheduled_;  // (visible_at, seq)
+  /// Lock expiries. Most locks are taken for the queue's lock_duration from now, so they expire
+  /// in the order they were taken: those go to `lock_fifo_` (O(1), and an entry whose message was
+  /// settled leaves as soon as it reaches the front instead of staying until its time, so the
+  /// memory follows the locks actually held, not the throughput times lock_duration). The rest
+  /// (session locks, a clock that stepped back) go to the heap; sweep() merges the two.
+  struct lock_entry {
+    time_point until;
+    std::uint64_t key;   ///< heap_key(): sequence plus the dead-letter bit
+    std::uint64_t lock;  ///< the lock generation it was taken with
+  };
+  std::deque<lock_entry> lock_fifo_;
+  std::priority_queue<timed, std::vector<timed>, std::greater<>> lock_expiry_;  // (until, key)
+  void schedule_lock_expiry(const item& it, std::uint64_t key);
+  /// False once the lock `e` was taken with is gone (settled, expired, renewed).
+  bool holds(const lock_entry& e);
+  std::priority_queue<timed, std::vector<timed>, std::greater<>> ttl_expiry_;  // (expires, seq)
   struct session_timed {
     time_point at;
     session_id id;

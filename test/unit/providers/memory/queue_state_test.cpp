@@ -257,3 +257,37 @@ TEST_F(state_fixture, HeldMessageSurvivesHeavyTrafficAroundIt) {
   auto rest = take(5, t0);
   EXPECT_EQ(bodies(rest), (std::vector<std::string>{"last"}));
 }
+
+// A renewed lock outlives the others; a lock taken with an earlier clock reading (the wall
+// clock stepped back) still expires at its own time.
+TEST_F(state_fixture, LocksExpireAtTheirOwnTimeWhateverTheOrderTheyWereTaken) {
+  for (const char* b : {"a", "b", "c"}) send(b, t0);
+  auto a = take(1, t0 + 100ms);  // locked until t0 + 1100
+  auto b = take(1, t0);          // the clock stepped back: locked until t0 + 1000
+  ASSERT_EQ(bodies(a), (std::vector<std::string>{"a"}));
+  ASSERT_EQ(bodies(b), (std::vector<std::string>{"b"}));
+  {
+    std::lock_guard lock(q->mutex);
+    const qrt::memory::detail::delivery_key key{false, a[0].receipt.item, a[0].receipt.lock};
+    auto renewed = q->renew(key, t0 + 500ms);  // now until t0 + 1500
+    ASSERT_TRUE(renewed);
+  }
+  auto at_1050 = take(5, t0 + 1050ms);  // b's lock lapsed, a's holds
+  EXPECT_EQ(bodies(at_1050), (std::vector<std::string>{"b", "c"}));
+  ASSERT_TRUE(settle(a[0], qrt::settle_action::complete, t0 + 1400ms));
+  auto stale = settle(b[0], qrt::settle_action::complete, t0 + 1400ms);
+  ASSERT_FALSE(stale);
+  EXPECT_EQ(stale.error().code, qrt::errc::receipt_expired);
+}
+
+// Settled messages do not leave their lock expiry behind for the whole lock duration.
+TEST_F(state_fixture, LockBookkeepingFollowsTheLocksHeldNotTheThroughput) {
+  for (int i = 0; i < 10'000; ++i) {
+    send("x", t0);
+    auto got = take(1, t0);
+    ASSERT_EQ(got.size(), 1u);
+    ASSERT_TRUE(settle(got[0], qrt::settle_action::complete, t0));
+  }
+  std::lock_guard lock(q->mutex);
+  EXPECT_LE(q->lock_entries(), 2u);
+}
