@@ -5,8 +5,11 @@
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/defer.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/system_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <map>
+#include <mutex>
 #include <random>
 #include <span>
 #include <unordered_map>
@@ -36,15 +39,92 @@ delivery_key key_of(const receipt_handle& r) {
   return {(r.item & dead_letter_bit) != 0, r.item & ~dead_letter_bit, r.lock};
 }
 
+/// Wakes parked waiters whose time has come (their deadline, or the queue's next timed event),
+/// with one timer for the whole provider. A timer per waiter was armed and cancelled on every
+/// park, and arming the earliest timer of the reactor reprograms the kernel's timer (a syscall,
+/// and in a virtual machine an exit to the hypervisor) once per batch; this one is re-armed
+/// only when a waiter's time is earlier than the one it is set for. A waiter woken by a state
+/// change leaves its entry behind it (the timer then fires once for nothing and re-arms for the
+/// next), unless it was the last one: then the timer is cancelled.
+class wake_timer : public std::enable_shared_from_this<wake_timer> {
+ public:
+  explicit wake_timer(asio::any_io_executor ex) : timer_(std::move(ex)) {}
+
+  /// `w` (parked on `q`) is woken at `at` unless it leaves first (remove()).
+  void add(const std::shared_ptr<queue_state>& q, const waiter_ptr& w, time_point at) {
+    std::lock_guard lock(mutex_);
+    due_.emplace(at, parked{q, w, w.get()});
+    if (!armed_ || at < *armed_) arm(at);
+  }
+  /// `w`, added for `at`, was woken (or fired): forget it, if fire() has not already.
+  void remove(const waiter* w, time_point at) {
+    std::lock_guard lock(mutex_);
+    auto [first, last] = due_.equal_range(at);
+    for (auto it = first; it != last; ++it) {
+      if (it->second.id == w) {
+        due_.erase(it);
+        break;
+      }
+    }
+    // Nothing left to wait for: an armed timer would keep its io_context's run() from
+    // returning until it fires.
+    if (due_.empty() && armed_) {
+      armed_.reset();
+      timer_.cancel();
+    }
+  }
+
+ private:
+  void arm(time_point at) {  // mutex_ held
+    armed_ = at;
+    timer_.expires_at(at);  // cancels the pending wait, whose handler then does nothing
+    timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+      if (ec != asio::error::operation_aborted) self->fire();
+    });
+  }
+
+  void fire() {
+    std::vector<std::pair<std::shared_ptr<queue_state>, waiter_ptr>> woken;
+    {
+      std::lock_guard lock(mutex_);
+      armed_.reset();
+      const auto now = clock::now();
+      while (!due_.empty() && due_.begin()->first <= now) {
+        auto q = due_.begin()->second.queue.lock();
+        auto w = due_.begin()->second.w.lock();
+        if (q && w) woken.emplace_back(std::move(q), std::move(w));
+        due_.erase(due_.begin());
+      }
+      if (!due_.empty()) arm(due_.begin()->first);
+    }
+    for (auto& [q, w] : woken) {
+      std::lock_guard lock(q->mutex);
+      wake(*w);
+    }
+  }
+
+  struct parked {
+    std::weak_ptr<queue_state> queue;
+    std::weak_ptr<waiter> w;
+    const waiter* id;
+  };
+  std::mutex mutex_;
+  std::multimap<time_point, parked> due_;
+  asio::system_timer timer_;         // guarded by mutex_
+  std::optional<time_point> armed_;  ///< when timer_ fires next; none while it is idle
+};
+
 /// Suspends until `w` is woken (by a state change) or `wake_at` passes. `q->mutex` must not be
 /// held. A wake that happens before we suspend is kept in w->notified, so none is lost.
 /// The caller keeps q and w alive until this returns.
-awaitable<void> wait_for_change(const queue_ptr& q, const waiter_ptr& w, time_point wake_at) {
+awaitable<void> wait_for_change(wake_timer& timer, const queue_ptr& q, const waiter_ptr& w,
+                                time_point wake_at) {
+  bool added = false;
   // Captures raw pointers: GCC 12 destroys the captures of a lambda that is a temporary inside a
   // co_await expression twice, so shared_ptr captures there lose a reference. The caller keeps
-  // q and w alive until we resume; the timer handler below owns its own references.
-  auto initiation = [qp = q.get(), wp = w.get(), wake_at](auto handler) {
-    auto ex = asio::get_associated_executor(handler, wp->timer.get_executor());
+  // q and w alive until we resume.
+  auto initiation = [tp = &timer, qp = q.get(), wp = w.get(), ap = &added, wake_at](auto handler) {
+    auto ex = asio::get_associated_executor(handler, wp->executor);
     std::lock_guard lock(qp->mutex);
     if (wp->notified) {
       asio::post(ex, std::move(handler));
@@ -52,17 +132,12 @@ awaitable<void> wait_for_change(const queue_ptr& q, const waiter_ptr& w, time_po
     }
     wp->handler.emplace(std::move(handler));
     wp->handler_executor = ex;
-    wp->timer.expires_at(wake_at);
-    wp->timer.async_wait(
-        [qs = qp->shared_from_this(), ws = wp->shared_from_this()](boost::system::error_code) {
-          std::lock_guard lock(qs->mutex);
-          wake(*ws);
-        });
+    tp->add(qp->shared_from_this(), wp->shared_from_this(), wake_at);
+    *ap = true;
   };
   co_await asio::async_initiate<decltype(asio::use_awaitable), void()>(initiation,
                                                                        asio::use_awaitable);
-  // Our own timer, touched only from this coroutine; its handler keeps q and w alive.
-  w->timer.cancel();
+  if (added) timer.remove(w.get(), wake_at);
 }
 
 /// Yields this thread (to whatever else it has queued) until `counter` moves on from `seen` or
@@ -143,7 +218,8 @@ class memory_provider final : public provider,
         sink_(std::move(sink)),
         budget_(opts.max_memory_bytes != 0 ? std::make_shared<byte_budget>(opts.max_memory_bytes)
                                            : nullptr),
-        owner_(next_owner_id.fetch_add(1)) {
+        owner_(next_owner_id.fetch_add(1)),
+        wake_timer_(std::make_shared<wake_timer>(executor_)) {
     caps_.sessions = session_support::native;
     caps_.max_batch_messages = opts_.channel_buffer_size;
     caps_.max_batch_bytes = 0;
@@ -383,7 +459,7 @@ class memory_provider final : public provider,
         co_await spin_for_change(q->freed, seen, *spin_until, ex);
         continue;
       }
-      co_await wait_for_change(q, w, wake_at);
+      co_await wait_for_change(*wake_timer_, q, w, wake_at);
     }
     std::size_t unacknowledged_from = 0;
     for (const auto& [upto, end] : holds) {
@@ -450,7 +526,7 @@ class memory_provider final : public provider,
         co_await spin_for_change(q->readied, seen, spin_until, ex);
         continue;
       }
-      co_await wait_for_change(q, w, wake_at);
+      co_await wait_for_change(*wake_timer_, q, w, wake_at);
     }
     co_return out;
   }
@@ -552,7 +628,7 @@ class memory_provider final : public provider,
         wake_at = deadline;
         if (auto event = q->next_event()) wake_at = std::min(wake_at, *event);
       }
-      co_await wait_for_change(q, w, wake_at);
+      co_await wait_for_change(*wake_timer_, q, w, wake_at);
     }
   }
 
@@ -696,6 +772,7 @@ class memory_provider final : public provider,
   std::shared_ptr<event_sink> sink_;
   std::shared_ptr<byte_budget> budget_;  ///< null without max_memory_bytes
   std::uint64_t owner_;
+  std::shared_ptr<wake_timer> wake_timer_;
   capabilities caps_;
   std::uint64_t id_prefix_;  // random per provider, so ids differ across processes
   std::atomic<std::uint64_t> id_counter_{1};
@@ -745,7 +822,7 @@ awaitable<result<std::vector<received_message>>> memory_session::receive(std::si
       wake_at = deadline;
       if (auto e = q_->next_event()) wake_at = std::min(wake_at, *e);
     }
-    co_await wait_for_change(q_, w, wake_at);
+    co_await wait_for_change(*owner_->wake_timer_, q_, w, wake_at);
   }
   co_return out;
 }

@@ -10,7 +10,6 @@
 #include <atomic>
 #include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/any_io_executor.hpp>
-#include <boost/asio/system_timer.hpp>
 #include <deque>
 #include <functional>
 #include <map>
@@ -29,8 +28,8 @@ namespace qrt::memory::detail {
 
 /// One suspended receive/send/accept, woken by a state change or by its timer.
 struct waiter : std::enable_shared_from_this<waiter> {
-  explicit waiter(boost::asio::any_io_executor ex) : timer(std::move(ex)) {}
-  boost::asio::system_timer timer;
+  explicit waiter(boost::asio::any_io_executor ex) : executor(std::move(ex)) {}
+  boost::asio::any_io_executor executor;  ///< the waiting coroutine's, if its handler has none
   // Guarded by the owning queue's mutex.
   std::optional<boost::asio::any_completion_handler<void()>> handler;
   boost::asio::any_io_executor handler_executor;
