@@ -63,6 +63,16 @@ item* item_table::find(std::uint64_t seq) noexcept {
   return it == old_.end() ? nullptr : &it->second;
 }
 
+void item_table::block_ring::push_back(std::unique_ptr<block> b) {
+  if (count_ == ring_.size()) {
+    std::vector<std::unique_ptr<block>> bigger(std::max<std::size_t>(8, 2 * ring_.size()));
+    for (std::size_t k = 0; k < count_; ++k) bigger[k] = std::move((*this)[k]);
+    ring_ = std::move(bigger);
+    head_ = 0;
+  }
+  (*this)[count_++] = std::move(b);
+}
+
 std::unique_ptr<item_table::block> item_table::new_block() {
   if (spare_) return std::move(spare_);
   return std::make_unique<block>();

@@ -191,11 +191,35 @@ class item_table {
   /// Drops emptied blocks at the front; retires blocks while they are mostly empty.
   void trim_front();
 
-  std::deque<std::unique_ptr<block>> blocks_;  ///< blocks_[k] holds first_ + k * block_items...
-  std::uint64_t first_ = 0;                    ///< a multiple of block_items
-  std::size_t in_blocks_ = 0;                  ///< messages held in blocks_
-  std::map<std::uint64_t, item> old_;          ///< keys below first_
-  std::unique_ptr<block> spare_;               ///< an emptied block, kept for reuse
+  /// The blocks in sequence order: a ring of pointers (one index computation per lookup).
+  class block_ring {
+   public:
+    std::size_t size() const noexcept { return count_; }
+    bool empty() const noexcept { return count_ == 0; }
+    std::unique_ptr<block>& operator[](std::size_t k) noexcept {
+      return ring_[(head_ + k) & (ring_.size() - 1)];
+    }
+    const std::unique_ptr<block>& operator[](std::size_t k) const noexcept {
+      return ring_[(head_ + k) & (ring_.size() - 1)];
+    }
+    std::unique_ptr<block>& front() noexcept { return ring_[head_]; }
+    void push_back(std::unique_ptr<block> b);
+    void pop_front() noexcept {
+      head_ = (head_ + 1) & (ring_.size() - 1);
+      --count_;
+    }
+
+   private:
+    std::vector<std::unique_ptr<block>> ring_;  ///< size 0 or a power of two
+    std::size_t head_ = 0;
+    std::size_t count_ = 0;
+  };
+
+  block_ring blocks_;                  ///< blocks_[k] holds first_ + k * block_items...
+  std::uint64_t first_ = 0;            ///< a multiple of block_items
+  std::size_t in_blocks_ = 0;          ///< messages held in blocks_
+  std::map<std::uint64_t, item> old_;  ///< keys below first_
+  std::unique_ptr<block> spare_;       ///< an emptied block, kept for reuse
 };
 
 /// A queue or a dead-letter queue: its messages and who is waiting for them.
