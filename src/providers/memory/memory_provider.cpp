@@ -13,6 +13,7 @@
 #include <random>
 #include <span>
 #include <unordered_map>
+#include <utility>
 
 #include "queue_state.hpp"
 #ifdef QRT_WITH_PERSISTENCE
@@ -378,6 +379,7 @@ class memory_provider final : public provider,
     } registered;
     enum class limit { queue, budget, disk } blocked_by = limit::queue;
     std::optional<time_point> spin_until;  // set when the send first finds no room
+    bool spun = false;                     // spinning since it last looked
     while (pending > 0) {
       time_point wake_at{};
       bool spin = false;
@@ -406,6 +408,7 @@ class memory_provider final : public provider,
         const auto now = clock::now();
         q->sweep(now);
         const bool disk_room = !sink_ || sink_->has_room();
+        const std::size_t pending_before = pending;
         if (!disk_room) blocked_by = limit::disk;
         for (; next < n && disk_room; ++next) {
           if (done[next]) continue;
@@ -427,6 +430,7 @@ class memory_provider final : public provider,
           --pending;
         }
         while (next < n && done[next]) ++next;
+        if (spun && pending < pending_before) q->room_spins.record(true);
         if (last != 0 && (holds.empty() || holds.back().first != last))
           holds.emplace_back(last, next);
         if (pending == 0) {
@@ -443,11 +447,12 @@ class memory_provider final : public provider,
         }
         // As in receive(): look again for a short while before parking, since the consumer
         // that frees room is usually only microseconds away from its next settlement.
-        if (!spin_until) spin_until = now + room_spin;
+        if (!spin_until) spin_until = q->room_spins.worth_trying() ? now + room_spin : now;
         if (now < *spin_until && now + room_spin >= *spin_until) {
-          spin = true;
+          spin = spun = true;
           seen = q->freed.load(std::memory_order_relaxed);
         } else {
+          if (std::exchange(spun, false)) q->room_spins.record(false);
           w = std::make_shared<waiter>(ex);
           q->senders().add(w);
           wake_at = deadline;
@@ -484,13 +489,15 @@ class memory_provider final : public provider,
                      "queue '" + queue.str() + "' requires sessions: use accept_session");
     }
     const std::size_t max = std::min(max_messages, opts_.channel_buffer_size);
-    const auto start = clock::now();
-    const auto deadline = start + wait;
+    const auto deadline = clock::now() + wait;
     // An empty queue is looked at again for a short while before the receive parks: each look
     // yields this thread to whatever else it has queued (a sender on it, first of all), and a
     // sender on another thread usually delivers within microseconds. Parking instead costs a
-    // waiter, a timer and a cross-thread wake-up (a syscall on each side) per batch.
-    const auto spin_until = start + receive_spin;
+    // waiter and a cross-thread wake-up (a syscall on each side) per batch. Where the spins
+    // stopped paying (messages come further apart than the spin), receives park at once
+    // (spin_score).
+    std::optional<time_point> spin_until;  // set when the receive first finds the queue empty
+    bool spun = false;                     // spinning since it last looked
     std::vector<received_message> out;
     auto ex = co_await asio::this_coro::executor;
     waiter_ptr w;
@@ -511,11 +518,16 @@ class memory_provider final : public provider,
         q->sweep(now);
         lsn ignored = 0;  // a receive does not wait for its delivery count to be durable
         q->take(dead_letter, max, now, out, owner_, ignored);
-        if (!out.empty() || now >= deadline) break;
-        if (now < spin_until && now >= start) {
-          spin = true;
+        if (!out.empty() || now >= deadline) {
+          if (spun && !out.empty()) q->receive_spins.record(true);
+          break;
+        }
+        if (!spin_until) spin_until = q->receive_spins.worth_trying() ? now + receive_spin : now;
+        if (now < *spin_until && now + receive_spin >= *spin_until) {
+          spin = spun = true;
           seen = q->readied.load(std::memory_order_relaxed);
         } else {
+          if (std::exchange(spun, false)) q->receive_spins.record(false);
           w = std::make_shared<waiter>(ex);
           q->core(dead_letter).receivers.add(w);
           wake_at = deadline;
@@ -523,7 +535,7 @@ class memory_provider final : public provider,
         }
       }
       if (spin) {
-        co_await spin_for_change(q->readied, seen, spin_until, ex);
+        co_await spin_for_change(q->readied, seen, *spin_until, ex);
         continue;
       }
       co_await wait_for_change(*wake_timer_, q, w, wake_at);

@@ -53,6 +53,26 @@ class wait_list {
 /// Wakes one waiter (mutex held): completes its handler, or marks it so it won't sleep.
 void wake(waiter& w);
 
+/// Whether spinning briefly before parking (memory_provider.cpp) pays on one queue: a spin that
+/// saw what it waited for scores +1, one that ran out -4. At zero the waiters park at once,
+/// except every 32nd, which spins so that the score can recover when the traffic changes. Where
+/// messages arrive further apart than the spin, it then costs almost no CPU.
+class spin_score {
+ public:
+  bool worth_trying() noexcept {
+    if (score_.load(std::memory_order_relaxed) > 0) return true;
+    return (probes_.fetch_add(1, std::memory_order_relaxed) & 31u) == 0;
+  }
+  void record(bool paid_off) noexcept {
+    const int s = score_.load(std::memory_order_relaxed);
+    score_.store(paid_off ? std::min(s + 1, 16) : std::max(s - 4, 0), std::memory_order_relaxed);
+  }
+
+ private:
+  std::atomic<int> score_{4};
+  std::atomic<std::uint32_t> probes_{0};
+};
+
 /// Ready messages in sequence order (abandoned ones return to their place).
 class ready_list {
  public:
@@ -311,6 +331,8 @@ class queue_state : public std::enable_shared_from_this<queue_state> {
   /// lock while it spins briefly before parking, and takes the lock again only once they move.
   std::atomic<std::uint64_t> readied{0};
   std::atomic<std::uint64_t> freed{0};
+  spin_score receive_spins;  ///< receives waiting for `readied`
+  spin_score room_spins;     ///< sends waiting for `freed`
 
   std::uint64_t id() const noexcept { return id_; }
   const queue_name& name() const noexcept { return name_; }

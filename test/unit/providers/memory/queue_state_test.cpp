@@ -291,3 +291,17 @@ TEST_F(state_fixture, LockBookkeepingFollowsTheLocksHeldNotTheThroughput) {
   std::lock_guard lock(q->mutex);
   EXPECT_LE(q->lock_entries(), 2u);
 }
+
+// Spins that keep running out stop (but for a probe every 32nd time); hits bring them back.
+TEST(SpinScore, StopsSpinningWhereItDoesNotPayAndRecovers) {
+  qrt::memory::detail::spin_score s;
+  EXPECT_TRUE(s.worth_trying());
+  s.record(false);
+  EXPECT_FALSE(s.worth_trying() && s.worth_trying());  // at zero: one probe in 32 at most
+  int tries = 0;
+  for (int i = 0; i < 64; ++i) tries += s.worth_trying() ? 1 : 0;
+  EXPECT_EQ(tries, 2);
+  s.record(true);
+  EXPECT_TRUE(s.worth_trying());
+  EXPECT_TRUE(s.worth_trying());
+}
