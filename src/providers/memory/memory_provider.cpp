@@ -447,7 +447,9 @@ class memory_provider final : public provider,
         }
         // As in receive(): look again for a short while before parking, since the consumer
         // that frees room is usually only microseconds away from its next settlement.
-        if (!spin_until) spin_until = q->room_spins.worth_trying() ? now + room_spin : now;
+        if (!spin_until) {
+          spin_until = q->room_spins.worth_trying() ? std::min(now + room_spin, deadline) : now;
+        }
         if (now < *spin_until && now + room_spin >= *spin_until) {
           spin = spun = true;
           seen = q->freed.load(std::memory_order_relaxed);
@@ -522,7 +524,10 @@ class memory_provider final : public provider,
           if (spun && !out.empty()) q->receive_spins.record(true);
           break;
         }
-        if (!spin_until) spin_until = q->receive_spins.worth_trying() ? now + receive_spin : now;
+        if (!spin_until) {
+          spin_until =
+              q->receive_spins.worth_trying() ? std::min(now + receive_spin, deadline) : now;
+        }
         if (now < *spin_until && now + receive_spin >= *spin_until) {
           spin = spun = true;
           seen = q->readied.load(std::memory_order_relaxed);
