@@ -31,8 +31,6 @@ constexpr std::uint64_t dead_letter_bit = std::uint64_t{1} << 63;
 
 /// How long a receive keeps looking at an empty queue before it parks (see receive()).
 constexpr auto receive_spin = std::chrono::microseconds(20);
-/// How long a send keeps looking at a full queue before it parks (see send()).
-constexpr auto room_spin = std::chrono::microseconds(20);
 
 std::atomic<std::uint64_t> next_owner_id{1};
 
@@ -378,12 +376,8 @@ class memory_provider final : public provider,
       }
     } registered;
     enum class limit { queue, budget, disk } blocked_by = limit::queue;
-    std::optional<time_point> spin_until;  // set when the send first finds no room
-    bool spun = false;                     // spinning since it last looked
     while (pending > 0) {
       time_point wake_at{};
-      bool spin = false;
-      std::uint64_t seen = 0;
       {
         std::lock_guard lock(q->mutex);
         if (w) {
@@ -408,7 +402,6 @@ class memory_provider final : public provider,
         const auto now = clock::now();
         q->sweep(now);
         const bool disk_room = !sink_ || sink_->has_room();
-        const std::size_t pending_before = pending;
         if (!disk_room) blocked_by = limit::disk;
         for (; next < n && disk_room; ++next) {
           if (done[next]) continue;
@@ -430,7 +423,6 @@ class memory_provider final : public provider,
           --pending;
         }
         while (next < n && done[next]) ++next;
-        if (spun && pending < pending_before) q->room_spins.record(true);
         if (last != 0 && (holds.empty() || holds.back().first != last))
           holds.emplace_back(last, next);
         if (pending == 0) {
@@ -445,26 +437,13 @@ class memory_provider final : public provider,
           }
           break;
         }
-        // As in receive(): look again for a short while before parking, since the consumer
-        // that frees room is usually only microseconds away from its next settlement.
-        if (!spin_until) {
-          spin_until = q->room_spins.worth_trying() ? std::min(now + room_spin, deadline) : now;
-        }
-        if (now < *spin_until && now + room_spin >= *spin_until) {
-          spin = spun = true;
-          seen = q->freed.load(std::memory_order_relaxed);
-        } else {
-          if (std::exchange(spun, false)) q->room_spins.record(false);
-          w = std::make_shared<waiter>(ex);
-          q->senders().add(w);
-          wake_at = deadline;
-          if (auto event = q->next_event()) wake_at = std::min(wake_at, *event);
-          // Without disk room, the log's space listener wakes us when it deletes a segment.
-        }
-      }
-      if (spin) {
-        co_await spin_for_change(q->freed, seen, *spin_until, ex);
-        continue;
+        // No spin here (unlike receive()): a sender that found no room can go no faster than
+        // the consumers that free it, so spinning would only burn a core beside them.
+        w = std::make_shared<waiter>(ex);
+        q->senders().add(w);
+        wake_at = deadline;
+        if (auto event = q->next_event()) wake_at = std::min(wake_at, *event);
+        // Without disk room, the log's space listener wakes us when it deletes a segment.
       }
       co_await wait_for_change(*wake_timer_, q, w, wake_at);
     }

@@ -472,7 +472,6 @@ void queue_state::erase_item(std::uint64_t seq, lsn& last, bool leaves_memory) {
     if (budget_) budget_->release(pos->bytes);
     mutex.discard(std::move(pos->stored.content.body));
     dlq_.items.erase(seq);
-    freed.fetch_add(1, std::memory_order_relaxed);
     return;
   }
   item& it = *pos;
@@ -493,7 +492,6 @@ void queue_state::erase_item(std::uint64_t seq, lsn& last, bool leaves_memory) {
     --slot->messages;
     forget_session_if_idle(*slot);
   }
-  freed.fetch_add(1, std::memory_order_relaxed);
   senders_.notify(1);
 }
 

@@ -326,13 +326,11 @@ class queue_state : public std::enable_shared_from_this<queue_state> {
               std::shared_ptr<byte_budget> budget, event_sink* sink);
 
   queue_mutex mutex;
-  /// Bumped (under `mutex`) whenever a message becomes ready, and whenever one leaves memory or
-  /// the active queue. A receive or send that found nothing to do watches them without the
-  /// lock while it spins briefly before parking, and takes the lock again only once they move.
+  /// Bumped (under `mutex`) whenever a message becomes ready. A receive that found nothing
+  /// watches it without the lock while it spins briefly before parking, and takes the lock
+  /// again only once it moves.
   std::atomic<std::uint64_t> readied{0};
-  std::atomic<std::uint64_t> freed{0};
   spin_score receive_spins;  ///< receives waiting for `readied`
-  spin_score room_spins;     ///< sends waiting for `freed`
 
   std::uint64_t id() const noexcept { return id_; }
   const queue_name& name() const noexcept { return name_; }
