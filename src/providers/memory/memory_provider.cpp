@@ -3,12 +3,17 @@
 
 #include <atomic>
 #include <boost/asio/async_result.hpp>
+#include <boost/asio/defer.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/system_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <map>
+#include <mutex>
 #include <random>
 #include <span>
 #include <unordered_map>
+#include <utility>
 
 #include "queue_state.hpp"
 #ifdef QRT_WITH_PERSISTENCE
@@ -24,21 +29,101 @@ using queue_ptr = std::shared_ptr<queue_state>;
 
 constexpr std::uint64_t dead_letter_bit = std::uint64_t{1} << 63;
 
+/// How long a receive keeps looking at an empty queue before it parks (see receive()).
+constexpr auto receive_spin = std::chrono::microseconds(20);
+
 std::atomic<std::uint64_t> next_owner_id{1};
 
 delivery_key key_of(const receipt_handle& r) {
   return {(r.item & dead_letter_bit) != 0, r.item & ~dead_letter_bit, r.lock};
 }
 
+/// Wakes parked waiters whose time has come (their deadline, or the queue's next timed event),
+/// with one timer for the whole provider. A timer per waiter was armed and cancelled on every
+/// park, and arming the earliest timer of the reactor reprograms the kernel's timer (a syscall,
+/// and in a virtual machine an exit to the hypervisor) once per batch; this one is re-armed
+/// only when a waiter's time is earlier than the one it is set for. A waiter woken by a state
+/// change leaves its entry behind it (the timer then fires once for nothing and re-arms for the
+/// next), unless it was the last one: then the timer is cancelled.
+class wake_timer : public std::enable_shared_from_this<wake_timer> {
+ public:
+  explicit wake_timer(asio::any_io_executor ex) : timer_(std::move(ex)) {}
+
+  /// `w` (parked on `q`) is woken at `at` unless it leaves first (remove()).
+  void add(const std::shared_ptr<queue_state>& q, const waiter_ptr& w, time_point at) {
+    std::lock_guard lock(mutex_);
+    due_.emplace(at, parked{q, w, w.get()});
+    if (!armed_ || at < *armed_) arm(at);
+  }
+  /// `w`, added for `at`, was woken (or fired): forget it, if fire() has not already.
+  void remove(const waiter* w, time_point at) {
+    std::lock_guard lock(mutex_);
+    auto [first, last] = due_.equal_range(at);
+    for (auto it = first; it != last; ++it) {
+      if (it->second.id == w) {
+        due_.erase(it);
+        break;
+      }
+    }
+    // Nothing left to wait for: an armed timer would keep its io_context's run() from
+    // returning until it fires.
+    if (due_.empty() && armed_) {
+      armed_.reset();
+      timer_.cancel();
+    }
+  }
+
+ private:
+  void arm(time_point at) {  // mutex_ held
+    armed_ = at;
+    timer_.expires_at(at);  // cancels the pending wait, whose handler then does nothing
+    timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+      if (ec != asio::error::operation_aborted) self->fire();
+    });
+  }
+
+  void fire() {
+    std::vector<std::pair<std::shared_ptr<queue_state>, waiter_ptr>> woken;
+    {
+      std::lock_guard lock(mutex_);
+      armed_.reset();
+      const auto now = clock::now();
+      while (!due_.empty() && due_.begin()->first <= now) {
+        auto q = due_.begin()->second.queue.lock();
+        auto w = due_.begin()->second.w.lock();
+        if (q && w) woken.emplace_back(std::move(q), std::move(w));
+        due_.erase(due_.begin());
+      }
+      if (!due_.empty()) arm(due_.begin()->first);
+    }
+    for (auto& [q, w] : woken) {
+      std::lock_guard lock(q->mutex);
+      wake(*w);
+    }
+  }
+
+  struct parked {
+    std::weak_ptr<queue_state> queue;
+    std::weak_ptr<waiter> w;
+    const waiter* id;
+  };
+  std::mutex mutex_;
+  std::multimap<time_point, parked> due_;
+  asio::system_timer timer_;         // guarded by mutex_
+  std::optional<time_point> armed_;  ///< when timer_ fires next; none while it is idle
+};
+
 /// Suspends until `w` is woken (by a state change) or `wake_at` passes. `q->mutex` must not be
 /// held. A wake that happens before we suspend is kept in w->notified, so none is lost.
 /// The caller keeps q and w alive until this returns.
-awaitable<void> wait_for_change(const queue_ptr& q, const waiter_ptr& w, time_point wake_at) {
+awaitable<void> wait_for_change(wake_timer& timer, const queue_ptr& q, const waiter_ptr& w,
+                                time_point wake_at) {
+  bool added = false;
   // Captures raw pointers: GCC 12 destroys the captures of a lambda that is a temporary inside a
   // co_await expression twice, so shared_ptr captures there lose a reference. The caller keeps
-  // q and w alive until we resume; the timer handler below owns its own references.
-  auto initiation = [qp = q.get(), wp = w.get(), wake_at](auto handler) {
-    auto ex = asio::get_associated_executor(handler, wp->timer.get_executor());
+  // q and w alive until we resume.
+  auto initiation = [tp = &timer, qp = q.get(), wp = w.get(), ap = &added, wake_at](auto handler) {
+    auto ex = asio::get_associated_executor(handler, wp->executor);
     std::lock_guard lock(qp->mutex);
     if (wp->notified) {
       asio::post(ex, std::move(handler));
@@ -46,17 +131,21 @@ awaitable<void> wait_for_change(const queue_ptr& q, const waiter_ptr& w, time_po
     }
     wp->handler.emplace(std::move(handler));
     wp->handler_executor = ex;
-    wp->timer.expires_at(wake_at);
-    wp->timer.async_wait(
-        [qs = qp->shared_from_this(), ws = wp->shared_from_this()](boost::system::error_code) {
-          std::lock_guard lock(qs->mutex);
-          wake(*ws);
-        });
+    tp->add(qp->shared_from_this(), wp->shared_from_this(), wake_at);
+    *ap = true;
   };
   co_await asio::async_initiate<decltype(asio::use_awaitable), void()>(initiation,
                                                                        asio::use_awaitable);
-  // Our own timer, touched only from this coroutine; its handler keeps q and w alive.
-  w->timer.cancel();
+  if (added) timer.remove(w.get(), wake_at);
+}
+
+/// Yields this thread (to whatever else it has queued) until `counter` moves on from `seen` or
+/// `until` passes. Each yield is a continuation, queued on this thread: it wakes no other one.
+awaitable<void> spin_for_change(const std::atomic<std::uint64_t>& counter, std::uint64_t seen,
+                                time_point until, const asio::any_io_executor& ex) {
+  do {
+    co_await asio::defer(ex, asio::use_awaitable);
+  } while (counter.load(std::memory_order_relaxed) == seen && clock::now() < until);
 }
 
 /// The log could not make these operations durable: every one that had succeeded reports it.
@@ -128,7 +217,8 @@ class memory_provider final : public provider,
         sink_(std::move(sink)),
         budget_(opts.max_memory_bytes != 0 ? std::make_shared<byte_budget>(opts.max_memory_bytes)
                                            : nullptr),
-        owner_(next_owner_id.fetch_add(1)) {
+        owner_(next_owner_id.fetch_add(1)),
+        wake_timer_(std::make_shared<wake_timer>(executor_)) {
     caps_.sessions = session_support::native;
     caps_.max_batch_messages = opts_.channel_buffer_size;
     caps_.max_batch_bytes = 0;
@@ -347,13 +437,15 @@ class memory_provider final : public provider,
           }
           break;
         }
+        // No spin here (unlike receive()): a sender that found no room can go no faster than
+        // the consumers that free it, so spinning would only burn a core beside them.
         w = std::make_shared<waiter>(ex);
         q->senders().add(w);
         wake_at = deadline;
         if (auto event = q->next_event()) wake_at = std::min(wake_at, *event);
         // Without disk room, the log's space listener wakes us when it deletes a segment.
       }
-      co_await wait_for_change(q, w, wake_at);
+      co_await wait_for_change(*wake_timer_, q, w, wake_at);
     }
     std::size_t unacknowledged_from = 0;
     for (const auto& [upto, end] : holds) {
@@ -379,11 +471,21 @@ class memory_provider final : public provider,
     }
     const std::size_t max = std::min(max_messages, opts_.channel_buffer_size);
     const auto deadline = clock::now() + wait;
+    // An empty queue is looked at again for a short while before the receive parks: each look
+    // yields this thread to whatever else it has queued (a sender on it, first of all), and a
+    // sender on another thread usually delivers within microseconds. Parking instead costs a
+    // waiter and a cross-thread wake-up (a syscall on each side) per batch. Where the spins
+    // stopped paying (messages come further apart than the spin), receives park at once
+    // (spin_score).
+    std::optional<time_point> spin_until;  // set when the receive first finds the queue empty
+    bool spun = false;                     // spinning since it last looked
     std::vector<received_message> out;
     auto ex = co_await asio::this_coro::executor;
     waiter_ptr w;
     for (;;) {
       time_point wake_at{};
+      bool spin = false;
+      std::uint64_t seen = 0;
       {
         std::lock_guard lock(q->mutex);
         if (w) {
@@ -397,13 +499,30 @@ class memory_provider final : public provider,
         q->sweep(now);
         lsn ignored = 0;  // a receive does not wait for its delivery count to be durable
         q->take(dead_letter, max, now, out, owner_, ignored);
-        if (!out.empty() || now >= deadline) break;
-        w = std::make_shared<waiter>(ex);
-        q->core(dead_letter).receivers.add(w);
-        wake_at = deadline;
-        if (auto event = q->next_event()) wake_at = std::min(wake_at, *event);
+        if (!out.empty() || now >= deadline) {
+          if (spun && !out.empty()) q->receive_spins.record(true);
+          break;
+        }
+        if (!spin_until) {
+          spin_until =
+              q->receive_spins.worth_trying() ? std::min(now + receive_spin, deadline) : now;
+        }
+        if (now < *spin_until && now + receive_spin >= *spin_until) {
+          spin = spun = true;
+          seen = q->readied.load(std::memory_order_relaxed);
+        } else {
+          if (std::exchange(spun, false)) q->receive_spins.record(false);
+          w = std::make_shared<waiter>(ex);
+          q->core(dead_letter).receivers.add(w);
+          wake_at = deadline;
+          if (auto event = q->next_event()) wake_at = std::min(wake_at, *event);
+        }
       }
-      co_await wait_for_change(q, w, wake_at);
+      if (spin) {
+        co_await spin_for_change(q->readied, seen, *spin_until, ex);
+        continue;
+      }
+      co_await wait_for_change(*wake_timer_, q, w, wake_at);
     }
     co_return out;
   }
@@ -505,7 +624,7 @@ class memory_provider final : public provider,
         wake_at = deadline;
         if (auto event = q->next_event()) wake_at = std::min(wake_at, *event);
       }
-      co_await wait_for_change(q, w, wake_at);
+      co_await wait_for_change(*wake_timer_, q, w, wake_at);
     }
   }
 
@@ -649,6 +768,7 @@ class memory_provider final : public provider,
   std::shared_ptr<event_sink> sink_;
   std::shared_ptr<byte_budget> budget_;  ///< null without max_memory_bytes
   std::uint64_t owner_;
+  std::shared_ptr<wake_timer> wake_timer_;
   capabilities caps_;
   std::uint64_t id_prefix_;  // random per provider, so ids differ across processes
   std::atomic<std::uint64_t> id_counter_{1};
@@ -698,7 +818,7 @@ awaitable<result<std::vector<received_message>>> memory_session::receive(std::si
       wake_at = deadline;
       if (auto e = q_->next_event()) wake_at = std::min(wake_at, *e);
     }
-    co_await wait_for_change(q_, w, wake_at);
+    co_await wait_for_change(*owner_->wake_timer_, q_, w, wake_at);
   }
   co_return out;
 }

@@ -23,6 +23,128 @@ std::string bounded(const std::string& text, std::size_t limit) {
 
 }  // namespace
 
+// ---- spin_then_park_mutex ----
+
+void spin_then_park_mutex::lock_contended() {
+  // About a microsecond or two of spinning: longer than a typical hold, shorter than a futex
+  // round trip. A holder that was preempted is waited for in the kernel, not by burning a core.
+  constexpr int spins = 128;
+  for (int i = 0; i < spins; ++i) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    asm volatile("yield");
+#endif
+    std::uint32_t expected = state_.load(std::memory_order_relaxed);
+    if (expected == free &&
+        state_.compare_exchange_weak(expected, locked, std::memory_order_acquire,
+                                     std::memory_order_relaxed)) {
+      return;
+    }
+  }
+  // Park: mark the lock contended so that its holder's unlock wakes one waiter.
+  while (state_.exchange(contended, std::memory_order_acquire) != free) {
+    state_.wait(contended, std::memory_order_relaxed);
+  }
+}
+
+// ---- item_table ----
+
+item* item_table::find(std::uint64_t seq) noexcept {
+  if (seq >= first_) {
+    const std::uint64_t offset = seq - first_;
+    const std::uint64_t k = offset / block_items;
+    if (k >= blocks_.size()) return nullptr;
+    block& b = *blocks_[static_cast<std::size_t>(k)];
+    const auto bit = static_cast<unsigned>(offset % block_items);
+    return (b.used >> bit) & 1u ? &b.items[bit] : nullptr;
+  }
+  auto it = old_.find(seq);
+  return it == old_.end() ? nullptr : &it->second;
+}
+
+void item_table::block_ring::push_back(std::unique_ptr<block> b) {
+  if (count_ == ring_.size()) {
+    std::vector<std::unique_ptr<block>> bigger(std::max<std::size_t>(8, 2 * ring_.size()));
+    for (std::size_t k = 0; k < count_; ++k) bigger[k] = std::move((*this)[k]);
+    ring_ = std::move(bigger);
+    head_ = 0;
+  }
+  (*this)[count_++] = std::move(b);
+}
+
+std::unique_ptr<item_table::block> item_table::new_block() {
+  if (spare_) return std::move(spare_);
+  return std::make_unique<block>();
+}
+
+item& item_table::emplace(std::uint64_t seq) {
+  if (seq < first_) return old_.try_emplace(seq).first->second;
+  const std::uint64_t aligned = seq - seq % block_items;
+  if (blocks_.empty()) {
+    first_ = aligned;
+  } else if (seq >= end() &&
+             (aligned - end()) / block_items > std::max<std::size_t>(blocks_.size(), 4)) {
+    // Far ahead of the blocks (a dead-letter queue sees only some of the sequences): what they
+    // hold moves to the ordered map and the blocks start again at `seq`.
+    while (!blocks_.empty()) retire_front();
+    first_ = aligned;
+  }
+  while (seq >= end()) blocks_.push_back(new_block());
+  const std::uint64_t offset = seq - first_;
+  block& b = *blocks_[static_cast<std::size_t>(offset / block_items)];
+  const auto bit = static_cast<unsigned>(offset % block_items);
+  b.used |= std::uint32_t{1} << bit;
+  ++in_blocks_;
+  return b.items[bit];
+}
+
+void item_table::erase(std::uint64_t seq) {
+  if (seq < first_) {
+    old_.erase(seq);
+    return;
+  }
+  const std::uint64_t offset = seq - first_;
+  const std::uint64_t k = offset / block_items;
+  if (k >= blocks_.size()) return;
+  block& b = *blocks_[static_cast<std::size_t>(k)];
+  const auto bit = static_cast<unsigned>(offset % block_items);
+  if (!((b.used >> bit) & 1u)) return;
+  b.items[bit] = item{};
+  b.used &= ~(std::uint32_t{1} << bit);
+  --in_blocks_;
+  trim_front();
+}
+
+void item_table::retire_front() {
+  block& b = *blocks_.front();
+  for (std::size_t i = 0; i < block_items; ++i) {
+    if ((b.used >> i) & 1u) {
+      old_.emplace_hint(old_.end(), first_ + i, std::move(b.items[i]));
+      b.items[i] = item{};
+      --in_blocks_;
+    }
+  }
+  b.used = 0;
+  spare_ = std::move(blocks_.front());
+  blocks_.pop_front();
+  first_ += block_items;
+}
+
+void item_table::trim_front() {
+  for (;;) {
+    while (!blocks_.empty() && blocks_.front()->used == 0) {
+      spare_ = std::move(blocks_.front());
+      blocks_.pop_front();
+      first_ += block_items;
+    }
+    // Mostly empty: a few old messages keep the front while newer ones come and go. Their
+    // blocks retire until at least a quarter of the room is used again.
+    if (blocks_.size() <= 4 || ring_slots() <= 4 * in_blocks_ + block_items) return;
+    retire_front();
+  }
+}
+
 // ---- waiting ----
 
 void wake(waiter& w) {
@@ -119,9 +241,23 @@ std::optional<time_point> queue_state::next_event() const {
   };
   if (!scheduled_.empty()) consider(scheduled_.top().first);
   if (!lock_expiry_.empty()) consider(lock_expiry_.top().first);
+  if (!lock_fifo_.empty()) consider(lock_fifo_.front().until);
   if (!ttl_expiry_.empty()) consider(ttl_expiry_.top().first);
   if (!session_expiry_.empty()) consider(session_expiry_.top().at);
   return next;
+}
+
+void queue_state::schedule_lock_expiry(const item& it, std::uint64_t key) {
+  if (lock_fifo_.empty() || lock_fifo_.back().until <= it.locked_until) {
+    lock_fifo_.push_back({it.locked_until, key, it.lock});
+  } else {
+    lock_expiry_.emplace(it.locked_until, key);
+  }
+}
+
+bool queue_state::holds(const lock_entry& e) {
+  const item* it = core((e.key & dead_letter_bit) != 0).items.find(e.key & ~dead_letter_bit);
+  return it && it->state == item_state::locked && it->lock == e.lock && it->locked_until == e.until;
 }
 
 void queue_state::sweep(time_point now) {
@@ -129,10 +265,8 @@ void queue_state::sweep(time_point now) {
   while (!scheduled_.empty() && scheduled_.top().first <= now) {
     auto seq = scheduled_.top().second;
     scheduled_.pop();
-    auto it = main_.items.find(seq);
-    if (it != main_.items.end() && it->second.state == item_state::scheduled) {
-      make_ready(it->second, now);
-    }
+    item* it = main_.items.find(seq);
+    if (it && it->state == item_state::scheduled) make_ready(*it, now);
   }
   while (!session_expiry_.empty() && session_expiry_.top().at <= now) {
     auto id = session_expiry_.top().id;
@@ -142,34 +276,43 @@ void queue_state::sweep(time_point now) {
       release_session(it->second, now);
     }
   }
-  while (!lock_expiry_.empty() && lock_expiry_.top().first <= now) {
-    auto key = lock_expiry_.top().second;
-    lock_expiry_.pop();
+  for (;;) {
+    while (!lock_fifo_.empty() && !holds(lock_fifo_.front())) lock_fifo_.pop_front();
+    const bool heap_due = !lock_expiry_.empty() && lock_expiry_.top().first <= now;
+    const bool fifo_due = !lock_fifo_.empty() && lock_fifo_.front().until <= now;
+    if (!heap_due && !fifo_due) break;
+    std::uint64_t key = 0;
+    // Earliest first, as one heap would: (time, key).
+    if (fifo_due && (!heap_due || timed{lock_fifo_.front().until, lock_fifo_.front().key} <
+                                      lock_expiry_.top())) {
+      key = lock_fifo_.front().key;
+      lock_fifo_.pop_front();
+    } else {
+      key = lock_expiry_.top().second;
+      lock_expiry_.pop();
+    }
     const bool dead_letter = (key & dead_letter_bit) != 0;
     auto& items = core(dead_letter).items;
-    auto it = items.find(key & ~dead_letter_bit);
-    if (it != items.end() && it->second.state == item_state::locked &&
-        it->second.locked_until <= now) {
-      release(it->second, now, ignored);
-      if (items.find(key & ~dead_letter_bit) == items.end()) remember_lapsed(key);
+    item* it = items.find(key & ~dead_letter_bit);
+    if (it && it->state == item_state::locked && it->locked_until <= now) {
+      release(*it, now, ignored);
+      if (!items.find(key & ~dead_letter_bit)) remember_lapsed(key);
     }
   }
   while (!ttl_expiry_.empty() && ttl_expiry_.top().first <= now) {
     auto seq = ttl_expiry_.top().second;
     ttl_expiry_.pop();
-    auto it = main_.items.find(seq);
+    item* it = main_.items.find(seq);
     // A locked message may finish its processing; it expires if it comes back.
-    if (it != main_.items.end() && it->second.state != item_state::locked &&
-        it->second.expires_at && *it->second.expires_at <= now) {
-      (void)expire(it->second, now, ignored);  // with a full DLQ it stays, ready
+    if (it && it->state != item_state::locked && it->expires_at && *it->expires_at <= now) {
+      (void)expire(*it, now, ignored);  // with a full DLQ it stays, ready
     }
   }
 }
 
 std::uint64_t queue_state::enqueue(message&& msg, std::uint64_t bytes, time_point now, lsn& last) {
   const std::uint64_t seq = next_sequence_++;
-  auto [pos, inserted] = main_.items.try_emplace(seq);
-  item& it = pos->second;
+  item& it = main_.items.emplace(seq);
   it.bytes = bytes;
   bytes_ += bytes;
   it.stored.sequence = seq;
@@ -204,6 +347,7 @@ void queue_state::admit(item& it, time_point now) {
 }
 
 void queue_state::make_ready(item& it, time_point /*now*/) {
+  readied.fetch_add(1, std::memory_order_relaxed);
   it.state = item_state::ready;
   it.lock = 0;
   const bool dead_letter = it.stored.dead_letter.has_value();
@@ -223,7 +367,7 @@ void queue_state::deliver(item& it, bool dead_letter, time_point now, std::uint6
   it.state = item_state::locked;
   it.lock = next_lock_++;
   it.locked_until = it.session ? it.session->locked_until : now + options_.lock_duration;
-  lock_expiry_.emplace(it.locked_until, heap_key(dead_letter, it.stored.sequence));
+  schedule_lock_expiry(it, heap_key(dead_letter, it.stored.sequence));
   ++it.stored.delivery_count;
   if (sink_) {
     last = std::max(last, sink_->delivered(dead_letter ? name_.dead_letter() : name_,
@@ -247,9 +391,9 @@ void queue_state::take(bool dead_letter, std::size_t max, time_point now,
   while (out.size() < max && !c.ready.empty()) {
     const auto seq = c.ready.front();
     c.ready.pop_front();
-    auto pos = c.items.find(seq);
-    if (pos == c.items.end()) continue;
-    item& it = pos->second;
+    item* found = c.items.find(seq);
+    if (!found) continue;
+    item& it = *found;
     if (!dead_letter && it.expires_at && *it.expires_at <= now && expire(it, now, last)) continue;
     deliver(it, dead_letter, now, owner, last, out);
   }
@@ -258,17 +402,18 @@ void queue_state::take(bool dead_letter, std::size_t max, time_point now,
 void queue_state::peek(bool dead_letter, std::size_t max, std::int64_t from,
                        std::vector<received_message>& out) const {
   const queue_core& c = dead_letter ? dlq_ : main_;
-  auto it = c.items.lower_bound(static_cast<std::uint64_t>(std::max<std::int64_t>(from, 0)));
-  for (; it != c.items.end() && out.size() < max; ++it) {
-    const item& i = it->second;
-    received_message r;
-    static_cast<message&>(r) = i.stored.content;
-    r.delivery_count = i.stored.delivery_count;
-    r.enqueued_time = i.stored.enqueued_time;
-    r.sequence_number = static_cast<std::int64_t>(i.stored.sequence);
-    r.dead_letter = i.stored.dead_letter;
-    out.push_back(std::move(r));
-  }
+  if (out.size() >= max) return;
+  c.items.for_each_from(static_cast<std::uint64_t>(std::max<std::int64_t>(from, 0)),
+                        [&](const item& i) {
+                          received_message r;
+                          static_cast<message&>(r) = i.stored.content;
+                          r.delivery_count = i.stored.delivery_count;
+                          r.enqueued_time = i.stored.enqueued_time;
+                          r.sequence_number = static_cast<std::int64_t>(i.stored.sequence);
+                          r.dead_letter = i.stored.dead_letter;
+                          out.push_back(std::move(r));
+                          return out.size() < max;
+                        });
 }
 
 void queue_state::release(item& it, time_point now, lsn& last) {
@@ -302,8 +447,7 @@ bool queue_state::expire(item& it, time_point now, lsn& last) {
 
 void queue_state::move_to_dead_letter(item& it, dead_letter_info info, time_point now, lsn& last) {
   const std::uint64_t dlq_seq = next_sequence_++;
-  auto [pos, inserted] = dlq_.items.try_emplace(dlq_seq);
-  item& moved = pos->second;
+  item& moved = dlq_.items.emplace(dlq_seq);
   moved.stored.sequence = dlq_seq;
   moved.bytes = it.bytes;
   dlq_bytes_ += it.bytes;
@@ -318,18 +462,19 @@ void queue_state::move_to_dead_letter(item& it, dead_letter_info info, time_poin
 }
 
 void queue_state::erase_item(std::uint64_t seq, lsn& last, bool leaves_memory) {
-  auto pos = main_.items.find(seq);
-  if (pos == main_.items.end()) {
+  item* pos = main_.items.find(seq);
+  if (!pos) {
     pos = dlq_.items.find(seq);
-    if (pos == dlq_.items.end()) return;
-    if (pos->second.state == item_state::ready) dlq_.ready.erase(seq);
+    if (!pos) return;
+    if (pos->state == item_state::ready) dlq_.ready.erase(seq);
     if (sink_) last = std::max(last, sink_->removed(name_.dead_letter(), seq));
-    dlq_bytes_ -= pos->second.bytes;
-    if (budget_) budget_->release(pos->second.bytes);
-    dlq_.items.erase(pos);
+    dlq_bytes_ -= pos->bytes;
+    if (budget_) budget_->release(pos->bytes);
+    mutex.discard(std::move(pos->stored.content.body));
+    dlq_.items.erase(seq);
     return;
   }
-  item& it = pos->second;
+  item& it = *pos;
   bytes_ -= it.bytes;
   if (leaves_memory && budget_) budget_->release(it.bytes);
   if (it.state == item_state::ready) {
@@ -340,7 +485,8 @@ void queue_state::erase_item(std::uint64_t seq, lsn& last, bool leaves_memory) {
   }
   session_slot* slot = it.session;
   if (sink_) last = std::max(last, sink_->removed(name_, seq));
-  main_.items.erase(pos);
+  mutex.discard(std::move(it.stored.content.body));
+  main_.items.erase(seq);
   if (slot) {
     slot->locked.erase(seq);
     --slot->messages;
@@ -352,8 +498,8 @@ void queue_state::erase_item(std::uint64_t seq, lsn& last, bool leaves_memory) {
 result<void> queue_state::settle(const delivery_key& key, const settlement& s, time_point now,
                                  lsn& last) {
   queue_core& c = core(key.dead_letter);
-  auto pos = c.items.find(key.sequence);
-  if (pos == c.items.end()) {
+  item* pos = c.items.find(key.sequence);
+  if (!pos) {
     if (lapsed(heap_key(key.dead_letter, key.sequence))) {
       return fail(errc::receipt_expired, "the lock on message " + std::to_string(key.sequence) +
                                              " in '" + name_.to_string() +
@@ -362,7 +508,7 @@ result<void> queue_state::settle(const delivery_key& key, const settlement& s, t
     return fail(errc::invalid_receipt, "message " + std::to_string(key.sequence) + " in '" +
                                            name_.to_string() + "' was already settled");
   }
-  item& it = pos->second;
+  item& it = *pos;
   if (it.state != item_state::locked || it.lock != key.lock) {
     if (key.lock == it.abandoned_lock) {
       return fail(errc::invalid_receipt, "message " + std::to_string(key.sequence) + " in '" +
@@ -410,8 +556,8 @@ result<void> queue_state::settle(const delivery_key& key, const settlement& s, t
 
 result<time_point> queue_state::renew(const delivery_key& key, time_point now) {
   queue_core& c = core(key.dead_letter);
-  auto pos = c.items.find(key.sequence);
-  if (pos == c.items.end()) {
+  item* pos = c.items.find(key.sequence);
+  if (!pos) {
     if (lapsed(heap_key(key.dead_letter, key.sequence))) {
       return fail(errc::receipt_expired, "the lock on message " + std::to_string(key.sequence) +
                                              " expired and the message has left the queue");
@@ -419,7 +565,7 @@ result<time_point> queue_state::renew(const delivery_key& key, time_point now) {
     return fail(errc::invalid_receipt,
                 "message " + std::to_string(key.sequence) + " was already settled");
   }
-  item& it = pos->second;
+  item& it = *pos;
   if (it.state != item_state::locked || it.lock != key.lock) {
     if (key.lock == it.abandoned_lock) {
       return fail(errc::invalid_receipt, "message " + std::to_string(key.sequence) +
@@ -430,7 +576,7 @@ result<time_point> queue_state::renew(const delivery_key& key, time_point now) {
   }
   if (it.session) return renew_session(*it.session, now);
   it.locked_until = now + options_.lock_duration;
-  lock_expiry_.emplace(it.locked_until, heap_key(key.dead_letter, key.sequence));
+  schedule_lock_expiry(it, heap_key(key.dead_letter, key.sequence));
   return it.locked_until;
 }
 
@@ -485,9 +631,9 @@ void queue_state::take_from_session(session_slot& slot, std::size_t max, time_po
   while (out.size() < max && !slot.ready.empty()) {
     const auto seq = slot.ready.front();
     slot.ready.pop_front();
-    auto pos = main_.items.find(seq);
-    if (pos == main_.items.end()) continue;
-    item& it = pos->second;
+    item* pos = main_.items.find(seq);
+    if (!pos) continue;
+    item& it = *pos;
     if (it.expires_at && *it.expires_at <= now && expire(it, now, last)) continue;
     slot.locked.insert(seq);
     deliver(it, false, now, owner, last, out);
@@ -498,10 +644,10 @@ time_point queue_state::renew_session(session_slot& slot, time_point now) {
   slot.locked_until = now + options_.lock_duration;
   session_expiry_.push({slot.locked_until, slot.id});
   for (auto seq : slot.locked) {
-    auto pos = main_.items.find(seq);
-    if (pos == main_.items.end()) continue;
-    pos->second.locked_until = slot.locked_until;
-    lock_expiry_.emplace(slot.locked_until, seq);
+    item* pos = main_.items.find(seq);
+    if (!pos) continue;
+    pos->locked_until = slot.locked_until;
+    schedule_lock_expiry(*pos, seq);
   }
   return slot.locked_until;
 }
@@ -511,10 +657,10 @@ void queue_state::release_session(session_slot& slot, time_point now) {
   const auto locked = slot.locked;  // release() edits the set
   // The messages go back first, while the slot is still locked, so no acceptor races ahead.
   for (auto seq : locked) {
-    auto pos = main_.items.find(seq);
-    if (pos != main_.items.end() && pos->second.state == item_state::locked) {
-      release(pos->second, now, ignored);
-      if (main_.items.find(seq) == main_.items.end()) remember_lapsed(seq);
+    item* pos = main_.items.find(seq);
+    if (pos && pos->state == item_state::locked) {
+      release(*pos, now, ignored);
+      if (!main_.items.find(seq)) remember_lapsed(seq);
     }
   }
   slot.locked.clear();
@@ -542,7 +688,7 @@ lsn queue_state::set_session_state(session_slot& slot, std::string state) {
 queue_stats queue_state::stats() const {
   queue_stats s;
   s.active = s.in_flight = s.scheduled = 0;
-  for (const auto& [seq, it] : main_.items) {
+  main_.items.for_each_from(0, [&](const item& it) {
     switch (it.state) {
       case item_state::ready:
         ++s.active;
@@ -554,7 +700,8 @@ queue_stats queue_state::stats() const {
         ++s.scheduled;
         break;
     }
-  }
+    return true;
+  });
   s.dead_lettered = static_cast<std::int64_t>(dlq_.items.size());
   s.expired = expired_;
   return s;
@@ -566,8 +713,7 @@ void queue_state::restore(recovered_queue&& recovered, time_point now) {
   sink_ = nullptr;  // replaying must not log again
   for (auto& m : recovered.messages) {
     const std::uint64_t seq = m.sequence;
-    auto [pos, inserted] = main_.items.try_emplace(seq);
-    item& it = pos->second;
+    item& it = main_.items.emplace(seq);
     it.stored = std::move(m);
     it.bytes = accounted_bytes(it.stored.content);
     bytes_ += it.bytes;
@@ -577,8 +723,7 @@ void queue_state::restore(recovered_queue&& recovered, time_point now) {
   }
   for (auto& m : recovered.dead_letters) {
     const std::uint64_t seq = m.sequence;
-    auto [pos, inserted] = dlq_.items.try_emplace(seq);
-    item& it = pos->second;
+    item& it = dlq_.items.emplace(seq);
     it.stored = std::move(m);
     it.bytes = accounted_bytes(it.stored.content);
     dlq_bytes_ += it.bytes;

@@ -5,10 +5,11 @@
 // tests. memory_provider.cpp adds the waiting and the Asio glue.
 #pragma once
 
+#include <algorithm>
+#include <array>
 #include <atomic>
 #include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/any_io_executor.hpp>
-#include <boost/asio/system_timer.hpp>
 #include <deque>
 #include <functional>
 #include <map>
@@ -27,8 +28,8 @@ namespace qrt::memory::detail {
 
 /// One suspended receive/send/accept, woken by a state change or by its timer.
 struct waiter : std::enable_shared_from_this<waiter> {
-  explicit waiter(boost::asio::any_io_executor ex) : timer(std::move(ex)) {}
-  boost::asio::system_timer timer;
+  explicit waiter(boost::asio::any_io_executor ex) : executor(std::move(ex)) {}
+  boost::asio::any_io_executor executor;  ///< the waiting coroutine's, if its handler has none
   // Guarded by the owning queue's mutex.
   std::optional<boost::asio::any_completion_handler<void()>> handler;
   boost::asio::any_io_executor handler_executor;
@@ -51,6 +52,26 @@ class wait_list {
 
 /// Wakes one waiter (mutex held): completes its handler, or marks it so it won't sleep.
 void wake(waiter& w);
+
+/// Whether spinning briefly before parking (memory_provider.cpp) pays on one queue: a spin that
+/// saw what it waited for scores +1, one that ran out -4. At zero the waiters park at once,
+/// except every 32nd, which spins so that the score can recover when the traffic changes. Where
+/// messages arrive further apart than the spin, it then costs almost no CPU.
+class spin_score {
+ public:
+  bool worth_trying() noexcept {
+    if (score_.load(std::memory_order_relaxed) > 0) return true;
+    return (probes_.fetch_add(1, std::memory_order_relaxed) & 31u) == 0;
+  }
+  void record(bool paid_off) noexcept {
+    const int s = score_.load(std::memory_order_relaxed);
+    score_.store(paid_off ? std::min(s + 1, 16) : std::max(s - 4, 0), std::memory_order_relaxed);
+  }
+
+ private:
+  std::atomic<int> score_{4};
+  std::atomic<std::uint32_t> probes_{0};
+};
 
 /// Ready messages in sequence order (abandoned ones return to their place).
 class ready_list {
@@ -132,9 +153,98 @@ struct session_slot {
   wait_list receivers;
 };
 
+/// A queue's (or a dead-letter queue's) messages by sequence.
+///
+/// Sequences are handed out in increasing order and most messages leave in about the order they
+/// came, so the table is a run of fixed blocks of items indexed by sequence - first: finding,
+/// adding and removing a message is O(1), items are stored in place (one allocation per block
+/// of `block_items` messages, not one per message), and an emptied block is kept for reuse. A
+/// message that stays while many newer ones come and go (a scheduled one, one whose lock is
+/// kept) would keep every block after it alive, so when the blocks hold far fewer messages than
+/// they have room for, the oldest messages move to an ordered map (`old_`, every key below
+/// `first_`). A pointer to an item is valid until the next emplace or erase on the table.
+class item_table {
+ public:
+  static constexpr std::size_t block_items = 32;
+
+  item_table() = default;
+  item_table(const item_table&) = delete;
+  item_table& operator=(const item_table&) = delete;
+
+  std::size_t size() const noexcept { return in_blocks_ + old_.size(); }
+  bool empty() const noexcept { return size() == 0; }
+  /// Item slots the blocks hold (what the table's memory is proportional to).
+  std::size_t ring_slots() const noexcept { return blocks_.size() * block_items; }
+
+  item* find(std::uint64_t seq) noexcept;
+  const item* find(std::uint64_t seq) const noexcept {
+    return const_cast<item_table*>(this)->find(seq);
+  }
+  /// A fresh (default) item for `seq`, which must not be present.
+  item& emplace(std::uint64_t seq);
+  /// Removes `seq` (no-op when absent). Move out what should outlive the lock first: the rest of
+  /// the item is reset here.
+  void erase(std::uint64_t seq);
+
+  /// Calls `f(const item&)` in sequence order from `from` on, while it returns true.
+  template <class F>
+  void for_each_from(std::uint64_t from, F&& f) const {
+    for (auto it = old_.lower_bound(from); it != old_.end(); ++it) {
+      if (!f(it->second)) return;
+    }
+    for (std::uint64_t seq = std::max(from, first_); seq < end(); ++seq) {
+      if (const item* i = find(seq); i && !f(*i)) return;
+    }
+  }
+
+ private:
+  struct block {
+    std::array<item, block_items> items;
+    std::uint32_t used = 0;  ///< bit i: items[i] holds a message
+  };
+  static_assert(block_items == 32, "block::used has one bit per item");
+
+  std::uint64_t end() const noexcept { return first_ + blocks_.size() * block_items; }
+  std::unique_ptr<block> new_block();
+  /// Moves the messages of the first block to old_ and drops the block.
+  void retire_front();
+  /// Drops emptied blocks at the front; retires blocks while they are mostly empty.
+  void trim_front();
+
+  /// The blocks in sequence order: a ring of pointers (one index computation per lookup).
+  class block_ring {
+   public:
+    std::size_t size() const noexcept { return count_; }
+    bool empty() const noexcept { return count_ == 0; }
+    std::unique_ptr<block>& operator[](std::size_t k) noexcept {
+      return ring_[(head_ + k) & (ring_.size() - 1)];
+    }
+    const std::unique_ptr<block>& operator[](std::size_t k) const noexcept {
+      return ring_[(head_ + k) & (ring_.size() - 1)];
+    }
+    std::unique_ptr<block>& front() noexcept { return ring_[head_]; }
+    void push_back(std::unique_ptr<block> b);
+    void pop_front() noexcept {
+      head_ = (head_ + 1) & (ring_.size() - 1);
+      --count_;
+    }
+
+   private:
+    std::vector<std::unique_ptr<block>> ring_;  ///< size 0 or a power of two
+    std::size_t head_ = 0;
+    std::size_t count_ = 0;
+  };
+
+  block_ring blocks_;                  ///< blocks_[k] holds first_ + k * block_items...
+  std::uint64_t first_ = 0;            ///< a multiple of block_items
+  std::size_t in_blocks_ = 0;          ///< messages held in blocks_
+  std::map<std::uint64_t, item> old_;  ///< keys below first_
+  std::unique_ptr<block> spare_;       ///< an emptied block, kept for reuse
+};
+
 /// A queue or a dead-letter queue: its messages and who is waiting for them.
 struct queue_core {
-  std::map<std::uint64_t, item> items;  ///< by sequence; ordered for peek
+  item_table items;  ///< by sequence; ordered for peek
   ready_list ready;
   wait_list receivers;
 };
@@ -144,6 +254,32 @@ struct delivery_key {
   bool dead_letter = false;
   std::uint64_t sequence = 0;
   std::uint64_t lock = 0;
+};
+
+/// A mutex for short critical sections between a few threads: a waiter spins briefly before it
+/// parks in the kernel. A queue's lock is held for microseconds at a time while the sender and
+/// the receiver of one queue contend for it all the time; parking at once (std::mutex) cost a
+/// futex sleep and wake-up, and two context switches, per contended hold.
+class spin_then_park_mutex {
+ public:
+  void lock() {
+    std::uint32_t expected = free;
+    if (!state_.compare_exchange_strong(expected, locked, std::memory_order_acquire,
+                                        std::memory_order_relaxed)) {
+      lock_contended();
+    }
+  }
+  void unlock() {
+    if (state_.exchange(free, std::memory_order_release) == contended) state_.notify_one();
+  }
+
+ private:
+  void lock_contended();
+
+  static constexpr std::uint32_t free = 0;
+  static constexpr std::uint32_t locked = 1;
+  static constexpr std::uint32_t contended = 2;  ///< locked, and a waiter may be parked
+  std::atomic<std::uint32_t> state_{free};
 };
 
 /// A queue's lock. One hold of it is one operation for the persistence log: everything the
@@ -160,12 +296,26 @@ class queue_mutex {
   }
   void unlock() {
     if (sink_) sink_->end_operation();
+    if (graveyard_.empty()) {
+      mutex_.unlock();
+      return;
+    }
+    std::vector<std::string> dead;
+    dead.swap(graveyard_);
     mutex_.unlock();
+  }  // `dead` is freed here, after the lock is released
+
+  /// Keeps the body of a message that left the queue until the lock is released, so that
+  /// freeing it (often memory another thread allocated) does not lengthen the critical section.
+  /// Called with the lock held.
+  void discard(std::string&& body) {
+    if (body.capacity() > std::string().capacity()) graveyard_.push_back(std::move(body));
   }
 
  private:
-  std::mutex mutex_;
+  spin_then_park_mutex mutex_;
   event_sink* const sink_;
+  std::vector<std::string> graveyard_;  ///< guarded by mutex_
 };
 
 /// A queue, its dead-letter queue and its sessions, all under one mutex.
@@ -176,6 +326,11 @@ class queue_state : public std::enable_shared_from_this<queue_state> {
               std::shared_ptr<byte_budget> budget, event_sink* sink);
 
   queue_mutex mutex;
+  /// Bumped (under `mutex`) whenever a message becomes ready. A receive that found nothing
+  /// watches it without the lock while it spins briefly before parking, and takes the lock
+  /// again only once it moves.
+  std::atomic<std::uint64_t> readied{0};
+  spin_score receive_spins;  ///< receives waiting for `readied`
 
   std::uint64_t id() const noexcept { return id_; }
   const queue_name& name() const noexcept { return name_; }
@@ -235,6 +390,8 @@ class queue_state : public std::enable_shared_from_this<queue_state> {
   lsn set_session_state(session_slot& slot, std::string state);
 
   queue_stats stats() const;
+  /// Lock expiries still remembered (what their memory is proportional to).
+  std::size_t lock_entries() const noexcept { return lock_fifo_.size() + lock_expiry_.size(); }
   queue_core& core(bool dead_letter) noexcept { return dead_letter ? dlq_ : main_; }
   wait_list& senders() noexcept { return senders_; }
   wait_list& session_acceptors() noexcept { return session_acceptors_; }
@@ -294,9 +451,23 @@ class queue_state : public std::enable_shared_from_this<queue_state> {
   std::deque<std::uint64_t> lapsed_order_;
 
   using timed = std::pair<time_point, std::uint64_t>;
-  std::priority_queue<timed, std::vector<timed>, std::greater<>> scheduled_;    // (visible_at, seq)
-  std::priority_queue<timed, std::vector<timed>, std::greater<>> lock_expiry_;  // (until, seq)
-  std::priority_queue<timed, std::vector<timed>, std::greater<>> ttl_expiry_;   // (expires, seq)
+  std::priority_queue<timed, std::vector<timed>, std::greater<>> scheduled_;  // (visible_at, seq)
+  /// Lock expiries. Most locks are taken for the queue's lock_duration from now, so they expire
+  /// in the order they were taken: those go to `lock_fifo_` (O(1), and an entry whose message was
+  /// settled leaves as soon as it reaches the front instead of staying until its time, so the
+  /// memory follows the locks actually held, not the throughput times lock_duration). The rest
+  /// (session locks, a clock that stepped back) go to the heap; sweep() merges the two.
+  struct lock_entry {
+    time_point until;
+    std::uint64_t key;   ///< heap_key(): sequence plus the dead-letter bit
+    std::uint64_t lock;  ///< the lock generation it was taken with
+  };
+  std::deque<lock_entry> lock_fifo_;
+  std::priority_queue<timed, std::vector<timed>, std::greater<>> lock_expiry_;  // (until, key)
+  void schedule_lock_expiry(const item& it, std::uint64_t key);
+  /// False once the lock `e` was taken with is gone (settled, expired, renewed).
+  bool holds(const lock_entry& e);
+  std::priority_queue<timed, std::vector<timed>, std::greater<>> ttl_expiry_;  // (expires, seq)
   struct session_timed {
     time_point at;
     session_id id;

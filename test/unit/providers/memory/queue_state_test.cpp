@@ -1,0 +1,307 @@
+// The embedded provider's storage and state machine, driven directly (no Asio, no waiting):
+// the ring that holds a queue's messages by sequence, and the rules that move messages through
+// it (lock expiry and redelivery order, abandon, delivery counts, the dead-letter queue and the
+// byte accounting).
+#include "providers/memory/queue_state.hpp"
+
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <mutex>
+#include <qrt/memory.hpp>
+#include <vector>
+
+using namespace std::chrono_literals;
+using qrt::memory::detail::item;
+using qrt::memory::detail::item_table;
+using qrt::memory::detail::queue_state;
+
+namespace {
+
+std::vector<std::uint64_t> sequences(const item_table& t, std::uint64_t from = 0) {
+  std::vector<std::uint64_t> out;
+  t.for_each_from(from, [&](const item& i) {
+    out.push_back(i.stored.sequence);
+    return true;
+  });
+  return out;
+}
+
+item& add(item_table& t, std::uint64_t seq) {
+  item& i = t.emplace(seq);
+  i.stored.sequence = seq;
+  return i;
+}
+
+}  // namespace
+
+TEST(ItemTable, FindsAddsAndErasesInAnyOrder) {
+  item_table t;
+  for (std::uint64_t s = 1; s <= 10; ++s) add(t, s);
+  EXPECT_EQ(t.size(), 10u);
+  t.erase(5);
+  t.erase(1);
+  t.erase(10);
+  t.erase(42);  // absent: nothing happens
+  EXPECT_EQ(t.size(), 7u);
+  EXPECT_EQ(t.find(5), nullptr);
+  EXPECT_EQ(t.find(1), nullptr);
+  ASSERT_NE(t.find(2), nullptr);
+  EXPECT_EQ(t.find(2)->stored.sequence, 2u);
+  EXPECT_EQ(sequences(t), (std::vector<std::uint64_t>{2, 3, 4, 6, 7, 8, 9}));
+  EXPECT_EQ(sequences(t, 7), (std::vector<std::uint64_t>{7, 8, 9}));
+}
+
+TEST(ItemTable, ReusedItemsStartFresh) {
+  item_table t;
+  item& first = add(t, 1);
+  first.stored.content.body = "payload";
+  first.stored.delivery_count = 3;
+  first.lock = 9;
+  first.stored.content.body.clear();
+  t.erase(1);
+  item& second = add(t, 2);
+  EXPECT_TRUE(second.stored.content.body.empty());
+  EXPECT_EQ(second.stored.delivery_count, 0u);
+  EXPECT_EQ(second.lock, 0u);
+  EXPECT_EQ(second.state, qrt::memory::detail::item_state::ready);
+}
+
+// One message stays while a hundred thousand newer ones come and go: it is still found, the
+// order holds, and the ring does not stretch over every sequence that passed.
+TEST(ItemTable, AMessageThatStaysDoesNotPinTheRing) {
+  item_table t;
+  add(t, 1);
+  std::uint64_t seq = 2;
+  for (int round = 0; round < 100'000; ++round, ++seq) {
+    add(t, seq);
+    if (seq > 4) t.erase(seq - 3);
+  }
+  EXPECT_EQ(t.size(), 4u);
+  EXPECT_LE(t.ring_slots(), 1024u);
+  ASSERT_NE(t.find(1), nullptr);
+  EXPECT_EQ(sequences(t), (std::vector<std::uint64_t>{1, seq - 3, seq - 2, seq - 1}));
+  t.erase(1);
+  EXPECT_EQ(t.find(1), nullptr);
+  EXPECT_EQ(sequences(t), (std::vector<std::uint64_t>{seq - 3, seq - 2, seq - 1}));
+}
+
+// A dead-letter queue sees only some sequences, far apart.
+TEST(ItemTable, SequencesFarApartKeepTheirOrder) {
+  item_table t;
+  add(t, 10);
+  add(t, 1'000'000);
+  add(t, 5'000'000'000);
+  add(t, 5'000'000'001);
+  EXPECT_EQ(sequences(t),
+            (std::vector<std::uint64_t>{10, 1'000'000, 5'000'000'000, 5'000'000'001}));
+  EXPECT_EQ(sequences(t, 11),
+            (std::vector<std::uint64_t>{1'000'000, 5'000'000'000, 5'000'000'001}));
+  t.erase(1'000'000);
+  EXPECT_EQ(t.find(1'000'000), nullptr);
+  ASSERT_NE(t.find(10), nullptr);
+  ASSERT_NE(t.find(5'000'000'001), nullptr);
+  EXPECT_EQ(t.size(), 3u);
+}
+
+TEST(ItemTable, GrowsAndShrinksWithoutLosingMessages) {
+  item_table t;
+  for (std::uint64_t s = 1; s <= 50'000; ++s) add(t, s);
+  for (std::uint64_t s = 1; s <= 49'990; ++s) t.erase(s);
+  EXPECT_EQ(t.size(), 10u);
+  EXPECT_EQ(sequences(t).front(), 49'991u);
+  for (std::uint64_t s = 50'001; s <= 50'010; ++s) add(t, s);
+  EXPECT_EQ(sequences(t).size(), 20u);
+  EXPECT_EQ(sequences(t).back(), 50'010u);
+}
+
+namespace {
+
+struct state_fixture : ::testing::Test {
+  qrt::queue_options options() {
+    qrt::queue_options o;
+    o.lock_duration = 1000ms;
+    o.max_delivery_count = 3;
+    return o;
+  }
+  std::shared_ptr<qrt::memory::detail::byte_budget> budget =
+      std::make_shared<qrt::memory::detail::byte_budget>(1 << 20);
+  std::shared_ptr<queue_state> q = std::make_shared<queue_state>(
+      1, qrt::queue_name::from("q"), options(), 1000, 1000, 0, budget, nullptr);
+  qrt::time_point t0 = qrt::clock::now();
+  qrt::memory::detail::lsn last = 0;
+
+  void send(const std::string& body, qrt::time_point now) {
+    qrt::message m;
+    m.body = body;
+    const auto bytes = qrt::memory::accounted_bytes(m);
+    ASSERT_TRUE(budget->try_reserve(bytes));
+    std::lock_guard lock(q->mutex);
+    q->enqueue(std::move(m), bytes, now, last);
+  }
+  std::vector<qrt::received_message> take(std::size_t n, qrt::time_point now) {
+    std::vector<qrt::received_message> out;
+    std::lock_guard lock(q->mutex);
+    q->sweep(now);
+    q->take(false, n, now, out, 7, last);
+    return out;
+  }
+  std::vector<qrt::received_message> take_dead(std::size_t n, qrt::time_point now) {
+    std::vector<qrt::received_message> out;
+    std::lock_guard lock(q->mutex);
+    q->sweep(now);
+    q->take(true, n, now, out, 7, last);
+    return out;
+  }
+  qrt::result<void> settle(const qrt::received_message& m, qrt::settle_action a,
+                           qrt::time_point now) {
+    std::lock_guard lock(q->mutex);
+    q->sweep(now);
+    const qrt::memory::detail::delivery_key key{
+        (m.receipt.item >> 63) != 0, m.receipt.item & ~(std::uint64_t{1} << 63), m.receipt.lock};
+    return q->settle(key, {m.receipt, a, "r", "d"}, now, last);
+  }
+  static std::vector<std::string> bodies(const std::vector<qrt::received_message>& v) {
+    std::vector<std::string> out;
+    for (const auto& m : v) out.push_back(m.body);
+    return out;
+  }
+};
+
+}  // namespace
+
+// Expired locks put their messages back in sequence order, ahead of newer messages, with the
+// delivery count kept; the stale receipt then fails.
+TEST_F(state_fixture, LockExpiryRedeliversInSequenceOrderBeforeNewerMessages) {
+  for (const char* b : {"a", "b", "c", "d"}) send(b, t0);
+  auto first = take(2, t0);
+  ASSERT_EQ(bodies(first), (std::vector<std::string>{"a", "b"}));
+  auto later = t0 + 2000ms;  // both locks lapsed
+  auto again = take(4, later);
+  EXPECT_EQ(bodies(again), (std::vector<std::string>{"a", "b", "c", "d"}));
+  EXPECT_EQ(again[0].delivery_count, 2u);
+  EXPECT_EQ(again[2].delivery_count, 1u);
+  auto stale = settle(first[0], qrt::settle_action::complete, later);
+  ASSERT_FALSE(stale);
+  EXPECT_EQ(stale.error().code, qrt::errc::receipt_expired);
+}
+
+TEST_F(state_fixture, AbandonedMessageComesBackFirst) {
+  for (const char* b : {"a", "b", "c"}) send(b, t0);
+  auto got = take(1, t0);
+  ASSERT_EQ(bodies(got), (std::vector<std::string>{"a"}));
+  ASSERT_TRUE(settle(got[0], qrt::settle_action::abandon, t0));
+  auto next = take(3, t0);
+  EXPECT_EQ(bodies(next), (std::vector<std::string>{"a", "b", "c"}));
+  EXPECT_EQ(next[0].delivery_count, 2u);
+  auto reused = settle(got[0], qrt::settle_action::complete, t0);
+  ASSERT_FALSE(reused);
+  EXPECT_EQ(reused.error().code, qrt::errc::invalid_receipt);
+}
+
+// Past max_delivery_count the message moves to the dead-letter queue with its count and body;
+// its bytes stay counted until it leaves memory, then all of them are returned.
+TEST_F(state_fixture, MaxDeliveriesMoveToTheDeadLetterQueueAndBytesAreAccounted) {
+  send("poison", t0);
+  send("fine", t0);
+  qrt::message poison;
+  poison.body = "poison";
+  qrt::message fine_one;
+  fine_one.body = "fine";
+  const auto poison_bytes = qrt::memory::accounted_bytes(poison);
+  for (int i = 0; i < 3; ++i) {
+    auto got = take(1, t0);
+    ASSERT_EQ(bodies(got), (std::vector<std::string>{"poison"}));
+    EXPECT_EQ(got[0].delivery_count, static_cast<std::uint32_t>(i + 1));
+    ASSERT_TRUE(settle(got[0], qrt::settle_action::abandon, t0));
+  }
+  EXPECT_EQ(q->stats().dead_lettered, 1);
+  auto fine = take(5, t0);
+  ASSERT_EQ(bodies(fine), (std::vector<std::string>{"fine"}));
+  ASSERT_TRUE(settle(fine[0], qrt::settle_action::complete, t0));
+  EXPECT_EQ(budget->used(), poison_bytes);  // the dead letter still counts
+
+  auto dead = take_dead(5, t0);
+  ASSERT_EQ(bodies(dead), (std::vector<std::string>{"poison"}));
+  EXPECT_EQ(dead[0].delivery_count, 4u);
+  ASSERT_TRUE(dead[0].dead_letter);
+  EXPECT_EQ(dead[0].dead_letter->reason, "MaxDeliveryCountExceeded");
+  ASSERT_TRUE(settle(dead[0], qrt::settle_action::complete, t0));
+  EXPECT_EQ(budget->used(), 0u);
+  EXPECT_EQ(budget->peak(), poison_bytes + qrt::memory::accounted_bytes(fine_one));
+}
+
+// Many messages pass one that is held under a long lock: the held one is still settled, and
+// peek and stats see exactly what is stored.
+TEST_F(state_fixture, HeldMessageSurvivesHeavyTrafficAroundIt) {
+  send("held", t0);
+  auto held = take(1, t0);
+  ASSERT_EQ(held.size(), 1u);
+  for (int i = 0; i < 5000; ++i) {
+    send("x", t0);
+    auto got = take(1, t0);
+    ASSERT_EQ(got.size(), 1u);
+    ASSERT_TRUE(settle(got[0], qrt::settle_action::complete, t0));
+  }
+  send("last", t0);
+  {
+    std::vector<qrt::received_message> peeked;
+    std::lock_guard lock(q->mutex);
+    q->peek(false, 10, 0, peeked);
+    EXPECT_EQ(bodies(peeked), (std::vector<std::string>{"held", "last"}));
+    const auto s = q->stats();
+    EXPECT_EQ(s.in_flight, 1);
+    EXPECT_EQ(s.active, 1);
+  }
+  ASSERT_TRUE(settle(held[0], qrt::settle_action::complete, t0));
+  auto rest = take(5, t0);
+  EXPECT_EQ(bodies(rest), (std::vector<std::string>{"last"}));
+}
+
+// A renewed lock outlives the others; a lock taken with an earlier clock reading (the wall
+// clock stepped back) still expires at its own time.
+TEST_F(state_fixture, LocksExpireAtTheirOwnTimeWhateverTheOrderTheyWereTaken) {
+  for (const char* b : {"a", "b", "c"}) send(b, t0);
+  auto a = take(1, t0 + 100ms);  // locked until t0 + 1100
+  auto b = take(1, t0);          // the clock stepped back: locked until t0 + 1000
+  ASSERT_EQ(bodies(a), (std::vector<std::string>{"a"}));
+  ASSERT_EQ(bodies(b), (std::vector<std::string>{"b"}));
+  {
+    std::lock_guard lock(q->mutex);
+    const qrt::memory::detail::delivery_key key{false, a[0].receipt.item, a[0].receipt.lock};
+    auto renewed = q->renew(key, t0 + 500ms);  // now until t0 + 1500
+    ASSERT_TRUE(renewed);
+  }
+  auto at_1050 = take(5, t0 + 1050ms);  // b's lock lapsed, a's holds
+  EXPECT_EQ(bodies(at_1050), (std::vector<std::string>{"b", "c"}));
+  ASSERT_TRUE(settle(a[0], qrt::settle_action::complete, t0 + 1400ms));
+  auto stale = settle(b[0], qrt::settle_action::complete, t0 + 1400ms);
+  ASSERT_FALSE(stale);
+  EXPECT_EQ(stale.error().code, qrt::errc::receipt_expired);
+}
+
+// Settled messages do not leave their lock expiry behind for the whole lock duration.
+TEST_F(state_fixture, LockBookkeepingFollowsTheLocksHeldNotTheThroughput) {
+  for (int i = 0; i < 10'000; ++i) {
+    send("x", t0);
+    auto got = take(1, t0);
+    ASSERT_EQ(got.size(), 1u);
+    ASSERT_TRUE(settle(got[0], qrt::settle_action::complete, t0));
+  }
+  std::lock_guard lock(q->mutex);
+  EXPECT_LE(q->lock_entries(), 2u);
+}
+
+// Spins that keep running out stop (but for a probe every 32nd time); hits bring them back.
+TEST(SpinScore, StopsSpinningWhereItDoesNotPayAndRecovers) {
+  qrt::memory::detail::spin_score s;
+  EXPECT_TRUE(s.worth_trying());
+  s.record(false);
+  EXPECT_FALSE(s.worth_trying() && s.worth_trying());  // at zero: one probe in 32 at most
+  int tries = 0;
+  for (int i = 0; i < 64; ++i) tries += s.worth_trying() ? 1 : 0;
+  EXPECT_EQ(tries, 2);
+  s.record(true);
+  EXPECT_TRUE(s.worth_trying());
+  EXPECT_TRUE(s.worth_trying());
+}
