@@ -69,12 +69,14 @@ class config {
   /// and the variables ignored are named (never their values) in one warning on stderr, once
   /// per process for each set of names.
   result<void> reject_unknown(std::span<const std::string_view> known) const;
+  /// As above, for a list written in place.
   result<void> reject_unknown(std::initializer_list<std::string_view> known) const {
     return reject_unknown(std::span<const std::string_view>(known.begin(), known.size()));
   }
   /// The environment variables reject_unknown() would ignore for `known` (their names).
   std::vector<std::string> unknown_environment_variables(
       std::span<const std::string_view> known) const;
+  /// As above, for a list written in place.
   std::vector<std::string> unknown_environment_variables(
       std::initializer_list<std::string_view> known) const {
     return unknown_environment_variables(
