@@ -477,7 +477,8 @@ class AmqpConfigKey : public ::testing::TestWithParam<key_row> {
     tcp::acceptor silent(io, {asio::ip::make_address("127.0.0.1"), 0});
     auto p = make(rabbit(
         {{"port", std::to_string(silent.local_endpoint().port())}, {"connect_timeout", "300ms"}}));
-    auto f = io_.start(p->receive(queue_name::from("q"), 1, 120s));
+    const auto q = queue_name::from("q");  // outlives the call, which runs on another thread
+    auto f = io_.start(p->receive(q, 1, 120s));
     ASSERT_EQ(f.wait_for(30s), std::future_status::ready) << "still connecting";
     auto r = f.get();
     ASSERT_FALSE(r);

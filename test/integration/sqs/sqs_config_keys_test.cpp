@@ -795,8 +795,8 @@ class SqsConfigKey : public qrt::test::sqs_fixture, public ::testing::WithParamI
       return std::nullopt;
     });
     auto p = from(with(at(fake.url()), {{"max_retries", "1"}, {"retry_base_delay", "1h"}}));
-    auto f = asio::co_spawn(io_, p->send(queue_name::from("q"), {qrt::test::text("x")}, 120s),
-                            asio::use_future);
+    const auto q = queue_name::from("q");  // outlives the call, which runs on `runner`
+    auto f = asio::co_spawn(io_, p->send(q, {qrt::test::text("x")}, 120s), asio::use_future);
     io_.restart();
     std::thread runner([this] { io_.run(); });
     // A one-second window in which the retry must not come (polled, not slept through).
