@@ -24,10 +24,20 @@ using namespace std::chrono_literals;
 
 namespace {
 
-double cpu_micros_self() {
+struct cpu_micros {
+  double user = 0;
+  double system = 0;
+  double total() const { return user + system; }
+  cpu_micros operator-(const cpu_micros& earlier) const {
+    return {user - earlier.user, system - earlier.system};
+  }
+};
+
+cpu_micros cpu_micros_self() {
   rusage u{};
   getrusage(RUSAGE_SELF, &u);
-  return (u.ru_utime.tv_sec + u.ru_stime.tv_sec) * 1e6 + u.ru_utime.tv_usec + u.ru_stime.tv_usec;
+  return {static_cast<double>(u.ru_utime.tv_sec) * 1e6 + static_cast<double>(u.ru_utime.tv_usec),
+          static_cast<double>(u.ru_stime.tv_sec) * 1e6 + static_cast<double>(u.ru_stime.tv_usec)};
 }
 
 // utime + stime of another process, from /proc (the emulator is our child but still running).
@@ -102,7 +112,7 @@ int main(int argc, char** argv) {
   io.run();
   const double send_s =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  const double send_cpu = cpu_micros_self() - cpu0;
+  const cpu_micros send_cpu = cpu_micros_self() - cpu0;
   const double send_server_cpu = cpu_micros_of(server.pid()) - server_cpu0;
 
   // ---- qrt: receive + complete ----
@@ -131,16 +141,19 @@ int main(int argc, char** argv) {
   io.run();
   const double recv_s =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  const double recv_cpu = cpu_micros_self() - cpu0;
+  const cpu_micros recv_cpu = cpu_micros_self() - cpu0;
   const double recv_server_cpu = cpu_micros_of(server.pid()) - server_cpu0;
 
   std::printf(
       "{\"client\":\"qrt\",\"messages\":%zu,\"received\":%zu,\"failures\":%zu,"
-      "\"send_msgs_per_s\":%.0f,\"send_cpu_us_per_msg\":%.1f,\"send_emulator_cpu_us_per_msg\":%.1f,"
-      "\"recv_msgs_per_s\":%.0f,\"recv_cpu_us_per_msg\":%.1f,\"recv_emulator_cpu_us_per_msg\":%.1f}"
-      "\n",
-      total, received.load(), failures.load(), total / send_s, send_cpu / total,
-      send_server_cpu / total, received / recv_s, recv_cpu / received, recv_server_cpu / received);
+      "\"send_msgs_per_s\":%.0f,\"send_cpu_us_per_msg\":%.1f,\"send_user_us_per_msg\":%.2f,"
+      "\"send_system_us_per_msg\":%.2f,\"send_emulator_cpu_us_per_msg\":%.1f,"
+      "\"recv_msgs_per_s\":%.0f,\"recv_cpu_us_per_msg\":%.1f,\"recv_user_us_per_msg\":%.2f,"
+      "\"recv_system_us_per_msg\":%.2f,\"recv_emulator_cpu_us_per_msg\":%.1f}\n",
+      total, received.load(), failures.load(), total / send_s, send_cpu.total() / total,
+      send_cpu.user / total, send_cpu.system / total, send_server_cpu / total, received / recv_s,
+      recv_cpu.total() / received, recv_cpu.user / received, recv_cpu.system / received,
+      recv_server_cpu / received);
   std::fflush(stdout);
 
   // ---- the JS SDK, same emulator, its own queue ----

@@ -1,7 +1,7 @@
 // The same workload as qrt_sqs_bench, through the official AWS SDK for JavaScript, for a
 // side-by-side figure: N messages sent with SendMessageBatch by C concurrent senders, then
 // received (10 per call, long poll) and deleted with DeleteMessageBatch by C concurrent
-// consumers. Prints one JSON line with throughput and this process's CPU per message.
+// consumers. Prints one JSON line with throughput and this process's CPU per message (user and system apart).
 //   QRT_SQS_SERVERS_DIR=test/servers/sqs node sdk_bench.mjs <endpoint> <queue> <messages> <size> <concurrency>
 // The SDK is installed with the test servers (test/servers/sqs/node_modules).
 import { createRequire } from "node:module";
@@ -16,10 +16,9 @@ const client = new SQSClient({ endpoint, region: "us-east-1",
 const { QueueUrl } = await client.send(new GetQueueUrlCommand({ QueueName: queue }));
 const body = "x".repeat(size);
 
-function cpuMicros() { const u = process.cpuUsage(); return u.user + u.system; }
 
 let next = 0;
-let cpu0 = cpuMicros(), t0 = performance.now();
+let cpu0 = process.cpuUsage(), t0 = performance.now();
 await Promise.all(Array.from({ length: concurrency }, async () => {
   while (next < total) {
     const start = next; next = Math.min(total, next + 10);
@@ -29,10 +28,10 @@ await Promise.all(Array.from({ length: concurrency }, async () => {
     if (r.Failed && r.Failed.length) throw new Error(JSON.stringify(r.Failed));
   }
 }));
-const sendSeconds = (performance.now() - t0) / 1000, sendCpu = cpuMicros() - cpu0;
+const sendSeconds = (performance.now() - t0) / 1000, sendCpu = process.cpuUsage(cpu0);
 
 let received = 0;
-cpu0 = cpuMicros(); t0 = performance.now();
+cpu0 = process.cpuUsage(); t0 = performance.now();
 await Promise.all(Array.from({ length: concurrency }, async () => {
   while (received < total) {
     const r = await client.send(new ReceiveMessageCommand({ QueueUrl, MaxNumberOfMessages: 10,
@@ -44,9 +43,12 @@ await Promise.all(Array.from({ length: concurrency }, async () => {
       Entries: batch.map((m, k) => ({ Id: String(k), ReceiptHandle: m.ReceiptHandle })) }));
   }
 }));
-const recvSeconds = (performance.now() - t0) / 1000, recvCpu = cpuMicros() - cpu0;
+const recvSeconds = (performance.now() - t0) / 1000, recvCpu = process.cpuUsage(cpu0);
 process.stdout.write(JSON.stringify({
   client: "aws-sdk-js", messages: total, received,
-  send_msgs_per_s: total / sendSeconds, send_cpu_us_per_msg: sendCpu / total,
-  recv_msgs_per_s: received / recvSeconds, recv_cpu_us_per_msg: recvCpu / received,
+  send_msgs_per_s: total / sendSeconds, send_cpu_us_per_msg: (sendCpu.user + sendCpu.system) / total,
+  send_user_us_per_msg: sendCpu.user / total, send_system_us_per_msg: sendCpu.system / total,
+  recv_msgs_per_s: received / recvSeconds,
+  recv_cpu_us_per_msg: (recvCpu.user + recvCpu.system) / received,
+  recv_user_us_per_msg: recvCpu.user / received, recv_system_us_per_msg: recvCpu.system / received,
 }) + "\n");

@@ -83,6 +83,7 @@ boost::asio::awaitable<void> run_qrt(qrt::queue_client& client,
     for (auto& outcome : outcomes.value()) (void)outcome.value();
   }
   const auto t1 = std::chrono::steady_clock::now();
+  const cpu_time cpu_sent = cpu_seconds();
   std::size_t received = 0;
   while (received < count) {
     auto received_now = co_await client.receive(q, 50, 5s);
@@ -100,14 +101,21 @@ boost::asio::awaitable<void> run_qrt(qrt::queue_client& client,
   const double user = cpu1.user - cpu0.user;
   const double system = cpu1.system - cpu0.system;
   const double ops = static_cast<double>(count + received);
+  const auto per_message = [](double seconds, std::size_t n) {
+    return seconds * 1e6 / static_cast<double>(n);
+  };
   std::printf(
       "{\"client\":\"qrt\",\"preset\":\"%s\",\"count\":%zu,\"size\":%zu,\"received\":%zu,"
       "\"send_per_s\":%.0f,\"receive_complete_per_s\":%.0f,\"cpu_us_per_message\":%.2f,"
       "\"user_us_per_message\":%.2f,\"system_us_per_message\":%.2f,"
-      "\"peer_cpu_share\":%.2f}\n",
+      "\"send_user_us\":%.2f,\"send_system_us\":%.2f,"
+      "\"receive_user_us\":%.2f,\"receive_system_us\":%.2f,\"peer_cpu_share\":%.2f}\n",
       preset.c_str(), count, size, received, static_cast<double>(count) / secs(t0, t1),
       static_cast<double>(received) / secs(t1, t2), (user + system) * 1e6 / ops, user * 1e6 / ops,
-      system * 1e6 / ops, peer_cpu / secs(t0, t2));
+      system * 1e6 / ops, per_message(cpu_sent.user - cpu0.user, count),
+      per_message(cpu_sent.system - cpu0.system, count),
+      per_message(cpu1.user - cpu_sent.user, received),
+      per_message(cpu1.system - cpu_sent.system, received), peer_cpu / secs(t0, t2));
   std::fflush(stdout);
   co_await client.close();
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // The official SDK's side of the Service Bus benchmark: sends COUNT messages of SIZE bytes in
 // batches, then receives (peek-lock, prefetch 50) and completes them all; prints one JSON line
-// with messages/s per phase and this process's CPU time per message.
+// with messages/s, and this process's user and system CPU time per message, per phase.
 //   node sdk-bench.js PORT QUEUE COUNT SIZE
 'use strict';
 
@@ -27,6 +27,8 @@ async function main() {
     await sender.sendMessages(batch);
   }
   const t1 = process.hrtime.bigint();
+  const sendCpu = process.cpuUsage(cpu0);
+  const cpu1 = process.cpuUsage();
   const receiver = client.createReceiver(queue, { prefetchCount: 50 });
   let received = 0;
   while (received < count) {
@@ -36,6 +38,7 @@ async function main() {
     received += got.length;
   }
   const t2 = process.hrtime.bigint();
+  const receiveCpu = process.cpuUsage(cpu1);
   const cpu = process.cpuUsage(cpu0);
   await receiver.close();
   await sender.close();
@@ -46,6 +49,10 @@ async function main() {
     send_per_s: Math.round(count / seconds(t0, t1)),
     receive_complete_per_s: Math.round(received / seconds(t1, t2)),
     cpu_us_per_message: Math.round((cpu.user + cpu.system) / (count + received) * 100) / 100,
+    send_user_us: Math.round(sendCpu.user / count * 100) / 100,
+    send_system_us: Math.round(sendCpu.system / count * 100) / 100,
+    receive_user_us: Math.round(receiveCpu.user / received * 100) / 100,
+    receive_system_us: Math.round(receiveCpu.system / received * 100) / 100,
   }));
 }
 
