@@ -8,6 +8,7 @@
 #include <random>
 
 #include "core/config_binder.hpp"
+#include "core/random_id.hpp"
 #include "providers/amqp/connection.hpp"
 #include "providers/amqp/mapping.hpp"
 #include "providers/amqp/message_codec.hpp"
@@ -30,17 +31,6 @@ options options::for_rabbitmq() {
 namespace {
 
 std::atomic<std::uint64_t> next_provider_id{1};
-
-std::string random_id() {
-  thread_local std::mt19937_64 rng{std::random_device{}()};
-  static constexpr char digits[] = "0123456789abcdef";
-  std::string out(32, '0');
-  for (std::size_t i = 0; i < out.size(); i += 16) {
-    std::uint64_t v = rng();
-    for (std::size_t j = 0; j < 16; ++j, v >>= 4) out[i + j] = digits[v & 0xF];
-  }
-  return out;
-}
 
 /// Parses "amqp[s]://[user[:password]@]host[:port][/]" into `o`.
 result<void> apply_url(options& o, std::string_view url) {
@@ -162,7 +152,7 @@ class amqp_provider final : public provider {
                                                    std::to_string(opts_.max_message_bytes) + ")");
         continue;
       }
-      if (m.id.empty()) m.id = random_id();
+      if (m.id.empty()) m.id = qrt::detail::random_hex_id();
       out[i] = m.id;
       positions.push_back(i);
       detail::outgoing_delivery d;

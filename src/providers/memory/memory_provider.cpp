@@ -15,6 +15,7 @@
 #include <unordered_map>
 #include <utility>
 
+#include "core/random_id.hpp"
 #include "queue_state.hpp"
 #ifdef QRT_WITH_PERSISTENCE
 #include "log/persistent_log.hpp"
@@ -232,8 +233,7 @@ class memory_provider final : public provider,
     caps_.max_delivery_count = true;
     caps_.session_state = true;
     caps_.queue_management = true;
-    std::random_device rd;
-    id_prefix_ = std::uniform_int_distribution<std::uint64_t>(0, 0xfffffffffULL)(rd);
+    id_prefix_ = qrt::detail::random_u64() & 0xfffffffffULL;
   }
 
   ~memory_provider() override {
