@@ -58,9 +58,24 @@ const binder& keys() {
       binder::text("managed_identity_endpoint", &options::managed_identity_endpoint,
                    "auth=managed_identity: the token endpoint (empty: from the environment, "
                    "else IMDS)"),
-      binder::choice(
-          "transport_type", &options::transport,
-          {{"amqp", transport_type::amqp}, {"amqp_websockets", transport_type::amqp_websockets}},
+      binder::custom(
+          "transport_type",
+          [](std::string_view name, options& o) -> result<void> {
+            if (name == "amqp") {
+              o.transport = transport_type::amqp;
+              return {};
+            }
+            if (name == "amqp_websockets") {
+              // Named by Azure's SDKs, so a config may carry it: say why it is refused.
+              return qrt::detail::config_field_error(
+                  "transport_type",
+                  "amqp_websockets (AMQP over WebSockets, port 443) is not built; use amqp "
+                  "(TCP 5671 with TLS)");
+            }
+            return qrt::detail::config_field_error(
+                "transport_type",
+                "unknown value '" + std::string(name.substr(0, 64)) + "' (one of: amqp)");
+          },
           "amqp (TCP 5671 with TLS); amqp_websockets is not built and is refused"),
       binder::processing("max_concurrent_calls"),
       binder::integer("prefetch_count", &options::prefetch_count, 0, 100'000,
@@ -127,12 +142,6 @@ result<options> options_from_config(const config& cfg) {
     return fail(errc::configuration_error,
                 "servicebus: field 'tls_verify' configures TLS, which "
                 "UseDevelopmentEmulator=true in the connection string turns off");
-  }
-  if (o.transport == transport_type::amqp_websockets) {
-    return fail(
-        errc::configuration_error,
-        "servicebus: transport_type amqp_websockets (AMQP over WebSockets, port 443) is not "
-        "built; use amqp (TCP 5671 with TLS)");
   }
   return o;
 }

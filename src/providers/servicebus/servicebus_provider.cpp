@@ -758,11 +758,6 @@ awaitable<result<void>> servicebus_session::close() {
 }  // namespace
 
 result<provider_ptr> make_provider(const options& opts, boost::asio::any_io_executor executor) {
-  if (opts.transport == transport_type::amqp_websockets) {
-    return fail(
-        errc::configuration_error,
-        "servicebus: transport_type amqp_websockets (AMQP over WebSockets) is not built; use amqp");
-  }
   const bool sas = !opts.tokens && opts.auth == auth_method::shared_access_signature;
   auto cs = detail::parse_connection_string(
       opts.connection_string, sas ? detail::credentials::required : detail::credentials::optional);
