@@ -8,4 +8,4 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 cmake --preset release >/dev/null
 cmake --build --preset release -j2 --target qrt_sqs_bench >/dev/null
-build/release/test/integration/sqs/qrt_sqs_bench "${1:-20000}" "${2:-256}" "${3:-8}"
+build/release/bench/sqs/qrt_sqs_bench "${1:-20000}" "${2:-256}" "${3:-8}"

@@ -71,12 +71,9 @@ struct options {
   static options for_rabbitmq();
 };
 
-/// Fields (all optional): provider=amqp, broker (generic|rabbitmq: starts from for_rabbitmq()),
-/// endpoint (sets `url`; the CLI's --endpoint), host, port, tls, tls_verify, tls_ca_file, user,
-/// password, sasl_mechanisms, virtual_host, prefetch, max_concurrent_calls, address_prefix,
-/// declare_prefix, abandon_outcome (modified|released), verify_queue_exists, max_message_bytes,
-/// max_prefetch_bytes, max_links, connect_timeout, idle_timeout, reconnect_max_delay. Unknown
-/// fields are refused.
+/// Reads the keys known_keys() lists, all optional (docs/amqp.md describes each; the list and a
+/// line on each live in one table, src/providers/amqp/amqp_provider.cpp). broker=rabbitmq starts
+/// from for_rabbitmq(); endpoint sets `url` (the CLI's --endpoint). Unknown fields are refused.
 result<options> options_from_config(const config& cfg);
 /// The keys options_from_config() accepts (any other key is refused, naming it).
 std::span<const std::string_view> known_keys() noexcept;

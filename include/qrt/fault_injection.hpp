@@ -2,14 +2,17 @@
 // layers above (retry, breaker, processors) and for benchmarks that model a remote service.
 #pragma once
 
-#include <atomic>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <qrt/provider.hpp>
-#include <random>
 
 namespace qrt {
+
+/// qrt's internals (not part of the API).
+namespace detail {
+/// The session wrapper of fault_injecting_provider (src/resilience).
+class faulty_session;
+}  // namespace detail
 
 /// Which calls a fault applies to (bit mask).
 enum class fault_ops : std::uint32_t {
@@ -65,6 +68,8 @@ class fault_injecting_provider final
  public:
   /// Decorates `inner` with `options`.
   fault_injecting_provider(provider_ptr inner, fault_options options);
+  /// Out of line: the state it owns is defined in the source file.
+  ~fault_injecting_provider() override;
 
   /// Replace the options (rates, latency) from now on.
   void set_options(const fault_options& options);
@@ -101,22 +106,14 @@ class fault_injecting_provider final
       const queue_name& queue, std::optional<session_id> session, milliseconds wait) override;
   awaitable<void> close() override;
 
-  /// Applies latency and decides whether this call fails (used by the session wrapper too).
+ private:
+  friend class detail::faulty_session;
+  /// Applies latency and decides whether this call fails (the session wrapper's calls too).
   awaitable<std::optional<error>> before_call(fault_ops op);
 
- private:
-  std::optional<error> draw(fault_ops op);
-
+  struct state;  ///< options, counters, schedule and draws (src/resilience/fault_injection.cpp)
   provider_ptr inner_;
-  mutable std::mutex mutex_;
-  fault_options options_;
-  std::minstd_rand random_;
-  fault_stats stats_;
-  fault_ops scheduled_ops_ = fault_ops::none;
-  std::uint32_t scheduled_count_ = 0;
-  error scheduled_error_;
-  std::chrono::steady_clock::time_point disconnected_until_{};
-  std::chrono::steady_clock::time_point created_ = std::chrono::steady_clock::now();
+  std::unique_ptr<state> state_;
 };
 
 /// Wraps `inner`; the returned pointer keeps the controls (set_options, fail_next, ...).

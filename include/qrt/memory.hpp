@@ -75,37 +75,15 @@ struct options {
   static options for_testing();
 };
 
-/// Reads the configuration keys below; any other key is refused with an error naming it, and
-/// every key listed acts (test/unit/providers/memory/config_keys_test.cpp shows each one):
-/// - provider=memory: selects this provider.
-/// - preset: high_throughput (10,000 messages per queue, 1,000 per call; a runtime built from
-///   the same config runs one thread per hardware thread) or testing (1,000 per queue, 100 per
-///   call, one thread).
-/// - max_queue_size: messages per queue; at the limit sends wait, then fail with queue_full.
-/// - max_dead_letter_queue_size: messages per dead-letter queue; a full one refuses dead letters.
-/// - enable_persistence, persistence_path: keep every queue in a log under that directory, so
-///   messages survive a restart; the path is required with persistence.
-/// - persistence_open_timeout: how long opening waits for another holder of the directory.
-/// - durability (always|interval|none): a send returns after its record is synced, is synced
-///   every sync_interval, or is never synced (page cache only).
-/// - sync_interval: the sync period of durability=interval (refused with another mode).
-/// - max_disk_bytes: the log's disk budget; at the limit sends wait, then fail with queue_full.
-///   persistence_path, persistence_open_timeout, durability, sync_interval and max_disk_bytes
-///   configure the log: without enable_persistence they are refused, naming the key.
-/// - worker_threads: threads of a qrt::runtime built from this config
-///   (runtime_configuration::from_config); the provider runs on its caller's executor.
-/// - channel_buffer_size: most messages one send or receive call moves (caps().max_batch_messages).
-/// - max_message_bytes: larger messages are refused with message_too_large.
-/// - max_queue_bytes, max_memory_bytes: byte budgets per queue and for the whole provider.
-/// - queues: comma list of queues created at start (other queues must be created).
-/// - lock_duration, max_delivery_count, default_time_to_live, dead_letter_on_expiration,
-///   requires_session: queue_options of the queues created from `queues`: how long a received
-///   message stays locked, after how many deliveries it is dead-lettered, when a message sent
-///   without a time to live expires, whether an expired message is dead-lettered or dropped, and
-///   whether every message needs a session id.
-/// - max_concurrent_calls, prefetch_count, max_auto_lock_renewal_duration: the settings of a
-///   qrt::processor built from this config (processor_options::from_config), so one config
-///   describes both; the provider itself does not read them.
+/// Reads the keys known_keys() lists; any other key is refused with an error naming it. The
+/// list, with a line on what each key does, is one table (src/providers/memory/options.cpp), and
+/// every key acts (test/unit/providers/memory/config_keys_test.cpp shows each one). Beyond a
+/// key's own range: the persistence keys (persistence_path, persistence_open_timeout,
+/// durability, sync_interval, max_disk_bytes) are refused without enable_persistence=true,
+/// sync_interval with a durability other than interval, and enable_persistence without
+/// persistence_path. max_concurrent_calls, prefetch_count and max_auto_lock_renewal_duration are
+/// only checked: they configure a qrt::processor built from the same config
+/// (processor_options::from_config).
 result<options> options_from_config(const config& cfg);
 /// The keys options_from_config() accepts (any other key is refused, naming it).
 std::span<const std::string_view> known_keys() noexcept;

@@ -22,11 +22,9 @@
 
 namespace qrt::servicebus {
 
-/// How the client reaches the namespace. Only plain AMQP (TCP 5671 with TLS, or 5672 for the
-/// development emulator) is built; AMQP over WebSockets (443) is refused with a
-/// configuration_error.
-/// How to reach the namespace: AMQP over TLS (WebSockets is not built and is refused).
-enum class transport_type { amqp, amqp_websockets };
+/// How the client reaches the namespace: AMQP over TCP (5671 with TLS, or 5672 for the
+/// development emulator), the only transport built.
+enum class transport_type { amqp };
 
 /// Where put-token's tokens come from (a `tokens` hook, when set, replaces both).
 enum class auth_method {
@@ -38,7 +36,6 @@ enum class auth_method {
   managed_identity,
 };
 
-/// A token for a put-token that is not a SAS key's (Azure AD / Entra ID): `type` "jwt".
 /// A token for a put-token that is not signed from a SAS key (Azure AD / Entra ID).
 struct access_token {
   std::string token;         ///< secret
@@ -102,11 +99,8 @@ struct options {
   static options for_low_latency();
 };
 
-/// Fields: provider=servicebus, preset (high_throughput|low_latency), connection_string,
-/// auth (sas|managed_identity), managed_identity_client_id, managed_identity_endpoint,
-/// transport_type (amqp|amqp_websockets), max_concurrent_calls, prefetch_count,
-/// max_auto_lock_renewal_duration, token_lifetime, operation_timeout, max_message_bytes,
-/// max_prefetch_bytes, max_links, tls_verify, test_peer_admin. Unknown fields are refused; the
+/// Reads the keys known_keys() lists (docs/servicebus.md describes each; the list and a line on
+/// each live in one table, src/providers/servicebus/options.cpp). Unknown keys are refused; the
 /// connection string is checked here (errors name the bad part and never echo the key).
 result<options> options_from_config(const config& cfg);
 /// The keys options_from_config() accepts (any other key is refused, naming it).

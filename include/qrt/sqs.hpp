@@ -85,14 +85,10 @@ struct options {
   static options for_cost_optimization();
 };
 
-/// Fields (flat keys): provider=sqs, preset (high_throughput|cost_optimization), region,
-/// endpoint, access_key_id, secret_access_key, session_token, profile, verify_tls, ca_file,
-/// max_number_of_messages, wait_time, visibility_timeout, receive_request_attempt_id,
-/// abandon_visibility, default_message_group, max_message_bytes, max_idle_connections,
-/// max_connections, connect_timeout, request_timeout, max_retries, retry_base_delay; and
-/// max_concurrent_calls, prefetch_count, max_auto_lock_renewal_duration, which the provider does
-/// not read: they configure a qrt::processor built from the same config
-/// (processor_options::from_config). Unknown or malformed fields fail with
+/// Reads the keys known_keys() lists (docs/sqs.md describes each; the list and a line on each
+/// live in one table, src/providers/sqs/options.cpp). max_concurrent_calls, prefetch_count and
+/// max_auto_lock_renewal_duration are only checked: they configure a qrt::processor built from
+/// the same config (processor_options::from_config). Unknown or malformed fields fail with
 /// errc::configuration_error naming the field.
 result<options> options_from_config(const config& cfg);
 /// The keys options_from_config() accepts (any other key is refused, naming it).

@@ -13,6 +13,8 @@
 #include <set>
 #include <sstream>
 
+#include "config_binder.hpp"
+
 extern char** environ;
 
 namespace qrt {
@@ -347,16 +349,26 @@ std::string config::to_string() const {
 }
 
 result<void> check_processing_keys(const config& cfg) {
-  if (auto calls = cfg.get_uint("max_concurrent_calls", 1, 1, 10'000); !calls) {
-    return calls.error();
+  for (auto key : processing_keys) {
+    if (!cfg.contains(key)) continue;
+    if (auto r = detail::check_processing_key(cfg, key); !r) return r.error();
   }
-  if (auto prefetch = cfg.get_uint("prefetch_count", 0, 0, 100'000); !prefetch) {
-    return prefetch.error();
-  }
-  if (auto renewal = cfg.get_duration("max_auto_lock_renewal_duration", {}); !renewal) {
+  return {};
+}
+
+namespace detail {
+
+result<void> check_processing_key(const config& cfg, std::string_view key) {
+  if (key == "max_concurrent_calls") {
+    if (auto calls = cfg.get_uint(key, 1, 1, 10'000); !calls) return calls.error();
+  } else if (key == "prefetch_count") {
+    if (auto prefetch = cfg.get_uint(key, 0, 0, 100'000); !prefetch) return prefetch.error();
+  } else if (auto renewal = cfg.get_duration(key, {}); !renewal) {
     return renewal.error();
   }
   return {};
 }
+
+}  // namespace detail
 
 }  // namespace qrt

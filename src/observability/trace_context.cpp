@@ -2,6 +2,8 @@
 #include <qrt/trace_context.hpp>
 #include <random>
 
+#include "core/random_id.hpp"
+
 namespace qrt::tracing {
 namespace {
 
@@ -38,9 +40,8 @@ bool all_zero(const std::array<std::uint8_t, N>& a) {
 
 template <std::size_t N>
 void fill_random(std::array<std::uint8_t, N>& out) {
-  thread_local std::mt19937_64 rng{std::random_device{}()};
   do {
-    for (auto& b : out) b = static_cast<std::uint8_t>(rng());
+    qrt::detail::random_bytes(out);
   } while (all_zero(out));
 }
 

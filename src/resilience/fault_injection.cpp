@@ -1,9 +1,12 @@
+#include <mutex>
 #include <qrt/fault_injection.hpp>
 #include <qrt/retry.hpp>
+#include <random>
 
 namespace qrt {
-namespace {
+namespace detail {
 
+// A session of a fault_injecting_provider: its calls draw faults as the provider's do.
 class faulty_session final : public session_receiver {
  public:
   faulty_session(std::shared_ptr<session_receiver> inner,
@@ -39,69 +42,85 @@ class faulty_session final : public session_receiver {
   std::shared_ptr<fault_injecting_provider> owner_;
 };
 
-}  // namespace
+}  // namespace detail
+
+/// What the decorator decides from: kept here, out of the public header.
+struct fault_injecting_provider::state {
+  explicit state(const fault_options& o) : options(o), random(static_cast<std::uint32_t>(o.seed)) {}
+
+  std::optional<error> draw(fault_ops op);
+
+  mutable std::mutex mutex;
+  fault_options options;
+  std::minstd_rand random;
+  fault_stats stats;
+  fault_ops scheduled_ops = fault_ops::none;
+  std::uint32_t scheduled_count = 0;
+  error scheduled_error;
+  std::chrono::steady_clock::time_point disconnected_until{};
+  std::chrono::steady_clock::time_point created = std::chrono::steady_clock::now();
+};
 
 fault_injecting_provider::fault_injecting_provider(provider_ptr inner, fault_options options)
-    : inner_(std::move(inner)),
-      options_(options),
-      random_(static_cast<std::uint32_t>(options.seed)) {}
+    : inner_(std::move(inner)), state_(std::make_unique<state>(options)) {}
+
+fault_injecting_provider::~fault_injecting_provider() = default;
 
 void fault_injecting_provider::set_options(const fault_options& options) {
-  std::lock_guard lock(mutex_);
-  options_ = options;
+  std::lock_guard lock(state_->mutex);
+  state_->options = options;
 }
 
 void fault_injecting_provider::fail_next(fault_ops ops, std::uint32_t count, error failure) {
-  std::lock_guard lock(mutex_);
-  scheduled_ops_ = ops;
-  scheduled_count_ = count;
-  scheduled_error_ = std::move(failure);
+  std::lock_guard lock(state_->mutex);
+  state_->scheduled_ops = ops;
+  state_->scheduled_count = count;
+  state_->scheduled_error = std::move(failure);
 }
 
 void fault_injecting_provider::disconnect_for(milliseconds duration) {
-  std::lock_guard lock(mutex_);
-  disconnected_until_ = std::chrono::steady_clock::now() + duration;
+  std::lock_guard lock(state_->mutex);
+  state_->disconnected_until = std::chrono::steady_clock::now() + duration;
 }
 
 void fault_injecting_provider::reconnect() {
-  std::lock_guard lock(mutex_);
-  disconnected_until_ = {};
+  std::lock_guard lock(state_->mutex);
+  state_->disconnected_until = {};
 }
 
 fault_stats fault_injecting_provider::stats() const {
-  std::lock_guard lock(mutex_);
-  return stats_;
+  std::lock_guard lock(state_->mutex);
+  return state_->stats;
 }
 
-std::optional<error> fault_injecting_provider::draw(fault_ops op) {
-  std::lock_guard lock(mutex_);
-  ++stats_.calls;
+std::optional<error> fault_injecting_provider::state::draw(fault_ops op) {
+  std::lock_guard lock(mutex);
+  ++stats.calls;
   const auto now = std::chrono::steady_clock::now();
   bool scheduled_disconnect = false;
-  if (options_.disconnect_every.count() > 0 && options_.disconnect_duration.count() > 0) {
-    scheduled_disconnect =
-        (now - created_) % options_.disconnect_every < options_.disconnect_duration;
+  if (options.disconnect_every.count() > 0 && options.disconnect_duration.count() > 0) {
+    scheduled_disconnect = (now - created) % options.disconnect_every < options.disconnect_duration;
   }
-  if (now < disconnected_until_ || scheduled_disconnect) {
-    ++stats_.disconnected_calls;
+  if (now < disconnected_until || scheduled_disconnect) {
+    ++stats.disconnected_calls;
     return fail(errc::connection_failed, "injected fault: connection lost", "fault_injection");
   }
-  if (scheduled_count_ > 0 && has(scheduled_ops_, op)) {
-    --scheduled_count_;
-    ++stats_.scheduled_failures;
-    return scheduled_error_;
+  if (scheduled_count > 0 && has(scheduled_ops, op)) {
+    --scheduled_count;
+    ++stats.scheduled_failures;
+    return scheduled_error;
   }
-  if (!has(options_.error_ops, op)) return std::nullopt;
+  if (!has(options.error_ops, op)) return std::nullopt;
   std::uniform_real_distribution<double> unit(0.0, 1.0);
-  const double x = unit(random_);
-  if (x < options_.transient_error_rate) {
-    ++stats_.transient_errors;
+  const double x = unit(random);
+  if (x < options.transient_error_rate) {
+    ++stats.transient_errors;
     return fail(errc::connection_failed, "injected fault: transient failure", "fault_injection");
   }
-  if (x < options_.transient_error_rate + options_.throttle_rate) {
-    ++stats_.throttles;
+  if (x < options.transient_error_rate + options.throttle_rate) {
+    ++stats.throttles;
     error e = fail(errc::throttled, "injected fault: throttled", "fault_injection");
-    e.retry_after = options_.throttle_retry_after;
+    e.retry_after = options.throttle_retry_after;
     return e;
   }
   return std::nullopt;
@@ -110,11 +129,11 @@ std::optional<error> fault_injecting_provider::draw(fault_ops op) {
 awaitable<std::optional<error>> fault_injecting_provider::before_call(fault_ops op) {
   milliseconds latency{0};
   {
-    std::lock_guard lock(mutex_);
-    if (has(options_.latency_ops, op)) latency = options_.latency;
+    std::lock_guard lock(state_->mutex);
+    if (has(state_->options.latency_ops, op)) latency = state_->options.latency;
   }
   if (latency.count() > 0) co_await sleep_for(latency);
-  co_return draw(op);
+  co_return state_->draw(op);
 }
 
 std::string_view fault_injecting_provider::name() const noexcept {
@@ -169,7 +188,7 @@ awaitable<result<std::shared_ptr<session_receiver>>> fault_injecting_provider::a
   auto r = co_await inner_->accept_session(queue, std::move(session), wait);
   if (!r) co_return r.error();
   co_return std::shared_ptr<session_receiver>(
-      std::make_shared<faulty_session>(std::move(*r), shared_from_this()));
+      std::make_shared<detail::faulty_session>(std::move(*r), shared_from_this()));
 }
 awaitable<void> fault_injecting_provider::close() {
   co_await inner_->close();

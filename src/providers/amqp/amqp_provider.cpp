@@ -7,6 +7,8 @@
 #include <qrt/amqp.hpp>
 #include <random>
 
+#include "core/config_binder.hpp"
+#include "core/random_id.hpp"
 #include "providers/amqp/connection.hpp"
 #include "providers/amqp/mapping.hpp"
 #include "providers/amqp/message_codec.hpp"
@@ -29,17 +31,6 @@ options options::for_rabbitmq() {
 namespace {
 
 std::atomic<std::uint64_t> next_provider_id{1};
-
-std::string random_id() {
-  thread_local std::mt19937_64 rng{std::random_device{}()};
-  static constexpr char digits[] = "0123456789abcdef";
-  std::string out(32, '0');
-  for (std::size_t i = 0; i < out.size(); i += 16) {
-    std::uint64_t v = rng();
-    for (std::size_t j = 0; j < 16; ++j, v >>= 4) out[i + j] = digits[v & 0xF];
-  }
-  return out;
-}
 
 /// Parses "amqp[s]://[user[:password]@]host[:port][/]" into `o`.
 result<void> apply_url(options& o, std::string_view url) {
@@ -161,7 +152,7 @@ class amqp_provider final : public provider {
                                                    std::to_string(opts_.max_message_bytes) + ")");
         continue;
       }
-      if (m.id.empty()) m.id = random_id();
+      if (m.id.empty()) m.id = qrt::detail::random_hex_id();
       out[i] = m.id;
       positions.push_back(i);
       detail::outgoing_delivery d;
@@ -322,99 +313,90 @@ class amqp_provider final : public provider {
 }  // namespace
 
 namespace {
-// Every key options_from_config() reads; reject_unknown() refuses anything else. Each one acts
-// (test/integration/amqp/amqp_config_keys_test.cpp shows how, key by key).
-constexpr std::string_view known_key_list[] = {"provider",
-                                               "broker",
-                                               "endpoint",
-                                               "host",
-                                               "port",
-                                               "tls",
-                                               "tls_verify",
-                                               "tls_ca_file",
-                                               "user",
-                                               "password",
-                                               "sasl_mechanisms",
-                                               "virtual_host",
-                                               "prefetch",
-                                               "max_concurrent_calls",
-                                               "address_prefix",
-                                               "declare_prefix",
-                                               "abandon_outcome",
-                                               "verify_queue_exists",
-                                               "max_message_bytes",
-                                               "max_prefetch_bytes",
-                                               "max_links",
-                                               "connect_timeout",
-                                               "idle_timeout",
-                                               "reconnect_max_delay"};
+
+using binder = qrt::detail::config_binder<options>;
+
+// Every key options_from_config() accepts, read in this order (broker first: it replaces the
+// options; endpoint before host, port and tls, which override it only until make_provider
+// applies it again); known_keys() and the refusal of any other key come from here. Each one
+// acts (test/integration/amqp/amqp_config_keys_test.cpp shows how, key by key).
+const binder& keys() {
+  static const binder table{
+      binder::accepted("provider", "amqp: selects this provider"),
+      binder::custom(
+          "broker",
+          [](std::string_view name, options& o) -> result<void> {
+            if (name == "rabbitmq") {
+              o = options::for_rabbitmq();
+            } else if (name != "generic") {
+              return qrt::detail::config_field_error("broker", "unknown value '" +
+                                                                   std::string(name.substr(0, 64)) +
+                                                                   "' (one of: generic, rabbitmq)");
+            }
+            return {};
+          },
+          "generic, or rabbitmq (starts from options::for_rabbitmq())"),
+      binder::custom(
+          "endpoint",
+          [](std::string_view url, options& o) -> result<void> {
+            if (auto r = apply_url(o, url); !r) return r.error();
+            o.url = url;
+            return {};
+          },
+          "amqp[s]://[user:password@]host[:port]: sets host, port and tls (the CLI's "
+          "--endpoint)"),
+      binder::text("host", &options::host, "the broker's host"),
+      binder::integer("port", &options::port, 0, 65535, "0: 5672, or 5671 with tls"),
+      binder::flag("tls", &options::tls, "amqps: TLS through OpenSSL"),
+      binder::flag("tls_verify", &options::tls_verify,
+                   "certificate chain and host name (off only for test brokers)"),
+      binder::text("tls_ca_file", &options::tls_ca_file,
+                   "PEM file with the CAs to trust (empty: the system's)"),
+      binder::text("user", &options::user, "empty: SASL ANONYMOUS; else SASL PLAIN"),
+      binder::text("password", &options::password, "secret: never printed"),
+      binder::text("sasl_mechanisms", &options::sasl_mechanisms,
+                   "overrides the mechanism list, e.g. PLAIN"),
+      binder::text("virtual_host", &options::virtual_host,
+                   "the open frame's hostname (RabbitMQ: vhost:NAME)"),
+      binder::integer("prefetch", &options::prefetch, 0, 100'000,
+                      "messages a receiver link may hold locked without being asked"),
+      binder::processing("max_concurrent_calls"),
+      binder::text("address_prefix", &options::address_prefix,
+                   "prepended to queue names to form link addresses"),
+      binder::text("declare_prefix", &options::declare_prefix,
+                   "where create_queue attaches to declare a queue (empty: unsupported)"),
+      binder::choice(
+          "abandon_outcome", &options::abandon_with,
+          {{"modified", abandon_outcome::modified}, {"released", abandon_outcome::released}},
+          "what abandon sends: modified (counts a delivery) or released"),
+      binder::flag("verify_queue_exists", &options::verify_queue_exists,
+                   "attach to a queue before the first send, so a missing one fails the send"),
+      binder::integer("max_message_bytes", &options::max_message_bytes, 1, 1ull << 30,
+                      "one message, body plus attributes"),
+      binder::integer("max_prefetch_bytes", &options::max_prefetch_bytes, 0, 1ull << 40,
+                      "bytes of prefetched messages held or asked for (0: no bound)"),
+      binder::integer("max_links", &options::max_links, 0, 65'535,
+                      "AMQP links held on the connection (0: no bound)"),
+      binder::duration("connect_timeout", &options::connect_timeout,
+                       "bound on TCP, TLS, SASL and open"),
+      binder::duration("idle_timeout", &options::idle_timeout,
+                       "heartbeats keep the connection alive within this"),
+      binder::duration("reconnect_max_delay", &options::reconnect_max_delay,
+                       "longest back-off between reconnect attempts"),
+  };
+  return table;
+}
+
 }  // namespace
 
 std::span<const std::string_view> known_keys() noexcept {
-  return known_key_list;
+  return keys().keys();
 }
 
 result<options> options_from_config(const config& cfg) {
-  if (auto r = cfg.reject_unknown(known_keys()); !r) return r.error();
   options o;
-  auto broker = cfg.get_string("broker", std::string("generic"));
-  if (!broker) return broker.error();
-  if (*broker == "rabbitmq") {
-    o = options::for_rabbitmq();
-  } else if (*broker != "generic") {
-    return fail(errc::configuration_error,
-                "amqp: field 'broker' must be 'generic' or 'rabbitmq', not '" + *broker + "'");
-  }
-#define QRT_TRY(var, expr) \
-  auto var = (expr);       \
-  if (!var) return var.error()
-  if (auto url = cfg.get("endpoint")) {
-    if (auto r = apply_url(o, *url); !r) return r.error();
-    // As documented for options::url: the endpoint overrides host, port and tls, also when
-    // those keys are set too (make_provider applies it again over them).
-    o.url = *url;
-  }
-  QRT_TRY(host, cfg.get_string("host", o.host));
-  o.host = *host;
-  QRT_TRY(port, cfg.get_uint("port", o.port, 0, 65535));
-  o.port = static_cast<std::uint16_t>(*port);
-  QRT_TRY(tls, cfg.get_bool("tls", o.tls));
-  o.tls = *tls;
-  QRT_TRY(verify, cfg.get_bool("tls_verify", o.tls_verify));
-  o.tls_verify = *verify;
-  QRT_TRY(ca, cfg.get_string("tls_ca_file", o.tls_ca_file));
-  o.tls_ca_file = *ca;
-  QRT_TRY(user, cfg.get_string("user", o.user));
-  o.user = *user;
-  QRT_TRY(password, cfg.get_string("password", o.password));
-  o.password = *password;
-  QRT_TRY(mechs, cfg.get_string("sasl_mechanisms", o.sasl_mechanisms));
-  o.sasl_mechanisms = *mechs;
-  QRT_TRY(vhost, cfg.get_string("virtual_host", o.virtual_host));
-  o.virtual_host = *vhost;
-  QRT_TRY(prefetch, cfg.get_uint("prefetch", o.prefetch, 0, 100'000));
-  o.prefetch = static_cast<std::uint32_t>(*prefetch);
-  // A processor's settings: accepted so one config describes the client and its processor
-  // (qrt::processor_options::from_config reads them), checked here so a bad one fails now.
-  if (auto processing = check_processing_keys(cfg); !processing) return processing.error();
-  QRT_TRY(prefix, cfg.get_string("address_prefix", o.address_prefix));
-  o.address_prefix = *prefix;
-  QRT_TRY(declare, cfg.get_string("declare_prefix", o.declare_prefix));
-  o.declare_prefix = *declare;
-  QRT_TRY(abandon,
-          cfg.get_string(
-              "abandon_outcome",
-              std::string(o.abandon_with == abandon_outcome::modified ? "modified" : "released")));
-  if (*abandon == "modified") {
-    o.abandon_with = abandon_outcome::modified;
-  } else if (*abandon == "released") {
-    o.abandon_with = abandon_outcome::released;
-  } else {
-    return fail(
-        errc::configuration_error,
-        "amqp: field 'abandon_outcome' must be 'modified' or 'released', not '" + *abandon + "'");
-  }
-  if (*broker == "rabbitmq" && o.abandon_with == abandon_outcome::modified) {
+  if (auto r = keys().bind(cfg, o); !r) return r.error();
+  if (cfg.get("broker") == "rabbitmq" && o.abandon_with == abandon_outcome::modified) {
     // RabbitMQ 3.10's AMQP 1.0 plugin answers a modified outcome by ending the link's session
     // (amqp:invalid-field): the abandon would not count a delivery, it would cost the link.
     return fail(
@@ -422,21 +404,6 @@ result<options> options_from_config(const config& cfg) {
         "amqp: field 'abandon_outcome': RabbitMQ refuses the 'modified' outcome (it ends "
         "the link's session); use 'released', or broker=generic for a broker that takes it");
   }
-  QRT_TRY(verify_queue, cfg.get_bool("verify_queue_exists", o.verify_queue_exists));
-  o.verify_queue_exists = *verify_queue;
-  QRT_TRY(max_bytes, cfg.get_uint("max_message_bytes", o.max_message_bytes, 1, 1ull << 30));
-  o.max_message_bytes = *max_bytes;
-  QRT_TRY(prefetch_bytes, cfg.get_uint("max_prefetch_bytes", o.max_prefetch_bytes, 0, 1ull << 40));
-  o.max_prefetch_bytes = *prefetch_bytes;
-  QRT_TRY(links, cfg.get_uint("max_links", o.max_links, 0, 65'535));
-  o.max_links = *links;
-  QRT_TRY(connect_timeout, cfg.get_duration("connect_timeout", o.connect_timeout));
-  o.connect_timeout = *connect_timeout;
-  QRT_TRY(idle_timeout, cfg.get_duration("idle_timeout", o.idle_timeout));
-  o.idle_timeout = *idle_timeout;
-  QRT_TRY(reconnect, cfg.get_duration("reconnect_max_delay", o.reconnect_max_delay));
-  o.reconnect_max_delay = *reconnect;
-#undef QRT_TRY
   if (o.host.empty()) return fail(errc::configuration_error, "amqp: field 'host' is empty");
   if (!o.tls) {
     // Certificate checks of a connection without TLS would be taken and do nothing.

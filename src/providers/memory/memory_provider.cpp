@@ -15,6 +15,7 @@
 #include <unordered_map>
 #include <utility>
 
+#include "core/random_id.hpp"
 #include "queue_state.hpp"
 #ifdef QRT_WITH_PERSISTENCE
 #include "log/persistent_log.hpp"
@@ -232,8 +233,7 @@ class memory_provider final : public provider,
     caps_.max_delivery_count = true;
     caps_.session_state = true;
     caps_.queue_management = true;
-    std::random_device rd;
-    id_prefix_ = std::uniform_int_distribution<std::uint64_t>(0, 0xfffffffffULL)(rd);
+    id_prefix_ = qrt::detail::random_u64() & 0xfffffffffULL;
   }
 
   ~memory_provider() override {
@@ -471,60 +471,18 @@ class memory_provider final : public provider,
     }
     const std::size_t max = std::min(max_messages, opts_.channel_buffer_size);
     const auto deadline = clock::now() + wait;
-    // An empty queue is looked at again for a short while before the receive parks: each look
-    // yields this thread to whatever else it has queued (a sender on it, first of all), and a
-    // sender on another thread usually delivers within microseconds. Parking instead costs a
-    // waiter and a cross-thread wake-up (a syscall on each side) per batch. Where the spins
-    // stopped paying (messages come further apart than the spin), receives park at once
-    // (spin_score).
-    std::optional<time_point> spin_until;  // set when the receive first finds the queue empty
-    bool spun = false;                     // spinning since it last looked
-    std::vector<received_message> out;
-    auto ex = co_await asio::this_coro::executor;
-    waiter_ptr w;
-    for (;;) {
-      time_point wake_at{};
-      bool spin = false;
-      std::uint64_t seen = 0;
-      {
-        std::lock_guard lock(q->mutex);
-        if (w) {
-          q->core(dead_letter).receivers.remove(w);
-          w.reset();
-        }
-        if (q->deleted) co_return queue_missing(queue);
-        if (q->closed) co_return provider_closed();
-        if (auto failed = log_failure()) co_return *failed;
-        const auto now = clock::now();
-        q->sweep(now);
-        lsn ignored = 0;  // a receive does not wait for its delivery count to be durable
-        q->take(dead_letter, max, now, out, owner_, ignored);
-        if (!out.empty() || now >= deadline) {
-          if (spun && !out.empty()) q->receive_spins.record(true);
-          break;
-        }
-        if (!spin_until) {
-          spin_until =
-              q->receive_spins.worth_trying() ? std::min(now + receive_spin, deadline) : now;
-        }
-        if (now < *spin_until && now + receive_spin >= *spin_until) {
-          spin = spun = true;
-          seen = q->readied.load(std::memory_order_relaxed);
-        } else {
-          if (std::exchange(spun, false)) q->receive_spins.record(false);
-          w = std::make_shared<waiter>(ex);
-          q->core(dead_letter).receivers.add(w);
-          wake_at = deadline;
-          if (auto event = q->next_event()) wake_at = std::min(wake_at, *event);
-        }
-      }
-      if (spin) {
-        co_await spin_for_change(q->readied, seen, *spin_until, ex);
-        continue;
-      }
-      co_await wait_for_change(*wake_timer_, q, w, wake_at);
-    }
-    co_return out;
+    auto look = [&](time_point now, std::vector<received_message>& out) -> result<void> {
+      if (q->deleted) return queue_missing(queue);
+      if (q->closed) return provider_closed();
+      if (auto failed = log_failure()) return *failed;
+      q->sweep(now);
+      lsn ignored = 0;  // a receive does not wait for its delivery count to be durable
+      q->take(dead_letter, max, now, out, owner_, ignored);
+      return {};
+    };
+    auto park = [&](const waiter_ptr& w) { q->core(dead_letter).receivers.add(w); };
+    auto unpark = [&](const waiter_ptr& w) { q->core(dead_letter).receivers.remove(w); };
+    co_return co_await long_poll(q, deadline, true, look, park, unpark);
   }
 
   awaitable<result<std::vector<received_message>>> peek(const queue_name& queue,
@@ -650,6 +608,66 @@ class memory_provider final : public provider,
 
  private:
   friend class memory_session;
+
+  /// The long poll of a receive, a queue's or a session's. Under the queue's lock, `look(now,
+  /// out)` checks the queue and takes what is ready into `out` (an error ends the poll). With
+  /// nothing taken before `deadline`, the receive parks (`park(w)` puts the waiter on its list,
+  /// `unpark(w)` takes it off when it looks again) until a change or the queue's next timed
+  /// event. With `may_spin`, an empty queue is looked at again for a short while before the
+  /// receive parks: each look yields this thread to whatever else it has queued (a sender on it,
+  /// first of all), and a sender on another thread usually delivers within microseconds. Parking
+  /// instead costs a waiter and a cross-thread wake-up (a syscall on each side) per batch. Where
+  /// the spins stopped paying (messages come further apart than the spin), receives park at
+  /// once (spin_score). The callables are the caller's named locals, alive until this returns.
+  template <class Look, class Park, class Unpark>
+  awaitable<result<std::vector<received_message>>> long_poll(queue_ptr q, time_point deadline,
+                                                             bool may_spin, Look& look, Park& park,
+                                                             Unpark& unpark) {
+    std::optional<time_point> spin_until;  // set when the receive first finds the queue empty
+    bool spun = false;                     // spinning since it last looked
+    std::vector<received_message> out;
+    auto ex = co_await asio::this_coro::executor;
+    waiter_ptr w;
+    for (;;) {
+      time_point wake_at{};
+      bool spin = false;
+      std::uint64_t seen = 0;
+      {
+        std::lock_guard lock(q->mutex);
+        if (w) {
+          unpark(w);
+          w.reset();
+        }
+        const auto now = clock::now();
+        if (auto looked = look(now, out); !looked) co_return looked.error();
+        if (!out.empty() || now >= deadline) {
+          if (spun && !out.empty()) q->receive_spins.record(true);
+          break;
+        }
+        if (!spin_until) {
+          spin_until = may_spin && q->receive_spins.worth_trying()
+                           ? std::min(now + receive_spin, deadline)
+                           : now;
+        }
+        if (now < *spin_until && now + receive_spin >= *spin_until) {
+          spin = spun = true;
+          seen = q->readied.load(std::memory_order_relaxed);
+        } else {
+          if (std::exchange(spun, false)) q->receive_spins.record(false);
+          w = std::make_shared<waiter>(ex);
+          park(w);
+          wake_at = deadline;
+          if (auto event = q->next_event()) wake_at = std::min(wake_at, *event);
+        }
+      }
+      if (spin) {
+        co_await spin_for_change(q->readied, seen, *spin_until, ex);
+        continue;
+      }
+      co_await wait_for_change(*wake_timer_, q, w, wake_at);
+    }
+    co_return out;
+  }
 
   /// Reserves a message's bytes in the provider's budget. The first time it is found exhausted
   /// the send registers as waiting (`registered`) and looks once more, so a release between the
@@ -794,33 +812,23 @@ awaitable<result<std::vector<received_message>>> memory_session::receive(std::si
                                                                          milliseconds wait) {
   const std::size_t max = std::min(max_messages, owner_->opts_.channel_buffer_size);
   const auto deadline = clock::now() + wait;
-  std::vector<received_message> out;
-  auto ex = co_await asio::this_coro::executor;
-  waiter_ptr w;
-  for (;;) {
-    time_point wake_at{};
-    {
-      std::lock_guard lock(q_->mutex);
-      if (w) {
-        // The slot may be gone (its lock expired and it emptied); its waiters went with it.
-        if (auto* slot = q_->find_session(id_)) slot->receivers.remove(w);
-        w.reset();
-      }
-      if (q_->closed) co_return provider_closed();
-      const auto now = clock::now();
-      auto slot = locked_slot(now);
-      if (!slot) co_return slot.error();
-      lsn ignored = 0;
-      q_->take_from_session(**slot, max, now, out, owner_->owner(), ignored);
-      if (!out.empty() || now >= deadline) break;
-      w = std::make_shared<waiter>(ex);
-      (*slot)->receivers.add(w);
-      wake_at = deadline;
-      if (auto e = q_->next_event()) wake_at = std::min(wake_at, *e);
-    }
-    co_await wait_for_change(*owner_->wake_timer_, q_, w, wake_at);
-  }
-  co_return out;
+  session_slot* slot = nullptr;  // where the last look found the session, parked on
+  auto look = [&](time_point now, std::vector<received_message>& out) -> result<void> {
+    if (q_->closed) return provider_closed();
+    auto locked = locked_slot(now);
+    if (!locked) return locked.error();
+    slot = *locked;
+    lsn ignored = 0;
+    q_->take_from_session(*slot, max, now, out, owner_->owner(), ignored);
+    return {};
+  };
+  auto park = [&](const waiter_ptr& w) { slot->receivers.add(w); };
+  auto unpark = [&](const waiter_ptr& w) {
+    // The slot may be gone (its lock expired and it emptied); its waiters went with it.
+    if (auto* found = q_->find_session(id_)) found->receivers.remove(w);
+  };
+  // No spin: spin_score is kept per queue, and a session's receive is not what it measures.
+  co_return co_await owner_->long_poll(q_, deadline, false, look, park, unpark);
 }
 
 awaitable<std::vector<result<void>>> memory_session::settle(std::vector<settlement> settlements) {

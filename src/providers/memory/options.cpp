@@ -1,6 +1,8 @@
 #include <qrt/memory.hpp>
 #include <thread>
 
+#include "core/config_binder.hpp"
+
 namespace qrt::memory {
 
 options options::for_high_throughput() {
@@ -22,93 +24,122 @@ options options::for_testing() {
 }
 
 namespace {
-// Every key options_from_config() reads; reject_unknown() refuses anything else. Each one acts
+
+// "a,b,c": each a valid queue name; empty items are skipped.
+result<void> read_queues(std::string_view list, options& o) {
+  std::size_t start = 0;
+  while (start <= list.size()) {
+    auto comma = list.find(',', start);
+    auto name = list.substr(
+        start, comma == std::string_view::npos ? std::string_view::npos : comma - start);
+    if (!name.empty()) {
+      auto q = queue_name::parse(name);
+      if (!q) return detail::config_field_error("queues", q.error().message);
+      o.queues.emplace_back(name);
+    }
+    if (comma == std::string_view::npos) break;
+    start = comma + 1;
+  }
+  return {};
+}
+
+using binder = detail::config_binder<options>;
+
+// Every key options_from_config() accepts, read in this order (the preset first: it replaces
+// the options); known_keys() and the refusal of any other key come from here. Each one acts
 // (test/unit/providers/memory/config_keys_test.cpp shows how, key by key).
-constexpr std::string_view known_key_list[] = {
-    "provider", "preset", "max_queue_size", "max_dead_letter_queue_size", "enable_persistence",
-    "persistence_path", "persistence_open_timeout", "durability", "sync_interval", "max_disk_bytes",
-    "worker_threads", "channel_buffer_size", "max_message_bytes", "max_queue_bytes",
-    "max_memory_bytes", "queues", "lock_duration", "max_delivery_count", "default_time_to_live",
-    "dead_letter_on_expiration", "requires_session",
-    // read by processor_options::from_config
-    "max_concurrent_calls", "prefetch_count", "max_auto_lock_renewal_duration"};
+const binder& keys() {
+  static const binder table{
+      binder::accepted("provider", "memory: selects this provider"),
+      binder::custom(
+          "preset",
+          [](std::string_view name, options& o) -> result<void> {
+            if (name == "high_throughput") {
+              o = options::for_high_throughput();
+            } else if (name == "testing") {
+              o = options::for_testing();
+            } else if (!name.empty()) {
+              return detail::config_field_error(
+                  "preset", "unknown preset '" + std::string(name.substr(0, 64)) +
+                                "' (one of: high_throughput, testing)");
+            }
+            return {};
+          },
+          "high_throughput (10,000 messages per queue, 1,000 per call, a runtime "
+          "thread per hardware thread) or testing (1,000 per queue, 100 per call, "
+          "one thread)"),
+      binder::integer("max_queue_size", &options::max_queue_size, 1, 1u << 30,
+                      "messages per queue; at the limit sends wait, then fail with queue_full"),
+      binder::integer("max_dead_letter_queue_size", &options::max_dead_letter_queue_size, 1,
+                      1u << 30, "messages per dead-letter queue; a full one refuses dead letters"),
+      binder::flag("enable_persistence", &options::enable_persistence,
+                   "keep every queue in a log under persistence_path, so messages survive a "
+                   "restart"),
+      binder::text("persistence_path", &options::persistence_path,
+                   "the log's directory; required with enable_persistence"),
+      binder::duration("persistence_open_timeout", &options::persistence_open_timeout,
+                       "how long opening waits for another holder of the directory"),
+      binder::choice("durability", &options::durability_mode,
+                     {{"always", durability::always},
+                      {"interval", durability::interval},
+                      {"none", durability::none}},
+                     "a send returns after its record is synced (always), records are synced "
+                     "every sync_interval (interval), or never (none: page cache only)"),
+      binder::duration("sync_interval", &options::sync_interval,
+                       "the sync period of durability=interval (refused with another mode)"),
+      binder::integer("max_disk_bytes", &options::max_disk_bytes, 0, UINT64_MAX,
+                      "the log's disk budget (0: none); at the limit sends wait, then fail "
+                      "with queue_full"),
+      binder::integer("worker_threads", &options::worker_threads, 1, 1024,
+                      "threads of a qrt::runtime built from this config; the provider runs on "
+                      "its caller's executor"),
+      binder::integer("channel_buffer_size", &options::channel_buffer_size, 1, 1u << 20,
+                      "most messages one send or receive call moves (caps().max_batch_messages)"),
+      binder::integer("max_message_bytes", &options::max_message_bytes, 1, 1u << 30,
+                      "larger messages are refused with message_too_large"),
+      binder::integer("max_queue_bytes", &options::max_queue_bytes, 0, UINT64_MAX,
+                      "bytes one queue may hold (0: no limit); at the limit sends wait"),
+      binder::integer("max_memory_bytes", &options::max_memory_bytes, 0, UINT64_MAX,
+                      "bytes all queues may hold together (0: no limit); at the limit sends "
+                      "wait"),
+      binder::custom("queues", &read_queues,
+                     "comma list of queues created at start (other queues must be created)"),
+      binder::duration(
+          "lock_duration", [](options & o) -> auto& { return o.queue_defaults.lock_duration; },
+          "queues from `queues`: how long a received message stays locked",
+          detail::positive_duration),
+      binder::integer(
+          "max_delivery_count",
+          [](options & o) -> auto& { return o.queue_defaults.max_delivery_count; }, 0, 1u << 20,
+          "queues from `queues`: after how many deliveries a message is dead-lettered"),
+      binder::duration(
+          "default_time_to_live",
+          [](options & o) -> auto& { return o.queue_defaults.default_time_to_live; },
+          "queues from `queues`: when a message sent without a time to live expires"),
+      binder::flag(
+          "dead_letter_on_expiration",
+          [](options & o) -> auto& { return o.queue_defaults.dead_letter_on_expiration; },
+          "queues from `queues`: whether an expired message is dead-lettered or dropped"),
+      binder::flag(
+          "requires_session",
+          [](options & o) -> auto& { return o.queue_defaults.requires_session; },
+          "queues from `queues`: whether every message needs a session id"),
+      binder::processing("max_concurrent_calls"),
+      binder::processing("prefetch_count"),
+      binder::processing("max_auto_lock_renewal_duration"),
+  };
+  return table;
+}
+
 }  // namespace
 
 std::span<const std::string_view> known_keys() noexcept {
-  return known_key_list;
+  return keys().keys();
 }
 
 result<options> options_from_config(const config& cfg) {
-  auto known = cfg.reject_unknown(known_keys());
-  if (!known) return known.error();
-  // A processor's settings: accepted so one config describes the client and its processor
-  // (qrt::processor_options::from_config reads them), checked here so a bad one fails now.
-  if (auto processing = check_processing_keys(cfg); !processing) return processing.error();
-
   options o;
-  auto preset = cfg.get_string("preset", "");
-  if (*preset == "high_throughput")
-    o = options::for_high_throughput();
-  else if (*preset == "testing")
-    o = options::for_testing();
-  else if (!preset->empty()) {
-    return fail(errc::configuration_error, "field 'preset': unknown preset '" + *preset +
-                                               "' (one of: high_throughput, testing)");
-  }
-
-#define QRT_READ(field, expr) \
-  do {                        \
-    auto v = (expr);          \
-    if (!v) return v.error(); \
-    field = *v;               \
-  } while (0)
-
-  QRT_READ(o.max_queue_size, cfg.get_uint("max_queue_size", o.max_queue_size, 1, 1u << 30));
-  QRT_READ(o.max_dead_letter_queue_size,
-           cfg.get_uint("max_dead_letter_queue_size", o.max_dead_letter_queue_size, 1, 1u << 30));
-  QRT_READ(o.enable_persistence, cfg.get_bool("enable_persistence", o.enable_persistence));
-  QRT_READ(o.persistence_path, cfg.get_string("persistence_path", o.persistence_path));
-  QRT_READ(o.persistence_open_timeout,
-           cfg.get_duration("persistence_open_timeout", o.persistence_open_timeout));
-  QRT_READ(o.sync_interval, cfg.get_duration("sync_interval", o.sync_interval));
-  QRT_READ(o.max_disk_bytes, cfg.get_uint("max_disk_bytes", o.max_disk_bytes));
-  QRT_READ(o.worker_threads, cfg.get_uint("worker_threads", o.worker_threads, 1, 1024));
-  QRT_READ(o.channel_buffer_size,
-           cfg.get_uint("channel_buffer_size", o.channel_buffer_size, 1, 1u << 20));
-  QRT_READ(o.max_message_bytes,
-           cfg.get_uint("max_message_bytes", o.max_message_bytes, 1, 1u << 30));
-  QRT_READ(o.max_queue_bytes, cfg.get_uint("max_queue_bytes", o.max_queue_bytes));
-  QRT_READ(o.max_memory_bytes, cfg.get_uint("max_memory_bytes", o.max_memory_bytes));
-  QRT_READ(o.queue_defaults.lock_duration,
-           cfg.get_duration("lock_duration", o.queue_defaults.lock_duration));
-  QRT_READ(o.queue_defaults.max_delivery_count,
-           cfg.get_uint("max_delivery_count", o.queue_defaults.max_delivery_count, 0, 1u << 20));
-  QRT_READ(o.queue_defaults.dead_letter_on_expiration,
-           cfg.get_bool("dead_letter_on_expiration", o.queue_defaults.dead_letter_on_expiration));
-  QRT_READ(o.queue_defaults.requires_session,
-           cfg.get_bool("requires_session", o.queue_defaults.requires_session));
-#undef QRT_READ
-
-  if (cfg.contains("default_time_to_live")) {
-    auto ttl = cfg.get_duration("default_time_to_live", {});
-    if (!ttl) return ttl.error();
-    o.queue_defaults.default_time_to_live = *ttl;
-  }
-  if (o.queue_defaults.lock_duration.count() <= 0) {
-    return fail(errc::configuration_error, "field 'lock_duration': must be positive");
-  }
-  if (auto d = cfg.get("durability")) {
-    if (*d == "always")
-      o.durability_mode = durability::always;
-    else if (*d == "interval")
-      o.durability_mode = durability::interval;
-    else if (*d == "none")
-      o.durability_mode = durability::none;
-    else {
-      return fail(errc::configuration_error,
-                  "field 'durability': unknown mode '" + *d + "' (one of: always, interval, none)");
-    }
-  }
+  if (auto r = keys().bind(cfg, o); !r) return r.error();
   if (!o.enable_persistence) {
     // These configure the persistence log; without it they would be taken and do nothing.
     for (std::string_view key : {"persistence_path", "persistence_open_timeout", "durability",
@@ -127,21 +158,6 @@ result<options> options_from_config(const config& cfg) {
   if (o.enable_persistence && o.persistence_path.empty()) {
     return fail(errc::configuration_error,
                 "field 'persistence_path': is required when enable_persistence is true");
-  }
-  if (auto list = cfg.get("queues")) {
-    std::size_t start = 0;
-    while (start <= list->size()) {
-      auto comma = list->find(',', start);
-      auto name =
-          list->substr(start, comma == std::string::npos ? std::string::npos : comma - start);
-      if (!name.empty()) {
-        auto q = queue_name::parse(name);
-        if (!q) return fail(errc::configuration_error, "field 'queues': " + q.error().message);
-        o.queues.push_back(name);
-      }
-      if (comma == std::string::npos) break;
-      start = comma + 1;
-    }
   }
   return o;
 }

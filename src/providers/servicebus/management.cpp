@@ -15,21 +15,15 @@
 #include <proton/value.hpp>
 #include <random>
 
+#include "core/random_id.hpp"
+
 namespace qrt::servicebus::detail {
 namespace {
 
 using body_map = std::map<std::string, proton::value>;
 
 std::string tracking_id() {
-  thread_local std::mt19937_64 rng{std::random_device{}()};
-  uuid_bytes b{};
-  for (std::size_t i = 0; i < b.size(); i += 8) {
-    const auto r = rng();
-    for (std::size_t j = 0; j < 8; ++j) b[i + j] = static_cast<std::uint8_t>(r >> (8 * j));
-  }
-  b[6] = static_cast<std::uint8_t>((b[6] & 0x0f) | 0x40);
-  b[8] = static_cast<std::uint8_t>((b[8] & 0x3f) | 0x80);
-  return lock_token_from_uuid(b);
+  return qrt::detail::random_uuid();
 }
 
 proton::uuid to_proton(const uuid_bytes& b) {

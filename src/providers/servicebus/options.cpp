@@ -2,6 +2,7 @@
 #include <qrt/servicebus.hpp>
 
 #include "connection_string.hpp"
+#include "core/config_binder.hpp"
 #include "managed_identity.hpp"
 
 namespace qrt::servicebus {
@@ -19,134 +20,128 @@ options options::for_low_latency() {
 }
 
 namespace {
-// Every key options_from_config() reads; reject_unknown() refuses anything else. Each one acts
+
+using binder = qrt::detail::config_binder<options>;
+
+// Every key options_from_config() accepts, read in this order (the preset first: it replaces
+// the options); known_keys() and the refusal of any other key come from here. Each one acts
 // (test/integration/servicebus/servicebus_config_keys_test.cpp shows how, key by key).
-constexpr std::string_view known_key_list[] = {"provider",
-                                               "preset",
-                                               "connection_string",
-                                               "auth",
-                                               "managed_identity_client_id",
-                                               "managed_identity_endpoint",
-                                               "transport_type",
-                                               "max_concurrent_calls",
-                                               "prefetch_count",
-                                               "max_auto_lock_renewal_duration",
-                                               "token_lifetime",
-                                               "operation_timeout",
-                                               "max_message_bytes",
-                                               "max_prefetch_bytes",
-                                               "max_links",
-                                               "tls_verify",
-                                               "test_peer_admin"};
+const binder& keys() {
+  static const binder table{
+      binder::accepted("provider", "servicebus: selects this provider"),
+      binder::custom(
+          "preset",
+          [](std::string_view name, options& o) -> result<void> {
+            if (name == "high_throughput") {
+              o = options::for_high_throughput();
+            } else if (name == "low_latency") {
+              o = options::for_low_latency();
+            } else if (!name.empty()) {
+              return qrt::detail::config_field_error(
+                  "preset", "unknown preset '" + std::string(name.substr(0, 64)) +
+                                "' (one of: high_throughput, low_latency)");
+            }
+            return {};
+          },
+          "high_throughput (prefetch 50) or low_latency (prefetch 1)"),
+      binder::text("connection_string", &options::connection_string,
+                   "Endpoint=sb://NAMESPACE/ with SharedAccessKeyName and SharedAccessKey (or "
+                   "SharedAccessSignature, or UseDevelopmentEmulator=true); required; secret"),
+      binder::choice("auth", &options::auth,
+                     {{"sas", auth_method::shared_access_signature},
+                      {"managed_identity", auth_method::managed_identity}},
+                     "where put-token's tokens come from: the connection string's SAS key, or "
+                     "the managed identity of the Azure resource qrt runs on"),
+      binder::text("managed_identity_client_id", &options::managed_identity_client_id,
+                   "auth=managed_identity: a user-assigned identity's client id (empty: the "
+                   "system-assigned identity)"),
+      binder::text("managed_identity_endpoint", &options::managed_identity_endpoint,
+                   "auth=managed_identity: the token endpoint (empty: from the environment, "
+                   "else IMDS)"),
+      binder::custom(
+          "transport_type",
+          [](std::string_view name, options& o) -> result<void> {
+            if (name == "amqp") {
+              o.transport = transport_type::amqp;
+              return {};
+            }
+            if (name == "amqp_websockets") {
+              // Named by Azure's SDKs, so a config may carry it: say why it is refused.
+              return qrt::detail::config_field_error(
+                  "transport_type",
+                  "amqp_websockets (AMQP over WebSockets, port 443) is not built; use amqp "
+                  "(TCP 5671 with TLS)");
+            }
+            return qrt::detail::config_field_error(
+                "transport_type",
+                "unknown value '" + std::string(name.substr(0, 64)) + "' (one of: amqp)");
+          },
+          "amqp (TCP 5671 with TLS); amqp_websockets is not built and is refused"),
+      binder::processing("max_concurrent_calls"),
+      binder::integer("prefetch_count", &options::prefetch_count, 0, 100'000,
+                      "messages a receiver link may hold locked without being asked (also a "
+                      "processor's prefetch_count)"),
+      binder::processing("max_auto_lock_renewal_duration"),
+      binder::duration("token_lifetime", &options::token_lifetime,
+                       "lifetime of the SAS tokens qrt signs (replaced at 80%)",
+                       {std::chrono::minutes(1)}),
+      binder::duration("operation_timeout", &options::operation_timeout,
+                       "bound on connect, put-token and $management round trips"),
+      binder::integer("max_message_bytes", &options::max_message_bytes, 1024, 100ull << 20,
+                      "one message, body plus properties"),
+      binder::integer("max_prefetch_bytes", &options::max_prefetch_bytes, 0, 1ull << 40,
+                      "bytes of prefetched messages held or asked for (0: no bound)"),
+      binder::integer("max_links", &options::max_links, 0, 65'535,
+                      "AMQP links held on the connection (0: no bound)"),
+      binder::flag("tls_verify", &options::tls_verify,
+                   "certificate chain and host name (off only for test peers)"),
+      binder::flag("test_peer_admin", &options::test_peer_admin,
+                   "qrt's Service Bus test peer only: queue management through $peer-admin"),
+  };
+  return table;
+}
+
 }  // namespace
 
 std::span<const std::string_view> known_keys() noexcept {
-  return known_key_list;
+  return keys().keys();
 }
 
 result<options> options_from_config(const config& cfg) {
-  if (auto r = cfg.reject_unknown(known_keys()); !r) return r.error();
   options o;
-  auto preset = cfg.get_string("preset", std::string());
-  if (!preset) return preset.error();
-  if (*preset == "high_throughput") {
-    o = options::for_high_throughput();
-  } else if (*preset == "low_latency") {
-    o = options::for_low_latency();
-  } else if (!preset->empty()) {
-    return fail(errc::configuration_error,
-                "servicebus: field 'preset' must be high_throughput or "
-                "low_latency, not '" +
-                    *preset + "'");
-  }
-#define QRT_TRY(var, expr) \
-  auto var = (expr);       \
-  if (!var) return var.error()
-  QRT_TRY(auth, cfg.get_string("auth", std::string("sas")));
-  if (*auth == "sas") {
-    o.auth = auth_method::shared_access_signature;
-  } else if (*auth == "managed_identity") {
-    o.auth = auth_method::managed_identity;
-  } else {
-    return fail(errc::configuration_error,
-                "servicebus: field 'auth' must be sas or managed_identity, not '" + *auth + "'");
-  }
-  QRT_TRY(client_id, cfg.get_string("managed_identity_client_id", std::string()));
-  QRT_TRY(identity_endpoint, cfg.get_string("managed_identity_endpoint", std::string()));
+  if (auto r = keys().bind(cfg, o); !r) return r.error();
+  const auto& client_id = o.managed_identity_client_id;
+  const auto& identity_endpoint = o.managed_identity_endpoint;
   if (o.auth != auth_method::managed_identity &&
-      (!client_id->empty() || !identity_endpoint->empty())) {
+      (!client_id.empty() || !identity_endpoint.empty())) {
     return fail(errc::configuration_error, std::string("servicebus: field '") +
-                                               (client_id->empty() ? "managed_identity_endpoint"
-                                                                   : "managed_identity_client_id") +
+                                               (client_id.empty() ? "managed_identity_endpoint"
+                                                                  : "managed_identity_client_id") +
                                                "' needs auth=managed_identity");
   }
-  if (!identity_endpoint->empty()) {
-    const detail::identity_endpoint probe{detail::identity_protocol::imds, *identity_endpoint, {}};
-    if (auto r = detail::build_identity_request(probe, detail::servicebus_resource, *client_id);
+  if (!identity_endpoint.empty()) {
+    const detail::identity_endpoint probe{detail::identity_protocol::imds, identity_endpoint, {}};
+    if (auto r = detail::build_identity_request(probe, detail::servicebus_resource, client_id);
         !r) {
       return fail(errc::configuration_error,
                   "servicebus: field 'managed_identity_endpoint': " + r.error().message);
     }
   }
-  o.managed_identity_client_id = *client_id;
-  o.managed_identity_endpoint = *identity_endpoint;
-  QRT_TRY(cs, cfg.get_string("connection_string", std::string()));
-  if (cs->empty()) {
+  if (o.connection_string.empty()) {
     return fail(
         errc::configuration_error,
         "servicebus: field 'connection_string' is required (QRT_SERVICEBUS__CONNECTION_STRING)");
   }
-  auto parsed = detail::parse_connection_string(*cs, o.auth == auth_method::shared_access_signature
-                                                         ? detail::credentials::required
-                                                         : detail::credentials::optional);
+  auto parsed = detail::parse_connection_string(o.connection_string,
+                                                o.auth == auth_method::shared_access_signature
+                                                    ? detail::credentials::required
+                                                    : detail::credentials::optional);
   if (!parsed) return parsed.error();
   if (!parsed->use_tls && cfg.contains("tls_verify")) {
     // A development-emulator connection is plain TCP: there is no certificate to check.
     return fail(errc::configuration_error,
                 "servicebus: field 'tls_verify' configures TLS, which "
                 "UseDevelopmentEmulator=true in the connection string turns off");
-  }
-  o.connection_string = *cs;
-  QRT_TRY(transport, cfg.get_string("transport_type", std::string("amqp")));
-  if (*transport == "amqp") {
-    o.transport = transport_type::amqp;
-  } else if (*transport == "amqp_websockets") {
-    o.transport = transport_type::amqp_websockets;
-  } else {
-    return fail(errc::configuration_error,
-                "servicebus: field 'transport_type' must be amqp or "
-                "amqp_websockets, not '" +
-                    *transport + "'");
-  }
-  QRT_TRY(prefetch, cfg.get_uint("prefetch_count", o.prefetch_count, 0, 100'000));
-  o.prefetch_count = static_cast<std::uint32_t>(*prefetch);
-  // A processor's settings: accepted so one config describes the client and its processor
-  // (qrt::processor_options::from_config reads them), checked here so a bad one fails now.
-  if (auto processing = check_processing_keys(cfg); !processing) return processing.error();
-  QRT_TRY(lifetime, cfg.get_duration("token_lifetime", o.token_lifetime));
-  if (*lifetime < std::chrono::minutes(1)) {
-    return fail(errc::configuration_error,
-                "servicebus: field 'token_lifetime' must be at least 1m");
-  }
-  o.token_lifetime = *lifetime;
-  QRT_TRY(timeout, cfg.get_duration("operation_timeout", o.operation_timeout));
-  o.operation_timeout = *timeout;
-  QRT_TRY(max_bytes, cfg.get_uint("max_message_bytes", o.max_message_bytes, 1024, 100ull << 20));
-  o.max_message_bytes = *max_bytes;
-  QRT_TRY(prefetch_bytes, cfg.get_uint("max_prefetch_bytes", o.max_prefetch_bytes, 0, 1ull << 40));
-  o.max_prefetch_bytes = *prefetch_bytes;
-  QRT_TRY(links, cfg.get_uint("max_links", o.max_links, 0, 65'535));
-  o.max_links = *links;
-  QRT_TRY(verify, cfg.get_bool("tls_verify", o.tls_verify));
-  o.tls_verify = *verify;
-  QRT_TRY(admin, cfg.get_bool("test_peer_admin", o.test_peer_admin));
-  o.test_peer_admin = *admin;
-#undef QRT_TRY
-  if (o.transport == transport_type::amqp_websockets) {
-    return fail(
-        errc::configuration_error,
-        "servicebus: transport_type amqp_websockets (AMQP over WebSockets, port 443) is not "
-        "built; use amqp (TCP 5671 with TLS)");
   }
   return o;
 }

@@ -12,6 +12,7 @@
 #include <random>
 
 #include "connection_string.hpp"
+#include "core/random_id.hpp"
 #include "managed_identity_source.hpp"
 #include "management.hpp"
 #include "providers/amqp/connection.hpp"
@@ -82,17 +83,6 @@ packed_wire pack_into_batches(const std::vector<message>& messages,
   }
   close_batch();
   return p;
-}
-
-std::string random_id() {
-  thread_local std::mt19937_64 rng{std::random_device{}()};
-  static constexpr char digits[] = "0123456789abcdef";
-  std::string out(32, '0');
-  for (std::size_t i = 0; i < out.size(); i += 16) {
-    std::uint64_t v = rng();
-    for (std::size_t j = 0; j < 16; ++j, v >>= 4) out[i + j] = digits[v & 0xF];
-  }
-  return out;
 }
 
 /// The AMQP core maps conditions it knows; Service Bus adds its own (com.microsoft:*).
@@ -298,7 +288,7 @@ class servicebus_provider final : public provider,
                               std::to_string(caps_.max_message_bytes) + " bytes");
         continue;
       }
-      if (m.id.empty()) m.id = random_id();
+      if (m.id.empty()) m.id = qrt::detail::random_hex_id();
       ids.push_back(m.id);
     }
     auto build_wire = [&] { return pack_into_batches(messages, refused, opts_.max_message_bytes); };
@@ -768,11 +758,6 @@ awaitable<result<void>> servicebus_session::close() {
 }  // namespace
 
 result<provider_ptr> make_provider(const options& opts, boost::asio::any_io_executor executor) {
-  if (opts.transport == transport_type::amqp_websockets) {
-    return fail(
-        errc::configuration_error,
-        "servicebus: transport_type amqp_websockets (AMQP over WebSockets) is not built; use amqp");
-  }
   const bool sas = !opts.tokens && opts.auth == auth_method::shared_access_signature;
   auto cs = detail::parse_connection_string(
       opts.connection_string, sas ? detail::credentials::required : detail::credentials::optional);

@@ -1,7 +1,6 @@
 #include "digest.hpp"
 
 #include <openssl/evp.h>
-#include <openssl/rand.h>
 
 #include <initializer_list>
 #include <stdexcept>
@@ -161,18 +160,6 @@ std::optional<std::string> base64_decode(std::string_view text) {
     if (padding < 1) out += static_cast<char>(n & 0xff);
   }
   return out;
-}
-
-std::string random_uuid() {
-  std::array<unsigned char, 16> b{};
-  if (RAND_bytes(b.data(), static_cast<int>(b.size())) != 1) {
-    throw std::runtime_error("RAND_bytes failed");
-  }
-  b[6] = static_cast<unsigned char>((b[6] & 0x0f) | 0x40);
-  b[8] = static_cast<unsigned char>((b[8] & 0x3f) | 0x80);
-  const std::string h = hex(b);
-  return h.substr(0, 8) + '-' + h.substr(8, 4) + '-' + h.substr(12, 4) + '-' + h.substr(16, 4) +
-         '-' + h.substr(20);
 }
 
 }  // namespace qrt::sqs::detail

@@ -7,6 +7,8 @@
 #include <string>
 #include <string_view>
 
+#include "core/random_id.hpp"
+
 namespace qrt::sqs::detail {
 
 std::array<unsigned char, 32> sha256(std::string_view data);
@@ -24,6 +26,6 @@ std::string base64_encode(std::string_view bytes);
 std::optional<std::string> base64_decode(std::string_view text);
 
 /// A random version-4 UUID (dedup ids, receive attempt ids, batch entry ids).
-std::string random_uuid();
+using qrt::detail::random_uuid;
 
 }  // namespace qrt::sqs::detail

@@ -1,5 +1,7 @@
 #include <qrt/sqs.hpp>
 
+#include "core/config_binder.hpp"
+
 namespace qrt::sqs {
 
 options options::for_high_throughput() {
@@ -21,108 +23,99 @@ options options::for_cost_optimization() {
 }
 
 namespace {
-// Every key options_from_config() reads; reject_unknown() refuses anything else. Each one acts
+
+using binder = detail::config_binder<options>;
+
+// The longest visibility SQS takes (12 hours).
+constexpr detail::duration_bounds visibility_bounds{seconds{0}, seconds{43'200}, true};
+
+// Every key options_from_config() accepts, read in this order (the preset first: it replaces
+// the options); known_keys() and the refusal of any other key come from here. Each one acts
 // (test/integration/sqs/sqs_config_keys_test.cpp shows how, key by key).
-constexpr std::string_view known_key_list[] = {
-    "provider", "preset", "region", "endpoint", "access_key_id", "secret_access_key",
-    "session_token", "profile", "verify_tls", "ca_file", "max_number_of_messages", "wait_time",
-    "visibility_timeout", "receive_request_attempt_id", "abandon_visibility",
-    "default_message_group", "max_message_bytes", "max_idle_connections", "max_connections",
-    "connect_timeout", "request_timeout", "max_retries", "retry_base_delay",
-    // read by processor_options::from_config
-    "max_concurrent_calls", "prefetch_count", "max_auto_lock_renewal_duration"};
+const binder& keys() {
+  static const binder table{
+      binder::accepted("provider", "sqs: selects this provider"),
+      binder::custom(
+          "preset",
+          [](std::string_view name, options& o) -> result<void> {
+            if (name == "high_throughput") {
+              o = options::for_high_throughput();
+            } else if (name == "cost_optimization") {
+              o = options::for_cost_optimization();
+            } else {
+              return detail::config_field_error(
+                  "preset", "unknown preset '" + std::string(name.substr(0, 64)) +
+                                "' (one of: high_throughput, cost_optimization)");
+            }
+            return {};
+          },
+          "high_throughput (10 per call, long polls, 5-minute visibility, attempt "
+          "ids) or cost_optimization (long polls, 30 s visibility)"),
+      binder::text("region", &options::region,
+                   "empty: AWS_REGION, AWS_DEFAULT_REGION, the profile's region, else us-east-1"),
+      binder::text("endpoint", &options::endpoint,
+                   "empty: https://sqs.REGION.amazonaws.com; http:// talks plain HTTP"),
+      binder::text("access_key_id", &options::access_key_id,
+                   "explicit key, with secret_access_key; wins over the credential chain"),
+      binder::text("secret_access_key", &options::secret_access_key,
+                   "secret of access_key_id (never printed)"),
+      binder::text("session_token", &options::session_token,
+                   "for temporary credentials (never printed)"),
+      binder::text("profile", &options::profile,
+                   "shared-file profile; empty: AWS_PROFILE, else default"),
+      binder::flag("verify_tls", &options::verify_tls,
+                   "TLS certificate verification of https endpoints (off only for test rigs)"),
+      binder::text("ca_file", &options::ca_file,
+                   "extra CA bundle (PEM) trusted besides the system's"),
+      binder::integer("max_number_of_messages", &options::max_number_of_messages, 1, 10,
+                      "messages asked for per ReceiveMessage call"),
+      binder::duration("wait_time", &options::wait_time_seconds,
+                       "longest long poll per ReceiveMessage call (whole seconds, 0-20 s)",
+                       {seconds{0}, seconds{20}, true}),
+      binder::duration("visibility_timeout", &options::visibility_timeout,
+                       "visibility asked for on receive and by renew_lock (whole seconds, "
+                       "0-43200 s); unset: the queue's own",
+                       visibility_bounds),
+      binder::flag("receive_request_attempt_id", &options::receive_request_attempt_id,
+                   "FIFO: a retried receive gets the same messages back"),
+      binder::duration("abandon_visibility", &options::abandon_visibility,
+                       "visibility of an abandoned message: 0 redelivers at once (whole seconds)",
+                       visibility_bounds),
+      binder::text("default_message_group", &options::default_message_group,
+                   "MessageGroupId of FIFO messages sent without a session"),
+      binder::integer("max_message_bytes", &options::max_message_bytes, 1'024, 1'048'576,
+                      "largest message and batch, as encoded"),
+      binder::integer("max_idle_connections", &options::max_idle_connections, 0, 1'024,
+                      "idle keep-alive connections kept per endpoint"),
+      binder::integer("max_connections", &options::max_connections, 0, 65'536,
+                      "connections open at once per endpoint (0: no limit)"),
+      binder::duration("connect_timeout", &options::connect_timeout, "bound on TCP and TLS connect",
+                       detail::positive_duration),
+      binder::duration("request_timeout", &options::request_timeout,
+                       "per HTTP call, on top of a receive's long-poll wait",
+                       detail::positive_duration),
+      binder::integer("max_retries", &options::max_retries, 0, 20,
+                      "retries of a call that may succeed later (throttling, connection loss, "
+                      "5xx)"),
+      binder::duration("retry_base_delay", &options::retry_base_delay,
+                       "first back-off between retries (doubles, with jitter, up to 5 s)",
+                       detail::positive_duration),
+      binder::processing("max_concurrent_calls"),
+      binder::processing("prefetch_count"),
+      binder::processing("max_auto_lock_renewal_duration"),
+  };
+  return table;
+}
+
 }  // namespace
 
 std::span<const std::string_view> known_keys() noexcept {
-  return known_key_list;
+  return keys().keys();
 }
 
 result<options> options_from_config(const config& cfg) {
-  if (auto r = cfg.reject_unknown(known_keys()); !r) return r.error();
-  // A processor's settings: accepted so one config describes the client and its processor
-  // (qrt::processor_options::from_config reads them), checked here so a bad one fails now.
-  if (auto processing = check_processing_keys(cfg); !processing) return processing.error();
   options o;
-  if (auto preset = cfg.get("preset")) {
-    if (*preset == "high_throughput") {
-      o = options::for_high_throughput();
-    } else if (*preset == "cost_optimization") {
-      o = options::for_cost_optimization();
-    } else {
-      return fail(errc::configuration_error, "field 'preset': unknown preset '" + *preset +
-                                                 "' (one of: high_throughput, cost_optimization)");
-    }
-  }
-  auto str = [&](std::string_view key, std::string& into) -> result<void> {
-    auto v = cfg.get_string(key, into);
-    if (!v) return v.error();
-    into = std::move(*v);
-    return {};
-  };
-  // Durations in whole seconds where SQS only takes seconds.
-  auto secs = [&](std::string_view key, seconds fallback, seconds max) -> result<seconds> {
-    auto d = cfg.get_duration(key, fallback);
-    if (!d) return d.error();
-    if (d->count() % 1000 != 0 || *d < std::chrono::milliseconds(0) || *d > max) {
-      return fail(errc::configuration_error, "field '" + std::string(key) +
-                                                 "': must be whole seconds between 0s and " +
-                                                 std::to_string(max.count()) + "s");
-    }
-    return std::chrono::duration_cast<seconds>(*d);
-  };
-  for (auto [key, slot] : {std::pair{"region", &o.region},
-                           {"endpoint", &o.endpoint},
-                           {"access_key_id", &o.access_key_id},
-                           {"secret_access_key", &o.secret_access_key},
-                           {"session_token", &o.session_token},
-                           {"profile", &o.profile},
-                           {"ca_file", &o.ca_file},
-                           {"default_message_group", &o.default_message_group}}) {
-    if (auto r = str(key, *slot); !r) return r.error();
-  }
-  auto verify = cfg.get_bool("verify_tls", o.verify_tls);
-  if (!verify) return verify.error();
-  o.verify_tls = *verify;
-  auto max_n = cfg.get_uint("max_number_of_messages",
-                            static_cast<std::uint64_t>(o.max_number_of_messages), 1, 10);
-  if (!max_n) return max_n.error();
-  o.max_number_of_messages = static_cast<int>(*max_n);
-  auto wait = secs("wait_time", o.wait_time_seconds, seconds{20});
-  if (!wait) return wait.error();
-  o.wait_time_seconds = *wait;
-  if (cfg.contains("visibility_timeout")) {
-    auto vis = secs("visibility_timeout", seconds{30}, seconds{43'200});
-    if (!vis) return vis.error();
-    o.visibility_timeout = *vis;
-  }
-  auto attempt = cfg.get_bool("receive_request_attempt_id", o.receive_request_attempt_id);
-  if (!attempt) return attempt.error();
-  o.receive_request_attempt_id = *attempt;
-  auto abandon = secs("abandon_visibility", o.abandon_visibility, seconds{43'200});
-  if (!abandon) return abandon.error();
-  o.abandon_visibility = *abandon;
-  auto max_bytes = cfg.get_uint("max_message_bytes", o.max_message_bytes, 1'024, 1'048'576);
-  if (!max_bytes) return max_bytes.error();
-  o.max_message_bytes = *max_bytes;
-  auto idle = cfg.get_uint("max_idle_connections", o.max_idle_connections, 0, 1'024);
-  if (!idle) return idle.error();
-  o.max_idle_connections = *idle;
-  auto max_conn = cfg.get_uint("max_connections", o.max_connections, 0, 65'536);
-  if (!max_conn) return max_conn.error();
-  o.max_connections = *max_conn;
-  for (auto [key, slot] : {std::pair{"connect_timeout", &o.connect_timeout},
-                           {"request_timeout", &o.request_timeout},
-                           {"retry_base_delay", &o.retry_base_delay}}) {
-    auto d = cfg.get_duration(key, *slot);
-    if (!d) return d.error();
-    if (d->count() <= 0) {
-      return fail(errc::configuration_error, "field '" + std::string(key) + "': must be positive");
-    }
-    *slot = *d;
-  }
-  auto retries = cfg.get_uint("max_retries", static_cast<std::uint64_t>(o.max_retries), 0, 20);
-  if (!retries) return retries.error();
-  o.max_retries = static_cast<int>(*retries);
+  if (auto r = keys().bind(cfg, o); !r) return r.error();
   if (o.endpoint.starts_with("http://")) {
     // Certificate settings of a plain-HTTP endpoint would be taken and do nothing.
     for (std::string_view key : {"verify_tls", "ca_file"}) {

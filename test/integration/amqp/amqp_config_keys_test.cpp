@@ -27,6 +27,7 @@
 #include "faults/tcp_proxy.hpp"
 #include "rabbitmq_server.hpp"
 #include "unit/support/config_keys.hpp"
+#include "unit/support/run.hpp"
 #include "unit/support/wait.hpp"
 
 namespace {
@@ -39,36 +40,7 @@ using qrt::test::broker;
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 
-/// An io_context on its own thread, and a way to wait for an awaitable from the test thread.
-class io_thread {
- public:
-  io_thread() : guard_(io_.get_executor()), thread_([this] { io_.run(); }) {}
-  ~io_thread() {
-    guard_.reset();
-    io_.stop();
-    thread_.join();
-  }
-  asio::any_io_executor executor() { return io_.get_executor(); }
-  template <class T>
-  T run(qrt::awaitable<T> op) {
-    auto f = asio::co_spawn(io_, std::move(op), asio::use_future);
-    if (f.wait_for(60s) != std::future_status::ready) {
-      ADD_FAILURE() << "operation hung for 60 s";
-      std::abort();
-    }
-    return f.get();
-  }
-  /// `op` started; its future, to wait on with a deadline.
-  template <class T>
-  std::future<T> start(qrt::awaitable<T> op) {
-    return asio::co_spawn(io_, std::move(op), asio::use_future);
-  }
-
- private:
-  asio::io_context io_;
-  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> guard_;
-  std::thread thread_;
-};
+using qrt::test::io_thread;
 
 std::string fresh_name() {
   static std::atomic<int> n{0};

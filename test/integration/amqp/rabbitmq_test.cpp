@@ -19,6 +19,7 @@
 
 #include "providers/amqp/connection.hpp"
 #include "rabbitmq_server.hpp"
+#include "unit/support/run.hpp"
 
 namespace {
 
@@ -30,31 +31,7 @@ using qrt::test::broker;
 const auto* const environment =
     ::testing::AddGlobalTestEnvironment(new qrt::test::rabbitmq_environment);  // gtest owns it
 
-/// An io_context on its own thread, and a way to wait for an awaitable from the test thread.
-class io_thread {
- public:
-  io_thread() : guard_(io_.get_executor()), thread_([this] { io_.run(); }) {}
-  ~io_thread() {
-    guard_.reset();
-    io_.stop();
-    thread_.join();
-  }
-  boost::asio::any_io_executor executor() { return io_.get_executor(); }
-  template <class T>
-  T run(qrt::awaitable<T> op) {
-    auto f = boost::asio::co_spawn(io_, std::move(op), boost::asio::use_future);
-    if (f.wait_for(60s) != std::future_status::ready) {
-      ADD_FAILURE() << "operation hung for 60 s";
-      std::abort();
-    }
-    return f.get();
-  }
-
- private:
-  boost::asio::io_context io_;
-  std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> guard_;
-  std::thread thread_;
-};
+using qrt::test::io_thread;
 
 std::string unique_queue() {
   static std::atomic<int> n{0};

@@ -12,6 +12,7 @@
 #include <qrt/sqs.hpp>
 #include <random>
 
+#include "../../unit/support/run.hpp"
 #include "fauxqs_server.hpp"
 
 namespace qrt::test {
@@ -50,10 +51,7 @@ class sqs_fixture : public ::testing::Test {
 
   template <class T>
   T run(boost::asio::awaitable<T> op) {
-    auto f = boost::asio::co_spawn(io_, std::move(op), boost::asio::use_future);
-    io_.restart();
-    io_.run();
-    return f.get();
+    return qrt::test::run(io_, std::move(op));
   }
 
   /// A fresh queue name per test ("<prefix>-<random>[.fifo]").

@@ -14,10 +14,7 @@ class SqsRecovery : public ::testing::Test {
  protected:
   template <class T>
   T run(boost::asio::awaitable<T> op) {
-    auto f = boost::asio::co_spawn(io_, std::move(op), boost::asio::use_future);
-    io_.restart();
-    io_.run();
-    return f.get();
+    return qrt::test::run(io_, std::move(op));
   }
   boost::asio::io_context io_;
 };

@@ -11,6 +11,7 @@
 #include <mutex>
 #include <qrt/sqs.hpp>
 
+#include "../../support/run.hpp"
 #include "codec.hpp"
 #include "local_http_server.hpp"
 
@@ -38,10 +39,7 @@ class SqsProviderErrors : public ::testing::Test {
   }
   template <class T>
   T run(boost::asio::awaitable<T> op) {
-    auto f = boost::asio::co_spawn(io_, std::move(op), boost::asio::use_future);
-    io_.restart();
-    io_.run();
-    return f.get();
+    return qrt::test::run(io_, std::move(op));
   }
   boost::asio::io_context io_;
 };

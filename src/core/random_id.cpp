@@ -1,0 +1,71 @@
+#include "random_id.hpp"
+
+#include <algorithm>
+#include <random>
+
+namespace qrt::detail {
+
+namespace {
+
+constexpr char hex_digits[] = "0123456789abcdef";
+
+std::mt19937_64& generator() {
+  // A single random_device word would leave only 2^32 possible sequences across every process
+  // making ids; eight words seed the whole state space that matters here.
+  thread_local std::mt19937_64 rng = [] {
+    std::random_device device;
+    std::seed_seq seed{device(), device(), device(), device(),
+                       device(), device(), device(), device()};
+    return std::mt19937_64(seed);
+  }();
+  return rng;
+}
+
+}  // namespace
+
+std::uint64_t random_u64() {
+  return generator()();
+}
+
+void random_bytes(std::span<std::uint8_t> out) {
+  for (std::size_t i = 0; i < out.size(); i += 8) {
+    std::uint64_t v = random_u64();
+    for (std::size_t j = i; j < std::min(out.size(), i + 8); ++j, v >>= 8) {
+      out[j] = static_cast<std::uint8_t>(v);
+    }
+  }
+}
+
+std::string random_hex_id() {
+  std::array<std::uint8_t, 16> b{};
+  random_bytes(b);
+  std::string out;
+  out.reserve(32);
+  for (auto byte : b) {
+    out.push_back(hex_digits[byte >> 4]);
+    out.push_back(hex_digits[byte & 0x0f]);
+  }
+  return out;
+}
+
+std::array<std::uint8_t, 16> random_uuid_bytes() {
+  std::array<std::uint8_t, 16> b{};
+  random_bytes(b);
+  b[6] = static_cast<std::uint8_t>((b[6] & 0x0f) | 0x40);  // version 4
+  b[8] = static_cast<std::uint8_t>((b[8] & 0x3f) | 0x80);  // RFC variant
+  return b;
+}
+
+std::string random_uuid() {
+  const auto b = random_uuid_bytes();
+  std::string out;
+  out.reserve(36);
+  for (std::size_t i = 0; i < b.size(); ++i) {
+    if (i == 4 || i == 6 || i == 8 || i == 10) out.push_back('-');
+    out.push_back(hex_digits[b[i] >> 4]);
+    out.push_back(hex_digits[b[i] & 0x0f]);
+  }
+  return out;
+}
+
+}  // namespace qrt::detail
