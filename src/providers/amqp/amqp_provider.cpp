@@ -7,9 +7,9 @@
 #include <qrt/amqp.hpp>
 #include <random>
 
-#include "providers/amqp/connection.hpp"
-#include "providers/amqp/mapping.hpp"
-#include "providers/amqp/message_codec.hpp"
+#include "amqp/connection.hpp"
+#include "amqp/mapping.hpp"
+#include "amqp/message_codec.hpp"
 
 namespace qrt::amqp {
 

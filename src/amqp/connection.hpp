@@ -43,7 +43,7 @@
 #include <string>
 #include <vector>
 
-#include "providers/amqp/message_codec.hpp"
+#include "amqp/message_codec.hpp"
 
 namespace qrt::amqp::detail {
 

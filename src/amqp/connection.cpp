@@ -1,4 +1,4 @@
-#include "providers/amqp/connection.hpp"
+#include "amqp/connection.hpp"
 
 #include <proton/codec.h>
 #include <proton/condition.h>
@@ -50,11 +50,11 @@
 #include <set>
 #include <unordered_map>
 
+#include "amqp/mapping.hpp"
+#include "amqp/message_codec.hpp"
+#include "amqp/outbound_frames.hpp"
+#include "amqp/proton_c.hpp"
 #include "core/connection_meter.hpp"
-#include "providers/amqp/mapping.hpp"
-#include "providers/amqp/message_codec.hpp"
-#include "providers/amqp/outbound_frames.hpp"
-#include "providers/amqp/proton_c.hpp"
 
 namespace asio = boost::asio;
 

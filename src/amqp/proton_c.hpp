@@ -15,7 +15,7 @@
 #include <string_view>
 #include <utility>
 
-#include "providers/amqp/connection.hpp"
+#include "amqp/connection.hpp"
 
 struct pn_delivery_t;
 struct pn_link_t;
