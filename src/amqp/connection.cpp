@@ -13,17 +13,11 @@
 #include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/async_result.hpp>
-#include <boost/asio/connect.hpp>
 #include <boost/asio/dispatch.hpp>
-#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/ssl/context.hpp>
-#include <boost/asio/ssl/host_name_verification.hpp>
-#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <boost/asio/write.hpp>
 #include <cstring>
 #include <deque>
 #include <functional>
@@ -50,6 +44,7 @@
 #include <set>
 #include <unordered_map>
 
+#include "amqp/byte_stream.hpp"
 #include "amqp/mapping.hpp"
 #include "amqp/message_codec.hpp"
 #include "amqp/outbound_frames.hpp"
@@ -260,13 +255,11 @@ std::optional<std::uint64_t> number_of(const proton::binary& tag) {
 
 struct connection::impl : proton::messaging_handler,
                           std::enable_shared_from_this<connection::impl> {
-  using tcp = asio::ip::tcp;
-
-  impl(endpoint ep, asio::any_io_executor executor)
+  impl(endpoint ep, asio::any_io_executor executor, stream_factory streams)
       : where(std::move(ep)),
         container_id(container_name(where)),
         strand(asio::make_strand(std::move(executor))),
-        resolver(strand) {}
+        make_stream(streams ? std::move(streams) : tcp_streams(where)) {}
 
   static std::string container_name(const endpoint& ep) {
     if (!ep.container_id.empty()) return ep.container_id;
@@ -284,48 +277,31 @@ struct connection::impl : proton::messaging_handler,
 
   // ===== everything below is touched on the strand only =====
 
-  /// One connection attempt's socket, Proton driver and output. A new one per attempt; the old
-  /// one is retired (socket closed) and freed once its last pending I/O handler has run.
+  /// One connection attempt's byte stream (byte_stream.hpp), Proton driver and output. A new one
+  /// per attempt; the old one is retired (stream closed) and freed once its last pending I/O
+  /// handler has run.
   struct transport {
-    transport(asio::strand<asio::any_io_executor>& strand, asio::ssl::context* tls,
+    transport(asio::strand<asio::any_io_executor>& strand, std::unique_ptr<byte_stream> bytes,
               const std::string& container_id, outbound_frames::format_lookup formats)
-        : stream(tls ? asio::ssl::stream<tcp::socket>(strand, *tls)
-                     : asio::ssl::stream<tcp::socket>(strand, plain_context())),
-          uses_tls(tls != nullptr),
+        : stream(std::move(bytes)),
           driver(container_id),
           frames(std::move(formats)),
           tick_timer(strand) {}
 
-    /// asio::ssl::stream needs a context even when TLS is off (only next_layer() is used then).
-    static asio::ssl::context& plain_context() {
-      static asio::ssl::context ctx(asio::ssl::context::tls_client);
-      return ctx;
-    }
-
     template <class Handler>
     void read_some(Handler&& h) {
-      if (uses_tls) {
-        stream.async_read_some(asio::buffer(in), std::forward<Handler>(h));
-      } else {
-        stream.next_layer().async_read_some(asio::buffer(in), std::forward<Handler>(h));
-      }
+      stream->async_read_some(asio::buffer(in), std::forward<Handler>(h));
     }
     template <class Handler>
     void write(Handler&& h) {
-      if (uses_tls) {
-        asio::async_write(stream, asio::buffer(out), std::forward<Handler>(h));
-      } else {
-        asio::async_write(stream.next_layer(), asio::buffer(out), std::forward<Handler>(h));
-      }
+      stream->async_write(asio::buffer(out), std::forward<Handler>(h));
     }
     void close_socket() {
-      boost::system::error_code ignored;
-      stream.next_layer().close(ignored);
+      stream->close();
       tick_timer.cancel();
     }
 
-    asio::ssl::stream<tcp::socket> stream;
-    bool uses_tls;
+    std::unique_ptr<byte_stream> stream;
     proton::io::connection_driver driver;
     outbound_frames frames;
     asio::steady_timer tick_timer;
@@ -339,8 +315,8 @@ struct connection::impl : proton::messaging_handler,
     std::array<char, 64 * 1024> in{};
   };
   std::shared_ptr<transport> io;
-  tcp::resolver resolver;
-  std::unique_ptr<asio::ssl::context> tls_context;
+  /// Makes each attempt's byte stream: TCP/TLS (tcp_streams), or memory in the unit tests.
+  stream_factory make_stream;
   /// Batch deliveries not yet written: tag number -> message format (see outbound_frames).
   std::unordered_map<std::uint64_t, std::uint32_t> formats_to_write;
 
@@ -561,31 +537,21 @@ struct connection::impl : proton::messaging_handler,
   void start_connect() {
     conn_state = state::connecting;
     const std::uint64_t this_attempt = ++attempt;
-    if (where.tls && !tls_context) {
-      if (auto e = make_tls_context()) {
-        connection_lost(std::move(*e));
-        return;
-      }
+    auto bytes = make_stream(strand);
+    if (!bytes) {
+      connection_lost(std::move(bytes.error()));
+      return;
     }
     auto t = std::make_shared<transport>(
-        strand, where.tls ? tls_context.get() : nullptr, container_id,
+        strand, std::move(*bytes), container_id,
         [this](std::span<const std::uint8_t> tag) { return format_of(tag); });
     io = t;
     auto self = shared_from_this();
-    resolver.async_resolve(
-        where.host, std::to_string(where.port),
-        [self, t](boost::system::error_code ec, const tcp::resolver::results_type& found) {
-          if (t != self->io) return;
-          if (ec) return self->attempt_failed("resolving the host failed: " + ec.message());
-          asio::async_connect(t->stream.next_layer(), found,
-                              [self, t](boost::system::error_code ec, const tcp::endpoint&) {
-                                if (t != self->io) return;
-                                if (ec) return self->attempt_failed(ec.message());
-                                t->stream.next_layer().set_option(tcp::no_delay(true), ec);
-                                if (!t->uses_tls) return self->start_amqp(t);
-                                self->start_tls(t);
-                              });
-        });
+    t->stream->async_open([self, t](std::optional<error> failed) {
+      if (t != self->io) return;
+      if (failed) return self->connection_lost(std::move(*failed));
+      self->start_amqp(t);
+    });
     after(where.connect_timeout, [this, this_attempt] {
       if (attempt != this_attempt || conn_state != state::connecting) return;
       connection_lost(
@@ -594,58 +560,13 @@ struct connection::impl : proton::messaging_handler,
     });
   }
 
-  /// The system store (or the configured CA file) and, unless turned off, verification of the
-  /// certificate chain and of the host name.
-  std::optional<error> make_tls_context() {
-    auto ctx = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_client);
-    boost::system::error_code ec;
-    if (where.tls_ca_file.empty()) {
-      ctx->set_default_verify_paths(ec);
-    } else {
-      ctx->load_verify_file(where.tls_ca_file, ec);
-    }
-    if (ec) {
-      return fail(errc::configuration_error,
-                  "TLS for '" + where.display() + "': cannot load the trusted CAs" +
-                      (where.tls_ca_file.empty() ? std::string(" from the system store")
-                                                 : " from '" + where.tls_ca_file + "'") +
-                      ": " + ec.message());
-    }
-    ctx->set_verify_mode(where.tls_verify ? asio::ssl::verify_peer : asio::ssl::verify_none);
-    tls_context = std::move(ctx);
-    return std::nullopt;
-  }
-
-  void start_tls(const std::shared_ptr<transport>& t) {
-    // SNI, and the host name the certificate must carry.
-    SSL_set_tlsext_host_name(t->stream.native_handle(), where.host.c_str());
-    if (where.tls_verify)
-      t->stream.set_verify_callback(asio::ssl::host_name_verification(where.host));
-    auto self = shared_from_this();
-    t->stream.async_handshake(
-        asio::ssl::stream_base::client, [self, t](boost::system::error_code ec) {
-          if (t != self->io) return;
-          if (ec) {
-            return self->attempt_failed("TLS handshake failed: " + ec.message() +
-                                        " (TLS: check the server certificate, the CA file and the "
-                                        "host name)");
-          }
-          self->start_amqp(t);
-        });
-  }
-
-  /// TCP (and TLS) are up: hand the byte stream to Proton (SASL, open, heartbeats).
+  /// The stream is up (TCP, and TLS when asked): hand it to Proton (SASL, open, heartbeats).
   void start_amqp(const std::shared_ptr<transport>& t) {
     t->driver.connect(options());
     t->amqp_started = true;
     conn = t->driver.connection();
     read_more(t);
     pump();
-  }
-
-  void attempt_failed(const std::string& why) {
-    connection_lost(
-        fail(errc::connection_failed, "connect to '" + where.display() + "' failed: " + why));
   }
 
   // ---------- the byte stream ----------
@@ -769,7 +690,7 @@ struct connection::impl : proton::messaging_handler,
     t->tick_timer.cancel();
     if (t->amqp_started) collect_output(*t);
     if (t->writing) return;  // its completion writes the rest, then closes
-    if (t->next_out.empty() || !t->stream.next_layer().is_open()) {
+    if (t->next_out.empty() || !t->stream->is_open()) {
       t->close_socket();
     } else {
       write_out(t);
@@ -838,7 +759,6 @@ struct connection::impl : proton::messaging_handler,
       retire(io);
       io.reset();
     }
-    resolver.cancel();
     formats_to_write.clear();
     last_error = e;
     backoff = backoff.count() == 0 ? where.reconnect_initial_delay
@@ -1926,9 +1846,10 @@ void warn_if_insecure(const endpoint& where) {
   }
 }
 
-std::shared_ptr<connection> connection::create(endpoint where, asio::any_io_executor executor) {
+std::shared_ptr<connection> connection::create(endpoint where, asio::any_io_executor executor,
+                                               stream_factory streams) {
   warn_if_insecure(where);
-  auto i = std::make_shared<impl>(std::move(where), std::move(executor));
+  auto i = std::make_shared<impl>(std::move(where), std::move(executor), std::move(streams));
   return std::shared_ptr<connection>(new connection(std::move(i)));
 }
 
