@@ -96,8 +96,23 @@ class memory_stream final : public byte_stream {
  public:
   using peer_fn = std::function<std::string(std::string_view)>;
 
-  memory_stream(const connection_strand& strand, peer_fn peer, std::size_t* bytes_read)
-      : strand_(strand), peer_(std::move(peer)), bytes_read_(bytes_read) {}
+  /// The broker's end of one attempt's pipe: hang_up() drops the connection as a broker or
+  /// network would (the client reads end-of-file).
+  struct far_end {
+    bool gone = false;
+    std::function<void()> wake;  ///< set while the stream lives
+    void hang_up() {
+      gone = true;
+      if (wake) wake();
+    }
+  };
+
+  memory_stream(const connection_strand& strand, peer_fn peer, std::size_t* bytes_read,
+                std::shared_ptr<far_end> end)
+      : strand_(strand), peer_(std::move(peer)), bytes_read_(bytes_read), end_(std::move(end)) {
+    end_->wake = [this] { serve_read(); };
+  }
+  ~memory_stream() override { end_->wake = nullptr; }
 
   void async_open(open_handler done) override {
     asio::post(strand_, [done = std::move(done)] { done(std::nullopt); });
@@ -128,10 +143,14 @@ class memory_stream final : public byte_stream {
 
  private:
   void serve_read() {
-    if (!read_done_ || (open_ && to_client_.empty())) return;
+    if (!read_done_ || (open_ && !end_->gone && to_client_.empty())) return;
     auto done = std::exchange(read_done_, nullptr);
     if (!open_) {
       asio::post(strand_, [done = std::move(done)] { done(asio::error::operation_aborted, 0); });
+      return;
+    }
+    if (to_client_.empty()) {  // the broker hung up
+      asio::post(strand_, [done = std::move(done)] { done(asio::error::eof, 0); });
       return;
     }
     const std::size_t n = std::min(read_into_.size(), to_client_.size());
@@ -144,6 +163,7 @@ class memory_stream final : public byte_stream {
   connection_strand strand_;
   peer_fn peer_;
   std::size_t* bytes_read_;
+  std::shared_ptr<far_end> end_;
   bool open_ = true;
   std::string to_client_;
   asio::mutable_buffer read_into_;
@@ -157,23 +177,31 @@ asio::awaitable<void> store(asio::awaitable<T> a, std::optional<T>* out) {
 
 /// A connection to a peer in memory, and the io_context that runs both (one thread: this one).
 struct harness {
-  explicit harness(memory_stream::peer_fn peer) { connect_over(std::move(peer)); }
+  /// Every attempt talks to `peer`.
+  explicit harness(memory_stream::peer_fn peer) : harness([peer] { return peer; }) {}
+  /// Every attempt talks to a broker of its own (a broker restarted), run by `handler`.
   explicit harness(proton::messaging_handler& handler)
-      : broker(std::make_unique<memory_broker>(handler)) {
-    connect_over([b = broker.get()](std::string_view in) { return b->exchange(in); });
-  }
+      : harness([this, &handler]() -> memory_stream::peer_fn {
+          brokers.push_back(std::make_unique<memory_broker>(handler));
+          return [b = brokers.back().get()](std::string_view in) { return b->exchange(in); };
+        }) {}
 
-  void connect_over(memory_stream::peer_fn peer) {
+  explicit harness(std::function<memory_stream::peer_fn()> next_peer) {
     endpoint where;
     where.host = "broker.test";
     conn = connection::create(
         where, io.get_executor(),
-        [this, peer](const connection_strand& strand) -> qrt::result<std::unique_ptr<byte_stream>> {
+        [this, next_peer = std::move(next_peer)](
+            const connection_strand& strand) -> qrt::result<std::unique_ptr<byte_stream>> {
           ++attempts;
+          line = std::make_shared<memory_stream::far_end>();
           return std::unique_ptr<byte_stream>(
-              std::make_unique<memory_stream>(strand, peer, &bytes_read));
+              std::make_unique<memory_stream>(strand, next_peer(), &bytes_read, line));
         });
   }
+
+  /// The broker of the current attempt hangs up.
+  void drop() { line->hang_up(); }
 
   ~harness() {
     std::optional<bool> closed;
@@ -202,7 +230,8 @@ struct harness {
   }
 
   asio::io_context io;
-  std::unique_ptr<memory_broker> broker;
+  std::vector<std::unique_ptr<memory_broker>> brokers;
+  std::shared_ptr<memory_stream::far_end> line;
   std::size_t bytes_read = 0;
   int attempts = 0;
   std::shared_ptr<connection> conn;
@@ -282,8 +311,10 @@ struct queue_with_messages : echoing_broker {
       s.send(proton::message("m" + std::to_string(++sent)));
     }
   }
+  void on_tracker_accept(proton::tracker&) override { ++accepted; }
   int max_credit_seen = 0;
   int sent = 0;
+  int accepted = 0;
 };
 
 TEST(amqp_connection, a_receiver_holds_at_most_its_prefetch) {
@@ -363,6 +394,119 @@ TEST(amqp_connection, garbage_from_the_peer_fails_the_connection_without_reading
   EXPECT_EQ(connected.error().code, qrt::errc::connection_failed);
   EXPECT_LE(h.bytes_read, 2u * 64 * 1024) << "read on after the protocol header was refused";
   EXPECT_EQ(h.conn->generation(), 0u);
+}
+
+// Receipts belong to the connection that delivered them: after a reconnect, settling a
+// delivery of the previous connection fails with receipt_expired and sends nothing on the new
+// one (the broker has released the message when the old connection died).
+TEST(amqp_connection, a_receipt_from_before_a_reconnect_is_refused_not_sent) {
+  queue_with_messages broker;
+  harness h(broker);
+  receiver_spec spec;
+  spec.address = "q";
+  spec.prefetch = 1;
+  auto got = h.run(h.conn->receive("r1", spec, 1, 2s));
+  ASSERT_TRUE(got) << got.error().to_string();
+  ASSERT_EQ(got->size(), 1u);
+  EXPECT_EQ(h.conn->generation(), 1u);
+
+  h.drop();
+  auto reconnected = h.run(h.conn->connect(5s));
+  ASSERT_TRUE(reconnected) << reconnected.error().to_string();
+  EXPECT_EQ(h.conn->generation(), 2u);
+  EXPECT_EQ(h.attempts, 2);
+
+  std::vector<std::pair<qrt::amqp::detail::delivery_ref, qrt::amqp::detail::outcome>> items{
+      {got->front().ref, qrt::amqp::detail::outcome::accepted()}};
+  auto settled = h.run(h.conn->settle(items, 2s));
+  ASSERT_EQ(settled.size(), 1u);
+  ASSERT_FALSE(settled[0]);
+  EXPECT_EQ(settled[0].error().code, qrt::errc::receipt_expired) << settled[0].error().to_string();
+  EXPECT_EQ(broker.accepted, 0);
+
+  // The new connection works: the link is attached again and delivers.
+  auto again = h.run(h.conn->receive("r1", spec, 1, 2s));
+  ASSERT_TRUE(again) << again.error().to_string();
+  EXPECT_EQ(again->size(), 1u);
+}
+
+// rcv-settle-mode second (Service Bus peek-lock): the outcome goes out unsettled, and settle()
+// completes with the broker's answer when the broker settles: success, or its refusal with the
+// broker's description.
+struct settle_second_queue : queue_with_messages {
+  void on_sender_open(proton::sender& s) override {
+    if (s.active()) return;
+    pn_link_set_rcv_settle_mode(proton::internal::factory<proton::link>::unwrap(s), PN_RCV_SECOND);
+    echoing_broker::on_sender_open(s);
+  }
+  void on_tracker_accept(proton::tracker& t) override {
+    ++accepted;
+    if (t.settled()) ++settled_by_client;  // first mode: the client settled with its outcome
+    if (refuse) {
+      qrt::amqp::detail::send_outcome(
+          proton::internal::factory<proton::tracker>::unwrap(t),
+          qrt::amqp::detail::outcome::rejected("com.microsoft:message-lock-lost",
+                                               "the lock on this message is lost"),
+          true);
+    } else {
+      t.settle();
+    }
+  }
+  bool refuse = false;
+  int settled_by_client = 0;
+};
+
+TEST(amqp_connection, settle_second_waits_for_the_brokers_settlement_and_reports_a_refusal) {
+  settle_second_queue broker;
+  harness h(broker);
+  receiver_spec spec;
+  spec.address = "q";
+  spec.prefetch = 2;
+  spec.confirm_settlement = true;
+  auto got = h.run(h.conn->receive("r1", spec, 2, 2s));
+  ASSERT_TRUE(got) << got.error().to_string();
+  ASSERT_EQ(got->size(), 2u);
+
+  using qrt::amqp::detail::outcome;
+  std::vector<std::pair<qrt::amqp::detail::delivery_ref, outcome>> first{
+      {(*got)[0].ref, outcome::accepted()}};
+  auto confirmed = h.run(h.conn->settle(first, 2s));
+  ASSERT_EQ(confirmed.size(), 1u);
+  EXPECT_TRUE(confirmed[0]) << confirmed[0].error().to_string();
+  EXPECT_EQ(broker.accepted, 1);
+  EXPECT_EQ(broker.settled_by_client, 0);  // sent unsettled: the broker's settlement confirms
+
+  broker.refuse = true;
+  std::vector<std::pair<qrt::amqp::detail::delivery_ref, outcome>> second{
+      {(*got)[1].ref, outcome::accepted()}};
+  auto refused = h.run(h.conn->settle(second, 2s));
+  ASSERT_EQ(refused.size(), 1u);
+  ASSERT_FALSE(refused[0]);
+  EXPECT_NE(refused[0].error().message.find("the lock on this message is lost"), std::string::npos)
+      << refused[0].error().to_string();
+  EXPECT_EQ(refused[0].error().provider_code, "com.microsoft:message-lock-lost");
+  EXPECT_EQ(broker.settled_by_client, 0);
+}
+
+// A link the broker detaches with an error: the receive waiting on it fails with the broker's
+// reason instead of waiting out its time.
+struct detaching_queue : echoing_broker {
+  void on_sendable(proton::sender& s) override {
+    s.close(proton::error_condition("amqp:resource-deleted", "queue 'q' was deleted"));
+  }
+};
+
+TEST(amqp_connection, a_link_detached_with_an_error_fails_the_waiting_receive) {
+  detaching_queue broker;
+  harness h(broker);
+  receiver_spec spec;
+  spec.address = "q";
+  spec.prefetch = 1;
+  auto got = h.run(h.conn->receive("r1", spec, 1, 30s));
+  ASSERT_FALSE(got);
+  EXPECT_NE(got.error().message.find("queue 'q' was deleted"), std::string::npos)
+      << got.error().to_string();
+  EXPECT_EQ(got.error().provider_code, "amqp:resource-deleted");
 }
 
 }  // namespace
