@@ -43,8 +43,8 @@ install(FILES ${CMAKE_CURRENT_BINARY_DIR}/qrtConfig.cmake
 
 # qrt.pc. The libraries are static, so Libs lists them all, dependents before dependencies,
 # followed by what they link. Relocatable: paths are relative to the .pc file.
-set(qrt_link_order qrt_all qrt_servicebus qrt_servicebus_codec qrt_amqp qrt_amqp_codec qrt_sqs
-    qrt_net qrt_memory qrt_processing qrt_resilience qrt_observability qrt_core)
+set(qrt_link_order qrt_all qrt_servicebus qrt_servicebus_codec qrt_amqp qrt_amqp_core
+    qrt_amqp_codec qrt_sqs qrt_net qrt_memory qrt_processing qrt_resilience qrt_observability qrt_core)
 set(QRT_PC_LIBS "")
 foreach(lib ${qrt_link_order})
   if(TARGET ${lib})

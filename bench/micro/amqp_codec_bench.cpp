@@ -12,8 +12,8 @@
 #include <string>
 #include <vector>
 
-#include "providers/amqp/mapping.hpp"
-#include "providers/amqp/message_codec.hpp"
+#include "amqp/mapping.hpp"
+#include "amqp/message_codec.hpp"
 
 namespace {
 

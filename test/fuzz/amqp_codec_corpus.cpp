@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "providers/amqp/message_codec.hpp"
+#include "amqp/message_codec.hpp"
 
 using namespace qrt::amqp::detail;
 

@@ -8,7 +8,7 @@
 #include <span>
 #include <string>
 
-#include "providers/amqp/message_codec.hpp"
+#include "amqp/message_codec.hpp"
 
 using namespace qrt::amqp::detail;
 

@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "providers/amqp/message_codec.hpp"
+#include "amqp/message_codec.hpp"
 
 namespace {
 

@@ -7,11 +7,11 @@
 #include <qrt/amqp.hpp>
 #include <random>
 
+#include "amqp/connection.hpp"
+#include "amqp/mapping.hpp"
+#include "amqp/message_codec.hpp"
 #include "core/config_binder.hpp"
 #include "core/random_id.hpp"
-#include "providers/amqp/connection.hpp"
-#include "providers/amqp/mapping.hpp"
-#include "providers/amqp/message_codec.hpp"
 
 namespace qrt::amqp {
 

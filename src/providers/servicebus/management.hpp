@@ -11,7 +11,7 @@
 #include <string_view>
 #include <vector>
 
-#include "providers/amqp/message_codec.hpp"
+#include "amqp/message_codec.hpp"
 #include "wire.hpp"
 
 namespace qrt::servicebus::detail {

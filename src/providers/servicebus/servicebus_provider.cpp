@@ -1,4 +1,4 @@
-// The Service Bus provider: qrt::provider over one AMQP connection (src/providers/amqp), with the
+// The Service Bus provider: qrt::provider over one AMQP connection (src/amqp), with the
 // Service Bus extensions on top: CBS tokens, lock tokens, annotations, sessions, $management.
 #include <atomic>
 #include <map>
@@ -11,14 +11,14 @@
 #include <qrt/servicebus.hpp>
 #include <random>
 
+#include "amqp/connection.hpp"
+#include "amqp/mapping.hpp"
+#include "amqp/message_codec.hpp"
+#include "amqp/outbound_frames.hpp"
 #include "connection_string.hpp"
 #include "core/random_id.hpp"
 #include "managed_identity_source.hpp"
 #include "management.hpp"
-#include "providers/amqp/connection.hpp"
-#include "providers/amqp/mapping.hpp"
-#include "providers/amqp/message_codec.hpp"
-#include "providers/amqp/outbound_frames.hpp"
 #include "sas.hpp"
 #include "wire.hpp"
 

@@ -7,7 +7,7 @@
 #include <proton/timestamp.hpp>
 #include <proton/value.hpp>
 
-#include "providers/amqp/message_codec.hpp"
+#include "amqp/message_codec.hpp"
 
 namespace qrt::servicebus::detail {
 namespace {

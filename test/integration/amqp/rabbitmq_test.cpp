@@ -17,7 +17,7 @@
 #include <sstream>
 #include <thread>
 
-#include "providers/amqp/connection.hpp"
+#include "amqp/connection.hpp"
 #include "rabbitmq_server.hpp"
 #include "unit/support/run.hpp"
 

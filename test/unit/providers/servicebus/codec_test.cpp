@@ -14,9 +14,9 @@
 #include <proton/value.hpp>
 #include <qrt/processor.hpp>
 
+#include "amqp/message_codec.hpp"
 #include "connection_string.hpp"
 #include "management.hpp"
-#include "providers/amqp/message_codec.hpp"
 #include "sas.hpp"
 #include "wire.hpp"
 

@@ -28,8 +28,10 @@
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/strand.hpp>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <proton/binary.hpp>
@@ -43,7 +45,7 @@
 #include <string>
 #include <vector>
 
-#include "providers/amqp/message_codec.hpp"
+#include "amqp/message_codec.hpp"
 
 namespace qrt::amqp::detail {
 
@@ -167,11 +169,17 @@ struct link_info {
 /// password sent without TLS. connection::create calls it.
 void warn_if_insecure(const endpoint& where);
 
+class byte_stream;
+using stream_factory = std::function<result<std::unique_ptr<byte_stream>>(
+    const boost::asio::strand<boost::asio::any_io_executor>& strand)>;
+
 class connection {
  public:
   /// Connects on first use, on a strand of `executor`. Never fails: errors surface on
-  /// operations. Results go to each caller's own executor.
-  static std::shared_ptr<connection> create(endpoint where, boost::asio::any_io_executor executor);
+  /// operations. Results go to each caller's own executor. Each attempt runs over a stream from
+  /// `streams` (byte_stream.hpp); none given: TCP, or TLS over TCP (tcp_streams(where)).
+  static std::shared_ptr<connection> create(endpoint where, boost::asio::any_io_executor executor,
+                                            stream_factory streams = {});
   ~connection();
   connection(const connection&) = delete;
   connection& operator=(const connection&) = delete;

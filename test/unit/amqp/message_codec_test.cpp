@@ -2,7 +2,7 @@
 // what encode_message writes Proton reads with the same fields as to_proton's message; what
 // Proton writes decode_message reads as from_proton does; batches split back into their
 // messages (read with Proton's C data codec too); malformed input gives a protocol_error.
-#include "providers/amqp/message_codec.hpp"
+#include "amqp/message_codec.hpp"
 
 #include <gtest/gtest.h>
 #include <proton/codec.h>
@@ -21,7 +21,7 @@
 #include <string>
 #include <vector>
 
-#include "providers/amqp/mapping.hpp"
+#include "amqp/mapping.hpp"
 
 namespace {
 

@@ -1,7 +1,7 @@
 // outbound_frames: the batch format set on the right transfer frames, everything else passed
 // through byte for byte. Frames are built by hand here; Proton's own decoder (pn_data) reads
 // the rewritten performative back as an independent check.
-#include "providers/amqp/outbound_frames.hpp"
+#include "amqp/outbound_frames.hpp"
 
 #include <gtest/gtest.h>
 #include <proton/codec.h>

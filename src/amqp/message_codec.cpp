@@ -1,4 +1,4 @@
-#include "providers/amqp/message_codec.hpp"
+#include "amqp/message_codec.hpp"
 
 #include <algorithm>
 #include <array>

@@ -1,4 +1,4 @@
-#include "providers/amqp/outbound_frames.hpp"
+#include "amqp/outbound_frames.hpp"
 
 #include <array>
 #include <cstring>

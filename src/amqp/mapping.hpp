@@ -1,5 +1,5 @@
 // Pure conversions between qrt's types and AMQP 1.0 (Proton) types: no I/O, no threads, so they
-// are unit-tested without a broker (test/unit/providers/amqp/mapping_test.cpp).
+// are unit-tested without a broker (test/unit/amqp/mapping_test.cpp).
 // Internal to qrt: the generic amqp provider and the Service Bus provider use the error mapping
 // and id_to_string. Messages travel through message_codec.hpp; to_proton / from_proton are the
 // same mapping in Proton's types, kept as the independent reference the codec is tested (and

@@ -1,4 +1,4 @@
-#include "providers/amqp/mapping.hpp"
+#include "amqp/mapping.hpp"
 
 #include <map>
 #include <proton/binary.hpp>
@@ -10,7 +10,7 @@
 #include <proton/value.hpp>
 #include <vector>
 
-#include "providers/amqp/message_codec.hpp"
+#include "amqp/message_codec.hpp"
 
 namespace qrt::amqp::detail {
 

@@ -3,7 +3,7 @@
 // the mapping of mapping.hpp (to_proton / from_proton) field for field, so the core can send
 // pre-encoded bytes and read deliveries without a pn_message per message. Pure functions: no
 // I/O, no threads, no Proton types. Tested against Proton as the independent reference
-// (test/unit/providers/amqp/message_codec_test.cpp). See docs/adr/0032-amqp-message-codec.md.
+// (test/unit/amqp/message_codec_test.cpp). See docs/adr/0032-amqp-message-codec.md.
 #pragma once
 
 #include <cstddef>

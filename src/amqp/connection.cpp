@@ -1,4 +1,8 @@
-#include "providers/amqp/connection.hpp"
+// The connection (connection.hpp): connecting and reconnecting, the byte stream through Proton's
+// connection_driver, and the Proton handler with the tables of pending sends, receives,
+// settlements and requests. Longer than the project's ~600 lines because that handler is still
+// one class whose members share those tables; ADR 0033 describes the split that comes next.
+#include "amqp/connection.hpp"
 
 #include <proton/codec.h>
 #include <proton/condition.h>
@@ -13,17 +17,11 @@
 #include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/async_result.hpp>
-#include <boost/asio/connect.hpp>
 #include <boost/asio/dispatch.hpp>
-#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/ssl/context.hpp>
-#include <boost/asio/ssl/host_name_verification.hpp>
-#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <boost/asio/write.hpp>
 #include <cstring>
 #include <deque>
 #include <functional>
@@ -50,137 +48,16 @@
 #include <set>
 #include <unordered_map>
 
+#include "amqp/byte_stream.hpp"
+#include "amqp/mapping.hpp"
+#include "amqp/message_codec.hpp"
+#include "amqp/outbound_frames.hpp"
+#include "amqp/proton_c.hpp"
 #include "core/connection_meter.hpp"
-#include "providers/amqp/mapping.hpp"
-#include "providers/amqp/message_codec.hpp"
-#include "providers/amqp/outbound_frames.hpp"
-#include "providers/amqp/proton_c.hpp"
 
 namespace asio = boost::asio;
 
 namespace qrt::amqp::detail {
-
-// ---- the C API bits (proton_c.hpp) ----
-
-delivery_handle::delivery_handle(pn_delivery_t* d) : d_(d) {
-  if (d_) pn_incref(d_);
-}
-delivery_handle::delivery_handle(const delivery_handle& other) : d_(other.d_) {
-  if (d_) pn_incref(d_);
-}
-delivery_handle::~delivery_handle() {
-  if (d_) pn_decref(d_);
-}
-proton::binary delivery_handle::tag() const {
-  const pn_delivery_tag_t t = pn_delivery_tag(d_);
-  return proton::binary(t.start, t.start + t.size);
-}
-
-void send_outcome(pn_delivery_t* pd, const outcome& how, bool settle) {
-  pn_disposition_t* local = pn_delivery_local(pd);
-  std::uint64_t state = PN_ACCEPTED;
-  switch (how.type) {
-    case outcome::kind::accepted:
-      break;
-    case outcome::kind::released:
-      state = PN_RELEASED;
-      break;
-    case outcome::kind::modified:
-      state = PN_MODIFIED;
-      pn_disposition_set_failed(local, how.delivery_failed);
-      pn_disposition_set_undeliverable(local, how.undeliverable_here);
-      break;
-    case outcome::kind::rejected: {
-      state = PN_REJECTED;
-      pn_condition_t* condition = pn_disposition_condition(local);
-      if (!how.error_name.empty()) pn_condition_set_name(condition, how.error_name.c_str());
-      if (!how.error_description.empty()) {
-        pn_condition_set_description(condition, how.error_description.c_str());
-      }
-      if (!how.error_info.empty()) {
-        pn_data_t* data = pn_condition_info(condition);
-        pn_data_clear(data);
-        pn_data_put_map(data);
-        pn_data_enter(data);
-        for (const auto& [key, value] : how.error_info) {
-          pn_data_put_symbol(data, pn_bytes(key.size(), key.data()));
-          pn_data_put_string(data, pn_bytes(value.size(), value.data()));
-        }
-        pn_data_exit(data);
-      }
-      break;
-    }
-  }
-  pn_delivery_update(pd, state);
-  if (settle) pn_delivery_settle(pd);
-}
-
-proton::error_condition remote_condition(const proton::tracker& t) {
-  pn_condition_t* c = pn_disposition_condition(
-      pn_delivery_remote(proton::internal::factory<proton::tracker>::unwrap(t)));
-  if (!pn_condition_is_set(c)) return {};
-  const char* name = pn_condition_get_name(c);
-  const char* description = pn_condition_get_description(c);
-  return proton::error_condition(name ? name : "", description ? description : "");
-}
-
-void request_settle_second(const proton::link& l) {
-  pn_link_set_rcv_settle_mode(proton::internal::factory<proton::link>::unwrap(l), PN_RCV_SECOND);
-}
-
-void send_encoded(const proton::sender& s, const proton::binary& tag, std::string_view bytes) {
-  pn_link_t* pl = proton::internal::factory<proton::link>::unwrap(s);
-  pn_delivery(pl, pn_dtag(reinterpret_cast<const char*>(tag.data()), tag.size()));
-  pn_link_send(pl, bytes.data(), bytes.size());
-  pn_link_advance(pl);
-}
-
-std::optional<delivery_handle> take_complete_delivery(const proton::receiver& r,
-                                                      std::string& bytes) {
-  pn_link_t* pl = proton::internal::factory<proton::link>::unwrap(r);
-  pn_delivery_t* pd = pn_link_current(pl);
-  if (!pd || !pn_delivery_readable(pd) || pn_delivery_partial(pd) || pn_delivery_aborted(pd)) {
-    return std::nullopt;  // nothing whole yet; an aborted one is the adapter's to settle
-  }
-  bytes.resize(pn_delivery_pending(pd));
-  std::size_t got = 0;
-  for (;;) {
-    if (got == bytes.size()) bytes.resize(bytes.size() + 1024);
-    const ssize_t n = pn_link_recv(pl, bytes.data() + got, bytes.size() - got);
-    if (n <= 0) break;  // PN_EOS: all of it read
-    got += static_cast<std::size_t>(n);
-  }
-  bytes.resize(got);
-  pn_link_advance(pl);
-  return delivery_handle(pd);
-}
-
-std::optional<delivery_handle> take_oversize_delivery(const proton::receiver& r,
-                                                      std::uint64_t limit) {
-  if (limit == 0) return std::nullopt;
-  pn_link_t* pl = proton::internal::factory<proton::link>::unwrap(r);
-  pn_delivery_t* pd = pn_link_current(pl);
-  if (!pd || pn_delivery_aborted(pd) || pn_delivery_pending(pd) <= limit) return std::nullopt;
-  delivery_handle taken(pd);
-  pn_link_advance(pl);  // frees the bytes buffered so far
-  return taken;
-}
-
-void announce_max_message_size(const proton::link& l, std::uint64_t limit) {
-  pn_link_set_max_message_size(proton::internal::factory<proton::link>::unwrap(l), limit);
-}
-
-bool settles_second(const proton::link& l) {
-  return pn_link_remote_rcv_settle_mode(proton::internal::factory<proton::link>::unwrap(l)) ==
-         PN_RCV_SECOND;
-}
-
-bool attach_refused(const proton::link& l) {
-  pn_link_t* pl = proton::internal::factory<proton::link>::unwrap(l);
-  pn_terminus_t* theirs =
-      pn_link_is_receiver(pl) ? pn_link_remote_source(pl) : pn_link_remote_target(pl);
-  return pn_terminus_get_type(theirs) == PN_UNSPECIFIED;
-}
 
 std::string endpoint::display() const {
   return std::string(tls ? "amqps://" : "amqp://") + host + ":" + std::to_string(port);
@@ -260,13 +137,11 @@ std::optional<std::uint64_t> number_of(const proton::binary& tag) {
 
 struct connection::impl : proton::messaging_handler,
                           std::enable_shared_from_this<connection::impl> {
-  using tcp = asio::ip::tcp;
-
-  impl(endpoint ep, asio::any_io_executor executor)
+  impl(endpoint ep, asio::any_io_executor executor, stream_factory streams)
       : where(std::move(ep)),
         container_id(container_name(where)),
         strand(asio::make_strand(std::move(executor))),
-        resolver(strand) {}
+        make_stream(streams ? std::move(streams) : tcp_streams(where)) {}
 
   static std::string container_name(const endpoint& ep) {
     if (!ep.container_id.empty()) return ep.container_id;
@@ -284,48 +159,31 @@ struct connection::impl : proton::messaging_handler,
 
   // ===== everything below is touched on the strand only =====
 
-  /// One connection attempt's socket, Proton driver and output. A new one per attempt; the old
-  /// one is retired (socket closed) and freed once its last pending I/O handler has run.
+  /// One connection attempt's byte stream (byte_stream.hpp), Proton driver and output. A new one
+  /// per attempt; the old one is retired (stream closed) and freed once its last pending I/O
+  /// handler has run.
   struct transport {
-    transport(asio::strand<asio::any_io_executor>& strand, asio::ssl::context* tls,
+    transport(asio::strand<asio::any_io_executor>& strand, std::unique_ptr<byte_stream> bytes,
               const std::string& container_id, outbound_frames::format_lookup formats)
-        : stream(tls ? asio::ssl::stream<tcp::socket>(strand, *tls)
-                     : asio::ssl::stream<tcp::socket>(strand, plain_context())),
-          uses_tls(tls != nullptr),
+        : stream(std::move(bytes)),
           driver(container_id),
           frames(std::move(formats)),
           tick_timer(strand) {}
 
-    /// asio::ssl::stream needs a context even when TLS is off (only next_layer() is used then).
-    static asio::ssl::context& plain_context() {
-      static asio::ssl::context ctx(asio::ssl::context::tls_client);
-      return ctx;
-    }
-
     template <class Handler>
     void read_some(Handler&& h) {
-      if (uses_tls) {
-        stream.async_read_some(asio::buffer(in), std::forward<Handler>(h));
-      } else {
-        stream.next_layer().async_read_some(asio::buffer(in), std::forward<Handler>(h));
-      }
+      stream->async_read_some(asio::buffer(in), std::forward<Handler>(h));
     }
     template <class Handler>
     void write(Handler&& h) {
-      if (uses_tls) {
-        asio::async_write(stream, asio::buffer(out), std::forward<Handler>(h));
-      } else {
-        asio::async_write(stream.next_layer(), asio::buffer(out), std::forward<Handler>(h));
-      }
+      stream->async_write(asio::buffer(out), std::forward<Handler>(h));
     }
     void close_socket() {
-      boost::system::error_code ignored;
-      stream.next_layer().close(ignored);
+      stream->close();
       tick_timer.cancel();
     }
 
-    asio::ssl::stream<tcp::socket> stream;
-    bool uses_tls;
+    std::unique_ptr<byte_stream> stream;
     proton::io::connection_driver driver;
     outbound_frames frames;
     asio::steady_timer tick_timer;
@@ -339,8 +197,8 @@ struct connection::impl : proton::messaging_handler,
     std::array<char, 64 * 1024> in{};
   };
   std::shared_ptr<transport> io;
-  tcp::resolver resolver;
-  std::unique_ptr<asio::ssl::context> tls_context;
+  /// Makes each attempt's byte stream: TCP/TLS (tcp_streams), or memory in the unit tests.
+  stream_factory make_stream;
   /// Batch deliveries not yet written: tag number -> message format (see outbound_frames).
   std::unordered_map<std::uint64_t, std::uint32_t> formats_to_write;
 
@@ -561,31 +419,21 @@ struct connection::impl : proton::messaging_handler,
   void start_connect() {
     conn_state = state::connecting;
     const std::uint64_t this_attempt = ++attempt;
-    if (where.tls && !tls_context) {
-      if (auto e = make_tls_context()) {
-        connection_lost(std::move(*e));
-        return;
-      }
+    auto bytes = make_stream(strand);
+    if (!bytes) {
+      connection_lost(std::move(bytes.error()));
+      return;
     }
     auto t = std::make_shared<transport>(
-        strand, where.tls ? tls_context.get() : nullptr, container_id,
+        strand, std::move(*bytes), container_id,
         [this](std::span<const std::uint8_t> tag) { return format_of(tag); });
     io = t;
     auto self = shared_from_this();
-    resolver.async_resolve(
-        where.host, std::to_string(where.port),
-        [self, t](boost::system::error_code ec, const tcp::resolver::results_type& found) {
-          if (t != self->io) return;
-          if (ec) return self->attempt_failed("resolving the host failed: " + ec.message());
-          asio::async_connect(t->stream.next_layer(), found,
-                              [self, t](boost::system::error_code ec, const tcp::endpoint&) {
-                                if (t != self->io) return;
-                                if (ec) return self->attempt_failed(ec.message());
-                                t->stream.next_layer().set_option(tcp::no_delay(true), ec);
-                                if (!t->uses_tls) return self->start_amqp(t);
-                                self->start_tls(t);
-                              });
-        });
+    t->stream->async_open([self, t](std::optional<error> failed) {
+      if (t != self->io) return;
+      if (failed) return self->connection_lost(std::move(*failed));
+      self->start_amqp(t);
+    });
     after(where.connect_timeout, [this, this_attempt] {
       if (attempt != this_attempt || conn_state != state::connecting) return;
       connection_lost(
@@ -594,58 +442,13 @@ struct connection::impl : proton::messaging_handler,
     });
   }
 
-  /// The system store (or the configured CA file) and, unless turned off, verification of the
-  /// certificate chain and of the host name.
-  std::optional<error> make_tls_context() {
-    auto ctx = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_client);
-    boost::system::error_code ec;
-    if (where.tls_ca_file.empty()) {
-      ctx->set_default_verify_paths(ec);
-    } else {
-      ctx->load_verify_file(where.tls_ca_file, ec);
-    }
-    if (ec) {
-      return fail(errc::configuration_error,
-                  "TLS for '" + where.display() + "': cannot load the trusted CAs" +
-                      (where.tls_ca_file.empty() ? std::string(" from the system store")
-                                                 : " from '" + where.tls_ca_file + "'") +
-                      ": " + ec.message());
-    }
-    ctx->set_verify_mode(where.tls_verify ? asio::ssl::verify_peer : asio::ssl::verify_none);
-    tls_context = std::move(ctx);
-    return std::nullopt;
-  }
-
-  void start_tls(const std::shared_ptr<transport>& t) {
-    // SNI, and the host name the certificate must carry.
-    SSL_set_tlsext_host_name(t->stream.native_handle(), where.host.c_str());
-    if (where.tls_verify)
-      t->stream.set_verify_callback(asio::ssl::host_name_verification(where.host));
-    auto self = shared_from_this();
-    t->stream.async_handshake(
-        asio::ssl::stream_base::client, [self, t](boost::system::error_code ec) {
-          if (t != self->io) return;
-          if (ec) {
-            return self->attempt_failed("TLS handshake failed: " + ec.message() +
-                                        " (TLS: check the server certificate, the CA file and the "
-                                        "host name)");
-          }
-          self->start_amqp(t);
-        });
-  }
-
-  /// TCP (and TLS) are up: hand the byte stream to Proton (SASL, open, heartbeats).
+  /// The stream is up (TCP, and TLS when asked): hand it to Proton (SASL, open, heartbeats).
   void start_amqp(const std::shared_ptr<transport>& t) {
     t->driver.connect(options());
     t->amqp_started = true;
     conn = t->driver.connection();
     read_more(t);
     pump();
-  }
-
-  void attempt_failed(const std::string& why) {
-    connection_lost(
-        fail(errc::connection_failed, "connect to '" + where.display() + "' failed: " + why));
   }
 
   // ---------- the byte stream ----------
@@ -769,7 +572,7 @@ struct connection::impl : proton::messaging_handler,
     t->tick_timer.cancel();
     if (t->amqp_started) collect_output(*t);
     if (t->writing) return;  // its completion writes the rest, then closes
-    if (t->next_out.empty() || !t->stream.next_layer().is_open()) {
+    if (t->next_out.empty() || !t->stream->is_open()) {
       t->close_socket();
     } else {
       write_out(t);
@@ -838,7 +641,6 @@ struct connection::impl : proton::messaging_handler,
       retire(io);
       io.reset();
     }
-    resolver.cancel();
     formats_to_write.clear();
     last_error = e;
     backoff = backoff.count() == 0 ? where.reconnect_initial_delay
@@ -1926,9 +1728,10 @@ void warn_if_insecure(const endpoint& where) {
   }
 }
 
-std::shared_ptr<connection> connection::create(endpoint where, asio::any_io_executor executor) {
+std::shared_ptr<connection> connection::create(endpoint where, asio::any_io_executor executor,
+                                               stream_factory streams) {
   warn_if_insecure(where);
-  auto i = std::make_shared<impl>(std::move(where), std::move(executor));
+  auto i = std::make_shared<impl>(std::move(where), std::move(executor), std::move(streams));
   return std::shared_ptr<connection>(new connection(std::move(i)));
 }
 

@@ -1,0 +1,71 @@
+// The generic amqp provider's options as read from a qrt::config: the fields, the bounds and
+// the errors that name a bad field without showing a secret.
+#include <gtest/gtest.h>
+
+#include <qrt/amqp.hpp>
+#include <qrt/config.hpp>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace {
+
+TEST(amqp_options, config_fields_are_read_and_bad_ones_named) {
+  auto o = qrt::amqp::options_from_config(qrt::config{{"provider", "amqp"},
+                                                      {"broker", "rabbitmq"},
+                                                      {"endpoint", "amqps://broker.example:5999"},
+                                                      {"user", "svc"},
+                                                      {"password", "s3cret"},
+                                                      {"prefetch", "25"},
+                                                      {"max_concurrent_calls", "8"},
+                                                      {"verify_queue_exists", "false"}});
+  ASSERT_TRUE(o) << o.error().to_string();
+  EXPECT_TRUE(o->tls);
+  EXPECT_TRUE(o->tls_verify);
+  EXPECT_EQ(o->host, "broker.example");
+  EXPECT_EQ(o->port, 5999);
+  EXPECT_EQ(o->prefetch, 25u);
+  EXPECT_EQ(o->address_prefix, "/amq/queue/");
+  EXPECT_EQ(o->abandon_with, qrt::amqp::abandon_outcome::released);
+  EXPECT_FALSE(o->verify_queue_exists);
+
+  auto typo = qrt::amqp::options_from_config(qrt::config{{"provider", "amqp"}, {"prefech", "1"}});
+  ASSERT_FALSE(typo);
+  EXPECT_NE(typo.error().message.find("prefech"), std::string::npos);
+
+  auto bad_url = qrt::amqp::options_from_config(
+      qrt::config{{"provider", "amqp"}, {"endpoint", "http://u:topsecret@h"}});
+  ASSERT_FALSE(bad_url);
+  EXPECT_EQ(bad_url.error().code, qrt::errc::configuration_error);
+  EXPECT_EQ(bad_url.error().message.find("topsecret"), std::string::npos);
+
+  auto bad_abandon = qrt::amqp::options_from_config(
+      qrt::config{{"provider", "amqp"}, {"abandon_outcome", "drop"}});
+  ASSERT_FALSE(bad_abandon);
+  EXPECT_NE(bad_abandon.error().message.find("abandon_outcome"), std::string::npos);
+}
+
+// The client's bounds: prefetched bytes and links. Defaults bound both; 0 turns a bound off; a
+// value out of range is refused by name.
+TEST(amqp_options, the_prefetch_byte_budget_and_the_link_cap_are_read_and_checked) {
+  auto defaults = qrt::amqp::options_from_config(qrt::config{{"provider", "amqp"}});
+  ASSERT_TRUE(defaults) << defaults.error().to_string();
+  EXPECT_EQ(defaults->max_prefetch_bytes, 64ull << 20);
+  EXPECT_EQ(defaults->max_links, 1000u);
+
+  auto set = qrt::amqp::options_from_config(
+      qrt::config{{"provider", "amqp"}, {"max_prefetch_bytes", "1048576"}, {"max_links", "0"}});
+  ASSERT_TRUE(set) << set.error().to_string();
+  EXPECT_EQ(set->max_prefetch_bytes, 1048576u);
+  EXPECT_EQ(set->max_links, 0u);
+
+  for (const auto& [field, value] : std::vector<std::pair<std::string, std::string>>{
+           {"max_links", "70000"}, {"max_links", "-1"}, {"max_prefetch_bytes", "lots"}}) {
+    auto bad = qrt::amqp::options_from_config(qrt::config{{"provider", "amqp"}, {field, value}});
+    ASSERT_FALSE(bad) << field << "=" << value;
+    EXPECT_EQ(bad.error().code, qrt::errc::configuration_error);
+    EXPECT_NE(bad.error().message.find(field), std::string::npos) << bad.error().message;
+  }
+}
+
+}  // namespace
