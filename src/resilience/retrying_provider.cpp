@@ -93,22 +93,31 @@ class retrying_provider final : public provider {
   // duplicate. Per-message failures inside a successful call are the caller's to handle
   // (qrt::send_batcher resends only those). A provider that can be lent the messages (the
   // embedded one) leaves them in place on a whole failure; any other gets a copy per attempt.
+  //
+  // send() and receive() are not coroutines themselves, one frame fewer per call on the hot
+  // path: what the attempts need moves into the callable, which lives in retry()'s frame. The
+  // queue name is the caller's, alive until the call completes as for any provider call.
   awaitable<result<std::vector<send_outcome>>> send(const queue_name& queue,
                                                     std::vector<message> messages,
                                                     milliseconds timeout) override {
     if (lender_) {
-      co_return co_await again("send", &queue,
-                               [&] { return lender_->send_from(queue, messages, timeout); });
+      return again("send", &queue,
+                   [lender = lender_, &queue, messages = std::move(messages), timeout]() mutable {
+                     return lender->send_from(queue, messages, timeout);
+                   });
     }
-    co_return co_await again("send", &queue,
-                             [&] { return inner_->send(queue, messages, timeout); });
+    return again("send", &queue,
+                 [inner = inner_.get(), &queue, messages = std::move(messages), timeout] {
+                   return inner->send(queue, messages, timeout);
+                 });
   }
 
   awaitable<result<std::vector<received_message>>> receive(const queue_name& queue,
                                                            std::size_t max_messages,
                                                            milliseconds wait) override {
-    co_return co_await again("receive", &queue,
-                             [&] { return inner_->receive(queue, max_messages, wait); });
+    return again("receive", &queue, [inner = inner_.get(), &queue, max_messages, wait] {
+      return inner->receive(queue, max_messages, wait);
+    });
   }
 
   awaitable<result<std::vector<received_message>>> peek(const queue_name& queue,

@@ -395,11 +395,12 @@ void queue_state::deliver(item& it, bool dead_letter, time_point now, std::uint6
   received_message& r = out.emplace_back();
   const message& m = it.stored.content;
   r.body = mutex.copy_body(m.body);
-  r.attributes = m.attributes;
+  // `r` is fresh: the fields a message leaves empty (most of them, usually) need no call.
+  if (!m.attributes.empty()) r.attributes = m.attributes;
   r.session = m.session;
-  r.correlation_id = m.correlation_id;
-  r.content_type = m.content_type;
-  r.subject = m.subject;
+  if (!m.correlation_id.empty()) r.correlation_id = m.correlation_id;
+  if (!m.content_type.empty()) r.content_type = m.content_type;
+  if (!m.subject.empty()) r.subject = m.subject;
   r.id = m.id;
   r.time_to_live = m.time_to_live;
   r.scheduled_enqueue_time = m.scheduled_enqueue_time;
