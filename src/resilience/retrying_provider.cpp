@@ -1,6 +1,8 @@
 // The provider decorator queue_client puts in front of every provider (client_options::retry).
 #include <qrt/retry.hpp>
 
+#include "../core/borrowing_provider.hpp"
+
 namespace qrt {
 namespace {
 
@@ -66,6 +68,7 @@ class retrying_provider final : public provider {
   retrying_provider(provider_ptr inner, retry_policy policy, retry_sleeper sleeper,
                     retry_observer observer)
       : inner_(std::move(inner)),
+        lender_(dynamic_cast<detail::borrowing_provider*>(inner_.get())),
         policy_(policy),
         sleeper_(std::move(sleeper)),
         observer_(std::move(observer)) {}
@@ -88,19 +91,33 @@ class retrying_provider final : public provider {
 
   // A send that failed as a whole sent nothing (the provider contract), so resending it cannot
   // duplicate. Per-message failures inside a successful call are the caller's to handle
-  // (qrt::send_batcher resends only those).
+  // (qrt::send_batcher resends only those). A provider that can be lent the messages (the
+  // embedded one) leaves them in place on a whole failure; any other gets a copy per attempt.
+  //
+  // send() and receive() are not coroutines themselves, one frame fewer per call on the hot
+  // path: what the attempts need moves into the callable, which lives in retry()'s frame. The
+  // queue name is the caller's, alive until the call completes as for any provider call.
   awaitable<result<std::vector<send_outcome>>> send(const queue_name& queue,
                                                     std::vector<message> messages,
                                                     milliseconds timeout) override {
-    co_return co_await again("send", &queue,
-                             [&] { return inner_->send(queue, messages, timeout); });
+    if (lender_) {
+      return again("send", &queue,
+                   [lender = lender_, &queue, messages = std::move(messages), timeout]() mutable {
+                     return lender->send_from(queue, messages, timeout);
+                   });
+    }
+    return again("send", &queue,
+                 [inner = inner_.get(), &queue, messages = std::move(messages), timeout] {
+                   return inner->send(queue, messages, timeout);
+                 });
   }
 
   awaitable<result<std::vector<received_message>>> receive(const queue_name& queue,
                                                            std::size_t max_messages,
                                                            milliseconds wait) override {
-    co_return co_await again("receive", &queue,
-                             [&] { return inner_->receive(queue, max_messages, wait); });
+    return again("receive", &queue, [inner = inner_.get(), &queue, max_messages, wait] {
+      return inner->receive(queue, max_messages, wait);
+    });
   }
 
   awaitable<result<std::vector<received_message>>> peek(const queue_name& queue,
@@ -111,32 +128,37 @@ class retrying_provider final : public provider {
   }
 
   awaitable<std::vector<result<void>>> settle(std::vector<settlement> settlements) override {
-    std::vector<result<void>> results(settlements.size(), result<void>{});
-    std::vector<std::size_t> pending(settlements.size());
-    for (std::size_t i = 0; i < pending.size(); ++i) pending[i] = i;
-    for (std::uint32_t attempt = 1; !pending.empty(); ++attempt) {
+    const std::size_t n = settlements.size();
+    // The first attempt settles everything, lent where the provider can read it in place; its
+    // results are the answer unless some entries are retried.
+    std::vector<result<void>> results;
+    if (lender_) {
+      results = co_await lender_->settle_from(settlements);
+    } else {
+      results = co_await inner_->settle(settlements);
+    }
+    fit(results, n);
+    std::vector<std::size_t> pending;
+    std::optional<milliseconds> delay;
+    for (std::size_t i = 0; i < n; ++i) {
+      if (to_retry(settlements[i], results[i], 1, delay)) pending.push_back(i);
+    }
+    for (std::uint32_t attempt = 2; !pending.empty(); ++attempt) {
+      co_await pause(*delay);
+      delay.reset();
       std::vector<settlement> batch;
       batch.reserve(pending.size());
       for (auto i : pending) batch.push_back(settlements[i]);
       auto outcomes = co_await inner_->settle(std::move(batch));
+      fit(outcomes, pending.size());
       std::vector<std::size_t> failed;
-      std::optional<milliseconds> delay;
-      if (outcomes.size() < pending.size()) {
-        outcomes.resize(pending.size(),
-                        fail(errc::protocol_error, "provider returned too few settle results"));
-      }
       for (std::size_t k = 0; k < pending.size(); ++k) {
-        const auto& r = outcomes[k];
-        results[pending[k]] = r;
-        if (r || !worth_retrying(r.error())) continue;
-        auto d = policy_.next_delay(r.error(), attempt, detail::unit_random());
-        if (!d) continue;
-        failed.push_back(pending[k]);
-        delay = delay ? std::max(*delay, *d) : *d;
-        if (observer_) observer_(operation_of(settlements[pending[k]].action), nullptr, r.error());
+        results[pending[k]] = outcomes[k];
+        if (to_retry(settlements[pending[k]], outcomes[k], attempt, delay)) {
+          failed.push_back(pending[k]);
+        }
       }
       pending = std::move(failed);
-      if (!pending.empty()) co_await pause(*delay);
     }
     co_return results;
   }
@@ -178,6 +200,24 @@ class retrying_provider final : public provider {
     };
     return retry(policy_, std::move(attempt), std::move(observed), std::move(check));
   }
+  /// One result per settlement: a provider that returned too few fails the rest.
+  static void fit(std::vector<result<void>>& outcomes, std::size_t n) {
+    if (outcomes.size() < n) {
+      outcomes.resize(n, fail(errc::protocol_error, "provider returned too few settle results"));
+    }
+    outcomes.resize(n, result<void>{});  // too many: the extra ones answer nothing
+  }
+  /// Whether settlement `s`, which ended in `r` at attempt `attempt`, is retried; if so, the
+  /// observer is told and `delay` grows to the longest wait any retried entry asks for.
+  bool to_retry(const settlement& s, const result<void>& r, std::uint32_t attempt,
+                std::optional<milliseconds>& delay) {
+    if (r || !worth_retrying(r.error())) return false;
+    auto d = policy_.next_delay(r.error(), attempt, detail::unit_random());
+    if (!d) return false;
+    delay = delay ? std::max(*delay, *d) : *d;
+    if (observer_) observer_(operation_of(s.action), nullptr, r.error());
+    return true;
+  }
   awaitable<void> pause(milliseconds d) {
     if (sleeper_) {
       co_await sleeper_(d);
@@ -187,6 +227,7 @@ class retrying_provider final : public provider {
   }
 
   provider_ptr inner_;
+  detail::borrowing_provider* lender_;  ///< inner_ itself, where it can send from a lent vector
   retry_policy policy_;
   retry_sleeper sleeper_;
   retry_observer observer_;

@@ -15,6 +15,7 @@
 #include <unordered_map>
 #include <utility>
 
+#include "core/borrowing_provider.hpp"
 #include "core/random_id.hpp"
 #include "queue_state.hpp"
 #ifdef QRT_WITH_PERSISTENCE
@@ -210,6 +211,7 @@ class memory_session final : public session_receiver {
 };
 
 class memory_provider final : public provider,
+                              public qrt::detail::borrowing_provider,
                               public std::enable_shared_from_this<memory_provider> {
  public:
   memory_provider(const options& opts, asio::any_io_executor ex, std::shared_ptr<event_sink> sink)
@@ -339,6 +341,14 @@ class memory_provider final : public provider,
   awaitable<result<std::vector<send_outcome>>> send(const queue_name& queue,
                                                     std::vector<message> messages,
                                                     milliseconds timeout) override {
+    co_return co_await send_from(queue, messages, timeout);
+  }
+
+  // Moves a message out of `messages` only when it stores it, and fails as a whole only while
+  // it has stored none: after a whole failure the caller still holds every message.
+  awaitable<result<std::vector<send_outcome>>> send_from(const queue_name& queue,
+                                                         std::vector<message>& messages,
+                                                         milliseconds timeout) override {
     if (queue.is_dead_letter()) {
       co_return fail(errc::invalid_argument,
                      "cannot send to '" + queue.to_string() + "': it is a dead-letter queue");
@@ -499,6 +509,11 @@ class memory_provider final : public provider,
   }
 
   awaitable<std::vector<result<void>>> settle(std::vector<settlement> settlements) override {
+    co_return co_await settle_from(settlements);
+  }
+
+  awaitable<std::vector<result<void>>> settle_from(
+      const std::vector<settlement>& settlements) override {
     std::vector<result<void>> results(settlements.size());
     lsn last = 0;
     std::size_t i = 0;

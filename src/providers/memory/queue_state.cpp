@@ -362,6 +362,23 @@ void queue_state::make_ready(item& it, time_point /*now*/) {
   }
 }
 
+namespace {
+// deliver() copies qrt::message field by field: a field added there must be added here too.
+struct message_fields {
+  std::string body;
+  std::map<std::string, std::string> attributes;
+  std::optional<session_id> session;
+  std::string correlation_id;
+  std::string content_type;
+  std::string subject;
+  message_id id;
+  std::optional<milliseconds> time_to_live;
+  std::optional<time_point> scheduled_enqueue_time;
+};
+static_assert(sizeof(message_fields) == sizeof(message),
+              "qrt::message changed: copy its new field in queue_state::deliver()");
+}  // namespace
+
 void queue_state::deliver(item& it, bool dead_letter, time_point now, std::uint64_t owner,
                           lsn& last, std::vector<received_message>& out) {
   it.state = item_state::locked;
@@ -374,8 +391,19 @@ void queue_state::deliver(item& it, bool dead_letter, time_point now, std::uint6
                                            it.stored.sequence, it.stored.delivery_count));
   }
   // Built in place: a received_message is large, and this is the hot path of every receive.
+  // Field by field, so that the body can go into storage the queue kept (copy_body).
   received_message& r = out.emplace_back();
-  static_cast<message&>(r) = it.stored.content;
+  const message& m = it.stored.content;
+  r.body = mutex.copy_body(m.body);
+  // `r` is fresh: the fields a message leaves empty (most of them, usually) need no call.
+  if (!m.attributes.empty()) r.attributes = m.attributes;
+  r.session = m.session;
+  if (!m.correlation_id.empty()) r.correlation_id = m.correlation_id;
+  if (!m.content_type.empty()) r.content_type = m.content_type;
+  if (!m.subject.empty()) r.subject = m.subject;
+  r.id = m.id;
+  r.time_to_live = m.time_to_live;
+  r.scheduled_enqueue_time = m.scheduled_enqueue_time;
   r.receipt = receipt_handle{owner, id_, heap_key(dead_letter, it.stored.sequence), it.lock, {}};
   r.delivery_count = it.stored.delivery_count;
   r.enqueued_time = it.stored.enqueued_time;

@@ -305,17 +305,49 @@ class queue_mutex {
     mutex_.unlock();
   }  // `dead` is freed here, after the lock is released
 
-  /// Keeps the body of a message that left the queue until the lock is released, so that
-  /// freeing it (often memory another thread allocated) does not lengthen the critical section.
-  /// Called with the lock held.
+  /// Takes the body of a message that left the queue. Its storage is kept for copy_body() when
+  /// there is room among the spare bodies; otherwise it is freed once the lock is released, so
+  /// that freeing it (often memory another thread allocated) does not lengthen the critical
+  /// section. Called with the lock held.
   void discard(std::string&& body) {
-    if (body.capacity() > std::string().capacity()) graveyard_.push_back(std::move(body));
+    const std::size_t capacity = body.capacity();
+    if (capacity <= std::string().capacity()) return;
+    if (capacity <= max_spare_body && spare_bytes_ + capacity <= max_spare_bytes) {
+      spare_bytes_ += capacity;
+      spares_.push_back(std::move(body));
+      return;
+    }
+    graveyard_.push_back(std::move(body));
   }
+
+  /// A copy of `body` for a receiver, written into the storage of a body that left the queue
+  /// when one is large enough. A receive then allocates nothing for the bodies it hands out,
+  /// and a completed message's storage is not freed only for the next delivery to allocate as
+  /// much again (both under the lock, and often in memory another thread allocated, where the
+  /// allocator's own lock is contended). Called with the lock held.
+  std::string copy_body(const std::string& body) {
+    if (spares_.empty() || body.size() <= std::string().capacity() ||
+        spares_.back().capacity() < body.size()) {
+      return body;
+    }
+    std::string copy = std::move(spares_.back());
+    spares_.pop_back();
+    spare_bytes_ -= copy.capacity();
+    copy.assign(body);  // within its capacity: no allocation
+    return copy;
+  }
+
+  /// Bounds on the storage kept for copy_body(), per queue: outside max_memory_bytes, so small
+  /// (a few batches of typical bodies).
+  static constexpr std::size_t max_spare_body = 4096;
+  static constexpr std::size_t max_spare_bytes = 32 * 1024;
 
  private:
   spin_then_park_mutex mutex_;
   event_sink* const sink_;
   std::vector<std::string> graveyard_;  ///< guarded by mutex_
+  std::vector<std::string> spares_;     ///< guarded by mutex_; storage for copy_body()
+  std::size_t spare_bytes_ = 0;         ///< their capacities, summed
 };
 
 /// A queue, its dead-letter queue and its sessions, all under one mutex.

@@ -8,6 +8,8 @@
 #include <qrt/retry.hpp>
 #include <qrt/runtime.hpp>
 
+#include "core/borrowing_provider.hpp"
+
 using namespace std::chrono_literals;
 using qrt::errc;
 using qrt::error;
@@ -43,6 +45,88 @@ recorded_run run_with_failures(const retry_policy& policy, int failures, error f
   }());
   return out;
 }
+
+// A provider that can be lent a call's vectors (as the embedded one can), over a memory
+// provider: its first `send_failures` lent sends fail as a whole and leave the messages as they
+// were, its first `settle_failures` lent settles fail every entry. It counts which calls the
+// retrying layer used.
+class lending_provider final : public qrt::provider, public qrt::detail::borrowing_provider {
+ public:
+  lending_provider(qrt::provider_ptr inner, int send_failures, int settle_failures)
+      : inner_(std::move(inner)),
+        inner_lender_(dynamic_cast<qrt::detail::borrowing_provider*>(inner_.get())),
+        failures_(send_failures),
+        settle_failures_(settle_failures) {}
+
+  int lent = 0;            ///< send_from calls
+  int copied = 0;          ///< send calls (a vector of its own)
+  int lent_settles = 0;    ///< settle_from calls
+  int copied_settles = 0;  ///< settle calls
+
+  std::string_view name() const noexcept override { return inner_->name(); }
+  const qrt::capabilities& caps() const noexcept override { return inner_->caps(); }
+  qrt::awaitable<qrt::result<void>> create_queue(const qrt::queue_name& q,
+                                                 const qrt::queue_options& o) override {
+    return inner_->create_queue(q, o);
+  }
+  qrt::awaitable<qrt::result<void>> delete_queue(const qrt::queue_name& q) override {
+    return inner_->delete_queue(q);
+  }
+  qrt::awaitable<qrt::result<qrt::queue_stats>> stats(const qrt::queue_name& q) override {
+    return inner_->stats(q);
+  }
+  qrt::awaitable<qrt::result<std::vector<qrt::send_outcome>>> send(
+      const qrt::queue_name& q, std::vector<qrt::message> messages,
+      qrt::milliseconds timeout) override {
+    ++copied;
+    return inner_->send(q, std::move(messages), timeout);
+  }
+  qrt::awaitable<qrt::result<std::vector<qrt::send_outcome>>> send_from(
+      const qrt::queue_name& q, std::vector<qrt::message>& messages,
+      qrt::milliseconds timeout) override {
+    ++lent;
+    if (failures_-- > 0) co_return transient();
+    co_return co_await inner_lender_->send_from(q, messages, timeout);
+  }
+  qrt::awaitable<qrt::result<std::vector<qrt::received_message>>> receive(
+      const qrt::queue_name& q, std::size_t max, qrt::milliseconds wait) override {
+    return inner_->receive(q, max, wait);
+  }
+  qrt::awaitable<qrt::result<std::vector<qrt::received_message>>> peek(const qrt::queue_name& q,
+                                                                       std::size_t max,
+                                                                       std::int64_t from) override {
+    return inner_->peek(q, max, from);
+  }
+  qrt::awaitable<std::vector<qrt::result<void>>> settle(
+      std::vector<qrt::settlement> settlements) override {
+    ++copied_settles;
+    return inner_->settle(std::move(settlements));
+  }
+  qrt::awaitable<std::vector<qrt::result<void>>> settle_from(
+      const std::vector<qrt::settlement>& settlements) override {
+    ++lent_settles;
+    if (settle_failures_-- > 0) {
+      co_return std::vector<qrt::result<void>>(settlements.size(), transient());
+    }
+    co_return co_await inner_lender_->settle_from(settlements);
+  }
+  qrt::awaitable<qrt::result<qrt::time_point>> renew_lock(
+      const qrt::receipt_handle& receipt) override {
+    return inner_->renew_lock(receipt);
+  }
+  qrt::awaitable<qrt::result<std::shared_ptr<qrt::session_receiver>>> accept_session(
+      const qrt::queue_name& q, std::optional<qrt::session_id> session,
+      qrt::milliseconds wait) override {
+    return inner_->accept_session(q, std::move(session), wait);
+  }
+  qrt::awaitable<void> close() override { return inner_->close(); }
+
+ private:
+  qrt::provider_ptr inner_;
+  qrt::detail::borrowing_provider* inner_lender_;
+  int failures_;
+  int settle_failures_;
+};
 
 }  // namespace
 
@@ -161,6 +245,51 @@ TEST(ClientRetry, TransientProviderErrorsAreRetriedByDefaultAndNothingIsDuplicat
   ASSERT_FALSE(refused);
   EXPECT_EQ(refused.error().code, errc::permission);
   EXPECT_EQ(faulty->stats().scheduled_failures, 3u) << "a permanent error is tried once";
+}
+
+// A provider that can be lent the messages is not handed a copy per attempt; after a whole
+// failure the retry sends the same messages again, intact and once. Settlements likewise.
+TEST(ClientRetry, ARetriedSendOrSettleLendsItsVectorsInsteadOfCopyingThem) {
+  qrt::runtime rt;
+  auto memory =
+      qrt::memory::make_provider(qrt::memory::options::for_testing(), rt.executor()).value();
+  auto lending = std::make_shared<lending_provider>(memory, 2, 1);
+  qrt::client_options options;
+  options.retry = retry_policy::fixed_interval(1ms);
+  qrt::queue_client client(lending, options);
+  const auto q = qrt::queue_name::from("orders");
+  ASSERT_TRUE(rt.block_on(client.create_queue(q)));
+
+  std::vector<qrt::message> batch;
+  batch.push_back(qrt::message{.body = "first"});
+  batch.push_back(qrt::message{.body = "second"});
+  auto sent = rt.block_on(client.send_batch(q, std::move(batch)));
+  ASSERT_TRUE(sent) << sent.error().to_string();
+  ASSERT_EQ(sent->size(), 2u);
+  EXPECT_EQ(lending->lent, 3) << "two whole failures, then the send";
+  EXPECT_EQ(lending->copied, 0);
+  auto got = rt.block_on(client.receive(q, 10, 1s));
+  ASSERT_TRUE(got);
+  ASSERT_EQ(got->size(), 2u);
+  EXPECT_EQ((*got)[0].body, "first");
+  EXPECT_EQ((*got)[1].body, "second");
+  auto more = rt.block_on(client.receive(q, 10, 0ms));
+  ASSERT_TRUE(more);
+  EXPECT_TRUE(more->empty()) << "nothing was sent twice";
+
+  // The settlements are lent too; the entries of a failed attempt are retried (here with a
+  // vector of their own) until they succeed.
+  std::vector<qrt::settlement> settlements;
+  for (const auto& m : *got) settlements.push_back(qrt::settlement::complete(m.receipt));
+  auto settled = rt.block_on(client.settle(std::move(settlements)));
+  ASSERT_EQ(settled.size(), 2u);
+  EXPECT_TRUE(settled[0] && settled[1]);
+  EXPECT_EQ(lending->lent_settles, 1);
+  EXPECT_EQ(lending->copied_settles, 1);
+  auto stats = rt.block_on(client.stats(q));
+  ASSERT_TRUE(stats);
+  EXPECT_EQ(stats->active, 0);
+  EXPECT_EQ(stats->in_flight, 0);
 }
 
 TEST(ClientRetry, CanBeTurnedOff) {

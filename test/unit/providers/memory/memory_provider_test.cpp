@@ -12,8 +12,11 @@
 #include <mutex>
 #include <qrt/memory.hpp>
 #include <qrt/qrt.hpp>
+#include <qrt/runtime.hpp>
 #include <set>
 #include <thread>
+
+#include "core/borrowing_provider.hpp"
 
 using namespace std::chrono_literals;
 using qrt::errc;
@@ -179,6 +182,40 @@ TEST(MemoryProvider, CannotSendToADeadLetterQueueOrCreateOne) {
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code, errc::invalid_argument);
   EXPECT_FALSE(client.create_queue(queue_name::from("q").dead_letter()));
+}
+
+// The retrying layer lends a send's messages to this provider instead of copying them for
+// every attempt (core/borrowing_provider.hpp), so a send that fails as a whole must leave each
+// message as it was, ready to be sent again, and one that succeeds stores them.
+TEST(MemoryProvider, LentMessagesAreLeftIntactByASendThatFailsAsAWhole) {
+  qrt::runtime rt;
+  auto p = qrt::memory::make_provider(qrt::memory::options::for_testing(), rt.executor()).value();
+  auto* lender = dynamic_cast<qrt::detail::borrowing_provider*>(p.get());
+  ASSERT_NE(lender, nullptr);
+  std::vector<message> batch;
+  batch.push_back(text("first"));
+  batch.push_back(text("second"));
+
+  const auto missing = queue_name::from("missing");
+  auto refused = rt.block_on(lender->send_from(missing, batch, 1s));
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, errc::queue_not_found);
+  ASSERT_EQ(batch.size(), 2u);
+  EXPECT_EQ(batch[0].body, "first");
+  EXPECT_EQ(batch[1].body, "second");
+  EXPECT_TRUE(batch[0].id.empty() && batch[1].id.empty());
+
+  const auto q = queue_name::from("orders");
+  ASSERT_TRUE(rt.block_on(p->create_queue(q, {})));
+  auto sent = rt.block_on(lender->send_from(q, batch, 1s));
+  ASSERT_TRUE(sent) << sent.error().to_string();
+  ASSERT_EQ(sent->size(), 2u);
+  auto got = rt.block_on(p->receive(q, 10, 1s));
+  ASSERT_TRUE(got);
+  ASSERT_EQ(got->size(), 2u);
+  EXPECT_EQ((*got)[0].body, "first");
+  EXPECT_EQ((*got)[1].body, "second");
+  EXPECT_EQ((*got)[0].id, (*sent)[0].value());
 }
 
 TEST(MemoryProvider, ReceiptFromAnotherProviderIsInvalid) {
