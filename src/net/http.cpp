@@ -265,7 +265,16 @@ result<http_response> parse_http_response(std::string_view bytes, std::size_t ma
 
 namespace {
 
+/// What a connection's read buffer holds from the start: Beast reads at most this much per
+/// receive call (its own per-read cap) and otherwise only as much as the buffer's spare
+/// capacity, at least 512 bytes. A buffer grown on demand stays near 512 bytes because the
+/// parser consumes what it reads, so an 8 KB answer took 16 receive calls, each with its own
+/// timer update and trip through the event loop; with the room reserved once per connection,
+/// an answer of that size is one receive.
+constexpr std::size_t connection_read_buffer_bytes = 64 * 1024;
+
 struct connection {
+  connection() { buffer.reserve(connection_read_buffer_bytes); }
   std::optional<beast::tcp_stream> plain;
   std::optional<beast::ssl_stream<beast::tcp_stream>> secure;
   beast::flat_buffer buffer;
