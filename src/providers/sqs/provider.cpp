@@ -607,18 +607,22 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
              " credentials travels unencrypted; use https://");
       }
       http_request req;
-      req.headers = {{"Content-Type", "application/x-amz-json-1.0"},
-                     {"X-Amz-Target", "AmazonSQS." + std::string(action)}};
-      signable_request to_sign;
-      to_sign.method = "POST";
-      to_sign.path = "/";
-      to_sign.headers = req.headers;
-      to_sign.headers.emplace_back("Host", pool_.target().host_header());
-      to_sign.body = body;  // a copy: a retry sends the same bytes again
-      for (auto& h : sigv4_sign(to_sign, keys->keys, signing_scope{region_, "sqs"}, clock::now())) {
-        req.headers.push_back(std::move(h));
+      req.headers.reserve(5);
+      req.headers.emplace_back("Content-Type", "application/x-amz-json-1.0");
+      std::string target = "AmazonSQS.";
+      target += action;
+      req.headers.emplace_back("X-Amz-Target", std::move(target));
+      {
+        // Signed from views of the request: the body is copied once, into the request (a
+        // retry sends the same bytes again).
+        const header_view signed_headers[] = {{req.headers[0].first, req.headers[0].second},
+                                              {req.headers[1].first, req.headers[1].second},
+                                              {"Host", host_header_}};
+        auto added =
+            sigv4_sign_view("POST", "/", signed_headers, body, keys->keys, scope_, clock::now());
+        for (auto& h : added) req.headers.push_back(std::move(h));
       }
-      req.body = std::move(to_sign.body);
+      req.body = body;
       auto res = co_await pool_.send(std::move(req), timeout);
       error err;
       if (!res) {
@@ -1019,6 +1023,8 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
   asio::any_io_executor executor_;
   std::string region_;
   http_pool pool_;
+  const std::string host_header_ = pool_.target().host_header();  ///< signed on every request
+  const signing_scope scope_{region_, "sqs"};
   credential_chain credentials_;
   capabilities caps_;
   const std::uint64_t id_ = next_provider_id++;
