@@ -212,6 +212,17 @@ std::string md5_of_body(std::string_view body) {
   return hex(md5(body));
 }
 
+bool md5_of_body_is(std::string_view body, std::string_view md5_hex) {
+  static constexpr char digits[] = "0123456789abcdef";
+  if (md5_hex.size() != 32) return false;
+  const auto digest = md5(body);
+  for (std::size_t i = 0; i < digest.size(); ++i) {
+    if (md5_hex[2 * i] != digits[digest[i] >> 4] || md5_hex[2 * i + 1] != digits[digest[i] & 0xf])
+      return false;
+  }
+  return true;
+}
+
 std::string md5_of_attributes(const wire_attributes& attributes) {
   if (attributes.empty()) return {};
   std::string buf;
@@ -594,25 +605,8 @@ result<std::vector<wire_received>> decode_receive_message(std::string_view body)
   return out;
 }
 
-namespace {
-
-// True when `expected` is the lower-case hex MD5 of `data`, as md5_of_body(data) == expected,
-// without building the hex text (checked for every received message).
-bool md5_hex_equals(std::string_view data, std::string_view expected) {
-  static constexpr char digits[] = "0123456789abcdef";
-  if (expected.size() != 32) return false;
-  const auto digest = md5(data);
-  for (std::size_t i = 0; i < digest.size(); ++i) {
-    if (expected[2 * i] != digits[digest[i] >> 4] || expected[2 * i + 1] != digits[digest[i] & 0xf])
-      return false;
-  }
-  return true;
-}
-
-}  // namespace
-
 result<void> verify_checksums(const wire_received& m) {
-  if (!m.md5_of_body.empty() && !md5_hex_equals(m.body, m.md5_of_body)) {
+  if (!m.md5_of_body.empty() && !md5_of_body_is(m.body, m.md5_of_body)) {
     return fail(errc::protocol_error,
                 "MD5 of body of message " + m.message_id + " does not match SQS's MD5OfBody");
   }

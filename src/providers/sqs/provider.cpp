@@ -834,7 +834,7 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
   }
 
   send_outcome checked_id(const send_result& r, const wire_message& w) {
-    if (!r.md5_of_body.empty() && r.md5_of_body != md5_of_body(w.body)) {
+    if (!r.md5_of_body.empty() && !md5_of_body_is(w.body, r.md5_of_body)) {
       return fail(errc::protocol_error, "SQS stored message " + r.message_id +
                                             " with a body MD5 that differs from what was sent");
     }
