@@ -1,6 +1,7 @@
 // The SQS provider's per-request and per-message work without I/O: signing a request (SigV4),
-// the MD5 checks of a received message, and encoding a batch and decoding a receive answer.
-// Next to the end-to-end figures of bench/sqs/run.sh (docs/performance.md).
+// the MD5 checks of a received message, the text check of a body sent, and encoding a batch and
+// decoding a receive answer. Next to the end-to-end figures of bench/sqs/run.sh
+// (docs/performance.md).
 #include <benchmark/benchmark.h>
 
 #include <chrono>
@@ -31,11 +32,49 @@ void BM_Sigv4SignSendBatch(benchmark::State& state) {
 }
 BENCHMARK(BM_Sigv4SignSendBatch);
 
+// The same request as the provider signs it: from views, reusing the signing texts' capacity.
+void BM_Sigv4SignViewSendBatch(benchmark::State& state) {
+  const std::string body(3000, 'x');
+  const header_view headers[] = {{"Content-Type", "application/x-amz-json-1.0"},
+                                 {"X-Amz-Target", "AmazonSQS.SendMessageBatch"},
+                                 {"Host", "127.0.0.1:4566"}};
+  aws_credentials keys;
+  keys.access_key_id = "AKIDEXAMPLE";
+  keys.secret_access_key = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
+  const signing_scope scope{"us-east-1", "sqs"};
+  const auto now = std::chrono::system_clock::now();
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(sigv4_sign_view("POST", "/", headers, body, keys, scope, now));
+  }
+}
+BENCHMARK(BM_Sigv4SignViewSendBatch);
+
 void BM_Md5OfA256ByteBody(benchmark::State& state) {
   const std::string body(256, 'b');
   for (auto _ : state) benchmark::DoNotOptimize(md5_of_body(body));
 }
 BENCHMARK(BM_Md5OfA256ByteBody);
+
+// The check made for every received message: its body's MD5 against MD5OfBody.
+void BM_VerifyChecksumsOf256ByteBody(benchmark::State& state) {
+  wire_received w;
+  w.message_id = "id";
+  w.body = std::string(256, 'b');
+  w.md5_of_body = md5_of_body(w.body);
+  for (auto _ : state) {
+    auto ok = verify_checksums(w);
+    if (!ok) state.SkipWithError("the checksum did not match");
+    benchmark::DoNotOptimize(ok);
+  }
+}
+BENCHMARK(BM_VerifyChecksumsOf256ByteBody);
+
+// The check made for every body sent: is it text SQS accepts (printable ASCII here)?
+void BM_ValidSqsTextOf256Bytes(benchmark::State& state) {
+  const std::string body(256, 'x');
+  for (auto _ : state) benchmark::DoNotOptimize(is_valid_sqs_text(body));
+}
+BENCHMARK(BM_ValidSqsTextOf256Bytes);
 
 void BM_Sha256Of3KiB(benchmark::State& state) {
   const std::string body(3000, 's');

@@ -8,7 +8,8 @@
 //   and no more decoded bytes than it has;
 // - a received message's attributes, sent again the way qrt sends them, are received the same
 //   and their MD5 matches;
-// - a message qrt can read (from_wire), sent again (to_wire), reads back the same.
+// - a message qrt can read (from_wire), sent again (to_wire), reads back the same;
+// - the per-message body MD5 comparison agrees with comparing md5_of_body's hex text.
 #include <boost/json.hpp>
 #include <charconv>
 #include <string>
@@ -110,6 +111,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       total += bytes_of(w);
       if (auto ok = verify_checksums(w); !ok)
         qrt::fuzz::check_refusal(ok.error(), errc::protocol_error);
+      QRT_FUZZ_CHECK(
+          md5_of_body_is(w.body, w.md5_of_body) == (md5_of_body(w.body) == w.md5_of_body),
+          "the per-message MD5 comparison agrees with comparing the hex text");
       check_attributes_round_trip(w);
       check_message_round_trip(w);
     }

@@ -18,6 +18,11 @@ bool is_valid_sqs_text(std::string_view text) noexcept {
   const auto n = text.size();
   while (i < n) {
     const auto c = static_cast<unsigned char>(text[i]);
+    // Printable ASCII, the usual case, needs no decoding: one comparison per byte.
+    if (c >= 0x20 && c < 0x80) {
+      ++i;
+      continue;
+    }
     std::uint32_t cp = 0;
     std::size_t len = 0;
     if (c < 0x80) {
@@ -205,6 +210,17 @@ result<wire_message> to_wire(const message& m, bool fifo, const fifo_defaults& d
 
 std::string md5_of_body(std::string_view body) {
   return hex(md5(body));
+}
+
+bool md5_of_body_is(std::string_view body, std::string_view md5_hex) {
+  static constexpr char digits[] = "0123456789abcdef";
+  if (md5_hex.size() != 32) return false;
+  const auto digest = md5(body);
+  for (std::size_t i = 0; i < digest.size(); ++i) {
+    if (md5_hex[2 * i] != digits[digest[i] >> 4] || md5_hex[2 * i + 1] != digits[digest[i] & 0xf])
+      return false;
+  }
+  return true;
 }
 
 std::string md5_of_attributes(const wire_attributes& attributes) {
@@ -590,7 +606,7 @@ result<std::vector<wire_received>> decode_receive_message(std::string_view body)
 }
 
 result<void> verify_checksums(const wire_received& m) {
-  if (!m.md5_of_body.empty() && md5_of_body(m.body) != m.md5_of_body) {
+  if (!m.md5_of_body.empty() && !md5_of_body_is(m.body, m.md5_of_body)) {
     return fail(errc::protocol_error,
                 "MD5 of body of message " + m.message_id + " does not match SQS's MD5OfBody");
   }
@@ -608,11 +624,18 @@ namespace {
 // Delivery count, enqueue time, sequence number and group from SQS's system attributes; values
 // out of range are ignored rather than trusted.
 void read_system_attributes(const wire_received& w, received_message& m) {
+  // Looked up by view: a map key built per lookup was an allocation per attribute and message.
+  auto find = [&](std::string_view key) -> const std::string* {
+    for (const auto& [k, v] : w.system_attributes) {
+      if (k == key) return &v;
+    }
+    return nullptr;
+  };
   auto number = [&](std::string_view key) -> std::optional<std::int64_t> {
-    auto it = w.system_attributes.find(std::string(key));
-    if (it == w.system_attributes.end()) return std::nullopt;
+    const std::string* value = find(key);
+    if (!value) return std::nullopt;
     std::int64_t v = 0;
-    const auto& s = it->second;
+    const auto& s = *value;
     auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
     if (ec != std::errc{} || p != s.data() + s.size()) return std::nullopt;
     return v;
@@ -627,8 +650,8 @@ void read_system_attributes(const wire_received& w, received_message& m) {
   }
   // FIFO sequence numbers are up to 20 digits; those past int64 leave sequence_number 0.
   m.sequence_number = number("SequenceNumber").value_or(0);
-  if (auto g = w.system_attributes.find("MessageGroupId"); g != w.system_attributes.end()) {
-    auto s = session_id::parse(g->second);
+  if (const std::string* g = find("MessageGroupId")) {
+    auto s = session_id::parse(*g);
     if (s) m.session = *s;
   }
 }

@@ -85,6 +85,8 @@ bool is_valid_attribute_name(std::string_view name, bool allow_reserved = false)
 
 /// MD5 of the body as SQS reports it (MD5OfMessageBody / MD5OfBody), lower-case hex.
 std::string md5_of_body(std::string_view body);
+/// md5_of_body(body) == md5_hex, without building the hex text (checked per message).
+bool md5_of_body_is(std::string_view body, std::string_view md5_hex);
 /// MD5 of the message attributes by SQS's algorithm (sorted by name; each name, data type and
 /// value length-prefixed, a transport byte 1 for String/Number and 2 for Binary). Empty when
 /// there are no attributes.

@@ -356,22 +356,28 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
       }
       // Each message on its own: one that cannot be read never costs the others.
       for (auto& w : *batch) {
-        auto m = co_await accept_received(info, queue.is_dead_letter(), w);
+        // The usual case, an intact message qrt can read, is checked here without a coroutine
+        // frame; anything else takes accept_received, which checks again and deals with it.
+        std::optional<received_message> m = readable(w);
         if (!m) {
-          released = m.error();
-          continue;
+          auto accepted = co_await accept_received(info, queue.is_dead_letter(), w);
+          if (!accepted) {
+            released = accepted.error();
+            continue;
+          }
+          if (!*accepted) continue;  // dead-lettered: it is safe in the DLQ
+          m = std::move(*accepted);
         }
-        if (!*m) continue;  // dead-lettered: it is safe in the DLQ
-        if (queue.is_dead_letter() && !(*m)->dead_letter) {
+        if (queue.is_dead_letter() && !m->dead_letter) {
           // Only SQS's redrive moves messages in without qrt's reason attributes.
-          (*m)->dead_letter = dead_letter_info{"MaxDeliveryCountExceeded",
-                                               "moved by the queue's SQS redrive policy"};
+          m->dead_letter = dead_letter_info{"MaxDeliveryCountExceeded",
+                                            "moved by the queue's SQS redrive policy"};
         }
-        (*m)->locked_until = lock_start + std::chrono::seconds(visibility);
+        m->locked_until = lock_start + std::chrono::seconds(visibility);
         // Its lock ran out on the way: SQS delivers it again, to whoever asks.
-        if ((*m)->locked_until <= clock::now()) continue;
-        (*m)->receipt = remember(info, w, (*m)->locked_until);
-        out.push_back(std::move(**m));
+        if (m->locked_until <= clock::now()) continue;
+        m->receipt = remember(info, std::move(w), m->locked_until);
+        out.push_back(std::move(*m));
       }
       // A released message is visible again at once: polling on would only fetch it again.
       if (released) break;
@@ -399,7 +405,7 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
     std::vector<std::size_t> dead_letters;
     std::set<std::uint64_t> seen;
     for (std::size_t i = 0; i < settlements.size(); ++i) {
-      auto entry = lookup(settlements[i].receipt);
+      auto entry = lookup_for_settle(settlements[i].receipt);
       if (!entry) {
         results[i] = entry.error();
         continue;
@@ -524,6 +530,15 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
 
   // ---- messages that cannot be read ----
 
+  /// The message when it arrived intact and qrt can read it (accept_received's first case),
+  /// else nullopt: accept_received then decides what becomes of it.
+  static std::optional<received_message> readable(const wire_received& w) {
+    if (!w.problem.empty() || !verify_checksums(w)) return std::nullopt;
+    auto m = from_wire(w);
+    if (!m) return std::nullopt;
+    return std::move(*m);
+  }
+
   /// One received message: the decoded message to hand out, nullopt when it could not be
   /// decoded and is now in the dead-letter queue, or the error it was released with
   /// (visibility 0) because it could neither be read nor dead-lettered. Released and
@@ -607,18 +622,22 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
              " credentials travels unencrypted; use https://");
       }
       http_request req;
-      req.headers = {{"Content-Type", "application/x-amz-json-1.0"},
-                     {"X-Amz-Target", "AmazonSQS." + std::string(action)}};
-      signable_request to_sign;
-      to_sign.method = "POST";
-      to_sign.path = "/";
-      to_sign.headers = req.headers;
-      to_sign.headers.emplace_back("Host", pool_.target().host_header());
-      to_sign.body = body;  // a copy: a retry sends the same bytes again
-      for (auto& h : sigv4_sign(to_sign, keys->keys, signing_scope{region_, "sqs"}, clock::now())) {
-        req.headers.push_back(std::move(h));
+      req.headers.reserve(5);
+      req.headers.emplace_back("Content-Type", "application/x-amz-json-1.0");
+      std::string target = "AmazonSQS.";
+      target += action;
+      req.headers.emplace_back("X-Amz-Target", std::move(target));
+      {
+        // Signed from views of the request: the body is copied once, into the request (a
+        // retry sends the same bytes again).
+        const header_view signed_headers[] = {{req.headers[0].first, req.headers[0].second},
+                                              {req.headers[1].first, req.headers[1].second},
+                                              {"Host", host_header_}};
+        auto added =
+            sigv4_sign_view("POST", "/", signed_headers, body, keys->keys, scope_, clock::now());
+        for (auto& h : added) req.headers.push_back(std::move(h));
       }
-      req.body = std::move(to_sign.body);
+      req.body = body;
       auto res = co_await pool_.send(std::move(req), timeout);
       error err;
       if (!res) {
@@ -815,7 +834,7 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
   }
 
   send_outcome checked_id(const send_result& r, const wire_message& w) {
-    if (!r.md5_of_body.empty() && r.md5_of_body != md5_of_body(w.body)) {
+    if (!r.md5_of_body.empty() && !md5_of_body_is(w.body, r.md5_of_body)) {
       return fail(errc::protocol_error, "SQS stored message " + r.message_id +
                                             " with a body MD5 that differs from what was sent");
     }
@@ -840,18 +859,30 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
     return wire;
   }
 
-  receipt_handle remember(const std::shared_ptr<queue_info>& info, const wire_received& w,
+  /// As wire_of, taking the body and attributes instead of copying them.
+  static std::shared_ptr<wire_message> wire_of(wire_received&& w) {
+    auto wire = std::make_shared<wire_message>();
+    wire->body = std::move(w.body);
+    wire->attributes = std::move(w.attributes);
+    if (auto g = w.system_attributes.find("MessageGroupId"); g != w.system_attributes.end()) {
+      wire->group_id = std::move(g->second);
+    }
+    return wire;
+  }
+
+  /// Takes what it keeps from `w` (the message handed out is already decoded from it).
+  receipt_handle remember(const std::shared_ptr<queue_info>& info, wire_received&& w,
                           time_point locked_until) {
-    inflight_entry e;
-    e.queue = info;
-    e.receipt_handle = w.receipt_handle;
-    e.locked_until = locked_until;
-    e.message_id = w.message_id;
-    e.wire = wire_of(w);
     receipt_handle r;
     r.owner = id_;
     r.queue = info->key;
     r.token = w.receipt_handle;
+    inflight_entry e;
+    e.queue = info;
+    e.receipt_handle = std::move(w.receipt_handle);
+    e.locked_until = locked_until;
+    e.message_id = std::move(w.message_id);
+    e.wire = wire_of(std::move(w));
     std::lock_guard lock(inflight_mutex_);
     r.item = ++next_item_;
     inflight_.emplace(r.item, std::move(e));
@@ -866,6 +897,30 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
     for (auto it = inflight_.begin(); it != inflight_.end();) {
       it = it->second.locked_until < cutoff ? inflight_.erase(it) : std::next(it);
     }
+  }
+
+  /// What settling a message needs of its entry (lookup without copying the rest).
+  struct settle_fields {
+    std::shared_ptr<queue_info> queue;
+    std::string receipt_handle;
+    time_point locked_until;
+  };
+
+  /// lookup's checks and errors, giving only what settling needs.
+  result<settle_fields> lookup_for_settle(const receipt_handle& r) {
+    if (r.owner != id_ || r.token.empty()) {
+      return fail(errc::invalid_receipt, "the receipt was not issued by this SQS provider");
+    }
+    std::lock_guard lock(inflight_mutex_);
+    auto it = inflight_.find(r.item);
+    if (it == inflight_.end() || it->second.receipt_handle != r.token) {
+      return fail(errc::invalid_receipt, "the receipt was already settled (or is unknown)");
+    }
+    if (it->second.locked_until <= clock::now()) {
+      return fail(errc::receipt_expired,
+                  "the message's visibility timeout ran out before it was settled");
+    }
+    return settle_fields{it->second.queue, it->second.receipt_handle, it->second.locked_until};
   }
 
   /// The entry for a receipt this provider issued and that is still usable.
@@ -902,13 +957,13 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
       std::vector<time_point> locked_until;  // per entry
       for (auto k = start; k < end; ++k) {
         const auto i = idx[k];
-        auto e = lookup(settlements[i].receipt);
+        auto e = lookup_for_settle(settlements[i].receipt);
         if (!e) {
           results[i] = e.error();
           continue;
         }
-        queue = e->queue;
-        entries.push_back({std::to_string(i), e->receipt_handle,
+        queue = std::move(e->queue);
+        entries.push_back({std::to_string(i), std::move(e->receipt_handle),
                            static_cast<int>(opts_.abandon_visibility.count())});
         locked_until.push_back(e->locked_until);
       }
@@ -1019,6 +1074,8 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
   asio::any_io_executor executor_;
   std::string region_;
   http_pool pool_;
+  const std::string host_header_ = pool_.target().host_header();  ///< signed on every request
+  const signing_scope scope_{region_, "sqs"};
   credential_chain credentials_;
   capabilities caps_;
   const std::uint64_t id_ = next_provider_id++;

@@ -3,7 +3,9 @@
 #pragma once
 
 #include <chrono>
+#include <span>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -34,6 +36,20 @@ struct signing_scope {
 /// token) and "Authorization", in that order.
 std::vector<std::pair<std::string, std::string>> sigv4_sign(
     const signable_request& request, const aws_credentials& credentials, const signing_scope& scope,
+    std::chrono::system_clock::time_point now);
+
+/// A header of a request signed with sigv4_sign_view: views of the caller's texts.
+struct header_view {
+  std::string_view name;
+  std::string_view value;
+};
+
+/// sigv4_sign for a request without a query string (every request qrt's SQS provider sends),
+/// from views of its parts: the same headers, without copying the body or building the
+/// intermediate texts sigv4_explain keeps for diagnostics. `headers` must include "host".
+std::vector<std::pair<std::string, std::string>> sigv4_sign_view(
+    std::string_view method, std::string_view path, std::span<const header_view> headers,
+    std::string_view body, const aws_credentials& credentials, const signing_scope& scope,
     std::chrono::system_clock::time_point now);
 
 /// The intermediate texts, for tests and for debugging a signature mismatch. Never contains

@@ -41,6 +41,20 @@ TEST(SqsDigest, Md5MatchesKnownValues) {
             "9e107d9d372bb6826bd81d3542a419d6");
 }
 
+// The check made per message compares exactly as md5_of_body(body) == text does: lower-case
+// hex of 32 characters, nothing else.
+TEST(SqsDigest, Md5ComparisonAgreesWithTheHexText) {
+  const std::string body = "The quick brown fox jumps over the lazy dog";
+  EXPECT_TRUE(md5_of_body_is(body, "9e107d9d372bb6826bd81d3542a419d6"));
+  EXPECT_TRUE(md5_of_body_is("", "d41d8cd98f00b204e9800998ecf8427e"));
+  EXPECT_FALSE(md5_of_body_is(body, "9E107D9D372BB6826BD81D3542A419D6"));   // upper case
+  EXPECT_FALSE(md5_of_body_is(body, "9e107d9d372bb6826bd81d3542a419d"));    // one short
+  EXPECT_FALSE(md5_of_body_is(body, "9e107d9d372bb6826bd81d3542a419d60"));  // one long
+  EXPECT_FALSE(md5_of_body_is(body, "9e107d9d372bb6826bd81d3542a419d7"));   // last digit
+  EXPECT_FALSE(md5_of_body_is(body, ""));
+  EXPECT_FALSE(md5_of_body_is(body + ".", "9e107d9d372bb6826bd81d3542a419d6"));
+}
+
 // Values SQS itself returned (and fauxqs agrees) for these attribute sets.
 TEST(SqsDigest, AttributeMd5FollowsSqsAlgorithm) {
   EXPECT_EQ(md5_of_attributes({}), "");
