@@ -42,10 +42,12 @@ class tcp_stream final : public byte_stream {
         host_, port_,
         [this, done = std::move(done)](boost::system::error_code ec,
                                        const tcp::resolver::results_type& found) mutable {
+          if (closed_) return failed(done, "the attempt was abandoned");
           if (ec) return failed(done, "resolving the host failed: " + ec.message());
           asio::async_connect(stream_.next_layer(), found,
                               [this, done = std::move(done)](boost::system::error_code ec,
                                                              const tcp::endpoint&) mutable {
+                                if (closed_) return failed(done, "the attempt was abandoned");
                                 if (ec) return failed(done, ec.message());
                                 stream_.next_layer().set_option(tcp::no_delay(true), ec);
                                 if (!uses_tls_) return done(std::nullopt);
@@ -71,6 +73,9 @@ class tcp_stream final : public byte_stream {
   }
 
   void close() override {
+    // A step already completed and queued is not cancelled: closed_ stops it going on (a
+    // connect after the close would open the socket again).
+    closed_ = true;
     resolver_.cancel();
     boost::system::error_code ignored;
     stream_.next_layer().close(ignored);
@@ -106,6 +111,7 @@ class tcp_stream final : public byte_stream {
   tcp::resolver resolver_;
   asio::ssl::stream<tcp::socket> stream_;
   bool uses_tls_;
+  bool closed_ = false;
 };
 
 /// The system store (or the configured CA file) and, unless turned off, verification of the
