@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <string>
+#include <vector>
 
 #include "codec.hpp"
 #include "digest.hpp"
@@ -106,6 +107,27 @@ void BM_DecodeReceiveOfTen(benchmark::State& state) {
   }
 }
 BENCHMARK(BM_DecodeReceiveOfTen);
+
+// The request bodies written for every batch sent and every batch settled.
+void BM_EncodeSendBatchOfTen(benchmark::State& state) {
+  std::vector<batch_send_entry> entries;
+  for (int i = 0; i < 10; ++i) {
+    wire_message m;
+    m.body = std::string(256, 'x');
+    entries.push_back({std::to_string(i), std::move(m)});
+  }
+  const std::string url = "http://127.0.0.1:4566/000000000000/bench";
+  for (auto _ : state) benchmark::DoNotOptimize(encode_send_message_batch(url, entries));
+}
+BENCHMARK(BM_EncodeSendBatchOfTen);
+
+void BM_EncodeDeleteBatchOfTen(benchmark::State& state) {
+  std::vector<receipt_entry> entries;
+  for (int i = 0; i < 10; ++i) entries.push_back({std::to_string(i), std::string(180, 'r'), 0});
+  const std::string url = "http://127.0.0.1:4566/000000000000/bench";
+  for (auto _ : state) benchmark::DoNotOptimize(encode_delete_message_batch(url, entries));
+}
+BENCHMARK(BM_EncodeDeleteBatchOfTen);
 
 }  // namespace
 

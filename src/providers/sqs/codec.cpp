@@ -248,77 +248,172 @@ std::string md5_of_attributes(const wire_attributes& attributes) {
 
 namespace {
 
-json::object encode_attributes(const wire_attributes& attributes) {
-  json::object out;
-  for (const auto& [name, a] : attributes) {
-    json::object v;
-    v["DataType"] = a.data_type;
-    if (a.is_binary()) {
-      v["BinaryValue"] = base64_encode(a.value);
-    } else {
-      v["StringValue"] = a.value;
-    }
-    out[name] = std::move(v);
+// Writes a request body directly, byte for byte what serializing the same json::object (keys in
+// insertion order) gives: the requests sent on every send, receive and settle were built as a
+// DOM first, an allocation per node and a copy of every body.
+class json_writer {
+ public:
+  explicit json_writer(std::size_t reserve) { out_.reserve(reserve); }
+
+  void raw(std::string_view text) { out_ += text; }
+  /// ,"key": (without the comma for the first member of an object)
+  void key(std::string_view name, bool first = false) {
+    if (!first) out_ += ',';
+    string(name);
+    out_ += ':';
   }
-  return out;
+  /// A JSON string escaped by Boost.JSON's own serializer.
+  void string(std::string_view text) {
+    serializer_.reset(text);
+    char chunk[512];
+    while (!serializer_.done()) {
+      const auto part = serializer_.read(chunk, sizeof chunk);
+      out_.append(part.data(), part.size());
+    }
+  }
+  void number(std::int64_t value) {
+    char digits[24];
+    const auto end = std::to_chars(digits, digits + sizeof digits, value).ptr;
+    out_.append(digits, end);
+  }
+  std::string take() { return std::move(out_); }
+
+ private:
+  std::string out_;
+  json::serializer serializer_;
+};
+
+void write_attributes(json_writer& w, const wire_attributes& attributes) {
+  w.raw("{");
+  bool first = true;
+  for (const auto& [name, a] : attributes) {
+    w.key(name, first);
+    first = false;
+    w.raw("{");
+    w.key("DataType", true);
+    w.string(a.data_type);
+    if (a.is_binary()) {
+      w.key("BinaryValue");
+      w.string(base64_encode(a.value));
+    } else {
+      w.key("StringValue");
+      w.string(a.value);
+    }
+    w.raw("}");
+  }
+  w.raw("}");
 }
 
-void encode_message_fields(json::object& o, const wire_message& m) {
-  o["MessageBody"] = m.body;
-  if (!m.attributes.empty()) o["MessageAttributes"] = encode_attributes(m.attributes);
-  if (m.delay_seconds) o["DelaySeconds"] = *m.delay_seconds;
-  if (!m.group_id.empty()) o["MessageGroupId"] = m.group_id;
-  if (!m.deduplication_id.empty()) o["MessageDeduplicationId"] = m.deduplication_id;
+// The message's members after a first one (so each starts with a comma).
+void write_message_fields(json_writer& w, const wire_message& m) {
+  w.key("MessageBody");
+  w.string(m.body);
+  if (!m.attributes.empty()) {
+    w.key("MessageAttributes");
+    write_attributes(w, m.attributes);
+  }
+  if (m.delay_seconds) {
+    w.key("DelaySeconds");
+    w.number(*m.delay_seconds);
+  }
+  if (!m.group_id.empty()) {
+    w.key("MessageGroupId");
+    w.string(m.group_id);
+  }
+  if (!m.deduplication_id.empty()) {
+    w.key("MessageDeduplicationId");
+    w.string(m.deduplication_id);
+  }
+}
+
+std::size_t estimated_size(const wire_message& m) {
+  std::size_t n = m.body.size() + m.group_id.size() + m.deduplication_id.size() + 96;
+  for (const auto& [name, a] : m.attributes) n += name.size() + a.value.size() * 2 + 64;
+  return n;
 }
 
 }  // namespace
 
 std::string encode_send_message(std::string_view queue_url, const wire_message& m) {
-  json::object o;
-  o["QueueUrl"] = queue_url;
-  encode_message_fields(o, m);
-  return json::serialize(o);
+  json_writer w(queue_url.size() + estimated_size(m) + 32);
+  w.raw("{");
+  w.key("QueueUrl", true);
+  w.string(queue_url);
+  write_message_fields(w, m);
+  w.raw("}");
+  return w.take();
 }
 
 std::string encode_send_message_batch(std::string_view queue_url,
                                       const std::vector<batch_send_entry>& entries) {
-  json::object o;
-  o["QueueUrl"] = queue_url;
-  json::array list;
+  std::size_t size = queue_url.size() + 32;
+  for (const auto& e : entries) size += e.id.size() + estimated_size(e.message) + 16;
+  json_writer w(size);
+  w.raw("{");
+  w.key("QueueUrl", true);
+  w.string(queue_url);
+  w.key("Entries");
+  w.raw("[");
+  bool first = true;
   for (const auto& e : entries) {
-    json::object entry;
-    entry["Id"] = e.id;
-    encode_message_fields(entry, e.message);
-    list.push_back(std::move(entry));
+    if (!first) w.raw(",");
+    first = false;
+    w.raw("{");
+    w.key("Id", true);
+    w.string(e.id);
+    write_message_fields(w, e.message);
+    w.raw("}");
   }
-  o["Entries"] = std::move(list);
-  return json::serialize(o);
+  w.raw("]}");
+  return w.take();
 }
 
 std::string encode_receive_message(const receive_request& r) {
-  json::object o;
-  o["QueueUrl"] = r.queue_url;
-  o["MaxNumberOfMessages"] = r.max_messages;
-  o["WaitTimeSeconds"] = r.wait_time_seconds;
-  if (r.visibility_timeout) o["VisibilityTimeout"] = *r.visibility_timeout;
-  o["AttributeNames"] = json::array{"All"};
-  o["MessageSystemAttributeNames"] = json::array{"All"};
-  o["MessageAttributeNames"] = json::array{"All"};
-  if (!r.receive_request_attempt_id.empty()) {
-    o["ReceiveRequestAttemptId"] = r.receive_request_attempt_id;
+  json_writer w(r.queue_url.size() + r.receive_request_attempt_id.size() + 256);
+  w.raw("{");
+  w.key("QueueUrl", true);
+  w.string(r.queue_url);
+  w.key("MaxNumberOfMessages");
+  w.number(r.max_messages);
+  w.key("WaitTimeSeconds");
+  w.number(r.wait_time_seconds);
+  if (r.visibility_timeout) {
+    w.key("VisibilityTimeout");
+    w.number(*r.visibility_timeout);
   }
-  return json::serialize(o);
+  w.raw(R"(,"AttributeNames":["All"],"MessageSystemAttributeNames":["All"])"
+        R"(,"MessageAttributeNames":["All"])");
+  if (!r.receive_request_attempt_id.empty()) {
+    w.key("ReceiveRequestAttemptId");
+    w.string(r.receive_request_attempt_id);
+  }
+  w.raw("}");
+  return w.take();
 }
 
 std::string encode_delete_message_batch(std::string_view queue_url,
                                         const std::vector<receipt_entry>& entries) {
-  json::object o;
-  o["QueueUrl"] = queue_url;
-  json::array list;
-  for (const auto& e : entries)
-    list.push_back(json::object{{"Id", e.id}, {"ReceiptHandle", e.receipt_handle}});
-  o["Entries"] = std::move(list);
-  return json::serialize(o);
+  std::size_t size = queue_url.size() + 32;
+  for (const auto& e : entries) size += e.id.size() + e.receipt_handle.size() + 40;
+  json_writer w(size);
+  w.raw("{");
+  w.key("QueueUrl", true);
+  w.string(queue_url);
+  w.key("Entries");
+  w.raw("[");
+  bool first = true;
+  for (const auto& e : entries) {
+    if (!first) w.raw(",");
+    first = false;
+    w.raw("{");
+    w.key("Id", true);
+    w.string(e.id);
+    w.key("ReceiptHandle");
+    w.string(e.receipt_handle);
+    w.raw("}");
+  }
+  w.raw("]}");
+  return w.take();
 }
 
 std::string encode_change_visibility(std::string_view queue_url, std::string_view receipt_handle,

@@ -535,3 +535,102 @@ TEST(SqsDigest, HmacSha256AndMd5MatchTheirPublishedTestVectors) {
   EXPECT_EQ(hex(md5("abc")), "900150983cd24fb0d6963f7d28e17f72");
   EXPECT_EQ(hex(sha256("abc")), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
 }
+
+// The request bodies are written directly; they must be byte for byte what serializing the
+// same JSON object gives (the form qrt sent before, and what SQS and the signature see).
+namespace {
+
+json::object reference_attributes(const wire_attributes& attributes) {
+  json::object out;
+  for (const auto& [name, a] : attributes) {
+    json::object v;
+    v["DataType"] = a.data_type;
+    if (a.is_binary()) {
+      v["BinaryValue"] = base64_encode(a.value);
+    } else {
+      v["StringValue"] = a.value;
+    }
+    out[name] = std::move(v);
+  }
+  return out;
+}
+
+void reference_message_fields(json::object& o, const wire_message& m) {
+  o["MessageBody"] = m.body;
+  if (!m.attributes.empty()) o["MessageAttributes"] = reference_attributes(m.attributes);
+  if (m.delay_seconds) o["DelaySeconds"] = *m.delay_seconds;
+  if (!m.group_id.empty()) o["MessageGroupId"] = m.group_id;
+  if (!m.deduplication_id.empty()) o["MessageDeduplicationId"] = m.deduplication_id;
+}
+
+wire_message awkward_message() {
+  wire_message m;
+  m.body =
+      std::string("quote \" backslash \\ tab \t newline \n nul ") + '\0' + " \x1f caf\xc3\xa9 /";
+  m.attributes["tenant"] = wire_attribute{"String", "a\"b"};
+  m.attributes["blob"] = wire_attribute{"Binary", std::string("\x00\xff\x10", 3)};
+  m.attributes["n"] = wire_attribute{"Number", "-12.5"};
+  m.attributes["e"] = wire_attribute{std::string(empty_value_type), "x"};
+  m.delay_seconds = 900;
+  m.group_id = "g\\1";
+  m.deduplication_id = "d\n";
+  return m;
+}
+
+}  // namespace
+
+TEST(SqsCodec, RequestBodiesAreWhatSerializingTheObjectGives) {
+  const std::string url = "http://127.0.0.1:4566/000000000000/q\"\\";
+  for (const auto& m : {wire_message{}, wire_message{"plain", {}, {}, {}, std::nullopt},
+                        wire_message{"", {}, {}, {}, std::int64_t{-3}}, awkward_message()}) {
+    json::object one;
+    one["QueueUrl"] = url;
+    reference_message_fields(one, m);
+    EXPECT_EQ(encode_send_message(url, m), json::serialize(one));
+
+    const std::vector<batch_send_entry> entries{{"0", m}, {"id\"1", awkward_message()}};
+    json::object batch;
+    batch["QueueUrl"] = url;
+    json::array list;
+    for (const auto& e : entries) {
+      json::object entry;
+      entry["Id"] = e.id;
+      reference_message_fields(entry, e.message);
+      list.push_back(std::move(entry));
+    }
+    batch["Entries"] = std::move(list);
+    EXPECT_EQ(encode_send_message_batch(url, entries), json::serialize(batch));
+  }
+  EXPECT_EQ(encode_send_message_batch(url, {}),
+            json::serialize(json::object{{"QueueUrl", url}, {"Entries", json::array{}}}));
+
+  for (const bool visibility : {false, true}) {
+    receive_request r;
+    r.queue_url = url;
+    r.max_messages = 7;
+    r.wait_time_seconds = 20;
+    if (visibility) {
+      r.visibility_timeout = 43'200;
+      r.receive_request_attempt_id = "attempt\"1";
+    }
+    json::object o;
+    o["QueueUrl"] = r.queue_url;
+    o["MaxNumberOfMessages"] = r.max_messages;
+    o["WaitTimeSeconds"] = r.wait_time_seconds;
+    if (r.visibility_timeout) o["VisibilityTimeout"] = *r.visibility_timeout;
+    o["AttributeNames"] = json::array{"All"};
+    o["MessageSystemAttributeNames"] = json::array{"All"};
+    o["MessageAttributeNames"] = json::array{"All"};
+    if (!r.receive_request_attempt_id.empty()) {
+      o["ReceiveRequestAttemptId"] = r.receive_request_attempt_id;
+    }
+    EXPECT_EQ(encode_receive_message(r), json::serialize(o));
+  }
+
+  const std::vector<receipt_entry> receipts{{"0", "handle+/=\"\\\x01", 0}, {"9", "h", 0}};
+  json::array list;
+  for (const auto& e : receipts)
+    list.push_back(json::object{{"Id", e.id}, {"ReceiptHandle", e.receipt_handle}});
+  EXPECT_EQ(encode_delete_message_batch(url, receipts),
+            json::serialize(json::object{{"QueueUrl", url}, {"Entries", std::move(list)}}));
+}
