@@ -531,6 +531,7 @@ const key_row rows[] = {
 
 TEST(AmqpConfigKeys, TheTableNamesExactlyTheKeysTheProviderAccepts) {
   qrt::test::expect_a_row_for_exactly(qrt::amqp::known_keys(), rows);
+  qrt::test::expect_documented(qrt::amqp::known_keys(), "docs/amqp.md");
   auto typo = qrt::amqp::options_from_config(config{{"prefech", "5"}});
   ASSERT_FALSE(typo);
   EXPECT_NE(typo.error().message.find("prefech"), std::string::npos);

@@ -609,6 +609,7 @@ class ServiceBusConfigKey : public ::testing::TestWithParam<key_row> {
 
 TEST(ServiceBusConfigKeys, TheTableNamesExactlyTheKeysTheProviderAccepts) {
   qrt::test::expect_a_row_for_exactly(qrt::servicebus::known_keys(), rows);
+  qrt::test::expect_documented(qrt::servicebus::known_keys(), "docs/servicebus.md");
   auto typo = qrt::servicebus::options_from_config(
       config{{"connection_string", "Endpoint=sb://h/;SharedAccessKeyName=x;SharedAccessKey=y"},
              {"prefetch_cont", "5"}});

@@ -844,6 +844,7 @@ const key_row rows[] = {
 
 TEST(SqsConfigKeys, TheTableNamesExactlyTheKeysTheProviderAccepts) {
   qrt::test::expect_a_row_for_exactly(sqs::known_keys(), rows);
+  qrt::test::expect_documented(sqs::known_keys(), "docs/sqs.md");
   auto typo = sqs::options_from_config(config{{"wait_tme", "1s"}});
   ASSERT_FALSE(typo);
   EXPECT_NE(typo.error().message.find("wait_tme"), std::string::npos);

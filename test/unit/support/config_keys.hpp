@@ -8,7 +8,9 @@
 
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <functional>
+#include <iterator>
 #include <random>
 #include <set>
 #include <span>
@@ -32,6 +34,19 @@ void expect_a_row_for_exactly(std::span<const std::string_view> accepted, const 
   }
   for (auto key : tabled) {
     EXPECT_TRUE(accepted_keys.count(key)) << "row for '" << key << "', which the provider refuses";
+  }
+}
+
+/// Fails the test unless the documentation page `doc` (a path under the source tree, given to
+/// the test as QRT_SOURCE_DIR) names every key in `accepted` as code (`key`): the provider's key
+/// table and its page cannot drift apart.
+inline void expect_documented(std::span<const std::string_view> accepted, const std::string& doc) {
+  std::ifstream in(std::string(QRT_SOURCE_DIR) + "/" + doc);
+  ASSERT_TRUE(in) << "cannot read " << doc;
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  for (auto key : accepted) {
+    EXPECT_NE(text.find("`" + std::string(key) + "`"), std::string::npos)
+        << doc << " does not name the key '" << key << "'";
   }
 }
 

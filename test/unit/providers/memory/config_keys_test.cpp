@@ -557,6 +557,7 @@ class MemoryConfigKey : public ::testing::TestWithParam<key_row> {};
 
 TEST(MemoryConfigKeys, TheTableNamesExactlyTheKeysTheProviderAccepts) {
   qrt::test::expect_a_row_for_exactly(qrt::memory::known_keys(), rows);
+  qrt::test::expect_documented(qrt::memory::known_keys(), "docs/memory.md");
   // And the provider refuses what is not in its list, naming it.
   auto typo = try_open({{"max_queue_sise", "2"}});
   ASSERT_FALSE(typo);
