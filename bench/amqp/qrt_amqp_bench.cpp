@@ -5,8 +5,6 @@
 // and this process's user and system CPU time per message, for each phase.
 // A program, not a test: bench/amqp/run.sh starts the broker and runs both clients.
 //   qrt_amqp_bench PORT [COUNT=20000] [SIZE=256]
-#include <sys/resource.h>
-
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
@@ -15,6 +13,7 @@
 #include <cstdio>
 #include <iostream>
 #include <qrt/amqp.hpp>
+#include <qrt/bench/process_cpu.hpp>
 #include <qrt/client.hpp>
 #include <qrt/config.hpp>
 #include <qrt/registry.hpp>
@@ -26,33 +25,20 @@ namespace {
 
 using namespace std::chrono_literals;
 
-struct cpu_time {
-  double user_us = 0;
-  double system_us = 0;
-};
-
-cpu_time cpu_now() {
-  rusage u{};
-  getrusage(RUSAGE_SELF, &u);
-  return {static_cast<double>(u.ru_utime.tv_sec) * 1e6 + static_cast<double>(u.ru_utime.tv_usec),
-          static_cast<double>(u.ru_stime.tv_sec) * 1e6 + static_cast<double>(u.ru_stime.tv_usec)};
-}
-
 struct phase {
   double seconds = 0;
-  cpu_time cpu;
+  qrt::bench::cpu_time cpu;
 };
 
 /// Runs `op` to completion on `io` (run by another thread) and returns its wall and CPU time
 /// (the whole process's: the calling thread only waits).
 template <class Op>
 phase measure(boost::asio::io_context& io, Op op) {
-  const cpu_time cpu0 = cpu_now();
+  const auto cpu0 = qrt::bench::self_cpu_time();
   const auto t0 = std::chrono::steady_clock::now();
   boost::asio::co_spawn(io, std::move(op), boost::asio::use_future).get();  // rethrows
-  const cpu_time cpu1 = cpu_now();
   return {std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(),
-          {cpu1.user_us - cpu0.user_us, cpu1.system_us - cpu0.system_us}};
+          qrt::bench::self_cpu_time() - cpu0};
 }
 
 }  // namespace

@@ -5,55 +5,23 @@
 //   qrt_servicebus_bench [COUNT] [SIZE] [preset: high_throughput|low_latency]
 // Not a test: a measurement. The peer is single-threaded Node and may be the bottleneck; the CPU
 // figure is the one that isolates the client.
-#include <sys/resource.h>
-#include <unistd.h>
-
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <fstream>
 #include <iostream>
+#include <qrt/bench/process_cpu.hpp>
 #include <qrt/client.hpp>
 #include <qrt/config.hpp>
 #include <qrt/servicebus.hpp>
-#include <sstream>
 
 #include "peer_process.hpp"
 
 namespace {
 
-struct cpu_time {
-  double user = 0;
-  double system = 0;
-};
-
-cpu_time cpu_seconds() {
-  rusage u{};
-  getrusage(RUSAGE_SELF, &u);
-  return {static_cast<double>(u.ru_utime.tv_sec) + static_cast<double>(u.ru_utime.tv_usec) / 1e6,
-          static_cast<double>(u.ru_stime.tv_sec) + static_cast<double>(u.ru_stime.tv_usec) / 1e6};
-}
-
 double secs(std::chrono::steady_clock::time_point from, std::chrono::steady_clock::time_point to) {
   return std::chrono::duration<double>(to - from).count();
-}
-
-/// CPU seconds (user + system) process `pid` has used, from /proc/PID/stat; 0 if unreadable.
-double process_cpu_seconds(pid_t pid) {
-  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-  std::string content((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
-  // Fields after the command name (which may hold spaces, so start after its closing ')').
-  const auto close = content.rfind(')');
-  if (close == std::string::npos) return 0;
-  std::istringstream fields(content.substr(close + 2));
-  std::string field;
-  double ticks = 0;
-  for (int i = 3; i <= 15 && fields >> field; ++i) {
-    if (i == 14 || i == 15) ticks += std::stod(field);  // utime, stime
-  }
-  return ticks / static_cast<double>(sysconf(_SC_CLK_TCK));
 }
 
 /// qrt's half: warm up, send COUNT messages in batches of 100, then receive 50 at a time and
@@ -73,8 +41,8 @@ boost::asio::awaitable<void> run_qrt(qrt::queue_client& client,
   for (auto& m : warm.value()) (void)co_await client.complete(m.receipt);
 
   const std::string body(size, 'x');
-  const cpu_time cpu0 = cpu_seconds();
-  const double peer_cpu0 = process_cpu_seconds(peer.pid());
+  const auto cpu0 = qrt::bench::self_cpu_time();
+  const auto peer_cpu0 = qrt::bench::process_cpu_time(peer.pid());
   const auto t0 = std::chrono::steady_clock::now();
   for (std::size_t sent = 0; sent < count;) {
     std::vector<qrt::message> batch;
@@ -83,7 +51,7 @@ boost::asio::awaitable<void> run_qrt(qrt::queue_client& client,
     for (auto& outcome : outcomes.value()) (void)outcome.value();
   }
   const auto t1 = std::chrono::steady_clock::now();
-  const cpu_time cpu_sent = cpu_seconds();
+  const auto cpu_sent = qrt::bench::self_cpu_time();
   std::size_t received = 0;
   while (received < count) {
     auto received_now = co_await client.receive(q, 50, 5s);
@@ -96,14 +64,13 @@ boost::asio::awaitable<void> run_qrt(qrt::queue_client& client,
     received += got.size();
   }
   const auto t2 = std::chrono::steady_clock::now();
-  const cpu_time cpu1 = cpu_seconds();
-  const double peer_cpu = process_cpu_seconds(peer.pid()) - peer_cpu0;
-  const double user = cpu1.user - cpu0.user;
-  const double system = cpu1.system - cpu0.system;
+  const auto cpu1 = qrt::bench::self_cpu_time();
+  const double peer_cpu_s = (qrt::bench::process_cpu_time(peer.pid()) - peer_cpu0).total_us() / 1e6;
+  const auto both = cpu1 - cpu0;
+  const auto send = cpu_sent - cpu0;
+  const auto receive = cpu1 - cpu_sent;
   const double ops = static_cast<double>(count + received);
-  const auto per_message = [](double seconds, std::size_t n) {
-    return seconds * 1e6 / static_cast<double>(n);
-  };
+  const auto per_message = [](double us, std::size_t n) { return us / static_cast<double>(n); };
   std::printf(
       "{\"client\":\"qrt\",\"preset\":\"%s\",\"count\":%zu,\"size\":%zu,\"received\":%zu,"
       "\"send_per_s\":%.0f,\"receive_complete_per_s\":%.0f,\"cpu_us_per_message\":%.2f,"
@@ -111,11 +78,10 @@ boost::asio::awaitable<void> run_qrt(qrt::queue_client& client,
       "\"send_user_us\":%.2f,\"send_system_us\":%.2f,"
       "\"receive_user_us\":%.2f,\"receive_system_us\":%.2f,\"peer_cpu_share\":%.2f}\n",
       preset.c_str(), count, size, received, static_cast<double>(count) / secs(t0, t1),
-      static_cast<double>(received) / secs(t1, t2), (user + system) * 1e6 / ops, user * 1e6 / ops,
-      system * 1e6 / ops, per_message(cpu_sent.user - cpu0.user, count),
-      per_message(cpu_sent.system - cpu0.system, count),
-      per_message(cpu1.user - cpu_sent.user, received),
-      per_message(cpu1.system - cpu_sent.system, received), peer_cpu / secs(t0, t2));
+      static_cast<double>(received) / secs(t1, t2), both.total_us() / ops, both.user_us / ops,
+      both.system_us / ops, per_message(send.user_us, count), per_message(send.system_us, count),
+      per_message(receive.user_us, received), per_message(receive.system_us, received),
+      peer_cpu_s / secs(t0, t2));
   std::fflush(stdout);
   co_await client.close();
 }
@@ -148,13 +114,14 @@ int main(int argc, char** argv) {
     if (std::getenv("QRT_BENCH_QRT_ONLY") != nullptr) return 0;
     // peer_cpu_share: the peer's CPU over the whole SDK run (its start-up included), a lower
     // bound on its share while the SDK works.
-    const double sdk_peer_cpu0 = process_cpu_seconds(peer.pid());
+    const auto sdk_peer_cpu0 = qrt::bench::process_cpu_time(peer.pid());
     const auto s0 = std::chrono::steady_clock::now();
     std::string sdk = qrt::test::run_sdk_script(
         "sdk-bench.js",
         {std::to_string(peer.port()), "bench-sdk", std::to_string(count), std::to_string(size)});
-    const double sdk_peer_share = (process_cpu_seconds(peer.pid()) - sdk_peer_cpu0) /
-                                  secs(s0, std::chrono::steady_clock::now());
+    const double sdk_peer_share =
+        (qrt::bench::process_cpu_time(peer.pid()) - sdk_peer_cpu0).total_us() / 1e6 /
+        secs(s0, std::chrono::steady_clock::now());
     if (const auto brace = sdk.rfind('}'); brace != std::string::npos) {
       char extra[64];
       std::snprintf(extra, sizeof extra, ",\"peer_cpu_share\":%.2f", sdk_peer_share);

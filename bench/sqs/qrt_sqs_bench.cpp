@@ -2,8 +2,6 @@
 // sdk_bench.mjs): throughput and client CPU per message, plus the emulator's CPU to show when
 // it is the bottleneck. A program, not a test: run bench/sqs/run.sh.
 //   qrt_sqs_bench [messages=20000] [size=256] [concurrency=8]
-#include <sys/resource.h>
-
 #include <atomic>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -11,51 +9,17 @@
 #include <boost/asio/use_future.hpp>
 #include <chrono>
 #include <cstdio>
-#include <fstream>
 #include <iostream>
+#include <qrt/bench/process_cpu.hpp>
 #include <qrt/client.hpp>
 #include <qrt/sqs.hpp>
-#include <sstream>
 
 #include "fauxqs_server.hpp"
 
 using namespace qrt;
 using namespace std::chrono_literals;
-
-namespace {
-
-struct cpu_micros {
-  double user = 0;
-  double system = 0;
-  double total() const { return user + system; }
-  cpu_micros operator-(const cpu_micros& earlier) const {
-    return {user - earlier.user, system - earlier.system};
-  }
-};
-
-cpu_micros cpu_micros_self() {
-  rusage u{};
-  getrusage(RUSAGE_SELF, &u);
-  return {static_cast<double>(u.ru_utime.tv_sec) * 1e6 + static_cast<double>(u.ru_utime.tv_usec),
-          static_cast<double>(u.ru_stime.tv_sec) * 1e6 + static_cast<double>(u.ru_stime.tv_usec)};
-}
-
-// utime + stime of another process, from /proc (the emulator is our child but still running).
-double cpu_micros_of(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string stat((std::istreambuf_iterator<char>(in)), {});
-  const auto close = stat.rfind(')');
-  std::istringstream rest(stat.substr(close + 2));
-  std::string field;
-  double utime = 0, stime = 0;
-  for (int i = 3; i <= 15 && rest >> field; ++i) {
-    if (i == 14) utime = std::stod(field);
-    if (i == 15) stime = std::stod(field);
-  }
-  return (utime + stime) * 1e6 / static_cast<double>(sysconf(_SC_CLK_TCK));
-}
-
-}  // namespace
+using qrt::bench::process_cpu_time;
+using qrt::bench::self_cpu_time;
 
 int main(int argc, char** argv) {
   const std::size_t total = argc > 1 ? std::stoul(argv[1]) : 20'000;
@@ -103,8 +67,8 @@ int main(int argc, char** argv) {
           if (!o2) ++failures;
     }
   };
-  auto server_cpu0 = cpu_micros_of(server.pid());
-  auto cpu0 = cpu_micros_self();
+  auto server_cpu0 = process_cpu_time(server.pid()).total_us();
+  auto cpu0 = self_cpu_time();
   auto t0 = std::chrono::steady_clock::now();
   for (std::size_t i = 0; i < concurrency; ++i)
     boost::asio::co_spawn(io, sender(), boost::asio::detached);
@@ -112,8 +76,8 @@ int main(int argc, char** argv) {
   io.run();
   const double send_s =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  const cpu_micros send_cpu = cpu_micros_self() - cpu0;
-  const double send_server_cpu = cpu_micros_of(server.pid()) - server_cpu0;
+  const qrt::bench::cpu_time send_cpu = self_cpu_time() - cpu0;
+  const double send_server_cpu = process_cpu_time(server.pid()).total_us() - server_cpu0;
 
   // ---- qrt: receive + complete ----
   std::atomic<std::size_t> received{0};
@@ -132,8 +96,8 @@ int main(int argc, char** argv) {
         if (!r) ++failures;
     }
   };
-  server_cpu0 = cpu_micros_of(server.pid());
-  cpu0 = cpu_micros_self();
+  server_cpu0 = process_cpu_time(server.pid()).total_us();
+  cpu0 = self_cpu_time();
   t0 = std::chrono::steady_clock::now();
   for (std::size_t i = 0; i < concurrency; ++i)
     boost::asio::co_spawn(io, consumer(), boost::asio::detached);
@@ -141,8 +105,8 @@ int main(int argc, char** argv) {
   io.run();
   const double recv_s =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  const cpu_micros recv_cpu = cpu_micros_self() - cpu0;
-  const double recv_server_cpu = cpu_micros_of(server.pid()) - server_cpu0;
+  const qrt::bench::cpu_time recv_cpu = self_cpu_time() - cpu0;
+  const double recv_server_cpu = process_cpu_time(server.pid()).total_us() - server_cpu0;
 
   std::printf(
       "{\"client\":\"qrt\",\"messages\":%zu,\"received\":%zu,\"failures\":%zu,"
@@ -150,14 +114,14 @@ int main(int argc, char** argv) {
       "\"send_system_us_per_msg\":%.2f,\"send_emulator_cpu_us_per_msg\":%.1f,"
       "\"recv_msgs_per_s\":%.0f,\"recv_cpu_us_per_msg\":%.1f,\"recv_user_us_per_msg\":%.2f,"
       "\"recv_system_us_per_msg\":%.2f,\"recv_emulator_cpu_us_per_msg\":%.1f}\n",
-      total, received.load(), failures.load(), total / send_s, send_cpu.total() / total,
-      send_cpu.user / total, send_cpu.system / total, send_server_cpu / total, received / recv_s,
-      recv_cpu.total() / received, recv_cpu.user / received, recv_cpu.system / received,
-      recv_server_cpu / received);
+      total, received.load(), failures.load(), total / send_s, send_cpu.total_us() / total,
+      send_cpu.user_us / total, send_cpu.system_us / total, send_server_cpu / total,
+      received / recv_s, recv_cpu.total_us() / received, recv_cpu.user_us / received,
+      recv_cpu.system_us / received, recv_server_cpu / received);
   std::fflush(stdout);
 
   // ---- the JS SDK, same emulator, its own queue ----
-  const auto sdk_server_cpu0 = cpu_micros_of(server.pid());
+  const auto sdk_server_cpu0 = process_cpu_time(server.pid()).total_us();
   const std::string cmd = "QRT_SQS_SERVERS_DIR='" + qrt::test::fauxqs_server::servers_dir() +
                           "' '" + qrt::test::fauxqs_server::node_binary() + "' --no-warnings '" +
                           std::string(QRT_SQS_BENCH_DIR) + "/sdk_bench.mjs' " + server.endpoint() +
@@ -165,7 +129,7 @@ int main(int argc, char** argv) {
                           std::to_string(size) + " " + std::to_string(concurrency);
   std::cout << qrt::test::run_command(cmd);
   std::printf("{\"emulator_cpu_us_per_msg_during_sdk_run\":%.1f}\n",
-              (cpu_micros_of(server.pid()) - sdk_server_cpu0) / total);
+              (process_cpu_time(server.pid()).total_us() - sdk_server_cpu0) / total);
   run(provider->close());
   return failures == 0 ? 0 : 1;
 }
