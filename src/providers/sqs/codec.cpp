@@ -344,11 +344,12 @@ std::string encode_send_message(std::string_view queue_url, const wire_message& 
   return w.take();
 }
 
-std::string encode_send_message_batch(std::string_view queue_url,
-                                      const std::vector<batch_send_entry>& entries) {
-  std::size_t size = queue_url.size() + 32;
-  for (const auto& e : entries) size += e.id.size() + estimated_size(e.message) + 16;
-  json_writer w(size);
+/// {"QueueUrl":...,"Entries":[{"Id":...<the entry's fields>},...]}, the shape of every batch
+/// request; `write_fields` writes what follows an entry's Id.
+template <class Entry, class WriteFields>
+std::string encode_batch(std::string_view queue_url, const std::vector<Entry>& entries,
+                         std::size_t estimated_size, WriteFields write_fields) {
+  json_writer w(estimated_size);
   w.raw("{");
   w.key("QueueUrl", true);
   w.string(queue_url);
@@ -361,11 +362,20 @@ std::string encode_send_message_batch(std::string_view queue_url,
     w.raw("{");
     w.key("Id", true);
     w.string(e.id);
-    write_message_fields(w, e.message);
+    write_fields(w, e);
     w.raw("}");
   }
   w.raw("]}");
   return w.take();
+}
+
+std::string encode_send_message_batch(std::string_view queue_url,
+                                      const std::vector<batch_send_entry>& entries) {
+  std::size_t size = queue_url.size() + 32;
+  for (const auto& e : entries) size += e.id.size() + estimated_size(e.message) + 16;
+  return encode_batch(queue_url, entries, size, [](json_writer& w, const batch_send_entry& e) {
+    write_message_fields(w, e.message);
+  });
 }
 
 std::string encode_receive_message(const receive_request& r) {
@@ -395,25 +405,10 @@ std::string encode_delete_message_batch(std::string_view queue_url,
                                         const std::vector<receipt_entry>& entries) {
   std::size_t size = queue_url.size() + 32;
   for (const auto& e : entries) size += e.id.size() + e.receipt_handle.size() + 40;
-  json_writer w(size);
-  w.raw("{");
-  w.key("QueueUrl", true);
-  w.string(queue_url);
-  w.key("Entries");
-  w.raw("[");
-  bool first = true;
-  for (const auto& e : entries) {
-    if (!first) w.raw(",");
-    first = false;
-    w.raw("{");
-    w.key("Id", true);
-    w.string(e.id);
+  return encode_batch(queue_url, entries, size, [](json_writer& w, const receipt_entry& e) {
     w.key("ReceiptHandle");
     w.string(e.receipt_handle);
-    w.raw("}");
-  }
-  w.raw("]}");
-  return w.take();
+  });
 }
 
 std::string encode_change_visibility(std::string_view queue_url, std::string_view receipt_handle,

@@ -11,6 +11,7 @@
 #include <qrt/sqs.hpp>
 #include <random>
 #include <set>
+#include <type_traits>
 #include <unordered_map>
 
 #include "codec.hpp"
@@ -906,25 +907,11 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
     time_point locked_until;
   };
 
-  /// lookup's checks and errors, giving only what settling needs.
-  result<settle_fields> lookup_for_settle(const receipt_handle& r) {
-    if (r.owner != id_ || r.token.empty()) {
-      return fail(errc::invalid_receipt, "the receipt was not issued by this SQS provider");
-    }
-    std::lock_guard lock(inflight_mutex_);
-    auto it = inflight_.find(r.item);
-    if (it == inflight_.end() || it->second.receipt_handle != r.token) {
-      return fail(errc::invalid_receipt, "the receipt was already settled (or is unknown)");
-    }
-    if (it->second.locked_until <= clock::now()) {
-      return fail(errc::receipt_expired,
-                  "the message's visibility timeout ran out before it was settled");
-    }
-    return settle_fields{it->second.queue, it->second.receipt_handle, it->second.locked_until};
-  }
-
-  /// The entry for a receipt this provider issued and that is still usable.
-  result<inflight_entry> lookup(const receipt_handle& r) {
+  /// What `take` makes of the entry of a receipt this provider issued and that is still
+  /// usable (read under the in-flight lock), else why the receipt cannot be used.
+  template <class Take>
+  auto with_usable_entry(const receipt_handle& r, Take take)
+      -> result<std::invoke_result_t<Take, const inflight_entry&>> {
     if (r.owner != id_ || r.token.empty()) {
       return fail(errc::invalid_receipt, "the receipt was not issued by this SQS provider");
     }
@@ -939,7 +926,19 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
       return fail(errc::receipt_expired,
                   "the message's visibility timeout ran out before it was settled");
     }
-    return it->second;
+    return take(it->second);
+  }
+
+  /// lookup() giving only what settling needs, without copying the rest of the entry.
+  result<settle_fields> lookup_for_settle(const receipt_handle& r) {
+    return with_usable_entry(r, [](const inflight_entry& e) {
+      return settle_fields{e.queue, e.receipt_handle, e.locked_until};
+    });
+  }
+
+  /// The entry for a receipt this provider issued and that is still usable.
+  result<inflight_entry> lookup(const receipt_handle& r) {
+    return with_usable_entry(r, [](const inflight_entry& e) { return e; });
   }
 
   void settled(const receipt_handle& r) {
