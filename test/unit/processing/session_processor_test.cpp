@@ -15,6 +15,7 @@
 #include <qrt/session_processor.hpp>
 #include <set>
 
+#include "../support/forwarding_provider.hpp"
 #include "../support/wait.hpp"
 
 using namespace std::chrono_literals;
@@ -226,48 +227,18 @@ namespace {
 
 // Records the settle calls made on the sessions it hands out: the actions of each call, in order
 // ('c' complete, 'a' abandon, 'd' dead-letter), so a test can see how settlements were grouped.
-class settle_call_recorder final : public qrt::provider {
+class settle_call_recorder final : public qrt::test::forwarding_provider {
  public:
-  explicit settle_call_recorder(qrt::provider_ptr inner) : inner_(std::move(inner)) {}
+  explicit settle_call_recorder(qrt::provider_ptr inner) : forwarding_provider(std::move(inner)) {}
 
   std::vector<std::string> calls() const {
     std::lock_guard lock(mutex_);
     return calls_;
   }
 
-  std::string_view name() const noexcept override { return inner_->name(); }
-  const qrt::capabilities& caps() const noexcept override { return inner_->caps(); }
-  qrt::awaitable<qrt::result<void>> create_queue(const qrt::queue_name& q,
-                                                 const qrt::queue_options& o) override {
-    return inner_->create_queue(q, o);
-  }
-  qrt::awaitable<qrt::result<void>> delete_queue(const qrt::queue_name& q) override {
-    return inner_->delete_queue(q);
-  }
-  qrt::awaitable<qrt::result<qrt::queue_stats>> stats(const qrt::queue_name& q) override {
-    return inner_->stats(q);
-  }
-  qrt::awaitable<qrt::result<std::vector<qrt::send_outcome>>> send(const qrt::queue_name& q,
-                                                                   std::vector<qrt::message> m,
-                                                                   qrt::milliseconds t) override {
-    return inner_->send(q, std::move(m), t);
-  }
-  qrt::awaitable<qrt::result<std::vector<received_message>>> receive(const qrt::queue_name& q,
-                                                                     std::size_t n,
-                                                                     qrt::milliseconds w) override {
-    return inner_->receive(q, n, w);
-  }
-  qrt::awaitable<qrt::result<std::vector<received_message>>> peek(const qrt::queue_name& q,
-                                                                  std::size_t n,
-                                                                  std::int64_t from) override {
-    return inner_->peek(q, n, from);
-  }
   qrt::awaitable<std::vector<qrt::result<void>>> settle(std::vector<qrt::settlement> s) override {
     record(s);
     return inner_->settle(std::move(s));
-  }
-  qrt::awaitable<qrt::result<qrt::time_point>> renew_lock(const qrt::receipt_handle& r) override {
-    return inner_->renew_lock(r);
   }
   qrt::awaitable<qrt::result<std::shared_ptr<qrt::session_receiver>>> accept_session(
       const qrt::queue_name& q, std::optional<qrt::session_id> id, qrt::milliseconds w) override {
@@ -276,7 +247,6 @@ class settle_call_recorder final : public qrt::provider {
     co_return std::shared_ptr<qrt::session_receiver>(
         std::make_shared<recording_session>(*this, std::move(*s)));
   }
-  qrt::awaitable<void> close() override { return inner_->close(); }
 
  private:
   struct recording_session final : qrt::session_receiver {
@@ -315,7 +285,6 @@ class settle_call_recorder final : public qrt::provider {
     calls_.push_back(std::move(actions));
   }
 
-  qrt::provider_ptr inner_;
   mutable std::mutex mutex_;
   std::vector<std::string> calls_;
 };

@@ -8,6 +8,7 @@
 #include <qrt/retry.hpp>
 #include <qrt/runtime.hpp>
 
+#include "../support/forwarding_provider.hpp"
 #include "core/borrowing_provider.hpp"
 
 using namespace std::chrono_literals;
@@ -50,10 +51,11 @@ recorded_run run_with_failures(const retry_policy& policy, int failures, error f
 // provider: its first `send_failures` lent sends fail as a whole and leave the messages as they
 // were, its first `settle_failures` lent settles fail every entry. It counts which calls the
 // retrying layer used.
-class lending_provider final : public qrt::provider, public qrt::detail::borrowing_provider {
+class lending_provider final : public qrt::test::forwarding_provider,
+                               public qrt::detail::borrowing_provider {
  public:
   lending_provider(qrt::provider_ptr inner, int send_failures, int settle_failures)
-      : inner_(std::move(inner)),
+      : forwarding_provider(std::move(inner)),
         inner_lender_(dynamic_cast<qrt::detail::borrowing_provider*>(inner_.get())),
         failures_(send_failures),
         settle_failures_(settle_failures) {}
@@ -63,18 +65,6 @@ class lending_provider final : public qrt::provider, public qrt::detail::borrowi
   int lent_settles = 0;    ///< settle_from calls
   int copied_settles = 0;  ///< settle calls
 
-  std::string_view name() const noexcept override { return inner_->name(); }
-  const qrt::capabilities& caps() const noexcept override { return inner_->caps(); }
-  qrt::awaitable<qrt::result<void>> create_queue(const qrt::queue_name& q,
-                                                 const qrt::queue_options& o) override {
-    return inner_->create_queue(q, o);
-  }
-  qrt::awaitable<qrt::result<void>> delete_queue(const qrt::queue_name& q) override {
-    return inner_->delete_queue(q);
-  }
-  qrt::awaitable<qrt::result<qrt::queue_stats>> stats(const qrt::queue_name& q) override {
-    return inner_->stats(q);
-  }
   qrt::awaitable<qrt::result<std::vector<qrt::send_outcome>>> send(
       const qrt::queue_name& q, std::vector<qrt::message> messages,
       qrt::milliseconds timeout) override {
@@ -87,15 +77,6 @@ class lending_provider final : public qrt::provider, public qrt::detail::borrowi
     ++lent;
     if (failures_-- > 0) co_return transient();
     co_return co_await inner_lender_->send_from(q, messages, timeout);
-  }
-  qrt::awaitable<qrt::result<std::vector<qrt::received_message>>> receive(
-      const qrt::queue_name& q, std::size_t max, qrt::milliseconds wait) override {
-    return inner_->receive(q, max, wait);
-  }
-  qrt::awaitable<qrt::result<std::vector<qrt::received_message>>> peek(const qrt::queue_name& q,
-                                                                       std::size_t max,
-                                                                       std::int64_t from) override {
-    return inner_->peek(q, max, from);
   }
   qrt::awaitable<std::vector<qrt::result<void>>> settle(
       std::vector<qrt::settlement> settlements) override {
@@ -110,19 +91,8 @@ class lending_provider final : public qrt::provider, public qrt::detail::borrowi
     }
     co_return co_await inner_lender_->settle_from(settlements);
   }
-  qrt::awaitable<qrt::result<qrt::time_point>> renew_lock(
-      const qrt::receipt_handle& receipt) override {
-    return inner_->renew_lock(receipt);
-  }
-  qrt::awaitable<qrt::result<std::shared_ptr<qrt::session_receiver>>> accept_session(
-      const qrt::queue_name& q, std::optional<qrt::session_id> session,
-      qrt::milliseconds wait) override {
-    return inner_->accept_session(q, std::move(session), wait);
-  }
-  qrt::awaitable<void> close() override { return inner_->close(); }
 
  private:
-  qrt::provider_ptr inner_;
   qrt::detail::borrowing_provider* inner_lender_;
   int failures_;
   int settle_failures_;

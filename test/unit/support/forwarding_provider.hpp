@@ -1,0 +1,60 @@
+// A provider that forwards every call to another one, for test decorators: a decorator derives
+// from it and overrides only the calls it records or changes.
+#pragma once
+
+#include <qrt/provider.hpp>
+#include <utility>
+
+namespace qrt::test {
+
+class forwarding_provider : public qrt::provider {
+ public:
+  explicit forwarding_provider(qrt::provider_ptr inner) : inner_(std::move(inner)) {}
+
+  std::string_view name() const noexcept override { return inner_->name(); }
+  const qrt::capabilities& caps() const noexcept override { return inner_->caps(); }
+  qrt::connection_stats connections() const noexcept override { return inner_->connections(); }
+  qrt::awaitable<qrt::result<void>> create_queue(const qrt::queue_name& q,
+                                                 const qrt::queue_options& o) override {
+    return inner_->create_queue(q, o);
+  }
+  qrt::awaitable<qrt::result<void>> delete_queue(const qrt::queue_name& q) override {
+    return inner_->delete_queue(q);
+  }
+  qrt::awaitable<qrt::result<qrt::queue_stats>> stats(const qrt::queue_name& q) override {
+    return inner_->stats(q);
+  }
+  qrt::awaitable<qrt::result<std::vector<qrt::send_outcome>>> send(
+      const qrt::queue_name& q, std::vector<qrt::message> messages,
+      qrt::milliseconds timeout) override {
+    return inner_->send(q, std::move(messages), timeout);
+  }
+  qrt::awaitable<qrt::result<std::vector<qrt::received_message>>> receive(
+      const qrt::queue_name& q, std::size_t max, qrt::milliseconds wait) override {
+    return inner_->receive(q, max, wait);
+  }
+  qrt::awaitable<qrt::result<std::vector<qrt::received_message>>> peek(const qrt::queue_name& q,
+                                                                       std::size_t max,
+                                                                       std::int64_t from) override {
+    return inner_->peek(q, max, from);
+  }
+  qrt::awaitable<std::vector<qrt::result<void>>> settle(
+      std::vector<qrt::settlement> settlements) override {
+    return inner_->settle(std::move(settlements));
+  }
+  qrt::awaitable<qrt::result<qrt::time_point>> renew_lock(
+      const qrt::receipt_handle& receipt) override {
+    return inner_->renew_lock(receipt);
+  }
+  qrt::awaitable<qrt::result<std::shared_ptr<qrt::session_receiver>>> accept_session(
+      const qrt::queue_name& q, std::optional<qrt::session_id> session,
+      qrt::milliseconds wait) override {
+    return inner_->accept_session(q, std::move(session), wait);
+  }
+  qrt::awaitable<void> close() override { return inner_->close(); }
+
+ protected:
+  qrt::provider_ptr inner_;  ///< where every call goes
+};
+
+}  // namespace qrt::test
