@@ -40,6 +40,19 @@ struct capabilities {
   /// 3.10): the outcome is final when sent, and a complete sent just before the connection
   /// drops can fail to arrive, in which case the message is delivered again (at least once).
   bool confirmed_settlement = true;
+
+  // Publish/subscribe (docs/adr/0050-topics-and-subscriptions.md). A subscription is read as a
+  // queue, so the queue capabilities above hold for subscriptions too.
+
+  /// create_topic, publish and the subscription calls work.
+  bool topics = false;
+  /// create_subscription honours a subscription_filter (subject and attribute equality).
+  bool subscription_filters = false;
+  /// A subscription, and what it holds, outlives the connection that created it. False where a
+  /// subscription lasts as long as its receiving link (RabbitMQ over AMQP 1.0).
+  bool durable_subscriptions = false;
+  /// A subscription can require sessions and is then read through accept_session.
+  bool subscription_sessions = false;
 };
 
 /// "none", "emulated" or "native".

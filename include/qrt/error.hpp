@@ -29,6 +29,7 @@ enum class errc {
   closed,               ///< the client, provider or session has been closed
   protocol_error,       ///< the peer sent something we cannot parse
   provider_error,       ///< any other failure reported by the service
+  topic_not_found,      ///< the topic does not exist (a missing subscription is queue_not_found)
 };
 
 /// How a caller should react to an error.

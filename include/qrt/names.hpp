@@ -1,4 +1,5 @@
-// Validated names: a queue, a session, a message id. Invalid names never reach a provider.
+// Validated names: a queue (or a topic's subscription, read as a queue), a topic, a session, a
+// message id. Invalid names never reach a provider.
 #pragma once
 
 #include <compare>
@@ -10,23 +11,58 @@
 
 namespace qrt {
 
+/// A topic's name: the same rules as a queue's name (1-260 ASCII letters, digits, '-', '_', '.';
+/// no leading, trailing or consecutive hyphens). A distinct type, so a topic is never passed
+/// where a queue is meant (docs/adr/0050-topics-and-subscriptions.md).
+class topic_name {
+ public:
+  /// Validates `text`; invalid_argument with the reason otherwise.
+  static result<topic_name> parse(std::string_view text);
+  /// For literals known to be valid; throws qrt::exception otherwise.
+  static topic_name from(std::string_view text) { return parse(text).value(); }
+
+  topic_name() = default;
+  /// The name as text.
+  const std::string& str() const noexcept { return name_; }
+
+  friend auto operator<=>(const topic_name&, const topic_name&) = default;
+
+ private:
+  std::string name_;
+};
+
 /// A queue's name: 1-260 ASCII letters, digits, '-', '_', '.'; no leading, trailing or
 /// consecutive hyphens; a ".fifo" suffix is allowed (SQS FIFO queues). The dead-letter queue of
 /// a queue is addressed as `q.dead_letter()`; it prints as "<name>/$DeadLetterQueue".
+///
+/// A topic's subscription is read through a queue_name too: `queue_name::subscription(topic,
+/// name)` names it, it prints as "<topic>/Subscriptions/<name>" (Service Bus's own path), and
+/// every reading operation takes it unchanged (docs/adr/0050-topics-and-subscriptions.md).
 class queue_name {
  public:
   /// Validates `text`; invalid_argument with the reason otherwise.
   static result<queue_name> parse(std::string_view text);
   /// For literals known to be valid; throws qrt::exception otherwise.
   static queue_name from(std::string_view text) { return parse(text).value(); }
+  /// The subscription `name` of `topic`. A subscription's name follows the queue-name rules and
+  /// is at most 50 characters (Service Bus's limit, so a name is valid on every provider);
+  /// invalid_argument with the reason otherwise.
+  static result<queue_name> subscription(const topic_name& topic, std::string_view name);
 
   queue_name() = default;
 
-  /// The name, without the dead-letter suffix.
+  /// The path without the dead-letter suffix: the queue's name, or for a subscription
+  /// "<topic>/Subscriptions/<name>".
   const std::string& str() const noexcept { return name_; }
+  /// True for a topic's subscription (and for its dead-letter queue).
+  bool is_subscription() const noexcept { return !topic_.empty(); }
+  /// The topic of a subscription; empty text for a queue.
+  const std::string& topic() const noexcept { return topic_; }
+  /// The subscription's own name (without its topic); the queue's name for a queue.
+  std::string_view subscription_name() const noexcept;
   /// True for the dead-letter queue of a queue.
   bool is_dead_letter() const noexcept { return dead_letter_; }
-  /// True when the name ends in ".fifo" (an SQS FIFO queue).
+  /// True when the name ends in ".fifo" (an SQS FIFO queue; never a subscription).
   bool is_fifo() const noexcept;
   /// The dead-letter sub-queue of this queue (idempotent).
   queue_name dead_letter() const {
@@ -40,13 +76,15 @@ class queue_name {
     q.dead_letter_ = false;
     return q;
   }
-  /// "orders" or "orders/$DeadLetterQueue"
+  /// "orders", "orders/$DeadLetterQueue", "events/Subscriptions/audit" or
+  /// "events/Subscriptions/audit/$DeadLetterQueue".
   std::string to_string() const;
 
   friend auto operator<=>(const queue_name&, const queue_name&) = default;
 
  private:
-  std::string name_;
+  std::string name_;   ///< the whole path (a subscription's includes its topic)
+  std::string topic_;  ///< empty for a queue
   bool dead_letter_ = false;
 };
 
@@ -86,6 +124,15 @@ struct std::hash<qrt::queue_name> {
     return std::hash<std::string>{}(q.str()) ^ static_cast<std::size_t>(q.is_dead_letter());
   }
 };
+template <>
+/// Hashes a topic name.
+struct std::hash<qrt::topic_name> {
+  /// The hash of `t`.
+  std::size_t operator()(const qrt::topic_name& t) const noexcept {
+    return std::hash<std::string>{}(t.str());
+  }
+};
+
 template <>
 /// Hashes a session id.
 struct std::hash<qrt::session_id> {

@@ -7,10 +7,12 @@
 #include <boost/asio/awaitable.hpp>
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <qrt/capabilities.hpp>
 #include <qrt/message.hpp>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -62,6 +64,35 @@ struct connection_stats {
 
 /// Per-message outcome of a send: the id on success, the error otherwise.
 using send_outcome = result<message_id>;
+
+/// Which published messages a subscription receives: those whose subject equals `subject` (when
+/// set) and whose attributes hold each listed key with exactly the listed value. An empty filter
+/// matches every message. Equality is the one kind of filter every provider can express
+/// (docs/adr/0050-topics-and-subscriptions.md); nothing richer is offered.
+struct subscription_filter {
+  std::optional<std::string> subject;             ///< required subject, when set
+  std::map<std::string, std::string> attributes;  ///< required attribute values
+
+  /// True when the filter matches nothing in particular (every message passes).
+  bool empty() const noexcept { return !subject && attributes.empty(); }
+  /// True when `m` passes the filter.
+  bool matches(const message& m) const;
+
+  friend bool operator==(const subscription_filter&, const subscription_filter&) = default;
+};
+
+/// What create_subscription sets up: the subscription's filter and the settings of the queue
+/// that holds its messages (lock duration, delivery count, sessions, time to live).
+struct subscription_options {
+  subscription_filter filter;  ///< which published messages it receives
+  queue_options queue;         ///< as for create_queue
+};
+
+/// One subscription of a topic, as list_subscriptions reports it.
+struct subscription_info {
+  queue_name name;             ///< queue_name::subscription(topic, its name)
+  subscription_filter filter;  ///< as created
+};
 
 /// A locked session: messages of one session id, in order, to one holder at a time.
 class session_receiver {
@@ -139,6 +170,30 @@ class provider {
 
   /// Stops background work and fails waiting calls with errc::closed. Idempotent.
   virtual awaitable<void> close() = 0;
+
+  // Publish/subscribe (docs/adr/0050-topics-and-subscriptions.md). Not pure: a provider without
+  // topics keeps the defaults, which fail with errc::unsupported, and caps().topics says so.
+  // A subscription is read with the calls above, through queue_name::subscription().
+
+  /// Creates `topic` (where caps().topics).
+  virtual awaitable<result<void>> create_topic(const topic_name& topic);
+  /// Deletes `topic` with its subscriptions and their messages.
+  virtual awaitable<result<void>> delete_topic(const topic_name& topic);
+  /// Publishes messages in order: each goes to every subscription whose filter it matches, as
+  /// they stand when it is published. Outcomes and whole-call failure as for send();
+  /// errc::topic_not_found when the topic does not exist.
+  virtual awaitable<result<std::vector<send_outcome>>> publish(const topic_name& topic,
+                                                               std::vector<message> messages,
+                                                               milliseconds timeout);
+  /// Creates the subscription `subscription` (a queue_name::subscription) with `options`. It
+  /// receives what is published from then on, never anything published before.
+  virtual awaitable<result<void>> create_subscription(const queue_name& subscription,
+                                                      const subscription_options& options);
+  /// Deletes a subscription and its messages, its dead-letter queue included.
+  virtual awaitable<result<void>> delete_subscription(const queue_name& subscription);
+  /// The subscriptions of `topic`, ordered by name.
+  virtual awaitable<result<std::vector<subscription_info>>> list_subscriptions(
+      const topic_name& topic);
 };
 
 /// Providers are shared: clients, processors and decorators hold them.

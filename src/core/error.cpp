@@ -55,6 +55,8 @@ std::string_view to_string(errc e) noexcept {
       return "protocol_error";
     case errc::provider_error:
       return "provider_error";
+    case errc::topic_not_found:
+      return "topic_not_found";
   }
   return "unknown";
 }

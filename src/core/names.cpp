@@ -9,27 +9,62 @@ bool is_name_char(char c) noexcept {
          c == '_' || c == '.';
 }
 
-}  // namespace
-
-result<queue_name> queue_name::parse(std::string_view text) {
+// Queue, topic and subscription names share one rule set; `what` names the kind in the error.
+result<void> check_name(std::string_view text, std::string_view what, std::size_t max_length) {
   auto bad = [&](std::string_view why) {
-    return fail(errc::invalid_argument, "invalid queue name '" + std::string(text.substr(0, 64)) +
+    return fail(errc::invalid_argument, "invalid " + std::string(what) + " '" +
+                                            std::string(text.substr(0, 64)) +
                                             "': " + std::string(why));
   };
   if (text.empty()) return bad("empty");
-  if (text.size() > 260) return bad("longer than 260 characters");
+  if (text.size() > max_length) {
+    return bad("longer than " + std::to_string(max_length) + " characters");
+  }
   for (char c : text) {
     if (!is_name_char(c)) return bad("only ASCII letters, digits, '-', '_' and '.' are allowed");
   }
   if (text.front() == '-' || text.back() == '-') return bad("starts or ends with '-'");
   if (text.find("--") != std::string_view::npos) return bad("has consecutive '-'");
+  return {};
+}
+
+constexpr std::string_view subscriptions_infix = "/Subscriptions/";
+
+}  // namespace
+
+result<topic_name> topic_name::parse(std::string_view text) {
+  if (auto ok = check_name(text, "topic name", 260); !ok) return ok.error();
+  topic_name t;
+  t.name_ = std::string(text);
+  return t;
+}
+
+result<queue_name> queue_name::parse(std::string_view text) {
+  if (auto ok = check_name(text, "queue name", 260); !ok) return ok.error();
   queue_name q;
   q.name_ = std::string(text);
   return q;
 }
 
+result<queue_name> queue_name::subscription(const topic_name& topic, std::string_view name) {
+  if (topic.str().empty()) return fail(errc::invalid_argument, "invalid subscription: no topic");
+  if (auto ok = check_name(name, "subscription name", 50); !ok) return ok.error();
+  queue_name q;
+  q.topic_ = topic.str();
+  q.name_ = topic.str();
+  q.name_ += subscriptions_infix;
+  q.name_ += name;
+  return q;
+}
+
+std::string_view queue_name::subscription_name() const noexcept {
+  std::string_view path = name_;
+  if (topic_.empty()) return path;
+  return path.substr(topic_.size() + subscriptions_infix.size());
+}
+
 bool queue_name::is_fifo() const noexcept {
-  return name_.size() > 5 && name_.compare(name_.size() - 5, 5, ".fifo") == 0;
+  return topic_.empty() && name_.size() > 5 && name_.compare(name_.size() - 5, 5, ".fifo") == 0;
 }
 
 std::string queue_name::to_string() const {

@@ -2,11 +2,14 @@
 
 #include <map>
 #include <qrt/names.hpp>
+#include <qrt/provider.hpp>
 #include <string>
+#include <unordered_set>
 
 using qrt::errc;
 using qrt::queue_name;
 using qrt::session_id;
+using qrt::topic_name;
 
 TEST(QueueName, AcceptsLettersDigitsDashUnderscoreDot) {
   auto q = queue_name::parse("orders_v2.high-priority");
@@ -44,6 +47,74 @@ TEST(QueueName, DeadLetterIsASubQueueOfItsParent) {
 
 TEST(QueueName, FromThrowsOnInvalidLiteral) {
   EXPECT_THROW(queue_name::from("a--b"), qrt::exception);
+}
+
+TEST(TopicName, FollowsTheQueueNameRulesAndSaysItIsATopic) {
+  EXPECT_EQ(topic_name::from("events.v1").str(), "events.v1");
+  auto bad = topic_name::parse("ev/ents");
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().code, errc::invalid_argument);
+  EXPECT_NE(bad.error().message.find("invalid topic name 'ev/ents'"), std::string::npos);
+  EXPECT_FALSE(topic_name::parse(""));
+  EXPECT_FALSE(topic_name::parse("a--b"));
+}
+
+TEST(SubscriptionName, IsAQueueNameWithItsTopicInThePath) {
+  auto s = queue_name::subscription(topic_name::from("events"), "audit");
+  ASSERT_TRUE(s);
+  EXPECT_TRUE(s->is_subscription());
+  EXPECT_EQ(s->topic(), "events");
+  EXPECT_EQ(s->subscription_name(), "audit");
+  EXPECT_EQ(s->str(), "events/Subscriptions/audit");
+  EXPECT_EQ(s->to_string(), "events/Subscriptions/audit");
+  EXPECT_EQ(s->dead_letter().to_string(), "events/Subscriptions/audit/$DeadLetterQueue");
+  EXPECT_EQ(s->dead_letter().parent(), *s);
+  EXPECT_TRUE(s->dead_letter().is_subscription());
+  EXPECT_FALSE(queue_name::from("events").is_subscription());
+  EXPECT_EQ(queue_name::from("events").subscription_name(), "events");
+}
+
+TEST(SubscriptionName, DiffersFromEveryQueueAndFromOtherTopicsSubscriptions) {
+  auto a = queue_name::subscription(topic_name::from("t1"), "s").value();
+  auto b = queue_name::subscription(topic_name::from("t2"), "s").value();
+  EXPECT_NE(a, b);
+  EXPECT_NE(a, queue_name::from("s"));
+  EXPECT_NE(a, queue_name::from("t1"));
+  std::unordered_set<queue_name> names{a, b, a.dead_letter(), queue_name::from("s")};
+  EXPECT_EQ(names.size(), 4u);
+  // A subscription of a ".fifo"-named topic is not an SQS FIFO queue of its own.
+  EXPECT_FALSE(queue_name::subscription(topic_name::from("t"), "x.fifo")->is_fifo());
+}
+
+TEST(SubscriptionName, RejectsBadNamesAndNamesOverFiftyCharacters) {
+  auto topic = topic_name::from("events");
+  EXPECT_TRUE(queue_name::subscription(topic, std::string(50, 's')));
+  auto longer = queue_name::subscription(topic, std::string(51, 's'));
+  ASSERT_FALSE(longer);
+  EXPECT_NE(longer.error().message.find("invalid subscription name"), std::string::npos);
+  EXPECT_NE(longer.error().message.find("longer than 50"), std::string::npos);
+  for (std::string_view bad : {"", "a/b", "-x", "a--b"}) {
+    auto s = queue_name::subscription(topic, bad);
+    ASSERT_FALSE(s) << bad;
+    EXPECT_EQ(s.error().code, errc::invalid_argument) << bad;
+  }
+  EXPECT_FALSE(queue_name::subscription(topic_name{}, "s"));
+}
+
+TEST(SubscriptionFilter, MatchesSubjectAndEveryListedAttributeByEquality) {
+  qrt::message m;
+  m.subject = "order.created";
+  m.attributes = {{"region", "eu"}, {"tier", "gold"}};
+  EXPECT_TRUE(qrt::subscription_filter{}.matches(m));
+  EXPECT_TRUE(qrt::subscription_filter{}.empty());
+  EXPECT_TRUE((qrt::subscription_filter{"order.created", {}}.matches(m)));
+  EXPECT_FALSE((qrt::subscription_filter{"order.deleted", {}}.matches(m)));
+  EXPECT_TRUE((qrt::subscription_filter{std::nullopt, {{"region", "eu"}}}.matches(m)));
+  EXPECT_TRUE(
+      (qrt::subscription_filter{"order.created", {{"region", "eu"}, {"tier", "gold"}}}.matches(m)));
+  EXPECT_FALSE((qrt::subscription_filter{std::nullopt, {{"region", "us"}}}.matches(m)));
+  EXPECT_FALSE((qrt::subscription_filter{std::nullopt, {{"absent", ""}}}.matches(m)));
+  EXPECT_FALSE((qrt::subscription_filter{"", {}}.matches(m)));  // an empty subject is a value
 }
 
 TEST(SessionId, LimitsLengthAndCharacters) {
