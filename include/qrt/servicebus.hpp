@@ -89,9 +89,6 @@ struct options {
   bool tls_verify = true;  ///< certificate chain and host name; off only for test peers
   /// Replaces SAS signing and managed identity with a user-supplied token source.
   token_provider tokens;
-  /// For qrt's Service Bus test peer only: queue management and stats through its "$peer-admin"
-  /// node. A real namespace manages queues through ARM / the ATOM API, which qrt does not call.
-  bool test_peer_admin = false;
 
   /// 32 concurrent calls, prefetch 50, 10 minutes of auto lock renewal.
   static options for_high_throughput();
@@ -102,6 +99,8 @@ struct options {
 /// Reads the keys known_keys() lists (docs/servicebus.md describes each; the list and a line on
 /// each live in one table, src/providers/servicebus/options.cpp). Unknown keys are refused; the
 /// connection string is checked here (errors name the bad part and never echo the key).
+/// `test_peer_admin=true` (qrt's test peer only) is refused here: options does not carry it,
+/// only the registered provider ("servicebus" in a provider_registry) reads it.
 result<options> options_from_config(const config& cfg);
 /// The keys options_from_config() accepts (any other key is refused, naming it).
 std::span<const std::string_view> known_keys() noexcept;

@@ -26,13 +26,20 @@ namespace {
 
 using namespace std::chrono_literals;
 
+// From configuration: test_peer_admin (queue management on the peer) is not a field of the
+// public servicebus::options, only the registered provider reads it.
 provider_ptr servicebus_provider(runtime& rt, std::uint16_t port) {
-  servicebus::options o;
-  o.connection_string = "Endpoint=sb://127.0.0.1:" + std::to_string(port) +
-                        "/;SharedAccessKeyName=x;SharedAccessKey=y;UseDevelopmentEmulator=true";
-  o.operation_timeout = 3s;
-  o.test_peer_admin = true;
-  return servicebus::make_provider(o, rt.executor()).value();
+  provider_registry registry;
+  servicebus::register_provider(registry);
+  return registry
+      .make(config{{"provider", "servicebus"},
+                   {"connection_string",
+                    "Endpoint=sb://127.0.0.1:" + std::to_string(port) +
+                        "/;SharedAccessKeyName=x;SharedAccessKey=y;UseDevelopmentEmulator=true"},
+                   {"operation_timeout", "3s"},
+                   {"test_peer_admin", "true"}},
+            rt.executor())
+      .value();
 }
 
 TEST(FaultServiceBus, PeerKilledAndRestartedTwiceMidRun) {

@@ -4,6 +4,7 @@
 #include "connection_string.hpp"
 #include "core/config_binder.hpp"
 #include "managed_identity.hpp"
+#include "provider_settings.hpp"
 
 namespace qrt::servicebus {
 
@@ -21,7 +22,9 @@ options options::for_low_latency() {
 
 namespace {
 
-using binder = qrt::detail::config_binder<options>;
+// The table binds provider_settings: the public options' fields through their pointers to
+// members of options, and the test-only keys into the settings' own fields.
+using binder = qrt::detail::config_binder<detail::provider_settings>;
 
 // Every key options_from_config() accepts, read in this order (the preset first: it replaces
 // the options); known_keys() and the refusal of any other key come from here. Each one acts
@@ -31,7 +34,9 @@ const binder& keys() {
       binder::accepted("provider", "servicebus: selects this provider"),
       binder::custom(
           "preset",
-          [](std::string_view name, options& o) -> result<void> {
+          [](std::string_view name, detail::provider_settings& s) -> result<void> {
+            // Replaces the public options only (it is applied first, so nothing else is set).
+            options& o = s;
             if (name == "high_throughput") {
               o = options::for_high_throughput();
             } else if (name == "low_latency") {
@@ -60,7 +65,7 @@ const binder& keys() {
                    "else IMDS)"),
       binder::custom(
           "transport_type",
-          [](std::string_view name, options& o) -> result<void> {
+          [](std::string_view name, detail::provider_settings& o) -> result<void> {
             if (name == "amqp") {
               o.transport = transport_type::amqp;
               return {};
@@ -95,8 +100,9 @@ const binder& keys() {
                       "AMQP links held on the connection (0: no bound)"),
       binder::flag("tls_verify", &options::tls_verify,
                    "certificate chain and host name (off only for test peers)"),
-      binder::flag("test_peer_admin", &options::test_peer_admin,
-                   "qrt's Service Bus test peer only: queue management through $peer-admin"),
+      binder::flag("test_peer_admin", &detail::provider_settings::test_peer_admin,
+                   "qrt's Service Bus test peer only: queue, topic and subscription management "
+                   "through $peer-admin"),
   };
   return table;
 }
@@ -108,7 +114,23 @@ std::span<const std::string_view> known_keys() noexcept {
 }
 
 result<options> options_from_config(const config& cfg) {
-  options o;
+  auto settings = detail::settings_from_config(cfg);
+  if (!settings) return settings.error();
+  if (settings->test_peer_admin) {
+    // options cannot carry it: dropping it would leave a client that silently lacks management.
+    return fail(errc::configuration_error,
+                "servicebus: field 'test_peer_admin' is read only by the registered provider "
+                "(provider=servicebus through a qrt::provider_registry), not into "
+                "servicebus::options");
+  }
+  options public_part = std::move(*settings);
+  return public_part;
+}
+
+namespace detail {
+
+result<provider_settings> settings_from_config(const config& cfg) {
+  provider_settings o;
   if (auto r = keys().bind(cfg, o); !r) return r.error();
   const auto& client_id = o.managed_identity_client_id;
   const auto& identity_endpoint = o.managed_identity_endpoint;
@@ -145,5 +167,7 @@ result<options> options_from_config(const config& cfg) {
   }
   return o;
 }
+
+}  // namespace detail
 
 }  // namespace qrt::servicebus

@@ -19,6 +19,7 @@
 #include "core/random_id.hpp"
 #include "managed_identity_source.hpp"
 #include "management.hpp"
+#include "provider_settings.hpp"
 #include "sas.hpp"
 #include "wire.hpp"
 
@@ -180,7 +181,8 @@ class servicebus_session final : public session_receiver {
 class servicebus_provider final : public provider,
                                   public std::enable_shared_from_this<servicebus_provider> {
  public:
-  servicebus_provider(options opts, connection_string cs, std::shared_ptr<amqp::connection> conn,
+  servicebus_provider(detail::provider_settings opts, connection_string cs,
+                      std::shared_ptr<amqp::connection> conn,
                       std::shared_ptr<detail::managed_identity_source> identity)
       : opts_(std::move(opts)),
         cs_(std::move(cs)),
@@ -664,7 +666,7 @@ class servicebus_provider final : public provider,
     return it->second;
   }
 
-  options opts_;
+  detail::provider_settings opts_;
   connection_string cs_;
   std::shared_ptr<amqp::connection> conn_;
   /// Set with auth_method::managed_identity (and no `tokens` hook).
@@ -758,6 +760,13 @@ awaitable<result<void>> servicebus_session::close() {
 }  // namespace
 
 result<provider_ptr> make_provider(const options& opts, boost::asio::any_io_executor executor) {
+  detail::provider_settings settings;
+  static_cast<options&>(settings) = opts;
+  return detail::make_provider(settings, std::move(executor));
+}
+
+result<provider_ptr> detail::make_provider(const provider_settings& opts,
+                                           boost::asio::any_io_executor executor) {
   const bool sas = !opts.tokens && opts.auth == auth_method::shared_access_signature;
   auto cs = detail::parse_connection_string(
       opts.connection_string, sas ? detail::credentials::required : detail::credentials::optional);
@@ -790,7 +799,8 @@ result<provider_ptr> make_provider(const options& opts, boost::asio::any_io_exec
 }
 
 void register_provider(provider_registry& registry) {
-  registry.add("servicebus", &options_from_config, &make_provider);
+  // The registered factory reads the test-only keys too, which servicebus::options lacks.
+  registry.add("servicebus", &detail::settings_from_config, &detail::make_provider);
 }
 
 }  // namespace qrt::servicebus

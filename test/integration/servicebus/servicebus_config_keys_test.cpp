@@ -573,6 +573,12 @@ void test_peer_admin_key() {
   auto refused = plain.create_queue(fresh("admin-refused"));
   ASSERT_FALSE(refused);
   EXPECT_EQ(refused.error().code, errc::unsupported) << refused.error().to_string();
+  // The public options do not carry it: reading it into them is refused rather than dropped.
+  auto into_options = qrt::servicebus::options_from_config(peer_config());
+  ASSERT_FALSE(into_options);
+  EXPECT_EQ(into_options.error().code, errc::configuration_error);
+  EXPECT_NE(into_options.error().message.find("test_peer_admin"), std::string::npos);
+  EXPECT_TRUE(qrt::servicebus::options_from_config(peer_config({{"test_peer_admin", "false"}})));
 }
 
 const key_row rows[] = {

@@ -33,17 +33,19 @@ class PeerEnvironment : public ::testing::Environment {
 };
 const auto* const environment = ::testing::AddGlobalTestEnvironment(new PeerEnvironment);
 
-qrt::servicebus::options provider_options() {
-  qrt::servicebus::options o;
+// From configuration: test_peer_admin (queue management on the peer) is not a field of the
+// public servicebus::options, only the registered provider reads it.
+qrt::config provider_config() {
+  qrt::config c{{"provider", "servicebus"},
+                // Closing a provider waits for the AMQP core's pending timers: keep them short.
+                {"operation_timeout", "5s"}};
   if (const char* live = live_connection_string()) {
-    o.connection_string = live;
+    c.set("connection_string", live);
   } else {
-    o.connection_string = peer->connection_string();
-    o.test_peer_admin = true;
+    c.set("connection_string", peer->connection_string());
+    c.set("test_peer_admin", "true");
   }
-  // Closing a provider waits for the AMQP core's pending timers: keep them short.
-  o.operation_timeout = 5s;
-  return o;
+  return c;
 }
 
 // A live queue stands in only for tests that want a queue with qrt's default settings (lock
@@ -66,7 +68,9 @@ qrt::conformance::target servicebus_target() {
       .name = "servicebus",
       .make_provider =
           [](boost::asio::any_io_executor ex) {
-            return qrt::servicebus::make_provider(provider_options(), std::move(ex));
+            qrt::provider_registry registry;
+            qrt::servicebus::register_provider(registry);
+            return registry.make(provider_config(), std::move(ex));
           },
       .short_lock = 1'500ms,
       .empty_wait = 500ms,
