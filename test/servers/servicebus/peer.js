@@ -21,6 +21,16 @@
 // defaults above. A small admin node, `$peer-admin` (request/response like $management, property
 // `operation` = create-queue | delete-queue | queue-stats | reset), lets tests create a queue
 // with its own lock duration, max delivery count and requires-session flag, and read counts.
+//
+// Topics and subscriptions exist only once made through $peer-admin (create-topic,
+// create-subscription; delete-topic, delete-subscription, list-subscriptions), as on a real
+// namespace where they are made through ARM. A transfer to a topic's address is copied to each
+// subscription with a rule that matches it; a subscription is a queue (peek-lock, delivery
+// count, dead-letter queue, sessions) addressed "<topic>/Subscriptions/<name>". Its rules are
+// managed through its $management node with com.microsoft:add-rule, remove-rule and
+// enumerate-rules; a new subscription has the rule "$Default" (true filter). Filters: correlation
+// filters (label, application properties and the other system properties, by equality) and the
+// SQL filters "1=1" and "1=0" only.
 'use strict';
 
 const crypto = require('crypto');
@@ -300,12 +310,161 @@ function queueFor(entity, create = true) {
   }
   let q = queues.get(base);
   if (!q) {
-    if (!create) return null;
+    // A subscription exists only once created (with its topic), never on first use.
+    if (!create || base.includes(SUBSCRIPTIONS_INFIX) || topics.has(base)) return null;
     q = new Queue(base);
     queues.set(base, q);
   }
   return dead ? q.dlq() : q;
 }
+// ---------------------------------------------------------------------------------------------
+// Topics and subscriptions
+const SUBSCRIPTIONS_INFIX = '/Subscriptions/';
+const DEFAULT_RULE = '$Default';
+const RULE = {
+  description: 0x0000013700000004,
+  emptyAction: 0x0000013700000005,
+  sqlAction: 0x0000013700000006,
+  sqlFilter: 0x0000001370000006,
+  trueFilter: 0x0000001370000007,
+  falseFilter: 0x0000001370000008,
+  correlationFilter: 0x0000001370000009,
+};
+// The correlation filter's fields: the add-rule map key, the message field it matches.
+const CORRELATION_FIELDS = [
+  ['correlation-id', 'correlation_id'], ['message-id', 'message_id'], ['to', 'to'],
+  ['reply-to', 'reply_to'], ['label', 'subject'], ['session-id', 'group_id'],
+  ['reply-to-session-id', 'reply_to_group_id'], ['content-type', 'content_type'],
+];
+
+const topics = new Map(); // name -> {name, subscriptions: Map(name -> subscription)}
+
+function subscriptionPath(topic, name) {
+  return topic + SUBSCRIPTIONS_INFIX + name;
+}
+
+class Subscription {
+  constructor(topic, name, settings) {
+    this.topic = topic;
+    this.name = name;
+    this.queue = new Queue(subscriptionPath(topic.name, name), settings);
+    this.queue.subscription = this;
+    this.rules = new Map([[DEFAULT_RULE, { name: DEFAULT_RULE, filter: { kind: 'true' }, createdAt: Date.now() }]]);
+  }
+  matches(decoded) {
+    for (const rule of this.rules.values()) if (filterMatches(rule.filter, decoded)) return true;
+    return false;
+  }
+}
+
+const present = (v) => v !== undefined && v !== null;
+
+function filterMatches(filter, decoded) {
+  switch (filter.kind) {
+    case 'true':
+      return true;
+    case 'false':
+      return false;
+    case 'correlation': {
+      for (const [key, field] of CORRELATION_FIELDS) {
+        const want = filter.fields[key];
+        if (present(want) && (!present(decoded[field]) || String(decoded[field]) !== String(want))) return false;
+      }
+      const props = decoded.application_properties || {};
+      for (const [key, want] of Object.entries(filter.properties)) {
+        if (!present(props[key]) || String(props[key]) !== String(want)) return false;
+      }
+      return true;
+    }
+    default:
+      return false;
+  }
+}
+
+// A rule-description map of add-rule (the SDK's and the service's shape) as a filter, or a
+// string saying why the peer cannot take it.
+function filterFromDescription(description) {
+  if (!description || typeof description !== 'object') return 'rule-description is missing';
+  const correlation = description['correlation-filter'];
+  const sql = description['sql-filter'];
+  if (present(description['sql-rule-action'])) return 'the test peer has no rule actions';
+  if (present(correlation)) {
+    const fields = {};
+    for (const [key] of CORRELATION_FIELDS) if (present(correlation[key])) fields[key] = correlation[key];
+    const properties = {};
+    const given = correlation.properties;
+    if (present(given) && typeof given === 'object') {
+      for (const [key, value] of Object.entries(given)) if (present(value)) properties[key] = value;
+    }
+    return { kind: 'correlation', fields, properties };
+  }
+  if (present(sql)) {
+    const expression = String(sql.expression ?? '').replace(/\s+/g, '');
+    if (expression === '1=1') return { kind: 'true' };
+    if (expression === '1=0') return { kind: 'false' };
+    return 'the test peer takes only the SQL filters 1=1 and 1=0';
+  }
+  return 'rule-description has neither a correlation-filter nor a sql-filter';
+}
+
+// A rule as enumerate-rules describes it: the described list the SDK decodes.
+function describeRule(rule) {
+  const described = (code, fields) => types.described(types.wrap_ulong(code), types.wrap_list(fields));
+  const str = (v) => (present(v) ? types.wrap_string(String(v)) : null);
+  let filter;
+  if (rule.filter.kind === 'true') filter = described(RULE.trueFilter, [types.wrap_string('1=1')]);
+  else if (rule.filter.kind === 'false') filter = described(RULE.falseFilter, [types.wrap_string('1=0')]);
+  else {
+    const props = [];
+    for (const [key, value] of Object.entries(rule.filter.properties)) props.push(types.wrap_string(key), str(value));
+    filter = described(RULE.correlationFilter,
+      CORRELATION_FIELDS.map(([key]) => str(rule.filter.fields[key])).concat([types.Map32(props)]));
+  }
+  return types.wrap_map({
+    'rule-description': described(RULE.description, [
+      filter, described(RULE.emptyAction, []), types.wrap_string(rule.name), types.wrap_timestamp(rule.createdAt),
+    ]),
+  });
+}
+
+// Copies each published message to every subscription with a matching rule, each copy its own
+// stored message (its own lock, delivery count and sequence number).
+function publish(topic, payloads) {
+  for (const payload of payloads) {
+    const probe = new StoredMessage(payload);
+    // The probe carries the message id the service assigned (when the sender set none): every
+    // copy has the same one.
+    const raw = Buffer.concat(probe.sections.map((section) => section.raw));
+    for (const sub of topic.subscriptions.values()) {
+      if (sub.matches(probe.decoded)) sub.queue.enqueue(new StoredMessage(raw));
+    }
+  }
+  for (const sub of topic.subscriptions.values()) {
+    pump(sub.queue);
+    serveWaitingSessionReceivers(sub.queue);
+  }
+}
+
+// Links on a deleted subscription are detached with amqp:not-found (the service does the same),
+// so that a waiting receiver learns of it instead of waiting forever.
+function detachAll(queue, entity) {
+  for (const q of [queue, queue.deadLetters].filter(Boolean)) {
+    for (const link of [...q.receivers]) {
+      if (link.is_open()) link.close({ condition: 'amqp:not-found', description: `The messaging entity '${entity}' was deleted.` });
+    }
+  }
+  for (const w of [...waitingForSession]) {
+    if (w.queue === queue) {
+      clearTimeout(w.timer);
+      waitingForSession.delete(w);
+      if (!w.link.is_closed()) {
+        w.link.open();
+        refuseAttach(w.link, 'amqp:not-found', `The messaging entity '${entity}' was deleted.`);
+      }
+    }
+  }
+}
+
 function entityOf(address) {
   let a = String(address || '');
   const m = /^amqps?:\/\/[^/]+\/(.*)$/.exec(a) || /^sb:\/\/[^/]+\/(.*)$/.exec(a);
@@ -658,7 +817,7 @@ function replyLink(connection, replyTo) {
 
 // $cbs answers with `status-code`/`status-description`; $management (like the service) with
 // `statusCode`/`statusDescription` and, on failure, `errorCondition`.
-function respond(context, request, status, description, body) {
+function respond(context, request, status, description, body, condition) {
   const link = replyLink(context.connection, request.reply_to);
   const cbs = linkState(context.receiver).entity === '$cbs';
   const reply = {
@@ -667,7 +826,7 @@ function respond(context, request, status, description, body) {
       ? { 'status-code': status, 'status-description': description || '' }
       : { statusCode: status, statusDescription: description || '' },
   };
-  if (status >= 400) reply.application_properties[cbs ? 'error-condition' : 'errorCondition'] = types.wrap_symbol(conditionFor(status, description));
+  if (status >= 400) reply.application_properties[cbs ? 'error-condition' : 'errorCondition'] = types.wrap_symbol(condition || conditionFor(status, description));
   if (body !== undefined) reply.body = body;
   if (!link) {
     log(`no reply link for ${request.reply_to}`);
@@ -850,15 +1009,57 @@ function handleManagement(context, queue, request) {
       if (!page.length) return respond(context, request, 204, 'No sessions');
       return respond(context, request, 200, 'OK', { skip: types.wrap_int(skip + page.length), 'sessions-ids': page });
     }
+    case 'com.microsoft:add-rule':
+    case 'com.microsoft:remove-rule':
+    case 'com.microsoft:enumerate-rules':
+      return handleRules(context, queue, request, op, body);
     default:
       return respond(context, request, 501, `operation '${op}' is not implemented by the test peer`);
   }
 }
 
+function handleRules(context, queue, request, op, body) {
+  const sub = queue.subscription;
+  if (!sub || queue.isDeadLetterQueue) {
+    return respond(context, request, 400, `'${queue.name}' is not a subscription: rules exist only on subscriptions`);
+  }
+  if (op === 'com.microsoft:enumerate-rules') {
+    const skip = Number(mapValue(body, 'skip') ?? 0);
+    const top = Number(mapValue(body, 'top') ?? sub.rules.size);
+    const page = [...sub.rules.values()].slice(skip, skip + top);
+    if (!page.length) return respond(context, request, 204, 'No rules');
+    return respond(context, request, 200, 'OK', { rules: page.map(describeRule) });
+  }
+  const name = String(mapValue(body, 'rule-name') ?? '');
+  if (!name || name.length > 50) return respond(context, request, 400, 'rule-name must be 1-50 characters');
+  if (op === 'com.microsoft:remove-rule') {
+    if (!sub.rules.delete(name)) {
+      return respond(context, request, 404, `The rule '${name}' of '${queue.name}' could not be found.`);
+    }
+    return respond(context, request, 200, 'OK', {});
+  }
+  if (sub.rules.has(name)) {
+    return respond(context, request, 409, `The rule '${name}' of '${queue.name}' already exists.`, undefined,
+      'com.microsoft:entity-already-exists');
+  }
+  const filter = filterFromDescription(mapValue(body, 'rule-description'));
+  if (typeof filter === 'string') return respond(context, request, 400, filter);
+  sub.rules.set(name, { name, filter, createdAt: Date.now() });
+  return respond(context, request, 200, 'OK', {});
+}
+
+function removeSubscription(sub) {
+  sub.topic.subscriptions.delete(sub.name);
+  queues.delete(sub.queue.name);
+  detachAll(sub.queue, sub.queue.name);
+}
+
 function handleAdmin(context, request) {
   const props = request.application_properties || {};
   const body = request.body || {};
-  const name = String(props.queue || body.queue || '');
+  // The entity: `queue`, or `topic` for the topic operations (a subscription's name is in
+  // `subscription`).
+  const name = String(props.queue || props.topic || body.queue || '');
   switch (props.operation) {
     case 'create-queue': {
       const existing = queues.get(name);
@@ -879,8 +1080,50 @@ function handleAdmin(context, request) {
       if (!q) return respond(context, request, 404, `queue '${name}' not found`);
       return respond(context, request, 200, 'OK', q.counts());
     }
+    case 'create-topic': {
+      if (topics.has(name) || queues.has(name)) return respond(context, request, 409, `entity '${name}' exists`);
+      topics.set(name, { name, subscriptions: new Map() });
+      return respond(context, request, 201, 'Created', {});
+    }
+    case 'delete-topic': {
+      const topic = topics.get(name);
+      if (!topic) return respond(context, request, 404, `topic '${name}' not found`);
+      for (const sub of topic.subscriptions.values()) removeSubscription(sub);
+      topics.delete(name);
+      return respond(context, request, 200, 'OK', {});
+    }
+    case 'create-subscription': {
+      const topic = topics.get(name);
+      const subName = String(props.subscription || '');
+      if (!topic) return respond(context, request, 404, `topic '${name}' not found`);
+      if (!subName) return respond(context, request, 400, 'create-subscription needs a subscription name');
+      if (topic.subscriptions.has(subName)) return respond(context, request, 409, `subscription '${subName}' of '${name}' exists`);
+      const sub = new Subscription(topic, subName, {
+        lockDurationMs: body['lock-duration-ms'] !== undefined ? Number(body['lock-duration-ms']) : undefined,
+        maxDeliveryCount: body['max-delivery-count'] !== undefined ? Number(body['max-delivery-count']) : undefined,
+        requiresSession: body['requires-session'] !== undefined ? Boolean(body['requires-session']) : false,
+        deadLetterOnExpiration: body['dead-letter-on-expiration'] !== undefined ? Boolean(body['dead-letter-on-expiration']) : undefined,
+      });
+      topic.subscriptions.set(subName, sub);
+      queues.set(sub.queue.name, sub.queue);
+      return respond(context, request, 201, 'Created', {});
+    }
+    case 'delete-subscription': {
+      const topic = topics.get(name);
+      if (!topic) return respond(context, request, 404, `topic '${name}' not found`);
+      const sub = topic.subscriptions.get(String(props.subscription || ''));
+      if (!sub) return respond(context, request, 404, `subscription '${props.subscription}' of '${name}' not found`);
+      removeSubscription(sub);
+      return respond(context, request, 200, 'OK', {});
+    }
+    case 'list-subscriptions': {
+      const topic = topics.get(name);
+      if (!topic) return respond(context, request, 404, `topic '${name}' not found`);
+      return respond(context, request, 200, 'OK', { subscriptions: [...topic.subscriptions.keys()].sort() });
+    }
     case 'reset':
       queues.clear();
+      topics.clear();
       return respond(context, request, 200, 'OK', {});
     default:
       return respond(context, request, 400, `unknown admin operation '${props.operation}'`);
@@ -924,6 +1167,14 @@ container.on('receiver_open', (context) => {
   }
   if (!isNode(entity)) {
     if (entity.endsWith(DLQ_SUFFIX)) return refuseAttach(link, 'amqp:not-allowed', 'cannot send to a dead-letter queue');
+    if (topics.has(entity)) {
+      st.topic = topics.get(entity);
+      link.add_credit(1000);
+      return;
+    }
+    if (entity.includes(SUBSCRIPTIONS_INFIX)) {
+      return refuseAttach(link, 'amqp:not-allowed', `cannot send to the subscription '${entity}': send to its topic`);
+    }
     st.queue = queueFor(entity, !options.requireCreated);
     if (!st.queue) return refuseAttach(link, 'amqp:not-found', notFound(context, entity));
   }
@@ -1136,6 +1387,12 @@ container.on('message', (context) => {
     const total = payloads.reduce((n, p) => n + p.length, 0);
     if (total > options.maxMessageSize) {
       return reject('amqp:link:message-size-exceeded', `The received message (size ${total}) exceeds the limit (${options.maxMessageSize}) currently allowed on the link.`);
+    }
+    if (st.topic) {
+      // A topic deleted after the sender attached: the service detaches it; refuse the transfer.
+      if (topics.get(st.topic.name) !== st.topic) return reject('amqp:not-found', notFound(context, st.topic.name));
+      publish(st.topic, payloads);
+      return accept();
     }
     if (queue.requiresSession && messages.some((m) => m.sessionId === null)) {
       return reject('amqp:not-allowed', `The SessionId was not set on a message, and it cannot be sent to the entity. Entity: ${queue.name}`);
