@@ -401,3 +401,185 @@ result<std::vector<message_entry>> parse_messages_response(const proton::message
 }
 
 }  // namespace qrt::servicebus::detail
+
+// ----- rules -----
+
+namespace qrt::servicebus::detail {
+namespace {
+
+// Descriptor codes of the rule descriptions enumerate-rules answers with (Service Bus's own;
+// the official SDKs decode the same ones).
+constexpr std::uint64_t rule_description_code = 0x0000013700000004;
+constexpr std::uint64_t empty_rule_action_code = 0x0000013700000005;
+constexpr std::uint64_t sql_filter_code = 0x0000001370000006;
+constexpr std::uint64_t true_filter_code = 0x0000001370000007;
+constexpr std::uint64_t false_filter_code = 0x0000001370000008;
+constexpr std::uint64_t correlation_filter_code = 0x0000001370000009;
+
+/// The correlation filter's fields in their list order; index 4 is the label, 8 the properties.
+constexpr std::size_t correlation_label = 4;
+constexpr std::size_t correlation_properties = 8;
+
+std::uint64_t descriptor_code(const proton::value& descriptor) {
+  if (descriptor.type() == proton::ULONG) return proton::get<std::uint64_t>(descriptor);
+  // A symbolic descriptor is not one of the codes above.
+  return 0;
+}
+
+/// Opens a described value: returns its descriptor code and leaves `d` at the described value.
+std::uint64_t enter_described(proton::codec::decoder& d) {
+  proton::codec::start s;
+  d >> s;
+  if (s.type != proton::DESCRIBED) {
+    throw proton::conversion_error("expected a described value, got a " + type_name(s.type));
+  }
+  proton::value descriptor;
+  d >> descriptor;
+  return descriptor_code(descriptor);
+}
+
+/// The elements of the list `d` is at (a described value's list), each whole. The service's
+/// rule descriptions, filters and actions have at most 9 fields; a list claiming more than
+/// `max_fields` is refused before any element is copied.
+constexpr std::size_t max_fields = 16;
+std::vector<proton::value> read_list(proton::codec::decoder& d) {
+  proton::codec::start s;
+  d >> s;
+  if (s.type != proton::LIST) throw proton::conversion_error("expected a list");
+  if (s.size > max_fields) {
+    throw proton::conversion_error("a list of " + std::to_string(s.size) + " fields (at most " +
+                                   std::to_string(max_fields) + " expected)");
+  }
+  std::vector<proton::value> out(s.size);
+  for (auto& v : out) d >> v;
+  d >> proton::codec::finish();
+  return out;
+}
+
+std::optional<std::string> text_of(const proton::value& v) {
+  if (v.type() == proton::STRING) return proton::get<std::string>(v);
+  if (v.type() == proton::SYMBOL) return std::string(proton::get<proton::symbol>(v));
+  return std::nullopt;
+}
+
+void read_filter(const proton::value& filter, rule_entry& rule) {
+  proton::codec::decoder d(filter);
+  const std::uint64_t code = enter_described(d);
+  const auto fields = read_list(d);
+  d >> proton::codec::finish();
+  switch (code) {
+    case true_filter_code:
+      rule.filter = rule_entry::kind::true_filter;
+      return;
+    case false_filter_code:
+      rule.filter = rule_entry::kind::false_filter;
+      return;
+    case sql_filter_code:
+      rule.filter = rule_entry::kind::sql_filter;
+      rule.beyond_subscription_filter = true;
+      return;
+    case correlation_filter_code:
+      break;
+    default:
+      rule.filter = rule_entry::kind::other;
+      rule.beyond_subscription_filter = true;
+      return;
+  }
+  rule.filter = rule_entry::kind::correlation_filter;
+  for (std::size_t i = 0; i < fields.size(); ++i) {
+    const auto& f = fields[i];
+    if (f.empty() || f.type() == proton::NULL_TYPE) continue;
+    if (i == correlation_label) {
+      rule.label = text_of(f);
+      if (!rule.label) rule.beyond_subscription_filter = true;
+    } else if (i == correlation_properties) {
+      proton::codec::decoder pd(f);
+      proton::codec::start map;
+      pd >> map;
+      if (map.type != proton::MAP) throw proton::conversion_error("properties is not a map");
+      for (std::size_t e = 0; e < map.size / 2; ++e) {
+        proton::value key;
+        proton::value value;
+        pd >> key >> value;
+        const auto k = text_of(key);
+        const auto v = text_of(value);
+        if (k && v) {
+          rule.properties[*k] = *v;
+        } else {
+          rule.beyond_subscription_filter = true;  // a typed value qrt's attributes cannot hold
+        }
+      }
+      pd >> proton::codec::finish();
+    } else {
+      rule.beyond_subscription_filter = true;
+    }
+  }
+}
+
+}  // namespace
+
+proton::message add_rule_request(std::string_view rule_name, const subscription_filter& filter) {
+  body_map correlation;
+  if (filter.subject) correlation.emplace("label", *filter.subject);
+  if (!filter.attributes.empty()) {
+    std::map<std::string, proton::value> properties;
+    for (const auto& [key, value] : filter.attributes) properties.emplace(key, value);
+    correlation.emplace("properties", properties);
+  }
+  const body_map description{{"correlation-filter", correlation}};
+  return request("com.microsoft:add-rule",
+                 {{"rule-name", std::string(rule_name)}, {"rule-description", description}}, {});
+}
+
+proton::message remove_rule_request(std::string_view rule_name) {
+  return request("com.microsoft:remove-rule", {{"rule-name", std::string(rule_name)}}, {});
+}
+
+proton::message enumerate_rules_request(std::int32_t top, std::int32_t skip) {
+  return request("com.microsoft:enumerate-rules", {{"top", top}, {"skip", skip}}, {});
+}
+
+result<std::vector<rule_entry>> parse_enumerate_rules_response(const proton::message& reply,
+                                                               std::size_t top) {
+  constexpr std::string_view what = "enumerate-rules";
+  auto status = response_status(reply, what);
+  if (!status) return status.error();
+  if (*status == 204) return std::vector<rule_entry>{};
+  auto body = reply_body(reply, what);
+  if (!body) return body.error();
+  return guarded(what, [&]() -> result<std::vector<rule_entry>> {
+    const auto it = body->find("rules");
+    if (it == body->end()) return std::vector<rule_entry>{};
+    check_element_count(it->second, "rules", top, false);
+    std::vector<proton::value> items;
+    proton::get(it->second, items);
+    std::vector<rule_entry> out;
+    for (const auto& item : items) {
+      std::map<std::string, proton::value> entry;
+      proton::get(item, entry);
+      const auto description = entry.find("rule-description");
+      if (description == entry.end())
+        return fail(errc::protocol_error, "enumerate-rules: entry without rule-description");
+      proton::codec::decoder d(description->second);
+      if (enter_described(d) != rule_description_code)
+        return fail(errc::protocol_error, "enumerate-rules: not a rule description");
+      // [filter, action, name, created-at]
+      const auto fields = read_list(d);
+      if (fields.size() < 3)
+        return fail(errc::protocol_error, "enumerate-rules: rule description lacks fields");
+      rule_entry rule;
+      const auto name = text_of(fields[2]);
+      if (!name) return fail(errc::protocol_error, "enumerate-rules: rule without a name");
+      rule.name = *name;
+      read_filter(fields[0], rule);
+      if (!fields[1].empty() && fields[1].type() != proton::NULL_TYPE) {
+        proton::codec::decoder ad(fields[1]);
+        if (enter_described(ad) != empty_rule_action_code) rule.beyond_subscription_filter = true;
+      }
+      out.push_back(std::move(rule));
+    }
+    return out;
+  });
+}
+
+}  // namespace qrt::servicebus::detail

@@ -4,8 +4,10 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <proton/message.hpp>
+#include <qrt/provider.hpp>
 #include <span>
 #include <string>
 #include <string_view>
@@ -81,5 +83,34 @@ struct message_entry {
 /// `at_most` is the count the request asked for; a reply with more entries is a protocol error.
 result<std::vector<message_entry>> parse_messages_response(const proton::message& reply,
                                                            std::size_t at_most);
+
+// ----- a subscription's rules (on "<topic>/Subscriptions/<name>/$management") -----
+
+/// The rule every new subscription has: a true filter (every message passes).
+inline constexpr std::string_view default_rule_name = "$Default";
+
+/// com.microsoft:add-rule with a correlation filter: `label` for the subject (when set) and
+/// `properties` for the attributes, matched by equality as subscription_filter means.
+proton::message add_rule_request(std::string_view rule_name, const subscription_filter& filter);
+proton::message remove_rule_request(std::string_view rule_name);
+/// com.microsoft:enumerate-rules, `top` rules from `skip`.
+proton::message enumerate_rules_request(std::int32_t top, std::int32_t skip);
+
+/// One rule as enumerate-rules describes it.
+struct rule_entry {
+  enum class kind { true_filter, false_filter, sql_filter, correlation_filter, other };
+  std::string name;
+  kind filter = kind::other;
+  std::optional<std::string> label;               ///< correlation filter: the subject
+  std::map<std::string, std::string> properties;  ///< correlation filter: the attributes
+  /// The correlation filter sets a field other than label and properties (correlation-id,
+  /// message-id, to, reply-to, session-id, reply-to-session-id, content-type), or a property
+  /// that is not text, or the rule has an action: more than a subscription_filter says.
+  bool beyond_subscription_filter = false;
+};
+/// The reply to enumerate-rules for at most `top` rules (204: none). More entries than asked
+/// for is a protocol error.
+result<std::vector<rule_entry>> parse_enumerate_rules_response(const proton::message& reply,
+                                                               std::size_t top);
 
 }  // namespace qrt::servicebus::detail

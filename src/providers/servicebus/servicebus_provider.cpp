@@ -1,10 +1,12 @@
 // The Service Bus provider: qrt::provider over one AMQP connection (src/amqp), with the
 // Service Bus extensions on top: CBS tokens, lock tokens, annotations, sessions, $management.
+#include <algorithm>
 #include <atomic>
 #include <map>
 #include <mutex>
 #include <proton/annotation_key.hpp>
 #include <proton/codec/map.hpp>
+#include <proton/codec/vector.hpp>
 #include <proton/scalar.hpp>
 #include <proton/symbol.hpp>
 #include <proton/timestamp.hpp>
@@ -208,6 +210,13 @@ class servicebus_provider final : public provider,
     caps_.max_delivery_count = true;
     caps_.session_state = true;
     caps_.queue_management = opts_.test_peer_admin;
+    // Publishing and reading subscriptions work on any namespace; creating topics and
+    // subscriptions (and so giving one a filter) needs the test peer's admin node, as queue
+    // management does (docs/servicebus.md, "Topics and subscriptions").
+    caps_.topics = true;
+    caps_.subscription_filters = true;
+    caps_.durable_subscriptions = true;
+    caps_.subscription_sessions = true;
   }
 
   std::string_view name() const noexcept override { return "servicebus"; }
@@ -217,6 +226,7 @@ class servicebus_provider final : public provider,
   // ----- queue management (test peer only) -----
 
   awaitable<result<void>> create_queue(const queue_name& queue, const queue_options& o) override {
+    if (queue.is_subscription()) co_return not_a_queue(queue, "create_subscription");
     if (!opts_.test_peer_admin) co_return no_management("create_queue");
     proton::message m;
     m.properties().put("operation", "create-queue");
@@ -233,6 +243,7 @@ class servicebus_provider final : public provider,
   }
 
   awaitable<result<void>> delete_queue(const queue_name& queue) override {
+    if (queue.is_subscription()) co_return not_a_queue(queue, "delete_subscription");
     if (!opts_.test_peer_admin) co_return no_management("delete_queue");
     proton::message m;
     m.properties().put("operation", "delete-queue");
@@ -278,7 +289,153 @@ class servicebus_provider final : public provider,
       co_return fail(errc::invalid_argument, "servicebus: cannot send to the dead-letter queue '" +
                                                  queue.to_string() + "'");
     }
-    const std::string entity = queue.str();
+    if (queue.is_subscription()) {
+      co_return fail(errc::invalid_argument, "servicebus: cannot send to the subscription '" +
+                                                 queue.str() + "': publish to its topic '" +
+                                                 queue.topic() + "'");
+    }
+    std::string entity = queue.str();
+    co_return co_await send_to(std::move(entity), std::move(messages), timeout);
+  }
+
+  // ----- topics and subscriptions -----
+
+  /// The same sender machinery as send: the topic's address is an entity like a queue's.
+  awaitable<result<std::vector<send_outcome>>> publish(const topic_name& topic,
+                                                       std::vector<message> messages,
+                                                       milliseconds timeout) override {
+    std::string entity = topic.str();
+    auto out = co_await send_to(std::move(entity), std::move(messages), timeout);
+    // The service says amqp:not-found for a missing entity, whatever its kind.
+    if (!out) co_return as_topic_error(out.error());
+    for (auto& o : *out) {
+      if (!o) o = as_topic_error(o.error());
+    }
+    co_return out;
+  }
+
+  awaitable<result<void>> create_topic(const topic_name& topic) override {
+    if (!opts_.test_peer_admin) co_return no_entity_management("create_topic");
+    proton::message request = admin_request("create-topic", topic.str());
+    auto reply = co_await admin(std::move(request));
+    if (!reply) co_return as_topic_error(reply.error());
+    co_return result<void>{};
+  }
+
+  awaitable<result<void>> delete_topic(const topic_name& topic) override {
+    if (!opts_.test_peer_admin) co_return no_entity_management("delete_topic");
+    proton::message request = admin_request("delete-topic", topic.str());
+    auto reply = co_await admin(std::move(request));
+    if (!reply) co_return as_topic_error(reply.error());
+    co_return result<void>{};
+  }
+
+  awaitable<result<void>> create_subscription(const queue_name& subscription,
+                                              const subscription_options& o) override {
+    if (auto bad = check_subscription(subscription); !bad) co_return bad.error();
+    if (!opts_.test_peer_admin) co_return no_entity_management("create_subscription");
+    proton::message m = admin_request("create-subscription", subscription.topic());
+    m.properties().put("subscription", std::string(subscription.subscription_name()));
+    std::map<std::string, proton::value> body{
+        {"lock-duration-ms", static_cast<std::int64_t>(o.queue.lock_duration.count())},
+        {"max-delivery-count", static_cast<std::int64_t>(o.queue.max_delivery_count)},
+        {"requires-session", o.queue.requires_session},
+        {"dead-letter-on-expiration", o.queue.dead_letter_on_expiration}};
+    m.body(body);
+    auto reply = co_await admin(std::move(m));
+    if (!reply) co_return as_topic_error(reply.error());
+    // An existing subscription is left as it is, as create_queue leaves an existing queue.
+    if (status_code(*reply) == 409 || o.filter.empty()) co_return result<void>{};
+    // The filter replaces the "$Default" rule (a true filter) through the subscription's own
+    // $management node, as on a real namespace. $Default goes first: until the filter is added
+    // the subscription takes nothing, where the other order would let a message that does not
+    // match in meanwhile.
+    const std::string entity = subscription.str();
+    proton::message remove_default = detail::remove_rule_request(detail::default_rule_name);
+    auto replaced = co_await management(entity, std::move(remove_default));
+    if (replaced) replaced = status_of(std::move(*replaced), "remove-rule");
+    if (replaced) {
+      proton::message add_filter = detail::add_rule_request(qrt_rule, o.filter);
+      replaced = co_await management(entity, std::move(add_filter));
+      if (replaced) replaced = status_of(std::move(*replaced), "add-rule");
+    }
+    if (!replaced) {
+      // A subscription without its filter would take the wrong messages or none: remove it, so
+      // that a retry creates it again instead of finding it and keeping it as it is.
+      proton::message undo = admin_subscription_request("delete-subscription", subscription);
+      (void)co_await admin(std::move(undo));
+      co_return replaced.error();
+    }
+    co_return result<void>{};
+  }
+
+  awaitable<result<void>> delete_subscription(const queue_name& subscription) override {
+    if (auto bad = check_subscription(subscription); !bad) co_return bad.error();
+    if (!opts_.test_peer_admin) co_return no_entity_management("delete_subscription");
+    proton::message request = admin_subscription_request("delete-subscription", subscription);
+    auto reply = co_await admin(std::move(request));
+    if (!reply) co_return reply.error();
+    co_return result<void>{};
+  }
+
+  /// The names come from the test peer's admin node; each filter from the subscription's rules
+  /// (enumerate-rules), so a rule made by another client shows as the service holds it.
+  awaitable<result<std::vector<subscription_info>>> list_subscriptions(
+      const topic_name& topic) override {
+    if (!opts_.test_peer_admin) co_return no_entity_management("list_subscriptions");
+    proton::message request = admin_request("list-subscriptions", topic.str());
+    auto reply = co_await admin(std::move(request));
+    if (!reply) co_return as_topic_error(reply.error());
+    std::vector<std::string> names;
+    try {
+      std::map<std::string, proton::value> body;
+      proton::get(reply->body(), body);
+      const auto it = body.find("subscriptions");
+      if (it != body.end()) proton::get(it->second, names);
+    } catch (const proton::error& e) {
+      co_return fail(errc::protocol_error,
+                     std::string("servicebus: malformed list-subscriptions reply: ") + e.what());
+    }
+    std::sort(names.begin(), names.end());
+    std::vector<subscription_info> out;
+    for (const auto& name : names) {
+      auto q = queue_name::subscription(topic, name);
+      if (!q) co_return q.error();
+      auto filter = co_await read_filter(*q);
+      if (!filter) co_return filter.error();
+      out.push_back(subscription_info{std::move(*q), std::move(*filter)});
+    }
+    co_return out;
+  }
+
+  /// The subscription's rules as one subscription_filter: "$Default" alone (or any single true
+  /// filter) is the empty filter, a single correlation filter on label and text properties is
+  /// itself; anything else (several rules, SQL, other correlation fields) has no
+  /// subscription_filter form and is refused naming the subscription.
+  awaitable<result<subscription_filter>> read_filter(const queue_name& subscription) {
+    constexpr std::int32_t page = 16;  // more than one rule is refused anyway
+    proton::message request = detail::enumerate_rules_request(page, 0);
+    auto reply = co_await management(subscription.str(), std::move(request));
+    if (!reply) co_return reply.error();
+    auto rules = detail::parse_enumerate_rules_response(*reply, page);
+    if (!rules) co_return rules.error();
+    if (rules->size() == 1 && !rules->front().beyond_subscription_filter) {
+      const auto& rule = rules->front();
+      if (rule.filter == detail::rule_entry::kind::true_filter) co_return subscription_filter{};
+      if (rule.filter == detail::rule_entry::kind::correlation_filter) {
+        co_return subscription_filter{rule.label, rule.properties};
+      }
+    }
+    co_return fail(errc::unsupported,
+                   "servicebus: the rules of subscription '" + subscription.str() + "' (" +
+                       std::to_string(rules->size()) +
+                       " rule(s)) are more than a subscription_filter expresses (one correlation "
+                       "filter on the subject and attributes, or none)");
+  }
+
+  awaitable<result<std::vector<send_outcome>>> send_to(std::string entity,
+                                                       std::vector<message> messages,
+                                                       milliseconds timeout) {
     std::vector<message_id> ids;
     std::vector<std::optional<error>> refused(messages.size());  // oversize: never sent
     for (std::size_t i = 0; i < messages.size(); ++i) {
@@ -564,6 +721,54 @@ class servicebus_provider final : public provider,
   }
 
  private:
+  /// The rule qrt adds for a subscription_filter.
+  static constexpr std::string_view qrt_rule = "qrt-filter";
+
+  static error as_topic_error(error e) {
+    if (e.code == errc::queue_not_found) e.code = errc::topic_not_found;
+    return e;
+  }
+
+  static result<void> check_subscription(const queue_name& q) {
+    if (q.is_subscription() && !q.is_dead_letter()) return {};
+    return fail(errc::invalid_argument, "servicebus: '" + q.to_string() +
+                                            "' is not a subscription (queue_name::subscription)");
+  }
+
+  static error not_a_queue(const queue_name& q, const char* call) {
+    return fail(errc::invalid_argument,
+                "servicebus: '" + q.str() + "' is a subscription: use " + call);
+  }
+
+  error no_entity_management(const char* what) const {
+    return fail(errc::unsupported,
+                std::string("servicebus: ") + what +
+                    " is not done over AMQP; create topics and subscriptions (with their rules) "
+                    "beforehand in the Azure portal, ARM or the Service Bus administration API");
+  }
+
+  static proton::message admin_request(const char* operation, const std::string& topic) {
+    proton::message m;
+    m.properties().put("operation", operation);
+    m.properties().put("topic", topic);
+    return m;
+  }
+  static proton::message admin_subscription_request(const char* operation,
+                                                    const queue_name& subscription) {
+    proton::message m = admin_request(operation, subscription.topic());
+    m.properties().put("subscription", std::string(subscription.subscription_name()));
+    return m;
+  }
+
+  static std::int64_t status_code(const proton::message& reply) {
+    if (!reply.properties().exists("statusCode")) return 0;
+    return proton::coerce<std::int64_t>(reply.properties().get("statusCode"));
+  }
+  static result<proton::message> status_of(proton::message reply, std::string_view what) {
+    if (auto s = detail::response_status(reply, what); !s) return s.error();
+    return reply;
+  }
+
   error no_management(const char* what) const {
     return fail(errc::unsupported, std::string("servicebus: ") + what +
                                        " is not done over AMQP; manage queues in the Azure portal, "

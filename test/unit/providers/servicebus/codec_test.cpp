@@ -6,9 +6,11 @@
 #include <map>
 #include <proton/annotation_key.hpp>
 #include <proton/binary.hpp>
+#include <proton/codec/encoder.hpp>
 #include <proton/codec/map.hpp>
 #include <proton/codec/vector.hpp>
 #include <proton/message_id.hpp>
+#include <proton/null.hpp>
 #include <proton/timestamp.hpp>
 #include <proton/uuid.hpp>
 #include <proton/value.hpp>
@@ -571,6 +573,114 @@ TEST(ServiceBusManagement, AReplyClaimingMoreElementsThanRequestedIsRefused) {
   EXPECT_FALSE(sb::parse_renew_lock_response(reply(200, {{"expirations", one}}), 2));
   EXPECT_TRUE(
       sb::parse_messages_response(reply(200, {{"messages", std::vector<proton::value>{}}}), 10));
+}
+
+// ----- rules ($management of a subscription) -----
+
+TEST(ServiceBusRules, AddRuleCarriesTheFilterAsACorrelationFilter) {
+  const qrt::subscription_filter filter{.subject = "red", .attributes = {{"tenant", "t1"}}};
+  const auto m = sb::add_rule_request("qrt-filter", filter);
+  EXPECT_EQ(proton::get<std::string>(m.properties().get("operation")), "com.microsoft:add-rule");
+  const auto body = body_of(m);
+  EXPECT_EQ(proton::get<std::string>(body.at("rule-name")), "qrt-filter");
+  std::map<std::string, proton::value> description;
+  proton::get(body.at("rule-description"), description);
+  ASSERT_EQ(description.size(), 1u);
+  std::map<std::string, proton::value> correlation;
+  proton::get(description.at("correlation-filter"), correlation);
+  EXPECT_EQ(proton::get<std::string>(correlation.at("label")), "red");
+  std::map<std::string, std::string> properties;
+  proton::get(correlation.at("properties"), properties);
+  EXPECT_EQ(properties, filter.attributes);
+  // A filter on attributes only sends no label (a null label would match only unlabelled ones).
+  const auto only = body_of(sb::add_rule_request("r", {.attributes = {{"k", "v"}}}));
+  std::map<std::string, proton::value> only_description;
+  proton::get(only.at("rule-description"), only_description);
+  std::map<std::string, proton::value> only_correlation;
+  proton::get(only_description.at("correlation-filter"), only_correlation);
+  EXPECT_EQ(only_correlation.count("label"), 0u);
+
+  const auto remove = sb::remove_rule_request("$Default");
+  EXPECT_EQ(proton::get<std::string>(remove.properties().get("operation")),
+            "com.microsoft:remove-rule");
+  EXPECT_EQ(proton::get<std::string>(body_of(remove).at("rule-name")), "$Default");
+  const auto list = body_of(sb::enumerate_rules_request(16, 2));
+  EXPECT_EQ(proton::get<std::int32_t>(list.at("top")), 16);
+  EXPECT_EQ(proton::get<std::int32_t>(list.at("skip")), 2);
+}
+
+/// A described list, as the service encodes a rule description and its filter and action.
+proton::value described(std::uint64_t code, const std::vector<proton::value>& fields) {
+  proton::value v;
+  proton::codec::encoder e(v);
+  e << proton::codec::start::described() << code << proton::codec::start::list();
+  for (const auto& f : fields) e << f;
+  e << proton::codec::finish() << proton::codec::finish();
+  return v;
+}
+
+proton::value rule(const std::string& name, const proton::value& filter,
+                   std::uint64_t action = 0x0000013700000005) {
+  std::map<std::string, proton::value> entry{
+      {"rule-description",
+       described(0x0000013700000004, {filter, described(action, {}), proton::value(name),
+                                      proton::value(proton::timestamp(1700000000000))})}};
+  return proton::value(entry);
+}
+
+proton::value correlation(const std::vector<proton::value>& first_eight,
+                          const std::map<std::string, std::string>& properties) {
+  std::vector<proton::value> fields = first_eight;
+  fields.emplace_back(properties);
+  return described(0x0000001370000009, fields);
+}
+
+TEST(ServiceBusRules, EnumerateRulesReadsTrueCorrelationAndSqlFilters) {
+  const proton::value none = proton::null();
+  const std::vector<proton::value> only_label{none, none, none, none, proton::value("red"),
+                                              none, none, none};
+  std::vector<proton::value> with_correlation_id = only_label;
+  with_correlation_id[0] = proton::value("corr");
+  const std::vector<proton::value> rules{
+      rule("$Default", described(0x0000001370000007, {proton::value("1=1")})),
+      rule("by-label", correlation(only_label, {{"tenant", "t1"}})),
+      rule("by-id", correlation(with_correlation_id, {})),
+      rule("sql", described(0x0000001370000006, {proton::value("a > 1")})),
+      rule("with-action", described(0x0000001370000007, {proton::value("1=1")}),
+           0x0000013700000006)};
+  auto parsed = sb::parse_enumerate_rules_response(reply(200, {{"rules", rules}}), 16);
+  ASSERT_TRUE(parsed) << parsed.error().message;
+  ASSERT_EQ(parsed->size(), 5u);
+  const auto& all = *parsed;
+  EXPECT_EQ(all[0].name, "$Default");
+  EXPECT_EQ(all[0].filter, sb::rule_entry::kind::true_filter);
+  EXPECT_FALSE(all[0].beyond_subscription_filter);
+  EXPECT_EQ(all[1].name, "by-label");
+  EXPECT_EQ(all[1].filter, sb::rule_entry::kind::correlation_filter);
+  EXPECT_EQ(all[1].label, "red");
+  EXPECT_EQ(all[1].properties, (std::map<std::string, std::string>{{"tenant", "t1"}}));
+  EXPECT_FALSE(all[1].beyond_subscription_filter);
+  EXPECT_TRUE(all[2].beyond_subscription_filter) << "a correlation-id is not a subject";
+  EXPECT_EQ(all[3].filter, sb::rule_entry::kind::sql_filter);
+  EXPECT_TRUE(all[3].beyond_subscription_filter);
+  EXPECT_TRUE(all[4].beyond_subscription_filter) << "a rule action changes messages";
+
+  auto empty = sb::parse_enumerate_rules_response(reply(204, {}), 16);
+  ASSERT_TRUE(empty) << empty.error().message;
+  EXPECT_TRUE(empty->empty());
+  // More rules than asked for, or a description that is not one, is a protocol error.
+  auto many = sb::parse_enumerate_rules_response(reply(200, {{"rules", rules}}), 2);
+  ASSERT_FALSE(many);
+  EXPECT_EQ(many.error().code, errc::protocol_error);
+  const std::map<std::string, proton::value> bare{{"rule-description", proton::value("x")}};
+  const std::vector<proton::value> odd{proton::value(bare)};
+  auto malformed = sb::parse_enumerate_rules_response(reply(200, {{"rules", odd}}), 16);
+  ASSERT_FALSE(malformed);
+  EXPECT_EQ(malformed.error().code, errc::protocol_error);
+  auto refused =
+      sb::parse_enumerate_rules_response(reply(404, {}, "com.microsoft:entity-not-found"), 16);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, errc::queue_not_found);
 }
 
 }  // namespace
