@@ -3,7 +3,13 @@
 //   node sdk-interop.js send PORT QUEUE JSON        sends the messages described by JSON
 //   node sdk-interop.js receive PORT QUEUE COUNT [SESSION]
 //        receives COUNT messages (peek-lock, completes each; from SESSION when given) and prints
-//        them as one JSON array on stdout.
+//        them as one JSON array on stdout. QUEUE may be a subscription, "<topic>/Subscriptions/<name>"
+//        (received through the SDK's subscription receiver); `send` takes a topic as well.
+//   node sdk-interop.js rules PORT TOPIC SUBSCRIPTION JSON
+//        runs the SDK's rule manager: JSON is a list of {op: "create", name, subject,
+//        applicationProperties} (a correlation filter), {op: "delete", name} or {op: "list"};
+//        prints one JSON array with an entry per op (the rules, as [{name, subject,
+//        applicationProperties, sqlExpression}], for "list"; null otherwise).
 // A message in JSON: {bodyBase64, messageId, correlationId, contentType, subject, sessionId,
 // applicationProperties, timeToLive} (bodyFill: {byte, count} instead of bodyBase64 for a body
 // too large for a command line), or {zeroWidthArrayBomb: {arrays, nulls}} (see bomb()).
@@ -38,7 +44,10 @@ async function main() {
       await sender.close();
     } else if (mode === 'receive') {
       const count = Number(arg);
-      const receiver = session ? await client.acceptSession(queue, session) : client.createReceiver(queue);
+      // A subscription goes through the SDK's (topic, subscription) overloads.
+      const at = queue.indexOf('/Subscriptions/');
+      const entity = at < 0 ? [queue] : [queue.slice(0, at), queue.slice(at + '/Subscriptions/'.length)];
+      const receiver = session ? await client.acceptSession(...entity, session) : client.createReceiver(...entity);
       const got = [];
       const deadline = Date.now() + 15000;
       while (got.length < count && Date.now() < deadline) {
@@ -55,6 +64,28 @@ async function main() {
         applicationProperties: m.applicationProperties || {}, timeToLive: m.timeToLive,
         deliveryCount: m.deliveryCount, sequenceNumber: m.sequenceNumber.toNumber(),
       }))) + '\n');
+    } else if (mode === 'rules') {
+      const manager = client.createRuleManager(queue, arg);
+      const out = [];
+      for (const step of JSON.parse(session)) {
+        if (step.op === 'create') {
+          await manager.createRule(step.name, { subject: step.subject, applicationProperties: step.applicationProperties });
+          out.push(null);
+        } else if (step.op === 'delete') {
+          await manager.deleteRule(step.name);
+          out.push(null);
+        } else if (step.op === 'list') {
+          const rules = [];
+          for await (const rule of manager.listRules()) {
+            rules.push({ name: rule.name, subject: rule.filter.subject, sqlExpression: rule.filter.sqlExpression,
+              applicationProperties: rule.filter.applicationProperties });
+          }
+          out.push(rules);
+        } else {
+          throw new Error(`unknown rule op '${step.op}'`);
+        }
+      }
+      process.stdout.write(JSON.stringify(out) + '\n');
     } else {
       throw new Error(`unknown mode '${mode}'`);
     }
