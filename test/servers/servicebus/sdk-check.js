@@ -15,6 +15,7 @@ const { ServiceBusClient } = require('@azure/service-bus');
 
 const STEP_TIMEOUT_MS = 20000;
 let connectionString = '';
+let peerPort = 0;
 
 function startPeer(extraArgs = []) {
   return new Promise((resolve, reject) => {
@@ -364,6 +365,82 @@ check('a missing entity refuses the attach: sender and receiver fail with Messag
   }
 });
 
+// Topics and subscriptions are made through the peer's $peer-admin node (a namespace makes them
+// through ARM, which the SDK's AMQP client does not speak): one request per call, over rhea.
+function peerAdmin(properties, body = {}) {
+  const rhea = require('rhea');
+  return new Promise((resolve, reject) => {
+    const connection = rhea.create_container().connect({ port: peerPort, host: '127.0.0.1', reconnect: false });
+    const replyTo = 'admin-reply';
+    const sender = connection.open_sender('$peer-admin');
+    const receiver = connection.open_receiver({ source: { address: '$peer-admin' }, target: { address: replyTo } });
+    receiver.once('receiver_open', () => sender.send({ reply_to: replyTo, message_id: 'admin-1', application_properties: properties, body }));
+    receiver.once('message', (context) => {
+      connection.close();
+      const status = context.message.application_properties.statusCode;
+      if (status >= 300) reject(new Error(`${properties.operation}: ${status} ${context.message.application_properties.statusDescription}`));
+      else resolve(context.message.body);
+    });
+    connection.once('connection_error', (context) => reject(context.error || new Error('admin connection failed')));
+  });
+}
+
+check('topics: fan-out to subscriptions, correlation rules through the rule manager, subscription DLQ and sessions', async (client) => {
+  const topic = queueName('topic');
+  await peerAdmin({ operation: 'create-topic', topic });
+  for (const subscription of ['all', 'red']) await peerAdmin({ operation: 'create-subscription', topic, subscription });
+  await peerAdmin({ operation: 'create-subscription', topic, subscription: 'sessions' }, { 'requires-session': true });
+  const rules = client.createRuleManager(topic, 'red');
+  await rules.createRule('only-red', { subject: 'red', applicationProperties: { tenant: 't1' } });
+  await rules.deleteRule('$Default');
+  const listed = [];
+  for await (const rule of rules.listRules()) listed.push(rule);
+  assert.deepEqual(listed.map((r) => [r.name, r.filter.subject, r.filter.applicationProperties]),
+    [['only-red', 'red', { tenant: 't1' }]]);
+  await assert.rejects(rules.createRule('only-red', { subject: 'x' }), (e) => e.code === 'MessagingEntityAlreadyExists');
+  const defaults = [];
+  for await (const rule of client.createRuleManager(topic, 'all').listRules()) defaults.push(rule);
+  assert.deepEqual(defaults.map((r) => [r.name, r.filter.sqlExpression]), [['$Default', '1=1']]);
+
+  const sender = client.createSender(topic);
+  await sender.sendMessages([
+    { body: 'red-t1', messageId: 'p-1', subject: 'red', applicationProperties: { tenant: 't1' } },
+    { body: 'red-t2', subject: 'red', applicationProperties: { tenant: 't2' } },
+  ]);
+  const all = client.createReceiver(topic, 'all');
+  const fanned = await receiveExactly(all, 2);
+  assert.deepEqual(fanned.map((m) => m.body), ['red-t1', 'red-t2']);
+  for (const m of fanned) await all.completeMessage(m);
+  const red = client.createReceiver(topic, 'red');
+  const [onlyRed] = await receiveExactly(red, 1);
+  assert.equal(onlyRed.body, 'red-t1');
+  assert.equal(onlyRed.messageId, 'p-1');
+  await red.deadLetterMessage(onlyRed, { deadLetterReason: 'Checked', deadLetterErrorDescription: 'by the SDK' });
+  assert.equal((await red.receiveMessages(1, { maxWaitTimeInMs: 300 })).length, 0, 'the filter let red-t2 through');
+  const dlq = client.createReceiver(topic, 'red', { subQueueType: 'deadLetter' });
+  const [dead] = await receiveExactly(dlq, 1);
+  assert.equal(dead.body, 'red-t1');
+  assert.equal(dead.deadLetterReason, 'Checked');
+  await dlq.completeMessage(dead);
+  // The sessionful subscription got both (without session ids: never delivered); a message of
+  // session s1 published once the others are gone is read through the session.
+  for (const subscription of ['all', 'red']) await peerAdmin({ operation: 'delete-subscription', topic, subscription });
+  await sender.sendMessages({ body: 'blue', subject: 'blue', sessionId: 's1' });
+  const session = await client.acceptSession(topic, 'sessions', 's1');
+  const inSession = await receiveExactly(session, 1);
+  assert.equal(inSession[0].body, 'blue');
+  await session.completeMessage(inSession[0]);
+  await Promise.all([sender.close(), all.close(), red.close(), dlq.close(), session.close()]);
+
+  await assert.rejects(client.createSender(`${topic}/Subscriptions/sessions`).sendMessages({ body: 'x' }),
+    /send to its topic/, 'a send to a subscription is refused');
+  // Deleting the topic deletes its subscriptions; a subscription is never made on first use.
+  await peerAdmin({ operation: 'delete-topic', topic });
+  const gone = client.createReceiver(topic, 'sessions', { receiveMode: 'receiveAndDelete' });
+  await assert.rejects(gone.receiveMessages(1, { maxWaitTimeInMs: 1000 }), (e) => e.code === 'MessagingEntityNotFound');
+  await gone.close();
+});
+
 async function main() {
   let peer = null;
   let port = process.env.SB_PEER_PORT;
@@ -371,6 +448,7 @@ async function main() {
     peer = await startPeer();
     port = peer.port;
   }
+  peerPort = Number(port);
   connectionString = `Endpoint=sb://127.0.0.1:${port}/;SharedAccessKeyName=x;SharedAccessKey=y;UseDevelopmentEmulator=true`;
   const client = new ServiceBusClient(connectionString,
     { retryOptions: { maxRetries: 0, timeoutInMs: 8000 } });
