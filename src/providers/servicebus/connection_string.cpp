@@ -58,9 +58,18 @@ result<void> parse_endpoint(std::string_view value, connection_string& cs, bool&
       port_text = after.substr(1);
       explicit_port = true;
     }
+    // The address parser reads a C string: a NUL inside the brackets would end it early and
+    // let the bytes after it through as part of the host. Only an address's own characters
+    // (hex digits, ':', '.', and '%' with a scope id's letters and digits) are taken.
+    const bool address_chars = std::all_of(host.begin(), host.end(), [](char c) {
+      return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+             c == ':' || c == '.' || c == '%';
+    });
     boost::system::error_code ec;
-    boost::asio::ip::make_address_v6(std::string(host), ec);
-    if (ec || host.empty()) return bad("Endpoint host is not a valid IPv6 address");
+    if (address_chars) boost::asio::ip::make_address_v6(std::string(host), ec);
+    if (!address_chars || ec || host.empty()) {
+      return bad("Endpoint host is not a valid IPv6 address");
+    }
   } else {
     if (const auto colon = authority.rfind(':'); colon != std::string_view::npos) {
       port_text = authority.substr(colon + 1);

@@ -236,6 +236,24 @@ TEST(ServiceBusConnectionString, DevelopmentEmulatorIsRefusedForAHostThatIsNotLo
   EXPECT_TRUE(remote->use_tls);
 }
 
+// The IPv6 parser reads a C string: a NUL in the brackets must not end the address early and
+// let the bytes after it in as host (found by fuzzing: the host did not survive printing back).
+TEST(ServiceBusConnectionString, AnIpv6HostWithBytesAnAddressCannotHoldIsRefused) {
+  for (const std::string& endpoint :
+       {std::string("Endpoint=sb://[::\0]/;", 21), std::string("Endpoint=sb://[::1 ]/;"),
+        std::string("Endpoint=sb://[::1\n]/;")}) {
+    auto cs = sb::parse_connection_string(endpoint + "SharedAccessKeyName=x;SharedAccessKey=y");
+    ASSERT_FALSE(cs) << "accepted host '" << cs->host << "'";
+    EXPECT_EQ(cs.error().code, errc::configuration_error);
+    EXPECT_NE(cs.error().message.find("not a valid IPv6 address"), std::string::npos)
+        << cs.error().message;
+  }
+  auto plain = sb::parse_connection_string(
+      "Endpoint=sb://[::1]:5671/;SharedAccessKeyName=x;SharedAccessKey=y");
+  ASSERT_TRUE(plain) << plain.error().message;
+  EXPECT_EQ(plain->host, "::1");
+}
+
 TEST(ServiceBusConnectionString, AnEndpointWithAUserAndPasswordIsNeverEchoed) {
   for (const char* endpoint :
        {"sb://user:SECRETPW@ns.servicebus.windows.net/", "amqp://user:SECRETPW@127.0.0.1:5672/",
