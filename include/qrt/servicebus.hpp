@@ -6,7 +6,11 @@
 // a user-supplied token hook; peek-lock with the lock token taken from the delivery tag, the
 // x-opt-* annotations, native sessions through the com.microsoft:session-filter, the $management
 // operations (renew-lock, renew-session-lock, peek, session state), the dead-letter sub-queue
-// "<queue>/$DeadLetterQueue", and Service Bus error conditions mapped onto qrt::errc.
+// "<queue>/$DeadLetterQueue", and Service Bus error conditions mapped onto qrt::errc. Topics:
+// publish to the topic's address; a subscription is read as a queue at
+// "<topic>/Subscriptions/<name>"; its filter is a correlation rule managed through its
+// $management node (com.microsoft:add-rule, remove-rule, enumerate-rules). Topics and
+// subscriptions themselves are created outside qrt on a namespace (ARM), as queues are.
 // See docs/servicebus.md for what is proven by the official SDK against the test peer.
 #pragma once
 
