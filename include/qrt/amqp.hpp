@@ -78,7 +78,7 @@ struct options {
 };
 
 /// Reads the keys known_keys() lists, all optional (docs/amqp.md describes each; the list and a
-/// line on each live in one table, src/providers/amqp/amqp_provider.cpp). broker=rabbitmq starts
+/// line on each live in one table, src/providers/amqp/options.cpp). broker=rabbitmq starts
 /// from for_rabbitmq(); endpoint sets `url` (the CLI's --endpoint). Unknown fields are refused.
 result<options> options_from_config(const config& cfg);
 /// The keys options_from_config() accepts (any other key is refused, naming it).
