@@ -46,6 +46,11 @@ struct options {
   /// Where create_queue attaches to make the broker declare a queue ("/queue/" on RabbitMQ
   /// 3.x); empty: create_queue is unsupported.
   std::string declare_prefix;
+  /// Prepended to a topic's name to form the address publish sends to and a subscription's
+  /// receiver attaches to ("/topic/" on RabbitMQ 3.x: amq.topic, the topic's name as routing
+  /// key). Empty: no topics. A subscription is the broker's queue behind one receiver link: it
+  /// lasts as long as that link, so caps().durable_subscriptions is false (docs/amqp.md).
+  std::string topic_prefix;
   abandon_outcome abandon_with = abandon_outcome::modified;  ///< what abandon sends
   /// Before the first send to a queue on each connection, attach (without credit) a receiver
   /// to it, so a missing queue fails the send with queue_not_found. Needed where the broker
@@ -67,12 +72,13 @@ struct options {
   milliseconds reconnect_max_delay{5'000};  ///< longest back-off between reconnect attempts
 
   /// RabbitMQ 3.x with rabbitmq_amqp1_0: queue addresses "/amq/queue/NAME", declaring through
-  /// "/queue/NAME", abandon by `released`, queues verified before the first send.
+  /// "/queue/NAME", topics through "/topic/NAME", abandon by `released`, queues verified before
+  /// the first send.
   static options for_rabbitmq();
 };
 
 /// Reads the keys known_keys() lists, all optional (docs/amqp.md describes each; the list and a
-/// line on each live in one table, src/providers/amqp/amqp_provider.cpp). broker=rabbitmq starts
+/// line on each live in one table, src/providers/amqp/options.cpp). broker=rabbitmq starts
 /// from for_rabbitmq(); endpoint sets `url` (the CLI's --endpoint). Unknown fields are refused.
 result<options> options_from_config(const config& cfg);
 /// The keys options_from_config() accepts (any other key is refused, naming it).

@@ -1,4 +1,5 @@
-// The generic amqp provider: qrt::provider over one detail::connection.
+// The generic amqp provider: qrt::provider over one detail::connection. Its configuration
+// keys are in options.cpp.
 #include <atomic>
 #include <map>
 #include <mutex>
@@ -10,8 +11,8 @@
 #include "amqp/connection.hpp"
 #include "amqp/mapping.hpp"
 #include "amqp/message_codec.hpp"
-#include "core/config_binder.hpp"
 #include "core/random_id.hpp"
+#include "providers/amqp/options.hpp"
 
 namespace qrt::amqp {
 
@@ -19,61 +20,9 @@ using detail::connection;
 using detail::delivery_ref;
 using detail::outcome;
 
-options options::for_rabbitmq() {
-  options o;
-  o.address_prefix = "/amq/queue/";
-  o.declare_prefix = "/queue/";
-  o.abandon_with = abandon_outcome::released;
-  o.verify_queue_exists = true;
-  return o;
-}
-
 namespace {
 
 std::atomic<std::uint64_t> next_provider_id{1};
-
-/// Parses "amqp[s]://[user[:password]@]host[:port][/]" into `o`.
-result<void> apply_url(options& o, std::string_view url) {
-  const auto bad = [](std::string why) {
-    // The URL may hold a password: never echo it.
-    return fail(errc::configuration_error, "amqp: field 'endpoint' is malformed: " + why);
-  };
-  std::string_view rest = url;
-  if (rest.starts_with("amqps://")) {
-    o.tls = true;
-    rest.remove_prefix(8);
-  } else if (rest.starts_with("amqp://")) {
-    o.tls = false;
-    rest.remove_prefix(7);
-  } else {
-    return bad("the scheme must be amqp:// or amqps://");
-  }
-  if (!rest.empty() && rest.back() == '/') rest.remove_suffix(1);
-  if (rest.find('/') != std::string_view::npos) {
-    return bad("paths are not supported (use virtual_host)");
-  }
-  if (auto at = rest.rfind('@'); at != std::string_view::npos) {
-    const std::string_view userinfo = rest.substr(0, at);
-    rest.remove_prefix(at + 1);
-    const auto colon = userinfo.find(':');
-    o.user = std::string(userinfo.substr(0, colon));
-    if (colon != std::string_view::npos) o.password = std::string(userinfo.substr(colon + 1));
-  }
-  std::string_view host = rest;
-  if (auto colon = rest.rfind(':'); colon != std::string_view::npos && rest.back() != ']') {
-    host = rest.substr(0, colon);
-    const std::string port_text(rest.substr(colon + 1));
-    char* end = nullptr;
-    const unsigned long port = std::strtoul(port_text.c_str(), &end, 10);
-    if (port_text.empty() || *end != '\0' || port == 0 || port > 65535) {
-      return bad("the port must be a number from 1 to 65535");
-    }
-    o.port = static_cast<std::uint16_t>(port);
-  }
-  if (host.empty()) return bad("the host is missing");
-  o.host = std::string(host);
-  return {};
-}
 
 class amqp_provider final : public provider {
  public:
@@ -98,6 +47,13 @@ class amqp_provider final : public provider {
     caps_.max_delivery_count = false;
     caps_.session_state = false;
     caps_.queue_management = false;  // AMQP 1.0 has no standard way to create or delete queues
+    // Topics where the broker has an address for them. A subscription is the broker's queue
+    // behind one receiver link (RabbitMQ: an exclusive, auto-delete queue bound to amq.topic),
+    // so it ends with its link; filters and sessions cannot be asked for over AMQP 1.0.
+    caps_.topics = !opts_.topic_prefix.empty();
+    caps_.subscription_filters = false;
+    caps_.durable_subscriptions = false;
+    caps_.subscription_sessions = false;
   }
 
   std::string_view name() const noexcept override { return "amqp"; }
@@ -106,6 +62,10 @@ class amqp_provider final : public provider {
 
   awaitable<result<void>> create_queue(const queue_name& queue, const queue_options&) override {
     if (auto e = check_queue(queue); !e) co_return e.error();
+    if (queue.is_subscription()) {
+      co_return fail(errc::invalid_argument,
+                     "amqp: '" + queue.str() + "' is a subscription: use create_subscription");
+    }
     if (opts_.declare_prefix.empty()) {
       co_return fail(errc::unsupported,
                      "amqp: create_queue needs 'declare_prefix' (a broker address that declares "
@@ -129,6 +89,10 @@ class amqp_provider final : public provider {
 
   awaitable<result<queue_stats>> stats(const queue_name& queue) override {
     if (auto e = check_queue(queue); !e) co_return e.error();
+    if (queue.is_subscription()) {
+      auto sub = co_await find_subscription(queue);
+      if (!sub) co_return sub.error();
+    }
     co_return queue_stats{};  // AMQP 1.0 does not report queue depth: every figure unknown
   }
 
@@ -136,7 +100,173 @@ class amqp_provider final : public provider {
                                                     std::vector<message> messages,
                                                     milliseconds timeout) override {
     if (auto e = check_queue(queue); !e) co_return e.error();
-    // Oversize messages fail alone with message_too_large; the rest go out in order.
+    if (queue.is_subscription()) {
+      co_return fail(errc::invalid_argument, "amqp: cannot send to subscription '" + queue.str() +
+                                                 "': publish to its topic");
+    }
+    const std::string to = address(queue);
+    co_return co_await send_to(to, &queue, std::move(messages), timeout);
+  }
+
+  awaitable<result<std::vector<received_message>>> receive(const queue_name& queue,
+                                                           std::size_t max_messages,
+                                                           milliseconds wait) override {
+    if (auto e = check_queue(queue); !e) co_return e.error();
+    if (max_messages == 0) {
+      co_return fail(errc::invalid_argument, "amqp: receive needs max_messages >= 1");
+    }
+    detail::receiver_spec spec;
+    std::string link_id;
+    if (queue.is_subscription()) {
+      auto sub = co_await find_subscription(queue);
+      if (!sub) co_return sub.error();
+      link_id = sub->link_id;
+      spec = subscription_spec(sub->name);
+    } else {
+      spec.address = address(queue);
+      spec.prefetch = opts_.prefetch;
+      spec.max_message_size = opts_.max_message_bytes + detail::receive_size_headroom;
+      link_id = "queue:" + spec.address;
+    }
+    // No confirm_settlement: RabbitMQ 3.10 refuses rcv-settle-mode second
+    // (amqp:not-implemented, "rcv-settle-mode second not supported"); see docs/amqp.md.
+    auto got = co_await conn_->receive(link_id, spec, max_messages, wait);
+    if (queue.is_subscription()) {
+      // The connection dropped while this receive waited, and the link was attached again to a
+      // new, empty broker queue: the subscription is gone (what this link holds goes back to
+      // that queue, which ends with the link).
+      if (auto still = co_await find_subscription(queue); !still) co_return still.error();
+    }
+    if (!got) co_return got.error();
+    std::vector<received_message> out;
+    out.reserve(got->size());
+    const std::uint64_t generation = conn_->generation();
+    for (auto& in : *got) {
+      received_message m = std::move(in.message.message);
+      const auto& annotations = in.message.annotations;
+      m.receipt.owner = id_;
+      m.receipt.queue = in.ref.link;
+      m.receipt.item = in.ref.seq;
+      m.receipt.lock = generation;
+      m.locked_until = time_point::max();  // held until settled or the link dies
+      if (annotations.enqueued_time) m.enqueued_time = *annotations.enqueued_time;
+      if (m.enqueued_time == time_point{}) m.enqueued_time = clock::now();
+      if (annotations.sequence_number) m.sequence_number = *annotations.sequence_number;
+      out.push_back(std::move(m));
+    }
+    co_return out;
+  }
+
+  awaitable<result<void>> create_topic(const topic_name& topic) override {
+    if (auto e = check_topics(topic); !e) co_return e.error();
+    // Nothing to declare: the topic is a routing key on an exchange the broker already has.
+    co_return result<void>{};
+  }
+
+  awaitable<result<void>> delete_topic(const topic_name& topic) override {
+    if (auto e = check_topics(topic); !e) co_return e.error();
+    std::vector<std::string> links;
+    {
+      std::lock_guard lock(mutex_);
+      for (auto it = subscriptions_.begin(); it != subscriptions_.end();) {
+        if (it->second.name.topic() == topic.str()) {
+          links.push_back(it->second.link_id);
+          it = subscriptions_.erase(it);
+        } else {
+          ++it;
+        }
+      }
+    }
+    for (const auto& link : links) co_await conn_->close_receiver(link);
+    co_return result<void>{};
+  }
+
+  awaitable<result<std::vector<send_outcome>>> publish(const topic_name& topic,
+                                                       std::vector<message> messages,
+                                                       milliseconds timeout) override {
+    if (auto e = check_topics(topic); !e) co_return e.error();
+    const std::string to = opts_.topic_prefix + topic.str();
+    co_return co_await send_to(to, nullptr, std::move(messages), timeout);
+  }
+
+  awaitable<result<void>> create_subscription(const queue_name& subscription,
+                                              const subscription_options& options) override {
+    if (!subscription.is_subscription()) {
+      co_return fail(errc::invalid_argument,
+                     "amqp: '" + subscription.str() + "' is not a subscription name");
+    }
+    if (auto e = check_queue(subscription); !e) co_return e.error();
+    const auto topic = topic_name::parse(subscription.topic());
+    if (!topic) co_return topic.error();
+    if (auto e = check_topics(*topic); !e) co_return e.error();
+    if (!options.filter.empty()) {
+      co_return fail(errc::unsupported,
+                     "amqp: subscription filters cannot be set up over AMQP 1.0 (a subscription "
+                     "receives every message published to its topic)");
+    }
+    if (options.queue.requires_session) {
+      co_return fail(errc::unsupported, "amqp: generic AMQP 1.0 brokers have no sessions");
+    }
+    if (auto existing = co_await find_subscription(subscription); existing) {
+      co_return result<void>{};  // as a queue that exists: nothing to do
+    }
+    // A link id of its own per subscription made: one deleted and made again must not meet
+    // the closing link of the first.
+    const std::string link_id =
+        "subscription:" + std::to_string(next_link_++) + ":" + subscription.str();
+    auto attached = co_await conn_->open_receiver(link_id, subscription_spec(subscription),
+                                                  opts_.connect_timeout);
+    if (!attached) co_return attached.error();
+    bool made_twice = false;
+    {
+      std::lock_guard lock(mutex_);
+      auto [it, inserted] = subscriptions_.try_emplace(subscription.str());
+      if (inserted || it->second.generation != conn_->generation()) {
+        it->second = {subscription, link_id, conn_->generation()};
+      } else {
+        made_twice = true;  // a concurrent create won: its link is the subscription
+      }
+    }
+    if (made_twice) co_await conn_->close_receiver(link_id);
+    co_return result<void>{};
+  }
+
+  awaitable<result<void>> delete_subscription(const queue_name& subscription) override {
+    std::optional<subscription_link> gone;
+    {
+      std::lock_guard lock(mutex_);
+      auto it = subscriptions_.find(subscription.str());
+      if (it != subscriptions_.end() && subscription.is_subscription()) {
+        gone = std::move(it->second);
+        subscriptions_.erase(it);
+      }
+    }
+    if (!gone) co_return not_a_subscription(subscription);
+    co_await conn_->close_receiver(gone->link_id);
+    co_return result<void>{};
+  }
+
+  awaitable<result<std::vector<subscription_info>>> list_subscriptions(
+      const topic_name& topic) override {
+    if (auto e = check_topics(topic); !e) co_return e.error();
+    std::vector<subscription_info> out;
+    const std::uint64_t generation = conn_->generation();
+    std::lock_guard lock(mutex_);
+    for (const auto& [path, sub] : subscriptions_) {  // ordered by path: by name within a topic
+      if (sub.name.topic() == topic.str() && sub.generation == generation) {
+        out.push_back({sub.name, {}});
+      }
+    }
+    co_return out;
+  }
+
+ private:
+  /// Sends `messages` to `to`; `queue` (null for a topic) is checked to exist first where the
+  /// broker would drop messages for a missing queue. Oversize messages fail alone with
+  /// message_too_large; the rest go out in order.
+  awaitable<result<std::vector<send_outcome>>> send_to(std::string to, const queue_name* queue,
+                                                       std::vector<message> messages,
+                                                       milliseconds timeout) {
     std::vector<send_outcome> out(messages.size(), send_outcome(message_id{}));
     std::vector<detail::outgoing_delivery> wire;
     std::vector<std::size_t> positions;
@@ -160,9 +290,10 @@ class amqp_provider final : public provider {
       wire.push_back(std::move(d));
     }
     if (wire.empty()) co_return out;
-    const std::string to = address(queue);
-    if (auto verified = co_await verify_exists(queue, to, timeout); !verified) {
-      co_return verified.error();
+    if (queue != nullptr) {
+      if (auto verified = co_await verify_exists(*queue, to, timeout); !verified) {
+        co_return verified.error();
+      }
     }
     auto sent = co_await conn_->send(to, std::move(wire), timeout);
     if (!sent) co_return sent.error();
@@ -172,40 +303,7 @@ class amqp_provider final : public provider {
     co_return out;
   }
 
-  awaitable<result<std::vector<received_message>>> receive(const queue_name& queue,
-                                                           std::size_t max_messages,
-                                                           milliseconds wait) override {
-    if (auto e = check_queue(queue); !e) co_return e.error();
-    if (max_messages == 0) {
-      co_return fail(errc::invalid_argument, "amqp: receive needs max_messages >= 1");
-    }
-    detail::receiver_spec spec;
-    spec.address = address(queue);
-    spec.prefetch = opts_.prefetch;
-    spec.max_message_size = opts_.max_message_bytes + detail::receive_size_headroom;
-    // No confirm_settlement: RabbitMQ 3.10 refuses rcv-settle-mode second
-    // (amqp:not-implemented, "rcv-settle-mode second not supported"); see docs/amqp.md.
-    auto got = co_await conn_->receive("queue:" + spec.address, spec, max_messages, wait);
-    if (!got) co_return got.error();
-    std::vector<received_message> out;
-    out.reserve(got->size());
-    const std::uint64_t generation = conn_->generation();
-    for (auto& in : *got) {
-      received_message m = std::move(in.message.message);
-      const auto& annotations = in.message.annotations;
-      m.receipt.owner = id_;
-      m.receipt.queue = in.ref.link;
-      m.receipt.item = in.ref.seq;
-      m.receipt.lock = generation;
-      m.locked_until = time_point::max();  // held until settled or the link dies
-      if (annotations.enqueued_time) m.enqueued_time = *annotations.enqueued_time;
-      if (m.enqueued_time == time_point{}) m.enqueued_time = clock::now();
-      if (annotations.sequence_number) m.sequence_number = *annotations.sequence_number;
-      out.push_back(std::move(m));
-    }
-    co_return out;
-  }
-
+ public:
   awaitable<result<std::vector<received_message>>> peek(const queue_name&, std::size_t,
                                                         std::int64_t) override {
     co_return fail(errc::unsupported, "amqp: peek is not supported by generic AMQP 1.0 brokers");
@@ -260,7 +358,63 @@ class amqp_provider final : public provider {
 
   awaitable<void> close() override { co_await conn_->close(); }
 
+  /// A subscription this provider made, on the connection it was made on.
+  struct subscription_link {
+    queue_name name;
+    std::string link_id;
+    std::uint64_t generation = 0;  ///< the connection's; the broker's queue ends with it
+  };
+
  private:
+  result<void> check_topics(const topic_name& topic) const {
+    if (opts_.topic_prefix.empty()) {
+      return fail(errc::unsupported,
+                  "amqp: no topics on this broker (set 'topic_prefix' to the "
+                  "address topics are published to, e.g. /topic/ on RabbitMQ)");
+    }
+    if (topic.str().empty()) return fail(errc::invalid_argument, "amqp: empty topic name");
+    return {};
+  }
+
+  static error not_a_subscription(const queue_name& subscription) {
+    return fail(errc::queue_not_found,
+                "amqp: subscription '" + subscription.str() +
+                    "' does not exist on this connection (an AMQP 1.0 subscription lasts as "
+                    "long as the link that made it)");
+  }
+
+  /// The receiver link of a subscription: the topic's address; the broker makes a queue for it.
+  detail::receiver_spec subscription_spec(const queue_name& subscription) const {
+    detail::receiver_spec spec;
+    spec.address = opts_.topic_prefix + subscription.topic();
+    spec.prefetch = opts_.prefetch;
+    spec.max_message_size = opts_.max_message_bytes + detail::receive_size_headroom;
+    return spec;
+  }
+
+  /// The subscription made as `subscription`, or queue_not_found: never made here, deleted, or
+  /// gone with the connection it was made on. In that last case its link is closed and it is
+  /// forgotten: attaching again would make a new, empty queue and hide what the outage lost.
+  awaitable<result<subscription_link>> find_subscription(const queue_name& subscription) {
+    // Connect first: a connection that broke is only noticed, and made again under a new
+    // generation, by the next call on it.
+    if (auto up = co_await conn_->connect(opts_.connect_timeout); !up) co_return up.error();
+    std::optional<subscription_link> lost;
+    {
+      std::lock_guard lock(mutex_);
+      auto it = subscriptions_.find(subscription.str());
+      if (it == subscriptions_.end()) co_return not_a_subscription(subscription);
+      if (it->second.generation == conn_->generation()) co_return it->second;
+      lost = std::move(it->second);
+      subscriptions_.erase(it);
+    }
+    co_await conn_->close_receiver(lost->link_id);
+    co_return fail(errc::queue_not_found,
+                   "amqp: subscription '" + subscription.str() +
+                       "' ended with the connection it was made on (messages published while "
+                       "it was down are not kept); create it again");
+  }
+
   result<void> check_queue(const queue_name& queue) const {
     if (queue.is_dead_letter()) {
       return fail(errc::unsupported, "amqp: '" + queue.to_string() +
@@ -307,125 +461,16 @@ class amqp_provider final : public provider {
   capabilities caps_;
   std::atomic<std::uint64_t> next_link_{1};
   std::mutex mutex_;
-  std::map<std::string, std::uint64_t> verified_;  ///< address -> connection generation
+  std::map<std::string, std::uint64_t> verified_;           ///< address -> connection generation
+  std::map<std::string, subscription_link> subscriptions_;  ///< by path
 };
 
 }  // namespace
 
-namespace {
-
-using binder = qrt::detail::config_binder<options>;
-
-// Every key options_from_config() accepts, read in this order (broker first: it replaces the
-// options; endpoint before host, port and tls, which override it only until make_provider
-// applies it again); known_keys() and the refusal of any other key come from here. Each one
-// acts (test/integration/amqp/amqp_config_keys_test.cpp shows how, key by key).
-const binder& keys() {
-  static const binder table{
-      binder::accepted("provider", "amqp: selects this provider"),
-      binder::custom(
-          "broker",
-          [](std::string_view name, options& o) -> result<void> {
-            if (name == "rabbitmq") {
-              o = options::for_rabbitmq();
-            } else if (name != "generic") {
-              return qrt::detail::config_field_error("broker", "unknown value '" +
-                                                                   std::string(name.substr(0, 64)) +
-                                                                   "' (one of: generic, rabbitmq)");
-            }
-            return {};
-          },
-          "generic, or rabbitmq (starts from options::for_rabbitmq())"),
-      binder::custom(
-          "endpoint",
-          [](std::string_view url, options& o) -> result<void> {
-            if (auto r = apply_url(o, url); !r) return r.error();
-            o.url = url;
-            return {};
-          },
-          "amqp[s]://[user:password@]host[:port]: sets host, port and tls (the CLI's "
-          "--endpoint)"),
-      binder::text("host", &options::host, "the broker's host"),
-      binder::integer("port", &options::port, 0, 65535, "0: 5672, or 5671 with tls"),
-      binder::flag("tls", &options::tls, "amqps: TLS through OpenSSL"),
-      binder::flag("tls_verify", &options::tls_verify,
-                   "certificate chain and host name (off only for test brokers)"),
-      binder::text("tls_ca_file", &options::tls_ca_file,
-                   "PEM file with the CAs to trust (empty: the system's)"),
-      binder::text("user", &options::user, "empty: SASL ANONYMOUS; else SASL PLAIN"),
-      binder::text("password", &options::password, "secret: never printed"),
-      binder::text("sasl_mechanisms", &options::sasl_mechanisms,
-                   "overrides the mechanism list, e.g. PLAIN"),
-      binder::text("virtual_host", &options::virtual_host,
-                   "the open frame's hostname (RabbitMQ: vhost:NAME)"),
-      binder::integer("prefetch", &options::prefetch, 0, 100'000,
-                      "messages a receiver link may hold locked without being asked"),
-      binder::processing("max_concurrent_calls"),
-      binder::text("address_prefix", &options::address_prefix,
-                   "prepended to queue names to form link addresses"),
-      binder::text("declare_prefix", &options::declare_prefix,
-                   "where create_queue attaches to declare a queue (empty: unsupported)"),
-      binder::choice(
-          "abandon_outcome", &options::abandon_with,
-          {{"modified", abandon_outcome::modified}, {"released", abandon_outcome::released}},
-          "what abandon sends: modified (counts a delivery) or released"),
-      binder::flag("verify_queue_exists", &options::verify_queue_exists,
-                   "attach to a queue before the first send, so a missing one fails the send"),
-      binder::integer("max_message_bytes", &options::max_message_bytes, 1, 1ull << 30,
-                      "one message, body plus attributes"),
-      binder::integer("max_prefetch_bytes", &options::max_prefetch_bytes, 0, 1ull << 40,
-                      "bytes of prefetched messages held or asked for (0: no bound)"),
-      binder::integer("max_links", &options::max_links, 0, 65'535,
-                      "AMQP links held on the connection (0: no bound)"),
-      binder::duration("connect_timeout", &options::connect_timeout,
-                       "bound on TCP, TLS, SASL and open"),
-      binder::duration("idle_timeout", &options::idle_timeout,
-                       "heartbeats keep the connection alive within this"),
-      binder::duration("reconnect_max_delay", &options::reconnect_max_delay,
-                       "longest back-off between reconnect attempts"),
-  };
-  return table;
-}
-
-}  // namespace
-
-std::span<const std::string_view> known_keys() noexcept {
-  return keys().keys();
-}
-
-result<options> options_from_config(const config& cfg) {
-  options o;
-  if (auto r = keys().bind(cfg, o); !r) return r.error();
-  if (cfg.get("broker") == "rabbitmq" && o.abandon_with == abandon_outcome::modified) {
-    // RabbitMQ 3.10's AMQP 1.0 plugin answers a modified outcome by ending the link's session
-    // (amqp:invalid-field): the abandon would not count a delivery, it would cost the link.
-    return fail(
-        errc::configuration_error,
-        "amqp: field 'abandon_outcome': RabbitMQ refuses the 'modified' outcome (it ends "
-        "the link's session); use 'released', or broker=generic for a broker that takes it");
-  }
-  if (o.host.empty()) return fail(errc::configuration_error, "amqp: field 'host' is empty");
-  if (!o.tls) {
-    // Certificate checks of a connection without TLS would be taken and do nothing.
-    for (std::string_view key : {"tls_verify", "tls_ca_file"}) {
-      if (cfg.contains(key)) {
-        return fail(errc::configuration_error,
-                    "amqp: field '" + std::string(key) +
-                        "' configures TLS, which is off (set tls=true or an amqps:// endpoint)");
-      }
-    }
-  }
-  if (!o.user.empty() && o.password.empty() && o.sasl_mechanisms.empty()) {
-    return fail(errc::configuration_error,
-                "amqp: field 'password' is required with 'user' (SASL PLAIN)");
-  }
-  return o;
-}
-
 result<provider_ptr> make_provider(const options& opts, boost::asio::any_io_executor executor) {
   options o = opts;
   if (!o.url.empty()) {
-    if (auto r = apply_url(o, o.url); !r) return r.error();
+    if (auto r = detail::apply_url(o, o.url); !r) return r.error();
   }
   if (o.host.empty()) return fail(errc::configuration_error, "amqp: 'host' is empty");
   detail::endpoint ep;

@@ -353,6 +353,28 @@ class AmqpConfigKey : public ::testing::TestWithParam<key_row> {
     EXPECT_EQ(broker_count(q.str(), "messages"), 0) << "the broker has no such queue";
   }
 
+  void topic_prefix_key() {
+    // Topics are published to prefix + topic and subscriptions attach there: RabbitMQ's
+    // "/topic/" reaches a subscription; with the key empty there are no topics.
+    auto p = make(rabbit({{"topic_prefix", "/topic/"}}));
+    ASSERT_TRUE(p->caps().topics);
+    const auto topic = qrt::topic_name::from(fresh_name());
+    const auto sub = queue_name::subscription(topic, "s").value();
+    ASSERT_TRUE(io_.run(p->create_subscription(sub, {})));
+    std::vector<qrt::message> one(1);
+    one[0].body = "routed";
+    auto published = io_.run(p->publish(topic, std::move(one), 5s));
+    ASSERT_TRUE(published && published->at(0));
+    auto got = io_.run(p->receive(sub, 1, 5s));
+    ASSERT_TRUE(got && got->size() == 1u);
+    EXPECT_EQ(got->at(0).body, "routed");
+    auto none = make(rabbit({{"topic_prefix", ""}}));
+    EXPECT_FALSE(none->caps().topics);
+    auto refused = io_.run(none->create_topic(topic));
+    ASSERT_FALSE(refused);
+    EXPECT_EQ(refused.error().code, qrt::errc::unsupported);
+  }
+
   void abandon_outcome_key() {
     // released (RabbitMQ's preset): the message comes back, its failed delivery not counted,
     // and the capabilities say an abandon does not count a delivery.
@@ -517,6 +539,7 @@ const key_row rows[] = {
     {"max_concurrent_calls", &AmqpConfigKey::max_concurrent_calls_key},
     {"address_prefix", &AmqpConfigKey::address_prefix_key},
     {"declare_prefix", &AmqpConfigKey::declare_prefix_key},
+    {"topic_prefix", &AmqpConfigKey::topic_prefix_key},
     {"abandon_outcome", &AmqpConfigKey::abandon_outcome_key},
     {"verify_queue_exists", &AmqpConfigKey::verify_queue_exists_key},
     {"max_message_bytes", &AmqpConfigKey::max_message_bytes_key},

@@ -626,3 +626,171 @@ TEST_F(amqp_rabbitmq, tls_verifies_the_server_by_default) {
 }
 
 }  // namespace
+
+// ---- topics: "/topic/<name>" on amq.topic; a subscription is the queue behind one link ------
+
+namespace {
+
+qrt::message text(std::string body) {
+  qrt::message m;
+  m.body = std::move(body);
+  return m;
+}
+
+}  // namespace
+
+class amqp_rabbitmq_topics : public amqp_rabbitmq {
+ protected:
+  void SetUp() override {
+    amqp_rabbitmq::SetUp();
+    topic_ = qrt::topic_name::from("qrt-topic-" + unique_queue());
+    ASSERT_TRUE(provider_->caps().topics);
+    ASSERT_TRUE(io_.run(provider_->create_topic(topic_)));
+  }
+  qrt::queue_name subscription(std::string_view name) {
+    return qrt::queue_name::subscription(topic_, name).value();
+  }
+  qrt::result<void> subscribe(const qrt::queue_name& s, qrt::subscription_options o = {}) {
+    return io_.run(provider_->create_subscription(s, o));
+  }
+  std::vector<qrt::send_outcome> publish(std::vector<qrt::message> messages) {
+    auto r = io_.run(provider_->publish(topic_, std::move(messages), 10s));
+    EXPECT_TRUE(r) << r.error().to_string();
+    return r ? std::move(*r) : std::vector<qrt::send_outcome>{};
+  }
+  /// Receives from `s` until `n` messages came or a receive came back empty; completes each.
+  std::vector<std::string> drain(const qrt::queue_name& s, std::size_t n) {
+    std::vector<std::string> out;
+    while (out.size() < n) {
+      auto got = io_.run(provider_->receive(s, n - out.size(), 3s));
+      EXPECT_TRUE(got) << got.error().to_string();
+      if (!got || got->empty()) break;
+      for (auto& m : *got) {
+        out.push_back(m.body);
+        EXPECT_TRUE(settle(qrt::settlement::complete(m.receipt)));
+      }
+    }
+    return out;
+  }
+
+  qrt::topic_name topic_;
+};
+
+TEST_F(amqp_rabbitmq_topics, every_subscription_gets_what_is_published_after_it_was_made) {
+  const auto early = subscription("early");
+  const auto late = subscription("late");
+  ASSERT_TRUE(subscribe(early));
+  std::vector<qrt::message> first;
+  first.push_back(text("before-late"));
+  ASSERT_TRUE(publish(std::move(first)).at(0));
+  ASSERT_TRUE(subscribe(late));
+  std::vector<qrt::message> second;
+  second.push_back(text("to-both-1"));
+  second.push_back(text(std::string(2 * 1024 * 1024, 'x')));  // over max_message_bytes
+  second.push_back(text("to-both-2"));
+  auto outcomes = publish(std::move(second));
+  ASSERT_EQ(outcomes.size(), 3u);
+  EXPECT_TRUE(outcomes[0]);
+  ASSERT_FALSE(outcomes[1]);
+  EXPECT_EQ(outcomes[1].error().code, errc::message_too_large);
+  EXPECT_TRUE(outcomes[2]);
+
+  EXPECT_EQ(drain(early, 3), (std::vector<std::string>{"before-late", "to-both-1", "to-both-2"}));
+  EXPECT_EQ(drain(late, 3), (std::vector<std::string>{"to-both-1", "to-both-2"}))
+      << "a subscription made after a publish must not receive it";
+
+  auto listed = io_.run(provider_->list_subscriptions(topic_));
+  ASSERT_TRUE(listed) << listed.error().to_string();
+  ASSERT_EQ(listed->size(), 2u);
+  EXPECT_EQ((*listed)[0].name, early);
+  EXPECT_EQ((*listed)[1].name, late);
+  EXPECT_TRUE((*listed)[0].filter.empty());
+}
+
+TEST_F(amqp_rabbitmq_topics, a_deleted_subscription_is_not_found_and_no_longer_receives) {
+  const auto kept = subscription("kept");
+  const auto gone = subscription("gone");
+  ASSERT_TRUE(subscribe(kept));
+  ASSERT_TRUE(subscribe(gone));
+  ASSERT_TRUE(io_.run(provider_->delete_subscription(gone)));
+  std::vector<qrt::message> one;
+  one.push_back(text("after-delete"));
+  ASSERT_TRUE(publish(std::move(one)).at(0));
+  auto missing = io_.run(provider_->receive(gone, 1, 1s));
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error().code, errc::queue_not_found) << missing.error().to_string();
+  auto twice = io_.run(provider_->delete_subscription(gone));
+  ASSERT_FALSE(twice);
+  EXPECT_EQ(twice.error().code, errc::queue_not_found);
+  EXPECT_EQ(drain(kept, 1), (std::vector<std::string>{"after-delete"}));
+  auto listed = io_.run(provider_->list_subscriptions(topic_));
+  ASSERT_TRUE(listed);
+  ASSERT_EQ(listed->size(), 1u);
+  EXPECT_EQ((*listed)[0].name, kept);
+  // Deleting the topic ends its subscriptions too.
+  ASSERT_TRUE(io_.run(provider_->delete_topic(topic_)));
+  auto after_topic = io_.run(provider_->receive(kept, 1, 1s));
+  ASSERT_FALSE(after_topic);
+  EXPECT_EQ(after_topic.error().code, errc::queue_not_found);
+}
+
+TEST_F(amqp_rabbitmq_topics, what_amqp_cannot_set_up_is_refused_by_name) {
+  const auto s = subscription("refused");
+  qrt::subscription_options filtered;
+  filtered.filter.subject = "order.created";
+  auto with_filter = subscribe(s, filtered);
+  ASSERT_FALSE(with_filter);
+  EXPECT_EQ(with_filter.error().code, errc::unsupported);
+  EXPECT_NE(with_filter.error().message.find("filters"), std::string::npos);
+  qrt::subscription_options sessions;
+  sessions.queue.requires_session = true;
+  auto with_sessions = subscribe(s, sessions);
+  ASSERT_FALSE(with_sessions);
+  EXPECT_EQ(with_sessions.error().code, errc::unsupported);
+  EXPECT_FALSE(provider_->caps().subscription_filters);
+  EXPECT_FALSE(provider_->caps().durable_subscriptions);
+
+  ASSERT_TRUE(subscribe(s));
+  std::vector<qrt::message> one;
+  one.push_back(text("direct"));
+  auto direct = io_.run(provider_->send(s, std::move(one), 5s));
+  ASSERT_FALSE(direct);
+  EXPECT_EQ(direct.error().code, errc::invalid_argument);
+  EXPECT_NE(direct.error().message.find("publish to its topic"), std::string::npos);
+  // A provider without topic_prefix has no topics at all.
+  auto o = rabbit();
+  o.topic_prefix.clear();
+  auto plain = make(o);
+  EXPECT_FALSE(plain->caps().topics);
+  auto refused = io_.run(plain->create_topic(topic_));
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, errc::unsupported);
+  EXPECT_NE(refused.error().message.find("topic_prefix"), std::string::npos);
+  io_.run(plain->close());
+}
+
+TEST_F(amqp_rabbitmq_topics, a_subscription_ends_with_its_connection_and_says_so) {
+  const auto s = subscription("volatile");
+  ASSERT_TRUE(subscribe(s));
+  std::vector<qrt::message> one;
+  one.push_back(text("held-by-the-broker"));
+  ASSERT_TRUE(publish(std::move(one)).at(0));
+  broker->ctl({"stop_app"});
+  broker->ctl({"start_app"});
+  // The broker's queue behind the link died with the connection, and the message with it:
+  // the subscription is reported gone instead of silently re-made empty.
+  auto lost = io_.run(provider_->receive(s, 1, 3s));
+  ASSERT_FALSE(lost);
+  EXPECT_EQ(lost.error().code, errc::queue_not_found) << lost.error().to_string();
+  EXPECT_NE(lost.error().message.find("ended with the connection"), std::string::npos)
+      << lost.error().message;
+  auto listed = io_.run(provider_->list_subscriptions(topic_));
+  ASSERT_TRUE(listed);
+  EXPECT_TRUE(listed->empty());
+  // Made again, it receives what is published from then on.
+  ASSERT_TRUE(subscribe(s));
+  std::vector<qrt::message> next;
+  next.push_back(text("after-restart"));
+  ASSERT_TRUE(publish(std::move(next)).at(0));
+  EXPECT_EQ(drain(s, 1), (std::vector<std::string>{"after-restart"}));
+}

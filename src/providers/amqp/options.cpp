@@ -1,0 +1,182 @@
+// The amqp provider's configuration keys: one table (known_keys(), the refusal of any other key
+// and docs/amqp.md's key list are checked against it), the endpoint URL parser and the RabbitMQ
+// preset.
+#include "providers/amqp/options.hpp"
+
+#include <cstdlib>
+#include <string>
+
+#include "core/config_binder.hpp"
+
+namespace qrt::amqp {
+
+options options::for_rabbitmq() {
+  options o;
+  o.address_prefix = "/amq/queue/";
+  o.declare_prefix = "/queue/";
+  o.topic_prefix = "/topic/";
+  o.abandon_with = abandon_outcome::released;
+  o.verify_queue_exists = true;
+  return o;
+}
+
+namespace detail {
+
+result<void> apply_url(options& o, std::string_view url) {
+  const auto bad = [](std::string why) {
+    // The URL may hold a password: never echo it.
+    return fail(errc::configuration_error, "amqp: field 'endpoint' is malformed: " + why);
+  };
+  std::string_view rest = url;
+  if (rest.starts_with("amqps://")) {
+    o.tls = true;
+    rest.remove_prefix(8);
+  } else if (rest.starts_with("amqp://")) {
+    o.tls = false;
+    rest.remove_prefix(7);
+  } else {
+    return bad("the scheme must be amqp:// or amqps://");
+  }
+  if (!rest.empty() && rest.back() == '/') rest.remove_suffix(1);
+  if (rest.find('/') != std::string_view::npos) {
+    return bad("paths are not supported (use virtual_host)");
+  }
+  if (auto at = rest.rfind('@'); at != std::string_view::npos) {
+    const std::string_view userinfo = rest.substr(0, at);
+    rest.remove_prefix(at + 1);
+    const auto colon = userinfo.find(':');
+    o.user = std::string(userinfo.substr(0, colon));
+    if (colon != std::string_view::npos) o.password = std::string(userinfo.substr(colon + 1));
+  }
+  std::string_view host = rest;
+  if (auto colon = rest.rfind(':'); colon != std::string_view::npos && rest.back() != ']') {
+    host = rest.substr(0, colon);
+    const std::string port_text(rest.substr(colon + 1));
+    char* end = nullptr;
+    const unsigned long port = std::strtoul(port_text.c_str(), &end, 10);
+    if (port_text.empty() || *end != '\0' || port == 0 || port > 65535) {
+      return bad("the port must be a number from 1 to 65535");
+    }
+    o.port = static_cast<std::uint16_t>(port);
+  }
+  if (host.empty()) return bad("the host is missing");
+  o.host = std::string(host);
+  return {};
+}
+
+}  // namespace detail
+
+namespace {
+
+using binder = qrt::detail::config_binder<options>;
+
+// Every key options_from_config() accepts, read in this order (broker first: it replaces the
+// options; endpoint before host, port and tls, which override it only until make_provider
+// applies it again); known_keys() and the refusal of any other key come from here. Each one
+// acts (test/integration/amqp/amqp_config_keys_test.cpp shows how, key by key).
+const binder& keys() {
+  static const binder table{
+      binder::accepted("provider", "amqp: selects this provider"),
+      binder::custom(
+          "broker",
+          [](std::string_view name, options& o) -> result<void> {
+            if (name == "rabbitmq") {
+              o = options::for_rabbitmq();
+            } else if (name != "generic") {
+              return qrt::detail::config_field_error("broker", "unknown value '" +
+                                                                   std::string(name.substr(0, 64)) +
+                                                                   "' (one of: generic, rabbitmq)");
+            }
+            return {};
+          },
+          "generic, or rabbitmq (starts from options::for_rabbitmq())"),
+      binder::custom(
+          "endpoint",
+          [](std::string_view url, options& o) -> result<void> {
+            if (auto r = detail::apply_url(o, url); !r) return r.error();
+            o.url = url;
+            return {};
+          },
+          "amqp[s]://[user:password@]host[:port]: sets host, port and tls (the CLI's "
+          "--endpoint)"),
+      binder::text("host", &options::host, "the broker's host"),
+      binder::integer("port", &options::port, 0, 65535, "0: 5672, or 5671 with tls"),
+      binder::flag("tls", &options::tls, "amqps: TLS through OpenSSL"),
+      binder::flag("tls_verify", &options::tls_verify,
+                   "certificate chain and host name (off only for test brokers)"),
+      binder::text("tls_ca_file", &options::tls_ca_file,
+                   "PEM file with the CAs to trust (empty: the system's)"),
+      binder::text("user", &options::user, "empty: SASL ANONYMOUS; else SASL PLAIN"),
+      binder::text("password", &options::password, "secret: never printed"),
+      binder::text("sasl_mechanisms", &options::sasl_mechanisms,
+                   "overrides the mechanism list, e.g. PLAIN"),
+      binder::text("virtual_host", &options::virtual_host,
+                   "the open frame's hostname (RabbitMQ: vhost:NAME)"),
+      binder::integer("prefetch", &options::prefetch, 0, 100'000,
+                      "messages a receiver link may hold locked without being asked"),
+      binder::processing("max_concurrent_calls"),
+      binder::text("address_prefix", &options::address_prefix,
+                   "prepended to queue names to form link addresses"),
+      binder::text("declare_prefix", &options::declare_prefix,
+                   "where create_queue attaches to declare a queue (empty: unsupported)"),
+      binder::text("topic_prefix", &options::topic_prefix,
+                   "prepended to topic names to form publish and subscription addresses "
+                   "(empty: no topics)"),
+      binder::choice(
+          "abandon_outcome", &options::abandon_with,
+          {{"modified", abandon_outcome::modified}, {"released", abandon_outcome::released}},
+          "what abandon sends: modified (counts a delivery) or released"),
+      binder::flag("verify_queue_exists", &options::verify_queue_exists,
+                   "attach to a queue before the first send, so a missing one fails the send"),
+      binder::integer("max_message_bytes", &options::max_message_bytes, 1, 1ull << 30,
+                      "one message, body plus attributes"),
+      binder::integer("max_prefetch_bytes", &options::max_prefetch_bytes, 0, 1ull << 40,
+                      "bytes of prefetched messages held or asked for (0: no bound)"),
+      binder::integer("max_links", &options::max_links, 0, 65'535,
+                      "AMQP links held on the connection (0: no bound)"),
+      binder::duration("connect_timeout", &options::connect_timeout,
+                       "bound on TCP, TLS, SASL and open"),
+      binder::duration("idle_timeout", &options::idle_timeout,
+                       "heartbeats keep the connection alive within this"),
+      binder::duration("reconnect_max_delay", &options::reconnect_max_delay,
+                       "longest back-off between reconnect attempts"),
+  };
+  return table;
+}
+
+}  // namespace
+
+std::span<const std::string_view> known_keys() noexcept {
+  return keys().keys();
+}
+
+result<options> options_from_config(const config& cfg) {
+  options o;
+  if (auto r = keys().bind(cfg, o); !r) return r.error();
+  if (cfg.get("broker") == "rabbitmq" && o.abandon_with == abandon_outcome::modified) {
+    // RabbitMQ 3.10's AMQP 1.0 plugin answers a modified outcome by ending the link's session
+    // (amqp:invalid-field): the abandon would not count a delivery, it would cost the link.
+    return fail(
+        errc::configuration_error,
+        "amqp: field 'abandon_outcome': RabbitMQ refuses the 'modified' outcome (it ends "
+        "the link's session); use 'released', or broker=generic for a broker that takes it");
+  }
+  if (o.host.empty()) return fail(errc::configuration_error, "amqp: field 'host' is empty");
+  if (!o.tls) {
+    // Certificate checks of a connection without TLS would be taken and do nothing.
+    for (std::string_view key : {"tls_verify", "tls_ca_file"}) {
+      if (cfg.contains(key)) {
+        return fail(errc::configuration_error,
+                    "amqp: field '" + std::string(key) +
+                        "' configures TLS, which is off (set tls=true or an amqps:// endpoint)");
+      }
+    }
+  }
+  if (!o.user.empty() && o.password.empty() && o.sasl_mechanisms.empty()) {
+    return fail(errc::configuration_error,
+                "amqp: field 'password' is required with 'user' (SASL PLAIN)");
+  }
+  return o;
+}
+
+}  // namespace qrt::amqp
