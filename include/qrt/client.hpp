@@ -119,10 +119,40 @@ class queue_client {
   awaitable<result<session>> accept_session(const queue_name& queue,
                                             std::optional<session_id> which, milliseconds wait);
 
+  // Publish/subscribe (docs/adr/0050-topics-and-subscriptions.md, docs/contract.md). Every call
+  // fails with errc::unsupported where caps().topics is false. A subscription is read with the
+  // calls above through queue_name::subscription(); send() to it is refused (publish to its
+  // topic instead).
+
+  /// Creates `topic`.
+  awaitable<result<void>> create_topic(const topic_name& topic);
+  /// Deletes `topic`, its subscriptions and their messages.
+  awaitable<result<void>> delete_topic(const topic_name& topic);
+  /// One message to every subscription of `topic` whose filter it matches; as send() otherwise.
+  awaitable<result<message_id>> publish(const topic_name& topic, message msg);
+  /// Any number of messages, split into batches within the provider's limits as send_batch()
+  /// splits them; one outcome per message.
+  awaitable<result<std::vector<send_outcome>>> publish_batch(const topic_name& topic,
+                                                             std::vector<message> messages);
+  /// Creates `subscription` (a queue_name::subscription). A non-empty filter needs
+  /// caps().subscription_filters; options.queue.requires_session needs
+  /// caps().subscription_sessions.
+  awaitable<result<void>> create_subscription(const queue_name& subscription,
+                                              const subscription_options& options = {});
+  /// Deletes `subscription`, its messages and its dead-letter queue.
+  awaitable<result<void>> delete_subscription(const queue_name& subscription);
+  /// The subscriptions of `topic`, ordered by name, with their filters.
+  awaitable<result<std::vector<subscription_info>>> list_subscriptions(const topic_name& topic);
+
   /// Closes the provider: waiting calls fail with errc::closed. Idempotent.
   awaitable<void> close();
 
  private:
+  /// The refusal of a topic call where caps().topics is false (nullopt otherwise).
+  std::optional<error> without_topics(std::string_view call) const;
+  /// The refusal of a reading call on a subscription where caps().topics is false.
+  std::optional<error> unreadable(const queue_name& queue) const;
+
   provider_ptr given_;
   provider_ptr provider_;  ///< given_, wrapped in the retry decorator when options_.retry is set
   client_options options_;

@@ -17,12 +17,14 @@ class faulty_session;
 /// Which calls a fault applies to (bit mask).
 enum class fault_ops : std::uint32_t {
   none = 0,
-  send = 1u << 0,
+  send = 1u << 0,        ///< send and publish
   receive = 1u << 1,     ///< provider and session receives
   settle = 1u << 2,      ///< provider and session settlements
   renew_lock = 1u << 3,  ///< message and session lock renewal
   accept_session = 1u << 4,
-  management = 1u << 5,  ///< create_queue, delete_queue, stats, peek
+  /// create_queue, delete_queue, stats, peek, and the topic and subscription calls other than
+  /// publish
+  management = 1u << 5,
   all = (1u << 6) - 1,
 };
 /// Both sets of operations.
@@ -105,6 +107,16 @@ class fault_injecting_provider final
   awaitable<result<std::shared_ptr<session_receiver>>> accept_session(
       const queue_name& queue, std::optional<session_id> session, milliseconds wait) override;
   awaitable<void> close() override;
+  awaitable<result<void>> create_topic(const topic_name& topic) override;
+  awaitable<result<void>> delete_topic(const topic_name& topic) override;
+  awaitable<result<std::vector<send_outcome>>> publish(const topic_name& topic,
+                                                       std::vector<message> messages,
+                                                       milliseconds timeout) override;
+  awaitable<result<void>> create_subscription(const queue_name& subscription,
+                                              const subscription_options& options) override;
+  awaitable<result<void>> delete_subscription(const queue_name& subscription) override;
+  awaitable<result<std::vector<subscription_info>>> list_subscriptions(
+      const topic_name& topic) override;
 
  private:
   friend class detail::faulty_session;

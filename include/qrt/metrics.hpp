@@ -224,8 +224,19 @@ std::vector<double> operation_latency_buckets();    ///< 50 us .. 10 s, for prov
 std::vector<double> recovery_time_buckets();        ///< 10 ms .. 5 min, connection recoveries
 
 /// Operations the metrics label: provider calls plus the handler ("process").
-enum class operation { send, receive, complete, abandon, dead_letter, renew, peek, stats, process };
-/// The operation label value ("send", "dead_letter", "process", ...).
+enum class operation {
+  send,
+  receive,
+  complete,
+  abandon,
+  dead_letter,
+  renew,
+  peek,
+  stats,
+  process,
+  publish,  ///< a topic's publish (docs/adr/0050-topics-and-subscriptions.md)
+};
+/// The operation label value ("send", "dead_letter", "process", "publish", ...).
 std::string_view to_string(operation op) noexcept;
 
 /// One queue's handler-level series, looked up once: recording through it takes no lock.

@@ -58,6 +58,22 @@ class queue_client {
   /// As qrt::queue_client::accept_session.
   result<session> accept_session(const queue_name& queue, std::optional<session_id> which,
                                  milliseconds wait);
+  /// As qrt::queue_client::create_topic.
+  result<void> create_topic(const topic_name& topic);
+  /// As qrt::queue_client::delete_topic.
+  result<void> delete_topic(const topic_name& topic);
+  /// As qrt::queue_client::publish.
+  result<message_id> publish(const topic_name& topic, message msg);
+  /// As qrt::queue_client::publish_batch.
+  result<std::vector<send_outcome>> publish_batch(const topic_name& topic,
+                                                  std::vector<message> msgs);
+  /// As qrt::queue_client::create_subscription.
+  result<void> create_subscription(const queue_name& subscription,
+                                   const subscription_options& options = {});
+  /// As qrt::queue_client::delete_subscription.
+  result<void> delete_subscription(const queue_name& subscription);
+  /// As qrt::queue_client::list_subscriptions.
+  result<std::vector<subscription_info>> list_subscriptions(const topic_name& topic);
   /// As qrt::queue_client::close; then stops the facade's thread.
   void close();
 

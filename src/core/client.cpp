@@ -94,29 +94,38 @@ awaitable<result<void>> queue_client::delete_queue(const queue_name& queue) {
   co_return co_await provider_->delete_queue(queue);
 }
 awaitable<result<queue_stats>> queue_client::stats(const queue_name& queue) {
+  if (auto refused = unreadable(queue)) co_return *refused;
   co_return co_await provider_->stats(queue);
 }
 
-awaitable<result<message_id>> queue_client::send(const queue_name& queue, message msg) {
-  const auto& c = caps();
+namespace {
+
+// send() and publish() differ only in where a batch goes: `deliver(messages)` hands one batch
+// to the provider (send to a queue, publish to a topic). The callables hold references to the
+// caller's arguments, which outlive these coroutines because each is awaited at once.
+
+template <class Deliver>
+awaitable<result<message_id>> deliver_one(const capabilities& c, std::string_view provider,
+                                          message msg, Deliver deliver) {
   if (c.max_message_bytes != 0 && msg.wire_size() > c.max_message_bytes) {
     co_return fail(errc::message_too_large, "message of " + std::to_string(msg.wire_size()) +
-                                                " bytes exceeds " + std::string(provider_name()) +
+                                                " bytes exceeds " + std::string(provider) +
                                                 "'s limit of " +
                                                 std::to_string(c.max_message_bytes) + " bytes");
   }
   std::vector<message> one;
   one.push_back(std::move(msg));
-  auto r = co_await provider_->send(queue, std::move(one), options_.send_timeout);
+  auto r = co_await deliver(std::move(one));
   if (!r) co_return r.error();
   if (r->size() != 1) co_return fail(errc::protocol_error, "provider returned no send outcome");
   co_return std::move(r->front());
 }
 
-awaitable<result<std::vector<send_outcome>>> queue_client::send_batch(
-    const queue_name& queue, std::vector<message> messages) {
+template <class Deliver>
+awaitable<result<std::vector<send_outcome>>> deliver_in_batches(const capabilities& c,
+                                                                std::vector<message> messages,
+                                                                Deliver deliver) {
   if (messages.empty()) co_return std::vector<send_outcome>{};
-  const auto& c = caps();
   auto plan = plan_batches(messages, c);
   std::vector<send_outcome> outcomes(messages.size(), send_outcome{message_id{}});
   for (auto i : plan.oversized) {
@@ -127,7 +136,7 @@ awaitable<result<std::vector<send_outcome>>> queue_client::send_batch(
   }
   if (plan.oversized.empty() && plan.batches.size() == 1) {
     // The common case: one batch within limits goes through without being copied apart.
-    auto r = co_await provider_->send(queue, std::move(messages), options_.send_timeout);
+    auto r = co_await deliver(std::move(messages));
     if (r && r->size() != outcomes.size()) {
       co_return fail(errc::protocol_error, "provider returned a wrong number of send outcomes");
     }
@@ -139,7 +148,7 @@ awaitable<result<std::vector<send_outcome>>> queue_client::send_batch(
     std::vector<message> chunk;
     chunk.reserve(batch.size());
     for (auto i : batch) chunk.push_back(std::move(messages[i]));
-    auto r = co_await provider_->send(queue, std::move(chunk), options_.send_timeout);
+    auto r = co_await deliver(std::move(chunk));
     if (!r) {
       // Nothing of this chunk was sent. Before anything was sent the call fails as a whole (a
       // missing queue reads as one error). Later, stop here so the queue never sees the batches
@@ -159,10 +168,124 @@ awaitable<result<std::vector<send_outcome>>> queue_client::send_batch(
   co_return outcomes;
 }
 
+// A subscription holds what its topic's publishes put there; a send straight into it would
+// bypass the filter and the fan-out (docs/adr/0050-topics-and-subscriptions.md).
+error not_sendable(const queue_name& queue) {
+  return fail(errc::invalid_argument,
+              queue.to_string() + " is a subscription: publish to its topic " + queue.topic());
+}
+
+}  // namespace
+
+awaitable<result<message_id>> queue_client::send(const queue_name& queue, message msg) {
+  if (queue.is_subscription()) co_return not_sendable(queue);
+  provider* p = provider_.get();
+  const milliseconds timeout = options_.send_timeout;
+  co_return co_await deliver_one(caps(), provider_name(), std::move(msg),
+                                 [p, &queue, timeout](std::vector<message> batch) {
+                                   return p->send(queue, std::move(batch), timeout);
+                                 });
+}
+
+awaitable<result<std::vector<send_outcome>>> queue_client::send_batch(
+    const queue_name& queue, std::vector<message> messages) {
+  if (queue.is_subscription()) co_return not_sendable(queue);
+  provider* p = provider_.get();
+  const milliseconds timeout = options_.send_timeout;
+  co_return co_await deliver_in_batches(caps(), std::move(messages),
+                                        [p, &queue, timeout](std::vector<message> batch) {
+                                          return p->send(queue, std::move(batch), timeout);
+                                        });
+}
+
+// ---- publish/subscribe ----
+
+std::optional<error> queue_client::without_topics(std::string_view call) const {
+  if (caps().topics) return std::nullopt;
+  return fail(errc::unsupported, std::string(provider_name()) + " has no topics (caps().topics; " +
+                                     std::string(call) + ")");
+}
+
+std::optional<error> queue_client::unreadable(const queue_name& queue) const {
+  if (!queue.is_subscription()) return std::nullopt;
+  if (auto refused = without_topics(queue.to_string())) return refused;
+  return std::nullopt;
+}
+
+awaitable<result<void>> queue_client::create_topic(const topic_name& topic) {
+  if (auto refused = without_topics("create_topic")) co_return *refused;
+  co_return co_await provider_->create_topic(topic);
+}
+
+awaitable<result<void>> queue_client::delete_topic(const topic_name& topic) {
+  if (auto refused = without_topics("delete_topic")) co_return *refused;
+  co_return co_await provider_->delete_topic(topic);
+}
+
+awaitable<result<message_id>> queue_client::publish(const topic_name& topic, message msg) {
+  if (auto refused = without_topics("publish")) co_return *refused;
+  provider* p = provider_.get();
+  const milliseconds timeout = options_.send_timeout;
+  co_return co_await deliver_one(caps(), provider_name(), std::move(msg),
+                                 [p, &topic, timeout](std::vector<message> batch) {
+                                   return p->publish(topic, std::move(batch), timeout);
+                                 });
+}
+
+awaitable<result<std::vector<send_outcome>>> queue_client::publish_batch(
+    const topic_name& topic, std::vector<message> messages) {
+  if (auto refused = without_topics("publish")) co_return *refused;
+  provider* p = provider_.get();
+  const milliseconds timeout = options_.send_timeout;
+  co_return co_await deliver_in_batches(caps(), std::move(messages),
+                                        [p, &topic, timeout](std::vector<message> batch) {
+                                          return p->publish(topic, std::move(batch), timeout);
+                                        });
+}
+
+awaitable<result<void>> queue_client::create_subscription(const queue_name& subscription,
+                                                          const subscription_options& options) {
+  if (auto refused = without_topics("create_subscription")) co_return *refused;
+  if (!subscription.is_subscription() || subscription.is_dead_letter()) {
+    co_return fail(
+        errc::invalid_argument,
+        subscription.to_string() + " is not a subscription name (queue_name::subscription)");
+  }
+  const auto& c = caps();
+  if (!options.filter.empty() && !c.subscription_filters) {
+    co_return fail(errc::unsupported,
+                   std::string(provider_name()) +
+                       " cannot filter subscriptions (caps().subscription_filters)");
+  }
+  if (options.queue.requires_session && !c.subscription_sessions) {
+    co_return fail(errc::unsupported,
+                   std::string(provider_name()) +
+                       " has no sessions on subscriptions (caps().subscription_sessions)");
+  }
+  co_return co_await provider_->create_subscription(subscription, options);
+}
+
+awaitable<result<void>> queue_client::delete_subscription(const queue_name& subscription) {
+  if (auto refused = without_topics("delete_subscription")) co_return *refused;
+  if (!subscription.is_subscription() || subscription.is_dead_letter()) {
+    co_return fail(
+        errc::invalid_argument,
+        subscription.to_string() + " is not a subscription name (queue_name::subscription)");
+  }
+  co_return co_await provider_->delete_subscription(subscription);
+}
+
+awaitable<result<std::vector<subscription_info>>> queue_client::list_subscriptions(
+    const topic_name& topic) {
+  if (auto refused = without_topics("list_subscriptions")) co_return *refused;
+  co_return co_await provider_->list_subscriptions(topic);
+}
+
 awaitable<result<std::vector<received_message>>> queue_client::receive(const queue_name& queue,
                                                                        std::size_t max_messages,
                                                                        milliseconds wait) {
   if (max_messages == 0) co_return fail(errc::invalid_argument, "max_messages must be at least 1");
+  if (auto refused = unreadable(queue)) co_return *refused;
   co_return co_await provider_->receive(queue, max_messages, wait);
 }
 
@@ -172,6 +295,7 @@ awaitable<result<std::vector<received_message>>> queue_client::peek(const queue_
   if (!caps().peek) {
     co_return fail(errc::unsupported, std::string(provider_name()) + " does not support peek");
   }
+  if (auto refused = unreadable(queue)) co_return *refused;
   co_return co_await provider_->peek(queue, max_messages, from_sequence);
 }
 
@@ -199,6 +323,7 @@ awaitable<result<session>> queue_client::accept_session(const queue_name& queue,
   if (caps().sessions == session_support::none) {
     co_return fail(errc::unsupported, std::string(provider_name()) + " has no sessions");
   }
+  if (auto refused = unreadable(queue)) co_return *refused;
   auto r = co_await provider_->accept_session(queue, std::move(which), wait);
   if (!r) co_return r.error();
   co_return session(std::move(*r));

@@ -109,6 +109,28 @@ result<session> queue_client::accept_session(const queue_name& q, std::optional<
   if (!r) return r.error();
   return session(impl_, std::move(*r));
 }
+result<void> queue_client::create_topic(const topic_name& t) {
+  return impl_->run(impl_->client->create_topic(t));
+}
+result<void> queue_client::delete_topic(const topic_name& t) {
+  return impl_->run(impl_->client->delete_topic(t));
+}
+result<message_id> queue_client::publish(const topic_name& t, message msg) {
+  return impl_->run(impl_->client->publish(t, std::move(msg)));
+}
+result<std::vector<send_outcome>> queue_client::publish_batch(const topic_name& t,
+                                                              std::vector<message> msgs) {
+  return impl_->run(impl_->client->publish_batch(t, std::move(msgs)));
+}
+result<void> queue_client::create_subscription(const queue_name& s, const subscription_options& o) {
+  return impl_->run(impl_->client->create_subscription(s, o));
+}
+result<void> queue_client::delete_subscription(const queue_name& s) {
+  return impl_->run(impl_->client->delete_subscription(s));
+}
+result<std::vector<subscription_info>> queue_client::list_subscriptions(const topic_name& t) {
+  return impl_->run(impl_->client->list_subscriptions(t));
+}
 void queue_client::close() {
   if (impl_) impl_->shutdown();
 }

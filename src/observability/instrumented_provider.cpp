@@ -8,8 +8,9 @@ namespace {
 using steady = std::chrono::steady_clock;
 
 constexpr std::array provider_ops = {
-    operation::send,        operation::receive, operation::complete, operation::abandon,
-    operation::dead_letter, operation::renew,   operation::peek,     operation::stats};
+    operation::send,    operation::receive,     operation::complete,
+    operation::abandon, operation::dead_letter, operation::renew,
+    operation::peek,    operation::stats,       operation::publish};
 
 constexpr std::size_t op_index(operation op) {
   return static_cast<std::size_t>(op);
@@ -21,9 +22,10 @@ struct queue_series {
   std::string base_name;
   bool dead_letter = false;
   std::atomic<std::uint64_t> provider_key{0};  // receipt_handle::queue seen for this queue
-  std::array<histogram*, 9> latency{};
-  std::array<counter*, 9> calls{};
+  std::array<histogram*, 10> latency{};
+  std::array<counter*, 10> calls{};
   histogram* send_batch = nullptr;
+  histogram* publish_batch = nullptr;
   histogram* receive_batch = nullptr;
   counter* sent = nullptr;
   counter* received = nullptr;
@@ -45,8 +47,21 @@ class series_table {
   }
 
   queue_series& for_queue(const queue_name& queue) {
+    return lookup(queue.str(), queue.is_dead_letter(), queue.to_string(), false);
+  }
+
+  /// A topic's own series (publish), under "<topic>/Subscriptions": no queue or subscription
+  /// is named so, and the exposition shows it as the label topic="<topic>" (metrics.cpp).
+  queue_series& for_topic(const topic_name& topic) {
+    const std::string label = topic.str() + "/Subscriptions";
+    return lookup(label, false, label, true);
+  }
+
+ private:
+  queue_series& lookup(const std::string& base_name, bool dead_letter, const std::string& label,
+                       bool topic) {
     auto same = [&](const queue_series& s) {
-      return s.dead_letter == queue.is_dead_letter() && s.base_name == queue.str();
+      return s.dead_letter == dead_letter && s.base_name == base_name;
     };
     const std::size_t n = size_.load(std::memory_order_acquire);
     for (std::size_t i = 0; i < n; ++i) {
@@ -57,14 +72,20 @@ class series_table {
     for (std::size_t i = n; i < m; ++i) {
       if (same(*slots_[i])) return *slots_[i];
     }
-    if (m == slots_.size()) return *overflow_;
-    slots_[m] = make(queue.to_string());
-    slots_[m]->base_name = queue.str();
-    slots_[m]->dead_letter = queue.is_dead_letter();
+    if (m == slots_.size()) {
+      if (!topic) return *overflow_;
+      // Made on first need (under the lock), so a provider without topics exposes no topic.
+      if (!topic_overflow_) topic_overflow_ = make("other/Subscriptions", true);
+      return *topic_overflow_;
+    }
+    slots_[m] = make(label, topic);
+    slots_[m]->base_name = base_name;
+    slots_[m]->dead_letter = dead_letter;
     size_.store(m + 1, std::memory_order_release);
     return *slots_[m];
   }
 
+ public:
   queue_series& for_receipt(const receipt_handle& r) {
     const std::size_t n = size_.load(std::memory_order_acquire);
     for (std::size_t i = 0; i < n; ++i) {
@@ -96,17 +117,24 @@ class series_table {
   const std::string& provider() const { return provider_; }
 
  private:
-  std::unique_ptr<queue_series> make(std::string queue) {
+  // A queue's series cover every call but publish; a topic's only publish, so neither shows a
+  // column of zeros for calls it never takes.
+  std::unique_ptr<queue_series> make(std::string queue, bool topic = false) {
     auto q = std::make_unique<queue_series>();
     q->queue = std::move(queue);
     for (auto op : provider_ops) {
+      if ((op == operation::publish) != topic) continue;
       const std::string name(to_string(op));
       q->latency[op_index(op)] = &m_.operation_duration.with({q->queue, provider_, name});
       q->calls[op_index(op)] = &m_.operations.with({q->queue, provider_, name});
     }
+    q->sent = &m_.messages_sent.with({q->queue, provider_});
+    if (topic) {
+      q->publish_batch = &m_.batch_sizes.with({q->queue, provider_, "publish"});
+      return q;
+    }
     q->send_batch = &m_.batch_sizes.with({q->queue, provider_, "send"});
     q->receive_batch = &m_.batch_sizes.with({q->queue, provider_, "receive"});
-    q->sent = &m_.messages_sent.with({q->queue, provider_});
     q->received = &m_.messages_received.with({q->queue, provider_});
     q->dead_lettered = &m_.dead_lettered.with({q->queue, provider_});
     q->in_flight = &m_.in_flight.with({q->queue, provider_});
@@ -124,6 +152,7 @@ class series_table {
   std::atomic<std::size_t> size_{0};
   std::unique_ptr<queue_series> overflow_;
   std::unique_ptr<queue_series> unknown_;
+  std::unique_ptr<queue_series> topic_overflow_;  ///< shown as topic="other"
 };
 
 struct call_timer {
@@ -311,22 +340,40 @@ class instrumented_provider final : public provider {
     const auto batch = messages.size();
     call_timer t;
     auto r = co_await inner_->send(queue, std::move(messages), timeout);
-    t.record(q, operation::send);
-    q.send_batch->observe(static_cast<double>(batch));
-    if (r) {
-      std::uint64_t ok = 0;
-      for (const auto& outcome : *r) {
-        if (outcome) {
-          ++ok;
-        } else {
-          table_.count_error(q, operation::send, outcome.error());
-        }
-      }
-      q.sent->inc(ok);
-    } else {
-      table_.count_error(q, operation::send, r.error());
-    }
+    record_sent(q, operation::send, q.send_batch, batch, t, r);
     co_return r;
+  }
+
+  // A publish is counted as a send is, under the topic: its latency, batch size
+  // (operation="publish"), messages accepted and errors. What each subscription then hands out
+  // is counted by receive under the subscription's name.
+  awaitable<result<std::vector<send_outcome>>> publish(const topic_name& topic,
+                                                       std::vector<message> messages,
+                                                       milliseconds timeout) override {
+    auto& q = table_.for_topic(topic);
+    const auto batch = messages.size();
+    call_timer t;
+    auto r = co_await inner_->publish(topic, std::move(messages), timeout);
+    record_sent(q, operation::publish, q.publish_batch, batch, t, r);
+    co_return r;
+  }
+
+  awaitable<result<void>> create_topic(const topic_name& topic) override {
+    return inner_->create_topic(topic);
+  }
+  awaitable<result<void>> delete_topic(const topic_name& topic) override {
+    return inner_->delete_topic(topic);
+  }
+  awaitable<result<void>> create_subscription(const queue_name& subscription,
+                                              const subscription_options& options) override {
+    return inner_->create_subscription(subscription, options);
+  }
+  awaitable<result<void>> delete_subscription(const queue_name& subscription) override {
+    return inner_->delete_subscription(subscription);
+  }
+  awaitable<result<std::vector<subscription_info>>> list_subscriptions(
+      const topic_name& topic) override {
+    return inner_->list_subscriptions(topic);
   }
 
   awaitable<result<std::vector<received_message>>> receive(const queue_name& queue,
@@ -384,6 +431,25 @@ class instrumented_provider final : public provider {
   awaitable<void> close() override { return inner_->close(); }
 
  private:
+  void record_sent(queue_series& q, operation op, histogram* batch_sizes, std::size_t batch,
+                   const call_timer& t, const result<std::vector<send_outcome>>& r) {
+    t.record(q, op);
+    batch_sizes->observe(static_cast<double>(batch));
+    if (r) {
+      std::uint64_t ok = 0;
+      for (const auto& outcome : *r) {
+        if (outcome) {
+          ++ok;
+        } else {
+          table_.count_error(q, op, outcome.error());
+        }
+      }
+      q.sent->inc(ok);
+    } else {
+      table_.count_error(q, op, r.error());
+    }
+  }
+
   provider_ptr inner_;
   series_table table_;
   registry& registry_;

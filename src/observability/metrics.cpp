@@ -101,6 +101,41 @@ void append_escaped(std::string& out, std::string_view text, bool is_label_value
   }
 }
 
+void append_label(std::string& out, bool& first, std::string_view name, std::string_view value) {
+  if (!first) out += ',';
+  first = false;
+  out += name;
+  out += "=\"";
+  append_escaped(out, value, true);
+  out += '"';
+}
+
+// A `queue` label naming a topic's subscription ("<topic>/Subscriptions/<name>", its dead-letter
+// queue too) is exposed with `topic` and `subscription` labels beside it, so dashboards can
+// select by topic; the topic's own series (publish), recorded under "<topic>/Subscriptions",
+// which no queue or subscription is named, carry the `topic` label instead of `queue`
+// (docs/adr/0050-topics-and-subscriptions.md).
+void append_queue_label(std::string& out, bool& first, std::string_view value) {
+  constexpr std::string_view marker = "/Subscriptions";
+  const auto at = value.find(marker);
+  if (at == std::string_view::npos || at == 0) {
+    append_label(out, first, "queue", value);
+    return;
+  }
+  const auto topic = value.substr(0, at);
+  const auto rest = value.substr(at + marker.size());
+  if (rest.empty()) {
+    append_label(out, first, "topic", topic);
+    return;
+  }
+  append_label(out, first, "queue", value);
+  if (rest.front() != '/') return;
+  auto subscription = rest.substr(1);
+  subscription = subscription.substr(0, subscription.find('/'));
+  append_label(out, first, "topic", topic);
+  append_label(out, first, "subscription", subscription);
+}
+
 void append_labels(std::string& out, const std::vector<std::string>& names,
                    const std::vector<std::string>& values, std::string_view extra_name = {},
                    std::string_view extra_value = {}) {
@@ -108,12 +143,11 @@ void append_labels(std::string& out, const std::vector<std::string>& names,
   out += '{';
   bool first = true;
   for (std::size_t i = 0; i < names.size(); ++i) {
-    if (!first) out += ',';
-    first = false;
-    out += names[i];
-    out += "=\"";
-    append_escaped(out, values[i], true);
-    out += '"';
+    if (names[i] == "queue") {
+      append_queue_label(out, first, values[i]);
+    } else {
+      append_label(out, first, names[i], values[i]);
+    }
   }
   if (!extra_name.empty()) {
     if (!first) out += ',';
@@ -362,6 +396,8 @@ std::string_view to_string(operation op) noexcept {
       return "stats";
     case operation::process:
       return "process";
+    case operation::publish:
+      return "publish";
   }
   return "unknown";
 }

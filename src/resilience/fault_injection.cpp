@@ -193,6 +193,35 @@ awaitable<result<std::shared_ptr<session_receiver>>> fault_injecting_provider::a
 awaitable<void> fault_injecting_provider::close() {
   co_await inner_->close();
 }
+awaitable<result<void>> fault_injecting_provider::create_topic(const topic_name& topic) {
+  if (auto e = co_await before_call(fault_ops::management)) co_return *e;
+  co_return co_await inner_->create_topic(topic);
+}
+awaitable<result<void>> fault_injecting_provider::delete_topic(const topic_name& topic) {
+  if (auto e = co_await before_call(fault_ops::management)) co_return *e;
+  co_return co_await inner_->delete_topic(topic);
+}
+// A publish is a send to many queues at once: the same faults apply to it.
+awaitable<result<std::vector<send_outcome>>> fault_injecting_provider::publish(
+    const topic_name& topic, std::vector<message> messages, milliseconds timeout) {
+  if (auto e = co_await before_call(fault_ops::send)) co_return *e;
+  co_return co_await inner_->publish(topic, std::move(messages), timeout);
+}
+awaitable<result<void>> fault_injecting_provider::create_subscription(
+    const queue_name& subscription, const subscription_options& options) {
+  if (auto e = co_await before_call(fault_ops::management)) co_return *e;
+  co_return co_await inner_->create_subscription(subscription, options);
+}
+awaitable<result<void>> fault_injecting_provider::delete_subscription(
+    const queue_name& subscription) {
+  if (auto e = co_await before_call(fault_ops::management)) co_return *e;
+  co_return co_await inner_->delete_subscription(subscription);
+}
+awaitable<result<std::vector<subscription_info>>> fault_injecting_provider::list_subscriptions(
+    const topic_name& topic) {
+  if (auto e = co_await before_call(fault_ops::management)) co_return *e;
+  co_return co_await inner_->list_subscriptions(topic);
+}
 
 std::shared_ptr<fault_injecting_provider> make_fault_injecting_provider(provider_ptr inner,
                                                                         fault_options options) {

@@ -180,6 +180,40 @@ class retrying_provider final : public provider {
 
   awaitable<void> close() override { co_await inner_->close(); }
 
+  // Publish/subscribe: the management calls retry as create_queue does, publish as send does
+  // (a publish that failed as a whole published nothing, docs/contract.md). The retry observer
+  // is told no queue for topic calls; a subscription's calls name the subscription.
+  awaitable<result<void>> create_topic(const topic_name& topic) override {
+    co_return co_await again("create_topic", nullptr, [&] { return inner_->create_topic(topic); });
+  }
+  awaitable<result<void>> delete_topic(const topic_name& topic) override {
+    co_return co_await again("delete_topic", nullptr, [&] { return inner_->delete_topic(topic); });
+  }
+  awaitable<result<std::vector<send_outcome>>> publish(const topic_name& topic,
+                                                       std::vector<message> messages,
+                                                       milliseconds timeout) override {
+    // Each attempt gets a copy: a whole failure leaves nothing published, so the next attempt
+    // must have every message again.
+    return again("publish", nullptr,
+                 [inner = inner_.get(), &topic, messages = std::move(messages), timeout] {
+                   return inner->publish(topic, messages, timeout);
+                 });
+  }
+  awaitable<result<void>> create_subscription(const queue_name& subscription,
+                                              const subscription_options& options) override {
+    co_return co_await again("create_subscription", &subscription,
+                             [&] { return inner_->create_subscription(subscription, options); });
+  }
+  awaitable<result<void>> delete_subscription(const queue_name& subscription) override {
+    co_return co_await again("delete_subscription", &subscription,
+                             [&] { return inner_->delete_subscription(subscription); });
+  }
+  awaitable<result<std::vector<subscription_info>>> list_subscriptions(
+      const topic_name& topic) override {
+    co_return co_await again("list_subscriptions", nullptr,
+                             [&] { return inner_->list_subscriptions(topic); });
+  }
+
  private:
   /// retry() with the observer told of each retry: the retryable check sees the failure
   /// first, the sleeper runs only when a retry follows. Not a coroutine itself: the callables

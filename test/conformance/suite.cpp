@@ -85,6 +85,10 @@ void provider_test::SetUp() {
 
 void provider_test::TearDown() {
   if (client_) {
+    for (const auto& t : created_topics_) {
+      auto deleted = run(client_->delete_topic(t));
+      if (!deleted) ADD_FAILURE() << "delete_topic " << t.str() << ": " << describe(deleted);
+    }
     for (const auto& q : created_) {
       auto deleted = run(client_->delete_queue(q));
       if (!deleted) ADD_FAILURE() << "delete_queue " << q.str() << ": " << describe(deleted);
@@ -140,6 +144,35 @@ queue_name provider_test::unique_queue_name(bool sessions) const {
   std::string name = "qrt-" + base + "-" + std::string(hex, 10);
   if (sessions) name += tgt().session_queue_suffix;
   return queue_name::from(name);
+}
+
+topic_name provider_test::unique_topic_name() const {
+  // Queue and topic names follow the same rules; a topic's name never clashes with a queue's
+  // either (both carry the random part).
+  return topic_name::from(unique_queue_name().str());
+}
+
+topic_name provider_test::make_topic() {
+  if (!tgt().create_queues) {
+    skip("target '" + tgt().name + "' creates no queues, nor topics");
+    return {};
+  }
+  auto name = unique_topic_name();
+  must(run(client().create_topic(name)), "create_topic " + name.str());
+  created_topics_.push_back(name);
+  return name;
+}
+
+queue_name provider_test::make_subscription(const topic_name& topic, std::string_view name,
+                                            const subscription_options& options) {
+  auto subscription = must(queue_name::subscription(topic, name), "subscription name");
+  must(run(client().create_subscription(subscription, options)),
+       "create_subscription " + subscription.to_string());
+  return subscription;
+}
+
+message_id provider_test::publish(const topic_name& t, message m) {
+  return must(run(client().publish(t, std::move(m))), "publish to " + t.str());
 }
 
 queue_name provider_test::make_queue(const queue_options& options) {

@@ -167,6 +167,14 @@ class provider_test : public ::testing::TestWithParam<target> {
   queue_name make_queue(const queue_options& options = {});
   /// A unique, valid queue name that no queue has yet.
   queue_name unique_queue_name(bool sessions = false) const;
+  /// A unique, valid topic name that no topic has yet (built as unique_queue_name is).
+  topic_name unique_topic_name() const;
+  /// A fresh topic for this test, deleted with its subscriptions at the end. Skips the test
+  /// where the target creates no queues (nor, then, topics): use QRT_MAKE_TOPIC.
+  topic_name make_topic();
+  /// Subscription `name` of `topic`, created with `options` (deleted with its topic).
+  queue_name make_subscription(const topic_name& topic, std::string_view name,
+                               const subscription_options& options = {});
 
   template <class T>
   T run(awaitable<T> op) {
@@ -175,6 +183,7 @@ class provider_test : public ::testing::TestWithParam<target> {
 
   // Operations that must succeed: they throw operation_failed naming the operation otherwise.
   message_id send(const queue_name& q, message m);
+  message_id publish(const topic_name& t, message m);
   std::vector<send_outcome> send_batch(const queue_name& q, std::vector<message> messages);
   std::vector<received_message> receive(const queue_name& q, std::size_t max, milliseconds wait);
   /// Exactly one message, waiting up to `wait` (event_timeout by default).
@@ -207,6 +216,7 @@ class provider_test : public ::testing::TestWithParam<target> {
   std::unique_ptr<io_runner> runner_;
   std::optional<qrt::queue_client> client_;
   std::vector<queue_name> created_;
+  std::vector<topic_name> created_topics_;
 };
 
 /// Unwraps a result that must be a success.
@@ -244,6 +254,11 @@ inline void PrintTo(errc e, std::ostream* os) {
 /// Declares a queue for the test, or skips the test when the target cannot provide one.
 #define QRT_MAKE_QUEUE(var, ...)                         \
   const ::qrt::queue_name var = make_queue(__VA_ARGS__); \
+  if (IsSkipped()) return
+
+/// Declares a topic for the test, or skips the test when the target cannot create one.
+#define QRT_MAKE_TOPIC(var)                   \
+  const ::qrt::topic_name var = make_topic(); \
   if (IsSkipped()) return
 
 /// Skips the test unless the provider declares `cond` (a capability).

@@ -76,6 +76,28 @@ class completion_recorder final : public provider {
     co_return co_await inner_->accept_session(q, std::move(s), wait);
   }
   awaitable<void> close() override { co_await inner_->close(); }
+  // Topic calls pass through; what a subscription delivers is recorded by receive and settle.
+  awaitable<result<void>> create_topic(const topic_name& t) override {
+    co_return co_await inner_->create_topic(t);
+  }
+  awaitable<result<void>> delete_topic(const topic_name& t) override {
+    co_return co_await inner_->delete_topic(t);
+  }
+  awaitable<result<std::vector<send_outcome>>> publish(const topic_name& t, std::vector<message> m,
+                                                       milliseconds timeout) override {
+    co_return co_await inner_->publish(t, std::move(m), timeout);
+  }
+  awaitable<result<void>> create_subscription(const queue_name& s,
+                                              const subscription_options& o) override {
+    co_return co_await inner_->create_subscription(s, o);
+  }
+  awaitable<result<void>> delete_subscription(const queue_name& s) override {
+    co_return co_await inner_->delete_subscription(s);
+  }
+  awaitable<result<std::vector<subscription_info>>> list_subscriptions(
+      const topic_name& t) override {
+    co_return co_await inner_->list_subscriptions(t);
+  }
 
  private:
   provider_ptr inner_;

@@ -123,6 +123,61 @@ if grep -q $'[\e\r\a]' "$tmp/out"; then fail "text output kept control character
 grep -qF 'k=v\x1b]0;owned\x07' "$tmp/out" || fail "attribute not escaped: $(cat "$tmp/out")"
 grep -qF 'a\x1b[2Jb\rc' "$tmp/out" || fail "body not escaped: $(cat "$tmp/out")"
 
+# Topics and subscriptions on the persisted embedded provider, one process per step: a topic,
+# two subscriptions (one filtered), publishes, and each subscription read as a queue.
+t="$tmp/topics"
+mem=(--provider memory --persistence-path "$t")
+expect 0 "created topic events" -- topic create events "${mem[@]}"
+expect 0 "created subscription events/Subscriptions/all" -- subscription create "${mem[@]}" \
+  --topic events --subscription all
+expect 0 "created subscription" -- subscription create "${mem[@]}" --topic events \
+  --subscription eu --filter-attribute region=eu --filter-subject order
+expect 0 '^\{"subscription":"all","topic":"events","attributes":\{\}\}$' -- subscription list \
+  "${mem[@]}" --topic events --output json
+expect 0 '"subscription":"eu".*"region":"eu".*"subject":"order"' -- subscription list \
+  "${mem[@]}" --topic events --output json
+expect 0 '^published ' -- publish "${mem[@]}" --topic events --body eu-order --subject order \
+  --attribute region=eu
+expect 0 '^\{"id":"' -- publish "${mem[@]}" --topic events --body us-order --subject order \
+  --attribute region=us --output json
+expect 0 '^published ' -- publish "${mem[@]}" --topic events --body eu-other --attribute region=eu
+expect 0 '"queue":"events/Subscriptions/all","active":3' -- stats "${mem[@]}" --topic events \
+  --subscription all --output json
+expect 0 '"active":1' -- stats "${mem[@]}" --topic events --subscription eu --output json
+expect 0 '"body_base64":"ZXUtb3JkZXI="' -- receive "${mem[@]}" --topic events --subscription eu \
+  --wait 1 --output json
+expect 0 '"active":0' -- stats "${mem[@]}" --topic events --subscription eu --output json
+# A receive whose output cannot be written completes nothing: the messages stay.
+"$qrt" receive "${mem[@]}" --topic events --subscription all --max 3 --wait 1 >/dev/full 2>/dev/null
+expect 0 '"active":3,"in_flight":0' -- stats "${mem[@]}" --topic events --subscription all \
+  --output json
+expect 0 '"body_base64":"ZXUtb3JkZXI="' -- peek "${mem[@]}" --topic events --subscription all \
+  --max 1 --output json
+expect 0 '"body_base64":"ZXUtb3JkZXI="' -- receive "${mem[@]}" --topic events --subscription all \
+  --wait 1 --output json
+expect 0 '"active":2' -- stats "${mem[@]}" --topic events --subscription all --output json
+expect_quiet dlq list "${mem[@]}" --topic events --subscription all
+expect 2 "cannot send into a subscription" -- dlq replay "${mem[@]}" --topic events \
+  --subscription all --wait 0.1
+expect 0 "processed 2 message" -- process "${mem[@]}" --topic events --subscription all \
+  --exec 'cat >/dev/null' --max-messages 2 --idle-exit 5
+expect 0 '"active":0' -- stats "${mem[@]}" --topic events --subscription all --output json
+# Exactly one of --queue Q or --topic T --subscription S.
+expect 2 "exactly one of --queue" -- receive "${mem[@]}" --queue q --topic events --subscription all
+expect 2 "exactly one of --queue" -- stats "${mem[@]}"
+expect 2 "go together" -- peek "${mem[@]}" --topic events
+expect 2 "go together" -- receive "${mem[@]}" --subscription all
+expect 2 "needs --body" -- publish "${mem[@]}" --topic events
+expect 2 "topic" -- publish "${mem[@]}" --body x
+# Deleting: the subscription, then the topic; what is gone says so.
+expect 0 "deleted subscription" -- subscription delete "${mem[@]}" --topic events --subscription eu
+expect 1 "queue_not_found" -- receive "${mem[@]}" --topic events --subscription eu --wait 0.1
+expect 0 "^all  \(every message\)$" -- subscription list "${mem[@]}" --topic events
+expect 0 "deleted topic events" -- topic delete events "${mem[@]}"
+expect 1 "topic_not_found" -- publish "${mem[@]}" --topic events --body x
+expect 1 "topic_not_found" -- subscription list "${mem[@]}" --topic events
+expect 1 "topic_not_found" -- subscription create "${mem[@]}" --topic events --subscription s
+
 # The environment is shared with other tools: an unknown QRT_* variable is ignored with one
 # warning naming it (not its value); the same unknown key as a flag is still an error.
 QRT_DEPLOY_REVISION=value-not-to-print "$qrt" send --provider memory --queue q --body x \

@@ -32,10 +32,28 @@ result<config> build_config(const provider_flags& flags, const config& environme
                 "no provider: pass --provider memory|sqs|servicebus|amqp, set QRT_PROVIDER, or "
                 "put provider: in the --config file");
   }
+  // A subscription is created with `qrt subscription create`, never implied.
   if (cfg.get("provider") == "memory" && !flags.queue.empty() && !cfg.contains("queues")) {
     cfg.set("queues", flags.queue);
   }
   return cfg;
+}
+
+result<queue_name> queue_of(const provider_flags& flags) {
+  const bool queue = !flags.queue.empty();
+  const bool subscription = !flags.topic.empty() || !flags.subscription.empty();
+  if (queue == subscription) {
+    return fail(errc::invalid_argument,
+                "give exactly one of --queue Q or --topic T --subscription S");
+  }
+  if (queue) return queue_name::parse(flags.queue);
+  if (flags.topic.empty() || flags.subscription.empty()) {
+    return fail(errc::invalid_argument,
+                "--topic and --subscription go together (a subscription of a topic)");
+  }
+  auto topic = topic_name::parse(flags.topic);
+  if (!topic) return topic.error();
+  return queue_name::subscription(*topic, flags.subscription);
 }
 
 result<std::pair<std::string, std::string>> parse_attribute(std::string_view text) {
@@ -227,32 +245,105 @@ std::string message_json(const received_message& m) {
   return boost::json::serialize(o);
 }
 
-result<void> send(sync::queue_client& c, const queue_name& q, const send_options& o,
-                  std::ostream& out) {
+namespace {
+
+// send and publish: the same message `o.count` times, each id printed and flushed before the
+// next; `deliver` hands one message to the provider.
+template <class Deliver>
+result<void> deliver_each(const send_options& o, std::string_view verb, std::ostream& out,
+                          Deliver deliver) {
   message m;
   m.body = o.body;
   m.attributes = o.attributes;
   m.correlation_id = o.correlation_id;
+  m.subject = o.subject;
   if (o.session) {
     auto s = session_id::parse(*o.session);
     if (!s) return s.error();
     m.session = *s;
   }
   for (std::uint64_t i = 0; i < o.count; ++i) {
-    auto id = c.send(q, m);
+    auto id = deliver(m);
     if (!id) return id.error();
     if (o.output == output_format::json) {
       out << boost::json::serialize(boost::json::object{{"id", *id}}) << '\n';
     } else {
-      out << "sent " << printable_text(*id) << '\n';
+      out << verb << ' ' << printable_text(*id) << '\n';
     }
     if (auto w = flushed(out); !w) {
       auto e = w.error();
-      e.message = "sent " + std::to_string(i + 1) + " message(s), then " + e.message;
+      e.message =
+          std::string(verb) + " " + std::to_string(i + 1) + " message(s), then " + e.message;
       return e;
     }
   }
   return {};
+}
+
+}  // namespace
+
+result<void> send(sync::queue_client& c, const queue_name& q, const send_options& o,
+                  std::ostream& out) {
+  return deliver_each(o, "sent", out, [&](const message& m) { return c.send(q, m); });
+}
+
+result<void> publish(sync::queue_client& c, const topic_name& t, const send_options& o,
+                     std::ostream& out) {
+  return deliver_each(o, "published", out, [&](const message& m) { return c.publish(t, m); });
+}
+
+result<void> create_topic(sync::queue_client& c, const topic_name& t, std::ostream& out) {
+  if (auto r = c.create_topic(t); !r) return r;
+  out << "created topic " << t.str() << '\n';
+  return flushed(out);
+}
+
+result<void> delete_topic(sync::queue_client& c, const topic_name& t, std::ostream& out) {
+  if (auto r = c.delete_topic(t); !r) return r;
+  out << "deleted topic " << t.str() << " and its subscriptions\n";
+  return flushed(out);
+}
+
+result<void> create_subscription(sync::queue_client& c, const queue_name& s,
+                                 const subscription_filter& filter, std::ostream& out) {
+  subscription_options options;
+  options.filter = filter;
+  if (auto r = c.create_subscription(s, options); !r) return r;
+  out << "created subscription " << s.to_string() << '\n';
+  return flushed(out);
+}
+
+result<void> delete_subscription(sync::queue_client& c, const queue_name& s, std::ostream& out) {
+  if (auto r = c.delete_subscription(s); !r) return r;
+  out << "deleted subscription " << s.to_string() << '\n';
+  return flushed(out);
+}
+
+result<std::size_t> list_subscriptions(sync::queue_client& c, const topic_name& t, output_format f,
+                                       std::ostream& out) {
+  auto listed = c.list_subscriptions(t);
+  if (!listed) return listed.error();
+  for (const auto& s : *listed) {
+    if (f == output_format::json) {
+      boost::json::object filter_attributes;
+      for (const auto& [k, v] : s.filter.attributes) filter_attributes[k] = v;
+      boost::json::object line{{"subscription", std::string(s.name.subscription_name())},
+                               {"topic", t.str()},
+                               {"attributes", std::move(filter_attributes)}};
+      if (s.filter.subject) line["subject"] = *s.filter.subject;
+      out << boost::json::serialize(line) << '\n';
+    } else {
+      out << printable_text(s.name.subscription_name());
+      if (s.filter.empty()) out << "  (every message)";
+      if (s.filter.subject) out << "  subject=" << printable_text(*s.filter.subject);
+      for (const auto& [k, v] : s.filter.attributes) {
+        out << "  " << printable_text(k) << '=' << printable_text(v);
+      }
+      out << '\n';
+    }
+  }
+  if (auto w = flushed(out); !w) return w.error();
+  return listed->size();
 }
 
 result<std::size_t> receive(sync::queue_client& c, const queue_name& q, const receive_options& o,
@@ -321,6 +412,12 @@ result<std::size_t> peek(sync::queue_client& c, const queue_name& q, std::size_t
 
 result<std::size_t> dlq_replay(sync::queue_client& c, const queue_name& q, std::size_t max,
                                milliseconds wait, std::ostream& out) {
+  if (q.is_subscription()) {
+    return fail(errc::invalid_argument,
+                "dlq replay cannot send into a subscription (publishing to its topic would "
+                "reach every subscription): read " +
+                    q.dead_letter().to_string() + " with dlq list, and publish again yourself");
+  }
   const auto dlq = q.dead_letter();
   std::size_t moved = 0;
   while (moved < max) {

@@ -17,6 +17,8 @@ namespace qrt::cli {
 struct provider_flags {
   std::string provider;
   std::string queue;
+  std::string topic;         ///< a topic, or with `subscription` one of its subscriptions
+  std::string subscription;  ///< read instead of a queue (with `topic`)
   std::string endpoint;
   std::string region;
   std::string connection_string;
@@ -37,6 +39,7 @@ struct send_options {
   std::map<std::string, std::string> attributes;
   std::optional<std::string> session;
   std::string correlation_id;
+  std::string subject;  ///< what subscription filters match on (and Service Bus's label)
   std::uint64_t count = 1;
   output_format output = output_format::text;
 };
@@ -48,6 +51,10 @@ struct receive_options {
   std::optional<std::string> session;
   output_format output = output_format::text;
 };
+
+/// The queue a reading command reads: --queue Q, or --topic T --subscription S (the
+/// subscription, read as a queue); exactly one of the two forms, else invalid_argument.
+result<queue_name> queue_of(const provider_flags& flags);
 
 /// "key=value" -> {key, value}; the key must be non-empty.
 result<std::pair<std::string, std::string>> parse_attribute(std::string_view text);
@@ -69,6 +76,18 @@ std::string message_json(const received_message& m);
 
 result<void> send(sync::queue_client& c, const queue_name& q, const send_options& o,
                   std::ostream& out);
+/// As send, to every subscription of `t` (qrt publish); prints "published <id>".
+result<void> publish(sync::queue_client& c, const topic_name& t, const send_options& o,
+                     std::ostream& out);
+result<void> create_topic(sync::queue_client& c, const topic_name& t, std::ostream& out);
+result<void> delete_topic(sync::queue_client& c, const topic_name& t, std::ostream& out);
+result<void> create_subscription(sync::queue_client& c, const queue_name& s,
+                                 const subscription_filter& filter, std::ostream& out);
+result<void> delete_subscription(sync::queue_client& c, const queue_name& s, std::ostream& out);
+/// One line per subscription: its name and filter (JSON: subscription, subject, attributes).
+result<std::size_t> list_subscriptions(sync::queue_client& c, const topic_name& t, output_format f,
+                                       std::ostream& out);
+
 /// Prints each message and flushes, then completes it unless o.complete is false; a message is
 /// completed only once its output was written. Returns how many.
 result<std::size_t> receive(sync::queue_client& c, const queue_name& q, const receive_options& o,
@@ -77,7 +96,9 @@ result<std::size_t> peek(sync::queue_client& c, const queue_name& q, std::size_t
                          std::int64_t from_sequence, output_format f, std::ostream& out);
 /// Moves up to `max` messages from q's dead-letter queue back to q: each is sent first and only
 /// then completed in the DLQ, so a failure leaves it in the DLQ (at worst sent twice). On any
-/// failure the messages received but not yet moved are abandoned: they stay in the DLQ.
+/// failure the messages received but not yet moved are abandoned: they stay in the DLQ. A
+/// subscription cannot be sent to (only its topic, which would reach every subscription), so
+/// for one it refuses with invalid_argument before receiving anything.
 result<std::size_t> dlq_replay(sync::queue_client& c, const queue_name& q, std::size_t max,
                                milliseconds wait, std::ostream& out);
 result<void> stats(sync::queue_client& c, const queue_name& q, output_format f, std::ostream& out);

@@ -1,7 +1,7 @@
-// qrt: send, receive, peek, inspect and replay dead-letter queues, show stats,
-// and benchmark any provider, and compare two benchmark reports. Exit codes: 0
-// success, 1 the provider or run failed, 2 bad input, 3 a performance target
-// was missed (bench --fail-on-miss), 4 a figure regressed (bench compare
+// qrt: send, publish, receive, peek, inspect and replay dead-letter queues, show stats, manage
+// topics and subscriptions, and benchmark any provider, and compare two benchmark reports. Exit
+// codes: 0 success, 1 the provider or run failed, 2 bad input, 3 a performance target was missed
+// (bench --fail-on-miss), 4 a figure regressed (bench compare
 // --fail-on-regression).
 #include <unistd.h>
 
@@ -40,11 +40,25 @@ int report_error(const error& e) {
   return bad_input ? exit_usage : exit_failed;
 }
 
-void add_provider_flags(CLI::App& cmd, cli::provider_flags& f, bool queue_required = true) {
+/// What a command names besides the provider.
+enum class names {
+  queue,                  ///< --queue Q (required)
+  optional_queue,         ///< --queue Q, optional (bench)
+  queue_or_subscription,  ///< --queue Q, or --topic T --subscription S (reading commands)
+  none,                   ///< neither (the command adds its own, e.g. --topic)
+};
+
+void add_provider_flags(CLI::App& cmd, cli::provider_flags& f, names n = names::queue) {
   cmd.add_option("--provider", f.provider, "memory | sqs | servicebus | amqp (or QRT_PROVIDER)")
       ->check(CLI::IsMember({"memory", "sqs", "servicebus", "amqp"}));
-  auto* q = cmd.add_option("--queue", f.queue, "queue name");
-  if (queue_required) q->required();
+  if (n != names::none) {
+    auto* q = cmd.add_option("--queue", f.queue, "queue name");
+    if (n == names::queue) q->required();
+  }
+  if (n == names::queue_or_subscription) {
+    cmd.add_option("--topic", f.topic, "with --subscription: read a topic's subscription");
+    cmd.add_option("--subscription", f.subscription, "the subscription of --topic to read");
+  }
   cmd.add_option("--endpoint", f.endpoint, "URL of an SQS endpoint or an AMQP broker");
   cmd.add_option("--region", f.region, "AWS region (sqs)");
   cmd.add_option("--connection-string", f.connection_string,
@@ -84,14 +98,25 @@ struct opened {
   queue_name queue;
 };
 
-result<opened> open(const cli::provider_flags& flags) {
+result<sync::queue_client> open_client(const cli::provider_flags& flags) {
   auto cfg = cli::build_config(flags, config::from_environment());
   if (!cfg) return cfg.error();
-  auto q = queue_name::parse(flags.queue);
+  return sync::queue_client::open(*cfg, builtin_providers());
+}
+
+// The queue (or subscription) is checked before the provider is built, so a usage error is
+// reported as one.
+result<opened> open(const cli::provider_flags& flags) {
+  auto q = cli::queue_of(flags);
   if (!q) return q.error();
-  auto c = sync::queue_client::open(*cfg, builtin_providers());
+  auto c = open_client(flags);
   if (!c) return c.error();
   return opened{std::move(*c), *q};
+}
+
+result<topic_name> topic_of(const cli::provider_flags& flags) {
+  if (flags.topic.empty()) return fail(errc::invalid_argument, "--topic T is required");
+  return topic_name::parse(flags.topic);
 }
 
 std::string with_thousands(std::uint64_t n) {
@@ -146,10 +171,21 @@ std::string command_line_without_secrets(int argc, char** argv) {
 
 // ---- subcommands: each registers its flags with the parser and runs when it was chosen ----
 
+// `send` to a queue, or `publish` to a topic: the same input options.
 class send_command {
  public:
-  explicit send_command(CLI::App& app) : cmd_(app.add_subcommand("send", "Send a message")) {
-    add_provider_flags(*cmd_, flags_);
+  explicit send_command(CLI::App& app, bool publish = false)
+      : publish_(publish),
+        cmd_(publish ? app.add_subcommand("publish",
+                                          "Publish a message to a topic: every subscription "
+                                          "whose filter it matches gets a copy")
+                     : app.add_subcommand("send", "Send a message")) {
+    if (publish_) {
+      add_provider_flags(*cmd_, flags_, names::none);
+      cmd_->add_option("--topic", flags_.topic, "topic name")->required();
+    } else {
+      add_provider_flags(*cmd_, flags_);
+    }
     body_opt_ = cmd_->add_option("--body", opts_.body, "message body (text)");
     body_file_opt_ =
         cmd_->add_option("--body-file", body_file_, "read the body (any bytes) from a file")
@@ -158,6 +194,7 @@ class send_command {
     cmd_->add_option("--attribute", attributes_, "key=value user attribute (repeatable)");
     cmd_->add_option("--session", session_, "session id (ordered group)");
     cmd_->add_option("--correlation-id", opts_.correlation_id, "correlation id");
+    cmd_->add_option("--subject", opts_.subject, "subject (what subscription filters match on)");
     cmd_->add_option("--count", opts_.count, "send the message this many times")
         ->check(CLI::Range(std::uint64_t{1}, std::uint64_t{1'000'000'000}));
     add_output_flag(*cmd_, output_);
@@ -166,7 +203,8 @@ class send_command {
 
   int run() {
     if (body_opt_->count() == 0 && body_file_opt_->count() == 0) {
-      return report_error(fail(errc::invalid_argument, "send needs --body or --body-file"));
+      return report_error(fail(errc::invalid_argument,
+                               std::string(cmd_->get_name()) + " needs --body or --body-file"));
     }
     if (!body_file_.empty()) {
       // Checked before reading: no provider takes a message over 1 GiB, so a
@@ -195,6 +233,14 @@ class send_command {
     }
     if (!session_.empty()) opts_.session = session_;
     opts_.output = format_of(output_);
+    if (publish_) {
+      auto topic = topic_of(flags_);
+      if (!topic) return report_error(topic.error());
+      auto c = open_client(flags_);
+      if (!c) return report_error(c.error());
+      if (auto r = cli::publish(*c, *topic, opts_, std::cout); !r) return report_error(r.error());
+      return 0;
+    }
     auto o = open(flags_);
     if (!o) return report_error(o.error());
     if (auto r = cli::send(o->client, o->queue, opts_, std::cout); !r) {
@@ -204,6 +250,7 @@ class send_command {
   }
 
  private:
+  bool publish_;
   CLI::App* cmd_;
   cli::provider_flags flags_;
   cli::send_options opts_;
@@ -217,7 +264,7 @@ class receive_command {
  public:
   explicit receive_command(CLI::App& app)
       : cmd_(app.add_subcommand("receive", "Receive messages, print them, then complete them")) {
-    add_provider_flags(*cmd_, flags_);
+    add_provider_flags(*cmd_, flags_, names::queue_or_subscription);
     cmd_->add_option("--max", opts_.max, "most messages to receive (default 1)")
         ->check(CLI::Range(std::size_t{1}, std::size_t{1'000'000}));
     cmd_->add_option("--wait", wait_, "seconds to wait for messages (default 5)");
@@ -256,7 +303,7 @@ class peek_command {
  public:
   explicit peek_command(CLI::App& app)
       : cmd_(app.add_subcommand("peek", "Show messages without locking or removing them")) {
-    add_provider_flags(*cmd_, flags_);
+    add_provider_flags(*cmd_, flags_, names::queue_or_subscription);
     cmd_->add_option("--max", max_, "most messages to show (default 10)")
         ->check(CLI::Range(std::size_t{1}, std::size_t{1'000'000}));
     cmd_->add_option("--from-sequence", from_, "start at this sequence number (default: oldest)");
@@ -288,14 +335,14 @@ class dlq_commands {
     dlq_->require_subcommand(1);
     list_ = dlq_->add_subcommand("list",
                                  "Show dead-lettered messages (with reasons), not removing them");
-    add_provider_flags(*list_, list_flags_);
+    add_provider_flags(*list_, list_flags_, names::queue_or_subscription);
     list_->add_option("--max", list_max_, "most messages to show (default 10)")
         ->check(CLI::Range(std::size_t{1}, std::size_t{1'000'000}));
     add_output_flag(*list_, output_);
     replay_ = dlq_->add_subcommand("replay",
                                    "Move dead-lettered messages back to the queue (send first, "
                                    "then remove from the DLQ)");
-    add_provider_flags(*replay_, replay_flags_);
+    add_provider_flags(*replay_, replay_flags_, names::queue_or_subscription);
     replay_->add_option("--max", replay_max_, "most messages to move (default 100)")
         ->check(CLI::Range(std::size_t{1}, std::size_t{1'000'000}));
     replay_->add_option("--wait", wait_, "seconds to wait for the first message (default 1)");
@@ -338,7 +385,7 @@ class stats_command {
   explicit stats_command(CLI::App& app)
       : cmd_(app.add_subcommand(
             "stats", "Show a queue's depth: active, in flight, scheduled, dead-lettered")) {
-    add_provider_flags(*cmd_, flags_);
+    add_provider_flags(*cmd_, flags_, names::queue_or_subscription);
     add_output_flag(*cmd_, output_);
   }
   CLI::App* parser() const { return cmd_; }
@@ -365,7 +412,7 @@ class process_command {
                                 "Run a worker: each message's body goes to a shell command's "
                                 "stdin; exit 0 completes it, "
                                 "any other status abandons it")) {
-    add_provider_flags(*cmd_, flags_);
+    add_provider_flags(*cmd_, flags_, names::queue_or_subscription);
     cmd_->add_option("--exec", opts_.command,
                      "shell command run per message (/bin/sh -c); message id, delivery "
                      "count, "
@@ -390,7 +437,7 @@ class process_command {
     }
     auto cfg = cli::build_config(flags_, config::from_environment());
     if (!cfg) return report_error(cfg.error());
-    auto q = queue_name::parse(flags_.queue);
+    auto q = cli::queue_of(flags_);
     if (!q) return report_error(q.error());
     auto r = cli::process(*cfg, *q, opts_, std::cerr);
     if (!r) return report_error(r.error());
@@ -404,6 +451,108 @@ class process_command {
   cli::provider_flags flags_;
   cli::process_options opts_;
   double idle_exit_ = -1;
+};
+
+// `topic create T` and `topic delete T`.
+class topic_commands {
+ public:
+  explicit topic_commands(CLI::App& app)
+      : topic_(app.add_subcommand("topic", "Create or delete a topic")) {
+    topic_->require_subcommand(1);
+    create_ = topic_->add_subcommand("create", "Create a topic (nothing happens if it exists)");
+    delete_ = topic_->add_subcommand("delete", "Delete a topic with its subscriptions");
+    for (auto* cmd : {create_, delete_}) {
+      add_provider_flags(*cmd, flags_, names::none);
+      cmd->add_option("topic", flags_.topic, "topic name")->required();
+    }
+  }
+  CLI::App* create_parser() const { return create_; }
+  CLI::App* delete_parser() const { return delete_; }
+
+  int run(bool create) {
+    auto topic = topic_of(flags_);
+    if (!topic) return report_error(topic.error());
+    auto c = open_client(flags_);
+    if (!c) return report_error(c.error());
+    auto r = create ? cli::create_topic(*c, *topic, std::cout)
+                    : cli::delete_topic(*c, *topic, std::cout);
+    return r ? 0 : report_error(r.error());
+  }
+
+ private:
+  CLI::App* topic_;
+  CLI::App* create_ = nullptr;
+  CLI::App* delete_ = nullptr;
+  cli::provider_flags flags_;  // one set: only one of the two subcommands runs
+};
+
+// `subscription create|delete|list --topic T [--subscription S] [--filter-...]`.
+class subscription_commands {
+ public:
+  explicit subscription_commands(CLI::App& app)
+      : sub_(app.add_subcommand("subscription", "Create, delete or list a topic's subscriptions")) {
+    sub_->require_subcommand(1);
+    create_ = sub_->add_subcommand(
+        "create", "Create a subscription; with filters it gets only the messages that match");
+    delete_ = sub_->add_subcommand("delete", "Delete a subscription with its messages");
+    list_ = sub_->add_subcommand("list", "List a topic's subscriptions and their filters");
+    for (auto* cmd : {create_, delete_, list_}) {
+      add_provider_flags(*cmd, flags_, names::none);
+      cmd->add_option("--topic", flags_.topic, "topic name")->required();
+    }
+    for (auto* cmd : {create_, delete_}) {
+      cmd->add_option("--subscription", flags_.subscription, "subscription name")->required();
+    }
+    create_->add_option("--filter-subject", subject_, "only messages with this subject");
+    create_->add_option("--filter-attribute", attributes_,
+                        "only messages with this attribute, as key=value (repeatable: all must "
+                        "match)");
+    add_output_flag(*list_, output_);
+  }
+  CLI::App* create_parser() const { return create_; }
+  CLI::App* delete_parser() const { return delete_; }
+  CLI::App* list_parser() const { return list_; }
+
+  int create() {
+    subscription_filter filter;
+    if (!subject_.empty()) filter.subject = subject_;
+    for (const auto& a : attributes_) {
+      auto kv = cli::parse_attribute(a);
+      if (!kv) return report_error(kv.error());
+      filter.attributes[kv->first] = kv->second;
+    }
+    auto o = open(flags_);
+    if (!o) return report_error(o.error());
+    auto r = cli::create_subscription(o->client, o->queue, filter, std::cout);
+    return r ? 0 : report_error(r.error());
+  }
+  int remove() {
+    auto o = open(flags_);
+    if (!o) return report_error(o.error());
+    auto r = cli::delete_subscription(o->client, o->queue, std::cout);
+    return r ? 0 : report_error(r.error());
+  }
+  int list() {
+    auto topic = topic_of(flags_);
+    if (!topic) return report_error(topic.error());
+    auto c = open_client(flags_);
+    if (!c) return report_error(c.error());
+    auto n = cli::list_subscriptions(*c, *topic, format_of(output_), std::cout);
+    if (!n) return report_error(n.error());
+    if (*n == 0 && format_of(output_) == cli::output_format::text) {
+      std::cerr << "qrt: no subscriptions\n";
+    }
+    return 0;
+  }
+
+ private:
+  CLI::App* sub_;
+  CLI::App* create_ = nullptr;
+  CLI::App* delete_ = nullptr;
+  CLI::App* list_ = nullptr;
+  cli::provider_flags flags_;
+  std::string subject_, output_ = "text";
+  std::vector<std::string> attributes_;
 };
 
 // `bench compare`, under `bench`.
@@ -474,7 +623,7 @@ class bench_command {
                                 "run, and check performance targets")) {
     flags_.provider = "";
     flags_.queue = "qrt-bench";
-    add_provider_flags(*cmd_, flags_, false);
+    add_provider_flags(*cmd_, flags_, names::optional_queue);
     cmd_->add_option("--messages", bo_.messages, "messages to send (default 100000)");
     cmd_->add_option("--duration", duration_text_,
                      "sustained mode: send for this long (30s, 5m, 1h)");
@@ -719,17 +868,23 @@ int main(int argc, char** argv) {
       "  qrt receive --provider sqs ... --queue orders --max 10 --wait 5 "
       "--output json\n"
       "  qrt dlq list --provider servicebus --connection-string \"$SB\" "
-      "--queue orders\n"};
+      "--queue orders\n"
+      "  qrt publish --provider memory --persistence-path /tmp/q --topic events --body hi\n"
+      "  qrt receive --provider memory --persistence-path /tmp/q --topic events "
+      "--subscription audit\n"};
   app.name("qrt");
   app.require_subcommand(1);
 
   // Registered in the order `qrt --help` lists them.
   send_command send(app);
+  send_command publish(app, true);
   receive_command receive(app);
   peek_command peek(app);
   dlq_commands dlq(app);
   stats_command stats(app);
   process_command process(app);
+  topic_commands topic(app);
+  subscription_commands subscription(app);
   bench_command benchmark(app, command_line_without_secrets(argc, argv));
   compare_command compare(*benchmark.parser());
 
@@ -737,12 +892,18 @@ int main(int argc, char** argv) {
   // chosen with it.
   const dispatch_entry commands[] = {
       {send.parser(), [&] { return send.run(); }},
+      {publish.parser(), [&] { return publish.run(); }},
       {receive.parser(), [&] { return receive.run(); }},
       {peek.parser(), [&] { return peek.run(); }},
       {dlq.list_parser(), [&] { return dlq.list(); }},
       {dlq.replay_parser(), [&] { return dlq.replay(); }},
       {process.parser(), [&] { return process.run(); }},
       {stats.parser(), [&] { return stats.run(); }},
+      {topic.create_parser(), [&] { return topic.run(true); }},
+      {topic.delete_parser(), [&] { return topic.run(false); }},
+      {subscription.create_parser(), [&] { return subscription.create(); }},
+      {subscription.delete_parser(), [&] { return subscription.remove(); }},
+      {subscription.list_parser(), [&] { return subscription.list(); }},
       {compare.parser(), [&] { return compare.run(); }},
       {benchmark.parser(), [&] { return benchmark.run(); }},
   };

@@ -13,6 +13,7 @@
 #include <optional>
 #include <qrt/message.hpp>
 #include <qrt/provider.hpp>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -44,6 +45,16 @@ class event_sink {
   virtual lsn queue_deleted(const queue_name& queue) = 0;
   /// A message entered `queue` (which may be a dead-letter queue).
   virtual lsn enqueued(const queue_name& queue, const stored_message& msg) = 0;
+  /// A published message entered each of `copies` (subscriptions of `topic`, each with the
+  /// sequence it got there): one event, so it is stored in all of them or in none. `msg`'s
+  /// sequence is unused. Only called where stores_topics().
+  virtual lsn published(const topic_name& topic, const stored_message& msg,
+                        const std::vector<std::pair<queue_name, std::uint64_t>>& copies) {
+    (void)topic;
+    (void)msg;
+    (void)copies;
+    return 0;
+  }
   /// A message was handed to a receiver; its delivery count is now `delivery_count`.
   virtual lsn delivered(const queue_name& queue, std::uint64_t sequence,
                         std::uint32_t delivery_count) = 0;
@@ -52,6 +63,30 @@ class event_sink {
   virtual lsn removed(const queue_name& queue, std::uint64_t sequence) = 0;
   virtual lsn session_state_set(const queue_name& queue, const session_id& session,
                                 const std::string& state) = 0;
+
+  // Topics (docs/adr/0050-topics-and-subscriptions.md). A subscription's messages, deliveries
+  // and settlements are reported with the calls above under its queue_name; deleting one is
+  // queue_deleted. A sink whose stores_topics() is false never receives these calls: the
+  // provider then offers no topics rather than keep ones a restart would lose.
+
+  /// True when the sink stores topics and subscriptions (the calls below).
+  virtual bool stores_topics() const { return false; }
+  virtual lsn topic_created(const topic_name& topic) {
+    (void)topic;
+    return 0;
+  }
+  /// The topic is gone; its subscriptions were each reported with queue_deleted before it.
+  virtual lsn topic_deleted(const topic_name& topic) {
+    (void)topic;
+    return 0;
+  }
+  /// A subscription was created with its queue options and its filter.
+  virtual lsn subscription_created(const queue_name& subscription,
+                                   const subscription_options& options) {
+    (void)subscription;
+    (void)options;
+    return 0;
+  }
 
   /// Bracket one operation: every event appended between them (under one hold of a queue's
   /// lock, see queue_mutex) reaches the disk in the same write batch. A send of several
@@ -93,11 +128,16 @@ class event_sink {
 /// What a log replays into: the provider starts from this state.
 struct recovered_queue {
   queue_options options;
+  /// Set for a topic's subscription (its name is a queue_name::subscription): its filter.
+  std::optional<subscription_filter> filter;
   std::vector<stored_message> messages;              ///< unsettled, in sequence order
   std::vector<stored_message> dead_letters;          ///< in sequence order
   std::map<session_id, std::string> session_states;  ///< non-empty states only
   std::uint64_t next_sequence = 1;                   ///< for the queue and its DLQ
 };
-using recovered_state = std::map<queue_name, recovered_queue>;
+/// The queues and subscriptions by name, plus the topics (a topic may have no subscription).
+struct recovered_state : std::map<queue_name, recovered_queue> {
+  std::set<topic_name> topics;
+};
 
 }  // namespace qrt::memory::detail

@@ -1,6 +1,7 @@
 // The embedded provider: queue_state (the rules) plus waiting and Asio glue.
 #include "memory_provider.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/defer.hpp>
@@ -164,6 +165,13 @@ error queue_missing(const queue_name& q) {
 error provider_closed() {
   return fail(errc::closed, "the memory provider is closed");
 }
+error topic_missing(const std::string& topic) {
+  return fail(errc::topic_not_found, "topic '" + topic + "' does not exist");
+}
+error subscription_expected(const queue_name& q) {
+  return fail(errc::invalid_argument,
+              "'" + q.to_string() + "' is not a subscription (queue_name::subscription)");
+}
 
 class memory_provider;
 
@@ -235,6 +243,14 @@ class memory_provider final : public provider,
     caps_.max_delivery_count = true;
     caps_.session_state = true;
     caps_.queue_management = true;
+    // Topics fan out into ordinary queue states, so every queue feature holds per
+    // subscription. A subscription lives as long as the provider (and, persisted, on disk):
+    // nothing ties it to a connection.
+    const bool topics = !sink_ || sink_->stores_topics();
+    caps_.topics = topics;
+    caps_.subscription_filters = topics;
+    caps_.durable_subscriptions = topics;
+    caps_.subscription_sessions = topics;
     id_prefix_ = qrt::detail::random_u64() & 0xfffffffffULL;
   }
 
@@ -265,6 +281,35 @@ class memory_provider final : public provider,
   const asio::any_io_executor& executor() const noexcept { return executor_; }
 
   result<void> add_queue(const queue_name& name, const queue_options& o, bool log) {
+    if (name.is_subscription()) {
+      return fail(errc::invalid_argument, "cannot create '" + name.to_string() +
+                                              "' as a queue: it names a subscription "
+                                              "(create_subscription)");
+    }
+    if (auto invalid = check_options(name, o)) return *invalid;
+    std::lock_guard lock(registry_mutex_);
+    if (closed_) return provider_closed();
+    if (by_name_.count(name)) return {};  // idempotent
+    if (auto failed = log_failure()) return *failed;
+    auto q = make_queue_locked(name, o);
+    if (sink_ && log) {
+      std::lock_guard qlock(q->mutex);
+      sink_->queue_created(name, o);
+    }
+    return {};
+  }
+
+  /// A subscription the log replayed, under its topic (made if the log lost it: a damaged log
+  /// must still give the subscription's messages back).
+  void restore_subscription(const queue_name& name, const recovered_queue& recovered) {
+    std::lock_guard lock(registry_mutex_);
+    if (by_name_.count(name)) return;
+    auto q = make_queue_locked(name, recovered.options);
+    topics_[name.topic()].subscriptions[std::string(name.subscription_name())] = {
+        recovered.filter.value_or(subscription_filter{}), q};
+  }
+
+  std::optional<error> check_options(const queue_name& name, const queue_options& o) const {
     if (name.is_dead_letter()) {
       return fail(errc::invalid_argument, "cannot create '" + name.to_string() +
                                               "': dead-letter queues come with their queue");
@@ -276,25 +321,44 @@ class memory_provider final : public provider,
         (o.default_time_to_live->count() < 0 || *o.default_time_to_live > longest_duration)) {
       return fail(errc::invalid_argument, "default_time_to_live must be between 0 and 100 years");
     }
-    std::lock_guard lock(registry_mutex_);
-    if (closed_) return provider_closed();
-    if (by_name_.count(name)) return {};  // idempotent
-    if (auto failed = log_failure()) return *failed;
+    return std::nullopt;
+  }
+
+  /// A new queue state registered under `name`; registry_mutex_ held.
+  queue_ptr make_queue_locked(const queue_name& name, const queue_options& o) {
     auto q = std::make_shared<queue_state>(next_queue_id_++, name, o, opts_.max_queue_size,
                                            opts_.max_dead_letter_queue_size, opts_.max_queue_bytes,
                                            budget_, sink_.get());
-    if (sink_ && log) {
-      std::lock_guard qlock(q->mutex);
-      sink_->queue_created(name, o);
-    }
     by_id_[q->id()] = q;
-    by_name_[name] = std::move(q);
-    return {};
+    by_name_[name] = q;
+    return q;
+  }
+
+  /// Marks removed queues deleted (their waiters wake to queue_not_found) and logs each
+  /// deletion; the registry no longer holds them. Returns the last lsn.
+  lsn retire(const std::vector<queue_ptr>& queues) {
+    lsn last = 0;
+    for (const auto& q : queues) {
+      std::lock_guard lock(q->mutex);
+      q->deleted = true;
+      q->release_bytes();
+      if (sink_) last = std::max(last, sink_->queue_deleted(q->name()));
+      q->wake_everyone();
+    }
+    return last;
   }
 
   void restore(recovered_state&& state) {
+    {
+      std::lock_guard lock(registry_mutex_);
+      for (const auto& topic : state.topics) topics_[topic.str()];
+    }
     for (auto& [name, recovered] : state) {
-      (void)add_queue(name, recovered.options, false);
+      if (name.is_subscription()) {
+        restore_subscription(name, recovered);
+      } else {
+        (void)add_queue(name, recovered.options, false);
+      }
       auto q = find(name);
       std::lock_guard lock(q->mutex);
       q->restore(std::move(recovered), clock::now());
@@ -308,6 +372,10 @@ class memory_provider final : public provider,
   }
 
   awaitable<result<void>> delete_queue(const queue_name& queue) override {
+    if (queue.is_subscription()) {
+      co_return fail(errc::invalid_argument,
+                     "'" + queue.to_string() + "' is a subscription: delete_subscription");
+    }
     if (auto failed = log_failure()) co_return *failed;
     queue_ptr q;
     {
@@ -352,6 +420,11 @@ class memory_provider final : public provider,
     if (queue.is_dead_letter()) {
       co_return fail(errc::invalid_argument,
                      "cannot send to '" + queue.to_string() + "': it is a dead-letter queue");
+    }
+    if (queue.is_subscription()) {
+      co_return fail(errc::invalid_argument, "cannot send to '" + queue.to_string() +
+                                                 "': it is a subscription; publish to its topic " +
+                                                 queue.topic());
     }
     auto q = find(queue);
     if (!q) co_return closed_flag() ? provider_closed() : queue_missing(queue);
@@ -601,6 +674,256 @@ class memory_provider final : public provider,
     }
   }
 
+  // ---- topics (docs/adr/0050-topics-and-subscriptions.md) ----
+  //
+  // A topic is a list of subscriptions under registry_mutex_; each subscription is an ordinary
+  // queue state registered under its queue_name, so receive, settle, sessions, the dead-letter
+  // queue, scheduling and TTL hold per subscription unchanged.
+
+  awaitable<result<void>> create_topic(const topic_name& topic) override {
+    if (!caps_.topics) co_return topics_unsupported();
+    lsn last = 0;
+    {
+      std::lock_guard lock(registry_mutex_);
+      if (closed_) co_return provider_closed();
+      if (topics_.count(topic.str())) co_return result<void>{};  // idempotent, as create_queue
+      if (auto failed = log_failure()) co_return *failed;
+      topics_[topic.str()];
+      if (sink_) last = sink_->topic_created(topic);
+    }
+    co_return co_await flushed(last);
+  }
+
+  awaitable<result<void>> delete_topic(const topic_name& topic) override {
+    if (!caps_.topics) co_return topics_unsupported();
+    if (auto failed = log_failure()) co_return *failed;
+    std::vector<queue_ptr> gone;
+    {
+      std::lock_guard lock(registry_mutex_);
+      auto it = topics_.find(topic.str());
+      if (it == topics_.end()) co_return topic_missing(topic.str());
+      for (auto& [name, sub] : it->second.subscriptions) {
+        by_name_.erase(sub.queue->name());
+        by_id_.erase(sub.queue->id());
+        gone.push_back(sub.queue);
+      }
+      topics_.erase(it);
+    }
+    // Subscriptions first: a replay that saw the topic gone but a subscription left would
+    // have nowhere to put it.
+    lsn last = retire(gone);
+    if (sink_) last = std::max(last, sink_->topic_deleted(topic));  // after its subscriptions
+    co_return co_await flushed(last);
+  }
+
+  awaitable<result<void>> create_subscription(const queue_name& subscription,
+                                              const subscription_options& o) override {
+    if (!caps_.topics) co_return topics_unsupported();
+    if (!subscription.is_subscription()) co_return subscription_expected(subscription);
+    if (auto invalid = check_options(subscription, o.queue)) co_return *invalid;
+    lsn last = 0;
+    {
+      std::lock_guard lock(registry_mutex_);
+      if (closed_) co_return provider_closed();
+      auto it = topics_.find(subscription.topic());
+      if (it == topics_.end()) co_return topic_missing(subscription.topic());
+      // Idempotent as create_queue is: an existing subscription keeps its filter and options.
+      if (by_name_.count(subscription)) co_return result<void>{};
+      if (auto failed = log_failure()) co_return *failed;
+      auto q = make_queue_locked(subscription, o.queue);
+      it->second.subscriptions[std::string(subscription.subscription_name())] = {o.filter, q};
+      if (sink_) {
+        std::lock_guard qlock(q->mutex);
+        last = sink_->subscription_created(subscription, o);
+      }
+    }
+    co_return co_await flushed(last);
+  }
+
+  awaitable<result<void>> delete_subscription(const queue_name& subscription) override {
+    if (!caps_.topics) co_return topics_unsupported();
+    if (!subscription.is_subscription() || subscription.is_dead_letter()) {
+      co_return subscription_expected(subscription);
+    }
+    if (auto failed = log_failure()) co_return *failed;
+    queue_ptr q;
+    {
+      std::lock_guard lock(registry_mutex_);
+      auto topic = topics_.find(subscription.topic());
+      if (topic == topics_.end()) co_return topic_missing(subscription.topic());
+      auto it = topic->second.subscriptions.find(std::string(subscription.subscription_name()));
+      if (it == topic->second.subscriptions.end()) co_return queue_missing(subscription);
+      q = it->second.queue;
+      topic->second.subscriptions.erase(it);
+      by_name_.erase(subscription);
+      by_id_.erase(q->id());
+    }
+    // A named local, not a temporary inside the co_await (GCC 12 mishandles those).
+    const std::vector<queue_ptr> gone{q};
+    const lsn last = retire(gone);
+    co_return co_await flushed(last);
+  }
+
+  awaitable<result<std::vector<subscription_info>>> list_subscriptions(
+      const topic_name& topic) override {
+    if (!caps_.topics) co_return topics_unsupported();
+    std::lock_guard lock(registry_mutex_);
+    auto it = topics_.find(topic.str());
+    if (it == topics_.end()) co_return topic_missing(topic.str());
+    std::vector<subscription_info> out;
+    out.reserve(it->second.subscriptions.size());
+    for (const auto& [name, sub] : it->second.subscriptions) {
+      out.push_back({sub.queue->name(), sub.filter});
+    }
+    co_return out;
+  }
+
+  // Each message goes to every subscription whose filter it matches when it is published, all
+  // of them or none: the copies are enqueued under all their queues' locks at once (taken in
+  // id order, so two publishes cannot deadlock), in one operation for the log. A message one of
+  // its subscriptions refuses (too large for its own limit, no session id where sessions are
+  // required) fails alone and goes nowhere. A full subscription holds the message back until
+  // `timeout` (as a full queue holds a send); then it and the messages after it fail with
+  // queue_full and go nowhere, so no subscription sees a later message without an earlier one
+  // (docs/contract.md, topics). A message no subscription matches is accepted and kept nowhere.
+  awaitable<result<std::vector<send_outcome>>> publish(const topic_name& topic,
+                                                       std::vector<message> messages,
+                                                       milliseconds timeout) override {
+    if (!caps_.topics) co_return topics_unsupported();
+    {
+      std::lock_guard lock(registry_mutex_);
+      if (closed_) co_return provider_closed();
+      if (!topics_.count(topic.str())) co_return topic_missing(topic.str());
+    }
+    if (auto failed = log_failure()) co_return *failed;
+    const std::size_t n = messages.size();
+    std::vector<send_outcome> outcomes(n, send_outcome{message_id{}});
+    const auto deadline = clock::now() + timeout;
+    auto ex = co_await asio::this_coro::executor;
+    std::vector<lsn> durable_at(n, 0);
+    std::optional<error> rest;  // once set, every later message fails with it
+    struct budget_registration {
+      byte_budget* budget = nullptr;
+      ~budget_registration() {
+        if (budget) budget->remove_waiter();
+      }
+    } registered;
+    for (std::size_t i = 0; i < n; ++i) {
+      if (rest) {
+        outcomes[i] = *rest;
+        continue;
+      }
+      message& m = messages[i];
+      if (auto invalid = validate_size(m)) {
+        outcomes[i] = std::move(*invalid);
+        continue;
+      }
+      for (;;) {
+        auto targets = subscribers(topic, m);
+        if (!targets) {
+          rest = targets.error();
+          outcomes[i] = *rest;
+          break;
+        }
+        std::optional<error> refused;
+        for (const auto& q : *targets) {
+          if (auto invalid = validate(*q, m)) {
+            refused = std::move(invalid);
+            break;
+          }
+        }
+        if (refused) {
+          outcomes[i] = std::move(*refused);
+          break;
+        }
+        const std::uint64_t bytes = accounted_bytes(m);
+        std::vector<std::unique_lock<queue_mutex>> locks;
+        locks.reserve(targets->size());
+        for (const auto& q : *targets) locks.emplace_back(q->mutex);
+        // A subscription deleted since the snapshot no longer matches: look again.
+        bool stale = false;
+        for (const auto& q : *targets) stale = stale || q->deleted;
+        if (stale) continue;
+        if (std::any_of(targets->begin(), targets->end(),
+                        [](const queue_ptr& q) { return q->closed; })) {
+          rest = provider_closed();
+          outcomes[i] = *rest;
+          break;
+        }
+        if (auto failed = log_failure()) {
+          rest = *failed;
+          outcomes[i] = *rest;
+          break;
+        }
+        const auto now = clock::now();
+        enum class limit { queue, budget, disk } blocked_by = limit::queue;
+        queue_state* full = nullptr;
+        for (const auto& q : *targets) {
+          q->sweep(now);
+          if (!full && !q->has_room(bytes)) full = q.get();
+        }
+        bool room = full == nullptr;
+        if (room && !targets->empty() && sink_ && !sink_->has_room()) {
+          room = false;
+          blocked_by = limit::disk;
+        }
+        if (room && !targets->empty() && !reserve(bytes * targets->size(), registered.budget)) {
+          room = false;
+          blocked_by = limit::budget;
+        }
+        if (room) {
+          if (m.id.empty()) m.id = next_message_id();
+          outcomes[i] = m.id;
+          lsn last = 0;
+          // Persisted, one event carries the message and every copy's sequence.
+          std::optional<stored_message> logged;
+          if (sink_ && !targets->empty()) logged = stored_message{0, m, now, 0, std::nullopt};
+          std::vector<std::pair<queue_name, std::uint64_t>> copies;
+          copies.reserve(targets->size());
+          for (std::size_t k = 0; k < targets->size(); ++k) {
+            message copy = k + 1 == targets->size() ? std::move(m) : m;
+            const auto& q = (*targets)[k];
+            copies.emplace_back(q->name(), q->enqueue(std::move(copy), bytes, now, last, !logged));
+          }
+          if (logged) last = sink_->published(topic, *logged, copies);
+          durable_at[i] = last;
+          // Pass a wake on where room is left, as send does: the bytes freed for us may fit
+          // another waiting sender.
+          for (const auto& q : *targets) {
+            if (q->has_room(0)) q->senders().notify(1);
+          }
+          break;
+        }
+        if (now >= deadline) {
+          rest = queue_full_error(full ? *full : *targets->front(), blocked_by);
+          outcomes[i] = *rest;
+          break;
+        }
+        // Wait on the subscription that has no room (any of them when the budget or the disk
+        // is what is short: wake_senders() wakes every queue's senders).
+        queue_ptr park_on = full ? full->shared_from_this() : targets->front();
+        auto w = std::make_shared<waiter>(ex);
+        park_on->senders().add(w);
+        time_point wake_at = deadline;
+        if (auto event = park_on->next_event()) wake_at = std::min(wake_at, *event);
+        locks.clear();
+        co_await wait_for_change(*wake_timer_, park_on, w, wake_at);
+        std::lock_guard relock(park_on->mutex);
+        park_on->senders().remove(w);
+      }
+    }
+    // Durable in every subscription before its outcome says so.
+    for (std::size_t i = 0; i < n; ++i) {
+      if (durable_at[i] == 0) continue;
+      if (auto r = co_await flushed(durable_at[i]); !r) {
+        auto unacknowledged = std::span(outcomes).subspan(i);
+        fail_acknowledged(unacknowledged, r.error());
+        break;
+      }
+    }
+    co_return outcomes;
+  }
+
   awaitable<void> close() override {
     std::vector<queue_ptr> queues;
     {
@@ -727,6 +1050,37 @@ class memory_provider final : public provider,
                                             slot.locked_until);
   }
 
+  /// The refusal of topic calls by a provider whose log does not store topics.
+  error topics_unsupported() const {
+    return fail(errc::unsupported, "this memory provider's persistence log does not store topics");
+  }
+
+  /// The subscriptions of `topic` that `m` matches now, in queue id order (the order publish
+  /// locks them in).
+  result<std::vector<queue_ptr>> subscribers(const topic_name& topic, const message& m) {
+    std::lock_guard lock(registry_mutex_);
+    if (closed_) return provider_closed();
+    auto it = topics_.find(topic.str());
+    if (it == topics_.end()) return topic_missing(topic.str());
+    std::vector<queue_ptr> out;
+    for (const auto& [name, sub] : it->second.subscriptions) {
+      if (sub.filter.matches(m)) out.push_back(sub.queue);
+    }
+    std::sort(out.begin(), out.end(),
+              [](const queue_ptr& a, const queue_ptr& b) { return a->id() < b->id(); });
+    return out;
+  }
+
+  /// The provider-wide limits a message must fit, whichever queue it goes to.
+  std::optional<error> validate_size(const message& m) const {
+    if (m.wire_size() > opts_.max_message_bytes) {
+      return fail(errc::message_too_large, "message of " + std::to_string(m.wire_size()) +
+                                               " bytes exceeds the limit of " +
+                                               std::to_string(opts_.max_message_bytes) + " bytes");
+    }
+    return std::nullopt;
+  }
+
   std::optional<error> validate(const queue_state& q, const message& m) const {
     if (m.wire_size() > opts_.max_message_bytes) {
       return fail(errc::message_too_large, "message of " + std::to_string(m.wire_size()) +
@@ -809,6 +1163,14 @@ class memory_provider final : public provider,
   std::mutex registry_mutex_;
   std::unordered_map<queue_name, queue_ptr> by_name_;
   std::unordered_map<std::uint64_t, queue_ptr> by_id_;
+  struct subscription_entry {
+    subscription_filter filter;
+    queue_ptr queue;
+  };
+  struct topic_state {
+    std::map<std::string, subscription_entry> subscriptions;  ///< by subscription name
+  };
+  std::map<std::string, topic_state> topics_;  ///< by topic name; guarded by registry_mutex_
   std::uint64_t next_queue_id_ = 1;
   bool closed_ = false;
 };

@@ -310,7 +310,8 @@ void queue_state::sweep(time_point now) {
   }
 }
 
-std::uint64_t queue_state::enqueue(message&& msg, std::uint64_t bytes, time_point now, lsn& last) {
+std::uint64_t queue_state::enqueue(message&& msg, std::uint64_t bytes, time_point now, lsn& last,
+                                   bool logged) {
   const std::uint64_t seq = next_sequence_++;
   item& it = main_.items.emplace(seq);
   it.bytes = bytes;
@@ -318,7 +319,7 @@ std::uint64_t queue_state::enqueue(message&& msg, std::uint64_t bytes, time_poin
   it.stored.sequence = seq;
   it.stored.enqueued_time = now;
   it.stored.content = std::move(msg);
-  if (sink_) last = std::max(last, sink_->enqueued(name_, it.stored));
+  if (sink_ && logged) last = std::max(last, sink_->enqueued(name_, it.stored));
   admit(it, now);
   return seq;
 }

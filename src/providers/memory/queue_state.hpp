@@ -390,8 +390,10 @@ class queue_state : public std::enable_shared_from_this<queue_state> {
   /// deliveries, expiry) stays in its queue and is delivered again. Nothing is ever dropped.
   bool dead_letter_has_room() const noexcept { return dlq_.items.size() < max_dead_letters_; }
   /// Stores one message; the caller has checked room, reserved its bytes in the budget and
-  /// validated it. Returns the sequence.
-  std::uint64_t enqueue(message&& msg, std::uint64_t bytes, time_point now, lsn& last);
+  /// validated it. Returns the sequence. `logged` false: the caller reports it to the sink
+  /// itself (a publish logs all its copies in one event).
+  std::uint64_t enqueue(message&& msg, std::uint64_t bytes, time_point now, lsn& last,
+                        bool logged = true);
   /// The queue was deleted: its bytes go back to the budget.
   void release_bytes();
 

@@ -52,6 +52,28 @@ class forwarding_provider : public qrt::provider {
     return inner_->accept_session(q, std::move(session), wait);
   }
   qrt::awaitable<void> close() override { return inner_->close(); }
+  qrt::awaitable<qrt::result<void>> create_topic(const qrt::topic_name& t) override {
+    return inner_->create_topic(t);
+  }
+  qrt::awaitable<qrt::result<void>> delete_topic(const qrt::topic_name& t) override {
+    return inner_->delete_topic(t);
+  }
+  qrt::awaitable<qrt::result<std::vector<qrt::send_outcome>>> publish(
+      const qrt::topic_name& t, std::vector<qrt::message> messages,
+      qrt::milliseconds timeout) override {
+    return inner_->publish(t, std::move(messages), timeout);
+  }
+  qrt::awaitable<qrt::result<void>> create_subscription(
+      const qrt::queue_name& s, const qrt::subscription_options& o) override {
+    return inner_->create_subscription(s, o);
+  }
+  qrt::awaitable<qrt::result<void>> delete_subscription(const qrt::queue_name& s) override {
+    return inner_->delete_subscription(s);
+  }
+  qrt::awaitable<qrt::result<std::vector<qrt::subscription_info>>> list_subscriptions(
+      const qrt::topic_name& t) override {
+    return inner_->list_subscriptions(t);
+  }
 
  protected:
   qrt::provider_ptr inner_;  ///< where every call goes

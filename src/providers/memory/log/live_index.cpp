@@ -9,6 +9,22 @@ void live_index::queue_created(const queue_name& queue, const queue_options& opt
   q.next_sequence = std::max(q.next_sequence, next_sequence);
 }
 
+void live_index::subscription_created(const queue_name& subscription, const queue_options& options,
+                                      std::uint64_t next_sequence,
+                                      const subscription_filter& filter) {
+  queue_created(subscription, options, next_sequence);
+  queues_[subscription.parent()].filter = filter;
+}
+
+void live_index::topic_deleted(const topic_name& topic) {
+  topics_.erase(topic);
+  std::vector<queue_name> subscriptions;
+  for (const auto& [name, q] : queues_) {
+    if (name.is_subscription() && name.topic() == topic.str()) subscriptions.push_back(name);
+  }
+  for (const auto& name : subscriptions) queue_deleted(name);
+}
+
 void live_index::queue_deleted(const queue_name& queue) {
   auto it = queues_.find(queue.parent());
   if (it == queues_.end()) return;
@@ -93,8 +109,15 @@ void live_index::release(const live_message& m) {
 }
 
 result<void> live_index::append_checkpoint(std::string& out) const {
+  // Topics before their subscriptions, so a replay meets each subscription's topic first.
+  for (const auto& topic : topics_) {
+    if (auto r = append_topic_created(out, topic); !r) return r;
+  }
   for (const auto& [name, q] : queues_) {
-    if (auto r = append_queue_created(out, name, q.options, q.next_sequence); !r) return r;
+    auto r = q.filter
+                 ? append_subscription_created(out, name, q.options, q.next_sequence, *q.filter)
+                 : append_queue_created(out, name, q.options, q.next_sequence);
+    if (!r) return r;
     for (const auto& [session, state] : q.session_states)
       if (auto r = append_session_state(out, name, session, state); !r) return r;
   }

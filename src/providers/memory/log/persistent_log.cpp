@@ -309,6 +309,54 @@ detail::lsn persistent_log::session_state_set(const queue_name& queue, const ses
   return lsn;
 }
 
+detail::lsn persistent_log::topic_created(const topic_name& topic) {
+  std::lock_guard lock(mutex_);
+  const auto lsn = append([&](std::string& out) { return append_topic_created(out, topic); });
+  index_.topic_created(topic);
+  return lsn;
+}
+
+detail::lsn persistent_log::topic_deleted(const topic_name& topic) {
+  std::lock_guard lock(mutex_);
+  const auto lsn = append([&](std::string& out) { return append_topic_deleted(out, topic); });
+  // The provider deleted each subscription first (queue_deleted); any still known go now.
+  for (const auto& [name, q] : index_.queues()) {
+    if (!name.is_subscription() || name.topic() != topic.str()) continue;
+    for (const auto& [seq, m] : q.live) note_release_locked(m.segment, lsn);
+    for (const auto& [seq, m] : q.live_dead_letters) note_release_locked(m.segment, lsn);
+  }
+  index_.topic_deleted(topic);
+  return lsn;
+}
+
+detail::lsn persistent_log::subscription_created(const queue_name& subscription,
+                                                 const subscription_options& options) {
+  std::lock_guard lock(mutex_);
+  const auto lsn = append([&](std::string& out) {
+    const auto* q = index_.queues().count(subscription.parent())
+                        ? &index_.queues().at(subscription.parent())
+                        : nullptr;
+    return append_subscription_created(out, subscription, options.queue, q ? q->next_sequence : 0,
+                                       options.filter);
+  });
+  index_.subscription_created(subscription, options.queue, 0, options.filter);
+  return lsn;
+}
+
+detail::lsn persistent_log::published(
+    const topic_name& topic, const stored_message& msg,
+    const std::vector<std::pair<queue_name, std::uint64_t>>& copies) {
+  std::lock_guard lock(mutex_);
+  const auto lsn =
+      append([&](std::string& out) { return append_published(out, topic, msg, copies); });
+  for (const auto& [subscription, sequence] : copies) {
+    if (const live_message* earlier = index_.find(subscription, sequence))
+      note_release_locked(earlier->segment, lsn);
+    index_.enqueued(subscription, sequence, msg.delivery_count, active_segment_);
+  }
+  return lsn;
+}
+
 void persistent_log::begin_operation() {
   std::lock_guard lock(mutex_);
   ++open_operations_;
@@ -674,15 +722,26 @@ void persistent_log::compact_oldest_segment(std::unique_lock<std::mutex>& lock) 
     rest.remove_prefix(frame.frame_size);
     auto decoded = decode_record(frame.payload);
     if (!decoded) continue;
-    auto* enqueued = std::get_if<enqueued_record>(&*decoded);
-    if (!enqueued) continue;
-    const live_message* current = index_.find(enqueued->queue, enqueued->message.sequence);
-    if (!current || current->segment != head) continue;
-    enqueued->message.delivery_count = current->delivery_count;
-    const detail::lsn copied = append(
-        [&](std::string& out) { return append_enqueued(out, enqueued->queue, enqueued->message); });
-    note_release_locked(head, copied);
-    index_.moved(enqueued->queue, enqueued->message.sequence, active_segment_);
+    // Each live message whose enqueue record is here is appended again as its own enqueued
+    // record; a published record holds one per subscription it went to.
+    auto copy_forward = [&](const queue_name& queue, stored_message& message) {
+      const live_message* current = index_.find(queue, message.sequence);
+      if (!current || current->segment != head) return;
+      message.delivery_count = current->delivery_count;
+      const detail::lsn copied =
+          append([&](std::string& out) { return append_enqueued(out, queue, message); });
+      note_release_locked(head, copied);
+      index_.moved(queue, message.sequence, active_segment_);
+    };
+    if (auto* enqueued = std::get_if<enqueued_record>(&*decoded)) {
+      copy_forward(enqueued->queue, enqueued->message);
+    } else if (auto* published = std::get_if<published_record>(&*decoded)) {
+      for (const auto& [subscription, sequence] : published->copies) {
+        stored_message message = published->message;
+        message.sequence = sequence;
+        copy_forward(subscription, message);
+      }
+    }
   }
 }
 

@@ -58,6 +58,13 @@ class persistent_log final : public detail::event_sink {
   detail::lsn removed(const queue_name& queue, std::uint64_t sequence) override;
   detail::lsn session_state_set(const queue_name& queue, const session_id& session,
                                 const std::string& state) override;
+  bool stores_topics() const override { return true; }
+  detail::lsn topic_created(const topic_name& topic) override;
+  detail::lsn topic_deleted(const topic_name& topic) override;
+  detail::lsn subscription_created(const queue_name& subscription,
+                                   const subscription_options& options) override;
+  detail::lsn published(const topic_name& topic, const stored_message& msg,
+                        const std::vector<std::pair<queue_name, std::uint64_t>>& copies) override;
   void begin_operation() override;
   void end_operation() override;
   awaitable<result<void>> flushed(detail::lsn upto) override;

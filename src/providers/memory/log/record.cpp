@@ -63,6 +63,16 @@ void put_options(std::string& out, const queue_options& o) {
   put_u64(out, o.max_message_bytes);
 }
 
+void put_filter(std::string& out, const subscription_filter& f) {
+  put_bool(out, f.subject.has_value());
+  if (f.subject) put_string(out, *f.subject);
+  put_u32(out, static_cast<std::uint32_t>(f.attributes.size()));
+  for (const auto& [k, v] : f.attributes) {
+    put_string(out, k);
+    put_string(out, v);
+  }
+}
+
 void put_message(std::string& out, const stored_message& m) {
   put_u64(out, m.sequence);
   put_time(out, m.enqueued_time);
@@ -189,12 +199,30 @@ class reader {
     std::string name = string("queue name");
     const bool dead_letter = boolean("dead-letter flag");
     if (!ok()) return {};
-    auto parsed = queue_name::parse(name);
+    // A subscription is stored as its path, "<topic>/Subscriptions/<name>" (version 2).
+    constexpr std::string_view marker = "/Subscriptions/";
+    result<queue_name> parsed = fail(errc::invalid_argument, "");
+    if (const auto at = name.find(marker); at != std::string::npos) {
+      auto topic = topic_name::parse(std::string_view(name).substr(0, at));
+      if (topic) parsed = queue_name::subscription(*topic, name.substr(at + marker.size()));
+    } else {
+      parsed = queue_name::parse(name);
+    }
     if (!parsed) {
       fail_at("invalid queue name");
       return {};
     }
     return dead_letter ? parsed->dead_letter() : *parsed;
+  }
+  topic_name topic() {
+    std::string name = string("topic name");
+    if (!ok()) return {};
+    auto parsed = topic_name::parse(name);
+    if (!parsed) {
+      fail_at("invalid topic name");
+      return {};
+    }
+    return *parsed;
   }
   session_id session() {
     std::string id = string("session id");
@@ -232,6 +260,19 @@ queue_options read_options(reader& r) {
   o.max_size = static_cast<std::size_t>(r.u64("max size"));
   o.max_message_bytes = static_cast<std::size_t>(r.u64("max message bytes"));
   return o;
+}
+
+subscription_filter read_filter(reader& r) {
+  subscription_filter f;
+  if (r.boolean("filter subject flag")) f.subject = r.string("filter subject");
+  const std::uint32_t count = r.u32("filter attribute count");
+  // As for message attributes: a hostile count ends at the first truncated string.
+  for (std::uint32_t i = 0; i < count && r.ok(); ++i) {
+    std::string key = r.string("filter attribute key");
+    std::string value = r.string("filter attribute value");
+    if (r.ok()) f.attributes.insert_or_assign(std::move(key), std::move(value));
+  }
+  return f;
 }
 
 stored_message read_message(reader& r) {
@@ -313,6 +354,40 @@ result<void> append_session_state(std::string& out, const queue_name& queue,
   });
 }
 
+result<void> append_topic_created(std::string& out, const topic_name& topic) {
+  return append_frame(out, record_type::topic_created,
+                      [&](std::string& p) { put_string(p, topic.str()); });
+}
+
+result<void> append_topic_deleted(std::string& out, const topic_name& topic) {
+  return append_frame(out, record_type::topic_deleted,
+                      [&](std::string& p) { put_string(p, topic.str()); });
+}
+
+result<void> append_subscription_created(std::string& out, const queue_name& subscription,
+                                         const queue_options& options, std::uint64_t next_sequence,
+                                         const subscription_filter& filter) {
+  return append_frame(out, record_type::subscription_created, [&](std::string& p) {
+    put_queue(p, subscription);
+    put_options(p, options);
+    put_u64(p, next_sequence);
+    put_filter(p, filter);
+  });
+}
+
+result<void> append_published(std::string& out, const topic_name& topic, const stored_message& msg,
+                              const std::vector<std::pair<queue_name, std::uint64_t>>& copies) {
+  return append_frame(out, record_type::published, [&](std::string& p) {
+    put_string(p, topic.str());
+    put_message(p, msg);
+    put_u32(p, static_cast<std::uint32_t>(copies.size()));
+    for (const auto& [subscription, sequence] : copies) {
+      put_string(p, subscription.subscription_name());
+      put_u64(p, sequence);
+    }
+  });
+}
+
 std::size_t enqueued_payload_size(const queue_name& queue, const message& c,
                                   const dead_letter_info* dead_letter) {
   // Mirrors put_queue and put_message, field by field.
@@ -352,6 +427,18 @@ result<void> append_record(std::string& out, const record& r) {
     }
     result<void> operator()(const session_state_record& x) {
       return append_session_state(out, x.queue, x.session, x.state);
+    }
+    result<void> operator()(const topic_created_record& x) {
+      return append_topic_created(out, x.topic);
+    }
+    result<void> operator()(const topic_deleted_record& x) {
+      return append_topic_deleted(out, x.topic);
+    }
+    result<void> operator()(const subscription_created_record& x) {
+      return append_subscription_created(out, x.subscription, x.options, x.next_sequence, x.filter);
+    }
+    result<void> operator()(const published_record& x) {
+      return append_published(out, x.topic, x.message, x.copies);
     }
   };
   return std::visit(visitor{out}, r);
@@ -441,6 +528,44 @@ result<record> decode_record(std::string_view payload) {
       out = std::move(x);
       break;
     }
+    case record_type::topic_created:
+      out = topic_created_record{r.topic()};
+      break;
+    case record_type::topic_deleted:
+      out = topic_deleted_record{r.topic()};
+      break;
+    case record_type::subscription_created: {
+      subscription_created_record x;
+      x.subscription = r.queue();
+      x.options = read_options(r);
+      x.next_sequence = r.u64("next sequence");
+      x.filter = read_filter(r);
+      if (r.ok() && (!x.subscription.is_subscription() || x.subscription.is_dead_letter())) {
+        r.fail_at("subscription_created for a name that is not a subscription");
+      }
+      out = std::move(x);
+      break;
+    }
+    case record_type::published: {
+      published_record x;
+      x.topic = r.topic();
+      x.message = read_message(r);
+      const std::uint32_t count = r.u32("subscription count");
+      // Each copy takes at least 12 bytes; a hostile count ends at the first truncated field.
+      for (std::uint32_t i = 0; i < count && r.ok(); ++i) {
+        std::string name = r.string("subscription name");
+        const std::uint64_t sequence = r.u64("subscription sequence");
+        if (!r.ok()) break;
+        auto subscription = queue_name::subscription(x.topic, name);
+        if (!subscription) {
+          r.fail_at("invalid subscription name");
+          break;
+        }
+        x.copies.emplace_back(std::move(*subscription), sequence);
+      }
+      out = std::move(x);
+      break;
+    }
     default:
       if (r.ok()) r.fail_at("unknown record type " + std::to_string(type));
   }
@@ -459,7 +584,8 @@ result<std::uint64_t> parse_segment_header(std::string_view bytes) {
   if (bytes.size() < segment_header_size)
     return fail(errc::protocol_error,
                 "segment header cut off after " + std::to_string(bytes.size()) + " bytes");
-  if (bytes.substr(0, segment_magic.size()) != segment_magic)
+  const auto magic = bytes.substr(0, segment_magic.size());
+  if (magic != segment_magic && magic != segment_magic_v1)
     return fail(errc::protocol_error, "not a qrt log segment (bad magic)");
   reader r(bytes.substr(segment_magic.size(), 8));
   return r.u64("segment index");

@@ -13,6 +13,7 @@
 #include <string>
 #include <string_view>
 #include <variant>
+#include <vector>
 
 #include "../events.hpp"
 
@@ -35,8 +36,13 @@ inline constexpr std::uint64_t largest_segment_bytes = 64u << 20;
 inline constexpr std::uint64_t largest_segment_file_bytes =
     largest_segment_bytes + max_payload_size + (2u << 20);
 
-/// Every segment file starts with this magic and its own index (u64 little-endian).
-inline constexpr std::string_view segment_magic{"QRTLOG01", 8};
+/// Every segment file starts with a magic naming its format version and its own index (u64
+/// little-endian). Version 2 added topics (record types 7-10, subscription names); a segment of
+/// version 1 holds a subset of what version 2 may, so both are read, and only version 2 is
+/// written. A reader of version 1 refuses a version 2 segment by its magic instead of meeting
+/// record types it does not know (docs/adr/0003-persistence-format.md).
+inline constexpr std::string_view segment_magic{"QRTLOG02", 8};
+inline constexpr std::string_view segment_magic_v1{"QRTLOG01", 8};
 inline constexpr std::size_t segment_header_size = 16;
 
 enum class record_type : std::uint8_t {
@@ -46,6 +52,10 @@ enum class record_type : std::uint8_t {
   delivered = 4,
   removed = 5,
   session_state_set = 6,
+  topic_created = 7,
+  topic_deleted = 8,
+  subscription_created = 9,
+  published = 10,
 };
 
 struct queue_created_record {
@@ -77,8 +87,33 @@ struct session_state_record {
   std::string state;
 };
 
-using record = std::variant<queue_created_record, queue_deleted_record, enqueued_record,
-                            delivered_record, removed_record, session_state_record>;
+struct topic_created_record {
+  topic_name topic;
+};
+/// The topic is gone; its subscriptions were deleted by queue_deleted records before it.
+struct topic_deleted_record {
+  topic_name topic;
+};
+/// A subscription: the queue that holds its messages (queue_created's fields) and its filter.
+struct subscription_created_record {
+  queue_name subscription;
+  queue_options options;
+  std::uint64_t next_sequence = 0;  ///< as queue_created_record's
+  subscription_filter filter;
+};
+/// One published message and where it went: a copy in each listed subscription (named within
+/// `topic`) under the listed sequence, all with the same enqueued time and delivery count 0.
+/// One record, so a publish is on disk in every subscription or in none.
+struct published_record {
+  topic_name topic;
+  stored_message message;  ///< sequence unused (0); enqueued time and content shared
+  std::vector<std::pair<queue_name, std::uint64_t>> copies;  ///< subscription, its sequence
+};
+
+using record =
+    std::variant<queue_created_record, queue_deleted_record, enqueued_record, delivered_record,
+                 removed_record, session_state_record, topic_created_record, topic_deleted_record,
+                 subscription_created_record, published_record>;
 
 // Encoders append one complete frame to `out`. They fail only for a payload over
 // max_payload_size (then `out` is left as it was).
@@ -91,6 +126,14 @@ result<void> append_delivered(std::string& out, const queue_name& queue, std::ui
 result<void> append_removed(std::string& out, const queue_name& queue, std::uint64_t sequence);
 result<void> append_session_state(std::string& out, const queue_name& queue,
                                   const session_id& session, const std::string& state);
+result<void> append_topic_created(std::string& out, const topic_name& topic);
+result<void> append_topic_deleted(std::string& out, const topic_name& topic);
+result<void> append_subscription_created(std::string& out, const queue_name& subscription,
+                                         const queue_options& options, std::uint64_t next_sequence,
+                                         const subscription_filter& filter);
+/// `copies`: each subscription (of `topic`) the message went to, with its sequence there.
+result<void> append_published(std::string& out, const topic_name& topic, const stored_message& msg,
+                              const std::vector<std::pair<queue_name, std::uint64_t>>& copies);
 result<void> append_record(std::string& out, const record& r);
 
 /// The payload size append_enqueued would write for `content` in `queue`, with `dead_letter`

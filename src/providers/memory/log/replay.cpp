@@ -70,9 +70,11 @@ class state_builder {
 
   detail::recovered_state finish() {
     detail::recovered_state out;
+    out.topics = index.topics();
     for (const auto& [name, q] : index.queues()) {
       detail::recovered_queue& rq = out[name];
       rq.options = q.options;
+      rq.filter = q.filter;
       rq.next_sequence = q.next_sequence;
       rq.session_states = q.session_states;
       auto take = [&](const queue_name& key, std::vector<stored_message>& into) {
@@ -115,6 +117,27 @@ class state_builder {
   }
   void apply_one(const session_state_record& x, std::uint64_t) {
     index.session_state_set(x.queue, x.session, x.state);
+  }
+  void apply_one(const topic_created_record& x, std::uint64_t) { index.topic_created(x.topic); }
+  void apply_one(const topic_deleted_record& x, std::uint64_t) {
+    for (auto it = contents_.begin(); it != contents_.end();) {
+      const bool gone = it->first.is_subscription() && it->first.topic() == x.topic.str();
+      it = gone ? contents_.erase(it) : std::next(it);
+    }
+    index.topic_deleted(x.topic);
+  }
+  void apply_one(const subscription_created_record& x, std::uint64_t) {
+    index.subscription_created(x.subscription, x.options, x.next_sequence, x.filter);
+  }
+  // One published message is a copy in each subscription it lists, as if each had its own
+  // enqueued record.
+  void apply_one(const published_record& x, std::uint64_t segment) {
+    for (const auto& [subscription, sequence] : x.copies) {
+      stored_message copy = x.message;
+      copy.sequence = sequence;
+      index.enqueued(subscription, sequence, copy.delivery_count, segment);
+      contents_[subscription].insert_or_assign(sequence, std::move(copy));
+    }
   }
 
   std::map<queue_name, std::map<std::uint64_t, stored_message>> contents_;
