@@ -15,7 +15,7 @@
 #include <string_view>
 #include <utility>
 
-#include "amqp/connection.hpp"
+#include "amqp/connection_types.hpp"
 
 struct pn_delivery_t;
 struct pn_link_t;
