@@ -42,7 +42,7 @@ auto core::attach_receiver(const std::string& id, const receiver_spec& spec)
   ro.delivery_mode(proton::delivery_mode::AT_LEAST_ONCE);
   if (!spec.properties.empty()) ro.properties(spec.properties);
   r.link = conn.open_session().open_receiver(spec.address, ro);
-  // Still before the attach frame goes out: frames are written after this work item.
+  // Still before the attach frame goes out: frames are collected when the entry point pumps.
   if (spec.confirm_settlement) request_settle_second(r.link);
   announce_max_message_size(r.link, spec.max_message_size);
   receiver_by_link[proton::internal::factory<proton::link>::unwrap(r.link)] = id;
