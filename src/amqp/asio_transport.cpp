@@ -32,7 +32,7 @@ void asio_transport::service() {
     open_stream(*attempt);  // a stream that cannot be made fails the attempt: look again
   }
   if (current_) {
-    current_->next_out += protocol.take_output();
+    protocol.take_output(current_->next_out);
     write_out(current_);
   }
   wait_for_deadline();
@@ -116,13 +116,19 @@ void asio_transport::retire(engine::closing_stream closing) {
 
 void asio_transport::wait_for_deadline() {
   const engine::time_point at = protocol.next_deadline();
-  if (at == timer_at_) return;  // the wait in place already ends then
-  timer_at_ = at;
-  const std::uint64_t wait = ++timer_waits_;
   if (at == engine::time_point::max()) {
+    if (timer_at_ == at) return;
+    timer_at_ = at;
+    ++timer_waits_;
     timer_.cancel();  // nothing waits on the time: no handler keeps the transport alive
     return;
   }
+  // Proton's deadline moves a little later with almost every call: a wait that ends earlier
+  // stays (it ticks early, harmlessly, and waits again), so the timer is re-armed only for an
+  // earlier deadline, not once per call.
+  if (at >= timer_at_) return;
+  timer_at_ = at;
+  const std::uint64_t wait = ++timer_waits_;
   timer_.expires_at(at);
   timer_.async_wait([self = shared_from_this(), wait](boost::system::error_code ec) {
     if (ec || wait != self->timer_waits_) return;  // re-armed since: that wait owns the timer

@@ -250,9 +250,14 @@ bool engine::reading(std::uint64_t attempt) const {
   return core_->current(attempt) != nullptr;
 }
 
-std::string engine::take_output() {
-  if (!core_->io) return {};
-  return std::exchange(core_->io->output, std::string());
+void engine::take_output(std::string& out) {
+  if (!core_->io || core_->io->output.empty()) return;
+  if (out.empty()) {
+    out.swap(core_->io->output);
+  } else {
+    out += core_->io->output;
+    core_->io->output.clear();
+  }
 }
 
 std::vector<engine::closing_stream> engine::take_closing() {

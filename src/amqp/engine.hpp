@@ -97,8 +97,9 @@ class engine {
   std::size_t bytes_in(std::uint64_t attempt, std::span<const char> bytes, time_point now);
   /// Whether the attempt's stream is still read (false once it is lost or refused).
   bool reading(std::uint64_t attempt) const;
-  /// The bytes to write next on the current attempt's stream.
-  std::string take_output();
+  /// Appends the bytes to write next on the current attempt's stream to `out` (swapped in when
+  /// `out` is empty, so the two buffers keep their capacity from write to write).
+  void take_output(std::string& out);
   /// Streams of attempts that are over, to close after their last bytes.
   std::vector<closing_stream> take_closing();
 

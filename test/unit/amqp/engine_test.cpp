@@ -75,7 +75,9 @@ struct engine_harness {
         continue;
       }
       if (!attempt) return;
-      if (const std::string out = e.take_output(); !out.empty()) to_engine += peer(out);
+      std::string out;
+      e.take_output(out);
+      if (!out.empty()) to_engine += peer(out);
       if (to_engine.empty() || !e.reading(*attempt)) return;
       const std::size_t chunk = std::min<std::size_t>(to_engine.size(), 64 * 1024);
       const std::size_t took = e.bytes_in(*attempt, {to_engine.data(), chunk}, now);
