@@ -281,6 +281,33 @@ TEST(amqp_engine, garbage_from_the_peer_is_a_framing_error_and_reading_stops) {
   EXPECT_EQ(h.e.generation(), 0u);
 }
 
+// Reconnecting is time too: after a failed attempt the next one waits out the back-off
+// (endpoint::reconnect_initial_delay, 100 ms), however soon it is asked for.
+TEST(amqp_engine, a_failed_attempt_is_retried_only_once_the_back_off_has_passed) {
+  echoing_broker broker;
+  engine_harness h(broker);
+  answer<qrt::result<void>> first;
+  h.e.connect(5s, h.now, first.into());
+  const auto refused = h.e.take_stream_request();
+  ASSERT_TRUE(refused);
+  h.e.stream_failed(*refused, qrt::fail(qrt::errc::connection_failed, "refused"), h.now);
+  ASSERT_TRUE(first.value);
+  ASSERT_FALSE(*first.value);
+
+  answer<qrt::result<void>> second;
+  h.e.connect(5s, h.now, second.into());
+  EXPECT_FALSE(h.e.take_stream_request()) << "tried again before the back-off passed";
+  h.tick_at(h.now + 50ms);
+  EXPECT_EQ(h.attempts, 0) << "tried again before the back-off passed";
+  EXPECT_FALSE(second.value);
+
+  h.tick_at(h.now + 100ms);
+  EXPECT_EQ(h.attempts, 1);
+  ASSERT_TRUE(second.value);
+  EXPECT_TRUE(*second.value) << second.value->error().to_string();
+  EXPECT_EQ(h.e.generation(), 1u);
+}
+
 // No answer, and no clock: the request fails with timeout exactly when tick() is given a time
 // past its deadline, and not a moment before.
 struct silent_node : echoing_broker {
