@@ -1,8 +1,8 @@
 // The bytes under one connection attempt, as the connection sees them: opened, read, written,
-// closed. The connection (connection.cpp) runs Proton over whatever stream it is given and knows
-// nothing of sockets; tcp_streams() makes the TCP or TLS-over-TCP stream every provider uses,
-// and the unit tests (test/unit/amqp) give it one in memory whose other end is a Proton driver
-// acting as the broker.
+// closed. The Asio transport (asio_transport.cpp) carries them between the stream and the
+// engine, which knows nothing of sockets; tcp_streams() makes the TCP or TLS-over-TCP stream
+// every provider uses, and the connection's unit tests (test/unit/amqp/connection_test.cpp) give
+// it one in memory whose other end is a Proton driver acting as the broker.
 //
 // Every call is made on the connection's strand, and every handler is run there, never inline
 // from the call that starts the operation.

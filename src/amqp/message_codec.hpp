@@ -4,6 +4,10 @@
 // pre-encoded bytes and read deliveries without a pn_message per message. Pure functions: no
 // I/O, no threads, no Proton types. Tested against Proton as the independent reference
 // (test/unit/amqp/message_codec_test.cpp). See docs/adr/0032-amqp-message-codec.md.
+//
+// Its files: message_encoder.cpp (encoding, batches), message_decoder.cpp (the section walk and
+// the section readers), value_reader.hpp (reading encoded values, the output budget),
+// value_text.hpp/.cpp (values as Proton renders them), codec_constants.hpp (the numbers).
 #pragma once
 
 #include <cstddef>

@@ -1,7 +1,7 @@
 // The few things Proton C++ 0.37 cannot express and the C API can: modified with
 // delivery-failed / undeliverable-here flags, rejected with an error condition, an outcome sent
 // without settling (rcv-settle-mode second), and the link's remote terminus and settle mode.
-// Internal to the AMQP core (connection.cpp; defined in proton_c.cpp).
+// Internal to the AMQP core (the engine, engine_*.cpp; defined in proton_c.cpp).
 #pragma once
 
 #include <cstdint>
@@ -15,7 +15,7 @@
 #include <string_view>
 #include <utility>
 
-#include "amqp/connection.hpp"
+#include "amqp/connection_types.hpp"
 
 struct pn_delivery_t;
 struct pn_link_t;

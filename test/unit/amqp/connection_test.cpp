@@ -1,5 +1,6 @@
-// The AMQP connection against a broker in memory: no socket. The connection runs over a
-// byte_stream whose other end is a second Proton connection_driver acting as the broker; the
+// The AMQP connection against a broker in memory: no socket. The connection (its awaitable
+// front end, the Asio transport and the engine together) runs over a byte_stream whose other
+// end is a second Proton connection_driver acting as the broker (memory_brokers.hpp); the
 // bytes one side writes are fed to the other. The broker's behaviour is a messaging_handler
 // written for each test, so each test checks what the broker saw (credit) or what the caller
 // got back (the reply matched by correlation id, the error for a refused attach or garbage).
@@ -42,6 +43,7 @@
 
 #include "amqp/byte_stream.hpp"
 #include "amqp/proton_c.hpp"
+#include "memory_brokers.hpp"
 
 namespace {
 
@@ -52,43 +54,7 @@ using qrt::amqp::detail::connection;
 using qrt::amqp::detail::connection_strand;
 using qrt::amqp::detail::endpoint;
 using qrt::amqp::detail::receiver_spec;
-
-/// The broker's end: a Proton driver that accepted the connection, its behaviour given by
-/// `handler`. exchange() feeds it what the client wrote and returns what it writes back.
-class memory_broker {
- public:
-  explicit memory_broker(proton::messaging_handler& handler) : driver_("memory-broker") {
-    proton::connection_options o;
-    o.handler(handler);
-    o.sasl_enabled(true);
-    o.sasl_allowed_mechs("ANONYMOUS");
-    driver_.accept(o);
-  }
-
-  std::string exchange(std::string_view from_client) {
-    std::size_t used = 0;
-    while (used < from_client.size()) {
-      proton::io::mutable_buffer room = driver_.read_buffer();
-      if (room.size == 0) break;
-      const std::size_t k = std::min(room.size, from_client.size() - used);
-      std::memcpy(room.data, from_client.data() + used, k);
-      driver_.read_done(k);
-      used += k;
-    }
-    driver_.dispatch();
-    std::string out;
-    for (;;) {
-      proton::io::const_buffer b = driver_.write_buffer();
-      if (b.size == 0) break;
-      out.append(b.data, b.size);
-      driver_.write_done(b.size);
-    }
-    return out;
-  }
-
- private:
-  proton::io::connection_driver driver_;
-};
+using namespace qrt::amqp::test;  // the brokers
 
 /// The client's end of the pipe. What the connection writes goes to `peer` at once; what the
 /// peer answers is read back. Completions are posted, never run inline (byte_stream.hpp).
@@ -237,22 +203,6 @@ struct harness {
   std::shared_ptr<connection> conn;
 };
 
-/// A broker that answers a link's attach with the addresses the client asked for.
-struct echoing_broker : proton::messaging_handler {
-  void on_sender_open(proton::sender& s) override {
-    if (s.active()) return;
-    s.open(proton::sender_options()
-               .source(proton::source_options().address(s.source().address()))
-               .target(proton::target_options().address(s.target().address())));
-  }
-  void on_receiver_open(proton::receiver& r) override {
-    if (r.active()) return;
-    r.open(proton::receiver_options()
-               .source(proton::source_options().address(r.source().address()))
-               .target(proton::target_options().address(r.target().address())));
-  }
-};
-
 TEST(amqp_connection, connects_to_a_broker_in_memory) {
   echoing_broker broker;
   harness h(broker);
@@ -261,28 +211,6 @@ TEST(amqp_connection, connects_to_a_broker_in_memory) {
   EXPECT_EQ(h.conn->generation(), 1u);
   EXPECT_EQ(h.attempts, 1);
 }
-
-// $management style: the reply is the message whose correlation id is the request's id; a
-// reply with an id no request has is dropped, not handed to the waiting request.
-struct management_node : echoing_broker {
-  void on_sender_open(proton::sender& s) override {
-    echoing_broker::on_sender_open(s);
-    reply_links[s.target().address()] = s;
-  }
-  void on_message(proton::delivery& d, proton::message& request) override {
-    ++requests;
-    d.accept();
-    proton::sender reply = reply_links.at(request.reply_to());
-    proton::message stranger("not yours");
-    stranger.correlation_id(std::string("qrt-rpc-no-such-request"));
-    reply.send(stranger);
-    proton::message answer("pong");
-    answer.correlation_id(request.id());
-    reply.send(answer);
-  }
-  std::map<std::string, proton::sender> reply_links;
-  int requests = 0;
-};
 
 TEST(amqp_connection, a_reply_is_matched_to_its_request_by_correlation_id) {
   management_node broker;
@@ -301,21 +229,6 @@ TEST(amqp_connection, a_reply_is_matched_to_its_request_by_correlation_id) {
   EXPECT_EQ(broker.requests, 2);
   EXPECT_EQ(broker.reply_links.size(), 1u);
 }
-
-// Credit is granted by hand: a receiver link never has more than its prefetch outstanding
-// (buffered plus handed out and unsettled), however many messages the broker has.
-struct queue_with_messages : echoing_broker {
-  void on_sendable(proton::sender& s) override {
-    max_credit_seen = std::max(max_credit_seen, s.credit());
-    while (s.credit() > 0) {
-      s.send(proton::message("m" + std::to_string(++sent)));
-    }
-  }
-  void on_tracker_accept(proton::tracker&) override { ++accepted; }
-  int max_credit_seen = 0;
-  int sent = 0;
-  int accepted = 0;
-};
 
 TEST(amqp_connection, a_receiver_holds_at_most_its_prefetch) {
   queue_with_messages broker;
@@ -347,20 +260,6 @@ TEST(amqp_connection, a_receiver_holds_at_most_its_prefetch) {
   EXPECT_EQ(broker.sent, 4);
   EXPECT_LE(broker.max_credit_seen, 3);
 }
-
-// A broker that refuses the attach (no source on its side, then a detach with the reason): the
-// open fails with the broker's reason, not as a success.
-struct refusing_broker : echoing_broker {
-  void on_sender_open(proton::sender& s) override {
-    if (s.active()) return;
-    // Attached without a source on the broker's side (Proton C++ would echo the client's):
-    // that is the refusal; the detach with the reason follows.
-    pn_link_t* link = proton::internal::factory<proton::link>::unwrap(s);
-    pn_terminus_set_type(pn_link_source(link), PN_UNSPECIFIED);
-    pn_link_open(link);
-    s.close(proton::error_condition("amqp:not-found", "no queue 'missing' here"));
-  }
-};
 
 TEST(amqp_connection, a_refused_attach_fails_with_the_brokers_reason) {
   refusing_broker broker;
@@ -430,32 +329,6 @@ TEST(amqp_connection, a_receipt_from_before_a_reconnect_is_refused_not_sent) {
   EXPECT_EQ(again->size(), 1u);
 }
 
-// rcv-settle-mode second (Service Bus peek-lock): the outcome goes out unsettled, and settle()
-// completes with the broker's answer when the broker settles: success, or its refusal with the
-// broker's description.
-struct settle_second_queue : queue_with_messages {
-  void on_sender_open(proton::sender& s) override {
-    if (s.active()) return;
-    pn_link_set_rcv_settle_mode(proton::internal::factory<proton::link>::unwrap(s), PN_RCV_SECOND);
-    echoing_broker::on_sender_open(s);
-  }
-  void on_tracker_accept(proton::tracker& t) override {
-    ++accepted;
-    if (t.settled()) ++settled_by_client;  // first mode: the client settled with its outcome
-    if (refuse) {
-      qrt::amqp::detail::send_outcome(
-          proton::internal::factory<proton::tracker>::unwrap(t),
-          qrt::amqp::detail::outcome::rejected("com.microsoft:message-lock-lost",
-                                               "the lock on this message is lost"),
-          true);
-    } else {
-      t.settle();
-    }
-  }
-  bool refuse = false;
-  int settled_by_client = 0;
-};
-
 TEST(amqp_connection, settle_second_waits_for_the_brokers_settlement_and_reports_a_refusal) {
   settle_second_queue broker;
   harness h(broker);
@@ -487,14 +360,6 @@ TEST(amqp_connection, settle_second_waits_for_the_brokers_settlement_and_reports
   EXPECT_EQ(refused[0].error().provider_code, "com.microsoft:message-lock-lost");
   EXPECT_EQ(broker.settled_by_client, 0);
 }
-
-// A link the broker detaches with an error: the receive waiting on it fails with the broker's
-// reason instead of waiting out its time.
-struct detaching_queue : echoing_broker {
-  void on_sendable(proton::sender& s) override {
-    s.close(proton::error_condition("amqp:resource-deleted", "queue 'q' was deleted"));
-  }
-};
 
 TEST(amqp_connection, a_link_detached_with_an_error_fails_the_waiting_receive) {
   detaching_queue broker;

@@ -1,0 +1,486 @@
+// The engine's state and the Proton handler that changes it (engine.hpp says what the engine
+// is). Internal to the engine's files, which split it by what the members are for:
+//   engine.cpp            the entry points, the time (deadlines, tick), the bytes in and out;
+//   engine_connecting.cpp the connection's life: attempts, back-off, loss, shutdown;
+//   engine_sending.cpp    senders, outcomes of sent messages, the link cap, sessions;
+//   engine_receiving.cpp  receivers, credit and the prefetch budget, taking deliveries;
+//   engine_settling.cpp   settlements, and the peer's confirmation of them;
+//   engine_requests.cpp   request/response on $cbs and $management nodes.
+// One struct because the handler's events touch several tables at once (a lost connection
+// fails them all); nothing here includes Asio.
+#pragma once
+
+#include <proton/condition.h>
+
+#include <algorithm>
+#include <atomic>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <proton/connection.hpp>
+#include <proton/connection_options.hpp>
+#include <proton/delivery.hpp>
+#include <proton/error_condition.hpp>
+#include <proton/io/connection_driver.hpp>
+#include <proton/link.hpp>
+#include <proton/message.hpp>
+#include <proton/messaging_handler.hpp>
+#include <proton/receiver.hpp>
+#include <proton/sender.hpp>
+#include <proton/session.hpp>
+#include <proton/tracker.hpp>
+#include <proton/transport.hpp>
+#include <span>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "amqp/engine.hpp"
+#include "amqp/outbound_frames.hpp"
+#include "amqp/proton_c.hpp"
+
+namespace qrt::amqp::detail {
+
+using time_point = engine::time_point;
+
+error closed_error();
+
+/// A call's callback, run at most once however many tables hold a copy; done() says whether it
+/// has run (a timed-out call's late answer is then dropped).
+template <class T>
+class once {
+ public:
+  explicit once(std::function<void(T)> fn) : state_(std::make_shared<state>(std::move(fn))) {}
+
+  void operator()(T value) const {
+    if (state_->done) return;
+    state_->done = true;
+    auto fn = std::move(state_->fn);
+    fn(std::move(value));
+  }
+  bool done() const { return state_->done; }
+
+ private:
+  struct state {
+    explicit state(std::function<void(T)> f) : fn(std::move(f)) {}
+    std::function<void(T)> fn;
+    bool done = false;
+  };
+  std::shared_ptr<state> state_;
+};
+
+/// One result per item of a finished call: what was recorded, success where nothing was (an
+/// item whose outcome never arrived has been given its error before the call finishes).
+std::vector<result<void>> results_of(std::vector<std::optional<result<void>>>& slots);
+
+struct engine::core : proton::messaging_handler {
+  core(endpoint ep, connection_observer observer);
+
+  static std::string container_name(const endpoint& ep);
+
+  const endpoint where;
+  const std::string container_id;
+  std::atomic<std::uint64_t> generation{0};
+  engine::connection_observer observe;  ///< opens and failures, for connection_stats
+
+  // ---------- the time ----------
+
+  /// The time of the call being run: every entry point sets it first (engine.cpp).
+  time_point now{};
+  /// What runs when the time comes (operation timeouts, connect timeout, back-off), in order.
+  std::multimap<time_point, std::function<void()>> deadlines;
+  /// Proton's next idle-timeout deadline (heartbeat out, silent peer), max() when none.
+  time_point proton_deadline = time_point::max();
+
+  /// Runs `fn` once tick() is called at or after now + `delay`.
+  void after(milliseconds delay, std::function<void()> fn);
+  /// Runs the deadlines due by `now`, in order; each may add more.
+  void run_due();
+
+  // ---------- the byte stream ----------
+
+  /// One connection attempt: its number, Proton driver and output. A new one per attempt; when
+  /// the attempt is over, its last output goes to `closing` with the attempt's number.
+  struct attempt_io {
+    attempt_io(std::uint64_t n, const std::string& container_id,
+               outbound_frames::format_lookup formats)
+        : number(n), driver(container_id), frames(std::move(formats)) {}
+    std::uint64_t number;
+    proton::io::connection_driver driver;
+    outbound_frames frames;
+    bool amqp_started = false;  ///< the driver owns the connection (after TCP/TLS are up)
+    std::string output;         ///< produced, not yet taken by the transport
+  };
+  std::unique_ptr<attempt_io> io;
+  std::vector<std::unique_ptr<attempt_io>> retired;  ///< freed when the entry point returns
+  std::optional<std::uint64_t> stream_wanted;        ///< an attempt waiting for its stream
+  std::vector<engine::closing_stream> closing;
+  /// Batch deliveries not yet written: tag number -> message format (see outbound_frames).
+  std::unordered_map<std::uint64_t, std::uint32_t> formats_to_write;
+
+  /// The current attempt, when `attempt` names it.
+  attempt_io* current(std::uint64_t attempt) const;
+  /// The stream is up: hand it to Proton (SASL, open, heartbeats).
+  void start_amqp();
+  /// Runs Proton's pending events (the handlers below) and the calls waiting for a link, then
+  /// collects what they produced to write, and Proton's next deadline. Run at the end of every
+  /// entry point (engine.cpp).
+  void pump();
+  /// Moves what Proton has to send through outbound_frames into the attempt's output.
+  static void collect_output(attempt_io& a);
+  /// The attempt is over: its last output (a close frame) goes to `closing`.
+  void retire();
+
+  enum class state { disconnected, connecting, open };
+  state conn_state = state::disconnected;
+  proton::connection conn;
+  std::uint64_t attempt = 0;
+  milliseconds backoff{0};
+  time_point next_attempt_at{};
+  bool attempt_scheduled = false;
+  std::optional<error> last_error;
+  bool shutting_down = false;
+
+  struct open_waiter {
+    std::function<void(const error*)> fn;
+    std::uint64_t id;
+  };
+  std::vector<open_waiter> open_waiters;
+  std::uint64_t next_waiter_id = 1;
+
+  // -- senders --
+  struct send_op {
+    std::vector<outgoing_delivery> deliveries;
+    std::size_t next = 0;       ///< first delivery not yet handed to Proton
+    std::size_t unsettled = 0;  ///< handed to Proton, outcome not yet known
+    std::vector<std::optional<result<void>>> outcomes;
+    once<result<std::vector<result<void>>>> done;
+    bool finished = false;
+    std::string address;
+  };
+  struct sender_state {
+    proton::sender link;
+    std::deque<std::shared_ptr<send_op>> waiting;  ///< ops with messages not yet sent
+    std::size_t unsettled = 0;                     ///< deliveries waiting for their outcome
+    std::uint64_t last_use = 0;                    ///< use_clock at the last send
+    bool idle() const { return waiting.empty() && unsettled == 0; }
+  };
+  std::map<std::string, sender_state> senders;  ///< by target address
+  std::unordered_map<std::uint64_t, std::pair<std::shared_ptr<send_op>, std::size_t>> in_flight;
+  std::uint64_t next_tag = 1;
+
+  // -- receivers --
+  struct receive_op {
+    std::size_t max;
+    once<result<std::vector<inbound>>> done;
+  };
+  struct held_delivery {
+    inbound item;
+    delivery_handle delivery;
+    /// When the message's time-to-live runs out while qrt holds it unasked (prefetch): its
+    /// arrival plus the header's ttl. The broker's own clock started earlier, so this is never
+    /// before the broker would expire it: qrt gives back late, never early.
+    time_point expires = time_point::max();
+    std::uint64_t bytes = 0;  ///< the delivery's encoded size, counted in the prefetch budget
+  };
+  /// One settle() call: its items' results, and how many still wait for the peer.
+  struct settle_op {
+    std::vector<std::optional<result<void>>> results;
+    std::size_t pending = 0;
+    once<result<std::vector<result<void>>>> done;
+    bool finished = false;
+  };
+  /// An outcome sent unsettled (rcv-settle-mode second), waiting for the peer's settlement.
+  /// `op` is null once the call that sent it timed out; a retry of the same receipt adopts it.
+  struct confirming_settle {
+    delivery_handle delivery;
+    std::uint64_t seq = 0;
+    std::shared_ptr<settle_op> op;
+    std::size_t index = 0;
+    outcome::kind sent = outcome::kind::accepted;
+  };
+  struct receiver_state {
+    std::string id;
+    receiver_spec spec;
+    proton::receiver link;
+    std::uint64_t instance = 0;
+    bool open = false;
+    std::deque<held_delivery> buffered;
+    std::uint64_t buffered_bytes = 0;  ///< the sum of buffered[i].bytes
+    std::map<std::uint64_t, delivery_handle> handed_out;
+    std::unordered_map<pn_delivery_t*, confirming_settle> confirming;  ///< by delivery
+    std::deque<std::shared_ptr<receive_op>> waiting;
+    std::vector<once<result<link_info>>> open_waiters;
+    std::uint64_t next_seq = 1;
+  };
+  std::map<std::string, receiver_state> receivers;  ///< by link id
+  /// Link -> link id, by the C object: every delivery event looks its receiver up, and
+  /// proton::link::name() would copy the name each time.
+  std::unordered_map<pn_link_t*, std::string> receiver_by_link;
+  std::unordered_map<std::uint64_t, std::string> live_instances;  ///< instance -> link id
+  std::uint64_t next_instance = 1;
+
+  // -- request/response nodes --
+  struct rpc_node {
+    std::string node;
+    proton::sender out;
+    proton::receiver in;
+    std::string reply_to;
+    bool in_open = false;
+    std::deque<std::pair<proton::message, std::string>> unsent;    ///< waiting for credit/attach
+    std::map<std::string, once<result<proton::message>>> pending;  ///< by message-id
+    std::uint64_t last_use = 0;  ///< use_clock at the last request
+    bool idle() const { return pending.empty() && unsent.empty(); }
+  };
+  std::map<std::string, rpc_node> rpc_nodes;                 ///< by node address
+  std::unordered_map<std::string, std::string> rpc_by_name;  ///< link name -> node
+  std::uint64_t next_request = 1;
+
+  // -- what the connection holds, against endpoint::max_links and max_prefetch_bytes --
+  std::uint64_t prefetched_bytes = 0;  ///< the sum of every receiver's buffered_bytes
+  std::uint64_t peak_committed_bytes = 0;
+  bool credit_withheld = false;  ///< the budget gave some link less credit than it wanted
+  std::size_t peak_links = 0;
+  std::uint64_t use_clock = 0;  ///< orders senders and nodes by last use
+  /// A send or request waiting for a link to free up under max_links.
+  struct link_waiter {
+    std::function<bool()> finished;  ///< the call ended meanwhile (its timeout): drop it
+    std::function<void()> resume;    ///< there is room now: attach and go on
+    std::function<void(const error&)> fail;
+  };
+  std::deque<link_waiter> link_waiters;
+  bool link_waiters_scheduled = false;
+
+  // ---------- connecting ----------
+
+  proton::connection_options options() const;
+
+  /// Calls `fn(nullptr)` once connected, or `fn(&error)` when the attempt fails or `timeout`
+  /// passes first.
+  void when_open(milliseconds timeout, std::function<void(const error*)> fn);
+
+  void start_connect();
+
+  /// Takes the deliveries qrt decodes itself, then runs Proton's pending events. What a handler
+  /// throws (a Proton conversion error on something the peer sent, or any other bug) goes no
+  /// further: left alone, it would unwind out of the engine into the transport and stop the
+  /// connection's reads. The connection is dropped with the reason instead: calls waiting on it
+  /// fail, and the next one reconnects. False when it was dropped.
+  bool dispatch_events();
+
+  /// The message format of the delivery tagged `tag`, if it is a batch (asked by
+  /// outbound_frames on the delivery's first transfer frame).
+  std::optional<std::uint32_t> format_of(std::span<const std::uint8_t> tag);
+
+  void on_connection_open(proton::connection& c) override;
+
+  void on_transport_error(proton::transport& t) override;
+
+  void on_connection_error(proton::connection& c) override;
+
+  void on_connection_close(proton::connection& c) override;
+
+  void on_transport_close(proton::transport& t) override;
+
+  /// Everything tied to the connection is gone: fail what waits on it, forget links (their
+  /// receipts expire), and space out the next attempt.
+  void connection_lost(error e);
+
+  // ---------- sending ----------
+
+  void send(std::shared_ptr<send_op> op, milliseconds timeout);
+
+  /// Hands the call to the sender link of its address, attaching one when there is none; at
+  /// the link cap with every link busy, the call waits for one (its timeout still runs).
+  void start_send(const std::shared_ptr<send_op>& op);
+
+  // ---------- the link cap (endpoint::max_links) ----------
+
+  std::size_t links_held() const;
+  void note_links_held() { peak_links = std::max(peak_links, links_held()); }
+
+  /// Makes room for `count` more links under the cap by closing the least recently used idle
+  /// senders and request/response nodes (they attach again when next used). Receivers are
+  /// never closed for room: a receiver's link holds its prefetch and, on Service Bus, a session
+  /// lock. False when every link is busy.
+  bool make_room_for_links(std::size_t count);
+
+  /// The idle entry of `links` (senders or request/response nodes) used longest ago, or end().
+  template <class Links>
+  static typename Links::iterator least_recently_used_idle(Links& links) {
+    auto oldest = links.end();
+    for (auto it = links.begin(); it != links.end(); ++it) {
+      if (it->second.idle() &&
+          (oldest == links.end() || it->second.last_use < oldest->second.last_use))
+        oldest = it;
+    }
+    return oldest;
+  }
+
+  /// A link may have freed up: the waiting calls are served at the end of the entry point
+  /// (pump), never inside the handler that freed it (it may be walking the links).
+  void link_freed();
+
+  /// Resumes the calls waiting for a link, oldest first, as long as there is room. A lost
+  /// connection has failed them all (connection_lost).
+  void serve_link_waiters();
+
+  void send_pending(sender_state& s);
+
+  void on_sendable(proton::sender& s) override;
+
+  void record(const std::shared_ptr<send_op>& op, std::size_t index, result<void> outcome);
+
+  void fail_unsent(send_op& op, const error& e);
+
+  /// The link is gone: a call that sent nothing fails as a whole; otherwise its unsent
+  /// messages fail with `e` and the call finishes once no outcome is pending.
+  void abort_send(send_op& op, const error& e);
+
+  /// Nothing was sent: the whole call fails.
+  void finish_whole(send_op& op, const error& e);
+
+  void finish(send_op& op);
+
+  std::optional<std::pair<std::shared_ptr<send_op>, std::size_t>> take_in_flight(
+      const proton::tracker& t);
+
+  void on_tracker_accept(proton::tracker& t) override;
+  void on_tracker_reject(proton::tracker& t) override;
+  void on_tracker_release(proton::tracker& t) override;
+  void on_tracker_settle(proton::tracker& t) override;
+
+  void on_sender_error(proton::sender& s) override { sender_gone(s, s.error()); }
+  void on_sender_close(proton::sender& s) override { sender_gone(s, s.error()); }
+
+  void sender_gone(proton::sender& s, const proton::error_condition& condition);
+
+  // ---------- receiving ----------
+
+  /// The receiver link `id`, attached with `spec` when there is none; an error when the link
+  /// cap leaves no room for it (receivers do not wait: one held for good would block the rest).
+  result<receiver_state*> attach_receiver(const std::string& id, const receiver_spec& spec);
+
+  receiver_state* receiver_of(const proton::receiver& link);
+
+  /// Grants credit so that buffered + handed out + outstanding credit reaches the prefetch, or
+  /// so that a waiting receive call can be served in full, within the connection's prefetch
+  /// budget (endpoint::max_prefetch_bytes). A link with a waiting receive and nothing buffered
+  /// or credited always gets one credit: the budget slows a call down, never starves it.
+  void replenish(receiver_state& r);
+
+  /// What one credit may bring: a delivery of up to the link's max-message-size.
+  std::uint64_t credit_bytes(const receiver_spec& spec) const;
+
+  /// The bytes the prefetch holds or has asked for: buffered deliveries plus every link's
+  /// outstanding credit at its max-message-size.
+  std::uint64_t committed_prefetch_bytes() const;
+
+  /// Prefetched bytes were handed out or given back: links the budget held back may take more
+  /// now. Nothing to do (the common case, on every receive) unless credit was withheld.
+  void prefetch_budget_freed();
+
+  void receive(const std::string& id, const receiver_spec& spec, std::size_t max, milliseconds wait,
+               once<result<std::vector<inbound>>> done);
+
+  /// A prefetched message whose time-to-live ran out in qrt's buffer is never handed out: it is
+  /// released to the broker, which owns expiry (drops it, or dead-letters it as expired where
+  /// the queue says so) by the same rule as for a message it never sent (docs/amqp.md).
+  void give_back_expired(receiver_state& r);
+
+  void hand_out(receiver_state& r, receive_op& op);
+
+  void unbuffer(receiver_state& r, std::uint64_t bytes);
+
+  void on_message(proton::delivery& d, proton::message& m) override;
+
+  /// Takes the whole deliveries waiting on receiver links and decodes them with the pure codec
+  /// (message_codec.hpp), before Proton's dispatch would: its C++ adapter decodes every readable
+  /// delivery into a proton::message before on_message, most of a receive's CPU. A delivery
+  /// taken here is no longer readable, so the adapter's event for it does nothing.
+  void take_deliveries();
+  std::string scratch;  ///< a delivery's bytes while it is decoded
+
+  void refuse_oversize(const receiver_state& r, pn_delivery_t* d);
+
+  void on_receiver_open(proton::receiver& link) override;
+
+  void on_receiver_error(proton::receiver& link) override { receiver_gone(link, link.error()); }
+  void on_receiver_close(proton::receiver& link) override { receiver_gone(link, link.error()); }
+
+  void receiver_gone(proton::receiver& link, const proton::error_condition& condition);
+
+  void forget_receiver(const std::string& id);
+
+  void open_receiver(const std::string& id, const receiver_spec& spec, milliseconds timeout,
+                     once<result<link_info>> done);
+
+  /// Settles one delivery, or sends its outcome and registers it with `op` to wait for the
+  /// peer's confirmation (nullopt then).
+  std::optional<result<void>> settle_one(const delivery_ref& ref, const outcome& how,
+                                         const std::shared_ptr<settle_op>& op, std::size_t index);
+
+  void record_settle(settle_op& op, std::size_t index, result<void> outcome);
+
+  void finish_settle(settle_op& op);
+
+  /// The peer settled a delivery we sent an outcome for: that is the confirmation (or refusal).
+  void on_delivery_settle(proton::delivery& d) override;
+
+  /// The link is going away: outcomes still waiting for the peer will never be confirmed.
+  void fail_confirming(receiver_state& r, const error& cause);
+
+  /// Bounds how long a settle() waits for the peer's confirmations.
+  void time_out_settle(const std::shared_ptr<settle_op>& op, milliseconds timeout);
+
+  // ---------- request / response ----------
+
+  void request(const std::string& node, proton::message m, milliseconds timeout,
+               once<result<proton::message>> done);
+
+  /// Sends the request on the node's links, attaching them when there are none; at the link
+  /// cap with every link busy, the request waits for room (bounded by its timeout).
+  void start_request(const std::string& node, proton::message m, milliseconds timeout,
+                     once<result<proton::message>> done);
+
+  void send_requests(rpc_node& n);
+
+  void rpc_response(const std::string& node, proton::delivery& d, proton::message& m);
+
+  /// A reply growing past max_reply_bytes is refused before more of it is buffered. Which
+  /// request it answers is in the part not yet read, so every request waiting on that node
+  /// fails, and the node is attached afresh for the next one.
+  void refuse_oversize_replies();
+
+  void drop_rpc_node(std::map<std::string, rpc_node>::iterator nit, const error& e);
+
+  void rpc_link_gone(proton::link& link, const proton::error_condition& condition);
+
+  // ---------- sessions: one per link ----------
+  //
+  // Each link gets its own session because brokers end the whole session for a link-level
+  // problem (RabbitMQ 3.10: amqp:not-found for a missing queue, amqp:invalid-field for
+  // `modified`); with one session per link the error belongs to exactly one link.
+
+  static void end_link(proton::link link);
+
+  void on_session_error(proton::session& ssn) override { session_gone(ssn); }
+  void on_session_close(proton::session& ssn) override { session_gone(ssn); }
+
+  void session_gone(proton::session& ssn);
+
+  /// Proton's default throws out of the handler; every error is handled where it
+  /// belongs (transport, connection, session, link), so there is nothing left to do here.
+  void on_error(const proton::error_condition&) override {}
+
+  // ---------- shutdown ----------
+
+  void shutdown();
+};
+
+/// The engine's files define the members as `core::...`.
+using core = engine::core;
+
+}  // namespace qrt::amqp::detail

@@ -1,0 +1,334 @@
+// The engine's receivers (engine_core.hpp): attaching a receiver link, granting credit by hand
+// within the link's prefetch and the connection's prefetch budget, taking whole deliveries off
+// the links and decoding them with the pure codec, and handing them to receive calls.
+#include <proton/receiver_options.hpp>
+#include <proton/source_options.hpp>
+#include <string>
+
+#include "amqp/engine_core.hpp"
+#include "amqp/mapping.hpp"
+#include "amqp/message_codec.hpp"
+
+namespace qrt::amqp::detail {
+
+auto core::attach_receiver(const std::string& id, const receiver_spec& spec)
+    -> result<receiver_state*> {
+  if (auto it = receivers.find(id); it != receivers.end()) return &it->second;
+  if (!make_room_for_links(1)) {
+    error e = fail(errc::provider_error,
+                   "no room for the receiver link on '" + spec.address + "': the connection to '" +
+                       where.display() + "' holds " + std::to_string(links_held()) +
+                       " links, all in use (max_links " + std::to_string(where.max_links) + ")");
+    e.kind = error_kind::transient;
+    return e;
+  }
+  receiver_state& r = receivers.try_emplace(id).first->second;
+  r.id = id;
+  r.spec = spec;
+  r.instance = next_instance++;
+  const std::string name = "qrt-r-" + std::to_string(r.instance);
+  proton::receiver_options ro;
+  proton::source_options so;
+  so.address(spec.address);
+  if (!spec.filters.empty()) so.filters(spec.filters);
+  if (spec.durable) {
+    so.durability_mode(proton::source::UNSETTLED_STATE);
+    so.expiry_policy(proton::source::NEVER);
+  }
+  ro.source(so);
+  ro.name(name);
+  ro.credit_window(0);  // credit by hand: see replenish()
+  ro.auto_accept(false);
+  ro.delivery_mode(proton::delivery_mode::AT_LEAST_ONCE);
+  if (!spec.properties.empty()) ro.properties(spec.properties);
+  r.link = conn.open_session().open_receiver(spec.address, ro);
+  // Still before the attach frame goes out: frames are collected when the entry point pumps.
+  if (spec.confirm_settlement) request_settle_second(r.link);
+  announce_max_message_size(r.link, spec.max_message_size);
+  receiver_by_link[proton::internal::factory<proton::link>::unwrap(r.link)] = id;
+  live_instances[r.instance] = id;
+  note_links_held();
+  return &r;
+}
+
+auto core::receiver_of(const proton::receiver& link) -> receiver_state* {
+  auto it = receiver_by_link.find(proton::internal::factory<proton::link>::unwrap(link));
+  if (it == receiver_by_link.end()) return nullptr;
+  auto rit = receivers.find(it->second);
+  return rit == receivers.end() ? nullptr : &rit->second;
+}
+
+void core::replenish(receiver_state& r) {
+  if (!r.open || !r.link.active()) return;
+  const long credit = r.link.credit();
+  const long buffered = static_cast<long>(r.buffered.size());
+  const long locked = buffered + static_cast<long>(r.handed_out.size()) + credit;
+  const long for_prefetch = static_cast<long>(r.spec.prefetch) - locked;
+  const long for_demand =
+      r.waiting.empty() ? 0 : static_cast<long>(r.waiting.front()->max) - (buffered + credit);
+  long add = std::max({for_prefetch, for_demand, 0L});
+  if (add > 0 && where.max_prefetch_bytes > 0) {
+    const std::uint64_t committed = committed_prefetch_bytes();
+    const std::uint64_t room =
+        committed < where.max_prefetch_bytes ? where.max_prefetch_bytes - committed : 0;
+    const long wanted = add;
+    add = std::min<long>(add, static_cast<long>(std::min<std::uint64_t>(room / credit_bytes(r.spec),
+                                                                        std::uint64_t{INT32_MAX})));
+    if (add == 0 && !r.waiting.empty() && buffered == 0 && credit == 0) add = 1;
+    if (add < wanted) credit_withheld = true;
+    peak_committed_bytes = std::max(
+        peak_committed_bytes, committed + static_cast<std::uint64_t>(add) * credit_bytes(r.spec));
+  }
+  if (add > 0) r.link.add_credit(static_cast<std::uint32_t>(add));
+}
+
+std::uint64_t core::credit_bytes(const receiver_spec& spec) const {
+  if (spec.max_message_size > 0) return spec.max_message_size;
+  return std::max<std::uint64_t>(where.max_prefetch_bytes, 1);  // unbounded: one credit fills it
+}
+
+std::uint64_t core::committed_prefetch_bytes() const {
+  std::uint64_t committed = prefetched_bytes;
+  for (const auto& [id, r] : receivers) {
+    if (r.link && r.link.active() && r.link.credit() > 0)
+      committed += static_cast<std::uint64_t>(r.link.credit()) * credit_bytes(r.spec);
+  }
+  return committed;
+}
+
+void core::prefetch_budget_freed() {
+  if (!credit_withheld) return;
+  credit_withheld = false;  // set again by any link the budget still holds back
+  for (auto& [id, r] : receivers) replenish(r);
+}
+
+void core::receive(const std::string& id, const receiver_spec& spec, std::size_t max,
+                   milliseconds wait, once<result<std::vector<inbound>>> done) {
+  auto op = std::make_shared<receive_op>(receive_op{max, done});
+  // The caller's wait bounds the connect too; a connect needs a few round trips, so it gets
+  // at least the connect timeout when the wait is shorter.
+  const milliseconds connect_budget = std::max(wait, where.connect_timeout);
+  when_open(connect_budget, [this, id, spec, op, wait](const error* e) {
+    if (e) {
+      op->done(*e);
+      return;
+    }
+    auto attached = attach_receiver(id, spec);
+    if (!attached) {
+      op->done(attached.error());
+      return;
+    }
+    receiver_state& r = **attached;
+    give_back_expired(r);
+    if (!r.buffered.empty()) {
+      hand_out(r, *op);
+      return;
+    }
+    r.waiting.push_back(op);
+    replenish(r);
+    std::weak_ptr<receive_op> weak = op;
+    after(wait, [this, id, weak] {
+      auto op = weak.lock();
+      if (!op || op->done.done()) return;
+      op->done(std::vector<inbound>{});
+      auto it = receivers.find(id);
+      if (it == receivers.end()) return;
+      auto& w = it->second.waiting;
+      w.erase(std::remove(w.begin(), w.end(), op), w.end());
+    });
+  });
+}
+
+void core::give_back_expired(receiver_state& r) {
+  const auto before = r.buffered.size();
+  std::erase_if(r.buffered, [&](held_delivery& h) {
+    if (h.expires > now) return false;
+    send_outcome(h.delivery.get(), outcome::released(), true);
+    unbuffer(r, h.bytes);
+    return true;
+  });
+  if (r.buffered.size() != before) {
+    replenish(r);
+    prefetch_budget_freed();
+  }
+}
+
+void core::hand_out(receiver_state& r, receive_op& op) {
+  std::vector<inbound> out;
+  const std::size_t n = std::min(op.max, r.buffered.size());
+  out.reserve(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    held_delivery h = std::move(r.buffered.front());
+    r.buffered.pop_front();
+    unbuffer(r, h.bytes);
+    r.handed_out.emplace(h.item.ref.seq, std::move(h.delivery));
+    out.push_back(std::move(h.item));
+  }
+  op.done(std::move(out));
+  prefetch_budget_freed();
+}
+
+void core::unbuffer(receiver_state& r, std::uint64_t bytes) {
+  r.buffered_bytes -= bytes;
+  prefetched_bytes -= bytes;
+}
+
+void core::on_message(proton::delivery& d, proton::message& m) {
+  const proton::receiver link = d.receiver();
+  if (auto rit = rpc_by_name.find(link.name()); rit != rpc_by_name.end()) {
+    rpc_response(rit->second, d, m);
+    return;
+  }
+  // Receiver links' deliveries are taken before dispatch (take_deliveries), so what reaches
+  // here is for a link qrt no longer holds: give it back to the broker.
+  (void)m;
+  d.release();
+}
+
+void core::take_deliveries() {
+  refuse_oversize_replies();
+  for (auto& [id, r] : receivers) {
+    if (!r.link) continue;
+    bool took = false;
+    for (;;) {
+      if (auto big = take_oversize_delivery(r.link, r.spec.max_message_size)) {
+        // Larger than the link announced it takes: refused (Service Bus dead-letters it)
+        // before the rest of it is buffered.
+        took = true;
+        refuse_oversize(r, big->get());
+        continue;
+      }
+      auto d = take_complete_delivery(r.link, scratch);
+      if (!d) break;
+      took = true;
+      auto decoded = decode_message(std::span<const std::uint8_t>(
+          reinterpret_cast<const std::uint8_t*>(scratch.data()), scratch.size()));
+      if (!decoded) {
+        // Not a message qrt can read: refuse it with the reason rather than drop it or fail
+        // the link. Service Bus dead-letters a rejected message, taking the reason from the
+        // info map; other brokers dead-letter or drop it per their policy (docs/amqp.md).
+        const std::string why = decoded.error().message;
+        send_outcome(d->get(),
+                     outcome::rejected("amqp:decode-error", why,
+                                       {{"DeadLetterReason", "amqp:decode-error"},
+                                        {"DeadLetterErrorDescription", why}}),
+                     true);
+        continue;
+      }
+      const auto ttl = decoded->message.time_to_live;
+      inbound item{std::move(*decoded), d->tag(), delivery_ref{r.instance, r.next_seq++}};
+      held_delivery held{std::move(item), std::move(*d)};
+      if (ttl) held.expires = now + *ttl;
+      held.bytes = scratch.size();
+      r.buffered_bytes += held.bytes;
+      prefetched_bytes += held.bytes;
+      r.buffered.push_back(std::move(held));
+    }
+    if (!took) continue;
+    give_back_expired(r);
+    while (!r.waiting.empty() && !r.buffered.empty()) {
+      auto op = r.waiting.front();
+      r.waiting.pop_front();
+      if (op->done.done()) continue;
+      hand_out(r, *op);
+    }
+    replenish(r);
+  }
+}
+
+void core::refuse_oversize(const receiver_state& r, pn_delivery_t* d) {
+  const std::string why = "the message is larger than the " +
+                          std::to_string(r.spec.max_message_size) +
+                          "-byte max-message-size of the receiver link on '" + r.spec.address + "'";
+  send_outcome(d,
+               outcome::rejected("amqp:link:message-size-exceeded", why,
+                                 {{"DeadLetterReason", "amqp:link:message-size-exceeded"},
+                                  {"DeadLetterErrorDescription", why}}),
+               true);
+}
+
+void core::on_receiver_open(proton::receiver& link) {
+  // A refusal: the detach with the reason follows and fails whatever waits on this link.
+  if (attach_refused(link)) return;
+  if (auto it = rpc_by_name.find(link.name()); it != rpc_by_name.end()) {
+    auto nit = rpc_nodes.find(it->second);
+    if (nit != rpc_nodes.end()) {
+      nit->second.in_open = true;
+      send_requests(nit->second);
+    }
+    return;
+  }
+  receiver_state* r = receiver_of(link);
+  if (!r) return;
+  r->open = true;
+  link_info info;
+  info.instance = r->instance;
+  info.remote_filters = link.source().filters();
+  info.remote_properties = link.properties();
+  auto waiters = std::move(r->open_waiters);
+  r->open_waiters.clear();
+  for (auto& w : waiters) w(info);
+  replenish(*r);
+}
+
+void core::receiver_gone(proton::receiver& link, const proton::error_condition& condition) {
+  if (rpc_by_name.count(link.name())) {
+    rpc_link_gone(link, condition);
+    return;
+  }
+  receiver_state* r = receiver_of(link);
+  if (!r) return;
+  const std::string id = r->id;
+  error e = condition
+                ? map_condition(condition, {"receive from", r->spec.address})
+                : fail(errc::connection_failed,
+                       "the broker detached the receiver link from '" + r->spec.address + "'");
+  if (!condition) e.kind = error_kind::transient;
+  for (auto& op : r->waiting) op->done(e);
+  for (auto& w : r->open_waiters) w(e);
+  fail_confirming(*r, e);
+  end_link(link);
+  forget_receiver(id);
+}
+
+void core::forget_receiver(const std::string& id) {
+  auto it = receivers.find(id);
+  if (it == receivers.end()) return;
+  live_instances.erase(it->second.instance);
+  receiver_by_link.erase(proton::internal::factory<proton::link>::unwrap(it->second.link));
+  prefetched_bytes -= it->second.buffered_bytes;
+  receivers.erase(it);
+  prefetch_budget_freed();
+  link_freed();
+}
+
+void core::open_receiver(const std::string& id, const receiver_spec& spec, milliseconds timeout,
+                         once<result<link_info>> done) {
+  when_open(timeout, [this, id, spec, done, timeout](const error* e) {
+    if (e) {
+      done(*e);
+      return;
+    }
+    auto attached = attach_receiver(id, spec);
+    if (!attached) {
+      done(attached.error());
+      return;
+    }
+    receiver_state& r = **attached;
+    if (r.open) {
+      link_info info;
+      info.instance = r.instance;
+      info.remote_filters = r.link.source().filters();
+      info.remote_properties = r.link.properties();
+      done(info);
+      return;
+    }
+    r.open_waiters.push_back(done);
+    after(timeout, [done, id, timeout] {
+      done(fail(errc::timeout, "attaching receiver link '" + id + "' took longer than " +
+                                   std::to_string(timeout.count()) + " ms"));
+    });
+  });
+}
+
+}  // namespace qrt::amqp::detail

@@ -1,0 +1,310 @@
+// The engine's senders (engine_core.hpp): a send call's messages go out on the cached sender
+// link of their address as credit allows, each tagged with a number that finds its call again
+// when the outcome comes back. Also the link cap (endpoint::max_links), shared with the
+// request/response nodes, and the sessions: one per link, so the end of one ends one link.
+#include <cstring>
+#include <proton/sender_options.hpp>
+#include <proton/target_options.hpp>
+#include <string>
+
+#include "amqp/engine_core.hpp"
+#include "amqp/mapping.hpp"
+
+namespace qrt::amqp::detail {
+
+namespace {
+
+proton::binary tag_of(std::uint64_t n) {
+  proton::binary tag(sizeof n, 0);
+  std::memcpy(tag.data(), &n, sizeof n);
+  return tag;
+}
+
+std::optional<std::uint64_t> number_of(const proton::binary& tag) {
+  if (tag.size() != sizeof(std::uint64_t)) return std::nullopt;
+  std::uint64_t n = 0;
+  std::memcpy(&n, tag.data(), sizeof n);
+  return n;
+}
+
+}  // namespace
+
+void core::send(std::shared_ptr<send_op> op, milliseconds timeout) {
+  std::weak_ptr<send_op> weak = op;
+  after(timeout, [this, weak, timeout] {
+    auto op = weak.lock();
+    if (!op || op->finished) return;
+    const error e = fail(errc::timeout, "send to '" + op->address + "' did not finish within " +
+                                            std::to_string(timeout.count()) +
+                                            " ms; the outcome of unsent messages is unknown");
+    fail_unsent(*op, e);
+    for (auto& o : op->outcomes) {
+      if (!o) o = e;
+    }
+    op->unsettled = 0;
+    finish(*op);
+  });
+  when_open(timeout, [this, op](const error* e) {
+    if (e) {
+      finish_whole(*op, *e);
+      return;
+    }
+    start_send(op);
+  });
+}
+
+void core::start_send(const std::shared_ptr<send_op>& op) {
+  if (op->finished) return;
+  auto it = senders.find(op->address);
+  if (it == senders.end()) {
+    if (!make_room_for_links(1)) {
+      link_waiters.push_back(link_waiter{[op] { return op->finished; },
+                                         [this, op] { start_send(op); },
+                                         [this, op](const error& e) { finish_whole(*op, e); }});
+      return;
+    }
+    it = senders.try_emplace(op->address).first;
+    proton::sender_options so;
+    proton::target_options to;
+    to.address(op->address);
+    so.target(to);
+    so.delivery_mode(proton::delivery_mode::AT_LEAST_ONCE);
+    so.auto_settle(true);
+    so.name("qrt-s-" + std::to_string(next_instance++));
+    it->second.link = conn.open_session().open_sender(op->address, so);
+    note_links_held();
+  }
+  it->second.last_use = ++use_clock;
+  it->second.waiting.push_back(op);
+  send_pending(it->second);
+}
+
+std::size_t core::links_held() const {
+  return senders.size() + receivers.size() + 2 * rpc_nodes.size();
+}
+
+bool core::make_room_for_links(std::size_t count) {
+  if (where.max_links == 0) return true;
+  while (links_held() + count > where.max_links) {
+    const auto sender = least_recently_used_idle(senders);
+    const auto node = least_recently_used_idle(rpc_nodes);
+    const bool close_sender =
+        sender != senders.end() &&
+        (node == rpc_nodes.end() || sender->second.last_use < node->second.last_use);
+    if (close_sender) {
+      end_link(sender->second.link);
+      senders.erase(sender);
+    } else if (node != rpc_nodes.end()) {
+      drop_rpc_node(node, closed_error());  // idle: no request waits on it
+    } else {
+      return false;
+    }
+  }
+  return true;
+}
+
+void core::link_freed() {
+  if (link_waiters.empty()) return;
+  link_waiters_scheduled = true;  // served by pump, after the handler that freed the link
+}
+
+void core::serve_link_waiters() {
+  if (conn_state != state::open) return;
+  while (!link_waiters.empty()) {
+    if (link_waiters.front().finished()) {
+      link_waiters.pop_front();
+      continue;
+    }
+    if (!make_room_for_links(2)) break;  // room for a sender or a node's two links
+    auto next = std::move(link_waiters.front());
+    link_waiters.pop_front();
+    next.resume();
+  }
+}
+
+void core::send_pending(sender_state& s) {
+  while (!s.waiting.empty() && s.link.active() && s.link.credit() > 0) {
+    auto op = s.waiting.front();
+    if (op->finished) {
+      s.waiting.pop_front();
+      continue;
+    }
+    while (op->next < op->deliveries.size() && s.link.credit() > 0) {
+      const std::uint64_t n = next_tag++;
+      const std::size_t index = op->next++;
+      const outgoing_delivery& d = op->deliveries[index];
+      if (d.message_format != 0) formats_to_write.emplace(n, d.message_format);
+      send_encoded(s.link, tag_of(n), d.bytes);
+      in_flight.emplace(n, std::make_pair(op, index));
+      ++op->unsettled;
+      ++s.unsettled;
+    }
+    if (op->next == op->deliveries.size()) s.waiting.pop_front();
+  }
+}
+
+void core::on_sendable(proton::sender& s) {
+  for (auto& [address, state] : senders) {
+    if (state.link == s) {
+      send_pending(state);
+      return;
+    }
+  }
+  for (auto& [node, n] : rpc_nodes) {
+    if (n.out == s) {
+      send_requests(n);
+      return;
+    }
+  }
+}
+
+void core::record(const std::shared_ptr<send_op>& op, std::size_t index, result<void> outcome) {
+  if (op->finished) return;
+  if (!op->outcomes[index]) {
+    op->outcomes[index] = std::move(outcome);
+    if (op->unsettled > 0) --op->unsettled;
+  }
+  if (op->next == op->deliveries.size() && op->unsettled == 0) finish(*op);
+}
+
+void core::fail_unsent(send_op& op, const error& e) {
+  for (std::size_t i = op.next; i < op.deliveries.size(); ++i) op.outcomes[i] = e;
+  op.next = op.deliveries.size();
+}
+
+void core::abort_send(send_op& op, const error& e) {
+  if (op.finished) return;
+  if (op.next == 0 && op.unsettled == 0) {
+    finish_whole(op, e);
+    return;
+  }
+  fail_unsent(op, e);
+  if (op.unsettled == 0) finish(op);
+}
+
+void core::finish_whole(send_op& op, const error& e) {
+  if (op.finished) return;
+  op.finished = true;
+  op.done(e);
+  link_freed();
+}
+
+void core::finish(send_op& op) {
+  if (op.finished) return;
+  op.finished = true;
+  op.done(results_of(op.outcomes));
+  link_freed();
+}
+
+auto core::take_in_flight(const proton::tracker& t)
+    -> std::optional<std::pair<std::shared_ptr<send_op>, std::size_t>> {
+  auto n = number_of(t.tag());
+  if (!n) return std::nullopt;
+  auto it = in_flight.find(*n);
+  if (it == in_flight.end()) return std::nullopt;
+  auto entry = std::move(it->second);
+  in_flight.erase(it);
+  if (auto sit = senders.find(entry.first->address); sit != senders.end()) --sit->second.unsettled;
+  return entry;
+}
+
+void core::on_tracker_accept(proton::tracker& t) {
+  if (auto e = take_in_flight(t)) record(e->first, e->second, {});
+}
+
+void core::on_tracker_reject(proton::tracker& t) {
+  if (auto e = take_in_flight(t)) {
+    // The broker's reason (e.g. amqp:link:message-size-exceeded, amqp:not-allowed) is mapped
+    // and its description kept; without one the refusal is a plain provider_error.
+    const proton::error_condition why = remote_condition(t);
+    record(e->first, e->second,
+           why ? map_condition(why, {"send to", e->first->address})
+               : fail(errc::provider_error,
+                      "the broker rejected the message sent to '" + e->first->address + "'",
+                      "amqp:rejected"));
+  }
+}
+
+void core::on_tracker_release(proton::tracker& t) {
+  if (auto e = take_in_flight(t)) {
+    error err = fail(errc::provider_error,
+                     "the broker released the message sent to '" + e->first->address +
+                         "' without storing it (no route, or the queue refused it)",
+                     "amqp:released");
+    err.kind = error_kind::transient;
+    record(e->first, e->second, std::move(err));
+  }
+}
+
+void core::on_tracker_settle(proton::tracker& t) {
+  // Settled without an outcome we recognise (e.g. modified): treat as not stored.
+  if (auto e = take_in_flight(t)) {
+    error err = fail(
+        errc::provider_error,
+        "the broker settled the message sent to '" + e->first->address + "' without accepting it",
+        "amqp:modified");
+    err.kind = error_kind::transient;
+    record(e->first, e->second, std::move(err));
+  }
+}
+
+void core::sender_gone(proton::sender& s, const proton::error_condition& condition) {
+  for (auto it = senders.begin(); it != senders.end(); ++it) {
+    if (it->second.link != s) continue;
+    const std::string address = it->first;
+    error e = condition ? map_condition(condition, {"send to", address})
+                        : fail(errc::connection_failed,
+                               "the broker detached the sender link to '" + address + "'");
+    if (!condition) e.kind = error_kind::transient;
+    // Messages already handed over get the same error as their outcome.
+    for (auto fit = in_flight.begin(); fit != in_flight.end();) {
+      if (fit->second.first->address == address) {
+        auto entry = std::move(fit->second);
+        fit = in_flight.erase(fit);
+        record(entry.first, entry.second, error(e));
+      } else {
+        ++fit;
+      }
+    }
+    for (auto& op : it->second.waiting) abort_send(*op, e);
+    end_link(s);
+    senders.erase(it);
+    link_freed();
+    return;
+  }
+  rpc_link_gone(s, condition);
+}
+
+void core::end_link(proton::link link) {
+  if (!link) return;
+  proton::session ssn = link.session();
+  if (link.active()) link.close();
+  if (ssn && ssn.active()) ssn.close();
+}
+
+void core::session_gone(proton::session& ssn) {
+  const proton::error_condition condition = ssn.error();
+  for (auto& [address, st] : senders) {
+    if (st.link && st.link.session() == ssn) {
+      proton::sender link = st.link;
+      sender_gone(link, condition);
+      break;
+    }
+  }
+  for (auto& [id, r] : receivers) {
+    if (r.link && r.link.session() == ssn) {
+      proton::receiver link = r.link;
+      receiver_gone(link, condition);
+      break;
+    }
+  }
+  for (auto& [node, n] : rpc_nodes) {
+    if (n.out && n.out.session() == ssn) {
+      proton::sender link = n.out;
+      rpc_link_gone(link, condition);
+      break;
+    }
+  }
+}
+
+}  // namespace qrt::amqp::detail

@@ -1,0 +1,136 @@
+// The engine's settlements (engine_core.hpp): a receipt finds its delivery on the link instance
+// that delivered it (or is refused: expired with its link, unknown, already settled); on links
+// attached with rcv-settle-mode second the outcome goes out unsettled and the call waits for the
+// peer's settlement, which confirms or refuses it.
+#include <proton/delivery.h>
+#include <proton/disposition.h>
+
+#include <string>
+
+#include "amqp/engine_core.hpp"
+#include "amqp/mapping.hpp"
+
+namespace qrt::amqp::detail {
+
+std::optional<result<void>> core::settle_one(const delivery_ref& ref, const outcome& how,
+                                             const std::shared_ptr<settle_op>& op,
+                                             std::size_t index) {
+  auto live = live_instances.find(ref.link);
+  if (live == live_instances.end()) {
+    if (ref.link == 0 || ref.link >= next_instance) {
+      return result<void>{
+          fail(errc::invalid_receipt, "the receipt was not issued by this AMQP connection")};
+    }
+    return result<void>{
+        fail(errc::receipt_expired,
+             "the receipt expired: the link that delivered the message died "
+             "(connection lost or link detached), so its lock is gone and the broker "
+             "has released the message for redelivery")};
+  }
+  receiver_state& r = receivers.at(live->second);
+  auto it = r.handed_out.find(ref.seq);
+  if (it == r.handed_out.end()) {
+    // Sent before by a call that timed out: wait for the same answer (the outcome cannot be
+    // changed once sent).
+    for (auto& [key, c] : r.confirming) {
+      if (c.seq != ref.seq || c.op) continue;
+      c.op = op;
+      c.index = index;
+      ++op->pending;
+      return std::nullopt;
+    }
+    return result<void>{
+        fail(errc::invalid_receipt, "the receipt is unknown or was already settled")};
+  }
+  delivery_handle d = std::move(it->second);
+  r.handed_out.erase(it);
+  // Wait for the peer only when it agreed to rcv-settle-mode second in its attach; a broker
+  // that answers "first" (RabbitMQ 3.10) never confirms, so settle at once there.
+  const bool confirm = r.spec.confirm_settlement && settles_second(r.link);
+  send_outcome(d.get(), how, !confirm);
+  replenish(r);
+  if (!confirm) return result<void>{};
+  pn_delivery_t* key = d.get();
+  r.confirming[key] = confirming_settle{std::move(d), ref.seq, op, index, how.type};
+  ++op->pending;
+  return std::nullopt;
+}
+
+void core::record_settle(settle_op& op, std::size_t index, result<void> outcome) {
+  if (op.finished || op.results[index]) return;
+  op.results[index] = std::move(outcome);
+  if (op.pending > 0) --op.pending;
+  if (op.pending == 0) finish_settle(op);
+}
+
+void core::finish_settle(settle_op& op) {
+  if (op.finished) return;
+  op.finished = true;
+  op.done(results_of(op.results));
+}
+
+void core::on_delivery_settle(proton::delivery& d) {
+  // Only outcomes we sent unsettled wait here (a timed-out one too, with no op: its late
+  // answer still settles it). Anything else the peer settles on its own is left alone: the
+  // delivery stays with its receipt, as before this event existed.
+  receiver_state* r = receiver_of(d.receiver());
+  if (!r) return;
+  pn_delivery_t* pd = proton::internal::factory<proton::delivery>::unwrap(d);
+  auto it = r->confirming.find(pd);
+  if (it == r->confirming.end()) return;
+  confirming_settle c = std::move(it->second);
+  r->confirming.erase(it);
+  pn_disposition_t* remote = pn_delivery_remote(pd);
+  pn_condition_t* condition = pn_disposition_condition(remote);
+  result<void> outcome;
+  if (pn_condition_is_set(condition)) {
+    const char* name = pn_condition_get_name(condition);
+    const char* description = pn_condition_get_description(condition);
+    outcome =
+        map_condition(proton::error_condition(name ? name : "", description ? description : ""),
+                      {"settle on", r->spec.address});
+  } else if (pn_delivery_remote_state(pd) == PN_REJECTED && c.sent != outcome::kind::rejected) {
+    outcome = fail(errc::provider_error,
+                   "settle on '" + r->spec.address + "' failed: the broker rejected the outcome",
+                   "amqp:rejected");
+  }
+  pn_delivery_settle(pd);
+  if (c.op) record_settle(*c.op, c.index, std::move(outcome));
+}
+
+void core::fail_confirming(receiver_state& r, const error& cause) {
+  auto pending = std::move(r.confirming);
+  r.confirming.clear();
+  for (auto& [key, c] : pending) {
+    if (!c.op) continue;
+    error e = cause;
+    e.message = "the settlement was not confirmed before the link went away (" + cause.message +
+                "); it may not have taken effect, and then the message is delivered again";
+    record_settle(*c.op, c.index, std::move(e));
+  }
+}
+
+void core::time_out_settle(const std::shared_ptr<settle_op>& op, milliseconds timeout) {
+  std::weak_ptr<settle_op> weak = op;
+  after(timeout, [this, weak, timeout] {
+    auto op = weak.lock();
+    if (!op || op->finished) return;
+    const error e =
+        fail(errc::timeout, "the broker did not confirm the settlement within " +
+                                std::to_string(timeout.count()) + " ms; the outcome is unknown");
+    // The deliveries stay unsettled and waiting: a late answer settles them, and a retry of
+    // the same receipt waits for that answer instead of failing as already settled.
+    for (auto& [id, r] : receivers) {
+      for (auto& [key, c] : r.confirming) {
+        if (c.op == op) c.op.reset();
+      }
+    }
+    for (auto& result : op->results) {
+      if (!result) result = e;
+    }
+    op->pending = 0;
+    finish_settle(*op);
+  });
+}
+
+}  // namespace qrt::amqp::detail

@@ -1,0 +1,340 @@
+// The AMQP engine on its own: no Asio, no socket, no clock. The test is the transport: it
+// moves the bytes between the engine and a broker in memory (memory_brokers.hpp) and passes
+// the time by hand, so each test says exactly what happened before what, and a timeout is a
+// later time given to tick(), not a wait.
+#include "amqp/engine.hpp"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "memory_brokers.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+using namespace qrt::amqp::test;  // the brokers
+using qrt::amqp::detail::delivery_ref;
+using qrt::amqp::detail::endpoint;
+using qrt::amqp::detail::engine;
+using qrt::amqp::detail::inbound;
+using qrt::amqp::detail::outcome;
+using qrt::amqp::detail::receiver_spec;
+
+/// Where a callback's result lands.
+template <class T>
+struct answer {
+  std::optional<T> value;
+  engine::callback<T> into() {
+    return [this](T v) { value.emplace(std::move(v)); };
+  }
+};
+
+using settle_items = std::vector<engine::settle_item>;
+
+/// One engine, and a broker of its own for every connection attempt (a broker restarted), run
+/// by `handler` — or, for the garbage test, a peer that answers with bytes of the test's own.
+struct engine_harness {
+  using peer_fn = std::function<std::string(std::string_view)>;
+
+  explicit engine_harness(proton::messaging_handler& handler)
+      : next_peer([this, &handler]() -> peer_fn {
+          brokers.push_back(std::make_unique<memory_broker>(handler));
+          return [b = brokers.back().get()](std::string_view in) { return b->exchange(in); };
+        }) {}
+  explicit engine_harness(std::function<peer_fn()> peers) : next_peer(std::move(peers)) {}
+
+  static endpoint broker_test() {
+    endpoint where;
+    where.host = "broker.test";
+    return where;
+  }
+
+  /// Plays the transport until neither side has anything more to say: opens the stream the
+  /// engine asks for, carries the bytes both ways (in reads of up to 64 KiB, as the Asio
+  /// transport does), forgets the streams the engine is done with.
+  void exchange() {
+    for (;;) {
+      for (const auto& closing : e.take_closing()) {
+        if (attempt == closing.attempt) {
+          attempt.reset();
+          peer = nullptr;
+          to_engine.clear();
+        }
+      }
+      if (auto wanted = e.take_stream_request()) {
+        ++attempts;
+        attempt = *wanted;
+        peer = next_peer();
+        e.stream_opened(*attempt, now);
+        continue;
+      }
+      if (!attempt) return;
+      std::string out;
+      e.take_output(out);
+      if (!out.empty()) to_engine += peer(out);
+      if (to_engine.empty() || !e.reading(*attempt)) return;
+      const std::size_t chunk = std::min<std::size_t>(to_engine.size(), 64 * 1024);
+      const std::size_t took = e.bytes_in(*attempt, {to_engine.data(), chunk}, now);
+      bytes_taken += took;
+      to_engine.erase(0, chunk);  // what the engine did not take is dropped, as a read's is
+    }
+  }
+
+  /// The broker of the current attempt is gone (the transport read end-of-file).
+  void hang_up() {
+    e.stream_failed(*attempt, qrt::fail(qrt::errc::connection_failed, "end of file"), now);
+    exchange();
+  }
+
+  void tick_at(engine::time_point t) {
+    now = t;
+    e.tick(now);
+    exchange();
+  }
+
+  engine e{broker_test()};
+  engine::time_point now = engine::time_point{} + 1000h;  ///< any start: only differences count
+  std::function<peer_fn()> next_peer;
+  std::vector<std::unique_ptr<memory_broker>> brokers;
+  std::optional<std::uint64_t> attempt;
+  peer_fn peer;
+  std::string to_engine;
+  std::size_t bytes_taken = 0;
+  int attempts = 0;
+};
+
+receiver_spec queue_q(std::uint32_t prefetch) {
+  receiver_spec spec;
+  spec.address = "q";
+  spec.prefetch = prefetch;
+  return spec;
+}
+
+TEST(amqp_engine, connects_when_the_bytes_are_carried) {
+  echoing_broker broker;
+  engine_harness h(broker);
+  answer<qrt::result<void>> connected;
+  h.e.connect(5s, h.now, connected.into());
+  EXPECT_FALSE(connected.value) << "opened before a byte went anywhere";
+  h.exchange();
+  ASSERT_TRUE(connected.value);
+  EXPECT_TRUE(*connected.value) << connected.value->error().to_string();
+  EXPECT_EQ(h.e.generation(), 1u);
+  EXPECT_EQ(h.attempts, 1);
+}
+
+TEST(amqp_engine, credit_never_exceeds_the_prefetch_and_is_refilled_on_settle) {
+  queue_with_messages broker;
+  engine_harness h(broker);
+  answer<qrt::result<std::vector<inbound>>> got;
+  h.e.receive("r1", queue_q(3), 1, 2s, h.now, got.into());
+  h.exchange();
+  ASSERT_TRUE(got.value);
+  ASSERT_TRUE(*got.value) << got.value->error().to_string();
+  ASSERT_EQ((*got.value)->size(), 1u);
+  EXPECT_EQ(broker.max_credit_seen, 3);
+  EXPECT_EQ(broker.sent, 3);  // one handed out, two buffered: nothing more asked for
+
+  answer<qrt::result<std::vector<inbound>>> buffered;
+  h.e.receive("r1", queue_q(3), 5, 0ms, h.now, buffered.into());
+  h.exchange();
+  ASSERT_TRUE(buffered.value && *buffered.value);
+  EXPECT_EQ((*buffered.value)->size(), 2u);
+  EXPECT_EQ(broker.sent, 3) << "credit granted while all three were locked";
+
+  answer<qrt::result<std::vector<qrt::result<void>>>> settled;
+  h.e.settle(settle_items{{(*got.value)->front().ref, outcome::accepted()}}, 2s, h.now,
+             settled.into());
+  h.exchange();
+  ASSERT_TRUE(settled.value && *settled.value);
+  ASSERT_EQ((*settled.value)->size(), 1u);
+  EXPECT_TRUE((**settled.value)[0]);
+  EXPECT_EQ(broker.accepted, 1);
+  EXPECT_EQ(broker.sent, 4) << "settling one frees exactly one place";
+  EXPECT_EQ(broker.max_credit_seen, 3);
+}
+
+TEST(amqp_engine, settle_second_completes_on_the_brokers_settlement_or_its_refusal) {
+  settle_second_queue broker;
+  engine_harness h(broker);
+  receiver_spec spec = queue_q(2);
+  spec.confirm_settlement = true;
+  answer<qrt::result<std::vector<inbound>>> got;
+  h.e.receive("r1", spec, 2, 2s, h.now, got.into());
+  h.exchange();
+  ASSERT_TRUE(got.value && *got.value);
+  ASSERT_EQ((*got.value)->size(), 2u);
+
+  answer<qrt::result<std::vector<qrt::result<void>>>> confirmed;
+  h.e.settle(settle_items{{(**got.value)[0].ref, outcome::accepted()}}, 2s, h.now,
+             confirmed.into());
+  EXPECT_FALSE(confirmed.value) << "completed before the broker settled";
+  h.exchange();
+  ASSERT_TRUE(confirmed.value && *confirmed.value);
+  EXPECT_TRUE((**confirmed.value)[0]) << (**confirmed.value)[0].error().to_string();
+  EXPECT_EQ(broker.settled_by_client, 0);  // sent unsettled: the broker's settlement confirms
+
+  broker.refuse = true;
+  answer<qrt::result<std::vector<qrt::result<void>>>> refused;
+  h.e.settle(settle_items{{(**got.value)[1].ref, outcome::accepted()}}, 2s, h.now, refused.into());
+  h.exchange();
+  ASSERT_TRUE(refused.value && *refused.value);
+  const auto& item = (**refused.value)[0];
+  ASSERT_FALSE(item);
+  EXPECT_EQ(item.error().provider_code, "com.microsoft:message-lock-lost");
+  EXPECT_NE(item.error().message.find("the lock on this message is lost"), std::string::npos)
+      << item.error().to_string();
+}
+
+TEST(amqp_engine, a_refused_attach_fails_with_the_brokers_reason) {
+  refusing_broker broker;
+  engine_harness h(broker);
+  receiver_spec spec;
+  spec.address = "missing";
+  answer<qrt::result<qrt::amqp::detail::link_info>> opened;
+  h.e.open_receiver("r1", spec, 2s, h.now, opened.into());
+  h.exchange();
+  ASSERT_TRUE(opened.value) << "no answer without any time passing";
+  ASSERT_FALSE(*opened.value);
+  EXPECT_NE(opened.value->error().message.find("no queue 'missing' here"), std::string::npos)
+      << opened.value->error().to_string();
+}
+
+TEST(amqp_engine, a_link_detached_with_an_error_fails_the_waiting_receive) {
+  detaching_queue broker;
+  engine_harness h(broker);
+  answer<qrt::result<std::vector<inbound>>> got;
+  h.e.receive("r1", queue_q(1), 1, 30s, h.now, got.into());
+  h.exchange();
+  ASSERT_TRUE(got.value) << "the receive waited for its time instead of failing";
+  ASSERT_FALSE(*got.value);
+  EXPECT_EQ(got.value->error().provider_code, "amqp:resource-deleted");
+  EXPECT_NE(got.value->error().message.find("queue 'q' was deleted"), std::string::npos);
+}
+
+TEST(amqp_engine, a_receipt_of_the_previous_connection_is_refused_as_expired) {
+  queue_with_messages broker;
+  engine_harness h(broker);
+  answer<qrt::result<std::vector<inbound>>> got;
+  h.e.receive("r1", queue_q(1), 1, 2s, h.now, got.into());
+  h.exchange();
+  ASSERT_TRUE(got.value && *got.value);
+  ASSERT_EQ((*got.value)->size(), 1u);
+  const delivery_ref old_receipt = (*got.value)->front().ref;
+  EXPECT_EQ(h.e.generation(), 1u);
+
+  h.hang_up();
+  answer<qrt::result<void>> reconnected;
+  h.e.connect(5s, h.now, reconnected.into());  // a connection that was up retries at once
+  h.exchange();
+  ASSERT_TRUE(reconnected.value && *reconnected.value);
+  EXPECT_EQ(h.e.generation(), 2u);
+  EXPECT_EQ(h.attempts, 2);
+
+  answer<qrt::result<std::vector<qrt::result<void>>>> settled;
+  h.e.settle(settle_items{{old_receipt, outcome::accepted()}}, 2s, h.now, settled.into());
+  h.exchange();
+  ASSERT_TRUE(settled.value && *settled.value);
+  const auto& item = (**settled.value)[0];
+  ASSERT_FALSE(item);
+  EXPECT_EQ(item.error().code, qrt::errc::receipt_expired) << item.error().to_string();
+  EXPECT_EQ(broker.accepted, 0) << "the old receipt's outcome was sent on the new connection";
+}
+
+TEST(amqp_engine, a_reply_is_matched_by_correlation_id_and_a_stranger_dropped) {
+  management_node broker;  // answers each request with a stranger first, then the reply
+  engine_harness h(broker);
+  answer<qrt::result<proton::message>> reply;
+  h.e.request("$management", proton::message("ping"), 5s, h.now, reply.into());
+  h.exchange();
+  ASSERT_TRUE(reply.value && *reply.value);
+  EXPECT_EQ(proton::get<std::string>((*reply.value)->body()), "pong");
+  EXPECT_EQ(broker.requests, 1);
+}
+
+TEST(amqp_engine, garbage_from_the_peer_is_a_framing_error_and_reading_stops) {
+  const std::string garbage(1 << 20, '\x5a');
+  bool answered = false;
+  engine_harness h([&]() -> engine_harness::peer_fn {
+    return [&](std::string_view) {
+      if (answered) return std::string();
+      answered = true;
+      return "HTTP/1.1 400 Bad Request\r\n\r\n" + garbage;
+    };
+  });
+  answer<qrt::result<void>> connected;
+  h.e.connect(5s, h.now, connected.into());
+  h.exchange();
+  ASSERT_TRUE(connected.value);
+  ASSERT_FALSE(*connected.value);
+  EXPECT_EQ(connected.value->error().provider_code, "amqp:connection:framing-error");
+  EXPECT_EQ(connected.value->error().code, qrt::errc::connection_failed);
+  EXPECT_NE(connected.value->error().message.find("amqp://broker.test:5672"), std::string::npos);
+  EXPECT_LE(h.bytes_taken, 64u * 1024) << "took bytes after the protocol header was refused";
+  EXPECT_FALSE(h.attempt) << "the refused attempt's stream is still in use";
+  EXPECT_EQ(h.e.generation(), 0u);
+}
+
+// Reconnecting is time too: after a failed attempt the next one waits out the back-off
+// (endpoint::reconnect_initial_delay, 100 ms), however soon it is asked for.
+TEST(amqp_engine, a_failed_attempt_is_retried_only_once_the_back_off_has_passed) {
+  echoing_broker broker;
+  engine_harness h(broker);
+  answer<qrt::result<void>> first;
+  h.e.connect(5s, h.now, first.into());
+  const auto refused = h.e.take_stream_request();
+  ASSERT_TRUE(refused);
+  h.e.stream_failed(*refused, qrt::fail(qrt::errc::connection_failed, "refused"), h.now);
+  ASSERT_TRUE(first.value);
+  ASSERT_FALSE(*first.value);
+
+  answer<qrt::result<void>> second;
+  h.e.connect(5s, h.now, second.into());
+  EXPECT_FALSE(h.e.take_stream_request()) << "tried again before the back-off passed";
+  h.tick_at(h.now + 50ms);
+  EXPECT_EQ(h.attempts, 0) << "tried again before the back-off passed";
+  EXPECT_FALSE(second.value);
+
+  h.tick_at(h.now + 100ms);
+  EXPECT_EQ(h.attempts, 1);
+  ASSERT_TRUE(second.value);
+  EXPECT_TRUE(*second.value) << second.value->error().to_string();
+  EXPECT_EQ(h.e.generation(), 1u);
+}
+
+// No answer, and no clock: the request fails with timeout exactly when tick() is given a time
+// past its deadline, and not a moment before.
+struct silent_node : echoing_broker {
+  void on_message(proton::delivery& d, proton::message&) override {
+    ++requests;
+    d.accept();
+  }
+  int requests = 0;
+};
+
+TEST(amqp_engine, a_request_times_out_when_tick_is_given_a_time_past_its_deadline) {
+  silent_node broker;
+  engine_harness h(broker);
+  const engine::time_point asked = h.now;
+  answer<qrt::result<proton::message>> reply;
+  h.e.request("$cbs", proton::message("put-token"), 5s, asked, reply.into());
+  h.exchange();
+  EXPECT_EQ(broker.requests, 1);
+  EXPECT_LE(h.e.next_deadline(), asked + 5s) << "the engine does not say when to wake it";
+
+  h.tick_at(asked + 4999ms);
+  EXPECT_FALSE(reply.value) << "failed before its deadline";
+
+  h.tick_at(asked + 5s);
+  ASSERT_TRUE(reply.value);
+  ASSERT_FALSE(*reply.value);
+  EXPECT_EQ(reply.value->error().code, qrt::errc::timeout) << reply.value->error().to_string();
+}
+
+}  // namespace
