@@ -12,7 +12,10 @@ namespace qrt::metrics {
 
 /// Wraps `inner`. `metrics` must outlive the returned provider. Series are labelled with the
 /// queue name and inner->name(); settlements find their queue from the receipt the wrapped
-/// receive handed out (queue label "unknown" for receipts this wrapper never saw).
+/// receive handed out (queue label "unknown" for receipts this wrapper never saw). A topic's
+/// subscription is a queue here: its series are exposed with `topic` and `subscription` labels
+/// beside `queue`. A publish is counted as a send is (operation="publish", messages sent,
+/// errors) under the label `topic` alone (docs/adr/0050-topics-and-subscriptions.md).
 provider_ptr instrument(provider_ptr inner, runtime_metrics& metrics);
 
 }  // namespace qrt::metrics

@@ -1,8 +1,8 @@
 // A private extension of qrt::provider for the retrying layer: calls that borrow the caller's
 // vectors instead of taking them by value.
 //
-// provider::send() and settle() take their arguments by value, so a decorator that may have to
-// make a call again (make_retrying_provider) hands every attempt a copy: for a send, one
+// provider::send(), publish() and settle() take their arguments by value, so a decorator that may
+// have to make a call again (make_retrying_provider) hands every attempt a copy: for a send, one
 // allocation and one copy of each body per message on the hot path, only for the rare failure
 // that is retried. A provider that implements this interface is lent the vectors instead. A send
 // that fails as a whole has sent nothing (docs/contract.md), so it need not have consumed
@@ -22,6 +22,11 @@ class borrowing_provider {
   virtual awaitable<result<std::vector<send_outcome>>> send_from(const queue_name& queue,
                                                                  std::vector<message>& messages,
                                                                  milliseconds timeout) = 0;
+  /// As provider::publish(), reading `messages` from the caller, on the terms of send_from(): a
+  /// publish that failed as a whole published nothing and left every message as it was.
+  virtual awaitable<result<std::vector<send_outcome>>> publish_from(const topic_name& topic,
+                                                                    std::vector<message>& messages,
+                                                                    milliseconds timeout) = 0;
   /// As provider::settle(), reading `settlements` (unchanged) from the caller, which must keep
   /// them alive until the call completes.
   virtual awaitable<std::vector<result<void>>> settle_from(

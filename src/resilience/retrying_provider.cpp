@@ -192,8 +192,14 @@ class retrying_provider final : public provider {
   awaitable<result<std::vector<send_outcome>>> publish(const topic_name& topic,
                                                        std::vector<message> messages,
                                                        milliseconds timeout) override {
-    // Each attempt gets a copy: a whole failure leaves nothing published, so the next attempt
-    // must have every message again.
+    // As send: a whole failure published nothing, so the next attempt publishes every message
+    // again, lent where the provider can read them in place, else a copy per attempt.
+    if (lender_) {
+      return again("publish", nullptr,
+                   [lender = lender_, &topic, messages = std::move(messages), timeout]() mutable {
+                     return lender->publish_from(topic, messages, timeout);
+                   });
+    }
     return again("publish", nullptr,
                  [inner = inner_.get(), &topic, messages = std::move(messages), timeout] {
                    return inner->publish(topic, messages, timeout);

@@ -789,6 +789,14 @@ class memory_provider final : public provider,
   awaitable<result<std::vector<send_outcome>>> publish(const topic_name& topic,
                                                        std::vector<message> messages,
                                                        milliseconds timeout) override {
+    co_return co_await publish_from(topic, messages, timeout);
+  }
+
+  // As send_from: a message is moved from `messages` only once it is stored, and the call fails
+  // as a whole only before it stored any, so a retry can publish the same vector again.
+  awaitable<result<std::vector<send_outcome>>> publish_from(const topic_name& topic,
+                                                            std::vector<message>& messages,
+                                                            milliseconds timeout) override {
     if (!caps_.topics) co_return topics_unsupported();
     {
       std::lock_guard lock(registry_mutex_);

@@ -54,16 +54,20 @@ recorded_run run_with_failures(const retry_policy& policy, int failures, error f
 class lending_provider final : public qrt::test::forwarding_provider,
                                public qrt::detail::borrowing_provider {
  public:
-  lending_provider(qrt::provider_ptr inner, int send_failures, int settle_failures)
+  lending_provider(qrt::provider_ptr inner, int send_failures, int settle_failures,
+                   int publish_failures = 0)
       : forwarding_provider(std::move(inner)),
         inner_lender_(dynamic_cast<qrt::detail::borrowing_provider*>(inner_.get())),
         failures_(send_failures),
-        settle_failures_(settle_failures) {}
+        settle_failures_(settle_failures),
+        publish_failures_(publish_failures) {}
 
-  int lent = 0;            ///< send_from calls
-  int copied = 0;          ///< send calls (a vector of its own)
-  int lent_settles = 0;    ///< settle_from calls
-  int copied_settles = 0;  ///< settle calls
+  int lent = 0;              ///< send_from calls
+  int copied = 0;            ///< send calls (a vector of its own)
+  int lent_settles = 0;      ///< settle_from calls
+  int copied_settles = 0;    ///< settle calls
+  int lent_publishes = 0;    ///< publish_from calls
+  int copied_publishes = 0;  ///< publish calls
 
   qrt::awaitable<qrt::result<std::vector<qrt::send_outcome>>> send(
       const qrt::queue_name& q, std::vector<qrt::message> messages,
@@ -91,11 +95,25 @@ class lending_provider final : public qrt::test::forwarding_provider,
     }
     co_return co_await inner_lender_->settle_from(settlements);
   }
+  qrt::awaitable<qrt::result<std::vector<qrt::send_outcome>>> publish(
+      const qrt::topic_name& t, std::vector<qrt::message> messages,
+      qrt::milliseconds timeout) override {
+    ++copied_publishes;
+    return inner_->publish(t, std::move(messages), timeout);
+  }
+  qrt::awaitable<qrt::result<std::vector<qrt::send_outcome>>> publish_from(
+      const qrt::topic_name& t, std::vector<qrt::message>& messages,
+      qrt::milliseconds timeout) override {
+    ++lent_publishes;
+    if (publish_failures_-- > 0) co_return transient();
+    co_return co_await inner_lender_->publish_from(t, messages, timeout);
+  }
 
  private:
   qrt::detail::borrowing_provider* inner_lender_;
   int failures_;
   int settle_failures_;
+  int publish_failures_;
 };
 
 }  // namespace
@@ -260,6 +278,39 @@ TEST(ClientRetry, ARetriedSendOrSettleLendsItsVectorsInsteadOfCopyingThem) {
   ASSERT_TRUE(stats);
   EXPECT_EQ(stats->active, 0);
   EXPECT_EQ(stats->in_flight, 0);
+}
+
+// A publish that failed as a whole is retried from the same lent vector, as a send is: every
+// subscription gets each message once, and no attempt copied the messages.
+TEST(ClientRetry, ARetriedPublishLendsItsMessagesAndPublishesEachOnce) {
+  qrt::runtime rt;
+  auto memory =
+      qrt::memory::make_provider(qrt::memory::options::for_testing(), rt.executor()).value();
+  auto lending = std::make_shared<lending_provider>(memory, 0, 0, 2);
+  qrt::client_options options;
+  options.retry = retry_policy::fixed_interval(1ms);
+  qrt::queue_client client(lending, options);
+  const auto topic = qrt::topic_name::from("events");
+  const auto audit = qrt::queue_name::subscription(topic, "audit").value();
+  ASSERT_TRUE(rt.block_on(client.create_topic(topic)));
+  ASSERT_TRUE(rt.block_on(client.create_subscription(audit)));
+
+  std::vector<qrt::message> batch;
+  batch.push_back(qrt::message{.body = "first"});
+  batch.push_back(qrt::message{.body = "second"});
+  auto published = rt.block_on(client.publish_batch(topic, std::move(batch)));
+  ASSERT_TRUE(published) << published.error().to_string();
+  ASSERT_EQ(published->size(), 2u);
+  EXPECT_EQ(lending->lent_publishes, 3) << "two whole failures, then the publish";
+  EXPECT_EQ(lending->copied_publishes, 0);
+  auto got = rt.block_on(client.receive(audit, 10, 1s));
+  ASSERT_TRUE(got);
+  ASSERT_EQ(got->size(), 2u);
+  EXPECT_EQ((*got)[0].body, "first");
+  EXPECT_EQ((*got)[1].body, "second");
+  auto more = rt.block_on(client.receive(audit, 10, 0ms));
+  ASSERT_TRUE(more);
+  EXPECT_TRUE(more->empty()) << "nothing was published twice";
 }
 
 TEST(ClientRetry, CanBeTurnedOff) {

@@ -1,8 +1,11 @@
 // Topics in the persistence log (format version 2, docs/adr/0003-persistence-format.md): the
 // records round-trip, a publish is one record naming every subscription it went to, topics and
 // filters survive reopen and the deletion of the segments that declared them, published copies
-// are carried forward by compaction, and a log written in version 1 still recovers.
+// are carried forward by compaction, a log written in version 1 still recovers, and a publish
+// the disk refused is in no subscription after a restart.
+#include <atomic>
 #include <boost/asio/io_context.hpp>
+#include <cerrno>
 #include <qrt/memory.hpp>
 #include <qrt/qrt.hpp>
 #include <set>
@@ -324,6 +327,59 @@ TEST(PersistedTopics, APublishIsOneRecordAndEverythingSurvivesARestart) {
   ASSERT_TRUE(next);
   ASSERT_EQ(next->size(), 1u);
   EXPECT_GT(next->front().sequence_number, billed->front().sequence_number);
+  c.close();
+}
+
+// A publish whose record could not be written is reported failed and is in no subscription
+// after a restart: never half there, never there while its caller was told it failed (C38).
+TEST(PersistedTopics, APublishTheDiskRefusedIsInNoSubscriptionAfterARestart) {
+  scratch_dir dir;
+  std::atomic<bool> disk_full{false};
+  provider_registry registry;
+  registry.add(
+      "memory",
+      [&](const config& cfg, boost::asio::any_io_executor executor) -> result<provider_ptr> {
+        auto o = options_from_config(cfg);
+        if (!o) return o.error();
+        log_options lo;
+        lo.directory = o->persistence_path;
+        lo.mode = durability::always;
+        lo.inject_error = [&](std::string_view call) {
+          return call == "write" && disk_full ? ENOSPC : 0;
+        };
+        auto opened = persistent_log::open(std::move(lo));
+        if (!opened) return opened.error();
+        return detail::make_memory_provider(*o, std::move(executor), opened->log,
+                                            std::move(opened->state));
+      });
+  const config cfg{{"provider", "memory"},
+                   {"enable_persistence", "true"},
+                   {"persistence_path", dir.path().string()}};
+  client_options no_retries;
+  no_retries.retry = std::nullopt;
+  {
+    auto c = sync::queue_client::open(cfg, registry, no_retries).value();
+    ASSERT_TRUE(c.create_topic(events));
+    ASSERT_TRUE(c.create_subscription(audit));
+    ASSERT_TRUE(c.create_subscription(billing));
+    message kept;
+    kept.body = "kept";
+    ASSERT_TRUE(c.publish(events, kept));
+    disk_full = true;
+    message lost;
+    lost.body = "refused by the disk";
+    auto r = c.publish(events, lost);
+    ASSERT_FALSE(r) << "a publish whose record was never written was acknowledged";
+    c.close();
+  }
+  disk_full = false;
+  auto c = sync::queue_client::open(cfg, registry, no_retries).value();
+  for (const auto& subscription : {audit, billing}) {
+    auto got = c.receive(subscription, 10, milliseconds{0});
+    ASSERT_TRUE(got) << got.error().to_string();
+    ASSERT_EQ(got->size(), 1u) << subscription.to_string();
+    EXPECT_EQ(got->front().body, "kept");
+  }
   c.close();
 }
 
