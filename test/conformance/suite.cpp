@@ -153,8 +153,8 @@ topic_name provider_test::unique_topic_name() const {
 }
 
 topic_name provider_test::make_topic() {
-  if (!tgt().create_queues) {
-    skip("target '" + tgt().name + "' creates no queues, nor topics");
+  if (!tgt().create_topics) {
+    skip("target '" + tgt().name + "' creates no topics");
     return {};
   }
   auto name = unique_topic_name();

@@ -70,6 +70,13 @@ struct target {
   /// Whether a queue without sessions delivers in send order and numbers messages with
   /// increasing sequence numbers (SQS standard queues do neither).
   bool ordered_queues = true;
+  /// Whether the target creates its own topics (and deletes them afterwards); false: the
+  /// topic tests skip. Apart from create_queues: a broker that cannot make queues over its
+  /// protocol may still have topics that need no making (RabbitMQ's amq.topic).
+  bool create_topics = true;
+  /// Whether publishing to a topic nobody created fails with topic_not_found. False where a
+  /// topic is only a routing key and needs no creating (a broker then accepts and drops it).
+  bool missing_topics_detected = true;
 
   // ---- load -------------------------------------------------------------------------------
   /// Messages each of the 8 producers sends in the concurrent test (slow network providers
@@ -170,7 +177,7 @@ class provider_test : public ::testing::TestWithParam<target> {
   /// A unique, valid topic name that no topic has yet (built as unique_queue_name is).
   topic_name unique_topic_name() const;
   /// A fresh topic for this test, deleted with its subscriptions at the end. Skips the test
-  /// where the target creates no queues (nor, then, topics): use QRT_MAKE_TOPIC.
+  /// where the target creates no topics (target::create_topics): use QRT_MAKE_TOPIC.
   topic_name make_topic();
   /// Subscription `name` of `topic`, created with `options` (deleted with its topic).
   queue_name make_subscription(const topic_name& topic, std::string_view name,

@@ -257,6 +257,9 @@ TEST_P(provider_test, Topic_BatchPublishOneOversizeFailsAloneOthersReachEverySub
 // topic_not_found, and so does creating a subscription of one.
 TEST_P(provider_test, Topic_PublishToAMissingTopicFailsWithTopicNotFound) {
   QRT_REQUIRE(caps().topics, "topics");
+  if (!tgt().missing_topics_detected) {
+    GTEST_SKIP() << tgt().name << ": a topic needs no creating there, so none is missing";
+  }
   QRT_MAKE_TOPIC(existing);  // the target can create topics; this one is not used
   (void)existing;
   const auto missing = unique_topic_name();

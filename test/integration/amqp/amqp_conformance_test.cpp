@@ -4,6 +4,8 @@
 //   - no sessions (group-id is carried, nothing locks a group), no peek, no scheduling,
 //     no lock renewal (a lock lasts as long as the link), no native DLQ (rejects are dropped
 //     without a policy), no max delivery count;
+//   - topics are routing keys on amq.topic and subscriptions last as long as their link: no
+//     filters, no sessions, nothing durable, and no topic is ever missing (docs/amqp.md);
 //   - AMQP 1.0 cannot delete queues, so the suite gets a fresh queue per make_queue() from
 //     `fixed_queue` (declared through the provider's own create_queue), left in the throwaway
 //     broker.
@@ -62,6 +64,9 @@ qrt::conformance::target amqp_target() {
       .fixed_queue = fresh_queue,
       // RabbitMQ delivers a queue in order but numbers nothing.
       .ordered_queues = false,
+      // A topic is a routing key on amq.topic: it needs no creating, and a publish nobody
+      // subscribed to is accepted and dropped.
+      .missing_topics_detected = false,
       .concurrent_messages_per_producer = 500,
       .concurrent_timeout = 60s,
   };

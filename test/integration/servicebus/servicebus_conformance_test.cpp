@@ -83,6 +83,7 @@ qrt::conformance::target servicebus_target() {
   };
   if (live_connection_string()) {
     t.create_queues = false;
+    t.create_topics = false;  // a namespace's entities are made beforehand, not over AMQP
     t.fixed_queue = live_queue;
   }
   return t;
