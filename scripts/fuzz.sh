@@ -15,12 +15,12 @@ cd "$(dirname "$0")/.."
 # sources it links | libraries.
 targets="
 record                       | 15 | src/providers/memory/log/record.cpp src/providers/memory/log/crc32c.cpp |
-amqp-codec                   | 15 | src/amqp/message_codec.cpp |
+amqp-codec                   | 15 | src/amqp/message_decoder.cpp src/amqp/message_encoder.cpp src/amqp/value_text.cpp |
 sqs-json                     | 15 | src/providers/sqs/codec.cpp src/providers/sqs/digest.cpp src/core/message.cpp src/core/random_id.cpp | -lboost_json -lcrypto
 http-response                | 15 | src/net/http.cpp | -lssl -lcrypto
 credentials                  | 15 | src/providers/sqs/credentials.cpp src/net/http.cpp src/providers/servicebus/managed_identity.cpp src/providers/servicebus/sas.cpp | -lboost_json -lssl -lcrypto
 servicebus-connection-string | 10 | src/providers/servicebus/connection_string.cpp src/providers/servicebus/sas.cpp | -lcrypto
-servicebus-management        | 15 | src/providers/servicebus/management.cpp src/providers/servicebus/wire.cpp src/amqp/message_codec.cpp src/core/random_id.cpp | -lqpid-proton-cpp
+servicebus-management        | 15 | src/providers/servicebus/management.cpp src/providers/servicebus/wire.cpp src/amqp/message_decoder.cpp src/amqp/message_encoder.cpp src/amqp/value_text.cpp src/core/random_id.cpp | -lqpid-proton-cpp
 config                       | 15 | src/core/config.cpp | -lyaml-cpp
 "
 field() { awk -F'|' -v t="$1" -v f="$2" '{gsub(/^ +| +$/, "", $1)} $1 == t {gsub(/^ +| +$/, "", $f); print $f}' <<<"$targets"; }

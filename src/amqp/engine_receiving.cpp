@@ -127,14 +127,40 @@ void core::receive(const std::string& id, const receiver_spec& spec, std::size_t
     r.waiting.push_back(op);
     replenish(r);
     std::weak_ptr<receive_op> weak = op;
-    after(wait, [this, id, weak] {
+    auto wait_for_messages = [this, id, weak, wait] {
+      after(wait, [this, id, weak] {
+        auto op = weak.lock();
+        if (!op || op->done.done()) return;
+        op->done(std::vector<inbound>{});
+        auto it = receivers.find(id);
+        if (it == receivers.end()) return;
+        auto& w = it->second.waiting;
+        w.erase(std::remove(w.begin(), w.end(), op), w.end());
+      });
+    };
+    if (r.open) {
+      wait_for_messages();
+      return;
+    }
+    // The wait for messages starts once the broker has answered the attach: a short wait would
+    // otherwise end before a refusal (a missing queue or subscription) arrives and read as "no
+    // messages". A refusal fails the waiting receive itself (receiver_gone); an attach left
+    // unanswered is bounded by the connect timeout.
+    r.open_waiters.push_back(once<result<link_info>>([wait_for_messages](result<link_info> open) {
+      if (open) wait_for_messages();
+    }));
+    const milliseconds attach_budget = where.connect_timeout;
+    after(attach_budget, [this, weak, id, attach_budget] {
       auto op = weak.lock();
       if (!op || op->done.done()) return;
-      op->done(std::vector<inbound>{});
       auto it = receivers.find(id);
-      if (it == receivers.end()) return;
-      auto& w = it->second.waiting;
-      w.erase(std::remove(w.begin(), w.end(), op), w.end());
+      if (it != receivers.end() && it->second.open) return;  // answered: the wait runs
+      if (it != receivers.end()) {
+        auto& w = it->second.waiting;
+        w.erase(std::remove(w.begin(), w.end(), op), w.end());
+      }
+      op->done(fail(errc::timeout, "attaching receiver link '" + id + "' took longer than " +
+                                       std::to_string(attach_budget.count()) + " ms"));
     });
   });
 }

@@ -206,6 +206,26 @@ TEST(amqp_engine, a_refused_attach_fails_with_the_brokers_reason) {
       << opened.value->error().to_string();
 }
 
+TEST(amqp_engine, a_receive_that_waits_no_time_still_reports_a_refused_attach) {
+  refusing_broker broker;
+  engine_harness h(broker);
+  receiver_spec spec;
+  spec.address = "missing";
+  answer<qrt::result<void>> connected;
+  h.e.connect(5s, h.now, connected.into());
+  h.exchange();
+  ASSERT_TRUE(connected.value && *connected.value);
+  answer<qrt::result<std::vector<inbound>>> got;
+  h.e.receive("r1", spec, 1, 0ms, h.now, got.into());
+  h.e.tick(h.now);  // a wait of no time is due at once, before any answer from the broker
+  EXPECT_FALSE(got.value) << "the wait ran out before the broker answered the attach";
+  h.exchange();
+  ASSERT_TRUE(got.value);
+  ASSERT_FALSE(*got.value) << "a missing queue read as an empty one";
+  EXPECT_NE(got.value->error().message.find("no queue 'missing' here"), std::string::npos)
+      << got.value->error().to_string();
+}
+
 TEST(amqp_engine, a_link_detached_with_an_error_fails_the_waiting_receive) {
   detaching_queue broker;
   engine_harness h(broker);
