@@ -290,6 +290,28 @@ TEST_F(SqsTopics, SubscriptionsAreListedWithTheirFiltersAndDeletedWithTheirQueue
   EXPECT_EQ(run(provider_->publish(t, {text("x")}, 5s)).error().code, errc::topic_not_found);
 }
 
+TEST_F(SqsTopics, ListingsReadEveryPage) {
+  // fauxqs, like SNS, answers 100 subscriptions or topics per page.
+  auto t = topic("paged");
+  constexpr std::size_t subscriptions = 105;
+  for (std::size_t i = 0; i < subscriptions; ++i) subscribe(t, "s" + std::to_string(i));
+  auto listed = run(provider_->list_subscriptions(t));
+  ASSERT_TRUE(listed) << listed.error().to_string();
+  EXPECT_EQ(listed->size(), subscriptions);
+
+  // A provider that knows no topic finds one past the first page of ListTopics ("zz" sorts
+  // after the others).
+  for (int i = 0; i < 101; ++i) topic("filler");
+  auto last = topic("zz-last");
+  auto sub = subscribe(last, "s");
+  auto fresh = make();
+  auto r = run(fresh->publish(last, {text("found")}, 5s));
+  ASSERT_TRUE(r) << r.error().to_string();
+  ASSERT_TRUE(r->at(0)) << r->at(0).error().to_string();
+  run(fresh->close());
+  EXPECT_EQ(bodies(take(sub, 1)), (std::multiset<std::string>{"found"}));
+}
+
 TEST_F(SqsTopics, WhatASubscriptionCannotBeIsRefusedBeforeAnythingIsCreated) {
   auto t = topic("refused");
   auto sub = queue_name::subscription(t, "s").value();
