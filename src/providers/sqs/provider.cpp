@@ -48,7 +48,7 @@ std::string dead_letter_queue_name(const std::string& name) {
 /// (sns_codec.hpp), any other queue follows dead_letter_queue_name.
 std::string dead_letter_of(const std::string& sqs_queue) {
   return sns::is_subscription_queue_name(sqs_queue)
-             ? sqs_queue + std::string(sns::dead_letter_suffix)
+             ? sns::subscription_dead_letter_queue_name(sqs_queue)
              : dead_letter_queue_name(sqs_queue);
 }
 
@@ -150,7 +150,8 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
     caps_.topics = true;
     caps_.subscription_filters = true;
     caps_.durable_subscriptions = true;
-    caps_.subscription_sessions = false;  // FIFO topics are not supported (docs/sqs.md)
+    // FIFO topics deliver to FIFO queues: sessions as on a FIFO queue (emulated).
+    caps_.subscription_sessions = true;
     for (const auto* e : {&ep, &sns_ep}) {
       if (!e->tls && !is_loopback_host(e->host) && !plaintext_warned_.exchange(true)) {
         warn((e == &ep ? "SQS endpoint " : "SNS endpoint ") + e->to_string() +
@@ -521,7 +522,8 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
     if (!name) co_return name.error();
     // CreateTopic is idempotent: an existing topic's ARN comes back.
     auto body =
-        co_await call("CreateTopic", sns::encode_create_topic(*name), opts_.request_timeout, true);
+        co_await call("CreateTopic", sns::encode_create_topic(*name, sns::is_fifo_topic(topic)),
+                      opts_.request_timeout, true);
     if (!body) co_return body.error();
     auto arn = sns::decode_create_topic(*body);
     if (!arn) co_return arn.error();
@@ -559,19 +561,21 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
     std::vector<send_outcome> outcomes(messages.size(), send_outcome{message_id{}});
     std::vector<std::pair<std::size_t, wire_message>> ready;
     const auto now = clock::now();
+    const bool fifo = sns::is_fifo_topic(topic);
     for (std::size_t i = 0; i < messages.size(); ++i) {
-      if (messages[i].session) {
-        outcomes[i] = fail(errc::unsupported,
-                           "qrt does not support SNS FIFO topics: a published message cannot "
-                           "carry a session");
+      if (messages[i].session && !fifo) {
+        outcomes[i] =
+            fail(errc::invalid_argument, "a session needs a FIFO topic (name ending in .fifo); '" +
+                                             topic.str() + "' is a standard topic");
         continue;
       }
       if (messages[i].scheduled_enqueue_time) {
         outcomes[i] = fail(errc::unsupported, "SNS has no per-message delivery delay");
         continue;
       }
-      // Exactly what a send to a standard queue sends: raw delivery hands it on unchanged.
-      auto w = to_wire(messages[i], false, fifo_defaults{}, now);
+      // Exactly what a send to a queue of the same kind sends (a FIFO topic's messages get a
+      // group and a deduplication id): raw delivery hands it on unchanged.
+      auto w = to_wire(messages[i], fifo, fifo_defaults{opts_.default_message_group}, now);
       if (!w) {
         outcomes[i] = w.error();
         continue;
@@ -629,20 +633,21 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
                      "'" + subscription.to_string() +
                          "' does not name a subscription (queue_name::subscription)");
     }
-    if (so.queue.requires_session) {
-      co_return fail(
-          errc::unsupported,
-          "subscriptions with sessions need SNS FIFO topics, which qrt does not support");
+    auto topic = topic_name::parse(subscription.topic());
+    if (!topic) co_return topic.error();
+    if (so.queue.requires_session && !sns::is_fifo_topic(*topic)) {
+      co_return fail(errc::invalid_argument,
+                     "subscription '" + subscription.str() +
+                         "' requires sessions, which on SNS needs a FIFO topic (name ending in "
+                         ".fifo)");
     }
     auto name = sns::subscription_queue_name(subscription);
     if (!name) co_return name.error();
     auto policy = sns::encode_filter_policy(so.filter);
     if (!policy) co_return policy.error();
-    auto topic = topic_name::parse(subscription.topic());
-    if (!topic) co_return topic.error();
     auto arn = co_await existing_topic(*topic);
     if (!arn) co_return arn.error();
-    std::string dlq = *name + std::string(sns::dead_letter_suffix);
+    std::string dlq = sns::subscription_dead_letter_queue_name(*name);
     auto made = co_await create_pair(*name, std::move(dlq), so.queue, *arn);
     if (!made) co_return made.error();
     // Raw delivery: the queue gets the published body and attributes as they were sent, so a

@@ -72,8 +72,27 @@ std::optional<std::string> qrt_name_part(std::string_view aws_name) {
   return out;
 }
 
+namespace {
+
+constexpr std::string_view fifo_suffix = ".fifo";
+
+bool has_fifo_suffix(std::string_view name) noexcept {
+  return name.size() > fifo_suffix.size() && name.ends_with(fifo_suffix);
+}
+
+}  // namespace
+
+bool is_fifo_topic(const topic_name& topic) noexcept {
+  return has_fifo_suffix(topic.str());
+}
+
 result<std::string> topic_aws_name(const topic_name& topic) {
-  std::string name = aws_name_part(topic.str());
+  // A FIFO topic keeps its ".fifo" suffix (SNS wants it); the rest is mapped.
+  const bool fifo = is_fifo_topic(topic);
+  std::string_view base = topic.str();
+  if (fifo) base.remove_suffix(fifo_suffix.size());
+  std::string name = aws_name_part(base);
+  if (fifo) name += fifo_suffix;
   if (name.size() > max_topic_name) {
     return fail(errc::invalid_argument,
                 "topic '" + topic.str().substr(0, 64) + "' maps to an SNS topic name of " +
@@ -88,29 +107,53 @@ result<std::string> subscription_queue_name(const queue_name& subscription) {
     return fail(errc::invalid_argument,
                 "'" + subscription.to_string() + "' is a queue, not a topic's subscription");
   }
-  std::string name =
-      aws_name_part(subscription.topic()) + "--" + aws_name_part(subscription.subscription_name());
-  if (name.size() + dead_letter_suffix.size() > max_queue_name) {
+  // A FIFO topic delivers to FIFO queues only: the queues of its subscriptions end in ".fifo".
+  std::string_view topic = subscription.topic();
+  const bool fifo = has_fifo_suffix(topic);
+  if (fifo) topic.remove_suffix(fifo_suffix.size());
+  std::string name = aws_name_part(topic) + "--" + aws_name_part(subscription.subscription_name());
+  const std::size_t suffixes = dead_letter_suffix.size() + (fifo ? fifo_suffix.size() : 0);
+  if (name.size() + suffixes > max_queue_name) {
     return fail(errc::invalid_argument,
                 "subscription '" + subscription.str().substr(0, 128) + "' maps to SQS queue '" +
                     name.substr(0, 128) + "' (" + std::to_string(name.size()) +
                     " characters; '_' and '.' take two each); with its dead-letter queue's '" +
-                    std::string(dead_letter_suffix) + "' that is over SQS's " +
-                    std::to_string(max_queue_name) + ": use a shorter topic or subscription name");
+                    std::string(dead_letter_suffix) + (fifo ? std::string(fifo_suffix) : "") +
+                    "' that is over SQS's " + std::to_string(max_queue_name) +
+                    ": use a shorter topic or subscription name");
   }
   if (subscription.is_dead_letter()) name += dead_letter_suffix;
+  if (fifo) name += fifo_suffix;
   return name;
+}
+
+std::string subscription_dead_letter_queue_name(std::string_view sqs_name) {
+  if (has_fifo_suffix(sqs_name)) {
+    sqs_name.remove_suffix(fifo_suffix.size());
+    return std::string(sqs_name) + std::string(dead_letter_suffix) + std::string(fifo_suffix);
+  }
+  return std::string(sqs_name) + std::string(dead_letter_suffix);
 }
 
 std::optional<std::pair<std::string, std::string>> parse_subscription_queue_name(
     std::string_view sqs_name) {
-  const auto split = sqs_name.find("--");
+  const bool fifo = has_fifo_suffix(sqs_name);
+  if (fifo) sqs_name.remove_suffix(fifo_suffix.size());
+  // The last "--": a subscription's name never holds "--" nor starts with '-', while a FIFO
+  // topic's base may end with '-' ("a-.fifo"). A topic part holding "--" is a dead-letter queue's.
+  const auto split = sqs_name.rfind("--");
   if (split == std::string_view::npos) return std::nullopt;
+  const auto topic_part = sqs_name.substr(0, split);
   const auto rest = sqs_name.substr(split + 2);
-  if (rest.find("--") != std::string_view::npos) return std::nullopt;  // a dead-letter queue
-  auto topic = qrt_name_part(sqs_name.substr(0, split));
+  if (topic_part.find("--") != std::string_view::npos || rest.starts_with('-')) {
+    return std::nullopt;
+  }
+  auto topic = qrt_name_part(topic_part);
   auto name = qrt_name_part(rest);
   if (!topic || !name) return std::nullopt;
+  // A topic named "*.fifo" is a FIFO topic, whose queues end in ".fifo".
+  if (!fifo && has_fifo_suffix(*topic)) return std::nullopt;
+  if (fifo) *topic += fifo_suffix;
   return std::make_pair(std::move(*topic), std::move(*name));
 }
 
@@ -253,9 +296,15 @@ std::size_t estimated_size(const wire_message& m) {
 
 }  // namespace
 
-std::string encode_create_topic(std::string_view name) {
+std::string encode_create_topic(std::string_view name, bool fifo) {
   form_writer w("CreateTopic");
   w.add("Name", name);
+  if (fifo) {
+    // Required by SNS for a FIFO topic besides the name's suffix. Every message qrt publishes
+    // carries a deduplication id, so content-based deduplication stays off.
+    w.add("Attributes.entry.1.key", "FifoTopic");
+    w.add("Attributes.entry.1.value", "true");
+  }
   return w.take();
 }
 

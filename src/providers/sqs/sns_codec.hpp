@@ -38,19 +38,28 @@ inline constexpr std::size_t max_queue_name = 80;
 /// What qrt appends to a subscription's queue name for its dead-letter queue.
 inline constexpr std::string_view dead_letter_suffix = "--dlq";
 
-/// The SNS topic name of `topic` (aws_name_part); invalid_argument when over 256 characters.
+/// True for a topic whose name ends in ".fifo": an SNS FIFO topic, whose subscriptions are SQS
+/// FIFO queues (ordered message groups: sessions).
+bool is_fifo_topic(const topic_name& topic) noexcept;
+
+/// The SNS topic name of `topic`: aws_name_part of it, a FIFO topic's ".fifo" suffix kept as it
+/// is. invalid_argument when over 256 characters.
 result<std::string> topic_aws_name(const topic_name& topic);
 
 /// The SQS queue holding subscription `subscription` (a queue_name::subscription):
-/// aws_name_part(topic) + "--" + aws_name_part(name). "--" never occurs in a qrt queue name nor
-/// in an aws_name_part, so the queue can neither be an ordinary qrt queue nor be read as another
-/// subscription. Its dead-letter queue (`subscription.dead_letter()`) appends "--dlq".
+/// aws_name_part(topic) + "--" + aws_name_part(name), then ".fifo" for a FIFO topic (whose
+/// suffix is not mapped). "--" never occurs in a qrt queue name nor in an aws_name_part, so the
+/// queue can neither be an ordinary qrt queue nor be read as another subscription. Its
+/// dead-letter queue (`subscription.dead_letter()`) adds "--dlq" before any ".fifo".
 /// invalid_argument when the dead-letter queue's name would be over SQS's 80 characters, or
 /// when `subscription` is not a subscription.
 result<std::string> subscription_queue_name(const queue_name& subscription);
 
-/// The topic and subscription names of a subscription's SQS queue (not its dead-letter
-/// queue); nullopt for any other queue name.
+/// The dead-letter queue of a subscription's SQS queue: "--dlq" added before any ".fifo".
+std::string subscription_dead_letter_queue_name(std::string_view sqs_name);
+
+/// The topic (".fifo" included for a FIFO topic) and subscription names of a subscription's SQS
+/// queue (not its dead-letter queue); nullopt for any other queue name.
 std::optional<std::pair<std::string, std::string>> parse_subscription_queue_name(
     std::string_view sqs_name);
 
@@ -80,7 +89,8 @@ result<subscription_filter> decode_filter_policy(std::string_view policy);
 
 inline constexpr std::string_view api_version = "2010-03-31";
 
-std::string encode_create_topic(std::string_view name);
+/// CreateTopic; `fifo` adds the attribute FifoTopic=true.
+std::string encode_create_topic(std::string_view name, bool fifo = false);
 /// DeleteTopic and GetTopicAttributes.
 std::string encode_topic_action(std::string_view action, std::string_view topic_arn);
 std::string encode_list_topics(std::string_view next_token);

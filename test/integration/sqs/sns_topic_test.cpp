@@ -1,6 +1,7 @@
 // Topics on the SQS provider against fauxqs: SNS topics fanning out to SQS queues, read
 // through queue_name::subscription. fauxqs delivers to the subscribed queues before it answers
 // Publish, so a subscription's depth (stats) right after a publish says what it received.
+#include <map>
 #include <qrt/client.hpp>
 #include <random>
 #include <set>
@@ -71,12 +72,12 @@ class SqsTopics : public qrt::test::sqs_fixture {
   }
 };
 
-TEST_F(SqsTopics, CapabilitiesSayTopicsWithFiltersButNoSessions) {
+TEST_F(SqsTopics, CapabilitiesSayTopicsWithFiltersAndSessions) {
   const auto& caps = provider_->caps();
   EXPECT_TRUE(caps.topics);
   EXPECT_TRUE(caps.subscription_filters);
   EXPECT_TRUE(caps.durable_subscriptions);
-  EXPECT_FALSE(caps.subscription_sessions);
+  EXPECT_TRUE(caps.subscription_sessions);  // on FIFO topics
 }
 
 TEST_F(SqsTopics, EverySubscriptionGetsItsOwnCopyWithEveryField) {
@@ -196,7 +197,7 @@ TEST_F(SqsTopics, ABatchPublishesEachMessageAndRefusesAnOversizedOneAlone) {
   std::vector<message> batch;
   for (int i = 0; i < 12; ++i) batch.push_back(text("m" + std::to_string(i)));
   batch[4] = text(std::string(300'000, 'x'));  // over SNS's 256 KiB
-  batch[7].session = session_id::from("g");    // FIFO topics are not supported
+  batch[7].session = session_id::from("g");    // a session needs a FIFO topic
   auto out = publish(t, std::move(batch));
   ASSERT_EQ(out.size(), 12u);
   for (std::size_t i = 0; i < out.size(); ++i) {
@@ -205,7 +206,7 @@ TEST_F(SqsTopics, ABatchPublishesEachMessageAndRefusesAnOversizedOneAlone) {
       EXPECT_EQ(out[i].error().code, errc::message_too_large);
     } else if (i == 7) {
       ASSERT_FALSE(out[i]);
-      EXPECT_EQ(out[i].error().code, errc::unsupported);
+      EXPECT_EQ(out[i].error().code, errc::invalid_argument);
     } else {
       EXPECT_TRUE(out[i]) << i << ": " << out[i].error().to_string();
     }
@@ -290,6 +291,63 @@ TEST_F(SqsTopics, SubscriptionsAreListedWithTheirFiltersAndDeletedWithTheirQueue
   EXPECT_EQ(run(provider_->publish(t, {text("x")}, 5s)).error().code, errc::topic_not_found);
 }
 
+TEST_F(SqsTopics, AFifoTopicKeepsEachSessionInOrderInEverySubscription) {
+  static std::mt19937_64 rng{std::random_device{}()};
+  const auto t = topic_name::from("ordered-" + std::to_string(rng() % 1'000'000'000) + ".fifo");
+  ASSERT_TRUE(run(provider_->create_topic(t)));
+  EXPECT_TRUE(provider_->caps().subscription_sessions);
+  queue_options sessions;
+  sessions.requires_session = true;
+  auto plain = subscribe(t, "plain");
+  auto by_session = subscribe(t, "sessions", {}, sessions);
+
+  auto in = [](std::string body, std::string_view session) {
+    message m = text(std::move(body));
+    m.session = session_id::from(session);
+    return m;
+  };
+  for (const auto& o :
+       publish(t, {in("a1", "a"), in("b1", "b"), in("a2", "a"), in("b2", "b"), in("a3", "a")})) {
+    ASSERT_TRUE(o) << o.error().to_string();
+  }
+  // Read one at a time (a FIFO queue holds a group back while one of its messages is out): each
+  // session's messages come in the order they were published, and carry their session.
+  std::map<std::string, std::vector<std::string>> order;
+  for (int i = 0; i < 20 && order["a"].size() + order["b"].size() < 5; ++i) {
+    for (auto& m : take(plain, 1)) {
+      ASSERT_TRUE(m.session);
+      order[m.session->str()].push_back(m.body);
+    }
+  }
+  EXPECT_EQ(order["a"], (std::vector<std::string>{"a1", "a2", "a3"}));
+  EXPECT_EQ(order["b"], (std::vector<std::string>{"b1", "b2"}));
+
+  // Through accept_session: one group, its first message first.
+  auto session = run(provider_->accept_session(by_session, std::nullopt, 3s));
+  ASSERT_TRUE(session) << session.error().to_string();
+  const std::string id = (*session)->id().str();
+  auto got = run((*session)->receive(10, 2s));
+  ASSERT_TRUE(got) << got.error().to_string();
+  ASSERT_FALSE(got->empty());
+  EXPECT_EQ(got->front().body, id + "1");
+  for (const auto& m : *got) EXPECT_EQ(m.session->str(), id);
+  run((*session)->close());
+
+  // The same message id published twice is one message (FIFO deduplication).
+  message once = in("once", "c");
+  once.id = "the-same-id";
+  ASSERT_TRUE(publish(t, {once}).at(0));
+  ASSERT_TRUE(publish(t, {once}).at(0));
+  EXPECT_EQ(bodies(take(plain, 1)), (std::multiset<std::string>{"once"}));
+  EXPECT_EQ(depth(plain), 0);
+  auto listed = run(provider_->list_subscriptions(t));
+  ASSERT_TRUE(listed) << listed.error().to_string();
+  ASSERT_EQ(listed->size(), 2u);
+  EXPECT_EQ(listed->at(0).name, plain);
+  ASSERT_TRUE(run(provider_->delete_topic(t)));
+  EXPECT_EQ(run(provider_->receive(by_session, 1, 0ms)).error().code, errc::queue_not_found);
+}
+
 TEST_F(SqsTopics, ListingsReadEveryPage) {
   // fauxqs, like SNS, answers 100 subscriptions or topics per page.
   auto t = topic("paged");
@@ -321,7 +379,8 @@ TEST_F(SqsTopics, WhatASubscriptionCannotBeIsRefusedBeforeAnythingIsCreated) {
   queue_options sessions;
   sessions.requires_session = true;
   EXPECT_EQ(run(provider_->create_subscription(sub, {{}, sessions})).error().code,
-            errc::unsupported);
+            errc::invalid_argument)
+      << "sessions need a FIFO topic";
   subscription_filter unmatchable;
   unmatchable.attributes["k"] = "";
   EXPECT_EQ(run(provider_->create_subscription(sub, {unmatchable, {}})).error().code,

@@ -140,6 +140,43 @@ TEST(SnsNames, ASubscriptionsQueueIsTopicDashDashNameAndItsDeadLetterQueueAddsDl
   EXPECT_FALSE(sns::parse_subscription_queue_name("a_x--b"));
 }
 
+TEST(SnsNames, AFifoTopicKeepsItsSuffixAndItsSubscriptionsAreFifoQueues) {
+  const auto fifo = topic_name::from("orders.created.fifo");
+  EXPECT_TRUE(sns::is_fifo_topic(fifo));
+  EXPECT_FALSE(sns::is_fifo_topic(topic_name::from("orders")));
+  EXPECT_FALSE(sns::is_fifo_topic(topic_name::from(".fifo")));
+  EXPECT_EQ(sns::topic_aws_name(fifo).value(), "orders_dcreated.fifo");
+  const auto sub = queue_name::subscription(fifo, "audit").value();
+  EXPECT_EQ(sns::subscription_queue_name(sub).value(), "orders_dcreated--audit.fifo");
+  EXPECT_EQ(sns::subscription_queue_name(sub.dead_letter()).value(),
+            "orders_dcreated--audit--dlq.fifo");
+  EXPECT_EQ(sns::subscription_dead_letter_queue_name("orders_dcreated--audit.fifo"),
+            "orders_dcreated--audit--dlq.fifo");
+  EXPECT_EQ(sns::subscription_dead_letter_queue_name("t--s"), "t--s--dlq");
+  EXPECT_EQ(sns::parse_subscription_queue_name("orders_dcreated--audit.fifo"),
+            std::make_pair(std::string("orders.created.fifo"), std::string("audit")));
+  EXPECT_FALSE(sns::parse_subscription_queue_name("orders_dcreated--audit--dlq.fifo"));
+  // A standard queue cannot be a FIFO topic's: "x.fifo" is always a FIFO topic.
+  EXPECT_FALSE(sns::parse_subscription_queue_name("x_dfifo--s"));
+  // A FIFO topic's base may end with '-'.
+  const auto dashed = queue_name::subscription(topic_name::from("a-.fifo"), "s").value();
+  EXPECT_EQ(sns::subscription_queue_name(dashed).value(), "a---s.fifo");
+  EXPECT_EQ(sns::parse_subscription_queue_name("a---s.fifo"),
+            std::make_pair(std::string("a-.fifo"), std::string("s")));
+  // ".fifo" counts against the 80 characters too: 70 before the suffixes.
+  const auto fits = queue_name::subscription(topic_name::from(std::string(40, 't') + ".fifo"),
+                                             std::string(28, 's'))
+                        .value();
+  EXPECT_EQ(sns::subscription_queue_name(fits.dead_letter()).value().size(), 80u);
+  const auto too_long = queue_name::subscription(topic_name::from(std::string(40, 't') + ".fifo"),
+                                                 std::string(29, 's'))
+                            .value();
+  EXPECT_EQ(sns::subscription_queue_name(too_long).error().code, errc::invalid_argument);
+  EXPECT_EQ(sns::encode_create_topic("t.fifo", true),
+            "Action=CreateTopic&Version=2010-03-31&Name=t.fifo"
+            "&Attributes.entry.1.key=FifoTopic&Attributes.entry.1.value=true");
+}
+
 TEST(SnsNames, NamesThatDoNotFitAreRefusedNamingTheLimit) {
   // 80 characters with "--dlq": a 40-character topic and a 33-character subscription fit.
   const auto fits = subscription(std::string(40, 't'), std::string(33, 's'));
