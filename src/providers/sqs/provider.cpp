@@ -150,8 +150,10 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
     caps_.topics = true;
     caps_.subscription_filters = true;
     caps_.durable_subscriptions = true;
-    // FIFO topics deliver to FIFO queues: sessions as on a FIFO queue (emulated).
-    caps_.subscription_sessions = true;
+    // FIFO topics (*.fifo) deliver to FIFO queues, whose sessions are emulated as on a FIFO
+    // queue: accept_session takes the next group, never a named one. The capability promises
+    // named session locks on any subscription, which SQS cannot give.
+    caps_.subscription_sessions = false;
     for (const auto* e : {&ep, &sns_ep}) {
       if (!e->tls && !is_loopback_host(e->host) && !plaintext_warned_.exchange(true)) {
         warn((e == &ep ? "SQS endpoint " : "SNS endpoint ") + e->to_string() +
@@ -424,7 +426,7 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
         m->locked_until = lock_start + std::chrono::seconds(visibility);
         // Its lock ran out on the way: SQS delivers it again, to whoever asks.
         if (m->locked_until <= clock::now()) continue;
-        m->receipt = remember(info, std::move(w), m->locked_until);
+        m->receipt = remember(info, std::move(w), m->locked_until, m->id);
         out.push_back(std::move(*m));
       }
       // A released message is visible again at once: polling on would only fetch it again.
@@ -562,6 +564,7 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
     std::vector<std::pair<std::size_t, wire_message>> ready;
     const auto now = clock::now();
     const bool fifo = sns::is_fifo_topic(topic);
+    std::vector<std::string> ids(messages.size());  // the id each message travels with
     for (std::size_t i = 0; i < messages.size(); ++i) {
       if (messages[i].session && !fifo) {
         outcomes[i] =
@@ -580,6 +583,26 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
         outcomes[i] = w.error();
         continue;
       }
+      // Every subscription's SQS queue gives its copy an id of its own, and SNS's MessageId
+      // reaches none of them: the id publish reports travels with the message (qrt.message_id,
+      // which a receive reads as the id), so every copy carries it (ADR 0050).
+      if (w->attributes.size() >= max_attributes_per_message) {
+        outcomes[i] = fail(errc::invalid_argument,
+                           "SQS allows at most 10 message attributes, and a published message "
+                           "needs one for its id: this one has 10 already (user attributes plus "
+                           "qrt's for correlation id, content type, subject and a binary body)");
+        continue;
+      }
+      std::string id = !w->deduplication_id.empty() ? w->deduplication_id
+                       : !messages[i].id.empty()    ? messages[i].id
+                                                    : random_uuid();
+      if (!is_valid_sqs_text(id) || id.size() > 1024) {
+        outcomes[i] = fail(errc::invalid_argument,
+                           "a published message's id must be SQS text of at most 1024 bytes");
+        continue;
+      }
+      ids[i] = id;
+      w->attributes[std::string(reserved::message_id)] = wire_attribute{"String", std::move(id)};
       if (const auto size = sns_size(*w); size > limit) {
         outcomes[i] =
             fail(errc::message_too_large,
@@ -609,6 +632,13 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
     bool sent_any = false;
     for (std::size_t c = 0; c < chunks.size(); ++c) {
       auto r = co_await publish_chunk(arn, ready, chunks[c], outcomes, http_timeout);
+      if (r) {
+        // Published: report the id the copies carry, not SNS's MessageId.
+        for (auto k : chunks[c]) {
+          auto& o = outcomes[ready[k].first];
+          if (o) o = ids[ready[k].first];
+        }
+      }
       if (!r) {
         auto e = r.error();
         if (e.code == errc::topic_not_found) {
@@ -1382,9 +1412,11 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
     return wire;
   }
 
-  /// Takes what it keeps from `w` (the message handed out is already decoded from it).
+  /// Takes what it keeps from `w` (the message handed out is already decoded from it). `id` is
+  /// the id the message was handed out with (a published message's, or a dead letter's id in its
+  /// source queue, else SQS's), which a dead-letter copy keeps.
   receipt_handle remember(const std::shared_ptr<queue_info>& info, wire_received&& w,
-                          time_point locked_until) {
+                          time_point locked_until, const std::string& id) {
     receipt_handle r;
     r.owner = id_;
     r.queue = info->key;
@@ -1393,7 +1425,7 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
     e.queue = info;
     e.receipt_handle = std::move(w.receipt_handle);
     e.locked_until = locked_until;
-    e.message_id = std::move(w.message_id);
+    e.message_id = id;
     e.wire = wire_of(std::move(w));
     std::lock_guard lock(inflight_mutex_);
     r.item = ++next_item_;

@@ -406,11 +406,13 @@ std::string sns_error(std::string_view code, std::string_view message) {
          "</Code><Message>" + std::string(message) + "</Message></Error></ErrorResponse>";
 }
 
+/// Messages with these bodies, each with the id "<body>-id" (what publish reports for it).
 std::vector<message> texts(std::initializer_list<const char*> bodies) {
   std::vector<message> out;
   for (auto b : bodies) {
     message m;
     m.body = b;
+    m.id = std::string(b) + "-id";
     out.push_back(std::move(m));
   }
   return out;
@@ -438,7 +440,7 @@ TEST_F(SqsProviderErrors, SnsRequestsAreSignedFormPostsAndThrottlingIsRetried) {
   ASSERT_TRUE(run(p->create_topic(topic_name::from("t"))));
   auto r = run(p->publish(topic_name::from("t"), texts({"x"}), 2s));
   ASSERT_TRUE(r) << r.error().to_string();
-  EXPECT_EQ(r->at(0).value(), "m1");
+  EXPECT_EQ(r->at(0).value(), "x-id") << "the id the copies carry, not SNS's MessageId";
   std::lock_guard lock(mutex);
   ASSERT_EQ(seen.size(), 3u);
   for (const auto& s : seen) {
@@ -452,7 +454,9 @@ TEST_F(SqsProviderErrors, SnsRequestsAreSignedFormPostsAndThrottlingIsRetried) {
   EXPECT_EQ(seen[1].body, seen[2].body) << "the retry sends the same request";
   EXPECT_EQ(seen[2].body,
             "Action=Publish&Version=2010-03-31&TopicArn=arn%3Aaws%3Asns%3Aus-east-1%3A000000000000"
-            "%3At&Message=x");
+            "%3At&Message=x&MessageAttributes.entry.1.Name=qrt.message_id"
+            "&MessageAttributes.entry.1.Value.DataType=String"
+            "&MessageAttributes.entry.1.Value.StringValue=x-id");
 }
 
 TEST_F(SqsProviderErrors, SnsBatchEntriesFailedByTheServerAreRetriedAloneSenderFaultsReported) {
@@ -481,8 +485,8 @@ TEST_F(SqsProviderErrors, SnsBatchEntriesFailedByTheServerAreRetriedAloneSenderF
   auto r = run(p->publish(topic_name::from("t"), texts({"one", "two", "three"}), 2s));
   ASSERT_TRUE(r) << r.error().to_string();
   ASSERT_EQ(r->size(), 3u);
-  EXPECT_EQ(r->at(0).value(), "a");
-  EXPECT_EQ(r->at(1).value(), "b");
+  EXPECT_EQ(r->at(0).value(), "one-id");
+  EXPECT_EQ(r->at(1).value(), "two-id");
   ASSERT_FALSE(r->at(2));
   EXPECT_EQ(r->at(2).error().code, errc::invalid_argument);
   std::lock_guard lock(mutex);
