@@ -5,7 +5,6 @@
 #include <charconv>
 
 #include "digest.hpp"
-#include "sigv4.hpp"
 
 namespace qrt::sqs::detail::sns {
 
@@ -249,6 +248,8 @@ result<subscription_filter> decode_filter_policy(std::string_view policy) {
 
 namespace {
 
+// Writes a form body straight into one string: publishes run through here for every message,
+// so neither parameter names nor encoded values are built as strings of their own.
 class form_writer {
  public:
   explicit form_writer(std::string_view action, std::size_t reserve = 128) {
@@ -258,34 +259,59 @@ class form_writer {
     out_ += "&Version=";
     out_ += api_version;
   }
-  void add(std::string_view name, std::string_view value) {
+  /// &<name parts>=<value, percent-encoded as SigV4 and SNS want it (RFC 3986)>. The names are
+  /// qrt's own (letters, digits and '.'), written as they are.
+  void add(std::initializer_list<std::string_view> name, std::string_view value) {
     out_ += '&';
-    out_ += name;  // qrt's own parameter names: letters, digits and '.' only
+    for (auto part : name) out_ += part;
     out_ += '=';
-    out_ += uri_encode(value, false);
+    encode(value);
   }
   std::string take() { return std::move(out_); }
 
  private:
+  static bool unreserved(unsigned char c) noexcept {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_' || c == '.' || c == '~';
+  }
+  void encode(std::string_view text) {
+    static constexpr char digits[] = "0123456789ABCDEF";
+    std::size_t i = 0;
+    while (i < text.size()) {
+      // Runs of characters that stay as they are go in one append.
+      std::size_t run = i;
+      while (run < text.size() && unreserved(static_cast<unsigned char>(text[run]))) ++run;
+      out_.append(text.data() + i, run - i);
+      if (run == text.size()) return;
+      const auto c = static_cast<unsigned char>(text[run]);
+      const char escaped[3] = {'%', digits[c >> 4], digits[c & 0xf]};
+      out_.append(escaped, 3);
+      i = run + 1;
+    }
+  }
+
   std::string out_;
 };
 
 // MessageAttributes.entry.N.{Name,Value.DataType,Value.StringValue|Value.BinaryValue}, N from 1.
-void add_message(form_writer& w, const std::string& prefix, const wire_message& m) {
-  w.add(prefix + "Message", m.body);
+void add_message(form_writer& w, std::string_view prefix, const wire_message& m) {
+  w.add({prefix, "Message"}, m.body);
   std::size_t n = 0;
   for (const auto& [name, a] : m.attributes) {
-    const std::string entry = prefix + "MessageAttributes.entry." + std::to_string(++n) + ".";
-    w.add(entry + "Name", name);
-    w.add(entry + "Value.DataType", a.data_type);
+    char digits[24];
+    const auto end = std::to_chars(digits, digits + sizeof digits, ++n).ptr;
+    const std::string_view index(digits, static_cast<std::size_t>(end - digits));
+    constexpr std::string_view entry = "MessageAttributes.entry.";
+    w.add({prefix, entry, index, ".Name"}, name);
+    w.add({prefix, entry, index, ".Value.DataType"}, a.data_type);
     if (a.is_binary()) {
-      w.add(entry + "Value.BinaryValue", base64_encode(a.value));
+      w.add({prefix, entry, index, ".Value.BinaryValue"}, base64_encode(a.value));
     } else {
-      w.add(entry + "Value.StringValue", a.value);
+      w.add({prefix, entry, index, ".Value.StringValue"}, a.value);
     }
   }
-  if (!m.group_id.empty()) w.add(prefix + "MessageGroupId", m.group_id);
-  if (!m.deduplication_id.empty()) w.add(prefix + "MessageDeduplicationId", m.deduplication_id);
+  if (!m.group_id.empty()) w.add({prefix, "MessageGroupId"}, m.group_id);
+  if (!m.deduplication_id.empty()) w.add({prefix, "MessageDeduplicationId"}, m.deduplication_id);
 }
 
 std::size_t estimated_size(const wire_message& m) {
@@ -298,31 +324,31 @@ std::size_t estimated_size(const wire_message& m) {
 
 std::string encode_create_topic(std::string_view name, bool fifo) {
   form_writer w("CreateTopic");
-  w.add("Name", name);
+  w.add({"Name"}, name);
   if (fifo) {
     // Required by SNS for a FIFO topic besides the name's suffix. Every message qrt publishes
     // carries a deduplication id, so content-based deduplication stays off.
-    w.add("Attributes.entry.1.key", "FifoTopic");
-    w.add("Attributes.entry.1.value", "true");
+    w.add({"Attributes.entry.1.key"}, "FifoTopic");
+    w.add({"Attributes.entry.1.value"}, "true");
   }
   return w.take();
 }
 
 std::string encode_topic_action(std::string_view action, std::string_view topic_arn) {
   form_writer w(action);
-  w.add("TopicArn", topic_arn);
+  w.add({"TopicArn"}, topic_arn);
   return w.take();
 }
 
 std::string encode_list_topics(std::string_view next_token) {
   form_writer w("ListTopics");
-  if (!next_token.empty()) w.add("NextToken", next_token);
+  if (!next_token.empty()) w.add({"NextToken"}, next_token);
   return w.take();
 }
 
 std::string encode_publish(std::string_view topic_arn, const wire_message& m) {
   form_writer w("Publish", estimated_size(m) + topic_arn.size() + 64);
-  w.add("TopicArn", topic_arn);
+  w.add({"TopicArn"}, topic_arn);
   add_message(w, "", m);
   return w.take();
 }
@@ -332,12 +358,16 @@ std::string encode_publish_batch(std::string_view topic_arn,
   std::size_t size = topic_arn.size() + 64;
   for (const auto& e : entries) size += estimated_size(e.message) + 96;
   form_writer w("PublishBatch", size);
-  w.add("TopicArn", topic_arn);
+  w.add({"TopicArn"}, topic_arn);
   std::size_t n = 0;
   for (const auto& e : entries) {
-    const std::string prefix = "PublishBatchRequestEntries.member." + std::to_string(++n) + ".";
-    w.add(prefix + "Id", e.id);
-    add_message(w, prefix, e.message);
+    char prefix[64] = "PublishBatchRequestEntries.member.";
+    constexpr std::size_t start = sizeof "PublishBatchRequestEntries.member." - 1;
+    auto end = std::to_chars(prefix + start, prefix + sizeof prefix - 1, ++n).ptr;
+    *end++ = '.';
+    const std::string_view member(prefix, static_cast<std::size_t>(end - prefix));
+    w.add({member, "Id"}, e.id);
+    add_message(w, member, e.message);
   }
   return w.take();
 }
@@ -345,32 +375,32 @@ std::string encode_publish_batch(std::string_view topic_arn,
 std::string encode_subscribe(std::string_view topic_arn, std::string_view queue_arn,
                              std::string_view filter_policy) {
   form_writer w("Subscribe");
-  w.add("TopicArn", topic_arn);
-  w.add("Protocol", "sqs");
-  w.add("Endpoint", queue_arn);
-  w.add("Attributes.entry.1.key", "RawMessageDelivery");
-  w.add("Attributes.entry.1.value", "true");
+  w.add({"TopicArn"}, topic_arn);
+  w.add({"Protocol"}, "sqs");
+  w.add({"Endpoint"}, queue_arn);
+  w.add({"Attributes.entry.1.key"}, "RawMessageDelivery");
+  w.add({"Attributes.entry.1.value"}, "true");
   if (!filter_policy.empty()) {
-    w.add("Attributes.entry.2.key", "FilterPolicy");
-    w.add("Attributes.entry.2.value", filter_policy);
+    w.add({"Attributes.entry.2.key"}, "FilterPolicy");
+    w.add({"Attributes.entry.2.value"}, filter_policy);
   }
   // The ARN even if SNS still waited for a confirmation (it never does for a queue of the same
   // account), so Unsubscribe always has it.
-  w.add("ReturnSubscriptionArn", "true");
+  w.add({"ReturnSubscriptionArn"}, "true");
   return w.take();
 }
 
 std::string encode_subscription_action(std::string_view action, std::string_view subscription_arn) {
   form_writer w(action);
-  w.add("SubscriptionArn", subscription_arn);
+  w.add({"SubscriptionArn"}, subscription_arn);
   return w.take();
 }
 
 std::string encode_list_subscriptions_by_topic(std::string_view topic_arn,
                                                std::string_view next_token) {
   form_writer w("ListSubscriptionsByTopic");
-  w.add("TopicArn", topic_arn);
-  if (!next_token.empty()) w.add("NextToken", next_token);
+  w.add({"TopicArn"}, topic_arn);
+  if (!next_token.empty()) w.add({"NextToken"}, next_token);
   return w.take();
 }
 
