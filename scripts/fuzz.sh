@@ -17,6 +17,7 @@ targets="
 record                       | 15 | src/providers/memory/log/record.cpp src/providers/memory/log/crc32c.cpp |
 amqp-codec                   | 15 | src/amqp/message_decoder.cpp src/amqp/message_encoder.cpp src/amqp/value_text.cpp |
 sqs-json                     | 15 | src/providers/sqs/codec.cpp src/providers/sqs/digest.cpp src/core/message.cpp src/core/random_id.cpp | -lboost_json -lcrypto
+sns-xml                      | 15 | src/providers/sqs/sns_codec.cpp src/providers/sqs/codec.cpp src/providers/sqs/digest.cpp src/providers/sqs/sigv4.cpp src/core/message.cpp src/core/random_id.cpp | -lboost_json -lcrypto
 http-response                | 15 | src/net/http.cpp | -lssl -lcrypto
 credentials                  | 15 | src/providers/sqs/credentials.cpp src/net/http.cpp src/providers/servicebus/managed_identity.cpp src/providers/servicebus/sas.cpp | -lboost_json -lssl -lcrypto
 servicebus-connection-string | 10 | src/providers/servicebus/connection_string.cpp src/providers/servicebus/sas.cpp | -lcrypto

@@ -1,5 +1,6 @@
 // The AWS SQS provider: the JSON 1.0 protocol over HTTPS with SigV4, a credential chain, and a
-// keep-alive connection pool. See docs/sqs.md for how qrt's contract maps onto SQS (FIFO
+// keep-alive connection pool. Topics are SNS topics fanning out to SQS queues (SNS's Query
+// protocol, signed the same way). See docs/sqs.md for how qrt's contract maps onto SQS (FIFO
 // groups as sessions, the dead-letter convention, what fauxqs does differently).
 #pragma once
 
@@ -25,6 +26,9 @@ struct options {
   /// Empty: https://sqs.REGION.amazonaws.com. Set for emulators and VPC endpoints;
   /// "http://127.0.0.1:4566" talks plain HTTP.
   std::string endpoint;
+  /// Where SNS (topics) is reached. Empty: `endpoint` when that is set (emulators serve both),
+  /// else https://sns.REGION.amazonaws.com.
+  std::string sns_endpoint;
   /// Explicit keys win over the chain (environment, shared files, ECS, EC2 IMDSv2).
   std::string access_key_id;
   std::string secret_access_key;  ///< secret: never printed

@@ -111,6 +111,14 @@ std::optional<std::string> sqs_attribute_name(std::string_view user_name) {
   return encoded;
 }
 
+std::optional<std::string> user_attribute_name(std::string_view sqs_name) {
+  if (sqs_name.rfind(reserved::encoded_name_prefix, 0) == 0) {
+    return from_base64url(sqs_name.substr(reserved::encoded_name_prefix.size()));
+  }
+  if (!is_valid_attribute_name(sqs_name)) return std::nullopt;
+  return std::string(sqs_name);
+}
+
 std::size_t wire_message::size() const noexcept {
   std::size_t total = body.size();
   for (const auto& [name, a] : attributes)

@@ -78,6 +78,9 @@ bool is_valid_sqs_text(std::string_view text) noexcept;
 /// in qrt's namespace, else encoded (see reserved::encoded_name_prefix). nullopt when even the
 /// encoded form is over SQS's 256 characters.
 std::optional<std::string> sqs_attribute_name(std::string_view user_name);
+/// The inverse of sqs_attribute_name: the user attribute name an SQS attribute name stands for;
+/// nullopt for names qrt reserves for itself and for malformed encoded names.
+std::optional<std::string> user_attribute_name(std::string_view sqs_name);
 
 /// True for a name SQS accepts for a message attribute (and not one qrt reserves unless
 /// `allow_reserved`).

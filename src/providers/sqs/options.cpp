@@ -55,6 +55,9 @@ const binder& keys() {
                    "empty: AWS_REGION, AWS_DEFAULT_REGION, the profile's region, else us-east-1"),
       binder::text("endpoint", &options::endpoint,
                    "empty: https://sqs.REGION.amazonaws.com; http:// talks plain HTTP"),
+      binder::text("sns_endpoint", &options::sns_endpoint,
+                   "where topics (SNS) are reached; empty: endpoint when set, else "
+                   "https://sns.REGION.amazonaws.com"),
       binder::text("access_key_id", &options::access_key_id,
                    "explicit key, with secret_access_key; wins over the credential chain"),
       binder::text("secret_access_key", &options::secret_access_key,
@@ -116,7 +119,8 @@ std::span<const std::string_view> known_keys() noexcept {
 result<options> options_from_config(const config& cfg) {
   options o;
   if (auto r = keys().bind(cfg, o); !r) return r.error();
-  if (o.endpoint.starts_with("http://")) {
+  if (o.endpoint.starts_with("http://") &&
+      (o.sns_endpoint.empty() || o.sns_endpoint.starts_with("http://"))) {
     // Certificate settings of a plain-HTTP endpoint would be taken and do nothing.
     for (std::string_view key : {"verify_tls", "ca_file"}) {
       if (cfg.contains(key)) {

@@ -19,6 +19,7 @@
 #include "digest.hpp"
 #include "net/http.hpp"
 #include "sigv4.hpp"
+#include "sns_codec.hpp"
 
 namespace qrt::sqs {
 
@@ -43,8 +44,43 @@ std::string dead_letter_queue_name(const std::string& name) {
   return name + "-dlq";
 }
 
-std::string sqs_name(const queue_name& q) {
+/// The dead-letter queue of an SQS queue qrt names: a subscription's queue appends "--dlq"
+/// (sns_codec.hpp), any other queue follows dead_letter_queue_name.
+std::string dead_letter_of(const std::string& sqs_queue) {
+  return sns::is_subscription_queue_name(sqs_queue)
+             ? sns::subscription_dead_letter_queue_name(sqs_queue)
+             : dead_letter_queue_name(sqs_queue);
+}
+
+/// The SQS queue a qrt name reads: a subscription's own queue (sns_codec.hpp) or the queue.
+result<std::string> sqs_name(const queue_name& q) {
+  if (q.is_subscription()) return sns::subscription_queue_name(q);
   return q.is_dead_letter() ? dead_letter_queue_name(q.str()) : q.str();
+}
+
+/// SNS's limit on one published message and on a PublishBatch in total.
+constexpr std::size_t sns_max_message_bytes = 262'144;
+
+/// The bytes SNS counts for a message: body, attribute names, types and values as sent (a
+/// Binary value in base64).
+std::size_t sns_size(const wire_message& w) {
+  std::size_t total = w.body.size();
+  for (const auto& [name, a] : w.attributes) {
+    total += name.size() + a.data_type.size() +
+             (a.is_binary() ? (a.value.size() + 2) / 3 * 4 : a.value.size());
+  }
+  return total;
+}
+
+connection_stats operator+(connection_stats a, const connection_stats& b) {
+  a.bytes_sent += b.bytes_sent;
+  a.bytes_received += b.bytes_received;
+  a.connections_opened += b.connections_opened;
+  a.connection_failures += b.connection_failures;
+  a.recoveries += b.recoveries;
+  a.recovery_time_total += b.recovery_time_total;
+  a.longest_recovery = std::max(a.longest_recovery, b.longest_recovery);
+  return a;
 }
 
 bool is_fifo_name(const std::string& name) {
@@ -83,13 +119,17 @@ class sqs_session;
 
 class sqs_provider final : public provider, public std::enable_shared_from_this<sqs_provider> {
  public:
-  sqs_provider(options opts, asio::any_io_executor executor, endpoint ep, std::string region)
+  sqs_provider(options opts, asio::any_io_executor executor, endpoint ep, endpoint sns_ep,
+               std::string region)
       : opts_(std::move(opts)),
         executor_(executor),
         region_(std::move(region)),
         pool_(executor, ep,
               http_settings{opts_.connect_timeout, opts_.max_idle_connections, opts_.verify_tls,
                             opts_.ca_file, 64u << 20, opts_.max_connections}),
+        sns_pool_(executor, sns_ep,
+                  http_settings{opts_.connect_timeout, opts_.max_idle_connections, opts_.verify_tls,
+                                opts_.ca_file, 64u << 20, opts_.max_connections}),
         credentials_(executor, credential_settings{
                                    aws_credentials{opts_.access_key_id, opts_.secret_access_key,
                                                    opts_.session_token},
@@ -107,11 +147,19 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
     caps_.max_delivery_count = true;
     caps_.session_state = false;
     caps_.queue_management = true;
-    if (!ep.tls && !is_loopback_host(ep.host)) {
-      plaintext_warned_ = true;
-      warn("SQS endpoint " + ep.to_string() +
-           " is plain HTTP to another machine: requests, message bodies, the access key id and "
-           "any session token travel unencrypted; use https://");
+    caps_.topics = true;
+    caps_.subscription_filters = true;
+    caps_.durable_subscriptions = true;
+    // FIFO topics (*.fifo) deliver to FIFO queues, whose sessions are emulated as on a FIFO
+    // queue: accept_session takes the next group, never a named one. The capability promises
+    // named session locks on any subscription, which SQS cannot give.
+    caps_.subscription_sessions = false;
+    for (const auto* e : {&ep, &sns_ep}) {
+      if (!e->tls && !is_loopback_host(e->host) && !plaintext_warned_.exchange(true)) {
+        warn((e == &ep ? "SQS endpoint " : "SNS endpoint ") + e->to_string() +
+             " is plain HTTP to another machine: requests, message bodies, the access key id and "
+             "any session token travel unencrypted; use https://");
+      }
     }
     if (ep.tls && !opts_.verify_tls) {
       warn("TLS certificate verification is off for SQS endpoint " + ep.to_string() +
@@ -121,15 +169,25 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
   }
 
   /// The HTTP client's TLS set-up (trust store, ca_file) loaded.
-  result<void> ready() const { return pool_.ready(); }
+  result<void> ready() const {
+    if (auto r = pool_.ready(); !r) return r;
+    return sns_pool_.ready();
+  }
 
   std::string_view name() const noexcept override { return "sqs"; }
   const capabilities& caps() const noexcept override { return caps_; }
-  connection_stats connections() const noexcept override { return pool_.traffic(); }
+  connection_stats connections() const noexcept override {
+    return pool_.traffic() + sns_pool_.traffic();
+  }
 
   // ---- queues ----
 
   awaitable<result<void>> create_queue(const queue_name& queue, const queue_options& qo) override {
+    if (queue.is_subscription()) {
+      co_return fail(errc::invalid_argument, "'" + queue.to_string() +
+                                                 "' is a subscription: create it with "
+                                                 "create_subscription");
+    }
     if (queue.is_dead_letter()) {
       co_return fail(errc::invalid_argument,
                      "create '" + queue.parent().to_string() +
@@ -149,37 +207,23 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
                      "queue name '" + name + "' is too long for SQS with its dead-letter queue '" +
                          dlq + "' (80 characters at most)");
     }
-    std::map<std::string, std::string> dlq_attrs{{"MessageRetentionPeriod", "1209600"}};
-    if (fifo) dlq_attrs["FifoQueue"] = "true";
-    auto dlq_url = co_await create_one(dlq, dlq_attrs);
-    if (!dlq_url) co_return dlq_url.error();
-
-    std::map<std::string, std::string> attrs;
-    if (fifo) attrs["FifoQueue"] = "true";
-    attrs["VisibilityTimeout"] =
-        std::to_string(std::clamp(ceil_seconds(qo.lock_duration), 0, 43'200));
-    const std::size_t max_bytes =
-        qo.max_message_bytes ? qo.max_message_bytes : opts_.max_message_bytes;
-    attrs["MaximumMessageSize"] =
-        std::to_string(std::clamp<std::size_t>(max_bytes, 1'024, 1'048'576));
-    if (qo.default_time_to_live) {
-      attrs["MessageRetentionPeriod"] =
-          std::to_string(std::clamp(ceil_seconds(*qo.default_time_to_live), 60, 1'209'600));
-    }
-    if (qo.max_delivery_count > 0) {
-      auto arn = co_await queue_arn(*dlq_url);
-      if (!arn) co_return arn.error();
-      boost::json::object policy{
-          {"deadLetterTargetArn", *arn},
-          {"maxReceiveCount", std::min<std::uint32_t>(qo.max_delivery_count, 1000)}};
-      attrs["RedrivePolicy"] = boost::json::serialize(policy);
-    }
-    auto url = co_await create_one(name, attrs);
-    if (!url) co_return url.error();
+    std::string no_topic;
+    auto made = co_await create_pair(name, dlq, qo, std::move(no_topic));
+    if (!made) co_return made.error();
     co_return result<void>{};
   }
 
   awaitable<result<void>> delete_queue(const queue_name& queue) override {
+    if (queue.is_subscription()) {
+      co_return fail(errc::invalid_argument, "'" + queue.to_string() +
+                                                 "' is a subscription: delete it with "
+                                                 "delete_subscription");
+    }
+    co_return co_await delete_queue_pair(queue);
+  }
+
+  /// Deletes the queue and, for a queue (not a dead-letter queue), its paired DLQ.
+  awaitable<result<void>> delete_queue_pair(const queue_name& queue) {
     auto info = co_await resolve(queue);
     if (!info) co_return info.error();
     auto r =
@@ -237,6 +281,11 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
   awaitable<result<std::vector<send_outcome>>> send(const queue_name& queue,
                                                     std::vector<message> messages,
                                                     milliseconds timeout) override {
+    if (queue.is_subscription()) {
+      co_return fail(errc::invalid_argument, "'" + queue.to_string() +
+                                                 "' is a subscription: publish to topic '" +
+                                                 queue.topic() + "' instead");
+    }
     auto info_r = co_await resolve(queue);
     if (!info_r) co_return info_r.error();
     auto info = *info_r;
@@ -377,7 +426,7 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
         m->locked_until = lock_start + std::chrono::seconds(visibility);
         // Its lock ran out on the way: SQS delivers it again, to whoever asks.
         if (m->locked_until <= clock::now()) continue;
-        m->receipt = remember(info, std::move(w), m->locked_until);
+        m->receipt = remember(info, std::move(w), m->locked_until, m->id);
         out.push_back(std::move(*m));
       }
       // A released message is visible again at once: polling on would only fetch it again.
@@ -464,7 +513,265 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
   awaitable<void> close() override {
     closed_ = true;
     pool_.close();
+    sns_pool_.close();
     co_return;
+  }
+
+  // ---- topics: SNS topics fanning out to SQS queues (docs/sqs.md, "Topics") ----
+
+  awaitable<result<void>> create_topic(const topic_name& topic) override {
+    auto name = sns::topic_aws_name(topic);
+    if (!name) co_return name.error();
+    // CreateTopic is idempotent: an existing topic's ARN comes back.
+    auto body =
+        co_await call("CreateTopic", sns::encode_create_topic(*name, sns::is_fifo_topic(topic)),
+                      opts_.request_timeout, true);
+    if (!body) co_return body.error();
+    auto arn = sns::decode_create_topic(*body);
+    if (!arn) co_return arn.error();
+    remember_topic(topic.str(), *arn);
+    co_return result<void>{};
+  }
+
+  awaitable<result<void>> delete_topic(const topic_name& topic) override {
+    auto arn = co_await existing_topic(topic);
+    if (!arn) co_return arn.error();
+    // The subscriptions' queues first: deleting the topic removes its subscriptions but not
+    // the queues they delivered to.
+    auto subs = co_await topic_subscriptions(*arn);
+    if (!subs) co_return subs.error();
+    for (const auto& s : *subs) {
+      auto parsed = qrt_subscription(topic, s);
+      if (!parsed) continue;
+      auto gone = co_await delete_queue_pair(*parsed);
+      if (!gone && gone.error().code != errc::queue_not_found) co_return gone.error();
+    }
+    auto body = co_await call("DeleteTopic", sns::encode_topic_action("DeleteTopic", *arn),
+                              opts_.request_timeout, true);
+    forget_topic(topic.str());
+    if (!body) co_return body.error();
+    co_return sns::decode_empty(*body, "DeleteTopic");
+  }
+
+  awaitable<result<std::vector<send_outcome>>> publish(const topic_name& topic,
+                                                       std::vector<message> messages,
+                                                       milliseconds timeout) override {
+    auto arn_r = co_await topic_arn(topic);
+    if (!arn_r) co_return arn_r.error();
+    const std::string arn = std::move(*arn_r);
+    const std::size_t limit = std::min(sns_max_message_bytes, opts_.max_message_bytes);
+    std::vector<send_outcome> outcomes(messages.size(), send_outcome{message_id{}});
+    std::vector<std::pair<std::size_t, wire_message>> ready;
+    const auto now = clock::now();
+    const bool fifo = sns::is_fifo_topic(topic);
+    std::vector<std::string> ids(messages.size());  // the id each message travels with
+    for (std::size_t i = 0; i < messages.size(); ++i) {
+      if (messages[i].session && !fifo) {
+        outcomes[i] =
+            fail(errc::invalid_argument, "a session needs a FIFO topic (name ending in .fifo); '" +
+                                             topic.str() + "' is a standard topic");
+        continue;
+      }
+      if (messages[i].scheduled_enqueue_time) {
+        outcomes[i] = fail(errc::unsupported, "SNS has no per-message delivery delay");
+        continue;
+      }
+      // Exactly what a send to a queue of the same kind sends (a FIFO topic's messages get a
+      // group and a deduplication id): raw delivery hands it on unchanged.
+      auto w = to_wire(messages[i], fifo, fifo_defaults{opts_.default_message_group}, now);
+      if (!w) {
+        outcomes[i] = w.error();
+        continue;
+      }
+      // Every subscription's SQS queue gives its copy an id of its own, and SNS's MessageId
+      // reaches none of them: the id publish reports travels with the message (qrt.message_id,
+      // which a receive reads as the id), so every copy carries it (ADR 0050).
+      if (w->attributes.size() >= max_attributes_per_message) {
+        outcomes[i] = fail(errc::invalid_argument,
+                           "SQS allows at most 10 message attributes, and a published message "
+                           "needs one for its id: this one has 10 already (user attributes plus "
+                           "qrt's for correlation id, content type, subject and a binary body)");
+        continue;
+      }
+      std::string id = !w->deduplication_id.empty() ? w->deduplication_id
+                       : !messages[i].id.empty()    ? messages[i].id
+                                                    : random_uuid();
+      if (!is_valid_sqs_text(id) || id.size() > 1024) {
+        outcomes[i] = fail(errc::invalid_argument,
+                           "a published message's id must be SQS text of at most 1024 bytes");
+        continue;
+      }
+      ids[i] = id;
+      w->attributes[std::string(reserved::message_id)] = wire_attribute{"String", std::move(id)};
+      if (const auto size = sns_size(*w); size > limit) {
+        outcomes[i] =
+            fail(errc::message_too_large,
+                 "message " + std::to_string(i) + " is " + std::to_string(size) +
+                     " bytes as SNS counts them (body, attributes" +
+                     (w->attributes.count(std::string(reserved::body_encoding)) ? ", base64" : "") +
+                     "); the limit is " + std::to_string(limit));
+        continue;
+      }
+      ready.emplace_back(i, std::move(*w));
+    }
+    // Consecutive chunks within PublishBatch's limits (10 entries, 256 KiB in all).
+    std::vector<std::vector<std::size_t>> chunks;
+    std::size_t bytes = 0;
+    for (std::size_t k = 0; k < ready.size(); ++k) {
+      const auto size = sns_size(ready[k].second);
+      if (chunks.empty() || chunks.back().size() >= max_entries_per_batch || bytes + size > limit) {
+        chunks.emplace_back();
+        bytes = 0;
+      }
+      chunks.back().push_back(k);
+      bytes += size;
+    }
+    const auto http_timeout = timeout > milliseconds::zero()
+                                  ? std::min(timeout, opts_.request_timeout)
+                                  : opts_.request_timeout;
+    bool sent_any = false;
+    for (std::size_t c = 0; c < chunks.size(); ++c) {
+      auto r = co_await publish_chunk(arn, ready, chunks[c], outcomes, http_timeout);
+      if (r) {
+        // Published: report the id the copies carry, not SNS's MessageId.
+        for (auto k : chunks[c]) {
+          auto& o = outcomes[ready[k].first];
+          if (o) o = ids[ready[k].first];
+        }
+      }
+      if (!r) {
+        auto e = r.error();
+        if (e.code == errc::topic_not_found) {
+          forget_topic(topic.str());
+          e.message = "topic '" + topic.str() + "' does not exist (" + e.message + ")";
+        }
+        if (!sent_any) co_return e;
+        for (std::size_t rest = c; rest < chunks.size(); ++rest) {
+          for (auto k : chunks[rest]) outcomes[ready[k].first] = e;
+        }
+        break;
+      }
+      sent_any = true;
+    }
+    co_return outcomes;
+  }
+
+  awaitable<result<void>> create_subscription(const queue_name& subscription,
+                                              const subscription_options& so) override {
+    if (!subscription.is_subscription() || subscription.is_dead_letter()) {
+      co_return fail(errc::invalid_argument,
+                     "'" + subscription.to_string() +
+                         "' does not name a subscription (queue_name::subscription)");
+    }
+    auto topic = topic_name::parse(subscription.topic());
+    if (!topic) co_return topic.error();
+    if (so.queue.requires_session && !sns::is_fifo_topic(*topic)) {
+      co_return fail(errc::invalid_argument,
+                     "subscription '" + subscription.str() +
+                         "' requires sessions, which on SNS needs a FIFO topic (name ending in "
+                         ".fifo)");
+    }
+    auto name = sns::subscription_queue_name(subscription);
+    if (!name) co_return name.error();
+    auto policy = sns::encode_filter_policy(so.filter);
+    if (!policy) co_return policy.error();
+    auto arn = co_await existing_topic(*topic);
+    if (!arn) co_return arn.error();
+    std::string dlq = sns::subscription_dead_letter_queue_name(*name);
+    auto made = co_await create_pair(*name, std::move(dlq), so.queue, *arn);
+    if (!made) co_return made.error();
+    // Raw delivery: the queue gets the published body and attributes as they were sent, so a
+    // subscription reads exactly like a queue. Subscribe is idempotent for the same queue and
+    // attributes; with another filter SNS refuses it (invalid_argument).
+    auto body = co_await call("Subscribe", sns::encode_subscribe(*arn, made->arn, *policy),
+                              opts_.request_timeout, true);
+    if (!body) co_return body.error();
+    auto sub_arn = sns::decode_subscribe(*body);
+    if (!sub_arn) co_return sub_arn.error();
+    co_return result<void>{};
+  }
+
+  awaitable<result<void>> delete_subscription(const queue_name& subscription) override {
+    if (!subscription.is_subscription() || subscription.is_dead_letter()) {
+      co_return fail(errc::invalid_argument,
+                     "'" + subscription.to_string() +
+                         "' does not name a subscription (queue_name::subscription)");
+    }
+    auto name = sns::subscription_queue_name(subscription);
+    if (!name) co_return name.error();
+    auto topic = topic_name::parse(subscription.topic());
+    if (!topic) co_return topic.error();
+    bool found = false;
+    // Without its topic a subscription is gone on SNS; its queues may still be there.
+    auto arn = co_await existing_topic(*topic);
+    if (arn) {
+      auto subs = co_await topic_subscriptions(*arn);
+      if (!subs) co_return subs.error();
+      for (const auto& s : *subs) {
+        if (s.protocol != "sqs" || sns::arn_resource(s.endpoint) != *name) continue;
+        auto body = co_await call(
+            "Unsubscribe", sns::encode_subscription_action("Unsubscribe", s.subscription_arn),
+            opts_.request_timeout, true);
+        if (!body) co_return body.error();
+        found = true;
+      }
+    } else if (arn.error().code != errc::topic_not_found) {
+      co_return arn.error();
+    }
+    auto gone = co_await delete_queue_pair(subscription);
+    if (!gone) {
+      if (gone.error().code == errc::queue_not_found && found) co_return result<void>{};
+      if (gone.error().code == errc::queue_not_found) {
+        co_return fail(errc::queue_not_found,
+                       "subscription '" + subscription.str() + "' does not exist");
+      }
+      co_return gone.error();
+    }
+    co_return result<void>{};
+  }
+
+  awaitable<result<std::vector<subscription_info>>> list_subscriptions(
+      const topic_name& topic) override {
+    auto arn = co_await existing_topic(topic);
+    if (!arn) co_return arn.error();
+    auto subs = co_await topic_subscriptions(*arn);
+    if (!subs) co_return subs.error();
+    std::vector<subscription_info> out;
+    for (const auto& s : *subs) {
+      auto name = qrt_subscription(topic, s);
+      if (!name) continue;  // not a subscription qrt made (another protocol or queue)
+      subscription_info info;
+      info.name = std::move(*name);
+      auto body = co_await call(
+          "GetSubscriptionAttributes",
+          sns::encode_subscription_action("GetSubscriptionAttributes", s.subscription_arn),
+          opts_.request_timeout, true);
+      if (!body) {
+        // Unsubscribed since it was listed.
+        if (body.error().code == errc::topic_not_found) continue;
+        co_return body.error();
+      }
+      auto attrs = sns::decode_attributes(*body);
+      if (!attrs) co_return attrs.error();
+      if (auto p = attrs->find("FilterPolicy"); p != attrs->end() && !p->second.empty()) {
+        auto filter = sns::decode_filter_policy(p->second);
+        if (!filter) {
+          co_return fail(errc::protocol_error,
+                         "subscription '" + info.name.str() + "': " + filter.error().message);
+        }
+        info.filter = std::move(*filter);
+      }
+      out.push_back(std::move(info));
+    }
+    std::sort(out.begin(), out.end(), [](const subscription_info& a, const subscription_info& b) {
+      return a.name < b.name;
+    });
+    out.erase(std::unique(out.begin(), out.end(),
+                          [](const subscription_info& a, const subscription_info& b) {
+                            return a.name == b.name;
+                          }),
+              out.end());
+    co_return out;
   }
 
  private:
@@ -608,27 +915,199 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
     }
   }
 
+  // ---- topic internals ----
+
+  void remember_topic(const std::string& topic, const std::string& arn) {
+    std::lock_guard lock(topics_mutex_);
+    topic_arns_[topic] = arn;
+    const auto resource = sns::arn_resource(arn);
+    if (!resource.empty()) arn_prefix_ = arn.substr(0, arn.size() - resource.size());
+  }
+
+  void forget_topic(const std::string& topic) {
+    std::lock_guard lock(topics_mutex_);
+    topic_arns_.erase(topic);
+  }
+
+  /// The topic's ARN: cached, else made from the ARN prefix of any topic seen before (the
+  /// service then says whether it exists), else looked up with ListTopics, which also learns
+  /// the prefix. topic_not_found when the listing lacks it.
+  awaitable<result<std::string>> topic_arn(const topic_name& topic) {
+    auto name = sns::topic_aws_name(topic);
+    if (!name) co_return name.error();
+    {
+      std::lock_guard lock(topics_mutex_);
+      if (auto it = topic_arns_.find(topic.str()); it != topic_arns_.end()) co_return it->second;
+      if (!arn_prefix_.empty()) co_return arn_prefix_ + *name;
+    }
+    std::string token;
+    std::string found;
+    for (int page = 0; page < max_pages; ++page) {
+      auto body =
+          co_await call("ListTopics", sns::encode_list_topics(token), opts_.request_timeout, true);
+      if (!body) co_return body.error();
+      auto listed = sns::decode_list_topics(*body);
+      if (!listed) co_return listed.error();
+      for (const auto& arn : listed->topic_arns) {
+        const auto resource = sns::arn_resource(arn);
+        if (resource.empty()) continue;
+        std::lock_guard lock(topics_mutex_);
+        arn_prefix_ = arn.substr(0, arn.size() - resource.size());
+        if (resource == *name) found = arn;
+      }
+      if (!found.empty() || listed->next_token.empty() || listed->next_token == token) break;
+      token = std::move(listed->next_token);
+    }
+    if (found.empty()) {
+      co_return fail(errc::topic_not_found,
+                     "topic '" + topic.str() + "' (SNS topic '" + *name + "') does not exist");
+    }
+    remember_topic(topic.str(), found);
+    co_return found;
+  }
+
+  /// topic_arn, checked with GetTopicAttributes: for the calls that must not act on a missing
+  /// topic (SNS answers ListSubscriptionsByTopic of one with NotFound, fauxqs with nothing).
+  awaitable<result<std::string>> existing_topic(const topic_name& topic) {
+    auto arn = co_await topic_arn(topic);
+    if (!arn) co_return arn.error();
+    auto body =
+        co_await call("GetTopicAttributes", sns::encode_topic_action("GetTopicAttributes", *arn),
+                      opts_.request_timeout, true);
+    if (!body) {
+      if (body.error().code == errc::topic_not_found) {
+        forget_topic(topic.str());
+        co_return fail(errc::topic_not_found, "topic '" + topic.str() + "' does not exist",
+                       body.error().provider_code);
+      }
+      co_return body.error();
+    }
+    co_return std::move(*arn);
+  }
+
+  /// Every subscription of the topic, all pages.
+  awaitable<result<std::vector<sns::subscription_entry>>> topic_subscriptions(std::string arn) {
+    std::vector<sns::subscription_entry> out;
+    std::string token;
+    for (int page = 0; page < max_pages; ++page) {
+      auto body = co_await call("ListSubscriptionsByTopic",
+                                sns::encode_list_subscriptions_by_topic(arn, token),
+                                opts_.request_timeout, true);
+      if (!body) co_return body.error();
+      auto listed = sns::decode_list_subscriptions(*body);
+      if (!listed) co_return listed.error();
+      for (auto& s : listed->subscriptions) out.push_back(std::move(s));
+      if (listed->next_token.empty() || listed->next_token == token) break;
+      token = std::move(listed->next_token);
+    }
+    co_return out;
+  }
+
+  /// The qrt subscription an SNS subscription of `topic` is, when qrt made it: protocol sqs,
+  /// delivering to a queue named as sns::subscription_queue_name names them for this topic.
+  static std::optional<queue_name> qrt_subscription(const topic_name& topic,
+                                                    const sns::subscription_entry& s) {
+    if (s.protocol != "sqs") return std::nullopt;
+    auto parsed = sns::parse_subscription_queue_name(sns::arn_resource(s.endpoint));
+    if (!parsed || parsed->first != topic.str()) return std::nullopt;
+    auto name = queue_name::subscription(topic, parsed->second);
+    if (!name) return std::nullopt;
+    return std::move(*name);
+  }
+
+  /// One Publish (one entry) or PublishBatch. Entries that failed in a way that may pass later
+  /// are published again, alone; the others are reported. Fails as a whole only when the call
+  /// itself failed.
+  awaitable<result<void>> publish_chunk(
+      const std::string& arn, const std::vector<std::pair<std::size_t, wire_message>>& ready,
+      std::vector<std::size_t> pending, std::vector<send_outcome>& outcomes, milliseconds timeout) {
+    for (int attempt = 0;; ++attempt) {
+      if (pending.size() == 1 && attempt == 0) {
+        const auto& [index, w] = ready[pending.front()];
+        auto body = co_await call("Publish", sns::encode_publish(arn, w), timeout, true);
+        if (!body) co_return body.error();
+        auto id = sns::decode_publish(*body);
+        if (!id) co_return id.error();
+        outcomes[index] = std::move(*id);
+        co_return result<void>{};
+      }
+      std::vector<batch_send_entry> entries;
+      for (auto k : pending) entries.push_back({std::to_string(k), ready[k].second});
+      auto body =
+          co_await call("PublishBatch", sns::encode_publish_batch(arn, entries), timeout, true);
+      if (!body) {
+        if (attempt == 0) co_return body.error();
+        for (auto k : pending) outcomes[ready[k].first] = body.error();
+        co_return result<void>{};
+      }
+      auto r = sns::decode_publish_batch(*body);
+      if (!r) {
+        if (attempt == 0) co_return r.error();
+        for (auto k : pending) outcomes[ready[k].first] = r.error();
+        co_return result<void>{};
+      }
+      std::vector<std::size_t> again;
+      std::optional<milliseconds> hint;
+      for (auto k : pending) {
+        const auto id = std::to_string(k);
+        const auto index = ready[k].first;
+        if (auto s = r->successful.find(id); s != r->successful.end()) {
+          outcomes[index] = s->second;
+        } else if (auto f = r->failed.find(id); f != r->failed.end()) {
+          auto e = sns::map_error(f->second.code, f->second.message, 400);
+          if (!f->second.sender_fault && e.code != errc::throttled) e.kind = error_kind::transient;
+          if (e.kind != error_kind::permanent && attempt < opts_.max_retries) {
+            again.push_back(k);
+            hint = e.retry_after;
+          } else {
+            outcomes[index] = std::move(e);
+          }
+        } else {
+          outcomes[index] =
+              fail(errc::protocol_error, "SNS reported nothing for batch entry " + id);
+        }
+      }
+      if (again.empty()) co_return result<void>{};
+      co_await backoff(attempt, hint);
+      pending = std::move(again);
+    }
+  }
+
+  /// Bound on the pages one listing reads (100 entries each): a server handing out tokens
+  /// forever cannot keep a call going.
+  static constexpr int max_pages = 1000;
+
   // ---- HTTP + retries ----
 
+  /// One action with retries. `sns`: an SNS action (a form body, signed for service "sns",
+  /// answered in XML); else SQS's JSON 1.0.
   awaitable<result<std::string>> call(std::string_view action, std::string body,
-                                      milliseconds timeout) {
+                                      milliseconds timeout, bool sns = false) {
+    http_pool& pool = sns ? sns_pool_ : pool_;
     for (int attempt = 0;; ++attempt) {
       if (closed_) co_return fail(errc::closed, "the SQS provider is closed");
       auto keys = co_await credentials_.get();
       if (!keys) co_return keys.error();
-      if (!keys->keys.session_token.empty() && !pool_.target().tls &&
+      if (!keys->keys.session_token.empty() && !pool.target().tls &&
           !plaintext_warned_.exchange(true)) {
-        warn("SQS endpoint " + pool_.target().to_string() +
+        warn(std::string(sns ? "SNS" : "SQS") + " endpoint " + pool.target().to_string() +
              " is plain HTTP: the session token of the " + keys->source +
              " credentials travels unencrypted; use https://");
       }
       http_request req;
       req.headers.reserve(5);
-      req.headers.emplace_back("Content-Type", "application/x-amz-json-1.0");
-      std::string target = "AmazonSQS.";
-      target += action;
-      req.headers.emplace_back("X-Amz-Target", std::move(target));
-      {
+      if (sns) {
+        req.headers.emplace_back("Content-Type", "application/x-www-form-urlencoded");
+        const header_view signed_headers[] = {{req.headers[0].first, req.headers[0].second},
+                                              {"Host", sns_host_header_}};
+        auto added = sigv4_sign_view("POST", "/", signed_headers, body, keys->keys, sns_scope_,
+                                     clock::now());
+        for (auto& h : added) req.headers.push_back(std::move(h));
+      } else {
+        req.headers.emplace_back("Content-Type", "application/x-amz-json-1.0");
+        std::string target = "AmazonSQS.";
+        target += action;
+        req.headers.emplace_back("X-Amz-Target", std::move(target));
         // Signed from views of the request: the body is copied once, into the request (a
         // retry sends the same bytes again).
         const header_view signed_headers[] = {{req.headers[0].first, req.headers[0].second},
@@ -639,13 +1118,16 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
         for (auto& h : added) req.headers.push_back(std::move(h));
       }
       req.body = body;
-      auto res = co_await pool_.send(std::move(req), timeout);
+      auto res = co_await pool.send(std::move(req), timeout);
       error err;
       if (!res) {
         err = res.error();
         if (err.code == errc::closed) co_return err;
       } else if (res->status / 100 == 2) {
         co_return std::move(res->body);
+      } else if (sns) {
+        err = sns::decode_error(res->status, res->body, res->header("Retry-After"));
+        if (err.code == errc::permission && keys->expiration) credentials_.invalidate();
       } else {
         err = decode_error(res->status, res->body, res->header("x-amzn-query-error"),
                            res->header("Retry-After"));
@@ -675,7 +1157,14 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
   // ---- queue URLs ----
 
   awaitable<result<std::shared_ptr<queue_info>>> resolve(const queue_name& queue) {
-    const std::string name = sqs_name(queue);
+    auto sqs = sqs_name(queue);
+    if (!sqs) co_return sqs.error();
+    co_return co_await resolve_named(std::move(*sqs), queue.to_string());
+  }
+
+  /// The queue SQS knows as `name`; `display` is how errors name it to the caller.
+  awaitable<result<std::shared_ptr<queue_info>>> resolve_named(std::string name,
+                                                               std::string display) {
     {
       std::lock_guard lock(queues_mutex_);
       if (auto it = queues_.find(name); it != queues_.end()) co_return it->second;
@@ -683,10 +1172,9 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
     auto body = co_await call("GetQueueUrl", encode_get_queue_url(name), opts_.request_timeout);
     if (!body) {
       if (body.error().code == errc::queue_not_found) {
-        co_return fail(
-            errc::queue_not_found,
-            "queue '" + queue.to_string() + "' (SQS queue '" + name + "') does not exist",
-            body.error().provider_code);
+        co_return fail(errc::queue_not_found,
+                       "queue '" + display + "' (SQS queue '" + name + "') does not exist",
+                       body.error().provider_code);
       }
       co_return body.error();
     }
@@ -711,6 +1199,59 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
   void forget(const std::string& name) {
     std::lock_guard lock(queues_mutex_);
     queues_.erase(name);
+  }
+
+  struct created_queue {
+    std::string url;
+    std::string arn;  ///< known when a topic delivers to it
+  };
+
+  /// Creates queue `name` with its dead-letter queue `dlq` (first, so the redrive policy can
+  /// name it). With `delivering_topic_arn`, the queue's policy lets that SNS topic send to it,
+  /// and its ARN is reported.
+  awaitable<result<created_queue>> create_pair(std::string name, std::string dlq, queue_options qo,
+                                               std::string delivering_topic_arn) {
+    const bool fifo = is_fifo_name(name);
+    std::map<std::string, std::string> dlq_attrs{{"MessageRetentionPeriod", "1209600"}};
+    if (fifo) dlq_attrs["FifoQueue"] = "true";
+    auto dlq_url = co_await create_one(dlq, dlq_attrs);
+    if (!dlq_url) co_return dlq_url.error();
+
+    std::map<std::string, std::string> attrs;
+    if (fifo) attrs["FifoQueue"] = "true";
+    attrs["VisibilityTimeout"] =
+        std::to_string(std::clamp(ceil_seconds(qo.lock_duration), 0, 43'200));
+    const std::size_t max_bytes =
+        qo.max_message_bytes ? qo.max_message_bytes : opts_.max_message_bytes;
+    attrs["MaximumMessageSize"] =
+        std::to_string(std::clamp<std::size_t>(max_bytes, 1'024, 1'048'576));
+    if (qo.default_time_to_live) {
+      attrs["MessageRetentionPeriod"] =
+          std::to_string(std::clamp(ceil_seconds(*qo.default_time_to_live), 60, 1'209'600));
+    }
+    std::string dlq_arn;
+    if (qo.max_delivery_count > 0 || !delivering_topic_arn.empty()) {
+      auto arn = co_await queue_arn(*dlq_url);
+      if (!arn) co_return arn.error();
+      dlq_arn = std::move(*arn);
+    }
+    if (qo.max_delivery_count > 0) {
+      boost::json::object policy{
+          {"deadLetterTargetArn", dlq_arn},
+          {"maxReceiveCount", std::min<std::uint32_t>(qo.max_delivery_count, 1000)}};
+      attrs["RedrivePolicy"] = boost::json::serialize(policy);
+    }
+    created_queue made;
+    if (!delivering_topic_arn.empty()) {
+      // Both queues live in one account and region: the queue's ARN is the DLQ's with the
+      // name swapped, known before the queue exists, so the policy goes in with CreateQueue.
+      made.arn = dlq_arn.substr(0, dlq_arn.rfind(':') + 1) + name;
+      attrs["Policy"] = sns::queue_policy(made.arn, delivering_topic_arn);
+    }
+    auto url = co_await create_one(name, attrs);
+    if (!url) co_return url.error();
+    made.url = std::move(*url);
+    co_return made;
   }
 
   awaitable<result<std::string>> create_one(const std::string& name,
@@ -871,9 +1412,11 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
     return wire;
   }
 
-  /// Takes what it keeps from `w` (the message handed out is already decoded from it).
+  /// Takes what it keeps from `w` (the message handed out is already decoded from it). `id` is
+  /// the id the message was handed out with (a published message's, or a dead letter's id in its
+  /// source queue, else SQS's), which a dead-letter copy keeps.
   receipt_handle remember(const std::shared_ptr<queue_info>& info, wire_received&& w,
-                          time_point locked_until) {
+                          time_point locked_until, const std::string& id) {
     receipt_handle r;
     r.owner = id_;
     r.queue = info->key;
@@ -882,7 +1425,7 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
     e.queue = info;
     e.receipt_handle = std::move(w.receipt_handle);
     e.locked_until = locked_until;
-    e.message_id = std::move(w.message_id);
+    e.message_id = id;
     e.wire = wire_of(std::move(w));
     std::lock_guard lock(inflight_mutex_);
     r.item = ++next_item_;
@@ -1019,10 +1562,8 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
   awaitable<result<void>> move_to_dead_letter(const inflight_entry& entry, std::string reason,
                                               std::string description) {
     const auto& source = *entry.queue;
-    std::string dlq_name = dead_letter_queue_name(source.name);
-    auto dlq_q = queue_name::parse(source.name);
-    if (!dlq_q) co_return dlq_q.error();
-    auto dlq = co_await resolve(dlq_q->dead_letter());
+    std::string dlq_name = dead_letter_of(source.name);
+    auto dlq = co_await resolve_named(dlq_name, dlq_name);
     if (!dlq) {
       co_return fail(dlq.error().code, "cannot dead-letter: " + dlq.error().message +
                                            " (qrt pairs queue '" + source.name + "' with '" +
@@ -1075,6 +1616,9 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
   http_pool pool_;
   const std::string host_header_ = pool_.target().host_header();  ///< signed on every request
   const signing_scope scope_{region_, "sqs"};
+  http_pool sns_pool_;
+  const std::string sns_host_header_ = sns_pool_.target().host_header();
+  const signing_scope sns_scope_{region_, "sns"};
   credential_chain credentials_;
   capabilities caps_;
   const std::uint64_t id_ = next_provider_id++;
@@ -1084,6 +1628,10 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
 
   std::mutex queues_mutex_;
   std::map<std::string, std::shared_ptr<queue_info>> queues_;
+
+  std::mutex topics_mutex_;
+  std::map<std::string, std::string> topic_arns_;  ///< qrt topic name -> ARN
+  std::string arn_prefix_;                         ///< "arn:aws:sns:REGION:ACCOUNT:" once seen
   std::uint64_t next_queue_key_ = 0;
 
   std::mutex inflight_mutex_;
@@ -1269,7 +1817,17 @@ result<provider_ptr> make_provider(const options& opts, asio::any_io_executor ex
       opts.endpoint.empty() ? "https://sqs." + region + ".amazonaws.com" : opts.endpoint;
   auto ep = parse_endpoint(url);
   if (!ep) return fail(errc::configuration_error, "field 'endpoint': " + ep.error().message);
-  auto p = std::make_shared<sqs_provider>(opts, std::move(executor), *ep, region);
+  const std::string sns_url = !opts.sns_endpoint.empty() ? opts.sns_endpoint
+                              : !opts.endpoint.empty()   ? opts.endpoint
+                                                       : "https://sns." + region + ".amazonaws.com";
+  auto sns_ep = parse_endpoint(sns_url);
+  if (!sns_ep) {
+    return fail(
+        errc::configuration_error,
+        std::string(opts.sns_endpoint.empty() ? "field 'endpoint'" : "field 'sns_endpoint'") +
+            " (for SNS): " + sns_ep.error().message);
+  }
+  auto p = std::make_shared<sqs_provider>(opts, std::move(executor), *ep, *sns_ep, region);
   if (auto ready = p->ready(); !ready) {
     return fail(errc::configuration_error,
                 (opts.ca_file.empty() ? std::string("SQS TLS set-up: ") : "field 'ca_file': ") +

@@ -56,16 +56,24 @@ void fauxqs_server::ensure_installed() {
   const std::string dir = servers_dir();
   // ctest runs test processes in parallel: one installs while the others wait on the lock. The
   // marker is written only once npm ci has finished, so a half-extracted node_modules (which
-  // another process would otherwise find mid-install) never counts as installed.
+  // another process would otherwise find mid-install) never counts as installed. It holds a copy
+  // of the lock file it was installed from: a changed lock file (a package added) installs again.
   const std::string marker = dir + "/node_modules/.qrt-install-complete";
+  const std::string lock_file = dir + "/package-lock.json";
+  auto read_all = [](const std::string& path) {
+    std::stringstream text;
+    text << std::ifstream(path, std::ios::binary).rdbuf();
+    return text.str();
+  };
   const std::string lock_path = dir + "/.npm-install.lock";
   const int lock = ::open(lock_path.c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0644);
   if (lock < 0) throw std::runtime_error("cannot open " + lock_path);
   ::flock(lock, LOCK_EX);
   try {
-    if (!fs::exists(marker) || !fs::exists(node_binary())) {
-      run_command("cd '" + dir + "' && npm ci --no-audit --no-fund --loglevel=error && touch '" +
-                  marker + "'");
+    if (!fs::exists(marker) || !fs::exists(node_binary()) ||
+        read_all(marker) != read_all(lock_file)) {
+      run_command("cd '" + dir + "' && npm ci --no-audit --no-fund --loglevel=error && cp '" +
+                  lock_file + "' '" + marker + "'");
     }
   } catch (...) {
     ::close(lock);

@@ -481,6 +481,47 @@ class SqsConfigKey : public qrt::test::sqs_fixture, public ::testing::WithParamI
     }
   }
 
+  void sns_endpoint_key() {
+    // Topic calls go to sns_endpoint (SNS's Query protocol, signed for "sns"); queue calls stay
+    // on endpoint.
+    std::mutex mutex;
+    std::vector<seen_request> seen;
+    qrt::test::local_http_server fake_sns([&](const seen_request& r) {
+      std::lock_guard lock(mutex);
+      seen.push_back(r);
+      return canned_response{200,
+                             "<CreateTopicResponse><CreateTopicResult><TopicArn>"
+                             "arn:aws:sns:us-east-1:000000000000:t</TopicArn></CreateTopicResult>"
+                             "</CreateTopicResponse>"};
+    });
+    fake_sqs fake;
+    auto p = from(with(at(fake.url()), {{"sns_endpoint", fake_sns.url()}}));
+    ASSERT_TRUE(run(p->create_topic(topic_name::from("t"))));
+    ASSERT_TRUE(send_one(*p, queue_name::from("q"), qrt::test::text("x")));
+    {
+      std::lock_guard lock(mutex);
+      ASSERT_EQ(seen.size(), 1u);
+      EXPECT_EQ(seen[0].body, "Action=CreateTopic&Version=2010-03-31&Name=t");
+      EXPECT_EQ("http://" + seen[0].headers.at("host"), fake_sns.url());
+      EXPECT_NE(seen[0].headers.at("authorization").find("/us-east-1/sns/aws4_request"),
+                std::string::npos);
+    }
+    EXPECT_EQ(fake.count("SendMessage"), 1u);
+    run(p->close());
+    // Unset, topics go to endpoint (an emulator serves both).
+    fake_sqs both([](const seen_request& r) -> std::optional<canned_response> {
+      if (r.body.starts_with("Action=CreateTopic")) {
+        return canned_response{200,
+                               "<CreateTopicResponse><CreateTopicResult><TopicArn>arn:t"
+                               "</TopicArn></CreateTopicResult></CreateTopicResponse>"};
+      }
+      return std::nullopt;
+    });
+    auto q = from(at(both.url()));
+    ASSERT_TRUE(run(q->create_topic(topic_name::from("t"))));
+    run(q->close());
+  }
+
   void access_key_id_key() {
     fake_sqs fake;
     auto p = from(with(at(fake.url()), {{"access_key_id", "AKIDCONFIGURED"}}));
@@ -816,6 +857,7 @@ const key_row rows[] = {
     {"preset", &SqsConfigKey::preset_key},
     {"region", &SqsConfigKey::region_key},
     {"endpoint", &SqsConfigKey::endpoint_key},
+    {"sns_endpoint", &SqsConfigKey::sns_endpoint_key},
     {"access_key_id", &SqsConfigKey::access_key_id_key},
     {"secret_access_key", &SqsConfigKey::secret_access_key_key},
     {"session_token", &SqsConfigKey::session_token_key},

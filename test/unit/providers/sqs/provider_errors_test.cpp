@@ -386,3 +386,162 @@ TEST_F(SqsProviderErrors, AnUnreadableCaFileIsAConfigurationErrorNotAThrow) {
   EXPECT_NE(p.error().message.find("ca_file"), std::string::npos) << p.error().message;
   EXPECT_NE(p.error().message.find("/nonexistent/qrt-test-ca.pem"), std::string::npos);
 }
+
+// ---- topics: SNS's Query protocol on the same error paths ----
+
+namespace {
+
+std::string sns_action(const seen_request& r) {
+  if (!r.body.starts_with("Action=")) return {};
+  return r.body.substr(7, r.body.find('&') - 7);
+}
+
+const canned_response created_topic{
+    200,
+    "<CreateTopicResponse><CreateTopicResult><TopicArn>arn:aws:sns:us-east-1:000000000000:t"
+    "</TopicArn></CreateTopicResult></CreateTopicResponse>"};
+
+std::string sns_error(std::string_view code, std::string_view message) {
+  return "<ErrorResponse><Error><Type>Sender</Type><Code>" + std::string(code) +
+         "</Code><Message>" + std::string(message) + "</Message></Error></ErrorResponse>";
+}
+
+/// Messages with these bodies, each with the id "<body>-id" (what publish reports for it).
+std::vector<message> texts(std::initializer_list<const char*> bodies) {
+  std::vector<message> out;
+  for (auto b : bodies) {
+    message m;
+    m.body = b;
+    m.id = std::string(b) + "-id";
+    out.push_back(std::move(m));
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_F(SqsProviderErrors, SnsRequestsAreSignedFormPostsAndThrottlingIsRetried) {
+  std::mutex mutex;
+  std::vector<seen_request> seen;
+  int publishes = 0;
+  local_http_server server([&](const seen_request& r) {
+    std::lock_guard lock(mutex);
+    seen.push_back(r);
+    if (sns_action(r) == "CreateTopic") return created_topic;
+    if (sns_action(r) == "Publish" && ++publishes == 1) {
+      return canned_response{400, sns_error("Throttling", "Rate exceeded")};
+    }
+    return canned_response{
+        200,
+        "<PublishResponse><PublishResult><MessageId>m1</MessageId></PublishResult>"
+        "</PublishResponse>"};
+  });
+  auto p = make(server.url());
+  ASSERT_TRUE(run(p->create_topic(topic_name::from("t"))));
+  auto r = run(p->publish(topic_name::from("t"), texts({"x"}), 2s));
+  ASSERT_TRUE(r) << r.error().to_string();
+  EXPECT_EQ(r->at(0).value(), "x-id") << "the id the copies carry, not SNS's MessageId";
+  std::lock_guard lock(mutex);
+  ASSERT_EQ(seen.size(), 3u);
+  for (const auto& s : seen) {
+    EXPECT_EQ(s.method, "POST");
+    EXPECT_EQ(s.target, "/");
+    EXPECT_EQ(s.headers.at("content-type"), "application/x-www-form-urlencoded");
+    EXPECT_EQ(s.headers.count("x-amz-target"), 0u);
+    EXPECT_NE(s.headers.at("authorization").find("/us-east-1/sns/aws4_request"), std::string::npos);
+    EXPECT_EQ(s.headers.at("authorization").find("do-not-print-this-secret"), std::string::npos);
+  }
+  EXPECT_EQ(seen[1].body, seen[2].body) << "the retry sends the same request";
+  EXPECT_EQ(seen[2].body,
+            "Action=Publish&Version=2010-03-31&TopicArn=arn%3Aaws%3Asns%3Aus-east-1%3A000000000000"
+            "%3At&Message=x&MessageAttributes.entry.1.Name=qrt.message_id"
+            "&MessageAttributes.entry.1.Value.DataType=String"
+            "&MessageAttributes.entry.1.Value.StringValue=x-id");
+}
+
+TEST_F(SqsProviderErrors, SnsBatchEntriesFailedByTheServerAreRetriedAloneSenderFaultsReported) {
+  std::mutex mutex;
+  std::vector<std::string> bodies;
+  local_http_server server([&](const seen_request& r) {
+    std::lock_guard lock(mutex);
+    if (sns_action(r) == "CreateTopic") return created_topic;
+    bodies.push_back(r.body);
+    if (sns_action(r) == "PublishBatch" && bodies.size() == 1) {
+      return canned_response{
+          200,
+          "<PublishBatchResponse><PublishBatchResult><Successful><member><Id>0</Id><MessageId>a"
+          "</MessageId></member></Successful><Failed><member><Id>1</Id><Code>InternalError</Code>"
+          "<Message>oops</Message><SenderFault>false</SenderFault></member><member><Id>2</Id>"
+          "<Code>InvalidParameter</Code><Message>bad</Message><SenderFault>true</SenderFault>"
+          "</member></Failed></PublishBatchResult></PublishBatchResponse>"};
+    }
+    return canned_response{
+        200,
+        "<PublishBatchResponse><PublishBatchResult><Successful><member><Id>1</Id><MessageId>b"
+        "</MessageId></member></Successful></PublishBatchResult></PublishBatchResponse>"};
+  });
+  auto p = make(server.url());
+  ASSERT_TRUE(run(p->create_topic(topic_name::from("t"))));
+  auto r = run(p->publish(topic_name::from("t"), texts({"one", "two", "three"}), 2s));
+  ASSERT_TRUE(r) << r.error().to_string();
+  ASSERT_EQ(r->size(), 3u);
+  EXPECT_EQ(r->at(0).value(), "one-id");
+  EXPECT_EQ(r->at(1).value(), "two-id");
+  ASSERT_FALSE(r->at(2));
+  EXPECT_EQ(r->at(2).error().code, errc::invalid_argument);
+  std::lock_guard lock(mutex);
+  ASSERT_EQ(bodies.size(), 2u);
+  EXPECT_NE(bodies[1].find("Message=two"), std::string::npos);
+  EXPECT_EQ(bodies[1].find("Message=one"), std::string::npos) << "only the failed entry again";
+  EXPECT_EQ(bodies[1].find("Message=three"), std::string::npos);
+}
+
+TEST_F(SqsProviderErrors, SnsGarbageAuthFailuresAndMissingTopicsAreClearErrors) {
+  std::atomic<int> calls{0};
+  std::atomic<int> mode{0};
+  local_http_server server([&](const seen_request& r) {
+    ++calls;
+    if (sns_action(r) == "CreateTopic") {
+      switch (mode.load()) {
+        case 0:
+          return canned_response{200, "<CreateTopicResponse><CreateTopicResult>"};
+        case 1:
+          return canned_response{403, sns_error("AuthorizationError", "not allowed")};
+        default:
+          return created_topic;
+      }
+    }
+    if (sns_action(r) == "ListTopics") {
+      return canned_response{200,
+                             "<ListTopicsResponse><ListTopicsResult><Topics><member><TopicArn>"
+                             "arn:aws:sns:us-east-1:000000000000:other</TopicArn></member>"
+                             "</Topics></ListTopicsResult></ListTopicsResponse>"};
+    }
+    return canned_response{404, sns_error("NotFound", "Topic does not exist")};
+  });
+  auto p = make(server.url());
+  auto garbage = run(p->create_topic(topic_name::from("t")));
+  ASSERT_FALSE(garbage);
+  EXPECT_EQ(garbage.error().code, errc::protocol_error);
+  EXPECT_NE(garbage.error().message.find("not closed"), std::string::npos)
+      << garbage.error().message;
+
+  mode = 1;
+  calls = 0;
+  auto denied = run(p->create_topic(topic_name::from("t")));
+  ASSERT_FALSE(denied);
+  EXPECT_EQ(denied.error().code, errc::permission);
+  EXPECT_EQ(calls.load(), 1) << "a refusal is not retried";
+  EXPECT_EQ(denied.error().message.find("do-not-print-this-secret"), std::string::npos);
+
+  // Not in the listing: topic_not_found without publishing; then, with the account's ARN
+  // prefix known, SNS's own NotFound.
+  auto missing = run(p->publish(topic_name::from("t"), texts({"x"}), 2s));
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error().code, errc::topic_not_found);
+  EXPECT_NE(missing.error().message.find("'t'"), std::string::npos) << missing.error().message;
+  auto gone = run(p->publish(topic_name::from("u"), texts({"x"}), 2s));
+  ASSERT_FALSE(gone);
+  EXPECT_EQ(gone.error().code, errc::topic_not_found);
+  EXPECT_EQ(gone.error().provider_code, "NotFound");
+}

@@ -8,6 +8,9 @@
 #include <filesystem>
 #include <fstream>
 
+#include "codec.hpp"
+#include "sns_codec.hpp"
+
 using namespace qrt::sqs::detail;
 
 namespace {
@@ -184,6 +187,35 @@ TEST(SigV4, MatchesBotocoreForSqsJsonRequests) {
       EXPECT_EQ(ours, botocore_authorization(r, keys, sqs_scope, amz_date(when)))
           << "request body: " << r.body;
     }
+  }
+}
+
+// SNS requests as the provider signs them (sigv4_sign_view, service "sns", a form body with
+// every character the Query encoding escapes) carry the signature botocore computes.
+TEST(SigV4, MatchesBotocoreForSnsQueryRequests) {
+  const aws_credentials keys{"AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+                             "FQoGZXIvYXdzEXAMPLE//token"};
+  const auto when = at(2026, 12, 3, 17, 5, 9);
+  const signing_scope sns_scope{"eu-west-1", "sns"};
+  wire_message m;
+  m.body = "h\u00e9llo & = + / ~ * \u2603";
+  m.attributes["qrt.subject"] = wire_attribute{"String", "a b"};
+  m.attributes["bin"] = wire_attribute{"Binary", std::string("\xff\x00", 2)};
+  const std::string bodies[] = {
+      sns::encode_publish("arn:aws:sns:eu-west-1:123456789012:orders_dcreated", m),
+      sns::encode_subscribe("arn:aws:sns:eu-west-1:123456789012:t",
+                            "arn:aws:sqs:eu-west-1:123456789012:t--s", R"({"k":["v w"]})"),
+  };
+  for (const auto& body : bodies) {
+    const std::string content_type = "application/x-www-form-urlencoded";
+    const std::string host = "sns.eu-west-1.amazonaws.com";
+    const header_view view[] = {{"Content-Type", content_type}, {"Host", host}};
+    const auto ours =
+        authorization(sigv4_sign_view("POST", "/", view, body, keys, sns_scope, when));
+    const signable_request r{
+        "POST", "/", {}, {{"Content-Type", content_type}, {"Host", host}}, body};
+    EXPECT_NE(ours.find("/eu-west-1/sns/aws4_request"), std::string::npos) << ours;
+    EXPECT_EQ(ours, botocore_authorization(r, keys, sns_scope, amz_date(when))) << body;
   }
 }
 
