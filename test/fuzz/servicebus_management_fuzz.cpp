@@ -7,7 +7,9 @@
 //   larger than the input;
 // - what a parser read, written back into a reply of the same kind, reads the same (lock
 //   expirations and a session lock's expiration to the millisecond, sequence numbers, session
-//   state); a time past the clock's range reads as the clock's end (UBSan stops any overflow).
+//   state); a time past the clock's range reads as the clock's end (UBSan stops any overflow);
+// - the rules an enumerate-rules reply lists are no more than asked for, their text no larger
+//   than the input, and only a correlation filter carries a label or properties.
 #include <cstdio>
 #include <map>
 #include <proton/binary.hpp>
@@ -107,6 +109,21 @@ void check(const proton::message& reply, std::size_t size) {
         *r ? proton::value(proton::binary((*r)->begin(), (*r)->end())) : proton::value{};
     auto again = parse_session_state_response(ok_reply({{"session-state", state}}));
     QRT_FUZZ_CHECK(again && *again == *r, "session state written back reads the same");
+  });
+
+  must_not_throw([&] {
+    auto r = parse_enumerate_rules_response(reply, requested);
+    check_refusal(r);
+    if (!r) return;
+    QRT_FUZZ_CHECK(r->size() <= requested, "no more rules than the request asked for");
+    for (const auto& rule : *r) {
+      std::size_t text = rule.name.size() + (rule.label ? rule.label->size() : 0);
+      for (const auto& [key, value] : rule.properties) text += key.size() + value.size();
+      QRT_FUZZ_CHECK(text <= size, "a rule's text is no larger than the input");
+      QRT_FUZZ_CHECK(rule.filter == rule_entry::kind::correlation_filter ||
+                         (!rule.label && rule.properties.empty()),
+                     "only a correlation filter carries a label or properties");
+    }
   });
 
   must_not_throw([&] {
