@@ -40,9 +40,11 @@ std::string scrape(std::uint16_t port) {
 }  // namespace
 
 int main() {
-  qrt::runtime rt(qrt::runtime_configuration::for_low_resource());
+  // The registry and the metrics outlive the runtime: work still queued on the runtime when it
+  // stops may hold the instrumented provider, which reports to them until it is destroyed.
   qrt::metrics::registry registry;
   qrt::metrics::runtime_metrics metrics(registry);
+  qrt::runtime rt(qrt::runtime_configuration::for_low_resource());
   auto provider = qrt::metrics::instrument(
       qrt::memory::make_provider(qrt::memory::options::for_testing(), rt.executor()).value(),
       metrics);

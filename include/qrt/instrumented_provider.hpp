@@ -10,7 +10,9 @@
 
 namespace qrt::metrics {
 
-/// Wraps `inner`. `metrics` must outlive the returned provider. Series are labelled with the
+/// Wraps `inner`. `metrics` (and its registry) must outlive the returned provider, including
+/// the copies that work still queued on an io_context holds: declare them before the runtime
+/// or io_context the provider runs on. Series are labelled with the
 /// queue name and inner->name(); settlements find their queue from the receipt the wrapped
 /// receive handed out (queue label "unknown" for receipts this wrapper never saw). A topic's
 /// subscription is a queue here: its series are exposed with `topic` and `subscription` labels

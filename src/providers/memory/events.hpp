@@ -106,6 +106,18 @@ class event_sink {
     return std::nullopt;
   }
 
+  /// Why the publish of `content` to the subscriptions `copies` (of `topic`) could not be
+  /// stored: the one record that carries it and every copy's place would exceed the log's
+  /// largest (a message near the size limit published to thousands of subscriptions). Checked
+  /// before a publish changes anything, so that message fails alone.
+  virtual std::optional<error> refuse_publish(const topic_name& topic, const message& content,
+                                              const std::vector<queue_name>& copies) const {
+    (void)topic;
+    (void)content;
+    (void)copies;
+    return std::nullopt;
+  }
+
   /// Set once the sink could not store an event (a full disk, an I/O error). The provider's
   /// memory may then hold changes the disk lacks, so it refuses every further operation with
   /// this error: what a reopen replays is what was acknowledged.

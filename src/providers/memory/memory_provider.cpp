@@ -840,6 +840,12 @@ class memory_provider final : public provider,
             break;
           }
         }
+        if (!refused && sink_ && !targets->empty()) {
+          std::vector<queue_name> names;
+          names.reserve(targets->size());
+          for (const auto& q : *targets) names.push_back(q->name());
+          refused = sink_->refuse_publish(topic, m, names);
+        }
         if (refused) {
           outcomes[i] = std::move(*refused);
           break;

@@ -461,6 +461,20 @@ std::optional<error> persistent_log::refuse(const queue_name& queue, const messa
                   std::to_string(max_payload_size) + " bytes)");
 }
 
+std::optional<error> persistent_log::refuse_publish(const topic_name& topic, const message& content,
+                                                    const std::vector<queue_name>& copies) const {
+  // A message without an id gets one (15 characters) before it is logged.
+  const std::size_t id_to_come = content.id.empty() ? 16 : 0;
+  const std::size_t needed = published_payload_size(topic, content, copies) + id_to_come;
+  if (needed <= max_payload_size) return std::nullopt;
+  return fail(
+      errc::message_too_large,
+      "message cannot be published to " + std::to_string(copies.size()) +
+          " subscriptions: the log record carrying it and every subscription's copy needs " +
+          std::to_string(needed) + " bytes, more than the largest record (" +
+          std::to_string(max_payload_size) + " bytes)");
+}
+
 std::optional<error> persistent_log::failure() const {
   if (!failed_.load(std::memory_order_acquire)) return std::nullopt;
   std::lock_guard lock(mutex_);

@@ -69,6 +69,8 @@ class persistent_log final : public detail::event_sink {
   void end_operation() override;
   awaitable<result<void>> flushed(detail::lsn upto) override;
   std::optional<error> refuse(const queue_name& queue, const message& content) const override;
+  std::optional<error> refuse_publish(const topic_name& topic, const message& content,
+                                      const std::vector<queue_name>& copies) const override;
   std::optional<error> failure() const override;
 
   /// Blocking form of flushed() for callers outside a coroutine (tests, shutdown).

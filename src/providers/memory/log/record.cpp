@@ -388,15 +388,18 @@ result<void> append_published(std::string& out, const topic_name& topic, const s
   });
 }
 
-std::size_t enqueued_payload_size(const queue_name& queue, const message& c,
-                                  const dead_letter_info* dead_letter) {
-  // Mirrors put_queue and put_message, field by field.
-  constexpr std::size_t u8 = 1, u32 = 4, u64 = 8;
-  const auto string = [](std::string_view s) { return u32 + s.size(); };
+namespace {
+
+constexpr std::size_t u8 = 1, u32 = 4, u64 = 8;
+constexpr std::size_t string_size(std::string_view s) {
+  return u32 + s.size();
+}
+
+/// What put_message writes for `c`, field by field.
+std::size_t message_payload_size(const message& c, const dead_letter_info* dead_letter) {
+  const auto string = string_size;
   const auto optional_ms = [&](bool present) { return u8 + (present ? u64 : 0); };
-  std::size_t n = u8;             // record type
-  n += string(queue.str()) + u8;  // queue
-  n += u64 + u64 + u32 + u8;      // sequence, enqueued time, count, flag
+  std::size_t n = u64 + u64 + u32 + u8;  // sequence, enqueued time, count, flag
   if (dead_letter) n += string(dead_letter->reason) + string(dead_letter->description);
   n += string(c.body) + u32;
   for (const auto& [k, v] : c.attributes) n += string(k) + string(v);
@@ -405,6 +408,22 @@ std::size_t enqueued_payload_size(const queue_name& queue, const message& c,
   n += optional_ms(c.time_to_live.has_value());
   n += optional_ms(c.scheduled_enqueue_time.has_value());
   return n;
+}
+
+}  // namespace
+
+std::size_t published_payload_size(const topic_name& topic, const message& c,
+                                   const std::vector<queue_name>& copies) {
+  // Mirrors append_published: type, topic, the message once, then each copy's name and place.
+  std::size_t n = u8 + string_size(topic.str()) + message_payload_size(c, nullptr) + u32;
+  for (const auto& subscription : copies) n += string_size(subscription.subscription_name()) + u64;
+  return n;
+}
+
+std::size_t enqueued_payload_size(const queue_name& queue, const message& c,
+                                  const dead_letter_info* dead_letter) {
+  // Mirrors put_queue and put_message.
+  return u8 + string_size(queue.str()) + u8 + message_payload_size(c, dead_letter);
 }
 
 result<void> append_record(std::string& out, const record& r) {

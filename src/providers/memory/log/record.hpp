@@ -139,6 +139,10 @@ result<void> append_record(std::string& out, const record& r);
 /// The payload size append_enqueued would write for `content` in `queue`, with `dead_letter`
 /// (nullptr: none), without building it: what lets the provider refuse a message that could not
 /// be persisted before it changes anything.
+/// The payload size of the record append_published writes for `content` published to
+/// `copies` (subscriptions of `topic`; the sequence numbers do not change the size).
+std::size_t published_payload_size(const topic_name& topic, const message& content,
+                                   const std::vector<queue_name>& copies);
 std::size_t enqueued_payload_size(const queue_name& queue, const message& content,
                                   const dead_letter_info* dead_letter);
 

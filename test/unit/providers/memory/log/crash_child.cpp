@@ -1,6 +1,7 @@
 // The workload the crash test kills: sends and settles through a persisted embedded provider
-// (durability=always) from several threads, and reports on stdout each operation that returned
-// success: "S <body>" for a send, "C <body>" for a completion, and "R <body>" just before a
+// (durability=always) from several threads, and publishes to a topic with two subscriptions
+// nobody reads, and reports on stdout each operation that returned success: "S <body>" for a
+// send, "P <body>" for a publish, "C <body>" for a completion, and "R <body>" just before a
 // completion is attempted. Runs until killed.
 //
 //   qrt_log_crash_child DIR CYCLE
@@ -48,8 +49,28 @@ int main(int argc, char** argv) {
     return 1;
   }
 
+  // Created by every run (idempotent), so a kill between the steps leaves no half setup.
+  const auto topic = qrt::topic_name::from("crash-topic");
+  for (auto r : {client->create_topic(topic),
+                 client->create_subscription(qrt::queue_name::subscription(topic, "a").value()),
+                 client->create_subscription(qrt::queue_name::subscription(topic, "b").value())}) {
+    if (!r) {
+      std::fprintf(stderr, "topic setup failed: %s\n", r.error().message.c_str());
+      return 1;
+    }
+  }
+
   constexpr int senders = 4;
   std::vector<std::thread> threads;
+  threads.emplace_back([&] {
+    for (std::uint64_t i = 0;; ++i) {
+      qrt::message m;
+      m.body = cycle + ":p:" + std::to_string(i);
+      m.body.resize(m.body.size() + 64, '.');
+      const std::string body = m.body;
+      if (client->publish(topic, std::move(m))) report('P', body);
+    }
+  });
   for (int s = 0; s < senders; ++s) {
     threads.emplace_back([&, s] {
       const std::string session = "s" + std::to_string(s);

@@ -1,7 +1,8 @@
-// Crash tests: a child process sends and settles through the persisted provider with
-// durability=always; the test kill -9s it at random moments, reopens the directory, and checks
-// that every send that returned success is there unless a completion of it was attempted,
-// that no completed message comes back, and that order within each session is kept.
+// Crash tests: a child process sends, settles and publishes through the persisted provider
+// with durability=always; the test kill -9s it at random moments, reopens the directory, and
+// checks that every send that returned success is there unless a completion of it was
+// attempted, that no completed message comes back, that order within each session is kept, and
+// that every acknowledged publish is in both subscriptions, each publish in both or neither.
 #include <poll.h>
 #include <sys/wait.h>
 
@@ -23,7 +24,7 @@ namespace {
 using testing::scratch_dir;
 
 struct child_run {
-  std::vector<std::string> sent, completing, completed;
+  std::vector<std::string> sent, completing, completed, published;
 };
 
 /// Starts the child, lets it report `lines_before_kill` acknowledged operations (or run for at
@@ -74,7 +75,10 @@ child_run run_and_kill(const std::filesystem::path& dir, int cycle, std::size_t 
     const std::string line = buffer.substr(start, end - start);
     start = end + 1;
     if (line.size() < 3) continue;
-    auto& into = line[0] == 'S' ? run.sent : line[0] == 'R' ? run.completing : run.completed;
+    auto& into = line[0] == 'S'   ? run.sent
+                 : line[0] == 'R' ? run.completing
+                 : line[0] == 'P' ? run.published
+                                  : run.completed;
     into.push_back(line.substr(2));
   }
   return run;
@@ -93,8 +97,9 @@ TEST(CrashRecovery, AcknowledgedOperationsSurviveKill9) {
   const int cycles =
       std::getenv("QRT_CRASH_CYCLES") ? std::atoi(std::getenv("QRT_CRASH_CYCLES")) : 50;
   std::mt19937 rng(std::random_device{}());
-  std::set<std::string> acked_sent, completing, acked_completed;
+  std::set<std::string> acked_sent, completing, acked_completed, acked_published;
   const auto queue = queue_name::from("crash");
+  const auto topic = topic_name::from("crash-topic");
 
   for (int cycle = 1; cycle <= cycles; ++cycle) {
     const std::size_t kill_after = 1 + rng() % 150;
@@ -102,6 +107,7 @@ TEST(CrashRecovery, AcknowledgedOperationsSurviveKill9) {
     acked_sent.insert(run.sent.begin(), run.sent.end());
     acked_completed.insert(run.completed.begin(), run.completed.end());
     completing.insert(run.completing.begin(), run.completing.end());
+    acked_published.insert(run.published.begin(), run.published.end());
 
     // Reopen as the next user of the directory would (the killed child's lock is gone).
     qrt::config cfg{{"provider", "memory"},
@@ -148,9 +154,37 @@ TEST(CrashRecovery, AcknowledgedOperationsSurviveKill9) {
       }
       last_in_session[session] = key;
     }
+    // Publishes (contract C39, C44): every acknowledged one is in both subscriptions, and each
+    // publish is in both or in neither (one record), never twice.
+    std::vector<std::set<std::string>> copies;
+    for (const char* name : {"a", "b"}) {
+      const auto subscription = queue_name::subscription(topic, name).value();
+      std::set<std::string> bodies;
+      std::int64_t at = 0;
+      while (true) {
+        auto page = client->peek(subscription, 1000, at);
+        if (!page) {
+          ASSERT_EQ(page.error().code, errc::queue_not_found) << page.error().message;
+          break;  // killed before the subscription was created
+        }
+        if (page->empty()) break;
+        for (const auto& m : *page) {
+          ASSERT_TRUE(bodies.insert(m.body).second)
+              << "cycle " << cycle << ": a publish came back twice in " << name;
+        }
+        at = page->back().sequence_number + 1;
+      }
+      for (const auto& body : acked_published) {
+        ASSERT_TRUE(bodies.count(body))
+            << "cycle " << cycle << ": acknowledged publish lost from " << name << ": " << body;
+      }
+      copies.push_back(std::move(bodies));
+    }
+    ASSERT_EQ(copies[0], copies[1]) << "cycle " << cycle << ": a publish reached one subscription";
     client->close();
   }
   // The test proves something only if the children got work acknowledged.
+  EXPECT_GT(acked_published.size(), 0u);
   EXPECT_GT(acked_sent.size(), static_cast<std::size_t>(cycles));
   EXPECT_GT(acked_completed.size(), 0u);
 }

@@ -108,6 +108,43 @@ TEST(TopicRecords, EachNewRecordRoundTripsAndEveryTruncationIsRefused) {
   EXPECT_EQ(std::get<topic_deleted_record>(decoded[3]).topic, events);
 }
 
+TEST(TopicRecords, APublishedRecordIsTheSizeItsCheckSays) {
+  stored_message m = make_message(0, "hello");
+  m.content.subject = "order.created";
+  m.content.attributes = {{"region", "eu"}, {"tier", "gold"}};
+  m.content.session = session_id::from("s-1");
+  m.content.time_to_live = std::chrono::seconds(5);
+  std::string frame;
+  ASSERT_TRUE(append_published(frame, events, m, {{audit, 5}, {billing, 9}}));
+  const frame_view f = read_frame(frame);
+  ASSERT_EQ(f.status, frame_status::ok);
+  EXPECT_EQ(f.payload.size(), published_payload_size(events, m.content, {audit, billing}));
+}
+
+TEST(TopicLog, APublishWhoseRecordWouldExceedTheLargestIsRefusedBeforeAnythingChanges) {
+  // A body that fits one subscription's record (dead-letter texts included) fits a publish to
+  // a few; to hundreds, the copies' names push the one record past the largest.
+  scratch_dir dir;
+  auto opened = open_or_die(options_for(dir.path()));
+  auto& log = *opened.log;
+  message big;
+  big.id = "id-1";
+  big.body = std::string(max_persistable_message_bytes, 'x');
+  ASSERT_FALSE(log.refuse(audit, big)) << "one subscription's record must fit";
+  EXPECT_FALSE(log.refuse_publish(events, big, {audit, billing}));
+  std::vector<queue_name> many;
+  for (int i = 0; i < 20'000; ++i) {  // names of 50 characters: 62 bytes a copy, 1.2 MiB
+    std::string name = "subscription-" + std::to_string(i);
+    name.resize(50, 'x');
+    many.push_back(queue_name::subscription(events, name).value());
+  }
+  const auto refused = log.refuse_publish(events, big, many);
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(refused->code, errc::message_too_large);
+  EXPECT_NE(refused->message.find("20000 subscriptions"), std::string::npos) << refused->message;
+  EXPECT_FALSE(log.failure()) << "a refused publish must not stop the log";
+}
+
 TEST(TopicRecords, ASubscriptionRecordForAQueueNameIsRefused) {
   std::string frame;
   ASSERT_TRUE(append_subscription_created(frame, queue_name::from("orders"), {}, 0, {}));
