@@ -9,6 +9,17 @@
 
 namespace qrt::sqs::detail {
 
+std::string excerpt(std::string_view text) {
+  constexpr std::size_t max = 40;
+  std::string out;
+  for (std::size_t i = 0; i < text.size() && i < max; ++i) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    out += c >= 0x20 && c < 0x7f ? static_cast<char>(c) : '?';
+  }
+  if (text.size() > max) out += "...";
+  return out;
+}
+
 namespace json = boost::json;
 
 // ---- text and names ----
@@ -78,17 +89,6 @@ bool is_valid_attribute_name(std::string_view name, bool allow_reserved) noexcep
 }
 
 namespace {
-// Untrusted text for an error message: at most 40 bytes, printable ASCII only.
-std::string excerpt(std::string_view text) {
-  constexpr std::size_t max = 40;
-  std::string out;
-  for (std::size_t i = 0; i < text.size() && i < max; ++i) {
-    const auto c = static_cast<unsigned char>(text[i]);
-    out += c >= 0x20 && c < 0x7f ? static_cast<char>(c) : '?';
-  }
-  if (text.size() > max) out += "...";
-  return out;
-}
 
 std::string base64url(std::string_view bytes) {
   std::string s = base64_encode(bytes);

@@ -15,6 +15,10 @@
 
 namespace qrt::sqs::detail {
 
+/// Untrusted text (from a server's answer) fit for an error message: at most 40 bytes,
+/// printable ASCII only, "..." where it was cut. The SQS and SNS codecs quote through it.
+std::string excerpt(std::string_view text);
+
 /// Message attribute names qrt reserves for the fields SQS has no slot for.
 namespace reserved {
 inline constexpr std::string_view correlation_id = "qrt.correlation_id";

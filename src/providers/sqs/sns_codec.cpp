@@ -12,18 +12,6 @@ namespace json = boost::json;
 
 namespace {
 
-// Untrusted text for an error message: at most 40 bytes, printable ASCII only.
-std::string excerpt(std::string_view text) {
-  constexpr std::size_t max = 40;
-  std::string out;
-  for (std::size_t i = 0; i < text.size() && i < max; ++i) {
-    const auto c = static_cast<unsigned char>(text[i]);
-    out += c >= 0x20 && c < 0x7f ? static_cast<char>(c) : '?';
-  }
-  if (text.size() > max) out += "...";
-  return out;
-}
-
 bool is_alnum(char c) noexcept {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
 }
