@@ -3,9 +3,12 @@
 // sees one message: that message is abandoned, comes back and is completed; the others are
 // completed at once; the exposition the worker serves counts each outcome and the failure.
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <qrt/qrt.hpp>
 #include <sstream>
 
@@ -111,6 +114,51 @@ TEST(ProcessOnProviders, Amqp) {
                        {"password", "guest"}},
                 "amqp");
 }
+
+#ifdef QRT_PUBSUB_EXAMPLE
+// The publish/subscribe example unchanged, its configuration alone (QRT_* variables) pointing
+// it at each provider with topics: it creates a topic and two subscriptions, one filtered,
+// publishes, and exits non-zero unless each subscription got exactly its messages.
+int run_pubsub_example(const std::vector<std::pair<std::string, std::string>>& env,
+                       std::string& output) {
+  const auto log = std::filesystem::temp_directory_path() /
+                   ("qrt-pubsub-example-" + std::to_string(::getpid()) + ".log");
+  std::string command = "env";
+  for (const auto& [name, value] : env) command += " " + name + "='" + value + "'";
+  command += " '" QRT_PUBSUB_EXAMPLE "' > '" + log.string() + "' 2>&1";
+  const int status = std::system(command.c_str());
+  std::ifstream in(log);
+  output.assign(std::istreambuf_iterator<char>(in), {});
+  std::filesystem::remove(log);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+TEST(PublishSubscribeExample, RunsOnSnsAndSqsByConfigurationAlone) {
+  test::fauxqs_server server;
+  std::string output;
+  const int code = run_pubsub_example({{"AWS_EC2_METADATA_DISABLED", "true"},
+                                       {"QRT_PROVIDER", "sqs"},
+                                       {"QRT_ENDPOINT", server.endpoint()},
+                                       {"QRT_REGION", "us-east-1"},
+                                       {"QRT_ACCESS_KEY_ID", "test"},
+                                       {"QRT_SECRET_ACCESS_KEY", "test"}},
+                                      output);
+  EXPECT_EQ(code, 0) << output;
+}
+
+TEST(PublishSubscribeExample, RunsOnServiceBusByConfigurationAlone) {
+  test::servicebus_peer peer({"--require-created"});
+  std::string output;
+  const int code = run_pubsub_example(
+      {{"QRT_PROVIDER", "servicebus"},
+       {"QRT_CONNECTION_STRING", "Endpoint=sb://127.0.0.1:" + std::to_string(peer.port()) +
+                                     "/;SharedAccessKeyName=x;SharedAccessKey=y;"
+                                     "UseDevelopmentEmulator=true"},
+       {"QRT_TEST_PEER_ADMIN", "true"}},
+      output);
+  EXPECT_EQ(code, 0) << output;
+}
+#endif
 
 }  // namespace
 }  // namespace qrt::cli
