@@ -484,6 +484,7 @@ class memory_provider final : public provider,
         }
         const auto now = clock::now();
         q->sweep(now);
+        q->mutex.free_retired_bodies();  // on this thread, which most likely allocated them
         const bool disk_room = !sink_ || sink_->has_room();
         if (!disk_room) blocked_by = limit::disk;
         for (; next < n && disk_room; ++next) {
@@ -874,6 +875,7 @@ class memory_provider final : public provider,
         queue_state* full = nullptr;
         for (const auto& q : *targets) {
           q->sweep(now);
+          q->mutex.free_retired_bodies();
           if (!full && !q->has_room(bytes)) full = q.get();
         }
         bool room = full == nullptr;

@@ -392,10 +392,11 @@ void queue_state::deliver(item& it, bool dead_letter, time_point now, std::uint6
                                            it.stored.sequence, it.stored.delivery_count));
   }
   // Built in place: a received_message is large, and this is the hot path of every receive.
-  // Field by field, so that the body can go into storage the queue kept (copy_body).
+  // Field by field. The body's copy is allocated on the receiving thread, which is the one that
+  // will most likely free it (see queue_mutex::discard()).
   received_message& r = out.emplace_back();
   const message& m = it.stored.content;
-  r.body = mutex.copy_body(m.body);
+  r.body = m.body;
   // `r` is fresh: the fields a message leaves empty (most of them, usually) need no call.
   if (!m.attributes.empty()) r.attributes = m.attributes;
   r.session = m.session;

@@ -12,6 +12,7 @@
 #include <boost/asio/any_io_executor.hpp>
 #include <deque>
 #include <functional>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -305,49 +306,51 @@ class queue_mutex {
     mutex_.unlock();
   }  // `dead` is freed here, after the lock is released
 
-  /// Takes the body of a message that left the queue. Its storage is kept for copy_body() when
-  /// there is room among the spare bodies; otherwise it is freed once the lock is released, so
-  /// that freeing it (often memory another thread allocated) does not lengthen the critical
-  /// section. Called with the lock held.
+  /// Takes the body of a message that left the queue (the lock held). Its storage is kept until
+  /// the next send to this queue (free_retired_bodies()), which frees it on the sender's thread
+  /// after the lock is released. The body was most often allocated by a sender, and glibc
+  /// returns a block freed on another thread to the arena of the thread that allocated it,
+  /// under that arena's lock, against the sender's own allocations: when a consumer freed the
+  /// bodies, that lock was the consumer's most frequent sleep. Beyond the bounds below the
+  /// body is freed here once the lock is released.
   void discard(std::string&& body) {
     const std::size_t capacity = body.capacity();
     if (capacity <= std::string().capacity()) return;
-    if (capacity <= max_spare_body && spare_bytes_ + capacity <= max_spare_bytes) {
-      spare_bytes_ += capacity;
-      spares_.push_back(std::move(body));
+    if (capacity <= max_retired_body && retired_bytes_ + capacity <= max_retired_bytes) {
+      retired_bytes_ += capacity;
+      retired_.push_back(std::move(body));
       return;
     }
     graveyard_.push_back(std::move(body));
   }
 
-  /// A copy of `body` for a receiver, written into the storage of a body that left the queue
-  /// when one is large enough. A receive then allocates nothing for the bodies it hands out,
-  /// and a completed message's storage is not freed only for the next delivery to allocate as
-  /// much again (both under the lock, and often in memory another thread allocated, where the
-  /// allocator's own lock is contended). Called with the lock held.
-  std::string copy_body(const std::string& body) {
-    if (spares_.empty() || body.size() <= std::string().capacity() ||
-        spares_.back().capacity() < body.size()) {
-      return body;
+  /// Called by a send (the lock held): the retired bodies are freed on its thread once the
+  /// lock is released.
+  void free_retired_bodies() {
+    if (retired_.empty()) return;
+    if (graveyard_.empty()) {
+      graveyard_.swap(retired_);
+    } else {
+      std::move(retired_.begin(), retired_.end(), std::back_inserter(graveyard_));
+      retired_.clear();
     }
-    std::string copy = std::move(spares_.back());
-    spares_.pop_back();
-    spare_bytes_ -= copy.capacity();
-    copy.assign(body);  // within its capacity: no allocation
-    return copy;
+    retired_bytes_ = 0;
   }
 
-  /// Bounds on the storage kept for copy_body(), per queue: outside max_memory_bytes, so small
-  /// (a few batches of typical bodies).
-  static constexpr std::size_t max_spare_body = 4096;
-  static constexpr std::size_t max_spare_bytes = 32 * 1024;
+  /// Bytes of storage the retired bodies hold (what they cost until the next send).
+  std::size_t retired_bytes() const noexcept { return retired_bytes_; }
+
+  /// Bounds on the retired bodies kept for the next send, per queue: outside max_memory_bytes,
+  /// so small (a few batches of typical bodies).
+  static constexpr std::size_t max_retired_body = 4096;
+  static constexpr std::size_t max_retired_bytes = 32 * 1024;
 
  private:
   spin_then_park_mutex mutex_;
   event_sink* const sink_;
-  std::vector<std::string> graveyard_;  ///< guarded by mutex_
-  std::vector<std::string> spares_;     ///< guarded by mutex_; storage for copy_body()
-  std::size_t spare_bytes_ = 0;         ///< their capacities, summed
+  std::vector<std::string> graveyard_;  ///< guarded by mutex_; freed at unlock
+  std::vector<std::string> retired_;    ///< guarded by mutex_; freed by the next send
+  std::size_t retired_bytes_ = 0;       ///< their capacities, summed
 };
 
 /// A queue, its dead-letter queue and its sessions, all under one mutex.

@@ -14,6 +14,7 @@
 using namespace std::chrono_literals;
 using qrt::memory::detail::item;
 using qrt::memory::detail::item_table;
+using qrt::memory::detail::queue_mutex;
 using qrt::memory::detail::queue_state;
 
 namespace {
@@ -34,6 +35,29 @@ item& add(item_table& t, std::uint64_t seq) {
 }
 
 }  // namespace
+
+// The bodies of messages that left a queue wait for the next send to free them on its thread
+// (queue_mutex::discard()); what waits is bounded, and the rest is freed at once.
+TEST(QueueMutex, RetiredBodiesAreBoundedAndFreedByTheNextSend) {
+  queue_mutex m(nullptr);
+  std::lock_guard lock(m);
+  const std::size_t body = 1000;
+  for (int i = 0; i < 100; ++i) m.discard(std::string(body, 'x'));
+  EXPECT_GT(m.retired_bytes(), 0u);
+  EXPECT_LE(m.retired_bytes(), queue_mutex::max_retired_bytes);
+  EXPECT_GE(m.retired_bytes(), queue_mutex::max_retired_bytes - 2 * body);
+
+  // One larger than a retired body may be is not kept at all; nor is one stored in place.
+  const auto before = m.retired_bytes();
+  m.discard(std::string(queue_mutex::max_retired_body + 1, 'y'));
+  m.discard(std::string("short"));
+  EXPECT_EQ(m.retired_bytes(), before);
+
+  m.free_retired_bodies();
+  EXPECT_EQ(m.retired_bytes(), 0u);
+  m.discard(std::string(body, 'z'));
+  EXPECT_GE(m.retired_bytes(), body);
+}
 
 TEST(ItemTable, FindsAddsAndErasesInAnyOrder) {
   item_table t;
