@@ -325,9 +325,10 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
     const auto http_timeout = timeout > milliseconds::zero()
                                   ? std::min(timeout, opts_.request_timeout)
                                   : opts_.request_timeout;
+    const queue_send_api api{*this, *info};
     bool sent_any = false;
     for (std::size_t c = 0; c < chunks.size(); ++c) {
-      auto r = co_await send_chunk(*info, ready, chunks[c], outcomes, http_timeout);
+      auto r = co_await send_entries(api, ready, chunks[c], outcomes, http_timeout);
       if (!r) {
         if (!sent_any) co_return r.error();
         // Keep order: nothing after a failed chunk is sent; report the rest per message.
@@ -629,9 +630,10 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
     const auto http_timeout = timeout > milliseconds::zero()
                                   ? std::min(timeout, opts_.request_timeout)
                                   : opts_.request_timeout;
+    const topic_publish_api api{arn};
     bool sent_any = false;
     for (std::size_t c = 0; c < chunks.size(); ++c) {
-      auto r = co_await publish_chunk(arn, ready, chunks[c], outcomes, http_timeout);
+      auto r = co_await send_entries(api, ready, chunks[c], outcomes, http_timeout);
       if (r) {
         // Published: report the id the copies carry, not SNS's MessageId.
         for (auto k : chunks[c]) {
@@ -1015,64 +1017,6 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
     return std::move(*name);
   }
 
-  /// One Publish (one entry) or PublishBatch. Entries that failed in a way that may pass later
-  /// are published again, alone; the others are reported. Fails as a whole only when the call
-  /// itself failed.
-  awaitable<result<void>> publish_chunk(
-      const std::string& arn, const std::vector<std::pair<std::size_t, wire_message>>& ready,
-      std::vector<std::size_t> pending, std::vector<send_outcome>& outcomes, milliseconds timeout) {
-    for (int attempt = 0;; ++attempt) {
-      if (pending.size() == 1 && attempt == 0) {
-        const auto& [index, w] = ready[pending.front()];
-        auto body = co_await call("Publish", sns::encode_publish(arn, w), timeout, true);
-        if (!body) co_return body.error();
-        auto id = sns::decode_publish(*body);
-        if (!id) co_return id.error();
-        outcomes[index] = std::move(*id);
-        co_return result<void>{};
-      }
-      std::vector<batch_send_entry> entries;
-      for (auto k : pending) entries.push_back({std::to_string(k), ready[k].second});
-      auto body =
-          co_await call("PublishBatch", sns::encode_publish_batch(arn, entries), timeout, true);
-      if (!body) {
-        if (attempt == 0) co_return body.error();
-        for (auto k : pending) outcomes[ready[k].first] = body.error();
-        co_return result<void>{};
-      }
-      auto r = sns::decode_publish_batch(*body);
-      if (!r) {
-        if (attempt == 0) co_return r.error();
-        for (auto k : pending) outcomes[ready[k].first] = r.error();
-        co_return result<void>{};
-      }
-      std::vector<std::size_t> again;
-      std::optional<milliseconds> hint;
-      for (auto k : pending) {
-        const auto id = std::to_string(k);
-        const auto index = ready[k].first;
-        if (auto s = r->successful.find(id); s != r->successful.end()) {
-          outcomes[index] = s->second;
-        } else if (auto f = r->failed.find(id); f != r->failed.end()) {
-          auto e = sns::map_error(f->second.code, f->second.message, 400);
-          if (!f->second.sender_fault && e.code != errc::throttled) e.kind = error_kind::transient;
-          if (e.kind != error_kind::permanent && attempt < opts_.max_retries) {
-            again.push_back(k);
-            hint = e.retry_after;
-          } else {
-            outcomes[index] = std::move(e);
-          }
-        } else {
-          outcomes[index] =
-              fail(errc::protocol_error, "SNS reported nothing for batch entry " + id);
-        }
-      }
-      if (again.empty()) co_return result<void>{};
-      co_await backoff(attempt, hint);
-      pending = std::move(again);
-    }
-  }
-
   /// Bound on the pages one listing reads (100 entries each): a server handing out tokens
   /// forever cannot keep a call going.
   static constexpr int max_pages = 1000;
@@ -1316,33 +1260,81 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
 
   // ---- send internals ----
 
-  /// One SendMessageBatch (or SendMessage for one entry). Failed entries that may succeed later
-  /// (throttling, server faults) are sent again, alone; the others are reported. Fails as a
-  /// whole only when the call itself failed (nothing of this chunk is known to be sent).
-  awaitable<result<void>> send_chunk(const queue_info& info,
-                                     const std::vector<std::pair<std::size_t, wire_message>>& ready,
-                                     std::vector<std::size_t> pending,
-                                     std::vector<send_outcome>& outcomes, milliseconds timeout) {
+  /// What differs between sending to a queue (SendMessage / SendMessageBatch) and publishing
+  /// to a topic (Publish / PublishBatch) for send_entries().
+  struct queue_send_api {
+    const sqs_provider& self;
+    const queue_info& info;
+    static constexpr bool sns = false;
+    static constexpr std::string_view service = "SQS";
+    static constexpr std::string_view one_action = "SendMessage";
+    static constexpr std::string_view batch_action = "SendMessageBatch";
+    std::string encode_one(const wire_message& w) const { return encode_send_message(info.url, w); }
+    result<send_outcome> decode_one(std::string_view body, const wire_message& w) const {
+      auto r = decode_send_message(body);
+      if (!r) return {boost::system::in_place_error, r.error()};
+      return {boost::system::in_place_value, self.checked_id(*r, w)};
+    }
+    std::string encode_batch(const std::vector<batch_send_entry>& entries) const {
+      return encode_send_message_batch(info.url, entries);
+    }
+    result<batch_result> decode_batch(std::string_view body) const {
+      return decode_batch_result(body);
+    }
+    send_outcome sent(const send_result& r, const wire_message& w) const {
+      return self.checked_id(r, w);
+    }
+    error map(const batch_failure& f) const { return map_error(f.code, f.message, 400); }
+  };
+  struct topic_publish_api {
+    const std::string& arn;
+    static constexpr bool sns = true;
+    static constexpr std::string_view service = "SNS";
+    static constexpr std::string_view one_action = "Publish";
+    static constexpr std::string_view batch_action = "PublishBatch";
+    std::string encode_one(const wire_message& w) const { return sns::encode_publish(arn, w); }
+    result<send_outcome> decode_one(std::string_view body, const wire_message&) const {
+      auto id = sns::decode_publish(body);
+      if (!id) return {boost::system::in_place_error, id.error()};
+      return {boost::system::in_place_value, send_outcome{std::move(*id)}};
+    }
+    std::string encode_batch(const std::vector<batch_send_entry>& entries) const {
+      return sns::encode_publish_batch(arn, entries);
+    }
+    result<sns::publish_batch_result> decode_batch(std::string_view body) const {
+      return sns::decode_publish_batch(body);
+    }
+    send_outcome sent(const std::string& id, const wire_message&) const { return id; }
+    error map(const batch_failure& f) const { return sns::map_error(f.code, f.message, 400); }
+  };
+
+  /// One call for a chunk of entries: the single-entry action for one, the batch action for
+  /// more. Failed entries that may succeed later (throttling, server faults) are sent again,
+  /// alone; the others are reported. Fails as a whole only when the first call itself failed
+  /// (nothing of this chunk is known to be sent).
+  template <class Api>
+  awaitable<result<void>> send_entries(
+      Api api, const std::vector<std::pair<std::size_t, wire_message>>& ready,
+      std::vector<std::size_t> pending, std::vector<send_outcome>& outcomes, milliseconds timeout) {
     for (int attempt = 0;; ++attempt) {
       if (pending.size() == 1 && attempt == 0) {
         const auto& [index, w] = ready[pending.front()];
-        auto body = co_await call("SendMessage", encode_send_message(info.url, w), timeout);
+        auto body = co_await call(Api::one_action, api.encode_one(w), timeout, Api::sns);
         if (!body) co_return body.error();
-        auto r = decode_send_message(*body);
-        if (!r) co_return r.error();
-        outcomes[index] = checked_id(*r, w);
+        auto outcome = api.decode_one(*body, w);
+        if (!outcome) co_return outcome.error();
+        outcomes[index] = std::move(*outcome);
         co_return result<void>{};
       }
       std::vector<batch_send_entry> entries;
       for (auto k : pending) entries.push_back({std::to_string(k), ready[k].second});
-      auto body =
-          co_await call("SendMessageBatch", encode_send_message_batch(info.url, entries), timeout);
+      auto body = co_await call(Api::batch_action, api.encode_batch(entries), timeout, Api::sns);
       if (!body) {
         if (attempt == 0) co_return body.error();
         for (auto k : pending) outcomes[ready[k].first] = body.error();
         co_return result<void>{};
       }
-      auto r = decode_batch_result(*body);
+      auto r = api.decode_batch(*body);
       if (!r) {
         if (attempt == 0) co_return r.error();
         for (auto k : pending) outcomes[ready[k].first] = r.error();
@@ -1354,9 +1346,9 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
         const auto id = std::to_string(k);
         const auto index = ready[k].first;
         if (auto s = r->successful.find(id); s != r->successful.end()) {
-          outcomes[index] = checked_id(s->second, ready[k].second);
+          outcomes[index] = api.sent(s->second, ready[k].second);
         } else if (auto f = r->failed.find(id); f != r->failed.end()) {
-          auto e = map_error(f->second.code, f->second.message, 400);
+          auto e = api.map(f->second);
           if (!f->second.sender_fault && e.code != errc::throttled) e.kind = error_kind::transient;
           if (e.kind != error_kind::permanent && attempt < opts_.max_retries) {
             again.push_back(k);
@@ -1366,7 +1358,8 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
           }
         } else {
           outcomes[index] =
-              fail(errc::protocol_error, "SQS reported nothing for batch entry " + id);
+              fail(errc::protocol_error,
+                   std::string(Api::service) + " reported nothing for batch entry " + id);
         }
       }
       if (again.empty()) co_return result<void>{};
@@ -1375,7 +1368,7 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
     }
   }
 
-  send_outcome checked_id(const send_result& r, const wire_message& w) {
+  send_outcome checked_id(const send_result& r, const wire_message& w) const {
     if (!r.md5_of_body.empty() && !md5_of_body_is(w.body, r.md5_of_body)) {
       return fail(errc::protocol_error, "SQS stored message " + r.message_id +
                                             " with a body MD5 that differs from what was sent");
