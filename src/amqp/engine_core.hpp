@@ -209,6 +209,9 @@ struct engine::core : proton::messaging_handler {
     bool open = false;
     std::deque<held_delivery> buffered;
     std::uint64_t buffered_bytes = 0;  ///< the sum of buffered[i].bytes
+    /// How many of `buffered` have a time-to-live: give_back_expired walks the buffer only
+    /// then, not on every batch of deliveries.
+    std::size_t buffered_expiring = 0;
     std::map<std::uint64_t, delivery_handle> handed_out;
     std::unordered_map<pn_delivery_t*, confirming_settle> confirming;  ///< by delivery
     std::deque<std::shared_ptr<receive_op>> waiting;
@@ -392,7 +395,8 @@ struct engine::core : proton::messaging_handler {
 
   void hand_out(receiver_state& r, receive_op& op);
 
-  void unbuffer(receiver_state& r, std::uint64_t bytes);
+  /// `h` leaves the buffer (handed out or given back): the counts it was part of drop.
+  void unbuffer(receiver_state& r, const held_delivery& h);
 
   void on_message(proton::delivery& d, proton::message& m) override;
 
@@ -418,9 +422,11 @@ struct engine::core : proton::messaging_handler {
                      once<result<link_info>> done);
 
   /// Settles one delivery, or sends its outcome and registers it with `op` to wait for the
-  /// peer's confirmation (nullopt then).
+  /// peer's confirmation (nullopt then). The link it came from is added to `settled_on` (once):
+  /// the caller replenishes those links' credit after the whole call, not once per delivery.
   std::optional<result<void>> settle_one(const delivery_ref& ref, const outcome& how,
-                                         const std::shared_ptr<settle_op>& op, std::size_t index);
+                                         const std::shared_ptr<settle_op>& op, std::size_t index,
+                                         std::vector<receiver_state*>& settled_on);
 
   void record_settle(settle_op& op, std::size_t index, result<void> outcome);
 

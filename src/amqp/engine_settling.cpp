@@ -5,6 +5,7 @@
 #include <proton/delivery.h>
 #include <proton/disposition.h>
 
+#include <algorithm>
 #include <string>
 
 #include "amqp/engine_core.hpp"
@@ -14,7 +15,8 @@ namespace qrt::amqp::detail {
 
 std::optional<result<void>> core::settle_one(const delivery_ref& ref, const outcome& how,
                                              const std::shared_ptr<settle_op>& op,
-                                             std::size_t index) {
+                                             std::size_t index,
+                                             std::vector<receiver_state*>& settled_on) {
   auto live = live_instances.find(ref.link);
   if (live == live_instances.end()) {
     if (ref.link == 0 || ref.link >= next_instance) {
@@ -48,7 +50,10 @@ std::optional<result<void>> core::settle_one(const delivery_ref& ref, const outc
   // that answers "first" (RabbitMQ 3.10) never confirms, so settle at once there.
   const bool confirm = r.spec.confirm_settlement && settles_second(r.link);
   send_outcome(d.get(), how, !confirm);
-  replenish(r);
+  // The settle call's deliveries almost always share one link: it is noted once.
+  if (std::find(settled_on.begin(), settled_on.end(), &r) == settled_on.end()) {
+    settled_on.push_back(&r);
+  }
   if (!confirm) return result<void>{};
   pn_delivery_t* key = d.get();
   r.confirming[key] = confirming_settle{std::move(d), ref.seq, op, index, how.type};
