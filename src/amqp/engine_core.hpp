@@ -71,6 +71,44 @@ class once {
   std::shared_ptr<state> state_;
 };
 
+/// A receiver link's deliveries handed out to callers and not yet settled, by sequence number.
+/// They are handed out in increasing order and settled in any, so they are kept in a deque in
+/// that order: a settled one leaves a hole, dropped once it reaches the front or once holes
+/// outnumber the held. Every delivery passes through here; a std::map cost a node allocation
+/// and two rebalancings each.
+class handed_out_deliveries {
+ public:
+  /// `seq` is larger than that of every delivery added before.
+  void add(std::uint64_t seq, delivery_handle d) {
+    held_.emplace_back(seq, std::move(d));
+    ++live_;
+  }
+
+  /// Takes delivery `seq` out; nullopt when it is not held (unknown or already taken).
+  std::optional<delivery_handle> take(std::uint64_t seq) {
+    auto it = std::lower_bound(held_.begin(), held_.end(), seq,
+                               [](const entry& e, std::uint64_t s) { return e.first < s; });
+    if (it == held_.end() || it->first != seq || !it->second.get()) return std::nullopt;
+    delivery_handle d = std::move(it->second);  // leaves an empty handle: the hole
+    --live_;
+    while (!held_.empty() && !held_.front().second.get()) held_.pop_front();
+    // An old delivery held for long keeps the holes behind it: swept when they outnumber the
+    // held, which keeps the deque within a constant factor of what a map held.
+    if (held_.size() > 2 * live_ + 64) {
+      std::erase_if(held_, [](const entry& e) { return !e.second.get(); });
+    }
+    return d;
+  }
+
+  /// How many are held.
+  std::size_t size() const noexcept { return live_; }
+
+ private:
+  using entry = std::pair<std::uint64_t, delivery_handle>;
+  std::deque<entry> held_;
+  std::size_t live_ = 0;
+};
+
 /// One result per item of a finished call: what was recorded, success where nothing was (an
 /// item whose outcome never arrived has been given its error before the call finishes).
 std::vector<result<void>> results_of(std::vector<std::optional<result<void>>>& slots);
@@ -212,7 +250,7 @@ struct engine::core : proton::messaging_handler {
     /// How many of `buffered` have a time-to-live: give_back_expired walks the buffer only
     /// then, not on every batch of deliveries.
     std::size_t buffered_expiring = 0;
-    std::map<std::uint64_t, delivery_handle> handed_out;
+    handed_out_deliveries handed_out;
     std::unordered_map<pn_delivery_t*, confirming_settle> confirming;  ///< by delivery
     std::deque<std::shared_ptr<receive_op>> waiting;
     std::vector<once<result<link_info>>> open_waiters;

@@ -188,7 +188,7 @@ void core::hand_out(receiver_state& r, receive_op& op) {
     // Moved out of the buffer straight into the answer: a decoded message is a dozen strings.
     held_delivery& h = r.buffered.front();
     unbuffer(r, h);
-    r.handed_out.emplace(h.item.ref.seq, std::move(h.delivery));
+    r.handed_out.add(h.item.ref.seq, std::move(h.delivery));
     out.push_back(std::move(h.item));
     r.buffered.pop_front();
   }

@@ -30,8 +30,8 @@ std::optional<result<void>> core::settle_one(const delivery_ref& ref, const outc
              "has released the message for redelivery")};
   }
   receiver_state& r = receivers.at(live->second);
-  auto it = r.handed_out.find(ref.seq);
-  if (it == r.handed_out.end()) {
+  std::optional<delivery_handle> taken = r.handed_out.take(ref.seq);
+  if (!taken) {
     // Sent before by a call that timed out: wait for the same answer (the outcome cannot be
     // changed once sent).
     for (auto& [key, c] : r.confirming) {
@@ -44,8 +44,7 @@ std::optional<result<void>> core::settle_one(const delivery_ref& ref, const outc
     return result<void>{
         fail(errc::invalid_receipt, "the receipt is unknown or was already settled")};
   }
-  delivery_handle d = std::move(it->second);
-  r.handed_out.erase(it);
+  delivery_handle d = std::move(*taken);
   // Wait for the peer only when it agreed to rcv-settle-mode second in its attach; a broker
   // that answers "first" (RabbitMQ 3.10) never confirms, so settle at once there.
   const bool confirm = r.spec.confirm_settlement && settles_second(r.link);
