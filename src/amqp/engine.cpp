@@ -162,12 +162,16 @@ void engine::settle(std::vector<settle_item> items, milliseconds timeout, time_p
   run(*core_, now, [&] {
     auto op = std::make_shared<core::settle_op>(core::settle_op{
         std::vector<std::optional<result<void>>>(items.size()), 0, once(std::move(done)), false});
+    std::vector<core::receiver_state*> settled_on;
     for (std::size_t i = 0; i < items.size(); ++i) {
       const auto& [ref, how] = items[i];
-      if (auto immediate = core_->settle_one(ref, how, op, i)) {
+      if (auto immediate = core_->settle_one(ref, how, op, i, settled_on)) {
         op->results[i] = std::move(*immediate);
       }
     }
+    // Credit once per link for the whole call: the same total as topping up after each
+    // delivery, and Proton sends one flow frame for it either way.
+    for (auto* r : settled_on) core_->replenish(*r);
     if (op->pending == 0) {
       core_->finish_settle(*op);
     } else {

@@ -71,6 +71,44 @@ class once {
   std::shared_ptr<state> state_;
 };
 
+/// A receiver link's deliveries handed out to callers and not yet settled, by sequence number.
+/// They are handed out in increasing order and settled in any, so they are kept in a deque in
+/// that order: a settled one leaves a hole, dropped once it reaches the front or once holes
+/// outnumber the held. Every delivery passes through here; a std::map cost a node allocation
+/// and two rebalancings each.
+class handed_out_deliveries {
+ public:
+  /// `seq` is larger than that of every delivery added before.
+  void add(std::uint64_t seq, delivery_handle d) {
+    held_.emplace_back(seq, std::move(d));
+    ++live_;
+  }
+
+  /// Takes delivery `seq` out; nullopt when it is not held (unknown or already taken).
+  std::optional<delivery_handle> take(std::uint64_t seq) {
+    auto it = std::lower_bound(held_.begin(), held_.end(), seq,
+                               [](const entry& e, std::uint64_t s) { return e.first < s; });
+    if (it == held_.end() || it->first != seq || !it->second.get()) return std::nullopt;
+    delivery_handle d = std::move(it->second);  // leaves an empty handle: the hole
+    --live_;
+    while (!held_.empty() && !held_.front().second.get()) held_.pop_front();
+    // An old delivery held for long keeps the holes behind it: swept when they outnumber the
+    // held, which keeps the deque within a constant factor of what a map held.
+    if (held_.size() > 2 * live_ + 64) {
+      std::erase_if(held_, [](const entry& e) { return !e.second.get(); });
+    }
+    return d;
+  }
+
+  /// How many are held.
+  std::size_t size() const noexcept { return live_; }
+
+ private:
+  using entry = std::pair<std::uint64_t, delivery_handle>;
+  std::deque<entry> held_;
+  std::size_t live_ = 0;
+};
+
 /// One result per item of a finished call: what was recorded, success where nothing was (an
 /// item whose outcome never arrived has been given its error before the call finishes).
 std::vector<result<void>> results_of(std::vector<std::optional<result<void>>>& slots);
@@ -209,7 +247,10 @@ struct engine::core : proton::messaging_handler {
     bool open = false;
     std::deque<held_delivery> buffered;
     std::uint64_t buffered_bytes = 0;  ///< the sum of buffered[i].bytes
-    std::map<std::uint64_t, delivery_handle> handed_out;
+    /// How many of `buffered` have a time-to-live: give_back_expired walks the buffer only
+    /// then, not on every batch of deliveries.
+    std::size_t buffered_expiring = 0;
+    handed_out_deliveries handed_out;
     std::unordered_map<pn_delivery_t*, confirming_settle> confirming;  ///< by delivery
     std::deque<std::shared_ptr<receive_op>> waiting;
     std::vector<once<result<link_info>>> open_waiters;
@@ -392,7 +433,8 @@ struct engine::core : proton::messaging_handler {
 
   void hand_out(receiver_state& r, receive_op& op);
 
-  void unbuffer(receiver_state& r, std::uint64_t bytes);
+  /// `h` leaves the buffer (handed out or given back): the counts it was part of drop.
+  void unbuffer(receiver_state& r, const held_delivery& h);
 
   void on_message(proton::delivery& d, proton::message& m) override;
 
@@ -418,9 +460,11 @@ struct engine::core : proton::messaging_handler {
                      once<result<link_info>> done);
 
   /// Settles one delivery, or sends its outcome and registers it with `op` to wait for the
-  /// peer's confirmation (nullopt then).
+  /// peer's confirmation (nullopt then). The link it came from is added to `settled_on` (once):
+  /// the caller replenishes those links' credit after the whole call, not once per delivery.
   std::optional<result<void>> settle_one(const delivery_ref& ref, const outcome& how,
-                                         const std::shared_ptr<settle_op>& op, std::size_t index);
+                                         const std::shared_ptr<settle_op>& op, std::size_t index,
+                                         std::vector<receiver_state*>& settled_on);
 
   void record_settle(settle_op& op, std::size_t index, result<void> outcome);
 

@@ -166,11 +166,12 @@ void core::receive(const std::string& id, const receiver_spec& spec, std::size_t
 }
 
 void core::give_back_expired(receiver_state& r) {
+  if (r.buffered_expiring == 0) return;  // nothing buffered has a time-to-live
   const auto before = r.buffered.size();
   std::erase_if(r.buffered, [&](held_delivery& h) {
     if (h.expires > now) return false;
     send_outcome(h.delivery.get(), outcome::released(), true);
-    unbuffer(r, h.bytes);
+    unbuffer(r, h);
     return true;
   });
   if (r.buffered.size() != before) {
@@ -184,19 +185,21 @@ void core::hand_out(receiver_state& r, receive_op& op) {
   const std::size_t n = std::min(op.max, r.buffered.size());
   out.reserve(n);
   for (std::size_t i = 0; i < n; ++i) {
-    held_delivery h = std::move(r.buffered.front());
-    r.buffered.pop_front();
-    unbuffer(r, h.bytes);
-    r.handed_out.emplace(h.item.ref.seq, std::move(h.delivery));
+    // Moved out of the buffer straight into the answer: a decoded message is a dozen strings.
+    held_delivery& h = r.buffered.front();
+    unbuffer(r, h);
+    r.handed_out.add(h.item.ref.seq, std::move(h.delivery));
     out.push_back(std::move(h.item));
+    r.buffered.pop_front();
   }
   op.done(std::move(out));
   prefetch_budget_freed();
 }
 
-void core::unbuffer(receiver_state& r, std::uint64_t bytes) {
-  r.buffered_bytes -= bytes;
-  prefetched_bytes -= bytes;
+void core::unbuffer(receiver_state& r, const held_delivery& h) {
+  r.buffered_bytes -= h.bytes;
+  prefetched_bytes -= h.bytes;
+  if (h.expires != time_point::max()) --r.buffered_expiring;
 }
 
 void core::on_message(proton::delivery& d, proton::message& m) {
@@ -242,13 +245,15 @@ void core::take_deliveries() {
         continue;
       }
       const auto ttl = decoded->message.time_to_live;
-      inbound item{std::move(*decoded), d->tag(), delivery_ref{r.instance, r.next_seq++}};
-      held_delivery held{std::move(item), std::move(*d)};
+      // Built in place: the decoded message is moved once, into the buffer.
+      held_delivery& held = r.buffered.emplace_back(
+          inbound{std::move(*decoded), d->tag(), delivery_ref{r.instance, r.next_seq++}},
+          std::move(*d));
       if (ttl) held.expires = now + *ttl;
+      if (held.expires != time_point::max()) ++r.buffered_expiring;  // as unbuffer() counts
       held.bytes = scratch.size();
       r.buffered_bytes += held.bytes;
       prefetched_bytes += held.bytes;
-      r.buffered.push_back(std::move(held));
     }
     if (!took) continue;
     give_back_expired(r);

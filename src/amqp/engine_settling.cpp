@@ -5,6 +5,7 @@
 #include <proton/delivery.h>
 #include <proton/disposition.h>
 
+#include <algorithm>
 #include <string>
 
 #include "amqp/engine_core.hpp"
@@ -14,7 +15,8 @@ namespace qrt::amqp::detail {
 
 std::optional<result<void>> core::settle_one(const delivery_ref& ref, const outcome& how,
                                              const std::shared_ptr<settle_op>& op,
-                                             std::size_t index) {
+                                             std::size_t index,
+                                             std::vector<receiver_state*>& settled_on) {
   auto live = live_instances.find(ref.link);
   if (live == live_instances.end()) {
     if (ref.link == 0 || ref.link >= next_instance) {
@@ -28,8 +30,8 @@ std::optional<result<void>> core::settle_one(const delivery_ref& ref, const outc
              "has released the message for redelivery")};
   }
   receiver_state& r = receivers.at(live->second);
-  auto it = r.handed_out.find(ref.seq);
-  if (it == r.handed_out.end()) {
+  std::optional<delivery_handle> taken = r.handed_out.take(ref.seq);
+  if (!taken) {
     // Sent before by a call that timed out: wait for the same answer (the outcome cannot be
     // changed once sent).
     for (auto& [key, c] : r.confirming) {
@@ -42,13 +44,15 @@ std::optional<result<void>> core::settle_one(const delivery_ref& ref, const outc
     return result<void>{
         fail(errc::invalid_receipt, "the receipt is unknown or was already settled")};
   }
-  delivery_handle d = std::move(it->second);
-  r.handed_out.erase(it);
+  delivery_handle d = std::move(*taken);
   // Wait for the peer only when it agreed to rcv-settle-mode second in its attach; a broker
   // that answers "first" (RabbitMQ 3.10) never confirms, so settle at once there.
   const bool confirm = r.spec.confirm_settlement && settles_second(r.link);
   send_outcome(d.get(), how, !confirm);
-  replenish(r);
+  // The settle call's deliveries almost always share one link: it is noted once.
+  if (std::find(settled_on.begin(), settled_on.end(), &r) == settled_on.end()) {
+    settled_on.push_back(&r);
+  }
   if (!confirm) return result<void>{};
   pn_delivery_t* key = d.get();
   r.confirming[key] = confirming_settle{std::move(d), ref.seq, op, index, how.type};

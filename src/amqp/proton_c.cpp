@@ -95,12 +95,13 @@ std::optional<delivery_handle> take_complete_delivery(const proton::receiver& r,
   if (!pd || !pn_delivery_readable(pd) || pn_delivery_partial(pd) || pn_delivery_aborted(pd)) {
     return std::nullopt;  // nothing whole yet; an aborted one is the adapter's to settle
   }
-  bytes.resize(pn_delivery_pending(pd));
+  // A whole delivery's pending count is all of its bytes: read until none are left, without a
+  // last read to be told PN_EOS (that read needed room past the end, zeroed every time).
   std::size_t got = 0;
-  for (;;) {
-    if (got == bytes.size()) bytes.resize(bytes.size() + 1024);
-    const ssize_t n = pn_link_recv(pl, bytes.data() + got, bytes.size() - got);
-    if (n <= 0) break;  // PN_EOS: all of it read
+  for (std::size_t left = pn_delivery_pending(pd); left > 0; left = pn_delivery_pending(pd)) {
+    bytes.resize(got + left);
+    const ssize_t n = pn_link_recv(pl, bytes.data() + got, left);
+    if (n <= 0) break;
     got += static_cast<std::size_t>(n);
   }
   bytes.resize(got);

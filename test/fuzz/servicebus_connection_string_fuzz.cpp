@@ -23,7 +23,10 @@ namespace {
 constexpr std::string_view marker = "CANARY7f3a9c";
 
 std::string print(const connection_string& cs) {
-  std::string out = "Endpoint=sb://" + cs.host + ":" + std::to_string(cs.port) + "/;";
+  // An IPv6 host is kept without its brackets; an Endpoint needs them back.
+  const bool ipv6 = cs.host.find(':') != std::string::npos;
+  std::string out = "Endpoint=sb://" + (ipv6 ? "[" + cs.host + "]" : cs.host) + ":" +
+                    std::to_string(cs.port) + "/;";
   if (!cs.key_name.empty()) out += "SharedAccessKeyName=" + cs.key_name + ";";
   if (!cs.key.empty()) out += "SharedAccessKey=" + cs.key + ";";
   if (!cs.shared_access_signature.empty()) {

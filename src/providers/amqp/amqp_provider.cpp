@@ -142,7 +142,8 @@ class amqp_provider final : public provider {
     out.reserve(got->size());
     const std::uint64_t generation = conn_->generation();
     for (auto& in : *got) {
-      received_message m = std::move(in.message.message);
+      // Moved once, into the answer, and filled in there.
+      received_message& m = out.emplace_back(std::move(in.message.message));
       const auto& annotations = in.message.annotations;
       m.receipt.owner = id_;
       m.receipt.queue = in.ref.link;
@@ -152,7 +153,6 @@ class amqp_provider final : public provider {
       if (annotations.enqueued_time) m.enqueued_time = *annotations.enqueued_time;
       if (m.enqueued_time == time_point{}) m.enqueued_time = clock::now();
       if (annotations.sequence_number) m.sequence_number = *annotations.sequence_number;
-      out.push_back(std::move(m));
     }
     co_return out;
   }

@@ -107,7 +107,7 @@ result<T> remap(result<T> r) {
 
 /// An AMQP message read the Service Bus way: annotations for sequence number, enqueued time and
 /// lock expiry, dead-letter reason/description from the application properties.
-received_message from_wire(amqp::decoded_message wire) {
+received_message from_wire(amqp::decoded_message&& wire) {
   received_message m = std::move(wire.message);
   const auto& annotations = wire.annotations;
   if (annotations.sequence_number) m.sequence_number = *annotations.sequence_number;
@@ -507,7 +507,8 @@ class servicebus_provider final : public provider,
       std::vector<received_message> out;
       out.reserve(got->size());
       for (auto& in : *got) {
-        received_message m = from_wire(std::move(in.message));
+        // Moved once, into the answer, and filled in there.
+        received_message& m = out.emplace_back(from_wire(std::move(in.message)));
         const auto* tag = reinterpret_cast<const std::uint8_t*>(in.tag.data());
         auto token = detail::lock_token_from_delivery_tag({tag, in.tag.size()});
         if (!token) {
@@ -521,7 +522,6 @@ class servicebus_provider final : public provider,
         m.receipt.lock = conn_->generation();
         m.receipt.token = receipt_token(*token, entity);
         remember_lock(*token, m.locked_until);
-        out.push_back(std::move(m));
       }
       co_return out;
     }
