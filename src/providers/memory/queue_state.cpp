@@ -73,8 +73,16 @@ void item_table::block_ring::push_back(std::unique_ptr<block> b) {
   (*this)[count_++] = std::move(b);
 }
 
+void item_table::keep_spare(std::unique_ptr<block> b) {
+  if (spares_.size() < max_spare_blocks) spares_.push_back(std::move(b));
+}  // beyond the spares, the block is freed here
+
 std::unique_ptr<item_table::block> item_table::new_block() {
-  if (spare_) return std::move(spare_);
+  if (!spares_.empty()) {
+    auto b = std::move(spares_.back());
+    spares_.pop_back();
+    return b;
+  }
   return std::make_unique<block>();
 }
 
@@ -126,7 +134,7 @@ void item_table::retire_front() {
     }
   }
   b.used = 0;
-  spare_ = std::move(blocks_.front());
+  keep_spare(std::move(blocks_.front()));
   blocks_.pop_front();
   first_ += block_items;
 }
@@ -134,7 +142,7 @@ void item_table::retire_front() {
 void item_table::trim_front() {
   for (;;) {
     while (!blocks_.empty() && blocks_.front()->used == 0) {
-      spare_ = std::move(blocks_.front());
+      keep_spare(std::move(blocks_.front()));
       blocks_.pop_front();
       first_ += block_items;
     }

@@ -240,7 +240,14 @@ class item_table {
   std::uint64_t first_ = 0;            ///< a multiple of block_items
   std::size_t in_blocks_ = 0;          ///< messages held in blocks_
   std::map<std::uint64_t, item> old_;  ///< keys below first_
-  std::unique_ptr<block> spare_;       ///< an emptied block, kept for reuse
+  /// Emptied blocks kept for reuse. The sender fills blocks at the back while the consumer
+  /// empties them at the front, each in batches, so the two rarely alternate exactly: with a
+  /// single spare, the one side freed a block (of 32 items, about 14 KB) that the other
+  /// allocated again shortly after, under the queue's lock and often in another thread's
+  /// malloc arena.
+  std::vector<std::unique_ptr<block>> spares_;
+  static constexpr std::size_t max_spare_blocks = 4;
+  void keep_spare(std::unique_ptr<block> b);
 };
 
 /// A queue or a dead-letter queue: its messages and who is waiting for them.
