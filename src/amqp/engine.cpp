@@ -29,12 +29,24 @@ engine::core::core(endpoint ep, connection_observer observer)
 // ---------- the time ----------
 
 void engine::core::after(milliseconds delay, std::function<void()> fn) {
-  deadlines.emplace(now + delay, std::move(fn));
+  deadlines.emplace(now + delay, deadline{std::move(fn), {}, false});
+}
+
+void engine::core::after(milliseconds delay, std::weak_ptr<const void> operation,
+                         std::function<void()> fn) {
+  deadlines.emplace(now + delay, deadline{std::move(fn), std::move(operation), true});
+}
+
+void engine::core::drop_finished_deadlines() {
+  while (!deadlines.empty() && deadlines.begin()->second.for_operation &&
+         deadlines.begin()->second.operation.expired()) {
+    deadlines.erase(deadlines.begin());
+  }
 }
 
 void engine::core::run_due() {
   while (!shutting_down && !deadlines.empty() && deadlines.begin()->first <= now) {
-    auto fn = std::move(deadlines.begin()->second);
+    auto fn = std::move(deadlines.begin()->second.fn);
     deadlines.erase(deadlines.begin());
     fn();
   }
@@ -105,6 +117,7 @@ void run(engine::core& c, engine::time_point now, Work&& work) {
   work();
   c.pump();
   c.retired.clear();
+  c.drop_finished_deadlines();  // before the caller asks for the next deadline
 }
 
 }  // namespace

@@ -127,13 +127,26 @@ struct engine::core : proton::messaging_handler {
 
   /// The time of the call being run: every entry point sets it first (engine.cpp).
   time_point now{};
-  /// What runs when the time comes (operation timeouts, connect timeout, back-off), in order.
-  std::multimap<time_point, std::function<void()>> deadlines;
+  /// What runs when the time comes (operation timeouts, connect timeout, back-off), and the
+  /// operation it times out, when it has one.
+  struct deadline {
+    std::function<void()> fn;
+    std::weak_ptr<const void> operation;
+    bool for_operation = false;
+  };
+  /// In order of time. A deadline whose operation is gone (finished and released) is dropped
+  /// once it reaches the front (drop_finished_deadlines()), so the transport's timer is never
+  /// armed for it: a call that finished costs no wake-up when its timeout would have come.
+  std::multimap<time_point, deadline> deadlines;
   /// Proton's next idle-timeout deadline (heartbeat out, silent peer), max() when none.
   time_point proton_deadline = time_point::max();
 
   /// Runs `fn` once tick() is called at or after now + `delay`.
   void after(milliseconds delay, std::function<void()> fn);
+  /// The same for the timeout of `operation`: dropped unrun once the operation is gone.
+  void after(milliseconds delay, std::weak_ptr<const void> operation, std::function<void()> fn);
+  /// Drops the deadlines at the front whose operation is gone.
+  void drop_finished_deadlines();
   /// Runs the deadlines due by `now`, in order; each may add more.
   void run_due();
 

@@ -128,7 +128,7 @@ void core::receive(const std::string& id, const receiver_spec& spec, std::size_t
     replenish(r);
     std::weak_ptr<receive_op> weak = op;
     auto wait_for_messages = [this, id, weak, wait] {
-      after(wait, [this, id, weak] {
+      after(wait, weak, [this, id, weak] {
         auto op = weak.lock();
         if (!op || op->done.done()) return;
         op->done(std::vector<inbound>{});
@@ -150,7 +150,7 @@ void core::receive(const std::string& id, const receiver_spec& spec, std::size_t
       if (open) wait_for_messages();
     }));
     const milliseconds attach_budget = where.connect_timeout;
-    after(attach_budget, [this, weak, id, attach_budget] {
+    after(attach_budget, weak, [this, weak, id, attach_budget] {
       auto op = weak.lock();
       if (!op || op->done.done()) return;
       auto it = receivers.find(id);

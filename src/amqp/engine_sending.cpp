@@ -31,7 +31,7 @@ std::optional<std::uint64_t> number_of(const proton::binary& tag) {
 
 void core::send(std::shared_ptr<send_op> op, milliseconds timeout) {
   std::weak_ptr<send_op> weak = op;
-  after(timeout, [this, weak, timeout] {
+  after(timeout, weak, [this, weak, timeout] {
     auto op = weak.lock();
     if (!op || op->finished) return;
     const error e = fail(errc::timeout, "send to '" + op->address + "' did not finish within " +

@@ -116,7 +116,7 @@ void core::fail_confirming(receiver_state& r, const error& cause) {
 
 void core::time_out_settle(const std::shared_ptr<settle_op>& op, milliseconds timeout) {
   std::weak_ptr<settle_op> weak = op;
-  after(timeout, [this, weak, timeout] {
+  after(timeout, weak, [this, weak, timeout] {
     auto op = weak.lock();
     if (!op || op->finished) return;
     const error e =

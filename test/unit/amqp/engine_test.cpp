@@ -160,6 +160,25 @@ TEST(amqp_engine, credit_never_exceeds_the_prefetch_and_is_refilled_on_settle) {
   EXPECT_EQ(broker.max_credit_seen, 3);
 }
 
+// A call that finished leaves no deadline behind: the transport arms its timer for what can
+// still time out only, so a finished receive or send costs no wake-up when its wait or timeout
+// would have ended (one per call, long after it, in a consumer that runs for hours).
+TEST(amqp_engine, a_finished_call_leaves_no_deadline_behind) {
+  queue_with_messages broker;
+  engine_harness h(broker);
+  answer<qrt::result<std::vector<inbound>>> got;
+  h.e.receive("r1", queue_q(3), 1, 2s, h.now, got.into());
+  h.exchange();
+  ASSERT_TRUE(got.value && *got.value);
+  EXPECT_GT(h.e.next_deadline(), h.now + 2s) << "the finished receive's wait is still due";
+
+  answer<qrt::result<std::vector<inbound>>> waited;
+  h.e.receive("r1", queue_q(3), 5, 3s, h.now, waited.into());
+  h.exchange();
+  ASSERT_TRUE(waited.value && *waited.value);
+  EXPECT_GT(h.e.next_deadline(), h.now + 3s) << "the finished receive's wait is still due";
+}
+
 TEST(amqp_engine, settle_second_completes_on_the_brokers_settlement_or_its_refusal) {
   settle_second_queue broker;
   engine_harness h(broker);
