@@ -17,8 +17,9 @@ namespace qrt::detail {
 class borrowing_provider {
  public:
   /// As provider::send(), reading `messages` from the caller. After a whole failure every
-  /// message is as it was, so the caller can send them again; otherwise messages may have been
-  /// moved from. `messages` must outlive the call.
+  /// message is as it was (except that one the provider gave an id may keep it, so that a retry
+  /// sends it under the same id), and the caller can send them again; otherwise messages may
+  /// have been moved from. `messages` must outlive the call.
   virtual awaitable<result<std::vector<send_outcome>>> send_from(const queue_name& queue,
                                                                  std::vector<message>& messages,
                                                                  milliseconds timeout) = 0;

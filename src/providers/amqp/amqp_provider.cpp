@@ -11,6 +11,7 @@
 #include "amqp/connection.hpp"
 #include "amqp/mapping.hpp"
 #include "amqp/message_codec.hpp"
+#include "core/borrowing_provider.hpp"
 #include "core/random_id.hpp"
 #include "providers/amqp/options.hpp"
 
@@ -24,7 +25,7 @@ namespace {
 
 std::atomic<std::uint64_t> next_provider_id{1};
 
-class amqp_provider final : public provider {
+class amqp_provider final : public provider, public qrt::detail::borrowing_provider {
  public:
   amqp_provider(options opts, std::shared_ptr<connection> conn)
       : opts_(std::move(opts)), conn_(std::move(conn)), id_(next_provider_id++) {
@@ -99,13 +100,21 @@ class amqp_provider final : public provider {
   awaitable<result<std::vector<send_outcome>>> send(const queue_name& queue,
                                                     std::vector<message> messages,
                                                     milliseconds timeout) override {
+    co_return co_await send_from(queue, messages, timeout);
+  }
+
+  /// The messages are only read (encoded), so the retrying layer lends them instead of
+  /// copying them for every attempt (core/borrowing_provider.hpp).
+  awaitable<result<std::vector<send_outcome>>> send_from(const queue_name& queue,
+                                                         std::vector<message>& messages,
+                                                         milliseconds timeout) override {
     if (auto e = check_queue(queue); !e) co_return e.error();
     if (queue.is_subscription()) {
       co_return fail(errc::invalid_argument, "amqp: cannot send to subscription '" + queue.str() +
                                                  "': publish to its topic");
     }
     const std::string to = address(queue);
-    co_return co_await send_to(to, &queue, std::move(messages), timeout);
+    co_return co_await send_to(to, &queue, messages, timeout);
   }
 
   awaitable<result<std::vector<received_message>>> receive(const queue_name& queue,
@@ -184,9 +193,15 @@ class amqp_provider final : public provider {
   awaitable<result<std::vector<send_outcome>>> publish(const topic_name& topic,
                                                        std::vector<message> messages,
                                                        milliseconds timeout) override {
+    co_return co_await publish_from(topic, messages, timeout);
+  }
+
+  awaitable<result<std::vector<send_outcome>>> publish_from(const topic_name& topic,
+                                                            std::vector<message>& messages,
+                                                            milliseconds timeout) override {
     if (auto e = check_topics(topic); !e) co_return e.error();
     const std::string to = opts_.topic_prefix + topic.str();
-    co_return co_await send_to(to, nullptr, std::move(messages), timeout);
+    co_return co_await send_to(to, nullptr, messages, timeout);
   }
 
   awaitable<result<void>> create_subscription(const queue_name& subscription,
@@ -264,8 +279,10 @@ class amqp_provider final : public provider {
   /// Sends `messages` to `to`; `queue` (null for a topic) is checked to exist first where the
   /// broker would drop messages for a missing queue. Oversize messages fail alone with
   /// message_too_large; the rest go out in order.
+  /// Reads `messages` (a message without an id is given one, which it keeps: a retry of a send
+  /// that failed as a whole sends it under the same id).
   awaitable<result<std::vector<send_outcome>>> send_to(std::string to, const queue_name* queue,
-                                                       std::vector<message> messages,
+                                                       std::vector<message>& messages,
                                                        milliseconds timeout) {
     std::vector<send_outcome> out(messages.size(), send_outcome(message_id{}));
     std::vector<detail::outgoing_delivery> wire;
@@ -310,6 +327,11 @@ class amqp_provider final : public provider {
   }
 
   awaitable<std::vector<result<void>>> settle(std::vector<settlement> settlements) override {
+    co_return co_await settle_from(settlements);
+  }
+
+  awaitable<std::vector<result<void>>> settle_from(
+      const std::vector<settlement>& settlements) override {
     std::vector<result<void>> out(settlements.size());
     std::vector<std::pair<delivery_ref, outcome>> items;
     std::vector<std::size_t> positions;

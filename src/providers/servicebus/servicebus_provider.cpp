@@ -18,6 +18,7 @@
 #include "amqp/message_codec.hpp"
 #include "amqp/outbound_frames.hpp"
 #include "connection_string.hpp"
+#include "core/borrowing_provider.hpp"
 #include "core/random_id.hpp"
 #include "managed_identity_source.hpp"
 #include "management.hpp"
@@ -181,6 +182,7 @@ class servicebus_session final : public session_receiver {
 };
 
 class servicebus_provider final : public provider,
+                                  public qrt::detail::borrowing_provider,
                                   public std::enable_shared_from_this<servicebus_provider> {
  public:
   servicebus_provider(detail::provider_settings opts, connection_string cs,
@@ -285,6 +287,14 @@ class servicebus_provider final : public provider,
   awaitable<result<std::vector<send_outcome>>> send(const queue_name& queue,
                                                     std::vector<message> messages,
                                                     milliseconds timeout) override {
+    co_return co_await send_from(queue, messages, timeout);
+  }
+
+  /// The messages are only read (encoded), so the retrying layer lends them instead of
+  /// copying them for every attempt (core/borrowing_provider.hpp).
+  awaitable<result<std::vector<send_outcome>>> send_from(const queue_name& queue,
+                                                         std::vector<message>& messages,
+                                                         milliseconds timeout) override {
     if (queue.is_dead_letter()) {
       co_return fail(errc::invalid_argument, "servicebus: cannot send to the dead-letter queue '" +
                                                  queue.to_string() + "'");
@@ -295,7 +305,7 @@ class servicebus_provider final : public provider,
                                                  queue.topic() + "'");
     }
     std::string entity = queue.str();
-    co_return co_await send_to(std::move(entity), std::move(messages), timeout);
+    co_return co_await send_to(std::move(entity), messages, timeout);
   }
 
   // ----- topics and subscriptions -----
@@ -304,8 +314,14 @@ class servicebus_provider final : public provider,
   awaitable<result<std::vector<send_outcome>>> publish(const topic_name& topic,
                                                        std::vector<message> messages,
                                                        milliseconds timeout) override {
+    co_return co_await publish_from(topic, messages, timeout);
+  }
+
+  awaitable<result<std::vector<send_outcome>>> publish_from(const topic_name& topic,
+                                                            std::vector<message>& messages,
+                                                            milliseconds timeout) override {
     std::string entity = topic.str();
-    auto out = co_await send_to(std::move(entity), std::move(messages), timeout);
+    auto out = co_await send_to(std::move(entity), messages, timeout);
     // The service says amqp:not-found for a missing entity, whatever its kind.
     if (!out) co_return as_topic_error(out.error());
     for (auto& o : *out) {
@@ -433,8 +449,10 @@ class servicebus_provider final : public provider,
                        "filter on the subject and attributes, or none)");
   }
 
+  /// Reads `messages` (a message without an id is given one, which it keeps: a retry of a send
+  /// that failed as a whole sends it under the same id).
   awaitable<result<std::vector<send_outcome>>> send_to(std::string entity,
-                                                       std::vector<message> messages,
+                                                       std::vector<message>& messages,
                                                        milliseconds timeout) {
     std::vector<message_id> ids;
     std::vector<std::optional<error>> refused(messages.size());  // oversize: never sent
@@ -564,6 +582,11 @@ class servicebus_provider final : public provider,
   // ----- settlement and locks -----
 
   awaitable<std::vector<result<void>>> settle(std::vector<settlement> settlements) override {
+    co_return co_await settle_from(settlements);
+  }
+
+  awaitable<std::vector<result<void>>> settle_from(
+      const std::vector<settlement>& settlements) override {
     std::vector<result<void>> out(settlements.size());
     std::vector<std::pair<amqp::delivery_ref, amqp::outcome>> items;
     std::vector<std::size_t> positions;
