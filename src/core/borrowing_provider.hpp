@@ -37,4 +37,18 @@ class borrowing_provider {
   ~borrowing_provider() = default;
 };
 
+/// A provider that borrows: its send(), publish() and settle() are its send_from(),
+/// publish_from() and settle_from() on the vectors they were given, forwarded here once for
+/// every such provider.
+class provider_that_borrows : public provider, public borrowing_provider {
+ public:
+  awaitable<result<std::vector<send_outcome>>> send(const queue_name& queue,
+                                                    std::vector<message> messages,
+                                                    milliseconds timeout) final;
+  awaitable<result<std::vector<send_outcome>>> publish(const topic_name& topic,
+                                                       std::vector<message> messages,
+                                                       milliseconds timeout) final;
+  awaitable<std::vector<result<void>>> settle(std::vector<settlement> settlements) final;
+};
+
 }  // namespace qrt::detail

@@ -25,7 +25,7 @@ namespace {
 
 std::atomic<std::uint64_t> next_provider_id{1};
 
-class amqp_provider final : public provider, public qrt::detail::borrowing_provider {
+class amqp_provider final : public qrt::detail::provider_that_borrows {
  public:
   amqp_provider(options opts, std::shared_ptr<connection> conn)
       : opts_(std::move(opts)), conn_(std::move(conn)), id_(next_provider_id++) {
@@ -95,12 +95,6 @@ class amqp_provider final : public provider, public qrt::detail::borrowing_provi
       if (!sub) co_return sub.error();
     }
     co_return queue_stats{};  // AMQP 1.0 does not report queue depth: every figure unknown
-  }
-
-  awaitable<result<std::vector<send_outcome>>> send(const queue_name& queue,
-                                                    std::vector<message> messages,
-                                                    milliseconds timeout) override {
-    co_return co_await send_from(queue, messages, timeout);
   }
 
   /// The messages are only read (encoded), so the retrying layer lends them instead of
@@ -188,12 +182,6 @@ class amqp_provider final : public provider, public qrt::detail::borrowing_provi
     }
     for (const auto& link : links) co_await conn_->close_receiver(link);
     co_return result<void>{};
-  }
-
-  awaitable<result<std::vector<send_outcome>>> publish(const topic_name& topic,
-                                                       std::vector<message> messages,
-                                                       milliseconds timeout) override {
-    co_return co_await publish_from(topic, messages, timeout);
   }
 
   awaitable<result<std::vector<send_outcome>>> publish_from(const topic_name& topic,
@@ -324,10 +312,6 @@ class amqp_provider final : public provider, public qrt::detail::borrowing_provi
   awaitable<result<std::vector<received_message>>> peek(const queue_name&, std::size_t,
                                                         std::int64_t) override {
     co_return fail(errc::unsupported, "amqp: peek is not supported by generic AMQP 1.0 brokers");
-  }
-
-  awaitable<std::vector<result<void>>> settle(std::vector<settlement> settlements) override {
-    co_return co_await settle_from(settlements);
   }
 
   awaitable<std::vector<result<void>>> settle_from(

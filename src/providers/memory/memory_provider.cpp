@@ -218,8 +218,7 @@ class memory_session final : public session_receiver {
   bool closed_ = false;  // guarded by q_->mutex
 };
 
-class memory_provider final : public provider,
-                              public qrt::detail::borrowing_provider,
+class memory_provider final : public qrt::detail::provider_that_borrows,
                               public std::enable_shared_from_this<memory_provider> {
  public:
   memory_provider(const options& opts, asio::any_io_executor ex, std::shared_ptr<event_sink> sink)
@@ -406,12 +405,6 @@ class memory_provider final : public provider,
     co_return q->stats();
   }
 
-  awaitable<result<std::vector<send_outcome>>> send(const queue_name& queue,
-                                                    std::vector<message> messages,
-                                                    milliseconds timeout) override {
-    co_return co_await send_from(queue, messages, timeout);
-  }
-
   // Moves a message out of `messages` only when it stores it, and fails as a whole only while
   // it has stored none: after a whole failure the caller still holds every message.
   awaitable<result<std::vector<send_outcome>>> send_from(const queue_name& queue,
@@ -580,10 +573,6 @@ class memory_provider final : public provider,
     q->sweep(clock::now());
     q->peek(queue.is_dead_letter(), max_messages, from_sequence, out);
     co_return out;
-  }
-
-  awaitable<std::vector<result<void>>> settle(std::vector<settlement> settlements) override {
-    co_return co_await settle_from(settlements);
   }
 
   awaitable<std::vector<result<void>>> settle_from(
@@ -787,12 +776,7 @@ class memory_provider final : public provider,
   // `timeout` (as a full queue holds a send); then it and the messages after it fail with
   // queue_full and go nowhere, so no subscription sees a later message without an earlier one
   // (docs/contract.md, topics). A message no subscription matches is accepted and kept nowhere.
-  awaitable<result<std::vector<send_outcome>>> publish(const topic_name& topic,
-                                                       std::vector<message> messages,
-                                                       milliseconds timeout) override {
-    co_return co_await publish_from(topic, messages, timeout);
-  }
-
+  //
   // As send_from: a message is moved from `messages` only once it is stored, and the call fails
   // as a whole only before it stored any, so a retry can publish the same vector again.
   awaitable<result<std::vector<send_outcome>>> publish_from(const topic_name& topic,

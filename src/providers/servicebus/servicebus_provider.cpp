@@ -181,8 +181,7 @@ class servicebus_session final : public session_receiver {
   std::atomic<bool> closed_{false};
 };
 
-class servicebus_provider final : public provider,
-                                  public qrt::detail::borrowing_provider,
+class servicebus_provider final : public qrt::detail::provider_that_borrows,
                                   public std::enable_shared_from_this<servicebus_provider> {
  public:
   servicebus_provider(detail::provider_settings opts, connection_string cs,
@@ -284,12 +283,6 @@ class servicebus_provider final : public provider,
 
   // ----- send / receive -----
 
-  awaitable<result<std::vector<send_outcome>>> send(const queue_name& queue,
-                                                    std::vector<message> messages,
-                                                    milliseconds timeout) override {
-    co_return co_await send_from(queue, messages, timeout);
-  }
-
   /// The messages are only read (encoded), so the retrying layer lends them instead of
   /// copying them for every attempt (core/borrowing_provider.hpp).
   awaitable<result<std::vector<send_outcome>>> send_from(const queue_name& queue,
@@ -311,12 +304,6 @@ class servicebus_provider final : public provider,
   // ----- topics and subscriptions -----
 
   /// The same sender machinery as send: the topic's address is an entity like a queue's.
-  awaitable<result<std::vector<send_outcome>>> publish(const topic_name& topic,
-                                                       std::vector<message> messages,
-                                                       milliseconds timeout) override {
-    co_return co_await publish_from(topic, messages, timeout);
-  }
-
   awaitable<result<std::vector<send_outcome>>> publish_from(const topic_name& topic,
                                                             std::vector<message>& messages,
                                                             milliseconds timeout) override {
@@ -580,10 +567,6 @@ class servicebus_provider final : public provider,
   }
 
   // ----- settlement and locks -----
-
-  awaitable<std::vector<result<void>>> settle(std::vector<settlement> settlements) override {
-    co_return co_await settle_from(settlements);
-  }
 
   awaitable<std::vector<result<void>>> settle_from(
       const std::vector<settlement>& settlements) override {
