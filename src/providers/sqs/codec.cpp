@@ -935,17 +935,24 @@ error decode_error(unsigned http_status, std::string_view body, std::string_view
       }
     }
   }
-  std::string code = normalize_error_code(type, query_error_header);
+  return finish_error(normalize_error_code(type, query_error_header), std::move(message),
+                      http_status, !ec, "JSON", retry_after_header, map_error);
+}
+
+error finish_error(std::string code, std::string message, unsigned http_status, bool body_readable,
+                   std::string_view body_format, std::string_view retry_after_header,
+                   error (*map)(std::string_view, std::string_view, unsigned)) {
   if (code.empty()) code = "HTTP" + std::to_string(http_status);
   if (message.empty()) {
     message = "HTTP " + std::to_string(http_status) + " with " +
-              (ec ? "a body that is not JSON" : "no error message");
+              (body_readable ? std::string("no error message")
+                             : "a body that is not " + std::string(body_format));
   }
   // A server's message is for a person to read; a huge one would only bloat every log line.
   constexpr std::size_t max_message = 512;
   if (message.size() > max_message) message = message.substr(0, max_message) + "...";
   if (code.size() > max_message) code = code.substr(0, max_message);
-  auto e = map_error(code, message, http_status);
+  auto e = map(code, message, http_status);
   if (auto delay = parse_retry_after(retry_after_header)) e.retry_after = *delay;
   return e;
 }

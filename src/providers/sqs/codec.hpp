@@ -217,6 +217,15 @@ inline constexpr std::chrono::seconds max_retry_after_header{60};
 /// own back-off applies).
 std::optional<std::chrono::seconds> parse_retry_after(std::string_view header);
 
+/// The end of reading an error answer, the same for SQS (JSON) and SNS (XML): a code and a
+/// message made up from the status where the body gave none (`body_format` names what the body
+/// was not, when `body_readable` is false), both cut to 512 bytes, mapped by `map`, and the
+/// Retry-After header's delay.
+error finish_error(std::string code, std::string message, unsigned http_status, bool body_readable,
+                   std::string_view body_format, std::string_view retry_after_header,
+                   error (*map)(std::string_view code, std::string_view message,
+                                unsigned http_status));
+
 /// A non-2xx answer -> qrt::error. Accepts any body (garbage gives protocol-level detail, never
 /// a crash); the server's message is cut to 512 bytes. `retry_after_header` is the
 /// Retry-After header's value when present (see parse_retry_after).

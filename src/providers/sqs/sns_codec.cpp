@@ -896,17 +896,8 @@ error decode_error(unsigned http_status, std::string_view body,
       message = optional_text(*doc, *e, "Message");
     }
   }
-  if (code.empty()) code = "HTTP" + std::to_string(http_status);
-  if (message.empty()) {
-    message = "HTTP " + std::to_string(http_status) + " with " +
-              (readable ? "no error message" : "a body that is not XML");
-  }
-  constexpr std::size_t max_message = 512;
-  if (message.size() > max_message) message = message.substr(0, max_message) + "...";
-  if (code.size() > max_message) code = code.substr(0, max_message);
-  auto e = map_error(code, message, http_status);
-  if (auto delay = parse_retry_after(retry_after_header)) e.retry_after = *delay;
-  return e;
+  return finish_error(std::move(code), std::move(message), http_status, readable, "XML",
+                      retry_after_header, map_error);
 }
 
 }  // namespace qrt::sqs::detail::sns
