@@ -309,36 +309,9 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
       }
       ready.emplace_back(i, std::move(*w));
     }
-    // Consecutive chunks within SQS's batch limits (10 entries, max_message_bytes in total).
-    std::vector<std::vector<std::size_t>> chunks;  // indexes into `ready`
-    std::size_t bytes = 0;
-    for (std::size_t k = 0; k < ready.size(); ++k) {
-      const auto size = ready[k].second.size();
-      if (chunks.empty() || chunks.back().size() >= max_entries_per_batch ||
-          bytes + size > opts_.max_message_bytes) {
-        chunks.emplace_back();
-        bytes = 0;
-      }
-      chunks.back().push_back(k);
-      bytes += size;
-    }
-    const auto http_timeout = timeout > milliseconds::zero()
-                                  ? std::min(timeout, opts_.request_timeout)
-                                  : opts_.request_timeout;
     const queue_send_api api{*this, *info};
-    bool sent_any = false;
-    for (std::size_t c = 0; c < chunks.size(); ++c) {
-      auto r = co_await send_entries(api, ready, chunks[c], outcomes, http_timeout);
-      if (!r) {
-        if (!sent_any) co_return r.error();
-        // Keep order: nothing after a failed chunk is sent; report the rest per message.
-        for (std::size_t rest = c; rest < chunks.size(); ++rest) {
-          for (auto k : chunks[rest]) outcomes[ready[k].first] = r.error();
-        }
-        break;
-      }
-      sent_any = true;
-    }
+    auto sent = co_await send_in_chunks(api, ready, outcomes, timeout);
+    if (!sent) co_return sent.error();
     co_return outcomes;
   }
 
@@ -560,7 +533,8 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
     auto arn_r = co_await topic_arn(topic);
     if (!arn_r) co_return arn_r.error();
     const std::string arn = std::move(*arn_r);
-    const std::size_t limit = std::min(sns_max_message_bytes, opts_.max_message_bytes);
+    const topic_publish_api api{*this, topic, arn};
+    const std::size_t limit = api.max_bytes();
     std::vector<send_outcome> outcomes(messages.size(), send_outcome{message_id{}});
     std::vector<std::pair<std::size_t, wire_message>> ready;
     const auto now = clock::now();
@@ -615,45 +589,11 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
       }
       ready.emplace_back(i, std::move(*w));
     }
-    // Consecutive chunks within PublishBatch's limits (10 entries, 256 KiB in all).
-    std::vector<std::vector<std::size_t>> chunks;
-    std::size_t bytes = 0;
-    for (std::size_t k = 0; k < ready.size(); ++k) {
-      const auto size = sns_size(ready[k].second);
-      if (chunks.empty() || chunks.back().size() >= max_entries_per_batch || bytes + size > limit) {
-        chunks.emplace_back();
-        bytes = 0;
-      }
-      chunks.back().push_back(k);
-      bytes += size;
-    }
-    const auto http_timeout = timeout > milliseconds::zero()
-                                  ? std::min(timeout, opts_.request_timeout)
-                                  : opts_.request_timeout;
-    const topic_publish_api api{arn};
-    bool sent_any = false;
-    for (std::size_t c = 0; c < chunks.size(); ++c) {
-      auto r = co_await send_entries(api, ready, chunks[c], outcomes, http_timeout);
-      if (r) {
-        // Published: report the id the copies carry, not SNS's MessageId.
-        for (auto k : chunks[c]) {
-          auto& o = outcomes[ready[k].first];
-          if (o) o = ids[ready[k].first];
-        }
-      }
-      if (!r) {
-        auto e = r.error();
-        if (e.code == errc::topic_not_found) {
-          forget_topic(topic.str());
-          e.message = "topic '" + topic.str() + "' does not exist (" + e.message + ")";
-        }
-        if (!sent_any) co_return e;
-        for (std::size_t rest = c; rest < chunks.size(); ++rest) {
-          for (auto k : chunks[rest]) outcomes[ready[k].first] = e;
-        }
-        break;
-      }
-      sent_any = true;
+    auto published = co_await send_in_chunks(api, ready, outcomes, timeout);
+    if (!published) co_return published.error();
+    // Published: report the id the copies carry, not SNS's MessageId.
+    for (const auto& [index, w] : ready) {
+      if (outcomes[index]) outcomes[index] = ids[index];
     }
     co_return outcomes;
   }
@@ -1285,8 +1225,15 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
       return self.checked_id(r, w);
     }
     error map(const batch_failure& f) const { return map_error(f.code, f.message, 400); }
+    /// What send_in_chunks() counts against `max_bytes`.
+    static std::size_t size(const wire_message& w) { return w.size(); }
+    std::size_t max_bytes() const { return self.opts_.max_message_bytes; }
+    /// A failed call's error, as the caller reports it.
+    error call_error(error e) const { return e; }
   };
   struct topic_publish_api {
+    sqs_provider& self;
+    const topic_name& topic;
     const std::string& arn;
     static constexpr bool sns = true;
     static constexpr std::string_view service = "SNS";
@@ -1306,7 +1253,55 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
     }
     send_outcome sent(const std::string& id, const wire_message&) const { return id; }
     error map(const batch_failure& f) const { return sns::map_error(f.code, f.message, 400); }
+    static std::size_t size(const wire_message& w) { return sns_size(w); }
+    std::size_t max_bytes() const {
+      return std::min(sns_max_message_bytes, self.opts_.max_message_bytes);
+    }
+    /// A missing topic is forgotten (its ARN was cached) and named.
+    error call_error(error e) const {
+      if (e.code == errc::topic_not_found) {
+        self.forget_topic(topic.str());
+        e.message = "topic '" + topic.str() + "' does not exist (" + e.message + ")";
+      }
+      return e;
+    }
   };
+
+  /// Sends `ready` in consecutive chunks within the batch limits (max_entries_per_batch entries,
+  /// api.max_bytes() in all), one send_entries() call each. Keeps order: nothing after a failed
+  /// call is sent, and the messages of that chunk and after it report its error. Fails as a
+  /// whole only when the first call does.
+  template <class Api>
+  awaitable<result<void>> send_in_chunks(
+      Api api, const std::vector<std::pair<std::size_t, wire_message>>& ready,
+      std::vector<send_outcome>& outcomes, milliseconds timeout) {
+    std::vector<std::vector<std::size_t>> chunks;  // indexes into `ready`
+    std::size_t bytes = 0;
+    for (std::size_t k = 0; k < ready.size(); ++k) {
+      const auto size = Api::size(ready[k].second);
+      if (chunks.empty() || chunks.back().size() >= max_entries_per_batch ||
+          bytes + size > api.max_bytes()) {
+        chunks.emplace_back();
+        bytes = 0;
+      }
+      chunks.back().push_back(k);
+      bytes += size;
+    }
+    const auto http_timeout = timeout > milliseconds::zero()
+                                  ? std::min(timeout, opts_.request_timeout)
+                                  : opts_.request_timeout;
+    for (std::size_t c = 0; c < chunks.size(); ++c) {
+      auto r = co_await send_entries(api, ready, chunks[c], outcomes, http_timeout);
+      if (r) continue;
+      const error e = api.call_error(r.error());
+      if (c == 0) co_return e;
+      for (std::size_t rest = c; rest < chunks.size(); ++rest) {
+        for (auto k : chunks[rest]) outcomes[ready[k].first] = e;
+      }
+      break;
+    }
+    co_return result<void>{};
+  }
 
   /// One call for a chunk of entries: the single-entry action for one, the batch action for
   /// more. Failed entries that may succeed later (throttling, server faults) are sent again,
