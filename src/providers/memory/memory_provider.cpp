@@ -451,6 +451,17 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
         if (budget) budget->remove_waiter();
       }
     } registered;
+    // Once this send has waited for room, it counts among the queue's waiting senders until the
+    // loop ends (or the call ends early): newcomers queue behind it.
+    struct waiting_registration {
+      queue_state* q = nullptr;
+      void release() {
+        if (!q) return;
+        std::lock_guard lock(q->mutex);
+        std::exchange(q, nullptr)->end_send_wait();
+      }
+      ~waiting_registration() { release(); }
+    } waiting;
     enum class limit { queue, budget, disk } blocked_by = limit::queue;
     while (pending > 0) {
       time_point wake_at{};
@@ -484,13 +495,18 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
           if (done[next]) continue;
           message& m = messages[next];
           const std::uint64_t bytes = accounted_bytes(m);
-          if (!q->has_room(bytes)) {
+          if (!q->has_room(bytes) || (!waiting.q && !q->newcomer_may_store())) {
             blocked_by = limit::queue;
             break;
           }
           if (!reserve(bytes, registered.budget)) {
             blocked_by = limit::budget;
             break;
+          }
+          if (waiting.q) {
+            q->overtaking_messages = 0;
+          } else if (q->waiting_senders > 0) {
+            ++q->overtaking_messages;
           }
           if (m.id.empty()) m.id = next_message_id();
           message_id id = m.id;
@@ -504,7 +520,11 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
           holds.emplace_back(last, next);
         if (pending == 0) {
           // Room is left: pass the wake on, since the bytes freed may fit another waiting send.
-          if (q->has_room(0)) q->senders().notify(1);
+          if (waiting.q) {
+            std::exchange(waiting.q, nullptr)->end_send_wait();
+          } else if (q->has_room(0)) {
+            q->senders().notify(1);
+          }
           break;
         }
         if (now >= deadline) {
@@ -517,13 +537,20 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
         // No spin here (unlike receive()): a sender that found no room can go no faster than
         // the consumers that free it, so spinning would only burn a core beside them.
         w = std::make_shared<waiter>(ex);
-        q->senders().add(w);
+        if (waiting.q) {
+          q->senders().add_first(w);
+        } else {
+          q->senders().add(w);
+          waiting.q = q.get();
+          ++q->waiting_senders;
+        }
         wake_at = deadline;
         if (auto event = q->next_event()) wake_at = std::min(wake_at, *event);
         // Without disk room, the log's space listener wakes us when it deletes a segment.
       }
       co_await wait_for_change(*wake_timer_, q, w, wake_at);
     }
+    waiting.release();  // before waiting for the log: the next sender may store meanwhile
     std::size_t unacknowledged_from = 0;
     for (const auto& [upto, end] : holds) {
       if (auto r = co_await flushed(upto); !r) {

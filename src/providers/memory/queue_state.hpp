@@ -42,6 +42,8 @@ using waiter_ptr = std::shared_ptr<waiter>;
 class wait_list {
  public:
   void add(waiter_ptr w) { waiters_.push_back(std::move(w)); }
+  /// For a waiter that waited before: it keeps its place ahead of those that came after it.
+  void add_first(waiter_ptr w) { waiters_.push_front(std::move(w)); }
   void remove(const waiter_ptr& w);
   void notify(std::size_t n);
   void notify_all() { notify(waiters_.size()); }
@@ -438,6 +440,24 @@ class queue_state : public std::enable_shared_from_this<queue_state> {
   std::size_t lock_entries() const noexcept { return lock_fifo_.size() + lock_expiry_.size(); }
   queue_core& core(bool dead_letter) noexcept { return dead_letter ? dlq_ : main_; }
   wait_list& senders() noexcept { return senders_; }
+  /// How many messages newer sends may store ahead of a waiting sender (see below).
+  static constexpr std::size_t max_overtaking_messages = 512;
+  /// Sends that found no room and have not returned yet, parked or woken. Guarded by `mutex`.
+  std::size_t waiting_senders = 0;
+  /// Messages that sends which had not waited stored while others waited. Room that
+  /// settlements free goes to whichever send looks first, which is usually one already running
+  /// rather than the woken one; past `max_overtaking_messages` of those, newcomers wait behind
+  /// the waiting senders until one of them stores (contract C6). Guarded by `mutex`.
+  std::size_t overtaking_messages = 0;
+  /// Whether a send that has not waited may store now, given the senders that wait.
+  bool newcomer_may_store() const noexcept {
+    return waiting_senders == 0 || overtaking_messages < max_overtaking_messages;
+  }
+  /// A waiting send returns: where room is left, the next waiting sender is woken for it.
+  void end_send_wait() {
+    if (--waiting_senders == 0) overtaking_messages = 0;
+    if (has_room(0)) senders_.notify(1);
+  }
   wait_list& session_acceptors() noexcept { return session_acceptors_; }
 
   /// Rebuilds state from a replayed log.

@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "core/borrowing_provider.hpp"
+#include "providers/memory/queue_state.hpp"
 
 using namespace std::chrono_literals;
 using qrt::errc;
@@ -142,6 +143,67 @@ TEST(MemoryProvider, BlockedSenderProceedsWhenAConsumerCompletes) {
   auto got = client.receive(q, 1, 5s).value();
   ASSERT_EQ(got.size(), 1u);
   EXPECT_EQ(got[0].body, "second");
+}
+
+// Room that settlements free goes to whichever send looks first, usually one already running
+// rather than the woken waiting one; without a bound, producers that keep a queue full could keep
+// one waiting sender from storing for as long as they run. Newer sends store at most
+// max_overtaking_messages ahead of a waiting sender; then they wait behind it (or, if they may
+// not wait, fail with queue_full), and it stores next.
+TEST(MemoryProvider, NewerSendsOvertakeAWaitingSenderAtMostABoundedNumberOfMessages) {
+  constexpr std::size_t overtaking = qrt::memory::detail::queue_state::max_overtaking_messages;
+  const std::size_t room = overtaking + 1;
+  auto client = open({{"max_queue_size", std::to_string(room)}, {"queues", "q"}});
+  const auto q = queue_name::from("q");
+  auto& provider = *client.async_client().underlying();
+  using send_result = qrt::result<std::vector<qrt::send_outcome>>;
+  auto send = [&](std::string prefix, std::size_t count, std::optional<send_result>& out,
+                  std::chrono::milliseconds timeout) -> qrt::awaitable<void> {
+    std::vector<message> batch;
+    for (std::size_t i = 0; i < count; ++i) batch.push_back(text(numbered(prefix, int(i))));
+    out = co_await provider.send(q, std::move(batch), timeout);
+  };
+  // Deadlines far beyond the test's (which needs none when the bound holds) yet bounded, so that
+  // a broken bound fails the test within a minute instead of hanging it.
+  boost::asio::io_context fill_io, early_io, late_io;
+  std::optional<send_result> filled, early, late, impatient;
+  boost::asio::co_spawn(fill_io, send("fill", room, filled, 0ms), boost::asio::detached);
+  fill_io.run();
+  ASSERT_TRUE(filled && *filled);
+  boost::asio::co_spawn(early_io, send("early", 1, early, 60s), boost::asio::detached);
+  early_io.poll();
+  ASSERT_FALSE(early) << "a send to a full queue did not wait";
+
+  // Settlements free the whole queue and wake the early sender, which has not run yet...
+  auto taken = client.receive(q, room, 5s).value();
+  ASSERT_EQ(taken.size(), room);
+  for (auto& m : taken) ASSERT_TRUE(client.complete(m.receipt));
+  // ...when newer sends arrive: one of room messages that may wait, then one that may not.
+  boost::asio::co_spawn(late_io, send("late", room, late, 60s), boost::asio::detached);
+  boost::asio::co_spawn(late_io, send("impatient", 1, impatient, 0ms), boost::asio::detached);
+  late_io.poll();
+  EXPECT_FALSE(late) << "newer sends took all the room the waiting sender was woken for";
+  ASSERT_TRUE(impatient && *impatient);
+  ASSERT_FALSE((**impatient)[0]) << "a send that may not wait stored past the bound";
+  EXPECT_EQ((**impatient)[0].error().code, errc::queue_full);
+
+  early_io.restart();
+  early_io.run_for(30s);  // returns as soon as the woken send finishes
+  ASSERT_TRUE(early && *early);
+  EXPECT_TRUE((**early)[0]) << (**early)[0].error().to_string();
+  auto got = client.receive(q, room, 5s).value();
+  ASSERT_EQ(got.size(), room) << "the queue is full again: the bound's worth, then the early one";
+  EXPECT_EQ(got[overtaking - 1].body, numbered("late", int(overtaking - 1)));
+  EXPECT_EQ(got[overtaking].body, "early0");
+  for (auto& m : got) ASSERT_TRUE(client.complete(m.receipt));
+
+  late_io.restart();
+  late_io.run_for(30s);
+  ASSERT_TRUE(late && *late) << "the later send was not woken when its turn came";
+  for (const auto& outcome : **late) EXPECT_TRUE(outcome) << outcome.error().to_string();
+  got = client.receive(q, room, 5s).value();
+  ASSERT_EQ(got.size(), 1u) << "the later send's last message, stored after the early one";
+  EXPECT_EQ(got[0].body, numbered("late", int(overtaking)));
 }
 
 TEST(MemoryProvider, WaitingReceiverIsWokenBySendFromAnotherThread) {
