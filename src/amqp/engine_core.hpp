@@ -180,7 +180,7 @@ struct engine::core : proton::messaging_handler {
   /// entry point (engine.cpp).
   void pump();
   /// Moves what Proton has to send through outbound_frames into the attempt's output.
-  static void collect_output(attempt_io& a);
+  void collect_output(attempt_io& a);
   /// The attempt is over: its last output (a close frame) goes to `closing`.
   void retire();
 

@@ -29,6 +29,11 @@ proton::binary delivery_handle::tag() const {
   return proton::binary(t.start, t.start + t.size);
 }
 
+std::span<const std::uint8_t> delivery_tag(pn_delivery_t* d) {
+  const pn_delivery_tag_t t = pn_delivery_tag(d);
+  return {reinterpret_cast<const std::uint8_t*>(t.start), t.size};
+}
+
 void send_outcome(pn_delivery_t* pd, const outcome& how, bool settle) {
   pn_disposition_t* local = pn_delivery_local(pd);
   std::uint64_t state = PN_ACCEPTED;
@@ -81,7 +86,8 @@ void request_settle_second(const proton::link& l) {
   pn_link_set_rcv_settle_mode(proton::internal::factory<proton::link>::unwrap(l), PN_RCV_SECOND);
 }
 
-void send_encoded(const proton::sender& s, const proton::binary& tag, std::string_view bytes) {
+void send_encoded(const proton::sender& s, std::span<const std::uint8_t> tag,
+                  std::string_view bytes) {
   pn_link_t* pl = proton::internal::factory<proton::link>::unwrap(s);
   pn_delivery(pl, pn_dtag(reinterpret_cast<const char*>(tag.data()), tag.size()));
   pn_link_send(pl, bytes.data(), bytes.size());

@@ -11,6 +11,7 @@
 #include <proton/link.hpp>
 #include <proton/sender.hpp>
 #include <proton/tracker.hpp>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -75,7 +76,12 @@ void request_settle_second(const proton::link& l);
 
 /// Sends one delivery of already encoded message bytes (an AMQP message, or a Service Bus batch
 /// envelope) on `s` with `tag`; its outcome arrives as for sender::send (on_tracker_*).
-void send_encoded(const proton::sender& s, const proton::binary& tag, std::string_view bytes);
+void send_encoded(const proton::sender& s, std::span<const std::uint8_t> tag,
+                  std::string_view bytes);
+
+/// The delivery tag of `d`, in place (valid while `d` is): reading it through proton::tracker
+/// or proton::delivery copies it to the heap.
+std::span<const std::uint8_t> delivery_tag(pn_delivery_t* d);
 
 /// The receiver link's current delivery when it has arrived whole (not partial, not aborted):
 /// its bytes are read into `bytes` (replacing them) and the link moves on to the next delivery.
