@@ -230,9 +230,14 @@ void core::take_deliveries() {
       auto d = take_complete_delivery(r.link, scratch);
       if (!d) break;
       took = true;
-      auto decoded = decode_message(std::span<const std::uint8_t>(
-          reinterpret_cast<const std::uint8_t*>(scratch.data()), scratch.size()));
+      // Decoded in place, in the buffer: a message is a dozen strings, not moved there.
+      held_delivery& held = r.buffered.emplace_back();
+      auto decoded = decode_message_into(
+          std::span<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(scratch.data()),
+                                        scratch.size()),
+          held.item.message);
       if (!decoded) {
+        r.buffered.pop_back();
         // Not a message qrt can read: refuse it with the reason rather than drop it or fail
         // the link. Service Bus dead-letters a rejected message, taking the reason from the
         // info map; other brokers dead-letter or drop it per their policy (docs/amqp.md).
@@ -244,12 +249,11 @@ void core::take_deliveries() {
                      true);
         continue;
       }
-      const auto ttl = decoded->message.time_to_live;
-      // Built in place: the decoded message is moved once, into the buffer.
-      held_delivery& held = r.buffered.emplace_back(
-          inbound{std::move(*decoded), d->tag(), delivery_ref{r.instance, r.next_seq++}},
-          std::move(*d));
-      if (ttl) held.expires = now + *ttl;
+      const auto tag = delivery_tag(d->get());
+      held.item.tag.assign(reinterpret_cast<const char*>(tag.data()), tag.size());
+      held.item.ref = delivery_ref{r.instance, r.next_seq++};
+      held.delivery = std::move(*d);
+      if (const auto ttl = held.item.message.message.time_to_live) held.expires = now + *ttl;
       if (held.expires != time_point::max()) ++r.buffered_expiring;  // as unbuffer() counts
       held.bytes = scratch.size();
       r.buffered_bytes += held.bytes;

@@ -238,6 +238,11 @@ time_point time_from_epoch_ms(std::int64_t ms) {
 
 result<decoded_message> decode_message(std::span<const std::uint8_t> bytes) {
   decoded_message out;
+  if (auto read = decode_message_into(bytes, out); !read) return read.error();
+  return out;
+}
+
+result<void> decode_message_into(std::span<const std::uint8_t> bytes, decoded_message& out) {
   received_message& m = out.message;
   m.delivery_count = 1;  // no header: never delivered before
   std::string problem;
@@ -302,7 +307,7 @@ result<decoded_message> decode_message(std::span<const std::uint8_t> bytes) {
     }
   });
   if (!read) return malformed(problem);
-  return out;
+  return {};
 }
 
 result<std::vector<std::span<const std::uint8_t>>> split_batch(

@@ -24,10 +24,6 @@ delivery_handle::delivery_handle(const delivery_handle& other) : d_(other.d_) {
 delivery_handle::~delivery_handle() {
   if (d_) pn_decref(d_);
 }
-proton::binary delivery_handle::tag() const {
-  const pn_delivery_tag_t t = pn_delivery_tag(d_);
-  return proton::binary(t.start, t.start + t.size);
-}
 
 std::span<const std::uint8_t> delivery_tag(pn_delivery_t* d) {
   const pn_delivery_tag_t t = pn_delivery_tag(d);

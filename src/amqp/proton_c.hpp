@@ -57,7 +57,6 @@ class delivery_handle {
   ~delivery_handle();
 
   pn_delivery_t* get() const noexcept { return d_; }
-  proton::binary tag() const;
 
  private:
   pn_delivery_t* d_ = nullptr;

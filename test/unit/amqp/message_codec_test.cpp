@@ -149,6 +149,25 @@ TEST(amqp_message_codec, round_trips_its_own_encoding) {
   EXPECT_EQ(d.annotations.partition_key, "p");
 }
 
+TEST(amqp_message_codec, decoding_into_a_fresh_message_gives_what_decode_message_returns) {
+  const std::string encoded = encode(
+      full_message(),
+      {.creation_time = at_ms(42), .scheduled_enqueue_time = at_ms(7), .partition_key = "p"});
+  const decoded_message returned = decode(encoded);
+  decoded_message into;
+  ASSERT_TRUE(decode_message_into(span_of(encoded), into));
+  expect_same(into.message, returned.message);
+  EXPECT_EQ(into.message.time_to_live, returned.message.time_to_live);
+  EXPECT_EQ(into.annotations.scheduled_enqueue_time, returned.annotations.scheduled_enqueue_time);
+  EXPECT_EQ(into.annotations.partition_key, returned.annotations.partition_key);
+
+  decoded_message refused;
+  const bytes truncated(encoded.begin(), encoded.end() - 1);
+  auto r = decode_message_into(truncated, refused);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().message, decode_message(truncated).error().message);
+}
+
 TEST(amqp_message_codec, reads_a_proton_message_as_from_proton_does) {
   proton::message p = to_proton(full_message());
   p.delivery_count(4);
