@@ -168,7 +168,7 @@ void core::receive(const std::string& id, const receiver_spec& spec, std::size_t
 void core::give_back_expired(receiver_state& r) {
   if (r.buffered_expiring == 0) return;  // nothing buffered has a time-to-live
   const auto before = r.buffered.size();
-  std::erase_if(r.buffered, [&](held_delivery& h) {
+  r.buffered.erase_if([&](held_delivery& h) {
     if (h.expires > now) return false;
     send_outcome(h.delivery.get(), outcome::released(), true);
     unbuffer(r, h);

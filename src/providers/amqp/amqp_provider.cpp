@@ -335,6 +335,8 @@ class amqp_provider final : public provider, public qrt::detail::borrowing_provi
     std::vector<result<void>> out(settlements.size());
     std::vector<std::pair<delivery_ref, outcome>> items;
     std::vector<std::size_t> positions;
+    items.reserve(settlements.size());  // an outcome holds strings and a map: moved on growth
+    positions.reserve(settlements.size());
     for (std::size_t i = 0; i < settlements.size(); ++i) {
       const auto& s = settlements[i];
       if (s.receipt.owner != id_) {
