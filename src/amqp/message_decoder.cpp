@@ -22,6 +22,7 @@ bool for_each_field(const value_view& list, const std::uint8_t* input, std::stri
                     Field&& field) {
   reader fields = inside(list, input, problem);
   for (std::uint32_t i = 0; i < list.count; ++i) {
+    if (fields.skip_null()) continue;
     value_view f;
     if (!fields.next(f)) return false;
     if (!f.is_null() && !field(i, f)) return false;

@@ -219,6 +219,14 @@ class reader {
     return parse(code, v, depth);
   }
 
+  /// Moves past the next value when it is a null (one byte); false, moving nowhere, otherwise.
+  /// Most fields of the sections a broker sends are null: skipped without a full read.
+  bool skip_null() {
+    if (p_ == end_ || *p_ != null_code) return false;
+    ++p_;
+    return true;
+  }
+
   /// Reads the next element of an array, whose elements share the constructor `code`.
   bool next_element(std::uint8_t code, value_view& v) {
     v = value_view{};

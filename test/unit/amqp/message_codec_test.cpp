@@ -4,6 +4,7 @@
 // message_codec_batch_test.cpp, malformed input in message_codec_malformed_test.cpp.
 #include <gtest/gtest.h>
 
+#include "amqp/value_reader.hpp"
 #include "message_codec_support.hpp"
 
 namespace {
@@ -147,6 +148,22 @@ TEST(amqp_message_codec, round_trips_its_own_encoding) {
   EXPECT_EQ(d.message.enqueued_time, at_ms(42));
   EXPECT_EQ(d.annotations.scheduled_enqueue_time, at_ms(1'900'000'000'000));
   EXPECT_EQ(d.annotations.partition_key, "p");
+}
+
+TEST(amqp_message_codec, the_reader_skips_a_null_and_nothing_else) {
+  const bytes input{0x40, 0x43, 0x40};
+  std::string problem;
+  qrt::amqp::detail::codec::reader r(input.data(), input.size(), 0, problem);
+  EXPECT_TRUE(r.skip_null());
+  EXPECT_FALSE(r.skip_null()) << "a uint0 is not a null";
+  qrt::amqp::detail::codec::value_view v;
+  ASSERT_TRUE(r.next(v));
+  EXPECT_EQ(v.code, 0x43);
+  EXPECT_EQ(v.offset, 1u);
+  EXPECT_TRUE(r.skip_null());
+  EXPECT_TRUE(r.at_end());
+  EXPECT_FALSE(r.skip_null()) << "past the end";
+  EXPECT_TRUE(problem.empty());
 }
 
 TEST(amqp_message_codec, decoding_into_a_fresh_message_gives_what_decode_message_returns) {
