@@ -188,16 +188,15 @@ bool for_each_section(std::span<const std::uint8_t> payload, std::string& proble
   reader sections(payload.data(), payload.size(), 0, problem);
   while (!sections.at_end()) {
     value_view s;
-    if (!sections.next(s)) return false;
+    value_view content;  // read with the section: not read a second time
+    if (!sections.next_described(s, content)) return false;
     if (s.code != described_code) {
       problem = "a " + type_name(s.code) + " at offset " + std::to_string(s.offset) +
                 " where a message section was expected";
       return false;
     }
-    section_view view{section_code(s), s.offset, {}};
+    section_view view{section_code(s), s.offset, content};
     if (!wanted(view.code)) continue;
-    reader content = inside(s, payload.data(), problem);
-    if (!content.next(view.content)) return false;
     if (!section(view)) return false;
   }
   return true;

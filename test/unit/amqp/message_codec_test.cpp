@@ -166,6 +166,35 @@ TEST(amqp_message_codec, the_reader_skips_a_null_and_nothing_else) {
   EXPECT_TRUE(problem.empty());
 }
 
+TEST(amqp_message_codec, the_reader_gives_a_described_values_inner_value_as_a_second_read_would) {
+  using namespace qrt::amqp::detail::codec;
+  // A data section (0x00 0x53 0x75, vbin8 of 2 bytes), then a plain uint.
+  const bytes input{0x00, 0x53, 0x75, 0xA0, 0x02, 'h', 'i', 0x52, 0x07};
+  std::string problem;
+  reader r(input.data(), input.size(), 0, problem);
+  value_view section, inner;
+  ASSERT_TRUE(r.next_described(section, inner));
+  EXPECT_EQ(section.code, described_code);
+  EXPECT_EQ(section.descriptor, 0x75u);
+  value_view again;
+  reader content = inside(section, input.data(), problem);
+  ASSERT_TRUE(content.next(again));
+  EXPECT_EQ(inner.code, again.code);
+  EXPECT_EQ(inner.offset, again.offset);
+  EXPECT_EQ(inner.data, again.data);
+  EXPECT_EQ(inner.size, again.size);
+  EXPECT_EQ(inner.bytes(), "hi");
+
+  value_view plain, untouched;
+  untouched.code = 0x99;
+  ASSERT_TRUE(r.next_described(plain, untouched));
+  EXPECT_EQ(plain.code, smalluint_code);
+  EXPECT_EQ(untouched.code, 0x99) << "not a described value: no inner value";
+  EXPECT_TRUE(r.at_end());
+  EXPECT_FALSE(r.next_described(plain, untouched));
+  EXPECT_NE(problem.find("truncated"), std::string::npos);
+}
+
 TEST(amqp_message_codec, decoding_into_a_fresh_message_gives_what_decode_message_returns) {
   const std::string encoded = encode(
       full_message(),
