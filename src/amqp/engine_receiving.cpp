@@ -60,7 +60,10 @@ auto core::receiver_of(const proton::receiver& link) -> receiver_state* {
 
 void core::replenish(receiver_state& r) {
   if (!r.open || !r.link.active()) return;
-  const long credit = r.link.credit();
+  // Negative when the peer sent past the credit (credit_increment): none is outstanding, and
+  // what it sent is counted in the buffer.
+  const long link_credit = r.link.credit();
+  const long credit = std::max(link_credit, 0L);
   const long buffered = static_cast<long>(r.buffered.size());
   const long locked = buffered + static_cast<long>(r.handed_out.size()) + credit;
   const long for_prefetch = static_cast<long>(r.spec.prefetch) - locked;
@@ -79,7 +82,7 @@ void core::replenish(receiver_state& r) {
     peak_committed_bytes = std::max(
         peak_committed_bytes, committed + static_cast<std::uint64_t>(add) * credit_bytes(r.spec));
   }
-  if (add > 0) r.link.add_credit(static_cast<std::uint32_t>(add));
+  if (add > 0) r.link.add_credit(credit_increment(link_credit, add));
 }
 
 std::uint64_t core::credit_bytes(const receiver_spec& spec) const {
