@@ -38,14 +38,14 @@ TEST(FrontQueue, EraseIfKeepsTheOrderOfTheRestAndSkipsTakenOnes) {
     ++asked;
     return v % 3 == 0;
   }),
-            2u);  // 3 and 6, not the taken 0
+            3u);  // 3, 6 and 9, not the taken 0
   EXPECT_EQ(asked, 8);
   std::deque<int> rest;
   while (!q.empty()) {
     rest.push_back(q.front());
     q.pop_front();
   }
-  EXPECT_EQ(rest, (std::deque<int>{2, 4, 5, 7, 8, 9}));
+  EXPECT_EQ(rest, (std::deque<int>{2, 4, 5, 7, 8}));
 }
 
 TEST(FrontQueue, BehavesAsADequeUnderAnyMix) {
