@@ -123,7 +123,9 @@ struct outgoing_delivery {
 /// One received, unsettled delivery.
 struct inbound {
   decoded_message message;  ///< decoded by message_codec (broker annotations included)
-  proton::binary tag;       ///< the delivery tag (Service Bus: the lock token)
+  /// The delivery tag's bytes (Service Bus: the lock token). A string, not proton::binary:
+  /// a broker's short tags fit in it without a heap allocation per delivery.
+  std::string tag;
   delivery_ref ref;
 };
 

@@ -92,7 +92,7 @@ void engine::core::collect_output(attempt_io& a) {
   for (;;) {
     proton::io::const_buffer b = a.driver.write_buffer();
     if (b.size == 0) break;
-    a.frames.write(std::span<const char>(b.data, b.size), a.output);
+    a.frames.write(std::span<const char>(b.data, b.size), a.output, !formats_to_write.empty());
     a.driver.write_done(b.size);
   }
 }

@@ -38,6 +38,7 @@
 #include <vector>
 
 #include "amqp/engine.hpp"
+#include "amqp/front_queue.hpp"
 #include "amqp/outbound_frames.hpp"
 #include "amqp/proton_c.hpp"
 
@@ -180,7 +181,7 @@ struct engine::core : proton::messaging_handler {
   /// entry point (engine.cpp).
   void pump();
   /// Moves what Proton has to send through outbound_frames into the attempt's output.
-  static void collect_output(attempt_io& a);
+  void collect_output(attempt_io& a);
   /// The attempt is over: its last output (a close frame) goes to `closing`.
   void retire();
 
@@ -258,7 +259,7 @@ struct engine::core : proton::messaging_handler {
     proton::receiver link;
     std::uint64_t instance = 0;
     bool open = false;
-    std::deque<held_delivery> buffered;
+    front_queue<held_delivery> buffered;
     std::uint64_t buffered_bytes = 0;  ///< the sum of buffered[i].bytes
     /// How many of `buffered` have a time-to-live: give_back_expired walks the buffer only
     /// then, not on every batch of deliveries.

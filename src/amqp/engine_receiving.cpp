@@ -60,7 +60,10 @@ auto core::receiver_of(const proton::receiver& link) -> receiver_state* {
 
 void core::replenish(receiver_state& r) {
   if (!r.open || !r.link.active()) return;
-  const long credit = r.link.credit();
+  // Negative when the peer sent past the credit (credit_increment): none is outstanding, and
+  // what it sent is counted in the buffer.
+  const long link_credit = r.link.credit();
+  const long credit = std::max(link_credit, 0L);
   const long buffered = static_cast<long>(r.buffered.size());
   const long locked = buffered + static_cast<long>(r.handed_out.size()) + credit;
   const long for_prefetch = static_cast<long>(r.spec.prefetch) - locked;
@@ -79,7 +82,7 @@ void core::replenish(receiver_state& r) {
     peak_committed_bytes = std::max(
         peak_committed_bytes, committed + static_cast<std::uint64_t>(add) * credit_bytes(r.spec));
   }
-  if (add > 0) r.link.add_credit(static_cast<std::uint32_t>(add));
+  if (add > 0) r.link.add_credit(credit_increment(link_credit, add));
 }
 
 std::uint64_t core::credit_bytes(const receiver_spec& spec) const {
@@ -168,7 +171,7 @@ void core::receive(const std::string& id, const receiver_spec& spec, std::size_t
 void core::give_back_expired(receiver_state& r) {
   if (r.buffered_expiring == 0) return;  // nothing buffered has a time-to-live
   const auto before = r.buffered.size();
-  std::erase_if(r.buffered, [&](held_delivery& h) {
+  r.buffered.erase_if([&](held_delivery& h) {
     if (h.expires > now) return false;
     send_outcome(h.delivery.get(), outcome::released(), true);
     unbuffer(r, h);
@@ -230,9 +233,14 @@ void core::take_deliveries() {
       auto d = take_complete_delivery(r.link, scratch);
       if (!d) break;
       took = true;
-      auto decoded = decode_message(std::span<const std::uint8_t>(
-          reinterpret_cast<const std::uint8_t*>(scratch.data()), scratch.size()));
+      // Decoded in place, in the buffer: a message is a dozen strings, not moved there.
+      held_delivery& held = r.buffered.emplace_back();
+      auto decoded = decode_message_into(
+          std::span<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(scratch.data()),
+                                        scratch.size()),
+          held.item.message);
       if (!decoded) {
+        r.buffered.pop_back();
         // Not a message qrt can read: refuse it with the reason rather than drop it or fail
         // the link. Service Bus dead-letters a rejected message, taking the reason from the
         // info map; other brokers dead-letter or drop it per their policy (docs/amqp.md).
@@ -244,12 +252,11 @@ void core::take_deliveries() {
                      true);
         continue;
       }
-      const auto ttl = decoded->message.time_to_live;
-      // Built in place: the decoded message is moved once, into the buffer.
-      held_delivery& held = r.buffered.emplace_back(
-          inbound{std::move(*decoded), d->tag(), delivery_ref{r.instance, r.next_seq++}},
-          std::move(*d));
-      if (ttl) held.expires = now + *ttl;
+      const auto tag = delivery_tag(d->get());
+      held.item.tag.assign(reinterpret_cast<const char*>(tag.data()), tag.size());
+      held.item.ref = delivery_ref{r.instance, r.next_seq++};
+      held.delivery = std::move(*d);
+      if (const auto ttl = held.item.message.message.time_to_live) held.expires = now + *ttl;
       if (held.expires != time_point::max()) ++r.buffered_expiring;  // as unbuffer() counts
       held.bytes = scratch.size();
       r.buffered_bytes += held.bytes;

@@ -2,6 +2,7 @@
 // link of their address as credit allows, each tagged with a number that finds its call again
 // when the outcome comes back. Also the link cap (endpoint::max_links), shared with the
 // request/response nodes, and the sessions: one per link, so the end of one ends one link.
+#include <array>
 #include <cstring>
 #include <proton/sender_options.hpp>
 #include <proton/target_options.hpp>
@@ -14,13 +15,14 @@ namespace qrt::amqp::detail {
 
 namespace {
 
-proton::binary tag_of(std::uint64_t n) {
-  proton::binary tag(sizeof n, 0);
+/// A sent delivery's tag: its number's bytes, on the stack (one per message sent).
+std::array<std::uint8_t, sizeof(std::uint64_t)> tag_of(std::uint64_t n) {
+  std::array<std::uint8_t, sizeof n> tag{};
   std::memcpy(tag.data(), &n, sizeof n);
   return tag;
 }
 
-std::optional<std::uint64_t> number_of(const proton::binary& tag) {
+std::optional<std::uint64_t> number_of(std::span<const std::uint8_t> tag) {
   if (tag.size() != sizeof(std::uint64_t)) return std::nullopt;
   std::uint64_t n = 0;
   std::memcpy(&n, tag.data(), sizeof n);
@@ -134,7 +136,8 @@ void core::send_pending(sender_state& s) {
       const std::size_t index = op->next++;
       const outgoing_delivery& d = op->deliveries[index];
       if (d.message_format != 0) formats_to_write.emplace(n, d.message_format);
-      send_encoded(s.link, tag_of(n), d.bytes);
+      const auto tag = tag_of(n);
+      send_encoded(s.link, tag, d.bytes);
       in_flight.emplace(n, std::make_pair(op, index));
       ++op->unsettled;
       ++s.unsettled;
@@ -198,7 +201,7 @@ void core::finish(send_op& op) {
 
 auto core::take_in_flight(const proton::tracker& t)
     -> std::optional<std::pair<std::shared_ptr<send_op>, std::size_t>> {
-  auto n = number_of(t.tag());
+  auto n = number_of(delivery_tag(proton::internal::factory<proton::tracker>::unwrap(t)));
   if (!n) return std::nullopt;
   auto it = in_flight.find(*n);
   if (it == in_flight.end()) return std::nullopt;

@@ -102,6 +102,11 @@ constexpr std::size_t decode_output_budget(std::size_t payload_size) {
 /// Sections and annotation entries qrt doesn't use are skipped.
 result<decoded_message> decode_message(std::span<const std::uint8_t> bytes);
 
+/// decode_message into `out`, which must be as a default-constructed decoded_message is: the
+/// engine decodes each delivery straight into its place in the receiver's buffer rather than
+/// moving the dozen strings of a message there. On failure `out` holds part of the message.
+result<void> decode_message_into(std::span<const std::uint8_t> bytes, decoded_message& out);
+
 /// Most bytes of a peer's own text (an error description, a condition name, a status
 /// description, a key from a message) that qrt puts into one error message.
 inline constexpr std::size_t max_peer_text = 1024;

@@ -22,6 +22,7 @@ bool for_each_field(const value_view& list, const std::uint8_t* input, std::stri
                     Field&& field) {
   reader fields = inside(list, input, problem);
   for (std::uint32_t i = 0; i < list.count; ++i) {
+    if (fields.skip_null()) continue;
     value_view f;
     if (!fields.next(f)) return false;
     if (!f.is_null() && !field(i, f)) return false;
@@ -187,16 +188,15 @@ bool for_each_section(std::span<const std::uint8_t> payload, std::string& proble
   reader sections(payload.data(), payload.size(), 0, problem);
   while (!sections.at_end()) {
     value_view s;
-    if (!sections.next(s)) return false;
+    value_view content;  // read with the section: not read a second time
+    if (!sections.next_described(s, content)) return false;
     if (s.code != described_code) {
       problem = "a " + type_name(s.code) + " at offset " + std::to_string(s.offset) +
                 " where a message section was expected";
       return false;
     }
-    section_view view{section_code(s), s.offset, {}};
+    section_view view{section_code(s), s.offset, content};
     if (!wanted(view.code)) continue;
-    reader content = inside(s, payload.data(), problem);
-    if (!content.next(view.content)) return false;
     if (!section(view)) return false;
   }
   return true;
@@ -238,6 +238,11 @@ time_point time_from_epoch_ms(std::int64_t ms) {
 
 result<decoded_message> decode_message(std::span<const std::uint8_t> bytes) {
   decoded_message out;
+  if (auto read = decode_message_into(bytes, out); !read) return read.error();
+  return out;
+}
+
+result<void> decode_message_into(std::span<const std::uint8_t> bytes, decoded_message& out) {
   received_message& m = out.message;
   m.delivery_count = 1;  // no header: never delivered before
   std::string problem;
@@ -302,7 +307,7 @@ result<decoded_message> decode_message(std::span<const std::uint8_t> bytes) {
     }
   });
   if (!read) return malformed(problem);
-  return out;
+  return {};
 }
 
 result<std::vector<std::span<const std::uint8_t>>> split_batch(

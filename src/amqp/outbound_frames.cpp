@@ -210,7 +210,11 @@ std::optional<std::string> with_message_format(std::string_view frame, std::uint
   return rebuild(*t, format);
 }
 
-void outbound_frames::frame(std::string_view f, std::string& out) {
+void outbound_frames::frame(std::string_view f, std::string& out, bool formats_pending) {
+  if (!formats_pending && continuing_.empty()) {
+    out.append(f);  // no delivery can be one to re-encode, nor continue one
+    return;
+  }
   auto t = parse_transfer(f);
   if (!t || t->field_count <= handle_field) {
     out.append(f);
@@ -242,7 +246,7 @@ void outbound_frames::frame(std::string_view f, std::string& out) {
   }
 }
 
-void outbound_frames::write(std::span<const char> bytes, std::string& out) {
+void outbound_frames::write(std::span<const char> bytes, std::string& out, bool formats_pending) {
   if (passthrough_) {
     out.append(bytes.data(), bytes.size());
     return;
@@ -268,7 +272,7 @@ void outbound_frames::write(std::span<const char> bytes, std::string& out) {
       return;
     }
     if (rest.size() < size) break;
-    frame(rest.substr(0, size), out);
+    frame(rest.substr(0, size), out, formats_pending);
     rest.remove_prefix(size);
   }
   partial_.assign(rest);

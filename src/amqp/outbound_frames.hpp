@@ -35,13 +35,17 @@ class outbound_frames {
   /// format. A frame split across calls is held back until it is complete. Bytes that do not
   /// parse as AMQP framing pass through untouched from there on (the peer will say what is
   /// wrong; this layer never drops or invents bytes).
-  void write(std::span<const char> bytes, std::string& out);
+  /// `formats_pending` false says the lookup would answer nullopt for any tag now: the
+  /// transfers starting a delivery are then passed through without being parsed (frames of a
+  /// delivery already being re-encoded still are). Every outgoing transfer passes here, and
+  /// parsing one cost a send about as much as encoding its message.
+  void write(std::span<const char> bytes, std::string& out, bool formats_pending = true);
 
   /// Bytes held back because their frame is not complete yet.
   std::size_t pending() const noexcept { return partial_.size(); }
 
  private:
-  void frame(std::string_view f, std::string& out);
+  void frame(std::string_view f, std::string& out, bool formats_pending);
 
   format_lookup lookup_;
   std::string partial_;

@@ -24,9 +24,10 @@ delivery_handle::delivery_handle(const delivery_handle& other) : d_(other.d_) {
 delivery_handle::~delivery_handle() {
   if (d_) pn_decref(d_);
 }
-proton::binary delivery_handle::tag() const {
-  const pn_delivery_tag_t t = pn_delivery_tag(d_);
-  return proton::binary(t.start, t.start + t.size);
+
+std::span<const std::uint8_t> delivery_tag(pn_delivery_t* d) {
+  const pn_delivery_tag_t t = pn_delivery_tag(d);
+  return {reinterpret_cast<const std::uint8_t*>(t.start), t.size};
 }
 
 void send_outcome(pn_delivery_t* pd, const outcome& how, bool settle) {
@@ -81,7 +82,8 @@ void request_settle_second(const proton::link& l) {
   pn_link_set_rcv_settle_mode(proton::internal::factory<proton::link>::unwrap(l), PN_RCV_SECOND);
 }
 
-void send_encoded(const proton::sender& s, const proton::binary& tag, std::string_view bytes) {
+void send_encoded(const proton::sender& s, std::span<const std::uint8_t> tag,
+                  std::string_view bytes) {
   pn_link_t* pl = proton::internal::factory<proton::link>::unwrap(s);
   pn_delivery(pl, pn_dtag(reinterpret_cast<const char*>(tag.data()), tag.size()));
   pn_link_send(pl, bytes.data(), bytes.size());

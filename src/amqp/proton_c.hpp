@@ -4,6 +4,7 @@
 // Internal to the AMQP core (the engine, engine_*.cpp; defined in proton_c.cpp).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <optional>
 #include <proton/binary.hpp>
@@ -11,6 +12,7 @@
 #include <proton/link.hpp>
 #include <proton/sender.hpp>
 #include <proton/tracker.hpp>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -56,7 +58,6 @@ class delivery_handle {
   ~delivery_handle();
 
   pn_delivery_t* get() const noexcept { return d_; }
-  proton::binary tag() const;
 
  private:
   pn_delivery_t* d_ = nullptr;
@@ -75,7 +76,12 @@ void request_settle_second(const proton::link& l);
 
 /// Sends one delivery of already encoded message bytes (an AMQP message, or a Service Bus batch
 /// envelope) on `s` with `tag`; its outcome arrives as for sender::send (on_tracker_*).
-void send_encoded(const proton::sender& s, const proton::binary& tag, std::string_view bytes);
+void send_encoded(const proton::sender& s, std::span<const std::uint8_t> tag,
+                  std::string_view bytes);
+
+/// The delivery tag of `d`, in place (valid while `d` is): reading it through proton::tracker
+/// or proton::delivery copies it to the heap.
+std::span<const std::uint8_t> delivery_tag(pn_delivery_t* d);
 
 /// The receiver link's current delivery when it has arrived whole (not partial, not aborted):
 /// its bytes are read into `bytes` (replacing them) and the link moves on to the next delivery.
@@ -91,6 +97,16 @@ std::optional<delivery_handle> take_complete_delivery(const proton::receiver& r,
 /// delivery of any size costs at most `limit` plus one read of buffered bytes.
 std::optional<delivery_handle> take_oversize_delivery(const proton::receiver& r,
                                                       std::uint64_t limit);
+
+/// What to pass to proton::receiver::add_credit for a receiver link whose credit is
+/// `link_credit` so that `wanted` credits are outstanding afterwards. A peer that sends past
+/// the credit it was given (RabbitMQ 3.10 does when a flow frame crosses its transfers) leaves
+/// the link's credit negative; Proton adds to that count and writes the sum as the flow's
+/// unsigned link-credit, so adding `wanted` alone to, say, -103 would announce four billion
+/// credits and the broker would push its whole queue into the prefetch.
+inline std::uint32_t credit_increment(long link_credit, long wanted) {
+  return static_cast<std::uint32_t>(wanted - std::min(link_credit, 0L));
+}
 
 /// Sets the max-message-size a receiver link announces in its attach (0: no limit).
 void announce_max_message_size(const proton::link& l, std::uint64_t limit);

@@ -219,6 +219,26 @@ class reader {
     return parse(code, v, depth);
   }
 
+  /// Reads the next value as next() does; when it is a described value, the view of its inner
+  /// value (what inside() and next() would read again) goes to `inner` as well.
+  bool next_described(value_view& v, value_view& inner) {
+    if (p_ == end_) return fail("truncated: a value was expected at offset " + pos());
+    v = value_view{};
+    v.offset = offset();
+    const std::uint8_t code = *p_++;
+    if (code != described_code) return parse(code, v, 0);
+    v.code = code;
+    return described(v, 0, &inner);
+  }
+
+  /// Moves past the next value when it is a null (one byte); false, moving nowhere, otherwise.
+  /// Most fields of the sections a broker sends are null: skipped without a full read.
+  bool skip_null() {
+    if (p_ == end_ || *p_ != null_code) return false;
+    ++p_;
+    return true;
+  }
+
   /// Reads the next element of an array, whose elements share the constructor `code`.
   bool next_element(std::uint8_t code, value_view& v) {
     v = value_view{};
@@ -325,7 +345,7 @@ class reader {
     return false;
   }
 
-  bool described(value_view& v, int depth) {
+  bool described(value_view& v, int depth, value_view* inner_view = nullptr) {
     value_view d;
     if (!next(d, depth + 1)) return false;
     switch (d.code) {
@@ -351,6 +371,7 @@ class reader {
     if (!next(in, depth + 1)) return false;
     v.data = inner;
     v.size = static_cast<std::size_t>(p_ - inner);
+    if (inner_view) *inner_view = in;
     return true;
   }
 

@@ -319,6 +319,8 @@ class amqp_provider final : public qrt::detail::provider_that_borrows {
     std::vector<result<void>> out(settlements.size());
     std::vector<std::pair<delivery_ref, outcome>> items;
     std::vector<std::size_t> positions;
+    items.reserve(settlements.size());  // an outcome holds strings and a map: moved on growth
+    positions.reserve(settlements.size());
     for (std::size_t i = 0; i < settlements.size(); ++i) {
       const auto& s = settlements[i];
       if (s.receipt.owner != id_) {

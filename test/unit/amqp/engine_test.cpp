@@ -160,6 +160,15 @@ TEST(amqp_engine, credit_never_exceeds_the_prefetch_and_is_refilled_on_settle) {
   EXPECT_EQ(broker.max_credit_seen, 3);
 }
 
+TEST(amqp_engine, credit_added_past_a_peers_overshoot_leaves_exactly_what_was_wanted) {
+  EXPECT_EQ(qrt::amqp::detail::credit_increment(0, 50), 50u);
+  EXPECT_EQ(qrt::amqp::detail::credit_increment(13, 37), 37u) << "added to what is outstanding";
+  // The peer sent 103 past its credit: Proton's count is -103, and the flow it writes carries
+  // the count after the addition, so the addition makes up the overshoot first.
+  EXPECT_EQ(qrt::amqp::detail::credit_increment(-103, 50), 153u);
+  EXPECT_EQ(-103 + static_cast<long>(qrt::amqp::detail::credit_increment(-103, 50)), 50);
+}
+
 // A call that finished leaves no deadline behind: the transport arms its timer for what can
 // still time out only, so a finished receive or send costs no wake-up when its wait or timeout
 // would have ended (one per call, long after it, in a consumer that runs for hours).

@@ -4,6 +4,7 @@
 // message_codec_batch_test.cpp, malformed input in message_codec_malformed_test.cpp.
 #include <gtest/gtest.h>
 
+#include "amqp/value_reader.hpp"
 #include "message_codec_support.hpp"
 
 namespace {
@@ -147,6 +148,70 @@ TEST(amqp_message_codec, round_trips_its_own_encoding) {
   EXPECT_EQ(d.message.enqueued_time, at_ms(42));
   EXPECT_EQ(d.annotations.scheduled_enqueue_time, at_ms(1'900'000'000'000));
   EXPECT_EQ(d.annotations.partition_key, "p");
+}
+
+TEST(amqp_message_codec, the_reader_skips_a_null_and_nothing_else) {
+  const bytes input{0x40, 0x43, 0x40};
+  std::string problem;
+  qrt::amqp::detail::codec::reader r(input.data(), input.size(), 0, problem);
+  EXPECT_TRUE(r.skip_null());
+  EXPECT_FALSE(r.skip_null()) << "a uint0 is not a null";
+  qrt::amqp::detail::codec::value_view v;
+  ASSERT_TRUE(r.next(v));
+  EXPECT_EQ(v.code, 0x43);
+  EXPECT_EQ(v.offset, 1u);
+  EXPECT_TRUE(r.skip_null());
+  EXPECT_TRUE(r.at_end());
+  EXPECT_FALSE(r.skip_null()) << "past the end";
+  EXPECT_TRUE(problem.empty());
+}
+
+TEST(amqp_message_codec, the_reader_gives_a_described_values_inner_value_as_a_second_read_would) {
+  using namespace qrt::amqp::detail::codec;
+  // A data section (0x00 0x53 0x75, vbin8 of 2 bytes), then a plain uint.
+  const bytes input{0x00, 0x53, 0x75, 0xA0, 0x02, 'h', 'i', 0x52, 0x07};
+  std::string problem;
+  reader r(input.data(), input.size(), 0, problem);
+  value_view section, inner;
+  ASSERT_TRUE(r.next_described(section, inner));
+  EXPECT_EQ(section.code, described_code);
+  EXPECT_EQ(section.descriptor, 0x75u);
+  value_view again;
+  reader content = inside(section, input.data(), problem);
+  ASSERT_TRUE(content.next(again));
+  EXPECT_EQ(inner.code, again.code);
+  EXPECT_EQ(inner.offset, again.offset);
+  EXPECT_EQ(inner.data, again.data);
+  EXPECT_EQ(inner.size, again.size);
+  EXPECT_EQ(inner.bytes(), "hi");
+
+  value_view plain, untouched;
+  untouched.code = 0x99;
+  ASSERT_TRUE(r.next_described(plain, untouched));
+  EXPECT_EQ(plain.code, smalluint_code);
+  EXPECT_EQ(untouched.code, 0x99) << "not a described value: no inner value";
+  EXPECT_TRUE(r.at_end());
+  EXPECT_FALSE(r.next_described(plain, untouched));
+  EXPECT_NE(problem.find("truncated"), std::string::npos);
+}
+
+TEST(amqp_message_codec, decoding_into_a_fresh_message_gives_what_decode_message_returns) {
+  const std::string encoded = encode(
+      full_message(),
+      {.creation_time = at_ms(42), .scheduled_enqueue_time = at_ms(7), .partition_key = "p"});
+  const decoded_message returned = decode(encoded);
+  decoded_message into;
+  ASSERT_TRUE(decode_message_into(span_of(encoded), into));
+  expect_same(into.message, returned.message);
+  EXPECT_EQ(into.message.time_to_live, returned.message.time_to_live);
+  EXPECT_EQ(into.annotations.scheduled_enqueue_time, returned.annotations.scheduled_enqueue_time);
+  EXPECT_EQ(into.annotations.partition_key, returned.annotations.partition_key);
+
+  decoded_message refused;
+  const bytes truncated(encoded.begin(), encoded.end() - 1);
+  auto r = decode_message_into(truncated, refused);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().message, decode_message(truncated).error().message);
 }
 
 TEST(amqp_message_codec, reads_a_proton_message_as_from_proton_does) {

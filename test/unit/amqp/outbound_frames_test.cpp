@@ -223,6 +223,40 @@ TEST(OutboundFrames, EveryFrameOfAMultiFrameBatchGetsTheFormatAndOnlyThose) {
   EXPECT_EQ(tags.asked, 2) << "asked again for a continuation frame";
 }
 
+TEST(OutboundFrames, WithNoFormatPendingTransfersPassThroughUnasked) {
+  batch_tags tags;
+  outbound_frames frames(tags.lookup());
+  const std::string in = amqp_header + open_frame +
+                         frame(1, transfer(0, 1, tag_of(7), false, "would be a batch")) + heartbeat;
+  std::string out;
+  frames.write(std::span<const char>(in.data(), 20), out, false);
+  frames.write(std::span<const char>(in.data() + 20, in.size() - 20), out, false);
+  EXPECT_EQ(out, in);
+  EXPECT_EQ(tags.asked, 0);
+  EXPECT_EQ(frames.pending(), 0u);
+}
+
+TEST(OutboundFrames, ABatchBeingRewrittenKeepsItsFormatWhenNoneIsPending) {
+  batch_tags tags;
+  outbound_frames frames(tags.lookup());
+  std::string out;
+  frames.write(frame(1, transfer(4, 1, tag_of(7), true, "part1")), out);
+  // The lookup has answered for the batch: nothing is pending any more, but its
+  // continuation frames are still re-encoded, and what follows it is not.
+  const std::string rest = frame(1, continuation(4, false, "part2")) +
+                           frame(1, transfer(4, 2, tag_of(9), false, "not asked"));
+  frames.write(rest, out, false);
+  const auto parts = split(out);
+  ASSERT_EQ(parts.size(), 3u);
+  for (std::size_t i = 0; i < 2; ++i) {
+    const auto got = decode(parts[i]);
+    EXPECT_TRUE(got.has_format) << "frame " << i;
+    EXPECT_EQ(got.format, batch_message_format) << "frame " << i;
+  }
+  EXPECT_EQ(parts[2], frame(1, transfer(4, 2, tag_of(9), false, "not asked")));
+  EXPECT_EQ(tags.asked, 1);
+}
+
 TEST(OutboundFrames, ATransferWithoutAFormatFieldGetsOne) {
   // handle, delivery-id, delivery-tag only (the list stops before message-format).
   std::string fields = std::string("\x43\x43\xA0\x08", 4) + tag_of(9);
