@@ -39,24 +39,11 @@ load_env() {
 
 ctl() { "$RABBITMQ_BIN/rabbitmqctl" -n "$RABBITMQ_NODENAME" "$@"; }
 
-case "$cmd" in
-start)
-  mkdir -p "$dir"
-  dir=$(cd "$dir" && pwd)
+# One attempt to boot the node on fresh ports: 0 when its AMQP port accepts connections, 1 when
+# it exited early (a port taken between choosing and binding it, say), 2 at the deadline.
+start_attempt() {
   amqp_port=$(free_port); amqps_port=$(free_port); epmd_port=$(free_port); dist_port=$(free_port)
-  node="qrt$$@localhost"
-
-  # A CA and a server certificate for 127.0.0.1/localhost, so amqps can be tested with
-  # verification on (the client trusts only this CA).
-  tls="$dir/tls"; mkdir -p "$tls"
-  openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=qrt test CA" \
-    -keyout "$tls/ca.key" -out "$tls/ca.pem" 2>/dev/null
-  openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
-    -keyout "$tls/server.key" -out "$tls/server.csr" 2>/dev/null
-  printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' > "$tls/san.ext"
-  openssl x509 -req -in "$tls/server.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" -CAcreateserial \
-    -days 2 -extfile "$tls/san.ext" -out "$tls/server.pem" 2>/dev/null
-
+  node="qrt$$-$1@localhost"
   cat > "$dir/rabbitmq.conf" <<CONF
 listeners.tcp.default = 127.0.0.1:$amqp_port
 listeners.ssl.default = 127.0.0.1:$amqps_port
@@ -89,25 +76,66 @@ AMQP_PORT=$amqp_port
 AMQPS_PORT=$amqps_port
 ENV
   load_env
+  # epmd first, on its own port, and answering before the node asks it to register: a node
+  # that finds no epmd yet fails at once with "nodistribution".
+  epmd -port "$ERL_EPMD_PORT" -address 127.0.0.1 -daemon
+  for _ in $(seq 1 100); do
+    epmd -port "$ERL_EPMD_PORT" -names > /dev/null 2>&1 && break
+    sleep 0.1
+  done
   # Its own session and process group, so a stop can reach every Erlang process it spawned.
   setsid "$RABBITMQ_BIN/rabbitmq-server" > "$dir/server.out" 2>&1 < /dev/null &
   echo $! > "$dir/server.pid"
 
   # Ready means the AMQP port accepts connections: the listener opens last in the boot.
   pid=$(cat "$dir/server.pid")
-  # Erlang boots slowly on a loaded 2-core machine (seen: over 60 s while two builds ran), so
-  # the deadline is generous; a node that exits early is noticed at once.
   ready=0
-  deadline=$((SECONDS + ${QRT_RABBITMQ_START_TIMEOUT:-240}))
   while ((SECONDS < deadline)); do
     if (exec 3<>/dev/tcp/127.0.0.1/$AMQP_PORT) 2>/dev/null; then ready=1; break; fi
     kill -0 "$pid" 2>/dev/null || break
     sleep 0.1
   done
-  if ((!ready)); then
-    echo "rabbitmq.sh: node did not start within ${QRT_RABBITMQ_START_TIMEOUT:-240} s; see $dir/server.out and $dir/log" >&2
+  ((ready)) && return 0
+  local outcome=1
+  kill -0 "$pid" 2>/dev/null && outcome=2  # still booting at the deadline
+  "$0" stop "$dir" || true
+  return $outcome
+}
+
+case "$cmd" in
+start)
+  mkdir -p "$dir"
+  dir=$(cd "$dir" && pwd)
+
+  # A CA and a server certificate for 127.0.0.1/localhost, so amqps can be tested with
+  # verification on (the client trusts only this CA).
+  tls="$dir/tls"; mkdir -p "$tls"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=qrt test CA" \
+    -keyout "$tls/ca.key" -out "$tls/ca.pem" 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
+    -keyout "$tls/server.key" -out "$tls/server.csr" 2>/dev/null
+  printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' > "$tls/san.ext"
+  openssl x509 -req -in "$tls/server.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" -CAcreateserial \
+    -days 2 -extfile "$tls/san.ext" -out "$tls/server.pem" 2>/dev/null
+
+  # Erlang boots slowly on a loaded 2-core machine (seen: over 60 s while two builds ran), so
+  # the deadline is generous; a node that exits early is noticed at once and tried again.
+  deadline=$((SECONDS + ${QRT_RABBITMQ_START_TIMEOUT:-240}))
+  outcome=1
+  for attempt in 1 2 3; do
+    outcome=0
+    start_attempt "$attempt" || outcome=$?
+    ((outcome == 1)) || break
+    echo "rabbitmq.sh: the node exited while starting (attempt $attempt of 3); its last words:" >&2
+    tail -3 "$dir/server.out" >&2 || true
+  done
+  if ((outcome != 0)); then
+    if ((outcome == 2)); then
+      echo "rabbitmq.sh: node did not start within ${QRT_RABBITMQ_START_TIMEOUT:-240} s; see $dir/server.out and $dir/log" >&2
+    else
+      echo "rabbitmq.sh: node exited while starting, three times; see $dir/server.out and $dir/log" >&2
+    fi
     tail -20 "$dir/server.out" >&2 || true
-    "$0" stop "$dir" || true
     exit 1
   fi
   # If QRT_RABBITMQ_OWNER_PID names the process that owns this node (the test binary), stop
@@ -133,7 +161,13 @@ stop)
     for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -- -"$pid" 2>/dev/null || true
   fi
-  epmd -port "$ERL_EPMD_PORT" -kill > /dev/null 2>&1 || true
+  # epmd refuses to stop while the node is still registered, which it may be for a moment
+  # after the node's process is gone.
+  for _ in $(seq 1 50); do
+    epmd -port "$ERL_EPMD_PORT" -kill > /dev/null 2>&1 || true
+    epmd -port "$ERL_EPMD_PORT" -names > /dev/null 2>&1 || break
+    sleep 0.1
+  done
   ;;
 *)
   echo "rabbitmq.sh: unknown command '$cmd'" >&2
