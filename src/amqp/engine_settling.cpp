@@ -19,26 +19,25 @@ std::optional<result<void>> core::settle_one(const delivery_ref& ref, const outc
                                              std::vector<receiver_state*>& settled_on) {
   // The call's deliveries almost always come from a link it already settled on: found there
   // without the two lookups (instance -> link id -> receiver) per delivery.
-  receiver_state* known = nullptr;
-  for (receiver_state* s : settled_on) {
-    if (s->instance == ref.link) {
-      known = s;
-      break;
-    }
-  }
-  auto live = known ? live_instances.end() : live_instances.find(ref.link);
-  if (!known && live == live_instances.end()) {
-    if (ref.link == 0 || ref.link >= next_instance) {
+  auto same_link = std::find_if(settled_on.begin(), settled_on.end(),
+                                [&](const receiver_state* s) { return s->instance == ref.link; });
+  receiver_state* found = same_link != settled_on.end() ? *same_link : nullptr;
+  if (!found) {
+    auto live = live_instances.find(ref.link);
+    if (live == live_instances.end()) {
+      if (ref.link == 0 || ref.link >= next_instance) {
+        return result<void>{
+            fail(errc::invalid_receipt, "the receipt was not issued by this AMQP connection")};
+      }
       return result<void>{
-          fail(errc::invalid_receipt, "the receipt was not issued by this AMQP connection")};
+          fail(errc::receipt_expired,
+               "the receipt expired: the link that delivered the message died "
+               "(connection lost or link detached), so its lock is gone and the broker "
+               "has released the message for redelivery")};
     }
-    return result<void>{
-        fail(errc::receipt_expired,
-             "the receipt expired: the link that delivered the message died "
-             "(connection lost or link detached), so its lock is gone and the broker "
-             "has released the message for redelivery")};
+    found = &receivers.at(live->second);
   }
-  receiver_state& r = known ? *known : receivers.at(live->second);
+  receiver_state& r = *found;
   std::optional<delivery_handle> taken = r.handed_out.take(ref.seq);
   if (!taken) {
     // Sent before by a call that timed out: wait for the same answer (the outcome cannot be

@@ -495,7 +495,7 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
           if (done[next]) continue;
           message& m = messages[next];
           const std::uint64_t bytes = accounted_bytes(m);
-          if (!q->has_room(bytes) || (!waiting.q && !q->newcomer_may_store())) {
+          if (!q->has_room(bytes) || !q->may_store(waiting.q != nullptr)) {
             blocked_by = limit::queue;
             break;
           }
@@ -503,11 +503,7 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
             blocked_by = limit::budget;
             break;
           }
-          if (waiting.q) {
-            q->overtaking_messages = 0;
-          } else if (q->waiting_senders > 0) {
-            ++q->overtaking_messages;
-          }
+          q->stored_by_send(waiting.q != nullptr);
           if (m.id.empty()) m.id = next_message_id();
           message_id id = m.id;
           q->enqueue(std::move(m), bytes, now, last);
@@ -537,13 +533,8 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
         // No spin here (unlike receive()): a sender that found no room can go no faster than
         // the consumers that free it, so spinning would only burn a core beside them.
         w = std::make_shared<waiter>(ex);
-        if (waiting.q) {
-          q->senders().add_first(w);
-        } else {
-          q->senders().add(w);
-          waiting.q = q.get();
-          ++q->waiting_senders;
-        }
+        q->park_sender(w, waiting.q != nullptr);
+        waiting.q = q.get();
         wake_at = deadline;
         if (auto event = q->next_event()) wake_at = std::min(wake_at, *event);
         // Without disk room, the log's space listener wakes us when it deletes a segment.

@@ -440,22 +440,36 @@ class queue_state : public std::enable_shared_from_this<queue_state> {
   std::size_t lock_entries() const noexcept { return lock_fifo_.size() + lock_expiry_.size(); }
   queue_core& core(bool dead_letter) noexcept { return dead_letter ? dlq_ : main_; }
   wait_list& senders() noexcept { return senders_; }
-  /// How many messages newer sends may store ahead of a waiting sender (see below).
+  /// How many messages sends that have not waited may store while others wait for room. Room
+  /// that settlements free goes to whichever send looks first, usually one already running
+  /// rather than the woken waiting one; past this many, newcomers wait behind the waiting
+  /// senders until one of them stores (contract C6).
   static constexpr std::size_t max_overtaking_messages = 512;
-  /// Sends that found no room and have not returned yet, parked or woken. Guarded by `mutex`.
-  std::size_t waiting_senders = 0;
-  /// Messages that sends which had not waited stored while others waited. Room that
-  /// settlements free goes to whichever send looks first, which is usually one already running
-  /// rather than the woken one; past `max_overtaking_messages` of those, newcomers wait behind
-  /// the waiting senders until one of them stores (contract C6). Guarded by `mutex`.
-  std::size_t overtaking_messages = 0;
-  /// Whether a send that has not waited may store now, given the senders that wait.
-  bool newcomer_may_store() const noexcept {
-    return waiting_senders == 0 || overtaking_messages < max_overtaking_messages;
+  /// Whether a send may store now, given the senders that wait; `has_waited`: it is one of them.
+  bool may_store(bool has_waited) const noexcept {
+    return has_waited || waiting_senders_ == 0 || overtaking_messages_ < max_overtaking_messages;
   }
-  /// A waiting send returns: where room is left, the next waiting sender is woken for it.
+  /// A send stored a message.
+  void stored_by_send(bool has_waited) noexcept {
+    if (has_waited) {
+      overtaking_messages_ = 0;
+    } else if (waiting_senders_ > 0) {
+      ++overtaking_messages_;
+    }
+  }
+  /// A send found no room and parks `w`: behind the others the first time, and at the front
+  /// again when it waited before (it keeps its place ahead of those that came after it).
+  void park_sender(waiter_ptr w, bool has_waited) {
+    if (has_waited) {
+      senders_.add_first(std::move(w));
+    } else {
+      senders_.add(std::move(w));
+      ++waiting_senders_;
+    }
+  }
+  /// A send that parked returns: where room is left, the next waiting sender is woken for it.
   void end_send_wait() {
-    if (--waiting_senders == 0) overtaking_messages = 0;
+    if (--waiting_senders_ == 0) overtaking_messages_ = 0;
     if (has_room(0)) senders_.notify(1);
   }
   wait_list& session_acceptors() noexcept { return session_acceptors_; }
@@ -500,6 +514,8 @@ class queue_state : public std::enable_shared_from_this<queue_state> {
   queue_core dlq_;
   std::map<session_id, session_slot> sessions_;
   wait_list senders_;
+  std::size_t waiting_senders_ = 0;      ///< sends that parked and have not returned
+  std::size_t overtaking_messages_ = 0;  ///< stored by sends that had not, since one that had
   wait_list session_acceptors_;
 
   std::uint64_t next_sequence_ = 1;
