@@ -73,7 +73,7 @@ TEST(FaultAmqp, BrokerDropsEveryConnectionTwiceMidRun) {
               << " settle_failures=" << w.stats().settle_failures
               << " locks_lost=" << w.stats().locks_lost << "\n";
   }
-  const auto after = process_resources::now();
+  const auto after = process_resources::settled_to(before);
   std::cout << "resources before " << before.to_string() << ", after " << after.to_string() << "\n";
   EXPECT_EQ(after.threads, before.threads);
   EXPECT_EQ(after.fds, before.fds);

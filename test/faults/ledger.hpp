@@ -235,6 +235,20 @@ struct process_resources {
     // The directory stream itself holds one descriptor while counting: the same every time.
     return {count("/proc/self/task"), count("/proc/self/fd")};
   }
+  /// The counts once they are back to `before`, or the last reading after five seconds. A
+  /// thread that pthread_join has returned for leaves /proc/self/task a little later (the kernel
+  /// wakes the joiner before it has reaped the thread), so one reading right after a runtime's
+  /// destructor can count a thread that is already gone.
+  static process_resources settled_to(const process_resources& before) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    for (;;) {
+      const auto current = now();
+      if ((current.threads <= before.threads && current.fds <= before.fds) ||
+          std::chrono::steady_clock::now() >= deadline)
+        return current;
+      std::this_thread::yield();
+    }
+  }
   std::string to_string() const {
     return "threads=" + std::to_string(threads) + " fds=" + std::to_string(fds);
   }

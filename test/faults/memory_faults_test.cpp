@@ -132,7 +132,7 @@ TEST(FaultMemory, SlowConsumerAndTenTimesFasterProducerStayWithinTheByteBudget) 
   EXPECT_EQ(c.duplicated, 0u) << "nothing failed, so nothing should come twice";
   EXPECT_LE(usage.peak, mo.max_memory_bytes);
   EXPECT_EQ(usage.used, 0u);
-  const auto after = process_resources::now();
+  const auto after = process_resources::settled_to(before);
   EXPECT_EQ(after.threads, before.threads);
   EXPECT_EQ(after.fds, before.fds);
 }

@@ -156,7 +156,7 @@ TEST(FaultPersistedMemory, ClientProcessKilledTwiceMidRunLosesAndResurrectsNothi
   // checks handled, not completed.
 
   std::filesystem::remove_all(dir);
-  const auto after = process_resources::now();
+  const auto after = process_resources::settled_to(before);
   std::cout << "resources before " << before.to_string() << ", after " << after.to_string() << "\n";
   EXPECT_EQ(after.threads, before.threads);
   EXPECT_EQ(after.fds, before.fds);

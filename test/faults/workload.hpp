@@ -153,7 +153,7 @@ inline void network_stall_scenario(
               << " settle_failures=" << w.stats().settle_failures
               << " locks_lost=" << w.stats().locks_lost << "\n";
   }
-  const auto after = process_resources::now();
+  const auto after = process_resources::settled_to(before);
   const auto c = book.counts();
   std::cout << book.summary(what, recovery) << "\n";
   std::cout << "resources before " << before.to_string() << ", after " << after.to_string() << "\n";
@@ -263,7 +263,7 @@ inline void throttling_storm_scenario(const std::string& provider_label,
   EXPECT_LE(retries, throttles);
   // Duplicates are allowed only where a complete failed: the message was never completed.
   EXPECT_LE(c.duplicated, pstats.settle_failures + pstats.locks_lost);
-  const auto after = process_resources::now();
+  const auto after = process_resources::settled_to(before);
   EXPECT_EQ(after.threads, before.threads);
   EXPECT_EQ(after.fds, before.fds);
 }
@@ -374,7 +374,7 @@ inline void slow_consumer_scenario(const std::string& provider_label,
   EXPECT_LE(c.duplicated, pstats.settle_failures + pstats.locks_lost)
       << "a message came twice without a failed settlement or a lost lock";
   EXPECT_LE(pstats.max_in_flight, 16u);
-  const auto after = process_resources::now();
+  const auto after = process_resources::settled_to(before);
   EXPECT_EQ(after.threads, before.threads);
   EXPECT_EQ(after.fds, before.fds);
 }
