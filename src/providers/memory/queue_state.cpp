@@ -87,12 +87,15 @@ std::unique_ptr<item_table::block> item_table::new_block() {
 }
 
 item& item_table::emplace(std::uint64_t seq) {
-  if (seq < first_) return old_.try_emplace(seq).first->second;
   const std::uint64_t aligned = seq - seq % block_items;
-  if (blocks_.empty()) {
-    first_ = aligned;
-  } else if (seq >= end() &&
-             (aligned - end()) / block_items > std::max<std::size_t>(blocks_.size(), 4)) {
+  // Emptied blocks leave first_ past the block the next sequence belongs in (a queue that
+  // drains between batches empties its only block every time): start the blocks again at `seq`
+  // unless an old message is at or after it, or every message until the next block boundary
+  // would go to the ordered map, a node each.
+  if (blocks_.empty() && (old_.empty() || old_.rbegin()->first < aligned)) first_ = aligned;
+  if (seq < first_) return old_.try_emplace(seq).first->second;
+  if (!blocks_.empty() && seq >= end() &&
+      (aligned - end()) / block_items > std::max<std::size_t>(blocks_.size(), 4)) {
     // Far ahead of the blocks (a dead-letter queue sees only some of the sequences): what they
     // hold moves to the ordered map and the blocks start again at `seq`.
     while (!blocks_.empty()) retire_front();

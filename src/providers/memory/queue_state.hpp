@@ -178,6 +178,8 @@ class item_table {
   bool empty() const noexcept { return size() == 0; }
   /// Item slots the blocks hold (what the table's memory is proportional to).
   std::size_t ring_slots() const noexcept { return blocks_.size() * block_items; }
+  /// Messages kept in the ordered map rather than in blocks.
+  std::size_t ordered_items() const noexcept { return old_.size(); }
 
   item* find(std::uint64_t seq) noexcept;
   const item* find(std::uint64_t seq) const noexcept {

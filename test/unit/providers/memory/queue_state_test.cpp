@@ -128,6 +128,43 @@ TEST(ItemTable, SequencesFarApartKeepTheirOrder) {
   EXPECT_EQ(t.size(), 3u);
 }
 
+// A queue that drains between batches empties its block every time: the next batch still goes
+// into a block (not the ordered map, a node per message), and nothing is lost or reordered.
+TEST(ItemTable, AQueueThatDrainsBetweenBatchesKeepsItsMessagesInBlocks) {
+  item_table t;
+  std::uint64_t seq = 1;
+  for (int round = 0; round < 1000; ++round) {
+    const std::uint64_t first = seq;
+    for (int i = 0; i < 10; ++i) add(t, seq++);
+    ASSERT_EQ(t.ordered_items(), 0u) << "round " << round;
+    ASSERT_LE(t.ring_slots(), 2 * item_table::block_items);
+    std::vector<std::uint64_t> expected(10);
+    for (std::uint64_t k = 0; k < 10; ++k) expected[k] = first + k;
+    ASSERT_EQ(sequences(t), expected);
+    for (std::uint64_t s = first; s < seq; ++s) t.erase(s);
+    ASSERT_TRUE(t.empty());
+  }
+}
+
+// Blocks start again after the table emptied only where no older message is in the way: a
+// dead-letter queue can receive a sequence below one it still holds.
+TEST(ItemTable, BlocksStartAgainOnlyPastTheOldMessages) {
+  item_table t;
+  add(t, 10);
+  add(t, 1'000'000);  // far ahead: 10 moves to the ordered map
+  t.erase(1'000'000);
+  add(t, 20);  // in the block of 10, an old message: ordered too
+  EXPECT_EQ(t.ordered_items(), 2u);
+  add(t, 64);  // past every old message: blocks again
+  add(t, 65);
+  EXPECT_EQ(t.ordered_items(), 2u);
+  EXPECT_EQ(sequences(t), (std::vector<std::uint64_t>{10, 20, 64, 65}));
+  for (std::uint64_t s : {10, 20, 64, 65}) ASSERT_NE(t.find(s), nullptr) << s;
+  t.erase(20);
+  EXPECT_EQ(sequences(t), (std::vector<std::uint64_t>{10, 64, 65}));
+  EXPECT_EQ(sequences(t, 11), (std::vector<std::uint64_t>{64, 65}));
+}
+
 TEST(ItemTable, GrowsAndShrinksWithoutLosingMessages) {
   item_table t;
   for (std::uint64_t s = 1; s <= 50'000; ++s) add(t, s);
