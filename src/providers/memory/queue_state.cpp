@@ -512,6 +512,7 @@ void queue_state::erase_item(std::uint64_t seq, lsn& last, bool leaves_memory) {
     dlq_bytes_ -= pos->bytes;
     if (budget_) budget_->release(pos->bytes);
     mutex.discard(std::move(pos->stored.content.body));
+    mutex.discard(std::move(pos->stored.content.id));  // allocated by its sender too
     dlq_.items.erase(seq);
     return;
   }
@@ -527,6 +528,7 @@ void queue_state::erase_item(std::uint64_t seq, lsn& last, bool leaves_memory) {
   session_slot* slot = it.session;
   if (sink_) last = std::max(last, sink_->removed(name_, seq));
   mutex.discard(std::move(it.stored.content.body));
+  mutex.discard(std::move(it.stored.content.id));  // allocated by its sender too
   main_.items.erase(seq);
   if (slot) {
     slot->locked.erase(seq);

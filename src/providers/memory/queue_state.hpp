@@ -317,13 +317,14 @@ class queue_mutex {
     mutex_.unlock();
   }  // `dead` is freed here, after the lock is released
 
-  /// Takes the body of a message that left the queue (the lock held). Its storage is kept until
-  /// the next send to this queue (free_retired_bodies()), which frees it on the sender's thread
-  /// after the lock is released. The body was most often allocated by a sender, and glibc
-  /// returns a block freed on another thread to the arena of the thread that allocated it,
-  /// under that arena's lock, against the sender's own allocations: when a consumer freed the
-  /// bodies, that lock was the consumer's most frequent sleep. Beyond the bounds below the
-  /// body is freed here once the lock is released.
+  /// Takes a string of a message that left the queue (its body, its id; the lock held). Its
+  /// storage is kept until the next send to this queue (free_retired_bodies()), which frees it
+  /// on the sender's thread after the lock is released. Such a string was most often allocated
+  /// by a sender, and glibc returns a block freed on another thread to the arena of the thread
+  /// that allocated it, under that arena's lock, against the sender's own allocations: when a
+  /// consumer freed the bodies, that lock was the consumer's most frequent sleep (and, with the
+  /// bodies kept, the ids were next). Beyond the bounds below the string is freed here once the
+  /// lock is released.
   void discard(std::string&& body) {
     const std::size_t capacity = body.capacity();
     if (capacity <= std::string().capacity()) return;
