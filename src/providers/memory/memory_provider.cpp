@@ -46,8 +46,12 @@ delivery_key key_of(const receipt_handle& r) {
 /// park, and arming the earliest timer of the reactor reprograms the kernel's timer (a syscall,
 /// and in a virtual machine an exit to the hypervisor) once per batch; this one is re-armed
 /// only when a waiter's time is earlier than the one it is set for. A waiter woken by a state
-/// change leaves its entry behind it (the timer then fires once for nothing and re-arms for the
-/// next), unless it was the last one: then the timer is cancelled.
+/// change takes its entry with it. When the last one leaves, the timer is not cancelled but
+/// brought forward to at most `linger` from now: a receiver that parks again within that time
+/// (a consumer between batches) finds it armed and touches neither the timer nor the reactor's
+/// lock, where cancelling and re-arming it on every park had the consumer sleep on that lock
+/// behind the thread running the reactor. An armed timer keeps its io_context's run() from
+/// returning, so run() returns at most `linger` after the last waiter left.
 class wake_timer : public std::enable_shared_from_this<wake_timer> {
  public:
   explicit wake_timer(asio::any_io_executor ex) : timer_(std::move(ex)) {}
@@ -68,13 +72,32 @@ class wake_timer : public std::enable_shared_from_this<wake_timer> {
         break;
       }
     }
-    // Nothing left to wait for: an armed timer would keep its io_context's run() from
-    // returning until it fires.
+    // Nothing left to wait for: an armed timer keeps its io_context's run() from returning
+    // until it fires, so it fires no later than `linger` from now (see the class comment), or
+    // not at all once the provider is closed.
+    if (due_.empty() && armed_) {
+      const auto latest = clock::now() + linger;
+      if (closed_) {
+        armed_.reset();
+        timer_.cancel();
+      } else if (*armed_ > latest) {
+        arm(latest);
+      }
+    }
+  }
+
+  /// The provider closed: nothing parks any more, so the timer stops as soon as no waiter is
+  /// left (now, or when the last one leaves).
+  void close() {
+    std::lock_guard lock(mutex_);
+    closed_ = true;
     if (due_.empty() && armed_) {
       armed_.reset();
       timer_.cancel();
     }
   }
+
+  static constexpr auto linger = std::chrono::milliseconds(20);
 
  private:
   void arm(time_point at) {  // mutex_ held
@@ -114,6 +137,7 @@ class wake_timer : public std::enable_shared_from_this<wake_timer> {
   std::multimap<time_point, parked> due_;
   asio::system_timer timer_;         // guarded by mutex_
   std::optional<time_point> armed_;  ///< when timer_ fires next; none while it is idle
+  bool closed_ = false;
 };
 
 /// Suspends until `w` is woken (by a state change) or `wake_at` passes. `q->mutex` must not be
@@ -954,6 +978,7 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
       q->closed = true;
       q->wake_everyone();
     }
+    wake_timer_->close();
     co_return;
   }
 

@@ -9,6 +9,7 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <chrono>
+#include <future>
 #include <mutex>
 #include <qrt/memory.hpp>
 #include <qrt/qrt.hpp>
@@ -226,6 +227,15 @@ TEST(MemoryProvider, WaitingReceiverIsWokenBySendFromAnotherThread) {
   ASSERT_TRUE(*got) << got->error().to_string();
   ASSERT_EQ((*got)->size(), 1u);
   EXPECT_EQ((**got)[0].body, "wake up");
+  // Nothing of the finished receive (the provider's wake timer was set for its 600 s deadline)
+  // keeps the provider's executor busy once the client is closed: the client's destructor,
+  // which waits for that executor's work, does not wait for the deadline.
+  auto closed = std::async(std::launch::async, [gone = std::move(client)]() mutable {
+    gone.close();
+    auto destroyed_here = std::move(gone);
+  });
+  EXPECT_EQ(closed.wait_for(30s), std::future_status::ready)
+      << "a timer of the finished receive kept the provider's executor running";
 }
 
 TEST(MemoryProvider, ReceiveFromSessionQueueWithoutSessionIsRefused) {
