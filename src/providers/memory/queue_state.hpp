@@ -322,9 +322,9 @@ class queue_mutex {
   /// on the sender's thread after the lock is released. Such a string was most often allocated
   /// by a sender, and glibc returns a block freed on another thread to the arena of the thread
   /// that allocated it, under that arena's lock, against the sender's own allocations: when a
-  /// consumer freed the bodies, that lock was the consumer's most frequent sleep (and, with the
-  /// bodies kept, the ids were next). Beyond the bounds below the string is freed here once the
-  /// lock is released.
+  /// consumer freed the bodies, that lock was the consumer's most frequent sleep. (The ids the
+  /// provider assigns are stored inline and never get here; a sender's longer ones do.) Beyond
+  /// the bounds below the string is freed here once the lock is released.
   void discard(std::string&& body) {
     const std::size_t capacity = body.capacity();
     if (capacity <= std::string().capacity()) return;
