@@ -48,10 +48,15 @@ delivery_key key_of(const receipt_handle& r) {
 /// only when a waiter's time is earlier than the one it is set for. A waiter woken by a state
 /// change takes its entry with it. When the last one leaves, the timer is not cancelled but
 /// brought forward to at most `linger` from now: a receiver that parks again within that time
-/// (a consumer between batches) finds it armed and touches neither the timer nor the reactor's
-/// lock, where cancelling and re-arming it on every park had the consumer sleep on that lock
-/// behind the thread running the reactor. An armed timer keeps its io_context's run() from
-/// returning, so run() returns at most `linger` after the last waiter left.
+/// (a consumer between batches) finds it armed and leaves it alone. An armed timer keeps its
+/// io_context's run() from returning, so run() returns at most `linger` after the last waiter
+/// left; closing the provider cancels it.
+///
+/// Setting the timer is never done by the receive or send that asked for it: it is posted to
+/// the timer's executor (apply()). Setting or cancelling an Asio timer takes the reactor's lock,
+/// and beside a thread that works timers all the time (a paced producer) that lock is held
+/// most of the time and is not fair: a consumer that set the timer itself waited there for
+/// 50 µs to over a millisecond in a third of the attempts.
 class wake_timer : public std::enable_shared_from_this<wake_timer> {
  public:
   explicit wake_timer(asio::any_io_executor ex) : timer_(std::move(ex)) {}
@@ -60,7 +65,7 @@ class wake_timer : public std::enable_shared_from_this<wake_timer> {
   void add(const std::shared_ptr<queue_state>& q, const waiter_ptr& w, time_point at) {
     std::lock_guard lock(mutex_);
     due_.emplace(at, parked{q, w, w.get()});
-    if (!armed_ || at < *armed_) arm(at);
+    if (!armed_ || at < *armed_) set(at);
   }
   /// `w`, added for `at`, was woken (or fired): forget it, if fire() has not already.
   void remove(const waiter* w, time_point at) {
@@ -72,16 +77,14 @@ class wake_timer : public std::enable_shared_from_this<wake_timer> {
         break;
       }
     }
-    // Nothing left to wait for: an armed timer keeps its io_context's run() from returning
-    // until it fires, so it fires no later than `linger` from now (see the class comment), or
-    // not at all once the provider is closed.
+    // Nothing left to wait for: the timer fires no later than `linger` from now (see the
+    // class comment), or not at all once the provider is closed.
     if (due_.empty() && armed_) {
       const auto latest = clock::now() + linger;
       if (closed_) {
-        armed_.reset();
-        timer_.cancel();
+        set(std::nullopt);
       } else if (*armed_ > latest) {
-        arm(latest);
+        set(latest);
       }
     }
   }
@@ -91,36 +94,56 @@ class wake_timer : public std::enable_shared_from_this<wake_timer> {
   void close() {
     std::lock_guard lock(mutex_);
     closed_ = true;
-    if (due_.empty() && armed_) {
-      armed_.reset();
-      timer_.cancel();
-    }
+    if (due_.empty() && armed_) set(std::nullopt);
   }
 
   static constexpr auto linger = std::chrono::milliseconds(20);
 
  private:
-  void arm(time_point at) {  // mutex_ held
+  /// Makes `at` the time the timer fires (none: cancelled), by apply() (mutex_ held).
+  void set(std::optional<time_point> at) {
     armed_ = at;
-    timer_.expires_at(at);  // cancels the pending wait, whose handler then does nothing
-    timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
-      if (ec != asio::error::operation_aborted) self->fire();
-    });
+    if (applying_) return;  // the apply() under way (or posted) picks it up
+    applying_ = true;
+    asio::post(timer_.get_executor(), [self = shared_from_this()] { self->apply(); });
+  }
+
+  /// Brings the timer in line with armed_, without mutex_ held while the timer is touched (only
+  /// one apply() runs at a time: applying_), until armed_ stops changing meanwhile.
+  void apply() {
+    std::unique_lock lock(mutex_);
+    for (;;) {
+      const std::optional<time_point> wanted = armed_;
+      lock.unlock();
+      if (wanted) {
+        timer_.expires_at(*wanted);  // cancels the pending wait, whose handler then does nothing
+        timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+          if (ec != asio::error::operation_aborted) self->fire();
+        });
+      } else {
+        timer_.cancel();
+      }
+      lock.lock();
+      if (armed_ == wanted) break;
+    }
+    applying_ = false;
   }
 
   void fire() {
     std::vector<std::pair<std::shared_ptr<queue_state>, waiter_ptr>> woken;
     {
       std::lock_guard lock(mutex_);
-      armed_.reset();
       const auto now = clock::now();
+      // A wait that fired just before apply() set a later time: that later wait stands.
+      if (armed_ && *armed_ > now) return;
+      armed_.reset();
       while (!due_.empty() && due_.begin()->first <= now) {
         auto q = due_.begin()->second.queue.lock();
         auto w = due_.begin()->second.w.lock();
         if (q && w) woken.emplace_back(std::move(q), std::move(w));
         due_.erase(due_.begin());
       }
-      if (!due_.empty()) arm(due_.begin()->first);
+      if (!due_.empty()) set(due_.begin()->first);
     }
     for (auto& [q, w] : woken) {
       std::lock_guard lock(q->mutex);
@@ -135,9 +158,10 @@ class wake_timer : public std::enable_shared_from_this<wake_timer> {
   };
   std::mutex mutex_;
   std::multimap<time_point, parked> due_;
-  asio::system_timer timer_;         // guarded by mutex_
-  std::optional<time_point> armed_;  ///< when timer_ fires next; none while it is idle
+  std::optional<time_point> armed_;  ///< when the timer fires next (once apply() ran); none: idle
+  bool applying_ = false;            ///< an apply() is posted or running
   bool closed_ = false;
+  asio::system_timer timer_;  ///< touched by apply() only
 };
 
 /// Suspends until `w` is woken (by a state change) or `wake_at` passes. `q->mutex` must not be
