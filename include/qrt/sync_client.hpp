@@ -74,7 +74,8 @@ class queue_client {
   result<void> delete_subscription(const queue_name& subscription);
   /// As qrt::queue_client::list_subscriptions.
   result<std::vector<subscription_info>> list_subscriptions(const topic_name& topic);
-  /// As qrt::queue_client::close; then stops the facade's thread.
+  /// As qrt::queue_client::close. The facade's thread stops when the client is destroyed, once
+  /// the provider's pending work (a timer of a served long poll, say) has run out.
   void close();
 
   struct impl;
