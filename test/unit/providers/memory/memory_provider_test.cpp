@@ -8,6 +8,8 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <chrono>
 #include <future>
 #include <mutex>
@@ -499,6 +501,98 @@ TEST(MemoryProvider, QueueFullNamesTheCountLimitInForce) {
     EXPECT_EQ(refused.error().code, errc::queue_full);
     EXPECT_NE(refused.error().message.find(limit), std::string::npos) << refused.error().message;
   }
+}
+
+// Receives that park with waits of different lengths, on four threads, while sends arrive now
+// and then: the provider's one wake timer is moved earlier and later all the time (by a handler
+// it posts, not by the receive). Every receive ends, each message is received exactly once,
+// and run() returns once all are done. A lost deadline would leave a receive parked for good:
+// a watchdog stops the io_context after 60 s and the test fails.
+TEST(MemoryProvider, ParkedReceivesWithMixedWaitsAllEndAndLoseNothing) {
+  qrt::memory::options o;
+  o.queues = {"q"};
+  boost::asio::io_context io;
+  auto provider = qrt::memory::make_provider(o, io.get_executor()).value();
+  const auto q = queue_name::from("q");
+  constexpr int receivers = 16, receives_each = 40, messages = 200;
+
+  std::atomic<int> receives_ended{0}, failures{0};
+  std::mutex seen_mutex;
+  std::multiset<std::string> seen;
+  for (int c = 0; c < receivers; ++c) {
+    boost::asio::co_spawn(
+        io,
+        [&, c]() -> qrt::awaitable<void> {
+          for (int i = 0; i < receives_each; ++i) {
+            const auto wait = std::chrono::milliseconds(1 + (c * 7 + i * 3) % 9);
+            auto got = co_await provider->receive(q, 3, wait);
+            if (!got) {
+              ++failures;
+              co_return;
+            }
+            std::vector<qrt::settlement> done;
+            for (auto& m : *got) {
+              {
+                std::lock_guard lock(seen_mutex);
+                seen.insert(m.body);
+              }
+              done.push_back(qrt::settlement::complete(m.receipt));
+            }
+            auto settled = co_await provider->settle(std::move(done));
+            for (auto& r : settled) failures += r ? 0 : 1;
+            ++receives_ended;
+          }
+        },
+        boost::asio::detached);
+  }
+  boost::asio::co_spawn(
+      io,
+      [&]() -> qrt::awaitable<void> {
+        boost::asio::steady_timer pause(co_await boost::asio::this_coro::executor);
+        for (int i = 0; i < messages; ++i) {
+          std::vector<message> one{text(numbered("m", i))};
+          auto r = co_await provider->send(q, std::move(one), 5s);
+          if (!r || !(*r)[0]) ++failures;
+          if (i % 10 == 9) {  // a pause now and then, so that receives park and time out
+            pause.expires_after(2ms);
+            co_await pause.async_wait(boost::asio::use_awaitable);
+          }
+        }
+      },
+      boost::asio::detached);
+
+  std::promise<void> finished;
+  std::atomic<bool> stopped_by_watchdog{false};
+  std::thread watchdog([&, done = finished.get_future()] {
+    if (done.wait_for(60s) == std::future_status::timeout) {
+      stopped_by_watchdog = true;
+      io.stop();
+    }
+  });
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) threads.emplace_back([&] { io.run(); });
+  for (auto& t : threads) t.join();
+  finished.set_value();
+  watchdog.join();
+
+  ASSERT_FALSE(stopped_by_watchdog) << "a parked receive was never woken";
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_EQ(receives_ended.load(), receivers * receives_each);
+  // Whatever the receives did not take is still in the queue: nothing lost, nothing twice.
+  std::vector<qrt::received_message> rest;
+  for (;;) {
+    std::optional<qrt::result<std::vector<qrt::received_message>>> got;
+    io.restart();
+    boost::asio::co_spawn(
+        io, [&]() -> qrt::awaitable<void> { got = co_await provider->receive(q, 100, 0ms); },
+        boost::asio::detached);
+    io.run();
+    ASSERT_TRUE(got && *got);
+    if ((*got)->empty()) break;
+    for (auto& m : **got) seen.insert(m.body);
+  }
+  EXPECT_EQ(seen.size(), static_cast<std::size_t>(messages));
+  for (int i = 0; i < messages; ++i) EXPECT_EQ(seen.count(numbered("m", i)), 1u) << i;
 }
 
 TEST(MemoryProviderBytes, AccountedBytesNeverExceedTheBudgetUnderConcurrentProducers) {
