@@ -867,6 +867,19 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
         if (budget) budget->remove_waiter();
       }
     } registered;
+    // As a send: once this publish has waited for room in a subscription, it counts there among
+    // the waiting senders until the call ends, and newer sends and publishes store a bounded
+    // number of messages past it (queue_state::may_store). It waits in one subscription at a
+    // time; `q` is that one.
+    struct waiting_registration {
+      queue_ptr q;
+      void release() {
+        if (!q) return;
+        std::lock_guard lock(q->mutex);
+        std::exchange(q, nullptr)->end_send_wait();
+      }
+      ~waiting_registration() { release(); }
+    } waiting;
     for (std::size_t i = 0; i < n; ++i) {
       if (rest) {
         outcomes[i] = *rest;
@@ -926,7 +939,7 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
         for (const auto& q : *targets) {
           q->sweep(now);
           q->mutex.free_retired_bodies();
-          if (!full && !q->has_room(bytes)) full = q.get();
+          if (!full && (!q->has_room(bytes) || !q->may_store(q == waiting.q))) full = q.get();
         }
         bool room = full == nullptr;
         if (room && !targets->empty() && sink_ && !sink_->has_room()) {
@@ -956,6 +969,7 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
           // Pass a wake on where room is left, as send does: the bytes freed for us may fit
           // another waiting sender.
           for (const auto& q : *targets) {
+            q->stored_by_send(q == waiting.q);
             if (q->has_room(0)) q->senders().notify(1);
           }
           break;
@@ -969,15 +983,21 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
         // is what is short: wake_senders() wakes every queue's senders).
         queue_ptr park_on = full ? full->shared_from_this() : targets->front();
         auto w = std::make_shared<waiter>(ex);
-        park_on->senders().add(w);
+        const bool waited_here = park_on == waiting.q;
+        park_on->park_sender(w, waited_here);
         time_point wake_at = deadline;
         if (auto event = park_on->next_event()) wake_at = std::min(wake_at, *event);
         locks.clear();
+        if (!waited_here) {  // it now waits here, and no longer where it waited before
+          waiting.release();
+          waiting.q = park_on;
+        }
         co_await wait_for_change(*wake_timer_, park_on, w, wake_at);
         std::lock_guard relock(park_on->mutex);
         park_on->senders().remove(w);
       }
     }
+    waiting.release();  // before waiting for the log: the next sender may store meanwhile
     // Durable in every subscription before its outcome says so.
     for (std::size_t i = 0; i < n; ++i) {
       if (durable_at[i] == 0) continue;

@@ -209,6 +209,66 @@ TEST(MemoryProvider, NewerSendsOvertakeAWaitingSenderAtMostABoundedNumberOfMessa
   EXPECT_EQ(got[0].body, numbered("late", int(overtaking)));
 }
 
+// The same bound for publishes: a publish waiting for room in a full subscription is overtaken
+// by at most max_overtaking_messages of newer publishes, then stores before them.
+TEST(MemoryProvider, NewerPublishesOvertakeAWaitingPublishAtMostABoundedNumberOfMessages) {
+  constexpr std::size_t overtaking = qrt::memory::detail::queue_state::max_overtaking_messages;
+  const std::size_t room = overtaking + 1;
+  auto client = open({{"max_queue_size", std::to_string(room)}});
+  const auto topic = qrt::topic_name::from("events");
+  ASSERT_TRUE(client.create_topic(topic));
+  const auto sub = queue_name::subscription(topic, "all").value();
+  ASSERT_TRUE(client.create_subscription(sub));
+  auto& provider = *client.async_client().underlying();
+  using publish_result = qrt::result<std::vector<qrt::send_outcome>>;
+  auto publish = [&](std::string prefix, std::size_t count, std::optional<publish_result>& out,
+                     std::chrono::milliseconds timeout) -> qrt::awaitable<void> {
+    std::vector<message> batch;
+    for (std::size_t i = 0; i < count; ++i) batch.push_back(text(numbered(prefix, int(i))));
+    out = co_await provider.publish(topic, std::move(batch), timeout);
+  };
+  boost::asio::io_context fill_io, early_io, late_io;
+  std::optional<publish_result> filled, early, late, impatient;
+  boost::asio::co_spawn(fill_io, publish("fill", room, filled, 0ms), boost::asio::detached);
+  fill_io.run();
+  ASSERT_TRUE(filled && *filled);
+  for (const auto& outcome : **filled) ASSERT_TRUE(outcome) << outcome.error().to_string();
+  boost::asio::co_spawn(early_io, publish("early", 1, early, 60s), boost::asio::detached);
+  early_io.poll();
+  ASSERT_FALSE(early) << "a publish to a full subscription did not wait";
+
+  // Settlements empty the subscription and wake the early publish, which has not run yet...
+  auto taken = client.receive(sub, room, 5s).value();
+  ASSERT_EQ(taken.size(), room);
+  for (auto& m : taken) ASSERT_TRUE(client.complete(m.receipt));
+  // ...when newer publishes arrive: one of room messages that may wait, then one that may not.
+  boost::asio::co_spawn(late_io, publish("late", room, late, 60s), boost::asio::detached);
+  boost::asio::co_spawn(late_io, publish("impatient", 1, impatient, 0ms), boost::asio::detached);
+  late_io.poll();
+  EXPECT_FALSE(late) << "newer publishes took all the room the waiting publish was woken for";
+  ASSERT_TRUE(impatient && *impatient);
+  ASSERT_FALSE((**impatient)[0]) << "a publish that may not wait stored past the bound";
+  EXPECT_EQ((**impatient)[0].error().code, errc::queue_full);
+
+  early_io.restart();
+  early_io.run_for(30s);  // returns as soon as the woken publish finishes
+  ASSERT_TRUE(early && *early);
+  EXPECT_TRUE((**early)[0]) << (**early)[0].error().to_string();
+  auto got = client.receive(sub, room, 5s).value();
+  ASSERT_EQ(got.size(), room) << "full again: the bound's worth, then the early one";
+  EXPECT_EQ(got[overtaking - 1].body, numbered("late", int(overtaking - 1)));
+  EXPECT_EQ(got[overtaking].body, "early0");
+  for (auto& m : got) ASSERT_TRUE(client.complete(m.receipt));
+
+  late_io.restart();
+  late_io.run_for(30s);
+  ASSERT_TRUE(late && *late) << "the later publish was not woken when its turn came";
+  for (const auto& outcome : **late) EXPECT_TRUE(outcome) << outcome.error().to_string();
+  got = client.receive(sub, room, 5s).value();
+  ASSERT_EQ(got.size(), 1u) << "the later publish's last message, stored after the early one";
+  EXPECT_EQ(got[0].body, numbered("late", int(overtaking)));
+}
+
 TEST(MemoryProvider, WaitingReceiverIsWokenBySendFromAnotherThread) {
   auto client = open({{"queues", "q"}});
   const auto q = queue_name::from("q");
