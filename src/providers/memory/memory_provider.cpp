@@ -199,6 +199,19 @@ awaitable<void> spin_for_change(const std::atomic<std::uint64_t>& counter, std::
   } while (counter.load(std::memory_order_relaxed) == seen && clock::now() < until);
 }
 
+/// A send (or publish) that has waited for room in `q` counts among its waiting senders
+/// (queue_state::park_sender) until it ends: newer ones store a bounded number of messages past
+/// it (queue_state::may_store). release() takes the queue's lock, so not while it is held.
+struct send_wait_registration {
+  queue_ptr q;
+  void release() {
+    if (!q) return;
+    std::lock_guard lock(q->mutex);
+    std::exchange(q, nullptr)->end_send_wait();
+  }
+  ~send_wait_registration() { release(); }
+};
+
 /// The log could not make these operations durable: every one that had succeeded reports it.
 template <class Results>
 void fail_acknowledged(Results& results, const error& e) {
@@ -501,15 +514,7 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
     } registered;
     // Once this send has waited for room, it counts among the queue's waiting senders until the
     // loop ends (or the call ends early): newcomers queue behind it.
-    struct waiting_registration {
-      queue_state* q = nullptr;
-      void release() {
-        if (!q) return;
-        std::lock_guard lock(q->mutex);
-        std::exchange(q, nullptr)->end_send_wait();
-      }
-      ~waiting_registration() { release(); }
-    } waiting;
+    send_wait_registration waiting;
     enum class limit { queue, budget, disk } blocked_by = limit::queue;
     while (pending > 0) {
       time_point wake_at{};
@@ -582,7 +587,7 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
         // the consumers that free it, so spinning would only burn a core beside them.
         w = std::make_shared<waiter>(ex);
         q->park_sender(w, waiting.q != nullptr);
-        waiting.q = q.get();
+        waiting.q = q;
         wake_at = deadline;
         if (auto event = q->next_event()) wake_at = std::min(wake_at, *event);
         // Without disk room, the log's space listener wakes us when it deletes a segment.
@@ -868,18 +873,8 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
       }
     } registered;
     // As a send: once this publish has waited for room in a subscription, it counts there among
-    // the waiting senders until the call ends, and newer sends and publishes store a bounded
-    // number of messages past it (queue_state::may_store). It waits in one subscription at a
-    // time; `q` is that one.
-    struct waiting_registration {
-      queue_ptr q;
-      void release() {
-        if (!q) return;
-        std::lock_guard lock(q->mutex);
-        std::exchange(q, nullptr)->end_send_wait();
-      }
-      ~waiting_registration() { release(); }
-    } waiting;
+    // the waiting senders until the call ends. It waits in one subscription at a time.
+    send_wait_registration waiting;
     for (std::size_t i = 0; i < n; ++i) {
       if (rest) {
         outcomes[i] = *rest;
