@@ -77,16 +77,7 @@ class wake_timer : public std::enable_shared_from_this<wake_timer> {
         break;
       }
     }
-    // Nothing left to wait for: the timer fires no later than `linger` from now (see the
-    // class comment), or not at all once the provider is closed.
-    if (due_.empty() && armed_) {
-      const auto latest = clock::now() + linger;
-      if (closed_) {
-        set(std::nullopt);
-      } else if (*armed_ > latest) {
-        set(latest);
-      }
-    }
+    if (due_.empty()) nothing_waits();
   }
 
   /// The provider closed: nothing parks any more, so the timer stops as soon as no waiter is
@@ -94,12 +85,24 @@ class wake_timer : public std::enable_shared_from_this<wake_timer> {
   void close() {
     std::lock_guard lock(mutex_);
     closed_ = true;
-    if (due_.empty() && armed_) set(std::nullopt);
+    if (due_.empty()) nothing_waits();
   }
 
   static constexpr auto linger = std::chrono::milliseconds(20);
 
  private:
+  /// No waiter is left (mutex_ held): the timer fires no later than `linger` from now (see the
+  /// class comment), or not at all once the provider is closed.
+  void nothing_waits() {
+    if (!armed_) return;
+    if (closed_) {
+      set(std::nullopt);
+      return;
+    }
+    const auto latest = clock::now() + linger;
+    if (*armed_ > latest) set(latest);
+  }
+
   /// Makes `at` the time the timer fires (none: cancelled), by apply() (mutex_ held).
   void set(std::optional<time_point> at) {
     armed_ = at;

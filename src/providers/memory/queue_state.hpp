@@ -325,15 +325,15 @@ class queue_mutex {
   /// consumer freed the bodies, that lock was the consumer's most frequent sleep. (The ids the
   /// provider assigns are stored inline and never get here; a sender's longer ones do.) Beyond
   /// the bounds below the string is freed here once the lock is released.
-  void discard(std::string&& body) {
-    const std::size_t capacity = body.capacity();
+  void discard(std::string&& text) {
+    const std::size_t capacity = text.capacity();
     if (capacity <= std::string().capacity()) return;
     if (capacity <= max_retired_body && retired_bytes_ + capacity <= max_retired_bytes) {
       retired_bytes_ += capacity;
-      retired_.push_back(std::move(body));
+      retired_.push_back(std::move(text));
       return;
     }
-    graveyard_.push_back(std::move(body));
+    graveyard_.push_back(std::move(text));
   }
 
   /// Called by a send (the lock held): the retired bodies are freed on its thread once the
