@@ -66,16 +66,10 @@ TEST(AmqpRabbitmqConcurrent, BrokerDropsConnectionsWhileCallsRunOnSeveralThreads
 
   boost::asio::io_context io;
   auto guard = boost::asio::make_work_guard(io);
-  std::vector<std::thread> threads;
-  for (int i = 0; i < 4; ++i) threads.emplace_back([&io] { io.run(); });
-
   auto made = qrt::amqp::make_provider(rabbit(), io.get_executor());
   ASSERT_TRUE(made) << made.error().to_string();
   auto provider = *made;
   const auto q = qrt::queue_name::from("qrt-reconnect-" + std::to_string(::getpid()));
-  auto created = boost::asio::co_spawn(io, provider->create_queue(q, {}), boost::asio::use_future);
-  ASSERT_EQ(created.wait_for(60s), std::future_status::ready);
-  ASSERT_TRUE(created.get());
 
   ledger book;
   qrt::test::counter progress;  // successful sends
@@ -132,6 +126,27 @@ TEST(AmqpRabbitmqConcurrent, BrokerDropsConnectionsWhileCallsRunOnSeveralThreads
       }
     }
   };
+
+  // Everything the coroutines touch is declared above: a failed ASSERT below returns early, and
+  // the io threads must be stopped and joined before any of it is destroyed (and so the failure
+  // is reported instead of std::terminate on a joinable thread).
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 4; ++i) threads.emplace_back([&io] { io.run(); });
+  struct stop_and_join {
+    boost::asio::io_context& io;
+    std::vector<std::thread>& threads;
+    ~stop_and_join() {
+      io.stop();
+      for (auto& t : threads) {
+        if (t.joinable()) t.join();
+      }
+    }
+  } joiner{io, threads};
+
+  auto created = boost::asio::co_spawn(io, provider->create_queue(q, {}), boost::asio::use_future);
+  ASSERT_EQ(created.wait_for(60s), std::future_status::ready);
+  const auto queue_made = created.get();
+  ASSERT_TRUE(queue_made) << queue_made.error().to_string();
 
   std::vector<std::future<void>> running;
   for (int c = 0; c < consumers; ++c) {

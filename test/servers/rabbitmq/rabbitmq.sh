@@ -20,16 +20,32 @@ dir=${2:?usage: rabbitmq.sh start|ctl|stop DIR}
 shift 2
 RABBITMQ_BIN=${RABBITMQ_BIN:-/usr/lib/rabbitmq/bin}
 
-# A TCP port nobody listens on right now (a connect that fails means it's free).
+# A TCP port nobody listens on right now (a connect that fails means it's free), other than the
+# ports given as arguments (the ones this attempt already chose but nobody binds yet). Picked
+# below the kernel's ephemeral range (32768 and up by default): a port in that range can be the
+# source port of the readiness probe's own connect, which then connects to itself and looks like
+# a listener.
 free_port() {
-  local p
+  local p taken=" $* "
   for _ in $(seq 1 200); do
-    p=$((20000 + RANDOM % 40000))
+    p=$((10000 + RANDOM % 22000))
+    [[ $taken == *" $p "* ]] && continue
     if ! (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null; then echo "$p"; return; fi
   done
   echo "rabbitmq.sh: no free port found" >&2
   exit 1
 }
+
+# True when what listens on the AMQP port is an AMQP broker: it answers a protocol header with a
+# protocol header of its own. A bare connect is not enough: epmd or another process could hold
+# the port for a moment.
+amqp_answers() (
+  reply=""
+  exec 3<> "/dev/tcp/127.0.0.1/$AMQP_PORT" || exit 1
+  printf 'AMQP\x03\x01\x00\x00' >&3
+  IFS= read -r -t 5 -N 4 reply <&3 || true
+  [[ $reply == AMQP ]]
+)
 
 load_env() {
   [[ -f "$dir/env" ]] || { echo "rabbitmq.sh: $dir has no running node (no env file)" >&2; exit 1; }
@@ -39,10 +55,13 @@ load_env() {
 
 ctl() { "$RABBITMQ_BIN/rabbitmqctl" -n "$RABBITMQ_NODENAME" "$@"; }
 
-# One attempt to boot the node on fresh ports: 0 when its AMQP port accepts connections, 1 when
+# One attempt to boot the node on fresh ports: 0 when its AMQP port answers as a broker, 1 when
 # it exited early (a port taken between choosing and binding it, say), 2 at the deadline.
 start_attempt() {
-  amqp_port=$(free_port); amqps_port=$(free_port); epmd_port=$(free_port); dist_port=$(free_port)
+  amqp_port=$(free_port)
+  amqps_port=$(free_port "$amqp_port")
+  epmd_port=$(free_port "$amqp_port" "$amqps_port")
+  dist_port=$(free_port "$amqp_port" "$amqps_port" "$epmd_port")
   node="qrt$$-$1@localhost"
   cat > "$dir/rabbitmq.conf" <<CONF
 listeners.tcp.default = 127.0.0.1:$amqp_port
@@ -87,11 +106,11 @@ ENV
   setsid "$RABBITMQ_BIN/rabbitmq-server" > "$dir/server.out" 2>&1 < /dev/null &
   echo $! > "$dir/server.pid"
 
-  # Ready means the AMQP port accepts connections: the listener opens last in the boot.
+  # Ready means the AMQP port answers as a broker: the listener opens last in the boot.
   pid=$(cat "$dir/server.pid")
   ready=0
   while ((SECONDS < deadline)); do
-    if (exec 3<>/dev/tcp/127.0.0.1/$AMQP_PORT) 2>/dev/null; then ready=1; break; fi
+    if amqp_answers 2>/dev/null; then ready=1; break; fi
     kill -0 "$pid" 2>/dev/null || break
     sleep 0.1
   done
