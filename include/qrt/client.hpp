@@ -167,5 +167,8 @@ struct batch_plan {
 };
 /// The batches (and oversized messages) of `messages` under the limits in `caps`.
 batch_plan plan_batches(const std::vector<message>& messages, const capabilities& caps);
+/// True when `messages` go as one batch under the limits in `caps`, none of them too large: what
+/// plan_batches would answer with one batch and no oversized message, without building the plan.
+bool fits_one_batch(const std::vector<message>& messages, const capabilities& caps);
 
 }  // namespace qrt

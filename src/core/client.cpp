@@ -2,6 +2,21 @@
 
 namespace qrt {
 
+bool fits_one_batch(const std::vector<message>& messages, const capabilities& caps) {
+  const std::size_t max_count = caps.max_batch_messages == 0 ? SIZE_MAX : caps.max_batch_messages;
+  const std::size_t max_bytes = caps.max_batch_bytes == 0 ? SIZE_MAX : caps.max_batch_bytes;
+  const std::size_t max_one = caps.max_message_bytes == 0 ? SIZE_MAX : caps.max_message_bytes;
+  std::size_t total = 0;
+  for (std::size_t i = 0; i < messages.size(); ++i) {
+    const std::size_t size = messages[i].wire_size();
+    if (size > max_one) return false;
+    // As plan_batches: a batch's first message opens it whatever its size.
+    if (i > 0 && (i >= max_count || total > max_bytes || size > max_bytes - total)) return false;
+    total += size;
+  }
+  return true;
+}
+
 batch_plan plan_batches(const std::vector<message>& messages, const capabilities& caps) {
   batch_plan plan;
   const std::size_t max_count = caps.max_batch_messages == 0 ? SIZE_MAX : caps.max_batch_messages;
@@ -126,6 +141,16 @@ awaitable<result<std::vector<send_outcome>>> deliver_in_batches(const capabiliti
                                                                 std::vector<message> messages,
                                                                 Deliver deliver) {
   if (messages.empty()) co_return std::vector<send_outcome>{};
+  if (fits_one_batch(messages, c)) {
+    // The common case: one batch within limits goes through as it is, without a plan, an
+    // outcome vector or a copy (a batch send makes none of them, per call).
+    const std::size_t count = messages.size();
+    auto r = co_await deliver(std::move(messages));
+    if (r && r->size() != count) {
+      co_return fail(errc::protocol_error, "provider returned a wrong number of send outcomes");
+    }
+    co_return r;
+  }
   auto plan = plan_batches(messages, c);
   std::vector<send_outcome> outcomes(messages.size(), send_outcome{message_id{}});
   for (auto i : plan.oversized) {
@@ -133,14 +158,6 @@ awaitable<result<std::vector<send_outcome>>> deliver_in_batches(const capabiliti
         fail(errc::message_too_large,
              "message " + std::to_string(i) + " of " + std::to_string(messages[i].wire_size()) +
                  " bytes exceeds the limit of " + std::to_string(c.max_message_bytes) + " bytes");
-  }
-  if (plan.oversized.empty() && plan.batches.size() == 1) {
-    // The common case: one batch within limits goes through without being copied apart.
-    auto r = co_await deliver(std::move(messages));
-    if (r && r->size() != outcomes.size()) {
-      co_return fail(errc::protocol_error, "provider returned a wrong number of send outcomes");
-    }
-    co_return r;
   }
   bool attempted_any = false;
   for (std::size_t b = 0; b < plan.batches.size(); ++b) {

@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include <qrt/client.hpp>
+#include <random>
 
 using qrt::capabilities;
 using qrt::message;
@@ -33,4 +34,25 @@ TEST(BatchPlan, SplitsByBytesAndReportsOversized) {
   EXPECT_EQ(plan.batches[0], (std::vector<std::size_t>{0, 1}));
   EXPECT_EQ(plan.batches[1], (std::vector<std::size_t>{2, 4}));
   EXPECT_EQ(plan.oversized, (std::vector<std::size_t>{3}));
+}
+
+// The send path skips planning when everything fits one batch: that shortcut must agree with
+// the plan on every input, or a batch over the limits would reach the provider whole.
+TEST(BatchPlan, FitsOneBatchAgreesWithThePlan) {
+  std::mt19937 random(20261204);  // fixed: a failure names an input that can be run again
+  std::uniform_int_distribution<std::size_t> count(0, 12), size(0, 120), limit(0, 4);
+  const std::size_t limits[] = {0, 1, 3, 100, 250};  // 0: no limit
+  for (int round = 0; round < 20'000; ++round) {
+    capabilities caps{.max_batch_messages = limits[limit(random)],
+                      .max_batch_bytes = limits[limit(random)],
+                      .max_message_bytes = limits[limit(random)]};
+    std::vector<message> msgs(count(random));
+    for (auto& m : msgs) m.body.assign(size(random), 'x');
+    if (msgs.empty()) continue;  // no batch at all: the send path returns before asking
+    const auto plan = qrt::plan_batches(msgs, caps);
+    const bool one = plan.batches.size() == 1 && plan.oversized.empty();
+    ASSERT_EQ(qrt::fits_one_batch(msgs, caps), one)
+        << "round " << round << ": " << msgs.size() << " messages, limits "
+        << caps.max_batch_messages << "/" << caps.max_batch_bytes << "/" << caps.max_message_bytes;
+  }
 }
