@@ -488,16 +488,17 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
 
     const std::size_t n = messages.size();
     std::vector<send_outcome> outcomes(n, send_outcome{message_id{}});
-    std::vector<bool> done(n, false);
     std::size_t pending = 0;
     for (std::size_t i = 0; i < n; ++i) {
       if (auto invalid = validate(*q, messages[i])) {
         outcomes[i] = std::move(*invalid);
-        done[i] = true;
       } else {
         ++pending;
       }
     }
+    // Messages are stored in order, so every one before `next` is done; from `next` on, the
+    // done ones are those that failed validation, the only outcomes that are errors there.
+    const auto done = [&outcomes](std::size_t i) { return outcomes[i].has_error(); };
 
     const auto deadline = clock::now() + timeout;
     auto ex = co_await asio::this_coro::executor;
@@ -531,14 +532,14 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
           const error gone = q->deleted ? queue_missing(queue) : provider_closed();
           if (pending == n) co_return gone;
           for (std::size_t i = next; i < n; ++i) {
-            if (!done[i]) outcomes[i] = gone;
+            if (!done(i)) outcomes[i] = gone;
           }
           break;
         }
         if (auto failed = log_failure()) {
           if (pending == n) co_return *failed;
           for (std::size_t i = next; i < n; ++i) {
-            if (!done[i]) outcomes[i] = *failed;
+            if (!done(i)) outcomes[i] = *failed;
           }
           break;
         }
@@ -548,7 +549,7 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
         const bool disk_room = !sink_ || sink_->has_room();
         if (!disk_room) blocked_by = limit::disk;
         for (; next < n && disk_room; ++next) {
-          if (done[next]) continue;
+          if (done(next)) continue;
           message& m = messages[next];
           const std::uint64_t bytes = accounted_bytes(m);
           if (!q->has_room(bytes) || !q->may_store(waiting.q != nullptr)) {
@@ -564,10 +565,9 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
           message_id id = m.id;
           q->enqueue(std::move(m), bytes, now, last);
           outcomes[next] = std::move(id);
-          done[next] = true;
           --pending;
         }
-        while (next < n && done[next]) ++next;
+        while (next < n && done(next)) ++next;
         if (last != 0 && (holds.empty() || holds.back().first != last))
           holds.emplace_back(last, next);
         if (pending == 0) {
@@ -582,7 +582,7 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
         if (now >= deadline) {
           const error full = queue_full_error(*q, blocked_by);
           for (std::size_t i = next; i < n; ++i) {
-            if (!done[i]) outcomes[i] = full;
+            if (!done(i)) outcomes[i] = full;
           }
           break;
         }
