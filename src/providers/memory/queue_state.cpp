@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <boost/asio/post.hpp>
+#include <memory>
 #include <qrt/memory.hpp>
 
 namespace qrt::memory::detail {
@@ -73,6 +74,17 @@ void item_table::block_ring::push_back(std::unique_ptr<block> b) {
   (*this)[count_++] = std::move(b);
 }
 
+namespace {
+// An emptied slot becomes a default item again, as `slot = item{}` would make it, but without
+// building a second item and moving a dozen empty members across one by one: the old one is
+// destroyed and a new one made in its place. Making a default item allocates nothing; were it
+// ever to throw, noexcept ends the process rather than leave a destroyed item in the block.
+void start_afresh(item& slot) noexcept {
+  std::destroy_at(&slot);
+  std::construct_at(&slot);
+}
+}  // namespace
+
 void item_table::keep_spare(std::unique_ptr<block> b) {
   if (spares_.size() < max_spare_blocks) spares_.push_back(std::move(b));
 }  // beyond the spares, the block is freed here
@@ -121,7 +133,7 @@ void item_table::erase(std::uint64_t seq) {
   block& b = *blocks_[static_cast<std::size_t>(k)];
   const auto bit = static_cast<unsigned>(offset % block_items);
   if (!((b.used >> bit) & 1u)) return;
-  b.items[bit] = item{};
+  start_afresh(b.items[bit]);
   b.used &= ~(std::uint32_t{1} << bit);
   --in_blocks_;
   trim_front();
@@ -132,7 +144,7 @@ void item_table::retire_front() {
   for (std::size_t i = 0; i < block_items; ++i) {
     if ((b.used >> i) & 1u) {
       old_.emplace_hint(old_.end(), first_ + i, std::move(b.items[i]));
-      b.items[i] = item{};
+      start_afresh(b.items[i]);
       --in_blocks_;
     }
   }
