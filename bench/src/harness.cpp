@@ -416,9 +416,9 @@ awaitable<void> consume(run_state& s, std::size_t index) {
     std::int64_t expected = -1;
     s.first_receive_ns.compare_exchange_strong(expected, ns_since(s.start, t1));
 
+    // The last batch's vector went to settle(): reserved, it is one allocation, not five.
     settles.clear();
-    settles.reserve(
-        r->size());  // the last batch's vector went to settle(): one allocation, not five
+    settles.reserve(r->size());
     std::uint64_t batch_sum = 0, batch_count = 0;
     std::int64_t batch_max = 0;
     for (auto& m : *r) {

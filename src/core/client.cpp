@@ -2,16 +2,31 @@
 
 namespace qrt {
 
+namespace {
+/// A provider's batch limits as plan_batches and fits_one_batch read them (0 in the
+/// capabilities: no limit), and the one rule both split by.
+struct batch_limits {
+  std::size_t messages, bytes, one_message;
+  explicit batch_limits(const capabilities& caps)
+      : messages(caps.max_batch_messages == 0 ? SIZE_MAX : caps.max_batch_messages),
+        bytes(caps.max_batch_bytes == 0 ? SIZE_MAX : caps.max_batch_bytes),
+        one_message(caps.max_message_bytes == 0 ? SIZE_MAX : caps.max_message_bytes) {}
+  bool too_large(std::size_t size) const noexcept { return size > one_message; }
+  /// Whether a message of `size` must open a new batch after one holding `count` messages of
+  /// `batch_bytes`. A batch's first message opens it whatever its size.
+  bool opens_new_batch(std::size_t count, std::size_t batch_bytes,
+                       std::size_t size) const noexcept {
+    return count > 0 && (count >= messages || batch_bytes + size > bytes);
+  }
+};
+}  // namespace
+
 bool fits_one_batch(const std::vector<message>& messages, const capabilities& caps) {
-  const std::size_t max_count = caps.max_batch_messages == 0 ? SIZE_MAX : caps.max_batch_messages;
-  const std::size_t max_bytes = caps.max_batch_bytes == 0 ? SIZE_MAX : caps.max_batch_bytes;
-  const std::size_t max_one = caps.max_message_bytes == 0 ? SIZE_MAX : caps.max_message_bytes;
+  const batch_limits limits(caps);
   std::size_t total = 0;
   for (std::size_t i = 0; i < messages.size(); ++i) {
     const std::size_t size = messages[i].wire_size();
-    if (size > max_one) return false;
-    // As plan_batches: a batch's first message opens it whatever its size.
-    if (i > 0 && (i >= max_count || total > max_bytes || size > max_bytes - total)) return false;
+    if (limits.too_large(size) || limits.opens_new_batch(i, total, size)) return false;
     total += size;
   }
   return true;
@@ -19,18 +34,16 @@ bool fits_one_batch(const std::vector<message>& messages, const capabilities& ca
 
 batch_plan plan_batches(const std::vector<message>& messages, const capabilities& caps) {
   batch_plan plan;
-  const std::size_t max_count = caps.max_batch_messages == 0 ? SIZE_MAX : caps.max_batch_messages;
-  const std::size_t max_bytes = caps.max_batch_bytes == 0 ? SIZE_MAX : caps.max_batch_bytes;
-  const std::size_t max_one = caps.max_message_bytes == 0 ? SIZE_MAX : caps.max_message_bytes;
+  const batch_limits limits(caps);
   std::vector<std::size_t> current;
   std::size_t current_bytes = 0;
   for (std::size_t i = 0; i < messages.size(); ++i) {
     const std::size_t size = messages[i].wire_size();
-    if (size > max_one) {
+    if (limits.too_large(size)) {
       plan.oversized.push_back(i);
       continue;
     }
-    if (!current.empty() && (current.size() >= max_count || current_bytes + size > max_bytes)) {
+    if (limits.opens_new_batch(current.size(), current_bytes, size)) {
       plan.batches.push_back(std::move(current));
       current.clear();
       current_bytes = 0;
