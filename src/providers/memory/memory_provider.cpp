@@ -291,6 +291,8 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
         sink_(std::move(sink)),
         budget_(opts.max_memory_bytes != 0 ? std::make_shared<byte_budget>(opts.max_memory_bytes)
                                            : nullptr),
+        spare_blocks_(
+            std::make_shared<spare_block_allowance>(spare_blocks_for(opts.max_memory_bytes))),
         owner_(next_owner_id.fetch_add(1)),
         wake_timer_(std::make_shared<wake_timer>(executor_)) {
     caps_.sessions = session_support::native;
@@ -391,7 +393,7 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
   queue_ptr make_queue_locked(const queue_name& name, const queue_options& o) {
     auto q = std::make_shared<queue_state>(next_queue_id_++, name, o, opts_.max_queue_size,
                                            opts_.max_dead_letter_queue_size, opts_.max_queue_bytes,
-                                           budget_, sink_.get());
+                                           budget_, spare_blocks_, sink_.get());
     by_id_[q->id()] = q;
     by_name_[name] = q;
     return q;
@@ -1239,6 +1241,8 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
   asio::any_io_executor executor_;
   std::shared_ptr<event_sink> sink_;
   std::shared_ptr<byte_budget> budget_;  ///< null without max_memory_bytes
+  /// Spare item blocks kept beyond each queue's own few, for all of this provider's queues.
+  std::shared_ptr<spare_block_allowance> spare_blocks_;
   std::uint64_t owner_;
   std::shared_ptr<wake_timer> wake_timer_;
   capabilities caps_;

@@ -85,17 +85,46 @@ void start_afresh(item& slot) noexcept {
 }
 }  // namespace
 
+std::size_t spare_blocks_for(std::uint64_t max_memory_bytes) noexcept {
+  std::uint64_t bytes = std::uint64_t{8} << 20;
+  if (max_memory_bytes != 0) bytes = std::min(bytes, max_memory_bytes / 16);
+  return static_cast<std::size_t>(bytes / item_table::block_bytes());
+}
+
+bool spare_block_allowance::try_take() noexcept {
+  std::size_t taken = taken_.load(std::memory_order_relaxed);
+  do {
+    if (taken >= max_) return false;
+  } while (!taken_.compare_exchange_weak(taken, taken + 1, std::memory_order_relaxed));
+  return true;
+}
+
+item_table::~item_table() {
+  if (shared_spares_ && spares_.size() > own_spare_blocks) {
+    shared_spares_->give_back(spares_.size() - own_spare_blocks);
+  }
+}
+
+std::size_t item_table::block_bytes() noexcept {
+  return sizeof(block);
+}
+
 void item_table::keep_spare(std::unique_ptr<block> b) {
-  if (spares_.size() < max_spare_blocks) spares_.push_back(std::move(b));
-}  // beyond the spares, the block is freed here
+  if (spares_.size() < own_spare_blocks || (shared_spares_ && shared_spares_->try_take())) {
+    spares_.push_back(std::move(b));
+  }
+}  // beyond what may be kept, the block is freed here
 
 std::unique_ptr<item_table::block> item_table::new_block() {
   if (!spares_.empty()) {
+    if (spares_.size() > own_spare_blocks) shared_spares_->give_back(1);
     auto b = std::move(spares_.back());
     spares_.pop_back();
     return b;
   }
-  return std::make_unique<block>();
+  // Not make_unique: value-initialising would zero the 14 KB before the items' constructors
+  // write every byte of it that they use.
+  return std::unique_ptr<block>(new block);
 }
 
 item& item_table::emplace(std::uint64_t seq) {
@@ -241,6 +270,7 @@ void ready_list::erase(std::uint64_t seq) {
 queue_state::queue_state(std::uint64_t id, queue_name name, queue_options options,
                          std::size_t max_size, std::size_t max_dead_letters,
                          std::uint64_t max_bytes, std::shared_ptr<byte_budget> budget,
+                         const std::shared_ptr<spare_block_allowance>& spare_blocks,
                          event_sink* sink)
     : mutex(sink),
       id_(id),
@@ -250,7 +280,10 @@ queue_state::queue_state(std::uint64_t id, queue_name name, queue_options option
       max_dead_letters_(max_dead_letters),
       max_bytes_(max_bytes),
       budget_(std::move(budget)),
-      sink_(sink) {}
+      sink_(sink) {
+  main_.items.share_spares(spare_blocks);
+  dlq_.items.share_spares(spare_blocks);
+}
 
 void queue_state::release_bytes() {
   if (budget_) budget_->release(bytes_ + dlq_bytes_);

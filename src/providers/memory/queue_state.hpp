@@ -129,6 +129,36 @@ class byte_budget {
   std::function<void()> wake_;
 };
 
+/// Emptied item blocks kept for reuse beyond the few every queue keeps, counted for all the
+/// queues of one provider. A queue whose depth swings (filled to its limit, drained, filled
+/// again) would otherwise free its blocks on the way down and allocate them again on the way
+/// up; freed together at the top of the heap they go back to the system and return as fresh
+/// pages to fault in, zero and construct. Counted per provider so that what is kept stays
+/// bounded however many queues there are; a table hands its share back when it is destroyed.
+class spare_block_allowance {
+ public:
+  explicit spare_block_allowance(std::size_t max_blocks) noexcept : max_(max_blocks) {}
+  spare_block_allowance(const spare_block_allowance&) = delete;
+  spare_block_allowance& operator=(const spare_block_allowance&) = delete;
+
+  std::size_t max() const noexcept { return max_; }
+  /// Blocks kept against the allowance now.
+  std::size_t taken() const noexcept { return taken_.load(std::memory_order_relaxed); }
+  /// Counts one more kept block if the allowance has room for it.
+  bool try_take() noexcept;
+  void give_back(std::size_t blocks) noexcept {
+    taken_.fetch_sub(blocks, std::memory_order_relaxed);
+  }
+
+ private:
+  const std::size_t max_;
+  std::atomic<std::size_t> taken_{0};
+};
+
+/// The spare blocks one provider keeps at most: 8 MiB of them (the slots of about 18,000
+/// messages), or a sixteenth of `max_memory_bytes` when one is set and that is less.
+std::size_t spare_blocks_for(std::uint64_t max_memory_bytes) noexcept;
+
 enum class item_state : std::uint8_t { scheduled, ready, locked };
 
 struct session_slot;
@@ -173,6 +203,17 @@ class item_table {
   item_table() = default;
   item_table(const item_table&) = delete;
   item_table& operator=(const item_table&) = delete;
+  ~item_table();
+
+  /// Bytes one block of `block_items` items takes (what a spare block keeps allocated).
+  static std::size_t block_bytes() noexcept;
+  /// Lets the table keep more than its own few emptied blocks, as far as `shared` allows.
+  /// Called before the table holds anything.
+  void share_spares(std::shared_ptr<spare_block_allowance> shared) noexcept {
+    shared_spares_ = std::move(shared);
+  }
+  /// Emptied blocks kept for reuse.
+  std::size_t spare_blocks() const noexcept { return spares_.size(); }
 
   std::size_t size() const noexcept { return in_blocks_ + old_.size(); }
   bool empty() const noexcept { return size() == 0; }
@@ -248,9 +289,11 @@ class item_table {
   /// empties them at the front, each in batches, so the two rarely alternate exactly: with a
   /// single spare, the one side freed a block (of 32 items, about 14 KB) that the other
   /// allocated again shortly after, under the queue's lock and often in another thread's
-  /// malloc arena.
+  /// malloc arena. The first `own_spare_blocks` are the table's own; those after them are
+  /// counted against `shared_spares_`.
   std::vector<std::unique_ptr<block>> spares_;
-  static constexpr std::size_t max_spare_blocks = 4;
+  static constexpr std::size_t own_spare_blocks = 4;
+  std::shared_ptr<spare_block_allowance> shared_spares_;
   void keep_spare(std::unique_ptr<block> b);
 };
 
@@ -379,7 +422,8 @@ class queue_state : public std::enable_shared_from_this<queue_state> {
  public:
   queue_state(std::uint64_t id, queue_name name, queue_options options, std::size_t max_size,
               std::size_t max_dead_letters, std::uint64_t max_bytes,
-              std::shared_ptr<byte_budget> budget, event_sink* sink);
+              std::shared_ptr<byte_budget> budget,
+              const std::shared_ptr<spare_block_allowance>& spare_blocks, event_sink* sink);
 
   queue_mutex mutex;
   /// Bumped (under `mutex`) whenever a message becomes ready. A receive that found nothing

@@ -16,6 +16,7 @@ using qrt::memory::detail::item;
 using qrt::memory::detail::item_table;
 using qrt::memory::detail::queue_mutex;
 using qrt::memory::detail::queue_state;
+using qrt::memory::detail::spare_block_allowance;
 
 namespace {
 
@@ -89,6 +90,62 @@ TEST(ItemTable, ReusedItemsStartFresh) {
   EXPECT_EQ(second.stored.delivery_count, 0u);
   EXPECT_EQ(second.lock, 0u);
   EXPECT_EQ(second.state, qrt::memory::detail::item_state::ready);
+}
+
+// A queue filled and drained again and again (a producer that runs ahead to the queue's limit,
+// a consumer that catches up) keeps the blocks it emptied, as far as the allowance its provider
+// shares among its queues lets it: the next fill reuses them, and what is kept never exceeds
+// four blocks per table plus the allowance, however many tables share it.
+TEST(ItemTable, EmptiedBlocksAreKeptWithinTheSharedAllowance) {
+  constexpr std::size_t blocks = 16;
+  constexpr std::size_t per_fill = blocks * item_table::block_items;
+  auto shared = std::make_shared<spare_block_allowance>(8);
+  auto a = std::make_unique<item_table>();
+  item_table b;
+  a->share_spares(shared);
+  b.share_spares(shared);
+  std::uint64_t seq = item_table::block_items;  // each fill takes exactly `blocks` blocks
+  auto fill_and_drain = [&](item_table& t) {
+    const std::uint64_t first = seq;
+    for (std::size_t i = 0; i < per_fill; ++i) add(t, seq++).stored.content.body = "body";
+    EXPECT_EQ(t.size(), per_fill);
+    std::vector<std::uint64_t> expected(per_fill);
+    for (std::size_t k = 0; k < per_fill; ++k) expected[k] = first + k;
+    EXPECT_EQ(sequences(t), expected);
+    for (std::uint64_t s = first; s < seq; ++s) t.erase(s);
+    EXPECT_TRUE(t.empty());
+  };
+
+  fill_and_drain(*a);
+  EXPECT_EQ(a->spare_blocks(), 4 + 8u);  // its own four, then eight counted against the allowance
+  EXPECT_EQ(shared->taken(), 8u);
+  fill_and_drain(*a);  // the same depth again: twelve of its sixteen blocks come from the spares
+  EXPECT_EQ(a->spare_blocks(), 12u);
+  EXPECT_EQ(shared->taken(), 8u);
+
+  fill_and_drain(b);  // the allowance is spent: b keeps only its own four
+  EXPECT_EQ(b.spare_blocks(), 4u);
+  EXPECT_EQ(shared->taken(), 8u);
+
+  // A reused block holds nothing of the message it held before.
+  item& reused = a->emplace(seq);
+  EXPECT_TRUE(reused.stored.content.body.empty());
+  EXPECT_EQ(reused.stored.sequence, 0u);
+  EXPECT_EQ(shared->taken(), 7u);  // one block left the spares for the ring
+
+  a.reset();  // a destroyed table hands its share back, and the next one may keep blocks
+  EXPECT_EQ(shared->taken(), 0u);
+  fill_and_drain(b);
+  EXPECT_EQ(b.spare_blocks(), 4 + 8u);
+  EXPECT_EQ(shared->taken(), 8u);
+}
+
+// Without a shared allowance a table keeps only its own few blocks.
+TEST(ItemTable, WithoutAnAllowanceATableKeepsItsOwnFewBlocks) {
+  item_table t;
+  for (std::uint64_t s = 1; s <= 10 * item_table::block_items; ++s) add(t, s);
+  for (std::uint64_t s = 1; s <= 10 * item_table::block_items; ++s) t.erase(s);
+  EXPECT_EQ(t.spare_blocks(), 4u);
 }
 
 // One message stays while a hundred thousand newer ones come and go: it is still found, the
@@ -187,8 +244,9 @@ struct state_fixture : ::testing::Test {
   }
   std::shared_ptr<qrt::memory::detail::byte_budget> budget =
       std::make_shared<qrt::memory::detail::byte_budget>(1 << 20);
-  std::shared_ptr<queue_state> q = std::make_shared<queue_state>(
-      1, qrt::queue_name::from("q"), options(), 1000, 1000, 0, budget, nullptr);
+  std::shared_ptr<queue_state> q =
+      std::make_shared<queue_state>(1, qrt::queue_name::from("q"), options(), 1000, 1000, 0, budget,
+                                    std::make_shared<spare_block_allowance>(64), nullptr);
   qrt::time_point t0 = qrt::clock::now();
   qrt::memory::detail::lsn last = 0;
 
