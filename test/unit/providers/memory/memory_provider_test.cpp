@@ -293,6 +293,22 @@ TEST(MemoryProvider, ReceiveFromSessionQueueWithoutSessionIsRefused) {
   EXPECT_EQ(send.error().code, errc::invalid_argument);
 }
 
+// A receive asking for no messages is refused before it reaches the queue, and takes nothing.
+TEST(MemoryProvider, ReceiveOfNoMessagesIsRefusedAndTakesNothing) {
+  auto client = open({{"queues", "q"}});
+  ASSERT_TRUE(client.send(queue_name::from("q"), text("stays")));
+  auto refused = client.receive(queue_name::from("q"), 0, 0ms);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, errc::invalid_argument);
+  EXPECT_NE(refused.error().message.find("max_messages"), std::string::npos)
+      << refused.error().message;
+  auto r = client.receive(queue_name::from("q"), 10, 0ms);
+  ASSERT_TRUE(r) << r.error().message;
+  ASSERT_EQ(r->size(), 1u);
+  EXPECT_EQ((*r)[0].body, "stays");
+  EXPECT_EQ((*r)[0].delivery_count, 1u);
+}
+
 TEST(MemoryProvider, CannotSendToADeadLetterQueueOrCreateOne) {
   auto client = open({{"queues", "q"}});
   auto r = client.send(queue_name::from("q").dead_letter(), text("x"));
