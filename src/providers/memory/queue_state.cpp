@@ -366,6 +366,41 @@ void queue_state::sweep(time_point now) {
   }
 }
 
+namespace {
+// fill_fresh() copies or moves qrt::message field by field: a field added there must be added
+// here too.
+struct message_fields {
+  std::string body;
+  std::map<std::string, std::string> attributes;
+  std::optional<session_id> session;
+  std::string correlation_id;
+  std::string content_type;
+  std::string subject;
+  message_id id;
+  std::optional<milliseconds> time_to_live;
+  std::optional<time_point> scheduled_enqueue_time;
+};
+static_assert(sizeof(message_fields) == sizeof(message),
+              "qrt::message changed: copy its new field in fill_fresh()");
+
+/// Fills `to`, a default message, from `from`, copying or moving each field as `from` is
+/// passed. Field by field because `to` is fresh: the fields a message leaves empty (most of
+/// them, usually) need no call. A stored message is moved in on every send and copied out on
+/// every delivery, so this is on the hot path of both.
+template <class Message>
+void fill_fresh(message& to, Message&& from) {
+  to.body = std::forward<Message>(from).body;
+  if (!from.attributes.empty()) to.attributes = std::forward<Message>(from).attributes;
+  if (from.session) to.session = std::forward<Message>(from).session;
+  if (!from.correlation_id.empty()) to.correlation_id = std::forward<Message>(from).correlation_id;
+  if (!from.content_type.empty()) to.content_type = std::forward<Message>(from).content_type;
+  if (!from.subject.empty()) to.subject = std::forward<Message>(from).subject;
+  to.id = std::forward<Message>(from).id;
+  to.time_to_live = from.time_to_live;
+  to.scheduled_enqueue_time = from.scheduled_enqueue_time;
+}
+}  // namespace
+
 std::uint64_t queue_state::enqueue(message&& msg, std::uint64_t bytes, time_point now, lsn& last,
                                    bool logged) {
   const std::uint64_t seq = next_sequence_++;
@@ -374,7 +409,7 @@ std::uint64_t queue_state::enqueue(message&& msg, std::uint64_t bytes, time_poin
   bytes_ += bytes;
   it.stored.sequence = seq;
   it.stored.enqueued_time = now;
-  it.stored.content = std::move(msg);
+  fill_fresh(it.stored.content, std::move(msg));
   if (sink_ && logged) last = std::max(last, sink_->enqueued(name_, it.stored));
   admit(it, now);
   return seq;
@@ -419,23 +454,6 @@ void queue_state::make_ready(item& it, time_point /*now*/) {
   }
 }
 
-namespace {
-// deliver() copies qrt::message field by field: a field added there must be added here too.
-struct message_fields {
-  std::string body;
-  std::map<std::string, std::string> attributes;
-  std::optional<session_id> session;
-  std::string correlation_id;
-  std::string content_type;
-  std::string subject;
-  message_id id;
-  std::optional<milliseconds> time_to_live;
-  std::optional<time_point> scheduled_enqueue_time;
-};
-static_assert(sizeof(message_fields) == sizeof(message),
-              "qrt::message changed: copy its new field in queue_state::deliver()");
-}  // namespace
-
 void queue_state::deliver(item& it, bool dead_letter, time_point now, std::uint64_t owner,
                           lsn& last, std::vector<received_message>& out) {
   it.state = item_state::locked;
@@ -448,20 +466,10 @@ void queue_state::deliver(item& it, bool dead_letter, time_point now, std::uint6
                                            it.stored.sequence, it.stored.delivery_count));
   }
   // Built in place: a received_message is large, and this is the hot path of every receive.
-  // Field by field. The body's copy is allocated on the receiving thread, which is the one that
-  // will most likely free it (see queue_mutex::discard()).
+  // The body's copy is allocated on the receiving thread, which is the one that will most
+  // likely free it (see queue_mutex::discard()).
   received_message& r = out.emplace_back();
-  const message& m = it.stored.content;
-  r.body = m.body;
-  // `r` is fresh: the fields a message leaves empty (most of them, usually) need no call.
-  if (!m.attributes.empty()) r.attributes = m.attributes;
-  r.session = m.session;
-  if (!m.correlation_id.empty()) r.correlation_id = m.correlation_id;
-  if (!m.content_type.empty()) r.content_type = m.content_type;
-  if (!m.subject.empty()) r.subject = m.subject;
-  r.id = m.id;
-  r.time_to_live = m.time_to_live;
-  r.scheduled_enqueue_time = m.scheduled_enqueue_time;
+  fill_fresh(r, it.stored.content);
   r.receipt = receipt_handle{owner, id_, heap_key(dead_letter, it.stored.sequence), it.lock, {}};
   r.delivery_count = it.stored.delivery_count;
   r.enqueued_time = it.stored.enqueued_time;
