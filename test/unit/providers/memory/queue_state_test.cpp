@@ -6,9 +6,11 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <memory>
 #include <mutex>
 #include <qrt/memory.hpp>
+#include <thread>
 #include <vector>
 
 using namespace std::chrono_literals;
@@ -138,6 +140,33 @@ TEST(ItemTable, EmptiedBlocksAreKeptWithinTheSharedAllowance) {
   fill_and_drain(b);
   EXPECT_EQ(b.spare_blocks(), 4 + 8u);
   EXPECT_EQ(shared->taken(), 8u);
+}
+
+// Queues on several threads fill and drain at once against one allowance: what they keep
+// beyond their own four never exceeds it, and all of it comes back when the tables go.
+TEST(ItemTable, ConcurrentTablesNeverKeepMoreThanTheAllowance) {
+  constexpr std::size_t allowance = 6;
+  auto shared = std::make_shared<spare_block_allowance>(allowance);
+  std::atomic<bool> over{false};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      item_table table;
+      table.share_spares(shared);
+      std::uint64_t seq = item_table::block_items;
+      for (int round = 0; round < 200; ++round) {
+        const std::size_t blocks = 1 + static_cast<std::size_t>((round * 7 + t) % 9);
+        const std::uint64_t first = seq;
+        for (std::size_t i = 0; i < blocks * item_table::block_items; ++i) add(table, seq++);
+        if (shared->taken() > allowance) over = true;
+        for (std::uint64_t s = first; s < seq; ++s) table.erase(s);
+        if (shared->taken() > allowance || table.spare_blocks() > 4 + allowance) over = true;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_FALSE(over.load());
+  EXPECT_EQ(shared->taken(), 0u);
 }
 
 // Without a shared allowance a table keeps only its own few blocks.
