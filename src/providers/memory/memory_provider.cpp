@@ -636,11 +636,11 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
     };
     {
       // What is ready already (the usual case while a queue is busy) is taken here, without
-      // the long poll's coroutine frame.
+      // the long poll's coroutine frame; so is the empty answer of a receive that does not wait.
       std::vector<received_message> out;
       std::lock_guard lock(q->mutex);
       if (auto looked = look(started, out); !looked) co_return looked.error();
-      if (!out.empty()) co_return out;
+      if (!out.empty() || started >= deadline) co_return out;
     }
     auto park = [&](const waiter_ptr& w) { q->core(dead_letter).receivers.add(w); };
     auto unpark = [&](const waiter_ptr& w) { q->core(dead_letter).receivers.remove(w); };

@@ -141,7 +141,6 @@ class spare_block_allowance {
   spare_block_allowance(const spare_block_allowance&) = delete;
   spare_block_allowance& operator=(const spare_block_allowance&) = delete;
 
-  std::size_t max() const noexcept { return max_; }
   /// Blocks kept against the allowance now.
   std::size_t taken() const noexcept { return taken_.load(std::memory_order_relaxed); }
   /// Counts one more kept block if the allowance has room for it.
