@@ -491,13 +491,16 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
     const std::size_t n = messages.size();
     std::vector<send_outcome> outcomes(n, send_outcome{message_id{}});
     std::size_t pending = 0;
+    std::size_t unnamed = 0;
     for (std::size_t i = 0; i < n; ++i) {
       if (auto invalid = validate(*q, messages[i])) {
         outcomes[i] = std::move(*invalid);
       } else {
         ++pending;
+        if (messages[i].id.empty()) ++unnamed;
       }
     }
+    std::uint64_t next_id = unnamed ? reserve_message_ids(unnamed) : 0;
     // Messages are stored in order, so every one before `next` is done; from `next` on, the
     // done ones are those that failed validation, the only outcomes that are errors there.
     const auto done = [&outcomes](std::size_t i) { return outcomes[i].has_error(); };
@@ -563,7 +566,7 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
             break;
           }
           q->stored_by_send(waiting.q != nullptr);
-          if (m.id.empty()) m.id = next_message_id();
+          if (m.id.empty()) m.id = message_id_for(next_id++);
           message_id id = m.id;
           q->enqueue(std::move(m), bytes, now, last);
           outcomes[next] = std::move(id);
@@ -962,7 +965,7 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
           blocked_by = limit::budget;
         }
         if (room) {
-          if (m.id.empty()) m.id = next_message_id();
+          if (m.id.empty()) m.id = message_id_for(reserve_message_ids(1));
           outcomes[i] = m.id;
           lsn last = 0;
           // Persisted, one event carries the message and every copy's sequence.
@@ -1218,9 +1221,17 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
 
   /// 15 hex digits: unique per provider instance and short enough to stay in std::string's
   /// inline buffer (no allocation per message).
-  message_id next_message_id() {
-    const std::uint64_t n = id_counter_.fetch_add(1, std::memory_order_relaxed);
-    const std::uint64_t v = (id_prefix_ << 24) ^ n;  // 36 random bits, 24 counting bits
+  /// The first of `count` fresh message ids (message_id_for()): one atomic step per send call
+  /// rather than per message, since concurrent senders share the counter. Ids reserved and then
+  /// not used (a message that could not be stored) are skipped: ids need not be dense.
+  std::uint64_t reserve_message_ids(std::size_t count) {
+    return id_counter_.fetch_add(count, std::memory_order_relaxed);
+  }
+
+  /// The id the provider gives the `n`th message it names: fifteen hex digits, 36 random bits
+  /// of this provider followed by 24 counting bits, so it fits std::string's inline storage.
+  message_id message_id_for(std::uint64_t n) const {
+    const std::uint64_t v = (id_prefix_ << 24) ^ n;
     static constexpr char hex[] = "0123456789abcdef";
     message_id id(15, '0');
     for (int i = 14; i >= 0; --i)
