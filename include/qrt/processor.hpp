@@ -121,7 +121,9 @@ class processor {
 
   /// Graceful shutdown: stop receiving, release prefetched messages, let running handlers
   /// finish until `deadline` passes, then abandon (never dead-letter) what is still running.
-  /// Handlers still running then finish unobserved: their outcome is ignored.
+  /// Handlers still running then finish unobserved: their outcome is ignored. Returns only
+  /// once none of the processor's own calls is inside the provider (the receive in flight ends
+  /// within receive_wait), so the executor it ran on may be destroyed as soon as it returns.
   awaitable<shutdown_report> stop(milliseconds deadline);
 
   /// What it did so far.

@@ -73,7 +73,9 @@ class session_processor {
   /// Starts max_concurrent_sessions workers on `executor`. Once only.
   void start(boost::asio::any_io_executor executor);
   /// Stop accepting sessions; running handlers finish until `deadline`, the rest of each
-  /// session's batch is abandoned (never dead-lettered) and the sessions are released.
+  /// session's batch is abandoned (never dead-lettered) and the sessions are released. Returns
+  /// only once no worker's call is inside the provider (a wait for a session ends within
+  /// accept_wait), so the executor it ran on may be destroyed as soon as it returns.
   awaitable<shutdown_report> stop(milliseconds deadline);
 
   /// What it did so far.

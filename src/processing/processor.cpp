@@ -106,6 +106,8 @@ struct processor::impl : std::enable_shared_from_this<impl> {
   bool started = false;
   bool stopping = false;
   bool loop_running = false;
+  // Calls this processor made to the provider that have not returned yet (see shutdown()).
+  std::size_t calls_in_provider = 0;
   double average_handler_ms = 0;
   bool have_average = false;
   milliseconds typical_lock{0};
@@ -118,6 +120,14 @@ struct processor::impl : std::enable_shared_from_this<impl> {
     stats.*field += n;
   }
   void report(const error& e) { detail::report_to(options.on_error, e); }
+
+  // Every call the processor itself makes to the provider is bracketed by these two, so that
+  // stop() can wait until none is left inside it. Plain calls rather than a guard object: a
+  // frame destroyed with its io_context must not notify anything.
+  void enter_provider() { ++calls_in_provider; }
+  void leave_provider() {
+    if (--calls_in_provider == 0) drained->notify();
+  }
   void note_in_flight() {
     std::lock_guard lock(stats_mutex);
     stats.in_flight = running.size();
@@ -140,7 +150,9 @@ struct processor::impl : std::enable_shared_from_this<impl> {
     if (receipts.empty()) co_return;
     std::vector<settlement> abandons;
     for (auto& r : receipts) abandons.push_back(settlement::abandon(std::move(r)));
+    enter_provider();
     auto results = co_await client.settle(std::move(abandons));
+    leave_provider();
     for (auto& r : results) {
       // A lock that already ran out returns the message by itself: nothing is lost.
       if (!r && r.error().code != errc::receipt_expired) report(r.error());
@@ -170,7 +182,9 @@ struct processor::impl : std::enable_shared_from_this<impl> {
       if (client.caps().max_batch_messages > 0) {
         want = std::min(want, client.caps().max_batch_messages);
       }
+      enter_provider();
       auto received = co_await client.receive(queue, want, options.receive_wait);
+      leave_provider();
       if (!received) {
         if (received.error().code == errc::closed) break;
         report(received.error());
@@ -266,7 +280,9 @@ struct processor::impl : std::enable_shared_from_this<impl> {
     const auto left = t.locked_until - clock::now();
     if (left >= t.lock_duration / lock_margin_divisor) co_return true;
     if (client.caps().lock_renewal) {
+      enter_provider();
       auto renewed = co_await client.renew_lock(t.msg.receipt);
+      leave_provider();
       if (renewed && *renewed - clock::now() >= t.lock_duration / lock_margin_divisor) {
         t.locked_until = *renewed;
         t.msg.locked_until = *renewed;  // not yet shared with the handler
@@ -295,7 +311,9 @@ struct processor::impl : std::enable_shared_from_this<impl> {
         co_await t->renewer_wake.wait_until(next);
         continue;
       }
+      enter_provider();
       auto renewed = co_await client.renew_lock(t->msg.receipt);
+      leave_provider();
       if (t->renewal_done) break;
       if (renewed) {
         t->locked_until = *renewed;
@@ -341,6 +359,10 @@ struct processor::impl : std::enable_shared_from_this<impl> {
       finish(id);
       co_return;
     }
+    if (t->released) {  // shutdown gave it back while its lock was being renewed: not started
+      finish(id);
+      co_return;
+    }
     t->renewer_running = true;
     asio::co_spawn(*strand, keep_renewed(t), asio::detached);
 
@@ -383,6 +405,7 @@ struct processor::impl : std::enable_shared_from_this<impl> {
     t->settling = true;
     result<void> settled;
     processing_outcome done_as;
+    enter_provider();
     if (outcome) {
       settled = co_await client.complete(t->msg.receipt);
       done_as = processing_outcome::completed;
@@ -394,6 +417,7 @@ struct processor::impl : std::enable_shared_from_this<impl> {
       settled = co_await client.abandon(t->msg.receipt);
       done_as = processing_outcome::abandoned;
     }
+    leave_provider();
     if (settled) {
       count(done_as == processing_outcome::completed       ? &processor_stats::completed
             : done_as == processing_outcome::dead_lettered ? &processor_stats::dead_lettered
@@ -407,7 +431,10 @@ struct processor::impl : std::enable_shared_from_this<impl> {
       // whose deliveries stay locked while the link lives (AMQP) it would be held until the
       // link closed. A lost lock needs nothing: the message is already back.
       if ((outcome || !dead_letter_reason.empty()) && still_locked_after(settled.error())) {
-        if (co_await client.abandon(t->msg.receipt)) count(&processor_stats::abandoned);
+        enter_provider();
+        const auto abandoned = co_await client.abandon(t->msg.receipt);
+        leave_provider();
+        if (abandoned) count(&processor_stats::abandoned);
       }
     }
     processed(done_as, handler_duration, outcome);
@@ -461,6 +488,11 @@ struct processor::impl : std::enable_shared_from_this<impl> {
         running_at_stop > out.abandoned_running ? running_at_stop - out.abandoned_running : 0;
     count(&processor_stats::abandoned_at_shutdown, still_running.size());
     co_await release(std::move(still_running));
+    // Nothing of the processor is left inside the provider when stop() returns: the caller may
+    // destroy the executor it ran on at once, and a call that returned later would resume on
+    // it. The receive in flight returns within receive_wait; a renewal or settlement under way
+    // within the provider's own time limits. Handlers still running are not waited for.
+    while (loop_running || calls_in_provider > 0) co_await drained->wait();
     co_return out;
   }
 };

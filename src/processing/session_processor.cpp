@@ -54,6 +54,28 @@ struct session_processor::impl : std::enable_shared_from_this<impl> {
   std::atomic<std::size_t> workers_running{0};
   bool started = false;
 
+  // Calls the workers have made to the provider that have not returned yet; once stop() has
+  // seen none left it seals them off (see shutdown()).
+  std::mutex calls_mutex;
+  std::size_t calls_in_provider = 0;
+  bool calls_sealed = false;
+
+  // Every call a worker makes to the provider is bracketed by these two. False once stop() has
+  // returned: the call is not made (its session was closed by then, or the worker is ending).
+  // Plain calls rather than a guard object: a frame destroyed with its io_context must not
+  // notify anything.
+  bool enter_provider() {
+    std::lock_guard lock(calls_mutex);
+    if (calls_sealed) return false;
+    ++calls_in_provider;
+    return true;
+  }
+  void leave_provider() {
+    std::lock_guard lock(calls_mutex);
+    if (--calls_in_provider == 0)
+      asio::post(*control, [self = shared_from_this()] { self->drained->notify(); });
+  }
+
   std::mutex held_mutex;
   std::map<std::uint64_t, std::shared_ptr<held_session>> held;
   std::uint64_t next_id = 1;
@@ -103,7 +125,9 @@ struct session_processor::impl : std::enable_shared_from_this<impl> {
         co_await s->renewer_wake.wait_until(next);
         continue;
       }
+      if (!enter_provider()) break;
       auto renewed = co_await s->receiver.renew_lock();
+      leave_provider();
       if (s->renewal_done) break;
       if (renewed) {
         s->locked_until = *renewed;
@@ -174,7 +198,9 @@ struct session_processor::impl : std::enable_shared_from_this<impl> {
   // whoever takes the session next).
   awaitable<bool> flush(held_session& s, pending_settlements& pending) {
     if (pending.settlements.empty()) co_return true;
+    if (!enter_provider()) co_return false;  // stop() closed the session: the messages went back
     auto results = co_await s.receiver.settle(std::move(pending.settlements));
+    leave_provider();
     bool all_settled = true;
     for (std::size_t k = 0; k < results.size(); ++k) {
       if (!results[k]) report(results[k].error());
@@ -278,8 +304,10 @@ struct session_processor::impl : std::enable_shared_from_this<impl> {
 
     bool lost = false;
     while (!stopping && !s->lock_lost && !s->released) {
+      if (!enter_provider()) break;
       auto batch = co_await s->receiver.receive(options.max_messages_per_receive,
                                                 options.session_idle_timeout);
+      leave_provider();
       if (!batch) {
         report(batch.error());
         lost = true;
@@ -301,8 +329,9 @@ struct session_processor::impl : std::enable_shared_from_this<impl> {
     s->renewer_wake.notify();
     while (s->renewer_running) co_await s->renewer_exited.wait();
     unhold(id);
-    if (!s->released.exchange(true)) {
+    if (!s->released.exchange(true) && enter_provider()) {
       auto closed = co_await s->receiver.close();
+      leave_provider();
       if (!closed) report(closed.error());
     }
     detail::tell_session(options.on_session, queue, session_event_kind::released);
@@ -313,7 +342,9 @@ struct session_processor::impl : std::enable_shared_from_this<impl> {
     std::uint32_t failures = 0;
     while (!stopping) {
       const auto asked_at = steady::now();
+      if (!enter_provider()) break;
       auto accepted = co_await client.accept_session(queue, std::nullopt, options.accept_wait);
+      leave_provider();
       if (!accepted) {
         const auto& e = accepted.error();
         if (e.code == errc::closed) break;
@@ -353,6 +384,22 @@ struct session_processor::impl : std::enable_shared_from_this<impl> {
       // Closing releases the lock: the session's unsettled messages are available again.
       auto closed = co_await s->receiver.close();
       if (!closed) report(closed.error());
+    }
+    // Nothing of the processor is left inside the provider when stop() returns: the caller may
+    // destroy the executor it ran on at once, and a call that returned later would resume on
+    // it. A worker waiting for a session returns within accept_wait, one in a session's receive
+    // once the session is closed above; a renewal or settlement under way within the
+    // provider's own time limits. Handlers still running are not waited for, and a worker makes
+    // no call once sealed.
+    for (;;) {
+      {
+        std::lock_guard lock(calls_mutex);
+        if (calls_in_provider == 0) {
+          calls_sealed = true;
+          break;
+        }
+      }
+      co_await drained->wait();
     }
     co_return out;
   }
