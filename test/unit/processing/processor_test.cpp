@@ -16,7 +16,7 @@
 #include <set>
 #include <stdexcept>
 
-#include "../support/forwarding_provider.hpp"
+#include "../support/calls_in_flight.hpp"
 #include "../support/wait.hpp"
 
 using namespace std::chrono_literals;
@@ -347,43 +347,15 @@ TEST(Processor, ShutdownDeadlineAbandonsRunningHandlersAndNeverDeadLetters) {
   EXPECT_EQ(f.drain(f.q).size(), 10u);
 }
 
-namespace {
-
-// Counts the receives a processor has made that have not returned yet.
-class receives_in_flight final : public qrt::test::forwarding_provider {
- public:
-  using forwarding_provider::forwarding_provider;
-  qrt::test::counter started;
-  long in_flight() const { return in_flight_.load(); }
-
-  qrt::awaitable<qrt::result<std::vector<qrt::received_message>>> receive(
-      const qrt::queue_name& q, std::size_t max, qrt::milliseconds wait) override {
-    const qrt::queue_name queue = q;
-    ++in_flight_;
-    started.add();
-    auto got = co_await inner_->receive(queue, max, wait);
-    --in_flight_;
-    co_return got;
-  }
-
- private:
-  std::atomic<long> in_flight_{0};
-};
-
-}  // namespace
-
 // Contract P4: once stop() returns, none of the processor's own calls is still inside the
 // provider, so the executor it ran on may be destroyed at once. Here the provider lives on
 // another runtime, as a synchronous client's or a network provider's connection does: a
 // receive that returned after stop() would resume on the destroyed runtime (ASan reports it as
 // a use after free when the provider's wait ends).
 TEST(Processor, StopReturnsOnlyOnceItsCallsInsideTheProviderHaveReturned) {
-  qrt::runtime provider_rt{{.worker_threads = 1}};
-  auto memory =
-      qrt::memory::make_provider(qrt::memory::options::for_testing(), provider_rt.executor())
-          .value();
-  auto counting = std::make_shared<receives_in_flight>(memory);
-  qrt::queue_client client{counting};
+  qrt::test::counted_provider_elsewhere provider;
+  auto& client = provider.client;
+  auto& provider_rt = provider.rt;
   const auto q = qrt::queue_name::from("empty");
   ASSERT_TRUE(provider_rt.block_on(client.create_queue(q, {})));
   {
@@ -394,9 +366,10 @@ TEST(Processor, StopReturnsOnlyOnceItsCallsInsideTheProviderHaveReturned) {
                      },
                      {.receive_wait = 1500ms});
     p.start(rt.executor());
-    ASSERT_TRUE(counting->started.wait_for_at_least(1));
+    ASSERT_TRUE(provider.calls->started.wait_for_at_least(1));
     rt.block_on(p.stop(10ms));
-    EXPECT_EQ(counting->in_flight(), 0) << "stop() returned with a receive inside the provider";
+    EXPECT_EQ(provider.calls->in_flight(), 0)
+        << "stop() returned with a receive inside the provider";
   }
   // The provider goes on serving other callers.
   ASSERT_TRUE(provider_rt.block_on(client.send(q, qrt::message{.body = "after"})));

@@ -15,6 +15,7 @@
 #include <qrt/session_processor.hpp>
 #include <set>
 
+#include "../support/calls_in_flight.hpp"
 #include "../support/forwarding_provider.hpp"
 #include "../support/wait.hpp"
 
@@ -186,43 +187,14 @@ TEST(SessionProcessor, ShutdownReleasesHeldSessionsAndDeadLettersNothing) {
   }
 }
 
-namespace {
-
-// Counts the session accepts a session processor has made that have not returned yet.
-class accepts_in_flight final : public qrt::test::forwarding_provider {
- public:
-  using forwarding_provider::forwarding_provider;
-  qrt::test::counter started;
-  long in_flight() const { return in_flight_.load(); }
-
-  qrt::awaitable<qrt::result<std::shared_ptr<qrt::session_receiver>>> accept_session(
-      const qrt::queue_name& q, std::optional<qrt::session_id> id,
-      qrt::milliseconds wait) override {
-    const qrt::queue_name queue = q;
-    ++in_flight_;
-    started.add();
-    auto got = co_await inner_->accept_session(queue, std::move(id), wait);
-    --in_flight_;
-    co_return got;
-  }
-
- private:
-  std::atomic<long> in_flight_{0};
-};
-
-}  // namespace
-
 // Contract P4: once stop() returns, no worker's call is still inside the provider, so the
 // executor the processor ran on may be destroyed at once. The provider lives on another
 // runtime, as a synchronous client's or a network provider's connection does: an accept that
 // returned after stop() would resume on the destroyed runtime.
 TEST(SessionProcessor, StopReturnsOnlyOnceItsCallsInsideTheProviderHaveReturned) {
-  qrt::runtime provider_rt{{.worker_threads = 1}};
-  auto memory =
-      qrt::memory::make_provider(qrt::memory::options::for_testing(), provider_rt.executor())
-          .value();
-  auto counting = std::make_shared<accepts_in_flight>(memory);
-  qrt::queue_client client{counting};
+  qrt::test::counted_provider_elsewhere provider;
+  auto& client = provider.client;
+  auto& provider_rt = provider.rt;
   const auto q = qrt::queue_name::from("sessions");
   ASSERT_TRUE(provider_rt.block_on(client.create_queue(q, {.requires_session = true})));
   {
@@ -233,9 +205,10 @@ TEST(SessionProcessor, StopReturnsOnlyOnceItsCallsInsideTheProviderHaveReturned)
                              },
                              {.max_concurrent_sessions = 2, .accept_wait = 1500ms});
     p.start(rt.executor());
-    ASSERT_TRUE(counting->started.wait_for_at_least(2));
+    ASSERT_TRUE(provider.calls->started.wait_for_at_least(2));
     rt.block_on(p.stop(10ms));
-    EXPECT_EQ(counting->in_flight(), 0) << "stop() returned with an accept inside the provider";
+    EXPECT_EQ(provider.calls->in_flight(), 0)
+        << "stop() returned with an accept inside the provider";
   }
   ASSERT_TRUE(provider_rt.block_on(
       client.send(q, qrt::message{.body = "after", .session = qrt::session_id::from("s")})));
