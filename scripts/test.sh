@@ -30,9 +30,7 @@ step "API reference from the public headers (Doxygen; a warning fails it)"
 cmake --build --preset asan-ubsan --target docs
 
 step "every test under ASan+UBSan"
-# Two tests per core: most of them wait on their servers (a run at -j4 kept the two cores one
-# core busy on average), and more of them at once also shakes out lifetime races.
-ctest --preset asan-ubsan -j "$((2 * jobs))"
+ctest --preset asan-ubsan -j "$jobs"
 
 step "build + concurrent tests under TSan"
 cmake --preset tsan >/dev/null
