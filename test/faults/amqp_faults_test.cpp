@@ -158,11 +158,16 @@ TEST(FaultAmqp, ABurstOfAThousandConcurrentSendsOpensOneConnection) {
                                           boost::asio::use_future));
   }
   std::size_t sent = 0;
+  std::string first_failure;  // what the first failed send said, so a failure explains itself
   for (auto& f : sends) {
     auto r = f.get();
-    if (r && (*r)[0]) ++sent;
+    if (r && (*r)[0]) {
+      ++sent;
+    } else if (first_failure.empty()) {
+      first_failure = r ? (*r)[0].error().to_string() : r.error().to_string();
+    }
   }
-  EXPECT_EQ(sent, 1000u);
+  EXPECT_EQ(sent, 1000u) << "first failure: " << first_failure;
   EXPECT_EQ(proxy.accepted(), 1u) << "connections opened for the burst";
   rt.block_on(p->close());
 }
