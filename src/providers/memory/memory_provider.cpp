@@ -1219,8 +1219,6 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
     return std::nullopt;
   }
 
-  /// 15 hex digits: unique per provider instance and short enough to stay in std::string's
-  /// inline buffer (no allocation per message).
   /// The first of `count` fresh message ids (message_id_for()): one atomic step per send call
   /// rather than per message, since concurrent senders share the counter. Ids reserved and then
   /// not used (a message that could not be stored) are skipped: ids need not be dense.
@@ -1229,7 +1227,8 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
   }
 
   /// The id the provider gives the `n`th message it names: fifteen hex digits, 36 random bits
-  /// of this provider followed by 24 counting bits, so it fits std::string's inline storage.
+  /// of this provider followed by 24 counting bits, unique per provider instance and short
+  /// enough for std::string's inline storage (no allocation per message).
   message_id message_id_for(std::uint64_t n) const {
     const std::uint64_t v = (id_prefix_ << 24) ^ n;
     static constexpr char hex[] = "0123456789abcdef";
