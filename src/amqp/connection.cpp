@@ -16,6 +16,7 @@
 #include <set>
 
 #include "amqp/asio_transport.hpp"
+#include "core/post_releasing.hpp"
 
 namespace asio = boost::asio;
 
@@ -63,9 +64,11 @@ class completer {
     void complete(T value) {
       if (done) return;
       done = true;
-      asio::post(ex, [h = std::move(handler), v = std::move(value)]() mutable {
-        std::move(h)(std::move(v));
-      });
+      // Called on the connection's thread: the caller's executor is let go of there before
+      // the caller can resume (see post_releasing).
+      qrt::detail::post_releasing(
+          std::move(ex),
+          [h = std::move(handler), v = std::move(value)]() mutable { std::move(h)(std::move(v)); });
     }
     handler_type handler;
     asio::any_io_executor ex;

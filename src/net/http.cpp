@@ -22,6 +22,7 @@
 #include <sstream>
 
 #include "core/connection_meter.hpp"
+#include "core/post_releasing.hpp"
 
 namespace qrt::net {
 
@@ -499,13 +500,6 @@ struct http_pool::impl : std::enable_shared_from_this<http_pool::impl> {
   asio::awaitable<result<std::unique_ptr<connection>>> open(
       std::chrono::steady_clock::time_point deadline) {
     auto c = std::make_unique<connection>();
-    tcp::resolver resolver(executor);
-    auto [rec, results] =
-        co_await resolver.async_resolve(ep.host, std::to_string(ep.port), use_tuple);
-    if (rec) {
-      co_return fail(errc::connection_failed,
-                     "cannot resolve " + ep.to_string() + ": " + rec.message());
-    }
     try {
       // Each connection's stream runs on its own strand: Beast's timeout handler closes the
       // socket on the stream's executor, and on a pool of threads that close could otherwise
@@ -523,18 +517,35 @@ struct http_pool::impl : std::enable_shared_from_this<http_pool::impl> {
       co_return fail(errc::connection_failed,
                      "cannot set up a connection to " + ep.to_string() + ": " + e.what());
     }
-    // Connect and handshake on the stream's strand (see exchange_on_strand).
-    const tcp::resolver::results_type endpoints = results;  // a binding cannot be captured
-    auto connected = co_await asio::co_spawn(
-        c->lowest().get_executor(),
-        [&]() -> asio::awaitable<result<void>> { return connect(*c, endpoints, deadline); },
-        asio::use_awaitable);
+    // Resolve, connect and handshake on the stream's strand (see exchange_on_strand).
+    auto resolve_there = [&]() -> asio::awaitable<resolved> { return resolve(*c); };
+    const resolved found = co_await on_strand_of<resolved>(*c, resolve_there);
+    if (found.error) {
+      co_return fail(errc::connection_failed,
+                     "cannot resolve " + ep.to_string() + ": " + found.error.message());
+    }
+    auto connect_there = [&]() -> asio::awaitable<result<void>> {
+      return connect(*c, found.endpoints, deadline);
+    };
+    auto connected = co_await on_strand_of<result<void>>(*c, connect_there);
     if (!connected) {
       meter.failed();
       co_return connected.error();
     }
     meter.opened();
     co_return std::move(c);
+  }
+
+  struct resolved {
+    boost::system::error_code error;
+    tcp::resolver::results_type endpoints;
+  };
+
+  asio::awaitable<resolved> resolve(connection& c) {
+    tcp::resolver resolver(c.lowest().get_executor());
+    auto [rec, results] =
+        co_await resolver.async_resolve(ep.host, std::to_string(ep.port), use_tuple);
+    co_return resolved{rec, std::move(results)};
   }
 
   asio::awaitable<result<void>> connect(connection& c, const tcp::resolver::results_type& results,
@@ -585,16 +596,38 @@ struct http_pool::impl : std::enable_shared_from_this<http_pool::impl> {
   asio::awaitable<boost::system::error_code> exchange_on_strand(
       connection& c, const outgoing_request& req, response_parser& parser,
       std::chrono::steady_clock::time_point deadline) {
-    return asio::co_spawn(
-        c.lowest().get_executor(),
-        [this, &c, &req, &parser, deadline]() -> asio::awaitable<boost::system::error_code> {
-          c.lowest().expires_at(deadline);
-          const auto ec = c.secure ? co_await exchange(*c.secure, c, req, parser)
-                                   : co_await exchange(*c.plain, c, req, parser);
-          c.lowest().expires_never();  // idle in the pool, it must not time out
-          co_return ec;
-        },
-        asio::use_awaitable);
+    auto there = [this, &c, &req, &parser,
+                  deadline]() -> asio::awaitable<boost::system::error_code> {
+      c.lowest().expires_at(deadline);
+      const auto ec = c.secure ? co_await exchange(*c.secure, c, req, parser)
+                               : co_await exchange(*c.plain, c, req, parser);
+      c.lowest().expires_never();  // idle in the pool, it must not time out
+      co_return ec;
+    };
+    return on_strand_of<boost::system::error_code>(c, std::move(there));
+  }
+
+  /// Runs `op` on `c`'s strand and resumes the caller on its own executor. The strand belongs to
+  /// the pool's executor, which need not be the caller's (a provider made by the blocking
+  /// client, called from a processor on a runtime): the completion is handed back with
+  /// post_releasing, so no copy of the caller's executor stays with the pool's thread.
+  template <class T, class Op>
+  static asio::awaitable<T> on_strand_of(connection& c, Op op) {
+    auto initiation = [strand = c.lowest().get_executor(),
+                       op = std::move(op)](auto handler) mutable {
+      asio::any_io_executor caller = asio::get_associated_executor(handler);
+      asio::co_spawn(strand, std::move(op),
+                     [handler = std::move(handler), caller = std::move(caller)](
+                         std::exception_ptr e, T value) mutable {
+                       qrt::detail::post_releasing(
+                           std::move(caller),
+                           [handler = std::move(handler), e, value = std::move(value)]() mutable {
+                             std::move(handler)(e, std::move(value));
+                           });
+                     });
+    };
+    return asio::async_initiate<const asio::use_awaitable_t<>&, void(std::exception_ptr, T)>(
+        std::move(initiation), asio::use_awaitable);
   }
 
   template <class Stream>

@@ -150,7 +150,7 @@ class wake_timer : public std::enable_shared_from_this<wake_timer> {
     }
     for (auto& [q, w] : woken) {
       std::lock_guard lock(q->mutex);
-      wake(*w);
+      wake(w);
     }
   }
 
@@ -177,7 +177,7 @@ awaitable<void> wait_for_change(wake_timer& timer, const queue_ptr& q, const wai
   // co_await expression twice, so shared_ptr captures there lose a reference. The caller keeps
   // q and w alive until we resume.
   auto initiation = [tp = &timer, qp = q.get(), wp = w.get(), ap = &added, wake_at](auto handler) {
-    auto ex = asio::get_associated_executor(handler, wp->executor);
+    auto ex = asio::get_associated_executor(handler);
     std::lock_guard lock(qp->mutex);
     if (wp->notified) {
       asio::post(ex, std::move(handler));
@@ -593,7 +593,7 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
         }
         // No spin here (unlike receive()): a sender that found no room can go no faster than
         // the consumers that free it, so spinning would only burn a core beside them.
-        w = std::make_shared<waiter>(ex);
+        w = std::make_shared<waiter>();
         q->park_sender(w, waiting.q != nullptr);
         waiting.q = q;
         wake_at = deadline;
@@ -745,7 +745,7 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
           co_return fail(errc::timeout, "no unlocked session with messages in '" + queue.str() +
                                             "' within " + std::to_string(wait.count()) + " ms");
         }
-        w = std::make_shared<waiter>(ex);
+        w = std::make_shared<waiter>();
         q->session_acceptors().add(w);
         wake_at = deadline;
         if (auto event = q->next_event()) wake_at = std::min(wake_at, *event);
@@ -996,7 +996,7 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
         // Wait on the subscription that has no room (any of them when the budget or the disk
         // is what is short: wake_senders() wakes every queue's senders).
         queue_ptr park_on = full ? full->shared_from_this() : targets->front();
-        auto w = std::make_shared<waiter>(ex);
+        auto w = std::make_shared<waiter>();
         const bool waited_here = park_on == waiting.q;
         park_on->park_sender(w, waited_here);
         time_point wake_at = deadline;
@@ -1096,7 +1096,7 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
           seen = q->readied.load(std::memory_order_relaxed);
         } else {
           if (std::exchange(spun, false)) q->receive_spins.record(false);
-          w = std::make_shared<waiter>(ex);
+          w = std::make_shared<waiter>();
           park(w);
           wake_at = deadline;
           if (auto event = q->next_event()) wake_at = std::min(wake_at, *event);

@@ -5,6 +5,8 @@
 #include <memory>
 #include <qrt/memory.hpp>
 
+#include "core/post_releasing.hpp"
+
 namespace qrt::memory::detail {
 namespace {
 
@@ -199,13 +201,19 @@ void item_table::trim_front() {
 
 // ---- waiting ----
 
-void wake(waiter& w) {
-  if (w.handler) {
-    auto h = std::move(*w.handler);
-    w.handler.reset();
-    boost::asio::post(w.handler_executor, std::move(h));
+void wake(const waiter_ptr& w) {
+  if (w->handler) {
+    auto h = std::move(*w->handler);
+    w->handler.reset();
+    // The waker may run on another context's thread: it lets go of the waiting coroutine's
+    // executor before that coroutine resumes, and the waiter (whose flag that is) is released
+    // on the coroutine's side.
+    w->released.store(false, std::memory_order_relaxed);
+    qrt::detail::post_releasing(
+        std::move(w->handler_executor), [h = std::move(h), keep = w]() mutable { std::move(h)(); },
+        w->released);
   } else {
-    w.notified = true;
+    w->notified = true;
   }
 }
 
@@ -218,7 +226,7 @@ void wait_list::notify(std::size_t n) {
   while (n-- > 0 && !waiters_.empty()) {
     auto w = std::move(waiters_.front());
     waiters_.pop_front();
-    wake(*w);
+    wake(w);
   }
 }
 

@@ -28,13 +28,14 @@
 namespace qrt::memory::detail {
 
 /// One suspended receive/send/accept, woken by a state change or by its timer.
+/// It holds the waiting coroutine's executor only while it waits: wake() hands that copy on
+/// with the handler, and the thread that wakes it may belong to another execution context.
 struct waiter : std::enable_shared_from_this<waiter> {
-  explicit waiter(boost::asio::any_io_executor ex) : executor(std::move(ex)) {}
-  boost::asio::any_io_executor executor;  ///< the waiting coroutine's, if its handler has none
   // Guarded by the owning queue's mutex.
   std::optional<boost::asio::any_completion_handler<void()>> handler;
   boost::asio::any_io_executor handler_executor;
   bool notified = false;
+  std::atomic<bool> released{false};  ///< for post_releasing in wake()
 };
 using waiter_ptr = std::shared_ptr<waiter>;
 
@@ -54,7 +55,7 @@ class wait_list {
 };
 
 /// Wakes one waiter (mutex held): completes its handler, or marks it so it won't sleep.
-void wake(waiter& w);
+void wake(const waiter_ptr& w);
 
 /// Whether spinning briefly before parking (memory_provider.cpp) pays on one queue: a spin that
 /// saw what it waited for scores +1, one that ran out -4. At zero the waiters park at once,

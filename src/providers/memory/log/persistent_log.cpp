@@ -17,6 +17,8 @@
 #include <iostream>
 #include <set>
 
+#include "core/post_releasing.hpp"
+
 namespace qrt::memory::log {
 namespace {
 
@@ -532,15 +534,21 @@ void persistent_log::resume_all(std::vector<waiter> ready, const result<void>& o
   for (std::size_t first = 0; first < ready.size(); ++first) {
     if (!ready[first].resume) continue;  // already taken into an earlier executor's group
     std::vector<std::function<void(result<void>)>> group;
+    // The group's other copies of the executor go with it and are let go of on the caller's
+    // side: this (writer) thread must hold none once a caller can resume (post_releasing).
+    std::vector<boost::asio::any_io_executor> copies;
     for (std::size_t i = first; i < ready.size(); ++i) {
       if (ready[i].resume && ready[i].executor == ready[first].executor) {
         group.push_back(std::move(ready[i].resume));
         ready[i].resume = nullptr;
+        if (i != first) copies.push_back(std::move(ready[i].executor));
       }
     }
-    boost::asio::post(ready[first].executor, [group = std::move(group), outcome]() mutable {
-      for (auto& resume : group) resume(outcome);
-    });
+    qrt::detail::post_releasing(
+        std::move(ready[first].executor),
+        [group = std::move(group), copies = std::move(copies), outcome]() mutable {
+          for (auto& resume : group) resume(outcome);
+        });
   }
 }
 
