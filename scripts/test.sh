@@ -30,7 +30,8 @@ step "API reference from the public headers (Doxygen; a warning fails it)"
 cmake --build --preset asan-ubsan --target docs
 
 step "every test under ASan+UBSan"
-ctest --preset asan-ubsan -j "$jobs"
+# Two per core: most tests wait on their servers (docs/adr/0011-test-stages.md).
+ctest --preset asan-ubsan -j "$((2 * jobs))"
 
 step "build + concurrent tests under TSan"
 cmake --preset tsan >/dev/null

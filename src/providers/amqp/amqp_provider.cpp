@@ -1,6 +1,10 @@
 // The generic amqp provider: qrt::provider over one detail::connection. Its configuration
 // keys are in options.cpp.
 #include <atomic>
+#include <boost/asio/any_completion_handler.hpp>
+#include <boost/asio/associated_executor.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <map>
 #include <mutex>
 #include <proton/annotation_key.hpp>
@@ -12,6 +16,7 @@
 #include "amqp/mapping.hpp"
 #include "amqp/message_codec.hpp"
 #include "core/borrowing_provider.hpp"
+#include "core/post_releasing.hpp"
 #include "core/random_id.hpp"
 #include "providers/amqp/options.hpp"
 
@@ -435,15 +440,84 @@ class amqp_provider final : public qrt::detail::provider_that_borrows {
 
   /// With verify_queue_exists: once per queue and connection, attach a creditless receiver to
   /// prove the queue exists (the broker refuses the attach with amqp:not-found otherwise).
+  /// Concurrent first sends to one address share one probe (a burst of a thousand would
+  /// otherwise open and close a thousand links, each on a session of its own): the first runs
+  /// it, the others wait for its outcome.
+  struct probe_in_flight {
+    // Guarded by the provider's mutex.
+    bool done = false;
+    result<void> outcome;
+    std::vector<std::pair<boost::asio::any_io_executor,
+                          boost::asio::any_completion_handler<void(result<void>)>>>
+        waiting;
+  };
+
   awaitable<result<void>> verify_exists(const queue_name& queue, const std::string& to,
                                         milliseconds timeout) {
     if (!opts_.verify_queue_exists) co_return result<void>{};
+    std::shared_ptr<probe_in_flight> running;  // another call's probe of `to`, if any
+    std::shared_ptr<probe_in_flight> mine;
     {
       std::lock_guard lock(mutex_);
       auto it = verified_.find(to);
       if (it != verified_.end() && it->second == conn_->generation()) co_return result<void>{};
+      auto& slot = probing_[to];
+      if (slot) {
+        running = slot;
+      } else {
+        slot = mine = std::make_shared<probe_in_flight>();
+      }
     }
-    // A link of its own per call: concurrent first sends must not close each other's probe.
+    if (running) {
+      // Raw pointers: GCC 12 destroys a co_await expression's lambda captures twice. `running`
+      // keeps the probe alive until this returns.
+      auto join = [self = this, probe = running.get()](auto handler) {
+        boost::asio::any_io_executor ex = boost::asio::get_associated_executor(handler);
+        std::lock_guard lock(self->mutex_);
+        if (probe->done) {
+          boost::asio::post(ex, [h = std::move(handler), r = probe->outcome]() mutable {
+            std::move(h)(std::move(r));
+          });
+        } else {
+          probe->waiting.emplace_back(std::move(ex), std::move(handler));
+        }
+      };
+      co_return co_await boost::asio::async_initiate<const boost::asio::use_awaitable_t<>&,
+                                                     void(result<void>)>(
+          join, boost::asio::use_awaitable);
+    }
+    // Whatever ends this frame (an answer, or its context destroyed mid-probe) hands the outcome
+    // to the calls that joined, so none of them waits forever.
+    struct hand_over {
+      amqp_provider* self;
+      std::string to;
+      std::shared_ptr<probe_in_flight> probe;
+      result<void> outcome =
+          fail(errc::closed, "amqp: the call probing whether the queue exists ended unanswered");
+      ~hand_over() {
+        decltype(probe->waiting) waiting;
+        {
+          std::lock_guard lock(self->mutex_);
+          if (auto it = self->probing_.find(to); it != self->probing_.end() && it->second == probe)
+            self->probing_.erase(it);
+          probe->done = true;
+          probe->outcome = outcome;
+          waiting = std::move(probe->waiting);
+        }
+        for (auto& [ex, h] : waiting) {
+          qrt::detail::post_releasing(std::move(ex), [h = std::move(h), r = outcome]() mutable {
+            std::move(h)(std::move(r));
+          });
+        }
+      }
+    } finish{this, to, std::move(mine)};
+    finish.outcome = co_await probe_exists(queue, to, timeout);
+    co_return finish.outcome;
+  }
+
+  awaitable<result<void>> probe_exists(const queue_name& queue, const std::string& to,
+                                       milliseconds timeout) {
+    // A link of its own per probe: a probe that ends must not close another's.
     const std::string link = "probe:" + std::to_string(next_link_++) + ":" + to;
     detail::receiver_spec spec;
     spec.address = to;
@@ -469,8 +543,9 @@ class amqp_provider final : public qrt::detail::provider_that_borrows {
   capabilities caps_;
   std::atomic<std::uint64_t> next_link_{1};
   std::mutex mutex_;
-  std::map<std::string, std::uint64_t> verified_;           ///< address -> connection generation
-  std::map<std::string, subscription_link> subscriptions_;  ///< by path
+  std::map<std::string, std::uint64_t> verified_;  ///< address -> connection generation
+  std::map<std::string, std::shared_ptr<probe_in_flight>> probing_;  ///< address -> its probe
+  std::map<std::string, subscription_link> subscriptions_;           ///< by path
 };
 
 }  // namespace

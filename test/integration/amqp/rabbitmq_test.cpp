@@ -429,6 +429,58 @@ TEST_F(amqp_rabbitmq, prefetch_is_bounded_by_the_clients_byte_budget) {
 // A burst of sends to more queues than the link cap: every send is stored, and the connection
 // never holds more links than the cap (idle senders are closed to make room, and sends wait for
 // one while every link is busy).
+// Concurrent first sends to one queue share one check that the queue exists. Measured in the
+// bytes the provider writes: a burst costs about what the same sends cost one after another,
+// not one more probe link (a session, an attach and a detach) per send. A thousand probes at
+// once also made RabbitMQ 3.10 send frames for links Proton no longer knew.
+TEST_F(amqp_rabbitmq, concurrent_first_sends_to_a_queue_share_one_existence_check) {
+  auto sent_bytes = [&] { return provider_->connections().bytes_sent; };
+  auto spawn_send = [&](const qrt::queue_name& q) {
+    std::vector<qrt::message> one(1);
+    one[0].body = "x";
+    return boost::asio::co_spawn(io_.executor(), provider_->send(q, std::move(one), 30s),
+                                 boost::asio::use_future);
+  };
+  // What a first send to a queue costs (the check, the sender link, the message) and a later one.
+  auto first_start = sent_bytes();
+  ASSERT_TRUE(spawn_send(queue_).get());
+  const auto first = sent_bytes() - first_start;
+  auto later_start = sent_bytes();
+  ASSERT_TRUE(spawn_send(queue_).get());
+  const auto later = sent_bytes() - later_start;
+  ASSERT_GT(first, later);
+
+  const auto fresh = qrt::queue_name::from(unique_queue());
+  ASSERT_TRUE(io_.run(provider_->create_queue(fresh, {})));
+  constexpr std::uint64_t burst = 50;
+  const auto burst_start = sent_bytes();
+  std::vector<std::future<qrt::result<std::vector<qrt::send_outcome>>>> sends;
+  for (std::uint64_t i = 0; i < burst; ++i) sends.push_back(spawn_send(fresh));
+  for (auto& f : sends) {
+    auto r = f.get();
+    ASSERT_TRUE(r) << r.error().to_string();
+    EXPECT_TRUE(r->at(0)) << r->at(0).error().to_string();
+  }
+  const auto written = sent_bytes() - burst_start;
+  // One probe each would add about (burst - 1) * (first - later); allow a few.
+  EXPECT_LT(written, first + (burst - 1) * later + 5 * (first - later))
+      << "first send " << first << " bytes, later sends " << later << " bytes each";
+  EXPECT_EQ(broker_count_reaching(fresh.str(), "messages", static_cast<long>(burst)),
+            static_cast<long>(burst));
+
+  // Callers that joined a check that fails get its answer, naming the queue.
+  const auto missing = qrt::queue_name::from(unique_queue());
+  std::vector<std::future<qrt::result<std::vector<qrt::send_outcome>>>> refused;
+  for (int i = 0; i < 20; ++i) refused.push_back(spawn_send(missing));
+  for (auto& f : refused) {
+    ASSERT_EQ(f.wait_for(60s), std::future_status::ready) << "a send to a missing queue hung";
+    auto r = f.get();
+    ASSERT_FALSE(r) << "a send to a missing queue succeeded";
+    EXPECT_EQ(r.error().code, errc::queue_not_found) << r.error().to_string();
+    EXPECT_NE(r.error().message.find(missing.str()), std::string::npos) << r.error().to_string();
+  }
+}
+
 TEST_F(amqp_rabbitmq, a_burst_of_sends_to_many_queues_stays_within_the_link_cap) {
   constexpr std::size_t queues = 12;
   constexpr std::size_t per_queue = 3;

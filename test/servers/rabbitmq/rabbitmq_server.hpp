@@ -39,7 +39,12 @@ class rabbitmq_server {
   ~rabbitmq_server() {
     try {
       run({"stop", dir_});
-      std::filesystem::remove_all(dir_);
+      // QRT_KEEP_RABBITMQ_LOGS=1 keeps the node's folder (its logs) for a failure to be read.
+      if (const char* keep = std::getenv("QRT_KEEP_RABBITMQ_LOGS"); keep && *keep == '1') {
+        std::fprintf(stderr, "rabbitmq: node folder kept at %s\n", dir_.c_str());
+      } else {
+        std::filesystem::remove_all(dir_);
+      }
     } catch (...) {
     }
   }
