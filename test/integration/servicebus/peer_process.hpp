@@ -27,6 +27,7 @@ class servicebus_peer {
 
  private:
   pid_t pid_ = -1;
+  int stdin_ = -1;  ///< the peer's stdin, held open: it exits when this process is gone
   std::uint16_t port_ = 0;
 };
 
