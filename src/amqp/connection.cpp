@@ -161,9 +161,10 @@ connection::~connection() {
 asio::awaitable<void> connection::close() {
   using T = result<void>;
   if (impl_->closed.exchange(true)) co_return;
+  // Completes once the broker has answered the close frame (or close_timeout passed), so
+  // that what was settled before close() has reached it.
   auto fn = [](engine& e, completer<T> done) {
-    e.shutdown(now());
-    done(result<void>{});
+    e.shutdown(now(), [done] { done(result<void>{}); });
   };
   auto op = on_strand<T>(impl_, std::move(fn), after_close::run);
   (void)co_await std::move(op);

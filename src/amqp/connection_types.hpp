@@ -36,6 +36,11 @@ struct endpoint {
   std::string virtual_host;     ///< open frame's hostname; empty: host
   milliseconds idle_timeout{60'000};
   milliseconds connect_timeout{10'000};
+  /// How long close() waits for the broker to answer its close frame. The answer comes only
+  /// after the broker has read every frame before it (settlements the broker never confirms
+  /// included), so the stream is not cut off under them; a broker that does not answer in
+  /// time is hung up on.
+  milliseconds close_timeout{2'000};
   milliseconds reconnect_initial_delay{100};  ///< first back-off after a failed attempt
   milliseconds reconnect_max_delay{5'000};
   std::string container_id;  ///< empty: generated

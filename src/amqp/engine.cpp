@@ -45,7 +45,8 @@ void engine::core::drop_finished_deadlines() {
 }
 
 void engine::core::run_due() {
-  while (!shutting_down && !deadlines.empty() && deadlines.begin()->first <= now) {
+  while ((!shutting_down || closing_gracefully) && !deadlines.empty() &&
+         deadlines.begin()->first <= now) {
     auto fn = std::move(deadlines.begin()->second.fn);
     deadlines.erase(deadlines.begin());
     fn();
@@ -220,8 +221,8 @@ engine::usage engine::current_usage() const {
   return u;
 }
 
-void engine::shutdown(time_point now) {
-  run(*core_, now, [&] { core_->shutdown(); });
+void engine::shutdown(time_point now, std::function<void()> closed) {
+  run(*core_, now, [&] { core_->shutdown(std::move(closed)); });
 }
 
 std::optional<std::uint64_t> engine::take_stream_request() {

@@ -80,9 +80,12 @@ class engine {
   void request(std::string node, proton::message request, milliseconds timeout, time_point now,
                callback<result<proton::message>> done);
   usage current_usage() const;
-  /// Closes the connection (its close frame goes to take_closing) and fails every pending call
-  /// with errc::closed. Nothing runs after it: later calls fail with errc::closed.
-  void shutdown(time_point now);
+  /// Closes the connection and fails every pending call with errc::closed; later calls fail
+  /// with errc::closed. An open connection closes gracefully: its close frame goes out on the
+  /// stream, which is kept (calls still pending may still complete) until the broker answers
+  /// or endpoint::close_timeout passes; then the stream goes to take_closing and `closed` runs.
+  /// Otherwise at once. A second call's `closed` runs when the first's does.
+  void shutdown(time_point now, std::function<void()> closed = {});
 
   // ---- the byte stream of each connection attempt ----
 

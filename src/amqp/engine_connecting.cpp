@@ -146,19 +146,24 @@ void core::on_connection_error(proton::connection& c) {
 
 void core::on_connection_close(proton::connection& c) {
   if (c != conn) return;
-  if (!shutting_down) {
+  if (closing_gracefully) {
+    finish_shutdown();  // the broker's answer to our close frame
+  } else if (!shutting_down) {
     connection_lost(fail(errc::connection_failed,
                          "the broker closed the connection to '" + where.display() + "'"));
   }
 }
 
 void core::on_transport_close(proton::transport& t) {
-  if (t.connection() != conn || shutting_down) return;
+  if (t.connection() != conn) return;
+  if (closing_gracefully) return finish_shutdown();
+  if (shutting_down) return;
   connection_lost(
       fail(errc::connection_failed, "the connection to '" + where.display() + "' dropped"));
 }
 
 void core::connection_lost(error e) {
+  if (closing_gracefully) return finish_shutdown();  // lost while closing: closed all the same
   if (conn_state == state::disconnected && !conn) return;
   e.kind = e.code == errc::permission ? error_kind::permanent : error_kind::transient;
   if (e.code != errc::closed && observe) observe(false);  // closed: qrt closed it itself
@@ -206,16 +211,63 @@ void core::connection_lost(error e) {
   rpc_by_name.clear();
 }
 
-void core::shutdown() {
+void core::shutdown(std::function<void()> closed) {
+  if (closed) {
+    if (shutdown_finished) {
+      closed();
+      return;
+    }
+    closed_waiters.push_back(std::move(closed));
+  }
   if (shutting_down) return;
   shutting_down = true;
-  if (conn) {
-    conn.close();  // the close frame goes out before the stream closes (retire)
-    if (io) {
-      try {
-        io->driver.dispatch();
-      } catch (const std::exception&) {  // closing anyway: connection_lost below reports it
-      }
+  if (conn && conn_state == state::open && io) {
+    // Settlements sent settled (a broker in rcv-settle-mode first never confirms them) are
+    // only as safe as the frames that carry them: hung up on too early, the broker may drop
+    // what it has not processed, and those messages are delivered again. A broker may also
+    // process a session's frames apart from the connection's (RabbitMQ 3.10 answers the close
+    // frame while a session still has dispositions queued). So every session is ended first,
+    // and the broker's end, which comes after it processed that session's frames, is waited
+    // for; then the close frame, and the broker's answer to it; all within close_timeout.
+    closing_gracefully = true;
+    after(where.close_timeout, [this] { finish_shutdown(); });
+    for (proton::session s : conn.sessions()) {
+      if (s.active()) s.close();
+    }
+    close_when_sessions_ended();
+    try {
+      io->driver.dispatch();
+    } catch (const std::exception&) {
+      finish_shutdown();
+    }
+    return;
+  }
+  finish_shutdown();
+}
+
+void core::close_when_sessions_ended() {
+  if (!closing_gracefully || !conn || !conn.active()) return;
+  for (proton::session s : conn.sessions()) {
+    if (!s.closed() && !s.uninitialized()) return;  // its end is still to come
+  }
+  conn.close();  // answered in on_connection_close
+}
+
+void core::session_ended(proton::session& ssn) {
+  if (closing_gracefully) return close_when_sessions_ended();
+  session_gone(ssn);
+}
+
+void core::finish_shutdown() {
+  if (shutdown_finished) return;
+  shutdown_finished = true;
+  shutting_down = true;
+  closing_gracefully = false;
+  if (conn && conn.active()) {
+    conn.close();  // not closed yet (a session never ended, or not open): the frame goes out
+    try {
+      if (io) io->driver.dispatch();
+    } catch (const std::exception&) {  // closing anyway
     }
   }
   connection_lost(closed_error());
@@ -224,6 +276,9 @@ void core::shutdown() {
   const error e = closed_error();
   for (auto& w : waiters) w.fn(&e);
   deadlines.clear();
+  auto closed = std::move(closed_waiters);
+  closed_waiters.clear();
+  for (auto& fn : closed) fn();
 }
 
 }  // namespace qrt::amqp::detail

@@ -194,6 +194,11 @@ struct engine::core : proton::messaging_handler {
   bool attempt_scheduled = false;
   std::optional<error> last_error;
   bool shutting_down = false;
+  /// Shut down while open: the close frame is out and the stream is kept until the broker
+  /// answers it or close_timeout passes (shutdown()).
+  bool closing_gracefully = false;
+  bool shutdown_finished = false;
+  std::vector<std::function<void()>> closed_waiters;  ///< told when shutdown has finished
 
   struct open_waiter {
     std::function<void(const error*)> fn;
@@ -524,8 +529,11 @@ struct engine::core : proton::messaging_handler {
 
   static void end_link(proton::link link);
 
-  void on_session_error(proton::session& ssn) override { session_gone(ssn); }
-  void on_session_close(proton::session& ssn) override { session_gone(ssn); }
+  void on_session_error(proton::session& ssn) override { session_ended(ssn); }
+  void on_session_close(proton::session& ssn) override { session_ended(ssn); }
+  /// A session's end came from the broker: its links are gone, or (closing gracefully) one
+  /// fewer session to wait for before the close frame.
+  void session_ended(proton::session& ssn);
 
   void session_gone(proton::session& ssn);
 
@@ -535,7 +543,11 @@ struct engine::core : proton::messaging_handler {
 
   // ---------- shutdown ----------
 
-  void shutdown();
+  void shutdown(std::function<void()> closed);
+  /// Closing gracefully: once the broker has ended every session, the close frame goes out.
+  void close_when_sessions_ended();
+  /// The stream is let go and every pending call fails with errc::closed; closed_waiters run.
+  void finish_shutdown();
 };
 
 /// The engine's files define the members as `core::...`.

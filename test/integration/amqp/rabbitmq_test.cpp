@@ -168,6 +168,50 @@ TEST_F(amqp_rabbitmq, complete_removes_the_message) {
   EXPECT_FALSE(provider_->caps().confirmed_settlement);
 }
 
+// RabbitMQ confirms no settlement: a completion travels in a disposition frame the provider
+// sends settled, and close() must not cut it off. Every message completed before close()
+// stays completed: a later consumer finds none of them (before close() ended each session and
+// waited for the broker's answer, the last few batches came back in most runs). Several rounds,
+// since a lost frame depends on how far the broker had got when the connection went.
+TEST_F(amqp_rabbitmq, completions_made_just_before_close_reach_the_broker) {
+  constexpr std::size_t rounds = 5;
+  constexpr std::size_t per_round = 1000;
+  for (std::size_t round = 0; round < rounds; ++round) {
+    for (std::size_t sent = 0; sent < per_round;) {
+      std::vector<qrt::message> batch;
+      for (; batch.size() < 100 && sent < per_round; ++sent) {
+        qrt::message m;
+        m.body = std::to_string(round) + "/" + std::to_string(sent);
+        batch.push_back(std::move(m));
+      }
+      auto outcomes = io_.run(provider_->send(queue_, std::move(batch), 10s));
+      ASSERT_TRUE(outcomes) << outcomes.error().to_string();
+      for (auto& o : *outcomes) ASSERT_TRUE(o) << o.error().to_string();
+    }
+    auto consumer = make(rabbit(100));
+    std::size_t completed = 0;
+    while (completed < per_round) {
+      auto got = receive(*consumer, 100, 5s);
+      ASSERT_FALSE(got.empty()) << "round " << round << ": " << completed << " completed";
+      std::vector<qrt::settlement> done;
+      for (auto& m : got) done.push_back(qrt::settlement::complete(m.receipt));
+      for (auto& r : io_.run(consumer->settle(std::move(done)))) {
+        ASSERT_TRUE(r) << r.error().to_string();
+      }
+      completed += got.size();
+    }
+    io_.run(consumer->close());
+    // A fresh receiver: one left attached would keep taking the next round's messages.
+    auto check = make(rabbit(100));
+    auto again = receive(*check, 100, 500ms);
+    io_.run(check->close());
+    ASSERT_TRUE(again.empty()) << "round " << round << ": " << again.size()
+                               << " completed messages delivered again, the first "
+                               << again.front().body;
+  }
+  EXPECT_EQ(broker_count(queue_.str(), "messages"), 0);
+}
+
 TEST_F(amqp_rabbitmq, settling_twice_is_an_invalid_receipt) {
   qrt::message m;
   m.body = "x";

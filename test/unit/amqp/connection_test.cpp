@@ -141,6 +141,18 @@ asio::awaitable<void> store(asio::awaitable<T> a, std::optional<T>* out) {
   out->emplace(co_await std::move(a));
 }
 
+/// close(), as a call with a result for harness::run.
+asio::awaitable<bool> closing(std::shared_ptr<connection> c) {
+  co_await c->close();
+  co_return true;
+}
+
+endpoint test_endpoint() {
+  endpoint where;
+  where.host = "broker.test";
+  return where;
+}
+
 /// A connection to a peer in memory, and the io_context that runs both (one thread: this one).
 struct harness {
   /// Every attempt talks to `peer`.
@@ -152,9 +164,12 @@ struct harness {
           return [b = brokers.back().get()](std::string_view in) { return b->exchange(in); };
         }) {}
 
-  explicit harness(std::function<memory_stream::peer_fn()> next_peer) {
-    endpoint where;
-    where.host = "broker.test";
+  /// Every attempt talks to `peer`; `where` says how the client behaves (its timeouts).
+  harness(memory_stream::peer_fn peer, endpoint where)
+      : harness([peer] { return peer; }, std::move(where)) {}
+
+  explicit harness(std::function<memory_stream::peer_fn()> next_peer,
+                   endpoint where = test_endpoint()) {
     conn = connection::create(
         where, io.get_executor(),
         [this, next_peer = std::move(next_peer)](
@@ -372,6 +387,65 @@ TEST(amqp_connection, a_link_detached_with_an_error_fails_the_waiting_receive) {
   EXPECT_NE(got.error().message.find("queue 'q' was deleted"), std::string::npos)
       << got.error().to_string();
   EXPECT_EQ(got.error().provider_code, "amqp:resource-deleted");
+}
+
+// The order in which a broker is told the client is done: the receiver's settlements, then
+// the end of its session, then the close frame. A broker may handle a session's frames apart
+// from the connection's; the session's end, answered after its frames, is what close() waits
+// for before it closes the connection, so no settlement sent settled is cut off.
+struct recording_queue : queue_with_messages {
+  void on_tracker_accept(proton::tracker& t) override {
+    queue_with_messages::on_tracker_accept(t);
+    events.push_back("accept");
+  }
+  void on_session_close(proton::session&) override { events.push_back("end"); }
+  void on_connection_close(proton::connection&) override { events.push_back("close"); }
+  std::vector<std::string> events;
+};
+
+TEST(amqp_connection, close_ends_each_session_after_its_settlements_then_closes) {
+  recording_queue broker;
+  harness h(broker);
+  receiver_spec spec;
+  spec.address = "q";
+  spec.prefetch = 3;
+  auto got = h.run(h.conn->receive("r1", spec, 3, 2s));
+  ASSERT_TRUE(got) << got.error().to_string();
+  ASSERT_EQ(got->size(), 3u);
+  std::vector<std::pair<qrt::amqp::detail::delivery_ref, qrt::amqp::detail::outcome>> items;
+  for (auto& d : *got) items.emplace_back(d.ref, qrt::amqp::detail::outcome::accepted());
+  auto settled = h.run(h.conn->settle(items, 2s));
+  for (auto& r : settled) ASSERT_TRUE(r) << r.error().to_string();
+
+  EXPECT_TRUE(h.run(closing(h.conn)));
+  const std::vector<std::string> expected{"accept", "accept", "accept", "end", "close"};
+  EXPECT_EQ(broker.events, expected);
+}
+
+// A broker that has gone silent (it reads, never answers) is not waited for past
+// close_timeout, and what was still pending fails with errc::closed.
+TEST(amqp_connection, close_gives_up_on_a_silent_broker_after_close_timeout) {
+  echoing_broker broker;
+  memory_broker peer(broker);
+  bool silent = false;
+  endpoint where = test_endpoint();
+  where.close_timeout = 50ms;
+  harness h([&](std::string_view in) { return silent ? std::string() : peer.exchange(in); }, where);
+  receiver_spec spec;
+  spec.address = "q";
+  spec.prefetch = 1;
+  auto opened = h.run(h.conn->open_receiver("r1", spec, 2s));
+  ASSERT_TRUE(opened) << opened.error().to_string();
+  std::optional<qrt::result<std::vector<qrt::amqp::detail::inbound>>> waiting;
+  asio::co_spawn(h.io, store(h.conn->receive("r1", spec, 1, 30s), &waiting), asio::detached);
+
+  silent = true;
+  EXPECT_TRUE(h.run(closing(h.conn)));  // fails the test if it never completes
+  while (!waiting && h.io.run_one() > 0) {
+  }
+  ASSERT_TRUE(waiting.has_value()) << "the pending receive never completed";
+  ASSERT_FALSE(*waiting);
+  EXPECT_EQ(waiting->error().code, qrt::errc::closed) << waiting->error().to_string();
 }
 
 }  // namespace
