@@ -160,9 +160,9 @@ connection::~connection() {
 
 asio::awaitable<void> connection::close() {
   using T = result<void>;
-  if (impl_->closed.exchange(true)) co_return;
+  impl_->closed.store(true);  // later calls are refused from here on
   // Completes once the broker has answered the close frame (or close_timeout passed), so
-  // that what was settled before close() has reached it.
+  // that what was settled before close() has reached it; a second close() waits as long.
   auto fn = [](engine& e, completer<T> done) {
     e.shutdown(now(), [done] { done(result<void>{}); });
   };

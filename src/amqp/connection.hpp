@@ -123,9 +123,10 @@ class connection {
   };
   boost::asio::awaitable<result<usage>> current_usage();
 
-  /// Closes the connection (the close frame is written, then the socket closes) and fails every
-  /// pending call with errc::closed. Idempotent. Destroying the connection without close()
-  /// does the same once the executor next runs.
+  /// Closes the connection gracefully (every session ended, then the close frame, each answer
+  /// awaited within endpoint::close_timeout; then the socket closes) and fails what is still
+  /// pending with errc::closed. Idempotent: every call returns once the close is over.
+  /// Destroying the connection without close() starts the same once the executor next runs.
   boost::asio::awaitable<void> close();
 
   /// How many times the connection has been opened: a change means links and receipts from

@@ -448,4 +448,37 @@ TEST(amqp_connection, close_gives_up_on_a_silent_broker_after_close_timeout) {
   EXPECT_EQ(waiting->error().code, qrt::errc::closed) << waiting->error().to_string();
 }
 
+// close() is idempotent, and every call returns only once the close is over: a second call
+// made while the first waits for a silent broker does not return before the first.
+TEST(amqp_connection, a_second_close_returns_only_when_the_first_has_finished) {
+  echoing_broker broker;
+  memory_broker peer(broker);
+  bool silent = false;
+  endpoint where = test_endpoint();
+  where.close_timeout = 50ms;
+  harness h([&](std::string_view in) { return silent ? std::string() : peer.exchange(in); }, where);
+  auto connected = h.run(h.conn->connect(5s));
+  ASSERT_TRUE(connected) << connected.error().to_string();
+
+  silent = true;
+  std::optional<bool> first;
+  std::optional<bool> first_done_when_second_returned;
+  asio::co_spawn(h.io, store(closing(h.conn), &first), asio::detached);
+  asio::co_spawn(
+      h.io,
+      [](std::shared_ptr<connection> c, const std::optional<bool>* first,
+         std::optional<bool>* out) -> asio::awaitable<void> {
+        co_await c->close();
+        out->emplace(first->has_value());
+      }(h.conn, &first, &first_done_when_second_returned),
+      asio::detached);
+  h.io.restart();
+  while (!(first && first_done_when_second_returned) && h.io.run_one() > 0) {
+  }
+  ASSERT_TRUE(first.has_value()) << "the first close() never returned";
+  ASSERT_TRUE(first_done_when_second_returned.has_value()) << "the second close() never returned";
+  EXPECT_TRUE(*first_done_when_second_returned)
+      << "the second close() returned while the first still waited for the broker";
+}
+
 }  // namespace
