@@ -141,6 +141,14 @@ asio::awaitable<void> store(asio::awaitable<T> a, std::optional<T>* out) {
   out->emplace(co_await std::move(a));
 }
 
+/// A receiver link on queue "q" holding at most `prefetch` messages.
+receiver_spec queue_q(std::uint32_t prefetch) {
+  receiver_spec spec;
+  spec.address = "q";
+  spec.prefetch = prefetch;
+  return spec;
+}
+
 /// close(), as a call with a result for harness::run.
 asio::awaitable<bool> closing(std::shared_ptr<connection> c) {
   co_await c->close();
@@ -248,9 +256,7 @@ TEST(amqp_connection, a_reply_is_matched_to_its_request_by_correlation_id) {
 TEST(amqp_connection, a_receiver_holds_at_most_its_prefetch) {
   queue_with_messages broker;
   harness h(broker);
-  receiver_spec spec;
-  spec.address = "q";
-  spec.prefetch = 3;
+  receiver_spec spec = queue_q(3);
   auto got = h.run(h.conn->receive("r1", spec, 1, 2s));
   ASSERT_TRUE(got) << got.error().to_string();
   ASSERT_EQ(got->size(), 1u);
@@ -316,9 +322,7 @@ TEST(amqp_connection, garbage_from_the_peer_fails_the_connection_without_reading
 TEST(amqp_connection, a_receipt_from_before_a_reconnect_is_refused_not_sent) {
   queue_with_messages broker;
   harness h(broker);
-  receiver_spec spec;
-  spec.address = "q";
-  spec.prefetch = 1;
+  receiver_spec spec = queue_q(1);
   auto got = h.run(h.conn->receive("r1", spec, 1, 2s));
   ASSERT_TRUE(got) << got.error().to_string();
   ASSERT_EQ(got->size(), 1u);
@@ -347,9 +351,7 @@ TEST(amqp_connection, a_receipt_from_before_a_reconnect_is_refused_not_sent) {
 TEST(amqp_connection, settle_second_waits_for_the_brokers_settlement_and_reports_a_refusal) {
   settle_second_queue broker;
   harness h(broker);
-  receiver_spec spec;
-  spec.address = "q";
-  spec.prefetch = 2;
+  receiver_spec spec = queue_q(2);
   spec.confirm_settlement = true;
   auto got = h.run(h.conn->receive("r1", spec, 2, 2s));
   ASSERT_TRUE(got) << got.error().to_string();
@@ -379,9 +381,7 @@ TEST(amqp_connection, settle_second_waits_for_the_brokers_settlement_and_reports
 TEST(amqp_connection, a_link_detached_with_an_error_fails_the_waiting_receive) {
   detaching_queue broker;
   harness h(broker);
-  receiver_spec spec;
-  spec.address = "q";
-  spec.prefetch = 1;
+  receiver_spec spec = queue_q(1);
   auto got = h.run(h.conn->receive("r1", spec, 1, 30s));
   ASSERT_FALSE(got);
   EXPECT_NE(got.error().message.find("queue 'q' was deleted"), std::string::npos)
@@ -406,9 +406,7 @@ struct recording_queue : queue_with_messages {
 TEST(amqp_connection, close_ends_each_session_after_its_settlements_then_closes) {
   recording_queue broker;
   harness h(broker);
-  receiver_spec spec;
-  spec.address = "q";
-  spec.prefetch = 3;
+  receiver_spec spec = queue_q(3);
   auto got = h.run(h.conn->receive("r1", spec, 3, 2s));
   ASSERT_TRUE(got) << got.error().to_string();
   ASSERT_EQ(got->size(), 3u);
@@ -422,24 +420,33 @@ TEST(amqp_connection, close_ends_each_session_after_its_settlements_then_closes)
   EXPECT_EQ(broker.events, expected);
 }
 
-// A broker that has gone silent (it reads, never answers) is not waited for past
-// close_timeout, and what was still pending fails with errc::closed.
-TEST(amqp_connection, close_gives_up_on_a_silent_broker_after_close_timeout) {
+/// A broker that answers until `silent` is set, then reads what the client writes and never
+/// answers again; the client gives up closing after 50 ms.
+struct falling_silent {
+  static endpoint short_close() {
+    endpoint where = test_endpoint();
+    where.close_timeout = 50ms;
+    return where;
+  }
   echoing_broker broker;
-  memory_broker peer(broker);
+  memory_broker peer{broker};
   bool silent = false;
-  endpoint where = test_endpoint();
-  where.close_timeout = 50ms;
-  harness h([&](std::string_view in) { return silent ? std::string() : peer.exchange(in); }, where);
-  receiver_spec spec;
-  spec.address = "q";
-  spec.prefetch = 1;
+  harness h{[this](std::string_view in) { return silent ? std::string() : peer.exchange(in); },
+            short_close()};
+};
+
+// A broker that has gone silent is not waited for past close_timeout, and what was still
+// pending fails with errc::closed.
+TEST(amqp_connection, close_gives_up_on_a_silent_broker_after_close_timeout) {
+  falling_silent line;
+  harness& h = line.h;
+  receiver_spec spec = queue_q(1);
   auto opened = h.run(h.conn->open_receiver("r1", spec, 2s));
   ASSERT_TRUE(opened) << opened.error().to_string();
   std::optional<qrt::result<std::vector<qrt::amqp::detail::inbound>>> waiting;
   asio::co_spawn(h.io, store(h.conn->receive("r1", spec, 1, 30s), &waiting), asio::detached);
 
-  silent = true;
+  line.silent = true;
   EXPECT_TRUE(h.run(closing(h.conn)));  // fails the test if it never completes
   while (!waiting && h.io.run_one() > 0) {
   }
@@ -451,16 +458,12 @@ TEST(amqp_connection, close_gives_up_on_a_silent_broker_after_close_timeout) {
 // close() is idempotent, and every call returns only once the close is over: a second call
 // made while the first waits for a silent broker does not return before the first.
 TEST(amqp_connection, a_second_close_returns_only_when_the_first_has_finished) {
-  echoing_broker broker;
-  memory_broker peer(broker);
-  bool silent = false;
-  endpoint where = test_endpoint();
-  where.close_timeout = 50ms;
-  harness h([&](std::string_view in) { return silent ? std::string() : peer.exchange(in); }, where);
+  falling_silent line;
+  harness& h = line.h;
   auto connected = h.run(h.conn->connect(5s));
   ASSERT_TRUE(connected) << connected.error().to_string();
 
-  silent = true;
+  line.silent = true;
   std::optional<bool> first;
   std::optional<bool> first_done_when_second_returned;
   asio::co_spawn(h.io, store(closing(h.conn), &first), asio::detached);
