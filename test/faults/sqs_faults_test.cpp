@@ -245,6 +245,14 @@ TEST_F(FaultSqs, ADeleteAnsweredAfterTheLockRanOutIsNotReportedDone) {
   ASSERT_EQ(late_done.size(), 1u);
   ASSERT_FALSE(late_done[0]) << "a delete answered after the lock ran out was reported done";
   EXPECT_EQ(late_done[0].error().code, errc::receipt_expired) << late_done[0].error().to_string();
+  // The receipt stays expired, whatever is tried with it next (it was not settled).
+  auto renewed = rt.block_on(late->renew_lock(first.receipt));
+  ASSERT_FALSE(renewed) << "a receipt whose lock ran out was renewed";
+  EXPECT_EQ(renewed.error().code, errc::receipt_expired) << renewed.error().to_string();
+  auto retried = rt.block_on(late->settle(complete_first));
+  ASSERT_EQ(retried.size(), 1u);
+  ASSERT_FALSE(retried[0]) << "a receipt whose lock ran out completed on a second try";
+  EXPECT_EQ(retried[0].error().code, errc::receipt_expired) << retried[0].error().to_string();
 
   std::vector<settlement> complete_again{settlement::complete(again->receipt)};
   auto done = rt.block_on(direct->settle(complete_again));

@@ -1520,8 +1520,8 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
         } else if (!abandon && answered_at >= locked_until[k]) {
           // The delete may have reached SQS after the lock ran out, when the message could
           // already be another consumer's: SQS then reports success without deleting it. Not
-          // a complete qrt can vouch for: the message may be delivered again.
-          settled(settlements[i].receipt);
+          // a complete qrt can vouch for: the message may be delivered again. The entry stays
+          // (its lock has run out), so the receipt keeps failing as expired, not as unknown.
           results[i] = fail(errc::receipt_expired,
                             "SQS answered the delete after the message's visibility timeout ran "
                             "out: the message may be delivered again");
