@@ -59,6 +59,18 @@ long broker_count(const std::string& queue, const std::string& column) {
   return -1;
 }
 
+/// The text in `column` of `queue`'s row in `rabbitmqctl list_queues name <column>`; empty when
+/// the queue or the value is missing.
+std::string broker_text(const std::string& queue, const std::string& column) {
+  std::istringstream in(broker->ctl({"list_queues", "-q", "--no-table-headers", "name", column}));
+  std::string line;
+  while (std::getline(in, line)) {
+    const auto tab = line.find('\t');
+    if (tab != std::string::npos && line.substr(0, tab) == queue) return line.substr(tab + 1);
+  }
+  return {};
+}
+
 /// broker_count polled (each poll is a rabbitmqctl run) until it reads `want` or 15 s passed;
 /// returns the last reading.
 long broker_count_reaching(const std::string& queue, const std::string& column, long want) {
@@ -345,10 +357,18 @@ TEST_F(amqp_rabbitmq, delivery_limit_policy_dead_letters_after_repeated_abandons
                "--apply-to", "queues"});
 
   // A quorum queue takes a moment to elect its leader after the declare returns; until then
-  // the broker detaches a sender (a transient error): sent again, as a client's retry would.
-  qrt::result<std::vector<qrt::send_outcome>> sent = qrt::fail(errc::timeout, "not sent");
+  // the broker detaches a sender (a transient error whose outcome is unknown). A send retried
+  // then may store the message twice, and the abandons below would be spread over two copies,
+  // neither reaching the limit. So the leader is waited for first; a send that still fails
+  // transiently is sent again, as a client's retry would, and the attempts are reported.
   const auto give_up = std::chrono::steady_clock::now() + 30s;
+  while (broker_text(quorum.str(), "leader").empty() &&
+         std::chrono::steady_clock::now() < give_up) {
+  }
+  qrt::result<std::vector<qrt::send_outcome>> sent = qrt::fail(errc::timeout, "not sent");
+  int attempts = 0;
   do {
+    ++attempts;
     std::vector<qrt::message> one(1);
     one[0].body = "poison";
     sent = io_.run(provider_->send(quorum, std::move(one), 10s));
@@ -367,7 +387,8 @@ TEST_F(amqp_rabbitmq, delivery_limit_policy_dead_letters_after_repeated_abandons
   }
   auto after = io_.run(provider_->receive(quorum, 1, 500ms));
   ASSERT_TRUE(after) << after.error().to_string();
-  EXPECT_TRUE(after->empty()) << "delivered again past the broker's delivery limit";
+  EXPECT_TRUE(after->empty()) << "delivered again past the broker's delivery limit (sent in "
+                              << attempts << " attempts)";
   auto moved = io_.run(provider_->receive(dead, 1, 5s));
   ASSERT_TRUE(moved) << moved.error().to_string();
   ASSERT_EQ(moved->size(), 1u) << "the message did not reach the policy's dead-letter queue";
