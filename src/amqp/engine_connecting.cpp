@@ -235,12 +235,7 @@ void core::shutdown(std::function<void()> closed) {
       if (s.active()) s.close();
     }
     close_when_sessions_ended();
-    try {
-      io->driver.dispatch();
-    } catch (const std::exception&) {
-      finish_shutdown();
-    }
-    return;
+    return;  // the frames go out in the pump that follows every engine call
   }
   finish_shutdown();
 }

@@ -7,6 +7,7 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_future.hpp>
+#include <charconv>
 #include <chrono>
 #include <future>
 #include <memory>
@@ -48,17 +49,6 @@ qrt::amqp::options rabbit(std::uint32_t prefetch = 10) {
   return o;
 }
 
-/// The number in `column` of `queue`'s row in `rabbitmqctl list_queues name <column>`.
-long broker_count(const std::string& queue, const std::string& column) {
-  std::istringstream in(broker->ctl({"list_queues", "-q", "--no-table-headers", "name", column}));
-  std::string name;
-  long value = -1;
-  while (in >> name >> value) {
-    if (name == queue) return value;
-  }
-  return -1;
-}
-
 /// The text in `column` of `queue`'s row in `rabbitmqctl list_queues name <column>`; empty when
 /// the queue or the value is missing.
 std::string broker_text(const std::string& queue, const std::string& column) {
@@ -69,6 +59,15 @@ std::string broker_text(const std::string& queue, const std::string& column) {
     if (tab != std::string::npos && line.substr(0, tab) == queue) return line.substr(tab + 1);
   }
   return {};
+}
+
+/// The number in `column` of `queue`'s row in `rabbitmqctl list_queues name <column>`; -1 when
+/// the queue is missing or the value is not a number.
+long broker_count(const std::string& queue, const std::string& column) {
+  const std::string text = broker_text(queue, column);
+  long value = -1;
+  std::from_chars(text.data(), text.data() + text.size(), value);
+  return value;
 }
 
 /// broker_count polled (each poll is a rabbitmqctl run) until it reads `want` or 15 s passed;
