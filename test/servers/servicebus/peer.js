@@ -1433,7 +1433,31 @@ const listener = container.listen({ port: options.port, host: '127.0.0.1' });
 // No Nagle: a settled disposition answering a client's outcome is a small frame sent right after
 // the client's own; with Nagle and the client's delayed ACK it would wait ~40 ms (the service
 // answers at once).
-listener.on('connection', (socket) => socket.setNoDelay(true));
+//
+// rhea writes every frame with a socket write of its own, so a batch of 50 outcomes read in one
+// segment was answered in 50 segments, and the client woke once per confirmation. The service's
+// AMQP stack buffers what it writes; so does the peer now: the frames written while handling one
+// turn of the event loop go out together once that turn's callbacks are done (setImmediate runs
+// after the I/O callbacks and every process.nextTick of the turn).
+function coalesceWrites(socket) {
+  let flushQueued = false;
+  const write = socket.write;
+  socket.write = function (...rest) {
+    if (!flushQueued && !socket.destroyed) {
+      flushQueued = true;
+      socket.cork();
+      setImmediate(() => {
+        flushQueued = false;
+        socket.uncork();
+      });
+    }
+    return write.apply(this, rest);
+  };
+}
+listener.on('connection', (socket) => {
+  socket.setNoDelay(true);
+  coalesceWrites(socket);
+});
 listener.on('listening', () => {
   process.stdout.write(JSON.stringify({ port: listener.address().port }) + '\n');
 });
