@@ -12,6 +12,7 @@
 #include <map>
 #include <mutex>
 #include <random>
+#include <shared_mutex>
 #include <span>
 #include <unordered_map>
 #include <utility>
@@ -1245,18 +1246,21 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
   /// lacks, so every operation is refused (before it changes anything) until reopened.
   std::optional<error> log_failure() const { return sink_ ? sink_->failure() : std::nullopt; }
 
+  // Every send, receive and settle looks its queue up here: shared, so that the lookups of
+  // several threads do not wait for one another (an exclusive lock made a seventh of the futex
+  // calls at 4 producers and 4 consumers). Changes to the registry take it exclusively.
   bool closed_flag() {
-    std::lock_guard lock(registry_mutex_);
+    std::shared_lock lock(registry_mutex_);
     return closed_;
   }
 
   queue_ptr find(const queue_name& queue) {
-    std::lock_guard lock(registry_mutex_);
+    std::shared_lock lock(registry_mutex_);
     auto it = by_name_.find(queue.parent());
     return it == by_name_.end() ? nullptr : it->second;
   }
   queue_ptr find_by_id(std::uint64_t id) {
-    std::lock_guard lock(registry_mutex_);
+    std::shared_lock lock(registry_mutex_);
     auto it = by_id_.find(id);
     return it == by_id_.end() ? nullptr : it->second;
   }
@@ -1273,7 +1277,7 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
   std::uint64_t id_prefix_;  // random per provider, so ids differ across processes
   std::atomic<std::uint64_t> id_counter_{1};
 
-  std::mutex registry_mutex_;
+  std::shared_mutex registry_mutex_;
   std::unordered_map<queue_name, queue_ptr> by_name_;
   std::unordered_map<std::uint64_t, queue_ptr> by_id_;
   struct subscription_entry {
