@@ -45,8 +45,8 @@ void engine::core::drop_finished_deadlines() {
 }
 
 void engine::core::run_due() {
-  while ((!shutting_down || closing_gracefully) && !deadlines.empty() &&
-         deadlines.begin()->first <= now) {
+  // Deadlines still run while closing gracefully: close_timeout is one of them.
+  while (!shutdown_finished && !deadlines.empty() && deadlines.begin()->first <= now) {
     auto fn = std::move(deadlines.begin()->second.fn);
     deadlines.erase(deadlines.begin());
     fn();

@@ -146,7 +146,7 @@ void core::on_connection_error(proton::connection& c) {
 
 void core::on_connection_close(proton::connection& c) {
   if (c != conn) return;
-  if (closing_gracefully) {
+  if (closing_gracefully()) {
     finish_shutdown();  // the broker's answer to our close frame
   } else if (!shutting_down) {
     connection_lost(fail(errc::connection_failed,
@@ -156,14 +156,14 @@ void core::on_connection_close(proton::connection& c) {
 
 void core::on_transport_close(proton::transport& t) {
   if (t.connection() != conn) return;
-  if (closing_gracefully) return finish_shutdown();
+  if (closing_gracefully()) return finish_shutdown();
   if (shutting_down) return;
   connection_lost(
       fail(errc::connection_failed, "the connection to '" + where.display() + "' dropped"));
 }
 
 void core::connection_lost(error e) {
-  if (closing_gracefully) return finish_shutdown();  // lost while closing: closed all the same
+  if (closing_gracefully()) return finish_shutdown();  // lost while closing: closed all the same
   if (conn_state == state::disconnected && !conn) return;
   e.kind = e.code == errc::permission ? error_kind::permanent : error_kind::transient;
   if (e.code != errc::closed && observe) observe(false);  // closed: qrt closed it itself
@@ -229,7 +229,6 @@ void core::shutdown(std::function<void()> closed) {
     // frame while a session still has dispositions queued). So every session is ended first,
     // and the broker's end, which comes after it processed that session's frames, is waited
     // for; then the close frame, and the broker's answer to it; all within close_timeout.
-    closing_gracefully = true;
     after(where.close_timeout, [this] { finish_shutdown(); });
     for (proton::session s : conn.sessions()) {
       if (s.active()) s.close();
@@ -241,7 +240,7 @@ void core::shutdown(std::function<void()> closed) {
 }
 
 void core::close_when_sessions_ended() {
-  if (!closing_gracefully || !conn || !conn.active()) return;
+  if (!closing_gracefully() || !conn || !conn.active()) return;
   for (proton::session s : conn.sessions()) {
     if (!s.closed() && !s.uninitialized()) return;  // its end is still to come
   }
@@ -249,7 +248,7 @@ void core::close_when_sessions_ended() {
 }
 
 void core::session_ended(proton::session& ssn) {
-  if (closing_gracefully) return close_when_sessions_ended();
+  if (closing_gracefully()) return close_when_sessions_ended();
   session_gone(ssn);
 }
 
@@ -257,7 +256,6 @@ void core::finish_shutdown() {
   if (shutdown_finished) return;
   shutdown_finished = true;
   shutting_down = true;
-  closing_gracefully = false;
   if (conn && conn.active()) {
     conn.close();  // not closed yet (a session never ended, or not open): the frame goes out
     try {

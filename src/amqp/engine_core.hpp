@@ -194,10 +194,11 @@ struct engine::core : proton::messaging_handler {
   bool attempt_scheduled = false;
   std::optional<error> last_error;
   bool shutting_down = false;
-  /// Shut down while open: the close frame is out and the stream is kept until the broker
-  /// answers it or close_timeout passes (shutdown()).
-  bool closing_gracefully = false;
-  bool shutdown_finished = false;
+  bool shutdown_finished = false;  ///< set by finish_shutdown(); implies shutting_down
+  /// Shut down while open: the sessions are ending, then the close frame goes out, and the
+  /// stream is kept until the broker answers or close_timeout passes (shutdown()). A shutdown
+  /// of a connection that is not open finishes at once, so it is never seen in between.
+  bool closing_gracefully() const noexcept { return shutting_down && !shutdown_finished; }
   std::vector<std::function<void()>> closed_waiters;  ///< told when shutdown has finished
 
   struct open_waiter {
