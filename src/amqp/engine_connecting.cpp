@@ -190,10 +190,7 @@ void core::connection_lost(error e) {
   for (auto& [address, s] : senders) {
     for (auto& op : s.waiting) abort_send(*op, link_died);
   }
-  for (auto& [tag, entry] : in_flight) {
-    record(entry.first, entry.second, error(link_died));
-  }
-  in_flight.clear();
+  for (auto& d : in_flight.take_all()) record(d.op, d.index, error(link_died));
   senders.clear();
   for (auto& [id, r] : receivers) {
     for (auto& op : r.waiting) op->done(link_died);

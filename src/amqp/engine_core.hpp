@@ -41,6 +41,7 @@
 #include "amqp/front_queue.hpp"
 #include "amqp/outbound_frames.hpp"
 #include "amqp/proton_c.hpp"
+#include "amqp/sequence_table.hpp"
 
 namespace qrt::amqp::detail {
 
@@ -70,44 +71,6 @@ class once {
     bool done = false;
   };
   std::shared_ptr<state> state_;
-};
-
-/// A receiver link's deliveries handed out to callers and not yet settled, by sequence number.
-/// They are handed out in increasing order and settled in any, so they are kept in a deque in
-/// that order: a settled one leaves a hole, dropped once it reaches the front or once holes
-/// outnumber the held. Every delivery passes through here; a std::map cost a node allocation
-/// and two rebalancings each.
-class handed_out_deliveries {
- public:
-  /// `seq` is larger than that of every delivery added before.
-  void add(std::uint64_t seq, delivery_handle d) {
-    held_.emplace_back(seq, std::move(d));
-    ++live_;
-  }
-
-  /// Takes delivery `seq` out; nullopt when it is not held (unknown or already taken).
-  std::optional<delivery_handle> take(std::uint64_t seq) {
-    auto it = std::lower_bound(held_.begin(), held_.end(), seq,
-                               [](const entry& e, std::uint64_t s) { return e.first < s; });
-    if (it == held_.end() || it->first != seq || !it->second.get()) return std::nullopt;
-    delivery_handle d = std::move(it->second);  // leaves an empty handle: the hole
-    --live_;
-    while (!held_.empty() && !held_.front().second.get()) held_.pop_front();
-    // An old delivery held for long keeps the holes behind it: swept when they outnumber the
-    // held, which keeps the deque within a constant factor of what a map held.
-    if (held_.size() > 2 * live_ + 64) {
-      std::erase_if(held_, [](const entry& e) { return !e.second.get(); });
-    }
-    return d;
-  }
-
-  /// How many are held.
-  std::size_t size() const noexcept { return live_; }
-
- private:
-  using entry = std::pair<std::uint64_t, delivery_handle>;
-  std::deque<entry> held_;
-  std::size_t live_ = 0;
 };
 
 /// One result per item of a finished call: what was recorded, success where nothing was (an
@@ -226,7 +189,16 @@ struct engine::core : proton::messaging_handler {
     bool idle() const { return waiting.empty() && unsettled == 0; }
   };
   std::map<std::string, sender_state> senders;  ///< by target address
-  std::unordered_map<std::uint64_t, std::pair<std::shared_ptr<send_op>, std::size_t>> in_flight;
+  /// A delivery handed to the broker, waiting for its outcome, found again by its tag's number.
+  struct in_flight_delivery {
+    std::shared_ptr<send_op> op;
+    std::size_t index;  ///< in op->deliveries
+    /// Its link's state. A sender_state is erased only when idle (nothing of it in flight),
+    /// after sender_gone has taken its deliveries out, or with all of in_flight when the
+    /// connection is lost, so this never outlives it.
+    sender_state* sender;
+  };
+  sequence_table<in_flight_delivery> in_flight;
   std::uint64_t next_tag = 1;
 
   // -- receivers --
@@ -270,7 +242,8 @@ struct engine::core : proton::messaging_handler {
     /// How many of `buffered` have a time-to-live: give_back_expired walks the buffer only
     /// then, not on every batch of deliveries.
     std::size_t buffered_expiring = 0;
-    handed_out_deliveries handed_out;
+    /// Deliveries handed out to callers and not yet settled, by sequence number.
+    sequence_table<delivery_handle> handed_out;
     std::unordered_map<pn_delivery_t*, confirming_settle> confirming;  ///< by delivery
     std::deque<std::shared_ptr<receive_op>> waiting;
     std::vector<once<result<link_info>>> open_waiters;
@@ -405,8 +378,7 @@ struct engine::core : proton::messaging_handler {
 
   void finish(send_op& op);
 
-  std::optional<std::pair<std::shared_ptr<send_op>, std::size_t>> take_in_flight(
-      const proton::tracker& t);
+  std::optional<in_flight_delivery> take_in_flight(const proton::tracker& t);
 
   void on_tracker_accept(proton::tracker& t) override;
   void on_tracker_reject(proton::tracker& t) override;

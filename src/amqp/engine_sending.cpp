@@ -138,7 +138,7 @@ void core::send_pending(sender_state& s) {
       if (d.message_format != 0) formats_to_write.emplace(n, d.message_format);
       const auto tag = tag_of(n);
       send_encoded(s.link, tag, d.bytes);
-      in_flight.emplace(n, std::make_pair(op, index));
+      in_flight.add(n, in_flight_delivery{op, index, &s});
       ++op->unsettled;
       ++s.unsettled;
     }
@@ -199,20 +199,16 @@ void core::finish(send_op& op) {
   link_freed();
 }
 
-auto core::take_in_flight(const proton::tracker& t)
-    -> std::optional<std::pair<std::shared_ptr<send_op>, std::size_t>> {
+auto core::take_in_flight(const proton::tracker& t) -> std::optional<in_flight_delivery> {
   auto n = number_of(delivery_tag(proton::internal::factory<proton::tracker>::unwrap(t)));
   if (!n) return std::nullopt;
-  auto it = in_flight.find(*n);
-  if (it == in_flight.end()) return std::nullopt;
-  auto entry = std::move(it->second);
-  in_flight.erase(it);
-  if (auto sit = senders.find(entry.first->address); sit != senders.end()) --sit->second.unsettled;
+  auto entry = in_flight.take(*n);
+  if (entry) --entry->sender->unsettled;
   return entry;
 }
 
 void core::on_tracker_accept(proton::tracker& t) {
-  if (auto e = take_in_flight(t)) record(e->first, e->second, {});
+  if (auto e = take_in_flight(t)) record(e->op, e->index, {});
 }
 
 void core::on_tracker_reject(proton::tracker& t) {
@@ -220,10 +216,10 @@ void core::on_tracker_reject(proton::tracker& t) {
     // The broker's reason (e.g. amqp:link:message-size-exceeded, amqp:not-allowed) is mapped
     // and its description kept; without one the refusal is a plain provider_error.
     const proton::error_condition why = remote_condition(t);
-    record(e->first, e->second,
-           why ? map_condition(why, {"send to", e->first->address})
+    record(e->op, e->index,
+           why ? map_condition(why, {"send to", e->op->address})
                : fail(errc::provider_error,
-                      "the broker rejected the message sent to '" + e->first->address + "'",
+                      "the broker rejected the message sent to '" + e->op->address + "'",
                       "amqp:rejected"));
   }
 }
@@ -231,23 +227,23 @@ void core::on_tracker_reject(proton::tracker& t) {
 void core::on_tracker_release(proton::tracker& t) {
   if (auto e = take_in_flight(t)) {
     error err = fail(errc::provider_error,
-                     "the broker released the message sent to '" + e->first->address +
+                     "the broker released the message sent to '" + e->op->address +
                          "' without storing it (no route, or the queue refused it)",
                      "amqp:released");
     err.kind = error_kind::transient;
-    record(e->first, e->second, std::move(err));
+    record(e->op, e->index, std::move(err));
   }
 }
 
 void core::on_tracker_settle(proton::tracker& t) {
   // Settled without an outcome we recognise (e.g. modified): treat as not stored.
   if (auto e = take_in_flight(t)) {
-    error err = fail(
-        errc::provider_error,
-        "the broker settled the message sent to '" + e->first->address + "' without accepting it",
-        "amqp:modified");
+    error err =
+        fail(errc::provider_error,
+             "the broker settled the message sent to '" + e->op->address + "' without accepting it",
+             "amqp:modified");
     err.kind = error_kind::transient;
-    record(e->first, e->second, std::move(err));
+    record(e->op, e->index, std::move(err));
   }
 }
 
@@ -260,14 +256,10 @@ void core::sender_gone(proton::sender& s, const proton::error_condition& conditi
                                "the broker detached the sender link to '" + address + "'");
     if (!condition) e.kind = error_kind::transient;
     // Messages already handed over get the same error as their outcome.
-    for (auto fit = in_flight.begin(); fit != in_flight.end();) {
-      if (fit->second.first->address == address) {
-        auto entry = std::move(fit->second);
-        fit = in_flight.erase(fit);
-        record(entry.first, entry.second, error(e));
-      } else {
-        ++fit;
-      }
+    const sender_state* gone = &it->second;
+    for (auto& d :
+         in_flight.take_if([&](const in_flight_delivery& d) { return d.sender == gone; })) {
+      record(d.op, d.index, error(e));
     }
     for (auto& op : it->second.waiting) abort_send(*op, e);
     end_link(s);

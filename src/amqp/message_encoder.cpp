@@ -2,6 +2,7 @@
 // so every value gets its smallest constructor and the output grows once.
 #include <algorithm>
 #include <cstring>
+#include <stdexcept>
 #include <string_view>
 
 #include "amqp/codec_constants.hpp"
@@ -34,77 +35,112 @@ constexpr std::size_t uint_size(std::uint32_t v) {
 constexpr std::size_t timestamp_size = 9;
 constexpr std::size_t section_descriptor_size = 3;
 
-void put_u32(std::string& out, std::uint32_t v) {
-  const char b[4] = {static_cast<char>(v >> 24), static_cast<char>(v >> 16),
-                     static_cast<char>(v >> 8), static_cast<char>(v)};
-  out.append(b, 4);
-}
-
-void put_u64(std::string& out, std::uint64_t v) {
-  put_u32(out, static_cast<std::uint32_t>(v >> 32));
-  put_u32(out, static_cast<std::uint32_t>(v));
-}
-
-void put_code(std::string& out, std::uint8_t c) {
-  out.push_back(static_cast<char>(c));
-}
-
-void put_variable(std::string& out, std::uint8_t code8, std::uint8_t code32,
-                  std::string_view bytes) {
-  if (bytes.size() <= 0xff) {
-    put_code(out, code8);
-    put_code(out, static_cast<std::uint8_t>(bytes.size()));
-  } else {
-    put_code(out, code32);
-    put_u32(out, static_cast<std::uint32_t>(bytes.size()));
+/// Writes an encoding into room reserved for it in one step, sized beforehand by the same plan
+/// that decides each value's constructor: no growth checks and no call per byte. A write past
+/// the room, or room left over, means the plan and the writes disagree, a bug reported as one
+/// rather than bytes written out of bounds or a malformed message sent.
+class writer {
+ public:
+  writer(std::string& out, std::size_t size) {
+    const std::size_t start = out.size();
+    out.resize(start + size);
+    next_ = out.data() + start;
+    end_ = out.data() + out.size();
   }
-  out.append(bytes);
+
+  void code(std::uint8_t c) {
+    room(1);
+    *next_++ = static_cast<char>(c);
+  }
+  void u32(std::uint32_t v) {
+    room(4);
+    next_[0] = static_cast<char>(v >> 24);
+    next_[1] = static_cast<char>(v >> 16);
+    next_[2] = static_cast<char>(v >> 8);
+    next_[3] = static_cast<char>(v);
+    next_ += 4;
+  }
+  void u64(std::uint64_t v) {
+    u32(static_cast<std::uint32_t>(v >> 32));
+    u32(static_cast<std::uint32_t>(v));
+  }
+  void bytes(std::string_view b) {
+    room(b.size());
+    if (!b.empty()) std::memcpy(next_, b.data(), b.size());
+    next_ += b.size();
+  }
+  /// Call once everything is written.
+  void finish() const {
+    if (next_ != end_) plan_mismatch();
+  }
+
+ private:
+  void room(std::size_t n) const {
+    if (static_cast<std::size_t>(end_ - next_) < n) plan_mismatch();
+  }
+  [[noreturn]] static void plan_mismatch() {
+    throw std::logic_error("amqp message encoder: the encoded size differs from its plan");
+  }
+
+  char* next_ = nullptr;
+  char* end_ = nullptr;
+};
+
+void put_variable(writer& out, std::uint8_t code8, std::uint8_t code32, std::string_view bytes) {
+  if (bytes.size() <= 0xff) {
+    out.code(code8);
+    out.code(static_cast<std::uint8_t>(bytes.size()));
+  } else {
+    out.code(code32);
+    out.u32(static_cast<std::uint32_t>(bytes.size()));
+  }
+  out.bytes(bytes);
 }
 
-void put_string(std::string& out, std::string_view s) {
+void put_string(writer& out, std::string_view s) {
   put_variable(out, str8_code, str32_code, s);
 }
-void put_symbol(std::string& out, std::string_view s) {
+void put_symbol(writer& out, std::string_view s) {
   put_variable(out, sym8_code, sym32_code, s);
 }
-void put_binary(std::string& out, std::string_view b) {
+void put_binary(writer& out, std::string_view b) {
   put_variable(out, vbin8_code, vbin32_code, b);
 }
 
-void put_timestamp(std::string& out, std::int64_t ms) {
-  put_code(out, timestamp_code);
-  put_u64(out, static_cast<std::uint64_t>(ms));
+void put_timestamp(writer& out, std::int64_t ms) {
+  out.code(timestamp_code);
+  out.u64(static_cast<std::uint64_t>(ms));
 }
 
-void put_uint(std::string& out, std::uint32_t v) {
+void put_uint(writer& out, std::uint32_t v) {
   if (v == 0) {
-    put_code(out, uint0_code);
+    out.code(uint0_code);
   } else if (v <= 0xff) {
-    put_code(out, smalluint_code);
-    put_code(out, static_cast<std::uint8_t>(v));
+    out.code(smalluint_code);
+    out.code(static_cast<std::uint8_t>(v));
   } else {
-    put_code(out, uint_code);
-    put_u32(out, v);
+    out.code(uint_code);
+    out.u32(v);
   }
 }
 
-void put_compound(std::string& out, std::uint8_t code8, std::uint8_t code32, std::size_t body,
+void put_compound(writer& out, std::uint8_t code8, std::uint8_t code32, std::size_t body,
                   std::size_t count) {
   if (body + 1 <= 0xff && count <= 0xff) {
-    put_code(out, code8);
-    put_code(out, static_cast<std::uint8_t>(body + 1));
-    put_code(out, static_cast<std::uint8_t>(count));
+    out.code(code8);
+    out.code(static_cast<std::uint8_t>(body + 1));
+    out.code(static_cast<std::uint8_t>(count));
   } else {
-    put_code(out, code32);
-    put_u32(out, static_cast<std::uint32_t>(body + 4));
-    put_u32(out, static_cast<std::uint32_t>(count));
+    out.code(code32);
+    out.u32(static_cast<std::uint32_t>(body + 4));
+    out.u32(static_cast<std::uint32_t>(count));
   }
 }
 
-void put_section(std::string& out, section s) {
-  put_code(out, described_code);
-  put_code(out, smallulong_code);
-  put_code(out, static_cast<std::uint8_t>(s));
+void put_section(writer& out, section s) {
+  out.code(described_code);
+  out.code(smallulong_code);
+  out.code(static_cast<std::uint8_t>(s));
 }
 
 /// The header's ttl in milliseconds, 0 for none. Proton writes no ttl for 0, and the field is
@@ -136,7 +172,7 @@ struct annotations_plan {
   std::size_t size() const {
     return count == 0 ? 0 : section_descriptor_size + compound_size(body, count);
   }
-  void write(std::string& out) const {
+  void write(writer& out) const {
     if (count == 0) return;
     put_section(out, message_annotations_section);
     put_compound(out, map8_code, map32_code, body, count);
@@ -186,56 +222,57 @@ void encode_message(const message& m, const encode_extras& extras, std::string& 
   }
   const std::size_t application_count = m.attributes.size() * 2;
 
-  out.reserve(out.size() + section_descriptor_size + compound_size(header_body, header_count) +
-              annotations.size() + section_descriptor_size +
-              compound_size(properties_body, properties_count) +
-              (application_count == 0
-                   ? 0
-                   : section_descriptor_size + compound_size(application_body, application_count)) +
-              section_descriptor_size + variable_size(m.body.size()));
+  writer w(out,
+           section_descriptor_size + compound_size(header_body, header_count) + annotations.size() +
+               section_descriptor_size + compound_size(properties_body, properties_count) +
+               (application_count == 0 ? 0
+                                       : section_descriptor_size +
+                                             compound_size(application_body, application_count)) +
+               section_descriptor_size + variable_size(m.body.size()));
 
-  put_section(out, header_section);
-  put_compound(out, list8_code, list32_code, header_body, header_count);
-  put_code(out, true_code);
+  put_section(w, header_section);
+  put_compound(w, list8_code, list32_code, header_body, header_count);
+  w.code(true_code);
   if (ttl != 0) {
-    put_code(out, null_code);
-    put_uint(out, ttl);
+    w.code(null_code);
+    put_uint(w, ttl);
   }
 
-  annotations.write(out);
+  annotations.write(w);
 
-  auto put_optional = [&](std::string_view s, void (*put)(std::string&, std::string_view)) {
+  auto put_optional = [&](std::string_view s, void (*put)(writer&, std::string_view)) {
     if (s.empty()) {
-      put_code(out, null_code);
+      w.code(null_code);
     } else {
-      put(out, s);
+      put(w, s);
     }
   };
-  put_section(out, properties_section);
-  put_compound(out, list8_code, list32_code, properties_body, properties_count);
+  put_section(w, properties_section);
+  put_compound(w, list8_code, list32_code, properties_body, properties_count);
   put_optional(m.id, put_string);
-  put_code(out, null_code);  // user-id
-  put_code(out, null_code);  // to
+  w.code(null_code);  // user-id
+  w.code(null_code);  // to
   put_optional(m.subject, put_string);
-  put_code(out, null_code);  // reply-to
+  w.code(null_code);  // reply-to
   put_optional(m.correlation_id, put_string);
   put_optional(m.content_type, put_symbol);
-  put_code(out, null_code);  // content-encoding
-  put_code(out, null_code);  // absolute-expiry-time
-  put_timestamp(out, created);
-  if (!group.empty()) put_string(out, group);
+  w.code(null_code);  // content-encoding
+  w.code(null_code);  // absolute-expiry-time
+  put_timestamp(w, created);
+  if (!group.empty()) put_string(w, group);
 
   if (application_count != 0) {
-    put_section(out, application_properties_section);
-    put_compound(out, map8_code, map32_code, application_body, application_count);
+    put_section(w, application_properties_section);
+    put_compound(w, map8_code, map32_code, application_body, application_count);
     for (const auto& [key, value] : m.attributes) {
-      put_string(out, key);
-      put_string(out, value);
+      put_string(w, key);
+      put_string(w, value);
     }
   }
 
-  put_section(out, data_section);
-  put_binary(out, m.body);
+  put_section(w, data_section);
+  put_binary(w, m.body);
+  w.finish();
 }
 
 batch_envelope batch_envelope::of_first(const message& first, const encode_extras& extras) {
@@ -263,17 +300,17 @@ struct envelope_properties_plan {
   std::size_t size() const {
     return count == 0 ? 0 : section_descriptor_size + compound_size(body, count);
   }
-  void write(std::string& out) const {
+  void write(writer& out) const {
     if (count == 0) return;
     put_section(out, properties_section);
     put_compound(out, list8_code, list32_code, body, count);
     if (id.empty()) {
-      put_code(out, null_code);
+      out.code(null_code);
     } else {
       put_string(out, id);
     }
     if (count == 11) {
-      for (int i = 1; i < 10; ++i) put_code(out, null_code);
+      for (int i = 1; i < 10; ++i) out.code(null_code);
       put_string(out, group);
     }
   }
@@ -294,13 +331,14 @@ void encode_batch(std::span<const std::string> encoded_messages, const batch_env
                   std::string& out) {
   std::size_t total = batch_envelope_size(env);
   for (const auto& m : encoded_messages) total += batch_entry_size(m.size());
-  out.reserve(out.size() + total);
-  annotations_plan(std::nullopt, env.partition_key).write(out);
-  envelope_properties_plan(env).write(out);
+  writer w(out, total);
+  annotations_plan(std::nullopt, env.partition_key).write(w);
+  envelope_properties_plan(env).write(w);
   for (const auto& m : encoded_messages) {
-    put_section(out, data_section);
-    put_binary(out, m);
+    put_section(w, data_section);
+    put_binary(w, m);
   }
+  w.finish();
 }
 
 }  // namespace qrt::amqp::detail
