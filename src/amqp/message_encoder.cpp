@@ -329,11 +329,14 @@ std::size_t batch_entry_size(std::size_t encoded_size) {
 
 void encode_batch(std::span<const std::string> encoded_messages, const batch_envelope& env,
                   std::string& out) {
-  std::size_t total = batch_envelope_size(env);
+  // Each plan once: it sizes the room and then writes into it.
+  const annotations_plan annotations(std::nullopt, env.partition_key);
+  const envelope_properties_plan properties(env);
+  std::size_t total = annotations.size() + properties.size();
   for (const auto& m : encoded_messages) total += batch_entry_size(m.size());
   writer w(out, total);
-  annotations_plan(std::nullopt, env.partition_key).write(w);
-  envelope_properties_plan(env).write(w);
+  annotations.write(w);
+  properties.write(w);
   for (const auto& m : encoded_messages) {
     put_section(w, data_section);
     put_binary(w, m);
