@@ -7,6 +7,7 @@
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/post.hpp>
 #include <memory>
+#include <thread>
 #include <utility>
 
 namespace qrt::detail {
@@ -19,9 +20,14 @@ namespace qrt::detail {
 /// plain post from another thread destroys its copies just after queueing `fn`; if `fn` resumes
 /// a caller that then returns and destroys the context (a processor's stop() followed by the
 /// runtime's destructor), that last copy is destroyed after the context and touches freed
-/// memory. Here the queued function waits, by posting itself again, until this thread has set
-/// a flag after its copies are gone. The wait is the few instructions between queueing and
-/// returning, so it is rarely taken; when it is, `fn` is queued behind what was posted since.
+/// memory. Here the queued function, when it finds the flag not yet set, waits for it on the
+/// caller's thread, handing that thread's CPU back to the operating system at each look. The
+/// wait is the few instructions between queueing and returning, so it is rarely taken; but it
+/// is taken exactly when this thread was preempted there, often by the very thread its post
+/// woke on the same CPU. A wait that kept its CPU (an earlier version posted itself again until
+/// the flag was set) then held that CPU for a whole scheduler time slice, 4 ms on a 2-CPU
+/// machine, while the thread it waited for could not run. A futex wait would need a wake after
+/// the store, and by then the flag's owner may already be gone.
 ///
 /// Pass `caller` by value and move it in: a copy left with the calling thread defeats this.
 /// The caller's context must not be destroyed while this runs, as for any operation in flight.
@@ -33,20 +39,14 @@ void post_releasing(boost::asio::any_io_executor caller, Fn fn, std::atomic<bool
   struct relay {
     Fn fn;
     std::atomic<bool>* released;
-    boost::asio::any_io_executor again;  ///< destroyed on the caller's context, after fn
     void operator()() {
-      if (!released->load(std::memory_order_acquire)) {
-        auto ex = again;
-        boost::asio::post(ex, std::move(*this));
-        return;
-      }
+      while (!released->load(std::memory_order_acquire)) std::this_thread::yield();
       std::move(fn)();
     }
   };
   {
     boost::asio::any_io_executor target = std::move(caller);
-    auto again = target;
-    boost::asio::post(target, relay{std::move(fn), &released, std::move(again)});
+    boost::asio::post(target, relay{std::move(fn), &released});
   }  // the last copy this thread held is gone here
   released.store(true, std::memory_order_release);
 }

@@ -33,6 +33,7 @@ struct history {
   bool queued = false;    ///< the function has been handed to the io_context
   bool held_one = false;  ///< one copy's destruction on the posting thread has waited
   long function_ran = 0;  ///< the event at which the posted function ran (0: not yet)
+  std::atomic<long> queued_elsewhere{0};  ///< functions queued by other threads than the poster
   std::vector<long> destroyed_on_posting_thread;  ///< events
 
   void queued_now() {
@@ -92,7 +93,11 @@ class watched_executor {
   template <class F>
   void execute(F&& f) const {
     inner_.execute(std::forward<F>(f));
-    if (on_posting_thread) history_->queued_now();
+    if (on_posting_thread) {
+      history_->queued_now();
+    } else {
+      ++history_->queued_elsewhere;
+    }
   }
   asio::execution_context& query(asio::execution::context_t) const noexcept {
     return asio::query(inner_, asio::execution::context);
@@ -150,6 +155,19 @@ TEST(PostReleasing, WithAFlagOfTheCallersOwnTheSameHolds) {
     qrt::detail::post_releasing(std::move(ex), std::move(fn), released);
   });
   EXPECT_TRUE(released.load());
+  EXPECT_EQ(h->destroyed_after_run(), 0u);
+}
+
+// While the posting thread still holds its copy (here for the whole bound of the wait above),
+// the function waits on the caller's thread without queueing itself again: a function that went
+// round the queue until released kept that thread busy, and when the poster had been preempted
+// on the same CPU, kept it from running there for a whole scheduler time slice.
+TEST(PostReleasing, WaitingForTheReleaseDoesNotQueueTheFunctionAgain) {
+  auto h = post_from_another_thread([](asio::any_io_executor ex, auto fn) {
+    qrt::detail::post_releasing(std::move(ex), std::move(fn));
+  });
+  EXPECT_TRUE(h->held_one);  // the poster did hold a copy past the queueing
+  EXPECT_EQ(h->queued_elsewhere.load(), 0);
   EXPECT_EQ(h->destroyed_after_run(), 0u);
 }
 
