@@ -408,6 +408,8 @@ std::string format_table(const report& rep) {
                   with_thousands(rep.half_rate->e2e_throughput).c_str());
     out += buf;
     out += latency_row("end-to-end", rep.half_rate->e2e);
+    if (rep.half_rate_baseline)
+      out += latency_row("baseline end-to-end", rep.half_rate_baseline->e2e);
   }
   if (rep.scaling) {
     out +=
@@ -523,9 +525,15 @@ std::string to_json(const report& rep) {
     o["round_ratios"] = std::move(rounds);
   }
   if (rep.half_rate) {
-    o["half_rate"] = boost::json::object{{"rate_msgs_per_s", rep.half_rate->rate_target},
-                                         {"end_to_end_msgs_per_s", rep.half_rate->e2e_throughput},
-                                         {"e2e_latency_us", latency_json(rep.half_rate->e2e)}};
+    boost::json::object half{{"rate_msgs_per_s", rep.half_rate->rate_target},
+                             {"end_to_end_msgs_per_s", rep.half_rate->e2e_throughput},
+                             {"e2e_latency_us", latency_json(rep.half_rate->e2e)}};
+    if (rep.half_rate_baseline) {
+      half["baseline_e2e_latency_us"] = latency_json(rep.half_rate_baseline->e2e);
+    } else {
+      half["baseline_e2e_latency_us"] = nullptr;
+    }
+    o["half_rate"] = std::move(half);
   }
   if (rep.scaling) {
     boost::json::array a;
@@ -688,6 +696,9 @@ std::string percentile_chart(const report& rep) {
   std::vector<run_line> runs{{"full rate", &rep.run.e2e, chart::palette(0)}};
   if (rep.half_rate) runs.push_back({"half rate", &rep.half_rate->e2e, chart::palette(2)});
   if (rep.baseline) runs.push_back({"raw queue", &rep.baseline->e2e, chart::palette(7)});
+  if (rep.half_rate && rep.half_rate_baseline) {
+    runs.push_back({"raw queue at half rate", &rep.half_rate_baseline->e2e, chart::palette(5)});
+  }
   double lo = 0, hi = 0;
   for (const auto& rl : runs) {
     for (const auto& [x, y] : percentile_points(*rl.l)) {
@@ -717,7 +728,11 @@ std::string percentile_chart(const report& rep) {
     caption += "Half rate: paced at " + figure(rep.half_rate->rate_target, unit::rate) +
                ", half of what the full-rate run achieved, so queueing does not dominate. ";
   }
-  if (rep.baseline) caption += "Raw queue: the same measurement through the raw queue.";
+  if (rep.baseline) caption += "Raw queue: the same measurement through the raw queue";
+  if (rep.baseline && rep.half_rate && rep.half_rate_baseline) {
+    caption += ", at full speed and paced as the half-rate run";
+  }
+  if (rep.baseline) caption += ".";
   return p.finish(caption);
 }
 
@@ -927,8 +942,12 @@ std::vector<headline> headlines(const report& rep) {
                figure(r.e2e.p50_us, unit::micros) + " / " + figure(r.e2e.p99_us, unit::micros), "",
                std::nullopt});
   if (rep.half_rate) {
-    h.push_back({"latency p99 at half rate", figure(rep.half_rate->e2e.p99_us, unit::micros), "",
-                 std::nullopt});
+    std::string p99 = figure(rep.half_rate->e2e.p99_us, unit::micros);
+    if (rep.half_rate_baseline) {
+      p99 += " (raw queue at the same pace: " +
+             figure(rep.half_rate_baseline->e2e.p99_us, unit::micros) + ")";
+    }
+    h.push_back({"latency p99 at half rate", p99, "", std::nullopt});
   }
   h.push_back(
       {"CPU per message", figure(r.cpu_s_per_message * 1e6, unit::micros), "", std::nullopt});

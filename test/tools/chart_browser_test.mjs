@@ -169,7 +169,12 @@ function expectedFromReport(r) {
   const withLatency = r.series.filter((s) => s.e2e_count > 0 || s.e2e_mean_us > 0).length;
   const e = {
     throughput: 3 + (r.baseline ? 1 : 0),
-    percentiles: 5 * (1 + (r.half_rate ? 1 : 0) + (r.baseline ? 1 : 0)),
+    percentiles:
+      5 *
+      (1 +
+        (r.half_rate ? 1 : 0) +
+        (r.baseline ? 1 : 0) +
+        (r.half_rate && r.half_rate.baseline_e2e_latency_us ? 1 : 0)),
     operations: 9,
     'throughput-over-time': 4 * r.series.length,
     'latency-over-time': 2 * withLatency,

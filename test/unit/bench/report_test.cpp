@@ -248,6 +248,9 @@ report full_report(std::size_t samples) {
   rep.half_rate = r;
   rep.half_rate->rate_target = 200'000;
   rep.half_rate->e2e = lat(30);
+  rep.half_rate_baseline = baseline_result{};
+  rep.half_rate_baseline->messages = 400'000;
+  rep.half_rate_baseline->e2e = lat(12);
   rep.scaling =
       std::vector<scaling_point>{{1, 490, 1, 0.98}, {2, 980, 1, 0.98}, {4, 1900, 0.97, 0.95}};
   overhead_result ov;
@@ -308,7 +311,8 @@ TEST(Chart, DrawsEveryChartWithAllItsData) {
   const auto html = render_chart_html(rep);
   const auto drawn = drawn_per_chart(html);
   EXPECT_EQ(drawn.at("throughput"), 4u) << "send, receive, end-to-end, raw queue";
-  EXPECT_EQ(drawn.at("percentiles"), 3u * 5u) << "three runs, p50..p99.99";
+  EXPECT_EQ(drawn.at("percentiles"), 4u * 5u)
+      << "full rate, half rate, the raw queue at both; p50..p99.99";
   EXPECT_EQ(drawn.at("operations"), 9u) << "three calls, three percentiles";
   EXPECT_EQ(drawn.at("throughput-over-time"), 4 * samples) << "samples and averages, two lines";
   EXPECT_EQ(drawn.at("latency-over-time"), 2 * samples);
@@ -332,6 +336,30 @@ TEST(Chart, DrawsEveryChartWithAllItsData) {
   }
   EXPECT_EQ(html.find("nan"), std::string::npos);
   EXPECT_EQ(html.find("inf\""), std::string::npos);
+}
+
+// The half-rate run's latency is shown beside the raw queue's at the same pace, in the table,
+// in report.json and in the summary, so that its p99 reads against what the machine allowed.
+TEST(Report, HalfRateLatencyComesWithTheRawQueuesAtTheSamePace) {
+  const auto rep = full_report(3);
+  const auto table = format_table(rep);
+  const auto half = table.find("at half the rate");
+  ASSERT_NE(half, std::string::npos);
+  const auto raw_row = table.find("baseline end-to-end", half);
+  ASSERT_NE(raw_row, std::string::npos);
+  EXPECT_NE(table.find("60.0", raw_row), std::string::npos) << table.substr(half);  // p99 12*5
+
+  const auto json = boost::json::parse(to_json(rep));
+  EXPECT_EQ(json.at_pointer("/half_rate/baseline_e2e_latency_us/p99").to_number<double>(), 60.0);
+  EXPECT_EQ(json.at_pointer("/half_rate/e2e_latency_us/p99").to_number<double>(), 150.0);
+
+  EXPECT_NE(render_chart_html(rep).find("raw queue at the same pace: 60"), std::string::npos);
+
+  auto without = rep;
+  without.half_rate_baseline.reset();
+  EXPECT_TRUE(boost::json::parse(to_json(without))
+                  .at_pointer("/half_rate/baseline_e2e_latency_us")
+                  .is_null());
 }
 
 TEST(Chart, LeavesOutWhatTheRunDidNotMeasureAndFlagsAMissedGoal) {

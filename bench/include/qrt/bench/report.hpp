@@ -47,6 +47,8 @@ struct report {
   bench_result run;
   std::optional<baseline_result> baseline;
   std::optional<bench_result> half_rate;  ///< the same run paced at half the measured rate
+  /// The raw queue paced at that same rate in the same run: what the machine allows there.
+  std::optional<baseline_result> half_rate_baseline;
   /// With --repeat: every round's ratio (or msg/s without a baseline).
   std::vector<double> round_ratios;
   std::optional<std::vector<scaling_point>> scaling;
