@@ -201,53 +201,21 @@ void item_table::trim_front() {
 
 // ---- waiting ----
 
-namespace {
-
-/// A waiter's handler, taken from it under the queue's lock, on its way to its executor.
-struct pending_wake {
-  waiter_ptr w;
-  boost::asio::any_io_executor executor;
-  boost::asio::any_completion_handler<void()> handler;
-};
-
-thread_local std::vector<pending_wake> deferred_wakes;
-
-void post_wake(pending_wake p) {
-  // The waker may run on another context's thread: it lets go of the waiting coroutine's
-  // executor before that coroutine resumes, and the waiter (whose flag that is) is released
-  // on the coroutine's side.
-  std::atomic<bool>& released = p.w->released;
-  qrt::detail::post_releasing(
-      std::move(p.executor),
-      [h = std::move(p.handler), keep = std::move(p.w)]() mutable { std::move(h)(); }, released);
-}
-
-}  // namespace
-
 void wake(const waiter_ptr& w) {
-  if (!w->handler) {
-    w->notified = true;
-    return;
-  }
-  pending_wake p{w, std::move(w->handler_executor), std::move(*w->handler)};
-  w->handler.reset();
-  w->released.store(false, std::memory_order_relaxed);
-  if (wake_deferral::locks_held > 0) {
-    deferred_wakes.push_back(std::move(p));
+  if (w->handler) {
+    auto h = std::move(*w->handler);
+    w->handler.reset();
+    // The waker may run on another context's thread: it lets go of the waiting coroutine's
+    // executor before that coroutine resumes, and the waiter (whose flag that is) is released
+    // on the coroutine's side.
+    w->released.store(false, std::memory_order_relaxed);
+    qrt::detail::post_releasing(
+        std::move(w->handler_executor), [h = std::move(h), keep = w]() mutable { std::move(h)(); },
+        w->released);
   } else {
-    post_wake(std::move(p));  // no queue lock here to wait for
+    w->notified = true;
   }
 }
-
-namespace wake_deferral {
-bool pending() noexcept {
-  return !deferred_wakes.empty();
-}
-void flush() {
-  for (auto& p : deferred_wakes) post_wake(std::move(p));
-  deferred_wakes.clear();  // keeps its storage for the next ones
-}
-}  // namespace wake_deferral
 
 void wait_list::remove(const waiter_ptr& w) {
   auto it = std::find(waiters_.begin(), waiters_.end(), w);

@@ -54,21 +54,8 @@ class wait_list {
   std::deque<waiter_ptr> waiters_;
 };
 
-/// Wakes one waiter (mutex held): completes its handler, or marks it so it won't sleep. The
-/// handler is handed to its executor once this thread holds no queue's lock any more
-/// (queue_mutex::unlock), not under the lock: the thread that post wakes often runs on the
-/// waker's CPU and preempts it there, and the woken receive's first step is to take the very
-/// lock the preempted waker still held, so each wake-up cost two more context switches and,
-/// when the waker was then kept off that CPU, milliseconds.
+/// Wakes one waiter (mutex held): completes its handler, or marks it so it won't sleep.
 void wake(const waiter_ptr& w);
-
-namespace wake_deferral {
-/// How many queue locks this thread holds (queue_mutex keeps it): wakes wait for it to be 0.
-inline thread_local int locks_held = 0;
-/// Posts the wakes deferred on this thread (queue_mutex::unlock, when locks_held reached 0).
-void flush();
-bool pending() noexcept;
-}  // namespace wake_deferral
 
 /// Whether spinning briefly before parking (memory_provider.cpp) pays on one queue: a spin that
 /// saw what it waited for scores +1, one that ran out -4. At zero the waiters park at once,
@@ -361,13 +348,11 @@ class queue_mutex {
   void lock() {
     mutex_.lock();
     if (sink_) sink_->begin_operation();
-    ++wake_deferral::locks_held;
   }
   void unlock() {
     if (sink_) sink_->end_operation();
     if (graveyard_.empty()) {
       mutex_.unlock();
-      after_unlock();
       return;
     }
     // The strings are freed after the lock is released. The vector that carries them out is
@@ -378,7 +363,6 @@ class queue_mutex {
     thread_local std::vector<std::string> dead;
     dead.swap(graveyard_);
     mutex_.unlock();
-    after_unlock();
     dead.clear();
     if (dead.capacity() > max_kept_graveyard) dead = {};  // after a purge: not kept for ever
   }
@@ -426,9 +410,6 @@ class queue_mutex {
   static constexpr std::size_t max_kept_graveyard = 1024;
 
  private:
-  static void after_unlock() {
-    if (--wake_deferral::locks_held == 0 && wake_deferral::pending()) wake_deferral::flush();
-  }
   spin_then_park_mutex mutex_;
   event_sink* const sink_;
   std::vector<std::string> graveyard_;  ///< guarded by mutex_; freed at unlock

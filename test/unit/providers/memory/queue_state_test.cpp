@@ -1,14 +1,12 @@
-// The embedded provider's storage and state machine, driven directly (no waiting): the ring
-// that holds a queue's messages by sequence, the rules that move messages through it (lock
-// expiry and redelivery order, abandon, delivery counts, the dead-letter queue and the byte
-// accounting), and when a woken waiter is handed to its executor.
+// The embedded provider's storage and state machine, driven directly (no Asio, no waiting):
+// the ring that holds a queue's messages by sequence, and the rules that move messages through
+// it (lock expiry and redelivery order, abandon, delivery counts, the dead-letter queue and the
+// byte accounting).
 #include "providers/memory/queue_state.hpp"
 
 #include <gtest/gtest.h>
 
 #include <atomic>
-#include <boost/asio/executor_work_guard.hpp>
-#include <boost/asio/io_context.hpp>
 #include <memory>
 #include <mutex>
 #include <qrt/memory.hpp>
@@ -21,8 +19,6 @@ using qrt::memory::detail::item_table;
 using qrt::memory::detail::queue_mutex;
 using qrt::memory::detail::queue_state;
 using qrt::memory::detail::spare_block_allowance;
-using qrt::memory::detail::waiter;
-using qrt::memory::detail::waiter_ptr;
 
 namespace {
 
@@ -442,79 +438,6 @@ TEST_F(state_fixture, LockBookkeepingFollowsTheLocksHeldNotTheThroughput) {
   }
   std::lock_guard lock(q->mutex);
   EXPECT_LE(q->lock_entries(), 2u);
-}
-
-namespace {
-
-/// A waiter parked as a receive parks (wait_for_change), whose wake-up sets `woken`.
-waiter_ptr parked_on(boost::asio::io_context& io, bool& woken) {
-  auto w = std::make_shared<waiter>();
-  w->handler.emplace([&woken] { woken = true; });
-  w->handler_executor = io.get_executor();
-  return w;
-}
-
-}  // namespace
-
-// A wake made under a queue's lock reaches the waiter's executor only once the lock is
-// released: the woken receive would otherwise start by waiting for that lock, on the waker's
-// CPU, behind the waker.
-TEST(Wake, IsHandedToTheExecutorOnlyOnceTheQueuesLockIsReleased) {
-  boost::asio::io_context io;
-  auto busy = boost::asio::make_work_guard(io);  // a poll that finds nothing must not stop it
-  bool woken = false;
-  auto w = parked_on(io, woken);
-  queue_mutex m(nullptr);
-  {
-    std::lock_guard lock(m);
-    qrt::memory::detail::wake(w);
-    EXPECT_EQ(io.poll(), 0u);  // nothing queued while the lock is held
-    EXPECT_FALSE(woken);
-  }
-  EXPECT_EQ(io.poll(), 1u);
-  EXPECT_TRUE(woken);
-  EXPECT_FALSE(w->handler);  // taken once: a second wake only marks the waiter
-  qrt::memory::detail::wake(w);
-  EXPECT_TRUE(w->notified);
-  EXPECT_EQ(io.poll(), 0u);
-}
-
-// With two queues locked (a publish to a topic's subscriptions holds several), the wakes wait
-// for the last lock; none is lost and each is delivered once, in the order made.
-TEST(Wake, UnderNestedLocksWaitsForTheLastOneAndKeepsItsOrder) {
-  boost::asio::io_context io;
-  auto busy = boost::asio::make_work_guard(io);
-  std::vector<int> order;
-  std::vector<waiter_ptr> ws;
-  for (int i = 0; i < 3; ++i) {
-    auto w = std::make_shared<waiter>();
-    w->handler.emplace([&order, i] { order.push_back(i); });
-    w->handler_executor = io.get_executor();
-    ws.push_back(w);
-  }
-  queue_mutex outer(nullptr), inner(nullptr);
-  {
-    std::lock_guard a(outer);
-    qrt::memory::detail::wake(ws[0]);
-    {
-      std::lock_guard b(inner);
-      qrt::memory::detail::wake(ws[1]);
-    }
-    EXPECT_EQ(io.poll(), 0u);  // the outer lock is still held
-    qrt::memory::detail::wake(ws[2]);
-  }
-  EXPECT_EQ(io.poll(), 3u);
-  EXPECT_EQ(order, (std::vector<int>{0, 1, 2}));
-}
-
-// Without any queue's lock held (a caller that needs none), a wake is handed over at once.
-TEST(Wake, WithNoLockHeldIsHandedOverAtOnce) {
-  boost::asio::io_context io;
-  bool woken = false;
-  auto w = parked_on(io, woken);
-  qrt::memory::detail::wake(w);
-  EXPECT_EQ(io.poll(), 1u);
-  EXPECT_TRUE(woken);
 }
 
 // Spins that keep running out stop (but for a probe every 32nd time); hits bring them back.
