@@ -27,7 +27,9 @@ namespace qrt::detail {
 /// woke on the same CPU. A wait that kept its CPU (an earlier version posted itself again until
 /// the flag was set) then held that CPU for a whole scheduler time slice, 4 ms on a 2-CPU
 /// machine, while the thread it waited for could not run. A futex wait would need a wake after
-/// the store, and by then the flag's owner may already be gone.
+/// the store, and by then the flag's owner may already be gone. While it waits, the caller's
+/// thread runs nothing else; only a poster preempted by another process inside those few
+/// instructions makes that wait long, and the function it resumes would wait as long anyway.
 ///
 /// Pass `caller` by value and move it in: a copy left with the calling thread defeats this.
 /// The caller's context must not be destroyed while this runs, as for any operation in flight.
