@@ -410,6 +410,14 @@ std::string format_table(const report& rep) {
     out += latency_row("end-to-end", rep.half_rate->e2e);
     if (rep.half_rate_baseline)
       out += latency_row("baseline end-to-end", rep.half_rate_baseline->e2e);
+    if (!rep.half_rate_round_p99s.empty()) {
+      out += "  p99 of each round     ";
+      for (double x : rep.half_rate_round_p99s) {
+        std::snprintf(buf, sizeof buf, " %.1f", x);
+        out += buf;
+      }
+      out += " (the median round is shown)\n";
+    }
   }
   if (rep.scaling) {
     out +=
@@ -532,6 +540,11 @@ std::string to_json(const report& rep) {
       half["baseline_e2e_latency_us"] = latency_json(rep.half_rate_baseline->e2e);
     } else {
       half["baseline_e2e_latency_us"] = nullptr;
+    }
+    if (!rep.half_rate_round_p99s.empty()) {
+      boost::json::array rounds;
+      for (double x : rep.half_rate_round_p99s) rounds.push_back(x);
+      half["round_p99_us"] = std::move(rounds);
     }
     o["half_rate"] = std::move(half);
   }

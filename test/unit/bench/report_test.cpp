@@ -251,6 +251,7 @@ report full_report(std::size_t samples) {
   rep.half_rate_baseline = baseline_result{};
   rep.half_rate_baseline->messages = 400'000;
   rep.half_rate_baseline->e2e = lat(12);
+  rep.half_rate_round_p99s = {420, 150, 9800};
   rep.scaling =
       std::vector<scaling_point>{{1, 490, 1, 0.98}, {2, 980, 1, 0.98}, {4, 1900, 0.97, 0.95}};
   overhead_result ov;
@@ -348,10 +349,14 @@ TEST(Report, HalfRateLatencyComesWithTheRawQueuesAtTheSamePace) {
   const auto raw_row = table.find("baseline end-to-end", half);
   ASSERT_NE(raw_row, std::string::npos);
   EXPECT_NE(table.find("60.0", raw_row), std::string::npos) << table.substr(half);  // p99 12*5
+  // With --repeat, every round's p99 is listed: one stalled round does not decide the figure.
+  EXPECT_NE(table.find("p99 of each round      420.0 150.0 9800.0", half), std::string::npos)
+      << table.substr(half);
 
   const auto json = boost::json::parse(to_json(rep));
   EXPECT_EQ(json.at_pointer("/half_rate/baseline_e2e_latency_us/p99").to_number<double>(), 60.0);
   EXPECT_EQ(json.at_pointer("/half_rate/e2e_latency_us/p99").to_number<double>(), 150.0);
+  EXPECT_EQ(json.at_pointer("/half_rate/round_p99_us").as_array().size(), 3u);
 
   EXPECT_NE(render_chart_html(rep).find("raw queue at the same pace: 60"), std::string::npos);
 

@@ -49,6 +49,8 @@ struct report {
   std::optional<bench_result> half_rate;  ///< the same run paced at half the measured rate
   /// The raw queue paced at that same rate in the same run: what the machine allows there.
   std::optional<baseline_result> half_rate_baseline;
+  /// With --repeat: every half-rate round's p99 (µs), in run order; the median round is shown.
+  std::vector<double> half_rate_round_p99s;
   /// With --repeat: every round's ratio (or msg/s without a baseline).
   std::vector<double> round_ratios;
   std::optional<std::vector<scaling_point>> scaling;
