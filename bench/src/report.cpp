@@ -334,6 +334,17 @@ std::string latency_row(const std::string& name, const latency_summary& l) {
   return buf;
 }
 
+/// `label`, each round's figure in `format`, and which round the rest of the report shows.
+std::string rounds_row(const char* label, const std::vector<double>& rounds, const char* format) {
+  std::string out = label;
+  char buf[64];
+  for (double x : rounds) {
+    std::snprintf(buf, sizeof buf, format, x);
+    out += buf;
+  }
+  return out + "(the median round is shown)\n";
+}
+
 std::string_view status_text(target_check::status s) {
   switch (s) {
     case target_check::status::pass:
@@ -371,14 +382,8 @@ std::string format_table(const report& rep) {
     std::snprintf(buf, sizeof buf, "    ratio         %.2fx of the raw queue\n",
                   rep.baseline_ratio());
     out += buf;
-    if (!rep.round_ratios.empty()) {
-      out += "    rounds        ";
-      for (double x : rep.round_ratios) {
-        std::snprintf(buf, sizeof buf, "%.2fx ", x);
-        out += buf;
-      }
-      out += "(the median round is shown)\n";
-    }
+    if (!rep.round_ratios.empty())
+      out += rounds_row("    rounds        ", rep.round_ratios, "%.2fx ");
   }
   out += "\n  latency (us)               p50        p95        p99        max       mean\n";
   out += latency_row("end-to-end", r.e2e);
@@ -411,12 +416,7 @@ std::string format_table(const report& rep) {
     if (rep.half_rate_baseline)
       out += latency_row("baseline end-to-end", rep.half_rate_baseline->e2e);
     if (!rep.half_rate_round_p99s.empty()) {
-      out += "  p99 of each round     ";
-      for (double x : rep.half_rate_round_p99s) {
-        std::snprintf(buf, sizeof buf, " %.1f", x);
-        out += buf;
-      }
-      out += " (the median round is shown)\n";
+      out += rounds_row("  p99 of each round      ", rep.half_rate_round_p99s, "%.1f ");
     }
   }
   if (rep.scaling) {
