@@ -334,6 +334,12 @@ std::string latency_row(const std::string& name, const latency_summary& l) {
   return buf;
 }
 
+boost::json::array numbers(const std::vector<double>& xs) {
+  boost::json::array a;
+  for (double x : xs) a.push_back(x);
+  return a;
+}
+
 /// `label`, each round's figure in `format`, and which round the rest of the report shows.
 std::string rounds_row(const char* label, const std::vector<double>& rounds, const char* format) {
   std::string out = label;
@@ -527,11 +533,7 @@ std::string to_json(const report& rep) {
   } else {
     o["baseline"] = nullptr;
   }
-  if (!rep.round_ratios.empty()) {
-    boost::json::array rounds;
-    for (double x : rep.round_ratios) rounds.push_back(x);
-    o["round_ratios"] = std::move(rounds);
-  }
+  if (!rep.round_ratios.empty()) o["round_ratios"] = numbers(rep.round_ratios);
   if (rep.half_rate) {
     boost::json::object half{{"rate_msgs_per_s", rep.half_rate->rate_target},
                              {"end_to_end_msgs_per_s", rep.half_rate->e2e_throughput},
@@ -541,11 +543,7 @@ std::string to_json(const report& rep) {
     } else {
       half["baseline_e2e_latency_us"] = nullptr;
     }
-    if (!rep.half_rate_round_p99s.empty()) {
-      boost::json::array rounds;
-      for (double x : rep.half_rate_round_p99s) rounds.push_back(x);
-      half["round_p99_us"] = std::move(rounds);
-    }
+    if (!rep.half_rate_round_p99s.empty()) half["round_p99_us"] = numbers(rep.half_rate_round_p99s);
     o["half_rate"] = std::move(half);
   }
   if (rep.scaling) {
