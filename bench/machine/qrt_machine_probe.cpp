@@ -70,7 +70,10 @@ int gaps(double seconds) {
   std::vector<std::thread> threads;
   for (unsigned cpu = 0; cpu < cpus; ++cpu) {
     threads.emplace_back([&, cpu] {
-      if (!pin_to(cpu)) return;
+      if (!pin_to(cpu)) {
+        std::fprintf(stderr, "qrt_machine_probe: cannot pin a thread to CPU %u\n", cpu);
+        return;
+      }
       const auto start = steady::now();
       const auto until = start + std::chrono::duration<double>(seconds);
       auto last = start;

@@ -739,11 +739,13 @@ std::string percentile_chart(const report& rep) {
     caption += "Half rate: paced at " + figure(rep.half_rate->rate_target, unit::rate) +
                ", half of what the full-rate run achieved, so queueing does not dominate. ";
   }
-  if (rep.baseline) caption += "Raw queue: the same measurement through the raw queue";
-  if (rep.baseline && rep.half_rate && rep.half_rate_baseline) {
-    caption += ", at full speed and paced as the half-rate run";
+  if (rep.baseline) {
+    caption += "Raw queue: the same measurement through the raw queue";
+    if (rep.half_rate && rep.half_rate_baseline) {
+      caption += ", at full speed and paced as the half-rate run";
+    }
+    caption += ".";
   }
-  if (rep.baseline) caption += ".";
   return p.finish(caption);
 }
 
