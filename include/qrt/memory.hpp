@@ -1,6 +1,7 @@
 // The embedded provider: queues inside this process, optionally persisted to a local log.
 #pragma once
 
+#include <chrono>
 #include <qrt/config.hpp>
 #include <qrt/provider.hpp>
 #include <qrt/registry.hpp>
@@ -55,6 +56,12 @@ struct options {
   milliseconds persistence_open_timeout{0};
   std::size_t worker_threads = 1;           ///< threads for a qrt runtime built from this config
   std::size_t channel_buffer_size = 1'000;  ///< most messages one send or receive call moves
+  /// How long a receive that finds its queue empty keeps looking (yielding its thread between
+  /// looks) before it parks; 0 parks at once. A parked receive costs a cross-thread wake-up per
+  /// batch, which can take tens of microseconds or more where an idle CPU halts; a spin costs
+  /// the CPU it runs on. Spinning stops by itself on a queue where it stopped paying off
+  /// (messages arriving further apart than the spin). Session receives never spin.
+  std::chrono::microseconds receive_spin{100};
   /// Body plus attributes of one message; also the most bytes of one session state. With
   /// enable_persistence at most 63 MiB, so that every message fits one log record.
   std::size_t max_message_bytes = 1 << 20;

@@ -33,9 +33,6 @@ using queue_ptr = std::shared_ptr<queue_state>;
 
 constexpr std::uint64_t dead_letter_bit = std::uint64_t{1} << 63;
 
-/// How long a receive keeps looking at an empty queue before it parks (see receive()).
-constexpr auto receive_spin = std::chrono::microseconds(20);
-
 std::atomic<std::uint64_t> next_owner_id{1};
 
 delivery_key key_of(const receipt_handle& r) {
@@ -195,12 +192,16 @@ awaitable<void> wait_for_change(wake_timer& timer, const queue_ptr& q, const wai
 }
 
 /// Yields this thread (to whatever else it has queued) until `counter` moves on from `seen` or
-/// `until` passes. Each yield is a continuation, queued on this thread: it wakes no other one.
+/// `for_at_most` has passed (on the steady clock: a step of the system clock must not stretch
+/// a spin). Each yield is a continuation, queued on this thread: it wakes no other one.
 awaitable<void> spin_for_change(const std::atomic<std::uint64_t>& counter, std::uint64_t seen,
-                                time_point until, const asio::any_io_executor& ex) {
+                                std::chrono::nanoseconds for_at_most,
+                                const asio::any_io_executor& ex) {
+  const auto until = std::chrono::steady_clock::now() + for_at_most;
   do {
     co_await asio::defer(ex, asio::use_awaitable);
-  } while (counter.load(std::memory_order_relaxed) == seen && clock::now() < until);
+  } while (counter.load(std::memory_order_relaxed) == seen &&
+           std::chrono::steady_clock::now() < until);
 }
 
 /// A send (or publish) that has waited for room in `q` counts among its waiting senders
@@ -648,7 +649,7 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
     }
     auto park = [&](const waiter_ptr& w) { q->core(dead_letter).receivers.add(w); };
     auto unpark = [&](const waiter_ptr& w) { q->core(dead_letter).receivers.remove(w); };
-    co_return co_await long_poll(q, deadline, true, look, park, unpark);
+    co_return co_await long_poll(q, deadline, opts_.receive_spin, look, park, unpark);
   }
 
   awaitable<result<std::vector<received_message>>> peek(const queue_name& queue,
@@ -1056,15 +1057,16 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
   /// out)` checks the queue and takes what is ready into `out` (an error ends the poll). With
   /// nothing taken before `deadline`, the receive parks (`park(w)` puts the waiter on its list,
   /// `unpark(w)` takes it off when it looks again) until a change or the queue's next timed
-  /// event. With `may_spin`, an empty queue is looked at again for a short while before the
-  /// receive parks: each look yields this thread to whatever else it has queued (a sender on it,
-  /// first of all), and a sender on another thread usually delivers within microseconds. Parking
-  /// instead costs a waiter and a cross-thread wake-up (a syscall on each side) per batch. Where
-  /// the spins stopped paying (messages come further apart than the spin), receives park at
+  /// event. For up to `spin` (options::receive_spin), an empty queue is looked at again before
+  /// the receive parks: each look yields this thread to whatever else it has queued (a sender on
+  /// it, first of all), and a sender on another thread usually delivers within microseconds.
+  /// Parking instead costs a waiter and a cross-thread wake-up (a syscall on each side) per batch.
+  /// Where the spins stopped paying (messages come further apart than the spin), receives park at
   /// once (spin_score). The callables are the caller's named locals, alive until this returns.
   template <class Look, class Park, class Unpark>
   awaitable<result<std::vector<received_message>>> long_poll(queue_ptr q, time_point deadline,
-                                                             bool may_spin, Look& look, Park& park,
+                                                             std::chrono::microseconds spin,
+                                                             Look& look, Park& park,
                                                              Unpark& unpark) {
     std::optional<time_point> spin_until;  // set when the receive first finds the queue empty
     bool spun = false;                     // spinning since it last looked
@@ -1073,7 +1075,7 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
     waiter_ptr w;
     for (;;) {
       time_point wake_at{};
-      bool spin = false;
+      std::chrono::nanoseconds spin_left{0};  // > 0: spin this long (at most) before looking again
       std::uint64_t seen = 0;
       {
         std::lock_guard lock(q->mutex);
@@ -1088,12 +1090,14 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
           break;
         }
         if (!spin_until) {
-          spin_until = may_spin && q->receive_spins.worth_trying()
-                           ? std::min(now + receive_spin, deadline)
+          spin_until = spin.count() > 0 && q->receive_spins.worth_trying()
+                           ? std::min(now + spin, deadline)
                            : now;
         }
-        if (now < *spin_until && now + receive_spin >= *spin_until) {
-          spin = spun = true;
+        // The second test ends the spin if the (system) clock stepped back.
+        if (now < *spin_until && now + spin >= *spin_until) {
+          spin_left = *spin_until - now;
+          spun = true;
           seen = q->readied.load(std::memory_order_relaxed);
         } else {
           if (std::exchange(spun, false)) q->receive_spins.record(false);
@@ -1103,8 +1107,8 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
           if (auto event = q->next_event()) wake_at = std::min(wake_at, *event);
         }
       }
-      if (spin) {
-        co_await spin_for_change(q->readied, seen, *spin_until, ex);
+      if (spin_left.count() > 0) {
+        co_await spin_for_change(q->readied, seen, spin_left, ex);
         continue;
       }
       co_await wait_for_change(*wake_timer_, q, w, wake_at);
@@ -1322,7 +1326,8 @@ awaitable<result<std::vector<received_message>>> memory_session::receive(std::si
     if (auto* found = q_->find_session(id_)) found->receivers.remove(w);
   };
   // No spin: spin_score is kept per queue, and a session's receive is not what it measures.
-  co_return co_await owner_->long_poll(q_, deadline, false, look, park, unpark);
+  co_return co_await owner_->long_poll(q_, deadline, std::chrono::microseconds{0}, look, park,
+                                       unpark);
 }
 
 awaitable<std::vector<result<void>>> memory_session::settle(std::vector<settlement> settlements) {

@@ -95,6 +95,9 @@ const binder& keys() {
                       "its caller's executor"),
       binder::integer("channel_buffer_size", &options::channel_buffer_size, 1, 1u << 20,
                       "most messages one send or receive call moves (caps().max_batch_messages)"),
+      binder::integer("receive_spin_us", &options::receive_spin, 0, 1'000'000,
+                      "microseconds a receive keeps looking at an empty queue before it parks "
+                      "(0: parks at once); trades a CPU for lower latency at moderate rates"),
       binder::integer("max_message_bytes", &options::max_message_bytes, 1, 1u << 30,
                       "larger messages are refused with message_too_large"),
       binder::integer("max_queue_bytes", &options::max_queue_bytes, 0, UINT64_MAX,

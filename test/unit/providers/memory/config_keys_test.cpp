@@ -9,6 +9,9 @@
 
 #include <algorithm>
 #include <atomic>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
@@ -399,6 +402,40 @@ void channel_buffer_size_key() {
   EXPECT_EQ(c.receive(q, 10, 0ms).value().size(), 1u);
 }
 
+void receive_spin_us_key() {
+  // A receive that finds its queue empty keeps looking for receive_spin_us before it parks,
+  // each look a continuation queued on the thread that runs it; 0 parks at once. On an
+  // io_context of the test's own that shows without a clock: while the receive spins there is
+  // always a handler ready to run, once it has parked there is none.
+  constexpr int rounds = 200;  // handlers run one at a time; far fewer than a 1 s spin allows
+  for (const auto& [spin_us, spins] : {std::pair{"0", false}, std::pair{"1000000", true}}) {
+    SCOPED_TRACE(std::string("receive_spin_us=") + spin_us);
+    auto c = open({{"receive_spin_us", spin_us}, {"queues", "q"}});
+    auto& provider = *c.async_client().underlying();
+    boost::asio::io_context io;
+    std::optional<qrt::result<std::vector<qrt::received_message>>> got;
+    boost::asio::co_spawn(
+        io, [&]() -> qrt::awaitable<void> { got = co_await provider.receive(q, 1, 600s); },
+        boost::asio::detached);
+    int ran = 0;
+    while (ran < rounds && io.poll_one() > 0) ++ran;
+    ASSERT_FALSE(got) << "the receive returned from an empty queue";
+    if (spins) {
+      EXPECT_EQ(ran, rounds) << "the receive parked instead of spinning";
+    } else {
+      EXPECT_LT(ran, rounds) << "the receive kept looking instead of parking";
+    }
+    // Spinning or parked, the receive takes what another thread sends.
+    ASSERT_TRUE(c.send(q, text("after the wait began")));
+    io.restart();
+    while (!got && io.run_one_for(30s) > 0) {
+    }
+    ASSERT_TRUE(got && *got) << "the receive missed the message";
+    ASSERT_EQ((*got)->size(), 1u);
+    EXPECT_EQ((**got)[0].body, "after the wait began");
+  }
+}
+
 void max_message_bytes_key() {
   auto c = open({{"max_message_bytes", "100"}, {"queues", "q"}});
   ASSERT_TRUE(c.send(q, text(std::string(50, 'x'))));
@@ -533,6 +570,7 @@ const key_row rows[] = {
     {"max_disk_bytes", max_disk_bytes_key},
     {"worker_threads", worker_threads_key},
     {"channel_buffer_size", channel_buffer_size_key},
+    {"receive_spin_us", receive_spin_us_key},
     {"max_message_bytes", max_message_bytes_key},
     {"max_queue_bytes", max_queue_bytes_key},
     {"max_memory_bytes", max_memory_bytes_key},
