@@ -124,7 +124,7 @@ std::unique_ptr<item_table::block> item_table::new_block() {
     spares_.pop_back();
     return b;
   }
-  // Not make_unique: value-initialising would zero the 14 KB before the items' constructors
+  // Not make_unique: value-initialising would zero the whole block before the items' constructors
   // write every byte of it that they use.
   return std::unique_ptr<block>(new block);
 }
@@ -407,7 +407,61 @@ void fill_fresh(message& to, Message&& from) {
   to.time_to_live = from.time_to_live;
   to.scheduled_enqueue_time = from.scheduled_enqueue_time;
 }
+bool sets_rare_fields(const message& m) noexcept {
+  return !m.attributes.empty() || m.session || !m.correlation_id.empty() ||
+         !m.content_type.empty() || !m.subject.empty() || m.time_to_live ||
+         m.scheduled_enqueue_time;
+}
 }  // namespace
+
+// ---- kept_message ----
+
+void kept_message::take_content(message&& m) {
+  body = std::move(m.body);
+  id = std::move(m.id);
+  if (sets_rare_fields(m)) {
+    rarely = std::make_unique<rarely_set>();
+    fill_fresh(rarely->fields, std::move(m));  // its body and id are moved out already
+  }
+}
+
+void kept_message::copy_content_to(message& to) const {
+  if (rarely) fill_fresh(to, rarely->fields);  // first: it copies an empty body and id too
+  to.body = body;
+  to.id = id;
+}
+
+void kept_message::set_dead_letter(dead_letter_info info) {
+  if (!rarely) rarely = std::make_unique<rarely_set>();
+  rarely->dead_letter = std::move(info);
+}
+
+stored_message kept_message::release() && {
+  stored_message m;
+  m.sequence = sequence;
+  m.enqueued_time = enqueued_time;
+  m.delivery_count = delivery_count;
+  if (rarely) {
+    fill_fresh(m.content, std::move(rarely->fields));
+    m.dead_letter = std::move(rarely->dead_letter);
+    rarely.reset();
+  }
+  m.content.body = std::move(body);
+  m.content.id = std::move(id);
+  return m;
+}
+
+kept_message kept_message::from(stored_message&& m) {
+  kept_message k;
+  k.sequence = m.sequence;
+  k.enqueued_time = m.enqueued_time;
+  k.delivery_count = m.delivery_count;
+  k.take_content(std::move(m.content));
+  if (m.dead_letter) k.set_dead_letter(std::move(*m.dead_letter));
+  return k;
+}
+
+// ---- queue_state ----
 
 std::uint64_t queue_state::enqueue(message&& msg, std::uint64_t bytes, time_point now, lsn& last,
                                    bool logged) {
@@ -415,16 +469,26 @@ std::uint64_t queue_state::enqueue(message&& msg, std::uint64_t bytes, time_poin
   item& it = main_.items.emplace(seq);
   it.bytes = bytes;
   bytes_ += bytes;
-  it.stored.sequence = seq;
-  it.stored.enqueued_time = now;
-  fill_fresh(it.stored.content, std::move(msg));
-  if (sink_ && logged) last = std::max(last, sink_->enqueued(name_, it.stored));
+  if (sink_ && logged) {
+    // The log records the message whole; the item then keeps it in its own form.
+    stored_message whole;
+    whole.sequence = seq;
+    whole.enqueued_time = now;
+    fill_fresh(whole.content, std::move(msg));
+    last = std::max(last, sink_->enqueued(name_, whole));
+    it.stored = kept_message::from(std::move(whole));
+  } else {
+    it.stored.sequence = seq;
+    it.stored.enqueued_time = now;
+    it.stored.take_content(std::move(msg));
+  }
   admit(it, now);
   return seq;
 }
 
 void queue_state::admit(item& it, time_point now) {
-  const message& m = it.stored.content;
+  static const message none;  // a message that sets none of the rare fields
+  const message& m = it.stored.rare_fields() ? *it.stored.rare_fields() : none;
   const time_point enqueued = it.stored.enqueued_time;
   it.visible_at = m.scheduled_enqueue_time && *m.scheduled_enqueue_time > enqueued
                       ? *m.scheduled_enqueue_time
@@ -450,7 +514,7 @@ void queue_state::make_ready(item& it, time_point /*now*/) {
   readied.fetch_add(1, std::memory_order_relaxed);
   it.state = item_state::ready;
   it.lock = 0;
-  const bool dead_letter = it.stored.dead_letter.has_value();
+  const bool dead_letter = it.stored.is_dead_letter();
   if (it.session) {
     it.session->ready.push(it.stored.sequence);
     it.session->receivers.notify_all();
@@ -477,13 +541,13 @@ void queue_state::deliver(item& it, bool dead_letter, time_point now, std::uint6
   // The body's copy is allocated on the receiving thread, which is the one that will most
   // likely free it (see queue_mutex::discard()).
   received_message& r = out.emplace_back();
-  fill_fresh(r, it.stored.content);
+  it.stored.copy_content_to(r);
   r.receipt = receipt_handle{owner, id_, heap_key(dead_letter, it.stored.sequence), it.lock, {}};
   r.delivery_count = it.stored.delivery_count;
   r.enqueued_time = it.stored.enqueued_time;
   r.locked_until = it.locked_until;
   r.sequence_number = static_cast<std::int64_t>(it.stored.sequence);
-  r.dead_letter = it.stored.dead_letter;
+  if (const auto* info = it.stored.dead_letter()) r.dead_letter = *info;
 }
 
 void queue_state::take(bool dead_letter, std::size_t max, time_point now,
@@ -508,18 +572,18 @@ void queue_state::peek(bool dead_letter, std::size_t max, std::int64_t from,
   c.items.for_each_from(static_cast<std::uint64_t>(std::max<std::int64_t>(from, 0)),
                         [&](const item& i) {
                           received_message r;
-                          static_cast<message&>(r) = i.stored.content;
+                          i.stored.copy_content_to(r);
                           r.delivery_count = i.stored.delivery_count;
                           r.enqueued_time = i.stored.enqueued_time;
                           r.sequence_number = static_cast<std::int64_t>(i.stored.sequence);
-                          r.dead_letter = i.stored.dead_letter;
+                          if (const auto* info = i.stored.dead_letter()) r.dead_letter = *info;
                           out.push_back(std::move(r));
                           return out.size() < max;
                         });
 }
 
 void queue_state::release(item& it, time_point now, lsn& last) {
-  const bool dead_letter = it.stored.dead_letter.has_value();
+  const bool dead_letter = it.stored.is_dead_letter();
   if (it.session) it.session->locked.erase(it.stored.sequence);
   if (!dead_letter && options_.max_delivery_count != 0 &&
       it.stored.delivery_count >= options_.max_delivery_count && dead_letter_has_room()) {
@@ -550,16 +614,15 @@ bool queue_state::expire(item& it, time_point now, lsn& last) {
 void queue_state::move_to_dead_letter(item& it, dead_letter_info info, time_point now, lsn& last) {
   const std::uint64_t dlq_seq = next_sequence_++;
   item& moved = dlq_.items.emplace(dlq_seq);
-  moved.stored.sequence = dlq_seq;
   moved.bytes = it.bytes;
   dlq_bytes_ += it.bytes;
-  moved.stored.content = std::move(it.stored.content);
-  moved.stored.enqueued_time = it.stored.enqueued_time;
-  moved.stored.delivery_count = it.stored.delivery_count;
-  moved.stored.dead_letter = std::move(info);
+  stored_message whole = std::move(it.stored).release();
+  whole.sequence = dlq_seq;
+  whole.dead_letter = std::move(info);
+  if (sink_) last = std::max(last, sink_->enqueued(name_.dead_letter(), whole));
+  moved.stored = kept_message::from(std::move(whole));
   moved.visible_at = now;
-  if (sink_) last = std::max(last, sink_->enqueued(name_.dead_letter(), moved.stored));
-  erase_item(it.stored.sequence, last, /*leaves_memory=*/false);
+  erase_item(it.stored.sequence, last, /*leaves_memory=*/false);  // its content went to `whole`
   make_ready(moved, now);
 }
 
@@ -572,8 +635,8 @@ void queue_state::erase_item(std::uint64_t seq, lsn& last, bool leaves_memory) {
     if (sink_) last = std::max(last, sink_->removed(name_.dead_letter(), seq));
     dlq_bytes_ -= pos->bytes;
     if (budget_) budget_->release(pos->bytes);
-    mutex.discard(std::move(pos->stored.content.body));
-    mutex.discard(std::move(pos->stored.content.id));  // allocated by its sender too
+    mutex.discard(std::move(pos->stored.body));
+    mutex.discard(std::move(pos->stored.id));  // allocated by its sender too
     dlq_.items.erase(seq);
     return;
   }
@@ -588,8 +651,8 @@ void queue_state::erase_item(std::uint64_t seq, lsn& last, bool leaves_memory) {
   }
   session_slot* slot = it.session;
   if (sink_) last = std::max(last, sink_->removed(name_, seq));
-  mutex.discard(std::move(it.stored.content.body));
-  mutex.discard(std::move(it.stored.content.id));  // allocated by its sender too
+  mutex.discard(std::move(it.stored.body));
+  mutex.discard(std::move(it.stored.id));  // allocated by its sender too
   main_.items.erase(seq);
   if (slot) {
     slot->locked.erase(seq);
@@ -818,8 +881,8 @@ void queue_state::restore(recovered_queue&& recovered, time_point now) {
   for (auto& m : recovered.messages) {
     const std::uint64_t seq = m.sequence;
     item& it = main_.items.emplace(seq);
-    it.stored = std::move(m);
-    it.bytes = accounted_bytes(it.stored.content);
+    it.bytes = accounted_bytes(m.content);
+    it.stored = kept_message::from(std::move(m));
     bytes_ += it.bytes;
     if (budget_) budget_->force_reserve(it.bytes);
     admit(it, now);
@@ -828,11 +891,11 @@ void queue_state::restore(recovered_queue&& recovered, time_point now) {
   for (auto& m : recovered.dead_letters) {
     const std::uint64_t seq = m.sequence;
     item& it = dlq_.items.emplace(seq);
-    it.stored = std::move(m);
-    it.bytes = accounted_bytes(it.stored.content);
+    it.bytes = accounted_bytes(m.content);
+    if (!m.dead_letter) m.dead_letter = dead_letter_info{};
+    it.stored = kept_message::from(std::move(m));
     dlq_bytes_ += it.bytes;
     if (budget_) budget_->force_reserve(it.bytes);
-    if (!it.stored.dead_letter) it.stored.dead_letter = dead_letter_info{};
     it.visible_at = now;
     make_ready(it, now);
     next_sequence_ = std::max(next_sequence_, seq + 1);

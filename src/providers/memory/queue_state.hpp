@@ -163,8 +163,41 @@ enum class item_state : std::uint8_t { scheduled, ready, locked };
 
 struct session_slot;
 
+/// What an item keeps of its message. The sending thread writes an item and the receiving one
+/// reads it, so every cache line of it crosses between their CPUs once each way per message
+/// (docs/performance.md, "Twelfth round"): what every message has is inline, and the fields
+/// most messages leave empty, with a dead letter's reason, are one block allocated only for a
+/// message that sets any of them. stored_message is the same message as the log records it.
+struct kept_message {
+  struct rarely_set {
+    message fields;  ///< qrt::message's fields but the body and the id (left empty here)
+    std::optional<dead_letter_info> dead_letter;  ///< set for messages in a DLQ
+  };
+  std::uint64_t sequence = 0;  ///< unique and increasing within its queue (or DLQ)
+  std::string body;
+  message_id id;
+  time_point enqueued_time{};
+  std::uint32_t delivery_count = 0;    ///< deliveries so far
+  std::unique_ptr<rarely_set> rarely;  ///< null while all of it is empty
+
+  /// Moves a message's content in (this one's is empty).
+  void take_content(message&& m);
+  /// Copies the content into `to`, a default-constructed message.
+  void copy_content_to(message& to) const;
+  /// qrt::message's fields but the body and the id; null when all are empty.
+  const message* rare_fields() const noexcept { return rarely ? &rarely->fields : nullptr; }
+  bool is_dead_letter() const noexcept { return rarely && rarely->dead_letter; }
+  const dead_letter_info* dead_letter() const noexcept {
+    return is_dead_letter() ? &*rarely->dead_letter : nullptr;
+  }
+  void set_dead_letter(dead_letter_info info);
+  /// The message as the log records it; this one is left empty.
+  stored_message release() &&;
+  static kept_message from(stored_message&& m);
+};
+
 struct item {
-  stored_message stored;
+  kept_message stored;
   item_state state = item_state::ready;
   time_point visible_at{};
   std::optional<time_point> expires_at;
@@ -287,7 +320,7 @@ class item_table {
   std::map<std::uint64_t, item> old_;  ///< keys below first_
   /// Emptied blocks kept for reuse. The sender fills blocks at the back while the consumer
   /// empties them at the front, each in batches, so the two rarely alternate exactly: with a
-  /// single spare, the one side freed a block (of 32 items, about 14 KB) that the other
+  /// single spare, the one side freed a block (of 32 items, about 5 KB) that the other
   /// allocated again shortly after, under the queue's lock and often in another thread's
   /// malloc arena. The first `own_spare_blocks` are the table's own; those after them are
   /// counted against `shared_spares_`.

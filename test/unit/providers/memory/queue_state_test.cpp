@@ -82,13 +82,13 @@ TEST(ItemTable, FindsAddsAndErasesInAnyOrder) {
 TEST(ItemTable, ReusedItemsStartFresh) {
   item_table t;
   item& first = add(t, 1);
-  first.stored.content.body = "payload";
+  first.stored.body = "payload";
   first.stored.delivery_count = 3;
   first.lock = 9;
-  first.stored.content.body.clear();
+  first.stored.body.clear();
   t.erase(1);
   item& second = add(t, 2);
-  EXPECT_TRUE(second.stored.content.body.empty());
+  EXPECT_TRUE(second.stored.body.empty());
   EXPECT_EQ(second.stored.delivery_count, 0u);
   EXPECT_EQ(second.lock, 0u);
   EXPECT_EQ(second.state, qrt::memory::detail::item_state::ready);
@@ -109,7 +109,7 @@ TEST(ItemTable, EmptiedBlocksAreKeptWithinTheSharedAllowance) {
   std::uint64_t seq = item_table::block_items;  // each fill takes exactly `blocks` blocks
   auto fill_and_drain = [&](item_table& t) {
     const std::uint64_t first = seq;
-    for (std::size_t i = 0; i < per_fill; ++i) add(t, seq++).stored.content.body = "body";
+    for (std::size_t i = 0; i < per_fill; ++i) add(t, seq++).stored.body = "body";
     EXPECT_EQ(t.size(), per_fill);
     std::vector<std::uint64_t> expected(per_fill);
     for (std::size_t k = 0; k < per_fill; ++k) expected[k] = first + k;
@@ -131,7 +131,7 @@ TEST(ItemTable, EmptiedBlocksAreKeptWithinTheSharedAllowance) {
 
   // A reused block holds nothing of the message it held before.
   item& reused = a->emplace(seq);
-  EXPECT_TRUE(reused.stored.content.body.empty());
+  EXPECT_TRUE(reused.stored.body.empty());
   EXPECT_EQ(reused.stored.sequence, 0u);
   EXPECT_EQ(shared->taken(), 7u);  // one block left the spares for the ring
 
@@ -452,4 +452,124 @@ TEST(SpinScore, StopsSpinningWhereItDoesNotPayAndRecovers) {
   s.record(true);
   EXPECT_TRUE(s.worth_trying());
   EXPECT_TRUE(s.worth_trying());
+}
+
+// ---- kept_message: a stored message's fields, the rarely set ones out of line ----
+
+namespace {
+
+using qrt::memory::detail::kept_message;
+using qrt::memory::detail::stored_message;
+
+/// Every field of qrt::message, compared one by one (it has no operator==).
+void expect_same_content(const qrt::message& got, const qrt::message& want) {
+  EXPECT_EQ(got.body, want.body);
+  EXPECT_EQ(got.id, want.id);
+  EXPECT_EQ(got.attributes, want.attributes);
+  EXPECT_EQ(got.session, want.session);
+  EXPECT_EQ(got.correlation_id, want.correlation_id);
+  EXPECT_EQ(got.content_type, want.content_type);
+  EXPECT_EQ(got.subject, want.subject);
+  EXPECT_EQ(got.time_to_live, want.time_to_live);
+  EXPECT_EQ(got.scheduled_enqueue_time, want.scheduled_enqueue_time);
+}
+
+/// A message with a body and an id and, when `rare` names one, that one other field set.
+qrt::message with_field(int rare) {
+  qrt::message m;
+  m.body = std::string(300, 'b');  // longer than a short-string buffer: a moved heap block
+  m.id = "id-1";
+  switch (rare) {
+    case 0:
+      m.attributes = {{"k", "v"}};
+      break;
+    case 1:
+      m.session = qrt::session_id::from("s-1");
+      break;
+    case 2:
+      m.correlation_id = "corr";
+      break;
+    case 3:
+      m.content_type = "text/plain";
+      break;
+    case 4:
+      m.subject = "subj";
+      break;
+    case 5:
+      m.time_to_live = std::chrono::milliseconds{1500};
+      break;
+    case 6:
+      m.scheduled_enqueue_time = qrt::time_point{std::chrono::seconds{1'800'000'000}};
+      break;
+    default:
+      break;  // none
+  }
+  return m;
+}
+
+}  // namespace
+
+// Each field a sender may set comes back out of a stored message as it went in, alone or with
+// the others, through a delivery's copy and through the log's whole form; a message that sets
+// none of the rarely set fields allocates nothing for them.
+TEST(KeptMessage, EveryFieldSurvivesAndOnlyMessagesThatSetARareFieldAllocateForIt) {
+  for (int rare = 0; rare <= 7; ++rare) {
+    SCOPED_TRACE("field " + std::to_string(rare));
+    const qrt::message sent = with_field(rare);
+    kept_message k;
+    k.take_content(qrt::message(sent));
+    EXPECT_EQ(k.rare_fields() != nullptr, rare < 7);
+    qrt::message delivered;
+    k.copy_content_to(delivered);
+    expect_same_content(delivered, sent);
+
+    k.sequence = 9;
+    k.delivery_count = 2;
+    stored_message whole = std::move(k).release();
+    EXPECT_EQ(whole.sequence, 9u);
+    EXPECT_EQ(whole.delivery_count, 2u);
+    EXPECT_FALSE(whole.dead_letter);
+    expect_same_content(whole.content, sent);
+    EXPECT_TRUE(k.body.empty() && k.id.empty() && !k.rare_fields()) << "release() left content";
+
+    kept_message back = kept_message::from(std::move(whole));
+    qrt::message again;
+    back.copy_content_to(again);
+    expect_same_content(again, sent);
+    EXPECT_FALSE(back.is_dead_letter());
+  }
+  qrt::message all = with_field(0);
+  for (int rare = 1; rare < 7; ++rare) {
+    qrt::message one = with_field(rare);
+    if (one.session) all.session = one.session;
+    if (!one.correlation_id.empty()) all.correlation_id = one.correlation_id;
+    if (!one.content_type.empty()) all.content_type = one.content_type;
+    if (!one.subject.empty()) all.subject = one.subject;
+    if (one.time_to_live) all.time_to_live = one.time_to_live;
+    if (one.scheduled_enqueue_time) all.scheduled_enqueue_time = one.scheduled_enqueue_time;
+  }
+  kept_message k;
+  k.take_content(qrt::message(all));
+  qrt::message delivered;
+  k.copy_content_to(delivered);
+  expect_same_content(delivered, all);
+}
+
+// A dead letter's reason travels with the message through the log's form and back, and a
+// message without rarely set fields gets the block for it when it becomes a dead letter.
+TEST(KeptMessage, DeadLetterInfoTravelsWithTheMessage) {
+  kept_message k;
+  k.take_content(with_field(7));
+  ASSERT_FALSE(k.is_dead_letter());
+  k.set_dead_letter({"MaxDeliveryCountExceeded", "delivered 10 times"});
+  ASSERT_TRUE(k.is_dead_letter());
+  EXPECT_EQ(k.dead_letter()->reason, "MaxDeliveryCountExceeded");
+  stored_message whole = std::move(k).release();
+  ASSERT_TRUE(whole.dead_letter);
+  EXPECT_EQ(whole.dead_letter->description, "delivered 10 times");
+  expect_same_content(whole.content, with_field(7));
+  kept_message back = kept_message::from(std::move(whole));
+  ASSERT_TRUE(back.is_dead_letter());
+  EXPECT_EQ(back.dead_letter()->reason, "MaxDeliveryCountExceeded");
+  EXPECT_EQ(back.body, std::string(300, 'b'));
 }
