@@ -4,6 +4,7 @@
 #include <boost/asio/post.hpp>
 #include <memory>
 #include <qrt/memory.hpp>
+#include <utility>
 
 #include "core/post_releasing.hpp"
 
@@ -417,11 +418,14 @@ bool sets_rare_fields(const message& m) noexcept {
 // ---- kept_message ----
 
 void kept_message::take_content(message&& m) {
-  body = std::move(m.body);
-  id = std::move(m.id);
   if (sets_rare_fields(m)) {
     rarely = std::make_unique<rarely_set>();
-    fill_fresh(rarely->fields, std::move(m));  // its body and id are moved out already
+    fill_fresh(rarely->fields, std::move(m));
+    body = std::exchange(rarely->fields.body, {});  // the body and the id are kept inline
+    id = std::exchange(rarely->fields.id, {});
+  } else {
+    body = std::move(m.body);
+    id = std::move(m.id);
   }
 }
 
@@ -442,7 +446,7 @@ stored_message kept_message::release() && {
   m.enqueued_time = enqueued_time;
   m.delivery_count = delivery_count;
   if (rarely) {
-    fill_fresh(m.content, std::move(rarely->fields));
+    fill_fresh(m.content, std::move(rarely->fields));  // an empty body and id, replaced below
     m.dead_letter = std::move(rarely->dead_letter);
     rarely.reset();
   }
