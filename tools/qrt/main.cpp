@@ -31,6 +31,15 @@ constexpr int exit_usage = 2;
 constexpr int exit_target_missed = 3;
 constexpr int exit_regressed = 4;
 
+/// The index of the median of `figures` (the upper one of an even count): the round a
+/// repeated benchmark reports.
+std::size_t median_index(const std::vector<double>& figures) {
+  std::vector<std::size_t> order(figures.size());
+  for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::sort(order.begin(), order.end(), [&](auto a, auto b) { return figures[a] < figures[b]; });
+  return order[order.size() / 2];
+}
+
 // One line on stderr; bad input (usage, configuration, arguments) exits 2, the
 // rest 1.
 int report_error(const error& e) {
@@ -750,10 +759,7 @@ class bench_command {
     std::vector<double> ratios;
     for (const auto& r : rounds)
       ratios.push_back(with_baseline ? r.baseline_ratio() : r.run.e2e_throughput);
-    std::vector<std::size_t> order(rounds.size());
-    for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
-    std::sort(order.begin(), order.end(), [&](auto a, auto b) { return ratios[a] < ratios[b]; });
-    bench::report rep = std::move(rounds[order[order.size() / 2]]);
+    bench::report rep = std::move(rounds[median_index(ratios)]);
     if (rounds.size() > 1) rep.round_ratios = ratios;
 
     if (half_rate_ && rep.run.e2e_throughput > 0) {
@@ -782,15 +788,10 @@ class bench_command {
         }
         halves.push_back(std::move(hr));
       }
-      std::vector<std::size_t> by_p99(halves.size());
-      for (std::size_t i = 0; i < by_p99.size(); ++i) by_p99[i] = i;
-      std::sort(by_p99.begin(), by_p99.end(), [&](auto a, auto b) {
-        return halves[a].run.e2e.p99_us < halves[b].run.e2e.p99_us;
-      });
-      if (halves.size() > 1) {
-        for (const auto& hr : halves) rep.half_rate_round_p99s.push_back(hr.run.e2e.p99_us);
-      }
-      auto& median = halves[by_p99[by_p99.size() / 2]];
+      std::vector<double> p99s;
+      for (const auto& hr : halves) p99s.push_back(hr.run.e2e.p99_us);
+      auto& median = halves[median_index(p99s)];
+      if (halves.size() > 1) rep.half_rate_round_p99s = std::move(p99s);
       rep.half_rate = std::move(median.run);
       rep.half_rate_baseline = std::move(median.raw);
     }
