@@ -20,6 +20,7 @@ baseline_result run_baseline(const bench_options& o) {
   std::vector<latency_histogram> e2e(o.consumers);
   const double per_producer_rate = o.rate > 0 ? o.rate / static_cast<double>(o.producers) : 0;
 
+  const double cpu_before = resource_usage::now().cpu_s;
   const auto start = steady::now();
   std::vector<std::thread> threads;
   for (std::size_t c = 0; c < o.consumers; ++c) {
@@ -65,6 +66,7 @@ baseline_result run_baseline(const bench_options& o) {
   }
   for (auto& t : threads) t.join();
   const auto wall = std::chrono::duration<double>(steady::now() - start).count();
+  const double cpu = resource_usage::now().cpu_s - cpu_before;
 
   latency_histogram all;
   for (auto& h : e2e) all.merge(h);
@@ -73,6 +75,8 @@ baseline_result run_baseline(const bench_options& o) {
   out.wall_s = wall;
   out.throughput = wall > 0 ? out.messages / wall : 0;
   out.e2e = latency_summary::of(all);
+  out.cpu_s = cpu;
+  out.cpu_s_per_message = out.messages ? cpu / static_cast<double>(out.messages) : 0;
   return out;
 }
 

@@ -403,6 +403,11 @@ std::string format_table(const report& rep) {
       r.cpu_s_per_message * 1e6, r.cpu_s, r.cpu_utilisation * 100,
       static_cast<double>(r.peak_rss_bytes) / (1024.0 * 1024.0), r.wall_s);
   out += buf;
+  if (rep.baseline) {
+    std::snprintf(buf, sizeof buf, "  raw queue cpu %.2f us/msg (%.2f s total, wall %.2f s)\n",
+                  rep.baseline->cpu_s_per_message * 1e6, rep.baseline->cpu_s, rep.baseline->wall_s);
+    out += buf;
+  }
   std::snprintf(buf, sizeof buf,
                 "  messages sent %llu, completed %llu, errors send/receive/complete "
                 "%llu/%llu/%llu, redeliveries %llu\n",
@@ -526,10 +531,12 @@ std::string to_json(const report& rep) {
       {"send", r.send_errors}, {"receive", r.receive_errors}, {"complete", r.complete_errors}};
   o["redeliveries"] = r.duplicates;
   if (rep.baseline) {
-    o["baseline"] = boost::json::object{{"name", rep.baseline->name},
-                                        {"msgs_per_s", rep.baseline->throughput},
-                                        {"ratio", rep.baseline_ratio()},
-                                        {"e2e_latency_us", latency_json(rep.baseline->e2e)}};
+    o["baseline"] =
+        boost::json::object{{"name", rep.baseline->name},
+                            {"msgs_per_s", rep.baseline->throughput},
+                            {"ratio", rep.baseline_ratio()},
+                            {"e2e_latency_us", latency_json(rep.baseline->e2e)},
+                            {"cpu_seconds_per_message", rep.baseline->cpu_s_per_message}};
   } else {
     o["baseline"] = nullptr;
   }

@@ -19,6 +19,9 @@ TEST(Baseline, MovesEveryMessageExactlyOnceWithManyProducersAndConsumers) {
   EXPECT_EQ(r.messages, 20'001u);
   EXPECT_EQ(r.e2e.count, 20'001u);
   EXPECT_GT(r.throughput, 0);
+  // Its threads' CPU, per message: spent, and divided by what moved.
+  EXPECT_GT(r.cpu_s, 0);
+  EXPECT_DOUBLE_EQ(r.cpu_s_per_message, r.cpu_s / 20'001.0);
 }
 
 }  // namespace

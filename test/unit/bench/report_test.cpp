@@ -244,6 +244,9 @@ report full_report(std::size_t samples) {
   rep.baseline->messages = 200'000;
   rep.baseline->throughput = 1'600'000;
   rep.baseline->e2e = lat(20);
+  rep.baseline->cpu_s = 0.25;
+  rep.baseline->cpu_s_per_message = 1.25e-6;
+  rep.baseline->wall_s = 0.5;
   rep.round_ratios = {0.24, 0.25, 0.26};
   rep.half_rate = r;
   rep.half_rate->rate_target = 200'000;
@@ -337,6 +340,24 @@ TEST(Chart, DrawsEveryChartWithAllItsData) {
   }
   EXPECT_EQ(html.find("nan"), std::string::npos);
   EXPECT_EQ(html.find("inf\""), std::string::npos);
+}
+
+// The CPU per message is shown with the raw queue's in the same run, in the table and in
+// report.json: whether the machine lets any two threads hand messages over for less.
+TEST(Report, CpuPerMessageComesWithTheRawQueues) {
+  const auto rep = full_report(3);
+  const auto table = format_table(rep);
+  const auto ours = table.find("  cpu 1.00 us/msg");
+  ASSERT_NE(ours, std::string::npos) << table;
+  EXPECT_NE(table.find("raw queue cpu 1.25 us/msg (0.25 s total, wall 0.50 s)", ours),
+            std::string::npos)
+      << table;
+  const auto json = boost::json::parse(to_json(rep));
+  EXPECT_EQ(json.at_pointer("/baseline/cpu_seconds_per_message").to_number<double>(), 1.25e-6);
+
+  auto without = rep;
+  without.baseline.reset();
+  EXPECT_EQ(format_table(without).find("raw queue cpu"), std::string::npos);
 }
 
 // The half-rate run's latency is shown beside the raw queue's at the same pace, in the table,

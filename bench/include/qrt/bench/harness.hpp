@@ -144,6 +144,9 @@ struct baseline_result {
   double wall_s = 0;
   double throughput = 0;
   latency_summary e2e;
+  /// Process CPU (every thread) during the run: nothing but the raw queue's threads runs then.
+  double cpu_s = 0;
+  double cpu_s_per_message = 0;
 };
 
 /// Runs producers and consumers against the configured provider. Fails with the provider's
