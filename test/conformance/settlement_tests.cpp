@@ -7,11 +7,6 @@ namespace {
 
 using namespace std::chrono_literals;
 
-/// A lock long enough that nothing in a test is redelivered by lock expiry by accident.
-milliseconds long_lock(const target& t) {
-  return std::max<milliseconds>(30s, t.event_timeout * 3);
-}
-
 // Contract C12: complete removes; a second receive with a wait returns nothing. The second
 // receive outlasts the lock, so a message that was merely locked (not removed) would come back
 // within it.
@@ -29,7 +24,7 @@ TEST_P(provider_test, Complete_RemovesTheMessage) {
 // after the lock). The abandoned receipt is settled: using it again is invalid_receipt.
 TEST_P(provider_test, Abandon_RedeliversWithDeliveryCountPlusOne) {
   QRT_REQUIRE(caps().abandon, "abandon");
-  QRT_MAKE_QUEUE(q, queue_options{.lock_duration = long_lock(tgt())});
+  QRT_MAKE_QUEUE(q, queue_options{.lock_duration = tgt().long_lock()});
   message m{.body = "again", .attributes = {{"k", "v"}}};
   const auto id = send(q, m);
   const auto first = receive_one(q);
@@ -88,7 +83,7 @@ TEST_P(provider_test, LockExpiry_RedeliversAndStaleReceiptFails) {
 // twice = invalid_receipt; receipt_expired is only for locks that ran out). Also within one
 // batch settle: the second settlement of a receipt fails alone.
 TEST_P(provider_test, Complete_TwiceFailsWithInvalidReceipt) {
-  QRT_MAKE_QUEUE(q, queue_options{.lock_duration = long_lock(tgt())});
+  QRT_MAKE_QUEUE(q, queue_options{.lock_duration = tgt().long_lock()});
   send(q, message{.body = "once"});
   send(q, message{.body = "batch"});
   auto got = receive_count(q, 2);
@@ -125,7 +120,7 @@ TEST_P(provider_test, Complete_TwiceFailsWithInvalidReceipt) {
 // Contract C15: a receipt the provider never issued (empty, forged, from a peek) fails with
 // invalid_receipt and does not touch any message.
 TEST_P(provider_test, Settle_UnknownReceiptFailsWithInvalidReceipt) {
-  QRT_MAKE_QUEUE(q, queue_options{.lock_duration = long_lock(tgt())});
+  QRT_MAKE_QUEUE(q, queue_options{.lock_duration = tgt().long_lock()});
   send(q, message{.body = "bystander"});
   const auto got = receive_one(q);
 
@@ -182,7 +177,7 @@ TEST_P(provider_test, MaxDeliveryCount_MovesToDeadLetterWithReason) {
   QRT_REQUIRE(caps().abandon, "abandon");
   constexpr std::uint32_t max_deliveries = 3;
   QRT_MAKE_QUEUE(
-      q, queue_options{.lock_duration = long_lock(tgt()), .max_delivery_count = max_deliveries});
+      q, queue_options{.lock_duration = tgt().long_lock(), .max_delivery_count = max_deliveries});
   message m{.body = "poison", .attributes = {{"why", "always fails"}}};
   m.correlation_id = "corr-poison";
   const auto id = send(q, m);
@@ -209,7 +204,7 @@ TEST_P(provider_test, MaxDeliveryCount_MovesToDeadLetterWithReason) {
 // Contract C18: an explicit dead_letter(reason, description) moves to the DLQ with both kept.
 TEST_P(provider_test, DeadLetter_KeepsReasonAndDescription) {
   QRT_REQUIRE(caps().dead_letter_queue, "a dead-letter queue");
-  QRT_MAKE_QUEUE(q, queue_options{.lock_duration = long_lock(tgt())});
+  QRT_MAKE_QUEUE(q, queue_options{.lock_duration = tgt().long_lock()});
   message m{.body = std::string("\0bad\xFF", 5), .attributes = {{"tenant", "t-1"}}};
   const auto id = send(q, m);
   const auto got = receive_one(q);
@@ -236,7 +231,7 @@ TEST_P(provider_test, DeadLetter_KeepsReasonAndDescription) {
 // receipt of that delivery is dead.
 TEST_P(provider_test, Reopen_LockedMessageIsReadyAgainWithItsDeliveryCount) {
   if (!can_reopen()) GTEST_SKIP() << tgt().name << " cannot reopen its state";
-  QRT_MAKE_QUEUE(q, queue_options{.lock_duration = long_lock(tgt())});
+  QRT_MAKE_QUEUE(q, queue_options{.lock_duration = tgt().long_lock()});
   const auto id = send(q, message{.body = "in flight"});
   const auto first = receive_one(q);
   EXPECT_EQ(first.delivery_count, 1u);

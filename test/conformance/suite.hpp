@@ -11,6 +11,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/executor_work_guard.hpp>
@@ -56,6 +57,10 @@ struct target {
   /// Largest disagreement tolerated between the provider's clock and ours (enqueued time,
   /// scheduled time).
   milliseconds clock_tolerance{1'000};
+  /// A lock long enough that nothing in a test is redelivered by lock expiry by accident.
+  milliseconds long_lock() const {
+    return std::max<milliseconds>(milliseconds{30'000}, event_timeout * 3);
+  }
 
   // ---- queues -----------------------------------------------------------------------------
   /// true: every test creates its own uniquely named queues and deletes them afterwards, so

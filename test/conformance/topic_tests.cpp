@@ -13,11 +13,6 @@ namespace {
 
 using namespace std::chrono_literals;
 
-/// A lock long enough that nothing in a test is redelivered by lock expiry by accident.
-milliseconds long_lock(const target& t) {
-  return std::max<milliseconds>(30s, t.event_timeout * 3);
-}
-
 std::multiset<std::string> bodies(const std::vector<received_message>& got) {
   std::multiset<std::string> out;
   for (const auto& m : got) out.insert(m.body);
@@ -29,7 +24,7 @@ std::multiset<std::string> bodies(const std::vector<received_message>& got) {
 TEST_P(provider_test, Topic_PublishFansOutToEverySubscription) {
   QRT_REQUIRE(caps().topics, "topics");
   QRT_MAKE_TOPIC(topic);
-  const subscription_options options{.queue = {.lock_duration = long_lock(tgt())}};
+  const subscription_options options{.queue = {.lock_duration = tgt().long_lock()}};
   const auto audit = make_subscription(topic, "audit", options);
   const auto billing = make_subscription(topic, "billing", options);
   message m{.body = "order-1", .attributes = {{"tenant", "t-1"}}};
@@ -62,11 +57,11 @@ TEST_P(provider_test, Topic_FilteredSubscriptionReceivesOnlyItsMatches) {
   QRT_REQUIRE(caps().topics, "topics");
   QRT_REQUIRE(caps().subscription_filters, "subscription filters");
   QRT_MAKE_TOPIC(topic);
-  subscription_options by_subject{.queue = {.lock_duration = long_lock(tgt())}};
+  subscription_options by_subject{.queue = {.lock_duration = tgt().long_lock()}};
   by_subject.filter.subject = "order.created";
-  subscription_options by_attribute{.queue = {.lock_duration = long_lock(tgt())}};
+  subscription_options by_attribute{.queue = {.lock_duration = tgt().long_lock()}};
   by_attribute.filter.attributes = {{"region", "eu"}};
-  subscription_options both{.queue = {.lock_duration = long_lock(tgt())}};
+  subscription_options both{.queue = {.lock_duration = tgt().long_lock()}};
   both.filter.subject = "order.created";
   both.filter.attributes = {{"region", "eu"}};
   const auto created = make_subscription(topic, "created", by_subject);
@@ -126,7 +121,7 @@ TEST_P(provider_test, Topic_SubscriptionDeadLetterQueueHoldsItsDeadLetters) {
   QRT_REQUIRE(caps().topics, "topics");
   QRT_REQUIRE(caps().dead_letter_queue, "a dead-letter queue");
   QRT_MAKE_TOPIC(topic);
-  const subscription_options options{.queue = {.lock_duration = long_lock(tgt())}};
+  const subscription_options options{.queue = {.lock_duration = tgt().long_lock()}};
   const auto audit = make_subscription(topic, "audit", options);
   const auto billing = make_subscription(topic, "billing", options);
   const auto id = publish(topic, {.body = "bad", .attributes = {{"k", "v"}}});
@@ -161,7 +156,7 @@ TEST_P(provider_test, Topic_MaxDeliveryCountDeadLettersOnASubscription) {
   constexpr std::uint32_t max_deliveries = 2;
   const auto poisoned = make_subscription(
       topic, "poisoned",
-      {.queue = {.lock_duration = long_lock(tgt()), .max_delivery_count = max_deliveries}});
+      {.queue = {.lock_duration = tgt().long_lock(), .max_delivery_count = max_deliveries}});
   const auto id = publish(topic, {.body = "poison"});
   for (std::uint32_t attempt = 1; attempt <= max_deliveries; ++attempt) {
     const auto got = receive_one(poisoned);
@@ -183,7 +178,7 @@ TEST_P(provider_test, Topic_SessionsOnASubscriptionKeepOrderPerSession) {
   QRT_REQUIRE(caps().subscription_sessions, "subscription sessions");
   QRT_MAKE_TOPIC(topic);
   const auto sessions = make_subscription(
-      topic, "sessions", {.queue = {.lock_duration = long_lock(tgt()), .requires_session = true}});
+      topic, "sessions", {.queue = {.lock_duration = tgt().long_lock(), .requires_session = true}});
   for (int i = 0; i < 3; ++i) {
     for (const char* s : {"a", "b"}) {
       message m{.body = std::string(s) + std::to_string(i)};
@@ -219,7 +214,7 @@ TEST_P(provider_test, Topic_BatchPublishOneOversizeFailsAloneOthersReachEverySub
   QRT_REQUIRE(caps().topics, "topics");
   QRT_REQUIRE(caps().max_message_bytes != 0, "a message size limit");
   QRT_MAKE_TOPIC(topic);
-  const subscription_options options{.queue = {.lock_duration = long_lock(tgt())}};
+  const subscription_options options{.queue = {.lock_duration = tgt().long_lock()}};
   const auto audit = make_subscription(topic, "audit", options);
   const auto billing = make_subscription(topic, "billing", options);
   const std::string too_big(caps().max_message_bytes + 1, 'x');
@@ -332,7 +327,7 @@ TEST_P(provider_test, Topic_ProcessorRunsOnASubscriptionUnchanged) {
   QRT_REQUIRE(caps().topics, "topics");
   QRT_MAKE_TOPIC(topic);
   const auto work =
-      make_subscription(topic, "work", {.queue = {.lock_duration = long_lock(tgt())}});
+      make_subscription(topic, "work", {.queue = {.lock_duration = tgt().long_lock()}});
   constexpr int count = 5;
   for (int i = 0; i < count; ++i) publish(topic, {.body = "job-" + std::to_string(i)});
 

@@ -24,10 +24,10 @@ options options::for_cost_optimization() {
 
 namespace {
 
-using binder = detail::config_binder<options>;
+using binder = qrt::detail::config_binder<options>;
 
 // The longest visibility SQS takes (12 hours).
-constexpr detail::duration_bounds visibility_bounds{seconds{0}, seconds{43'200}, true};
+constexpr qrt::detail::duration_bounds visibility_bounds{seconds{0}, seconds{43'200}, true};
 
 // Every key options_from_config() accepts, read in this order (the preset first: it replaces
 // the options); known_keys() and the refusal of any other key come from here. Each one acts
@@ -43,7 +43,7 @@ const binder& keys() {
             } else if (name == "cost_optimization") {
               o = options::for_cost_optimization();
             } else {
-              return detail::config_field_error(
+              return qrt::detail::config_field_error(
                   "preset", "unknown preset '" + std::string(name.substr(0, 64)) +
                                 "' (one of: high_throughput, cost_optimization)");
             }
@@ -93,16 +93,16 @@ const binder& keys() {
       binder::integer("max_connections", &options::max_connections, 0, 65'536,
                       "connections open at once per endpoint (0: no limit)"),
       binder::duration("connect_timeout", &options::connect_timeout, "bound on TCP and TLS connect",
-                       detail::positive_duration),
+                       qrt::detail::positive_duration),
       binder::duration("request_timeout", &options::request_timeout,
                        "per HTTP call, on top of a receive's long-poll wait",
-                       detail::positive_duration),
+                       qrt::detail::positive_duration),
       binder::integer("max_retries", &options::max_retries, 0, 20,
                       "retries of a call that may succeed later (throttling, connection loss, "
                       "5xx)"),
       binder::duration("retry_base_delay", &options::retry_base_delay,
                        "first back-off between retries (doubles, with jitter, up to 5 s)",
-                       detail::positive_duration),
+                       qrt::detail::positive_duration),
       binder::processing("max_concurrent_calls"),
       binder::processing("prefetch_count"),
       binder::processing("max_auto_lock_renewal_duration"),

@@ -48,7 +48,7 @@ std::string fresh_name() {
 }
 
 /// The broker of this binary as RabbitMQ, with the test user.
-config rabbit(const config& extra = {}) {
+config rabbit_config(const config& extra = {}) {
   config c{
       {"provider", "amqp"}, {"broker", "rabbitmq"}, {"port", std::to_string(broker->amqp_port())},
       {"user", "guest"},    {"password", "guest"},  {"connect_timeout", "3s"}};
@@ -57,8 +57,8 @@ config rabbit(const config& extra = {}) {
 }
 
 /// `column` of `queue` in `rabbitmqctl list_queues` (of `vhost`); -1 when the queue is absent.
-long broker_count(const std::string& queue, const std::string& column,
-                  const std::string& vhost = "/") {
+long broker_column(const std::string& queue, const std::string& column,
+                   const std::string& vhost = "/") {
   std::istringstream in(
       broker->ctl({"list_queues", "-p", vhost, "-q", "--no-table-headers", "name", column}));
   std::string name;
@@ -69,13 +69,13 @@ long broker_count(const std::string& queue, const std::string& column,
   return -1;
 }
 
-/// broker_count polled until `done` holds for it or 15 s passed; the last reading.
+/// broker_column polled until `done` holds for it or 15 s passed; the last reading.
 long broker_count_until(const std::string& queue, const std::string& column,
                         const std::function<bool(long)>& done) {
   const auto deadline = std::chrono::steady_clock::now() + 15s;
-  long now = broker_count(queue, column);
+  long now = broker_column(queue, column);
   while (!done(now) && std::chrono::steady_clock::now() < deadline)
-    now = broker_count(queue, column);
+    now = broker_column(queue, column);
   return now;
 }
 
@@ -120,7 +120,7 @@ class AmqpConfigKey : public ::testing::TestWithParam<key_row> {
     return q;
   }
   qrt::provider_ptr admin() {
-    if (!admin_) admin_ = make(rabbit());
+    if (!admin_) admin_ = make(rabbit_config());
     return admin_;
   }
   /// The error of a one-message send, if any.
@@ -170,7 +170,7 @@ class AmqpConfigKey : public ::testing::TestWithParam<key_row> {
   void provider_key() {
     qrt::provider_registry registry;
     qrt::amqp::register_provider(registry);
-    auto p = registry.make(rabbit(), io_.executor());
+    auto p = registry.make(rabbit_config(), io_.executor());
     ASSERT_TRUE(p) << p.error().to_string();
     made_.push_back(*p);
     EXPECT_EQ((*p)->name(), "amqp");
@@ -180,43 +180,43 @@ class AmqpConfigKey : public ::testing::TestWithParam<key_row> {
   void broker_key() {
     // rabbitmq: addresses, declaring and queue checks RabbitMQ 3.x needs; generic (the default)
     // declares nothing.
-    auto rabbitmq = make(rabbit());
+    auto rabbitmq = make(rabbit_config());
     works(*rabbitmq);  // create_queue declares through "/queue/", messages go to "/amq/queue/"
-    auto generic = make(rabbit({{"broker", "generic"}}));
+    auto generic = make(rabbit_config({{"broker", "generic"}}));
     auto declared = io_.run(generic->create_queue(queue_name::from(fresh_name()), {}));
     ASSERT_FALSE(declared);
     EXPECT_EQ(declared.error().code, errc::unsupported) << declared.error().to_string();
-    EXPECT_FALSE(try_make(rabbit({{"broker", "artemis"}})));
+    EXPECT_FALSE(try_make(rabbit_config({{"broker", "artemis"}})));
   }
 
   void endpoint_key() {
     // The URL overrides host and port (here a port nothing listens on), as options::url does.
-    auto p = make(rabbit(
+    auto p = make(rabbit_config(
         {{"port", "1"}, {"endpoint", "amqp://127.0.0.1:" + std::to_string(broker->amqp_port())}}));
     works(*p);
-    auto wrong = make(rabbit({{"endpoint", "amqp://127.0.0.1:1"}}));
+    auto wrong = make(rabbit_config({{"endpoint", "amqp://127.0.0.1:1"}}));
     EXPECT_EQ(fails(*wrong).code, errc::connection_failed);
   }
 
   void host_key() {
     // The node listens on 127.0.0.1 only: another loopback address finds nobody.
-    works(*make(rabbit({{"host", "127.0.0.1"}})));
-    auto other = make(rabbit({{"host", "127.0.0.2"}}));
+    works(*make(rabbit_config({{"host", "127.0.0.1"}})));
+    auto other = make(rabbit_config({{"host", "127.0.0.2"}}));
     const auto e = fails(*other);
     EXPECT_EQ(e.code, errc::connection_failed) << e.to_string();
     EXPECT_NE(e.message.find("127.0.0.2"), std::string::npos) << e.to_string();
   }
 
   void port_key() {
-    works(*make(rabbit()));
-    auto closed = make(rabbit({{"port", "1"}}));
+    works(*make(rabbit_config()));
+    auto closed = make(rabbit_config({{"port", "1"}}));
     const auto e = fails(*closed);
     EXPECT_EQ(e.code, errc::connection_failed) << e.to_string();
     EXPECT_NE(e.message.find(":1"), std::string::npos) << e.to_string();
   }
 
   config over_tls(const config& extra = {}) {
-    config c = rabbit(
+    config c = rabbit_config(
         {{"tls", "true"}, {"host", "localhost"}, {"port", std::to_string(broker->amqps_port())}});
     c.merge(extra);
     return c;
@@ -236,7 +236,7 @@ class AmqpConfigKey : public ::testing::TestWithParam<key_row> {
     EXPECT_EQ(fails(*verified).code, errc::connection_failed);
     works(*make(over_tls({{"tls_verify", "false"}})));
     // Without TLS there is nothing to verify: refused, naming the key.
-    auto plain = try_make(rabbit({{"tls_verify", "false"}}));
+    auto plain = try_make(rabbit_config({{"tls_verify", "false"}}));
     ASSERT_FALSE(plain);
     EXPECT_NE(plain.error().message.find("tls_verify"), std::string::npos);
   }
@@ -247,20 +247,21 @@ class AmqpConfigKey : public ::testing::TestWithParam<key_row> {
     const auto e = fails(*missing);
     EXPECT_EQ(e.code, errc::configuration_error) << e.to_string();
     EXPECT_NE(e.message.find("/nonexistent/qrt-keys-ca.pem"), std::string::npos) << e.to_string();
-    auto plain = try_make(rabbit({{"tls_ca_file", broker->ca_file()}}));
+    auto plain = try_make(rabbit_config({{"tls_ca_file", broker->ca_file()}}));
     ASSERT_FALSE(plain) << "a CA file taken for a connection without TLS";
     EXPECT_NE(plain.error().message.find("tls_ca_file"), std::string::npos);
   }
 
   void user_key() {
     // SASL PLAIN as that user: a user the node does not know is refused.
-    works(*make(rabbit()));
-    auto stranger = make(rabbit({{"user", "nobody-here"}, {"connect_timeout", "15s"}}));
+    works(*make(rabbit_config()));
+    auto stranger = make(rabbit_config({{"user", "nobody-here"}, {"connect_timeout", "15s"}}));
     EXPECT_EQ(fails(*stranger).code, errc::permission);
   }
 
   void password_key() {
-    auto wrong = make(rabbit({{"password", "not-the-password"}, {"connect_timeout", "15s"}}));
+    auto wrong =
+        make(rabbit_config({{"password", "not-the-password"}, {"connect_timeout", "15s"}}));
     const auto e = fails(*wrong);
     EXPECT_EQ(e.code, errc::permission) << e.to_string();
     EXPECT_EQ(e.message.find("not-the-password"), std::string::npos) << "the password leaked";
@@ -269,9 +270,9 @@ class AmqpConfigKey : public ::testing::TestWithParam<key_row> {
   void sasl_mechanisms_key() {
     // ANONYMOUS instead of PLAIN: the (wrong) password is never offered, and the node lets the
     // anonymous user in.
-    auto anonymous = make(rabbit({{"password", "not-the-password"},
-                                  {"sasl_mechanisms", "ANONYMOUS"},
-                                  {"connect_timeout", "15s"}}));
+    auto anonymous = make(rabbit_config({{"password", "not-the-password"},
+                                         {"sasl_mechanisms", "ANONYMOUS"},
+                                         {"connect_timeout", "15s"}}));
     works(*anonymous);
   }
 
@@ -279,13 +280,13 @@ class AmqpConfigKey : public ::testing::TestWithParam<key_row> {
     // "vhost:NAME" on RabbitMQ: the queue and its message live in that virtual host.
     broker->ctl({"add_vhost", "qrt-keys"});
     broker->ctl({"set_permissions", "-p", "qrt-keys", "guest", ".*", ".*", ".*"});
-    auto p = make(rabbit({{"virtual_host", "vhost:qrt-keys"}}));
+    auto p = make(rabbit_config({{"virtual_host", "vhost:qrt-keys"}}));
     const auto q = queue_name::from(fresh_name());
     auto created = io_.run(p->create_queue(q, {}));
     ASSERT_TRUE(created) << created.error().to_string();
     send_ok(*p, q);
-    EXPECT_EQ(broker_count(q.str(), "messages", "qrt-keys"), 1);
-    EXPECT_EQ(broker_count(q.str(), "messages", "/"), -1) << "the queue is in the default vhost";
+    EXPECT_EQ(broker_column(q.str(), "messages", "qrt-keys"), 1);
+    EXPECT_EQ(broker_column(q.str(), "messages", "/"), -1) << "the queue is in the default vhost";
   }
 
   void prefetch_key() {
@@ -293,7 +294,7 @@ class AmqpConfigKey : public ::testing::TestWithParam<key_row> {
     for (auto [prefetch, held] : {std::pair<const char*, long>{"3", 3}, {"0", 1}}) {
       const auto q = new_queue();
       send_ok(*admin(), q, 10);
-      auto p = make(rabbit({{"prefetch", prefetch}}));
+      auto p = make(rabbit_config({{"prefetch", prefetch}}));
       auto got = receive(*p, q, 1, 5s);
       ASSERT_TRUE(got && got->size() == 1u);
       EXPECT_EQ(
@@ -305,7 +306,7 @@ class AmqpConfigKey : public ::testing::TestWithParam<key_row> {
 
   void max_concurrent_calls_key() {
     // A processor built from the config runs at most that many handlers at once.
-    const auto cfg = rabbit({{"max_concurrent_calls", "2"}});
+    const auto cfg = rabbit_config({{"max_concurrent_calls", "2"}});
     const auto q = new_queue();
     send_ok(*admin(), q, 6);
     qrt::queue_client client(make(cfg));
@@ -336,27 +337,27 @@ class AmqpConfigKey : public ::testing::TestWithParam<key_row> {
     // Link address = address_prefix + queue name: "x" with prefix "/amq/queue/<q>-" is the
     // broker queue "<q>-x".
     const auto target = new_queue();
-    auto p = make(rabbit({{"address_prefix", "/amq/queue/" + target.str().substr(0, 9)}}));
+    auto p = make(rabbit_config({{"address_prefix", "/amq/queue/" + target.str().substr(0, 9)}}));
     const auto logical = queue_name::from(target.str().substr(9));
     send_ok(*p, logical);
-    EXPECT_EQ(broker_count(target.str(), "messages"), 1);
+    EXPECT_EQ(broker_column(target.str(), "messages"), 1);
   }
 
   void declare_prefix_key() {
     // Where create_queue attaches to have the broker declare the queue: a generic broker with
     // RabbitMQ's "/queue/" declares it; without one, create_queue is unsupported.
-    auto p = make(rabbit(
+    auto p = make(rabbit_config(
         {{"broker", "generic"}, {"address_prefix", "/amq/queue/"}, {"declare_prefix", "/queue/"}}));
     const auto q = queue_name::from(fresh_name());
     auto created = io_.run(p->create_queue(q, {}));
     ASSERT_TRUE(created) << created.error().to_string();
-    EXPECT_EQ(broker_count(q.str(), "messages"), 0) << "the broker has no such queue";
+    EXPECT_EQ(broker_column(q.str(), "messages"), 0) << "the broker has no such queue";
   }
 
   void topic_prefix_key() {
     // Topics are published to prefix + topic and subscriptions attach there: RabbitMQ's
     // "/topic/" reaches a subscription; with the key empty there are no topics.
-    auto p = make(rabbit({{"topic_prefix", "/topic/"}}));
+    auto p = make(rabbit_config({{"topic_prefix", "/topic/"}}));
     ASSERT_TRUE(p->caps().topics);
     const auto topic = qrt::topic_name::from(fresh_name());
     const auto sub = queue_name::subscription(topic, "s").value();
@@ -368,7 +369,7 @@ class AmqpConfigKey : public ::testing::TestWithParam<key_row> {
     auto got = io_.run(p->receive(sub, 1, 5s));
     ASSERT_TRUE(got && got->size() == 1u);
     EXPECT_EQ(got->at(0).body, "routed");
-    auto none = make(rabbit({{"topic_prefix", ""}}));
+    auto none = make(rabbit_config({{"topic_prefix", ""}}));
     EXPECT_FALSE(none->caps().topics);
     auto refused = io_.run(none->create_topic(topic));
     ASSERT_FALSE(refused);
@@ -380,7 +381,7 @@ class AmqpConfigKey : public ::testing::TestWithParam<key_row> {
     // and the capabilities say an abandon does not count a delivery.
     const auto q = new_queue();
     send_ok(*admin(), q);
-    auto released = make(rabbit({{"abandon_outcome", "released"}}));
+    auto released = make(rabbit_config({{"abandon_outcome", "released"}}));
     EXPECT_FALSE(released->caps().abandon);
     auto first = receive(*released, q, 1, 5s);
     ASSERT_TRUE(first && first->size() == 1u);
@@ -393,29 +394,29 @@ class AmqpConfigKey : public ::testing::TestWithParam<key_row> {
     // modified: an abandon that counts a failed delivery, which the capabilities report. RabbitMQ
     // 3.10 answers that outcome by ending the link's session, so with broker=rabbitmq it is
     // refused, naming the key; a generic broker takes it.
-    auto refused = try_make(rabbit({{"abandon_outcome", "modified"}}));
+    auto refused = try_make(rabbit_config({{"abandon_outcome", "modified"}}));
     ASSERT_FALSE(refused);
     EXPECT_NE(refused.error().message.find("abandon_outcome"), std::string::npos);
-    auto generic = make(rabbit({{"broker", "generic"}, {"abandon_outcome", "modified"}}));
+    auto generic = make(rabbit_config({{"broker", "generic"}, {"abandon_outcome", "modified"}}));
     EXPECT_TRUE(generic->caps().abandon);
-    EXPECT_FALSE(try_make(rabbit({{"abandon_outcome", "forgotten"}})));
+    EXPECT_FALSE(try_make(rabbit_config({{"abandon_outcome", "forgotten"}})));
   }
 
   void verify_queue_exists_key() {
     // RabbitMQ's "/amq/queue/" accepts and drops messages for a missing queue: with the check
     // (RabbitMQ's preset) the send fails with queue_not_found; without it, it "succeeds".
     const auto missing = queue_name::from(fresh_name());
-    auto checked = make(rabbit());
+    auto checked = make(rabbit_config());
     auto e = send(*checked, missing, "x");
     ASSERT_TRUE(e) << "a send to a missing queue succeeded";
     EXPECT_EQ(e->code, errc::queue_not_found) << e->to_string();
-    auto unchecked = make(rabbit({{"verify_queue_exists", "false"}}));
+    auto unchecked = make(rabbit_config({{"verify_queue_exists", "false"}}));
     EXPECT_FALSE(send(*unchecked, missing, "x")) << "refused without the check";
   }
 
   void max_message_bytes_key() {
     const auto q = new_queue();
-    auto p = make(rabbit({{"max_message_bytes", "2048"}}));
+    auto p = make(rabbit_config({{"max_message_bytes", "2048"}}));
     send_ok(*p, q, 1, 1'000);
     auto e = send(*p, q, std::string(4'000, 'x'));
     ASSERT_TRUE(e);
@@ -428,9 +429,10 @@ class AmqpConfigKey : public ::testing::TestWithParam<key_row> {
     // all 60.
     const auto bounded_q = new_queue();
     send_ok(*admin(), bounded_q, 60, 1'000);
-    auto bounded = make(rabbit({{"prefetch", "100"},
-                                {"max_message_bytes", "1024"},
-                                {"max_prefetch_bytes", std::to_string(1024 + 65536 + 3000)}}));
+    auto bounded =
+        make(rabbit_config({{"prefetch", "100"},
+                            {"max_message_bytes", "1024"},
+                            {"max_prefetch_bytes", std::to_string(1024 + 65536 + 3000)}}));
     auto got = receive(*bounded, bounded_q, 1, 5s);
     ASSERT_TRUE(got && got->size() == 1u);
     EXPECT_LE(broker_count_until(bounded_q.str(), "messages_unacknowledged",
@@ -439,7 +441,7 @@ class AmqpConfigKey : public ::testing::TestWithParam<key_row> {
         << "the byte budget did not hold";
     const auto open_q = new_queue();
     send_ok(*admin(), open_q, 60, 1'000);
-    auto unbounded = make(rabbit({{"prefetch", "100"}, {"max_message_bytes", "1024"}}));
+    auto unbounded = make(rabbit_config({{"prefetch", "100"}, {"max_message_bytes", "1024"}}));
     got = receive(*unbounded, open_q, 1, 5s);
     ASSERT_TRUE(got && got->size() == 1u);
     EXPECT_GE(
@@ -452,14 +454,14 @@ class AmqpConfigKey : public ::testing::TestWithParam<key_row> {
     // the cap.
     const auto a = new_queue();
     const auto b = new_queue();
-    auto p = make(rabbit({{"max_links", "1"}}));
+    auto p = make(rabbit_config({{"max_links", "1"}}));
     auto first = receive(*p, a, 1, 200ms);
     ASSERT_TRUE(first) << first.error().to_string();
     auto second = receive(*p, b, 1, 200ms);
     ASSERT_FALSE(second) << "two receivers in one link";
     EXPECT_NE(second.error().message.find("max_links"), std::string::npos)
         << second.error().to_string();
-    auto wide = make(rabbit());
+    auto wide = make(rabbit_config());
     EXPECT_TRUE(receive(*wide, a, 1, 200ms));
     EXPECT_TRUE(receive(*wide, b, 1, 200ms));
   }
@@ -469,7 +471,7 @@ class AmqpConfigKey : public ::testing::TestWithParam<key_row> {
     // ends after connect_timeout (the receive's own wait is two minutes).
     asio::io_context io;
     tcp::acceptor silent(io, {asio::ip::make_address("127.0.0.1"), 0});
-    auto p = make(rabbit(
+    auto p = make(rabbit_config(
         {{"port", std::to_string(silent.local_endpoint().port())}, {"connect_timeout", "300ms"}}));
     const auto q = queue_name::from("q");  // outlives the call, which runs on another thread
     auto f = io_.start(p->receive(q, 1, 120s));
@@ -485,7 +487,7 @@ class AmqpConfigKey : public ::testing::TestWithParam<key_row> {
     // client gives the connection up, failing a receive that would otherwise wait 60 s.
     const auto q = new_queue();
     qrt::faults::tcp_proxy proxy(static_cast<unsigned short>(broker->amqp_port()));
-    auto p = make(rabbit({{"port", std::to_string(proxy.port())}, {"idle_timeout", "1s"}}));
+    auto p = make(rabbit_config({{"port", std::to_string(proxy.port())}, {"idle_timeout", "1s"}}));
     auto warm = receive(*p, q, 1, 100ms);
     ASSERT_TRUE(warm) << warm.error().to_string();
     proxy.stall();
@@ -505,7 +507,8 @@ class AmqpConfigKey : public ::testing::TestWithParam<key_row> {
     tcp::acceptor closed(io, {asio::ip::make_address("127.0.0.1"), 0});
     const auto port = closed.local_endpoint().port();
     closed.close();
-    auto p = make(rabbit({{"port", std::to_string(port)}, {"reconnect_max_delay", "100ms"}}));
+    auto p =
+        make(rabbit_config({{"port", std::to_string(port)}, {"reconnect_max_delay", "100ms"}}));
     const auto deadline = std::chrono::steady_clock::now() + 20s;
     int failed = 0;
     while (failed < 15 && std::chrono::steady_clock::now() < deadline) {

@@ -52,12 +52,12 @@ constexpr const char* identity_token = "jwt-config-keys.e30.sig";
 std::unique_ptr<qrt::test::servicebus_peer> keys_peer;
 
 std::atomic<int> queue_counter{0};
-queue_name fresh(const std::string& what) {
+queue_name fresh_keys_queue(const std::string& what) {
   return queue_name::from("sbkeys-" + what + "-" + std::to_string(::getpid()) + "-" +
                           std::to_string(++queue_counter));
 }
 
-qrt::provider_registry registry() {
+qrt::provider_registry servicebus_registry() {
   qrt::provider_registry r;
   qrt::servicebus::register_provider(r);
   return r;
@@ -75,7 +75,7 @@ config peer_config(const config& extra = {}) {
 
 qrt::result<qrt::sync::queue_client> try_open(const config& cfg) {
   return qrt::sync::queue_client::open(
-      cfg, registry(), qrt::client_options{.send_timeout = 10s, .retry = std::nullopt});
+      cfg, servicebus_registry(), qrt::client_options{.send_timeout = 10s, .retry = std::nullopt});
 }
 
 qrt::sync::queue_client open(const config& cfg) {
@@ -86,7 +86,7 @@ qrt::sync::queue_client open(const config& cfg) {
 
 queue_name make_queue(qrt::sync::queue_client& c, const std::string& what,
                       qrt::queue_options o = {}) {
-  auto q = fresh(what);
+  auto q = fresh_keys_queue(what);
   if (auto r = c.create_queue(q, o); !r) throw qrt::exception(r.error());
   return q;
 }
@@ -570,7 +570,7 @@ void test_peer_admin_key() {
   (void)make_queue(admin, "admin");
   auto plain = open(peer_config({{"test_peer_admin", "false"}}));
   EXPECT_FALSE(plain.caps().queue_management);
-  auto refused = plain.create_queue(fresh("admin-refused"));
+  auto refused = plain.create_queue(fresh_keys_queue("admin-refused"));
   ASSERT_FALSE(refused);
   EXPECT_EQ(refused.error().code, errc::unsupported) << refused.error().to_string();
   // The public options do not carry it: reading it into them is refused rather than dropped.

@@ -109,7 +109,7 @@ struct engine_harness {
   int attempts = 0;
 };
 
-receiver_spec queue_q(std::uint32_t prefetch) {
+receiver_spec receiver_on_q(std::uint32_t prefetch) {
   receiver_spec spec;
   spec.address = "q";
   spec.prefetch = prefetch;
@@ -133,7 +133,7 @@ TEST(amqp_engine, credit_never_exceeds_the_prefetch_and_is_refilled_on_settle) {
   queue_with_messages broker;
   engine_harness h(broker);
   answer<qrt::result<std::vector<inbound>>> got;
-  h.e.receive("r1", queue_q(3), 1, 2s, h.now, got.into());
+  h.e.receive("r1", receiver_on_q(3), 1, 2s, h.now, got.into());
   h.exchange();
   ASSERT_TRUE(got.value);
   ASSERT_TRUE(*got.value) << got.value->error().to_string();
@@ -142,7 +142,7 @@ TEST(amqp_engine, credit_never_exceeds_the_prefetch_and_is_refilled_on_settle) {
   EXPECT_EQ(broker.sent, 3);  // one handed out, two buffered: nothing more asked for
 
   answer<qrt::result<std::vector<inbound>>> buffered;
-  h.e.receive("r1", queue_q(3), 5, 0ms, h.now, buffered.into());
+  h.e.receive("r1", receiver_on_q(3), 5, 0ms, h.now, buffered.into());
   h.exchange();
   ASSERT_TRUE(buffered.value && *buffered.value);
   EXPECT_EQ((*buffered.value)->size(), 2u);
@@ -176,13 +176,13 @@ TEST(amqp_engine, a_finished_call_leaves_no_deadline_behind) {
   queue_with_messages broker;
   engine_harness h(broker);
   answer<qrt::result<std::vector<inbound>>> got;
-  h.e.receive("r1", queue_q(3), 1, 2s, h.now, got.into());
+  h.e.receive("r1", receiver_on_q(3), 1, 2s, h.now, got.into());
   h.exchange();
   ASSERT_TRUE(got.value && *got.value);
   EXPECT_GT(h.e.next_deadline(), h.now + 2s) << "the finished receive's wait is still due";
 
   answer<qrt::result<std::vector<inbound>>> waited;
-  h.e.receive("r1", queue_q(3), 5, 3s, h.now, waited.into());
+  h.e.receive("r1", receiver_on_q(3), 5, 3s, h.now, waited.into());
   h.exchange();
   ASSERT_TRUE(waited.value && *waited.value);
   EXPECT_GT(h.e.next_deadline(), h.now + 3s) << "the finished receive's wait is still due";
@@ -191,7 +191,7 @@ TEST(amqp_engine, a_finished_call_leaves_no_deadline_behind) {
 TEST(amqp_engine, settle_second_completes_on_the_brokers_settlement_or_its_refusal) {
   settle_second_queue broker;
   engine_harness h(broker);
-  receiver_spec spec = queue_q(2);
+  receiver_spec spec = receiver_on_q(2);
   spec.confirm_settlement = true;
   answer<qrt::result<std::vector<inbound>>> got;
   h.e.receive("r1", spec, 2, 2s, h.now, got.into());
@@ -258,7 +258,7 @@ TEST(amqp_engine, a_link_detached_with_an_error_fails_the_waiting_receive) {
   detaching_queue broker;
   engine_harness h(broker);
   answer<qrt::result<std::vector<inbound>>> got;
-  h.e.receive("r1", queue_q(1), 1, 30s, h.now, got.into());
+  h.e.receive("r1", receiver_on_q(1), 1, 30s, h.now, got.into());
   h.exchange();
   ASSERT_TRUE(got.value) << "the receive waited for its time instead of failing";
   ASSERT_FALSE(*got.value);
@@ -270,7 +270,7 @@ TEST(amqp_engine, a_receipt_of_the_previous_connection_is_refused_as_expired) {
   queue_with_messages broker;
   engine_harness h(broker);
   answer<qrt::result<std::vector<inbound>>> got;
-  h.e.receive("r1", queue_q(1), 1, 2s, h.now, got.into());
+  h.e.receive("r1", receiver_on_q(1), 1, 2s, h.now, got.into());
   h.exchange();
   ASSERT_TRUE(got.value && *got.value);
   ASSERT_EQ((*got.value)->size(), 1u);

@@ -24,12 +24,12 @@ qrt::message body(std::string b) {
   return qrt::message{.body = std::move(b)};
 }
 
-struct fixture {
+struct batcher_fixture {
   qrt::runtime rt{{.worker_threads = 1}};
   std::shared_ptr<qrt::test::recording_provider> fake;
   qrt::send_batcher batcher;
 
-  fixture(qrt::send_batcher_options o, qrt::test::recording_provider::script s = {})
+  batcher_fixture(qrt::send_batcher_options o, qrt::test::recording_provider::script s = {})
       : fake(std::make_shared<qrt::test::recording_provider>(std::move(s))),
         batcher(qrt::queue_client(fake, {.retry = std::nullopt}), rt.executor(), std::move(o)) {}
 
@@ -51,7 +51,7 @@ struct fixture {
 }  // namespace
 
 TEST(SendBatcher, FlushesWhenMaxCountIsReached) {
-  fixture f({.max_batch_messages = 3, .max_delay = 1h});
+  batcher_fixture f({.max_batch_messages = 3, .max_delay = 1h});
   auto r = f.send_all({"a", "b", "c"});
   for (auto& x : r) EXPECT_TRUE(x);
   EXPECT_EQ(f.fake->calls(), (std::vector<strings>{{"a", "b", "c"}}));
@@ -59,7 +59,7 @@ TEST(SendBatcher, FlushesWhenMaxCountIsReached) {
 }
 
 TEST(SendBatcher, FlushesBeforeMaxBytesWouldBeExceeded) {
-  fixture f({.max_batch_messages = 10, .max_batch_bytes = 100, .max_delay = 1h});
+  batcher_fixture f({.max_batch_messages = 10, .max_batch_bytes = 100, .max_delay = 1h});
   const std::string forty(40, 'x');
   auto r = f.send_all({forty + "1", forty + "2", forty + "3"}, /*then_flush=*/true);
   for (auto& x : r) EXPECT_TRUE(x);
@@ -72,7 +72,7 @@ TEST(SendBatcher, FlushesBeforeMaxBytesWouldBeExceeded) {
 }
 
 TEST(SendBatcher, FlushesAfterMaxDelay) {
-  fixture f({.max_batch_messages = 10, .max_delay = 20ms});
+  batcher_fixture f({.max_batch_messages = 10, .max_delay = 20ms});
   auto r = f.send_all({"lonely"});
   ASSERT_TRUE(r[0]);
   EXPECT_EQ(*r[0], "id-lonely-call0");
@@ -93,14 +93,14 @@ TEST(SendBatcher, ResendsOnlyTheFailedEntriesOfAPartialFailure) {
   };
   auto retry = qrt::retry_policy::fixed_interval(50ms);
   retry.jitter = 0;
-  fixture f({.max_batch_messages = 5,
-             .max_delay = 1h,
-             .retry = retry,
-             .sleeper = [&](qrt::milliseconds d) -> qrt::awaitable<void> {
-               delays.push_back(d);
-               co_return;
-             }},
-            script);
+  batcher_fixture f({.max_batch_messages = 5,
+                     .max_delay = 1h,
+                     .retry = retry,
+                     .sleeper = [&](qrt::milliseconds d) -> qrt::awaitable<void> {
+                       delays.push_back(d);
+                       co_return;
+                     }},
+                    script);
   auto r = f.send_all({"a", "b", "c", "d", "e"});
   EXPECT_EQ(f.fake->calls(), (std::vector<strings>{{"a", "b", "c", "d", "e"}, {"b", "d"}}));
   EXPECT_EQ(*r[0], "id-a-call0");

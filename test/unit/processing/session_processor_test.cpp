@@ -25,7 +25,7 @@ using qrt::received_message;
 
 namespace {
 
-struct fixture {
+struct session_fixture {
   qrt::runtime rt{{.worker_threads = 8}};
   qrt::provider_ptr memory =
       qrt::memory::make_provider(qrt::memory::options::for_testing(), rt.executor()).value();
@@ -39,7 +39,7 @@ struct fixture {
   qrt::queue_client direct{memory, {.retry = std::nullopt}};
   qrt::queue_name q = qrt::queue_name::from("ordered");
 
-  fixture() {
+  session_fixture() {
     EXPECT_TRUE(rt.block_on(direct.create_queue(
         q, {.lock_duration = 1s, .max_delivery_count = 100, .requires_session = true})));
   }
@@ -59,7 +59,7 @@ std::pair<std::string, int> parse(const std::string& body) {  // "s2-7" -> {"s2"
 }  // namespace
 
 TEST(SessionProcessor, FourSessionsRunConcurrentlyEachInOrderWhileFailuresAreInjected) {
-  fixture f;
+  session_fixture f;
   constexpr int sessions = 4, per_session = 15;
   for (int i = 0; i < per_session; ++i) {
     for (int k = 0; k < sessions; ++k) {
@@ -131,7 +131,7 @@ TEST(SessionProcessor, FourSessionsRunConcurrentlyEachInOrderWhileFailuresAreInj
 }
 
 TEST(SessionProcessor, IdleSessionIsReleasedSoTheNextOneIsTaken) {
-  fixture f;
+  session_fixture f;
   f.send("a", "a-0");
   f.send("b", "b-0");
   f.send("c", "c-0");
@@ -152,7 +152,7 @@ TEST(SessionProcessor, IdleSessionIsReleasedSoTheNextOneIsTaken) {
 }
 
 TEST(SessionProcessor, ShutdownReleasesHeldSessionsAndDeadLettersNothing) {
-  fixture f;
+  session_fixture f;
   for (int k = 0; k < 3; ++k) {
     for (int i = 0; i < 3; ++i)
       f.send("s" + std::to_string(k), "s" + std::to_string(k) + "-" + std::to_string(i));
@@ -224,7 +224,7 @@ TEST(SessionProcessor, StopReturnsOnlyOnceItsCallsInsideTheProviderHaveReturned)
 // other failure: it is abandoned and comes back first, in order, and the session's worker goes
 // on. With one worker, a throw that escaped would leave the session held and the rest unhandled.
 TEST(SessionProcessor, NonStandardThrowIsAHandlerFailureAndTheSessionGoesOn) {
-  fixture f;
+  session_fixture f;
   for (int i = 0; i < 3; ++i) f.send("a", "a-" + std::to_string(i));
   std::mutex m;
   std::vector<std::string> seen;
@@ -331,7 +331,7 @@ struct batch_run {
   std::vector<std::string> handled;
   qrt::session_processor_stats stats;
 };
-batch_run run_batches(fixture& f, qrt::batch_settlement mode, long completions,
+batch_run run_batches(session_fixture& f, qrt::batch_settlement mode, long completions,
                       std::function<bool(const std::string&, std::uint32_t)> handler_fails,
                       const std::shared_ptr<qrt::fault_injecting_provider>& faults = nullptr) {
   auto recorder =
@@ -376,7 +376,7 @@ TEST(SessionProcessor, PerBatchSettlementCompletesASessionsBatchInOneCall) {
   const std::vector<std::string> in_order = {"a-0", "a-1", "a-2", "a-3", "a-4",
                                              "a-5", "a-6", "a-7", "a-8", "a-9"};
   for (auto mode : {qrt::batch_settlement::per_batch, qrt::batch_settlement::per_message}) {
-    fixture f;
+    session_fixture f;
     for (const auto& body : in_order) f.send("a", body);
     auto run = run_batches(f, mode, 10, [](const std::string&, std::uint32_t) { return false; });
     EXPECT_EQ(run.handled, in_order);
@@ -393,7 +393,7 @@ TEST(SessionProcessor, PerBatchSettlementCompletesASessionsBatchInOneCall) {
 // A failure that is abandoned ends the batch: the completions before it, its abandon and the
 // abandons of the rest go in one call, and the session reads on from the failed message.
 TEST(SessionProcessor, PerBatchSettlementSendsTheFailureWithTheBatchAndKeepsTheOrder) {
-  fixture f;
+  session_fixture f;
   for (int i = 0; i < 5; ++i) f.send("a", "a-" + std::to_string(i));
   auto run = run_batches(f, qrt::batch_settlement::per_batch, 5,
                          [](const std::string& body, std::uint32_t delivery) {
@@ -412,7 +412,7 @@ TEST(SessionProcessor, PerBatchSettlementSendsTheFailureWithTheBatchAndKeepsTheO
 // settled; the session is released and every message of the batch, handled or not, is
 // delivered again, in order, to the next holder (at least once; none lost).
 TEST(SessionProcessor, PerBatchSettlementThatFailsDeliversTheWholeBatchAgainInOrder) {
-  fixture f;
+  session_fixture f;
   for (int i = 0; i < 3; ++i) f.send("a", "a-" + std::to_string(i));
   f.faulty->fail_next(qrt::fault_ops::settle, 1, qrt::fail(errc::connection_failed, "reset"));
   auto run = run_batches(

@@ -28,6 +28,7 @@
 #include <string>
 #include <thread>
 
+#include "../../support/messages.hpp"
 #include "../../support/wait.hpp"
 #include "providers/memory/memory_provider.hpp"
 
@@ -39,6 +40,7 @@ using qrt::queue_name;
 using qrt::sync::queue_client;
 using qrt::test::eventually;
 using qrt::test::scratch_dir;
+using qrt::test::text;
 
 namespace {
 
@@ -61,12 +63,6 @@ queue_client open_with_send_timeout(config cfg, std::chrono::milliseconds timeou
   qrt::client_options co;
   co.send_timeout = timeout;
   return open(std::move(cfg), co);
-}
-
-message text(std::string body) {
-  message m;
-  m.body = std::move(body);
-  return m;
 }
 
 std::uint64_t syncs_of(queue_client& c) {

@@ -20,6 +20,7 @@
 #include <set>
 #include <thread>
 
+#include "../../support/messages.hpp"
 #include "core/borrowing_provider.hpp"
 #include "providers/memory/queue_state.hpp"
 
@@ -27,10 +28,11 @@ using namespace std::chrono_literals;
 using qrt::errc;
 using qrt::message;
 using qrt::queue_name;
+using qrt::test::text;
 
 namespace {
 
-qrt::sync::queue_client open(qrt::config cfg) {
+qrt::sync::queue_client open_sync_client(qrt::config cfg) {
   cfg.set("provider", "memory");
   return qrt::sync::queue_client::open(cfg, qrt::builtin_providers()).value();
 }
@@ -41,12 +43,6 @@ qrt::sync::queue_client open(qrt::config cfg) {
 std::string numbered(std::string prefix, int i) {
   prefix += std::to_string(i);
   return prefix;
-}
-
-message text(std::string body) {
-  message m;
-  m.body = std::move(body);
-  return m;
 }
 
 }  // namespace
@@ -88,7 +84,7 @@ TEST(MemoryProvider, PresetsHaveTheirDocumentedValues) {
 }
 
 TEST(MemoryProvider, FullQueueMakesSendWaitThenFailWithQueueFullAndDropsNothing) {
-  auto client = open({{"max_queue_size", "3"}, {"queues", "q"}});
+  auto client = open_sync_client({{"max_queue_size", "3"}, {"queues", "q"}});
   const auto q = queue_name::from("q");
   std::vector<message> five;
   for (int i = 0; i < 5; ++i) five.push_back(text(numbered("m", i)));
@@ -116,7 +112,7 @@ TEST(MemoryProvider, FullQueueMakesSendWaitThenFailWithQueueFullAndDropsNothing)
 // io_context that has run dry (poll() returned) without finishing is suspended, waiting for a
 // change of the queue: that, not a delay, proves it waited before the other thread acted.
 TEST(MemoryProvider, BlockedSenderProceedsWhenAConsumerCompletes) {
-  auto client = open({{"max_queue_size", "1"}, {"queues", "q"}});
+  auto client = open_sync_client({{"max_queue_size", "1"}, {"queues", "q"}});
   const auto q = queue_name::from("q");
   ASSERT_TRUE(client.send(q, text("first")));
   auto& provider = *client.async_client().underlying();
@@ -222,7 +218,7 @@ std::vector<message> numbered_batch(const std::string& prefix, std::size_t count
 
 TEST(MemoryProvider, NewerSendsOvertakeAWaitingSenderAtMostABoundedNumberOfMessages) {
   const std::size_t room = qrt::memory::detail::queue_state::max_overtaking_messages + 1;
-  auto client = open({{"max_queue_size", std::to_string(room)}, {"queues", "q"}});
+  auto client = open_sync_client({{"max_queue_size", std::to_string(room)}, {"queues", "q"}});
   const auto q = queue_name::from("q");
   auto& provider = *client.async_client().underlying();
   store_fn send = [&](std::string prefix, std::size_t count, std::optional<store_result>& out,
@@ -237,7 +233,7 @@ TEST(MemoryProvider, NewerSendsOvertakeAWaitingSenderAtMostABoundedNumberOfMessa
 // The same bound for publishes waiting for room in a full subscription.
 TEST(MemoryProvider, NewerPublishesOvertakeAWaitingPublishAtMostABoundedNumberOfMessages) {
   const std::size_t room = qrt::memory::detail::queue_state::max_overtaking_messages + 1;
-  auto client = open({{"max_queue_size", std::to_string(room)}});
+  auto client = open_sync_client({{"max_queue_size", std::to_string(room)}});
   const auto topic = qrt::topic_name::from("events");
   ASSERT_TRUE(client.create_topic(topic));
   const auto sub = queue_name::subscription(topic, "all").value();
@@ -253,7 +249,7 @@ TEST(MemoryProvider, NewerPublishesOvertakeAWaitingPublishAtMostABoundedNumberOf
 }
 
 TEST(MemoryProvider, WaitingReceiverIsWokenBySendFromAnotherThread) {
-  auto client = open({{"queues", "q"}});
+  auto client = open_sync_client({{"queues", "q"}});
   const auto q = queue_name::from("q");
   auto& provider = *client.async_client().underlying();
   boost::asio::io_context io;
@@ -284,7 +280,7 @@ TEST(MemoryProvider, WaitingReceiverIsWokenBySendFromAnotherThread) {
 }
 
 TEST(MemoryProvider, ReceiveFromSessionQueueWithoutSessionIsRefused) {
-  auto client = open({{"queues", "s"}, {"requires_session", "true"}});
+  auto client = open_sync_client({{"queues", "s"}, {"requires_session", "true"}});
   auto r = client.receive(queue_name::from("s"), 1, 0ms);
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code, errc::invalid_argument);
@@ -295,7 +291,7 @@ TEST(MemoryProvider, ReceiveFromSessionQueueWithoutSessionIsRefused) {
 
 // A receive asking for no messages is refused before it reaches the queue, and takes nothing.
 TEST(MemoryProvider, ReceiveOfNoMessagesIsRefusedAndTakesNothing) {
-  auto client = open({{"queues", "q"}});
+  auto client = open_sync_client({{"queues", "q"}});
   ASSERT_TRUE(client.send(queue_name::from("q"), text("stays")));
   auto refused = client.receive(queue_name::from("q"), 0, 0ms);
   ASSERT_FALSE(refused);
@@ -310,7 +306,7 @@ TEST(MemoryProvider, ReceiveOfNoMessagesIsRefusedAndTakesNothing) {
 }
 
 TEST(MemoryProvider, CannotSendToADeadLetterQueueOrCreateOne) {
-  auto client = open({{"queues", "q"}});
+  auto client = open_sync_client({{"queues", "q"}});
   auto r = client.send(queue_name::from("q").dead_letter(), text("x"));
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code, errc::invalid_argument);
@@ -352,8 +348,8 @@ TEST(MemoryProvider, LentMessagesAreLeftIntactByASendThatFailsAsAWhole) {
 }
 
 TEST(MemoryProvider, ReceiptFromAnotherProviderIsInvalid) {
-  auto a = open({{"queues", "q"}});
-  auto b = open({{"queues", "q"}});
+  auto a = open_sync_client({{"queues", "q"}});
+  auto b = open_sync_client({{"queues", "q"}});
   const auto q = queue_name::from("q");
   ASSERT_TRUE(a.send(q, text("x")));
   auto got = a.receive(q, 1, 0ms).value();
@@ -364,7 +360,7 @@ TEST(MemoryProvider, ReceiptFromAnotherProviderIsInvalid) {
 }
 
 TEST(MemoryProvider, CloseWakesWaitersWithClosed) {
-  auto client = open({{"queues", "q"}});
+  auto client = open_sync_client({{"queues", "q"}});
   std::optional<qrt::result<std::vector<qrt::received_message>>> r;
   std::thread consumer([&] { r = client.receive(queue_name::from("q"), 1, 30s); });
   // Whether close lands while the receive is parked or before it starts, the receive must end
@@ -478,7 +474,7 @@ TEST(MemoryProviderBytes, SenderWaitsForQueueBytesAndProceedsWhenAConsumerComple
 // A queue's own max_message_bytes holds on that queue, below the provider's limit; other queues
 // keep the provider's.
 TEST(MemoryProviderBytes, AQueuesOwnMessageSizeLimitIsEnforced) {
-  auto client = open({{"queues", "open"}});
+  auto client = open_sync_client({{"queues", "open"}});
   const auto small = queue_name::from("small");
   qrt::queue_options o;
   o.max_message_bytes = 100;
@@ -497,7 +493,7 @@ TEST(MemoryProviderBytes, SendFailsWithQueueFullNamingTheByteLimitAtItsDeadline)
   const std::uint64_t limit = (60 + overhead) + (30 + overhead);  // a 60- and a 30-byte message
   for (const char* field : {"max_queue_bytes", "max_memory_bytes"}) {
     SCOPED_TRACE(field);
-    auto client = open({{field, std::to_string(limit)}, {"queues", "q"}});
+    auto client = open_sync_client({{field, std::to_string(limit)}, {"queues", "q"}});
     auto& provider = *client.async_client().underlying();
     const auto q = queue_name::from("q");
     ASSERT_TRUE(client.send(q, text(std::string(60, 'x'))));
@@ -527,7 +523,7 @@ TEST(MemoryProviderBytes, SendFailsWithQueueFullNamingTheByteLimitAtItsDeadline)
 // A full queue's error names the limit that was hit, with its value: the queue's own max_size
 // when it set one (not the provider's max_queue_size), else max_queue_size.
 TEST(MemoryProvider, QueueFullNamesTheCountLimitInForce) {
-  auto client = open({{"max_queue_size", "1000"}});
+  auto client = open_sync_client({{"max_queue_size", "1000"}});
   auto& provider = *client.async_client().underlying();
   qrt::queue_options own;
   own.max_size = 2;
@@ -722,10 +718,10 @@ TEST(MemoryProviderBytes, AccountedBytesNeverExceedTheBudgetUnderConcurrentProdu
 // explicit dead_letter fails with queue_full (the message stays locked to its receiver), and a
 // message past max_delivery_count stays in its queue and is delivered again until there is room.
 TEST(MemoryProvider, FullDeadLetterQueueRefusesNewDeadLettersAndDropsNothing) {
-  auto client = open({{"queues", "q"},
-                      {"max_dead_letter_queue_size", "2"},
-                      {"max_delivery_count", "1"},
-                      {"lock_duration", "60s"}});
+  auto client = open_sync_client({{"queues", "q"},
+                                  {"max_dead_letter_queue_size", "2"},
+                                  {"max_delivery_count", "1"},
+                                  {"lock_duration", "60s"}});
   const auto q = queue_name::from("q");
   for (auto body : {"a", "b", "c", "d"}) ASSERT_TRUE(client.send(q, text(body)));
   auto got = client.receive(q, 3, 0ms).value();
@@ -769,7 +765,7 @@ TEST(MemoryProvider, FullDeadLetterQueueRefusesNewDeadLettersAndDropsNothing) {
 // An expired message whose dead-letter queue is full is not dropped: it is still delivered, and
 // moves to the DLQ once there is room.
 TEST(MemoryProvider, ExpiredMessageWithAFullDeadLetterQueueIsKept) {
-  auto client = open({{"queues", "q"}, {"max_dead_letter_queue_size", "1"}});
+  auto client = open_sync_client({{"queues", "q"}, {"max_dead_letter_queue_size", "1"}});
   const auto q = queue_name::from("q");
   ASSERT_TRUE(client.send(q, text("fills the DLQ")));
   auto first = client.receive(q, 1, 0ms).value();
@@ -796,7 +792,7 @@ TEST(MemoryProvider, ExpiredMessageWithAFullDeadLetterQueueIsKept) {
 }
 
 TEST(MemoryProvider, DeadLetterTextsAreCutAtACharacterBoundary) {
-  auto client = open({{"queues", "q"}});
+  auto client = open_sync_client({{"queues", "q"}});
   const auto q = queue_name::from("q");
   ASSERT_TRUE(client.send(q, text("poison")));
   auto got = client.receive(q, 1, 0ms).value();

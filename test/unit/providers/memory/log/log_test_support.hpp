@@ -58,4 +58,24 @@ inline void write_file(const std::filesystem::path& p, const std::string& bytes)
   out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
 }
 
+/// The queue most log tests write to.
+inline const queue_name orders = queue_name::from("orders");
+
+/// Log options for a test: everything in `dir`, warnings dropped.
+inline log_options options_for(const std::filesystem::path& dir,
+                               durability mode = durability::always) {
+  log_options o;
+  o.directory = dir;
+  o.mode = mode;
+  o.warn = [](const std::string&) {};
+  return o;
+}
+
+/// Opens a log, failing the test (and returning an empty one) when it cannot.
+inline persistent_log::opened open_or_die(log_options o) {
+  auto opened = persistent_log::open(std::move(o));
+  if (!opened) ADD_FAILURE() << opened.error().message;
+  return std::move(opened).value();
+}
+
 }  // namespace qrt::memory::log::testing

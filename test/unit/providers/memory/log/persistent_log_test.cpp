@@ -14,26 +14,13 @@ namespace qrt::memory::log {
 namespace {
 
 using testing::make_message;
+using testing::open_or_die;
+using testing::options_for;
+using testing::orders;
 using testing::read_file;
 using testing::scratch_dir;
 using testing::segment_files;
 using testing::write_file;
-
-const queue_name orders = queue_name::from("orders");
-
-log_options options_for(const std::filesystem::path& dir, durability mode = durability::always) {
-  log_options o;
-  o.directory = dir;
-  o.mode = mode;
-  o.warn = [](const std::string&) {};
-  return o;
-}
-
-persistent_log::opened open_or_die(log_options o) {
-  auto opened = persistent_log::open(std::move(o));
-  if (!opened) ADD_FAILURE() << opened.error().message;
-  return std::move(opened).value();
-}
 
 std::vector<std::uint64_t> sequences(const std::vector<stored_message>& ms) {
   std::vector<std::uint64_t> out;

@@ -6,19 +6,12 @@ namespace qrt::memory::log {
 namespace {
 
 using testing::make_message;
+using testing::options_for;
+using testing::orders;
 using testing::read_file;
 using testing::scratch_dir;
 using testing::segment_files;
 using testing::write_file;
-
-const queue_name orders = queue_name::from("orders");
-
-log_options options_for(const std::filesystem::path& dir) {
-  log_options o;
-  o.directory = dir;
-  o.warn = [](const std::string&) {};
-  return o;
-}
 
 /// Writes `count` messages into one segment and returns its path and the offset at which each
 /// message's record starts (the file's size before it).

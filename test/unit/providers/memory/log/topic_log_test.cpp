@@ -17,6 +17,8 @@ namespace qrt::memory::log {
 namespace {
 
 using testing::make_message;
+using testing::open_or_die;
+using testing::options_for;
 using testing::read_file;
 using testing::scratch_dir;
 using testing::segment_files;
@@ -25,20 +27,6 @@ using testing::write_file;
 const topic_name events = topic_name::from("events");
 const queue_name audit = queue_name::subscription(events, "audit").value();
 const queue_name billing = queue_name::subscription(events, "billing").value();
-
-log_options options_for(const std::filesystem::path& dir) {
-  log_options o;
-  o.directory = dir;
-  o.mode = durability::always;
-  o.warn = [](const std::string&) {};
-  return o;
-}
-
-persistent_log::opened open_or_die(log_options o) {
-  auto opened = persistent_log::open(std::move(o));
-  if (!opened) ADD_FAILURE() << opened.error().message;
-  return std::move(opened).value();
-}
 
 subscription_filter eu_orders() {
   subscription_filter f;
