@@ -57,6 +57,12 @@ if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU")
   # misjudges the overlap of its memcpy (GCC bug 105329). Such concatenations are everywhere.
   target_compile_options(qrt_build_flags INTERFACE $<$<CONFIG:Release>:-Wno-restrict>)
 endif()
+# A unity build (the release and asan-ubsan presets: docs/adr/0012-unity-builds.md) compiles
+# each .cpp as if it were a header included into one file, which makes GCC report every type in
+# an anonymous namespace used by a named class as a header mistake. Here it is no mistake.
+if(CMAKE_UNITY_BUILD AND CMAKE_CXX_COMPILER_ID STREQUAL "GNU")
+  target_compile_options(qrt_build_flags INTERFACE -Wno-subobject-linkage)
+endif()
 target_compile_definitions(qrt_build_flags INTERFACE
   BOOST_ASIO_NO_DEPRECATED BOOST_ASIO_DISABLE_BOOST_COROUTINE)
 if(QRT_SANITIZE)
