@@ -57,9 +57,14 @@ if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU")
   # misjudges the overlap of its memcpy (GCC bug 105329). Such concatenations are everywhere.
   target_compile_options(qrt_build_flags INTERFACE $<$<CONFIG:Release>:-Wno-restrict>)
 endif()
-# A unity build (the release and asan-ubsan presets: docs/adr/0012-unity-builds.md) compiles
-# each .cpp as if it were a header included into one file, which makes GCC report every type in
-# an anonymous namespace used by a named class as a header mistake. Here it is no mistake.
+# Unity builds (CMAKE_UNITY_BUILD; docs/adr/0012-unity-builds.md) compile a target's files in
+# batches. This keeps qrt's libraries file by file even then, so that every library source is
+# shown to compile on its own, as it does in a user's build (the tsan preset turns it on).
+option(QRT_LIBRARIES_FILE_BY_FILE "Compile qrt's libraries one file at a time in a unity build" OFF)
+
+# A unity build compiles each .cpp as if it were a header included into one file, which makes
+# GCC report every type in an anonymous namespace used by a named class as a header mistake.
+# Here it is no mistake.
 if(CMAKE_UNITY_BUILD AND CMAKE_CXX_COMPILER_ID STREQUAL "GNU")
   target_compile_options(qrt_build_flags INTERFACE -Wno-subobject-linkage)
 endif()
