@@ -71,7 +71,7 @@ inline log_options options_for(const std::filesystem::path& dir,
   return o;
 }
 
-/// Opens a log, failing the test (and returning an empty one) when it cannot.
+/// Opens a log. When it cannot, the test fails naming why, and value() throws.
 inline persistent_log::opened open_or_die(log_options o) {
   auto opened = persistent_log::open(std::move(o));
   if (!opened) ADD_FAILURE() << opened.error().message;
