@@ -31,6 +31,12 @@
 
 namespace qrt::amqp::detail {
 
+/// How long a new session waits for the broker to answer the end of a session qrt ended before
+/// it begins all the same (engine_core.hpp says why it waits). RabbitMQ 3.10 answers within
+/// milliseconds, but now and then never answers an end at all; its late frames for an ended
+/// session, the reason for the wait, come within milliseconds too.
+inline constexpr std::chrono::milliseconds unanswered_end_wait{1'000};
+
 class engine {
  public:
   using clock = std::chrono::steady_clock;

@@ -170,6 +170,7 @@ void core::connection_lost(error e) {
   const bool was_open = conn_state == state::open;
   conn_state = state::disconnected;
   conn = proton::connection();
+  unanswered_ends.clear();  // the old connection's sessions: a new one starts with none
   retire();
   formats_to_write.clear();
   last_error = e;
@@ -245,6 +246,7 @@ void core::close_when_sessions_ended() {
 }
 
 void core::session_ended(proton::session& ssn) {
+  end_answered(ssn);
   if (closing_gracefully()) return close_when_sessions_ended();
   session_gone(ssn);
 }

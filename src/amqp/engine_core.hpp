@@ -393,8 +393,15 @@ struct engine::core : proton::messaging_handler {
   // ---------- receiving ----------
 
   /// The receiver link `id`, attached with `spec` when there is none; an error when the link
-  /// cap leaves no room for it (receivers do not wait: one held for good would block the rest).
+  /// cap leaves no room for it (receivers do not wait: one held for good would block the rest);
+  /// nullptr when a new link must wait for the broker to answer an end (sessions_held): the
+  /// caller queues itself with wait_for_session().
   result<receiver_state*> attach_receiver(const std::string& id, const receiver_spec& spec);
+
+  /// Queues a call that needs a new link until sessions may begin again; `finished` says it
+  /// ended meanwhile, `fail` is given the error if the connection is lost first.
+  void wait_for_session(std::function<bool()> finished, std::function<void()> resume,
+                        std::function<void(const error&)> fail);
 
   receiver_state* receiver_of(const proton::receiver& link);
 
@@ -500,7 +507,32 @@ struct engine::core : proton::messaging_handler {
   // problem (RabbitMQ 3.10: amqp:not-found for a missing queue, amqp:invalid-field for
   // `modified`); with one session per link the error belongs to exactly one link.
 
-  static void end_link(proton::link link);
+  /// Closes the link and ends its session.
+  void end_link(proton::link link);
+
+  // A session's channel number is free for Proton again the moment qrt sends the session's end,
+  // while the broker's last frames on that session (its detach, its end) may still be on their
+  // way. RabbitMQ 3.10 answers each session on the channel number the client began it on and
+  // writes the frames of different sessions independently, so a session begun on a reused
+  // number can be handed the old session's detach (its link then reads as detached by the
+  // broker) or frames for a handle it never attached (Proton closes the connection: "no such
+  // handle"). So while an end qrt sent is unanswered no session begins: a call that needs a new
+  // link waits with the calls waiting for room under max_links (link_waiters), and they go on
+  // once the last such end is answered, or after unanswered_end_wait (engine.hpp): RabbitMQ now
+  // and then never answers an end, and that must not hold every new link back for long.
+  struct unanswered_end {
+    std::uint64_t id = 0;
+    proton::session session;
+  };
+  std::vector<unanswered_end> unanswered_ends;
+  std::uint64_t next_end_id = 1;
+
+  /// True while no new session may begin (see above).
+  bool sessions_held() const { return !unanswered_ends.empty(); }
+  /// The broker answered the end of `ssn`: the calls waiting for a link may go on once it was
+  /// the last unanswered one.
+  void end_answered(const proton::session& ssn);
+  void forget_unanswered_end(std::uint64_t id);
 
   void on_session_error(proton::session& ssn) override { session_ended(ssn); }
   void on_session_close(proton::session& ssn) override { session_ended(ssn); }

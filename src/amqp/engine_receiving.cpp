@@ -14,6 +14,7 @@ namespace qrt::amqp::detail {
 auto core::attach_receiver(const std::string& id, const receiver_spec& spec)
     -> result<receiver_state*> {
   if (auto it = receivers.find(id); it != receivers.end()) return &it->second;
+  if (sessions_held()) return nullptr;
   if (!make_room_for_links(1)) {
     error e = fail(errc::provider_error,
                    "no room for the receiver link on '" + spec.address + "': the connection to '" +
@@ -22,6 +23,7 @@ auto core::attach_receiver(const std::string& id, const receiver_spec& spec)
     e.kind = error_kind::transient;
     return e;
   }
+  if (sessions_held()) return nullptr;  // making room ended an idle link's session
   receiver_state& r = receivers.try_emplace(id).first->second;
   r.id = id;
   r.spec = spec;
@@ -111,7 +113,7 @@ void core::receive(const std::string& id, const receiver_spec& spec, std::size_t
   // The caller's wait bounds the connect too; a connect needs a few round trips, so it gets
   // at least the connect timeout when the wait is shorter.
   const milliseconds connect_budget = std::max(wait, where.connect_timeout);
-  when_open(connect_budget, [this, id, spec, op, wait](const error* e) {
+  when_open(connect_budget, [this, id, spec, max, op, wait](const error* e) {
     if (e) {
       op->done(*e);
       return;
@@ -119,6 +121,12 @@ void core::receive(const std::string& id, const receiver_spec& spec, std::size_t
     auto attached = attach_receiver(id, spec);
     if (!attached) {
       op->done(attached.error());
+      return;
+    }
+    if (!*attached) {
+      wait_for_session([op] { return op->done.done(); },
+                       [this, id, spec, max, wait, op] { receive(id, spec, max, wait, op->done); },
+                       [op](const error& why) { op->done(why); });
       return;
     }
     receiver_state& r = **attached;
@@ -350,6 +358,12 @@ void core::open_receiver(const std::string& id, const receiver_spec& spec, milli
     auto attached = attach_receiver(id, spec);
     if (!attached) {
       done(attached.error());
+      return;
+    }
+    if (!*attached) {
+      wait_for_session([done] { return done.done(); },
+                       [this, id, spec, timeout, done] { open_receiver(id, spec, timeout, done); },
+                       [done](const error& why) { done(why); });
       return;
     }
     receiver_state& r = **attached;

@@ -30,11 +30,13 @@ void core::start_request(const std::string& node, proton::message m, millisecond
   if (done.done()) return;
   auto it = rpc_nodes.find(node);
   if (it == rpc_nodes.end()) {
-    if (!make_room_for_links(2)) {
+    // Making room may end an idle link's session: checked again after it.
+    if (sessions_held() || !make_room_for_links(2) || sessions_held()) {
       auto request = std::make_shared<proton::message>(std::move(m));
       after(timeout, [done, node, timeout] {
-        done(fail(errc::timeout, "request to '" + node + "' found no free link within " +
-                                     std::to_string(timeout.count()) + " ms (max_links)"));
+        done(fail(errc::timeout, "request to '" + node + "' could not attach its links within " +
+                                     std::to_string(timeout.count()) +
+                                     " ms (max_links reached, or an ended session unanswered)"));
       });
       link_waiters.push_back(link_waiter{[done] { return done.done(); },
                                          [this, node, request, timeout, done] {
