@@ -209,6 +209,58 @@ TEST_F(FaultSqs, AReceiveAnswerHeldUpPastTheVisibilityTimeoutIsNotCompletedFalse
   rt.block_on(direct->close());
 }
 
+// A receive answer held up on its way back for less than the slow-answer tolerance: SQS's lock
+// started when it sent the answer, so a lock qrt counted from the answer's arrival would end later
+// than SQS's by the hold. Redelivered by SQS, the message must then not be completable with the
+// first receipt: SQS answers a stale handle's delete with success without deleting, so qrt has to
+// refuse it itself, and it can only if its lock ends no later than SQS's.
+TEST_F(FaultSqs, AReceiveAnswerHeldUpBrieflyGivesALockNoLongerThanTheServers) {
+  test::fauxqs_server server;
+  tcp_proxy proxy(server.port());
+  runtime rt(runtime_configuration{.worker_threads = 2});
+  auto direct_options = options_for(server.endpoint());
+  direct_options.visibility_timeout = std::chrono::seconds(30);
+  auto late_options = options_for(proxy.endpoint());
+  late_options.visibility_timeout = std::chrono::seconds(2);
+  auto direct = sqs::make_provider(direct_options, rt.executor()).value();
+  auto late = sqs::make_provider(late_options, rt.executor()).value();
+  const auto q = fresh_queue("fault-brief-hold");
+  ASSERT_TRUE(rt.block_on(direct->create_queue(q, {})));
+  // The late provider looks the queue up now, so that the answer held below is the receive's.
+  auto nothing_yet = rt.block_on(late->receive(q, 1, 0ms));
+  ASSERT_TRUE(nothing_yet && nothing_yet->empty());
+  std::vector<message> one{message{.body = "x"}};
+  auto sent = rt.block_on(direct->send(q, one, 10s));
+  ASSERT_TRUE(sent && (*sent)[0]);
+
+  proxy.stall_answers();
+  auto held = asio::co_spawn(rt.executor(), late->receive(q, 1, 0ms), asio::use_future);
+  ASSERT_TRUE(proxy.wait_for_held_answer(30s)) << "the server never answered the receive";
+  // The fault: the answer spends most of a second on its way back (under the one-second
+  // tolerance past the long poll, so qrt does not take the call for a slow one).
+  std::this_thread::sleep_for(800ms);
+  proxy.resume();
+  auto answer = held.get();
+  ASSERT_TRUE(answer) << answer.error().to_string();
+  ASSERT_EQ(answer->size(), 1u) << "the held answer's message was not handed out";
+  const received_message first = answer->front();
+
+  const std::optional<received_message> again = receive_once_visible_again(rt, *direct, q);
+  ASSERT_TRUE(again) << "the message never became visible again";
+  std::vector<settlement> complete_first{settlement::complete(first.receipt)};
+  auto late_done = rt.block_on(late->settle(complete_first));
+  ASSERT_EQ(late_done.size(), 1u);
+  ASSERT_FALSE(late_done[0]) << "a complete of a message SQS had handed out again reported done";
+  EXPECT_EQ(late_done[0].error().code, errc::receipt_expired) << late_done[0].error().to_string();
+
+  std::vector<settlement> complete_again{settlement::complete(again->receipt)};
+  auto done = rt.block_on(direct->settle(complete_again));
+  ASSERT_EQ(done.size(), 1u);
+  EXPECT_TRUE(done[0]) << done[0].error().to_string() << " (the first complete deleted it)";
+  rt.block_on(late->close());
+  rt.block_on(direct->close());
+}
+
 // A complete sent while its lock was still running but held up in the network until the lock ran
 // out: SQS has meanwhile handed the message to another consumer and answers the stale handle's
 // delete with success, without deleting. qrt must not report that complete as done.

@@ -106,8 +106,10 @@ struct inflight_entry {
   std::shared_ptr<wire_message> wire;
 };
 
-/// A receive that took this much longer than its long poll was held up on the way: its locks
-/// count from the request (see receive).
+/// How long an answer may take on its way back from SQS and still be taken as on time (see
+/// receive): a receive that took this much longer than its long poll was held up, and its locks
+/// count from the request; any other counts from no later than this long (or half the
+/// visibility timeout, if shorter) before its answer.
 constexpr milliseconds slow_answer_tolerance{1'000};
 
 int ceil_seconds(milliseconds d) {
@@ -363,16 +365,22 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
         co_return body.error();
       }
       // SQS starts the visibility clock when it hands the messages out: after the request went,
-      // before the answer came. Counted from the answer (off by one network trip) unless the call
-      // took clearly longer than its long poll: then the answer may have been held up in the
-      // network past the visibility timeout, SQS may have handed the messages to someone else
-      // meanwhile, and a complete with these receipts would report a delete that did not happen.
-      // So such a lock counts from the request, which never outlasts SQS's.
+      // before the answer came. qrt's lock must not outlast SQS's: once SQS has handed a message
+      // to someone else it answers a delete with the old receipt with success without deleting,
+      // so a complete qrt let through then would be reported done and the message delivered
+      // again. So the lock counts from the request (ahead of SQS's by a network trip), except
+      // after a long poll that waited before messages came: SQS handed them out just before it
+      // answered, and counting from the request would cut the lock by the wait. Then it counts
+      // from a margin before the answer arrived: the tolerance, or half the visibility timeout
+      // when that is shorter (a lock must be left to hand out). A call that took clearly longer
+      // than its long poll was held up on the way: its lock counts from the request.
       const auto answered_at = clock::now();
-      const auto lock_start =
-          answered_at - sent_at > std::chrono::seconds(wait_s) + slow_answer_tolerance
-              ? sent_at
-              : answered_at;
+      const auto took = answered_at - sent_at;
+      const milliseconds trip_margin =
+          std::min<milliseconds>(slow_answer_tolerance, std::chrono::seconds(visibility) / 2);
+      const auto lock_start = took > std::chrono::seconds(wait_s) + slow_answer_tolerance
+                                  ? sent_at
+                                  : std::max(sent_at, answered_at - trip_margin);
       auto batch = decode_receive_message(*body);
       if (!batch) {
         if (!out.empty()) break;
