@@ -51,10 +51,17 @@ flags=(-std=c++20 -g -O1 -Iinclude -Isrc -DBOOST_ASIO_NO_DEPRECATED -fno-sanitiz
 # (the sanitizer runtime has no-op defaults for the coverage hooks). -fsanitize=function is left
 # out: clang-14 cannot emit it for coroutines (src/net/http.cpp).
 instrumented=(-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize=function)
-mkdir -p "$work/obj" "$work/corpus"
+# The targets share sources (src/net/http.cpp, the codecs, names and errors) and a full test run
+# starts several at once: a lock per source next to the work directories lets one compile it
+# while the others wait, then take the object from ccache instead of compiling it again.
+locks="$(dirname "$work")/fuzz-locks"
+mkdir -p "$work/obj" "$work/corpus" "$locks"
 compile() {  # prints the object's path
-  local object="$work/obj/$(tr / _ <<<"${1%.cpp}").o"
-  $launcher "$cxx" "${flags[@]}" "${instrumented[@]}" -c "$1" -o "$object" >&2
+  local name
+  name="$(tr / _ <<<"${1%.cpp}")"
+  local object="$work/obj/$name.o"
+  flock "$locks/$name.lock" $launcher "$cxx" "${flags[@]}" "${instrumented[@]}" -c "$1" \
+    -o "$object" >&2
   echo "$object"
 }
 objects=()
