@@ -138,6 +138,55 @@ std::optional<received_message> receive_once_visible_again(runtime& rt, provider
   return std::nullopt;
 }
 
+/// fauxqs with a TCP proxy in front of it, and two providers on one queue holding one message:
+/// `late` (2 s visibility, 60 s request timeout: a held answer arrives, it does not time out)
+/// goes through the proxy, `direct` (30 s visibility) does not. `late` has looked the queue up
+/// already, so the next call it makes through the proxy is the test's own.
+struct late_and_direct {
+  test::fauxqs_server server;
+  tcp_proxy proxy{server.port()};
+  runtime rt{runtime_configuration{.worker_threads = 2}};
+  provider_ptr direct;
+  provider_ptr late;
+  queue_name q;
+
+  void start(const char* queue) {
+    auto direct_options = options_for(server.endpoint());
+    direct_options.visibility_timeout = std::chrono::seconds(30);
+    auto late_options = options_for(proxy.endpoint());
+    late_options.visibility_timeout = std::chrono::seconds(2);
+    late_options.request_timeout = 60s;
+    direct = sqs::make_provider(direct_options, rt.executor()).value();
+    late = sqs::make_provider(late_options, rt.executor()).value();
+    q = fresh_queue(queue);
+    ASSERT_TRUE(rt.block_on(direct->create_queue(q, {})));
+    auto nothing_yet = rt.block_on(late->receive(q, 1, 0ms));
+    ASSERT_TRUE(nothing_yet && nothing_yet->empty());
+    std::vector<message> one{message{.body = "x"}};
+    auto sent = rt.block_on(direct->send(q, one, 10s));
+    ASSERT_TRUE(sent && (*sent)[0]);
+  }
+  /// A receive through `late` whose answer the proxy holds back, from when the server sent it
+  /// until proxy.resume().
+  std::future<result<std::vector<received_message>>> receive_held_back() {
+    proxy.stall_answers();
+    auto held = asio::co_spawn(rt.executor(), late->receive(q, 1, 0ms), asio::use_future);
+    EXPECT_TRUE(proxy.wait_for_held_answer(30s)) << "the server never answered the receive";
+    return held;
+  }
+  /// Completes `m` through `p`: the one result.
+  result<void> complete(provider& p, const received_message& m) {
+    std::vector<settlement> one{settlement::complete(m.receipt)};
+    auto done = rt.block_on(p.settle(one));
+    if (done.size() != 1) return fail(errc::protocol_error, "settle gave no single result");
+    return done[0];
+  }
+  void close() {
+    rt.block_on(late->close());
+    rt.block_on(direct->close());
+  }
+};
+
 // fauxqs cannot be made to throttle: the fault-injecting decorator answers for it.
 TEST_F(FaultSqs, ThrottlingStormOnHalfOfAllCallsLosesNothingAndCountsTheRetries) {
   test::fauxqs_server server;
@@ -161,52 +210,29 @@ TEST_F(FaultSqs, SequentialCallsReuseOneConnection) {
 }
 
 TEST_F(FaultSqs, AReceiveAnswerHeldUpPastTheVisibilityTimeoutIsNotCompletedFalsely) {
-  test::fauxqs_server server;
-  tcp_proxy proxy(server.port());
-  runtime rt(runtime_configuration{.worker_threads = 2});
-  auto direct_options = options_for(server.endpoint());
-  direct_options.visibility_timeout = std::chrono::seconds(30);
-  auto late_options = options_for(proxy.endpoint());
-  late_options.visibility_timeout = std::chrono::seconds(2);
-  late_options.request_timeout = 60s;  // the held answer must arrive, not time out
-  auto direct = sqs::make_provider(direct_options, rt.executor()).value();
-  auto late = sqs::make_provider(late_options, rt.executor()).value();
-  const auto q = fresh_queue("fault-late-answer");
-  ASSERT_TRUE(rt.block_on(direct->create_queue(q, {})));
-  // The late provider looks the queue up now, so that the answer held below is the receive's.
-  auto nothing_yet = rt.block_on(late->receive(q, 1, 0ms));
-  ASSERT_TRUE(nothing_yet && nothing_yet->empty());
-  std::vector<message> one{message{.body = "x"}};
-  auto sent = rt.block_on(direct->send(q, one, 10s));
-  ASSERT_TRUE(sent && (*sent)[0]);
+  late_and_direct f;
+  ASSERT_NO_FATAL_FAILURE(f.start("fault-late-answer"));
 
-  proxy.stall_answers();
-  auto held = asio::co_spawn(rt.executor(), late->receive(q, 1, 0ms), asio::use_future);
-  ASSERT_TRUE(proxy.wait_for_held_answer(30s)) << "the server never answered the receive";
+  auto held = f.receive_held_back();
   // SQS handed the message out in that answer. Receive directly until SQS hands it out again:
   // then the first lock has certainly lapsed on the server.
-  const std::optional<received_message> again = receive_once_visible_again(rt, *direct, q);
+  const std::optional<received_message> again = receive_once_visible_again(f.rt, *f.direct, f.q);
   ASSERT_TRUE(again) << "the message never became visible again";
-  proxy.resume();
+  f.proxy.resume();
 
   auto answer = held.get();
   ASSERT_TRUE(answer) << answer.error().to_string();
   // Its lock lapsed on the way: the late receive hands nothing out (SQS delivers it again).
   EXPECT_TRUE(answer->empty()) << "a message whose lock had lapsed was handed out";
   for (const auto& m : *answer) {
-    std::vector<settlement> complete_late{settlement::complete(m.receipt)};
-    auto late_done = rt.block_on(late->settle(complete_late));
-    ASSERT_EQ(late_done.size(), 1u);
-    EXPECT_FALSE(late_done[0]) << "a complete of a message another consumer holds reported done";
+    EXPECT_FALSE(f.complete(*f.late, m)) << "a complete of a message another consumer holds "
+                                            "reported done";
   }
 
   // The consumer that holds it now completes it.
-  std::vector<settlement> complete_again{settlement::complete(again->receipt)};
-  auto done = rt.block_on(direct->settle(complete_again));
-  ASSERT_EQ(done.size(), 1u);
-  EXPECT_TRUE(done[0]) << done[0].error().to_string();
-  rt.block_on(late->close());
-  rt.block_on(direct->close());
+  auto done = f.complete(*f.direct, *again);
+  EXPECT_TRUE(done) << done.error().to_string();
+  f.close();
 }
 
 // A receive answer held up on its way back for less than the slow-answer tolerance: SQS's lock
@@ -215,105 +241,66 @@ TEST_F(FaultSqs, AReceiveAnswerHeldUpPastTheVisibilityTimeoutIsNotCompletedFalse
 // first receipt: SQS answers a stale handle's delete with success without deleting, so qrt has to
 // refuse it itself, and it can only if its lock ends no later than SQS's.
 TEST_F(FaultSqs, AReceiveAnswerHeldUpBrieflyGivesALockNoLongerThanTheServers) {
-  test::fauxqs_server server;
-  tcp_proxy proxy(server.port());
-  runtime rt(runtime_configuration{.worker_threads = 2});
-  auto direct_options = options_for(server.endpoint());
-  direct_options.visibility_timeout = std::chrono::seconds(30);
-  auto late_options = options_for(proxy.endpoint());
-  late_options.visibility_timeout = std::chrono::seconds(2);
-  auto direct = sqs::make_provider(direct_options, rt.executor()).value();
-  auto late = sqs::make_provider(late_options, rt.executor()).value();
-  const auto q = fresh_queue("fault-brief-hold");
-  ASSERT_TRUE(rt.block_on(direct->create_queue(q, {})));
-  // The late provider looks the queue up now, so that the answer held below is the receive's.
-  auto nothing_yet = rt.block_on(late->receive(q, 1, 0ms));
-  ASSERT_TRUE(nothing_yet && nothing_yet->empty());
-  std::vector<message> one{message{.body = "x"}};
-  auto sent = rt.block_on(direct->send(q, one, 10s));
-  ASSERT_TRUE(sent && (*sent)[0]);
+  late_and_direct f;
+  ASSERT_NO_FATAL_FAILURE(f.start("fault-brief-hold"));
 
-  proxy.stall_answers();
-  auto held = asio::co_spawn(rt.executor(), late->receive(q, 1, 0ms), asio::use_future);
-  ASSERT_TRUE(proxy.wait_for_held_answer(30s)) << "the server never answered the receive";
+  auto held = f.receive_held_back();
   // The fault: the answer spends most of a second on its way back (under the one-second
   // tolerance past the long poll, so qrt does not take the call for a slow one).
   std::this_thread::sleep_for(800ms);
-  proxy.resume();
+  f.proxy.resume();
   auto answer = held.get();
   ASSERT_TRUE(answer) << answer.error().to_string();
   ASSERT_EQ(answer->size(), 1u) << "the held answer's message was not handed out";
   const received_message first = answer->front();
 
-  const std::optional<received_message> again = receive_once_visible_again(rt, *direct, q);
+  const std::optional<received_message> again = receive_once_visible_again(f.rt, *f.direct, f.q);
   ASSERT_TRUE(again) << "the message never became visible again";
-  std::vector<settlement> complete_first{settlement::complete(first.receipt)};
-  auto late_done = rt.block_on(late->settle(complete_first));
-  ASSERT_EQ(late_done.size(), 1u);
-  ASSERT_FALSE(late_done[0]) << "a complete of a message SQS had handed out again reported done";
-  EXPECT_EQ(late_done[0].error().code, errc::receipt_expired) << late_done[0].error().to_string();
+  auto late_done = f.complete(*f.late, first);
+  ASSERT_FALSE(late_done) << "a complete of a message SQS had handed out again reported done";
+  EXPECT_EQ(late_done.error().code, errc::receipt_expired) << late_done.error().to_string();
 
-  std::vector<settlement> complete_again{settlement::complete(again->receipt)};
-  auto done = rt.block_on(direct->settle(complete_again));
-  ASSERT_EQ(done.size(), 1u);
-  EXPECT_TRUE(done[0]) << done[0].error().to_string() << " (the first complete deleted it)";
-  rt.block_on(late->close());
-  rt.block_on(direct->close());
+  auto done = f.complete(*f.direct, *again);
+  EXPECT_TRUE(done) << done.error().to_string() << " (the first complete deleted it)";
+  f.close();
 }
 
 // A complete sent while its lock was still running but held up in the network until the lock ran
 // out: SQS has meanwhile handed the message to another consumer and answers the stale handle's
 // delete with success, without deleting. qrt must not report that complete as done.
 TEST_F(FaultSqs, ADeleteAnsweredAfterTheLockRanOutIsNotReportedDone) {
-  test::fauxqs_server server;
-  tcp_proxy proxy(server.port());
-  runtime rt(runtime_configuration{.worker_threads = 2});
-  auto direct_options = options_for(server.endpoint());
-  direct_options.visibility_timeout = std::chrono::seconds(30);
-  auto late_options = options_for(proxy.endpoint());
-  late_options.visibility_timeout = std::chrono::seconds(2);
-  late_options.request_timeout = 60s;  // the held delete must be answered, not time out
-  auto direct = sqs::make_provider(direct_options, rt.executor()).value();
-  auto late = sqs::make_provider(late_options, rt.executor()).value();
-  const auto q = fresh_queue("fault-late-delete");
-  ASSERT_TRUE(rt.block_on(direct->create_queue(q, {})));
-  std::vector<message> one{message{.body = "x"}};
-  auto sent = rt.block_on(direct->send(q, one, 10s));
-  ASSERT_TRUE(sent && (*sent)[0]);
-  auto got = rt.block_on(late->receive(q, 1, 1s));
+  late_and_direct f;
+  ASSERT_NO_FATAL_FAILURE(f.start("fault-late-delete"));
+  auto got = f.rt.block_on(f.late->receive(f.q, 1, 1s));
   ASSERT_TRUE(got && got->size() == 1u);
   const received_message first = got->front();
 
-  proxy.stall();
+  f.proxy.stall();
   std::vector<settlement> complete_first{settlement::complete(first.receipt)};
-  auto held = asio::co_spawn(rt.executor(), late->settle(complete_first), asio::use_future);
-  ASSERT_TRUE(proxy.wait_for_held_request(30s)) << "the delete never left";
+  auto held = asio::co_spawn(f.rt.executor(), f.late->settle(complete_first), asio::use_future);
+  ASSERT_TRUE(f.proxy.wait_for_held_request(30s)) << "the delete never left";
   // Receive directly until SQS hands the message out again: its first lock has lapsed there.
-  const std::optional<received_message> again = receive_once_visible_again(rt, *direct, q);
+  const std::optional<received_message> again = receive_once_visible_again(f.rt, *f.direct, f.q);
   ASSERT_TRUE(again) << "the message never became visible again";
   // The fault is the lock running out in qrt's view too; SQS's ran out no later than this.
   std::this_thread::sleep_until(first.locked_until);
-  proxy.resume();
+  f.proxy.resume();
 
   auto late_done = held.get();
   ASSERT_EQ(late_done.size(), 1u);
   ASSERT_FALSE(late_done[0]) << "a delete answered after the lock ran out was reported done";
   EXPECT_EQ(late_done[0].error().code, errc::receipt_expired) << late_done[0].error().to_string();
   // The receipt stays expired, whatever is tried with it next (it was not settled).
-  auto renewed = rt.block_on(late->renew_lock(first.receipt));
+  auto renewed = f.rt.block_on(f.late->renew_lock(first.receipt));
   ASSERT_FALSE(renewed) << "a receipt whose lock ran out was renewed";
   EXPECT_EQ(renewed.error().code, errc::receipt_expired) << renewed.error().to_string();
-  auto retried = rt.block_on(late->settle(complete_first));
-  ASSERT_EQ(retried.size(), 1u);
-  ASSERT_FALSE(retried[0]) << "a receipt whose lock ran out completed on a second try";
-  EXPECT_EQ(retried[0].error().code, errc::receipt_expired) << retried[0].error().to_string();
+  auto retried = f.complete(*f.late, first);
+  ASSERT_FALSE(retried) << "a receipt whose lock ran out completed on a second try";
+  EXPECT_EQ(retried.error().code, errc::receipt_expired) << retried.error().to_string();
 
-  std::vector<settlement> complete_again{settlement::complete(again->receipt)};
-  auto done = rt.block_on(direct->settle(complete_again));
-  ASSERT_EQ(done.size(), 1u);
-  EXPECT_TRUE(done[0]) << done[0].error().to_string();
-  rt.block_on(late->close());
-  rt.block_on(direct->close());
+  auto done = f.complete(*f.direct, *again);
+  EXPECT_TRUE(done) << done.error().to_string();
+  f.close();
 }
 
 }  // namespace

@@ -440,23 +440,35 @@ class on_the_clients_channels {
   std::map<std::uint16_t, std::uint16_t> clients_channel_;  ///< broker's channel -> client's
 };
 
+/// A queue of messages behind a broker whose frames go out on the client's channel numbers, and
+/// an engine talking to it.
+struct renumbered_queue {
+  queue_with_messages broker;
+  on_the_clients_channels renumber;
+  std::unique_ptr<memory_broker> peer;
+  engine_harness h{[this]() -> engine_harness::peer_fn {
+    peer = std::make_unique<memory_broker>(broker);
+    return [this](std::string_view in) { return renumber(peer->exchange(in)); };
+  }};
+
+  /// Attaches receiver link "r1" to the queue.
+  void attach_first_receiver() {
+    answer<qrt::result<qrt::amqp::detail::link_info>> first;
+    h.e.open_receiver("r1", receiver_on_q(1), 5s, h.now, first.into());
+    h.exchange();
+    ASSERT_TRUE(first.value && *first.value);
+  }
+};
+
 // A link closed and the next opened in the same turn: the client's end for the old session and
 // its begin for the new one go out together, and Proton gives the new session the channel
 // number the old one just freed. The broker's detach and end for the old session must not land
 // on the new one (its link would read as detached by the broker, or the broker's frames for it
 // as frames on a handle never attached).
 TEST(amqp_engine, a_session_begins_only_once_the_broker_ended_the_one_before_on_its_channel) {
-  queue_with_messages broker;
-  on_the_clients_channels renumber;
-  std::unique_ptr<memory_broker> peer;
-  engine_harness h([&]() -> engine_harness::peer_fn {
-    peer = std::make_unique<memory_broker>(broker);
-    return [&](std::string_view in) { return renumber(peer->exchange(in)); };
-  });
-  answer<qrt::result<qrt::amqp::detail::link_info>> first;
-  h.e.open_receiver("r1", receiver_on_q(1), 5s, h.now, first.into());
-  h.exchange();
-  ASSERT_TRUE(first.value && *first.value);
+  renumbered_queue f;
+  ASSERT_NO_FATAL_FAILURE(f.attach_first_receiver());
+  engine_harness& h = f.h;
 
   h.e.close_receiver("r1", h.now);
   answer<qrt::result<std::vector<inbound>>> got;
@@ -471,19 +483,11 @@ TEST(amqp_engine, a_session_begins_only_once_the_broker_ended_the_one_before_on_
 // A broker that never answers an end (RabbitMQ 3.10, now and then) holds the next new link back
 // for unanswered_end_wait, no longer: the receive on it waits, then attaches and gets its message.
 TEST(amqp_engine, an_end_the_broker_never_answers_holds_new_links_back_only_briefly) {
-  queue_with_messages broker;
-  on_the_clients_channels renumber;
-  std::unique_ptr<memory_broker> peer;
-  engine_harness h([&]() -> engine_harness::peer_fn {
-    peer = std::make_unique<memory_broker>(broker);
-    return [&](std::string_view in) { return renumber(peer->exchange(in)); };
-  });
-  answer<qrt::result<qrt::amqp::detail::link_info>> first;
-  h.e.open_receiver("r1", receiver_on_q(1), 5s, h.now, first.into());
-  h.exchange();
-  ASSERT_TRUE(first.value && *first.value);
+  renumbered_queue f;
+  ASSERT_NO_FATAL_FAILURE(f.attach_first_receiver());
+  engine_harness& h = f.h;
 
-  renumber.drop_ends = true;
+  f.renumber.drop_ends = true;
   const engine::time_point closed = h.now;
   h.e.close_receiver("r1", closed);
   answer<qrt::result<std::vector<inbound>>> got;
