@@ -377,7 +377,7 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
       const auto answered_at = clock::now();
       const auto took = answered_at - sent_at;
       const milliseconds trip_margin =
-          std::min<milliseconds>(slow_answer_tolerance, std::chrono::seconds(visibility) / 2);
+          std::min(slow_answer_tolerance, milliseconds(std::chrono::seconds(visibility)) / 2);
       const auto lock_start = took > std::chrono::seconds(wait_s) + slow_answer_tolerance
                                   ? sent_at
                                   : std::max(sent_at, answered_at - trip_margin);
