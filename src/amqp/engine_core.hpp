@@ -341,6 +341,13 @@ struct engine::core : proton::messaging_handler {
   /// lock. False when every link is busy.
   bool make_room_for_links(std::size_t count);
 
+  /// True when `count` new links may attach now: no session is held (sessions_held) and there
+  /// is room under the cap. Making room may end an idle link's session, so the hold is asked
+  /// again after it.
+  bool links_may_attach(std::size_t count) {
+    return !sessions_held() && make_room_for_links(count) && !sessions_held();
+  }
+
   /// The idle entry of `links` (senders or request/response nodes) used longest ago, or end().
   template <class Links>
   static typename Links::iterator least_recently_used_idle(Links& links) {
@@ -395,13 +402,8 @@ struct engine::core : proton::messaging_handler {
   /// The receiver link `id`, attached with `spec` when there is none; an error when the link
   /// cap leaves no room for it (receivers do not wait: one held for good would block the rest);
   /// nullptr when a new link must wait for the broker to answer an end (sessions_held): the
-  /// caller queues itself with wait_for_session().
+  /// caller queues itself in link_waiters.
   result<receiver_state*> attach_receiver(const std::string& id, const receiver_spec& spec);
-
-  /// Queues a call that needs a new link until sessions may begin again; `finished` says it
-  /// ended meanwhile, `fail` is given the error if the connection is lost first.
-  void wait_for_session(std::function<bool()> finished, std::function<void()> resume,
-                        std::function<void(const error&)> fail);
 
   receiver_state* receiver_of(const proton::receiver& link);
 

@@ -124,9 +124,10 @@ void core::receive(const std::string& id, const receiver_spec& spec, std::size_t
       return;
     }
     if (!*attached) {
-      wait_for_session([op] { return op->done.done(); },
-                       [this, id, spec, max, wait, op] { receive(id, spec, max, wait, op->done); },
-                       [op](const error& why) { op->done(why); });
+      link_waiters.push_back(
+          link_waiter{[op] { return op->done.done(); },
+                      [this, id, spec, max, wait, op] { receive(id, spec, max, wait, op->done); },
+                      [op](const error& why) { op->done(why); }});
       return;
     }
     receiver_state& r = **attached;
@@ -361,9 +362,10 @@ void core::open_receiver(const std::string& id, const receiver_spec& spec, milli
       return;
     }
     if (!*attached) {
-      wait_for_session([done] { return done.done(); },
-                       [this, id, spec, timeout, done] { open_receiver(id, spec, timeout, done); },
-                       [done](const error& why) { done(why); });
+      link_waiters.push_back(
+          link_waiter{[done] { return done.done(); },
+                      [this, id, spec, timeout, done] { open_receiver(id, spec, timeout, done); },
+                      [done](const error& why) { done(why); }});
       return;
     }
     receiver_state& r = **attached;

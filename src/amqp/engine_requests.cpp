@@ -30,8 +30,7 @@ void core::start_request(const std::string& node, proton::message m, millisecond
   if (done.done()) return;
   auto it = rpc_nodes.find(node);
   if (it == rpc_nodes.end()) {
-    // Making room may end an idle link's session: checked again after it.
-    if (sessions_held() || !make_room_for_links(2) || sessions_held()) {
+    if (!links_may_attach(2)) {
       auto request = std::make_shared<proton::message>(std::move(m));
       after(timeout, [done, node, timeout] {
         done(fail(errc::timeout, "request to '" + node + "' could not attach its links within " +

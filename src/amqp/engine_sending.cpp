@@ -2,7 +2,6 @@
 // link of their address as credit allows, each tagged with a number that finds its call again
 // when the outcome comes back. Also the link cap (endpoint::max_links), shared with the
 // request/response nodes, and the sessions: one per link, so the end of one ends one link.
-#include <algorithm>
 #include <array>
 #include <cstring>
 #include <proton/sender_options.hpp>
@@ -60,8 +59,7 @@ void core::start_send(const std::shared_ptr<send_op>& op) {
   if (op->finished) return;
   auto it = senders.find(op->address);
   if (it == senders.end()) {
-    // Making room may end an idle sender's session: checked again after it.
-    if (sessions_held() || !make_room_for_links(1) || sessions_held()) {
+    if (!links_may_attach(1)) {
       link_waiters.push_back(link_waiter{[op] { return op->finished; },
                                          [this, op] { start_send(op); },
                                          [this, op](const error& e) { finish_whole(*op, e); }});
@@ -114,13 +112,12 @@ void core::link_freed() {
 
 void core::serve_link_waiters() {
   if (conn_state != state::open) return;
-  while (!link_waiters.empty() && !sessions_held()) {
+  while (!link_waiters.empty()) {
     if (link_waiters.front().finished()) {
       link_waiters.pop_front();
       continue;
     }
-    if (!make_room_for_links(2)) break;  // room for a sender or a node's two links
-    if (sessions_held()) break;          // making room ended a session: its answer comes first
+    if (!links_may_attach(2)) break;  // a sender or a node's two links
     auto next = std::move(link_waiters.front());
     link_waiters.pop_front();
     next.resume();
@@ -286,23 +283,15 @@ void core::end_link(proton::link link) {
 }
 
 void core::end_answered(const proton::session& ssn) {
-  auto it = std::find_if(unanswered_ends.begin(), unanswered_ends.end(),
-                         [&](const unanswered_end& e) { return e.session == ssn; });
-  if (it == unanswered_ends.end()) return;
-  forget_unanswered_end(it->id);
+  const auto answered =
+      std::erase_if(unanswered_ends, [&](const unanswered_end& e) { return e.session == ssn; });
+  if (answered && !sessions_held()) link_freed();  // the waiting calls go on in the pump
 }
 
 void core::forget_unanswered_end(std::uint64_t id) {
-  auto it = std::find_if(unanswered_ends.begin(), unanswered_ends.end(),
-                         [&](const unanswered_end& e) { return e.id == id; });
-  if (it == unanswered_ends.end()) return;
-  unanswered_ends.erase(it);
-  if (!sessions_held()) link_freed();  // the waiting calls go on in the pump
-}
-
-void core::wait_for_session(std::function<bool()> finished, std::function<void()> resume,
-                            std::function<void(const error&)> fail) {
-  link_waiters.push_back(link_waiter{std::move(finished), std::move(resume), std::move(fail)});
+  const auto forgotten =
+      std::erase_if(unanswered_ends, [&](const unanswered_end& e) { return e.id == id; });
+  if (forgotten && !sessions_held()) link_freed();
 }
 
 void core::session_gone(proton::session& ssn) {
