@@ -59,14 +59,29 @@ expect 2 "no provider accepts a message over" -- send --provider memory --queue 
 expect 2 "100 years" -- receive --provider memory --queue q --wait 1e300
 expect 2 "100 years" -- dlq replay --provider memory --queue q --wait 1e300
 
-# Commands work (the embedded provider lives only as long as one invocation).
-expect 0 '^\{"id":"' -- send --provider memory --queue q --body hello --output json
-expect_quiet receive --provider memory --queue q --wait 0.1 --output json
-expect 0 "no messages" -- receive --provider memory --queue q --wait 0.1
-expect 0 '"active":0' -- stats --provider memory --queue q --output json
-expect_quiet peek --provider memory --queue q
-expect_quiet dlq list --provider memory --queue q
-expect 0 "replayed 0" -- dlq replay --provider memory --queue q --wait 0.1
+# The embedded provider without persistence lives only as long as one invocation: a message
+# sent would be gone when qrt exits, so every command but bench refuses it, naming the flag that
+# keeps queues between commands; nothing is reported sent.
+for cmd in "send --body hello" "publish --body hello" "receive --wait 0.1" "peek" "stats" \
+  "dlq list" "dlq replay --wait 0.1" "process --idle-exit 0.1 --exec cat"; do
+  read -ra words <<<"$cmd"
+  if [[ ${words[0]} == publish ]]; then names=(--topic t); else names=(--queue q); fi
+  sub=1 && [[ ${words[0]} == dlq ]] && sub=2
+  expect 2 "--persistence-path DIR" -- "${words[@]:0:sub}" --provider memory "${names[@]}" \
+    "${words[@]:sub}"
+  [[ ! -s "$tmp/out" ]] || fail "qrt $cmd without persistence printed: $(cat "$tmp/out")"
+done
+# A mistake in the provider's settings is still reported as itself.
+expect 2 "max_queue_size" -- stats --provider memory --queue q --set max_queue_size=abc
+
+# Commands on an empty queue.
+empty="$tmp/empty"
+expect_quiet receive --provider memory --queue q --wait 0.1 --output json --persistence-path "$empty"
+expect 0 "no messages" -- receive --provider memory --queue q --wait 0.1 --persistence-path "$empty"
+expect 0 '"active":0' -- stats --provider memory --queue q --output json --persistence-path "$empty"
+expect_quiet peek --provider memory --queue q --persistence-path "$empty"
+expect_quiet dlq list --provider memory --queue q --persistence-path "$empty"
+expect 0 "replayed 0" -- dlq replay --provider memory --queue q --wait 0.1 --persistence-path "$empty"
 
 # The persisted embedded provider: one process sends, later ones read the same directory.
 expect 0 '^\{"id":"' -- send --provider memory --queue q --body persisted --attribute k=v \
@@ -181,16 +196,19 @@ expect 1 "topic_not_found" -- subscription create "${mem[@]}" --topic events --s
 # The environment is shared with other tools: an unknown QRT_* variable is ignored with one
 # warning naming it (not its value); the same unknown key as a flag is still an error.
 QRT_DEPLOY_REVISION=value-not-to-print "$qrt" send --provider memory --queue q --body x \
-  >"$tmp/out" 2>"$tmp/err" || fail "an unknown QRT_* variable made send fail: $(cat "$tmp/err")"
+  --persistence-path "$empty" >"$tmp/out" 2>"$tmp/err" || fail "an unknown QRT_* variable made send fail: $(cat "$tmp/err")"
 grep -q "QRT_DEPLOY_REVISION" "$tmp/err" || fail "no warning naming QRT_DEPLOY_REVISION"
 [[ $(wc -l <"$tmp/err") -eq 1 ]] || fail "expected one warning line: $(cat "$tmp/err")"
 if grep -q "value-not-to-print" "$tmp/err"; then fail "the warning shows the value"; fi
 expect 2 "deploy_revision" -- send --provider memory --queue q --body x --set deploy_revision=1
 
 # Provider from a config file and from the environment.
-printf 'provider: memory\nmax_queue_size: 50\n' >"$tmp/cfg.yaml"
+printf 'provider: memory\nmax_queue_size: 50\nenable_persistence: true\npersistence_path: %s\n' \
+  "$tmp/from-file" >"$tmp/cfg.yaml"
 expect 0 "sent" -- send --config "$tmp/cfg.yaml" --queue q --body hi
-QRT_PROVIDER=memory expect 0 "sent" -- send --queue q --body hi
+expect 0 '"active":1' -- stats --config "$tmp/cfg.yaml" --queue q --output json
+QRT_PROVIDER=memory QRT_ENABLE_PERSISTENCE=true QRT_PERSISTENCE_PATH="$tmp/from-env" \
+  expect 0 "sent" -- send --queue q --body hi
 printf 'provider: memory\nmax_queue_size: nope\n' >"$tmp/bad.yaml"
 expect 2 "max_queue_size" -- send --config "$tmp/bad.yaml" --queue q --body hi
 

@@ -39,6 +39,18 @@ result<config> build_config(const provider_flags& flags, const config& environme
   return cfg;
 }
 
+result<void> require_lasting_queues(const config& cfg) {
+  if (cfg.get("provider") != "memory") return {};
+  auto persistent = cfg.get_bool("enable_persistence", false);
+  if (!persistent) return persistent.error();
+  if (*persistent) return {};
+  return fail(errc::configuration_error,
+              "the embedded provider without persistence keeps its queues inside this qrt "
+              "process, so what one command sends is gone when it exits: give "
+              "--persistence-path DIR (or enable_persistence=true and persistence_path=DIR) so "
+              "that commands share their queues");
+}
+
 result<queue_name> queue_of(const provider_flags& flags) {
   const bool queue = !flags.queue.empty();
   const bool subscription = !flags.topic.empty() || !flags.subscription.empty();

@@ -32,6 +32,12 @@ struct provider_flags {
 /// commands work without a separate create step.
 result<config> build_config(const provider_flags& flags, const config& environment);
 
+/// Fails for the embedded provider without persistence: its queues live inside this process,
+/// so a message a command sends is gone when the command exits and a receive can only find an
+/// empty queue. Every command but `bench` (which runs its own producers and consumers) needs a
+/// store that outlives it.
+result<void> require_lasting_queues(const config& cfg);
+
 enum class output_format { text, json };
 
 struct send_options {

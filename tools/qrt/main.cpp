@@ -73,7 +73,8 @@ void add_provider_flags(CLI::App& cmd, cli::provider_flags& f, names n = names::
   cmd.add_option("--connection-string", f.connection_string,
                  "Service Bus connection string (never printed)");
   cmd.add_option("--persistence-path", f.persistence_path,
-                 "memory: keep queues in this directory, so separate runs share them");
+                 "memory: keep queues in this directory, so separate runs share them "
+                 "(required by every command but bench)");
   cmd.add_option("--durability", f.durability,
                  "memory with --persistence-path: always (default) | interval | none");
   cmd.add_option("--config", f.config_file, "YAML file with provider settings (flags win)")
@@ -107,10 +108,15 @@ struct opened {
   queue_name queue;
 };
 
+// The provider is built before the store is checked, so that a mistake in its settings is
+// reported as one.
 result<sync::queue_client> open_client(const cli::provider_flags& flags) {
   auto cfg = cli::build_config(flags, config::from_environment());
   if (!cfg) return cfg.error();
-  return sync::queue_client::open(*cfg, builtin_providers());
+  auto client = sync::queue_client::open(*cfg, builtin_providers());
+  if (!client) return client.error();
+  if (auto lasting = cli::require_lasting_queues(*cfg); !lasting) return lasting.error();
+  return client;
 }
 
 // The queue (or subscription) is checked before the provider is built, so a usage error is
@@ -448,6 +454,8 @@ class process_command {
     if (!cfg) return report_error(cfg.error());
     auto q = cli::queue_of(flags_);
     if (!q) return report_error(q.error());
+    if (auto lasting = cli::require_lasting_queues(*cfg); !lasting)
+      return report_error(lasting.error());
     auto r = cli::process(*cfg, *q, opts_, std::cerr);
     if (!r) return report_error(r.error());
     std::cerr << "qrt: processed " << r->completed + r->failed << " message(s): " << r->completed
