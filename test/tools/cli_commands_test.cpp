@@ -147,6 +147,21 @@ TEST_F(Cli, ErrorsNameTheProblem) {
   EXPECT_FALSE(build_config({}, config{}));
 }
 
+// The embedded provider's queues must outlive the command; other providers' always do.
+TEST(CliStore, OnlyAnEmbeddedProviderWithoutPersistenceIsRefused) {
+  const auto refused = require_lasting_queues(config{{"provider", "memory"}});
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, errc::configuration_error);
+  EXPECT_NE(refused.error().message.find("--persistence-path"), std::string::npos);
+  EXPECT_FALSE(
+      require_lasting_queues(config{{"provider", "memory"}, {"enable_persistence", "off"}}));
+  EXPECT_FALSE(
+      require_lasting_queues(config{{"provider", "memory"}, {"enable_persistence", "maybe"}}));
+  EXPECT_TRUE(require_lasting_queues(
+      config{{"provider", "memory"}, {"enable_persistence", "yes"}, {"persistence_path", "/q"}}));
+  EXPECT_TRUE(require_lasting_queues(config{{"provider", "sqs"}}));
+}
+
 /// An output that takes `good_flushes` flushes, then fails every later one (like stdout on a
 /// full disk: the bytes are accepted into a buffer, the flush to the device fails).
 class failing_output : public std::stringbuf {
