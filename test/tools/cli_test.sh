@@ -71,11 +71,28 @@ for cmd in "send --body hello" "publish --body hello" "receive --wait 0.1" "peek
     "${words[@]:sub}"
   [[ ! -s "$tmp/out" ]] || fail "qrt $cmd without persistence printed: $(cat "$tmp/out")"
 done
+expect 2 "--persistence-path DIR" -- queue create q --provider memory
 # A mistake in the provider's settings is still reported as itself.
 expect 2 "max_queue_size" -- stats --provider memory --queue q --set max_queue_size=abc
 
-# Commands on an empty queue.
+# Reading commands never create a queue: a mistyped name fails, naming it, and stays missing.
 empty="$tmp/empty"
+for cmd in "receive --wait 0.1" "peek" "stats" "dlq list" "dlq replay --wait 0.1"; do
+  read -ra words <<<"$cmd"
+  expect 1 "queue_not_found: queue 'typo' does not exist" -- "${words[@]}" --provider memory \
+    --queue typo --persistence-path "$empty"
+done
+expect 1 "'typo' does not exist" -- stats --provider memory --queue typo --persistence-path "$empty"
+
+# `queue create` makes one (and keeps an existing one); `queue delete` removes it.
+expect 0 "created queue q" -- queue create q --provider memory --persistence-path "$empty"
+expect 0 "created queue q" -- queue create q --provider memory --persistence-path "$empty"
+expect 0 "created queue gone" -- queue create gone --provider memory --persistence-path "$empty"
+expect 0 "deleted queue gone" -- queue delete gone --provider memory --persistence-path "$empty"
+expect 1 "'gone' does not exist" -- stats --provider memory --queue gone --persistence-path "$empty"
+expect 2 "invalid queue name" -- queue create 'a/b' --provider memory --persistence-path "$empty"
+
+# Commands on an empty queue.
 expect_quiet receive --provider memory --queue q --wait 0.1 --output json --persistence-path "$empty"
 expect 0 "no messages" -- receive --provider memory --queue q --wait 0.1 --persistence-path "$empty"
 expect 0 '"active":0' -- stats --provider memory --queue q --output json --persistence-path "$empty"

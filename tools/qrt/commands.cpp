@@ -33,7 +33,8 @@ result<config> build_config(const provider_flags& flags, const config& environme
                 "put provider: in the --config file");
   }
   // A subscription is created with `qrt subscription create`, never implied.
-  if (cfg.get("provider") == "memory" && !flags.queue.empty() && !cfg.contains("queues")) {
+  if (cfg.get("provider") == "memory" && flags.declares_queue && !flags.queue.empty() &&
+      !cfg.contains("queues")) {
     cfg.set("queues", flags.queue);
   }
   return cfg;
@@ -302,6 +303,18 @@ result<void> send(sync::queue_client& c, const queue_name& q, const send_options
 result<void> publish(sync::queue_client& c, const topic_name& t, const send_options& o,
                      std::ostream& out) {
   return deliver_each(o, "published", out, [&](const message& m) { return c.publish(t, m); });
+}
+
+result<void> create_queue(sync::queue_client& c, const queue_name& q, std::ostream& out) {
+  if (auto r = c.create_queue(q); !r) return r;
+  out << "created queue " << q.to_string() << " (an existing one is kept as it is)\n";
+  return flushed(out);
+}
+
+result<void> delete_queue(sync::queue_client& c, const queue_name& q, std::ostream& out) {
+  if (auto r = c.delete_queue(q); !r) return r;
+  out << "deleted queue " << q.to_string() << " and its messages\n";
+  return flushed(out);
 }
 
 result<void> create_topic(sync::queue_client& c, const topic_name& t, std::ostream& out) {

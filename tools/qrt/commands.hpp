@@ -26,10 +26,14 @@ struct provider_flags {
   std::string durability;        ///< memory with persistence: always | interval | none
   std::string config_file;
   std::vector<std::string> settings;  ///< --set key=value
+  /// The command puts work on the queue or waits for it (send, process): for the embedded
+  /// provider the queue is created if it is missing. Commands that read what is there (receive,
+  /// peek, stats, dlq) leave it false, so that a mistyped name fails as queue_not_found instead
+  /// of creating an empty queue in the store.
+  bool declares_queue = false;
 };
 
-/// The merged configuration. For the embedded provider the queue is created at start, so
-/// commands work without a separate create step.
+/// The merged configuration (the file, then --set, then the flags over the environment).
 result<config> build_config(const provider_flags& flags, const config& environment);
 
 /// Fails for the embedded provider without persistence: its queues live inside this process,
@@ -85,6 +89,8 @@ result<void> send(sync::queue_client& c, const queue_name& q, const send_options
 /// As send, to every subscription of `t` (qrt publish); prints "published <id>".
 result<void> publish(sync::queue_client& c, const topic_name& t, const send_options& o,
                      std::ostream& out);
+result<void> create_queue(sync::queue_client& c, const queue_name& q, std::ostream& out);
+result<void> delete_queue(sync::queue_client& c, const queue_name& q, std::ostream& out);
 result<void> create_topic(sync::queue_client& c, const topic_name& t, std::ostream& out);
 result<void> delete_topic(sync::queue_client& c, const topic_name& t, std::ostream& out);
 result<void> create_subscription(sync::queue_client& c, const queue_name& s,

@@ -199,6 +199,7 @@ class send_command {
       add_provider_flags(*cmd_, flags_, names::none);
       cmd_->add_option("--topic", flags_.topic, "topic name")->required();
     } else {
+      flags_.declares_queue = true;
       add_provider_flags(*cmd_, flags_);
     }
     body_opt_ = cmd_->add_option("--body", opts_.body, "message body (text)");
@@ -427,6 +428,7 @@ class process_command {
                                 "Run a worker: each message's body goes to a shell command's "
                                 "stdin; exit 0 completes it, "
                                 "any other status abandons it")) {
+    flags_.declares_queue = true;  // a worker may start before anything was sent
     add_provider_flags(*cmd_, flags_, names::queue_or_subscription);
     cmd_->add_option("--exec", opts_.command,
                      "shell command run per message (/bin/sh -c); message id, delivery "
@@ -498,6 +500,39 @@ class topic_commands {
 
  private:
   CLI::App* topic_;
+  CLI::App* create_ = nullptr;
+  CLI::App* delete_ = nullptr;
+  cli::provider_flags flags_;  // one set: only one of the two subcommands runs
+};
+
+// `queue create|delete Q`.
+class queue_commands {
+ public:
+  explicit queue_commands(CLI::App& app)
+      : queue_(app.add_subcommand("queue", "Create or delete a queue")) {
+    queue_->require_subcommand(1);
+    create_ = queue_->add_subcommand("create", "Create a queue (an existing one is kept)");
+    delete_ = queue_->add_subcommand("delete", "Delete a queue with its messages");
+    for (auto* cmd : {create_, delete_}) {
+      add_provider_flags(*cmd, flags_, names::none);
+      cmd->add_option("queue", flags_.queue, "queue name")->required();
+    }
+  }
+  CLI::App* create_parser() const { return create_; }
+  CLI::App* delete_parser() const { return delete_; }
+
+  int run(bool create) {
+    auto queue = queue_name::parse(flags_.queue);
+    if (!queue) return report_error(queue.error());
+    auto c = open_client(flags_);
+    if (!c) return report_error(c.error());
+    auto r = create ? cli::create_queue(*c, *queue, std::cout)
+                    : cli::delete_queue(*c, *queue, std::cout);
+    return r ? 0 : report_error(r.error());
+  }
+
+ private:
+  CLI::App* queue_;
   CLI::App* create_ = nullptr;
   CLI::App* delete_ = nullptr;
   cli::provider_flags flags_;  // one set: only one of the two subcommands runs
@@ -921,6 +956,7 @@ int main(int argc, char** argv) {
   dlq_commands dlq(app);
   stats_command stats(app);
   process_command process(app);
+  queue_commands queues(app);
   topic_commands topic(app);
   subscription_commands subscription(app);
   bench_command benchmark(app, command_line_without_secrets(argc, argv));
@@ -937,6 +973,8 @@ int main(int argc, char** argv) {
       {dlq.replay_parser(), [&] { return dlq.replay(); }},
       {process.parser(), [&] { return process.run(); }},
       {stats.parser(), [&] { return stats.run(); }},
+      {queues.create_parser(), [&] { return queues.run(true); }},
+      {queues.delete_parser(), [&] { return queues.run(false); }},
       {topic.create_parser(), [&] { return topic.run(true); }},
       {topic.delete_parser(), [&] { return topic.run(false); }},
       {subscription.create_parser(), [&] { return subscription.create(); }},
