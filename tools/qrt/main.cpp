@@ -472,71 +472,68 @@ class process_command {
   double idle_exit_ = -1;
 };
 
-// `topic create T` and `topic delete T`.
-class topic_commands {
+// `queue create|delete Q` and `topic create|delete T`: a name, made or removed.
+template <class Name>
+class create_delete_commands {
  public:
-  explicit topic_commands(CLI::App& app)
-      : topic_(app.add_subcommand("topic", "Create or delete a topic")) {
-    topic_->require_subcommand(1);
-    create_ = topic_->add_subcommand("create", "Create a topic (nothing happens if it exists)");
-    delete_ = topic_->add_subcommand("delete", "Delete a topic with its subscriptions");
+  struct kind {
+    const char* noun;  ///< the subcommand and the positional's name: "queue", "topic"
+    const char* about;
+    const char* create_about;
+    const char* delete_about;
+    result<Name> (*parse)(const std::string&);
+    result<void> (*create)(sync::queue_client&, const Name&, std::ostream&);
+    result<void> (*remove)(sync::queue_client&, const Name&, std::ostream&);
+  };
+
+  create_delete_commands(CLI::App& app, const kind& k)
+      : kind_(k), group_(app.add_subcommand(k.noun, k.about)) {
+    group_->require_subcommand(1);
+    create_ = group_->add_subcommand("create", k.create_about);
+    delete_ = group_->add_subcommand("delete", k.delete_about);
     for (auto* cmd : {create_, delete_}) {
       add_provider_flags(*cmd, flags_, names::none);
-      cmd->add_option("topic", flags_.topic, "topic name")->required();
+      cmd->add_option(k.noun, name_, std::string(k.noun) + " name")->required();
     }
   }
   CLI::App* create_parser() const { return create_; }
   CLI::App* delete_parser() const { return delete_; }
 
   int run(bool create) {
-    auto topic = topic_of(flags_);
-    if (!topic) return report_error(topic.error());
+    auto name = kind_.parse(name_);
+    if (!name) return report_error(name.error());
     auto c = open_client(flags_);
     if (!c) return report_error(c.error());
-    auto r = create ? cli::create_topic(*c, *topic, std::cout)
-                    : cli::delete_topic(*c, *topic, std::cout);
+    auto r = (create ? kind_.create : kind_.remove)(*c, *name, std::cout);
     return r ? 0 : report_error(r.error());
   }
 
  private:
-  CLI::App* topic_;
+  kind kind_;
+  CLI::App* group_;
   CLI::App* create_ = nullptr;
   CLI::App* delete_ = nullptr;
+  std::string name_;
   cli::provider_flags flags_;  // one set: only one of the two subcommands runs
 };
 
-// `queue create|delete Q`.
-class queue_commands {
- public:
-  explicit queue_commands(CLI::App& app)
-      : queue_(app.add_subcommand("queue", "Create or delete a queue")) {
-    queue_->require_subcommand(1);
-    create_ = queue_->add_subcommand("create", "Create a queue (an existing one is kept)");
-    delete_ = queue_->add_subcommand("delete", "Delete a queue with its messages");
-    for (auto* cmd : {create_, delete_}) {
-      add_provider_flags(*cmd, flags_, names::none);
-      cmd->add_option("queue", flags_.queue, "queue name")->required();
-    }
-  }
-  CLI::App* create_parser() const { return create_; }
-  CLI::App* delete_parser() const { return delete_; }
+const create_delete_commands<queue_name>::kind queue_kind{
+    "queue",
+    "Create or delete a queue",
+    "Create a queue (an existing one is kept)",
+    "Delete a queue with its messages",
+    [](const std::string& n) { return queue_name::parse(n); },
+    cli::create_queue,
+    cli::delete_queue};
 
-  int run(bool create) {
-    auto queue = queue_name::parse(flags_.queue);
-    if (!queue) return report_error(queue.error());
-    auto c = open_client(flags_);
-    if (!c) return report_error(c.error());
-    auto r = create ? cli::create_queue(*c, *queue, std::cout)
-                    : cli::delete_queue(*c, *queue, std::cout);
-    return r ? 0 : report_error(r.error());
-  }
-
- private:
-  CLI::App* queue_;
-  CLI::App* create_ = nullptr;
-  CLI::App* delete_ = nullptr;
-  cli::provider_flags flags_;  // one set: only one of the two subcommands runs
-};
+const create_delete_commands<topic_name>::kind topic_kind{
+    "topic",
+    "Create or delete a topic",
+    "Create a topic (nothing happens if it exists)",
+    "Delete a topic with its subscriptions",
+    [](const std::string& n) { return topic_name::parse(n); },
+    cli::create_topic,
+    cli::delete_topic};
 
 // `subscription create|delete|list --topic T [--subscription S] [--filter-...]`.
 class subscription_commands {
@@ -956,8 +953,8 @@ int main(int argc, char** argv) {
   dlq_commands dlq(app);
   stats_command stats(app);
   process_command process(app);
-  queue_commands queues(app);
-  topic_commands topic(app);
+  create_delete_commands<queue_name> queues(app, queue_kind);
+  create_delete_commands<topic_name> topic(app, topic_kind);
   subscription_commands subscription(app);
   bench_command benchmark(app, command_line_without_secrets(argc, argv));
   compare_command compare(*benchmark.parser());
