@@ -103,6 +103,8 @@ struct processor::impl : std::enable_shared_from_this<impl> {
   std::map<std::uint64_t, std::shared_ptr<task>> running;
   std::set<session_id> sessions_running;  // order_by_session: sessions with a running handler
   std::uint64_t next_task_id = 1;
+  // Messages taken towards options.max_messages: buffered or started, not given back unstarted.
+  std::uint64_t admitted = 0;
   bool started = false;
   bool stopping = false;
   bool loop_running = false;
@@ -179,6 +181,14 @@ struct processor::impl : std::enable_shared_from_this<impl> {
         continue;
       }
       std::size_t want = limit - held;
+      if (options.max_messages > 0) {
+        if (admitted >= options.max_messages) {  // until stop(), or a message given back unstarted
+          co_await capacity_changed->wait();
+          continue;
+        }
+        want = static_cast<std::size_t>(
+            std::min<std::uint64_t>(want, options.max_messages - admitted));
+      }
       if (client.caps().max_batch_messages > 0) {
         want = std::min(want, client.caps().max_batch_messages);
       }
@@ -197,16 +207,22 @@ struct processor::impl : std::enable_shared_from_this<impl> {
       const auto now = clock::now();
       count(&processor_stats::received, received->size());
       std::vector<receipt_handle> late;
+      std::uint64_t over_budget_count = 0;
       for (auto& m : *received) {
         auto lock = std::chrono::duration_cast<milliseconds>(m.locked_until - now);
         lock = std::max(lock, milliseconds{1});
         typical_lock = lock;
-        if (stopping) {
+        // A provider that returned more than asked for: never past max_messages.
+        const bool over_budget = options.max_messages > 0 && admitted >= options.max_messages;
+        if (stopping || over_budget) {
+          if (!stopping) ++over_budget_count;
           late.push_back(m.receipt);
         } else {
           buffer.emplace_back(std::move(m), lock);
+          ++admitted;
         }
       }
+      if (over_budget_count > 0) count(&processor_stats::released_unstarted, over_budget_count);
       co_await release(std::move(late));
       dispatch();
     }
@@ -257,6 +273,7 @@ struct processor::impl : std::enable_shared_from_this<impl> {
         }
       }
       if (rest.empty()) co_return;
+      admitted -= rest.size();
       count(&processor_stats::released_unstarted, rest.size());
       co_await release(std::move(rest));
     }
@@ -292,6 +309,7 @@ struct processor::impl : std::enable_shared_from_this<impl> {
     }
     std::vector<receipt_handle> one(1, t.msg.receipt);
     co_await release(std::move(one));
+    --admitted;
     count(&processor_stats::released_unstarted);
     co_return false;
   }

@@ -194,6 +194,23 @@ expect 2 "cannot send into a subscription" -- dlq replay "${mem[@]}" --topic eve
 expect 0 "processed 2 message" -- process "${mem[@]}" --topic events --subscription all \
   --exec 'cat >/dev/null' --max-messages 2 --idle-exit 5
 expect 0 '"active":0' -- stats "${mem[@]}" --topic events --subscription all --output json
+# --max-messages N takes N messages from the queue and no more: with fast commands and a deep
+# queue, the rest stay there, none of them ever delivered (their delivery count still 0).
+w="$tmp/worker"
+"$qrt" send --provider memory --queue w --body job --count 50 --persistence-path "$w" >/dev/null \
+  || fail "send 50 to $w"
+for n_and_concurrency in "1 1" "3 4"; do
+  read -r n concurrency <<<"$n_and_concurrency"
+  expect 0 "processed $n message\\(s\\): $n completed" -- process --provider memory --queue w \
+    --persistence-path "$w" --exec 'cat >/dev/null' --max-messages "$n" --concurrency "$concurrency"
+done
+expect 0 '"active":46,"in_flight":0' -- stats --provider memory --queue w --persistence-path "$w" \
+  --output json
+"$qrt" peek --provider memory --queue w --persistence-path "$w" --max 100 --output json >"$tmp/out" \
+  || fail "peek $w"
+[[ $(grep -c '"delivery_count":0' "$tmp/out") -eq 46 ]] \
+  || fail "--max-messages delivered messages it did not handle: $(grep -vc '"delivery_count":0' "$tmp/out")"
+
 # Exactly one of --queue Q or --topic T --subscription S.
 expect 2 "exactly one of --queue" -- receive "${mem[@]}" --queue q --topic events --subscription all
 expect 2 "exactly one of --queue" -- stats "${mem[@]}"

@@ -439,7 +439,8 @@ class process_command {
                      "commands running at once (default: the configuration's "
                      "max_concurrent_calls, else 1)");
     cmd_->add_option("--max-messages", opts_.max_messages,
-                     "stop after this many messages (default: no limit)");
+                     "handle this many messages, then stop; qrt takes no more than that from the "
+                     "queue (default: no limit)");
     cmd_->add_option("--idle-exit", idle_exit_, "stop after this many seconds without a message");
     cmd_->add_option("--metrics-listen", opts_.metrics_listen,
                      "HOST:PORT to serve /metrics on while running");

@@ -209,7 +209,8 @@ result<process_report> process(const config& cfg, const queue_name& q, const pro
 
   std::atomic<std::uint64_t> processed{0};
   std::atomic<std::int64_t> last_processed_ns{steady::now().time_since_epoch().count()};
-  po.prefetch_count = 0;  // a message waits for a free command, not in qrt's buffer
+  po.prefetch_count = 0;             // a message waits for a free command, not in qrt's buffer
+  po.max_messages = o.max_messages;  // the rest stay in the queue, their delivery counts untouched
   auto record = metrics::record_processing(metrics, provider_name);
   po.on_processed = [&](const processed_message& p) {
     record(p);

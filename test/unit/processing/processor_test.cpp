@@ -691,3 +691,77 @@ TEST(Processor, OrderBySessionKeepsEachSessionInOrderAndRunsSessionsConcurrently
   EXPECT_EQ(f.stats().active, 0);
   EXPECT_EQ(f.stats().dead_lettered, 0);
 }
+
+// max_messages: a processor asked to handle 7 messages takes 7 from the queue and no more, even
+// with room for 4 handlers and 10 prefetched. The other 23 were never delivered (delivery count
+// 0), so a one-shot worker leaves no trace on what it did not handle.
+TEST(Processor, MaxMessagesTakesNoMoreThanItsShareFromTheQueue) {
+  fixture f({.lock_duration = 30s});
+  f.send_numbered(30);
+  qrt::test::counter handled;
+  auto options =
+      qrt::processor_options{.max_concurrent_calls = 4, .prefetch_count = 10, .receive_wait = 50ms};
+  options.max_messages = 7;
+  qrt::processor p(
+      f.client, f.q,
+      [&](const received_message&) -> qrt::awaitable<qrt::result<void>> {
+        handled.add();
+        co_return qrt::result<void>{};
+      },
+      options);
+  p.start(f.rt.executor());
+  ASSERT_TRUE(handled.wait_for_at_least(7));
+  const auto report = f.rt.block_on(p.stop(5s));
+  EXPECT_EQ(report.abandoned_buffered, 0u) << "it held messages beyond its share";
+  const auto s = p.stats();
+  EXPECT_EQ(s.received, 7u);
+  EXPECT_EQ(s.handler_calls, 7u);
+  EXPECT_EQ(s.completed, 7u);
+  EXPECT_EQ(s.abandoned_at_shutdown, 0u);
+  EXPECT_EQ(f.stats().active, 23);
+  const auto left = f.rt.block_on(f.client.peek(f.q, 100)).value();
+  ASSERT_EQ(left.size(), 23u);
+  for (const auto& m : left) EXPECT_EQ(m.delivery_count, 0u) << m.body;
+}
+
+// max_messages counts handlers started: messages given back without one (order_by_session
+// returns a session's buffered messages behind a failure) leave room for as many others, so the
+// processor still starts exactly max_messages handlers and loses nothing.
+TEST(Processor, MaxMessagesDoesNotCountMessagesGivenBackUnstarted) {
+  fixture f({.lock_duration = 30s, .max_delivery_count = 50});
+  for (int i = 1; i <= 3; ++i) {
+    qrt::message m{.body = numbered("a", i)};
+    m.session = qrt::session_id::from("a");
+    ASSERT_TRUE(f.rt.block_on(f.client.send(f.q, std::move(m))));
+  }
+  f.send_numbered(10);
+  std::atomic<bool> failed_a1{false};
+  qrt::test::counter started;
+  auto options =
+      qrt::processor_options{.max_concurrent_calls = 2, .prefetch_count = 10, .receive_wait = 50ms};
+  options.order_by_session = true;
+  options.max_messages = 6;
+  qrt::processor p(
+      f.client, f.q,
+      [&](const received_message& msg) -> qrt::awaitable<qrt::result<void>> {
+        started.add();
+        // a1 fails once: a2 and a3, buffered behind it, go back with it unstarted.
+        if (msg.body == "a1" && !failed_a1.exchange(true)) {
+          co_return qrt::fail(errc::timeout, "injected handler failure");
+        }
+        co_return qrt::result<void>{};
+      },
+      options);
+  p.start(f.rt.executor());
+  ASSERT_TRUE(started.wait_for_at_least(6)) << "given-back messages used up the share";
+  f.rt.block_on(p.stop(5s));
+  const auto s = p.stats();
+  EXPECT_TRUE(failed_a1.load());
+  EXPECT_GT(s.released_unstarted, 0u) << "the scenario did not happen";
+  EXPECT_EQ(s.handler_calls, 6u);
+  EXPECT_EQ(s.completed + s.abandoned, 6u);
+  EXPECT_EQ(s.abandoned_at_shutdown, 0u);
+  // Nothing lost: 13 sent, the completed ones gone, every other one back in the queue.
+  EXPECT_EQ(static_cast<std::uint64_t>(f.stats().active) + s.completed, 13u);
+  EXPECT_EQ(f.stats().in_flight, 0);
+}
