@@ -45,10 +45,10 @@ struct processor_options {
   /// dependency is not hammered by instant redeliveries.
   milliseconds abandon_delay{0};
   /// Handle at most this many messages in all, then receive no more (0: no limit). The
-  /// processor never takes more than it has left from the queue, so the rest stay there
-  /// untouched (delivery count unchanged); a message it gives back without starting a handler
-  /// (its lock too short, or order_by_session) does not count. Once `stats().handler_calls`
-  /// reaches it, the processor waits for stop(). For one-shot workers that handle N messages.
+  /// processor never takes more than it has left from the queue, so what it never took stays
+  /// there untouched; a message it gives back without starting a handler (its lock too short,
+  /// or order_by_session) does not count, though its delivery count went up. Once
+  /// `stats().handler_calls` reaches it, the processor waits for stop(). For one-shot workers.
   std::uint64_t max_messages = 0;
   /// Back-off between failed receives (after the client's own retries gave up).
   retry_policy retry = retry_policy::exponential_backoff(milliseconds{100}, milliseconds{5'000}, 2);

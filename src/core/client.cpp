@@ -72,6 +72,10 @@ awaitable<T> answer(T value) {
 
 awaitable<result<std::vector<received_message>>> session::receive(std::size_t max_messages,
                                                                   milliseconds wait) {
+  if (max_messages == 0) {
+    return answer<result<std::vector<received_message>>>(
+        fail(errc::invalid_argument, "max_messages must be at least 1"));
+  }
   return receiver_->receive(max_messages, wait);
 }
 
@@ -118,6 +122,25 @@ awaitable<result<void>> session::close() {
   co_return co_await receiver_->close();
 }
 
+namespace {
+
+// A default-constructed name names nothing; it never reaches a provider (docs/contract.md, C7).
+std::optional<error> unnamed(const queue_name& queue) {
+  if (!queue.str().empty()) return std::nullopt;
+  return fail(errc::invalid_argument,
+              "the queue name is empty (a default-constructed queue_name): make one with "
+              "queue_name::parse or queue_name::from");
+}
+
+std::optional<error> unnamed(const topic_name& topic) {
+  if (!topic.str().empty()) return std::nullopt;
+  return fail(errc::invalid_argument,
+              "the topic name is empty (a default-constructed topic_name): make one with "
+              "topic_name::parse or topic_name::from");
+}
+
+}  // namespace
+
 // ---- queue_client ----
 
 queue_client::queue_client(provider_ptr provider, client_options options)
@@ -129,9 +152,17 @@ queue_client::queue_client(provider_ptr provider, client_options options)
 
 awaitable<result<void>> queue_client::create_queue(const queue_name& queue,
                                                    const queue_options& options) {
+  if (auto refused = unnamed(queue)) co_return *refused;
   co_return co_await provider_->create_queue(queue, options);
 }
 awaitable<result<void>> queue_client::delete_queue(const queue_name& queue) {
+  if (auto refused = unnamed(queue)) co_return *refused;
+  if (queue.is_dead_letter()) {
+    co_return fail(errc::invalid_argument,
+                   "cannot delete '" + queue.to_string() +
+                       "' on its own: a dead-letter queue goes with its queue (delete_queue of '" +
+                       queue.parent().to_string() + "' removes both)");
+  }
   co_return co_await provider_->delete_queue(queue);
 }
 awaitable<result<queue_stats>> queue_client::stats(const queue_name& queue) {
@@ -221,6 +252,7 @@ error not_sendable(const queue_name& queue) {
 }  // namespace
 
 awaitable<result<message_id>> queue_client::send(const queue_name& queue, message msg) {
+  if (auto refused = unnamed(queue)) co_return *refused;
   if (queue.is_subscription()) co_return not_sendable(queue);
   provider* p = provider_.get();
   const milliseconds timeout = options_.send_timeout;
@@ -232,6 +264,7 @@ awaitable<result<message_id>> queue_client::send(const queue_name& queue, messag
 
 awaitable<result<std::vector<send_outcome>>> queue_client::send_batch(
     const queue_name& queue, std::vector<message> messages) {
+  if (auto refused = unnamed(queue)) co_return *refused;
   if (queue.is_subscription()) co_return not_sendable(queue);
   provider* p = provider_.get();
   const milliseconds timeout = options_.send_timeout;
@@ -250,6 +283,7 @@ std::optional<error> queue_client::without_topics(std::string_view call) const {
 }
 
 std::optional<error> queue_client::unreadable(const queue_name& queue) const {
+  if (auto refused = unnamed(queue)) return refused;
   if (!queue.is_subscription()) return std::nullopt;
   if (auto refused = without_topics(queue.to_string())) return refused;
   return std::nullopt;
@@ -257,16 +291,19 @@ std::optional<error> queue_client::unreadable(const queue_name& queue) const {
 
 awaitable<result<void>> queue_client::create_topic(const topic_name& topic) {
   if (auto refused = without_topics("create_topic")) co_return *refused;
+  if (auto refused = unnamed(topic)) co_return *refused;
   co_return co_await provider_->create_topic(topic);
 }
 
 awaitable<result<void>> queue_client::delete_topic(const topic_name& topic) {
   if (auto refused = without_topics("delete_topic")) co_return *refused;
+  if (auto refused = unnamed(topic)) co_return *refused;
   co_return co_await provider_->delete_topic(topic);
 }
 
 awaitable<result<message_id>> queue_client::publish(const topic_name& topic, message msg) {
   if (auto refused = without_topics("publish")) co_return *refused;
+  if (auto refused = unnamed(topic)) co_return *refused;
   provider* p = provider_.get();
   const milliseconds timeout = options_.send_timeout;
   co_return co_await deliver_one(caps(), provider_name(), std::move(msg),
@@ -278,6 +315,7 @@ awaitable<result<message_id>> queue_client::publish(const topic_name& topic, mes
 awaitable<result<std::vector<send_outcome>>> queue_client::publish_batch(
     const topic_name& topic, std::vector<message> messages) {
   if (auto refused = without_topics("publish")) co_return *refused;
+  if (auto refused = unnamed(topic)) co_return *refused;
   provider* p = provider_.get();
   const milliseconds timeout = options_.send_timeout;
   co_return co_await deliver_in_batches(caps(), std::move(messages),
@@ -321,6 +359,7 @@ awaitable<result<void>> queue_client::delete_subscription(const queue_name& subs
 awaitable<result<std::vector<subscription_info>>> queue_client::list_subscriptions(
     const topic_name& topic) {
   if (auto refused = without_topics("list_subscriptions")) co_return *refused;
+  if (auto refused = unnamed(topic)) co_return *refused;
   co_return co_await provider_->list_subscriptions(topic);
 }
 

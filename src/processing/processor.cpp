@@ -10,6 +10,7 @@
 #include <qrt/processor.hpp>
 #include <set>
 
+#include "core/deadline.hpp"
 #include "event.hpp"
 #include "failure_policy.hpp"
 
@@ -316,7 +317,8 @@ struct processor::impl : std::enable_shared_from_this<impl> {
 
   awaitable<void> keep_renewed(std::shared_ptr<task> t) {
     auto self = shared_from_this();
-    const auto give_up_at = steady::now() + options.max_auto_lock_renewal_duration;
+    const auto give_up_at =
+        detail::deadline_after(steady::now(), options.max_auto_lock_renewal_duration);
     auto next = steady::now() +
                 std::chrono::duration_cast<steady::duration>(
                     (t->locked_until - clock::now()) - t->lock_duration / lock_margin_divisor);
@@ -407,7 +409,7 @@ struct processor::impl : std::enable_shared_from_this<impl> {
                                  options.on_failure, options.dead_letter_on_permanent_error);
       if (dead_letter_reason.empty() && options.abandon_delay.count() > 0 && !stopping &&
           !t->released) {
-        co_await t->wake.wait_until(steady::now() + options.abandon_delay);
+        co_await t->wake.wait_until(detail::deadline_after(steady::now(), options.abandon_delay));
       }
     }
 
@@ -488,7 +490,7 @@ struct processor::impl : std::enable_shared_from_this<impl> {
     count(&processor_stats::abandoned_at_shutdown, buffered.size());
     co_await release(std::move(buffered));
 
-    const auto until = steady::now() + deadline;
+    const auto until = detail::deadline_after(steady::now(), deadline);
     while ((loop_running || !running.empty()) && steady::now() < until) {
       co_await drained->wait_until(until);
     }

@@ -8,6 +8,7 @@
 #include <mutex>
 #include <qrt/session_processor.hpp>
 
+#include "core/deadline.hpp"
 #include "event.hpp"
 #include "failure_policy.hpp"
 
@@ -110,7 +111,8 @@ struct session_processor::impl : std::enable_shared_from_this<impl> {
 
   awaitable<void> keep_session_renewed(std::shared_ptr<held_session> s) {
     auto self = shared_from_this();
-    const auto give_up_at = steady::now() + options.max_auto_lock_renewal_duration;
+    const auto give_up_at =
+        detail::deadline_after(steady::now(), options.max_auto_lock_renewal_duration);
     auto due = [&] {
       return steady::now() + std::chrono::duration_cast<steady::duration>(
                                  (s->locked_until - clock::now()) - s->lock_duration / 2);
@@ -370,7 +372,7 @@ struct session_processor::impl : std::enable_shared_from_this<impl> {
     shutdown_report out;
     if (!started) co_return out;
     stopping = true;
-    const auto until = steady::now() + deadline;
+    const auto until = detail::deadline_after(steady::now(), deadline);
     while (workers_running > 0 && steady::now() < until) co_await drained->wait_until(until);
 
     std::vector<std::shared_ptr<held_session>> left;

@@ -18,6 +18,7 @@
 #include <utility>
 
 #include "core/borrowing_provider.hpp"
+#include "core/deadline.hpp"
 #include "core/random_id.hpp"
 #include "queue_state.hpp"
 #ifdef QRT_WITH_PERSISTENCE
@@ -231,6 +232,13 @@ error queue_missing(const queue_name& q) {
 error provider_closed() {
   return fail(errc::closed, "the memory provider is closed");
 }
+// A default-constructed name names nothing. Refused before anything is stored: the log keeps
+// only names that parse, and would refuse to reopen a directory holding an empty one.
+error unnamed(std::string_view what) {
+  return fail(errc::invalid_argument, "the " + std::string(what) +
+                                          " is empty (default-constructed): give a name made by "
+                                          "parse() or from()");
+}
 error topic_missing(const std::string& topic) {
   return fail(errc::topic_not_found, "topic '" + topic + "' does not exist");
 }
@@ -377,6 +385,7 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
   }
 
   std::optional<error> check_options(const queue_name& name, const queue_options& o) const {
+    if (name.str().empty()) return unnamed("queue name");
     if (name.is_dead_letter()) {
       return fail(errc::invalid_argument, "cannot create '" + name.to_string() +
                                               "': dead-letter queues come with their queue");
@@ -443,11 +452,19 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
       co_return fail(errc::invalid_argument,
                      "'" + queue.to_string() + "' is a subscription: delete_subscription");
     }
+    if (queue.is_dead_letter()) {
+      co_return fail(
+          errc::invalid_argument,
+          "cannot delete '" + queue.to_string() +
+              "' on its own: a dead-letter queue goes with its queue (delete_queue of '" +
+              queue.parent().to_string() + "' removes both)");
+    }
     if (auto failed = log_failure()) co_return *failed;
     queue_ptr q;
     {
       std::lock_guard lock(registry_mutex_);
-      auto it = by_name_.find(queue.parent());
+      if (closed_) co_return provider_closed();
+      auto it = by_name_.find(queue);
       if (it == by_name_.end()) co_return queue_missing(queue);
       q = it->second;
       by_name_.erase(it);
@@ -466,9 +483,10 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
 
   awaitable<result<queue_stats>> stats(const queue_name& queue) override {
     auto q = find(queue);
-    if (!q) co_return queue_missing(queue);
+    if (!q) co_return closed_flag() ? provider_closed() : queue_missing(queue);
     if (auto failed = log_failure()) co_return *failed;
     std::lock_guard lock(q->mutex);
+    if (q->closed) co_return provider_closed();
     q->sweep(clock::now());
     co_return q->stats();
   }
@@ -507,7 +525,7 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
     // done ones are those that failed validation, the only outcomes that are errors there.
     const auto done = [&outcomes](std::size_t i) { return outcomes[i].has_error(); };
 
-    const auto deadline = clock::now() + timeout;
+    const auto deadline = qrt::detail::deadline_after(clock::now(), timeout);
     auto ex = co_await asio::this_coro::executor;
     lsn last = 0;
     std::size_t next = 0;
@@ -629,7 +647,7 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
     }
     const std::size_t max = std::min(max_messages, opts_.channel_buffer_size);
     const auto started = clock::now();
-    const auto deadline = started + wait;
+    const auto deadline = qrt::detail::deadline_after(started, wait);
     auto look = [&](time_point now, std::vector<received_message>& out) -> result<void> {
       if (q->deleted) return queue_missing(queue);
       if (q->closed) return provider_closed();
@@ -656,10 +674,11 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
                                                         std::size_t max_messages,
                                                         std::int64_t from_sequence) override {
     auto q = find(queue);
-    if (!q) co_return queue_missing(queue);
+    if (!q) co_return closed_flag() ? provider_closed() : queue_missing(queue);
     if (auto failed = log_failure()) co_return *failed;
     std::vector<received_message> out;
     std::lock_guard lock(q->mutex);
+    if (q->closed) co_return provider_closed();
     q->sweep(clock::now());
     q->peek(queue.is_dead_letter(), max_messages, from_sequence, out);
     co_return out;
@@ -690,6 +709,7 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
 
   result<void> settle_locked(queue_state* q, const settlement& s, time_point now, lsn& last) {
     if (auto e = check_receipt(q, s.receipt)) return *e;
+    if (q->closed) return provider_closed();
     if (auto failed = log_failure()) return *failed;
     return q->settle(key_of(s.receipt), s, now, last);
   }
@@ -708,6 +728,7 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
     if (auto e = check_receipt(q.get(), receipt)) co_return *e;
     if (auto failed = log_failure()) co_return *failed;
     std::lock_guard lock(q->mutex);
+    if (q->closed) co_return provider_closed();
     const auto now = clock::now();
     q->sweep(now);
     co_return q->renew(key_of(receipt), now);
@@ -721,7 +742,8 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
       co_return fail(errc::invalid_argument,
                      "queue '" + queue.str() + "' was not created with requires_session");
     }
-    const auto deadline = clock::now() + wait;
+    if (which && which->str().empty()) co_return unnamed("session id");
+    const auto deadline = qrt::detail::deadline_after(clock::now(), wait);
     auto ex = co_await asio::this_coro::executor;
     waiter_ptr w;
     for (;;) {
@@ -764,6 +786,7 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
 
   awaitable<result<void>> create_topic(const topic_name& topic) override {
     if (!caps_.topics) co_return topics_unsupported();
+    if (topic.str().empty()) co_return unnamed("topic name");
     lsn last = 0;
     {
       std::lock_guard lock(registry_mutex_);
@@ -782,6 +805,7 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
     std::vector<queue_ptr> gone;
     {
       std::lock_guard lock(registry_mutex_);
+      if (closed_) co_return provider_closed();
       auto it = topics_.find(topic.str());
       if (it == topics_.end()) co_return topic_missing(topic.str());
       for (auto& [name, sub] : it->second.subscriptions) {
@@ -831,6 +855,7 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
     queue_ptr q;
     {
       std::lock_guard lock(registry_mutex_);
+      if (closed_) co_return provider_closed();
       auto topic = topics_.find(subscription.topic());
       if (topic == topics_.end()) co_return topic_missing(subscription.topic());
       auto it = topic->second.subscriptions.find(std::string(subscription.subscription_name()));
@@ -850,6 +875,7 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
       const topic_name& topic) override {
     if (!caps_.topics) co_return topics_unsupported();
     std::lock_guard lock(registry_mutex_);
+    if (closed_) co_return provider_closed();
     auto it = topics_.find(topic.str());
     if (it == topics_.end()) co_return topic_missing(topic.str());
     std::vector<subscription_info> out;
@@ -883,7 +909,7 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
     if (auto failed = log_failure()) co_return *failed;
     const std::size_t n = messages.size();
     std::vector<send_outcome> outcomes(n, send_outcome{message_id{}});
-    const auto deadline = clock::now() + timeout;
+    const auto deadline = qrt::detail::deadline_after(clock::now(), timeout);
     auto ex = co_await asio::this_coro::executor;
     std::vector<lsn> durable_at(n, 0);
     std::optional<error> rest;  // once set, every later message fails with it
@@ -1216,6 +1242,7 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
         (*m.time_to_live < -longest_duration || *m.time_to_live > longest_duration)) {
       return fail(errc::invalid_argument, "time_to_live must be at most 100 years");
     }
+    if (m.session && m.session->str().empty()) return unnamed("message's session id");
     if (q.options().requires_session && !m.session) {
       return fail(errc::invalid_argument, "queue '" + q.name().str() +
                                               "' requires sessions: the message has no session id");
@@ -1300,6 +1327,7 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
 
 result<session_slot*> memory_session::locked_slot(time_point now) {
   if (closed_) return fail(errc::closed, "session '" + id_.str() + "' was closed");
+  if (q_->closed) return provider_closed();
   if (q_->deleted) return queue_missing(q_->name());
   if (auto failed = owner_->log_failure()) return *failed;
   q_->sweep(now);
@@ -1309,7 +1337,7 @@ result<session_slot*> memory_session::locked_slot(time_point now) {
 awaitable<result<std::vector<received_message>>> memory_session::receive(std::size_t max_messages,
                                                                          milliseconds wait) {
   const std::size_t max = std::min(max_messages, owner_->opts_.channel_buffer_size);
-  const auto deadline = clock::now() + wait;
+  const auto deadline = qrt::detail::deadline_after(clock::now(), wait);
   session_slot* slot = nullptr;  // where the last look found the session, parked on
   auto look = [&](time_point now, std::vector<received_message>& out) -> result<void> {
     if (q_->closed) return provider_closed();

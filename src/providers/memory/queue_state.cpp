@@ -686,6 +686,11 @@ result<void> queue_state::settle(const delivery_key& key, const settlement& s, t
                                              name_.to_string() +
                                              "' was already abandoned with this receipt");
     }
+    if (!issued(key.lock)) {
+      return fail(errc::invalid_receipt,
+                  "no lock " + std::to_string(key.lock) + " was ever issued on message " +
+                      std::to_string(key.sequence) + " in '" + name_.to_string() + "'");
+    }
     if (it.session) {
       return fail(errc::session_lock_lost,
                   "the session lock of '" + it.session->id.str() + "' expired or was released");
@@ -741,6 +746,11 @@ result<time_point> queue_state::renew(const delivery_key& key, time_point now) {
     if (key.lock == it.abandoned_lock) {
       return fail(errc::invalid_receipt, "message " + std::to_string(key.sequence) +
                                              " was already abandoned with this receipt");
+    }
+    if (!issued(key.lock)) {
+      return fail(errc::invalid_receipt, "no lock " + std::to_string(key.lock) +
+                                             " was ever issued on message " +
+                                             std::to_string(key.sequence));
     }
     return fail(it.session ? errc::session_lock_lost : errc::receipt_expired,
                 "the lock on message " + std::to_string(key.sequence) + " expired");

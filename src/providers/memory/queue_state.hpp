@@ -609,6 +609,9 @@ class queue_state : public std::enable_shared_from_this<queue_state> {
 
   std::uint64_t next_sequence_ = 1;
   std::uint64_t next_lock_ = 1;
+  /// Whether `lock` is a lock generation this queue handed out (a receipt with any other one
+  /// was made up, not issued: invalid_receipt rather than receipt_expired).
+  bool issued(std::uint64_t lock) const noexcept { return lock != 0 && lock < next_lock_; }
   std::uint64_t expired_ = 0;
 
   /// Messages that left the queue because their lock lapsed (moved to the DLQ or dropped as

@@ -15,6 +15,7 @@
 #include <unordered_map>
 
 #include "codec.hpp"
+#include "core/deadline.hpp"
 #include "credentials.hpp"
 #include "digest.hpp"
 #include "net/http.hpp"
@@ -337,7 +338,7 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
     }
     std::vector<received_message> out;
     std::optional<error> released;  // why the last message this call had to release was
-    const auto deadline = steady::now() + wait;
+    const auto deadline = qrt::detail::deadline_after(steady::now(), wait);
     while (out.size() < max_messages) {
       if (closed_) co_return fail(errc::closed, "the SQS provider is closed");
       const int per_call = static_cast<int>(std::min<std::size_t>(
@@ -1679,7 +1680,7 @@ class sqs_session final : public session_receiver {
     auto out = take(max_messages);
     if (!out.empty()) co_return out;
     // Nothing buffered: receive from the queue, keep our group's, park the others.
-    const auto deadline = steady::now() + wait;
+    const auto deadline = qrt::detail::deadline_after(steady::now(), wait);
     do {
       const auto left = std::chrono::duration_cast<milliseconds>(deadline - steady::now());
       auto got = co_await provider_->receive(queue_, 10, std::max(left, milliseconds::zero()));
@@ -1759,7 +1760,7 @@ awaitable<result<std::shared_ptr<session_receiver>>> sqs_provider::accept_sessio
                    "sessions on SQS need a FIFO queue (name ending in .fifo); '" + queue.str() +
                        "' is a standard queue");
   }
-  const auto deadline = steady::now() + wait;
+  const auto deadline = qrt::detail::deadline_after(steady::now(), wait);
   for (;;) {
     if (auto taken = take_free_group(info->name)) {
       co_return std::shared_ptr<session_receiver>(

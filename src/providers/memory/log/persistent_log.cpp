@@ -122,9 +122,15 @@ result<int> lock_directory(const fs::path& dir, milliseconds timeout,
       std::string waited;
       if (timeout.count() > 0)
         waited = "; waited " + std::to_string(timeout.count()) + " ms for it to close";
+      // The same pid: another provider of this process still has it (closed or not, a
+      // provider keeps its directory until it is destroyed).
+      const bool this_process = a.holder == std::to_string(::getpid());
       return fail(errc::provider_error,
-                  "persistence path " + dir.string() + " is in use by another process (pid " +
-                      a.holder + "); only one process may open it at a time" + waited,
+                  "persistence path " + dir.string() +
+                      (this_process ? " is in use by another provider of this process (pid " +
+                                          a.holder + "), which keeps it until destroyed"
+                                    : " is in use by another process (pid " + a.holder + ")") +
+                      "; only one provider may open it at a time" + waited,
                   "locked");
     }
     if (!told) {

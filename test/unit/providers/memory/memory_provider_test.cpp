@@ -816,3 +816,184 @@ TEST(MemoryProvider, DeadLetterQueueSizeIsConfigurableAndMustBePositive) {
   EXPECT_NE(zero.error().message.find("max_dead_letter_queue_size"), std::string::npos);
   EXPECT_EQ(qrt::memory::options{}.max_dead_letter_queue_size, 100'000u);
 }
+
+// ---- misuse: names, receipts, waits and calls that must be refused ----
+
+// A default-constructed name names nothing: every call that takes one refuses it with
+// invalid_argument before the provider sees it (docs/contract.md, C7), and nothing is created.
+TEST(MemoryProvider, EmptyNamesAreRefusedAndCreateNothing) {
+  auto client = open_sync_client({{"queues", "q"}});
+  const queue_name none;
+  const qrt::topic_name no_topic;
+  auto expect_refused = [](const auto& r, const char* call) {
+    ASSERT_FALSE(r) << call << " accepted an empty name";
+    EXPECT_EQ(r.error().code, errc::invalid_argument) << call << ": " << r.error().to_string();
+    EXPECT_NE(r.error().message.find("empty"), std::string::npos) << r.error().message;
+  };
+  expect_refused(client.create_queue(none), "create_queue");
+  expect_refused(client.send(none, text("x")), "send");
+  expect_refused(client.receive(none, 1, 0ms), "receive");
+  expect_refused(client.peek(none, 1), "peek");
+  expect_refused(client.stats(none), "stats");
+  expect_refused(client.delete_queue(none), "delete_queue");
+  expect_refused(client.create_topic(no_topic), "create_topic");
+  expect_refused(client.publish(no_topic, text("x")), "publish");
+  expect_refused(client.list_subscriptions(no_topic), "list_subscriptions");
+  // Past the client, straight at the provider: refused there too.
+  qrt::runtime rt;
+  auto& provider = *client.async_client().underlying();
+  expect_refused(rt.block_on(provider.create_queue(none, {})), "provider create_queue");
+  expect_refused(rt.block_on(provider.create_topic(no_topic)), "provider create_topic");
+  auto stats = rt.block_on(provider.stats(none));
+  ASSERT_FALSE(stats);
+  EXPECT_EQ(stats.error().code, errc::queue_not_found) << "an empty-named queue was created";
+}
+
+// A message whose session id is empty is refused alone; the others of its batch are stored.
+// accept_session of an empty id is refused too.
+TEST(MemoryProvider, EmptySessionIdIsRefused) {
+  auto client = open_sync_client({{"queues", "s"}, {"requires_session", "true"}});
+  const auto s = queue_name::from("s");
+  std::vector<message> batch{text("grouped"), text("ungrouped")};
+  batch[0].session = qrt::session_id::from("k");
+  batch[1].session = qrt::session_id{};
+  auto sent = client.send_batch(s, std::move(batch));
+  ASSERT_TRUE(sent) << sent.error().to_string();
+  ASSERT_EQ(sent->size(), 2u);
+  EXPECT_TRUE((*sent)[0]);
+  ASSERT_FALSE((*sent)[1]);
+  EXPECT_EQ((*sent)[1].error().code, errc::invalid_argument);
+  auto accepted = client.accept_session(s, qrt::session_id{}, 0ms);
+  ASSERT_FALSE(accepted);
+  EXPECT_EQ(accepted.error().code, errc::invalid_argument);
+  EXPECT_EQ(client.stats(s).value().active, 1);
+}
+
+// A dead-letter queue is deleted with its queue, never on its own: delete_queue of one is
+// refused and the queue keeps both its active and its dead-lettered messages.
+TEST(MemoryProvider, DeletingADeadLetterQueueOnItsOwnIsRefusedAndDeletesNothing) {
+  auto client = open_sync_client({{"queues", "q"}});
+  const auto q = queue_name::from("q");
+  ASSERT_TRUE(client.send(q, text("active")));
+  ASSERT_TRUE(client.send(q, text("dead")));
+  auto got = client.receive(q, 1, 0ms).value();
+  ASSERT_EQ(got.size(), 1u);
+  ASSERT_TRUE(client.dead_letter(got[0].receipt, "test"));
+  auto refused = client.delete_queue(q.dead_letter());
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, errc::invalid_argument);
+  qrt::runtime rt;  // and straight at the provider
+  auto direct = rt.block_on(client.async_client().underlying()->delete_queue(q.dead_letter()));
+  ASSERT_FALSE(direct);
+  EXPECT_EQ(direct.error().code, errc::invalid_argument);
+  const auto s = client.stats(q).value();
+  EXPECT_EQ(s.active, 1);
+  EXPECT_EQ(s.dead_lettered, 1);
+}
+
+// A receipt carrying a lock generation the queue never handed out was made up, not issued:
+// invalid_receipt, not receipt_expired (docs/contract.md, C15). The real receipt still works.
+TEST(MemoryProvider, AReceiptWithALockNeverIssuedIsInvalid) {
+  auto client = open_sync_client({{"queues", "q"}});
+  const auto q = queue_name::from("q");
+  ASSERT_TRUE(client.send(q, text("x")));
+  auto got = client.receive(q, 1, 0ms).value();
+  ASSERT_EQ(got.size(), 1u);
+  auto forged = got[0].receipt;
+  forged.lock += 1000;
+  auto completed = client.complete(forged);
+  ASSERT_FALSE(completed);
+  EXPECT_EQ(completed.error().code, errc::invalid_receipt) << completed.error().to_string();
+  auto renewed = client.renew_lock(forged);
+  ASSERT_FALSE(renewed);
+  EXPECT_EQ(renewed.error().code, errc::invalid_receipt) << renewed.error().to_string();
+  EXPECT_TRUE(client.complete(got[0].receipt));
+  EXPECT_EQ(client.stats(q).value().active, 0);
+}
+
+// A session's receive of no messages is refused, as a queue's is (docs/contract.md, C8).
+TEST(MemoryProvider, SessionReceiveOfNoMessagesIsRefused) {
+  auto client = open_sync_client({{"queues", "s"}, {"requires_session", "true"}});
+  const auto s = queue_name::from("s");
+  auto m = text("x");
+  m.session = qrt::session_id::from("k");
+  ASSERT_TRUE(client.send(s, m));
+  auto session = client.accept_session(s, std::nullopt, 1s);
+  ASSERT_TRUE(session) << session.error().to_string();
+  auto none = session->receive(0, 0ms);
+  ASSERT_FALSE(none);
+  EXPECT_EQ(none.error().code, errc::invalid_argument);
+  auto one = session->receive(1, 0ms);
+  ASSERT_TRUE(one);
+  EXPECT_EQ(one->size(), 1u);
+}
+
+// A session taken before close() fails with closed after it, for reads and writes alike.
+TEST(MemoryProvider, ASessionTakenBeforeCloseFailsWithClosedAfterIt) {
+  auto client = open_sync_client({{"queues", "s"}, {"requires_session", "true"}});
+  const auto s = queue_name::from("s");
+  auto m = text("x");
+  m.session = qrt::session_id::from("k");
+  ASSERT_TRUE(client.send(s, m));
+  auto session = client.accept_session(s, std::nullopt, 1s);
+  ASSERT_TRUE(session) << session.error().to_string();
+  auto got = session->receive(1, 0ms).value();
+  ASSERT_EQ(got.size(), 1u);
+  client.close();
+  auto expect_closed = [](const auto& r, const char* call) {
+    ASSERT_FALSE(r) << call << " succeeded after close";
+    EXPECT_EQ(r.error().code, errc::closed) << call << ": " << r.error().to_string();
+  };
+  expect_closed(session->get_state(), "get_state");
+  expect_closed(session->set_state("late"), "set_state");
+  expect_closed(session->renew_lock(), "renew_lock");
+  expect_closed(session->complete(got[0].receipt), "complete");
+}
+
+// "Wait as long as it takes" spelt milliseconds::max() must wait, not wrap around into the past
+// and return at once: a receive with it parks until a send wakes it, and a send with it into a
+// full queue parks until room is made.
+TEST(MemoryProvider, AWaitTooLongToAddWaitsUntilWoken) {
+  auto o = qrt::memory::options::for_testing();
+  o.max_queue_size = 1;
+  direct_provider d(o);
+  const auto q = queue_name::from("q");
+  std::optional<qrt::result<void>> created;
+  boost::asio::co_spawn(
+      d.io, [&]() -> qrt::awaitable<void> { created = co_await d.provider->create_queue(q, {}); },
+      boost::asio::detached);
+  d.io.run();
+  d.io.restart();
+  ASSERT_TRUE(created && *created);
+
+  std::optional<qrt::result<std::vector<qrt::received_message>>> got;
+  boost::asio::co_spawn(
+      d.io,
+      [&]() -> qrt::awaitable<void> {
+        got = co_await d.provider->receive(q, 1, qrt::milliseconds::max());
+      },
+      boost::asio::detached);
+  d.io.poll();
+  ASSERT_FALSE(got) << "a receive waiting milliseconds::max() returned at once";
+
+  std::optional<qrt::result<std::vector<qrt::send_outcome>>> first, second;
+  d.start_send("q", "first", first, qrt::milliseconds::max());
+  d.io.poll();
+  ASSERT_TRUE(got && *got) << (got && !*got ? got->error().to_string() : "not woken");
+  ASSERT_EQ((*got)->size(), 1u);
+  EXPECT_EQ((**got)[0].body, "first");
+  ASSERT_TRUE(first && *first);
+  // The queue holds "first" (locked, counting against max_queue_size 1): the next send waits.
+  d.start_send("q", "second", second, qrt::milliseconds::max());
+  d.io.poll();
+  ASSERT_FALSE(second) << "a send waiting milliseconds::max() for room returned at once";
+  std::vector<qrt::settlement> done{qrt::settlement::complete((**got)[0].receipt)};
+  boost::asio::co_spawn(
+      d.io, [&]() -> qrt::awaitable<void> { (void)co_await d.provider->settle(std::move(done)); },
+      boost::asio::detached);
+  d.io.poll();
+  ASSERT_TRUE(second) << "the waiting send was not woken by the room a completion made";
+  ASSERT_TRUE(*second) << second->error().to_string();
+  ASSERT_EQ((*second)->size(), 1u);
+  EXPECT_TRUE((**second)[0]);
+}

@@ -9,6 +9,7 @@
 #include <mutex>
 #include <qrt/memory.hpp>
 #include <qrt/qrt.hpp>
+#include <qrt/runtime.hpp>
 #include <set>
 #include <thread>
 
@@ -165,7 +166,8 @@ TEST(PersistedProvider, SecondProviderOnTheSameDirectoryIsRefused) {
   ASSERT_TRUE(first);
   auto second = open_persisted(dir.path());
   ASSERT_FALSE(second);
-  EXPECT_NE(second.error().message.find("in use by another process"), std::string::npos);
+  EXPECT_NE(second.error().message.find("in use by another provider of this process"),
+            std::string::npos);
 }
 
 TEST(PersistedProvider, DiskLimitMakesSendsWaitThenFailNamingTheLimit) {
@@ -275,7 +277,8 @@ TEST(PersistedProvider, OpenTimeoutFromConfigWaitsThenNamesTheHolder) {
   ASSERT_TRUE(first);
   auto second = open_persisted(dir.path(), {{"persistence_open_timeout", "30ms"}});
   ASSERT_FALSE(second);
-  EXPECT_NE(second.error().message.find("in use by another process"), std::string::npos);
+  EXPECT_NE(second.error().message.find("in use by another provider of this process"),
+            std::string::npos);
   EXPECT_NE(second.error().message.find("waited 30 ms"), std::string::npos)
       << second.error().message;
 }
@@ -614,6 +617,76 @@ TEST(PersistedProvider, FullDiskLeavesMemoryAndDiskAgreeingInEveryDurabilityMode
     ASSERT_TRUE(c) << c.error().message;
     EXPECT_EQ(bodies_of(*c, jobs), acknowledged);
   }
+}
+
+// Empty names and session ids are refused before they reach the log, straight at the provider
+// (past the client's own check): the log keeps only names that parse, and a directory holding
+// an empty one would refuse to reopen, every queue in it with it.
+TEST(PersistedProvider, EmptyNamesAndSessionIdsNeverReachTheLog) {
+  scratch_dir dir;
+  {
+    auto c = open_persisted(dir.path());
+    ASSERT_TRUE(c) << c.error().to_string();
+    ASSERT_TRUE(c->create_queue(jobs));
+    ASSERT_TRUE(c->send(jobs, text("kept")));
+    auto& p = *c->async_client().underlying();
+    qrt::runtime rt;
+    auto queue = rt.block_on(p.create_queue(queue_name{}, {}));
+    ASSERT_FALSE(queue);
+    EXPECT_EQ(queue.error().code, errc::invalid_argument) << queue.error().to_string();
+    auto topic = rt.block_on(p.create_topic(topic_name{}));
+    ASSERT_FALSE(topic);
+    EXPECT_EQ(topic.error().code, errc::invalid_argument) << topic.error().to_string();
+    std::vector<message> one;
+    one.push_back(text("no group"));
+    one.back().session = session_id{};
+    auto sent = rt.block_on(p.send(jobs, std::move(one), std::chrono::seconds{1}));
+    ASSERT_TRUE(sent) << sent.error().to_string();
+    ASSERT_EQ(sent->size(), 1u);
+    ASSERT_FALSE((*sent)[0]);
+    EXPECT_EQ((*sent)[0].error().code, errc::invalid_argument);
+  }
+  auto reopened = open_persisted(dir.path());
+  ASSERT_TRUE(reopened) << reopened.error().to_string();
+  EXPECT_EQ(bodies_of(*reopened, jobs), std::multiset<std::string>{"kept"});
+}
+
+// After close() every call fails with closed and changes nothing, on disk either: the three
+// deliveries held at the close come back on reopen, none completed, abandoned or dead-lettered,
+// and the queue and topic are still there.
+TEST(PersistedProvider, CallsAfterCloseFailWithClosedAndChangeNothing) {
+  scratch_dir dir;
+  const auto events = topic_name::from("events");
+  {
+    auto c = open_persisted(dir.path(), {}, without_retries());
+    ASSERT_TRUE(c) << c.error().to_string();
+    ASSERT_TRUE(c->create_queue(jobs));
+    ASSERT_TRUE(c->create_topic(events));
+    for (const char* body : {"a", "b", "c"}) ASSERT_TRUE(c->send(jobs, text(body)));
+    auto got = c->receive(jobs, 3, std::chrono::seconds{1}).value();
+    ASSERT_EQ(got.size(), 3u);
+    c->close();
+    auto expect_closed = [](const auto& r, const char* call) {
+      ASSERT_FALSE(r) << call << " succeeded after close";
+      EXPECT_EQ(r.error().code, errc::closed) << call << ": " << r.error().to_string();
+    };
+    expect_closed(c->complete(got[0].receipt), "complete");
+    expect_closed(c->abandon(got[1].receipt), "abandon");
+    expect_closed(c->dead_letter(got[2].receipt, "late"), "dead_letter");
+    expect_closed(c->renew_lock(got[0].receipt), "renew_lock");
+    expect_closed(c->stats(jobs), "stats");
+    expect_closed(c->peek(jobs, 10), "peek");
+    expect_closed(c->delete_queue(jobs), "delete_queue");
+    expect_closed(c->list_subscriptions(events), "list_subscriptions");
+    expect_closed(c->delete_topic(events), "delete_topic");
+  }
+  auto reopened = open_persisted(dir.path());
+  ASSERT_TRUE(reopened) << reopened.error().to_string();
+  auto s = reopened->stats(jobs);
+  ASSERT_TRUE(s) << s.error().to_string();
+  EXPECT_EQ(s->active, 3);
+  EXPECT_EQ(s->dead_lettered, 0);
+  EXPECT_TRUE(reopened->list_subscriptions(events));
 }
 
 }  // namespace

@@ -90,7 +90,8 @@ TEST(PersistentLog, SecondOpenerIsRefusedWithAClearError) {
   auto first = open_or_die(options_for(dir.path()));
   auto second = persistent_log::open(options_for(dir.path()));
   ASSERT_FALSE(second);
-  EXPECT_NE(second.error().message.find("in use by another process"), std::string::npos);
+  EXPECT_NE(second.error().message.find("in use by another provider of this process"),
+            std::string::npos);
   EXPECT_NE(second.error().message.find(dir.path().string()), std::string::npos);
   EXPECT_NE(second.error().message.find(std::to_string(::getpid())), std::string::npos);
   first.log.reset();
@@ -127,7 +128,8 @@ TEST(PersistentLog, SecondOpenerGivesUpAfterItsTimeoutNamingTheHolder) {
   auto second = persistent_log::open(opts);
   ASSERT_FALSE(second);
   EXPECT_EQ(second.error().code, errc::provider_error);
-  EXPECT_NE(second.error().message.find("in use by another process"), std::string::npos);
+  EXPECT_NE(second.error().message.find("in use by another provider of this process"),
+            std::string::npos);
   EXPECT_NE(second.error().message.find(std::to_string(::getpid())), std::string::npos);
   EXPECT_NE(second.error().message.find("waited 50 ms"), std::string::npos)
       << second.error().message;

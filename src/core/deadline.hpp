@@ -1,0 +1,19 @@
+// The time a wait ends, for waits given as durations by callers.
+#pragma once
+
+#include <chrono>
+
+namespace qrt::detail {
+
+/// `now + wait`, saturated: a wait too long to add (milliseconds::max() for "no limit") ends at
+/// the clock's last time point instead of wrapping around into the past, which would end it at
+/// once. A wait of zero or less ends now.
+template <class TimePoint>
+TimePoint deadline_after(TimePoint now, std::chrono::milliseconds wait) {
+  if (wait.count() <= 0) return now;
+  const auto room = std::chrono::duration_cast<std::chrono::milliseconds>(TimePoint::max() - now);
+  if (wait >= room) return TimePoint::max();
+  return now + std::chrono::duration_cast<typename TimePoint::duration>(wait);
+}
+
+}  // namespace qrt::detail
