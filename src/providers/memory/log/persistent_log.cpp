@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -666,6 +667,16 @@ result<void> persistent_log::sync_open_file() {
   if (::fdatasync(file_fd_) != 0)
     return io_error("fdatasync failed on", options_.directory / segment_file_name(file_segment_),
                     errno);
+  // Synced into a file nobody can open again (the segment, or the whole persistence directory,
+  // was deleted while open): nothing of it survives a restart, so none of it is acknowledged.
+  struct stat st {};
+  if (::fstat(file_fd_, &st) == 0 && st.st_nlink == 0) {
+    return fail(errc::provider_error,
+                "persistence log: segment " +
+                    (options_.directory / segment_file_name(file_segment_)).string() +
+                    " was deleted while in use (was the persistence directory removed?); what "
+                    "was written to it since is not kept");
+  }
   file_dirty_ = false;
   ++syncs_;
   return {};

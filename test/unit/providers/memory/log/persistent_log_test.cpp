@@ -85,6 +85,22 @@ TEST(PersistentLog, DeletedQueueStaysDeleted) {
   EXPECT_EQ(o.state.count(queue_name::from("other")), 1u);
 }
 
+// The persistence directory removed under a running log: the next sync finds its segment gone
+// and fails, so what was written since is never acknowledged as durable, and the log refuses
+// everything after (a reopen would not have it).
+TEST(PersistentLog, ASegmentDeletedWhileInUseFailsTheNextSyncInsteadOfAcknowledging) {
+  scratch_dir dir;
+  auto o = open_or_die(options_for(dir.path()));
+  auto& log = *o.log;
+  ASSERT_TRUE(log.wait_flushed(log.queue_created(orders, {})));
+  std::filesystem::remove_all(dir.path());
+  auto lost = log.wait_flushed(log.enqueued(orders, make_message(1, "not kept")));
+  ASSERT_FALSE(lost) << "a write into a deleted segment was acknowledged";
+  EXPECT_NE(lost.error().message.find("deleted while in use"), std::string::npos)
+      << lost.error().message;
+  EXPECT_TRUE(log.failure());
+}
+
 TEST(PersistentLog, SecondOpenerIsRefusedWithAClearError) {
   scratch_dir dir;
   auto first = open_or_die(options_for(dir.path()));
