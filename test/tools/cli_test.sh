@@ -211,6 +211,27 @@ expect 0 '"active":46,"in_flight":0' -- stats --provider memory --queue w --pers
 [[ $(grep -c '"delivery_count":0' "$tmp/out") -eq 46 ]] \
   || fail "--max-messages delivered messages it did not handle: $(grep -vc '"delivery_count":0' "$tmp/out")"
 
+# process runs one command at a time unless told otherwise: no two of these overlap.
+"$qrt" send --provider memory --queue one --body job --count 4 --persistence-path "$w" >/dev/null \
+  || fail "send 4 to one"
+expect 0 "processed 4 message\\(s\\): 4 completed" -- process --provider memory --queue one \
+  --persistence-path "$w" --max-messages 4 \
+  --exec "mkdir '$tmp/running' || echo overlap >>'$tmp/overlaps'; sleep 0.2; rmdir '$tmp/running'"
+[[ ! -e "$tmp/overlaps" ]] || fail "process ran commands side by side without --concurrency"
+# --idle-exit counts from the end of the last command, not through a command still running.
+"$qrt" send --provider memory --queue slow --body job --count 2 --persistence-path "$w" >/dev/null \
+  || fail "send 2 to slow"
+expect 0 "processed 2 message\\(s\\): 2 completed" -- process --provider memory --queue slow \
+  --persistence-path "$w" --idle-exit 0.5 --exec 'sleep 1'
+# A worker that can never receive stops at once with one line, not retrying forever to exit 0
+# at the end: here a queue that wants sessions, which process does not take.
+timeout 60 "$qrt" process --provider memory --queue grouped --persistence-path "$w" \
+  --set requires_session=true --exec cat --idle-exit 30 >"$tmp/out" 2>"$tmp/err"
+code=$?
+[[ $code -eq 2 ]] || fail "process on a session queue exited $code, expected 2: $(cat "$tmp/err")"
+grep -q "requires sessions" "$tmp/err" || fail "process on a session queue: $(cat "$tmp/err")"
+[[ $(wc -l <"$tmp/err") -eq 1 ]] || fail "process on a session queue: not one line: $(cat "$tmp/err")"
+
 # Exactly one of --queue Q or --topic T --subscription S.
 expect 2 "exactly one of --queue" -- receive "${mem[@]}" --queue q --topic events --subscription all
 expect 2 "exactly one of --queue" -- stats "${mem[@]}"

@@ -14,6 +14,8 @@
 #include <chrono>
 #include <cstring>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <ostream>
 #include <qrt/instrumented_provider.hpp>
 #include <qrt/metrics.hpp>
@@ -137,6 +139,23 @@ result<void> run_command(const std::string& command, const received_message& m) 
   return e;
 }
 
+/// Whether a failure the processor reports means this worker can never receive anything, so
+/// retrying only hides it: the queue or topic does not exist, credentials were refused, the
+/// configuration or the request is wrong, or the provider cannot do it.
+bool cannot_work(const error& e) {
+  switch (e.code) {
+    case errc::queue_not_found:
+    case errc::topic_not_found:
+    case errc::permission:
+    case errc::configuration_error:
+    case errc::invalid_argument:
+    case errc::unsupported:
+      return true;
+    default:
+      return false;
+  }
+}
+
 /// "host:port" -> server options; the port must be a number (0: any free one).
 result<metrics::server_options> listen_address(const std::string& text) {
   const auto colon = text.rfind(':');
@@ -165,7 +184,12 @@ result<process_report> process(const config& cfg, const queue_name& q, const pro
   auto configured = processor_options::from_config(cfg);
   if (!configured) return configured.error();
   processor_options po = *configured;
-  if (o.concurrency > 0) po.max_concurrent_calls = o.concurrency;
+  if (o.concurrency > 0) {
+    po.max_concurrent_calls = o.concurrency;
+  } else if (!cfg.contains("max_concurrent_calls") && !cfg.contains("preset")) {
+    // Commands are not assumed safe to run side by side: one at a time unless asked.
+    po.max_concurrent_calls = 1;
+  }
   auto threads = runtime_configuration::from_config(cfg);
   if (!threads) return threads.error();
   std::optional<metrics::server_options> listen;
@@ -217,7 +241,21 @@ result<process_report> process(const config& cfg, const queue_name& q, const pro
     last_processed_ns = steady::now().time_since_epoch().count();
     ++processed;
   };
-  po.on_error = [&log](const error& e) { log << "qrt: " << e.to_string() << '\n' << std::flush; };
+  // A worker that can never receive (a queue that does not exist, refused credentials, a
+  // provider that cannot serve this queue) stops at once and says why, instead of retrying
+  // forever and exiting 0 at the end. Other failures are logged and retried.
+  std::mutex fatal_mutex;
+  std::optional<error> fatal;
+  std::atomic<bool> stop_now{false};
+  po.on_error = [&](const error& e) {
+    if (cannot_work(e)) {
+      std::lock_guard lock(fatal_mutex);
+      if (!fatal) fatal = e;
+      stop_now = true;
+      return;
+    }
+    log << "qrt: " << e.to_string() << '\n' << std::flush;
+  };
   const std::string command = o.command;
   processor worker(
       client, q,
@@ -230,10 +268,14 @@ result<process_report> process(const config& cfg, const queue_name& q, const pro
       po);
   worker.start(rt.executor());
 
-  // Until a stop signal, max_messages or idle_exit: the signal wait doubles as the clock.
+  // Until a stop signal, max_messages, idle_exit or an error no retry can fix: the signal wait
+  // doubles as the clock.
   for (;;) {
+    if (stop_now) break;
     if (o.max_messages > 0 && processed.load() >= o.max_messages) break;
     auto slice = std::chrono::milliseconds(200);
+    // A command still running is work, not idleness: the idle time counts from when it ends.
+    if (worker.stats().in_flight > 0) last_processed_ns = steady::now().time_since_epoch().count();
     if (o.idle_exit) {
       const auto idle_since = steady::time_point(steady::duration(last_processed_ns.load()));
       const auto left = idle_since + *o.idle_exit - steady::now();
@@ -246,9 +288,15 @@ result<process_report> process(const config& cfg, const queue_name& q, const pro
     wait.tv_nsec = static_cast<long>((slice.count() % 1000) * 1'000'000);
     if (::sigtimedwait(&stop_signals, nullptr, &wait) > 0) break;
   }
-  rt.block_on(worker.stop(std::chrono::seconds(30)));
+  // What runs is finished, however long it takes (its lock renewed meanwhile): a command's
+  // success must not be thrown away by a deadline of qrt's. Prefetched messages go back.
+  rt.block_on(worker.stop(milliseconds::max()));
   commands.join();
   rt.block_on(client.close());
+  {
+    std::lock_guard lock(fatal_mutex);
+    if (fatal) return *fatal;
+  }
   const auto s = worker.stats();
   process_report r;
   r.completed = s.completed;

@@ -765,3 +765,27 @@ TEST(Processor, MaxMessagesDoesNotCountMessagesGivenBackUnstarted) {
   EXPECT_EQ(static_cast<std::uint64_t>(f.stats().active) + s.completed, 13u);
   EXPECT_EQ(f.stats().in_flight, 0);
 }
+
+// stop() with no deadline (milliseconds::max()) waits for the handler that runs, however long,
+// and settles it by its outcome: a deadline too long to add must not read as one already past.
+TEST(Processor, StopWithoutADeadlineLetsTheRunningHandlerFinish) {
+  fixture f({.lock_duration = 30s});
+  f.send("long job");
+  qrt::test::counter started;
+  qrt::processor p(f.client, f.q,
+                   [&](const received_message&) -> qrt::awaitable<qrt::result<void>> {
+                     started.add();
+                     co_await work_for(300ms);
+                     co_return qrt::result<void>{};
+                   },
+                   {.max_concurrent_calls = 1, .receive_wait = 50ms});
+  p.start(f.rt.executor());
+  ASSERT_TRUE(started.wait_for_at_least(1));
+  const auto report = f.rt.block_on(p.stop(qrt::milliseconds::max()));
+  EXPECT_EQ(report.abandoned_running, 0u) << "stop gave up on the running handler";
+  EXPECT_EQ(report.finished_in_time, 1u);
+  const auto s = p.stats();
+  EXPECT_EQ(s.completed, 1u);
+  EXPECT_EQ(s.abandoned_at_shutdown, 0u);
+  EXPECT_EQ(f.stats().active, 0);
+}
