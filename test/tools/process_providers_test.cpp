@@ -105,14 +105,45 @@ TEST(ProcessOnProviders, ServiceBus) {
       "servicebus");
 }
 
+config rabbitmq_config() {
+  return config{{"provider", "amqp"},
+                {"broker", "rabbitmq"},
+                {"port", std::to_string(test::broker->amqp_port())},
+                {"user", "guest"},
+                {"password", "guest"}};
+}
+
 TEST(ProcessOnProviders, Amqp) {
   ASSERT_NE(test::broker, nullptr);
-  run_worker_on(config{{"provider", "amqp"},
-                       {"broker", "rabbitmq"},
-                       {"port", std::to_string(test::broker->amqp_port())},
-                       {"user", "guest"},
-                       {"password", "guest"}},
-                "amqp");
+  run_worker_on(rabbitmq_config(), "amqp");
+}
+
+// A worker that can never receive stops at once and says why, instead of retrying until its
+// idle time runs out and reporting success: here a queue the broker does not have.
+TEST(ProcessOnProviders, AMissingQueueStopsTheWorkerWithTheReason) {
+  ASSERT_NE(test::broker, nullptr);
+  process_options o;
+  o.command = "cat";
+  o.idle_exit = 120s;  // what the worker would otherwise wait before reporting nothing done
+  std::ostringstream log;
+  const auto missing = queue_name::from("qrt-no-such-queue-" + std::to_string(::getpid()));
+  auto r = process(rabbitmq_config(), missing, o, log);
+  ASSERT_FALSE(r) << "the worker reported success on a queue that does not exist: " << log.str();
+  EXPECT_EQ(r.error().code, errc::queue_not_found) << r.error().to_string();
+}
+
+// `qrt subscription create` on a provider whose subscriptions end with their connection is
+// refused: it would report a subscription that is gone when the command exits.
+TEST(ProcessOnProviders, ASubscriptionThatWouldNotOutliveTheCommandIsNotCreated) {
+  ASSERT_NE(test::broker, nullptr);
+  auto client = sync::queue_client::open(rabbitmq_config(), builtin_providers());
+  ASSERT_TRUE(client) << client.error().to_string();
+  const auto s = queue_name::subscription(topic_name::from("qrt-events"), "audit").value();
+  std::ostringstream out;
+  auto r = create_subscription(*client, s, {}, out);
+  ASSERT_FALSE(r) << "reported: " << out.str();
+  EXPECT_EQ(r.error().code, errc::unsupported) << r.error().to_string();
+  EXPECT_TRUE(out.str().empty()) << out.str();
 }
 
 #ifdef QRT_PUBSUB_EXAMPLE

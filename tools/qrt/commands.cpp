@@ -331,6 +331,15 @@ result<void> delete_topic(sync::queue_client& c, const topic_name& t, std::ostre
 
 result<void> create_subscription(sync::queue_client& c, const queue_name& s,
                                  const subscription_filter& filter, std::ostream& out) {
+  const auto& client = c.async_client();
+  if (client.caps().topics && !client.caps().durable_subscriptions) {
+    // It would report success for a subscription gone the moment this command exits.
+    return fail(errc::unsupported,
+                std::string(client.provider_name()) +
+                    "'s subscriptions last only as long as the connection that made them "
+                    "(caps().durable_subscriptions), so one made by this command would be gone "
+                    "when it exits: create it in the program that reads it");
+  }
   subscription_options options;
   options.filter = filter;
   if (auto r = c.create_subscription(s, options); !r) return r;
