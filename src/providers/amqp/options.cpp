@@ -4,6 +4,7 @@
 #include "providers/amqp/options.hpp"
 
 #include <cstdlib>
+#include <optional>
 #include <string>
 
 #include "core/config_binder.hpp"
@@ -22,6 +23,31 @@ options options::for_rabbitmq() {
 
 namespace detail {
 
+/// `text` with each "%XY" (two hex digits) turned into that byte, as a URL's user name and
+/// password are written; nullopt when a '%' is not followed by two hex digits.
+static std::optional<std::string> percent_decoded(std::string_view text) {
+  const auto hex = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  std::string out;
+  out.reserve(text.size());
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    if (text[i] != '%') {
+      out += text[i];
+      continue;
+    }
+    if (i + 2 >= text.size()) return std::nullopt;
+    const int high = hex(text[i + 1]), low = hex(text[i + 2]);
+    if (high < 0 || low < 0) return std::nullopt;
+    out += static_cast<char>(high * 16 + low);
+    i += 2;
+  }
+  return out;
+}
+
 result<void> apply_url(options& o, std::string_view url) {
   const auto bad = [](std::string why) {
     // The URL may hold a password: never echo it.
@@ -38,23 +64,50 @@ result<void> apply_url(options& o, std::string_view url) {
     return bad("the scheme must be amqp:// or amqps://");
   }
   if (!rest.empty() && rest.back() == '/') rest.remove_suffix(1);
+  if (rest.find('?') != std::string_view::npos || rest.find('#') != std::string_view::npos) {
+    return bad("query strings and fragments are not supported (use the provider's settings)");
+  }
   if (rest.find('/') != std::string_view::npos) {
-    return bad("paths are not supported (use virtual_host)");
+    return bad("paths are not supported (use virtual_host; a '/' in a password is written %2F)");
   }
   if (auto at = rest.rfind('@'); at != std::string_view::npos) {
     const std::string_view userinfo = rest.substr(0, at);
     rest.remove_prefix(at + 1);
     const auto colon = userinfo.find(':');
-    o.user = std::string(userinfo.substr(0, colon));
-    if (colon != std::string_view::npos) o.password = std::string(userinfo.substr(colon + 1));
+    auto user = percent_decoded(userinfo.substr(0, colon));
+    if (!user) return bad("the user name has a '%' that is not followed by two hex digits");
+    if (user->empty() && colon != std::string_view::npos) {
+      return bad("a password without a user name");
+    }
+    o.user = std::move(*user);
+    if (colon != std::string_view::npos) {
+      auto password = percent_decoded(userinfo.substr(colon + 1));
+      if (!password) return bad("the password has a '%' that is not followed by two hex digits");
+      o.password = std::move(*password);
+    }
   }
+  // An IPv6 address is written in brackets, "[::1]" or "[::1]:5672"; the host is what is inside.
   std::string_view host = rest;
-  if (auto colon = rest.rfind(':'); colon != std::string_view::npos && rest.back() != ']') {
+  std::optional<std::string_view> port_text;
+  if (rest.starts_with('[')) {
+    const auto close = rest.find(']');
+    if (close == std::string_view::npos) return bad("unclosed '[' in the host");
+    host = rest.substr(1, close - 1);
+    const std::string_view after = rest.substr(close + 1);
+    if (!after.empty() && !after.starts_with(':')) return bad("text after the host's ']'");
+    if (!after.empty()) port_text = after.substr(1);
+  } else if (const auto colon = rest.rfind(':'); colon != std::string_view::npos) {
     host = rest.substr(0, colon);
-    const std::string port_text(rest.substr(colon + 1));
+    port_text = rest.substr(colon + 1);
+    if (host.find(':') != std::string_view::npos) {
+      return bad("an IPv6 address goes in brackets, as in amqp://[::1]:5672");
+    }
+  }
+  if (port_text) {
+    const std::string digits(*port_text);
     char* end = nullptr;
-    const unsigned long port = std::strtoul(port_text.c_str(), &end, 10);
-    if (port_text.empty() || *end != '\0' || port == 0 || port > 65535) {
+    const unsigned long port = std::strtoul(digits.c_str(), &end, 10);
+    if (digits.empty() || *end != '\0' || port == 0 || port > 65535) {
       return bad("the port must be a number from 1 to 65535");
     }
     o.port = static_cast<std::uint16_t>(port);

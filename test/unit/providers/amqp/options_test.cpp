@@ -69,3 +69,45 @@ TEST(amqp_options, the_prefetch_byte_budget_and_the_link_cap_are_read_and_checke
 }
 
 }  // namespace
+
+namespace {
+
+// The endpoint URL as URLs are written: an IPv6 address in brackets, a user name and password
+// percent-encoded; what cannot be a broker's address is refused naming the problem, never the
+// password.
+TEST(amqp_options, endpoint_urls_take_ipv6_brackets_and_percent_encoded_credentials) {
+  auto read = [](const std::string& url) {
+    return qrt::amqp::options_from_config(qrt::config{{"provider", "amqp"}, {"endpoint", url}});
+  };
+  auto v6 = read("amqp://[::1]:45222");
+  ASSERT_TRUE(v6) << v6.error().to_string();
+  EXPECT_EQ(v6->host, "::1");
+  EXPECT_EQ(v6->port, 45222);
+  auto v6_default_port = read("amqps://[fe80::1]");
+  ASSERT_TRUE(v6_default_port) << v6_default_port.error().to_string();
+  EXPECT_EQ(v6_default_port->host, "fe80::1");
+  EXPECT_TRUE(v6_default_port->tls);
+
+  auto encoded = read("amqp://svc%40corp:pa%2Fss%25w@broker:5672");
+  ASSERT_TRUE(encoded) << encoded.error().to_string();
+  EXPECT_EQ(encoded->user, "svc@corp");
+  EXPECT_EQ(encoded->password, "pa/ss%w");
+  EXPECT_EQ(encoded->host, "broker");
+
+  for (const auto& [url, why] : std::vector<std::pair<std::string, std::string>>{
+           {"amqp://u:topsecret@[::1", "unclosed"},
+           {"amqp://u:topsecret@[::1]x", "after the host"},
+           {"amqp://u:topsecret@::1:5672", "brackets"},
+           {"amqp://:topsecret@broker", "without a user"},
+           {"amqp://u:top%zzsecret@broker", "two hex digits"},
+           {"amqp://u:topsecret@broker:5672?x=", "query"},
+           {"amqp://u:top/secret@broker", "%2F"}}) {
+    auto r = read(url);
+    ASSERT_FALSE(r) << url;
+    EXPECT_EQ(r.error().code, qrt::errc::configuration_error) << url;
+    EXPECT_NE(r.error().message.find(why), std::string::npos) << url << ": " << r.error().message;
+    EXPECT_EQ(r.error().message.find("secret"), std::string::npos) << r.error().message;
+  }
+}
+
+}  // namespace
