@@ -9,12 +9,29 @@ bool is_name_char(char c) noexcept {
          c == '_' || c == '.';
 }
 
+// At most the first 64 bytes of a refused name, for its error: bytes outside printable ASCII
+// as \xHH, so a name from a flag or a file cannot drive the terminal that shows the error.
+std::string quoted(std::string_view text) {
+  static constexpr char hex[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : text.substr(0, 64)) {
+    if (c >= 0x20 && c < 0x7f && c != '\\') {
+      out += static_cast<char>(c);
+    } else {
+      out += "\\x";
+      out += hex[c >> 4];
+      out += hex[c & 0xf];
+    }
+  }
+  if (text.size() > 64) out += "...";
+  return out;
+}
+
 // Queue, topic and subscription names share one rule set; `what` names the kind in the error.
 result<void> check_name(std::string_view text, std::string_view what, std::size_t max_length) {
   auto bad = [&](std::string_view why) {
-    return fail(errc::invalid_argument, "invalid " + std::string(what) + " '" +
-                                            std::string(text.substr(0, 64)) +
-                                            "': " + std::string(why));
+    return fail(errc::invalid_argument,
+                "invalid " + std::string(what) + " '" + quoted(text) + "': " + std::string(why));
   };
   if (text.empty()) return bad("empty");
   if (text.size() > max_length) {

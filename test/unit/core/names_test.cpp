@@ -35,6 +35,23 @@ TEST(QueueName, RejectsBadNamesWithTheReason) {
   EXPECT_FALSE(queue_name::parse(std::string(261, 'a')));
 }
 
+// The refused name is shown in the error, but never a byte that could drive a terminal: what is
+// not printable ASCII is shown as \xHH, and a long name is cut.
+TEST(QueueName, TheErrorShowsARefusedNameWithoutItsControlBytes) {
+  auto q = queue_name::parse("ord\x1b[2Jers\r");
+  ASSERT_FALSE(q);
+  EXPECT_NE(q.error().message.find("'ord\\x1b[2Jers\\x0d'"), std::string::npos)
+      << q.error().message;
+  for (char c : q.error().message) EXPECT_TRUE(c >= 0x20 && c < 0x7f) << q.error().message;
+  auto umlaut = queue_name::parse("\xc3\xbcmlaut");
+  ASSERT_FALSE(umlaut);
+  EXPECT_NE(umlaut.error().message.find("\\xc3\\xbcmlaut"), std::string::npos)
+      << umlaut.error().message;
+  auto long_one = queue_name::parse(std::string(300, 'a'));
+  ASSERT_FALSE(long_one);
+  EXPECT_NE(long_one.error().message.find(std::string(64, 'a') + "...'"), std::string::npos);
+}
+
 TEST(QueueName, DeadLetterIsASubQueueOfItsParent) {
   auto q = queue_name::from("orders");
   auto dlq = q.dead_letter();
