@@ -98,6 +98,11 @@ class amqp_provider final : public qrt::detail::provider_that_borrows {
     if (queue.is_subscription()) {
       auto sub = co_await find_subscription(queue);
       if (!sub) co_return sub.error();
+    } else if (auto exists = co_await verify_exists(queue, address(queue), opts_.connect_timeout);
+               !exists) {
+      // Unknown figures are for a queue that is there: a missing queue or an unreachable broker
+      // is an error, not a row of unknowns.
+      co_return exists.error();
     }
     co_return queue_stats{};  // AMQP 1.0 does not report queue depth: every figure unknown
   }

@@ -409,11 +409,19 @@ TEST_F(amqp_rabbitmq, missing_queue_is_queue_not_found) {
   ASSERT_FALSE(got);
   EXPECT_EQ(got.error().code, errc::queue_not_found) << got.error().to_string();
   EXPECT_NE(got.error().message.find(missing.str()), std::string::npos) << got.error().to_string();
+  // stats cannot count (AMQP 1.0 has no queue depth), but it does not answer "unknown" for a
+  // queue that is not there.
+  auto depth = io_.run(provider_->stats(missing));
+  ASSERT_FALSE(depth) << "stats answered for a missing queue";
+  EXPECT_EQ(depth.error().code, errc::queue_not_found) << depth.error().to_string();
   // The connection survives a refused link: the existing queue still works.
   qrt::message m;
   m.body = "still fine";
   send(m);
   EXPECT_EQ(receive_one().body, "still fine");
+  auto unknown = io_.run(provider_->stats(queue_));
+  ASSERT_TRUE(unknown) << unknown.error().to_string();
+  EXPECT_EQ(unknown->active, -1);
 }
 
 TEST_F(amqp_rabbitmq, prefetch_bounds_the_messages_locked_by_a_receiver) {
