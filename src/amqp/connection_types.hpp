@@ -100,6 +100,11 @@ struct receiver_spec {
   /// reason in the info map so Service Bus dead-letters it) as soon as its first frames exceed
   /// it, so qrt never buffers more than this (plus one socket read) of a delivery.
   std::uint64_t max_message_size = 0;
+  /// A delivery the link refuses (larger than max_message_size, or not a message qrt can
+  /// decode) fails the next receive on it that has nothing else to hand out, naming why. Where
+  /// a rejected message may be dropped (RabbitMQ without a dead-letter policy) that error is
+  /// its only trace; where the broker dead-letters it (Service Bus) it is not needed.
+  bool report_refusals = false;
 };
 
 /// What a receiver link takes beyond the provider's max_message_bytes: the broker adds

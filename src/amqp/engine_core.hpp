@@ -248,6 +248,8 @@ struct engine::core : proton::messaging_handler {
     std::deque<std::shared_ptr<receive_op>> waiting;
     std::vector<once<result<link_info>>> open_waiters;
     std::uint64_t next_seq = 1;
+    /// spec.report_refusals: why the link refused a delivery since a receive last heard it.
+    std::optional<error> refused;
   };
   std::map<std::string, receiver_state> receivers;  ///< by link id
   /// Link -> link id, by the C object: every delivery event looks its receiver up, and
@@ -446,7 +448,11 @@ struct engine::core : proton::messaging_handler {
   void take_deliveries();
   std::string scratch;  ///< a delivery's bytes while it is decoded
 
-  void refuse_oversize(const receiver_state& r, pn_delivery_t* d);
+  void refuse_oversize(receiver_state& r, pn_delivery_t* d);
+  /// Keeps why `r` refused a delivery for the next receive, where spec.report_refusals.
+  void note_refusal(receiver_state& r, errc code, const std::string& what);
+  /// Fails `op` with the refusal `r` keeps, and forgets it.
+  void report_refusal(receiver_state& r, receive_op& op);
 
   void on_receiver_open(proton::receiver& link) override;
 

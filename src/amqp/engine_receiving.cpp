@@ -136,6 +136,10 @@ void core::receive(const std::string& id, const receiver_spec& spec, std::size_t
       hand_out(r, *op);
       return;
     }
+    if (r.refused) {
+      report_refusal(r, *op);
+      return;
+    }
     r.waiting.push_back(op);
     replenish(r);
     std::weak_ptr<receive_op> weak = op;
@@ -259,6 +263,8 @@ void core::take_deliveries() {
                                        {{"DeadLetterReason", "amqp:decode-error"},
                                         {"DeadLetterErrorDescription", why}}),
                      true);
+        note_refusal(r, errc::protocol_error,
+                     "a message on '" + r.spec.address + "' that qrt cannot decode (" + why + ")");
         continue;
       }
       const auto tag = delivery_tag(d->get());
@@ -273,17 +279,21 @@ void core::take_deliveries() {
     }
     if (!took) continue;
     give_back_expired(r);
-    while (!r.waiting.empty() && !r.buffered.empty()) {
+    while (!r.waiting.empty() && (!r.buffered.empty() || r.refused)) {
       auto op = r.waiting.front();
       r.waiting.pop_front();
       if (op->done.done()) continue;
-      hand_out(r, *op);
+      if (r.buffered.empty()) {
+        report_refusal(r, *op);
+      } else {
+        hand_out(r, *op);
+      }
     }
     replenish(r);
   }
 }
 
-void core::refuse_oversize(const receiver_state& r, pn_delivery_t* d) {
+void core::refuse_oversize(receiver_state& r, pn_delivery_t* d) {
   const std::string why = "the message is larger than the " +
                           std::to_string(r.spec.max_message_size) +
                           "-byte max-message-size of the receiver link on '" + r.spec.address + "'";
@@ -292,6 +302,24 @@ void core::refuse_oversize(const receiver_state& r, pn_delivery_t* d) {
                                  {{"DeadLetterReason", "amqp:link:message-size-exceeded"},
                                   {"DeadLetterErrorDescription", why}}),
                true);
+  note_refusal(r, errc::message_too_large,
+               "a message on '" + r.spec.address + "' larger than the " +
+                   std::to_string(r.spec.max_message_size) + " bytes the receiver takes");
+}
+
+void core::note_refusal(receiver_state& r, errc code, const std::string& what) {
+  if (!r.spec.report_refusals) return;
+  // One error for however many were refused before a receive heard of it: the latest says why.
+  r.refused = fail(code, what +
+                             " was refused (rejected): the broker dead-letters it if the queue "
+                             "has a dead-letter policy, and otherwise drops it");
+  r.refused->kind = error_kind::transient;  // the receives after it go on
+}
+
+void core::report_refusal(receiver_state& r, receive_op& op) {
+  auto e = std::move(*r.refused);
+  r.refused.reset();
+  op.done(std::move(e));
 }
 
 void core::on_receiver_open(proton::receiver& link) {

@@ -139,6 +139,7 @@ class amqp_provider final : public qrt::detail::provider_that_borrows {
       spec.address = address(queue);
       spec.prefetch = opts_.prefetch;
       spec.max_message_size = opts_.max_message_bytes + detail::receive_size_headroom;
+      spec.report_refusals = true;  // RabbitMQ drops a rejected message unless a policy says
       link_id = "queue:" + spec.address;
     }
     // No confirm_settlement: RabbitMQ 3.10 refuses rcv-settle-mode second
@@ -407,6 +408,7 @@ class amqp_provider final : public qrt::detail::provider_that_borrows {
     spec.address = opts_.topic_prefix + subscription.topic();
     spec.prefetch = opts_.prefetch;
     spec.max_message_size = opts_.max_message_bytes + detail::receive_size_headroom;
+    spec.report_refusals = true;
     return spec;
   }
 
