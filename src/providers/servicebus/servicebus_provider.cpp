@@ -560,6 +560,10 @@ class servicebus_provider final : public qrt::detail::provider_that_borrows,
       }
       received_message m = from_wire(std::move(e.message));
       m.locked_until = time_point{};
+      // The header's delivery-count is the deliveries before this one, and decoding adds one
+      // for the delivery under way; a peek is not a delivery (the official SDKs read a peeked
+      // message's count as the header's), so a message never received peeks as 0.
+      if (m.delivery_count > 0) --m.delivery_count;
       out.push_back(std::move(m));
     }
     if (out.empty() && first_undecodable) co_return *first_undecodable;

@@ -239,16 +239,27 @@ TEST_F(ServiceBusProvider, PeekReadsWithoutLocking) {
   EXPECT_EQ((*peeked)[0].body, "a");
   EXPECT_EQ((*peeked)[1].body, "b");
   EXPECT_FALSE((*peeked)[0].receipt.valid());
+  EXPECT_EQ((*peeked)[0].delivery_count, 0u) << "a message never received peeks as delivered";
   auto from_c = client.peek(q, 5, (*peeked)[1].sequence_number + 1);
   ASSERT_TRUE(from_c);
   ASSERT_EQ(from_c->size(), 1u);
   EXPECT_EQ((*from_c)[0].body, "c");
   auto got = receive_n(q, 3);
   ASSERT_EQ(got.size(), 3u);
-  for (const auto& m : got) {
-    EXPECT_EQ(m.delivery_count, 1u) << "peek counted as a delivery";
-    ASSERT_TRUE(client.complete(m.receipt));
+  ASSERT_TRUE(client.abandon(got[0].receipt));  // "a" delivered once, back in the queue
+  for (std::size_t i = 1; i < got.size(); ++i) {
+    EXPECT_EQ(got[i].delivery_count, 1u) << "peek counted as a delivery";
+    ASSERT_TRUE(client.complete(got[i].receipt));
   }
+  EXPECT_EQ(got[0].delivery_count, 1u) << "peek counted as a delivery";
+  auto after_one = client.peek(q, 1);
+  ASSERT_TRUE(after_one) << after_one.error().to_string();
+  ASSERT_EQ(after_one->size(), 1u);
+  EXPECT_EQ((*after_one)[0].delivery_count, 1u) << "a peek shows the deliveries so far";
+  auto again = receive_n(q, 1);
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_EQ(again[0].delivery_count, 2u);
+  ASSERT_TRUE(client.complete(again[0].receipt));
 }
 
 TEST_F(ServiceBusProvider, RenewLockExtendsAndAnExpiredLockFailsTheSettle) {
