@@ -1,5 +1,7 @@
 #include <qrt/client.hpp>
 
+#include "name_checks.hpp"
+
 namespace qrt {
 
 namespace {
@@ -122,25 +124,6 @@ awaitable<result<void>> session::close() {
   co_return co_await receiver_->close();
 }
 
-namespace {
-
-// A default-constructed name names nothing; it never reaches a provider (docs/contract.md, C7).
-std::optional<error> unnamed(const queue_name& queue) {
-  if (!queue.str().empty()) return std::nullopt;
-  return fail(errc::invalid_argument,
-              "the queue name is empty (a default-constructed queue_name): make one with "
-              "queue_name::parse or queue_name::from");
-}
-
-std::optional<error> unnamed(const topic_name& topic) {
-  if (!topic.str().empty()) return std::nullopt;
-  return fail(errc::invalid_argument,
-              "the topic name is empty (a default-constructed topic_name): make one with "
-              "topic_name::parse or topic_name::from");
-}
-
-}  // namespace
-
 // ---- queue_client ----
 
 queue_client::queue_client(provider_ptr provider, client_options options)
@@ -152,17 +135,12 @@ queue_client::queue_client(provider_ptr provider, client_options options)
 
 awaitable<result<void>> queue_client::create_queue(const queue_name& queue,
                                                    const queue_options& options) {
-  if (auto refused = unnamed(queue)) co_return *refused;
+  if (auto refused = detail::unnamed(queue, "queue name")) co_return *refused;
   co_return co_await provider_->create_queue(queue, options);
 }
 awaitable<result<void>> queue_client::delete_queue(const queue_name& queue) {
-  if (auto refused = unnamed(queue)) co_return *refused;
-  if (queue.is_dead_letter()) {
-    co_return fail(errc::invalid_argument,
-                   "cannot delete '" + queue.to_string() +
-                       "' on its own: a dead-letter queue goes with its queue (delete_queue of '" +
-                       queue.parent().to_string() + "' removes both)");
-  }
+  if (auto refused = detail::unnamed(queue, "queue name")) co_return *refused;
+  if (queue.is_dead_letter()) co_return detail::dead_letter_queue_not_deletable(queue);
   co_return co_await provider_->delete_queue(queue);
 }
 awaitable<result<queue_stats>> queue_client::stats(const queue_name& queue) {
@@ -252,7 +230,7 @@ error not_sendable(const queue_name& queue) {
 }  // namespace
 
 awaitable<result<message_id>> queue_client::send(const queue_name& queue, message msg) {
-  if (auto refused = unnamed(queue)) co_return *refused;
+  if (auto refused = detail::unnamed(queue, "queue name")) co_return *refused;
   if (queue.is_subscription()) co_return not_sendable(queue);
   provider* p = provider_.get();
   const milliseconds timeout = options_.send_timeout;
@@ -264,7 +242,7 @@ awaitable<result<message_id>> queue_client::send(const queue_name& queue, messag
 
 awaitable<result<std::vector<send_outcome>>> queue_client::send_batch(
     const queue_name& queue, std::vector<message> messages) {
-  if (auto refused = unnamed(queue)) co_return *refused;
+  if (auto refused = detail::unnamed(queue, "queue name")) co_return *refused;
   if (queue.is_subscription()) co_return not_sendable(queue);
   provider* p = provider_.get();
   const milliseconds timeout = options_.send_timeout;
@@ -283,7 +261,7 @@ std::optional<error> queue_client::without_topics(std::string_view call) const {
 }
 
 std::optional<error> queue_client::unreadable(const queue_name& queue) const {
-  if (auto refused = unnamed(queue)) return refused;
+  if (auto refused = detail::unnamed(queue, "queue name")) return refused;
   if (!queue.is_subscription()) return std::nullopt;
   if (auto refused = without_topics(queue.to_string())) return refused;
   return std::nullopt;
@@ -291,19 +269,19 @@ std::optional<error> queue_client::unreadable(const queue_name& queue) const {
 
 awaitable<result<void>> queue_client::create_topic(const topic_name& topic) {
   if (auto refused = without_topics("create_topic")) co_return *refused;
-  if (auto refused = unnamed(topic)) co_return *refused;
+  if (auto refused = detail::unnamed(topic, "topic name")) co_return *refused;
   co_return co_await provider_->create_topic(topic);
 }
 
 awaitable<result<void>> queue_client::delete_topic(const topic_name& topic) {
   if (auto refused = without_topics("delete_topic")) co_return *refused;
-  if (auto refused = unnamed(topic)) co_return *refused;
+  if (auto refused = detail::unnamed(topic, "topic name")) co_return *refused;
   co_return co_await provider_->delete_topic(topic);
 }
 
 awaitable<result<message_id>> queue_client::publish(const topic_name& topic, message msg) {
   if (auto refused = without_topics("publish")) co_return *refused;
-  if (auto refused = unnamed(topic)) co_return *refused;
+  if (auto refused = detail::unnamed(topic, "topic name")) co_return *refused;
   provider* p = provider_.get();
   const milliseconds timeout = options_.send_timeout;
   co_return co_await deliver_one(caps(), provider_name(), std::move(msg),
@@ -315,7 +293,7 @@ awaitable<result<message_id>> queue_client::publish(const topic_name& topic, mes
 awaitable<result<std::vector<send_outcome>>> queue_client::publish_batch(
     const topic_name& topic, std::vector<message> messages) {
   if (auto refused = without_topics("publish")) co_return *refused;
-  if (auto refused = unnamed(topic)) co_return *refused;
+  if (auto refused = detail::unnamed(topic, "topic name")) co_return *refused;
   provider* p = provider_.get();
   const milliseconds timeout = options_.send_timeout;
   co_return co_await deliver_in_batches(caps(), std::move(messages),
@@ -359,7 +337,7 @@ awaitable<result<void>> queue_client::delete_subscription(const queue_name& subs
 awaitable<result<std::vector<subscription_info>>> queue_client::list_subscriptions(
     const topic_name& topic) {
   if (auto refused = without_topics("list_subscriptions")) co_return *refused;
-  if (auto refused = unnamed(topic)) co_return *refused;
+  if (auto refused = detail::unnamed(topic, "topic name")) co_return *refused;
   co_return co_await provider_->list_subscriptions(topic);
 }
 

@@ -19,6 +19,7 @@
 
 #include "core/borrowing_provider.hpp"
 #include "core/deadline.hpp"
+#include "core/name_checks.hpp"
 #include "core/random_id.hpp"
 #include "queue_state.hpp"
 #ifdef QRT_WITH_PERSISTENCE
@@ -232,13 +233,6 @@ error queue_missing(const queue_name& q) {
 error provider_closed() {
   return fail(errc::closed, "the memory provider is closed");
 }
-// A default-constructed name names nothing. Refused before anything is stored: the log keeps
-// only names that parse, and would refuse to reopen a directory holding an empty one.
-error unnamed(std::string_view what) {
-  return fail(errc::invalid_argument, "the " + std::string(what) +
-                                          " is empty (default-constructed): give a name made by "
-                                          "parse() or from()");
-}
 error topic_missing(const std::string& topic) {
   return fail(errc::topic_not_found, "topic '" + topic + "' does not exist");
 }
@@ -385,7 +379,9 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
   }
 
   std::optional<error> check_options(const queue_name& name, const queue_options& o) const {
-    if (name.str().empty()) return unnamed("queue name");
+    // Before anything is stored: the log keeps only names that parse, and would refuse to
+    // reopen a directory holding an empty one.
+    if (auto refused = qrt::detail::unnamed(name, "queue name")) return refused;
     if (name.is_dead_letter()) {
       return fail(errc::invalid_argument, "cannot create '" + name.to_string() +
                                               "': dead-letter queues come with their queue");
@@ -452,13 +448,7 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
       co_return fail(errc::invalid_argument,
                      "'" + queue.to_string() + "' is a subscription: delete_subscription");
     }
-    if (queue.is_dead_letter()) {
-      co_return fail(
-          errc::invalid_argument,
-          "cannot delete '" + queue.to_string() +
-              "' on its own: a dead-letter queue goes with its queue (delete_queue of '" +
-              queue.parent().to_string() + "' removes both)");
-    }
+    if (queue.is_dead_letter()) co_return qrt::detail::dead_letter_queue_not_deletable(queue);
     if (auto failed = log_failure()) co_return *failed;
     queue_ptr q;
     {
@@ -742,7 +732,9 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
       co_return fail(errc::invalid_argument,
                      "queue '" + queue.str() + "' was not created with requires_session");
     }
-    if (which && which->str().empty()) co_return unnamed("session id");
+    if (which) {
+      if (auto refused = qrt::detail::unnamed(*which, "session id")) co_return *refused;
+    }
     const auto deadline = qrt::detail::deadline_after(clock::now(), wait);
     auto ex = co_await asio::this_coro::executor;
     waiter_ptr w;
@@ -786,7 +778,7 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
 
   awaitable<result<void>> create_topic(const topic_name& topic) override {
     if (!caps_.topics) co_return topics_unsupported();
-    if (topic.str().empty()) co_return unnamed("topic name");
+    if (auto refused = qrt::detail::unnamed(topic, "topic name")) co_return *refused;
     lsn last = 0;
     {
       std::lock_guard lock(registry_mutex_);
@@ -1242,7 +1234,9 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
         (*m.time_to_live < -longest_duration || *m.time_to_live > longest_duration)) {
       return fail(errc::invalid_argument, "time_to_live must be at most 100 years");
     }
-    if (m.session && m.session->str().empty()) return unnamed("message's session id");
+    if (m.session) {
+      if (auto refused = qrt::detail::unnamed(*m.session, "message's session id")) return refused;
+    }
     if (q.options().requires_session && !m.session) {
       return fail(errc::invalid_argument, "queue '" + q.name().str() +
                                               "' requires sessions: the message has no session id");

@@ -1,0 +1,31 @@
+// Refusals of names that name nothing, shared by the client (for every provider) and the
+// providers that check again for callers that reach them directly (docs/contract.md, C7).
+#pragma once
+
+#include <optional>
+#include <qrt/error.hpp>
+#include <qrt/names.hpp>
+#include <string>
+#include <string_view>
+
+namespace qrt::detail {
+
+/// `invalid_argument` for an empty (default-constructed) `name`; `what` says which name it is
+/// ("queue name", "topic name", "session id", ...). nullopt for any other name.
+template <class Name>
+std::optional<error> unnamed(const Name& name, std::string_view what) {
+  if (!name.str().empty()) return std::nullopt;
+  return fail(errc::invalid_argument, "the " + std::string(what) +
+                                          " is empty (default-constructed): give a name made "
+                                          "by parse() or from()");
+}
+
+/// The refusal of delete_queue on a dead-letter queue, which goes only with its queue.
+inline error dead_letter_queue_not_deletable(const queue_name& queue) {
+  return fail(errc::invalid_argument,
+              "cannot delete '" + queue.to_string() +
+                  "' on its own: a dead-letter queue goes with its queue (delete_queue of '" +
+                  queue.parent().to_string() + "' removes both)");
+}
+
+}  // namespace qrt::detail
