@@ -88,6 +88,11 @@ class event_sink {
     return 0;
   }
 
+  /// The provider closed: what was appended is written (and synced), nothing more is, and the
+  /// storage is let go so that another provider, of this process or another, may open it.
+  /// Blocks until then; idempotent.
+  virtual void close() {}
+
   /// Bracket one operation: every event appended between them (under one hold of a queue's
   /// lock, see queue_mutex) reaches the disk in the same write batch. A send of several
   /// messages, a batch of settlements, a move to the dead-letter queue (`enqueued` into the DLQ

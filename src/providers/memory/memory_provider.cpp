@@ -3,8 +3,10 @@
 
 #include <algorithm>
 #include <atomic>
+#include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/defer.hpp>
+#include <boost/asio/execution_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/system_timer.hpp>
 #include <boost/asio/this_coro.hpp>
@@ -41,6 +43,32 @@ delivery_key key_of(const receipt_handle& r) {
   return {(r.item & dead_letter_bit) != 0, r.item & ~dead_letter_bit, r.lock};
 }
 
+class wake_timer;
+
+/// Lets go of the coroutines parked in a provider's queues when the execution context they run
+/// on shuts down with them still parked (an io_context destroyed before the provider was
+/// closed). Asio destroys what a context has queued, but a parked coroutine's handler is kept
+/// by its waiter, and the coroutine keeps its queue (usually the provider too) alive: without
+/// this the provider, its queues and, with persistence, the lock on its directory would never
+/// be released. A wake_timer registers with this service of each context its waiters run on.
+class release_on_shutdown : public asio::execution_context::service {
+ public:
+  static inline asio::execution_context::id id;
+  explicit release_on_shutdown(asio::execution_context& ctx) : service(ctx) {}
+
+  void watch(std::weak_ptr<wake_timer> timer) {
+    std::lock_guard lock(mutex_);
+    std::erase_if(timers_, [](const auto& t) { return t.expired(); });
+    timers_.push_back(std::move(timer));
+  }
+
+ private:
+  void shutdown() override;
+
+  std::mutex mutex_;
+  std::vector<std::weak_ptr<wake_timer>> timers_;
+};
+
 /// Wakes parked waiters whose time has come (their deadline, or the queue's next timed event),
 /// with one timer for the whole provider. A timer per waiter was armed and cancelled on every
 /// park, and arming the earliest timer of the reactor reprograms the kernel's timer (a syscall,
@@ -61,11 +89,55 @@ class wake_timer : public std::enable_shared_from_this<wake_timer> {
  public:
   explicit wake_timer(asio::any_io_executor ex) : timer_(std::move(ex)) {}
 
-  /// `w` (parked on `q`) is woken at `at` unless it leaves first (remove()).
-  void add(const std::shared_ptr<queue_state>& q, const waiter_ptr& w, time_point at) {
+  /// `w` (parked on `q`, its coroutine running on `ctx`) is woken at `at` unless it leaves
+  /// first (remove()).
+  void add(const std::shared_ptr<queue_state>& q, const waiter_ptr& w, time_point at,
+           asio::execution_context& ctx) {
     std::lock_guard lock(mutex_);
     due_.emplace(at, parked{q, w, w.get()});
     if (!armed_ || at < *armed_) set(at);
+    if (std::find(contexts_.begin(), contexts_.end(), &ctx) == contexts_.end()) {
+      contexts_.push_back(&ctx);
+      asio::use_service<release_on_shutdown>(ctx).watch(weak_from_this());
+    }
+  }
+
+  /// `ctx` is shutting down (its threads have stopped): every waiter whose coroutine runs there
+  /// is taken out of the wait, its handler destroyed unrun, so Asio destroys the coroutine as
+  /// it does the work the context had queued. The waiter stays in its queue's wait list until
+  /// a notify passes over it (waiter::abandoned) and wakes the next one instead.
+  void abandon(asio::execution_context& ctx) {
+    std::vector<parked> all;
+    {
+      std::lock_guard lock(mutex_);
+      std::erase(contexts_, &ctx);
+      for (const auto& [at, p] : due_) all.push_back(p);
+    }
+    std::vector<asio::any_completion_handler<void()>> let_go;
+    std::vector<const waiter*> gone;
+    for (const auto& p : all) {
+      auto q = p.queue.lock();
+      auto w = p.w.lock();
+      if (!q || !w) continue;
+      std::lock_guard lock(q->mutex);
+      if (!w->handler || &asio::query(w->handler_executor, asio::execution::context) != &ctx)
+        continue;
+      let_go.push_back(std::move(*w->handler));
+      w->handler.reset();
+      w->handler_executor = {};
+      w->abandoned = true;
+      gone.push_back(w.get());
+    }
+    {
+      std::lock_guard lock(mutex_);
+      std::erase_if(due_, [&](const auto& entry) {
+        return std::find(gone.begin(), gone.end(), entry.second.id) != gone.end();
+      });
+      if (due_.empty()) nothing_waits();
+    }
+    // Destroyed here, no lock held: each posts its coroutine's unwinding to `ctx`, which
+    // destroys it unrun, releasing what the coroutine held.
+    let_go.clear();
   }
   /// `w`, added for `at`, was woken (or fired): forget it, if fire() has not already.
   void remove(const waiter* w, time_point at) {
@@ -86,6 +158,12 @@ class wake_timer : public std::enable_shared_from_this<wake_timer> {
     std::lock_guard lock(mutex_);
     closed_ = true;
     if (due_.empty()) nothing_waits();
+  }
+
+  /// How many waiters are parked (for tests).
+  std::size_t parked_count() {
+    std::lock_guard lock(mutex_);
+    return due_.size();
   }
 
   static constexpr auto linger = std::chrono::milliseconds(20);
@@ -164,8 +242,20 @@ class wake_timer : public std::enable_shared_from_this<wake_timer> {
   std::optional<time_point> armed_;  ///< when the timer fires next (once apply() ran); none: idle
   bool applying_ = false;            ///< an apply() is posted or running
   bool closed_ = false;
-  asio::system_timer timer_;  ///< touched by apply() only
+  std::vector<const asio::execution_context*> contexts_;  ///< watched by release_on_shutdown
+  asio::system_timer timer_;                              ///< touched by apply() only
 };
+
+void release_on_shutdown::shutdown() {
+  std::vector<std::weak_ptr<wake_timer>> timers;
+  {
+    std::lock_guard lock(mutex_);
+    timers.swap(timers_);
+  }
+  for (const auto& t : timers) {
+    if (auto timer = t.lock()) timer->abandon(context());
+  }
+}
 
 /// Suspends until `w` is woken (by a state change) or `wake_at` passes. `q->mutex` must not be
 /// held. A wake that happens before we suspend is kept in w->notified, so none is lost.
@@ -185,7 +275,8 @@ awaitable<void> wait_for_change(wake_timer& timer, const queue_ptr& q, const wai
     }
     wp->handler.emplace(std::move(handler));
     wp->handler_executor = ex;
-    tp->add(qp->shared_from_this(), wp->shared_from_this(), wake_at);
+    tp->add(qp->shared_from_this(), wp->shared_from_this(), wake_at,
+            asio::query(ex, asio::execution::context));
     *ap = true;
   };
   co_await asio::async_initiate<decltype(asio::use_awaitable), void()>(initiation,
@@ -348,6 +439,7 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
   event_sink* sink() const noexcept { return sink_.get(); }
   byte_budget* budget() const noexcept { return budget_.get(); }
   const asio::any_io_executor& executor() const noexcept { return executor_; }
+  std::size_t parked_waiters() const { return wake_timer_->parked_count(); }
 
   result<void> add_queue(const queue_name& name, const queue_options& o, bool log) {
     if (name.is_subscription()) {
@@ -1057,6 +1149,9 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
       q->wake_everyone();
     }
     wake_timer_->close();
+    // Writes what was appended and lets go of the persistence directory (a sync's wait on this
+    // thread, once): a new provider of this process may open it as soon as close() returns.
+    if (sink_) sink_->close();
     co_return;
   }
 
@@ -1419,6 +1514,11 @@ byte_usage memory_byte_usage(provider& p) {
   if (!memory || !memory->budget()) return {};
   const auto* b = memory->budget();
   return {b->used(), b->peak(), b->limit()};
+}
+
+std::size_t parked_waiters(provider& p) {
+  auto* memory = dynamic_cast<memory_provider*>(&p);
+  return memory ? memory->parked_waiters() : 0;
 }
 
 std::optional<std::uint64_t> persistence_syncs(provider& p) {

@@ -25,6 +25,9 @@ struct byte_usage {
 };
 byte_usage memory_byte_usage(provider& p);
 
+/// How many receives, sends and session accepts are parked, waiting for a change. For tests.
+std::size_t parked_waiters(provider& p);
+
 /// How many times the persistence log synced its files to disk so far; nullopt without a log.
 /// For tests of the durability settings.
 std::optional<std::uint64_t> persistence_syncs(provider& p);

@@ -224,10 +224,12 @@ void wait_list::remove(const waiter_ptr& w) {
 }
 
 void wait_list::notify(std::size_t n) {
-  while (n-- > 0 && !waiters_.empty()) {
+  while (n > 0 && !waiters_.empty()) {
     auto w = std::move(waiters_.front());
     waiters_.pop_front();
+    if (w->abandoned) continue;  // nobody to wake: the next one is
     wake(w);
+    --n;
   }
 }
 

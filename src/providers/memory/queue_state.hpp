@@ -35,6 +35,9 @@ struct waiter : std::enable_shared_from_this<waiter> {
   std::optional<boost::asio::any_completion_handler<void()>> handler;
   boost::asio::any_io_executor handler_executor;
   bool notified = false;
+  /// Its coroutine was destroyed unrun (its execution context shut down while it waited): a
+  /// notify passes over it.
+  bool abandoned = false;
   std::atomic<bool> released{false};  ///< for post_releasing in wake()
 };
 using waiter_ptr = std::shared_ptr<waiter>;

@@ -123,13 +123,12 @@ result<int> lock_directory(const fs::path& dir, milliseconds timeout,
       std::string waited;
       if (timeout.count() > 0)
         waited = "; waited " + std::to_string(timeout.count()) + " ms for it to close";
-      // The same pid: another provider of this process still has it (closed or not, a
-      // provider keeps its directory until it is destroyed).
+      // The same pid: another provider of this process has it open (until it is closed).
       const bool this_process = a.holder == std::to_string(::getpid());
       return fail(errc::provider_error,
                   "persistence path " + dir.string() +
                       (this_process ? " is in use by another provider of this process (pid " +
-                                          a.holder + "), which keeps it until destroyed"
+                                          a.holder + "), which keeps it until closed"
                                     : " is in use by another process (pid " + a.holder + ")") +
                       "; only one provider may open it at a time" + waited,
                   "locked");
@@ -210,7 +209,6 @@ result<persistent_log::opened> persistent_log::open(log_options options) {
 
 persistent_log::~persistent_log() {
   close();
-  if (lock_fd_ >= 0) ::close(lock_fd_);
 }
 
 void persistent_log::close() {
@@ -220,6 +218,10 @@ void persistent_log::close() {
   }
   work_ready_.notify_all();
   if (writer_.joinable()) writer_.join();
+  // Only the writer touches the files, and it has stopped: the directory is free for the next
+  // provider, which need not wait for this one to be destroyed.
+  std::lock_guard lock(mutex_);
+  if (lock_fd_ >= 0) ::close(std::exchange(lock_fd_, -1));
 }
 
 void persistent_log::roll_segment_locked() {

@@ -87,8 +87,9 @@ class persistent_log final : public detail::event_sink {
   std::size_t segment_count() const;
   std::uint64_t fdatasync_count() const;
 
-  /// Writes and syncs everything appended so far, then stops the writer. Idempotent.
-  void close();
+  /// Writes and syncs everything appended so far, stops the writer, then unlocks the directory.
+  /// Idempotent.
+  void close() override;
 
  private:
   struct chunk {

@@ -10,6 +10,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/use_future.hpp>
 #include <chrono>
 #include <functional>
 #include <future>
@@ -277,6 +278,113 @@ TEST(MemoryProvider, WaitingReceiverIsWokenBySendFromAnotherThread) {
   });
   EXPECT_EQ(closed.wait_for(30s), std::future_status::ready)
       << "a timer of the finished receive kept the provider's executor running";
+}
+
+namespace {
+
+// Runs `op` on `io` from this thread, which runs nothing else meanwhile.
+template <class T>
+T run_here(boost::asio::io_context& io, qrt::awaitable<T> op) {
+  std::optional<T> out;
+  boost::asio::co_spawn(
+      io, [&]() -> qrt::awaitable<void> { out.emplace(co_await std::move(op)); },
+      boost::asio::detached);
+  while (!out) {
+    io.restart();
+    io.run_one();
+  }
+  return std::move(*out);
+}
+
+// The three calls that park: each keeps the provider, as a caller's coroutine would, and counts
+// in `went_on` if it ever resumes.
+std::atomic<int> went_on{0};
+qrt::awaitable<void> receive_parked(qrt::provider_ptr p, queue_name q) {
+  (void)co_await p->receive(q, 1, 600s);
+  ++went_on;
+}
+qrt::awaitable<void> send_parked(qrt::provider_ptr p, queue_name q) {
+  std::vector<message> one;  // not a braced list in a co_await: GCC 12 miscompiles it
+  one.push_back(text("no room"));
+  (void)co_await p->send(q, std::move(one), 600s);
+  ++went_on;
+}
+qrt::awaitable<void> accept_parked(qrt::provider_ptr p, queue_name q) {
+  (void)co_await p->accept_session(q, std::nullopt, 600s);
+  ++went_on;
+}
+
+}  // namespace
+
+// An io_context destroyed (its threads stopped) while receives, sends and session accepts wait
+// in the provider, without the provider closed first: Asio destroys those coroutines unrun, and
+// with them goes what they held. Before, each parked coroutine's handler stayed in its waiter,
+// the coroutine kept the provider, and the provider (with persistence, its directory's lock)
+// was never released.
+TEST(MemoryProvider, AnExecutorDestroyedWhileCallsWaitLetsGoOfThemAndOfTheProvider) {
+  std::weak_ptr<qrt::provider> provider_left;
+  {
+    boost::asio::io_context io;
+    auto o = qrt::memory::options::for_testing();
+    o.max_queue_size = 1;
+    auto p = qrt::memory::make_provider(o, io.get_executor()).value();
+    const auto empty = queue_name::from("empty");
+    const auto full = queue_name::from("full");
+    const auto sessions = queue_name::from("sessions");
+    qrt::queue_options with_sessions;
+    with_sessions.requires_session = true;
+    ASSERT_TRUE(run_here(io, p->create_queue(empty, {})));
+    ASSERT_TRUE(run_here(io, p->create_queue(full, {})));
+    ASSERT_TRUE(run_here(io, p->create_queue(sessions, with_sessions)));
+    ASSERT_TRUE(run_here(io, p->send(full, {text("fills it")}, 0ms)));
+
+    boost::asio::co_spawn(io, receive_parked(p, empty), boost::asio::detached);
+    boost::asio::co_spawn(io, send_parked(p, full), boost::asio::detached);
+    boost::asio::co_spawn(io, accept_parked(p, sessions), boost::asio::detached);
+    io.restart();
+    io.poll();  // each runs (a receive's spin included) until it parks
+    ASSERT_EQ(qrt::memory::detail::parked_waiters(*p), 3u);
+    provider_left = p;
+  }
+  EXPECT_TRUE(provider_left.expired())
+      << "the provider outlived the executor its waiting calls were parked on";
+  EXPECT_EQ(went_on.load(), 0) << "a call of a destroyed executor resumed";
+}
+
+// A waiter let go that way stays in its queue's wait list until a wake passes it: the wake goes
+// to the next waiter, on an executor still running, instead of being spent on nobody.
+TEST(MemoryProvider, AWaiterLetGoWithItsExecutorDoesNotTakeTheNextWakeUp) {
+  qrt::runtime rt;
+  auto o = qrt::memory::options::for_testing();
+  o.receive_spin = std::chrono::microseconds(0);
+  auto p = qrt::memory::make_provider(o, rt.executor()).value();
+  const auto q = queue_name::from("q");
+  ASSERT_TRUE(rt.block_on(p->create_queue(q, {})));
+  {
+    std::optional<boost::asio::io_context> first(std::in_place);
+    boost::asio::co_spawn(*first, receive_parked(p, q), boost::asio::detached);
+    first->poll();
+    ASSERT_EQ(qrt::memory::detail::parked_waiters(*p), 1u);
+    auto second =
+        boost::asio::co_spawn(rt.executor(), p->receive(q, 1, 600s), boost::asio::use_future);
+    while (qrt::memory::detail::parked_waiters(*p) < 2) std::this_thread::yield();
+
+    // `first` goes, its receive (ahead of the second in the wait list) let go unrun.
+    first.reset();
+    ASSERT_EQ(qrt::memory::detail::parked_waiters(*p), 1u);
+    ASSERT_TRUE(rt.block_on(p->send(q, {text("for the second")}, 1s)));
+    // Spent on the waiter let go, the wake would leave the second receive parked for its 600 s.
+    if (second.wait_for(30s) != std::future_status::ready) {
+      rt.block_on(p->close());
+      FAIL() << "the send's wake-up went to the receive let go, not to the one still waiting";
+    }
+    auto got = second.get();
+    ASSERT_TRUE(got) << got.error().to_string();
+    ASSERT_EQ(got->size(), 1u);
+    EXPECT_EQ((*got)[0].body, "for the second");
+    EXPECT_EQ(went_on.load(), 0) << "the receive of the destroyed executor resumed";
+  }
+  rt.block_on(p->close());
 }
 
 TEST(MemoryProvider, ReceiveFromSessionQueueWithoutSessionIsRefused) {

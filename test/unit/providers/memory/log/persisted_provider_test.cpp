@@ -3,9 +3,12 @@
 
 #include <atomic>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/use_future.hpp>
 #include <cerrno>
 #include <condition_variable>
+#include <future>
 #include <mutex>
 #include <qrt/memory.hpp>
 #include <qrt/qrt.hpp>
@@ -687,6 +690,58 @@ TEST(PersistedProvider, CallsAfterCloseFailWithClosedAndChangeNothing) {
   EXPECT_EQ(s->active, 3);
   EXPECT_EQ(s->dead_lettered, 0);
   EXPECT_TRUE(reopened->list_subscriptions(events));
+}
+
+// A closed provider lets go of its directory at once: a new provider of the same process opens
+// it while the old one still exists, and finds what the old one wrote before closing.
+TEST(PersistedProvider, ClosingLetsTheNextProviderOpenTheDirectoryAtOnce) {
+  scratch_dir dir;
+  auto first = open_persisted(dir.path());
+  ASSERT_TRUE(first) << first.error().to_string();
+  ASSERT_TRUE(first->create_queue(jobs));
+  ASSERT_TRUE(first->send(jobs, text("written before the close")));
+  first->close();
+  auto second = open_persisted(dir.path());
+  ASSERT_TRUE(second) << second.error().to_string();
+  EXPECT_EQ(bodies_of(*second, jobs), std::multiset<std::string>{"written before the close"});
+  auto late = first->send(jobs, text("after the close"));
+  ASSERT_FALSE(late);
+  EXPECT_EQ(late.error().code, errc::closed);
+}
+
+// An io_context destroyed while a receive waits in a persisted provider that was never closed:
+// the receive is let go with its context, the provider with it, and the directory is free.
+TEST(PersistedProvider, AnExecutorDestroyedWithAReceiveWaitingLetsGoOfTheDirectory) {
+  scratch_dir dir;
+  {
+    boost::asio::io_context io;
+    options o;
+    o.enable_persistence = true;
+    o.persistence_path = dir.path().string();
+    auto p = make_provider(o, io.get_executor());
+    ASSERT_TRUE(p) << p.error().to_string();
+    // Created first, run to its end: its wait for the log's writer is not a parked call.
+    const queue_options defaults;  // outlives the call, which takes it by reference
+    auto created =
+        boost::asio::co_spawn(io, (*p)->create_queue(jobs, defaults), boost::asio::use_future);
+    while (created.wait_for(std::chrono::seconds{0}) != std::future_status::ready) {
+      io.restart();
+      io.run_one();
+    }
+    ASSERT_TRUE(created.get());
+    boost::asio::co_spawn(
+        io,
+        [](provider_ptr p) -> awaitable<void> {
+          (void)co_await p->receive(jobs, 1, std::chrono::minutes{10});
+        }(*p),
+        boost::asio::detached);
+    io.restart();
+    io.poll();  // the receive runs until it parks
+    ASSERT_EQ(qrt::memory::detail::parked_waiters(**p), 1u);
+  }
+  auto reopened = open_persisted(dir.path());
+  ASSERT_TRUE(reopened) << reopened.error().to_string();
+  EXPECT_TRUE(reopened->stats(jobs));
 }
 
 }  // namespace
