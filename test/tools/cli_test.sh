@@ -191,7 +191,7 @@ expect 0 '"active":2' -- stats "${mem[@]}" --topic events --subscription all --o
 expect_quiet dlq list "${mem[@]}" --topic events --subscription all
 expect 2 "cannot send into a subscription" -- dlq replay "${mem[@]}" --topic events \
   --subscription all --wait 0.1
-expect 0 "processed 2 message" -- process "${mem[@]}" --topic events --subscription all \
+expect 0 "for 2 deliveries: 2 completed, 0 failed" -- process "${mem[@]}" --topic events --subscription all \
   --exec 'cat >/dev/null' --max-messages 2 --idle-exit 5
 expect 0 '"active":0' -- stats "${mem[@]}" --topic events --subscription all --output json
 # --max-messages N takes N messages from the queue and no more: with fast commands and a deep
@@ -201,7 +201,7 @@ w="$tmp/worker"
   || fail "send 50 to $w"
 for n_and_concurrency in "1 1" "3 4"; do
   read -r n concurrency <<<"$n_and_concurrency"
-  expect 0 "processed $n message\\(s\\): $n completed" -- process --provider memory --queue w \
+  expect 0 "for $n deliveries: $n completed" -- process --provider memory --queue w \
     --persistence-path "$w" --exec 'cat >/dev/null' --max-messages "$n" --concurrency "$concurrency"
 done
 expect 0 '"active":46,"in_flight":0' -- stats --provider memory --queue w --persistence-path "$w" \
@@ -211,17 +211,30 @@ expect 0 '"active":46,"in_flight":0' -- stats --provider memory --queue w --pers
 [[ $(grep -c '"delivery_count":0' "$tmp/out") -eq 46 ]] \
   || fail "--max-messages delivered messages it did not handle: $(grep -vc '"delivery_count":0' "$tmp/out")"
 
+# A run whose commands failed exits 3 and counts deliveries, not messages: one message whose
+# command failed three times is three failed deliveries; the message stays in the queue.
+"$qrt" send --provider memory --queue failing --body job --persistence-path "$w" >/dev/null \
+  || fail "send 1 to failing"
+"$qrt" process --provider memory --queue failing --persistence-path "$w" --max-messages 3 \
+  --exec 'cat >/dev/null; exit 7' >"$tmp/out" 2>"$tmp/err"
+code=$?
+[[ $code -eq 3 ]] || fail "process whose commands all failed exited $code, expected 3: $(cat "$tmp/err")"
+grep -q "for 3 deliveries: 0 completed, 3 failed" "$tmp/err" \
+  || fail "process whose commands all failed: $(cat "$tmp/err")"
+expect 0 '"active":1,"in_flight":0' -- stats --provider memory --queue failing \
+  --persistence-path "$w" --output json
+
 # process runs one command at a time unless told otherwise: no two of these overlap.
 "$qrt" send --provider memory --queue one --body job --count 4 --persistence-path "$w" >/dev/null \
   || fail "send 4 to one"
-expect 0 "processed 4 message\\(s\\): 4 completed" -- process --provider memory --queue one \
+expect 0 "for 4 deliveries: 4 completed" -- process --provider memory --queue one \
   --persistence-path "$w" --max-messages 4 \
   --exec "mkdir '$tmp/running' || echo overlap >>'$tmp/overlaps'; sleep 0.2; rmdir '$tmp/running'"
 [[ ! -e "$tmp/overlaps" ]] || fail "process ran commands side by side without --concurrency"
 # --idle-exit counts from the end of the last command, not through a command still running.
 "$qrt" send --provider memory --queue slow --body job --count 2 --persistence-path "$w" >/dev/null \
   || fail "send 2 to slow"
-expect 0 "processed 2 message\\(s\\): 2 completed" -- process --provider memory --queue slow \
+expect 0 "for 2 deliveries: 2 completed" -- process --provider memory --queue slow \
   --persistence-path "$w" --idle-exit 0.5 --exec 'sleep 1'
 # A worker that can never receive stops at once with one line, not retrying forever to exit 0
 # at the end: here a queue that wants sessions, which process does not take.

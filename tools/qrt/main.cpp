@@ -28,7 +28,8 @@ using namespace qrt;
 
 constexpr int exit_failed = 1;
 constexpr int exit_usage = 2;
-constexpr int exit_target_missed = 3;
+constexpr int exit_target_missed = 3;         ///< bench --fail-on-miss
+constexpr int exit_some_commands_failed = 3;  ///< process: a command failed or a settle was refused
 constexpr int exit_regressed = 4;
 
 /// The index of the median of `figures` (the upper one of an even count): the round a
@@ -427,7 +428,8 @@ class process_command {
       : cmd_(app.add_subcommand("process",
                                 "Run a worker: each message's body goes to a shell command's "
                                 "stdin; exit 0 completes it, "
-                                "any other status abandons it")) {
+                                "any other status abandons it. Exits 3 when a command "
+                                "failed or a settlement was refused")) {
     flags_.declares_queue = true;  // a worker may start before anything was sent
     add_provider_flags(*cmd_, flags_, names::queue_or_subscription);
     cmd_->add_option("--exec", opts_.command,
@@ -461,9 +463,15 @@ class process_command {
       return report_error(lasting.error());
     auto r = cli::process(*cfg, *q, opts_, std::cerr);
     if (!r) return report_error(r.error());
-    std::cerr << "qrt: processed " << r->completed + r->failed << " message(s): " << r->completed
-              << " completed, " << r->failed << " failed\n";
-    return 0;
+    // Deliveries, not messages: one message whose command failed twice is counted twice.
+    std::cerr << "qrt: ran the command for " << r->completed + r->failed
+              << " deliveries: " << r->completed << " completed, " << r->failed << " failed";
+    if (r->settle_failures > 0)
+      std::cerr << "; " << r->settle_failures
+                << " settlement(s) refused by the provider (those messages come back)";
+    std::cerr << '\n';
+    // A run whose commands failed is not a success, for a script or a supervisor to see.
+    return r->failed > 0 || r->settle_failures > 0 ? exit_some_commands_failed : 0;
   }
 
  private:
