@@ -224,6 +224,21 @@ grep -q "for 3 deliveries: 0 completed, 3 failed" "$tmp/err" \
 expect 0 '"active":1,"in_flight":0' -- stats --provider memory --queue failing \
   --persistence-path "$w" --output json
 
+# --abandon-delay holds a failed message before giving it back: the command's second run on it
+# starts no sooner than that after the first ended (a lower bound, which a slow machine keeps).
+"$qrt" send --provider memory --queue held --body job --persistence-path "$w" >/dev/null \
+  || fail "send 1 to held"
+"$qrt" process --provider memory --queue held --persistence-path "$w" --max-messages 2 \
+  --abandon-delay 0.5 --exec "cat >/dev/null; date +%s%N >>'$tmp/runs'; exit 1" 2>/dev/null
+mapfile -t runs <"$tmp/runs"
+[[ ${#runs[@]} -eq 2 ]] || fail "process --abandon-delay: expected 2 runs, got ${#runs[@]}"
+(( runs[1] - runs[0] >= 500000000 )) \
+  || fail "process --abandon-delay 0.5 reran the command after $(( (runs[1] - runs[0]) / 1000000 )) ms"
+for flag in --abandon-delay --idle-exit; do
+  expect 2 "$flag must be a number of seconds" -- process --provider memory --queue held \
+    --persistence-path "$w" --exec true "$flag" -1
+done
+
 # process runs one command at a time unless told otherwise: no two of these overlap.
 "$qrt" send --provider memory --queue one --body job --count 4 --persistence-path "$w" >/dev/null \
   || fail "send 4 to one"

@@ -122,6 +122,7 @@ struct process_options {
   std::size_t concurrency = 0;
   std::uint64_t max_messages = 0;         ///< stop after this many were processed; 0: no limit
   std::optional<milliseconds> idle_exit;  ///< stop after this long without a processed message
+  milliseconds abandon_delay{0};          ///< hold a failed message this long before giving it back
   std::string metrics_listen;             ///< "host:port": serve /metrics and /health while running
 };
 /// What a `qrt process` run did.

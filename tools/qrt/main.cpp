@@ -444,14 +444,22 @@ class process_command {
                      "handle this many messages, then stop; qrt takes no more than that from the "
                      "queue (default: no limit)");
     cmd_->add_option("--idle-exit", idle_exit_, "stop after this many seconds without a message");
+    cmd_->add_option("--abandon-delay", abandon_delay_,
+                     "seconds to hold a message whose command failed (lock renewed) before "
+                     "giving it back, so a failing command is not rerun at once (default 0)");
     cmd_->add_option("--metrics-listen", opts_.metrics_listen,
                      "HOST:PORT to serve /metrics on while running");
   }
   CLI::App* parser() const { return cmd_; }
 
   int run() {
-    if (idle_exit_ >= 0) {
-      auto idle = seconds_flag(idle_exit_, "--idle-exit");
+    if (abandon_delay_) {
+      auto delay = seconds_flag(*abandon_delay_, "--abandon-delay");
+      if (!delay) return report_error(delay.error());
+      opts_.abandon_delay = *delay;
+    }
+    if (idle_exit_) {
+      auto idle = seconds_flag(*idle_exit_, "--idle-exit");
       if (!idle) return report_error(idle.error());
       opts_.idle_exit = *idle;
     }
@@ -478,7 +486,8 @@ class process_command {
   CLI::App* cmd_;
   cli::provider_flags flags_;
   cli::process_options opts_;
-  double idle_exit_ = -1;
+  std::optional<double> idle_exit_;  // unset: no idle exit; a negative value is refused
+  std::optional<double> abandon_delay_;
 };
 
 // `queue create|delete Q` and `topic create|delete T`: a name, made or removed.

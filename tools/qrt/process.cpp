@@ -235,6 +235,9 @@ result<process_report> process(const config& cfg, const queue_name& q, const pro
   std::atomic<std::int64_t> last_processed_ns{steady::now().time_since_epoch().count()};
   po.prefetch_count = 0;             // a message waits for a free command, not in qrt's buffer
   po.max_messages = o.max_messages;  // the rest stay in the queue, their delivery counts untouched
+  // Where the broker redelivers at once and counts no deliveries (RabbitMQ's classic queues), a
+  // command that always fails would otherwise be rerun in a tight loop.
+  po.abandon_delay = o.abandon_delay;
   auto record = metrics::record_processing(metrics, provider_name);
   po.on_processed = [&](const processed_message& p) {
     record(p);
