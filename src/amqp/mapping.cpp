@@ -150,11 +150,12 @@ error map_condition(const proton::error_condition& condition, failure_context co
     code = errc::throttled;
   } else if (name == "amqp:link:message-size-exceeded") {
     code = errc::message_too_large;
-  } else if (name == "amqp:precondition-failed") {
+  } else if (name == "amqp:precondition-failed" || name == "amqp:not-allowed") {
+    // Brokers say not-allowed of a request the entity refuses (a message without the session
+    // id a session queue needs, a send to a dead-letter queue): the caller's to fix.
     code = errc::invalid_argument;
   } else if (name == "amqp:invalid-field" || name == "amqp:decode-error" ||
-             name == "amqp:not-implemented" || name == "amqp:not-allowed" ||
-             name == "amqp:frame-size-too-small") {
+             name == "amqp:not-implemented" || name == "amqp:frame-size-too-small") {
     code = errc::protocol_error;
   } else if (starts_with(name, "amqp:connection:") || starts_with(name, "amqp:session:") ||
              name == "amqp:link:detach-forced" || name == "amqp:link:stolen" ||

@@ -336,6 +336,7 @@ TEST_F(ServiceBusProvider, SessionsNamedNextStateAndLockRenewal) {
   ASSERT_FALSE(no_session) << "a session queue took a message without a session id";
   // The service's rejected{error} reaches the caller: condition and description.
   EXPECT_EQ(no_session.error().provider_code, "amqp:not-allowed") << no_session.error().to_string();
+  EXPECT_EQ(no_session.error().code, errc::invalid_argument) << no_session.error().to_string();
   EXPECT_NE(no_session.error().message.find("SessionId was not set"), std::string::npos)
       << no_session.error().to_string();
   for (auto [body, sid] :

@@ -140,6 +140,7 @@ TEST(amqp_error_mapping, conditions_map_to_qrt_codes_and_keep_the_amqp_name) {
       {"amqp:link:detach-forced", qrt::errc::connection_failed},
       {"amqp:invalid-field", qrt::errc::protocol_error},
       {"amqp:precondition-failed", qrt::errc::invalid_argument},
+      {"amqp:not-allowed", qrt::errc::invalid_argument},
       {"vendor:something-else", qrt::errc::provider_error},
   };
   for (const auto& r : rows) {
