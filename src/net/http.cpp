@@ -725,7 +725,8 @@ connection_stats http_pool::traffic() const noexcept {
 }
 
 asio::awaitable<result<http_response>> http_pool::send(http_request request,
-                                                       std::chrono::milliseconds timeout) {
+                                                       std::chrono::milliseconds timeout,
+                                                       bool* reached_server) {
   auto self = impl_;  // keeps the pool's state alive while the call runs
   if (self->closed) co_return self->closed_error();
   if (self->setup_error) co_return *self->setup_error;
@@ -762,6 +763,11 @@ asio::awaitable<result<http_response>> http_pool::send(http_request request,
     const boost::system::error_code ec =
         co_await self->exchange_on_strand(*c, req, parser, deadline);
     if (ec) {
+      // Past this point the request may have been written; only a fresh try on a stale
+      // keep-alive connection (below, nothing read back) is known not to have been taken.
+      const bool stale_retry = reused && attempt == 0 && !parser.got_some() &&
+                               ec != beast::error::timeout && !is_http_parse_error(ec);
+      if (reached_server && !stale_retry) *reached_server = true;
       if (ec == beast::error::timeout) {
         self->meter.failed();
         co_return fail(errc::timeout, "no answer from " + self->ep.to_string() + " within " +

@@ -96,8 +96,12 @@ class http_pool {
   /// closed pool errc::closed, an answer that is not HTTP or exceeds the head or body limit
   /// errc::protocol_error, a header or target that cannot be sent (CR, LF, NUL, over 16 KiB)
   /// errc::invalid_argument. Never throws.
+  /// `reached_server`, when given, is set when a failure leaves it unknown whether the server
+  /// got the request (the connection broke, or the answer did not come in time, after it was
+  /// sent): a request that is not idempotent may then have taken effect. Left alone otherwise.
   boost::asio::awaitable<result<http_response>> send(http_request request,
-                                                     std::chrono::milliseconds timeout);
+                                                     std::chrono::milliseconds timeout,
+                                                     bool* reached_server = nullptr);
 
   /// Drops idle connections and refuses new calls.
   void close();

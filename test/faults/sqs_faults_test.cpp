@@ -303,5 +303,51 @@ TEST_F(FaultSqs, ADeleteAnsweredAfterTheLockRanOutIsNotReportedDone) {
   f.close();
 }
 
+// A send whose answer is lost after SQS stored the message: qrt cannot know whether it was
+// stored. It reports the message's failure, saying it may be stored, instead of failing the
+// call as a whole, which the client's retry layer would resend (one copy per attempt, each
+// with a new FIFO deduplication id). With the provider's own retries off, one copy is stored.
+TEST_F(FaultSqs, ASendWhoseAnswerIsLostIsNotResentByTheClientsRetries) {
+  test::fauxqs_server server;
+  tcp_proxy proxy{server.port()};
+  runtime rt{runtime_configuration{.worker_threads = 2}};
+  auto direct = sqs::make_provider(options_for(server.endpoint()), rt.executor()).value();
+  auto lossy_options = options_for(proxy.endpoint());
+  lossy_options.max_retries = 0;
+  lossy_options.request_timeout = 1s;
+  queue_client lossy(sqs::make_provider(lossy_options, rt.executor()).value());  // retries
+  for (const bool fifo : {false, true}) {
+    const auto plain = fresh_queue("fault-lost-answer");
+    const auto q = fifo ? queue_name::from(plain.str() + ".fifo") : plain;
+    const std::string name = q.str();
+    ASSERT_TRUE(rt.block_on(direct->create_queue(q, {})));
+    auto warm = rt.block_on(lossy.receive(q, 1, 0ms));  // its URL is known before the stall
+    ASSERT_TRUE(warm && warm->empty());
+
+    proxy.stall_answers();
+    message m{.body = "once"};
+    if (fifo) m.session = session_id::from("g");
+    auto sent = rt.block_on(lossy.send(q, m));
+    proxy.resume();
+    ASSERT_FALSE(sent) << name << ": a send whose answer never came reported success";
+    EXPECT_NE(sent.error().message.find("may have stored the message"), std::string::npos)
+        << sent.error().to_string();
+
+    std::size_t copies = 0;
+    for (;;) {
+      auto got = rt.block_on(direct->receive(q, 10, 1s));
+      ASSERT_TRUE(got) << got.error().to_string();
+      if (got->empty()) break;
+      for (const auto& g : *got) {
+        EXPECT_EQ(g.body, "once");
+        ++copies;
+      }
+    }
+    EXPECT_EQ(copies, 1u) << name << ": the client's retries stored the message again";
+  }
+  rt.block_on(lossy.close());
+  rt.block_on(direct->close());
+}
+
 }  // namespace
 }  // namespace qrt::faults

@@ -973,9 +973,11 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
   // ---- HTTP + retries ----
 
   /// One action with retries. `sns`: an SNS action (a form body, signed for service "sns",
-  /// answered in XML); else SQS's JSON 1.0.
+  /// answered in XML); else SQS's JSON 1.0. `reached_server`, when given, is set when an attempt
+  /// failed in a way that leaves unknown whether the service acted on it (see http_pool::send).
   awaitable<result<std::string>> call(std::string_view action, std::string body,
-                                      milliseconds timeout, bool sns = false) {
+                                      milliseconds timeout, bool sns = false,
+                                      bool* reached_server = nullptr) {
     http_pool& pool = sns ? sns_pool_ : pool_;
     for (int attempt = 0;; ++attempt) {
       if (closed_) co_return fail(errc::closed, "the SQS provider is closed");
@@ -1011,7 +1013,7 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
         for (auto& h : added) req.headers.push_back(std::move(h));
       }
       req.body = body;
-      auto res = co_await pool.send(std::move(req), timeout);
+      auto res = co_await pool.send(std::move(req), timeout, reached_server);
       error err;
       if (!res) {
         err = res.error();
@@ -1320,30 +1322,41 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
   awaitable<result<void>> send_entries(
       Api api, const std::vector<std::pair<std::size_t, wire_message>>& ready,
       std::vector<std::size_t> pending, std::vector<send_outcome>& outcomes, milliseconds timeout) {
+    // A first call that failed after its request may have reached the service is not a
+    // failure as a whole: the messages may be stored, so each reports the error (the client's
+    // retry layer resends only what failed as a whole, which would duplicate them).
+    bool reached = false;
+    const auto unknown_outcome = [&](const error& e) {
+      error each = e;
+      each.message +=
+          "; the service may have stored the message (its answer was lost or "
+          "unreadable), so sending it again may duplicate it";
+      for (auto k : pending) outcomes[ready[k].first] = each;
+      return result<void>{};
+    };
     for (int attempt = 0;; ++attempt) {
       if (pending.size() == 1 && attempt == 0) {
         const auto& [index, w] = ready[pending.front()];
-        auto body = co_await call(Api::one_action, api.encode_one(w), timeout, Api::sns);
-        if (!body) co_return body.error();
+        auto body = co_await call(Api::one_action, api.encode_one(w), timeout, Api::sns, &reached);
+        if (!body) co_return reached ? unknown_outcome(body.error()) : body.error();
         auto outcome = api.decode_one(*body, w);
-        if (!outcome) co_return outcome.error();
+        // A success status whose answer cannot be read: the service did act on it.
+        if (!outcome) co_return unknown_outcome(outcome.error());
         outcomes[index] = std::move(*outcome);
         co_return result<void>{};
       }
       std::vector<batch_send_entry> entries;
       for (auto k : pending) entries.push_back({std::to_string(k), ready[k].second});
-      auto body = co_await call(Api::batch_action, api.encode_batch(entries), timeout, Api::sns);
+      auto body =
+          co_await call(Api::batch_action, api.encode_batch(entries), timeout, Api::sns, &reached);
       if (!body) {
+        if (reached) co_return unknown_outcome(body.error());
         if (attempt == 0) co_return body.error();
         for (auto k : pending) outcomes[ready[k].first] = body.error();
         co_return result<void>{};
       }
       auto r = api.decode_batch(*body);
-      if (!r) {
-        if (attempt == 0) co_return r.error();
-        for (auto k : pending) outcomes[ready[k].first] = r.error();
-        co_return result<void>{};
-      }
+      if (!r) co_return unknown_outcome(r.error());  // answered with success: it acted on it
       std::vector<std::size_t> again;
       std::optional<milliseconds> hint;
       for (auto k : pending) {
