@@ -447,13 +447,19 @@ std::string encode_get_queue_url(std::string_view queue_name) {
 }
 
 std::string encode_create_queue(std::string_view queue_name,
-                                const std::map<std::string, std::string>& attributes) {
+                                const std::map<std::string, std::string>& attributes,
+                                const std::map<std::string, std::string>& tags) {
   json::object o;
   o["QueueName"] = queue_name;
   if (!attributes.empty()) {
     json::object a;
     for (const auto& [k, v] : attributes) a[k] = v;
     o["Attributes"] = std::move(a);
+  }
+  if (!tags.empty()) {
+    json::object t;
+    for (const auto& [k, v] : tags) t[k] = v;
+    o["tags"] = std::move(t);  // lower case in SQS's JSON protocol, unlike Attributes
   }
   return json::serialize(o);
 }
@@ -838,6 +844,18 @@ result<std::string> decode_queue_url(std::string_view body) {
   auto o = parse_object(body, "queue URL");
   if (!o) return o.error();
   return string_member(*o, "QueueUrl", true, "queue URL");
+}
+
+result<std::map<std::string, std::string>> decode_queue_tags(std::string_view body) {
+  auto o = parse_object(body, "ListQueueTags");
+  if (!o) return o.error();
+  std::map<std::string, std::string> out;
+  if (auto it = o->find("Tags"); it != o->end() && it->value().is_object()) {
+    for (const auto& [k, v] : it->value().as_object()) {
+      if (v.is_string()) out[std::string(k)] = std::string(v.as_string());
+    }
+  }
+  return out;
 }
 
 result<std::map<std::string, std::string>> decode_queue_attributes(std::string_view body) {

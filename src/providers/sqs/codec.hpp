@@ -131,7 +131,8 @@ std::string encode_change_visibility_batch(std::string_view queue_url,
                                            const std::vector<receipt_entry>& entries);
 std::string encode_get_queue_url(std::string_view queue_name);
 std::string encode_create_queue(std::string_view queue_name,
-                                const std::map<std::string, std::string>& attributes);
+                                const std::map<std::string, std::string>& attributes,
+                                const std::map<std::string, std::string>& tags = {});
 std::string encode_queue_url_only(std::string_view queue_url);  // DeleteQueue, PurgeQueue
 std::string encode_get_queue_attributes(std::string_view queue_url,
                                         const std::vector<std::string>& names);
@@ -197,6 +198,8 @@ received_message from_wire_verbatim(const wire_received& m);
 inline constexpr std::string_view undecodable_reason = "UndecodableMessage";
 
 result<std::string> decode_queue_url(std::string_view body);
+/// ListQueueTags' answer: the tags (string values only; others are skipped).
+result<std::map<std::string, std::string>> decode_queue_tags(std::string_view body);
 result<std::map<std::string, std::string>> decode_queue_attributes(std::string_view body);
 
 // ---- errors ----

@@ -34,6 +34,11 @@ namespace {
 
 std::atomic<std::uint64_t> next_provider_id{1};
 
+/// The tag qrt puts on a dead-letter queue it creates, naming the queue it belongs to. A queue
+/// of the paired name without it was made by someone else, and is neither taken over nor
+/// deleted with the queue.
+constexpr std::string_view dead_letter_tag = "qrt:dead-letter-of";
+
 /// The dead-letter queue qrt pairs with a queue: "orders" -> "orders-dlq",
 /// "orders.fifo" -> "orders-dlq.fifo" (SQS wants a FIFO queue's DLQ to be FIFO too).
 std::string dead_letter_queue_name(const std::string& name) {
@@ -234,13 +239,17 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
     forget((*info)->name);
     if (!r) co_return r.error();
     if (!queue.is_dead_letter()) {
-      // The paired DLQ goes with its queue; it may already be gone.
+      // The paired DLQ goes with its queue when qrt made it for this one (check_pairing); one
+      // it did not make, or from before it tagged them, stays. It may already be gone.
       auto dlq = co_await resolve(queue.dead_letter());
       if (dlq) {
-        auto d =
-            co_await call("DeleteQueue", encode_queue_url_only((*dlq)->url), opts_.request_timeout);
-        forget((*dlq)->name);
-        if (!d && d.error().code != errc::queue_not_found) co_return d.error();
+        auto owner = co_await dead_letter_owner((*dlq)->url);
+        if (owner && *owner == (*info)->name) {
+          auto d = co_await call("DeleteQueue", encode_queue_url_only((*dlq)->url),
+                                 opts_.request_timeout);
+          forget((*dlq)->name);
+          if (!d && d.error().code != errc::queue_not_found) co_return d.error();
+        }
       }
     }
     co_return result<void>{};
@@ -1107,9 +1116,11 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
   awaitable<result<created_queue>> create_pair(std::string name, std::string dlq, queue_options qo,
                                                std::string delivering_topic_arn) {
     const bool fifo = is_fifo_name(name);
+    if (auto paired = co_await check_pairing(name, dlq); !paired) co_return paired.error();
     std::map<std::string, std::string> dlq_attrs{{"MessageRetentionPeriod", "1209600"}};
     if (fifo) dlq_attrs["FifoQueue"] = "true";
-    auto dlq_url = co_await create_one(dlq, dlq_attrs);
+    const std::map<std::string, std::string> dlq_tags{{std::string(dead_letter_tag), name}};
+    auto dlq_url = co_await create_one(dlq, dlq_attrs, dlq_tags);
     if (!dlq_url) co_return dlq_url.error();
 
     std::map<std::string, std::string> attrs;
@@ -1149,10 +1160,57 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
     co_return made;
   }
 
+  /// The URL of queue `name`, or nullopt when it does not exist.
+  awaitable<result<std::optional<std::string>>> existing_url(const std::string& name) {
+    auto body = co_await call("GetQueueUrl", encode_get_queue_url(name), opts_.request_timeout);
+    if (!body) {
+      if (body.error().code == errc::queue_not_found) co_return std::optional<std::string>{};
+      co_return body.error();
+    }
+    auto url = decode_queue_url(*body);
+    if (!url) co_return url.error();
+    co_return std::optional<std::string>(std::move(*url));
+  }
+
+  /// The queue whose dead-letter queue `url` is, by qrt's tag; empty when untagged.
+  awaitable<result<std::string>> dead_letter_owner(const std::string& url) {
+    auto body = co_await call("ListQueueTags", encode_queue_url_only(url), opts_.request_timeout);
+    if (!body) co_return body.error();
+    auto tags = decode_queue_tags(*body);
+    if (!tags) co_return tags.error();
+    const auto it = tags->find(std::string(dead_letter_tag));
+    co_return it == tags->end() ? std::string() : it->second;
+  }
+
+  /// Whether `dlq` may be (or become) the dead-letter queue of `name`: it does not exist yet,
+  /// or qrt tagged it as `name`'s, or it is untagged while `name` exists already (a pair made
+  /// before qrt tagged its dead-letter queues). Otherwise it is someone else's queue, which
+  /// create_queue would take over and delete_queue would delete with its messages.
+  awaitable<result<void>> check_pairing(const std::string& name, const std::string& dlq) {
+    auto dlq_url = co_await existing_url(dlq);
+    if (!dlq_url) co_return dlq_url.error();
+    if (!*dlq_url) co_return result<void>{};
+    auto owner = co_await dead_letter_owner(**dlq_url);
+    if (!owner) co_return owner.error();
+    if (*owner == name) co_return result<void>{};
+    if (owner->empty()) {
+      auto queue_url = co_await existing_url(name);
+      if (!queue_url) co_return queue_url.error();
+      if (*queue_url) co_return result<void>{};
+    }
+    co_return fail(errc::invalid_argument,
+                   "queue '" + dlq +
+                       "' already exists and is not the dead-letter queue qrt made for '" + name +
+                       "': qrt pairs each queue with '<name>-dlq', and would take it over "
+                       "(and delete it with '" +
+                       name + "'); rename that queue or choose another name");
+  }
+
   awaitable<result<std::string>> create_one(const std::string& name,
-                                            const std::map<std::string, std::string>& attrs) {
+                                            const std::map<std::string, std::string>& attrs,
+                                            const std::map<std::string, std::string>& tags = {}) {
     auto body =
-        co_await call("CreateQueue", encode_create_queue(name, attrs), opts_.request_timeout);
+        co_await call("CreateQueue", encode_create_queue(name, attrs, tags), opts_.request_timeout);
     if (!body) {
       // CreateQueue on an existing queue with other attributes: the queue is there; use it.
       const auto& code = body.error().provider_code;

@@ -363,6 +363,37 @@ TEST_F(SqsProvider, DeletedQueueIsForgottenFromTheUrlCache) {
   EXPECT_EQ(dlq.error().code, errc::queue_not_found) << "the paired DLQ goes with its queue";
 }
 
+// qrt pairs a queue with "<name>-dlq" by name. A queue of that name qrt did not make as the
+// pair's (here a queue of the user's own, with messages) is neither taken over by creating
+// "<name>" nor deleted with it.
+TEST_F(SqsProvider, AQueueNamedLikeAPairsDeadLetterQueueIsNotTakenOverOrDeleted) {
+  const auto orders = unique_queue("pairing");
+  const auto theirs = queue_name::from(orders.str() + "-dlq");
+  ASSERT_TRUE(run(provider_->create_queue(theirs, {})));
+  ASSERT_TRUE(run(provider_->send(theirs, {text("a"), text("b"), text("c")}, 5s)));
+
+  auto refused = run(provider_->create_queue(orders, {}));
+  ASSERT_FALSE(refused) << "a queue of the user's own was taken as a dead-letter queue";
+  EXPECT_EQ(refused.error().code, errc::invalid_argument) << refused.error().to_string();
+  EXPECT_NE(refused.error().message.find(theirs.str()), std::string::npos)
+      << refused.error().to_string();
+  auto missing = run(provider_->stats(orders));
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error().code, errc::queue_not_found) << "the refused queue was created";
+  auto kept = run(provider_->stats(theirs));
+  ASSERT_TRUE(kept) << kept.error().to_string();
+  EXPECT_EQ(kept->active, 3);
+
+  // Made by qrt, the pair is created again and deleted together, as before.
+  const auto paired = create("pairing-own");
+  ASSERT_TRUE(run(provider_->create_queue(paired, {}))) << "creating a pair again is refused";
+  ASSERT_TRUE(run(provider_->delete_queue(paired)));
+  auto gone = run(provider_->receive(paired.dead_letter(), 1, 0ms));
+  ASSERT_FALSE(gone);
+  EXPECT_EQ(gone.error().code, errc::queue_not_found);
+  ASSERT_TRUE(run(provider_->delete_queue(theirs)));
+}
+
 TEST_F(SqsProvider, UnsupportedOperationsSaySo) {
   auto q = create("unsupported");
   auto peek = run(provider_->peek(q, 1, 0));

@@ -82,6 +82,28 @@ TEST(SqsCodec, ValidSqsTextFollowsTheAllowedRanges) {
   EXPECT_FALSE(is_valid_sqs_text("\xe2\x98"));      // truncated
 }
 
+// The tag that marks a dead-letter queue as qrt's goes out with CreateQueue ("tags", lower case
+// in SQS's JSON protocol) and is read back from ListQueueTags; an answer of another shape is an
+// error, not an empty set of tags.
+TEST(SqsCodec, QueueTagsGoOutWithCreateQueueAndAreReadBack) {
+  const auto body = boost::json::parse(encode_create_queue("orders-dlq", {{"FifoQueue", "true"}},
+                                                           {{"qrt:dead-letter-of", "orders"}}));
+  EXPECT_EQ(body.at("tags").at("qrt:dead-letter-of").as_string(), "orders");
+  EXPECT_EQ(body.at("Attributes").at("FifoQueue").as_string(), "true");
+  EXPECT_FALSE(boost::json::parse(encode_create_queue("q", {})).as_object().contains("tags"));
+
+  auto tags = decode_queue_tags(R"({"Tags":{"qrt:dead-letter-of":"orders","team":"x","n":3}})");
+  ASSERT_TRUE(tags) << tags.error().to_string();
+  EXPECT_EQ(tags->size(), 2u) << "a value that is not a string is skipped";
+  EXPECT_EQ(tags->at("qrt:dead-letter-of"), "orders");
+  auto none = decode_queue_tags("{}");
+  ASSERT_TRUE(none);
+  EXPECT_TRUE(none->empty());
+  auto garbage = decode_queue_tags("<html>");
+  ASSERT_FALSE(garbage);
+  EXPECT_EQ(garbage.error().code, errc::protocol_error);
+}
+
 TEST(SqsCodec, TextMessageMapsFieldsToAttributes) {
   message m;
   m.body = "hello";
