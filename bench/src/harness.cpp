@@ -207,6 +207,9 @@ error invalid(std::string what) {
 result<void> validate(const bench_options& o) {
   if (o.message_size < 16)
     return invalid("message size must be at least 16 bytes (the body carries its send time)");
+  // Each producer builds a batch of bodies: a size no provider takes must not exhaust memory.
+  if (o.message_size > (std::size_t{64} << 20))
+    return invalid("message size must be at most 64 MiB (67108864 bytes)");
   if (o.producers == 0) return invalid("producers must be at least 1");
   if (o.consumers == 0) return invalid("consumers must be at least 1");
   if (o.send_batch == 0) return invalid("send batch must be at least 1");
@@ -301,7 +304,8 @@ struct run_state {
   metrics::processing_series* processing = nullptr;  // handler-level metrics, when asked for
 
   std::mutex error_mutex;
-  std::optional<error> fatal;  // first permanent failure: the run stops
+  std::optional<error> fatal;        // first permanent failure: the run stops
+  std::optional<error> first_error;  // first failure of any kind
 
   struct producer_stats {
     latency_histogram send;
@@ -332,6 +336,12 @@ struct run_state {
     std::lock_guard lock(error_mutex);
     if (!fatal) fatal = e;
     finished = true;
+  }
+  /// A failure the run goes on after (a message refused, a transient error): the first one is
+  /// kept, to say why if nothing gets through.
+  void note(const error& e) {
+    std::lock_guard lock(error_mutex);
+    if (!first_error) first_error = e;
   }
 };
 
@@ -372,10 +382,19 @@ awaitable<void> produce(run_state& s, std::size_t index) {
         s.stop_with(r.error());
         break;
       }
+      s.note(r.error());
       continue;
     }
     std::uint64_t ok = 0;
-    for (const auto& outcome : *r) ok += outcome ? 1 : 0;
+    std::optional<error> failed;
+    for (const auto& outcome : *r) {
+      if (outcome) {
+        ++ok;
+      } else if (!failed) {
+        failed = outcome.error();
+      }
+    }
+    if (failed) s.note(*failed);
     s.send_errors += n - ok;
     s.sent.fetch_add(ok, std::memory_order_relaxed);
     stats.series.add_sent(ns_since(s.start, t1), ok);
@@ -395,6 +414,7 @@ awaitable<void> consume(run_state& s, std::size_t index) {
     stats.receive.record(t1 - t0);
     if (!r) {
       ++s.receive_errors;
+      s.note(r.error());
       if (!r.error().is_transient()) {
         s.stop_with(r.error());
         break;
@@ -443,7 +463,15 @@ awaitable<void> consume(run_state& s, std::size_t index) {
     const auto c1 = steady::now();
     stats.complete.record(c1 - c0);
     std::uint64_t ok = 0;
-    for (const auto& x : results) ok += x ? 1 : 0;
+    std::optional<error> failed;
+    for (const auto& x : results) {
+      if (x) {
+        ++ok;
+      } else if (!failed) {
+        failed = x.error();
+      }
+    }
+    if (failed) s.note(*failed);
     s.complete_errors += results.size() - ok;
     s.received.fetch_add(ok, std::memory_order_relaxed);
     stats.series.add_completed(ns_since(s.start, c1), ok, batch_count, batch_sum, batch_max);
@@ -529,6 +557,12 @@ result<bench_result> run_benchmark(const bench_options& o) {
   if (o.create_queue) rt.run(p->delete_queue(*queue));
   rt.shutdown();
   if (s.fatal) return *s.fatal;
+  // Figures of a run in which no message went through measure nothing: say why instead.
+  if (s.received == 0 && s.first_error) {
+    error e = *s.first_error;
+    e.message = "no message got through the benchmark: " + e.message;
+    return e;
+  }
 
   bench_result out;
   out.provider = std::string(p->name());

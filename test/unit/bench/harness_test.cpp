@@ -60,6 +60,28 @@ TEST(Harness, RefusesInvalidOptionsNamingTheProblem) {
 // The memory budget run stops at the embedded provider's byte budget, refused by name, and
 // loses nothing: every stored message is drained. (Resident memory is the benchmark's figure,
 // not asserted here.)
+// A run whose every message is refused has no figures worth printing: it fails, naming why,
+// instead of reporting a benchmark of nothing.
+TEST(Harness, ARunInWhichNoMessageGetsThroughFailsNamingTheFirstError) {
+  bench_options o;
+  o.messages = 20;
+  o.threads = 1;
+  o.message_size = 2'048;
+  o.provider_config = config{{"provider", "memory"}, {"max_message_bytes", "1024"}};
+  auto r = run_benchmark(o);
+  ASSERT_FALSE(r) << "a benchmark of refused messages reported figures";
+  EXPECT_EQ(r.error().code, errc::message_too_large) << r.error().to_string();
+  EXPECT_NE(r.error().message.find("no message got through"), std::string::npos)
+      << r.error().to_string();
+
+  bench_options huge;
+  huge.message_size = std::size_t{1} << 40;
+  auto h = run_benchmark(huge);
+  ASSERT_FALSE(h);
+  EXPECT_EQ(h.error().code, errc::invalid_argument);
+  EXPECT_NE(h.error().message.find("at most 64 MiB"), std::string::npos) << h.error().to_string();
+}
+
 TEST(Harness, TheMemoryBudgetRunFillsToTheBudgetAndDrainsEverything) {
   bench_options o;
   o.threads = 1;
