@@ -234,6 +234,24 @@ mapfile -t runs <"$tmp/runs"
 [[ ${#runs[@]} -eq 2 ]] || fail "process --abandon-delay: expected 2 runs, got ${#runs[@]}"
 (( runs[1] - runs[0] >= 500000000 )) \
   || fail "process --abandon-delay 0.5 reran the command after $(( (runs[1] - runs[0]) / 1000000 )) ms"
+# An error that quotes what came from outside (a flag here; a server's text alike) shows its
+# control bytes escaped: it cannot drive the terminal or forge a log line.
+"$qrt" stats --provider memory --queue q --set preset=$'\x1b[31mred\nqrt: forged' \
+  >"$tmp/out" 2>"$tmp/err"
+grep -q $'\x1b' "$tmp/err" && fail "an error printed a raw escape byte: $(od -c "$tmp/err" | head -3)"
+grep -qF '\x1b[31mred\nqrt: forged' "$tmp/err" || fail "the refused value is not shown escaped: $(cat "$tmp/err")"
+[[ $(wc -l <"$tmp/err") -eq 1 ]] || fail "an error's text made more than one line: $(cat "$tmp/err")"
+
+# A count of 0 (or one that does not fit) is refused, not taken as "no limit": a worker started
+# with --max-messages 0 would otherwise drain the queue.
+for value in 0 -1 99999999999999999999; do
+  for flag in --max-messages --concurrency; do
+    "$qrt" process --provider memory --queue held --persistence-path "$w" --exec true \
+      "$flag" "$value" >"$tmp/out" 2>"$tmp/err"
+    code=$?
+    [[ $code -eq 2 ]] || fail "process $flag $value exited $code, expected 2: $(cat "$tmp/err")"
+  done
+done
 for flag in --abandon-delay --idle-exit; do
   expect 2 "$flag must be a number of seconds" -- process --provider memory --queue held \
     --persistence-path "$w" --exec true "$flag" -1

@@ -44,7 +44,9 @@ std::size_t median_index(const std::vector<double>& figures) {
 // One line on stderr; bad input (usage, configuration, arguments) exits 2, the
 // rest 1.
 int report_error(const error& e) {
-  std::cerr << "qrt: " << e.to_string() << '\n';
+  // An error's text may carry what a server or a file said: escaped, like message contents, so
+  // it cannot drive the terminal or forge log lines.
+  std::cerr << "qrt: " << cli::printable_text(e.to_string()) << '\n';
   const bool bad_input = e.code == errc::configuration_error || e.code == errc::invalid_argument ||
                          e.code == errc::message_too_large;
   return bad_input ? exit_usage : exit_failed;
@@ -437,12 +439,16 @@ class process_command {
                      "count, "
                      "correlation id, session id and attributes in QRT_MSG_* variables")
         ->required();
+    // Neither takes 0: unset is what means "the default" and "no limit", and a 0 typed by
+    // hand (meaning none) must not drain the queue.
     cmd_->add_option("--concurrency", opts_.concurrency,
                      "commands running at once (default: the configuration's "
-                     "max_concurrent_calls, else 1)");
+                     "max_concurrent_calls, else 1)")
+        ->check(CLI::Range(std::size_t{1}, std::size_t{1024}));
     cmd_->add_option("--max-messages", opts_.max_messages,
                      "handle this many messages, then stop; qrt takes no more than that from the "
-                     "queue (default: no limit)");
+                     "queue (default: no limit)")
+        ->check(CLI::Range(std::uint64_t{1}, std::uint64_t{1'000'000'000'000}));
     cmd_->add_option("--idle-exit", idle_exit_, "stop after this many seconds without a message");
     cmd_->add_option("--abandon-delay", abandon_delay_,
                      "seconds to hold a message whose command failed (lock renewed) before "
@@ -1008,7 +1014,7 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     std::string msg = e.what();
     std::replace(msg.begin(), msg.end(), '\n', ' ');
-    std::cerr << "qrt: " << msg << " (see qrt --help)\n";
+    std::cerr << "qrt: " << cli::printable_text(msg) << " (see qrt --help)\n";
     return exit_usage;
   }
 

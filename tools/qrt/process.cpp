@@ -257,7 +257,7 @@ result<process_report> process(const config& cfg, const queue_name& q, const pro
       stop_now = true;
       return;
     }
-    log << "qrt: " << e.to_string() << '\n' << std::flush;
+    log << "qrt: " << printable_text(e.to_string()) << '\n' << std::flush;
   };
   const std::string command = o.command;
   processor worker(
