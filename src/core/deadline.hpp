@@ -1,6 +1,7 @@
 // The time a wait ends, for waits given as durations by callers.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 
 namespace qrt::detail {
@@ -14,6 +15,16 @@ TimePoint deadline_after(TimePoint now, std::chrono::milliseconds wait) {
   const auto room = std::chrono::duration_cast<std::chrono::milliseconds>(TimePoint::max() - now);
   if (wait >= room) return TimePoint::max();
   return now + std::chrono::duration_cast<typename TimePoint::duration>(wait);
+}
+
+/// What is left of a wait that ends at `deadline`, in whole milliseconds rounded up and at least
+/// one: for handing the rest of a caller's timeout to the next attempt of a call (0 would mean
+/// "no wait" or "no limit" to some callees).
+template <class TimePoint>
+std::chrono::milliseconds time_left(TimePoint deadline, TimePoint now) {
+  if (deadline <= now) return std::chrono::milliseconds(1);
+  const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - now);
+  return std::max(left, std::chrono::milliseconds(1));
 }
 
 }  // namespace qrt::detail

@@ -2,6 +2,7 @@
 #include <qrt/retry.hpp>
 
 #include "../core/borrowing_provider.hpp"
+#include "../core/deadline.hpp"
 
 namespace qrt {
 namespace {
@@ -97,18 +98,26 @@ class retrying_provider final : public provider {
   // send() and receive() are not coroutines themselves, one frame fewer per call on the hot
   // path: what the attempts need moves into the callable, which lives in retry()'s frame. The
   // queue name is the caller's, alive until the call completes as for any provider call.
+  //
+  // `timeout` bounds the send, attempts and pauses together: each attempt gets what is left of
+  // it (at least a millisecond), so retries cannot stretch a 30 s send to minutes.
   awaitable<result<std::vector<send_outcome>>> send(const queue_name& queue,
                                                     std::vector<message> messages,
                                                     milliseconds timeout) override {
+    const auto deadline = detail::deadline_after(std::chrono::steady_clock::now(), timeout);
+    const auto left = [deadline, timeout] {
+      return timeout.count() <= 0 ? timeout
+                                  : detail::time_left(deadline, std::chrono::steady_clock::now());
+    };
     if (lender_) {
       return again("send", &queue,
-                   [lender = lender_, &queue, messages = std::move(messages), timeout]() mutable {
-                     return lender->send_from(queue, messages, timeout);
+                   [lender = lender_, &queue, messages = std::move(messages), left]() mutable {
+                     return lender->send_from(queue, messages, left());
                    });
     }
     return again("send", &queue,
-                 [inner = inner_.get(), &queue, messages = std::move(messages), timeout] {
-                   return inner->send(queue, messages, timeout);
+                 [inner = inner_.get(), &queue, messages = std::move(messages), left] {
+                   return inner->send(queue, messages, left());
                  });
   }
 

@@ -235,6 +235,39 @@ TEST(ClientRetry, TransientProviderErrorsAreRetriedByDefaultAndNothingIsDuplicat
   EXPECT_EQ(faulty->stats().scheduled_failures, 3u) << "a permanent error is tried once";
 }
 
+// A provider whose sends always fail with a transient error, recording the timeout each got.
+class timeout_recorder final : public qrt::test::forwarding_provider {
+ public:
+  using forwarding_provider::forwarding_provider;
+  qrt::awaitable<qrt::result<std::vector<qrt::send_outcome>>> send(
+      const qrt::queue_name&, std::vector<qrt::message>, qrt::milliseconds timeout) override {
+    timeouts.push_back(timeout);
+    co_return transient();
+  }
+  std::vector<qrt::milliseconds> timeouts;
+};
+
+// The send's timeout bounds its attempts together: each retry gets what is left of it, not the
+// whole again (four attempts of a 30 s send took two minutes).
+TEST(ClientRetry, EachRetryOfASendGetsWhatIsLeftOfItsTimeout) {
+  qrt::runtime rt;
+  auto memory =
+      qrt::memory::make_provider(qrt::memory::options::for_testing(), rt.executor()).value();
+  auto recorder = std::make_shared<timeout_recorder>(memory);
+  qrt::client_options options;
+  options.send_timeout = 600'000ms;
+  options.retry = retry_policy::fixed_interval(5ms);
+  qrt::queue_client client(recorder, options);
+  auto sent = rt.block_on(client.send(qrt::queue_name::from("q"), qrt::message{.body = "x"}));
+  ASSERT_FALSE(sent);
+  ASSERT_EQ(recorder->timeouts.size(), 4u);
+  EXPECT_EQ(recorder->timeouts[0], 600'000ms);
+  for (std::size_t i = 1; i < recorder->timeouts.size(); ++i) {
+    EXPECT_LT(recorder->timeouts[i], recorder->timeouts[i - 1])
+        << "attempt " << i + 1 << " was given the whole timeout again";
+  }
+}
+
 // A provider that can be lent the messages is not handed a copy per attempt; after a whole
 // failure the retry sends the same messages again, intact and once. Settlements likewise.
 TEST(ClientRetry, ARetriedSendOrSettleLendsItsVectorsInsteadOfCopyingThem) {
