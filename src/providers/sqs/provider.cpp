@@ -347,6 +347,7 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
     }
     std::vector<received_message> out;
     std::optional<error> released;  // why the last message this call had to release was
+    int quick_empty_answers = 0;    // empty answers that came back without waiting
     const auto deadline = qrt::detail::deadline_after(steady::now(), wait);
     while (out.size() < max_messages) {
       if (closed_) co_return fail(errc::closed, "the SQS provider is closed");
@@ -425,6 +426,16 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
       if (released) break;
       if (static_cast<int>(batch->size()) < per_call) {
         if (!out.empty() || steady::now() >= deadline || wait_s == 0) break;
+      }
+      if (batch->empty() && took < milliseconds(std::chrono::seconds(wait_s)) / 2) {
+        // Nothing, and at once: the server did not wait as asked (an emulator or a proxy, not
+        // SQS). Asking again at once would spin through the wait; pause, longer each time.
+        const auto pause = std::min<steady::duration>(
+            milliseconds(50) * (1 << std::min(quick_empty_answers++, 4)), deadline - steady::now());
+        if (pause > steady::duration::zero()) {
+          asio::steady_timer timer(co_await asio::this_coro::executor, pause);
+          co_await timer.async_wait(asio::use_awaitable);
+        }
       }
     }
     // Only released messages and nothing to hand out: the error lets callers back off instead
@@ -984,9 +995,12 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
   /// One action with retries. `sns`: an SNS action (a form body, signed for service "sns",
   /// answered in XML); else SQS's JSON 1.0. `reached_server`, when given, is set when an attempt
   /// failed in a way that leaves unknown whether the service acted on it (see http_pool::send).
+  /// `deadline` bounds the attempts and the pauses between them together: no attempt starts
+  /// (nor is waited for) past it, and none is given longer than what is left of it.
   awaitable<result<std::string>> call(std::string_view action, std::string body,
                                       milliseconds timeout, bool sns = false,
-                                      bool* reached_server = nullptr) {
+                                      bool* reached_server = nullptr,
+                                      steady::time_point deadline = steady::time_point::max()) {
     http_pool& pool = sns ? sns_pool_ : pool_;
     for (int attempt = 0;; ++attempt) {
       if (closed_) co_return fail(errc::closed, "the SQS provider is closed");
@@ -1022,7 +1036,9 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
         for (auto& h : added) req.headers.push_back(std::move(h));
       }
       req.body = body;
-      auto res = co_await pool.send(std::move(req), timeout, reached_server);
+      auto res = co_await pool.send(
+          std::move(req), std::min(timeout, qrt::detail::time_left(deadline, steady::now())),
+          reached_server);
       error err;
       if (!res) {
         err = res.error();
@@ -1041,11 +1057,20 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
         err.message = std::string(action) + ": " + err.message;
         co_return err;
       }
-      co_await backoff(attempt, err.retry_after);
+      const milliseconds delay = backoff_delay(attempt, err.retry_after);
+      if (steady::now() + delay >= deadline) {
+        err.message = std::string(action) + ": " + err.message + " (attempt " +
+                      std::to_string(attempt + 1) +
+                      "; no time left for another within the call's timeout)";
+        co_return err;
+      }
+      co_await sleep_for(delay);
     }
   }
 
-  awaitable<void> backoff(int attempt, std::optional<milliseconds> hint) {
+  /// The pause before retry `attempt`: doubling from retry_base_delay, jittered, capped at 5 s;
+  /// at least `hint` (the server's Retry-After, itself capped) when there is one.
+  milliseconds backoff_delay(int attempt, std::optional<milliseconds> hint) {
     milliseconds delay = opts_.retry_base_delay * (1 << std::min(attempt, 6));
     delay = std::min(delay, milliseconds(5'000));
     {
@@ -1054,6 +1079,10 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
       delay = milliseconds(jitter(rng_));
     }
     if (hint) delay = std::max(delay, *hint);
+    return delay;
+  }
+
+  static awaitable<void> sleep_for(milliseconds delay) {
     asio::steady_timer timer(co_await asio::this_coro::executor, delay);
     co_await timer.async_wait(asio::use_awaitable);
   }
@@ -1359,8 +1388,11 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
     const auto http_timeout = timeout > milliseconds::zero()
                                   ? std::min(timeout, opts_.request_timeout)
                                   : opts_.request_timeout;
+    const auto deadline = timeout > milliseconds::zero()
+                              ? qrt::detail::deadline_after(steady::now(), timeout)
+                              : steady::time_point::max();
     for (std::size_t c = 0; c < chunks.size(); ++c) {
-      auto r = co_await send_entries(api, ready, chunks[c], outcomes, http_timeout);
+      auto r = co_await send_entries(api, ready, chunks[c], outcomes, http_timeout, deadline);
       if (r) continue;
       const error e = api.call_error(r.error());
       if (c == 0) co_return e;
@@ -1379,7 +1411,8 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
   template <class Api>
   awaitable<result<void>> send_entries(
       Api api, const std::vector<std::pair<std::size_t, wire_message>>& ready,
-      std::vector<std::size_t> pending, std::vector<send_outcome>& outcomes, milliseconds timeout) {
+      std::vector<std::size_t> pending, std::vector<send_outcome>& outcomes, milliseconds timeout,
+      steady::time_point deadline) {
     // A first call that failed after its request may have reached the service is not a
     // failure as a whole: the messages may be stored, so each reports the error (the client's
     // retry layer resends only what failed as a whole, which would duplicate them).
@@ -1395,7 +1428,8 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
     for (int attempt = 0;; ++attempt) {
       if (pending.size() == 1 && attempt == 0) {
         const auto& [index, w] = ready[pending.front()];
-        auto body = co_await call(Api::one_action, api.encode_one(w), timeout, Api::sns, &reached);
+        auto body = co_await call(Api::one_action, api.encode_one(w), timeout, Api::sns, &reached,
+                                  deadline);
         if (!body) co_return reached ? unknown_outcome(body.error()) : body.error();
         auto outcome = api.decode_one(*body, w);
         // A success status whose answer cannot be read: the service did act on it.
@@ -1405,8 +1439,8 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
       }
       std::vector<batch_send_entry> entries;
       for (auto k : pending) entries.push_back({std::to_string(k), ready[k].second});
-      auto body =
-          co_await call(Api::batch_action, api.encode_batch(entries), timeout, Api::sns, &reached);
+      auto body = co_await call(Api::batch_action, api.encode_batch(entries), timeout, Api::sns,
+                                &reached, deadline);
       if (!body) {
         if (reached) co_return unknown_outcome(body.error());
         if (attempt == 0) co_return body.error();
@@ -1416,6 +1450,7 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
       auto r = api.decode_batch(*body);
       if (!r) co_return unknown_outcome(r.error());  // answered with success: it acted on it
       std::vector<std::size_t> again;
+      std::vector<error> again_why;  // what each entry sent again failed with, by position
       std::optional<milliseconds> hint;
       for (auto k : pending) {
         const auto id = std::to_string(k);
@@ -1428,6 +1463,7 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
           if (e.kind != error_kind::permanent && attempt < opts_.max_retries) {
             again.push_back(k);
             hint = e.retry_after;
+            again_why.push_back(std::move(e));
           } else {
             outcomes[index] = std::move(e);
           }
@@ -1438,7 +1474,13 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
         }
       }
       if (again.empty()) co_return result<void>{};
-      co_await backoff(attempt, hint);
+      const milliseconds delay = backoff_delay(attempt, hint);
+      if (steady::now() + delay >= deadline) {  // no time for another try: as they failed
+        for (std::size_t j = 0; j < again.size(); ++j)
+          outcomes[ready[again[j]].first] = std::move(again_why[j]);
+        co_return result<void>{};
+      }
+      co_await sleep_for(delay);
       pending = std::move(again);
     }
   }

@@ -25,14 +25,15 @@ namespace {
 
 class SqsProviderErrors : public ::testing::Test {
  protected:
-  provider_ptr make(const std::string& endpoint, int retries = 2) {
+  provider_ptr make(const std::string& endpoint, int retries = 2,
+                    milliseconds base_delay = milliseconds(1)) {
     sqs::options o;
     o.endpoint = endpoint;
     o.region = "us-east-1";
     o.access_key_id = "AKIDEXAMPLE";
     o.secret_access_key = "do-not-print-this-secret";
     o.max_retries = retries;
-    o.retry_base_delay = 1ms;
+    o.retry_base_delay = base_delay;
     o.request_timeout = 2s;
     o.connect_timeout = 1s;
     return sqs::make_provider(o, io_.get_executor()).value();
@@ -192,6 +193,48 @@ TEST_F(SqsProviderErrors, GarbageAnswersAreProtocolErrors) {
   EXPECT_EQ(r->at(0).error().code, errc::protocol_error);
   EXPECT_NE(r->at(0).error().message.find("may have stored the message"), std::string::npos)
       << r->at(0).error().message;
+}
+
+// A server that answers a long poll at once with nothing (an emulator or a proxy that ignores
+// WaitTimeSeconds) is not polled in a tight loop through the receive's wait: 63,500 calls in
+// two seconds before; now a pause after each such answer, longer each time.
+TEST_F(SqsProviderErrors, AServerThatDoesNotLongPollIsNotAskedAgainAtOnce) {
+  std::atomic<int> receives{0};
+  local_http_server server([&](const seen_request& r) {
+    if (target_of(r) == "AmazonSQS.GetQueueUrl") return queue_url;
+    if (target_of(r) == "AmazonSQS.GetQueueAttributes")
+      return canned_response{200, R"({"Attributes":{"VisibilityTimeout":"30"}})"};
+    ++receives;
+    return canned_response{200, "{}"};
+  });
+  auto p = make(server.url(), 0);
+  auto r = run(p->receive(queue_name::from("q"), 1, 2s));
+  ASSERT_TRUE(r) << r.error().to_string();
+  EXPECT_TRUE(r->empty());
+  EXPECT_LE(receives.load(), 20) << "the receive polled a server that answers at once in a loop";
+  EXPECT_GE(receives.load(), 2) << "the receive stopped asking before its wait was over";
+}
+
+// A send's timeout bounds its retries too: with back-off longer than the timeout left, the
+// provider does not wait for another attempt (a throttled send took 900 s through retries that
+// each waited a minute), and says why it stopped.
+TEST_F(SqsProviderErrors, ASendsRetriesStopWhereItsTimeoutEnds) {
+  std::atomic<int> sends{0};
+  local_http_server server([&](const seen_request& r) {
+    if (target_of(r) == "AmazonSQS.GetQueueUrl") return queue_url;
+    ++sends;
+    return canned_response{
+        400, R"({"__type":"com.amazonaws.sqs#ThrottlingException","message":"Rate exceeded"})"};
+  });
+  auto p = make(server.url(), 3, 10s);
+  message m;
+  m.body = "x";
+  auto r = run(p->send(queue_name::from("q"), {m}, 1s));
+  ASSERT_FALSE(r && r->at(0)) << "a throttled send succeeded";
+  const error e = r ? r->at(0).error() : r.error();
+  EXPECT_EQ(e.code, errc::throttled) << e.to_string();
+  EXPECT_NE(e.message.find("no time left"), std::string::npos) << e.to_string();
+  EXPECT_EQ(sends.load(), 1) << "a retry was waited for past the send's timeout";
 }
 
 TEST_F(SqsProviderErrors, AccessDeniedIsPermissionAndNotRetried) {
