@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <qrt/qrt.hpp>
+#include <random>
 #include <set>
 #include <sstream>
 
@@ -362,6 +363,56 @@ TEST(PrintableText, EscapesExactlyWhatCanDriveATerminal) {
   EXPECT_EQ(printable_text("\xed\xa0\x80"), "\\xed\\xa0\\x80");
   EXPECT_EQ(printable_text("\xe2\x82"), "\\xe2\\x82");
   EXPECT_EQ(printable_text("\xf4\x90\x80\x80"), "\\xf4\\x90\\x80\\x80");
+}
+
+// Whatever bytes a message's text fields carry, its JSON line parses (JSON is UTF-8, and
+// Boost.JSON's parser checks it) and carries them exactly: as they are when they are UTF-8,
+// else in base64 under a `_base64` name.
+TEST(MessageJson, StaysValidJsonAndExactForAnyBytes) {
+  std::mt19937 rng(20261206);
+  const auto random_bytes = [&] {
+    std::string out(rng() % 12, '\0');
+    for (auto& c : out) c = static_cast<char>(rng() % 4 == 0 ? rng() % 256 : 'a' + rng() % 26);
+    return out;
+  };
+  for (int round = 0; round < 500; ++round) {
+    received_message m;
+    m.id = random_bytes();
+    m.correlation_id = random_bytes();
+    m.attributes[random_bytes()] = random_bytes();
+    m.attributes["plain"] = "caf\xc3\xa9";
+    const std::string line = message_json(m);
+    boost::system::error_code ec;
+    const auto v = boost::json::parse(line, ec);
+    ASSERT_FALSE(ec) << "not valid JSON: " << printable_text(line);
+    const auto& o = v.as_object();
+    for (const auto& [field, value] :
+         {std::pair<std::string, std::string>{"id", m.id}, {"correlation_id", m.correlation_id}}) {
+      if (is_utf8(value)) {
+        EXPECT_EQ(o.at(field).as_string(), value);
+      } else {
+        EXPECT_FALSE(o.contains(field));
+        EXPECT_EQ(o.at(field + "_base64").as_string(), base64_encode(value));
+      }
+    }
+    EXPECT_EQ(o.at("attributes").at("plain").as_string(), "caf\xc3\xa9");
+    std::size_t carried = o.at("attributes").as_object().size();
+    if (const auto* binary = o.if_contains("attributes_base64")) {
+      for (const auto& a : binary->as_array()) {
+        ++carried;
+        bool found = false;
+        for (const auto& [k, v2] : m.attributes) {
+          found = found || (a.at("name_base64").as_string() == base64_encode(k) &&
+                            a.at("value_base64").as_string() == base64_encode(v2));
+        }
+        EXPECT_TRUE(found) << printable_text(line);
+      }
+    }
+    EXPECT_EQ(carried, m.attributes.size()) << printable_text(line);
+  }
+  EXPECT_TRUE(is_utf8("caf\xc3\xa9 \xf0\x9f\x98\x80"));
+  EXPECT_FALSE(is_utf8("acme\xff"));
+  EXPECT_FALSE(is_utf8("\xed\xa0\x80"));  // a surrogate
 }
 
 TEST(Base64, MatchesRfc4648Vectors) {

@@ -235,25 +235,74 @@ std::size_t abandon_from(Receiver& receiver, const std::vector<received_message>
 
 }  // namespace
 
+bool is_utf8(std::string_view text) {
+  const auto byte = [&](std::size_t i) { return static_cast<unsigned char>(text[i]); };
+  const auto continuation = [&](std::size_t i) {
+    return i < text.size() && (byte(i) & 0xC0) == 0x80;
+  };
+  for (std::size_t i = 0; i < text.size();) {
+    const unsigned char c = byte(i);
+    std::size_t length = 0;
+    if (c < 0x80) {
+      length = 1;
+    } else if (c >= 0xC2 && c <= 0xDF && continuation(i + 1)) {
+      length = 2;
+    } else if (c >= 0xE0 && c <= 0xEF && continuation(i + 1) && continuation(i + 2)) {
+      const unsigned char second = byte(i + 1);
+      if (!(c == 0xE0 && second < 0xA0) && !(c == 0xED && second > 0x9F)) length = 3;
+    } else if (c >= 0xF0 && c <= 0xF4 && continuation(i + 1) && continuation(i + 2) &&
+               continuation(i + 3)) {
+      const unsigned char second = byte(i + 1);
+      if (!(c == 0xF0 && second < 0x90) && !(c == 0xF4 && second > 0x8F)) length = 4;
+    }
+    if (length == 0) return false;
+    i += length;
+  }
+  return true;
+}
+
+namespace {
+
+/// `o[name] = text` when it is UTF-8; otherwise `o[name + "_base64"]`, so that the line stays
+/// valid JSON (a JSON text is UTF-8) and the exact bytes can still be read back.
+void put_text(boost::json::object& o, const std::string& name, std::string_view text) {
+  if (is_utf8(text)) {
+    o[name] = text;
+  } else {
+    o[name + "_base64"] = base64_encode(text);
+  }
+}
+
+}  // namespace
+
 std::string message_json(const received_message& m) {
   boost::json::object o;
-  o["id"] = m.id;
+  put_text(o, "id", m.id);
   o["body_base64"] = base64_encode(m.body);
   boost::json::object attrs;
-  for (const auto& [k, v] : m.attributes) attrs[k] = v;
+  boost::json::array binary_attrs;  // a name or value that is not UTF-8: both in base64
+  for (const auto& [k, v] : m.attributes) {
+    if (is_utf8(k) && is_utf8(v)) {
+      attrs[k] = v;
+    } else {
+      binary_attrs.push_back(boost::json::object{{"name_base64", base64_encode(k)},
+                                                 {"value_base64", base64_encode(v)}});
+    }
+  }
   o["attributes"] = std::move(attrs);
+  if (!binary_attrs.empty()) o["attributes_base64"] = std::move(binary_attrs);
   if (m.session) {
-    o["session_id"] = m.session->str();
+    put_text(o, "session_id", m.session->str());
   } else {
     o["session_id"] = nullptr;
   }
-  o["correlation_id"] = m.correlation_id;
+  put_text(o, "correlation_id", m.correlation_id);
   o["delivery_count"] = m.delivery_count;
   o["enqueued_time"] = iso8601(m.enqueued_time);
   o["sequence_number"] = m.sequence_number;
   if (m.dead_letter) {
-    o["dead_letter_reason"] = m.dead_letter->reason;
-    o["dead_letter_description"] = m.dead_letter->description;
+    put_text(o, "dead_letter_reason", m.dead_letter->reason);
+    put_text(o, "dead_letter_description", m.dead_letter->description);
   }
   return boost::json::serialize(o);
 }

@@ -77,8 +77,14 @@ std::string base64_encode(std::string_view bytes);
 /// bytes use --output json.
 std::string printable_text(std::string_view text, bool multiline = false);
 /// One line of JSON: id, body_base64, attributes, session_id, correlation_id, delivery_count,
-/// enqueued_time (ISO 8601 UTC), plus sequence_number and, in a DLQ, dead_letter_reason.
+/// enqueued_time (ISO 8601 UTC), plus sequence_number and, in a DLQ, dead_letter_reason. A text
+/// field that is not UTF-8 is written as `<field>_base64` instead, and an attribute whose name
+/// or value is not goes to `attributes_base64` (`name_base64`, `value_base64`): the line stays
+/// valid JSON and carries the exact bytes.
 std::string message_json(const received_message& m);
+/// True when `text` is well-formed UTF-8 (no overlong forms, surrogates or code points past
+/// U+10FFFF).
+bool is_utf8(std::string_view text);
 
 // Every command writes to `out` and flushes it before it settles anything that depends on the
 // output: when writing fails (a full disk, a closed pipe), what is left is abandoned (it stays in
