@@ -397,6 +397,16 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
         if (!out.empty()) break;
         co_return batch.error();
       }
+      // The same delivery twice in one answer (not SQS; a faulty server or proxy) is handed out
+      // once: a second copy would be a second receipt for one lock. At most ten entries.
+      for (std::size_t i = 1; i < batch->size(); ++i) {
+        for (std::size_t j = 0; j < i; ++j) {
+          if ((*batch)[j].receipt_handle == (*batch)[i].receipt_handle) {
+            batch->erase(batch->begin() + static_cast<std::ptrdiff_t>(i--));
+            break;
+          }
+        }
+      }
       // Each message on its own: one that cannot be read never costs the others.
       for (auto& w : *batch) {
         // The usual case, an intact message qrt can read, is checked here without a coroutine
@@ -1486,6 +1496,11 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
   }
 
   send_outcome checked_id(const send_result& r, const wire_message& w) const {
+    if (r.message_id.empty()) {
+      return fail(errc::protocol_error,
+                  "SQS reported the message stored without giving its id; it may be stored, but "
+                  "qrt cannot say under which id");
+    }
     if (!r.md5_of_body.empty() && !md5_of_body_is(w.body, r.md5_of_body)) {
       return fail(errc::protocol_error, "SQS stored message " + r.message_id +
                                             " with a body MD5 that differs from what was sent");
@@ -1923,6 +1938,21 @@ result<provider_ptr> make_provider(const options& opts, asio::any_io_executor ex
   const auto env = process_environment();
   const auto files = load_shared_files(env, opts.profile);
   const std::string region = resolve_region(opts.region, env, files);
+  // The region goes into host names and into every signature: one that cannot be an AWS
+  // region is named here, not later as a malformed endpoint the user never wrote.
+  const bool region_ok =
+      region.size() <= 64 && std::all_of(region.begin(), region.end(), [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-';
+      });
+  if (!region_ok) {
+    const bool printable =
+        std::all_of(region.begin(), region.end(), [](char c) { return c >= 0x20 && c < 0x7F; });
+    return fail(errc::configuration_error,
+                "field 'region'" +
+                    (printable && region.size() <= 64 ? " '" + region + "'" : std::string()) +
+                    " (or AWS_REGION, AWS_DEFAULT_REGION, the profile's region) is not an AWS "
+                    "region name: lower-case letters, digits and '-', like us-east-1");
+  }
   const std::string url =
       opts.endpoint.empty() ? "https://sqs." + region + ".amazonaws.com" : opts.endpoint;
   auto ep = parse_endpoint(url);

@@ -77,3 +77,22 @@ TEST(SqsOptions, RegistryBuildsAndRefusesBadEndpoints) {
                             io.get_executor());
   ASSERT_FALSE(path);
 }
+
+// A region that cannot be an AWS region's name is refused as the region, not later as an
+// endpoint the user never wrote (the default endpoint is built from it).
+TEST(SqsOptions, ARegionThatIsNoRegionNameIsRefusedByName) {
+  boost::asio::io_context io;
+  provider_registry registry;
+  sqs::register_provider(registry);
+  for (const char* region : {"us east 1", "US-EAST-1", "eu-west-1.evil.example"}) {
+    auto p = registry.make(config{{"provider", "sqs"}, {"region", region}}, io.get_executor());
+    ASSERT_FALSE(p) << region;
+    EXPECT_EQ(p.error().code, errc::configuration_error);
+    EXPECT_NE(p.error().message.find("field 'region'"), std::string::npos) << p.error().message;
+    EXPECT_EQ(p.error().message.find("endpoint"), std::string::npos) << p.error().message;
+  }
+  auto ok = registry.make(
+      config{{"provider", "sqs"}, {"region", "us-gov-west-1"}, {"endpoint", "http://127.0.0.1:9"}},
+      io.get_executor());
+  EXPECT_TRUE(ok) << ok.error().to_string();
+}

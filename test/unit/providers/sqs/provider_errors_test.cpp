@@ -322,6 +322,37 @@ TEST_F(SqsProviderErrors, ACorruptMessageIsReleasedAndTheOthersAreReturned) {
   EXPECT_NE(warnings[0].find("1 message refused"), std::string::npos) << warnings[0];
 }
 
+// A server that puts one delivery twice in an answer (SQS does not) gets it handed out once:
+// two receipts for one lock would settle it twice. A send it reports stored without an id is
+// that message's failure, never a success with an empty id.
+TEST_F(SqsProviderErrors, ADeliveryTwiceInOneAnswerIsHandedOutOnceAndAnEmptyIdIsNoSuccess) {
+  local_http_server server([&](const seen_request& r) {
+    const auto target = target_of(r);
+    if (target == "AmazonSQS.GetQueueUrl") return queue_url;
+    if (target == "AmazonSQS.GetQueueAttributes") return visibility;
+    if (target == "AmazonSQS.ReceiveMessage") {
+      return canned_response{200, R"({"Messages":[)" + received_entry("twice", "t") + "," +
+                                      received_entry("once", "o") + "," +
+                                      received_entry("twice", "t") + "]}"};
+    }
+    if (target == "AmazonSQS.SendMessage") return canned_response{200, R"({"MessageId":""})"};
+    return canned_response{400, R"({"__type":"InvalidAction"})"};
+  });
+  auto p = make(server.url(), 0);
+  auto r = run(p->receive(queue_name::from("q"), 10, 0ms));
+  ASSERT_TRUE(r) << r.error().to_string();
+  ASSERT_EQ(r->size(), 2u);
+  EXPECT_EQ((*r)[0].id, "twice");
+  EXPECT_EQ((*r)[1].id, "once");
+
+  message m;
+  m.body = "x";
+  auto sent = run(p->send(queue_name::from("q"), {m}, 2s));
+  ASSERT_TRUE(sent) << sent.error().to_string();
+  ASSERT_FALSE(sent->at(0)) << "a send answered with an empty id reported success";
+  EXPECT_EQ(sent->at(0).error().code, errc::protocol_error);
+}
+
 // With nothing readable the receive fails (so a caller backs off) rather than answering empty
 // and being asked again at once for the same released message.
 TEST_F(SqsProviderErrors, OnlyACorruptMessageFailsTheReceiveAfterReleasingIt) {
