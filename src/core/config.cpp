@@ -90,6 +90,9 @@ result<void> flatten(const YAML::Node& node, const std::string& prefix, config& 
   auto set = [&](std::string value) -> result<void> {
     if (value.size() > budget) return too_large(file_bytes);
     budget -= value.size();
+    // A key given twice (or as "a.b" and as b inside a) would silently take one of the two
+    // values: which one the user meant is theirs to say.
+    if (out.contains(prefix)) return field_error(prefix, "given more than once");
     out.set(prefix, std::move(value));
     return {};
   };

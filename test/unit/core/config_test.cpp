@@ -20,6 +20,19 @@ TEST(Config, YamlNestedMapsFlattenToDottedKeys) {
   EXPECT_EQ(c->get("sqs.queues"), "a,b");
 }
 
+// A key given twice, directly or once dotted and once nested, is refused by name: which value
+// wins is not qrt's to guess (a second secret_access_key was taken silently).
+TEST(Config, AKeyGivenTwiceInYamlIsRefusedByName) {
+  for (const char* text : {"provider: sqs\nregion: eu-west-1\nregion: us-east-1\n",
+                           "sqs.region: eu-west-1\nsqs:\n  region: us-east-1\n"}) {
+    auto c = config::from_yaml(text);
+    ASSERT_FALSE(c) << text;
+    EXPECT_EQ(c.error().code, errc::configuration_error);
+    EXPECT_NE(c.error().message.find("region"), std::string::npos) << c.error().message;
+    EXPECT_NE(c.error().message.find("more than once"), std::string::npos) << c.error().message;
+  }
+}
+
 TEST(Config, MalformedYamlIsAConfigurationError) {
   auto c = config::from_yaml("provider: [unclosed");
   ASSERT_FALSE(c);
