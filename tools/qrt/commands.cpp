@@ -108,14 +108,36 @@ std::string base64_encode(std::string_view bytes) {
   return out;
 }
 
+namespace {
+
+/// The length of the well-formed UTF-8 sequence that starts at `text[i]` (no overlong forms,
+/// surrogates or code points past U+10FFFF), or 0 when none does.
+std::size_t utf8_sequence_at(std::string_view text, std::size_t i) {
+  const auto byte = [&](std::size_t k) { return static_cast<unsigned char>(text[k]); };
+  const auto continuation = [&](std::size_t k) {
+    return k < text.size() && (byte(k) & 0xC0) == 0x80;
+  };
+  const unsigned char c = byte(i);
+  if (c < 0x80) return 1;
+  if (c >= 0xC2 && c <= 0xDF && continuation(i + 1)) return 2;
+  if (c >= 0xE0 && c <= 0xEF && continuation(i + 1) && continuation(i + 2)) {
+    const unsigned char second = byte(i + 1);
+    return (c == 0xE0 && second < 0xA0) || (c == 0xED && second > 0x9F) ? 0 : 3;
+  }
+  if (c >= 0xF0 && c <= 0xF4 && continuation(i + 1) && continuation(i + 2) && continuation(i + 3)) {
+    const unsigned char second = byte(i + 1);
+    return (c == 0xF0 && second < 0x90) || (c == 0xF4 && second > 0x8F) ? 0 : 4;
+  }
+  return 0;
+}
+
+}  // namespace
+
 std::string printable_text(std::string_view text, bool multiline) {
   static constexpr char hex[] = "0123456789abcdef";
   std::string out;
   out.reserve(text.size());
   const auto byte = [&](std::size_t i) { return static_cast<unsigned char>(text[i]); };
-  const auto continuation = [&](std::size_t i) {
-    return i < text.size() && (byte(i) & 0xC0) == 0x80;
-  };
   std::size_t i = 0;
   while (i < text.size()) {
     const unsigned char c = byte(i);
@@ -138,19 +160,7 @@ std::string printable_text(std::string_view text, bool multiline) {
       ++i;
       continue;
     }
-    // The length of a well-formed UTF-8 sequence starting here (no overlong forms, surrogates
-    // or code points past U+10FFFF), or 0.
-    std::size_t length = 0;
-    if (c >= 0xC2 && c <= 0xDF && continuation(i + 1)) {
-      length = 2;
-    } else if (c >= 0xE0 && c <= 0xEF && continuation(i + 1) && continuation(i + 2)) {
-      const unsigned char second = byte(i + 1);
-      if (!(c == 0xE0 && second < 0xA0) && !(c == 0xED && second > 0x9F)) length = 3;
-    } else if (c >= 0xF0 && c <= 0xF4 && continuation(i + 1) && continuation(i + 2) &&
-               continuation(i + 3)) {
-      const unsigned char second = byte(i + 1);
-      if (!(c == 0xF0 && second < 0x90) && !(c == 0xF4 && second > 0x8F)) length = 4;
-    }
+    const std::size_t length = utf8_sequence_at(text, i);
     if (length == 0) {
       out += "\\x";
       out += hex[c >> 4];
@@ -236,25 +246,8 @@ std::size_t abandon_from(Receiver& receiver, const std::vector<received_message>
 }  // namespace
 
 bool is_utf8(std::string_view text) {
-  const auto byte = [&](std::size_t i) { return static_cast<unsigned char>(text[i]); };
-  const auto continuation = [&](std::size_t i) {
-    return i < text.size() && (byte(i) & 0xC0) == 0x80;
-  };
   for (std::size_t i = 0; i < text.size();) {
-    const unsigned char c = byte(i);
-    std::size_t length = 0;
-    if (c < 0x80) {
-      length = 1;
-    } else if (c >= 0xC2 && c <= 0xDF && continuation(i + 1)) {
-      length = 2;
-    } else if (c >= 0xE0 && c <= 0xEF && continuation(i + 1) && continuation(i + 2)) {
-      const unsigned char second = byte(i + 1);
-      if (!(c == 0xE0 && second < 0xA0) && !(c == 0xED && second > 0x9F)) length = 3;
-    } else if (c >= 0xF0 && c <= 0xF4 && continuation(i + 1) && continuation(i + 2) &&
-               continuation(i + 3)) {
-      const unsigned char second = byte(i + 1);
-      if (!(c == 0xF0 && second < 0x90) && !(c == 0xF4 && second > 0x8F)) length = 4;
-    }
+    const std::size_t length = utf8_sequence_at(text, i);
     if (length == 0) return false;
     i += length;
   }

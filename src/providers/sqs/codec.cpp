@@ -846,11 +846,16 @@ result<std::string> decode_queue_url(std::string_view body) {
   return string_member(*o, "QueueUrl", true, "queue URL");
 }
 
-result<std::map<std::string, std::string>> decode_queue_tags(std::string_view body) {
-  auto o = parse_object(body, "ListQueueTags");
+namespace {
+
+/// The string members of the map `member` of `action`'s answer; other values are skipped.
+result<std::map<std::string, std::string>> decode_string_map(std::string_view body,
+                                                             std::string_view action,
+                                                             std::string_view member) {
+  auto o = parse_object(body, action);
   if (!o) return o.error();
   std::map<std::string, std::string> out;
-  if (auto it = o->find("Tags"); it != o->end() && it->value().is_object()) {
+  if (auto it = o->find(member); it != o->end() && it->value().is_object()) {
     for (const auto& [k, v] : it->value().as_object()) {
       if (v.is_string()) out[std::string(k)] = std::string(v.as_string());
     }
@@ -858,16 +863,14 @@ result<std::map<std::string, std::string>> decode_queue_tags(std::string_view bo
   return out;
 }
 
+}  // namespace
+
+result<std::map<std::string, std::string>> decode_queue_tags(std::string_view body) {
+  return decode_string_map(body, "ListQueueTags", "Tags");
+}
+
 result<std::map<std::string, std::string>> decode_queue_attributes(std::string_view body) {
-  auto o = parse_object(body, "GetQueueAttributes");
-  if (!o) return o.error();
-  std::map<std::string, std::string> out;
-  if (auto it = o->find("Attributes"); it != o->end() && it->value().is_object()) {
-    for (const auto& [k, v] : it->value().as_object()) {
-      if (v.is_string()) out[std::string(k)] = std::string(v.as_string());
-    }
-  }
-  return out;
+  return decode_string_map(body, "GetQueueAttributes", "Attributes");
 }
 
 // ---- errors ----
