@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/execution_context.hpp>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -38,7 +39,8 @@ struct log_options {
   std::function<int(std::string_view call)> inject_error;
 };
 
-class persistent_log final : public detail::event_sink {
+class persistent_log final : public detail::event_sink,
+                             public std::enable_shared_from_this<persistent_log> {
  public:
   struct opened;
 
@@ -90,6 +92,11 @@ class persistent_log final : public detail::event_sink {
   /// Writes and syncs everything appended so far, stops the writer, then unlocks the directory.
   /// Idempotent.
   void close() override;
+
+  /// `ctx` is shutting down: the flushed() calls of coroutines that run there are dropped
+  /// unresumed (Asio then destroys the coroutines), so the writer never posts to a context
+  /// that is gone. Called by a service of each context a flushed() call waited from.
+  void abandon_waiters(const boost::asio::execution_context& ctx);
 
  private:
   struct chunk {
@@ -170,6 +177,7 @@ class persistent_log final : public detail::event_sink {
   detail::lsn durable_lsn_ = 0;  ///< fdatasync'ed
   detail::lsn taken_lsn_ = 0;    ///< taken by the writer for its current or last batch
   std::multimap<detail::lsn, waiter> waiters_;
+  std::vector<const boost::asio::execution_context*> watched_contexts_;  ///< see abandon_waiters
   std::optional<error> failure_;
   std::atomic<bool> failed_{false};  ///< failure_ is set: read without the mutex by failure()
   bool stopping_ = false;

@@ -744,5 +744,58 @@ TEST(PersistedProvider, AnExecutorDestroyedWithAReceiveWaitingLetsGoOfTheDirecto
   EXPECT_TRUE(reopened->stats(jobs));
 }
 
+// An io_context destroyed while one of its coroutines waits for the log to make its operation
+// durable: the log's writer, finishing that sync later, must not post the coroutine's wake-up
+// to the context that is gone (AddressSanitizer: use after free, before). The waiting call is
+// dropped with its context; the operation itself is on disk.
+TEST(PersistedProvider, AnExecutorDestroyedWhileACallWaitsForASyncIsNotPostedToAfterwards) {
+  scratch_dir dir;
+  std::mutex m;
+  std::condition_variable changed;
+  bool holding = false, release = false;
+  const auto registry = registry_with_disk_faults([&](std::string_view call) {
+    if (call != "fdatasync") return 0;
+    std::unique_lock lock(m);
+    if (!release) {
+      holding = true;
+      changed.notify_all();
+      changed.wait(lock, [&] { return release; });
+    }
+    return 0;
+  });
+  const config cfg{{"provider", "memory"},
+                   {"enable_persistence", "true"},
+                   {"persistence_path", dir.path().string()},
+                   {"durability", "always"}};
+  qrt::runtime rt;  // the provider's own executor outlives the caller's
+  auto made = registry.make(cfg, rt.executor());
+  ASSERT_TRUE(made) << made.error().to_string();
+  provider_ptr kept = *made;
+  {
+    boost::asio::io_context io;  // the caller's
+    const auto& p = made;
+    boost::asio::co_spawn(
+        io,
+        [](provider_ptr p) -> awaitable<void> {
+          const queue_options defaults;
+          (void)co_await p->create_queue(jobs, defaults);
+        }(*p),
+        boost::asio::detached);
+    io.poll();  // the create runs until it waits for the sync
+    std::unique_lock lock(m);
+    changed.wait(lock, [&] { return holding; });
+  }  // the io_context goes, its coroutine still waiting for the sync
+  {
+    std::lock_guard lock(m);
+    release = true;
+  }
+  changed.notify_all();
+  rt.block_on(kept->close());  // closes the log: the writer finishes the sync first
+  kept.reset();
+  auto reopened = open_persisted(dir.path());
+  ASSERT_TRUE(reopened) << reopened.error().to_string();
+  EXPECT_TRUE(reopened->stats(jobs)) << "the queue whose sync was under way is not on disk";
+}
+
 }  // namespace
 }  // namespace qrt::memory::log
