@@ -6,7 +6,6 @@
 #include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/defer.hpp>
-#include <boost/asio/execution_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/system_timer.hpp>
 #include <boost/asio/this_coro.hpp>
@@ -19,6 +18,7 @@
 #include <unordered_map>
 #include <utility>
 
+#include "core/abandon_on_shutdown.hpp"
 #include "core/borrowing_provider.hpp"
 #include "core/deadline.hpp"
 #include "core/name_checks.hpp"
@@ -43,32 +43,6 @@ delivery_key key_of(const receipt_handle& r) {
   return {(r.item & dead_letter_bit) != 0, r.item & ~dead_letter_bit, r.lock};
 }
 
-class wake_timer;
-
-/// Lets go of the coroutines parked in a provider's queues when the execution context they run
-/// on shuts down with them still parked (an io_context destroyed before the provider was
-/// closed). Asio destroys what a context has queued, but a parked coroutine's handler is kept
-/// by its waiter, and the coroutine keeps its queue (usually the provider too) alive: without
-/// this the provider, its queues and, with persistence, the lock on its directory would never
-/// be released. A wake_timer registers with this service of each context its waiters run on.
-class release_on_shutdown : public asio::execution_context::service {
- public:
-  static inline asio::execution_context::id id;
-  explicit release_on_shutdown(asio::execution_context& ctx) : service(ctx) {}
-
-  void watch(std::weak_ptr<wake_timer> timer) {
-    std::lock_guard lock(mutex_);
-    std::erase_if(timers_, [](const auto& t) { return t.expired(); });
-    timers_.push_back(std::move(timer));
-  }
-
- private:
-  void shutdown() override;
-
-  std::mutex mutex_;
-  std::vector<std::weak_ptr<wake_timer>> timers_;
-};
-
 /// Wakes parked waiters whose time has come (their deadline, or the queue's next timed event),
 /// with one timer for the whole provider. A timer per waiter was armed and cancelled on every
 /// park, and arming the earliest timer of the reactor reprograms the kernel's timer (a syscall,
@@ -85,7 +59,12 @@ class release_on_shutdown : public asio::execution_context::service {
 /// and beside a thread that works timers all the time (a paced producer) that lock is held
 /// most of the time and is not fair: a consumer that set the timer itself waited there for
 /// 50 µs to over a millisecond in a third of the attempts.
-class wake_timer : public std::enable_shared_from_this<wake_timer> {
+///
+/// It also lets go of waiters whose coroutines' context shuts down while they are parked
+/// (abandon(), through core/abandon_on_shutdown.hpp): with persistence, a provider kept alive
+/// by such a coroutine would never release its directory.
+class wake_timer : public std::enable_shared_from_this<wake_timer>,
+                   public qrt::detail::holds_handlers {
  public:
   explicit wake_timer(asio::any_io_executor ex) : timer_(std::move(ex)) {}
 
@@ -96,21 +75,18 @@ class wake_timer : public std::enable_shared_from_this<wake_timer> {
     std::lock_guard lock(mutex_);
     due_.emplace(at, parked{q, w, w.get()});
     if (!armed_ || at < *armed_) set(at);
-    if (std::find(contexts_.begin(), contexts_.end(), &ctx) == contexts_.end()) {
-      contexts_.push_back(&ctx);
-      asio::use_service<release_on_shutdown>(ctx).watch(weak_from_this());
-    }
+    contexts_.watch(ctx, weak_from_this());
   }
 
   /// `ctx` is shutting down (its threads have stopped): every waiter whose coroutine runs there
   /// is taken out of the wait, its handler destroyed unrun, so Asio destroys the coroutine as
   /// it does the work the context had queued. The waiter stays in its queue's wait list until
   /// a notify passes over it (waiter::abandoned) and wakes the next one instead.
-  void abandon(asio::execution_context& ctx) {
+  void abandon(const asio::execution_context& ctx) override {
     std::vector<parked> all;
     {
       std::lock_guard lock(mutex_);
-      std::erase(contexts_, &ctx);
+      contexts_.forget(ctx);
       for (const auto& [at, p] : due_) all.push_back(p);
     }
     std::vector<asio::any_completion_handler<void()>> let_go;
@@ -242,20 +218,9 @@ class wake_timer : public std::enable_shared_from_this<wake_timer> {
   std::optional<time_point> armed_;  ///< when the timer fires next (once apply() ran); none: idle
   bool applying_ = false;            ///< an apply() is posted or running
   bool closed_ = false;
-  std::vector<const asio::execution_context*> contexts_;  ///< watched by release_on_shutdown
-  asio::system_timer timer_;                              ///< touched by apply() only
+  qrt::detail::watched_contexts contexts_;  ///< of the parked waiters' coroutines
+  asio::system_timer timer_;                ///< touched by apply() only
 };
-
-void release_on_shutdown::shutdown() {
-  std::vector<std::weak_ptr<wake_timer>> timers;
-  {
-    std::lock_guard lock(mutex_);
-    timers.swap(timers_);
-  }
-  for (const auto& t : timers) {
-    if (auto timer = t.lock()) timer->abandon(context());
-  }
-}
 
 /// Suspends until `w` is woken (by a state change) or `wake_at` passes. `q->mutex` must not be
 /// held. A wake that happens before we suspend is kept in w->notified, so none is lost.

@@ -440,12 +440,8 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
       if (batch->empty() && took < milliseconds(std::chrono::seconds(wait_s)) / 2) {
         // Nothing, and at once: the server did not wait as asked (an emulator or a proxy, not
         // SQS). Asking again at once would spin through the wait; pause, longer each time.
-        const auto pause = std::min<steady::duration>(
-            milliseconds(50) * (1 << std::min(quick_empty_answers++, 4)), deadline - steady::now());
-        if (pause > steady::duration::zero()) {
-          asio::steady_timer timer(co_await asio::this_coro::executor, pause);
-          co_await timer.async_wait(asio::use_awaitable);
-        }
+        co_await sleep_for(std::min(milliseconds(50) * (1 << std::min(quick_empty_answers++, 4)),
+                                    qrt::detail::time_left(deadline, steady::now())));
       }
     }
     // Only released messages and nothing to hand out: the error lets callers back off instead

@@ -9,7 +9,6 @@
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/execution/outstanding_work.hpp>
-#include <boost/asio/execution_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/prefer.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -388,43 +387,11 @@ bool persistent_log::reached_locked(detail::lsn upto) const {
   return (options_.mode == durability::always ? durable_lsn_ : written_lsn_) >= upto;
 }
 
-namespace {
-
-/// Tells the logs whose flushed() calls wait from this context when it shuts down, so that they
-/// drop those calls instead of posting to a context that is gone (persistent_log::
-/// abandon_waiters).
-class log_waiters_on_shutdown : public boost::asio::execution_context::service {
- public:
-  static inline boost::asio::execution_context::id id;
-  explicit log_waiters_on_shutdown(boost::asio::execution_context& ctx) : service(ctx) {}
-  void watch(std::weak_ptr<persistent_log> log) {
-    std::lock_guard lock(mutex_);
-    std::erase_if(logs_, [](const auto& l) { return l.expired(); });
-    logs_.push_back(std::move(log));
-  }
-
- private:
-  void shutdown() override {
-    std::vector<std::weak_ptr<persistent_log>> logs;
-    {
-      std::lock_guard lock(mutex_);
-      logs.swap(logs_);
-    }
-    for (const auto& l : logs) {
-      if (auto log = l.lock()) log->abandon_waiters(context());
-    }
-  }
-  std::mutex mutex_;
-  std::vector<std::weak_ptr<persistent_log>> logs_;
-};
-
-}  // namespace
-
-void persistent_log::abandon_waiters(const boost::asio::execution_context& ctx) {
+void persistent_log::abandon(const boost::asio::execution_context& ctx) {
   std::vector<waiter> gone;
   {
     std::lock_guard lock(mutex_);
-    std::erase(watched_contexts_, &ctx);
+    watched_contexts_.forget(ctx);
     for (auto it = waiters_.begin(); it != waiters_.end();) {
       if (&boost::asio::query(it->second.executor, boost::asio::execution::context) == &ctx) {
         gone.push_back(std::move(it->second));
@@ -449,12 +416,8 @@ void persistent_log::register_waiter(detail::lsn upto, waiter w) {
   if (reached_locked(upto)) return resume_now(result<void>{});
   if (failure_) return resume_now(*failure_);
   if (stopped_) return resume_now(fail(errc::closed, "persistence log is closed"));
-  auto& ctx = boost::asio::query(w.executor, boost::asio::execution::context);
-  if (std::find(watched_contexts_.begin(), watched_contexts_.end(), &ctx) ==
-      watched_contexts_.end()) {
-    watched_contexts_.push_back(&ctx);
-    boost::asio::use_service<log_waiters_on_shutdown>(ctx).watch(weak_from_this());
-  }
+  watched_contexts_.watch(boost::asio::query(w.executor, boost::asio::execution::context),
+                          weak_from_this());
   waiters_.emplace(upto, std::move(w));
   // Only operations the next batch will carry count towards the writer's patience.
   if (upto > taken_lsn_ && ++arrived_waiters_ == expected_waiters_) work_ready_.notify_one();

@@ -17,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/abandon_on_shutdown.hpp"
 #include "replay.hpp"
 
 namespace qrt::memory::log {
@@ -40,6 +41,7 @@ struct log_options {
 };
 
 class persistent_log final : public detail::event_sink,
+                             public qrt::detail::holds_handlers,
                              public std::enable_shared_from_this<persistent_log> {
  public:
   struct opened;
@@ -95,8 +97,8 @@ class persistent_log final : public detail::event_sink,
 
   /// `ctx` is shutting down: the flushed() calls of coroutines that run there are dropped
   /// unresumed (Asio then destroys the coroutines), so the writer never posts to a context
-  /// that is gone. Called by a service of each context a flushed() call waited from.
-  void abandon_waiters(const boost::asio::execution_context& ctx);
+  /// that is gone (core/abandon_on_shutdown.hpp).
+  void abandon(const boost::asio::execution_context& ctx) override;
 
  private:
   struct chunk {
@@ -177,7 +179,7 @@ class persistent_log final : public detail::event_sink,
   detail::lsn durable_lsn_ = 0;  ///< fdatasync'ed
   detail::lsn taken_lsn_ = 0;    ///< taken by the writer for its current or last batch
   std::multimap<detail::lsn, waiter> waiters_;
-  std::vector<const boost::asio::execution_context*> watched_contexts_;  ///< see abandon_waiters
+  qrt::detail::watched_contexts watched_contexts_;  ///< of the flushed() callers; see abandon()
   std::optional<error> failure_;
   std::atomic<bool> failed_{false};  ///< failure_ is set: read without the mutex by failure()
   bool stopping_ = false;
