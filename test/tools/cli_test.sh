@@ -51,6 +51,12 @@ expect 2 "lock_duraton" -- send --provider memory --queue q --body x --set lock_
 expect 2 "message size" -- bench --size 8 --messages 10
 expect 2 "/nonexistent/targets.yaml" -- bench --targets /nonexistent/targets.yaml
 expect 2 "duration" -- bench --duration soon
+# Zero given explicitly is refused by name, not read as "not given" (the default).
+expect 2 "--batch must be >= 1" -- bench --batch 0 --messages 10
+expect 2 "--rate must be a positive number" -- bench --rate 0 --messages 10
+expect 2 "--rate must be a positive number" -- bench --rate nan --messages 10
+expect 2 "--threads must be 1 to 1024" -- bench --threads 0 --messages 10
+expect 2 "--threads must be 1 to 1024" -- bench --threads 100000 --messages 10
 expect 2 "subcommand|frobnicate" -- frobnicate
 expect 2 "/nonexistent" -- send --provider memory --queue q --body x --body-file /nonexistent
 truncate -s 1100M "$tmp/huge-body"  # sparse: refused by its size, never read

@@ -700,7 +700,7 @@ class bench_command {
     cmd_->add_option("--messages", bo_.messages, "messages to send (default 100000)");
     cmd_->add_option("--duration", duration_text_,
                      "sustained mode: send for this long (30s, 5m, 1h)");
-    cmd_->add_option("--rate", bo_.rate,
+    cmd_->add_option("--rate", rate_,
                      "messages/s over all producers (default: as fast as possible)");
     cmd_->add_option("--size", bo_.message_size,
                      "body bytes per message (default 256, at least 16)");
@@ -710,7 +710,7 @@ class bench_command {
     cmd_->add_option("--send-batch", bo_.send_batch, "messages per send call (default 10)");
     cmd_->add_option("--receive-batch", bo_.receive_batch,
                      "messages per receive call (default 10)");
-    cmd_->add_option("--threads", bo_.threads, "threads running the provider (default: cores)");
+    cmd_->add_option("--threads", threads_, "threads running the provider (default: cores)");
     cmd_->add_option("--handler-cost", handler_cost_us_,
                      "microseconds of CPU each message's handler burns (default 0)");
     cmd_->add_flag("--no-baseline", no_baseline_, "skip the raw-queue baseline");
@@ -768,7 +768,25 @@ class bench_command {
                  "--duration '" + duration_text_ + "' is not a duration like 30s, 5m or 1h"));
       bo_.duration = *d;
     }
-    if (batch_ > 0) bo_.send_batch = bo_.receive_batch = batch_;
+    // Zero is what the options hold for "not given"; given explicitly it is refused by name
+    // rather than read as the default.
+    if (batch_) {
+      if (*batch_ == 0) return report_error(fail(errc::invalid_argument, "--batch must be >= 1"));
+      bo_.send_batch = bo_.receive_batch = *batch_;
+    }
+    if (rate_) {
+      if (!(*rate_ > 0) || !std::isfinite(*rate_)) {
+        return report_error(fail(errc::invalid_argument,
+                                 "--rate must be a positive number of messages/s (leave it out "
+                                 "for as fast as possible)"));
+      }
+      bo_.rate = *rate_;
+    }
+    if (threads_) {
+      if (*threads_ == 0 || *threads_ > 1024)
+        return report_error(fail(errc::invalid_argument, "--threads must be 1 to 1024"));
+      bo_.threads = *threads_;
+    }
     if (handler_cost_us_ < 0 || overhead_us_ < 0) {
       return report_error(
           fail(errc::invalid_argument, "--handler-cost and --overhead must be >= 0"));
@@ -926,7 +944,9 @@ class bench_command {
   cli::provider_flags flags_;
   bench::bench_options bo_;
   std::string duration_text_, targets_file_, environment_, report_dir_, output_ = "text";
-  std::size_t batch_ = 0;
+  std::optional<std::size_t> batch_;
+  std::optional<double> rate_;
+  std::optional<std::size_t> threads_;
   bool fail_on_miss_ = false, no_baseline_ = false, scaling_ = false, half_rate_ = false;
   std::int64_t handler_cost_us_ = 0, overhead_us_ = 0, scaling_latency_ms_ = 10;
   std::uint64_t memory_budget_ = 0;
