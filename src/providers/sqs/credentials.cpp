@@ -10,6 +10,8 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <string_view>
+#include <utility>
 
 #include "net/http.hpp"
 
@@ -96,6 +98,27 @@ const std::map<std::string, std::string>* config_section(const ini_file& config,
                                                          const std::string& profile) {
   if (auto s = section(config, "profile " + profile)) return s;
   return profile == "default" ? section(config, "default") : nullptr;
+}
+
+/// For a source where only one of the two keys is set: which one, and which one it lacks, so
+/// that a half-finished configuration is not reported as none at all. Empty when both or
+/// neither are set (never the values: either may be a secret).
+std::string half_of_a_key_pair(bool has_id, bool has_secret, std::string_view id_name,
+                               std::string_view secret_name) {
+  if (has_id == has_secret) return {};
+  const auto [set, missing] =
+      has_id ? std::pair(id_name, secret_name) : std::pair(secret_name, id_name);
+  return std::string(set) + " is set but " + std::string(missing) + " is not";
+}
+
+std::string half_of_a_profile_pair(const std::map<std::string, std::string>* s) {
+  if (s == nullptr) return {};
+  auto has = [s](const char* key) {
+    auto it = s->find(key);
+    return it != s->end() && !it->second.empty();
+  };
+  return half_of_a_key_pair(has("aws_access_key_id"), has("aws_secret_access_key"),
+                            "aws_access_key_id", "aws_secret_access_key");
 }
 
 }  // namespace
@@ -362,19 +385,40 @@ boost::asio::awaitable<result<expiring_credentials>> credential_chain::resolve()
       !settings_.explicit_keys.secret_access_key.empty()) {
     co_return checked({settings_.explicit_keys, std::nullopt, "explicit"});
   }
-  note("explicit keys: not set");
-
-  if (auto id = env_("AWS_ACCESS_KEY_ID"), secret = env_("AWS_SECRET_ACCESS_KEY"); id && secret) {
-    co_return checked({aws_credentials{*id, *secret, env_("AWS_SESSION_TOKEN").value_or("")},
-                       std::nullopt, "environment"});
+  if (auto half = half_of_a_key_pair(!settings_.explicit_keys.access_key_id.empty(),
+                                     !settings_.explicit_keys.secret_access_key.empty(),
+                                     "the access key id", "the secret access key");
+      !half.empty()) {
+    note("explicit keys: " + half);
+  } else {
+    note("explicit keys: not set");
   }
-  note("environment: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY not set");
+
+  const auto env_id = env_("AWS_ACCESS_KEY_ID");
+  const auto env_secret = env_("AWS_SECRET_ACCESS_KEY");
+  if (env_id && env_secret) {
+    co_return checked(
+        {aws_credentials{*env_id, *env_secret, env_("AWS_SESSION_TOKEN").value_or("")},
+         std::nullopt, "environment"});
+  }
+  if (auto half = half_of_a_key_pair(env_id.has_value(), env_secret.has_value(),
+                                     "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY");
+      !half.empty()) {
+    note("environment: " + half);
+  } else {
+    note("environment: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY not set");
+  }
 
   const auto files = load_shared_files(env_, settings_.profile);
   if (auto c = profile_credentials(files.credentials, files.config, files.profile)) {
     co_return checked({*c, std::nullopt, "profile '" + files.profile + "'"});
   }
-  note("profile '" + files.profile + "': no keys in the shared files" +
+  std::string half_profile = half_of_a_profile_pair(section(files.credentials, files.profile));
+  if (half_profile.empty()) {
+    half_profile = half_of_a_profile_pair(config_section(files.config, files.profile));
+  }
+  note("profile '" + files.profile +
+       "': " + (half_profile.empty() ? std::string("no keys in the shared files") : half_profile) +
        (files.skipped.empty() ? std::string{} : " (skipped: " + files.skipped + ")"));
 
   // ECS task role: the agent's endpoint, with an optional authorization token.

@@ -170,6 +170,30 @@ TEST(SqsCredentials, NothingFoundNamesEverySourceButNoSecret) {
   EXPECT_EQ(c.error().message.find("only-the-secret-is-set"), std::string::npos);
 }
 
+// One key of a pair set without the other is a half-finished configuration: the error names
+// what is set and what is missing, in each source, and never the value that is set.
+TEST(SqsCredentials, HalfAKeyPairIsNamedInEachSourceWithoutItsValue) {
+  temp_home home;
+  home.write(".aws/credentials", "[default]\naws_access_key_id = PROFILEKEYID\n");
+  fake_env env{{{"HOME", home.str()}, {"AWS_ACCESS_KEY_ID", "ENVKEYID"}}};
+  credential_settings explicit_half;
+  explicit_half.explicit_keys.secret_access_key = "explicit-secret-value";
+  auto chain = make_chain(env, explicit_half);
+  auto c = get(chain);
+  ASSERT_FALSE(c);
+  EXPECT_EQ(c.error().code, errc::permission);
+  const std::string& m = c.error().message;
+  for (auto words : {"explicit keys: the secret access key is set but the access key id is not",
+                     "environment: AWS_ACCESS_KEY_ID is set but AWS_SECRET_ACCESS_KEY is not",
+                     "profile 'default': aws_access_key_id is set but aws_secret_access_key is "
+                     "not"}) {
+    EXPECT_NE(m.find(words), std::string::npos) << words << " in " << m;
+  }
+  for (auto value : {"PROFILEKEYID", "ENVKEYID", "explicit-secret-value"}) {
+    EXPECT_EQ(m.find(value), std::string::npos) << value << " in " << m;
+  }
+}
+
 TEST(SqsCredentials, EcsEndpointWithAuthorizationToken) {
   std::string seen_auth;
   qrt::test::local_http_server server([&](const qrt::test::seen_request& r) {
