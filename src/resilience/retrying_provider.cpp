@@ -13,6 +13,16 @@ bool worth_retrying(const error& e) {
   return e.code != errc::queue_full && e.code != errc::session_locked;
 }
 
+/// The wait (or timeout) for each attempt of a call retried under one caller's `wait`: what is
+/// left of it (at least a millisecond), so that retries cannot stretch a 20 s long poll or a
+/// 30 s send to minutes. Zero or less (no wait, or none given) is passed on unchanged.
+auto each_attempt_gets_what_is_left_of(milliseconds wait) {
+  const auto deadline = detail::deadline_after(std::chrono::steady_clock::now(), wait);
+  return [deadline, wait] {
+    return wait.count() <= 0 ? wait : detail::time_left(deadline, std::chrono::steady_clock::now());
+  };
+}
+
 class retrying_session final : public session_receiver {
  public:
   retrying_session(std::shared_ptr<session_receiver> inner, retry_policy policy,
@@ -24,8 +34,9 @@ class retrying_session final : public session_receiver {
 
   awaitable<result<std::vector<received_message>>> receive(std::size_t max_messages,
                                                            milliseconds wait) override {
+    const auto left = each_attempt_gets_what_is_left_of(wait);
     co_return co_await retry(
-        policy_, [&] { return inner_->receive(max_messages, wait); }, sleeper_, worth_retrying);
+        policy_, [&] { return inner_->receive(max_messages, left()); }, sleeper_, worth_retrying);
   }
   awaitable<std::vector<result<void>>> settle(std::vector<settlement> settlements) override {
     // Not retried here: a session's settlement failing transiently usually means the link is
@@ -99,16 +110,12 @@ class retrying_provider final : public provider {
   // path: what the attempts need moves into the callable, which lives in retry()'s frame. The
   // queue name is the caller's, alive until the call completes as for any provider call.
   //
-  // `timeout` bounds the send, attempts and pauses together: each attempt gets what is left of
-  // it (at least a millisecond), so retries cannot stretch a 30 s send to minutes.
+  // `timeout` bounds the send, attempts and pauses together, as a receive's `wait` bounds the
+  // receive's (each_attempt_gets_what_is_left_of).
   awaitable<result<std::vector<send_outcome>>> send(const queue_name& queue,
                                                     std::vector<message> messages,
                                                     milliseconds timeout) override {
-    const auto deadline = detail::deadline_after(std::chrono::steady_clock::now(), timeout);
-    const auto left = [deadline, timeout] {
-      return timeout.count() <= 0 ? timeout
-                                  : detail::time_left(deadline, std::chrono::steady_clock::now());
-    };
+    const auto left = each_attempt_gets_what_is_left_of(timeout);
     if (lender_) {
       return again("send", &queue,
                    [lender = lender_, &queue, messages = std::move(messages), left]() mutable {
@@ -124,9 +131,11 @@ class retrying_provider final : public provider {
   awaitable<result<std::vector<received_message>>> receive(const queue_name& queue,
                                                            std::size_t max_messages,
                                                            milliseconds wait) override {
-    return again("receive", &queue, [inner = inner_.get(), &queue, max_messages, wait] {
-      return inner->receive(queue, max_messages, wait);
-    });
+    return again("receive", &queue,
+                 [inner = inner_.get(), &queue, max_messages,
+                  left = each_attempt_gets_what_is_left_of(wait)] {
+                   return inner->receive(queue, max_messages, left());
+                 });
   }
 
   awaitable<result<std::vector<received_message>>> peek(const queue_name& queue,
@@ -179,8 +188,9 @@ class retrying_provider final : public provider {
   awaitable<result<std::shared_ptr<session_receiver>>> accept_session(
       const queue_name& queue, std::optional<session_id> session, milliseconds wait) override {
     // errc::timeout here means "no session had messages within `wait`": an answer.
+    const auto left = each_attempt_gets_what_is_left_of(wait);
     auto r = co_await again(
-        "accept_session", &queue, [&] { return inner_->accept_session(queue, session, wait); },
+        "accept_session", &queue, [&] { return inner_->accept_session(queue, session, left()); },
         [](const error& e) { return worth_retrying(e) && e.code != errc::timeout; });
     if (!r) co_return r.error();
     co_return std::shared_ptr<session_receiver>(

@@ -235,7 +235,8 @@ TEST(ClientRetry, TransientProviderErrorsAreRetriedByDefaultAndNothingIsDuplicat
   EXPECT_EQ(faulty->stats().scheduled_failures, 3u) << "a permanent error is tried once";
 }
 
-// A provider whose sends always fail with a transient error, recording the timeout each got.
+// A provider whose sends, receives and session accepts always fail with a transient error,
+// recording the timeout or wait each attempt got.
 class timeout_recorder final : public qrt::test::forwarding_provider {
  public:
   using forwarding_provider::forwarding_provider;
@@ -244,8 +245,27 @@ class timeout_recorder final : public qrt::test::forwarding_provider {
     timeouts.push_back(timeout);
     co_return transient();
   }
+  qrt::awaitable<qrt::result<std::vector<qrt::received_message>>> receive(
+      const qrt::queue_name&, std::size_t, qrt::milliseconds wait) override {
+    timeouts.push_back(wait);
+    co_return transient();
+  }
+  qrt::awaitable<qrt::result<std::shared_ptr<qrt::session_receiver>>> accept_session(
+      const qrt::queue_name&, std::optional<qrt::session_id>, qrt::milliseconds wait) override {
+    timeouts.push_back(wait);
+    co_return transient();
+  }
   std::vector<qrt::milliseconds> timeouts;
 };
+
+// Each attempt was given less than the one before it: what was left, not the whole again.
+void expect_shrinking(const std::vector<qrt::milliseconds>& given, qrt::milliseconds first) {
+  ASSERT_EQ(given.size(), 4u);
+  EXPECT_EQ(given[0], first);
+  for (std::size_t i = 1; i < given.size(); ++i) {
+    EXPECT_LT(given[i], given[i - 1]) << "attempt " << i + 1 << " was given the whole wait again";
+  }
+}
 
 // The send's timeout bounds its attempts together: each retry gets what is left of it, not the
 // whole again (four attempts of a 30 s send took two minutes).
@@ -260,12 +280,32 @@ TEST(ClientRetry, EachRetryOfASendGetsWhatIsLeftOfItsTimeout) {
   qrt::queue_client client(recorder, options);
   auto sent = rt.block_on(client.send(qrt::queue_name::from("q"), qrt::message{.body = "x"}));
   ASSERT_FALSE(sent);
-  ASSERT_EQ(recorder->timeouts.size(), 4u);
-  EXPECT_EQ(recorder->timeouts[0], 600'000ms);
-  for (std::size_t i = 1; i < recorder->timeouts.size(); ++i) {
-    EXPECT_LT(recorder->timeouts[i], recorder->timeouts[i - 1])
-        << "attempt " << i + 1 << " was given the whole timeout again";
-  }
+  expect_shrinking(recorder->timeouts, 600'000ms);
+}
+
+// A receive's wait, and a session accept's, bound their attempts the same way: a long poll
+// retried after a dropped connection waits out what is left of the caller's wait, not all of
+// it again. A receive that does not wait (0) stays one that does not wait.
+TEST(ClientRetry, EachRetryOfAReceiveOrAcceptGetsWhatIsLeftOfItsWait) {
+  qrt::runtime rt;
+  auto memory =
+      qrt::memory::make_provider(qrt::memory::options::for_testing(), rt.executor()).value();
+  auto recorder = std::make_shared<timeout_recorder>(memory);
+  qrt::client_options options;
+  options.retry = retry_policy::fixed_interval(5ms);
+  qrt::queue_client client(recorder, options);
+  const auto q = qrt::queue_name::from("q");
+
+  ASSERT_FALSE(rt.block_on(client.receive(q, 10, 600'000ms)));
+  expect_shrinking(recorder->timeouts, 600'000ms);
+
+  recorder->timeouts.clear();
+  ASSERT_FALSE(rt.block_on(client.accept_session(q, std::nullopt, 600'000ms)));
+  expect_shrinking(recorder->timeouts, 600'000ms);
+
+  recorder->timeouts.clear();
+  ASSERT_FALSE(rt.block_on(client.receive(q, 10, 0ms)));
+  EXPECT_EQ(recorder->timeouts, std::vector<qrt::milliseconds>(4, 0ms));
 }
 
 // A provider that can be lent the messages is not handed a copy per attempt; after a whole
