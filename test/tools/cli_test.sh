@@ -95,6 +95,10 @@ expect 0 "created queue q" -- queue create q --provider memory --persistence-pat
 expect 0 "created queue q" -- queue create q --provider memory --persistence-path "$empty"
 expect 0 "created queue gone" -- queue create gone --provider memory --persistence-path "$empty"
 expect 0 "deleted queue gone" -- queue delete gone --provider memory --persistence-path "$empty"
+# The name also as every other command takes it, --queue Q (and --topic T); one of the two.
+expect 0 "created queue flagged" -- queue create --queue flagged --provider memory --persistence-path "$empty"
+expect 0 "deleted queue flagged" -- queue delete --queue flagged --provider memory --persistence-path "$empty"
+expect 2 "--queue is required" -- queue create --provider memory --persistence-path "$empty"
 expect 1 "'gone' does not exist" -- stats --provider memory --queue gone --persistence-path "$empty"
 expect 2 "invalid queue name" -- queue create 'a/b' --provider memory --persistence-path "$empty"
 
@@ -296,6 +300,8 @@ expect 0 "deleted subscription" -- subscription delete "${mem[@]}" --topic event
 expect 1 "queue_not_found" -- receive "${mem[@]}" --topic events --subscription eu --wait 0.1
 expect 0 "^all  \(every message\)$" -- subscription list "${mem[@]}" --topic events
 expect 0 "deleted topic events" -- topic delete events "${mem[@]}"
+expect 0 "created topic flagged" -- topic create --topic flagged "${mem[@]}"
+expect 0 "deleted topic flagged" -- topic delete --topic flagged "${mem[@]}"
 expect 1 "topic_not_found" -- publish "${mem[@]}" --topic events --body x
 expect 1 "topic_not_found" -- subscription list "${mem[@]}" --topic events
 expect 1 "topic_not_found" -- subscription create "${mem[@]}" --topic events --subscription s

@@ -517,7 +517,11 @@ class create_delete_commands {
     delete_ = group_->add_subcommand("delete", k.delete_about);
     for (auto* cmd : {create_, delete_}) {
       add_provider_flags(*cmd, flags_, names::none);
-      cmd->add_option(k.noun, name_, std::string(k.noun) + " name")->required();
+      // The name as every other command takes it (--queue Q, --topic T) or, shorter, as the
+      // one positional argument.
+      cmd->add_option(std::string(k.noun) + ",--" + k.noun, name_,
+                      std::string(k.noun) + " name (or --" + k.noun + " NAME)")
+          ->required();
     }
   }
   CLI::App* create_parser() const { return create_; }
