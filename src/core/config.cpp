@@ -255,9 +255,10 @@ result<std::uint64_t> config::get_uint(std::string_view key, std::uint64_t fallb
                                        std::uint64_t min, std::uint64_t max) const {
   auto v = get(key);
   if (!v) return fallback;
+  const std::string_view text = *v;
   std::uint64_t out = 0;
-  auto [ptr, ec] = std::from_chars(v->data(), v->data() + v->size(), out);
-  if (ec != std::errc{} || ptr != v->data() + v->size()) {
+  auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
+  if (ec != std::errc{} || ptr != text.data() + text.size()) {
     return field_error(key, "expected a whole number, got " + quoted_value(key, *v));
   }
   if (out < min || out > max) {
@@ -270,9 +271,10 @@ result<std::uint64_t> config::get_uint(std::string_view key, std::uint64_t fallb
 result<double> config::get_double(std::string_view key, double fallback) const {
   auto v = get(key);
   if (!v) return fallback;
+  const std::string_view text = *v;
   double out = 0;
-  auto [ptr, ec] = std::from_chars(v->data(), v->data() + v->size(), out);
-  if (ec != std::errc{} || ptr != v->data() + v->size() || !std::isfinite(out)) {
+  auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
+  if (ec != std::errc{} || ptr != text.data() + text.size() || !std::isfinite(out)) {
     return field_error(key, "expected a number, got " + quoted_value(key, *v));
   }
   return out;
