@@ -202,7 +202,12 @@ void core::finish(send_op& op) {
 auto core::take_in_flight(const proton::tracker& t) -> std::optional<in_flight_delivery> {
   auto n = number_of(delivery_tag(proton::internal::factory<proton::tracker>::unwrap(t)));
   if (!n) return std::nullopt;
-  auto entry = in_flight.take(*n);
+  // Tag numbers are unique among data deliveries only: Proton numbers the requests a node
+  // sends ($cbs, $management) from 1 on its own. An outcome counts for the delivery of that
+  // number only when it came on that delivery's link; a request's never settles a send.
+  const proton::sender link = t.sender();
+  auto entry =
+      in_flight.take(*n, [&link](const in_flight_delivery& d) { return d.sender->link == link; });
   if (entry) --entry->sender->unsettled;
   return entry;
 }

@@ -27,8 +27,13 @@ class sequence_table {
 
   /// Takes item `seq` out; nullopt when it is not held (never added, or already taken).
   std::optional<T> take(std::uint64_t seq) {
+    return take(seq, [](const T&) { return true; });
+  }
+  /// Takes item `seq` out only if `accept(item)`; otherwise it stays, and nullopt.
+  template <class Accept>
+  std::optional<T> take(std::uint64_t seq, Accept accept) {
     const auto it = find(seq);
-    if (it == slots_.end() || !it->item) return std::nullopt;
+    if (it == slots_.end() || !it->item || !accept(*it->item)) return std::nullopt;
     std::optional<T> taken = std::move(it->item);
     it->item.reset();  // the hole
     --live_;

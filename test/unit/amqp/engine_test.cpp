@@ -309,6 +309,62 @@ TEST(amqp_engine, a_reply_is_matched_by_correlation_id_and_a_stranger_dropped) {
   EXPECT_EQ(broker.requests, 1);
 }
 
+/// A $management node that also takes messages sent to "q" and holds them without an outcome
+/// until the test decides one.
+struct holding_queue_and_management : management_node {
+  void on_receiver_open(proton::receiver& r) override {
+    if (r.active()) return;
+    r.open(proton::receiver_options()
+               .auto_accept(false)
+               .source(proton::source_options().address(r.source().address()))
+               .target(proton::target_options().address(r.target().address())));
+  }
+  void on_message(proton::delivery& d, proton::message& m) override {
+    if (d.receiver().target().address() == "q") {
+      held.push_back(d);
+      return;
+    }
+    management_node::on_message(d, m);
+  }
+  std::vector<proton::delivery> held;
+};
+
+std::string encoded_message(const std::string& body) {
+  std::vector<char> bytes;
+  proton::message(body).encode(bytes);
+  return {bytes.begin(), bytes.end()};
+}
+
+// A send's delivery and a request's are numbered apart (Proton numbers a node's requests from 1
+// itself), so the same tag number can be in flight on both links. The broker's outcome for the
+// request must not settle the send: it was taken as the send's acceptance, so a message the
+// broker then refused or lost was reported stored, and a refused request failed a stored one.
+TEST(amqp_engine, a_requests_outcome_never_settles_a_send_of_the_same_tag_number) {
+  holding_queue_and_management broker;
+  engine_harness h(broker);
+  answer<qrt::result<std::vector<qrt::result<void>>>> sent;
+  std::vector<qrt::amqp::detail::outgoing_delivery> deliveries(1);
+  deliveries[0].bytes = encoded_message("data");
+  h.e.send("q", std::move(deliveries), 5s, h.now, sent.into());
+  h.exchange();
+  ASSERT_EQ(broker.held.size(), 1u);
+  ASSERT_FALSE(sent.value) << "no outcome was given yet";
+
+  answer<qrt::result<proton::message>> reply;
+  h.e.request("$management", proton::message("ping"), 5s, h.now, reply.into());
+  h.exchange();
+  ASSERT_TRUE(reply.value && *reply.value) << "the request was answered";
+  EXPECT_FALSE(sent.value) << "the send finished on the request's outcome";
+
+  // The send's own outcome still decides it.
+  broker.held.front().reject();
+  h.to_engine += h.brokers.back()->exchange({});  // the broker writes what it decided
+  h.exchange();
+  ASSERT_TRUE(sent.value && *sent.value);
+  ASSERT_EQ((**sent.value).size(), 1u);
+  EXPECT_FALSE((**sent.value)[0]) << "the broker refused the message";
+}
+
 TEST(amqp_engine, garbage_from_the_peer_is_a_framing_error_and_reading_stops) {
   const std::string garbage(1 << 20, '\x5a');
   bool answered = false;
