@@ -68,6 +68,9 @@ namespace detail {
 /// A number in [0, 1) from a per-thread generator (a function, so coroutines never cache a
 /// thread_local's address across a suspension that may resume on another thread).
 double unit_random() noexcept;
+/// `e`, the failure of the last of `attempts` attempts, saying so when there was more than one:
+/// each attempt's own words ("no answer within 60 s") would otherwise read as the whole wait.
+error after_attempts(error e, std::uint32_t attempts);
 }  // namespace detail
 
 /// Waits between attempts. The default sleeps on an Asio timer; tests record the delays.
@@ -87,9 +90,9 @@ auto retry(const retry_policy& policy, Attempt attempt, retry_sleeper sleeper = 
     auto r = co_await attempt();
     ++attempts;
     if (r) co_return r;
-    if (retryable && !retryable(r.error())) co_return r;
+    if (retryable && !retryable(r.error())) co_return detail::after_attempts(r.error(), attempts);
     auto delay = policy.next_delay(r.error(), attempts, detail::unit_random());
-    if (!delay) co_return r;
+    if (!delay) co_return detail::after_attempts(r.error(), attempts);
     if (sleeper) {
       co_await sleeper(*delay);
     } else {

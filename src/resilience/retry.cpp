@@ -6,6 +6,7 @@
 #include <cmath>
 #include <qrt/retry.hpp>
 #include <random>
+#include <string>
 
 namespace qrt {
 
@@ -78,6 +79,11 @@ std::optional<milliseconds> retry_policy::next_delay(const error& e, std::uint32
 }
 
 namespace detail {
+error after_attempts(error e, std::uint32_t attempts) {
+  if (attempts > 1) e.message += " (the last of " + std::to_string(attempts) + " attempts)";
+  return e;
+}
+
 double unit_random() noexcept {
   thread_local std::minstd_rand generator{std::random_device{}()};
   return std::uniform_real_distribution<double>(0.0, 1.0)(generator);

@@ -171,10 +171,13 @@ class retrying_provider final : public provider {
       fit(outcomes, pending.size());
       std::vector<std::size_t> failed;
       for (std::size_t k = 0; k < pending.size(); ++k) {
-        results[pending[k]] = outcomes[k];
         if (to_retry(settlements[pending[k]], outcomes[k], attempt, delay)) {
           failed.push_back(pending[k]);
+        } else if (!outcomes[k]) {
+          results[pending[k]] = detail::after_attempts(outcomes[k].error(), attempt);
+          continue;
         }
+        results[pending[k]] = std::move(outcomes[k]);
       }
       pending = std::move(failed);
     }

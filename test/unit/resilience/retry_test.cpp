@@ -164,6 +164,8 @@ TEST(RetryPolicy, GivesUpAfterMaxAttemptsWithTheLastError) {
   EXPECT_EQ(run.outcome.error().code, errc::connection_failed);
   EXPECT_EQ(run.attempts, 3);
   EXPECT_EQ(run.delays, (std::vector<qrt::milliseconds>{50ms, 50ms}));
+  // One attempt's own words ("no answer within 60 s") would read as the whole wait.
+  EXPECT_EQ(run.outcome.error().message, "connection reset (the last of 3 attempts)");
 }
 
 TEST(RetryPolicy, NeverRetriesAPermanentError) {
@@ -173,6 +175,7 @@ TEST(RetryPolicy, NeverRetriesAPermanentError) {
   EXPECT_EQ(run.outcome.error().code, errc::queue_not_found);
   EXPECT_EQ(run.attempts, 1);
   EXPECT_TRUE(run.delays.empty());
+  EXPECT_EQ(run.outcome.error().message, "queue 'x' does not exist") << "one attempt, as it said";
 }
 
 TEST(RetryPolicy, ThrottledErrorWaitsTheServicesRetryAfterEvenBeyondMaxDelay) {
@@ -255,7 +258,13 @@ class timeout_recorder final : public qrt::test::forwarding_provider {
     timeouts.push_back(wait);
     co_return transient();
   }
+  qrt::awaitable<std::vector<qrt::result<void>>> settle(
+      std::vector<qrt::settlement> settlements) override {
+    ++settle_calls;
+    co_return std::vector<qrt::result<void>>(settlements.size(), transient());
+  }
   std::vector<qrt::milliseconds> timeouts;
+  int settle_calls = 0;
 };
 
 // Each attempt was given less than the one before it: what was left, not the whole again.
@@ -281,6 +290,27 @@ TEST(ClientRetry, EachRetryOfASendGetsWhatIsLeftOfItsTimeout) {
   auto sent = rt.block_on(client.send(qrt::queue_name::from("q"), qrt::message{.body = "x"}));
   ASSERT_FALSE(sent);
   expect_shrinking(recorder->timeouts, 600'000ms);
+  EXPECT_EQ(sent.error().message, "connection reset (the last of 4 attempts)");
+}
+
+// A settlement that kept failing says how many attempts it had, as a call does.
+TEST(ClientRetry, ASettlementThatKeptFailingSaysHowManyAttemptsItHad) {
+  qrt::runtime rt;
+  auto memory =
+      qrt::memory::make_provider(qrt::memory::options::for_testing(), rt.executor()).value();
+  auto recorder = std::make_shared<timeout_recorder>(memory);
+  qrt::client_options options;
+  options.retry = retry_policy::fixed_interval(1ms);
+  qrt::queue_client client(recorder, options);
+  const auto receipt =
+      qrt::receipt_handle{1, 1, 1, 1, {}};  // never reaches a provider that reads it
+  std::vector<qrt::settlement> settlements{qrt::settlement::complete(receipt)};
+  auto settled = rt.block_on(client.settle(std::move(settlements)));
+  ASSERT_EQ(settled.size(), 1u);
+  ASSERT_FALSE(settled[0]);
+  EXPECT_EQ(settled[0].error().code, errc::connection_failed);
+  EXPECT_EQ(settled[0].error().message, "connection reset (the last of 4 attempts)");
+  EXPECT_EQ(recorder->settle_calls, 4);
 }
 
 // A receive's wait, and a session accept's, bound their attempts the same way: a long poll
