@@ -236,6 +236,10 @@ void core::take_deliveries() {
     if (!r.link) continue;
     bool took = false;
     for (;;) {
+      if (drop_aborted_delivery(r.link)) {
+        took = true;  // its sender gave it up: nothing to hand out, and its credit is free again
+        continue;
+      }
       if (auto big = take_oversize_delivery(r.link, r.spec.max_message_size)) {
         // Larger than the link announced it takes: refused (Service Bus dead-letters it)
         // before the rest of it is buffered.

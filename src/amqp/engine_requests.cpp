@@ -122,6 +122,10 @@ void core::refuse_oversize_replies() {
   std::vector<std::string> oversize;
   for (auto& [node, n] : rpc_nodes) {
     if (!n.in) continue;
+    // An aborted reply would stay the link's current delivery and hold back every reply after
+    // it (Proton's adapter does not take it): the request it answered times out.
+    while (drop_aborted_delivery(n.in)) {
+    }
     if (auto big = take_oversize_delivery(n.in, max_reply_bytes)) {
       send_outcome(
           big->get(),

@@ -95,7 +95,7 @@ std::optional<delivery_handle> take_complete_delivery(const proton::receiver& r,
   pn_link_t* pl = proton::internal::factory<proton::link>::unwrap(r);
   pn_delivery_t* pd = pn_link_current(pl);
   if (!pd || !pn_delivery_readable(pd) || pn_delivery_partial(pd) || pn_delivery_aborted(pd)) {
-    return std::nullopt;  // nothing whole yet; an aborted one is the adapter's to settle
+    return std::nullopt;  // nothing whole yet (an aborted one: drop_aborted_delivery)
   }
   // A whole delivery's pending count is all of its bytes: read until none are left, without a
   // last read to be told PN_EOS (that read needed room past the end, zeroed every time).
@@ -109,6 +109,15 @@ std::optional<delivery_handle> take_complete_delivery(const proton::receiver& r,
   bytes.resize(got);
   pn_link_advance(pl);
   return delivery_handle(pd);
+}
+
+bool drop_aborted_delivery(const proton::receiver& r) {
+  pn_link_t* pl = proton::internal::factory<proton::link>::unwrap(r);
+  pn_delivery_t* pd = pn_link_current(pl);
+  if (!pd || !pn_delivery_aborted(pd)) return false;
+  pn_link_advance(pl);
+  pn_delivery_settle(pd);
+  return true;
 }
 
 std::optional<delivery_handle> take_oversize_delivery(const proton::receiver& r,

@@ -98,6 +98,13 @@ std::optional<delivery_handle> take_complete_delivery(const proton::receiver& r,
 std::optional<delivery_handle> take_oversize_delivery(const proton::receiver& r,
                                                       std::uint64_t limit);
 
+/// Drops the receiver link's current delivery if its sender aborted it: the link moves on to
+/// the next delivery and this one, implicitly settled by the abort (AMQP 1.0, 2.7.5), is
+/// settled here and freed with its buffered bytes. True when one was dropped. Left in place,
+/// an aborted delivery stayed current for ever, and every delivery after it on the link waited
+/// behind it, never handed out.
+bool drop_aborted_delivery(const proton::receiver& r);
+
 /// What to pass to proton::receiver::add_credit for a receiver link whose credit is
 /// `link_credit` so that `wanted` credits are outstanding afterwards. A peer that sends past
 /// the credit it was given (RabbitMQ 3.10 does when a flow frame crosses its transfers) leaves

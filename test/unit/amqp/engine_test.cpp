@@ -5,6 +5,7 @@
 #include "amqp/engine.hpp"
 
 #include <gtest/gtest.h>
+#include <proton/delivery.h>
 
 #include <chrono>
 #include <cstdint>
@@ -363,6 +364,86 @@ TEST(amqp_engine, a_requests_outcome_never_settles_a_send_of_the_same_tag_number
   ASSERT_TRUE(sent.value && *sent.value);
   ASSERT_EQ((**sent.value).size(), 1u);
   EXPECT_FALSE((**sent.value)[0]) << "the broker refused the message";
+}
+
+/// Starts a message in several frames on the first credit, then (abort_and_send_another) gives
+/// it up with an aborted transfer and sends a whole message after it.
+struct aborting_sender : echoing_broker {
+  void on_sendable(proton::sender& s) override {
+    if (link) return;
+    link = s;
+    pn_link_t* l = proton::internal::factory<proton::link>::unwrap(s);
+    const std::string bytes = encoded_message(std::string(5000, 'x'));
+    started = pn_delivery(l, pn_dtag("a", 1));
+    pn_link_send(l, bytes.data(), bytes.size() / 2);  // not advanced: more frames to come
+  }
+  void abort_and_send_another() {
+    pn_delivery_abort(started);
+    link.send(proton::message("after"));
+  }
+  proton::sender link;
+  pn_delivery_t* started = nullptr;
+};
+
+// A sender may give a message up halfway (an aborted transfer). That delivery is dropped, and
+// only it: the message after it on the link is handed out. Before, the aborted delivery stayed
+// the link's current one, every later message waited behind it for ever (receives came back
+// empty), and each receive granted more credit for messages that piled up unseen.
+TEST(amqp_engine, an_aborted_delivery_is_dropped_and_the_next_one_handed_out) {
+  aborting_sender broker;
+  engine_harness h(broker);
+  answer<qrt::result<std::vector<inbound>>> got;
+  h.e.receive("r1", receiver_on_q(2), 1, 5s, h.now, got.into());
+  h.exchange();
+  ASSERT_NE(broker.started, nullptr) << "the broker did not start the first message";
+  broker.abort_and_send_another();
+  h.to_engine += h.brokers.back()->exchange({});  // the broker writes the abort and the next one
+  h.exchange();
+  ASSERT_TRUE(got.value) << "the message after the aborted one was not handed out";
+  ASSERT_TRUE(*got.value) << got.value->error().to_string();
+  ASSERT_EQ((*got.value)->size(), 1u);
+  EXPECT_EQ((**got.value)[0].message.message.body, "after");
+}
+
+/// A $management node that starts its answer to the first request in several frames and
+/// answers every later one whole; abort_first_answer() gives the first answer up.
+struct node_aborting_its_first_answer : management_node {
+  void on_message(proton::delivery& d, proton::message& request) override {
+    if (started) {
+      management_node::on_message(d, request);
+      return;
+    }
+    d.accept();
+    reply_link = reply_links.at(request.reply_to());
+    proton::message answer(std::string(5000, 'x'));
+    answer.correlation_id(request.id());
+    std::vector<char> bytes;
+    answer.encode(bytes);
+    pn_link_t* l = proton::internal::factory<proton::link>::unwrap(reply_link);
+    started = pn_delivery(l, pn_dtag("a", 1));
+    pn_link_send(l, bytes.data(), bytes.size() / 2);  // not advanced: more frames to come
+  }
+  void abort_first_answer() { pn_delivery_abort(started); }
+  proton::sender reply_link;
+  pn_delivery_t* started = nullptr;
+};
+
+// The same on a request node's reply link: the next request is still answered.
+TEST(amqp_engine, an_aborted_reply_holds_back_no_later_reply) {
+  node_aborting_its_first_answer broker;
+  engine_harness h(broker);
+  answer<qrt::result<proton::message>> first;
+  h.e.request("$management", proton::message("ping"), 5s, h.now, first.into());
+  h.exchange();
+  ASSERT_NE(broker.started, nullptr) << "the node did not start its first answer";
+  broker.abort_first_answer();
+  answer<qrt::result<proton::message>> second;
+  h.e.request("$management", proton::message("ping"), 5s, h.now, second.into());
+  h.exchange();
+  ASSERT_TRUE(second.value) << "the second request's answer waited behind the aborted one";
+  ASSERT_TRUE(*second.value) << second.value->error().to_string();
+  EXPECT_EQ(proton::get<std::string>((*second.value)->body()), "pong");
+  EXPECT_FALSE(first.value) << "an aborted answer is no answer; the first request waits";
 }
 
 TEST(amqp_engine, garbage_from_the_peer_is_a_framing_error_and_reading_stops) {
