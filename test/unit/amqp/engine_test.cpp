@@ -446,6 +446,46 @@ TEST(amqp_engine, an_aborted_reply_holds_back_no_later_reply) {
   EXPECT_FALSE(first.value) << "an aborted answer is no answer; the first request waits";
 }
 
+/// A $management node whose first answer is a delivery that is not an AMQP message.
+struct node_garbling_its_first_answer : management_node {
+  void on_message(proton::delivery& d, proton::message& request) override {
+    if (++answered > 1) {
+      management_node::on_message(d, request);
+      return;
+    }
+    d.accept();
+    pn_link_t* l =
+        proton::internal::factory<proton::link>::unwrap(reply_links.at(request.reply_to()));
+    pn_delivery(l, pn_dtag("g", 1));
+    const char junk[] = "\x00\x53\x77\xa1\xff not a message";
+    pn_link_send(l, junk, sizeof junk - 1);
+    pn_link_advance(l);
+  }
+  int answered = 0;
+};
+
+// Proton's driver catches what decoding such a reply throws (qrt never sees it): only that
+// request goes unanswered and times out; the connection stays, and the next request on the
+// same node is answered.
+TEST(amqp_engine, a_reply_that_is_not_a_message_fails_only_its_request) {
+  node_garbling_its_first_answer broker;
+  engine_harness h(broker);
+  answer<qrt::result<proton::message>> first;
+  h.e.request("$management", proton::message("ping"), 1s, h.now, first.into());
+  h.exchange();
+  h.tick_at(h.now + 2s);
+  ASSERT_TRUE(first.value);
+  ASSERT_FALSE(*first.value);
+  EXPECT_EQ(first.value->error().code, qrt::errc::timeout) << first.value->error().to_string();
+  const auto generation = h.e.generation();
+  answer<qrt::result<proton::message>> second;
+  h.e.request("$management", proton::message("ping"), 1s, h.now, second.into());
+  h.exchange();
+  ASSERT_TRUE(second.value && *second.value) << "the request after the garbled answer";
+  EXPECT_EQ(proton::get<std::string>((*second.value)->body()), "pong");
+  EXPECT_EQ(h.e.generation(), generation) << "the connection was dropped for one bad reply";
+}
+
 TEST(amqp_engine, garbage_from_the_peer_is_a_framing_error_and_reading_stops) {
   const std::string garbage(1 << 20, '\x5a');
   bool answered = false;
