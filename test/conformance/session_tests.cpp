@@ -175,6 +175,11 @@ TEST_P(provider_test, Sessions_UnrenewedLockExpiresAndSessionCanBeTakenAgain) {
   auto renew = run(first.renew_lock());
   ASSERT_FALSE(renew) << "the expired holder renewed a lock another holder has";
   EXPECT_EQ(renew.error().code, errc::session_lock_lost) << renew.error().to_string();
+  // Nor does it receive more: what it took now it could never settle.
+  auto stale_receive = run(first.receive(1, tgt().event_timeout));
+  ASSERT_FALSE(stale_receive) << "the expired holder received from a session another holder has";
+  EXPECT_EQ(stale_receive.error().code, errc::session_lock_lost)
+      << stale_receive.error().to_string();
 
   must(run(second->complete(second_got.front().receipt)), "second complete");
   must(run(second->close()), "second close");

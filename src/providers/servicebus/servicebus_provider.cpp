@@ -901,6 +901,10 @@ awaitable<result<std::vector<received_message>>> servicebus_session::receive(
   if (closed_) co_return fail(errc::closed, "servicebus: session '" + id_.str() + "' is closed");
   if (max_messages == 0)
     co_return fail(errc::invalid_argument, "servicebus: receive needs max_messages >= 1");
+  // Past its lock the session may be another receiver's: a receive would attach to it again
+  // (after a dropped link) and take messages this holder could never settle, each delivery
+  // counting towards the dead-letter queue.
+  if (lock_lost()) co_return lock_lost_error();
   auto got = co_await owner_->receive_on(link_id_, entity_, spec_, max_messages, wait);
   if (!got) co_return got.error();
   for (auto& m : *got) m.session = id_;
