@@ -81,10 +81,14 @@ awaitable<void> sleep_for(milliseconds delay);
 
 /// Runs `attempt` (a callable returning awaitable<result<T>>) until it succeeds, fails
 /// permanently, or the policy gives up; returns the last result. `retryable` can narrow which
-/// errors are retried (it is asked only about errors the policy would retry).
+/// errors are retried (it is asked only about errors the policy would retry). `give_up_at` is
+/// the caller's deadline for the whole call: no pause starts that would end at or past it (the
+/// attempt after it would have no time left).
 template <class Attempt>
 auto retry(const retry_policy& policy, Attempt attempt, retry_sleeper sleeper = {},
-           std::function<bool(const error&)> retryable = {}) -> decltype(attempt()) {
+           std::function<bool(const error&)> retryable = {},
+           std::chrono::steady_clock::time_point give_up_at =
+               std::chrono::steady_clock::time_point::max()) -> decltype(attempt()) {
   std::uint32_t attempts = 0;
   for (;;) {
     auto r = co_await attempt();
@@ -93,6 +97,10 @@ auto retry(const retry_policy& policy, Attempt attempt, retry_sleeper sleeper = 
     if (retryable && !retryable(r.error())) co_return detail::after_attempts(r.error(), attempts);
     auto delay = policy.next_delay(r.error(), attempts, detail::unit_random());
     if (!delay) co_return detail::after_attempts(r.error(), attempts);
+    if (give_up_at != std::chrono::steady_clock::time_point::max() &&
+        *delay >= give_up_at - std::chrono::steady_clock::now()) {
+      co_return detail::after_attempts(r.error(), attempts);
+    }
     if (sleeper) {
       co_await sleeper(*delay);
     } else {

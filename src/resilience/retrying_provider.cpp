@@ -13,15 +13,30 @@ bool worth_retrying(const error& e) {
   return e.code != errc::queue_full && e.code != errc::session_locked;
 }
 
-/// The wait (or timeout) for each attempt of a call retried under one caller's `wait`: what is
-/// left of it (at least a millisecond), so that retries cannot stretch a 20 s long poll or a
-/// 30 s send to minutes. Zero or less (no wait, or none given) is passed on unchanged.
-auto each_attempt_gets_what_is_left_of(milliseconds wait) {
-  const auto deadline = detail::deadline_after(std::chrono::steady_clock::now(), wait);
-  return [deadline, wait] {
-    return wait.count() <= 0 ? wait : detail::time_left(deadline, std::chrono::steady_clock::now());
-  };
-}
+/// One caller's wait (or timeout) shared by every attempt of a retried call, and the pauses
+/// between them, so that retries cannot stretch a 20 s long poll or a 30 s send to minutes.
+/// Each attempt gets what is left of it (at least a millisecond), and retry() starts no pause
+/// that would end past it. Zero or less (no wait, or none given) is passed on unchanged and
+/// bounds nothing.
+class shared_wait {
+ public:
+  explicit shared_wait(milliseconds wait)
+      : wait_(wait),
+        deadline_(wait.count() <= 0
+                      ? std::chrono::steady_clock::time_point::max()
+                      : detail::deadline_after(std::chrono::steady_clock::now(), wait)) {}
+  /// For the next attempt.
+  milliseconds left() const {
+    return wait_.count() <= 0 ? wait_
+                              : detail::time_left(deadline_, std::chrono::steady_clock::now());
+  }
+  /// For retry(): max() when the wait bounds nothing.
+  std::chrono::steady_clock::time_point deadline() const noexcept { return deadline_; }
+
+ private:
+  milliseconds wait_;
+  std::chrono::steady_clock::time_point deadline_;
+};
 
 class retrying_session final : public session_receiver {
  public:
@@ -34,9 +49,10 @@ class retrying_session final : public session_receiver {
 
   awaitable<result<std::vector<received_message>>> receive(std::size_t max_messages,
                                                            milliseconds wait) override {
-    const auto left = each_attempt_gets_what_is_left_of(wait);
+    const shared_wait waits(wait);
     co_return co_await retry(
-        policy_, [&] { return inner_->receive(max_messages, left()); }, sleeper_, worth_retrying);
+        policy_, [&] { return inner_->receive(max_messages, waits.left()); }, sleeper_,
+        worth_retrying, waits.deadline());
   }
   awaitable<std::vector<result<void>>> settle(std::vector<settlement> settlements) override {
     // Not retried here: a session's settlement failing transiently usually means the link is
@@ -111,31 +127,37 @@ class retrying_provider final : public provider {
   // queue name is the caller's, alive until the call completes as for any provider call.
   //
   // `timeout` bounds the send, attempts and pauses together, as a receive's `wait` bounds the
-  // receive's (each_attempt_gets_what_is_left_of).
+  // receive's (shared_wait).
   awaitable<result<std::vector<send_outcome>>> send(const queue_name& queue,
                                                     std::vector<message> messages,
                                                     milliseconds timeout) override {
-    const auto left = each_attempt_gets_what_is_left_of(timeout);
+    const shared_wait waits(timeout);
     if (lender_) {
-      return again("send", &queue,
-                   [lender = lender_, &queue, messages = std::move(messages), left]() mutable {
-                     return lender->send_from(queue, messages, left());
-                   });
+      return again(
+          "send", &queue,
+          [lender = lender_, &queue, messages = std::move(messages), waits]() mutable {
+            return lender->send_from(queue, messages, waits.left());
+          },
+          worth_retrying, waits.deadline());
     }
-    return again("send", &queue,
-                 [inner = inner_.get(), &queue, messages = std::move(messages), left] {
-                   return inner->send(queue, messages, left());
-                 });
+    return again(
+        "send", &queue,
+        [inner = inner_.get(), &queue, messages = std::move(messages), waits] {
+          return inner->send(queue, messages, waits.left());
+        },
+        worth_retrying, waits.deadline());
   }
 
   awaitable<result<std::vector<received_message>>> receive(const queue_name& queue,
                                                            std::size_t max_messages,
                                                            milliseconds wait) override {
-    return again("receive", &queue,
-                 [inner = inner_.get(), &queue, max_messages,
-                  left = each_attempt_gets_what_is_left_of(wait)] {
-                   return inner->receive(queue, max_messages, left());
-                 });
+    const shared_wait waits(wait);
+    return again(
+        "receive", &queue,
+        [inner = inner_.get(), &queue, max_messages, waits] {
+          return inner->receive(queue, max_messages, waits.left());
+        },
+        worth_retrying, waits.deadline());
   }
 
   awaitable<result<std::vector<received_message>>> peek(const queue_name& queue,
@@ -191,10 +213,12 @@ class retrying_provider final : public provider {
   awaitable<result<std::shared_ptr<session_receiver>>> accept_session(
       const queue_name& queue, std::optional<session_id> session, milliseconds wait) override {
     // errc::timeout here means "no session had messages within `wait`": an answer.
-    const auto left = each_attempt_gets_what_is_left_of(wait);
+    const shared_wait waits(wait);
     auto r = co_await again(
-        "accept_session", &queue, [&] { return inner_->accept_session(queue, session, left()); },
-        [](const error& e) { return worth_retrying(e) && e.code != errc::timeout; });
+        "accept_session", &queue,
+        [&] { return inner_->accept_session(queue, session, waits.left()); },
+        [](const error& e) { return worth_retrying(e) && e.code != errc::timeout; },
+        waits.deadline());
     if (!r) co_return r.error();
     co_return std::shared_ptr<session_receiver>(
         std::make_shared<retrying_session>(std::move(*r), policy_, sleeper_));
@@ -215,17 +239,23 @@ class retrying_provider final : public provider {
                                                        std::vector<message> messages,
                                                        milliseconds timeout) override {
     // As send: a whole failure published nothing, so the next attempt publishes every message
-    // again, lent where the provider can read them in place, else a copy per attempt.
+    // again, lent where the provider can read them in place, else a copy per attempt; and the
+    // timeout bounds the attempts and pauses together.
+    const shared_wait waits(timeout);
     if (lender_) {
-      return again("publish", nullptr,
-                   [lender = lender_, &topic, messages = std::move(messages), timeout]() mutable {
-                     return lender->publish_from(topic, messages, timeout);
-                   });
+      return again(
+          "publish", nullptr,
+          [lender = lender_, &topic, messages = std::move(messages), waits]() mutable {
+            return lender->publish_from(topic, messages, waits.left());
+          },
+          worth_retrying, waits.deadline());
     }
-    return again("publish", nullptr,
-                 [inner = inner_.get(), &topic, messages = std::move(messages), timeout] {
-                   return inner->publish(topic, messages, timeout);
-                 });
+    return again(
+        "publish", nullptr,
+        [inner = inner_.get(), &topic, messages = std::move(messages), waits] {
+          return inner->publish(topic, messages, waits.left());
+        },
+        worth_retrying, waits.deadline());
   }
   awaitable<result<void>> create_subscription(const queue_name& subscription,
                                               const subscription_options& options) override {
@@ -249,8 +279,10 @@ class retrying_provider final : public provider {
   /// destroys such temporaries of a co_await expression twice).
   template <class Attempt>
   auto again(std::string_view operation, const queue_name* queue, Attempt attempt,
-             bool (*retryable)(const error&) = worth_retrying) -> decltype(attempt()) {
-    if (!observer_) return retry(policy_, std::move(attempt), sleeper_, retryable);
+             bool (*retryable)(const error&) = worth_retrying,
+             std::chrono::steady_clock::time_point give_up_at =
+                 std::chrono::steady_clock::time_point::max()) -> decltype(attempt()) {
+    if (!observer_) return retry(policy_, std::move(attempt), sleeper_, retryable, give_up_at);
     auto cause = std::make_shared<error>();
     retry_sleeper observed = [this, operation, queue, cause](milliseconds d) -> awaitable<void> {
       observer_(operation, queue, *cause);
@@ -260,7 +292,7 @@ class retrying_provider final : public provider {
       *cause = e;
       return retryable(e);
     };
-    return retry(policy_, std::move(attempt), std::move(observed), std::move(check));
+    return retry(policy_, std::move(attempt), std::move(observed), std::move(check), give_up_at);
   }
   /// One result per settlement: a provider that returned too few fails the rest.
   static void fit(std::vector<result<void>>& outcomes, std::size_t n) {

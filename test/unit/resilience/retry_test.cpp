@@ -29,7 +29,9 @@ struct recorded_run {
   std::vector<qrt::milliseconds> delays;
 };
 
-recorded_run run_with_failures(const retry_policy& policy, int failures, error failure) {
+recorded_run run_with_failures(const retry_policy& policy, int failures, error failure,
+                               std::chrono::steady_clock::time_point give_up_at =
+                                   std::chrono::steady_clock::time_point::max()) {
   qrt::runtime rt;
   recorded_run out;
   out.outcome = rt.block_on([&]() -> qrt::awaitable<qrt::result<int>> {
@@ -40,9 +42,10 @@ recorded_run run_with_failures(const retry_policy& policy, int failures, error f
           co_return 42;
         },
         [&](qrt::milliseconds d) -> qrt::awaitable<void> {
-          out.delays.push_back(d);
+          out.delays.push_back(d);  // recorded, not slept: the clock does not move here
           co_return;
-        });
+        },
+        {}, give_up_at);
   }());
   return out;
 }
@@ -168,6 +171,25 @@ TEST(RetryPolicy, GivesUpAfterMaxAttemptsWithTheLastError) {
   EXPECT_EQ(run.outcome.error().message, "connection reset (the last of 3 attempts)");
 }
 
+// A caller's deadline bounds the pauses too: no pause starts that would end at or past it.
+// The recording sleeper does not sleep, so only the first pause could end past it here.
+TEST(RetryPolicy, NoPauseStartsThatWouldEndPastTheCallersDeadline) {
+  auto p = retry_policy::fixed_interval(60'000ms);
+  p.jitter = 0;
+  auto cut_short =
+      run_with_failures(p, 10, transient(), std::chrono::steady_clock::now() + 10'000ms);
+  ASSERT_FALSE(cut_short.outcome);
+  EXPECT_EQ(cut_short.attempts, 1) << "a 60 s pause was started with 10 s left";
+  EXPECT_TRUE(cut_short.delays.empty());
+  EXPECT_EQ(cut_short.outcome.error().message, "connection reset");
+
+  p = retry_policy::fixed_interval(1'000ms);
+  p.jitter = 0;
+  auto within = run_with_failures(p, 10, transient(), std::chrono::steady_clock::now() + 600'000ms);
+  EXPECT_EQ(within.attempts, 4) << "pauses that fit the deadline are taken as the policy says";
+  EXPECT_EQ(within.delays, (std::vector<qrt::milliseconds>(3, 1'000ms)));
+}
+
 TEST(RetryPolicy, NeverRetriesAPermanentError) {
   auto run = run_with_failures(retry_policy::client_default(), 10,
                                qrt::fail(errc::queue_not_found, "queue 'x' does not exist"));
@@ -238,8 +260,8 @@ TEST(ClientRetry, TransientProviderErrorsAreRetriedByDefaultAndNothingIsDuplicat
   EXPECT_EQ(faulty->stats().scheduled_failures, 3u) << "a permanent error is tried once";
 }
 
-// A provider whose sends, receives and session accepts always fail with a transient error,
-// recording the timeout or wait each attempt got.
+// A provider whose sends, publishes, receives and session accepts always fail with a transient
+// error, recording the timeout or wait each attempt got; its settlements fail too.
 class timeout_recorder final : public qrt::test::forwarding_provider {
  public:
   using forwarding_provider::forwarding_provider;
@@ -256,6 +278,11 @@ class timeout_recorder final : public qrt::test::forwarding_provider {
   qrt::awaitable<qrt::result<std::shared_ptr<qrt::session_receiver>>> accept_session(
       const qrt::queue_name&, std::optional<qrt::session_id>, qrt::milliseconds wait) override {
     timeouts.push_back(wait);
+    co_return transient();
+  }
+  qrt::awaitable<qrt::result<std::vector<qrt::send_outcome>>> publish(
+      const qrt::topic_name&, std::vector<qrt::message>, qrt::milliseconds timeout) override {
+    timeouts.push_back(timeout);
     co_return transient();
   }
   qrt::awaitable<std::vector<qrt::result<void>>> settle(
@@ -291,6 +318,44 @@ TEST(ClientRetry, EachRetryOfASendGetsWhatIsLeftOfItsTimeout) {
   ASSERT_FALSE(sent);
   expect_shrinking(recorder->timeouts, 600'000ms);
   EXPECT_EQ(sent.error().message, "connection reset (the last of 4 attempts)");
+}
+
+// A publish's timeout bounds its attempts as a send's does: each gets what is left of it.
+TEST(ClientRetry, EachRetryOfAPublishGetsWhatIsLeftOfItsTimeout) {
+  qrt::runtime rt;
+  auto memory =
+      qrt::memory::make_provider(qrt::memory::options::for_testing(), rt.executor()).value();
+  auto recorder = std::make_shared<timeout_recorder>(memory);
+  qrt::client_options options;
+  options.send_timeout = 600'000ms;
+  options.retry = retry_policy::fixed_interval(5ms);
+  qrt::queue_client client(recorder, options);
+  auto published =
+      rt.block_on(client.publish(qrt::topic_name::from("t"), qrt::message{.body = "x"}));
+  ASSERT_FALSE(published);
+  expect_shrinking(recorder->timeouts, 600'000ms);
+}
+
+// ... and its pauses: with 10 s of a send's timeout left, a 60 s back-off is not started (the
+// send gives up after its first attempt instead of sleeping past its own timeout).
+TEST(ClientRetry, ASendDoesNotPausePastItsTimeout) {
+  qrt::runtime rt;
+  auto memory =
+      qrt::memory::make_provider(qrt::memory::options::for_testing(), rt.executor()).value();
+  auto recorder = std::make_shared<timeout_recorder>(memory);
+  auto policy = retry_policy::fixed_interval(60'000ms);
+  policy.jitter = 0;
+  std::vector<qrt::milliseconds> pauses;
+  auto retrying = qrt::make_retrying_provider(
+      recorder, policy, [&pauses](qrt::milliseconds d) -> qrt::awaitable<void> {
+        pauses.push_back(d);
+        co_return;
+      });
+  std::vector<qrt::message> one(1, qrt::message{.body = "x"});
+  auto sent = rt.block_on(retrying->send(qrt::queue_name::from("q"), std::move(one), 10'000ms));
+  ASSERT_FALSE(sent);
+  EXPECT_EQ(recorder->timeouts.size(), 1u);
+  EXPECT_TRUE(pauses.empty()) << "a 60 s pause was started with 10 s of the timeout left";
 }
 
 // A settlement that kept failing says how many attempts it had, as a call does.
