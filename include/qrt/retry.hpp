@@ -68,6 +68,11 @@ namespace detail {
 /// A number in [0, 1) from a per-thread generator (a function, so coroutines never cache a
 /// thread_local's address across a suspension that may resume on another thread).
 double unit_random() noexcept;
+/// Whether a retry layer retries `e` at all, whatever its kind: not queue_full (the send already
+/// waited out its deadline for room, and another attempt would only wait again) nor
+/// session_locked (an answer, not a failure). Shared by the client's retrying provider and
+/// qrt::send_batcher.
+bool worth_retrying(const error& e) noexcept;
 /// `e`, the failure of the last of `attempts` attempts, saying so when there was more than one:
 /// each attempt's own words ("no answer within 60 s") would otherwise read as the whole wait.
 error after_attempts(error e, std::uint32_t attempts);

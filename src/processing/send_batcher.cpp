@@ -114,7 +114,7 @@ struct send_batcher::impl : std::enable_shared_from_this<impl> {
       std::vector<std::size_t> again;
       std::optional<milliseconds> delay;
       auto settle_entry = [&](std::size_t i, result<message_id> outcome) {
-        if (!outcome) {
+        if (!outcome && detail::worth_retrying(outcome.error())) {
           auto d = options.retry.next_delay(outcome.error(), attempt, detail::unit_random());
           if (d) {
             again.push_back(i);

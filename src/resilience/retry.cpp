@@ -79,6 +79,10 @@ std::optional<milliseconds> retry_policy::next_delay(const error& e, std::uint32
 }
 
 namespace detail {
+bool worth_retrying(const error& e) noexcept {
+  return e.code != errc::queue_full && e.code != errc::session_locked;
+}
+
 error after_attempts(error e, std::uint32_t attempts) {
   if (attempts > 1) e.message += " (the last of " + std::to_string(attempts) + " attempts)";
   return e;

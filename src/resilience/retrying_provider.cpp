@@ -10,7 +10,7 @@ namespace {
 // Backpressure already waited for its deadline, and a held session is an answer: retrying
 // either would only stretch a wait the caller chose.
 bool worth_retrying(const error& e) {
-  return e.code != errc::queue_full && e.code != errc::session_locked;
+  return detail::worth_retrying(e);
 }
 
 /// One caller's wait (or timeout) shared by every attempt of a retried call, and the pauses

@@ -131,6 +131,32 @@ TEST(SendBatcher, SendsThroughTheEmbeddedProviderAndKeepsEveryMessage) {
   for (int i = 0; i < 25; ++i) EXPECT_EQ(got[i].body, "m" + std::to_string(i));
 }
 
+// A send that found the queue full already waited its send_timeout for room: the batcher
+// reports queue_full after that one send, as the client's retry layer does, instead of
+// resending it (and waiting the timeout again) up to max_attempts times.
+TEST(SendBatcher, AFullQueueIsReportedAfterOneSendNotResent) {
+  qrt::runtime rt{{.worker_threads = 1}};
+  auto memory =
+      qrt::memory::make_provider(qrt::memory::options::for_testing(), rt.executor()).value();
+  qrt::queue_client client{memory, {.send_timeout = 10ms, .retry = std::nullopt}};
+  const auto full = qrt::queue_name::from("full");
+  ASSERT_TRUE(rt.block_on(client.create_queue(full, {.max_size = 1})));
+  ASSERT_TRUE(rt.block_on(client.send(full, body("fills it"))));
+  std::vector<qrt::milliseconds> pauses;
+  qrt::send_batcher batcher(
+      client, rt.executor(),
+      {.max_batch_messages = 1, .sleeper = [&pauses](qrt::milliseconds d) -> qrt::awaitable<void> {
+         pauses.push_back(d);
+         co_return;
+       }});
+  auto sent = rt.block_on(batcher.send(full, body("no room")));
+  ASSERT_FALSE(sent);
+  EXPECT_EQ(sent.error().code, errc::queue_full) << sent.error().to_string();
+  EXPECT_EQ(batcher.stats().send_calls, 1u)
+      << "queue_full was resent " << pauses.size() << " times";
+  EXPECT_TRUE(pauses.empty());
+}
+
 // Many threads send at once while explicit flushes race the delay timer and the count limit:
 // every message is stored exactly once, and every send gets its own id.
 TEST(SendBatcher, ConcurrentSendersAndFlushesRacingTheDelayTimerLoseAndDuplicateNothing) {
