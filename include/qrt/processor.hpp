@@ -33,7 +33,9 @@ struct processor_options {
   std::size_t prefetch_count = 10;
   /// Locks are renewed while a handler runs, for at most this long per message.
   milliseconds max_auto_lock_renewal_duration{300'000};
-  milliseconds receive_wait{1'000};  ///< how long one receive waits for messages
+  /// How long one receive waits for messages; at least 1 ms (less is taken as 1 ms: the
+  /// processor's loop must wait for something, or it would poll an empty queue without end).
+  milliseconds receive_wait{1'000};
   failure_action on_failure =
       failure_action::abandon;  ///< what a failed handler does to its message
   /// Poison detection: a failure on the max_delivery_count-th delivery dead-letters the message

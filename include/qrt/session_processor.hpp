@@ -18,7 +18,9 @@ struct session_processor_options {
   std::size_t max_messages_per_receive = 10;  ///< batch read within one session lock
   /// A held session with no message for this long is released so another can be taken.
   milliseconds session_idle_timeout{1'000};
-  milliseconds accept_wait{1'000};  ///< one wait for the next session with messages
+  /// One wait for the next session with messages. This and session_idle_timeout are at least
+  /// 1 ms (less is taken as 1 ms: the loops must wait for something).
+  milliseconds accept_wait{1'000};
   /// The session lock is renewed while the session is held, for at most this long.
   milliseconds max_auto_lock_renewal_duration{300'000};
   // Failure handling, as in processor_options. A failed message is abandoned together with the

@@ -88,6 +88,9 @@ struct processor::impl : std::enable_shared_from_this<impl> {
   impl(queue_client c, queue_name q, message_handler h, processor_options o)
       : client(std::move(c)), queue(std::move(q)), handler(std::move(h)), options(std::move(o)) {
     options.max_concurrent_calls = std::max<std::size_t>(1, options.max_concurrent_calls);
+    // A wait of zero would make the receive loop a busy poll of an empty queue that, answered
+    // without suspending, never gives its strand to stop(): at least 1 ms.
+    options.receive_wait = std::max(options.receive_wait, milliseconds{1});
   }
 
   queue_client client;

@@ -42,6 +42,10 @@ struct session_processor::impl : std::enable_shared_from_this<impl> {
       : client(std::move(c)), queue(std::move(q)), handler(std::move(h)), options(std::move(o)) {
     options.max_concurrent_sessions = std::max<std::size_t>(1, options.max_concurrent_sessions);
     options.max_messages_per_receive = std::max<std::size_t>(1, options.max_messages_per_receive);
+    // A wait of zero would make the worker's accept (or a held session's receive) loop a busy
+    // poll that, answered without suspending, never gives its thread to stop(): at least 1 ms.
+    options.accept_wait = std::max(options.accept_wait, milliseconds{1});
+    options.session_idle_timeout = std::max(options.session_idle_timeout, milliseconds{1});
   }
 
   queue_client client;

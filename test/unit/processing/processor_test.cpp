@@ -3,10 +3,13 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/use_future.hpp>
 #include <condition_variable>
+#include <future>
 #include <map>
 #include <mutex>
 #include <qrt/fault_injection.hpp>
@@ -788,4 +791,49 @@ TEST(Processor, StopWithoutADeadlineLetsTheRunningHandlerFinish) {
   EXPECT_EQ(s.completed, 1u);
   EXPECT_EQ(s.abandoned_at_shutdown, 0u);
   EXPECT_EQ(f.stats().active, 0);
+}
+
+// Records the wait each receive was given.
+class receive_wait_recorder final : public qrt::test::forwarding_provider {
+ public:
+  using forwarding_provider::forwarding_provider;
+  qrt::awaitable<qrt::result<std::vector<received_message>>> receive(
+      const qrt::queue_name& q, std::size_t max, qrt::milliseconds wait) override {
+    {
+      std::lock_guard lock(mutex);
+      waits.push_back(wait);
+    }
+    receives.add();
+    return inner_->receive(q, max, wait);
+  }
+  std::mutex mutex;
+  std::vector<qrt::milliseconds> waits;
+  qrt::test::counter receives;
+};
+
+// A receive_wait of zero or less is taken as 1 ms. With 0, the embedded provider answered each
+// receive of an empty queue without suspending, so the loop polled without end and never gave
+// its strand to stop(), which did not return.
+TEST(Processor, AReceiveWaitOfZeroIsTakenAsOneMillisecondAndStopReturns) {
+  qrt::runtime rt{{.worker_threads = 1}};
+  auto memory =
+      qrt::memory::make_provider(qrt::memory::options::for_testing(), rt.executor()).value();
+  auto recorder = std::make_shared<receive_wait_recorder>(memory);
+  qrt::queue_client client{recorder, {.retry = std::nullopt}};
+  const auto q = qrt::queue_name::from("idle");
+  ASSERT_TRUE(rt.block_on(client.create_queue(q)));
+  qrt::processor p(client, q,
+                   [](const received_message&) -> qrt::awaitable<qrt::result<void>> {
+                     co_return qrt::result<void>{};
+                   },
+                   {.receive_wait = 0ms});
+  p.start(rt.executor());
+  ASSERT_TRUE(recorder->receives.wait_for_at_least(3));
+  auto stopped = boost::asio::co_spawn(rt.executor(), p.stop(1s), boost::asio::use_future);
+  if (stopped.wait_for(30s) != std::future_status::ready) {
+    ADD_FAILURE() << "stop() did not return: the receive loop never gave up its thread";
+    std::abort();  // the runtime's only thread is stuck in the loop: nothing can be cleaned up
+  }
+  std::lock_guard lock(recorder->mutex);
+  for (auto w : recorder->waits) EXPECT_EQ(w, 1ms);
 }

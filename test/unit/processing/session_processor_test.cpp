@@ -3,10 +3,13 @@
 // failures are injected; parallel processing must not break a session's order.
 #include <gtest/gtest.h>
 
+#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/use_future.hpp>
 #include <condition_variable>
+#include <future>
 #include <map>
 #include <mutex>
 #include <qrt/fault_injection.hpp>
@@ -423,4 +426,49 @@ TEST(SessionProcessor, PerBatchSettlementThatFailsDeliversTheWholeBatchAgainInOr
   EXPECT_EQ(run.stats.completed, 3u);
   EXPECT_EQ(f.stats().active, 0);
   EXPECT_EQ(f.stats().dead_lettered, 0);
+}
+
+// Records the wait each session accept was given.
+class accept_wait_recorder final : public qrt::test::forwarding_provider {
+ public:
+  using forwarding_provider::forwarding_provider;
+  qrt::awaitable<qrt::result<std::shared_ptr<qrt::session_receiver>>> accept_session(
+      const qrt::queue_name& q, std::optional<qrt::session_id> which,
+      qrt::milliseconds wait) override {
+    {
+      std::lock_guard lock(mutex);
+      waits.push_back(wait);
+    }
+    accepts.add();
+    return inner_->accept_session(q, std::move(which), wait);
+  }
+  std::mutex mutex;
+  std::vector<qrt::milliseconds> waits;
+  qrt::test::counter accepts;
+};
+
+// An accept_wait of zero or less is taken as 1 ms, as a processor's receive_wait is: with 0 the
+// worker's accept loop polled a queue without sessions and never gave its thread to stop().
+TEST(SessionProcessor, AnAcceptWaitOfZeroIsTakenAsOneMillisecondAndStopReturns) {
+  qrt::runtime rt{{.worker_threads = 1}};
+  auto memory =
+      qrt::memory::make_provider(qrt::memory::options::for_testing(), rt.executor()).value();
+  auto recorder = std::make_shared<accept_wait_recorder>(memory);
+  qrt::queue_client client{recorder, {.retry = std::nullopt}};
+  const auto q = qrt::queue_name::from("idle-sessions");
+  ASSERT_TRUE(rt.block_on(client.create_queue(q, {.requires_session = true})));
+  qrt::session_processor p(client, q,
+                           [](const received_message&) -> qrt::awaitable<qrt::result<void>> {
+                             co_return qrt::result<void>{};
+                           },
+                           {.max_concurrent_sessions = 1, .accept_wait = 0ms});
+  p.start(rt.executor());
+  ASSERT_TRUE(recorder->accepts.wait_for_at_least(3));
+  auto stopped = boost::asio::co_spawn(rt.executor(), p.stop(1s), boost::asio::use_future);
+  if (stopped.wait_for(30s) != std::future_status::ready) {
+    ADD_FAILURE() << "stop() did not return: the accept loop never gave up its thread";
+    std::abort();  // the runtime's only thread is stuck in the loop: nothing can be cleaned up
+  }
+  std::lock_guard lock(recorder->mutex);
+  for (auto w : recorder->waits) EXPECT_EQ(w, 1ms);
 }
