@@ -2,6 +2,7 @@
 // Runs on its own thread; Beast stays inside the library (pimpl).
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -17,6 +18,9 @@ struct server_options {
   std::uint16_t port = 0;             ///< 0: the system picks one; see metrics_server::port()
   /// Body for GET /health (JSON) and whether it is healthy (200) or not (503). Empty: 404.
   std::function<std::pair<bool, std::string>()> health;
+  /// How long a connection may take to send a whole request (and to take the answer) before it
+  /// is dropped, so idle or deliberately slow clients cannot hold the server's descriptors.
+  std::chrono::milliseconds request_timeout{10'000};
 };
 
 /// An HTTP endpoint serving a registry's exposition on GET /metrics and, optionally, GET /health.

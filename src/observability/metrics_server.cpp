@@ -3,6 +3,7 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -60,26 +61,40 @@ struct metrics_server::impl {
   }
 
   asio::awaitable<void> session(tcp::socket socket) {
+    boost::beast::tcp_stream stream(std::move(socket));
     boost::beast::flat_buffer buffer;
     for (;;) {
       http::request<http::string_body> req;
       http::request_parser<http::string_body> parser;
       parser.body_limit(64 * 1024);  // requests to these endpoints have no body worth keeping
+      // Each request, and each answer, within the timeout: a client that sends nothing, or a
+      // byte at a time, is dropped instead of holding a descriptor for ever.
+      stream.expires_after(options.request_timeout);
       auto [ec, n] =
-          co_await http::async_read(socket, buffer, parser, asio::as_tuple(asio::use_awaitable));
-      if (ec) co_return;  // closed, or garbage: drop the connection
+          co_await http::async_read(stream, buffer, parser, asio::as_tuple(asio::use_awaitable));
+      if (ec) co_return;  // closed, timed out, or garbage: drop the connection
       req = parser.release();
       auto res = respond(req);
       const bool keep = res.keep_alive();
-      auto [wec, wn] = co_await http::async_write(socket, res, asio::as_tuple(asio::use_awaitable));
+      stream.expires_after(options.request_timeout);
+      auto [wec, wn] = co_await http::async_write(stream, res, asio::as_tuple(asio::use_awaitable));
       if (wec || !keep) co_return;
     }
   }
 
   asio::awaitable<void> accept_loop() {
+    asio::steady_timer pause(io);
     for (;;) {
       auto [ec, socket] = co_await acceptor.async_accept(asio::as_tuple(asio::use_awaitable));
-      if (ec) co_return;  // acceptor closed
+      if (ec == asio::error::operation_aborted || !acceptor.is_open()) co_return;  // stopped
+      if (ec) {
+        // Out of descriptors (EMFILE, ENFILE) or a connection reset before it was taken: the
+        // next accept may succeed, and ending the loop would end /metrics and /health for the
+        // rest of the process. A short pause keeps a lasting shortage from spinning.
+        pause.expires_after(std::chrono::milliseconds(50));
+        co_await pause.async_wait(asio::as_tuple(asio::use_awaitable));
+        continue;
+      }
       asio::co_spawn(io, session(std::move(socket)), asio::detached);
     }
   }

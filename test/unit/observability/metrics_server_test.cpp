@@ -1,12 +1,19 @@
 #include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 
 #include <atomic>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
 #include <qrt/metrics_server.hpp>
+#include <string_view>
 
 namespace qrt::metrics {
 namespace {
@@ -69,6 +76,29 @@ TEST(MetricsServer, ServesHealthWithItsStatusCode) {
   EXPECT_EQ(ok.body(), R"({"status":"healthy"})");
   healthy = false;
   EXPECT_EQ(get((*server)->port(), "/health").result(), http::status::service_unavailable);
+}
+
+// A client that starts a request and never finishes it (or never sends one) is dropped after
+// request_timeout, so slow clients cannot hold the server's descriptors until it runs out; the
+// server goes on answering others meanwhile.
+TEST(MetricsServer, DropsAConnectionThatDoesNotFinishItsRequestInTime) {
+  registry r;
+  auto server = metrics_server::start(r, {.request_timeout = std::chrono::milliseconds(200)});
+  ASSERT_TRUE(server) << server.error().to_string();
+  boost::asio::io_context io;
+  boost::asio::ip::tcp::socket slow(io);
+  slow.connect({boost::asio::ip::make_address("127.0.0.1"), (*server)->port()});
+  boost::asio::write(slow, boost::asio::buffer(std::string_view("GET /metrics HTTP/1.1\r\n")));
+  EXPECT_EQ(get((*server)->port(), "/metrics").result(), http::status::ok)
+      << "the slow client held up the others";
+  // The read returns 0 (end of stream) when the server drops the connection. It is a plain
+  // recv() with a receive timeout of its own, which Asio's blocking reads would wait out: before,
+  // the server held the connection and this read gave up with EAGAIN after 30 s.
+  const timeval limit{30, 0};
+  ASSERT_EQ(::setsockopt(slow.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit), 0);
+  char byte = 0;
+  const auto n = ::recv(slow.native_handle(), &byte, 1, 0);
+  EXPECT_EQ(n, 0) << (n < 0 ? std::strerror(errno) : "the server answered a half request");
 }
 
 TEST(MetricsServer, FailsClearlyOnABadAddress) {
