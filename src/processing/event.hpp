@@ -36,4 +36,15 @@ class event {
   boost::asio::steady_timer timer_;
 };
 
+/// What the first stop() of a processor reports, for the stop() calls that come while it runs
+/// (or after): they wait for `done` on `finished` and return the same report. A processor's
+/// shutdown waits on its `drained` event with a deadline, which only one waiter may do.
+template <class Report>
+struct stop_once_of {
+  explicit stop_once_of(const boost::asio::any_io_executor& executor) : finished(executor) {}
+  event finished;
+  bool done = false;
+  Report report{};
+};
+
 }  // namespace qrt::detail

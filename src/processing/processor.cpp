@@ -101,9 +101,10 @@ struct processor::impl : std::enable_shared_from_this<impl> {
   // Everything below is touched only on `strand`, except `stats` (under its own mutex).
   asio::any_io_executor pool;
   std::optional<asio::strand<asio::any_io_executor>> strand;
-  std::optional<detail::event> capacity_changed;                 // the receive loop waits on it
-  std::optional<detail::event> drained;                          // stop() waits on it
-  std::deque<std::pair<received_message, milliseconds>> buffer;  // prefetched, with lock length
+  std::optional<detail::event> capacity_changed;                     // the receive loop waits on it
+  std::optional<detail::event> drained;                              // stop() waits on it
+  std::optional<detail::stop_once_of<shutdown_report>> stop_report;  // set by the first stop()
+  std::deque<std::pair<received_message, milliseconds>> buffer;      // prefetched, with lock length
   std::map<std::uint64_t, std::shared_ptr<task>> running;
   std::set<session_id> sessions_running;  // order_by_session: sessions with a running handler
   std::uint64_t next_task_id = 1;
@@ -481,6 +482,13 @@ struct processor::impl : std::enable_shared_from_this<impl> {
     auto self = shared_from_this();
     shutdown_report out;
     if (!started) co_return out;
+    if (stop_report) {
+      // Another stop() runs (or ran): it alone waits on `drained` with a deadline, so this one
+      // waits for its report instead of re-arming that timer against it.
+      while (!stop_report->done) co_await stop_report->finished.wait();
+      co_return stop_report->report;
+    }
+    stop_report.emplace(*strand);
     stopping = true;
     capacity_changed->notify();
     const std::size_t running_at_stop = running.size();
@@ -516,6 +524,9 @@ struct processor::impl : std::enable_shared_from_this<impl> {
     // it. The receive in flight returns within receive_wait; a renewal or settlement under way
     // within the provider's own time limits. Handlers still running are not waited for.
     while (loop_running || calls_in_provider > 0) co_await drained->wait();
+    stop_report->report = out;
+    stop_report->done = true;
+    stop_report->finished.notify();
     co_return out;
   }
 };

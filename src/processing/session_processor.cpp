@@ -53,8 +53,9 @@ struct session_processor::impl : std::enable_shared_from_this<impl> {
   message_handler handler;
   session_processor_options options;
   asio::any_io_executor pool;
-  std::optional<asio::strand<asio::any_io_executor>> control;  // stop() runs here
-  std::optional<detail::event> drained;                        // on `control`
+  std::optional<asio::strand<asio::any_io_executor>> control;        // stop() runs here
+  std::optional<detail::event> drained;                              // on `control`
+  std::optional<detail::stop_once_of<shutdown_report>> stop_report;  // on `control`; set by stop()
   std::atomic<bool> stopping{false};
   std::atomic<std::size_t> workers_running{0};
   bool started = false;
@@ -350,6 +351,15 @@ struct session_processor::impl : std::enable_shared_from_this<impl> {
       const auto asked_at = steady::now();
       if (!enter_provider()) break;
       auto accepted = co_await client.accept_session(queue, std::nullopt, options.accept_wait);
+      if (accepted && stopping) {
+        // Accepted while stop() waited for this call: given back at once, inside the same
+        // call, since stop() seals provider calls as soon as none is in flight and would leave
+        // the session locked (a Service Bus session stays held until its lock runs out).
+        auto closed = co_await accepted->close();
+        leave_provider();
+        if (!closed) report(closed.error());
+        break;
+      }
       leave_provider();
       if (!accepted) {
         const auto& e = accepted.error();
@@ -375,6 +385,13 @@ struct session_processor::impl : std::enable_shared_from_this<impl> {
     auto self = shared_from_this();
     shutdown_report out;
     if (!started) co_return out;
+    if (stop_report) {
+      // Another stop() runs (or ran): it alone waits on `drained` with a deadline, so this one
+      // waits for its report instead of re-arming that timer against it.
+      while (!stop_report->done) co_await stop_report->finished.wait();
+      co_return stop_report->report;
+    }
+    stop_report.emplace(*control);
     stopping = true;
     const auto until = detail::deadline_after(steady::now(), deadline);
     while (workers_running > 0 && steady::now() < until) co_await drained->wait_until(until);
@@ -407,6 +424,9 @@ struct session_processor::impl : std::enable_shared_from_this<impl> {
       }
       co_await drained->wait();
     }
+    stop_report->report = out;
+    stop_report->done = true;
+    stop_report->finished.notify();
     co_return out;
   }
 };

@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -836,4 +837,41 @@ TEST(Processor, AReceiveWaitOfZeroIsTakenAsOneMillisecondAndStopReturns) {
   }
   std::lock_guard lock(recorder->mutex);
   for (auto w : recorder->waits) EXPECT_EQ(w, 1ms);
+}
+
+// Two stop() calls at once (a signal handler and a destructor, say): the second waits for the
+// first and returns its report. Before, both waited on the processor's drain event with a
+// deadline, each re-arming its timer against the other, and spun on a core until the deadline;
+// the second's report then missed what the first had released.
+TEST(Processor, ASecondStopWaitsForTheFirstAndReturnsItsReport) {
+  qrt::runtime rt{{.worker_threads = 1}};
+  auto memory =
+      qrt::memory::make_provider(qrt::memory::options::for_testing(), rt.executor()).value();
+  qrt::queue_client client{memory, {.retry = std::nullopt}};
+  const auto q = qrt::queue_name::from("work");
+  ASSERT_TRUE(rt.block_on(client.create_queue(q, {.lock_duration = 30s})));
+  ASSERT_TRUE(rt.block_on(client.send(q, qrt::message{.body = "slow"})));
+  qrt::test::counter started;
+  qrt::processor p(
+      client, q,
+      [&started](const received_message&) -> qrt::awaitable<qrt::result<void>> {
+        started.add();
+        boost::asio::steady_timer t(co_await boost::asio::this_coro::executor, 30s);
+        boost::system::error_code ignored;
+        co_await t.async_wait(boost::asio::redirect_error(boost::asio::use_awaitable, ignored));
+        co_return qrt::result<void>{};
+      },
+      {.max_concurrent_calls = 1, .receive_wait = 50ms});
+  p.start(rt.executor());
+  ASSERT_TRUE(started.wait_for_at_least(1));
+  auto first = boost::asio::co_spawn(rt.executor(), p.stop(100ms), boost::asio::use_future);
+  auto second = boost::asio::co_spawn(rt.executor(), p.stop(100ms), boost::asio::use_future);
+  ASSERT_EQ(first.wait_for(30s), std::future_status::ready);
+  ASSERT_EQ(second.wait_for(30s), std::future_status::ready);
+  const auto a = first.get();
+  const auto b = second.get();
+  EXPECT_EQ(a.abandoned_running, 1u) << "the running handler's message was released";
+  EXPECT_EQ(b.abandoned_running, a.abandoned_running) << "the second stop() has its own story";
+  EXPECT_EQ(b.finished_in_time, a.finished_in_time);
+  EXPECT_EQ(p.stats().abandoned_at_shutdown, 1u) << "released once, not once per stop()";
 }

@@ -472,3 +472,108 @@ TEST(SessionProcessor, AnAcceptWaitOfZeroIsTakenAsOneMillisecondAndStopReturns) 
   std::lock_guard lock(recorder->mutex);
   for (auto w : recorder->waits) EXPECT_EQ(w, 1ms);
 }
+
+// A session whose close() is counted.
+class close_counting_session final : public qrt::session_receiver {
+ public:
+  close_counting_session(std::shared_ptr<qrt::session_receiver> inner, std::atomic<int>& closes)
+      : inner_(std::move(inner)), closes_(closes) {}
+  const qrt::session_id& id() const noexcept override { return inner_->id(); }
+  qrt::time_point locked_until() const noexcept override { return inner_->locked_until(); }
+  qrt::awaitable<qrt::result<std::vector<received_message>>> receive(
+      std::size_t n, qrt::milliseconds wait) override {
+    return inner_->receive(n, wait);
+  }
+  qrt::awaitable<std::vector<qrt::result<void>>> settle(
+      std::vector<qrt::settlement> settlements) override {
+    return inner_->settle(std::move(settlements));
+  }
+  qrt::awaitable<qrt::result<qrt::time_point>> renew_session_lock() override {
+    return inner_->renew_session_lock();
+  }
+  qrt::awaitable<qrt::result<std::string>> get_state() override { return inner_->get_state(); }
+  qrt::awaitable<qrt::result<void>> set_state(std::string state) override {
+    return inner_->set_state(std::move(state));
+  }
+  qrt::awaitable<qrt::result<void>> close() override {
+    ++closes_;
+    return inner_->close();
+  }
+
+ private:
+  std::shared_ptr<qrt::session_receiver> inner_;
+  std::atomic<int>& closes_;
+};
+
+// Holds each accepted session back until the test opens the gate, so that the accept in flight
+// answers only once stop() is waiting for it; counts the closes of the sessions it hands out.
+class gated_accept final : public qrt::test::forwarding_provider {
+ public:
+  using forwarding_provider::forwarding_provider;
+  qrt::awaitable<qrt::result<std::shared_ptr<qrt::session_receiver>>> accept_session(
+      const qrt::queue_name& q, std::optional<qrt::session_id> which,
+      qrt::milliseconds wait) override {
+    const qrt::queue_name queue = q;
+    entered.add();
+    auto got = co_await inner_->accept_session(queue, std::move(which), wait);
+    boost::asio::steady_timer poll(co_await boost::asio::this_coro::executor);
+    while (!open) {  // polled: the gate only holds the answer back
+      poll.expires_after(5ms);
+      co_await poll.async_wait(boost::asio::use_awaitable);
+    }
+    if (!got) co_return got;
+    ++accepted;
+    co_return std::shared_ptr<qrt::session_receiver>(
+        std::make_shared<close_counting_session>(std::move(*got), closes));
+  }
+  qrt::test::counter entered;
+  std::atomic<bool> open{false};
+  std::atomic<int> accepted{0};
+  std::atomic<int> closes{0};
+};
+
+// A session that the accept in flight returns while stop() waits for that accept is closed
+// (contract P4: a stopped session processor holds no session). stop() sealed provider calls as
+// soon as the accept returned, so the worker's close was refused and the session stayed locked:
+// the embedded provider frees it when the receiver is destroyed, Service Bus only when its lock
+// runs out.
+TEST(SessionProcessor, ASessionAcceptedWhileStoppingIsClosed) {
+  qrt::runtime rt{{.worker_threads = 1}};
+  auto memory =
+      qrt::memory::make_provider(qrt::memory::options::for_testing(), rt.executor()).value();
+  auto gate = std::make_shared<gated_accept>(memory);
+  qrt::queue_client client{gate, {.retry = std::nullopt}};
+  qrt::queue_client direct{memory, {.retry = std::nullopt}};
+  const auto q = qrt::queue_name::from("sessions");
+  ASSERT_TRUE(
+      rt.block_on(direct.create_queue(q, {.lock_duration = 60s, .requires_session = true})));
+  ASSERT_TRUE(rt.block_on(
+      direct.send(q, qrt::message{.body = "m1", .session = qrt::session_id::from("s")})));
+  std::atomic<int> handled{0};
+  qrt::session_processor p(
+      client, q,
+      [&handled](const received_message&) -> qrt::awaitable<qrt::result<void>> {
+        ++handled;
+        co_return qrt::result<void>{};
+      },
+      {.max_concurrent_sessions = 1, .accept_wait = 5s});
+  p.start(rt.executor());
+  ASSERT_TRUE(gate->entered.wait_for_at_least(1));
+  auto stopped = boost::asio::co_spawn(rt.executor(), p.stop(0ms), boost::asio::use_future);
+  // stop() cannot finish while the accept is held at the gate; give it the time to begin.
+  ASSERT_EQ(stopped.wait_for(300ms), std::future_status::timeout);
+  gate->open = true;
+  ASSERT_EQ(stopped.wait_for(30s), std::future_status::ready);
+  stopped.get();
+  EXPECT_EQ(handled.load(), 0);
+  ASSERT_EQ(gate->accepted.load(), 1);
+  EXPECT_EQ(gate->closes.load(), 1) << "the session accepted while stopping was never closed";
+  // Nothing holds session "s" now: another receiver takes it and finds its message.
+  auto again = rt.block_on(direct.accept_session(q, qrt::session_id::from("s"), 1s));
+  ASSERT_TRUE(again) << again.error().to_string();
+  auto got = rt.block_on(again->receive(1, 1s));
+  ASSERT_TRUE(got);
+  ASSERT_EQ(got->size(), 1u);
+  EXPECT_EQ(got->front().body, "m1");
+  rt.block_on(again->close());
+}
