@@ -101,8 +101,10 @@ struct processor::impl : std::enable_shared_from_this<impl> {
   // Everything below is touched only on `strand`, except `stats` (under its own mutex).
   asio::any_io_executor pool;
   std::optional<asio::strand<asio::any_io_executor>> strand;
-  std::optional<detail::event> capacity_changed;                     // the receive loop waits on it
-  std::optional<detail::event> drained;                              // stop() waits on it
+  std::optional<detail::event> capacity_changed;  // the receive loop waits on it
+  std::optional<detail::event> drained;           // stop() waits on it
+  /// How often a processor whose messages the breaker holds back looks whether it closed.
+  static constexpr milliseconds breaker_recheck{50};
   std::optional<detail::stop_once_of<shutdown_report>> stop_report;  // set by the first stop()
   std::deque<std::pair<received_message, milliseconds>> buffer;      // prefetched, with lock length
   std::map<std::uint64_t, std::shared_ptr<task>> running;
@@ -182,7 +184,14 @@ struct processor::impl : std::enable_shared_from_this<impl> {
       const std::size_t limit = options.max_concurrent_calls + prefetch_allowance();
       const std::size_t held = running.size() + buffer.size();
       if (held >= limit) {
-        co_await capacity_changed->wait();
+        if (options.breaker && !buffer.empty() && running.size() < options.max_concurrent_calls) {
+          // Held back by the breaker alone: another caller's probe is in flight (a breaker can
+          // be shared). Nothing of this processor would notify when that probe closes it, so
+          // look again shortly rather than wait for a handler that is not running.
+          co_await capacity_changed->wait_until(steady::now() + breaker_recheck);
+        } else {
+          co_await capacity_changed->wait();
+        }
         continue;
       }
       std::size_t want = limit - held;

@@ -875,3 +875,56 @@ TEST(Processor, ASecondStopWaitsForTheFirstAndReturnsItsReport) {
   EXPECT_EQ(b.finished_in_time, a.finished_in_time);
   EXPECT_EQ(p.stats().abandoned_at_shutdown, 1u) << "released once, not once per stop()";
 }
+
+// Counts the messages its receives return.
+class received_counter final : public qrt::test::forwarding_provider {
+ public:
+  using forwarding_provider::forwarding_provider;
+  qrt::awaitable<qrt::result<std::vector<received_message>>> receive(
+      const qrt::queue_name& q, std::size_t max, qrt::milliseconds wait) override {
+    const qrt::queue_name queue = q;
+    auto got = co_await inner_->receive(queue, max, wait);
+    if (got) messages.add(static_cast<long>(got->size()));
+    co_return got;
+  }
+  qrt::test::counter messages;
+};
+
+// A breaker can be shared (by processors, or breaker.run() around the same dependency). While
+// another caller's probe is in flight, this processor's buffered messages wait; when that probe
+// closes the breaker, they are handled. Before, the processor waited for a handler of its own to
+// finish, and none was running: it stalled until stop() while the messages' locks ran out.
+TEST(Processor, MessagesHeldBackByASharedBreakerRunOnceAnotherCallerClosesIt) {
+  qrt::runtime rt{{.worker_threads = 1}};
+  auto memory =
+      qrt::memory::make_provider(qrt::memory::options::for_testing(), rt.executor()).value();
+  auto counted = std::make_shared<received_counter>(memory);
+  qrt::queue_client client{counted, {.retry = std::nullopt}};
+  const auto q = qrt::queue_name::from("work");
+  ASSERT_TRUE(rt.block_on(client.create_queue(q, {.lock_duration = 30s})));
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_TRUE(rt.block_on(client.send(q, qrt::message{.body = "m" + std::to_string(i)})));
+  }
+  auto breaker = std::make_shared<qrt::circuit_breaker>(
+      qrt::circuit_breaker_options{.failure_threshold = 1, .open_duration = 0ms});
+  breaker->record_failure();      // the dependency failed for another caller: open
+  ASSERT_TRUE(breaker->allow());  // and that caller's probe is in flight: half-open
+  qrt::test::counter handled;
+  qrt::processor p(
+      client, q,
+      [&handled](const received_message&) -> qrt::awaitable<qrt::result<void>> {
+        handled.add();
+        co_return qrt::result<void>{};
+      },
+      {.max_concurrent_calls = 1, .prefetch_count = 2, .receive_wait = 50ms, .breaker = breaker});
+  p.start(rt.executor());
+  ASSERT_TRUE(counted->messages.wait_for_at_least(3)) << "the processor did not fill its buffer";
+  // One thread runs the runtime: once this runs, the loop has gone back to waiting after the
+  // breaker refused to start the messages it holds.
+  rt.block_on([]() -> qrt::awaitable<void> { co_return; }());
+  EXPECT_EQ(handled.value(), 0) << "started while another caller's probe was in flight";
+  breaker->record_success();  // the other caller's probe succeeded: closed
+  EXPECT_TRUE(handled.wait_for_at_least(5, 30s))
+      << "the breaker closed, but the processor handled " << handled.value() << " of 5";
+  rt.block_on(p.stop(5s));
+}
