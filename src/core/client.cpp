@@ -86,17 +86,23 @@ awaitable<std::vector<result<void>>> session::settle(std::vector<settlement> set
 }
 
 namespace {
+// The one result of a settlement of one. A provider that answered none is broken, and says
+// so as an error rather than as an exception out of the caller's co_await.
+result<void> only_result(std::vector<result<void>>& results) {
+  if (results.empty()) return fail(errc::protocol_error, "the provider returned no settle result");
+  return std::move(results.front());
+}
 awaitable<result<void>> settle_one(session_receiver& r, settlement s) {
   std::vector<settlement> one;
   one.push_back(std::move(s));
   auto results = co_await r.settle(std::move(one));
-  co_return std::move(results.at(0));
+  co_return only_result(results);
 }
 awaitable<result<void>> settle_one(provider& p, settlement s) {
   std::vector<settlement> one;
   one.push_back(std::move(s));
   auto results = co_await p.settle(std::move(one));
-  co_return std::move(results.at(0));
+  co_return only_result(results);
 }
 }  // namespace
 

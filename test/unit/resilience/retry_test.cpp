@@ -523,3 +523,32 @@ TEST(ClientRetry, EveryRetryIsCountedInTheRetriesMetricByOperationAndQueue) {
   EXPECT_NE(registry.expose().find("queue_runtime_retries_total{queue=\"orders\""),
             std::string::npos);
 }
+
+// A provider (and its sessions) that answers a settlement with no result at all: broken.
+class answers_no_settle_result final : public qrt::test::forwarding_provider {
+ public:
+  using forwarding_provider::forwarding_provider;
+  qrt::awaitable<std::vector<qrt::result<void>>> settle(std::vector<qrt::settlement>) override {
+    co_return std::vector<qrt::result<void>>{};
+  }
+};
+
+// complete() of one message through a provider that answered no result fails with
+// protocol_error; before, the client read a result that was not there (std::out_of_range out of
+// the caller's co_await), which ended a processor's handler task without settling.
+TEST(ClientSettle, AProviderThatAnswersNoResultIsAnErrorNotAnException) {
+  qrt::runtime rt;
+  auto memory =
+      qrt::memory::make_provider(qrt::memory::options::for_testing(), rt.executor()).value();
+  auto broken = std::make_shared<answers_no_settle_result>(memory);
+  qrt::queue_client client(broken, {.retry = std::nullopt});
+  const auto q = qrt::queue_name::from("q");
+  ASSERT_TRUE(rt.block_on(client.create_queue(q)));
+  ASSERT_TRUE(rt.block_on(client.send(q, qrt::message{.body = "x"})));
+  auto got = rt.block_on(client.receive(q, 1, 1s));
+  ASSERT_TRUE(got);
+  ASSERT_EQ(got->size(), 1u);
+  auto completed = rt.block_on(client.complete(got->front().receipt));
+  ASSERT_FALSE(completed);
+  EXPECT_EQ(completed.error().code, errc::protocol_error) << completed.error().to_string();
+}
