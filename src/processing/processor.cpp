@@ -494,8 +494,7 @@ struct processor::impl : std::enable_shared_from_this<impl> {
     if (stop_report) {
       // Another stop() runs (or ran): it alone waits on `drained` with a deadline, so this one
       // waits for its report instead of re-arming that timer against it.
-      while (!stop_report->done) co_await stop_report->finished.wait();
-      co_return stop_report->report;
+      co_return co_await stop_report->report();
     }
     stop_report.emplace(*strand);
     stopping = true;
@@ -533,9 +532,7 @@ struct processor::impl : std::enable_shared_from_this<impl> {
     // it. The receive in flight returns within receive_wait; a renewal or settlement under way
     // within the provider's own time limits. Handlers still running are not waited for.
     while (loop_running || calls_in_provider > 0) co_await drained->wait();
-    stop_report->report = out;
-    stop_report->done = true;
-    stop_report->finished.notify();
+    stop_report->finish(out);
     co_return out;
   }
 };

@@ -388,8 +388,7 @@ struct session_processor::impl : std::enable_shared_from_this<impl> {
     if (stop_report) {
       // Another stop() runs (or ran): it alone waits on `drained` with a deadline, so this one
       // waits for its report instead of re-arming that timer against it.
-      while (!stop_report->done) co_await stop_report->finished.wait();
-      co_return stop_report->report;
+      co_return co_await stop_report->report();
     }
     stop_report.emplace(*control);
     stopping = true;
@@ -424,9 +423,7 @@ struct session_processor::impl : std::enable_shared_from_this<impl> {
       }
       co_await drained->wait();
     }
-    stop_report->report = out;
-    stop_report->done = true;
-    stop_report->finished.notify();
+    stop_report->finish(out);
     co_return out;
   }
 };

@@ -10,9 +10,7 @@ namespace {
 
 // Backpressure already waited for its deadline, and a held session is an answer: retrying
 // either would only stretch a wait the caller chose.
-bool worth_retrying(const error& e) {
-  return detail::worth_retrying(e);
-}
+using detail::worth_retrying;
 
 /// One caller's wait (or timeout) shared by every attempt of a retried call, and the pauses
 /// between them, so that retries cannot stretch a 20 s long poll or a 30 s send to minutes.
