@@ -794,24 +794,6 @@ TEST(Processor, StopWithoutADeadlineLetsTheRunningHandlerFinish) {
   EXPECT_EQ(f.stats().active, 0);
 }
 
-// Records the wait each receive was given.
-class receive_wait_recorder final : public qrt::test::forwarding_provider {
- public:
-  using forwarding_provider::forwarding_provider;
-  qrt::awaitable<qrt::result<std::vector<received_message>>> receive(
-      const qrt::queue_name& q, std::size_t max, qrt::milliseconds wait) override {
-    {
-      std::lock_guard lock(mutex);
-      waits.push_back(wait);
-    }
-    receives.add();
-    return inner_->receive(q, max, wait);
-  }
-  std::mutex mutex;
-  std::vector<qrt::milliseconds> waits;
-  qrt::test::counter receives;
-};
-
 // A receive_wait of zero or less is taken as 1 ms. With 0, the embedded provider answered each
 // receive of an empty queue without suspending, so the loop polled without end and never gave
 // its strand to stop(), which did not return.
@@ -819,8 +801,8 @@ TEST(Processor, AReceiveWaitOfZeroIsTakenAsOneMillisecondAndStopReturns) {
   qrt::runtime rt{{.worker_threads = 1}};
   auto memory =
       qrt::memory::make_provider(qrt::memory::options::for_testing(), rt.executor()).value();
-  auto recorder = std::make_shared<receive_wait_recorder>(memory);
-  qrt::queue_client client{recorder, {.retry = std::nullopt}};
+  auto calls = std::make_shared<qrt::test::calls_in_flight>(memory);
+  qrt::queue_client client{calls, {.retry = std::nullopt}};
   const auto q = qrt::queue_name::from("idle");
   ASSERT_TRUE(rt.block_on(client.create_queue(q)));
   qrt::processor p(client, q,
@@ -829,14 +811,13 @@ TEST(Processor, AReceiveWaitOfZeroIsTakenAsOneMillisecondAndStopReturns) {
                    },
                    {.receive_wait = 0ms});
   p.start(rt.executor());
-  ASSERT_TRUE(recorder->receives.wait_for_at_least(3));
+  ASSERT_TRUE(calls->started.wait_for_at_least(3));
   auto stopped = boost::asio::co_spawn(rt.executor(), p.stop(1s), boost::asio::use_future);
   if (stopped.wait_for(30s) != std::future_status::ready) {
     ADD_FAILURE() << "stop() did not return: the receive loop never gave up its thread";
     std::abort();  // the runtime's only thread is stuck in the loop: nothing can be cleaned up
   }
-  std::lock_guard lock(recorder->mutex);
-  for (auto w : recorder->waits) EXPECT_EQ(w, 1ms);
+  for (auto w : calls->waits()) EXPECT_EQ(w, 1ms);
 }
 
 // Two stop() calls at once (a signal handler and a destructor, say): the second waits for the
@@ -876,20 +857,6 @@ TEST(Processor, ASecondStopWaitsForTheFirstAndReturnsItsReport) {
   EXPECT_EQ(p.stats().abandoned_at_shutdown, 1u) << "released once, not once per stop()";
 }
 
-// Counts the messages its receives return.
-class received_counter final : public qrt::test::forwarding_provider {
- public:
-  using forwarding_provider::forwarding_provider;
-  qrt::awaitable<qrt::result<std::vector<received_message>>> receive(
-      const qrt::queue_name& q, std::size_t max, qrt::milliseconds wait) override {
-    const qrt::queue_name queue = q;
-    auto got = co_await inner_->receive(queue, max, wait);
-    if (got) messages.add(static_cast<long>(got->size()));
-    co_return got;
-  }
-  qrt::test::counter messages;
-};
-
 // A breaker can be shared (by processors, or breaker.run() around the same dependency). While
 // another caller's probe is in flight, this processor's buffered messages wait; when that probe
 // closes the breaker, they are handled. Before, the processor waited for a handler of its own to
@@ -898,8 +865,8 @@ TEST(Processor, MessagesHeldBackByASharedBreakerRunOnceAnotherCallerClosesIt) {
   qrt::runtime rt{{.worker_threads = 1}};
   auto memory =
       qrt::memory::make_provider(qrt::memory::options::for_testing(), rt.executor()).value();
-  auto counted = std::make_shared<received_counter>(memory);
-  qrt::queue_client client{counted, {.retry = std::nullopt}};
+  auto calls = std::make_shared<qrt::test::calls_in_flight>(memory);
+  qrt::queue_client client{calls, {.retry = std::nullopt}};
   const auto q = qrt::queue_name::from("work");
   ASSERT_TRUE(rt.block_on(client.create_queue(q, {.lock_duration = 30s})));
   for (int i = 0; i < 5; ++i) {
@@ -918,7 +885,7 @@ TEST(Processor, MessagesHeldBackByASharedBreakerRunOnceAnotherCallerClosesIt) {
       },
       {.max_concurrent_calls = 1, .prefetch_count = 2, .receive_wait = 50ms, .breaker = breaker});
   p.start(rt.executor());
-  ASSERT_TRUE(counted->messages.wait_for_at_least(3)) << "the processor did not fill its buffer";
+  ASSERT_TRUE(calls->received.wait_for_at_least(3)) << "the processor did not fill its buffer";
   // One thread runs the runtime: once this runs, the loop has gone back to waiting after the
   // breaker refused to start the messages it holds.
   rt.block_on([]() -> qrt::awaitable<void> { co_return; }());

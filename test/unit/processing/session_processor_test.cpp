@@ -286,29 +286,14 @@ class settle_call_recorder final : public qrt::test::forwarding_provider {
   }
 
  private:
-  struct recording_session final : qrt::session_receiver {
+  struct recording_session final : qrt::test::forwarding_session {
     recording_session(settle_call_recorder& owner, std::shared_ptr<qrt::session_receiver> inner)
-        : owner(owner), inner(std::move(inner)) {}
-    const qrt::session_id& id() const noexcept override { return inner->id(); }
-    qrt::time_point locked_until() const noexcept override { return inner->locked_until(); }
-    qrt::awaitable<qrt::result<std::vector<received_message>>> receive(
-        std::size_t n, qrt::milliseconds w) override {
-      return inner->receive(n, w);
-    }
+        : forwarding_session(std::move(inner)), owner(owner) {}
     qrt::awaitable<std::vector<qrt::result<void>>> settle(std::vector<qrt::settlement> s) override {
       owner.record(s);
-      return inner->settle(std::move(s));
+      return inner_->settle(std::move(s));
     }
-    qrt::awaitable<qrt::result<qrt::time_point>> renew_session_lock() override {
-      return inner->renew_session_lock();
-    }
-    qrt::awaitable<qrt::result<std::string>> get_state() override { return inner->get_state(); }
-    qrt::awaitable<qrt::result<void>> set_state(std::string s) override {
-      return inner->set_state(std::move(s));
-    }
-    qrt::awaitable<qrt::result<void>> close() override { return inner->close(); }
     settle_call_recorder& owner;
-    std::shared_ptr<qrt::session_receiver> inner;
   };
 
   void record(const std::vector<qrt::settlement>& s) {
@@ -428,33 +413,14 @@ TEST(SessionProcessor, PerBatchSettlementThatFailsDeliversTheWholeBatchAgainInOr
   EXPECT_EQ(f.stats().dead_lettered, 0);
 }
 
-// Records the wait each session accept was given.
-class accept_wait_recorder final : public qrt::test::forwarding_provider {
- public:
-  using forwarding_provider::forwarding_provider;
-  qrt::awaitable<qrt::result<std::shared_ptr<qrt::session_receiver>>> accept_session(
-      const qrt::queue_name& q, std::optional<qrt::session_id> which,
-      qrt::milliseconds wait) override {
-    {
-      std::lock_guard lock(mutex);
-      waits.push_back(wait);
-    }
-    accepts.add();
-    return inner_->accept_session(q, std::move(which), wait);
-  }
-  std::mutex mutex;
-  std::vector<qrt::milliseconds> waits;
-  qrt::test::counter accepts;
-};
-
 // An accept_wait of zero or less is taken as 1 ms, as a processor's receive_wait is: with 0 the
 // worker's accept loop polled a queue without sessions and never gave its thread to stop().
 TEST(SessionProcessor, AnAcceptWaitOfZeroIsTakenAsOneMillisecondAndStopReturns) {
   qrt::runtime rt{{.worker_threads = 1}};
   auto memory =
       qrt::memory::make_provider(qrt::memory::options::for_testing(), rt.executor()).value();
-  auto recorder = std::make_shared<accept_wait_recorder>(memory);
-  qrt::queue_client client{recorder, {.retry = std::nullopt}};
+  auto calls = std::make_shared<qrt::test::calls_in_flight>(memory);
+  qrt::queue_client client{calls, {.retry = std::nullopt}};
   const auto q = qrt::queue_name::from("idle-sessions");
   ASSERT_TRUE(rt.block_on(client.create_queue(q, {.requires_session = true})));
   qrt::session_processor p(client, q,
@@ -463,45 +429,26 @@ TEST(SessionProcessor, AnAcceptWaitOfZeroIsTakenAsOneMillisecondAndStopReturns) 
                            },
                            {.max_concurrent_sessions = 1, .accept_wait = 0ms});
   p.start(rt.executor());
-  ASSERT_TRUE(recorder->accepts.wait_for_at_least(3));
+  ASSERT_TRUE(calls->started.wait_for_at_least(3));
   auto stopped = boost::asio::co_spawn(rt.executor(), p.stop(1s), boost::asio::use_future);
   if (stopped.wait_for(30s) != std::future_status::ready) {
     ADD_FAILURE() << "stop() did not return: the accept loop never gave up its thread";
     std::abort();  // the runtime's only thread is stuck in the loop: nothing can be cleaned up
   }
-  std::lock_guard lock(recorder->mutex);
-  for (auto w : recorder->waits) EXPECT_EQ(w, 1ms);
+  for (auto w : calls->waits()) EXPECT_EQ(w, 1ms);
 }
 
 // A session whose close() is counted.
-class close_counting_session final : public qrt::session_receiver {
+class close_counting_session final : public qrt::test::forwarding_session {
  public:
   close_counting_session(std::shared_ptr<qrt::session_receiver> inner, std::atomic<int>& closes)
-      : inner_(std::move(inner)), closes_(closes) {}
-  const qrt::session_id& id() const noexcept override { return inner_->id(); }
-  qrt::time_point locked_until() const noexcept override { return inner_->locked_until(); }
-  qrt::awaitable<qrt::result<std::vector<received_message>>> receive(
-      std::size_t n, qrt::milliseconds wait) override {
-    return inner_->receive(n, wait);
-  }
-  qrt::awaitable<std::vector<qrt::result<void>>> settle(
-      std::vector<qrt::settlement> settlements) override {
-    return inner_->settle(std::move(settlements));
-  }
-  qrt::awaitable<qrt::result<qrt::time_point>> renew_session_lock() override {
-    return inner_->renew_session_lock();
-  }
-  qrt::awaitable<qrt::result<std::string>> get_state() override { return inner_->get_state(); }
-  qrt::awaitable<qrt::result<void>> set_state(std::string state) override {
-    return inner_->set_state(std::move(state));
-  }
+      : forwarding_session(std::move(inner)), closes_(closes) {}
   qrt::awaitable<qrt::result<void>> close() override {
     ++closes_;
     return inner_->close();
   }
 
  private:
-  std::shared_ptr<qrt::session_receiver> inner_;
   std::atomic<int>& closes_;
 };
 

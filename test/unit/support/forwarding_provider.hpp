@@ -1,9 +1,12 @@
-// A provider that forwards every call to another one, for test decorators: a decorator derives
-// from it and overrides only the calls it records or changes.
+// A provider (and a session receiver) that forwards every call to another one, for test
+// decorators: a decorator derives from it and overrides only the calls it records or changes.
 #pragma once
 
+#include <memory>
 #include <qrt/provider.hpp>
+#include <string>
 #include <utility>
+#include <vector>
 
 namespace qrt::test {
 
@@ -77,6 +80,34 @@ class forwarding_provider : public qrt::provider {
 
  protected:
   qrt::provider_ptr inner_;  ///< where every call goes
+};
+
+class forwarding_session : public qrt::session_receiver {
+ public:
+  explicit forwarding_session(std::shared_ptr<qrt::session_receiver> inner)
+      : inner_(std::move(inner)) {}
+
+  const qrt::session_id& id() const noexcept override { return inner_->id(); }
+  qrt::time_point locked_until() const noexcept override { return inner_->locked_until(); }
+  qrt::awaitable<qrt::result<std::vector<qrt::received_message>>> receive(
+      std::size_t max, qrt::milliseconds wait) override {
+    return inner_->receive(max, wait);
+  }
+  qrt::awaitable<std::vector<qrt::result<void>>> settle(
+      std::vector<qrt::settlement> settlements) override {
+    return inner_->settle(std::move(settlements));
+  }
+  qrt::awaitable<qrt::result<qrt::time_point>> renew_session_lock() override {
+    return inner_->renew_session_lock();
+  }
+  qrt::awaitable<qrt::result<std::string>> get_state() override { return inner_->get_state(); }
+  qrt::awaitable<qrt::result<void>> set_state(std::string state) override {
+    return inner_->set_state(std::move(state));
+  }
+  qrt::awaitable<qrt::result<void>> close() override { return inner_->close(); }
+
+ protected:
+  std::shared_ptr<qrt::session_receiver> inner_;  ///< where every call goes
 };
 
 }  // namespace qrt::test
