@@ -116,7 +116,8 @@ struct shutdown_report {
 /// docs/adr/0061-processor-handlers.md).
 class processor {
  public:
-  /// `client` is copied (copies share the provider).
+  /// `client` is copied (copies share the provider). Throws qrt::exception (invalid_argument)
+  /// if `handler` is empty: such a processor would only fail every message it took.
   processor(queue_client client, queue_name queue, message_handler handler,
             processor_options options = {});
   ~processor();

@@ -65,7 +65,7 @@ struct session_processor_stats {
 class session_processor {
  public:
   /// Handles the sessions of `queue` with `handler`; `client` is copied (copies share the
-  /// provider).
+  /// provider). Throws qrt::exception (invalid_argument) if `handler` is empty.
   session_processor(queue_client client, queue_name queue, message_handler handler,
                     session_processor_options options = {});
   ~session_processor();

@@ -9,6 +9,18 @@
 
 namespace qrt::detail {
 
+/// `handler`, or a qrt::exception (invalid_argument) naming `who` if it is empty. An empty
+/// handler would fail every message it is given (std::bad_function_call), so a processor built
+/// with one would take messages off the queue only to abandon them until they are dead-lettered
+/// as poison. Refused when the processor is built, before it can touch a message.
+inline message_handler require_handler(message_handler handler, const char* who) {
+  if (!handler) {
+    throw qrt::exception(
+        fail(errc::invalid_argument, std::string(who) + ": the message handler is empty"));
+  }
+  return handler;
+}
+
 /// The dead-letter reason for a failed message, or empty to abandon it.
 inline std::string failure_reason(const received_message& msg, const error& e,
                                   std::uint32_t max_delivery_count, failure_action on_failure,

@@ -539,7 +539,8 @@ struct processor::impl : std::enable_shared_from_this<impl> {
 
 processor::processor(queue_client client, queue_name queue, message_handler handler,
                      processor_options options)
-    : impl_(std::make_shared<impl>(std::move(client), std::move(queue), std::move(handler),
+    : impl_(std::make_shared<impl>(std::move(client), std::move(queue),
+                                   detail::require_handler(std::move(handler), "processor"),
                                    std::move(options))) {}
 
 processor::~processor() {

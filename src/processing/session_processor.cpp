@@ -430,7 +430,8 @@ struct session_processor::impl : std::enable_shared_from_this<impl> {
 
 session_processor::session_processor(queue_client client, queue_name queue, message_handler handler,
                                      session_processor_options options)
-    : impl_(std::make_shared<impl>(std::move(client), std::move(queue), std::move(handler),
+    : impl_(std::make_shared<impl>(std::move(client), std::move(queue),
+                                   detail::require_handler(std::move(handler), "session_processor"),
                                    std::move(options))) {}
 
 session_processor::~session_processor() {

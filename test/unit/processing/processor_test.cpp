@@ -76,6 +76,23 @@ struct fixture {
 
 }  // namespace
 
+// An empty handler could only fail every message, so the processor refuses it when it is
+// built, naming the problem, and the queue's messages are left untouched (never delivered).
+TEST(Processor, AnEmptyHandlerIsRefusedBeforeAMessageIsTaken) {
+  fixture f;
+  f.send("waiting");
+  try {
+    qrt::processor p(f.client, f.q, qrt::message_handler{});
+    FAIL() << "an empty handler was accepted";
+  } catch (const qrt::exception& e) {
+    EXPECT_EQ(e.get().code, errc::invalid_argument);
+    EXPECT_NE(e.get().message.find("handler is empty"), std::string::npos) << e.what();
+  }
+  auto left = f.rt.block_on(f.client.receive(f.q, 10, 0ms)).value();
+  ASSERT_EQ(left.size(), 1u);
+  EXPECT_EQ(left[0].delivery_count, 1u);  // its first delivery: the processor never took it
+}
+
 // Contract P3, C19: after max_delivery_count deliveries a message goes to the DLQ. A failing
 // handler abandons (redelivery), then dead-letters with its error kept, and the good messages
 // around it are completed.

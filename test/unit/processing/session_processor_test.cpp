@@ -61,6 +61,22 @@ std::pair<std::string, int> parse(const std::string& body) {  // "s2-7" -> {"s2"
 
 }  // namespace
 
+// As a processor, a session processor refuses an empty handler when it is built, before it
+// takes a session.
+TEST(SessionProcessor, AnEmptyHandlerIsRefusedBeforeASessionIsTaken) {
+  session_fixture f;
+  f.send("s1", "s1-0");
+  try {
+    qrt::session_processor p(f.client, f.q, qrt::message_handler{});
+    FAIL() << "an empty handler was accepted";
+  } catch (const qrt::exception& e) {
+    EXPECT_EQ(e.get().code, qrt::errc::invalid_argument);
+    EXPECT_NE(e.get().message.find("handler is empty"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(f.stats().active, 1);
+  EXPECT_EQ(f.stats().in_flight, 0);
+}
+
 TEST(SessionProcessor, FourSessionsRunConcurrentlyEachInOrderWhileFailuresAreInjected) {
   session_fixture f;
   constexpr int sessions = 4, per_session = 15;
