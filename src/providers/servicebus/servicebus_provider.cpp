@@ -515,18 +515,20 @@ class servicebus_provider final : public qrt::detail::provider_that_borrows,
         // Moved once, into the answer, and filled in there.
         received_message& m = out.emplace_back(from_wire(std::move(in.message)));
         const auto* tag = reinterpret_cast<const std::uint8_t*>(in.tag.data());
+        // A delivery tag that is not a lock token (not Service Bus, or a broken service) leaves
+        // the receipt without one: the message still settles through its delivery, and a renewal
+        // is refused as such, instead of every such message sharing one made-up token (whose
+        // renewal the service would refuse, and whose first settlement would make the others
+        // read as settled).
         auto token = detail::lock_token_from_delivery_tag({tag, in.tag.size()});
-        if (!token) {
-          // Without a lock token the message cannot be renewed; settle through the delivery.
-          token = std::string("00000000-0000-0000-0000-000000000000");
-        }
+        if (!token) token = std::string();
         if (m.locked_until == time_point{}) m.locked_until = time_point::max();
         m.receipt.owner = id_;
         m.receipt.queue = in.ref.link;
         m.receipt.item = in.ref.seq;
         m.receipt.lock = conn_->generation();
         m.receipt.token = receipt_token(*token, entity);
-        remember_lock(*token, m.locked_until);
+        if (!token->empty()) remember_lock(*token, m.locked_until);
       }
       co_return out;
     }
@@ -622,7 +624,9 @@ class servicebus_provider final : public qrt::detail::provider_that_borrows,
     const auto [lock_token, entity] = split_receipt_token(receipt.token);
     auto uuid = detail::uuid_from_lock_token(lock_token);
     if (!uuid || entity.empty())
-      co_return fail(errc::invalid_receipt, "servicebus: the receipt has no lock token");
+      co_return fail(errc::invalid_receipt,
+                     "servicebus: the receipt has no lock token (the service delivered the "
+                     "message without one), so its lock cannot be renewed");
     if (!lock_expiry(lock_token)) {
       co_return fail(errc::invalid_receipt,
                      "servicebus: the message of this receipt was already settled");

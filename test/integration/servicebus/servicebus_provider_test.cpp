@@ -501,6 +501,38 @@ TEST(ServiceBusProviderBrokenService, AnOversizeManagementReplyFailsTheCallNotTh
   EXPECT_EQ((*page)[0].body, "after");
 }
 
+// A delivery whose tag is not a 16-byte lock token (a service that is not Service Bus, or a
+// broken one) costs only that message its renewals: each such message still settles through
+// its own delivery, a renewal is refused as such (no made-up token goes to the service), and
+// settling one never makes another read as settled.
+TEST(ServiceBusProviderBrokenService, DeliveriesWithoutALockTokenSettleOnTheirOwn) {
+  auto broken = std::make_unique<qrt::test::servicebus_peer>(
+      std::vector<std::string>{"--short-tags", "untagged"});
+  auto client = open_client(broken->connection_string(), "5s");
+  const auto q = queue_name::from("untagged");
+  ASSERT_TRUE(client.send(q, qrt::message{.body = "one"}));
+  ASSERT_TRUE(client.send(q, qrt::message{.body = "two"}));
+  std::vector<qrt::received_message> got;
+  for (int i = 0; i < 10 && got.size() < 2; ++i) {
+    for (auto& m : client.receive(q, 2 - got.size(), 2s).value()) got.push_back(std::move(m));
+  }
+  ASSERT_EQ(got.size(), 2u);
+  auto renewed = client.renew_lock(got[0].receipt);
+  ASSERT_FALSE(renewed) << "a lock without a token was renewed";
+  EXPECT_EQ(renewed.error().code, errc::invalid_receipt) << renewed.error().to_string();
+  EXPECT_NE(renewed.error().message.find("no lock token"), std::string::npos)
+      << renewed.error().to_string();
+  ASSERT_TRUE(client.complete(got[0].receipt));
+  auto second = client.renew_lock(got[1].receipt);
+  ASSERT_FALSE(second);
+  EXPECT_EQ(second.error().message.find("already settled"), std::string::npos)
+      << "settling one message made another read as settled: " << second.error().to_string();
+  ASSERT_TRUE(client.complete(got[1].receipt));
+  auto left = client.peek(q, 10);
+  ASSERT_TRUE(left) << left.error().to_string();
+  EXPECT_TRUE(left->empty()) << "a completed message is still in the queue";
+}
+
 // ----- interop with the official SDK -----
 
 std::string base64(const std::string& bytes) {

@@ -14,7 +14,7 @@
 //                     [--max-message-size N] [--max-token-lifetime-ms N]
 //                     [--session-queues a,b] [--dead-letter-on-expiration-queues a,b]
 //                     [--hold-settlements a,b] [--garbage-replies a,b]
-//                     [--huge-replies a,b] [--quiet]
+//                     [--huge-replies a,b] [--short-tags a,b] [--quiet]
 // Prints one line `{"port":N}` on stdout once listening (port 0 = picked by the OS).
 //
 // Queues are created on demand by the first attach or request that names them, with the
@@ -74,6 +74,9 @@ const options = {
   // AMQP message (a broken or hostile service).
   garbageReplies: new Set(String(arg('garbage-replies', '')).split(',').filter(Boolean)),
   hugeReplies: new Set(String(arg('huge-replies', '')).split(',').filter(Boolean)),
+  // Test hook: deliveries on these queues carry an 8-byte tag instead of the 16-byte lock token
+  // (a broker that is not Service Bus, or a broken one); outcomes still settle them.
+  shortTags: new Set(String(arg('short-tags', '')).split(',').filter(Boolean)),
   queues: String(arg('queues', '')).split(',').filter(Boolean),
 };
 const log = options.quiet ? () => {} : (...a) => console.error('[sb-peer]', ...a);
@@ -642,7 +645,7 @@ function pump(queue) {
       }
       lock(queue, msg, link);
       if (st.session) renewSession(queue, st.session, link);
-      const tag = dotnetOrder(msg.lockToken);
+      const tag = options.shortTags.has(queue.name) ? crypto.randomBytes(8) : dotnetOrder(msg.lockToken);
       const d = link.send(msg.encode(), tag, 0);
       d.sbMessage = msg;
       msg.delivery = d;
