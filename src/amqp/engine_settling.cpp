@@ -12,6 +12,23 @@
 #include "amqp/mapping.hpp"
 
 namespace qrt::amqp::detail {
+namespace {
+
+const char* outcome_name(outcome::kind k) {
+  switch (k) {
+    case outcome::kind::accepted:
+      return "accepted";
+    case outcome::kind::released:
+      return "released";
+    case outcome::kind::modified:
+      return "modified";
+    case outcome::kind::rejected:
+      return "rejected";
+  }
+  return "unknown";
+}
+
+}  // namespace
 
 std::optional<result<void>> core::settle_one(const delivery_ref& ref, const outcome& how,
                                              const std::shared_ptr<settle_op>& op,
@@ -41,9 +58,18 @@ std::optional<result<void>> core::settle_one(const delivery_ref& ref, const outc
   std::optional<delivery_handle> taken = r.handed_out.take(ref.seq);
   if (!taken) {
     // Sent before by a call that timed out: wait for the same answer (the outcome cannot be
-    // changed once sent).
+    // changed once sent). Another outcome is refused: the answer to come is the first's, and
+    // reporting it as this one's would say, say, dead-lettered for a message completed.
     for (auto& [key, c] : r.confirming) {
       if (c.seq != ref.seq || c.op) continue;
+      if (c.sent != how.type) {
+        return result<void>{fail(errc::invalid_receipt,
+                                 std::string("an earlier settlement of this delivery sent the "
+                                             "outcome '") +
+                                     outcome_name(c.sent) +
+                                     "' and waits for the broker's confirmation; an outcome "
+                                     "cannot be changed once sent")};
+      }
       c.op = op;
       c.index = index;
       ++op->pending;

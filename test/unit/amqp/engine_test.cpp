@@ -224,6 +224,54 @@ TEST(amqp_engine, settle_second_completes_on_the_brokers_settlement_or_its_refus
       << item.error().to_string();
 }
 
+// A settlement retried after its confirmation timed out waits for the answer to the outcome
+// already sent; a retry with another outcome (dead-letter after a complete that timed out) is
+// refused, since an outcome cannot be changed once sent: taking over the first's confirmation
+// would report a dead-lettering for a message that was completed.
+TEST(amqp_engine, a_retried_settlement_with_another_outcome_is_refused_not_confirmed) {
+  confirm_later_queue broker;
+  engine_harness h(broker);
+  receiver_spec spec = receiver_on_q(1);
+  spec.confirm_settlement = true;
+  answer<qrt::result<std::vector<inbound>>> got;
+  h.e.receive("r1", spec, 1, 2s, h.now, got.into());
+  h.exchange();
+  ASSERT_TRUE(got.value && *got.value);
+  ASSERT_EQ((*got.value)->size(), 1u);
+  const auto ref = (**got.value)[0].ref;
+
+  answer<qrt::result<std::vector<qrt::result<void>>>> first;
+  h.e.settle(settle_items{{ref, outcome::accepted()}}, 1s, h.now, first.into());
+  h.exchange();
+  EXPECT_EQ(broker.accepted, 1);
+  h.tick_at(h.now + 1s);
+  ASSERT_TRUE(first.value && *first.value);
+  ASSERT_FALSE((**first.value)[0]);
+  EXPECT_EQ((**first.value)[0].error().code, qrt::errc::timeout);
+
+  answer<qrt::result<std::vector<qrt::result<void>>>> other;
+  h.e.settle(settle_items{{ref, outcome::rejected("amqp:internal-error", "poison")}}, 1s, h.now,
+             other.into());
+  h.exchange();
+  ASSERT_TRUE(other.value && *other.value) << "the other outcome waited for the first's answer";
+  const auto& refused = (**other.value)[0];
+  ASSERT_FALSE(refused) << "a dead-lettering was reported for a delivery completed before";
+  EXPECT_EQ(refused.error().code, qrt::errc::invalid_receipt) << refused.error().to_string();
+  EXPECT_NE(refused.error().message.find("cannot be changed"), std::string::npos)
+      << refused.error().to_string();
+
+  answer<qrt::result<std::vector<qrt::result<void>>>> same;
+  h.e.settle(settle_items{{ref, outcome::accepted()}}, 2s, h.now, same.into());
+  h.exchange();
+  EXPECT_FALSE(same.value) << "the same outcome again did not wait for the broker's answer";
+  broker.confirm_held();
+  h.to_engine += h.peer("");
+  h.exchange();
+  ASSERT_TRUE(same.value && *same.value);
+  EXPECT_TRUE((**same.value)[0]) << (**same.value)[0].error().to_string();
+  EXPECT_EQ(broker.accepted, 1) << "the outcome went out twice";
+}
+
 TEST(amqp_engine, a_refused_attach_fails_with_the_brokers_reason) {
   refusing_broker broker;
   engine_harness h(broker);

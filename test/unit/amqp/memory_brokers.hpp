@@ -29,6 +29,7 @@
 #include <proton/tracker.hpp>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "amqp/proton_c.hpp"
 
@@ -162,6 +163,21 @@ struct settle_second_queue : queue_with_messages {
   }
   bool refuse = false;
   int settled_by_client = 0;
+};
+
+// A broker in rcv-settle-mode second that holds every outcome unanswered until the test lets
+// it confirm them (a service slow to confirm, or one whose confirmation was lost in flight).
+struct confirm_later_queue : settle_second_queue {
+  void on_tracker_accept(proton::tracker& t) override {
+    ++accepted;
+    held.push_back(t);
+  }
+  /// Confirms every held outcome; the frames go out in the broker's next exchange.
+  void confirm_held() {
+    for (auto& t : held) t.settle();
+    held.clear();
+  }
+  std::vector<proton::tracker> held;
 };
 
 // A link the broker detaches with an error: the receive waiting on it fails with the broker's
