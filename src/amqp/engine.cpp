@@ -201,6 +201,7 @@ void engine::close_receiver(const std::string& link_id, time_point now) {
     const error e = fail(errc::closed, "the receiver link '" + link_id + "' was closed");
     for (auto& op : it->second.waiting) op->done(e);
     core_->fail_confirming(it->second, e);
+    core_->release_buffered(it->second);
     core_->end_link(it->second.link);
     core_->forget_receiver(link_id);
   });

@@ -228,6 +228,7 @@ void core::shutdown(std::function<void()> closed) {
     // and the broker's end, which comes after it processed that session's frames, is waited
     // for; then the close frame, and the broker's answer to it; all within close_timeout.
     after(where.close_timeout, [this] { finish_shutdown(); });
+    for (auto& [id, r] : receivers) release_buffered(r);  // ahead of the ends, in their sessions
     for (proton::session s : conn.sessions()) {
       if (s.active()) s.close();
     }

@@ -433,6 +433,12 @@ struct engine::core : proton::messaging_handler {
   /// released to the broker, which owns expiry (drops it, or dead-letters it as expired where
   /// the queue says so) by the same rule as for a message it never sent (docs/amqp.md).
   void give_back_expired(receiver_state& r);
+  /// A link closed by qrt (its receiver closed, or the connection shut down) gives back what it
+  /// prefetched and never handed out, released: the broker can deliver those messages to another
+  /// receiver at once. Left to the detach, a broker that holds their locks until they run out
+  /// keeps them from everyone meanwhile, and one that counts the detach as a failed delivery
+  /// (Service Bus) counts one for messages no application ever saw.
+  void release_buffered(receiver_state& r);
 
   void hand_out(receiver_state& r, receive_op& op);
 

@@ -196,6 +196,15 @@ void core::give_back_expired(receiver_state& r) {
   }
 }
 
+void core::release_buffered(receiver_state& r) {
+  while (!r.buffered.empty()) {
+    held_delivery& h = r.buffered.front();
+    send_outcome(h.delivery.get(), outcome::released(), true);
+    unbuffer(r, h);
+    r.buffered.pop_front();
+  }
+}
+
 void core::hand_out(receiver_state& r, receive_op& op) {
   std::vector<inbound> out;
   const std::size_t n = std::min(op.max, r.buffered.size());

@@ -255,6 +255,34 @@ TEST_F(amqp_rabbitmq, completions_made_just_before_close_reach_the_broker) {
   EXPECT_EQ(broker_count(queue_.str(), "messages"), 0);
 }
 
+// A receiver closed with messages in its prefetch buffer gives them back (released) and the
+// one it handed out goes back unsettled with the link: another receiver gets all of them, none
+// lost, none twice.
+TEST_F(amqp_rabbitmq, closing_a_receiver_with_a_full_prefetch_loses_nothing) {
+  for (int i = 0; i < 4; ++i) {
+    qrt::message m;
+    m.body = "p" + std::to_string(i);
+    send(m);
+  }
+  auto prefetching = make(rabbit(4));
+  auto first = receive(*prefetching, 1, 5s);
+  ASSERT_EQ(first.size(), 1u);
+  ASSERT_EQ(broker_count_reaching(queue_.str(), "messages_unacknowledged", 4), 4)
+      << "the prefetch did not fill";
+  io_.run(prefetching->close());
+  auto other = make(rabbit(10));
+  std::multiset<std::string> bodies;
+  for (int i = 0; i < 10 && bodies.size() < 4; ++i) {
+    for (auto& m : receive(*other, 10, 2s)) {
+      bodies.insert(m.body);
+      ASSERT_TRUE(settle(*other, qrt::settlement::complete(m.receipt)));
+    }
+  }
+  EXPECT_EQ(bodies, (std::multiset<std::string>{"p0", "p1", "p2", "p3"}));
+  EXPECT_TRUE(receive(*other, 10, 300ms).empty()) << "a message came twice";
+  io_.run(other->close());
+}
+
 TEST_F(amqp_rabbitmq, settling_twice_is_an_invalid_receipt) {
   qrt::message m;
   m.body = "x";

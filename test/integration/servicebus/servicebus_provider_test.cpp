@@ -5,7 +5,9 @@
 #include <atomic>
 #include <boost/json.hpp>
 #include <future>
+#include <map>
 #include <memory>
+#include <thread>
 #include <qrt/servicebus.hpp>
 #include <qrt/sync_client.hpp>
 
@@ -687,6 +689,45 @@ TEST_F(ServiceBusProvider, AMessageLargerThanTheReceiverTakesIsDeadLetteredAndTh
   ASSERT_TRUE(stats) << stats.error().to_string();
   EXPECT_EQ(stats->dead_lettered, 1) << "the oversize message was lost";
   EXPECT_EQ(stats->active + stats->in_flight, 0);
+}
+
+// Closing a client gives back, released, what its receiver prefetched and never handed out:
+// those messages come back at once without a delivery counted (no application saw them), while
+// the one handed out and not settled comes back counted as a failed delivery. Nothing is lost.
+TEST_F(ServiceBusProvider, ClosingAClientReleasesItsPrefetchUncounted) {
+  const auto q = make_queue("prefetch-close");
+  for (const char* body : {"a", "b", "c"}) ASSERT_TRUE(client.send(q, qrt::message{.body = body}));
+  auto prefetching =
+      qrt::sync::queue_client::open({{"provider", "servicebus"},
+                                     {"connection_string", peer->connection_string()},
+                                     {"operation_timeout", "3s"},
+                                     {"prefetch_count", "5"},
+                                     {"test_peer_admin", "true"}},
+                                    registry(), qrt::client_options{.send_timeout = 3s});
+  ASSERT_TRUE(prefetching) << prefetching.error().to_string();
+  std::vector<qrt::received_message> first;
+  for (int i = 0; i < 10 && first.empty(); ++i) first = prefetching->receive(q, 1, 2s).value();
+  ASSERT_EQ(first.size(), 1u);
+  // The other two reached the receiver's buffer: all three are locked by its link.
+  bool all_locked = false;
+  for (int i = 0; i < 200 && !all_locked; ++i) {
+    all_locked = prefetching->stats(q).value().in_flight == 3;
+    if (!all_locked) std::this_thread::sleep_for(10ms);  // polling the service's state
+  }
+  ASSERT_TRUE(all_locked) << "the prefetch did not fill";
+  prefetching->close();
+
+  std::map<std::string, std::uint32_t> counts;
+  for (auto& m : receive_n(q, 3)) {
+    counts[m.body] = m.delivery_count;
+    ASSERT_TRUE(client.complete(m.receipt));
+  }
+  ASSERT_EQ(counts.size(), 3u) << "a message was lost";
+  EXPECT_EQ(counts[first[0].body], 2u) << "the handed-out message came back uncounted";
+  for (const auto& [body, count] : counts) {
+    if (body == first[0].body) continue;
+    EXPECT_EQ(count, 1u) << body << " was counted as a delivery";
+  }
 }
 
 TEST_F(ServiceBusProvider, OfficialSdkSendsQrtReceivesEverythingIntact) {

@@ -272,6 +272,40 @@ TEST(amqp_engine, a_retried_settlement_with_another_outcome_is_refused_not_confi
   EXPECT_EQ(broker.accepted, 1) << "the outcome went out twice";
 }
 
+// What a receiver prefetched and never handed out goes back to the broker, released, when qrt
+// closes the link or the connection, so the broker can deliver it elsewhere at once; what was
+// handed out stays with its receipt (the application may still be working on it).
+TEST(amqp_engine, closing_a_receiver_releases_what_it_prefetched_and_never_handed_out) {
+  queue_with_messages broker;
+  engine_harness h(broker);
+  answer<qrt::result<std::vector<inbound>>> got;
+  h.e.receive("r1", receiver_on_q(3), 1, 2s, h.now, got.into());
+  h.exchange();
+  ASSERT_TRUE(got.value && *got.value);
+  ASSERT_EQ((*got.value)->size(), 1u);
+  ASSERT_EQ(broker.sent, 3) << "the prefetch was not filled";
+  h.e.close_receiver("r1", h.now);
+  h.exchange();
+  EXPECT_EQ(broker.released, 2) << "the two buffered deliveries were not given back";
+  EXPECT_EQ(broker.accepted, 0);
+}
+
+TEST(amqp_engine, shutting_down_releases_what_the_receivers_prefetched) {
+  queue_with_messages broker;
+  engine_harness h(broker);
+  answer<qrt::result<std::vector<inbound>>> got;
+  h.e.receive("r1", receiver_on_q(4), 1, 2s, h.now, got.into());
+  h.exchange();
+  ASSERT_TRUE(got.value && *got.value);
+  ASSERT_EQ((*got.value)->size(), 1u);
+  ASSERT_EQ(broker.sent, 4);
+  bool closed = false;
+  h.e.shutdown(h.now, [&] { closed = true; });
+  h.exchange();
+  EXPECT_TRUE(closed) << "the broker answered every end and the close";
+  EXPECT_EQ(broker.released, 3) << "the buffered deliveries were not given back before the end";
+}
+
 TEST(amqp_engine, a_refused_attach_fails_with_the_brokers_reason) {
   refusing_broker broker;
   engine_harness h(broker);

@@ -120,9 +120,11 @@ struct queue_with_messages : echoing_broker {
     }
   }
   void on_tracker_accept(proton::tracker&) override { ++accepted; }
+  void on_tracker_release(proton::tracker&) override { ++released; }
   int max_credit_seen = 0;
   int sent = 0;
   int accepted = 0;
+  int released = 0;
 };
 
 // A broker that refuses the attach (no source on its side, then a detach with the reason): the
