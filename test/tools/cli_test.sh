@@ -156,6 +156,27 @@ grep -q "cannot write the output" "$tmp/err" || fail "dlq replay >/dev/full: $(c
 # The first message was moved (its report was what failed); the second was not touched.
 expect 0 '"active":1,"in_flight":0,"scheduled":0,"dead_lettered":1' -- stats --provider memory \
   --queue d --persistence-path "$dlq" --output json
+# A reader that goes away (`qrt receive | head`) is output that cannot be written too: qrt says
+# so and exits 1, rather than dying of SIGPIPE with what it had not written still locked (on a
+# service, out of reach until the lock expires). Three bodies larger than a pipe's buffer, so
+# the writes after head has gone fail whatever the timing.
+gone="$tmp/gone"
+head -c 100000 /dev/zero | tr '\0' a >"$tmp/big-body"
+"$qrt" send --provider memory --queue q --body-file "$tmp/big-body" --count 3 \
+  --persistence-path "$gone" >/dev/null || fail "send 3 to $gone"
+"$qrt" receive --provider memory --queue q --max 3 --wait 1 --persistence-path "$gone" \
+  2>"$tmp/err" | head -c 10 >/dev/null
+code=${PIPESTATUS[0]}
+[[ $code -eq 1 ]] || fail "receive | head exited $code, expected 1: $(cat "$tmp/err")"
+grep -q "cannot write the output: Broken pipe" "$tmp/err" || fail "receive | head: $(cat "$tmp/err")"
+expect 0 '"active":3,"in_flight":0' -- stats --provider memory --queue q --persistence-path "$gone" \
+  --output json
+"$qrt" send --provider memory --queue q --body x --count 100000 --persistence-path "$gone" \
+  --durability none \
+  2>"$tmp/err" | head -c 10 >/dev/null
+code=${PIPESTATUS[0]}
+[[ $code -eq 1 ]] || fail "send | head exited $code, expected 1: $(cat "$tmp/err")"
+grep -q "cannot write the output: Broken pipe" "$tmp/err" || fail "send | head: $(cat "$tmp/err")"
 
 # Text output cannot drive the terminal: control characters of bodies and attributes are escaped.
 "$qrt" send --provider memory --queue e --persistence-path "$tmp/esc" --body $'a\e[2Jb\rc' \

@@ -188,10 +188,14 @@ error output_failed(int err) {
                                         (err != 0 ? ": " + std::string(std::strerror(err)) : ""));
 }
 
-/// Flushes `out` and reports whether everything written so far got out.
+/// Flushes `out` and reports whether everything written so far got out. A write can already
+/// have failed inside `<<` (a message larger than the stream's buffer): its errno is kept, so
+/// callers clear errno before writing what they check here.
 result<void> flushed(std::ostream& out) {
-  errno = 0;
-  out.flush();
+  if (out) {
+    errno = 0;
+    out.flush();
+  }
   if (!out) return output_failed(errno);
   return {};
 }
@@ -223,6 +227,7 @@ void print_text(const received_message& m, std::ostream& out) {
 
 /// Writes one message and flushes: the caller settles it only once this succeeded.
 result<void> print(const received_message& m, output_format f, std::ostream& out) {
+  errno = 0;
   if (f == output_format::json) {
     out << message_json(m) << '\n';
   } else {
@@ -320,6 +325,7 @@ result<void> deliver_each(const send_options& o, std::string_view verb, std::ost
   for (std::uint64_t i = 0; i < o.count; ++i) {
     auto id = deliver(m);
     if (!id) return id.error();
+    errno = 0;
     if (o.output == output_format::json) {
       out << boost::json::serialize(boost::json::object{{"id", *id}}) << '\n';
     } else {
@@ -526,6 +532,7 @@ result<std::size_t> dlq_replay(sync::queue_client& c, const queue_name& q, std::
         return e;
       }
       ++moved;
+      errno = 0;
       out << "replayed " << printable_text(m.id) << " -> " << printable_text(*sent) << '\n';
       if (auto w = flushed(out); !w) {
         abandon_from(c, *batch, i + 1);  // not moved: they stay in the DLQ

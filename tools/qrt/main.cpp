@@ -8,6 +8,7 @@
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -969,6 +970,10 @@ struct dispatch_entry {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // A reader that goes away (`qrt receive | head`) must fail the write, not kill qrt: killed, a
+  // receive or dlq replay could not give back what it had not written, which a service then
+  // keeps locked until the lock expires, and a script would see no error line.
+  ::signal(SIGPIPE, SIG_IGN);
   CLI::App app{
       "qrt: one command line for message queues (embedded, AWS SQS, Azure "
       "Service Bus, AMQP 1.0).\n"
