@@ -57,6 +57,20 @@ expect 2 "--rate must be a positive number" -- bench --rate 0 --messages 10
 expect 2 "--rate must be a positive number" -- bench --rate nan --messages 10
 expect 2 "--threads must be 1 to 1024" -- bench --threads 0 --messages 10
 expect 2 "--threads must be 1 to 1024" -- bench --threads 100000 --messages 10
+# A negative or oversized count is refused naming its flag: not wrapped into a huge unsigned
+# number (a benchmark that never ends, a vector of 2^64 producers, an error about a setting
+# never given) nor overflowing a duration.
+for flag in --messages --producers --consumers --send-batch --receive-batch --batch \
+  --scaling-max --overhead-messages --memory-budget --handler-cost --overhead --scaling-latency; do
+  others=(--no-baseline --threads 1 --scaling)
+  [[ $flag == --messages ]] || others+=(--messages 10)
+  for value in -1 99999999999999999999; do
+    timeout 60 "$qrt" bench "${others[@]}" "$flag" "$value" >"$tmp/out" 2>"$tmp/err"
+    code=$?
+    [[ $code -eq 2 ]] || fail "bench $flag $value exited $code, expected 2: $(head -3 "$tmp/err")"
+    grep -qF -- "$flag" "$tmp/err" || fail "bench $flag $value: error does not name it: $(cat "$tmp/err")"
+  done
+done
 expect 2 "subcommand|frobnicate" -- frobnicate
 expect 2 "/nonexistent" -- send --provider memory --queue q --body x --body-file /nonexistent
 truncate -s 1100M "$tmp/huge-body"  # sparse: refused by its size, never read

@@ -690,6 +690,10 @@ class compare_command {
 };
 
 class bench_command {
+  static constexpr std::size_t most_workers = 1024;
+  static constexpr std::size_t largest_batch = 1'000'000;
+  static constexpr std::int64_t an_hour_us = std::int64_t{3'600} * 1'000'000;
+
  public:
   // `command_line`: the command as run, secrets hidden, for the report's history.
   bench_command(CLI::App& app, std::string command_line)
@@ -702,22 +706,30 @@ class bench_command {
     flags_.provider = "";
     flags_.queue = "qrt-bench";
     add_provider_flags(*cmd_, flags_, names::optional_queue);
-    cmd_->add_option("--messages", bo_.messages, "messages to send (default 100000)");
+    // Every count and time has a range: CLI11 reads "-1" or a number past the type's largest
+    // into an unsigned as its largest value (a run that never ends, 2^64 producers), and a
+    // time past its range overflows once converted to nanoseconds.
+    cmd_->add_option("--messages", bo_.messages, "messages to send (default 100000)")
+        ->check(CLI::Range(std::uint64_t{1}, std::uint64_t{1'000'000'000'000}));
     cmd_->add_option("--duration", duration_text_,
                      "sustained mode: send for this long (30s, 5m, 1h)");
     cmd_->add_option("--rate", rate_,
                      "messages/s over all producers (default: as fast as possible)");
     cmd_->add_option("--size", bo_.message_size,
                      "body bytes per message (default 256, at least 16)");
-    cmd_->add_option("--producers", bo_.producers, "concurrent producers (default 1)");
-    cmd_->add_option("--consumers", bo_.consumers, "concurrent consumers (default 1)");
+    cmd_->add_option("--producers", bo_.producers, "concurrent producers (default 1)")
+        ->check(CLI::Range(std::size_t{1}, most_workers));
+    cmd_->add_option("--consumers", bo_.consumers, "concurrent consumers (default 1)")
+        ->check(CLI::Range(std::size_t{1}, most_workers));
     cmd_->add_option("--batch", batch_, "messages per send and per receive call (sets both)");
-    cmd_->add_option("--send-batch", bo_.send_batch, "messages per send call (default 10)");
-    cmd_->add_option("--receive-batch", bo_.receive_batch,
-                     "messages per receive call (default 10)");
+    cmd_->add_option("--send-batch", bo_.send_batch, "messages per send call (default 10)")
+        ->check(CLI::Range(std::size_t{1}, largest_batch));
+    cmd_->add_option("--receive-batch", bo_.receive_batch, "messages per receive call (default 10)")
+        ->check(CLI::Range(std::size_t{1}, largest_batch));
     cmd_->add_option("--threads", threads_, "threads running the provider (default: cores)");
     cmd_->add_option("--handler-cost", handler_cost_us_,
-                     "microseconds of CPU each message's handler burns (default 0)");
+                     "microseconds of CPU each message's handler burns (default 0)")
+        ->check(CLI::Range(std::int64_t{0}, an_hour_us));
     cmd_->add_flag("--no-baseline", no_baseline_, "skip the raw-queue baseline");
     cmd_->add_option("--repeat", repeat_,
                      "rounds of provider + baseline, and of the half-rate run; the "
@@ -729,15 +741,22 @@ class bench_command {
     cmd_->add_flag("--scaling", scaling_,
                    "also run the consumer scaling benchmark (1..32 consumers)");
     cmd_->add_option("--scaling-latency", scaling_latency_ms_,
-                     "ms added to each provider call when scaling (default 10)");
-    cmd_->add_option("--scaling-max", scaling_max_, "most consumers when scaling (default 32)");
+                     "ms added to each provider call when scaling (default 10)")
+        ->check(CLI::Range(std::int64_t{0}, an_hour_us / 1000));
+    cmd_->add_option("--scaling-max", scaling_max_, "most consumers when scaling (default 32)")
+        ->check(CLI::Range(std::size_t{1}, most_workers));
     cmd_->add_option("--overhead", overhead_us_,
-                     "also measure client overhead with a handler of this many microseconds");
+                     "also measure client overhead with a handler of this many microseconds")
+        ->check(CLI::Range(std::int64_t{0}, an_hour_us));
     cmd_->add_option("--overhead-messages", overhead_messages_,
-                     "messages for --overhead (default 2000)");
+                     "messages for --overhead (default 2000)")
+        ->check(CLI::Range(std::uint64_t{1}, std::uint64_t{1'000'000'000}));
+    // At most 8 GiB: the run bounds the queue's count by budget / message size as well, and
+    // that must stay within max_queue_size's range (2^30) for the smallest message (16 bytes).
     cmd_->add_option("--memory-budget", memory_budget_,
                      "also fill a queue of the embedded provider held to this many bytes "
-                     "(max_memory_bytes) and report resident memory against it");
+                     "(max_memory_bytes) and report resident memory against it")
+        ->check(CLI::Range(std::uint64_t{1}, std::uint64_t{8} << 30));
     cmd_->add_option("--targets", targets_file_, "performance targets YAML (format: ADR 0071)")
         ->check(CLI::ExistingFile);
     cmd_->add_option("--environment", environment_,
@@ -776,7 +795,10 @@ class bench_command {
     // Zero is what the options hold for "not given"; given explicitly it is refused by name
     // rather than read as the default.
     if (batch_) {
-      if (*batch_ == 0) return report_error(fail(errc::invalid_argument, "--batch must be >= 1"));
+      if (*batch_ == 0 || *batch_ > largest_batch) {
+        return report_error(fail(errc::invalid_argument, "--batch must be >= 1 and at most " +
+                                                             std::to_string(largest_batch)));
+      }
       bo_.send_batch = bo_.receive_batch = *batch_;
     }
     if (rate_) {
@@ -791,10 +813,6 @@ class bench_command {
       if (*threads_ == 0 || *threads_ > 1024)
         return report_error(fail(errc::invalid_argument, "--threads must be 1 to 1024"));
       bo_.threads = *threads_;
-    }
-    if (handler_cost_us_ < 0 || overhead_us_ < 0) {
-      return report_error(
-          fail(errc::invalid_argument, "--handler-cost and --overhead must be >= 0"));
     }
     bo_.handler_cost = std::chrono::microseconds(handler_cost_us_);
     std::optional<bench::performance_targets> targets;
