@@ -76,6 +76,16 @@ expect 2 "/nonexistent" -- send --provider memory --queue q --body x --body-file
 truncate -s 1100M "$tmp/huge-body"  # sparse: refused by its size, never read
 expect 2 "no provider accepts a message over" -- send --provider memory --queue q \
   --body-file "$tmp/huge-body"
+# A body from a stream has no size to check first: qrt reads no more of it than the provider's
+# largest message (the embedded one's is 1 MiB) and refuses it, so the writer of a longer
+# stream finds its reader gone long before the end.
+head -c 2000M /dev/zero | "$qrt" send --provider memory --queue q --persistence-path "$tmp/stream" \
+  --body-file /dev/stdin >"$tmp/out" 2>"$tmp/err"
+statuses=("${PIPESTATUS[@]}")
+[[ ${statuses[1]} -eq 2 ]] || fail "send --body-file of a long stream exited ${statuses[1]}: $(cat "$tmp/err")"
+grep -q "holds more than 1048576 bytes, the largest message memory takes" "$tmp/err" \
+  || fail "send --body-file of a long stream: $(cat "$tmp/err")"
+[[ ${statuses[0]} -ne 0 ]] || fail "send --body-file read a 2000 MB stream to its end"
 expect 2 "100 years" -- receive --provider memory --queue q --wait 1e300
 expect 2 "100 years" -- dlq replay --provider memory --queue q --wait 1e300
 

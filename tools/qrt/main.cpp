@@ -192,6 +192,8 @@ std::string command_line_without_secrets(int argc, char** argv) {
 
 // `send` to a queue, or `publish` to a topic: the same input options.
 class send_command {
+  static constexpr std::size_t largest_body = std::size_t{1} << 30;
+
  public:
   explicit send_command(CLI::App& app, bool publish = false)
       : publish_(publish),
@@ -227,9 +229,8 @@ class send_command {
                                std::string(cmd_->get_name()) + " needs --body or --body-file"));
     }
     if (!body_file_.empty()) {
-      // Checked before reading: no provider takes a message over 1 GiB, so a
-      // larger file would only be read into memory to be refused.
-      constexpr std::uintmax_t largest_body = std::uintmax_t{1} << 30;
+      // Checked before anything is opened: no provider takes a message over 1 GiB, so a
+      // larger file is refused by its size.
       std::error_code ec;
       const auto size = std::filesystem::file_size(body_file_, ec);
       if (!ec && size > largest_body) {
@@ -238,13 +239,6 @@ class send_command {
                                      " bytes; no provider accepts a message over " +
                                      std::to_string(largest_body) + " bytes"));
       }
-      std::ifstream in(body_file_, std::ios::binary);
-      std::stringstream ss;
-      ss << in.rdbuf();
-      if (!in && !in.eof()) {
-        return report_error(fail(errc::invalid_argument, "cannot read --body-file " + body_file_));
-      }
-      opts_.body = ss.str();
     }
     for (const auto& a : attributes_) {
       auto kv = cli::parse_attribute(a);
@@ -258,11 +252,13 @@ class send_command {
       if (!topic) return report_error(topic.error());
       auto c = open_client(flags_);
       if (!c) return report_error(c.error());
+      if (auto b = read_body_file(*c); !b) return report_error(b.error());
       if (auto r = cli::publish(*c, *topic, opts_, std::cout); !r) return report_error(r.error());
       return 0;
     }
     auto o = open(flags_);
     if (!o) return report_error(o.error());
+    if (auto b = read_body_file(o->client); !b) return report_error(b.error());
     if (auto r = cli::send(o->client, o->queue, opts_, std::cout); !r) {
       return report_error(r.error());
     }
@@ -270,6 +266,32 @@ class send_command {
   }
 
  private:
+  // Read once the provider is open, and no more of it than the largest message the provider
+  // takes: a pipe or a device (/dev/stdin, /dev/zero) has no size to check beforehand and may
+  // never end, and reading it whole would exhaust memory first.
+  result<void> read_body_file(sync::queue_client& client) {
+    if (body_file_.empty()) return {};
+    const std::size_t most = client.caps().max_message_bytes;
+    const std::size_t limit = most == 0 ? largest_body : std::min<std::size_t>(most, largest_body);
+    std::ifstream in(body_file_, std::ios::binary);
+    std::string body;
+    std::vector<char> chunk(64 * 1024);
+    while (in.read(chunk.data(), static_cast<std::streamsize>(chunk.size())) || in.gcount() > 0) {
+      const auto n = static_cast<std::size_t>(in.gcount());
+      if (body.size() + n > limit) {
+        return fail(errc::message_too_large,
+                    "--body-file " + body_file_ + " holds more than " + std::to_string(limit) +
+                        " bytes, the largest message " +
+                        std::string(client.async_client().provider_name()) + " takes");
+      }
+      body.append(chunk.data(), n);
+    }
+    if (in.bad() || !in.eof())
+      return fail(errc::invalid_argument, "cannot read --body-file " + body_file_);
+    opts_.body = std::move(body);
+    return {};
+  }
+
   bool publish_;
   CLI::App* cmd_;
   cli::provider_flags flags_;
