@@ -333,6 +333,18 @@ code=$?
 grep -q "requires sessions" "$tmp/err" || fail "process on a session queue: $(cat "$tmp/err")"
 [[ $(wc -l <"$tmp/err") -eq 1 ]] || fail "process on a session queue: not one line: $(cat "$tmp/err")"
 
+# A flag given an empty value (an unset variable in a script) is refused naming it, not taken
+# as "not given": an empty --endpoint would go to the provider's default endpoint, an empty
+# --session would read and complete every session's messages.
+"$qrt" send "${mem[@]}" --queue plain --body one >/dev/null || fail "send to plain"
+for flag in --endpoint --region --connection-string --durability --session; do
+  expect 2 "$flag.*must not be empty" -- receive "${mem[@]}" --queue plain --wait 0.1 "$flag" ''
+done
+expect 2 "--session.*must not be empty" -- send "${mem[@]}" --queue plain --body two --session ''
+expect 2 "--persistence-path.*must not be empty" -- stats --provider memory --queue plain \
+  --persistence-path ''
+expect 0 '"active":1,"in_flight":0' -- stats "${mem[@]}" --queue plain --output json
+
 # Exactly one of --queue Q or --topic T --subscription S.
 expect 2 "exactly one of --queue" -- receive "${mem[@]}" --queue q --topic events --subscription all
 expect 2 "exactly one of --queue" -- stats "${mem[@]}"

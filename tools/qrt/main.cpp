@@ -61,26 +61,41 @@ enum class names {
   none,                   ///< neither (the command adds its own, e.g. --topic)
 };
 
+// An empty value stands for "not given" in the flags' strings, so one given empty would be
+// dropped without a word: an empty --endpoint would send to the provider's default (AWS
+// itself rather than the emulator meant), an empty --session would read every session.
+const CLI::Validator non_empty(
+    [](std::string& value) {
+      return value.empty() ? std::string("must not be empty") : std::string();
+    },
+    "NONEMPTY");
+
 void add_provider_flags(CLI::App& cmd, cli::provider_flags& f, names n = names::queue) {
   cmd.add_option("--provider", f.provider, "memory | sqs | servicebus | amqp (or QRT_PROVIDER)")
       ->check(CLI::IsMember({"memory", "sqs", "servicebus", "amqp"}));
   if (n != names::none) {
-    auto* q = cmd.add_option("--queue", f.queue, "queue name");
+    auto* q = cmd.add_option("--queue", f.queue, "queue name")->check(non_empty);
     if (n == names::queue) q->required();
   }
   if (n == names::queue_or_subscription) {
-    cmd.add_option("--topic", f.topic, "with --subscription: read a topic's subscription");
-    cmd.add_option("--subscription", f.subscription, "the subscription of --topic to read");
+    cmd.add_option("--topic", f.topic, "with --subscription: read a topic's subscription")
+        ->check(non_empty);
+    cmd.add_option("--subscription", f.subscription, "the subscription of --topic to read")
+        ->check(non_empty);
   }
-  cmd.add_option("--endpoint", f.endpoint, "URL of an SQS endpoint or an AMQP broker");
-  cmd.add_option("--region", f.region, "AWS region (sqs)");
+  cmd.add_option("--endpoint", f.endpoint, "URL of an SQS endpoint or an AMQP broker")
+      ->check(non_empty);
+  cmd.add_option("--region", f.region, "AWS region (sqs)")->check(non_empty);
   cmd.add_option("--connection-string", f.connection_string,
-                 "Service Bus connection string (never printed)");
+                 "Service Bus connection string (never printed)")
+      ->check(non_empty);
   cmd.add_option("--persistence-path", f.persistence_path,
                  "memory: keep queues in this directory, so separate runs share them "
-                 "(required by every command but bench)");
+                 "(required by every command but bench)")
+      ->check(non_empty);
   cmd.add_option("--durability", f.durability,
-                 "memory with --persistence-path: always (default) | interval | none");
+                 "memory with --persistence-path: always (default) | interval | none")
+      ->check(non_empty);
   cmd.add_option("--config", f.config_file, "YAML file with provider settings (flags win)")
       ->check(CLI::ExistingFile);
   cmd.add_option("--set", f.settings, "any provider setting as key=value (repeatable)");
@@ -214,7 +229,7 @@ class send_command {
             ->check(CLI::ExistingFile);
     body_opt_->excludes(body_file_opt_);
     cmd_->add_option("--attribute", attributes_, "key=value user attribute (repeatable)");
-    cmd_->add_option("--session", session_, "session id (ordered group)");
+    cmd_->add_option("--session", session_, "session id (ordered group)")->check(non_empty);
     cmd_->add_option("--correlation-id", opts_.correlation_id, "correlation id");
     cmd_->add_option("--subject", opts_.subject, "subject (what subscription filters match on)");
     cmd_->add_option("--count", opts_.count, "send the message this many times")
@@ -312,7 +327,7 @@ class receive_command {
     cmd_->add_option("--wait", wait_, "seconds to wait for messages (default 5)");
     cmd_->add_flag("--no-complete", no_complete_,
                    "leave messages locked; they return to the queue when the lock expires");
-    cmd_->add_option("--session", session_, "receive from this session only");
+    cmd_->add_option("--session", session_, "receive from this session only")->check(non_empty);
     add_output_flag(*cmd_, output_);
   }
   CLI::App* parser() const { return cmd_; }
