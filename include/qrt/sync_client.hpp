@@ -11,7 +11,9 @@ namespace qrt::sync {
 class session;
 
 /// The blocking twin of qrt::queue_client: each call waits for the asynchronous one on the facade's
-/// own io_context thread. For scripts, tools and tests; not the fast path.
+/// own io_context thread. For scripts, tools and tests; not the fast path. Its callbacks
+/// (client_options::on_retry) run on that thread, where a blocking call would wait for itself:
+/// such a call fails with errc::invalid_argument instead (close() returns, closing afterwards).
 class queue_client {
  public:
   /// Builds the provider named by cfg["provider"] from `registry` on the facade's own thread.

@@ -1,9 +1,11 @@
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_future.hpp>
 #include <qrt/sync_client.hpp>
 #include <thread>
+#include <type_traits>
 
 #include "io_loop.hpp"
 
@@ -24,14 +26,33 @@ struct queue_client::impl {
     if (thread.joinable()) thread.join();
   }
 
+  /// True on the facade's own thread, where its callbacks (client_options::on_retry) run: a
+  /// blocking call from there would wait for an operation that only this thread can run, and
+  /// this thread would be waiting in the call, for ever.
+  bool on_own_thread() { return io.get_executor().running_in_this_thread(); }
+
+  static error own_thread_call() {
+    return fail(errc::invalid_argument,
+                "a blocking call made on the blocking client's own thread (from one of its "
+                "callbacks) would wait for itself; call the asynchronous client instead");
+  }
+
   template <class T>
   T run(awaitable<T> op) {
+    if constexpr (std::is_constructible_v<T, error>) {
+      if (on_own_thread()) return own_thread_call();
+    }
     return asio::co_spawn(io, std::move(op), asio::use_future).get();
   }
 
   void shutdown() {
     if (closed || !client) return;
     closed = true;
+    if (on_own_thread()) {
+      // Nothing can be waited for here (see on_own_thread): the close runs after the callback.
+      asio::co_spawn(io, client->close(), asio::detached);
+      return;
+    }
     run(client->close());
   }
 };
@@ -98,6 +119,9 @@ result<void> queue_client::dead_letter(const receipt_handle& r, std::string reas
   return impl_->run(impl_->client->dead_letter(r, std::move(reason), std::move(description)));
 }
 std::vector<result<void>> queue_client::settle(std::vector<settlement> s) {
+  if (impl_->on_own_thread()) {
+    return std::vector<result<void>>(s.size(), result<void>(impl::own_thread_call()));
+  }
   return impl_->run(impl_->client->settle(std::move(s)));
 }
 result<time_point> queue_client::renew_lock(const receipt_handle& r) {

@@ -1,0 +1,97 @@
+// The blocking facade (qrt::sync::queue_client) against a scripted provider: what a call made
+// from the facade's own thread, where its callbacks run, does.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <optional>
+#include <qrt/sync_client.hpp>
+
+#include "../support/forwarding_provider.hpp"
+#include "../support/recording_provider.hpp"
+
+using namespace std::chrono_literals;
+
+namespace {
+
+const auto facade_queue = qrt::queue_name::from("facade_queue");
+
+// Its first stats call fails transiently, so the client's retry layer retries it (and tells
+// client_options::on_retry); the rest is the recording provider's.
+class stats_fails_once final : public qrt::test::forwarding_provider {
+ public:
+  stats_fails_once() : forwarding_provider(std::make_shared<qrt::test::recording_provider>()) {}
+  qrt::awaitable<qrt::result<qrt::queue_stats>> stats(const qrt::queue_name&) override {
+    if (calls_++ == 0) co_return qrt::fail(qrt::errc::connection_failed, "dropped");
+    co_return qrt::queue_stats{};
+  }
+
+ private:
+  std::atomic<int> calls_{0};
+};
+
+// client_options::on_retry runs on the facade's thread: a blocking call from there would wait
+// for an operation only that thread can run, while it waits in the call. Such a call fails at
+// once, saying why, and the call being retried carries on.
+TEST(SyncClient, ACallFromItsOwnThreadFailsInsteadOfWaitingForItself) {
+  qrt::provider_registry registry;
+  registry.add(
+      "scripted",
+      [](const qrt::config&, boost::asio::any_io_executor) -> qrt::result<qrt::provider_ptr> {
+        return std::make_shared<stats_fails_once>();
+      });
+  qrt::sync::queue_client* self = nullptr;
+  std::optional<qrt::result<qrt::message_id>> sent_from_callback;
+  std::optional<std::vector<qrt::result<void>>> settled_from_callback;
+  auto retry = qrt::retry_policy::fixed_interval(1ms);
+  retry.jitter = 0;
+  qrt::client_options options{
+      .retry = retry, .on_retry = [&](std::string_view, const qrt::queue_name*, const qrt::error&) {
+        sent_from_callback = self->send(facade_queue, qrt::message{.body = "inner"});
+        settled_from_callback = self->settle({qrt::settlement::complete(qrt::receipt_handle{})});
+      }};
+  auto client =
+      qrt::sync::queue_client::open(qrt::config{{"provider", "scripted"}}, registry, options)
+          .value();
+  self = &client;
+
+  auto stats = client.stats(facade_queue);
+  ASSERT_TRUE(stats) << stats.error().to_string();
+  ASSERT_TRUE(sent_from_callback.has_value());
+  ASSERT_FALSE(*sent_from_callback);
+  EXPECT_EQ(sent_from_callback->error().code, qrt::errc::invalid_argument);
+  EXPECT_NE(sent_from_callback->error().message.find("own thread"), std::string::npos)
+      << sent_from_callback->error().message;
+  ASSERT_TRUE(settled_from_callback.has_value());
+  ASSERT_EQ(settled_from_callback->size(), 1u);
+  ASSERT_FALSE(settled_from_callback->front());
+  EXPECT_EQ(settled_from_callback->front().error().code, qrt::errc::invalid_argument);
+}
+
+// close() from there cannot wait for the provider to close either: it returns, and the
+// provider closes once the callback is done.
+TEST(SyncClient, CloseFromItsOwnThreadReturns) {
+  qrt::provider_registry registry;
+  registry.add(
+      "scripted",
+      [](const qrt::config&, boost::asio::any_io_executor) -> qrt::result<qrt::provider_ptr> {
+        return std::make_shared<stats_fails_once>();
+      });
+  qrt::sync::queue_client* self = nullptr;
+  bool closed_in_callback = false;
+  auto retry = qrt::retry_policy::fixed_interval(1ms);
+  retry.jitter = 0;
+  qrt::client_options options{
+      .retry = retry, .on_retry = [&](std::string_view, const qrt::queue_name*, const qrt::error&) {
+        self->close();
+        closed_in_callback = true;
+      }};
+  auto client =
+      qrt::sync::queue_client::open(qrt::config{{"provider", "scripted"}}, registry, options)
+          .value();
+  self = &client;
+  (void)client.stats(facade_queue);
+  EXPECT_TRUE(closed_in_callback);
+  client.close();  // already closed: returns at once
+}
+
+}  // namespace
