@@ -11,6 +11,9 @@ adaptive_batch_sizer::adaptive_batch_sizer(adaptive_batch_options options)
   options_.max_batch_size = std::max(options_.max_batch_size, options_.min_batch_size);
   options_.window = std::max<std::size_t>(1, options_.window);
   options_.max_history = std::max(options_.max_history, options_.window);
+  // A negative target would make the size negative, and converting that to size_t is undefined
+  // (in practice a huge value, clamped to the largest batch: the opposite of what was asked).
+  options_.target_batch_duration = std::max(options_.target_batch_duration, milliseconds{0});
 }
 
 std::chrono::steady_clock::time_point adaptive_batch_sizer::now() const {

@@ -49,6 +49,17 @@ TEST(AdaptiveBatch, AveragesOnlyTheRecentWindowAndKeepsLimitedHistory) {
   EXPECT_EQ(sizer.history().size(), 6u) << "an empty batch says nothing";
 }
 
+// A target of no time, or less (a misconfigured negative duration), asks for the smallest batch,
+// never for the largest.
+TEST(AdaptiveBatch, ATargetOfZeroOrLessGivesTheSmallestBatch) {
+  for (auto target : {0ms, -100ms}) {
+    qrt::adaptive_batch_sizer sizer(
+        {.min_batch_size = 2, .max_batch_size = 64, .target_batch_duration = target});
+    sizer.record(batch(10, 1ms));
+    EXPECT_EQ(sizer.next_batch_size(), 2u) << "target " << target.count() << " ms";
+  }
+}
+
 // process_adaptive_batch against the real embedded provider; the handler advances
 // the fake clock by 10 ms per message, so the second batch is sized 100 ms / 10 ms = 10.
 TEST(AdaptiveBatch, ProcessorReceivesSizedBatchesAndSettlesThem) {
