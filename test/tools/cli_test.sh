@@ -195,6 +195,25 @@ code=${PIPESTATUS[0]}
 grep -q "cannot write the output: Broken pipe" "$tmp/err" || fail "receive | head: $(cat "$tmp/err")"
 expect 0 '"active":3,"in_flight":0' -- stats --provider memory --queue q --persistence-path "$gone" \
   --output json
+# A closed stdout (`>&-`) cannot be written either; the store's files, opened later, must not
+# take its place and receive the output: the messages would be completed with their text
+# written into the store's lock file.
+shut="$tmp/shut"
+"$qrt" send --provider memory --queue q --body hello --count 2 --persistence-path "$shut" \
+  >/dev/null || fail "send 2 to $shut"
+"$qrt" receive --provider memory --queue q --max 2 --wait 1 --persistence-path "$shut" \
+  >&- 2>"$tmp/err"
+code=$?
+[[ $code -eq 1 ]] || fail "receive >&- exited $code, expected 1: $(cat "$tmp/err")"
+grep -q "cannot write the output: Bad file descriptor" "$tmp/err" || fail "receive >&-: $(cat "$tmp/err")"
+expect 0 '"active":2,"in_flight":0' -- stats --provider memory --queue q --persistence-path "$shut" \
+  --output json
+if grep -q hello "$shut/LOCK"; then fail "receive >&- wrote a message into the store's LOCK file"; fi
+# A closed stdin is still no body: --body-file /dev/stdin is refused, nothing is sent.
+expect 2 "/dev/stdin" -- send --provider memory --queue q --persistence-path "$shut" \
+  --body-file /dev/stdin <&-
+expect 0 '"active":2,"in_flight":0' -- stats --provider memory --queue q --persistence-path "$shut" \
+  --output json
 "$qrt" send --provider memory --queue q --body x --count 100000 --persistence-path "$gone" \
   --durability none \
   2>"$tmp/err" | head -c 10 >/dev/null

@@ -3,10 +3,12 @@
 // codes: 0 success, 1 the provider or run failed, 2 bad input, 3 a performance target was missed
 // (bench --fail-on-miss), 4 a figure regressed (bench compare
 // --fail-on-regression).
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
 #include <csignal>
 #include <cstdio>
@@ -1025,6 +1027,20 @@ struct dispatch_entry {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // A standard descriptor left closed (qrt receive >&-) would be the number the next open()
+  // returns: the store's LOCK file or a segment would become stdout, and a message printed into
+  // it counted as written, then completed and lost. Each closed one is held by /dev/null opened
+  // read-only, so that writing to it fails as writing to a closed descriptor does. A closed
+  // stdin is closed again once the others are held: it is only read as --body-file /dev/stdin,
+  // which must then fail as a missing file, not read as an empty body.
+  bool stdin_closed = false;
+  for (int fd = STDIN_FILENO; fd <= STDERR_FILENO; ++fd) {
+    if (::fcntl(fd, F_GETFD) == -1 && errno == EBADF) {
+      if (::open("/dev/null", O_RDONLY) != fd) return exit_failed;
+      stdin_closed = stdin_closed || fd == STDIN_FILENO;
+    }
+  }
+  if (stdin_closed) ::close(STDIN_FILENO);
   // A reader that goes away (`qrt receive | head`) must fail the write, not kill qrt: killed, a
   // receive or dlq replay could not give back what it had not written, which a service then
   // keeps locked until the lock expires, and a script would see no error line.
