@@ -99,6 +99,21 @@ struct send_batcher::impl : std::enable_shared_from_this<impl> {
     }
   }
 
+  // A provider that throws instead of returning an error (a bug, memory running out) must not
+  // end send_entries: spawned detached, its exception would vanish, and every send of the batch
+  // (and flush()) would wait for ever. The batch fails with what was thrown instead.
+  awaitable<result<std::vector<send_outcome>>> send_batch_caught(const queue_name& queue,
+                                                                 std::vector<message> batch) {
+    try {
+      co_return co_await client.send_batch(queue, std::move(batch));
+    } catch (const std::exception& e) {
+      co_return fail(errc::provider_error, std::string("send_batch threw: ") + e.what());
+    } catch (...) {
+      co_return fail(errc::provider_error,
+                     "send_batch threw an exception not derived from std::exception");
+    }
+  }
+
   // Sends one batch; entries that failed transiently are resent, and only they.
   awaitable<void> send_entries(queue_name queue, std::vector<std::shared_ptr<entry>> entries) {
     auto self = shared_from_this();
@@ -109,7 +124,7 @@ struct send_batcher::impl : std::enable_shared_from_this<impl> {
       batch.reserve(todo.size());
       for (auto i : todo) batch.push_back(entries[i]->msg);
       count(&send_batcher_stats::send_calls);
-      auto sent = co_await client.send_batch(queue, std::move(batch));
+      auto sent = co_await send_batch_caught(queue, std::move(batch));
 
       std::vector<std::size_t> again;
       std::optional<milliseconds> delay;

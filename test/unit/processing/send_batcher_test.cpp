@@ -10,6 +10,7 @@
 #include <set>
 #include <thread>
 
+#include "../support/forwarding_provider.hpp"
 #include "../support/recording_provider.hpp"
 
 using namespace std::chrono_literals;
@@ -155,6 +156,35 @@ TEST(SendBatcher, AFullQueueIsReportedAfterOneSendNotResent) {
   EXPECT_EQ(batcher.stats().send_calls, 1u)
       << "queue_full was resent " << pauses.size() << " times";
   EXPECT_TRUE(pauses.empty());
+}
+
+// A provider whose send throws (a bug of its own, memory running out) instead of returning an
+// error: each send of the batch gets an error, and flush() returns, rather than both waiting
+// for ever on a batch whose coroutine ended with the exception.
+TEST(SendBatcher, AThrowingProviderFailsTheBatchInsteadOfLeavingItsSendsWaiting) {
+  struct throwing_provider final : qrt::test::forwarding_provider {
+    throwing_provider() : forwarding_provider(std::make_shared<qrt::test::recording_provider>()) {}
+    qrt::awaitable<qrt::result<std::vector<qrt::send_outcome>>> send(const qrt::queue_name&,
+                                                                     std::vector<qrt::message>,
+                                                                     qrt::milliseconds) override {
+      throw std::runtime_error("provider bug");
+    }
+  };
+  qrt::runtime rt{{.worker_threads = 1}};
+  qrt::send_batcher batcher(
+      qrt::queue_client(std::make_shared<throwing_provider>(), {.retry = std::nullopt}),
+      rt.executor(),
+      {.max_batch_messages = 2, .max_delay = 1h, .retry = qrt::retry_policy::none()});
+  auto first =
+      boost::asio::co_spawn(rt.executor(), batcher.send(q, body("a")), boost::asio::use_future);
+  auto second =
+      boost::asio::co_spawn(rt.executor(), batcher.send(q, body("b")), boost::asio::use_future);
+  for (auto* sent : {&first, &second}) {
+    auto r = sent->get();
+    ASSERT_FALSE(r);
+    EXPECT_NE(r.error().message.find("provider bug"), std::string::npos) << r.error().to_string();
+  }
+  rt.block_on(batcher.flush());
 }
 
 // Many threads send at once while explicit flushes race the delay timer and the count limit:
