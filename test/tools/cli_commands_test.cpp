@@ -415,6 +415,32 @@ TEST(MessageJson, StaysValidJsonAndExactForAnyBytes) {
   EXPECT_FALSE(is_utf8("\xed\xa0\x80"));  // a surrogate
 }
 
+// A filter set by another client may hold any bytes: subscription list --output json writes
+// them as receive does (`subject_base64`, `attributes_base64`), so each line is valid JSON.
+TEST_F(Cli, SubscriptionListJsonStaysValidForAFilterThatIsNotUtf8) {
+  const auto events = topic_name::parse("events").value();
+  ASSERT_TRUE(client.create_topic(events));
+  subscription_options options;
+  options.filter.subject = std::string("\xc3");
+  options.filter.attributes = {{"plain", "eu"}, {"k", "\xff\xfe"}};
+  ASSERT_TRUE(
+      client.create_subscription(queue_name::subscription(events, "binary").value(), options));
+  std::ostringstream out;
+  ASSERT_TRUE(list_subscriptions(client, events, output_format::json, out));
+  boost::system::error_code ec;
+  const auto v = boost::json::parse(out.str(), ec);
+  ASSERT_FALSE(ec) << "not valid JSON: " << printable_text(out.str());
+  const auto& line = v.as_object();
+  EXPECT_EQ(line.at("subject_base64").as_string(), base64_encode("\xc3"));
+  EXPECT_FALSE(line.contains("subject"));
+  EXPECT_EQ(line.at("attributes").at("plain").as_string(), "eu");
+  EXPECT_FALSE(line.at("attributes").as_object().contains("k"));
+  const auto& binary = line.at("attributes_base64").as_array();
+  ASSERT_EQ(binary.size(), 1u);
+  EXPECT_EQ(binary[0].at("name_base64").as_string(), base64_encode("k"));
+  EXPECT_EQ(binary[0].at("value_base64").as_string(), base64_encode("\xff\xfe"));
+}
+
 TEST(Base64, MatchesRfc4648Vectors) {
   EXPECT_EQ(base64_encode(""), "");
   EXPECT_EQ(base64_encode("f"), "Zg==");

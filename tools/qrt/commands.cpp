@@ -271,15 +271,12 @@ void put_text(boost::json::object& o, const std::string& name, std::string_view 
   }
 }
 
-}  // namespace
-
-std::string message_json(const received_message& m) {
-  boost::json::object o;
-  put_text(o, "id", m.id);
-  o["body_base64"] = base64_encode(m.body);
+/// `o["attributes"]` holds the pairs that are UTF-8; a pair whose name or value is not goes to
+/// `o["attributes_base64"]` (name_base64, value_base64), for the reason put_text gives.
+void put_attributes(boost::json::object& o, const std::map<std::string, std::string>& attributes) {
   boost::json::object attrs;
-  boost::json::array binary_attrs;  // a name or value that is not UTF-8: both in base64
-  for (const auto& [k, v] : m.attributes) {
+  boost::json::array binary_attrs;
+  for (const auto& [k, v] : attributes) {
     if (is_utf8(k) && is_utf8(v)) {
       attrs[k] = v;
     } else {
@@ -289,6 +286,15 @@ std::string message_json(const received_message& m) {
   }
   o["attributes"] = std::move(attrs);
   if (!binary_attrs.empty()) o["attributes_base64"] = std::move(binary_attrs);
+}
+
+}  // namespace
+
+std::string message_json(const received_message& m) {
+  boost::json::object o;
+  put_text(o, "id", m.id);
+  o["body_base64"] = base64_encode(m.body);
+  put_attributes(o, m.attributes);
   if (m.session) {
     put_text(o, "session_id", m.session->str());
   } else {
@@ -407,12 +413,11 @@ result<std::size_t> list_subscriptions(sync::queue_client& c, const topic_name& 
   if (!listed) return listed.error();
   for (const auto& s : *listed) {
     if (f == output_format::json) {
-      boost::json::object filter_attributes;
-      for (const auto& [k, v] : s.filter.attributes) filter_attributes[k] = v;
+      // A filter set by another client may hold any bytes: written as receive writes a message.
       boost::json::object line{{"subscription", std::string(s.name.subscription_name())},
-                               {"topic", t.str()},
-                               {"attributes", std::move(filter_attributes)}};
-      if (s.filter.subject) line["subject"] = *s.filter.subject;
+                               {"topic", t.str()}};
+      put_attributes(line, s.filter.attributes);
+      if (s.filter.subject) put_text(line, "subject", *s.filter.subject);
       out << boost::json::serialize(line) << '\n';
     } else {
       out << printable_text(s.name.subscription_name());

@@ -102,7 +102,9 @@ result<void> delete_topic(sync::queue_client& c, const topic_name& t, std::ostre
 result<void> create_subscription(sync::queue_client& c, const queue_name& s,
                                  const subscription_filter& filter, std::ostream& out);
 result<void> delete_subscription(sync::queue_client& c, const queue_name& s, std::ostream& out);
-/// One line per subscription: its name and filter (JSON: subscription, subject, attributes).
+/// One line per subscription: its name and filter (JSON: subscription, subject, attributes; a
+/// subject or attribute that is not UTF-8 as in message_json, `subject_base64`,
+/// `attributes_base64`).
 result<std::size_t> list_subscriptions(sync::queue_client& c, const topic_name& t, output_format f,
                                        std::ostream& out);
 
