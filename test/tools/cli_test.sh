@@ -55,6 +55,10 @@ expect 2 "duration" -- bench --duration soon
 expect 2 "--batch must be >= 1" -- bench --batch 0 --messages 10
 expect 2 "--rate must be a positive number" -- bench --rate 0 --messages 10
 expect 2 "--rate must be a positive number" -- bench --rate nan --messages 10
+# A rate so low that the time a message is due overflows the clock was ignored (every message
+# sent at once); one so high overflowed the report's figures.
+expect 2 "--rate must be a positive number" -- bench --rate 1e-300 --messages 10 --no-baseline
+expect 2 "--rate must be a positive number" -- bench --rate 1e300 --messages 10 --no-baseline
 expect 2 "--threads must be 1 to 1024" -- bench --threads 0 --messages 10
 expect 2 "--threads must be 1 to 1024" -- bench --threads 100000 --messages 10
 # A negative or oversized count is refused naming its flag: not wrapped into a huge unsigned

@@ -841,10 +841,12 @@ class bench_command {
       bo_.send_batch = bo_.receive_batch = *batch_;
     }
     if (rate_) {
-      if (!(*rate_ > 0) || !std::isfinite(*rate_)) {
+      // Bounded on both sides: below, the time a batch is due (its index / rate) overflows the
+      // clock and pacing is silently lost; above, the report's figures overflow.
+      if (!(*rate_ >= 0.001 && *rate_ <= 1e9)) {
         return report_error(fail(errc::invalid_argument,
-                                 "--rate must be a positive number of messages/s (leave it out "
-                                 "for as fast as possible)"));
+                                 "--rate must be a positive number of messages/s from 0.001 to "
+                                 "1000000000 (leave it out for as fast as possible)"));
       }
       bo_.rate = *rate_;
     }
