@@ -60,7 +60,8 @@ class adaptive_batch_sizer {
 /// For long handlers, lock renewal and concurrency use qrt::processor instead.
 class adaptive_batch_processor {
  public:
-  /// Handles `queue` with `handler`; each receive waits at most `receive_wait`.
+  /// Handles `queue` with `handler`; each receive waits at most `receive_wait`. Throws
+  /// qrt::exception (invalid_argument) if `handler` is empty.
   adaptive_batch_processor(queue_client client, queue_name queue, message_handler handler,
                            adaptive_batch_options options = {},
                            milliseconds receive_wait = milliseconds{1'000});

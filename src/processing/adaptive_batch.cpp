@@ -51,7 +51,7 @@ adaptive_batch_processor::adaptive_batch_processor(queue_client client, queue_na
                                                    milliseconds receive_wait)
     : client_(std::move(client)),
       queue_(std::move(queue)),
-      handler_(std::move(handler)),
+      handler_(detail::require_handler(std::move(handler), "adaptive_batch_processor")),
       sizer_(std::move(options)),
       receive_wait_(receive_wait) {}
 

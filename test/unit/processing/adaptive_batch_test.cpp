@@ -121,3 +121,18 @@ TEST(AdaptiveBatch, NonStandardThrowAbandonsOnlyThatMessage) {
   EXPECT_EQ(left[0].body, "bomb");
   EXPECT_EQ(left[0].delivery_count, 2u);
 }
+
+// An empty handler could only fail every message: refused when the processor is built.
+TEST(AdaptiveBatch, AnEmptyHandlerIsRefusedWhenBuilt) {
+  qrt::runtime rt({.worker_threads = 1});
+  auto memory =
+      qrt::memory::make_provider(qrt::memory::options::for_testing(), rt.executor()).value();
+  qrt::queue_client client(memory);
+  try {
+    qrt::adaptive_batch_processor p(client, qrt::queue_name::from("q"), qrt::message_handler{});
+    FAIL() << "an empty handler was accepted";
+  } catch (const qrt::exception& e) {
+    EXPECT_EQ(e.get().code, qrt::errc::invalid_argument);
+    EXPECT_NE(e.get().message.find("handler is empty"), std::string::npos) << e.what();
+  }
+}
