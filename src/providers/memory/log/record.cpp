@@ -166,6 +166,12 @@ class reader {
     return v;
   }
   std::int64_t i64(const char* what) { return static_cast<std::int64_t>(u64(what)); }
+  /// A message sequence number the provider could have handed out (see largest_sequence).
+  std::uint64_t sequence(const char* what) {
+    const std::uint64_t v = u64(what);
+    if (v > largest_sequence) fail_at(std::string("impossible ") + what + " " + std::to_string(v));
+    return v;
+  }
   bool boolean(const char* what) {
     const std::uint8_t b = u8(what);
     if (b > 1) fail_at(std::string("invalid boolean for ") + what);
@@ -253,8 +259,15 @@ class reader {
 queue_options read_options(reader& r) {
   queue_options o;
   o.lock_duration = r.ms("lock duration");
+  // The provider creates no queue without a positive lock duration and a non-negative default
+  // time to live, and would fail to rebuild one from a record that has them.
+  if (r.ok() && o.lock_duration.count() <= 0)
+    r.fail_at("impossible lock duration " + std::to_string(o.lock_duration.count()) + " ms");
   o.max_delivery_count = r.u32("max delivery count");
   o.default_time_to_live = r.optional_ms("default time to live");
+  if (r.ok() && o.default_time_to_live && o.default_time_to_live->count() < 0)
+    r.fail_at("impossible default time to live " + std::to_string(o.default_time_to_live->count()) +
+              " ms");
   o.dead_letter_on_expiration = r.boolean("dead-letter-on-expiration flag");
   o.requires_session = r.boolean("requires-session flag");
   o.max_size = static_cast<std::size_t>(r.u64("max size"));
@@ -277,7 +290,7 @@ subscription_filter read_filter(reader& r) {
 
 stored_message read_message(reader& r) {
   stored_message m;
-  m.sequence = r.u64("sequence");
+  m.sequence = r.sequence("sequence");
   m.enqueued_time = r.time("enqueued time");
   m.delivery_count = r.u32("delivery count");
   if (r.boolean("dead-letter info flag")) {
@@ -510,7 +523,7 @@ result<record> decode_record(std::string_view payload) {
       queue_created_record x;
       x.queue = r.queue();
       x.options = read_options(r);
-      x.next_sequence = r.u64("next sequence");
+      x.next_sequence = r.sequence("next sequence");
       out = std::move(x);
       break;
     }
@@ -557,7 +570,7 @@ result<record> decode_record(std::string_view payload) {
       subscription_created_record x;
       x.subscription = r.queue();
       x.options = read_options(r);
-      x.next_sequence = r.u64("next sequence");
+      x.next_sequence = r.sequence("next sequence");
       x.filter = read_filter(r);
       if (r.ok() && (!x.subscription.is_subscription() || x.subscription.is_dead_letter())) {
         r.fail_at("subscription_created for a name that is not a subscription");
@@ -573,7 +586,7 @@ result<record> decode_record(std::string_view payload) {
       // Each copy takes at least 12 bytes; a hostile count ends at the first truncated field.
       for (std::uint32_t i = 0; i < count && r.ok(); ++i) {
         std::string name = r.string("subscription name");
-        const std::uint64_t sequence = r.u64("subscription sequence");
+        const std::uint64_t sequence = r.sequence("subscription sequence");
         if (!r.ok()) break;
         auto subscription = queue_name::subscription(x.topic, name);
         if (!subscription) {

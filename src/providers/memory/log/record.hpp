@@ -29,6 +29,12 @@ inline constexpr std::uint32_t max_payload_size = 64u << 20;
 /// leaves a megabyte for them. Each message is still checked exactly (see enqueued_payload_size).
 inline constexpr std::size_t max_persistable_message_bytes = max_payload_size - (1u << 20);
 
+/// The largest message sequence number a record may carry. The provider numbers each queue's
+/// messages from 1, so a log holds nothing near 2^63 unless it was damaged or forged; a number
+/// at the very end of the range would wrap the queue's next one and the bounds of the table that
+/// holds its messages by number.
+inline constexpr std::uint64_t largest_sequence = (std::uint64_t{1} << 63) - 1;
+
 /// A segment is rolled once it reaches this size (at most; tests use smaller ones).
 inline constexpr std::uint64_t largest_segment_bytes = 64u << 20;
 /// No segment the log writes is larger: the roll point, plus the one record that may cross it,

@@ -328,6 +328,47 @@ TEST(PersistedProvider, CorruptLogRefusesToStartTheProvider) {
   EXPECT_NE(c.error().message.find(victim.string()), std::string::npos) << c.error().message;
 }
 
+/// Writes into a fresh log under `dir` what `write` appends (records the provider itself would
+/// never append: the log stores what it is given), and closes it.
+template <class Write>
+void craft_log(const std::filesystem::path& dir, Write&& write) {
+  auto opened = persistent_log::open(testing::options_for(dir));
+  ASSERT_TRUE(opened) << opened.error().message;
+  ASSERT_TRUE(opened->log->wait_flushed(write(*opened->log)));
+}
+
+// A log is bytes on disk: a record whose checksums match but whose values the provider could
+// never have written is refused naming the file, before the provider builds anything from it.
+// A queue with no lock duration is one the provider refuses to create.
+TEST(PersistedProvider, AQueueRecordWithoutALockDurationRefusesToStartTheProvider) {
+  scratch_dir dir;
+  queue_options no_lock;
+  no_lock.lock_duration = milliseconds{0};
+  craft_log(dir.path(), [&](persistent_log& log) { return log.queue_created(jobs, no_lock); });
+  auto c = open_persisted(dir.path());
+  ASSERT_FALSE(c);
+  EXPECT_EQ(c.error().code, errc::protocol_error) << c.error().message;
+  EXPECT_NE(c.error().message.find(testing::segment_files(dir.path()).front().string()),
+            std::string::npos)
+      << c.error().message;
+  EXPECT_NE(c.error().message.find("lock duration"), std::string::npos) << c.error().message;
+}
+
+// A message numbered at the very end of the sequence space (the provider numbers from 1 and
+// could not get there in centuries) would make the queue's table grow past the end of the
+// numbers, allocating without end.
+TEST(PersistedProvider, AMessageNumberedAtTheEndOfTheSequenceSpaceRefusesToStartTheProvider) {
+  scratch_dir dir;
+  craft_log(dir.path(), [&](persistent_log& log) {
+    log.queue_created(jobs, {});
+    return log.enqueued(jobs, testing::make_message(UINT64_MAX, "last"));
+  });
+  auto c = open_persisted(dir.path());
+  ASSERT_FALSE(c);
+  EXPECT_EQ(c.error().code, errc::protocol_error) << c.error().message;
+  EXPECT_NE(c.error().message.find("impossible sequence"), std::string::npos) << c.error().message;
+}
+
 // A message whose log record would be too large (here a huge correlation id, which
 // max_message_bytes does not count) is refused before it changes anything: only that send fails,
 // and the provider, its log and a reopen go on as if it had never been sent.
