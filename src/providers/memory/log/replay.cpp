@@ -202,6 +202,15 @@ result<replay_result> replay_directory(const std::filesystem::path& directory) {
       fs::remove(file.path, ec);
       continue;
     }
+    // The log deletes segments oldest first, so those left are consecutive. A gap lost the
+    // records of the missing one (enqueues and the settlements of older messages); replaying
+    // around it would drop those messages and bring settled ones back.
+    if (!out.segments.empty() && file.index != out.segments.back().index + 1) {
+      return corrupt_at(file.path, 0,
+                        "segment " + segment_file_name(out.segments.back().index + 1) +
+                            " is missing (the segment before this one is " +
+                            out.segments.back().path.filename().string() + ")");
+    }
     builder.index.segment_opened(file.index);
     ++out.report.segments_read;
 

@@ -244,6 +244,35 @@ TEST(Recovery, GarbageSegmentHeaderInAnEarlierSegmentRefusesToOpen) {
   EXPECT_NE(o.error().message.find("bad magic"), std::string::npos);
 }
 
+// The log deletes segments oldest first, so the segments on disk are always a run of
+// consecutive indexes. One missing from the middle of the run (deleted by hand, or a directory
+// restored from a backup beside newer segments) held records nothing else repeats: its messages
+// would be lost and the settlements it held undone, bringing settled messages back.
+TEST(Recovery, ASegmentMissingFromTheMiddleRefusesToOpenNamingIt) {
+  scratch_dir dir;
+  write_messages(dir.path(), 2);  // segment 1: messages 1 and 2
+  {
+    auto o = persistent_log::open(options_for(dir.path()));  // segment 2
+    ASSERT_TRUE(o) << o.error().message;
+    ASSERT_TRUE(o->log->wait_flushed(o->log->removed(orders, 1)));  // message 1 settled
+  }
+  {
+    auto o = persistent_log::open(options_for(dir.path()));  // segment 3
+    ASSERT_TRUE(o) << o.error().message;
+    ASSERT_EQ(recovered_count(*o), 1u);
+  }
+  const auto missing = dir.path() / segment_file_name(2);
+  ASSERT_TRUE(std::filesystem::exists(missing));
+  ASSERT_TRUE(std::filesystem::exists(dir.path() / segment_file_name(3)));
+  std::filesystem::remove(missing);
+  auto o = persistent_log::open(options_for(dir.path()));
+  ASSERT_FALSE(o) << "reopened with " << recovered_count(*o) << " messages";
+  EXPECT_EQ(o.error().code, errc::protocol_error);
+  EXPECT_NE(o.error().message.find(missing.filename().string()), std::string::npos)
+      << o.error().message;
+  EXPECT_NE(o.error().message.find("missing"), std::string::npos) << o.error().message;
+}
+
 TEST(Recovery, SegmentWhoseCreationWasInterruptedIsDropped) {
   scratch_dir dir;
   const written_log w = write_messages(dir.path(), 2);
