@@ -227,14 +227,20 @@ result<replay_result> replay_directory(const std::filesystem::path& directory) {
         pos += frame.frame_size;
         continue;
       }
-      if (all_zero(bytes.substr(pos))) {
+      const bool zero_tail = all_zero(bytes.substr(pos));
+      if (zero_tail && last) {
         // Space the writer filled with zeros ahead of its records (durability::always), left
         // behind by a crash: the end of the log, not damage. Cut so the file ends at its last
         // record.
         if (auto t = truncate_file(file.path, pos); !t) return t.error();
         break;
       }
-      if (!last) return corrupt_at(file.path, pos, frame.problem);
+      // The writer cuts those zeros off a segment (and syncs the cut) before it starts the next
+      // one, so in an earlier segment they are records the disk lost.
+      if (!last)
+        return corrupt_at(
+            file.path, pos,
+            zero_tail ? "zeros up to the end of a segment that is not the last" : frame.problem);
       if (auto next = next_intact_frame(bytes, pos + 1))
         return corrupt_at(
             file.path, pos,

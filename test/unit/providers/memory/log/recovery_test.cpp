@@ -124,6 +124,32 @@ TEST(Recovery, ZeroFilledTailIsTheEndOfTheLogNotATornTail) {
   EXPECT_EQ(read_file(w.segment), records);
 }
 
+// Only the last segment can end in zeros the writer put there: it cuts them off a segment before
+// it starts the next one, and syncs the cut first. Zeros at the end of an earlier segment are
+// records the disk lost (a zeroed block), and cutting them would drop acknowledged records
+// without a word and change a file that recovery must leave as it is.
+TEST(Recovery, ZerosAtTheEndOfAnEarlierSegmentAreCorruption) {
+  scratch_dir dir;
+  const written_log w = write_messages(dir.path(), 3);
+  {
+    auto o = persistent_log::open(options_for(dir.path()));
+    ASSERT_TRUE(o) << o.error().message;
+    ASSERT_TRUE(o->log->wait_flushed(o->log->enqueued(orders, make_message(4, "later"))));
+  }
+  ASSERT_GE(segment_files(dir.path()).size(), 2u);
+  std::string bytes = read_file(w.segment);
+  const std::uint64_t at = w.record_offsets.back();
+  std::fill(bytes.begin() + static_cast<std::ptrdiff_t>(at), bytes.end(), '\0');
+  write_file(w.segment, bytes);
+  auto o = persistent_log::open(options_for(dir.path()));
+  ASSERT_FALSE(o) << "reopened with " << recovered_count(*o) << " messages";
+  EXPECT_EQ(o.error().code, errc::protocol_error);
+  EXPECT_NE(o.error().message.find(w.segment.string()), std::string::npos) << o.error().message;
+  EXPECT_NE(o.error().message.find("offset " + std::to_string(at)), std::string::npos)
+      << o.error().message;
+  EXPECT_EQ(read_file(w.segment), bytes);
+}
+
 TEST(Recovery, AlwaysModeWritesAheadAndWhatAKillLeavesReopensWithoutLoss) {
   // In `always` mode the open segment is longer than its records (zeros written ahead). A copy
   // taken while the log is open is what a kill -9 leaves on disk.
