@@ -410,6 +410,15 @@ void fill_fresh(message& to, Message&& from) {
   to.time_to_live = from.time_to_live;
   to.scheduled_enqueue_time = from.scheduled_enqueue_time;
 }
+/// `t + d`, held at the ends of the clock's range. A message may be scheduled for any time
+/// (time_point::max() reads as "not before the end of time"), and a log read back carries any
+/// time it holds; adding a time to live past the range would be signed overflow.
+time_point plus_clamped(time_point t, milliseconds d) noexcept {
+  const auto step = std::chrono::duration_cast<clock::duration>(d);  // |d| <= 100 years fits
+  if (step.count() > 0 && t > time_point::max() - step) return time_point::max();
+  if (step.count() < 0 && t < time_point::min() - step) return time_point::min();
+  return t + step;
+}
 bool sets_rare_fields(const message& m) noexcept {
   return !m.attributes.empty() || m.session || !m.correlation_id.empty() ||
          !m.content_type.empty() || !m.subject.empty() || m.time_to_live ||
@@ -500,7 +509,7 @@ void queue_state::admit(item& it, time_point now) {
                       ? *m.scheduled_enqueue_time
                       : enqueued;
   if (auto ttl = m.time_to_live ? m.time_to_live : options_.default_time_to_live) {
-    it.expires_at = it.visible_at + *ttl;
+    it.expires_at = plus_clamped(it.visible_at, *ttl);
     ttl_expiry_.emplace(*it.expires_at, it.stored.sequence);
   }
   if (options_.requires_session && m.session) {

@@ -347,6 +347,26 @@ TEST_F(state_fixture, AbandonedMessageComesBackFirst) {
   EXPECT_EQ(reused.error().code, qrt::errc::invalid_receipt);
 }
 
+// A message scheduled for the end of time (time_point::max() read as "not yet") with a time
+// to live expires, at the earliest, at the end of time too: its expiry is held at the end of the
+// clock's range rather than computed past it (signed overflow, undefined behaviour).
+TEST_F(state_fixture, AMessageScheduledAtTheEndOfTimeWithATimeToLiveStaysScheduled) {
+  qrt::message m;
+  m.body = "never";
+  m.scheduled_enqueue_time = qrt::time_point::max();
+  m.time_to_live = 1000ms;
+  const auto bytes = qrt::memory::accounted_bytes(m);
+  ASSERT_TRUE(budget->try_reserve(bytes));
+  {
+    std::lock_guard lock(q->mutex);
+    q->enqueue(std::move(m), bytes, t0, last);
+  }
+  send("now", t0);
+  EXPECT_EQ(bodies(take(2, t0 + 24h)), (std::vector<std::string>{"now"}));
+  std::lock_guard lock(q->mutex);
+  EXPECT_EQ(q->stats().scheduled, 1);
+}
+
 // Past max_delivery_count the message moves to the dead-letter queue with its count and body;
 // its bytes stay counted until it leaves memory, then all of them are returned.
 TEST_F(state_fixture, MaxDeliveriesMoveToTheDeadLetterQueueAndBytesAreAccounted) {
