@@ -770,21 +770,41 @@ void persistent_log::compact_oldest_segment(std::unique_lock<std::mutex>& lock) 
     std::ifstream in(path, std::ios::binary);
     data.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
   }
+  // Calls `each(record, offset)` for every record of the segment, in order.
+  const auto for_each_record = [&](auto&& each) {
+    std::size_t pos = segment_header_size;
+    while (pos < data.size()) {
+      const frame_view frame = read_frame(std::string_view(data).substr(pos));
+      if (frame.status != frame_status::ok) break;  // a tail this process cut off on open
+      if (auto decoded = decode_record(frame.payload)) each(*decoded, pos);
+      pos += frame.frame_size;
+    }
+  };
+  // A queue deleted and created again numbers its messages from 1 again, so the segment may
+  // hold several enqueue records of one queue and sequence. The live message is the last of
+  // them (a later one would have replaced it in the index); an earlier one is a message that
+  // went with its queue, and copying that forward would give its content back in place of the
+  // live one's.
+  std::map<std::pair<queue_name, std::uint64_t>, std::size_t> last_enqueue;
+  for_each_record([&](const record& r, std::size_t offset) {
+    if (const auto* enqueued = std::get_if<enqueued_record>(&r)) {
+      last_enqueue[{enqueued->queue, enqueued->message.sequence}] = offset;
+    } else if (const auto* published = std::get_if<published_record>(&r)) {
+      for (const auto& [subscription, sequence] : published->copies)
+        last_enqueue[{subscription, sequence}] = offset;
+    }
+  });
   lock.lock();
   if (data.size() < segment_header_size) {
     return fail_locked(fail(errc::provider_error,
                             "persistence log: cannot read " + path.string() + " to compact it"));
   }
-  std::string_view rest = std::string_view(data).substr(segment_header_size);
-  while (!rest.empty()) {
-    const frame_view frame = read_frame(rest);
-    if (frame.status != frame_status::ok) break;  // a tail this process cut off on open
-    rest.remove_prefix(frame.frame_size);
-    auto decoded = decode_record(frame.payload);
-    if (!decoded) continue;
+  for_each_record([&](record& r, std::size_t offset) {
     // Each live message whose enqueue record is here is appended again as its own enqueued
     // record; a published record holds one per subscription it went to.
     auto copy_forward = [&](const queue_name& queue, stored_message& message) {
+      const auto last = last_enqueue.find({queue, message.sequence});
+      if (last == last_enqueue.end() || last->second != offset) return;
       const live_message* current = index_.find(queue, message.sequence);
       if (!current || current->segment != head) return;
       message.delivery_count = current->delivery_count;
@@ -793,16 +813,16 @@ void persistent_log::compact_oldest_segment(std::unique_lock<std::mutex>& lock) 
       note_release_locked(head, copied);
       index_.moved(queue, message.sequence, active_segment_);
     };
-    if (auto* enqueued = std::get_if<enqueued_record>(&*decoded)) {
+    if (auto* enqueued = std::get_if<enqueued_record>(&r)) {
       copy_forward(enqueued->queue, enqueued->message);
-    } else if (auto* published = std::get_if<published_record>(&*decoded)) {
+    } else if (auto* published = std::get_if<published_record>(&r)) {
       for (const auto& [subscription, sequence] : published->copies) {
         stored_message message = published->message;
         message.sequence = sequence;
         copy_forward(subscription, message);
       }
     }
-  }
+  });
 }
 
 void persistent_log::roll_early_at_disk_limit_locked() {
