@@ -435,6 +435,15 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
         recovered.filter.value_or(subscription_filter{}), q};
   }
 
+  /// A queue the log replayed. Not add_queue(): rebuilding logs nothing, so a log that has
+  /// already failed (its writer starts with the open and may meet a full disk before this runs)
+  /// must not refuse it; the provider then refuses every call with the log's error.
+  void restore_queue(const queue_name& name, const queue_options& options) {
+    std::lock_guard lock(registry_mutex_);
+    if (by_name_.count(name)) return;
+    make_queue_locked(name, options);
+  }
+
   std::optional<error> check_options(const queue_name& name, const queue_options& o) const {
     // Before anything is stored: the log keeps only names that parse, and would refuse to
     // reopen a directory holding an empty one.
@@ -486,7 +495,7 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
       if (name.is_subscription()) {
         restore_subscription(name, recovered);
       } else {
-        (void)add_queue(name, recovered.options, false);
+        restore_queue(name, recovered.options);
       }
       auto q = find(name);
       std::lock_guard lock(q->mutex);

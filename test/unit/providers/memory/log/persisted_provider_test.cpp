@@ -8,6 +8,7 @@
 #include <boost/asio/use_future.hpp>
 #include <cerrno>
 #include <condition_variable>
+#include <cstring>
 #include <future>
 #include <mutex>
 #include <qrt/memory.hpp>
@@ -455,6 +456,50 @@ TEST(PersistedProvider, SessionStateLargerThanMaxMessageBytesIsRefusedAlone) {
   EXPECT_EQ(refused.error().code, errc::message_too_large);
   ASSERT_TRUE(s->set_state(std::string(1000, 's')));
   EXPECT_EQ(s->get_state().value(), std::string(1000, 's'));
+}
+
+// The log's writer starts as the log opens and writes the new segment's checkpoint at once; on
+// a full disk that write fails, and it may fail before the provider has rebuilt its queues from
+// what the log replayed. Rebuilding is not an operation the failure refuses: the provider
+// starts, and then refuses every call with the disk's error, as after any failed write.
+TEST(PersistedProvider, ALogThatFailsBeforeTheQueuesAreRebuiltFailsTheCallsNotTheProcess) {
+  scratch_dir dir;
+  {
+    auto c = open_persisted(dir.path());
+    ASSERT_TRUE(c) << c.error().message;
+    ASSERT_TRUE(c->create_queue(jobs));
+    ASSERT_TRUE(c->send(jobs, text("kept")));
+  }
+  provider_registry registry;
+  registry.add(
+      "memory",
+      [](const config& cfg, boost::asio::any_io_executor executor) -> result<provider_ptr> {
+        auto o = options_from_config(cfg);
+        if (!o) return o.error();
+        log_options lo;
+        lo.directory = o->persistence_path;
+        lo.inject_error = [](std::string_view) { return ENOSPC; };
+        auto opened = persistent_log::open(std::move(lo));
+        if (!opened) return opened.error();
+        // Waits until the writer has failed (no write succeeds), so the rebuilding
+        // below meets the failure every time rather than by chance.
+        EXPECT_FALSE(opened->log->wait_flushed(opened->log->removed(jobs, 1'000'000)));
+        return qrt::memory::detail::make_memory_provider(*o, std::move(executor), opened->log,
+                                                         std::move(opened->state));
+      });
+  config cfg{{"provider", "memory"},
+             {"enable_persistence", "true"},
+             {"persistence_path", dir.path().string()}};
+  auto c = sync::queue_client::open(cfg, registry, without_retries());
+  ASSERT_TRUE(c) << c.error().message;
+  auto sent = c->send(jobs, text("refused"));
+  ASSERT_FALSE(sent);
+  EXPECT_NE(sent.error().message.find(std::strerror(ENOSPC)), std::string::npos)
+      << sent.error().message;
+  auto got = c->receive(jobs, 10, milliseconds{0});
+  ASSERT_FALSE(got);
+  EXPECT_NE(got.error().message.find(std::strerror(ENOSPC)), std::string::npos)
+      << got.error().message;
 }
 
 // A sync that fails (EIO) after the batch's records were written: none of the batch's operations
