@@ -82,7 +82,9 @@ struct lock_attempt {
 
 lock_attempt try_lock(const fs::path& lock_path) {
   lock_attempt out;
-  const int fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  // O_NOFOLLOW here and wherever the log opens a file to write it: a symbolic link planted in
+  // the directory would otherwise have the log truncate, or create, a file outside it.
+  const int fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
   if (fd < 0) {
     out.failure = io_error("cannot open lock file", lock_path, errno);
     return out;
@@ -532,7 +534,7 @@ std::optional<std::string> persistent_log::rewind_failed_batch(const write_posit
   for (const std::uint64_t segment : segments) {
     const fs::path path = options_.directory / segment_file_name(segment);
     if (before.open && segment == before.segment) {
-      const int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+      const int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
       if (fd < 0) {
         note("cannot open", path, errno);
         continue;
@@ -608,7 +610,7 @@ result<void> persistent_log::write_chunk(chunk& c) {
   if (file_fd_ < 0 || file_segment_ != c.segment) {
     // The old segment must be as durable as what follows it before it is left behind.
     if (auto r = close_open_file(options_.mode != durability::none); !r) return r;
-    file_fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    file_fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
     if (file_fd_ < 0) return io_error("cannot create segment", path, errno);
     file_segment_ = c.segment;
     file_offset_ = 0;

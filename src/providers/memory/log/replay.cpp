@@ -37,7 +37,7 @@ result<std::string> read_whole_file(const fs::path& path) {
 }
 
 result<void> truncate_file(const fs::path& path, std::uint64_t size) {
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC | O_NOFOLLOW);  // as the writer's
   if (fd < 0 || ::ftruncate(fd, static_cast<off_t>(size)) != 0 || ::fsync(fd) != 0) {
     if (fd >= 0) ::close(fd);
     return fail(errc::provider_error,

@@ -151,6 +151,32 @@ TEST(PersistentLog, SecondOpenerGivesUpAfterItsTimeoutNamingTheHolder) {
       << second.error().message;
 }
 
+// Whoever can write the persistence directory (a shared or world-writable parent) can plant
+// symbolic links where the log opens its lock file or its next segment. The log writes only
+// files in its directory: it fails instead of truncating, or creating, a file elsewhere.
+TEST(PersistentLog, SymbolicLinksInTheDirectoryAreNotFollowedOutOfIt) {
+  scratch_dir elsewhere;
+  {
+    scratch_dir dir;
+    const auto victim = elsewhere.path() / "victim";
+    write_file(victim, "precious");
+    std::filesystem::create_symlink(victim, dir.path() / "LOCK");
+    auto o = persistent_log::open(options_for(dir.path()));
+    EXPECT_FALSE(o);
+    EXPECT_EQ(read_file(victim), "precious");
+  }
+  {
+    scratch_dir dir;
+    const auto target = elsewhere.path() / "created";
+    // Dangling, so replay skips it; the next segment the writer creates has this name.
+    std::filesystem::create_symlink(target, dir.path() / segment_file_name(1));
+    auto o = persistent_log::open(options_for(dir.path()));
+    ASSERT_TRUE(o) << o.error().message;
+    EXPECT_FALSE(o->log->wait_flushed(o->log->queue_created(orders, {})));
+    EXPECT_FALSE(std::filesystem::exists(target));
+  }
+}
+
 TEST(PersistentLog, MissingDirectoryIsAConfigurationError) {
   auto o = persistent_log::open(options_for(""));
   ASSERT_FALSE(o);
