@@ -68,6 +68,27 @@ class state_builder {
     std::visit([&](const auto& x) { apply_one(x, segment); }, r);
   }
 
+  /// Why `r` could not have been written by the provider given what came before it, if so.
+  /// A queue and its dead-letter queue number their messages from one counter, so no number is
+  /// live in both; the provider finds a message by its number in the queue first, so a forged
+  /// twin would have settling the dead letter remove the queue's message instead.
+  std::optional<std::string> impossible(const record& r) const {
+    const auto twin = [&](const queue_name& queue, std::uint64_t sequence) {
+      const queue_name other = queue.is_dead_letter() ? queue.parent() : queue.dead_letter();
+      if (!index.find(other, sequence)) return std::optional<std::string>{};
+      return std::optional<std::string>{"message " + std::to_string(sequence) + " of " +
+                                        queue.to_string() + " is already live in " +
+                                        other.to_string()};
+    };
+    if (const auto* e = std::get_if<enqueued_record>(&r))
+      return twin(e->queue, e->message.sequence);
+    if (const auto* p = std::get_if<published_record>(&r)) {
+      for (const auto& [subscription, sequence] : p->copies)
+        if (auto problem = twin(subscription, sequence)) return problem;
+    }
+    return std::nullopt;
+  }
+
   detail::recovered_state finish() {
     detail::recovered_state out;
     out.topics = index.topics();
@@ -221,6 +242,8 @@ result<replay_result> replay_directory(const std::filesystem::path& directory) {
         auto decoded = decode_record(frame.payload);
         // Checksums match but the content does not decode: not a torn write, a real defect.
         if (!decoded) return corrupt_at(file.path, pos, decoded.error().message);
+        if (auto problem = builder.impossible(*decoded))
+          return corrupt_at(file.path, pos, *problem);
         builder.apply(*decoded, file.index);
         ++out.report.records_replayed;
         ++file.records;

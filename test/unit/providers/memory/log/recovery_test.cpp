@@ -299,6 +299,33 @@ TEST(Recovery, ASegmentMissingFromTheMiddleRefusesToOpenNamingIt) {
   EXPECT_NE(o.error().message.find("missing"), std::string::npos) << o.error().message;
 }
 
+// A queue and its dead-letter queue take their numbers from one counter, so a number is never
+// live in both. A log claiming one is (forged or damaged, with intact checksums) would have
+// settling the dead letter remove the queue's message of that number instead: refused.
+TEST(Recovery, AMessageLiveInBothAQueueAndItsDeadLetterQueueRefusesToOpen) {
+  scratch_dir dir;
+  // durability::none writes no zeros ahead, so the file's size is where the next record goes.
+  const auto opts = options_for(dir.path(), durability::none);
+  std::uint64_t offset = 0;
+  {
+    auto o = persistent_log::open(opts);
+    ASSERT_TRUE(o) << o.error().message;
+    auto& log = *o->log;
+    log.queue_created(orders, {});
+    ASSERT_TRUE(log.wait_flushed(log.enqueued(orders, make_message(5, "in the queue"))));
+    offset = std::filesystem::file_size(segment_files(dir.path()).back());
+    auto twin = make_message(5, "its forged twin");
+    twin.dead_letter = dead_letter_info{"r", "d"};
+    ASSERT_TRUE(log.wait_flushed(log.enqueued(orders.dead_letter(), twin)));
+  }
+  auto o = persistent_log::open(opts);
+  ASSERT_FALSE(o) << "reopened with " << recovered_count(*o) << " messages";
+  EXPECT_EQ(o.error().code, errc::protocol_error);
+  EXPECT_NE(o.error().message.find("offset " + std::to_string(offset)), std::string::npos)
+      << o.error().message;
+  EXPECT_NE(o.error().message.find("already live"), std::string::npos) << o.error().message;
+}
+
 TEST(Recovery, SegmentWhoseCreationWasInterruptedIsDropped) {
   scratch_dir dir;
   const written_log w = write_messages(dir.path(), 2);
