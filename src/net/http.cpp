@@ -156,6 +156,12 @@ namespace {
 
 using response_parser = http::response_parser<http::string_body>;
 
+/// The most a connection's read buffer may hold. The parser moves body bytes out as they come
+/// and the head limit bounds the head, but nothing in the parser bounds a chunk-size line or
+/// the trailer: without this, a server sending one that never ends had the buffer grow until
+/// the call's deadline.
+constexpr std::size_t max_unparsed_bytes = 2 * max_response_head_bytes;
+
 // One set of limits for every answer, read from a socket or parsed from bytes.
 void apply_limits(response_parser& parser, std::size_t max_body_bytes) {
   parser.header_limit(static_cast<std::uint32_t>(max_response_head_bytes));
@@ -184,6 +190,11 @@ error refused_answer(const boost::system::error_code& ec, const std::string& fro
   if (ec == http::error::body_limit) {
     return fail(errc::protocol_error, "the answer from " + from + " has a body over " +
                                           std::to_string(max_body_bytes) + " bytes");
+  }
+  if (ec == http::error::buffer_overflow) {
+    return fail(errc::protocol_error, "the answer from " + from +
+                                          " has a chunk-size line or trailer over " +
+                                          std::to_string(max_unparsed_bytes) + " bytes");
   }
   if (ec == http::error::header_limit) {
     return fail(errc::protocol_error, "the answer from " + from + " has a head over " +
@@ -275,9 +286,10 @@ namespace {
 /// timer update and trip through the event loop; with the room reserved once per connection,
 /// an answer of that size is one receive.
 constexpr std::size_t connection_read_buffer_bytes = 64 * 1024;
+static_assert(connection_read_buffer_bytes <= max_unparsed_bytes);
 
 struct connection {
-  connection() { buffer.reserve(connection_read_buffer_bytes); }
+  connection() : buffer(max_unparsed_bytes) { buffer.reserve(connection_read_buffer_bytes); }
   std::optional<beast::tcp_stream> plain;
   std::optional<beast::ssl_stream<beast::tcp_stream>> secure;
   beast::flat_buffer buffer;

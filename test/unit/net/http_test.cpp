@@ -184,6 +184,20 @@ TEST(HttpClient, GarbageIsAProtocolErrorNotAConnectionFailure) {
   EXPECT_EQ(r.error().code, errc::protocol_error) << r.error().to_string();
 }
 
+// A chunk-size line (or a trailer) that never ends is no part of the head, so the head limit
+// does not bound it: the client must stop reading it at a bound, not buffer it until the call
+// times out.
+TEST(HttpClient, AnEndlessChunkLineIsRefusedNotBuffered) {
+  std::string reply = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1;";
+  reply.append(16u << 20, 'a');
+  raw_server server(reply, true);
+  auto r = call(server.target(), get());
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, errc::protocol_error) << r.error().to_string();
+  EXPECT_NE(r.error().message.find("chunk-size line or trailer over"), std::string::npos)
+      << r.error().message;
+}
+
 TEST(HttpClient, AServerThatNeverFinishesRunsIntoTheTimeout) {
   raw_server server("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly part", true);
   auto r = call(server.target(), get(), 1u << 20, 300ms);
