@@ -295,6 +295,17 @@ struct connection {
   beast::flat_buffer buffer;
 
   beast::tcp_stream& lowest() { return plain ? *plain : beast::get_lowest_layer(*secure); }
+
+  /// Bytes from the server that no request asked for: past the end of the last answer, or
+  /// sent while the connection was idle (a server's "408" before it closes). Read by the next
+  /// call they would pass for its answer, so a connection holding any is not reused.
+  bool has_unasked_bytes() {
+    boost::system::error_code ec;
+    const auto pending = lowest().socket().available(ec);
+    // Over TLS, bytes past the answer may also wait decrypted inside OpenSSL.
+    const bool in_tls = secure && SSL_pending(secure->native_handle()) > 0;
+    return buffer.size() != 0 || ec || pending != 0 || in_tls;
+  }
 };
 
 /// A call waiting at max_connections for a connection (or the right to open one). It lives in
@@ -760,6 +771,7 @@ asio::awaitable<result<http_response>> http_pool::send(http_request request,
     }
   } slot{self};
   std::unique_ptr<connection> c = std::move(*acquired);
+  if (c && c->has_unasked_bytes()) c.reset();  // the slot opens a fresh connection instead
 
   // At most two tries: a reused keep-alive connection may have been closed by the server
   // just before we used it; that failure says nothing about the server, so try a fresh one.
@@ -803,7 +815,7 @@ asio::awaitable<result<http_response>> http_pool::send(http_request request,
     }
     const bool keep = res.keep_alive();
     http_response out = to_response(std::move(res));
-    if (keep && !self->closed) {
+    if (keep && !self->closed && c->buffer.size() == 0) {
       slot.pool.reset();
       self->give_back(std::move(c));
     }

@@ -96,6 +96,61 @@ std::string chunked_body(std::size_t total) {
   return out + "0\r\n\r\n";
 }
 
+// Keeps each connection open and answers every request on it with the same raw bytes: what
+// a keep-alive connection sees from a server whose answers do not end where they say. With
+// `then_close`, the first answer on a connection is followed by those bytes and the close (a
+// server timing out an idle connection with a "408").
+class keep_alive_server {
+ public:
+  explicit keep_alive_server(std::string reply, std::string then_close = {})
+      : reply_(std::move(reply)),
+        then_close_(std::move(then_close)),
+        acceptor_(io_, {asio::ip::make_address("127.0.0.1"), 0}),
+        thread_([this] { run(); }) {}
+  ~keep_alive_server() {
+    stopping_ = true;
+    boost::system::error_code ec;
+    asio::ip::tcp::socket wake(io_);
+    wake.connect(acceptor_.local_endpoint(), ec);
+    thread_.join();
+  }
+  net::endpoint target() const {
+    return net::endpoint{false, "127.0.0.1", acceptor_.local_endpoint().port()};
+  }
+  int requests() const { return requests_; }
+
+ private:
+  void run() {
+    // One connection at a time is enough for calls made one after the other.
+    while (!stopping_) {
+      asio::ip::tcp::socket socket(io_);
+      boost::system::error_code ec;
+      acceptor_.accept(socket, ec);
+      if (ec || stopping_) return;
+      asio::streambuf head;
+      for (;;) {
+        const auto n = asio::read_until(socket, head, "\r\n\r\n", ec);
+        if (ec) break;
+        head.consume(n);
+        ++requests_;
+        asio::write(socket, asio::buffer(reply_), ec);
+        if (ec) break;
+        if (!then_close_.empty()) {
+          asio::write(socket, asio::buffer(then_close_), ec);
+          break;
+        }
+      }
+    }
+  }
+  std::string reply_;
+  std::string then_close_;
+  asio::io_context io_;
+  asio::ip::tcp::acceptor acceptor_;
+  std::atomic<bool> stopping_{false};
+  std::atomic<int> requests_{0};
+  std::thread thread_;
+};
+
 }  // namespace
 
 TEST(HttpResponseParsing, ReadsCompleteAnswersWithLengthOrChunks) {
@@ -182,6 +237,53 @@ TEST(HttpClient, GarbageIsAProtocolErrorNotAConnectionFailure) {
   auto r = call(server.target(), get());
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code, errc::protocol_error) << r.error().to_string();
+}
+
+// An answer followed by bytes its length does not cover (a Content-Length that is too short, a
+// second answer nobody asked for): the extra bytes belong to no request. On a reused
+// connection they were read as the next call's answer, so every later call on it got the
+// answer to the call before.
+TEST(HttpClient, BytesPastTheEndOfAnAnswerAreNeverTheNextCallsAnswer) {
+  keep_alive_server server(
+      "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+      "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nstale");
+  asio::io_context io;
+  net::http_pool pool(io.get_executor(), server.target(), net::http_settings{});
+  auto calls = [&]() -> asio::awaitable<std::vector<std::string>> {
+    std::vector<std::string> bodies;
+    for (int i = 0; i < 3; ++i) {
+      auto r = co_await pool.send(get(), 5s);
+      bodies.push_back(r ? r->body : "error: " + r.error().to_string());
+    }
+    co_return bodies;
+  };
+  auto f = asio::co_spawn(io, calls(), asio::use_future);
+  io.run();
+  const auto bodies = f.get();
+  for (const auto& body : bodies) EXPECT_EQ(body, "ok");
+  EXPECT_EQ(server.requests(), 3) << "each call is answered by the server, not by leftovers";
+}
+
+// A server that gives up on an idle keep-alive connection may say so ("408") before it closes
+// it. That answer is to no request: the next call must not take it as its own.
+TEST(HttpClient, AnAnswerSentOnAnIdleConnectionIsNotTheNextCallsAnswer) {
+  keep_alive_server server("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+                           "HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n\r\n");
+  asio::io_context io;
+  net::http_pool pool(io.get_executor(), server.target(), net::http_settings{});
+  auto calls = [&]() -> asio::awaitable<std::vector<std::string>> {
+    std::vector<std::string> answers;
+    for (int i = 0; i < 2; ++i) {
+      auto r = co_await pool.send(get(), 5s);
+      answers.push_back(r ? std::to_string(r->status) + " " + r->body
+                          : "error: " + r.error().to_string());
+    }
+    co_return answers;
+  };
+  auto f = asio::co_spawn(io, calls(), asio::use_future);
+  io.run();
+  for (const auto& answer : f.get()) EXPECT_EQ(answer, "200 ok");
+  EXPECT_EQ(server.requests(), 2);
 }
 
 // A chunk-size line (or a trailer) that never ends is no part of the head, so the head limit
