@@ -1927,6 +1927,23 @@ result<provider_ptr> make_provider(const options& opts, asio::any_io_executor ex
   if (opts.max_message_bytes < 1'024 || opts.max_message_bytes > 1'048'576) {
     return fail(errc::configuration_error, "field 'max_message_bytes': must be 1024-1048576");
   }
+  // The bounds options_from_config applies, for options built in code: a negative back-off
+  // base made each pause a draw from an empty range, and a timeout of zero or less fails
+  // every call.
+  if (opts.abandon_visibility.count() < 0 || opts.abandon_visibility.count() > 43'200) {
+    return fail(errc::configuration_error, "field 'abandon_visibility': must be 0-43200 seconds");
+  }
+  if (opts.max_retries < 0 || opts.max_retries > 20) {
+    return fail(errc::configuration_error, "field 'max_retries': must be 0-20");
+  }
+  for (const auto& [field, value] : {std::pair{"connect_timeout", opts.connect_timeout},
+                                     std::pair{"request_timeout", opts.request_timeout},
+                                     std::pair{"retry_base_delay", opts.retry_base_delay}}) {
+    if (value <= milliseconds::zero()) {
+      return fail(errc::configuration_error,
+                  std::string("field '") + field + "': must be more than zero");
+    }
+  }
   if (opts.access_key_id.empty() != opts.secret_access_key.empty()) {
     return fail(errc::configuration_error,
                 "fields 'access_key_id' and 'secret_access_key' must be given together");

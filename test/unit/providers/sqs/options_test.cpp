@@ -3,6 +3,9 @@
 
 #include <boost/asio/io_context.hpp>
 #include <qrt/sqs.hpp>
+#include <string>
+#include <utility>
+#include <vector>
 
 using namespace qrt;
 
@@ -95,4 +98,37 @@ TEST(SqsOptions, ARegionThatIsNoRegionNameIsRefusedByName) {
       config{{"provider", "sqs"}, {"region", "us-gov-west-1"}, {"endpoint", "http://127.0.0.1:9"}},
       io.get_executor());
   EXPECT_TRUE(ok) << ok.error().to_string();
+}
+
+// Options built in code skip options_from_config's bounds: make_provider checks them itself.
+// A negative retry_base_delay made every back-off draw from an empty range (undefined
+// behaviour; the pause could be anything), and a timeout of zero or less failed every call.
+TEST(SqsOptions, OptionsOutsideTheirBoundsAreRefusedByMakeProvider) {
+  boost::asio::io_context io;
+  const auto base = [] {
+    sqs::options o;
+    o.endpoint = "http://127.0.0.1:9";
+    o.region = "us-east-1";
+    return o;
+  };
+  std::vector<std::pair<sqs::options, std::string>> cases;
+  cases.emplace_back(base(), "retry_base_delay");
+  cases.back().first.retry_base_delay = std::chrono::milliseconds(-100);
+  cases.emplace_back(base(), "request_timeout");
+  cases.back().first.request_timeout = std::chrono::milliseconds(0);
+  cases.emplace_back(base(), "connect_timeout");
+  cases.back().first.connect_timeout = std::chrono::milliseconds(-1);
+  cases.emplace_back(base(), "max_retries");
+  cases.back().first.max_retries = -1;
+  cases.emplace_back(base(), "abandon_visibility");
+  cases.back().first.abandon_visibility = std::chrono::seconds(43'201);
+  cases.emplace_back(base(), "abandon_visibility");
+  cases.back().first.abandon_visibility = std::chrono::seconds(-1);
+  for (const auto& [o, field] : cases) {
+    auto p = sqs::make_provider(o, io.get_executor());
+    ASSERT_FALSE(p) << field;
+    EXPECT_EQ(p.error().code, errc::configuration_error) << field;
+    EXPECT_NE(p.error().message.find("'" + field + "'"), std::string::npos) << p.error().message;
+  }
+  EXPECT_TRUE(sqs::make_provider(base(), io.get_executor()));
 }
