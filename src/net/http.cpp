@@ -20,6 +20,7 @@
 #include <mutex>
 #include <optional>
 #include <sstream>
+#include <tuple>
 
 #include "core/connection_meter.hpp"
 #include "core/post_releasing.hpp"
@@ -617,7 +618,7 @@ struct http_pool::impl : std::enable_shared_from_this<http_pool::impl> {
   /// thread (a race on the socket's reactor state; the fault suite's emulator kill found it
   /// under UBSan).
   asio::awaitable<boost::system::error_code> exchange_on_strand(
-      connection& c, const outgoing_request& req, response_parser& parser,
+      connection& c, const outgoing_request& req, std::optional<response_parser>& parser,
       std::chrono::steady_clock::time_point deadline) {
     auto there = [this, &c, &req, &parser,
                   deadline]() -> asio::awaitable<boost::system::error_code> {
@@ -656,13 +657,23 @@ struct http_pool::impl : std::enable_shared_from_this<http_pool::impl> {
   template <class Stream>
   asio::awaitable<boost::system::error_code> exchange(Stream& stream, connection& c,
                                                       const outgoing_request& req,
-                                                      response_parser& parser) {
+                                                      std::optional<response_parser>& parser) {
     const std::array<asio::const_buffer, 2> bytes{asio::buffer(req.head), asio::buffer(req.body)};
     auto [wec, written] = co_await asio::async_write(stream, bytes, use_tuple);
     meter.sent(written);
     if (wec) co_return wec;
-    auto [rec, read] = co_await http::async_read(stream, c.buffer, parser, use_tuple);
+    auto [rec, read] = co_await http::async_read(stream, c.buffer, *parser, use_tuple);
     meter.received(read);
+    // An interim answer (1xx: "100 Continue", "103 Early Hints") comes before the answer to
+    // the request, which a client must be ready for though it asked for none; taken as the
+    // answer, a request the server went on to carry out would be reported failed. 101 would
+    // switch protocols, which qrt never asks for: it stays the answer (and an error).
+    while (!rec && parser->get().result_int() / 100 == 1 && parser->get().result_int() != 101) {
+      parser.emplace();
+      apply_limits(*parser, settings.max_response_bytes);
+      std::tie(rec, read) = co_await http::async_read(stream, c.buffer, *parser, use_tuple);
+      meter.received(read);
+    }
     co_return rec;
   }
 };
@@ -782,14 +793,15 @@ asio::awaitable<result<http_response>> http_pool::send(http_request request,
       if (!opened) co_return opened.error();
       c = std::move(*opened);
     }
-    response_parser parser;
-    apply_limits(parser, self->settings.max_response_bytes);
+    std::optional<response_parser> parser;
+    parser.emplace();
+    apply_limits(*parser, self->settings.max_response_bytes);
     const boost::system::error_code ec =
         co_await self->exchange_on_strand(*c, req, parser, deadline);
     if (ec) {
       // Past this point the request may have been written; only a fresh try on a stale
       // keep-alive connection (below, nothing read back) is known not to have been taken.
-      const bool stale_retry = reused && attempt == 0 && !parser.got_some() &&
+      const bool stale_retry = reused && attempt == 0 && !parser->got_some() &&
                                ec != beast::error::timeout && !is_http_parse_error(ec);
       if (reached_server && !stale_retry) *reached_server = true;
       if (ec == beast::error::timeout) {
@@ -800,7 +812,7 @@ asio::awaitable<result<http_response>> http_pool::send(http_request request,
       if (is_http_parse_error(ec)) {
         co_return refused_answer(ec, self->ep.to_string(), self->settings.max_response_bytes);
       }
-      if (reused && attempt == 0 && !parser.got_some()) {
+      if (reused && attempt == 0 && !parser->got_some()) {
         c.reset();  // the same slot opens a fresh connection
         continue;
       }
@@ -808,7 +820,7 @@ asio::awaitable<result<http_response>> http_pool::send(http_request request,
       co_return fail(errc::connection_failed,
                      "connection to " + self->ep.to_string() + " failed: " + ec.message());
     }
-    auto res = parser.release();
+    auto res = parser->release();
     if (res.result_int() < 100) {  // as parse_http_response: not a status HTTP defines
       co_return fail(errc::protocol_error, "the answer from " + self->ep.to_string() +
                                                " has status " + std::to_string(res.result_int()));

@@ -286,6 +286,20 @@ TEST(HttpClient, AnAnswerSentOnAnIdleConnectionIsNotTheNextCallsAnswer) {
   EXPECT_EQ(server.requests(), 2);
 }
 
+// Interim answers (1xx) may come before the answer to a request even when the client asked for
+// none; the answer is what follows them. Read as the answer, a request the server went on to
+// carry out (a send) was reported failed.
+TEST(HttpClient, InterimAnswersArePassedOverToTheAnswer) {
+  raw_server server(
+      "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\n"
+      "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+      false);
+  auto r = call(server.target(), get());
+  ASSERT_TRUE(r) << r.error().to_string();
+  EXPECT_EQ(r->status, 200u);
+  EXPECT_EQ(r->body, "ok");
+}
+
 // A chunk-size line (or a trailer) that never ends is no part of the head, so the head limit
 // does not bound it: the client must stop reading it at a bound, not buffer it until the call
 // times out.
