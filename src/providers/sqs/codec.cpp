@@ -202,9 +202,23 @@ result<wire_message> to_wire(const message& m, bool fifo, const fifo_defaults& d
   if (fifo) {
     w.group_id = m.session ? m.session->str() : defaults.message_group;
     w.deduplication_id = m.id.empty() ? random_uuid() : m.id;
-    if (w.deduplication_id.size() > 128) {
+    // SQS takes both as 1-128 characters of printable ASCII without spaces. Checked here, an
+    // id it would not take fails its own message; sent, bytes that are not UTF-8 made the
+    // whole batch's request unreadable, failing every message with it.
+    auto sqs_token = [](std::string_view s) {
+      return !s.empty() && s.size() <= 128 &&
+             std::all_of(s.begin(), s.end(), [](char c) { return c > 0x20 && c < 0x7f; });
+    };
+    if (!sqs_token(w.deduplication_id)) {
       return fail(errc::invalid_argument,
-                  "a FIFO message id (deduplication id) is at most 128 characters");
+                  "a FIFO message id (its deduplication id) must be at most 128 printable ASCII "
+                  "characters without spaces");
+    }
+    if (!sqs_token(w.group_id)) {
+      return fail(errc::invalid_argument,
+                  std::string(m.session ? "the session id" : "default_message_group") +
+                      " (a FIFO message group id) must be 1-128 printable ASCII characters "
+                      "without spaces");
     }
   } else if (m.session) {
     return fail(errc::invalid_argument,

@@ -625,3 +625,49 @@ TEST_F(SqsProviderErrors, SnsGarbageAuthFailuresAndMissingTopicsAreClearErrors) 
   EXPECT_EQ(gone.error().code, errc::topic_not_found);
   EXPECT_EQ(gone.error().provider_code, "NotFound");
 }
+
+// A FIFO message's id is its MessageDeduplicationId, which SQS takes only as 1-128 printable
+// ASCII characters without spaces. An id with other bytes went out as it was: bytes that are
+// not UTF-8 made the whole batch's request invalid JSON, which SQS refuses as a whole, so
+// one careless id failed every message of the send. It is refused on its own instead.
+TEST_F(SqsProviderErrors, AFifoIdSqsCannotTakeFailsOnlyItsOwnMessage) {
+  std::vector<std::string> sent_ids;
+  std::mutex m;
+  local_http_server server([&](const seen_request& r) {
+    if (target_of(r) == "AmazonSQS.GetQueueUrl") {
+      return canned_response{200, R"({"QueueUrl":"http://127.0.0.1/000000000000/q.fifo"})"};
+    }
+    boost::system::error_code ec;
+    const auto request = boost::json::parse(r.body, ec);
+    if (ec) {
+      return canned_response{
+          400, R"({"__type":"com.amazon.coral.service#SerializationException","message":"bad"})"};
+    }
+    boost::json::array successful;
+    std::lock_guard lock(m);
+    for (const auto& entry : request.at("Entries").as_array()) {
+      sent_ids.emplace_back(entry.at("MessageDeduplicationId").as_string());
+      successful.push_back(
+          boost::json::object{{"Id", entry.at("Id")}, {"MessageId", "sqs-" + sent_ids.back()}});
+    }
+    return canned_response{
+        200, boost::json::serialize(boost::json::object{{"Successful", std::move(successful)}})};
+  });
+  auto p = make(server.url(), 0);
+  std::vector<message> msgs(4);
+  for (auto& msg : msgs) msg.body = "x";
+  msgs[0].id = "order-1";
+  msgs[1].id = "order-\xff";
+  msgs[2].id = "order 3";
+  msgs[3].id = "order-4";
+  auto r = run(p->send(queue_name::from("q.fifo"), msgs, 2s));
+  ASSERT_TRUE(r) << r.error().to_string();
+  ASSERT_EQ(r->size(), 4u);
+  EXPECT_TRUE(r->at(0)) << r->at(0).error().to_string();
+  EXPECT_TRUE(r->at(3)) << r->at(3).error().to_string();
+  for (std::size_t i : {1u, 2u}) {
+    ASSERT_FALSE(r->at(i)) << i;
+    EXPECT_EQ(r->at(i).error().code, errc::invalid_argument) << r->at(i).error().to_string();
+  }
+  EXPECT_EQ(sent_ids, (std::vector<std::string>{"order-1", "order-4"}));
+}
