@@ -20,6 +20,17 @@ std::string excerpt(std::string_view text) {
   return out;
 }
 
+std::string server_text(std::string_view text) {
+  constexpr std::size_t max = 512;
+  std::string out(text.substr(0, max));
+  for (auto& ch : out) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (c < 0x20 || c == 0x7f) ch = '?';
+  }
+  if (text.size() > max) out += "...";
+  return out;
+}
+
 namespace json = boost::json;
 
 // ---- text and names ----
@@ -725,12 +736,12 @@ result<std::vector<wire_received>> decode_receive_message(std::string_view body)
 
 result<void> verify_checksums(const wire_received& m) {
   if (!m.md5_of_body.empty() && !md5_of_body_is(m.body, m.md5_of_body)) {
-    return fail(errc::protocol_error,
-                "MD5 of body of message " + m.message_id + " does not match SQS's MD5OfBody");
+    return fail(errc::protocol_error, "MD5 of body of message " + excerpt(m.message_id) +
+                                          " does not match SQS's MD5OfBody");
   }
   if (!m.attributes.empty() || !m.md5_of_attributes.empty()) {
     if (md5_of_attributes(m.attributes) != m.md5_of_attributes) {
-      return fail(errc::protocol_error, "MD5 of attributes of message " + m.message_id +
+      return fail(errc::protocol_error, "MD5 of attributes of message " + excerpt(m.message_id) +
                                             " does not match SQS's MD5OfMessageAttributes");
     }
   }
@@ -939,8 +950,7 @@ error map_error(std::string_view code, std::string_view message, unsigned http_s
                  "AWS.SimpleQueueService.UnsupportedOperation"})) {
     c = errc::invalid_argument;
   }
-  error e{c, "SQS: " + (message.empty() ? std::string(code) : std::string(message)),
-          std::string(code)};
+  error e{c, "SQS: " + server_text(message.empty() ? code : message), server_text(code)};
   // Server-side failures are worth retrying even when we do not know the code.
   if (c == errc::provider_error &&
       (http_status >= 500 || is({"InternalError", "ServiceUnavailable"}))) {

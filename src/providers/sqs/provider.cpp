@@ -833,8 +833,8 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
       const wire_received& w) {
     error why;
     if (!w.problem.empty()) {
-      why = fail(errc::protocol_error,
-                 "SQS sent message " + w.message_id + " in a form qrt cannot read: " + w.problem);
+      why = fail(errc::protocol_error, "SQS sent message " + excerpt(w.message_id) +
+                                           " in a form qrt cannot read: " + w.problem);
     } else if (auto ok = verify_checksums(w); !ok) {
       // Corrupted in transit: another receive may get intact bytes.
       why = ok.error();
@@ -849,7 +849,7 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
       auto moved =
           co_await move_to_dead_letter(entry, std::string(undecodable_reason), std::move(problem));
       if (moved) {
-        report("dead-lettered message " + w.message_id + " of SQS queue '" + info->name +
+        report("dead-lettered message " + excerpt(w.message_id) + " of SQS queue '" + info->name +
                "': " + m.error().message);
         co_return std::optional<received_message>{};
       }
@@ -860,7 +860,7 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
     auto undone = co_await call("ChangeMessageVisibility",
                                 encode_change_visibility(info->url, w.receipt_handle, 0),
                                 opts_.request_timeout);
-    report("released message " + w.message_id + " of SQS queue '" + info->name +
+    report("released message " + excerpt(w.message_id) + " of SQS queue '" + info->name +
            "': " + why.message +
            (undone ? std::string{}
                    : " (releasing failed too: it reappears after its visibility timeout)"));
@@ -1498,12 +1498,12 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
                   "qrt cannot say under which id");
     }
     if (!r.md5_of_body.empty() && !md5_of_body_is(w.body, r.md5_of_body)) {
-      return fail(errc::protocol_error, "SQS stored message " + r.message_id +
+      return fail(errc::protocol_error, "SQS stored message " + excerpt(r.message_id) +
                                             " with a body MD5 that differs from what was sent");
     }
     if (!r.md5_of_attributes.empty() && r.md5_of_attributes != md5_of_attributes(w.attributes)) {
       return fail(errc::protocol_error,
-                  "SQS stored message " + r.message_id +
+                  "SQS stored message " + excerpt(r.message_id) +
                       " with an attributes MD5 that differs from what was sent");
     }
     return r.message_id;

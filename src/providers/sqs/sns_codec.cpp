@@ -865,8 +865,7 @@ error map_error(std::string_view code, std::string_view message, unsigned http_s
                  "FilterPolicyLimitExceededException", "InvalidAction"})) {
     c = errc::invalid_argument;
   }
-  error e{c, "SNS: " + (message.empty() ? std::string(code) : std::string(message)),
-          std::string(code)};
+  error e{c, "SNS: " + server_text(message.empty() ? code : message), server_text(code)};
   if (c == errc::provider_error &&
       (http_status >= 500 ||
        is({"InternalError", "InternalErrorException", "ServiceUnavailable"}))) {

@@ -671,3 +671,51 @@ TEST_F(SqsProviderErrors, AFifoIdSqsCannotTakeFailsOnlyItsOwnMessage) {
   }
   EXPECT_EQ(sent_ids, (std::vector<std::string>{"order-1", "order-4"}));
 }
+
+// A message id or a batch entry's error message is the server's text: printed as it came, one
+// with a line break or a terminal escape forged lines in the log that `warn` writes to, and a
+// long one made every line about it as long. Warnings and errors show it cut short, with such
+// characters replaced.
+TEST_F(SqsProviderErrors, AServersMessageIdCannotForgeOrFloodTheLog) {
+  const std::string hostile_id = "bad\\nqrt: all fine\\u001b[2J" + std::string(10'000, 'x');
+  local_http_server server([&](const seen_request& r) {
+    const auto target = target_of(r);
+    if (target == "AmazonSQS.GetQueueUrl") return queue_url;
+    if (target == "AmazonSQS.GetQueueAttributes") return visibility;
+    if (target == "AmazonSQS.ReceiveMessage") {
+      return canned_response{200,
+                             R"({"Messages":[)" + received_entry(hostile_id, "b", true) + "]}"};
+    }
+    if (target == "AmazonSQS.SendMessageBatch") {
+      return canned_response{200, R"({"Failed":[{"Id":"0","Code":"InvalidParameterValue",)"
+                                  R"("SenderFault":true,"Message":")" +
+                                      hostile_id + R"("}]})"};
+    }
+    return canned_response{200, "{}"};
+  });
+  std::vector<std::string> warnings;
+  sqs::options o;
+  o.endpoint = server.url();
+  o.region = "us-east-1";
+  o.access_key_id = "AKIDEXAMPLE";
+  o.secret_access_key = "do-not-print-this-secret";
+  o.max_retries = 0;
+  o.warn = [&](const std::string& line) { warnings.push_back(line); };
+  auto p = sqs::make_provider(o, io_.get_executor()).value();
+  auto r = run(p->receive(queue_name::from("q"), 10, 0ms));
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, errc::protocol_error);
+  ASSERT_EQ(warnings.size(), 1u);
+  std::vector<message> two(2);
+  two[0].body = "x";
+  two[1].body = "y";
+  auto sent = run(p->send(queue_name::from("q"), two, 2s));
+  ASSERT_TRUE(sent) << sent.error().to_string();
+  ASSERT_FALSE(sent->at(0));
+  for (const std::string& text : {warnings[0], r.error().message, sent->at(0).error().message}) {
+    EXPECT_NE(text.find("bad"), std::string::npos) << text;
+    EXPECT_EQ(text.find('\n'), std::string::npos) << text;
+    EXPECT_EQ(text.find('\x1b'), std::string::npos) << text;
+    EXPECT_LT(text.size(), 1'000u);
+  }
+}
