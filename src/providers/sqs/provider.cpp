@@ -1674,6 +1674,15 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
     if (!entry) co_return entry.error();
     auto moved = co_await move_to_dead_letter(*entry, s.reason, s.description);
     if (!moved) co_return moved.error();
+    if (clock::now() >= entry->locked_until) {
+      // As for a complete (settle_batch): a delete SQS answered after the lock ran out may
+      // have come when the message was another consumer's, and SQS reports that success
+      // without deleting. The entry stays, so the receipt keeps failing as expired.
+      co_return fail(errc::receipt_expired,
+                     "the copy is in the dead-letter queue, but SQS answered the delete after "
+                     "the message's visibility timeout ran out: the message may be delivered "
+                     "again");
+    }
     settled(s.receipt);
     co_return result<void>{};
   }

@@ -9,7 +9,9 @@
 #include <boost/asio/use_future.hpp>
 #include <boost/json.hpp>
 #include <mutex>
+#include <optional>
 #include <qrt/sqs.hpp>
+#include <thread>
 
 #include "../../support/run.hpp"
 #include "codec.hpp"
@@ -718,4 +720,57 @@ TEST_F(SqsProviderErrors, AServersMessageIdCannotForgeOrFloodTheLog) {
     EXPECT_EQ(text.find('\x1b'), std::string::npos) << text;
     EXPECT_LT(text.size(), 1'000u);
   }
+}
+
+// The delete that ends a dead-letter move answered only after the message's lock ran out: SQS
+// may have handed the message to another consumer by then, and answers a delete with the old
+// receipt handle with success without deleting. As with a complete, that is no move qrt can
+// vouch for: the copy is in the dead-letter queue, and the original may be delivered again.
+TEST_F(SqsProviderErrors, ADeadLetterWhoseDeleteIsAnsweredAfterTheLockRanOutIsNotReportedDone) {
+  std::mutex mutex;
+  std::optional<time_point> lock_ends;
+  std::atomic<int> copies{0};
+  local_http_server server([&](const seen_request& r) {
+    const auto target = target_of(r);
+    if (target == "AmazonSQS.GetQueueUrl") return queue_url;
+    if (target == "AmazonSQS.ReceiveMessage") {
+      return canned_response{200, R"({"Messages":[)" + received_entry("m1", "body") + "]}"};
+    }
+    if (target == "AmazonSQS.SendMessage") {
+      ++copies;
+      return canned_response{200, R"({"MessageId":"copy"})"};
+    }
+    if (target == "AmazonSQS.DeleteMessageBatch") {
+      std::optional<time_point> until;
+      {
+        std::lock_guard lock(mutex);
+        until = lock_ends;
+      }
+      // The fault: the answer is held up until the lock has run out.
+      if (until) std::this_thread::sleep_until(*until + 10ms);
+      return canned_response{200, R"({"Successful":[{"Id":"0"}]})"};
+    }
+    return canned_response{400, R"({"__type":"InvalidAction"})"};
+  });
+  sqs::options o;
+  o.endpoint = server.url();
+  o.region = "us-east-1";
+  o.access_key_id = "AKIDEXAMPLE";
+  o.secret_access_key = "do-not-print-this-secret";
+  o.max_retries = 0;
+  o.visibility_timeout = std::chrono::seconds(1);
+  auto p = sqs::make_provider(o, io_.get_executor()).value();
+  auto got = run(p->receive(queue_name::from("q"), 1, 0ms));
+  ASSERT_TRUE(got && got->size() == 1u);
+  {
+    std::lock_guard lock(mutex);
+    lock_ends = got->front().locked_until;
+  }
+  std::vector<settlement> move;
+  move.push_back(settlement::dead_letter(got->front().receipt, "Poison", "held-up delete"));
+  auto r = run(p->settle(std::move(move)));
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(copies, 1);
+  ASSERT_FALSE(r[0]) << "a move whose delete was answered after the lock ran out was reported done";
+  EXPECT_EQ(r[0].error().code, errc::receipt_expired) << r[0].error().to_string();
 }
