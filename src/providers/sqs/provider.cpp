@@ -434,6 +434,10 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
       }
       // A released message is visible again at once: polling on would only fetch it again.
       if (released) break;
+      // A full answer can leave nothing to hand out (each message dead-lettered, or its lock
+      // run out on the way): ask again only while the wait lasts. The check below is reached
+      // only after an answer with fewer messages than asked for.
+      if (out.empty() && steady::now() >= deadline) break;
       if (static_cast<int>(batch->size()) < per_call) {
         if (!out.empty() || steady::now() >= deadline || wait_s == 0) break;
       }

@@ -774,3 +774,45 @@ TEST_F(SqsProviderErrors, ADeadLetterWhoseDeleteIsAnsweredAfterTheLockRanOutIsNo
   ASSERT_FALSE(r[0]) << "a move whose delete was answered after the lock ran out was reported done";
   EXPECT_EQ(r[0].error().code, errc::receipt_expired) << r[0].error().to_string();
 }
+
+// A receive whose answers are full but leave nothing to hand out (each message dead-lettered as
+// undecodable, or its lock run out on the way) asked again at once, without end: the check
+// against its wait was reached only after an answer with fewer messages than asked for. A server
+// answering every call with one such message kept a receive with no wait at all going forever.
+TEST_F(SqsProviderErrors, AReceiveWhoseAnswersLeaveNothingToHandOutEndsWithItsWait) {
+  std::atomic<int> receives{0};
+  local_http_server server([&](const seen_request& r) {
+    const auto target = target_of(r);
+    if (target == "AmazonSQS.GetQueueUrl") return queue_url;
+    if (target == "AmazonSQS.GetQueueAttributes") return visibility;
+    if (target == "AmazonSQS.ReceiveMessage") {
+      // Bounded so that the test ends even where the receive does not.
+      if (++receives > 50) return canned_response{200, "{}"};
+      const std::string md5 =
+          sqs::detail::md5_of_attributes({{"qrt.body_encoding", {"String", "rot13"}}});
+      return canned_response{
+          200, R"({"Messages":[{"MessageId":"u","ReceiptHandle":"rh-u","Body":"x",)"
+               R"("MD5OfBody":")" +
+                   sqs::detail::md5_of_body("x") + R"(","MD5OfMessageAttributes":")" + md5 +
+                   R"(","MessageAttributes":{"qrt.body_encoding":{"DataType":"String",)"
+                   R"("StringValue":"rot13"}}}]})"};
+    }
+    if (target == "AmazonSQS.SendMessage") return canned_response{200, R"({"MessageId":"c"})"};
+    if (target == "AmazonSQS.DeleteMessageBatch") {
+      return canned_response{200, R"({"Successful":[{"Id":"0"}]})"};
+    }
+    return canned_response{400, R"({"__type":"InvalidAction"})"};
+  });
+  sqs::options o;
+  o.endpoint = server.url();
+  o.region = "us-east-1";
+  o.access_key_id = "AKIDEXAMPLE";
+  o.secret_access_key = "do-not-print-this-secret";
+  o.max_retries = 0;
+  o.warn = [](const std::string&) {};
+  auto p = sqs::make_provider(o, io_.get_executor()).value();
+  auto r = run(p->receive(queue_name::from("q"), 1, 0ms));
+  ASSERT_TRUE(r) << r.error().to_string();
+  EXPECT_TRUE(r->empty());
+  EXPECT_EQ(receives, 1) << "a receive without a wait asked again";
+}
