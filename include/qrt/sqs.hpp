@@ -45,7 +45,7 @@ struct options {
   int max_number_of_messages = 10;
   /// Longest long poll per ReceiveMessage call (0-20 s); a longer receive wait polls again.
   seconds wait_time_seconds{20};
-  /// Visibility timeout asked for on receive (0-43200 s) and used by renew_lock;
+  /// Visibility timeout asked for on receive (1-43200 s: it is the lock) and used by renew_lock;
   /// nullopt: the queue's own VisibilityTimeout.
   std::optional<seconds> visibility_timeout;
   /// FIFO: send a ReceiveRequestAttemptId so a receive retried after a network failure gets

@@ -28,6 +28,9 @@ using binder = qrt::detail::config_binder<options>;
 
 // The longest visibility SQS takes (12 hours).
 constexpr qrt::detail::duration_bounds visibility_bounds{seconds{0}, seconds{43'200}, true};
+// A receive's visibility is its lock: 0 would lock nothing (the message is visible again before
+// qrt could hand it out).
+constexpr qrt::detail::duration_bounds lock_bounds{seconds{1}, seconds{43'200}, true};
 
 // Every key options_from_config() accepts, read in this order (the preset first: it replaces
 // the options); known_keys() and the refusal of any other key come from here. Each one acts
@@ -77,8 +80,8 @@ const binder& keys() {
                        {seconds{0}, seconds{20}, true}),
       binder::duration("visibility_timeout", &options::visibility_timeout,
                        "visibility asked for on receive and by renew_lock (whole seconds, "
-                       "0-43200 s); unset: the queue's own",
-                       visibility_bounds),
+                       "1-43200 s); unset: the queue's own",
+                       lock_bounds),
       binder::flag("receive_request_attempt_id", &options::receive_request_attempt_id,
                    "FIFO: a retried receive gets the same messages back"),
       binder::duration("abandon_visibility", &options::abandon_visibility,

@@ -344,6 +344,13 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
       auto v = co_await queue_visibility(info);
       if (!v) co_return v.error();
       visibility = *v;
+      if (visibility == 0) {
+        // Nothing received could be handed out: SQS shows it to everyone again at once.
+        co_return fail(errc::invalid_argument,
+                       "SQS queue '" + info->name +
+                           "' has a VisibilityTimeout of 0, which locks nothing: set the "
+                           "visibility_timeout option or the queue's VisibilityTimeout");
+      }
     }
     std::vector<received_message> out;
     std::optional<error> released;  // why the last message this call had to release was
@@ -1155,6 +1162,13 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
   awaitable<result<created_queue>> create_pair(std::string name, std::string dlq, queue_options qo,
                                                std::string delivering_topic_arn) {
     const bool fifo = is_fifo_name(name);
+    // The lock is the queue's VisibilityTimeout, 1 s to 12 h on SQS: 0 would lock nothing
+    // (receives could hand nothing out), and a longer one was cut to 12 h without a word.
+    if (qo.lock_duration <= milliseconds::zero() || qo.lock_duration > std::chrono::hours(12)) {
+      co_return fail(errc::invalid_argument, "lock_duration of queue '" + name +
+                                                 "' must be more than 0 and at most 12 h "
+                                                 "(SQS's VisibilityTimeout)");
+    }
     if (auto paired = co_await check_pairing(name, dlq); !paired) co_return paired.error();
     std::map<std::string, std::string> dlq_attrs{{"MessageRetentionPeriod", "1209600"}};
     if (fifo) dlq_attrs["FifoQueue"] = "true";
@@ -1164,8 +1178,7 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
 
     std::map<std::string, std::string> attrs;
     if (fifo) attrs["FifoQueue"] = "true";
-    attrs["VisibilityTimeout"] =
-        std::to_string(std::clamp(ceil_seconds(qo.lock_duration), 0, 43'200));
+    attrs["VisibilityTimeout"] = std::to_string(ceil_seconds(qo.lock_duration));
     const std::size_t max_bytes =
         qo.max_message_bytes ? qo.max_message_bytes : opts_.max_message_bytes;
     attrs["MaximumMessageSize"] =
@@ -1933,9 +1946,10 @@ result<provider_ptr> make_provider(const options& opts, asio::any_io_executor ex
   if (opts.wait_time_seconds.count() < 0 || opts.wait_time_seconds.count() > 20) {
     return fail(errc::configuration_error, "field 'wait_time': must be 0-20 seconds");
   }
+  // 0 would lock nothing: every message would be visible again before qrt could hand it out.
   if (opts.visibility_timeout &&
-      (opts.visibility_timeout->count() < 0 || opts.visibility_timeout->count() > 43'200)) {
-    return fail(errc::configuration_error, "field 'visibility_timeout': must be 0-43200 seconds");
+      (opts.visibility_timeout->count() < 1 || opts.visibility_timeout->count() > 43'200)) {
+    return fail(errc::configuration_error, "field 'visibility_timeout': must be 1-43200 seconds");
   }
   if (opts.max_message_bytes < 1'024 || opts.max_message_bytes > 1'048'576) {
     return fail(errc::configuration_error, "field 'max_message_bytes': must be 1024-1048576");

@@ -775,6 +775,56 @@ TEST_F(SqsProviderErrors, ADeadLetterWhoseDeleteIsAnsweredAfterTheLockRanOutIsNo
   EXPECT_EQ(r[0].error().code, errc::receipt_expired) << r[0].error().to_string();
 }
 
+// A visibility timeout of 0 locks nothing: SQS hands the message out and shows it to everyone
+// again at once, so qrt's lock on it has run out before the answer is read and the message is
+// passed over. Every receive then answered "nothing" however many messages were waiting, and a
+// receive of more than one asked again at once, round after round, until its wait was over.
+// Set in the options it is refused; a queue's own 0 fails the receive, saying so.
+TEST_F(SqsProviderErrors, AZeroVisibilityTimeoutIsAnErrorNotAnEmptyQueue) {
+  boost::asio::io_context io;
+  sqs::options o;
+  o.endpoint = "http://127.0.0.1:9";
+  o.region = "us-east-1";
+  o.visibility_timeout = std::chrono::seconds(0);
+  auto refused = sqs::make_provider(o, io.get_executor());
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, errc::configuration_error);
+  EXPECT_NE(refused.error().message.find("visibility_timeout"), std::string::npos)
+      << refused.error().message;
+  config cfg{{"provider", "sqs"}, {"visibility_timeout", "0s"}};
+  EXPECT_FALSE(sqs::options_from_config(cfg)) << "a configuration gives no lock either";
+
+  std::atomic<int> receives{0};
+  local_http_server server([&](const seen_request& r) {
+    const auto target = target_of(r);
+    if (target == "AmazonSQS.GetQueueUrl") return queue_url;
+    if (target == "AmazonSQS.GetQueueAttributes") {
+      return canned_response{200, R"({"Attributes":{"VisibilityTimeout":"0"}})"};
+    }
+    if (target == "AmazonSQS.ReceiveMessage") {
+      ++receives;
+      return canned_response{200, R"({"Messages":[)" + received_entry("m1", "waiting") + "]}"};
+    }
+    return canned_response{400, R"({"__type":"InvalidAction"})"};
+  });
+  auto p = make(server.url(), 0);
+  auto r = run(p->receive(queue_name::from("q"), 1, 0ms));
+  ASSERT_FALSE(r) << "a waiting message was reported as an empty queue (" << receives
+                  << " receives)";
+  EXPECT_EQ(r.error().code, errc::invalid_argument) << r.error().to_string();
+  EXPECT_NE(r.error().message.find("VisibilityTimeout"), std::string::npos) << r.error().message;
+  EXPECT_EQ(receives, 0) << "nothing is received that could not be handed out";
+
+  // Nor does create_queue make such a queue, or cut a lock longer than SQS's 12 hours.
+  const int before = server.requests();
+  for (const auto lock : {milliseconds(0), milliseconds(std::chrono::hours(13))}) {
+    auto made = run(p->create_queue(queue_name::from("q2"), queue_options{.lock_duration = lock}));
+    ASSERT_FALSE(made) << lock.count();
+    EXPECT_EQ(made.error().code, errc::invalid_argument) << made.error().to_string();
+  }
+  EXPECT_EQ(server.requests(), before) << "nothing was created";
+}
+
 // A receive whose answers are full but leave nothing to hand out (each message dead-lettered as
 // undecodable, or its lock run out on the way) asked again at once, without end: the check
 // against its wait was reached only after an answer with fewer messages than asked for. A server
