@@ -1,5 +1,7 @@
 #include "net/http.hpp"
 
+#include <sys/socket.h>
+
 #include <array>
 #include <atomic>
 #include <boost/asio/as_tuple.hpp>
@@ -15,6 +17,7 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 #include <cctype>
+#include <cerrno>
 #include <charconv>
 #include <deque>
 #include <mutex>
@@ -307,6 +310,18 @@ struct connection {
     const bool in_tls = secure && SSL_pending(secure->native_handle()) > 0;
     return buffer.size() != 0 || ec || pending != 0 || in_tls;
   }
+  /// True when the server closed the connection (or reset it) while it sat idle. A call that
+  /// used it would write its request into a connection no one reads, and could tell that from a
+  /// request the server took and then dropped only by sending it again, which a request that is
+  /// not idempotent (a send) must not be.
+  bool closed_by_server() {
+    char byte = 0;
+    const auto got = ::recv(lowest().socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (got == 0) return true;  // end of stream: the server's FIN
+    return got < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
+  }
+  /// Set once a call wrote its whole request on this connection.
+  bool request_written = false;
 };
 
 /// A call waiting at max_connections for a connection (or the right to open one). It lives in
@@ -662,6 +677,7 @@ struct http_pool::impl : std::enable_shared_from_this<http_pool::impl> {
     auto [wec, written] = co_await asio::async_write(stream, bytes, use_tuple);
     meter.sent(written);
     if (wec) co_return wec;
+    c.request_written = true;
     auto [rec, read] = co_await http::async_read(stream, c.buffer, *parser, use_tuple);
     meter.received(read);
     // An interim answer (1xx: "100 Continue", "103 Early Hints") comes before the answer to
@@ -782,10 +798,12 @@ asio::awaitable<result<http_response>> http_pool::send(http_request request,
     }
   } slot{self};
   std::unique_ptr<connection> c = std::move(*acquired);
-  if (c && c->has_unasked_bytes()) c.reset();  // the slot opens a fresh connection instead
+  // The slot opens a fresh connection instead of one that is no longer a clean, open one.
+  if (c && (c->has_unasked_bytes() || c->closed_by_server())) c.reset();
 
-  // At most two tries: a reused keep-alive connection may have been closed by the server
-  // just before we used it; that failure says nothing about the server, so try a fresh one.
+  // At most two tries: a reused keep-alive connection may have been closed by the server just
+  // before we used it, and failed our write; that says nothing about the server, so try a fresh
+  // one. Once the whole request was written, it may have been carried out: no second try.
   for (int attempt = 0;; ++attempt) {
     const bool reused = c != nullptr;
     if (!c) {
@@ -793,6 +811,7 @@ asio::awaitable<result<http_response>> http_pool::send(http_request request,
       if (!opened) co_return opened.error();
       c = std::move(*opened);
     }
+    c->request_written = false;
     std::optional<response_parser> parser;
     parser.emplace();
     apply_limits(*parser, self->settings.max_response_bytes);
@@ -801,7 +820,7 @@ asio::awaitable<result<http_response>> http_pool::send(http_request request,
     if (ec) {
       // Past this point the request may have been written; only a fresh try on a stale
       // keep-alive connection (below, nothing read back) is known not to have been taken.
-      const bool stale_retry = reused && attempt == 0 && !parser->got_some() &&
+      const bool stale_retry = reused && attempt == 0 && !c->request_written &&
                                ec != beast::error::timeout && !is_http_parse_error(ec);
       if (reached_server && !stale_retry) *reached_server = true;
       if (ec == beast::error::timeout) {
@@ -812,7 +831,7 @@ asio::awaitable<result<http_response>> http_pool::send(http_request request,
       if (is_http_parse_error(ec)) {
         co_return refused_answer(ec, self->ep.to_string(), self->settings.max_response_bytes);
       }
-      if (reused && attempt == 0 && !parser->got_some()) {
+      if (stale_retry) {
         c.reset();  // the same slot opens a fresh connection
         continue;
       }

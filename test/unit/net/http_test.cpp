@@ -14,8 +14,10 @@
 #include <boost/asio/streambuf.hpp>
 #include <boost/asio/use_future.hpp>
 #include <boost/asio/write.hpp>
+#include <condition_variable>
 #include <future>
 #include <memory>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -148,6 +150,68 @@ class keep_alive_server {
   asio::ip::tcp::acceptor acceptor_;
   std::atomic<bool> stopping_{false};
   std::atomic<int> requests_{0};
+  std::thread thread_;
+};
+
+// On every connection: answers the first request, keeping the connection alive, then closes
+// it. With `take_next`, it first reads the next request on it and closes without an answer (a
+// server that took the request and went away before answering); without, it closes at once (a
+// server giving up an idle keep-alive connection). closes() counts the connections it closed.
+class closing_server {
+ public:
+  explicit closing_server(bool take_next)
+      : take_next_(take_next),
+        acceptor_(io_, {asio::ip::make_address("127.0.0.1"), 0}),
+        thread_([this] { run(); }) {}
+  ~closing_server() {
+    stopping_ = true;
+    boost::system::error_code ec;
+    asio::ip::tcp::socket wake(io_);
+    wake.connect(acceptor_.local_endpoint(), ec);
+    thread_.join();
+  }
+  net::endpoint target() const {
+    return net::endpoint{false, "127.0.0.1", acceptor_.local_endpoint().port()};
+  }
+  int requests() const { return requests_; }
+  /// True once `n` connections were closed by the server (false after 5 s).
+  bool wait_for_closes(int n) {
+    std::unique_lock lock(mutex_);
+    return closed_changed_.wait_for(lock, 5s, [&] { return closes_ >= n; });
+  }
+
+ private:
+  void run() {
+    while (!stopping_) {
+      asio::ip::tcp::socket socket(io_);
+      boost::system::error_code ec;
+      acceptor_.accept(socket, ec);
+      if (ec || stopping_) return;
+      asio::streambuf head;
+      const auto n = asio::read_until(socket, head, "\r\n\r\n", ec);
+      if (ec) continue;
+      head.consume(n);
+      ++requests_;
+      asio::write(socket,
+                  asio::buffer(std::string("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")), ec);
+      if (take_next_ && !ec) {
+        asio::read_until(socket, head, "\r\n\r\n", ec);
+        if (!ec) ++requests_;
+      }
+      socket.close(ec);
+      std::lock_guard lock(mutex_);
+      ++closes_;
+      closed_changed_.notify_all();
+    }
+  }
+  bool take_next_;
+  asio::io_context io_;
+  asio::ip::tcp::acceptor acceptor_;
+  std::atomic<bool> stopping_{false};
+  std::atomic<int> requests_{0};
+  std::mutex mutex_;
+  std::condition_variable closed_changed_;
+  int closes_ = 0;
   std::thread thread_;
 };
 
@@ -284,6 +348,51 @@ TEST(HttpClient, AnAnswerSentOnAnIdleConnectionIsNotTheNextCallsAnswer) {
   io.run();
   for (const auto& answer : f.get()) EXPECT_EQ(answer, "200 ok");
   EXPECT_EQ(server.requests(), 2);
+}
+
+// A keep-alive connection the server closed while it sat idle is not used again: the next call
+// goes out on a fresh connection and is answered.
+TEST(HttpClient, AConnectionTheServerClosedWhileIdleIsNotUsedAgain) {
+  closing_server server(/*take_next=*/false);
+  asio::io_context io;
+  net::http_pool pool(io.get_executor(), server.target(), net::http_settings{});
+  auto calls = [&]() -> asio::awaitable<std::vector<std::string>> {
+    std::vector<std::string> answers;
+    for (int i = 0; i < 2; ++i) {
+      auto r = co_await pool.send(get(), 5s);
+      answers.push_back(r ? r->body : "error: " + r.error().to_string());
+      if (i == 0 && !server.wait_for_closes(1)) answers.push_back("the server never closed");
+    }
+    co_return answers;
+  };
+  auto f = asio::co_spawn(io, calls(), asio::use_future);
+  io.run();
+  EXPECT_EQ(f.get(), (std::vector<std::string>{"ok", "ok"}));
+  EXPECT_EQ(server.requests(), 2);
+}
+
+// A request written whole on a reused connection may have been carried out even if the
+// connection then closes without an answer: the call fails as one whose outcome is unknown
+// (it reached the server), and the pool does not send it again on its own, or a send it
+// repeated would be stored twice behind the caller's back.
+TEST(HttpClient, ARequestWrittenOnAReusedConnectionIsNotSentAgainByThePool) {
+  closing_server server(/*take_next=*/true);
+  asio::io_context io;
+  net::http_pool pool(io.get_executor(), server.target(), net::http_settings{});
+  bool reached = false;
+  auto calls = [&]() -> asio::awaitable<std::vector<std::string>> {
+    std::vector<std::string> answers;
+    for (int i = 0; i < 2; ++i) {
+      auto r = co_await pool.send(get(), 5s, i == 1 ? &reached : nullptr);
+      answers.push_back(r ? r->body : std::string(to_string(r.error().code)));
+    }
+    co_return answers;
+  };
+  auto f = asio::co_spawn(io, calls(), asio::use_future);
+  io.run();
+  EXPECT_EQ(f.get(), (std::vector<std::string>{"ok", "connection_failed"}));
+  EXPECT_TRUE(reached) << "a request the server may have carried out was reported as not sent";
+  EXPECT_EQ(server.requests(), 2) << "the pool sent the request a second time";
 }
 
 // Interim answers (1xx) may come before the answer to a request even when the client asked for
