@@ -29,29 +29,33 @@ class stats_fails_once final : public qrt::test::forwarding_provider {
   std::atomic<int> calls_{0};
 };
 
-// client_options::on_retry runs on the facade's thread: a blocking call from there would wait
-// for an operation only that thread can run, while it waits in the call. Such a call fails at
-// once, saying why, and the call being retried carries on.
-TEST(SyncClient, ACallFromItsOwnThreadFailsInsteadOfWaitingForItself) {
+// A blocking client over stats_fails_once whose retry layer retries at once and calls
+// `on_retry` from the facade's thread.
+qrt::sync::queue_client open_retrying(qrt::retry_observer on_retry) {
   qrt::provider_registry registry;
   registry.add(
       "scripted",
       [](const qrt::config&, boost::asio::any_io_executor) -> qrt::result<qrt::provider_ptr> {
         return std::make_shared<stats_fails_once>();
       });
+  auto retry = qrt::retry_policy::fixed_interval(1ms);
+  retry.jitter = 0;
+  return qrt::sync::queue_client::open(qrt::config{{"provider", "scripted"}}, registry,
+                                       {.retry = retry, .on_retry = std::move(on_retry)})
+      .value();
+}
+
+// client_options::on_retry runs on the facade's thread: a blocking call from there would wait
+// for an operation only that thread can run, while it waits in the call. Such a call fails at
+// once, saying why, and the call being retried carries on.
+TEST(SyncClient, ACallFromItsOwnThreadFailsInsteadOfWaitingForItself) {
   qrt::sync::queue_client* self = nullptr;
   std::optional<qrt::result<qrt::message_id>> sent_from_callback;
   std::optional<std::vector<qrt::result<void>>> settled_from_callback;
-  auto retry = qrt::retry_policy::fixed_interval(1ms);
-  retry.jitter = 0;
-  qrt::client_options options{
-      .retry = retry, .on_retry = [&](std::string_view, const qrt::queue_name*, const qrt::error&) {
-        sent_from_callback = self->send(facade_queue, qrt::message{.body = "inner"});
-        settled_from_callback = self->settle({qrt::settlement::complete(qrt::receipt_handle{})});
-      }};
-  auto client =
-      qrt::sync::queue_client::open(qrt::config{{"provider", "scripted"}}, registry, options)
-          .value();
+  auto client = open_retrying([&](std::string_view, const qrt::queue_name*, const qrt::error&) {
+    sent_from_callback = self->send(facade_queue, qrt::message{.body = "inner"});
+    settled_from_callback = self->settle({qrt::settlement::complete(qrt::receipt_handle{})});
+  });
   self = &client;
 
   auto stats = client.stats(facade_queue);
@@ -70,24 +74,12 @@ TEST(SyncClient, ACallFromItsOwnThreadFailsInsteadOfWaitingForItself) {
 // close() from there cannot wait for the provider to close either: it returns, and the
 // provider closes once the callback is done.
 TEST(SyncClient, CloseFromItsOwnThreadReturns) {
-  qrt::provider_registry registry;
-  registry.add(
-      "scripted",
-      [](const qrt::config&, boost::asio::any_io_executor) -> qrt::result<qrt::provider_ptr> {
-        return std::make_shared<stats_fails_once>();
-      });
   qrt::sync::queue_client* self = nullptr;
   bool closed_in_callback = false;
-  auto retry = qrt::retry_policy::fixed_interval(1ms);
-  retry.jitter = 0;
-  qrt::client_options options{
-      .retry = retry, .on_retry = [&](std::string_view, const qrt::queue_name*, const qrt::error&) {
-        self->close();
-        closed_in_callback = true;
-      }};
-  auto client =
-      qrt::sync::queue_client::open(qrt::config{{"provider", "scripted"}}, registry, options)
-          .value();
+  auto client = open_retrying([&](std::string_view, const qrt::queue_name*, const qrt::error&) {
+    self->close();
+    closed_in_callback = true;
+  });
   self = &client;
   (void)client.stats(facade_queue);
   EXPECT_TRUE(closed_in_callback);

@@ -15,6 +15,7 @@
 #include <boost/asio/use_future.hpp>
 #include <boost/asio/write.hpp>
 #include <condition_variable>
+#include <functional>
 #include <future>
 #include <memory>
 #include <mutex>
@@ -27,16 +28,17 @@ namespace asio = boost::asio;
 
 namespace {
 
-// Answers every request with the same raw bytes; `hold` keeps the connection open afterwards
-// (a server that never finishes its answer). 127.0.0.1, kernel-chosen port.
-class raw_server {
+// Accepts connections on 127.0.0.1 (kernel-chosen port) on its own thread and hands each one to
+// `serve`, one at a time, until it is destroyed. Declared last in the servers below, so that it
+// starts once the members `serve` uses exist, and stops before they go.
+class accept_loop {
  public:
-  raw_server(std::string reply, bool hold)
-      : reply_(std::move(reply)),
-        hold_(hold),
+  using serve_fn = std::function<void(asio::ip::tcp::socket)>;
+  explicit accept_loop(serve_fn serve)
+      : serve_(std::move(serve)),
         acceptor_(io_, {asio::ip::make_address("127.0.0.1"), 0}),
         thread_([this] { run(); }) {}
-  ~raw_server() {
+  ~accept_loop() {
     stopping_ = true;
     boost::system::error_code ec;
     asio::ip::tcp::socket wake(io_);
@@ -46,31 +48,49 @@ class raw_server {
   net::endpoint target() const {
     return net::endpoint{false, "127.0.0.1", acceptor_.local_endpoint().port()};
   }
-  int requests() const { return requests_; }
+  /// Keeps `socket` open until the loop ends (from `serve`, on the loop's thread).
+  void hold(asio::ip::tcp::socket socket) { held_.push_back(std::move(socket)); }
 
  private:
   void run() {
     while (!stopping_) {
-      auto socket = std::make_unique<asio::ip::tcp::socket>(io_);
+      asio::ip::tcp::socket socket(io_);
       boost::system::error_code ec;
-      acceptor_.accept(*socket, ec);
+      acceptor_.accept(socket, ec);
       if (ec || stopping_) return;
-      asio::streambuf head;
-      asio::read_until(*socket, head, "\r\n\r\n", ec);
-      if (ec) continue;
-      ++requests_;
-      asio::write(*socket, asio::buffer(reply_), ec);
-      if (hold_) held_.push_back(std::move(socket));
+      serve_(std::move(socket));
     }
   }
-  std::string reply_;
-  bool hold_;
+  serve_fn serve_;
   asio::io_context io_;
   asio::ip::tcp::acceptor acceptor_;
   std::atomic<bool> stopping_{false};
-  std::atomic<int> requests_{0};
-  std::vector<std::unique_ptr<asio::ip::tcp::socket>> held_;
+  std::vector<asio::ip::tcp::socket> held_;  // closed before io_ goes
   std::thread thread_;
+};
+
+// Answers every request with the same raw bytes; `hold` keeps the connection open afterwards
+// (a server that never finishes its answer).
+class raw_server {
+ public:
+  raw_server(std::string reply, bool hold) : reply_(std::move(reply)), hold_(hold) {}
+  net::endpoint target() const { return loop_.target(); }
+  int requests() const { return requests_; }
+
+ private:
+  void serve(asio::ip::tcp::socket socket) {
+    boost::system::error_code ec;
+    asio::streambuf head;
+    asio::read_until(socket, head, "\r\n\r\n", ec);
+    if (ec) return;
+    ++requests_;
+    asio::write(socket, asio::buffer(reply_), ec);
+    if (hold_) loop_.hold(std::move(socket));
+  }
+  std::string reply_;
+  bool hold_;
+  std::atomic<int> requests_{0};
+  accept_loop loop_{[this](asio::ip::tcp::socket s) { serve(std::move(s)); }};
 };
 
 result<net::http_response> call(const net::endpoint& target, net::http_request request,
@@ -105,52 +125,31 @@ std::string chunked_body(std::size_t total) {
 class keep_alive_server {
  public:
   explicit keep_alive_server(std::string reply, std::string then_close = {})
-      : reply_(std::move(reply)),
-        then_close_(std::move(then_close)),
-        acceptor_(io_, {asio::ip::make_address("127.0.0.1"), 0}),
-        thread_([this] { run(); }) {}
-  ~keep_alive_server() {
-    stopping_ = true;
-    boost::system::error_code ec;
-    asio::ip::tcp::socket wake(io_);
-    wake.connect(acceptor_.local_endpoint(), ec);
-    thread_.join();
-  }
-  net::endpoint target() const {
-    return net::endpoint{false, "127.0.0.1", acceptor_.local_endpoint().port()};
-  }
+      : reply_(std::move(reply)), then_close_(std::move(then_close)) {}
+  net::endpoint target() const { return loop_.target(); }
   int requests() const { return requests_; }
 
  private:
-  void run() {
-    // One connection at a time is enough for calls made one after the other.
-    while (!stopping_) {
-      asio::ip::tcp::socket socket(io_);
-      boost::system::error_code ec;
-      acceptor_.accept(socket, ec);
-      if (ec || stopping_) return;
-      asio::streambuf head;
-      for (;;) {
-        const auto n = asio::read_until(socket, head, "\r\n\r\n", ec);
-        if (ec) break;
-        head.consume(n);
-        ++requests_;
-        asio::write(socket, asio::buffer(reply_), ec);
-        if (ec) break;
-        if (!then_close_.empty()) {
-          asio::write(socket, asio::buffer(then_close_), ec);
-          break;
-        }
+  void serve(asio::ip::tcp::socket socket) {
+    boost::system::error_code ec;
+    asio::streambuf head;
+    for (;;) {
+      const auto n = asio::read_until(socket, head, "\r\n\r\n", ec);
+      if (ec) return;
+      head.consume(n);
+      ++requests_;
+      asio::write(socket, asio::buffer(reply_), ec);
+      if (ec) return;
+      if (!then_close_.empty()) {
+        asio::write(socket, asio::buffer(then_close_), ec);
+        return;
       }
     }
   }
   std::string reply_;
   std::string then_close_;
-  asio::io_context io_;
-  asio::ip::tcp::acceptor acceptor_;
-  std::atomic<bool> stopping_{false};
   std::atomic<int> requests_{0};
-  std::thread thread_;
+  accept_loop loop_{[this](asio::ip::tcp::socket s) { serve(std::move(s)); }};
 };
 
 // On every connection: answers the first request, keeping the connection alive, then closes
@@ -159,20 +158,8 @@ class keep_alive_server {
 // server giving up an idle keep-alive connection). closes() counts the connections it closed.
 class closing_server {
  public:
-  explicit closing_server(bool take_next)
-      : take_next_(take_next),
-        acceptor_(io_, {asio::ip::make_address("127.0.0.1"), 0}),
-        thread_([this] { run(); }) {}
-  ~closing_server() {
-    stopping_ = true;
-    boost::system::error_code ec;
-    asio::ip::tcp::socket wake(io_);
-    wake.connect(acceptor_.local_endpoint(), ec);
-    thread_.join();
-  }
-  net::endpoint target() const {
-    return net::endpoint{false, "127.0.0.1", acceptor_.local_endpoint().port()};
-  }
+  explicit closing_server(bool take_next) : take_next_(take_next) {}
+  net::endpoint target() const { return loop_.target(); }
   int requests() const { return requests_; }
   /// True once `n` connections were closed by the server (false after 5 s).
   bool wait_for_closes(int n) {
@@ -181,38 +168,30 @@ class closing_server {
   }
 
  private:
-  void run() {
-    while (!stopping_) {
-      asio::ip::tcp::socket socket(io_);
-      boost::system::error_code ec;
-      acceptor_.accept(socket, ec);
-      if (ec || stopping_) return;
-      asio::streambuf head;
-      const auto n = asio::read_until(socket, head, "\r\n\r\n", ec);
-      if (ec) continue;
-      head.consume(n);
-      ++requests_;
-      asio::write(socket,
-                  asio::buffer(std::string("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")), ec);
-      if (take_next_ && !ec) {
-        asio::read_until(socket, head, "\r\n\r\n", ec);
-        if (!ec) ++requests_;
-      }
-      socket.close(ec);
-      std::lock_guard lock(mutex_);
-      ++closes_;
-      closed_changed_.notify_all();
+  void serve(asio::ip::tcp::socket socket) {
+    boost::system::error_code ec;
+    asio::streambuf head;
+    const auto n = asio::read_until(socket, head, "\r\n\r\n", ec);
+    if (ec) return;
+    head.consume(n);
+    ++requests_;
+    asio::write(socket, asio::buffer(std::string("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")),
+                ec);
+    if (take_next_ && !ec) {
+      asio::read_until(socket, head, "\r\n\r\n", ec);
+      if (!ec) ++requests_;
     }
+    socket.close(ec);
+    std::lock_guard lock(mutex_);
+    ++closes_;
+    closed_changed_.notify_all();
   }
   bool take_next_;
-  asio::io_context io_;
-  asio::ip::tcp::acceptor acceptor_;
-  std::atomic<bool> stopping_{false};
   std::atomic<int> requests_{0};
   std::mutex mutex_;
   std::condition_variable closed_changed_;
   int closes_ = 0;
-  std::thread thread_;
+  accept_loop loop_{[this](asio::ip::tcp::socket s) { serve(std::move(s)); }};
 };
 
 }  // namespace
