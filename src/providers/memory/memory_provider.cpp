@@ -63,8 +63,8 @@ delivery_key key_of(const receipt_handle& r) {
 /// It also lets go of waiters whose coroutines' context shuts down while they are parked
 /// (abandon(), through core/abandon_on_shutdown.hpp): with persistence, a provider kept alive
 /// by such a coroutine would never release its directory.
-class wake_timer : public std::enable_shared_from_this<wake_timer>,
-                   public qrt::detail::holds_handlers {
+class wake_timer final : public std::enable_shared_from_this<wake_timer>,
+                         public qrt::detail::holds_handlers {
  public:
   explicit wake_timer(asio::any_io_executor ex) : timer_(std::move(ex)) {}
 
