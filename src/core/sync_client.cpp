@@ -1,3 +1,4 @@
+#include <atomic>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/executor_work_guard.hpp>
@@ -18,7 +19,7 @@ struct queue_client::impl {
   asio::executor_work_guard<asio::io_context::executor_type> guard{io.get_executor()};
   std::thread thread{[this] { qrt::detail::run_io_loop(io, "blocking client"); }};
   std::optional<qrt::queue_client> client;
-  bool closed = false;
+  std::atomic<bool> closed{false};  ///< close() may be called from several threads at once
 
   ~impl() {
     shutdown();
@@ -46,8 +47,7 @@ struct queue_client::impl {
   }
 
   void shutdown() {
-    if (closed || !client) return;
-    closed = true;
+    if (!client || closed.exchange(true)) return;
     if (on_own_thread()) {
       // Nothing can be waited for here (see on_own_thread): the close runs after the callback.
       asio::co_spawn(io, client->close(), asio::detached);

@@ -3,8 +3,10 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <latch>
 #include <optional>
 #include <qrt/sync_client.hpp>
+#include <thread>
 
 #include "../support/forwarding_provider.hpp"
 #include "../support/recording_provider.hpp"
@@ -15,6 +17,9 @@ namespace {
 
 const auto facade_queue = qrt::queue_name::from("facade_queue");
 
+// How many times any stats_fails_once was closed.
+std::atomic<int> provider_closes{0};
+
 // Its first stats call fails transiently, so the client's retry layer retries it (and tells
 // client_options::on_retry); the rest is the recording provider's.
 class stats_fails_once final : public qrt::test::forwarding_provider {
@@ -23,6 +28,10 @@ class stats_fails_once final : public qrt::test::forwarding_provider {
   qrt::awaitable<qrt::result<qrt::queue_stats>> stats(const qrt::queue_name&) override {
     if (calls_++ == 0) co_return qrt::fail(qrt::errc::connection_failed, "dropped");
     co_return qrt::queue_stats{};
+  }
+  qrt::awaitable<void> close() override {
+    ++provider_closes;
+    return forwarding_provider::close();
   }
 
  private:
@@ -84,6 +93,22 @@ TEST(SyncClient, CloseFromItsOwnThreadReturns) {
   (void)client.stats(facade_queue);
   EXPECT_TRUE(closed_in_callback);
   client.close();  // already closed: returns at once
+}
+
+// close() from two threads at once: both return and the provider is closed once (under TSan,
+// the facade's own record of being closed is not a data race).
+TEST(SyncClient, CloseFromTwoThreadsAtOnceClosesOnce) {
+  auto client = open_retrying({});
+  const int closes_before = provider_closes;
+  std::latch start(2);
+  auto close_when_both_ready = [&] {
+    start.arrive_and_wait();
+    client.close();
+  };
+  std::thread other(close_when_both_ready);
+  close_when_both_ready();
+  other.join();
+  EXPECT_EQ(provider_closes - closes_before, 1);
 }
 
 }  // namespace
