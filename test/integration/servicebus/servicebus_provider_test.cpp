@@ -7,9 +7,9 @@
 #include <future>
 #include <map>
 #include <memory>
-#include <thread>
 #include <qrt/servicebus.hpp>
 #include <qrt/sync_client.hpp>
+#include <thread>
 
 #include "peer_process.hpp"
 
