@@ -300,25 +300,18 @@ struct connection {
 
   beast::tcp_stream& lowest() { return plain ? *plain : beast::get_lowest_layer(*secure); }
 
-  /// Bytes from the server that no request asked for: past the end of the last answer, or
-  /// sent while the connection was idle (a server's "408" before it closes). Read by the next
-  /// call they would pass for its answer, so a connection holding any is not reused.
-  bool has_unasked_bytes() {
-    boost::system::error_code ec;
-    const auto pending = lowest().socket().available(ec);
+  /// False when the connection is no longer a clean, open one for the next call: the server
+  /// sent bytes no request asked for (past the end of the last answer, or while it sat idle: a
+  /// "408" before it closes), which the next call would take for its answer; or it closed the
+  /// connection (its end of stream, or a reset), and a call would write its request into a
+  /// connection no one reads, and could tell that from a request the server took and then
+  /// dropped only by sending it again, which a request that is not idempotent (a send) must not.
+  bool reusable() {
     // Over TLS, bytes past the answer may also wait decrypted inside OpenSSL.
-    const bool in_tls = secure && SSL_pending(secure->native_handle()) > 0;
-    return buffer.size() != 0 || ec || pending != 0 || in_tls;
-  }
-  /// True when the server closed the connection (or reset it) while it sat idle. A call that
-  /// used it would write its request into a connection no one reads, and could tell that from a
-  /// request the server took and then dropped only by sending it again, which a request that is
-  /// not idempotent (a send) must not be.
-  bool closed_by_server() {
+    if (buffer.size() != 0 || (secure && SSL_pending(secure->native_handle()) > 0)) return false;
     char byte = 0;
     const auto got = ::recv(lowest().socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
-    if (got == 0) return true;  // end of stream: the server's FIN
-    return got < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
+    return got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR);
   }
   /// Set once a call wrote its whole request on this connection.
   bool request_written = false;
@@ -798,8 +791,7 @@ asio::awaitable<result<http_response>> http_pool::send(http_request request,
     }
   } slot{self};
   std::unique_ptr<connection> c = std::move(*acquired);
-  // The slot opens a fresh connection instead of one that is no longer a clean, open one.
-  if (c && (c->has_unasked_bytes() || c->closed_by_server())) c.reset();
+  if (c && !c->reusable()) c.reset();  // the slot opens a fresh connection instead
 
   // At most two tries: a reused keep-alive connection may have been closed by the server just
   // before we used it, and failed our write; that says nothing about the server, so try a fresh
