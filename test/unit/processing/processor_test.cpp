@@ -21,6 +21,7 @@
 #include <stdexcept>
 
 #include "../support/calls_in_flight.hpp"
+#include "../support/empty_handler.hpp"
 #include "../support/wait.hpp"
 
 using namespace std::chrono_literals;
@@ -81,13 +82,8 @@ struct fixture {
 TEST(Processor, AnEmptyHandlerIsRefusedBeforeAMessageIsTaken) {
   fixture f;
   f.send("waiting");
-  try {
-    qrt::processor p(f.client, f.q, qrt::message_handler{});
-    FAIL() << "an empty handler was accepted";
-  } catch (const qrt::exception& e) {
-    EXPECT_EQ(e.get().code, errc::invalid_argument);
-    EXPECT_NE(e.get().message.find("handler is empty"), std::string::npos) << e.what();
-  }
+  qrt::test::expect_empty_handler_refused(
+      [&] { qrt::processor p(f.client, f.q, qrt::message_handler{}); });
   auto left = f.rt.block_on(f.client.receive(f.q, 10, 0ms)).value();
   ASSERT_EQ(left.size(), 1u);
   EXPECT_EQ(left[0].delivery_count, 1u);  // its first delivery: the processor never took it

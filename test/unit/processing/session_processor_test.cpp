@@ -19,6 +19,7 @@
 #include <set>
 
 #include "../support/calls_in_flight.hpp"
+#include "../support/empty_handler.hpp"
 #include "../support/forwarding_provider.hpp"
 #include "../support/wait.hpp"
 
@@ -66,13 +67,8 @@ std::pair<std::string, int> parse(const std::string& body) {  // "s2-7" -> {"s2"
 TEST(SessionProcessor, AnEmptyHandlerIsRefusedBeforeASessionIsTaken) {
   session_fixture f;
   f.send("s1", "s1-0");
-  try {
-    qrt::session_processor p(f.client, f.q, qrt::message_handler{});
-    FAIL() << "an empty handler was accepted";
-  } catch (const qrt::exception& e) {
-    EXPECT_EQ(e.get().code, qrt::errc::invalid_argument);
-    EXPECT_NE(e.get().message.find("handler is empty"), std::string::npos) << e.what();
-  }
+  qrt::test::expect_empty_handler_refused(
+      [&] { qrt::session_processor p(f.client, f.q, qrt::message_handler{}); });
   EXPECT_EQ(f.stats().active, 1);
   EXPECT_EQ(f.stats().in_flight, 0);
 }
