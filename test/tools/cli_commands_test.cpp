@@ -40,6 +40,8 @@ TEST_F(Cli, SendThenReceiveJsonHasEveryDocumentedFieldAndCompletes) {
   s.body = std::string("bin\0ary\xff", 8);
   s.attributes = {{"tenant", "acme"}};
   s.correlation_id = "corr-1";
+  s.subject = "order.created";
+  s.content_type = "application/octet-stream";
   s.output = output_format::json;
   std::ostringstream sent;
   ASSERT_TRUE(send(client, orders, s, sent));
@@ -61,6 +63,8 @@ TEST_F(Cli, SendThenReceiveJsonHasEveryDocumentedFieldAndCompletes) {
   EXPECT_EQ(m.at("attributes").at("tenant").as_string(), "acme");
   EXPECT_TRUE(m.at("session_id").is_null());
   EXPECT_EQ(m.at("correlation_id").as_string(), "corr-1");
+  EXPECT_EQ(m.at("subject").as_string(), "order.created");
+  EXPECT_EQ(m.at("content_type").as_string(), "application/octet-stream");
   EXPECT_EQ(m.at("delivery_count").as_int64(), 1);
   EXPECT_TRUE(m.at("enqueued_time").as_string().ends_with("Z"));
   // Completed: nothing left.
@@ -265,6 +269,8 @@ TEST_F(CliOutputFailure, TextOutputEscapesControlCharactersOfBodiesAndAttributes
   m.body = "line1\nline2\r\x1b[2J\x07\tend\xc2\x9b\xff\xe2\x82\xac";
   m.attributes["k\x1b]0;title\x07"] = "v\rX";
   m.correlation_id = "c\x1b";
+  m.subject = "s\x1b";
+  m.content_type = "text/plain\r";
   ASSERT_TRUE(client.send(orders, m));
   receive_options r;
   r.wait = 200ms;
@@ -277,6 +283,7 @@ TEST_F(CliOutputFailure, TextOutputEscapesControlCharactersOfBodiesAndAttributes
   EXPECT_EQ(text.find("\xc2\x9b"), std::string::npos) << text;
   EXPECT_NE(text.find(" k\\x1b]0;title\\x07=v\\rX"), std::string::npos) << text;
   EXPECT_NE(text.find(" correlation=c\\x1b"), std::string::npos) << text;
+  EXPECT_NE(text.find(" subject=s\\x1b content_type=text/plain\\r"), std::string::npos) << text;
   // The body keeps its lines and tabs (it is printed on lines of its own) and valid UTF-8.
   EXPECT_NE(text.find("line1\nline2\\r\\x1b[2J\\x07\tend\\u009b\\xff\xe2\x82\xac\n"),
             std::string::npos)
@@ -352,6 +359,44 @@ TEST(Process, RefusesABadListenAddressAndAMissingCommandByName) {
       << refused.error().message;
 }
 
+// A command reads the message from its environment. Attribute names that differ only in case or
+// punctuation would meet in one QRT_MSG_ATTR_ variable, the value seen depending on the
+// environment's order: that variable is left out, and QRT_MSG_ATTRIBUTES carries every
+// attribute exactly.
+TEST(Process, GivesTheCommandEveryFieldAndNoAmbiguousAttributeVariable) {
+  received_message m;
+  m.id = "id-1";
+  m.delivery_count = 3;
+  m.correlation_id = "corr";
+  m.session = session_id::parse("s-1").value();
+  m.subject = "order.created";
+  m.content_type = "application/json";
+  m.attributes = {{"tenant-name", "acme"}, {"a-b", "dash"}, {"A_B", "underscore"}, {"bin", "\xff"}};
+  const auto env = process_environment(m);
+  std::map<std::string, std::vector<std::string>> seen;
+  for (const auto& entry : env) {
+    const auto eq = entry.find('=');
+    ASSERT_NE(eq, std::string::npos) << entry;
+    if (entry.starts_with("QRT_MSG_")) seen[entry.substr(0, eq)].push_back(entry.substr(eq + 1));
+  }
+  const std::map<std::string, std::vector<std::string>> expected{
+      {"QRT_MSG_ID", {"id-1"}},
+      {"QRT_MSG_DELIVERY_COUNT", {"3"}},
+      {"QRT_MSG_CORRELATION_ID", {"corr"}},
+      {"QRT_MSG_SESSION_ID", {"s-1"}},
+      {"QRT_MSG_SUBJECT", {"order.created"}},
+      {"QRT_MSG_CONTENT_TYPE", {"application/json"}},
+      {"QRT_MSG_ATTR_TENANT_NAME", {"acme"}},
+      {"QRT_MSG_ATTR_BIN", {"\xff"}},
+      {"QRT_MSG_ATTRIBUTES", {attributes_json(m.attributes)}}};
+  EXPECT_EQ(seen, expected);
+  const auto attrs = boost::json::parse(seen["QRT_MSG_ATTRIBUTES"].at(0)).as_object();
+  EXPECT_EQ(attrs.at("attributes").at("a-b").as_string(), "dash");
+  EXPECT_EQ(attrs.at("attributes").at("A_B").as_string(), "underscore");
+  EXPECT_EQ(attrs.at("attributes_base64").as_array().at(0).at("value_base64").as_string(),
+            base64_encode("\xff"));
+}
+
 TEST(PrintableText, EscapesExactlyWhatCanDriveATerminal) {
   EXPECT_EQ(printable_text("plain text, caf\xc3\xa9 \xf0\x9f\x98\x80"),
             "plain text, caf\xc3\xa9 \xf0\x9f\x98\x80");
@@ -379,6 +424,8 @@ TEST(MessageJson, StaysValidJsonAndExactForAnyBytes) {
     received_message m;
     m.id = random_bytes();
     m.correlation_id = random_bytes();
+    m.subject = random_bytes();
+    m.content_type = random_bytes();
     m.attributes[random_bytes()] = random_bytes();
     m.attributes["plain"] = "caf\xc3\xa9";
     const std::string line = message_json(m);
@@ -386,8 +433,10 @@ TEST(MessageJson, StaysValidJsonAndExactForAnyBytes) {
     const auto v = boost::json::parse(line, ec);
     ASSERT_FALSE(ec) << "not valid JSON: " << printable_text(line);
     const auto& o = v.as_object();
-    for (const auto& [field, value] :
-         {std::pair<std::string, std::string>{"id", m.id}, {"correlation_id", m.correlation_id}}) {
+    for (const auto& [field, value] : {std::pair<std::string, std::string>{"id", m.id},
+                                       {"correlation_id", m.correlation_id},
+                                       {"subject", m.subject},
+                                       {"content_type", m.content_type}}) {
       if (is_utf8(value)) {
         EXPECT_EQ(o.at(field).as_string(), value);
       } else {

@@ -247,22 +247,22 @@ expect 0 '^\{"subscription":"all","topic":"events","attributes":\{\}\}$' -- subs
 expect 0 '"subscription":"eu".*"region":"eu".*"subject":"order"' -- subscription list \
   "${mem[@]}" --topic events --output json
 expect 0 '^published ' -- publish "${mem[@]}" --topic events --body eu-order --subject order \
-  --attribute region=eu
+  --attribute region=eu --content-type text/plain
 expect 0 '^\{"id":"' -- publish "${mem[@]}" --topic events --body us-order --subject order \
   --attribute region=us --output json
 expect 0 '^published ' -- publish "${mem[@]}" --topic events --body eu-other --attribute region=eu
 expect 0 '"queue":"events/Subscriptions/all","active":3' -- stats "${mem[@]}" --topic events \
   --subscription all --output json
 expect 0 '"active":1' -- stats "${mem[@]}" --topic events --subscription eu --output json
-expect 0 '"body_base64":"ZXUtb3JkZXI="' -- receive "${mem[@]}" --topic events --subscription eu \
-  --wait 1 --output json
+expect 0 '"body_base64":"ZXUtb3JkZXI=".*"subject":"order"' -- receive "${mem[@]}" --topic events \
+  --subscription eu --wait 1 --output json
 expect 0 '"active":0' -- stats "${mem[@]}" --topic events --subscription eu --output json
 # A receive whose output cannot be written completes nothing: the messages stay.
 "$qrt" receive "${mem[@]}" --topic events --subscription all --max 3 --wait 1 >/dev/full 2>/dev/null
 expect 0 '"active":3,"in_flight":0' -- stats "${mem[@]}" --topic events --subscription all \
   --output json
-expect 0 '"body_base64":"ZXUtb3JkZXI="' -- peek "${mem[@]}" --topic events --subscription all \
-  --max 1 --output json
+expect 0 ' subject=order content_type=text/plain region=eu' -- peek "${mem[@]}" --topic events \
+  --subscription all --max 1
 expect 0 '"body_base64":"ZXUtb3JkZXI="' -- receive "${mem[@]}" --topic events --subscription all \
   --wait 1 --output json
 expect 0 '"active":2' -- stats "${mem[@]}" --topic events --subscription all --output json

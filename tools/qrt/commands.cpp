@@ -219,6 +219,8 @@ void print_text(const received_message& m, std::ostream& out) {
       << " delivery=" << m.delivery_count << " enqueued=" << iso8601(m.enqueued_time);
   if (m.session) out << " session=" << printable_text(m.session->str());
   if (!m.correlation_id.empty()) out << " correlation=" << printable_text(m.correlation_id);
+  if (!m.subject.empty()) out << " subject=" << printable_text(m.subject);
+  if (!m.content_type.empty()) out << " content_type=" << printable_text(m.content_type);
   for (const auto& [k, v] : m.attributes)
     out << ' ' << printable_text(k) << '=' << printable_text(v);
   if (m.dead_letter) out << " dead_letter_reason=" << printable_text(m.dead_letter->reason);
@@ -290,6 +292,12 @@ void put_attributes(boost::json::object& o, const std::map<std::string, std::str
 
 }  // namespace
 
+std::string attributes_json(const std::map<std::string, std::string>& attributes) {
+  boost::json::object o;
+  put_attributes(o, attributes);
+  return boost::json::serialize(o);
+}
+
 std::string message_json(const received_message& m) {
   boost::json::object o;
   put_text(o, "id", m.id);
@@ -301,6 +309,8 @@ std::string message_json(const received_message& m) {
     o["session_id"] = nullptr;
   }
   put_text(o, "correlation_id", m.correlation_id);
+  put_text(o, "subject", m.subject);
+  put_text(o, "content_type", m.content_type);
   o["delivery_count"] = m.delivery_count;
   o["enqueued_time"] = iso8601(m.enqueued_time);
   o["sequence_number"] = m.sequence_number;
@@ -323,6 +333,7 @@ result<void> deliver_each(const send_options& o, std::string_view verb, std::ost
   m.attributes = o.attributes;
   m.correlation_id = o.correlation_id;
   m.subject = o.subject;
+  m.content_type = o.content_type;
   if (o.session) {
     auto s = session_id::parse(*o.session);
     if (!s) return s.error();

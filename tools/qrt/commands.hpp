@@ -50,6 +50,7 @@ struct send_options {
   std::optional<std::string> session;
   std::string correlation_id;
   std::string subject;  ///< what subscription filters match on (and Service Bus's label)
+  std::string content_type;
   std::uint64_t count = 1;
   output_format output = output_format::text;
 };
@@ -76,12 +77,15 @@ std::string base64_encode(std::string_view bytes);
 /// when `multiline` (a body printed on its own lines); valid UTF-8 is kept as it is. For exact
 /// bytes use --output json.
 std::string printable_text(std::string_view text, bool multiline = false);
-/// One line of JSON: id, body_base64, attributes, session_id, correlation_id, delivery_count,
-/// enqueued_time (ISO 8601 UTC), plus sequence_number and, in a DLQ, dead_letter_reason. A text
-/// field that is not UTF-8 is written as `<field>_base64` instead, and an attribute whose name
-/// or value is not goes to `attributes_base64` (`name_base64`, `value_base64`): the line stays
-/// valid JSON and carries the exact bytes.
+/// One line of JSON: id, body_base64, attributes, session_id, correlation_id, subject,
+/// content_type, delivery_count, enqueued_time (ISO 8601 UTC), plus sequence_number and, in a DLQ,
+/// dead_letter_reason. A text field that is not UTF-8 is written as `<field>_base64` instead, and
+/// an attribute whose name or value is not goes to `attributes_base64` (`name_base64`,
+/// `value_base64`): the line stays valid JSON and carries the exact bytes.
 std::string message_json(const received_message& m);
+/// `{"attributes": {...}}`, plus `"attributes_base64"` for pairs that are not UTF-8: the
+/// attributes' part of message_json, exact for any bytes.
+std::string attributes_json(const std::map<std::string, std::string>& attributes);
 /// True when `text` is well-formed UTF-8 (no overlong forms, surrogates or code points past
 /// U+10FFFF).
 bool is_utf8(std::string_view text);
@@ -140,11 +144,17 @@ struct process_report {
   std::uint64_t settle_failures = 0;
   std::string metrics;  ///< the metrics' exposition (Prometheus text) when the run ended
 };
+/// The environment `qrt process` runs its command in: qrt's own without any QRT_MSG_* variable,
+/// then QRT_MSG_ID, QRT_MSG_DELIVERY_COUNT and, when the message has them,
+/// QRT_MSG_CORRELATION_ID, QRT_MSG_SESSION_ID, QRT_MSG_SUBJECT, QRT_MSG_CONTENT_TYPE; one
+/// QRT_MSG_ATTR_<NAME> per attribute (the name upper-cased, other characters than letters and
+/// digits as '_'), except where two names meet in one variable, which is then left out; and
+/// QRT_MSG_ATTRIBUTES, every attribute exactly (attributes_json). A value stops at its first
+/// NUL byte: environment strings are C strings.
+std::vector<std::string> process_environment(const received_message& m);
 /// Runs a qrt::processor on `q` of the provider `cfg` names. Each message's body goes to the
-/// command's stdin; its id, delivery count, correlation id, session id and attributes go to the
-/// command's environment (QRT_MSG_ID, QRT_MSG_DELIVERY_COUNT, QRT_MSG_CORRELATION_ID,
-/// QRT_MSG_SESSION_ID, QRT_MSG_ATTR_<NAME>: the name upper-cased, other characters than letters
-/// and digits as '_'); its stdout and stderr are qrt's. Exit status 0 completes the message; any
+/// command's stdin; the rest of it goes to the command's environment (process_environment); its
+/// stdout and stderr are qrt's. Exit status 0 completes the message; any
 /// other status, or a signal, abandons it (the queue's max delivery count then dead-letters it).
 /// Runs until max_messages, idle_exit, or SIGINT/SIGTERM, then stops the processor gracefully.
 /// With metrics_listen it serves the runtime's metrics (processing outcomes, handler time,

@@ -234,6 +234,7 @@ class send_command {
     cmd_->add_option("--session", session_, "session id (ordered group)")->check(non_empty);
     cmd_->add_option("--correlation-id", opts_.correlation_id, "correlation id");
     cmd_->add_option("--subject", opts_.subject, "subject (what subscription filters match on)");
+    cmd_->add_option("--content-type", opts_.content_type, "content type, e.g. application/json");
     cmd_->add_option("--count", opts_.count, "send the message this many times")
         ->check(CLI::Range(std::uint64_t{1}, std::uint64_t{1'000'000'000}));
     add_output_flag(*cmd_, output_);
@@ -476,8 +477,8 @@ class process_command {
     add_provider_flags(*cmd_, flags_, names::queue_or_subscription);
     cmd_->add_option("--exec", opts_.command,
                      "shell command run per message (/bin/sh -c); message id, delivery "
-                     "count, "
-                     "correlation id, session id and attributes in QRT_MSG_* variables")
+                     "count, correlation id, session id, subject, content type and attributes "
+                     "in QRT_MSG_* variables")
         ->required();
     // Neither takes 0: unset is what means "the default" and "no limit", and a 0 typed by
     // hand (meaning none) must not drain the queue.

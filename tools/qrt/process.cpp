@@ -52,9 +52,9 @@ std::string attribute_variable(std::string_view name) {
   return out;
 }
 
-/// The command's environment: qrt's own (without any QRT_MSG_* of its own), then the message's
-/// QRT_MSG_* variables. A value stops at its first NUL byte: environment strings are C strings.
-std::vector<std::string> environment_for(const received_message& m) {
+}  // namespace
+
+std::vector<std::string> process_environment(const received_message& m) {
   std::vector<std::string> env;
   for (char** e = environ; *e != nullptr; ++e) {
     if (std::strncmp(*e, "QRT_MSG_", 8) != 0) env.emplace_back(*e);
@@ -66,9 +66,22 @@ std::vector<std::string> environment_for(const received_message& m) {
   add("QRT_MSG_DELIVERY_COUNT", std::to_string(m.delivery_count));
   if (!m.correlation_id.empty()) add("QRT_MSG_CORRELATION_ID", m.correlation_id);
   if (m.session) add("QRT_MSG_SESSION_ID", m.session->str());
-  for (const auto& [name, value] : m.attributes) add(attribute_variable(name), value);
+  if (!m.subject.empty()) add("QRT_MSG_SUBJECT", m.subject);
+  if (!m.content_type.empty()) add("QRT_MSG_CONTENT_TYPE", m.content_type);
+  // Names that differ only in case or punctuation ("a-b", "a_b", "A.B") meet in one variable;
+  // which value the command saw would depend on the order of the environment. Such a variable
+  // is left out, and every attribute stays readable, exactly, in QRT_MSG_ATTRIBUTES.
+  std::map<std::string, std::size_t> uses;
+  for (const auto& entry : m.attributes) ++uses[attribute_variable(entry.first)];
+  for (const auto& [name, value] : m.attributes) {
+    auto variable = attribute_variable(name);
+    if (uses[variable] == 1) add(variable, value);
+  }
+  add("QRT_MSG_ATTRIBUTES", attributes_json(m.attributes));
   return env;
 }
+
+namespace {
 
 /// Runs `/bin/sh -c command` with the message's body on its stdin and its variables in its
 /// environment, and waits for it. Blocking: runs on the command pool, never on the processor's
@@ -96,7 +109,7 @@ result<void> run_command(const std::string& command, const received_message& m) 
   posix_spawnattr_setsigdefault(&attributes, &defaults);
   posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
 
-  const auto env = environment_for(m);
+  const auto env = process_environment(m);
   std::vector<char*> envp;
   for (const auto& e : env) envp.push_back(const_cast<char*>(e.c_str()));
   envp.push_back(nullptr);
