@@ -36,20 +36,28 @@ int main() {
     }
   }
 
-  // The fix is deployed; resubmit what the dead-letter queue holds.
+  // The fix is deployed; resubmit what the dead-letter queue holds. A send that fails means the
+  // cause is not fixed after all: that dead letter and the rest of its batch are given back and
+  // the tool stops, rather than take the same dead letter again and again.
   int resubmitted = 0;
-  for (;;) {
+  bool failed = false;
+  while (!failed) {
     auto dead = rt.block_on(client.receive(invoices.dead_letter(), 10, 0ms)).value();
     if (dead.empty()) break;
     for (const auto& m : dead) {
+      if (failed) {
+        rt.block_on(client.abandon(m.receipt)).value();
+        continue;
+      }
       std::cout << "dead letter " << m.id << ": " << m.body << " (" << m.dead_letter->reason
                 << ", delivery " << m.delivery_count << ")\n";
       qrt::message again = m;  // body, attributes, subject, correlation id, content type
       again.id.clear();        // a new message: let the queue assign its id
       again.attributes["resubmitted-from"] = m.id;
       if (auto sent = rt.block_on(client.send(invoices, std::move(again))); !sent) {
-        std::cerr << "resubmit failed, the dead letter stays: " << sent.error().to_string() << '\n';
+        std::cerr << "resubmit failed, the dead letters stay: " << sent.error().to_string() << '\n';
         rt.block_on(client.abandon(m.receipt)).value();
+        failed = true;
         continue;
       }
       rt.block_on(client.complete(m.receipt)).value();
@@ -68,8 +76,8 @@ int main() {
   std::cout << completed << " completed at first, " << resubmitted
             << " resubmitted; left: " << stats.active << " active, " << stats.dead_lettered
             << " dead-lettered\n";
-  return completed == 2 && resubmitted == 1 && back.size() == 1 && back[0].delivery_count == 1 &&
-                 stats.active == 0 && stats.dead_lettered == 0
+  return !failed && completed == 2 && resubmitted == 1 && back.size() == 1 &&
+                 back[0].delivery_count == 1 && stats.active == 0 && stats.dead_lettered == 0
              ? 0
              : 1;
 }
