@@ -1562,6 +1562,21 @@ result<provider_ptr> make_provider(const options& opts, boost::asio::any_io_exec
     lo.open_timeout = opts.persistence_open_timeout;
     auto opened = log::persistent_log::open(std::move(lo));
     if (!opened) return opened.error();
+    // A log that holds no message and is already at its limit (its segment header and the
+    // checkpoint of the queues' definitions take it all) could never accept a send: refused now,
+    // rather than every send waiting out its deadline.
+    const bool holds_messages =
+        std::any_of(opened->state.begin(), opened->state.end(), [](const auto& entry) {
+          return !entry.second.messages.empty() || !entry.second.dead_letters.empty();
+        });
+    if (opts.max_disk_bytes != 0 && !holds_messages &&
+        opened->log->disk_bytes() >= opts.max_disk_bytes) {
+      return fail(errc::configuration_error,
+                  "field 'max_disk_bytes': " + std::to_string(opts.max_disk_bytes) +
+                      " bytes is no more than the empty log already takes (" +
+                      std::to_string(opened->log->disk_bytes()) +
+                      " bytes of segment header and queue definitions): no send could fit");
+    }
     return detail::make_memory_provider(opts, std::move(executor), std::move(opened->log),
                                         std::move(opened->state));
 #else

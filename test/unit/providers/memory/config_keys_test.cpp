@@ -273,6 +273,15 @@ void max_disk_bytes_key() {
   ASSERT_FALSE(r) << "20 kB of disk took 1 MB of messages";
   EXPECT_EQ(r.error().code, errc::queue_full);
   EXPECT_NE(r.error().message.find("disk limit"), std::string::npos) << r.error().message;
+
+  // A limit the empty log already reaches could never take a message: refused at open.
+  scratch_dir tiny;
+  auto refused = try_open(
+      {{"enable_persistence", "true"}, {"persistence_path", tiny.str()}, {"max_disk_bytes", "8"}});
+  ASSERT_FALSE(refused) << "a log of 8 bytes was accepted";
+  EXPECT_EQ(refused.error().code, errc::configuration_error);
+  EXPECT_NE(refused.error().message.find("max_disk_bytes"), std::string::npos)
+      << refused.error().message;
 #endif
 }
 
