@@ -1,6 +1,7 @@
 #include "credentials.hpp"
 
 #include <algorithm>
+#include <boost/asio/ip/address.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/json.hpp>
 #include <cctype>
@@ -346,22 +347,46 @@ boost::asio::awaitable<result<expiring_credentials>> credential_chain::get(
 
 namespace {
 
+/// "http://host:port/path" as the endpoint and the path ("/" when there is none).
+result<std::pair<net::endpoint, std::string>> split_metadata_url(const std::string& url) {
+  const auto scheme_end = url.find("://");
+  const auto path_start =
+      scheme_end == std::string::npos ? std::string::npos : url.find('/', scheme_end + 3);
+  auto ep = parse_endpoint(path_start == std::string::npos ? url : url.substr(0, path_start));
+  if (!ep) return ep.error();
+  return std::pair{std::move(*ep),
+                   path_start == std::string::npos ? std::string("/") : url.substr(path_start)};
+}
+
 // One plain-HTTP call to a metadata endpoint (ECS agent or IMDS); those speak http only.
 boost::asio::awaitable<result<http_response>> metadata_call(boost::asio::any_io_executor ex,
                                                             const std::string& url,
                                                             http_request req,
                                                             std::chrono::milliseconds timeout) {
-  // Split "http://host:port/path" into endpoint and target.
-  const auto scheme_end = url.find("://");
-  const auto path_start =
-      scheme_end == std::string::npos ? std::string::npos : url.find('/', scheme_end + 3);
-  auto ep = parse_endpoint(path_start == std::string::npos ? url : url.substr(0, path_start));
-  if (!ep) co_return ep.error();
-  if (ep->tls)
+  auto split = split_metadata_url(url);
+  if (!split) co_return split.error();
+  if (split->first.tls)
     co_return fail(errc::configuration_error, "metadata endpoints over https are not supported");
-  req.target = path_start == std::string::npos ? "/" : url.substr(path_start);
-  http_pool pool(ex, *ep, http_settings{timeout, 0, false, {}, 1u << 20});
+  req.target = std::move(split->second);
+  http_pool pool(ex, split->first, http_settings{timeout, 0, false, {}, 1u << 20});
   co_return co_await pool.send(std::move(req), timeout);
+}
+
+/// True when `url` is http to a loopback address or to the container agent's own address (ECS
+/// 169.254.170.2; EKS 169.254.170.23, fd00:ec2::23). Those are the only hosts the agent
+/// listens on; the keys it answers with, and the authorization token sent to it, travel in
+/// plain http (metadata endpoints over https are not supported).
+bool is_container_agent_url(const std::string& url) {
+  auto split = split_metadata_url(url);
+  if (!split || split->first.tls) return false;
+  const std::string& host = split->first.host;
+  if (host == "localhost") return true;
+  boost::system::error_code ec;
+  const auto address = boost::asio::ip::make_address(host, ec);
+  if (ec) return false;
+  return address.is_loopback() || address == boost::asio::ip::make_address("169.254.170.2") ||
+         address == boost::asio::ip::make_address("169.254.170.23") ||
+         address == boost::asio::ip::make_address("fd00:ec2::23");
 }
 
 }  // namespace
@@ -431,7 +456,14 @@ boost::asio::awaitable<result<expiring_credentials>> credential_chain::resolve()
       ecs_url = "http://169.254.170.2" + *rel;
     }
   } else if (auto full = env_("AWS_CONTAINER_CREDENTIALS_FULL_URI")) {
-    ecs_url = *full;
+    if (is_container_agent_url(*full)) {
+      ecs_url = *full;
+    } else {
+      note(
+          "ecs: AWS_CONTAINER_CREDENTIALS_FULL_URI names neither a loopback address nor the "
+          "container agent's (169.254.170.2, 169.254.170.23, fd00:ec2::23): not asked, since "
+          "plain http to another host could read the authorization token or forge the keys");
+    }
   } else {
     note("ecs: not configured");
   }

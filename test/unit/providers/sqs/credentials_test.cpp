@@ -365,6 +365,24 @@ TEST(SqsCredentials, AnEcsUrlWithUserInfoIsNeverEchoed) {
   EXPECT_EQ(c.error().message.find("SECRETPW"), std::string::npos) << c.error().message;
 }
 
+// The container agent listens on loopback or its own link-local address, and is spoken to in
+// plain http with the task's authorization token: a full URI naming any other host is not
+// asked (the error says why), so a stray variable cannot send the token elsewhere.
+TEST(SqsCredentials, AnEcsFullUriToAnotherHostIsNotAsked) {
+  temp_home home;
+  // 192.0.2.0/24 is reserved for documentation: nothing answers there.
+  fake_env env{{{"HOME", home.str()},
+                {"AWS_CONTAINER_CREDENTIALS_FULL_URI", "http://192.0.2.10:1/creds"},
+                {"AWS_CONTAINER_AUTHORIZATION_TOKEN", "task-auth"}}};
+  auto chain = make_chain(env);
+  auto c = get(chain);
+  ASSERT_FALSE(c);
+  EXPECT_NE(c.error().message.find("AWS_CONTAINER_CREDENTIALS_FULL_URI names neither a loopback"),
+            std::string::npos)
+      << c.error().message;
+  EXPECT_EQ(c.error().message.find("task-auth"), std::string::npos) << c.error().message;
+}
+
 // The relative URI is appended to the ECS agent's fixed address: a value that is not a path
 // ("@host/..." or ".host/...") would turn that address into userinfo or part of another host
 // name. It is refused, and the error names the variable.
