@@ -31,6 +31,11 @@ std::string quoted_value(std::string_view key, const std::string& value) {
 }
 
 /// Every URL in `text` with its userinfo (what precedes '@' in the authority) replaced.
+/// A password pasted without percent-encoding may hold '/', '?' or '#' (base64 keys often hold
+/// '/'), which would end the authority early and show the password: so "user:password" ends at
+/// the URL's last '@' (before the next URL of a list), wherever it is. Text without a ':'
+/// before that '@' (an '@' in a path) stays as it is; redacting a little more than needed in
+/// the rare path with both is harmless, showing a password is not.
 std::string without_userinfo(std::string_view text) {
   std::string out;
   std::size_t done = 0;
@@ -39,7 +44,14 @@ std::string without_userinfo(std::string_view text) {
     const std::size_t authority = scheme_end + 3;
     std::size_t authority_end = text.find_first_of("/?#", authority);
     if (authority_end == std::string_view::npos) authority_end = text.size();
-    const std::size_t at = text.substr(authority, authority_end - authority).rfind('@');
+    std::size_t at = text.substr(authority, authority_end - authority).rfind('@');
+    const std::size_t url_end = std::min(text.find("://", authority), text.size());
+    const std::string_view url = text.substr(authority, url_end - authority);
+    if (const std::size_t last = url.rfind('@');
+        last != std::string_view::npos && last > authority_end - authority &&
+        url.substr(0, last).find(':') != std::string_view::npos) {
+      at = last;
+    }
     if (at == std::string_view::npos) continue;
     out.append(text.substr(done, authority - done));
     out += "<redacted>";

@@ -188,6 +188,30 @@ TEST(Config, UrlUserinfoIsRedactedInTextAndErrors) {
             "https://sqs.eu-west-1.amazonaws.com/a@b");
 }
 
+// A password is often a base64 key, where '/' and '+' are common, and people paste it into a URL
+// without percent-encoding it: the '/' does not end the userinfo, and the password is still
+// hidden, in the printout and in errors.
+TEST(Config, UrlUserinfoWithASlashInThePasswordIsRedacted) {
+  const std::string password = "Zm9v/YmFy+cXV4?eA#y=";
+  config c{{"endpoint", "amqps://RootManageSharedAccessKey:" + password + "@ns.example:5671"},
+           {"endpoints", "amqp://a:b/c@h1:5672,amqp://d:e?f@h2:5672"},
+           {"url", "amqp://u:Zm9v@YmFy/cXV4@h3"}};
+  const auto text = c.to_string();
+  EXPECT_EQ(text.find("Zm9v"), std::string::npos) << text;
+  EXPECT_EQ(text.find("RootManage"), std::string::npos) << text;
+  EXPECT_NE(text.find("endpoint=amqps://<redacted>@ns.example:5671"), std::string::npos) << text;
+  EXPECT_NE(text.find("endpoints=amqp://<redacted>@h1:5672,amqp://<redacted>@h2:5672"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("url=amqp://<redacted>@h3"), std::string::npos) << text;
+  auto bad = c.get_uint("endpoint", 0);
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().to_string().find("Zm9v"), std::string::npos) << bad.error().to_string();
+  // An '@' in a path, after a host that has no userinfo, is still left as it is.
+  EXPECT_EQ(config::printable_value("endpoint", "https://sqs.example/000000000000/a@b,c"),
+            "https://sqs.example/000000000000/a@b,c");
+}
+
 // Durations are added to clock readings in nanoseconds: anything that would overflow there (or
 // is not a number at all) is refused where it is read.
 TEST(Config, DurationsThatWouldOverflowOrAreNotNumbersAreRefused) {
