@@ -1,12 +1,18 @@
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <csignal>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <qrt/config.hpp>
 #include <string>
+#include <thread>
 
 using namespace std::chrono_literals;
 using qrt::config;
@@ -236,4 +242,56 @@ TEST(Config, ConfigurationFileLargerThanAMegabyteIsRefusedUnread) {
   ASSERT_FALSE(c);
   EXPECT_EQ(c.error().code, errc::configuration_error);
   EXPECT_NE(c.error().message.find("at most 1048576"), std::string::npos) << c.error().message;
+}
+
+// A configuration "file" may be a pipe (--config <(...)) or a device, whose size is not known
+// before reading: it is read no further than a file would be, and a directory is refused by name
+// rather than read as an empty configuration.
+TEST(Config, ConfigurationFromAPipeIsReadNoFurtherThanAMegabyte) {
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("qrt-config-pipe-" + std::to_string(::getpid()));
+  std::filesystem::create_directory(dir);
+  const auto fifo = dir / "config.yaml";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0) << std::strerror(errno);
+  auto feed = [&fifo](std::string text) {
+    return std::thread([&fifo, text = std::move(text)] {
+      // The reader stops early: the write then fails with EPIPE instead of a signal.
+      sigset_t pipe;
+      sigemptyset(&pipe);
+      sigaddset(&pipe, SIGPIPE);
+      ::pthread_sigmask(SIG_BLOCK, &pipe, nullptr);
+      const int fd = ::open(fifo.c_str(), O_WRONLY);
+      for (std::size_t done = 0; fd >= 0 && done < text.size();) {
+        const auto n = ::write(fd, text.data() + done, text.size() - done);
+        if (n <= 0) break;
+        done += static_cast<std::size_t>(n);
+      }
+      if (fd >= 0) ::close(fd);
+    });
+  };
+
+  auto small = feed("provider: memory\n");
+  auto ok = config::from_yaml_file(fifo.string());
+  small.join();
+  ASSERT_TRUE(ok) << ok.error().to_string();
+  EXPECT_EQ(ok->get("provider"), "memory");
+
+  std::string big = "provider: memory\n";
+  while (big.size() <= (2u << 20)) big += "# " + std::string(1000, 'x') + "\n";
+  auto writer = feed(big);
+  auto refused = config::from_yaml_file(fifo.string());
+  writer.join();
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, errc::configuration_error);
+  EXPECT_NE(refused.error().message.find("at most 1048576"), std::string::npos)
+      << refused.error().message;
+
+  auto directory = config::from_yaml_file(dir.string());
+  ASSERT_FALSE(directory);
+  EXPECT_EQ(directory.error().code, errc::configuration_error);
+  EXPECT_NE(directory.error().message.find(dir.string()), std::string::npos)
+      << directory.error().message;
+  EXPECT_NE(directory.error().message.find("directory"), std::string::npos)
+      << directory.error().message;
+  std::filesystem::remove_all(dir);
 }
