@@ -3,6 +3,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -21,6 +22,9 @@ struct server_options {
   /// How long a connection may take to send a whole request (and to take the answer) before it
   /// is dropped, so idle or deliberately slow clients cannot hold the server's descriptors.
   std::chrono::milliseconds request_timeout{10'000};
+  /// How many connections are held at once (each holds a descriptor of the process until its
+  /// client leaves or times out); one more is closed as soon as it is accepted. At least 1.
+  std::size_t max_connections = 64;
 };
 
 /// An HTTP endpoint serving a registry's exposition on GET /metrics and, optionally, GET /health.

@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -21,9 +22,22 @@ using tcp = asio::ip::tcp;
 struct metrics_server::impl {
   const registry& source;
   server_options options;
+  // Connections accepted and not yet closed; touched only on the server's thread. Declared
+  // before `io`, whose destruction ends the sessions still open.
+  std::size_t connections = 0;
   asio::io_context io{1};
   tcp::acceptor acceptor{io};
   std::thread thread;
+  // Gives back a session's place in `connections` (taken when it was accepted) when the session
+  // ends. Declared after its stream, so the count drops before the socket closes: a client that
+  // sees the close can count on the room.
+  struct counted {
+    std::size_t& count;
+    explicit counted(std::size_t& c) : count(c) {}
+    ~counted() { --count; }
+    counted(const counted&) = delete;
+    counted& operator=(const counted&) = delete;
+  };
 
   impl(const registry& r, server_options o) : source(r), options(std::move(o)) {}
 
@@ -62,6 +76,7 @@ struct metrics_server::impl {
 
   asio::awaitable<void> session(tcp::socket socket) {
     boost::beast::tcp_stream stream(std::move(socket));
+    const counted alive(connections);
     boost::beast::flat_buffer buffer;
     for (;;) {
       http::request<http::string_body> req;
@@ -95,6 +110,11 @@ struct metrics_server::impl {
         co_await pause.async_wait(asio::as_tuple(asio::use_awaitable));
         continue;
       }
+      // Past the limit a connection is closed at once (the socket goes out of scope) rather
+      // than held until its request times out: connections must not use up the process's
+      // descriptors, which its providers need too.
+      if (connections >= std::max<std::size_t>(1, options.max_connections)) continue;
+      ++connections;
       asio::co_spawn(io, session(std::move(socket)), asio::detached);
     }
   }

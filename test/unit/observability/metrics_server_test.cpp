@@ -14,6 +14,7 @@
 #include <cstring>
 #include <qrt/metrics_server.hpp>
 #include <string_view>
+#include <vector>
 
 namespace qrt::metrics {
 namespace {
@@ -99,6 +100,50 @@ TEST(MetricsServer, DropsAConnectionThatDoesNotFinishItsRequestInTime) {
   char byte = 0;
   const auto n = ::recv(slow.native_handle(), &byte, 1, 0);
   EXPECT_EQ(n, 0) << (n < 0 ? std::strerror(errno) : "the server answered a half request");
+}
+
+// Waits (at most 30 s, a receive timeout of the socket's own) for what `socket` reads next: 0 at
+// the end of the stream, i.e. when the server has closed the connection.
+ssize_t read_one_byte(boost::asio::ip::tcp::socket& socket) {
+  const timeval limit{30, 0};
+  EXPECT_EQ(::setsockopt(socket.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit), 0);
+  char byte = 0;
+  return ::recv(socket.native_handle(), &byte, 1, 0);
+}
+
+// Every connection holds a descriptor of the process (shared with the provider's connections)
+// until its request times out: past max_connections, a new connection is closed at once instead
+// of being held, and one that ends makes room for the next.
+TEST(MetricsServer, HoldsNoMoreThanMaxConnectionsAtOnce) {
+  registry r;
+  auto server = metrics_server::start(
+      r, {.request_timeout = std::chrono::milliseconds(60'000), .max_connections = 3});
+  ASSERT_TRUE(server) << server.error().to_string();
+  const boost::asio::ip::tcp::endpoint at(boost::asio::ip::make_address("127.0.0.1"),
+                                          (*server)->port());
+  boost::asio::io_context io;
+  std::vector<boost::asio::ip::tcp::socket> held;
+  for (int i = 0; i < 3; ++i) {
+    held.emplace_back(io);
+    held.back().connect(at);
+  }
+  boost::asio::ip::tcp::socket extra(io);
+  extra.connect(at);
+  const auto n = read_one_byte(extra);
+  EXPECT_EQ(n, 0) << (n < 0 ? std::strerror(errno) : "the server answered");
+
+  // The connections it holds are served.
+  http::request<http::string_body> req(http::verb::get, "/metrics", 11);
+  req.set(http::field::host, "127.0.0.1");
+  req.keep_alive(false);
+  http::write(held[0], req);
+  boost::beast::flat_buffer buffer;
+  http::response<http::string_body> res;
+  http::read(held[0], buffer, res);
+  EXPECT_EQ(res.result(), http::status::ok);
+  // Once the server has closed that one, a new connection is served.
+  EXPECT_EQ(read_one_byte(held[0]), 0);
+  EXPECT_EQ(get((*server)->port(), "/metrics").result(), http::status::ok);
 }
 
 TEST(MetricsServer, FailsClearlyOnABadAddress) {
