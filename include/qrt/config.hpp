@@ -25,7 +25,9 @@ class config {
   config(std::initializer_list<std::pair<const std::string, std::string>> values)
       : values_(values) {}
 
-  /// Nested YAML maps flatten to dotted keys: {sqs: {region: x}} -> "sqs.region".
+  /// Nested YAML maps flatten to dotted keys: {sqs: {region: x}} -> "sqs.region"; a list of
+  /// plain values becomes one comma-separated value (an item holding a comma is refused). The
+  /// text must be one YAML document.
   static result<config> from_yaml(std::string_view text);
   /// Reads a YAML file; errors name the file.
   static result<config> from_yaml_file(const std::string& path);

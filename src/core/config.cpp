@@ -125,8 +125,14 @@ result<void> flatten(const YAML::Node& node, const std::string& prefix, config& 
     std::string joined;
     for (const auto& item : node) {
       if (!item.IsScalar()) return field_error(prefix, "lists may only hold plain values");
+      const auto text = item.as<std::string>();
+      // The list is read back by splitting at commas: an item with one would become two.
+      if (text.find(',') != std::string::npos) {
+        return field_error(prefix,
+                           "a list item may not hold a comma, got " + quoted_value(prefix, text));
+      }
       if (!joined.empty()) joined += ',';
-      joined += item.as<std::string>();
+      joined += text;
       if (joined.size() > budget) return too_large(file_bytes);
     }
     return set(std::move(joined));

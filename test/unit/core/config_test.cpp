@@ -26,6 +26,20 @@ TEST(Config, YamlNestedMapsFlattenToDottedKeys) {
   EXPECT_EQ(c->get("sqs.queues"), "a,b");
 }
 
+// A YAML list is handed on as one comma-separated value: an item holding a comma would come out
+// as two items (queues: ["a,b"] declared the queues a and b). It is refused, naming the field.
+TEST(Config, AYamlListItemHoldingACommaIsRefused) {
+  auto c = config::from_yaml("queues: [orders, \"audit,billing\"]\n");
+  ASSERT_FALSE(c);
+  EXPECT_EQ(c.error().code, errc::configuration_error);
+  EXPECT_NE(c.error().message.find("'queues'"), std::string::npos) << c.error().message;
+  EXPECT_NE(c.error().message.find("comma"), std::string::npos) << c.error().message;
+  // Nor is a secret shown when one is in a list.
+  auto secret = config::from_yaml("sqs:\n  secret_keys: [\"Zm9v,YmFy\"]\n");
+  ASSERT_FALSE(secret);
+  EXPECT_EQ(secret.error().message.find("Zm9v"), std::string::npos) << secret.error().message;
+}
+
 // A key given twice, directly or once dotted and once nested, is refused by name: which value
 // wins is not qrt's to guess (a second secret_access_key was taken silently).
 TEST(Config, AKeyGivenTwiceInYamlIsRefusedByName) {
