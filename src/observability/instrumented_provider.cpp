@@ -1,6 +1,7 @@
 #include <array>
 #include <chrono>
 #include <qrt/instrumented_provider.hpp>
+#include <set>
 
 namespace qrt::metrics {
 namespace {
@@ -93,6 +94,12 @@ class series_table {
         return *slots_[i];
       }
     }
+    // The queues past the table share one series but not one key: each key received from is
+    // remembered, so their settlements find that series rather than "unknown".
+    if (r.queue != 0 && overflowed_.load(std::memory_order_acquire)) {
+      std::lock_guard lock(mutex_);
+      if (overflow_keys_.count(r.queue)) return *overflow_;
+    }
     return *unknown_;
   }
 
@@ -109,6 +116,11 @@ class series_table {
     }
     if (r->empty()) return;
     q.provider_key.store(r->front().receipt.queue, std::memory_order_relaxed);
+    if (&q == overflow_.get() && r->front().receipt.queue != 0) {
+      std::lock_guard lock(mutex_);
+      overflow_keys_.insert(r->front().receipt.queue);
+      overflowed_.store(true, std::memory_order_release);
+    }
     q.receive_batch->observe(static_cast<double>(r->size()));
     q.received->inc(r->size());
     q.in_flight->add(static_cast<double>(r->size()));
@@ -153,6 +165,8 @@ class series_table {
   std::unique_ptr<queue_series> overflow_;
   std::unique_ptr<queue_series> unknown_;
   std::unique_ptr<queue_series> topic_overflow_;  ///< shown as topic="other"
+  std::set<std::uint64_t> overflow_keys_;         ///< receipt queue keys of overflow_ (mutex_)
+  std::atomic<bool> overflowed_{false};           ///< overflow_keys_ is not empty
 };
 
 struct call_timer {

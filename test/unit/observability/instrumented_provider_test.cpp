@@ -92,6 +92,29 @@ TEST_F(InstrumentedProvider, RecordsEveryOperationWithQueueProviderAndOperationL
   EXPECT_DOUBLE_EQ(m.queue_depth.with({"orders", "memory", "dead_lettered"}).value(), 1.0);
 }
 
+// Past 64 queues, further queues share the series labelled queue="other" (ADR 0070). Their
+// messages are settled against that series too: what is received and completed there leaves
+// nothing in flight, and nothing is taken off the "unknown" series, which no queue owns.
+TEST_F(InstrumentedProvider, QueuesPastTheSeriesLimitSettleAgainstTheirSharedSeries) {
+  for (int i = 0; i < 64; ++i) {
+    const auto q = queue_name::from("q" + std::to_string(i));
+    ASSERT_TRUE(run(io, client->create_queue(q)));
+    ASSERT_TRUE(run(io, client->stats(q)));  // takes one of the 64 series
+  }
+  const auto late = queue_name::from("late");
+  ASSERT_TRUE(run(io, client->create_queue(late)));
+  message msg;
+  msg.body = "x";
+  ASSERT_TRUE(run(io, client->send(late, msg)));
+  auto got = run(io, client->receive(late, 1, 1s)).value();
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_DOUBLE_EQ(m.in_flight.with({"other", "memory"}).value(), 1.0);
+  ASSERT_TRUE(run(io, client->complete(got[0].receipt)));
+  EXPECT_DOUBLE_EQ(m.in_flight.with({"other", "memory"}).value(), 0.0);
+  EXPECT_DOUBLE_EQ(m.in_flight.with({"unknown", "memory"}).value(), 0.0);
+  EXPECT_EQ(m.operations.with({"other", "memory", "complete"}).value(), 1u);
+}
+
 TEST_F(InstrumentedProvider, HealthReportsReachableProviderAndMissingQueue) {
   auto ok = run(io, check_health(*client->underlying(), orders, 1s));
   EXPECT_TRUE(ok.healthy()) << ok.to_json();
