@@ -23,7 +23,8 @@ struct health_report {
     return reachable && queue_exists && breaker != breaker_state::open;
   }
   /// {"status":"healthy"|"unhealthy","provider":..,"reachable":..,"queue_exists":..,
-  ///  "breaker":..,"latency_us":..,"error":..}; "breaker" is "none" without a breaker.
+  ///  "breaker":..,"latency_us":..,"error":..}; "breaker" is "none" without a breaker. Always
+  ///  valid JSON: bytes of the error that are not UTF-8 are written as U+FFFD.
   std::string to_json() const;
 };
 

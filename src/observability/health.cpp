@@ -5,16 +5,66 @@
 #include <qrt/health.hpp>
 
 namespace qrt {
+namespace {
+
+/// The length of the well-formed UTF-8 sequence at the start of `text` (no overlong forms,
+/// surrogates or code points past U+10FFFF); 0 when there is none.
+std::size_t utf8_sequence(std::string_view text) {
+  const auto byte = [&](std::size_t i) { return static_cast<unsigned char>(text[i]); };
+  const unsigned char lead = byte(0);
+  if (lead < 0x80) return 1;
+  std::size_t length = 0;
+  unsigned char low = 0x80, high = 0xbf;  // the range of the second byte
+  if (lead >= 0xc2 && lead <= 0xdf) {
+    length = 2;
+  } else if (lead >= 0xe0 && lead <= 0xef) {
+    length = 3;
+    if (lead == 0xe0) low = 0xa0;   // overlong
+    if (lead == 0xed) high = 0x9f;  // surrogates
+  } else if (lead >= 0xf0 && lead <= 0xf4) {
+    length = 4;
+    if (lead == 0xf0) low = 0x90;   // overlong
+    if (lead == 0xf4) high = 0x8f;  // past U+10FFFF
+  } else {
+    return 0;
+  }
+  if (text.size() < length || byte(1) < low || byte(1) > high) return 0;
+  for (std::size_t i = 2; i < length; ++i) {
+    if (byte(i) < 0x80 || byte(i) > 0xbf) return 0;
+  }
+  return length;
+}
+
+/// `text` with every byte that does not start a well-formed UTF-8 sequence replaced by U+FFFD:
+/// a JSON text is UTF-8, and an error's message may carry a service's bytes (cut short, or in
+/// another encoding), which would make the whole answer unreadable to a JSON parser.
+std::string as_utf8(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  while (!text.empty()) {
+    const std::size_t n = utf8_sequence(text);
+    if (n == 0) {
+      out += "\xef\xbf\xbd";
+      text.remove_prefix(1);
+    } else {
+      out.append(text.substr(0, n));
+      text.remove_prefix(n);
+    }
+  }
+  return out;
+}
+
+}  // namespace
 
 std::string health_report::to_json() const {
   boost::json::object o;
   o["status"] = healthy() ? "healthy" : "unhealthy";
-  o["provider"] = provider;
+  o["provider"] = as_utf8(provider);
   o["reachable"] = reachable;
   o["queue_exists"] = queue_exists;
   o["breaker"] = breaker ? std::string(to_string(*breaker)) : std::string("none");
   o["latency_us"] = latency.count();
-  if (problem) o["error"] = problem->to_string();
+  if (problem) o["error"] = as_utf8(problem->to_string());
   return boost::json::serialize(o);
 }
 

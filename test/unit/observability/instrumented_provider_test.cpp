@@ -8,6 +8,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_future.hpp>
+#include <boost/json.hpp>
 #include <qrt/client.hpp>
 #include <qrt/health.hpp>
 #include <qrt/instrumented_provider.hpp>
@@ -127,6 +128,22 @@ TEST_F(InstrumentedProvider, HealthReportsReachableProviderAndMissingQueue) {
   auto open =
       run(io, check_health(*client->underlying(), orders, 1s, [] { return breaker_state::open; }));
   EXPECT_FALSE(open.healthy()) << "an open breaker is unhealthy even when the provider answers";
+}
+
+// The probe's error carries text from the service (an SQS message cut at 512 bytes can end inside
+// a character; a broker's description may be Latin-1). /health serves this JSON to monitoring
+// that parses it: bytes that are not UTF-8 become U+FFFD, and the rest is kept as it is.
+TEST(HealthReport, JsonStaysValidWhenTheErrorIsNotUtf8) {
+  health_report report;
+  report.provider = "sqs";
+  report.problem = fail(errc::provider_error, "caf\xc3\xa9 \xff broken \xe2\x82");
+  const auto text = report.to_json();
+  boost::system::error_code ec;
+  const auto parsed = boost::json::parse(text, ec);
+  ASSERT_FALSE(ec) << ec.message() << ": " << text;
+  const std::string error(parsed.as_object().at("error").as_string());
+  EXPECT_NE(error.find("caf\xc3\xa9 \xef\xbf\xbd broken \xef\xbf\xbd"), std::string::npos) << error;
+  EXPECT_EQ(parsed.as_object().at("status").as_string(), "unhealthy");
 }
 
 TEST_F(InstrumentedProvider, TraceparentTravelsFromSendToTheHandler) {
