@@ -10,6 +10,11 @@
 
 namespace qrt::detail {
 
+/// A name an error refuses (a queue's, a provider's), as the error shows it: at most its first 64
+/// bytes ("..." after), bytes outside printable ASCII (and '\\') as \xHH, so a name from a flag, a
+/// file or the environment cannot drive the terminal that shows the error.
+std::string printable_name(std::string_view text);
+
 /// `invalid_argument` for an empty (default-constructed) `name`; `what` says which name it is
 /// ("queue name", "topic name", "session id", ...). nullopt for any other name.
 template <class Name>

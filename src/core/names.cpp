@@ -1,17 +1,11 @@
 #include <algorithm>
 #include <qrt/names.hpp>
 
-namespace qrt {
-namespace {
+#include "name_checks.hpp"
 
-bool is_name_char(char c) noexcept {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
-         c == '_' || c == '.';
-}
+namespace qrt::detail {
 
-// At most the first 64 bytes of a refused name, for its error: bytes outside printable ASCII
-// as \xHH, so a name from a flag or a file cannot drive the terminal that shows the error.
-std::string quoted(std::string_view text) {
+std::string printable_name(std::string_view text) {
   static constexpr char hex[] = "0123456789abcdef";
   std::string out;
   for (unsigned char c : text.substr(0, 64)) {
@@ -27,11 +21,22 @@ std::string quoted(std::string_view text) {
   return out;
 }
 
+}  // namespace qrt::detail
+
+namespace qrt {
+namespace {
+
+bool is_name_char(char c) noexcept {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+         c == '_' || c == '.';
+}
+
 // Queue, topic and subscription names share one rule set; `what` names the kind in the error.
 result<void> check_name(std::string_view text, std::string_view what, std::size_t max_length) {
   auto bad = [&](std::string_view why) {
-    return fail(errc::invalid_argument,
-                "invalid " + std::string(what) + " '" + quoted(text) + "': " + std::string(why));
+    return fail(errc::invalid_argument, "invalid " + std::string(what) + " '" +
+                                            detail::printable_name(text) +
+                                            "': " + std::string(why));
   };
   if (text.empty()) return bad("empty");
   if (text.size() > max_length) {

@@ -1,5 +1,7 @@
 #include <qrt/registry.hpp>
 
+#include "name_checks.hpp"
+
 namespace qrt {
 
 void provider_registry::add(std::string name, provider_factory factory) {
@@ -26,8 +28,9 @@ result<provider_ptr> provider_registry::make(const config& cfg,
   }
   auto it = factories_.find(*name);
   if (it == factories_.end()) {
-    return fail(errc::configuration_error,
-                "field 'provider': unknown provider '" + *name + "' (one of: " + list() + ")");
+    return fail(errc::configuration_error, "field 'provider': unknown provider '" +
+                                               detail::printable_name(*name) +
+                                               "' (one of: " + list() + ")");
   }
   return it->second(cfg, std::move(executor));
 }

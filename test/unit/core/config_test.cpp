@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <boost/asio/io_context.hpp>
 #include <cerrno>
 #include <csignal>
 #include <cstdlib>
@@ -11,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <qrt/config.hpp>
+#include <qrt/registry.hpp>
 #include <string>
 #include <thread>
 
@@ -336,4 +338,25 @@ TEST(Config, ConfigurationFromAPipeIsReadNoFurtherThanAMegabyte) {
   EXPECT_NE(directory.error().message.find("directory"), std::string::npos)
       << directory.error().message;
   std::filesystem::remove_all(dir);
+}
+
+// The provider's name comes from a flag, a file or QRT_PROVIDER: an unknown one is shown in the
+// error as names are (at most 64 bytes, anything but printable ASCII as \xHH), so a pasted
+// value cannot fill the terminal or drive it with escape sequences.
+TEST(ProviderRegistry, AnUnknownProviderIsNamedShortAndPrintable) {
+  qrt::provider_registry registry;
+  registry.add("memory", [](const config&, boost::asio::any_io_executor) {
+    return qrt::result<qrt::provider_ptr>(qrt::fail(errc::unsupported, "not made here"));
+  });
+  boost::asio::io_context io;
+  const std::string pasted = "\x1b]0;owned\x07\x1b[2J" + std::string(10'000, 'x');
+  auto made = registry.make(config{{"provider", pasted}}, io.get_executor());
+  ASSERT_FALSE(made);
+  EXPECT_EQ(made.error().code, errc::configuration_error);
+  const auto& message = made.error().message;
+  EXPECT_EQ(message.find('\x1b'), std::string::npos) << message;
+  EXPECT_EQ(message.find('\x07'), std::string::npos) << message;
+  EXPECT_NE(message.find("\\x1b]0;owned"), std::string::npos) << message;
+  EXPECT_LT(message.size(), 200u) << message;
+  EXPECT_NE(message.find("one of: memory"), std::string::npos) << message;
 }
