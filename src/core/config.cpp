@@ -13,6 +13,7 @@
 #include <set>
 
 #include "config_binder.hpp"
+#include "name_checks.hpp"
 
 extern char** environ;
 
@@ -101,6 +102,9 @@ result<void> flatten(const YAML::Node& node, const std::string& prefix, config& 
   auto set = [&](std::string value) -> result<void> {
     if (value.size() > budget) return too_large(file_bytes);
     budget -= value.size();
+    // No setting holds a NUL: where the value reaches the system (a path, a host) it would be
+    // cut short there, silently naming something else.
+    if (value.find('\0') != std::string::npos) return field_error(prefix, "holds a NUL byte");
     // A key given twice (or as "a.b" and as b inside a) would silently take one of the two
     // values: which one the user meant is theirs to say.
     if (out.contains(prefix)) return field_error(prefix, "given more than once");
@@ -114,6 +118,10 @@ result<void> flatten(const YAML::Node& node, const std::string& prefix, config& 
     }
     for (const auto& kv : node) {
       const auto key = kv.first.as<std::string>();
+      if (key.find('\0') != std::string::npos) {
+        return field_error(detail::printable_name(prefix.empty() ? key : prefix + "." + key),
+                           "a key may not hold a NUL byte");
+      }
       auto r = flatten(kv.second, prefix.empty() ? key : prefix + "." + key, out, budget,
                        file_bytes, depth + 1);
       if (!r) return r;

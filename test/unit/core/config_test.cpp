@@ -83,6 +83,25 @@ TEST(Config, YamlWithMoreThanOneDocumentIsRefused) {
   }
 }
 
+// YAML can write a NUL byte ("\0"), which no setting holds: a path, a host or a file name with one
+// would be cut short where it reaches the system (persistence_path "/data/q\0x" opened
+// "/data/q"). A key or a value holding one is refused, naming the field.
+TEST(Config, YamlKeysAndValuesWithANulByteAreRefused) {
+  auto value = config::from_yaml("persistence_path: \"/data/q\\0/elsewhere\"\n");
+  ASSERT_FALSE(value);
+  EXPECT_EQ(value.error().code, errc::configuration_error);
+  EXPECT_NE(value.error().message.find("'persistence_path'"), std::string::npos)
+      << value.error().message;
+  EXPECT_NE(value.error().message.find("NUL"), std::string::npos) << value.error().message;
+  auto in_list = config::from_yaml("queues: [a, \"b\\0c\"]\n");
+  ASSERT_FALSE(in_list);
+  EXPECT_NE(in_list.error().message.find("'queues'"), std::string::npos) << in_list.error().message;
+  auto key = config::from_yaml("\"provider\\0x\": memory\n");
+  ASSERT_FALSE(key);
+  EXPECT_EQ(key.error().code, errc::configuration_error);
+  EXPECT_EQ(key.error().message.find('\0'), std::string::npos);
+}
+
 TEST(Config, MalformedYamlIsAConfigurationError) {
   auto c = config::from_yaml("provider: [unclosed");
   ASSERT_FALSE(c);
