@@ -20,8 +20,10 @@ extern char** environ;
 namespace qrt {
 namespace {
 
+// Keys come from files, flags and the environment too: shown as refused names are.
 error field_error(std::string_view key, std::string_view what) {
-  return fail(errc::configuration_error, "field '" + std::string(key) + "': " + std::string(what));
+  return fail(errc::configuration_error,
+              "field '" + detail::printable_name(key) + "': " + std::string(what));
 }
 
 // Shown in errors: secret fields redacted, URLs without their userinfo.
@@ -119,7 +121,7 @@ result<void> flatten(const YAML::Node& node, const std::string& prefix, config& 
     for (const auto& kv : node) {
       const auto key = kv.first.as<std::string>();
       if (key.find('\0') != std::string::npos) {
-        return field_error(detail::printable_name(prefix.empty() ? key : prefix + "." + key),
+        return field_error(prefix.empty() ? key : prefix + "." + key,
                            "a key may not hold a NUL byte");
       }
       auto r = flatten(kv.second, prefix.empty() ? key : prefix + "." + key, out, budget,

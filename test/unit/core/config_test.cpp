@@ -170,6 +170,21 @@ TEST(Config, UnknownFieldsAreRefusedByName) {
   EXPECT_NE(r.error().message.find("'max_queue_sise'"), std::string::npos);
 }
 
+// Keys come from files and flags too: an unknown one is named as a refused queue name is (its
+// first 64 bytes, anything but printable ASCII as \xHH), so a stray blob cannot flood the error
+// or drive the terminal that shows it.
+TEST(Config, AnUnknownKeyIsNamedShortAndPrintable) {
+  const std::string key = "\x1b[2J\x1b]0;owned\x07" + std::string(100'000, 'k');
+  auto c = config::from_pairs({key + "=1"});
+  ASSERT_TRUE(c);
+  auto r = c->reject_unknown({"provider"});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, errc::configuration_error);
+  EXPECT_EQ(r.error().message.find('\x1b'), std::string::npos);
+  EXPECT_NE(r.error().message.find("field '\\x1b[2J"), std::string::npos) << r.error().message;
+  EXPECT_LT(r.error().message.size(), 200u);
+}
+
 TEST(Config, SecretsAreRedactedInTextAndErrors) {
   const std::string secret = "s3cr3t-Zm9vYmFy";
   config c{{"connection_string", "Endpoint=sb://x/;SharedAccessKey=" + secret},
