@@ -496,6 +496,19 @@ boost::json::object latency_json(const latency_summary& l) {
           {"p99_99", l.p99_99_us}, {"max", l.max_us}, {"mean", l.mean_us}};
 }
 
+/// Every number in `v` that is NaN or infinite (a figure that could not be computed) made null:
+/// JSON has no such numbers, and Boost.JSON would write them as `NaN` and `Infinity`, which no
+/// parser (bench compare's included) reads.
+void null_non_finite(boost::json::value& v) {
+  if (v.is_double()) {
+    if (!std::isfinite(v.get_double())) v = nullptr;
+  } else if (auto* o = v.if_object()) {
+    for (auto& field : *o) null_non_finite(field.value());
+  } else if (auto* a = v.if_array()) {
+    for (auto& x : *a) null_non_finite(x);
+  }
+}
+
 }  // namespace
 
 std::string to_json(const report& rep) {
@@ -605,7 +618,9 @@ std::string to_json(const report& rep) {
                       {"e2e_count", s.e2e_count}});
   }
   o["series"] = std::move(series);
-  return boost::json::serialize(o);
+  boost::json::value doc = std::move(o);
+  null_non_finite(doc);
+  return boost::json::serialize(doc);
 }
 
 // ---------------------------------------------------------------------------------------------

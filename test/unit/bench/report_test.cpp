@@ -8,6 +8,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <qrt/bench/chart.hpp>
 #include <qrt/bench/compare.hpp>
@@ -477,6 +478,31 @@ TEST(ReportJson, HasExactlyTheDocumentedFields) {
         << "written but not documented in docs/bench-report.md: " << path;
   }
   EXPECT_EQ(json.at("schema_version").as_int64(), report_schema_version);
+}
+
+// A figure that could not be computed (a ratio over a round that moved nothing) is written as
+// null: JSON has no NaN or infinity, and a report.json holding them is refused by every parser,
+// bench compare's included, which would lose the whole run's figures.
+TEST(ReportJson, AFigureThatCannotBeComputedIsNullAndTheReportStaysJson) {
+  auto rep = full_report(3);
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  const double inf = std::numeric_limits<double>::infinity();
+  rep.scaling = std::vector<scaling_point>{{1, 0, 1, 0}, {2, 0, nan, 0}, {4, 10, inf, -inf}};
+  rep.round_ratios = {1.5, nan};
+  rep.run.series.front().e2e_mean_us = nan;
+  const std::string text = to_json(rep);
+  boost::system::error_code ec;
+  const auto json = boost::json::parse(text, ec);
+  ASSERT_FALSE(ec) << "report.json is not JSON (" << ec.message() << "): " << text.substr(0, 300);
+  const auto& scaling = json.at("scaling").as_array();
+  EXPECT_EQ(scaling.at(0).at("efficiency").as_double(), 1.0);
+  EXPECT_TRUE(scaling.at(1).at("efficiency").is_null());
+  EXPECT_TRUE(scaling.at(2).at("efficiency").is_null());
+  EXPECT_TRUE(scaling.at(2).at("of_ideal").is_null());
+  EXPECT_TRUE(json.at("round_ratios").as_array().at(1).is_null());
+  EXPECT_TRUE(json.at("series").as_array().at(0).at("e2e_mean_us").is_null());
+  auto figures = read_report_figures(text, "report.json");
+  EXPECT_TRUE(figures) << figures.error().to_string();
 }
 
 // ---------------------------------------------------------------------------------------------
