@@ -692,12 +692,28 @@ awaitable<std::uint64_t> drain_until(queue_client& client, const queue_name& q, 
 
 }  // namespace
 
+result<void> validate_scaling(const scaling_options& so) {
+  if (so.max_consumers == 0) return invalid("max consumers must be at least 1");
+  if (so.base.receive_batch == 0) return invalid("receive batch must be at least 1");
+  if (so.injected_latency.count() <= 0) {
+    return invalid(
+        "the scaling run's injected latency must be at least 1 ms (its ceiling, "
+        "receive batch / (2 x latency) per consumer, is what it measures against)");
+  }
+  if (2 * so.injected_latency >= so.window) {
+    return invalid("the scaling run's injected latency (" +
+                   std::to_string(so.injected_latency.count()) +
+                   " ms) must be under half its window (" + std::to_string(so.window.count()) +
+                   " ms): a receive and its settle must fit in it");
+  }
+  return {};
+}
+
 result<std::vector<scaling_point>> run_scaling(const scaling_options& so) {
   const auto& o = so.base;
   auto queue = queue_name::parse(o.queue);
   if (!queue) return queue.error();
-  if (so.max_consumers == 0) return invalid("max consumers must be at least 1");
-  if (o.receive_batch == 0) return invalid("receive batch must be at least 1");
+  if (auto v = validate_scaling(so); !v) return v.error();
 
   // Each consumer completes at most receive_batch messages per receive + settle round trip.
   const double per_consumer =
@@ -734,7 +750,11 @@ result<std::vector<scaling_point>> run_scaling(const scaling_options& so) {
     scaling_point pt;
     pt.consumers = n;
     pt.throughput = done / elapsed;
-    pt.efficiency = points.empty() ? 1.0 : pt.throughput / (n * points.front().throughput);
+    // Against a first round that completed nothing there is no efficiency to give.
+    pt.efficiency = points.empty() ? 1.0
+                    : points.front().throughput > 0
+                        ? pt.throughput / (n * points.front().throughput)
+                        : 0;
     pt.of_ideal = pt.throughput / (per_consumer * static_cast<double>(n));
     points.push_back(pt);
     if (o.on_progress) o.on_progress(progress{elapsed, fill, done, fill});

@@ -1,9 +1,12 @@
+#include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
 #include <boost/json.hpp>
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
@@ -1091,12 +1094,21 @@ std::string render_chart_html(const report& rep) {
   return html;
 }
 
-result<void> write_report_dir(const report& rep, const std::string& dir) {
+result<void> prepare_report_dir(const std::string& dir) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec)
     return fail(errc::invalid_argument,
                 "report directory '" + dir + "' cannot be created: " + ec.message());
+  if (::access(dir.c_str(), W_OK | X_OK) != 0) {
+    return fail(errc::invalid_argument,
+                "report directory '" + dir + "' cannot be written: " + std::strerror(errno));
+  }
+  return {};
+}
+
+result<void> write_report_dir(const report& rep, const std::string& dir) {
+  if (auto ready = prepare_report_dir(dir); !ready) return ready;
   auto write = [&](const std::string& name, const std::string& content) -> result<void> {
     const auto path = std::filesystem::path(dir) / name;
     std::ofstream out(path, std::ios::binary);

@@ -425,6 +425,21 @@ grep -q '"baseline":{"name":"moodycamel::ConcurrentQueue"' "$tmp/report/report.j
 grep -q '"status":"pass"' "$tmp/report/report.json" || fail "report.json lacks target checks"
 grep -q '<svg' "$tmp/report/chart.html" || fail "chart.html has no chart"
 sed -i 's/^impossible:/production:/' "$tmp/targets.yaml"
+# What would fail only after the main run (a report directory that cannot be made, a scaling
+# latency the scaling run cannot measure with, a memory budget for another provider) is refused
+# before it: nothing is measured, no table printed, and no run is lost for a setting.
+touch "$tmp/a-file"
+expect 2 "a-file/report" -- bench --messages 1000 --threads 1 --no-baseline --report-dir "$tmp/a-file/report"
+[[ ! -s "$tmp/out" ]] || fail "bench ran before refusing its report directory: $(head -3 "$tmp/out")"
+for latency in 0 750; do
+  expect 2 "--scaling-latency" -- bench --messages 1000 --threads 1 --no-baseline --scaling --scaling-latency "$latency"
+  [[ ! -s "$tmp/out" ]] || fail "bench --scaling-latency $latency ran: $(head -3 "$tmp/out")"
+done
+expect 2 "--memory-budget is for the embedded provider" -- bench --provider amqp \
+  --endpoint amqp://127.0.0.1:1 --messages 10 --memory-budget 1048576
+# The report directory is made before the run; a run that then fails leaves none behind.
+expect 2 "message size" -- bench --size 8 --messages 10 --report-dir "$tmp/failed-run/report"
+[[ ! -e "$tmp/failed-run/report" ]] || fail "a failed bench run left an empty report directory"
 expect 3 "target was missed" -- bench --messages 1000 --threads 1 --no-baseline --targets "$tmp/targets.yaml" --environment production --fail-on-miss
 expect 0 '"end_to_end_msgs_per_s"' -- bench --messages 1000 --threads 1 --no-baseline --output json
 

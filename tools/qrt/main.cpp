@@ -733,6 +733,9 @@ class bench_command {
   static constexpr std::size_t most_workers = 1024;
   static constexpr std::size_t largest_batch = 1'000'000;
   static constexpr std::int64_t an_hour_us = std::int64_t{3'600} * 1'000'000;
+  /// The scaling run's receive + settle round trip (twice the latency) fits in its window.
+  static inline const std::int64_t longest_scaling_latency_ms =
+      (std::chrono::milliseconds(bench::scaling_options{}.window).count() - 1) / 2;
 
  public:
   // `command_line`: the command as run, secrets hidden, for the report's history.
@@ -782,7 +785,7 @@ class bench_command {
                    "also run the consumer scaling benchmark (1..32 consumers)");
     cmd_->add_option("--scaling-latency", scaling_latency_ms_,
                      "ms added to each provider call when scaling (default 10)")
-        ->check(CLI::Range(std::int64_t{0}, an_hour_us / 1000));
+        ->check(CLI::Range(std::int64_t{1}, longest_scaling_latency_ms));
     cmd_->add_option("--scaling-max", scaling_max_, "most consumers when scaling (default 32)")
         ->check(CLI::Range(std::size_t{1}, most_workers));
     cmd_->add_option("--overhead", overhead_us_,
@@ -880,6 +883,42 @@ class bench_command {
       if (tty) std::fprintf(stderr, "\r%80s\r", "");
     };
 
+    // What the extra runs and the report directory would refuse only after the main run is
+    // refused now, before anything is measured: a run is not lost for a setting.
+    bench::scaling_options so;
+    so.base = bo_;
+    so.base.on_progress = nullptr;
+    so.injected_latency = milliseconds(scaling_latency_ms_);
+    so.max_consumers = scaling_max_;
+    if (scaling_) {
+      if (auto v = bench::validate_scaling(so); !v) return report_error(v.error());
+    }
+    if (memory_budget_ > 0 && bo_.provider_config.get("provider") != "memory") {
+      return report_error(fail(errc::invalid_argument,
+                               "--memory-budget is for the embedded provider (--provider memory)"));
+    }
+    // The directories made for the report go again, while still empty, when the run fails.
+    struct made_for_the_report {
+      std::filesystem::path dir, topmost;  // the report's, the first that had to be made
+      ~made_for_the_report() {
+        std::error_code ec;
+        for (auto p = dir; !topmost.empty() && std::filesystem::remove(p, ec); p = p.parent_path())
+          if (p == topmost) break;
+      }
+    } made;
+    if (!report_dir_.empty()) {
+      made.dir = std::filesystem::path(report_dir_).lexically_normal();
+      if (!made.dir.has_filename()) made.dir = made.dir.parent_path();  // "reports/now/"
+      std::error_code ec;
+      for (auto p = made.dir; !p.empty() && p != p.parent_path(); p = p.parent_path()) {
+        if (std::filesystem::exists(p, ec)) break;
+        made.topmost = p;
+      }
+      if (auto ready = bench::prepare_report_dir(report_dir_); !ready) {
+        return report_error(ready.error());
+      }
+    }
+
     metrics::registry metric_registry;
     metrics::runtime_metrics runtime_metrics(metric_registry);
     if (with_metrics_) bo_.metrics = &runtime_metrics;
@@ -943,12 +982,6 @@ class bench_command {
       rep.half_rate_baseline = std::move(median.raw);
     }
     if (scaling_) {
-      bench::scaling_options so;
-      so.base = bo_;
-      so.base.on_progress = nullptr;
-      so.base.receive_batch = bo_.receive_batch;
-      so.injected_latency = milliseconds(scaling_latency_ms_);
-      so.max_consumers = scaling_max_;
       auto s = bench::run_scaling(so);
       if (!s) return report_error(s.error());
       rep.scaling = std::move(*s);

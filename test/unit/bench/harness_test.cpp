@@ -102,6 +102,26 @@ TEST(Harness, TheMemoryBudgetRunFillsToTheBudgetAndDrainsEverything) {
   EXPECT_EQ(refused.error().code, errc::unsupported);
 }
 
+// The scaling run's ceiling is receive_batch / (2 x injected latency) per consumer: without a
+// latency it is infinite (and the prefill it sizes an undefined conversion), and with a round
+// trip that does not fit in the window no round completes anything. Both are refused by name
+// before anything runs, not reported as a chart of zeros and NaN.
+TEST(Harness, TheScalingRunRefusesALatencyItCannotMeasure) {
+  scaling_options so;
+  so.base.threads = 1;
+  so.max_consumers = 2;
+  so.window = std::chrono::milliseconds(200);
+  for (const auto latency : {std::chrono::milliseconds(0), std::chrono::milliseconds(-5),
+                             std::chrono::milliseconds(100), std::chrono::milliseconds(5'000)}) {
+    so.injected_latency = latency;
+    auto r = run_scaling(so);
+    ASSERT_FALSE(r) << "a scaling run with " << latency.count() << " ms of latency ran";
+    EXPECT_EQ(r.error().code, errc::invalid_argument);
+    EXPECT_NE(r.error().message.find("injected latency"), std::string::npos)
+        << r.error().to_string();
+  }
+}
+
 TEST(Report, WritesJsonWithTheDocumentedFieldsAndASelfContainedChart) {
   report rep;
   rep.run.provider = "memory";

@@ -174,6 +174,10 @@ struct scaling_options {
 /// Scaling with consumers: N = 1, 2, 4, ... max_consumers consumers on a prefilled queue,
 /// every provider call delayed by injected_latency.
 result<std::vector<scaling_point>> run_scaling(const scaling_options& options);
+/// What run_scaling refuses before it runs anything: an injected latency of zero or less (the
+/// ceiling it measures against would be infinite), or one whose receive + settle round trip
+/// does not fit in the window (no round could complete a message), no consumers, no batch.
+result<void> validate_scaling(const scaling_options& options);
 
 struct overhead_result {
   std::uint64_t messages = 0;

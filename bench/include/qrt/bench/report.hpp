@@ -78,6 +78,10 @@ std::string utc_now();
 std::string format_table(const report& r);
 std::string to_json(const report& r);
 std::string render_chart_html(const report& r);
+/// Creates `dir` (and parents) and checks that files can be made in it: qrt bench calls it
+/// before the run, so a directory that cannot take the report is refused before anything is
+/// measured rather than after.
+result<void> prepare_report_dir(const std::string& dir);
 /// Creates `dir` (and parents) and writes report.json and chart.html into it.
 result<void> write_report_dir(const report& r, const std::string& dir);
 
