@@ -490,6 +490,31 @@ TEST_F(Cli, SubscriptionListJsonStaysValidForAFilterThatIsNotUtf8) {
   EXPECT_EQ(binary[0].at("value_base64").as_string(), base64_encode("\xff\xfe"));
 }
 
+// The command line a benchmark report keeps (report.json's "command", chart.html) never holds a
+// secret, however the flags carry it: report directories are compared, shared and committed.
+TEST(CommandLine, SecretsAreMaskedHoweverTheyAreWritten) {
+  const auto masked = [](std::vector<std::string> args) {
+    args.insert(args.begin(), {"qrt", "bench"});
+    return command_line_without_secrets(args);
+  };
+  EXPECT_EQ(masked({"--connection-string", "Endpoint=sb://x/;SharedAccessKey=hunter2"}),
+            "qrt bench --connection-string ***");
+  EXPECT_EQ(masked({"--set", "password=hunter2", "--messages", "10"}),
+            "qrt bench --set password=*** --messages 10");
+  EXPECT_EQ(masked({"--set=sas_key=hunter2"}), "qrt bench --set=sas_key=***");
+  EXPECT_EQ(masked({"--set", "prefetch=5"}), "qrt bench --set prefetch=5");
+  // One --set takes several settings: each one after it is a setting until the next flag.
+  EXPECT_EQ(masked({"--set", "user=guest", "password=hunter2", "--no-baseline"}),
+            "qrt bench --set user=guest password=*** --no-baseline");
+  EXPECT_EQ(masked({"--endpoint", "amqp://guest:hunter2@broker:5672"}),
+            "qrt bench --endpoint amqp://***@broker:5672");
+  // The endpoint parser reads a password up to the last '@' (it may hold an '@' of its own).
+  EXPECT_EQ(masked({"--endpoint", "amqps://guest:hun@ter2@broker"}),
+            "qrt bench --endpoint amqps://***@broker");
+  EXPECT_EQ(masked({"--set", "endpoint=amqp://guest:p@ss@broker"}),
+            "qrt bench --set endpoint=amqp://***@broker");
+}
+
 TEST(Base64, MatchesRfc4648Vectors) {
   EXPECT_EQ(base64_encode(""), "");
   EXPECT_EQ(base64_encode("f"), "Zg==");

@@ -1,6 +1,8 @@
 #include "commands.hpp"
 
+#include <algorithm>
 #include <boost/json.hpp>
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <ctime>
@@ -132,6 +134,46 @@ std::size_t utf8_sequence_at(std::string_view text, std::size_t i) {
 }
 
 }  // namespace
+
+std::string command_line_without_secrets(const std::vector<std::string>& args) {
+  auto secret_setting = [](std::string_view kv) {
+    std::string key(kv.substr(0, kv.find('=')));
+    std::transform(key.begin(), key.end(), key.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    for (const char* word : {"key", "secret", "password", "token", "connection", "sas"}) {
+      if (key.find(word) != std::string::npos) return true;
+    }
+    return false;
+  };
+  std::string out;
+  bool hide_next = false;
+  bool in_settings = false;  // after --set: it takes every value up to the next flag
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    std::string arg = args[i];
+    if (arg.starts_with('-')) in_settings = false;
+    if (hide_next) {
+      arg = "***";
+    } else if (in_settings && secret_setting(arg)) {
+      arg = arg.substr(0, arg.find('=')) + "=***";
+    } else if (arg.starts_with("--connection-string=")) {
+      arg = "--connection-string=***";
+    } else if (arg.starts_with("--set=") && secret_setting(arg.substr(6))) {
+      arg = "--set=" + arg.substr(6, arg.find('=', 6) - 6) + "=***";
+    }
+    // A URL's user and password (amqp://user:pass@host), up to the last '@' as the endpoint
+    // parser reads them: a password may hold an '@' of its own.
+    if (const auto scheme = arg.find("://"); scheme != std::string::npos) {
+      if (const auto at = arg.rfind('@'); at != std::string::npos && at > scheme) {
+        arg = arg.substr(0, scheme + 3) + "***" + arg.substr(at);
+      }
+    }
+    hide_next = arg == "--connection-string";
+    if (arg == "--set") in_settings = true;
+    if (arg.find_first_of(" \t'\"$") != std::string::npos) arg = "'" + arg + "'";
+    out += (i ? " " : "") + arg;
+  }
+  return out;
+}
 
 std::string printable_text(std::string_view text, bool multiline) {
   static constexpr char hex[] = "0123456789abcdef";

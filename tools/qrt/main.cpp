@@ -164,47 +164,6 @@ std::string with_thousands(std::uint64_t n) {
   return out;
 }
 
-// The command line as run, for the report's history, with the values that may
-// hold secrets (a connection string, a --set of a key, secret, password or
-// token, a URL's user and password) replaced by "***".
-std::string command_line_without_secrets(int argc, char** argv) {
-  auto secret_setting = [](std::string_view kv) {
-    std::string key(kv.substr(0, kv.find('=')));
-    std::transform(key.begin(), key.end(), key.begin(),
-                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-    for (const char* word : {"key", "secret", "password", "token", "connection", "sas"}) {
-      if (key.find(word) != std::string::npos) return true;
-    }
-    return false;
-  };
-  std::string out;
-  bool hide_next = false;
-  bool setting_next = false;
-  for (int i = 0; i < argc; ++i) {
-    std::string arg = argv[i];
-    if (hide_next) {
-      arg = "***";
-    } else if (setting_next && secret_setting(arg)) {
-      arg = arg.substr(0, arg.find('=')) + "=***";
-    } else if (arg.starts_with("--connection-string=")) {
-      arg = "--connection-string=***";
-    } else if (arg.starts_with("--set=") && secret_setting(arg.substr(6))) {
-      arg = "--set=" + arg.substr(6, arg.find('=', 6) - 6) + "=***";
-    }
-    // A URL's user and password (amqp://user:pass@host).
-    if (const auto scheme = arg.find("://"); scheme != std::string::npos) {
-      if (const auto at = arg.find('@', scheme); at != std::string::npos) {
-        arg = arg.substr(0, scheme + 3) + "***" + arg.substr(at);
-      }
-    }
-    hide_next = arg == "--connection-string";
-    setting_next = arg == "--set";
-    if (arg.find_first_of(" \t'\"$") != std::string::npos) arg = "'" + arg + "'";
-    out += (i ? " " : "") + arg;
-  }
-  return out;
-}
-
 // ---- subcommands: each registers its flags with the parser and runs when it was chosen ----
 
 // `send` to a queue, or `publish` to a topic: the same input options.
@@ -1116,7 +1075,8 @@ int main(int argc, char** argv) {
   create_delete_commands<queue_name> queues(app, queue_kind);
   create_delete_commands<topic_name> topic(app, topic_kind);
   subscription_commands subscription(app);
-  bench_command benchmark(app, command_line_without_secrets(argc, argv));
+  bench_command benchmark(
+      app, cli::command_line_without_secrets(std::vector<std::string>(argv, argv + argc)));
   compare_command compare(*benchmark.parser());
 
   // The first entry whose parser was chosen runs: `bench compare` before `bench`, which is
