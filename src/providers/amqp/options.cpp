@@ -214,14 +214,21 @@ result<options> options_from_config(const config& cfg) {
         "amqp: field 'abandon_outcome': RabbitMQ refuses the 'modified' outcome (it ends "
         "the link's session); use 'released', or broker=generic for a broker that takes it");
   }
+  // The endpoint wins over host, port and tls (make_provider applies it again, last): applied
+  // here too, the options read are the ones the connection uses, and the checks below see them.
+  if (!o.url.empty()) {
+    if (auto r = detail::apply_url(o, o.url); !r) return r.error();
+  }
   if (o.host.empty()) return fail(errc::configuration_error, "amqp: field 'host' is empty");
   if (!o.tls) {
     // Certificate checks of a connection without TLS would be taken and do nothing.
     for (std::string_view key : {"tls_verify", "tls_ca_file"}) {
       if (cfg.contains(key)) {
         return fail(errc::configuration_error,
-                    "amqp: field '" + std::string(key) +
-                        "' configures TLS, which is off (set tls=true or an amqps:// endpoint)");
+                    "amqp: field '" + std::string(key) + "' configures TLS, which is off (" +
+                        (o.url.empty() ? "set tls=true or an amqps:// endpoint"
+                                       : "the endpoint's amqp:// decides over tls: use amqps://") +
+                        ")");
       }
     }
   }

@@ -110,4 +110,34 @@ TEST(amqp_options, endpoint_urls_take_ipv6_brackets_and_percent_encoded_credenti
   }
 }
 
+// The endpoint decides host, port and TLS over the separate keys (make_provider applies it
+// last): the options read are the ones the connection uses, and a TLS setting next to an
+// amqp:// endpoint is refused as it is with tls off, not accepted and then never used.
+TEST(amqp_options, an_endpoint_decides_tls_and_tls_settings_beside_amqp_are_refused) {
+  auto o = qrt::amqp::options_from_config(qrt::config{
+      {"provider", "amqp"}, {"endpoint", "amqp://broker:5672"}, {"tls", "true"}, {"port", "1"}});
+  ASSERT_TRUE(o) << o.error().to_string();
+  EXPECT_FALSE(o->tls) << "the options say TLS, the connection would go without it";
+  EXPECT_EQ(o->port, 5672);
+
+  for (const char* key : {"tls_ca_file", "tls_verify"}) {
+    auto r = qrt::amqp::options_from_config(
+        qrt::config{{"provider", "amqp"},
+                    {"endpoint", "amqp://broker:5672"},
+                    {"tls", "true"},
+                    {key, key == std::string("tls_verify") ? "false" : "/etc/ssl/ca.pem"}});
+    ASSERT_FALSE(r) << key << " was accepted for a connection without TLS";
+    EXPECT_EQ(r.error().code, qrt::errc::configuration_error);
+    EXPECT_NE(r.error().message.find(key), std::string::npos) << r.error().message;
+    EXPECT_NE(r.error().message.find("amqps://"), std::string::npos) << r.error().message;
+  }
+
+  auto secure = qrt::amqp::options_from_config(qrt::config{{"provider", "amqp"},
+                                                           {"endpoint", "amqps://broker"},
+                                                           {"tls", "false"},
+                                                           {"tls_ca_file", "/etc/ssl/ca.pem"}});
+  ASSERT_TRUE(secure) << secure.error().to_string();
+  EXPECT_TRUE(secure->tls);
+}
+
 }  // namespace
