@@ -2,7 +2,8 @@
 # qrt as an installed package, one step per ctest test (test/package/CMakeLists.txt):
 #   package_test.sh STEP BUILD_DIR WORK_DIR
 #   install           cmake --install BUILD_DIR into WORK_DIR/prefix (the other steps use it)
-#   find_package      a CMake project: find_package(qrt 0.1 CONFIG REQUIRED) + qrt::qrt
+#   find_package      a CMake project: find_package(qrt 0.1 CONFIG REQUIRED) + qrt::qrt, and a
+#                     program linking one component (qrt::memory) alone
 #   pkg_config        the same program built with g++ and pkg-config --cflags --libs qrt
 #   cli               the installed qrt --help
 #   deb               cpack -G DEB: contents and dependencies of both packages, and the
@@ -49,6 +50,7 @@ consume_with_cmake() {
     { cat "$dir/configure.log"; fail "find_package consumer did not configure against $1"; }
   cmake --build "$dir/build" || fail "find_package consumer did not build against $1"
   run_quickstart "$dir/build/quickstart"
+  "$dir/build/one_component" || fail "the one-component consumer (qrt::memory alone) failed"
 }
 
 case "$step" in
