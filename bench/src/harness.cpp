@@ -406,6 +406,7 @@ awaitable<void> consume(run_state& s, std::size_t index) {
   auto& stats = s.consumers[index];
   constexpr auto drain_timeout = std::chrono::seconds(10);
   std::vector<settlement> settles;
+  std::vector<bool> mine;  // per settlement: a message of this run
   while (!s.finished) {
     if (s.producers_done && s.received.load() >= s.sent.load()) break;
     const auto t0 = steady::now();
@@ -439,40 +440,48 @@ awaitable<void> consume(run_state& s, std::size_t index) {
     // The last batch's vector went to settle(): reserved, it is one allocation, not five.
     settles.clear();
     settles.reserve(r->size());
+    mine.clear();
     std::uint64_t batch_sum = 0, batch_count = 0;
     std::int64_t batch_max = 0;
     for (auto& m : *r) {
       const auto handler_start = steady::now();
-      if (auto sent_at = read_send_time(m.body)) {
-        const auto e2e =
-            std::chrono::duration_cast<std::chrono::nanoseconds>(handler_start - *sent_at);
-        stats.e2e.record(e2e);
-        batch_sum += static_cast<std::uint64_t>(std::max<std::int64_t>(0, e2e.count()));
-        batch_max = std::max<std::int64_t>(batch_max, e2e.count());
-        ++batch_count;
-      }
+      // Only this run's messages count, stamped since its start: a queue that outlives a run
+      // (a broker's, a persisted one) may hold what an interrupted earlier run left, stamped by
+      // another process's clock or not at all. Those are completed and left out of every figure.
+      const auto sent_at = read_send_time(m.body);
+      const bool ours = sent_at && *sent_at >= s.start && *sent_at <= handler_start;
+      mine.push_back(ours);
+      settles.push_back(settlement::complete(std::move(m.receipt)));
+      if (!ours) continue;
+      const auto e2e =
+          std::chrono::duration_cast<std::chrono::nanoseconds>(handler_start - *sent_at);
+      stats.e2e.record(e2e);
+      batch_sum += static_cast<std::uint64_t>(e2e.count());
+      batch_max = std::max<std::int64_t>(batch_max, e2e.count());
+      ++batch_count;
       if (m.delivery_count > 1) ++s.duplicates;
       burn_cpu(s.o.handler_cost);
-      settles.push_back(settlement::complete(std::move(m.receipt)));
     }
-    if (s.processing) s.processing->record_batch_processed(r->size(), steady::now() - t1);
+    if (s.processing) s.processing->record_batch_processed(batch_count, steady::now() - t1);
 
     const auto c0 = steady::now();
     auto results = co_await s.client.settle(std::move(settles));
     settles = {};
     const auto c1 = steady::now();
     stats.complete.record(c1 - c0);
-    std::uint64_t ok = 0;
+    std::uint64_t ok = 0, failures = 0;
     std::optional<error> failed;
-    for (const auto& x : results) {
-      if (x) {
+    for (std::size_t i = 0; i < results.size(); ++i) {
+      if (i >= mine.size() || !mine[i]) continue;
+      if (results[i]) {
         ++ok;
-      } else if (!failed) {
-        failed = x.error();
+      } else {
+        ++failures;
+        if (!failed) failed = results[i].error();
       }
     }
     if (failed) s.note(*failed);
-    s.complete_errors += results.size() - ok;
+    s.complete_errors += failures;
     s.received.fetch_add(ok, std::memory_order_relaxed);
     stats.series.add_completed(ns_since(s.start, c1), ok, batch_count, batch_sum, batch_max);
     atomic_max(s.last_complete_ns, ns_since(s.start, c1));

@@ -5,6 +5,7 @@
 #include <fstream>
 #include <qrt/bench/harness.hpp>
 #include <qrt/bench/report.hpp>
+#include <qrt/qrt.hpp>
 #include <sstream>
 
 namespace qrt::bench {
@@ -55,6 +56,44 @@ TEST(Harness, RefusesInvalidOptionsNamingTheProblem) {
   auto u = run_benchmark(unknown);
   ASSERT_FALSE(u);
   EXPECT_NE(u.error().message.find("carrier-pigeon"), std::string::npos);
+}
+
+// A queue that outlives a run (a broker's, a persisted one) may hold what an interrupted
+// earlier run left: those messages are taken off and completed, but they are not this run's.
+// Counted, they ended the run early (received >= sent), and their send times, from another
+// process, made end-to-end latencies of hours.
+TEST(Harness, MessagesLeftByAnEarlierRunAreNotCountedAsThisRunsOwn) {
+  const auto store =
+      std::filesystem::temp_directory_path() / ("qrt_bench_store_" + std::to_string(::getpid()));
+  std::filesystem::remove_all(store);
+  const config persisted{{"provider", "memory"},
+                         {"enable_persistence", "true"},
+                         {"persistence_path", store.string()},
+                         {"durability", "none"},
+                         {"queues", "qrt-bench"}};
+  {
+    auto earlier = sync::queue_client::open(persisted, builtin_providers());
+    ASSERT_TRUE(earlier) << earlier.error().to_string();
+    const auto q = queue_name::from("qrt-bench");
+    for (int i = 0; i < 40; ++i) {
+      message m;
+      // As an earlier process stamps them: a steady-clock time this one never had, or none.
+      m.body =
+          i % 2 ? make_body(256, std::chrono::steady_clock::time_point{}) : std::string(256, 'x');
+      ASSERT_TRUE(earlier->send(q, m));
+    }
+  }
+  bench_options o;
+  o.provider_config = persisted;
+  o.messages = 100;
+  o.threads = 1;
+  auto r = run_benchmark(o);
+  ASSERT_TRUE(r) << r.error().to_string();
+  EXPECT_EQ(r->messages_sent, 100u);
+  EXPECT_EQ(r->messages_received, 100u) << "an earlier run's messages counted as this run's";
+  EXPECT_EQ(r->e2e.count, 100u);
+  EXPECT_LT(r->e2e.max_us, 60e6) << "an earlier run's send time made an end-to-end latency";
+  std::filesystem::remove_all(store);
 }
 
 // The memory budget run stops at the embedded provider's byte budget, refused by name, and
