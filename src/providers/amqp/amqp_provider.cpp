@@ -5,6 +5,7 @@
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <charconv>
 #include <map>
 #include <mutex>
 #include <proton/annotation_key.hpp>
@@ -286,6 +287,7 @@ class amqp_provider final : public qrt::detail::provider_that_borrows {
     std::vector<send_outcome> out(messages.size(), send_outcome(message_id{}));
     std::vector<detail::outgoing_delivery> wire;
     std::vector<std::size_t> positions;
+    std::vector<std::size_t> encoded_sizes;  // of each message in `wire`
     wire.reserve(messages.size());
     for (std::size_t i = 0; i < messages.size(); ++i) {
       auto& m = messages[i];
@@ -303,6 +305,7 @@ class amqp_provider final : public qrt::detail::provider_that_borrows {
       positions.push_back(i);
       detail::outgoing_delivery d;
       detail::encode_message(m, {}, d.bytes);
+      encoded_sizes.push_back(d.bytes.size());
       wire.push_back(std::move(d));
     }
     if (wire.empty()) co_return out;
@@ -312,11 +315,60 @@ class amqp_provider final : public qrt::detail::provider_that_borrows {
       }
     }
     auto sent = co_await conn_->send(to, std::move(wire), timeout);
-    if (!sent) co_return sent.error();
+    if (!sent) {
+      if (broker_max_size(sent.error())) co_return not_the_refused_one(sent.error());
+      co_return sent.error();
+    }
     for (std::size_t j = 0; j < positions.size(); ++j) {
-      if (!(*sent)[j]) out[positions[j]] = (*sent)[j].error();
+      if ((*sent)[j]) continue;
+      const error& e = (*sent)[j].error();
+      const auto limit = broker_max_size(e);
+      if (!limit) {
+        out[positions[j]] = e;
+      } else if (encoded_sizes[j] > *limit) {
+        out[positions[j]] = fail(errc::message_too_large,
+                                 "amqp: message of " + std::to_string(encoded_sizes[j]) +
+                                     " bytes encoded is over the broker's max message size (" +
+                                     std::to_string(*limit) + "): " + e.message,
+                                 e.provider_code);
+      } else {
+        out[positions[j]] = not_the_refused_one(e);
+      }
     }
     co_return out;
+  }
+
+  /// The limit in RabbitMQ's refusal of a message over its max_message_size ("message size N
+  /// is larger than configured max size M", amqp:precondition-failed), which ends the sender's
+  /// session: every message of the call still in flight or unsent gets that error, not only
+  /// the large one. nullopt for any other error.
+  static std::optional<std::uint64_t> broker_max_size(const error& e) {
+    static constexpr std::string_view marker = "larger than configured max size ";
+    if (e.provider_code != "amqp:precondition-failed") return std::nullopt;
+    const auto at = e.message.find(marker);
+    if (at == std::string::npos) return std::nullopt;
+    std::uint64_t limit = 0;
+    const char* first = e.message.data() + at + marker.size();
+    const char* last = e.message.data() + e.message.size();
+    if (auto [end, ec] = std::from_chars(first, last, limit); ec != std::errc{} || end == first) {
+      return std::nullopt;
+    }
+    return limit;
+  }
+
+  /// A message within the broker's limit, caught up in the end of the link another message's
+  /// refusal caused: not refused itself, and unconfirmed (maybe stored, maybe not), so worth
+  /// sending again, at the cost of a possible second copy.
+  static error not_the_refused_one(const error& e) {
+    error again = fail(errc::provider_error,
+                       "amqp: unconfirmed: the broker ended the link over another message of the "
+                       "batch (" +
+                           e.message +
+                           ") before confirming this one; it may not be stored (sending it "
+                           "again may store it twice)",
+                       e.provider_code);
+    again.kind = error_kind::transient;
+    return again;
   }
 
  public:

@@ -386,6 +386,62 @@ TEST_F(amqp_rabbitmq, a_message_too_large_for_the_receiver_is_reported_not_dropp
   io_.run(small->close());
 }
 
+// A message within max_message_bytes but over the broker's own max_message_size: RabbitMQ ends
+// the sender's session (amqp:precondition-failed, naming both sizes), which takes with it every
+// message of the batch still in flight or not yet sent. The large one fails as
+// message_too_large (permanent); the others were not refused, so they fail transient (to be
+// sent again), never as the caller's invalid argument. What was reported sent is in the queue;
+// one reported failed may be there too (the broker stored it and its confirmation went down
+// with the session): a second copy on a resend, never a loss.
+TEST_F(amqp_rabbitmq, a_message_over_the_brokers_max_size_fails_alone_as_too_large) {
+  struct broker_max_size {
+    explicit broker_max_size(std::size_t bytes) { set(bytes); }
+    ~broker_max_size() { set(134'217'728); }  // RabbitMQ's default
+    static void set(std::size_t bytes) {
+      broker->ctl({"eval", "application:set_env(rabbit, max_message_size, " +
+                               std::to_string(bytes) + ")."});
+    }
+  } limit(1 << 20);
+  auto o = rabbit();
+  o.max_message_bytes = 4 << 20;
+  auto p = make(o);
+  std::vector<qrt::message> batch(3);
+  batch[0].body = "small-1";
+  batch[1].body = std::string(2 << 20, 'B');
+  batch[2].body = "small-2";
+  auto sent = io_.run(p->send(queue_, std::move(batch), 10s));
+  std::set<std::string> stored;
+  if (sent) {
+    ASSERT_EQ(sent->size(), 3u);
+    ASSERT_FALSE(sent->at(1)) << "a message over the broker's max size was reported sent";
+    EXPECT_EQ(sent->at(1).error().code, errc::message_too_large) << sent->at(1).error().to_string();
+    EXPECT_FALSE(sent->at(1).error().is_transient());
+    EXPECT_NE(sent->at(1).error().message.find("1048576"), std::string::npos)
+        << sent->at(1).error().to_string();
+    for (std::size_t i : {0u, 2u}) {
+      if (sent->at(i)) {
+        stored.insert(i == 0 ? "small-1" : "small-2");
+      } else {
+        EXPECT_TRUE(sent->at(i).error().is_transient()) << sent->at(i).error().to_string();
+        EXPECT_NE(sent->at(i).error().code, errc::invalid_argument)
+            << sent->at(i).error().to_string();
+      }
+    }
+  } else {
+    EXPECT_TRUE(sent.error().is_transient()) << sent.error().to_string();
+  }
+  std::set<std::string> received;
+  for (auto& m : receive(*p, 10, 1s)) {
+    received.insert(m.body.size() > 100 ? "big" : m.body);
+    EXPECT_TRUE(settle(*p, qrt::settlement::complete(m.receipt)));
+  }
+  for (const auto& body : stored) {
+    EXPECT_TRUE(received.count(body)) << body << " was reported sent and is not in the queue";
+  }
+  EXPECT_FALSE(received.count("big")) << "the broker stored the message it refused";
+  io_.run(p->close());
+}
+
 // The provider declares no native dead-letter queue: a rejected message goes where the broker's
 // policy routes it. With a dead-letter policy on the queue (as an operator would set one), a
 // dead_letter settlement lands the message, whole, in the policy's queue.
