@@ -907,6 +907,14 @@ class bench_command {
     bench::report rep = std::move(rounds[median_index(ratios)]);
     if (rounds.size() > 1) rep.round_ratios = ratios;
 
+    // An extra run that fails does not throw the main run away: the runs after it are skipped,
+    // the table and report of what was measured are written, then its error is reported.
+    std::optional<error> extra_failed;
+    auto extra_run_failed = [&](std::string_view which, error e) {
+      e.message =
+          std::string(which) + " failed (the figures measured before it are kept): " + e.message;
+      extra_failed = std::move(e);
+    };
     if (half_rate_ && rep.run.e2e_throughput > 0) {
       // As many rounds as the full-rate runs, each followed by the raw queue at the same pace:
       // a machine that stalls its threads for milliseconds (other processes, the hypervisor)
@@ -924,7 +932,10 @@ class bench_command {
       for (std::size_t round = 0; round < std::max<std::size_t>(repeat_, 1); ++round) {
         auto h = bench::run_benchmark(half);
         clear_progress();
-        if (!h) return report_error(h.error());
+        if (!h) {
+          extra_run_failed("the half-rate run", h.error());
+          break;
+        }
         half_round hr{std::move(*h), std::nullopt};
         if (with_baseline) {
           auto base_half = half;
@@ -933,31 +944,41 @@ class bench_command {
         }
         halves.push_back(std::move(hr));
       }
-      std::vector<double> p99s;
-      for (const auto& hr : halves) p99s.push_back(hr.run.e2e.p99_us);
-      auto& median = halves[median_index(p99s)];
-      if (halves.size() > 1) rep.half_rate_round_p99s = std::move(p99s);
-      rep.half_rate = std::move(median.run);
-      rep.half_rate_baseline = std::move(median.raw);
+      if (!extra_failed) {
+        std::vector<double> p99s;
+        for (const auto& hr : halves) p99s.push_back(hr.run.e2e.p99_us);
+        auto& median = halves[median_index(p99s)];
+        if (halves.size() > 1) rep.half_rate_round_p99s = std::move(p99s);
+        rep.half_rate = std::move(median.run);
+        rep.half_rate_baseline = std::move(median.raw);
+      }
     }
-    if (scaling_) {
-      auto s = bench::run_scaling(so);
-      if (!s) return report_error(s.error());
-      rep.scaling = std::move(*s);
+    if (scaling_ && !extra_failed) {
+      if (auto s = bench::run_scaling(so); s) {
+        rep.scaling = std::move(*s);
+      } else {
+        extra_run_failed("the scaling run", s.error());
+      }
     }
-    if (overhead_us_ > 0) {
+    if (overhead_us_ > 0 && !extra_failed) {
       auto ov = bo_;
       ov.on_progress = nullptr;
       auto r = bench::run_overhead(ov, overhead_messages_, std::chrono::microseconds(overhead_us_));
-      if (!r) return report_error(r.error());
-      rep.overhead = *r;
+      if (r) {
+        rep.overhead = *r;
+      } else {
+        extra_run_failed("the overhead run", r.error());
+      }
     }
-    if (memory_budget_ > 0) {
+    if (memory_budget_ > 0 && !extra_failed) {
       auto mb = bo_;
       mb.on_progress = nullptr;
       auto r = bench::run_memory_budget(mb, memory_budget_);
-      if (!r) return report_error(r.error());
-      rep.memory_budget = std::move(*r);
+      if (r) {
+        rep.memory_budget = std::move(*r);
+      } else {
+        extra_run_failed("the memory budget run", r.error());
+      }
     }
     rep.load_average = bench::read_load_average();
     rep.finished_at = bench::utc_now();
@@ -988,6 +1009,7 @@ class bench_command {
       std::cerr << "qrt: report written to " << report_dir_ << "/report.json and " << report_dir_
                 << "/chart.html\n";
     }
+    if (extra_failed) return report_error(*extra_failed);
     if (fail_on_miss_ && bench::any_miss(rep.checks)) {
       std::cerr << "qrt: a performance target was missed\n";
       return exit_target_missed;
