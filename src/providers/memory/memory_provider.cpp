@@ -1004,6 +1004,7 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
             break;
           }
         }
+        if (!refused) refused = validate_copies(m, targets->size());
         if (!refused && sink_ && !targets->empty()) {
           std::vector<queue_name> names;
           names.reserve(targets->size());
@@ -1275,6 +1276,19 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
                                                std::to_string(opts_.max_message_bytes) + " bytes");
     }
     return std::nullopt;
+  }
+
+  /// A publish stores one copy per matching subscription, each counted in max_memory_bytes: a
+  /// message whose copies together exceed it would wait for room that can never come.
+  std::optional<error> validate_copies(const message& m, std::size_t copies) const {
+    if (!budget_ || copies < 2) return std::nullopt;  // one copy: validate() checked it
+    const std::uint64_t bytes = accounted_bytes(m);
+    if (bytes == 0 || copies <= budget_->limit() / bytes) return std::nullopt;
+    return fail(errc::message_too_large,
+                "message of " + std::to_string(m.wire_size()) + " bytes (" + std::to_string(bytes) +
+                    " with qrt's bookkeeping) goes to " + std::to_string(copies) +
+                    " subscriptions, whose copies together exceed max_memory_bytes (" +
+                    std::to_string(budget_->limit()) + " bytes)");
   }
 
   std::optional<error> validate(const queue_state& q, const message& m) const {

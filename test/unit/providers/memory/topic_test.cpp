@@ -126,6 +126,43 @@ TEST_F(MemoryTopics, AMessageNoSubscriptionMatchesIsAcceptedAndKeptNowhere) {
   EXPECT_EQ(stats->active, 0);
 }
 
+// Each subscription's copy counts against max_memory_bytes. A message whose copies together
+// could never fit the budget, even with every queue empty, is refused at once as too large,
+// rather than held until the publish's timeout (or for ever) waiting for room that cannot come.
+TEST(MemoryTopicsBudget, AMessageWhoseCopiesExceedTheByteBudgetFailsAloneAsTooLarge) {
+  constexpr std::uint64_t overhead = qrt::memory::stored_message_overhead_bytes;
+  qrt::runtime rt;
+  auto o = qrt::memory::options::for_testing();
+  o.max_memory_bytes = 2 * (100 + overhead) - 1;  // one copy of a 100-byte message, not two
+  qrt::provider_ptr provider = qrt::memory::make_provider(o, rt.executor()).value();
+  qrt::queue_client client{provider};
+  const auto topic = topic_name::from("events");
+  ASSERT_TRUE(rt.block_on(client.create_topic(topic)));
+  const auto a = queue_name::subscription(topic, "a").value();
+  const auto b = queue_name::subscription(topic, "b").value();
+  ASSERT_TRUE(rt.block_on(client.create_subscription(a)));
+  ASSERT_TRUE(rt.block_on(client.create_subscription(b)));
+  std::vector<message> batch;
+  batch.push_back(fixture::text(std::string(100, 'x')));
+  batch.push_back(fixture::text("small"));
+  // A timeout long enough that running into it would be a failure of its own.
+  auto out = rt.block_on(provider->publish(topic, std::move(batch), 10s));
+  ASSERT_TRUE(out) << out.error().to_string();
+  ASSERT_EQ(out->size(), 2u);
+  ASSERT_FALSE((*out)[0]);
+  EXPECT_EQ((*out)[0].error().code, errc::message_too_large) << (*out)[0].error().to_string();
+  EXPECT_NE((*out)[0].error().message.find("max_memory_bytes"), std::string::npos)
+      << (*out)[0].error().message;
+  EXPECT_TRUE((*out)[1]) << (*out)[1].error().to_string();
+  for (const auto& s : {a, b}) {
+    auto got = rt.block_on(client.receive(s, 10, 0ms));
+    ASSERT_TRUE(got);
+    ASSERT_EQ(got->size(), 1u) << s.to_string();
+    EXPECT_EQ(got->front().body, "small");
+  }
+  rt.block_on(client.close());
+}
+
 TEST_F(MemoryTopics, CreationIsIdempotentAndAnExistingSubscriptionKeepsItsFilter) {
   EXPECT_TRUE(rt.block_on(client.create_topic(topic)));
   qrt::subscription_options first;
