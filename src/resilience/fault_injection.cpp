@@ -3,6 +3,8 @@
 #include <qrt/retry.hpp>
 #include <random>
 
+#include "../core/deadline.hpp"
+
 namespace qrt {
 namespace detail {
 
@@ -80,7 +82,8 @@ void fault_injecting_provider::fail_next(fault_ops ops, std::uint32_t count, err
 
 void fault_injecting_provider::disconnect_for(milliseconds duration) {
   std::lock_guard lock(state_->mutex);
-  state_->disconnected_until = std::chrono::steady_clock::now() + duration;
+  // Saturated: milliseconds::max() ("until reconnect()") must not wrap into the past.
+  state_->disconnected_until = detail::deadline_after(std::chrono::steady_clock::now(), duration);
 }
 
 void fault_injecting_provider::reconnect() {
@@ -99,7 +102,10 @@ std::optional<error> fault_injecting_provider::state::draw(fault_ops op) {
   const auto now = std::chrono::steady_clock::now();
   bool scheduled_disconnect = false;
   if (options.disconnect_every.count() > 0 && options.disconnect_duration.count() > 0) {
-    scheduled_disconnect = (now - created) % options.disconnect_every < options.disconnect_duration;
+    // In milliseconds, the options' unit: a period of up to milliseconds::max() in the clock's
+    // nanoseconds would overflow.
+    const auto elapsed = std::chrono::duration_cast<milliseconds>(now - created);
+    scheduled_disconnect = elapsed % options.disconnect_every < options.disconnect_duration;
   }
   if (now < disconnected_until || scheduled_disconnect) {
     ++stats.disconnected_calls;

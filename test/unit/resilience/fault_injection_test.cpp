@@ -96,3 +96,22 @@ TEST(FaultInjection, ScheduledDisconnectWindowsFailEveryCallInside) {
   f.faulty->set_options({});
   EXPECT_TRUE(f.rt.block_on(f.client.stats(f.q)));
 }
+
+// "Disconnected until reconnect()" is a disconnect as long as a duration can be: it holds, rather
+// than overflowing the clock arithmetic (undefined behaviour) into a time already past.
+TEST(FaultInjection, ADisconnectTooLongToAddLastsUntilReconnected) {
+  fixture f;
+  f.faulty->disconnect_for(std::chrono::milliseconds::max());
+  EXPECT_EQ(f.rt.block_on(f.client.stats(f.q)).error().code, errc::connection_failed);
+  f.faulty->reconnect();
+  EXPECT_TRUE(f.rt.block_on(f.client.stats(f.q)));
+  EXPECT_EQ(f.faulty->stats().disconnected_calls, 1u);
+}
+
+// Scheduled windows with the longest period: the first window starts when the decorator is
+// made, so the first call falls inside it.
+TEST(FaultInjection, AScheduledDisconnectWithTheLongestPeriodStartsAtOnce) {
+  fixture f({.disconnect_every = std::chrono::milliseconds::max(), .disconnect_duration = 1h});
+  EXPECT_EQ(f.rt.block_on(f.client.stats(f.q)).error().code, errc::connection_failed);
+  EXPECT_EQ(f.faulty->stats().disconnected_calls, 1u);
+}
