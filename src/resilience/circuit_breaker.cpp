@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <qrt/circuit_breaker.hpp>
 
 namespace qrt {
@@ -43,10 +44,20 @@ void circuit_breaker::transition(breaker_state to, std::unique_lock<std::mutex>&
   }
 }
 
+// How long the breaker has been open, in the options' unit (floored): compared with or
+// subtracted from open_duration in the clock's nanoseconds, an open_duration near
+// milliseconds::max() would overflow. For a whole number of milliseconds D, floor(t) < D exactly
+// when t < D, and D - floor(t) is D - t rounded up.
+namespace {
+milliseconds open_for(std::chrono::steady_clock::duration elapsed) {
+  return std::max(std::chrono::floor<milliseconds>(elapsed), milliseconds{0});  // never negative
+}
+}  // namespace
+
 bool circuit_breaker::allow() {
   std::unique_lock lock(mutex_);
   if (state_ == breaker_state::open) {
-    if (now() - opened_at_ < options_.open_duration) return false;
+    if (open_for(now() - opened_at_) < options_.open_duration) return false;
     transition(breaker_state::half_open, lock);
     if (!lock.owns_lock()) lock.lock();
   }
@@ -87,9 +98,9 @@ breaker_state circuit_breaker::state() const {
 milliseconds circuit_breaker::time_until_probe() const {
   std::lock_guard lock(mutex_);
   if (state_ != breaker_state::open) return milliseconds{0};
-  auto left = options_.open_duration - (now() - opened_at_);
-  if (left <= decltype(left)::zero()) return milliseconds{0};
-  return std::chrono::ceil<milliseconds>(left);
+  const auto open = open_for(now() - opened_at_);
+  if (open >= options_.open_duration) return milliseconds{0};
+  return options_.open_duration - open;
 }
 
 error circuit_breaker::rejection() const {

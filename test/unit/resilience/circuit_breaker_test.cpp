@@ -204,3 +204,20 @@ TEST(CircuitBreaker, ConcurrentCallersAfterTheOpenPeriodLetExactlyTheProbesThrou
     ASSERT_EQ(changes, expected) << "round " << round;
   }
 }
+
+// The longest open period (a breaker that does not probe on its own for as long as a duration
+// can say) keeps the breaker open: the comparison with the time it has been open must not
+// overflow the clock's nanoseconds (undefined behaviour) and let a probe through at once.
+TEST(CircuitBreaker, TheLongestOpenPeriodKeepsTheBreakerOpen) {
+  fake_clock clock;
+  qrt::circuit_breaker breaker({.failure_threshold = 1,
+                                .open_duration = std::chrono::milliseconds::max(),
+                                .now = clock.fn()});
+  ASSERT_TRUE(breaker.allow());
+  breaker.record_failure();
+  clock.t += 24h * 365;
+  EXPECT_FALSE(breaker.allow());
+  EXPECT_EQ(breaker.state(), breaker_state::open);
+  EXPECT_EQ(breaker.time_until_probe(),
+            std::chrono::milliseconds::max() - std::chrono::milliseconds(24h * 365));
+}
