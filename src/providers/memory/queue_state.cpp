@@ -511,6 +511,7 @@ void queue_state::admit(item& it, time_point now) {
   if (auto ttl = m.time_to_live ? m.time_to_live : options_.default_time_to_live) {
     it.expires_at = plus_clamped(it.visible_at, *ttl);
     ttl_expiry_.emplace(*it.expires_at, it.stored.sequence);
+    if (ttl_expiry_.size() > 2 * main_.items.size() + 64) compact_ttl_expiry();
   }
   if (options_.requires_session && m.session) {
     session_slot& slot = session_for(*m.session);
@@ -523,6 +524,16 @@ void queue_state::admit(item& it, time_point now) {
   } else {
     make_ready(it, now);
   }
+}
+
+void queue_state::compact_ttl_expiry() {
+  std::vector<timed> live;
+  live.reserve(main_.items.size());
+  main_.items.for_each_from(0, [&](const item& i) {
+    if (i.expires_at) live.emplace_back(*i.expires_at, i.stored.sequence);
+    return true;
+  });
+  ttl_expiry_ = decltype(ttl_expiry_)(std::greater<>{}, std::move(live));
 }
 
 void queue_state::make_ready(item& it, time_point /*now*/) {

@@ -530,6 +530,8 @@ class queue_state : public std::enable_shared_from_this<queue_state> {
   queue_stats stats() const;
   /// Lock expiries still remembered (what their memory is proportional to).
   std::size_t lock_entries() const noexcept { return lock_fifo_.size() + lock_expiry_.size(); }
+  /// Time-to-live expiries still remembered (what their memory is proportional to).
+  std::size_t expiry_entries() const noexcept { return ttl_expiry_.size(); }
   queue_core& core(bool dead_letter) noexcept { return dead_letter ? dlq_ : main_; }
   wait_list& senders() noexcept { return senders_; }
   /// How many messages sends that have not waited may store while others wait for room. Room
@@ -642,7 +644,12 @@ class queue_state : public std::enable_shared_from_this<queue_state> {
   void schedule_lock_expiry(const item& it, std::uint64_t key);
   /// False once the lock `e` was taken with is gone (settled, expired, renewed).
   bool holds(const lock_entry& e);
-  std::priority_queue<timed, std::vector<timed>, std::greater<>> ttl_expiry_;  // (expires, seq)
+  /// Time-to-live expiries (expires, seq). A message that leaves the queue leaves its entry
+  /// behind until its time; so that the entries follow the messages stored rather than the
+  /// throughput times the time to live, the heap is rebuilt from the stored messages whenever it
+  /// holds more than twice as many entries (at most one rebuild per as many sends as it keeps).
+  std::priority_queue<timed, std::vector<timed>, std::greater<>> ttl_expiry_;
+  void compact_ttl_expiry();
   struct session_timed {
     time_point at;
     session_id id;

@@ -460,6 +460,40 @@ TEST_F(state_fixture, LockBookkeepingFollowsTheLocksHeldNotTheThroughput) {
   EXPECT_LE(q->lock_entries(), 2u);
 }
 
+// Messages that left the queue do not leave their time-to-live expiry behind until it comes: the
+// memory follows the messages stored, not the throughput times the time to live. A message
+// still stored keeps its expiry.
+TEST(QueueStateExpiry, ExpiryBookkeepingFollowsTheMessagesStoredNotTheThroughput) {
+  qrt::queue_options o;
+  o.lock_duration = 1000ms;
+  o.default_time_to_live = std::chrono::milliseconds(1h);
+  auto budget = std::make_shared<qrt::memory::detail::byte_budget>(0);
+  auto q = std::make_shared<queue_state>(1, qrt::queue_name::from("q"), o, 1000, 1000, 0, budget,
+                                         std::make_shared<spare_block_allowance>(64), nullptr);
+  const auto t0 = qrt::clock::now();
+  qrt::memory::detail::lsn last = 0;
+  std::lock_guard lock(q->mutex);
+  qrt::message later;
+  later.body = "later";
+  later.scheduled_enqueue_time = t0 + 1min;  // stored all along; expires at t0 + 61 min
+  q->enqueue(std::move(later), qrt::memory::accounted_bytes(later), t0, last);
+  for (int i = 0; i < 10'000; ++i) {
+    qrt::message m;
+    m.body = "x";
+    q->enqueue(std::move(m), 1, t0, last);
+    std::vector<qrt::received_message> got;
+    q->take(false, 1, t0, got, 7, last);
+    ASSERT_EQ(got.size(), 1u);
+    const qrt::memory::detail::delivery_key key{false, got[0].receipt.item, got[0].receipt.lock};
+    ASSERT_TRUE(q->settle(key, {got[0].receipt, qrt::settle_action::complete, "", ""}, t0, last));
+  }
+  EXPECT_LE(q->expiry_entries(), 100u);
+  q->sweep(t0 + 2h);
+  const auto s = q->stats();
+  EXPECT_EQ(s.expired, 1);
+  EXPECT_EQ(s.active + s.scheduled + s.in_flight, 0);
+}
+
 // Spins that keep running out stop (but for a probe every 32nd time); hits bring them back.
 TEST(SpinScore, StopsSpinningWhereItDoesNotPayAndRecovers) {
   qrt::memory::detail::spin_score s;
