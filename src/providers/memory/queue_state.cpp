@@ -319,7 +319,27 @@ void queue_state::schedule_lock_expiry(const item& it, std::uint64_t key) {
     lock_fifo_.push_back({it.locked_until, key, it.lock});
   } else {
     lock_expiry_.emplace(it.locked_until, key);
+    if (lock_expiry_.size() > 2 * (main_.items.size() + dlq_.items.size()) + 64) {
+      compact_lock_expiry();
+    }
   }
+}
+
+void queue_state::compact_lock_expiry() {
+  std::vector<timed> held;
+  held.reserve(main_.items.size() + dlq_.items.size());
+  while (!lock_expiry_.empty()) {
+    const auto [until, key] = lock_expiry_.top();
+    lock_expiry_.pop();
+    const item* it = core((key & dead_letter_bit) != 0).items.find(key & ~dead_letter_bit);
+    // Every change of a lock's end scheduled an entry for it: one for the end it has now is
+    // enough, and one for any other end is stale.
+    if (it && it->state == item_state::locked && it->locked_until == until &&
+        (held.empty() || held.back() != timed{until, key})) {
+      held.emplace_back(until, key);
+    }
+  }
+  lock_expiry_ = decltype(lock_expiry_)(std::greater<>{}, std::move(held));
 }
 
 bool queue_state::holds(const lock_entry& e) {

@@ -640,8 +640,11 @@ class queue_state : public std::enable_shared_from_this<queue_state> {
     std::uint64_t lock;  ///< the lock generation it was taken with
   };
   std::deque<lock_entry> lock_fifo_;
+  /// An entry whose lock was settled stays until its time (as in `ttl_expiry_`, the heap is
+  /// rebuilt with only the locks still held once it outgrows the messages stored).
   std::priority_queue<timed, std::vector<timed>, std::greater<>> lock_expiry_;  // (until, key)
   void schedule_lock_expiry(const item& it, std::uint64_t key);
+  void compact_lock_expiry();
   /// False once the lock `e` was taken with is gone (settled, expired, renewed).
   bool holds(const lock_entry& e);
   /// Time-to-live expiries (expires, seq). A message that leaves the queue leaves its entry

@@ -494,6 +494,56 @@ TEST(QueueStateExpiry, ExpiryBookkeepingFollowsTheMessagesStoredNotTheThroughput
   EXPECT_EQ(s.active + s.scheduled + s.in_flight, 0);
 }
 
+// Sessions held at once lock their messages until different times, so their lock expiries do
+// not come in order; settled messages still do not leave them behind for the lock duration.
+TEST(QueueStateExpiry, SessionLockBookkeepingFollowsTheLocksHeldNotTheThroughput) {
+  qrt::queue_options o;
+  o.lock_duration = std::chrono::milliseconds(1h);
+  o.requires_session = true;
+  auto budget = std::make_shared<qrt::memory::detail::byte_budget>(0);
+  auto q = std::make_shared<queue_state>(1, qrt::queue_name::from("q"), o, 1000, 1000, 0, budget,
+                                         std::make_shared<spare_block_allowance>(64), nullptr);
+  const auto t0 = qrt::clock::now();
+  qrt::memory::detail::lsn last = 0;
+  std::lock_guard lock(q->mutex);
+  const auto a = qrt::session_id::from("a");
+  const auto b = qrt::session_id::from("b");
+  auto* early = q->lock_session(a, t0).value();      // locked until t0 + 1 h
+  auto* late = q->lock_session(b, t0 + 1s).value();  // locked until t0 + 1 h + 1 s
+  for (int i = 0; i < 10'000; ++i) {
+    q->sweep(t0 + 1s);  // as every call of the provider does first
+    std::vector<qrt::received_message> got;
+    for (auto* slot : {late, early}) {  // the later lock first: the earlier one is out of order
+      qrt::message m;
+      m.body = "x";
+      m.session = slot->id;
+      q->enqueue(std::move(m), 1, t0 + 1s, last);
+      q->take_from_session(*slot, got.size() + 1, t0 + 1s, got, 7, last);
+    }
+    ASSERT_EQ(got.size(), 2u);
+    for (const auto& r : got) {
+      const qrt::memory::detail::delivery_key key{false, r.receipt.item, r.receipt.lock};
+      ASSERT_TRUE(q->settle(key, {r.receipt, qrt::settle_action::complete, "", ""}, t0 + 1s, last));
+    }
+  }
+  EXPECT_LE(q->lock_entries(), 100u);
+  // A message still locked keeps its expiry: it comes back when its session's lock runs out.
+  qrt::message held;
+  held.body = "held";
+  held.session = a;
+  q->enqueue(std::move(held), 1, t0 + 1s, last);
+  std::vector<qrt::received_message> got;
+  q->take_from_session(*early, 1, t0 + 1s, got, 7, last);
+  ASSERT_EQ(got.size(), 1u);
+  q->sweep(t0 + 2h);
+  auto* again = q->lock_session(a, t0 + 2h).value();
+  std::vector<qrt::received_message> redelivered;
+  q->take_from_session(*again, 1, t0 + 2h, redelivered, 7, last);
+  ASSERT_EQ(redelivered.size(), 1u);
+  EXPECT_EQ(redelivered[0].body, "held");
+  EXPECT_EQ(redelivered[0].delivery_count, 2u);
+}
+
 // Spins that keep running out stop (but for a probe every 32nd time); hits bring them back.
 TEST(SpinScore, StopsSpinningWhereItDoesNotPayAndRecovers) {
   qrt::memory::detail::spin_score s;
