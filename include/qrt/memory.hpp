@@ -74,7 +74,9 @@ struct options {
   /// max_queue_size; settlements always proceed.
   std::uint64_t max_memory_bytes = 0;
   std::vector<std::string> queues;  ///< created when the provider starts
-  queue_options queue_defaults;     ///< settings for queues created from `queues`
+  /// Settings for queues created from `queues`. make_provider refuses, with
+  /// configuration_error, settings that create_queue would refuse (when `queues` names any).
+  queue_options queue_defaults;
 
   /// 10,000 messages per queue, one thread per hardware thread, 1,000 messages per call.
   static options for_high_throughput();

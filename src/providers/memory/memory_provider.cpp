@@ -297,6 +297,19 @@ error subscription_expected(const queue_name& q) {
               "'" + q.to_string() + "' is not a subscription (queue_name::subscription)");
 }
 
+/// What the embedded provider refuses in a queue's options (before anything is stored: the
+/// log keeps only what it can replay).
+std::optional<error> invalid_queue_options(const queue_options& o) {
+  if (o.lock_duration.count() <= 0 || o.lock_duration > longest_duration) {
+    return fail(errc::invalid_argument, "lock_duration must be positive and at most 100 years");
+  }
+  if (o.default_time_to_live &&
+      (o.default_time_to_live->count() < 0 || *o.default_time_to_live > longest_duration)) {
+    return fail(errc::invalid_argument, "default_time_to_live must be between 0 and 100 years");
+  }
+  return std::nullopt;
+}
+
 class memory_provider;
 
 class memory_session final : public session_receiver {
@@ -452,14 +465,7 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
       return fail(errc::invalid_argument, "cannot create '" + name.to_string() +
                                               "': dead-letter queues come with their queue");
     }
-    if (o.lock_duration.count() <= 0 || o.lock_duration > longest_duration) {
-      return fail(errc::invalid_argument, "lock_duration must be positive and at most 100 years");
-    }
-    if (o.default_time_to_live &&
-        (o.default_time_to_live->count() < 0 || *o.default_time_to_live > longest_duration)) {
-      return fail(errc::invalid_argument, "default_time_to_live must be between 0 and 100 years");
-    }
-    return std::nullopt;
+    return invalid_queue_options(o);
   }
 
   /// A new queue state registered under `name`; registry_mutex_ held.
@@ -1565,6 +1571,12 @@ result<provider_ptr> make_provider(const options& opts, boost::asio::any_io_exec
   for (const auto& name : opts.queues) {
     auto q = queue_name::parse(name);
     if (!q) return fail(errc::configuration_error, "field 'queues': " + q.error().message);
+  }
+  // The queues made at start take these settings; refused there, a queue would be missing.
+  if (auto invalid = detail::invalid_queue_options(opts.queue_defaults);
+      invalid && !opts.queues.empty()) {
+    return fail(errc::configuration_error,
+                "the settings of the queues in 'queues': " + invalid->message);
   }
   if (opts.enable_persistence) {
 #ifdef QRT_WITH_PERSISTENCE

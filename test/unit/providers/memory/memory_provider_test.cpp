@@ -925,6 +925,32 @@ TEST(MemoryProvider, DeadLetterQueueSizeIsConfigurableAndMustBePositive) {
   EXPECT_EQ(qrt::memory::options{}.max_dead_letter_queue_size, 100'000u);
 }
 
+// The settings of the queues made at start are checked as create_queue checks them: a provider
+// that silently started without one of its queues would fail every send with queue_not_found.
+TEST(MemoryProvider, QueuesMadeAtStartWithSettingsCreateQueueRefusesAreRefused) {
+  qrt::runtime rt;
+  auto o = qrt::memory::options::for_testing();
+  o.queues = {"orders"};
+  o.queue_defaults.lock_duration = 0ms;
+  auto no_lock = qrt::memory::make_provider(o, rt.executor());
+  ASSERT_FALSE(no_lock);
+  EXPECT_EQ(no_lock.error().code, errc::configuration_error);
+  EXPECT_NE(no_lock.error().message.find("lock_duration"), std::string::npos)
+      << no_lock.error().message;
+
+  o.queue_defaults.lock_duration = 30s;
+  o.queue_defaults.default_time_to_live = -1ms;
+  auto negative_ttl = qrt::memory::make_provider(o, rt.executor());
+  ASSERT_FALSE(negative_ttl);
+  EXPECT_EQ(negative_ttl.error().code, errc::configuration_error);
+  EXPECT_NE(negative_ttl.error().message.find("default_time_to_live"), std::string::npos)
+      << negative_ttl.error().message;
+
+  // Without queues to make at start, the defaults are not used and not checked.
+  o.queues.clear();
+  EXPECT_TRUE(qrt::memory::make_provider(o, rt.executor()));
+}
+
 // ---- misuse: names, receipts, waits and calls that must be refused ----
 
 // A default-constructed name names nothing: every call that takes one refuses it with
