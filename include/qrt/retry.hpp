@@ -28,9 +28,11 @@ struct retry_policy {
 
   backoff kind = backoff::exponential;  ///< how delays grow
   milliseconds initial_delay{100};      ///< the delay before the first retry
-  milliseconds max_delay{30'000};       ///< cap on one computed delay
-  double multiplier = 2.0;              ///< exponential only
-  milliseconds increment{0};            ///< linear only
+  /// Cap on one computed delay. Computed delays never exceed a hundred years, whatever this
+  /// says (milliseconds::max() reads as "no cap").
+  milliseconds max_delay{30'000};
+  double multiplier = 2.0;    ///< exponential only
+  milliseconds increment{0};  ///< linear only
   /// Total attempts including the first; 1 disables retrying.
   std::uint32_t max_attempts = 4;
   /// Share of each delay that is randomised: the delay is drawn from [d * (1 - jitter), d].

@@ -8,9 +8,19 @@
 #include <random>
 #include <string>
 
+#include "../core/deadline.hpp"
+
 namespace qrt {
 
 namespace asio = boost::asio;
+
+namespace {
+/// The longest delay a policy computes: a hundred years. A policy without a practical cap
+/// (max_delay = milliseconds::max()) would otherwise make delays that overflow on their way back
+/// from double, or when added to a clock reading in nanoseconds.
+constexpr double longest_delay_ms =
+    static_cast<double>(std::chrono::duration_cast<milliseconds>(std::chrono::years(100)).count());
+}  // namespace
 
 retry_policy retry_policy::exponential_backoff(milliseconds initial, milliseconds max,
                                                double multiplier) {
@@ -54,7 +64,7 @@ milliseconds retry_policy::base_delay(std::uint32_t retry) const noexcept {
       ms = static_cast<double>(initial_delay.count());
       break;
   }
-  const double cap = static_cast<double>(max_delay.count());
+  const double cap = std::min(static_cast<double>(max_delay.count()), longest_delay_ms);
   if (!(ms < cap)) ms = cap;  // also catches inf/nan from a huge exponent
   return milliseconds{static_cast<milliseconds::rep>(std::max(ms, 0.0))};
 }
@@ -95,7 +105,9 @@ double unit_random() noexcept {
 }  // namespace detail
 
 awaitable<void> sleep_for(milliseconds delay) {
-  asio::steady_timer timer(co_await asio::this_coro::executor, delay);
+  // Saturated: a delay too long to add to the clock waits until its last time point.
+  asio::steady_timer timer(co_await asio::this_coro::executor,
+                           detail::deadline_after(std::chrono::steady_clock::now(), delay));
   boost::system::error_code ignored;
   co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
 }

@@ -190,6 +190,24 @@ TEST(RetryPolicy, NoPauseStartsThatWouldEndPastTheCallersDeadline) {
   EXPECT_EQ(within.delays, (std::vector<qrt::milliseconds>(3, 1'000ms)));
 }
 
+// A policy without a practical cap (max_delay = milliseconds::max()) computes delays that are
+// held at the longest delay qrt waits, a hundred years: never one that overflows into a
+// negative or zero pause (a retry at once), nor clock arithmetic that overflows.
+TEST(RetryPolicy, DelaysOfAPolicyWithoutACapAreHeldAtTheLongestWait) {
+  auto p = retry_policy::fixed_interval(qrt::milliseconds::max());
+  p.jitter = 0;
+  const auto longest = std::chrono::duration_cast<qrt::milliseconds>(std::chrono::years(100));
+  EXPECT_EQ(p.base_delay(1), longest);
+  EXPECT_EQ(p.next_delay(transient(), 1, 0.5), longest);
+  auto grows = retry_policy::exponential_backoff(100ms, qrt::milliseconds::max(), 10.0);
+  grows.max_attempts = 40;
+  EXPECT_EQ(grows.base_delay(30), longest);
+
+  auto cut_short = run_with_failures(p, 10, transient(), std::chrono::steady_clock::now() + 10s);
+  EXPECT_EQ(cut_short.attempts, 1) << "a pause of the longest wait was started with 10 s left";
+  EXPECT_TRUE(cut_short.delays.empty());
+}
+
 TEST(RetryPolicy, NeverRetriesAPermanentError) {
   auto run = run_with_failures(retry_policy::client_default(), 10,
                                qrt::fail(errc::queue_not_found, "queue 'x' does not exist"));
