@@ -292,6 +292,10 @@ error provider_closed() {
 error topic_missing(const std::string& topic) {
   return fail(errc::topic_not_found, "topic '" + topic + "' does not exist");
 }
+/// A receive of no messages could only wait out its wait and return nothing (contract C8).
+error no_messages_asked() {
+  return fail(errc::invalid_argument, "max_messages must be at least 1");
+}
 error subscription_expected(const queue_name& q) {
   return fail(errc::invalid_argument,
               "'" + q.to_string() + "' is not a subscription (queue_name::subscription)");
@@ -700,6 +704,7 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
   awaitable<result<std::vector<received_message>>> receive(const queue_name& queue,
                                                            std::size_t max_messages,
                                                            milliseconds wait) override {
+    if (max_messages == 0) co_return no_messages_asked();
     auto q = find(queue);
     if (!q) co_return closed_flag() ? provider_closed() : queue_missing(queue);
     const bool dead_letter = queue.is_dead_letter();
@@ -1419,6 +1424,7 @@ result<session_slot*> memory_session::locked_slot(time_point now) {
 
 awaitable<result<std::vector<received_message>>> memory_session::receive(std::size_t max_messages,
                                                                          milliseconds wait) {
+  if (max_messages == 0) co_return no_messages_asked();
   const std::size_t max = std::min(max_messages, owner_->opts_.channel_buffer_size);
   const auto deadline = qrt::detail::deadline_after(clock::now(), wait);
   session_slot* slot = nullptr;  // where the last look found the session, parked on

@@ -1062,6 +1062,41 @@ TEST(MemoryProvider, SessionReceiveOfNoMessagesIsRefused) {
   EXPECT_EQ(one->size(), 1u);
 }
 
+// Callers that reach the provider itself (decorators, processors) get the same refusal as the
+// client's: a receive of no messages could only wait out its whole wait and return nothing.
+TEST(MemoryProvider, AReceiveOfNoMessagesIsRefusedByTheProviderItself) {
+  qrt::runtime rt;
+  qrt::memory::options o = qrt::memory::options::for_testing();
+  o.queues = {"q"};
+  auto provider = qrt::memory::make_provider(o, rt.executor()).value();
+  const auto q = queue_name::from("q");
+  ASSERT_TRUE(rt.block_on(provider->send(q, {text("stays")}, 1s)));
+  auto none = rt.block_on(provider->receive(q, 0, 10s));
+  ASSERT_FALSE(none);
+  EXPECT_EQ(none.error().code, errc::invalid_argument);
+  EXPECT_NE(none.error().message.find("max_messages"), std::string::npos) << none.error().message;
+
+  const auto s = queue_name::from("s");
+  qrt::queue_options sessions;
+  sessions.requires_session = true;
+  ASSERT_TRUE(rt.block_on(provider->create_queue(s, sessions)));
+  auto m = text("x");
+  m.session = qrt::session_id::from("k");
+  ASSERT_TRUE(rt.block_on(provider->send(s, {m}, 1s)));
+  auto session = rt.block_on(provider->accept_session(s, std::nullopt, 1s));
+  ASSERT_TRUE(session) << session.error().to_string();
+  auto from_session = rt.block_on((*session)->receive(0, 10s));
+  ASSERT_FALSE(from_session);
+  EXPECT_EQ(from_session.error().code, errc::invalid_argument);
+  rt.block_on((*session)->close());
+
+  auto got = rt.block_on(provider->receive(q, 10, 0ms));
+  ASSERT_TRUE(got);
+  ASSERT_EQ(got->size(), 1u);
+  EXPECT_EQ(got->front().delivery_count, 1u) << "the refused receive took nothing";
+  rt.block_on(provider->close());
+}
+
 // A session taken before close() fails with closed after it, for reads and writes alike.
 TEST(MemoryProvider, ASessionTakenBeforeCloseFailsWithClosedAfterIt) {
   auto client = open_sync_client({{"queues", "s"}, {"requires_session", "true"}});
