@@ -804,7 +804,8 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
   awaitable<result<std::shared_ptr<session_receiver>>> accept_session(
       const queue_name& queue, std::optional<session_id> which, milliseconds wait) override {
     auto q = find(queue);
-    if (!q || queue.is_dead_letter()) co_return queue_missing(queue);
+    if (!q) co_return closed_flag() ? provider_closed() : queue_missing(queue);
+    if (queue.is_dead_letter()) co_return queue_missing(queue);
     if (!q->options().requires_session) {
       co_return fail(errc::invalid_argument,
                      "queue '" + queue.str() + "' was not created with requires_session");

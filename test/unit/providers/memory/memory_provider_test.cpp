@@ -1119,6 +1119,22 @@ TEST(MemoryProvider, ASessionTakenBeforeCloseFailsWithClosedAfterIt) {
   expect_closed(session->complete(got[0].receipt), "complete");
 }
 
+// After close() every call fails with closed (docs/contract.md, C37), whether or not its queue
+// ever existed: a closed provider no longer says what it holds.
+TEST(MemoryProvider, AfterCloseCallsOnQueuesThatNeverExistedFailWithClosed) {
+  qrt::runtime rt;
+  auto provider =
+      qrt::memory::make_provider(qrt::memory::options::for_testing(), rt.executor()).value();
+  rt.block_on(provider->close());
+  const auto never = queue_name::from("never");
+  EXPECT_EQ(rt.block_on(provider->receive(never, 1, 0ms)).error().code, errc::closed);
+  EXPECT_EQ(rt.block_on(provider->send(never, {text("x")}, 0ms)).error().code, errc::closed);
+  EXPECT_EQ(rt.block_on(provider->stats(never)).error().code, errc::closed);
+  auto accepted = rt.block_on(provider->accept_session(never, std::nullopt, 0ms));
+  ASSERT_FALSE(accepted);
+  EXPECT_EQ(accepted.error().code, errc::closed) << accepted.error().to_string();
+}
+
 // "Wait as long as it takes" spelt milliseconds::max() must wait, not wrap around into the past
 // and return at once: a receive with it parks until a send wakes it, and a send with it into a
 // full queue parks until room is made.
