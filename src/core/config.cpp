@@ -185,16 +185,8 @@ std::optional<std::chrono::milliseconds> parse_duration(std::string_view text) {
 result<config> config::from_yaml(std::string_view text) {
   config out;
   try {
-    // Load() stops after the first document and drops the rest unread: every document is
-    // parsed, and more than one is refused, since settings after a "---" would be lost.
-    const auto documents = YAML::LoadAll(std::string(text));
-    if (documents.size() > 1) {
-      return fail(errc::configuration_error,
-                  "the configuration holds " + std::to_string(documents.size()) +
-                      " YAML documents (separated by --- or ...): put every setting in one");
-    }
-    if (documents.empty() || documents.front().IsNull()) return out;
-    const YAML::Node& root = documents.front();
+    YAML::Node root = YAML::Load(std::string(text));
+    if (root.IsNull()) return out;
     if (!root.IsMap()) return fail(errc::configuration_error, "configuration must be a YAML map");
     std::size_t budget = flattened_bytes_per_byte * text.size() + flattened_bytes_floor;
     auto r = flatten(root, "", out, budget, text.size());
