@@ -165,14 +165,7 @@ result<void> read_section(const YAML::Node& node, performance_targets& t) {
 result<performance_targets> parse_targets(std::string_view yaml, std::string_view environment) {
   YAML::Node root;
   try {
-    // Load() would read the first document and drop the targets after a "---" unread.
-    const auto documents = YAML::LoadAll(std::string(yaml));
-    if (documents.size() > 1) {
-      return fail(errc::configuration_error,
-                  "targets: " + std::to_string(documents.size()) +
-                      " YAML documents (separated by --- or ...): put every target in one");
-    }
-    if (!documents.empty()) root = documents.front();
+    root = YAML::Load(std::string(yaml));
   } catch (const YAML::Exception& e) {
     return fail(errc::configuration_error, std::string("targets: not valid YAML: ") + e.what());
   }
