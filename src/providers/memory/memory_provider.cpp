@@ -998,7 +998,7 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
         continue;
       }
       message& m = messages[i];
-      if (auto invalid = validate_size(m)) {
+      if (auto invalid = validate_message(m)) {
         outcomes[i] = std::move(*invalid);
         continue;
       }
@@ -1280,12 +1280,20 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
     return out;
   }
 
-  /// The provider-wide limits a message must fit, whichever queue it goes to.
-  std::optional<error> validate_size(const message& m) const {
+  /// What a message must be whichever queue it goes to (or none: a publish that no subscription
+  /// takes is still checked, so that a bad message fails the same way whoever listens).
+  std::optional<error> validate_message(const message& m) const {
     if (m.wire_size() > opts_.max_message_bytes) {
       return fail(errc::message_too_large, "message of " + std::to_string(m.wire_size()) +
                                                " bytes exceeds the limit of " +
                                                std::to_string(opts_.max_message_bytes) + " bytes");
+    }
+    if (m.time_to_live &&
+        (*m.time_to_live < -longest_duration || *m.time_to_live > longest_duration)) {
+      return fail(errc::invalid_argument, "time_to_live must be at most 100 years");
+    }
+    if (m.session) {
+      if (auto refused = qrt::detail::unnamed(*m.session, "message's session id")) return refused;
     }
     return std::nullopt;
   }
@@ -1304,11 +1312,7 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
   }
 
   std::optional<error> validate(const queue_state& q, const message& m) const {
-    if (m.wire_size() > opts_.max_message_bytes) {
-      return fail(errc::message_too_large, "message of " + std::to_string(m.wire_size()) +
-                                               " bytes exceeds the limit of " +
-                                               std::to_string(opts_.max_message_bytes) + " bytes");
-    }
+    if (auto invalid = validate_message(m)) return invalid;
     if (const auto own = q.options().max_message_bytes; own != 0 && m.wire_size() > own) {
       return fail(errc::message_too_large, "message of " + std::to_string(m.wire_size()) +
                                                " bytes exceeds the max_message_bytes of queue '" +
@@ -1324,13 +1328,6 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
                                                  " with qrt's bookkeeping) exceeds " + field +
                                                  " (" + std::to_string(limit) + " bytes)");
       }
-    }
-    if (m.time_to_live &&
-        (*m.time_to_live < -longest_duration || *m.time_to_live > longest_duration)) {
-      return fail(errc::invalid_argument, "time_to_live must be at most 100 years");
-    }
-    if (m.session) {
-      if (auto refused = qrt::detail::unnamed(*m.session, "message's session id")) return refused;
     }
     if (q.options().requires_session && !m.session) {
       return fail(errc::invalid_argument, "queue '" + q.name().str() +

@@ -126,6 +126,34 @@ TEST_F(MemoryTopics, AMessageNoSubscriptionMatchesIsAcceptedAndKeptNowhere) {
   EXPECT_EQ(stats->active, 0);
 }
 
+// A message is checked whoever listens: one no subscription takes is refused for what is wrong
+// with it (an empty session id, a time to live past 100 years) as it would be with subscribers,
+// and the rest of the publish goes on.
+TEST_F(MemoryTopics, ABadMessageIsRefusedEvenWhenNoSubscriptionWouldTakeIt) {
+  qrt::subscription_options only_eu;
+  only_eu.filter.attributes["region"] = "eu";
+  const auto eu = subscription("eu", only_eu);
+  auto unnamed = text("unnamed session");
+  unnamed.session = qrt::session_id{};
+  auto forever = text("too long a life");
+  forever.time_to_live = std::chrono::hours(24 * 365 * 200);
+  std::vector<message> batch;
+  batch.push_back(std::move(unnamed));
+  batch.push_back(std::move(forever));
+  batch.push_back(text("fine"));
+  auto outcomes = rt.block_on(provider->publish(topic, std::move(batch), 1s));
+  ASSERT_TRUE(outcomes) << outcomes.error().to_string();
+  ASSERT_EQ(outcomes->size(), 3u);
+  ASSERT_FALSE((*outcomes)[0]);
+  EXPECT_EQ((*outcomes)[0].error().code, errc::invalid_argument);
+  EXPECT_NE((*outcomes)[0].error().message.find("session id"), std::string::npos);
+  ASSERT_FALSE((*outcomes)[1]);
+  EXPECT_EQ((*outcomes)[1].error().code, errc::invalid_argument);
+  EXPECT_NE((*outcomes)[1].error().message.find("time_to_live"), std::string::npos);
+  EXPECT_TRUE((*outcomes)[2]) << (*outcomes)[2].error().to_string();
+  EXPECT_TRUE(drain(eu).empty());
+}
+
 // Each subscription's copy counts against max_memory_bytes. A message whose copies together
 // could never fit the budget, even with every queue empty, is refused at once as too large,
 // rather than held until the publish's timeout (or for ever) waiting for room that cannot come.
