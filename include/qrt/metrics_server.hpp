@@ -28,6 +28,8 @@ struct server_options {
 };
 
 /// An HTTP endpoint serving a registry's exposition on GET /metrics and, optionally, GET /health.
+/// A request it cannot parse is answered 400 (431 for headers past 8 KiB, 413 for a body past
+/// 64 KiB) and its connection closed.
 class metrics_server {
  public:
   /// Binds and starts serving `source`, which must outlive the server. Fails with

@@ -8,6 +8,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <optional>
 #include <qrt/metrics_server.hpp>
 #include <thread>
 
@@ -74,6 +75,35 @@ struct metrics_server::impl {
     return res;
   }
 
+  // The status for a request Beast's parser refused, or none when the error is not a refusal
+  // (the peer closed, the read timed out, the request was cut short).
+  static std::optional<http::status> refusal_status(const boost::system::error_code& ec) {
+    if (ec.category() != http::make_error_code(http::error::bad_target).category()) return {};
+    switch (static_cast<http::error>(ec.value())) {
+      case http::error::end_of_stream:
+      case http::error::partial_message:
+      case http::error::need_more:
+      case http::error::need_buffer:
+        return {};
+      case http::error::body_limit:
+        return http::status::payload_too_large;
+      case http::error::header_limit:
+        return http::status::request_header_fields_too_large;
+      default:
+        return http::status::bad_request;
+    }
+  }
+
+  static http::response<http::string_body> refusal(http::status status) {
+    http::response<http::string_body> res{status, 11};
+    res.set(http::field::server, "qrt");
+    res.set(http::field::content_type, "text/plain");
+    res.keep_alive(false);
+    res.body() = std::string(http::obsolete_reason(status)) + "\n";
+    res.prepare_payload();
+    return res;
+  }
+
   asio::awaitable<void> session(tcp::socket socket) {
     boost::beast::tcp_stream stream(std::move(socket));
     const counted alive(connections);
@@ -87,7 +117,18 @@ struct metrics_server::impl {
       stream.expires_after(options.request_timeout);
       auto [ec, n] =
           co_await http::async_read(stream, buffer, parser, asio::as_tuple(asio::use_awaitable));
-      if (ec) co_return;  // closed, timed out, or garbage: drop the connection
+      if (ec) {
+        // A request the parser refused gets its status before the connection closes, so a
+        // client (or an operator with curl) sees why instead of a bare reset. A closed
+        // connection, a timeout or a half request gets nothing: there is nobody to tell, or
+        // what arrived is not a request yet.
+        if (const auto status = refusal_status(ec)) {
+          auto res = refusal(*status);
+          stream.expires_after(options.request_timeout);
+          co_await http::async_write(stream, res, asio::as_tuple(asio::use_awaitable));
+        }
+        co_return;
+      }
       req = parser.release();
       auto res = respond(req);
       const bool keep = res.keep_alive();

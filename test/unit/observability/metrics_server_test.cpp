@@ -146,6 +146,45 @@ TEST(MetricsServer, HoldsNoMoreThanMaxConnectionsAtOnce) {
   EXPECT_EQ(get((*server)->port(), "/metrics").result(), http::status::ok);
 }
 
+// Sends `raw` as it is and reads the answer: the status, and whether the server closed the
+// connection after it.
+std::pair<http::status, bool> answer_to_raw(std::uint16_t port, const std::string& raw) {
+  boost::asio::io_context io;
+  boost::asio::ip::tcp::socket socket(io);
+  socket.connect({boost::asio::ip::make_address("127.0.0.1"), port});
+  boost::asio::write(socket, boost::asio::buffer(raw));
+  boost::beast::flat_buffer buffer;
+  http::response<http::string_body> res;
+  boost::beast::error_code ec;
+  http::read(socket, buffer, res, ec);
+  if (ec) return {http::status::unknown, false};
+  // A close with part of the request unread reaches the client as a reset, not an end of stream.
+  const auto n = read_one_byte(socket);
+  return {res.result(), n == 0 || (n < 0 && errno == ECONNRESET)};
+}
+
+// A request the server cannot parse is answered with the reason, then the connection closes:
+// before, it was closed without a word, and a client could not tell a malformed request from a
+// server that went away.
+TEST(MetricsServer, AnswersAMalformedRequestWithItsStatusAndCloses) {
+  registry r;
+  auto server = metrics_server::start(r);
+  ASSERT_TRUE(server) << server.error().to_string();
+  const auto port = (*server)->port();
+
+  EXPECT_EQ(answer_to_raw(port, "GET /metrics HTTP/9.x\r\n\r\n"),
+            std::pair(http::status::bad_request, true));
+  EXPECT_EQ(answer_to_raw(port, "GET /metrics HTTP/1.1\r\nno colon here\r\n\r\n"),
+            std::pair(http::status::bad_request, true));
+  EXPECT_EQ(answer_to_raw(
+                port, "GET /metrics HTTP/1.1\r\nX-Big: " + std::string(20'000, 'a') + "\r\n\r\n"),
+            std::pair(http::status::request_header_fields_too_large, true));
+  EXPECT_EQ(answer_to_raw(port, "POST /metrics HTTP/1.1\r\nContent-Length: 1000000\r\n\r\n"),
+            std::pair(http::status::payload_too_large, true));
+  // And the server goes on serving.
+  EXPECT_EQ(get(port, "/metrics").result(), http::status::ok);
+}
+
 TEST(MetricsServer, FailsClearlyOnABadAddress) {
   registry r;
   auto server = metrics_server::start(r, {.address = "not-an-ip"});
