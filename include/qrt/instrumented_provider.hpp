@@ -14,9 +14,10 @@ namespace qrt::metrics {
 /// the copies that work still queued on an io_context holds: declare them before the runtime
 /// or io_context the provider runs on. Series are labelled with the
 /// queue name and inner->name(); settlements find their queue from the receipt the wrapped
-/// receive handed out (queue label "unknown" for receipts this wrapper never saw). A topic's
-/// subscription is a queue here: its series are exposed with `topic` and `subscription` labels
-/// beside `queue`. A publish is counted as a send is (operation="publish", messages sent,
+/// receive handed out, whichever link or session it came over (queue label "unknown" for
+/// receipts this wrapper never saw, or whose link is not among the last 4,096 received over). A
+/// topic's subscription is a queue here: its series are exposed with `topic` and `subscription`
+/// labels beside `queue`. A publish is counted as a send is (operation="publish", messages sent,
 /// errors) under the label `topic` alone (docs/adr/0050-topics-and-subscriptions.md).
 provider_ptr instrument(provider_ptr inner, runtime_metrics& metrics);
 

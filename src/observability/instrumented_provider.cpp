@@ -1,7 +1,9 @@
 #include <array>
 #include <chrono>
+#include <iterator>
+#include <list>
 #include <qrt/instrumented_provider.hpp>
-#include <set>
+#include <unordered_map>
 
 namespace qrt::metrics {
 namespace {
@@ -88,17 +90,17 @@ class series_table {
 
  public:
   queue_series& for_receipt(const receipt_handle& r) {
+    if (r.queue == 0) return *unknown_;
+    // The common case without a lock: the key a queue received under last.
     const std::size_t n = size_.load(std::memory_order_acquire);
     for (std::size_t i = 0; i < n; ++i) {
-      if (slots_[i]->provider_key.load(std::memory_order_relaxed) == r.queue && r.queue != 0) {
-        return *slots_[i];
-      }
+      if (slots_[i]->provider_key.load(std::memory_order_relaxed) == r.queue) return *slots_[i];
     }
-    // The queues past the table share one series but not one key: each key received from is
-    // remembered, so their settlements find that series rather than "unknown".
-    if (r.queue != 0 && overflowed_.load(std::memory_order_acquire)) {
+    // A key a queue received under before (another session's link, a link from before a
+    // reconnect), or one of the queues past the table, which share one series but not one key.
+    if (keyed_.load(std::memory_order_acquire)) {
       std::lock_guard lock(mutex_);
-      if (overflow_keys_.count(r.queue)) return *overflow_;
+      if (auto it = keys_.find(r.queue); it != keys_.end()) return *it->second.series;
     }
     return *unknown_;
   }
@@ -115,11 +117,9 @@ class series_table {
       return;
     }
     if (r->empty()) return;
-    q.provider_key.store(r->front().receipt.queue, std::memory_order_relaxed);
-    if (&q == overflow_.get() && r->front().receipt.queue != 0) {
-      std::lock_guard lock(mutex_);
-      overflow_keys_.insert(r->front().receipt.queue);
-      overflowed_.store(true, std::memory_order_release);
+    const std::uint64_t key = r->front().receipt.queue;
+    if (key != 0 && q.provider_key.exchange(key, std::memory_order_relaxed) != key) {
+      remember(key, q);
     }
     q.receive_batch->observe(static_cast<double>(r->size()));
     q.received->inc(r->size());
@@ -157,6 +157,27 @@ class series_table {
     return q;
   }
 
+  // Ties a receipt key to the series it was received under, for settlements that arrive after
+  // the series' latest key has moved on. Bounded, least recently received from first out (their
+  // messages' locks are long gone); a settlement whose key went is counted under "unknown".
+  void remember(std::uint64_t key, queue_series& q) {
+    std::lock_guard lock(mutex_);
+    if (auto it = keys_.find(key); it != keys_.end()) {
+      it->second.series = &q;
+      key_order_.splice(key_order_.end(), key_order_, it->second.place);
+    } else {
+      key_order_.push_back(key);
+      keys_.emplace(key, remembered_key{&q, std::prev(key_order_.end())});
+      if (keys_.size() > max_remembered_keys) {
+        keys_.erase(key_order_.front());
+        key_order_.pop_front();
+      }
+    }
+    keyed_.store(true, std::memory_order_release);
+  }
+
+  static constexpr std::size_t max_remembered_keys = 4096;
+
   runtime_metrics& m_;
   std::string provider_;
   std::mutex mutex_;
@@ -165,8 +186,13 @@ class series_table {
   std::unique_ptr<queue_series> overflow_;
   std::unique_ptr<queue_series> unknown_;
   std::unique_ptr<queue_series> topic_overflow_;  ///< shown as topic="other"
-  std::set<std::uint64_t> overflow_keys_;         ///< receipt queue keys of overflow_ (mutex_)
-  std::atomic<bool> overflowed_{false};           ///< overflow_keys_ is not empty
+  struct remembered_key {
+    queue_series* series;
+    std::list<std::uint64_t>::iterator place;  ///< in key_order_
+  };
+  std::unordered_map<std::uint64_t, remembered_key> keys_;  ///< receipt key → series (mutex_)
+  std::list<std::uint64_t> key_order_;  ///< keys_, least recently received from first (mutex_)
+  std::atomic<bool> keyed_{false};      ///< keys_ has been written to
 };
 
 struct call_timer {

@@ -7,6 +7,7 @@
 #include <future>
 #include <map>
 #include <memory>
+#include <qrt/instrumented_provider.hpp>
 #include <qrt/servicebus.hpp>
 #include <qrt/sync_client.hpp>
 #include <thread>
@@ -328,6 +329,59 @@ qrt::result<std::vector<qrt::received_message>> receive_from(qrt::sync::session&
     for (auto& m : *r) got.push_back(std::move(m));
   }
   return got;
+}
+
+// Each session is read over a link of its own, and a receipt names its link: the metrics layer
+// must tie every link of a queue to that queue's series. Before, it remembered only the link it
+// received from last, so completing the first session's message after the second session's
+// receive counted it under queue="unknown": the queue's in-flight gauge kept it for ever and
+// "unknown" went negative.
+TEST_F(ServiceBusProvider, MetricsSettleEverySessionsMessagesAgainstItsQueue) {
+  qrt::metrics::registry exposition;
+  qrt::metrics::runtime_metrics metrics(exposition);
+  const auto real = registry();
+  qrt::provider_registry instrumented;
+  instrumented.add("servicebus",
+                   [&](const qrt::config& cfg,
+                       boost::asio::any_io_executor executor) -> qrt::result<qrt::provider_ptr> {
+                     auto inner = real.make(cfg, std::move(executor));
+                     if (!inner) return inner.error();
+                     return qrt::metrics::instrument(std::move(*inner), metrics);
+                   });
+  auto opened =
+      qrt::sync::queue_client::open({{"provider", "servicebus"},
+                                     {"connection_string", peer->connection_string()},
+                                     {"operation_timeout", "3s"},
+                                     {"test_peer_admin", "true"}},
+                                    instrumented, qrt::client_options{.send_timeout = 3s});
+  ASSERT_TRUE(opened) << opened.error().to_string();
+  auto& measured = *opened;
+  qrt::queue_options o;
+  o.requires_session = true;
+  const auto q = fresh("metrics-sessions");
+  ASSERT_TRUE(measured.create_queue(q, o));
+  for (const char* sid : {"alpha", "beta"}) {
+    ASSERT_TRUE(measured.send(q, qrt::message{.body = sid, .session = session_id::from(sid)}));
+  }
+  auto alpha = measured.accept_session(q, session_id::from("alpha"), 5s);
+  ASSERT_TRUE(alpha) << alpha.error().to_string();
+  auto beta = measured.accept_session(q, session_id::from("beta"), 5s);
+  ASSERT_TRUE(beta) << beta.error().to_string();
+  auto a = receive_from(*alpha, 1);
+  ASSERT_TRUE(a && a->size() == 1u);
+  auto b = receive_from(*beta, 1);
+  ASSERT_TRUE(b && b->size() == 1u);
+  ASSERT_NE((*a)[0].receipt.queue, (*b)[0].receipt.queue) << "the sessions share a link here";
+  auto& in_flight = metrics.in_flight.with({q.to_string(), "servicebus"});
+  EXPECT_DOUBLE_EQ(in_flight.value(), 2.0);
+
+  ASSERT_TRUE(alpha->complete((*a)[0].receipt));
+  ASSERT_TRUE(beta->complete((*b)[0].receipt));
+  EXPECT_DOUBLE_EQ(in_flight.value(), 0.0);
+  EXPECT_DOUBLE_EQ(metrics.in_flight.with({"unknown", "servicebus"}).value(), 0.0);
+  EXPECT_EQ(metrics.operations.with({"unknown", "servicebus", "complete"}).value(), 0u);
+  ASSERT_TRUE(alpha->close());
+  ASSERT_TRUE(beta->close());
 }
 
 TEST_F(ServiceBusProvider, SessionsNamedNextStateAndLockRenewal) {
