@@ -28,9 +28,10 @@ struct health_report {
   std::string to_json() const;
 };
 
-/// Probes `p` with stats(probe_queue), bounded by `timeout`. `breaker` reports the circuit
-/// breaker's state when the caller has one.
-awaitable<health_report> check_health(provider& p, const queue_name& probe_queue,
+/// Probes `p` with stats(probe_queue) and answers within `timeout` whatever the provider does:
+/// past it, the report says timeout and the probe goes on detached, holding `p` until the
+/// provider answers. `breaker` reports the circuit breaker's state when the caller has one.
+awaitable<health_report> check_health(provider_ptr p, const queue_name& probe_queue,
                                       milliseconds timeout,
                                       std::function<breaker_state()> breaker = {});
 

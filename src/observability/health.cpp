@@ -1,8 +1,13 @@
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/experimental/concurrent_channel.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/json.hpp>
 #include <qrt/health.hpp>
+
+#include "core/deadline.hpp"
 
 namespace qrt {
 namespace {
@@ -54,6 +59,17 @@ std::string as_utf8(std::string_view text) {
   return out;
 }
 
+/// Carries the probe's answer to check_health, which may have stopped waiting for it.
+using probe_channel = boost::asio::experimental::concurrent_channel<void(boost::system::error_code,
+                                                                         result<queue_stats>)>;
+
+/// The probe, run detached: it holds the provider and the channel until the provider answers,
+/// however long after check_health has returned.
+awaitable<void> probe(provider_ptr p, queue_name queue, std::shared_ptr<probe_channel> answer) {
+  auto stats = co_await p->stats(queue);
+  answer->try_send(boost::system::error_code{}, std::move(stats));  // room for one: never waits
+}
+
 }  // namespace
 
 std::string health_report::to_json() const {
@@ -68,17 +84,24 @@ std::string health_report::to_json() const {
   return boost::json::serialize(o);
 }
 
-awaitable<health_report> check_health(provider& p, const queue_name& probe_queue,
+awaitable<health_report> check_health(provider_ptr p, const queue_name& probe_queue,
                                       milliseconds timeout,
                                       std::function<breaker_state()> breaker) {
   using namespace boost::asio::experimental::awaitable_operators;
   health_report report;
-  report.provider = std::string(p.name());
+  report.provider = std::string(p->name());
   if (breaker) report.breaker = breaker();
 
-  boost::asio::steady_timer timer(co_await boost::asio::this_coro::executor, timeout);
+  // The probe runs on its own and the wait for it is what the timeout cuts: a provider call
+  // need not stop when cancelled (an HTTP call runs to its own timeout), and /health must
+  // answer within its bound whatever the provider does.
+  const auto executor = co_await boost::asio::this_coro::executor;
+  auto answer = std::make_shared<probe_channel>(executor, 1);
   const auto start = std::chrono::steady_clock::now();
-  auto outcome = co_await (p.stats(probe_queue) || timer.async_wait(boost::asio::use_awaitable));
+  boost::asio::steady_timer timer(executor, detail::deadline_after(start, timeout));
+  boost::asio::co_spawn(executor, probe(std::move(p), probe_queue, answer), boost::asio::detached);
+  auto outcome = co_await (answer->async_receive(boost::asio::use_awaitable) ||
+                           timer.async_wait(boost::asio::use_awaitable));
   report.latency = std::chrono::duration_cast<std::chrono::microseconds>(
       std::chrono::steady_clock::now() - start);
 

@@ -5,8 +5,11 @@
 
 #include <array>
 #include <atomic>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_future.hpp>
 #include <boost/json.hpp>
 #include <qrt/client.hpp>
@@ -16,6 +19,8 @@
 #include <qrt/runtime.hpp>
 #include <qrt/trace_context.hpp>
 #include <thread>
+
+#include "../support/forwarding_provider.hpp"
 
 namespace qrt::metrics {
 namespace {
@@ -117,17 +122,62 @@ TEST_F(InstrumentedProvider, QueuesPastTheSeriesLimitSettleAgainstTheirSharedSer
 }
 
 TEST_F(InstrumentedProvider, HealthReportsReachableProviderAndMissingQueue) {
-  auto ok = run(io, check_health(*client->underlying(), orders, 1s));
+  auto ok = run(io, check_health(client->underlying(), orders, 1s));
   EXPECT_TRUE(ok.healthy()) << ok.to_json();
   EXPECT_EQ(ok.provider, "memory");
-  auto missing = run(io, check_health(*client->underlying(), queue_name::from("nope"), 1s,
+  auto missing = run(io, check_health(client->underlying(), queue_name::from("nope"), 1s,
                                       [] { return breaker_state::closed; }));
   EXPECT_TRUE(missing.reachable);
   EXPECT_FALSE(missing.healthy());
   EXPECT_NE(missing.to_json().find("queue_not_found"), std::string::npos);
   auto open =
-      run(io, check_health(*client->underlying(), orders, 1s, [] { return breaker_state::open; }));
+      run(io, check_health(client->underlying(), orders, 1s, [] { return breaker_state::open; }));
   EXPECT_FALSE(open.healthy()) << "an open breaker is unhealthy even when the provider answers";
+}
+
+// A provider's stats() that goes on after it is cancelled, as an HTTP call does until its own
+// timeout: it ends only when `release` is cancelled (or after a minute, so that nothing hangs).
+class stats_that_ignore_cancellation final : public test::forwarding_provider {
+ public:
+  stats_that_ignore_cancellation(provider_ptr inner, boost::asio::steady_timer& release,
+                                 std::atomic<bool>& finished)
+      : forwarding_provider(std::move(inner)), release_(release), finished_(finished) {}
+  awaitable<result<queue_stats>> stats(const queue_name& q) override {
+    release_.expires_after(60s);
+    co_await release_.async_wait(boost::asio::bind_cancellation_slot(
+        boost::asio::cancellation_slot(), boost::asio::as_tuple(boost::asio::use_awaitable)));
+    finished_ = true;
+    co_return co_await forwarding_provider::stats(q);
+  }
+
+ private:
+  boost::asio::steady_timer& release_;
+  std::atomic<bool>& finished_;
+};
+
+// The health check answers at its timeout even when the provider's call does not stop there:
+// before, it waited for the call to end (an SQS call's whole request timeout), and /health
+// answered late or not at all. The probe goes on detached and keeps the provider alive.
+TEST_F(InstrumentedProvider, HealthAnswersAtItsTimeoutWhateverTheProviderDoes) {
+  boost::asio::steady_timer release(io);
+  std::atomic<bool> finished{false};
+  auto slow = std::make_shared<stats_that_ignore_cancellation>(raw, release, finished);
+  auto report = run(io, check_health(slow, orders, 50ms));
+  EXPECT_FALSE(finished) << "the health check waited for the provider's call to end";
+  EXPECT_FALSE(report.healthy());
+  ASSERT_TRUE(report.problem);
+  EXPECT_EQ(report.problem->code, errc::timeout);
+
+  // The probe still holds the provider, and finishes once the call ends.
+  std::weak_ptr<stats_that_ignore_cancellation> probed = slow;
+  slow.reset();
+  EXPECT_FALSE(probed.expired());
+  release.cancel();
+  io.restart();
+  while (!probed.expired() && io.run_one() > 0) {
+  }
+  EXPECT_TRUE(finished);
+  EXPECT_TRUE(probed.expired()) << "the detached probe kept the provider after it ended";
 }
 
 // The probe's error carries text from the service (an SQS message cut at 512 bytes can end inside
