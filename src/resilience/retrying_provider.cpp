@@ -197,7 +197,8 @@ class retrying_provider final : public provider {
         if (to_retry(settlements[pending[k]], outcomes[k], attempt, delay)) {
           failed.push_back(pending[k]);
         } else if (!outcomes[k]) {
-          results[pending[k]] = detail::after_attempts(outcomes[k].error(), attempt);
+          results[pending[k]] = after_earlier_failure(
+              detail::after_attempts(outcomes[k].error(), attempt), results[pending[k]].error());
           continue;
         }
         results[pending[k]] = std::move(outcomes[k]);
@@ -301,6 +302,16 @@ class retrying_provider final : public provider {
       outcomes.resize(n, fail(errc::protocol_error, "provider returned too few settle results"));
     }
     outcomes.resize(n, result<void>{});  // too many: the extra ones answer nothing
+  }
+  /// A settlement refused for its receipt after an attempt that failed in transit may have been
+  /// applied by that attempt (the service settled it, the answer was lost): the error says so,
+  /// for an operator who would otherwise expect the message back.
+  static error after_earlier_failure(error e, const error& earlier) {
+    if (e.code == errc::invalid_receipt || e.code == errc::session_lock_lost) {
+      e.message += "; an earlier attempt failed with " + std::string(to_string(earlier.code)) +
+                   " and may have settled it";
+    }
+    return e;
   }
   /// Whether settlement `s`, which ended in `r` at attempt `attempt`, is retried; if so, the
   /// observer is told and `delay` grows to the longest wait any retried entry asks for.

@@ -65,12 +65,13 @@ class lending_provider final : public qrt::test::forwarding_provider,
         settle_failures_(settle_failures),
         publish_failures_(publish_failures) {}
 
-  int lent = 0;              ///< send_from calls
-  int copied = 0;            ///< send calls (a vector of its own)
-  int lent_settles = 0;      ///< settle_from calls
-  int copied_settles = 0;    ///< settle calls
-  int lent_publishes = 0;    ///< publish_from calls
-  int copied_publishes = 0;  ///< publish calls
+  int lent = 0;                               ///< send_from calls
+  int copied = 0;                             ///< send calls (a vector of its own)
+  int lent_settles = 0;                       ///< settle_from calls
+  int copied_settles = 0;                     ///< settle calls
+  int lent_publishes = 0;                     ///< publish_from calls
+  int copied_publishes = 0;                   ///< publish calls
+  bool settles_apply_before_failing = false;  ///< a failed lent settle has been carried out
 
   qrt::awaitable<qrt::result<std::vector<qrt::send_outcome>>> send(
       const qrt::queue_name& q, std::vector<qrt::message> messages,
@@ -94,6 +95,8 @@ class lending_provider final : public qrt::test::forwarding_provider,
       const std::vector<qrt::settlement>& settlements) override {
     ++lent_settles;
     if (settle_failures_-- > 0) {
+      // Applied, and then the answer lost: the settlement took effect all the same.
+      if (settles_apply_before_failing) (void)co_await inner_lender_->settle_from(settlements);
       co_return std::vector<qrt::result<void>>(settlements.size(), transient());
     }
     co_return co_await inner_lender_->settle_from(settlements);
@@ -454,6 +457,36 @@ TEST(ClientRetry, ARetriedSendOrSettleLendsItsVectorsInsteadOfCopyingThem) {
   ASSERT_TRUE(stats);
   EXPECT_EQ(stats->active, 0);
   EXPECT_EQ(stats->in_flight, 0);
+}
+
+// A settlement whose answer was lost in transit may have been applied: retried, its receipt is
+// refused. The error keeps its code (the receipt is no longer valid) and says that the earlier
+// attempt may have settled the message, which is what happened here.
+TEST(ClientRetry, ARetriedSettlementRefusedForItsReceiptSaysItMayHaveBeenApplied) {
+  qrt::runtime rt;
+  auto memory =
+      qrt::memory::make_provider(qrt::memory::options::for_testing(), rt.executor()).value();
+  auto lending = std::make_shared<lending_provider>(memory, 0, 1);
+  lending->settles_apply_before_failing = true;
+  qrt::client_options options;
+  options.retry = retry_policy::fixed_interval(1ms);
+  qrt::queue_client client(lending, options);
+  const auto q = qrt::queue_name::from("orders");
+  ASSERT_TRUE(rt.block_on(client.create_queue(q)));
+  ASSERT_TRUE(rt.block_on(client.send(q, qrt::message{.body = "once"})));
+  auto got = rt.block_on(client.receive(q, 1, 1s));
+  ASSERT_TRUE(got && got->size() == 1u);
+
+  auto completed = rt.block_on(client.complete((*got)[0].receipt));
+  ASSERT_FALSE(completed);
+  EXPECT_EQ(completed.error().code, errc::invalid_receipt) << completed.error().to_string();
+  EXPECT_NE(completed.error().message.find("an earlier attempt failed with connection_failed and "
+                                           "may have settled it"),
+            std::string::npos)
+      << completed.error().to_string();
+  auto stats = rt.block_on(client.stats(q));
+  ASSERT_TRUE(stats);
+  EXPECT_EQ(stats->active + stats->in_flight, 0) << "the first attempt did complete the message";
 }
 
 // A publish that failed as a whole is retried from the same lent vector, as a send is: every
