@@ -554,7 +554,7 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
     std::lock_guard lock(q->mutex);
     if (q->closed) co_return provider_closed();
     q->sweep(clock::now());
-    co_return q->stats();
+    co_return queue.is_dead_letter() ? q->dead_letter_stats() : q->stats();
   }
 
   // Moves a message out of `messages` only when it stores it, and fails as a whole only while

@@ -930,6 +930,16 @@ queue_stats queue_state::stats() const {
   return s;
 }
 
+queue_stats queue_state::dead_letter_stats() const {
+  queue_stats s;
+  s.active = s.in_flight = s.scheduled = s.dead_lettered = 0;
+  dlq_.items.for_each_from(0, [&](const item& it) {
+    ++(it.state == item_state::locked ? s.in_flight : s.active);
+    return true;
+  });
+  return s;
+}
+
 void queue_state::restore(recovered_queue&& recovered, time_point now) {
   next_sequence_ = std::max(next_sequence_, recovered.next_sequence);
   event_sink* sink = sink_;

@@ -527,7 +527,12 @@ class queue_state : public std::enable_shared_from_this<queue_state> {
   void release_session(session_slot& slot, time_point now);
   lsn set_session_state(session_slot& slot, std::string state);
 
+  /// The queue's figures: its messages by state, what its dead-letter queue holds and how many
+  /// expired.
   queue_stats stats() const;
+  /// The dead-letter queue's own figures: its ready and locked messages. Nothing in it is
+  /// scheduled or expires, and it has no dead-letter queue of its own: those are 0.
+  queue_stats dead_letter_stats() const;
   /// Lock expiries still remembered (what their memory is proportional to).
   std::size_t lock_entries() const noexcept { return lock_fifo_.size() + lock_expiry_.size(); }
   /// Time-to-live expiries still remembered (what their memory is proportional to).

@@ -1025,6 +1025,35 @@ TEST(MemoryProvider, DeletingADeadLetterQueueOnItsOwnIsRefusedAndDeletesNothing)
   EXPECT_EQ(s.dead_lettered, 1);
 }
 
+// stats of a dead-letter queue describe that queue: its own ready and locked messages, not its
+// parent's figures (docs/contract.md, C18).
+TEST(MemoryProvider, StatsOfADeadLetterQueueAreItsOwn) {
+  auto client = open_sync_client({{"queues", "q"}, {"lock_duration", "60s"}});
+  const auto q = queue_name::from("q");
+  for (auto body : {"a", "b", "c", "d"}) ASSERT_TRUE(client.send(q, text(body)));
+  auto got = client.receive(q, 3, 0ms).value();
+  ASSERT_EQ(got.size(), 3u);
+  ASSERT_TRUE(client.dead_letter(got[0].receipt, "bad"));
+  ASSERT_TRUE(client.dead_letter(got[1].receipt, "bad"));
+  auto dead = client.receive(q.dead_letter(), 1, 0ms).value();
+  ASSERT_EQ(dead.size(), 1u);
+
+  const auto parent = client.stats(q).value();
+  EXPECT_EQ(parent.active, 1);     // "d"
+  EXPECT_EQ(parent.in_flight, 1);  // "c"
+  EXPECT_EQ(parent.dead_lettered, 2);
+  const auto dlq = client.stats(q.dead_letter()).value();
+  EXPECT_EQ(dlq.active, 1);
+  EXPECT_EQ(dlq.in_flight, 1);
+  EXPECT_EQ(dlq.scheduled, 0);
+  EXPECT_EQ(dlq.dead_lettered, 0);
+  EXPECT_EQ(dlq.expired, 0u);
+
+  ASSERT_TRUE(client.complete(dead[0].receipt));
+  EXPECT_EQ(client.stats(q.dead_letter()).value().in_flight, 0);
+  EXPECT_EQ(client.stats(q.dead_letter()).value().active, 1);
+}
+
 // A receipt carrying a lock generation the queue never handed out was made up, not issued:
 // invalid_receipt, not receipt_expired (docs/contract.md, C15). The real receipt still works.
 TEST(MemoryProvider, AReceiptWithALockNeverIssuedIsInvalid) {
