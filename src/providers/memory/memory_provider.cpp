@@ -805,7 +805,12 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
       const queue_name& queue, std::optional<session_id> which, milliseconds wait) override {
     auto q = find(queue);
     if (!q) co_return closed_flag() ? provider_closed() : queue_missing(queue);
-    if (queue.is_dead_letter()) co_return queue_missing(queue);
+    if (queue.is_dead_letter()) {
+      // Its messages keep their session ids, but it hands them out without session locks.
+      co_return fail(errc::invalid_argument, "'" + queue.to_string() +
+                                                 "' is a dead-letter queue, which has no "
+                                                 "sessions: receive from it instead");
+    }
     if (!q->options().requires_session) {
       co_return fail(errc::invalid_argument,
                      "queue '" + queue.str() + "' was not created with requires_session");

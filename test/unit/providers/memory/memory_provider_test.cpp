@@ -1054,6 +1054,42 @@ TEST(MemoryProvider, StatsOfADeadLetterQueueAreItsOwn) {
   EXPECT_EQ(client.stats(q.dead_letter()).value().active, 1);
 }
 
+// A session queue's dead-letter queue keeps its messages' session ids but has no session
+// locks: accept_session of it is refused as a wrong argument (the queue exists), and its
+// messages are read with receive (docs/contract.md, C20).
+TEST(MemoryProvider, AcceptSessionOfADeadLetterQueueIsRefusedAndReceiveReadsIt) {
+  auto client = open_sync_client({{"queues", "s"}, {"requires_session", "true"}});
+  const auto s = queue_name::from("s");
+  auto m = text("poison");
+  m.session = qrt::session_id::from("k");
+  ASSERT_TRUE(client.send(s, m));
+  {
+    auto held = client.accept_session(s, std::nullopt, 1s);
+    ASSERT_TRUE(held) << held.error().to_string();
+    auto got = held->receive(1, 0ms).value();
+    ASSERT_EQ(got.size(), 1u);
+    ASSERT_TRUE(held->dead_letter(got[0].receipt, "bad"));
+    ASSERT_TRUE(held->close());
+  }
+  for (const auto& which : {std::optional<qrt::session_id>{},
+                            std::optional<qrt::session_id>{qrt::session_id::from("k")}}) {
+    auto refused = client.accept_session(s.dead_letter(), which, 0ms);
+    ASSERT_FALSE(refused);
+    EXPECT_EQ(refused.error().code, errc::invalid_argument) << refused.error().to_string();
+    EXPECT_NE(refused.error().message.find("dead-letter queue"), std::string::npos)
+        << refused.error().message;
+  }
+  auto dead = client.receive(s.dead_letter(), 1, 0ms).value();
+  ASSERT_EQ(dead.size(), 1u);
+  EXPECT_EQ(dead[0].body, "poison");
+  ASSERT_TRUE(dead[0].session);
+  EXPECT_EQ(dead[0].session->str(), "k");
+
+  auto missing = client.accept_session(queue_name::from("nowhere").dead_letter(), {}, 0ms);
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error().code, errc::queue_not_found);
+}
+
 // A receipt carrying a lock generation the queue never handed out was made up, not issued:
 // invalid_receipt, not receipt_expired (docs/contract.md, C15). The real receipt still works.
 TEST(MemoryProvider, AReceiptWithALockNeverIssuedIsInvalid) {
