@@ -1,5 +1,6 @@
 // Scheduled delivery and time-to-live. Each test names the item of docs/contract.md it checks.
 // Waiting is always a receive on the queue where the event shows.
+#include <algorithm>
 #include <thread>
 
 #include "conformance/suite.hpp"
@@ -124,6 +125,44 @@ TEST_P(provider_test, TimeToLive_ExpiredMessageIsDroppedNotRedelivered) {
   if (const auto s = must(run(client().stats(q)), "stats"); s.active >= 0) {
     EXPECT_EQ(s.expired, 1u) << "the dropped message was not counted as expired";
   }
+}
+
+// Contract C27: a time to live of 0 or less would be "expired on arrival" to one provider and
+// "never expires" to another: such a message fails alone with invalid_argument naming the
+// field, and the rest of its batch is sent.
+TEST_P(provider_test, TimeToLive_NotPositiveIsRefusedAloneNamingTheField) {
+  QRT_REQUIRE(caps().time_to_live, "time-to-live");
+  QRT_MAKE_QUEUE(q);
+  std::vector<message> batch;
+  batch.push_back(message{.body = "first"});
+  batch.push_back(message{.body = "negative"});
+  batch.back().time_to_live = milliseconds{-1000};
+  batch.push_back(message{.body = "zero"});
+  batch.back().time_to_live = milliseconds{0};
+  batch.push_back(message{.body = "last"});
+  const auto outcomes = send_batch(q, std::move(batch));
+  ASSERT_EQ(outcomes.size(), 4u);
+  EXPECT_TRUE(outcomes[0]) << describe(outcomes[0]);
+  EXPECT_TRUE(outcomes[3]) << describe(outcomes[3]);
+  for (std::size_t i : {1u, 2u}) {
+    ASSERT_FALSE(outcomes[i]) << "message " << i << " with a time to live of "
+                              << (i == 1 ? "-1 s" : "0") << " was sent";
+    EXPECT_EQ(outcomes[i].error().code, errc::invalid_argument) << outcomes[i].error().to_string();
+    EXPECT_NE(outcomes[i].error().message.find("time_to_live"), std::string::npos)
+        << outcomes[i].error().to_string();
+  }
+  auto one = run(client().send(q, message{.body = "alone", .time_to_live = milliseconds{-1}}));
+  ASSERT_FALSE(one) << "a send of one message with a negative time to live succeeded";
+  EXPECT_EQ(one.error().code, errc::invalid_argument) << one.error().to_string();
+
+  auto got = receive_count(q, 2);
+  ASSERT_EQ(got.size(), 2u);
+  std::vector<std::string> bodies;
+  for (const auto& m : got) bodies.push_back(m.body);
+  std::sort(bodies.begin(), bodies.end());
+  EXPECT_EQ(bodies, (std::vector<std::string>{"first", "last"}));
+  complete_all(got);
+  expect_empty(q, tgt().empty_wait, "a message with a time to live of 0 or less arrived");
 }
 
 }  // namespace

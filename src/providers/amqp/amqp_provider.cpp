@@ -17,6 +17,7 @@
 #include "amqp/mapping.hpp"
 #include "amqp/message_codec.hpp"
 #include "core/borrowing_provider.hpp"
+#include "core/message_checks.hpp"
 #include "core/post_releasing.hpp"
 #include "core/random_id.hpp"
 #include "providers/amqp/options.hpp"
@@ -293,6 +294,10 @@ class amqp_provider final : public qrt::detail::provider_that_borrows {
       auto& m = messages[i];
       if (m.scheduled_enqueue_time) {
         co_return fail(errc::unsupported, "amqp: scheduled delivery is not supported");
+      }
+      if (auto refused = qrt::detail::non_positive_time_to_live(m)) {
+        out[i] = fail(refused->code, "amqp: " + refused->message);
+        continue;
       }
       if (m.wire_size() > opts_.max_message_bytes) {
         out[i] = fail(errc::message_too_large, "amqp: message of " + std::to_string(m.wire_size()) +

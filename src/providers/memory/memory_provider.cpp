@@ -21,6 +21,7 @@
 #include "core/abandon_on_shutdown.hpp"
 #include "core/borrowing_provider.hpp"
 #include "core/deadline.hpp"
+#include "core/message_checks.hpp"
 #include "core/name_checks.hpp"
 #include "core/random_id.hpp"
 #include "queue_state.hpp"
@@ -1293,8 +1294,8 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
                                                " bytes exceeds the limit of " +
                                                std::to_string(opts_.max_message_bytes) + " bytes");
     }
-    if (m.time_to_live &&
-        (*m.time_to_live < -longest_duration || *m.time_to_live > longest_duration)) {
+    if (auto refused = qrt::detail::non_positive_time_to_live(m)) return refused;
+    if (m.time_to_live && *m.time_to_live > longest_duration) {
       return fail(errc::invalid_argument, "time_to_live must be at most 100 years");
     }
     if (m.session) {

@@ -19,6 +19,7 @@
 #include "amqp/outbound_frames.hpp"
 #include "connection_string.hpp"
 #include "core/borrowing_provider.hpp"
+#include "core/message_checks.hpp"
 #include "core/random_id.hpp"
 #include "managed_identity_source.hpp"
 #include "management.hpp"
@@ -442,9 +443,13 @@ class servicebus_provider final : public qrt::detail::provider_that_borrows,
                                                        std::vector<message>& messages,
                                                        milliseconds timeout) {
     std::vector<message_id> ids;
-    std::vector<std::optional<error>> refused(messages.size());  // oversize: never sent
+    std::vector<std::optional<error>> refused(messages.size());  // never sent
     for (std::size_t i = 0; i < messages.size(); ++i) {
       auto& m = messages[i];
+      if (auto invalid = qrt::detail::non_positive_time_to_live(m)) {
+        refused[i] = fail(invalid->code, "servicebus: " + invalid->message);
+        continue;
+      }
       if (m.wire_size() > caps_.max_message_bytes) {
         refused[i] = fail(errc::message_too_large,
                           std::string("servicebus: a message of ") + std::to_string(m.wire_size()) +
