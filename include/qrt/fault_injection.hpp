@@ -36,9 +36,10 @@ constexpr bool has(fault_ops set, fault_ops op) noexcept {
   return (static_cast<std::uint32_t>(set) & static_cast<std::uint32_t>(op)) != 0;
 }
 
-/// What to inject. Rates are probabilities per call in [0, 1]. Errors are injected before the
-/// inner provider is called, so a failed call had no effect (as the provider contract says of a
-/// call that fails as a whole).
+/// What to inject. Rates are probabilities per call in [0, 1], drawn once per call: together
+/// they are at most 1. No duration is negative. Errors are injected before the inner provider
+/// is called, so a failed call had no effect (as the provider contract says of a call that
+/// fails as a whole).
 struct fault_options {
   milliseconds latency{0};                 ///< added before every call
   fault_ops latency_ops = fault_ops::all;  ///< which calls the latency is added to
@@ -68,12 +69,15 @@ class fault_injecting_provider final
     : public provider,
       public std::enable_shared_from_this<fault_injecting_provider> {
  public:
-  /// Decorates `inner` with `options`.
+  /// Decorates `inner` with `options`. Throws qrt::exception (invalid_argument) naming the field
+  /// when `options` break the rules above (a rate that is NaN or outside [0, 1], rates that sum
+  /// past 1, a negative duration).
   fault_injecting_provider(provider_ptr inner, fault_options options);
   /// Out of line: the state it owns is defined in the source file.
   ~fault_injecting_provider() override;
 
-  /// Replace the options (rates, latency) from now on.
+  /// Replace the options (rates, latency) from now on. Throws as the constructor does, keeping
+  /// the options in force.
   void set_options(const fault_options& options);
   /// The next `count` calls matching `ops` fail with `failure` (a schedule for exact tests).
   void fail_next(fault_ops ops, std::uint32_t count, error failure);
@@ -128,7 +132,8 @@ class fault_injecting_provider final
   std::unique_ptr<state> state_;
 };
 
-/// Wraps `inner`; the returned pointer keeps the controls (set_options, fail_next, ...).
+/// Wraps `inner`; the returned pointer keeps the controls (set_options, fail_next, ...). Throws
+/// as the constructor does.
 std::shared_ptr<fault_injecting_provider> make_fault_injecting_provider(provider_ptr inner,
                                                                         fault_options options = {});
 

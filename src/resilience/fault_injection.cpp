@@ -1,4 +1,5 @@
 #include <mutex>
+#include <optional>
 #include <qrt/fault_injection.hpp>
 #include <qrt/retry.hpp>
 #include <random>
@@ -46,6 +47,46 @@ class faulty_session final : public session_receiver {
 
 }  // namespace detail
 
+namespace {
+
+/// What is wrong with `o`, naming the field: a rate is a probability (NaN is none), the two
+/// rates share one draw, and no duration is negative. nullopt when nothing is.
+std::optional<error> invalid_options(const fault_options& o) {
+  for (const auto& [rate, field] : {std::pair{o.transient_error_rate, "transient_error_rate"},
+                                    std::pair{o.throttle_rate, "throttle_rate"}}) {
+    if (!(rate >= 0.0 && rate <= 1.0)) {  // false for NaN too
+      return fail(errc::invalid_argument, std::string("fault_options::") + field +
+                                              " must be a probability in [0, 1]; it is " +
+                                              std::to_string(rate));
+    }
+  }
+  if (o.transient_error_rate + o.throttle_rate > 1.0) {
+    return fail(errc::invalid_argument,
+                "fault_options::transient_error_rate + throttle_rate must be at most 1 (one draw "
+                "decides between them); they are " +
+                    std::to_string(o.transient_error_rate) + " + " +
+                    std::to_string(o.throttle_rate));
+  }
+  for (const auto& [duration, field] :
+       {std::pair{o.latency, "latency"}, std::pair{o.throttle_retry_after, "throttle_retry_after"},
+        std::pair{o.disconnect_every, "disconnect_every"},
+        std::pair{o.disconnect_duration, "disconnect_duration"}}) {
+    if (duration.count() < 0) {
+      return fail(errc::invalid_argument, std::string("fault_options::") + field +
+                                              " must not be negative; it is " +
+                                              std::to_string(duration.count()) + " ms");
+    }
+  }
+  return std::nullopt;
+}
+
+const fault_options& checked(const fault_options& o) {
+  if (auto e = invalid_options(o)) throw qrt::exception(std::move(*e));
+  return o;
+}
+
+}  // namespace
+
 /// What the decorator decides from: kept here, out of the public header.
 struct fault_injecting_provider::state {
   explicit state(const fault_options& o) : options(o), random(static_cast<std::uint32_t>(o.seed)) {}
@@ -64,11 +105,12 @@ struct fault_injecting_provider::state {
 };
 
 fault_injecting_provider::fault_injecting_provider(provider_ptr inner, fault_options options)
-    : inner_(std::move(inner)), state_(std::make_unique<state>(options)) {}
+    : inner_(std::move(inner)), state_(std::make_unique<state>(checked(options))) {}
 
 fault_injecting_provider::~fault_injecting_provider() = default;
 
 void fault_injecting_provider::set_options(const fault_options& options) {
+  checked(options);
   std::lock_guard lock(state_->mutex);
   state_->options = options;
 }

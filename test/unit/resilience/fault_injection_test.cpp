@@ -1,6 +1,8 @@
 // The fault-injecting decorator over the real embedded provider.
 #include <gtest/gtest.h>
 
+#include <limits>
+#include <optional>
 #include <qrt/client.hpp>
 #include <qrt/fault_injection.hpp>
 #include <qrt/memory.hpp>
@@ -114,4 +116,49 @@ TEST(FaultInjection, AScheduledDisconnectWithTheLongestPeriodStartsAtOnce) {
   fixture f({.disconnect_every = std::chrono::milliseconds::max(), .disconnect_duration = 1h});
   EXPECT_EQ(f.rt.block_on(f.client.stats(f.q)).error().code, errc::connection_failed);
   EXPECT_EQ(f.faulty->stats().disconnected_calls, 1u);
+}
+
+// Options that cannot mean what they say are refused, naming the field: a rate that is not a
+// probability (NaN, below 0, above 1), rates whose one shared draw cannot honour both, a
+// negative duration. Refused by set_options, the options in force stay.
+TEST(FaultInjection, OptionsThatAreNotProbabilitiesOrDurationsAreRefusedNamingTheField) {
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  struct bad {
+    qrt::fault_options options;
+    const char* field;
+  };
+  const bad cases[] = {
+      {{.transient_error_rate = nan}, "transient_error_rate"},
+      {{.transient_error_rate = -0.1}, "transient_error_rate"},
+      {{.transient_error_rate = 1.5}, "transient_error_rate"},
+      {{.throttle_rate = nan}, "throttle_rate"},
+      {{.throttle_rate = std::numeric_limits<double>::infinity()}, "throttle_rate"},
+      {{.transient_error_rate = 0.7, .throttle_rate = 0.7}, "throttle_rate"},
+      {{.latency = -1ms}, "latency"},
+      {{.throttle_retry_after = -1ms}, "throttle_retry_after"},
+      {{.disconnect_every = -1ms, .disconnect_duration = 1ms}, "disconnect_every"},
+      {{.disconnect_duration = -1ms}, "disconnect_duration"},
+  };
+  fixture f({.transient_error_rate = 1.0, .error_ops = fault_ops::send});
+  for (const auto& c : cases) {
+    std::optional<qrt::error> made;
+    try {
+      (void)qrt::make_fault_injecting_provider(f.memory, c.options);
+    } catch (const qrt::exception& e) {
+      made = e.get();
+    }
+    ASSERT_TRUE(made.has_value()) << c.field << ": accepted";
+    EXPECT_EQ(made->code, errc::invalid_argument);
+    EXPECT_NE(made->message.find(c.field), std::string::npos) << made->message;
+
+    EXPECT_THROW(f.faulty->set_options(c.options), qrt::exception) << c.field;
+    auto r = f.rt.block_on(f.client.send(f.q, qrt::message{.body = "x"}));
+    ASSERT_FALSE(r) << c.field << ": the options in force changed";
+    EXPECT_EQ(r.error().code, errc::connection_failed);
+  }
+  // The edges are probabilities.
+  EXPECT_NO_THROW(qrt::make_fault_injecting_provider(
+      f.memory, {.transient_error_rate = 0.0, .throttle_rate = 1.0}));
+  EXPECT_NO_THROW(qrt::make_fault_injecting_provider(
+      f.memory, {.transient_error_rate = 0.5, .throttle_rate = 0.5}));
 }
