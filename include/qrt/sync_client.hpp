@@ -14,6 +14,9 @@ class session;
 /// own io_context thread. For scripts, tools and tests; not the fast path. Its callbacks
 /// (client_options::on_retry) run on that thread, where a blocking call would wait for itself:
 /// such a call fails with errc::invalid_argument instead (close() returns, closing afterwards).
+/// Destroyed there (its last owner, or a session's, let go in a callback), it cannot wait for
+/// its thread either: the close starts, and the thread ends on its own once the callback has
+/// returned and the close and the provider's pending work are done.
 class queue_client {
  public:
   /// Builds the provider named by cfg["provider"] from `registry` on the facade's own thread.

@@ -17,7 +17,13 @@ namespace asio = boost::asio;
 struct queue_client::impl {
   asio::io_context io;
   asio::executor_work_guard<asio::io_context::executor_type> guard{io.get_executor()};
-  std::thread thread{[this] { qrt::detail::run_io_loop(io, "blocking client"); }};
+  /// Set on the facade's own thread when its last owner went away there (see release()): the
+  /// thread then deletes the facade once its loop has run out.
+  bool delete_when_run_ends = false;
+  std::thread thread{[this] {
+    qrt::detail::run_io_loop(io, "blocking client");
+    if (delete_when_run_ends) delete this;
+  }};
   std::optional<qrt::queue_client> client;
   std::atomic<bool> closed{false};  ///< close() may be called from several threads at once
 
@@ -25,6 +31,22 @@ struct queue_client::impl {
     shutdown();
     guard.reset();
     if (thread.joinable()) thread.join();
+  }
+
+  /// How an owner lets go of the facade (the shared_ptr's deleter). On any thread but its own,
+  /// the facade closes and waits for its thread. On its own thread (the last owner went away
+  /// in one of its callbacks) nothing can be waited for, and the io_context that runs the
+  /// caller cannot be destroyed under it: the close is started, the thread let go, and the
+  /// thread deletes the facade itself once the close and the provider's pending work are done.
+  static void release(impl* p) noexcept {
+    if (!p->on_own_thread()) {
+      delete p;
+      return;
+    }
+    p->shutdown();
+    p->guard.reset();
+    p->thread.detach();
+    p->delete_when_run_ends = true;
   }
 
   /// True on the facade's own thread, where its callbacks (client_options::on_retry) run: a
@@ -59,7 +81,7 @@ struct queue_client::impl {
 
 result<queue_client> queue_client::open(const config& cfg, const provider_registry& registry,
                                         client_options options) {
-  auto p = std::make_shared<impl>();
+  std::shared_ptr<impl> p(new impl, &impl::release);
   auto made = asio::co_spawn(
                   p->io,
                   [&]() -> awaitable<result<provider_ptr>> {

@@ -3,7 +3,10 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <boost/asio/post.hpp>
+#include <future>
 #include <latch>
+#include <memory>
 #include <optional>
 #include <qrt/sync_client.hpp>
 #include <thread>
@@ -109,6 +112,62 @@ TEST(SyncClient, CloseFromTwoThreadsAtOnceClosesOnce) {
   close_when_both_ready();
   other.join();
   EXPECT_EQ(provider_closes - closes_before, 1);
+}
+
+// Tells when it is closed and when it is destroyed (the promise is shared: it is set on the
+// facade's thread while the test may already be returning).
+class tells_when_gone final : public qrt::test::forwarding_provider {
+ public:
+  tells_when_gone(std::shared_ptr<std::promise<void>> gone,
+                  std::shared_ptr<std::atomic<bool>> closed)
+      : forwarding_provider(std::make_shared<qrt::test::recording_provider>()),
+        gone_(std::move(gone)),
+        closed_(std::move(closed)) {}
+  ~tells_when_gone() override { gone_->set_value(); }
+  qrt::awaitable<void> close() override {
+    *closed_ = true;
+    return forwarding_provider::close();
+  }
+
+ private:
+  std::shared_ptr<std::promise<void>> gone_;
+  std::shared_ptr<std::atomic<bool>> closed_;
+};
+
+// The last owner of the facade may let go of it on the facade's own thread (in a handler or
+// callback there): it cannot wait for that thread to end from inside it. It returns; the
+// provider is closed and destroyed, and the thread ends, once the handler is done.
+TEST(SyncClient, DestroyedOnItsOwnThreadClosesAndLetsItsThreadEnd) {
+  auto gone = std::make_shared<std::promise<void>>();
+  auto provider_gone = gone->get_future();
+  auto closed = std::make_shared<std::atomic<bool>>(false);
+  boost::asio::any_io_executor facade_thread;
+  qrt::provider_registry registry;
+  registry.add(
+      "scripted",
+      [&](const qrt::config&, boost::asio::any_io_executor ex) -> qrt::result<qrt::provider_ptr> {
+        facade_thread = ex;
+        return std::make_shared<tells_when_gone>(gone, closed);
+      });
+  auto client = std::make_unique<qrt::sync::queue_client>(
+      qrt::sync::queue_client::open(qrt::config{{"provider", "scripted"}}, registry,
+                                    {.retry = std::nullopt})
+          .value());
+
+  // The handler waits until post() has returned here: post() still touches the io_context
+  // after queueing the handler, and the handler's reset destroys that io_context.
+  std::promise<void> posted;
+  auto destroyed = std::make_shared<std::promise<void>>();
+  auto returned = destroyed->get_future();
+  boost::asio::post(facade_thread, [&client, destroyed, after_post = posted.get_future().share()] {
+    after_post.wait();
+    client.reset();
+    destroyed->set_value();
+  });
+  posted.set_value();
+  returned.get();
+  provider_gone.get();
+  EXPECT_TRUE(*closed);
 }
 
 }  // namespace
