@@ -264,6 +264,16 @@ TEST(ItemTable, GrowsAndShrinksWithoutLosingMessages) {
 
 namespace {
 
+/// A queue "q" with options `o` and no log, its messages' bytes counted in `budget` (by default
+/// one without a limit).
+std::shared_ptr<queue_state> make_queue(const qrt::queue_options& o,
+                                        std::shared_ptr<qrt::memory::detail::byte_budget> budget =
+                                            std::make_shared<qrt::memory::detail::byte_budget>(0)) {
+  return std::make_shared<queue_state>(1, qrt::queue_name::from("q"), o, 1000, 1000, 0,
+                                       std::move(budget),
+                                       std::make_shared<spare_block_allowance>(64), nullptr);
+}
+
 struct state_fixture : ::testing::Test {
   qrt::queue_options options() {
     qrt::queue_options o;
@@ -273,9 +283,7 @@ struct state_fixture : ::testing::Test {
   }
   std::shared_ptr<qrt::memory::detail::byte_budget> budget =
       std::make_shared<qrt::memory::detail::byte_budget>(1 << 20);
-  std::shared_ptr<queue_state> q =
-      std::make_shared<queue_state>(1, qrt::queue_name::from("q"), options(), 1000, 1000, 0, budget,
-                                    std::make_shared<spare_block_allowance>(64), nullptr);
+  std::shared_ptr<queue_state> q = make_queue(options(), budget);
   qrt::time_point t0 = qrt::clock::now();
   qrt::memory::detail::lsn last = 0;
 
@@ -467,9 +475,7 @@ TEST(QueueStateExpiry, ExpiryBookkeepingFollowsTheMessagesStoredNotTheThroughput
   qrt::queue_options o;
   o.lock_duration = 1000ms;
   o.default_time_to_live = std::chrono::milliseconds(1h);
-  auto budget = std::make_shared<qrt::memory::detail::byte_budget>(0);
-  auto q = std::make_shared<queue_state>(1, qrt::queue_name::from("q"), o, 1000, 1000, 0, budget,
-                                         std::make_shared<spare_block_allowance>(64), nullptr);
+  auto q = make_queue(o);
   const auto t0 = qrt::clock::now();
   qrt::memory::detail::lsn last = 0;
   std::lock_guard lock(q->mutex);
@@ -500,9 +506,7 @@ TEST(QueueStateExpiry, SessionLockBookkeepingFollowsTheLocksHeldNotTheThroughput
   qrt::queue_options o;
   o.lock_duration = std::chrono::milliseconds(1h);
   o.requires_session = true;
-  auto budget = std::make_shared<qrt::memory::detail::byte_budget>(0);
-  auto q = std::make_shared<queue_state>(1, qrt::queue_name::from("q"), o, 1000, 1000, 0, budget,
-                                         std::make_shared<spare_block_allowance>(64), nullptr);
+  auto q = make_queue(o);
   const auto t0 = qrt::clock::now();
   qrt::memory::detail::lsn last = 0;
   std::lock_guard lock(q->mutex);
