@@ -252,6 +252,14 @@ struct session_processor::impl : std::enable_shared_from_this<impl> {
         co_await flush(s, pending);
         co_return batch_end::stopping;
       }
+      if (s.lock_lost) {
+        // The renewer found the lock gone: the rest is the next holder's, and handling it here
+        // would run it beside that holder's handlers. What was handled is settled if the
+        // session still takes it (else it comes back too), the rest given back, in order.
+        pending.abandon_unhandled(batch, i);
+        co_await flush(s, pending);
+        co_return batch_end::lost;
+      }
       const auto& msg = batch[i];
       count(&session_processor_stats::handler_calls);
       s.busy = true;

@@ -536,3 +536,69 @@ TEST(SessionProcessor, ASessionAcceptedWhileStoppingIsClosed) {
   EXPECT_EQ(got->front().body, "m1");
   rt.block_on(again->close());
 }
+
+// Once the renewal of a session's lock finds it lost, the session is the next holder's: the rest
+// of the batch in hand is not handled here (it would run beside that holder's handlers, out of
+// order). It is given back, the session released, and its messages come back in order to
+// whoever takes the session next (here the same processor).
+TEST(SessionProcessor, ALostSessionLockEndsTheBatchBeforeTheNextHandler) {
+  session_fixture f;
+  const auto q = qrt::queue_name::from("short_locks");
+  ASSERT_TRUE(f.rt.block_on(f.direct.create_queue(
+      q, {.lock_duration = 100ms, .max_delivery_count = 100, .requires_session = true})));
+  for (int i = 0; i < 3; ++i) {
+    qrt::message m{.body = "a-" + std::to_string(i)};
+    m.session = qrt::session_id::from("a");
+    ASSERT_TRUE(f.rt.block_on(f.direct.send(q, std::move(m))));
+  }
+  // The first renewal (at half the lock's 100 ms) finds the lock gone.
+  f.faulty->fail_next(qrt::fault_ops::renew_lock, 1,
+                      qrt::fail(errc::session_lock_lost, "taken by another holder"));
+  std::atomic<bool> lost{false};
+  std::atomic<int> accepted{0};
+  std::mutex m;
+  std::vector<std::pair<std::string, int>> handled;  // body, the acceptance it ran under
+  qrt::test::counter completed;
+  qrt::session_processor p(
+      qrt::queue_client{f.faulty, {.retry = std::nullopt}}, q,
+      [&](const received_message& msg) -> qrt::awaitable<qrt::result<void>> {
+        {
+          std::lock_guard lock(m);
+          handled.emplace_back(msg.body, accepted.load());
+        }
+        if (msg.body == "a-0") {
+          // Runs until the renewer has found the lock lost (bounded: the test fails, not hangs).
+          boost::asio::steady_timer t(co_await boost::asio::this_coro::executor);
+          for (int i = 0; i < 10'000 && !lost; ++i) {
+            t.expires_after(1ms);
+            co_await t.async_wait(boost::asio::use_awaitable);
+          }
+        }
+        co_return qrt::result<void>{};
+      },
+      {.max_concurrent_sessions = 1,
+       .session_idle_timeout = 100ms,
+       .accept_wait = 100ms,
+       .settle = qrt::batch_settlement::per_batch,
+       .on_error =
+           [&](const qrt::error& e) {
+             if (e.code == errc::session_lock_lost) lost = true;
+           },
+       .on_processed =
+           [&](const qrt::processed_message& done) {
+             if (done.outcome == qrt::processing_outcome::completed) completed.add();
+           },
+       .on_session =
+           [&](const qrt::session_event& e) {
+             if (e.what == qrt::session_event_kind::accepted) ++accepted;
+           }});
+  p.start(f.rt.executor());
+  ASSERT_TRUE(completed.wait_for_at_least(3));
+  f.rt.block_on(p.stop(5s));
+  EXPECT_TRUE(lost);
+  std::lock_guard lock(m);
+  EXPECT_EQ(handled, (std::vector<std::pair<std::string, int>>{{"a-0", 1}, {"a-1", 2}, {"a-2", 2}}))
+      << "a message was handled under the lost lock";
+  EXPECT_EQ(p.stats().sessions_lost, 1u);
+  EXPECT_EQ(f.rt.block_on(f.direct.stats(q)).value().active, 0);
+}
