@@ -3,11 +3,13 @@
 // preset.
 #include "providers/amqp/options.hpp"
 
-#include <cstdlib>
+#include <cctype>
+#include <charconv>
 #include <optional>
 #include <string>
 
 #include "core/config_binder.hpp"
+#include "core/name_checks.hpp"
 
 namespace qrt::amqp {
 
@@ -70,6 +72,7 @@ result<void> apply_url(options& o, std::string_view url) {
   if (rest.find('/') != std::string_view::npos) {
     return bad("paths are not supported (use virtual_host; a '/' in a password is written %2F)");
   }
+  const bool has_userinfo = rest.rfind('@') != std::string_view::npos;
   if (auto at = rest.rfind('@'); at != std::string_view::npos) {
     const std::string_view userinfo = rest.substr(0, at);
     rest.remove_prefix(at + 1);
@@ -104,11 +107,17 @@ result<void> apply_url(options& o, std::string_view url) {
     }
   }
   if (port_text) {
-    const std::string digits(*port_text);
-    char* end = nullptr;
-    const unsigned long port = std::strtoul(digits.c_str(), &end, 10);
-    if (digits.empty() || *end != '\0' || port == 0 || port > 65535) {
-      return bad("the port must be a number from 1 to 65535");
+    // Decimal digits and nothing else: a sign, a space or a hex prefix is refused, not read
+    // past. The port is shown only after a user part: in "amqp://user:password" (the host
+    // forgotten) what reads as the port is the password.
+    const std::string_view text = *port_text;
+    unsigned long port = 0;
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), port);
+    if (text.empty() || !std::isdigit(static_cast<unsigned char>(text.front())) ||
+        ec != std::errc{} || end != text.data() + text.size() || port == 0 || port > 65535) {
+      return bad(has_userinfo ? "the port '" + qrt::detail::printable_name(text) +
+                                    "' is not a number from 1 to 65535"
+                              : std::string("the port is not a number from 1 to 65535"));
     }
     o.port = static_cast<std::uint16_t>(port);
   }

@@ -110,6 +110,38 @@ TEST(amqp_options, endpoint_urls_take_ipv6_brackets_and_percent_encoded_credenti
   }
 }
 
+TEST(amqp_options, an_endpoint_port_is_plain_decimal_digits_from_1_to_65535) {
+  auto read = [](const std::string& url) {
+    return qrt::amqp::options_from_config(qrt::config{{"provider", "amqp"}, {"endpoint", url}});
+  };
+  for (const auto& [url, port] : std::vector<std::pair<std::string, std::uint16_t>>{
+           {"amqp://broker:1", 1}, {"amqp://broker:65535", 65535}, {"amqp://broker:05672", 5672}}) {
+    auto r = read(url);
+    ASSERT_TRUE(r) << url << ": " << r.error().to_string();
+    EXPECT_EQ(r->port, port) << url;
+  }
+  // strtoul would read each of these as a port (a sign, spaces, a wrapped negative number).
+  for (const std::string port : {"+5672", " 5672", "\t5672", "5672 ", "-5672", "0x1628", "0",
+                                 "65536", "99999999999999999999", "5,672", ""}) {
+    const std::string url = "amqp://user:topsecret@broker:" + port;
+    auto r = read(url);
+    ASSERT_FALSE(r) << "accepted port '" << port << "'";
+    EXPECT_EQ(r.error().code, qrt::errc::configuration_error) << url;
+    EXPECT_NE(r.error().message.find("port"), std::string::npos) << r.error().message;
+    EXPECT_EQ(r.error().message.find("secret"), std::string::npos) << r.error().message;
+    if (port.size() > 1 && port.find('\t') == std::string::npos) {
+      EXPECT_NE(r.error().message.find("'" + port + "'"), std::string::npos)
+          << "the error does not name the port: " << r.error().message;
+    }
+  }
+  // Without a user part, what reads as the port may be a password (the host forgotten).
+  for (const std::string url : {"amqp://admin:topsecret", "amqp://admin:+secret"}) {
+    auto r = read(url);
+    ASSERT_FALSE(r) << url;
+    EXPECT_EQ(r.error().message.find("secret"), std::string::npos) << r.error().message;
+  }
+}
+
 // The endpoint decides host, port and TLS over the separate keys (make_provider applies it
 // last): the options read are the ones the connection uses, and a TLS setting next to an
 // amqp:// endpoint is refused as it is with tls off, not accepted and then never used.
