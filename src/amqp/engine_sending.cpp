@@ -260,13 +260,39 @@ void core::sender_gone(proton::sender& s, const proton::error_condition& conditi
                         : fail(errc::connection_failed,
                                "the broker detached the sender link to '" + address + "'");
     if (!condition) e.kind = error_kind::transient;
-    // Messages already handed over get the same error as their outcome.
+    // A condition about one message (too large for the broker) refuses that message, not the
+    // link's others: those are unconfirmed or unsent, and worth sending again.
+    const bool about_one_message = e.provider_code == "amqp:link:message-size-exceeded";
     const sender_state* gone = &it->second;
-    for (auto& d :
-         in_flight.take_if([&](const in_flight_delivery& d) { return d.sender == gone; })) {
-      record(d.op, d.index, error(e));
+    auto unsettled =
+        in_flight.take_if([&](const in_flight_delivery& d) { return d.sender == gone; });
+    // The message the condition is about, where it can be told: the only one in flight, or
+    // one over the size the broker announced in its attach.
+    const std::uint64_t peer_limit = peer_max_message_size(s);
+    const auto named = [&](const in_flight_delivery& d) {
+      return about_one_message &&
+             (unsettled.size() == 1 ||
+              (peer_limit > 0 && d.op->deliveries[d.index].bytes.size() > peer_limit));
+    };
+    // The link ended before the broker gave the others an outcome: AMQP 1.0 leaves whether it
+    // stored them unknown, so each gets a transient error saying so (sent again, one may be
+    // stored twice) instead of the condition, which would call a message refused that the
+    // broker may have kept, or refuse for good one that it never judged.
+    error unconfirmed = e;
+    if (!e.is_transient()) unconfirmed.code = errc::provider_error;
+    unconfirmed.kind = error_kind::transient;
+    unconfirmed.message = "unconfirmed: the link to '" + address +
+                          "' ended before the broker settled the message (" + e.message +
+                          "); it may or may not be stored (sending it again may store it twice)";
+    for (auto& d : unsettled) record(d.op, d.index, named(d) ? error(e) : error(unconfirmed));
+    error unsent = e;
+    if (about_one_message) {
+      unsent.code = errc::provider_error;
+      unsent.kind = error_kind::transient;
+      unsent.message =
+          "not sent: the link to '" + address + "' ended over another message (" + e.message + ")";
     }
-    for (auto& op : it->second.waiting) abort_send(*op, e);
+    for (auto& op : it->second.waiting) abort_send(*op, unsent);
     end_link(s);
     senders.erase(it);
     link_freed();

@@ -135,6 +135,10 @@ void announce_max_message_size(const proton::link& l, std::uint64_t limit) {
   pn_link_set_max_message_size(proton::internal::factory<proton::link>::unwrap(l), limit);
 }
 
+std::uint64_t peer_max_message_size(const proton::link& l) {
+  return pn_link_remote_max_message_size(proton::internal::factory<proton::link>::unwrap(l));
+}
+
 bool settles_second(const proton::link& l) {
   return pn_link_remote_rcv_settle_mode(proton::internal::factory<proton::link>::unwrap(l)) ==
          PN_RCV_SECOND;

@@ -118,6 +118,9 @@ inline std::uint32_t credit_increment(long link_credit, long wanted) {
 /// Sets the max-message-size a receiver link announces in its attach (0: no limit).
 void announce_max_message_size(const proton::link& l, std::uint64_t limit);
 
+/// The max-message-size the peer's attach announced for `l` (0: none).
+std::uint64_t peer_max_message_size(const proton::link& l);
+
 /// True when the peer's attach agreed to rcv-settle-mode second.
 bool settles_second(const proton::link& l);
 

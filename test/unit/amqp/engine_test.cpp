@@ -448,6 +448,88 @@ TEST(amqp_engine, a_requests_outcome_never_settles_a_send_of_the_same_tag_number
   EXPECT_FALSE((**sent.value)[0]) << "the broker refused the message";
 }
 
+/// Three deliveries to "q", sent at once; the answer lands in `sent`.
+void send_three(engine_harness& h, answer<qrt::result<std::vector<qrt::result<void>>>>& sent,
+                std::size_t first_body_size) {
+  std::vector<qrt::amqp::detail::outgoing_delivery> deliveries(3);
+  deliveries[0].bytes = encoded_message(std::string(first_body_size, 'x'));
+  deliveries[1].bytes = encoded_message("second");
+  deliveries[2].bytes = encoded_message("third");
+  h.e.send("q", std::move(deliveries), 5s, h.now, sent.into());
+  h.exchange();
+}
+
+// A broker that ends a sender link whose deliveries it has not settled leaves their fate
+// unknown (AMQP 1.0: the link's unsettled state is lost with it). The condition it gives is
+// about the link, not a verdict on each message: they fail as unconfirmed and worth sending
+// again, not with the condition's permanent error, which would call refused a message the
+// broker may have stored.
+TEST(amqp_engine, deliveries_in_flight_when_the_link_ends_are_unconfirmed_not_refused) {
+  holding_queue_and_management broker;
+  engine_harness h(broker);
+  answer<qrt::result<std::vector<qrt::result<void>>>> sent;
+  send_three(h, sent, 10);
+  ASSERT_EQ(broker.held.size(), 3u);
+  proton::receiver link = broker.held.front().receiver();
+  link.close(proton::error_condition("amqp:not-allowed", "the node went read-only"));
+  h.to_engine += h.brokers.back()->exchange({});
+  h.exchange();
+  ASSERT_TRUE(sent.value && *sent.value) << "the send did not finish with the link";
+  ASSERT_EQ((**sent.value).size(), 3u);
+  for (const auto& outcome : **sent.value) {
+    ASSERT_FALSE(outcome) << "a message the broker never settled was reported stored";
+    EXPECT_TRUE(outcome.error().is_transient()) << outcome.error().to_string();
+    EXPECT_EQ(outcome.error().provider_code, "amqp:not-allowed");
+    EXPECT_NE(outcome.error().message.find("the node went read-only"), std::string::npos)
+        << outcome.error().to_string();
+    EXPECT_NE(outcome.error().message.find("unconfirmed"), std::string::npos)
+        << outcome.error().to_string();
+  }
+}
+
+// A broker holding what it is sent, taking at most two messages at a time and at most 1000
+// bytes each (as its attach announces).
+struct small_holding_queue : holding_queue_and_management {
+  void on_receiver_open(proton::receiver& r) override {
+    if (r.active()) return;
+    pn_link_set_max_message_size(proton::internal::factory<proton::link>::unwrap(r), 1000);
+    r.open(proton::receiver_options()
+               .auto_accept(false)
+               .credit_window(0)
+               .source(proton::source_options().address(r.source().address()))
+               .target(proton::target_options().address(r.target().address())));
+    r.add_credit(2);
+  }
+};
+
+// A link ended over one message's size refuses that message only: the one over the size the
+// broker announced is too large for good; the other in flight is unconfirmed, the one not yet
+// sent was never judged, and both are worth sending again.
+TEST(amqp_engine, a_link_ended_over_one_messages_size_refuses_that_message_only) {
+  small_holding_queue broker;
+  engine_harness h(broker);
+  answer<qrt::result<std::vector<qrt::result<void>>>> sent;
+  send_three(h, sent, 2000);
+  ASSERT_EQ(broker.held.size(), 2u) << "the broker's credit let more than two through";
+  proton::receiver link = broker.held.front().receiver();
+  link.close(proton::error_condition("amqp:link:message-size-exceeded", "over 1000 bytes"));
+  h.to_engine += h.brokers.back()->exchange({});
+  h.exchange();
+  ASSERT_TRUE(sent.value && *sent.value) << "the send did not finish with the link";
+  const auto& outcomes = **sent.value;
+  ASSERT_EQ(outcomes.size(), 3u);
+  ASSERT_FALSE(outcomes[0]);
+  EXPECT_EQ(outcomes[0].error().code, qrt::errc::message_too_large)
+      << outcomes[0].error().to_string();
+  EXPECT_FALSE(outcomes[0].error().is_transient());
+  for (std::size_t i = 1; i < outcomes.size(); ++i) {
+    ASSERT_FALSE(outcomes[i]) << i;
+    EXPECT_NE(outcomes[i].error().code, qrt::errc::message_too_large)
+        << i << ": " << outcomes[i].error().to_string();
+    EXPECT_TRUE(outcomes[i].error().is_transient()) << i << ": " << outcomes[i].error().to_string();
+  }
+}
+
 /// Starts a message in several frames on the first credit, then (abort_and_send_another) gives
 /// it up with an aborted transfer and sends a whole message after it.
 struct aborting_sender : echoing_broker {
