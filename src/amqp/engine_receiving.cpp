@@ -69,8 +69,11 @@ void core::replenish(receiver_state& r) {
   const long buffered = static_cast<long>(r.buffered.size());
   const long locked = buffered + static_cast<long>(r.handed_out.size()) + credit;
   const long for_prefetch = static_cast<long>(r.spec.prefetch) - locked;
-  const long for_demand =
-      r.waiting.empty() ? 0 : static_cast<long>(r.waiting.front()->max) - (buffered + credit);
+  // A receive may ask for any number (SIZE_MAX: "all there is"); a link's credit is a 32-bit
+  // count, and a larger ask read as a long or cut to 32 bits would ask for nothing.
+  const long asked = static_cast<long>(
+      std::min<std::size_t>(r.waiting.empty() ? 0 : r.waiting.front()->max, INT32_MAX));
+  const long for_demand = r.waiting.empty() ? 0 : asked - (buffered + credit);
   long add = std::max({for_prefetch, for_demand, 0L});
   if (add > 0 && where.max_prefetch_bytes > 0) {
     const std::uint64_t committed = committed_prefetch_bytes();

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <map>
 #include <memory>
 #include <optional>
@@ -162,6 +163,32 @@ TEST(amqp_engine, credit_never_exceeds_the_prefetch_and_is_refilled_on_settle) {
   EXPECT_EQ(broker.accepted, 1);
   EXPECT_EQ(broker.sent, 4) << "settling one frees exactly one place";
   EXPECT_EQ(broker.max_credit_seen, 3);
+}
+
+// A queue of three messages, sent as credit allows.
+struct queue_of_three : queue_with_messages {
+  void on_sendable(proton::sender& s) override {
+    max_credit_seen = std::max(max_credit_seen, s.credit());
+    while (s.credit() > 0 && sent < 3) s.send(proton::message("m" + std::to_string(++sent)));
+  }
+};
+
+// A receive may ask for more than a link's credit can count (SIZE_MAX for "all there is", or
+// anything past 32 bits): it gets credit all the same. Before, with no prefetch, the ask read
+// as a negative number (or, cut to 32 bits, as none) and the receive waited out its time with
+// messages on the queue.
+TEST(amqp_engine, a_receive_asking_for_more_than_credit_can_count_still_gets_messages) {
+  for (const std::size_t max : {std::numeric_limits<std::size_t>::max(), std::size_t{1} << 32}) {
+    queue_of_three broker;
+    engine_harness h(broker);
+    answer<qrt::result<std::vector<inbound>>> got;
+    h.e.receive("r1", receiver_on_q(0), max, 30s, h.now, got.into());
+    h.exchange();
+    ASSERT_TRUE(got.value) << max << ": the receive waited with messages on the queue";
+    ASSERT_TRUE(*got.value) << got.value->error().to_string();
+    EXPECT_FALSE((*got.value)->empty()) << max;
+    EXPECT_GT(broker.max_credit_seen, 0) << max;
+  }
 }
 
 TEST(amqp_engine, credit_added_past_a_peers_overshoot_leaves_exactly_what_was_wanted) {
