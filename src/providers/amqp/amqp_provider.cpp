@@ -1,5 +1,6 @@
 // The generic amqp provider: qrt::provider over one detail::connection. Its configuration
 // keys are in options.cpp.
+#include <algorithm>
 #include <atomic>
 #include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/associated_executor.hpp>
@@ -100,11 +101,12 @@ class amqp_provider final : public qrt::detail::provider_that_borrows {
     if (queue.is_subscription()) {
       auto sub = co_await find_subscription(queue);
       if (!sub) co_return sub.error();
-    } else if (auto exists = co_await verify_exists(queue, address(queue), opts_.connect_timeout);
-               !exists) {
+    } else if (opts_.verify_queue_exists) {
       // Unknown figures are for a queue that is there: a missing queue or an unreachable broker
-      // is an error, not a row of unknowns.
-      co_return exists.error();
+      // is an error, not a row of unknowns. Probed afresh: the queue may be gone since a send
+      // last found it.
+      auto exists = co_await probe_begun_after_now(queue, address(queue), opts_.connect_timeout);
+      if (!exists) co_return exists.error();
     }
     co_return queue_stats{};  // AMQP 1.0 does not report queue depth: every figure unknown
   }
@@ -324,6 +326,15 @@ class amqp_provider final : public qrt::detail::provider_that_borrows {
       if (broker_max_size(sent.error())) co_return not_the_refused_one(sent.error());
       co_return sent.error();
     }
+    if (queue != nullptr &&
+        std::any_of(sent->begin(), sent->end(), [](const auto& r) { return r.has_value(); })) {
+      // The broker accepts a message for a queue that is gone and drops it (RabbitMQ 3.10
+      // publishes it to no one): only a check begun after the broker's answer shows the
+      // accepted messages reached the queue.
+      if (auto still = co_await queue_still_exists(*queue, to, timeout); !still) {
+        co_return still.error();
+      }
+    }
     for (std::size_t j = 0; j < positions.size(); ++j) {
       if ((*sent)[j]) continue;
       const error& e = (*sent)[j].error();
@@ -502,11 +513,17 @@ class amqp_provider final : public qrt::detail::provider_that_borrows {
   }
   std::string address(const queue_name& queue) const { return opts_.address_prefix + queue.str(); }
 
-  /// With verify_queue_exists: once per queue and connection, attach a creditless receiver to
-  /// prove the queue exists (the broker refuses the attach with amqp:not-found otherwise).
-  /// Concurrent first sends to one address share one probe (a burst of a thousand would
-  /// otherwise open and close a thousand links, each on a session of its own): the first runs
-  /// it, the others wait for its outcome.
+  /// With verify_queue_exists: attach a creditless receiver to prove the queue exists (the
+  /// broker refuses the attach with amqp:not-found otherwise). Before a send, once per queue
+  /// and connection (a queue known missing fails the call without sending); after a send, and
+  /// for stats, every time, by queue_still_exists: RabbitMQ accepts and drops a message for a
+  /// queue deleted since, so only a check begun after the broker's answer proves the queue
+  /// still took it.
+  /// Concurrent calls share probes (a burst of a thousand would otherwise open and close a
+  /// thousand links, each on a session of its own): a call joins the probe of its address that
+  /// has not begun yet, or begins one if none is running; one that finds a probe running, and
+  /// none waiting, queues the next and begins it when the running one ends. A running probe is
+  /// never joined: it may have begun before the caller's messages were routed.
   struct probe_in_flight {
     // Guarded by the provider's mutex.
     bool done = false;
@@ -515,43 +532,55 @@ class amqp_provider final : public qrt::detail::provider_that_borrows {
                           boost::asio::any_completion_handler<void(result<void>)>>>
         waiting;
   };
+  struct probes_of_address {
+    std::shared_ptr<probe_in_flight> running;  ///< begun
+    std::shared_ptr<probe_in_flight> next;     ///< begins when `running` ends; joined meanwhile
+  };
 
   awaitable<result<void>> verify_exists(const queue_name& queue, const std::string& to,
                                         milliseconds timeout) {
     if (!opts_.verify_queue_exists) co_return result<void>{};
-    std::shared_ptr<probe_in_flight> running;  // another call's probe of `to`, if any
-    std::shared_ptr<probe_in_flight> mine;
     {
       std::lock_guard lock(mutex_);
       auto it = verified_.find(to);
       if (it != verified_.end() && it->second == conn_->generation()) co_return result<void>{};
+    }
+    co_return co_await probe_begun_after_now(queue, to, timeout);
+  }
+
+  /// With verify_queue_exists, a probe begun after this call: whether `to` exists now.
+  awaitable<result<void>> queue_still_exists(const queue_name& queue, const std::string& to,
+                                             milliseconds timeout) {
+    if (!opts_.verify_queue_exists) co_return result<void>{};
+    auto found = co_await probe_begun_after_now(queue, to, timeout);
+    if (!found && found.error().code == errc::queue_not_found) {
+      found.error().message = "amqp: send to '" + queue.str() +
+                              "' failed: the queue does not exist (deleted since it was last "
+                              "checked?); the broker took the messages and dropped them";
+    }
+    co_return found;
+  }
+
+  awaitable<result<void>> probe_begun_after_now(const queue_name& queue, const std::string& to,
+                                                milliseconds timeout) {
+    std::shared_ptr<probe_in_flight> joined;  // a probe not begun yet: its answer serves
+    std::shared_ptr<probe_in_flight> before;  // the running probe, to let end first
+    std::shared_ptr<probe_in_flight> mine;
+    {
+      std::lock_guard lock(mutex_);
       auto& slot = probing_[to];
-      if (slot) {
-        running = slot;
+      if (!slot.running) {
+        slot.running = mine = std::make_shared<probe_in_flight>();
+      } else if (slot.next) {
+        joined = slot.next;
       } else {
-        slot = mine = std::make_shared<probe_in_flight>();
+        slot.next = mine = std::make_shared<probe_in_flight>();
+        before = slot.running;
       }
     }
-    if (running) {
-      // Raw pointers: GCC 12 destroys a co_await expression's lambda captures twice. `running`
-      // keeps the probe alive until this returns.
-      auto join = [self = this, probe = running.get()](auto handler) {
-        boost::asio::any_io_executor ex = boost::asio::get_associated_executor(handler);
-        std::lock_guard lock(self->mutex_);
-        if (probe->done) {
-          boost::asio::post(ex, [h = std::move(handler), r = probe->outcome]() mutable {
-            std::move(h)(std::move(r));
-          });
-        } else {
-          probe->waiting.emplace_back(std::move(ex), std::move(handler));
-        }
-      };
-      co_return co_await boost::asio::async_initiate<const boost::asio::use_awaitable_t<>&,
-                                                     void(result<void>)>(
-          join, boost::asio::use_awaitable);
-    }
+    if (joined) co_return co_await outcome_of(joined);
     // Whatever ends this frame (an answer, or its context destroyed mid-probe) hands the outcome
-    // to the calls that joined, so none of them waits forever.
+    // to the calls that joined, so none of them waits forever, and lets the next probe begin.
     struct hand_over {
       amqp_provider* self;
       std::string to;
@@ -562,8 +591,16 @@ class amqp_provider final : public qrt::detail::provider_that_borrows {
         decltype(probe->waiting) waiting;
         {
           std::lock_guard lock(self->mutex_);
-          if (auto it = self->probing_.find(to); it != self->probing_.end() && it->second == probe)
-            self->probing_.erase(it);
+          if (auto it = self->probing_.find(to); it != self->probing_.end()) {
+            auto& slot = it->second;
+            if (slot.running == probe) {
+              slot.running = std::move(slot.next);  // its caller begins it once this one ends
+              slot.next = nullptr;
+            } else if (slot.next == probe) {
+              slot.next = nullptr;
+            }
+            if (!slot.running && !slot.next) self->probing_.erase(it);
+          }
           probe->done = true;
           probe->outcome = outcome;
           waiting = std::move(probe->waiting);
@@ -575,8 +612,28 @@ class amqp_provider final : public qrt::detail::provider_that_borrows {
         }
       }
     } finish{this, to, std::move(mine)};
+    if (before) (void)co_await outcome_of(before);  // its end made this probe the running one
     finish.outcome = co_await probe_exists(queue, to, timeout);
     co_return finish.outcome;
+  }
+
+  /// The outcome of `probe`, once it has one.
+  awaitable<result<void>> outcome_of(std::shared_ptr<probe_in_flight> probe) {
+    // Raw pointers: GCC 12 destroys a co_await expression's lambda captures twice. `probe`
+    // keeps the probe alive until this returns.
+    auto join = [self = this, p = probe.get()](auto handler) {
+      boost::asio::any_io_executor ex = boost::asio::get_associated_executor(handler);
+      std::lock_guard lock(self->mutex_);
+      if (p->done) {
+        boost::asio::post(
+            ex, [h = std::move(handler), r = p->outcome]() mutable { std::move(h)(std::move(r)); });
+      } else {
+        p->waiting.emplace_back(std::move(ex), std::move(handler));
+      }
+    };
+    co_return co_await boost::asio::async_initiate<const boost::asio::use_awaitable_t<>&,
+                                                   void(result<void>)>(join,
+                                                                       boost::asio::use_awaitable);
   }
 
   awaitable<result<void>> probe_exists(const queue_name& queue, const std::string& to,
@@ -593,6 +650,8 @@ class amqp_provider final : public qrt::detail::provider_that_borrows {
       error e = attached.error();
       if (e.code == errc::queue_not_found) {
         e.message = "amqp: send to '" + queue.str() + "' failed: the queue does not exist";
+        std::lock_guard lock(mutex_);
+        verified_.erase(to);  // the next send checks again before sending
       }
       co_return e;
     }
@@ -607,9 +666,9 @@ class amqp_provider final : public qrt::detail::provider_that_borrows {
   capabilities caps_;
   std::atomic<std::uint64_t> next_link_{1};
   std::mutex mutex_;
-  std::map<std::string, std::uint64_t> verified_;  ///< address -> connection generation
-  std::map<std::string, std::shared_ptr<probe_in_flight>> probing_;  ///< address -> its probe
-  std::map<std::string, subscription_link> subscriptions_;           ///< by path
+  std::map<std::string, std::uint64_t> verified_;           ///< address -> connection generation
+  std::map<std::string, probes_of_address> probing_;        ///< by address
+  std::map<std::string, subscription_link> subscriptions_;  ///< by path
 };
 
 }  // namespace

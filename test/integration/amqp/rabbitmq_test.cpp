@@ -560,6 +560,44 @@ TEST_F(amqp_rabbitmq, missing_queue_is_queue_not_found) {
   EXPECT_EQ(unknown->active, -1);
 }
 
+TEST_F(amqp_rabbitmq, a_send_after_the_queue_was_deleted_fails_and_nothing_is_reported_sent) {
+  qrt::message before;
+  before.body = "before";
+  send(before);  // attaches the sender link and checks the queue on this connection
+  ASSERT_EQ(broker_count_reaching(queue_.str(), "messages", 1), 1);
+  broker->ctl({"delete_queue", queue_.str()});
+
+  // The broker takes a message for the deleted queue and drops it: the send must not say sent.
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    std::vector<qrt::message> two(2);
+    two[0].body = "after-1";
+    two[1].body = "after-2";
+    auto sent = io_.run(provider_->send(queue_, std::move(two), 10s));
+    if (sent) {
+      for (const auto& outcome : *sent) {
+        ASSERT_FALSE(outcome) << "attempt " << attempt
+                              << ": a message sent to a deleted queue was reported sent";
+        EXPECT_EQ(outcome.error().code, errc::queue_not_found) << outcome.error().to_string();
+      }
+    } else {
+      EXPECT_EQ(sent.error().code, errc::queue_not_found) << sent.error().to_string();
+      EXPECT_NE(sent.error().message.find(queue_.str()), std::string::npos)
+          << sent.error().to_string();
+    }
+  }
+  auto depth = io_.run(provider_->stats(queue_));
+  ASSERT_FALSE(depth) << "stats answered for a deleted queue";
+  EXPECT_EQ(depth.error().code, errc::queue_not_found) << depth.error().to_string();
+
+  // Made again, the queue holds what is sent from then on, and only that.
+  ASSERT_TRUE(io_.run(provider_->create_queue(queue_, {})));
+  qrt::message again;
+  again.body = "again";
+  send(again);
+  EXPECT_EQ(receive_one().body, "again");
+  EXPECT_TRUE(receive(*provider_, 1, 300ms).empty());
+}
+
 TEST_F(amqp_rabbitmq, prefetch_bounds_the_messages_locked_by_a_receiver) {
   for (int i = 0; i < 10; ++i) {
     qrt::message m;
@@ -642,26 +680,39 @@ TEST_F(amqp_rabbitmq, prefetch_is_bounded_by_the_clients_byte_budget) {
 // not one more probe link (a session, an attach and a detach) per send. A thousand probes at
 // once also made RabbitMQ 3.10 send frames for links Proton no longer knew.
 TEST_F(amqp_rabbitmq, concurrent_first_sends_to_a_queue_share_one_existence_check) {
-  auto sent_bytes = [&] { return provider_->connections().bytes_sent; };
-  auto spawn_send = [&](const qrt::queue_name& q) {
+  auto sent_bytes = [&](qrt::provider& p) { return p.connections().bytes_sent; };
+  auto spawn_send_by = [&](qrt::provider& p, const qrt::queue_name& q) {
     std::vector<qrt::message> one(1);
     one[0].body = "x";
-    return boost::asio::co_spawn(io_.executor(), provider_->send(q, std::move(one), 30s),
+    return boost::asio::co_spawn(io_.executor(), p.send(q, std::move(one), 30s),
                                  boost::asio::use_future);
   };
-  // What a first send to a queue costs (the check, the sender link, the message) and a later one.
-  auto first_start = sent_bytes();
+  auto spawn_send = [&](const qrt::queue_name& q) { return spawn_send_by(*provider_, q); };
+  // What a first send to a queue costs (the check before, the sender link, the message, the
+  // check after) and a later one (the message, the check after).
+  auto first_start = sent_bytes(*provider_);
   ASSERT_TRUE(spawn_send(queue_).get());
-  const auto first = sent_bytes() - first_start;
-  auto later_start = sent_bytes();
+  const auto first = sent_bytes(*provider_) - first_start;
+  auto later_start = sent_bytes(*provider_);
   ASSERT_TRUE(spawn_send(queue_).get());
-  const auto later = sent_bytes() - later_start;
+  const auto later = sent_bytes(*provider_) - later_start;
   ASSERT_GT(first, later);
+  // A message alone: a later send without checks.
+  auto unchecked_options = rabbit();
+  unchecked_options.verify_queue_exists = false;
+  auto unchecked = make(unchecked_options);
+  ASSERT_TRUE(spawn_send_by(*unchecked, queue_).get());
+  const auto bare_start = sent_bytes(*unchecked);
+  ASSERT_TRUE(spawn_send_by(*unchecked, queue_).get());
+  const auto bare = sent_bytes(*unchecked) - bare_start;
+  io_.run(unchecked->close());
+  ASSERT_GT(later, bare);
+  const auto check = later - bare;
 
   const auto fresh = qrt::queue_name::from(unique_queue());
   ASSERT_TRUE(io_.run(provider_->create_queue(fresh, {})));
   constexpr std::uint64_t burst = 50;
-  const auto burst_start = sent_bytes();
+  const auto burst_start = sent_bytes(*provider_);
   std::vector<std::future<qrt::result<std::vector<qrt::send_outcome>>>> sends;
   for (std::uint64_t i = 0; i < burst; ++i) sends.push_back(spawn_send(fresh));
   for (auto& f : sends) {
@@ -669,10 +720,11 @@ TEST_F(amqp_rabbitmq, concurrent_first_sends_to_a_queue_share_one_existence_chec
     ASSERT_TRUE(r) << r.error().to_string();
     EXPECT_TRUE(r->at(0)) << r->at(0).error().to_string();
   }
-  const auto written = sent_bytes() - burst_start;
-  // One probe each would add about (burst - 1) * (first - later); allow a few.
-  EXPECT_LT(written, first + (burst - 1) * later + 5 * (first - later))
-      << "first send " << first << " bytes, later sends " << later << " bytes each";
+  const auto written = sent_bytes(*provider_) - burst_start;
+  // Two checks each (before and after) would be about 2 * burst * check; allow a dozen.
+  EXPECT_LT(written, (first - later) + burst * bare + 12 * check)
+      << "first send " << first << " bytes, later sends " << later << " bytes each, "
+      << "unchecked " << bare << " bytes";
   EXPECT_EQ(broker_count_reaching(fresh.str(), "messages", static_cast<long>(burst)),
             static_cast<long>(burst));
 
