@@ -52,11 +52,11 @@ struct options {
   /// lasts as long as that link, so caps().durable_subscriptions is false (docs/amqp.md).
   std::string topic_prefix;
   abandon_outcome abandon_with = abandon_outcome::modified;  ///< what abandon sends
-  /// Before the first send to a queue on each connection, and after every send the broker
-  /// accepted, attach (without credit) a receiver to it, so a missing queue, or one deleted
-  /// since, fails the send with queue_not_found. Needed where the broker accepts and silently
-  /// drops messages for a missing queue (RabbitMQ 3.x "/amq/queue/", even on a sender link
-  /// attached while the queue existed).
+  /// Before the first send to a queue on each connection, after every send the broker
+  /// accepted, and after a receive that got nothing, attach (without credit) a receiver to it,
+  /// so a missing queue, or one deleted since, fails the call with queue_not_found. Needed where
+  /// the broker accepts and silently drops messages for a missing queue (RabbitMQ 3.x
+  /// "/amq/queue/", even on a sender link attached while the queue existed).
   bool verify_queue_exists = false;
   std::size_t max_message_bytes = 1024 * 1024;  ///< one message, body plus attributes
   /// The most bytes of prefetched messages this client holds or has asked the broker for,

@@ -156,6 +156,19 @@ class amqp_provider final : public qrt::detail::provider_that_borrows {
       if (auto still = co_await find_subscription(queue); !still) co_return still.error();
     }
     if (!got) co_return got.error();
+    if (got->empty() && !queue.is_subscription() && opts_.verify_queue_exists) {
+      // RabbitMQ 3.10 keeps a receiver link attached to a queue deleted since, and the link
+      // just stays silent: nothing delivered may mean the queue is gone.
+      if (auto exists = co_await probe_begun_after_now(queue, spec.address, opts_.connect_timeout);
+          !exists && exists.error().code == errc::queue_not_found) {
+        // The link is dead for good: a queue made again under the name needs a new one.
+        co_await conn_->close_receiver(link_id);
+        co_return fail(errc::queue_not_found,
+                       "amqp: receive from '" + queue.str() +
+                           "' failed: the queue does not exist (deleted while it was read?)",
+                       exists.error().provider_code);
+      }
+    }
     std::vector<received_message> out;
     out.reserve(got->size());
     const std::uint64_t generation = conn_->generation();

@@ -189,8 +189,8 @@ const binder& keys() {
           {{"modified", abandon_outcome::modified}, {"released", abandon_outcome::released}},
           "what abandon sends: modified (counts a delivery) or released"),
       binder::flag("verify_queue_exists", &options::verify_queue_exists,
-                   "attach to a queue before the first send and after each accepted one, so "
-                   "a missing or deleted queue fails the send"),
+                   "attach to a queue before the first send, after each accepted one and "
+                   "after an empty receive, so a missing or deleted queue fails the call"),
       binder::integer("max_message_bytes", &options::max_message_bytes, 1, 1ull << 30,
                       "one message, body plus attributes"),
       binder::integer("max_prefetch_bytes", &options::max_prefetch_bytes, 0, 1ull << 40,

@@ -598,6 +598,33 @@ TEST_F(amqp_rabbitmq, a_send_after_the_queue_was_deleted_fails_and_nothing_is_re
   EXPECT_TRUE(receive(*provider_, 1, 300ms).empty());
 }
 
+TEST_F(amqp_rabbitmq, a_receive_after_the_queue_was_deleted_is_queue_not_found) {
+  qrt::message m;
+  m.body = "x";
+  send(m);
+  auto got = receive_one();  // attaches the receiver link
+  ASSERT_TRUE(settle(qrt::settlement::complete(got.receipt)));
+  broker->ctl({"delete_queue", queue_.str()});
+  bool refused = false;
+  for (int attempt = 0; attempt < 3 && !refused; ++attempt) {
+    auto r = io_.run(provider_->receive(queue_, 1, 1s));
+    if (!r) {
+      EXPECT_EQ(r.error().code, errc::queue_not_found) << r.error().to_string();
+      refused = r.error().code == errc::queue_not_found;
+      continue;
+    }
+    EXPECT_TRUE(r->empty());
+  }
+  EXPECT_TRUE(refused) << "receives on a deleted queue answered as if it were empty";
+
+  // Made again, the queue is read on a new link: the old one was the deleted queue's.
+  ASSERT_TRUE(io_.run(provider_->create_queue(queue_, {})));
+  qrt::message again;
+  again.body = "again";
+  send(again);
+  EXPECT_EQ(receive_one().body, "again");
+}
+
 TEST_F(amqp_rabbitmq, prefetch_bounds_the_messages_locked_by_a_receiver) {
   for (int i = 0; i < 10; ++i) {
     qrt::message m;
