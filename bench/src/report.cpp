@@ -15,6 +15,7 @@
 #include <qrt/bench/report.hpp>
 #include <sstream>
 
+#include "core/yaml_document.hpp"
 #include "svg_plot.hpp"
 
 namespace qrt::bench {
@@ -165,7 +166,9 @@ result<void> read_section(const YAML::Node& node, performance_targets& t) {
 result<performance_targets> parse_targets(std::string_view yaml, std::string_view environment) {
   YAML::Node root;
   try {
-    root = YAML::Load(std::string(yaml));
+    auto document = qrt::detail::load_single_document(yaml, "the file");
+    if (!document) return fail(errc::configuration_error, "targets: " + document.error().message);
+    root = *document;
   } catch (const YAML::Exception& e) {
     return fail(errc::configuration_error, std::string("targets: not valid YAML: ") + e.what());
   }

@@ -27,7 +27,7 @@ class config {
 
   /// Nested YAML maps flatten to dotted keys: {sqs: {region: x}} -> "sqs.region"; a list of
   /// plain values becomes one comma-separated value (an item holding a comma is refused). The
-  /// text must be one YAML document.
+  /// text must be one YAML document: a second one (after "---" or "...") is refused, not dropped.
   static result<config> from_yaml(std::string_view text);
   /// Reads a YAML file; errors name the file.
   static result<config> from_yaml_file(const std::string& path);

@@ -14,6 +14,7 @@
 
 #include "config_binder.hpp"
 #include "name_checks.hpp"
+#include "yaml_document.hpp"
 
 extern char** environ;
 
@@ -185,7 +186,9 @@ std::optional<std::chrono::milliseconds> parse_duration(std::string_view text) {
 result<config> config::from_yaml(std::string_view text) {
   config out;
   try {
-    YAML::Node root = YAML::Load(std::string(text));
+    auto document = detail::load_single_document(text, "the configuration");
+    if (!document) return document.error();
+    const YAML::Node& root = *document;
     if (root.IsNull()) return out;
     if (!root.IsMap()) return fail(errc::configuration_error, "configuration must be a YAML map");
     std::size_t budget = flattened_bytes_per_byte * text.size() + flattened_bytes_floor;

@@ -79,6 +79,23 @@ TEST(Targets, ReadsASingleSetAtTheTop) {
   EXPECT_DOUBLE_EQ(t.p95_latency->value, 2.0);
 }
 
+// Targets after a second document would otherwise be dropped unread, and their checks with them.
+TEST(Targets, MoreThanOneYamlDocumentIsRefused) {
+  auto t = parse_targets(
+      "performance_targets:\n  latency:\n    p95_message_latency: \"<2s\"\n---\n"
+      "performance_targets:\n  latency:\n    p99_message_latency: \"<1s\"\n",
+      "");
+  ASSERT_FALSE(t);
+  EXPECT_EQ(t.error().code, qrt::errc::configuration_error);
+  EXPECT_NE(t.error().message.find("more than one YAML document"), std::string::npos)
+      << t.error().message;
+  auto ended = parse_targets(
+      "performance_targets:\n  latency:\n    p95_message_latency: \"<2s\"\n...\n"
+      "performance_targets:\n  latency:\n    p99_message_latency: \"<1s\"\n",
+      "");
+  EXPECT_FALSE(ended);
+}
+
 TEST(Targets, ChecksPassAndMissAgainstARun) {
   auto prod = parse_targets(adopted_targets, "production").value();
   auto checks = check_targets(prod, good_run());

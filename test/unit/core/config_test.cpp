@@ -55,6 +55,51 @@ TEST(Config, AKeyGivenTwiceInYamlIsRefusedByName) {
   }
 }
 
+// A file of several YAML documents (two files concatenated, a "---" left in) was read up to the
+// end of its first document: the settings after it were dropped without a word. A configuration
+// is one document; more is refused, and so is anything after an end-of-document marker.
+TEST(Config, YamlWithMoreThanOneDocumentIsRefused) {
+  for (const char* text :
+       {"provider: memory\n---\nprovider: sqs\nmax_queue_size: 5\n",
+        "provider: memory\n...\nmax_queue_size: 5\n", "provider: memory\n...\ngarbage: [\n",
+        "provider: memory\n---\n", "%YAML 1.2\n---\nprovider: memory\n...\n%YAML 1.2\n---\n"}) {
+    auto c = config::from_yaml(text);
+    ASSERT_FALSE(c) << text;
+    EXPECT_EQ(c.error().code, errc::configuration_error);
+  }
+  auto two = config::from_yaml("provider: memory\n---\nprovider: sqs\n");
+  ASSERT_FALSE(two);
+  EXPECT_NE(two.error().message.find("more than one YAML document"), std::string::npos)
+      << two.error().message;
+  // However many documents follow, at most two are looked at, and none is built.
+  std::string many = "provider: memory\n";
+  for (int i = 0; i < 10'000; ++i) many += "---\nx: [1, 2, {a: b}]\n";
+  EXPECT_FALSE(config::from_yaml(many));
+  // One document, with its markers or none, is read as before.
+  for (const char* text : {"---\nprovider: memory\n", "%YAML 1.2\n---\nprovider: memory\n...\n",
+                           "provider: memory\n", "provider: memory # the end\n\n"}) {
+    auto c = config::from_yaml(text);
+    ASSERT_TRUE(c) << text << ": " << c.error().message;
+    EXPECT_EQ(c->get("provider"), "memory");
+  }
+  for (const char* text : {"", "# nothing\n", "---\n"}) {
+    auto c = config::from_yaml(text);
+    ASSERT_TRUE(c) << text << ": " << c.error().message;
+    EXPECT_TRUE(c->values().empty());
+  }
+}
+
+// A ',' outside brackets is no YAML the parser reads, yet it read as an empty document: the
+// file was taken as an empty configuration, its provider and settings gone without a word.
+TEST(Config, YamlThatReadsAsNoValueIsRefusedNotTakenAsEmpty) {
+  for (const char* text : {",", ",\nprovider: memory\n", "  ,"}) {
+    auto c = config::from_yaml(text);
+    ASSERT_FALSE(c) << text << " read as " << c->to_string();
+    EXPECT_EQ(c.error().code, errc::configuration_error);
+    EXPECT_NE(c.error().message.find("malformed YAML"), std::string::npos) << c.error().message;
+  }
+}
+
 // YAML can write a NUL byte ("\0"), which no setting holds: a path, a host or a file name with one
 // would be cut short where it reaches the system (persistence_path "/data/q\0x" opened
 // "/data/q"). A key or a value holding one is refused, naming the field.

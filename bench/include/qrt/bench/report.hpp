@@ -29,7 +29,7 @@ struct performance_targets {
 /// Accepts `performance_targets: {...}` with one set, or sets per environment
 /// (`production:` / `development:`, at the top or under performance_targets). `environment`
 /// picks one when the file has several. Unknown fields and unreadable values are errors naming
-/// the field.
+/// the field; a text of more than one YAML document is refused.
 result<performance_targets> parse_targets(std::string_view yaml, std::string_view environment);
 result<performance_targets> load_targets(const std::string& path, std::string_view environment);
 
