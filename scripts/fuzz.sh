@@ -22,7 +22,7 @@ http-response                | 15 | src/net/http.cpp | -lssl -lcrypto
 credentials                  | 15 | src/providers/sqs/credentials.cpp src/net/http.cpp src/providers/servicebus/managed_identity.cpp src/providers/servicebus/sas.cpp | -lboost_json -lssl -lcrypto
 servicebus-connection-string | 10 | src/providers/servicebus/connection_string.cpp src/providers/servicebus/sas.cpp | -lcrypto
 servicebus-management        | 15 | src/providers/servicebus/management.cpp src/providers/servicebus/wire.cpp src/amqp/message_decoder.cpp src/amqp/message_encoder.cpp src/amqp/value_text.cpp src/core/random_id.cpp | -lqpid-proton-cpp
-config                       | 15 | src/core/config.cpp src/core/yaml_document.cpp | -lyaml-cpp
+config                       | 15 | src/core/config.cpp src/core/yaml_document.cpp src/core/bounded_file.cpp | -lyaml-cpp
 "
 field() { awk -F'|' -v t="$1" -v f="$2" '{gsub(/^ +| +$/, "", $1)} $1 == t {gsub(/^ +| +$/, "", $f); print $f}' <<<"$targets"; }
 

@@ -13,8 +13,8 @@
 #include <map>
 #include <qrt/bench/chart.hpp>
 #include <qrt/bench/report.hpp>
-#include <sstream>
 
+#include "core/bounded_file.hpp"
 #include "core/yaml_document.hpp"
 #include "svg_plot.hpp"
 
@@ -201,11 +201,10 @@ result<performance_targets> parse_targets(std::string_view yaml, std::string_vie
 }
 
 result<performance_targets> load_targets(const std::string& path, std::string_view environment) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return fail(errc::configuration_error, "targets file '" + path + "' cannot be read");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  auto t = parse_targets(ss.str(), environment);
+  auto text =
+      qrt::detail::read_file_at_most(path, qrt::detail::largest_settings_file, "targets file");
+  if (!text) return fail(errc::configuration_error, text.error().message);
+  auto t = parse_targets(*text, environment);
   if (!t) {
     auto e = t.error();
     e.message = path + ": " + e.message;

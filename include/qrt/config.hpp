@@ -29,7 +29,8 @@ class config {
   /// plain values becomes one comma-separated value (an item holding a comma is refused). The
   /// text must be one YAML document: a second one (after "---" or "...") is refused, not dropped.
   static result<config> from_yaml(std::string_view text);
-  /// Reads a YAML file; errors name the file.
+  /// Reads a YAML file of at most 1 MiB (a pipe or a device is read no further; a directory is
+  /// refused); errors name the file.
   static result<config> from_yaml_file(const std::string& path);
   /// Each item "key=value".
   static result<config> from_pairs(const std::vector<std::string>& pairs);

@@ -5,13 +5,12 @@
 #include <charconv>
 #include <cmath>
 #include <cstdlib>
-#include <filesystem>
-#include <fstream>
 #include <iostream>
 #include <mutex>
 #include <qrt/config.hpp>
 #include <set>
 
+#include "bounded_file.hpp"
 #include "config_binder.hpp"
 #include "name_checks.hpp"
 #include "yaml_document.hpp"
@@ -201,38 +200,9 @@ result<config> config::from_yaml(std::string_view text) {
 }
 
 result<config> config::from_yaml_file(const std::string& path) {
-  // Far more than any configuration needs; a larger file is a mistake (or not a configuration).
-  constexpr std::uintmax_t largest = 1u << 20;
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return fail(errc::configuration_error, "cannot read configuration file '" + path + "'");
-  std::error_code ec;
-  if (std::filesystem::is_directory(path, ec)) {
-    return fail(errc::configuration_error,
-                "configuration file '" + path + "' is a directory, not a YAML file");
-  }
-  if (const auto size = std::filesystem::file_size(path, ec); !ec && size > largest) {
-    return fail(errc::configuration_error, "configuration file '" + path + "' is " +
-                                               std::to_string(size) + " bytes; at most " +
-                                               std::to_string(largest) + " are read");
-  }
-  // A pipe or a device has no size to check first: it is read no further than a file would be.
-  std::string text;
-  char chunk[16 * 1024];
-  while (text.size() <= largest) {
-    in.read(chunk, static_cast<std::streamsize>(
-                       std::min<std::uintmax_t>(sizeof chunk, largest + 1 - text.size())));
-    text.append(chunk, static_cast<std::size_t>(in.gcount()));
-    if (!in) break;
-  }
-  if (in.bad()) {
-    return fail(errc::configuration_error, "cannot read configuration file '" + path + "'");
-  }
-  if (text.size() > largest) {
-    return fail(errc::configuration_error, "configuration file '" + path +
-                                               "' is larger than a configuration: at most " +
-                                               std::to_string(largest) + " bytes are read");
-  }
-  auto r = from_yaml(text);
+  auto text = detail::read_file_at_most(path, detail::largest_settings_file, "configuration file");
+  if (!text) return fail(errc::configuration_error, text.error().message);
+  auto r = from_yaml(*text);
   if (!r) {
     auto e = r.error();
     e.message = path + ": " + e.message;

@@ -50,6 +50,9 @@ expect 2 "max_queue_size" -- send --provider memory --queue q --body x --set max
 expect 2 "lock_duraton" -- send --provider memory --queue q --body x --set lock_duraton=5s
 expect 2 "message size" -- bench --size 8 --messages 10
 expect 2 "/nonexistent/targets.yaml" -- bench --targets /nonexistent/targets.yaml
+# A device or a pipe is read no further than a configuration file is (/dev/zero, read whole,
+# exhausted memory), and refused before anything is measured.
+expect 2 "targets file '/dev/zero' holds more than 1048576 bytes" -- bench --targets /dev/zero
 expect 2 "duration" -- bench --duration soon
 # Zero given explicitly is refused by name, not read as "not given" (the default).
 expect 2 "--batch must be >= 1" -- bench --batch 0 --messages 10

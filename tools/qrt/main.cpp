@@ -24,6 +24,7 @@
 #include <sstream>
 
 #include "commands.hpp"
+#include "core/bounded_file.hpp"
 
 namespace {
 
@@ -250,22 +251,15 @@ class send_command {
     if (body_file_.empty()) return {};
     const std::size_t most = client.caps().max_message_bytes;
     const std::size_t limit = most == 0 ? largest_body : std::min<std::size_t>(most, largest_body);
-    std::ifstream in(body_file_, std::ios::binary);
-    std::string body;
-    std::vector<char> chunk(64 * 1024);
-    while (in.read(chunk.data(), static_cast<std::streamsize>(chunk.size())) || in.gcount() > 0) {
-      const auto n = static_cast<std::size_t>(in.gcount());
-      if (body.size() + n > limit) {
-        return fail(errc::message_too_large,
-                    "--body-file " + body_file_ + " holds more than " + std::to_string(limit) +
-                        " bytes, the largest message " +
-                        std::string(client.async_client().provider_name()) + " takes");
-      }
-      body.append(chunk.data(), n);
+    auto body = detail::read_file_at_most(body_file_, limit, "--body-file");
+    if (!body && body.error().code == errc::message_too_large) {
+      return fail(errc::message_too_large,
+                  "--body-file " + body_file_ + " holds more than " + std::to_string(limit) +
+                      " bytes, the largest message " +
+                      std::string(client.async_client().provider_name()) + " takes");
     }
-    if (in.bad() || !in.eof())
-      return fail(errc::invalid_argument, "cannot read --body-file " + body_file_);
-    opts_.body = std::move(body);
+    if (!body) return body.error();
+    opts_.body = std::move(*body);
     return {};
   }
 

@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <qrt/bench/report.hpp>
 
 namespace qrt::bench {
@@ -94,6 +95,25 @@ TEST(Targets, MoreThanOneYamlDocumentIsRefused) {
       "performance_targets:\n  latency:\n    p99_message_latency: \"<1s\"\n",
       "");
   EXPECT_FALSE(ended);
+}
+
+// A targets file is read no further than a configuration file is: a device or a pipe has no
+// size to check first, and /dev/zero, read whole, exhausted memory. A directory is refused by name.
+TEST(Targets, ATargetsFileIsReadNoFurtherThanAMegabyte) {
+  auto endless = load_targets("/dev/zero", "");
+  ASSERT_FALSE(endless);
+  EXPECT_EQ(endless.error().code, qrt::errc::configuration_error);
+  EXPECT_NE(endless.error().message.find("/dev/zero"), std::string::npos)
+      << endless.error().message;
+  EXPECT_NE(endless.error().message.find("at most 1048576"), std::string::npos)
+      << endless.error().message;
+
+  const auto dir = std::filesystem::temp_directory_path();
+  auto directory = load_targets(dir.string(), "");
+  ASSERT_FALSE(directory);
+  EXPECT_EQ(directory.error().code, qrt::errc::configuration_error);
+  EXPECT_NE(directory.error().message.find("directory"), std::string::npos)
+      << directory.error().message;
 }
 
 TEST(Targets, ChecksPassAndMissAgainstARun) {
