@@ -13,6 +13,7 @@
 #include "bounded_file.hpp"
 #include "config_binder.hpp"
 #include "name_checks.hpp"
+#include "redaction.hpp"
 #include "yaml_document.hpp"
 
 extern char** environ;
@@ -28,39 +29,8 @@ error field_error(std::string_view key, std::string_view what) {
 
 // Shown in errors: secret fields redacted, URLs without their userinfo.
 std::string quoted_value(std::string_view key, const std::string& value) {
-  return config::is_secret_key(key) ? std::string("<redacted>")
+  return config::is_secret_key(key) ? std::string(detail::redacted)
                                     : "'" + config::printable_value(key, value) + "'";
-}
-
-/// Every URL in `text` with its userinfo (what precedes '@' in the authority) replaced.
-/// A password pasted without percent-encoding may hold '/', '?' or '#' (base64 keys often hold
-/// '/'), which would end the authority early and show the password: so "user:password" ends at
-/// the URL's last '@' (before the next URL of a list), wherever it is. Text without a ':'
-/// before that '@' (an '@' in a path) stays as it is; redacting a little more than needed in
-/// the rare path with both is harmless, showing a password is not.
-std::string without_userinfo(std::string_view text) {
-  std::string out;
-  std::size_t done = 0;
-  for (std::size_t scheme_end = text.find("://"); scheme_end != std::string_view::npos;
-       scheme_end = text.find("://", scheme_end + 3)) {
-    const std::size_t authority = scheme_end + 3;
-    std::size_t authority_end = text.find_first_of("/?#", authority);
-    if (authority_end == std::string_view::npos) authority_end = text.size();
-    std::size_t at = text.substr(authority, authority_end - authority).rfind('@');
-    const std::size_t url_end = std::min(text.find("://", authority), text.size());
-    const std::string_view url = text.substr(authority, url_end - authority);
-    if (const std::size_t last = url.rfind('@');
-        last != std::string_view::npos && last > authority_end - authority &&
-        url.substr(0, last).find(':') != std::string_view::npos) {
-      at = last;
-    }
-    if (at == std::string_view::npos) continue;
-    out.append(text.substr(done, authority - done));
-    out += "<redacted>";
-    done = authority + at;  // keeps the '@' and the host after it
-  }
-  out.append(text.substr(done));
-  return out;
 }
 
 /// Warns once per process for each distinct list of ignored variables, however many providers
@@ -152,6 +122,40 @@ result<void> flatten(const YAML::Node& node, const std::string& prefix, config& 
 }
 
 }  // namespace
+
+namespace detail {
+
+// A password pasted without percent-encoding may hold '/', '?' or '#' (base64 keys often hold
+// '/'), which would end the authority early and show the password: so "user:password" ends at
+// the URL's last '@' (before the next URL of a list), wherever it is. Text without a ':'
+// before that '@' (an '@' in a path) stays as it is; redacting a little more than needed in
+// the rare path with both is harmless, showing a password is not.
+std::string without_userinfo(std::string_view text) {
+  std::string out;
+  std::size_t done = 0;
+  for (std::size_t scheme_end = text.find("://"); scheme_end != std::string_view::npos;
+       scheme_end = text.find("://", scheme_end + 3)) {
+    const std::size_t authority = scheme_end + 3;
+    std::size_t authority_end = text.find_first_of("/?#", authority);
+    if (authority_end == std::string_view::npos) authority_end = text.size();
+    std::size_t at = text.substr(authority, authority_end - authority).rfind('@');
+    const std::size_t url_end = std::min(text.find("://", authority), text.size());
+    const std::string_view url = text.substr(authority, url_end - authority);
+    if (const std::size_t last = url.rfind('@');
+        last != std::string_view::npos && last > authority_end - authority &&
+        url.substr(0, last).find(':') != std::string_view::npos) {
+      at = last;
+    }
+    if (at == std::string_view::npos) continue;
+    out.append(text.substr(done, authority - done));
+    out += redacted;
+    done = authority + at;  // keeps the '@' and the host after it
+  }
+  out.append(text.substr(done));
+  return out;
+}
+
+}  // namespace detail
 
 std::optional<std::chrono::milliseconds> parse_duration(std::string_view text) {
   while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back())))
@@ -358,7 +362,7 @@ bool config::is_secret_key(std::string_view key) noexcept {
 }
 
 std::string config::printable_value(std::string_view key, std::string_view value) {
-  return is_secret_key(key) ? std::string("<redacted>") : without_userinfo(value);
+  return is_secret_key(key) ? std::string(detail::redacted) : detail::without_userinfo(value);
 }
 
 std::string config::to_string() const {

@@ -498,21 +498,45 @@ TEST(CommandLine, SecretsAreMaskedHoweverTheyAreWritten) {
     return command_line_without_secrets(args);
   };
   EXPECT_EQ(masked({"--connection-string", "Endpoint=sb://x/;SharedAccessKey=hunter2"}),
-            "qrt bench --connection-string ***");
+            "qrt bench --connection-string '<redacted>'");
+  EXPECT_EQ(masked({"--connection-string=Endpoint=sb://x/;SharedAccessKey=hunter2"}),
+            "qrt bench '--connection-string=<redacted>'");
   EXPECT_EQ(masked({"--set", "password=hunter2", "--messages", "10"}),
-            "qrt bench --set password=*** --messages 10");
-  EXPECT_EQ(masked({"--set=sas_key=hunter2"}), "qrt bench --set=sas_key=***");
+            "qrt bench --set 'password=<redacted>' --messages 10");
+  EXPECT_EQ(masked({"--set=sas_key=hunter2"}), "qrt bench '--set=sas_key=<redacted>'");
   EXPECT_EQ(masked({"--set", "prefetch=5"}), "qrt bench --set prefetch=5");
   // One --set takes several settings: each one after it is a setting until the next flag.
   EXPECT_EQ(masked({"--set", "user=guest", "password=hunter2", "--no-baseline"}),
-            "qrt bench --set user=guest password=*** --no-baseline");
+            "qrt bench --set user=guest 'password=<redacted>' --no-baseline");
   EXPECT_EQ(masked({"--endpoint", "amqp://guest:hunter2@broker:5672"}),
-            "qrt bench --endpoint amqp://***@broker:5672");
+            "qrt bench --endpoint 'amqp://<redacted>@broker:5672'");
   // The endpoint parser reads a password up to the last '@' (it may hold an '@' of its own).
   EXPECT_EQ(masked({"--endpoint", "amqps://guest:hun@ter2@broker"}),
-            "qrt bench --endpoint amqps://***@broker");
+            "qrt bench --endpoint 'amqps://<redacted>@broker'");
   EXPECT_EQ(masked({"--set", "endpoint=amqp://guest:p@ss@broker"}),
-            "qrt bench --set endpoint=amqp://***@broker");
+            "qrt bench --set 'endpoint=amqp://<redacted>@broker'");
+}
+
+// The command line and configuration errors hide the same settings the same way: one rule of
+// what is secret (config::is_secret_key), one marker. Settings only the command line used to
+// hide, or only the errors, were shown by the other.
+TEST(CommandLine, HidesWhatConfigurationErrorsHideAndNothingElse) {
+  const auto masked = [](std::string setting) {
+    return command_line_without_secrets({"qrt", "bench", "--set", setting});
+  };
+  for (const char* key :
+       {"password", "sas_key", "secret_access_key", "session_token", "connection_string",
+        "shared_access_signature", "client_credential", "http.proxy_password"}) {
+    const std::string setting = std::string(key) + "=hunter2";
+    ASSERT_TRUE(config::is_secret_key(key)) << key;
+    const auto line = masked(setting);
+    EXPECT_EQ(line.find("hunter2"), std::string::npos) << line;
+    EXPECT_NE(line.find(config::printable_value(key, "hunter2")), std::string::npos) << line;
+  }
+  for (const char* key : {"access_key_id", "max_connections", "sasl_mechanisms", "region"}) {
+    ASSERT_FALSE(config::is_secret_key(key)) << key;
+    EXPECT_EQ(masked(std::string(key) + "=x"), "qrt bench --set " + std::string(key) + "=x");
+  }
 }
 
 TEST(Base64, MatchesRfc4648Vectors) {

@@ -8,6 +8,8 @@
 #include <ctime>
 #include <ostream>
 
+#include "core/redaction.hpp"
+
 namespace qrt::cli {
 
 result<config> build_config(const provider_flags& flags, const config& environment) {
@@ -136,14 +138,13 @@ std::size_t utf8_sequence_at(std::string_view text, std::size_t i) {
 }  // namespace
 
 std::string command_line_without_secrets(const std::vector<std::string>& args) {
-  auto secret_setting = [](std::string_view kv) {
-    std::string key(kv.substr(0, kv.find('=')));
-    std::transform(key.begin(), key.end(), key.begin(),
-                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-    for (const char* word : {"key", "secret", "password", "token", "connection", "sas"}) {
-      if (key.find(word) != std::string::npos) return true;
-    }
-    return false;
+  // Shown as configuration errors and config::to_string() show settings: a secret key's value
+  // redacted (config::is_secret_key), any URL without its user and password.
+  auto setting = [](std::string_view kv) {
+    const auto eq = kv.find('=');
+    if (eq == std::string_view::npos) return detail::without_userinfo(kv);
+    return std::string(kv.substr(0, eq + 1)) +
+           config::printable_value(kv.substr(0, eq), kv.substr(eq + 1));
   };
   std::string out;
   bool hide_next = false;
@@ -152,24 +153,19 @@ std::string command_line_without_secrets(const std::vector<std::string>& args) {
     std::string arg = args[i];
     if (arg.starts_with('-')) in_settings = false;
     if (hide_next) {
-      arg = "***";
-    } else if (in_settings && secret_setting(arg)) {
-      arg = arg.substr(0, arg.find('=')) + "=***";
+      arg = config::printable_value("connection_string", arg);
+    } else if (in_settings) {
+      arg = setting(arg);
     } else if (arg.starts_with("--connection-string=")) {
-      arg = "--connection-string=***";
-    } else if (arg.starts_with("--set=") && secret_setting(arg.substr(6))) {
-      arg = "--set=" + arg.substr(6, arg.find('=', 6) - 6) + "=***";
-    }
-    // A URL's user and password (amqp://user:pass@host), up to the last '@' as the endpoint
-    // parser reads them: a password may hold an '@' of its own.
-    if (const auto scheme = arg.find("://"); scheme != std::string::npos) {
-      if (const auto at = arg.rfind('@'); at != std::string::npos && at > scheme) {
-        arg = arg.substr(0, scheme + 3) + "***" + arg.substr(at);
-      }
+      arg = "--connection-string=" + config::printable_value("connection_string", arg);
+    } else if (arg.starts_with("--set=")) {
+      arg = "--set=" + setting(arg.substr(6));
+    } else {
+      arg = detail::without_userinfo(arg);
     }
     hide_next = arg == "--connection-string";
     if (arg == "--set") in_settings = true;
-    if (arg.find_first_of(" \t'\"$") != std::string::npos) arg = "'" + arg + "'";
+    if (arg.find_first_of(" \t'\"$<>") != std::string::npos) arg = "'" + arg + "'";
     out += (i ? " " : "") + arg;
   }
   return out;

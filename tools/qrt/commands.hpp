@@ -72,8 +72,9 @@ result<std::pair<std::string, std::string>> parse_attribute(std::string_view tex
 
 std::string base64_encode(std::string_view bytes);
 /// The command line as run (`args` from argv[0]), for a benchmark report's history, with the
-/// values that may hold secrets (a connection string, a --set of a key, secret, password or
-/// token, a URL's user and password) replaced by "***".
+/// values that may hold secrets replaced by "<redacted>" as configuration errors show them
+/// (config::printable_value): a connection string, a --set of a secret setting
+/// (config::is_secret_key), a URL's user and password.
 std::string command_line_without_secrets(const std::vector<std::string>& args);
 /// `text` safe to print on a terminal: control characters (ESC, CR, BEL, ...), DEL, C1 controls
 /// and bytes that are not UTF-8 become visible escapes (\x1b, \r, \u009b), so a message cannot
