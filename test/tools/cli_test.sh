@@ -440,18 +440,26 @@ for latency in 0 750; do
 done
 expect 2 "--memory-budget is for the embedded provider" -- bench --provider amqp \
   --endpoint amqp://127.0.0.1:1 --messages 10 --memory-budget 1048576
-# An extra run (here the overhead run, whose queue cannot be made that large) that fails after
-# the main run does not throw the main run away: its table and report are written, then the
-# error is reported.
-"$qrt" bench --messages 1000 --threads 1 --no-baseline --overhead 1 \
-  --overhead-messages 600000000 --report-dir "$tmp/kept" >"$tmp/out" 2>"$tmp/err"
+# More overhead messages than the overhead run's queue can be made to hold is refused by its
+# flag before anything runs, not after the main run by a setting never given (max_queue_size).
+expect 2 "--overhead-messages" -- bench --messages 1000 --threads 1 --no-baseline --overhead 1 \
+  --overhead-messages 600000000
+[[ ! -s "$tmp/out" ]] || fail "bench --overhead-messages 600000000 ran: $(head -3 "$tmp/out")"
+grep -q "max_queue_size" "$tmp/err" && fail "--overhead-messages refused by a setting never given"
+# An extra run (here the memory budget run, whose budget holds no message) that fails after the
+# main run does not throw the main run away: its table and report are written, then the error
+# is reported.
+"$qrt" bench --messages 1000 --threads 1 --no-baseline --memory-budget 100 \
+  --report-dir "$tmp/kept" >"$tmp/out" 2>"$tmp/err"
 code=$?
-[[ $code -eq 2 ]] || fail "bench with a failing overhead run exited $code: $(cat "$tmp/err")"
-grep -q "max_queue_size" "$tmp/err" || fail "the overhead run's error is not reported: $(cat "$tmp/err")"
+[[ $code -eq 2 ]] || fail "bench with a failing memory budget run exited $code: $(cat "$tmp/err")"
+grep -q "the memory budget run failed" "$tmp/err" \
+  || fail "the memory budget run's error is not reported: $(cat "$tmp/err")"
 grep -q "end-to-end" "$tmp/out" || fail "the main run's table was thrown away: $(cat "$tmp/out")"
 grep -q '"messages_completed":1000' "$tmp/kept/report.json" 2>/dev/null \
   || fail "the main run's report was thrown away"
-grep -q '"overhead"' "$tmp/kept/report.json" 2>/dev/null && fail "report.json has the failed overhead run"
+grep -q '"memory_budget"' "$tmp/kept/report.json" 2>/dev/null \
+  && fail "report.json has the failed memory budget run"
 # The report directory is made before the run; a run that then fails leaves none behind.
 expect 2 "message size" -- bench --size 8 --messages 10 --report-dir "$tmp/failed-run/report"
 [[ ! -e "$tmp/failed-run/report" ]] || fail "a failed bench run left an empty report directory"
