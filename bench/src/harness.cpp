@@ -267,10 +267,17 @@ result<provider_ptr> build_provider(runtime& rt, const config& cfg) {
   return *p;
 }
 
-awaitable<result<void>> prepare_queue(provider& p, const queue_name& q) {
+// Creates the queue a run uses when it is missing; true when this call made it. Only a queue the
+// run made is deleted at its end: `--queue` may name a queue that was there before (a user's on
+// SQS or Service Bus, one in a persisted store), and create_queue keeps an existing queue
+// without saying so, so whether it was there is asked first. A queue whose existence cannot be
+// told (stats unsupported or failing) counts as not made: it is kept.
+awaitable<result<bool>> prepare_queue(provider& p, const queue_name& q) {
+  auto there = co_await p.stats(q);
+  if (there) co_return false;
   auto r = co_await p.create_queue(q, {});
   if (!r && r.error().code != errc::unsupported) co_return r.error();
-  co_return result<void>{};
+  co_return r.has_value() && there.error().code == errc::queue_not_found;
 }
 
 std::int64_t ns_since(steady::time_point start, steady::time_point t) {
@@ -539,8 +546,11 @@ result<bench_result> run_benchmark(const bench_options& o) {
   if (o.metrics) {
     s_processing.emplace(o.metrics->for_processing(queue->to_string(), std::string(p->name())));
   }
+  bool made_queue = false;
   if (o.create_queue) {
-    if (auto r = rt.run(prepare_queue(*p, *queue)); !r) return r.error();
+    auto made = rt.run(prepare_queue(*p, *queue));
+    if (!made) return made.error();
+    made_queue = *made;
   }
 
   run_state s(o, client, *queue);
@@ -563,7 +573,7 @@ result<bench_result> run_benchmark(const bench_options& o) {
   progress_line.finish();
   const auto usage_after = resource_usage::now();
 
-  if (o.create_queue) rt.run(p->delete_queue(*queue));
+  if (made_queue) rt.run(p->delete_queue(*queue));
   rt.shutdown();
   if (s.fatal) return *s.fatal;
   // Figures of a run in which no message went through measure nothing: say why instead.
@@ -740,7 +750,8 @@ result<std::vector<scaling_point>> run_scaling(const scaling_options& so) {
 
   std::vector<scaling_point> points;
   for (std::size_t n = 1; n <= so.max_consumers; n *= 2) {
-    if (auto r = rt.run(prepare_queue(**raw, *queue)); !r) return r.error();
+    auto made = rt.run(prepare_queue(**raw, *queue));
+    if (!made) return made.error();
     const auto fill = static_cast<std::uint64_t>(per_consumer * n * window_s * 1.5) + 100;
     if (auto r = rt.run(prefill(direct, *queue, fill, o.message_size)); !r) return r.error();
     std::atomic<std::uint64_t> remaining{fill};
@@ -767,6 +778,7 @@ result<std::vector<scaling_point>> run_scaling(const scaling_options& so) {
     pt.of_ideal = pt.throughput / (per_consumer * static_cast<double>(n));
     points.push_back(pt);
     if (o.on_progress) o.on_progress(progress{elapsed, fill, done, fill});
+    if (!*made) continue;
     if (auto r = rt.run(direct.delete_queue(*queue)); !r && r.error().code != errc::unsupported) {
       return r.error();
     }
@@ -784,7 +796,8 @@ result<overhead_result> run_overhead(const bench_options& o, std::uint64_t messa
   auto raw = build_provider(rt, with_room_for(o.provider_config, messages));
   if (!raw) return raw.error();
   queue_client client(o.decorate ? o.decorate(*raw) : *raw);
-  if (auto r = rt.run(prepare_queue(**raw, *queue)); !r) return r.error();
+  auto made = rt.run(prepare_queue(**raw, *queue));
+  if (!made) return made.error();
   if (auto r = rt.run(prefill(client, *queue, messages, o.message_size)); !r) return r.error();
 
   std::atomic<std::uint64_t> remaining{messages};
@@ -795,7 +808,7 @@ result<overhead_result> run_overhead(const bench_options& o, std::uint64_t messa
                                        handler_cost, remaining, handler));
   const auto wall = std::chrono::duration<double>(steady::now() - start).count();
   const auto cpu = resource_usage::now().cpu_s - cpu_before;
-  rt.run(client.delete_queue(*queue));
+  if (*made) rt.run(client.delete_queue(*queue));
   rt.shutdown();
 
   overhead_result out;
@@ -824,7 +837,8 @@ result<memory_budget_result> run_memory_budget(const bench_options& o, std::uint
   auto raw = build_provider(rt, cfg);
   if (!raw) return raw.error();
   provider& p = **raw;
-  if (auto r = rt.run(prepare_queue(p, *queue)); !r) return r.error();
+  auto made = rt.run(prepare_queue(p, *queue));
+  if (!made) return made.error();
 
   memory_budget_result out;
   out.budget_bytes = budget;
@@ -862,7 +876,7 @@ result<memory_budget_result> run_memory_budget(const bench_options& o, std::uint
       ++out.drained;
     }
   }
-  rt.run(p.delete_queue(*queue));
+  if (*made) rt.run(p.delete_queue(*queue));
   rt.shutdown();
   return out;
 }

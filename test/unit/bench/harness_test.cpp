@@ -96,6 +96,49 @@ TEST(Harness, MessagesLeftByAnEarlierRunAreNotCountedAsThisRunsOwn) {
   std::filesystem::remove_all(store);
 }
 
+// `--queue` may name a queue that was there before the run (a user's on a broker, one in a
+// persisted store): the runs deleted the queue they used at their end whatever it was, and with
+// it whatever the user kept there. Only a queue a run made is deleted; one it found is kept.
+TEST(Harness, OnlyAQueueTheRunMadeIsDeletedAtItsEnd) {
+  const auto store =
+      std::filesystem::temp_directory_path() / ("qrt_bench_kept_" + std::to_string(::getpid()));
+  std::filesystem::remove_all(store);
+  const config persisted{{"provider", "memory"},
+                         {"enable_persistence", "true"},
+                         {"persistence_path", store.string()},
+                         {"durability", "none"}};
+  auto exists = [&](const char* name) {
+    auto c = sync::queue_client::open(persisted, builtin_providers());
+    if (!c) return c.error().to_string();
+    auto s = c->stats(queue_name::from(name));
+    return s ? std::string("exists") : s.error().to_string();
+  };
+  {
+    auto c = sync::queue_client::open(persisted, builtin_providers());
+    ASSERT_TRUE(c) << c.error().to_string();
+    ASSERT_TRUE(c->create_queue(queue_name::from("users-queue")));
+  }
+  bench_options o;
+  o.provider_config = persisted;
+  o.messages = 50;
+  o.threads = 1;
+  o.queue = "users-queue";
+  auto r = run_benchmark(o);
+  ASSERT_TRUE(r) << r.error().to_string();
+  EXPECT_EQ(exists("users-queue"), "exists") << "the main run deleted a queue it did not make";
+  auto overhead = run_overhead(o, 20, std::chrono::microseconds(0));
+  ASSERT_TRUE(overhead) << overhead.error().to_string();
+  EXPECT_EQ(exists("users-queue"), "exists") << "the overhead run deleted a queue it did not make";
+
+  // A queue the run made is gone again afterwards, as before.
+  o.queue = "made-by-the-run";
+  auto made = run_benchmark(o);
+  ASSERT_TRUE(made) << made.error().to_string();
+  EXPECT_NE(exists("made-by-the-run").find("queue_not_found"), std::string::npos)
+      << exists("made-by-the-run");
+  std::filesystem::remove_all(store);
+}
+
 // The memory budget run stops at the embedded provider's byte budget, refused by name, and
 // loses nothing: every stored message is drained. (Resident memory is the benchmark's figure,
 // not asserted here.)

@@ -22,7 +22,9 @@ using std::chrono::milliseconds;
 struct bench_options {
   config provider_config{{"provider", "memory"}};  ///< as for qrt::builtin_providers()
   std::string queue = "qrt-bench";
-  bool create_queue = true;              ///< create (and afterwards delete) the queue
+  /// Create the queue when it is missing, and delete it afterwards: only a queue the run made
+  /// is deleted, an existing one is used and kept. The extra runs always do so.
+  bool create_queue = true;
   std::uint64_t messages = 100'000;      ///< used when duration is not set
   std::optional<milliseconds> duration;  ///< sustained mode: send for this long
   double rate = 0;                       ///< messages/s over all producers; 0: as fast as possible
