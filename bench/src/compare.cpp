@@ -2,10 +2,9 @@
 #include <boost/json.hpp>
 #include <cmath>
 #include <filesystem>
-#include <fstream>
 #include <qrt/bench/compare.hpp>
-#include <sstream>
 
+#include "core/bounded_file.hpp"
 #include "svg_plot.hpp"
 
 namespace qrt::bench {
@@ -171,12 +170,12 @@ result<report_figures> load_report_figures(const std::string& given) {
   if (std::filesystem::is_directory(path, ec)) {
     path = (std::filesystem::path(path) / "report.json").string();
   }
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return bad_report(path, "cannot be read (no such file, or no permission)");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) return bad_report(path, "cannot be read");
-  return read_report_figures(ss.str(), path);
+  // Far more than any report.json written by qrt bench (its series are bounded); a device or a
+  // pipe that never ends is read no further.
+  constexpr std::size_t largest_report = std::size_t{64} << 20;
+  auto text = qrt::detail::read_file_at_most(path, largest_report, "report");
+  if (!text) return fail(errc::invalid_argument, text.error().message);
+  return read_report_figures(*text, path);
 }
 
 comparison_row compare_figure(const figure_spec& spec, std::optional<double> old_value,

@@ -475,6 +475,7 @@ expect 0 "REGRESSED \(lower is worse\)" -- bench compare "$tmp/report/report.jso
 expect 4 "regressed" -- bench compare "$tmp/report/report.json" "$tmp/slow.json" --fail-on-regression
 expect 0 "better" -- bench compare "$tmp/slow.json" "$tmp/report/report.json" --fail-on-regression
 expect 2 "/nonexistent/report.json" -- bench compare /nonexistent/report.json "$tmp/slow.json"
+expect 2 "/dev/zero' holds more than" -- bench compare /dev/zero "$tmp/slow.json"
 echo '{"name": "not a report"}' >"$tmp/other.json"
 expect 2 "other.json: not a qrt bench report" -- bench compare "$tmp/other.json" "$tmp/slow.json"
 echo 'not json' >"$tmp/text.json"

@@ -518,6 +518,20 @@ figure_spec spec_of(const std::string& key) {
 
 using verdict = comparison_row::verdict;
 
+// A report to compare is read no further than any report could be: `qrt bench compare
+// /dev/zero ...` (or a pipe that never ends) was read whole, until memory ran out.
+TEST(Compare, AReportIsReadNoFurtherThanAReportCouldBe) {
+  auto endless = load_report_figures("/dev/zero");
+  ASSERT_FALSE(endless);
+  EXPECT_EQ(endless.error().code, errc::invalid_argument);
+  EXPECT_NE(endless.error().message.find("'/dev/zero' holds more than"), std::string::npos)
+      << endless.error().message;
+  auto missing = load_report_figures("/nonexistent/report.json");
+  ASSERT_FALSE(missing);
+  EXPECT_NE(missing.error().message.find("/nonexistent/report.json"), std::string::npos)
+      << missing.error().message;
+}
+
 TEST(Compare, ThroughputDownIsARegressionAndUpAnImprovement) {
   const auto tp = spec_of("end_to_end_msgs_per_s");
   EXPECT_EQ(tp.direction, better::higher);

@@ -43,7 +43,7 @@ struct report_figures {
 /// lacks the newer ones: those are optional for it) or not a number.
 result<report_figures> read_report_figures(std::string_view json_text, const std::string& file);
 /// The same from a file (or a report directory's report.json); a missing or unreadable file is
-/// an error naming it.
+/// an error naming it, and so is one of more than 64 MiB (a pipe or a device is read no further).
 result<report_figures> load_report_figures(const std::string& path);
 
 struct comparison_row {
