@@ -32,7 +32,7 @@ class config {
   /// Reads a YAML file of at most 1 MiB (a pipe or a device is read no further; a directory is
   /// refused); errors name the file.
   static result<config> from_yaml_file(const std::string& path);
-  /// Each item "key=value".
+  /// Each item "key=value"; a key given twice is refused, as in a YAML file.
   static result<config> from_pairs(const std::vector<std::string>& pairs);
   /// QRT_PROVIDER=sqs -> "provider"; QRT_SQS__REGION -> "sqs.region" (double underscore = dot).
   /// Each key remembers the variable it came from: the environment is shared with other tools,

@@ -222,7 +222,11 @@ result<config> config::from_pairs(const std::vector<std::string>& pairs) {
     if (eq == std::string::npos || eq == 0) {
       return fail(errc::configuration_error, "expected key=value, got '" + p.substr(0, 64) + "'");
     }
-    out.set(p.substr(0, eq), p.substr(eq + 1));
+    auto key = p.substr(0, eq);
+    // As in a YAML file: a key given twice would silently take the last of its values, and
+    // which one the user meant is theirs to say.
+    if (out.contains(key)) return field_error(key, "given more than once");
+    out.set(std::move(key), p.substr(eq + 1));
   }
   return out;
 }

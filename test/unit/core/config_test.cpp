@@ -233,6 +233,25 @@ TEST(Config, PairsNeedAnEqualsSign) {
   EXPECT_EQ(r.error().code, errc::configuration_error);
 }
 
+// A key given twice in flags (--set region=a ... --set region=b) took the last value silently,
+// where the same key twice in a YAML file is refused: it is refused by name here too, without
+// showing a secret's value.
+TEST(Config, AKeyGivenTwiceInFlagsIsRefusedByName) {
+  auto twice = config::from_pairs({"provider=sqs", "region=eu-west-1", "region=us-east-1"});
+  ASSERT_FALSE(twice);
+  EXPECT_EQ(twice.error().code, errc::configuration_error);
+  EXPECT_NE(twice.error().message.find("'region'"), std::string::npos) << twice.error().message;
+  EXPECT_NE(twice.error().message.find("more than once"), std::string::npos)
+      << twice.error().message;
+  auto secret = config::from_pairs({"secret_access_key=hunter2", "secret_access_key=hunter3"});
+  ASSERT_FALSE(secret);
+  EXPECT_EQ(secret.error().message.find("hunter"), std::string::npos) << secret.error().message;
+  // Flags still win over a file or the environment: that is merge(), not a repeated flag.
+  auto file = config::from_yaml("region: eu-west-1\n").value();
+  file.merge(config::from_pairs({"region=us-east-1"}).value());
+  EXPECT_EQ(file.get("region"), "us-east-1");
+}
+
 // The environment is shared with deployment tools, shells and CI systems: a QRT_* variable qrt
 // does not know is ignored with one warning naming it (never its value), while the same unknown
 // key in a file or a flag stays an error, since there it is most likely a typo.
