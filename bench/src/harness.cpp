@@ -711,6 +711,28 @@ awaitable<std::uint64_t> drain_until(queue_client& client, const queue_name& q, 
 
 }  // namespace
 
+namespace {
+
+// Each consumer completes at most receive_batch messages per receive + settle round trip.
+double scaling_ceiling_per_consumer(const scaling_options& so) {
+  return so.base.receive_batch / (2.0 * std::chrono::duration<double>(so.injected_latency).count());
+}
+
+// Messages prefilled for `consumers`: half as many again as they could complete in the window.
+double scaling_prefill(const scaling_options& so, std::size_t consumers) {
+  return scaling_ceiling_per_consumer(so) * static_cast<double>(consumers) *
+             std::chrono::duration<double>(so.window).count() * 1.5 +
+         100;
+}
+
+// The most the scaling run prefills (the queue holds it all at once): within the embedded
+// provider's max_queue_size, which is given twice as much room, and the bytes --memory-budget
+// may fill.
+constexpr double largest_scaling_prefill = std::uint64_t{1} << 29;
+constexpr double largest_scaling_prefill_bytes = static_cast<double>(std::uint64_t{8} << 30);
+
+}  // namespace
+
 result<void> validate_scaling(const scaling_options& so) {
   if (so.max_consumers == 0) return invalid("max consumers must be at least 1");
   if (so.base.receive_batch == 0) return invalid("receive batch must be at least 1");
@@ -725,6 +747,16 @@ result<void> validate_scaling(const scaling_options& so) {
                    " ms) must be under half its window (" + std::to_string(so.window.count()) +
                    " ms): a receive and its settle must fit in it");
   }
+  const double most = scaling_prefill(so, so.max_consumers);
+  if (most > largest_scaling_prefill ||
+      most * static_cast<double>(so.base.message_size) > largest_scaling_prefill_bytes) {
+    return invalid("the scaling run would prefill " + std::to_string(std::llround(most)) +
+                   " messages of " + std::to_string(so.base.message_size) + " bytes for " +
+                   std::to_string(so.max_consumers) +
+                   " consumers (1.5 windows of receive batch / (2 x injected latency) each): at "
+                   "most 536870912 messages and 8 GiB; lower the receive batch or the most "
+                   "consumers, or raise the injected latency");
+  }
   return {};
 }
 
@@ -734,12 +766,9 @@ result<std::vector<scaling_point>> run_scaling(const scaling_options& so) {
   if (!queue) return queue.error();
   if (auto v = validate_scaling(so); !v) return v.error();
 
-  // Each consumer completes at most receive_batch messages per receive + settle round trip.
-  const double per_consumer =
-      o.receive_batch / (2.0 * std::chrono::duration<double>(so.injected_latency).count());
+  const double per_consumer = scaling_ceiling_per_consumer(so);
   const double window_s = std::chrono::duration<double>(so.window).count();
-  const auto most =
-      static_cast<std::uint64_t>(per_consumer * so.max_consumers * window_s * 1.5) + 100;
+  const auto most = static_cast<std::uint64_t>(scaling_prefill(so, so.max_consumers));
 
   runtime rt(default_threads(o.threads));
   auto raw = build_provider(rt, with_room_for(o.provider_config, most));
@@ -752,7 +781,7 @@ result<std::vector<scaling_point>> run_scaling(const scaling_options& so) {
   for (std::size_t n = 1; n <= so.max_consumers; n *= 2) {
     auto made = rt.run(prepare_queue(**raw, *queue));
     if (!made) return made.error();
-    const auto fill = static_cast<std::uint64_t>(per_consumer * n * window_s * 1.5) + 100;
+    const auto fill = static_cast<std::uint64_t>(scaling_prefill(so, n));
     if (auto r = rt.run(prefill(direct, *queue, fill, o.message_size)); !r) return r.error();
     std::atomic<std::uint64_t> remaining{fill};
     const auto start = steady::now();

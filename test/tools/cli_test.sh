@@ -438,6 +438,10 @@ for latency in 0 750; do
   expect 2 "--scaling-latency" -- bench --messages 1000 --threads 1 --no-baseline --scaling --scaling-latency "$latency"
   [[ ! -s "$tmp/out" ]] || fail "bench --scaling-latency $latency ran: $(head -3 "$tmp/out")"
 done
+# A scaling run whose prefill could not be held is refused before the main run, not after it.
+expect 2 "would prefill" -- bench --messages 1000 --threads 1 --no-baseline --scaling \
+  --receive-batch 1000000
+[[ ! -s "$tmp/out" ]] || fail "bench --scaling --receive-batch 1000000 ran: $(head -3 "$tmp/out")"
 expect 2 "--memory-budget is for the embedded provider" -- bench --provider amqp \
   --endpoint amqp://127.0.0.1:1 --messages 10 --memory-budget 1048576
 # More overhead messages than the overhead run's queue can be made to hold is refused by its

@@ -204,6 +204,26 @@ TEST(Harness, TheScalingRunRefusesALatencyItCannotMeasure) {
   }
 }
 
+// The scaling run prefills one and a half windows of what its consumers could complete: with a
+// large receive batch that came to billions of messages, refused only after the main run (by
+// max_queue_size, a setting never given) or, on a broker, prefilled for hours. It is refused
+// before anything runs, saying what made it so large.
+TEST(Harness, TheScalingRunRefusesAPrefillItCannotHold) {
+  scaling_options so;
+  so.base.receive_batch = 1'000'000;
+  auto v = validate_scaling(so);
+  ASSERT_FALSE(v) << "a scaling run prefilling billions of messages was accepted";
+  EXPECT_EQ(v.error().code, errc::invalid_argument);
+  EXPECT_NE(v.error().message.find("would prefill"), std::string::npos) << v.error().to_string();
+  EXPECT_NE(v.error().message.find("receive batch"), std::string::npos) << v.error().to_string();
+  // Large messages are held to the bytes a memory budget run may fill.
+  scaling_options large;
+  large.base.message_size = 64 << 20;
+  large.base.receive_batch = 100;
+  EXPECT_FALSE(validate_scaling(large));
+  EXPECT_TRUE(validate_scaling(scaling_options{}));
+}
+
 TEST(Report, WritesJsonWithTheDocumentedFieldsAndASelfContainedChart) {
   report rep;
   rep.run.provider = "memory";

@@ -178,7 +178,8 @@ struct scaling_options {
 result<std::vector<scaling_point>> run_scaling(const scaling_options& options);
 /// What run_scaling refuses before it runs anything: an injected latency of zero or less (the
 /// ceiling it measures against would be infinite), or one whose receive + settle round trip
-/// does not fit in the window (no round could complete a message), no consumers, no batch.
+/// does not fit in the window (no round could complete a message), no consumers, no batch, and
+/// a prefill (1.5 windows of what max_consumers could complete) over 2^29 messages or 8 GiB.
 result<void> validate_scaling(const scaling_options& options);
 
 struct overhead_result {
