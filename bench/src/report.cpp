@@ -13,6 +13,7 @@
 #include <map>
 #include <qrt/bench/chart.hpp>
 #include <qrt/bench/report.hpp>
+#include <set>
 
 #include "core/bounded_file.hpp"
 #include "core/yaml_document.hpp"
@@ -127,6 +128,9 @@ result<void> read_section(const YAML::Node& node, performance_targets& t) {
       {"resources", "connection_pool_efficiency"},
   };
   if (!node.IsMap()) return target_error("performance_targets", "expected a map of groups");
+  // A field given twice (or in a group given twice) would take one of its values silently: a
+  // looser bound over a stricter one, say. Which one the user meant is theirs to say.
+  std::set<std::string> given;
   for (const auto& group : node) {
     const auto gname = group.first.as<std::string>();
     if (gname != "throughput" && gname != "latency" && gname != "reliability" &&
@@ -138,6 +142,7 @@ result<void> read_section(const YAML::Node& node, performance_targets& t) {
     for (const auto& item : group.second) {
       const auto name = item.first.as<std::string>();
       const std::string path = gname + "." + name;
+      if (!given.insert(path).second) return target_error(path, "given more than once");
       if (!item.second.IsScalar()) return target_error(path, "expected a value like \"<100ms\"");
       const auto value = item.second.as<std::string>();
       bool known = false;
@@ -163,6 +168,20 @@ result<void> read_section(const YAML::Node& node, performance_targets& t) {
 
 }  // namespace
 
+namespace {
+
+// How many keys of map `node` are `key`: yaml-cpp keeps every one, and node[key] finds the first.
+std::size_t keys_named(const YAML::Node& node, std::string_view key) {
+  std::size_t n = 0;
+  if (!node.IsMap()) return n;
+  for (const auto& kv : node) {
+    if (kv.first.IsScalar() && kv.first.Scalar() == key) ++n;
+  }
+  return n;
+}
+
+}  // namespace
+
 result<performance_targets> parse_targets(std::string_view yaml, std::string_view environment) {
   YAML::Node root;
   try {
@@ -174,6 +193,9 @@ result<performance_targets> parse_targets(std::string_view yaml, std::string_vie
   }
   if (!root.IsMap()) return target_error("(top level)", "expected a map");
   try {
+    if (keys_named(root, "performance_targets") > 1) {
+      return target_error("performance_targets", "given more than once");
+    }
     YAML::Node set = root["performance_targets"] ? root["performance_targets"] : root;
     const bool per_environment = set.IsMap() && (set["production"] || set["development"]);
     performance_targets t;
@@ -183,7 +205,11 @@ result<performance_targets> parse_targets(std::string_view yaml, std::string_vie
         return target_error(
             env, "no targets for this environment (the file has production/development)");
       }
+      if (keys_named(set, env) > 1) return target_error(env, "given more than once");
       YAML::Node chosen = set[env];
+      if (keys_named(chosen, "performance_targets") > 1) {
+        return target_error(env + ".performance_targets", "given more than once");
+      }
       if (chosen["performance_targets"]) chosen = chosen["performance_targets"];
       t.environment = env;
       if (auto r = read_section(chosen, t); !r) return r.error();

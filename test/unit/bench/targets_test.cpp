@@ -116,6 +116,42 @@ TEST(Targets, ATargetsFileIsReadNoFurtherThanAMegabyte) {
       << directory.error().message;
 }
 
+// A target given twice took one of its values silently (the last of a field, a looser bound
+// over a stricter one; the first of an environment), where a configuration refuses a key given
+// twice. Each is refused, naming it.
+TEST(Targets, ATargetGivenTwiceIsRefusedByName) {
+  auto field = parse_targets(
+      "performance_targets:\n  latency:\n    p99_message_latency: \"<100ms\"\n"
+      "    p99_message_latency: \"<10s\"\n",
+      "");
+  ASSERT_FALSE(field) << "p99 read as " << field->p99_latency->text;
+  EXPECT_EQ(field.error().code, qrt::errc::configuration_error);
+  EXPECT_NE(field.error().message.find("latency.p99_message_latency"), std::string::npos)
+      << field.error().message;
+  EXPECT_NE(field.error().message.find("more than once"), std::string::npos)
+      << field.error().message;
+  auto group = parse_targets(
+      "performance_targets:\n  latency:\n    p99_message_latency: \"<100ms\"\n"
+      "  latency:\n    p99_message_latency: \"<10s\"\n",
+      "");
+  EXPECT_FALSE(group);
+  auto environment = parse_targets(
+      "production:\n  performance_targets:\n    latency:\n      p99_message_latency: "
+      "\"<100ms\"\nproduction:\n  performance_targets:\n    latency:\n      "
+      "p99_message_latency: \"<10s\"\n",
+      "production");
+  ASSERT_FALSE(environment);
+  EXPECT_NE(environment.error().message.find("production"), std::string::npos)
+      << environment.error().message;
+  EXPECT_NE(environment.error().message.find("more than once"), std::string::npos)
+      << environment.error().message;
+  auto top = parse_targets(
+      "performance_targets:\n  latency:\n    p99_message_latency: \"<100ms\"\n"
+      "performance_targets:\n  latency:\n    p95_message_latency: \"<10s\"\n",
+      "");
+  EXPECT_FALSE(top);
+}
+
 TEST(Targets, ChecksPassAndMissAgainstARun) {
   auto prod = parse_targets(adopted_targets, "production").value();
   auto checks = check_targets(prod, good_run());
