@@ -725,11 +725,11 @@ double scaling_prefill(const scaling_options& so, std::size_t consumers) {
          100;
 }
 
-// The most the scaling run prefills (the queue holds it all at once): within the embedded
-// provider's max_queue_size, which is given twice as much room, and the bytes --memory-budget
-// may fill.
-constexpr double largest_scaling_prefill = std::uint64_t{1} << 29;
-constexpr double largest_scaling_prefill_bytes = static_cast<double>(std::uint64_t{8} << 30);
+// The most the scaling and overhead runs prefill (the queue holds it all at once): within the
+// embedded provider's max_queue_size, which is given twice as much room, and the bytes
+// --memory-budget may fill.
+constexpr double largest_prefill = std::uint64_t{1} << 29;
+constexpr double largest_prefill_bytes = static_cast<double>(std::uint64_t{8} << 30);
 
 }  // namespace
 
@@ -748,8 +748,8 @@ result<void> validate_scaling(const scaling_options& so) {
                    " ms): a receive and its settle must fit in it");
   }
   const double most = scaling_prefill(so, so.max_consumers);
-  if (most > largest_scaling_prefill ||
-      most * static_cast<double>(so.base.message_size) > largest_scaling_prefill_bytes) {
+  if (most > largest_prefill ||
+      most * static_cast<double>(so.base.message_size) > largest_prefill_bytes) {
     return invalid("the scaling run would prefill " + std::to_string(std::llround(most)) +
                    " messages of " + std::to_string(so.base.message_size) + " bytes for " +
                    std::to_string(so.max_consumers) +
@@ -816,11 +816,23 @@ result<std::vector<scaling_point>> run_scaling(const scaling_options& so) {
   return points;
 }
 
+result<void> validate_overhead(const bench_options& o, std::uint64_t messages) {
+  if (messages == 0) return invalid("overhead run needs at least 1 message");
+  const double bytes = static_cast<double>(messages) * static_cast<double>(o.message_size);
+  if (static_cast<double>(messages) > largest_prefill || bytes > largest_prefill_bytes) {
+    return invalid("the overhead run would prefill " + std::to_string(messages) + " messages of " +
+                   std::to_string(o.message_size) +
+                   " bytes (--overhead-messages times --size): at most 536870912 messages and "
+                   "8 GiB");
+  }
+  return {};
+}
+
 result<overhead_result> run_overhead(const bench_options& o, std::uint64_t messages,
                                      std::chrono::microseconds handler_cost) {
   auto queue = queue_name::parse(o.queue);
   if (!queue) return queue.error();
-  if (messages == 0) return invalid("overhead run needs at least 1 message");
+  if (auto v = validate_overhead(o, messages); !v) return v.error();
   runtime rt(default_threads(o.threads));
   auto raw = build_provider(rt, with_room_for(o.provider_config, messages));
   if (!raw) return raw.error();

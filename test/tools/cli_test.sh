@@ -438,6 +438,10 @@ for latency in 0 750; do
   expect 2 "--scaling-latency" -- bench --messages 1000 --threads 1 --no-baseline --scaling --scaling-latency "$latency"
   [[ ! -s "$tmp/out" ]] || fail "bench --scaling-latency $latency ran: $(head -3 "$tmp/out")"
 done
+# An overhead run whose prefill could not be held is refused before the main run too.
+expect 2 "--overhead-messages" -- bench --messages 10 --threads 1 --no-baseline --overhead 1 \
+  --overhead-messages 1000 --size 16777216
+[[ ! -s "$tmp/out" ]] || fail "bench --overhead-messages 1000 --size 16777216 ran: $(head -3 "$tmp/out")"
 # A scaling run whose prefill could not be held is refused before the main run, not after it.
 expect 2 "would prefill" -- bench --messages 1000 --threads 1 --no-baseline --scaling \
   --receive-batch 1000000

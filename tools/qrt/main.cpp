@@ -852,6 +852,11 @@ class bench_command {
     if (scaling_) {
       if (auto v = bench::validate_scaling(so); !v) return report_error(v.error());
     }
+    if (overhead_us_ > 0) {
+      if (auto v = bench::validate_overhead(bo_, overhead_messages_); !v) {
+        return report_error(v.error());
+      }
+    }
     if (memory_budget_ > 0 && bo_.provider_config.get("provider") != "memory") {
       return report_error(fail(errc::invalid_argument,
                                "--memory-budget is for the embedded provider (--provider memory)"));

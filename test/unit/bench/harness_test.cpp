@@ -224,6 +224,22 @@ TEST(Harness, TheScalingRunRefusesAPrefillItCannotHold) {
   EXPECT_TRUE(validate_scaling(scaling_options{}));
 }
 
+// The overhead run holds its whole prefill at once: --overhead-messages times the message size
+// was not bounded (2^29 messages of 64 MiB), so the run went on building bodies until memory ran
+// out. It is refused before anything is built, as the scaling run's prefill is.
+TEST(Harness, TheOverheadRunRefusesAPrefillItCannotHold) {
+  bench_options o;
+  o.message_size = std::size_t{64} << 20;
+  o.threads = 1;
+  // No such provider: a run that got as far as building one fails otherwise, before any body.
+  o.provider_config = config{{"provider", "carrier-pigeon"}};
+  auto r = run_overhead(o, 200, std::chrono::microseconds(0));
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, errc::invalid_argument) << r.error().to_string();
+  EXPECT_NE(r.error().message.find("would prefill"), std::string::npos) << r.error().to_string();
+  EXPECT_NE(r.error().message.find("8 GiB"), std::string::npos) << r.error().to_string();
+}
+
 TEST(Report, WritesJsonWithTheDocumentedFieldsAndASelfContainedChart) {
   report rep;
   rep.run.provider = "memory";

@@ -192,6 +192,9 @@ struct overhead_result {
   double qrt_share = 0;       ///< (cpu - handler cpu) / cpu: the headline, robust to a busy machine
   double qrt_share_wall = 0;  ///< (wall - handler wall) / wall: includes waits and preemption
 };
+/// What run_overhead refuses before it runs anything: no messages, or a prefill (held in the
+/// queue at once) over 2^29 messages or 8 GiB.
+result<void> validate_overhead(const bench_options& options, std::uint64_t messages);
 /// Client overhead: one consumer, a handler of known fixed CPU cost, prefilled queue; the
 /// share of the work that is not the handler's.
 result<overhead_result> run_overhead(const bench_options& options, std::uint64_t messages,
