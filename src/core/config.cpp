@@ -219,8 +219,17 @@ result<config> config::from_pairs(const std::vector<std::string>& pairs) {
   config out;
   for (const auto& p : pairs) {
     auto eq = p.find('=');
-    if (eq == std::string::npos || eq == 0) {
-      return fail(errc::configuration_error, "expected key=value, got '" + p.substr(0, 64) + "'");
+    // What was given is shown, to say what is wrong, unless it may hold a secret: text naming a
+    // secret setting may hold its value too (secret_access_key:..., "password hunter2"), and
+    // what follows an '=' with no key is a value.
+    if (eq == 0) {
+      return fail(errc::configuration_error, "expected key=value, got '=' with no key before it");
+    }
+    if (eq == std::string::npos) {
+      return fail(
+          errc::configuration_error,
+          "expected key=value, got " + (is_secret_key(p) ? std::string(detail::redacted)
+                                                         : "'" + detail::printable_name(p) + "'"));
     }
     auto key = p.substr(0, eq);
     // As in a YAML file: a key given twice would silently take the last of its values, and

@@ -252,6 +252,24 @@ TEST(Config, AKeyGivenTwiceInFlagsIsRefusedByName) {
   EXPECT_EQ(file.get("region"), "us-east-1");
 }
 
+// A setting written without its '=' (secret_access_key:..., "password hunter2" in one quoted
+// flag) was shown whole in the refusal, secret and all. One that names a secret setting is not
+// shown, nor is what follows an '=' with no key before it; any other is, to say what is wrong.
+TEST(Config, APairWithoutAKeyAndValueIsRefusedWithoutShowingASecret) {
+  for (const char* pair :
+       {"secret_access_key:hunter2", "password hunter2", "=hunter2", "SAS_KEY hunter2"}) {
+    auto c = config::from_pairs({pair});
+    ASSERT_FALSE(c) << pair;
+    EXPECT_EQ(c.error().code, errc::configuration_error);
+    EXPECT_NE(c.error().message.find("key=value"), std::string::npos) << c.error().message;
+    EXPECT_EQ(c.error().message.find("hunter2"), std::string::npos) << c.error().message;
+  }
+  auto plain = config::from_pairs({"region:eu-west-1"});
+  ASSERT_FALSE(plain);
+  EXPECT_NE(plain.error().message.find("'region:eu-west-1'"), std::string::npos)
+      << plain.error().message;
+}
+
 // The environment is shared with deployment tools, shells and CI systems: a QRT_* variable qrt
 // does not know is ignored with one warning naming it (never its value), while the same unknown
 // key in a file or a flag stays an error, since there it is most likely a typo.
