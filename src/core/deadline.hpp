@@ -27,4 +27,12 @@ std::chrono::milliseconds time_left(TimePoint deadline, TimePoint now) {
   return std::max(left, std::chrono::milliseconds(1));
 }
 
+/// `until - now`, or zero once `until` has passed. `until` may come from a peer (a lock's end,
+/// saturated at the clock's first time point when the peer's value lies before it), where the
+/// plain difference would overflow.
+template <class TimePoint>
+typename TimePoint::duration remaining(TimePoint until, TimePoint now) {
+  return until <= now ? TimePoint::duration::zero() : until - now;
+}
+
 }  // namespace qrt::detail

@@ -223,7 +223,8 @@ struct processor::impl : std::enable_shared_from_this<impl> {
       std::vector<receipt_handle> late;
       std::uint64_t over_budget_count = 0;
       for (auto& m : *received) {
-        auto lock = std::chrono::duration_cast<milliseconds>(m.locked_until - now);
+        auto lock =
+            std::chrono::duration_cast<milliseconds>(detail::remaining(m.locked_until, now));
         lock = std::max(lock, milliseconds{1});
         typical_lock = lock;
         // A provider that returned more than asked for: never past max_messages.
@@ -308,7 +309,7 @@ struct processor::impl : std::enable_shared_from_this<impl> {
   // Never hand a handler a message whose lock is gone or about to go: renew it first, and if
   // that fails release it (it was never started, so nothing is lost; it is redelivered).
   awaitable<bool> ensure_startable(task& t) {
-    const auto left = t.locked_until - clock::now();
+    const auto left = detail::remaining(t.locked_until, clock::now());
     if (left >= t.lock_duration / lock_margin_divisor) co_return true;
     if (client.caps().lock_renewal) {
       enter_provider();
@@ -332,9 +333,9 @@ struct processor::impl : std::enable_shared_from_this<impl> {
     auto self = shared_from_this();
     const auto give_up_at =
         detail::deadline_after(steady::now(), options.max_auto_lock_renewal_duration);
-    auto next = steady::now() +
-                std::chrono::duration_cast<steady::duration>(
-                    (t->locked_until - clock::now()) - t->lock_duration / lock_margin_divisor);
+    auto next = steady::now() + std::chrono::duration_cast<steady::duration>(
+                                    detail::remaining(t->locked_until, clock::now()) -
+                                    t->lock_duration / lock_margin_divisor);
     while (!t->renewal_done) {
       if (t->lock_lost || next >= give_up_at) {
         co_await t->renewer_wake.wait();

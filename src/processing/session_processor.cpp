@@ -119,8 +119,9 @@ struct session_processor::impl : std::enable_shared_from_this<impl> {
     const auto give_up_at =
         detail::deadline_after(steady::now(), options.max_auto_lock_renewal_duration);
     auto due = [&] {
-      return steady::now() + std::chrono::duration_cast<steady::duration>(
-                                 (s->locked_until - clock::now()) - s->lock_duration / 2);
+      return steady::now() +
+             std::chrono::duration_cast<steady::duration>(
+                 detail::remaining(s->locked_until, clock::now()) - s->lock_duration / 2);
     };
     auto next = due();
     while (!s->renewal_done) {
@@ -313,7 +314,8 @@ struct session_processor::impl : std::enable_shared_from_this<impl> {
     const auto id = hold(s);
     s->locked_until = s->receiver.locked_until();
     s->lock_duration = std::max(
-        milliseconds{1}, std::chrono::duration_cast<milliseconds>(s->locked_until - clock::now()));
+        milliseconds{1},
+        std::chrono::duration_cast<milliseconds>(detail::remaining(s->locked_until, clock::now())));
     s->renewer_running = true;
     asio::co_spawn(co_await asio::this_coro::executor, keep_session_renewed(s), asio::detached);
 

@@ -22,6 +22,7 @@
 
 #include "../support/calls_in_flight.hpp"
 #include "../support/empty_handler.hpp"
+#include "../support/forwarding_provider.hpp"
 #include "../support/wait.hpp"
 
 using namespace std::chrono_literals;
@@ -76,6 +77,46 @@ struct fixture {
 };
 
 }  // namespace
+
+// Hands out every message with a lock that ended before the clock's first time point: what a
+// Service Bus lock annotation from before 1677 decodes to (saturated there). A lock that far in
+// the past is a lock that is gone; before, the processor computed `locked_until - now`, which
+// overflows there.
+class locks_from_before_the_clock final : public qrt::test::forwarding_provider {
+ public:
+  using forwarding_provider::forwarding_provider;
+  qrt::awaitable<qrt::result<std::vector<received_message>>> receive(
+      const qrt::queue_name& q, std::size_t max, qrt::milliseconds wait) override {
+    auto got = co_await forwarding_provider::receive(q, max, wait);
+    if (got) {
+      for (auto& m : *got) m.locked_until = qrt::time_point::min();
+    }
+    co_return got;
+  }
+};
+
+TEST(Processor, ALockThatEndedBeforeTheClockBeganIsRenewedBeforeTheHandler) {
+  qrt::runtime rt{{.worker_threads = 2}};
+  auto memory =
+      qrt::memory::make_provider(qrt::memory::options::for_testing(), rt.executor()).value();
+  qrt::queue_client client(std::make_shared<locks_from_before_the_clock>(memory));
+  const auto q = qrt::queue_name::from("work");
+  ASSERT_TRUE(rt.block_on(client.create_queue(q, {.lock_duration = 60s})));
+  ASSERT_TRUE(rt.block_on(client.send(q, qrt::message{.body = "only"})));
+  qrt::test::counter calls;
+  qrt::processor p(client, q,
+                   [&](const received_message&) -> qrt::awaitable<qrt::result<void>> {
+                     calls.add();
+                     co_return qrt::result<void>{};
+                   },
+                   {.max_concurrent_calls = 1, .receive_wait = 50ms});
+  p.start(rt.executor());
+  ASSERT_TRUE(calls.wait_for_at_least(1, 20s));
+  rt.block_on(p.stop(5s));
+  EXPECT_EQ(p.stats().completed, 1u);
+  auto s = rt.block_on(client.stats(q)).value();
+  EXPECT_EQ(s.active + s.in_flight, 0);
+}
 
 // An empty handler could only fail every message, so the processor refuses it when it is
 // built, naming the problem, and the queue's messages are left untouched (never delivered).

@@ -450,6 +450,50 @@ TEST(SessionProcessor, AnAcceptWaitOfZeroIsTakenAsOneMillisecondAndStopReturns) 
   for (auto w : calls->waits()) EXPECT_EQ(w, 1ms);
 }
 
+// Hands out sessions whose lock, as first reported, ended before the clock's first time point
+// (what a Service Bus lock annotation from before 1677 decodes to). Before, the processor took
+// `locked_until - now` as the lock's length, which overflows there.
+class session_locks_from_before_the_clock final : public qrt::test::forwarding_provider {
+ public:
+  using forwarding_provider::forwarding_provider;
+  struct session final : qrt::test::forwarding_session {
+    using forwarding_session::forwarding_session;
+    qrt::time_point locked_until() const noexcept override { return qrt::time_point::min(); }
+  };
+  qrt::awaitable<qrt::result<std::shared_ptr<qrt::session_receiver>>> accept_session(
+      const qrt::queue_name& q, std::optional<qrt::session_id> which,
+      qrt::milliseconds wait) override {
+    auto got = co_await inner_->accept_session(q, std::move(which), wait);
+    if (!got) co_return got;
+    co_return std::shared_ptr<qrt::session_receiver>(std::make_shared<session>(std::move(*got)));
+  }
+};
+
+TEST(SessionProcessor, ASessionLockThatEndedBeforeTheClockBeganIsRenewedNotOverflowed) {
+  qrt::runtime rt{{.worker_threads = 2}};
+  auto memory =
+      qrt::memory::make_provider(qrt::memory::options::for_testing(), rt.executor()).value();
+  qrt::queue_client client{std::make_shared<session_locks_from_before_the_clock>(memory)};
+  const auto q = qrt::queue_name::from("sessions");
+  ASSERT_TRUE(
+      rt.block_on(client.create_queue(q, {.lock_duration = 60s, .requires_session = true})));
+  ASSERT_TRUE(rt.block_on(
+      client.send(q, qrt::message{.body = "m1", .session = qrt::session_id::from("s")})));
+  qrt::test::counter handled;
+  qrt::session_processor p(
+      client, q,
+      [&handled](const received_message&) -> qrt::awaitable<qrt::result<void>> {
+        handled.add();
+        co_return qrt::result<void>{};
+      },
+      {.max_concurrent_sessions = 1, .accept_wait = 100ms});
+  p.start(rt.executor());
+  ASSERT_TRUE(handled.wait_for_at_least(1, 20s));
+  rt.block_on(p.stop(5s));
+  auto s = rt.block_on(client.stats(q)).value();
+  EXPECT_EQ(s.active + s.in_flight, 0);
+}
+
 // A session whose close() is counted.
 class close_counting_session final : public qrt::test::forwarding_session {
  public:
