@@ -27,10 +27,13 @@ error field_error(std::string_view key, std::string_view what) {
               "field '" + detail::printable_name(key) + "': " + std::string(what));
 }
 
-// Shown in errors: secret fields redacted, URLs without their userinfo.
+// Shown in errors: secret fields redacted, URLs without their userinfo, and the rest as a name
+// is (cut, control bytes escaped): a value from a file or the environment reaches a library
+// caller's log and a terminal.
 std::string quoted_value(std::string_view key, const std::string& value) {
-  return config::is_secret_key(key) ? std::string(detail::redacted)
-                                    : "'" + config::printable_value(key, value) + "'";
+  return config::is_secret_key(key)
+             ? std::string(detail::redacted)
+             : "'" + detail::printable_text(config::printable_value(key, value), 256) + "'";
 }
 
 /// Warns once per process for each distinct list of ignored variables, however many providers

@@ -2,6 +2,8 @@
 
 #include <string>
 
+#include "name_checks.hpp"
+
 namespace qrt::detail {
 
 namespace {
@@ -53,9 +55,9 @@ result<std::size_t> pick_name(std::string_view key, std::string_view value,
     if (i) list += ", ";
     list += names[i];
   }
-  // Names of modes are not secrets, and the value is cut so a pasted blob stays short.
-  return config_field_error(
-      key, "unknown value '" + std::string(value.substr(0, 64)) + "' (one of: " + list + ")");
+  // Names of modes are not secrets; the value is shown as a refused name is (cut, escaped).
+  return config_field_error(key,
+                            "unknown value '" + printable_name(value) + "' (one of: " + list + ")");
 }
 
 }  // namespace qrt::detail

@@ -15,6 +15,10 @@ namespace qrt::detail {
 /// file or the environment cannot drive the terminal that shows the error.
 std::string printable_name(std::string_view text);
 
+/// `text` as printable_name shows it, cut at `limit` bytes instead of 64: for a refused value,
+/// which may be longer than a name (an endpoint URL) and comes from the same places.
+std::string printable_text(std::string_view text, std::size_t limit);
+
 /// `invalid_argument` for an empty (default-constructed) `name`; `what` says which name it is
 /// ("queue name", "topic name", "session id", ...). nullopt for any other name.
 template <class Name>

@@ -6,9 +6,13 @@
 namespace qrt::detail {
 
 std::string printable_name(std::string_view text) {
+  return printable_text(text, 64);
+}
+
+std::string printable_text(std::string_view text, std::size_t limit) {
   static constexpr char hex[] = "0123456789abcdef";
   std::string out;
-  for (unsigned char c : text.substr(0, 64)) {
+  for (unsigned char c : text.substr(0, limit)) {
     if (c >= 0x20 && c < 0x7f && c != '\\') {
       out += static_cast<char>(c);
     } else {
@@ -17,7 +21,7 @@ std::string printable_name(std::string_view text) {
       out += hex[c & 0xf];
     }
   }
-  if (text.size() > 64) out += "...";
+  if (text.size() > limit) out += "...";
   return out;
 }
 

@@ -171,6 +171,26 @@ TEST(ConfigBinder, MalformedValuesAreRefusedNamingTheKey) {
   expect_refused(config{{"max_concurrent_calls", "many"}}, "max_concurrent_calls", "whole number");
 }
 
+// A refused value comes from a file, a flag or the environment and reaches a library caller's
+// log as it is: shown cut and with its control bytes escaped, as a refused name is. Before, it
+// was shown whole and raw (a terminal escape, a megabyte pasted into a number's field).
+TEST(ConfigBinder, ARefusedValueIsShownCutAndEscaped) {
+  const std::string escape = "\x1b[31mred";
+  for (const auto& [key, value] : {std::pair<std::string, std::string>{"mode", escape},
+                                   {"port", escape},
+                                   {"port", std::string(100'000, '7') + "x"},
+                                   {"on", std::string(100'000, 'y')}}) {
+    auto r = bind(config{{key, value}});
+    ASSERT_FALSE(r) << key;
+    const auto& message = r.error().message;
+    EXPECT_EQ(message.find('\x1b'), std::string::npos) << key << ": " << message;
+    EXPECT_LT(message.size(), 1'000u) << key;
+    if (value == escape) {
+      EXPECT_NE(message.find("\\x1b[31mred"), std::string::npos) << message;
+    }
+  }
+}
+
 TEST(ConfigBinder, OutOfRangeValuesAreRefusedNamingTheKeyAndTheRange) {
   expect_refused(config{{"port", "0"}}, "port", "between 1 and 65535");
   expect_refused(config{{"port", "65536"}}, "port", "between 1 and 65535");
