@@ -728,8 +728,20 @@ double scaling_prefill(const scaling_options& so, std::size_t consumers) {
 // The most the scaling and overhead runs prefill (the queue holds it all at once): within the
 // embedded provider's max_queue_size, which is given twice as much room, and the bytes
 // --memory-budget may fill.
-constexpr double largest_prefill = std::uint64_t{1} << 29;
-constexpr double largest_prefill_bytes = static_cast<double>(std::uint64_t{8} << 30);
+constexpr std::uint64_t largest_prefill = std::uint64_t{1} << 29;
+constexpr std::uint64_t largest_prefill_bytes = std::uint64_t{8} << 30;
+
+// Whether a prefill of `messages` of `size` bytes stays within both bounds.
+bool prefill_fits(double messages, std::size_t size) {
+  return messages <= static_cast<double>(largest_prefill) &&
+         messages * static_cast<double>(size) <= static_cast<double>(largest_prefill_bytes);
+}
+
+// The bounds, as the refusals state them.
+std::string prefill_bounds() {
+  return "at most " + std::to_string(largest_prefill) + " messages and " +
+         std::to_string(largest_prefill_bytes >> 30) + " GiB";
+}
 
 }  // namespace
 
@@ -748,14 +760,14 @@ result<void> validate_scaling(const scaling_options& so) {
                    " ms): a receive and its settle must fit in it");
   }
   const double most = scaling_prefill(so, so.max_consumers);
-  if (most > largest_prefill ||
-      most * static_cast<double>(so.base.message_size) > largest_prefill_bytes) {
+  if (!prefill_fits(most, so.base.message_size)) {
     return invalid("the scaling run would prefill " + std::to_string(std::llround(most)) +
                    " messages of " + std::to_string(so.base.message_size) + " bytes for " +
                    std::to_string(so.max_consumers) +
-                   " consumers (1.5 windows of receive batch / (2 x injected latency) each): at "
-                   "most 536870912 messages and 8 GiB; lower the receive batch or the most "
-                   "consumers, or raise the injected latency");
+                   " consumers (1.5 windows of receive batch / (2 x injected latency) each): " +
+                   prefill_bounds() +
+                   "; lower the receive batch or the most consumers, or raise the injected "
+                   "latency");
   }
   return {};
 }
@@ -818,12 +830,10 @@ result<std::vector<scaling_point>> run_scaling(const scaling_options& so) {
 
 result<void> validate_overhead(const bench_options& o, std::uint64_t messages) {
   if (messages == 0) return invalid("overhead run needs at least 1 message");
-  const double bytes = static_cast<double>(messages) * static_cast<double>(o.message_size);
-  if (static_cast<double>(messages) > largest_prefill || bytes > largest_prefill_bytes) {
+  if (!prefill_fits(static_cast<double>(messages), o.message_size)) {
     return invalid("the overhead run would prefill " + std::to_string(messages) + " messages of " +
                    std::to_string(o.message_size) +
-                   " bytes (--overhead-messages times --size): at most 536870912 messages and "
-                   "8 GiB");
+                   " bytes (--overhead-messages times --size): " + prefill_bounds());
   }
   return {};
 }
