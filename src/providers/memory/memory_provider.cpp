@@ -587,7 +587,17 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
         if (messages[i].id.empty()) ++unnamed;
       }
     }
-    std::uint64_t next_id = unnamed ? reserve_message_ids(unnamed) : 0;
+    // Each valid message's outcome holds its id before the queue's lock is taken (an id the
+    // provider gives is formatted here, a long one the sender chose is copied here), so that
+    // storing it under the lock costs no formatting or allocation. A message stored takes its
+    // id from there; one that is not keeps the caller's (empty) id.
+    if (pending > 0) {
+      std::uint64_t next_id = unnamed ? reserve_message_ids(unnamed) : 0;
+      for (std::size_t i = 0; i < n; ++i) {
+        if (outcomes[i].has_error()) continue;
+        outcomes[i] = messages[i].id.empty() ? message_id_for(next_id++) : messages[i].id;
+      }
+    }
     // Messages are stored in order, so every one before `next` is done; from `next` on, the
     // done ones are those that failed validation, the only outcomes that are errors there.
     const auto done = [&outcomes](std::size_t i) { return outcomes[i].has_error(); };
@@ -653,10 +663,8 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
             break;
           }
           q->stored_by_send(waiting.q != nullptr);
-          if (m.id.empty()) m.id = message_id_for(next_id++);
-          message_id id = m.id;
+          if (m.id.empty()) m.id = *outcomes[next];
           q->enqueue(std::move(m), bytes, now, last);
-          outcomes[next] = std::move(id);
           --pending;
         }
         while (next < n && done(next)) ++next;

@@ -89,6 +89,9 @@ TEST(MemoryProvider, FullQueueMakesSendWaitThenFailWithQueueFullAndDropsNothing)
   const auto q = queue_name::from("q");
   std::vector<message> five;
   for (int i = 0; i < 5; ++i) five.push_back(text(numbered("m", i)));
+  // One id the sender chose, longer than std::string's inline buffer; the rest the provider's.
+  const std::string chosen_id = "an-id-the-sender-chose-for-m1";
+  five[1].id = chosen_id;
   // send_timeout defaults to 30 s; use the async client's provider directly with a short one.
   auto& provider = *client.async_client().underlying();
   boost::asio::io_context io;
@@ -107,6 +110,11 @@ TEST(MemoryProvider, FullQueueMakesSendWaitThenFailWithQueueFullAndDropsNothing)
   ASSERT_EQ(got.size(), 3u);
   EXPECT_EQ(got[0].body, "m0");
   EXPECT_EQ(got[2].body, "m2");
+  // Each stored message carries the id its outcome reported.
+  EXPECT_EQ(*outcomes[1], chosen_id);
+  EXPECT_FALSE(outcomes[0]->empty());
+  EXPECT_NE(*outcomes[0], *outcomes[2]);
+  for (std::size_t i = 0; i < 3; ++i) EXPECT_EQ(got[i].id, *outcomes[i]) << i;
 }
 
 // The provider runs its waits on the caller's executor, so an operation spawned on a test-owned
