@@ -204,6 +204,15 @@ asio::awaitable<result<link_info>> connection::open_receiver(std::string link_id
   co_return co_await std::move(op);
 }
 
+asio::awaitable<result<void>> connection::probe(std::string address, milliseconds timeout) {
+  using T = result<void>;
+  auto fn = [address = std::move(address), timeout](engine& e, completer<T> done) {
+    e.probe(address, timeout, now(), std::move(done));
+  };
+  auto op = on_strand<T>(impl_, std::move(fn));
+  co_return co_await std::move(op);
+}
+
 asio::awaitable<result<std::vector<inbound>>> connection::receive(std::string link_id,
                                                                   receiver_spec spec,
                                                                   std::size_t max,

@@ -18,7 +18,7 @@
 //    attempts spaced by exponential back-off;
 //  - multiplexes links on one connection, each on its own session (a broker that ends a session
 //    hurts one link): senders cached per address, receivers cached per link id, attached on
-//    first use and re-attached on demand after a loss;
+//    first use and re-attached on demand after a loss; probes (probe()) share one session;
 //  - peek-lock: deliveries stay unsettled until settle(); credit is granted by hand (credit
 //    window 0) so at most `prefetch` messages are locked by a receiver link (buffered + handed
 //    out), or the size of a pending receive call if that is larger;
@@ -84,6 +84,14 @@ class connection {
   /// Attaches (or finds) the receiver link `link_id` and reports what the peer attached.
   boost::asio::awaitable<result<link_info>> open_receiver(std::string link_id, receiver_spec spec,
                                                           milliseconds timeout);
+
+  /// Whether `address` exists now: attaches a creditless receiver link to it, begun after this
+  /// call, and detaches it as soon as the broker answers. Success when the broker attached it;
+  /// its refusal (amqp:not-found: queue_not_found) or a connection error otherwise. Probes share
+  /// one session per connection, so one that is answered costs an attach and a detach; while
+  /// one waits for its answer there, another goes on a session of its own (a broker that ends
+  /// the session over a refused attach, as RabbitMQ does, must not end a second probe with it).
+  boost::asio::awaitable<result<void>> probe(std::string address, milliseconds timeout);
 
   /// Up to `max` deliveries from receiver link `link_id` (attached with `spec` when needed);
   /// waits at most `wait` for the first; empty on timeout. Deliveries stay unsettled.

@@ -160,6 +160,11 @@ void engine::open_receiver(std::string link_id, receiver_spec spec, milliseconds
   run(*core_, now, [&] { core_->open_receiver(link_id, spec, timeout, once(std::move(done))); });
 }
 
+void engine::probe(std::string address, milliseconds timeout, time_point now,
+                   callback<result<void>> done) {
+  run(*core_, now, [&] { core_->probe(address, timeout, once(std::move(done))); });
+}
+
 void engine::receive(std::string link_id, receiver_spec spec, std::size_t max, milliseconds wait,
                      time_point now, callback<result<std::vector<inbound>>> done) {
   run(*core_, now, [&] {

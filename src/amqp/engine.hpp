@@ -77,6 +77,8 @@ class engine {
             time_point now, callback<result<std::vector<result<void>>>> done);
   void open_receiver(std::string link_id, receiver_spec spec, milliseconds timeout, time_point now,
                      callback<result<link_info>> done);
+  void probe(std::string address, milliseconds timeout, time_point now,
+             callback<result<void>> done);
   void receive(std::string link_id, receiver_spec spec, std::size_t max, milliseconds wait,
                time_point now, callback<result<std::vector<inbound>>> done);
   /// The outer result fails only as a whole (never today); one result per item otherwise.

@@ -171,6 +171,8 @@ void core::connection_lost(error e) {
   conn_state = state::disconnected;
   conn = proton::connection();
   unanswered_ends.clear();  // the old connection's sessions: a new one starts with none
+  probe_session = proton::session();
+  probe_waiting.clear();
   retire();
   formats_to_write.clear();
   last_error = e;

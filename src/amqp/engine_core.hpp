@@ -250,6 +250,8 @@ struct engine::core : proton::messaging_handler {
     std::uint64_t next_seq = 1;
     /// spec.report_refusals: why the link refused a delivery since a receive last heard it.
     std::optional<error> refused;
+    /// A probe's link (probe()): detached as soon as the broker answers its attach.
+    bool probe = false;
   };
   std::map<std::string, receiver_state> receivers;  ///< by link id
   /// Link -> link id, by the C object: every delivery event looks its receiver up, and
@@ -404,8 +406,10 @@ struct engine::core : proton::messaging_handler {
   /// The receiver link `id`, attached with `spec` when there is none; an error when the link
   /// cap leaves no room for it (receivers do not wait: one held for good would block the rest);
   /// nullptr when a new link must wait for the broker to answer an end (sessions_held): the
-  /// caller queues itself in link_waiters.
-  result<receiver_state*> attach_receiver(const std::string& id, const receiver_spec& spec);
+  /// caller queues itself in link_waiters. A probe's link goes on the probe session when that
+  /// is free (see probe_session).
+  result<receiver_state*> attach_receiver(const std::string& id, const receiver_spec& spec,
+                                          bool probe = false);
 
   receiver_state* receiver_of(const proton::receiver& link);
 
@@ -471,6 +475,27 @@ struct engine::core : proton::messaging_handler {
 
   void open_receiver(const std::string& id, const receiver_spec& spec, milliseconds timeout,
                      once<result<link_info>> done);
+
+  // ---------- probes: does an address exist now? ----------
+  //
+  // A probe is a creditless receiver attach, detached as soon as the broker answers it. On a
+  // session of its own it would cost a begin, an attach, a detach and an end, each answered,
+  // and the end holds every new session back until it is answered (sessions_held). So probes
+  // share one session, kept for them, and a probe answered there costs an attach and a detach.
+  // RabbitMQ ends the whole session when it refuses an attach (a missing queue), and its end
+  // does not say which attach it refused: so the probe session carries one unanswered attach at
+  // a time, and the end is that probe's answer. A probe that finds the session busy goes on a
+  // session of its own, ended with its link, as every probe once did.
+
+  void probe(const std::string& address, milliseconds timeout, once<result<void>> done);
+  /// The broker answered the probe `r` (or it timed out): its link detaches and is forgotten.
+  void end_probe(receiver_state& r);
+  /// Whether the probe session is there to attach on: begun on this connection, not ended,
+  /// and no probe waiting on it for the broker's answer.
+  bool probe_session_free() const;
+  proton::session probe_session;  ///< null until the first probe, and after it ended
+  std::string probe_waiting;      ///< the link id of the probe awaiting its answer on it
+  std::uint64_t next_probe = 1;
 
   /// Settles one delivery, or sends its outcome and registers it with `op` to wait for the
   /// peer's confirmation (nullopt then). The link it came from is added to `settled_on` (once):

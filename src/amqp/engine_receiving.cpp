@@ -11,10 +11,12 @@
 
 namespace qrt::amqp::detail {
 
-auto core::attach_receiver(const std::string& id, const receiver_spec& spec)
+auto core::attach_receiver(const std::string& id, const receiver_spec& spec, bool probe)
     -> result<receiver_state*> {
   if (auto it = receivers.find(id); it != receivers.end()) return &it->second;
-  if (sessions_held()) return nullptr;
+  // A link on the probe session begins no session: an unanswered end does not hold it back.
+  const bool shared = probe && probe_session_free();
+  if (!shared && sessions_held()) return nullptr;
   if (!make_room_for_links(1)) {
     error e = fail(errc::provider_error,
                    "no room for the receiver link on '" + spec.address + "': the connection to '" +
@@ -23,10 +25,11 @@ auto core::attach_receiver(const std::string& id, const receiver_spec& spec)
     e.kind = error_kind::transient;
     return e;
   }
-  if (sessions_held()) return nullptr;  // making room ended an idle link's session
+  if (!shared && sessions_held()) return nullptr;  // making room ended an idle link's session
   receiver_state& r = receivers.try_emplace(id).first->second;
   r.id = id;
   r.spec = spec;
+  r.probe = probe;
   r.instance = next_instance++;
   const std::string name = "qrt-r-" + std::to_string(r.instance);
   proton::receiver_options ro;
@@ -43,7 +46,16 @@ auto core::attach_receiver(const std::string& id, const receiver_spec& spec)
   ro.auto_accept(false);
   ro.delivery_mode(proton::delivery_mode::AT_LEAST_ONCE);
   if (!spec.properties.empty()) ro.properties(spec.properties);
-  r.link = conn.open_session().open_receiver(spec.address, ro);
+  proton::session ssn;
+  if (shared) {
+    ssn = probe_session;
+  } else {
+    ssn = conn.open_session();
+    // The first probe, or the first since the probe session ended, begins the next one.
+    if (probe && probe_waiting.empty()) probe_session = ssn;
+  }
+  if (probe && ssn == probe_session) probe_waiting = id;
+  r.link = ssn.open_receiver(spec.address, ro);
   // Still before the attach frame goes out: frames are collected when the entry point pumps.
   if (spec.confirm_settlement) request_settle_second(r.link);
   announce_max_message_size(r.link, spec.max_message_size);
@@ -359,6 +371,10 @@ void core::on_receiver_open(proton::receiver& link) {
   auto waiters = std::move(r->open_waiters);
   r->open_waiters.clear();
   for (auto& w : waiters) w(info);
+  if (r->probe) {
+    end_probe(*r);  // answered: that was all it was for
+    return;
+  }
   replenish(*r);
 }
 
@@ -385,6 +401,7 @@ void core::receiver_gone(proton::receiver& link, const proton::error_condition& 
 void core::forget_receiver(const std::string& id) {
   auto it = receivers.find(id);
   if (it == receivers.end()) return;
+  if (id == probe_waiting) probe_waiting.clear();
   live_instances.erase(it->second.instance);
   receiver_by_link.erase(proton::internal::factory<proton::link>::unwrap(it->second.link));
   prefetched_bytes -= it->second.buffered_bytes;
@@ -427,6 +444,68 @@ void core::open_receiver(const std::string& id, const receiver_spec& spec, milli
                                    std::to_string(timeout.count()) + " ms"));
     });
   });
+}
+
+bool core::probe_session_free() const {
+  // An end from the broker has been handled (session_gone forgot the session) by the time a
+  // call runs: every entry point dispatches what came in before it returns.
+  return probe_session && probe_waiting.empty() && probe_session.active();
+}
+
+void core::probe(const std::string& address, milliseconds timeout, once<result<void>> done) {
+  // Owned by the waiter on the link's attach: once that has run or is dropped with the link,
+  // the probe's timeout is dropped unrun.
+  auto op = std::make_shared<once<result<void>>>(done);
+  when_open(timeout, [this, address, timeout, op](const error* e) {
+    if (e) {
+      (*op)(*e);
+      return;
+    }
+    const std::string id = "probe:" + std::to_string(next_probe++);
+    receiver_spec spec;
+    spec.address = address;
+    spec.prefetch = 0;  // never any credit: the broker has nothing to deliver on it
+    auto attached = attach_receiver(id, spec, true);
+    if (!attached) {
+      (*op)(attached.error());
+      return;
+    }
+    if (!*attached) {
+      link_waiters.push_back(
+          link_waiter{[op] { return op->done(); },
+                      [this, address, timeout, op] { probe(address, timeout, *op); },
+                      [op](const error& why) { (*op)(why); }});
+      return;
+    }
+    receiver_state& r = **attached;
+    r.open_waiters.push_back(once<result<link_info>>([op](result<link_info> answer) {
+      if (answer) {
+        (*op)(result<void>{});
+      } else {
+        (*op)(answer.error());
+      }
+    }));
+    std::weak_ptr<once<result<void>>> weak = op;
+    after(timeout, weak, [this, weak, id, address, timeout] {
+      auto op = weak.lock();
+      if (!op || op->done()) return;
+      (*op)(fail(errc::timeout, "probing '" + address + "' took longer than " +
+                                    std::to_string(timeout.count()) + " ms"));
+      auto it = receivers.find(id);
+      if (it == receivers.end()) return;
+      // Its answer may still come, and a refusal would end the probe session: the session
+      // is left to this probe, and ended with it, and the next probe begins another.
+      if (it->second.link.session() == probe_session) probe_session = proton::session();
+      end_probe(it->second);
+    });
+  });
+}
+
+void core::end_probe(receiver_state& r) {
+  const std::string id = r.id;
+  for (auto& w : r.open_waiters) w(closed_error());
+  end_link(r.link);
+  forget_receiver(id);
 }
 
 }  // namespace qrt::amqp::detail

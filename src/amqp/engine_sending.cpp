@@ -305,6 +305,7 @@ void core::end_link(proton::link link) {
   if (!link) return;
   proton::session ssn = link.session();
   if (link.active()) link.close();
+  if (ssn && ssn == probe_session) return;  // kept for the next probe
   if (!ssn || !ssn.active()) return;
   ssn.close();
   if (ssn.closed()) return;  // the broker had ended it already: nothing more comes on it
@@ -327,6 +328,12 @@ void core::forget_unanswered_end(std::uint64_t id) {
 
 void core::session_gone(proton::session& ssn) {
   const proton::error_condition condition = ssn.error();
+  if (ssn == probe_session) {
+    // Its one unanswered probe, if any, is found below and fails with the end's reason; the
+    // next probe begins another session.
+    probe_session = proton::session();
+    if (ssn.active()) ssn.close();
+  }
   for (auto& [address, st] : senders) {
     if (st.link && st.link.session() == ssn) {
       proton::sender link = st.link;

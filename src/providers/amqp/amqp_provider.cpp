@@ -651,14 +651,8 @@ class amqp_provider final : public qrt::detail::provider_that_borrows {
 
   awaitable<result<void>> probe_exists(const queue_name& queue, const std::string& to,
                                        milliseconds timeout) {
-    // A link of its own per probe: a probe that ends must not close another's.
-    const std::string link = "probe:" + std::to_string(next_link_++) + ":" + to;
-    detail::receiver_spec spec;
-    spec.address = to;
-    spec.prefetch = 0;
-    auto attached = co_await conn_->open_receiver(link, spec, timeout);
+    auto attached = co_await conn_->probe(to, timeout);
     const std::uint64_t generation = conn_->generation();
-    co_await conn_->close_receiver(link);
     if (!attached) {
       error e = attached.error();
       if (e.code == errc::queue_not_found) {

@@ -899,4 +899,127 @@ TEST(amqp_engine, a_request_times_out_when_tick_is_given_a_time_past_its_deadlin
   EXPECT_EQ(reply.value->error().code, qrt::errc::timeout) << reply.value->error().to_string();
 }
 
+// What a probe costs the broker, counted where the broker sees it: the sessions begun and
+// ended, and the links attached and detached.
+struct counting_queue : echoing_broker {
+  void on_session_open(proton::session& s) override {
+    ++begins;
+    echoing_broker::on_session_open(s);
+  }
+  void on_session_close(proton::session& s) override {
+    ++ends;
+    echoing_broker::on_session_close(s);
+  }
+  void on_sender_open(proton::sender& s) override {
+    if (!s.active()) ++attaches;
+    echoing_broker::on_sender_open(s);
+  }
+  void on_sender_close(proton::sender& s) override {
+    ++detaches;
+    echoing_broker::on_sender_close(s);
+  }
+  int begins = 0;
+  int ends = 0;
+  int attaches = 0;
+  int detaches = 0;
+};
+
+// RabbitMQ 3.10 refuses an attach to a missing queue by ending the whole session, with a reason
+// that names no link, and what comes on that session after it is dropped unanswered: here the
+// broker does the same for the address "missing".
+struct session_ending_queue : counting_queue {
+  void on_sender_open(proton::sender& s) override {
+    if (s.active()) return;
+    if (!s.session().active()) return;  // ended: the attach goes unanswered
+    if (s.source().address() == "missing") {
+      ++attaches;
+      s.session().close(proton::error_condition("amqp:not-found", "no queue 'missing' here"));
+      return;
+    }
+    counting_queue::on_sender_open(s);
+  }
+};
+
+TEST(amqp_engine, probes_answered_one_after_another_share_one_session_never_ended) {
+  counting_queue broker;
+  engine_harness h(broker);
+  for (int i = 0; i < 3; ++i) {
+    answer<qrt::result<void>> probed;
+    h.e.probe("q", 5s, h.now, probed.into());
+    h.exchange();
+    ASSERT_TRUE(probed.value) << "probe " << i << " got no answer";
+    EXPECT_TRUE(*probed.value) << probed.value->error().to_string();
+  }
+  EXPECT_EQ(broker.attaches, 3);
+  EXPECT_EQ(broker.detaches, 3) << "a probe's link stayed attached after its answer";
+  EXPECT_EQ(broker.begins, 1) << "a probe began a session of its own";
+  EXPECT_EQ(broker.ends, 0) << "a probe ended the session the next one could have used";
+  EXPECT_EQ(h.e.current_usage().links, 0u);
+}
+
+TEST(amqp_engine, a_refusal_that_ends_the_probe_session_fails_only_the_probe_it_refused) {
+  session_ending_queue broker;
+  engine_harness h(broker);
+  answer<qrt::result<void>> connected;
+  h.e.connect(5s, h.now, connected.into());
+  h.exchange();
+  ASSERT_TRUE(connected.value && *connected.value);
+
+  // Both attaches go out before the broker answers either: the end it sends for the first must
+  // not fail the second.
+  answer<qrt::result<void>> missing;
+  answer<qrt::result<void>> present;
+  h.e.probe("missing", 5s, h.now, missing.into());
+  h.e.probe("q", 5s, h.now, present.into());
+  h.exchange();
+  ASSERT_TRUE(missing.value && present.value) << "a probe got no answer";
+  ASSERT_FALSE(*missing.value) << "a missing queue passed its probe";
+  EXPECT_EQ(missing.value->error().code, qrt::errc::queue_not_found)
+      << missing.value->error().to_string();
+  EXPECT_TRUE(*present.value) << "the other probe was failed by the refusal: "
+                              << present.value->error().to_string();
+
+  answer<qrt::result<void>> after;
+  h.e.probe("q", 5s, h.now, after.into());
+  h.exchange();
+  ASSERT_TRUE(after.value);
+  EXPECT_TRUE(*after.value) << after.value->error().to_string();
+  EXPECT_EQ(h.e.generation(), 1u) << "the connection was lost on the way";
+  EXPECT_EQ(h.e.current_usage().links, 0u);
+}
+
+// A probe whose answer never came may still be refused, and a refusal ends its session: the
+// probe that timed out takes the probe session with it, and the next probe begins another.
+struct silent_on_slow : counting_queue {
+  void on_sender_open(proton::sender& s) override {
+    if (!s.active() && s.source().address() == "slow") {
+      ++attaches;
+      return;  // never answered
+    }
+    counting_queue::on_sender_open(s);
+  }
+};
+
+TEST(amqp_engine, a_probe_that_times_out_leaves_the_next_one_a_session_of_its_own) {
+  silent_on_slow broker;
+  engine_harness h(broker);
+  const engine::time_point asked = h.now;
+  answer<qrt::result<void>> slow;
+  h.e.probe("slow", 5s, asked, slow.into());
+  h.exchange();
+  EXPECT_FALSE(slow.value) << "answered by a broker that never answered";
+  h.tick_at(asked + 5s);
+  ASSERT_TRUE(slow.value) << "the probe outlived its timeout";
+  ASSERT_FALSE(*slow.value);
+  EXPECT_EQ(slow.value->error().code, qrt::errc::timeout) << slow.value->error().to_string();
+
+  answer<qrt::result<void>> next;
+  h.e.probe("q", 5s, h.now, next.into());
+  h.exchange();
+  ASSERT_TRUE(next.value);
+  EXPECT_TRUE(*next.value) << next.value->error().to_string();
+  EXPECT_EQ(broker.begins, 2) << "the next probe went on the session of the one that timed out";
+  EXPECT_EQ(h.e.current_usage().links, 0u);
+}
+
 }  // namespace
