@@ -343,7 +343,10 @@ class amqp_provider final : public qrt::detail::provider_that_borrows {
         std::any_of(sent->begin(), sent->end(), [](const auto& r) { return r.has_value(); })) {
       // The broker accepts a message for a queue that is gone and drops it (RabbitMQ 3.10
       // publishes it to no one): only a check begun after the broker's answer shows the
-      // accepted messages reached the queue.
+      // accepted messages reached the queue. A check that fails otherwise (the connection
+      // dropped) fails the call too: the messages may be stored, but reporting them sent would
+      // lose them silently if the queue is gone, and at least once (docs/contract.md) takes the
+      // possible duplicate instead.
       if (auto still = co_await queue_still_exists(*queue, to, timeout); !still) {
         co_return still.error();
       }
