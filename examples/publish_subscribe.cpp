@@ -38,8 +38,12 @@ std::multiset<std::string> drain(qrt::runtime& rt, qrt::queue_client& client,
 int main() {
   qrt::runtime rt;
   auto cfg = qrt::config::from_environment();
-  if (!cfg.contains("provider")) cfg.set("provider", "memory");
-  auto provider = qrt::builtin_providers().make(cfg, rt.executor());
+  if (!cfg) {
+    std::cerr << cfg.error().to_string() << '\n';
+    return 1;
+  }
+  if (!cfg->contains("provider")) cfg->set("provider", "memory");
+  auto provider = qrt::builtin_providers().make(*cfg, rt.executor());
   if (!provider) {
     std::cerr << provider.error().to_string() << '\n';
     return 1;

@@ -37,7 +37,11 @@ class config {
   /// QRT_PROVIDER=sqs -> "provider"; QRT_SQS__REGION -> "sqs.region" (double underscore = dot).
   /// Each key remembers the variable it came from: the environment is shared with other tools,
   /// so reject_unknown() ignores (with a warning) what it does not know instead of failing.
-  static config from_environment(std::string_view prefix = "QRT_");
+  /// Names are read case-insensitively, so two variables may name one key (QRT_REGION and
+  /// QRT_Region): that is a configuration_error naming the key and both variables (never their
+  /// values), returned here as from_yaml() and from_pairs() return a key given twice, since
+  /// which one won would otherwise depend on the order of the environment.
+  static result<config> from_environment(std::string_view prefix = "QRT_");
 
   /// Values from `other` override ours (and so does where they came from).
   void merge(const config& other);

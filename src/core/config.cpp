@@ -243,7 +243,7 @@ result<config> config::from_pairs(const std::vector<std::string>& pairs) {
   return out;
 }
 
-config config::from_environment(std::string_view prefix) {
+result<config> config::from_environment(std::string_view prefix) {
   config out;
   for (char** env = environ; env && *env; ++env) {
     std::string_view entry(*env);
@@ -261,7 +261,20 @@ config config::from_environment(std::string_view prefix) {
       }
     }
     if (key.empty()) continue;
-    out.from_environment_[key] = std::string(entry.substr(0, eq));
+    std::string variable(entry.substr(0, eq));
+    // Names are case-insensitive here (QRT_REGION and QRT_Region both set "region"): which of two
+    // such variables won would depend on their order in the environment, so neither does. Only
+    // the names are shown: a value may be a secret.
+    if (auto seen = out.from_environment_.find(key); seen != out.from_environment_.end()) {
+      if (seen->second == variable) {
+        return field_error(key, "environment variable " + detail::printable_name(variable) +
+                                    " is set more than once");
+      }
+      const auto& [first, second] = std::minmax(seen->second, variable);
+      return field_error(key, "set by both environment variables " + detail::printable_name(first) +
+                                  " and " + detail::printable_name(second) + "; unset one of them");
+    }
+    out.from_environment_[key] = std::move(variable);
     out.values_[std::move(key)] = std::string(entry.substr(eq + 1));
   }
   return out;

@@ -125,6 +125,14 @@ result<milliseconds> seconds_flag(double seconds, std::string_view name) {
   return milliseconds(static_cast<std::int64_t>(std::llround(seconds * 1000)));
 }
 
+// The QRT_* environment, then the --config file and the flags over it; two variables that name
+// one setting (QRT_REGION and QRT_Region) are refused before anything else is read.
+result<config> configuration(const cli::provider_flags& flags) {
+  auto environment = config::from_environment();
+  if (!environment) return environment.error();
+  return cli::build_config(flags, *environment);
+}
+
 struct opened {
   sync::queue_client client;
   queue_name queue;
@@ -133,7 +141,7 @@ struct opened {
 // The provider is built before the store is checked, so that a mistake in its settings is
 // reported as one.
 result<sync::queue_client> open_client(const cli::provider_flags& flags) {
-  auto cfg = cli::build_config(flags, config::from_environment());
+  auto cfg = configuration(flags);
   if (!cfg) return cfg.error();
   auto client = sync::queue_client::open(*cfg, builtin_providers());
   if (!client) return client.error();
@@ -463,7 +471,7 @@ class process_command {
       if (!idle) return report_error(idle.error());
       opts_.idle_exit = *idle;
     }
-    auto cfg = cli::build_config(flags_, config::from_environment());
+    auto cfg = configuration(flags_);
     if (!cfg) return report_error(cfg.error());
     auto q = cli::queue_of(flags_);
     if (!q) return report_error(q.error());
@@ -782,7 +790,7 @@ class bench_command {
     // start.
     cli::provider_flags without_queue = flags_;
     without_queue.queue.clear();
-    auto cfg = cli::build_config(without_queue, config::from_environment());
+    auto cfg = configuration(without_queue);
     if (!cfg) return report_error(cfg.error());
     bo_.provider_config = *cfg;
     bo_.queue = flags_.queue;

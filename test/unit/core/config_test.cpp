@@ -219,11 +219,50 @@ TEST(Config, SecretsAreRedactedInTextAndErrors) {
 TEST(Config, EnvironmentVariablesMapToKeys) {
   ::setenv("QRTTEST_PROVIDER", "sqs", 1);
   ::setenv("QRTTEST_SQS__REGION", "us-east-2", 1);
-  auto c = config::from_environment("QRTTEST_");
+  auto c = config::from_environment("QRTTEST_").value();
   EXPECT_EQ(c.get("provider"), "sqs");
   EXPECT_EQ(c.get("sqs.region"), "us-east-2");
   ::unsetenv("QRTTEST_PROVIDER");
   ::unsetenv("QRTTEST_SQS__REGION");
+}
+
+// Names are read case-insensitively, so QRT_REGION and QRT_Region both set "region", and which
+// value won depended on the order of the environment. Two variables for one key are refused,
+// naming the key and both variables but neither value (a value may be a secret).
+TEST(Config, TwoEnvironmentVariablesForOneKeyAreRefusedNamingBoth) {
+  ::setenv("QRTDUP_REGION", "value-eu-west-1", 1);
+  ::setenv("QRTDUP_Region", "value-us-east-1", 1);
+  auto region = config::from_environment("QRTDUP_");
+  ::unsetenv("QRTDUP_REGION");
+  ::unsetenv("QRTDUP_Region");
+  ASSERT_FALSE(region);
+  EXPECT_EQ(region.error().code, errc::configuration_error);
+  const auto& said = region.error().message;
+  EXPECT_NE(said.find("'region'"), std::string::npos) << said;
+  EXPECT_NE(said.find("QRTDUP_REGION and QRTDUP_Region"), std::string::npos) << said;
+  EXPECT_EQ(said.find("value-"), std::string::npos) << said;
+
+  // A nested key, and a secret one: its values are not shown either.
+  ::setenv("QRTDUP_SQS__SECRET_ACCESS_KEY", "hunter2", 1);
+  ::setenv("QRTDUP_sqs__secret_access_key", "hunter3", 1);
+  auto secret = config::from_environment("QRTDUP_");
+  ::unsetenv("QRTDUP_SQS__SECRET_ACCESS_KEY");
+  ::unsetenv("QRTDUP_sqs__secret_access_key");
+  ASSERT_FALSE(secret);
+  EXPECT_NE(secret.error().message.find("'sqs.secret_access_key'"), std::string::npos)
+      << secret.error().message;
+  EXPECT_NE(secret.error().message.find("QRTDUP_SQS__SECRET_ACCESS_KEY and "
+                                        "QRTDUP_sqs__secret_access_key"),
+            std::string::npos)
+      << secret.error().message;
+  EXPECT_EQ(secret.error().message.find("hunter"), std::string::npos) << secret.error().message;
+
+  // One variable per key reads as before.
+  ::setenv("QRTDUP_Region", "us-east-1", 1);
+  auto one = config::from_environment("QRTDUP_");
+  ::unsetenv("QRTDUP_Region");
+  ASSERT_TRUE(one) << one.error().message;
+  EXPECT_EQ(one->get("region"), "us-east-1");
 }
 
 TEST(Config, PairsNeedAnEqualsSign) {
@@ -276,7 +315,7 @@ TEST(Config, APairWithoutAKeyAndValueIsRefusedWithoutShowingASecret) {
 TEST(Config, UnknownEnvironmentVariablesAreIgnoredWithOneWarningNamingThem) {
   ::setenv("QRTENV_PROVIDER", "memory", 1);
   ::setenv("QRTENV_DEPLOY_REVISION", "value-that-must-not-print", 1);
-  auto env = config::from_environment("QRTENV_");
+  auto env = config::from_environment("QRTENV_").value();
   ::unsetenv("QRTENV_PROVIDER");
   ::unsetenv("QRTENV_DEPLOY_REVISION");
 
@@ -293,7 +332,7 @@ TEST(Config, UnknownEnvironmentVariablesAreIgnoredWithOneWarningNamingThem) {
   // Known keys from the environment are still checked.
   config bad_env = env;
   ::setenv("QRTENV_MAX_QUEUE_SIZE", "lots", 1);
-  bad_env.merge(config::from_environment("QRTENV_"));
+  bad_env.merge(config::from_environment("QRTENV_").value());
   ::unsetenv("QRTENV_MAX_QUEUE_SIZE");
   EXPECT_FALSE(bad_env.get_uint("max_queue_size", 1));
 
