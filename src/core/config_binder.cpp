@@ -29,9 +29,15 @@ result<std::chrono::milliseconds> read_duration(const config& cfg, std::string_v
   if (!d) return d.error();
   if (bounds.whole_seconds) {
     if (d->count() % 1000 != 0 || *d < bounds.min || (bounds.max && *d > *bounds.max)) {
-      return config_field_error(key, "must be whole seconds between " +
-                                         format_duration(bounds.min) + " and " +
-                                         format_duration(bounds.max.value_or(*d)));
+      // Only the bounds the field has: with no upper one, "between" would have nothing true to
+      // name as its end.
+      std::string what = "must be whole seconds";
+      if (bounds.max) {
+        what += " between " + format_duration(bounds.min) + " and " + format_duration(*bounds.max);
+      } else if (bounds.min > std::chrono::milliseconds{0}) {
+        what += ", at least " + format_duration(bounds.min);
+      }
+      return config_field_error(key, what);
     }
     return *d;
   }

@@ -203,6 +203,31 @@ TEST(ConfigBinder, OutOfRangeValuesAreRefusedNamingTheKeyAndTheRange) {
   expect_refused(config{{"max_concurrent_calls", "0"}}, "max_concurrent_calls", "between 1 and");
 }
 
+// A whole-seconds field with no upper bound was refused as "between <its least> and <the refused
+// value>", as if the value refused were the bound. It now states only the bound it has; a field
+// with both bounds still states both.
+TEST(ConfigBinder, AWholeSecondsRefusalStatesOnlyTheBoundsTheFieldHas) {
+  const binder open_ended{
+      binder::duration("wait", &settings::wait, "a wait with no upper bound", {1s, {}, true})};
+  for (const char* refused : {"1500ms", "0s"}) {
+    settings s;
+    auto r = open_ended.bind(config{{"wait", refused}}, s);
+    ASSERT_FALSE(r) << refused;
+    EXPECT_EQ(r.error().code, errc::configuration_error);
+    EXPECT_NE(r.error().message.find("field 'wait': must be whole seconds, at least 1s"),
+              std::string::npos)
+        << r.error().message;
+    EXPECT_EQ(r.error().message.find("between"), std::string::npos) << r.error().message;
+  }
+  settings s;
+  ASSERT_TRUE(open_ended.bind(config{{"wait", "90000s"}}, s));
+  EXPECT_EQ(s.wait, 90000s);
+
+  expect_refused(config{{"wait", "1500ms"}}, "wait", "must be whole seconds between 0s and 20s");
+  expect_refused(config{{"visibility", "43200500ms"}}, "visibility",
+                 "must be whole seconds between 0s and 12h");
+}
+
 TEST(ConfigBinder, AcceptedKeysAreTakenAndLeftToTheirReader) {
   auto s = bind(config{{"provider", "anything"}});
   ASSERT_TRUE(s) << s.error().to_string();
