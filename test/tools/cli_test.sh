@@ -147,6 +147,9 @@ expect 0 '^\{"id":"' -- send --provider memory --queue q --body persisted --attr
 expect 0 '"body_base64":"cGVyc2lzdGVk","attributes":\{"k":"v"\}.*"delivery_count":0' -- \
   peek --provider memory --queue q --persistence-path "$tmp/log" --output json
 expect 0 '"active":1' -- stats --provider memory --queue q --persistence-path "$tmp/log" --output json
+# A negative --from-sequence names no message: it was read as 0 and showed the oldest ones.
+expect 2 "--from-sequence must be 0 .the oldest. or more, got -5" -- \
+  peek --provider memory --queue q --persistence-path "$tmp/log" --from-sequence -5
 expect 0 '"attributes":\{"k":"v"\}' -- receive --provider memory --queue q --wait 1 \
   --persistence-path "$tmp/log" --durability interval --output json
 expect 0 '"active":0' -- stats --provider memory --queue q --persistence-path "$tmp/log" --output json

@@ -333,6 +333,13 @@ class peek_command {
   CLI::App* parser() const { return cmd_; }
 
   int run() {
+    // 0 means the oldest and sequence numbers only grow: a negative one names no message, and
+    // peeking from the oldest instead would answer a question that was not asked.
+    if (from_ < 0) {
+      return report_error(
+          fail(errc::invalid_argument,
+               "--from-sequence must be 0 (the oldest) or more, got " + std::to_string(from_)));
+    }
     auto o = open(flags_);
     if (!o) return report_error(o.error());
     auto n = cli::peek(o->client, o->queue, max_, from_, format_of(output_), std::cout);
