@@ -73,6 +73,9 @@ result<bound> parse_bound(const std::string& field, const std::string& text, uni
     case unit_kind::fraction:
       if (unit != "%")
         return target_error(field, "'" + b.text + "' should be a percentage like \">90%\"");
+      // Each percentage is a share (of full batches, of calls, of all cores): above 100 % a
+      // lower bound could never be met and an upper one would check nothing.
+      if (v > 100) return target_error(field, "'" + b.text + "' is not a share from 0% to 100%");
       b.value = v / 100.0;
       break;
     case unit_kind::duration: {

@@ -2,6 +2,8 @@
 
 #include <filesystem>
 #include <qrt/bench/report.hpp>
+#include <string>
+#include <tuple>
 
 namespace qrt::bench {
 namespace {
@@ -199,6 +201,32 @@ TEST(Targets, RefusesUnknownFieldsAndUnreadableValuesNamingTheField) {
 
   EXPECT_FALSE(parse_targets("{{{", ""));
   EXPECT_FALSE(load_targets("/nonexistent/targets.yaml", ""));
+}
+
+// Every percentage target is a share of something (full batches, failed calls, all cores), at
+// most 100 %: one above it was accepted, and then could never be met (">150%") or said nothing
+// ("<250%"). It is refused naming the field; 100 % itself is a target.
+TEST(Targets, RefusesAPercentageAboveOneHundredNamingTheField) {
+  for (const auto& [group, field, value] :
+       {std::tuple{"throughput", "batch_efficiency", "\">150%\""},
+        std::tuple{"reliability", "error_rate", "\"<100.5%\""},
+        std::tuple{"resources", "cpu_utilization", "\"<250%\""}}) {
+    const std::string yaml =
+        std::string("performance_targets:\n  ") + group + ":\n    " + field + ": " + value + "\n";
+    auto refused = parse_targets(yaml, "");
+    ASSERT_FALSE(refused) << yaml;
+    EXPECT_EQ(refused.error().code, errc::configuration_error);
+    const auto& said = refused.error().message;
+    EXPECT_NE(said.find(std::string(group) + "." + field), std::string::npos) << said;
+    EXPECT_NE(said.find("from 0% to 100%"), std::string::npos) << said;
+  }
+  auto full = parse_targets(
+      "performance_targets:\n  throughput:\n    batch_efficiency: \">=100%\"\n"
+      "  resources:\n    cpu_utilization: \"<0.5%\"\n",
+      "");
+  ASSERT_TRUE(full) << full.error().message;
+  EXPECT_DOUBLE_EQ(full->batch_efficiency->value, 1.0);
+  EXPECT_DOUBLE_EQ(full->cpu_utilization->value, 0.005);
 }
 
 }  // namespace
