@@ -21,6 +21,7 @@
 #include <qrt/client.hpp>
 #include <qrt/fault_injection.hpp>
 #include <qrt/instrumented_provider.hpp>
+#include <qrt/memory.hpp>
 #include <qrt/qrt.hpp>
 #include <thread>
 
@@ -878,10 +879,23 @@ result<overhead_result> run_overhead(const bench_options& o, std::uint64_t messa
   return out;
 }
 
+result<void> validate_memory_budget(const bench_options& o, std::uint64_t budget) {
+  // The body the run sends (make_body), as the embedded provider counts it.
+  const std::uint64_t one_message =
+      std::max<std::uint64_t>(o.message_size, 16) + qrt::memory::stored_message_overhead_bytes;
+  if (budget < one_message) {
+    return invalid("--memory-budget " + std::to_string(budget) +
+                   " bytes cannot hold a single message of --size " +
+                   std::to_string(o.message_size) + " bytes (" + std::to_string(one_message) +
+                   " bytes with the embedded provider's bookkeeping)");
+  }
+  return {};
+}
+
 result<memory_budget_result> run_memory_budget(const bench_options& o, std::uint64_t budget) {
   if (o.provider_config.get("provider").value_or("") != "memory")
     return fail(errc::unsupported, "the memory budget run is for the embedded provider");
-  if (budget == 0) return invalid("the memory budget run needs a budget of at least 1 byte");
+  if (auto v = validate_memory_budget(o, budget); !v) return v.error();
   auto queue = queue_name::parse(o.queue);
   if (!queue) return queue.error();
   config cfg = o.provider_config;

@@ -876,6 +876,11 @@ class bench_command {
       return report_error(fail(errc::invalid_argument,
                                "--memory-budget is for the embedded provider (--provider memory)"));
     }
+    if (memory_budget_ > 0) {
+      if (auto v = bench::validate_memory_budget(bo_, memory_budget_); !v) {
+        return report_error(v.error());
+      }
+    }
     // The directories made for the report go again, while still empty, when the run fails.
     struct made_for_the_report {
       std::filesystem::path dir, topmost;  // the report's, the first that had to be made

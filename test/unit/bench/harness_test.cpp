@@ -5,6 +5,7 @@
 #include <fstream>
 #include <qrt/bench/harness.hpp>
 #include <qrt/bench/report.hpp>
+#include <qrt/memory.hpp>
 #include <qrt/qrt.hpp>
 #include <sstream>
 
@@ -182,6 +183,29 @@ TEST(Harness, TheMemoryBudgetRunFillsToTheBudgetAndDrainsEverything) {
   auto refused = run_memory_budget(elsewhere, 1 << 20);
   ASSERT_FALSE(refused);
   EXPECT_EQ(refused.error().code, errc::unsupported);
+}
+
+// A budget smaller than one message (as the embedded provider counts it: the body and its
+// bookkeeping) was taken, and the run then failed on its first send, after the main run, with
+// nothing measured. It is refused naming both figures; a budget of exactly one message runs.
+TEST(Harness, TheMemoryBudgetRunRefusesABudgetThatCannotHoldOneMessage) {
+  bench_options o;
+  o.threads = 1;
+  o.message_size = 1024;
+  const std::uint64_t one_message = 1024 + qrt::memory::stored_message_overhead_bytes;
+  for (const std::uint64_t budget : {std::uint64_t{1}, std::uint64_t{1024}, one_message - 1}) {
+    auto r = run_memory_budget(o, budget);
+    ASSERT_FALSE(r) << "a budget of " << budget << " bytes ran";
+    EXPECT_EQ(r.error().code, errc::invalid_argument) << r.error().to_string();
+    EXPECT_NE(r.error().message.find("--memory-budget " + std::to_string(budget) + " bytes"),
+              std::string::npos)
+        << r.error().message;
+    EXPECT_NE(r.error().message.find("--size 1024 bytes"), std::string::npos) << r.error().message;
+  }
+  auto exactly_one = run_memory_budget(o, one_message);
+  ASSERT_TRUE(exactly_one) << exactly_one.error().to_string();
+  EXPECT_EQ(exactly_one->accepted, 1u);
+  EXPECT_EQ(exactly_one->drained, 1u);
 }
 
 // The scaling run's ceiling is receive_batch / (2 x injected latency) per consumer: without a

@@ -218,6 +218,11 @@ struct memory_budget_result {
            static_cast<double>(budget_bytes);
   }
 };
+/// What run_memory_budget refuses before it runs anything: a budget that cannot hold a single
+/// message of options.message_size as the embedded provider counts it against max_memory_bytes
+/// (the body and qrt::memory::stored_message_overhead_bytes), since every send would then be
+/// refused as too large and the run would measure nothing.
+result<void> validate_memory_budget(const bench_options& options, std::uint64_t budget);
 /// Fills one queue of the embedded provider (options.provider_config with max_memory_bytes =
 /// `budget`) with options.message_size messages until sends are refused, reads the resident
 /// memory, then drains the queue. Only for provider=memory.
