@@ -281,6 +281,49 @@ awaitable<result<bool>> prepare_queue(provider& p, const queue_name& q) {
   co_return r.has_value() && there.error().code == errc::queue_not_found;
 }
 
+// How many messages `depth` says a queue holds: "40 messages (40 ready, 0 locked, 0 scheduled)",
+// "" when it says none, nullopt when it knows none of the figures.
+std::optional<std::string> messages_held(const queue_stats& depth) {
+  const std::pair<std::int64_t, const char*> figures[] = {
+      {depth.active, "ready"}, {depth.in_flight, "locked"}, {depth.scheduled, "scheduled"}};
+  std::int64_t held = 0;
+  bool known = false;
+  std::string parts;
+  for (const auto& [count, what] : figures) {
+    if (count < 0) continue;
+    known = true;
+    held += count;
+    parts += (parts.empty() ? "" : ", ") + std::to_string(count) + " " + what;
+  }
+  if (!known) return std::nullopt;
+  if (held == 0) return std::string();
+  return std::to_string(held) + (held == 1 ? " message (" : " messages (") + parts + ")";
+}
+
+error not_empty(const queue_name& q, const std::string& holds) {
+  return invalid("queue '" + q.str() + "' already holds " + holds +
+                 ": the benchmark receives and completes every message on its queue, so it runs "
+                 "only on an empty one (empty it, or name another with --queue)");
+}
+
+// The benchmark receives and completes whatever its queue holds, so a queue that already holds
+// messages (a user's on a broker, one in a persisted store) would lose them to it: refused, with
+// how many it holds. Where the depth is unknown (AMQP 1.0 reports none) a peek tells, if the
+// provider has one; with neither, nothing can tell, and --queue must name a queue for benchmarks
+// only (docs/bench-report.md).
+awaitable<result<void>> refuse_unless_empty(provider& p, const queue_name& q) {
+  if (auto depth = co_await p.stats(q)) {
+    const auto held = messages_held(*depth);
+    if (held && !held->empty()) co_return not_empty(q, *held);
+    if (held) co_return result<void>{};
+  }
+  if (p.caps().peek) {
+    auto first = co_await p.peek(q, 1, 0);
+    if (first && !first->empty()) co_return not_empty(q, "messages");
+  }
+  co_return result<void>{};
+}
+
 std::int64_t ns_since(steady::time_point start, steady::time_point t) {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(t - start).count();
 }
@@ -457,9 +500,10 @@ awaitable<void> consume(run_state& s, std::size_t index) {
     const bool handlers_take_time = s.o.handler_cost.count() > 0;
     for (auto& m : *r) {
       const auto handler_start = handlers_take_time ? steady::now() : t1;
-      // Only this run's messages count, stamped since its start: a queue that outlives a run
-      // (a broker's, a persisted one) may hold what an interrupted earlier run left, stamped by
-      // another process's clock or not at all. Those are completed and left out of every figure.
+      // Only this run's messages count, stamped since its start. The run starts only on an empty
+      // queue where the provider can tell (refuse_unless_empty), but another sender may still
+      // put messages on it, stamped by another process's clock or not at all: those are
+      // completed and left out of every figure.
       const auto sent_at = read_send_time(m.body);
       const bool ours = sent_at && *sent_at >= s.start && *sent_at <= handler_start;
       mine.push_back(ours);
@@ -556,6 +600,9 @@ result<bench_result> run_benchmark(const bench_options& o) {
     auto made = rt.run(prepare_queue(*p, *queue));
     if (!made) return made.error();
     made_queue = *made;
+  }
+  if (!made_queue) {
+    if (auto empty = rt.run(refuse_unless_empty(*p, *queue)); !empty) return empty.error();
   }
 
   run_state s(o, client, *queue);

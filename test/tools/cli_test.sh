@@ -457,6 +457,14 @@ expect 2 "--overhead-messages" -- bench --messages 1000 --threads 1 --no-baselin
   --overhead-messages 600000000
 [[ ! -s "$tmp/out" ]] || fail "bench --overhead-messages 600000000 ran: $(head -3 "$tmp/out")"
 grep -q "max_queue_size" "$tmp/err" && fail "--overhead-messages refused by a setting never given"
+# --queue may name a user's queue (here in a persisted store): one that holds messages was
+# drained by the run, every message received and completed. It is refused, saying how many it
+# holds, and the message stays.
+expect 0 "" -- send --provider memory --queue users --body "keep me" --persistence-path "$tmp/users"
+expect 2 "queue 'users' already holds 1 message \(1 ready" -- bench --provider memory \
+  --persistence-path "$tmp/users" --queue users --messages 100 --threads 1 --no-baseline
+[[ ! -s "$tmp/out" ]] || fail "bench on a queue holding a message ran: $(head -3 "$tmp/out")"
+expect 0 "keep me" -- peek --provider memory --queue users --persistence-path "$tmp/users"
 # A memory budget that cannot hold a single message (256 bytes, 768 with the embedded provider's
 # bookkeeping) was taken, and its run failed only after the main run: refused before it now,
 # naming both figures, with nothing measured and no report directory left behind.

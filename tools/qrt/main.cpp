@@ -719,7 +719,8 @@ class bench_command {
     add_provider_flags(*cmd_, flags_, names::optional_queue);
     cmd_->get_option("--queue")->description(
         "queue name (default qrt-bench): made when missing and then deleted at the end; an "
-        "existing queue is used and kept");
+        "existing queue is used and kept, and must be empty (every message on it is received and "
+        "completed, so one holding messages is refused)");
     // Every count and time has a range: CLI11 reads "-1" or a number past the type's largest
     // into an unsigned as its largest value (a run that never ends, 2^64 producers), and a
     // time past its range overflows once converted to nanoseconds.

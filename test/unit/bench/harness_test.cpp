@@ -59,13 +59,123 @@ TEST(Harness, RefusesInvalidOptionsNamingTheProblem) {
   EXPECT_NE(u.error().message.find("carrier-pigeon"), std::string::npos);
 }
 
-// A queue that outlives a run (a broker's, a persisted one) may hold what an interrupted
-// earlier run left: those messages are taken off and completed, but they are not this run's.
-// Counted, they ended the run early (received >= sent), and their send times, from another
-// process, made end-to-end latencies of hours.
-TEST(Harness, MessagesLeftByAnEarlierRunAreNotCountedAsThisRunsOwn) {
+// `--queue` may name a queue that already holds messages (a user's on a broker, one in a
+// persisted store): the run received and completed them along with its own, and they were gone.
+// It now refuses to start, saying how many the queue holds, and the messages stay where they
+// were; emptied, the same queue runs.
+TEST(Harness, ARunRefusesAQueueThatAlreadyHoldsMessagesAndLeavesThemThere) {
   const auto store =
       std::filesystem::temp_directory_path() / ("qrt_bench_store_" + std::to_string(::getpid()));
+  std::filesystem::remove_all(store);
+  const config persisted{{"provider", "memory"},
+                         {"enable_persistence", "true"},
+                         {"persistence_path", store.string()},
+                         {"durability", "none"},
+                         {"queues", "users-queue"}};
+  const auto q = queue_name::from("users-queue");
+  {
+    auto user = sync::queue_client::open(persisted, builtin_providers());
+    ASSERT_TRUE(user) << user.error().to_string();
+    for (int i = 0; i < 40; ++i) {
+      message m;
+      // One of them stamped as a benchmark's would be: a run would have taken it as its own.
+      m.body = i % 2 ? make_body(256, std::chrono::steady_clock::time_point{})
+                     : "order " + std::to_string(i);
+      ASSERT_TRUE(user->send(q, m));
+    }
+  }
+  bench_options o;
+  o.provider_config = persisted;
+  o.queue = "users-queue";
+  o.messages = 100;
+  o.threads = 1;
+  for (const bool create : {true, false}) {
+    o.create_queue = create;
+    auto r = run_benchmark(o);
+    ASSERT_FALSE(r) << "the run started on a queue holding a user's messages";
+    EXPECT_EQ(r.error().code, errc::invalid_argument) << r.error().to_string();
+    EXPECT_NE(r.error().message.find("queue 'users-queue' already holds 40 messages (40 ready"),
+              std::string::npos)
+        << r.error().message;
+    EXPECT_NE(r.error().message.find("--queue"), std::string::npos) << r.error().message;
+  }
+  {
+    auto user = sync::queue_client::open(persisted, builtin_providers());
+    ASSERT_TRUE(user) << user.error().to_string();
+    auto depth = user->stats(q);
+    ASSERT_TRUE(depth) << depth.error().to_string();
+    EXPECT_EQ(depth->active, 40) << "the user's messages were taken off the queue";
+    for (int taken = 0; taken < 40;) {
+      auto got = user->receive(q, 40, std::chrono::milliseconds(100));
+      ASSERT_TRUE(got) << got.error().to_string();
+      ASSERT_FALSE(got->empty());
+      for (const auto& m : *got) ASSERT_TRUE(user->complete(m.receipt));
+      taken += static_cast<int>(got->size());
+    }
+  }
+  o.create_queue = true;
+  auto emptied = run_benchmark(o);
+  ASSERT_TRUE(emptied) << emptied.error().to_string();
+  EXPECT_EQ(emptied->messages_received, 100u);
+  std::filesystem::remove_all(store);
+}
+
+// A provider that, like an AMQP 1.0 broker, tells neither how many messages a queue holds nor
+// (without peek) which ones: everything else is the wrapped provider's.
+class depth_unknown final : public provider {
+ public:
+  explicit depth_unknown(provider_ptr inner) : inner_(std::move(inner)), caps_(inner_->caps()) {
+    caps_.peek = false;
+  }
+  std::string_view name() const noexcept override { return inner_->name(); }
+  const capabilities& caps() const noexcept override { return caps_; }
+  awaitable<result<void>> create_queue(const queue_name& q, const queue_options& o) override {
+    return inner_->create_queue(q, o);
+  }
+  awaitable<result<void>> delete_queue(const queue_name& q) override {
+    return inner_->delete_queue(q);
+  }
+  awaitable<result<queue_stats>> stats(const queue_name& q) override {
+    auto there = co_await inner_->stats(q);
+    if (!there) co_return there.error();
+    co_return queue_stats{};  // every figure unknown
+  }
+  awaitable<result<std::vector<send_outcome>>> send(const queue_name& q, std::vector<message> m,
+                                                    milliseconds timeout) override {
+    return inner_->send(q, std::move(m), timeout);
+  }
+  awaitable<result<std::vector<received_message>>> receive(const queue_name& q, std::size_t max,
+                                                           milliseconds wait) override {
+    return inner_->receive(q, max, wait);
+  }
+  awaitable<result<std::vector<received_message>>> peek(const queue_name& q, std::size_t max,
+                                                        std::int64_t from) override {
+    return inner_->peek(q, max, from);
+  }
+  awaitable<std::vector<result<void>>> settle(std::vector<settlement> s) override {
+    return inner_->settle(std::move(s));
+  }
+  awaitable<result<time_point>> renew_lock(const receipt_handle& r) override {
+    return inner_->renew_lock(r);
+  }
+  awaitable<result<std::shared_ptr<session_receiver>>> accept_session(
+      const queue_name& q, std::optional<session_id> session, milliseconds wait) override {
+    return inner_->accept_session(q, std::move(session), wait);
+  }
+  awaitable<void> close() override { return inner_->close(); }
+
+ private:
+  provider_ptr inner_;
+  capabilities caps_;
+};
+
+// Where the provider cannot tell that a queue holds messages (an earlier, interrupted run's, say),
+// the run starts: those messages are taken off and completed, but they are not this run's.
+// Counted, they ended the run early (received >= sent), and their send times, from another
+// process, made end-to-end latencies of hours.
+TEST(Harness, MessagesTheRunDidNotSendAreNotCountedAsItsOwn) {
+  const auto store =
+      std::filesystem::temp_directory_path() / ("qrt_bench_earlier_" + std::to_string(::getpid()));
   std::filesystem::remove_all(store);
   const config persisted{{"provider", "memory"},
                          {"enable_persistence", "true"},
@@ -86,6 +196,9 @@ TEST(Harness, MessagesLeftByAnEarlierRunAreNotCountedAsThisRunsOwn) {
   }
   bench_options o;
   o.provider_config = persisted;
+  o.decorate = [](provider_ptr p) -> provider_ptr {
+    return std::make_shared<depth_unknown>(std::move(p));
+  };
   o.messages = 100;
   o.threads = 1;
   auto r = run_benchmark(o);

@@ -23,7 +23,8 @@ struct bench_options {
   config provider_config{{"provider", "memory"}};  ///< as for qrt::builtin_providers()
   std::string queue = "qrt-bench";
   /// Create the queue when it is missing, and delete it afterwards: only a queue the run made
-  /// is deleted, an existing one is used and kept. The extra runs always do so.
+  /// is deleted, an existing one is used and kept. The extra runs always do so. Either way
+  /// run_benchmark refuses a queue that already holds messages (it would complete them).
   bool create_queue = true;
   std::uint64_t messages = 100'000;      ///< used when duration is not set
   std::optional<milliseconds> duration;  ///< sustained mode: send for this long
