@@ -89,10 +89,13 @@ class engine {
                callback<result<proton::message>> done);
   usage current_usage() const;
   /// Closes the connection and fails every pending call with errc::closed; later calls fail
-  /// with errc::closed. An open connection closes gracefully: its close frame goes out on the
-  /// stream, which is kept (calls still pending may still complete) until the broker answers
-  /// or endpoint::close_timeout passes; then the stream goes to take_closing and `closed` runs.
-  /// Otherwise at once. A second call's `closed` runs when the first's does.
+  /// with errc::closed. An open connection closes gracefully: messages not yet sent fail at
+  /// once; messages sent wait for their outcomes, then the sessions end and the close frame
+  /// goes out on the stream, which is kept (calls still pending may still complete) until the
+  /// broker answers or endpoint::close_timeout passes (counted from this call); then the
+  /// stream goes to take_closing and `closed` runs. A sent message whose outcome never came
+  /// fails as unconfirmed (transient), not closed: the broker may have stored it. Otherwise
+  /// at once. A second call's `closed` runs when the first's does.
   void shutdown(time_point now, std::function<void()> closed = {});
 
   // ---- the byte stream of each connection attempt ----

@@ -163,7 +163,8 @@ void core::on_transport_close(proton::transport& t) {
 }
 
 void core::connection_lost(error e) {
-  if (closing_gracefully()) return finish_shutdown();  // lost while closing: closed all the same
+  // Lost while closing: closed all the same (what was sent and not settled is unconfirmed).
+  if (closing_gracefully()) return finish_shutdown(std::move(e));
   if (conn_state == state::disconnected && !conn) return;
   e.kind = e.code == errc::permission ? error_kind::permanent : error_kind::transient;
   if (e.code != errc::closed && observe) observe(false);  // closed: qrt closed it itself
@@ -229,15 +230,35 @@ void core::shutdown(std::function<void()> closed) {
     // frame while a session still has dispositions queued). So every session is ended first,
     // and the broker's end, which comes after it processed that session's frames, is waited
     // for; then the close frame, and the broker's answer to it; all within close_timeout.
-    after(where.close_timeout, [this] { finish_shutdown(); });
-    for (auto& [id, r] : receivers) release_buffered(r);  // ahead of the ends, in their sessions
-    for (proton::session s : conn.sessions()) {
-      if (s.active()) s.close();
+    //
+    // Before that, messages already sent wait for their outcomes: ended first, they would be
+    // left unconfirmed (the broker may have stored them or not), and a caller told "closed"
+    // takes them for not sent. Messages not yet sent never go out: they fail with closed now.
+    after(where.close_timeout, [this] {
+      error late = closed_error();
+      late.message +=
+          " (close_timeout of " + std::to_string(where.close_timeout.count()) + " ms passed first)";
+      finish_shutdown(std::move(late));
+    });
+    for (auto& [address, s] : senders) {
+      for (auto& op : s.waiting) abort_send(*op, closed_error());
+      s.waiting.clear();
     }
-    close_when_sessions_ended();
+    awaiting_send_outcomes = true;
+    end_sessions_once_sends_settled();
     return;  // the frames go out in the pump that follows every engine call
   }
   finish_shutdown();
+}
+
+void core::end_sessions_once_sends_settled() {
+  if (!awaiting_send_outcomes || !in_flight.empty() || !closing_gracefully()) return;
+  awaiting_send_outcomes = false;
+  for (auto& [id, r] : receivers) release_buffered(r);  // ahead of the ends, in their sessions
+  for (proton::session s : conn.sessions()) {
+    if (s.active()) s.close();
+  }
+  close_when_sessions_ended();
 }
 
 void core::close_when_sessions_ended() {
@@ -254,10 +275,16 @@ void core::session_ended(proton::session& ssn) {
   session_gone(ssn);
 }
 
-void core::finish_shutdown() {
+void core::finish_shutdown(std::optional<error> cause) {
   if (shutdown_finished) return;
   shutdown_finished = true;
   shutting_down = true;
+  awaiting_send_outcomes = false;
+  // Sent, and no outcome came before the close ended: the broker may have stored them.
+  const error why = cause ? *cause : closed_error();
+  for (auto& d : in_flight.take_all()) {
+    record(d.op, d.index, unconfirmed_error(d.op->address, why));
+  }
   if (conn && conn.active()) {
     conn.close();  // not closed yet (a session never ended, or not open): the frame goes out
     try {

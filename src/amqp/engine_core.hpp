@@ -49,6 +49,11 @@ using time_point = engine::time_point;
 
 error closed_error();
 
+/// A sent message whose outcome will never come (its link ended, or the connection closed
+/// first): the broker may or may not have stored it, so it fails transient, saying so, with
+/// `cause` (why no outcome will come) in its message.
+error unconfirmed_error(const std::string& address, const error& cause);
+
 /// A call's callback, run at most once however many tables hold a copy; done() says whether it
 /// has run (a timed-out call's late answer is then dropped).
 template <class T>
@@ -162,6 +167,9 @@ struct engine::core : proton::messaging_handler {
   /// stream is kept until the broker answers or close_timeout passes (shutdown()). A shutdown
   /// of a connection that is not open finishes at once, so it is never seen in between.
   bool closing_gracefully() const noexcept { return shutting_down && !shutdown_finished; }
+  /// Closing gracefully, first step: sends already handed to the broker wait for their
+  /// outcomes before any session ends (an end would leave their fate unknown).
+  bool awaiting_send_outcomes = false;
   std::vector<std::function<void()>> closed_waiters;  ///< told when shutdown has finished
 
   struct open_waiter {
@@ -588,10 +596,14 @@ struct engine::core : proton::messaging_handler {
   // ---------- shutdown ----------
 
   void shutdown(std::function<void()> closed);
+  /// Closing gracefully, once no sent message waits for its outcome: the sessions end.
+  void end_sessions_once_sends_settled();
   /// Closing gracefully: once the broker has ended every session, the close frame goes out.
   void close_when_sessions_ended();
-  /// The stream is let go and every pending call fails with errc::closed; closed_waiters run.
-  void finish_shutdown();
+  /// The stream is let go; a sent message still without its outcome fails as unconfirmed
+  /// (`cause` says why no outcome came: the connection lost, or close_timeout), every other
+  /// pending call with errc::closed; closed_waiters run.
+  void finish_shutdown(std::optional<error> cause = std::nullopt);
 };
 
 /// The engine's files define the members as `core::...`.

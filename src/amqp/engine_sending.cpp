@@ -31,6 +31,16 @@ std::optional<std::uint64_t> number_of(std::span<const std::uint8_t> tag) {
 
 }  // namespace
 
+error unconfirmed_error(const std::string& address, const error& cause) {
+  error unconfirmed = cause;
+  if (!cause.is_transient()) unconfirmed.code = errc::provider_error;
+  unconfirmed.kind = error_kind::transient;
+  unconfirmed.message = "unconfirmed: the link to '" + address +
+                        "' ended before the broker settled the message (" + cause.message +
+                        "); it may or may not be stored (sending it again may store it twice)";
+  return unconfirmed;
+}
+
 void core::send(std::shared_ptr<send_op> op, milliseconds timeout) {
   std::weak_ptr<send_op> weak = op;
   after(timeout, weak, [this, weak, timeout] {
@@ -278,12 +288,7 @@ void core::sender_gone(proton::sender& s, const proton::error_condition& conditi
     // stored them unknown, so each gets a transient error saying so (sent again, one may be
     // stored twice) instead of the condition, which would call a message refused that the
     // broker may have kept, or refuse for good one that it never judged.
-    error unconfirmed = e;
-    if (!e.is_transient()) unconfirmed.code = errc::provider_error;
-    unconfirmed.kind = error_kind::transient;
-    unconfirmed.message = "unconfirmed: the link to '" + address +
-                          "' ended before the broker settled the message (" + e.message +
-                          "); it may or may not be stored (sending it again may store it twice)";
+    const error unconfirmed = unconfirmed_error(address, e);
     for (auto& d : unsettled) record(d.op, d.index, named(d) ? error(e) : error(unconfirmed));
     error unsent = e;
     if (about_one_message) {

@@ -557,6 +557,130 @@ TEST(amqp_engine, a_link_ended_over_one_messages_size_refuses_that_message_only)
   }
 }
 
+/// Two deliveries to "q" in one call, the answer landing in `sent`.
+void send_two(engine_harness& h, answer<qrt::result<std::vector<qrt::result<void>>>>& sent) {
+  std::vector<qrt::amqp::detail::outgoing_delivery> deliveries(2);
+  deliveries[0].bytes = encoded_message("first");
+  deliveries[1].bytes = encoded_message("second");
+  h.e.send("q", std::move(deliveries), 5s, h.now, sent.into());
+  h.exchange();
+}
+
+// A graceful close lets the messages already sent get their outcomes before it ends their
+// sessions: ended first, their fate is unknown, and reporting them closed told the caller
+// "not sent" about messages the broker may have stored. One accepted during the close is sent.
+TEST(amqp_engine, a_send_in_flight_at_close_reports_the_outcome_the_broker_gives_meanwhile) {
+  holding_queue_and_management broker;
+  engine_harness h(broker);
+  answer<qrt::result<std::vector<qrt::result<void>>>> sent;
+  send_two(h, sent);
+  ASSERT_EQ(broker.held.size(), 2u);
+  bool closed = false;
+  h.e.shutdown(h.now, [&] { closed = true; });
+  h.exchange();
+  EXPECT_FALSE(closed) << "the close did not wait for the outcomes of the messages in flight";
+  EXPECT_FALSE(sent.value) << "the send finished before the broker gave its outcomes";
+
+  for (auto& d : broker.held) d.accept();
+  h.to_engine += h.brokers.back()->exchange({});
+  h.exchange();
+  ASSERT_TRUE(sent.value && *sent.value);
+  ASSERT_EQ((**sent.value).size(), 2u);
+  for (const auto& outcome : **sent.value) {
+    EXPECT_TRUE(outcome) << "an accepted message was reported " << outcome.error().to_string();
+  }
+  EXPECT_TRUE(closed) << "the sessions did not end once the outcomes came";
+}
+
+// An outcome that does not come within close_timeout leaves the message's fate unknown: it
+// fails transient and says so (unconfirmed, as for a link ended under it), never plain closed
+// as if it had not been sent; the close still ends at close_timeout.
+TEST(amqp_engine, a_send_in_flight_at_close_without_an_outcome_is_unconfirmed_not_closed) {
+  holding_queue_and_management broker;
+  engine_harness h(broker);
+  answer<qrt::result<std::vector<qrt::result<void>>>> sent;
+  send_two(h, sent);
+  ASSERT_EQ(broker.held.size(), 2u);
+  const auto close_timeout = engine_harness::broker_test().close_timeout;
+  const auto asked = h.now;
+  bool closed = false;
+  h.e.shutdown(h.now, [&] { closed = true; });
+  h.exchange();
+  h.tick_at(asked + close_timeout - 1ms);
+  EXPECT_FALSE(closed) << "the close gave up on the outcomes before close_timeout";
+  h.tick_at(asked + close_timeout);
+  EXPECT_TRUE(closed) << "the close took longer than close_timeout";
+  ASSERT_TRUE(sent.value && *sent.value) << "the send did not finish with the close";
+  ASSERT_EQ((**sent.value).size(), 2u);
+  for (const auto& outcome : **sent.value) {
+    ASSERT_FALSE(outcome) << "a message the broker never settled was reported stored";
+    EXPECT_NE(outcome.error().code, qrt::errc::closed)
+        << "reported as not sent: " << outcome.error().to_string();
+    EXPECT_TRUE(outcome.error().is_transient()) << outcome.error().to_string();
+    EXPECT_NE(outcome.error().message.find("unconfirmed"), std::string::npos)
+        << outcome.error().to_string();
+  }
+}
+
+// The connection lost while the close waits for outcomes ends the close at once; what was sent
+// and not settled is unconfirmed, with the loss as its reason.
+TEST(amqp_engine, a_send_in_flight_when_the_connection_drops_during_the_close_is_unconfirmed) {
+  holding_queue_and_management broker;
+  engine_harness h(broker);
+  answer<qrt::result<std::vector<qrt::result<void>>>> sent;
+  send_two(h, sent);
+  ASSERT_EQ(broker.held.size(), 2u);
+  bool closed = false;
+  h.e.shutdown(h.now, [&] { closed = true; });
+  h.exchange();
+  ASSERT_FALSE(closed) << "the close did not wait for the outcomes of the messages in flight";
+  h.hang_up();
+  EXPECT_TRUE(closed) << "the close went on waiting on a dropped connection";
+  ASSERT_TRUE(sent.value && *sent.value) << "the send did not finish with the connection";
+  for (const auto& outcome : **sent.value) {
+    ASSERT_FALSE(outcome);
+    EXPECT_NE(outcome.error().code, qrt::errc::closed) << outcome.error().to_string();
+    EXPECT_TRUE(outcome.error().is_transient()) << outcome.error().to_string();
+    EXPECT_NE(outcome.error().message.find("unconfirmed"), std::string::npos)
+        << outcome.error().to_string();
+    EXPECT_NE(outcome.error().message.find("end of file"), std::string::npos)
+        << outcome.error().to_string();
+  }
+}
+
+// A call whose messages never went out (no credit for them) is certainly not sent: it fails
+// with closed at once, while the call sent before it waits for its outcomes.
+TEST(amqp_engine, a_send_queued_at_close_fails_closed_while_the_one_in_flight_gets_its_outcome) {
+  small_holding_queue broker;  // two credits: the first call takes both
+  engine_harness h(broker);
+  answer<qrt::result<std::vector<qrt::result<void>>>> in_flight;
+  send_two(h, in_flight);
+  answer<qrt::result<std::vector<qrt::result<void>>>> queued;
+  std::vector<qrt::amqp::detail::outgoing_delivery> deliveries(1);
+  deliveries[0].bytes = encoded_message("third");
+  h.e.send("q", std::move(deliveries), 5s, h.now, queued.into());
+  h.exchange();
+  ASSERT_EQ(broker.held.size(), 2u) << "the broker's credit let more than two through";
+
+  bool closed = false;
+  h.e.shutdown(h.now, [&] { closed = true; });
+  h.exchange();
+  ASSERT_TRUE(queued.value) << "the call that sent nothing still waits";
+  ASSERT_FALSE(*queued.value);
+  EXPECT_EQ(queued.value->error().code, qrt::errc::closed) << queued.value->error().to_string();
+  EXPECT_FALSE(in_flight.value) << "the call in flight finished before its outcomes came";
+
+  for (auto& d : broker.held) d.accept();
+  h.to_engine += h.brokers.back()->exchange({});
+  h.exchange();
+  ASSERT_TRUE(in_flight.value && *in_flight.value);
+  for (const auto& outcome : **in_flight.value) {
+    EXPECT_TRUE(outcome) << outcome.error().to_string();
+  }
+  EXPECT_TRUE(closed);
+  EXPECT_EQ(broker.held.size(), 2u) << "a message queued at the close went out";
+}
+
 /// Starts a message in several frames on the first credit, then (abort_and_send_another) gives
 /// it up with an aborted transfer and sends a whole message after it.
 struct aborting_sender : echoing_broker {
