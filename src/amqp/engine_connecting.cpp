@@ -244,6 +244,9 @@ void core::shutdown(std::function<void()> closed) {
       for (auto& op : s.waiting) abort_send(*op, closed_error());
       s.waiting.clear();
     }
+    auto waiting_for_links = std::move(link_waiters);  // they would attach on a closing link
+    link_waiters.clear();
+    for (auto& w : waiting_for_links) w.fail(closed_error());
     awaiting_send_outcomes = true;
     end_sessions_once_sends_settled();
     return;  // the frames go out in the pump that follows every engine call

@@ -121,7 +121,7 @@ void core::link_freed() {
 }
 
 void core::serve_link_waiters() {
-  if (conn_state != state::open) return;
+  if (conn_state != state::open || shutting_down) return;
   while (!link_waiters.empty()) {
     if (link_waiters.front().finished()) {
       link_waiters.pop_front();

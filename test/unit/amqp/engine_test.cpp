@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <proton/delivery.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -48,7 +49,9 @@ struct engine_harness {
   using peer_fn = std::function<std::string(std::string_view)>;
 
   explicit engine_harness(proton::messaging_handler& handler)
-      : next_peer([this, &handler]() -> peer_fn {
+      : engine_harness(handler, broker_test()) {}
+  engine_harness(proton::messaging_handler& handler, endpoint where)
+      : e(std::move(where)), next_peer([this, &handler]() -> peer_fn {
           brokers.push_back(std::make_unique<memory_broker>(handler));
           return [b = brokers.back().get()](std::string_view in) { return b->exchange(in); };
         }) {}
@@ -424,6 +427,7 @@ TEST(amqp_engine, a_reply_is_matched_by_correlation_id_and_a_stranger_dropped) {
 struct holding_queue_and_management : management_node {
   void on_receiver_open(proton::receiver& r) override {
     if (r.active()) return;
+    attached_from_client.push_back(r.target().address());
     r.open(proton::receiver_options()
                .auto_accept(false)
                .source(proton::source_options().address(r.source().address()))
@@ -437,6 +441,7 @@ struct holding_queue_and_management : management_node {
     management_node::on_message(d, m);
   }
   std::vector<proton::delivery> held;
+  std::vector<std::string> attached_from_client;  ///< the target of each link the client sent on
 };
 
 std::string encoded_message(const std::string& body) {
@@ -679,6 +684,44 @@ TEST(amqp_engine, a_send_queued_at_close_fails_closed_while_the_one_in_flight_ge
   }
   EXPECT_TRUE(closed);
   EXPECT_EQ(broker.held.size(), 2u) << "a message queued at the close went out";
+}
+
+// A call waiting for room under max_links when the close begins never went out: it fails with
+// closed at once, and no link is attached for it while the close waits for the outcomes of the
+// messages already sent.
+TEST(amqp_engine, a_send_waiting_for_a_link_at_close_fails_closed_and_never_attaches) {
+  holding_queue_and_management broker;
+  endpoint one_link = engine_harness::broker_test();
+  one_link.max_links = 1;
+  engine_harness h(broker, one_link);
+  answer<qrt::result<std::vector<qrt::result<void>>>> in_flight;
+  send_two(h, in_flight);
+  ASSERT_EQ(broker.held.size(), 2u);
+  answer<qrt::result<std::vector<qrt::result<void>>>> waiting;
+  std::vector<qrt::amqp::detail::outgoing_delivery> deliveries(1);
+  deliveries[0].bytes = encoded_message("elsewhere");
+  h.e.send("q2", std::move(deliveries), 5s, h.now, waiting.into());
+  h.exchange();
+  ASSERT_FALSE(waiting.value) << "the second link was attached past max_links";
+
+  bool closed = false;
+  h.e.shutdown(h.now, [&] { closed = true; });
+  h.exchange();
+  ASSERT_TRUE(waiting.value) << "the call waiting for a link still waits";
+  ASSERT_FALSE(*waiting.value);
+  EXPECT_EQ(waiting.value->error().code, qrt::errc::closed) << waiting.value->error().to_string();
+
+  for (auto& d : broker.held) d.accept();
+  h.to_engine += h.brokers.back()->exchange({});
+  h.exchange();
+  ASSERT_TRUE(in_flight.value && *in_flight.value);
+  for (const auto& outcome : **in_flight.value) {
+    EXPECT_TRUE(outcome) << outcome.error().to_string();
+  }
+  EXPECT_TRUE(closed);
+  EXPECT_EQ(
+      std::count(broker.attached_from_client.begin(), broker.attached_from_client.end(), "q2"), 0)
+      << "a link was attached during the close";
 }
 
 /// Starts a message in several frames on the first credit, then (abort_and_send_another) gives
