@@ -194,7 +194,11 @@ void core::connection_lost(error e) {
   for (auto& [address, s] : senders) {
     for (auto& op : s.waiting) abort_send(*op, link_died);
   }
-  for (auto& d : in_flight.take_all()) record(d.op, d.index, error(link_died));
+  // Handed to the broker without an outcome back: it may have stored them. Only what never
+  // went out (above) is certainly not sent.
+  for (auto& d : in_flight.take_all()) {
+    record(d.op, d.index, unconfirmed_error(d.op->address, e));
+  }
   senders.clear();
   for (auto& [id, r] : receivers) {
     for (auto& op : r.waiting) op->done(link_died);

@@ -49,9 +49,9 @@ using time_point = engine::time_point;
 
 error closed_error();
 
-/// A sent message whose outcome will never come (its link ended, or the connection closed
-/// first): the broker may or may not have stored it, so it fails transient, saying so, with
-/// `cause` (why no outcome will come) in its message.
+/// A sent message whose outcome will never come (its link ended, or the connection was lost or
+/// closed first): the broker may or may not have stored it, so it fails transient, saying so,
+/// with `cause` (why no outcome will come) in its message.
 error unconfirmed_error(const std::string& address, const error& cause);
 
 /// A call's callback, run at most once however many tables hold a copy; done() says whether it

@@ -653,6 +653,35 @@ TEST(amqp_engine, a_send_in_flight_when_the_connection_drops_during_the_close_is
   }
 }
 
+// A connection lost outside a close (a broker restart, a network drop) leaves the fate of what
+// was sent and not settled unknown, as a link ended under it does: those messages fail as
+// unconfirmed with the loss as the reason, so the caller can tell "maybe stored" from "not
+// sent". The message the broker's credit held back never went out and keeps the plain error.
+TEST(amqp_engine, sends_in_flight_when_the_connection_drops_are_unconfirmed_the_unsent_are_not) {
+  small_holding_queue broker;  // two credits: the third message waits
+  engine_harness h(broker);
+  answer<qrt::result<std::vector<qrt::result<void>>>> sent;
+  send_three(h, sent, 10);
+  ASSERT_EQ(broker.held.size(), 2u) << "the broker's credit let more than two through";
+  h.hang_up();
+  ASSERT_TRUE(sent.value && *sent.value) << "the send did not finish with the connection";
+  const auto& outcomes = **sent.value;
+  ASSERT_EQ(outcomes.size(), 3u);
+  for (std::size_t i = 0; i < 2; ++i) {
+    ASSERT_FALSE(outcomes[i]) << i << ": a message the broker never settled was reported stored";
+    EXPECT_TRUE(outcomes[i].error().is_transient()) << i << ": " << outcomes[i].error().to_string();
+    EXPECT_EQ(outcomes[i].error().message.rfind("unconfirmed", 0), 0u)
+        << i << ": " << outcomes[i].error().to_string();
+    EXPECT_NE(outcomes[i].error().message.find("end of file"), std::string::npos)
+        << i << ": " << outcomes[i].error().to_string();
+  }
+  ASSERT_FALSE(outcomes[2]) << "a message that never went out was reported stored";
+  EXPECT_TRUE(outcomes[2].error().is_transient()) << outcomes[2].error().to_string();
+  EXPECT_EQ(outcomes[2].error().message.find("unconfirmed"), std::string::npos)
+      << "a message never handed to the broker was called maybe stored: "
+      << outcomes[2].error().to_string();
+}
+
 // A call whose messages never went out (no credit for them) is certainly not sent: it fails
 // with closed at once, while the call sent before it waits for its outcomes.
 TEST(amqp_engine, a_send_queued_at_close_fails_closed_while_the_one_in_flight_gets_its_outcome) {
