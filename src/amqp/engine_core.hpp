@@ -49,10 +49,16 @@ using time_point = engine::time_point;
 
 error closed_error();
 
-/// A sent message whose outcome will never come (its link ended, or the connection was lost or
-/// closed first): the broker may or may not have stored it, so it fails transient, saying so,
-/// with `cause` (why no outcome will come) in its message.
-error unconfirmed_error(const std::string& address, const error& cause);
+/// What went to the broker and waits for its answer: a sent message (its outcome), or, on a
+/// link in rcv-settle-mode second, a settlement (the broker's confirmation of it).
+enum class unconfirmed_kind { send, settlement };
+
+/// An answer that will never come (the link ended, or the connection was lost or closed first)
+/// for what the broker may already have acted on: a message it may or may not have stored, a
+/// settlement it may or may not have applied. It fails transient, saying so, with `cause` (why
+/// no answer will come) in its message, never with `closed`, which reads as not done. `address`
+/// is the link's target (send) or source (settlement).
+error unconfirmed_error(unconfirmed_kind what, const std::string& address, const error& cause);
 
 /// A call's callback, run at most once however many tables hold a copy; done() says whether it
 /// has run (a timed-out call's late answer is then dropped).
@@ -519,7 +525,8 @@ struct engine::core : proton::messaging_handler {
   /// The peer settled a delivery we sent an outcome for: that is the confirmation (or refusal).
   void on_delivery_settle(proton::delivery& d) override;
 
-  /// The link is going away: outcomes still waiting for the peer will never be confirmed.
+  /// The link is going away: outcomes still waiting for the peer will never be confirmed, and
+  /// fail as unconfirmed (the peer may have applied them), with `cause` as the reason.
   void fail_confirming(receiver_state& r, const error& cause);
 
   /// Bounds how long a settle() waits for the peer's confirmations.
@@ -600,9 +607,10 @@ struct engine::core : proton::messaging_handler {
   void end_sessions_once_sends_settled();
   /// Closing gracefully: once the broker has ended every session, the close frame goes out.
   void close_when_sessions_ended();
-  /// The stream is let go; a sent message still without its outcome fails as unconfirmed
-  /// (`cause` says why no outcome came: the connection lost, or close_timeout), every other
-  /// pending call with errc::closed; closed_waiters run.
+  /// The stream is let go; a sent message still without its outcome, and a settlement still
+  /// without its confirmation, fail as unconfirmed (`cause` says why no answer came: the
+  /// connection lost, or close_timeout), every other pending call with errc::closed;
+  /// closed_waiters run.
   void finish_shutdown(std::optional<error> cause = std::nullopt);
 };
 

@@ -31,13 +31,25 @@ std::optional<std::uint64_t> number_of(std::span<const std::uint8_t> tag) {
 
 }  // namespace
 
-error unconfirmed_error(const std::string& address, const error& cause) {
+error unconfirmed_error(unconfirmed_kind what, const std::string& address, const error& cause) {
   error unconfirmed = cause;
-  if (!cause.is_transient()) unconfirmed.code = errc::provider_error;
+  // A lost connection's cause is transient whatever its code, and `closed` among them: kept,
+  // the code would still tell the caller "not done".
+  if (!cause.is_transient() || cause.code == errc::closed) unconfirmed.code = errc::provider_error;
   unconfirmed.kind = error_kind::transient;
-  unconfirmed.message = "unconfirmed: the link to '" + address +
-                        "' ended before the broker settled the message (" + cause.message +
-                        "); it may or may not be stored (sending it again may store it twice)";
+  switch (what) {
+    case unconfirmed_kind::send:
+      unconfirmed.message = "unconfirmed: the link to '" + address +
+                            "' ended before the broker settled the message (" + cause.message +
+                            "); it may or may not be stored (sending it again may store it twice)";
+      break;
+    case unconfirmed_kind::settlement:
+      unconfirmed.message = "unconfirmed: the link from '" + address +
+                            "' ended before the broker confirmed the settlement (" + cause.message +
+                            "); it may or may not have been applied (if not, the message is "
+                            "delivered again)";
+      break;
+  }
   return unconfirmed;
 }
 
@@ -288,7 +300,7 @@ void core::sender_gone(proton::sender& s, const proton::error_condition& conditi
     // stored them unknown, so each gets a transient error saying so (sent again, one may be
     // stored twice) instead of the condition, which would call a message refused that the
     // broker may have kept, or refuse for good one that it never judged.
-    const error unconfirmed = unconfirmed_error(address, e);
+    const error unconfirmed = unconfirmed_error(unconfirmed_kind::send, address, e);
     for (auto& d : unsettled) record(d.op, d.index, named(d) ? error(e) : error(unconfirmed));
     error unsent = e;
     if (about_one_message) {

@@ -139,12 +139,10 @@ void core::on_delivery_settle(proton::delivery& d) {
 void core::fail_confirming(receiver_state& r, const error& cause) {
   auto pending = std::move(r.confirming);
   r.confirming.clear();
+  // The outcome went out: the broker may have applied it or not.
+  const error unconfirmed = unconfirmed_error(unconfirmed_kind::settlement, r.spec.address, cause);
   for (auto& [key, c] : pending) {
-    if (!c.op) continue;
-    error e = cause;
-    e.message = "the settlement was not confirmed before the link went away (" + cause.message +
-                "); it may not have taken effect, and then the message is delivered again";
-    record_settle(*c.op, c.index, std::move(e));
+    if (c.op) record_settle(*c.op, c.index, unconfirmed);
   }
 }
 

@@ -682,6 +682,70 @@ TEST(amqp_engine, sends_in_flight_when_the_connection_drops_are_unconfirmed_the_
       << outcomes[2].error().to_string();
 }
 
+/// Receives one message from a broker that confirms settlements only when told, and settles it
+/// (complete): the outcome is with the broker, its confirmation held back.
+template <class Broker>
+void settle_one_unconfirmed(Broker& broker, engine_harness& h,
+                            answer<qrt::result<std::vector<qrt::result<void>>>>& settled) {
+  receiver_spec spec = receiver_on_q(1);
+  spec.confirm_settlement = true;
+  answer<qrt::result<std::vector<inbound>>> got;
+  h.e.receive("r1", spec, 1, 2s, h.now, got.into());
+  h.exchange();
+  ASSERT_TRUE(got.value && *got.value);
+  ASSERT_EQ((*got.value)->size(), 1u);
+  h.e.settle(settle_items{{(**got.value)[0].ref, outcome::accepted()}}, 5s, h.now, settled.into());
+  h.exchange();
+  ASSERT_EQ(broker.accepted, 1) << "the outcome did not reach the broker";
+  ASSERT_FALSE(settled.value) << "the settlement finished before the broker confirmed it";
+}
+
+/// A settlement whose confirmation never came: the broker may have applied it, so it fails
+/// transient saying so, never `closed` (which reads as not done).
+void expect_unconfirmed_settlement(const qrt::result<std::vector<qrt::result<void>>>& settled,
+                                   const std::string& reason) {
+  ASSERT_TRUE(settled) << settled.error().to_string();
+  ASSERT_EQ(settled->size(), 1u);
+  const auto& item = (*settled)[0];
+  ASSERT_FALSE(item) << "a settlement the broker never confirmed was reported done";
+  EXPECT_NE(item.error().code, qrt::errc::closed)
+      << "reported as not applied: " << item.error().to_string();
+  EXPECT_TRUE(item.error().is_transient()) << item.error().to_string();
+  EXPECT_EQ(item.error().message.rfind("unconfirmed", 0), 0u) << item.error().to_string();
+  EXPECT_NE(item.error().message.find("may or may not have been applied"), std::string::npos)
+      << item.error().to_string();
+  EXPECT_NE(item.error().message.find(reason), std::string::npos) << item.error().to_string();
+}
+
+// In settle mode "second" a settlement waits for the broker's confirmation; the connection lost
+// before it comes leaves unknown whether the broker applied it.
+TEST(amqp_engine, a_settlement_unconfirmed_when_the_connection_drops_may_have_been_applied) {
+  confirm_later_queue broker;
+  engine_harness h(broker);
+  answer<qrt::result<std::vector<qrt::result<void>>>> settled;
+  ASSERT_NO_FATAL_FAILURE(settle_one_unconfirmed(broker, h, settled));
+  h.hang_up();
+  ASSERT_TRUE(settled.value) << "the settlement did not finish with the connection";
+  ASSERT_NO_FATAL_FAILURE(expect_unconfirmed_settlement(*settled.value, "end of file"));
+}
+
+// The same for a close that ends before the confirmation comes: the outcome went out before the
+// close, so the caller told `closed` would take a completed message for one still to settle.
+TEST(amqp_engine, a_settlement_unconfirmed_at_close_is_not_reported_closed) {
+  confirm_later_queue broker;
+  engine_harness h(broker);
+  answer<qrt::result<std::vector<qrt::result<void>>>> settled;
+  ASSERT_NO_FATAL_FAILURE(settle_one_unconfirmed(broker, h, settled));
+  const auto close_timeout = engine_harness::broker_test().close_timeout;
+  bool closed = false;
+  h.e.shutdown(h.now, [&] { closed = true; });
+  h.exchange();
+  h.tick_at(h.now + close_timeout);
+  ASSERT_TRUE(closed) << "the close took longer than close_timeout";
+  ASSERT_TRUE(settled.value) << "the settlement did not finish with the close";
+  ASSERT_NO_FATAL_FAILURE(expect_unconfirmed_settlement(*settled.value, "closed"));
+}
+
 // A call whose messages never went out (no credit for them) is certainly not sent: it fails
 // with closed at once, while the call sent before it waits for its outcomes.
 TEST(amqp_engine, a_send_queued_at_close_fails_closed_while_the_one_in_flight_gets_its_outcome) {
