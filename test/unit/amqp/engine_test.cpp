@@ -480,15 +480,19 @@ TEST(amqp_engine, a_requests_outcome_never_settles_a_send_of_the_same_tag_number
   EXPECT_FALSE((**sent.value)[0]) << "the broker refused the message";
 }
 
-/// Three deliveries to "q", sent at once; the answer lands in `sent`.
-void send_three(engine_harness& h, answer<qrt::result<std::vector<qrt::result<void>>>>& sent,
-                std::size_t first_body_size) {
-  std::vector<qrt::amqp::detail::outgoing_delivery> deliveries(3);
-  deliveries[0].bytes = encoded_message(std::string(first_body_size, 'x'));
-  deliveries[1].bytes = encoded_message("second");
-  deliveries[2].bytes = encoded_message("third");
+/// One delivery to "q" per body, sent in one call; the answer lands in `sent`.
+void send_bodies(engine_harness& h, answer<qrt::result<std::vector<qrt::result<void>>>>& sent,
+                 const std::vector<std::string>& bodies) {
+  std::vector<qrt::amqp::detail::outgoing_delivery> deliveries(bodies.size());
+  for (std::size_t i = 0; i < bodies.size(); ++i) deliveries[i].bytes = encoded_message(bodies[i]);
   h.e.send("q", std::move(deliveries), 5s, h.now, sent.into());
   h.exchange();
+}
+
+/// Three deliveries to "q", the first of `first_body_size` bytes, sent at once.
+void send_three(engine_harness& h, answer<qrt::result<std::vector<qrt::result<void>>>>& sent,
+                std::size_t first_body_size) {
+  send_bodies(h, sent, {std::string(first_body_size, 'x'), "second", "third"});
 }
 
 // A broker that ends a sender link whose deliveries it has not settled leaves their fate
@@ -564,11 +568,7 @@ TEST(amqp_engine, a_link_ended_over_one_messages_size_refuses_that_message_only)
 
 /// Two deliveries to "q" in one call, the answer landing in `sent`.
 void send_two(engine_harness& h, answer<qrt::result<std::vector<qrt::result<void>>>>& sent) {
-  std::vector<qrt::amqp::detail::outgoing_delivery> deliveries(2);
-  deliveries[0].bytes = encoded_message("first");
-  deliveries[1].bytes = encoded_message("second");
-  h.e.send("q", std::move(deliveries), 5s, h.now, sent.into());
-  h.exchange();
+  send_bodies(h, sent, {"first", "second"});
 }
 
 // A graceful close lets the messages already sent get their outcomes before it ends their
