@@ -97,8 +97,9 @@ class queue_client {
   awaitable<result<std::vector<received_message>>> receive(const queue_name& queue,
                                                            std::size_t max_messages,
                                                            milliseconds wait);
-  /// Reads up to `max_messages` without locking them, from `from_sequence` on (0: the oldest);
-  /// errc::unsupported where caps().peek is false.
+  /// Reads up to `max_messages` (at least 1) without locking them, from `from_sequence` on (0: the
+  /// oldest; a negative one is errc::invalid_argument); errc::unsupported where caps().peek is
+  /// false.
   awaitable<result<std::vector<received_message>>> peek(const queue_name& queue,
                                                         std::size_t max_messages,
                                                         std::int64_t from_sequence = 0);

@@ -152,7 +152,8 @@ class provider {
                                                                    std::size_t max_messages,
                                                                    milliseconds wait) = 0;
 
-  /// Reads without locking, from `from_sequence` on (0: the oldest).
+  /// Reads without locking, from `from_sequence` on (0: the oldest). `max_messages` 0 and a
+  /// negative `from_sequence` are errc::invalid_argument (docs/contract.md, C11).
   virtual awaitable<result<std::vector<received_message>>> peek(const queue_name& queue,
                                                                 std::size_t max_messages,
                                                                 std::int64_t from_sequence) = 0;

@@ -1,6 +1,7 @@
 #include <qrt/client.hpp>
 
 #include "name_checks.hpp"
+#include "peek_checks.hpp"
 
 namespace qrt {
 
@@ -364,6 +365,7 @@ awaitable<result<std::vector<received_message>>> queue_client::peek(const queue_
   if (!caps().peek) {
     co_return fail(errc::unsupported, std::string(provider_name()) + " does not support peek");
   }
+  if (auto refused = detail::peek_refusal(max_messages, from_sequence)) co_return *refused;
   if (auto refused = unreadable(queue)) co_return *refused;
   co_return co_await provider_->peek(queue, max_messages, from_sequence);
 }

@@ -254,5 +254,31 @@ TEST_P(provider_test, Peek_ReturnsMessagesWithoutLocking) {
   EXPECT_TRUE(after.empty()) << "completed messages are still peekable";
 }
 
+// Contract C11: a peek of no messages, or from a negative sequence number, is invalid_argument
+// naming the problem, and takes nothing: one provider read a negative start as the oldest and
+// another as its first, so the same call peeked different things.
+TEST_P(provider_test, Peek_RefusesNoMessagesAndANegativeStart) {
+  QRT_REQUIRE(caps().peek, "peek");
+  QRT_MAKE_QUEUE(q);
+  send(q, numbered("stays", 0));
+
+  auto negative = run(client().peek(q, 10, -1));
+  ASSERT_FALSE(negative) << "a peek from sequence -1 returned " << negative->size() << " messages";
+  EXPECT_EQ(negative.error().code, errc::invalid_argument) << negative.error().to_string();
+  EXPECT_NE(negative.error().message.find("from_sequence"), std::string::npos)
+      << negative.error().message;
+  EXPECT_NE(negative.error().message.find("-1"), std::string::npos) << negative.error().message;
+
+  auto none = run(client().peek(q, 0));
+  ASSERT_FALSE(none) << "a peek of 0 messages returned " << none->size() << " messages";
+  EXPECT_EQ(none.error().code, errc::invalid_argument) << none.error().to_string();
+  EXPECT_NE(none.error().message.find("max_messages"), std::string::npos) << none.error().message;
+
+  auto received = receive_count(q, 1);
+  ASSERT_EQ(received.size(), 1u);
+  EXPECT_EQ(received[0].delivery_count, 1u) << "a refused peek counted as a delivery";
+  complete_all(received);
+}
+
 }  // namespace
 }  // namespace qrt::conformance

@@ -23,6 +23,7 @@
 #include "core/deadline.hpp"
 #include "core/message_checks.hpp"
 #include "core/name_checks.hpp"
+#include "core/peek_checks.hpp"
 #include "core/random_id.hpp"
 #include "queue_state.hpp"
 #ifdef QRT_WITH_PERSISTENCE
@@ -749,6 +750,7 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
   awaitable<result<std::vector<received_message>>> peek(const queue_name& queue,
                                                         std::size_t max_messages,
                                                         std::int64_t from_sequence) override {
+    if (auto refused = qrt::detail::peek_refusal(max_messages, from_sequence)) co_return *refused;
     auto q = find(queue);
     if (!q) co_return closed_flag() ? provider_closed() : queue_missing(queue);
     if (auto failed = log_failure()) co_return *failed;

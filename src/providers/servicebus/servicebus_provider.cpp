@@ -20,6 +20,7 @@
 #include "connection_string.hpp"
 #include "core/borrowing_provider.hpp"
 #include "core/message_checks.hpp"
+#include "core/peek_checks.hpp"
 #include "core/random_id.hpp"
 #include "managed_identity_source.hpp"
 #include "management.hpp"
@@ -542,8 +543,7 @@ class servicebus_provider final : public qrt::detail::provider_that_borrows,
   awaitable<result<std::vector<received_message>>> peek(const queue_name& queue,
                                                         std::size_t max_messages,
                                                         std::int64_t from_sequence) override {
-    if (max_messages == 0)
-      co_return fail(errc::invalid_argument, "servicebus: peek needs max_messages >= 1");
+    if (auto refused = qrt::detail::peek_refusal(max_messages, from_sequence)) co_return *refused;
     // A page is one reply: at most as many messages as fit the reply limit at their largest.
     const std::size_t fit = std::max<std::uint64_t>(
         1, amqp::max_reply_bytes / (opts_.max_message_bytes + amqp::receive_size_headroom));

@@ -421,6 +421,35 @@ TEST(MemoryProvider, ReceiveOfNoMessagesIsRefusedAndTakesNothing) {
   EXPECT_EQ((*r)[0].delivery_count, 1u);
 }
 
+// Called directly, not through the client that refuses them first, the provider refuses a peek
+// of no messages and one from a negative sequence number too: it used to read the negative start
+// as the oldest and answer a peek of none with an empty page (docs/contract.md, C11).
+TEST(MemoryProvider, PeekOfNoMessagesOrFromANegativeSequenceIsRefused) {
+  qrt::runtime rt;
+  auto p = qrt::memory::make_provider(qrt::memory::options::for_testing(), rt.executor()).value();
+  const auto q = queue_name::from("q");
+  ASSERT_TRUE(rt.block_on(p->create_queue(q, {})));
+  ASSERT_TRUE(rt.block_on(p->send(q, {text("stays")}, 1s)));
+
+  auto negative = rt.block_on(p->peek(q, 10, -5));
+  ASSERT_FALSE(negative) << "peeked " << negative->size() << " messages from sequence -5";
+  EXPECT_EQ(negative.error().code, errc::invalid_argument);
+  EXPECT_NE(negative.error().message.find("from_sequence"), std::string::npos)
+      << negative.error().message;
+  EXPECT_NE(negative.error().message.find("-5"), std::string::npos) << negative.error().message;
+
+  auto none = rt.block_on(p->peek(q, 0, 0));
+  ASSERT_FALSE(none) << "a peek of no messages answered with " << none->size() << " messages";
+  EXPECT_EQ(none.error().code, errc::invalid_argument);
+  EXPECT_NE(none.error().message.find("max_messages"), std::string::npos) << none.error().message;
+
+  auto all = rt.block_on(p->peek(q, 10, 0));
+  ASSERT_TRUE(all) << all.error().to_string();
+  ASSERT_EQ(all->size(), 1u);
+  EXPECT_EQ((*all)[0].body, "stays");
+  rt.block_on(p->close());
+}
+
 TEST(MemoryProvider, CannotSendToADeadLetterQueueOrCreateOne) {
   auto client = open_sync_client({{"queues", "q"}});
   auto r = client.send(queue_name::from("q").dead_letter(), text("x"));
