@@ -17,6 +17,7 @@
 #include <functional>
 #include <iostream>
 #include <qrt/bench/compare.hpp>
+#include <qrt/bench/extra_runs.hpp>
 #include <qrt/bench/harness.hpp>
 #include <qrt/bench/report.hpp>
 #include <qrt/metrics.hpp>
@@ -35,15 +36,6 @@ constexpr int exit_usage = 2;
 constexpr int exit_target_missed = 3;         ///< bench --fail-on-miss
 constexpr int exit_some_commands_failed = 3;  ///< process: a command failed or a settle was refused
 constexpr int exit_regressed = 4;
-
-/// The index of the median of `figures` (the upper one of an even count): the round a
-/// repeated benchmark reports.
-std::size_t median_index(const std::vector<double>& figures) {
-  std::vector<std::size_t> order(figures.size());
-  for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
-  std::sort(order.begin(), order.end(), [&](auto a, auto b) { return figures[a] < figures[b]; });
-  return order[order.size() / 2];
-}
 
 // One line on stderr; bad input (usage, configuration, arguments) exits 2, the
 // rest 1.
@@ -930,82 +922,21 @@ class bench_command {
     std::vector<double> ratios;
     for (const auto& r : rounds)
       ratios.push_back(with_baseline ? r.baseline_ratio() : r.run.e2e_throughput);
-    bench::report rep = std::move(rounds[median_index(ratios)]);
+    bench::report rep = std::move(rounds[bench::median_index(ratios)]);
     if (rounds.size() > 1) rep.round_ratios = ratios;
 
     // An extra run that fails does not throw the main run away: the runs after it are skipped,
     // the table and report of what was measured are written, then its error is reported.
-    std::optional<error> extra_failed;
-    auto extra_run_failed = [&](std::string_view which, error e) {
-      e.message =
-          std::string(which) + " failed (the figures measured before it are kept): " + e.message;
-      extra_failed = std::move(e);
-    };
-    if (half_rate_ && rep.run.e2e_throughput > 0) {
-      // As many rounds as the full-rate runs, each followed by the raw queue at the same pace:
-      // a machine that stalls its threads for milliseconds (other processes, the hypervisor)
-      // decides a single round's p99, and shows it in the raw queue's too. The round with the
-      // median p99 is reported.
-      auto half = bo_;
-      half.rate = rep.run.e2e_throughput / 2;
-      half.duration.reset();
-      half.messages = std::max<std::uint64_t>(static_cast<std::uint64_t>(half.rate * 2), 1000);
-      struct half_round {
-        bench::bench_result run;
-        std::optional<bench::baseline_result> raw;
-      };
-      std::vector<half_round> halves;
-      for (std::size_t round = 0; round < std::max<std::size_t>(repeat_, 1); ++round) {
-        auto h = bench::run_benchmark(half);
-        clear_progress();
-        if (!h) {
-          extra_run_failed("the half-rate run", h.error());
-          break;
-        }
-        half_round hr{std::move(*h), std::nullopt};
-        if (with_baseline) {
-          auto base_half = half;
-          base_half.messages = std::max<std::uint64_t>(hr.run.messages_sent, 1);
-          hr.raw = bench::run_baseline(base_half);
-        }
-        halves.push_back(std::move(hr));
-      }
-      if (!extra_failed) {
-        std::vector<double> p99s;
-        for (const auto& hr : halves) p99s.push_back(hr.run.e2e.p99_us);
-        auto& median = halves[median_index(p99s)];
-        if (halves.size() > 1) rep.half_rate_round_p99s = std::move(p99s);
-        rep.half_rate = std::move(median.run);
-        rep.half_rate_baseline = std::move(median.raw);
-      }
-    }
-    if (scaling_ && !extra_failed) {
-      if (auto s = bench::run_scaling(so); s) {
-        rep.scaling = std::move(*s);
-      } else {
-        extra_run_failed("the scaling run", s.error());
-      }
-    }
-    if (overhead_us_ > 0 && !extra_failed) {
-      auto ov = bo_;
-      ov.on_progress = nullptr;
-      auto r = bench::run_overhead(ov, overhead_messages_, std::chrono::microseconds(overhead_us_));
-      if (r) {
-        rep.overhead = *r;
-      } else {
-        extra_run_failed("the overhead run", r.error());
-      }
-    }
-    if (memory_budget_ > 0 && !extra_failed) {
-      auto mb = bo_;
-      mb.on_progress = nullptr;
-      auto r = bench::run_memory_budget(mb, memory_budget_);
-      if (r) {
-        rep.memory_budget = std::move(*r);
-      } else {
-        extra_run_failed("the memory budget run", r.error());
-      }
-    }
+    bench::extra_runs extras;
+    extras.half_rate = half_rate_;
+    extras.rounds = std::max<std::size_t>(repeat_, 1);
+    extras.with_baseline = with_baseline;
+    extras.after_half_rate_round = clear_progress;
+    if (scaling_) extras.scaling = so;
+    extras.overhead_handler_cost = std::chrono::microseconds(overhead_us_);
+    extras.overhead_messages = overhead_messages_;
+    extras.memory_budget = memory_budget_;
+    const std::optional<error> extra_failed = bench::run_extra_runs(rep, bo_, extras);
     rep.load_average = bench::read_load_average();
     rep.finished_at = bench::utc_now();
     rep.command = command_line_;

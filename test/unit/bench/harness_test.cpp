@@ -3,8 +3,10 @@
 
 #include <filesystem>
 #include <fstream>
+#include <qrt/bench/extra_runs.hpp>
 #include <qrt/bench/harness.hpp>
 #include <qrt/bench/report.hpp>
+#include <qrt/fault_injection.hpp>
 #include <qrt/memory.hpp>
 #include <qrt/qrt.hpp>
 #include <sstream>
@@ -375,6 +377,43 @@ TEST(Harness, TheOverheadRunRefusesAPrefillItCannotHold) {
   EXPECT_EQ(r.error().code, errc::invalid_argument) << r.error().to_string();
   EXPECT_NE(r.error().message.find("would prefill"), std::string::npos) << r.error().to_string();
   EXPECT_NE(r.error().message.find("8 GiB"), std::string::npos) << r.error().to_string();
+}
+
+// An extra run that fails after the main run (here the overhead run, whose every send the
+// provider refuses) keeps the main run's figures, however long that run took: the extra runs
+// after it are skipped and its error is returned naming it, for the caller to report after
+// writing the table and report of what was measured.
+TEST(Harness, AnExtraRunThatFailsKeepsTheMainRunsFiguresAndSkipsTheRest) {
+  bench_options o;
+  o.messages = 200;
+  o.threads = 1;
+  auto main_run = run_benchmark(o);
+  ASSERT_TRUE(main_run) << main_run.error().to_string();
+  report rep;
+  rep.run = *main_run;
+
+  auto refusing = o;
+  refusing.decorate = [](provider_ptr p) {
+    return make_fault_injecting_provider(std::move(p),
+                                         {.transient_error_rate = 1, .error_ops = fault_ops::send});
+  };
+  extra_runs extras;
+  extras.overhead_handler_cost = std::chrono::microseconds(1);
+  extras.overhead_messages = 10;
+  extras.memory_budget = 1 << 20;
+  auto failed = run_extra_runs(rep, refusing, extras);
+  ASSERT_TRUE(failed) << "an overhead run whose sends all fail succeeded";
+  EXPECT_EQ(failed->code, errc::connection_failed) << failed->to_string();
+  EXPECT_NE(failed->message.find("the overhead run failed"), std::string::npos) << failed->message;
+  EXPECT_NE(failed->message.find("kept"), std::string::npos) << failed->message;
+
+  EXPECT_EQ(rep.run.messages_sent, 200u) << "the main run's figures were thrown away";
+  EXPECT_EQ(rep.run.messages_received, 200u) << "the main run's figures were thrown away";
+  EXPECT_EQ(rep.run.e2e.count, main_run->e2e.count);
+  EXPECT_EQ(rep.run.e2e_throughput, main_run->e2e_throughput);
+  EXPECT_FALSE(rep.overhead) << "the failed overhead run left figures in the report";
+  EXPECT_FALSE(rep.memory_budget) << "the memory budget run ran after the overhead run failed";
+  EXPECT_NE(format_table(rep).find("end-to-end"), std::string::npos) << format_table(rep);
 }
 
 TEST(Report, WritesJsonWithTheDocumentedFieldsAndASelfContainedChart) {
