@@ -8,6 +8,7 @@
 #include <map>
 #include <memory>
 #include <qrt/instrumented_provider.hpp>
+#include <qrt/runtime.hpp>
 #include <qrt/servicebus.hpp>
 #include <qrt/sync_client.hpp>
 #include <thread>
@@ -329,6 +330,36 @@ qrt::result<std::vector<qrt::received_message>> receive_from(qrt::sync::session&
     for (auto& m : *r) got.push_back(std::move(m));
   }
   return got;
+}
+
+// Called directly, not through the client that refuses it first, the provider refuses a peek
+// from a negative sequence number (it read one as its first sequence number and peeked the head
+// of the queue) and one of no messages, before asking the service (docs/contract.md, C11).
+TEST_F(ServiceBusProvider, PeekFromANegativeSequenceOrOfNoMessagesIsRefused) {
+  const auto q = make_queue("peek-refused");
+  ASSERT_TRUE(client.send(q, qrt::message{.body = "stays"}));
+  qrt::runtime rt;
+  auto p = registry().make({{"provider", "servicebus"},
+                            {"connection_string", peer->connection_string()},
+                            {"operation_timeout", "3s"}},
+                           rt.executor());
+  ASSERT_TRUE(p) << p.error().to_string();
+
+  auto negative = rt.block_on((*p)->peek(q, 10, -1));
+  ASSERT_FALSE(negative) << "peeked " << negative->size() << " messages from sequence -1";
+  EXPECT_EQ(negative.error().code, errc::invalid_argument);
+  EXPECT_NE(negative.error().message.find("from_sequence"), std::string::npos)
+      << negative.error().message;
+  EXPECT_NE(negative.error().message.find("-1"), std::string::npos) << negative.error().message;
+  auto none = rt.block_on((*p)->peek(q, 0, 0));
+  ASSERT_FALSE(none) << "a peek of no messages answered with " << none->size() << " messages";
+  EXPECT_EQ(none.error().code, errc::invalid_argument);
+
+  auto all = rt.block_on((*p)->peek(q, 10, 0));
+  ASSERT_TRUE(all) << all.error().to_string();
+  ASSERT_EQ(all->size(), 1u);
+  EXPECT_EQ((*all)[0].body, "stays");
+  rt.block_on((*p)->close());
 }
 
 // Each session is read over a link of its own, and a receipt names its link: the metrics layer
