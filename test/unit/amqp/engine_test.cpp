@@ -495,6 +495,19 @@ void send_three(engine_harness& h, answer<qrt::result<std::vector<qrt::result<vo
   send_bodies(h, sent, {std::string(first_body_size, 'x'), "second", "third"});
 }
 
+/// `outcome` failed as unconfirmed: transient, never `closed` (which says "not sent"), its
+/// message beginning "unconfirmed" and, when given, naming `reason`.
+void expect_unconfirmed(const qrt::result<void>& outcome, std::string_view reason = {}) {
+  ASSERT_FALSE(outcome) << "a message the broker never settled was reported stored";
+  const qrt::error& e = outcome.error();
+  EXPECT_NE(e.code, qrt::errc::closed) << "reported as not sent: " << e.to_string();
+  EXPECT_TRUE(e.is_transient()) << e.to_string();
+  EXPECT_EQ(e.message.rfind("unconfirmed", 0), 0u) << e.to_string();
+  if (!reason.empty()) {
+    EXPECT_NE(e.message.find(reason), std::string::npos) << e.to_string();
+  }
+}
+
 // A broker that ends a sender link whose deliveries it has not settled leaves their fate
 // unknown (AMQP 1.0: the link's unsettled state is lost with it). The condition it gives is
 // about the link, not a verdict on each message: they fail as unconfirmed and worth sending
@@ -513,13 +526,8 @@ TEST(amqp_engine, deliveries_in_flight_when_the_link_ends_are_unconfirmed_not_re
   ASSERT_TRUE(sent.value && *sent.value) << "the send did not finish with the link";
   ASSERT_EQ((**sent.value).size(), 3u);
   for (const auto& outcome : **sent.value) {
-    ASSERT_FALSE(outcome) << "a message the broker never settled was reported stored";
-    EXPECT_TRUE(outcome.error().is_transient()) << outcome.error().to_string();
+    expect_unconfirmed(outcome, "the node went read-only");
     EXPECT_EQ(outcome.error().provider_code, "amqp:not-allowed");
-    EXPECT_NE(outcome.error().message.find("the node went read-only"), std::string::npos)
-        << outcome.error().to_string();
-    EXPECT_NE(outcome.error().message.find("unconfirmed"), std::string::npos)
-        << outcome.error().to_string();
   }
 }
 
@@ -617,14 +625,7 @@ TEST(amqp_engine, a_send_in_flight_at_close_without_an_outcome_is_unconfirmed_no
   EXPECT_TRUE(closed) << "the close took longer than close_timeout";
   ASSERT_TRUE(sent.value && *sent.value) << "the send did not finish with the close";
   ASSERT_EQ((**sent.value).size(), 2u);
-  for (const auto& outcome : **sent.value) {
-    ASSERT_FALSE(outcome) << "a message the broker never settled was reported stored";
-    EXPECT_NE(outcome.error().code, qrt::errc::closed)
-        << "reported as not sent: " << outcome.error().to_string();
-    EXPECT_TRUE(outcome.error().is_transient()) << outcome.error().to_string();
-    EXPECT_NE(outcome.error().message.find("unconfirmed"), std::string::npos)
-        << outcome.error().to_string();
-  }
+  for (const auto& outcome : **sent.value) expect_unconfirmed(outcome);
 }
 
 // The connection lost while the close waits for outcomes ends the close at once; what was sent
@@ -642,15 +643,7 @@ TEST(amqp_engine, a_send_in_flight_when_the_connection_drops_during_the_close_is
   h.hang_up();
   EXPECT_TRUE(closed) << "the close went on waiting on a dropped connection";
   ASSERT_TRUE(sent.value && *sent.value) << "the send did not finish with the connection";
-  for (const auto& outcome : **sent.value) {
-    ASSERT_FALSE(outcome);
-    EXPECT_NE(outcome.error().code, qrt::errc::closed) << outcome.error().to_string();
-    EXPECT_TRUE(outcome.error().is_transient()) << outcome.error().to_string();
-    EXPECT_NE(outcome.error().message.find("unconfirmed"), std::string::npos)
-        << outcome.error().to_string();
-    EXPECT_NE(outcome.error().message.find("end of file"), std::string::npos)
-        << outcome.error().to_string();
-  }
+  for (const auto& outcome : **sent.value) expect_unconfirmed(outcome, "end of file");
 }
 
 // A connection lost outside a close (a broker restart, a network drop) leaves the fate of what
@@ -668,12 +661,8 @@ TEST(amqp_engine, sends_in_flight_when_the_connection_drops_are_unconfirmed_the_
   const auto& outcomes = **sent.value;
   ASSERT_EQ(outcomes.size(), 3u);
   for (std::size_t i = 0; i < 2; ++i) {
-    ASSERT_FALSE(outcomes[i]) << i << ": a message the broker never settled was reported stored";
-    EXPECT_TRUE(outcomes[i].error().is_transient()) << i << ": " << outcomes[i].error().to_string();
-    EXPECT_EQ(outcomes[i].error().message.rfind("unconfirmed", 0), 0u)
-        << i << ": " << outcomes[i].error().to_string();
-    EXPECT_NE(outcomes[i].error().message.find("end of file"), std::string::npos)
-        << i << ": " << outcomes[i].error().to_string();
+    SCOPED_TRACE(i);
+    expect_unconfirmed(outcomes[i], "end of file");
   }
   ASSERT_FALSE(outcomes[2]) << "a message that never went out was reported stored";
   EXPECT_TRUE(outcomes[2].error().is_transient()) << outcomes[2].error().to_string();
