@@ -592,12 +592,10 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
     // provider gives is formatted here, a long one the sender chose is copied here), so that
     // storing it under the lock costs no formatting or allocation. A message stored takes its
     // id from there; one that is not keeps the caller's (empty) id.
-    if (pending > 0) {
-      std::uint64_t next_id = unnamed ? reserve_message_ids(unnamed) : 0;
-      for (std::size_t i = 0; i < n; ++i) {
-        if (outcomes[i].has_error()) continue;
+    std::uint64_t next_id = unnamed ? reserve_message_ids(unnamed) : 0;
+    for (std::size_t i = 0; i < n; ++i) {
+      if (!outcomes[i].has_error())
         outcomes[i] = messages[i].id.empty() ? message_id_for(next_id++) : messages[i].id;
-      }
     }
     // Messages are stored in order, so every one before `next` is done; from `next` on, the
     // done ones are those that failed validation, the only outcomes that are errors there.
