@@ -756,7 +756,7 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
     std::lock_guard lock(q->mutex);
     if (q->closed) co_return provider_closed();
     q->sweep(clock::now());
-    q->peek(queue.is_dead_letter(), max_messages, from_sequence, out);
+    q->peek(queue.is_dead_letter(), max_messages, static_cast<std::uint64_t>(from_sequence), out);
     co_return out;
   }
 

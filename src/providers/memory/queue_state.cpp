@@ -611,21 +611,20 @@ void queue_state::take(bool dead_letter, std::size_t max, time_point now,
   }
 }
 
-void queue_state::peek(bool dead_letter, std::size_t max, std::int64_t from,
+void queue_state::peek(bool dead_letter, std::size_t max, std::uint64_t from,
                        std::vector<received_message>& out) const {
   const queue_core& c = dead_letter ? dlq_ : main_;
   if (out.size() >= max) return;
-  c.items.for_each_from(static_cast<std::uint64_t>(std::max<std::int64_t>(from, 0)),
-                        [&](const item& i) {
-                          received_message r;
-                          i.stored.copy_content_to(r);
-                          r.delivery_count = i.stored.delivery_count;
-                          r.enqueued_time = i.stored.enqueued_time;
-                          r.sequence_number = static_cast<std::int64_t>(i.stored.sequence);
-                          if (const auto* info = i.stored.dead_letter()) r.dead_letter = *info;
-                          out.push_back(std::move(r));
-                          return out.size() < max;
-                        });
+  c.items.for_each_from(from, [&](const item& i) {
+    received_message r;
+    i.stored.copy_content_to(r);
+    r.delivery_count = i.stored.delivery_count;
+    r.enqueued_time = i.stored.enqueued_time;
+    r.sequence_number = static_cast<std::int64_t>(i.stored.sequence);
+    if (const auto* info = i.stored.dead_letter()) r.dead_letter = *info;
+    out.push_back(std::move(r));
+    return out.size() < max;
+  });
 }
 
 void queue_state::release(item& it, time_point now, lsn& last) {

@@ -504,7 +504,9 @@ class queue_state : public std::enable_shared_from_this<queue_state> {
   /// Locks up to `max` ready messages of the active queue or the DLQ.
   void take(bool dead_letter, std::size_t max, time_point now, std::vector<received_message>& out,
             std::uint64_t owner, lsn& last);
-  void peek(bool dead_letter, std::size_t max, std::int64_t from,
+  /// Copies up to `max` messages of the active queue or the DLQ, from sequence `from` on,
+  /// without locking them (the provider refuses a negative start before it gets here).
+  void peek(bool dead_letter, std::size_t max, std::uint64_t from,
             std::vector<received_message>& out) const;
 
   result<void> settle(const delivery_key& key, const settlement& s, time_point now, lsn& last);
