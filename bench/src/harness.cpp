@@ -33,21 +33,26 @@ using steady = std::chrono::steady_clock;
 // ---------------------------------------------------------------------------------------------
 // Small shared pieces
 
+namespace {
+/// The send time at the start of every body: 16 hex digits, so no body is shorter.
+constexpr std::size_t send_time_digits = 16;
+}  // namespace
+
 std::string make_body(std::size_t size, steady::time_point sent) {
   static constexpr char digits[] = "0123456789abcdef";
-  std::string body(std::max<std::size_t>(size, 16), 'x');
+  std::string body(std::max(size, send_time_digits), 'x');
   auto ns = static_cast<std::uint64_t>(sent.time_since_epoch().count());
-  for (int i = 15; i >= 0; --i) {
-    body[static_cast<std::size_t>(i)] = digits[ns & 0xF];
+  for (std::size_t i = send_time_digits; i-- > 0;) {
+    body[i] = digits[ns & 0xF];
     ns >>= 4;
   }
   return body;
 }
 
 std::optional<steady::time_point> read_send_time(std::string_view body) {
-  if (body.size() < 16) return std::nullopt;
+  if (body.size() < send_time_digits) return std::nullopt;
   std::uint64_t ns = 0;
-  for (std::size_t i = 0; i < 16; ++i) {
+  for (std::size_t i = 0; i < send_time_digits; ++i) {
     const char c = body[i];
     int v;
     if (c >= '0' && c <= '9') {
@@ -929,7 +934,7 @@ result<overhead_result> run_overhead(const bench_options& o, std::uint64_t messa
 result<void> validate_memory_budget(const bench_options& o, std::uint64_t budget) {
   // The body the run sends (make_body), as the embedded provider counts it.
   const std::uint64_t one_message =
-      std::max<std::uint64_t>(o.message_size, 16) + qrt::memory::stored_message_overhead_bytes;
+      std::max(o.message_size, send_time_digits) + qrt::memory::stored_message_overhead_bytes;
   if (budget < one_message) {
     return invalid("--memory-budget " + std::to_string(budget) +
                    " bytes cannot hold a single message of --size " +
