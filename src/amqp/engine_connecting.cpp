@@ -196,9 +196,7 @@ void core::connection_lost(error e) {
   }
   // Handed to the broker without an outcome back: it may have stored them. Only what never
   // went out (above) is certainly not sent.
-  for (auto& d : in_flight.take_all()) {
-    record(d.op, d.index, unconfirmed_error(unconfirmed_kind::send, d.op->address, e));
-  }
+  fail_in_flight_unconfirmed(e);
   senders.clear();
   for (auto& [id, r] : receivers) {
     for (auto& op : r.waiting) op->done(link_died);
@@ -289,9 +287,7 @@ void core::finish_shutdown(std::optional<error> cause) {
   awaiting_send_outcomes = false;
   // Sent, and no outcome came before the close ended: the broker may have stored them.
   const error why = cause ? *cause : closed_error();
-  for (auto& d : in_flight.take_all()) {
-    record(d.op, d.index, unconfirmed_error(unconfirmed_kind::send, d.op->address, why));
-  }
+  fail_in_flight_unconfirmed(why);
   for (auto& [id, r] : receivers) fail_confirming(r, why);  // the same for settlements
   if (conn && conn.active()) {
     conn.close();  // not closed yet (a session never ended, or not open): the frame goes out

@@ -525,6 +525,10 @@ struct engine::core : proton::messaging_handler {
   /// The peer settled a delivery we sent an outcome for: that is the confirmation (or refusal).
   void on_delivery_settle(proton::delivery& d) override;
 
+  /// The connection is going away: every message sent and still waiting for its outcome fails
+  /// as unconfirmed (the broker may have stored it), with `cause` as the reason.
+  void fail_in_flight_unconfirmed(const error& cause);
+
   /// The link is going away: outcomes still waiting for the peer will never be confirmed, and
   /// fail as unconfirmed (the peer may have applied them), with `cause` as the reason.
   void fail_confirming(receiver_state& r, const error& cause);

@@ -53,6 +53,12 @@ error unconfirmed_error(unconfirmed_kind what, const std::string& address, const
   return unconfirmed;
 }
 
+void core::fail_in_flight_unconfirmed(const error& cause) {
+  for (auto& d : in_flight.take_all()) {
+    record(d.op, d.index, unconfirmed_error(unconfirmed_kind::send, d.op->address, cause));
+  }
+}
+
 void core::send(std::shared_ptr<send_op> op, milliseconds timeout) {
   std::weak_ptr<send_op> weak = op;
   after(timeout, weak, [this, weak, timeout] {
