@@ -36,7 +36,8 @@ ctest --preset asan-ubsan -j "$((2 * jobs))"
 step "build + concurrent tests under TSan"
 cmake --preset tsan >/dev/null
 cmake --build --preset tsan -j "$jobs" --target qrt_concurrent_tests
-TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" ctest --preset tsan -j "$jobs"
+TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$PWD/test/tsan-suppressions.txt" \
+  ctest --preset tsan -j "$jobs"
 
 step "release build of every target (warnings as errors), install, packages, consumers"
 cmake --preset release >/dev/null
