@@ -249,6 +249,15 @@ void core::shutdown(std::function<void()> closed) {
     auto waiting_for_links = std::move(link_waiters);  // they would attach on a closing link
     link_waiters.clear();
     for (auto& w : waiting_for_links) w.fail(closed_error());
+    // A message handed out now could not be settled any more (the provider is closing), and
+    // the broker would deliver it again: a duplicate. Receives waiting now fail, later ones
+    // fail in when_open, no credit is given (replenish), and what still arrives on credit
+    // given before stays buffered, unsettled, and goes back released with the prefetch.
+    for (auto& [id, r] : receivers) {
+      auto receives = std::move(r.waiting);
+      r.waiting.clear();
+      for (auto& op : receives) op->done(closed_error());
+    }
     awaiting_send_outcomes = true;
     end_sessions_once_sends_settled();
     return;  // the frames go out in the pump that follows every engine call

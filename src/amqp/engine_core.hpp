@@ -430,7 +430,8 @@ struct engine::core : proton::messaging_handler {
   /// Grants credit so that buffered + handed out + outstanding credit reaches the prefetch, or
   /// so that a waiting receive call can be served in full, within the connection's prefetch
   /// budget (endpoint::max_prefetch_bytes). A link with a waiting receive and nothing buffered
-  /// or credited always gets one credit: the budget slows a call down, never starves it.
+  /// or credited always gets one credit: the budget slows a call down, never starves it. None
+  /// once shutdown() has begun.
   void replenish(receiver_state& r);
 
   /// What one credit may bring: a delivery of up to the link's max-message-size.

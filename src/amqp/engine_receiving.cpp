@@ -73,7 +73,8 @@ auto core::receiver_of(const proton::receiver& link) -> receiver_state* {
 }
 
 void core::replenish(receiver_state& r) {
-  if (!r.open || !r.link.active()) return;
+  // Closing: nothing that came on new credit could be handed out (shutdown()).
+  if (shutting_down || !r.open || !r.link.active()) return;
   // Negative when the peer sent past the credit (credit_increment): none is outstanding, and
   // what it sent is counted in the buffer.
   const long link_credit = r.link.credit();

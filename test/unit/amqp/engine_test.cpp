@@ -806,6 +806,100 @@ TEST(amqp_engine, a_send_waiting_for_a_link_at_close_fails_closed_and_never_atta
       << "a link was attached during the close";
 }
 
+/// Holds what is sent to "q" without an outcome (so a close waits), and has a queue "inbox" whose
+/// messages go out only when the test delivers one, on the credit the client gave. Counts every
+/// disposition the client sends for them.
+struct holding_queue_with_inbox : holding_queue_and_management {
+  void on_sender_open(proton::sender& s) override {
+    holding_queue_and_management::on_sender_open(s);
+    if (s.source().address() == "inbox") inbox = s;
+  }
+  void deliver(const std::string& body) { inbox.send(proton::message(body)); }
+  void on_tracker_accept(proton::tracker&) override { ++accepted; }
+  void on_tracker_reject(proton::tracker&) override { ++rejected; }
+  void on_tracker_release(proton::tracker&) override { ++released; }
+  int dispositions() const { return accepted + rejected + released; }
+  proton::sender inbox;
+  int accepted = 0;
+  int rejected = 0;
+  int released = 0;
+};
+
+receiver_spec receiver_on_inbox(std::uint32_t prefetch) {
+  receiver_spec spec;
+  spec.address = "inbox";
+  spec.prefetch = prefetch;
+  return spec;
+}
+
+// While the close waits for the outcomes of sends, the connection is still open and a broker may
+// still deliver on credit given before. A receive waiting when the close begins fails closed at
+// once, and what arrives afterwards is never handed to anyone: the caller could not settle it
+// any more, and the broker would deliver it again later, a duplicate nobody asked for. It is not
+// accepted either: it goes back to the broker with the rest of the prefetch (docs/amqp.md).
+TEST(amqp_engine, a_receive_waiting_at_close_fails_closed_and_a_later_delivery_is_not_handed_out) {
+  holding_queue_with_inbox broker;
+  engine_harness h(broker);
+  answer<qrt::result<std::vector<qrt::result<void>>>> sent;
+  send_two(h, sent);
+  ASSERT_EQ(broker.held.size(), 2u);
+  answer<qrt::result<std::vector<inbound>>> waiting;
+  h.e.receive("r1", receiver_on_inbox(1), 1, 30s, h.now, waiting.into());
+  h.exchange();
+  ASSERT_FALSE(waiting.value) << "the inbox is empty: the receive should wait";
+  ASSERT_EQ(broker.inbox.credit(), 1) << "the receive gave no credit before the close";
+
+  bool closed = false;
+  h.e.shutdown(h.now, [&] { closed = true; });
+  h.exchange();
+  ASSERT_FALSE(closed) << "the close did not wait for the outcomes of the messages in flight";
+  ASSERT_TRUE(waiting.value) << "the receive waiting when the close began still waits";
+  ASSERT_FALSE(*waiting.value) << "handed " << (*waiting.value)->size() << " messages";
+  EXPECT_EQ(waiting.value->error().code, qrt::errc::closed) << waiting.value->error().to_string();
+
+  broker.deliver("late");
+  h.to_engine += h.peer("");
+  h.exchange();
+  answer<qrt::result<std::vector<inbound>>> after_close;
+  h.e.receive("r1", receiver_on_inbox(1), 1, 0ms, h.now, after_close.into());
+  h.exchange();
+  ASSERT_TRUE(after_close.value);
+  ASSERT_FALSE(*after_close.value) << "a receive after the close began was handed "
+                                   << (*after_close.value)->size() << " messages";
+  EXPECT_EQ(after_close.value->error().code, qrt::errc::closed)
+      << after_close.value->error().to_string();
+  EXPECT_EQ(broker.dispositions(), 0) << "the delivery was settled while the close waited";
+  EXPECT_EQ(broker.inbox.credit(), 0) << "credit was given after the close began";
+
+  for (auto& d : broker.held) d.accept();
+  h.to_engine += h.peer("");
+  h.exchange();
+  ASSERT_TRUE(closed) << "the close did not end once the outcomes came";
+  EXPECT_EQ(broker.accepted, 0) << "the delivery no one was handed was accepted";
+  EXPECT_EQ(broker.released, 1) << "the delivery did not go back with the prefetch";
+}
+
+// A receive whose attach the broker answers only after the close began gets no credit for it:
+// nothing that would come on it could be handed out or settled.
+TEST(amqp_engine, no_credit_is_given_once_the_close_begins) {
+  holding_queue_with_inbox broker;
+  engine_harness h(broker);
+  answer<qrt::result<std::vector<qrt::result<void>>>> sent;
+  send_two(h, sent);
+  ASSERT_EQ(broker.held.size(), 2u);
+  answer<qrt::result<std::vector<inbound>>> waiting;
+  h.e.receive("r1", receiver_on_inbox(5), 1, 30s, h.now, waiting.into());
+  bool closed = false;
+  h.e.shutdown(h.now, [&] { closed = true; });  // before the attach reached the broker
+  h.exchange();
+  ASSERT_FALSE(closed) << "the close did not wait for the outcomes of the messages in flight";
+  ASSERT_TRUE(broker.inbox) << "the receiver link was never attached";
+  EXPECT_EQ(broker.inbox.credit(), 0) << "credit was given after the close began";
+  ASSERT_TRUE(waiting.value) << "the receive waiting when the close began still waits";
+  ASSERT_FALSE(*waiting.value);
+  EXPECT_EQ(waiting.value->error().code, qrt::errc::closed) << waiting.value->error().to_string();
+}
+
 /// Starts a message in several frames on the first credit, then (abort_and_send_another) gives
 /// it up with an aborted transfer and sends a whole message after it.
 struct aborting_sender : echoing_broker {
