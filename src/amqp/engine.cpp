@@ -80,9 +80,9 @@ void engine::core::pump() {
   const proton::timestamp next = a->driver.tick(proton::timestamp(now_ms.count()));
   proton_deadline =
       next.milliseconds() == 0 ? time_point::max() : time_point(milliseconds(next.milliseconds()));
-  if (!dispatch_events() || io.get() != a) return;    // dropped: retire() collected the rest
-  if (awaiting_send_outcomes && in_flight.empty()) {  // closing: the last outcome came
-    end_sessions_once_sends_settled();
+  if (!dispatch_events() || io.get() != a) return;  // dropped: retire() collected the rest
+  if (awaiting_answers && !answers_owed()) {        // closing: the last answer came
+    end_sessions_once_answered();
     if (!dispatch_events() || io.get() != a) return;
   }
   if (link_waiters_scheduled) {  // freed by a handler: served now, their frames go out too

@@ -236,6 +236,8 @@ void core::shutdown(std::function<void()> closed) {
     // Before that, messages already sent wait for their outcomes: ended first, they would be
     // left unconfirmed (the broker may have stored them or not), and a caller told "closed"
     // takes them for not sent. Messages not yet sent never go out: they fail with closed now.
+    // Settlements sent unsettled (rcv-settle-mode second) wait for the broker's confirmation
+    // likewise: it may be on its way, and without it the caller can only be told unconfirmed.
     after(where.close_timeout, [this] {
       error late = closed_error();
       late.message +=
@@ -258,16 +260,27 @@ void core::shutdown(std::function<void()> closed) {
       r.waiting.clear();
       for (auto& op : receives) op->done(closed_error());
     }
-    awaiting_send_outcomes = true;
-    end_sessions_once_sends_settled();
+    awaiting_answers = true;
+    end_sessions_once_answered();
     return;  // the frames go out in the pump that follows every engine call
   }
   finish_shutdown();
 }
 
-void core::end_sessions_once_sends_settled() {
-  if (!awaiting_send_outcomes || !in_flight.empty() || !closing_gracefully()) return;
-  awaiting_send_outcomes = false;
+bool core::answers_owed() const {
+  if (!in_flight.empty()) return true;
+  for (const auto& [id, r] : receivers) {
+    for (const auto& [key, c] : r.confirming) {
+      // Without an op its settle() timed out: nobody is left to hear the answer.
+      if (c.op && !c.op->finished) return true;
+    }
+  }
+  return false;
+}
+
+void core::end_sessions_once_answered() {
+  if (!awaiting_answers || answers_owed() || !closing_gracefully()) return;
+  awaiting_answers = false;
   for (auto& [id, r] : receivers) release_buffered(r);  // ahead of the ends, in their sessions
   for (proton::session s : conn.sessions()) {
     if (s.active()) s.close();
@@ -293,7 +306,7 @@ void core::finish_shutdown(std::optional<error> cause) {
   if (shutdown_finished) return;
   shutdown_finished = true;
   shutting_down = true;
-  awaiting_send_outcomes = false;
+  awaiting_answers = false;
   // Sent, and no outcome came before the close ended: the broker may have stored them.
   const error why = cause ? *cause : closed_error();
   fail_in_flight_unconfirmed(why);

@@ -174,8 +174,11 @@ struct engine::core : proton::messaging_handler {
   /// of a connection that is not open finishes at once, so it is never seen in between.
   bool closing_gracefully() const noexcept { return shutting_down && !shutdown_finished; }
   /// Closing gracefully, first step: sends already handed to the broker wait for their
-  /// outcomes before any session ends (an end would leave their fate unknown).
-  bool awaiting_send_outcomes = false;
+  /// outcomes, and settlements sent unsettled for the broker's confirmation, before any session
+  /// ends (an end would leave their fate unknown).
+  bool awaiting_answers = false;
+  /// A sent message still waits for its outcome, or a settle() call for a confirmation.
+  bool answers_owed() const;
   std::vector<std::function<void()>> closed_waiters;  ///< told when shutdown has finished
 
   struct open_waiter {
@@ -608,8 +611,8 @@ struct engine::core : proton::messaging_handler {
   // ---------- shutdown ----------
 
   void shutdown(std::function<void()> closed);
-  /// Closing gracefully, once no sent message waits for its outcome: the sessions end.
-  void end_sessions_once_sends_settled();
+  /// Closing gracefully, once no answers are owed (answers_owed()): the sessions end.
+  void end_sessions_once_answered();
   /// Closing gracefully: once the broker has ended every session, the close frame goes out.
   void close_when_sessions_ended();
   /// The stream is let go; a sent message still without its outcome, and a settlement still

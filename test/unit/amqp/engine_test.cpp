@@ -726,13 +726,66 @@ TEST(amqp_engine, a_settlement_unconfirmed_at_close_is_not_reported_closed) {
   answer<qrt::result<std::vector<qrt::result<void>>>> settled;
   ASSERT_NO_FATAL_FAILURE(settle_one_unconfirmed(broker, h, settled));
   const auto close_timeout = engine_harness::broker_test().close_timeout;
+  const auto asked = h.now;
   bool closed = false;
   h.e.shutdown(h.now, [&] { closed = true; });
   h.exchange();
-  h.tick_at(h.now + close_timeout);
+  h.tick_at(asked + close_timeout - 1ms);
+  EXPECT_FALSE(closed) << "the close gave up on the confirmation before close_timeout";
+  h.tick_at(asked + close_timeout);
   ASSERT_TRUE(closed) << "the close took longer than close_timeout";
   ASSERT_TRUE(settled.value) << "the settlement did not finish with the close";
   ASSERT_NO_FATAL_FAILURE(expect_unconfirmed_settlement(*settled.value, "closed"));
+}
+
+// A close waits for the confirmation of a settlement already sent, as it waits for the outcome
+// of a send: ended first, the settlement's fate would be unknown although the broker was about
+// to answer. The answer that comes within close_timeout is reported as it is.
+TEST(amqp_engine, a_settlement_confirmed_during_the_close_is_reported_done) {
+  confirm_later_queue broker;
+  engine_harness h(broker);
+  answer<qrt::result<std::vector<qrt::result<void>>>> settled;
+  ASSERT_NO_FATAL_FAILURE(settle_one_unconfirmed(broker, h, settled));
+  bool closed = false;
+  h.e.shutdown(h.now, [&] { closed = true; });
+  h.exchange();
+  EXPECT_FALSE(closed) << "the close did not wait for the confirmation of the settlement";
+  ASSERT_FALSE(settled.value) << "the settlement finished before the broker confirmed it: "
+                              << settled.value->value()[0].error().to_string();
+
+  broker.confirm_held();
+  h.to_engine += h.peer("");
+  h.exchange();
+  ASSERT_TRUE(settled.value && *settled.value);
+  ASSERT_EQ((**settled.value).size(), 1u);
+  EXPECT_TRUE((**settled.value)[0]) << (**settled.value)[0].error().to_string();
+  EXPECT_TRUE(closed) << "the close did not end once the confirmation came";
+}
+
+// The broker's refusal that comes during the close is the settlement's outcome too: its error,
+// not "unconfirmed".
+TEST(amqp_engine, a_settlement_refused_during_the_close_reports_the_brokers_error) {
+  confirm_later_queue broker;
+  engine_harness h(broker);
+  answer<qrt::result<std::vector<qrt::result<void>>>> settled;
+  ASSERT_NO_FATAL_FAILURE(settle_one_unconfirmed(broker, h, settled));
+  bool closed = false;
+  h.e.shutdown(h.now, [&] { closed = true; });
+  h.exchange();
+  ASSERT_FALSE(settled.value) << "the settlement finished before the broker answered it";
+
+  broker.refuse_held();
+  h.to_engine += h.peer("");
+  h.exchange();
+  ASSERT_TRUE(settled.value && *settled.value);
+  ASSERT_EQ((**settled.value).size(), 1u);
+  const auto& item = (**settled.value)[0];
+  ASSERT_FALSE(item) << "a refused settlement was reported done";
+  EXPECT_EQ(item.error().provider_code, "com.microsoft:message-lock-lost")
+      << item.error().to_string();
+  EXPECT_EQ(item.error().message.find("unconfirmed"), std::string::npos)
+      << item.error().to_string();
+  EXPECT_TRUE(closed) << "the close did not end once the answer came";
 }
 
 // A call whose messages never went out (no credit for them) is certainly not sent: it fails

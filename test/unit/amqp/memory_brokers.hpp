@@ -179,6 +179,17 @@ struct confirm_later_queue : settle_second_queue {
     for (auto& t : held) t.settle();
     held.clear();
   }
+  /// Refuses every held outcome, as Service Bus does for a lock that expired meanwhile.
+  void refuse_held() {
+    for (auto& t : held) {
+      qrt::amqp::detail::send_outcome(
+          proton::internal::factory<proton::tracker>::unwrap(t),
+          qrt::amqp::detail::outcome::rejected("com.microsoft:message-lock-lost",
+                                               "the lock on this message is lost"),
+          true);
+    }
+    held.clear();
+  }
   std::vector<proton::tracker> held;
 };
 
