@@ -738,6 +738,58 @@ TEST(amqp_engine, a_settlement_unconfirmed_at_close_is_not_reported_closed) {
   ASSERT_NO_FATAL_FAILURE(expect_unconfirmed_settlement(*settled.value, "closed"));
 }
 
+// A settlement whose receiver link ends before the broker confirmed it (the broker detaches the
+// link, or qrt closes it) is in the same place as one cut off by a lost connection: the broker
+// may have applied it. The caller is told so, transient, with the queue it came from and why the
+// link ended, never `closed` (not done) nor the detach's own error (which reads as a refusal).
+void expect_unconfirmed_settlement_on_q(const qrt::result<std::vector<qrt::result<void>>>& settled,
+                                        const std::string& reason) {
+  ASSERT_NO_FATAL_FAILURE(expect_unconfirmed_settlement(settled, reason));
+  const qrt::error& e = (*settled)[0].error();
+  EXPECT_NE(e.message.find("the link from 'q' ended"), std::string::npos) << e.to_string();
+}
+
+TEST(amqp_engine, a_settlement_unconfirmed_when_the_broker_detaches_the_link_names_the_queue) {
+  confirm_later_queue broker;
+  engine_harness h(broker);
+  answer<qrt::result<std::vector<qrt::result<void>>>> settled;
+  ASSERT_NO_FATAL_FAILURE(settle_one_unconfirmed(broker, h, settled));
+  ASSERT_EQ(broker.held.size(), 1u);
+  broker.held.front().sender().close(
+      proton::error_condition("amqp:resource-deleted", "queue 'q' was deleted"));
+  h.to_engine += h.peer("");
+  h.exchange();
+  ASSERT_TRUE(settled.value) << "the settlement did not finish with its link";
+  ASSERT_NO_FATAL_FAILURE(
+      expect_unconfirmed_settlement_on_q(*settled.value, "queue 'q' was deleted"));
+  EXPECT_EQ((**settled.value)[0].error().provider_code, "amqp:resource-deleted");
+}
+
+TEST(amqp_engine, a_settlement_unconfirmed_when_the_broker_detaches_without_error_names_the_queue) {
+  confirm_later_queue broker;
+  engine_harness h(broker);
+  answer<qrt::result<std::vector<qrt::result<void>>>> settled;
+  ASSERT_NO_FATAL_FAILURE(settle_one_unconfirmed(broker, h, settled));
+  ASSERT_EQ(broker.held.size(), 1u);
+  broker.held.front().sender().close();
+  h.to_engine += h.peer("");
+  h.exchange();
+  ASSERT_TRUE(settled.value) << "the settlement did not finish with its link";
+  ASSERT_NO_FATAL_FAILURE(expect_unconfirmed_settlement_on_q(
+      *settled.value, "the broker detached the receiver link from 'q'"));
+}
+
+TEST(amqp_engine, a_settlement_unconfirmed_when_qrt_closes_the_receiver_names_the_queue) {
+  confirm_later_queue broker;
+  engine_harness h(broker);
+  answer<qrt::result<std::vector<qrt::result<void>>>> settled;
+  ASSERT_NO_FATAL_FAILURE(settle_one_unconfirmed(broker, h, settled));
+  h.e.close_receiver("r1", h.now);
+  h.exchange();
+  ASSERT_TRUE(settled.value) << "the settlement did not finish with its link";
+  ASSERT_NO_FATAL_FAILURE(expect_unconfirmed_settlement_on_q(*settled.value, "was closed"));
+}
+
 // A close waits for the confirmation of a settlement already sent, as it waits for the outcome
 // of a send: ended first, the settlement's fate would be unknown although the broker was about
 // to answer. The answer that comes within close_timeout is reported as it is.
