@@ -709,8 +709,11 @@ config with_room_for(config cfg, std::uint64_t messages) {
   return cfg;
 }
 
+// What the scaling and overhead runs send: `stored` counts each message the queue took. `run`
+// names the run in the error of a queue that cannot hold the whole prefill.
 awaitable<result<void>> prefill(queue_client& client, const queue_name& q, std::uint64_t count,
-                                std::size_t size) {
+                                std::size_t size, std::atomic<std::int64_t>& stored,
+                                std::string_view run) {
   constexpr std::size_t chunk = 100;
   for (std::uint64_t done = 0; done < count;) {
     const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(chunk, count - done));
@@ -718,12 +721,35 @@ awaitable<result<void>> prefill(queue_client& client, const queue_name& q, std::
     for (auto& m : batch) m.body = make_body(size, steady::now());
     auto r = co_await client.send_batch(q, std::move(batch));
     if (!r) co_return r.error();
+    std::optional<error> failed;
     for (auto& outcome : *r) {
-      if (!outcome) co_return outcome.error();
+      if (outcome) {
+        ++stored;
+      } else if (!failed) {
+        failed = outcome.error();
+      }
+    }
+    if (failed) {
+      if (failed->code == errc::queue_full) {
+        failed->message = std::string(run) + " holds " + std::to_string(count) +
+                          " messages on queue '" + q.str() + "' at once (its prefill), and the " +
+                          "queue took " + std::to_string(stored.load()) + ": " + failed->message;
+      }
+      co_return *failed;
     }
     done += n;
   }
   co_return result<void>{};
+}
+
+// The client a prefill sends with. Nothing takes messages off the queue while it fills, so the
+// embedded provider's wait for room could only end in queue_full after the send timeout (30 s):
+// its prefill does not wait. A network provider's send timeout also bounds the call itself, so
+// theirs stays as it is.
+client_options prefill_client_options(const provider& p) {
+  client_options co;
+  if (p.name() == "memory") co.send_timeout = milliseconds(0);
+  return co;
 }
 
 // Receives and completes until `deadline`; counts completions that finished before it.
@@ -782,6 +808,34 @@ double scaling_prefill(const scaling_options& so, std::size_t consumers) {
          100;
 }
 
+// As a count: what a round prefills, and what the refusals name.
+std::uint64_t scaling_fill(const scaling_options& so, std::size_t consumers) {
+  return static_cast<std::uint64_t>(std::llround(scaling_prefill(so, consumers)));
+}
+
+// A count bound the configuration gives the embedded provider's queues: with_room_for keeps it,
+// so a run's prefill must fit in it. nullopt when none is given (or it is malformed: the
+// provider refuses that by name once it is built).
+std::optional<std::uint64_t> given_max_queue_size(const config& cfg) {
+  if (cfg.get("provider").value_or("") != "memory" || !cfg.contains("max_queue_size")) {
+    return std::nullopt;
+  }
+  auto n = cfg.get_uint("max_queue_size", 0);
+  if (!n) return std::nullopt;
+  return *n;
+}
+
+// A given max_queue_size below what `run` holds on its queue at once: refused before anything is
+// sent, since nothing frees room during a prefill.
+result<void> refuse_unless_room(const config& cfg, std::uint64_t held, const std::string& run) {
+  const auto bound = given_max_queue_size(cfg);
+  if (!bound || *bound >= held) return {};
+  return invalid("max_queue_size " + std::to_string(*bound) + " is below the " +
+                 std::to_string(held) + " messages " + run +
+                 " holds on its queue at once (its prefill): raise max_queue_size to at least " +
+                 std::to_string(held) + ", or leave it out and the run makes room");
+}
+
 // The most the scaling and overhead runs prefill (the queue holds it all at once): within the
 // embedded provider's max_queue_size, which is given twice as much room, and the bytes
 // --memory-budget may fill.
@@ -826,7 +880,9 @@ result<void> validate_scaling(const scaling_options& so) {
                    "; lower the receive batch or the most consumers, or raise the injected "
                    "latency");
   }
-  return {};
+  return refuse_unless_room(
+      so.base.provider_config, scaling_fill(so, so.max_consumers),
+      "the scaling run with " + std::to_string(so.max_consumers) + " consumers");
 }
 
 result<std::vector<scaling_point>> run_scaling(const scaling_options& so) {
@@ -837,12 +893,13 @@ result<std::vector<scaling_point>> run_scaling(const scaling_options& so) {
 
   const double per_consumer = scaling_ceiling_per_consumer(so);
   const double window_s = std::chrono::duration<double>(so.window).count();
-  const auto most = static_cast<std::uint64_t>(scaling_prefill(so, so.max_consumers));
+  const auto most = scaling_fill(so, so.max_consumers);
 
   runtime rt(default_threads(o.threads));
   auto raw = build_provider(rt, with_room_for(o.provider_config, most));
   if (!raw) return raw.error();
   queue_client direct(*raw);
+  queue_client filler(*raw, prefill_client_options(**raw));
   // The team's fault injector, latency only: every call waits (asynchronously) before it runs.
   queue_client delayed(make_fault_injecting_provider(*raw, {.latency = so.injected_latency}));
 
@@ -850,8 +907,12 @@ result<std::vector<scaling_point>> run_scaling(const scaling_options& so) {
   for (std::size_t n = 1; n <= so.max_consumers; n *= 2) {
     auto made = rt.run(prepare_queue(**raw, *queue));
     if (!made) return made.error();
-    const auto fill = static_cast<std::uint64_t>(scaling_prefill(so, n));
-    if (auto r = rt.run(prefill(direct, *queue, fill, o.message_size)); !r) return r.error();
+    const auto fill = scaling_fill(so, n);
+    std::atomic<std::int64_t> stored{0};
+    if (auto r = rt.run(prefill(filler, *queue, fill, o.message_size, stored, "the scaling run"));
+        !r) {
+      return r.error();
+    }
     std::atomic<std::uint64_t> remaining{fill};
     const auto start = steady::now();
     const auto deadline = start + so.window;
@@ -892,7 +953,7 @@ result<void> validate_overhead(const bench_options& o, std::uint64_t messages) {
                    std::to_string(o.message_size) +
                    " bytes (--overhead-messages times --size): " + prefill_bounds());
   }
-  return {};
+  return refuse_unless_room(o.provider_config, messages, "the overhead run");
 }
 
 result<overhead_result> run_overhead(const bench_options& o, std::uint64_t messages,
@@ -903,10 +964,17 @@ result<overhead_result> run_overhead(const bench_options& o, std::uint64_t messa
   runtime rt(default_threads(o.threads));
   auto raw = build_provider(rt, with_room_for(o.provider_config, messages));
   if (!raw) return raw.error();
-  queue_client client(o.decorate ? o.decorate(*raw) : *raw);
+  const provider_ptr decorated = o.decorate ? o.decorate(*raw) : *raw;
+  queue_client client(decorated);
+  queue_client filler(decorated, prefill_client_options(**raw));
   auto made = rt.run(prepare_queue(**raw, *queue));
   if (!made) return made.error();
-  if (auto r = rt.run(prefill(client, *queue, messages, o.message_size)); !r) return r.error();
+  std::atomic<std::int64_t> stored{0};
+  if (auto r =
+          rt.run(prefill(filler, *queue, messages, o.message_size, stored, "the overhead run"));
+      !r) {
+    return r.error();
+  }
 
   std::atomic<std::uint64_t> remaining{messages};
   handler_time handler;

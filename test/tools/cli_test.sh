@@ -457,6 +457,15 @@ expect 2 "--overhead-messages" -- bench --messages 1000 --threads 1 --no-baselin
   --overhead-messages 600000000
 [[ ! -s "$tmp/out" ]] || fail "bench --overhead-messages 600000000 ran: $(head -3 "$tmp/out")"
 grep -q "max_queue_size" "$tmp/err" && fail "--overhead-messages refused by a setting never given"
+# A max_queue_size below what the scaling or overhead run holds on its queue at once (its
+# prefill) was taken, and that run then waited out the send timeout for room, after the main run.
+# It is refused before the main run, naming the setting, its value and what the run needs.
+expect 2 "max_queue_size 5 is below the [0-9]+ messages the scaling run" -- bench --messages 100 \
+  --threads 1 --no-baseline --scaling --set max_queue_size=5
+[[ ! -s "$tmp/out" ]] || fail "bench --scaling --set max_queue_size=5 ran: $(head -3 "$tmp/out")"
+expect 2 "max_queue_size 5 is below the 2000 messages the overhead run" -- bench --messages 100 \
+  --threads 1 --no-baseline --overhead 1 --set max_queue_size=5
+[[ ! -s "$tmp/out" ]] || fail "bench --overhead 1 --set max_queue_size=5 ran: $(head -3 "$tmp/out")"
 # --queue may name a user's queue (here in a persisted store): one that holds messages was
 # drained by the run, every message received and completed. It is refused, saying how many it
 # holds, and the message stays.

@@ -379,6 +379,101 @@ TEST(Harness, TheOverheadRunRefusesAPrefillItCannotHold) {
   EXPECT_NE(r.error().message.find("8 GiB"), std::string::npos) << r.error().to_string();
 }
 
+// A max_queue_size given for the embedded provider below what the scaling or overhead run holds
+// on its queue at once (its prefill) was taken, and the prefill then waited out the client's
+// send timeout (30 s) for room nobody frees, after the main run. It is refused before anything
+// is sent, naming the setting, its value and what the run needs; enough room runs.
+TEST(Harness, AMaxQueueSizeBelowThePrefillIsRefusedUpFront) {
+  scaling_options so;
+  so.base.threads = 1;
+  so.base.provider_config = config{{"provider", "memory"}, {"max_queue_size", "5"}};
+  so.max_consumers = 2;
+  so.injected_latency = std::chrono::milliseconds(10);
+  so.window = std::chrono::milliseconds(200);
+  // 1.5 windows of 2 x 10 / (2 x 10 ms) messages/s, and 100 more: 400.
+  auto v = validate_scaling(so);
+  ASSERT_FALSE(v) << "a scaling run prefilling 400 messages into a queue of 5 was accepted";
+  EXPECT_EQ(v.error().code, errc::invalid_argument);
+  EXPECT_NE(v.error().message.find("max_queue_size 5"), std::string::npos) << v.error().message;
+  EXPECT_NE(v.error().message.find("400 messages"), std::string::npos) << v.error().message;
+  auto run = run_scaling(so);
+  ASSERT_FALSE(run) << "a scaling run prefilling 400 messages into a queue of 5 ran";
+  EXPECT_EQ(run.error().code, errc::invalid_argument) << run.error().to_string();
+  so.base.provider_config.set("max_queue_size", "400");
+  EXPECT_TRUE(validate_scaling(so));
+
+  bench_options o;
+  o.threads = 1;
+  o.provider_config = config{{"provider", "memory"}, {"max_queue_size", "5"}};
+  auto r = run_overhead(o, 2000, std::chrono::microseconds(0));
+  ASSERT_FALSE(r) << "an overhead run prefilling 2000 messages into a queue of 5 ran";
+  EXPECT_EQ(r.error().code, errc::invalid_argument) << r.error().to_string();
+  EXPECT_NE(r.error().message.find("max_queue_size 5"), std::string::npos) << r.error().message;
+  EXPECT_NE(r.error().message.find("2000 messages"), std::string::npos) << r.error().message;
+  o.provider_config.set("max_queue_size", "2000");
+  EXPECT_TRUE(validate_overhead(o, 2000));
+}
+
+// A persisted store holding `queue`, made by the user before any run; `own_max_size` bounds it
+// (0: the provider's bound).
+struct users_store {
+  std::filesystem::path dir;
+  config cfg;
+  queue_name queue = queue_name::from("users-queue");
+
+  users_store(const char* name, std::size_t own_max_size)
+      : dir(std::filesystem::temp_directory_path() /
+            (std::string(name) + "_" + std::to_string(::getpid()))),
+        cfg{{"provider", "memory"},
+            {"enable_persistence", "true"},
+            {"persistence_path", dir.string()},
+            {"durability", "none"}} {
+    std::filesystem::remove_all(dir);
+    auto c = sync::queue_client::open(cfg, builtin_providers());
+    EXPECT_TRUE(c) << c.error().to_string();
+    queue_options own;
+    own.max_size = own_max_size;
+    if (c) {
+      EXPECT_TRUE(c->create_queue(queue, own));
+    }
+  }
+  ~users_store() { std::filesystem::remove_all(dir); }
+};
+
+scaling_options small_scaling_run(const users_store& store) {
+  scaling_options so;
+  so.base.threads = 1;
+  so.base.provider_config = store.cfg;
+  so.base.queue = store.queue.str();
+  so.max_consumers = 2;
+  so.injected_latency = std::chrono::milliseconds(10);
+  so.window = std::chrono::milliseconds(200);
+  return so;
+}
+
+// A queue whose own bound (max_size, known only once the run meets the queue) is below the
+// prefill: the prefill waited out the send timeout (30 s) for room nobody frees, then failed
+// naming the bound only. It fails at the first send the queue cannot take, naming the bound and
+// what the run needs.
+TEST(Harness, APrefillTheQueueCannotHoldFailsAtOnceNamingWhatTheRunNeeds) {
+  users_store store("qrt_bench_scaling_small", 50);
+  auto r = run_scaling(small_scaling_run(store));
+  ASSERT_FALSE(r) << "a scaling run prefilling 250 messages into a queue of 50 succeeded";
+  EXPECT_EQ(r.error().code, errc::queue_full) << r.error().to_string();
+  EXPECT_NE(r.error().message.find("250 messages"), std::string::npos) << r.error().message;
+  EXPECT_NE(r.error().message.find("max_size"), std::string::npos) << r.error().message;
+
+  bench_options o;
+  o.threads = 1;
+  o.provider_config = store.cfg;
+  o.queue = store.queue.str();
+  auto overhead = run_overhead(o, 80, std::chrono::microseconds(0));
+  ASSERT_FALSE(overhead) << "an overhead run prefilling 80 messages into a queue of 50 succeeded";
+  EXPECT_EQ(overhead.error().code, errc::queue_full) << overhead.error().to_string();
+  EXPECT_NE(overhead.error().message.find("80 messages"), std::string::npos)
+      << overhead.error().message;
+}
+
 // An extra run that fails after the main run (here the overhead run, whose every send the
 // provider refuses) keeps the main run's figures, however long that run took: the extra runs
 // after it are skipped and its error is returned naming it, for the caller to report after

@@ -180,7 +180,10 @@ result<std::vector<scaling_point>> run_scaling(const scaling_options& options);
 /// What run_scaling refuses before it runs anything: an injected latency of zero or less (the
 /// ceiling it measures against would be infinite), or one whose receive + settle round trip
 /// does not fit in the window (no round could complete a message), no consumers, no batch, and
-/// a prefill (1.5 windows of what max_consumers could complete) over 2^29 messages or 8 GiB.
+/// a prefill (1.5 windows of what max_consumers could complete) over 2^29 messages or 8 GiB or
+/// over a max_queue_size given for the embedded provider. A bound met only on the queue (its
+/// own max_size, max_queue_bytes) fails the run at the first prefill send it refuses, naming
+/// what the run needs, rather than after the send timeout.
 result<void> validate_scaling(const scaling_options& options);
 
 struct overhead_result {
@@ -194,7 +197,8 @@ struct overhead_result {
   double qrt_share_wall = 0;  ///< (wall - handler wall) / wall: includes waits and preemption
 };
 /// What run_overhead refuses before it runs anything: no messages, or a prefill (held in the
-/// queue at once) over 2^29 messages or 8 GiB.
+/// queue at once) over 2^29 messages or 8 GiB or over a max_queue_size given for the embedded
+/// provider (a bound met only on the queue fails it at once, as for run_scaling).
 result<void> validate_overhead(const bench_options& options, std::uint64_t messages);
 /// Client overhead: one consumer, a handler of known fixed CPU cost, prefilled queue; the
 /// share of the work that is not the handler's.
