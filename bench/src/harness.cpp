@@ -709,8 +709,8 @@ config with_room_for(config cfg, std::uint64_t messages) {
   return cfg;
 }
 
-// What the scaling and overhead runs send: `stored` counts each message the queue took. `run`
-// names the run in the error of a queue that cannot hold the whole prefill.
+// What the scaling and overhead runs send: `stored` counts each message the queue took, for
+// take_back. `run` names the run in the error of a queue that cannot hold the whole prefill.
 awaitable<result<void>> prefill(queue_client& client, const queue_name& q, std::uint64_t count,
                                 std::size_t size, std::atomic<std::int64_t>& stored,
                                 std::string_view run) {
@@ -752,44 +752,133 @@ client_options prefill_client_options(const provider& p) {
   return co;
 }
 
+// Whether a message is one the scaling or overhead run sent: its body carries a send time from
+// `since` (the run's start) to `now`. Only those are completed: the queue may be a user's.
+bool sent_by_run(std::string_view body, steady::time_point since, steady::time_point now) {
+  const auto sent = read_send_time(body);
+  return sent && *sent >= since && *sent <= now;
+}
+
+// The settlements of one received batch: the run's own messages completed, any other released
+// at once (abandon), or left to its lock where the provider cannot release it. `mine` says,
+// per settlement, which are the run's.
+struct own_settlements {
+  std::vector<settlement> settles;
+  std::vector<bool> mine;
+  std::size_t own = 0;
+};
+own_settlements settle_own(const queue_client& client, std::vector<received_message>& batch,
+                           steady::time_point since) {
+  own_settlements out;
+  out.settles.reserve(batch.size());
+  const auto now = steady::now();
+  for (auto& m : batch) {
+    const bool ours = sent_by_run(m.body, since, now);
+    if (!ours && !client.caps().abandon) continue;
+    out.mine.push_back(ours);
+    out.own += ours ? 1 : 0;
+    out.settles.push_back(ours ? settlement::complete(std::move(m.receipt))
+                               : settlement::abandon(std::move(m.receipt)));
+  }
+  return out;
+}
+
+// Takes what a run sent (`on_queue` of its messages) back off a queue it did not make, a user's:
+// its own messages are completed, anything else released. Fails, saying how many are left, when
+// none of them has come for 5 s.
+awaitable<result<void>> take_back(queue_client& client, const queue_name& q, std::size_t batch,
+                                  steady::time_point since, std::atomic<std::int64_t>& on_queue) {
+  std::optional<error> last_error;
+  for (int idle = 0; on_queue.load() > 0 && idle < 50;) {
+    auto r = co_await client.receive(q, batch, milliseconds(100));
+    if (!r) {
+      last_error = r.error();
+      if (!r.error().is_transient()) break;
+      ++idle;
+      continue;
+    }
+    auto own = settle_own(client, *r, since);
+    idle = own.own > 0 ? 0 : idle + 1;
+    if (own.settles.empty()) continue;
+    auto results = co_await client.settle(std::move(own.settles));
+    for (std::size_t i = 0; i < results.size() && i < own.mine.size(); ++i) {
+      if (!results[i]) {
+        last_error = results[i].error();
+      } else if (own.mine[i]) {
+        --on_queue;
+      }
+    }
+  }
+  const auto left = on_queue.load();
+  if (left <= 0) co_return result<void>{};
+  error e = last_error ? *last_error : fail(errc::timeout, "");
+  e.message = std::to_string(left) + " message(s) the run sent are still on queue '" + q.str() +
+              "': they stopped arriving while it took them back" +
+              (last_error ? " (" + last_error->message + ")" : "");
+  co_return e;
+}
+
 // Receives and completes until `deadline`; counts completions that finished before it.
 struct handler_time {
   std::chrono::nanoseconds cpu{0};
   std::chrono::nanoseconds wall{0};
 };
 
+// Only the run's own messages (sent since `since`) are handled and completed; `on_queue` counts
+// down as they are, whether or not before the deadline.
 awaitable<std::uint64_t> drain_until(queue_client& client, const queue_name& q, std::size_t batch,
                                      steady::time_point deadline, std::chrono::microseconds cost,
-                                     std::atomic<std::uint64_t>& remaining, handler_time& handler) {
+                                     std::atomic<std::uint64_t>& remaining, handler_time& handler,
+                                     steady::time_point since,
+                                     std::atomic<std::int64_t>& on_queue) {
   std::uint64_t done = 0;
-  int idle = 0;  // consecutive empty receives: a queue that stays empty for 5 s is drained
+  int idle = 0;  // consecutive receives of none of the run's: 5 s of them and the queue is drained
   while (steady::now() < deadline && remaining.load() > 0 && idle < 50) {
     auto r = co_await client.receive(q, batch, milliseconds(100));
     if (!r || r->empty()) {
       ++idle;
       continue;
     }
-    idle = 0;
-    std::vector<settlement> settles;
-    settles.reserve(r->size());
-    for (auto& m : *r) {
+    auto own = settle_own(client, *r, since);
+    idle = own.own > 0 ? 0 : idle + 1;
+    for (std::size_t i = 0; i < own.own; ++i) {
       const auto wall0 = steady::now();
       const auto cpu0 = thread_cpu_now();
       burn_cpu(cost);
       handler.cpu += thread_cpu_now() - cpu0;
       handler.wall += steady::now() - wall0;
-      settles.push_back(settlement::complete(std::move(m.receipt)));
     }
-    auto results = co_await client.settle(std::move(settles));
-    if (steady::now() > deadline) break;
-    for (auto& x : results) {
-      if (x) {
+    if (own.settles.empty()) continue;
+    auto results = co_await client.settle(std::move(own.settles));
+    const bool in_time = steady::now() <= deadline;
+    for (std::size_t i = 0; i < results.size() && i < own.mine.size(); ++i) {
+      if (!results[i] || !own.mine[i]) continue;
+      --on_queue;
+      if (in_time) {
         ++done;
         remaining.fetch_sub(1);
       }
     }
+    if (!in_time) break;
   }
   co_return done;
+}
+
+// Ends a scaling round or the overhead run on `q`, whether it went through or failed: what it
+// sent goes with the queue when the run made it, else (a user's queue) it is taken back.
+result<void> tidy_up(runtime& rt, queue_client& client, const queue_name& q, bool made,
+                     std::size_t batch, steady::time_point since,
+                     std::atomic<std::int64_t>& on_queue) {
+  if (!made) return rt.run(take_back(client, q, batch, since, on_queue));
+  auto r = rt.run(client.delete_queue(q));
+  if (!r && r.error().code != errc::unsupported) return r.error();
+  return {};
+}
+
+// The first error of a run, and what tidying up after it could not do.
+error with_tidy_up(error e, const result<void>& tidied) {
+  if (!tidied) e.message += "; and " + tidied.error().message;
+  return e;
 }
 
 }  // namespace
@@ -902,45 +991,58 @@ result<std::vector<scaling_point>> run_scaling(const scaling_options& so) {
   queue_client filler(*raw, prefill_client_options(**raw));
   // The team's fault injector, latency only: every call waits (asynchronously) before it runs.
   queue_client delayed(make_fault_injecting_provider(*raw, {.latency = so.injected_latency}));
+  const auto since = steady::now();  // every message the run sends is stamped after this
 
   std::vector<scaling_point> points;
   for (std::size_t n = 1; n <= so.max_consumers; n *= 2) {
     auto made = rt.run(prepare_queue(**raw, *queue));
     if (!made) return made.error();
+    // The run completes what its queue holds: one it did not make must hold nothing before the
+    // first round. Later rounds find it as the one before left it, having taken back its own.
+    if (!*made && points.empty()) {
+      if (auto empty = rt.run(refuse_unless_empty(**raw, *queue)); !empty) return empty.error();
+    }
     const auto fill = scaling_fill(so, n);
-    std::atomic<std::int64_t> stored{0};
-    if (auto r = rt.run(prefill(filler, *queue, fill, o.message_size, stored, "the scaling run"));
-        !r) {
-      return r.error();
-    }
-    std::atomic<std::uint64_t> remaining{fill};
-    const auto start = steady::now();
-    const auto deadline = start + so.window;
-    std::vector<std::future<std::uint64_t>> workers;
-    std::vector<handler_time> handler_times(n);
-    for (std::size_t i = 0; i < n; ++i) {
-      workers.push_back(rt.spawn(drain_until(delayed, *queue, o.receive_batch, deadline,
-                                             o.handler_cost, remaining, handler_times[i])));
-    }
-    std::uint64_t done = 0;
-    for (auto& w : workers) done += w.get();
-    const double elapsed =
-        std::min(window_s, std::chrono::duration<double>(steady::now() - start).count());
-    scaling_point pt;
-    pt.consumers = n;
-    pt.throughput = done / elapsed;
-    // Against a first round that completed nothing there is no efficiency to give.
-    pt.efficiency = points.empty() ? 1.0
-                    : points.front().throughput > 0
-                        ? pt.throughput / (n * points.front().throughput)
-                        : 0;
-    pt.of_ideal = pt.throughput / (per_consumer * static_cast<double>(n));
-    points.push_back(pt);
-    if (o.on_progress) o.on_progress(progress{elapsed, fill, done, fill});
-    if (!*made) continue;
-    if (auto r = rt.run(direct.delete_queue(*queue)); !r && r.error().code != errc::unsupported) {
-      return r.error();
-    }
+    std::atomic<std::int64_t> on_queue{0};
+    auto round = [&]() -> result<scaling_point> {
+      if (auto r =
+              rt.run(prefill(filler, *queue, fill, o.message_size, on_queue, "the scaling run"));
+          !r) {
+        return r.error();
+      }
+      std::atomic<std::uint64_t> remaining{fill};
+      const auto start = steady::now();
+      const auto deadline = start + so.window;
+      std::vector<std::future<std::uint64_t>> workers;
+      std::vector<handler_time> handler_times(n);
+      for (std::size_t i = 0; i < n; ++i) {
+        workers.push_back(
+            rt.spawn(drain_until(delayed, *queue, o.receive_batch, deadline, o.handler_cost,
+                                 remaining, handler_times[i], since, on_queue)));
+      }
+      std::uint64_t done = 0;
+      for (auto& w : workers) done += w.get();
+      const double elapsed =
+          std::min(window_s, std::chrono::duration<double>(steady::now() - start).count());
+      scaling_point pt;
+      pt.consumers = n;
+      pt.throughput = done / elapsed;
+      // Against a first round that completed nothing there is no efficiency to give.
+      pt.efficiency = points.empty() ? 1.0
+                      : points.front().throughput > 0
+                          ? pt.throughput / (n * points.front().throughput)
+                          : 0;
+      pt.of_ideal = pt.throughput / (per_consumer * static_cast<double>(n));
+      if (o.on_progress) o.on_progress(progress{elapsed, fill, done, fill});
+      return pt;
+    };
+    auto pt = round();
+    // Each round ends with messages left (the prefill is 1.5 windows' worth), and a failed one
+    // with what it stored: none of them may stay on a user's queue, nor start the next round.
+    const auto tidied = tidy_up(rt, direct, *queue, *made, o.receive_batch, since, on_queue);
+    if (!pt) return with_tidy_up(pt.error(), tidied);
+    if (!tidied) return tidied.error();
+    points.push_back(*pt);
   }
   rt.shutdown();
   return points;
@@ -969,11 +1071,17 @@ result<overhead_result> run_overhead(const bench_options& o, std::uint64_t messa
   queue_client filler(decorated, prefill_client_options(**raw));
   auto made = rt.run(prepare_queue(**raw, *queue));
   if (!made) return made.error();
-  std::atomic<std::int64_t> stored{0};
+  // The run completes what its queue holds: one it did not make must hold nothing yet.
+  if (!*made) {
+    if (auto empty = rt.run(refuse_unless_empty(**raw, *queue)); !empty) return empty.error();
+  }
+  const auto since = steady::now();  // every message the run sends is stamped after this
+  std::atomic<std::int64_t> on_queue{0};
   if (auto r =
-          rt.run(prefill(filler, *queue, messages, o.message_size, stored, "the overhead run"));
+          rt.run(prefill(filler, *queue, messages, o.message_size, on_queue, "the overhead run"));
       !r) {
-    return r.error();
+    return with_tidy_up(r.error(),
+                        tidy_up(rt, client, *queue, *made, o.receive_batch, since, on_queue));
   }
 
   std::atomic<std::uint64_t> remaining{messages};
@@ -981,10 +1089,12 @@ result<overhead_result> run_overhead(const bench_options& o, std::uint64_t messa
   const auto cpu_before = resource_usage::now().cpu_s;
   const auto start = steady::now();
   const auto done = rt.run(drain_until(client, *queue, o.receive_batch, steady::time_point::max(),
-                                       handler_cost, remaining, handler));
+                                       handler_cost, remaining, handler, since, on_queue));
   const auto wall = std::chrono::duration<double>(steady::now() - start).count();
   const auto cpu = resource_usage::now().cpu_s - cpu_before;
-  if (*made) rt.run(client.delete_queue(*queue));
+  if (auto tidied = tidy_up(rt, client, *queue, *made, o.receive_batch, since, on_queue); !tidied) {
+    return tidied.error();
+  }
   rt.shutdown();
 
   overhead_result out;

@@ -438,6 +438,15 @@ struct users_store {
     }
   }
   ~users_store() { std::filesystem::remove_all(dir); }
+
+  // "active/in flight", or the error.
+  std::string held() const {
+    auto c = sync::queue_client::open(cfg, builtin_providers());
+    if (!c) return c.error().to_string();
+    auto s = c->stats(queue);
+    if (!s) return s.error().to_string();
+    return std::to_string(s->active) + "/" + std::to_string(s->in_flight);
+  }
 };
 
 scaling_options small_scaling_run(const users_store& store) {
@@ -451,17 +460,29 @@ scaling_options small_scaling_run(const users_store& store) {
   return so;
 }
 
+// The scaling run prefills 1.5 windows of what its consumers could complete, so each round ends
+// with messages left: on a queue the run made they went with the queue, but on an existing one
+// (`--queue`, a user's) they stayed there after the run. What the run sent is taken back.
+TEST(Harness, TheScalingRunLeavesNothingItSentOnAnExistingQueue) {
+  users_store store("qrt_bench_scaling_kept", 0);
+  auto r = run_scaling(small_scaling_run(store));
+  ASSERT_TRUE(r) << r.error().to_string();
+  EXPECT_EQ(r->size(), 2u);
+  EXPECT_EQ(store.held(), "0/0") << "the scaling run left its prefill on the user's queue";
+}
+
 // A queue whose own bound (max_size, known only once the run meets the queue) is below the
-// prefill: the prefill waited out the send timeout (30 s) for room nobody frees, then failed
-// naming the bound only. It fails at the first send the queue cannot take, naming the bound and
-// what the run needs.
-TEST(Harness, APrefillTheQueueCannotHoldFailsAtOnceNamingWhatTheRunNeeds) {
+// prefill: the prefill waited out the send timeout, failed, and left what it had stored on the
+// user's queue. It fails at once, naming the bound and what the run needs, and takes back what
+// it sent.
+TEST(Harness, APrefillTheQueueCannotHoldFailsAtOnceAndLeavesNothingBehind) {
   users_store store("qrt_bench_scaling_small", 50);
   auto r = run_scaling(small_scaling_run(store));
   ASSERT_FALSE(r) << "a scaling run prefilling 250 messages into a queue of 50 succeeded";
   EXPECT_EQ(r.error().code, errc::queue_full) << r.error().to_string();
   EXPECT_NE(r.error().message.find("250 messages"), std::string::npos) << r.error().message;
   EXPECT_NE(r.error().message.find("max_size"), std::string::npos) << r.error().message;
+  EXPECT_EQ(store.held(), "0/0") << "the failed scaling run left its prefill on the user's queue";
 
   bench_options o;
   o.threads = 1;
@@ -472,6 +493,39 @@ TEST(Harness, APrefillTheQueueCannotHoldFailsAtOnceNamingWhatTheRunNeeds) {
   EXPECT_EQ(overhead.error().code, errc::queue_full) << overhead.error().to_string();
   EXPECT_NE(overhead.error().message.find("80 messages"), std::string::npos)
       << overhead.error().message;
+  EXPECT_EQ(store.held(), "0/0") << "the failed overhead run left its prefill on the user's queue";
+}
+
+// The scaling and overhead runs received and completed what their queue held: on an existing
+// queue holding a user's messages they completed them with their own. They refuse such a queue,
+// as the main run does, and the messages stay.
+TEST(Harness, TheScalingAndOverheadRunsRefuseAQueueThatAlreadyHoldsMessages) {
+  users_store store("qrt_bench_scaling_users", 0);
+  {
+    auto user = sync::queue_client::open(store.cfg, builtin_providers());
+    ASSERT_TRUE(user) << user.error().to_string();
+    for (int i = 0; i < 3; ++i) {
+      message m;
+      m.body = "order " + std::to_string(i);
+      ASSERT_TRUE(user->send(store.queue, m));
+    }
+  }
+  auto r = run_scaling(small_scaling_run(store));
+  ASSERT_FALSE(r) << "the scaling run ran on a queue holding a user's messages";
+  EXPECT_EQ(r.error().code, errc::invalid_argument) << r.error().to_string();
+  EXPECT_NE(r.error().message.find("already holds 3 messages"), std::string::npos)
+      << r.error().message;
+  EXPECT_EQ(store.held(), "3/0") << "the user's messages were taken off the queue";
+
+  bench_options o;
+  o.threads = 1;
+  o.provider_config = store.cfg;
+  o.queue = store.queue.str();
+  auto overhead = run_overhead(o, 20, std::chrono::microseconds(0));
+  ASSERT_FALSE(overhead) << "the overhead run ran on a queue holding a user's messages";
+  EXPECT_NE(overhead.error().message.find("already holds 3 messages"), std::string::npos)
+      << overhead.error().message;
+  EXPECT_EQ(store.held(), "3/0") << "the user's messages were taken off the queue";
 }
 
 // An extra run that fails after the main run (here the overhead run, whose every send the

@@ -175,7 +175,9 @@ struct scaling_options {
   milliseconds window{1500};  ///< measuring time per consumer count
 };
 /// Scaling with consumers: N = 1, 2, 4, ... max_consumers consumers on a prefilled queue,
-/// every provider call delayed by injected_latency.
+/// every provider call delayed by injected_latency. An existing queue (one the run did not make)
+/// must be empty, and every round, ended or failed, takes back what it sent: only the run's own
+/// messages are completed (make_body's send time marks them), any other is abandoned.
 result<std::vector<scaling_point>> run_scaling(const scaling_options& options);
 /// What run_scaling refuses before it runs anything: an injected latency of zero or less (the
 /// ceiling it measures against would be infinite), or one whose receive + settle round trip
@@ -201,7 +203,7 @@ struct overhead_result {
 /// provider (a bound met only on the queue fails it at once, as for run_scaling).
 result<void> validate_overhead(const bench_options& options, std::uint64_t messages);
 /// Client overhead: one consumer, a handler of known fixed CPU cost, prefilled queue; the
-/// share of the work that is not the handler's.
+/// share of the work that is not the handler's. Its queue is treated as run_scaling's is.
 result<overhead_result> run_overhead(const bench_options& options, std::uint64_t messages,
                                      std::chrono::microseconds handler_cost);
 
