@@ -466,6 +466,24 @@ expect 2 "max_queue_size 5 is below the [0-9]+ messages the scaling run" -- benc
 expect 2 "max_queue_size 5 is below the 2000 messages the overhead run" -- bench --messages 100 \
   --threads 1 --no-baseline --overhead 1 --set max_queue_size=5
 [[ ! -s "$tmp/out" ]] || fail "bench --overhead 1 --set max_queue_size=5 ran: $(head -3 "$tmp/out")"
+# A command that partly succeeded: an extra run that fails after the main run (here the
+# overhead run's prefill, refused by a max_queue_bytes the queue meets only when it fills) keeps
+# what was measured. The table goes to stdout and the report is written; then the error, one
+# line on stderr after the report's, and the exit code is the error's (1), not 0.
+"$qrt" bench --messages 200 --threads 1 --no-baseline --overhead 1 --set max_queue_bytes=20000 \
+  --report-dir "$tmp/partial" >"$tmp/out" 2>"$tmp/err"
+code=$?
+[[ $code -eq 1 ]] || fail "bench with a failed overhead run exited $code, expected 1: $(cat "$tmp/err")"
+grep -q "end-to-end" "$tmp/out" || fail "bench with a failed overhead run printed no table: $(cat "$tmp/out")"
+grep -q "overhead run failed" "$tmp/out" && fail "bench printed its error on stdout: $(cat "$tmp/out")"
+[[ $(wc -l <"$tmp/err") -eq 2 ]] || fail "bench with a failed overhead run: stderr is not 2 lines: $(cat "$tmp/err")"
+grep -q "^qrt: report written to $tmp/partial/report.json" <(head -1 "$tmp/err") \
+  || fail "bench with a failed overhead run: no report line first: $(cat "$tmp/err")"
+grep -qE "^qrt: queue_full: the overhead run failed \(the figures measured before it are kept\): .*max_queue_bytes" \
+  <(tail -1 "$tmp/err") || fail "bench with a failed overhead run: error not last: $(cat "$tmp/err")"
+grep -q '"messages":200' "$tmp/partial/report.json" \
+  || fail "the report of a run whose overhead run failed lacks the main run: $(head -c 300 "$tmp/partial/report.json")"
+grep -q '"overhead":' "$tmp/partial/report.json" && fail "the failed overhead run left figures in the report"
 # --queue may name a user's queue (here in a persisted store): one that holds messages was
 # drained by the run, every message received and completed. It is refused, saying how many it
 # holds, and the message stays.
