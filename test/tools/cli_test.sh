@@ -150,6 +150,11 @@ expect 0 '"active":1' -- stats --provider memory --queue q --persistence-path "$
 # A negative --from-sequence names no message: it was read as 0 and showed the oldest ones.
 expect 2 "--from-sequence must be 0 .the oldest. or more, got -5" -- \
   peek --provider memory --queue q --persistence-path "$tmp/log" --from-sequence -5
+# It is a usage error, refused before the provider is built and naming the flag; the client's
+# own refusal of it names its parameter and comes only after what building refuses (here the
+# embedded provider without --persistence-path), so both checks stay.
+expect 2 "--from-sequence must be 0 .the oldest. or more, got -1" -- \
+  peek --provider memory --queue q --from-sequence -1
 expect 0 '"attributes":\{"k":"v"\}' -- receive --provider memory --queue q --wait 1 \
   --persistence-path "$tmp/log" --durability interval --output json
 expect 0 '"active":0' -- stats --provider memory --queue q --persistence-path "$tmp/log" --output json

@@ -326,7 +326,10 @@ class peek_command {
 
   int run() {
     // 0 means the oldest and sequence numbers only grow: a negative one names no message, and
-    // peeking from the oldest instead would answer a question that was not asked.
+    // peeking from the oldest instead would answer a question that was not asked. The client
+    // refuses it too (src/core/peek_checks.hpp), for every caller, but only once a provider is
+    // built, and naming its parameter: checked here as well, it is a usage error reported as
+    // one, before the provider (as the queue name is, in open()), and naming the flag.
     if (from_ < 0) {
       return report_error(
           fail(errc::invalid_argument,
