@@ -254,10 +254,20 @@ asio::awaitable<result<void>> connection::close_receiver(std::string link_id) {
 asio::awaitable<result<proton::message>> connection::request(std::string node,
                                                              proton::message request,
                                                              milliseconds timeout) {
+  // Not a coroutine, and no default argument on the one below: GCC 12 mishandles a coroutine's
+  // defaulted parameter of class type (the frame's copy frees memory it does not own).
+  return this->request(std::move(node), std::move(request), timeout, request_kind{});
+}
+
+asio::awaitable<result<proton::message>> connection::request(std::string node,
+                                                             proton::message request,
+                                                             milliseconds timeout,
+                                                             request_kind kind) {
   using T = result<proton::message>;
   auto payload = std::make_shared<proton::message>(std::move(request));
-  auto fn = [node = std::move(node), payload, timeout](engine& e, completer<T> done) {
-    e.request(node, std::move(*payload), timeout, now(), std::move(done));
+  auto fn = [node = std::move(node), payload, timeout, kind = std::move(kind)](engine& e,
+                                                                               completer<T> done) {
+    e.request(node, std::move(*payload), timeout, now(), std::move(done), kind);
   };
   auto op = on_strand<T>(impl_, std::move(fn));
   co_return co_await std::move(op);

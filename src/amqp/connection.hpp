@@ -114,6 +114,13 @@ class connection {
 
   /// Request/response with a management node (`$cbs`, `<entity>/$management`): sends `request`
   /// with reply-to and message-id set, and returns the message whose correlation-id matches.
+  /// When no answer will come (the node's link detached, the connection was lost or closed), a
+  /// request sent that changes state (`kind`) fails as unconfirmed, transient: the node may have
+  /// applied it. A read, or a request never sent, fails with the cause, saying whether it went
+  /// out; `closed` when the connection was closed.
+  boost::asio::awaitable<result<proton::message>> request(std::string node, proton::message request,
+                                                          milliseconds timeout, request_kind kind);
+  /// A request of no declared kind: failed with the cause when no answer will come.
   boost::asio::awaitable<result<proton::message>> request(std::string node, proton::message request,
                                                           milliseconds timeout);
 
@@ -133,7 +140,8 @@ class connection {
 
   /// Closes the connection gracefully (every session ended, then the close frame, each answer
   /// awaited within endpoint::close_timeout; then the socket closes) and fails what is still
-  /// pending with errc::closed. Idempotent: every call returns once the close is over.
+  /// pending with errc::closed, except what the broker may have acted on (engine::shutdown),
+  /// which fails as unconfirmed. Idempotent: every call returns once the close is over.
   /// Destroying the connection without close() starts the same once the executor next runs.
   boost::asio::awaitable<void> close();
 

@@ -22,6 +22,16 @@ namespace qrt::amqp::detail {
 using std::chrono::milliseconds;
 using property_map = std::map<proton::symbol, proton::value>;
 
+/// What a request/response call does at its node, so that a request whose answer never comes
+/// (its link or its connection went, or the connection was closed) fails saying what is known.
+struct request_kind {
+  std::string operation;  ///< named in the request's errors, e.g. "com.microsoft:renew-lock"
+  /// It changes state at the broker (renews a lock, sets a session's state, adds a rule): sent
+  /// and never answered, it may or may not have been applied, and it fails as unconfirmed. A
+  /// read changed nothing whatever happened, and fails with the plain cause.
+  bool changes_state = false;
+};
+
 /// Where and how to connect. Secrets stay here: nothing in this struct is ever logged, and
 /// display() omits the user and password.
 struct endpoint {

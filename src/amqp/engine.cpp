@@ -217,9 +217,10 @@ void engine::close_receiver(const std::string& link_id, time_point now) {
 }
 
 void engine::request(std::string node, proton::message request, milliseconds timeout,
-                     time_point now, callback<result<proton::message>> done) {
-  run(*core_, now,
-      [&] { core_->request(node, std::move(request), timeout, once(std::move(done))); });
+                     time_point now, callback<result<proton::message>> done, request_kind kind) {
+  run(*core_, now, [&] {
+    core_->request(node, std::move(request), std::move(kind), timeout, once(std::move(done)));
+  });
 }
 
 engine::usage engine::current_usage() const {

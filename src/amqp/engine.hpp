@@ -85,8 +85,9 @@ class engine {
   void settle(std::vector<settle_item> items, milliseconds timeout, time_point now,
               callback<result<std::vector<result<void>>>> done);
   void close_receiver(const std::string& link_id, time_point now);
+  /// `kind` decides the error when no answer will come (connection::request).
   void request(std::string node, proton::message request, milliseconds timeout, time_point now,
-               callback<result<proton::message>> done);
+               callback<result<proton::message>> done, request_kind kind = {});
   usage current_usage() const;
   /// Closes the connection and fails every pending call with errc::closed; later calls fail
   /// with errc::closed. An open connection closes gracefully: messages not yet sent fail at
@@ -94,8 +95,9 @@ class engine {
   /// goes out on the stream, which is kept (calls still pending may still complete) until the
   /// broker answers or endpoint::close_timeout passes (counted from this call); then the
   /// stream goes to take_closing and `closed` runs. A sent message whose outcome never came
-  /// fails as unconfirmed (transient), not closed: the broker may have stored it. Otherwise
-  /// at once. A second call's `closed` runs when the first's does.
+  /// fails as unconfirmed (transient), not closed: the broker may have stored it; so does a
+  /// sent request that changes state (request_kind), which the close does not wait for.
+  /// Otherwise at once. A second call's `closed` runs when the first's does.
   void shutdown(time_point now, std::function<void()> closed = {});
 
   // ---- the byte stream of each connection attempt ----

@@ -207,9 +207,7 @@ void core::connection_lost(error e) {
   prefetched_bytes = 0;
   receiver_by_link.clear();
   live_instances.clear();
-  for (auto& [node, n] : rpc_nodes) {
-    for (auto& [id, done] : n.pending) done(link_died);
-  }
+  for (auto& [node, n] : rpc_nodes) fail_pending_requests(node, std::move(n.pending), link_died);
   rpc_nodes.clear();
   rpc_by_name.clear();
 }

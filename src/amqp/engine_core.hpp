@@ -34,6 +34,7 @@
 #include <proton/transport.hpp>
 #include <span>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -49,16 +50,19 @@ using time_point = engine::time_point;
 
 error closed_error();
 
-/// What went to the broker and waits for its answer: a sent message (its outcome), or, on a
-/// link in rcv-settle-mode second, a settlement (the broker's confirmation of it).
-enum class unconfirmed_kind { send, settlement };
+/// What went to the broker and waits for its answer: a sent message (its outcome), on a link in
+/// rcv-settle-mode second a settlement (the broker's confirmation of it), or a request that
+/// changes state at a request/response node (its reply).
+enum class unconfirmed_kind { send, settlement, request };
 
 /// An answer that will never come (the link ended, or the connection was lost or closed first)
 /// for what the broker may already have acted on: a message it may or may not have stored, a
 /// settlement it may or may not have applied. It fails transient, saying so, with `cause` (why
 /// no answer will come) in its message, never with `closed`, which reads as not done. `address`
-/// is the link's target (send) or source (settlement).
-error unconfirmed_error(unconfirmed_kind what, const std::string& address, const error& cause);
+/// is the link's target (send), its source (settlement) or the node (request); `operation`
+/// names a request's operation.
+error unconfirmed_error(unconfirmed_kind what, const std::string& address, const error& cause,
+                        std::string_view operation = {});
 
 /// A call's callback, run at most once however many tables hold a copy; done() says whether it
 /// has run (a timed-out call's late answer is then dropped).
@@ -278,15 +282,20 @@ struct engine::core : proton::messaging_handler {
   std::uint64_t next_instance = 1;
 
   // -- request/response nodes --
+  struct pending_request {
+    once<result<proton::message>> done;
+    request_kind kind;
+    bool sent = false;  ///< handed to the link: the node may have acted on it
+  };
   struct rpc_node {
     std::string node;
     proton::sender out;
     proton::receiver in;
     std::string reply_to;
     bool in_open = false;
-    std::deque<std::pair<proton::message, std::string>> unsent;    ///< waiting for credit/attach
-    std::map<std::string, once<result<proton::message>>> pending;  ///< by message-id
-    std::uint64_t last_use = 0;  ///< use_clock at the last request
+    std::deque<std::pair<proton::message, std::string>> unsent;  ///< waiting for credit/attach
+    std::map<std::string, pending_request> pending;              ///< by message-id
+    std::uint64_t last_use = 0;                                  ///< use_clock at the last request
     bool idle() const { return pending.empty() && unsent.empty(); }
   };
   std::map<std::string, rpc_node> rpc_nodes;                 ///< by node address
@@ -542,13 +551,19 @@ struct engine::core : proton::messaging_handler {
 
   // ---------- request / response ----------
 
-  void request(const std::string& node, proton::message m, milliseconds timeout,
+  void request(const std::string& node, proton::message m, request_kind kind, milliseconds timeout,
                once<result<proton::message>> done);
 
   /// Sends the request on the node's links, attaching them when there are none; at the link
   /// cap with every link busy, the request waits for room (bounded by its timeout).
-  void start_request(const std::string& node, proton::message m, milliseconds timeout,
-                     once<result<proton::message>> done);
+  void start_request(const std::string& node, proton::message m, request_kind kind,
+                     milliseconds timeout, once<result<proton::message>> done);
+
+  /// Fails `pending`, requests to `node` that will never be answered, for `cause`: one sent that
+  /// changes state as unconfirmed (the node may have applied it); a read, or one never sent,
+  /// with the cause and whether it went out (nothing was changed).
+  void fail_pending_requests(const std::string& node,
+                             std::map<std::string, pending_request> pending, const error& cause);
 
   void send_requests(rpc_node& n);
 

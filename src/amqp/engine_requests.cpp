@@ -14,32 +14,35 @@
 
 namespace qrt::amqp::detail {
 
-void core::request(const std::string& node, proton::message m, milliseconds timeout,
-                   once<result<proton::message>> done) {
-  when_open(timeout, [this, node, m = std::move(m), timeout, done](const error* e) mutable {
+void core::request(const std::string& node, proton::message m, request_kind kind,
+                   milliseconds timeout, once<result<proton::message>> done) {
+  when_open(timeout, [this, node, m = std::move(m), kind = std::move(kind), timeout,
+                      done](const error* e) mutable {
     if (e) {
       done(*e);
       return;
     }
-    start_request(node, std::move(m), timeout, std::move(done));
+    start_request(node, std::move(m), std::move(kind), timeout, std::move(done));
   });
 }
 
-void core::start_request(const std::string& node, proton::message m, milliseconds timeout,
-                         once<result<proton::message>> done) {
+void core::start_request(const std::string& node, proton::message m, request_kind kind,
+                         milliseconds timeout, once<result<proton::message>> done) {
   if (done.done()) return;
   auto it = rpc_nodes.find(node);
   if (it == rpc_nodes.end()) {
     if (!links_may_attach(2)) {
       auto request = std::make_shared<proton::message>(std::move(m));
+      auto waiting_kind = std::make_shared<request_kind>(std::move(kind));
       after(timeout, [done, node, timeout] {
         done(fail(errc::timeout, "request to '" + node + "' could not attach its links within " +
                                      std::to_string(timeout.count()) +
                                      " ms (max_links reached, or an ended session unanswered)"));
       });
       link_waiters.push_back(link_waiter{[done] { return done.done(); },
-                                         [this, node, request, timeout, done] {
-                                           start_request(node, std::move(*request), timeout, done);
+                                         [this, node, request, waiting_kind, timeout, done] {
+                                           start_request(node, std::move(*request),
+                                                         std::move(*waiting_kind), timeout, done);
                                          },
                                          [done](const error& e) { done(e); }});
       return;
@@ -77,7 +80,7 @@ void core::start_request(const std::string& node, proton::message m, millisecond
   const std::string id = "qrt-rpc-" + std::to_string(next_request++);
   m.id(id);
   m.reply_to(n.reply_to);
-  n.pending.emplace(id, done);
+  n.pending.emplace(id, pending_request{done, std::move(kind)});
   n.unsent.emplace_back(std::move(m), id);
   send_requests(n);
   after(timeout, [this, node, id, timeout] {
@@ -85,7 +88,7 @@ void core::start_request(const std::string& node, proton::message m, millisecond
     if (nit == rpc_nodes.end()) return;
     auto pit = nit->second.pending.find(id);
     if (pit == nit->second.pending.end()) return;
-    auto done = pit->second;
+    auto done = pit->second.done;
     nit->second.pending.erase(pit);
     auto& unsent = nit->second.unsent;
     unsent.erase(
@@ -101,7 +104,27 @@ void core::send_requests(rpc_node& n) {
   if (!n.in_open) return;  // responses need the reply link in place first
   while (!n.unsent.empty() && n.out.active() && n.out.credit() > 0) {
     n.out.send(n.unsent.front().first);
+    if (auto pit = n.pending.find(n.unsent.front().second); pit != n.pending.end()) {
+      pit->second.sent = true;
+    }
     n.unsent.pop_front();
+  }
+}
+
+void core::fail_pending_requests(const std::string& node,
+                                 std::map<std::string, pending_request> pending,
+                                 const error& cause) {
+  for (auto& [id, p] : pending) {
+    if (p.sent && p.kind.changes_state) {
+      p.done(unconfirmed_error(unconfirmed_kind::request, node, cause, p.kind.operation));
+      continue;
+    }
+    error e = cause;
+    const std::string request =
+        p.kind.operation.empty() ? "the request" : "the request " + p.kind.operation;
+    e.message = request + " to '" + node + "' " + (p.sent ? "got no answer (" : "was not sent (") +
+                cause.message + ")";
+    p.done(std::move(e));
   }
 }
 
@@ -112,7 +135,7 @@ void core::rpc_response(const std::string& node, proton::delivery& d, proton::me
   const std::string correlation = id_to_string(m.correlation_id());
   auto pit = it->second.pending.find(correlation);
   if (pit == it->second.pending.end()) return;  // late answer to a timed-out request
-  auto done = pit->second;
+  auto done = pit->second.done;
   it->second.pending.erase(pit);
   done(std::move(m));
   link_freed();
@@ -147,12 +170,13 @@ void core::refuse_oversize_replies() {
 
 void core::drop_rpc_node(std::map<std::string, rpc_node>::iterator nit, const error& e) {
   auto pending = std::move(nit->second.pending);
+  const std::string node = nit->first;
   end_link(nit->second.out);
   end_link(nit->second.in);
   rpc_by_name.erase(nit->second.out.name());
   rpc_by_name.erase(nit->second.in.name());
   rpc_nodes.erase(nit);
-  for (auto& [id, done] : pending) done(e);
+  fail_pending_requests(node, std::move(pending), e);
   link_freed();
 }
 

@@ -31,7 +31,8 @@ std::optional<std::uint64_t> number_of(std::span<const std::uint8_t> tag) {
 
 }  // namespace
 
-error unconfirmed_error(unconfirmed_kind what, const std::string& address, const error& cause) {
+error unconfirmed_error(unconfirmed_kind what, const std::string& address, const error& cause,
+                        std::string_view operation) {
   error unconfirmed = cause;
   // A lost connection's cause is transient whatever its code, and `closed` among them: kept,
   // the code would still tell the caller "not done".
@@ -48,6 +49,11 @@ error unconfirmed_error(unconfirmed_kind what, const std::string& address, const
                             "' ended before the broker confirmed the settlement (" + cause.message +
                             "); it may or may not have been applied (if not, the message is "
                             "delivered again)";
+      break;
+    case unconfirmed_kind::request:
+      unconfirmed.message = "unconfirmed: the request " + std::string(operation) + " to '" +
+                            address + "' ended before the broker answered it (" + cause.message +
+                            "); it may or may not have been applied";
       break;
   }
   return unconfirmed;

@@ -1470,4 +1470,150 @@ TEST(amqp_engine, a_probe_that_times_out_leaves_the_next_one_a_session_of_its_ow
   EXPECT_EQ(h.e.current_usage().links, 0u);
 }
 
+// ---------- a request whose answer never comes ----------
+
+using qrt::amqp::detail::request_kind;
+
+request_kind changes_state(std::string operation) {
+  return request_kind{std::move(operation), true};
+}
+request_kind reads(std::string operation) {
+  return request_kind{std::move(operation), false};
+}
+
+/// Sent, it may have been applied: transient, saying so, naming the node, the operation and the
+/// reason, never `closed` (which reads as not done).
+void expect_unconfirmed_request(const qrt::result<proton::message>& reply,
+                                std::string_view operation, std::string_view reason) {
+  ASSERT_FALSE(reply) << "a request never answered reported an answer";
+  const qrt::error& e = reply.error();
+  EXPECT_NE(e.code, qrt::errc::closed) << "reported as not done: " << e.to_string();
+  EXPECT_TRUE(e.is_transient()) << e.to_string();
+  EXPECT_EQ(e.message.rfind("unconfirmed", 0), 0u) << e.to_string();
+  EXPECT_NE(e.message.find("may or may not have been applied"), std::string::npos) << e.to_string();
+  EXPECT_NE(e.message.find("'q/$management'"), std::string::npos) << e.to_string();
+  EXPECT_NE(e.message.find(operation), std::string::npos) << e.to_string();
+  EXPECT_NE(e.message.find(reason), std::string::npos) << e.to_string();
+}
+
+/// A read, or a request never sent: the plain reason, and no claim that it may have happened.
+void expect_plainly_failed_request(const qrt::result<proton::message>& reply,
+                                   std::string_view operation, std::string_view what,
+                                   std::string_view reason) {
+  ASSERT_FALSE(reply) << "a request never answered reported an answer";
+  const qrt::error& e = reply.error();
+  EXPECT_EQ(e.message.find("unconfirmed"), std::string::npos)
+      << "called maybe applied: " << e.to_string();
+  EXPECT_NE(e.message.find("'q/$management'"), std::string::npos) << e.to_string();
+  EXPECT_NE(e.message.find(operation), std::string::npos) << e.to_string();
+  EXPECT_NE(e.message.find(what), std::string::npos) << e.to_string();
+  EXPECT_NE(e.message.find(reason), std::string::npos) << e.to_string();
+}
+
+TEST(amqp_engine, a_state_change_sent_when_the_connection_drops_is_unconfirmed_a_read_is_not) {
+  silent_node broker;  // takes every request, answers none
+  engine_harness h(broker);
+  answer<qrt::result<proton::message>> renewed;
+  answer<qrt::result<proton::message>> peeked;
+  h.e.request("q/$management", proton::message("renew"), 5s, h.now, renewed.into(),
+              changes_state("renew-lock"));
+  h.e.request("q/$management", proton::message("peek"), 5s, h.now, peeked.into(),
+              reads("peek-message"));
+  h.exchange();
+  ASSERT_EQ(broker.requests, 2) << "the requests did not reach the broker";
+  h.hang_up();
+  ASSERT_TRUE(renewed.value && peeked.value) << "the requests did not end with the connection";
+  expect_unconfirmed_request(*renewed.value, "renew-lock", "end of file");
+  expect_plainly_failed_request(*peeked.value, "peek-message", "got no answer", "end of file");
+  EXPECT_TRUE(peeked.value->error().is_transient()) << peeked.value->error().to_string();
+}
+
+// The broker grants the request link no credit: the request never goes out.
+struct creditless_node : silent_node {
+  void on_receiver_open(proton::receiver& r) override {
+    if (r.active()) return;
+    r.open(proton::receiver_options()
+               .credit_window(0)
+               .source(proton::source_options().address(r.source().address()))
+               .target(proton::target_options().address(r.target().address())));
+  }
+};
+
+TEST(amqp_engine, a_state_change_never_sent_when_the_connection_drops_is_not_called_maybe_applied) {
+  creditless_node broker;
+  engine_harness h(broker);
+  answer<qrt::result<proton::message>> renewed;
+  h.e.request("q/$management", proton::message("renew"), 5s, h.now, renewed.into(),
+              changes_state("renew-lock"));
+  h.exchange();
+  ASSERT_EQ(broker.requests, 0) << "the request went out without credit";
+  h.hang_up();
+  ASSERT_TRUE(renewed.value) << "the request did not end with the connection";
+  expect_plainly_failed_request(*renewed.value, "renew-lock", "was not sent", "end of file");
+  EXPECT_TRUE(renewed.value->error().is_transient()) << renewed.value->error().to_string();
+}
+
+// The broker detaches the request link with an error once it has the request.
+struct detaching_node : echoing_broker {
+  void on_message(proton::delivery& d, proton::message&) override {
+    ++requests;
+    d.accept();
+    d.receiver().close(
+        proton::error_condition("amqp:link:detach-forced", "the node detached the link"));
+  }
+  int requests = 0;
+};
+
+TEST(amqp_engine, a_state_change_sent_when_its_link_detaches_is_unconfirmed_a_read_is_not) {
+  detaching_node broker;
+  engine_harness h(broker);
+  answer<qrt::result<proton::message>> renewed;
+  h.e.request("q/$management", proton::message("renew"), 5s, h.now, renewed.into(),
+              changes_state("renew-lock"));
+  h.exchange();
+  ASSERT_EQ(broker.requests, 1);
+  ASSERT_TRUE(renewed.value) << "the request did not end with its link";
+  expect_unconfirmed_request(*renewed.value, "renew-lock", "the node detached the link");
+
+  answer<qrt::result<proton::message>> peeked;
+  h.e.request("q/$management", proton::message("peek"), 5s, h.now, peeked.into(),
+              reads("peek-message"));
+  h.exchange();
+  ASSERT_EQ(broker.requests, 2) << "the node's links were not attached again";
+  ASSERT_TRUE(peeked.value) << "the request did not end with its link";
+  expect_plainly_failed_request(*peeked.value, "peek-message", "got no answer",
+                                "the node detached the link");
+}
+
+// A close does not wait for replies: a state change sent and unanswered is unconfirmed (closed
+// would read as not applied), a read fails closed, and a request after the close fails closed.
+TEST(amqp_engine, at_close_a_state_change_sent_is_unconfirmed_a_read_and_a_later_request_closed) {
+  silent_node broker;
+  engine_harness h(broker);
+  answer<qrt::result<proton::message>> renewed;
+  answer<qrt::result<proton::message>> peeked;
+  h.e.request("q/$management", proton::message("renew"), 5s, h.now, renewed.into(),
+              changes_state("renew-lock"));
+  h.e.request("q/$management", proton::message("peek"), 5s, h.now, peeked.into(),
+              reads("peek-message"));
+  h.exchange();
+  ASSERT_EQ(broker.requests, 2);
+  bool closed = false;
+  h.e.shutdown(h.now, [&] { closed = true; });
+  h.exchange();
+  h.tick_at(h.now + engine_harness::broker_test().close_timeout);
+  ASSERT_TRUE(closed) << "the close took longer than close_timeout";
+  ASSERT_TRUE(renewed.value && peeked.value) << "the requests did not end with the close";
+  expect_unconfirmed_request(*renewed.value, "renew-lock", "closed");
+  ASSERT_FALSE(*peeked.value);
+  EXPECT_EQ(peeked.value->error().code, qrt::errc::closed) << peeked.value->error().to_string();
+
+  answer<qrt::result<proton::message>> later;
+  h.e.request("q/$management", proton::message("renew"), 5s, h.now, later.into(),
+              changes_state("renew-lock"));
+  ASSERT_TRUE(later.value) << "a request after the close waited";
+  ASSERT_FALSE(*later.value);
+  EXPECT_EQ(later.value->error().code, qrt::errc::closed) << later.value->error().to_string();
+}
+
 }  // namespace
