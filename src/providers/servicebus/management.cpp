@@ -1,6 +1,8 @@
 #include "management.hpp"
 
+#include <algorithm>
 #include <atomic>
+#include <iterator>
 #include <map>
 #include <proton/binary.hpp>
 #include <proton/codec/decoder.hpp>
@@ -247,6 +249,21 @@ proton::message set_session_state_request(std::string_view session,
   else
     body.emplace("session-state", proton::value{});
   return request("com.microsoft:set-session-state", body, associated_link);
+}
+
+amqp::detail::request_kind management_request_kind(const proton::message& request) {
+  static constexpr std::string_view reads[] = {"com.microsoft:peek-message",
+                                               "com.microsoft:get-session-state",
+                                               "com.microsoft:enumerate-rules"};
+  amqp::detail::request_kind kind;
+  const auto& properties = request.properties();
+  if (properties.exists("operation")) {
+    const proton::value v = properties.get("operation");
+    if (v.type() == proton::STRING) kind.operation = proton::get<std::string>(v);
+  }
+  kind.changes_state =
+      std::find(std::begin(reads), std::end(reads), kind.operation) == std::end(reads);
+  return kind;
 }
 
 result<int> response_status(const proton::message& reply, std::string_view what) {

@@ -13,6 +13,7 @@
 #include <string_view>
 #include <vector>
 
+#include "amqp/connection_types.hpp"
 #include "amqp/message_codec.hpp"
 #include "wire.hpp"
 
@@ -53,6 +54,13 @@ proton::message get_session_state_request(std::string_view session,
 proton::message set_session_state_request(std::string_view session,
                                           const std::optional<std::string>& state,
                                           std::string_view associated_link);
+
+/// What a $management request does, from its `operation` property, for the error it gets when
+/// its answer never comes (a lost connection, a detached link, a close): peek-message,
+/// get-session-state and enumerate-rules read; every other operation (renew-lock,
+/// set-session-state, add-rule, an operation not listed) may change state at the service, so
+/// one sent and unanswered may have been applied (docs/servicebus.md).
+amqp::detail::request_kind management_request_kind(const proton::message& request);
 
 /// The reply's status: statusCode/statusDescription/errorCondition on $management and
 /// status-code/status-description on $cbs (both spellings are accepted). `what` names the

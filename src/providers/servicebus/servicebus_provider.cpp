@@ -723,12 +723,14 @@ class servicebus_provider final : public qrt::detail::provider_that_borrows,
 
   // ----- shared with sessions -----
 
-  /// A request on `<entity>/$management`, authorised first; errors mapped.
+  /// A request on `<entity>/$management`, authorised first; errors mapped. One whose answer
+  /// never comes fails as unconfirmed when it may have changed state (management_request_kind).
   awaitable<result<proton::message>> management(std::string entity, proton::message request) {
     const std::string node = entity + "/$management";
+    const amqp::request_kind kind = detail::management_request_kind(request);
     for (int attempt = 0;; ++attempt) {
       if (auto a = co_await authorize(node); !a) co_return a.error();
-      auto reply = co_await conn_->request(node, request, opts_.operation_timeout);
+      auto reply = co_await conn_->request(node, request, opts_.operation_timeout, kind);
       if (!reply && retry_after_reauth(reply.error(), attempt)) continue;
       if (!reply) co_return remap(reply.error());
       co_return reply;

@@ -548,6 +548,106 @@ TEST(ServiceBusProviderUnconfirmed, SettlementWaitIsBoundedAndALostConnectionFai
       << lost.error().to_string();
 }
 
+// A $management request whose answer never comes because the connection or the request link
+// went: one that changes state (renew the lock, set the session's state) may have been applied
+// and says so, naming the queue and the operation; a read (peek, get the session's state)
+// changed nothing and fails transient with the loss as the reason (docs/servicebus.md,
+// "$management requests cut off"). No retries here, so each error is the first attempt's.
+qrt::sync::queue_client open_client_without_retries(const qrt::test::servicebus_peer& p,
+                                                    const std::string& key) {
+  auto c = qrt::sync::queue_client::open({{"provider", "servicebus"},
+                                          {"connection_string", p.connection_string(key)},
+                                          {"operation_timeout", "3s"}},
+                                         registry(),
+                                         qrt::client_options{.send_timeout = 3s, .retry = {}});
+  if (!c) throw qrt::exception(c.error());
+  return std::move(*c);
+}
+
+void expect_unconfirmed_request(const qrt::error& e, const std::string& queue,
+                                const std::string& operation, const std::string& secret) {
+  EXPECT_TRUE(e.is_transient()) << e.to_string();
+  EXPECT_NE(e.code, errc::closed) << "reads as not done: " << e.to_string();
+  EXPECT_EQ(e.message.rfind("unconfirmed", 0), 0u) << e.to_string();
+  EXPECT_NE(e.message.find("may or may not have been applied"), std::string::npos) << e.to_string();
+  EXPECT_NE(e.message.find("'" + queue + "/$management'"), std::string::npos) << e.to_string();
+  EXPECT_NE(e.message.find(operation), std::string::npos) << e.to_string();
+  EXPECT_EQ(e.to_string().find(secret), std::string::npos) << "the SAS key leaked";
+  EXPECT_EQ(e.to_string().find("sig="), std::string::npos) << "a SAS token leaked";
+}
+
+void expect_failed_read(const qrt::error& e, const std::string& queue, const std::string& operation,
+                        const std::string& secret) {
+  EXPECT_TRUE(e.is_transient()) << e.to_string();
+  EXPECT_EQ(e.message.find("unconfirmed"), std::string::npos)
+      << "a read was called maybe applied: " << e.to_string();
+  EXPECT_NE(e.message.find("'" + queue + "/$management'"), std::string::npos) << e.to_string();
+  EXPECT_NE(e.message.find(operation), std::string::npos) << e.to_string();
+  EXPECT_EQ(e.to_string().find(secret), std::string::npos) << "the SAS key leaked";
+  EXPECT_EQ(e.to_string().find("sig="), std::string::npos) << "a SAS token leaked";
+}
+
+/// `hook` is the peer's option that cuts every $management request on "cut" and "cut-sessions"
+/// off after the peer took it; `cause` a part of the reason the errors must give.
+void management_requests_cut_off(const std::string& hook, const std::string& cause) {
+  const std::string secret = "k3y-that-must-not-leak";
+  qrt::test::servicebus_peer cutting({"--sas-key-name", "x", "--sas-key", secret, hook,
+                                      "cut,cut-sessions", "--session-queues", "cut-sessions"});
+  auto client = open_client_without_retries(cutting, secret);
+  const auto q = queue_name::from("cut");
+  ASSERT_TRUE(client.send(q, qrt::message{.body = "locked"}));
+  std::vector<qrt::received_message> got;
+  for (int i = 0; i < 10 && got.empty(); ++i) got = client.receive(q, 1, 2s).value();
+  ASSERT_EQ(got.size(), 1u);
+
+  auto renewed = client.renew_lock(got[0].receipt);
+  ASSERT_FALSE(renewed) << "a renewal the service never answered reported success";
+  expect_unconfirmed_request(renewed.error(), "cut", "com.microsoft:renew-lock", secret);
+  EXPECT_NE(renewed.error().message.find(cause), std::string::npos) << renewed.error().to_string();
+
+  auto peeked = client.peek(q, 1);
+  ASSERT_FALSE(peeked) << "a peek the service never answered reported success";
+  expect_failed_read(peeked.error(), "cut", "com.microsoft:peek-message", secret);
+  EXPECT_NE(peeked.error().message.find(cause), std::string::npos) << peeked.error().to_string();
+
+  const auto sq = queue_name::from("cut-sessions");
+  ASSERT_TRUE(client.send(sq, qrt::message{.body = "s", .session = session_id::from("s1")}));
+  auto session = client.accept_session(sq, session_id::from("s1"), 5s);
+  ASSERT_TRUE(session) << session.error().to_string();
+  auto set = session->set_state("step-2");
+  ASSERT_FALSE(set) << "a state the service never confirmed was reported set";
+  expect_unconfirmed_request(set.error(), "cut-sessions", "com.microsoft:set-session-state",
+                             secret);
+  auto state = session->get_state();
+  ASSERT_FALSE(state) << "a state read the service never answered reported success";
+  expect_failed_read(state.error(), "cut-sessions", "com.microsoft:get-session-state", secret);
+}
+
+TEST(ServiceBusProviderManagementCutOff, ByALostConnectionAStateChangeIsUnconfirmedAReadIsNot) {
+  management_requests_cut_off("--drop-on-management", "the link died with its connection");
+}
+
+TEST(ServiceBusProviderManagementCutOff, ByADetachedLinkAStateChangeIsUnconfirmedAReadIsNot) {
+  management_requests_cut_off("--detach-management", "the peer detached the $management link");
+}
+
+// A provider closed: its $management calls fail with closed, not as unconfirmed or a timeout.
+TEST(ServiceBusProviderManagementCutOff, RequestsOnAClosedProviderFailClosed) {
+  const auto q = queue_name::from("closing");
+  auto client = open_client_without_retries(*peer, "y");
+  ASSERT_TRUE(client.send(q, qrt::message{.body = "locked"}));
+  std::vector<qrt::received_message> got;
+  for (int i = 0; i < 10 && got.empty(); ++i) got = client.receive(q, 1, 2s).value();
+  ASSERT_EQ(got.size(), 1u);
+  client.close();
+  auto renewed = client.renew_lock(got[0].receipt);
+  ASSERT_FALSE(renewed);
+  EXPECT_EQ(renewed.error().code, errc::closed) << renewed.error().to_string();
+  auto peeked = client.peek(q, 1);
+  ASSERT_FALSE(peeked);
+  EXPECT_EQ(peeked.error().code, errc::closed) << peeked.error().to_string();
+}
+
 // A $management reply that is not an AMQP message (a broken or hostile service) fails the call
 // within its timeout instead of hanging it or taking the process down, and the same client
 // keeps working.

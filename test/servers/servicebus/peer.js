@@ -14,7 +14,8 @@
 //                     [--max-message-size N] [--max-token-lifetime-ms N]
 //                     [--session-queues a,b] [--dead-letter-on-expiration-queues a,b]
 //                     [--hold-settlements a,b] [--garbage-replies a,b]
-//                     [--huge-replies a,b] [--short-tags a,b] [--quiet]
+//                     [--huge-replies a,b] [--short-tags a,b]
+//                     [--drop-on-management a,b] [--detach-management a,b] [--quiet]
 // Prints one line `{"port":N}` on stdout once listening (port 0 = picked by the OS).
 //
 // Queues are created on demand by the first attach or request that names them, with the
@@ -74,6 +75,11 @@ const options = {
   // AMQP message (a broken or hostile service).
   garbageReplies: new Set(String(arg('garbage-replies', '')).split(',').filter(Boolean)),
   hugeReplies: new Set(String(arg('huge-replies', '')).split(',').filter(Boolean)),
+  // Test hooks: a $management request on these queues is taken and never answered; the peer
+  // drops the connection (socket closed, no close frame) or detaches the request link with
+  // amqp:link:detach-forced instead, so the request is lost after it reached the service.
+  dropOnManagement: new Set(String(arg('drop-on-management', '')).split(',').filter(Boolean)),
+  detachManagement: new Set(String(arg('detach-management', '')).split(',').filter(Boolean)),
   // Test hook: deliveries on these queues carry an 8-byte tag instead of the 16-byte lock token
   // (a broker that is not Service Bus, or a broken one); outcomes still settle them.
   shortTags: new Set(String(arg('short-tags', '')).split(',').filter(Boolean)),
@@ -877,6 +883,14 @@ function encodedEntry(msg, extra) {
 }
 
 function handleManagement(context, queue, request) {
+  if (queue && options.dropOnManagement.has(queue.name)) {
+    if (context.connection.socket) context.connection.socket.destroy();
+    return;
+  }
+  if (queue && options.detachManagement.has(queue.name)) {
+    context.receiver.close({ condition: 'amqp:link:detach-forced', description: 'the peer detached the $management link (test hook)' });
+    return;
+  }
   if (queue && options.garbageReplies.has(queue.name)) {
     const link = replyLink(context.connection, request.reply_to);
     if (link) link.send(Buffer.from([0x00, 0x53, 0x77, 0xa1, 0xff, 0x78]), crypto.randomBytes(16), 0);

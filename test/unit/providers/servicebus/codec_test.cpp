@@ -342,6 +342,48 @@ TEST(ServiceBusManagement, PeekAndDispositionBodies) {
   EXPECT_EQ(got, (std::vector<std::int64_t>{7, 9}));
 }
 
+// Reads change nothing at the service; every other request may have, so one whose answer never
+// comes fails as unconfirmed (docs/servicebus.md). An operation not known to be a read counts
+// as a change: calling a read "maybe applied" costs a retry, the reverse a lost update.
+TEST(ServiceBusManagement, OnlyReadsAreRequestsThatChangeNothing) {
+  const sb::uuid_bytes tokens[] = {sb::uuid_bytes{}};
+  const std::int64_t seqs[] = {7};
+  struct named_request {
+    proton::message request;
+    std::string operation;
+    bool changes_state;
+  };
+  std::vector<named_request> requests;
+  requests.push_back({sb::peek_request(1, 1, std::nullopt), "com.microsoft:peek-message", false});
+  requests.push_back(
+      {sb::get_session_state_request("s", {}), "com.microsoft:get-session-state", false});
+  requests.push_back({sb::enumerate_rules_request(16, 0), "com.microsoft:enumerate-rules", false});
+  requests.push_back({sb::renew_lock_request(tokens, {}), "com.microsoft:renew-lock", true});
+  requests.push_back(
+      {sb::renew_session_lock_request("s", {}), "com.microsoft:renew-session-lock", true});
+  requests.push_back({sb::set_session_state_request("s", std::string("x"), {}),
+                      "com.microsoft:set-session-state", true});
+  requests.push_back({sb::update_disposition_request(tokens, "completed", "", "", std::nullopt),
+                      "com.microsoft:update-disposition", true});
+  requests.push_back(
+      {sb::cancel_scheduled_request(seqs), "com.microsoft:cancel-scheduled-message", true});
+  requests.push_back({sb::schedule_request({}), "com.microsoft:schedule-message", true});
+  requests.push_back({sb::receive_by_sequence_request(seqs, std::nullopt),
+                      "com.microsoft:receive-by-sequence-number", true});
+  requests.push_back(
+      {sb::add_rule_request("r", qrt::subscription_filter{}), "com.microsoft:add-rule", true});
+  requests.push_back({sb::remove_rule_request("r"), "com.microsoft:remove-rule", true});
+  proton::message unknown;
+  unknown.properties().put("operation", "com.microsoft:something-new");
+  requests.push_back({unknown, "com.microsoft:something-new", true});
+  for (const auto& r : requests) {
+    SCOPED_TRACE(r.operation);
+    const auto kind = sb::management_request_kind(r.request);
+    EXPECT_EQ(kind.operation, r.operation);
+    EXPECT_EQ(kind.changes_state, r.changes_state);
+  }
+}
+
 proton::message reply(int status, std::map<std::string, proton::value> body,
                       const char* condition = nullptr) {
   proton::message m;
