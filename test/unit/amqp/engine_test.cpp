@@ -117,9 +117,9 @@ struct engine_harness {
   int attempts = 0;
 };
 
-receiver_spec receiver_on_q(std::uint32_t prefetch) {
+receiver_spec receiver_on(std::string address, std::uint32_t prefetch) {
   receiver_spec spec;
-  spec.address = "q";
+  spec.address = std::move(address);
   spec.prefetch = prefetch;
   return spec;
 }
@@ -141,7 +141,7 @@ TEST(amqp_engine, credit_never_exceeds_the_prefetch_and_is_refilled_on_settle) {
   queue_with_messages broker;
   engine_harness h(broker);
   answer<qrt::result<std::vector<inbound>>> got;
-  h.e.receive("r1", receiver_on_q(3), 1, 2s, h.now, got.into());
+  h.e.receive("r1", receiver_on("q", 3), 1, 2s, h.now, got.into());
   h.exchange();
   ASSERT_TRUE(got.value);
   ASSERT_TRUE(*got.value) << got.value->error().to_string();
@@ -150,7 +150,7 @@ TEST(amqp_engine, credit_never_exceeds_the_prefetch_and_is_refilled_on_settle) {
   EXPECT_EQ(broker.sent, 3);  // one handed out, two buffered: nothing more asked for
 
   answer<qrt::result<std::vector<inbound>>> buffered;
-  h.e.receive("r1", receiver_on_q(3), 5, 0ms, h.now, buffered.into());
+  h.e.receive("r1", receiver_on("q", 3), 5, 0ms, h.now, buffered.into());
   h.exchange();
   ASSERT_TRUE(buffered.value && *buffered.value);
   EXPECT_EQ((*buffered.value)->size(), 2u);
@@ -185,7 +185,7 @@ TEST(amqp_engine, a_receive_asking_for_more_than_credit_can_count_still_gets_mes
     queue_of_three broker;
     engine_harness h(broker);
     answer<qrt::result<std::vector<inbound>>> got;
-    h.e.receive("r1", receiver_on_q(0), max, 30s, h.now, got.into());
+    h.e.receive("r1", receiver_on("q", 0), max, 30s, h.now, got.into());
     h.exchange();
     ASSERT_TRUE(got.value) << max << ": the receive waited with messages on the queue";
     ASSERT_TRUE(*got.value) << got.value->error().to_string();
@@ -210,13 +210,13 @@ TEST(amqp_engine, a_finished_call_leaves_no_deadline_behind) {
   queue_with_messages broker;
   engine_harness h(broker);
   answer<qrt::result<std::vector<inbound>>> got;
-  h.e.receive("r1", receiver_on_q(3), 1, 2s, h.now, got.into());
+  h.e.receive("r1", receiver_on("q", 3), 1, 2s, h.now, got.into());
   h.exchange();
   ASSERT_TRUE(got.value && *got.value);
   EXPECT_GT(h.e.next_deadline(), h.now + 2s) << "the finished receive's wait is still due";
 
   answer<qrt::result<std::vector<inbound>>> waited;
-  h.e.receive("r1", receiver_on_q(3), 5, 3s, h.now, waited.into());
+  h.e.receive("r1", receiver_on("q", 3), 5, 3s, h.now, waited.into());
   h.exchange();
   ASSERT_TRUE(waited.value && *waited.value);
   EXPECT_GT(h.e.next_deadline(), h.now + 3s) << "the finished receive's wait is still due";
@@ -225,7 +225,7 @@ TEST(amqp_engine, a_finished_call_leaves_no_deadline_behind) {
 TEST(amqp_engine, settle_second_completes_on_the_brokers_settlement_or_its_refusal) {
   settle_second_queue broker;
   engine_harness h(broker);
-  receiver_spec spec = receiver_on_q(2);
+  receiver_spec spec = receiver_on("q", 2);
   spec.confirm_settlement = true;
   answer<qrt::result<std::vector<inbound>>> got;
   h.e.receive("r1", spec, 2, 2s, h.now, got.into());
@@ -261,7 +261,7 @@ TEST(amqp_engine, settle_second_completes_on_the_brokers_settlement_or_its_refus
 TEST(amqp_engine, a_retried_settlement_with_another_outcome_is_refused_not_confirmed) {
   confirm_later_queue broker;
   engine_harness h(broker);
-  receiver_spec spec = receiver_on_q(1);
+  receiver_spec spec = receiver_on("q", 1);
   spec.confirm_settlement = true;
   answer<qrt::result<std::vector<inbound>>> got;
   h.e.receive("r1", spec, 1, 2s, h.now, got.into());
@@ -309,7 +309,7 @@ TEST(amqp_engine, closing_a_receiver_releases_what_it_prefetched_and_never_hande
   queue_with_messages broker;
   engine_harness h(broker);
   answer<qrt::result<std::vector<inbound>>> got;
-  h.e.receive("r1", receiver_on_q(3), 1, 2s, h.now, got.into());
+  h.e.receive("r1", receiver_on("q", 3), 1, 2s, h.now, got.into());
   h.exchange();
   ASSERT_TRUE(got.value && *got.value);
   ASSERT_EQ((*got.value)->size(), 1u);
@@ -324,7 +324,7 @@ TEST(amqp_engine, shutting_down_releases_what_the_receivers_prefetched) {
   queue_with_messages broker;
   engine_harness h(broker);
   answer<qrt::result<std::vector<inbound>>> got;
-  h.e.receive("r1", receiver_on_q(4), 1, 2s, h.now, got.into());
+  h.e.receive("r1", receiver_on("q", 4), 1, 2s, h.now, got.into());
   h.exchange();
   ASSERT_TRUE(got.value && *got.value);
   ASSERT_EQ((*got.value)->size(), 1u);
@@ -374,7 +374,7 @@ TEST(amqp_engine, a_link_detached_with_an_error_fails_the_waiting_receive) {
   detaching_queue broker;
   engine_harness h(broker);
   answer<qrt::result<std::vector<inbound>>> got;
-  h.e.receive("r1", receiver_on_q(1), 1, 30s, h.now, got.into());
+  h.e.receive("r1", receiver_on("q", 1), 1, 30s, h.now, got.into());
   h.exchange();
   ASSERT_TRUE(got.value) << "the receive waited for its time instead of failing";
   ASSERT_FALSE(*got.value);
@@ -386,7 +386,7 @@ TEST(amqp_engine, a_receipt_of_the_previous_connection_is_refused_as_expired) {
   queue_with_messages broker;
   engine_harness h(broker);
   answer<qrt::result<std::vector<inbound>>> got;
-  h.e.receive("r1", receiver_on_q(1), 1, 2s, h.now, got.into());
+  h.e.receive("r1", receiver_on("q", 1), 1, 2s, h.now, got.into());
   h.exchange();
   ASSERT_TRUE(got.value && *got.value);
   ASSERT_EQ((*got.value)->size(), 1u);
@@ -676,7 +676,7 @@ TEST(amqp_engine, sends_in_flight_when_the_connection_drops_are_unconfirmed_the_
 template <class Broker>
 void settle_one_unconfirmed(Broker& broker, engine_harness& h,
                             answer<qrt::result<std::vector<qrt::result<void>>>>& settled) {
-  receiver_spec spec = receiver_on_q(1);
+  receiver_spec spec = receiver_on("q", 1);
   spec.confirm_settlement = true;
   answer<qrt::result<std::vector<inbound>>> got;
   h.e.receive("r1", spec, 1, 2s, h.now, got.into());
@@ -930,13 +930,6 @@ struct holding_queue_with_inbox : holding_queue_and_management {
   int released = 0;
 };
 
-receiver_spec receiver_on_inbox(std::uint32_t prefetch) {
-  receiver_spec spec;
-  spec.address = "inbox";
-  spec.prefetch = prefetch;
-  return spec;
-}
-
 // While the close waits for the outcomes of sends, the connection is still open and a broker may
 // still deliver on credit given before. A receive waiting when the close begins fails closed at
 // once, and what arrives afterwards is never handed to anyone: the caller could not settle it
@@ -949,7 +942,7 @@ TEST(amqp_engine, a_receive_waiting_at_close_fails_closed_and_a_later_delivery_i
   send_two(h, sent);
   ASSERT_EQ(broker.held.size(), 2u);
   answer<qrt::result<std::vector<inbound>>> waiting;
-  h.e.receive("r1", receiver_on_inbox(1), 1, 30s, h.now, waiting.into());
+  h.e.receive("r1", receiver_on("inbox", 1), 1, 30s, h.now, waiting.into());
   h.exchange();
   ASSERT_FALSE(waiting.value) << "the inbox is empty: the receive should wait";
   ASSERT_EQ(broker.inbox.credit(), 1) << "the receive gave no credit before the close";
@@ -966,7 +959,7 @@ TEST(amqp_engine, a_receive_waiting_at_close_fails_closed_and_a_later_delivery_i
   h.to_engine += h.peer("");
   h.exchange();
   answer<qrt::result<std::vector<inbound>>> after_close;
-  h.e.receive("r1", receiver_on_inbox(1), 1, 0ms, h.now, after_close.into());
+  h.e.receive("r1", receiver_on("inbox", 1), 1, 0ms, h.now, after_close.into());
   h.exchange();
   ASSERT_TRUE(after_close.value);
   ASSERT_FALSE(*after_close.value) << "a receive after the close began was handed "
@@ -993,7 +986,7 @@ TEST(amqp_engine, no_credit_is_given_once_the_close_begins) {
   send_two(h, sent);
   ASSERT_EQ(broker.held.size(), 2u);
   answer<qrt::result<std::vector<inbound>>> waiting;
-  h.e.receive("r1", receiver_on_inbox(5), 1, 30s, h.now, waiting.into());
+  h.e.receive("r1", receiver_on("inbox", 5), 1, 30s, h.now, waiting.into());
   bool closed = false;
   h.e.shutdown(h.now, [&] { closed = true; });  // before the attach reached the broker
   h.exchange();
@@ -1032,7 +1025,7 @@ TEST(amqp_engine, an_aborted_delivery_is_dropped_and_the_next_one_handed_out) {
   aborting_sender broker;
   engine_harness h(broker);
   answer<qrt::result<std::vector<inbound>>> got;
-  h.e.receive("r1", receiver_on_q(2), 1, 5s, h.now, got.into());
+  h.e.receive("r1", receiver_on("q", 2), 1, 5s, h.now, got.into());
   h.exchange();
   ASSERT_NE(broker.started, nullptr) << "the broker did not start the first message";
   broker.abort_and_send_another();
@@ -1270,7 +1263,7 @@ struct renumbered_queue {
   /// Attaches receiver link "r1" to the queue.
   void attach_first_receiver() {
     answer<qrt::result<qrt::amqp::detail::link_info>> first;
-    h.e.open_receiver("r1", receiver_on_q(1), 5s, h.now, first.into());
+    h.e.open_receiver("r1", receiver_on("q", 1), 5s, h.now, first.into());
     h.exchange();
     ASSERT_TRUE(first.value && *first.value);
   }
@@ -1288,7 +1281,7 @@ TEST(amqp_engine, a_session_begins_only_once_the_broker_ended_the_one_before_on_
 
   h.e.close_receiver("r1", h.now);
   answer<qrt::result<std::vector<inbound>>> got;
-  h.e.receive("r2", receiver_on_q(1), 1, 5s, h.now, got.into());
+  h.e.receive("r2", receiver_on("q", 1), 1, 5s, h.now, got.into());
   h.exchange();
   ASSERT_TRUE(got.value) << "no answer to the receive on the new link";
   ASSERT_TRUE(*got.value) << got.value->error().to_string();
@@ -1307,7 +1300,7 @@ TEST(amqp_engine, an_end_the_broker_never_answers_holds_new_links_back_only_brie
   const engine::time_point closed = h.now;
   h.e.close_receiver("r1", closed);
   answer<qrt::result<std::vector<inbound>>> got;
-  h.e.receive("r2", receiver_on_q(1), 1, 60s, closed, got.into());
+  h.e.receive("r2", receiver_on("q", 1), 1, 60s, closed, got.into());
   h.exchange();
   const auto hold = qrt::amqp::detail::unanswered_end_wait;
   h.tick_at(closed + hold - 1ms);

@@ -449,11 +449,17 @@ struct users_store {
   }
 };
 
+bench_options run_on_users_queue(const users_store& store) {
+  bench_options o;
+  o.threads = 1;
+  o.provider_config = store.cfg;
+  o.queue = store.queue.str();
+  return o;
+}
+
 scaling_options small_scaling_run(const users_store& store) {
   scaling_options so;
-  so.base.threads = 1;
-  so.base.provider_config = store.cfg;
-  so.base.queue = store.queue.str();
+  so.base = run_on_users_queue(store);
   so.max_consumers = 2;
   so.injected_latency = std::chrono::milliseconds(10);
   so.window = std::chrono::milliseconds(200);
@@ -484,11 +490,7 @@ TEST(Harness, APrefillTheQueueCannotHoldFailsAtOnceAndLeavesNothingBehind) {
   EXPECT_NE(r.error().message.find("max_size"), std::string::npos) << r.error().message;
   EXPECT_EQ(store.held(), "0/0") << "the failed scaling run left its prefill on the user's queue";
 
-  bench_options o;
-  o.threads = 1;
-  o.provider_config = store.cfg;
-  o.queue = store.queue.str();
-  auto overhead = run_overhead(o, 80, std::chrono::microseconds(0));
+  auto overhead = run_overhead(run_on_users_queue(store), 80, std::chrono::microseconds(0));
   ASSERT_FALSE(overhead) << "an overhead run prefilling 80 messages into a queue of 50 succeeded";
   EXPECT_EQ(overhead.error().code, errc::queue_full) << overhead.error().to_string();
   EXPECT_NE(overhead.error().message.find("80 messages"), std::string::npos)
@@ -517,11 +519,7 @@ TEST(Harness, TheScalingAndOverheadRunsRefuseAQueueThatAlreadyHoldsMessages) {
       << r.error().message;
   EXPECT_EQ(store.held(), "3/0") << "the user's messages were taken off the queue";
 
-  bench_options o;
-  o.threads = 1;
-  o.provider_config = store.cfg;
-  o.queue = store.queue.str();
-  auto overhead = run_overhead(o, 20, std::chrono::microseconds(0));
+  auto overhead = run_overhead(run_on_users_queue(store), 20, std::chrono::microseconds(0));
   ASSERT_FALSE(overhead) << "the overhead run ran on a queue holding a user's messages";
   EXPECT_NE(overhead.error().message.find("already holds 3 messages"), std::string::npos)
       << overhead.error().message;
