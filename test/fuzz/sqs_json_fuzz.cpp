@@ -1,10 +1,10 @@
 // libFuzzer target for the SQS JSON 1.0 answers (src/providers/sqs/codec.cpp): every response
-// decoder, the checksum check, the reading of a received message into a qrt message, and error
-// answers. The input is a first line "<HTTP status> <Retry-After>" (read by the error decoder
-// only) and the body every decoder reads. Properties:
+// decoder (queue tags included), the checksum check, the reading of a received message into a qrt
+// message, and error answers. The input is a first line "<HTTP status> <Retry-After>" (read by the
+// error decoder only) and the body every decoder reads. Properties:
 // - a refusal is a protocol_error that says why; an error answer always gives a coded error,
 //   with a retry_after that is never negative;
-// - output is bounded by the body: no more messages, entries or attributes than it has bytes,
+// - output is bounded by the body: no more messages, entries, attributes or tags than it has bytes,
 //   and no more decoded bytes than it has;
 // - a received message's attributes, sent again the way qrt sends them, are received the same
 //   and their MD5 matches;
@@ -146,6 +146,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
 
   if (auto r = decode_queue_attributes(body)) {
     QRT_FUZZ_CHECK(r->size() <= body.size() / 4, "no more queue attributes than the body holds");
+  } else {
+    qrt::fuzz::check_refusal(r.error(), errc::protocol_error);
+  }
+
+  // ListQueueTags: the provider reads a queue's tags to learn whose dead-letter queue it is.
+  if (auto r = decode_queue_tags(body)) {
+    QRT_FUZZ_CHECK(r->size() <= body.size() / 4, "no more queue tags than the body holds");
   } else {
     qrt::fuzz::check_refusal(r.error(), errc::protocol_error);
   }
