@@ -117,7 +117,8 @@ class connection {
   /// When no answer will come (the node's link detached, the connection was lost or closed), a
   /// request sent that changes state (`kind`) fails as unconfirmed, transient: the node may have
   /// applied it. A read, or a request never sent, fails with the cause, saying whether it went
-  /// out; `closed` when the connection was closed.
+  /// out; `closed` when the connection was closed. close() waits for the reply to a request
+  /// sent that changes state (within endpoint::close_timeout), not for the others.
   boost::asio::awaitable<result<proton::message>> request(std::string node, proton::message request,
                                                           milliseconds timeout, request_kind kind);
   /// A request of no declared kind: failed with the cause when no answer will come.

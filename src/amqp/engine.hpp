@@ -95,8 +95,9 @@ class engine {
   /// goes out on the stream, which is kept (calls still pending may still complete) until the
   /// broker answers or endpoint::close_timeout passes (counted from this call); then the
   /// stream goes to take_closing and `closed` runs. A sent message whose outcome never came
-  /// fails as unconfirmed (transient), not closed: the broker may have stored it; so does a
-  /// sent request that changes state (request_kind), which the close does not wait for.
+  /// fails as unconfirmed (transient), not closed: the broker may have stored it; a sent
+  /// request that changes state (request_kind) waits for its reply likewise, and fails
+  /// unconfirmed without one. Reads and requests not sent fail closed when the close begins.
   /// Otherwise at once. A second call's `closed` runs when the first's does.
   void shutdown(time_point now, std::function<void()> closed = {});
 

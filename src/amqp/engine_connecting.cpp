@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <string>
+#include <utility>
 
 #include "amqp/engine_core.hpp"
 #include "amqp/mapping.hpp"
@@ -258,6 +259,9 @@ void core::shutdown(std::function<void()> closed) {
       r.waiting.clear();
       for (auto& op : receives) op->done(closed_error());
     }
+    // A request sent that changes state waits for its reply like a send for its outcome; the
+    // rest (reads, requests not sent yet) fail closed now, and what was not sent never goes out.
+    for (auto& [node, n] : rpc_nodes) fail_requests_not_awaited(n);
     awaiting_answers = true;
     end_sessions_once_answered();
     return;  // the frames go out in the pump that follows every engine call
@@ -271,6 +275,11 @@ bool core::answers_owed() const {
     for (const auto& [key, c] : r.confirming) {
       // Without an op its settle() timed out: nobody is left to hear the answer.
       if (c.op && !c.op->finished) return true;
+    }
+  }
+  for (const auto& [node, n] : rpc_nodes) {
+    for (const auto& [id, p] : n.pending) {
+      if (p.awaits_reply_at_close()) return true;
     }
   }
   return false;
@@ -309,6 +318,10 @@ void core::finish_shutdown(std::optional<error> cause) {
   const error why = cause ? *cause : closed_error();
   fail_in_flight_unconfirmed(why);
   for (auto& [id, r] : receivers) fail_confirming(r, why);  // the same for settlements
+  for (auto& [node, n] : rpc_nodes) {  // and for state changes sent, failed unconfirmed
+    fail_pending_requests(node, std::exchange(n.pending, {}), why);
+    n.unsent.clear();
+  }
   if (conn && conn.active()) {
     conn.close();  // not closed yet (a session never ended, or not open): the frame goes out
     try {

@@ -181,7 +181,8 @@ struct engine::core : proton::messaging_handler {
   /// outcomes, and settlements sent unsettled for the broker's confirmation, before any session
   /// ends (an end would leave their fate unknown).
   bool awaiting_answers = false;
-  /// A sent message still waits for its outcome, or a settle() call for a confirmation.
+  /// A sent message still waits for its outcome, a settle() call for a confirmation, or a sent
+  /// request that changes state for its reply (awaits_reply_at_close).
   bool answers_owed() const;
   std::vector<std::function<void()>> closed_waiters;  ///< told when shutdown has finished
 
@@ -286,6 +287,9 @@ struct engine::core : proton::messaging_handler {
     once<result<proton::message>> done;
     request_kind kind;
     bool sent = false;  ///< handed to the link: the node may have acted on it
+    /// A graceful close waits for its reply: without it the caller can only be told that the
+    /// change may or may not have been applied. A read, or a request not sent, is not waited for.
+    bool awaits_reply_at_close() const { return sent && kind.changes_state && !done.done(); }
   };
   struct rpc_node {
     std::string node;
@@ -564,6 +568,11 @@ struct engine::core : proton::messaging_handler {
   /// with the cause and whether it went out (nothing was changed).
   void fail_pending_requests(const std::string& node,
                              std::map<std::string, pending_request> pending, const error& cause);
+
+  /// At the start of a graceful close: fails closed, at once, the requests to `n` whose reply
+  /// the close does not wait for (awaits_reply_at_close), and drops those not sent, which
+  /// would otherwise go out on credit that comes during the close.
+  void fail_requests_not_awaited(rpc_node& n);
 
   void send_requests(rpc_node& n);
 

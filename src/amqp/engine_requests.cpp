@@ -128,6 +128,19 @@ void core::fail_pending_requests(const std::string& node,
   }
 }
 
+void core::fail_requests_not_awaited(rpc_node& n) {
+  n.unsent.clear();
+  std::map<std::string, pending_request> not_awaited;
+  for (auto it = n.pending.begin(); it != n.pending.end();) {
+    if (it->second.awaits_reply_at_close()) {
+      ++it;
+    } else {
+      not_awaited.insert(n.pending.extract(it++));
+    }
+  }
+  fail_pending_requests(n.node, std::move(not_awaited), closed_error());
+}
+
 void core::rpc_response(const std::string& node, proton::delivery& d, proton::message& m) {
   (void)d;  // auto-accepted
   auto it = rpc_nodes.find(node);

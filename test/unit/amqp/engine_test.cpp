@@ -1578,23 +1578,28 @@ TEST(amqp_engine, a_state_change_sent_when_its_link_detaches_is_unconfirmed_a_re
                                 "the node detached the link");
 }
 
-// A close does not wait for replies: a state change sent and unanswered is unconfirmed (closed
-// would read as not applied), a read fails closed, and a request after the close fails closed.
+// A close waits, within close_timeout, for the reply to a state change sent (docs/amqp.md): one
+// that never comes leaves it unconfirmed (closed would read as not applied). A read is not waited
+// for and fails closed, and a request after the close fails closed.
 TEST(amqp_engine, at_close_a_state_change_sent_is_unconfirmed_a_read_and_a_later_request_closed) {
   silent_node broker;
   engine_harness h(broker);
   answer<qrt::result<proton::message>> renewed;
   answer<qrt::result<proton::message>> peeked;
-  h.e.request("q/$management", proton::message("renew"), 5s, h.now, renewed.into(),
+  h.e.request("q/$management", proton::message("renew"), 30s, h.now, renewed.into(),
               changes_state("renew-lock"));
-  h.e.request("q/$management", proton::message("peek"), 5s, h.now, peeked.into(),
+  h.e.request("q/$management", proton::message("peek"), 30s, h.now, peeked.into(),
               reads("peek-message"));
   h.exchange();
   ASSERT_EQ(broker.requests, 2);
+  const auto asked = h.now;
+  const auto close_timeout = engine_harness::broker_test().close_timeout;
   bool closed = false;
   h.e.shutdown(h.now, [&] { closed = true; });
   h.exchange();
-  h.tick_at(h.now + engine_harness::broker_test().close_timeout);
+  h.tick_at(asked + close_timeout - 1ms);
+  EXPECT_FALSE(closed) << "the close did not wait for the reply to the state change sent";
+  h.tick_at(asked + close_timeout);
   ASSERT_TRUE(closed) << "the close took longer than close_timeout";
   ASSERT_TRUE(renewed.value && peeked.value) << "the requests did not end with the close";
   expect_unconfirmed_request(*renewed.value, "renew-lock", "closed");
@@ -1607,6 +1612,58 @@ TEST(amqp_engine, at_close_a_state_change_sent_is_unconfirmed_a_read_and_a_later
   ASSERT_TRUE(later.value) << "a request after the close waited";
   ASSERT_FALSE(*later.value);
   EXPECT_EQ(later.value->error().code, qrt::errc::closed) << later.value->error().to_string();
+}
+
+/// A $management node that takes every request and replies only when the test says so.
+struct replying_on_demand_node : echoing_broker {
+  void on_sender_open(proton::sender& s) override {
+    echoing_broker::on_sender_open(s);
+    reply_links[s.target().address()] = s;
+  }
+  void on_message(proton::delivery& d, proton::message& request) override {
+    d.accept();
+    held.push_back(request);
+  }
+  void reply_to(const proton::message& request, const std::string& body) {
+    proton::message reply(body);
+    reply.correlation_id(request.id());
+    reply_links.at(request.reply_to()).send(reply);
+  }
+  std::map<std::string, proton::sender> reply_links;
+  std::vector<proton::message> held;
+};
+
+// A state change sent before the close may be applied and answered while the close goes on: the
+// close waits for that reply, as for a send's outcome, and hands it to the caller, who otherwise
+// could only be told "unconfirmed". A read is not waited for: it fails closed at once.
+TEST(amqp_engine, at_close_a_state_change_sent_gets_the_reply_that_comes_before_the_close_ends) {
+  replying_on_demand_node broker;
+  engine_harness h(broker);
+  answer<qrt::result<proton::message>> renewed;
+  answer<qrt::result<proton::message>> peeked;
+  h.e.request("q/$management", proton::message("renew"), 30s, h.now, renewed.into(),
+              changes_state("renew-lock"));
+  h.e.request("q/$management", proton::message("peek"), 30s, h.now, peeked.into(),
+              reads("peek-message"));
+  h.exchange();
+  ASSERT_EQ(broker.held.size(), 2u) << "the requests did not reach the broker";
+  bool closed = false;
+  h.e.shutdown(h.now, [&] { closed = true; });
+  h.exchange();
+  ASSERT_FALSE(closed) << "the close did not wait for the reply to the state change sent";
+  EXPECT_FALSE(renewed.value) << "the state change ended before its reply could come";
+  ASSERT_TRUE(peeked.value) << "the close waited for the reply to a read";
+  ASSERT_FALSE(*peeked.value);
+  EXPECT_EQ(peeked.value->error().code, qrt::errc::closed) << peeked.value->error().to_string();
+
+  ASSERT_EQ(proton::get<std::string>(broker.held[0].body()), "renew");
+  broker.reply_to(broker.held[0], "renewed");
+  h.to_engine += h.peer("");
+  h.exchange();
+  ASSERT_TRUE(renewed.value) << "the reply that came during the close was not handed over";
+  ASSERT_TRUE(*renewed.value) << renewed.value->error().to_string();
+  EXPECT_EQ(proton::get<std::string>((*renewed.value)->body()), "renewed");
+  EXPECT_TRUE(closed) << "the close did not end once the reply came";
 }
 
 }  // namespace
