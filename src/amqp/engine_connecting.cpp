@@ -254,10 +254,15 @@ void core::shutdown(std::function<void()> closed) {
     // the broker would deliver it again: a duplicate. Receives waiting now fail, later ones
     // fail in when_open, no credit is given (replenish), and what still arrives on credit
     // given before stays buffered, unsettled, and goes back released with the prefetch.
+    // An attach still unanswered fails the same way: the link could not be used any more. It
+    // stays in its session, which ends with the others, whenever the broker's answer comes.
     for (auto& [id, r] : receivers) {
       auto receives = std::move(r.waiting);
       r.waiting.clear();
       for (auto& op : receives) op->done(closed_error());
+      auto attaching = std::move(r.open_waiters);
+      r.open_waiters.clear();
+      for (auto& w : attaching) w(closed_error());
     }
     // A request sent that changes state waits for its reply like a send for its outcome; the
     // rest (reads, requests not sent yet) fail closed now, and what was not sent never goes out.

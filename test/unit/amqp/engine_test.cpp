@@ -1666,4 +1666,46 @@ TEST(amqp_engine, at_close_a_state_change_sent_gets_the_reply_that_comes_before_
   EXPECT_TRUE(closed) << "the close did not end once the reply came";
 }
 
+/// holding_queue_and_management that never answers the attach of a link from "slow".
+struct holding_queue_with_unanswered_attach : holding_queue_and_management {
+  void on_sender_open(proton::sender& s) override {
+    if (!s.active() && s.source().address() == "slow") {
+      ++unanswered_attaches;
+      return;
+    }
+    holding_queue_and_management::on_sender_open(s);
+  }
+  int unanswered_attaches = 0;
+};
+
+// A receiver link whose attach is unanswered when the close begins could not be used any more:
+// opening it fails closed then, as a receive waiting does, not only when the close ends. The
+// half-attached link is ended with its session.
+TEST(amqp_engine, a_receiver_attach_waiting_at_close_fails_closed_when_the_close_begins) {
+  holding_queue_with_unanswered_attach broker;
+  engine_harness h(broker);
+  answer<qrt::result<std::vector<qrt::result<void>>>> sent;
+  send_two(h, sent);
+  ASSERT_EQ(broker.held.size(), 2u);
+  answer<qrt::result<qrt::amqp::detail::link_info>> opened;
+  h.e.open_receiver("r1", receiver_on("slow", 1), 30s, h.now, opened.into());
+  h.exchange();
+  ASSERT_EQ(broker.unanswered_attaches, 1) << "the attach did not reach the broker";
+  ASSERT_FALSE(opened.value) << "the attach was answered";
+
+  bool closed = false;
+  h.e.shutdown(h.now, [&] { closed = true; });
+  h.exchange();
+  ASSERT_FALSE(closed) << "the close did not wait for the outcomes of the messages in flight";
+  ASSERT_TRUE(opened.value) << "the attach waiting when the close began still waits";
+  ASSERT_FALSE(*opened.value);
+  EXPECT_EQ(opened.value->error().code, qrt::errc::closed) << opened.value->error().to_string();
+
+  for (auto& d : broker.held) d.accept();
+  h.to_engine += h.peer("");
+  h.exchange();
+  EXPECT_TRUE(closed) << "the close did not end: the half-attached link's session never ended";
+  EXPECT_EQ(h.e.current_usage().links, 0u);
+}
+
 }  // namespace
