@@ -1,9 +1,13 @@
 // libFuzzer target for the SQS JSON 1.0 answers (src/providers/sqs/codec.cpp): every response
 // decoder (queue tags included), the checksum check, the reading of a received message into a qrt
-// message, and error answers. The input is a first line "<HTTP status> <Retry-After>" (read by the
-// error decoder only) and the body every decoder reads. Properties:
+// message, and error answers. The input is a first line "<HTTP status> <Retry-After>", optionally
+// followed by a tab and the x-amzn-query-error header (all read by the error decoder only), and
+// the body every decoder reads. Properties:
 // - a refusal is a protocol_error that says why; an error answer always gives a coded error,
 //   with a retry_after that is never negative;
+// - an error's code comes from the body's __type when it names one (the header is then ignored),
+//   else from the header, and is then made of the header's bytes (control characters shown as
+//   '?'); a code read from the header, sent again in a header, reads the same;
 // - output is bounded by the body: no more messages, entries, attributes or tags than it has bytes,
 //   and no more decoded bytes than it has;
 // - a received message's attributes, sent again the way qrt sends them, are received the same
@@ -85,17 +89,48 @@ void check_message_round_trip(const wire_received& w) {
                  "a message read, sent again and read back is the same");
 }
 
+// The x-amzn-query-error header carries the legacy code ("AWS.SimpleQueueService.X;Sender").
+void check_query_error_header(unsigned status, std::string_view body, std::string_view header,
+                              const qrt::error& e) {
+  const auto without_header = decode_error(status, body, {}, {});
+  const auto status_code = "HTTP" + std::to_string(status);
+  if (without_header.provider_code != status_code) {
+    QRT_FUZZ_CHECK(e.provider_code == without_header.provider_code,
+                   "the body's code wins over the header's");
+    return;
+  }
+  if (e.provider_code == status_code) return;
+  std::string shown(header);
+  for (auto& ch : shown) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (c < 0x20 || c == 0x7f) ch = '?';
+  }
+  QRT_FUZZ_CHECK(
+      e.provider_code.size() <= header.size() && shown.find(e.provider_code) != std::string::npos,
+      "a code read from the header is made of the header's bytes");
+  QRT_FUZZ_CHECK(e.provider_code.find_first_of(";#:") == std::string::npos,
+                 "a code read from the header has no namespace, fault or suffix");
+  const auto again = decode_error(status, "", e.provider_code + ";Sender", {});
+  QRT_FUZZ_CHECK(again.provider_code == e.provider_code,
+                 "a code read from the header, sent again in a header, reads the same");
+}
+
 void check_error_answer(std::string_view head, std::string_view body) {
   unsigned status = 400;
+  const auto tab = head.find('\t');
+  const auto query_error =
+      tab == std::string_view::npos ? std::string_view{} : head.substr(tab + 1);
+  head = head.substr(0, tab);
   const auto space = head.find(' ');
   const auto status_text = head.substr(0, space);
   std::from_chars(status_text.data(), status_text.data() + status_text.size(), status);
   const auto retry_after =
       space == std::string_view::npos ? std::string_view{} : head.substr(space + 1);
-  const auto e = decode_error(status, body, {}, retry_after);
+  const auto e = decode_error(status, body, query_error, retry_after);
   QRT_FUZZ_CHECK(!e.message.empty() && !e.provider_code.empty(), "an error answer is coded");
   QRT_FUZZ_CHECK(e.message.size() <= body.size() + 100, "an error message is bounded by the body");
   QRT_FUZZ_CHECK(!e.retry_after || e.retry_after->count() >= 0, "retry_after is never negative");
+  check_query_error_header(status, body, query_error, e);
 }
 
 }  // namespace
