@@ -38,9 +38,10 @@ class metrics_server {
                                                        server_options options = {});
   ~metrics_server();  ///< stops and joins the thread
 
-  /// The port it listens on (the chosen one when options.port was 0).
+  /// The port it listens on (the chosen one when options.port was 0), and listened on once stopped.
   std::uint16_t port() const noexcept;
-  /// Stops serving and joins the thread. Idempotent.
+  /// Stops serving, joins the thread and closes the listening socket and every connection still
+  /// open (a client waiting on one sees it end). Idempotent.
   void stop();
 
   struct impl;

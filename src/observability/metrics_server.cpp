@@ -26,8 +26,11 @@ struct metrics_server::impl {
   // Connections accepted and not yet closed; touched only on the server's thread. Declared
   // before `io`, whose destruction ends the sessions still open.
   std::size_t connections = 0;
-  asio::io_context io{1};
-  tcp::acceptor acceptor{io};
+  // The loop and the listening socket: stop() destroys both, and with the loop the sessions still
+  // open, so their connections close when the server stops, not only when it is destroyed.
+  std::optional<asio::io_context> io{std::in_place, 1};
+  std::optional<tcp::acceptor> acceptor{std::in_place, *io};
+  std::uint16_t port = 0;  // the one bound, still known once stopped
   std::thread thread;
   // Gives back a session's place in `connections` (taken when it was accepted) when the session
   // ends. Declared after its stream, so the count drops before the socket closes: a client that
@@ -139,10 +142,10 @@ struct metrics_server::impl {
   }
 
   asio::awaitable<void> accept_loop() {
-    asio::steady_timer pause(io);
+    asio::steady_timer pause(*io);
     for (;;) {
-      auto [ec, socket] = co_await acceptor.async_accept(asio::as_tuple(asio::use_awaitable));
-      if (ec == asio::error::operation_aborted || !acceptor.is_open()) co_return;  // stopped
+      auto [ec, socket] = co_await acceptor->async_accept(asio::as_tuple(asio::use_awaitable));
+      if (ec == asio::error::operation_aborted || !acceptor->is_open()) co_return;  // stopped
       if (ec) {
         // Out of descriptors (EMFILE, ENFILE) or a connection reset before it was taken: the
         // next accept may succeed, and ending the loop would end /metrics and /health for the
@@ -156,7 +159,7 @@ struct metrics_server::impl {
       // descriptors, which its providers need too.
       if (connections >= std::max<std::size_t>(1, options.max_connections)) continue;
       ++connections;
-      asio::co_spawn(io, session(std::move(socket)), asio::detached);
+      asio::co_spawn(*io, session(std::move(socket)), asio::detached);
     }
   }
 };
@@ -178,33 +181,38 @@ result<std::unique_ptr<metrics_server>> metrics_server::start(const registry& so
   }
   const tcp::endpoint ep(address, p->options.port);
   const std::string where = p->options.address + ":" + std::to_string(p->options.port);
-  if (p->acceptor.open(ep.protocol(), ec); ec) {
+  if (p->acceptor->open(ep.protocol(), ec); ec) {
     return fail(errc::connection_failed, "metrics server cannot open a socket: " + ec.message());
   }
-  p->acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
-  if (p->acceptor.bind(ep, ec); ec) {
+  p->acceptor->set_option(tcp::acceptor::reuse_address(true), ec);
+  if (p->acceptor->bind(ep, ec); ec) {
     return fail(errc::connection_failed,
                 "metrics server cannot bind " + where + ": " + ec.message());
   }
-  if (p->acceptor.listen(asio::socket_base::max_listen_connections, ec); ec) {
+  if (p->acceptor->listen(asio::socket_base::max_listen_connections, ec); ec) {
     return fail(errc::connection_failed,
                 "metrics server cannot listen on " + where + ": " + ec.message());
   }
-  asio::co_spawn(p->io, p->accept_loop(), asio::detached);
-  p->thread = std::thread([raw = p.get()] { qrt::detail::run_io_loop(raw->io, "metrics server"); });
+  p->port = p->acceptor->local_endpoint(ec).port();
+  asio::co_spawn(*p->io, p->accept_loop(), asio::detached);
+  p->thread =
+      std::thread([raw = p.get()] { qrt::detail::run_io_loop(*raw->io, "metrics server"); });
   return std::unique_ptr<metrics_server>(new metrics_server(std::move(p)));
 }
 
 std::uint16_t metrics_server::port() const noexcept {
-  boost::system::error_code ec;
-  auto ep = impl_->acceptor.local_endpoint(ec);
-  return ec ? 0 : ep.port();
+  return impl_->port;
 }
 
 void metrics_server::stop() {
-  if (!impl_ || !impl_->thread.joinable()) return;
-  impl_->io.stop();
-  impl_->thread.join();
+  if (!impl_ || !impl_->io) return;
+  impl_->io->stop();
+  if (impl_->thread.joinable()) impl_->thread.join();
+  // The thread has ended, so nothing else touches these. The listening socket first (it belongs
+  // to the loop); then the loop, whose pending handlers hold the open sessions: destroying them
+  // closes every connection still open.
+  impl_->acceptor.reset();
+  impl_->io.reset();
 }
 
 }  // namespace qrt::metrics

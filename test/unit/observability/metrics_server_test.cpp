@@ -185,6 +185,40 @@ TEST(MetricsServer, AnswersAMalformedRequestWithItsStatusAndCloses) {
   EXPECT_EQ(get(port, "/metrics").result(), http::status::ok);
 }
 
+// stop() lets go of everything the server holds, not only its thread: before, the clients still
+// connected kept their connections (and the process its descriptors) until the server was
+// destroyed, and the listening socket kept taking connections nobody would answer.
+TEST(MetricsServer, StopClosesItsConnectionsAndItsPort) {
+  registry r;
+  auto server = metrics_server::start(r, {.request_timeout = std::chrono::milliseconds(60'000)});
+  ASSERT_TRUE(server) << server.error().to_string();
+  const boost::asio::ip::tcp::endpoint at(boost::asio::ip::make_address("127.0.0.1"),
+                                          (*server)->port());
+  boost::asio::io_context io;
+  boost::asio::ip::tcp::socket idle(io);
+  idle.connect(at);
+  boost::asio::ip::tcp::socket halfway(io);
+  halfway.connect(at);
+  boost::asio::write(halfway, boost::asio::buffer(std::string_view("GET /metrics HTTP/1.1\r\n")));
+  // Both are held: a served request on a third connection shows the server has taken them.
+  EXPECT_EQ(get((*server)->port(), "/metrics").result(), http::status::ok);
+
+  (*server)->stop();
+  // Closed: an end of stream, or a reset when part of what was sent was still unread.
+  const auto closed = [](boost::asio::ip::tcp::socket& socket) {
+    const auto n = read_one_byte(socket);
+    return n == 0 || (n < 0 && errno == ECONNRESET);
+  };
+  EXPECT_TRUE(closed(idle)) << "a connection with no request outlived stop()";
+  EXPECT_TRUE(closed(halfway)) << "a connection with half a request outlived stop()";
+  boost::asio::ip::tcp::socket late(io);
+  boost::system::error_code ec;
+  late.connect(at, ec);
+  EXPECT_EQ(ec, boost::asio::error::connection_refused);
+  EXPECT_EQ((*server)->port(), at.port()) << "port() still says where it listened";
+  (*server)->stop();  // idempotent
+}
+
 TEST(MetricsServer, FailsClearlyOnABadAddress) {
   registry r;
   auto server = metrics_server::start(r, {.address = "not-an-ip"});
