@@ -111,9 +111,9 @@ result<void> decode_message_into(std::span<const std::uint8_t> bytes, decoded_me
 /// description, a key from a message) that qrt puts into one error message.
 inline constexpr std::size_t max_peer_text = 1024;
 
-/// `text` from a peer made fit for an error message or a log line: at most max_peer_text bytes
-/// (the rest counted, not shown) and control characters replaced by '?', so a hostile peer can
-/// neither grow qrt's errors without bound nor forge lines in a log.
+/// `text` from a peer made fit for an error message or a log line: qrt::detail::peer_text (valid
+/// UTF-8 without control characters) of at most max_peer_text bytes, the rest counted, not shown,
+/// so a hostile peer can neither grow qrt's errors without bound nor forge lines in a log.
 std::string peer_text(std::string_view text);
 
 /// Milliseconds since the epoch (an AMQP timestamp) as a time_point, saturating at the clock's

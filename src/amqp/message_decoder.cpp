@@ -8,6 +8,7 @@
 #include "amqp/message_codec.hpp"
 #include "amqp/value_reader.hpp"
 #include "amqp/value_text.hpp"
+#include "core/name_checks.hpp"
 
 namespace qrt::amqp::detail {
 
@@ -215,17 +216,7 @@ bool expect(bool ok, const section_view& s, std::string_view name, std::string_v
 }  // namespace
 
 std::string peer_text(std::string_view text) {
-  const std::string_view shown = text.substr(0, max_peer_text);
-  std::string out;
-  out.reserve(shown.size());
-  for (const char c : shown) {
-    const auto b = static_cast<unsigned char>(c);
-    out.push_back(b < 0x20 || b == 0x7f ? '?' : c);
-  }
-  if (text.size() > shown.size()) {
-    out += "... (" + std::to_string(text.size() - shown.size()) + " more bytes)";
-  }
-  return out;
+  return qrt::detail::peer_text(text, max_peer_text);
 }
 
 time_point time_from_epoch_ms(std::int64_t ms) {

@@ -19,6 +19,15 @@ std::string printable_name(std::string_view text);
 /// which may be longer than a name (an endpoint URL) and comes from the same places.
 std::string printable_text(std::string_view text, std::size_t limit);
 
+/// Text a peer sent (a server's error message or code, an AMQP condition or description) as an
+/// error, a log line or a terminal may show it: the first `limit` bytes, cut between characters,
+/// with "... (N more bytes)" after when cut; printable ASCII and well-formed UTF-8 kept; control
+/// characters (C0, DEL, C1) and every byte of malformed UTF-8 (stray, overlong, surrogate or cut
+/// short) replaced by '?'. The output is always valid UTF-8 without control characters, so a
+/// hostile peer can neither drive a terminal nor forge log lines, and non-English text survives.
+/// Every provider passes a peer's text through this one function before it reaches an error.
+std::string peer_text(std::string_view text, std::size_t limit);
+
 /// `invalid_argument` for an empty (default-constructed) `name`; `what` says which name it is
 /// ("queue name", "topic name", "session id", ...). nullopt for any other name.
 template <class Name>

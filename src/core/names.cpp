@@ -1,5 +1,7 @@
 #include <algorithm>
+#include <cstdint>
 #include <qrt/names.hpp>
+#include <string>
 
 #include "name_checks.hpp"
 
@@ -22,6 +24,71 @@ std::string printable_text(std::string_view text, std::size_t limit) {
     }
   }
   if (text.size() > limit) out += "...";
+  return out;
+}
+
+namespace {
+
+// The length of the well-formed UTF-8 sequence `text` starts with, its code point in `cp`; 0 when
+// the bytes there are not one (a continuation byte, an overlong form, a surrogate, a code point
+// past U+10FFFF, or a sequence `text` ends inside).
+std::size_t utf8_sequence(std::string_view text, std::uint32_t& cp) {
+  const auto lead = static_cast<unsigned char>(text[0]);
+  std::size_t length = 0;
+  std::uint32_t least = 0;
+  if (lead < 0x80) {
+    cp = lead;
+    return 1;
+  }
+  if (lead >= 0xc2 && lead <= 0xdf) {
+    length = 2;
+    least = 0x80;
+    cp = lead & 0x1fu;
+  } else if (lead >= 0xe0 && lead <= 0xef) {
+    length = 3;
+    least = 0x800;
+    cp = lead & 0x0fu;
+  } else if (lead >= 0xf0 && lead <= 0xf4) {
+    length = 4;
+    least = 0x10000;
+    cp = lead & 0x07u;
+  } else {
+    return 0;
+  }
+  if (text.size() < length) return 0;
+  for (std::size_t i = 1; i < length; ++i) {
+    const auto next = static_cast<unsigned char>(text[i]);
+    if ((next & 0xc0) != 0x80) return 0;
+    cp = (cp << 6) | (next & 0x3fu);
+  }
+  if (cp < least || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return 0;
+  return length;
+}
+
+}  // namespace
+
+std::string peer_text(std::string_view text, std::size_t limit) {
+  std::string out;
+  out.reserve(std::min(text.size(), limit));
+  std::size_t at = 0;
+  while (at < text.size() && at < limit) {
+    std::uint32_t cp = 0;
+    const auto length = utf8_sequence(text.substr(at), cp);
+    if (length == 0) {
+      out += '?';
+      ++at;
+      continue;
+    }
+    if (at + length > limit) break;  // a character the limit would cut: counted, not shown
+    const bool control = cp < 0x20 || (cp >= 0x7f && cp <= 0x9f);
+    if (control) {
+      out += '?';
+    } else {
+      out.append(text.substr(at, length));
+    }
+    at += length;
+  }
+  if (at < text.size()) out += "... (" + std::to_string(text.size() - at) + " more bytes)";
   return out;
 }
 

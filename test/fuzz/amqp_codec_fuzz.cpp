@@ -2,13 +2,16 @@
 // give a clear protocol_error or a message, never a crash, hang, over-read or huge allocation. A
 // message that decodes must stay within its output budget (decode_output_budget), survive
 // encode_message and decode to the same content again, and a
-// payload read as a batch must split into spans inside the input.
+// payload read as a batch must split into spans inside the input. Refusals, and the input shown as
+// a peer's text (peer_text, as conditions and descriptions are in errors), are valid UTF-8
+// without control characters, bounded, and the same as the input when it was already so.
 #include <cstdint>
 #include <cstdlib>
 #include <span>
 #include <string>
 
 #include "amqp/message_codec.hpp"
+#include "fuzz_check.hpp"
 
 using namespace qrt::amqp::detail;
 
@@ -47,6 +50,17 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       std::abort();
   } else if (d.error().code != qrt::errc::protocol_error || d.error().message.empty()) {
     std::abort();  // every refusal is a protocol error that says why
+  } else {
+    qrt::fuzz::check_shown(d.error());
+  }
+
+  const auto text = qrt::fuzz::as_text(data, size);
+  const auto shown = peer_text(text);
+  QRT_FUZZ_CHECK(qrt::test::fit_to_show(shown),
+                 "a peer's text is shown as valid UTF-8 without control characters");
+  QRT_FUZZ_CHECK(shown.size() <= max_peer_text + 40, "a peer's text is shown bounded");
+  if (size <= max_peer_text && qrt::test::fit_to_show(text)) {
+    QRT_FUZZ_CHECK(shown == text, "a peer's text fit to show is shown as it is");
   }
 
   if (auto parts = split_batch(bytes)) {

@@ -9,6 +9,8 @@
 #include <qrt/error.hpp>
 #include <string_view>
 
+#include "../unit/support/shown_text.hpp"
+
 #define QRT_FUZZ_CHECK(condition, property) \
   ((condition) ? (void)0 : ::qrt::fuzz::violated(property, #condition, __FILE__, __LINE__))
 
@@ -28,6 +30,15 @@ inline std::string_view as_text(const std::uint8_t* data, std::size_t size) {
 inline void check_refusal(const error& e, errc expected) {
   QRT_FUZZ_CHECK(e.code == expected, "a refusal has the parser's documented error code");
   QRT_FUZZ_CHECK(!e.message.empty(), "a refusal says why");
+}
+
+/// A peer's text reaches an error's message and provider code (and from there logs, terminals
+/// and the CLI) only as text fit to show: valid UTF-8 without control characters.
+inline void check_shown(const error& e) {
+  QRT_FUZZ_CHECK(test::fit_to_show(e.message),
+                 "an error message is valid UTF-8 without control characters");
+  QRT_FUZZ_CHECK(test::fit_to_show(e.provider_code),
+                 "an error's provider code is valid UTF-8 without control characters");
 }
 
 /// Splits "first line\nrest" (no newline: the whole input is the first line, rest empty).

@@ -9,7 +9,9 @@
 //   expirations and a session lock's expiration to the millisecond, sequence numbers, session
 //   state); a time past the clock's range reads as the clock's end (UBSan stops any overflow);
 // - the rules an enumerate-rules reply lists are no more than asked for, their text no larger
-//   than the input, and only a correlation filter carries a label or properties.
+//   than the input, and only a correlation filter carries a label or properties;
+// - a refusal shows the service's status description and condition as valid UTF-8 without
+//   control characters, whatever bytes the reply holds.
 #include <cstdio>
 #include <map>
 #include <proton/binary.hpp>
@@ -45,7 +47,10 @@ proton::timestamp to_timestamp(qrt::time_point t) {
 
 template <class T>
 void check_refusal(const qrt::result<T>& r) {
-  if (!r) QRT_FUZZ_CHECK(!r.error().message.empty(), "a refusal says why");
+  if (!r) {
+    QRT_FUZZ_CHECK(!r.error().message.empty(), "a refusal says why");
+    qrt::fuzz::check_shown(r.error());
+  }
 }
 
 template <class F>

@@ -3,7 +3,8 @@
 // input is a first line "<HTTP status> <Retry-After>" (read by the error decoder only) and the
 // body every parser reads. Properties:
 // - a refusal is a protocol_error that says why; an error answer always gives a coded error
-//   with a message bounded by the body and a retry_after that is never negative;
+//   with a message bounded by the body and a retry_after that is never negative, its message and
+//   code valid UTF-8 without control characters;
 // - a parsed document is a tree within the reader's bounds (depth, element count), with no
 //   more elements and no more text than the body has bytes;
 // - every element's text, escaped the way XML escapes it and read again, is the same text;
@@ -85,6 +86,7 @@ void check_error_answer(std::string_view head, std::string_view body) {
   QRT_FUZZ_CHECK(e.message.size() <= std::min<std::size_t>(body.size(), 515) + 100,
                  "an error message is bounded by the body");
   QRT_FUZZ_CHECK(!e.retry_after || e.retry_after->count() >= 0, "retry_after is never negative");
+  qrt::fuzz::check_shown(e);
 }
 
 template <class Result>

@@ -5,6 +5,7 @@
 #include <charconv>
 #include <limits>
 
+#include "core/name_checks.hpp"
 #include "digest.hpp"
 
 namespace qrt::sqs::detail {
@@ -21,14 +22,7 @@ std::string excerpt(std::string_view text) {
 }
 
 std::string server_text(std::string_view text) {
-  constexpr std::size_t max = 512;
-  std::string out(text.substr(0, max));
-  for (auto& ch : out) {
-    const auto c = static_cast<unsigned char>(ch);
-    if (c < 0x20 || c == 0x7f) ch = '?';
-  }
-  if (text.size() > max) out += "...";
-  return out;
+  return qrt::detail::peer_text(text, 512);
 }
 
 namespace json = boost::json;
@@ -994,9 +988,10 @@ error finish_error(std::string code, std::string message, unsigned http_status, 
                              : "a body that is not " + std::string(body_format));
   }
   // A server's message is for a person to read; a huge one would only bloat every log line.
-  constexpr std::size_t max_message = 512;
-  if (message.size() > max_message) message = message.substr(0, max_message) + "...";
-  if (code.size() > max_message) code = code.substr(0, max_message);
+  // server_text cuts it (between characters, saying how much it left out) when the error is made;
+  // the code is cut here already, so that a code sent back reads the same.
+  constexpr std::size_t max_code = 512;
+  if (code.size() > max_code) code = code.substr(0, max_code);
   auto e = map(code, message, http_status);
   if (auto delay = parse_retry_after(retry_after_header)) e.retry_after = *delay;
   return e;

@@ -18,8 +18,9 @@ namespace qrt::sqs::detail {
 /// Untrusted text (from a server's answer) fit for an error message: at most 40 bytes,
 /// printable ASCII only, "..." where it was cut. The SQS and SNS codecs quote through it.
 std::string excerpt(std::string_view text);
-/// A server's text (an error message or code) for a person to read: at most 512 bytes, control
-/// characters replaced, so that it can neither forge lines in a log nor flood it.
+/// A server's text (an error message or code) for a person to read: qrt::detail::peer_text of at
+/// most 512 bytes (valid UTF-8, control characters and malformed bytes replaced), so that it can
+/// neither forge lines in a log, drive a terminal, nor flood either.
 std::string server_text(std::string_view text);
 
 /// Message attribute names qrt reserves for the fields SQS has no slot for.

@@ -13,6 +13,8 @@
 #include <proton/value.hpp>
 #include <vector>
 
+#include "../support/shown_text.hpp"
+
 namespace {
 
 using namespace std::chrono_literals;
@@ -155,6 +157,24 @@ TEST(amqp_error_mapping, conditions_map_to_qrt_codes_and_keep_the_amqp_name) {
       qrt::error_kind::throttled);
   EXPECT_TRUE(map_condition(proton::error_condition("amqp:connection:forced", ""), {"x", "y"})
                   .is_transient());
+}
+
+// A peer's condition name and description reach error::provider_code and the message, and from
+// there logs and terminals: whatever bytes the peer sent, both come out valid UTF-8 without
+// control characters. Before, bytes from 0x80 up went through as they were (a C1 control such as
+// U+009B, malformed UTF-8, a character cut in half at the length limit).
+TEST(amqp_error_mapping, a_peers_hostile_bytes_reach_the_error_fit_to_show) {
+  const std::string hostile(qrt::test::hostile_text);
+  const std::string cut = std::string(1023, 'd') + "\xc3\xa9";
+  for (const auto& e :
+       {map_condition(proton::error_condition("amqp:" + hostile, hostile), {"send to", "orders"}),
+        map_condition(proton::error_condition("amqp:not-found", cut), {"send to", "orders"}),
+        map_transport_error(proton::error_condition(hostile, hostile), {"connect to", "amqp://h"}),
+        map_transport_error(proton::error_condition("amqp:unauthorized-access", hostile),
+                            {"connect to", "amqp://h"})}) {
+    EXPECT_TRUE(qrt::test::fit_to_show(e.message)) << e.message;
+    EXPECT_TRUE(qrt::test::fit_to_show(e.provider_code)) << e.provider_code;
+  }
 }
 
 TEST(amqp_error_mapping, transport_errors) {

@@ -6,6 +6,9 @@
 #include <string>
 #include <unordered_set>
 
+#include "../support/shown_text.hpp"
+#include "core/name_checks.hpp"
+
 using qrt::errc;
 using qrt::queue_name;
 using qrt::session_id;
@@ -50,6 +53,30 @@ TEST(QueueName, TheErrorShowsARefusedNameWithoutItsControlBytes) {
   auto long_one = queue_name::parse(std::string(300, 'a'));
   ASSERT_FALSE(long_one);
   EXPECT_NE(long_one.error().message.find(std::string(64, 'a') + "...'"), std::string::npos);
+}
+
+// A peer's text (a server's error message or code, an AMQP condition) reaches errors, logs and
+// terminals through peer_text: whatever the bytes, what comes out is valid UTF-8 without control
+// characters, and the text of a well-behaved server (non-English included) is kept as it is.
+TEST(PeerText, KeepsUtf8AndReplacesControlsAndMalformedBytes) {
+  using qrt::detail::peer_text;
+  const auto shown = peer_text(qrt::test::hostile_text, 1024);
+  EXPECT_TRUE(qrt::test::fit_to_show(shown)) << shown;
+  EXPECT_EQ(shown.rfind("caf\xc3\xa9 ", 0), 0u) << shown;
+  EXPECT_EQ(peer_text("caf\xc3\xa9 \xe2\x9c\x93 \xf0\x9f\x93\xa6", 64),
+            "caf\xc3\xa9 \xe2\x9c\x93 \xf0\x9f\x93\xa6");
+  // ESC and a C1 control become one '?' each; 0xff, an overlong '/' and a surrogate one per byte.
+  EXPECT_EQ(peer_text("a\x1b[2J\xc2\x9b"
+                      "b\xff\xc0\xaf\xed\xa0\x80",
+                      64),
+            "a?[2J?b??????");
+  // Cut between characters, never inside one, and saying how much was left out.
+  EXPECT_EQ(peer_text("ab\xc3\xa9", 3), "ab... (2 more bytes)");
+  EXPECT_EQ(peer_text("abc", 3), "abc");
+  EXPECT_EQ(peer_text("abcd", 3), "abc... (1 more bytes)");
+  for (std::size_t limit = 0; limit <= qrt::test::hostile_text.size(); ++limit) {
+    EXPECT_TRUE(qrt::test::fit_to_show(peer_text(qrt::test::hostile_text, limit))) << limit;
+  }
 }
 
 TEST(QueueName, DeadLetterIsASubQueueOfItsParent) {

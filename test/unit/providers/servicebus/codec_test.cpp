@@ -16,6 +16,7 @@
 #include <proton/value.hpp>
 #include <qrt/processor.hpp>
 
+#include "../../support/shown_text.hpp"
 #include "amqp/message_codec.hpp"
 #include "connection_string.hpp"
 #include "management.hpp"
@@ -300,6 +301,28 @@ TEST(ServiceBusErrors, ConditionsMapOntoQrtErrors) {
   EXPECT_EQ(sb::check_status(401, "", "", "put-token").error().code, errc::permission);
   EXPECT_EQ(sb::check_status(500, "com.microsoft:session-lock-lost", "", "op").error().code,
             errc::session_lock_lost);
+}
+
+// The service's condition and description (a link's detach, a $management reply's status
+// description) reach error::provider_code and the message as valid UTF-8 without control
+// characters, whatever bytes the service sent. Before, bytes from 0x80 up went through as they
+// were.
+TEST(ServiceBusErrors, TheServicesHostileBytesReachTheErrorFitToShow) {
+  const std::string hostile(qrt::test::hostile_text);
+  const auto from_condition = sb::error_from_condition("com.microsoft:" + hostile, hostile, "send");
+  EXPECT_TRUE(qrt::test::fit_to_show(from_condition.message)) << from_condition.message;
+  EXPECT_TRUE(qrt::test::fit_to_show(from_condition.provider_code)) << from_condition.provider_code;
+  const auto from_status = sb::check_status(500, "", hostile, "renew-lock");
+  ASSERT_FALSE(from_status);
+  EXPECT_TRUE(qrt::test::fit_to_show(from_status.error().message)) << from_status.error().message;
+
+  proton::message reply;
+  reply.properties().put("statusCode", 500);
+  reply.properties().put("statusDescription", hostile);
+  auto refused = sb::parse_renew_lock_response(reply, 1);
+  ASSERT_FALSE(refused);
+  EXPECT_TRUE(qrt::test::fit_to_show(refused.error().message)) << refused.error().message;
+  EXPECT_NE(refused.error().message.find("caf\xc3\xa9"), std::string::npos);
 }
 
 std::map<std::string, proton::value> body_of(const proton::message& m) {

@@ -6,6 +6,7 @@
 #include <boost/json.hpp>
 #include <limits>
 
+#include "../../support/shown_text.hpp"
 #include "digest.hpp"
 
 using namespace qrt;
@@ -413,6 +414,36 @@ TEST(SqsErrors, CodesMapOntoQrtErrors) {
   EXPECT_EQ(e.code, errc::provider_error);
   EXPECT_EQ(e.kind, error_kind::transient);
   EXPECT_NE(e.message.find("500"), std::string::npos);
+}
+
+// A server's error text reaches error::message and error::provider_code, and from there logs and
+// the CLI's terminal: whatever bytes the server sent, both are valid UTF-8 without control
+// characters. Before, bytes from 0x80 up went through as they were: a C1 control (sent escaped
+// in JSON as \u009b, or raw in the x-amzn-query-error header), malformed UTF-8, or a character
+// cut in half at the 512-byte limit.
+TEST(SqsErrors, AServersHostileBytesReachTheErrorFitToShow) {
+  auto e = decode_error(
+      400, R"({"__type":"Bad\u009bCode\u001b","message":"caf\u00e9 \u009b31m \u001b[2J"})", "", "");
+  EXPECT_TRUE(qrt::test::fit_to_show(e.message)) << e.message;
+  EXPECT_TRUE(qrt::test::fit_to_show(e.provider_code)) << e.provider_code;
+  EXPECT_NE(e.message.find("caf\xc3\xa9"), std::string::npos) << e.message;
+
+  e = decode_error(400, "", std::string(qrt::test::hostile_text) + ";Sender", "");
+  EXPECT_TRUE(qrt::test::fit_to_show(e.message)) << e.message;
+  EXPECT_TRUE(qrt::test::fit_to_show(e.provider_code)) << e.provider_code;
+  // A batch entry's failure is mapped by map_error, with the entry's code and message.
+  e = map_error(qrt::test::hostile_text, qrt::test::hostile_text, 400);
+  EXPECT_TRUE(qrt::test::fit_to_show(e.message)) << e.message;
+  EXPECT_TRUE(qrt::test::fit_to_show(e.provider_code)) << e.provider_code;
+
+  // 511 bytes, then a two-byte character the 512-byte limit would cut in half.
+  e = decode_error(400,
+                   R"({"__type":"X","message":")" + std::string(511, 'a') + "\xc3\xa9" +
+                       std::string(100, 'b') + R"("})",
+                   "", "");
+  EXPECT_TRUE(qrt::test::fit_to_show(e.message)) << e.message;
+  EXPECT_NE(e.message.find(std::string(511, 'a') + "... (102 more bytes)"), std::string::npos)
+      << e.message;
 }
 
 TEST(SqsErrors, NormalizesTypeNames) {

@@ -6,6 +6,7 @@
 
 #include <boost/json.hpp>
 
+#include "../../support/shown_text.hpp"
 #include "digest.hpp"
 
 using namespace qrt;
@@ -486,6 +487,21 @@ TEST(SnsResponses, WrongOrIncompleteAnswersAreProtocolErrors) {
 }
 
 // ---- errors ----
+
+// An SNS error answer's code and message reach the error as valid UTF-8 without control
+// characters, whatever bytes (raw, or as XML character references) the server put there.
+TEST(SnsErrors, AServersHostileBytesReachTheErrorFitToShow) {
+  const std::string body =
+      "<ErrorResponse><Error><Code>Not\xc2\x9b"
+      "Found&#x1b;\xff</Code><Message>" +
+      std::string(qrt::test::hostile_text) + " &#x9b;&#27;[2J" +
+      "</Message></Error></ErrorResponse>";
+  const auto e = sns::decode_error(400, body, "");
+  EXPECT_TRUE(qrt::test::fit_to_show(e.message)) << e.message;
+  EXPECT_TRUE(qrt::test::fit_to_show(e.provider_code)) << e.provider_code;
+  EXPECT_NE(e.message.find("caf\xc3\xa9"), std::string::npos) << e.message;
+  EXPECT_EQ(e.provider_code.rfind("Not", 0), 0u) << "the body's code was read: " << e.provider_code;
+}
 
 TEST(SnsErrors, CodesMapOntoQrtErrors) {
   auto e = sns::decode_error(404, aws_not_found, "");
