@@ -9,9 +9,26 @@
 //   fields are read again with every secret value marked, and no output may hold the marker);
 // - key=value flags printed by to_string() read back the same (secrets aside); environment
 //   entries printed back as QRT_ names read back the same; a duration printed back in
-//   milliseconds reads the same.
+//   milliseconds reads the same;
+// - a YAML file (the input written to a temporary file) reads as the same text does, and its
+//   refusals are the same, naming the file;
+// - merging the sources the way the CLI does (environment, then file, then flags) keeps each key's
+//   value from the last source that sets it, and where it came from; it adds no key, gives the
+//   same result every time, and merging the last source again changes nothing;
+// - reject_unknown accepts a configuration whose keys are all known, and otherwise refuses with a
+//   configuration_error naming a key of the input that is not known, except for keys that came
+//   from the environment, which it ignores;
+// - check_processing_keys accepts exactly the configurations whose processing keys read in their
+//   documented ranges, and a refusal names the key that does not.
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <qrt/config.hpp>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -157,14 +174,185 @@ void check_duration(std::string_view text) {
                  "a duration printed back in milliseconds reads the same");
 }
 
+// The file the YAML reader reads: one per process, written again for each input.
+const std::string& yaml_file_path() {
+  static const std::string path = [] {
+    const char* dir = std::getenv("TMPDIR");
+    std::string pattern = std::string(dir && *dir ? dir : "/tmp") + "/qrt-config-fuzz-XXXXXX";
+    const int fd = ::mkstemp(pattern.data());
+    QRT_FUZZ_CHECK(fd >= 0, "the target can make its temporary file");
+    ::close(fd);
+    return pattern;
+  }();
+  static const bool removed_at_exit = [] {
+    return std::atexit([] { std::remove(yaml_file_path().c_str()); }) == 0;
+  }();
+  (void)removed_at_exit;
+  return path;
+}
+
+void check_yaml_file(std::string_view text) {
+  const std::string& path = yaml_file_path();
+  std::FILE* f = std::fopen(path.c_str(), "wb");
+  QRT_FUZZ_CHECK(f != nullptr, "the target can write its temporary file");
+  QRT_FUZZ_CHECK(std::fwrite(text.data(), 1, text.size(), f) == text.size() && std::fclose(f) == 0,
+                 "the target can write its temporary file");
+  const auto from_file = config::from_yaml_file(path);
+  const auto from_text = config::from_yaml(text);
+  if (from_text) {
+    QRT_FUZZ_CHECK(from_file.has_value() && from_file->values() == from_text->values(),
+                   "a YAML file reads as its text does");
+    return;
+  }
+  QRT_FUZZ_CHECK(!from_file, "a YAML file is refused as its text is");
+  qrt::fuzz::check_refusal(from_file.error(), errc::configuration_error);
+  QRT_FUZZ_CHECK(from_file.error().message == path + ": " + from_text.error().message,
+                 "a YAML file's refusal is its text's, naming the file");
+}
+
+std::vector<std::string> keys_of(const config& c) {
+  std::vector<std::string> keys;
+  for (const auto& field : c.values()) keys.push_back(field.first);
+  return keys;
+}
+
+// reject_unknown with every key known, and with every other key known. `from_environment`: every
+// key of `c` came from the environment (and unknown ones are ignored, not refused).
+void check_reject_unknown(const config& c, bool from_environment) {
+  const auto keys = keys_of(c);
+  const std::vector<std::string_view> all(keys.begin(), keys.end());
+  QRT_FUZZ_CHECK(c.reject_unknown(all).has_value(),
+                 "a configuration whose keys are all known is accepted");
+  QRT_FUZZ_CHECK(c.unknown_environment_variables(all).empty(),
+                 "no variable is ignored when every key is known");
+  std::vector<std::string_view> half;
+  for (std::size_t i = 0; i < keys.size(); i += 2) half.push_back(keys[i]);
+  const std::size_t unknown = keys.size() - half.size();
+  if (from_environment) {
+    // Checked through the list reject_unknown would warn about: it warns on stderr, once per
+    // distinct list, which would fill the fuzzer's output and memory with warnings.
+    QRT_FUZZ_CHECK(c.unknown_environment_variables(half).size() == unknown,
+                   "every unknown key from the environment is an ignored variable");
+    return;
+  }
+  const auto r = c.reject_unknown(half);
+  QRT_FUZZ_CHECK(r.has_value() == (unknown == 0), "a configuration with an unknown key is refused");
+  if (r) return;
+  qrt::fuzz::check_refusal(r.error(), errc::configuration_error);
+  bool names_an_unknown_key = false;
+  for (std::size_t i = 1; i < keys.size(); i += 2) {
+    names_an_unknown_key |=
+        r.error().message.find("field '" + qrt::detail::printable_name(keys[i]) + "'") !=
+        std::string::npos;
+  }
+  QRT_FUZZ_CHECK(names_an_unknown_key, "a refusal names a key of the input that is not known");
+}
+
+void check_processing(const config& c) {
+  const auto r = qrt::check_processing_keys(c);
+  std::vector<std::string_view> bad;
+  if (!c.get_uint("max_concurrent_calls", 1, 1, 10'000)) bad.push_back("max_concurrent_calls");
+  if (!c.get_uint("prefetch_count", 0, 0, 100'000)) bad.push_back("prefetch_count");
+  if (!c.get_duration("max_auto_lock_renewal_duration", {})) {
+    bad.push_back("max_auto_lock_renewal_duration");
+  }
+  QRT_FUZZ_CHECK(r.has_value() == bad.empty(),
+                 "processing keys are accepted exactly when each reads in its range");
+  if (r) return;
+  qrt::fuzz::check_refusal(r.error(), errc::configuration_error);
+  QRT_FUZZ_CHECK(std::any_of(bad.begin(), bad.end(),
+                             [&](std::string_view key) {
+                               return r.error().message.find("field '" + std::string(key) + "'") !=
+                                      std::string::npos;
+                             }),
+                 "a refusal of the processing keys names one that does not read");
+}
+
+// The keys of `c` that came from environment variables, read back from the variables' names.
+std::set<std::string> environment_keys(const config& c) {
+  std::set<std::string> keys;
+  for (const auto& variable : c.unknown_environment_variables({})) {
+    const std::string_view name = std::string_view(variable).substr(4);  // after "QRT_"
+    std::string key;
+    for (std::size_t i = 0; i < name.size(); ++i) {
+      if (name[i] == '_' && i + 1 < name.size() && name[i + 1] == '_') {
+        key += '.';
+        ++i;
+      } else {
+        key += static_cast<char>(std::tolower(static_cast<unsigned char>(name[i])));
+      }
+    }
+    keys.insert(std::move(key));
+  }
+  return keys;
+}
+
+// `later` merged over `earlier`, as the CLI merges its sources.
+void check_merge(const config& earlier, const config& later) {
+  config merged = earlier;
+  merged.merge(later);
+  for (const auto& [k, v] : later.values()) {
+    QRT_FUZZ_CHECK(merged.get(k) == v, "a merge keeps the later source's value");
+  }
+  std::set<std::string> from_environment = environment_keys(later);
+  const auto earlier_from_environment = environment_keys(earlier);
+  for (const auto& [k, v] : earlier.values()) {
+    if (later.contains(k)) continue;
+    QRT_FUZZ_CHECK(merged.get(k) == v, "a merge keeps what only the earlier source sets");
+    if (earlier_from_environment.count(k)) from_environment.insert(k);
+  }
+  for (const auto& field : merged.values()) {
+    QRT_FUZZ_CHECK(earlier.contains(field.first) || later.contains(field.first),
+                   "a merge adds no key");
+  }
+  QRT_FUZZ_CHECK(environment_keys(merged) == from_environment,
+                 "a merged key came from the environment exactly when its value did");
+  config again = earlier;
+  again.merge(later);
+  QRT_FUZZ_CHECK(again.values() == merged.values(), "a merge gives the same result every time");
+  again.merge(later);
+  QRT_FUZZ_CHECK(again.values() == merged.values() && again.unknown_environment_variables({}) ==
+                                                          merged.unknown_environment_variables({}),
+                 "merging the later source again changes nothing");
+}
+
+// The sources together, as the CLI reads them: the environment, then a file, then flags.
+void check_sources(std::string_view text, const std::vector<std::string>& each) {
+  const auto yaml = config::from_yaml(text);
+  const auto flags = config::from_pairs(each);
+  const auto environment = from_entries(each);
+  if (yaml) {
+    check_reject_unknown(*yaml, false);
+    check_processing(*yaml);
+  }
+  if (flags) {
+    check_reject_unknown(*flags, false);
+    check_processing(*flags);
+  }
+  if (environment) check_reject_unknown(*environment, true);
+  const config none;
+  const config& env = environment ? *environment : none;
+  const config& file = yaml ? *yaml : none;
+  const config& pairs = flags ? *flags : none;
+  check_merge(env, file);
+  check_merge(file, pairs);
+  check_merge(env, pairs);
+  check_merge(pairs, env);
+  config all = env;
+  all.merge(file);
+  check_merge(all, pairs);
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const auto text = qrt::fuzz::as_text(data, size);
   check_yaml(text);
+  check_yaml_file(text);
   const auto each = lines(text);
   check_flags(each);
   check_environment(each);
+  check_sources(text, each);
   for (const auto& line : each) check_duration(line);
   check_duration(text);
   return 0;
