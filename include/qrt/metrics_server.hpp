@@ -13,6 +13,13 @@
 
 namespace qrt::metrics {
 
+/// The most bytes a request's line and headers may take together; past it the request is
+/// answered 431 and its connection closed, so a client cannot make the server buffer more.
+inline constexpr std::size_t max_request_head_bytes = 8 * 1024;
+/// The most bytes a request's body may take (these endpoints read none); past it the request is
+/// answered 413 and its connection closed.
+inline constexpr std::size_t max_request_body_bytes = 64 * 1024;
+
 /// Where a metrics_server listens and what /health answers.
 struct server_options {
   std::string address = "127.0.0.1";  ///< the address to bind
@@ -28,8 +35,9 @@ struct server_options {
 };
 
 /// An HTTP endpoint serving a registry's exposition on GET /metrics and, optionally, GET /health.
-/// A request it cannot parse is answered 400 (431 for headers past 8 KiB, 413 for a body past
-/// 64 KiB) and its connection closed.
+/// A request it cannot parse is answered 400 (431 for a request line and headers past
+/// max_request_head_bytes, 413 for a body past max_request_body_bytes) and its connection closed;
+/// a method other than GET or HEAD is answered 405, a path other than /metrics or /health 404.
 class metrics_server {
  public:
   /// Binds and starts serving `source`, which must outlive the server. Fails with

@@ -114,7 +114,8 @@ struct metrics_server::impl {
     for (;;) {
       http::request<http::string_body> req;
       http::request_parser<http::string_body> parser;
-      parser.body_limit(64 * 1024);  // requests to these endpoints have no body worth keeping
+      parser.header_limit(static_cast<std::uint32_t>(max_request_head_bytes));
+      parser.body_limit(max_request_body_bytes);
       // Each request, and each answer, within the timeout: a client that sends nothing, or a
       // byte at a time, is dropped instead of holding a descriptor for ever.
       stream.expires_after(options.request_timeout);

@@ -14,6 +14,7 @@
 #include <cstring>
 #include <qrt/metrics_server.hpp>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 namespace qrt::metrics {
@@ -54,10 +55,17 @@ TEST(MetricsServer, ServesTheExpositionOnMetrics) {
 
 TEST(MetricsServer, AnswersUnknownPathsAndMethodsWithoutServingMetrics) {
   registry r;
+  r.add_counter("app_sent_total", "sent").with({}).inc();
   auto server = metrics_server::start(r);
   ASSERT_TRUE(server);
   EXPECT_EQ(get((*server)->port(), "/nope").result(), http::status::not_found);
   EXPECT_EQ(get((*server)->port(), "/health").result(), http::status::not_found);
+  for (const auto verb : {http::verb::post, http::verb::put, http::verb::delete_}) {
+    const auto res = get((*server)->port(), "/metrics", verb);
+    EXPECT_EQ(res.result(), http::status::method_not_allowed) << res.body();
+    EXPECT_EQ(res[http::field::allow], "GET, HEAD");
+    EXPECT_EQ(res.body().find("app_sent_total"), std::string::npos) << verb;
+  }
   EXPECT_EQ(get((*server)->port(), "/metrics", http::verb::post).result(),
             http::status::method_not_allowed);
 }
@@ -100,6 +108,29 @@ TEST(MetricsServer, DropsAConnectionThatDoesNotFinishItsRequestInTime) {
   char byte = 0;
   const auto n = ::recv(slow.native_handle(), &byte, 1, 0);
   EXPECT_EQ(n, 0) << (n < 0 ? std::strerror(errno) : "the server answered a half request");
+}
+
+// A client that sends a request a byte at a time, never finishing it, is dropped when the request's
+// time is up: the deadline covers the whole request, not each read, so a trickle cannot hold a
+// connection until it reaches the size limit (here 8 KiB at 10 ms a byte: over 80 s).
+TEST(MetricsServer, DropsAClientThatTricklesItsRequest) {
+  registry r;
+  auto server = metrics_server::start(r, {.request_timeout = std::chrono::milliseconds(200)});
+  ASSERT_TRUE(server) << server.error().to_string();
+  boost::asio::io_context io;
+  boost::asio::ip::tcp::socket slow(io);
+  slow.connect({boost::asio::ip::make_address("127.0.0.1"), (*server)->port()});
+  boost::asio::write(slow,
+                     boost::asio::buffer(std::string_view("GET /metrics HTTP/1.1\r\nX-Slow: ")));
+  std::size_t sent = 0;
+  boost::system::error_code ec;
+  while (sent < max_request_head_bytes) {
+    boost::asio::write(slow, boost::asio::buffer("a", 1), ec);
+    if (ec) break;  // the server has closed the connection
+    ++sent;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));  // the trickle's pace
+  }
+  EXPECT_LT(sent, max_request_head_bytes) << "the trickle held its connection to the size limit";
 }
 
 // Waits (at most 30 s, a receive timeout of the socket's own) for what `socket` reads next: 0 at
@@ -181,6 +212,15 @@ TEST(MetricsServer, AnswersAMalformedRequestWithItsStatusAndCloses) {
             std::pair(http::status::request_header_fields_too_large, true));
   EXPECT_EQ(answer_to_raw(port, "POST /metrics HTTP/1.1\r\nContent-Length: 1000000\r\n\r\n"),
             std::pair(http::status::payload_too_large, true));
+  // A request line past the limit, before any header.
+  EXPECT_EQ(
+      answer_to_raw(port, "GET /" + std::string(max_request_head_bytes, 'm') + " HTTP/1.1\r\n\r\n"),
+      std::pair(http::status::request_header_fields_too_large, true));
+  // Not HTTP at all: the start of a TLS ClientHello, and bytes from no protocol.
+  EXPECT_EQ(answer_to_raw(port, std::string("\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 11)),
+            std::pair(http::status::bad_request, true));
+  EXPECT_EQ(answer_to_raw(port, std::string("\0\xff\xfe\r\n\r\n", 7)),
+            std::pair(http::status::bad_request, true));
   // And the server goes on serving.
   EXPECT_EQ(get(port, "/metrics").result(), http::status::ok);
 }
