@@ -10,7 +10,8 @@
 //   Azure answers);
 // - no error echoes a secret: the input is read again with SecretAccessKey, Token,
 //   aws_secret_access_key, aws_session_token, the IMDS token and access_token marked by a marker
-//   that no error may contain; an Azure error stays one short line whatever the server sent;
+//   that no error may contain; an Azure error stays one short line, valid UTF-8 without control
+//   characters, whatever the server sent;
 // - what is read is made of the input's bytes (keys, INI entries, IMDS token and role name,
 //   profile keys and region), a token read has not expired;
 // - an Expiration printed back in the canonical form reads the same; an INI file printed back
@@ -245,6 +246,7 @@ void check_azure_answer(std::string_view input) {
     QRT_FUZZ_CHECK(e.message.size() <= 1024, "an error is bounded whatever the server sent");
     QRT_FUZZ_CHECK(e.message.find_first_of("\r\n") == std::string::npos,
                    "an error is one line whatever the server sent");
+    qrt::fuzz::check_shown(e);
     return e.message;
   };
   check(body);

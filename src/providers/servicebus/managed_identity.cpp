@@ -4,6 +4,7 @@
 #include <charconv>
 #include <cstdlib>
 
+#include "core/name_checks.hpp"
 #include "sas.hpp"
 
 namespace qrt::servicebus::detail {
@@ -13,12 +14,10 @@ using std::chrono::system_clock;
 
 namespace {
 
-/// Text from a server kept short and single-line before it goes into an error message.
+/// Text from a server kept short, single-line and fit to show (peer_text: valid UTF-8, control
+/// characters and malformed bytes replaced) before it goes into an error message.
 std::string excerpt(std::string_view text, std::size_t limit = 200) {
-  std::string out;
-  for (char c : text.substr(0, limit)) out += (c == '\n' || c == '\r') ? ' ' : c;
-  if (text.size() > limit) out += "...";
-  return out;
+  return qrt::detail::peer_text(text, limit);
 }
 
 std::optional<std::string> json_string(const json::object& o, std::string_view key) {
@@ -101,7 +100,7 @@ result<access_token> parse_identity_response(unsigned status, std::string_view b
       if (code) why = *code;
       if (description) why += (why.empty() ? "" : ": ") + *description;
     }
-    if (why.empty() && !object) why = excerpt(body);
+    if (why.empty() && !object) why = body;  // cut once, below
     const std::string detail =
         "HTTP " + std::to_string(status) + (why.empty() ? "" : " " + excerpt(why));
     if (status == 400 || status == 401 || status == 403) {

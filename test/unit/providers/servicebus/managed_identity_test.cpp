@@ -7,6 +7,7 @@
 #include <map>
 #include <qrt/servicebus.hpp>
 
+#include "../../support/shown_text.hpp"
 #include "connection_string.hpp"
 
 namespace sb = qrt::servicebus::detail;
@@ -135,6 +136,20 @@ TEST(ServiceBusManagedIdentity, RefusedIdentityIsPermissionNamingTheClientId) {
   ASSERT_FALSE(system);
   EXPECT_EQ(system.error().code, errc::permission);
   EXPECT_NE(system.error().message.find("system-assigned"), std::string::npos);
+}
+
+// The endpoint's error text (JSON error and error_description, or a proxy's plain body) reaches the
+// error as valid UTF-8 without control characters: before, only CR and LF were replaced, and an
+// escape sequence (ESC, or the C1 CSI U+009B) or malformed UTF-8 went through to the terminal.
+TEST(ServiceBusManagedIdentity, TheEndpointsHostileBytesReachTheErrorFitToShow) {
+  auto json_answer = sb::parse_identity_response(
+      400, R"({"error":"bad\u001b[2J","error_description":"caf\u00e9 \u009b31m red"})", "", now);
+  ASSERT_FALSE(json_answer);
+  EXPECT_TRUE(qrt::test::fit_to_show(json_answer.error().message)) << json_answer.error().message;
+  EXPECT_NE(json_answer.error().message.find("caf\xc3\xa9"), std::string::npos);
+  auto text_answer = sb::parse_identity_response(502, qrt::test::hostile_text, "", now);
+  ASSERT_FALSE(text_answer);
+  EXPECT_TRUE(qrt::test::fit_to_show(text_answer.error().message)) << text_answer.error().message;
 }
 
 TEST(ServiceBusManagedIdentity, BusyOrStartingEndpointIsRetryable) {
