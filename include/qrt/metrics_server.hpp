@@ -28,6 +28,7 @@ struct server_options {
   std::function<std::pair<bool, std::string>()> health;
   /// How long a connection may take to send a whole request (and to take the answer) before it
   /// is dropped, so idle or deliberately slow clients cannot hold the server's descriptors.
+  /// Must be positive (start() refuses anything else with configuration_error).
   std::chrono::milliseconds request_timeout{10'000};
   /// How many connections are held at once (each holds a descriptor of the process until its
   /// client leaves or times out); one more is closed as soon as it is accepted. At least 1.

@@ -173,6 +173,13 @@ metrics_server::~metrics_server() {
 
 result<std::unique_ptr<metrics_server>> metrics_server::start(const registry& source,
                                                               server_options options) {
+  // A deadline of zero or less would drop every client before its first byte: a server that
+  // answers nobody must fail to start, not look healthy.
+  if (options.request_timeout <= std::chrono::milliseconds::zero()) {
+    return fail(errc::configuration_error, "metrics server request_timeout must be positive, got " +
+                                               std::to_string(options.request_timeout.count()) +
+                                               " ms");
+  }
   auto p = std::make_unique<impl>(source, std::move(options));
   boost::system::error_code ec;
   const auto address = asio::ip::make_address(p->options.address, ec);

@@ -267,6 +267,19 @@ TEST(MetricsServer, FailsClearlyOnABadAddress) {
   EXPECT_NE(server.error().message.find("not-an-ip"), std::string::npos);
 }
 
+// A request_timeout of zero or less would drop every client at once: start() refuses it, naming
+// the option, instead of serving nobody. Before, the server started and answered no one.
+TEST(MetricsServer, RefusesARequestTimeoutThatIsNotPositive) {
+  registry r;
+  for (const auto timeout : {std::chrono::milliseconds(0), std::chrono::milliseconds(-5)}) {
+    auto server = metrics_server::start(r, {.request_timeout = timeout});
+    ASSERT_FALSE(server) << timeout.count();
+    EXPECT_EQ(server.error().code, errc::configuration_error);
+    EXPECT_NE(server.error().message.find("request_timeout"), std::string::npos)
+        << server.error().message;
+  }
+}
+
 TEST(MetricsServer, FailsClearlyWhenThePortIsTaken) {
   registry r;
   auto first = metrics_server::start(r);
