@@ -30,6 +30,10 @@ enum class errc {
   protocol_error,       ///< the peer sent something we cannot parse
   provider_error,       ///< any other failure reported by the service
   topic_not_found,      ///< the topic does not exist (a missing subscription is queue_not_found)
+  /// The request reached the peer (or may have) but its outcome never came back: it may or may
+  /// not have taken effect. Transient: a retry may store a send twice, or find a settlement
+  /// already applied (its receipt then refused). Appended last: the numbers above never change.
+  unconfirmed,
 };
 
 /// How a caller should react to an error.

@@ -57,6 +57,8 @@ std::string_view to_string(errc e) noexcept {
       return "provider_error";
     case errc::topic_not_found:
       return "topic_not_found";
+    case errc::unconfirmed:
+      return "unconfirmed";
   }
   return "unknown";
 }
@@ -81,6 +83,7 @@ error_kind default_kind(errc e) noexcept {
     case errc::timeout:
     case errc::connection_failed:
     case errc::session_locked:
+    case errc::unconfirmed:
       return error_kind::transient;
     default:
       return error_kind::permanent;

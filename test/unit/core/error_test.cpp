@@ -14,6 +14,21 @@ TEST(Error, ClassificationDefaultsFollowTheCode) {
   EXPECT_EQ(qrt::default_kind(errc::receipt_expired), error_kind::permanent);
 }
 
+// "Maybe applied" is a code of its own, so a caller branches on it instead of parsing a
+// message: transient (a retry may duplicate a send or find a settlement already applied), and
+// appended after every older code, whose numbers (stored, compared across versions) stay put.
+TEST(Error, UnconfirmedIsATransientCodeOfItsOwnAppendedLast) {
+  EXPECT_EQ(qrt::default_kind(errc::unconfirmed), error_kind::transient);
+  EXPECT_EQ(qrt::to_string(errc::unconfirmed), "unconfirmed");
+  EXPECT_EQ(qrt::make_error_code(errc::unconfirmed).message(), "unconfirmed");
+  EXPECT_EQ(static_cast<int>(errc::queue_not_found), 1);
+  EXPECT_EQ(static_cast<int>(errc::topic_not_found), 18);
+  EXPECT_EQ(static_cast<int>(errc::unconfirmed), 19);
+  const qrt::error e{errc::unconfirmed, "the link to 'q' ended", "amqp:link:detach-forced"};
+  EXPECT_TRUE(e.is_transient());
+  EXPECT_EQ(e.to_string(), "unconfirmed: the link to 'q' ended [amqp:link:detach-forced]");
+}
+
 TEST(Error, ToStringKeepsTheProviderCode) {
   qrt::error e{errc::queue_not_found, "queue 'orders' does not exist", "QueueDoesNotExist"};
   EXPECT_EQ(e.to_string(), "queue_not_found: queue 'orders' does not exist [QueueDoesNotExist]");
