@@ -33,26 +33,29 @@ std::optional<std::uint64_t> number_of(std::span<const std::uint8_t> tag) {
 
 error unconfirmed_error(unconfirmed_kind what, const std::string& address, const error& cause,
                         std::string_view operation) {
+  // Its own code, whatever the cause's: a caller must be able to tell "maybe applied" from "not
+  // applied" without reading the text, and a provider's own mapping of the cause's condition
+  // (a permanent not-found, `closed`) would say "not done". The cause's code and words stay in
+  // the message and its provider code stays, for whoever debugs it.
   error unconfirmed = cause;
-  // A lost connection's cause is transient whatever its code, and `closed` among them: kept,
-  // the code would still tell the caller "not done".
-  if (!cause.is_transient() || cause.code == errc::closed) unconfirmed.code = errc::provider_error;
-  unconfirmed.kind = error_kind::transient;
+  unconfirmed.code = errc::unconfirmed;
+  unconfirmed.kind = default_kind(errc::unconfirmed);
+  const std::string why = std::string(to_string(cause.code)) + ": " + cause.message;
   switch (what) {
     case unconfirmed_kind::send:
-      unconfirmed.message = "unconfirmed: the link to '" + address +
-                            "' ended before the broker settled the message (" + cause.message +
+      unconfirmed.message = "the link to '" + address +
+                            "' ended before the broker settled the message (" + why +
                             "); it may or may not be stored (sending it again may store it twice)";
       break;
     case unconfirmed_kind::settlement:
-      unconfirmed.message = "unconfirmed: the link from '" + address +
-                            "' ended before the broker confirmed the settlement (" + cause.message +
+      unconfirmed.message = "the link from '" + address +
+                            "' ended before the broker confirmed the settlement (" + why +
                             "); it may or may not have been applied (if not, the message is "
                             "delivered again)";
       break;
     case unconfirmed_kind::request:
-      unconfirmed.message = "unconfirmed: the request " + std::string(operation) + " to '" +
-                            address + "' ended before the broker answered it (" + cause.message +
+      unconfirmed.message = "the request " + std::string(operation) + " to '" + address +
+                            "' ended before the broker answered it (" + why +
                             "); it may or may not have been applied";
       break;
   }

@@ -389,15 +389,20 @@ class amqp_provider final : public qrt::detail::provider_that_borrows {
   }
 
   /// A message within the broker's limit, caught up in the end of the link another message's
-  /// refusal caused: not refused itself, and unconfirmed (maybe stored, maybe not), so worth
-  /// sending again, at the cost of a possible second copy.
+  /// refusal caused: not refused itself, so worth sending again. One in flight then is
+  /// errc::unconfirmed already (the engine's: maybe stored, a resend may store it twice) and
+  /// stays so; one that never left (the refusal's own error) was not sent and says so.
   static error not_the_refused_one(const error& e) {
+    if (e.code == errc::unconfirmed) {
+      error again = e;
+      again.message =
+          "amqp: the broker ended the link over another message of the batch: " + e.message;
+      return again;
+    }
     error again = fail(errc::provider_error,
-                       "amqp: unconfirmed: the broker ended the link over another message of the "
+                       "amqp: not sent: the broker ended the link over another message of the "
                        "batch (" +
-                           e.message +
-                           ") before confirming this one; it may not be stored (sending it "
-                           "again may store it twice)",
+                           e.message + ") before this one went out",
                        e.provider_code);
     again.kind = error_kind::transient;
     return again;

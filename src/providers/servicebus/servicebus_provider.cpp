@@ -91,9 +91,11 @@ packed_wire pack_into_batches(const std::vector<message>& messages,
   return p;
 }
 
-/// The AMQP core maps conditions it knows; Service Bus adds its own (com.microsoft:*).
+/// The AMQP core maps conditions it knows; Service Bus adds its own (com.microsoft:*). An
+/// unconfirmed error keeps its code: its provider code is why the link or connection ended,
+/// not a verdict on the send, settlement or request, which may have taken effect.
 error remap(error e) {
-  if (e.provider_code.rfind("com.microsoft:", 0) == 0) {
+  if (e.code != errc::unconfirmed && e.provider_code.rfind("com.microsoft:", 0) == 0) {
     const error mapped = detail::error_from_condition(e.provider_code, "", "");
     e.code = mapped.code;
     e.kind = mapped.kind;

@@ -15,7 +15,9 @@
 //                     [--session-queues a,b] [--dead-letter-on-expiration-queues a,b]
 //                     [--hold-settlements a,b] [--garbage-replies a,b]
 //                     [--huge-replies a,b] [--short-tags a,b]
-//                     [--drop-on-management a,b] [--detach-management a,b] [--quiet]
+//                     [--drop-on-management a,b] [--detach-management a,b]
+//                     [--detach-on-send a,b] [--detach-on-settlement a,b]
+//                     [--cut-condition CONDITION] [--quiet]
 // Prints one line `{"port":N}` on stdout once listening (port 0 = picked by the OS).
 //
 // Queues are created on demand by the first attach or request that names them, with the
@@ -80,6 +82,13 @@ const options = {
   // amqp:link:detach-forced instead, so the request is lost after it reached the service.
   dropOnManagement: new Set(String(arg('drop-on-management', '')).split(',').filter(Boolean)),
   detachManagement: new Set(String(arg('detach-management', '')).split(',').filter(Boolean)),
+  // Test hooks: a transfer to these queues is stored, or an outcome on them applied, and never
+  // answered: the peer detaches the link instead, so the client cannot know it took effect.
+  detachOnSend: new Set(String(arg('detach-on-send', '')).split(',').filter(Boolean)),
+  detachOnSettlement: new Set(String(arg('detach-on-settlement', '')).split(',').filter(Boolean)),
+  // The condition of the detaches above and of --detach-management (a com.microsoft:* one
+  // shows that the client does not read it as a verdict on what it sent).
+  cutCondition: arg('cut-condition', 'amqp:link:detach-forced'),
   // Test hook: deliveries on these queues carry an 8-byte tag instead of the 16-byte lock token
   // (a broker that is not Service Bus, or a broken one); outcomes still settle them.
   shortTags: new Set(String(arg('short-tags', '')).split(',').filter(Boolean)),
@@ -888,7 +897,7 @@ function handleManagement(context, queue, request) {
     return;
   }
   if (queue && options.detachManagement.has(queue.name)) {
-    context.receiver.close({ condition: 'amqp:link:detach-forced', description: 'the peer detached the $management link (test hook)' });
+    context.receiver.close({ condition: options.cutCondition, description: 'the peer detached the $management link (test hook)' });
     return;
   }
   if (queue && options.garbageReplies.has(queue.name)) {
@@ -1347,6 +1356,10 @@ function onOutcome(context) {
     error = applyOutcome(queue, msg, outcome);
   }
   d.sbMessage = null;
+  if (queue && options.detachOnSettlement.has(queue.name)) {
+    link.close({ condition: options.cutCondition, description: 'the peer detached the receiver link after applying the outcome (test hook)' });
+    return;
+  }
   if (!d.remote_settled) {
     // The service settles with the outcome the receiver chose, without an error (a rejected
     // outcome's dead-letter condition is not echoed: the SDK would take it as a failure).
@@ -1415,6 +1428,11 @@ container.on('message', (context) => {
       return reject('amqp:not-allowed', `The SessionId was not set on a message, and it cannot be sent to the entity. Entity: ${queue.name}`);
     }
     for (const m of messages) queue.enqueue(m);
+    if (options.detachOnSend.has(queue.name)) {
+      link.close({ condition: options.cutCondition, description: 'the peer detached the sender link after storing the message (test hook)' });
+      pump(queue);
+      return;
+    }
     accept();
     pump(queue);
     serveWaitingSessionReceivers(queue);
