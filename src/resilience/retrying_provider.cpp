@@ -119,9 +119,11 @@ class retrying_provider final : public provider {
   }
 
   // A send that failed as a whole sent nothing (the provider contract), so resending it cannot
-  // duplicate. Per-message failures inside a successful call are the caller's to handle
-  // (qrt::send_batcher resends only those). A provider that can be lent the messages (the
-  // embedded one) leaves them in place on a whole failure; any other gets a copy per attempt.
+  // duplicate, unless it failed unconfirmed (it may have been stored): resent all the same, at
+  // least once (docs/contract.md). Per-message failures inside a successful call are the
+  // caller's to handle (qrt::send_batcher resends only those). A provider that can be lent the
+  // messages (the embedded one) leaves them in place on a whole failure; any other gets a copy per
+  // attempt.
   //
   // send() and receive() are not coroutines themselves, one frame fewer per call on the hot
   // path: what the attempts need moves into the callable, which lives in retry()'s frame. The
@@ -181,8 +183,14 @@ class retrying_provider final : public provider {
     fit(results, n);
     std::vector<std::size_t> pending;
     std::optional<milliseconds> delay;
+    // Per entry, its first attempt that failed unconfirmed: it may have been applied, whatever
+    // later attempts find.
+    std::vector<std::optional<error>> maybe_applied(n);
     for (std::size_t i = 0; i < n; ++i) {
-      if (to_retry(settlements[i], results[i], 1, delay)) pending.push_back(i);
+      if (to_retry(settlements[i], results[i], 1, delay)) {
+        pending.push_back(i);
+        if (results[i].error().code == errc::unconfirmed) maybe_applied[i] = results[i].error();
+      }
     }
     for (std::uint32_t attempt = 2; !pending.empty(); ++attempt) {
       co_await pause(*delay);
@@ -194,11 +202,15 @@ class retrying_provider final : public provider {
       fit(outcomes, pending.size());
       std::vector<std::size_t> failed;
       for (std::size_t k = 0; k < pending.size(); ++k) {
-        if (to_retry(settlements[pending[k]], outcomes[k], attempt, delay)) {
-          failed.push_back(pending[k]);
+        const std::size_t i = pending[k];
+        if (to_retry(settlements[i], outcomes[k], attempt, delay)) {
+          failed.push_back(i);
+          if (!maybe_applied[i] && outcomes[k].error().code == errc::unconfirmed) {
+            maybe_applied[i] = outcomes[k].error();
+          }
         } else if (!outcomes[k]) {
-          results[pending[k]] = after_earlier_failure(
-              detail::after_attempts(outcomes[k].error(), attempt), results[pending[k]].error());
+          results[i] = after_earlier_failure(detail::after_attempts(outcomes[k].error(), attempt),
+                                             results[i].error(), maybe_applied[i]);
           continue;
         }
         results[pending[k]] = std::move(outcomes[k]);
@@ -305,8 +317,22 @@ class retrying_provider final : public provider {
   }
   /// A settlement refused for its receipt after an attempt that failed in transit may have been
   /// applied by that attempt (the service settled it, the answer was lost): the error says so,
-  /// for an operator who would otherwise expect the message back.
-  static error after_earlier_failure(error e, const error& earlier) {
+  /// for an operator who would otherwise expect the message back. After an attempt that failed
+  /// unconfirmed (it reached the service), the refusal is what that attempt leaves behind when
+  /// it was applied, or a lock that ran out meanwhile: the outcome is still unknown, so the
+  /// caller gets `unconfirmed`, not a receipt error that reads as "not settled" (a processor
+  /// would count a message it completed as one it failed to).
+  static error after_earlier_failure(error e, const error& earlier,
+                                     const std::optional<error>& unconfirmed) {
+    const bool receipt_refused = e.code == errc::invalid_receipt ||
+                                 e.code == errc::receipt_expired ||
+                                 e.code == errc::session_lock_lost;
+    if (receipt_refused && unconfirmed) {
+      error unknown = *unconfirmed;
+      unknown.message += "; a retry found its receipt refused (" + std::string(to_string(e.code)) +
+                         ": " + e.message + ")";
+      return unknown;
+    }
     if (e.code == errc::invalid_receipt || e.code == errc::session_lock_lost) {
       e.message += "; an earlier attempt failed with " + std::string(to_string(earlier.code)) +
                    " and may have settled it";

@@ -217,6 +217,81 @@ TEST(Processor, AFailedCompleteGivesTheMessageBackAtOnce) {
   EXPECT_EQ(deliveries, (std::vector<std::uint32_t>{1, 2}));
 }
 
+// Carries out its first settlement, then reports it unconfirmed: a broker that applied it and
+// whose answer was lost with the link.
+class applies_then_unconfirmed final : public qrt::test::forwarding_provider {
+ public:
+  using forwarding_provider::forwarding_provider;
+  qrt::awaitable<std::vector<qrt::result<void>>> settle(
+      std::vector<qrt::settlement> settlements) override {
+    auto results = co_await inner_->settle(settlements);
+    if (first_.exchange(false)) {
+      for (auto& r : results) {
+        r = qrt::fail(errc::unconfirmed, "the link ended before the broker confirmed it");
+      }
+    }
+    co_return results;
+  }
+
+ private:
+  std::atomic<bool> first_{true};
+};
+
+// P3: a complete whose outcome never came back, retried by the client and then refused for its
+// receipt (the first attempt was applied), is a settlement of unknown outcome: reported as
+// unconfirmed, counted as a failed settlement, never as a handler failure, and nothing is
+// dead-lettered. The message was completed, so it does not come back.
+TEST(Processor, ACompleteLeftUnconfirmedIsASettleFailureNeverAHandlerFailure) {
+  qrt::runtime rt{{.worker_threads = 4}};
+  auto memory =
+      qrt::memory::make_provider(qrt::memory::options::for_testing(), rt.executor()).value();
+  auto cut = std::make_shared<applies_then_unconfirmed>(memory);
+  qrt::client_options retrying;
+  retrying.retry = qrt::retry_policy::fixed_interval(1ms);
+  qrt::queue_client client(cut, retrying);
+  const auto q = qrt::queue_name::from("work");
+  ASSERT_TRUE(rt.block_on(client.create_queue(q, {.lock_duration = 60s})));
+  ASSERT_TRUE(rt.block_on(client.send(q, qrt::message{.body = "only"})));
+
+  std::mutex m;
+  std::vector<qrt::error> reported;
+  qrt::test::counter errors;
+  qrt::processor_options o;
+  o.max_concurrent_calls = 1;
+  o.receive_wait = 50ms;
+  o.on_error = [&](const qrt::error& e) {
+    {
+      std::lock_guard lock(m);
+      reported.push_back(e);
+    }
+    errors.add();
+  };
+  qrt::processor p(
+      client, q,
+      [](const received_message&) -> qrt::awaitable<qrt::result<void>> {
+        co_return qrt::result<void>{};
+      },
+      o);
+  p.start(rt.executor());
+  ASSERT_TRUE(errors.wait_for_at_least(1, 20s)) << "the unconfirmed complete was not reported";
+  rt.block_on(p.stop(5s));
+  auto s = p.stats();
+  EXPECT_EQ(s.handler_calls, 1u);
+  EXPECT_EQ(s.handler_failures, 0u);
+  EXPECT_EQ(s.settle_failures, 1u);
+  EXPECT_EQ(s.completed, 0u) << "a complete of unknown outcome was counted done";
+  EXPECT_EQ(s.dead_lettered, 0u);
+  {
+    std::lock_guard lock(m);
+    ASSERT_FALSE(reported.empty());
+    EXPECT_EQ(reported.front().code, errc::unconfirmed) << reported.front().to_string();
+  }
+  auto stats = rt.block_on(client.stats(q));
+  ASSERT_TRUE(stats);
+  EXPECT_EQ(stats->active + stats->in_flight + stats->dead_lettered, 0)
+      << "the first attempt completed the message";
+}
+
 TEST(Processor, PermanentHandlerErrorDeadLettersAtOnce) {
   fixture f({.lock_duration = 5s});
   f.send("malformed");

@@ -72,6 +72,7 @@ class lending_provider final : public qrt::test::forwarding_provider,
   int lent_publishes = 0;                     ///< publish_from calls
   int copied_publishes = 0;                   ///< publish calls
   bool settles_apply_before_failing = false;  ///< a failed lent settle has been carried out
+  error settle_failure = transient();         ///< what a failed lent settle reports
 
   qrt::awaitable<qrt::result<std::vector<qrt::send_outcome>>> send(
       const qrt::queue_name& q, std::vector<qrt::message> messages,
@@ -97,7 +98,7 @@ class lending_provider final : public qrt::test::forwarding_provider,
     if (settle_failures_-- > 0) {
       // Applied, and then the answer lost: the settlement took effect all the same.
       if (settles_apply_before_failing) (void)co_await inner_lender_->settle_from(settlements);
-      co_return std::vector<qrt::result<void>>(settlements.size(), transient());
+      co_return std::vector<qrt::result<void>>(settlements.size(), settle_failure);
     }
     co_return co_await inner_lender_->settle_from(settlements);
   }
@@ -484,6 +485,45 @@ TEST(ClientRetry, ARetriedSettlementRefusedForItsReceiptSaysItMayHaveBeenApplied
                                            "may have settled it"),
             std::string::npos)
       << completed.error().to_string();
+  auto stats = rt.block_on(client.stats(q));
+  ASSERT_TRUE(stats);
+  EXPECT_EQ(stats->active + stats->in_flight, 0) << "the first attempt did complete the message";
+}
+
+// A settlement that failed unconfirmed reached the service: retried, its receipt is refused,
+// as when the first attempt was applied (here it was) or the lock ran out meanwhile. The outcome
+// is still unknown, so the caller gets unconfirmed (with what the retry found), not a receipt
+// error that reads as "not settled" and would have a processor count a completed message as a
+// failed settlement of one it still holds.
+TEST(ClientRetry, ARetriedSettlementRefusedAfterAnUnconfirmedAttemptStaysUnconfirmed) {
+  qrt::runtime rt;
+  auto memory =
+      qrt::memory::make_provider(qrt::memory::options::for_testing(), rt.executor()).value();
+  auto lending = std::make_shared<lending_provider>(memory, 0, 1);
+  lending->settles_apply_before_failing = true;
+  lending->settle_failure =
+      error{errc::unconfirmed, "the link from 'orders' ended before the broker confirmed it",
+            "amqp:link:detach-forced"};
+  qrt::client_options options;
+  options.retry = retry_policy::fixed_interval(1ms);
+  qrt::queue_client client(lending, options);
+  const auto q = qrt::queue_name::from("orders");
+  ASSERT_TRUE(rt.block_on(client.create_queue(q)));
+  ASSERT_TRUE(rt.block_on(client.send(q, qrt::message{.body = "once"})));
+  auto got = rt.block_on(client.receive(q, 1, 1s));
+  ASSERT_TRUE(got && got->size() == 1u);
+
+  auto completed = rt.block_on(client.complete((*got)[0].receipt));
+  ASSERT_FALSE(completed);
+  const error& e = completed.error();
+  EXPECT_EQ(e.code, errc::unconfirmed) << e.to_string();
+  EXPECT_TRUE(e.is_transient()) << e.to_string();
+  EXPECT_EQ(e.provider_code, "amqp:link:detach-forced") << e.to_string();
+  EXPECT_NE(e.message.find("ended before the broker confirmed it"), std::string::npos)
+      << e.to_string();
+  EXPECT_NE(e.message.find("a retry found its receipt refused (invalid_receipt"), std::string::npos)
+      << e.to_string();
+  EXPECT_EQ(lending->lent_settles + lending->copied_settles, 2) << "one retry, then the answer";
   auto stats = rt.block_on(client.stats(q));
   ASSERT_TRUE(stats);
   EXPECT_EQ(stats->active + stats->in_flight, 0) << "the first attempt did complete the message";
