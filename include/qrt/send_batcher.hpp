@@ -43,7 +43,9 @@ class send_batcher {
   send_batcher& operator=(const send_batcher&) = delete;
 
   /// Completes when this message's batch was sent: its id, or its own error (a message too
-  /// large, a permanent failure, or a transient one the retry policy gave up on).
+  /// large, a permanent failure, or a transient one the retry policy gave up on). Cancelled
+  /// while the message still waits for its batch, the message is taken out and never sent (the
+  /// send ends with errc::timeout); once its batch went out, the send waits for its outcome.
   awaitable<result<message_id>> send(queue_name queue, message msg);
   /// Sends everything waiting now and returns when every batch in flight is done.
   awaitable<void> flush();

@@ -1,6 +1,8 @@
+#include <algorithm>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/strand.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <map>
 #include <mutex>
 #include <qrt/send_batcher.hpp>
@@ -174,8 +176,35 @@ struct send_batcher::impl : std::enable_shared_from_this<impl> {
     } else if (pq.entries.size() == 1) {
       asio::co_spawn(strand, flush_after_delay(queue, pq.generation), asio::detached);
     }
-    while (!e->outcome) co_await e->done.wait();
+    // A caller that gives up (cancels the send) gets the message back while it still waits
+    // for its batch; once in a batch its outcome is waited for, as nothing can recall it.
+    // Looked at before each wait too: a cancellation that came before the wait began cancelled
+    // nothing, but is in the state.
+    co_await asio::this_coro::throw_if_cancelled(false);
+    while (!e->outcome) {
+      const auto state = co_await asio::this_coro::cancellation_state;
+      if (state.cancelled() != asio::cancellation_type::none && withdraw(queue, *e)) {
+        co_return fail(errc::timeout,
+                       "send given up by its caller before its batch went out: not sent");
+      }
+      co_await e->done.wait();
+    }
     co_return std::move(*e->outcome);
+  }
+
+  // Takes a waiting entry out of its queue's next batch; false once it is in a batch.
+  bool withdraw(const queue_name& queue, const entry& e) {
+    auto it = pending.find(queue);
+    if (it == pending.end()) return false;
+    auto& pq = it->second;
+    auto found = std::find_if(pq.entries.begin(), pq.entries.end(),
+                              [&](const auto& waiting) { return waiting.get() == &e; });
+    if (found == pq.entries.end()) return false;
+    pq.entries.erase(found);
+    pq.bytes -= e.bytes;
+    // Its delay timer would flush nothing; the next send starts its own.
+    if (pq.entries.empty()) ++pq.generation;
+    return true;
   }
 
   awaitable<void> flush_all() {

@@ -3,6 +3,9 @@
 #include <gtest/gtest.h>
 
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_future.hpp>
 #include <qrt/memory.hpp>
 #include <qrt/runtime.hpp>
@@ -112,6 +115,34 @@ TEST(SendBatcher, ResendsOnlyTheFailedEntriesOfAPartialFailure) {
   EXPECT_EQ(r[4].error().code, errc::message_too_large);
   EXPECT_EQ(delays, (std::vector<qrt::milliseconds>{50ms}));
   EXPECT_EQ(f.batcher.stats().resent_entries, 2u);
+}
+
+// A caller that gives up on its send (its own deadline, here through awaitable operators) while
+// the message still waits for its batch takes the message back: the batch goes without it, so
+// a caller that retries after its timeout does not store the message twice. Before, the
+// message stayed queued and was sent with the next flush, after its caller had been told the
+// send did not finish.
+TEST(SendBatcher, ASendGivenUpWhileWaitingForItsBatchIsNotSent) {
+  // max_delay only bounds the test should the give-up not be honoured: the batch is flushed
+  // explicitly below, long before that.
+  batcher_fixture f({.max_batch_messages = 10, .max_delay = 2s});
+  auto kept = boost::asio::co_spawn(f.rt.executor(), f.batcher.send(q, body("kept")),
+                                    boost::asio::use_future);
+  const bool gave_up = f.rt.block_on([&]() -> qrt::awaitable<bool> {
+    using namespace boost::asio::experimental::awaitable_operators;
+    boost::asio::steady_timer deadline(co_await boost::asio::this_coro::executor, 20ms);
+    auto first = co_await (f.batcher.send(q, body("given up")) ||
+                           deadline.async_wait(boost::asio::use_awaitable));
+    co_return first.index() == 1;
+  }());
+  ASSERT_TRUE(gave_up);
+  f.rt.block_on(f.batcher.flush());
+  auto r = kept.get();
+  ASSERT_TRUE(r) << r.error().to_string();
+  EXPECT_EQ(*r, "id-kept-call0");
+  EXPECT_EQ(f.fake->calls(), (std::vector<strings>{{"kept"}}))
+      << "the message whose sender gave up was sent anyway";
+  EXPECT_EQ(f.batcher.stats().flushes_explicit, 1u);
 }
 
 TEST(SendBatcher, SendsThroughTheEmbeddedProviderAndKeepsEveryMessage) {
