@@ -30,8 +30,9 @@ struct session_processor_options {
   bool dead_letter_on_permanent_error =
       true;                       ///< as processor_options::dead_letter_on_permanent_error
   milliseconds abandon_delay{0};  ///< as processor_options::abandon_delay
-  retry_policy retry = retry_policy::exponential_backoff(milliseconds{100}, milliseconds{5'000},
-                                                         2);  ///< as processor_options::retry
+  /// Back-off after a failed accept, and after a session that ended in a failure (receive or
+  /// settlement failed, lock lost) before the next accept.
+  retry_policy retry = retry_policy::exponential_backoff(milliseconds{100}, milliseconds{5'000}, 2);
   /// How a batch's messages are settled (session-aware batch acknowledgment).
   /// per_message: each message is settled as its handler finishes, one provider call each.
   /// per_batch: the batch's settlements go in one call, after its last handler (or with the

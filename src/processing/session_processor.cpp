@@ -29,6 +29,9 @@ struct held_session {
   bool renewal_done = false;
   bool renewer_running = false;
   bool lock_lost = false;
+  /// What ended the session early (lock lost, receive or settlement failed): the worker backs
+  /// off by it before taking a session again.
+  std::optional<error> failure;
   std::atomic<bool> busy{false};      ///< a handler is running on one of its messages
   std::atomic<bool> released{false};  ///< shutdown closed it; outcomes are ignored
   detail::event renewer_wake;
@@ -146,6 +149,7 @@ struct session_processor::impl : std::enable_shared_from_this<impl> {
         report(renewed.error());
         if (renewed.error().kind == error_kind::permanent) {
           s->lock_lost = true;
+          s->failure = renewed.error();
         } else {
           next = steady::now() + s->lock_duration / 10;
         }
@@ -211,7 +215,10 @@ struct session_processor::impl : std::enable_shared_from_this<impl> {
     leave_provider();
     bool all_settled = true;
     for (std::size_t k = 0; k < results.size(); ++k) {
-      if (!results[k]) report(results[k].error());
+      if (!results[k]) {
+        report(results[k].error());
+        if (!s.failure) s.failure = results[k].error();
+      }
       if (k >= pending.handled.size()) continue;  // an abandon of an unhandled message
       auto& h = pending.handled[k];
       if (!results[k]) {
@@ -225,7 +232,10 @@ struct session_processor::impl : std::enable_shared_from_this<impl> {
                 : &session_processor_stats::abandoned);
       processed(h.outcome, h.handler_duration, h.handler_outcome);
     }
-    if (results.size() < pending.handled.size()) all_settled = false;  // a broken provider
+    if (results.size() < pending.handled.size()) {  // a broken provider
+      all_settled = false;
+      if (!s.failure) s.failure = fail(errc::protocol_error, "too few settlement outcomes");
+    }
     pending.settlements.clear();
     pending.handled.clear();
     co_return all_settled;
@@ -310,7 +320,9 @@ struct session_processor::impl : std::enable_shared_from_this<impl> {
     co_return batch_end::done;
   }
 
-  awaitable<void> run_session(std::shared_ptr<held_session> s) {
+  // Handles one session until it is idle, lost or stopped. Returns what ended it early, if
+  // anything did.
+  awaitable<std::optional<error>> run_session(std::shared_ptr<held_session> s) {
     const auto id = hold(s);
     s->locked_until = s->receiver.locked_until();
     s->lock_duration = std::max(
@@ -327,6 +339,7 @@ struct session_processor::impl : std::enable_shared_from_this<impl> {
       leave_provider();
       if (!batch) {
         report(batch.error());
+        s->failure = batch.error();
         lost = true;
         break;
       }
@@ -352,6 +365,9 @@ struct session_processor::impl : std::enable_shared_from_this<impl> {
       if (!closed) report(closed.error());
     }
     detail::tell_session(options.on_session, queue, session_event_kind::released);
+    if (!lost && !s->lock_lost) co_return std::nullopt;
+    if (!s->failure) s->failure = fail(errc::session_lock_lost, "session released early");
+    co_return s->failure;
   }
 
   awaitable<void> worker() {
@@ -380,12 +396,21 @@ struct session_processor::impl : std::enable_shared_from_this<impl> {
         co_await pause(options.retry.delay_after(e, failures));
         continue;
       }
-      failures = 0;
       count(&session_processor_stats::sessions_accepted);
       detail::tell_session(options.on_session, queue, session_event_kind::accepted,
                            steady::now() - asked_at);
       auto ex = co_await asio::this_coro::executor;
-      co_await run_session(std::make_shared<held_session>(ex, std::move(*accepted)));
+      const auto ended_by =
+          co_await run_session(std::make_shared<held_session>(ex, std::move(*accepted)));
+      if (!ended_by) {
+        failures = 0;
+        continue;
+      }
+      // A session that failed (its receive refused, its settlement failing, its lock lost) is
+      // likely to fail again at once when taken again: back off as after a failed accept,
+      // rather than accept, fail and release in a loop as fast as the provider answers.
+      ++failures;
+      if (!stopping) co_await pause(options.retry.delay_after(*ended_by, failures));
     }
     --workers_running;
     asio::post(*control, [self] { self->drained->notify(); });

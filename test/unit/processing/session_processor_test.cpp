@@ -646,3 +646,41 @@ TEST(SessionProcessor, ALostSessionLockEndsTheBatchBeforeTheNextHandler) {
   EXPECT_EQ(p.stats().sessions_lost, 1u);
   EXPECT_EQ(f.rt.block_on(f.direct.stats(q)).value().active, 0);
 }
+
+// A session that fails as soon as it is taken (its receive refused, say) is released; the worker
+// then waits its retry back-off before taking a session again, as after a failed accept. Before,
+// it took the same session again at once: accept, fail, release, accept, in a loop as fast as
+// the provider answered, hammering the broker (and, for a failing settlement, the handlers).
+TEST(SessionProcessor, ASessionThatFailsAtOnceIsNotRetakenBeforeTheBackOff) {
+  session_fixture f;
+  f.send("a", "a-0");
+  f.faulty->fail_next(qrt::fault_ops::receive, 1'000,
+                      qrt::fail(errc::connection_failed, "session receive refused"));
+  qrt::test::counter accepted;
+  qrt::test::counter failures_reported;
+  qrt::session_processor p(
+      qrt::queue_client{f.faulty, {.retry = std::nullopt}}, f.q,
+      [](const received_message&) -> qrt::awaitable<qrt::result<void>> {
+        co_return qrt::result<void>{};
+      },
+      {.max_concurrent_sessions = 1,
+       .accept_wait = 100ms,
+       // Long enough that a second accept can only come from a worker that skipped it.
+       .retry = qrt::retry_policy::fixed_interval(1h),
+       .on_error = [&](const qrt::error&) { failures_reported.add(); },
+       .on_session =
+           [&](const qrt::session_event& e) {
+             if (e.what == qrt::session_event_kind::accepted) accepted.add();
+           }});
+  p.start(f.rt.executor());
+  ASSERT_TRUE(failures_reported.wait_for_at_least(1));
+  // Without the back-off the second accept follows within microseconds; with it, never here.
+  EXPECT_FALSE(accepted.wait_for_at_least(2, 300ms))
+      << "the failed session was taken again " << accepted.value() - 1 << " times at once";
+  const auto report = f.rt.block_on(p.stop(0ms));
+  EXPECT_EQ(report.abandoned_running, 0u);
+  EXPECT_EQ(p.stats().sessions_accepted, 1u);
+  EXPECT_EQ(p.stats().sessions_lost, 1u);
+  EXPECT_EQ(p.stats().handler_calls, 0u);
+  EXPECT_EQ(f.stats().active, 1) << "the message stays in the queue, untouched";
+}
