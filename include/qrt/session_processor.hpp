@@ -76,7 +76,8 @@ class session_processor {
   /// Starts max_concurrent_sessions workers on `executor`. Once only.
   void start(boost::asio::any_io_executor executor);
   /// Stop accepting sessions; running handlers finish until `deadline`, the rest of each
-  /// session's batch is abandoned (never dead-lettered) and the sessions are released. Returns
+  /// session's batch is abandoned (never dead-lettered) and the sessions are released; a
+  /// back-off or an abandon_delay under way ends at once (its message abandoned). Returns
   /// only once no worker's call is inside the provider (a wait for a session ends within
   /// accept_wait), so the executor it ran on may be destroyed as soon as it returns.
   awaitable<shutdown_report> stop(milliseconds deadline);

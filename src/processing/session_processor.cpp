@@ -21,9 +21,10 @@ namespace {
 
 // One held session. Fields other than the atomics belong to its worker's strand.
 struct held_session {
-  held_session(const asio::any_io_executor& ex, session r)
-      : receiver(std::move(r)), renewer_wake(ex), renewer_exited(ex) {}
+  held_session(const asio::any_io_executor& ex, session r, std::shared_ptr<detail::event> stop)
+      : receiver(std::move(r)), stop_wake(std::move(stop)), renewer_wake(ex), renewer_exited(ex) {}
   session receiver;
+  std::shared_ptr<detail::event> stop_wake;  ///< its worker's: ends a pause when stop() begins
   milliseconds lock_duration{0};
   time_point locked_until{};
   bool renewal_done = false;
@@ -111,10 +112,28 @@ struct session_processor::impl : std::enable_shared_from_this<impl> {
     held.erase(id);
   }
 
-  awaitable<void> pause(milliseconds d) {
-    asio::steady_timer t(co_await asio::this_coro::executor, d);
-    boost::system::error_code ignored;
-    co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
+  // Each worker's wake-up for stop(), with the strand it runs on: a back-off or an
+  // abandon_delay is waited out only until stop() begins (nothing is gained by waiting longer,
+  // and stop() would wait for it until its deadline).
+  std::mutex wakers_mutex;
+  std::vector<std::pair<asio::any_io_executor, std::shared_ptr<detail::event>>> wakers;
+
+  std::shared_ptr<detail::event> add_waker(const asio::any_io_executor& worker_strand) {
+    auto wake = std::make_shared<detail::event>(worker_strand);
+    std::lock_guard lock(wakers_mutex);
+    wakers.emplace_back(worker_strand, wake);
+    return wake;
+  }
+  void wake_workers() {
+    std::lock_guard lock(wakers_mutex);
+    for (auto& [strand, wake] : wakers) asio::post(strand, [wake] { wake->notify(); });
+  }
+
+  // Waits `d` on the worker's strand, or until stop() begins. stop() sets `stopping` before it
+  // posts the wake-up to this strand, so a pause that begins after it returns at once.
+  awaitable<void> pause(detail::event& stop_wake, milliseconds d) {
+    if (stopping) co_return;
+    co_await stop_wake.wait_until(detail::deadline_after(steady::now(), d));
   }
 
   awaitable<void> keep_session_renewed(std::shared_ptr<held_session> s) {
@@ -299,7 +318,9 @@ struct session_processor::impl : std::enable_shared_from_this<impl> {
               settlement::dead_letter(msg.receipt, std::move(reason), std::move(description)),
               processing_outcome::dead_lettered, handler_duration, std::move(outcome));
         } else {
-          if (options.abandon_delay.count() > 0 && !stopping) co_await pause(options.abandon_delay);
+          if (options.abandon_delay.count() > 0) {
+            co_await pause(*s.stop_wake, options.abandon_delay);
+          }
           pending.add(settlement::abandon(msg.receipt), processing_outcome::abandoned,
                       handler_duration, std::move(outcome));
           pending.abandon_unhandled(batch, i + 1);  // with the rest of the batch
@@ -372,6 +393,7 @@ struct session_processor::impl : std::enable_shared_from_this<impl> {
 
   awaitable<void> worker() {
     auto self = shared_from_this();
+    const auto stop_wake = add_waker(co_await asio::this_coro::executor);
     std::uint32_t failures = 0;
     while (!stopping) {
       const auto asked_at = steady::now();
@@ -393,7 +415,7 @@ struct session_processor::impl : std::enable_shared_from_this<impl> {
         if (e.code == errc::timeout) continue;  // no session had messages within accept_wait
         report(e);
         ++failures;
-        co_await pause(options.retry.delay_after(e, failures));
+        co_await pause(*stop_wake, options.retry.delay_after(e, failures));
         continue;
       }
       count(&session_processor_stats::sessions_accepted);
@@ -401,7 +423,7 @@ struct session_processor::impl : std::enable_shared_from_this<impl> {
                            steady::now() - asked_at);
       auto ex = co_await asio::this_coro::executor;
       const auto ended_by =
-          co_await run_session(std::make_shared<held_session>(ex, std::move(*accepted)));
+          co_await run_session(std::make_shared<held_session>(ex, std::move(*accepted), stop_wake));
       if (!ended_by) {
         failures = 0;
         continue;
@@ -410,7 +432,7 @@ struct session_processor::impl : std::enable_shared_from_this<impl> {
       // likely to fail again at once when taken again: back off as after a failed accept,
       // rather than accept, fail and release in a loop as fast as the provider answers.
       ++failures;
-      if (!stopping) co_await pause(options.retry.delay_after(*ended_by, failures));
+      co_await pause(*stop_wake, options.retry.delay_after(*ended_by, failures));
     }
     --workers_running;
     asio::post(*control, [self] { self->drained->notify(); });
@@ -427,6 +449,7 @@ struct session_processor::impl : std::enable_shared_from_this<impl> {
     }
     stop_report.emplace(*control);
     stopping = true;
+    wake_workers();
     const auto until = detail::deadline_after(steady::now(), deadline);
     while (workers_running > 0 && steady::now() < until) co_await drained->wait_until(until);
 

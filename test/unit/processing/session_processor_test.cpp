@@ -684,3 +684,62 @@ TEST(SessionProcessor, ASessionThatFailsAtOnceIsNotRetakenBeforeTheBackOff) {
   EXPECT_EQ(p.stats().handler_calls, 0u);
   EXPECT_EQ(f.stats().active, 1) << "the message stays in the queue, untouched";
 }
+
+namespace {
+// Starts stop() with a long deadline and says whether it returned within `bound`; if not,
+// waits it out so the test can go on (stop() always returns by its deadline).
+bool stops_within(session_fixture& f, qrt::session_processor& p, std::chrono::seconds bound) {
+  auto stopped = boost::asio::co_spawn(f.rt.executor(), p.stop(20s), boost::asio::use_future);
+  const bool in_time = stopped.wait_for(bound) == std::future_status::ready;
+  stopped.get();
+  return in_time;
+}
+}  // namespace
+
+// stop() ends a worker's back-off after a failed accept instead of waiting it out (as a
+// processor's receive loop does): nothing is held, so nothing needs the deadline. Before, stop()
+// waited for the worker until its deadline.
+TEST(SessionProcessor, StopEndsTheBackOffAfterAFailedAccept) {
+  session_fixture f;
+  f.faulty->fail_next(qrt::fault_ops::accept_session, 1,
+                      qrt::fail(errc::connection_failed, "accept refused"));
+  qrt::test::counter failures_reported;
+  qrt::session_processor p(qrt::queue_client{f.faulty, {.retry = std::nullopt}}, f.q,
+                           [](const received_message&) -> qrt::awaitable<qrt::result<void>> {
+                             co_return qrt::result<void>{};
+                           },
+                           {.max_concurrent_sessions = 1,
+                            .accept_wait = 100ms,
+                            .retry = qrt::retry_policy::fixed_interval(1h),
+                            .on_error = [&](const qrt::error&) { failures_reported.add(); }});
+  p.start(f.rt.executor());
+  ASSERT_TRUE(failures_reported.wait_for_at_least(1));
+  EXPECT_TRUE(stops_within(f, p, 10s)) << "stop() waited out the worker's one-hour back-off";
+  EXPECT_EQ(p.stats().sessions_accepted, 0u);
+}
+
+// A failed message waiting its abandon_delay is abandoned at once when stop() comes (with the
+// rest of its batch, in order), as a processor's is: stop() does not wait the delay out.
+TEST(SessionProcessor, StopEndsTheAbandonDelayAndGivesTheMessageBack) {
+  session_fixture f;
+  f.send("a", "a-0");
+  f.send("a", "a-1");
+  qrt::test::counter failed;
+  std::atomic<int> calls{0};
+  qrt::session_processor p(f.client, f.q,
+                           [&](const received_message&) -> qrt::awaitable<qrt::result<void>> {
+                             ++calls;
+                             failed.add();
+                             co_return qrt::fail(errc::timeout, "dependency down");
+                           },
+                           {.max_concurrent_sessions = 1,
+                            .accept_wait = 100ms,
+                            .abandon_delay = std::chrono::duration_cast<qrt::milliseconds>(1h)});
+  p.start(f.rt.executor());
+  ASSERT_TRUE(failed.wait_for_at_least(1));
+  EXPECT_TRUE(stops_within(f, p, 10s)) << "stop() waited out the one-hour abandon_delay";
+  EXPECT_EQ(calls.load(), 1);
+  EXPECT_EQ(p.stats().abandoned, 1u) << "the failed message was not given back by an abandon";
+  EXPECT_EQ(f.stats().active, 2);
+  EXPECT_EQ(f.stats().dead_lettered, 0);
+}
