@@ -1024,3 +1024,41 @@ TEST(Processor, MessagesHeldBackByASharedBreakerRunOnceAnotherCallerClosesIt) {
       << "the breaker closed, but the processor handled " << handled.value() << " of 5";
   rt.block_on(p.stop(5s));
 }
+
+// Contract P3: a failed message waits its abandon_delay with its lock still renewed, so it is
+// not redelivered (to this processor or any other receiver) before the processor abandons it,
+// and the abandon succeeds; the next delivery comes after. (Behaviour that held but had no
+// test: without the renewals the lock would run out a third of the way into the delay, the
+// message come back while its failure still waited, and the abandon fail.)
+TEST(Processor, AbandonDelayKeepsTheLockRenewedUntilTheAbandon) {
+  fixture f({.lock_duration = 1s, .max_delivery_count = 10});
+  f.send("flaky");
+  std::mutex m;
+  std::vector<std::uint32_t> deliveries;
+  qrt::test::counter succeeded;
+  qrt::processor p(f.client, f.q,
+                   [&](const received_message& msg) -> qrt::awaitable<qrt::result<void>> {
+                     {
+                       std::lock_guard lock(m);
+                       deliveries.push_back(msg.delivery_count);
+                     }
+                     if (msg.delivery_count == 1) {
+                       co_return qrt::fail(errc::connection_failed, "dependency down");
+                     }
+                     succeeded.add();
+                     co_return qrt::result<void>{};
+                   },
+                   {.max_concurrent_calls = 2, .receive_wait = 50ms, .abandon_delay = 3s});
+  p.start(f.rt.executor());
+  ASSERT_TRUE(succeeded.wait_for_at_least(1));
+  f.rt.block_on(p.stop(5s));
+  std::lock_guard lock(m);
+  EXPECT_EQ(deliveries, (std::vector<std::uint32_t>{1, 2}))
+      << "the message came back while its failure waited out abandon_delay";
+  const auto s = p.stats();
+  EXPECT_GE(s.lock_renewals, 2u);
+  EXPECT_EQ(s.abandoned, 1u);
+  EXPECT_EQ(s.completed, 1u);
+  EXPECT_EQ(s.settle_failures, 0u);
+  EXPECT_EQ(f.stats().active, 0);
+}

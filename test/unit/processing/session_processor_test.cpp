@@ -743,3 +743,40 @@ TEST(SessionProcessor, StopEndsTheAbandonDelayAndGivesTheMessageBack) {
   EXPECT_EQ(f.stats().active, 2);
   EXPECT_EQ(f.stats().dead_lettered, 0);
 }
+
+// Contract P2 for sessions: while a session is held its lock is renewed, so a handler that runs
+// three times the lock's length keeps the session; nobody else can take it meanwhile, and the
+// message is handled once and completed. (Behaviour that held but had no test.)
+TEST(SessionProcessor, ASessionHeldLongerThanItsLockIsRenewedAndStaysOurs) {
+  session_fixture f;  // session locks of 1 s: renewals land in time on a loaded machine
+  f.send("a", "a-0");
+  qrt::test::counter calls, finished;
+  std::atomic<bool> taken_meanwhile{false};
+  qrt::session_processor p(
+      f.client, f.q,
+      [&](const received_message&) -> qrt::awaitable<qrt::result<void>> {
+        calls.add();
+        boost::asio::steady_timer t(co_await boost::asio::this_coro::executor, 3s);
+        co_await t.async_wait(boost::asio::use_awaitable);
+        // Three lock lengths later: the session must still be ours.
+        auto other = co_await f.direct.accept_session(f.q, qrt::session_id::from("a"), 0ms);
+        if (other) {
+          taken_meanwhile = true;
+          co_await other->close();
+        }
+        finished.add();
+        co_return qrt::result<void>{};
+      },
+      {.max_concurrent_sessions = 1, .session_idle_timeout = 100ms, .accept_wait = 100ms});
+  p.start(f.rt.executor());
+  ASSERT_TRUE(finished.wait_for_at_least(1));
+  f.rt.block_on(p.stop(5s));
+  EXPECT_FALSE(taken_meanwhile) << "another receiver took the session while its handler ran";
+  EXPECT_EQ(calls.value(), 1) << "the message was delivered again while its handler ran";
+  const auto s = p.stats();
+  EXPECT_GE(s.session_lock_renewals, 2u);
+  EXPECT_EQ(s.completed, 1u);
+  EXPECT_EQ(s.sessions_lost, 0u);
+  EXPECT_EQ(f.stats().active, 0);
+  EXPECT_EQ(f.stats().dead_lettered, 0);
+}
