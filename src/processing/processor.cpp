@@ -75,6 +75,9 @@ struct task {
   bool renewal_done = false;
   bool renewer_running = false;
   bool lock_lost = false;
+  /// Its handler returned: it is settled by that result (once a renewal in flight is back), so
+  /// shutdown leaves it alone and waits for it.
+  bool handler_done = false;
   bool settling = false;  ///< the processor settles it; shutdown leaves it alone
   bool released = false;  ///< shutdown abandoned it; its handler's outcome is ignored
   detail::event wake;     ///< interrupts the abandon delay at shutdown
@@ -302,7 +305,7 @@ struct processor::impl : std::enable_shared_from_this<impl> {
     running.erase(id);
     note_in_flight();
     capacity_changed->notify();
-    if (running.empty()) drained->notify();
+    if (running.empty() || stopping) drained->notify();  // stop() may wait for this one
     dispatch();
   }
 
@@ -403,6 +406,7 @@ struct processor::impl : std::enable_shared_from_this<impl> {
     count(&processor_stats::handler_calls);
     const auto started_at = steady::now();
     auto outcome = co_await call_handler(t->msg);
+    t->handler_done = true;
     const auto handler_duration = steady::now() - started_at;
     const double took = std::chrono::duration<double, std::milli>(handler_duration).count();
     average_handler_ms = have_average ? 0.8 * average_handler_ms + 0.2 * took : took;
@@ -483,6 +487,11 @@ struct processor::impl : std::enable_shared_from_this<impl> {
     detail::tell_processed(options.on_processed, queue, how, handler_duration, handler_outcome);
   }
 
+  bool settling_after_handler() const {
+    return std::any_of(running.begin(), running.end(),
+                       [](const auto& entry) { return entry.second->handler_done; });
+  }
+
   static bool still_locked_after(const error& e) {
     return e.code != errc::receipt_expired && e.code != errc::invalid_receipt &&
            e.code != errc::session_lock_lost && e.code != errc::closed;
@@ -517,7 +526,7 @@ struct processor::impl : std::enable_shared_from_this<impl> {
 
     std::vector<receipt_handle> still_running;
     for (auto& [id, t] : running) {
-      if (t->settling || t->released) continue;
+      if (t->handler_done || t->settling || t->released) continue;
       t->released = true;
       t->renewal_done = true;
       t->renewer_wake.notify();
@@ -532,7 +541,12 @@ struct processor::impl : std::enable_shared_from_this<impl> {
     // destroy the executor it ran on at once, and a call that returned later would resume on
     // it. The receive in flight returns within receive_wait; a renewal or settlement under way
     // within the provider's own time limits. Handlers still running are not waited for.
-    while (loop_running || calls_in_provider > 0) co_await drained->wait();
+    // A handler that finished in time is settled by its result (its settlement may wait for a
+    // renewal still inside the provider): waited for too, or stop() would return before that
+    // settlement is made.
+    while (loop_running || calls_in_provider > 0 || settling_after_handler()) {
+      co_await drained->wait();
+    }
     stop_report->finish(out);
     co_return out;
   }

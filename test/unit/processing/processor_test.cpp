@@ -1062,3 +1062,49 @@ TEST(Processor, AbandonDelayKeepsTheLockRenewedUntilTheAbandon) {
   EXPECT_EQ(s.settle_failures, 0u);
   EXPECT_EQ(f.stats().active, 0);
 }
+
+// Contract P4: stop() abandons only what is still running at its deadline. A handler that
+// finished in time is settled by its result even when its lock's renewal was still inside a
+// slow provider at the deadline (settling waits for the renewal, so a settle never races it).
+// Before, stop() took such a message for a running one: it abandoned it, the completion was
+// dropped, and the handled message was delivered again.
+TEST(Processor, AHandlerThatFinishedInTimeIsCompletedThoughItsRenewalWasInFlight) {
+  // Every renewal is made at once but answered a second later (a slow round trip); it tells
+  // when one has begun.
+  struct slow_renewals final : qrt::test::forwarding_provider {
+    using forwarding_provider::forwarding_provider;
+    qrt::test::counter started;
+    qrt::awaitable<qrt::result<qrt::time_point>> renew_lock(
+        const qrt::receipt_handle& receipt) override {
+      started.add();
+      auto renewed = co_await forwarding_provider::renew_lock(receipt);
+      co_await work_for(1s);
+      co_return renewed;
+    }
+  };
+  // Renewed at 1 s to run until 3 s: the lock outlives the renewal's slow answer.
+  fixture f({.lock_duration = 2s});
+  f.send("done in time");
+  auto slow = std::make_shared<slow_renewals>(f.memory);
+  qrt::queue_client client{slow, {.retry = std::nullopt}};
+  qrt::test::counter finished;
+  qrt::processor p(client, f.q,
+                   [&](const received_message&) -> qrt::awaitable<qrt::result<void>> {
+                     // Finish once the renewal (at half the lock) is inside the provider.
+                     for (int i = 0; i < 10'000 && slow->started.value() == 0; ++i)
+                       co_await work_for(1ms);
+                     finished.add();
+                     co_return qrt::result<void>{};
+                   },
+                   {.max_concurrent_calls = 1, .prefetch_count = 0, .receive_wait = 50ms});
+  p.start(f.rt.executor());
+  ASSERT_TRUE(finished.wait_for_at_least(1));
+  // The deadline passes while the renewal still has most of its second to go.
+  const auto report = f.rt.block_on(p.stop(100ms));
+  EXPECT_EQ(report.abandoned_running, 0u) << "a handler that had finished was abandoned";
+  EXPECT_EQ(report.finished_in_time, 1u);
+  const auto s = p.stats();
+  EXPECT_EQ(s.completed, 1u);
+  EXPECT_EQ(s.abandoned_at_shutdown, 0u);
+  EXPECT_EQ(f.stats().active, 0) << "the handled message went back to the queue";
+}
