@@ -163,6 +163,42 @@ TEST(SendBatcher, SendsThroughTheEmbeddedProviderAndKeepsEveryMessage) {
   for (int i = 0; i < 25; ++i) EXPECT_EQ(got[i].body, "m" + std::to_string(i));
 }
 
+// One message over the provider's size limit, queued among others for the same batch, fails
+// alone with message_too_large; the others of the batch are stored, once, in order. (Behaviour
+// that held but had no test on a real provider: the client splits the batch by the provider's
+// limits and reports the oversized message by itself.)
+TEST(SendBatcher, AnOversizedMessageFailsAloneAndTheRestOfItsBatchIsStored) {
+  qrt::runtime rt{{.worker_threads = 1}};
+  auto opts = qrt::memory::options::for_testing();
+  opts.max_message_bytes = 1'000;
+  auto memory = qrt::memory::make_provider(opts, rt.executor()).value();
+  qrt::queue_client client{memory, {.retry = std::nullopt}};
+  ASSERT_TRUE(rt.block_on(client.create_queue(q)));
+  // The batcher's own byte limit lets the big one into the batch with the others.
+  qrt::send_batcher batcher(
+      client, rt.executor(),
+      {.max_batch_messages = 4, .max_batch_bytes = 64 * 1024, .max_delay = 1h});
+  std::vector<std::future<qrt::result<qrt::message_id>>> sent;
+  for (const auto& b :
+       {std::string("a"), std::string(5'000, 'x'), std::string("c"), std::string("d")}) {
+    sent.push_back(
+        boost::asio::co_spawn(rt.executor(), batcher.send(q, body(b)), boost::asio::use_future));
+  }
+  std::vector<qrt::result<qrt::message_id>> r;
+  for (auto& s : sent) r.push_back(s.get());
+  EXPECT_TRUE(r[0]);
+  ASSERT_FALSE(r[1]);
+  EXPECT_EQ(r[1].error().code, errc::message_too_large) << r[1].error().to_string();
+  EXPECT_TRUE(r[2]);
+  EXPECT_TRUE(r[3]);
+  EXPECT_EQ(batcher.stats().flushes_by_count, 1u);
+  EXPECT_EQ(batcher.stats().resent_entries, 0u);
+  auto got = rt.block_on(client.receive(q, 10, 0ms)).value();
+  std::vector<std::string> bodies;
+  for (auto& m : got) bodies.push_back(m.body);
+  EXPECT_EQ(bodies, (strings{"a", "c", "d"}));
+}
+
 // A send that found the queue full already waited its send_timeout for room: the batcher
 // reports queue_full after that one send, as the client's retry layer does, instead of
 // resending it (and waiting the timeout again) up to max_attempts times.
