@@ -77,7 +77,8 @@ class connection {
   /// Sends each delivery on the cached sender link to `address`, unsettled, and waits for the
   /// broker's outcome. The outer result fails only when nothing was sent (attach refused,
   /// connection down); otherwise one result per delivery: accepted, or the broker's refusal, or
-  /// connection_failed / timeout where the outcome is unknown (the message may have arrived).
+  /// unconfirmed where the outcome is unknown (handed to the broker, no outcome back before the
+  /// link or connection ended or `timeout` passed: the message may have arrived).
   boost::asio::awaitable<result<std::vector<result<void>>>> send(
       std::string address, std::vector<outgoing_delivery> deliveries, milliseconds timeout);
 
@@ -102,8 +103,8 @@ class connection {
   /// Settles deliveries; one result per item, in order: invalid_receipt for an unknown or
   /// already settled delivery, receipt_expired when its link or connection has died. On links
   /// attached with confirm_settlement, waits (at most `timeout`) for the peer to settle: its
-  /// error condition fails the item (mapped, description kept); a link or connection lost
-  /// before the answer fails it with connection_failed (the outcome is then unknown).
+  /// error condition fails the item (mapped, description kept); a link or connection lost, or
+  /// `timeout` passed, before the answer fails it with unconfirmed (the outcome is unknown).
   boost::asio::awaitable<std::vector<result<void>>> settle(
       std::vector<std::pair<delivery_ref, outcome>> items, milliseconds timeout);
 
@@ -114,11 +115,12 @@ class connection {
 
   /// Request/response with a management node (`$cbs`, `<entity>/$management`): sends `request`
   /// with reply-to and message-id set, and returns the message whose correlation-id matches.
-  /// When no answer will come (the node's link detached, the connection was lost or closed), a
-  /// request sent that changes state (`kind`) fails as unconfirmed, transient: the node may have
-  /// applied it. A read, or a request never sent, fails with the cause, saying whether it went
-  /// out; `closed` when the connection was closed. close() waits for the reply to a request
-  /// sent that changes state (within endpoint::close_timeout), not for the others.
+  /// When no answer will come (the node's link detached, the connection was lost or closed, or
+  /// `timeout` passed), a request sent that changes state (`kind`) fails as unconfirmed,
+  /// transient: the node may have applied it. A read, or a request never sent, fails with the
+  /// cause (`timeout` for the deadline), saying whether it went out; `closed` when the connection
+  /// was closed. close() waits for the reply to a request sent that changes state (within
+  /// endpoint::close_timeout), not for the others.
   boost::asio::awaitable<result<proton::message>> request(std::string node, proton::message request,
                                                           milliseconds timeout, request_kind kind);
   /// A request of no declared kind: failed with the cause when no answer will come.

@@ -55,13 +55,13 @@ error closed_error();
 /// changes state at a request/response node (its reply).
 enum class unconfirmed_kind { send, settlement, request };
 
-/// An answer that will never come (the link ended, or the connection was lost or closed first)
-/// for what the broker may already have acted on: a message it may or may not have stored, a
-/// settlement it may or may not have applied. It fails with errc::unconfirmed (transient),
-/// with `cause` (why no answer will come: its code and message) in its message and the cause's
-/// provider code kept, never with `closed` or the cause's code, which read as not done. `address`
-/// is the link's target (send), its source (settlement) or the node (request); `operation`
-/// names a request's operation.
+/// An answer that will never come (the link ended, the connection was lost or closed first, or
+/// the call's deadline passed after it went out) for what the broker may already have acted on:
+/// a message it may or may not have stored, a settlement it may or may not have applied. It fails
+/// with errc::unconfirmed (transient), with `cause` (why no answer will come: its code and message)
+/// in its message and the cause's provider code kept, never with `closed` or the cause's code,
+/// which read as not done. `address` is the link's target (send), its source (settlement) or the
+/// node (request); `operation` names a request's operation.
 error unconfirmed_error(unconfirmed_kind what, const std::string& address, const error& cause,
                         std::string_view operation = {});
 

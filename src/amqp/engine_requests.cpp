@@ -89,13 +89,18 @@ void core::start_request(const std::string& node, proton::message m, request_kin
     auto pit = nit->second.pending.find(id);
     if (pit == nit->second.pending.end()) return;
     auto done = pit->second.done;
+    const bool maybe_applied = pit->second.sent && pit->second.kind.changes_state;
+    const std::string operation = pit->second.kind.operation;
     nit->second.pending.erase(pit);
     auto& unsent = nit->second.unsent;
     unsent.erase(
         std::remove_if(unsent.begin(), unsent.end(), [&](const auto& u) { return u.second == id; }),
         unsent.end());
-    done(fail(errc::timeout, "request to '" + node + "' got no response within " +
-                                 std::to_string(timeout.count()) + " ms"));
+    const error e = fail(errc::timeout, "request to '" + node + "' got no response within " +
+                                            std::to_string(timeout.count()) + " ms");
+    // Sent, a state change may have been applied although its answer never came; a read, or a
+    // request still waiting for credit, changed nothing.
+    done(maybe_applied ? unconfirmed_error(unconfirmed_kind::request, node, e, operation) : e);
     link_freed();
   });
 }

@@ -41,23 +41,26 @@ error unconfirmed_error(unconfirmed_kind what, const std::string& address, const
   unconfirmed.code = errc::unconfirmed;
   unconfirmed.kind = default_kind(errc::unconfirmed);
   const std::string why = std::string(to_string(cause.code)) + ": " + cause.message;
+  // Worded for any cause: the link or connection ended, the close gave up, or the call's own
+  // deadline passed after the work went out.
   switch (what) {
     case unconfirmed_kind::send:
-      unconfirmed.message = "the link to '" + address +
-                            "' ended before the broker settled the message (" + why +
+      unconfirmed.message = "no outcome came for the message sent to '" + address + "' (" + why +
                             "); it may or may not be stored (sending it again may store it twice)";
       break;
     case unconfirmed_kind::settlement:
-      unconfirmed.message = "the link from '" + address +
-                            "' ended before the broker confirmed the settlement (" + why +
+      unconfirmed.message = "no confirmation came for the settlement of a message from '" +
+                            address + "' (" + why +
                             "); it may or may not have been applied (if not, the message is "
                             "delivered again)";
       break;
-    case unconfirmed_kind::request:
-      unconfirmed.message = "the request " + std::string(operation) + " to '" + address +
-                            "' ended before the broker answered it (" + why +
+    case unconfirmed_kind::request: {
+      const std::string request =
+          operation.empty() ? "the request" : "the request " + std::string(operation);
+      unconfirmed.message = request + " to '" + address + "' got no answer (" + why +
                             "); it may or may not have been applied";
       break;
+    }
   }
   return unconfirmed;
 }
@@ -73,12 +76,17 @@ void core::send(std::shared_ptr<send_op> op, milliseconds timeout) {
   after(timeout, weak, [this, weak, timeout] {
     auto op = weak.lock();
     if (!op || op->finished) return;
-    const error e = fail(errc::timeout, "send to '" + op->address + "' did not finish within " +
-                                            std::to_string(timeout.count()) +
-                                            " ms; the outcome of unsent messages is unknown");
-    fail_unsent(*op, e);
-    for (auto& o : op->outcomes) {
-      if (!o) o = e;
+    const std::string within = " within " + std::to_string(timeout.count()) + " ms";
+    // A message never handed to the broker (no link or no credit yet) was certainly not sent:
+    // a plain timeout. One handed over may have been stored: its outcome is unknown.
+    const std::size_t handed_over = op->next;
+    fail_unsent(*op, fail(errc::timeout, "send to '" + op->address + "' did not finish" + within +
+                                             "; the message was not sent"));
+    const error unconfirmed =
+        unconfirmed_error(unconfirmed_kind::send, op->address,
+                          fail(errc::timeout, "the broker gave no outcome" + within));
+    for (std::size_t i = 0; i < handed_over; ++i) {
+      if (!op->outcomes[i]) op->outcomes[i] = unconfirmed;
     }
     op->unsettled = 0;
     finish(*op);

@@ -151,14 +151,18 @@ void core::time_out_settle(const std::shared_ptr<settle_op>& op, milliseconds ti
   after(timeout, weak, [this, weak, timeout] {
     auto op = weak.lock();
     if (!op || op->finished) return;
-    const error e =
-        fail(errc::timeout, "the broker did not confirm the settlement within " +
-                                std::to_string(timeout.count()) + " ms; the outcome is unknown");
-    // The deliveries stay unsettled and waiting: a late answer settles them, and a retry of
-    // the same receipt waits for that answer instead of failing as already settled.
+    const error e = fail(errc::timeout, "the broker did not confirm the settlement within " +
+                                            std::to_string(timeout.count()) + " ms");
+    // Every settlement still pending went out: the broker may have applied it. The deliveries
+    // stay unsettled and waiting: a late answer settles them, and a retry of the same receipt
+    // waits for that answer instead of failing as already settled.
     for (auto& [id, r] : receivers) {
       for (auto& [key, c] : r.confirming) {
-        if (c.op == op) c.op.reset();
+        if (c.op != op) continue;
+        if (!op->results[c.index]) {
+          op->results[c.index] = unconfirmed_error(unconfirmed_kind::settlement, r.spec.address, e);
+        }
+        c.op.reset();
       }
     }
     for (auto& result : op->results) {

@@ -277,7 +277,8 @@ TEST(amqp_engine, a_retried_settlement_with_another_outcome_is_refused_not_confi
   h.tick_at(h.now + 1s);
   ASSERT_TRUE(first.value && *first.value);
   ASSERT_FALSE((**first.value)[0]);
-  EXPECT_EQ((**first.value)[0].error().code, qrt::errc::timeout);
+  EXPECT_EQ((**first.value)[0].error().code, qrt::errc::unconfirmed)
+      << (**first.value)[0].error().to_string();
 
   answer<qrt::result<std::vector<qrt::result<void>>>> other;
   h.e.settle(settle_items{{ref, outcome::rejected("amqp:internal-error", "poison")}}, 1s, h.now,
@@ -671,6 +672,34 @@ TEST(amqp_engine, sends_in_flight_when_the_connection_drops_are_unconfirmed_the_
       << outcomes[2].error().to_string();
 }
 
+// A send whose deadline passes after its messages went out leaves their fate unknown, as a link
+// ended under them does: the broker may have stored them, so they fail as unconfirmed (the
+// timeout as the reason), not with a plain timeout that reads as "not sent". The message the
+// broker's credit held back never went out: a plain timeout, and no claim it may be stored.
+TEST(amqp_engine, sends_in_flight_when_the_deadline_passes_are_unconfirmed_the_unsent_time_out) {
+  small_holding_queue broker;  // two credits: the third message waits
+  engine_harness h(broker);
+  const auto asked = h.now;
+  answer<qrt::result<std::vector<qrt::result<void>>>> sent;
+  send_three(h, sent, 10);  // within 5 s
+  ASSERT_EQ(broker.held.size(), 2u) << "the broker's credit let more than two through";
+  h.tick_at(asked + 4999ms);
+  ASSERT_FALSE(sent.value) << "the send finished before its deadline";
+  h.tick_at(asked + 5s);
+  ASSERT_TRUE(sent.value && *sent.value) << "the send outlived its deadline";
+  const auto& outcomes = **sent.value;
+  ASSERT_EQ(outcomes.size(), 3u);
+  for (std::size_t i = 0; i < 2; ++i) {
+    SCOPED_TRACE(i);
+    expect_unconfirmed(outcomes[i], "within 5000 ms");
+  }
+  ASSERT_FALSE(outcomes[2]) << "a message that never went out was reported stored";
+  EXPECT_EQ(outcomes[2].error().code, qrt::errc::timeout) << outcomes[2].error().to_string();
+  EXPECT_EQ(outcomes[2].error().message.find("may or may not"), std::string::npos)
+      << "a message never handed to the broker was called maybe stored: "
+      << outcomes[2].error().to_string();
+}
+
 /// Receives one message from a broker that confirms settlements only when told, and settles it
 /// (complete): the outcome is with the broker, its confirmation held back.
 template <class Broker>
@@ -717,6 +746,24 @@ TEST(amqp_engine, a_settlement_unconfirmed_when_the_connection_drops_may_have_be
   ASSERT_NO_FATAL_FAILURE(expect_unconfirmed_settlement(*settled.value, "end of file"));
 }
 
+// A settlement whose confirmation does not come within its own timeout is in the same place:
+// the outcome went out, so the broker may have applied it; a plain timeout would read as not
+// applied.
+TEST(amqp_engine, a_settlement_unconfirmed_within_its_timeout_may_have_been_applied) {
+  confirm_later_queue broker;
+  engine_harness h(broker);
+  answer<qrt::result<std::vector<qrt::result<void>>>> settled;
+  const auto asked = h.now;
+  ASSERT_NO_FATAL_FAILURE(settle_one_unconfirmed(broker, h, settled));  // within 5 s
+  h.tick_at(asked + 4999ms);
+  ASSERT_FALSE(settled.value) << "the settlement finished before its timeout";
+  h.tick_at(asked + 5s);
+  ASSERT_TRUE(settled.value) << "the settlement outlived its timeout";
+  ASSERT_NO_FATAL_FAILURE(expect_unconfirmed_settlement(*settled.value, "within 5000 ms"));
+  EXPECT_NE((**settled.value)[0].error().message.find("a message from 'q' ("), std::string::npos)
+      << (**settled.value)[0].error().to_string();
+}
+
 // The same for a close that ends before the confirmation comes: the outcome went out before the
 // close, so the caller told `closed` would take a completed message for one still to settle.
 TEST(amqp_engine, a_settlement_unconfirmed_at_close_is_not_reported_closed) {
@@ -745,7 +792,7 @@ void expect_unconfirmed_settlement_on_q(const qrt::result<std::vector<qrt::resul
                                         const std::string& reason) {
   ASSERT_NO_FATAL_FAILURE(expect_unconfirmed_settlement(settled, reason));
   const qrt::error& e = (*settled)[0].error();
-  EXPECT_NE(e.message.find("the link from 'q' ended"), std::string::npos) << e.to_string();
+  EXPECT_NE(e.message.find("a message from 'q' ("), std::string::npos) << e.to_string();
 }
 
 TEST(amqp_engine, a_settlement_unconfirmed_when_the_broker_detaches_the_link_names_the_queue) {
@@ -1529,6 +1576,49 @@ struct creditless_node : silent_node {
                .target(proton::target_options().address(r.target().address())));
   }
 };
+
+// A state change sent and unanswered when its timeout passes may have been applied: unconfirmed,
+// the timeout as the reason. A read sent, or a state change never sent (no credit), changed
+// nothing: a plain timeout.
+TEST(amqp_engine, a_state_change_sent_and_unanswered_by_its_deadline_is_unconfirmed_a_read_not) {
+  silent_node broker;
+  engine_harness h(broker);
+  const auto asked = h.now;
+  answer<qrt::result<proton::message>> renewed;
+  answer<qrt::result<proton::message>> peeked;
+  h.e.request("q/$management", proton::message("renew"), 5s, asked, renewed.into(),
+              changes_state("renew-lock"));
+  h.e.request("q/$management", proton::message("peek"), 5s, asked, peeked.into(),
+              reads("peek-message"));
+  h.exchange();
+  ASSERT_EQ(broker.requests, 2) << "the requests did not reach the broker";
+  h.tick_at(asked + 4999ms);
+  ASSERT_FALSE(renewed.value || peeked.value) << "a request failed before its deadline";
+  h.tick_at(asked + 5s);
+  ASSERT_TRUE(renewed.value && peeked.value) << "a request outlived its deadline";
+  expect_unconfirmed_request(*renewed.value, "renew-lock", "within 5000 ms");
+  ASSERT_FALSE(*peeked.value);
+  EXPECT_EQ(peeked.value->error().code, qrt::errc::timeout) << peeked.value->error().to_string();
+  EXPECT_EQ(peeked.value->error().message.find("may or may not"), std::string::npos)
+      << peeked.value->error().to_string();
+}
+
+TEST(amqp_engine, a_state_change_never_sent_by_its_deadline_is_a_plain_timeout) {
+  creditless_node broker;
+  engine_harness h(broker);
+  const auto asked = h.now;
+  answer<qrt::result<proton::message>> renewed;
+  h.e.request("q/$management", proton::message("renew"), 5s, asked, renewed.into(),
+              changes_state("renew-lock"));
+  h.exchange();
+  ASSERT_EQ(broker.requests, 0) << "the request went out without credit";
+  h.tick_at(asked + 5s);
+  ASSERT_TRUE(renewed.value) << "the request outlived its deadline";
+  ASSERT_FALSE(*renewed.value);
+  EXPECT_EQ(renewed.value->error().code, qrt::errc::timeout) << renewed.value->error().to_string();
+  EXPECT_EQ(renewed.value->error().message.find("may or may not"), std::string::npos)
+      << renewed.value->error().to_string();
+}
 
 TEST(amqp_engine, a_state_change_never_sent_when_the_connection_drops_is_not_called_maybe_applied) {
   creditless_node broker;
