@@ -810,11 +810,14 @@ asio::awaitable<result<http_response>> http_pool::send(http_request request,
     const boost::system::error_code ec =
         co_await self->exchange_on_strand(*c, req, parser, deadline);
     if (ec) {
-      // Past this point the request may have been written; only a fresh try on a stale
-      // keep-alive connection (below, nothing read back) is known not to have been taken.
+      // A fresh try on a stale keep-alive connection (below, nothing read back) is made only
+      // when the request was not written whole, so it cannot have been taken.
       const bool stale_retry = reused && attempt == 0 && !c->request_written &&
                                ec != beast::error::timeout && !is_http_parse_error(ec);
-      if (reached_server && !stale_retry) *reached_server = true;
+      // Only a request written whole can have been acted on: one cut off while it was being
+      // written (the connection failed, or the deadline passed, mid-write) is incomplete, and
+      // the server drops it unread.
+      if (reached_server && c->request_written) *reached_server = true;
       if (ec == beast::error::timeout) {
         self->meter.failed();
         co_return fail(errc::timeout, "no answer from " + self->ep.to_string() + " within " +

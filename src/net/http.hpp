@@ -97,8 +97,10 @@ class http_pool {
   /// errc::protocol_error, a header or target that cannot be sent (CR, LF, NUL, over 16 KiB)
   /// errc::invalid_argument. Never throws.
   /// `reached_server`, when given, is set when a failure leaves it unknown whether the server
-  /// got the request (the connection broke, or the answer did not come in time, after it was
-  /// sent): a request that is not idempotent may then have taken effect. Left alone otherwise.
+  /// acted on the request: the whole request was written, and then the connection broke, the
+  /// answer did not come in time or could not be read. A request that is not idempotent may
+  /// then have taken effect. Left alone otherwise, also when the write itself failed or timed
+  /// out partway (a partial request is never acted on).
   boost::asio::awaitable<result<http_response>> send(http_request request,
                                                      std::chrono::milliseconds timeout,
                                                      bool* reached_server = nullptr);

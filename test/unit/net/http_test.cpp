@@ -374,6 +374,58 @@ TEST(HttpClient, ARequestWrittenOnAReusedConnectionIsNotSentAgainByThePool) {
   EXPECT_EQ(server.requests(), 2) << "the pool sent the request a second time";
 }
 
+// Reads a request's head and then, with `hang_up`, closes the connection with the rest of the
+// request unread (the kernel resets it); without, holds it open and reads nothing more. Either
+// way a request larger than the socket buffers is never written whole.
+class unread_body_server {
+ public:
+  explicit unread_body_server(bool hang_up) : hang_up_(hang_up) {}
+  net::endpoint target() const { return loop_.target(); }
+
+ private:
+  void serve(asio::ip::tcp::socket socket) {
+    boost::system::error_code ec;
+    asio::streambuf head;
+    asio::read_until(socket, head, "\r\n\r\n", ec);
+    if (hang_up_) {
+      socket.close(ec);
+    } else {
+      loop_.hold(std::move(socket));
+    }
+  }
+  bool hang_up_;
+  accept_loop loop_{[this](asio::ip::tcp::socket s) { serve(std::move(s)); }};
+};
+
+/// A POST whose body (64 MiB) is far larger than what the kernel buffers between the two ends.
+net::http_request large_post() {
+  net::http_request r;
+  r.method = "POST";
+  r.body.assign(64u << 20, 'x');
+  return r;
+}
+
+// A request cut off while it was being written never reached the server whole, so the server
+// cannot have acted on it: the call fails without claiming it may have (a send reported that
+// way is called "maybe stored" although nothing was stored).
+TEST(HttpClient, ARequestCutOffWhileBeingWrittenIsNotReportedAsReachingTheServer) {
+  for (const bool hang_up : {true, false}) {
+    SCOPED_TRACE(hang_up ? "the server closed mid-write" : "the deadline passed mid-write");
+    unread_body_server server(hang_up);
+    asio::io_context io;
+    net::http_pool pool(io.get_executor(), server.target(), net::http_settings{});
+    bool reached = false;
+    auto f = asio::co_spawn(io, pool.send(large_post(), 500ms, &reached), asio::use_future);
+    io.run();
+    const auto r = f.get();
+    ASSERT_FALSE(r) << "a request the server never read was answered";
+    EXPECT_EQ(r.error().code, hang_up ? errc::connection_failed : errc::timeout)
+        << r.error().to_string();
+    EXPECT_FALSE(reached) << "a request never written whole was reported as reaching the server: "
+                          << r.error().to_string();
+  }
+}
+
 // Interim answers (1xx) may come before the answer to a request even when the client asked for
 // none; the answer is what follows them. Read as the answer, a request the server went on to
 // carry out (a send) was reported failed.
