@@ -515,10 +515,11 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
       visibility = *v;
     }
     const auto now = clock::now();
+    std::optional<error> unanswered;
     auto r = co_await call(
         "ChangeMessageVisibility",
         encode_change_visibility(entry->queue->url, entry->receipt_handle, visibility),
-        opts_.request_timeout);
+        opts_.request_timeout, false, &unanswered);
     if (!r) co_return r.error();
     const auto until = now + std::chrono::seconds(visibility);
     std::lock_guard lock(inflight_mutex_);
@@ -1010,19 +1011,34 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
   // ---- HTTP + retries ----
 
   /// One action with retries. `sns`: an SNS action (a form body, signed for service "sns",
-  /// answered in XML); else SQS's JSON 1.0. `reached_server`, when given, is set when an attempt
-  /// failed in a way that leaves unknown whether the service acted on it (see http_pool::send).
-  /// `deadline` bounds the attempts and the pauses between them together: no attempt starts
-  /// (nor is waited for) past it, and none is given longer than what is left of it.
+  /// answered in XML); else SQS's JSON 1.0. `unanswered` is given for an action that changes
+  /// state (a send, a delete, a visibility change): it is set to the transport failure of the
+  /// first attempt whose whole request was written and whose answer never came (http_pool::send's
+  /// `reached_server`), which may have taken effect; the call then fails with errc::unconfirmed
+  /// whatever its last attempt found, and a caller reading a success's per-entry failures
+  /// knows they may be what that attempt left behind. `deadline` bounds the attempts and the
+  /// pauses between them together: no attempt starts (nor is waited for) past it, and none is
+  /// given longer than what is left of it.
   awaitable<result<std::string>> call(std::string_view action, std::string body,
                                       milliseconds timeout, bool sns = false,
-                                      bool* reached_server = nullptr,
+                                      std::optional<error>* unanswered = nullptr,
                                       steady::time_point deadline = steady::time_point::max()) {
     http_pool& pool = sns ? sns_pool_ : pool_;
+    int unanswered_attempt = -1;
+    const auto maybe_applied = [&] { return unanswered && *unanswered; };
+    // The call's failure once an attempt may have taken effect, whatever `last` (the last
+    // attempt's failure) says.
+    const auto unconfirmed = [&](const error& last, int attempt) {
+      return unconfirmed_call(action, **unanswered,
+                              attempt == unanswered_attempt ? nullptr : &last);
+    };
     for (int attempt = 0;; ++attempt) {
-      if (closed_) co_return fail(errc::closed, "the SQS provider is closed");
+      if (closed_) {
+        error e = fail(errc::closed, "the SQS provider is closed");
+        co_return maybe_applied() ? unconfirmed(e, attempt) : e;
+      }
       auto keys = co_await credentials_.get();
-      if (!keys) co_return keys.error();
+      if (!keys) co_return maybe_applied() ? unconfirmed(keys.error(), attempt) : keys.error();
       if (!keys->keys.session_token.empty() && !pool.target().tls &&
           !plaintext_warned_.exchange(true)) {
         warn(std::string(sns ? "SNS" : "SQS") + " endpoint " + pool.target().to_string() +
@@ -1053,13 +1069,18 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
         for (auto& h : added) req.headers.push_back(std::move(h));
       }
       req.body = body;
+      bool written = false;
       auto res = co_await pool.send(
           std::move(req), std::min(timeout, qrt::detail::time_left(deadline, steady::now())),
-          reached_server);
+          &written);
       error err;
       if (!res) {
         err = res.error();
-        if (err.code == errc::closed) co_return err;
+        if (written && unanswered && !*unanswered) {
+          *unanswered = err;
+          unanswered_attempt = attempt;
+        }
+        if (err.code == errc::closed) co_return maybe_applied() ? unconfirmed(err, attempt) : err;
       } else if (res->status / 100 == 2) {
         co_return std::move(res->body);
       } else if (sns) {
@@ -1071,11 +1092,13 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
         if (err.code == errc::permission && keys->expiration) credentials_.invalidate();
       }
       if (err.kind == error_kind::permanent || attempt >= opts_.max_retries) {
+        if (maybe_applied()) co_return unconfirmed(err, attempt);
         err.message = std::string(action) + ": " + err.message;
         co_return err;
       }
       const milliseconds delay = backoff_delay(attempt, err.retry_after);
       if (steady::now() + delay >= deadline) {
+        if (maybe_applied()) co_return unconfirmed(err, attempt);
         err.message = std::string(action) + ": " + err.message + " (attempt " +
                       std::to_string(attempt + 1) +
                       "; no time left for another within the call's timeout)";
@@ -1083,6 +1106,27 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
       }
       co_await sleep_for(delay);
     }
+  }
+
+  /// A state-changing action whose outcome is unknown: an attempt's whole request reached the
+  /// service and its answer never came (`unanswered`, that attempt's transport failure, whose
+  /// words are kept), and no later attempt settled the matter (`later`: what the last attempt
+  /// found, when it was another one). A later refusal (a receipt already gone, say) may be
+  /// just what the first attempt left behind, so it never stands for the call.
+  static error unconfirmed_call(std::string_view action, const error& unanswered,
+                                const error* later) {
+    error e = unanswered;
+    e.code = errc::unconfirmed;
+    e.kind = default_kind(errc::unconfirmed);
+    e.message = std::string(action) + ": the whole request was sent, then " +
+                std::string(to_string(unanswered.code)) + ": " + unanswered.message;
+    if (later) {
+      e.message +=
+          "; a retry then found " + std::string(to_string(later->code)) + ": " + later->message;
+      if (e.provider_code.empty()) e.provider_code = later->provider_code;
+    }
+    e.message += "; it may or may not have taken effect";
+    return e;
   }
 
   /// The pause before retry `attempt`: doubling from retry_base_delay, jittered, capped at 5 s;
@@ -1436,10 +1480,19 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
       Api api, const std::vector<std::pair<std::size_t, wire_message>>& ready,
       std::vector<std::size_t> pending, std::vector<send_outcome>& outcomes, milliseconds timeout,
       steady::time_point deadline) {
-    // A first call that failed after its request may have reached the service is not a
-    // failure as a whole: the messages may be stored, so each reports the error (the client's
-    // retry layer resends only what failed as a whole, which would duplicate them).
-    bool reached = false;
+    // A call that failed after a request of it reached the service whole is not a failure as
+    // a whole: the messages may be stored, so each reports it as unconfirmed (the client's
+    // retry layer resends only what failed as a whole, which would duplicate them; a caller
+    // that resends an unconfirmed message accepts a possible second copy: at least once).
+    std::optional<error> unanswered;
+    const auto unconfirmed_each = [&](const error& e) {
+      error each = e;
+      each.message +=
+          " (the service may have stored the message: sending it again may store it "
+          "twice)";
+      for (auto k : pending) outcomes[ready[k].first] = each;
+      return result<void>{};
+    };
     const auto unknown_outcome = [&](const error& e) {
       error each = e;
       each.message +=
@@ -1448,12 +1501,17 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
       for (auto k : pending) outcomes[ready[k].first] = each;
       return result<void>{};
     };
+    // An entry that failed on the service's side (a fault, throttling) after an attempt that
+    // may have stored it: that failure is no verdict on the earlier attempt.
+    const auto refused = [&](error e) {
+      return unanswered ? unconfirmed_call(Api::batch_action, *unanswered, &e) : e;
+    };
     for (int attempt = 0;; ++attempt) {
       if (pending.size() == 1 && attempt == 0) {
         const auto& [index, w] = ready[pending.front()];
-        auto body = co_await call(Api::one_action, api.encode_one(w), timeout, Api::sns, &reached,
-                                  deadline);
-        if (!body) co_return reached ? unknown_outcome(body.error()) : body.error();
+        auto body = co_await call(Api::one_action, api.encode_one(w), timeout, Api::sns,
+                                  &unanswered, deadline);
+        if (!body) co_return unanswered ? unconfirmed_each(body.error()) : body.error();
         auto outcome = api.decode_one(*body, w);
         // A success status whose answer cannot be read: the service did act on it.
         if (!outcome) co_return unknown_outcome(outcome.error());
@@ -1463,9 +1521,9 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
       std::vector<batch_send_entry> entries;
       for (auto k : pending) entries.push_back({std::to_string(k), ready[k].second});
       auto body = co_await call(Api::batch_action, api.encode_batch(entries), timeout, Api::sns,
-                                &reached, deadline);
+                                &unanswered, deadline);
       if (!body) {
-        if (reached) co_return unknown_outcome(body.error());
+        if (unanswered) co_return unconfirmed_each(body.error());
         if (attempt == 0) co_return body.error();
         for (auto k : pending) outcomes[ready[k].first] = body.error();
         co_return result<void>{};
@@ -1487,8 +1545,10 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
             again.push_back(k);
             hint = e.retry_after;
             again_why.push_back(std::move(e));
+          } else if (f->second.sender_fault) {
+            outcomes[index] = std::move(e);  // refused for what it is: any attempt would be
           } else {
-            outcomes[index] = std::move(e);
+            outcomes[index] = refused(std::move(e));
           }
         } else {
           outcomes[index] =
@@ -1500,7 +1560,7 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
       const milliseconds delay = backoff_delay(attempt, hint);
       if (steady::now() + delay >= deadline) {  // no time for another try: as they failed
         for (std::size_t j = 0; j < again.size(); ++j)
-          outcomes[ready[again[j]].first] = std::move(again_why[j]);
+          outcomes[ready[again[j]].first] = refused(std::move(again_why[j]));
         co_return result<void>{};
       }
       co_await sleep_for(delay);
@@ -1654,7 +1714,9 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
           abandon ? "ChangeMessageVisibilityBatch" : "DeleteMessageBatch";
       std::string request = abandon ? encode_change_visibility_batch(queue->url, entries)
                                     : encode_delete_message_batch(queue->url, entries);
-      auto body = co_await call(action, std::move(request), opts_.request_timeout);
+      std::optional<error> unanswered;
+      auto body =
+          co_await call(action, std::move(request), opts_.request_timeout, false, &unanswered);
       result<batch_result> r =
           body ? decode_batch_result(*body) : result<batch_result>(body.error());
       const auto answered_at = clock::now();
@@ -1664,7 +1726,10 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
         if (!r) {
           results[i] = r.error();
         } else if (auto f = r->failed.find(entry.id); f != r->failed.end()) {
-          results[i] = map_error(f->second.code, f->second.message, 400);
+          // After an attempt that may have been applied, a refusal (ReceiptHandleIsInvalid for
+          // a message that attempt deleted) is no verdict: the outcome stays unknown.
+          const error refused = map_error(f->second.code, f->second.message, 400);
+          results[i] = unanswered ? unconfirmed_call(action, *unanswered, &refused) : refused;
         } else if (!r->successful.count(entry.id)) {
           results[i] = fail(errc::protocol_error, "SQS reported nothing for entry " + entry.id);
         } else if (!abandon && answered_at >= locked_until[k]) {
@@ -1742,17 +1807,21 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
       if (copy.group_id.empty()) copy.group_id = opts_.default_message_group;
       copy.deduplication_id = entry.message_id;
     }
-    auto sent =
-        co_await call("SendMessage", encode_send_message((*dlq)->url, copy), opts_.request_timeout);
+    std::optional<error> copy_unanswered;
+    auto sent = co_await call("SendMessage", encode_send_message((*dlq)->url, copy),
+                              opts_.request_timeout, false, &copy_unanswered);
     if (!sent) co_return sent.error();
     std::vector<receipt_entry> one{{"0", entry.receipt_handle, 0}};
+    std::optional<error> unanswered;
     auto del = co_await call("DeleteMessageBatch", encode_delete_message_batch(source.url, one),
-                             opts_.request_timeout);
+                             opts_.request_timeout, false, &unanswered);
     if (!del) co_return del.error();
     auto r = decode_batch_result(*del);
     if (!r) co_return r.error();
     if (auto f = r->failed.find("0"); f != r->failed.end()) {
-      co_return map_error(f->second.code, f->second.message, 400);
+      const error refused = map_error(f->second.code, f->second.message, 400);
+      if (unanswered) co_return unconfirmed_call("DeleteMessageBatch", *unanswered, &refused);
+      co_return refused;
     }
     co_return result<void>{};
   }

@@ -1,5 +1,6 @@
 // A tiny blocking HTTP/1.1 server on 127.0.0.1 with a kernel-chosen port, for tests that need
-// a metadata endpoint or a misbehaving peer. One connection at a time, "Connection: close".
+// a metadata endpoint or a misbehaving peer. One connection at a time, "Connection: close"; a
+// handler can also hang up without answering (canned_response::hang_up).
 #pragma once
 
 #include <atomic>
@@ -27,6 +28,9 @@ struct seen_request {
 struct canned_response {
   unsigned status = 200;
   std::string body;
+  /// Close the connection without answering, once the whole request is read: a server that
+  /// may have acted on it and whose answer is lost.
+  bool hang_up = false;
 };
 
 class local_http_server {
@@ -90,6 +94,7 @@ class local_http_server {
       }
       ++count_;
       auto res = handler_(req);
+      if (res.hang_up) continue;  // the socket closes with this iteration
       std::string out = "HTTP/1.1 " + std::to_string(res.status) +
                         " X\r\nContent-Length: " + std::to_string(res.body.size()) +
                         "\r\nConnection: close\r\n\r\n" + res.body;

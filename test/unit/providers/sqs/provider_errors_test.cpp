@@ -866,3 +866,94 @@ TEST_F(SqsProviderErrors, AReceiveWhoseAnswersLeaveNothingToHandOutEndsWithItsWa
   EXPECT_TRUE(r->empty());
   EXPECT_EQ(receives, 1) << "a receive without a wait asked again";
 }
+
+// A call that changes state and whose whole request reached the service, then lost its answer
+// (the connection closed unanswered), may have taken effect: each message of SendMessage and
+// of SendMessageBatch fails as unconfirmed (maybe stored; sent again, maybe stored twice),
+// keeping the transport's words, never as a plain connection failure that reads as not sent.
+TEST_F(SqsProviderErrors, ASendWhoseAnswerIsLostAfterTheWholeRequestWentOutIsUnconfirmed) {
+  local_http_server server([&](const seen_request& r) {
+    if (target_of(r) == "AmazonSQS.GetQueueUrl") return queue_url;
+    return canned_response{.hang_up = true};
+  });
+  auto p = make(server.url(), 0);
+  for (const std::size_t n : {std::size_t{1}, std::size_t{2}}) {
+    SCOPED_TRACE(n == 1 ? "SendMessage" : "SendMessageBatch");
+    std::vector<message> msgs(n);
+    for (auto& m : msgs) m.body = "x";
+    auto r = run(p->send(queue_name::from("q"), msgs, 2s));
+    ASSERT_TRUE(r) << "failed as a whole, which reads as nothing stored: " << r.error().to_string();
+    ASSERT_EQ(r->size(), n);
+    for (const auto& one : *r) {
+      ASSERT_FALSE(one) << "a send whose answer was lost was reported stored";
+      const error& e = one.error();
+      EXPECT_EQ(e.code, errc::unconfirmed) << e.to_string();
+      EXPECT_TRUE(e.is_transient()) << e.to_string();
+      EXPECT_NE(e.message.find("connection to " + server.url()), std::string::npos)
+          << "the transport's words were lost: " << e.to_string();
+      EXPECT_NE(e.message.find("may or may not"), std::string::npos) << e.to_string();
+    }
+  }
+}
+
+// The provider retries a delete whose answer was lost. When that first attempt deleted the
+// message, the retry finds the receipt gone (ReceiptHandleIsInvalid): that refusal is what an
+// applied attempt leaves behind, so the complete is unconfirmed, not invalid_receipt, which
+// reads as "not settled" (a processor would count a message it completed as one it failed to).
+TEST_F(SqsProviderErrors, ADeleteRetriedAfterItsAnswerWasLostThatFindsTheReceiptGoneIsUnconfirmed) {
+  std::atomic<int> deletes{0};
+  local_http_server server([&](const seen_request& r) {
+    const auto target = target_of(r);
+    if (target == "AmazonSQS.GetQueueUrl") return queue_url;
+    if (target == "AmazonSQS.GetQueueAttributes") return visibility;
+    if (target == "AmazonSQS.ReceiveMessage") {
+      return canned_response{200, R"({"Messages":[)" + received_entry("m1", "body") + "]}"};
+    }
+    if (target == "AmazonSQS.DeleteMessageBatch") {
+      if (++deletes == 1) return canned_response{.hang_up = true};
+      return canned_response{
+          200, R"({"Successful":[],"Failed":[{"Id":"0","Code":"ReceiptHandleIsInvalid",)"
+               R"("Message":"The input receipt handle is invalid.","SenderFault":true}]})"};
+    }
+    return canned_response{400, R"({"__type":"InvalidAction"})"};
+  });
+  auto p = make(server.url(), 2);
+  auto got = run(p->receive(queue_name::from("q"), 1, 0ms));
+  ASSERT_TRUE(got && got->size() == 1u);
+  std::vector<settlement> complete;
+  complete.push_back(settlement::complete(got->front().receipt));
+  auto r = run(p->settle(std::move(complete)));
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(deletes, 2) << "the delete whose answer was lost was not retried";
+  ASSERT_FALSE(r[0]) << "a delete whose outcome is unknown was reported done";
+  EXPECT_EQ(r[0].error().code, errc::unconfirmed) << r[0].error().to_string();
+  EXPECT_NE(r[0].error().message.find("receipt handle is invalid"), std::string::npos)
+      << "what the retry found is not said: " << r[0].error().to_string();
+}
+
+// The visibility changes (abandon: ChangeMessageVisibilityBatch; a lock renewal:
+// ChangeMessageVisibility) change state too: with their answers lost they are unconfirmed.
+TEST_F(SqsProviderErrors, AnAbandonOrARenewalWhoseAnswerIsLostIsUnconfirmed) {
+  local_http_server server([&](const seen_request& r) {
+    const auto target = target_of(r);
+    if (target == "AmazonSQS.GetQueueUrl") return queue_url;
+    if (target == "AmazonSQS.GetQueueAttributes") return visibility;
+    if (target == "AmazonSQS.ReceiveMessage") {
+      return canned_response{200, R"({"Messages":[)" + received_entry("m1", "a") + "," +
+                                      received_entry("m2", "b") + "]}"};
+    }
+    return canned_response{.hang_up = true};
+  });
+  auto p = make(server.url(), 0);
+  auto got = run(p->receive(queue_name::from("q"), 2, 0ms));
+  ASSERT_TRUE(got && got->size() == 2u);
+  auto renewed = run(p->renew_lock(got->at(0).receipt));
+  ASSERT_FALSE(renewed) << "a renewal whose answer was lost was reported done";
+  EXPECT_EQ(renewed.error().code, errc::unconfirmed) << renewed.error().to_string();
+  std::vector<settlement> abandon;
+  abandon.push_back(settlement::abandon(got->at(1).receipt));
+  auto r = run(p->settle(std::move(abandon)));
+  ASSERT_EQ(r.size(), 1u);
+  ASSERT_FALSE(r[0]) << "an abandon whose answer was lost was reported done";
+  EXPECT_EQ(r[0].error().code, errc::unconfirmed) << r[0].error().to_string();
+}
