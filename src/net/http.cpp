@@ -820,8 +820,15 @@ asio::awaitable<result<http_response>> http_pool::send(http_request request,
       if (reached_server && c->request_written) *reached_server = true;
       if (ec == beast::error::timeout) {
         self->meter.failed();
-        co_return fail(errc::timeout, "no answer from " + self->ep.to_string() + " within " +
-                                          std::to_string(timeout.count()) + " ms");
+        const std::string within = " within " + std::to_string(timeout.count()) + " ms";
+        // Said apart: a request not written whole cannot have been acted on; an unanswered one
+        // may have been.
+        if (!c->request_written) {
+          co_return fail(errc::timeout, "the request to " + self->ep.to_string() +
+                                            " was not written whole" + within +
+                                            " (the server cannot have acted on it)");
+        }
+        co_return fail(errc::timeout, "no answer from " + self->ep.to_string() + within);
       }
       if (is_http_parse_error(ec)) {
         co_return refused_answer(ec, self->ep.to_string(), self->settings.max_response_bytes);
