@@ -4,6 +4,7 @@
 #include <boost/system/error_code.hpp>
 #include <boost/system/result.hpp>
 #include <chrono>
+#include <iosfwd>
 #include <optional>
 #include <string>
 #include <system_error>
@@ -87,6 +88,13 @@ struct error {
 std::string_view to_string(errc e) noexcept;
 /// "transient", "throttled" or "permanent".
 std::string_view to_string(error_kind k) noexcept;
+
+/// Writes to_string(e), so logs and test failures show the code's name, not its number.
+std::ostream& operator<<(std::ostream& os, errc e);
+/// Writes to_string(k).
+std::ostream& operator<<(std::ostream& os, error_kind k);
+/// Writes e.to_string().
+std::ostream& operator<<(std::ostream& os, const error& e);
 
 /// Thrown by result<T>::value() on an error, and by the blocking facade's *_or_throw helpers.
 class exception : public std::runtime_error {

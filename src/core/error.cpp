@@ -1,4 +1,5 @@
 #include <boost/throw_exception.hpp>
+#include <ostream>
 #include <qrt/error.hpp>
 
 namespace qrt {
@@ -102,6 +103,18 @@ std::string error::to_string() const {
     out += ']';
   }
   return out;
+}
+
+std::ostream& operator<<(std::ostream& os, errc e) {
+  return os << to_string(e);
+}
+
+std::ostream& operator<<(std::ostream& os, error_kind k) {
+  return os << to_string(k);
+}
+
+std::ostream& operator<<(std::ostream& os, const error& e) {
+  return os << e.to_string();
 }
 
 void throw_exception_from_error(const error& e, const boost::source_location& loc) {

@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include <qrt/error.hpp>
+#include <sstream>
 
 using qrt::errc;
 using qrt::error_kind;
@@ -34,6 +35,17 @@ TEST(Error, ToStringKeepsTheProviderCode) {
   EXPECT_EQ(e.to_string(), "queue_not_found: queue 'orders' does not exist [QueueDoesNotExist]");
   EXPECT_FALSE(e.is_transient());
   EXPECT_TRUE(e == errc::queue_not_found);
+}
+
+// Codes, kinds and errors print by name: a failed EXPECT_EQ(e.code, errc::x) or a log line says
+// "unconfirmed", not a number (or, from gtest, the enum's raw bytes).
+TEST(Error, CodesKindsAndErrorsPrintByName) {
+  std::ostringstream os;
+  os << errc::unconfirmed << ' ' << error_kind::throttled << ' '
+     << qrt::error{errc::timeout, "receive took too long", "X"};
+  EXPECT_EQ(os.str(), "unconfirmed throttled timeout: receive took too long [X]");
+  EXPECT_EQ(testing::PrintToString(errc::queue_full), "queue_full");
+  EXPECT_EQ(testing::PrintToString(error_kind::permanent), "permanent");
 }
 
 TEST(Error, ErrorCodeUsesTheQrtCategory) {
