@@ -1485,22 +1485,17 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
     // retry layer resends only what failed as a whole, which would duplicate them; a caller
     // that resends an unconfirmed message accepts a possible second copy: at least once).
     std::optional<error> unanswered;
-    const auto unconfirmed_each = [&](const error& e) {
-      error each = e;
-      each.message +=
-          " (the service may have stored the message: sending it again may store it "
-          "twice)";
-      for (auto k : pending) outcomes[ready[k].first] = each;
+    // Every message still pending reports `e`, with `note` saying why it may be stored.
+    const auto each_reports = [&](error e, std::string_view note) {
+      e.message += note;
+      for (auto k : pending) outcomes[ready[k].first] = e;
       return result<void>{};
     };
-    const auto unknown_outcome = [&](const error& e) {
-      error each = e;
-      each.message +=
-          "; the service may have stored the message (its answer was lost or "
-          "unreadable), so sending it again may duplicate it";
-      for (auto k : pending) outcomes[ready[k].first] = each;
-      return result<void>{};
-    };
+    constexpr std::string_view answer_lost =
+        " (the service may have stored the message: sending it again may store it twice)";
+    constexpr std::string_view answer_unreadable =
+        "; the service may have stored the message (its answer was lost or unreadable), so "
+        "sending it again may duplicate it";
     // An entry that failed on the service's side (a fault, throttling) after an attempt that
     // may have stored it: that failure is no verdict on the earlier attempt.
     const auto refused = [&](error e) {
@@ -1511,10 +1506,10 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
         const auto& [index, w] = ready[pending.front()];
         auto body = co_await call(Api::one_action, api.encode_one(w), timeout, Api::sns,
                                   &unanswered, deadline);
-        if (!body) co_return unanswered ? unconfirmed_each(body.error()) : body.error();
+        if (!body) co_return unanswered ? each_reports(body.error(), answer_lost) : body.error();
         auto outcome = api.decode_one(*body, w);
         // A success status whose answer cannot be read: the service did act on it.
-        if (!outcome) co_return unknown_outcome(outcome.error());
+        if (!outcome) co_return each_reports(outcome.error(), answer_unreadable);
         outcomes[index] = std::move(*outcome);
         co_return result<void>{};
       }
@@ -1523,13 +1518,14 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
       auto body = co_await call(Api::batch_action, api.encode_batch(entries), timeout, Api::sns,
                                 &unanswered, deadline);
       if (!body) {
-        if (unanswered) co_return unconfirmed_each(body.error());
+        if (unanswered) co_return each_reports(body.error(), answer_lost);
         if (attempt == 0) co_return body.error();
         for (auto k : pending) outcomes[ready[k].first] = body.error();
         co_return result<void>{};
       }
       auto r = api.decode_batch(*body);
-      if (!r) co_return unknown_outcome(r.error());  // answered with success: it acted on it
+      // Answered with success: the service acted on it.
+      if (!r) co_return each_reports(r.error(), answer_unreadable);
       std::vector<std::size_t> again;
       std::vector<error> again_why;  // what each entry sent again failed with, by position
       std::optional<milliseconds> hint;
