@@ -34,7 +34,8 @@ struct runtime_configuration {
 /// drops unfinished work.
 class runtime {
  public:
-  /// Starts config.worker_threads threads (at least one) running the io_context.
+  /// Starts config.worker_threads threads (at least one) running the io_context, each named
+  /// `qrt-worker` (as `top -H`, `perf` and debuggers show it).
   explicit runtime(runtime_configuration config = {});
   ~runtime();
   runtime(const runtime&) = delete;

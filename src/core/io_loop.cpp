@@ -1,12 +1,18 @@
 #include "io_loop.hpp"
 
+#include <pthread.h>
+
 #include <exception>
 #include <iostream>
 #include <string>
 
 namespace qrt::detail {
 
-void run_io_loop(boost::asio::io_context& io, std::string_view who) noexcept {
+void run_io_loop(boost::asio::io_context& io, std::string_view who,
+                 const char* thread_name) noexcept {
+  // A name the kernel refuses (longer than 15 characters) leaves the thread's old one: naming
+  // is for people reading tools' output and is never worth failing over.
+  (void)::pthread_setname_np(::pthread_self(), thread_name);
   for (;;) {
     std::string what;
     try {

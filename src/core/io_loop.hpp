@@ -12,6 +12,10 @@ namespace qrt::detail {
 /// process and take every queue with it: it is reported on stderr ("qrt: <who>: ...") and the
 /// loop carries on with the next handler. The handler that threw has ended; what it was doing
 /// fails or times out the way its caller sees any lost operation.
-void run_io_loop(boost::asio::io_context& io, std::string_view who) noexcept;
+///
+/// The calling thread is first named `thread_name` (at most 15 characters, the kernel's limit),
+/// so that `top -H`, `perf` and a debugger tell qrt's threads from the application's.
+void run_io_loop(boost::asio::io_context& io, std::string_view who,
+                 const char* thread_name) noexcept;
 
 }  // namespace qrt::detail

@@ -21,7 +21,7 @@ struct queue_client::impl {
   /// thread then deletes the facade once its loop has run out.
   bool delete_when_run_ends = false;
   std::thread thread{[this] {
-    qrt::detail::run_io_loop(io, "blocking client");
+    qrt::detail::run_io_loop(io, "blocking client", "qrt-blocking");
     if (delete_when_run_ends) delete this;
   }};
   std::optional<qrt::queue_client> client;

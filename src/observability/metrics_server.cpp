@@ -203,8 +203,8 @@ result<std::unique_ptr<metrics_server>> metrics_server::start(const registry& so
   }
   p->port = p->acceptor->local_endpoint(ec).port();
   asio::co_spawn(*p->io, p->accept_loop(), asio::detached);
-  p->thread =
-      std::thread([raw = p.get()] { qrt::detail::run_io_loop(*raw->io, "metrics server"); });
+  p->thread = std::thread(
+      [raw = p.get()] { qrt::detail::run_io_loop(*raw->io, "metrics server", "qrt-metrics"); });
   return std::unique_ptr<metrics_server>(new metrics_server(std::move(p)));
 }
 

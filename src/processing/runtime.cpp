@@ -30,7 +30,8 @@ runtime::runtime(runtime_configuration config)
   const std::size_t n = std::max<std::size_t>(1, config.worker_threads);
   threads_.reserve(n);
   for (std::size_t i = 0; i < n; ++i)
-    threads_.emplace_back([this] { qrt::detail::run_io_loop(io_, "runtime worker"); });
+    threads_.emplace_back(
+        [this] { qrt::detail::run_io_loop(io_, "runtime worker", "qrt-worker"); });
 }
 
 runtime::~runtime() {

@@ -1,5 +1,6 @@
 // qrt::runtime and its configuration presets.
 #include <gtest/gtest.h>
+#include <pthread.h>
 
 #include <boost/asio/post.hpp>
 #include <condition_variable>
@@ -7,6 +8,7 @@
 #include <qrt/runtime.hpp>
 #include <set>
 #include <stdexcept>
+#include <string>
 #include <thread>
 
 TEST(Runtime, PresetsHaveTheirDocumentedValues) {
@@ -70,4 +72,16 @@ TEST(Runtime, AHandlerThatThrowsIsReportedAndTheWorkersCarryOn) {
   EXPECT_NE(err.find("qrt: runtime worker: a handler threw (decoder exploded)"), std::string::npos)
       << err;
   EXPECT_NE(err.find("not a std::exception"), std::string::npos) << err;
+}
+
+// The runtime's threads carry a name of their own, so that `top -H`, `perf` and a debugger tell
+// them from the application's threads.
+TEST(Runtime, WorkerThreadsAreNamed) {
+  qrt::runtime rt({.worker_threads = 1});
+  const std::string name = rt.block_on([]() -> qrt::awaitable<std::string> {
+    char buffer[16] = {};
+    if (::pthread_getname_np(::pthread_self(), buffer, sizeof buffer) != 0) co_return "?";
+    co_return std::string(buffer);
+  }());
+  EXPECT_EQ(name, "qrt-worker");
 }
