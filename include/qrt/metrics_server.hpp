@@ -27,11 +27,19 @@ struct server_options {
   /// Body for GET /health (JSON) and whether it is healthy (200) or not (503). Empty: 404.
   std::function<std::pair<bool, std::string>()> health;
   /// How long a connection may take to send a whole request (and to take the answer) before it
-  /// is dropped, so idle or deliberately slow clients cannot hold the server's descriptors.
-  /// Must be positive (start() refuses anything else with configuration_error).
+  /// is dropped, so idle or deliberately slow clients cannot hold the server's descriptors. The
+  /// wait for a request's first byte counts, so it also bounds how long a kept-alive connection
+  /// may sit idle between requests. Must be positive (start() refuses anything else with
+  /// configuration_error).
   std::chrono::milliseconds request_timeout{10'000};
   /// How many connections are held at once (each holds a descriptor of the process until its
-  /// client leaves or times out); one more is closed as soon as it is accepted. At least 1.
+  /// client leaves or times out). At least 1. A connection is idle while it waits for the first
+  /// byte of a request (its first, or its next on a kept-alive connection) and busy from that byte
+  /// until its answer is written. With max_connections held, a new connection takes the place of
+  /// the one idle longest, which is closed; only when every one is busy is the new connection
+  /// closed as soon as it is accepted. So idle keep-alive clients (a scraper between scrapes, or
+  /// one client opening many connections) cannot lock later clients out of /metrics and
+  /// /health, and a request under way is never cut by a newcomer.
   std::size_t max_connections = 64;
 };
 

@@ -8,6 +8,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <list>
 #include <optional>
 #include <qrt/metrics_server.hpp>
 #include <thread>
@@ -23,8 +24,17 @@ using tcp = asio::ip::tcp;
 struct metrics_server::impl {
   const registry& source;
   server_options options;
-  // Connections accepted and not yet closed; touched only on the server's thread. Declared
-  // before `io`, whose destruction ends the sessions still open.
+  // One per session that has started, in the order they last became idle (the longest idle
+  // first); touched only on the server's thread. A connection is idle while it waits for the
+  // first byte of a request (its first or its next); from that byte until its answer is written it
+  // is busy. Declared before `io`, whose destruction ends the sessions still open.
+  struct connection {
+    boost::beast::tcp_stream* stream;
+    bool idle = false;
+    bool evicted = false;  // closed to make room; no longer counted in `connections`
+  };
+  std::list<connection> open;
+  // Connections accepted and not yet closed (or evicted).
   std::size_t connections = 0;
   // The loop and the listening socket: stop() destroys both, and with the loop the sessions still
   // open, so their connections close when the server stops, not only when it is destroyed.
@@ -32,16 +42,50 @@ struct metrics_server::impl {
   std::optional<tcp::acceptor> acceptor{std::in_place, *io};
   std::uint16_t port = 0;  // the one bound, still known once stopped
   std::thread thread;
-  // Gives back a session's place in `connections` (taken when it was accepted) when the session
-  // ends. Declared after its stream, so the count drops before the socket closes: a client that
-  // sees the close can count on the room.
-  struct counted {
-    std::size_t& count;
-    explicit counted(std::size_t& c) : count(c) {}
-    ~counted() { --count; }
-    counted(const counted&) = delete;
-    counted& operator=(const counted&) = delete;
+  // A session's entry in `open`, and its place in `connections` (taken when it was accepted),
+  // both given back when the session ends. Declared after its stream, so the count drops before
+  // the socket closes: a client that sees the close can count on the room.
+  class slot {
+   public:
+    slot(impl& server, boost::beast::tcp_stream& stream)
+        : server_(server), it_(server.open.insert(server.open.end(), {&stream})) {}
+    ~slot() {
+      if (!it_->evicted) --server_.connections;
+      server_.open.erase(it_);
+    }
+    slot(const slot&) = delete;
+    slot& operator=(const slot&) = delete;
+
+    void idle() {
+      it_->idle = true;
+      server_.open.splice(server_.open.end(), server_.open, it_);
+    }
+    void busy() { it_->idle = false; }
+    bool evicted() const { return it_->evicted; }
+
+   private:
+    impl& server_;
+    std::list<connection>::iterator it_;
   };
+
+  // Closes the connection idle longest to make room for a new one; false when every connection
+  // is busy. Idle connections give way because they cost their clients nothing to keep: the wait
+  // for a next request is bounded only by request_timeout, and a client that asks again within it
+  // keeps its connection for ever, so enough keep-alive clients (or one opening many connections)
+  // would lock every later scraper and health probe out. HTTP lets a server close an idle
+  // connection at any time; its client opens a new one (and retries a GET that met the close). A
+  // busy connection is never cut, so a request on its way is answered; the one idle longest is
+  // the least likely to be about to send one.
+  bool evict_the_longest_idle() {
+    const auto victim =
+        std::ranges::find_if(open, [](const connection& c) { return c.idle && !c.evicted; });
+    if (victim == open.end()) return false;
+    victim->evicted = true;
+    --connections;
+    // Its session, waiting for a request's first byte, sees the read fail and ends.
+    victim->stream->close();
+    return true;
+  }
 
   impl(const registry& r, server_options o) : source(r), options(std::move(o)) {}
 
@@ -97,6 +141,9 @@ struct metrics_server::impl {
     }
   }
 
+  // What the wait for a request's first byte reads at most; the parser reads the rest.
+  static constexpr std::size_t first_read_bytes = 1024;
+
   static http::response<http::string_body> refusal(http::status status) {
     http::response<http::string_body> res{status, 11};
     res.set(http::field::server, "qrt");
@@ -109,7 +156,7 @@ struct metrics_server::impl {
 
   asio::awaitable<void> session(tcp::socket socket) {
     boost::beast::tcp_stream stream(std::move(socket));
-    const counted alive(connections);
+    slot me(*this, stream);
     boost::beast::flat_buffer buffer;
     for (;;) {
       http::request<http::string_body> req;
@@ -117,8 +164,18 @@ struct metrics_server::impl {
       parser.header_limit(static_cast<std::uint32_t>(max_request_head_bytes));
       parser.body_limit(max_request_body_bytes);
       // Each request, and each answer, within the timeout: a client that sends nothing, or a
-      // byte at a time, is dropped instead of holding a descriptor for ever.
+      // byte at a time, is dropped instead of holding a descriptor for ever. The wait for the
+      // request's first byte counts too, so an idle keep-alive connection ends after it as well.
       stream.expires_after(options.request_timeout);
+      if (buffer.size() == 0) {
+        // Idle until the request's first byte; a request already (partly) read is not.
+        me.idle();
+        auto [ec, n] = co_await stream.async_read_some(buffer.prepare(first_read_bytes),
+                                                       asio::as_tuple(asio::use_awaitable));
+        me.busy();
+        if (ec || me.evicted()) co_return;
+        buffer.commit(n);
+      }
       auto [ec, n] =
           co_await http::async_read(stream, buffer, parser, asio::as_tuple(asio::use_awaitable));
       if (ec) {
@@ -155,10 +212,14 @@ struct metrics_server::impl {
         co_await pause.async_wait(asio::as_tuple(asio::use_awaitable));
         continue;
       }
-      // Past the limit a connection is closed at once (the socket goes out of scope) rather
-      // than held until its request times out: connections must not use up the process's
-      // descriptors, which its providers need too.
-      if (connections >= std::max<std::size_t>(1, options.max_connections)) continue;
+      // At the limit a new connection takes the place of the one idle longest; when every
+      // connection is busy it is closed at once (the socket goes out of scope) rather than held
+      // until its request times out: connections must not use up the process's descriptors,
+      // which its providers need too.
+      if (connections >= std::max<std::size_t>(1, options.max_connections) &&
+          !evict_the_longest_idle()) {
+        continue;
+      }
       ++connections;
       asio::co_spawn(*io, session(std::move(socket)), asio::detached);
     }

@@ -142,9 +142,45 @@ ssize_t read_one_byte(boost::asio::ip::tcp::socket& socket) {
   return ::recv(socket.native_handle(), &byte, 1, 0);
 }
 
-// Every connection holds a descriptor of the process (shared with the provider's connections)
-// until its request times out: past max_connections, a new connection is closed at once instead
-// of being held, and one that ends makes room for the next.
+// Sends a keep-alive GET on `socket` and reads its answer; unknown when the connection failed.
+http::status ask(boost::asio::ip::tcp::socket& socket, boost::beast::flat_buffer& buffer,
+                 const std::string& target = "/metrics") {
+  http::request<http::string_body> req(http::verb::get, target, 11);
+  req.set(http::field::host, "127.0.0.1");
+  boost::beast::error_code ec;
+  http::write(socket, req, ec);
+  http::response<http::string_body> res;
+  if (!ec) http::read(socket, buffer, res, ec);
+  return ec ? http::status::unknown : res.result();
+}
+
+// A GET on a connection of its own: unknown when the server closed it without an answer.
+http::status answer_on_a_new_connection(std::uint16_t port,
+                                        const std::string& target = "/metrics") {
+  boost::asio::io_context io;
+  boost::asio::ip::tcp::socket socket(io);
+  socket.connect({boost::asio::ip::make_address("127.0.0.1"), port});
+  boost::beast::flat_buffer buffer;
+  return ask(socket, buffer, target);
+}
+
+// Leaves `socket` in the middle of a request, as the server sees it: one whole request and the
+// start of the next go out in a single write, so once the first is answered the server holds the
+// second's start. Returns the first answer's status.
+http::status stop_halfway_through_a_second_request(boost::asio::ip::tcp::socket& socket,
+                                                   boost::beast::flat_buffer& buffer) {
+  boost::asio::write(socket, boost::asio::buffer(
+                                 std::string_view("GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+                                                  "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n")));
+  http::response<http::string_body> res;
+  boost::beast::error_code ec;
+  http::read(socket, buffer, res, ec);
+  return ec ? http::status::unknown : res.result();
+}
+
+// Every connection holds a descriptor of the process (shared with the provider's connections):
+// past max_connections, when every connection is in the middle of a request, a new connection is
+// closed at once instead of being held, and one that ends makes room for the next.
 TEST(MetricsServer, HoldsNoMoreThanMaxConnectionsAtOnce) {
   registry r;
   auto server = metrics_server::start(
@@ -154,27 +190,101 @@ TEST(MetricsServer, HoldsNoMoreThanMaxConnectionsAtOnce) {
                                           (*server)->port());
   boost::asio::io_context io;
   std::vector<boost::asio::ip::tcp::socket> held;
-  for (int i = 0; i < 3; ++i) {
+  std::vector<boost::beast::flat_buffer> buffers(3);
+  for (std::size_t i = 0; i < 3; ++i) {
     held.emplace_back(io);
     held.back().connect(at);
+    ASSERT_EQ(stop_halfway_through_a_second_request(held.back(), buffers[i]), http::status::ok);
   }
   boost::asio::ip::tcp::socket extra(io);
   extra.connect(at);
   const auto n = read_one_byte(extra);
   EXPECT_EQ(n, 0) << (n < 0 ? std::strerror(errno) : "the server answered");
 
-  // The connections it holds are served.
-  http::request<http::string_body> req(http::verb::get, "/metrics", 11);
-  req.set(http::field::host, "127.0.0.1");
-  req.keep_alive(false);
-  http::write(held[0], req);
-  boost::beast::flat_buffer buffer;
+  // The connections it holds are served: the rest of one's request is answered.
+  boost::asio::write(held[0], boost::asio::buffer(std::string_view("Connection: close\r\n\r\n")));
   http::response<http::string_body> res;
-  http::read(held[0], buffer, res);
+  http::read(held[0], buffers[0], res);
   EXPECT_EQ(res.result(), http::status::ok);
   // Once the server has closed that one, a new connection is served.
   EXPECT_EQ(read_one_byte(held[0]), 0);
-  EXPECT_EQ(get((*server)->port(), "/metrics").result(), http::status::ok);
+  EXPECT_EQ(answer_on_a_new_connection((*server)->port()), http::status::ok);
+}
+
+// Keep-alive clients (a Prometheus scraper keeps its connection between scrapes) that sit idle
+// between requests must not lock every later scraper and health probe out: at the cap, a new
+// connection takes the place of the one idle longest. Before, it was closed at once, for as long
+// as the idle ones stayed.
+TEST(MetricsServer, ANewConnectionTakesThePlaceOfTheOneIdleLongest) {
+  registry r;
+  auto server = metrics_server::start(
+      r, {.request_timeout = std::chrono::milliseconds(60'000), .max_connections = 2});
+  ASSERT_TRUE(server) << server.error().to_string();
+  const boost::asio::ip::tcp::endpoint at(boost::asio::ip::make_address("127.0.0.1"),
+                                          (*server)->port());
+  boost::asio::io_context io;
+  boost::asio::ip::tcp::socket first(io);
+  boost::asio::ip::tcp::socket second(io);
+  boost::beast::flat_buffer first_buffer;
+  boost::beast::flat_buffer second_buffer;
+  first.connect(at);
+  ASSERT_EQ(ask(first, first_buffer), http::status::ok);
+  second.connect(at);
+  ASSERT_EQ(ask(second, second_buffer), http::status::ok);
+
+  ASSERT_EQ(answer_on_a_new_connection((*server)->port()), http::status::ok)
+      << "idle keep-alive connections locked a new client out";
+  const auto n = read_one_byte(first);
+  EXPECT_EQ(n, 0) << (n < 0 ? std::strerror(errno) : "answered")
+                  << ": the connection idle longest is the one to go";
+  EXPECT_EQ(ask(second, second_buffer), http::status::ok) << "the other idle one was closed too";
+}
+
+// A connection that has sent nothing yet is as idle as one between requests: a client opening
+// connections and sending nothing cannot lock the others out either.
+TEST(MetricsServer, ANewConnectionTakesThePlaceOfOneThatHasSentNothing) {
+  registry r;
+  auto server = metrics_server::start(
+      r, {.request_timeout = std::chrono::milliseconds(60'000), .max_connections = 1});
+  ASSERT_TRUE(server) << server.error().to_string();
+  boost::asio::io_context io;
+  boost::asio::ip::tcp::socket silent(io);
+  silent.connect({boost::asio::ip::make_address("127.0.0.1"), (*server)->port()});
+  ASSERT_EQ(answer_on_a_new_connection((*server)->port()), http::status::ok)
+      << "a connection that sent nothing locked a new client out";
+  EXPECT_EQ(read_one_byte(silent), 0);
+}
+
+// A connection in the middle of a request is never the one to go, even when it is the oldest: a
+// newcomer takes the place of an idle one, and the request goes on to its answer.
+TEST(MetricsServer, ANewConnectionDoesNotCutARequestHalfway) {
+  registry r;
+  auto server = metrics_server::start(
+      r, {.request_timeout = std::chrono::milliseconds(60'000), .max_connections = 2});
+  ASSERT_TRUE(server) << server.error().to_string();
+  const boost::asio::ip::tcp::endpoint at(boost::asio::ip::make_address("127.0.0.1"),
+                                          (*server)->port());
+  boost::asio::io_context io;
+  boost::asio::ip::tcp::socket halfway(io);
+  boost::asio::ip::tcp::socket idle(io);
+  boost::beast::flat_buffer halfway_buffer;
+  boost::beast::flat_buffer idle_buffer;
+  halfway.connect(at);
+  ASSERT_EQ(stop_halfway_through_a_second_request(halfway, halfway_buffer), http::status::ok);
+  idle.connect(at);
+  ASSERT_EQ(ask(idle, idle_buffer), http::status::ok);
+
+  ASSERT_EQ(answer_on_a_new_connection((*server)->port()), http::status::ok)
+      << "an idle keep-alive connection locked a new client out";
+  const auto n = read_one_byte(idle);
+  EXPECT_EQ(n, 0) << (n < 0 ? std::strerror(errno) : "answered")
+                  << ": the idle connection was not the one to go";
+  boost::asio::write(halfway, boost::asio::buffer(std::string_view("\r\n")));
+  http::response<http::string_body> res;
+  boost::beast::error_code ec;
+  http::read(halfway, halfway_buffer, res, ec);
+  EXPECT_FALSE(ec) << "the request in progress was cut: " << ec.message();
+  EXPECT_EQ(res.result(), http::status::ok);
 }
 
 // Sends `raw` as it is and reads the answer: the status, and whether the server closed the
