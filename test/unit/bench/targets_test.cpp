@@ -1,9 +1,11 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <limits>
 #include <qrt/bench/report.hpp>
 #include <string>
 #include <tuple>
+#include <vector>
 
 namespace qrt::bench {
 namespace {
@@ -176,6 +178,81 @@ TEST(Targets, ChecksPassAndMissAgainstARun) {
   slow.e2e_throughput = 500;
   auto missed = check_targets(prod, slow);
   EXPECT_TRUE(any_miss(missed));
+}
+
+// A run whose series holds `rates[k]` completions (and sends) in second k, sampled every 0.25 s.
+bench_result run_of_seconds(const std::vector<double>& rates) {
+  bench_result r = good_run();
+  r.wall_s = static_cast<double>(rates.size());
+  for (std::size_t k = 0; k < rates.size(); ++k) {
+    for (int q = 1; q <= 4; ++q) {
+      sample s;
+      s.t_s = static_cast<double>(k) + 0.25 * q;
+      s.dt_s = 0.25;
+      s.send_rate = s.receive_rate = rates[k];
+      r.series.push_back(s);
+    }
+  }
+  return r;
+}
+
+// "Sustained" is the rate held for the whole duration, not an average that hides a stall: one
+// second below messages_per_second misses, however fast the others were.
+TEST(Targets, SustainedDurationMissesWhenAnyWholeSecondFallsBelowTheRate) {
+  auto t = parse_targets(
+               "performance_targets:\n  throughput:\n    messages_per_second: 1000\n"
+               "    sustained_duration: \"5s\"\n",
+               "")
+               .value();
+  auto sustained = [&](const bench_result& r) {
+    for (const auto& c : check_targets(t, r))
+      if (c.name == "throughput.sustained_duration") return c;
+    ADD_FAILURE() << "no sustained_duration check";
+    return target_check{};
+  };
+  const auto held = sustained(run_of_seconds({300, 1200, 1100, 1300, 1200, 1150, 200}));
+  EXPECT_EQ(held.outcome, target_check::status::pass) << held.measured;
+  EXPECT_NE(held.measured.find("slowest whole second 1100"), std::string::npos) << held.measured;
+  // The same average, with one second stalled to 400 and the others faster to make up for it.
+  const auto stalled = sustained(run_of_seconds({300, 1400, 1400, 400, 1400, 1350, 200}));
+  EXPECT_EQ(stalled.outcome, target_check::status::miss) << stalled.measured;
+  EXPECT_NE(stalled.measured.find("slowest whole second 400"), std::string::npos)
+      << stalled.measured;
+  // Long enough but with no series to look into: not checked rather than passed.
+  auto bare = run_of_seconds({1200, 1200, 1200, 1200, 1200, 1200});
+  bare.series.clear();
+  EXPECT_EQ(sustained(bare).outcome, target_check::status::not_checked);
+}
+
+TEST(Targets, TheSlowestWholeSecondSplitsSamplesAndSkipsTheEnds) {
+  // Samples of 0.4 s straddle whole seconds: each is split in proportion. 1000 msg/s throughout
+  // but for 0.4 s at 0 from t=2.0 to 2.4: second 2 holds 600.
+  std::vector<sample> series;
+  for (int i = 1; i <= 15; ++i) {
+    sample s;
+    s.t_s = 0.4 * i;
+    s.dt_s = 0.4;
+    s.send_rate = 1000;
+    s.receive_rate = (i == 6) ? 0 : 1000;
+    series.push_back(s);
+  }
+  const auto slowest = slowest_whole_second(series);
+  ASSERT_TRUE(slowest);
+  EXPECT_NEAR(*slowest, 600, 1e-6);
+  // Samples that are no interval of a run (read back from a damaged report) are passed over,
+  // without looping over their span.
+  sample huge;
+  huge.t_s = 1e300;
+  huge.dt_s = 1e300;
+  huge.receive_rate = 1;
+  sample nan;
+  nan.t_s = std::numeric_limits<double>::quiet_NaN();
+  nan.dt_s = 0.25;
+  series.push_back(huge);
+  series.push_back(nan);
+  EXPECT_NEAR(slowest_whole_second(series).value_or(-1), 600, 1e-6);
+  // Only the ramp-up second and the last second of sending: nothing whole in between.
+  EXPECT_FALSE(slowest_whole_second(std::vector<sample>(series.begin(), series.begin() + 5)));
 }
 
 TEST(Targets, RefusesUnknownFieldsAndUnreadableValuesNamingTheField) {

@@ -40,7 +40,15 @@ struct target_check {
   std::string measured;  ///< "0.21 ms", or why it was not checked
   status outcome = status::not_checked;
 };
+/// Checks each target the run can show. throughput.sustained_duration passes only when the run
+/// lasted that long and, when throughput.messages_per_second is set too, every whole second of
+/// it held that rate (slowest_whole_second): an average can hide a stall.
 std::vector<target_check> check_targets(const performance_targets& t, const bench_result& r);
+/// The fewest messages completed in one whole second of the run's series, over the seconds
+/// between the first (the ramp-up) and the last one in which anything was sent (the end of
+/// sending and the drain after it); nullopt when the run has no such second. A sample is split
+/// between the seconds its interval covers, in proportion.
+std::optional<double> slowest_whole_second(const std::vector<sample>& series);
 bool any_miss(const std::vector<target_check>& checks);
 
 struct report {
