@@ -40,13 +40,12 @@ TEST(Assertions, SustainedRateHoldsEverySecondWithin20Percent) {
   o.sample_interval = 250ms;
   auto r = run_benchmark(o);
   ASSERT_TRUE(r) << r.error().to_string();
-  // Each sample's rates cover one sample interval: rate × interval is what it counted.
-  const double interval_s = std::chrono::duration<double>(o.sample_interval).count();
+  // Each sample's rates cover its own interval: rate × length is what it counted.
   std::map<int, std::pair<double, double>> per_second;  // second -> sent, completed
   for (const auto& s : r->series) {
     const int second = static_cast<int>(std::ceil(s.t_s)) - 1;
-    per_second[second].first += s.send_rate * interval_s;
-    per_second[second].second += s.receive_rate * interval_s;
+    per_second[second].first += s.send_rate * s.dt_s;
+    per_second[second].second += s.receive_rate * s.dt_s;
   }
   int checked = 0;
   for (const auto& [second, counts] : per_second) {
