@@ -52,7 +52,8 @@ struct processor_options {
   /// or order_by_session) does not count, though its delivery count went up. Once
   /// `stats().handler_calls` reaches it, the processor waits for stop(). For one-shot workers.
   std::uint64_t max_messages = 0;
-  /// Back-off between failed receives (after the client's own retries gave up).
+  /// Back-off between failed receives (after the client's own retries gave up), waited out in
+  /// full: only stop() (or destroying the processor) ends it early.
   retry_policy retry = retry_policy::exponential_backoff(milliseconds{100}, milliseconds{5'000}, 2);
   /// Ordered processing without session locks: messages that share a session id (on SQS FIFO
   /// queues, a message group) are handled one at a time, in the order this processor received

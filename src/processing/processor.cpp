@@ -217,7 +217,16 @@ struct processor::impl : std::enable_shared_from_this<impl> {
         report(received.error());
         ++failures;
         const auto delay = options.retry.delay_after(received.error(), failures);
-        if (!stopping) co_await capacity_changed->wait_until(steady::now() + delay);
+        // The back-off lasts as long as the retry policy says: a handler that finishes
+        // notifies capacity_changed too, and during an outage with handlers still finishing
+        // each of them would end it early. Only stop() (or the destructor), which sets
+        // `stopping`, cuts it short. At least one wait even for a delay of zero, so a receive
+        // that fails without suspending still gives the strand to stop().
+        const auto retry_at = detail::deadline_after(steady::now(), delay);
+        while (!stopping) {
+          co_await capacity_changed->wait_until(retry_at);
+          if (steady::now() >= retry_at) break;
+        }
         continue;
       }
       failures = 0;

@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
@@ -23,6 +24,7 @@
 #include "../support/calls_in_flight.hpp"
 #include "../support/empty_handler.hpp"
 #include "../support/forwarding_provider.hpp"
+#include "../support/run.hpp"
 #include "../support/wait.hpp"
 
 using namespace std::chrono_literals;
@@ -1107,4 +1109,87 @@ TEST(Processor, AHandlerThatFinishedInTimeIsCompletedThoughItsRenewalWasInFlight
   EXPECT_EQ(s.completed, 1u);
   EXPECT_EQ(s.abandoned_at_shutdown, 0u);
   EXPECT_EQ(f.stats().active, 0) << "the handled message went back to the queue";
+}
+
+namespace {
+
+// Hands out the first `messages` messages of the queue, then fails every receive, as a broker
+// that went down would. The failure comes without suspending, so the processor's back-off
+// begins in the same turn of its strand as the failed receive.
+class outage_after_messages final : public qrt::test::forwarding_provider {
+ public:
+  outage_after_messages(qrt::provider_ptr inner, std::size_t messages)
+      : forwarding_provider(std::move(inner)), before_outage_(messages) {}
+
+  std::atomic<int> receives_answered{0};
+  std::atomic<int> receives_failed{0};
+
+  qrt::awaitable<qrt::result<std::vector<received_message>>> receive(
+      const qrt::queue_name& q, std::size_t max, qrt::milliseconds wait) override {
+    if (handed_out_ >= before_outage_) {
+      ++receives_failed;
+      co_return qrt::fail(errc::connection_failed, "broker unreachable");
+    }
+    const qrt::queue_name queue = q;  // the caller's reference may not outlive the wait
+    auto got = co_await inner_->receive(queue, max, wait);
+    if (got) handed_out_ += got->size();
+    ++receives_answered;
+    co_return got;
+  }
+
+ private:
+  std::size_t before_outage_;
+  std::atomic<std::size_t> handed_out_{0};
+};
+
+}  // namespace
+
+// The back-off after a failed receive lasts as long as the retry policy says. Handlers that
+// finish during a broker outage do not end it: before, each finishing handler woke the receive
+// loop (it waited on the event that handlers notify), which asked the broker again at once.
+// stop() still ends the back-off at once. The processor runs on this thread, turn by turn, so
+// the handlers finish only after the back-off has begun, and everything a finish set going has
+// run before the receives are counted.
+TEST(Processor, FinishingHandlersDoNotEndTheBackOffAfterAFailedReceive) {
+  qrt::runtime rt{{.worker_threads = 1}};  // the embedded provider's
+  auto memory =
+      qrt::memory::make_provider(qrt::memory::options::for_testing(), rt.executor()).value();
+  auto outage = std::make_shared<outage_after_messages>(memory, 3);
+  qrt::queue_client client{outage, {.retry = std::nullopt}};
+  const auto q = qrt::queue_name::from("work");
+  ASSERT_TRUE(rt.block_on(client.create_queue(q, {.lock_duration = 60s})));
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(rt.block_on(client.send(q, qrt::message{.body = numbered("m", i)})));
+  }
+  boost::asio::io_context io;
+  std::atomic<int> errors_reported{0};
+  std::atomic<int> completed{0};
+  qrt::processor p(client, q,
+                   [](const received_message&) -> qrt::awaitable<qrt::result<void>> {
+                     co_return qrt::result<void>{};
+                   },
+                   {.max_concurrent_calls = 4,
+                    .prefetch_count = 0,
+                    .receive_wait = 50ms,
+                    // Long enough that a second failed receive can only come from a back-off
+                    // that ended early.
+                    .retry = qrt::retry_policy::fixed_interval(1h),
+                    .on_error = [&](const qrt::error&) { ++errors_reported; },
+                    .on_processed =
+                        [&](const qrt::processed_message& m) {
+                          if (m.outcome == qrt::processing_outcome::completed) ++completed;
+                        }});
+  p.start(io.get_executor());
+  ASSERT_TRUE(qrt::test::turn_until(io, [&] { return completed.load() == 3; }));
+  ASSERT_EQ(outage->receives_answered.load(), 1) << "the messages came in more than one receive";
+  EXPECT_EQ(errors_reported.load(), 1);
+  EXPECT_EQ(outage->receives_failed.load(), 1) << "finishing handlers ended the one-hour back-off "
+                                               << outage->receives_failed.load() - 1 << " times";
+
+  auto stopped = boost::asio::co_spawn(io, p.stop(5s), boost::asio::use_future);
+  io.run_for(30s);  // returns as soon as the processor has nothing left to do
+  ASSERT_EQ(stopped.wait_for(0s), std::future_status::ready) << "stop() did not end the back-off";
+  EXPECT_EQ(stopped.get().abandoned_running, 0u);
+  EXPECT_EQ(outage->receives_failed.load(), 1);
+  EXPECT_EQ(p.stats().completed, 3u);
 }

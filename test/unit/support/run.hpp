@@ -27,6 +27,18 @@ T run(boost::asio::io_context& io, boost::asio::awaitable<T> op) {
   return f.get();
 }
 
+/// Runs `io` on this thread, one handler at a time, until `done()`; then runs whatever that set
+/// going and is ready to run, without waiting for anything (what is parked on a timer or on
+/// another executor stays parked). False if nothing ran for 30 s, or `io` ran out of work.
+template <class Done>
+bool turn_until(boost::asio::io_context& io, Done done) {
+  while (!done()) {
+    if (io.run_one_for(std::chrono::seconds{30}) == 0) return false;
+  }
+  io.poll();
+  return true;
+}
+
 /// An io_context running on its own thread until destroyed.
 class io_thread {
  public:
