@@ -493,7 +493,12 @@ session_processor::session_processor(queue_client client, queue_name queue, mess
                                    std::move(options))) {}
 
 session_processor::~session_processor() {
-  impl_->stopping = true;
+  // Without stop() the workers are told to end. A back-off or an abandon_delay under way ends
+  // now, as at stop(): waited out, it would keep the workers (and with them the client) alive
+  // for its whole length after the processor is gone. The workers own the impl, so the wake-ups
+  // may run after this returns; before start() there is no worker to wake. After stop() there
+  // is nothing to do (it woke them), and the executor may be gone already: nothing is posted.
+  if (!impl_->stopping.exchange(true)) impl_->wake_workers();
 }
 
 void session_processor::start(asio::any_io_executor executor) {

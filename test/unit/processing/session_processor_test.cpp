@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -21,6 +22,7 @@
 #include "../support/calls_in_flight.hpp"
 #include "../support/empty_handler.hpp"
 #include "../support/forwarding_provider.hpp"
+#include "../support/run.hpp"
 #include "../support/wait.hpp"
 
 using namespace std::chrono_literals;
@@ -779,4 +781,54 @@ TEST(SessionProcessor, ASessionHeldLongerThanItsLockIsRenewedAndStaysOurs) {
   EXPECT_EQ(s.sessions_lost, 0u);
   EXPECT_EQ(f.stats().active, 0);
   EXPECT_EQ(f.stats().dead_lettered, 0);
+}
+
+// A session processor destroyed without stop() ends its workers' back-off at once, as stop()
+// does, so their coroutines end and let go of the client. Before, the destructor only set the
+// flag the workers look at between waits: a worker backing off after a failed accept waited out
+// its whole back-off, holding the processor (and the provider) for up to an hour after it was
+// gone. The io_context running out of work shows that every worker has ended.
+TEST(SessionProcessor, DestroyedWithoutStopItEndsTheBackOffAndLetsGoOfTheClient) {
+  // Refuses every accept without suspending: the worker's back-off begins in the same turn.
+  struct accept_refused final : qrt::test::forwarding_provider {
+    using forwarding_provider::forwarding_provider;
+    qrt::awaitable<qrt::result<std::shared_ptr<qrt::session_receiver>>> accept_session(
+        const qrt::queue_name&, std::optional<qrt::session_id>, qrt::milliseconds) override {
+      co_return qrt::fail(errc::connection_failed, "broker unreachable");
+    }
+  };
+  qrt::runtime rt{{.worker_threads = 1}};  // the embedded provider's
+  auto memory =
+      qrt::memory::make_provider(qrt::memory::options::for_testing(), rt.executor()).value();
+  auto refusing = std::make_shared<accept_refused>(memory);
+  const std::weak_ptr<qrt::provider> held = refusing;
+  const qrt::queue_client client{std::move(refusing), {.retry = std::nullopt}};
+  const auto q = qrt::queue_name::from("ordered");
+  const auto handler = [](const received_message&) -> qrt::awaitable<qrt::result<void>> {
+    co_return qrt::result<void>{};
+  };
+  {
+    qrt::session_processor never_started(client, q, handler);  // nothing to wake
+  }
+
+  const long owners_without_processor = held.use_count();
+
+  boost::asio::io_context io;
+  std::atomic<int> refusals{0};
+  std::optional<qrt::session_processor> p;
+  p.emplace(client, q, handler,
+            qrt::session_processor_options{.max_concurrent_sessions = 2,
+                                           .accept_wait = 100ms,
+                                           .retry = qrt::retry_policy::fixed_interval(1h),
+                                           .on_error = [&](const qrt::error&) { ++refusals; }});
+  p->start(io.get_executor());
+  // Both workers had their accept refused: each is in its one-hour back-off.
+  ASSERT_TRUE(qrt::test::turn_until(io, [&] { return refusals.load() == 2; }));
+
+  p.reset();
+  io.run_for(30s);  // returns as soon as no worker is left
+  EXPECT_TRUE(io.stopped()) << "a worker of the destroyed processor still waited out its back-off";
+  EXPECT_EQ(refusals.load(), 2) << "a worker asked for a session again after the destructor";
+  EXPECT_EQ(held.use_count(), owners_without_processor)
+      << "the destroyed processor still held its client";
 }
