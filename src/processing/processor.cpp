@@ -568,11 +568,14 @@ processor::processor(queue_client client, queue_name queue, message_handler hand
                                    std::move(options))) {}
 
 processor::~processor() {
-  // Without stop() the loop is told to end; prefetched messages come back when locks expire.
+  // Without stop() the loop is told to end; prefetched messages come back when locks expire. A
+  // failed message waiting its abandon_delay is abandoned now, as at stop(): waited out, the
+  // delay would keep the processor (and its client) alive for its whole length after this.
   if (impl_->strand) {
     asio::post(*impl_->strand, [p = impl_] {
       p->stopping = true;
       p->capacity_changed->notify();
+      for (auto& [id, t] : p->running) t->wake.notify();
     });
   }
 }

@@ -1193,3 +1193,45 @@ TEST(Processor, FinishingHandlersDoNotEndTheBackOffAfterAFailedReceive) {
   EXPECT_EQ(outage->receives_failed.load(), 1);
   EXPECT_EQ(p.stats().completed, 3u);
 }
+
+// A processor destroyed without stop() ends a failed message's abandon_delay at once, as stop()
+// does: the message is abandoned and the processor's coroutines end, letting go of the client.
+// Before, the destructor told only the receive loop to end, and the failed message's task
+// waited out its delay, holding the processor (and the provider) for up to an hour after it
+// was gone. The io_context running out of work shows that every coroutine of it has ended.
+TEST(Processor, DestroyedWithoutStopItEndsTheAbandonDelayAndLetsGoOfTheClient) {
+  qrt::runtime rt{{.worker_threads = 1}};  // the embedded provider's
+  auto memory =
+      qrt::memory::make_provider(qrt::memory::options::for_testing(), rt.executor()).value();
+  qrt::queue_client direct{memory, {.retry = std::nullopt}};
+  const auto q = qrt::queue_name::from("work");
+  ASSERT_TRUE(rt.block_on(direct.create_queue(q, {.lock_duration = 60s})));
+  ASSERT_TRUE(rt.block_on(direct.send(q, qrt::message{.body = "fails"})));
+  auto wrapped = std::make_shared<qrt::test::forwarding_provider>(memory);
+  const std::weak_ptr<qrt::provider> held = wrapped;
+
+  boost::asio::io_context io;
+  std::atomic<int> failed{0};
+  std::optional<qrt::processor> p;
+  p.emplace(
+      qrt::queue_client{std::move(wrapped), {.retry = std::nullopt}}, q,
+      [&](const received_message&) -> qrt::awaitable<qrt::result<void>> {
+        ++failed;
+        co_return qrt::fail(errc::connection_failed, "dependency down");
+      },
+      qrt::processor_options{.max_concurrent_calls = 1,
+                             .receive_wait = 50ms,
+                             .abandon_delay = std::chrono::duration_cast<qrt::milliseconds>(1h)});
+  p->start(io.get_executor());
+  // Once the handler has failed and what that set going has run, the task waits its delay.
+  ASSERT_TRUE(qrt::test::turn_until(io, [&] { return failed.load() == 1; }));
+
+  p.reset();
+  io.run_for(30s);  // returns as soon as no coroutine of the processor is left
+  EXPECT_TRUE(io.stopped()) << "the processor's failed message still waited out abandon_delay";
+  EXPECT_TRUE(held.expired()) << "the destroyed processor still held its client";
+  const auto s = rt.block_on(direct.stats(q)).value();
+  EXPECT_EQ(s.active, 1) << "the failed message was not given back";
+  EXPECT_EQ(s.in_flight, 0);
+  EXPECT_EQ(failed.load(), 1);
+}
