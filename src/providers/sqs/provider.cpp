@@ -1129,6 +1129,25 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
     return e;
   }
 
+  /// A state-changing action the service answered with success but without confirming what
+  /// it did: its answer cannot be read (unreadable()), or a batch answer leaves an entry out
+  /// (left_out()). The service most likely acted, but nothing says so: the outcome is unknown,
+  /// as for an answer that never came (docs/sqs.md). `consequence` says what that means.
+  static error unconfirmed_answer(std::string_view action, const std::string& problem,
+                                  std::string_view consequence) {
+    return error(errc::unconfirmed, std::string(action) + ": answered with success, but " +
+                                        problem + "; " + std::string(consequence));
+  }
+  static std::string unreadable(const error& why) {
+    return "its answer could not be read (" + why.message + ")";
+  }
+  static std::string left_out(std::string_view service, const std::string& id) {
+    return std::string(service) + " reported nothing for batch entry " + id;
+  }
+  static constexpr std::string_view maybe_stored =
+      "the service may have stored the message, so sending it again may duplicate it";
+  static constexpr std::string_view maybe_applied = "it may or may not have taken effect";
+
   /// The pause before retry `attempt`: doubling from retry_base_delay, jittered, capped at 5 s;
   /// at least `hint` (the server's Retry-After, itself capped) when there is one.
   milliseconds backoff_delay(int attempt, std::optional<milliseconds> hint) {
@@ -1493,9 +1512,12 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
     };
     constexpr std::string_view answer_lost =
         " (the service may have stored the message: sending it again may store it twice)";
-    constexpr std::string_view answer_unreadable =
-        "; the service may have stored the message (its answer was lost or unreadable), so "
-        "sending it again may duplicate it";
+    // A success whose answer cannot be read: every message still pending may be stored.
+    const auto each_unconfirmed = [&](std::string_view action, const error& why) {
+      for (auto k : pending)
+        outcomes[ready[k].first] = unconfirmed_answer(action, unreadable(why), maybe_stored);
+      return result<void>{};
+    };
     // An entry that failed on the service's side (a fault, throttling) after an attempt that
     // may have stored it: that failure is no verdict on the earlier attempt.
     const auto refused = [&](error e) {
@@ -1508,8 +1530,7 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
                                   &unanswered, deadline);
         if (!body) co_return unanswered ? each_reports(body.error(), answer_lost) : body.error();
         auto outcome = api.decode_one(*body, w);
-        // A success status whose answer cannot be read: the service did act on it.
-        if (!outcome) co_return each_reports(outcome.error(), answer_unreadable);
+        if (!outcome) co_return each_unconfirmed(Api::one_action, outcome.error());
         outcomes[index] = std::move(*outcome);
         co_return result<void>{};
       }
@@ -1524,8 +1545,7 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
         co_return result<void>{};
       }
       auto r = api.decode_batch(*body);
-      // Answered with success: the service acted on it.
-      if (!r) co_return each_reports(r.error(), answer_unreadable);
+      if (!r) co_return each_unconfirmed(Api::batch_action, r.error());
       std::vector<std::size_t> again;
       std::vector<error> again_why;  // what each entry sent again failed with, by position
       std::optional<milliseconds> hint;
@@ -1548,8 +1568,7 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
           }
         } else {
           outcomes[index] =
-              fail(errc::protocol_error,
-                   std::string(Api::service) + " reported nothing for batch entry " + id);
+              unconfirmed_answer(Api::batch_action, left_out(Api::service, id), maybe_stored);
         }
       }
       if (again.empty()) co_return result<void>{};
@@ -1715,6 +1734,8 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
           co_await call(action, std::move(request), opts_.request_timeout, false, &unanswered);
       result<batch_result> r =
           body ? decode_batch_result(*body) : result<batch_result>(body.error());
+      // A success whose answer cannot be read may have been applied: unknown, not malformed.
+      if (body && !r) r = unconfirmed_answer(action, unreadable(r.error()), maybe_applied);
       const auto answered_at = clock::now();
       for (std::size_t k = 0; k < entries.size(); ++k) {
         const auto& entry = entries[k];
@@ -1727,7 +1748,7 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
           const error refused = map_error(f->second.code, f->second.message, 400);
           results[i] = unanswered ? unconfirmed_call(action, *unanswered, &refused) : refused;
         } else if (!r->successful.count(entry.id)) {
-          results[i] = fail(errc::protocol_error, "SQS reported nothing for entry " + entry.id);
+          results[i] = unconfirmed_answer(action, left_out("SQS", entry.id), maybe_applied);
         } else if (!abandon && answered_at >= locked_until[k]) {
           // The delete may have reached SQS after the lock ran out, when the message could
           // already be another consumer's: SQS then reports success without deleting it. Not
@@ -1813,11 +1834,15 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
                              opts_.request_timeout, false, &unanswered);
     if (!del) co_return del.error();
     auto r = decode_batch_result(*del);
-    if (!r) co_return r.error();
+    if (!r)
+      co_return unconfirmed_answer("DeleteMessageBatch", unreadable(r.error()), maybe_applied);
     if (auto f = r->failed.find("0"); f != r->failed.end()) {
       const error refused = map_error(f->second.code, f->second.message, 400);
       if (unanswered) co_return unconfirmed_call("DeleteMessageBatch", *unanswered, &refused);
       co_return refused;
+    }
+    if (!r->successful.count("0")) {
+      co_return unconfirmed_answer("DeleteMessageBatch", left_out("SQS", "0"), maybe_applied);
     }
     co_return result<void>{};
   }

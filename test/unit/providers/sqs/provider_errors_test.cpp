@@ -184,17 +184,62 @@ TEST_F(SqsProviderErrors, GarbageAnswersAreProtocolErrors) {
     return canned_response{200, "<html>definitely not SQS</html>"};
   });
   auto p = make(server.url(), 0);
-  message m;
-  m.body = "x";
-  auto r = run(p->send(queue_name::from("q"), {m}, 2s));
-  // Answered with success, the service stored it: the message fails, not the call (which the
-  // client's retry layer would send again), and says it may be stored.
-  ASSERT_TRUE(r) << r.error().to_string();
-  ASSERT_EQ(r->size(), 1u);
-  ASSERT_FALSE(r->at(0));
-  EXPECT_EQ(r->at(0).error().code, errc::protocol_error);
-  EXPECT_NE(r->at(0).error().message.find("may have stored the message"), std::string::npos)
-      << r->at(0).error().message;
+  // A read changes nothing: an answer it cannot read is the peer's fault, said as such.
+  auto r = run(p->receive(queue_name::from("q"), 1, 0ms));
+  ASSERT_FALSE(r) << "garbage was read as an answer";
+  EXPECT_EQ(r.error().code, errc::protocol_error) << r.error().to_string();
+  EXPECT_NE(r.error().message.find("not a JSON object"), std::string::npos) << r.error().message;
+}
+
+// A send SQS answered with success but whose answer cannot be read (garbage), or whose batch
+// answer says nothing of one of its entries, may have stored the message: nothing confirms it
+// either way. Each such message fails with unconfirmed (transient, may have taken effect), as
+// when the answer is lost, naming the call and keeping why the answer could not be read; the
+// send does not fail as a whole, which would have the client's retry layer send it again.
+// It was protocol_error, which reads as a malformed answer and says nothing of the outcome.
+TEST_F(SqsProviderErrors, ASendAnsweredWithSuccessUnreadablyOrSilentlyIsUnconfirmed) {
+  std::atomic<int> mode{0};
+  local_http_server server([&](const seen_request& r) {
+    if (target_of(r) == "AmazonSQS.GetQueueUrl") return queue_url;
+    if (mode == 2) {
+      return canned_response{200, R"({"Successful":[{"Id":"0","MessageId":"a"}],"Failed":[]})"};
+    }
+    return canned_response{200, "<html>definitely not SQS</html>"};
+  });
+  auto p = make(server.url(), 0);
+  struct case_t {
+    int mode;
+    std::size_t messages;
+    std::string action;
+    std::string why;  // what the message says of the answer
+  };
+  std::vector<case_t> cases;
+  cases.push_back({0, 1, "SendMessage:", "not a JSON object"});
+  cases.push_back({1, 2, "SendMessageBatch:", "not a JSON object"});
+  cases.push_back({2, 2, "SendMessageBatch:", "reported nothing for batch entry 1"});
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.action + " " + c.why);
+    mode = c.mode;
+    std::vector<message> msgs(c.messages);
+    for (auto& m : msgs) m.body = "x";
+    auto r = run(p->send(queue_name::from("q"), msgs, 2s));
+    ASSERT_TRUE(r) << "failed as a whole, which reads as nothing stored: " << r.error().to_string();
+    ASSERT_EQ(r->size(), c.messages);
+    // With an entry left out, the other one was reported stored and is.
+    const std::size_t first_unknown = c.mode == 2 ? 1 : 0;
+    if (c.mode == 2) {
+      EXPECT_TRUE(r->at(0)) << r->at(0).error().to_string();
+    }
+    for (std::size_t i = first_unknown; i < c.messages; ++i) {
+      ASSERT_FALSE(r->at(i)) << "a send whose answer could not be read was reported stored";
+      const error& e = r->at(i).error();
+      EXPECT_EQ(e.code, errc::unconfirmed) << e.to_string();
+      EXPECT_TRUE(e.is_transient()) << e.to_string();
+      EXPECT_TRUE(e.message.starts_with(c.action)) << e.message;
+      EXPECT_NE(e.message.find(c.why), std::string::npos) << e.message;
+      EXPECT_NE(e.message.find("may have stored the message"), std::string::npos) << e.message;
+    }
+  }
 }
 
 // A server that answers a long poll at once with nothing (an emulator or a proxy that ignores
@@ -956,4 +1001,89 @@ TEST_F(SqsProviderErrors, AnAbandonOrARenewalWhoseAnswerIsLostIsUnconfirmed) {
   ASSERT_EQ(r.size(), 1u);
   ASSERT_FALSE(r[0]) << "an abandon whose answer was lost was reported done";
   EXPECT_EQ(r[0].error().code, errc::unconfirmed) << r[0].error().to_string();
+}
+
+// Publish and PublishBatch change state too: SNS answering with success but unreadably (or
+// leaving an entry out of a batch answer) may have published, so those messages are unconfirmed.
+TEST_F(SqsProviderErrors, APublishAnsweredWithSuccessUnreadablyOrSilentlyIsUnconfirmed) {
+  local_http_server server([&](const seen_request& r) {
+    if (sns_action(r) == "CreateTopic") return created_topic;
+    if (sns_action(r) == "PublishBatch") {
+      return canned_response{
+          200,
+          "<PublishBatchResponse><PublishBatchResult><Successful><member><Id>0</Id><MessageId>a"
+          "</MessageId></member></Successful></PublishBatchResult></PublishBatchResponse>"};
+    }
+    return canned_response{200, "<PublishResponse><PublishResult>"};
+  });
+  auto p = make(server.url(), 0);
+  ASSERT_TRUE(run(p->create_topic(topic_name::from("t"))));
+  auto one = run(p->publish(topic_name::from("t"), texts({"x"}), 2s));
+  ASSERT_TRUE(one) << one.error().to_string();
+  ASSERT_EQ(one->size(), 1u);
+  ASSERT_FALSE(one->at(0)) << "a publish whose answer could not be read was reported done";
+  EXPECT_EQ(one->at(0).error().code, errc::unconfirmed) << one->at(0).error().to_string();
+  EXPECT_TRUE(one->at(0).error().message.starts_with("Publish:")) << one->at(0).error().message;
+
+  auto two = run(p->publish(topic_name::from("t"), texts({"y", "z"}), 2s));
+  ASSERT_TRUE(two) << two.error().to_string();
+  ASSERT_EQ(two->size(), 2u);
+  EXPECT_TRUE(two->at(0));
+  ASSERT_FALSE(two->at(1)) << "an entry the answer left out was reported published";
+  EXPECT_EQ(two->at(1).error().code, errc::unconfirmed) << two->at(1).error().to_string();
+  EXPECT_NE(two->at(1).error().message.find("reported nothing for batch entry 1"),
+            std::string::npos)
+      << two->at(1).error().message;
+}
+
+// A complete, an abandon and the delete of a dead-letter move that SQS answered with success
+// but unreadably, or whose batch answer leaves the entry out, may have been applied: each is
+// unconfirmed. The dead-letter move's silent answer was read as done, and the others as
+// protocol_error; the processor counts an unconfirmed settlement as failed and the message,
+// if the settlement was not applied, comes back (at least once).
+TEST_F(SqsProviderErrors, ASettlementAnsweredWithSuccessUnreadablyOrSilentlyIsUnconfirmed) {
+  std::atomic<bool> garbage{true};
+  std::atomic<int> copies{0};
+  local_http_server server([&](const seen_request& r) {
+    const auto target = target_of(r);
+    if (target == "AmazonSQS.GetQueueUrl") return queue_url;
+    if (target == "AmazonSQS.GetQueueAttributes") return visibility;
+    if (target == "AmazonSQS.ReceiveMessage") {
+      return canned_response{200, R"({"Messages":[)" + received_entry("m1", "a") + "," +
+                                      received_entry("m2", "b") + "," + received_entry("m3", "c") +
+                                      "]}"};
+    }
+    if (target == "AmazonSQS.SendMessage") {
+      ++copies;
+      return canned_response{200, R"({"MessageId":"copy"})"};
+    }
+    if (garbage) return canned_response{200, "<html>definitely not SQS</html>"};
+    return canned_response{200, R"({"Successful":[],"Failed":[]})"};
+  });
+  auto p = make(server.url(), 0);
+  for (const bool unreadable : {true, false}) {
+    SCOPED_TRACE(unreadable ? "an unreadable answer" : "an answer without the entry");
+    garbage = unreadable;
+    auto got = run(p->receive(queue_name::from("q"), 3, 0ms));
+    ASSERT_TRUE(got && got->size() == 3u);
+    std::vector<settlement> s;
+    s.push_back(settlement::complete(got->at(0).receipt));
+    s.push_back(settlement::abandon(got->at(1).receipt));
+    s.push_back(settlement::dead_letter(got->at(2).receipt, "Poison", "unreadable delete"));
+    auto r = run(p->settle(std::move(s)));
+    ASSERT_EQ(r.size(), 3u);
+    const char* actions[] = {
+        "DeleteMessageBatch:", "ChangeMessageVisibilityBatch:", "DeleteMessageBatch:"};
+    for (std::size_t i = 0; i < 3; ++i) {
+      SCOPED_TRACE(i);
+      ASSERT_FALSE(r[i]) << "a settlement whose answer did not confirm it was reported done";
+      EXPECT_EQ(r[i].error().code, errc::unconfirmed) << r[i].error().to_string();
+      EXPECT_TRUE(r[i].error().message.starts_with(actions[i])) << r[i].error().message;
+      EXPECT_NE(r[i].error().message.find(unreadable ? "not a JSON object"
+                                                     : "reported nothing for batch entry"),
+                std::string::npos)
+          << r[i].error().message;
+    }
+  }
+  EXPECT_EQ(copies, 2) << "each dead-letter move sent its copy";
 }
