@@ -88,7 +88,8 @@ class queue_client {
   /// One message; errc::message_too_large or queue_not_found means nothing was sent.
   awaitable<result<message_id>> send(const queue_name& queue, message msg);
   /// Any number of messages: split into batches within the provider's limits, sent in order,
-  /// one outcome per message. The whole call fails only if nothing could be attempted.
+  /// one outcome per message. The whole call fails only if nothing could be attempted and no
+  /// message was refused as too large (errc::message_too_large is always reported per message).
   awaitable<result<std::vector<send_outcome>>> send_batch(const queue_name& queue,
                                                           std::vector<message> messages);
 

@@ -210,9 +210,11 @@ awaitable<result<std::vector<send_outcome>>> deliver_in_batches(const capabiliti
     auto r = co_await deliver(std::move(chunk));
     if (!r) {
       // Nothing of this chunk was sent. Before anything was sent the call fails as a whole (a
-      // missing queue reads as one error). Later, stop here so the queue never sees the batches
-      // out of order, and report this chunk and the rest per message.
-      if (!attempted_any) co_return r.error();
+      // missing queue reads as one error), unless a message was refused as oversized: its
+      // permanent refusal must not hide behind this chunk's error, which may be transient (a
+      // caller would resend it with the rest for ever). Otherwise stop here so the queue never
+      // sees the batches out of order, and report this chunk and the rest per message.
+      if (!attempted_any && plan.oversized.empty()) co_return r.error();
       for (std::size_t rest = b; rest < plan.batches.size(); ++rest) {
         for (auto i : plan.batches[rest]) outcomes[i] = r.error();
       }

@@ -7,6 +7,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_future.hpp>
+#include <qrt/fault_injection.hpp>
 #include <qrt/memory.hpp>
 #include <qrt/runtime.hpp>
 #include <qrt/send_batcher.hpp>
@@ -193,6 +194,46 @@ TEST(SendBatcher, AnOversizedMessageFailsAloneAndTheRestOfItsBatchIsStored) {
   EXPECT_TRUE(r[3]);
   EXPECT_EQ(batcher.stats().flushes_by_count, 1u);
   EXPECT_EQ(batcher.stats().resent_entries, 0u);
+  auto got = rt.block_on(client.receive(q, 10, 0ms)).value();
+  std::vector<std::string> bodies;
+  for (auto& m : got) bodies.push_back(m.body);
+  EXPECT_EQ(bodies, (strings{"a", "c", "d"}));
+}
+
+// The same batch whose first send fails as a whole (a dropped connection, transient): the
+// oversized message still fails at once with message_too_large and is not resent; only the
+// others, which failed transiently, are resent, and stored once. The client reported the whole
+// call as failed, so the batcher resent the oversized message with the rest (and, had the
+// failures gone on, would have reported it as transient at the end of its retries).
+TEST(SendBatcher, AnOversizedMessageIsNotResentWhenTheRestOfItsBatchFailedTransiently) {
+  qrt::runtime rt{{.worker_threads = 1}};
+  auto opts = qrt::memory::options::for_testing();
+  opts.max_message_bytes = 1'000;
+  auto faulty =
+      qrt::make_fault_injecting_provider(qrt::memory::make_provider(opts, rt.executor()).value());
+  qrt::queue_client client{faulty, {.retry = std::nullopt}};
+  ASSERT_TRUE(rt.block_on(client.create_queue(q)));
+  faulty->fail_next(qrt::fault_ops::send, 1,
+                    qrt::fail(errc::connection_failed, "connection reset before sending"));
+  qrt::send_batcher batcher(
+      client, rt.executor(),
+      {.max_batch_messages = 4,
+       .max_batch_bytes = 64 * 1024,
+       .max_delay = 1h,
+       .sleeper = [](qrt::milliseconds) -> qrt::awaitable<void> { co_return; }});
+  std::vector<std::future<qrt::result<qrt::message_id>>> sent;
+  for (const auto& b :
+       {std::string("a"), std::string(5'000, 'x'), std::string("c"), std::string("d")}) {
+    sent.push_back(
+        boost::asio::co_spawn(rt.executor(), batcher.send(q, body(b)), boost::asio::use_future));
+  }
+  std::vector<qrt::result<qrt::message_id>> r;
+  for (auto& s : sent) r.push_back(s.get());
+  ASSERT_FALSE(r[1]);
+  EXPECT_EQ(r[1].error().code, errc::message_too_large) << r[1].error().to_string();
+  for (std::size_t i : {0u, 2u, 3u}) EXPECT_TRUE(r[i]) << i << ": " << r[i].error().to_string();
+  EXPECT_EQ(batcher.stats().send_calls, 2u);
+  EXPECT_EQ(batcher.stats().resent_entries, 3u) << "the oversized message was resent";
   auto got = rt.block_on(client.receive(q, 10, 0ms)).value();
   std::vector<std::string> bodies;
   for (auto& m : got) bodies.push_back(m.body);
