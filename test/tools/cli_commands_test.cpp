@@ -343,6 +343,47 @@ TEST(Process, RunsTheCommandPerMessageAndSettlesByItsExitStatus) {
   std::filesystem::remove_all(dir);
 }
 
+// Served metrics show how much the queue holds: before, nothing in `qrt process` called stats(),
+// so queue_runtime_queue_depth stayed at 0 whatever the queue held and a backlog alert on it
+// could never fire.
+TEST(Process, ItsMetricsShowTheQueueDepth) {
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("qrt-process-depth-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  const config cfg{{"provider", "memory"},
+                   {"queues", "jobs"},
+                   {"enable_persistence", "true"},
+                   {"persistence_path", (dir / "log").string()}};
+  const auto jobs = queue_name::from("jobs");
+  {
+    auto client = sync::queue_client::open(cfg, builtin_providers()).value();
+    for (int i = 0; i < 5; ++i) ASSERT_TRUE(client.send(jobs, message{.body = "job"}));
+  }
+  process_options o;
+  o.command = "cat > /dev/null";
+  o.max_messages = 2;  // three stay in the queue
+  o.metrics_listen = "127.0.0.1:0";
+  o.depth_interval = 1ms;
+  std::ostringstream log;
+  auto r = process(cfg, jobs, o, log);
+  ASSERT_TRUE(r) << r.error().to_string();
+  EXPECT_EQ(r->completed, 2u);
+  EXPECT_NE(
+      r->metrics.find(
+          "queue_runtime_queue_depth{queue=\"jobs\",provider=\"memory\",state=\"active\"} 3\n"),
+      std::string::npos)
+      << r->metrics;
+  EXPECT_EQ(log.str().find("cannot read the depth"), std::string::npos) << log.str();
+
+  o.depth_interval = 0ms;
+  auto refused = process(cfg, jobs, o, log);
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().message.find("--depth-interval"), std::string::npos)
+      << refused.error().message;
+  std::filesystem::remove_all(dir);
+}
+
 TEST(Process, RefusesABadListenAddressAndAMissingCommandByName) {
   const config cfg{{"provider", "memory"}, {"queues", "jobs"}};
   std::ostringstream log;

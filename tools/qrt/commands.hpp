@@ -141,6 +141,8 @@ struct process_options {
   std::optional<milliseconds> idle_exit;  ///< stop after this long without a processed message
   milliseconds abandon_delay{0};          ///< hold a failed message this long before giving it back
   std::string metrics_listen;             ///< "host:port": serve /metrics and /health while running
+  /// With metrics_listen: how often the queue's depth (queue_runtime_queue_depth) is read.
+  milliseconds depth_interval{5'000};
 };
 /// What a `qrt process` run did.
 struct process_report {
@@ -163,7 +165,8 @@ std::vector<std::string> process_environment(const received_message& m);
 /// other status, or a signal, abandons it (the queue's max delivery count then dead-letters it).
 /// Runs until max_messages, idle_exit, or SIGINT/SIGTERM, then stops the processor gracefully.
 /// With metrics_listen it serves the runtime's metrics (processing outcomes, handler time,
-/// provider calls) while it runs; `log` gets one line when serving starts.
+/// provider calls, and the queue's depth, read every depth_interval) while it runs; `log` gets
+/// one line when serving starts, and one for each failed depth reading.
 result<process_report> process(const config& cfg, const queue_name& q, const process_options& o,
                                std::ostream& log);
 

@@ -459,6 +459,9 @@ class process_command {
                      "giving it back, so a failing command is not rerun at once (default 0)");
     cmd_->add_option("--metrics-listen", opts_.metrics_listen,
                      "HOST:PORT to serve /metrics on while running");
+    cmd_->add_option("--depth-interval", depth_interval_,
+                     "with --metrics-listen: seconds between readings of the queue's depth "
+                     "(default 5)");
   }
   CLI::App* parser() const { return cmd_; }
 
@@ -472,6 +475,11 @@ class process_command {
       auto idle = seconds_flag(*idle_exit_, "--idle-exit");
       if (!idle) return report_error(idle.error());
       opts_.idle_exit = *idle;
+    }
+    if (depth_interval_) {
+      auto interval = seconds_flag(*depth_interval_, "--depth-interval");
+      if (!interval) return report_error(interval.error());
+      opts_.depth_interval = *interval;
     }
     auto cfg = configuration(flags_);
     if (!cfg) return report_error(cfg.error());
@@ -498,6 +506,7 @@ class process_command {
   cli::process_options opts_;
   std::optional<double> idle_exit_;  // unset: no idle exit; a negative value is refused
   std::optional<double> abandon_delay_;
+  std::optional<double> depth_interval_;  // unset: process_options' default
 };
 
 // `queue create|delete Q` and `topic create|delete T`: a name, made or removed.

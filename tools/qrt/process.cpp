@@ -210,6 +210,9 @@ result<process_report> process(const config& cfg, const queue_name& q, const pro
     auto l = listen_address(o.metrics_listen);
     if (!l) return l.error();
     listen = *l;
+    if (o.depth_interval < milliseconds{1}) {
+      return fail(errc::invalid_argument, "--depth-interval must be at least 0.001 seconds");
+    }
   }
   // SIGINT/SIGTERM are waited for below, in this thread: blocked before any thread starts, so
   // every thread inherits the mask. A command that stops reading its stdin must not kill qrt.
@@ -263,6 +266,7 @@ result<process_report> process(const config& cfg, const queue_name& q, const pro
   std::mutex fatal_mutex;
   std::optional<error> fatal;
   std::atomic<bool> stop_now{false};
+  std::mutex log_mutex;  // the processor and the depth watch report from their own strands
   po.on_error = [&](const error& e) {
     if (cannot_work(e)) {
       std::lock_guard lock(fatal_mutex);
@@ -270,6 +274,7 @@ result<process_report> process(const config& cfg, const queue_name& q, const pro
       stop_now = true;
       return;
     }
+    std::lock_guard lock(log_mutex);
     log << "qrt: " << printable_text(e.to_string()) << '\n' << std::flush;
   };
   const std::string command = o.command;
@@ -282,6 +287,20 @@ result<process_report> process(const config& cfg, const queue_name& q, const pro
             asio::use_awaitable);
       },
       po);
+  // Scraped, the queue's depth must be current: nothing else calls stats() while processing.
+  std::optional<metrics::depth_watch> depth;
+  if (server) {
+    metrics::depth_watch_options wo;
+    wo.interval = o.depth_interval;
+    wo.on_error = [&](const queue_name& queue, const error& e) {
+      std::lock_guard lock(log_mutex);
+      log << "qrt: cannot read the depth of " << printable_text(queue.to_string()) << ": "
+          << printable_text(e.to_string()) << '\n'
+          << std::flush;
+    };
+    depth.emplace(client, std::vector<queue_name>{q}, wo);
+    depth->start(rt.executor());
+  }
   worker.start(rt.executor());
 
   // Until a stop signal, max_messages, idle_exit or an error no retry can fix: the signal wait
@@ -308,6 +327,12 @@ result<process_report> process(const config& cfg, const queue_name& q, const pro
   // success must not be thrown away by a deadline of qrt's. Prefetched messages go back.
   rt.block_on(worker.stop(milliseconds::max()));
   commands.join();
+  if (depth) {
+    rt.block_on(depth->stop());
+    // One last reading, so that the last scrape and the report show the queue as the run
+    // left it rather than as the watch last saw it. A failure was counted and is of no use now.
+    (void)rt.block_on(client.stats(q));
+  }
   rt.block_on(client.close());
   {
     std::lock_guard lock(fatal_mutex);
