@@ -68,7 +68,8 @@ class depth_watch {
   /// Starts reading on `executor`. Once only.
   void start(boost::asio::any_io_executor executor);
   /// Ends the watch: no reading starts after this is called, and it returns once the reading
-  /// in flight (if any) has returned, so the executor may then be destroyed.
+  /// in flight (if any) has returned, so the executor may then be destroyed, before or after
+  /// the watch. Only the first call waits; a later one returns at once.
   awaitable<void> stop();
 
   /// What it did so far.

@@ -31,6 +31,9 @@ struct depth_watch::impl {
   std::optional<asio::steady_timer> finished;  // never expires; the loop cancels it when it ends
   bool stopping = false;
   bool loop_ended = false;
+  // Set when stop() begins, on its caller's thread: from then on only the shutdown touches the
+  // strand and the timers, and it destroys them before it returns.
+  std::atomic<bool> stop_called{false};
 
   std::atomic<std::uint64_t> readings{0};
   std::atomic<std::uint64_t> failures{0};
@@ -95,6 +98,13 @@ struct depth_watch::impl {
       boost::system::error_code ignored;
       co_await finished->async_wait(asio::redirect_error(asio::use_awaitable, ignored));
     }
+    // Nothing of the watch runs on the executor any more, and stop()'s caller may destroy it
+    // once this returns: its Asio objects belong to that executor's services and must go
+    // first, not when the watch itself is destroyed, perhaps after them. (This coroutine runs
+    // on a copy of the strand.)
+    pause.reset();
+    finished.reset();
+    strand.reset();
   }
 };
 
@@ -113,7 +123,8 @@ depth_watch::depth_watch(queue_client client, std::vector<queue_name> queues,
 }
 
 depth_watch::~depth_watch() {
-  if (impl_->strand) {
+  // After stop() the strand is gone, and perhaps the executor too.
+  if (!impl_->stop_called.load() && impl_->strand) {
     asio::post(*impl_->strand, [p = impl_] {
       p->stopping = true;
       p->pause->cancel();
@@ -132,11 +143,13 @@ void depth_watch::start(asio::any_io_executor executor) {
 }
 
 awaitable<void> depth_watch::stop() {
-  if (!impl_->strand) co_return;
+  // Only the first call shuts down: the shutdown destroys the strand a later call would read.
+  if (!impl_->strand || impl_->stop_called.exchange(true)) co_return;
   // A named copy rather than a lambda capture in the co_await expression: GCC 12 destroys
   // such temporaries twice.
   const std::shared_ptr<impl> p = impl_;
-  co_await asio::co_spawn(*p->strand, p->shutdown(), asio::use_awaitable);
+  const auto on = *p->strand;
+  co_await asio::co_spawn(on, p->shutdown(), asio::use_awaitable);
 }
 
 depth_watch_stats depth_watch::stats() const {

@@ -11,6 +11,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/use_future.hpp>
+#include <optional>
 #include <qrt/client.hpp>
 #include <qrt/instrumented_provider.hpp>
 #include <qrt/memory.hpp>
@@ -188,6 +189,24 @@ TEST_F(DepthWatch, EndsWhenDestroyedWithoutStop) {
     ASSERT_TRUE(run_until(io, [&] { return watch.stats().readings >= 2; }));
   }
   EXPECT_TRUE(runs_dry(io)) << "the watch kept reading after it was destroyed";
+}
+
+// stop() lets the executor be destroyed: a watch that outlives it (stopped, then its
+// io_context destroyed, then the watch) touches nothing of it. Its strand and timers belonged to
+// that io_context's services: destroyed after them, they wrote into freed memory (ASan).
+TEST_F(DepthWatch, DestroyedAfterItsStoppedExecutorItTouchesNothingOfIt) {
+  send(2);
+  std::optional<depth_watch> watch;
+  watch.emplace(*client, std::vector<queue_name>{orders}, depth_watch_options{.interval = 1ms});
+  {
+    boost::asio::io_context own;
+    watch->start(own.get_executor());
+    ASSERT_TRUE(run_until(own, [&] { return watch->stats().readings >= 1; }));
+    run(own, watch->stop());
+    run(own, watch->stop());  // a second stop() returns too
+  }
+  watch.reset();
+  EXPECT_EQ(active_depth().value(), 2.0);
 }
 
 TEST_F(DepthWatch, RefusesNoQueuesAndAnIntervalUnderAMillisecond) {
