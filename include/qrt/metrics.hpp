@@ -222,6 +222,7 @@ std::vector<double> processing_duration_buckets();  ///< 0.001 .. 5.0 seconds
 std::vector<double> batch_size_buckets();           ///< 1 .. 100 messages
 std::vector<double> operation_latency_buckets();    ///< 50 us .. 10 s, for provider calls
 std::vector<double> recovery_time_buckets();        ///< 10 ms .. 5 min, connection recoveries
+std::vector<double> message_latency_buckets();      ///< 1 ms .. 10 min, enqueue to settlement
 
 /// Operations the metrics label: provider calls plus the handler ("process").
 enum class operation {
@@ -264,7 +265,10 @@ struct runtime_metrics {
   /// qrt::to_string(processing_outcome): completed, abandoned, dead_lettered, settle_failed.
   counter_family& messages_processed;
   histogram_family&
-      processing_duration;        ///< queue_runtime_processing_duration_seconds{queue,provider}
+      processing_duration;  ///< queue_runtime_processing_duration_seconds{queue,provider}
+  /// queue_runtime_message_latency_seconds{queue,provider}: from a message's enqueued time to
+  /// its settlement by a processor (processed_message::since_enqueued).
+  histogram_family& message_latency;
   histogram_family& batch_sizes;  ///< queue_runtime_batch_sizes{queue,provider,operation}
   counter_family& errors;         ///< queue_runtime_errors_total{queue,provider,operation,error}
   histogram_family&
@@ -300,9 +304,11 @@ struct runtime_metrics {
 
 /// A processing observer (processor_options::on_processed, session_processor_options::
 /// on_processed) that records each processed message: queue_runtime_messages_processed_total by
-/// outcome, queue_runtime_processing_duration_seconds (the handler's time) and, for a handler
-/// that failed, queue_runtime_errors_total{operation="process", error: its errc}. Dead letters
-/// are counted by the instrumented provider (instrument()), not here. `metrics` must outlive it.
+/// outcome, queue_runtime_processing_duration_seconds (the handler's time),
+/// queue_runtime_message_latency_seconds (enqueue to settlement; skipped for a message whose
+/// provider gave no enqueued time) and, for a handler that failed,
+/// queue_runtime_errors_total{operation="process", error: its errc}. Dead letters are counted by
+/// the instrumented provider (instrument()), not here. `metrics` must outlive it.
 processing_observer record_processing(runtime_metrics& metrics, std::string provider);
 
 /// A session observer (session_processor_options::on_session) that records the sessions held

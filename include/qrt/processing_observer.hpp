@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <functional>
+#include <optional>
 #include <qrt/error.hpp>
 #include <qrt/names.hpp>
 #include <string_view>
@@ -39,6 +40,13 @@ struct processed_message {
   processing_outcome outcome;                 ///< how the processor left the message
   std::chrono::nanoseconds handler_duration;  ///< from the handler's start to its result
   const error* handler_error = nullptr;       ///< the handler's failure; null when it succeeded
+  /// From the message's received_message::enqueued_time to when the processor left it (settled
+  /// it, or gave up on it), on the wall clock qrt::clock: the end-to-end latency. Empty when
+  /// the provider gave no enqueued time (the default time_point{}, or one at or before the
+  /// epoch, which no real queue reports). Zero, never negative, when the enqueued time is
+  /// later than this host's clock at settlement: the provider's clock is ahead of ours by more
+  /// than the message waited, so the wait is unknown but was shorter than the skew.
+  std::optional<std::chrono::nanoseconds> since_enqueued{};
 };
 
 /// Told of every processed message, on the processor's strand: it must not block. An exception

@@ -376,6 +376,10 @@ std::vector<double> recovery_time_buckets() {
   return {0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0};
 }
 
+std::vector<double> message_latency_buckets() {
+  return {0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 600.0};
+}
+
 std::string_view to_string(operation op) noexcept {
   switch (op) {
     case operation::send:
@@ -410,6 +414,9 @@ runtime_metrics::runtime_metrics(registry& r)
       processing_duration(r.add_histogram("queue_runtime_processing_duration_seconds",
                                           "Time spent processing messages",
                                           processing_duration_buckets(), {"queue", "provider"})),
+      message_latency(r.add_histogram("queue_runtime_message_latency_seconds",
+                                      "From a message's enqueued time to its settlement",
+                                      message_latency_buckets(), {"queue", "provider"})),
       batch_sizes(r.add_histogram("queue_runtime_batch_sizes", "Distribution of batch sizes",
                                   batch_size_buckets(), {"queue", "provider", "operation"})),
       errors(r.add_counter("queue_runtime_errors_total", "Total number of processing errors",
@@ -482,6 +489,9 @@ processing_observer record_processing(runtime_metrics& metrics, std::string prov
     const std::string queue = m.queue.str();
     metrics.messages_processed.with({queue, provider, std::string(to_string(m.outcome))}).inc();
     metrics.processing_duration.with({queue, provider}).observe(m.handler_duration);
+    if (m.since_enqueued) {
+      metrics.message_latency.with({queue, provider}).observe(*m.since_enqueued);
+    }
     if (m.handler_error) {
       metrics.errors
           .with({queue, provider, "process", std::string(to_string(m.handler_error->code))})

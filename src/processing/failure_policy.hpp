@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <exception>
+#include <optional>
 #include <qrt/error.hpp>
 #include <qrt/processor.hpp>
 #include <string>
@@ -75,20 +76,32 @@ void report_to(const Callback& on_error, const error& e) noexcept {
   }
 }
 
-/// Tells the processing observer how a handled message was left and what its handler returned;
-/// an exception from it is dropped, as from the error callback.
+/// The time from `enqueued` to `now` as processed_message::since_enqueued documents it: empty
+/// for a missing enqueued time, zero for one later than `now`. Both checks come before the
+/// subtraction, which then cannot overflow (a decoder saturates an absurd timestamp at
+/// time_point::min() or max()).
+inline std::optional<std::chrono::nanoseconds> time_since_enqueued(time_point enqueued,
+                                                                   time_point now) noexcept {
+  if (enqueued <= time_point{}) return std::nullopt;
+  if (enqueued >= now) return std::chrono::nanoseconds{0};
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(now - enqueued);
+}
+
+/// Tells the processing observer how a handled message was left, what its handler returned and
+/// how long ago it was enqueued; an exception from it is dropped, as from the error callback.
 template <class Duration>
 void tell_processed(const processing_observer& observer, const queue_name& queue,
                     processing_outcome how, Duration handler_duration,
-                    const result<void>& handler_outcome) noexcept {
+                    const result<void>& handler_outcome, time_point enqueued_time) noexcept {
   if (!observer) return;
   try {
     const auto took = std::chrono::duration_cast<std::chrono::nanoseconds>(handler_duration);
+    const auto since_enqueued = time_since_enqueued(enqueued_time, clock::now());
     if (handler_outcome) {
-      observer(processed_message{queue, how, took, nullptr});
+      observer(processed_message{queue, how, took, nullptr, since_enqueued});
     } else {
       const error failure = handler_outcome.error();
-      observer(processed_message{queue, how, took, &failure});
+      observer(processed_message{queue, how, took, &failure, since_enqueued});
     }
   } catch (...) {  // NOLINT(bugprone-empty-catch): an observer cannot stop the processor
   }

@@ -445,7 +445,7 @@ struct processor::impl : std::enable_shared_from_this<impl> {
     while (t->renewer_running) co_await t->renewer_exited.wait();
 
     if (t->released) {  // shutdown gave up on it and abandoned it already
-      processed(processing_outcome::abandoned, handler_duration, outcome);
+      processed(processing_outcome::abandoned, handler_duration, outcome, t->msg);
       finish(id);
       co_return;
     }
@@ -484,7 +484,7 @@ struct processor::impl : std::enable_shared_from_this<impl> {
         if (abandoned) count(&processor_stats::abandoned);
       }
     }
-    processed(done_as, handler_duration, outcome);
+    processed(done_as, handler_duration, outcome, t->msg);
     if (done_as == processing_outcome::abandoned || done_as == processing_outcome::settle_failed) {
       co_await release_rest_of_session(t->msg);
     }
@@ -492,8 +492,9 @@ struct processor::impl : std::enable_shared_from_this<impl> {
   }
 
   void processed(processing_outcome how, std::chrono::steady_clock::duration handler_duration,
-                 const result<void>& handler_outcome) {
-    detail::tell_processed(options.on_processed, queue, how, handler_duration, handler_outcome);
+                 const result<void>& handler_outcome, const received_message& msg) {
+    detail::tell_processed(options.on_processed, queue, how, handler_duration, handler_outcome,
+                           msg.enqueued_time);
   }
 
   bool settling_after_handler() const {

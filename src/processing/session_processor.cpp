@@ -199,14 +199,15 @@ struct session_processor::impl : std::enable_shared_from_this<impl> {
       processing_outcome outcome;
       steady::duration handler_duration;
       result<void> handler_outcome;
+      time_point enqueued_time;
     };
     std::vector<settlement> settlements;
     std::vector<handled_message> handled;
 
     void add(settlement what, processing_outcome outcome, steady::duration took,
-             result<void> handler_outcome) {
+             result<void> handler_outcome, const received_message& msg) {
       settlements.push_back(std::move(what));
-      handled.push_back({outcome, took, std::move(handler_outcome)});
+      handled.push_back({outcome, took, std::move(handler_outcome), msg.enqueued_time});
     }
     // Abandons `batch[from..]`: the session hands them out again, first, in order.
     void abandon_unhandled(const std::vector<received_message>& batch, std::size_t from) {
@@ -219,8 +220,9 @@ struct session_processor::impl : std::enable_shared_from_this<impl> {
   enum class batch_end { done, failed, lost, stopping };
 
   void processed(processing_outcome how, std::chrono::steady_clock::duration handler_duration,
-                 const result<void>& handler_outcome) {
-    detail::tell_processed(options.on_processed, queue, how, handler_duration, handler_outcome);
+                 const result<void>& handler_outcome, time_point enqueued_time) {
+    detail::tell_processed(options.on_processed, queue, how, handler_duration, handler_outcome,
+                           enqueued_time);
   }
 
   // Sends the pending settlements in one call and counts each handled message's outcome. False
@@ -242,14 +244,15 @@ struct session_processor::impl : std::enable_shared_from_this<impl> {
       auto& h = pending.handled[k];
       if (!results[k]) {
         all_settled = false;
-        processed(processing_outcome::settle_failed, h.handler_duration, h.handler_outcome);
+        processed(processing_outcome::settle_failed, h.handler_duration, h.handler_outcome,
+                  h.enqueued_time);
         continue;
       }
       count(h.outcome == processing_outcome::completed ? &session_processor_stats::completed
             : h.outcome == processing_outcome::dead_lettered
                 ? &session_processor_stats::dead_lettered
                 : &session_processor_stats::abandoned);
-      processed(h.outcome, h.handler_duration, h.handler_outcome);
+      processed(h.outcome, h.handler_duration, h.handler_outcome, h.enqueued_time);
     }
     if (results.size() < pending.handled.size()) {  // a broken provider
       all_settled = false;
@@ -264,7 +267,8 @@ struct session_processor::impl : std::enable_shared_from_this<impl> {
   // handled messages among it are delivered again to whoever takes the session.
   void drop(pending_settlements& pending) {
     for (auto& h : pending.handled) {
-      processed(processing_outcome::settle_failed, h.handler_duration, h.handler_outcome);
+      processed(processing_outcome::settle_failed, h.handler_duration, h.handler_outcome,
+                h.enqueued_time);
     }
     pending.settlements.clear();
     pending.handled.clear();
@@ -299,14 +303,14 @@ struct session_processor::impl : std::enable_shared_from_this<impl> {
       s.busy = false;
       if (s.released) {  // shutdown closed the session meanwhile: the messages went back
         drop(pending);
-        processed(processing_outcome::abandoned, handler_duration, outcome);
+        processed(processing_outcome::abandoned, handler_duration, outcome, msg.enqueued_time);
         co_return batch_end::stopping;
       }
 
       bool ends_batch = false;
       if (outcome) {
         pending.add(settlement::complete(msg.receipt), processing_outcome::completed,
-                    handler_duration, std::move(outcome));
+                    handler_duration, std::move(outcome), msg);
       } else {
         count(&session_processor_stats::handler_failures);
         auto reason =
@@ -316,13 +320,13 @@ struct session_processor::impl : std::enable_shared_from_this<impl> {
           auto description = outcome.error().to_string();
           pending.add(
               settlement::dead_letter(msg.receipt, std::move(reason), std::move(description)),
-              processing_outcome::dead_lettered, handler_duration, std::move(outcome));
+              processing_outcome::dead_lettered, handler_duration, std::move(outcome), msg);
         } else {
           if (options.abandon_delay.count() > 0) {
             co_await pause(*s.stop_wake, options.abandon_delay);
           }
           pending.add(settlement::abandon(msg.receipt), processing_outcome::abandoned,
-                      handler_duration, std::move(outcome));
+                      handler_duration, std::move(outcome), msg);
           pending.abandon_unhandled(batch, i + 1);  // with the rest of the batch
           ends_batch = true;
         }
