@@ -223,6 +223,7 @@ std::vector<double> batch_size_buckets();           ///< 1 .. 100 messages
 std::vector<double> operation_latency_buckets();    ///< 50 us .. 10 s, for provider calls
 std::vector<double> recovery_time_buckets();        ///< 10 ms .. 5 min, connection recoveries
 std::vector<double> message_latency_buckets();      ///< 1 ms .. 10 min, enqueue to settlement
+std::vector<double> session_duration_buckets();     ///< 10 ms .. 1 h, how long sessions are held
 
 /// Operations the metrics label: provider calls plus the handler ("process").
 enum class operation {
@@ -289,6 +290,9 @@ struct runtime_metrics {
       session_lock_renewals;  ///< queue_runtime_session_lock_renewals_total{queue,provider}
   histogram_family&
       session_acquisition;  ///< queue_runtime_session_acquisition_seconds{queue,provider}
+  /// queue_runtime_session_duration_seconds{queue,provider}: how long each session a session
+  /// processor released had been held.
+  histogram_family& session_duration;
   /// queue_runtime_connection_bytes_total{provider,direction}: direction "sent" or "received".
   counter_family& connection_bytes;
   counter_family& connections_opened;  ///< queue_runtime_connections_opened_total{provider}
@@ -313,8 +317,9 @@ processing_observer record_processing(runtime_metrics& metrics, std::string prov
 
 /// A session observer (session_processor_options::on_session) that records the sessions held
 /// (queue_runtime_active_sessions), each session lock renewal
-/// (queue_runtime_session_lock_renewals_total) and how long each accept took
-/// (queue_runtime_session_acquisition_seconds). `metrics` must outlive it.
+/// (queue_runtime_session_lock_renewals_total), how long each accept took
+/// (queue_runtime_session_acquisition_seconds) and how long each released session was held
+/// (queue_runtime_session_duration_seconds). `metrics` must outlive it.
 session_observer record_sessions(runtime_metrics& metrics, std::string provider);
 
 /// A circuit breaker's on_state_change that records each transition in

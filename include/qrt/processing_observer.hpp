@@ -65,6 +65,9 @@ struct session_event {
   const queue_name& queue;            ///< the queue the sessions belong to
   session_event_kind what;            ///< what happened
   std::chrono::nanoseconds waited{};  ///< accepted: how long accept_session took
+  /// released: how long the processor held the session, from its accept to its release (on
+  /// the steady clock, so never negative). Zero for the other events.
+  std::chrono::nanoseconds held{};
 };
 
 /// Told of every session event, on the processor's strand: it must not block. An exception it

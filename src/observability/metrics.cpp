@@ -380,6 +380,10 @@ std::vector<double> message_latency_buckets() {
   return {0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 600.0};
 }
 
+std::vector<double> session_duration_buckets() {
+  return {0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 600.0, 1800.0, 3600.0};
+}
+
 std::string_view to_string(operation op) noexcept {
   switch (op) {
     case operation::send:
@@ -456,6 +460,9 @@ runtime_metrics::runtime_metrics(registry& r)
       session_acquisition(r.add_histogram("queue_runtime_session_acquisition_seconds",
                                           "How long accepting a session took",
                                           operation_latency_buckets(), {"queue", "provider"})),
+      session_duration(r.add_histogram("queue_runtime_session_duration_seconds",
+                                       "How long session processors held each session",
+                                       session_duration_buckets(), {"queue", "provider"})),
       connection_bytes(r.add_counter("queue_runtime_connection_bytes_total",
                                      "Bytes written to and read from the provider's connections",
                                      {"provider", "direction"})),
@@ -513,6 +520,7 @@ session_observer record_sessions(runtime_metrics& metrics, std::string provider)
         break;
       case session_event_kind::released:
         metrics.active_sessions.with({queue, provider}).dec();
+        metrics.session_duration.with({queue, provider}).observe(e.held);
         break;
     }
   };

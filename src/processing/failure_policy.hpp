@@ -110,11 +110,13 @@ void tell_processed(const processing_observer& observer, const queue_name& queue
 /// Tells the session observer of a session event; an exception from it is dropped.
 template <class Duration = std::chrono::nanoseconds>
 void tell_session(const session_observer& observer, const queue_name& queue,
-                  session_event_kind what, Duration waited = {}) noexcept {
+                  session_event_kind what, Duration waited = {}, Duration held = {}) noexcept {
   if (!observer) return;
   try {
-    observer(
-        session_event{queue, what, std::chrono::duration_cast<std::chrono::nanoseconds>(waited)});
+    using std::chrono::duration_cast;
+    using std::chrono::nanoseconds;
+    observer(session_event{queue, what, duration_cast<nanoseconds>(waited),
+                           duration_cast<nanoseconds>(held)});
   } catch (...) {  // NOLINT(bugprone-empty-catch): an observer cannot stop the processor
   }
 }

@@ -348,6 +348,7 @@ struct session_processor::impl : std::enable_shared_from_this<impl> {
   // Handles one session until it is idle, lost or stopped. Returns what ended it early, if
   // anything did.
   awaitable<std::optional<error>> run_session(std::shared_ptr<held_session> s) {
+    const auto held_since = steady::now();  // just accepted
     const auto id = hold(s);
     s->locked_until = s->receiver.locked_until();
     s->lock_duration = std::max(
@@ -389,7 +390,8 @@ struct session_processor::impl : std::enable_shared_from_this<impl> {
       leave_provider();
       if (!closed) report(closed.error());
     }
-    detail::tell_session(options.on_session, queue, session_event_kind::released);
+    detail::tell_session(options.on_session, queue, session_event_kind::released,
+                         steady::duration{}, steady::now() - held_since);
     if (!lost && !s->lock_lost) co_return std::nullopt;
     if (!s->failure) s->failure = fail(errc::session_lock_lost, "session released early");
     co_return s->failure;

@@ -133,12 +133,17 @@ TEST(RuntimeMetrics, UsesTheDocumentedNamesAndBuckets) {
   EXPECT_EQ(m.errors.name(), "queue_runtime_errors_total");
   EXPECT_EQ(m.message_latency.name(), "queue_runtime_message_latency_seconds");
   EXPECT_EQ(m.message_latency.label_names(), (std::vector<std::string>{"queue", "provider"}));
+  EXPECT_EQ(m.session_duration.name(), "queue_runtime_session_duration_seconds");
+  EXPECT_EQ(m.session_duration.label_names(), (std::vector<std::string>{"queue", "provider"}));
   EXPECT_EQ(processing_duration_buckets(),
             (std::vector<double>{0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0}));
   EXPECT_EQ(batch_size_buckets(), (std::vector<double>{1, 2, 5, 10, 20, 50, 100}));
-  // Latencies run from milliseconds (an idle queue) to minutes (a backlog).
+  // Latencies run from milliseconds (an idle queue) to minutes (a backlog); sessions are held
+  // from a message's handling up to an hour of steady traffic.
   EXPECT_EQ(message_latency_buckets().front(), 0.001);
   EXPECT_EQ(message_latency_buckets().back(), 600.0);
+  EXPECT_EQ(session_duration_buckets().front(), 0.01);
+  EXPECT_EQ(session_duration_buckets().back(), 3600.0);
   // Registering twice (two components sharing one registry) yields the same families.
   runtime_metrics again(r);
   EXPECT_EQ(&again.messages_processed, &m.messages_processed);

@@ -1,7 +1,8 @@
 // Processors feed the runtime's metrics through their on_processed hook
 // (qrt::metrics::record_processing), and a circuit breaker through on_state_change
 // (qrt::metrics::record_breaker): a deployed processor shows its outcomes, handler durations,
-// failures and its messages' time since they were enqueued without the benchmark harness.
+// failures, its messages' time since they were enqueued and how long it held its sessions
+// without the benchmark harness.
 #include <gtest/gtest.h>
 
 #include <boost/asio/steady_timer.hpp>
@@ -244,7 +245,9 @@ TEST(ProcessingMetrics, ASessionProcessorRecordsEachMessageByOutcome) {
 }
 
 // Sessions: each accept counted as held (and its wait timed), each lock renewal counted, and
-// every session let go again by the time the processor has stopped.
+// every session let go again by the time the processor has stopped, with how long it was held:
+// a session's handlers run one after another while it is held, so the held times add up to at
+// least the handlers' durations.
 TEST(ProcessingMetrics, ASessionProcessorRecordsItsSessionsAndTheirRenewals) {
   qrt::runtime rt{{.worker_threads = 2}};
   auto memory =
@@ -266,6 +269,7 @@ TEST(ProcessingMetrics, ASessionProcessorRecordsItsSessionsAndTheirRenewals) {
   so.accept_wait = 50ms;
   so.session_idle_timeout = 50ms;
   so.on_session = record_sessions(m, "memory");
+  so.on_processed = record_processing(m, "memory");
   qrt::session_processor p(
       client, q,
       [&handled](const qrt::received_message& msg) -> qrt::awaitable<qrt::result<void>> {
@@ -284,6 +288,16 @@ TEST(ProcessingMetrics, ASessionProcessorRecordsItsSessionsAndTheirRenewals) {
   EXPECT_GE(m.session_lock_renewals.with({"carts", "memory"}).value(), 1u);
   EXPECT_EQ(m.active_sessions.with({"carts", "memory"}).value(), 0)
       << "a session was counted as held after the processor stopped";
+  const auto text = reg.expose();
+  const std::string labels = "{queue=\"carts\",provider=\"memory\"}";
+  const auto count = exposed(text, "queue_runtime_session_duration_seconds_count" + labels);
+  const auto sum = exposed(text, "queue_runtime_session_duration_seconds_sum" + labels);
+  const auto handler_sum = exposed(text, "queue_runtime_processing_duration_seconds_sum" + labels);
+  ASSERT_TRUE(count && sum && handler_sum) << "no session duration exposed:\n" << text;
+  EXPECT_EQ(*count,
+            static_cast<double>(m.session_acquisition.with({"carts", "memory"}).read().count))
+      << "one held time per session released, and every accepted session was released";
+  EXPECT_GE(*sum, *handler_sum) << "a session is held while its handlers run";
 }
 
 TEST(ProcessingMetrics, ABreakerRecordsItsTransitionsAndState) {
