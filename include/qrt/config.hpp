@@ -122,4 +122,12 @@ inline constexpr std::string_view processing_keys[] = {"max_concurrent_calls", "
 /// Checks the processing keys present in `cfg` (configuration_error naming the key).
 result<void> check_processing_keys(const config& cfg);
 
+/// The keys of a qrt::runtime's settings that any provider's configuration may carry, so one
+/// config also sizes the runtime its client runs on: worker_threads (1-1024).
+/// qrt::runtime_configuration::from_config reads them; providers run on their caller's executor
+/// and only check them, as they check the processing keys, naming the key.
+inline constexpr std::string_view runtime_keys[] = {"worker_threads"};
+/// Checks the runtime keys present in `cfg` (configuration_error naming the key).
+result<void> check_runtime_keys(const config& cfg);
+
 }  // namespace qrt

@@ -54,7 +54,6 @@ struct options {
   /// How long opening waits while another process holds persistence_path (0: fail at once with
   /// an error naming the holder). Lets one process receive as soon as another finishes sending.
   milliseconds persistence_open_timeout{0};
-  std::size_t worker_threads = 1;           ///< threads for a qrt runtime built from this config
   std::size_t channel_buffer_size = 1'000;  ///< most messages one send or receive call moves
   /// How long a receive that finds its queue empty keeps looking (yielding its thread between
   /// looks) before it parks; 0 parks at once. A parked receive costs a cross-thread wake-up per
@@ -78,9 +77,9 @@ struct options {
   /// configuration_error, settings that create_queue would refuse (when `queues` names any).
   queue_options queue_defaults;
 
-  /// 10,000 messages per queue, one thread per hardware thread, 1,000 messages per call.
+  /// 10,000 messages per queue, 1,000 messages per call.
   static options for_high_throughput();
-  /// 1,000 messages per queue, one thread, 100 messages per call.
+  /// 1,000 messages per queue, 100 messages per call.
   static options for_testing();
 };
 
@@ -92,7 +91,8 @@ struct options {
 /// sync_interval with a durability other than interval, and enable_persistence without
 /// persistence_path. max_concurrent_calls, prefetch_count and max_auto_lock_renewal_duration are
 /// only checked: they configure a qrt::processor built from the same config
-/// (processor_options::from_config).
+/// (processor_options::from_config); so is worker_threads, which sizes a qrt::runtime built
+/// from it (runtime_configuration::from_config).
 result<options> options_from_config(const config& cfg);
 /// The keys options_from_config() accepts (any other key is refused, naming it).
 std::span<const std::string_view> known_keys() noexcept;

@@ -24,8 +24,10 @@ struct runtime_configuration {
   static runtime_configuration for_high_throughput();
   /// Two threads.
   static runtime_configuration for_low_resource();
-  /// From a provider's configuration: `worker_threads` where present (the embedded provider's
-  /// key), else one thread per hardware thread with preset=high_throughput, else one.
+  /// From a provider's configuration: `worker_threads` where present (one of qrt::runtime_keys,
+  /// which every provider's configuration accepts and checks), else one thread per hardware
+  /// thread with preset=high_throughput, else one. A malformed value is a configuration_error
+  /// naming the key.
   static result<runtime_configuration> from_config(const config& cfg);
 };
 

@@ -413,7 +413,21 @@ result<void> check_processing_keys(const config& cfg) {
   return {};
 }
 
+result<void> check_runtime_keys(const config& cfg) {
+  for (auto key : runtime_keys) {
+    if (!cfg.contains(key)) continue;
+    if (auto r = detail::check_runtime_key(cfg, key); !r) return r.error();
+  }
+  return {};
+}
+
 namespace detail {
+
+result<void> check_runtime_key(const config& cfg, std::string_view key) {
+  // worker_threads, the only one: the bounds runtime_configuration::from_config reads it with.
+  if (auto threads = cfg.get_uint(key, 1, 1, 1024); !threads) return threads.error();
+  return {};
+}
 
 result<void> check_processing_key(const config& cfg, std::string_view key) {
   if (key == "max_concurrent_calls") {

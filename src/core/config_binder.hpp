@@ -41,6 +41,8 @@ result<std::size_t> pick_name(std::string_view key, std::string_view value,
                               std::span<const std::string_view> names);
 /// Checks one of qrt::processing_keys the way check_processing_keys() does.
 result<void> check_processing_key(const config& cfg, std::string_view key);
+/// Checks one of qrt::runtime_keys the way check_runtime_keys() does.
+result<void> check_runtime_key(const config& cfg, std::string_view key);
 
 /// The type of the field a `Field` (see config_binder) reaches.
 template <class Options, class Field>
@@ -188,6 +190,20 @@ class config_binder {
                                                     "provider only checks it") {
     return {key, doc, [](const config& cfg, std::string_view k, Options&) -> result<void> {
               return check_processing_key(cfg, k);
+            }};
+  }
+
+  /// One of qrt::runtime_keys: accepted so that one config also sizes the runtime the client
+  /// runs on (runtime_configuration::from_config reads it), and checked here so a bad value
+  /// fails when the client is made.
+  static entry runtime(std::string_view key,
+                       std::string_view doc =
+                           "a setting of a qrt::runtime built from this config "
+                           "(runtime_configuration::from_config); the "
+                           "provider runs on its caller's executor and only "
+                           "checks it") {
+    return {key, doc, [](const config& cfg, std::string_view k, Options&) -> result<void> {
+              return check_runtime_key(cfg, k);
             }};
   }
 

@@ -177,6 +177,7 @@ const binder& keys() {
       binder::integer("prefetch", &options::prefetch, 0, 100'000,
                       "messages a receiver link may hold locked without being asked"),
       binder::processing("max_concurrent_calls"),
+      binder::runtime("worker_threads"),
       binder::text("address_prefix", &options::address_prefix,
                    "prepended to queue names to form link addresses"),
       binder::text("declare_prefix", &options::declare_prefix,

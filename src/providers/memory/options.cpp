@@ -1,5 +1,4 @@
 #include <qrt/memory.hpp>
-#include <thread>
 
 #include "core/config_binder.hpp"
 
@@ -9,7 +8,6 @@ options options::for_high_throughput() {
   options o;
   o.max_queue_size = 10'000;
   o.enable_persistence = false;
-  o.worker_threads = std::max(1u, std::thread::hardware_concurrency());
   o.channel_buffer_size = 1'000;
   return o;
 }
@@ -18,7 +16,6 @@ options options::for_testing() {
   options o;
   o.max_queue_size = 1'000;
   o.enable_persistence = false;
-  o.worker_threads = 1;  // deterministic
   o.channel_buffer_size = 100;
   return o;
 }
@@ -90,9 +87,6 @@ const binder& keys() {
       binder::integer("max_disk_bytes", &options::max_disk_bytes, 0, UINT64_MAX,
                       "the log's disk budget (0: none); at the limit sends wait, then fail "
                       "with queue_full"),
-      binder::integer("worker_threads", &options::worker_threads, 1, 1024,
-                      "threads of a qrt::runtime built from this config; the provider runs on "
-                      "its caller's executor"),
       binder::integer("channel_buffer_size", &options::channel_buffer_size, 1, 1u << 20,
                       "most messages one send or receive call moves (caps().max_batch_messages)"),
       binder::integer("receive_spin_us", &options::receive_spin, 0, 1'000'000,
@@ -130,6 +124,7 @@ const binder& keys() {
       binder::processing("max_concurrent_calls"),
       binder::processing("prefetch_count"),
       binder::processing("max_auto_lock_renewal_duration"),
+      binder::runtime("worker_threads"),
   };
   return table;
 }

@@ -87,6 +87,7 @@ const binder& keys() {
                       "messages a receiver link may hold locked without being asked (also a "
                       "processor's prefetch_count)"),
       binder::processing("max_auto_lock_renewal_duration"),
+      binder::runtime("worker_threads"),
       binder::duration("token_lifetime", &options::token_lifetime,
                        "lifetime of the SAS tokens qrt signs (replaced at 80%)",
                        {std::chrono::minutes(1)}),

@@ -109,6 +109,7 @@ const binder& keys() {
       binder::processing("max_concurrent_calls"),
       binder::processing("prefetch_count"),
       binder::processing("max_auto_lock_renewal_duration"),
+      binder::runtime("worker_threads"),
   };
   return table;
 }

@@ -28,6 +28,7 @@
 #include "rabbitmq_server.hpp"
 #include "unit/support/config_keys.hpp"
 #include "unit/support/run.hpp"
+#include "unit/support/runtime_key.hpp"
 #include "unit/support/wait.hpp"
 
 namespace {
@@ -304,6 +305,14 @@ class AmqpConfigKey : public ::testing::TestWithParam<key_row> {
     }
   }
 
+  void worker_threads_key() {
+    // The provider runs on its caller's executor and only checks the key; it sizes the runtime
+    // built from the same configuration.
+    const auto cfg = rabbit_config({{"worker_threads", "3"}});
+    (void)make(cfg);
+    qrt::test::expect_a_runtime_of_three_threads_from(cfg);
+  }
+
   void max_concurrent_calls_key() {
     // A processor built from the config runs at most that many handlers at once.
     const auto cfg = rabbit_config({{"max_concurrent_calls", "2"}});
@@ -540,6 +549,7 @@ const key_row rows[] = {
     {"virtual_host", &AmqpConfigKey::virtual_host_key},
     {"prefetch", &AmqpConfigKey::prefetch_key},
     {"max_concurrent_calls", &AmqpConfigKey::max_concurrent_calls_key},
+    {"worker_threads", &AmqpConfigKey::worker_threads_key},
     {"address_prefix", &AmqpConfigKey::address_prefix_key},
     {"declare_prefix", &AmqpConfigKey::declare_prefix_key},
     {"topic_prefix", &AmqpConfigKey::topic_prefix_key},

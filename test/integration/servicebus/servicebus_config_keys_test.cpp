@@ -31,6 +31,7 @@
 #include "local_http_server.hpp"
 #include "peer_process.hpp"
 #include "unit/support/config_keys.hpp"
+#include "unit/support/runtime_key.hpp"
 #include "unit/support/wait.hpp"
 
 namespace {
@@ -390,6 +391,14 @@ void transport_type_key() {
   EXPECT_NE(ws.error().message.find("transport_type"), std::string::npos);
 }
 
+void worker_threads_key() {
+  // The provider runs on its caller's executor and only checks the key; it sizes the runtime
+  // built from the same configuration.
+  const auto cfg = peer_config({{"worker_threads", "3"}});
+  auto c = open(cfg);
+  qrt::test::expect_a_runtime_of_three_threads_from(cfg);
+}
+
 void max_concurrent_calls_key() {
   // A processor built from the config runs at most that many handlers at once.
   const auto cfg = peer_config({{"max_concurrent_calls", "2"}});
@@ -592,6 +601,7 @@ const key_row rows[] = {
     {"max_concurrent_calls", max_concurrent_calls_key},
     {"prefetch_count", prefetch_count_key},
     {"max_auto_lock_renewal_duration", max_auto_lock_renewal_duration_key},
+    {"worker_threads", worker_threads_key},
     {"token_lifetime", token_lifetime_key},
     {"operation_timeout", operation_timeout_key},
     {"max_message_bytes", max_message_bytes_key},

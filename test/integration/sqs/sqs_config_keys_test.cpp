@@ -36,6 +36,7 @@
 #include "sqs_fixture.hpp"
 #include "unit/providers/sqs/local_http_server.hpp"
 #include "unit/support/config_keys.hpp"
+#include "unit/support/runtime_key.hpp"
 #include "unit/support/wait.hpp"
 
 using namespace qrt;
@@ -341,6 +342,14 @@ class SqsConfigKey : public qrt::test::sqs_fixture, public ::testing::WithParamI
   }
 
   // ---- one check per key ----
+
+  void worker_threads_key() {
+    // The provider runs on its caller's executor and only checks the key; it sizes the runtime
+    // built from the same configuration.
+    const auto cfg = with(emulator(), {{"worker_threads", "3"}});
+    ASSERT_TRUE(from(cfg));
+    qrt::test::expect_a_runtime_of_three_threads_from(cfg);
+  }
 
   void max_concurrent_calls_key() {
     // A processor from the config runs at most that many handlers at once.
@@ -883,6 +892,7 @@ const key_row rows[] = {
     {"max_concurrent_calls", &SqsConfigKey::max_concurrent_calls_key},
     {"prefetch_count", &SqsConfigKey::prefetch_count_key},
     {"max_auto_lock_renewal_duration", &SqsConfigKey::max_auto_lock_renewal_duration_key},
+    {"worker_threads", &SqsConfigKey::worker_threads_key},
 };
 
 }  // namespace

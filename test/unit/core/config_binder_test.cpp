@@ -71,6 +71,7 @@ const binder& table() {
           },
           "custom parsing"),
       binder::processing("max_concurrent_calls"),
+      binder::runtime("worker_threads"),
   };
   return t;
 }
@@ -106,7 +107,8 @@ TEST(ConfigBinder, KeysAreTheTableInItsOrder) {
                                                "lock",
                                                "mode",
                                                "items",
-                                               "max_concurrent_calls"};
+                                               "max_concurrent_calls",
+                                               "worker_threads"};
   auto keys = table().keys();
   EXPECT_EQ(std::vector<std::string_view>(keys.begin(), keys.end()), expected);
   ASSERT_EQ(table().entries().size(), expected.size());
@@ -135,7 +137,8 @@ TEST(ConfigBinder, EachKindParsesIntoItsField) {
                        {"lock", "1h"},
                        {"mode", "fast"},
                        {"items", "a"},
-                       {"max_concurrent_calls", "8"}});
+                       {"max_concurrent_calls", "8"},
+                       {"worker_threads", "4"}});
   ASSERT_TRUE(s) << s.error().to_string();
   EXPECT_EQ(s->name, "orders");
   EXPECT_TRUE(s->on);
@@ -201,6 +204,21 @@ TEST(ConfigBinder, OutOfRangeValuesAreRefusedNamingTheKeyAndTheRange) {
   expect_refused(config{{"visibility", "13h"}}, "visibility", "between 0s and 12h");
   expect_refused(config{{"lock", "59s"}}, "lock", "at least 1m");
   expect_refused(config{{"max_concurrent_calls", "0"}}, "max_concurrent_calls", "between 1 and");
+  expect_refused(config{{"worker_threads", "0"}}, "worker_threads", "between 1 and 1024");
+  expect_refused(config{{"worker_threads", "1025"}}, "worker_threads", "between 1 and 1024");
+}
+
+// The runtime keys are checked on their own too, as the processing keys are: what a provider's
+// table refuses, check_runtime_keys() refuses, naming the key; an absent key is no error.
+TEST(ConfigBinder, TheRuntimeKeysAreCheckedAsTheTableChecksThem) {
+  EXPECT_TRUE(qrt::check_runtime_keys(config{{"provider", "x"}}));
+  EXPECT_TRUE(qrt::check_runtime_keys(config{{"worker_threads", "1024"}}));
+  for (const char* bad : {"0", "1025", "many"}) {
+    auto r = qrt::check_runtime_keys(config{{"worker_threads", bad}});
+    ASSERT_FALSE(r) << bad;
+    EXPECT_EQ(r.error().code, errc::configuration_error);
+    EXPECT_NE(r.error().message.find("'worker_threads'"), std::string::npos) << r.error().message;
+  }
 }
 
 // A whole-seconds field with no upper bound was refused as "between <its least> and <the refused

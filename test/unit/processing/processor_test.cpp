@@ -585,7 +585,7 @@ TEST(Processor, ThrowingBreakerCallbackDoesNotStallTheProcessor) {
 }
 
 // One configuration for the client and its processor: the provider's preset and processing keys
-// give the processor's options, and the embedded provider's worker_threads the runtime's.
+// give the processor's options, and worker_threads (which every provider accepts) the runtime's.
 TEST(Processor, OptionsComeFromTheProvidersConfiguration) {
   auto fast = qrt::processor_options::from_config(
       qrt::config{{"provider", "servicebus"}, {"preset", "high_throughput"}});
@@ -617,7 +617,7 @@ TEST(Processor, OptionsComeFromTheProvidersConfiguration) {
   }
 
   auto threads = qrt::runtime_configuration::from_config(
-      qrt::config{{"provider", "memory"}, {"worker_threads", "3"}});
+      qrt::config{{"provider", "sqs"}, {"worker_threads", "3"}});
   ASSERT_TRUE(threads) << threads.error().to_string();
   EXPECT_EQ(threads->worker_threads, 3u);
   auto no_threads = qrt::runtime_configuration::from_config(qrt::config{{"worker_threads", "0"}});

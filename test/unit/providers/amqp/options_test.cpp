@@ -4,6 +4,7 @@
 
 #include <qrt/amqp.hpp>
 #include <qrt/config.hpp>
+#include <qrt/runtime.hpp>
 #include <string>
 #include <utility>
 #include <vector>
@@ -43,6 +44,26 @@ TEST(amqp_options, config_fields_are_read_and_bad_ones_named) {
       qrt::config{{"provider", "amqp"}, {"abandon_outcome", "drop"}});
   ASSERT_FALSE(bad_abandon);
   EXPECT_NE(bad_abandon.error().message.find("abandon_outcome"), std::string::npos);
+}
+
+// One configuration describes the client and the runtime it runs on: the provider accepts the
+// runtime's key and checks it (so a bad value fails when the client is made), and the runtime
+// reads it. Before, the provider refused worker_threads as unknown.
+TEST(amqp_options, the_runtime_key_is_accepted_checked_and_read_by_the_runtime) {
+  const qrt::config cfg{{"provider", "amqp"}, {"worker_threads", "3"}};
+  auto o = qrt::amqp::options_from_config(cfg);
+  ASSERT_TRUE(o) << o.error().to_string();
+  auto rt = qrt::runtime_configuration::from_config(cfg);
+  ASSERT_TRUE(rt) << rt.error().to_string();
+  EXPECT_EQ(rt->worker_threads, 3u);
+  for (const char* bad : {"0", "1025", "many"}) {
+    auto refused =
+        qrt::amqp::options_from_config(qrt::config{{"provider", "amqp"}, {"worker_threads", bad}});
+    ASSERT_FALSE(refused) << bad;
+    EXPECT_EQ(refused.error().code, qrt::errc::configuration_error);
+    EXPECT_NE(refused.error().message.find("worker_threads"), std::string::npos)
+        << refused.error().message;
+  }
 }
 
 // The client's bounds: prefetched bytes and links. Defaults bound both; 0 turns a bound off; a

@@ -80,7 +80,6 @@ TEST(MemoryProvider, PresetsHaveTheirDocumentedValues) {
   EXPECT_FALSE(high.enable_persistence);
   auto testing = qrt::memory::options::for_testing();
   EXPECT_EQ(testing.max_queue_size, 1'000u);
-  EXPECT_EQ(testing.worker_threads, 1u);
   EXPECT_EQ(testing.channel_buffer_size, 100u);
 }
 

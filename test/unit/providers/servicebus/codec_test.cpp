@@ -768,6 +768,7 @@ TEST(ServiceBusRules, EnumerateRulesReadsTrueCorrelationAndSqlFilters) {
 
 }  // namespace
 
+#include <qrt/runtime.hpp>
 #include <qrt/servicebus.hpp>
 
 namespace {
@@ -804,6 +805,27 @@ TEST(ServiceBusOptions, AMalformedProcessingKeyIsRefusedByTheProvider) {
     ASSERT_FALSE(o) << key;
     EXPECT_EQ(o.error().code, qrt::errc::configuration_error);
     EXPECT_NE(o.error().message.find(key), std::string::npos) << o.error().message;
+  }
+}
+
+// One configuration describes the client and the runtime it runs on: the provider accepts the
+// runtime's key and checks it (so a bad value fails when the client is made), and the runtime
+// reads it. Before, the provider refused worker_threads as unknown.
+TEST(ServiceBusOptions, TheRuntimeKeyIsAcceptedCheckedAndReadByTheRuntime) {
+  const qrt::config cfg{
+      {"provider", "servicebus"}, {"connection_string", peer_cs}, {"worker_threads", "3"}};
+  auto o = qrt::servicebus::options_from_config(cfg);
+  ASSERT_TRUE(o) << o.error().to_string();
+  auto rt = qrt::runtime_configuration::from_config(cfg);
+  ASSERT_TRUE(rt) << rt.error().to_string();
+  EXPECT_EQ(rt->worker_threads, 3u);
+  for (const char* bad : {"0", "1025", "many"}) {
+    auto refused = qrt::servicebus::options_from_config(
+        {{"connection_string", peer_cs}, {"worker_threads", bad}});
+    ASSERT_FALSE(refused) << bad;
+    EXPECT_EQ(refused.error().code, qrt::errc::configuration_error);
+    EXPECT_NE(refused.error().message.find("worker_threads"), std::string::npos)
+        << refused.error().message;
   }
 }
 

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <boost/asio/io_context.hpp>
+#include <qrt/runtime.hpp>
 #include <qrt/sqs.hpp>
 #include <string>
 #include <utility>
@@ -58,6 +59,25 @@ TEST(SqsOptions, BadFieldsAreRefusedByName) {
   expect_field({{"verify_tls", "maybe"}}, "verify_tls");
   expect_field({{"access_key_id", "AKID"}}, "secret_access_key");
   expect_field({{"max_message_bytes", "10"}}, "max_message_bytes");
+}
+
+// One configuration describes the client and the runtime it runs on: the provider accepts the
+// runtime's key and checks it (so a bad value fails when the client is made), and the runtime
+// reads it. Before, the provider refused worker_threads as unknown.
+TEST(SqsOptions, TheRuntimeKeyIsAcceptedCheckedAndReadByTheRuntime) {
+  const config cfg{{"provider", "sqs"}, {"region", "us-east-1"}, {"worker_threads", "3"}};
+  auto o = sqs::options_from_config(cfg);
+  ASSERT_TRUE(o) << o.error().to_string();
+  auto rt = runtime_configuration::from_config(cfg);
+  ASSERT_TRUE(rt) << rt.error().to_string();
+  EXPECT_EQ(rt->worker_threads, 3u);
+  for (const char* bad : {"0", "1025", "many"}) {
+    auto refused = sqs::options_from_config(config{{"provider", "sqs"}, {"worker_threads", bad}});
+    ASSERT_FALSE(refused) << bad;
+    EXPECT_EQ(refused.error().code, errc::configuration_error);
+    EXPECT_NE(refused.error().message.find("worker_threads"), std::string::npos)
+        << refused.error().message;
+  }
 }
 
 TEST(SqsOptions, RegistryBuildsAndRefusesBadEndpoints) {
