@@ -43,6 +43,24 @@ struct session_processor_options {
   processing_observer on_processed;            ///< as processor_options::on_processed
   /// Told when a session is accepted (with how long that took), renewed and released.
   session_observer on_session;
+
+  /// 32 sessions, 50 messages per receive, session renewal up to 10 min, back-off
+  /// 100 ms .. 30 s x3 (processor_options::for_high_throughput's renewal and back-off).
+  /// Settlement stays per_message: per_batch saves calls but changes what a lost session
+  /// delivers again, so it is chosen in code.
+  static session_processor_options for_high_throughput();
+  /// 4 sessions, renewal up to 1 min, fixed 50 ms back-off; 10 messages per receive as by
+  /// default: a session's messages wait for this holder in any case, so reading them ahead
+  /// delays none of them and saves a receive per message.
+  static session_processor_options for_low_latency();
+  /// The session processing settings of a provider's configuration, as
+  /// processor_options::from_config: `preset` (high_throughput or low_latency select the presets
+  /// above; other values are the provider's own), then max_auto_lock_renewal_duration (here the
+  /// session lock's renewal) where present. max_concurrent_calls and prefetch_count are not
+  /// read: they size a plain processor's handlers and read-ahead, not sessions held or a
+  /// session's batch, and one config may serve both kinds; max_concurrent_sessions comes from
+  /// the preset or code. A malformed value is a configuration_error naming its key.
+  static result<session_processor_options> from_config(const config& cfg);
 };
 
 /// What a session processor did so far, for monitoring and tests.

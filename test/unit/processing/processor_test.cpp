@@ -18,6 +18,7 @@
 #include <qrt/memory.hpp>
 #include <qrt/processor.hpp>
 #include <qrt/runtime.hpp>
+#include <qrt/session_processor.hpp>
 #include <set>
 #include <stdexcept>
 
@@ -640,6 +641,68 @@ TEST(Processor, PresetsHaveTheirDocumentedValues) {
   EXPECT_EQ(low.max_auto_lock_renewal_duration, 1min);
   EXPECT_EQ(low.retry.kind, qrt::retry_policy::backoff::fixed);
   EXPECT_EQ(low.retry.initial_delay, 50ms);
+}
+
+// The session processor's presets against the plain processor's: more sessions, bigger batches
+// and the longer renewal for throughput; fewer sessions and a 1 min renewal for latency; the
+// same back-offs. Neither turns on per_batch settlement (it changes what is delivered again).
+TEST(SessionProcessor, PresetsHaveTheirDocumentedValues) {
+  const qrt::session_processor_options defaults;
+  auto high = qrt::session_processor_options::for_high_throughput();
+  EXPECT_EQ(high.max_concurrent_sessions, 32u);
+  EXPECT_EQ(high.max_messages_per_receive, 50u);
+  EXPECT_EQ(high.max_auto_lock_renewal_duration, 10min);
+  EXPECT_EQ(high.retry.kind, qrt::retry_policy::backoff::exponential);
+  EXPECT_EQ(high.retry.initial_delay, 100ms);
+  EXPECT_EQ(high.retry.max_delay, 30s);
+  EXPECT_EQ(high.retry.multiplier, 3.0);
+  EXPECT_EQ(high.settle, qrt::batch_settlement::per_message);
+  EXPECT_GT(high.max_concurrent_sessions, defaults.max_concurrent_sessions);
+  EXPECT_GT(high.max_messages_per_receive, defaults.max_messages_per_receive);
+  auto low = qrt::session_processor_options::for_low_latency();
+  EXPECT_EQ(low.max_concurrent_sessions, 4u);
+  EXPECT_EQ(low.max_messages_per_receive, defaults.max_messages_per_receive);
+  EXPECT_EQ(low.max_auto_lock_renewal_duration, 1min);
+  EXPECT_EQ(low.retry.kind, qrt::retry_policy::backoff::fixed);
+  EXPECT_EQ(low.retry.initial_delay, 50ms);
+  EXPECT_EQ(low.settle, qrt::batch_settlement::per_message);
+  EXPECT_LT(low.max_concurrent_sessions, defaults.max_concurrent_sessions);
+}
+
+// One configuration for the client and its session processor: the preset and the lock renewal
+// key give the options; the plain processor's handler and read-ahead keys do not size sessions.
+TEST(SessionProcessor, OptionsComeFromTheProvidersConfiguration) {
+  auto fast = qrt::session_processor_options::from_config(
+      qrt::config{{"provider", "servicebus"}, {"preset", "high_throughput"}});
+  ASSERT_TRUE(fast) << fast.error().to_string();
+  EXPECT_EQ(fast->max_concurrent_sessions, 32u);
+  EXPECT_EQ(fast->max_messages_per_receive, 50u);
+  EXPECT_EQ(fast->max_auto_lock_renewal_duration, 10min);
+
+  auto tuned = qrt::session_processor_options::from_config(
+      qrt::config{{"provider", "servicebus"},
+                  {"preset", "low_latency"},
+                  {"max_auto_lock_renewal_duration", "90s"},
+                  {"max_concurrent_calls", "2"},
+                  {"prefetch_count", "0"}});
+  ASSERT_TRUE(tuned) << tuned.error().to_string();
+  EXPECT_EQ(tuned->max_concurrent_sessions, 4u);
+  EXPECT_EQ(tuned->max_auto_lock_renewal_duration, 90s);
+  EXPECT_EQ(tuned->max_messages_per_receive,
+            qrt::session_processor_options{}.max_messages_per_receive);
+
+  auto plain = qrt::session_processor_options::from_config(
+      qrt::config{{"provider", "sqs"}, {"preset", "cost_optimization"}});
+  ASSERT_TRUE(plain) << plain.error().to_string();
+  EXPECT_EQ(plain->max_concurrent_sessions,
+            qrt::session_processor_options{}.max_concurrent_sessions);
+
+  auto bad = qrt::session_processor_options::from_config(
+      qrt::config{{"max_auto_lock_renewal_duration", "forever"}});
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().code, errc::configuration_error);
+  EXPECT_NE(bad.error().message.find("max_auto_lock_renewal_duration"), std::string::npos)
+      << bad.error().message;
 }
 
 // A handler may throw anything, not only a std::exception (an int, a library's own type). Such a
