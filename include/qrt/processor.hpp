@@ -134,6 +134,13 @@ class processor {
   /// Handlers still running then finish unobserved: their outcome is ignored. Returns only
   /// once none of the processor's own calls is inside the provider (the receive in flight ends
   /// within receive_wait), so the executor it ran on may be destroyed as soon as it returns.
+  ///
+  /// Destruction order: once a stop() has returned, the processor holds nothing of the
+  /// executor, so the executor (its io_context, or the qrt::runtime) and the processor may be
+  /// destroyed in either order; handlers still running are destroyed with the executor, their
+  /// outcome unobserved. Without a stop() that returned, destroy the processor first (its
+  /// destructor tells the executor to end the loop), then the executor. A later stop() returns
+  /// the first one's report and touches no executor, so it may come after the executor is gone.
   awaitable<shutdown_report> stop(milliseconds deadline);
 
   /// What it did so far.

@@ -1,8 +1,10 @@
 #include <algorithm>
+#include <atomic>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/strand.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <deque>
 #include <map>
@@ -101,16 +103,31 @@ struct processor::impl : std::enable_shared_from_this<impl> {
   message_handler handler;
   processor_options options;
 
-  // Everything below is touched only on `strand`, except `stats` (under its own mutex).
+  // Everything below is touched only on `strand`, except `stats` (under its own mutex) and
+  // what is marked otherwise.
+  //
+  // The executor-bound objects: engaged from start() until the first stop() has finished, then
+  // destroyed by it on the strand, so that a processor that outlives its executor (stop(), then
+  // the io_context destroyed, then the processor) touches nothing of it. Whatever may still run
+  // after that (handlers finishing unobserved, later stop() calls) looks whether they are there.
   asio::any_io_executor pool;
-  std::optional<asio::strand<asio::any_io_executor>> strand;
-  std::optional<detail::event> capacity_changed;  // the receive loop waits on it
-  std::optional<detail::event> drained;           // stop() waits on it
+  std::optional<asio::strand<asio::any_io_executor>> strand;  // also read by stop(): stop_mutex
+  std::optional<detail::event> capacity_changed;              // the receive loop waits on it
+  std::optional<detail::event> drained;                       // stop() waits on it
+  std::optional<detail::event> stop_finished;  // later stop() calls wait on it for the first's
   /// How often a processor whose messages the breaker holds back looks whether it closed.
   static constexpr milliseconds breaker_recheck{50};
-  std::optional<detail::stop_once_of<shutdown_report>> stop_report;  // set by the first stop()
-  std::deque<std::pair<received_message, milliseconds>> buffer;      // prefetched, with lock length
+  bool stop_begun = false;
+  // Set once by the first stop() as it ends; kept outside any timer, so that later stop() calls
+  // read it after the executor-bound objects are gone.
+  std::mutex stop_mutex;
+  std::optional<shutdown_report> final_report;  // under stop_mutex
+  std::atomic<bool> stop_called{false};  // stop() ran: the destructor leaves the strand alone
+  std::deque<std::pair<received_message, milliseconds>> buffer;  // prefetched, with lock length
   std::map<std::uint64_t, std::shared_ptr<task>> running;
+  // Handlers still running when the first stop() ended: their tasks (and timers) were let go of
+  // from `running` then and belong to their own coroutines; counted in stats until they end.
+  std::size_t running_unobserved = 0;
   std::set<session_id> sessions_running;  // order_by_session: sessions with a running handler
   std::uint64_t next_task_id = 1;
   // Messages taken towards options.max_messages: buffered or started, not given back unstarted.
@@ -138,12 +155,18 @@ struct processor::impl : std::enable_shared_from_this<impl> {
   // frame destroyed with its io_context must not notify anything.
   void enter_provider() { ++calls_in_provider; }
   void leave_provider() {
-    if (--calls_in_provider == 0) drained->notify();
+    if (--calls_in_provider == 0) notify_drained();
+  }
+  void notify_drained() {
+    if (drained) drained->notify();
+  }
+  void notify_capacity_changed() {
+    if (capacity_changed) capacity_changed->notify();
   }
   void note_in_flight() {
     std::lock_guard lock(stats_mutex);
-    stats.in_flight = running.size();
-    stats.max_in_flight = std::max(stats.max_in_flight, running.size());
+    stats.in_flight = running.size() + running_unobserved;
+    stats.max_in_flight = std::max(stats.max_in_flight, stats.in_flight);
   }
 
   // How many prefetched messages can wait for a slot and still start with enough lock left.
@@ -254,7 +277,7 @@ struct processor::impl : std::enable_shared_from_this<impl> {
       dispatch();
     }
     loop_running = false;
-    drained->notify();
+    notify_drained();
   }
 
   void dispatch() {
@@ -311,10 +334,11 @@ struct processor::impl : std::enable_shared_from_this<impl> {
         it != running.end() && options.order_by_session && it->second->msg.session) {
       sessions_running.erase(*it->second->msg.session);
     }
-    running.erase(id);
+    if (running.erase(id) == 0 && running_unobserved > 0) --running_unobserved;
     note_in_flight();
-    capacity_changed->notify();
-    if (running.empty() || stopping) drained->notify();  // stop() may wait for this one
+    // A handler that finishes unobserved after stop() ends here: nobody is waiting any more.
+    notify_capacity_changed();
+    if (running.empty() || stopping) notify_drained();  // stop() may wait for this one
     dispatch();
   }
 
@@ -385,7 +409,9 @@ struct processor::impl : std::enable_shared_from_this<impl> {
     try {
       co_return co_await asio::co_spawn(
           pool,
-          [this, &msg]() -> awaitable<result<void>> {
+          // Its own copy of the executor: stop() lets go of `pool` while a handler may still be
+          // on its way there.
+          [this, &msg, pool = pool]() -> awaitable<result<void>> {
             // co_spawn starts inline when it can; hop off the strand first, so a handler's
             // synchronous work never holds up the processor (or the other handlers).
             co_await asio::post(pool, asio::use_awaitable);
@@ -410,7 +436,7 @@ struct processor::impl : std::enable_shared_from_this<impl> {
       co_return;
     }
     t->renewer_running = true;
-    asio::co_spawn(*strand, keep_renewed(t), asio::detached);
+    asio::co_spawn(co_await asio::this_coro::executor, keep_renewed(t), asio::detached);
 
     count(&processor_stats::handler_calls);
     const auto started_at = steady::now();
@@ -511,12 +537,14 @@ struct processor::impl : std::enable_shared_from_this<impl> {
     auto self = shared_from_this();
     shutdown_report out;
     if (!started) co_return out;
-    if (stop_report) {
+    if (stop_begun) {
       // Another stop() runs (or ran): it alone waits on `drained` with a deadline, so this one
       // waits for its report instead of re-arming that timer against it.
-      co_return co_await stop_report->report();
+      while (!final_report) co_await stop_finished->wait();
+      co_return *final_report;
     }
-    stop_report.emplace(*strand);
+    stop_begun = true;
+    stop_finished.emplace(*strand);
     stopping = true;
     capacity_changed->notify();
     const std::size_t running_at_stop = running.size();
@@ -557,8 +585,31 @@ struct processor::impl : std::enable_shared_from_this<impl> {
     while (loop_running || calls_in_provider > 0 || settling_after_handler()) {
       co_await drained->wait();
     }
-    stop_report->finish(out);
+    seal(out);
     co_return out;
+  }
+
+  // The end of the first stop(), on the strand. What is left running now (handlers finishing
+  // unobserved, released tasks) never waits on these objects again, so they go while the
+  // executor is alive; the caller may destroy it next, and the processor after it.
+  void seal(const shutdown_report& out) {
+    {
+      std::lock_guard lock(stop_mutex);
+      final_report = out;
+    }
+    stop_finished->notify();  // the stop() calls waiting read final_report, not the timer
+    stop_finished.reset();
+    capacity_changed.reset();
+    drained.reset();
+    // What is left running was released by this stop(): only its own coroutines use it now.
+    running_unobserved += running.size();
+    running.clear();
+    sessions_running.clear();
+    pool = asio::any_io_executor();
+    // The strand's implementation lives on while a handler or frame holds a copy of it (this
+    // one among them); only this handle goes.
+    std::lock_guard lock(stop_mutex);
+    strand.reset();
   }
 };
 
@@ -572,10 +623,13 @@ processor::~processor() {
   // Without stop() the loop is told to end; prefetched messages come back when locks expire. A
   // failed message waiting its abandon_delay is abandoned now, as at stop(): waited out, the
   // delay would keep the processor (and its client) alive for its whole length after this.
+  // After stop() there is nothing to tell (it did all this), and its executor may be gone:
+  // nothing is posted. stop() never resets the strand unless stop_called was set first.
+  if (impl_->stop_called) return;
   if (impl_->strand) {
     asio::post(*impl_->strand, [p = impl_] {
       p->stopping = true;
-      p->capacity_changed->notify();
+      p->notify_capacity_changed();
       for (auto& [id, t] : p->running) t->wake.notify();
     });
   }
@@ -593,8 +647,22 @@ void processor::start(asio::any_io_executor executor) {
 }
 
 awaitable<shutdown_report> processor::stop(milliseconds deadline) {
-  if (!impl_->strand) co_return shutdown_report{};
-  co_return co_await asio::co_spawn(*impl_->strand, impl_->shutdown(deadline), asio::use_awaitable);
+  impl_->stop_called = true;
+  std::optional<asio::strand<asio::any_io_executor>> on;
+  std::optional<shutdown_report> done;
+  {
+    // Once the first stop() has finished, its report is all there is: the strand is gone, and
+    // with it perhaps the executor.
+    std::lock_guard lock(impl_->stop_mutex);
+    if (impl_->final_report) {
+      done = impl_->final_report;
+    } else if (impl_->strand) {
+      on = impl_->strand;
+    }
+  }
+  if (done) co_return *done;
+  if (!on) co_return shutdown_report{};  // never started
+  co_return co_await asio::co_spawn(*on, impl_->shutdown(deadline), asio::use_awaitable);
 }
 
 processor_stats processor::stats() const {

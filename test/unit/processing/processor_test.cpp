@@ -515,6 +515,43 @@ TEST(Processor, StopReturnsOnlyOnceItsCallsInsideTheProviderHaveReturned) {
   EXPECT_EQ(got->front().body, "after");
 }
 
+// The same promise, read the other way round: the executor is destroyed after stop() and
+// before the processor, with a handler still running (it finishes unobserved, or here never).
+// The processor's destructor must then leave the executor alone: a post to it, or its strand
+// and timers destroyed after the io_context, would write into it (ASan: a use after free).
+TEST(Processor, DestroyedAfterItsStoppedExecutorItTouchesNothingOfIt) {
+  qrt::test::counted_provider_elsewhere provider;
+  const auto q = qrt::queue_name::from("work");
+  ASSERT_TRUE(provider.rt.block_on(provider.client.create_queue(q, {.lock_duration = 30s})));
+  ASSERT_TRUE(provider.rt.block_on(provider.client.send(q, qrt::message{.body = "slow"})));
+  qrt::test::counter started;
+  std::optional<qrt::processor> p;
+  qrt::shutdown_report first;
+  {
+    qrt::runtime rt{{.worker_threads = 1}};
+    p.emplace(
+        provider.client, q,
+        [&started](const received_message&) -> qrt::awaitable<qrt::result<void>> {
+          started.add();
+          boost::asio::steady_timer t(co_await boost::asio::this_coro::executor, 30s);
+          boost::system::error_code ignored;
+          co_await t.async_wait(boost::asio::redirect_error(boost::asio::use_awaitable, ignored));
+          co_return qrt::result<void>{};
+        },
+        qrt::processor_options{.max_concurrent_calls = 1, .receive_wait = 50ms});
+    p->start(rt.executor());
+    ASSERT_TRUE(started.wait_for_at_least(1));
+    first = rt.block_on(p->stop(10ms));
+    EXPECT_EQ(first.abandoned_running, 1u);
+  }
+  // A later stop() has the first one's report, and nothing of the executor to go to.
+  const auto again = provider.rt.block_on(p->stop(10ms));
+  EXPECT_EQ(again.abandoned_running, first.abandoned_running);
+  EXPECT_EQ(again.finished_in_time, first.finished_in_time);
+  p.reset();
+  EXPECT_EQ(provider.calls->in_flight(), 0);
+}
+
 // Contract P6: redelivery loops do not hammer a failing dependency. Once the breaker opens, no
 // handler runs (and nothing is received) until its open duration has passed; a good probe closes
 // it.
