@@ -98,6 +98,13 @@ class session_processor {
   /// back-off or an abandon_delay under way ends at once (its message abandoned). Returns
   /// only once no worker's call is inside the provider (a wait for a session ends within
   /// accept_wait), so the executor it ran on may be destroyed as soon as it returns.
+  ///
+  /// Destruction order: once a stop() has returned, the session processor holds nothing of the
+  /// executor, so the executor (its io_context, or the qrt::runtime) and the processor may be
+  /// destroyed in either order; handlers still running and the workers ending are destroyed
+  /// with the executor. Without a stop() that returned, destroy the processor first (its
+  /// destructor wakes the workers on the executor), then the executor. A later stop() returns
+  /// the first one's report and touches no executor, so it may come after the executor is gone.
   awaitable<shutdown_report> stop(milliseconds deadline);
 
   /// What it did so far.

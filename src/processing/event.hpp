@@ -8,7 +8,6 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <chrono>
-#include <optional>
 
 namespace qrt::detail {
 
@@ -35,28 +34,6 @@ class event {
 
  private:
   boost::asio::steady_timer timer_;
-};
-
-/// What the first stop() of a processor reports, for the stop() calls that come while it runs
-/// (or after): they wait for it and return the same report. A processor's shutdown waits on its
-/// `drained` event with a deadline, which only one waiter may do.
-template <class Report>
-class stop_once_of {
- public:
-  explicit stop_once_of(const boost::asio::any_io_executor& executor) : finished_(executor) {}
-  /// The first stop()'s report, once it has one.
-  boost::asio::awaitable<Report> report() {
-    while (!report_) co_await finished_.wait();
-    co_return *report_;
-  }
-  void finish(const Report& report) {
-    report_ = report;
-    finished_.notify();
-  }
-
- private:
-  event finished_;
-  std::optional<Report> report_;
 };
 
 }  // namespace qrt::detail

@@ -56,19 +56,27 @@ struct session_processor::impl : std::enable_shared_from_this<impl> {
   queue_name queue;
   message_handler handler;
   session_processor_options options;
-  asio::any_io_executor pool;
-  std::optional<asio::strand<asio::any_io_executor>> control;        // stop() runs here
-  std::optional<detail::event> drained;                              // on `control`
-  std::optional<detail::stop_once_of<shutdown_report>> stop_report;  // on `control`; set by stop()
+  // The executor-bound objects the impl owns (`control` and its events, the workers' wake-ups,
+  // the held sessions' timers) last from start() until the first stop() has finished: it
+  // destroys them or lets go of them then, while the executor is alive, so that a processor that
+  // outlives its executor (stop(), then the io_context destroyed, then the processor) touches
+  // nothing of it. The workers and handlers own what they still use after that.
+  std::optional<asio::strand<asio::any_io_executor>> control;  // stop() runs here; calls_mutex
+  std::optional<detail::event> drained;                        // on `control`
+  std::optional<detail::event> stop_finished;  // on `control`: later stop() calls wait on it
+  bool stop_begun = false;                     // on `control`
   std::atomic<bool> stopping{false};
   std::atomic<std::size_t> workers_running{0};
   bool started = false;
+  std::atomic<bool> sealed{false};  // the first stop() has let go of the executor-bound objects
 
   // Calls the workers have made to the provider that have not returned yet; once stop() has
   // seen none left it seals them off (see shutdown()).
   std::mutex calls_mutex;
   std::size_t calls_in_provider = 0;
   bool calls_sealed = false;
+  // The first stop()'s report, for the later ones: outside any timer, which is gone by then.
+  std::optional<shutdown_report> final_report;  // under calls_mutex
 
   // Every call a worker makes to the provider is bracketed by these two. False once stop() has
   // returned: the call is not made (its session was closed by then, or the worker is ending).
@@ -82,8 +90,15 @@ struct session_processor::impl : std::enable_shared_from_this<impl> {
   }
   void leave_provider() {
     std::lock_guard lock(calls_mutex);
-    if (--calls_in_provider == 0)
-      asio::post(*control, [self = shared_from_this()] { self->drained->notify(); });
+    if (--calls_in_provider == 0) post_drained();
+  }
+  // Tells stop() (on `control`) to look again. Under calls_mutex: once sealed, `control` is gone
+  // and nothing waits any more. A notification already posted then finds `drained` gone too.
+  void post_drained() {
+    if (calls_sealed) return;
+    asio::post(*control, [self = shared_from_this()] {
+      if (self->drained) self->drained->notify();
+    });
   }
 
   std::mutex held_mutex;
@@ -102,7 +117,8 @@ struct session_processor::impl : std::enable_shared_from_this<impl> {
   std::uint64_t hold(std::shared_ptr<held_session> s) {
     std::lock_guard lock(held_mutex);
     const auto id = next_id++;
-    held.emplace(id, std::move(s));
+    // Once sealed, stop() looks at `held` no more, and its timers must not outlive the worker.
+    if (!sealed) held.emplace(id, std::move(s));
     std::lock_guard slock(stats_mutex);
     stats.max_sessions_held = std::max(stats.max_sessions_held, held.size());
     return id;
@@ -121,7 +137,7 @@ struct session_processor::impl : std::enable_shared_from_this<impl> {
   std::shared_ptr<detail::event> add_waker(const asio::any_io_executor& worker_strand) {
     auto wake = std::make_shared<detail::event>(worker_strand);
     std::lock_guard lock(wakers_mutex);
-    wakers.emplace_back(worker_strand, wake);
+    if (!sealed) wakers.emplace_back(worker_strand, wake);  // else stop() woke all it will
     return wake;
   }
   void wake_workers() {
@@ -178,11 +194,12 @@ struct session_processor::impl : std::enable_shared_from_this<impl> {
     s->renewer_exited.notify();
   }
 
-  awaitable<result<void>> call_handler(const received_message& msg) {
+  awaitable<result<void>> call_handler(const asio::any_io_executor& pool,
+                                       const received_message& msg) {
     try {
       co_return co_await asio::co_spawn(
           pool,
-          [this, &msg]() -> awaitable<result<void>> {
+          [this, &msg, pool]() -> awaitable<result<void>> {
             co_await asio::post(pool, asio::use_awaitable);  // off the worker's strand
             co_return co_await handler(msg);
           },
@@ -277,7 +294,8 @@ struct session_processor::impl : std::enable_shared_from_this<impl> {
   // Handles one batch strictly in order. A failure that is abandoned ends the batch: the rest
   // is abandoned with it so nothing overtakes it. Settlements go out after each message, or
   // once for the whole batch (options.settle).
-  awaitable<batch_end> handle_batch(held_session& s, std::vector<received_message>& batch) {
+  awaitable<batch_end> handle_batch(const asio::any_io_executor& pool, held_session& s,
+                                    std::vector<received_message>& batch) {
     const bool per_message = options.settle == batch_settlement::per_message;
     pending_settlements pending;
     for (std::size_t i = 0; i < batch.size(); ++i) {
@@ -298,7 +316,7 @@ struct session_processor::impl : std::enable_shared_from_this<impl> {
       count(&session_processor_stats::handler_calls);
       s.busy = true;
       const auto started_at = steady::now();
-      auto outcome = co_await call_handler(msg);
+      auto outcome = co_await call_handler(pool, msg);
       const auto handler_duration = steady::now() - started_at;
       s.busy = false;
       if (s.released) {  // shutdown closed the session meanwhile: the messages went back
@@ -347,7 +365,9 @@ struct session_processor::impl : std::enable_shared_from_this<impl> {
 
   // Handles one session until it is idle, lost or stopped. Returns what ended it early, if
   // anything did.
-  awaitable<std::optional<error>> run_session(std::shared_ptr<held_session> s) {
+  // `pool`: where handlers run, the worker's own copy (the impl keeps none, see `control`).
+  awaitable<std::optional<error>> run_session(asio::any_io_executor pool,
+                                              std::shared_ptr<held_session> s) {
     const auto held_since = steady::now();  // just accepted
     const auto id = hold(s);
     s->locked_until = s->receiver.locked_until();
@@ -373,7 +393,7 @@ struct session_processor::impl : std::enable_shared_from_this<impl> {
         count(&session_processor_stats::sessions_released_idle);
         break;
       }
-      const auto end = co_await handle_batch(*s, *batch);
+      const auto end = co_await handle_batch(pool, *s, *batch);
       if (end == batch_end::lost) {
         lost = true;
         break;
@@ -397,7 +417,7 @@ struct session_processor::impl : std::enable_shared_from_this<impl> {
     co_return s->failure;
   }
 
-  awaitable<void> worker() {
+  awaitable<void> worker(asio::any_io_executor pool) {
     auto self = shared_from_this();
     const auto stop_wake = add_waker(co_await asio::this_coro::executor);
     std::uint32_t failures = 0;
@@ -428,8 +448,8 @@ struct session_processor::impl : std::enable_shared_from_this<impl> {
       detail::tell_session(options.on_session, queue, session_event_kind::accepted,
                            steady::now() - asked_at);
       auto ex = co_await asio::this_coro::executor;
-      const auto ended_by =
-          co_await run_session(std::make_shared<held_session>(ex, std::move(*accepted), stop_wake));
+      const auto ended_by = co_await run_session(
+          pool, std::make_shared<held_session>(ex, std::move(*accepted), stop_wake));
       if (!ended_by) {
         failures = 0;
         continue;
@@ -441,19 +461,27 @@ struct session_processor::impl : std::enable_shared_from_this<impl> {
       co_await pause(*stop_wake, options.retry.delay_after(*ended_by, failures));
     }
     --workers_running;
-    asio::post(*control, [self] { self->drained->notify(); });
+    std::lock_guard lock(calls_mutex);
+    post_drained();
   }
 
   awaitable<shutdown_report> shutdown(milliseconds deadline) {
     auto self = shared_from_this();
     shutdown_report out;
     if (!started) co_return out;
-    if (stop_report) {
+    if (stop_begun) {
       // Another stop() runs (or ran): it alone waits on `drained` with a deadline, so this one
       // waits for its report instead of re-arming that timer against it.
-      co_return co_await stop_report->report();
+      for (;;) {
+        {
+          std::lock_guard lock(calls_mutex);
+          if (final_report) co_return *final_report;
+        }
+        co_await stop_finished->wait();
+      }
     }
-    stop_report.emplace(*control);
+    stop_begun = true;
+    stop_finished.emplace(*control);
     stopping = true;
     wake_workers();
     const auto until = detail::deadline_after(steady::now(), deadline);
@@ -482,13 +510,37 @@ struct session_processor::impl : std::enable_shared_from_this<impl> {
         std::lock_guard lock(calls_mutex);
         if (calls_in_provider == 0) {
           calls_sealed = true;
+          final_report = out;
           break;
         }
       }
       co_await drained->wait();
     }
-    stop_report->finish(out);
+    seal();
     co_return out;
+  }
+
+  // The end of the first stop(), on `control`, once calls are sealed (nothing posts to `control`
+  // any more). What still runs (workers ending, handlers finishing unobserved) owns what it uses,
+  // so the rest goes now, while the executor is alive: the caller may destroy it next, and the
+  // processor after it.
+  void seal() {
+    sealed = true;
+    stop_finished->notify();  // the stop() calls waiting read final_report, not the timer
+    stop_finished.reset();
+    drained.reset();
+    {
+      std::lock_guard lock(wakers_mutex);
+      wakers.clear();
+    }
+    {
+      std::lock_guard lock(held_mutex);
+      held.clear();
+    }
+    // The strand's implementation lives on while a handler or frame holds a copy of it (this
+    // one among them); only this handle goes.
+    std::lock_guard lock(calls_mutex);
+    control.reset();
   }
 };
 
@@ -510,19 +562,30 @@ session_processor::~session_processor() {
 void session_processor::start(asio::any_io_executor executor) {
   if (impl_->started) return;
   impl_->started = true;
-  impl_->pool = executor;
   impl_->control.emplace(asio::make_strand(executor));
   impl_->drained.emplace(*impl_->control);
   impl_->workers_running = impl_->options.max_concurrent_sessions;
   for (std::size_t i = 0; i < impl_->options.max_concurrent_sessions; ++i) {
-    asio::co_spawn(asio::make_strand(executor), impl_->worker(), asio::detached);
+    asio::co_spawn(asio::make_strand(executor), impl_->worker(executor), asio::detached);
   }
 }
 
 awaitable<shutdown_report> session_processor::stop(milliseconds deadline) {
-  if (!impl_->control) co_return shutdown_report{};
-  co_return co_await asio::co_spawn(*impl_->control, impl_->shutdown(deadline),
-                                    asio::use_awaitable);
+  std::optional<asio::strand<asio::any_io_executor>> on;
+  std::optional<shutdown_report> done;
+  {
+    // Once the first stop() has finished, its report is all there is: `control` is gone, and
+    // with it perhaps the executor.
+    std::lock_guard lock(impl_->calls_mutex);
+    if (impl_->final_report) {
+      done = impl_->final_report;
+    } else if (impl_->control) {
+      on = impl_->control;
+    }
+  }
+  if (done) co_return *done;
+  if (!on) co_return shutdown_report{};  // never started
+  co_return co_await asio::co_spawn(*on, impl_->shutdown(deadline), asio::use_awaitable);
 }
 
 session_processor_stats session_processor::stats() const {

@@ -13,6 +13,7 @@
 #include <future>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <qrt/fault_injection.hpp>
 #include <qrt/memory.hpp>
 #include <qrt/runtime.hpp>
@@ -235,6 +236,37 @@ TEST(SessionProcessor, StopReturnsOnlyOnceItsCallsInsideTheProviderHaveReturned)
   ASSERT_TRUE(got);
   ASSERT_EQ(got->size(), 1u);
   EXPECT_EQ(got->front().body, "after");
+}
+
+// The same promise, read the other way round: the executor is destroyed after stop() and
+// before the processor. The processor's destructor must then leave the executor alone: its
+// strand, timers and the workers' wake-ups destroyed after the io_context would write into it
+// (ASan reports a use after free).
+TEST(SessionProcessor, DestroyedAfterItsStoppedExecutorItTouchesNothingOfIt) {
+  qrt::test::counted_provider_elsewhere provider;
+  const auto q = qrt::queue_name::from("sessions");
+  ASSERT_TRUE(provider.rt.block_on(provider.client.create_queue(q, {.requires_session = true})));
+  std::optional<qrt::session_processor> p;
+  qrt::shutdown_report first;
+  {
+    qrt::runtime rt{{.worker_threads = 2}};
+    p.emplace(
+        provider.client, q,
+        [](const received_message&) -> qrt::awaitable<qrt::result<void>> {
+          co_return qrt::result<void>{};
+        },
+        qrt::session_processor_options{.max_concurrent_sessions = 2, .accept_wait = 50ms});
+    p->start(rt.executor());
+    ASSERT_TRUE(provider.calls->started.wait_for_at_least(2));
+    first = rt.block_on(p->stop(10ms));
+  }
+  // A later stop() has the first one's report, and nothing of the executor to go to.
+  const auto again = provider.rt.block_on(p->stop(10ms));
+  EXPECT_EQ(again.abandoned_running, first.abandoned_running);
+  EXPECT_EQ(again.abandoned_buffered, first.abandoned_buffered);
+  EXPECT_EQ(again.finished_in_time, first.finished_in_time);
+  p.reset();
+  EXPECT_EQ(provider.calls->in_flight(), 0);
 }
 
 // A handler that throws something not derived from std::exception fails that message like any
