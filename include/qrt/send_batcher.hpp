@@ -32,7 +32,9 @@ struct send_batcher_stats {
 
 /// Thread-safe: send() may be called from any coroutine. A resent entry can land after entries
 /// queued later (it is retried on its own), so use one send per message where the order within
-/// a session matters.
+/// a session matters. It owns a strand and timers of `executor` from construction on and has
+/// no stop(): like an Asio I/O object, destroy it before that executor (its io_context, or the
+/// qrt::runtime), never after.
 class send_batcher {
  public:
   /// Batches sends through `client`; its delay timers run on `executor`.
