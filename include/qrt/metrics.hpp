@@ -190,6 +190,12 @@ class registry {
   histogram_family& add_histogram(std::string name, std::string help,
                                   std::vector<double> upper_bounds,
                                   std::vector<std::string> label_names = {});
+  /// Registers (or finds) a counter whose series a collector copies from a running total kept
+  /// elsewhere, which need not be a whole number (CPU seconds the kernel counts): exposed with
+  /// TYPE counter, held as gauges the collector set(). Set them only to values that never
+  /// decrease. Its name conflicts with an add_counter() of the same name.
+  gauge_family& add_sampled_counter(std::string name, std::string help,
+                                    std::vector<std::string> label_names = {});
 
   /// The Prometheus text exposition format 0.0.4, families in registration order. Runs the
   /// collectors first.
@@ -205,7 +211,8 @@ class registry {
  private:
   struct entry;
   entry& find_or_add(metric_type type, std::string name, std::string help,
-                     std::vector<std::string> label_names, std::vector<double> buckets);
+                     std::vector<std::string> label_names, std::vector<double> buckets,
+                     bool sampled = false);
   mutable std::mutex mutex_;
   std::vector<std::unique_ptr<entry>> entries_;
   mutable std::mutex collectors_mutex_;  // held while collectors run

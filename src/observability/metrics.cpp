@@ -194,7 +194,7 @@ registry::~registry() = default;
 
 registry::entry& registry::find_or_add(metric_type type, std::string name, std::string help,
                                        std::vector<std::string> label_names,
-                                       std::vector<double> buckets) {
+                                       std::vector<double> buckets, bool sampled) {
   auto reject = [&](const std::string& why) {
     throw qrt::exception(qrt::fail(errc::invalid_argument, "metric '" + name + "': " + why));
   };
@@ -215,6 +215,10 @@ registry::entry& registry::find_or_add(metric_type type, std::string name, std::
   for (auto& e : entries_) {
     if (e->name() != name) continue;
     if (e->type != type) reject("already registered as a " + std::string(type_name(e->type)));
+    if ((e->gauges != nullptr) != (sampled || type == metric_type::gauge)) {
+      reject(sampled ? "already registered as a counter of whole increments"
+                     : "already registered as a sampled counter");
+    }
     if (e->label_names() != label_names) reject("already registered with other labels");
     if (type == metric_type::histogram && e->histograms->buckets_ != buckets) {
       reject("already registered with other buckets");
@@ -225,6 +229,11 @@ registry::entry& registry::find_or_add(metric_type type, std::string name, std::
   e->type = type;
   switch (type) {
     case metric_type::counter:
+      if (sampled) {
+        e->gauges.reset(
+            new gauge_family(std::move(name), std::move(help), std::move(label_names), {}));
+        break;
+      }
       e->counters.reset(
           new counter_family(std::move(name), std::move(help), std::move(label_names), {}));
       break;
@@ -252,6 +261,13 @@ gauge_family& registry::add_gauge(std::string name, std::string help,
                                   std::vector<std::string> label_names) {
   return *find_or_add(metric_type::gauge, std::move(name), std::move(help), std::move(label_names),
                       {})
+              .gauges;
+}
+
+gauge_family& registry::add_sampled_counter(std::string name, std::string help,
+                                            std::vector<std::string> label_names) {
+  return *find_or_add(metric_type::counter, std::move(name), std::move(help),
+                      std::move(label_names), {}, true)
               .gauges;
 }
 
@@ -299,8 +315,22 @@ std::string registry::expose() const {
       out += type_name(e->type);
       out += '\n';
     };
+    auto gauge_samples = [&] {
+      header(*e->gauges);
+      e->gauges->for_each([&](const auto& values, const gauge& g) {
+        out += e->gauges->name();
+        append_labels(out, e->gauges->label_names(), values);
+        out += ' ';
+        append_number(out, g.value());
+        out += '\n';
+      });
+    };
     switch (e->type) {
       case metric_type::counter:
+        if (e->gauges) {  // a sampled counter
+          gauge_samples();
+          break;
+        }
         header(*e->counters);
         e->counters->for_each([&](const auto& values, const counter& c) {
           out += e->counters->name();
@@ -311,14 +341,7 @@ std::string registry::expose() const {
         });
         break;
       case metric_type::gauge:
-        header(*e->gauges);
-        e->gauges->for_each([&](const auto& values, const gauge& g) {
-          out += e->gauges->name();
-          append_labels(out, e->gauges->label_names(), values);
-          out += ' ';
-          append_number(out, g.value());
-          out += '\n';
-        });
+        gauge_samples();
         break;
       case metric_type::histogram: {
         const auto& fam = *e->histograms;

@@ -90,6 +90,15 @@ TEST(Exposition, PromtoolAcceptsTheRuntimeMetrics) {
   EXPECT_EQ(check.output, "") << "promtool lint findings";
 }
 
+TEST(Exposition, WritesASampledCounterAsACounterWithItsFraction) {
+  registry r;
+  r.add_sampled_counter("app_cpu_seconds_total", "CPU time").with({}).set(1.25);
+  EXPECT_EQ(r.expose(),
+            "# HELP app_cpu_seconds_total CPU time\n"
+            "# TYPE app_cpu_seconds_total counter\n"
+            "app_cpu_seconds_total 1.25\n");
+}
+
 TEST(Exposition, PromtoolRejectsABrokenExpositionSoTheCheckAboveMeansSomething) {
   const auto check = promtool_check("# TYPE x counter\nx{queue=\"unterminated} 1\n");
   EXPECT_NE(check.exit_code, 0) << check.output;

@@ -117,6 +117,12 @@ TEST(Registry, RefusesConflictingAndInvalidRegistrationsNamingTheMetric) {
   expect_rejected([&] { r.add_gauge("test_total", "g", {"queue"}); },
                   "already registered as a counter");
   expect_rejected([&] { r.add_counter("test_total", "c", {"provider"}); }, "other labels");
+  expect_rejected([&] { r.add_sampled_counter("test_total", "c", {"queue"}); },
+                  "counter of whole increments");
+  r.add_sampled_counter("test_seconds_total", "s");
+  expect_rejected([&] { r.add_counter("test_seconds_total", "s"); }, "sampled counter");
+  expect_rejected([&] { r.add_gauge("test_seconds_total", "s"); },
+                  "already registered as a counter");
   expect_rejected([&] { r.add_counter("1bad", "c"); }, "not a valid Prometheus metric name");
   expect_rejected([&] { r.add_counter("ok_total", "c", {"le"}); }, "label 'le'");
   expect_rejected([&] { r.add_counter("ok_total", "c", {"bad-label"}); }, "label 'bad-label'");
