@@ -44,6 +44,7 @@ int main() {
   // stops may hold the instrumented provider, which reports to them until it is destroyed.
   qrt::metrics::registry registry;
   qrt::metrics::runtime_metrics metrics(registry);
+  qrt::metrics::add_process_metrics(registry);  // process_cpu_seconds_total, ..._memory_bytes, ...
   qrt::runtime rt(qrt::runtime_configuration::for_low_resource());
   auto provider = qrt::metrics::instrument(
       qrt::memory::make_provider(qrt::memory::options::for_testing(), rt.executor()).value(),

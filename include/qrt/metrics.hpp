@@ -14,6 +14,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <qrt/circuit_breaker.hpp>
 #include <qrt/error.hpp>
 #include <qrt/processing_observer.hpp>
@@ -339,6 +340,40 @@ std::function<void(breaker_state from, breaker_state to)> record_breaker(runtime
 /// queue_runtime_retries_total{queue,provider,operation}; queue "unknown" for settlements.
 /// `metrics` must outlive it.
 retry_observer count_retries(runtime_metrics& metrics, std::string provider);
+
+/// This process's resource use as Linux reports it in /proc. A field is empty when its source
+/// was missing or did not parse.
+struct process_usage {
+  std::optional<double> cpu_seconds;         ///< user plus system CPU time
+  std::optional<double> resident_bytes;      ///< resident set size
+  std::optional<double> virtual_bytes;       ///< virtual memory size
+  std::optional<double> start_time_seconds;  ///< when the process started, since the Unix epoch
+  std::optional<double> open_fds;            ///< file descriptors open now
+  std::optional<double> max_fds;             ///< the soft limit on open file descriptors
+};
+
+/// The text of the /proc files process_usage comes from, and the units to scale it by.
+struct proc_text {
+  std::string_view stat;          ///< /proc/self/stat
+  std::string_view statm;         ///< /proc/self/statm
+  std::string_view limits;        ///< /proc/self/limits
+  std::string_view system_stat;   ///< /proc/stat, for its btime line
+  double ticks_per_second = 100;  ///< sysconf(_SC_CLK_TCK): the unit of CPU and start times
+  double page_size = 4096;        ///< sysconf(_SC_PAGESIZE): the unit of statm
+};
+
+/// Parses that text. A line or field that is missing, cut short or not a whole number leaves
+/// its value empty rather than guessing; an unlimited descriptor limit leaves max_fds empty.
+/// open_fds is never set here (it is counted from /proc/self/fd).
+process_usage parse_process_usage(const proc_text& text);
+
+/// Adds the series every Prometheus client library exports for its process, refreshed from
+/// /proc by a collector at each expose(): process_cpu_seconds_total (counter, seconds),
+/// process_resident_memory_bytes, process_virtual_memory_bytes, process_open_fds,
+/// process_max_fds and process_start_time_seconds (gauges). A series whose source cannot be
+/// read or parsed is left out (on a system without /proc, all are). Returns the collector's id
+/// for registry::remove_collector().
+std::uint64_t add_process_metrics(registry& r);
 
 template <class Series>
 Series& family<Series>::with(std::vector<std::string> values) {

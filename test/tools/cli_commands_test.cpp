@@ -384,6 +384,26 @@ TEST(Process, ItsMetricsShowTheQueueDepth) {
   std::filesystem::remove_all(dir);
 }
 
+// The resource alerts (monitoring/qrt-alerts.yml) need the process series where qrt serves its
+// metrics: before, `qrt process --metrics-listen` served none.
+TEST(Process, ItsMetricsShowTheProcessResources) {
+  const config cfg{{"provider", "memory"}, {"queues", "jobs"}};
+  process_options o;
+  o.command = "cat > /dev/null";
+  o.idle_exit = 100ms;
+  o.metrics_listen = "127.0.0.1:0";
+  std::ostringstream log;
+  auto r = process(cfg, queue_name::from("jobs"), o, log);
+  ASSERT_TRUE(r) << r.error().to_string();
+  for (const char* series : {"process_cpu_seconds_total", "process_resident_memory_bytes",
+                             "process_open_fds", "process_max_fds", "process_start_time_seconds"}) {
+    const auto at = r->metrics.find("\n" + std::string(series) + " ");
+    ASSERT_NE(at, std::string::npos) << series << "\n" << r->metrics;
+  }
+  const auto at = r->metrics.find("\nprocess_resident_memory_bytes ");
+  EXPECT_GT(std::strtod(r->metrics.c_str() + at + 31, nullptr), 0) << r->metrics;
+}
+
 TEST(Process, RefusesABadListenAddressAndAMissingCommandByName) {
   const config cfg{{"provider", "memory"}, {"queues", "jobs"}};
   std::ostringstream log;

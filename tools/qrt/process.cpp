@@ -232,6 +232,8 @@ result<process_report> process(const config& cfg, const queue_name& q, const pro
   metrics::runtime_metrics metrics(registry);
   std::unique_ptr<metrics::metrics_server> server;
   if (listen) {
+    // Resource alerts (monitoring/qrt-alerts.yml) watch the process as a whole.
+    metrics::add_process_metrics(registry);
     auto s = metrics::metrics_server::start(registry, *listen);
     if (!s) return s.error();
     server = std::move(*s);

@@ -99,6 +99,16 @@ TEST(Exposition, WritesASampledCounterAsACounterWithItsFraction) {
             "app_cpu_seconds_total 1.25\n");
 }
 
+TEST(Exposition, PromtoolAcceptsTheProcessMetrics) {
+  registry r;
+  add_process_metrics(r);
+  const auto text = r.expose();
+  ASSERT_NE(text.find("\nprocess_cpu_seconds_total "), std::string::npos) << text;
+  const auto check = promtool_check(text);
+  EXPECT_EQ(check.exit_code, 0) << check.output << "\n--- exposition ---\n" << text;
+  EXPECT_EQ(check.output, "") << "promtool lint findings";
+}
+
 TEST(Exposition, PromtoolRejectsABrokenExpositionSoTheCheckAboveMeansSomething) {
   const auto check = promtool_check("# TYPE x counter\nx{queue=\"unterminated} 1\n");
   EXPECT_NE(check.exit_code, 0) << check.output;
