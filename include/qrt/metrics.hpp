@@ -320,7 +320,9 @@ struct runtime_metrics {
 /// queue_runtime_message_latency_seconds (enqueue to settlement; skipped for a message whose
 /// provider gave no enqueued time) and, for a handler that failed,
 /// queue_runtime_errors_total{operation="process", error: its errc}. Dead letters are counted by
-/// the instrumented provider (instrument()), not here. `metrics` must outlive it.
+/// the instrumented provider (instrument()), not here. Nor is a batch size: a processor runs a
+/// handler per message, and the batches it takes are its receive calls, which instrument()
+/// records in queue_runtime_batch_sizes{operation="receive"}. `metrics` must outlive it.
 processing_observer record_processing(runtime_metrics& metrics, std::string provider);
 
 /// A session observer (session_processor_options::on_session) that records the sessions held
