@@ -352,6 +352,8 @@ struct run_state {
   std::atomic<std::uint64_t> received{0};
   std::atomic<std::uint64_t> send_errors{0}, receive_errors{0}, complete_errors{0}, duplicates{0};
   std::atomic<std::uint64_t> send_calls{0}, receive_calls{0}, received_raw{0};
+  // Every call (empty and failed receives too) and those that failed in whole or in part.
+  std::atomic<std::uint64_t> calls{0}, failed_calls{0};
   std::atomic<bool> producers_done{false};
   std::atomic<bool> finished{false};
   std::atomic<std::int64_t> last_send_end_ns{0}, first_receive_ns{-1}, last_complete_ns{0};
@@ -431,8 +433,10 @@ awaitable<void> produce(run_state& s, std::size_t index) {
     const auto t1 = steady::now();
     stats.send.record(t1 - t0);
     s.send_calls.fetch_add(1, std::memory_order_relaxed);
+    s.calls.fetch_add(1, std::memory_order_relaxed);
     mine += n;
     if (!r) {
+      s.failed_calls.fetch_add(1, std::memory_order_relaxed);
       s.send_errors += n;
       if (!r.error().is_transient()) {
         s.stop_with(r.error());
@@ -450,7 +454,10 @@ awaitable<void> produce(run_state& s, std::size_t index) {
         failed = outcome.error();
       }
     }
-    if (failed) s.note(*failed);
+    if (failed) {
+      s.note(*failed);
+      s.failed_calls.fetch_add(1, std::memory_order_relaxed);
+    }
     s.send_errors += n - ok;
     s.sent.fetch_add(ok, std::memory_order_relaxed);
     stats.series.add_sent(ns_since(s.start, t1), ok);
@@ -469,7 +476,9 @@ awaitable<void> consume(run_state& s, std::size_t index) {
     auto r = co_await s.client.receive(s.queue, s.o.receive_batch, s.o.receive_wait);
     const auto t1 = steady::now();
     stats.receive.record(t1 - t0);
+    s.calls.fetch_add(1, std::memory_order_relaxed);
     if (!r) {
+      s.failed_calls.fetch_add(1, std::memory_order_relaxed);
       ++s.receive_errors;
       s.note(r.error());
       if (!r.error().is_transient()) {
@@ -530,6 +539,10 @@ awaitable<void> consume(run_state& s, std::size_t index) {
     settles = {};
     const auto c1 = steady::now();
     stats.complete.record(c1 - c0);
+    s.calls.fetch_add(1, std::memory_order_relaxed);
+    // The call failed if any settlement in it did, this run's message or not.
+    if (std::any_of(results.begin(), results.end(), [](const auto& x) { return !x; }))
+      s.failed_calls.fetch_add(1, std::memory_order_relaxed);
     std::uint64_t ok = 0, failures = 0;
     std::optional<error> failed;
     for (std::size_t i = 0; i < results.size(); ++i) {
@@ -612,6 +625,8 @@ result<bench_result> run_benchmark(const bench_options& o) {
 
   run_state s(o, client, *queue);
   s.processing = s_processing ? &*s_processing : nullptr;
+  // Setting the queue up may have opened the first connection: that one is not the run's.
+  const auto connections_before = p->connections();
   const auto usage_before = resource_usage::now();
   s.start = steady::now();
   if (o.duration) s.deadline = s.start + *o.duration;
@@ -629,6 +644,7 @@ result<bench_result> run_benchmark(const bench_options& o) {
   s.finished = true;
   progress_line.finish();
   const auto usage_after = resource_usage::now();
+  const auto connections_after = p->connections();
 
   if (made_queue) rt.run(p->delete_queue(*queue));
   rt.shutdown();
@@ -686,6 +702,15 @@ result<bench_result> run_benchmark(const bench_options& o) {
       out.wall_s > 0 ? out.cpu_s / (out.wall_s * std::max(1u, std::thread::hardware_concurrency()))
                      : 0;
   out.peak_rss_bytes = usage_after.peak_rss_bytes;
+  out.provider_calls = s.calls;
+  out.failed_calls = s.failed_calls;
+  // A provider that never opened nor tried to open a connection has none (the embedded one):
+  // it has no pool whose reuse could be measured.
+  if (connections_after.connections_opened > 0 || connections_after.connection_failures > 0) {
+    out.connections_opened =
+        connections_after.connections_opened -
+        std::min(connections_before.connections_opened, connections_after.connections_opened);
+  }
   // The series ends with the last message moved, not when consumers noticed the end.
   std::vector<time_buckets> parts;
   for (auto& pr : s.producers) parts.push_back(std::move(pr.series));

@@ -494,6 +494,12 @@ std::string format_table(const report& rep) {
                 static_cast<unsigned long long>(r.complete_errors),
                 static_cast<unsigned long long>(r.duplicates));
   out += buf;
+  std::snprintf(buf, sizeof buf, "  provider calls %llu, failed %llu; connections opened %s\n",
+                static_cast<unsigned long long>(r.provider_calls),
+                static_cast<unsigned long long>(r.failed_calls),
+                r.connections_opened ? std::to_string(*r.connections_opened).c_str()
+                                     : "none (the provider has no connections)");
+  out += buf;
   if (rep.half_rate) {
     const auto& half = *rep.half_rate;
     std::string raw_achieved;
@@ -638,6 +644,13 @@ std::string to_json(const report& rep) {
   o["errors"] = boost::json::object{
       {"send", r.send_errors}, {"receive", r.receive_errors}, {"complete", r.complete_errors}};
   o["redeliveries"] = r.duplicates;
+  o["provider_calls"] = r.provider_calls;
+  o["failed_calls"] = r.failed_calls;
+  if (r.connections_opened) {
+    o["connections_opened"] = *r.connections_opened;
+  } else {
+    o["connections_opened"] = nullptr;
+  }
   if (rep.baseline) {
     o["baseline"] =
         boost::json::object{{"name", rep.baseline->name},

@@ -1,6 +1,7 @@
 // Behaviour of the harness (counts, validation, report files), never its speed.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <qrt/bench/extra_runs.hpp>
@@ -40,6 +41,10 @@ TEST(Harness, EveryMessageSentIsReceivedAndCompletedOnTheEmbeddedProvider) {
   EXPECT_LE(r->e2e.p50_us, r->e2e.p99_us);
   EXPECT_LE(r->e2e.p99_us, r->e2e.max_us);
   EXPECT_GT(r->peak_rss_bytes, 0u);
+  // 301 sends, then at least 301 receives that brought messages and as many settlements.
+  EXPECT_GE(r->provider_calls, 3u * 301);
+  EXPECT_EQ(r->failed_calls, 0u);
+  EXPECT_FALSE(r->connections_opened) << "the embedded provider has no connections to count";
 }
 
 TEST(Harness, RefusesInvalidOptionsNamingTheProblem) {
@@ -170,6 +175,100 @@ class depth_unknown final : public provider {
   provider_ptr inner_;
   capabilities caps_;
 };
+
+// A provider over connections, as a network one: its first call opens one, and every fourth
+// send opens another (as a pool that lets connections go). The third send refuses its first
+// message (the call fails for one of its messages); everything else is the wrapped provider's.
+class connecting final : public provider {
+ public:
+  explicit connecting(provider_ptr inner) : inner_(std::move(inner)) {}
+  std::string_view name() const noexcept override { return inner_->name(); }
+  const capabilities& caps() const noexcept override { return inner_->caps(); }
+  connection_stats connections() const noexcept override {
+    connection_stats c;
+    c.connections_opened = opened_.load();
+    return c;
+  }
+  awaitable<result<void>> create_queue(const queue_name& q, const queue_options& o) override {
+    connect();
+    return inner_->create_queue(q, o);
+  }
+  awaitable<result<void>> delete_queue(const queue_name& q) override {
+    connect();
+    return inner_->delete_queue(q);
+  }
+  awaitable<result<queue_stats>> stats(const queue_name& q) override {
+    connect();
+    return inner_->stats(q);
+  }
+  awaitable<result<std::vector<send_outcome>>> send(const queue_name& q, std::vector<message> m,
+                                                    milliseconds timeout) override {
+    connect();
+    const auto n = ++sends_;
+    if (n % 4 == 0) ++opened_;
+    if (n != 3 || m.empty()) co_return co_await inner_->send(q, std::move(m), timeout);
+    m.erase(m.begin());
+    auto rest = co_await inner_->send(q, std::move(m), timeout);
+    if (!rest) co_return rest.error();
+    std::vector<send_outcome> out;
+    out.push_back(fail(errc::message_too_large, "refused by the test"));
+    for (auto& o : *rest) out.push_back(std::move(o));
+    co_return out;
+  }
+  awaitable<result<std::vector<received_message>>> receive(const queue_name& q, std::size_t max,
+                                                           milliseconds wait) override {
+    connect();
+    return inner_->receive(q, max, wait);
+  }
+  awaitable<result<std::vector<received_message>>> peek(const queue_name& q, std::size_t max,
+                                                        std::int64_t from) override {
+    connect();
+    return inner_->peek(q, max, from);
+  }
+  awaitable<std::vector<result<void>>> settle(std::vector<settlement> s) override {
+    connect();
+    return inner_->settle(std::move(s));
+  }
+  awaitable<result<time_point>> renew_lock(const receipt_handle& r) override {
+    return inner_->renew_lock(r);
+  }
+  awaitable<result<std::shared_ptr<session_receiver>>> accept_session(
+      const queue_name& q, std::optional<session_id> session, milliseconds wait) override {
+    return inner_->accept_session(q, std::move(session), wait);
+  }
+  awaitable<void> close() override { return inner_->close(); }
+
+ private:
+  void connect() {
+    std::uint64_t none = 0;
+    opened_.compare_exchange_strong(none, 1);
+  }
+  provider_ptr inner_;
+  std::atomic<std::uint64_t> opened_{0}, sends_{0};
+};
+
+// The figures the availability and connection pool targets are checked against: the run's own
+// calls, those that failed, and the connections opened while it ran (the one the queue's setup
+// opened before it is not the run's).
+TEST(Harness, ARunCountsItsCallsTheFailedOnesAndTheConnectionsItOpened) {
+  bench_options o;
+  o.messages = 100;
+  o.send_batch = o.receive_batch = 10;
+  o.threads = 1;
+  o.decorate = [](provider_ptr p) -> provider_ptr {
+    return std::make_shared<connecting>(std::move(p));
+  };
+  auto r = run_benchmark(o);
+  ASSERT_TRUE(r) << r.error().to_string();
+  EXPECT_EQ(r->messages_sent, 99u);
+  EXPECT_EQ(r->send_errors, 1u);
+  EXPECT_EQ(r->messages_received, 99u);
+  EXPECT_EQ(r->failed_calls, 1u) << "the send that refused one of its messages";
+  // 10 sends, then at least 10 receives that brought messages and as many settlements.
+  EXPECT_GE(r->provider_calls, 30u);
+  ASSERT_TRUE(r->connections_opened);
+  EXPECT_EQ(*r->connections_opened, 2u) << "the 4th and 8th sends; not the setup's";
+}
 
 // Where the provider cannot tell that a queue holds messages (an earlier, interrupted run's, say),
 // the run starts: those messages are taken off and completed, but they are not this run's.

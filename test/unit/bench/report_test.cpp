@@ -237,6 +237,9 @@ report full_report(std::size_t samples) {
   r.cpu_s = 0.2;
   r.cpu_s_per_message = 1e-6;
   r.peak_rss_bytes = 30u << 20;
+  r.provider_calls = 60'000;
+  r.failed_calls = 2;
+  r.connections_opened = 1;
   for (std::size_t i = 0; i < samples; ++i) {
     const double t = 0.005 * static_cast<double>(i + 1);
     r.series.push_back({t, 400'000.0 + static_cast<double>(i), 390'000, 80, 200, 0.005, 2000});
@@ -511,6 +514,26 @@ TEST(ReportJson, HasExactlyTheDocumentedFields) {
         << "written but not documented in docs/bench-report.md: " << path;
   }
   EXPECT_EQ(json.at("schema_version").as_int64(), report_schema_version);
+}
+
+// The figures the availability and connection pool targets come from are in the report; a
+// provider without connections has no count of them, written as null rather than a 0 that
+// would read as a pool that never had to open one.
+TEST(ReportJson, CallsAndConnectionsOpenedAreWrittenAndNullWithoutConnections) {
+  auto rep = full_report(3);
+  auto json = boost::json::parse(to_json(rep));
+  EXPECT_EQ(json.at("provider_calls").to_number<std::uint64_t>(), 60'000u);
+  EXPECT_EQ(json.at("failed_calls").to_number<std::uint64_t>(), 2u);
+  EXPECT_EQ(json.at("connections_opened").to_number<std::uint64_t>(), 1u);
+  EXPECT_NE(format_table(rep).find("provider calls 60000, failed 2; connections opened 1"),
+            std::string::npos)
+      << format_table(rep);
+  rep.run.connections_opened.reset();
+  json = boost::json::parse(to_json(rep));
+  EXPECT_TRUE(json.at("connections_opened").is_null());
+  EXPECT_NE(format_table(rep).find("connections opened none (the provider has no connections)"),
+            std::string::npos)
+      << format_table(rep);
 }
 
 // A figure that could not be computed (a ratio over a round that moved nothing) is written as

@@ -138,6 +138,15 @@ struct bench_result {
   double cpu_s_per_message = 0;
   double cpu_utilisation = 0;  ///< cpu_s / (wall_s * cores)
   std::uint64_t peak_rss_bytes = 0;
+  /// Calls the producers and consumers made: every send, every receive (empty or failed ones
+  /// too) and every settlement of a received batch. The queue's setup and removal are not.
+  std::uint64_t provider_calls = 0;
+  /// Of provider_calls, those that failed as a whole or for any of their messages.
+  std::uint64_t failed_calls = 0;
+  /// Connections the provider opened while the producers and consumers ran (from its
+  /// connection_stats before and after); nullopt when it has no connections at all (the embedded
+  /// provider reports none).
+  std::optional<std::uint64_t> connections_opened;
   std::vector<sample> series;
 };
 
