@@ -121,14 +121,19 @@ result<void> read_section(const YAML::Node& node, performance_targets& t) {
        &performance_targets::api_call_latency},
       {"reliability", "error_rate", unit_kind::fraction, d::at_most,
        &performance_targets::error_rate},
+      {"reliability", "availability", unit_kind::fraction, d::at_least,
+       &performance_targets::availability},
       {"resources", "cpu_utilization", unit_kind::fraction, d::at_most,
        &performance_targets::cpu_utilization},
+      {"resources", "memory_utilization", unit_kind::fraction, d::at_most,
+       &performance_targets::memory_utilization},
+      {"resources", "connection_pool_efficiency", unit_kind::fraction, d::at_least,
+       &performance_targets::connection_pool_efficiency},
   };
+  // A rate per day ("<1 per day"): no run of seconds or hours shows one, so its text is kept
+  // as written and reported as not checked.
   static const std::pair<const char*, const char*> unmeasured[] = {
-      {"reliability", "availability"},
       {"reliability", "circuit_breaker_frequency"},
-      {"resources", "memory_utilization"},
-      {"resources", "connection_pool_efficiency"},
   };
   if (!node.IsMap()) return target_error("performance_targets", "expected a map of groups");
   // A field given twice (or in a group given twice) would take one of its values silently: a
@@ -262,7 +267,8 @@ target_check check(const std::string& name, const bound& b, double measured, std
 
 }  // namespace
 
-std::vector<target_check> check_targets(const performance_targets& t, const bench_result& r) {
+std::vector<target_check> check_targets(const performance_targets& t, const bench_result& r,
+                                        const std::optional<memory_budget_result>& memory_budget) {
   std::vector<target_check> out;
   auto ms = [](double us) { return fmt("%.3f ms", us / 1000.0); };
   if (t.messages_per_second) {
@@ -316,13 +322,73 @@ std::vector<target_check> check_targets(const performance_targets& t, const benc
     const double rate = attempts > 0 ? errors / attempts : 0;
     out.push_back(check("reliability.error_rate", *t.error_rate, rate, fmt("%.4f%%", rate * 100)));
   }
+  auto count = [](std::uint64_t n) { return std::to_string(n); };
+  auto not_checked = [](std::string name, const bound& b, std::string why) {
+    return target_check{std::move(name), b.text, std::move(why), target_check::status::not_checked};
+  };
+  if (t.availability) {
+    // What a run can show of availability: its own calls, not the service's uptime over time.
+    const std::string name = "reliability.availability";
+    if (r.provider_calls == 0) {
+      out.push_back(not_checked(name, *t.availability, "no provider calls in this run"));
+    } else {
+      const double failed = static_cast<double>(std::min(r.failed_calls, r.provider_calls));
+      const double share = 1 - failed / static_cast<double>(r.provider_calls);
+      out.push_back(check(name, *t.availability, share,
+                          fmt("%.3f%% of calls in this run succeeded (", share * 100) +
+                              count(r.failed_calls) + " of " + count(r.provider_calls) +
+                              " send/receive/settle calls failed)"));
+    }
+  }
   if (t.cpu_utilization) {
     out.push_back(check("resources.cpu_utilization", *t.cpu_utilization, r.cpu_utilisation,
                         fmt("%.1f%% of all cores", r.cpu_utilisation * 100)));
   }
+  if (t.memory_utilization) {
+    const std::string name = "resources.memory_utilization";
+    if (!memory_budget || memory_budget->budget_bytes == 0) {
+      out.push_back(not_checked(name, *t.memory_utilization,
+                                "no memory budget in this run to measure against (--memory-budget "
+                                "holds the embedded provider to max_memory_bytes)"));
+    } else {
+      const double share = memory_budget->growth_per_budget_byte();
+      out.push_back(
+          check(name, *t.memory_utilization, share,
+                fmt("%.1f%% of the ", share * 100) +
+                    fmt("%.1f MiB budget",
+                        static_cast<double>(memory_budget->budget_bytes) / (1024.0 * 1024.0)) +
+                    " (resident growth with the queue full at max_memory_bytes)"));
+    }
+  }
+  if (t.connection_pool_efficiency) {
+    const std::string name = "resources.connection_pool_efficiency";
+    if (!r.connections_opened) {
+      out.push_back(not_checked(
+          name, *t.connection_pool_efficiency,
+          "not applicable (no connections): the " + r.provider + " provider opens none"));
+    } else if (r.provider_calls == 0) {
+      out.push_back(
+          not_checked(name, *t.connection_pool_efficiency, "no provider calls in this run"));
+    } else {
+      // A call either found a connection open or opened one; a provider that reconnects more
+      // often than it is called reused none.
+      const double opened = static_cast<double>(std::min(*r.connections_opened, r.provider_calls));
+      const double share = 1 - opened / static_cast<double>(r.provider_calls);
+      out.push_back(check(name, *t.connection_pool_efficiency, share,
+                          fmt("%.1f%% of calls reused an open connection (", share * 100) +
+                              count(*r.connections_opened) + " connections opened during " +
+                              count(r.provider_calls) + " calls)"));
+    }
+  }
   for (const auto& n : t.not_measured) {
-    out.push_back({n.substr(0, n.find(' ')), n.substr(n.find(' ') + 1), "not measured by qrt bench",
-                   target_check::status::not_checked});
+    const auto name = n.substr(0, n.find(' '));
+    std::string why = "not measured by qrt bench";
+    if (name == "reliability.circuit_breaker_frequency") {
+      why = fmt("a run of %.1f s cannot show a rate per day, ", r.wall_s) +
+            "and qrt bench has no circuit breaker to count openings of (its producers and "
+            "consumers call the provider directly)";
+    }
+    out.push_back({name, n.substr(n.find(' ') + 1), why, target_check::status::not_checked});
   }
   return out;
 }
@@ -577,10 +643,10 @@ std::string format_table(const report& rep) {
         (rep.targets_environment.empty() ? std::string() : " (" + rep.targets_environment + ")") +
         "\n";
     for (const auto& c : rep.checks) {
-      std::snprintf(buf, sizeof buf, "    %-4s %-34s %-10s %s\n",
-                    std::string(status_text(c.outcome)).c_str(), c.name.c_str(), c.target.c_str(),
-                    c.measured.c_str());
-      out += buf;
+      // The measured text is appended whole: a reason can be longer than the buffer.
+      std::snprintf(buf, sizeof buf, "    %-4s %-37s %-10s ",
+                    std::string(status_text(c.outcome)).c_str(), c.name.c_str(), c.target.c_str());
+      out += buf + c.measured + "\n";
     }
   }
   return out;

@@ -953,7 +953,7 @@ class bench_command {
     rep.finished_at = bench::utc_now();
     rep.command = command_line_;
     if (targets) {
-      rep.checks = bench::check_targets(*targets, rep.run);
+      rep.checks = bench::check_targets(*targets, rep.run, rep.memory_budget);
       rep.targets_environment = targets->environment;
     }
 

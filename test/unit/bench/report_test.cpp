@@ -536,6 +536,19 @@ TEST(ReportJson, CallsAndConnectionsOpenedAreWrittenAndNullWithoutConnections) {
       << format_table(rep);
 }
 
+// A target's measured text (a reason why it was not checked, say) is printed whole in the
+// table, however long: a fixed line buffer cut the memory budget's text short.
+TEST(Report, ATargetsMeasuredTextIsPrintedWhole) {
+  auto rep = full_report(3);
+  const std::string reason = std::string(400, 'x') + " the end of the reason";
+  rep.checks.push_back({"reliability.circuit_breaker_frequency", "<1 per day", reason,
+                        target_check::status::not_checked});
+  const auto table = format_table(rep);
+  EXPECT_NE(table.find("n/a  reliability.circuit_breaker_frequency <1 per day " + reason + "\n"),
+            std::string::npos)
+      << table;
+}
+
 // A figure that could not be computed (a ratio over a round that moved nothing) is written as
 // null: JSON has no NaN or infinity, and a report.json holding them is refused by every parser,
 // bench compare's included, which would lose the whole run's figures.

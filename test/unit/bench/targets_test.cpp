@@ -58,7 +58,28 @@ bench_result good_run() {
   r.receive_call.p95_us = 40;
   r.complete_call.p95_us = 20;
   r.cpu_utilisation = 0.5;
+  // As over a network provider: one connection opened while the run made its calls.
+  r.provider_calls = 3'000;
+  r.failed_calls = 0;
+  r.connections_opened = 1;
   return r;
+}
+
+target_check check_named(const std::vector<target_check>& checks, std::string_view name) {
+  for (const auto& c : checks)
+    if (c.name == name) return c;
+  ADD_FAILURE() << "no check " << name;
+  return target_check{};
+}
+
+// One target of the given group and field, read as a file with that line alone.
+performance_targets one_target(std::string_view group, std::string_view field,
+                               std::string_view value) {
+  const std::string yaml = "performance_targets:\n  " + std::string(group) + ":\n    " +
+                           std::string(field) + ": \"" + std::string(value) + "\"\n";
+  auto t = parse_targets(yaml, "");
+  EXPECT_TRUE(t) << yaml << (t ? "" : t.error().message);
+  return t ? *t : performance_targets{};
 }
 
 TEST(Targets, ReadsTheProductionAndDevelopmentSets) {
@@ -70,7 +91,18 @@ TEST(Targets, ReadsTheProductionAndDevelopmentSets) {
   EXPECT_DOUBLE_EQ(prod.p99_latency->value, 1.0);
   EXPECT_EQ(prod.p99_latency->dir, bound::direction::at_most);
   EXPECT_DOUBLE_EQ(prod.error_rate->value, 0.001);
-  EXPECT_EQ(prod.not_measured.size(), 4u);
+  ASSERT_TRUE(prod.availability);
+  EXPECT_DOUBLE_EQ(prod.availability->value, 0.999);
+  EXPECT_EQ(prod.availability->dir, bound::direction::at_least);
+  ASSERT_TRUE(prod.memory_utilization);
+  EXPECT_DOUBLE_EQ(prod.memory_utilization->value, 0.8);
+  EXPECT_EQ(prod.memory_utilization->dir, bound::direction::at_most);
+  ASSERT_TRUE(prod.connection_pool_efficiency);
+  EXPECT_DOUBLE_EQ(prod.connection_pool_efficiency->value, 0.95);
+  EXPECT_EQ(prod.connection_pool_efficiency->dir, bound::direction::at_least);
+  // A rate per day is the one target a run cannot show.
+  ASSERT_EQ(prod.not_measured.size(), 1u);
+  EXPECT_EQ(prod.not_measured[0], "reliability.circuit_breaker_frequency <1 per day");
 
   auto dev = parse_targets(adopted_targets, "development").value();
   EXPECT_DOUBLE_EQ(dev.messages_per_second->value, 100);
@@ -159,18 +191,19 @@ TEST(Targets, ATargetGivenTwiceIsRefusedByName) {
 TEST(Targets, ChecksPassAndMissAgainstARun) {
   auto prod = parse_targets(adopted_targets, "production").value();
   auto checks = check_targets(prod, good_run());
-  auto find = [&](std::string_view name) {
-    for (const auto& c : checks)
-      if (c.name == name) return c;
-    ADD_FAILURE() << "no check " << name;
-    return target_check{};
-  };
+  auto find = [&](std::string_view name) { return check_named(checks, name); };
   EXPECT_EQ(find("throughput.messages_per_second").outcome, target_check::status::pass);
   EXPECT_EQ(find("latency.p99_message_latency").outcome, target_check::status::pass);
   EXPECT_EQ(find("throughput.batch_efficiency").outcome, target_check::status::pass);
   // A 2 s run cannot show one hour of sustained throughput: not checked, never a silent pass.
   EXPECT_EQ(find("throughput.sustained_duration").outcome, target_check::status::not_checked);
-  EXPECT_EQ(find("reliability.availability").outcome, target_check::status::not_checked);
+  EXPECT_EQ(find("reliability.availability").outcome, target_check::status::pass);
+  EXPECT_EQ(find("resources.connection_pool_efficiency").outcome, target_check::status::pass);
+  // No --memory-budget run: nothing to measure memory against.
+  EXPECT_EQ(find("resources.memory_utilization").outcome, target_check::status::not_checked);
+  EXPECT_EQ(find("reliability.circuit_breaker_frequency").outcome,
+            target_check::status::not_checked);
+  EXPECT_EQ(checks.size(), 13u) << "every target of the set is reported, checked or not";
   EXPECT_FALSE(any_miss(checks));
 
   auto slow = good_run();
@@ -178,6 +211,97 @@ TEST(Targets, ChecksPassAndMissAgainstARun) {
   slow.e2e_throughput = 500;
   auto missed = check_targets(prod, slow);
   EXPECT_TRUE(any_miss(missed));
+}
+
+// Availability is what a run can show of it: the share of its own calls (send, receive,
+// settle) that succeeded, said to be of this run rather than of the service over time.
+TEST(Targets, AvailabilityIsTheShareOfThisRunsCallsThatSucceeded) {
+  const auto t = one_target("reliability", "availability", ">99.9%");
+  auto r = good_run();
+  r.failed_calls = 2;  // of 3,000: 99.933 %
+  const auto held = check_named(check_targets(t, r), "reliability.availability");
+  EXPECT_EQ(held.outcome, target_check::status::pass) << held.measured;
+  EXPECT_NE(held.measured.find("99.933%"), std::string::npos) << held.measured;
+  EXPECT_NE(held.measured.find("of calls in this run"), std::string::npos) << held.measured;
+  EXPECT_NE(held.measured.find("2 of 3000"), std::string::npos) << held.measured;
+
+  r.failed_calls = 4;  // 99.867 %
+  const auto missed = check_named(check_targets(t, r), "reliability.availability");
+  EXPECT_EQ(missed.outcome, target_check::status::miss) << missed.measured;
+
+  r.provider_calls = r.failed_calls = 0;
+  const auto none = check_named(check_targets(t, r), "reliability.availability");
+  EXPECT_EQ(none.outcome, target_check::status::not_checked) << none.measured;
+}
+
+// Connection pool efficiency: the share of calls that used a connection already open rather
+// than opening one. A provider without connections (the embedded one) has no pool to be
+// efficient: not applicable, never a 100 % it did nothing to earn.
+TEST(Targets, ConnectionPoolEfficiencyIsTheShareOfCallsThatReusedAConnection) {
+  const auto t = one_target("resources", "connection_pool_efficiency", ">95%");
+  auto r = good_run();
+  r.connections_opened = 30;  // of 3,000 calls: 99 %
+  const auto reused = check_named(check_targets(t, r), "resources.connection_pool_efficiency");
+  EXPECT_EQ(reused.outcome, target_check::status::pass) << reused.measured;
+  EXPECT_NE(reused.measured.find("99.0%"), std::string::npos) << reused.measured;
+  EXPECT_NE(reused.measured.find("30 connections opened"), std::string::npos) << reused.measured;
+  EXPECT_NE(reused.measured.find("3000 calls"), std::string::npos) << reused.measured;
+
+  r.connections_opened = 300;  // 90 %
+  EXPECT_EQ(check_named(check_targets(t, r), "resources.connection_pool_efficiency").outcome,
+            target_check::status::miss);
+  // More connections than calls (a reconnecting provider): no share below nothing.
+  r.connections_opened = 6'000;
+  const auto churn = check_named(check_targets(t, r), "resources.connection_pool_efficiency");
+  EXPECT_EQ(churn.outcome, target_check::status::miss) << churn.measured;
+  EXPECT_NE(churn.measured.find("0.0%"), std::string::npos) << churn.measured;
+
+  r.connections_opened.reset();
+  const auto embedded = check_named(check_targets(t, r), "resources.connection_pool_efficiency");
+  EXPECT_EQ(embedded.outcome, target_check::status::not_checked) << embedded.measured;
+  EXPECT_NE(embedded.measured.find("not applicable (no connections)"), std::string::npos)
+      << embedded.measured;
+}
+
+// Memory utilisation needs a budget to be a share of: the --memory-budget run's
+// max_memory_bytes, against what resident memory grew by with the queue full.
+TEST(Targets, MemoryUtilizationIsResidentGrowthAgainstTheBudget) {
+  const auto t = one_target("resources", "memory_utilization", "<80%");
+  constexpr std::uint64_t mib = 1024 * 1024;
+  memory_budget_result m;
+  m.budget_bytes = 64 * mib;
+  m.message_size = 256;
+  m.accepted = m.drained = 100'000;
+  m.baseline_rss_bytes = 100 * mib;
+  m.full_rss_bytes = 140 * mib;  // 40 of 64 MiB: 62.5 %
+  const auto within = check_named(check_targets(t, good_run(), m), "resources.memory_utilization");
+  EXPECT_EQ(within.outcome, target_check::status::pass) << within.measured;
+  EXPECT_NE(within.measured.find("62.5%"), std::string::npos) << within.measured;
+  EXPECT_NE(within.measured.find("64.0 MiB"), std::string::npos) << within.measured;
+  EXPECT_TRUE(within.measured.ends_with("at max_memory_bytes)")) << within.measured;
+
+  m.full_rss_bytes = 160 * mib;  // 60 of 64 MiB: 93.75 %
+  const auto over = check_named(check_targets(t, good_run(), m), "resources.memory_utilization");
+  EXPECT_EQ(over.outcome, target_check::status::miss) << over.measured;
+
+  const auto no_budget = check_named(check_targets(t, good_run()), "resources.memory_utilization");
+  EXPECT_EQ(no_budget.outcome, target_check::status::not_checked) << no_budget.measured;
+  EXPECT_NE(no_budget.measured.find("no memory budget"), std::string::npos) << no_budget.measured;
+}
+
+// A rate per day cannot come out of a run of seconds or minutes: not checked, saying why, and
+// that the harness has no breaker whose openings it could count.
+TEST(Targets, CircuitBreakerFrequencyIsNotCheckedSayingWhy) {
+  auto t = parse_targets(
+               "performance_targets:\n  reliability:\n    circuit_breaker_frequency: \"<1 per "
+               "day\"\n",
+               "")
+               .value();
+  const auto c = check_named(check_targets(t, good_run()), "reliability.circuit_breaker_frequency");
+  EXPECT_EQ(c.outcome, target_check::status::not_checked);
+  EXPECT_EQ(c.target, "<1 per day");
+  EXPECT_NE(c.measured.find("per day"), std::string::npos) << c.measured;
+  EXPECT_NE(c.measured.find("no circuit breaker"), std::string::npos) << c.measured;
 }
 
 // A run whose series holds `rates[k]` completions (and sends) in second k, sampled every 0.25 s.
@@ -287,7 +411,10 @@ TEST(Targets, RefusesAPercentageAboveOneHundredNamingTheField) {
   for (const auto& [group, field, value] :
        {std::tuple{"throughput", "batch_efficiency", "\">150%\""},
         std::tuple{"reliability", "error_rate", "\"<100.5%\""},
-        std::tuple{"resources", "cpu_utilization", "\"<250%\""}}) {
+        std::tuple{"resources", "cpu_utilization", "\"<250%\""},
+        std::tuple{"reliability", "availability", "\">100.1%\""},
+        std::tuple{"resources", "memory_utilization", "\"<120%\""},
+        std::tuple{"resources", "connection_pool_efficiency", "\">101%\""}}) {
     const std::string yaml =
         std::string("performance_targets:\n  ") + group + ":\n    " + field + ": " + value + "\n";
     auto refused = parse_targets(yaml, "");

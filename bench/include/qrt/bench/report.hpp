@@ -22,7 +22,8 @@ struct performance_targets {
   std::string environment;  ///< "production", "development", or "" when the file has one set
   std::optional<bound> messages_per_second, batch_efficiency, sustained_duration;
   std::optional<bound> p50_latency, p95_latency, p99_latency, api_call_latency;
-  std::optional<bound> error_rate, cpu_utilization;
+  std::optional<bound> error_rate, availability, cpu_utilization;
+  std::optional<bound> memory_utilization, connection_pool_efficiency;
   std::vector<std::string> not_measured;  ///< known fields qrt bench cannot measure
 };
 
@@ -43,7 +44,14 @@ struct target_check {
 /// Checks each target the run can show. throughput.sustained_duration passes only when the run
 /// lasted that long and, when throughput.messages_per_second is set too, every whole second of
 /// it held that rate (slowest_whole_second): an average can hide a stall.
-std::vector<target_check> check_targets(const performance_targets& t, const bench_result& r);
+/// Availability is 1 - failed calls / calls of this run. Connection pool efficiency is
+/// 1 - connections opened during the run / its calls, not applicable to a provider without
+/// connections. Memory utilisation is the resident growth of `memory_budget` (the
+/// --memory-budget run) per budget byte, not checked without one. A circuit breaker frequency
+/// (a rate per day) is never checked.
+std::vector<target_check> check_targets(
+    const performance_targets& t, const bench_result& r,
+    const std::optional<memory_budget_result>& memory_budget = std::nullopt);
 /// The fewest messages completed in one whole second of the run's series, over the seconds
 /// between the first (the ramp-up) and the last one in which anything was sent (the end of
 /// sending and the drain after it); nullopt when the run has no such second. A sample is split
