@@ -1504,19 +1504,17 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
     // retry layer resends only what failed as a whole, which would duplicate them; a caller
     // that resends an unconfirmed message accepts a possible second copy: at least once).
     std::optional<error> unanswered;
-    // Every message still pending reports `e`, with `note` saying why it may be stored.
-    const auto each_reports = [&](error e, std::string_view note) {
-      e.message += note;
+    // Every message still pending reports `e`.
+    const auto each_reports = [&](const error& e) {
       for (auto k : pending) outcomes[ready[k].first] = e;
       return result<void>{};
     };
-    constexpr std::string_view answer_lost =
-        " (the service may have stored the message: sending it again may store it twice)";
-    // A success whose answer cannot be read: every message still pending may be stored.
-    const auto each_unconfirmed = [&](std::string_view action, const error& why) {
-      for (auto k : pending)
-        outcomes[ready[k].first] = unconfirmed_answer(action, unreadable(why), maybe_stored);
-      return result<void>{};
+    // An attempt whose answer never came: the call's unconfirmed error, saying what it means
+    // for a message.
+    const auto answer_lost = [](error e) {
+      e.message += "; ";
+      e.message += maybe_stored;
+      return e;
     };
     // An entry that failed on the service's side (a fault, throttling) after an attempt that
     // may have stored it: that failure is no verdict on the earlier attempt.
@@ -1528,9 +1526,12 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
         const auto& [index, w] = ready[pending.front()];
         auto body = co_await call(Api::one_action, api.encode_one(w), timeout, Api::sns,
                                   &unanswered, deadline);
-        if (!body) co_return unanswered ? each_reports(body.error(), answer_lost) : body.error();
+        if (!body) co_return unanswered ? each_reports(answer_lost(body.error())) : body.error();
         auto outcome = api.decode_one(*body, w);
-        if (!outcome) co_return each_unconfirmed(Api::one_action, outcome.error());
+        if (!outcome) {
+          co_return each_reports(
+              unconfirmed_answer(Api::one_action, unreadable(outcome.error()), maybe_stored));
+        }
         outcomes[index] = std::move(*outcome);
         co_return result<void>{};
       }
@@ -1539,13 +1540,15 @@ class sqs_provider final : public provider, public std::enable_shared_from_this<
       auto body = co_await call(Api::batch_action, api.encode_batch(entries), timeout, Api::sns,
                                 &unanswered, deadline);
       if (!body) {
-        if (unanswered) co_return each_reports(body.error(), answer_lost);
+        if (unanswered) co_return each_reports(answer_lost(body.error()));
         if (attempt == 0) co_return body.error();
-        for (auto k : pending) outcomes[ready[k].first] = body.error();
-        co_return result<void>{};
+        co_return each_reports(body.error());
       }
       auto r = api.decode_batch(*body);
-      if (!r) co_return each_unconfirmed(Api::batch_action, r.error());
+      if (!r) {
+        co_return each_reports(
+            unconfirmed_answer(Api::batch_action, unreadable(r.error()), maybe_stored));
+      }
       std::vector<std::size_t> again;
       std::vector<error> again_why;  // what each entry sent again failed with, by position
       std::optional<milliseconds> hint;
