@@ -1,15 +1,15 @@
 // Process resource series read from Linux's /proc (docs/adr/0070-metrics-recording.md).
 #include <dirent.h>
-#include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <charconv>
 #include <memory>
 #include <qrt/metrics.hpp>
 #include <string>
 #include <vector>
+
+#include "core/bounded_file.hpp"
 
 namespace qrt::metrics {
 
@@ -20,24 +20,11 @@ namespace {
 constexpr std::size_t small_file_limit = 64 * 1024;
 constexpr std::size_t system_stat_limit = 1024 * 1024;
 
-std::optional<std::string> read_bounded(const char* path, std::size_t limit) {
-  const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return std::nullopt;
-  std::string text;
-  char buf[4096];
-  while (text.size() < limit) {
-    const auto want = std::min(sizeof buf, limit - text.size());
-    const auto n = ::read(fd, buf, want);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      ::close(fd);
-      return std::nullopt;
-    }
-    if (n == 0) break;
-    text.append(buf, static_cast<std::size_t>(n));
-  }
-  ::close(fd);
-  return text;
+// The file's text, or nothing when it cannot be read or holds more than `limit` bytes (its
+// series are then left out, as for text that does not parse).
+std::string proc_file(const char* path, std::size_t limit) {
+  auto text = qrt::detail::read_file_at_most(path, limit, "process file");
+  return text ? std::move(*text) : std::string();
 }
 
 std::vector<std::string_view> split_fields(std::string_view line) {
@@ -151,14 +138,14 @@ std::uint64_t add_process_metrics(registry& r) {
                   "Start time of the process since unix epoch in seconds."),
       r.add_gauge("process_open_fds", "Number of open file descriptors."),
       r.add_gauge("process_max_fds", "Maximum number of open file descriptors."),
-      read_bounded("/proc/stat", system_stat_limit).value_or(""),
+      proc_file("/proc/stat", system_stat_limit),
       ticks > 0 ? static_cast<double>(ticks) : 0.0,
       page > 0 ? static_cast<double>(page) : 0.0,
   });
   return r.add_collector([s] {
-    const auto stat = read_bounded("/proc/self/stat", small_file_limit).value_or("");
-    const auto statm = read_bounded("/proc/self/statm", small_file_limit).value_or("");
-    const auto limits = read_bounded("/proc/self/limits", small_file_limit).value_or("");
+    const auto stat = proc_file("/proc/self/stat", small_file_limit);
+    const auto statm = proc_file("/proc/self/statm", small_file_limit);
+    const auto limits = proc_file("/proc/self/limits", small_file_limit);
     auto u = parse_process_usage({.stat = stat,
                                   .statm = statm,
                                   .limits = limits,
