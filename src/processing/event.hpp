@@ -4,10 +4,13 @@
 // event used with wait_until() must have a single waiter.
 #pragma once
 
+#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <chrono>
+#include <mutex>
+#include <optional>
 
 namespace qrt::detail {
 
@@ -35,5 +38,24 @@ class event {
  private:
   boost::asio::steady_timer timer_;
 };
+
+/// The stop() of a processor whose first stop() ends by letting go of its strand, so that the
+/// processor may outlive its executor: once that has happened a call returns the first one's
+/// report without going near the strand; before start() (no strand) it returns an empty report;
+/// otherwise it runs `shutdown` on the strand. `m` guards `final_report` and `strand`.
+template <class Report, class Strand>
+boost::asio::awaitable<Report> stop_through(std::mutex& m,
+                                            const std::optional<Report>& final_report,
+                                            const std::optional<Strand>& strand,
+                                            boost::asio::awaitable<Report> shutdown) {
+  std::optional<Strand> on;
+  {
+    std::lock_guard lock(m);
+    if (final_report) co_return *final_report;
+    if (!strand) co_return Report{};
+    on = strand;
+  }
+  co_return co_await boost::asio::co_spawn(*on, std::move(shutdown), boost::asio::use_awaitable);
+}
 
 }  // namespace qrt::detail

@@ -593,11 +593,9 @@ struct processor::impl : std::enable_shared_from_this<impl> {
   // unobserved, released tasks) never waits on these objects again, so they go while the
   // executor is alive; the caller may destroy it next, and the processor after it.
   void seal(const shutdown_report& out) {
-    {
-      std::lock_guard lock(stop_mutex);
-      final_report = out;
-    }
-    stop_finished->notify();  // the stop() calls waiting read final_report, not the timer
+    // The stop() calls waiting here resume after this returns and read final_report, not the
+    // timer, which is gone by then.
+    stop_finished->notify();
     stop_finished.reset();
     capacity_changed.reset();
     drained.reset();
@@ -609,6 +607,7 @@ struct processor::impl : std::enable_shared_from_this<impl> {
     // The strand's implementation lives on while a handler or frame holds a copy of it (this
     // one among them); only this handle goes.
     std::lock_guard lock(stop_mutex);
+    final_report = out;
     strand.reset();
   }
 };
@@ -648,21 +647,8 @@ void processor::start(asio::any_io_executor executor) {
 
 awaitable<shutdown_report> processor::stop(milliseconds deadline) {
   impl_->stop_called = true;
-  std::optional<asio::strand<asio::any_io_executor>> on;
-  std::optional<shutdown_report> done;
-  {
-    // Once the first stop() has finished, its report is all there is: the strand is gone, and
-    // with it perhaps the executor.
-    std::lock_guard lock(impl_->stop_mutex);
-    if (impl_->final_report) {
-      done = impl_->final_report;
-    } else if (impl_->strand) {
-      on = impl_->strand;
-    }
-  }
-  if (done) co_return *done;
-  if (!on) co_return shutdown_report{};  // never started
-  co_return co_await asio::co_spawn(*on, impl_->shutdown(deadline), asio::use_awaitable);
+  co_return co_await detail::stop_through(impl_->stop_mutex, impl_->final_report, impl_->strand,
+                                          impl_->shutdown(deadline));
 }
 
 processor_stats processor::stats() const {

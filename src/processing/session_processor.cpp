@@ -571,21 +571,8 @@ void session_processor::start(asio::any_io_executor executor) {
 }
 
 awaitable<shutdown_report> session_processor::stop(milliseconds deadline) {
-  std::optional<asio::strand<asio::any_io_executor>> on;
-  std::optional<shutdown_report> done;
-  {
-    // Once the first stop() has finished, its report is all there is: `control` is gone, and
-    // with it perhaps the executor.
-    std::lock_guard lock(impl_->calls_mutex);
-    if (impl_->final_report) {
-      done = impl_->final_report;
-    } else if (impl_->control) {
-      on = impl_->control;
-    }
-  }
-  if (done) co_return *done;
-  if (!on) co_return shutdown_report{};  // never started
-  co_return co_await asio::co_spawn(*on, impl_->shutdown(deadline), asio::use_awaitable);
+  co_return co_await detail::stop_through(impl_->calls_mutex, impl_->final_report, impl_->control,
+                                          impl_->shutdown(deadline));
 }
 
 session_processor_stats session_processor::stats() const {
