@@ -424,8 +424,10 @@ result<void> check_runtime_keys(const config& cfg) {
 namespace detail {
 
 result<void> check_runtime_key(const config& cfg, std::string_view key) {
-  // worker_threads, the only one: the bounds runtime_configuration::from_config reads it with.
-  if (auto threads = cfg.get_uint(key, 1, 1, 1024); !threads) return threads.error();
+  // worker_threads, the only one.
+  if (auto threads = cfg.get_uint(key, 1, 1, most_worker_threads); !threads) {
+    return threads.error();
+  }
   return {};
 }
 

@@ -43,6 +43,9 @@ result<std::size_t> pick_name(std::string_view key, std::string_view value,
 result<void> check_processing_key(const config& cfg, std::string_view key);
 /// Checks one of qrt::runtime_keys the way check_runtime_keys() does.
 result<void> check_runtime_key(const config& cfg, std::string_view key);
+/// The most worker_threads a configuration may ask for: the bound the providers check the key
+/// against and runtime_configuration::from_config reads it with.
+inline constexpr std::uint64_t most_worker_threads = 1024;
 
 /// The type of the field a `Field` (see config_binder) reaches.
 template <class Options, class Field>

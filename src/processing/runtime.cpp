@@ -1,6 +1,7 @@
 #include <algorithm>
 #include <qrt/runtime.hpp>
 
+#include "core/config_binder.hpp"
 #include "core/io_loop.hpp"
 
 namespace qrt {
@@ -18,7 +19,7 @@ result<runtime_configuration> runtime_configuration::from_config(const config& c
   auto preset = cfg.get_string("preset", std::string());
   if (!preset) return preset.error();
   if (*preset == "high_throughput") out = for_high_throughput();
-  auto threads = cfg.get_uint("worker_threads", out.worker_threads, 1, 1024);
+  auto threads = cfg.get_uint("worker_threads", out.worker_threads, 1, detail::most_worker_threads);
   if (!threads) return threads.error();
   out.worker_threads = *threads;
   return out;
