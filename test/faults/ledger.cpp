@@ -19,6 +19,8 @@ class completion_recorder final : public provider {
 
   std::string_view name() const noexcept override { return inner_->name(); }
   const capabilities& caps() const noexcept override { return inner_->caps(); }
+  // A scenario reads reconnects through the decorators it stacks on the provider.
+  connection_stats connections() const noexcept override { return inner_->connections(); }
   awaitable<result<void>> create_queue(const queue_name& q, const queue_options& o) override {
     co_return co_await inner_->create_queue(q, o);
   }

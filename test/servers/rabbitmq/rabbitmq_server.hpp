@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -54,6 +55,33 @@ class rabbitmq_server {
   int amqp_port() const { return amqp_port_; }
   int amqps_port() const { return amqps_port_; }
   const std::string& ca_file() const { return ca_file_; }
+
+  /// The node's log lines at warning level and above, the last `max_lines` of them: what a
+  /// failed test prints, since the node's folder is removed when the binary ends.
+  std::string warnings(std::size_t max_lines) const {
+    std::vector<std::string> kept;
+    for (const auto& entry : std::filesystem::directory_iterator(dir_ + "/log")) {
+      const auto name = entry.path().filename().string();
+      if (entry.path().extension() != ".log" || name.find("_upgrade") != std::string::npos) {
+        continue;
+      }
+      std::ifstream in(entry.path());
+      bool in_report = false;  // an Erlang report continues on lines without a level
+      for (std::string line; std::getline(in, line);) {
+        const bool leveled =
+            line.find(" [") != std::string::npos && line.find("] <") != std::string::npos;
+        if (leveled) {
+          in_report = line.find("[warning]") != std::string::npos ||
+                      line.find("[error]") != std::string::npos;
+        }
+        if (in_report) kept.push_back(line);
+      }
+    }
+    if (kept.size() > max_lines) kept.erase(kept.begin(), kept.end() - max_lines);
+    std::string out;
+    for (const auto& line : kept) out += line + "\n";
+    return out;
+  }
 
   /// rabbitmqctl against this node; returns its standard output, throws if it fails.
   std::string ctl(const std::vector<std::string>& args) const {
@@ -107,6 +135,16 @@ class rabbitmq_environment : public ::testing::Environment {
     broker = server_.get();
   }
   void TearDown() override {
+    // A failure may be the broker's doing (a link or session it ended): its view goes with the
+    // test's output, which is all a CI run keeps.
+    if (server_ && ::testing::UnitTest::GetInstance()->failed_test_count() > 0) {
+      try {
+        std::fprintf(stderr, "rabbitmq: the node's warnings and errors (last 60 lines):\n%s",
+                     server_->warnings(60).c_str());
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "rabbitmq: cannot read the node's log: %s\n", e.what());
+      }
+    }
     broker = nullptr;
     server_.reset();
   }
