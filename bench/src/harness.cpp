@@ -596,6 +596,34 @@ void progress_loop(run_state& s, progress_thread& pt) {
 
 }  // namespace
 
+std::optional<network_figures> network_between(const connection_stats& before,
+                                               const connection_stats& after, double wall_s,
+                                               std::uint64_t completed) {
+  if (after.connections_opened == 0 && after.connection_failures == 0) return std::nullopt;
+  // Every field only grows; a provider that breaks that gives 0, not a wrapped-around count.
+  const auto grew = [](std::uint64_t b, std::uint64_t a) { return a - std::min(a, b); };
+  network_figures n;
+  n.bytes_sent = grew(before.bytes_sent, after.bytes_sent);
+  n.bytes_received = grew(before.bytes_received, after.bytes_received);
+  if (wall_s > 0) {
+    n.bytes_sent_per_s = static_cast<double>(n.bytes_sent) / wall_s;
+    n.bytes_received_per_s = static_cast<double>(n.bytes_received) / wall_s;
+  }
+  if (completed > 0) {
+    n.bytes_per_message =
+        static_cast<double>(n.bytes_sent + n.bytes_received) / static_cast<double>(completed);
+  }
+  n.connection_failures = grew(before.connection_failures, after.connection_failures);
+  n.recoveries = grew(before.recoveries, after.recoveries);
+  if (n.recoveries > 0) {
+    const auto total =
+        after.recovery_time_total - std::min(before.recovery_time_total, after.recovery_time_total);
+    n.mean_recovery_s =
+        std::chrono::duration<double>(total).count() / static_cast<double>(n.recoveries);
+  }
+  return n;
+}
+
 result<bench_result> run_benchmark(const bench_options& o) {
   if (auto v = validate(o); !v) return v.error();
   auto queue = queue_name::parse(o.queue);
@@ -709,6 +737,8 @@ result<bench_result> run_benchmark(const bench_options& o) {
         connections_after.connections_opened -
         std::min(connections_before.connections_opened, connections_after.connections_opened);
   }
+  out.network =
+      network_between(connections_before, connections_after, out.wall_s, out.messages_received);
   // The series ends with the last message moved, not when consumers noticed the end.
   std::vector<time_buckets> parts;
   for (auto& pr : s.producers) parts.push_back(std::move(pr.series));

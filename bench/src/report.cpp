@@ -453,6 +453,23 @@ namespace {
 /// Below this share of its pace, a half-rate run is reported as not having held it.
 constexpr double pace_held_fraction = 0.95;
 
+/// The run's traffic and connection failures in a line's words; for a provider without
+/// connections it says so, where rates of zero would read as an idle network.
+std::string network_words(const std::optional<network_figures>& n) {
+  if (!n) return "none (no connections)";
+  const auto bytes = [](double v) { return chart::format_value(v, chart::unit::bytes, 0, 1); };
+  std::string out = "sent " + bytes(static_cast<double>(n->bytes_sent)) + " (" +
+                    bytes(n->bytes_sent_per_s) + "/s), received " +
+                    bytes(static_cast<double>(n->bytes_received)) + " (" +
+                    bytes(n->bytes_received_per_s) + "/s), " + bytes(n->bytes_per_message) +
+                    " per message; connection failures " + std::to_string(n->connection_failures) +
+                    ", recoveries " + std::to_string(n->recoveries);
+  if (n->mean_recovery_s) {
+    out += " (mean " + chart::format_value(*n->mean_recovery_s, chart::unit::seconds, 0, 2) + ")";
+  }
+  return out;
+}
+
 /// 0.734 -> "73 %".
 std::string percent(double share) {
   return std::to_string(static_cast<long long>(std::llround(share * 100))) + " %";
@@ -566,6 +583,7 @@ std::string format_table(const report& rep) {
                 r.connections_opened ? std::to_string(*r.connections_opened).c_str()
                                      : "none (the provider has no connections)");
   out += buf;
+  out += "  network " + network_words(r.network) + "\n";
   if (rep.half_rate) {
     const auto& half = *rep.half_rate;
     std::string raw_achieved;
@@ -716,6 +734,24 @@ std::string to_json(const report& rep) {
     o["connections_opened"] = *r.connections_opened;
   } else {
     o["connections_opened"] = nullptr;
+  }
+  if (r.network) {
+    const auto& n = *r.network;
+    boost::json::object net{{"bytes_sent", n.bytes_sent},
+                            {"bytes_received", n.bytes_received},
+                            {"bytes_sent_per_s", n.bytes_sent_per_s},
+                            {"bytes_received_per_s", n.bytes_received_per_s},
+                            {"bytes_per_message", n.bytes_per_message},
+                            {"connection_failures", n.connection_failures},
+                            {"recoveries", n.recoveries}};
+    if (n.mean_recovery_s) {
+      net["mean_recovery_seconds"] = *n.mean_recovery_s;
+    } else {
+      net["mean_recovery_seconds"] = nullptr;
+    }
+    o["network"] = std::move(net);
+  } else {
+    o["network"] = nullptr;
   }
   if (rep.baseline) {
     o["baseline"] =
@@ -1162,6 +1198,7 @@ std::vector<headline> headlines(const report& rep) {
   }
   h.push_back(
       {"CPU per message", figure(r.cpu_s_per_message * 1e6, unit::micros), "", std::nullopt});
+  h.push_back({"network", network_words(r.network), "", std::nullopt});
   const auto errors = r.send_errors + r.receive_errors + r.complete_errors;
   h.push_back({"messages completed",
                with_thousands(static_cast<double>(r.messages_received)) + " of " +

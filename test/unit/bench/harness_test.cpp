@@ -4,6 +4,7 @@
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <qrt/bench/extra_runs.hpp>
 #include <qrt/bench/harness.hpp>
 #include <qrt/bench/report.hpp>
@@ -268,6 +269,134 @@ TEST(Harness, ARunCountsItsCallsTheFailedOnesAndTheConnectionsItOpened) {
   EXPECT_GE(r->provider_calls, 30u);
   ASSERT_TRUE(r->connections_opened);
   EXPECT_EQ(*r->connections_opened, 2u) << "the 4th and 8th sends; not the setup's";
+}
+
+// A provider over one connection that meters it as a network provider does: every call's bodies
+// (and 100 bytes of framing per send) count as bytes sent or received, the queue's setup included.
+// The setup also sees an outage of 5 s; the 5th send of the run sees one of 40 ms.
+class metered final : public provider {
+ public:
+  explicit metered(provider_ptr inner) : inner_(std::move(inner)) {}
+  std::string_view name() const noexcept override { return inner_->name(); }
+  const capabilities& caps() const noexcept override { return inner_->caps(); }
+  connection_stats connections() const noexcept override {
+    std::lock_guard lock(mutex_);
+    return stats_;
+  }
+  awaitable<result<void>> create_queue(const queue_name& q, const queue_options& o) override {
+    setup();
+    return inner_->create_queue(q, o);
+  }
+  awaitable<result<void>> delete_queue(const queue_name& q) override {
+    return inner_->delete_queue(q);
+  }
+  awaitable<result<queue_stats>> stats(const queue_name& q) override {
+    setup();
+    return inner_->stats(q);
+  }
+  awaitable<result<std::vector<send_outcome>>> send(const queue_name& q, std::vector<message> m,
+                                                    milliseconds timeout) override {
+    {
+      std::lock_guard lock(mutex_);
+      stats_.bytes_sent += 100;
+      for (const auto& one : m) stats_.bytes_sent += one.body.size();
+      if (++sends_ == 5) {
+        ++stats_.connection_failures;
+        ++stats_.recoveries;
+        stats_.recovery_time_total += milliseconds(40);
+      }
+    }
+    return inner_->send(q, std::move(m), timeout);
+  }
+  awaitable<result<std::vector<received_message>>> receive(const queue_name& q, std::size_t max,
+                                                           milliseconds wait) override {
+    auto got = co_await inner_->receive(q, max, wait);
+    if (got) {
+      std::lock_guard lock(mutex_);
+      for (const auto& one : *got) stats_.bytes_received += one.body.size();
+    }
+    co_return got;
+  }
+  awaitable<result<std::vector<received_message>>> peek(const queue_name& q, std::size_t max,
+                                                        std::int64_t from) override {
+    return inner_->peek(q, max, from);
+  }
+  awaitable<std::vector<result<void>>> settle(std::vector<settlement> s) override {
+    return inner_->settle(std::move(s));
+  }
+  awaitable<result<time_point>> renew_lock(const receipt_handle& r) override {
+    return inner_->renew_lock(r);
+  }
+  awaitable<result<std::shared_ptr<session_receiver>>> accept_session(
+      const queue_name& q, std::optional<session_id> session, milliseconds wait) override {
+    return inner_->accept_session(q, std::move(session), wait);
+  }
+  awaitable<void> close() override { return inner_->close(); }
+
+ private:
+  void setup() {
+    std::lock_guard lock(mutex_);
+    stats_.bytes_sent += 1000;
+    stats_.bytes_received += 1000;
+    if (stats_.connections_opened > 0) return;
+    stats_.connections_opened = 1;
+    ++stats_.connection_failures;
+    ++stats_.recoveries;
+    stats_.recovery_time_total += std::chrono::seconds(5);
+  }
+  provider_ptr inner_;
+  mutable std::mutex mutex_;
+  connection_stats stats_;
+  std::uint64_t sends_ = 0;
+};
+
+// The network figures are the run's own (what the setup moved and its outage are not), the rates
+// over the run's wall time, and a provider without connections shows none rather than zeros.
+TEST(Harness, ARunReportsTheBytesAndConnectionFailuresOfItsOwnCalls) {
+  bench_options o;
+  o.messages = 100;
+  o.message_size = 64;
+  o.send_batch = o.receive_batch = 10;
+  o.threads = 1;
+  o.decorate = [](provider_ptr p) -> provider_ptr {
+    return std::make_shared<metered>(std::move(p));
+  };
+  auto r = run_benchmark(o);
+  ASSERT_TRUE(r) << r.error().to_string();
+  ASSERT_EQ(r->messages_received, 100u);
+  ASSERT_TRUE(r->network);
+  const auto& n = *r->network;
+  EXPECT_EQ(n.bytes_sent, 100u * 64 + 10 * 100) << "bodies and framing of the 10 sends";
+  EXPECT_EQ(n.bytes_received, 100u * 64);
+  EXPECT_DOUBLE_EQ(n.bytes_sent_per_s, static_cast<double>(n.bytes_sent) / r->wall_s);
+  EXPECT_DOUBLE_EQ(n.bytes_received_per_s, static_cast<double>(n.bytes_received) / r->wall_s);
+  EXPECT_DOUBLE_EQ(n.bytes_per_message, (100.0 * 64 + 1000 + 100.0 * 64) / 100);
+  EXPECT_EQ(n.connection_failures, 1u) << "the 5th send's, not the setup's";
+  EXPECT_EQ(n.recoveries, 1u);
+  ASSERT_TRUE(n.mean_recovery_s);
+  EXPECT_NEAR(*n.mean_recovery_s, 0.040, 1e-9);
+
+  bench_options embedded;
+  embedded.messages = 100;
+  embedded.threads = 1;
+  auto e = run_benchmark(embedded);
+  ASSERT_TRUE(e) << e.error().to_string();
+  EXPECT_FALSE(e->network) << "the embedded provider has no network to measure";
+}
+
+TEST(Harness, NetworkFiguresCountOnlyWhatGrewAndNeedARecoveryForItsMeanTime) {
+  connection_stats before, after;
+  EXPECT_FALSE(network_between(before, after, 1.0, 10)) << "never connected: no network";
+  before.connections_opened = after.connections_opened = 1;
+  before.bytes_sent = 500;
+  after.bytes_sent = 400;  // a provider whose counter went back: nothing grew
+  after.bytes_received = 2000;
+  const auto n = network_between(before, after, 2.0, 0);
+  ASSERT_TRUE(n);
+  EXPECT_EQ(n->bytes_sent, 0u);
+  EXPECT_DOUBLE_EQ(n->bytes_received_per_s, 1000.0);
+  EXPECT_DOUBLE_EQ(n->bytes_per_message, 0.0) << "no message moved";
+  EXPECT_FALSE(n->mean_recovery_s) << "no recovery in the run";
 }
 
 // Where the provider cannot tell that a queue holds messages (an earlier, interrupted run's, say),

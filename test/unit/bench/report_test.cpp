@@ -240,6 +240,15 @@ report full_report(std::size_t samples) {
   r.provider_calls = 60'000;
   r.failed_calls = 2;
   r.connections_opened = 1;
+  r.network = network_figures{};
+  r.network->bytes_sent = 3u << 20;
+  r.network->bytes_received = 1u << 20;
+  r.network->bytes_sent_per_s = 6u << 20;
+  r.network->bytes_received_per_s = 2u << 20;
+  r.network->bytes_per_message = 21;
+  r.network->connection_failures = 2;
+  r.network->recoveries = 1;
+  r.network->mean_recovery_s = 1.5;
   for (std::size_t i = 0; i < samples; ++i) {
     const double t = 0.005 * static_cast<double>(i + 1);
     r.series.push_back({t, 400'000.0 + static_cast<double>(i), 390'000, 80, 200, 0.005, 2000});
@@ -534,6 +543,38 @@ TEST(ReportJson, CallsAndConnectionsOpenedAreWrittenAndNullWithoutConnections) {
   EXPECT_NE(format_table(rep).find("connections opened none (the provider has no connections)"),
             std::string::npos)
       << format_table(rep);
+}
+
+// Bandwidth and connection failures are in the table, the JSON and the chart's summary; a
+// provider without connections says so, and writes null, never rates of zero.
+TEST(ReportJson, NetworkFiguresAreWrittenAndNoneWithoutConnections) {
+  auto rep = full_report(3);
+  auto json = boost::json::parse(to_json(rep));
+  const auto& net = json.at("network");
+  EXPECT_EQ(net.at("bytes_sent").to_number<std::uint64_t>(), 3u << 20);
+  EXPECT_EQ(net.at("bytes_received").to_number<std::uint64_t>(), 1u << 20);
+  EXPECT_DOUBLE_EQ(net.at("bytes_sent_per_s").to_number<double>(), 6.0 * 1024 * 1024);
+  EXPECT_DOUBLE_EQ(net.at("bytes_received_per_s").to_number<double>(), 2.0 * 1024 * 1024);
+  EXPECT_DOUBLE_EQ(net.at("bytes_per_message").to_number<double>(), 21.0);
+  EXPECT_EQ(net.at("connection_failures").to_number<std::uint64_t>(), 2u);
+  EXPECT_EQ(net.at("recoveries").to_number<std::uint64_t>(), 1u);
+  EXPECT_DOUBLE_EQ(net.at("mean_recovery_seconds").to_number<double>(), 1.5);
+  const std::string words =
+      "sent 3 MiB (6 MiB/s), received 1 MiB (2 MiB/s), 21 B per message; connection failures 2, "
+      "recoveries 1 (mean 1.5 s)";
+  EXPECT_NE(format_table(rep).find("network " + words), std::string::npos) << format_table(rep);
+  EXPECT_NE(render_chart_html(rep).find(words), std::string::npos);
+
+  rep.run.network->mean_recovery_s.reset();
+  json = boost::json::parse(to_json(rep));
+  EXPECT_TRUE(json.at("network").at("mean_recovery_seconds").is_null());
+
+  rep.run.network.reset();
+  json = boost::json::parse(to_json(rep));
+  EXPECT_TRUE(json.at("network").is_null());
+  EXPECT_NE(format_table(rep).find("network none (no connections)"), std::string::npos)
+      << format_table(rep);
+  EXPECT_NE(render_chart_html(rep).find("none (no connections)"), std::string::npos);
 }
 
 // A target's measured text (a reason why it was not checked, say) is printed whole in the

@@ -113,6 +113,27 @@ struct latency_summary {
   static latency_summary of(const latency_histogram& h);
 };
 
+/// What a run moved over the provider's network connections and how they held: its
+/// connection_stats after the run less before it (docs/bench-report.md).
+struct network_figures {
+  std::uint64_t bytes_sent = 0, bytes_received = 0;
+  double bytes_sent_per_s = 0, bytes_received_per_s = 0;  ///< over the run's wall time
+  /// Bytes both ways per message completed; 0 when none was.
+  double bytes_per_message = 0;
+  std::uint64_t connection_failures = 0;
+  std::uint64_t recoveries = 0;  ///< outages that ended with a connection established
+  /// Mean over this run's recoveries, first failure to reconnected; nullopt without one.
+  std::optional<double> mean_recovery_s;
+};
+
+/// The figures of the run between `before` and `after` (a provider's connection_stats), over
+/// `wall_s` seconds in which `completed` messages were moved; nullopt for a provider that never
+/// opened nor tried to open a connection (the embedded one): it has no network to measure, and
+/// a zero rate would read as an idle one.
+std::optional<network_figures> network_between(const connection_stats& before,
+                                               const connection_stats& after, double wall_s,
+                                               std::uint64_t completed);
+
 struct bench_result {
   std::string provider;
   std::uint64_t messages_sent = 0;
@@ -147,6 +168,8 @@ struct bench_result {
   /// connection_stats before and after); nullopt when it has no connections at all (the embedded
   /// provider reports none).
   std::optional<std::uint64_t> connections_opened;
+  /// Bandwidth and connection failures during the run; nullopt as for connections_opened.
+  std::optional<network_figures> network;
   std::vector<sample> series;
 };
 
