@@ -72,6 +72,17 @@ std::optional<error> run_extra_runs(report& rep, const bench_options& options,
     if (!r) return failed("the memory budget run", r.error());
     rep.memory_budget = std::move(*r);
   }
+  if (extras.outage) {
+    outage_options oo;
+    oo.base = options;
+    oo.base.on_progress = nullptr;
+    oo.base.duration.reset();
+    oo.base.rate = options.rate > 0 ? options.rate : rep.run.e2e_throughput / 2;
+    oo.outage = *extras.outage;
+    auto r = run_outage(oo);
+    if (!r) return failed("the outage run", r.error());
+    rep.outage = std::move(*r);
+  }
   return std::nullopt;
 }
 

@@ -16,6 +16,7 @@
 #include <condition_variable>
 #include <fstream>
 #include <future>
+#include <limits>
 #include <mutex>
 #include <qrt/bench/harness.hpp>
 #include <qrt/client.hpp>
@@ -359,6 +360,10 @@ struct run_state {
   std::atomic<bool> finished{false};
   std::atomic<std::int64_t> last_send_end_ns{0}, first_receive_ns{-1}, last_complete_ns{0};
   std::atomic<std::int64_t> last_progress_ns{0};
+  // With an outage: when it began and ends (-1 before it began), the first completion after its
+  // end, the messages it held up, and the messages sent again.
+  std::atomic<std::int64_t> outage_start_ns{-1}, outage_end_ns{-1}, first_after_outage_ns{-1};
+  std::atomic<std::uint64_t> late{0}, resent{0};
 
   metrics::processing_series* processing = nullptr;  // handler-level metrics, when asked for
 
@@ -409,6 +414,7 @@ awaitable<void> produce(run_state& s, std::size_t index) {
   const double per_producer_rate = s.o.rate > 0 ? s.o.rate / static_cast<double>(s.o.producers) : 0;
   std::uint64_t mine = 0;
   asio::steady_timer pacer(co_await asio::this_coro::executor);
+  const auto resend_policy = s.o.retry.value_or(retry_policy::client_default());
   while (!s.finished) {
     std::size_t n = s.o.send_batch;
     if (s.deadline) {
@@ -418,50 +424,68 @@ awaitable<void> produce(run_state& s, std::size_t index) {
       if (first >= s.o.messages) break;
       n = static_cast<std::size_t>(std::min<std::uint64_t>(n, s.o.messages - first));
     }
+    std::optional<steady::time_point> due;
     if (per_producer_rate > 0) {
-      const auto due = s.start + std::chrono::duration_cast<steady::duration>(
-                                     std::chrono::duration<double>(mine / per_producer_rate));
-      if (due > steady::now()) {
-        pacer.expires_at(due);
+      due = s.start + std::chrono::duration_cast<steady::duration>(
+                          std::chrono::duration<double>(mine / per_producer_rate));
+      if (*due > steady::now()) {
+        pacer.expires_at(*due);
         co_await pacer.async_wait(asio::use_awaitable);
       }
     }
     std::vector<message> batch(n);
-    const auto now = steady::now();
-    for (auto& m : batch) m.body = make_body(s.o.message_size, now);
-    const auto t0 = steady::now();
-    auto r = co_await s.client.send_batch(s.queue, std::move(batch));
-    const auto t1 = steady::now();
-    stats.send.record(t1 - t0);
-    s.send_calls.fetch_add(1, std::memory_order_relaxed);
+    const auto stamp = due && s.o.resend_failed ? *due : steady::now();
+    for (auto& m : batch) m.body = make_body(s.o.message_size, stamp);
     mine += n;
-    if (!r) {
-      s.failed_calls.fetch_add(1, std::memory_order_relaxed);
-      s.send_errors += n;
-      if (!r.error().is_transient()) {
-        s.stop_with(r.error());
-        break;
+    // With resend_failed, what failed transiently goes again until it is sent: the messages
+    // offered are not lost to a failure the run caused on purpose.
+    for (std::uint32_t failures = 1; !batch.empty() && !s.finished; ++failures) {
+      std::vector<message> kept;
+      if (s.o.resend_failed) kept = batch;  // send_batch takes the batch
+      const auto count = batch.size();
+      const auto t0 = steady::now();
+      auto r = co_await s.client.send_batch(s.queue, std::move(batch));
+      batch.clear();  // moved from: what goes again is put back below
+      const auto t1 = steady::now();
+      stats.send.record(t1 - t0);
+      s.send_calls.fetch_add(1, std::memory_order_relaxed);
+      std::optional<error> failed;
+      std::uint64_t ok = 0;
+      if (!r) {
+        s.failed_calls.fetch_add(1, std::memory_order_relaxed);
+        if (!r.error().is_transient()) {
+          s.send_errors += count;
+          s.stop_with(r.error());
+          co_return;
+        }
+        s.note(r.error());
+        failed = r.error();
+        if (s.o.resend_failed) batch = std::move(kept);
+      } else {
+        for (std::size_t i = 0; i < r->size(); ++i) {
+          const auto& outcome = (*r)[i];
+          if (outcome) {
+            ++ok;
+            continue;
+          }
+          if (!failed) failed = outcome.error();
+          if (s.o.resend_failed && i < kept.size() && outcome.error().is_transient())
+            batch.push_back(std::move(kept[i]));
+        }
+        if (failed) {
+          s.note(*failed);
+          s.failed_calls.fetch_add(1, std::memory_order_relaxed);
+        }
+        s.sent.fetch_add(ok, std::memory_order_relaxed);
+        stats.series.add_sent(ns_since(s.start, t1), ok);
+        atomic_max(s.last_send_end_ns, ns_since(s.start, t1));
       }
-      s.note(r.error());
-      continue;
+      s.send_errors += count - ok - batch.size();
+      if (batch.empty()) break;
+      s.resent += batch.size();
+      pacer.expires_after(resend_policy.delay_after(*failed, failures));
+      co_await pacer.async_wait(asio::use_awaitable);
     }
-    std::uint64_t ok = 0;
-    std::optional<error> failed;
-    for (const auto& outcome : *r) {
-      if (outcome) {
-        ++ok;
-      } else if (!failed) {
-        failed = outcome.error();
-      }
-    }
-    if (failed) {
-      s.note(*failed);
-      s.failed_calls.fetch_add(1, std::memory_order_relaxed);
-    }
-    s.send_errors += n - ok;
-    s.sent.fetch_add(ok, std::memory_order_relaxed);
-    stats.series.add_sent(ns_since(s.start, t1), ok);
-    atomic_max(s.last_send_end_ns, ns_since(s.start, t1));
   }
 }
 
@@ -505,8 +529,9 @@ awaitable<void> consume(run_state& s, std::size_t index) {
     settles.clear();
     settles.reserve(r->size());
     mine.clear();
-    std::uint64_t batch_sum = 0, batch_count = 0;
+    std::uint64_t batch_sum = 0, batch_count = 0, before_outage_end = 0;
     std::int64_t batch_max = 0;
+    const auto outage_end = s.outage_end_ns.load();
     // A handler that costs nothing starts when the receive returns, so one clock read serves
     // the whole batch; reading it per message was 6 % of the run's CPU (the raw queue's
     // consumer, in baseline.cpp, reads it the same way).
@@ -529,6 +554,7 @@ awaitable<void> consume(run_state& s, std::size_t index) {
       batch_max = std::max<std::int64_t>(batch_max, e2e.count());
       ++batch_count;
       if (m.delivery_count > 1) ++s.duplicates;
+      if (outage_end >= 0 && ns_since(s.start, *sent_at) < outage_end) ++before_outage_end;
       burn_cpu(s.o.handler_cost);
     }
     if (s.processing) s.processing->record_batch_processed(batch_count, steady::now() - t1);
@@ -555,6 +581,13 @@ awaitable<void> consume(run_state& s, std::size_t index) {
     if (failed) s.note(*failed);
     s.complete_errors += failures;
     s.received.fetch_add(ok, std::memory_order_relaxed);
+    if (const auto done = ns_since(s.start, c1); outage_end >= 0 && done > outage_end && ok > 0) {
+      s.late += std::min(ok, before_outage_end);
+      auto first = s.first_after_outage_ns.load();
+      while ((first < 0 || done < first) &&
+             !s.first_after_outage_ns.compare_exchange_weak(first, done)) {
+      }
+    }
     stats.series.add_completed(ns_since(s.start, c1), ok, batch_count, batch_sum, batch_max);
     atomic_max(s.last_complete_ns, ns_since(s.start, c1));
     s.last_progress_ns.store(ns_since(s.start, c1), std::memory_order_relaxed);
@@ -635,7 +668,9 @@ result<bench_result> run_benchmark(const bench_options& o) {
   std::optional<metrics::processing_series> s_processing;
   provider_ptr p = o.decorate ? o.decorate(*raw) : *raw;
   if (o.metrics) p = metrics::instrument(p, *o.metrics);
-  queue_client client(p);
+  client_options with_retry;
+  with_retry.retry = o.retry;
+  queue_client client(p, with_retry);
   if (o.metrics) {
     s_processing.emplace(o.metrics->for_processing(queue->to_string(), std::string(p->name())));
   }
@@ -659,6 +694,23 @@ result<bench_result> run_benchmark(const bench_options& o) {
 
   progress_thread progress_line;
   if (o.on_progress) progress_line.thread = std::thread([&] { progress_loop(s, progress_line); });
+  // The outage begins from a thread of its own too, at its time, unless the run ended first.
+  progress_thread outage_timer;
+  if (o.outage && o.outage->begin) {
+    outage_timer.thread = std::thread([&] {
+      {
+        std::unique_lock lock(outage_timer.mutex);
+        if (outage_timer.wake.wait_until(lock, s.start + o.outage->at,
+                                         [&] { return outage_timer.stop; })) {
+          return;
+        }
+      }
+      const auto begun = steady::now();
+      s.outage_start_ns = ns_since(s.start, begun);
+      o.outage->begin(o.outage->length);
+      s.outage_end_ns = ns_since(s.start, begun + o.outage->length);
+    });
+  }
   std::vector<std::future<void>> consumers, producers;
   for (std::size_t i = 0; i < o.consumers; ++i) consumers.push_back(rt.spawn(consume(s, i)));
   for (std::size_t i = 0; i < o.producers; ++i) producers.push_back(rt.spawn(produce(s, i)));
@@ -669,6 +721,8 @@ result<bench_result> run_benchmark(const bench_options& o) {
   const auto end = steady::now();
   s.finished = true;
   progress_line.finish();
+  outage_timer.finish();
+  if (o.outage && o.outage->finished) o.outage->finished();
   const auto usage_after = resource_usage::now();
   const auto connections_after = p->connections();
 
@@ -739,6 +793,16 @@ result<bench_result> run_benchmark(const bench_options& o) {
   }
   out.network =
       network_between(connections_before, connections_after, out.wall_s, out.messages_received);
+  if (s.outage_end_ns >= 0) {
+    outage_timing t;
+    t.start_s = static_cast<double>(s.outage_start_ns) / 1e9;
+    t.end_s = static_cast<double>(s.outage_end_ns) / 1e9;
+    if (s.first_after_outage_ns >= 0)
+      t.first_completion_s = static_cast<double>(s.first_after_outage_ns - s.outage_end_ns) / 1e9;
+    t.late = s.late;
+    t.resent = s.resent;
+    out.outage = t;
+  }
   // The series ends with the last message moved, not when consumers noticed the end.
   std::vector<time_buckets> parts;
   for (auto& pr : s.producers) parts.push_back(std::move(pr.series));
@@ -1230,6 +1294,106 @@ result<memory_budget_result> run_memory_budget(const bench_options& o, std::uint
   }
   if (*made) rt.run(p.delete_queue(*queue));
   rt.shutdown();
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The outage run: a paced run through a disconnect, and how long it takes to get back.
+
+retry_policy outage_options::default_outage_retry() {
+  auto p = retry_policy::exponential_backoff(milliseconds{50}, milliseconds{1000}, 2.0);
+  p.max_attempts = std::numeric_limits<std::uint32_t>::max();
+  return p;
+}
+
+std::optional<double> time_back_to_rate(const std::vector<sample>& series, double from_s,
+                                        double bucket_s, double rate) {
+  // A bucket within a microsecond of its full length is whole (its ends are rounded to ns).
+  constexpr double slack_s = 1e-6;
+  for (const auto& b : series) {
+    if (b.t_s - b.dt_s < from_s - slack_s || b.dt_s < bucket_s - slack_s) continue;
+    if (b.receive_rate >= rate) return b.t_s - from_s;
+  }
+  return std::nullopt;
+}
+
+result<void> validate_outage(const outage_options& oo) {
+  if (!(oo.base.rate > 0))
+    return invalid("the outage run needs a rate to offer (messages/s above 0)");
+  if (oo.outage.count() <= 0) return invalid("the outage must last longer than 0 ms");
+  if (oo.outage > std::chrono::hours(1)) return invalid("the outage must last at most 1 hour");
+  if (oo.lead.count() <= 0) return invalid("the outage run's lead must be longer than 0 ms");
+  if (oo.bucket.count() <= 0 || oo.bucket > oo.tail)
+    return invalid("the outage run's bucket must be longer than 0 ms and at most its tail");
+  if (oo.tail < 2 * oo.retry.max_delay) {
+    return invalid("the outage run's tail (" + std::to_string(oo.tail.count()) +
+                   " ms) must be at least twice its retry policy's max_delay (" +
+                   std::to_string(oo.retry.max_delay.count()) +
+                   " ms): a recovery it allows could not be seen otherwise");
+  }
+  if (!(oo.recovered_share > 0 && oo.recovered_share <= 1))
+    return invalid("the outage run's recovered share must be in (0, 1]");
+  return {};
+}
+
+result<outage_result> run_outage(const outage_options& oo) {
+  if (auto v = validate_outage(oo); !v) return v.error();
+  auto o = oo.base;
+  o.duration = oo.lead + oo.outage + oo.tail;
+  o.sample_interval = oo.bucket;
+  o.retry = oo.retry;
+  o.resend_failed = true;
+  std::shared_ptr<fault_injecting_provider> faults;
+  std::uint64_t refused = 0;
+  o.decorate = [&faults, wrap = oo.base.decorate](provider_ptr p) -> provider_ptr {
+    if (wrap) p = wrap(std::move(p));
+    faults = make_fault_injecting_provider(std::move(p));
+    return faults;
+  };
+  outage_plan plan;
+  plan.at = oo.lead;
+  plan.length = oo.outage;
+  plan.begin = [&faults](milliseconds length) { faults->disconnect_for(length); };
+  // Read before the provider is closed; the run's own reference then goes with the run.
+  plan.finished = [&faults, &refused] {
+    refused = faults->stats().disconnected_calls;
+    faults.reset();
+  };
+  o.outage = std::move(plan);
+  auto r = run_benchmark(o);
+  faults.reset();
+  if (!r) return r.error();
+  if (!r->outage) {
+    return fail(errc::provider_error, "the outage run ended before its outage began (" +
+                                          std::to_string(r->wall_s) + " s)");
+  }
+  outage_result out;
+  out.outage = oo.outage;
+  out.offered_rate = oo.base.rate;
+  out.max_retry_delay = oo.retry.max_delay;
+  out.start_s = r->outage->start_s;
+  out.end_s = r->outage->end_s;
+  out.first_completion_s = r->outage->first_completion_s;
+  const double bucket_s = std::chrono::duration<double>(oo.bucket).count();
+  out.recovery_s =
+      time_back_to_rate(r->series, out.end_s, bucket_s, oo.recovered_share * oo.base.rate);
+  out.recovered_share = oo.recovered_share;
+  // The rate before: whole buckets that ended before the outage, the first second left out as
+  // the ramp-up when the lead is longer.
+  const double skip_s = out.start_s > 2 ? 1.0 : 0.0;
+  double moved = 0, over = 0;
+  for (const auto& b : r->series) {
+    if (b.t_s > out.start_s || b.t_s - b.dt_s < skip_s) continue;
+    moved += b.receive_rate * b.dt_s;
+    over += b.dt_s;
+  }
+  out.rate_before = over > 0 ? moved / over : 0;
+  out.refused_calls = refused;
+  out.late = r->outage->late;
+  out.resent = r->outage->resent;
+  out.sent = r->messages_sent;
+  out.completed = r->messages_received;
+  out.redeliveries = r->duplicates;
   return out;
 }
 

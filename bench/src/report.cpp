@@ -129,6 +129,8 @@ result<void> read_section(const YAML::Node& node, performance_targets& t) {
        &performance_targets::memory_utilization},
       {"resources", "connection_pool_efficiency", unit_kind::fraction, d::at_least,
        &performance_targets::connection_pool_efficiency},
+      {"reliability", "recovery_time", unit_kind::duration, d::at_most,
+       &performance_targets::recovery_time},
   };
   // A rate per day ("<1 per day"): no run of seconds or hours shows one, so its text is kept
   // as written and reported as not checked.
@@ -268,7 +270,8 @@ target_check check(const std::string& name, const bound& b, double measured, std
 }  // namespace
 
 std::vector<target_check> check_targets(const performance_targets& t, const bench_result& r,
-                                        const std::optional<memory_budget_result>& memory_budget) {
+                                        const std::optional<memory_budget_result>& memory_budget,
+                                        const std::optional<outage_result>& outage) {
   std::vector<target_check> out;
   auto ms = [](double us) { return fmt("%.3f ms", us / 1000.0); };
   if (t.messages_per_second) {
@@ -380,6 +383,30 @@ std::vector<target_check> check_targets(const performance_targets& t, const benc
                               count(r.provider_calls) + " calls)"));
     }
   }
+  if (t.recovery_time) {
+    const std::string name = "reliability.recovery_time";
+    if (!outage) {
+      out.push_back(not_checked(name, *t.recovery_time,
+                                "no outage run to measure recovery in (--outage makes one)"));
+    } else if (!outage->every_message_once()) {
+      out.push_back({name, t.recovery_time->text,
+                     "the outage run lost or redelivered messages (sent " + count(outage->sent) +
+                         ", completed " + count(outage->completed) + ", redelivered " +
+                         count(outage->redeliveries) + ")",
+                     target_check::status::miss});
+    } else if (!outage->recovery_s) {
+      out.push_back({name, t.recovery_time->text,
+                     "never back to " + fmt("%.0f%%", outage->recovered_share * 100) +
+                         " of the offered rate within the run",
+                     target_check::status::miss});
+    } else {
+      out.push_back(check(name, *t.recovery_time, *outage->recovery_s,
+                          fmt("%.2f s after a ", *outage->recovery_s) +
+                              fmt("%.1f s outage, back to ",
+                                  std::chrono::duration<double>(outage->outage).count()) +
+                              fmt("%.0f%% of the offered rate", outage->recovered_share * 100)));
+    }
+  }
   for (const auto& n : t.not_measured) {
     const auto name = n.substr(0, n.find(' '));
     std::string why = "not measured by qrt bench";
@@ -484,6 +511,49 @@ std::string with_thousands(double v) {
     out += digits[i];
   }
   return n < 0 ? "-" + out : out;
+}
+
+/// "0.42 s", or `none` for a time not measured.
+std::string seconds_or(const std::optional<double>& s, const char* none) {
+  if (!s) return none;
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.2f s", *s);
+  return buf;
+}
+
+/// The outage run's recovery in a line's words, for the chart's summary.
+std::string outage_words(const outage_result& o) {
+  return "back to " + percent(o.recovered_share) + " of the offered rate " +
+         seconds_or(o.recovery_s, "never") + " after a " +
+         chart::format_value(std::chrono::duration<double>(o.outage).count(), chart::unit::seconds,
+                             0, 2) +
+         " outage (first completion " + seconds_or(o.first_completion_s, "never") + ")";
+}
+
+std::string outage_text(const outage_result& o) {
+  std::string out = "\n  outage of " +
+                    chart::format_value(std::chrono::duration<double>(o.outage).count(),
+                                        chart::unit::seconds, 0, 2) +
+                    " (paced at " + with_thousands(o.offered_rate) +
+                    " msg/s, retries wait at most " +
+                    chart::format_value(std::chrono::duration<double>(o.max_retry_delay).count(),
+                                        chart::unit::seconds, 0, 2) +
+                    "):\n";
+  out += "    before it " + with_thousands(o.rate_before) + " msg/s completed; first completion " +
+         seconds_or(o.first_completion_s, "never") + " after it ended; back to " +
+         percent(o.recovered_share) + " of the offered rate " +
+         (o.recovery_s ? seconds_or(o.recovery_s, "") + " after it ended (whole buckets)"
+                       : std::string("NOT within the run")) +
+         "\n";
+  out += "    calls refused " + std::to_string(o.refused_calls) + ", messages held up " +
+         std::to_string(o.late) + ", sent again " + std::to_string(o.resent) + "; ";
+  if (o.every_message_once()) {
+    out += "every message sent was completed once (" + std::to_string(o.sent) + ")\n";
+  } else {
+    out += "MESSAGES LOST OR REDELIVERED: sent " + std::to_string(o.sent) + ", completed " +
+           std::to_string(o.completed) + ", redelivered " + std::to_string(o.redeliveries) + "\n";
+  }
+  return out;
 }
 
 std::string latency_row(const std::string& name, const latency_summary& l) {
@@ -655,6 +725,7 @@ std::string format_table(const report& rep) {
     out += buf;
     if (!m.refusal.empty()) out += "    refused with: " + m.refusal + "\n";
   }
+  if (rep.outage) out += outage_text(*rep.outage);
   if (!rep.checks.empty()) {
     out +=
         "\n  targets" +
@@ -797,6 +868,29 @@ std::string to_json(const report& rep) {
                                         {"handler_cpu_seconds", rep.overhead->handler_cpu_s},
                                         {"qrt_share", rep.overhead->qrt_share},
                                         {"qrt_share_wall", rep.overhead->qrt_share_wall}};
+  }
+  if (rep.outage) {
+    const auto& g = *rep.outage;
+    const auto or_null = [](const std::optional<double>& v) -> boost::json::value {
+      if (v) return *v;
+      return nullptr;
+    };
+    o["outage"] = boost::json::object{
+        {"outage_seconds", std::chrono::duration<double>(g.outage).count()},
+        {"offered_msgs_per_s", g.offered_rate},
+        {"max_retry_delay_seconds", std::chrono::duration<double>(g.max_retry_delay).count()},
+        {"start_seconds", g.start_s},
+        {"end_seconds", g.end_s},
+        {"msgs_per_s_before", g.rate_before},
+        {"first_completion_seconds", or_null(g.first_completion_s)},
+        {"recovery_seconds", or_null(g.recovery_s)},
+        {"recovered_share", g.recovered_share},
+        {"refused_calls", g.refused_calls},
+        {"late_messages", g.late},
+        {"resent_messages", g.resent},
+        {"sent", g.sent},
+        {"completed", g.completed},
+        {"redeliveries", g.redeliveries}};
   }
   if (rep.memory_budget) {
     const auto& m = *rep.memory_budget;
@@ -1213,6 +1307,11 @@ std::vector<headline> headlines(const report& rep) {
     const double g = rep.memory_budget->growth_per_budget_byte();
     h.push_back({"memory growth / budget", chart::format_value(g, unit::ratio, 0, 2), "≤ 1.10×",
                  g <= 1.10});
+  }
+  if (rep.outage) {
+    h.push_back({"recovery after an outage", outage_words(*rep.outage),
+                 "every message once, back to the offered rate",
+                 rep.outage->every_message_once() && rep.outage->recovery_s.has_value()});
   }
   if (rep.scaling && !rep.scaling->empty()) {
     const auto& last = rep.scaling->back();

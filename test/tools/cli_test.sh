@@ -456,6 +456,12 @@ expect 2 "would prefill" -- bench --messages 1000 --threads 1 --no-baseline --sc
 [[ ! -s "$tmp/out" ]] || fail "bench --scaling --receive-batch 1000000 ran: $(head -3 "$tmp/out")"
 expect 2 "--memory-budget is for the embedded provider" -- bench --provider amqp \
   --endpoint amqp://127.0.0.1:1 --messages 10 --memory-budget 1048576
+# An outage that is no duration, none at all or one past an hour is refused before the main run.
+for outage in 0s 2h soon; do
+  expect 2 "--outage '$outage' is not a duration" -- bench --messages 1000 --threads 1 \
+    --no-baseline --outage "$outage"
+  [[ ! -s "$tmp/out" ]] || fail "bench --outage $outage ran: $(head -3 "$tmp/out")"
+done
 # More overhead messages than the overhead run's queue can be made to hold is refused by its
 # flag before anything runs, not after the main run by a setting never given (max_queue_size).
 expect 2 "--overhead-messages" -- bench --messages 1000 --threads 1 --no-baseline --overhead 1 \

@@ -779,6 +779,10 @@ class bench_command {
                      "also fill a queue of the embedded provider held to this many bytes "
                      "(max_memory_bytes) and report resident memory against it")
         ->check(CLI::Range(std::uint64_t{1}, std::uint64_t{8} << 30));
+    cmd_->add_option("--outage", outage_text_,
+                     "also run paced (--rate, else half the measured rate) through an outage "
+                     "this long (2s, 500ms): every provider call fails until it ends; reports "
+                     "the time back to 90% of the offered rate");
     cmd_->add_option("--targets", targets_file_, "performance targets YAML (format: ADR 0071)")
         ->check(CLI::ExistingFile);
     cmd_->add_option("--environment", environment_,
@@ -877,6 +881,16 @@ class bench_command {
         return report_error(v.error());
       }
     }
+    std::optional<milliseconds> outage;
+    if (!outage_text_.empty()) {
+      auto d = parse_duration(outage_text_);
+      if (!d || d->count() <= 0 || *d > std::chrono::hours(1)) {
+        return report_error(fail(
+            errc::invalid_argument,
+            "--outage '" + outage_text_ + "' is not a duration from 1ms to 1h like 2s or 500ms"));
+      }
+      outage = std::chrono::duration_cast<milliseconds>(*d);
+    }
     if (memory_budget_ > 0 && bo_.provider_config.get("provider") != "memory") {
       return report_error(fail(errc::invalid_argument,
                                "--memory-budget is for the embedded provider (--provider memory)"));
@@ -948,12 +962,13 @@ class bench_command {
     extras.overhead_handler_cost = std::chrono::microseconds(overhead_us_);
     extras.overhead_messages = overhead_messages_;
     extras.memory_budget = memory_budget_;
+    extras.outage = outage;
     const std::optional<error> extra_failed = bench::run_extra_runs(rep, bo_, extras);
     rep.load_average = bench::read_load_average();
     rep.finished_at = bench::utc_now();
     rep.command = command_line_;
     if (targets) {
-      rep.checks = bench::check_targets(*targets, rep.run, rep.memory_budget);
+      rep.checks = bench::check_targets(*targets, rep.run, rep.memory_budget, rep.outage);
       rep.targets_environment = targets->environment;
     }
 
@@ -991,7 +1006,8 @@ class bench_command {
   CLI::App* cmd_;
   cli::provider_flags flags_;
   bench::bench_options bo_;
-  std::string duration_text_, targets_file_, environment_, report_dir_, output_ = "text";
+  std::string duration_text_, outage_text_, targets_file_, environment_, report_dir_,
+      output_ = "text";
   std::optional<std::size_t> batch_;
   std::optional<double> rate_;
   std::optional<std::size_t> threads_;

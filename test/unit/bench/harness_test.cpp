@@ -399,6 +399,105 @@ TEST(Harness, NetworkFiguresCountOnlyWhatGrewAndNeedARecoveryForItsMeanTime) {
   EXPECT_FALSE(n->mean_recovery_s) << "no recovery in the run";
 }
 
+// A run that makes sends fail on purpose keeps the messages it offered: a batch whose send failed
+// goes again. Without resend_failed they are counted lost, as a run measuring errors wants.
+TEST(Harness, FailedSendsAreSentAgainWhenTheRunKeepsWhatItOffered) {
+  for (const bool resend : {true, false}) {
+    bench_options o;
+    o.messages = 100;
+    o.send_batch = o.receive_batch = 10;
+    o.threads = 1;
+    o.retry.reset();  // the failures reach the producer
+    o.resend_failed = resend;
+    o.decorate = [](provider_ptr p) -> provider_ptr {
+      auto faults = make_fault_injecting_provider(std::move(p));
+      faults->fail_next(fault_ops::send, 3, fail(errc::connection_failed, "down for the test"));
+      return faults;
+    };
+    auto r = run_benchmark(o);
+    ASSERT_TRUE(r) << r.error().to_string();
+    EXPECT_EQ(r->failed_calls, 3u) << "resend " << resend;
+    if (resend) {
+      EXPECT_EQ(r->messages_sent, 100u);
+      EXPECT_EQ(r->messages_received, 100u);
+      EXPECT_EQ(r->send_errors, 0u);
+    } else {
+      EXPECT_EQ(r->messages_sent, 70u);
+      EXPECT_EQ(r->send_errors, 30u);
+    }
+  }
+}
+
+// The outage run: the provider refuses every call for a while in the middle of a paced run; the
+// run sees it end, and every message offered still arrives once. (What it measures is timing, for
+// the release build's assertions; here only that each figure is there.)
+TEST(Harness, TheOutageRunDeliversEveryMessageOnceAndMeasuresTheRecovery) {
+  outage_options oo;
+  oo.base.rate = 1000;
+  oo.base.threads = 2;
+  oo.outage = std::chrono::milliseconds(300);
+  oo.lead = std::chrono::milliseconds(300);
+  oo.tail = std::chrono::milliseconds(1500);
+  oo.retry = retry_policy::exponential_backoff(std::chrono::milliseconds(20),
+                                               std::chrono::milliseconds(200), 2.0);
+  oo.retry.max_attempts = 1000;
+  auto r = run_outage(oo);
+  ASSERT_TRUE(r) << r.error().to_string();
+  EXPECT_TRUE(r->every_message_once()) << "sent " << r->sent << ", completed " << r->completed
+                                       << ", redelivered " << r->redeliveries;
+  EXPECT_GT(r->sent, 0u);
+  EXPECT_GT(r->refused_calls, 0u) << "the outage refused the calls made during it";
+  EXPECT_GT(r->late, 0u) << "the messages due during the outage arrived after it";
+  EXPECT_DOUBLE_EQ(r->end_s - r->start_s, 0.3);
+  EXPECT_TRUE(r->first_completion_s);
+  EXPECT_TRUE(r->recovery_s);
+  EXPECT_DOUBLE_EQ(r->offered_rate, 1000);
+  EXPECT_EQ(r->max_retry_delay, std::chrono::milliseconds(200));
+}
+
+TEST(Harness, TheOutageRunRefusesWhatCouldNotShowARecovery) {
+  outage_options oo;
+  auto no_rate = run_outage(oo);
+  ASSERT_FALSE(no_rate);
+  EXPECT_NE(no_rate.error().message.find("rate"), std::string::npos);
+  oo.base.rate = 100;
+  oo.tail = std::chrono::milliseconds(1500);  // the default retry waits up to 1 s
+  auto short_tail = validate_outage(oo);
+  ASSERT_FALSE(short_tail);
+  EXPECT_NE(short_tail.error().message.find("max_delay"), std::string::npos);
+  oo.tail = std::chrono::milliseconds(4000);
+  oo.outage = std::chrono::milliseconds(0);
+  EXPECT_FALSE(validate_outage(oo));
+  oo.outage = std::chrono::milliseconds(100);
+  oo.recovered_share = 1.5;
+  EXPECT_FALSE(validate_outage(oo));
+  oo.recovered_share = 0.9;
+  EXPECT_TRUE(validate_outage(oo));
+}
+
+// Recovered means a whole bucket after the outage completing at the rate; a bucket that began
+// during the outage, or the last one cut short, does not count.
+TEST(Harness, TheTimeBackToARateIsReadFromWholeBucketsAfterTheOutage) {
+  std::vector<sample> series;
+  const auto bucket = [&](double end, double rate, double dt = 0.1) {
+    sample s;
+    s.t_s = end;
+    s.dt_s = dt;
+    s.receive_rate = rate;
+    series.push_back(s);
+  };
+  bucket(1.0, 1000);  // before the outage, at the rate
+  bucket(1.1, 0);
+  bucket(1.2, 2000);  // began during the outage (it ended at 1.15)
+  bucket(1.3, 500);
+  bucket(1.4, 950);
+  bucket(1.45, 2000, 0.05);  // cut short
+  const auto back = time_back_to_rate(series, 1.15, 0.1, 900);
+  ASSERT_TRUE(back);
+  EXPECT_NEAR(*back, 0.25, 1e-9);
+  EXPECT_FALSE(time_back_to_rate(series, 1.15, 0.1, 1000)) << "only a cut bucket got there";
+}
+
 // Where the provider cannot tell that a queue holds messages (an earlier, interrupted run's, say),
 // the run starts: those messages are taken off and completed, but they are not this run's.
 // Counted, they ended the run early (received >= sent), and their send times, from another

@@ -249,6 +249,19 @@ report full_report(std::size_t samples) {
   r.network->connection_failures = 2;
   r.network->recoveries = 1;
   r.network->mean_recovery_s = 1.5;
+  rep.outage = outage_result{};
+  rep.outage->outage = std::chrono::milliseconds(2000);
+  rep.outage->offered_rate = 200'000;
+  rep.outage->max_retry_delay = std::chrono::milliseconds(1000);
+  rep.outage->start_s = 1.0;
+  rep.outage->end_s = 3.0;
+  rep.outage->rate_before = 199'000;
+  rep.outage->first_completion_s = 0.25;
+  rep.outage->recovery_s = 0.4;
+  rep.outage->refused_calls = 40;
+  rep.outage->late = 400'000;
+  rep.outage->resent = 0;
+  rep.outage->sent = rep.outage->completed = 1'400'000;
   for (std::size_t i = 0; i < samples; ++i) {
     const double t = 0.005 * static_cast<double>(i + 1);
     r.series.push_back({t, 400'000.0 + static_cast<double>(i), 390'000, 80, 200, 0.005, 2000});
@@ -575,6 +588,39 @@ TEST(ReportJson, NetworkFiguresAreWrittenAndNoneWithoutConnections) {
   EXPECT_NE(format_table(rep).find("network none (no connections)"), std::string::npos)
       << format_table(rep);
   EXPECT_NE(render_chart_html(rep).find("none (no connections)"), std::string::npos);
+}
+
+// The outage run's recovery is in the table, the JSON and the chart's summary, and a run that
+// never got back, or lost a message, says so.
+TEST(Report, TheOutageRunsRecoveryIsReported) {
+  auto rep = full_report(3);
+  auto table = format_table(rep);
+  EXPECT_NE(table.find("outage of 2 s (paced at 200,000 msg/s, retries wait at most 1 s)"),
+            std::string::npos)
+      << table;
+  EXPECT_NE(table.find("first completion 0.25 s after it ended; back to 90 % of the offered rate "
+                       "0.40 s after it ended"),
+            std::string::npos)
+      << table;
+  EXPECT_NE(table.find("every message sent was completed once (1400000)"), std::string::npos)
+      << table;
+  auto json = boost::json::parse(to_json(rep));
+  EXPECT_DOUBLE_EQ(json.at("outage").at("recovery_seconds").to_number<double>(), 0.4);
+  EXPECT_EQ(json.at("outage").at("late_messages").to_number<std::uint64_t>(), 400'000u);
+  const auto html = render_chart_html(rep);
+  EXPECT_NE(html.find("back to 90 % of the offered rate 0.40 s after a 2 s outage"),
+            std::string::npos);
+
+  rep.outage->recovery_s.reset();
+  rep.outage->completed -= 1;
+  table = format_table(rep);
+  EXPECT_NE(table.find("NOT within the run"), std::string::npos) << table;
+  EXPECT_NE(table.find("MESSAGES LOST OR REDELIVERED: sent 1400000, completed 1399999"),
+            std::string::npos)
+      << table;
+  json = boost::json::parse(to_json(rep));
+  EXPECT_TRUE(json.at("outage").at("recovery_seconds").is_null());
+  EXPECT_NE(render_chart_html(rep).find("<td class=\"miss\">MISS</td>"), std::string::npos);
 }
 
 // A target's measured text (a reason why it was not checked, say) is printed whole in the

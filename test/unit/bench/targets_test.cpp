@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <filesystem>
 #include <limits>
 #include <qrt/bench/report.hpp>
@@ -431,6 +432,44 @@ TEST(Targets, RefusesAPercentageAboveOneHundredNamingTheField) {
   ASSERT_TRUE(full) << full.error().message;
   EXPECT_DOUBLE_EQ(full->batch_efficiency->value, 1.0);
   EXPECT_DOUBLE_EQ(full->cpu_utilization->value, 0.005);
+}
+
+// The recovery time is the outage run's: read like the other durations, checked against the time
+// back to the offered rate, missed when the run never got back or lost a message, and not checked
+// (saying why) without an outage run.
+TEST(Targets, RecoveryTimeIsCheckedAgainstTheOutageRun) {
+  const auto t = one_target("reliability", "recovery_time", "<5s");
+  ASSERT_TRUE(t.recovery_time);
+  EXPECT_DOUBLE_EQ(t.recovery_time->value, 5.0);
+  EXPECT_EQ(t.recovery_time->dir, bound::direction::at_most);
+  const auto r = good_run();
+  const auto none = check_named(check_targets(t, r), "reliability.recovery_time");
+  EXPECT_EQ(none.outcome, target_check::status::not_checked);
+  EXPECT_NE(none.measured.find("--outage"), std::string::npos) << none.measured;
+
+  outage_result o;
+  o.outage = std::chrono::milliseconds(2000);
+  o.recovered_share = 0.9;
+  o.sent = o.completed = 1000;
+  o.recovery_s = 1.2;
+  const auto fast = check_named(check_targets(t, r, std::nullopt, o), "reliability.recovery_time");
+  EXPECT_EQ(fast.outcome, target_check::status::pass);
+  EXPECT_NE(fast.measured.find("1.20 s after a 2.0 s outage"), std::string::npos) << fast.measured;
+  o.recovery_s = 6.0;
+  EXPECT_EQ(check_named(check_targets(t, r, std::nullopt, o), "reliability.recovery_time").outcome,
+            target_check::status::miss);
+  o.recovery_s.reset();
+  const auto never = check_named(check_targets(t, r, std::nullopt, o), "reliability.recovery_time");
+  EXPECT_EQ(never.outcome, target_check::status::miss);
+  EXPECT_NE(never.measured.find("never back"), std::string::npos) << never.measured;
+  o.recovery_s = 1.0;
+  o.completed = 999;
+  const auto lost = check_named(check_targets(t, r, std::nullopt, o), "reliability.recovery_time");
+  EXPECT_EQ(lost.outcome, target_check::status::miss) << "fast, but a message was lost";
+  EXPECT_NE(lost.measured.find("completed 999"), std::string::npos) << lost.measured;
+
+  EXPECT_FALSE(
+      parse_targets("performance_targets:\n  reliability:\n    recovery_time: fast\n", ""));
 }
 
 }  // namespace

@@ -1,5 +1,5 @@
 // The runs `qrt bench` adds after its main run on request (half rate, scaling, overhead, memory
-// budget), and what becomes of the main run's figures when one of them fails.
+// budget, outage), and what becomes of the main run's figures when one of them fails.
 #pragma once
 
 #include <chrono>
@@ -27,6 +27,9 @@ struct extra_runs {
   std::uint64_t overhead_messages = 2000;
   /// Above 0: the memory budget run, with this many bytes (provider=memory only).
   std::uint64_t memory_budget = 0;
+  /// Set: the outage run (run_outage) with an outage this long, paced at the main run's rate
+  /// when it had one, else at half its measured rate.
+  std::optional<std::chrono::milliseconds> outage;
 };
 
 /// The index of the median of `figures` (the upper one of an even count); `figures` not empty.

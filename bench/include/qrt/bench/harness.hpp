@@ -12,12 +12,23 @@
 #include <qrt/config.hpp>
 #include <qrt/metrics.hpp>
 #include <qrt/provider.hpp>
+#include <qrt/retry.hpp>
 #include <string>
 #include <vector>
 
 namespace qrt::bench {
 
 using std::chrono::milliseconds;
+
+/// An outage during a run: `at` after the start, `begin(length)` is called once (it makes the
+/// provider fail every call for `length`: fault_injecting_provider::disconnect_for).
+struct outage_plan {
+  milliseconds at{0};
+  milliseconds length{0};
+  std::function<void(milliseconds)> begin;
+  /// Called once the producers and consumers are done, before the provider is closed.
+  std::function<void()> finished;
+};
 
 struct bench_options {
   config provider_config{{"provider", "memory"}};  ///< as for qrt::builtin_providers()
@@ -50,6 +61,17 @@ struct bench_options {
   /// When set, the provider is also instrumented (qrt::metrics::instrument) and consumers record
   /// queue_runtime_messages_processed_total / processing_duration per batch into it.
   metrics::runtime_metrics* metrics = nullptr;
+  /// The retry policy of the client the producers and consumers call through
+  /// (client_options::retry); nullopt: no retrying.
+  std::optional<retry_policy> retry = retry_policy::client_default();
+  /// A send that fails transiently (as a whole or for some of its messages) is sent again, the
+  /// same messages with the same send time, after the retry policy's delay, instead of counting
+  /// them as lost: for runs that make the provider fail on purpose, where every message offered
+  /// must still arrive. A paced run then stamps each message with the time its pace made it due,
+  /// so its end-to-end latency includes the time it waited behind a failure.
+  bool resend_failed = false;
+  /// An outage in the middle of the run (run_outage sets it).
+  std::optional<outage_plan> outage;
   /// Called four times a second from a thread of its own; for a progress line.
   std::function<void(const struct progress&)> on_progress;
 };
@@ -134,6 +156,16 @@ std::optional<network_figures> network_between(const connection_stats& before,
                                                const connection_stats& after, double wall_s,
                                                std::uint64_t completed);
 
+/// When a run's outage (bench_options::outage) happened and what it delayed.
+struct outage_timing {
+  double start_s = 0, end_s = 0;  ///< from the run's start
+  /// From the end of the outage to the first completion after it; nullopt: none in the run.
+  std::optional<double> first_completion_s;
+  /// Messages stamped before the outage ended and completed after it: those it held up.
+  std::uint64_t late = 0;
+  std::uint64_t resent = 0;  ///< messages sent again after their send failed
+};
+
 struct bench_result {
   std::string provider;
   std::uint64_t messages_sent = 0;
@@ -170,6 +202,7 @@ struct bench_result {
   std::optional<std::uint64_t> connections_opened;
   /// Bandwidth and connection failures during the run; nullopt as for connections_opened.
   std::optional<network_figures> network;
+  std::optional<outage_timing> outage;  ///< with bench_options::outage, once it began
   std::vector<sample> series;
 };
 
@@ -266,6 +299,59 @@ result<void> validate_memory_budget(const bench_options& options, std::uint64_t 
 /// `budget`) with options.message_size messages until sends are refused, reads the resident
 /// memory, then drains the queue. Only for provider=memory.
 result<memory_budget_result> run_memory_budget(const bench_options& options, std::uint64_t budget);
+
+/// The outage run: a paced run (`base.rate`, which must be set) on a provider that is
+/// disconnected for `outage` after `lead`, then runs for `tail` more. Its producers and consumers
+/// retry with `retry` (the longest wait between attempts, its max_delay, bounds how long after
+/// the outage they notice it ended), and a send that still fails is sent again, so every
+/// message offered must arrive once.
+struct outage_options {
+  bench_options base;
+  milliseconds outage{2000};
+  milliseconds lead{1000};
+  milliseconds tail{4000};
+  /// Exponential from 50 ms to 1 s, attempts unbounded (a send gives up at its send timeout).
+  retry_policy retry = default_outage_retry();
+  milliseconds bucket{100};  ///< the series' interval: recovery is read in whole buckets
+  /// The share of the offered rate the completions must reach again to count as recovered.
+  double recovered_share = 0.9;
+
+  static retry_policy default_outage_retry();
+};
+
+struct outage_result {
+  milliseconds outage{0};
+  double offered_rate = 0;          ///< messages/s the producers were paced at
+  milliseconds max_retry_delay{0};  ///< the retry policy's max_delay
+  double start_s = 0, end_s = 0;    ///< when the outage began and ended in the run
+  /// Completions per second over the whole buckets before the outage (after the first second,
+  /// or all of them when the lead is shorter).
+  double rate_before = 0;
+  /// From the end of the outage to the first completion after it.
+  std::optional<double> first_completion_s;
+  /// From the end of the outage to the end of the first whole bucket after it whose completion
+  /// rate is at least recovered_share of the offered rate; nullopt: never within the run.
+  std::optional<double> recovery_s;
+  double recovered_share = 0.9;
+  std::uint64_t refused_calls = 0;  ///< provider calls the outage failed
+  std::uint64_t late = 0;           ///< messages it held up (outage_timing::late)
+  std::uint64_t resent = 0;         ///< messages sent again after their send failed
+  std::uint64_t sent = 0, completed = 0, redeliveries = 0;
+  /// Every message sent arrived and was completed once.
+  bool every_message_once() const { return completed == sent && redeliveries == 0; }
+};
+
+/// From `from_s` to the end of the first sample of `series` that lies wholly after it, is
+/// `bucket_s` long (not the last one, cut short) and completed at least `rate`; nullopt when
+/// none did.
+std::optional<double> time_back_to_rate(const std::vector<sample>& series, double from_s,
+                                        double bucket_s, double rate);
+
+/// What run_outage refuses before it runs: no rate, an outage or lead that is not positive, a
+/// tail shorter than twice the retry policy's max_delay (recovery could not be seen), a bucket
+/// that is not positive or longer than the tail, or a recovered share outside (0, 1].
+result<void> validate_outage(const outage_options& options);
+result<outage_result> run_outage(const outage_options& options);
 
 /// Resident memory now (/proc/self/statm), after giving freed heap back to the system.
 std::uint64_t resident_bytes_now();

@@ -24,6 +24,7 @@ struct performance_targets {
   std::optional<bound> p50_latency, p95_latency, p99_latency, api_call_latency;
   std::optional<bound> error_rate, availability, cpu_utilization;
   std::optional<bound> memory_utilization, connection_pool_efficiency;
+  std::optional<bound> recovery_time;     ///< reliability.recovery_time, against run_outage
   std::vector<std::string> not_measured;  ///< known fields qrt bench cannot measure
 };
 
@@ -47,11 +48,14 @@ struct target_check {
 /// Availability is 1 - failed calls / calls of this run. Connection pool efficiency is
 /// 1 - connections opened during the run / its calls, not applicable to a provider without
 /// connections. Memory utilisation is the resident growth of `memory_budget` (the
-/// --memory-budget run) per budget byte, not checked without one. A circuit breaker frequency
-/// (a rate per day) is never checked.
+/// --memory-budget run) per budget byte, not checked without one. Recovery time is the outage
+/// run's (--outage) time back to its recovered share of the offered rate, a miss when it never
+/// got back or lost or redelivered a message, not checked without one. A circuit breaker
+/// frequency (a rate per day) is never checked.
 std::vector<target_check> check_targets(
     const performance_targets& t, const bench_result& r,
-    const std::optional<memory_budget_result>& memory_budget = std::nullopt);
+    const std::optional<memory_budget_result>& memory_budget = std::nullopt,
+    const std::optional<outage_result>& outage = std::nullopt);
 /// The fewest messages completed in one whole second of the run's series, over the seconds
 /// between the first (the ramp-up) and the last one in which anything was sent (the end of
 /// sending and the drain after it); nullopt when the run has no such second. A sample is split
@@ -72,6 +76,7 @@ struct report {
   std::optional<std::vector<scaling_point>> scaling;
   std::optional<overhead_result> overhead;
   std::optional<memory_budget_result> memory_budget;
+  std::optional<outage_result> outage;
   std::vector<target_check> checks;
   std::string targets_environment;
   std::string command;               ///< the command line that made the report, for history
