@@ -1,7 +1,8 @@
 // The runtime's measurable promises (docs/performance.md), each checked as a ratio measured in
 // this run with a margin wide enough for a shared 2-core machine: sustained rate per second
 // against its target, batches against single calls, scaling efficiency, the client's share of a
-// handler's work, an idle processor's CPU, and consumers draining a backlog. Release build only
+// handler's work, an idle processor's CPU, consumers draining a backlog, and the recovery
+// after an outage. Release build only
 // (the label "assertions"): a sanitizer build measures the sanitizer.
 #include <gtest/gtest.h>
 #include <sys/resource.h>
@@ -192,6 +193,35 @@ TEST(Assertions, MoreConsumersBringTheQueueDepthDownFaster) {
   // Ideal: 4x and 4x. Margins for a shared machine and the receive calls the handlers share.
   EXPECT_GE(one / four, 2.0) << "4 consumers drained " << one / four << "x as fast as 1";
   EXPECT_GE(four / sixteen, 2.0) << "16 consumers drained " << four / sixteen << "x as fast as 4";
+}
+
+// Recovery to normal performance within a defined time limit: a paced run on the embedded
+// provider loses its provider for 1 s (every call fails). The limit is the configured retry
+// policy: its producers and consumers wait at most D = 1 s between attempts, so they notice the
+// end within D; the rate must be back to 90 % of the offered one within 2 D + 1 s (the margin
+// covers the 100 ms buckets the rate is read in and a busy machine), and no message may be lost
+// or delivered twice.
+TEST(Assertions, ThroughputRecoversWithinTheRetryPolicysLimitAfterAnOutage) {
+  outage_options oo;
+  oo.base.rate = 2000;
+  oo.base.threads = 2;
+  oo.outage = 1s;
+  oo.lead = 2s;
+  oo.tail = 4s;
+  const double max_delay_s = std::chrono::duration<double>(oo.retry.max_delay).count();
+  const double limit_s = 2 * max_delay_s + 1;
+  auto r = run_outage(oo);
+  ASSERT_TRUE(r) << r.error().to_string();
+  std::cout << "outage 1 s at " << oo.base.rate << " msg/s: before it " << r->rate_before
+            << " msg/s; first completion " << r->first_completion_s.value_or(-1)
+            << " s after it, back to 90 % " << r->recovery_s.value_or(-1) << " s after it (limit "
+            << limit_s << " s, retry max_delay " << max_delay_s << " s); refused calls "
+            << r->refused_calls << ", messages held up " << r->late << ", sent " << r->sent
+            << ", completed " << r->completed << ", redelivered " << r->redeliveries << "\n";
+  EXPECT_TRUE(r->every_message_once());
+  ASSERT_TRUE(r->recovery_s) << "never back to 90 % of the offered rate within the run";
+  EXPECT_LE(*r->recovery_s, limit_s);
+  EXPECT_GE(r->rate_before, 0.9 * oo.base.rate) << "the pace was not held before the outage";
 }
 
 }  // namespace
