@@ -2,8 +2,8 @@
 // this run with a margin wide enough for a shared 2-core machine: sustained rate per second
 // against its target, batches against single calls, scaling efficiency, the client's share of a
 // handler's work, an idle processor's CPU, consumers draining a backlog, and the recovery
-// after an outage. Release build only
-// (the label "assertions"): a sanitizer build measures the sanitizer.
+// after an outage. Release build only (the label "assertions"): a sanitizer build measures the
+// sanitizer.
 #include <gtest/gtest.h>
 #include <sys/resource.h>
 
