@@ -185,6 +185,7 @@ inline void throttling_storm_scenario(const std::string& provider_label,
   // which this scenario does not inject; named in the failure message.
   std::mutex others_mutex;
   std::vector<std::string> other_causes;
+  bool confirmed_settlement = true;
   {
     runtime rt(runtime_configuration{.worker_threads = 4});
     auto recorded = record_completions(make_provider(rt),
@@ -196,6 +197,7 @@ inline void throttling_storm_scenario(const std::string& provider_label,
     storm.throttle_retry_after = 5ms;
     storm.seed = 13;
     auto faulty = make_fault_injecting_provider(recorded, storm);
+    confirmed_settlement = faulty->caps().confirmed_settlement;
 
     metrics::registry registry;
     metrics::runtime_metrics metrics(registry);
@@ -273,12 +275,24 @@ inline void throttling_storm_scenario(const std::string& provider_label,
   const auto c = book.counts();
   EXPECT_EQ(c.acknowledged, 3000u);
   EXPECT_EQ(c.lost, 0u);
-  EXPECT_EQ(c.resurrected, 0u);
-  // Every injected throttle is retried unless it was a call's last attempt.
+  // Every injected throttle is retried unless it was a call's last attempt; a failure the
+  // provider met on its own is retried as well, and counted apart.
+  const std::uint64_t other_retries = other_causes.size();
   EXPECT_GT(retries, throttles * 9 / 10);
-  EXPECT_LE(retries, throttles);
-  // Duplicates are allowed only where a complete failed: the message was never completed.
-  EXPECT_LE(c.duplicated, pstats.settle_failures + pstats.locks_lost);
+  EXPECT_LE(retries - std::min(retries, other_retries), throttles);
+  if (other_retries > 0 && !confirmed_settlement) {
+    // Not this scenario's fault: the broker ended a link or the connection (the causes are
+    // printed above). A provider whose completes nothing confirms then loses the completes that
+    // crossed the link's end, and those messages come back (docs/contract.md, C12), as in the
+    // scenarios that drop the connection on purpose. Nothing may be lost all the same.
+    std::cout << "the provider failed " << other_retries
+              << " call(s) on its own: completes that crossed a link's end came back "
+              << c.resurrected << " time(s)\n";
+  } else {
+    EXPECT_EQ(c.resurrected, 0u);
+    // Duplicates are allowed only where a complete failed: the message was never completed.
+    EXPECT_LE(c.duplicated, pstats.settle_failures + pstats.locks_lost);
+  }
   const auto after = process_resources::settled_to(before);
   EXPECT_EQ(after.threads, before.threads);
   EXPECT_EQ(after.fds, before.fds);
