@@ -27,7 +27,9 @@ enum class failure_action {
 
 /// How a processor receives, runs handlers and settles; works with any provider.
 struct processor_options {
-  std::size_t max_concurrent_calls = 16;  ///< handlers running at once, never exceeded
+  /// Handlers running at once, never exceeded; processor::set_max_concurrent_calls() changes
+  /// it while the processor runs.
+  std::size_t max_concurrent_calls = 16;
   /// Messages received ahead of a free handler slot. The processor lowers this to what it
   /// expects to start before their locks expire (from observed handler durations).
   std::size_t prefetch_count = 10;
@@ -103,6 +105,9 @@ struct processor_stats {
   std::uint64_t abandoned_at_shutdown = 0;  ///< messages released by stop()
   std::size_t in_flight = 0;                ///< handlers running now
   std::size_t max_in_flight = 0;            ///< most handlers ever running at once
+  /// The handler limit in force: options.max_concurrent_calls, or the last value given to
+  /// set_max_concurrent_calls().
+  std::size_t max_concurrent_calls = 0;
 };
 
 /// What stop() did.
@@ -142,6 +147,17 @@ class processor {
   /// destructor tells the executor to end the loop), then the executor. A later stop() returns
   /// the first one's report and touches no executor, so it may come after the executor is gone.
   awaitable<shutdown_report> stop(milliseconds deadline);
+
+  /// Changes max_concurrent_calls while the processor runs (or before start()), from any
+  /// thread. Raised, it takes effect at once: waiting messages start and the next receive asks
+  /// for more. Lowered, no running handler is interrupted; no handler starts until fewer than
+  /// `calls` run, so the limit holds again once those above it have finished. Prefetched
+  /// messages beyond what the new limit can start before their locks run short are given back
+  /// to the queue at once (stats().released_unstarted), not held (with order_by_session they are
+  /// kept, so that none is overtaken by a later message of its session). See docs/processing.md.
+  /// 0 throws qrt::exception (invalid_argument): it would start nothing, ever. Once stop() has
+  /// been called it is ignored (a no-op): the processor starts no handler any more.
+  void set_max_concurrent_calls(std::size_t calls);
 
   /// What it did so far.
   processor_stats stats() const;

@@ -93,6 +93,8 @@ struct processor::impl : std::enable_shared_from_this<impl> {
   impl(queue_client c, queue_name q, message_handler h, processor_options o)
       : client(std::move(c)), queue(std::move(q)), handler(std::move(h)), options(std::move(o)) {
     options.max_concurrent_calls = std::max<std::size_t>(1, options.max_concurrent_calls);
+    max_calls = options.max_concurrent_calls;
+    stats.max_concurrent_calls = options.max_concurrent_calls;
     // A wait of zero would make the receive loop a busy poll of an empty queue that, answered
     // without suspending, never gives its strand to stop(): at least 1 ms.
     options.receive_wait = std::max(options.receive_wait, milliseconds{1});
@@ -102,6 +104,13 @@ struct processor::impl : std::enable_shared_from_this<impl> {
   queue_name queue;
   message_handler handler;
   processor_options options;
+  // The handler limit in force: options.max_concurrent_calls until set_max_concurrent_calls()
+  // changes it from any thread (written under stats_mutex, with the stats that report it).
+  std::atomic<std::size_t> max_calls{1};
+  // An apply_limit() is posted and has not begun: further changes need no post of their own (it
+  // reads the limit when it runs), so a caller changing the limit in a tight loop cannot flood
+  // the strand.
+  std::atomic<bool> limit_change_posted{false};
 
   // Everything below is touched only on `strand`, except `stats` (under its own mutex) and
   // what is marked otherwise.
@@ -173,7 +182,7 @@ struct processor::impl : std::enable_shared_from_this<impl> {
   std::size_t prefetch_allowance() const {
     std::size_t allowance = options.prefetch_count;
     if (have_average && typical_lock.count() > 0) {
-      const double startable = static_cast<double>(options.max_concurrent_calls) *
+      const double startable = static_cast<double>(max_calls.load()) *
                                static_cast<double>(typical_lock.count()) / lock_margin_divisor /
                                std::max(average_handler_ms, 0.001);
       allowance = std::min(allowance, static_cast<std::size_t>(startable));
@@ -207,10 +216,11 @@ struct processor::impl : std::enable_shared_from_this<impl> {
         }
         dispatch();  // a probe may start now
       }
-      const std::size_t limit = options.max_concurrent_calls + prefetch_allowance();
+      const std::size_t calls = max_calls.load();
+      const std::size_t limit = calls + prefetch_allowance();
       const std::size_t held = running.size() + buffer.size();
       if (held >= limit) {
-        if (options.breaker && !buffer.empty() && running.size() < options.max_concurrent_calls) {
+        if (options.breaker && !buffer.empty() && running.size() < calls) {
           // Held back by the breaker alone: another caller's probe is in flight (a breaker can
           // be shared). Nothing of this processor would notify when that probe closes it, so
           // look again shortly rather than wait for a handler that is not running.
@@ -281,7 +291,8 @@ struct processor::impl : std::enable_shared_from_this<impl> {
   }
 
   void dispatch() {
-    while (!stopping && running.size() < options.max_concurrent_calls && !buffer.empty()) {
+    // Handlers above a lowered limit run on; none starts until fewer than the limit run.
+    while (!stopping && running.size() < max_calls.load() && !buffer.empty()) {
       auto next = next_startable();
       if (next == buffer.end()) break;  // every buffered message waits for its session
       if (options.breaker && !options.breaker->allow()) {
@@ -326,6 +337,41 @@ struct processor::impl : std::enable_shared_from_this<impl> {
       admitted -= rest.size();
       count(&processor_stats::released_unstarted, rest.size());
       co_await release(std::move(rest));
+    }
+  }
+
+  // On the strand, after set_max_concurrent_calls(). A raised limit starts buffered messages now
+  // and lets the receive loop ask for more. A lowered one interrupts no running handler
+  // (dispatch() starts none until fewer than the limit run), and gives back at once the
+  // prefetched messages beyond what the new limit can start while their locks last: the
+  // read-ahead was sized for more handlers, so kept, they would wait longer for a slot than
+  // their locks allow, and another consumer can take them now instead.
+  awaitable<void> apply_limit() {
+    auto self = shared_from_this();
+    limit_change_posted = false;  // a change from now on posts again
+    if (stopping) co_return;
+    co_await give_back_beyond_allowance();
+    if (stopping) co_return;
+    notify_capacity_changed();
+    dispatch();
+  }
+
+  // Releases the newest buffered messages until no more than prefetch_allowance() wait. Not
+  // with order_by_session: a message of a session given back here could be overtaken by a later
+  // one of its session that the receive loop takes meanwhile, so those are kept; each one is
+  // still renewed, or released with the rest of its session, before a handler gets it.
+  awaitable<void> give_back_beyond_allowance() {
+    if (options.order_by_session) co_return;
+    // A receive that returns while the release is under way may fill the buffer again.
+    while (!stopping && buffer.size() > prefetch_allowance()) {
+      std::vector<receipt_handle> extra;
+      while (buffer.size() > prefetch_allowance()) {
+        extra.push_back(std::move(buffer.back().first.receipt));
+        buffer.pop_back();
+      }
+      admitted -= extra.size();
+      count(&processor_stats::released_unstarted, extra.size());
+      co_await release(std::move(extra));
     }
   }
 
@@ -637,11 +683,17 @@ processor::~processor() {
 void processor::start(asio::any_io_executor executor) {
   if (impl_->started) return;
   impl_->pool = executor;
-  impl_->strand.emplace(asio::make_strand(executor));
-  impl_->capacity_changed.emplace(*impl_->strand);
-  impl_->drained.emplace(*impl_->strand);
+  auto strand = asio::make_strand(executor);
+  impl_->capacity_changed.emplace(strand);
+  impl_->drained.emplace(strand);
   impl_->started = true;
   impl_->loop_running = true;
+  {
+    // Published last, under the mutex: set_max_concurrent_calls() may post to it from another
+    // thread at once, and what runs there must find the rest set.
+    std::lock_guard lock(impl_->stop_mutex);
+    impl_->strand.emplace(strand);
+  }
   asio::co_spawn(*impl_->strand, impl_->receive_loop(), asio::detached);
 }
 
@@ -649,6 +701,28 @@ awaitable<shutdown_report> processor::stop(milliseconds deadline) {
   impl_->stop_called = true;
   co_return co_await detail::stop_through(impl_->stop_mutex, impl_->final_report, impl_->strand,
                                           impl_->shutdown(deadline));
+}
+
+void processor::set_max_concurrent_calls(std::size_t calls) {
+  if (calls == 0) {
+    throw qrt::exception(fail(errc::invalid_argument,
+                              "processor: max_concurrent_calls must be at least 1 (0 would start "
+                              "no handler and leave every message waiting)"));
+  }
+  if (impl_->stop_called) return;
+  {
+    std::lock_guard lock(impl_->stats_mutex);
+    impl_->max_calls = calls;
+    impl_->stats.max_concurrent_calls = calls;
+  }
+  // The strand applies whatever limit is in force when it runs, so calls racing from several
+  // threads end with the last one written, however their posts are ordered.
+  std::lock_guard lock(impl_->stop_mutex);
+  if (!impl_->strand) return;  // not started (start() spawns with the limit above), or stopped
+  if (impl_->limit_change_posted.exchange(true)) return;
+  asio::co_spawn(
+      *impl_->strand, [p = impl_]() -> awaitable<void> { co_await p->apply_limit(); },
+      asio::detached);
 }
 
 processor_stats processor::stats() const {
