@@ -77,6 +77,9 @@ struct session_processor_stats {
   std::uint64_t handler_failures = 0;       ///< handlers that returned an error or threw
   std::uint64_t session_lock_renewals = 0;  ///< successful session lock renewals
   std::size_t max_sessions_held = 0;        ///< most sessions ever held at once
+  /// The session limit in force: options.max_concurrent_sessions, or the last value given to
+  /// set_max_concurrent_sessions().
+  std::size_t max_concurrent_sessions = 0;
 };
 
 /// Takes up to max_concurrent_sessions sessions at once and handles each one's messages one at a
@@ -106,6 +109,15 @@ class session_processor {
   /// destructor wakes the workers on the executor), then the executor. A later stop() returns
   /// the first one's report and touches no executor, so it may come after the executor is gone.
   awaitable<shutdown_report> stop(milliseconds deadline);
+
+  /// Changes max_concurrent_sessions while the processor runs (or before start()), from any
+  /// thread. Raised, more sessions are taken at once. Lowered, no handler is interrupted: a
+  /// held session over the limit is released once its current batch is handled and settled
+  /// (its later messages stay in the queue, in order, for the next holder), and none is taken
+  /// while the limit is reached. 0 throws qrt::exception (invalid_argument): it would take no
+  /// session, ever. Once stop() has been called it is ignored (a no-op). See
+  /// docs/processing.md.
+  void set_max_concurrent_sessions(std::size_t sessions);
 
   /// What it did so far.
   session_processor_stats stats() const;

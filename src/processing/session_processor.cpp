@@ -7,6 +7,7 @@
 #include <map>
 #include <mutex>
 #include <qrt/session_processor.hpp>
+#include <vector>
 
 #include "core/deadline.hpp"
 #include "event.hpp"
@@ -33,6 +34,9 @@ struct held_session {
   /// What ended the session early (lock lost, receive or settlement failed): the worker backs
   /// off by it before taking a session again.
   std::optional<error> failure;
+  /// Its worker leaves once the session is closed: the session limit was lowered below the
+  /// sessions held, and this worker is one that goes.
+  bool worker_retires = false;
   std::atomic<bool> busy{false};      ///< a handler is running on one of its messages
   std::atomic<bool> released{false};  ///< shutdown closed it; outcomes are ignored
   detail::event renewer_wake;
@@ -45,6 +49,8 @@ struct session_processor::impl : std::enable_shared_from_this<impl> {
   impl(queue_client c, queue_name q, message_handler h, session_processor_options o)
       : client(std::move(c)), queue(std::move(q)), handler(std::move(h)), options(std::move(o)) {
     options.max_concurrent_sessions = std::max<std::size_t>(1, options.max_concurrent_sessions);
+    max_sessions = options.max_concurrent_sessions;
+    stats.max_concurrent_sessions = options.max_concurrent_sessions;
     options.max_messages_per_receive = std::max<std::size_t>(1, options.max_messages_per_receive);
     // A wait of zero would make the worker's accept (or a held session's receive) loop a busy
     // poll that, answered without suspending, never gives its thread to stop(): at least 1 ms.
@@ -66,7 +72,19 @@ struct session_processor::impl : std::enable_shared_from_this<impl> {
   std::optional<detail::event> stop_finished;  // on `control`: later stop() calls wait on it
   bool stop_begun = false;                     // on `control`
   std::atomic<bool> stopping{false};
+  // stop() was called: set_max_concurrent_sessions() is ignored from then on (`stopping` is set
+  // only once the shutdown runs on `control`).
+  std::atomic<bool> stop_called{false};
   std::atomic<std::size_t> workers_running{0};
+  // One worker holds at most one session, so the session limit is the number of workers: a
+  // raised limit starts more of them, a lowered one lets the surplus leave, each once its
+  // session's batch is handled and settled (none is interrupted). workers_mutex orders those
+  // decisions against each other and against set_max_concurrent_sessions().
+  std::mutex workers_mutex;
+  std::atomic<std::size_t> max_sessions{1};
+  // Where new workers and their handlers run: from start() until the first stop() seals (then
+  // nothing is started any more). Under workers_mutex.
+  std::optional<asio::any_io_executor> workers_executor;
   bool started = false;
   std::atomic<bool> sealed{false};  // the first stop() has let go of the executor-bound objects
 
@@ -99,6 +117,35 @@ struct session_processor::impl : std::enable_shared_from_this<impl> {
     asio::post(*control, [self = shared_from_this()] {
       if (self->drained) self->drained->notify();
     });
+  }
+
+  // Under workers_mutex: starts workers until there are max_sessions of them, unless stopping or
+  // not started (start() starts them) or sealed (`workers_executor` is gone).
+  void start_missing_workers() {
+    while (workers_executor && !stopping && workers_running < max_sessions) {
+      ++workers_running;
+      asio::co_spawn(asio::make_strand(*workers_executor), worker(*workers_executor),
+                     asio::detached);
+    }
+  }
+
+  void set_session_limit(std::size_t sessions) {
+    std::lock_guard lock(workers_mutex);
+    max_sessions = sessions;
+    {
+      std::lock_guard slock(stats_mutex);
+      stats.max_concurrent_sessions = sessions;
+    }
+    start_missing_workers();
+  }
+
+  // True for as many workers as the limit was lowered by: each of them is counted out here, at
+  // once, so no two of them decide to leave for the same surplus.
+  bool worker_leaves_for_lower_limit() {
+    std::lock_guard lock(workers_mutex);
+    if (workers_running <= max_sessions) return false;
+    --workers_running;
+    return true;
   }
 
   std::mutex held_mutex;
@@ -139,6 +186,12 @@ struct session_processor::impl : std::enable_shared_from_this<impl> {
     std::lock_guard lock(wakers_mutex);
     if (!sealed) wakers.emplace_back(worker_strand, wake);  // else stop() woke all it will
     return wake;
+  }
+  // A worker that ends before stop() (the session limit was lowered) takes its wake-up away, or
+  // a processor whose limit goes up and down would collect one per worker it ever ran.
+  void remove_waker(const std::shared_ptr<detail::event>& wake) {
+    std::lock_guard lock(wakers_mutex);
+    std::erase_if(wakers, [&](const auto& entry) { return entry.second == wake; });
   }
   void wake_workers() {
     std::lock_guard lock(wakers_mutex);
@@ -379,6 +432,11 @@ struct session_processor::impl : std::enable_shared_from_this<impl> {
 
     bool lost = false;
     while (!stopping && !s->lock_lost && !s->released) {
+      // Between batches, the last one settled: a lowered limit ends this session here.
+      if (worker_leaves_for_lower_limit()) {
+        s->worker_retires = true;
+        break;
+      }
       if (!enter_provider()) break;
       auto batch = co_await s->receiver.receive(options.max_messages_per_receive,
                                                 options.session_idle_timeout);
@@ -421,14 +479,21 @@ struct session_processor::impl : std::enable_shared_from_this<impl> {
     auto self = shared_from_this();
     const auto stop_wake = add_waker(co_await asio::this_coro::executor);
     std::uint32_t failures = 0;
+    bool counted_out = false;  // worker_leaves_for_lower_limit() took this worker off the count
     while (!stopping) {
+      if (worker_leaves_for_lower_limit()) {
+        counted_out = true;
+        break;
+      }
       const auto asked_at = steady::now();
       if (!enter_provider()) break;
       auto accepted = co_await client.accept_session(queue, std::nullopt, options.accept_wait);
-      if (accepted && stopping) {
+      if (accepted && !stopping && worker_leaves_for_lower_limit()) counted_out = true;
+      if (accepted && (stopping || counted_out)) {
         // Accepted while stop() waited for this call: given back at once, inside the same
         // call, since stop() seals provider calls as soon as none is in flight and would leave
-        // the session locked (a Service Bus session stays held until its lock runs out).
+        // the session locked (a Service Bus session stays held until its lock runs out). So is
+        // one accepted while the limit was lowered: held, it would exceed the new limit.
         auto closed = co_await accepted->close();
         leave_provider();
         if (!closed) report(closed.error());
@@ -448,8 +513,12 @@ struct session_processor::impl : std::enable_shared_from_this<impl> {
       detail::tell_session(options.on_session, queue, session_event_kind::accepted,
                            steady::now() - asked_at);
       auto ex = co_await asio::this_coro::executor;
-      const auto ended_by = co_await run_session(
-          pool, std::make_shared<held_session>(ex, std::move(*accepted), stop_wake));
+      auto held_one = std::make_shared<held_session>(ex, std::move(*accepted), stop_wake);
+      const auto ended_by = co_await run_session(pool, held_one);
+      if (held_one->worker_retires) {
+        counted_out = true;
+        break;
+      }
       if (!ended_by) {
         failures = 0;
         continue;
@@ -460,7 +529,11 @@ struct session_processor::impl : std::enable_shared_from_this<impl> {
       ++failures;
       co_await pause(*stop_wake, options.retry.delay_after(*ended_by, failures));
     }
-    --workers_running;
+    remove_waker(stop_wake);
+    if (!counted_out) {
+      std::lock_guard lock(workers_mutex);
+      --workers_running;
+    }
     std::lock_guard lock(calls_mutex);
     post_drained();
   }
@@ -526,6 +599,10 @@ struct session_processor::impl : std::enable_shared_from_this<impl> {
   // processor after it.
   void seal() {
     sealed = true;
+    {
+      std::lock_guard lock(workers_mutex);
+      workers_executor.reset();
+    }
     stop_finished->notify();  // the stop() calls waiting read final_report, not the timer
     stop_finished.reset();
     drained.reset();
@@ -564,13 +641,23 @@ void session_processor::start(asio::any_io_executor executor) {
   impl_->started = true;
   impl_->control.emplace(asio::make_strand(executor));
   impl_->drained.emplace(*impl_->control);
-  impl_->workers_running = impl_->options.max_concurrent_sessions;
-  for (std::size_t i = 0; i < impl_->options.max_concurrent_sessions; ++i) {
-    asio::co_spawn(asio::make_strand(executor), impl_->worker(executor), asio::detached);
+  std::lock_guard lock(impl_->workers_mutex);
+  impl_->workers_executor = executor;
+  impl_->start_missing_workers();
+}
+
+void session_processor::set_max_concurrent_sessions(std::size_t sessions) {
+  if (sessions == 0) {
+    throw qrt::exception(fail(errc::invalid_argument,
+                              "session_processor: max_concurrent_sessions must be at least 1 (0 "
+                              "would take no session and leave every message waiting)"));
   }
+  if (impl_->stop_called || impl_->stopping) return;
+  impl_->set_session_limit(sessions);
 }
 
 awaitable<shutdown_report> session_processor::stop(milliseconds deadline) {
+  impl_->stop_called = true;
   co_return co_await detail::stop_through(impl_->calls_mutex, impl_->final_report, impl_->control,
                                           impl_->shutdown(deadline));
 }

@@ -1,6 +1,6 @@
-// Changing a running processor's concurrency (processor::set_max_concurrent_calls) against the
-// real embedded provider. Handlers block on a gate the test opens, so "running at once" is
-// observed, never timed.
+// Changing a running processor's concurrency (processor::set_max_concurrent_calls,
+// session_processor::set_max_concurrent_sessions) against the real embedded provider. Handlers
+// block on a gate the test opens, so "running at once" is observed, never timed.
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -13,6 +13,7 @@
 #include <qrt/memory.hpp>
 #include <qrt/processor.hpp>
 #include <qrt/runtime.hpp>
+#include <qrt/session_processor.hpp>
 #include <string>
 #include <thread>
 #include <vector>
@@ -137,6 +138,57 @@ struct fixture {
     auto s = rt.block_on(client.stats(q)).value();
     EXPECT_EQ(s.active + s.in_flight, 0);
   }
+};
+
+struct session_fixture {
+  qrt::runtime rt{{.worker_threads = 12}};
+  qrt::provider_ptr memory =
+      qrt::memory::make_provider(qrt::memory::options::for_testing(), rt.executor()).value();
+  qrt::queue_client client{memory};
+  qrt::queue_name q = qrt::queue_name::from("ordered");
+
+  session_fixture() {
+    EXPECT_TRUE(
+        rt.block_on(client.create_queue(q, {.lock_duration = 30s, .requires_session = true})));
+  }
+  // `per_session` messages "s<k>-<i>" in each of `sessions` sessions "s<k>".
+  void send(int sessions, int per_session) {
+    for (int i = 0; i < per_session; ++i) {
+      for (int k = 0; k < sessions; ++k) {
+        qrt::message m{.body = numbered(numbered("s", k) + "-", i)};
+        m.session = qrt::session_id::from(numbered("s", k));
+        ASSERT_TRUE(rt.block_on(client.send(q, std::move(m))));
+      }
+    }
+  }
+  void expect_queue_empty() {
+    auto s = rt.block_on(client.stats(q)).value();
+    EXPECT_EQ(s.active + s.in_flight, 0);
+  }
+};
+
+// Bodies "s<k>-<i>" of one session, in the order handled, each in order 0, 1, 2, ...
+class session_order {
+ public:
+  void add(const std::string& body) {
+    const auto dash = body.find('-');
+    std::lock_guard lock(m_);
+    order_[body.substr(0, dash)].push_back(std::stoi(body.substr(dash + 1)));
+  }
+  void expect_in_order(int sessions, int per_session) const {
+    std::lock_guard lock(m_);
+    ASSERT_EQ(order_.size(), static_cast<std::size_t>(sessions));
+    for (const auto& [session, got] : order_) {
+      ASSERT_EQ(got.size(), static_cast<std::size_t>(per_session)) << session;
+      for (int i = 0; i < per_session; ++i) {
+        EXPECT_EQ(got[static_cast<std::size_t>(i)], i) << session << " out of order";
+      }
+    }
+  }
+
+ private:
+  mutable std::mutex m_;
+  std::map<std::string, std::vector<int>> order_;
 };
 
 // Raised from 1 to 4 while four messages wait: four handlers are inside at the same time,
@@ -379,6 +431,134 @@ TEST(ConcurrencyChange, TheLimitMayBeChangedFromOtherThreadsWhileItRuns) {
   ASSERT_TRUE(all);
   EXPECT_EQ(p.stats().completed, static_cast<std::uint64_t>(total));
   expect_each_once(handled, "m", total);
+  f.expect_queue_empty();
+}
+
+// The session processor: raised from 1 to 3 while three sessions wait, three sessions' handlers
+// are inside at once, each session still in order.
+TEST(ConcurrencyChange, RaisingTheSessionLimitTakesTheWaitingSessionsAtOnce) {
+  session_fixture f;
+  f.send(3, 2);
+  gate g;
+  session_order order;
+  qrt::test::counter done;
+  qrt::session_processor p(f.client, f.q,
+                           [&](const received_message& msg) -> qrt::awaitable<qrt::result<void>> {
+                             order.add(msg.body);
+                             g.pass();
+                             done.add();
+                             co_return qrt::result<void>{};
+                           },
+                           {.max_concurrent_sessions = 1, .accept_wait = 50ms});
+  p.start(f.rt.executor());
+  ASSERT_TRUE(g.wait_inside(1));
+  EXPECT_EQ(p.stats().max_concurrent_sessions, 1u);
+
+  p.set_max_concurrent_sessions(3);
+  EXPECT_EQ(p.stats().max_concurrent_sessions, 3u);
+  EXPECT_TRUE(g.wait_inside(3)) << "the raised limit did not take the waiting sessions";
+  g.open();
+  ASSERT_TRUE(done.wait_for_at_least(6));
+  f.rt.block_on(p.stop(5s));
+  EXPECT_EQ(p.stats().max_sessions_held, 3u);
+  order.expect_in_order(3, 2);
+  f.expect_queue_empty();
+}
+
+// The session processor lowered from 4 to 1 with four sessions' handlers running: none is
+// interrupted, and once the sessions above the limit have finished their batch (one message
+// here) a single session is handled at a time; every message once, each session in order.
+TEST(ConcurrencyChange, LoweringTheSessionLimitInterruptsNoHandlerAndHoldsTheNewLimit) {
+  session_fixture f;
+  constexpr int sessions = 4, per_session = 5;
+  f.send(sessions, per_session);
+  gate g;
+  session_order order;
+  tally handled;
+  std::atomic<bool> lowered{false};
+  std::atomic<int> inside{0}, most_after{0};
+  qrt::session_processor p(f.client, f.q,
+                           [&](const received_message& msg) -> qrt::awaitable<qrt::result<void>> {
+                             order.add(msg.body);
+                             const int now = ++inside;
+                             if (lowered) {
+                               note_most(most_after, now);
+                               co_await work_for(1ms);
+                             } else {
+                               g.pass();
+                             }
+                             --inside;
+                             handled.add(msg.body);
+                             co_return qrt::result<void>{};
+                           },
+                           {.max_concurrent_sessions = 4,
+                            .max_messages_per_receive = 1,
+                            .session_idle_timeout = 100ms,
+                            .accept_wait = 50ms});
+  p.start(f.rt.executor());
+  ASSERT_TRUE(g.wait_inside(4));
+  lowered = true;
+  p.set_max_concurrent_sessions(1);
+  g.open();
+  ASSERT_TRUE(handled.wait_for(sessions * per_session));
+  f.rt.block_on(p.stop(5s));
+
+  EXPECT_EQ(g.entered(), 4);
+  EXPECT_LE(most_after.load(), 1) << "a session was handled beside another after the limit fell";
+  EXPECT_EQ(p.stats().max_concurrent_sessions, 1u);
+  EXPECT_EQ(p.stats().completed, static_cast<std::uint64_t>(sessions * per_session));
+  order.expect_in_order(sessions, per_session);
+  f.expect_queue_empty();
+}
+
+// The session limit from other threads while the session processor runs (run under TSan):
+// every message handled once, each session in order; 0 is refused; after stop() ignored.
+TEST(ConcurrencyChange, TheSessionLimitMayBeChangedFromOtherThreadsWhileItRuns) {
+  session_fixture f;
+  constexpr int sessions = 6, per_session = 20;
+  f.send(sessions, per_session);
+  session_order order;
+  tally handled;
+  qrt::session_processor p(f.client, f.q,
+                           [&](const received_message& msg) -> qrt::awaitable<qrt::result<void>> {
+                             order.add(msg.body);
+                             co_await work_for(1ms);
+                             handled.add(msg.body);
+                             co_return qrt::result<void>{};
+                           },
+                           {.max_concurrent_sessions = 2,
+                            .max_messages_per_receive = 3,
+                            .session_idle_timeout = 50ms,
+                            .accept_wait = 50ms});
+  try {
+    p.set_max_concurrent_sessions(0);
+    ADD_FAILURE() << "a limit of 0 was accepted";
+  } catch (const qrt::exception& e) {
+    EXPECT_EQ(e.get().code, qrt::errc::invalid_argument);
+    EXPECT_NE(e.get().message.find("max_concurrent_sessions"), std::string::npos) << e.what();
+  }
+  p.start(f.rt.executor());
+  std::atomic<bool> done{false};
+  std::vector<std::thread> changers;
+  for (std::size_t t = 0; t < 2; ++t) {
+    changers.emplace_back([&, t] {
+      for (std::size_t i = 0; !done; ++i) {
+        p.set_max_concurrent_sessions(1 + (i + t) % 5);
+        (void)p.stats();
+        std::this_thread::yield();
+      }
+    });
+  }
+  const bool all = handled.wait_for(sessions * per_session);
+  done = true;
+  for (auto& t : changers) t.join();
+  p.set_max_concurrent_sessions(3);
+  EXPECT_EQ(p.stats().max_concurrent_sessions, 3u);
+  f.rt.block_on(p.stop(5s));
+  p.set_max_concurrent_sessions(4);
+  EXPECT_EQ(p.stats().max_concurrent_sessions, 3u);
+  ASSERT_TRUE(all);
+  order.expect_in_order(sessions, per_session);
   f.expect_queue_empty();
 }
 
