@@ -14,7 +14,11 @@ enum class batch_settlement {
 
 /// How a session processor takes sessions, runs handlers and settles.
 struct session_processor_options {
-  std::size_t max_concurrent_sessions = 8;    ///< sessions held (and handled) at once
+  /// Sessions held (and handled) at once, 1 to most_concurrent_sessions (each has a worker of
+  /// its own); more throws qrt::exception (invalid_argument) from the constructor.
+  std::size_t max_concurrent_sessions = 8;
+  static constexpr std::size_t most_concurrent_sessions = 10'000;
+
   std::size_t max_messages_per_receive = 10;  ///< batch read within one session lock
   /// A held session with no message for this long is released so another can be taken.
   milliseconds session_idle_timeout{1'000};
@@ -115,7 +119,8 @@ class session_processor {
   /// held session over the limit is released once its current batch is handled and settled
   /// (its later messages stay in the queue, in order, for the next holder), and none is taken
   /// while the limit is reached. 0 throws qrt::exception (invalid_argument): it would take no
-  /// session, ever. Once stop() has been called it is ignored (a no-op). See
+  /// session, ever; so does more than session_processor_options::most_concurrent_sessions (a
+  /// worker each). Once stop() has been called it is ignored (a no-op). See
   /// docs/processing.md.
   void set_max_concurrent_sessions(std::size_t sessions);
 

@@ -217,7 +217,10 @@ struct processor::impl : std::enable_shared_from_this<impl> {
         dispatch();  // a probe may start now
       }
       const std::size_t calls = max_calls.load();
-      const std::size_t limit = calls + prefetch_allowance();
+      // Saturated: a limit near SIZE_MAX (any value above 0 is accepted) must not wrap around
+      // to a small one and stall the loop.
+      const std::size_t allowance = prefetch_allowance();
+      const std::size_t limit = calls > SIZE_MAX - allowance ? SIZE_MAX : calls + allowance;
       const std::size_t held = running.size() + buffer.size();
       if (held >= limit) {
         if (options.breaker && !buffer.empty() && running.size() < calls) {

@@ -43,11 +43,23 @@ struct held_session {
   detail::event renewer_exited;
 };
 
+// Each session held has a worker (a coroutine frame, its buffers): a limit of millions would
+// take the memory of as many before the first session is asked for.
+void check_session_limit(std::size_t sessions) {
+  if (sessions <= session_processor_options::most_concurrent_sessions) return;
+  throw qrt::exception(fail(
+      errc::invalid_argument,
+      "session_processor: max_concurrent_sessions is " + std::to_string(sessions) +
+          ", more than the " + std::to_string(session_processor_options::most_concurrent_sessions) +
+          " a session processor holds (one worker per session)"));
+}
+
 }  // namespace
 
 struct session_processor::impl : std::enable_shared_from_this<impl> {
   impl(queue_client c, queue_name q, message_handler h, session_processor_options o)
       : client(std::move(c)), queue(std::move(q)), handler(std::move(h)), options(std::move(o)) {
+    check_session_limit(options.max_concurrent_sessions);
     options.max_concurrent_sessions = std::max<std::size_t>(1, options.max_concurrent_sessions);
     max_sessions = options.max_concurrent_sessions;
     stats.max_concurrent_sessions = options.max_concurrent_sessions;
@@ -652,6 +664,7 @@ void session_processor::set_max_concurrent_sessions(std::size_t sessions) {
                               "session_processor: max_concurrent_sessions must be at least 1 (0 "
                               "would take no session and leave every message waiting)"));
   }
+  check_session_limit(sessions);
   if (impl_->stop_called || impl_->stopping) return;
   impl_->set_session_limit(sessions);
 }

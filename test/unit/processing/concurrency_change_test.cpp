@@ -8,6 +8,7 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <condition_variable>
+#include <cstdint>
 #include <map>
 #include <mutex>
 #include <qrt/memory.hpp>
@@ -395,6 +396,27 @@ TEST(ConcurrencyChange, ZeroIsRefusedAndAChangeAfterStopIsIgnored) {
   EXPECT_EQ(p.stats().max_concurrent_calls, 5u);
 }
 
+// Any limit above 0 is accepted, the largest ones too: the receive loop's room (the limit plus
+// the read-ahead of 10) saturates instead of wrapping around; SIZE_MAX - 9 wrapped to 0, and the
+// loop waited for room for ever.
+TEST(ConcurrencyChange, TheLargestLimitsStillHandleEveryMessage) {
+  fixture f;
+  f.send_numbered(20);
+  tally t;
+  qrt::processor p(f.client, f.q,
+                   [&](const received_message& m) -> qrt::awaitable<qrt::result<void>> {
+                     t.add(m.body);
+                     co_return qrt::result<void>{};
+                   },
+                   {.max_concurrent_calls = 2, .prefetch_count = 10, .receive_wait = 50ms});
+  p.set_max_concurrent_calls(SIZE_MAX - 9);
+  p.start(f.rt.executor());
+  EXPECT_TRUE(t.wait_for(20)) << "a limit of SIZE_MAX - 9 left the messages waiting";
+  f.rt.block_on(p.stop(5s));
+  expect_each_once(t, "m", 20);
+  EXPECT_EQ(p.stats().max_concurrent_calls, SIZE_MAX - 9);
+}
+
 // The setter from several threads while the processor runs and another thread reads stats():
 // nothing races (run under TSan), every message is handled once, and the limit in force is the
 // last one set.
@@ -560,6 +582,32 @@ TEST(ConcurrencyChange, TheSessionLimitMayBeChangedFromOtherThreadsWhileItRuns) 
   ASSERT_TRUE(all);
   order.expect_in_order(sessions, per_session);
   f.expect_queue_empty();
+}
+
+// A session processor has a worker per session it may hold: a limit of millions, given to the
+// constructor or the setter, is refused with the bound named, instead of taking the memory of
+// as many workers at start().
+TEST(ConcurrencyChange, ASessionLimitAboveTheBoundIsRefused) {
+  session_fixture f;
+  auto handler = [](const received_message&) -> qrt::awaitable<qrt::result<void>> {
+    co_return qrt::result<void>{};
+  };
+  constexpr auto most = qrt::session_processor_options::most_concurrent_sessions;
+  auto expect_refused = [&](auto&& make_or_set) {
+    try {
+      make_or_set();
+      ADD_FAILURE() << "a limit of " << most + 1 << " sessions was accepted";
+    } catch (const qrt::exception& e) {
+      EXPECT_EQ(e.get().code, qrt::errc::invalid_argument);
+      EXPECT_NE(e.get().message.find(std::to_string(most)), std::string::npos) << e.what();
+    }
+  };
+  expect_refused([&] {
+    qrt::session_processor p(f.client, f.q, handler, {.max_concurrent_sessions = most + 1});
+  });
+  qrt::session_processor p(f.client, f.q, handler, {.max_concurrent_sessions = most});
+  expect_refused([&] { p.set_max_concurrent_sessions(SIZE_MAX); });
+  EXPECT_EQ(p.stats().max_concurrent_sessions, most);
 }
 
 }  // namespace concurrency_change
