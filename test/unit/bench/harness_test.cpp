@@ -13,6 +13,8 @@
 #include <qrt/qrt.hpp>
 #include <sstream>
 
+#include "../support/forwarding_provider.hpp"
+
 namespace qrt::bench {
 namespace {
 
@@ -274,25 +276,20 @@ TEST(Harness, ARunCountsItsCallsTheFailedOnesAndTheConnectionsItOpened) {
 // A provider over one connection that meters it as a network provider does: every call's bodies
 // (and 100 bytes of framing per send) count as bytes sent or received, the queue's setup included.
 // The setup also sees an outage of 5 s; the 5th send of the run sees one of 40 ms.
-class metered final : public provider {
+class metered final : public test::forwarding_provider {
  public:
-  explicit metered(provider_ptr inner) : inner_(std::move(inner)) {}
-  std::string_view name() const noexcept override { return inner_->name(); }
-  const capabilities& caps() const noexcept override { return inner_->caps(); }
+  using forwarding_provider::forwarding_provider;
   connection_stats connections() const noexcept override {
     std::lock_guard lock(mutex_);
     return stats_;
   }
   awaitable<result<void>> create_queue(const queue_name& q, const queue_options& o) override {
     setup();
-    return inner_->create_queue(q, o);
-  }
-  awaitable<result<void>> delete_queue(const queue_name& q) override {
-    return inner_->delete_queue(q);
+    return forwarding_provider::create_queue(q, o);
   }
   awaitable<result<queue_stats>> stats(const queue_name& q) override {
     setup();
-    return inner_->stats(q);
+    return forwarding_provider::stats(q);
   }
   awaitable<result<std::vector<send_outcome>>> send(const queue_name& q, std::vector<message> m,
                                                     milliseconds timeout) override {
@@ -306,32 +303,17 @@ class metered final : public provider {
         stats_.recovery_time_total += milliseconds(40);
       }
     }
-    return inner_->send(q, std::move(m), timeout);
+    return forwarding_provider::send(q, std::move(m), timeout);
   }
   awaitable<result<std::vector<received_message>>> receive(const queue_name& q, std::size_t max,
                                                            milliseconds wait) override {
-    auto got = co_await inner_->receive(q, max, wait);
+    auto got = co_await forwarding_provider::receive(q, max, wait);
     if (got) {
       std::lock_guard lock(mutex_);
       for (const auto& one : *got) stats_.bytes_received += one.body.size();
     }
     co_return got;
   }
-  awaitable<result<std::vector<received_message>>> peek(const queue_name& q, std::size_t max,
-                                                        std::int64_t from) override {
-    return inner_->peek(q, max, from);
-  }
-  awaitable<std::vector<result<void>>> settle(std::vector<settlement> s) override {
-    return inner_->settle(std::move(s));
-  }
-  awaitable<result<time_point>> renew_lock(const receipt_handle& r) override {
-    return inner_->renew_lock(r);
-  }
-  awaitable<result<std::shared_ptr<session_receiver>>> accept_session(
-      const queue_name& q, std::optional<session_id> session, milliseconds wait) override {
-    return inner_->accept_session(q, std::move(session), wait);
-  }
-  awaitable<void> close() override { return inner_->close(); }
 
  private:
   void setup() {
@@ -344,7 +326,6 @@ class metered final : public provider {
     ++stats_.recoveries;
     stats_.recovery_time_total += std::chrono::seconds(5);
   }
-  provider_ptr inner_;
   mutable std::mutex mutex_;
   connection_stats stats_;
   std::uint64_t sends_ = 0;
