@@ -19,7 +19,8 @@
 //   configuration_error naming a key of the input that is not known, except for keys that came
 //   from the environment, which it ignores;
 // - check_processing_keys accepts exactly the configurations whose processing keys read in their
-//   documented ranges, and a refusal names the key that does not.
+//   documented ranges, and a refusal names the key that does not; check_runtime_keys the same
+//   for worker_threads.
 #include <unistd.h>
 
 #include <algorithm>
@@ -268,6 +269,20 @@ void check_processing(const config& c) {
                  "a refusal of the processing keys names one that does not read");
 }
 
+// The runtime's keys, which every provider's configuration may carry: accepted exactly when
+// worker_threads is absent or a whole number of threads from 1 to 1024, and a refusal names it.
+void check_runtime(const config& c) {
+  const auto r = qrt::check_runtime_keys(c);
+  const bool threads_read =
+      !c.contains("worker_threads") || c.get_uint("worker_threads", 1, 1, 1024).has_value();
+  QRT_FUZZ_CHECK(r.has_value() == threads_read,
+                 "runtime keys are accepted exactly when worker_threads reads in 1-1024");
+  if (r) return;
+  qrt::fuzz::check_refusal(r.error(), errc::configuration_error);
+  QRT_FUZZ_CHECK(r.error().message.find("field 'worker_threads'") != std::string::npos,
+                 "a refusal of the runtime keys names worker_threads");
+}
+
 // The keys of `c` that came from environment variables, read back from the variables' names.
 std::set<std::string> environment_keys(const config& c) {
   std::set<std::string> keys;
@@ -324,10 +339,12 @@ void check_sources(std::string_view text, const std::vector<std::string>& each) 
   if (yaml) {
     check_reject_unknown(*yaml, false);
     check_processing(*yaml);
+    check_runtime(*yaml);
   }
   if (flags) {
     check_reject_unknown(*flags, false);
     check_processing(*flags);
+    check_runtime(*flags);
   }
   if (environment) check_reject_unknown(*environment, true);
   const config none;
