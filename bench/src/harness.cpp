@@ -25,6 +25,7 @@
 #include <qrt/memory.hpp>
 #include <qrt/qrt.hpp>
 #include <thread>
+#include <unordered_map>
 
 namespace qrt::bench {
 
@@ -37,23 +38,23 @@ using steady = std::chrono::steady_clock;
 namespace {
 /// The send time at the start of every body: 16 hex digits, so no body is shorter.
 constexpr std::size_t send_time_digits = 16;
-}  // namespace
+/// In session mode the producer's index and the sequence number follow it.
+constexpr std::size_t producer_digits = 8;
+constexpr std::size_t sequence_digits = 16;
+static_assert(send_time_digits + producer_digits + sequence_digits == session_body_bytes);
 
-std::string make_body(std::size_t size, steady::time_point sent) {
-  static constexpr char digits[] = "0123456789abcdef";
-  std::string body(std::max(size, send_time_digits), 'x');
-  auto ns = static_cast<std::uint64_t>(sent.time_since_epoch().count());
-  for (std::size_t i = send_time_digits; i-- > 0;) {
-    body[i] = digits[ns & 0xF];
-    ns >>= 4;
+void put_hex(std::string& body, std::size_t at, std::size_t digits, std::uint64_t value) {
+  static constexpr char hex[] = "0123456789abcdef";
+  for (std::size_t i = digits; i-- > 0;) {
+    body[at + i] = hex[value & 0xF];
+    value >>= 4;
   }
-  return body;
 }
 
-std::optional<steady::time_point> read_send_time(std::string_view body) {
-  if (body.size() < send_time_digits) return std::nullopt;
-  std::uint64_t ns = 0;
-  for (std::size_t i = 0; i < send_time_digits; ++i) {
+std::optional<std::uint64_t> get_hex(std::string_view body, std::size_t at, std::size_t digits) {
+  if (body.size() < at + digits) return std::nullopt;
+  std::uint64_t value = 0;
+  for (std::size_t i = at; i < at + digits; ++i) {
     const char c = body[i];
     int v;
     if (c >= '0' && c <= '9') {
@@ -63,9 +64,90 @@ std::optional<steady::time_point> read_send_time(std::string_view body) {
     } else {
       return std::nullopt;
     }
-    ns = (ns << 4) | static_cast<std::uint64_t>(v);
+    value = (value << 4) | static_cast<std::uint64_t>(v);
   }
-  return steady::time_point(steady::duration(static_cast<steady::rep>(ns)));
+  return value;
+}
+
+/// Where a session-mode message came from: its producer and its place among that producer's
+/// messages of the session.
+struct session_stamp {
+  std::size_t producer = 0;
+  std::uint64_t sequence = 0;
+};
+
+void stamp_session(std::string& body, std::size_t producer, std::uint64_t sequence) {
+  put_hex(body, send_time_digits, producer_digits, producer);
+  put_hex(body, send_time_digits + producer_digits, sequence_digits, sequence);
+}
+
+std::optional<session_stamp> read_session_stamp(std::string_view body) {
+  const auto producer = get_hex(body, send_time_digits, producer_digits);
+  const auto sequence = get_hex(body, send_time_digits + producer_digits, sequence_digits);
+  if (!producer || !sequence) return std::nullopt;
+  return session_stamp{static_cast<std::size_t>(*producer), *sequence};
+}
+}  // namespace
+
+std::string make_body(std::size_t size, steady::time_point sent) {
+  std::string body(std::max(size, send_time_digits), 'x');
+  put_hex(body, 0, send_time_digits, static_cast<std::uint64_t>(sent.time_since_epoch().count()));
+  return body;
+}
+
+std::optional<steady::time_point> read_send_time(std::string_view body) {
+  const auto ns = get_hex(body, 0, send_time_digits);
+  if (!ns) return std::nullopt;
+  return steady::time_point(steady::duration(static_cast<steady::rep>(*ns)));
+}
+
+struct session_order::slot {
+  std::mutex mutex;
+  std::vector<std::uint64_t> next;  // per producer: one past the highest sequence delivered
+  std::uint64_t violations = 0;
+};
+
+session_order::session_order(std::size_t sessions, std::size_t producers) : producers_(producers) {
+  slots_.reserve(sessions);
+  for (std::size_t i = 0; i < sessions; ++i) {
+    slots_.push_back(std::make_unique<slot>());
+    slots_.back()->next.assign(producers, 0);
+  }
+}
+
+session_order::~session_order() = default;
+
+bool session_order::observe(std::size_t session, std::size_t producer, std::uint64_t sequence,
+                            bool redelivered) {
+  if (session >= slots_.size() || producer >= producers_) return true;
+  auto& s = *slots_[session];
+  std::lock_guard lock(s.mutex);
+  auto& next = s.next[producer];
+  if (sequence >= next) {
+    // (Saturating: a foreign body's largest number must not wrap the mark back to 0.)
+    next = sequence == std::numeric_limits<std::uint64_t>::max() ? sequence : sequence + 1;
+    return true;
+  }
+  if (redelivered) return true;
+  ++s.violations;
+  std::int64_t none = -1;
+  first_violation_.compare_exchange_strong(none, static_cast<std::int64_t>(session));
+  return false;
+}
+
+std::uint64_t session_order::violations() const {
+  std::uint64_t total = 0;
+  for (const auto& s : slots_) {
+    std::lock_guard lock(s->mutex);
+    total += s->violations;
+  }
+  return total;
+}
+
+std::optional<std::size_t> session_order::first_violation() const {
+  const auto first = first_violation_.load();
+  if (first < 0) return std::nullopt;
+  return static_cast<std::size_t>(first);
 }
 
 resource_usage resource_usage::now() {
@@ -202,6 +284,10 @@ void burn_cpu(std::chrono::microseconds cost) {
 
 namespace {
 
+constexpr std::size_t max_sessions = 100'000;
+// The order check keeps a sequence number per session and producer.
+constexpr std::size_t max_session_marks = std::size_t{1} << 24;
+
 std::size_t default_threads(std::size_t requested) {
   if (requested > 0) return requested;
   return std::max(1u, std::thread::hardware_concurrency());
@@ -226,7 +312,54 @@ result<void> validate(const bench_options& o) {
   if (o.duration && o.duration->count() <= 0) return invalid("duration must be positive");
   if (o.rate < 0 || !std::isfinite(o.rate))
     return invalid("rate must be a positive number of messages/s");
+  if (o.sessions > 0) {
+    if (o.message_size < session_body_bytes) {
+      return invalid("message size must be at least " + std::to_string(session_body_bytes) +
+                     " bytes with sessions (the body carries its send time, producer and "
+                     "sequence number)");
+    }
+    if (o.sessions > max_sessions) {
+      return invalid("sessions must be at most " + std::to_string(max_sessions));
+    }
+    if (o.producers > max_session_marks / o.sessions) {
+      return invalid("sessions x producers must be at most " + std::to_string(max_session_marks) +
+                     " (the order check keeps a sequence number for each)");
+    }
+    if (o.session_idle_wait.count() <= 0) return invalid("session idle wait must be positive");
+  }
   return {};
+}
+
+// The session ids of a session run: "bench-0" .. "bench-<n-1>".
+std::vector<session_id> bench_session_ids(std::size_t n) {
+  std::vector<session_id> ids;
+  ids.reserve(n);
+  for (std::size_t i = 0; i < n; ++i) ids.push_back(session_id::from("bench-" + std::to_string(i)));
+  return ids;
+}
+
+// Sessions need a provider that has them: said before the queue is touched, naming it.
+result<void> refuse_without_sessions(const provider& p) {
+  if (p.caps().sessions != session_support::none) return {};
+  return fail(errc::unsupported,
+              "the session benchmark needs a provider with sessions, and provider '" +
+                  std::string(p.name()) + "' has none");
+}
+
+// An existing queue (one the run did not make) must hand out sessions: a queue made without
+// requires_session refuses accept_session, which would fail the run only after its messages
+// were sent. An accept that waits for nothing tells: timing out is the answer of a session
+// queue with nothing in it.
+awaitable<result<void>> refuse_unless_session_queue(provider& p, const queue_name& q) {
+  auto probe = co_await p.accept_session(q, std::nullopt, milliseconds{0});
+  if (probe) {
+    co_await (*probe)->close();
+    co_return result<void>{};
+  }
+  if (probe.error().code == errc::timeout) co_return result<void>{};
+  error e = probe.error();
+  e.message = "queue '" + q.str() + "' cannot be read by session: " + e.message;
+  co_return e;
 }
 
 // An io_context run by a pool of threads for the provider, producers and consumers.
@@ -279,10 +412,11 @@ result<provider_ptr> build_provider(runtime& rt, const config& cfg) {
 // SQS or Service Bus, one in a persisted store), and create_queue keeps an existing queue
 // without saying so, so whether it was there is asked first. A queue whose existence cannot be
 // told (stats unsupported or failing) counts as not made: it is kept.
-awaitable<result<bool>> prepare_queue(provider& p, const queue_name& q) {
+awaitable<result<bool>> prepare_queue(provider& p, const queue_name& q,
+                                      const queue_options& options = {}) {
   auto there = co_await p.stats(q);
   if (there) co_return false;
-  auto r = co_await p.create_queue(q, {});
+  auto r = co_await p.create_queue(q, options);
   if (!r && r.error().code != errc::unsupported) co_return r.error();
   co_return r.has_value() && there.error().code == errc::queue_not_found;
 }
@@ -376,18 +510,36 @@ struct run_state {
     time_buckets series;
   };
   struct consumer_stats {
-    latency_histogram e2e, receive, complete;
+    latency_histogram e2e, receive, complete, accept;
     time_buckets series;
+    // Session mode: sessions taken, the run's messages completed in them, sessions released.
+    std::uint64_t sessions_accepted, session_messages, releases;
   };
   std::vector<producer_stats> producers;
   std::vector<consumer_stats> consumers;
+
+  // Session mode: the ids, each one's index, and the order check.
+  std::vector<session_id> session_ids;
+  std::unordered_map<std::string, std::size_t> session_index;
+  session_order order;
 
   run_state(const bench_options& opts, queue_client& c, queue_name q)
       : o(opts),
         client(c),
         queue(std::move(q)),
         producers(opts.producers, producer_stats{{}, buckets_for(opts)}),
-        consumers(opts.consumers, consumer_stats{{}, {}, {}, buckets_for(opts)}) {}
+        consumers(opts.consumers, consumer_stats{{}, {}, {}, {}, buckets_for(opts), 0, 0, 0}),
+        session_ids(bench_session_ids(opts.sessions)),
+        order(opts.sessions, opts.producers) {
+    for (std::size_t i = 0; i < session_ids.size(); ++i) session_index[session_ids[i].str()] = i;
+  }
+
+  /// The index of a session of this run; nullopt for any other.
+  std::optional<std::size_t> index_of(const session_id& id) const {
+    auto it = session_index.find(id.str());
+    if (it == session_index.end()) return std::nullopt;
+    return it->second;
+  }
 
   static time_buckets buckets_for(const bench_options& o) {
     if (o.sample_interval.count() > 0) {
@@ -413,6 +565,11 @@ awaitable<void> produce(run_state& s, std::size_t index) {
   auto& stats = s.producers[index];
   const double per_producer_rate = s.o.rate > 0 ? s.o.rate / static_cast<double>(s.o.producers) : 0;
   std::uint64_t mine = 0;
+  // Session mode: the producer's messages go round robin over the sessions, each producer
+  // starting at another one, and are numbered per session in the order they are sent.
+  const std::size_t sessions = s.session_ids.size();
+  std::size_t next_session = sessions > 0 ? index % sessions : 0;
+  std::vector<std::uint64_t> next_sequence(sessions, 0);
   asio::steady_timer pacer(co_await asio::this_coro::executor);
   const auto resend_policy = s.o.retry.value_or(retry_policy::client_default());
   while (!s.finished) {
@@ -436,6 +593,13 @@ awaitable<void> produce(run_state& s, std::size_t index) {
     std::vector<message> batch(n);
     const auto stamp = due && s.o.resend_failed ? *due : steady::now();
     for (auto& m : batch) m.body = make_body(s.o.message_size, stamp);
+    if (sessions > 0) {
+      for (auto& m : batch) {
+        m.session = s.session_ids[next_session];
+        stamp_session(m.body, index, next_sequence[next_session]++);
+        next_session = (next_session + 1) % sessions;
+      }
+    }
     mine += n;
     // With resend_failed, what failed transiently goes again until it is sent: the messages
     // offered are not lost to a failure the run caused on purpose.
@@ -489,9 +653,130 @@ awaitable<void> produce(run_state& s, std::size_t index) {
   }
 }
 
+// After the producers stopped, a consumer that finds nothing gives up once nothing has moved for
+// a while (the remaining messages are lost, and the report shows it).
+bool drain_given_up(const run_state& s) {
+  constexpr auto drain_timeout = std::chrono::seconds(10);
+  return s.producers_done &&
+         steady::now() - (s.start + std::chrono::nanoseconds(s.last_progress_ns.load())) >
+             drain_timeout;
+}
+
+// One handled batch's end-to-end figures, for its time bucket once it is settled.
+struct batch_figures {
+  std::uint64_t sum_ns = 0, count = 0;
+  std::int64_t max_ns = 0;
+  std::uint64_t sent_before_outage_end =
+      0;  // with an outage: the run's messages sent before it ended
+};
+
+// Where a batch came from in session mode: the held session's index among the run's (nullopt
+// for a session the run did not make, whose messages are then none of its own).
+struct from_session {
+  std::optional<std::size_t> index;
+};
+
+// Handles a received batch: counts it, runs each message's handler, and fills `settles` (a
+// completion each) and `mine` (per settlement: a message of this run). From a session, each of
+// the run's messages goes through the order check too.
+batch_figures handle_batch(run_state& s, run_state::consumer_stats& stats,
+                           std::vector<received_message>& batch, steady::time_point received_at,
+                           std::vector<settlement>& settles, std::vector<bool>& mine,
+                           const from_session* session) {
+  s.receive_calls.fetch_add(1, std::memory_order_relaxed);
+  s.received_raw.fetch_add(batch.size(), std::memory_order_relaxed);
+  std::int64_t expected = -1;
+  s.first_receive_ns.compare_exchange_strong(expected, ns_since(s.start, received_at));
+
+  // The last batch's vector went to settle(): reserved, it is one allocation, not five.
+  settles.clear();
+  settles.reserve(batch.size());
+  mine.clear();
+  batch_figures f;
+  const auto outage_end = s.outage_end_ns.load();
+  // A handler that costs nothing starts when the receive returns, so one clock read serves
+  // the whole batch; reading it per message was 6 % of the run's CPU (the raw queue's
+  // consumer, in baseline.cpp, reads it the same way).
+  const bool handlers_take_time = s.o.handler_cost.count() > 0;
+  for (auto& m : batch) {
+    const auto handler_start = handlers_take_time ? steady::now() : received_at;
+    // Only this run's messages count, stamped since its start. The run starts only on an empty
+    // queue where the provider can tell (refuse_unless_empty), but another sender may still
+    // put messages on it, stamped by another process's clock or not at all: those are
+    // completed and left out of every figure.
+    const auto sent_at = read_send_time(m.body);
+    bool ours = sent_at && *sent_at >= s.start && *sent_at <= handler_start;
+    if (ours && session) {
+      const auto stamp = read_session_stamp(m.body);
+      ours = stamp && session->index && stamp->producer < s.o.producers;
+      if (ours)
+        s.order.observe(*session->index, stamp->producer, stamp->sequence, m.delivery_count > 1);
+    }
+    mine.push_back(ours);
+    settles.push_back(settlement::complete(std::move(m.receipt)));
+    if (!ours) continue;
+    const auto e2e = std::chrono::duration_cast<std::chrono::nanoseconds>(handler_start - *sent_at);
+    stats.e2e.record(e2e);
+    f.sum_ns += static_cast<std::uint64_t>(e2e.count());
+    f.max_ns = std::max<std::int64_t>(f.max_ns, e2e.count());
+    ++f.count;
+    if (m.delivery_count > 1) ++s.duplicates;
+    if (outage_end >= 0 && ns_since(s.start, *sent_at) < outage_end) ++f.sent_before_outage_end;
+    burn_cpu(s.o.handler_cost);
+  }
+  if (s.processing) s.processing->record_batch_processed(f.count, steady::now() - received_at);
+  return f;
+}
+
+// Counts what the settle call of a handled batch did, which ended at `settled_at`; returns the
+// run's messages it completed.
+std::uint64_t count_settled(run_state& s, run_state::consumer_stats& stats,
+                            const std::vector<result<void>>& results, const std::vector<bool>& mine,
+                            const batch_figures& f, steady::time_point settled_at) {
+  // The call failed if any settlement in it did, this run's message or not.
+  if (std::any_of(results.begin(), results.end(), [](const auto& x) { return !x; }))
+    s.failed_calls.fetch_add(1, std::memory_order_relaxed);
+  std::uint64_t ok = 0, failures = 0;
+  std::optional<error> failed;
+  for (std::size_t i = 0; i < results.size(); ++i) {
+    if (i >= mine.size() || !mine[i]) continue;
+    if (results[i]) {
+      ++ok;
+    } else {
+      ++failures;
+      if (!failed) failed = results[i].error();
+    }
+  }
+  if (failed) s.note(*failed);
+  s.complete_errors += failures;
+  s.received.fetch_add(ok, std::memory_order_relaxed);
+  const auto at = ns_since(s.start, settled_at);
+  // With an outage: the messages it held up, and the first completion after it ended.
+  if (const auto outage_end = s.outage_end_ns.load();
+      outage_end >= 0 && at > outage_end && ok > 0) {
+    s.late += std::min(ok, f.sent_before_outage_end);
+    auto first = s.first_after_outage_ns.load();
+    while ((first < 0 || at < first) && !s.first_after_outage_ns.compare_exchange_weak(first, at)) {
+    }
+  }
+  stats.series.add_completed(at, ok, f.count, f.sum_ns, f.max_ns);
+  atomic_max(s.last_complete_ns, at);
+  s.last_progress_ns.store(at, std::memory_order_relaxed);
+  return ok;
+}
+
+// A failed receive: counted and kept; a permanent failure stops the run. True when it did.
+bool receive_failed(run_state& s, const error& e) {
+  s.failed_calls.fetch_add(1, std::memory_order_relaxed);
+  ++s.receive_errors;
+  s.note(e);
+  if (e.is_transient()) return false;
+  s.stop_with(e);
+  return true;
+}
+
 awaitable<void> consume(run_state& s, std::size_t index) {
   auto& stats = s.consumers[index];
-  constexpr auto drain_timeout = std::chrono::seconds(10);
   std::vector<settlement> settles;
   std::vector<bool> mine;  // per settlement: a message of this run
   while (!s.finished) {
@@ -501,96 +786,79 @@ awaitable<void> consume(run_state& s, std::size_t index) {
     const auto t1 = steady::now();
     stats.receive.record(t1 - t0);
     if (!r) {
-      s.failed_calls.fetch_add(1, std::memory_order_relaxed);
-      ++s.receive_errors;
-      s.note(r.error());
-      if (!r.error().is_transient()) {
-        s.stop_with(r.error());
-        break;
-      }
+      if (receive_failed(s, r.error())) break;
       continue;
     }
     if (r->empty()) {
-      // Nothing arrived: after the producers stopped, give up once nothing has moved for a
-      // while (the remaining messages are lost, and the report shows it).
-      if (s.producers_done &&
-          steady::now() - (s.start + std::chrono::nanoseconds(s.last_progress_ns.load())) >
-              drain_timeout) {
-        break;
-      }
+      if (drain_given_up(s)) break;
       continue;
     }
-    s.receive_calls.fetch_add(1, std::memory_order_relaxed);
-    s.received_raw.fetch_add(r->size(), std::memory_order_relaxed);
-    std::int64_t expected = -1;
-    s.first_receive_ns.compare_exchange_strong(expected, ns_since(s.start, t1));
-
-    // The last batch's vector went to settle(): reserved, it is one allocation, not five.
-    settles.clear();
-    settles.reserve(r->size());
-    mine.clear();
-    std::uint64_t batch_sum = 0, batch_count = 0, before_outage_end = 0;
-    std::int64_t batch_max = 0;
-    const auto outage_end = s.outage_end_ns.load();
-    // A handler that costs nothing starts when the receive returns, so one clock read serves
-    // the whole batch; reading it per message was 6 % of the run's CPU (the raw queue's
-    // consumer, in baseline.cpp, reads it the same way).
-    const bool handlers_take_time = s.o.handler_cost.count() > 0;
-    for (auto& m : *r) {
-      const auto handler_start = handlers_take_time ? steady::now() : t1;
-      // Only this run's messages count, stamped since its start. The run starts only on an empty
-      // queue where the provider can tell (refuse_unless_empty), but another sender may still
-      // put messages on it, stamped by another process's clock or not at all: those are
-      // completed and left out of every figure.
-      const auto sent_at = read_send_time(m.body);
-      const bool ours = sent_at && *sent_at >= s.start && *sent_at <= handler_start;
-      mine.push_back(ours);
-      settles.push_back(settlement::complete(std::move(m.receipt)));
-      if (!ours) continue;
-      const auto e2e =
-          std::chrono::duration_cast<std::chrono::nanoseconds>(handler_start - *sent_at);
-      stats.e2e.record(e2e);
-      batch_sum += static_cast<std::uint64_t>(e2e.count());
-      batch_max = std::max<std::int64_t>(batch_max, e2e.count());
-      ++batch_count;
-      if (m.delivery_count > 1) ++s.duplicates;
-      if (outage_end >= 0 && ns_since(s.start, *sent_at) < outage_end) ++before_outage_end;
-      burn_cpu(s.o.handler_cost);
-    }
-    if (s.processing) s.processing->record_batch_processed(batch_count, steady::now() - t1);
-
+    const auto f = handle_batch(s, stats, *r, t1, settles, mine, nullptr);
     const auto c0 = steady::now();
     auto results = co_await s.client.settle(std::move(settles));
     settles = {};
     const auto c1 = steady::now();
     stats.complete.record(c1 - c0);
-    // The call failed if any settlement in it did, this run's message or not.
-    if (std::any_of(results.begin(), results.end(), [](const auto& x) { return !x; }))
+    count_settled(s, stats, results, mine, f, c1);
+  }
+}
+
+// Session mode: takes any session with messages, receives from it until it has nothing for
+// session_idle_wait (each batch completed before the next receive, so a session lost midway
+// gives back only the batch in hand, in order), then releases it and takes the next. The
+// session processor would do the same, but one message per handler call and with its own
+// back-off and lock renewal in the path; calling the provider directly, as the plain consumers
+// do, measures the provider's session calls and settles a batch in one call.
+awaitable<void> consume_sessions(run_state& s, std::size_t index) {
+  auto& stats = s.consumers[index];
+  std::vector<settlement> settles;
+  std::vector<bool> mine;
+  while (!s.finished) {
+    if (s.producers_done && s.received.load() >= s.sent.load()) break;
+    const auto a0 = steady::now();
+    auto held = co_await s.client.accept_session(s.queue, std::nullopt, s.o.receive_wait);
+    stats.accept.record(steady::now() - a0);
+    if (!held) {
+      // A timeout is the answer "no session had messages within the wait", as an empty receive.
+      if (held.error().code == errc::timeout) {
+        if (drain_given_up(s)) break;
+        continue;
+      }
+      if (receive_failed(s, held.error())) break;
+      continue;
+    }
+    ++stats.sessions_accepted;
+    const from_session session{s.index_of(held->id())};
+    while (!s.finished) {
+      const auto t0 = steady::now();
+      auto r = co_await held->receive(s.o.receive_batch, s.o.session_idle_wait);
+      const auto t1 = steady::now();
+      stats.receive.record(t1 - t0);
+      if (!r) {
+        // A lost session lock ends this hold, not the run: its messages go to the next holder.
+        if (r.error().code == errc::session_lock_lost) {
+          s.failed_calls.fetch_add(1, std::memory_order_relaxed);
+          ++s.receive_errors;
+          s.note(r.error());
+        } else {
+          receive_failed(s, r.error());
+        }
+        break;
+      }
+      if (r->empty()) break;
+      const auto f = handle_batch(s, stats, *r, t1, settles, mine, &session);
+      const auto c0 = steady::now();
+      auto results = co_await held->settle(std::move(settles));
+      settles = {};
+      const auto c1 = steady::now();
+      stats.complete.record(c1 - c0);
+      stats.session_messages += count_settled(s, stats, results, mine, f, c1);
+    }
+    ++stats.releases;
+    if (auto released = co_await held->close(); !released) {
       s.failed_calls.fetch_add(1, std::memory_order_relaxed);
-    std::uint64_t ok = 0, failures = 0;
-    std::optional<error> failed;
-    for (std::size_t i = 0; i < results.size(); ++i) {
-      if (i >= mine.size() || !mine[i]) continue;
-      if (results[i]) {
-        ++ok;
-      } else {
-        ++failures;
-        if (!failed) failed = results[i].error();
-      }
+      s.note(released.error());
     }
-    if (failed) s.note(*failed);
-    s.complete_errors += failures;
-    s.received.fetch_add(ok, std::memory_order_relaxed);
-    if (const auto done = ns_since(s.start, c1); outage_end >= 0 && done > outage_end && ok > 0) {
-      s.late += std::min(ok, before_outage_end);
-      auto first = s.first_after_outage_ns.load();
-      while ((first < 0 || done < first) &&
-             !s.first_after_outage_ns.compare_exchange_weak(first, done)) {
-      }
-    }
-    stats.series.add_completed(ns_since(s.start, c1), ok, batch_count, batch_sum, batch_max);
-    atomic_max(s.last_complete_ns, ns_since(s.start, c1));
-    s.last_progress_ns.store(ns_since(s.start, c1), std::memory_order_relaxed);
   }
 }
 
@@ -674,14 +942,23 @@ result<bench_result> run_benchmark(const bench_options& o) {
   if (o.metrics) {
     s_processing.emplace(o.metrics->for_processing(queue->to_string(), std::string(p->name())));
   }
+  if (o.sessions > 0) {
+    if (auto has = refuse_without_sessions(*p); !has) return has.error();
+  }
+  queue_options queue_settings;
+  queue_settings.requires_session = o.sessions > 0;
   bool made_queue = false;
   if (o.create_queue) {
-    auto made = rt.run(prepare_queue(*p, *queue));
+    auto made = rt.run(prepare_queue(*p, *queue, queue_settings));
     if (!made) return made.error();
     made_queue = *made;
   }
   if (!made_queue) {
     if (auto empty = rt.run(refuse_unless_empty(*p, *queue)); !empty) return empty.error();
+    if (o.sessions > 0) {
+      if (auto by_session = rt.run(refuse_unless_session_queue(*p, *queue)); !by_session)
+        return by_session.error();
+    }
   }
 
   run_state s(o, client, *queue);
@@ -712,7 +989,9 @@ result<bench_result> run_benchmark(const bench_options& o) {
     });
   }
   std::vector<std::future<void>> consumers, producers;
-  for (std::size_t i = 0; i < o.consumers; ++i) consumers.push_back(rt.spawn(consume(s, i)));
+  for (std::size_t i = 0; i < o.consumers; ++i) {
+    consumers.push_back(rt.spawn(o.sessions > 0 ? consume_sessions(s, i) : consume(s, i)));
+  }
   for (std::size_t i = 0; i < o.producers; ++i) producers.push_back(rt.spawn(produce(s, i)));
   for (auto& f : producers) f.get();
   s.last_progress_ns = ns_since(s.start, steady::now());
@@ -729,6 +1008,16 @@ result<bench_result> run_benchmark(const bench_options& o) {
   if (made_queue) rt.run(p->delete_queue(*queue));
   rt.shutdown();
   if (s.fatal) return *s.fatal;
+  // Order per session is what sessions promise (docs/contract.md): figures of a run that broke
+  // it would pass for a working provider.
+  if (const auto violations = s.order.violations(); violations > 0) {
+    const auto first = s.order.first_violation().value_or(0);
+    return fail(errc::provider_error,
+                std::to_string(violations) + " message(s) came out of order in the session run, " +
+                    "the first in session '" + s.session_ids[first].str() +
+                    "': a message was received before an earlier one of the same producer and "
+                    "session");
+  }
   // Figures of a run in which no message went through measure nothing: say why instead.
   if (s.received == 0 && s.first_error) {
     error e = *s.first_error;
@@ -764,17 +1053,28 @@ result<bench_result> run_benchmark(const bench_options& o) {
   out.mean_receive_batch =
       s.receive_calls ? static_cast<double>(s.received_raw) / s.receive_calls : 0;
 
-  latency_histogram e2e, send, receive, complete;
+  latency_histogram e2e, send, receive, complete, accept;
+  std::uint64_t releases = 0, session_messages = 0;
   for (auto& c : s.consumers) {
     e2e.merge(c.e2e);
     receive.merge(c.receive);
     complete.merge(c.complete);
+    accept.merge(c.accept);
+    out.sessions_accepted += c.sessions_accepted;
+    session_messages += c.session_messages;
+    releases += c.releases;
   }
   for (auto& pr : s.producers) send.merge(pr.send);
   out.e2e = latency_summary::of(e2e);
   out.send_call = latency_summary::of(send);
   out.receive_call = latency_summary::of(receive);
   out.complete_call = latency_summary::of(complete);
+  out.sessions = o.sessions;
+  out.accept_call = latency_summary::of(accept);
+  out.mean_messages_per_session =
+      out.sessions_accepted
+          ? static_cast<double>(session_messages) / static_cast<double>(out.sessions_accepted)
+          : 0;
 
   out.cpu_s = usage_after.cpu_s - usage_before.cpu_s;
   out.cpu_s_per_message = out.messages_received ? out.cpu_s / out.messages_received : 0;
@@ -782,7 +1082,8 @@ result<bench_result> run_benchmark(const bench_options& o) {
       out.wall_s > 0 ? out.cpu_s / (out.wall_s * std::max(1u, std::thread::hardware_concurrency()))
                      : 0;
   out.peak_rss_bytes = usage_after.peak_rss_bytes;
-  out.provider_calls = send.count() + receive.count() + complete.count();
+  out.provider_calls =
+      send.count() + receive.count() + complete.count() + accept.count() + releases;
   out.failed_calls = s.failed_calls;
   // A provider that never opened nor tried to open a connection has none (the embedded one):
   // it has no pool whose reuse could be measured.

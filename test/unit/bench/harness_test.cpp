@@ -1,6 +1,7 @@
 // Behaviour of the harness (counts, validation, report files), never its speed.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <filesystem>
 #include <fstream>
@@ -900,6 +901,247 @@ TEST(Report, WritesJsonWithTheDocumentedFieldsAndASelfContainedChart) {
   EXPECT_EQ(html.str().find("<script src"), std::string::npos) << "no external resources";
   EXPECT_EQ(html.str().find("http://"), html.str().find("http://www.w3.org/2000/svg"));
   std::filesystem::remove_all(dir);
+}
+
+// The order check of a session run: per session and producer, a first delivery numbered below
+// one already delivered is a violation; other producers and sessions keep their own order, and
+// a redelivery (a lost session's batch handed out again) may repeat earlier numbers.
+TEST(SessionOrder, AMessageReceivedBeforeAnEarlierOneOfItsProducerAndSessionIsAViolation) {
+  session_order order(3, 2);
+  EXPECT_TRUE(order.observe(1, 0, 0, false));
+  EXPECT_TRUE(order.observe(1, 0, 1, false));
+  EXPECT_TRUE(order.observe(1, 0, 3, false)) << "a gap (a send that failed) is no violation";
+  EXPECT_TRUE(order.observe(1, 1, 0, false)) << "another producer keeps its own order";
+  EXPECT_TRUE(order.observe(0, 0, 0, false)) << "another session keeps its own order";
+  EXPECT_EQ(order.violations(), 0u);
+  EXPECT_FALSE(order.first_violation());
+
+  EXPECT_FALSE(order.observe(2, 1, 5, false) && order.observe(2, 1, 4, false))
+      << "5 then 4 in session 2";
+  EXPECT_FALSE(order.observe(1, 0, 2, false)) << "2 after 3 in session 1";
+  EXPECT_EQ(order.violations(), 2u);
+  ASSERT_TRUE(order.first_violation());
+  EXPECT_EQ(*order.first_violation(), 2u);
+
+  EXPECT_TRUE(order.observe(1, 0, 1, true)) << "a redelivery of the batch in hand";
+  EXPECT_TRUE(order.observe(1, 0, 4, false));
+  EXPECT_EQ(order.violations(), 2u);
+}
+
+// A provider that forwards every call to the one it wraps; tests override what they change.
+class forwarding : public provider {
+ public:
+  explicit forwarding(provider_ptr inner) : inner_(std::move(inner)) {}
+  std::string_view name() const noexcept override { return inner_->name(); }
+  const capabilities& caps() const noexcept override { return inner_->caps(); }
+  awaitable<result<void>> create_queue(const queue_name& q, const queue_options& o) override {
+    ++*calls;
+    return inner_->create_queue(q, o);
+  }
+  awaitable<result<void>> delete_queue(const queue_name& q) override {
+    ++*calls;
+    return inner_->delete_queue(q);
+  }
+  awaitable<result<queue_stats>> stats(const queue_name& q) override {
+    ++*calls;
+    return inner_->stats(q);
+  }
+  awaitable<result<std::vector<send_outcome>>> send(const queue_name& q, std::vector<message> m,
+                                                    milliseconds timeout) override {
+    ++*calls;
+    return inner_->send(q, std::move(m), timeout);
+  }
+  awaitable<result<std::vector<received_message>>> receive(const queue_name& q, std::size_t max,
+                                                           milliseconds wait) override {
+    ++*calls;
+    return inner_->receive(q, max, wait);
+  }
+  awaitable<result<std::vector<received_message>>> peek(const queue_name& q, std::size_t max,
+                                                        std::int64_t from) override {
+    ++*calls;
+    return inner_->peek(q, max, from);
+  }
+  awaitable<std::vector<result<void>>> settle(std::vector<settlement> s) override {
+    ++*calls;
+    return inner_->settle(std::move(s));
+  }
+  awaitable<result<time_point>> renew_lock(const receipt_handle& r) override {
+    ++*calls;
+    return inner_->renew_lock(r);
+  }
+  awaitable<result<std::shared_ptr<session_receiver>>> accept_session(
+      const queue_name& q, std::optional<session_id> session, milliseconds wait) override {
+    ++*calls;
+    return inner_->accept_session(q, std::move(session), wait);
+  }
+  awaitable<void> close() override { return inner_->close(); }
+
+  /// Every call but close; shared, since the provider must not outlive the run's executor.
+  std::shared_ptr<std::atomic<int>> calls = std::make_shared<std::atomic<int>>(0);
+
+ protected:
+  provider_ptr inner_;
+};
+
+TEST(Harness, ASessionRunCountsEveryMessageOnceInOrderAndTimesEachAccept) {
+  bench_options o;
+  o.messages = 2'000;
+  o.producers = 2;
+  o.consumers = 3;
+  o.sessions = 8;
+  o.threads = 2;
+  auto r = run_benchmark(o);
+  ASSERT_TRUE(r) << r.error().to_string();
+  EXPECT_EQ(r->sessions, 8u);
+  EXPECT_EQ(r->messages_sent, 2'000u);
+  EXPECT_EQ(r->messages_received, 2'000u);
+  EXPECT_EQ(r->e2e.count, 2'000u) << "each message handled once";
+  EXPECT_EQ(r->send_errors + r->receive_errors + r->complete_errors, 0u);
+  EXPECT_EQ(r->duplicates, 0u);
+  EXPECT_EQ(r->order_violations, 0u);
+  // Every session with messages was taken at least once, and every accept call was timed (those
+  // that found nothing too).
+  EXPECT_GE(r->sessions_accepted, 8u);
+  EXPECT_GE(r->accept_call.count, r->sessions_accepted);
+  EXPECT_GT(r->accept_call.p99_us, 0);
+  EXPECT_LE(r->accept_call.p50_us, r->accept_call.p99_us);
+  EXPECT_DOUBLE_EQ(r->mean_messages_per_session,
+                   2'000.0 / static_cast<double>(r->sessions_accepted));
+  // Sends, accepts, receives, settlements and releases are all the run's calls.
+  EXPECT_GE(r->provider_calls, 200u + r->accept_call.count + 2 * r->sessions_accepted);
+  EXPECT_EQ(r->failed_calls, 0u);
+}
+
+TEST(Harness, ASessionRunRefusesAProviderWithoutSessionsBeforeItTouchesTheQueue) {
+  class without_sessions final : public forwarding {
+   public:
+    explicit without_sessions(provider_ptr p) : forwarding(std::move(p)), caps_(inner_->caps()) {
+      caps_.sessions = session_support::none;
+    }
+    const capabilities& caps() const noexcept override { return caps_; }
+
+   private:
+    capabilities caps_;
+  };
+  std::shared_ptr<std::atomic<int>> calls;
+  bench_options o;
+  o.messages = 100;
+  o.threads = 1;
+  o.sessions = 4;
+  o.decorate = [&](provider_ptr p) -> provider_ptr {
+    auto decorated = std::make_shared<without_sessions>(std::move(p));
+    calls = decorated->calls;
+    return decorated;
+  };
+  auto r = run_benchmark(o);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, errc::unsupported);
+  EXPECT_NE(r.error().message.find("provider 'memory' has none"), std::string::npos)
+      << r.error().message;
+  ASSERT_TRUE(calls);
+  EXPECT_EQ(calls->load(), 0) << "the run touched the queue before refusing";
+}
+
+// An existing queue made without requires_session refuses accept_session: the run says so
+// before sending anything, rather than failing at the first accept with its messages sent.
+TEST(Harness, ASessionRunRefusesAnExistingQueueWithoutSessionsBeforeSending) {
+  bench_options o;
+  o.provider_config = config{{"provider", "memory"}, {"queues", "qrt-bench"}};
+  o.messages = 100;
+  o.threads = 1;
+  o.sessions = 4;
+  auto r = run_benchmark(o);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, errc::invalid_argument);
+  EXPECT_NE(r.error().message.find("queue 'qrt-bench' cannot be read by session"),
+            std::string::npos)
+      << r.error().message;
+  EXPECT_NE(r.error().message.find("requires_session"), std::string::npos) << r.error().message;
+}
+
+TEST(Harness, ASessionRunRefusesWhatItCannotHold) {
+  bench_options o;
+  o.sessions = 2;
+  o.message_size = session_body_bytes - 1;
+  auto r = run_benchmark(o);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, errc::invalid_argument);
+  EXPECT_NE(r.error().message.find("at least 40 bytes with sessions"), std::string::npos)
+      << r.error().message;
+
+  // A sequence number per session and producer: 100,000 x 1,024 of them would be 800 MB.
+  bench_options many;
+  many.sessions = 100'000;
+  many.producers = 1'024;
+  auto m = run_benchmark(many);
+  ASSERT_FALSE(m);
+  EXPECT_NE(m.error().message.find("sessions x producers must be at most 16777216"),
+            std::string::npos)
+      << m.error().message;
+  many.sessions = 100'001;
+  many.producers = 1;
+  auto too_many = run_benchmark(many);
+  ASSERT_FALSE(too_many);
+  EXPECT_NE(too_many.error().message.find("sessions must be at most 100000"), std::string::npos)
+      << too_many.error().message;
+}
+
+// A session receiver that hands out each batch back to front: what a provider that broke the
+// order of a session would deliver.
+class reversing_session final : public session_receiver {
+ public:
+  explicit reversing_session(std::shared_ptr<session_receiver> inner) : inner_(std::move(inner)) {}
+  const session_id& id() const noexcept override { return inner_->id(); }
+  time_point locked_until() const noexcept override { return inner_->locked_until(); }
+  awaitable<result<std::vector<received_message>>> receive(std::size_t max,
+                                                           milliseconds wait) override {
+    auto r = co_await inner_->receive(max, wait);
+    if (r) std::reverse(r->begin(), r->end());
+    co_return r;
+  }
+  awaitable<std::vector<result<void>>> settle(std::vector<settlement> s) override {
+    return inner_->settle(std::move(s));
+  }
+  awaitable<result<time_point>> renew_session_lock() override {
+    return inner_->renew_session_lock();
+  }
+  awaitable<result<std::string>> get_state() override { return inner_->get_state(); }
+  awaitable<result<void>> set_state(std::string state) override {
+    return inner_->set_state(std::move(state));
+  }
+  awaitable<result<void>> close() override { return inner_->close(); }
+
+ private:
+  std::shared_ptr<session_receiver> inner_;
+};
+
+TEST(Harness, ASessionRunWhoseProviderBreaksTheOrderFailsNamingTheSession) {
+  class reordering final : public forwarding {
+   public:
+    using forwarding::forwarding;
+    awaitable<result<std::shared_ptr<session_receiver>>> accept_session(
+        const queue_name& q, std::optional<session_id> session, milliseconds wait) override {
+      auto r = co_await inner_->accept_session(q, std::move(session), wait);
+      if (!r) co_return r.error();
+      co_return std::shared_ptr<session_receiver>(
+          std::make_shared<reversing_session>(std::move(*r)));
+    }
+  };
+  bench_options o;
+  // One producer sends batches of 10 spread over 2 sessions, 5 messages to each at a time: the
+  // consumer's receives of up to 10 find several messages of a session at once.
+  o.messages = 200;
+  o.sessions = 2;
+  o.threads = 1;
+  o.send_batch = o.receive_batch = 10;
+  o.decorate = [](provider_ptr p) -> provider_ptr {
+    return std::make_shared<reordering>(std::move(p));
+  };
+  auto r = run_benchmark(o);
+  ASSERT_FALSE(r) << "a run whose sessions came out of order passed";
+  EXPECT_EQ(r.error().code, errc::provider_error);
+  EXPECT_NE(r.error().message.find("out of order"), std::string::npos) << r.error().message;
+  EXPECT_NE(r.error().message.find("in session 'bench-"), std::string::npos) << r.error().message;
 }
 
 }  // namespace

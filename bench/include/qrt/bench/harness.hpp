@@ -4,9 +4,11 @@
 // Plus the same-run raw-queue baseline, the consumer scaling run and the client-overhead run.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <qrt/bench/latency_histogram.hpp>
 #include <qrt/config.hpp>
@@ -48,6 +50,13 @@ struct bench_options {
   std::size_t threads = 0;  ///< threads running the provider's executor; 0: cores
   milliseconds receive_wait{100};
   std::chrono::microseconds handler_cost{0};  ///< CPU each message's handler burns (spinning)
+  /// Session mode when above 0: the queue is made with requires_session, each producer spreads
+  /// its messages round robin over this many session ids, and consumers take any available
+  /// session (accept_session, waiting up to receive_wait), receive from it until it has nothing
+  /// for session_idle_wait, completing each batch, then release it. The provider must have
+  /// sessions (caps().sessions); message_size must be at least session_body_bytes.
+  std::size_t sessions = 0;
+  milliseconds session_idle_wait{10};  ///< session mode: a held session this idle is released
   /// Time-series resolution for the chart. 0 (the default): adaptive, so that any run length
   /// gives at most max_samples points, and at least max_samples / 2 once the run is longer
   /// than max_samples ms: 1 ms buckets, merged in pairs (the width doubling) whenever a run
@@ -192,7 +201,9 @@ struct bench_result {
   double cpu_utilisation = 0;  ///< cpu_s / (wall_s * cores)
   std::uint64_t peak_rss_bytes = 0;
   /// Calls the producers and consumers made: every send, every receive (empty or failed ones
-  /// too) and every settlement of a received batch. The queue's setup and removal are not.
+  /// too) and every settlement of a received batch; in session mode every accept_session (those
+  /// that found no session too) and every session released. The queue's setup and removal are
+  /// not.
   std::uint64_t provider_calls = 0;
   /// Of provider_calls, those that failed as a whole or for any of their messages.
   std::uint64_t failed_calls = 0;
@@ -204,6 +215,43 @@ struct bench_result {
   std::optional<network_figures> network;
   std::optional<outage_timing> outage;  ///< with bench_options::outage, once it began
   std::vector<sample> series;
+
+  // Session mode (bench_options::sessions); all zero without it.
+  std::size_t sessions = 0;              ///< session ids the messages were spread over
+  std::uint64_t sessions_accepted = 0;   ///< accept_session calls that took a session
+  double mean_messages_per_session = 0;  ///< this run's messages completed per session taken
+  /// Messages received before an earlier one of the same producer and session. A run with any
+  /// fails (naming the session) instead of returning figures, so a result always holds 0.
+  std::uint64_t order_violations = 0;
+  latency_summary accept_call;  ///< every accept_session call, those that found none included
+};
+
+/// The body of a session-mode message: make_body's send time, then the producer's index (8 hex
+/// digits) and its sequence number within the session (16 hex digits).
+inline constexpr std::size_t session_body_bytes = 40;
+
+/// The order check of a session run. Per session and producer it keeps the highest sequence
+/// number delivered so far; a first delivery below it is a violation: a message of the session
+/// received before an earlier one of the same producer. A redelivery (delivery count above 1)
+/// may repeat earlier numbers: a session lost before its batch was settled gives that batch
+/// again, in order. observe() may be called from several threads (one lock per session).
+class session_order {
+ public:
+  session_order(std::size_t sessions, std::size_t producers);
+  ~session_order();
+  session_order(const session_order&) = delete;
+  session_order& operator=(const session_order&) = delete;
+  /// Records a delivery; false when it is a violation. Indices out of range are ignored (true).
+  bool observe(std::size_t session, std::size_t producer, std::uint64_t sequence, bool redelivered);
+  std::uint64_t violations() const;
+  /// The session of the first violation observed; nullopt when there was none.
+  std::optional<std::size_t> first_violation() const;
+
+ private:
+  struct slot;
+  std::size_t producers_;
+  std::vector<std::unique_ptr<slot>> slots_;
+  std::atomic<std::int64_t> first_violation_{-1};
 };
 
 struct baseline_result {
