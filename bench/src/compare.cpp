@@ -37,6 +37,8 @@ const std::vector<figure_spec>& compared_figures() {
        true},
       {"operation_latency_us.complete.p99", "complete call p99", unit::micros, better::lower, 1, 1,
        true},
+      {"sessions.accept_latency_us.p99", "session accept call p99", unit::micros, better::lower, 1,
+       0, true},
       {"cpu_seconds_per_message", "CPU per message", unit::micros, better::lower, 1e6, 1, true},
       {"peak_rss_bytes", "peak resident memory", unit::bytes, better::lower, 1, 1, true},
       {"errors", "errors (send + receive + complete)", unit::count, better::lower, 1, 1, true},
@@ -159,6 +161,12 @@ result<report_figures> read_report_figures(std::string_view json_text, const std
   }
   if (const auto* half = root->if_contains("half_rate"); half && half->is_object()) {
     out.setup["half_rate"] = "yes";
+  }
+  // A session run and a plain one measure different paths: compare says they differ.
+  if (const auto* sessions = root->if_contains("sessions"); sessions && sessions->is_object()) {
+    if (const auto* n = sessions->as_object().if_contains("count")) {
+      out.setup["sessions"] = boost::json::serialize(*n);
+    }
   }
   return out;
 }

@@ -601,9 +601,10 @@ std::string format_table(const report& rep) {
   std::snprintf(
       buf, sizeof buf,
       "qrt bench: provider %s, %s messages of %zu bytes, %zu producer(s) x batch %zu, "
-      "%zu consumer(s) x batch %zu%s\n\n",
+      "%zu consumer(s) x batch %zu%s%s\n\n",
       r.provider.c_str(), with_thousands(static_cast<double>(r.messages_sent)).c_str(),
       r.message_size, r.producers, r.send_batch, r.consumers, r.receive_batch,
+      r.sessions > 0 ? (", " + std::to_string(r.sessions) + " sessions").c_str() : "",
       r.rate_target > 0 ? (", rate " + with_thousands(r.rate_target) + " msg/s").c_str() : "");
   out += buf;
   out += "  throughput (msg/s)\n";
@@ -625,6 +626,7 @@ std::string format_table(const report& rep) {
   out += latency_row("send call", r.send_call);
   out += latency_row("receive call", r.receive_call);
   out += latency_row("complete call", r.complete_call);
+  if (r.sessions > 0) out += latency_row("session accept call", r.accept_call);
   if (rep.baseline) out += latency_row("baseline end-to-end", rep.baseline->e2e);
   std::snprintf(
       buf, sizeof buf,
@@ -647,6 +649,14 @@ std::string format_table(const report& rep) {
                 static_cast<unsigned long long>(r.complete_errors),
                 static_cast<unsigned long long>(r.duplicates));
   out += buf;
+  if (r.sessions > 0) {
+    std::snprintf(buf, sizeof buf,
+                  "  sessions %zu: accepted %llu, %.1f messages per session held, order "
+                  "violations %llu\n",
+                  r.sessions, static_cast<unsigned long long>(r.sessions_accepted),
+                  r.mean_messages_per_session, static_cast<unsigned long long>(r.order_violations));
+    out += buf;
+  }
   std::snprintf(buf, sizeof buf, "  provider calls %llu, failed %llu; connections opened %s\n",
                 static_cast<unsigned long long>(r.provider_calls),
                 static_cast<unsigned long long>(r.failed_calls),
@@ -823,6 +833,13 @@ std::string to_json(const report& rep) {
     o["network"] = std::move(net);
   } else {
     o["network"] = nullptr;
+  }
+  if (r.sessions > 0) {
+    o["sessions"] = boost::json::object{{"count", r.sessions},
+                                        {"accepted", r.sessions_accepted},
+                                        {"mean_messages_per_session", r.mean_messages_per_session},
+                                        {"order_violations", r.order_violations},
+                                        {"accept_latency_us", latency_json(r.accept_call)}};
   }
   if (rep.baseline) {
     o["baseline"] =
@@ -1290,6 +1307,19 @@ std::vector<headline> headlines(const report& rep) {
     }
     h.push_back({"latency p99 at half rate", p99, "", std::nullopt});
   }
+  if (r.sessions > 0) {
+    h.push_back({"session accept p50 / p99",
+                 figure(r.accept_call.p50_us, unit::micros) + " / " +
+                     figure(r.accept_call.p99_us, unit::micros),
+                 "", std::nullopt});
+    h.push_back({"sessions accepted",
+                 with_thousands(static_cast<double>(r.sessions_accepted)) + " times over " +
+                     std::to_string(r.sessions) + " sessions, " +
+                     fmt("%.1f", r.mean_messages_per_session) + " messages per hold",
+                 "", std::nullopt});
+    h.push_back({"session order violations", std::to_string(r.order_violations), "none",
+                 r.order_violations == 0});
+  }
   h.push_back(
       {"CPU per message", figure(r.cpu_s_per_message * 1e6, unit::micros), "", std::nullopt});
   h.push_back({"network", network_words(r.network), "", std::nullopt});
@@ -1343,8 +1373,9 @@ std::string summary_box(const report& rep) {
        chart::escape(with_thousands(static_cast<double>(r.messages_sent)) + " messages of " +
                      std::to_string(r.message_size) + " bytes, " + std::to_string(r.producers) +
                      " producer(s), " + std::to_string(r.consumers) + " consumer(s), batches of " +
-                     std::to_string(r.send_batch) + "/" + std::to_string(r.receive_batch) + ", " +
-                     figure(r.wall_s, unit::seconds) + " wall");
+                     std::to_string(r.send_batch) + "/" + std::to_string(r.receive_batch) +
+                     (r.sessions > 0 ? ", " + std::to_string(r.sessions) + " sessions" : "") +
+                     ", " + figure(r.wall_s, unit::seconds) + " wall");
   if (!rep.finished_at.empty()) s += ", finished " + chart::escape(rep.finished_at);
   if (!rep.load_average.empty()) {
     char buf[64];

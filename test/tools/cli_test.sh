@@ -68,7 +68,8 @@ expect 2 "--threads must be 1 to 1024" -- bench --threads 100000 --messages 10
 # number (a benchmark that never ends, a vector of 2^64 producers, an error about a setting
 # never given) nor overflowing a duration.
 for flag in --messages --producers --consumers --send-batch --receive-batch --batch \
-  --scaling-max --overhead-messages --memory-budget --handler-cost --overhead --scaling-latency; do
+  --scaling-max --overhead-messages --memory-budget --handler-cost --overhead --scaling-latency \
+  --sessions --session-idle-wait; do
   others=(--no-baseline --threads 1 --scaling)
   [[ $flag == --messages ]] || others+=(--messages 10)
   for value in -1 99999999999999999999; do
@@ -454,6 +455,15 @@ expect 2 "--overhead-messages" -- bench --messages 10 --threads 1 --no-baseline 
 expect 2 "would prefill" -- bench --messages 1000 --threads 1 --no-baseline --scaling \
   --receive-batch 1000000
 [[ ! -s "$tmp/out" ]] || fail "bench --scaling --receive-batch 1000000 ran: $(head -3 "$tmp/out")"
+# Session mode: order and accept latency reported; a provider without sessions (AMQP 1.0) is
+# refused naming it before anything runs, and a body too small for the sequence numbers too.
+expect 0 "sessions 4: accepted [0-9]+, .* order violations 0" -- bench --sessions 4 --consumers 2 \
+  --messages 2000 --threads 1 --no-baseline
+grep -q "session accept call" "$tmp/out" || fail "bench --sessions: no accept latency: $(cat "$tmp/out")"
+expect 1 "provider 'amqp' has none" -- bench --provider amqp --endpoint amqp://127.0.0.1:1 \
+  --sessions 4 --messages 10 --no-baseline
+[[ ! -s "$tmp/out" ]] || fail "bench --sessions on amqp ran: $(head -3 "$tmp/out")"
+expect 2 "at least 40 bytes with sessions" -- bench --sessions 2 --size 20 --messages 10
 expect 2 "--memory-budget is for the embedded provider" -- bench --provider amqp \
   --endpoint amqp://127.0.0.1:1 --messages 10 --memory-budget 1048576
 # An outage that is no duration, none at all or one past an hour is refused before the main run.

@@ -749,6 +749,14 @@ class bench_command {
     cmd_->add_option("--handler-cost", handler_cost_us_,
                      "microseconds of CPU each message's handler burns (default 0)")
         ->check(CLI::Range(std::int64_t{0}, an_hour_us));
+    cmd_->add_option("--sessions", bo_.sessions,
+                     "session mode: spread the messages over this many session ids; consumers "
+                     "take sessions and read each until it is idle (the provider needs sessions)")
+        ->check(CLI::Range(std::size_t{1}, std::size_t{100'000}));
+    cmd_->add_option("--session-idle-wait", session_idle_wait_ms_,
+                     "with --sessions: ms a held session may have nothing before it is released "
+                     "(default 10)")
+        ->check(CLI::Range(std::int64_t{1}, std::int64_t{60'000}));
     cmd_->add_flag("--no-baseline", no_baseline_, "skip the raw-queue baseline");
     cmd_->add_option("--repeat", repeat_,
                      "rounds of provider + baseline, and of the half-rate run; the "
@@ -843,6 +851,7 @@ class bench_command {
       bo_.threads = *threads_;
     }
     bo_.handler_cost = std::chrono::microseconds(handler_cost_us_);
+    bo_.session_idle_wait = milliseconds(session_idle_wait_ms_);
     std::optional<bench::performance_targets> targets;
     if (!targets_file_.empty()) {
       auto t = bench::load_targets(targets_file_, environment_);
@@ -1012,7 +1021,8 @@ class bench_command {
   std::optional<double> rate_;
   std::optional<std::size_t> threads_;
   bool fail_on_miss_ = false, no_baseline_ = false, scaling_ = false, half_rate_ = false;
-  std::int64_t handler_cost_us_ = 0, overhead_us_ = 0, scaling_latency_ms_ = 10;
+  std::int64_t handler_cost_us_ = 0, overhead_us_ = 0, scaling_latency_ms_ = 10,
+               session_idle_wait_ms_ = 10;
   std::uint64_t memory_budget_ = 0;
   std::uint64_t overhead_messages_ = 2000;
   std::size_t scaling_max_ = 32;

@@ -262,6 +262,10 @@ report full_report(std::size_t samples) {
   rep.outage->late = 400'000;
   rep.outage->resent = 0;
   rep.outage->sent = rep.outage->completed = 1'400'000;
+  r.sessions = 16;
+  r.sessions_accepted = 400;
+  r.mean_messages_per_session = 500;
+  r.accept_call = lat(3);
   for (std::size_t i = 0; i < samples; ++i) {
     const double t = 0.005 * static_cast<double>(i + 1);
     r.series.push_back({t, 400'000.0 + static_cast<double>(i), 390'000, 80, 200, 0.005, 2000});
@@ -702,7 +706,7 @@ TEST(Compare, LatencyCpuAndMemoryUpAreRegressions) {
   for (const char* key :
        {"e2e_latency_us.p50", "e2e_latency_us.p99", "half_rate.e2e_latency_us.p99",
         "cpu_seconds_per_message", "peak_rss_bytes", "overhead.qrt_share",
-        "operation_latency_us.send.p99"}) {
+        "operation_latency_us.send.p99", "sessions.accept_latency_us.p99"}) {
     const auto s = spec_of(key);
     EXPECT_EQ(s.direction, better::lower) << key;
     EXPECT_EQ(compare_figure(s, 100, 130, 0.10).outcome, verdict::regressed) << key;
@@ -770,6 +774,54 @@ TEST(Compare, TwoReportsSideBySideWithTheRegressionsNamed) {
   EXPECT_NEAR(*m.machine_change, -0.5, 1e-9);
   EXPECT_NE(format_comparison(m).find("the raw queue itself changed by -50.0 %"),
             std::string::npos);
+}
+
+// A session run's figures are in the table, report.json and the chart's summary; a plain run has
+// no sessions section, and a report without one (every report written before session mode)
+// still loads in compare, which shows the accept latency for the session run only and says
+// that the runs differ in sessions.
+TEST(Compare, ASessionRunsFiguresAreReportedAndAReportWithoutThemStillCompares) {
+  const auto rep = full_report(3);
+  const auto table = format_table(rep);
+  EXPECT_NE(table.find("batch 10, 16 sessions"), std::string::npos) << table;
+  EXPECT_NE(table.find("session accept call"), std::string::npos) << table;
+  EXPECT_NE(table.find("sessions 16: accepted 400, 500.0 messages per session held, order "
+                       "violations 0"),
+            std::string::npos)
+      << table;
+  const auto json = boost::json::parse(to_json(rep));
+  const auto& sessions = json.at("sessions");
+  EXPECT_EQ(sessions.at("count").to_number<std::uint64_t>(), 16u);
+  EXPECT_EQ(sessions.at("accepted").to_number<std::uint64_t>(), 400u);
+  EXPECT_EQ(sessions.at("order_violations").to_number<std::uint64_t>(), 0u);
+  EXPECT_DOUBLE_EQ(sessions.at("accept_latency_us").at("p99").to_number<double>(), 15);
+  const auto html = render_chart_html(rep);
+  EXPECT_NE(html.find("<th>session accept p50 / p99</th>"), std::string::npos);
+  EXPECT_NE(html.find("400 times over 16 sessions, 500.0 messages per hold"), std::string::npos);
+  EXPECT_NE(html.find("<th>session order violations</th><td class=\"value\">0</td>"),
+            std::string::npos);
+
+  auto plain = full_report(3);
+  plain.run.sessions = 0;
+  plain.run.sessions_accepted = 0;
+  plain.run.mean_messages_per_session = 0;
+  plain.run.accept_call = {};
+  const auto plain_json = boost::json::parse(to_json(plain));
+  EXPECT_FALSE(plain_json.as_object().contains("sessions"));
+  EXPECT_EQ(format_table(plain).find("session"), std::string::npos) << format_table(plain);
+  EXPECT_EQ(render_chart_html(plain).find("session accept"), std::string::npos);
+
+  auto o = read_report_figures(to_json(plain), "plain/report.json");
+  auto n = read_report_figures(to_json(rep), "sessions/report.json");
+  ASSERT_TRUE(o) << o.error().to_string();
+  ASSERT_TRUE(n) << n.error().to_string();
+  EXPECT_FALSE(o->values.count("sessions.accept_latency_us.p99"));
+  EXPECT_DOUBLE_EQ(n->values.at("sessions.accept_latency_us.p99"), 15);
+  const auto c = compare_reports(*o, *n, 0.10);
+  EXPECT_FALSE(c.any_regression());
+  const auto text = format_comparison(c);
+  EXPECT_NE(text.find("session accept call p99"), std::string::npos) << text;
+  EXPECT_NE(text.find("sessions: - -> 16"), std::string::npos) << text;
 }
 
 TEST(Compare, BadInputIsRefusedNamingTheFileAndField) {
