@@ -175,8 +175,19 @@ const binder& keys() {
       binder::text("virtual_host", &options::virtual_host,
                    "the open frame's hostname (RabbitMQ: vhost:NAME)"),
       binder::integer("prefetch", &options::prefetch, 0, 100'000,
-                      "messages a receiver link may hold locked without being asked"),
+                      "messages a receiver link may hold locked without being asked (link "
+                      "credit, for every receive; not a processor's prefetch_count)"),
       binder::processing("max_concurrent_calls"),
+      binder::processing(
+          "prefetch_count",
+          "messages a qrt::processor built from this config (processor_options::from_config) "
+          "receives ahead of a free handler; the provider only checks it (the link's own "
+          "read-ahead is prefetch)"),
+      binder::processing(
+          "max_auto_lock_renewal_duration",
+          "how long a qrt::processor built from this config renews a running handler's lock; "
+          "an AMQP lock lasts as long as the link, so the processor renews nothing here: "
+          "accepted so one config serves every provider"),
       binder::runtime("worker_threads"),
       binder::text("address_prefix", &options::address_prefix,
                    "prepended to queue names to form link addresses"),

@@ -342,6 +342,91 @@ class AmqpConfigKey : public ::testing::TestWithParam<key_row> {
     EXPECT_EQ(proc.stats().max_in_flight, 2u);
   }
 
+  void prefetch_count_key() {
+    // With its one handler busy, a processor holds 1 + prefetch_count messages received, which
+    // the broker counts unacknowledged. Link credit (prefetch) is set apart: 0 leaves the
+    // processor's receives the only reason the broker hands messages out; 5 has the link take
+    // 5 while the processor still takes only the one it handles.
+    struct case_row {
+      const char* link_prefetch;
+      const char* prefetch_count;
+      long unacknowledged;
+      std::uint64_t received;
+    };
+    const case_row cases[] = {{"0", "3", 4, 4}, {"0", "0", 1, 1}, {"5", "0", 5, 1}};
+    for (const auto& c : cases) {
+      SCOPED_TRACE(std::string("prefetch ") + c.link_prefetch + ", prefetch_count " +
+                   c.prefetch_count);
+      const auto cfg = rabbit_config({{"prefetch", c.link_prefetch},
+                                      {"max_concurrent_calls", "1"},
+                                      {"prefetch_count", c.prefetch_count}});
+      const auto q = new_queue();
+      send_ok(*admin(), q, 10);
+      qrt::queue_client client(make(cfg));
+      qrt::test::counter started;
+      std::atomic<bool> release{false};
+      qrt::runtime rt({.worker_threads = 2});
+      qrt::processor proc(
+          client, q,
+          [&](const qrt::received_message&) -> qrt::awaitable<qrt::result<void>> {
+            started.add();
+            while (!release) co_await work_for(10ms);
+            co_return qrt::result<void>{};
+          },
+          qrt::processor_options::from_config(cfg).value());
+      proc.start(rt.executor());
+      ASSERT_TRUE(started.wait_for_at_least(1, 20s));
+      EXPECT_EQ(broker_count_until(q.str(), "messages_unacknowledged",
+                                   [&](long n) { return n >= c.unacknowledged; }),
+                c.unacknowledged);
+      EXPECT_TRUE(qrt::test::eventually([&] { return proc.stats().received >= c.received; }));
+      EXPECT_EQ(proc.stats().received, c.received);
+      release = true;
+      EXPECT_TRUE(qrt::test::eventually([&] { return proc.stats().completed == 10; }));
+      rt.block_on(proc.stop(10s));
+      EXPECT_EQ(proc.stats().completed, 10u);
+    }
+  }
+
+  void max_auto_lock_renewal_duration_key() {
+    // An AMQP lock is the link's: it holds until the message is settled, with nothing to renew.
+    // A processor told to renew for only 100 ms keeps a handler's message for as long as the
+    // handler runs (here past a second consumer's 1 s receive), and completes it.
+    const auto cfg = rabbit_config({{"max_auto_lock_renewal_duration", "100ms"}});
+    const auto options = qrt::processor_options::from_config(cfg).value();
+    EXPECT_EQ(options.max_auto_lock_renewal_duration, 100ms);
+    const auto q = new_queue();
+    send_ok(*admin(), q);
+    qrt::queue_client client(make(cfg));
+    qrt::test::counter started;
+    std::atomic<bool> release{false};
+    qrt::runtime rt({.worker_threads = 2});
+    qrt::processor proc(
+        client, q,
+        [&](const qrt::received_message&) -> qrt::awaitable<qrt::result<void>> {
+          started.add();
+          while (!release) co_await work_for(10ms);
+          co_return qrt::result<void>{};
+        },
+        options);
+    proc.start(rt.executor());
+    ASSERT_TRUE(started.wait_for_at_least(1, 20s));
+    auto other = make(rabbit_config());
+    auto stolen = receive(*other, q, 1, 1s);
+    ASSERT_TRUE(stolen) << stolen.error().to_string();
+    EXPECT_TRUE(stolen->empty()) << "a running handler's message went to another consumer";
+    release = true;
+    EXPECT_TRUE(qrt::test::eventually([&] {
+      const auto s = proc.stats();
+      return s.completed + s.settle_failures >= 1;
+    }));
+    rt.block_on(proc.stop(10s));
+    EXPECT_EQ(proc.stats().completed, 1u);
+    EXPECT_EQ(proc.stats().settle_failures, 0u);
+    EXPECT_EQ(proc.stats().lock_renewals, 0u);
+    EXPECT_EQ(broker_count_until(q.str(), "messages", [](long n) { return n == 0; }), 0);
+  }
+
   void address_prefix_key() {
     // Link address = address_prefix + queue name: "x" with prefix "/amq/queue/<q>-" is the
     // broker queue "<q>-x".
@@ -549,6 +634,8 @@ const key_row rows[] = {
     {"virtual_host", &AmqpConfigKey::virtual_host_key},
     {"prefetch", &AmqpConfigKey::prefetch_key},
     {"max_concurrent_calls", &AmqpConfigKey::max_concurrent_calls_key},
+    {"prefetch_count", &AmqpConfigKey::prefetch_count_key},
+    {"max_auto_lock_renewal_duration", &AmqpConfigKey::max_auto_lock_renewal_duration_key},
     {"worker_threads", &AmqpConfigKey::worker_threads_key},
     {"address_prefix", &AmqpConfigKey::address_prefix_key},
     {"declare_prefix", &AmqpConfigKey::declare_prefix_key},
