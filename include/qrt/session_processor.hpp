@@ -17,6 +17,7 @@ struct session_processor_options {
   /// Sessions held (and handled) at once, 1 to most_concurrent_sessions (each has a worker of
   /// its own); more throws qrt::exception (invalid_argument) from the constructor.
   std::size_t max_concurrent_sessions = 8;
+  /// The largest max_concurrent_sessions (and set_max_concurrent_sessions()) accepted.
   static constexpr std::size_t most_concurrent_sessions = 10'000;
 
   std::size_t max_messages_per_receive = 10;  ///< batch read within one session lock
