@@ -827,13 +827,20 @@ result<session_slot*> queue_state::lock_session(const session_id& id, time_point
 }
 
 session_slot* queue_state::lock_next_session(time_point now) {
+  // The free session whose first ready message is the oldest, so sessions take turns in the
+  // order their messages arrived: taking the first by id would hand a just-released low id back
+  // ahead of sessions that have waited longer. A ready list is in sequence order, so its front
+  // is its oldest message; the scan is the one the first-by-id search already made.
+  session_slot* oldest = nullptr;
   for (auto& [id, slot] : sessions_) {
-    if (slot.lock == 0 && !slot.ready.empty()) {
-      auto r = lock_session(id, now);
-      return r ? *r : nullptr;
+    if (slot.lock == 0 && !slot.ready.empty() &&
+        (!oldest || slot.ready.front() < oldest->ready.front())) {
+      oldest = &slot;
     }
   }
-  return nullptr;
+  if (!oldest) return nullptr;
+  auto r = lock_session(oldest->id, now);
+  return r ? *r : nullptr;
 }
 
 result<session_slot*> queue_state::find_locked_session(const session_id& id, std::uint64_t lock,

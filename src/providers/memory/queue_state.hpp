@@ -515,7 +515,8 @@ class queue_state : public std::enable_shared_from_this<queue_state> {
   // Sessions (requires_session queues).
   /// Locks a named session, creating it if needed.
   result<session_slot*> lock_session(const session_id& id, time_point now);
-  /// Locks the first free session that has ready messages, or nullptr.
+  /// Locks the free session whose oldest ready message came first, or nullptr if no free
+  /// session has a ready message.
   session_slot* lock_next_session(time_point now);
   session_slot* find_session(const session_id& id) {
     auto it = sessions_.find(id);

@@ -1283,3 +1283,73 @@ TEST(MemoryProvider, AWaitTooLongToAddWaitsUntilWoken) {
   ASSERT_EQ((*second)->size(), 1u);
   EXPECT_TRUE((**second)[0]);
 }
+
+// Accepting any session takes the free session whose oldest ready message came first, as a
+// broker serves sessions in the order their messages arrived - not the one whose id sorts
+// first, which would let low ids take every turn while others wait.
+TEST(MemoryProvider, AcceptAnySessionTakesTheSessionWithTheOldestMessageFirst) {
+  auto client = open_sync_client({{"queues", "s"}, {"requires_session", "true"}});
+  const auto s = queue_name::from("s");
+  auto send_to = [&](const char* session, const char* body) {
+    auto m = text(body);
+    m.session = qrt::session_id::from(session);
+    ASSERT_TRUE(client.send(s, m));
+  };
+  // Arrival order c, a, b; id order a, b, c.
+  send_to("c", "c1");
+  send_to("a", "a1");
+  send_to("c", "c2");
+  send_to("b", "b1");
+  send_to("a", "a2");
+
+  std::vector<std::string> taken;
+  std::vector<qrt::sync::session> held;
+  for (int i = 0; i < 3; ++i) {
+    auto next = client.accept_session(s, std::nullopt, 0ms);
+    ASSERT_TRUE(next) << next.error().to_string();
+    taken.push_back(next->id().str());
+    held.push_back(std::move(*next));
+  }
+  EXPECT_EQ(taken, (std::vector<std::string>{"c", "a", "b"}));
+  for (auto& h : held) ASSERT_TRUE(h.close());
+}
+
+// A session released while it still has messages goes behind the sessions whose messages have
+// waited longer: its holder cannot take it straight back ahead of them.
+TEST(MemoryProvider, AReleasedSessionIsNotTakenAgainBeforeAnOlderOne) {
+  auto client = open_sync_client({{"queues", "s"}, {"requires_session", "true"}});
+  const auto s = queue_name::from("s");
+  auto send_to = [&](const char* session, const char* body) {
+    auto m = text(body);
+    m.session = qrt::session_id::from(session);
+    ASSERT_TRUE(client.send(s, m));
+  };
+  send_to("a", "a1");
+  send_to("b", "b1");
+  send_to("a", "a2");
+  send_to("c", "c1");
+
+  {
+    auto first = client.accept_session(s, std::nullopt, 0ms);
+    ASSERT_TRUE(first) << first.error().to_string();
+    ASSERT_EQ(first->id().str(), "a");
+    auto got = first->receive(1, 0ms).value();
+    ASSERT_EQ(got.size(), 1u);
+    EXPECT_EQ(got[0].body, "a1");
+    ASSERT_TRUE(first->complete(got[0].receipt));
+    ASSERT_TRUE(first->close());  // "a" still holds a2, which came after b1
+  }
+  std::vector<std::string> taken;
+  std::vector<qrt::sync::session> held;
+  for (int i = 0; i < 3; ++i) {
+    auto next = client.accept_session(s, std::nullopt, 0ms);
+    ASSERT_TRUE(next) << next.error().to_string();
+    taken.push_back(next->id().str());
+    held.push_back(std::move(*next));
+  }
+  EXPECT_EQ(taken, (std::vector<std::string>{"b", "a", "c"}));
+  auto rest = held[1].receive(10, 0ms).value();
+  ASSERT_EQ(rest.size(), 1u);
+  EXPECT_EQ(rest[0].body, "a2");
+  for (auto& h : held) ASSERT_TRUE(h.close());
+}
