@@ -23,6 +23,14 @@ struct session_processor_options {
   std::size_t max_messages_per_receive = 10;  ///< batch read within one session lock
   /// A held session with no message for this long is released so another can be taken.
   milliseconds session_idle_timeout{1'000};
+  /// How long one session is held while it keeps having messages; 0: no bound (a busy session
+  /// is held until it is idle, lost or stopped). Once a session has been held this long, its
+  /// worker releases it after the batch in hand is handled and settled (its later messages stay
+  /// in the queue, in order, for the next holder) and accepts again, so that with more busy
+  /// sessions than max_concurrent_sessions the others get a turn. Which session comes next is
+  /// the provider's choice (the embedded provider's is the one whose oldest message came first,
+  /// which may be the one just released). See docs/processing.md.
+  milliseconds max_session_hold{0};
   /// One wait for the next session with messages. This and session_idle_timeout are at least
   /// 1 ms (less is taken as 1 ms: the loops must wait for something).
   milliseconds accept_wait{1'000};
@@ -73,6 +81,8 @@ struct session_processor_stats {
   std::uint64_t sessions_accepted = 0;  ///< sessions taken
   std::uint64_t sessions_released_idle =
       0;  ///< sessions released after session_idle_timeout without a message
+  std::uint64_t sessions_released_hold =
+      0;  ///< sessions released after max_session_hold so that others get a turn
   std::uint64_t sessions_lost = 0;  ///< lock lost or a settlement failed: released early
   std::uint64_t handler_calls = 0;  ///< handlers started
   std::uint64_t completed = 0;      ///< messages completed after a successful handler

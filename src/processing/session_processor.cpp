@@ -60,6 +60,12 @@ struct session_processor::impl : std::enable_shared_from_this<impl> {
   impl(queue_client c, queue_name q, message_handler h, session_processor_options o)
       : client(std::move(c)), queue(std::move(q)), handler(std::move(h)), options(std::move(o)) {
     check_session_limit(options.max_concurrent_sessions);
+    if (options.max_session_hold.count() < 0) {
+      throw qrt::exception(
+          fail(errc::invalid_argument, "session_processor: max_session_hold is " +
+                                           std::to_string(options.max_session_hold.count()) +
+                                           " ms; it must be 0 (no bound) or more"));
+    }
     options.max_concurrent_sessions = std::max<std::size_t>(1, options.max_concurrent_sessions);
     max_sessions = options.max_concurrent_sessions;
     stats.max_concurrent_sessions = options.max_concurrent_sessions;
@@ -428,9 +434,9 @@ struct session_processor::impl : std::enable_shared_from_this<impl> {
     co_return batch_end::done;
   }
 
-  // Handles one session until it is idle, lost or stopped. Returns what ended it early, if
-  // anything did.
-  // `pool`: where handlers run, the worker's own copy (the impl keeps none, see `control`).
+  // Handles one session until it is idle, lost, stopped or held for max_session_hold. Returns what
+  // ended it early, if anything did. `pool`: where handlers run, the worker's own copy (the impl
+  // keeps none, see `control`).
   awaitable<std::optional<error>> run_session(asio::any_io_executor pool,
                                               std::shared_ptr<held_session> s) {
     const auto held_since = steady::now();  // just accepted
@@ -466,6 +472,14 @@ struct session_processor::impl : std::enable_shared_from_this<impl> {
       const auto end = co_await handle_batch(pool, *s, *batch);
       if (end == batch_end::lost) {
         lost = true;
+        break;
+      }
+      // The batch is handled and settled (or given back, in order): a session held past its
+      // bound is released here so that sessions waiting for a worker get a turn; a busy session
+      // is never idle and would otherwise be held until the processor stops.
+      if (options.max_session_hold.count() > 0 &&
+          steady::now() - held_since >= options.max_session_hold) {
+        count(&session_processor_stats::sessions_released_hold);
         break;
       }
     }

@@ -864,3 +864,84 @@ TEST(SessionProcessor, DestroyedWithoutStopItEndsTheBackOffAndLetsGoOfTheClient)
   EXPECT_EQ(held.use_count(), owners_without_processor)
       << "the destroyed processor still held its client";
 }
+
+namespace {
+
+// One worker, three sessions with four messages each, sent interleaved (a-0 b-0 c-0 a-1 ...).
+// Each handler outlasts `hold` (a timer never fires early), so with a bound every session has
+// been held past it once its batch of one is settled. Returns the bodies in handler order.
+std::vector<std::string> handled_order_with_hold(std::chrono::milliseconds hold,
+                                                 qrt::session_processor_stats& stats) {
+  session_fixture f;
+  constexpr int per_session = 4;
+  for (int i = 0; i < per_session; ++i) {
+    for (const char* s : {"a", "b", "c"}) f.send(s, std::string(s) + "-" + std::to_string(i));
+  }
+  std::mutex m;
+  std::vector<std::string> order;
+  qrt::test::counter handled;
+  qrt::session_processor p(f.client, f.q,
+                           [&](const received_message& msg) -> qrt::awaitable<qrt::result<void>> {
+                             boost::asio::steady_timer outlast_the_hold(
+                                 co_await boost::asio::this_coro::executor, hold + 1ms);
+                             co_await outlast_the_hold.async_wait(boost::asio::use_awaitable);
+                             {
+                               std::lock_guard lock(m);
+                               order.push_back(msg.body);
+                             }
+                             handled.add();
+                             co_return qrt::result<void>{};
+                           },
+                           {.max_concurrent_sessions = 1,
+                            .max_messages_per_receive = 1,
+                            .session_idle_timeout = 20ms,
+                            .max_session_hold = hold,
+                            .accept_wait = 200ms});
+  p.start(f.rt.executor());
+  EXPECT_TRUE(handled.wait_for_at_least(3 * per_session));
+  f.rt.block_on(p.stop(5s));
+  stats = p.stats();
+  EXPECT_EQ(f.stats().active, 0) << "every message completed";
+  std::lock_guard lock(m);
+  return order;
+}
+
+}  // namespace
+
+// With more busy sessions than workers, a held session is released after max_session_hold so
+// the others get a turn: all three are handled interleaved, each in order, every message once.
+TEST(SessionProcessor, ASessionHeldPastMaxSessionHoldIsReleasedSoTheOthersGetATurn) {
+  qrt::session_processor_stats stats;
+  const auto order = handled_order_with_hold(5ms, stats);
+  EXPECT_EQ(order, (std::vector<std::string>{"a-0", "b-0", "c-0", "a-1", "b-1", "c-1", "a-2", "b-2",
+                                             "c-2", "a-3", "b-3", "c-3"}));
+  EXPECT_GE(stats.sessions_released_hold, 9u);
+  EXPECT_EQ(stats.handler_calls, 12u) << "nothing handled twice";
+}
+
+// Without a bound (0, the default) a busy session is held until it has nothing more: the first
+// one is drained before another is taken. This is what the bound above changes.
+TEST(SessionProcessor, WithoutMaxSessionHoldABusySessionIsDrainedFirst) {
+  qrt::session_processor_stats stats;
+  const auto order = handled_order_with_hold(0ms, stats);
+  EXPECT_EQ(order, (std::vector<std::string>{"a-0", "a-1", "a-2", "a-3", "b-0", "b-1", "b-2", "b-3",
+                                             "c-0", "c-1", "c-2", "c-3"}));
+  EXPECT_EQ(stats.sessions_released_hold, 0u);
+  EXPECT_EQ(stats.sessions_accepted, 3u);
+}
+
+// A negative bound is a mistake, not "no bound": refused when the processor is built.
+TEST(SessionProcessor, ANegativeMaxSessionHoldIsRefused) {
+  session_fixture f;
+  try {
+    qrt::session_processor p(f.client, f.q,
+                             [](const received_message&) -> qrt::awaitable<qrt::result<void>> {
+                               co_return qrt::result<void>{};
+                             },
+                             {.max_session_hold = -1ms});
+    FAIL() << "a negative max_session_hold was accepted";
+  } catch (const qrt::exception& e) {
+    EXPECT_EQ(e.get().code, errc::invalid_argument);
+    EXPECT_NE(e.get().message.find("max_session_hold"), std::string::npos) << e.what();
+  }
+}
