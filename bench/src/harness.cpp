@@ -326,6 +326,7 @@ result<void> validate(const bench_options& o) {
                      " (the order check keeps a sequence number for each)");
     }
     if (o.session_idle_wait.count() <= 0) return invalid("session idle wait must be positive");
+    if (o.session_hold.count() < 0) return invalid("session hold must be 0 (no bound) or more");
   }
   return {};
 }
@@ -804,8 +805,9 @@ awaitable<void> consume(run_state& s, std::size_t index) {
 }
 
 // Session mode: takes any session with messages, receives from it until it has nothing for
-// session_idle_wait (each batch completed before the next receive, so a session lost midway
-// gives back only the batch in hand, in order), then releases it and takes the next. The
+// session_idle_wait or, with session_hold, until it has been held that long (each batch
+// completed before the next receive, so a session lost midway gives back only the batch in
+// hand, in order), then releases it and takes the next. The
 // session processor would do the same, but one message per handler call and with its own
 // back-off and lock renewal in the path; calling the provider directly, as the plain consumers
 // do, measures the provider's session calls and settles a batch in one call.
@@ -828,6 +830,7 @@ awaitable<void> consume_sessions(run_state& s, std::size_t index) {
       continue;
     }
     ++stats.sessions_accepted;
+    const auto held_since = steady::now();
     const from_session session{s.index_of(held->id())};
     while (!s.finished) {
       const auto t0 = steady::now();
@@ -853,6 +856,7 @@ awaitable<void> consume_sessions(run_state& s, std::size_t index) {
       const auto c1 = steady::now();
       stats.complete.record(c1 - c0);
       stats.session_messages += count_settled(s, stats, results, mine, f, c1);
+      if (s.o.session_hold.count() > 0 && c1 - held_since >= s.o.session_hold) break;
     }
     ++stats.releases;
     if (auto released = co_await held->close(); !released) {

@@ -69,7 +69,7 @@ expect 2 "--threads must be 1 to 1024" -- bench --threads 100000 --messages 10
 # never given) nor overflowing a duration.
 for flag in --messages --producers --consumers --send-batch --receive-batch --batch \
   --scaling-max --overhead-messages --memory-budget --handler-cost --overhead --scaling-latency \
-  --sessions --session-idle-wait; do
+  --sessions --session-idle-wait --session-hold; do
   others=(--no-baseline --threads 1 --scaling)
   [[ $flag == --messages ]] || others+=(--messages 10)
   for value in -1 99999999999999999999; do

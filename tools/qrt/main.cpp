@@ -757,6 +757,10 @@ class bench_command {
                      "with --sessions: ms a held session may have nothing before it is released "
                      "(default 10)")
         ->check(CLI::Range(std::int64_t{1}, std::int64_t{60'000}));
+    cmd_->add_option("--session-hold", session_hold_ms_,
+                     "with --sessions: ms a busy session is held before it is released after "
+                     "its batch, so other sessions get a turn (default 0: until idle)")
+        ->check(CLI::Range(std::int64_t{0}, std::int64_t{3'600'000}));
     cmd_->add_flag("--no-baseline", no_baseline_, "skip the raw-queue baseline");
     cmd_->add_option("--repeat", repeat_,
                      "rounds of provider + baseline, and of the half-rate run; the "
@@ -852,6 +856,7 @@ class bench_command {
     }
     bo_.handler_cost = std::chrono::microseconds(handler_cost_us_);
     bo_.session_idle_wait = milliseconds(session_idle_wait_ms_);
+    bo_.session_hold = milliseconds(session_hold_ms_);
     std::optional<bench::performance_targets> targets;
     if (!targets_file_.empty()) {
       auto t = bench::load_targets(targets_file_, environment_);
@@ -1022,7 +1027,7 @@ class bench_command {
   std::optional<std::size_t> threads_;
   bool fail_on_miss_ = false, no_baseline_ = false, scaling_ = false, half_rate_ = false;
   std::int64_t handler_cost_us_ = 0, overhead_us_ = 0, scaling_latency_ms_ = 10,
-               session_idle_wait_ms_ = 10;
+               session_idle_wait_ms_ = 10, session_hold_ms_ = 0;
   std::uint64_t memory_budget_ = 0;
   std::uint64_t overhead_messages_ = 2000;
   std::size_t scaling_max_ = 32;

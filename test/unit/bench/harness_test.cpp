@@ -1086,6 +1086,37 @@ TEST(Harness, ASessionRunRefusesWhatItCannotHold) {
       << too_many.error().message;
 }
 
+// With a session hold shorter than one batch's handling, every session is released after its
+// first batch (the consumers take turns instead of reading a session until it is idle), and
+// every message is still handled once, in order.
+TEST(Harness, ASessionHoldReleasesEachSessionAfterTheBatchInHand) {
+  bench_options o;
+  o.messages = 200;
+  o.consumers = 1;
+  o.sessions = 2;
+  o.threads = 1;
+  o.receive_batch = 10;
+  o.handler_cost = std::chrono::microseconds{200};  // a batch of 10 takes >= 2 ms of CPU
+  o.session_hold = milliseconds{1};
+  auto r = run_benchmark(o);
+  ASSERT_TRUE(r) << r.error().to_string();
+  EXPECT_EQ(r->messages_received, 200u);
+  EXPECT_EQ(r->duplicates, 0u);
+  EXPECT_EQ(r->order_violations, 0u);
+  // No hold outlasts one batch: at least one accept per batch of 10.
+  EXPECT_GE(r->sessions_accepted, 20u);
+  EXPECT_LE(r->mean_messages_per_session, 10.0);
+
+  bench_options negative;
+  negative.sessions = 2;
+  negative.session_hold = milliseconds{-1};
+  auto refused = run_benchmark(negative);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, errc::invalid_argument);
+  EXPECT_NE(refused.error().message.find("session hold"), std::string::npos)
+      << refused.error().message;
+}
+
 // A session receiver that hands out each batch back to front: what a provider that broke the
 // order of a session would deliver.
 class reversing_session final : public session_receiver {

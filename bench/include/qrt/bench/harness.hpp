@@ -57,6 +57,10 @@ struct bench_options {
   /// sessions (caps().sessions); message_size must be at least session_body_bytes.
   std::size_t sessions = 0;
   milliseconds session_idle_wait{10};  ///< session mode: a held session this idle is released
+  /// Session mode: a session held this long is released after the batch in hand is settled, so
+  /// that more busy sessions than consumers take turns (as session_processor_options::
+  /// max_session_hold); 0: held until idle.
+  milliseconds session_hold{0};
   /// Time-series resolution for the chart. 0 (the default): adaptive, so that any run length
   /// gives at most max_samples points, and at least max_samples / 2 once the run is longer
   /// than max_samples ms: 1 ms buckets, merged in pairs (the width doubling) whenever a run
