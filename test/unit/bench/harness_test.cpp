@@ -1119,31 +1119,15 @@ TEST(Harness, ASessionHoldReleasesEachSessionAfterTheBatchInHand) {
 
 // A session receiver that hands out each batch back to front: what a provider that broke the
 // order of a session would deliver.
-class reversing_session final : public session_receiver {
+class reversing_session final : public test::forwarding_session {
  public:
-  explicit reversing_session(std::shared_ptr<session_receiver> inner) : inner_(std::move(inner)) {}
-  const session_id& id() const noexcept override { return inner_->id(); }
-  time_point locked_until() const noexcept override { return inner_->locked_until(); }
+  using forwarding_session::forwarding_session;
   awaitable<result<std::vector<received_message>>> receive(std::size_t max,
                                                            milliseconds wait) override {
-    auto r = co_await inner_->receive(max, wait);
+    auto r = co_await forwarding_session::receive(max, wait);
     if (r) std::reverse(r->begin(), r->end());
     co_return r;
   }
-  awaitable<std::vector<result<void>>> settle(std::vector<settlement> s) override {
-    return inner_->settle(std::move(s));
-  }
-  awaitable<result<time_point>> renew_session_lock() override {
-    return inner_->renew_session_lock();
-  }
-  awaitable<result<std::string>> get_state() override { return inner_->get_state(); }
-  awaitable<result<void>> set_state(std::string state) override {
-    return inner_->set_state(std::move(state));
-  }
-  awaitable<result<void>> close() override { return inner_->close(); }
-
- private:
-  std::shared_ptr<session_receiver> inner_;
 };
 
 TEST(Harness, ASessionRunWhoseProviderBreaksTheOrderFailsNamingTheSession) {
