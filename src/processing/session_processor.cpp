@@ -160,6 +160,9 @@ struct session_processor::impl : std::enable_shared_from_this<impl> {
   // True for as many workers as the limit was lowered by: each of them is counted out here, at
   // once, so no two of them decide to leave for the same surplus.
   bool worker_leaves_for_lower_limit() {
+    // Every worker asks between batches: the common answer (no surplus) without the lock they
+    // share. A limit lowered just after this read is seen at the next batch.
+    if (workers_running.load() <= max_sessions.load()) return false;
     std::lock_guard lock(workers_mutex);
     if (workers_running <= max_sessions) return false;
     --workers_running;
