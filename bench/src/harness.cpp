@@ -667,8 +667,8 @@ bool drain_given_up(const run_state& s) {
 struct batch_figures {
   std::uint64_t sum_ns = 0, count = 0;
   std::int64_t max_ns = 0;
-  std::uint64_t sent_before_outage_end =
-      0;  // with an outage: the run's messages sent before it ended
+  // With an outage: the run's messages in the batch that were sent before it ended.
+  std::uint64_t sent_before_outage_end = 0;
 };
 
 // Where a batch came from in session mode: the held session's index among the run's (nullopt
@@ -1090,14 +1090,14 @@ result<bench_result> run_benchmark(const bench_options& o) {
       send.count() + receive.count() + complete.count() + accept.count() + releases;
   out.failed_calls = s.failed_calls;
   // A provider that never opened nor tried to open a connection has none (the embedded one):
-  // it has no pool whose reuse could be measured.
-  if (connections_after.connections_opened > 0 || connections_after.connection_failures > 0) {
+  // no network figures, and no pool whose reuse could be measured.
+  out.network =
+      network_between(connections_before, connections_after, out.wall_s, out.messages_received);
+  if (out.network) {
     out.connections_opened =
         connections_after.connections_opened -
         std::min(connections_before.connections_opened, connections_after.connections_opened);
   }
-  out.network =
-      network_between(connections_before, connections_after, out.wall_s, out.messages_received);
   if (s.outage_end_ns >= 0) {
     outage_timing t;
     t.start_s = static_cast<double>(s.outage_start_ns) / 1e9;
