@@ -182,6 +182,7 @@ struct session_processor::impl : std::enable_shared_from_this<impl> {
   }
   void report(const error& e) { detail::report_to(options.on_error, e); }
 
+  // Registers a session for stop() to close; the ids start at 1.
   std::uint64_t hold(std::shared_ptr<held_session> s) {
     std::lock_guard lock(held_mutex);
     const auto id = next_id++;
@@ -437,13 +438,12 @@ struct session_processor::impl : std::enable_shared_from_this<impl> {
     co_return batch_end::done;
   }
 
-  // Handles one session until it is idle, lost, stopped or held for max_session_hold. Returns what
-  // ended it early, if anything did. `pool`: where handlers run, the worker's own copy (the impl
-  // keeps none, see `control`).
+  // Handles one session (registered as `id` by hold()) until it is idle, lost, stopped or held
+  // for max_session_hold. Returns what ended it early, if anything did. `pool`: where handlers
+  // run, the worker's own copy (the impl keeps none, see `control`).
   awaitable<std::optional<error>> run_session(asio::any_io_executor pool,
-                                              std::shared_ptr<held_session> s) {
+                                              std::shared_ptr<held_session> s, std::uint64_t id) {
     const auto held_since = steady::now();  // just accepted
-    const auto id = hold(s);
     s->locked_until = s->receiver.locked_until();
     s->lock_duration = std::max(
         milliseconds{1},
@@ -518,14 +518,31 @@ struct session_processor::impl : std::enable_shared_from_this<impl> {
       if (!enter_provider()) break;
       auto accepted = co_await client.accept_session(queue, std::nullopt, options.accept_wait);
       if (accepted && !stopping && worker_leaves_for_lower_limit()) counted_out = true;
-      if (accepted && (stopping || counted_out)) {
+      // The session is registered while its accept still counts as a call in the provider, and
+      // `stopping` read after that: a stop() either finds it among the sessions it closes, or
+      // began before it was registered and cannot seal provider calls until this worker has seen
+      // `stopping` below and closed it. Registered after leave_provider(), a stop() whose deadline
+      // had passed could seal in between, and the session stayed locked (on Service Bus until its
+      // lock ran out).
+      std::shared_ptr<held_session> held_one;
+      std::uint64_t held_id = 0;
+      if (accepted) {
+        held_one = std::make_shared<held_session>(co_await asio::this_coro::executor,
+                                                  std::move(*accepted), stop_wake);
+        // One leaving for a lowered limit closes it below without counting it held: its
+        // worker is inside the call until then, so no stop() can seal before.
+        if (!counted_out) held_id = hold(held_one);
+      }
+      if (held_one && (stopping || counted_out)) {
         // Accepted while stop() waited for this call: given back at once, inside the same
-        // call, since stop() seals provider calls as soon as none is in flight and would leave
-        // the session locked (a Service Bus session stays held until its lock runs out). So is
-        // one accepted while the limit was lowered: held, it would exceed the new limit.
-        auto closed = co_await accepted->close();
+        // call. So is one accepted while the limit was lowered: held, it would exceed the new
+        // limit.
+        if (held_id != 0) unhold(held_id);
+        if (!held_one->released.exchange(true)) {
+          auto closed = co_await held_one->receiver.close();
+          if (!closed) report(closed.error());
+        }
         leave_provider();
-        if (!closed) report(closed.error());
         break;
       }
       leave_provider();
@@ -541,9 +558,7 @@ struct session_processor::impl : std::enable_shared_from_this<impl> {
       count(&session_processor_stats::sessions_accepted);
       detail::tell_session(options.on_session, queue, session_event_kind::accepted,
                            steady::now() - asked_at);
-      auto ex = co_await asio::this_coro::executor;
-      auto held_one = std::make_shared<held_session>(ex, std::move(*accepted), stop_wake);
-      const auto ended_by = co_await run_session(pool, held_one);
+      const auto ended_by = co_await run_session(pool, held_one, held_id);
       if (held_one->worker_retires) {
         counted_out = true;
         break;

@@ -615,6 +615,61 @@ TEST(SessionProcessor, ASessionAcceptedWhileStoppingIsClosed) {
   rt.block_on(again->close());
 }
 
+// A session whose accept returned just before stop() began is closed by that stop() even when
+// its deadline has passed before the worker gets to the session (contract P4: a stopped session
+// processor holds no session). The worker used to register the session only once it started
+// on it; a stop() that ran in between found nothing to close, sealed provider calls, and the
+// worker's own close was refused: the session stayed locked until its lock ran out (on Service
+// Bus; the embedded provider frees it when the receiver is destroyed). The observer blocking on
+// `accepted` stands in for the worker's thread being preempted at that point.
+TEST(SessionProcessor, ASessionAcceptedJustBeforeAStopPastItsDeadlineIsClosed) {
+  qrt::runtime rt{{.worker_threads = 2}};
+  auto memory =
+      qrt::memory::make_provider(qrt::memory::options::for_testing(), rt.executor()).value();
+  auto gate = std::make_shared<gated_accept>(memory);
+  gate->open = true;  // only its close counting is used here
+  qrt::queue_client client{gate, {.retry = std::nullopt}};
+  qrt::queue_client direct{memory, {.retry = std::nullopt}};
+  const auto q = qrt::queue_name::from("sessions");
+  ASSERT_TRUE(
+      rt.block_on(direct.create_queue(q, {.lock_duration = 60s, .requires_session = true})));
+  ASSERT_TRUE(rt.block_on(
+      direct.send(q, qrt::message{.body = "m1", .session = qrt::session_id::from("s")})));
+  qrt::test::counter accepted_seen;
+  qrt::test::counter released_seen;
+  std::promise<void> go_on;
+  auto resume = go_on.get_future().share();
+  std::atomic<int> handled{0};
+  qrt::session_processor p(
+      client, q,
+      [&handled](const received_message&) -> qrt::awaitable<qrt::result<void>> {
+        ++handled;
+        co_return qrt::result<void>{};
+      },
+      {.max_concurrent_sessions = 1,
+       .accept_wait = 5s,
+       .on_session = [&, resume](const qrt::session_event& e) {
+         if (e.what == qrt::session_event_kind::accepted) {
+           accepted_seen.add();
+           resume.wait();
+         } else if (e.what == qrt::session_event_kind::released) {
+           released_seen.add();
+         }
+       }});
+  p.start(rt.executor());
+  ASSERT_TRUE(accepted_seen.wait_for_at_least(1, 20s));
+  // The worker is between its accept and its session; stop() runs on the other thread.
+  auto stopped = boost::asio::co_spawn(rt.executor(), p.stop(0ms), boost::asio::use_future);
+  const bool stop_returned = stopped.wait_for(30s) == std::future_status::ready;
+  go_on.set_value();
+  ASSERT_TRUE(stop_returned);
+  stopped.get();
+  ASSERT_TRUE(released_seen.wait_for_at_least(1, 20s));
+  EXPECT_EQ(handled.load(), 0);
+  ASSERT_EQ(gate->accepted.load(), 1);
+  EXPECT_EQ(gate->closes.load(), 1) << "the session accepted before stop() was never closed";
+}
+
 // Once the renewal of a session's lock finds it lost, the session is the next holder's: the rest
 // of the batch in hand is not handled here (it would run beside that holder's handlers, out of
 // order). It is given back, the session released, and its messages come back in order to
