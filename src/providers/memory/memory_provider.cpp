@@ -10,6 +10,8 @@
 #include <boost/asio/system_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <cassert>
+#include <iterator>
 #include <map>
 #include <mutex>
 #include <random>
@@ -25,6 +27,7 @@
 #include "core/name_checks.hpp"
 #include "core/peek_checks.hpp"
 #include "core/random_id.hpp"
+#include "queue_borrow.hpp"
 #include "queue_state.hpp"
 #ifdef QRT_WITH_PERSISTENCE
 #include "log/persistent_log.hpp"
@@ -529,6 +532,7 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
     if (queue.is_dead_letter()) co_return qrt::detail::dead_letter_queue_not_deletable(queue);
     if (auto failed = log_failure()) co_return *failed;
     queue_ptr q;
+    std::vector<queue_ptr> unused;  // dropped after the registry's lock
     {
       std::lock_guard lock(registry_mutex_);
       if (closed_) co_return provider_closed();
@@ -537,6 +541,7 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
       q = it->second;
       by_name_.erase(it);
       by_id_.erase(q->id());
+      unused = retire_from_lookups_locked(q);
     }
     lsn last = 0;
     {
@@ -573,8 +578,12 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
                                                  "': it is a subscription; publish to its topic " +
                                                  queue.topic());
     }
-    auto q = find(queue);
-    if (!q) co_return closed_flag() ? provider_closed() : queue_missing(queue);
+    auto borrowed = borrow(queue);
+    if (!borrowed) co_return closed_flag() ? provider_closed() : queue_missing(queue);
+    // Valid while borrowed, and once this send first waits for room, while `owned` holds it: a
+    // borrow does not outlive a suspension (the queue may be deleted while the send waits).
+    queue_state* const q = borrowed.get();
+    queue_ptr owned;
 
     const std::size_t n = messages.size();
     std::vector<send_outcome> outcomes(n, send_outcome{message_id{}});
@@ -689,13 +698,16 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
         // the consumers that free it, so spinning would only burn a core beside them.
         w = std::make_shared<waiter>();
         q->park_sender(w, waiting.q != nullptr);
-        waiting.q = q;
+        if (!owned) owned = q->shared_from_this();
+        waiting.q = owned;
         wake_at = deadline;
         if (auto event = q->next_event()) wake_at = std::min(wake_at, *event);
         // Without disk room, the log's space listener wakes us when it deletes a segment.
       }
-      co_await wait_for_change(*wake_timer_, q, w, wake_at);
+      borrowed.release();
+      co_await wait_for_change(*wake_timer_, owned, w, wake_at);
     }
+    borrowed.release();
     waiting.release();  // before waiting for the log: the next sender may store meanwhile
     std::size_t unacknowledged_from = 0;
     for (const auto& [upto, end] : holds) {
@@ -713,8 +725,9 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
                                                            std::size_t max_messages,
                                                            milliseconds wait) override {
     if (max_messages == 0) co_return no_messages_asked();
-    auto q = find(queue);
-    if (!q) co_return closed_flag() ? provider_closed() : queue_missing(queue);
+    auto borrowed = borrow(queue);
+    if (!borrowed) co_return closed_flag() ? provider_closed() : queue_missing(queue);
+    queue_state* const q = borrowed.get();  // held by the borrow, then by long_poll()'s argument
     const bool dead_letter = queue.is_dead_letter();
     if (!dead_letter && q->options().requires_session) {
       co_return fail(errc::invalid_argument,
@@ -742,7 +755,10 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
     }
     auto park = [&](const waiter_ptr& w) { q->core(dead_letter).receivers.add(w); };
     auto unpark = [&](const waiter_ptr& w) { q->core(dead_letter).receivers.remove(w); };
-    co_return co_await long_poll(q, deadline, opts_.receive_spin, look, park, unpark);
+    queue_ptr owned = q->shared_from_this();
+    borrowed.release();
+    co_return co_await long_poll(std::move(owned), deadline, opts_.receive_spin, look, park,
+                                 unpark);
   }
 
   awaitable<result<std::vector<received_message>>> peek(const queue_name& queue,
@@ -768,7 +784,7 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
     while (i < settlements.size()) {
       // Consecutive settlements of one queue share one lock.
       const auto queue_key = settlements[i].receipt.queue;
-      queue_ptr q = find_by_id(queue_key);
+      const auto q = borrow_by_id(queue_key);  // released at the end of the group, after the lock
       std::unique_lock<queue_mutex> lock;
       if (q) lock = std::unique_lock(q->mutex);
       const auto now = clock::now();
@@ -887,6 +903,7 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
     if (!caps_.topics) co_return topics_unsupported();
     if (auto failed = log_failure()) co_return *failed;
     std::vector<queue_ptr> gone;
+    std::vector<queue_ptr> unused;  // dropped after the registry's lock
     {
       std::lock_guard lock(registry_mutex_);
       if (closed_) co_return provider_closed();
@@ -896,6 +913,9 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
         by_name_.erase(sub.queue->name());
         by_id_.erase(sub.queue->id());
         gone.push_back(sub.queue);
+        auto earlier = retire_from_lookups_locked(sub.queue);
+        unused.insert(unused.end(), std::make_move_iterator(earlier.begin()),
+                      std::make_move_iterator(earlier.end()));
       }
       topics_.erase(it);
     }
@@ -937,6 +957,7 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
     }
     if (auto failed = log_failure()) co_return *failed;
     queue_ptr q;
+    std::vector<queue_ptr> unused;  // dropped after the registry's lock
     {
       std::lock_guard lock(registry_mutex_);
       if (closed_) co_return provider_closed();
@@ -948,6 +969,7 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
       topic->second.subscriptions.erase(it);
       by_name_.erase(subscription);
       by_id_.erase(q->id());
+      unused = retire_from_lookups_locked(q);
     }
     // A named local, not a temporary inside the co_await (GCC 12 mishandles those).
     const std::vector<queue_ptr> gone{q};
@@ -1396,6 +1418,77 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
     return it == by_id_.end() ? nullptr : it->second;
   }
 
+  /// `queue`'s state for the part of a send, receive or settle that does not suspend (see
+  /// queue_borrow); empty when the queue does not exist. find() takes the registry's shared lock
+  /// and copies a shared_ptr: four atomic writes a call to two cache lines that every calling
+  /// thread writes. A borrow writes only this thread's slot when the thread found the same
+  /// queue last time and no queue has left the registry since.
+  queue_borrow borrow(const queue_name& queue) {
+    auto& mine = this_threads_borrows();
+    auto& cached = mine.by_name;
+    for (;;) {
+      auto generation = registry_generation_.load(std::memory_order_acquire);
+      queue_state* state = nullptr;
+      if (cached.provider == owner_ && cached.generation == generation && cached.name == queue) {
+        state = cached.state;
+      } else {
+        std::shared_lock lock(registry_mutex_);
+        auto it = by_name_.find(queue.parent());
+        if (it == by_name_.end()) return {};
+        state = it->second.get();
+        generation = registry_generation_.load(std::memory_order_relaxed);  // moves under the lock
+        cached = {owner_, generation, queue, state};
+      }
+      if (auto b = announce(mine, state, generation)) return b;
+    }
+  }
+  queue_borrow borrow_by_id(std::uint64_t id) {
+    auto& mine = this_threads_borrows();
+    auto& cached = mine.by_id;
+    for (;;) {
+      auto generation = registry_generation_.load(std::memory_order_acquire);
+      queue_state* state = nullptr;
+      if (cached.provider == owner_ && cached.generation == generation && cached.id == id) {
+        state = cached.state;
+      } else {
+        std::shared_lock lock(registry_mutex_);
+        auto it = by_id_.find(id);
+        if (it == by_id_.end()) return {};
+        state = it->second.get();
+        generation = registry_generation_.load(std::memory_order_relaxed);
+        cached = {owner_, generation, id, state};
+      }
+      if (auto b = announce(mine, state, generation)) return b;
+    }
+  }
+  /// Announces `state`, found reachable at `generation`, as in use by this thread. Empty when a
+  /// queue left the registry meanwhile (the state may be gone): the caller looks again. Once the
+  /// announcement is seen with the generation unchanged, a deleter (which moves the generation
+  /// on before it looks at the slots) finds it and keeps the state.
+  queue_borrow announce(borrow_cache& mine, queue_state* state, std::uint64_t generation) {
+    assert(mine.slot->in_use.load(std::memory_order_relaxed) == nullptr &&
+           "a thread holds one borrow at a time");
+    mine.slot->in_use.store(state, std::memory_order_seq_cst);
+    if (registry_generation_.load(std::memory_order_seq_cst) == generation) {
+      return {state, mine.slot};
+    }
+    mine.slot->in_use.store(nullptr, std::memory_order_relaxed);
+    return {};
+  }
+  /// With registry_mutex_ held exclusively, once `q` is out of the maps: borrows found before
+  /// now fail their check, and the state is kept until no thread announces it. Returns the
+  /// states retired earlier that no thread uses any more, for the caller to drop after the lock.
+  [[nodiscard]] std::vector<queue_ptr> retire_from_lookups_locked(queue_ptr q) {
+    registry_generation_.fetch_add(1, std::memory_order_seq_cst);
+    retired_states_.push_back(std::move(q));
+    std::vector<queue_ptr> unused;
+    std::vector<queue_ptr> kept;
+    for (auto& r : retired_states_)
+      (anyone_borrows(r.get()) ? kept : unused).push_back(std::move(r));
+    retired_states_ = std::move(kept);
+    return unused;
+  }
+
   options opts_;
   asio::any_io_executor executor_;
   std::shared_ptr<event_sink> sink_;
@@ -1411,6 +1504,12 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
   std::shared_mutex registry_mutex_;
   std::unordered_map<queue_name, queue_ptr> by_name_;
   std::unordered_map<std::uint64_t, queue_ptr> by_id_;
+  /// Moves on (under registry_mutex_ held exclusively) whenever a queue leaves the maps: a
+  /// borrow found at an older generation is looked up again (see borrow()).
+  std::atomic<std::uint64_t> registry_generation_{1};
+  /// Queues taken out of the maps whose state a thread may still have borrowed; under
+  /// registry_mutex_. Dropped once no thread announces them.
+  std::vector<queue_ptr> retired_states_;
   struct subscription_entry {
     subscription_filter filter;
     queue_ptr queue;
