@@ -1425,38 +1425,34 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
   /// queue last time and no queue has left the registry since.
   queue_borrow borrow(const queue_name& queue) {
     auto& mine = this_threads_borrows();
-    auto& cached = mine.by_name;
-    for (;;) {
-      auto generation = registry_generation_.load(std::memory_order_acquire);
-      queue_state* state = nullptr;
-      if (cached.provider == owner_ && cached.generation == generation && cached.name == queue) {
-        state = cached.state;
-      } else {
-        std::shared_lock lock(registry_mutex_);
-        auto it = by_name_.find(queue.parent());
-        if (it == by_name_.end()) return {};
-        state = it->second.get();
-        generation = registry_generation_.load(std::memory_order_relaxed);  // moves under the lock
-        cached = {owner_, generation, queue, state};
-      }
-      if (auto b = announce(mine, state, generation)) return b;
-    }
+    return borrow_through(mine, mine.by_name, queue, [&]() -> queue_state* {
+      auto it = by_name_.find(queue.parent());
+      return it == by_name_.end() ? nullptr : it->second.get();
+    });
   }
   queue_borrow borrow_by_id(std::uint64_t id) {
     auto& mine = this_threads_borrows();
-    auto& cached = mine.by_id;
+    return borrow_through(mine, mine.by_id, id, [&]() -> queue_state* {
+      auto it = by_id_.find(id);
+      return it == by_id_.end() ? nullptr : it->second.get();
+    });
+  }
+  /// The thread's `cached` lookup of `key` when it is still good, else `lookup_locked()` under
+  /// the registry's shared lock (remembered for next time); then announced.
+  template <class Key, class Lookup>
+  queue_borrow borrow_through(borrow_cache& mine, cached_lookup<Key>& cached, const Key& key,
+                              Lookup lookup_locked) {
     for (;;) {
       auto generation = registry_generation_.load(std::memory_order_acquire);
       queue_state* state = nullptr;
-      if (cached.provider == owner_ && cached.generation == generation && cached.id == id) {
+      if (cached.provider == owner_ && cached.generation == generation && cached.key == key) {
         state = cached.state;
       } else {
         std::shared_lock lock(registry_mutex_);
-        auto it = by_id_.find(id);
-        if (it == by_id_.end()) return {};
-        state = it->second.get();
-        generation = registry_generation_.load(std::memory_order_relaxed);
-        cached = {owner_, generation, id, state};
+        state = lookup_locked();
+        if (!state) return {};
+        generation = registry_generation_.load(std::memory_order_relaxed);  // moves under the lock
+        cached = {owner_, generation, key, state};
       }
       if (auto b = announce(mine, state, generation)) return b;
     }

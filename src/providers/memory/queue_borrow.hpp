@@ -21,24 +21,21 @@ struct alignas(64) borrow_slot {
   std::atomic<const queue_state*> in_use{nullptr};
 };
 
-/// This thread's slot and the last lookups it made, one by name and one by queue id. A cached
-/// pointer is used only while the provider's registry generation is the one it was found at.
+/// A thread's last lookup of a queue by `Key`: used only for the provider it was made in and
+/// while that provider's registry generation is the one it was made at.
+template <class Key>
+struct cached_lookup {
+  std::uint64_t provider = 0;
+  std::uint64_t generation = 0;
+  std::optional<Key> key;
+  queue_state* state = nullptr;
+};
+
+/// This thread's slot and the last lookups it made, one by name and one by queue id.
 struct borrow_cache {
-  struct by_name_entry {
-    std::uint64_t provider = 0;
-    std::uint64_t generation = 0;
-    std::optional<queue_name> name;
-    queue_state* state = nullptr;
-  };
-  struct by_id_entry {
-    std::uint64_t provider = 0;
-    std::uint64_t generation = 0;
-    std::uint64_t id = 0;
-    queue_state* state = nullptr;
-  };
   borrow_slot* slot = nullptr;  ///< registered for as long as the thread lives
-  by_name_entry by_name;
-  by_id_entry by_id;
+  cached_lookup<queue_name> by_name;
+  cached_lookup<std::uint64_t> by_id;
 };
 
 /// The calling thread's cache, its slot registered on first use.
