@@ -569,23 +569,37 @@ class gated_accept final : public qrt::test::forwarding_provider {
   std::atomic<int> closes{0};
 };
 
+// A queue that requires sessions, holding one message ("m1") in session "s", read through a
+// gated_accept (`client`) or directly (`direct`).
+struct gated_sessions {
+  explicit gated_sessions(std::size_t threads)
+      : rt({.worker_threads = threads}),
+        memory(
+            qrt::memory::make_provider(qrt::memory::options::for_testing(), rt.executor()).value()),
+        gate(std::make_shared<gated_accept>(memory)),
+        client(gate, {.retry = std::nullopt}),
+        direct(memory, {.retry = std::nullopt}) {
+    EXPECT_TRUE(
+        rt.block_on(direct.create_queue(q, {.lock_duration = 60s, .requires_session = true})));
+    EXPECT_TRUE(rt.block_on(
+        direct.send(q, qrt::message{.body = "m1", .session = qrt::session_id::from("s")})));
+  }
+  qrt::runtime rt;
+  qrt::provider_ptr memory;
+  std::shared_ptr<gated_accept> gate;
+  qrt::queue_client client;
+  qrt::queue_client direct;
+  const qrt::queue_name q = qrt::queue_name::from("sessions");
+};
+
 // A session that the accept in flight returns while stop() waits for that accept is closed
 // (contract P4: a stopped session processor holds no session). stop() sealed provider calls as
 // soon as the accept returned, so the worker's close was refused and the session stayed locked:
 // the embedded provider frees it when the receiver is destroyed, Service Bus only when its lock
 // runs out.
 TEST(SessionProcessor, ASessionAcceptedWhileStoppingIsClosed) {
-  qrt::runtime rt{{.worker_threads = 1}};
-  auto memory =
-      qrt::memory::make_provider(qrt::memory::options::for_testing(), rt.executor()).value();
-  auto gate = std::make_shared<gated_accept>(memory);
-  qrt::queue_client client{gate, {.retry = std::nullopt}};
-  qrt::queue_client direct{memory, {.retry = std::nullopt}};
-  const auto q = qrt::queue_name::from("sessions");
-  ASSERT_TRUE(
-      rt.block_on(direct.create_queue(q, {.lock_duration = 60s, .requires_session = true})));
-  ASSERT_TRUE(rt.block_on(
-      direct.send(q, qrt::message{.body = "m1", .session = qrt::session_id::from("s")})));
+  gated_sessions f(1);
+  auto& [rt, memory, gate, client, direct, q] = f;
   std::atomic<int> handled{0};
   qrt::session_processor p(
       client, q,
@@ -623,18 +637,9 @@ TEST(SessionProcessor, ASessionAcceptedWhileStoppingIsClosed) {
 // Bus; the embedded provider frees it when the receiver is destroyed). The observer blocking on
 // `accepted` stands in for the worker's thread being preempted at that point.
 TEST(SessionProcessor, ASessionAcceptedJustBeforeAStopPastItsDeadlineIsClosed) {
-  qrt::runtime rt{{.worker_threads = 2}};
-  auto memory =
-      qrt::memory::make_provider(qrt::memory::options::for_testing(), rt.executor()).value();
-  auto gate = std::make_shared<gated_accept>(memory);
+  gated_sessions f(2);
+  auto& [rt, memory, gate, client, direct, q] = f;
   gate->open = true;  // only its close counting is used here
-  qrt::queue_client client{gate, {.retry = std::nullopt}};
-  qrt::queue_client direct{memory, {.retry = std::nullopt}};
-  const auto q = qrt::queue_name::from("sessions");
-  ASSERT_TRUE(
-      rt.block_on(direct.create_queue(q, {.lock_duration = 60s, .requires_session = true})));
-  ASSERT_TRUE(rt.block_on(
-      direct.send(q, qrt::message{.body = "m1", .session = qrt::session_id::from("s")})));
   qrt::test::counter accepted_seen;
   qrt::test::counter released_seen;
   std::promise<void> go_on;
