@@ -590,6 +590,15 @@ struct gated_sessions {
   qrt::queue_client client;
   qrt::queue_client direct;
   const qrt::queue_name q = qrt::queue_name::from("sessions");
+  std::atomic<int> handled{0};
+
+  // A handler that counts the messages it is given into `handled`.
+  qrt::message_handler counting_handler() {
+    return [this](const received_message&) -> qrt::awaitable<qrt::result<void>> {
+      ++handled;
+      co_return qrt::result<void>{};
+    };
+  }
 };
 
 // A session that the accept in flight returns while stop() waits for that accept is closed
@@ -599,15 +608,9 @@ struct gated_sessions {
 // runs out.
 TEST(SessionProcessor, ASessionAcceptedWhileStoppingIsClosed) {
   gated_sessions f(1);
-  auto& [rt, memory, gate, client, direct, q] = f;
-  std::atomic<int> handled{0};
-  qrt::session_processor p(
-      client, q,
-      [&handled](const received_message&) -> qrt::awaitable<qrt::result<void>> {
-        ++handled;
-        co_return qrt::result<void>{};
-      },
-      {.max_concurrent_sessions = 1, .accept_wait = 5s});
+  auto& [rt, memory, gate, client, direct, q, handled] = f;
+  qrt::session_processor p(client, q, f.counting_handler(),
+                           {.max_concurrent_sessions = 1, .accept_wait = 5s});
   p.start(rt.executor());
   ASSERT_TRUE(gate->entered.wait_for_at_least(1));
   auto stopped = boost::asio::co_spawn(rt.executor(), p.stop(0ms), boost::asio::use_future);
@@ -638,29 +641,23 @@ TEST(SessionProcessor, ASessionAcceptedWhileStoppingIsClosed) {
 // `accepted` stands in for the worker's thread being preempted at that point.
 TEST(SessionProcessor, ASessionAcceptedJustBeforeAStopPastItsDeadlineIsClosed) {
   gated_sessions f(2);
-  auto& [rt, memory, gate, client, direct, q] = f;
+  auto& [rt, memory, gate, client, direct, q, handled] = f;
   gate->open = true;  // only its close counting is used here
   qrt::test::counter accepted_seen;
   qrt::test::counter released_seen;
   std::promise<void> go_on;
   auto resume = go_on.get_future().share();
-  std::atomic<int> handled{0};
-  qrt::session_processor p(
-      client, q,
-      [&handled](const received_message&) -> qrt::awaitable<qrt::result<void>> {
-        ++handled;
-        co_return qrt::result<void>{};
-      },
-      {.max_concurrent_sessions = 1,
-       .accept_wait = 5s,
-       .on_session = [&, resume](const qrt::session_event& e) {
-         if (e.what == qrt::session_event_kind::accepted) {
-           accepted_seen.add();
-           resume.wait();
-         } else if (e.what == qrt::session_event_kind::released) {
-           released_seen.add();
-         }
-       }});
+  qrt::session_processor p(client, q, f.counting_handler(),
+                           {.max_concurrent_sessions = 1,
+                            .accept_wait = 5s,
+                            .on_session = [&, resume](const qrt::session_event& e) {
+                              if (e.what == qrt::session_event_kind::accepted) {
+                                accepted_seen.add();
+                                resume.wait();
+                              } else if (e.what == qrt::session_event_kind::released) {
+                                released_seen.add();
+                              }
+                            }});
   p.start(rt.executor());
   ASSERT_TRUE(accepted_seen.wait_for_at_least(1, 20s));
   // The worker is between its accept and its session; stop() runs on the other thread.
