@@ -11,7 +11,6 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <cassert>
-#include <iterator>
 #include <map>
 #include <mutex>
 #include <random>
@@ -541,7 +540,7 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
       q = it->second;
       by_name_.erase(it);
       by_id_.erase(q->id());
-      unused = retire_from_lookups_locked(q);
+      unused = retire_from_lookups_locked({&q, 1});
     }
     lsn last = 0;
     {
@@ -913,10 +912,8 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
         by_name_.erase(sub.queue->name());
         by_id_.erase(sub.queue->id());
         gone.push_back(sub.queue);
-        auto earlier = retire_from_lookups_locked(sub.queue);
-        unused.insert(unused.end(), std::make_move_iterator(earlier.begin()),
-                      std::make_move_iterator(earlier.end()));
       }
+      unused = retire_from_lookups_locked(gone);
       topics_.erase(it);
     }
     // Subscriptions first: a replay that saw the topic gone but a subscription left would
@@ -969,7 +966,7 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
       topic->second.subscriptions.erase(it);
       by_name_.erase(subscription);
       by_id_.erase(q->id());
-      unused = retire_from_lookups_locked(q);
+      unused = retire_from_lookups_locked({&q, 1});
     }
     // A named local, not a temporary inside the co_await (GCC 12 mishandles those).
     const std::vector<queue_ptr> gone{q};
@@ -1471,12 +1468,13 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
     mine.slot->in_use.store(nullptr, std::memory_order_relaxed);
     return {};
   }
-  /// With registry_mutex_ held exclusively, once `q` is out of the maps: borrows found before
-  /// now fail their check, and the state is kept until no thread announces it. Returns the
-  /// states retired earlier that no thread uses any more, for the caller to drop after the lock.
-  [[nodiscard]] std::vector<queue_ptr> retire_from_lookups_locked(queue_ptr q) {
+  /// With registry_mutex_ held exclusively, once `gone` are out of the maps: borrows found
+  /// before now fail their check, and each state is kept until no thread announces it. Returns
+  /// the states retired earlier that no thread uses any more, for the caller to drop after the
+  /// lock.
+  [[nodiscard]] std::vector<queue_ptr> retire_from_lookups_locked(std::span<const queue_ptr> gone) {
     registry_generation_.fetch_add(1, std::memory_order_seq_cst);
-    retired_states_.push_back(std::move(q));
+    retired_states_.insert(retired_states_.end(), gone.begin(), gone.end());
     std::vector<queue_ptr> unused;
     std::vector<queue_ptr> kept;
     for (auto& r : retired_states_)

@@ -22,20 +22,18 @@ slot_registry& registry() {
 // Registers the thread's slot when the thread first borrows, unregisters it when the thread
 // ends. A thread ends outside any call, so its slot is empty by then.
 struct thread_borrows {
+  borrow_slot slot;
   borrow_cache cache;
   thread_borrows() {
-    cache.slot = new borrow_slot;
+    cache.slot = &slot;
     auto& r = registry();
     std::lock_guard lock(r.mutex);
-    r.slots.push_back(cache.slot);
+    r.slots.push_back(&slot);
   }
   ~thread_borrows() {
     auto& r = registry();
-    {
-      std::lock_guard lock(r.mutex);
-      std::erase(r.slots, cache.slot);
-    }
-    delete cache.slot;
+    std::lock_guard lock(r.mutex);
+    std::erase(r.slots, &slot);
   }
   thread_borrows(const thread_borrows&) = delete;
   thread_borrows& operator=(const thread_borrows&) = delete;

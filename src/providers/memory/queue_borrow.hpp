@@ -5,7 +5,6 @@
 
 #include <atomic>
 #include <cstdint>
-#include <memory>
 #include <optional>
 #include <qrt/names.hpp>
 #include <utility>
@@ -58,14 +57,7 @@ class queue_borrow {
   queue_borrow& operator=(const queue_borrow&) = delete;
   queue_borrow(queue_borrow&& other) noexcept
       : state_(std::exchange(other.state_, nullptr)), slot_(std::exchange(other.slot_, nullptr)) {}
-  queue_borrow& operator=(queue_borrow&& other) noexcept {
-    if (this != &other) {
-      release();
-      state_ = std::exchange(other.state_, nullptr);
-      slot_ = std::exchange(other.slot_, nullptr);
-    }
-    return *this;
-  }
+  queue_borrow& operator=(queue_borrow&&) = delete;
 
   queue_state* get() const noexcept { return state_; }
   queue_state* operator->() const noexcept { return state_; }
