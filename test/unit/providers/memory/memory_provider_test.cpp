@@ -46,6 +46,14 @@ std::string numbered(std::string prefix, int i) {
   return prefix;
 }
 
+// Sends a text message `body` to `session` of queue `q`.
+void send_to_session(qrt::sync::queue_client& client, const queue_name& q, const char* session,
+                     const char* body) {
+  auto m = text(body);
+  m.session = qrt::session_id::from(session);
+  ASSERT_TRUE(client.send(q, m));
+}
+
 }  // namespace
 
 TEST(MemoryProvider, FactoryRefusesBadConfigurationNamingTheField) {  // contract C34
@@ -1291,9 +1299,7 @@ TEST(MemoryProvider, AcceptAnySessionTakesTheSessionWithTheOldestMessageFirst) {
   auto client = open_sync_client({{"queues", "s"}, {"requires_session", "true"}});
   const auto s = queue_name::from("s");
   auto send_to = [&](const char* session, const char* body) {
-    auto m = text(body);
-    m.session = qrt::session_id::from(session);
-    ASSERT_TRUE(client.send(s, m));
+    send_to_session(client, s, session, body);
   };
   // Arrival order c, a, b; id order a, b, c.
   send_to("c", "c1");
@@ -1320,9 +1326,7 @@ TEST(MemoryProvider, AReleasedSessionIsNotTakenAgainBeforeAnOlderOne) {
   auto client = open_sync_client({{"queues", "s"}, {"requires_session", "true"}});
   const auto s = queue_name::from("s");
   auto send_to = [&](const char* session, const char* body) {
-    auto m = text(body);
-    m.session = qrt::session_id::from(session);
-    ASSERT_TRUE(client.send(s, m));
+    send_to_session(client, s, session, body);
   };
   send_to("a", "a1");
   send_to("b", "b1");
