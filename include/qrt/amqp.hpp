@@ -77,6 +77,11 @@ struct options {
   /// "/queue/NAME", topics through "/topic/NAME", abandon by `released`, queues verified before
   /// the first send.
   static options for_rabbitmq();
+  /// The defaults with the link credit of a throughput-bound consumer: 50 messages held per
+  /// receiver link (as Service Bus's preset of the same name).
+  static options for_high_throughput();
+  /// The defaults with one message of link credit: nothing waits locked behind a busy receiver.
+  static options for_low_latency();
 };
 
 /// Reads the keys known_keys() lists, all optional (docs/amqp.md describes each; the list and a

@@ -1,6 +1,5 @@
 // The amqp provider's configuration keys: one table (known_keys(), the refusal of any other key
-// and docs/amqp.md's key list are checked against it), the endpoint URL parser and the RabbitMQ
-// preset.
+// and docs/amqp.md's key list are checked against it), the endpoint URL parser and the presets.
 #include "providers/amqp/options.hpp"
 
 #include <cctype>
@@ -20,6 +19,18 @@ options options::for_rabbitmq() {
   o.topic_prefix = "/topic/";
   o.abandon_with = abandon_outcome::released;
   o.verify_queue_exists = true;
+  return o;
+}
+
+options options::for_high_throughput() {
+  options o;
+  o.prefetch = 50;
+  return o;
+}
+
+options options::for_low_latency() {
+  options o;
+  o.prefetch = 1;
   return o;
 }
 
@@ -133,9 +144,9 @@ namespace {
 using binder = qrt::detail::config_binder<options>;
 
 // Every key options_from_config() accepts, read in this order (broker first: it replaces the
-// options; endpoint before host, port and tls, which override it only until make_provider
-// applies it again); known_keys() and the refusal of any other key come from here. Each one
-// acts (test/integration/amqp/amqp_config_keys_test.cpp shows how, key by key).
+// options; preset next: it adjusts them; endpoint before host, port and tls, which override it only
+// until make_provider applies it again); known_keys() and the refusal of any other key come from
+// here. Each one acts (test/integration/amqp/amqp_config_keys_test.cpp shows how, key by key).
 const binder& keys() {
   static const binder table{
       binder::accepted("provider", "amqp: selects this provider"),
@@ -152,6 +163,27 @@ const binder& keys() {
             return {};
           },
           "generic, or rabbitmq (starts from options::for_rabbitmq())"),
+      // After broker (which replaces the options) and before prefetch (which overrides it): a
+      // preset tunes the broker's options rather than replacing them. The runtime and the
+      // processor built from the same configuration read it too (one thread per core, and the
+      // processor's preset of the same name).
+      binder::custom(
+          "preset",
+          [](std::string_view name, options& o) -> result<void> {
+            // Only what the preset is about: the link credit.
+            if (name == "high_throughput") {
+              o.prefetch = options::for_high_throughput().prefetch;
+            } else if (name == "low_latency") {
+              o.prefetch = options::for_low_latency().prefetch;
+            } else {
+              return qrt::detail::config_field_error(
+                  "preset", "unknown preset '" + std::string(name.substr(0, 64)) +
+                                "' (one of: high_throughput, low_latency)");
+            }
+            return {};
+          },
+          "high_throughput (link credit 50) or low_latency (link credit 1); prefetch overrides "
+          "it"),
       binder::custom(
           "endpoint",
           [](std::string_view url, options& o) -> result<void> {

@@ -23,6 +23,7 @@
 #include <set>
 #include <sstream>
 #include <thread>
+#include <tuple>
 
 #include "faults/tcp_proxy.hpp"
 #include "rabbitmq_server.hpp"
@@ -303,6 +304,31 @@ class AmqpConfigKey : public ::testing::TestWithParam<key_row> {
           held)
           << "prefetch " << prefetch;
     }
+  }
+
+  void preset_key() {
+    // The link's credit follows the preset (high_throughput 50, low_latency 1): after a receive
+    // of one, that many are unacknowledged on the broker. The RabbitMQ options stay in force
+    // (the queue is reached at all), and an explicit prefetch wins.
+    for (auto [preset, prefetch, held] :
+         {std::tuple<const char*, const char*, long>{"high_throughput", nullptr, 50},
+          {"low_latency", nullptr, 1},
+          {"high_throughput", "3", 3}}) {
+      SCOPED_TRACE(std::string("preset ") + preset + (prefetch ? ", prefetch 3" : ""));
+      const auto q = new_queue();
+      send_ok(*admin(), q, 60);
+      auto cfg = prefetch ? rabbit_config({{"preset", preset}, {"prefetch", prefetch}})
+                          : rabbit_config({{"preset", preset}});
+      auto p = make(cfg);
+      auto got = receive(*p, q, 1, 5s);
+      ASSERT_TRUE(got && got->size() == 1u);
+      EXPECT_EQ(
+          broker_count_until(q.str(), "messages_unacknowledged", [&](long n) { return n >= held; }),
+          held);
+    }
+    auto unknown = qrt::amqp::options_from_config(rabbit_config({{"preset", "fastest"}}));
+    ASSERT_FALSE(unknown);
+    EXPECT_NE(unknown.error().message.find("preset"), std::string::npos);
   }
 
   void worker_threads_key() {
@@ -622,6 +648,7 @@ class AmqpConfigKey : public ::testing::TestWithParam<key_row> {
 const key_row rows[] = {
     {"provider", &AmqpConfigKey::provider_key},
     {"broker", &AmqpConfigKey::broker_key},
+    {"preset", &AmqpConfigKey::preset_key},
     {"endpoint", &AmqpConfigKey::endpoint_key},
     {"host", &AmqpConfigKey::host_key},
     {"port", &AmqpConfigKey::port_key},

@@ -4,6 +4,7 @@
 
 #include <qrt/amqp.hpp>
 #include <qrt/config.hpp>
+#include <qrt/processor.hpp>
 #include <qrt/runtime.hpp>
 #include <string>
 #include <utility>
@@ -63,6 +64,46 @@ TEST(amqp_options, the_runtime_key_is_accepted_checked_and_read_by_the_runtime) 
     EXPECT_EQ(refused.error().code, qrt::errc::configuration_error);
     EXPECT_NE(refused.error().message.find("worker_threads"), std::string::npos)
         << refused.error().message;
+  }
+}
+
+// One configuration, one preset, as with the other providers: the link's credit follows it, a
+// broker's options stay (the preset adjusts them), an explicit prefetch wins, and the runtime
+// and the processor built from the same configuration take their presets of the same name.
+// Before, the provider refused `preset` as an unknown key, so such a configuration could not be
+// used with AMQP at all.
+TEST(amqp_options, a_preset_sets_the_link_credit_and_keeps_the_brokers_options) {
+  const qrt::config high{
+      {"provider", "amqp"}, {"broker", "rabbitmq"}, {"preset", "high_throughput"}};
+  auto o = qrt::amqp::options_from_config(high);
+  ASSERT_TRUE(o) << o.error().to_string();
+  EXPECT_EQ(o->prefetch, 50u);
+  EXPECT_EQ(o->address_prefix, "/amq/queue/") << "the preset replaced the broker's options";
+  EXPECT_EQ(o->abandon_with, qrt::amqp::abandon_outcome::released);
+  EXPECT_TRUE(o->verify_queue_exists);
+  EXPECT_EQ(qrt::processor_options::from_config(high).value().max_concurrent_calls,
+            qrt::processor_options::for_high_throughput().max_concurrent_calls);
+  EXPECT_EQ(qrt::runtime_configuration::from_config(high).value().worker_threads,
+            qrt::runtime_configuration::for_high_throughput().worker_threads);
+
+  auto low =
+      qrt::amqp::options_from_config(qrt::config{{"provider", "amqp"}, {"preset", "low_latency"}});
+  ASSERT_TRUE(low) << low.error().to_string();
+  EXPECT_EQ(low->prefetch, 1u);
+  EXPECT_EQ(low->address_prefix, qrt::amqp::options{}.address_prefix);
+
+  auto overridden = qrt::amqp::options_from_config(
+      qrt::config{{"provider", "amqp"}, {"preset", "high_throughput"}, {"prefetch", "7"}});
+  ASSERT_TRUE(overridden) << overridden.error().to_string();
+  EXPECT_EQ(overridden->prefetch, 7u);
+
+  for (const char* bad : {"fastest", ""}) {
+    auto refused =
+        qrt::amqp::options_from_config(qrt::config{{"provider", "amqp"}, {"preset", bad}});
+    ASSERT_FALSE(refused) << bad;
+    EXPECT_EQ(refused.error().code, qrt::errc::configuration_error);
+    EXPECT_NE(refused.error().message.find("preset"), std::string::npos) << refused.error().message;
+    EXPECT_NE(refused.error().message.find("high_throughput"), std::string::npos);
   }
 }
 
