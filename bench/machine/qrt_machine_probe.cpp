@@ -2,7 +2,8 @@
 // of the embedded provider's figures). Linux only: it pins threads to CPUs.
 //
 //   qrt_machine_probe pingpong [SAMPLES=40] [INTERVAL_MS=250]
-//     One thread pinned to CPU 0 and one to CPU 1 bounce an atomic 200,000 times; prints the
+//     Two threads pinned to the first two CPUs the process may use bounce an atomic 200,000
+//     times (qrt::bench::cross_cpu_round_trip_ns, which qrt bench reports too); prints the
 //     round trip per sample. On a virtual machine the two vCPUs may sit on host cores near to
 //     or far from each other, and the cost of every cache line qrt's threads share follows.
 //   qrt_machine_probe gaps [SECONDS=5]
@@ -15,6 +16,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <qrt/bench/machine.hpp>
 #include <string>
 #include <thread>
 #include <vector>
@@ -31,33 +33,13 @@ bool pin_to(unsigned cpu) {
 }
 
 int pingpong(int samples, int interval_ms) {
-  constexpr int bounces = 200'000;
   for (int s = 0; s < samples; ++s) {
-    alignas(64) std::atomic<int> ball{0};
-    bool other_pinned = false;
-    std::thread other([&] {
-      other_pinned = pin_to(1);
-      for (int i = 0; i < bounces; ++i) {
-        while (ball.load(std::memory_order_acquire) != 2 * i + 1) {
-        }
-        ball.store(2 * i + 2, std::memory_order_release);
-      }
-    });
-    const bool pinned = pin_to(0);
-    const auto start = steady::now();
-    for (int i = 0; i < bounces; ++i) {
-      ball.store(2 * i + 1, std::memory_order_release);
-      while (ball.load(std::memory_order_acquire) != 2 * i + 2) {
-      }
-    }
-    const auto took = steady::now() - start;
-    other.join();
-    if (!pinned || !other_pinned) {
-      std::fprintf(stderr, "qrt_machine_probe: cannot pin threads to CPUs 0 and 1\n");
+    const auto round_trip = qrt::bench::cross_cpu_round_trip_ns(1, 200'000);
+    if (!round_trip) {
+      std::fprintf(stderr, "qrt_machine_probe: cannot pin two threads to two CPUs\n");
       return 1;
     }
-    std::printf("round trip %.0f ns\n",
-                std::chrono::duration<double, std::nano>(took).count() / bounces);
+    std::printf("round trip %.0f ns\n", *round_trip);
     std::fflush(stdout);
     std::this_thread::sleep_for(std::chrono::milliseconds(interval_ms));
   }

@@ -639,6 +639,17 @@ std::string format_table(const report& rep) {
                   rep.baseline->cpu_s_per_message * 1e6, rep.baseline->cpu_s, rep.baseline->wall_s);
     out += buf;
   }
+  if (rep.cross_cpu_round_trip_before_ns || rep.cross_cpu_round_trip_after_ns) {
+    // A cache line two threads share costs this much to cross and back: at a few hundred
+    // nanoseconds (a virtual machine's vCPUs far apart) the CPU per message of two threads
+    // meeting in one queue is several times what it is at under a hundred.
+    const auto ns = [](const std::optional<double>& v) {
+      return v ? std::to_string(static_cast<long long>(std::lround(*v))) + " ns"
+               : std::string("unknown");
+    };
+    out += "  machine: cross-CPU round trip " + ns(rep.cross_cpu_round_trip_before_ns) +
+           " before, " + ns(rep.cross_cpu_round_trip_after_ns) + " after\n";
+  }
   std::snprintf(buf, sizeof buf,
                 "  messages sent %llu, completed %llu, errors send/receive/complete "
                 "%llu/%llu/%llu, redeliveries %llu\n",
@@ -786,6 +797,15 @@ std::string to_json(const report& rep) {
   boost::json::array load;
   for (double x : rep.load_average) load.push_back(x);
   o["load_average"] = std::move(load);
+  {
+    boost::json::object machine;
+    auto ns = [](const std::optional<double>& v) -> boost::json::value {
+      return v ? boost::json::value(*v) : boost::json::value(nullptr);
+    };
+    machine["cross_cpu_round_trip_before_ns"] = ns(rep.cross_cpu_round_trip_before_ns);
+    machine["cross_cpu_round_trip_after_ns"] = ns(rep.cross_cpu_round_trip_after_ns);
+    o["machine"] = std::move(machine);
+  }
   o["provider"] = r.provider;
   o["messages"] = r.messages_sent;
   o["messages_completed"] = r.messages_received;
@@ -1382,6 +1402,12 @@ std::string summary_box(const report& rep) {
     std::snprintf(buf, sizeof buf, "; load average %.2f %.2f %.2f", rep.load_average[0],
                   rep.load_average.size() > 1 ? rep.load_average[1] : 0.0,
                   rep.load_average.size() > 2 ? rep.load_average[2] : 0.0);
+    s += buf;
+  }
+  if (rep.cross_cpu_round_trip_before_ns && rep.cross_cpu_round_trip_after_ns) {
+    char buf[96];
+    std::snprintf(buf, sizeof buf, "; cross-CPU round trip %.0f ns before, %.0f ns after",
+                  *rep.cross_cpu_round_trip_before_ns, *rep.cross_cpu_round_trip_after_ns);
     s += buf;
   }
   s += "</p>\n";

@@ -19,6 +19,7 @@
 #include <qrt/bench/compare.hpp>
 #include <qrt/bench/extra_runs.hpp>
 #include <qrt/bench/harness.hpp>
+#include <qrt/bench/machine.hpp>
 #include <qrt/bench/report.hpp>
 #include <qrt/metrics.hpp>
 #include <qrt/qrt.hpp>
@@ -944,6 +945,9 @@ class bench_command {
     // round with the median ratio is reported (a shared machine makes single
     // rounds noisy).
     const bool with_baseline = !no_baseline_ && bo_.provider_config.get("provider") == "memory";
+    // The machine's level before and after (a virtual machine's vCPUs move between host cores
+    // within seconds): the report says which one its figures were measured at.
+    const auto round_trip_before = bench::cross_cpu_round_trip_ns();
     std::vector<bench::report> rounds;
     for (std::size_t round = 0; round < std::max<std::size_t>(repeat_, 1); ++round) {
       auto run = bench::run_benchmark(bo_);
@@ -978,6 +982,8 @@ class bench_command {
     extras.memory_budget = memory_budget_;
     extras.outage = outage;
     const std::optional<error> extra_failed = bench::run_extra_runs(rep, bo_, extras);
+    rep.cross_cpu_round_trip_before_ns = round_trip_before;
+    rep.cross_cpu_round_trip_after_ns = bench::cross_cpu_round_trip_ns();
     rep.load_average = bench::read_load_average();
     rep.finished_at = bench::utc_now();
     rep.command = command_line_;

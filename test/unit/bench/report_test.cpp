@@ -312,6 +312,8 @@ report full_report(std::size_t samples) {
   rep.command = "qrt bench --provider memory";
   rep.finished_at = "2026-12-03T11:00:00Z";
   rep.load_average = {1.5, 1.7, 1.6};
+  rep.cross_cpu_round_trip_before_ns = 83.0;
+  rep.cross_cpu_round_trip_after_ns = 331.0;
   return rep;
 }
 
@@ -390,6 +392,30 @@ TEST(Report, CpuPerMessageComesWithTheRawQueues) {
   auto without = rep;
   without.baseline.reset();
   EXPECT_EQ(format_table(without).find("raw queue cpu"), std::string::npos);
+}
+
+// The machine's cross-CPU round trip before and after the run is in the table, report.json and
+// the chart page, so a figure reads against the level the machine was at; where it could not be
+// measured the table says nothing and report.json has null.
+TEST(Report, TheMachinesCrossCpuRoundTripIsReported) {
+  const auto rep = full_report(3);
+  const auto table = format_table(rep);
+  EXPECT_NE(table.find("machine: cross-CPU round trip 83 ns before, 331 ns after"),
+            std::string::npos)
+      << table;
+  const auto json = boost::json::parse(to_json(rep));
+  EXPECT_EQ(json.at_pointer("/machine/cross_cpu_round_trip_before_ns").to_number<double>(), 83.0);
+  EXPECT_EQ(json.at_pointer("/machine/cross_cpu_round_trip_after_ns").to_number<double>(), 331.0);
+  EXPECT_NE(render_chart_html(rep).find("cross-CPU round trip 83 ns before, 331 ns after"),
+            std::string::npos);
+
+  auto unknown = rep;
+  unknown.cross_cpu_round_trip_before_ns.reset();
+  unknown.cross_cpu_round_trip_after_ns.reset();
+  EXPECT_EQ(format_table(unknown).find("cross-CPU"), std::string::npos);
+  const auto none = boost::json::parse(to_json(unknown));
+  EXPECT_TRUE(none.at_pointer("/machine/cross_cpu_round_trip_before_ns").is_null());
+  EXPECT_TRUE(none.at_pointer("/machine/cross_cpu_round_trip_after_ns").is_null());
 }
 
 // The half-rate run's latency is shown beside the raw queue's at the same pace, in the table,

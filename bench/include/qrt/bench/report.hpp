@@ -82,6 +82,11 @@ struct report {
   std::string command;               ///< the command line that made the report, for history
   std::string finished_at;           ///< UTC, "2026-12-03T11:05:00Z" (empty: unknown)
   std::vector<double> load_average;  ///< 1, 5 and 15 minutes at the end of the run (empty: unknown)
+  /// The machine's cross-CPU round trip (ns, cross_cpu_round_trip_ns()) before the first round
+  /// and after the last run; nullopt where it cannot be measured. Which of its levels the run
+  /// met decides what CPU per message two threads sharing one queue can reach.
+  std::optional<double> cross_cpu_round_trip_before_ns;
+  std::optional<double> cross_cpu_round_trip_after_ns;
 
   /// run.e2e_throughput / baseline.throughput (0 without a baseline).
   double baseline_ratio() const;
