@@ -162,6 +162,16 @@ result<report_figures> read_report_figures(std::string_view json_text, const std
   if (const auto* half = root->if_contains("half_rate"); half && half->is_object()) {
     out.setup["half_rate"] = "yes";
   }
+  // Older reports have no machine section; a round trip that could not be measured is null.
+  if (const auto* m = root->if_contains("machine"); m && m->is_object()) {
+    const auto* before = m->as_object().if_contains("cross_cpu_round_trip_before_ns");
+    const auto* after = m->as_object().if_contains("cross_cpu_round_trip_after_ns");
+    const auto b = before ? as_number(*before) : std::nullopt;
+    const auto a = after ? as_number(*after) : std::nullopt;
+    if (b && a && std::isfinite(*b) && std::isfinite(*a) && *b > 0 && *a > 0) {
+      out.cross_cpu_round_trip_ns = (*b + *a) / 2;
+    }
+  }
   // A session run and a plain one measure different paths: compare says they differ.
   if (const auto* sessions = root->if_contains("sessions"); sessions && sessions->is_object()) {
     if (const auto* n = sessions->as_object().if_contains("count")) {
@@ -242,6 +252,10 @@ comparison compare_reports(const report_figures& old_run, const report_figures& 
     if (r.spec.key == "baseline.msgs_per_s" && r.change && std::abs(*r.change) > threshold) {
       c.machine_change = *r.change;
     }
+  }
+  if (old_run.cross_cpu_round_trip_ns && new_run.cross_cpu_round_trip_ns) {
+    const double o = *old_run.cross_cpu_round_trip_ns, n = *new_run.cross_cpu_round_trip_ns;
+    if (std::max(o, n) > 1.5 * std::min(o, n)) c.machine_level_change = std::pair{o, n};
   }
   std::map<std::string, std::pair<std::string, std::string>> setup;
   for (const auto& [k, v] : old_run.setup) setup[k].first = v;
@@ -340,6 +354,13 @@ std::string format_comparison(const comparison& c) {
            ": the machine was not equally fast in both runs\n      (other load?); read the "
            "flags against that (--repeat 3, a larger --threshold)\n";
   }
+  if (c.machine_level_change) {
+    std::snprintf(buf, sizeof buf, "%.0f ns in the old run and %.0f ns in the new",
+                  c.machine_level_change->first, c.machine_level_change->second);
+    out += std::string("\nnote: the machine's cross-CPU round trip was ") + buf +
+           ":\n      the CPU per message of threads sharing a queue follows it; read the flags "
+           "against that\n";
+  }
   const auto regressed = c.regressions();
   if (regressed.empty()) {
     std::snprintf(buf, sizeof buf, "\nno figure regressed by more than %.1f %%\n",
@@ -423,6 +444,14 @@ std::string render_comparison_html(const comparison& c) {
     html += std::string("<p>Note: the raw queue itself changed by ") + change +
             ": the machine was not equally fast in both runs, so read the flags against "
             "that.</p>\n";
+  }
+  if (c.machine_level_change) {
+    char trips[96];
+    std::snprintf(trips, sizeof trips, "%.0f ns in the old run and %.0f ns in the new",
+                  c.machine_level_change->first, c.machine_level_change->second);
+    html += std::string("<p>Note: the machine's cross-CPU round trip was ") + trips +
+            ": the CPU per message of threads sharing a queue follows it, so read the flags "
+            "against that.</p>\n";
   }
   html += p.finish(std::string("Dashed lines: ±") + thr +
                    ". Red: worse beyond it (throughput down, latency, CPU, memory or errors "

@@ -806,6 +806,47 @@ TEST(Compare, TwoReportsSideBySideWithTheRegressionsNamed) {
 // no sessions section, and a report without one (every report written before session mode)
 // still loads in compare, which shows the accept latency for the session run only and says
 // that the runs differ in sessions.
+// Two runs that met the machine at different levels (one cross-CPU round trip more than 1.5
+// times the other) get a note saying so; runs at the same level, and reports without the
+// figure (older ones, or where it was not measured), get none.
+TEST(Compare, RunsAtDifferentMachineLevelsAreNoted) {
+  auto fast = full_report(3);
+  fast.cross_cpu_round_trip_before_ns = 80.0;
+  fast.cross_cpu_round_trip_after_ns = 90.0;
+  auto slow = full_report(3);
+  slow.cross_cpu_round_trip_before_ns = 330.0;
+  slow.cross_cpu_round_trip_after_ns = 340.0;
+  auto f = read_report_figures(to_json(fast), "fast/report.json");
+  auto s = read_report_figures(to_json(slow), "slow/report.json");
+  ASSERT_TRUE(f && s);
+  ASSERT_TRUE(f->cross_cpu_round_trip_ns);
+  EXPECT_DOUBLE_EQ(*f->cross_cpu_round_trip_ns, 85.0);
+  const auto c = compare_reports(*f, *s, 0.10);
+  ASSERT_TRUE(c.machine_level_change);
+  const auto text = format_comparison(c);
+  EXPECT_NE(text.find("cross-CPU round trip was 85 ns in the old run and 335 ns in the new"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(render_comparison_html(c).find("cross-CPU round trip was 85 ns in the old run and "
+                                           "335 ns in the new"),
+            std::string::npos);
+
+  auto also_fast = fast;
+  also_fast.cross_cpu_round_trip_after_ns = 120.0;  // 100 against 85: the same level
+  auto af = read_report_figures(to_json(also_fast), "also-fast/report.json");
+  ASSERT_TRUE(af);
+  EXPECT_FALSE(compare_reports(*f, *af, 0.10).machine_level_change);
+
+  auto unmeasured = slow;
+  unmeasured.cross_cpu_round_trip_after_ns.reset();
+  auto u = read_report_figures(to_json(unmeasured), "unmeasured/report.json");
+  ASSERT_TRUE(u) << u.error().to_string();
+  EXPECT_FALSE(u->cross_cpu_round_trip_ns);
+  const auto without = compare_reports(*f, *u, 0.10);
+  EXPECT_FALSE(without.machine_level_change);
+  EXPECT_EQ(format_comparison(without).find("cross-CPU"), std::string::npos);
+}
+
 TEST(Compare, ASessionRunsFiguresAreReportedAndAReportWithoutThemStillCompares) {
   const auto rep = full_report(3);
   const auto table = format_table(rep);

@@ -9,6 +9,7 @@
 #include <qrt/bench/chart.hpp>
 #include <qrt/error.hpp>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace qrt::bench {
@@ -36,6 +37,9 @@ struct report_figures {
   std::map<std::string, double> values;
   std::map<std::string, std::string> setup;  ///< provider, messages, message_size, ...
   std::string command;
+  /// The machine's cross-CPU round trip over the run (the mean of report.json's before and
+  /// after); none in a report without it.
+  std::optional<double> cross_cpu_round_trip_ns;
 };
 
 /// Reads the figures of a report.json's text. Errors name `file` and the field: not JSON, not
@@ -68,6 +72,10 @@ struct comparison {
   /// moved by more than the threshold: the machine was not as fast in both runs, and changes
   /// of that size say more about it than about qrt.
   std::optional<double> machine_change;
+  /// Set (old, new) when the two runs met the machine at different levels: one cross-CPU round
+  /// trip more than 1.5 times the other. The CPU per message of threads that share a queue
+  /// follows the round trip, so such a change says more about the machine than about qrt.
+  std::optional<std::pair<double, double>> machine_level_change;
   bool any_regression() const;
   std::vector<const comparison_row*> regressions() const;
 };
