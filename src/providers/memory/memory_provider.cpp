@@ -486,9 +486,9 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
     return q;
   }
 
-  /// Marks removed queues deleted (their waiters wake to queue_not_found) and logs each
-  /// deletion; the registry no longer holds them. Returns the last lsn.
-  lsn retire(const std::vector<queue_ptr>& queues) {
+  /// Marks removed queues deleted (their waiters wake to queue_not_found), logs each deletion
+  /// and frees their messages; the registry no longer holds them. Returns the last lsn.
+  lsn retire(std::span<const queue_ptr> queues) {
     lsn last = 0;
     for (const auto& q : queues) {
       std::lock_guard lock(q->mutex);
@@ -496,6 +496,7 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
       q->release_bytes();
       if (sink_) last = std::max(last, sink_->queue_deleted(q->name()));
       q->wake_everyone();
+      q->drop_contents();
     }
     return last;
   }
@@ -542,14 +543,7 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
       by_id_.erase(q->id());
       unused = retire_from_lookups_locked({&q, 1});
     }
-    lsn last = 0;
-    {
-      std::lock_guard lock(q->mutex);
-      q->deleted = true;
-      q->release_bytes();
-      if (sink_) last = sink_->queue_deleted(q->name());
-      q->wake_everyone();
-    }
+    const lsn last = retire({&q, 1});
     co_return co_await flushed(last);
   }
 
@@ -968,9 +962,7 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
       by_id_.erase(q->id());
       unused = retire_from_lookups_locked({&q, 1});
     }
-    // A named local, not a temporary inside the co_await (GCC 12 mishandles those).
-    const std::vector<queue_ptr> gone{q};
-    const lsn last = retire(gone);
+    const lsn last = retire({&q, 1});
     co_return co_await flushed(last);
   }
 

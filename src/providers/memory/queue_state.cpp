@@ -108,6 +108,17 @@ item_table::~item_table() {
   }
 }
 
+void item_table::clear() noexcept {
+  if (shared_spares_ && spares_.size() > own_spare_blocks) {
+    shared_spares_->give_back(spares_.size() - own_spare_blocks);
+  }
+  std::vector<std::unique_ptr<block>>().swap(spares_);
+  blocks_ = block_ring();
+  old_.clear();
+  first_ = 0;
+  in_blocks_ = 0;
+}
+
 std::size_t item_table::block_bytes() noexcept {
   return sizeof(block);
 }
@@ -299,6 +310,23 @@ queue_state::queue_state(std::uint64_t id, queue_name name, queue_options option
 void queue_state::release_bytes() {
   if (budget_) budget_->release(bytes_ + dlq_bytes_);
   budget_.reset();
+}
+
+void queue_state::drop_contents() {
+  for (queue_core* c : {&main_, &dlq_}) {
+    c->items.clear();
+    c->ready.clear();
+  }
+  sessions_.clear();
+  scheduled_ = {};
+  lock_fifo_.clear();
+  lock_expiry_ = {};
+  ttl_expiry_ = {};
+  session_expiry_ = {};
+  lapsed_.clear();
+  lapsed_order_.clear();
+  bytes_ = 0;
+  dlq_bytes_ = 0;
 }
 
 std::optional<time_point> queue_state::next_event() const {

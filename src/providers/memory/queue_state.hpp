@@ -89,6 +89,7 @@ class ready_list {
   std::uint64_t front() const { return seqs_.front(); }
   void pop_front() { seqs_.pop_front(); }
   void erase(std::uint64_t seq);
+  void clear() noexcept { seqs_.clear(); }
 
  private:
   std::deque<std::uint64_t> seqs_;
@@ -267,6 +268,8 @@ class item_table {
   /// Removes `seq` (no-op when absent). Move out what should outlive the lock first: the rest of
   /// the item is reset here.
   void erase(std::uint64_t seq);
+  /// Removes every message and frees the blocks, spares too (their allowance goes back).
+  void clear() noexcept;
 
   /// Calls `f(const item&)` in sequence order from `from` on, while it returns true.
   template <class F>
@@ -500,6 +503,20 @@ class queue_state : public std::enable_shared_from_this<queue_state> {
                         bool logged = true);
   /// The queue was deleted: its bytes go back to the budget.
   void release_bytes();
+  /// Once the queue is deleted (the lock held, its waiters woken): frees its messages, its
+  /// dead-letter queue's and its sessions', with their bookkeeping. Whatever keeps the state
+  /// alive after the deletion (a call on another thread that found it just before, a parked
+  /// call until it wakes, a session handle the application still holds) keeps an empty shell,
+  /// not the messages. Nothing is logged: the deletion's record stands for all of them.
+  void drop_contents();
+  /// Item slots the queue and its dead-letter queue hold, spares included: what their memory is
+  /// proportional to.
+  std::size_t item_slots() const noexcept {
+    return main_.items.ring_slots() + main_.items.spare_blocks() * item_table::block_items +
+           dlq_.items.ring_slots() + dlq_.items.spare_blocks() * item_table::block_items;
+  }
+  /// Sessions the queue keeps a record of (with messages, a lock or a state).
+  std::size_t session_records() const noexcept { return sessions_.size(); }
 
   /// Locks up to `max` ready messages of the active queue or the DLQ.
   void take(bool dead_letter, std::size_t max, time_point now, std::vector<received_message>& out,

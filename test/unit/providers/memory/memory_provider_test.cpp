@@ -25,6 +25,13 @@
 #include "core/borrowing_provider.hpp"
 #include "providers/memory/queue_state.hpp"
 
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+// The sanitizer runtimes' own count (GCC ships the runtime but not clang's header declaring it).
+extern "C" std::size_t __sanitizer_get_current_allocated_bytes();
+#else
+#include <malloc.h>
+#endif
+
 using namespace std::chrono_literals;
 using qrt::errc;
 using qrt::message;
@@ -52,6 +59,17 @@ void send_to_session(qrt::sync::queue_client& client, const queue_name& q, const
   auto m = text(body);
   m.session = qrt::session_id::from(session);
   ASSERT_TRUE(client.send(q, m));
+}
+
+// Bytes the allocator has handed out and not had back (under ASan and TSan, their allocator's
+// count; else glibc's, mmapped blocks included).
+std::size_t bytes_in_use() {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  return __sanitizer_get_current_allocated_bytes();
+#else
+  const auto m = mallinfo2();
+  return m.uordblks + m.hblkhd;
+#endif
 }
 
 }  // namespace
@@ -1045,6 +1063,33 @@ TEST(MemoryProvider, EmptySessionIdIsRefused) {
   ASSERT_FALSE(accepted);
   EXPECT_EQ(accepted.error().code, errc::invalid_argument);
   EXPECT_EQ(client.stats(s).value().active, 1);
+}
+
+// A session handle the application keeps after its queue was deleted keeps the queue's state
+// alive (its calls then fail with queue_not_found). It keeps none of the messages, its own
+// session's or the others': the deletion frees them.
+TEST(MemoryProvider, ASessionKeptAfterItsQueueWasDeletedHoldsNoneOfItsMessages) {
+  auto client = open_sync_client({{"queues", "s"}, {"requires_session", "true"}});
+  const auto s = queue_name::from("s");
+  constexpr std::size_t count = 200;
+  constexpr std::size_t size = 64 * 1024;
+  for (std::size_t i = 0; i < count; ++i) {
+    qrt::message m;
+    m.body.assign(size, 'x');
+    m.session = qrt::session_id::from(i % 2 == 0 ? "a" : "b");
+    ASSERT_TRUE(client.send(s, m));
+  }
+  auto held = client.accept_session(s, qrt::session_id::from("a"), 1s);
+  ASSERT_TRUE(held) << held.error().to_string();
+  const std::size_t before = bytes_in_use();
+  ASSERT_TRUE(client.delete_queue(s));
+  const std::size_t after = bytes_in_use();
+  EXPECT_GE(before > after ? before - after : 0, count * size * 3 / 4)
+      << "the deleted queue's messages are still held: " << before << " bytes in use before the "
+      << "deletion, " << after << " after";
+  auto late = held->receive(1, 0ms);
+  ASSERT_FALSE(late);
+  EXPECT_EQ(late.error().code, errc::queue_not_found) << late.error().to_string();
 }
 
 // A dead-letter queue is deleted with its queue, never on its own: delete_queue of one is

@@ -681,3 +681,99 @@ TEST(KeptMessage, DeadLetterInfoTravelsWithTheMessage) {
   EXPECT_EQ(back.dead_letter()->reason, "MaxDeliveryCountExceeded");
   EXPECT_EQ(back.body, std::string(300, 'b'));
 }
+
+// A deleted queue's state can outlive its deletion: a call on another thread that found it just
+// before, a parked call until it wakes, a session handle the application keeps. It then holds
+// none of its messages: dropping the contents frees the ready, locked, scheduled and
+// dead-lettered ones, the blocks they were in (spares too, their allowance given back) and the
+// bookkeeping of locks and expiries.
+TEST(QueueStateDeletion, DroppingTheContentsFreesEveryMessageAndItsBookkeeping) {
+  qrt::queue_options o;
+  o.lock_duration = 1000ms;
+  o.default_time_to_live = std::chrono::milliseconds(1h);
+  auto spares = std::make_shared<spare_block_allowance>(64);
+  auto q = std::make_shared<queue_state>(1, qrt::queue_name::from("q"), o, 100'000, 100'000, 0,
+                                         std::make_shared<qrt::memory::detail::byte_budget>(0),
+                                         spares, nullptr);
+  const auto t0 = qrt::clock::now();
+  qrt::memory::detail::lsn last = 0;
+  std::lock_guard lock(q->mutex);
+  auto put = [&](const char* body, std::optional<qrt::time_point> at) {
+    qrt::message m;
+    m.body = body;
+    m.scheduled_enqueue_time = at;
+    const auto bytes = qrt::memory::accounted_bytes(m);
+    q->enqueue(std::move(m), bytes, t0, last);
+  };
+  for (int i = 0; i < 1000; ++i) put("message", std::nullopt);
+  put("later", t0 + 1min);
+  auto settle = [&](const qrt::received_message& m, qrt::settle_action a) {
+    const qrt::memory::detail::delivery_key key{false, m.receipt.item, m.receipt.lock};
+    return q->settle(key, {m.receipt, a, "r", "d"}, t0, last);
+  };
+  std::vector<qrt::received_message> done;  // emptied blocks become spares
+  q->take(false, 900, t0, done, 7, last);
+  for (const auto& m : done) ASSERT_TRUE(settle(m, qrt::settle_action::complete));
+  std::vector<qrt::received_message> held;  // 40 stay locked, 10 go to the dead-letter queue
+  q->take(false, 50, t0, held, 7, last);
+  for (std::size_t i = 0; i < 10; ++i) {
+    ASSERT_TRUE(settle(held[i], qrt::settle_action::dead_letter));
+  }
+  const auto before = q->stats();
+  ASSERT_EQ(before.active, 50);
+  ASSERT_EQ(before.in_flight, 40);
+  ASSERT_EQ(before.scheduled, 1);
+  ASSERT_EQ(q->dead_letter_stats().active, 10);
+  ASSERT_GT(spares->taken(), 0u);
+  ASSERT_GT(q->item_slots(), 0u);
+  ASSERT_GT(q->lock_entries(), 0u);
+  ASSERT_GT(q->expiry_entries(), 0u);
+
+  q->deleted = true;
+  q->wake_everyone();
+  q->drop_contents();
+
+  const auto after = q->stats();
+  EXPECT_EQ(after.active + after.in_flight + after.scheduled, 0);
+  EXPECT_EQ(q->dead_letter_stats().active, 0);
+  EXPECT_EQ(q->item_slots(), 0u) << "blocks or spares kept";
+  EXPECT_EQ(spares->taken(), 0u) << "the spares' allowance was not given back";
+  EXPECT_EQ(q->lock_entries(), 0u);
+  EXPECT_EQ(q->expiry_entries(), 0u);
+  EXPECT_FALSE(q->next_event()) << "a sweep would still find something to do";
+  std::vector<qrt::received_message> none;
+  q->take(false, 10, t0 + 2h, none, 7, last);
+  EXPECT_TRUE(none.empty());
+}
+
+// The same for a queue of sessions: their records (messages, locks, states) go too.
+TEST(QueueStateDeletion, DroppingTheContentsFreesTheSessions) {
+  qrt::queue_options o;
+  o.lock_duration = std::chrono::milliseconds(1h);
+  o.requires_session = true;
+  auto q = make_queue(o);
+  const auto t0 = qrt::clock::now();
+  qrt::memory::detail::lsn last = 0;
+  std::lock_guard lock(q->mutex);
+  for (const char* id : {"a", "b", "c"}) {
+    for (int i = 0; i < 5; ++i) {
+      qrt::message m;
+      m.body = "x";
+      m.session = qrt::session_id::from(id);
+      q->enqueue(std::move(m), 1, t0, last);
+    }
+  }
+  auto* a = q->lock_session(qrt::session_id::from("a"), t0).value();
+  q->set_session_state(*a, "state of a");
+  ASSERT_EQ(q->session_records(), 3u);
+  ASSERT_GT(q->lock_entries() + q->expiry_entries() + q->item_slots(), 0u);
+
+  q->deleted = true;
+  q->wake_everyone();
+  q->drop_contents();
+
+  EXPECT_EQ(q->session_records(), 0u);
+  EXPECT_EQ(q->item_slots(), 0u);
+  EXPECT_EQ(q->stats().active, 0);
+  EXPECT_FALSE(q->next_event());
+}
