@@ -274,6 +274,14 @@ std::shared_ptr<queue_state> make_queue(const qrt::queue_options& o,
                                        std::make_shared<spare_block_allowance>(64), nullptr);
 }
 
+/// A queue of sessions whose locks last an hour.
+qrt::queue_options session_queue_options() {
+  qrt::queue_options o;
+  o.lock_duration = std::chrono::milliseconds(1h);
+  o.requires_session = true;
+  return o;
+}
+
 struct state_fixture : ::testing::Test {
   qrt::queue_options options() {
     qrt::queue_options o;
@@ -503,10 +511,7 @@ TEST(QueueStateExpiry, ExpiryBookkeepingFollowsTheMessagesStoredNotTheThroughput
 // Sessions held at once lock their messages until different times, so their lock expiries do
 // not come in order; settled messages still do not leave them behind for the lock duration.
 TEST(QueueStateExpiry, SessionLockBookkeepingFollowsTheLocksHeldNotTheThroughput) {
-  qrt::queue_options o;
-  o.lock_duration = std::chrono::milliseconds(1h);
-  o.requires_session = true;
-  auto q = make_queue(o);
+  auto q = make_queue(session_queue_options());
   const auto t0 = qrt::clock::now();
   qrt::memory::detail::lsn last = 0;
   std::lock_guard lock(q->mutex);
@@ -748,10 +753,7 @@ TEST(QueueStateDeletion, DroppingTheContentsFreesEveryMessageAndItsBookkeeping) 
 
 // The same for a queue of sessions: their records (messages, locks, states) go too.
 TEST(QueueStateDeletion, DroppingTheContentsFreesTheSessions) {
-  qrt::queue_options o;
-  o.lock_duration = std::chrono::milliseconds(1h);
-  o.requires_session = true;
-  auto q = make_queue(o);
+  auto q = make_queue(session_queue_options());
   const auto t0 = qrt::clock::now();
   qrt::memory::detail::lsn last = 0;
   std::lock_guard lock(q->mutex);
