@@ -1,8 +1,11 @@
+// Two pinned threads bouncing one cache line (qrt/bench/machine.hpp).
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <optional>
 #include <qrt/bench/machine.hpp>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #if defined(__linux__)
