@@ -32,6 +32,14 @@ const detail::queue_state* fake_state(const int& somewhere) {
   return reinterpret_cast<const detail::queue_state*>(&somewhere);
 }
 
+// `what` announced in this thread's slot, as the provider's announce() does, until the borrow
+// ends.
+detail::queue_borrow borrow_in_this_thread(const detail::queue_state* what) {
+  auto& mine = detail::this_threads_borrows();
+  mine.slot->in_use.store(what);
+  return {const_cast<detail::queue_state*>(what), mine.slot};
+}
+
 }  // namespace
 
 TEST(QueueBorrow, WhatAThreadAnnouncesOthersSeeUntilItIsReleased) {
@@ -41,10 +49,8 @@ TEST(QueueBorrow, WhatAThreadAnnouncesOthersSeeUntilItIsReleased) {
   std::promise<void> may_release;
   std::promise<void> released;
   std::thread user([&] {
-    auto& mine = detail::this_threads_borrows();
-    mine.slot->in_use.store(fake_state(a));
     {
-      detail::queue_borrow borrow(const_cast<detail::queue_state*>(fake_state(a)), mine.slot);
+      auto borrow = borrow_in_this_thread(fake_state(a));
       announced.set_value();
       may_release.get_future().wait();
     }
@@ -67,9 +73,7 @@ TEST(QueueBorrow, EachThreadAnnouncesInItsOwnSlot) {
   std::promise<void> done;
   auto done_future = done.get_future().share();
   auto hold = [&done_future](const detail::queue_state* what, std::promise<void>& announced) {
-    auto& mine = detail::this_threads_borrows();
-    mine.slot->in_use.store(what);
-    detail::queue_borrow borrow(const_cast<detail::queue_state*>(what), mine.slot);
+    auto borrow = borrow_in_this_thread(what);
     announced.set_value();
     done_future.wait();
   };
