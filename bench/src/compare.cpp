@@ -333,6 +333,18 @@ std::string pad(const std::string& s, std::size_t width, bool right) {
 
 }  // namespace
 
+namespace {
+
+// "85 ns in the old run and 335 ns in the new", for both renderings of the level note.
+std::string round_trips_text(const std::pair<double, double>& old_and_new) {
+  char buf[96];
+  std::snprintf(buf, sizeof buf, "%.0f ns in the old run and %.0f ns in the new", old_and_new.first,
+                old_and_new.second);
+  return buf;
+}
+
+}  // namespace
+
 std::string format_comparison(const comparison& c) {
   char buf[160];
   std::string out = "old: " + c.old_file + "\nnew: " + c.new_file + "\n";
@@ -355,9 +367,8 @@ std::string format_comparison(const comparison& c) {
            "flags against that (--repeat 3, a larger --threshold)\n";
   }
   if (c.machine_level_change) {
-    std::snprintf(buf, sizeof buf, "%.0f ns in the old run and %.0f ns in the new",
-                  c.machine_level_change->first, c.machine_level_change->second);
-    out += std::string("\nnote: the machine's cross-CPU round trip was ") + buf +
+    out += "\nnote: the machine's cross-CPU round trip was " +
+           round_trips_text(*c.machine_level_change) +
            ":\n      the CPU per message of threads sharing a queue follows it; read the flags "
            "against that\n";
   }
@@ -446,10 +457,8 @@ std::string render_comparison_html(const comparison& c) {
             "that.</p>\n";
   }
   if (c.machine_level_change) {
-    char trips[96];
-    std::snprintf(trips, sizeof trips, "%.0f ns in the old run and %.0f ns in the new",
-                  c.machine_level_change->first, c.machine_level_change->second);
-    html += std::string("<p>Note: the machine's cross-CPU round trip was ") + trips +
+    html += "<p>Note: the machine's cross-CPU round trip was " +
+            round_trips_text(*c.machine_level_change) +
             ": the CPU per message of threads sharing a queue follows it, so read the flags "
             "against that.</p>\n";
   }
