@@ -19,6 +19,7 @@ report_dir="reports/bench-$(date -u +%Y%m%dT%H%M%SZ)"
 ./build/release/tools/qrt/qrt bench --provider memory \
   --messages 200000 --size 256 --producers 1 --consumers 1 --batch 10 \
   --half-rate --overhead 100 --memory-budget 67108864 \
+  --targets bench/targets.yaml --environment production \
   --report-dir "$report_dir" "$@"
 
 echo

@@ -271,7 +271,8 @@ target_check check(const std::string& name, const bound& b, double measured, std
 
 std::vector<target_check> check_targets(const performance_targets& t, const bench_result& r,
                                         const std::optional<memory_budget_result>& memory_budget,
-                                        const std::optional<outage_result>& outage) {
+                                        const std::optional<outage_result>& outage,
+                                        const std::optional<memory_limit>& limit) {
   std::vector<target_check> out;
   auto ms = [](double us) { return fmt("%.3f ms", us / 1000.0); };
   if (t.messages_per_second) {
@@ -349,18 +350,21 @@ std::vector<target_check> check_targets(const performance_targets& t, const benc
   }
   if (t.memory_utilization) {
     const std::string name = "resources.memory_utilization";
-    if (!memory_budget || memory_budget->budget_bytes == 0) {
+    if (!limit || limit->bytes == 0) {
       out.push_back(not_checked(name, *t.memory_utilization,
-                                "no memory budget in this run to measure against (--memory-budget "
-                                "holds the embedded provider to max_memory_bytes)"));
+                                "the memory available to the process is unknown (no cgroup "
+                                "limit and no /proc/meminfo to read)"));
     } else {
-      const double share = memory_budget->growth_per_budget_byte();
-      out.push_back(
-          check(name, *t.memory_utilization, share,
-                fmt("%.1f%% of the ", share * 100) +
-                    fmt("%.1f MiB budget",
-                        static_cast<double>(memory_budget->budget_bytes) / (1024.0 * 1024.0)) +
-                    " (resident growth with the queue full at max_memory_bytes)"));
+      // The budget run fills a queue on purpose: its peak is the process's too.
+      const std::uint64_t peak =
+          std::max(r.peak_rss_bytes, memory_budget ? memory_budget->full_rss_bytes : 0);
+      const double share = static_cast<double>(peak) / static_cast<double>(limit->bytes);
+      constexpr double mib = 1024.0 * 1024.0;
+      out.push_back(check(name, *t.memory_utilization, share,
+                          fmt("%.1f%% of ", share * 100) +
+                              fmt("%.1f MiB", static_cast<double>(limit->bytes) / mib) + " (" +
+                              limit->source + "): peak resident " +
+                              fmt("%.1f MiB", static_cast<double>(peak) / mib)));
     }
   }
   if (t.connection_pool_efficiency) {
@@ -650,6 +654,11 @@ std::string format_table(const report& rep) {
     out += "  machine: cross-CPU round trip " + ns(rep.cross_cpu_round_trip_before_ns) +
            " before, " + ns(rep.cross_cpu_round_trip_after_ns) + " after\n";
   }
+  if (rep.available_memory) {
+    std::snprintf(buf, sizeof buf, "  machine: %.1f MiB of memory available (",
+                  static_cast<double>(rep.available_memory->bytes) / (1024.0 * 1024.0));
+    out += buf + rep.available_memory->source + ")\n";
+  }
   std::snprintf(buf, sizeof buf,
                 "  messages sent %llu, completed %llu, errors send/receive/complete "
                 "%llu/%llu/%llu, redeliveries %llu\n",
@@ -804,6 +813,12 @@ std::string to_json(const report& rep) {
     };
     machine["cross_cpu_round_trip_before_ns"] = ns(rep.cross_cpu_round_trip_before_ns);
     machine["cross_cpu_round_trip_after_ns"] = ns(rep.cross_cpu_round_trip_after_ns);
+    machine["memory_limit_bytes"] = rep.available_memory
+                                        ? boost::json::value(rep.available_memory->bytes)
+                                        : boost::json::value(nullptr);
+    machine["memory_limit_source"] = rep.available_memory
+                                         ? boost::json::value(rep.available_memory->source)
+                                         : boost::json::value(nullptr);
     o["machine"] = std::move(machine);
   }
   o["provider"] = r.provider;

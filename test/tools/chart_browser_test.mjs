@@ -19,6 +19,7 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 const args = Object.fromEntries(
   process.argv.slice(2).reduce((acc, a, i, all) => {
@@ -27,6 +28,8 @@ const args = Object.fromEntries(
   }, []),
 );
 const qrt = args.qrt;
+// The targets the main job checks, shipped beside the benchmark's sources.
+const targets = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../bench/targets.yaml');
 const chromium = args.chromium || 'chromium';
 const work = path.resolve(args.work || fs.mkdtempSync(path.join(os.tmpdir(), 'qrt-chart-')));
 let failures = 0;
@@ -64,7 +67,7 @@ const bench = run(
   // The main job's run (scripts/bench.sh), with the scaling run added at its smallest.
   ['bench', '--provider', 'memory', '--messages', '200000', '--size', '256', '--batch', '10',
    '--half-rate', '--overhead', '100', '--memory-budget', '67108864',
-   '--scaling', '--scaling-max', '2', '--report-dir', reportDir],
+   '--targets', targets, '--environment', 'production', '--scaling', '--scaling-max', '2', '--report-dir', reportDir],
   'qrt bench',
 );
 if (!check(bench.status === 0, `qrt bench exited ${bench.status}: ${bench.stderr}`)) process.exit(1);

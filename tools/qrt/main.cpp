@@ -984,11 +984,13 @@ class bench_command {
     const std::optional<error> extra_failed = bench::run_extra_runs(rep, bo_, extras);
     rep.cross_cpu_round_trip_before_ns = round_trip_before;
     rep.cross_cpu_round_trip_after_ns = bench::cross_cpu_round_trip_ns();
+    rep.available_memory = bench::memory_available();
     rep.load_average = bench::read_load_average();
     rep.finished_at = bench::utc_now();
     rep.command = command_line_;
     if (targets) {
-      rep.checks = bench::check_targets(*targets, rep.run, rep.memory_budget, rep.outage);
+      rep.checks = bench::check_targets(*targets, rep.run, rep.memory_budget, rep.outage,
+                                        rep.available_memory);
       rep.targets_environment = targets->environment;
     }
 

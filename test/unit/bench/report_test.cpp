@@ -314,6 +314,7 @@ report full_report(std::size_t samples) {
   rep.load_average = {1.5, 1.7, 1.6};
   rep.cross_cpu_round_trip_before_ns = 83.0;
   rep.cross_cpu_round_trip_after_ns = 331.0;
+  rep.available_memory = qrt::bench::memory_limit{24ull << 30, "MemTotal"};
   return rep;
 }
 
@@ -416,6 +417,26 @@ TEST(Report, TheMachinesCrossCpuRoundTripIsReported) {
   const auto none = boost::json::parse(to_json(unknown));
   EXPECT_TRUE(none.at_pointer("/machine/cross_cpu_round_trip_before_ns").is_null());
   EXPECT_TRUE(none.at_pointer("/machine/cross_cpu_round_trip_after_ns").is_null());
+}
+
+// The memory the process may use is in the table and report.json beside the round trip, with
+// the limit it came from; unknown, the table says nothing and report.json has null.
+TEST(Report, TheMemoryAvailableIsReportedWithItsSource) {
+  auto rep = full_report(3);
+  rep.available_memory = qrt::bench::memory_limit{512ull * 1024 * 1024, "cgroup memory.max"};
+  EXPECT_NE(format_table(rep).find("machine: 512.0 MiB of memory available (cgroup memory.max)"),
+            std::string::npos)
+      << format_table(rep);
+  const auto json = boost::json::parse(to_json(rep));
+  EXPECT_EQ(json.at_pointer("/machine/memory_limit_bytes").to_number<std::uint64_t>(),
+            512ull * 1024 * 1024);
+  EXPECT_EQ(json.at_pointer("/machine/memory_limit_source").as_string(), "cgroup memory.max");
+
+  rep.available_memory.reset();
+  EXPECT_EQ(format_table(rep).find("memory available"), std::string::npos);
+  const auto none = boost::json::parse(to_json(rep));
+  EXPECT_TRUE(none.at_pointer("/machine/memory_limit_bytes").is_null());
+  EXPECT_TRUE(none.at_pointer("/machine/memory_limit_source").is_null());
 }
 
 // The half-rate run's latency is shown beside the raw queue's at the same pace, in the table,

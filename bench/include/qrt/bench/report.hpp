@@ -4,6 +4,7 @@
 
 #include <optional>
 #include <qrt/bench/harness.hpp>
+#include <qrt/bench/machine.hpp>
 #include <qrt/error.hpp>
 #include <string>
 #include <vector>
@@ -47,15 +48,17 @@ struct target_check {
 /// it held that rate (slowest_whole_second): an average can hide a stall.
 /// Availability is 1 - failed calls / calls of this run. Connection pool efficiency is
 /// 1 - connections opened during the run / its calls, not applicable to a provider without
-/// connections. Memory utilisation is the resident growth of `memory_budget` (the
-/// --memory-budget run) per budget byte, not checked without one. Recovery time is the outage
-/// run's (--outage) time back to its recovered share of the offered rate, a miss when it never
-/// got back or lost or redelivered a message, not checked without one. A circuit breaker
+/// connections. Memory utilisation is the process's peak resident memory (the main run's, or
+/// the --memory-budget run's with the queue full when that is higher) as a share of the memory
+/// it may use (`limit`, memory_available()), not checked when that is unknown. Recovery time is the
+/// outage run's (--outage) time back to its recovered share of the offered rate, a miss when it
+/// never got back or lost or redelivered a message, not checked without one. A circuit breaker
 /// frequency (a rate per day) is never checked.
 std::vector<target_check> check_targets(
     const performance_targets& t, const bench_result& r,
     const std::optional<memory_budget_result>& memory_budget = std::nullopt,
-    const std::optional<outage_result>& outage = std::nullopt);
+    const std::optional<outage_result>& outage = std::nullopt,
+    const std::optional<memory_limit>& limit = std::nullopt);
 /// The fewest messages completed in one whole second of the run's series, over the seconds
 /// between the first (the ramp-up) and the last one in which anything was sent (the end of
 /// sending and the drain after it); nullopt when the run has no such second. A sample is split
@@ -87,6 +90,8 @@ struct report {
   /// met decides what CPU per message two threads sharing one queue can reach.
   std::optional<double> cross_cpu_round_trip_before_ns;
   std::optional<double> cross_cpu_round_trip_after_ns;
+  /// The memory the process may use (memory_available()); nullopt where unknown.
+  std::optional<qrt::bench::memory_limit> available_memory;
 
   /// run.e2e_throughput / baseline.throughput (0 without a baseline).
   double baseline_ratio() const;
