@@ -93,6 +93,7 @@ class fault_injecting_provider final
   std::string_view name() const noexcept override;
   const capabilities& caps() const noexcept override;
   connection_stats connections() const noexcept override { return inner_->connections(); }
+  std::optional<memory_stats> memory() const override { return inner_->memory(); }
   awaitable<result<void>> create_queue(const queue_name& queue,
                                        const queue_options& options) override;
   awaitable<result<void>> delete_queue(const queue_name& queue) override;

@@ -309,6 +309,12 @@ struct runtime_metrics {
   /// queue_runtime_connection_recovery_seconds{provider}: from an outage's first failure to the
   /// next connection established, one observation per recovery.
   histogram_family& connection_recovery;
+  /// queue_runtime_memory_held_bytes{provider}: what a provider keeping messages in this
+  /// process holds, as its byte budget counts it (provider::memory()).
+  gauge_family& memory_held;
+  /// queue_runtime_memory_limit_bytes{provider}: that provider's byte budget; no series without
+  /// one.
+  gauge_family& memory_limit;
 
   /// Handler-level series for one queue (operation label "process" on the batch sizes).
   processing_series for_processing(const std::string& queue, const std::string& provider);

@@ -62,6 +62,14 @@ struct connection_stats {
   std::chrono::nanoseconds longest_recovery{0};  ///< the longest of those
 };
 
+/// The messages a provider keeps in this process's memory (the embedded provider's queues), as
+/// its byte budget counts them: each message's body and attributes plus its bookkeeping
+/// (docs/memory.md). qrt::metrics::instrument() exposes it (docs/adr/0070-metrics-recording.md).
+struct memory_stats {
+  std::uint64_t held_bytes = 0;   ///< stored now, dead-letter queues included
+  std::uint64_t limit_bytes = 0;  ///< the provider's budget (max_memory_bytes); 0: none
+};
+
 /// Per-message outcome of a send: the id on success, the error otherwise.
 using send_outcome = result<message_id>;
 
@@ -131,6 +139,9 @@ class provider {
   virtual const capabilities& caps() const noexcept = 0;
   /// Its network connections so far; decorators forward to the provider they wrap.
   virtual connection_stats connections() const noexcept { return {}; }
+  /// What it keeps in this process's memory; nullopt for a provider whose messages live in a
+  /// broker. Decorators forward to the provider they wrap.
+  virtual std::optional<memory_stats> memory() const { return std::nullopt; }
 
   /// Creates `queue`; errc::unsupported where caps().queue_management is false.
   virtual awaitable<result<void>> create_queue(const queue_name& queue,

@@ -336,7 +336,16 @@ class instrumented_provider final : public provider {
         table_(m, std::string(inner_->name())),
         registry_(m.owner),
         connections_(m, std::string(inner_->name())) {
-    collector_ = registry_.add_collector([this] { connections_.update(inner_->connections()); });
+    collector_ = registry_.add_collector([this, &m] {
+      connections_.update(inner_->connections());
+      // Memory pressure: how close the provider is to refusing sends for its budget.
+      if (const auto held = inner_->memory()) {
+        const std::string provider(inner_->name());
+        m.memory_held.with({provider}).set(static_cast<double>(held->held_bytes));
+        if (held->limit_bytes != 0)
+          m.memory_limit.with({provider}).set(static_cast<double>(held->limit_bytes));
+      }
+    });
   }
   ~instrumented_provider() override { registry_.remove_collector(collector_); }
   instrumented_provider(const instrumented_provider&) = delete;
@@ -345,6 +354,7 @@ class instrumented_provider final : public provider {
   std::string_view name() const noexcept override { return inner_->name(); }
   const capabilities& caps() const noexcept override { return inner_->caps(); }
   connection_stats connections() const noexcept override { return inner_->connections(); }
+  std::optional<memory_stats> memory() const override { return inner_->memory(); }
 
   awaitable<result<void>> create_queue(const queue_name& queue,
                                        const queue_options& options) override {

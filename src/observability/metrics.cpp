@@ -497,7 +497,13 @@ runtime_metrics::runtime_metrics(registry& r)
       connection_recovery(r.add_histogram(
           "queue_runtime_connection_recovery_seconds",
           "From a connection outage's first failure to the next connection established",
-          recovery_time_buckets(), {"provider"})) {}
+          recovery_time_buckets(), {"provider"})),
+      memory_held(r.add_gauge("queue_runtime_memory_held_bytes",
+                              "Message bytes the provider holds in this process, as its byte "
+                              "budget counts them",
+                              {"provider"})),
+      memory_limit(r.add_gauge("queue_runtime_memory_limit_bytes",
+                               "The provider's byte budget (max_memory_bytes)", {"provider"})) {}
 
 retry_observer count_retries(runtime_metrics& metrics, std::string provider) {
   return [&metrics, provider = std::move(provider)](std::string_view operation,

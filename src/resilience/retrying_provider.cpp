@@ -105,6 +105,7 @@ class retrying_provider final : public provider {
   std::string_view name() const noexcept override { return inner_->name(); }
   const capabilities& caps() const noexcept override { return inner_->caps(); }
   connection_stats connections() const noexcept override { return inner_->connections(); }
+  std::optional<memory_stats> memory() const override { return inner_->memory(); }
 
   awaitable<result<void>> create_queue(const queue_name& queue,
                                        const queue_options& options) override {

@@ -21,6 +21,7 @@ class completion_recorder final : public provider {
   const capabilities& caps() const noexcept override { return inner_->caps(); }
   // A scenario reads reconnects through the decorators it stacks on the provider.
   connection_stats connections() const noexcept override { return inner_->connections(); }
+  std::optional<memory_stats> memory() const override { return inner_->memory(); }
   awaitable<result<void>> create_queue(const queue_name& q, const queue_options& o) override {
     co_return co_await inner_->create_queue(q, o);
   }

@@ -424,6 +424,24 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
   std::uint64_t owner() const noexcept { return owner_; }
   event_sink* sink() const noexcept { return sink_.get(); }
   byte_budget* budget() const noexcept { return budget_.get(); }
+
+  std::optional<memory_stats> memory() const override {
+    // With a budget its count is the total; without one nothing counts on the send's path, so
+    // the queues are asked in turn (a scrape's cost, not a send's).
+    if (budget_) return memory_stats{budget_->used(), budget_->limit()};
+    std::vector<queue_ptr> queues;
+    {
+      std::shared_lock lock(registry_mutex_);
+      queues.reserve(by_id_.size());
+      for (const auto& [id, q] : by_id_) queues.push_back(q);
+    }
+    memory_stats held;
+    for (const auto& q : queues) {
+      std::lock_guard lock(q->mutex);
+      held.held_bytes += q->held_bytes();
+    }
+    return held;
+  }
   const asio::any_io_executor& executor() const noexcept { return executor_; }
   std::size_t parked_waiters() const { return wake_timer_->parked_count(); }
 
@@ -1487,7 +1505,7 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
   std::uint64_t id_prefix_;  // random per provider, so ids differ across processes
   std::atomic<std::uint64_t> id_counter_{1};
 
-  std::shared_mutex registry_mutex_;
+  mutable std::shared_mutex registry_mutex_;
   std::unordered_map<queue_name, queue_ptr> by_name_;
   std::unordered_map<std::uint64_t, queue_ptr> by_id_;
   /// Moves on (under registry_mutex_ held exclusively) whenever a queue leaves the maps: a

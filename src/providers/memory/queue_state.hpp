@@ -490,6 +490,8 @@ class queue_state : public std::enable_shared_from_this<queue_state> {
   /// Which limit has_room() is short of: the count when it is reached, else the bytes.
   bool full_by_count() const noexcept { return main_.items.size() >= max_size_; }
   std::uint64_t max_bytes() const noexcept { return max_bytes_; }
+  /// What its messages and its dead-letter queue's count against the byte budget (mutex held).
+  std::uint64_t held_bytes() const noexcept { return bytes_ + dlq_bytes_; }
   /// The count limit in force: the queue's own max_size, else the provider's max_queue_size.
   std::size_t max_size() const noexcept { return max_size_; }
   /// Room for one more message in the dead-letter queue. Without it nothing moves there: an

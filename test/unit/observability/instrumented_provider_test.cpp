@@ -98,6 +98,73 @@ TEST_F(InstrumentedProvider, RecordsEveryOperationWithQueueProviderAndOperationL
   EXPECT_DOUBLE_EQ(m.queue_depth.with({"orders", "memory", "dead_lettered"}).value(), 1.0);
 }
 
+// What the embedded provider holds is a gauge brought up to date at each exposition: dead-letter
+// queues included, down again as messages are completed; a byte budget adds its limit, and
+// without one there is no limit series.
+TEST_F(InstrumentedProvider, ExposesTheBytesTheEmbeddedProviderHolds) {
+  const auto held = [&] {
+    reg.expose();
+    return m.memory_held.with({"memory"}).value();
+  };
+  EXPECT_DOUBLE_EQ(held(), 0.0);
+  std::vector<message> batch(3);
+  for (auto& msg : batch) msg.body = std::string(100, 'x');
+  const auto each = static_cast<double>(memory::accounted_bytes(batch[0]));
+  ASSERT_TRUE(run(io, client->send_batch(orders, std::move(batch))));
+  EXPECT_DOUBLE_EQ(held(), 3 * each);
+
+  auto got = run(io, client->receive(orders, 3, 1s)).value();
+  ASSERT_EQ(got.size(), 3u);
+  EXPECT_DOUBLE_EQ(held(), 3 * each) << "a locked message is still held";
+  ASSERT_TRUE(run(io, client->complete(got[0].receipt)));
+  ASSERT_TRUE(run(io, client->dead_letter(got[1].receipt, "bad", "test")));
+  EXPECT_DOUBLE_EQ(held(), 2 * each) << "the dead-letter queue's message counts";
+  ASSERT_TRUE(run(io, client->complete(got[2].receipt)));
+  EXPECT_DOUBLE_EQ(held(), each);
+  EXPECT_EQ(reg.expose().find("queue_runtime_memory_limit_bytes{"), std::string::npos)
+      << "no budget, no limit series";
+  ASSERT_TRUE(run(io, client->delete_queue(orders)));
+  EXPECT_DOUBLE_EQ(held(), 0.0) << "a deleted queue's messages are gone";
+
+  registry budget_reg;
+  runtime_metrics budget_m{budget_reg};
+  auto opts = memory::options::for_testing();
+  opts.queues = {"orders"};
+  opts.max_memory_bytes = 1 << 20;
+  auto budgeted = memory::make_provider(opts, io.get_executor()).value();
+  queue_client budget_client(instrument(budgeted, budget_m));
+  message one;
+  one.body = std::string(100, 'y');
+  ASSERT_TRUE(run(io, budget_client.send(orders, one)));
+  const auto text = budget_reg.expose();
+  EXPECT_NE(text.find("queue_runtime_memory_limit_bytes{provider=\"memory\"} 1048576"),
+            std::string::npos)
+      << text;
+  EXPECT_DOUBLE_EQ(budget_m.memory_held.with({"memory"}).value(), each);
+  run(io, budgeted->close());
+}
+
+// A provider whose messages live in a broker keeps none here: no memory series at all.
+TEST(InstrumentedProviderMemory, AProviderWithoutMemoryStatsAddsNoSeries) {
+  boost::asio::io_context io;
+  registry reg;
+  runtime_metrics m{reg};
+  auto opts = memory::options::for_testing();
+  opts.queues = {"orders"};
+  auto raw = memory::make_provider(opts, io.get_executor()).value();
+  struct broker_like final : test::forwarding_provider {
+    using forwarding_provider::forwarding_provider;
+    std::optional<memory_stats> memory() const override { return std::nullopt; }
+  };
+  queue_client client(instrument(std::make_shared<broker_like>(raw), m));
+  message msg;
+  msg.body = "x";
+  ASSERT_TRUE(run(io, client.send(queue_name::from("orders"), msg)));
+  const auto text = reg.expose();
+  EXPECT_EQ(text.find("queue_runtime_memory_held_bytes{"), std::string::npos) << text;
+  run(io, raw->close());
+}
+
 // Past 64 queues, further queues share the series labelled queue="other" (ADR 0070). Their
 // messages are settled against that series too: what is received and completed there leaves
 // nothing in flight, and nothing is taken off the "unknown" series, which no queue owns.

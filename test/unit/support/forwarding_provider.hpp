@@ -17,6 +17,7 @@ class forwarding_provider : public qrt::provider {
   std::string_view name() const noexcept override { return inner_->name(); }
   const qrt::capabilities& caps() const noexcept override { return inner_->caps(); }
   qrt::connection_stats connections() const noexcept override { return inner_->connections(); }
+  std::optional<qrt::memory_stats> memory() const override { return inner_->memory(); }
   qrt::awaitable<qrt::result<void>> create_queue(const qrt::queue_name& q,
                                                  const qrt::queue_options& o) override {
     return inner_->create_queue(q, o);
