@@ -15,14 +15,18 @@
 
 namespace qrt {
 
-/// How many threads a runtime runs. Asio has no separate blocking pool or per-thread stack
-/// size, so only what maps onto an io_context is configured.
+/// How many threads a runtime runs, and how large their stacks are. qrt starts the threads
+/// itself, so it sets their stack size; there is no blocking pool to size (Asio has none, and
+/// handlers run on these threads), see docs/adr/0061-processor-handlers.md.
 struct runtime_configuration {
   std::size_t worker_threads = 1;  ///< threads running the io_context (at least 1)
+  /// Bytes of stack each worker thread gets; 0: the platform's default. A coroutine's frame
+  /// lives on the heap, so this bounds only what a handler puts on the stack synchronously.
+  std::size_t thread_stack_size = 0;
 
-  /// One thread per hardware thread.
+  /// One thread per hardware thread, 2 MiB of stack each.
   static runtime_configuration for_high_throughput();
-  /// Two threads.
+  /// Two threads, 1 MiB of stack each.
   static runtime_configuration for_low_resource();
   /// From a provider's configuration: `worker_threads` where present (one of qrt::runtime_keys,
   /// which every provider's configuration accepts and checks), else one thread per hardware
@@ -37,7 +41,11 @@ struct runtime_configuration {
 class runtime {
  public:
   /// Starts config.worker_threads threads (at least one) running the io_context, each named
-  /// `qrt-worker` (as `top -H`, `perf` and debuggers show it).
+  /// `qrt-worker` (as `top -H`, `perf` and debuggers show it) and with config.thread_stack_size
+  /// bytes of stack (0: the platform's default). A thread that cannot be started (a stack size
+  /// the platform refuses, too little memory, too many threads) throws qrt::exception
+  /// (invalid_argument for a stack size below the platform's least, else provider_error),
+  /// after the threads already started are stopped and joined.
   explicit runtime(runtime_configuration config = {});
   ~runtime();
   runtime(const runtime&) = delete;
@@ -62,9 +70,12 @@ class runtime {
  private:
   void join();
 
+  /// One worker thread: its platform handle, kept out of this header (runtime.cpp).
+  struct worker;
+
   boost::asio::io_context io_;
   std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> guard_;
-  std::vector<std::thread> threads_;
+  std::vector<std::unique_ptr<worker>> threads_;
 };
 
 }  // namespace qrt

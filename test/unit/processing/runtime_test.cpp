@@ -3,7 +3,9 @@
 #include <pthread.h>
 
 #include <boost/asio/post.hpp>
+#include <climits>
 #include <condition_variable>
+#include <limits>
 #include <mutex>
 #include <qrt/runtime.hpp>
 #include <set>
@@ -11,10 +13,63 @@
 #include <string>
 #include <thread>
 
+namespace {
+
+constexpr std::size_t mib = std::size_t{1} << 20;
+
+// The stack size of the worker thread that runs it, as the thread library reports it.
+qrt::awaitable<std::size_t> own_stack_size() {
+  pthread_attr_t attr;
+  if (::pthread_getattr_np(::pthread_self(), &attr) != 0) co_return 0;
+  std::size_t size = 0;
+  if (::pthread_attr_getstacksize(&attr, &size) != 0) size = 0;
+  ::pthread_attr_destroy(&attr);
+  co_return size;
+}
+
+}  // namespace
+
 TEST(Runtime, PresetsHaveTheirDocumentedValues) {
   EXPECT_EQ(qrt::runtime_configuration::for_low_resource().worker_threads, 2u);
+  EXPECT_EQ(qrt::runtime_configuration::for_low_resource().thread_stack_size, 1 * mib);
   EXPECT_EQ(qrt::runtime_configuration::for_high_throughput().worker_threads,
             std::max(1u, std::thread::hardware_concurrency()));
+  EXPECT_EQ(qrt::runtime_configuration::for_high_throughput().thread_stack_size, 2 * mib);
+  EXPECT_EQ(qrt::runtime_configuration{}.thread_stack_size, 0u);
+}
+
+// The configured stack size is the one the workers really have: each size is chosen to differ
+// from the platform's default (8 MiB with glibc, or whatever a ulimit set), and a task reads
+// its own thread's stack size back.
+TEST(Runtime, WorkersHaveTheConfiguredStackSize) {
+  for (std::size_t size : {1 * mib, 2 * mib, 3 * mib}) {
+    qrt::runtime rt({.worker_threads = 2, .thread_stack_size = size});
+    EXPECT_EQ(rt.block_on(own_stack_size()), size);
+    rt.stop();
+  }
+}
+
+// A stack size the platform cannot give is an error of the constructor (not a crash, not a
+// thread with some other stack); a runtime made afterwards works.
+TEST(Runtime, AStackSizeThatCannotBeHadIsRefused) {
+  const std::size_t tiny = static_cast<std::size_t>(PTHREAD_STACK_MIN) - 1;
+  try {
+    qrt::runtime rt({.worker_threads = 2, .thread_stack_size = tiny});
+    ADD_FAILURE() << "a runtime started threads with a stack of " << tiny << " bytes";
+  } catch (const qrt::exception& e) {
+    EXPECT_EQ(e.get().code, qrt::errc::invalid_argument);
+    EXPECT_NE(e.get().message.find("thread_stack_size"), std::string::npos) << e.what();
+  }
+  // More address space than there is: the first thread cannot be started.
+  const std::size_t huge = std::numeric_limits<std::size_t>::max() / 2;
+  try {
+    qrt::runtime rt({.worker_threads = 2, .thread_stack_size = huge});
+    ADD_FAILURE() << "a runtime started threads with a stack of " << huge << " bytes";
+  } catch (const qrt::exception& e) {
+    EXPECT_NE(e.get().message.find("thread_stack_size"), std::string::npos) << e.what();
+  }
+  qrt::runtime rt({.worker_threads = 1});
+  EXPECT_EQ(rt.block_on([]() -> qrt::awaitable<int> { co_return 7; }()), 7);
 }
 
 // The configured worker count is real: N tasks that each wait for all N to be running at once
