@@ -28,10 +28,10 @@ struct runtime_configuration {
   static runtime_configuration for_high_throughput();
   /// Two threads, 1 MiB of stack each.
   static runtime_configuration for_low_resource();
-  /// From a provider's configuration: `worker_threads` where present (one of qrt::runtime_keys,
-  /// which every provider's configuration accepts and checks), else one thread per hardware
-  /// thread with preset=high_throughput, else one. A malformed value is a configuration_error
-  /// naming the key.
+  /// From a provider's configuration: `worker_threads` and `thread_stack_size` (bytes) where
+  /// present (qrt::runtime_keys, which every provider's configuration accepts and checks), else
+  /// the preset's with preset=high_throughput, else one thread with the platform's stack size. A
+  /// malformed or out-of-range value is a configuration_error naming the key and the value.
   static result<runtime_configuration> from_config(const config& cfg);
 };
 

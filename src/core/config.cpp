@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 #include <charconv>
+#include <climits>  // PTHREAD_STACK_MIN
 #include <cmath>
 #include <cstdlib>
 #include <iostream>
@@ -423,11 +424,18 @@ result<void> check_runtime_keys(const config& cfg) {
 
 namespace detail {
 
-result<void> check_runtime_key(const config& cfg, std::string_view key) {
-  // worker_threads, the only one.
-  if (auto threads = cfg.get_uint(key, 1, 1, most_worker_threads); !threads) {
-    return threads.error();
+result<std::uint64_t> read_runtime_key(const config& cfg, std::string_view key,
+                                       std::uint64_t fallback) {
+  if (key == "thread_stack_size") {
+    // A plain byte count; below the platform's least, no thread could be started with it.
+    return cfg.get_uint(key, fallback, static_cast<std::uint64_t>(PTHREAD_STACK_MIN),
+                        most_thread_stack_size);
   }
+  return cfg.get_uint(key, fallback, 1, most_worker_threads);  // worker_threads
+}
+
+result<void> check_runtime_key(const config& cfg, std::string_view key) {
+  if (auto v = read_runtime_key(cfg, key, 0); !v) return v.error();
   return {};
 }
 

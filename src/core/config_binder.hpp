@@ -43,9 +43,16 @@ result<std::size_t> pick_name(std::string_view key, std::string_view value,
 result<void> check_processing_key(const config& cfg, std::string_view key);
 /// Checks one of qrt::runtime_keys the way check_runtime_keys() does.
 result<void> check_runtime_key(const config& cfg, std::string_view key);
-/// The most worker_threads a configuration may ask for: the bound the providers check the key
-/// against and runtime_configuration::from_config reads it with.
+/// Reads one of qrt::runtime_keys within its bounds (`fallback` when absent): the one reading
+/// the providers check the key with and runtime_configuration::from_config takes it from.
+result<std::uint64_t> read_runtime_key(const config& cfg, std::string_view key,
+                                       std::uint64_t fallback);
+/// The most worker_threads a configuration may ask for.
 inline constexpr std::uint64_t most_worker_threads = 1024;
+/// The largest thread_stack_size a configuration may ask for (1 GiB): a stack that large is a
+/// mistake (a size meant in KiB written in bytes is small, not this), and each worker would
+/// reserve that much address space. The least is the platform's (PTHREAD_STACK_MIN).
+inline constexpr std::uint64_t most_thread_stack_size = std::uint64_t{1} << 30;
 
 /// The type of the field a `Field` (see config_binder) reaches.
 template <class Options, class Field>

@@ -31,9 +31,12 @@ result<runtime_configuration> runtime_configuration::from_config(const config& c
   auto preset = cfg.get_string("preset", std::string());
   if (!preset) return preset.error();
   if (*preset == "high_throughput") out = for_high_throughput();
-  auto threads = cfg.get_uint("worker_threads", out.worker_threads, 1, detail::most_worker_threads);
+  auto threads = detail::read_runtime_key(cfg, "worker_threads", out.worker_threads);
   if (!threads) return threads.error();
   out.worker_threads = *threads;
+  auto stack = detail::read_runtime_key(cfg, "thread_stack_size", out.thread_stack_size);
+  if (!stack) return stack.error();
+  out.thread_stack_size = *stack;
   return out;
 }
 

@@ -20,12 +20,13 @@
 //   from the environment, which it ignores;
 // - check_processing_keys accepts exactly the configurations whose processing keys read in their
 //   documented ranges, and a refusal names the key that does not; check_runtime_keys the same
-//   for worker_threads.
+//   for worker_threads and thread_stack_size.
 #include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
 #include <chrono>
+#include <climits>
 #include <cstdio>
 #include <cstdlib>
 #include <qrt/config.hpp>
@@ -270,17 +271,25 @@ void check_processing(const config& c) {
 }
 
 // The runtime's keys, which every provider's configuration may carry: accepted exactly when
-// worker_threads is absent or a whole number of threads from 1 to 1024, and a refusal names it.
+// worker_threads is absent or a whole number of threads from 1 to 1024 and thread_stack_size is
+// absent or a byte count from PTHREAD_STACK_MIN to 1 GiB, and a refusal names one that is not.
 void check_runtime(const config& c) {
   const auto r = qrt::check_runtime_keys(c);
-  const bool threads_read =
-      !c.contains("worker_threads") || c.get_uint("worker_threads", 1, 1, 1024).has_value();
-  QRT_FUZZ_CHECK(r.has_value() == threads_read,
-                 "runtime keys are accepted exactly when worker_threads reads in 1-1024");
+  std::vector<std::string_view> bad;
+  if (!c.get_uint("worker_threads", 1, 1, 1024)) bad.push_back("worker_threads");
+  if (!c.get_uint("thread_stack_size", PTHREAD_STACK_MIN, PTHREAD_STACK_MIN, 1u << 30)) {
+    bad.push_back("thread_stack_size");
+  }
+  QRT_FUZZ_CHECK(r.has_value() == bad.empty(),
+                 "runtime keys are accepted exactly when each reads in its range");
   if (r) return;
   qrt::fuzz::check_refusal(r.error(), errc::configuration_error);
-  QRT_FUZZ_CHECK(r.error().message.find("field 'worker_threads'") != std::string::npos,
-                 "a refusal of the runtime keys names worker_threads");
+  QRT_FUZZ_CHECK(std::any_of(bad.begin(), bad.end(),
+                             [&](std::string_view key) {
+                               return r.error().message.find("field '" + std::string(key) + "'") !=
+                                      std::string::npos;
+                             }),
+                 "a refusal of the runtime keys names one that does not read");
 }
 
 // The keys of `c` that came from environment variables, read back from the variables' names.

@@ -221,6 +221,7 @@ const binder& keys() {
           "an AMQP lock lasts as long as the link, so the processor renews nothing here: "
           "accepted so one config serves every provider"),
       binder::runtime("worker_threads"),
+      binder::runtime("thread_stack_size"),
       binder::text("address_prefix", &options::address_prefix,
                    "prepended to queue names to form link addresses"),
       binder::text("declare_prefix", &options::declare_prefix,

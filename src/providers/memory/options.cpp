@@ -125,6 +125,7 @@ const binder& keys() {
       binder::processing("prefetch_count"),
       binder::processing("max_auto_lock_renewal_duration"),
       binder::runtime("worker_threads"),
+      binder::runtime("thread_stack_size"),
   };
   return table;
 }

@@ -88,6 +88,7 @@ const binder& keys() {
                       "processor's prefetch_count)"),
       binder::processing("max_auto_lock_renewal_duration"),
       binder::runtime("worker_threads"),
+      binder::runtime("thread_stack_size"),
       binder::duration("token_lifetime", &options::token_lifetime,
                        "lifetime of the SAS tokens qrt signs (replaced at 80%)",
                        {std::chrono::minutes(1)}),

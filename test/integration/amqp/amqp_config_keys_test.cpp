@@ -339,6 +339,17 @@ class AmqpConfigKey : public ::testing::TestWithParam<key_row> {
     qrt::test::expect_a_runtime_of_three_threads_from(cfg);
   }
 
+  void thread_stack_size_key() {
+    // Only checked by the provider, like worker_threads; the runtime's threads get the stack.
+    const std::size_t size = qrt::test::a_stack_size_above_the_default();
+    const auto cfg = rabbit_config({{"thread_stack_size", std::to_string(size)}});
+    (void)make(cfg);
+    qrt::test::expect_a_runtime_with_stacks_of(cfg, size);
+    auto refused = qrt::amqp::options_from_config(rabbit_config({{"thread_stack_size", "1024"}}));
+    ASSERT_FALSE(refused);
+    EXPECT_NE(refused.error().message.find("thread_stack_size"), std::string::npos);
+  }
+
   void max_concurrent_calls_key() {
     // A processor built from the config runs at most that many handlers at once.
     const auto cfg = rabbit_config({{"max_concurrent_calls", "2"}});
@@ -664,6 +675,7 @@ const key_row rows[] = {
     {"prefetch_count", &AmqpConfigKey::prefetch_count_key},
     {"max_auto_lock_renewal_duration", &AmqpConfigKey::max_auto_lock_renewal_duration_key},
     {"worker_threads", &AmqpConfigKey::worker_threads_key},
+    {"thread_stack_size", &AmqpConfigKey::thread_stack_size_key},
     {"address_prefix", &AmqpConfigKey::address_prefix_key},
     {"declare_prefix", &AmqpConfigKey::declare_prefix_key},
     {"topic_prefix", &AmqpConfigKey::topic_prefix_key},

@@ -399,6 +399,17 @@ void worker_threads_key() {
   qrt::test::expect_a_runtime_of_three_threads_from(cfg);
 }
 
+void thread_stack_size_key() {
+  // Only checked by the provider, like worker_threads; the runtime's threads get the stack.
+  const std::size_t size = qrt::test::a_stack_size_above_the_default();
+  const auto cfg = peer_config({{"thread_stack_size", std::to_string(size)}});
+  auto c = open(cfg);
+  qrt::test::expect_a_runtime_with_stacks_of(cfg, size);
+  auto refused = try_open(peer_config({{"thread_stack_size", "1024"}}));
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().message.find("thread_stack_size"), std::string::npos);
+}
+
 void max_concurrent_calls_key() {
   // A processor built from the config runs at most that many handlers at once.
   const auto cfg = peer_config({{"max_concurrent_calls", "2"}});
@@ -602,6 +613,7 @@ const key_row rows[] = {
     {"prefetch_count", prefetch_count_key},
     {"max_auto_lock_renewal_duration", max_auto_lock_renewal_duration_key},
     {"worker_threads", worker_threads_key},
+    {"thread_stack_size", thread_stack_size_key},
     {"token_lifetime", token_lifetime_key},
     {"operation_timeout", operation_timeout_key},
     {"max_message_bytes", max_message_bytes_key},

@@ -351,6 +351,17 @@ class SqsConfigKey : public qrt::test::sqs_fixture, public ::testing::WithParamI
     qrt::test::expect_a_runtime_of_three_threads_from(cfg);
   }
 
+  void thread_stack_size_key() {
+    // Only checked by the provider, like worker_threads; the runtime's threads get the stack.
+    const std::size_t size = qrt::test::a_stack_size_above_the_default();
+    const auto cfg = with(emulator(), {{"thread_stack_size", std::to_string(size)}});
+    ASSERT_TRUE(from(cfg));
+    qrt::test::expect_a_runtime_with_stacks_of(cfg, size);
+    auto refused = sqs::options_from_config(with(emulator(), {{"thread_stack_size", "1024"}}));
+    ASSERT_FALSE(refused);
+    EXPECT_NE(refused.error().message.find("thread_stack_size"), std::string::npos);
+  }
+
   void max_concurrent_calls_key() {
     // A processor from the config runs at most that many handlers at once.
     const auto q = create("keys-calls");
@@ -893,6 +904,7 @@ const key_row rows[] = {
     {"prefetch_count", &SqsConfigKey::prefetch_count_key},
     {"max_auto_lock_renewal_duration", &SqsConfigKey::max_auto_lock_renewal_duration_key},
     {"worker_threads", &SqsConfigKey::worker_threads_key},
+    {"thread_stack_size", &SqsConfigKey::thread_stack_size_key},
 };
 
 }  // namespace

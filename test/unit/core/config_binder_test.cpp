@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <climits>
 #include <cstdint>
 #include <optional>
 #include <qrt/config.hpp>
@@ -218,6 +219,20 @@ TEST(ConfigBinder, TheRuntimeKeysAreCheckedAsTheTableChecksThem) {
     ASSERT_FALSE(r) << bad;
     EXPECT_EQ(r.error().code, errc::configuration_error);
     EXPECT_NE(r.error().message.find("'worker_threads'"), std::string::npos) << r.error().message;
+  }
+  // A stack size is a plain byte count from the platform's least to 1 GiB.
+  const std::string least = std::to_string(PTHREAD_STACK_MIN);
+  EXPECT_TRUE(qrt::check_runtime_keys(config{{"thread_stack_size", least}}));
+  EXPECT_TRUE(qrt::check_runtime_keys(config{{"thread_stack_size", "1073741824"}}));
+  for (const std::string& bad :
+       {std::to_string(PTHREAD_STACK_MIN - 1), std::string("0"), std::string("1073741825"),
+        std::string("2MiB"), std::string("-1")}) {
+    auto r = qrt::check_runtime_keys(config{{"thread_stack_size", bad}});
+    ASSERT_FALSE(r) << bad;
+    EXPECT_EQ(r.error().code, errc::configuration_error);
+    EXPECT_NE(r.error().message.find("'thread_stack_size'"), std::string::npos)
+        << r.error().message;
+    EXPECT_NE(r.error().message.find(bad), std::string::npos) << r.error().message;
   }
 }
 

@@ -13,18 +13,14 @@
 #include <string>
 #include <thread>
 
+#include "../support/runtime_key.hpp"
+
 namespace {
 
 constexpr std::size_t mib = std::size_t{1} << 20;
 
-// The stack size of the worker thread that runs it, as the thread library reports it.
 qrt::awaitable<std::size_t> own_stack_size() {
-  pthread_attr_t attr;
-  if (::pthread_getattr_np(::pthread_self(), &attr) != 0) co_return 0;
-  std::size_t size = 0;
-  if (::pthread_attr_getstacksize(&attr, &size) != 0) size = 0;
-  ::pthread_attr_destroy(&attr);
-  co_return size;
+  co_return qrt::test::own_stack_size();
 }
 
 }  // namespace
@@ -38,14 +34,44 @@ TEST(Runtime, PresetsHaveTheirDocumentedValues) {
   EXPECT_EQ(qrt::runtime_configuration{}.thread_stack_size, 0u);
 }
 
-// The configured stack size is the one the workers really have: each size is chosen to differ
-// from the platform's default (8 MiB with glibc, or whatever a ulimit set), and a task reads
-// its own thread's stack size back.
+// The configured stack size is the one the workers really have: the size is above the
+// platform's default, so a worker started without it would be seen short; a task reads its own
+// thread's stack size back.
 TEST(Runtime, WorkersHaveTheConfiguredStackSize) {
-  for (std::size_t size : {1 * mib, 2 * mib, 3 * mib}) {
-    qrt::runtime rt({.worker_threads = 2, .thread_stack_size = size});
-    EXPECT_EQ(rt.block_on(own_stack_size()), size);
-    rt.stop();
+  const std::size_t size = qrt::test::a_stack_size_above_the_default();
+  qrt::runtime rt({.worker_threads = 2, .thread_stack_size = size});
+  EXPECT_TRUE(qrt::test::has_the_stack_asked_for(rt.block_on(own_stack_size()), size));
+  rt.stop();
+}
+
+// The stack size comes from a provider's configuration too, as a plain byte count; a value no
+// thread could have, or a typo, is refused naming the key and the value.
+TEST(Runtime, StackSizeComesFromTheConfiguration) {
+  const std::size_t size = qrt::test::a_stack_size_above_the_default();
+  qrt::test::expect_a_runtime_with_stacks_of(
+      qrt::config{{"provider", "memory"}, {"thread_stack_size", std::to_string(size)}}, size);
+
+  auto high = qrt::runtime_configuration::from_config(qrt::config{{"preset", "high_throughput"}});
+  ASSERT_TRUE(high) << high.error().to_string();
+  EXPECT_EQ(high->thread_stack_size, 2 * mib);
+  auto overridden = qrt::runtime_configuration::from_config(
+      qrt::config{{"preset", "high_throughput"}, {"thread_stack_size", "1048576"}});
+  ASSERT_TRUE(overridden) << overridden.error().to_string();
+  EXPECT_EQ(overridden->thread_stack_size, 1 * mib);
+  auto plain = qrt::runtime_configuration::from_config(qrt::config{{"provider", "memory"}});
+  ASSERT_TRUE(plain) << plain.error().to_string();
+  EXPECT_EQ(plain->thread_stack_size, 0u);
+
+  for (const std::string& bad : {std::to_string(PTHREAD_STACK_MIN - 1), std::string("1073741825"),
+                                 std::string("2M"), std::string("")}) {
+    auto refused = qrt::runtime_configuration::from_config(qrt::config{{"thread_stack_size", bad}});
+    ASSERT_FALSE(refused) << bad;
+    EXPECT_EQ(refused.error().code, qrt::errc::configuration_error);
+    EXPECT_NE(refused.error().message.find("thread_stack_size"), std::string::npos)
+        << refused.error().message;
+    if (!bad.empty()) {
+      EXPECT_NE(refused.error().message.find(bad), std::string::npos) << refused.error().message;
+    }
   }
 }
 

@@ -298,6 +298,18 @@ void worker_threads_key() {
       << refused.error().message;
 }
 
+void thread_stack_size_key() {
+  // Only checked by the provider, like worker_threads; the runtime's threads get the stack.
+  const std::size_t size = qrt::test::a_stack_size_above_the_default();
+  const config cfg{{"provider", "memory"}, {"thread_stack_size", std::to_string(size)}};
+  ASSERT_TRUE(qrt::memory::options_from_config(cfg));
+  qrt::test::expect_a_runtime_with_stacks_of(cfg, size);
+  auto refused = try_open({{"thread_stack_size", "1024"}});
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().message.find("thread_stack_size"), std::string::npos)
+      << refused.error().message;
+}
+
 // A processor over the provider built from `cfg`, its options from the same config.
 struct config_processor {
   explicit config_processor(const config& cfg, qrt::message_handler handler)
@@ -569,6 +581,7 @@ const key_row rows[] = {
     {"sync_interval", sync_interval_key},
     {"max_disk_bytes", max_disk_bytes_key},
     {"worker_threads", worker_threads_key},
+    {"thread_stack_size", thread_stack_size_key},
     {"channel_buffer_size", channel_buffer_size_key},
     {"receive_spin_us", receive_spin_us_key},
     {"max_message_bytes", max_message_bytes_key},
