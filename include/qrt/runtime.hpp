@@ -30,7 +30,8 @@ struct runtime_configuration {
   static runtime_configuration for_low_resource();
   /// From a provider's configuration: `worker_threads` and `thread_stack_size` (bytes) where
   /// present (qrt::runtime_keys, which every provider's configuration accepts and checks), else
-  /// the preset's with preset=high_throughput, else one thread with the platform's stack size. A
+  /// the preset's with preset=high_throughput or preset=low_resource (the preset every provider
+  /// accepts for the runtime alone), else one thread with the platform's stack size. A
   /// malformed or out-of-range value is a configuration_error naming the key and the value.
   static result<runtime_configuration> from_config(const config& cfg);
 };

@@ -47,6 +47,12 @@ result<void> check_runtime_key(const config& cfg, std::string_view key);
 /// the providers check the key with and runtime_configuration::from_config takes it from.
 result<std::uint64_t> read_runtime_key(const config& cfg, std::string_view key,
                                        std::uint64_t fallback);
+/// The preset every provider accepts beside its own: it selects
+/// runtime_configuration::for_low_resource() for the runtime built from the configuration and
+/// leaves the provider's and the processors' options as they are. The rule of the shared
+/// `preset` key: each reader (provider, processor, runtime) takes the names it has a preset for
+/// and leaves the others alone, and the provider refuses a name that no reader knows.
+inline constexpr std::string_view runtime_only_preset = "low_resource";
 /// The most worker_threads a configuration may ask for.
 inline constexpr std::uint64_t most_worker_threads = 1024;
 /// The largest thread_stack_size a configuration may ask for (1 GiB): a stack that large is a

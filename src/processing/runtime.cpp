@@ -30,7 +30,9 @@ result<runtime_configuration> runtime_configuration::from_config(const config& c
   runtime_configuration out;
   auto preset = cfg.get_string("preset", std::string());
   if (!preset) return preset.error();
+  // Other names are the provider's or the processor's presets; the provider refuses unknown ones.
   if (*preset == "high_throughput") out = for_high_throughput();
+  if (*preset == detail::runtime_only_preset) out = for_low_resource();
   auto threads = detail::read_runtime_key(cfg, "worker_threads", out.worker_threads);
   if (!threads) return threads.error();
   out.worker_threads = *threads;

@@ -175,15 +175,17 @@ const binder& keys() {
               o.prefetch = options::for_high_throughput().prefetch;
             } else if (name == "low_latency") {
               o.prefetch = options::for_low_latency().prefetch;
+            } else if (name == qrt::detail::runtime_only_preset) {
+              // Sizes the runtime only: the link credit stays.
             } else {
               return qrt::detail::config_field_error(
                   "preset", "unknown preset '" + std::string(name.substr(0, 64)) +
-                                "' (one of: high_throughput, low_latency)");
+                                "' (one of: high_throughput, low_latency, low_resource)");
             }
             return {};
           },
-          "high_throughput (link credit 50) or low_latency (link credit 1); prefetch overrides "
-          "it"),
+          "high_throughput (link credit 50), low_latency (link credit 1) or low_resource (the "
+          "credit unchanged; a runtime of two threads); prefetch overrides it"),
       binder::custom(
           "endpoint",
           [](std::string_view url, options& o) -> result<void> {

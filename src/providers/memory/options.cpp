@@ -55,16 +55,18 @@ const binder& keys() {
               o = options::for_high_throughput();
             } else if (name == "testing") {
               o = options::for_testing();
+            } else if (name == detail::runtime_only_preset) {
+              // Sizes the runtime only: the provider keeps its defaults.
             } else if (!name.empty()) {
               return detail::config_field_error(
                   "preset", "unknown preset '" + std::string(name.substr(0, 64)) +
-                                "' (one of: high_throughput, testing)");
+                                "' (one of: high_throughput, testing, low_resource)");
             }
             return {};
           },
           "high_throughput (10,000 messages per queue, 1,000 per call, a runtime "
           "thread per hardware thread) or testing (1,000 per queue, 100 per call, "
-          "one thread)"),
+          "one thread), or low_resource (the defaults; a runtime of two threads)"),
       binder::integer("max_queue_size", &options::max_queue_size, 1, 1u << 30,
                       "messages per queue; at the limit sends wait, then fail with queue_full"),
       binder::integer("max_dead_letter_queue_size", &options::max_dead_letter_queue_size, 1,

@@ -41,14 +41,17 @@ const binder& keys() {
               o = options::for_high_throughput();
             } else if (name == "low_latency") {
               o = options::for_low_latency();
+            } else if (name == qrt::detail::runtime_only_preset) {
+              // Sizes the runtime only: the provider keeps its defaults.
             } else if (!name.empty()) {
               return qrt::detail::config_field_error(
                   "preset", "unknown preset '" + std::string(name.substr(0, 64)) +
-                                "' (one of: high_throughput, low_latency)");
+                                "' (one of: high_throughput, low_latency, low_resource)");
             }
             return {};
           },
-          "high_throughput (prefetch 50) or low_latency (prefetch 1)"),
+          "high_throughput (prefetch 50), low_latency (prefetch 1) or low_resource (the "
+          "defaults; a runtime of two threads)"),
       binder::text("connection_string", &options::connection_string,
                    "Endpoint=sb://NAMESPACE/ with SharedAccessKeyName and SharedAccessKey (or "
                    "SharedAccessSignature, or UseDevelopmentEmulator=true); required; secret"),

@@ -45,15 +45,18 @@ const binder& keys() {
               o = options::for_high_throughput();
             } else if (name == "cost_optimization") {
               o = options::for_cost_optimization();
+            } else if (name == qrt::detail::runtime_only_preset) {
+              // Sizes the runtime only: the provider keeps its defaults.
             } else {
               return qrt::detail::config_field_error(
                   "preset", "unknown preset '" + std::string(name.substr(0, 64)) +
-                                "' (one of: high_throughput, cost_optimization)");
+                                "' (one of: high_throughput, cost_optimization, low_resource)");
             }
             return {};
           },
           "high_throughput (10 per call, long polls, 5-minute visibility, attempt "
-          "ids) or cost_optimization (long polls, 30 s visibility)"),
+          "ids), cost_optimization (long polls, 30 s visibility) or low_resource (the "
+          "defaults; a runtime of two threads)"),
       binder::text("region", &options::region,
                    "empty: AWS_REGION, AWS_DEFAULT_REGION, the profile's region, else us-east-1"),
       binder::text("endpoint", &options::endpoint,

@@ -75,6 +75,27 @@ TEST(Runtime, StackSizeComesFromTheConfiguration) {
   }
 }
 
+// Both runtime presets come from the shared `preset` key; a name that is some provider's or
+// processor's preset leaves the runtime at its defaults (the provider refuses unknown names).
+TEST(Runtime, PresetsComeFromTheConfiguration) {
+  auto low = qrt::runtime_configuration::from_config(qrt::config{{"preset", "low_resource"}});
+  ASSERT_TRUE(low) << low.error().to_string();
+  EXPECT_EQ(low->worker_threads, 2u);
+  EXPECT_EQ(low->thread_stack_size, 1 * mib);
+  auto tuned = qrt::runtime_configuration::from_config(
+      qrt::config{{"preset", "low_resource"}, {"worker_threads", "3"}});
+  ASSERT_TRUE(tuned) << tuned.error().to_string();
+  EXPECT_EQ(tuned->worker_threads, 3u);
+  EXPECT_EQ(tuned->thread_stack_size, 1 * mib);
+  auto other = qrt::runtime_configuration::from_config(qrt::config{{"preset", "low_latency"}});
+  ASSERT_TRUE(other) << other.error().to_string();
+  EXPECT_EQ(other->worker_threads, 1u);
+  EXPECT_EQ(other->thread_stack_size, 0u);
+  qrt::runtime rt(*low);
+  EXPECT_EQ(rt.worker_threads(), 2u);
+  EXPECT_TRUE(qrt::test::has_the_stack_asked_for(rt.block_on(own_stack_size()), 1 * mib));
+}
+
 // A stack size the platform cannot give is an error of the constructor (not a crash, not a
 // thread with some other stack); a runtime made afterwards works.
 TEST(Runtime, AStackSizeThatCannotBeHadIsRefused) {

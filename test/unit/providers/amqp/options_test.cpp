@@ -235,3 +235,24 @@ TEST(amqp_options, an_endpoint_decides_tls_and_tls_settings_beside_amqp_are_refu
 }
 
 }  // namespace
+
+// preset=low_resource sizes only the runtime built from the configuration (two threads, 1 MiB
+// stacks): the provider accepts it and keeps its link credit, where an unknown preset is
+// refused.
+TEST(amqp_options, the_low_resource_preset_sizes_the_runtime_only) {
+  const qrt::config cfg{{"provider", "amqp"}, {"preset", "low_resource"}};
+  auto o = qrt::amqp::options_from_config(cfg);
+  ASSERT_TRUE(o) << o.error().to_string();
+  EXPECT_EQ(o->prefetch, qrt::amqp::options{}.prefetch);
+  auto rt = qrt::runtime_configuration::from_config(cfg);
+  ASSERT_TRUE(rt) << rt.error().to_string();
+  EXPECT_EQ(rt->worker_threads, 2u);
+  EXPECT_EQ(rt->thread_stack_size, std::size_t{1} << 20);
+  EXPECT_EQ(qrt::processor_options::from_config(cfg).value().max_concurrent_calls,
+            qrt::processor_options{}.max_concurrent_calls);
+  auto unknown =
+      qrt::amqp::options_from_config(qrt::config{{"provider", "amqp"}, {"preset", "low_res"}});
+  ASSERT_FALSE(unknown);
+  EXPECT_NE(unknown.error().message.find("'low_res'"), std::string::npos)
+      << unknown.error().message;
+}

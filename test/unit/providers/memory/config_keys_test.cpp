@@ -97,10 +97,21 @@ void preset_key() {
   EXPECT_EQ(qrt::runtime_configuration::from_config(high).value().worker_threads,
             std::max(1u, std::thread::hardware_concurrency()));
   EXPECT_EQ(qrt::processor_options::from_config(high).value().max_concurrent_calls, 32u);
-  // Anything else is refused, naming the key.
+  // low_resource: the provider keeps its defaults (testing would move 100 messages per call),
+  // and the runtime from the same configuration is the low-resource one.
+  const config low{{"provider", "memory"}, {"preset", "low_resource"}};
+  ASSERT_TRUE(qrt::memory::options_from_config(low));
+  EXPECT_EQ(qrt::memory::options_from_config(low).value().channel_buffer_size,
+            qrt::memory::options{}.channel_buffer_size);
+  auto low_runtime = qrt::runtime_configuration::from_config(low);
+  ASSERT_TRUE(low_runtime) << low_runtime.error().to_string();
+  EXPECT_EQ(low_runtime->worker_threads, 2u);
+  EXPECT_EQ(low_runtime->thread_stack_size, std::size_t{1} << 20);
+  // Anything else is refused, naming the key and the value.
   auto bad = try_open({{"preset", "fastest"}});
   ASSERT_FALSE(bad);
   EXPECT_NE(bad.error().message.find("preset"), std::string::npos);
+  EXPECT_NE(bad.error().message.find("'fastest'"), std::string::npos);
 }
 
 void max_queue_size_key() {

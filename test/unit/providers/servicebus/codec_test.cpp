@@ -808,6 +808,25 @@ TEST(ServiceBusOptions, AMalformedProcessingKeyIsRefusedByTheProvider) {
   }
 }
 
+// preset=low_resource sizes only the runtime built from the configuration (two threads, 1 MiB
+// stacks): the provider accepts it and keeps its defaults, where an unknown preset is refused.
+TEST(ServiceBusOptions, TheLowResourcePresetSizesTheRuntimeOnly) {
+  const qrt::config cfg{
+      {"provider", "servicebus"}, {"connection_string", peer_cs}, {"preset", "low_resource"}};
+  auto o = qrt::servicebus::options_from_config(cfg);
+  ASSERT_TRUE(o) << o.error().to_string();
+  EXPECT_EQ(o->prefetch_count, qrt::servicebus::options{}.prefetch_count);
+  auto rt = qrt::runtime_configuration::from_config(cfg);
+  ASSERT_TRUE(rt) << rt.error().to_string();
+  EXPECT_EQ(rt->worker_threads, 2u);
+  EXPECT_EQ(rt->thread_stack_size, std::size_t{1} << 20);
+  auto unknown =
+      qrt::servicebus::options_from_config({{"connection_string", peer_cs}, {"preset", "low_res"}});
+  ASSERT_FALSE(unknown);
+  EXPECT_NE(unknown.error().message.find("'low_res'"), std::string::npos)
+      << unknown.error().message;
+}
+
 // One configuration describes the client and the runtime it runs on: the provider accepts the
 // runtime's key and checks it (so a bad value fails when the client is made), and the runtime
 // reads it. Before, the provider refused worker_threads as unknown.

@@ -152,3 +152,21 @@ TEST(SqsOptions, OptionsOutsideTheirBoundsAreRefusedByMakeProvider) {
   }
   EXPECT_TRUE(sqs::make_provider(base(), io.get_executor()));
 }
+
+// preset=low_resource sizes only the runtime built from the configuration (two threads, 1 MiB
+// stacks): the provider accepts it and keeps its defaults, where an unknown preset is refused.
+TEST(SqsOptions, TheLowResourcePresetSizesTheRuntimeOnly) {
+  const config cfg{{"provider", "sqs"}, {"region", "us-east-1"}, {"preset", "low_resource"}};
+  auto o = sqs::options_from_config(cfg);
+  ASSERT_TRUE(o) << o.error().to_string();
+  EXPECT_EQ(o->wait_time_seconds, sqs::options{}.wait_time_seconds);
+  EXPECT_EQ(o->visibility_timeout, sqs::options{}.visibility_timeout);
+  auto rt = runtime_configuration::from_config(cfg);
+  ASSERT_TRUE(rt) << rt.error().to_string();
+  EXPECT_EQ(rt->worker_threads, 2u);
+  EXPECT_EQ(rt->thread_stack_size, std::size_t{1} << 20);
+  auto unknown = sqs::options_from_config(config{{"provider", "sqs"}, {"preset", "low_res"}});
+  ASSERT_FALSE(unknown);
+  EXPECT_NE(unknown.error().message.find("'low_res'"), std::string::npos)
+      << unknown.error().message;
+}
