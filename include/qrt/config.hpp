@@ -114,11 +114,15 @@ std::optional<std::chrono::milliseconds> parse_duration(std::string_view text);
 
 /// The keys of a processor's settings that any provider's configuration may carry, so one
 /// config describes a client and its processor: max_concurrent_calls (1-10000), prefetch_count
-/// (0-100000) and max_auto_lock_renewal_duration (a duration). qrt::processor_options::
-/// from_config reads them; providers accept them and refuse a malformed value with this check,
-/// naming the key, so a bad value fails when the client is made, not later.
-inline constexpr std::string_view processing_keys[] = {"max_concurrent_calls", "prefetch_count",
-                                                       "max_auto_lock_renewal_duration"};
+/// (0-100000) and max_auto_lock_renewal_duration (a duration), which qrt::processor_options::
+/// from_config reads, and the session processor's max_concurrent_sessions (1-10000),
+/// session_idle_timeout and max_session_hold (durations), which
+/// qrt::session_processor_options::from_config reads with max_auto_lock_renewal_duration.
+/// Providers accept them and refuse a malformed value with this check, naming the key, so a bad
+/// value fails when the client is made, not later.
+inline constexpr std::string_view processing_keys[] = {
+    "max_concurrent_calls",    "prefetch_count",       "max_auto_lock_renewal_duration",
+    "max_concurrent_sessions", "session_idle_timeout", "max_session_hold"};
 /// Checks the processing keys present in `cfg` (configuration_error naming the key).
 result<void> check_processing_keys(const config& cfg);
 

@@ -68,11 +68,13 @@ struct session_processor_options {
   static session_processor_options for_low_latency();
   /// The session processing settings of a provider's configuration, as
   /// processor_options::from_config: `preset` (high_throughput or low_latency select the presets
-  /// above; other values are the provider's own), then max_auto_lock_renewal_duration (here the
-  /// session lock's renewal) where present. max_concurrent_calls and prefetch_count are not
+  /// above; other values are the provider's own), then, where present,
+  /// max_auto_lock_renewal_duration (here the session lock's renewal), max_concurrent_sessions
+  /// (1 to most_concurrent_sessions), session_idle_timeout and max_session_hold (durations, as
+  /// "30s"; a bare number is milliseconds). max_concurrent_calls and prefetch_count are not
   /// read: they size a plain processor's handlers and read-ahead, not sessions held or a
-  /// session's batch, and one config may serve both kinds; max_concurrent_sessions comes from
-  /// the preset or code. A malformed value is a configuration_error naming its key.
+  /// session's batch, and one config may serve both kinds. All are qrt::processing_keys, which
+  /// every provider accepts. A malformed value is a configuration_error naming its key.
   static result<session_processor_options> from_config(const config& cfg);
 };
 

@@ -444,8 +444,13 @@ result<void> check_processing_key(const config& cfg, std::string_view key) {
     if (auto calls = cfg.get_uint(key, 1, 1, 10'000); !calls) return calls.error();
   } else if (key == "prefetch_count") {
     if (auto prefetch = cfg.get_uint(key, 0, 0, 100'000); !prefetch) return prefetch.error();
-  } else if (auto renewal = cfg.get_duration(key, {}); !renewal) {
-    return renewal.error();
+  } else if (key == "max_concurrent_sessions") {
+    if (auto sessions = cfg.get_uint(key, 1, 1, most_concurrent_sessions); !sessions) {
+      return sessions.error();
+    }
+  } else if (auto duration = cfg.get_duration(key, {}); !duration) {
+    // max_auto_lock_renewal_duration, session_idle_timeout, max_session_hold
+    return duration.error();
   }
   return {};
 }

@@ -39,6 +39,9 @@ result<std::chrono::milliseconds> read_duration(const config& cfg, std::string_v
 /// The index of `value` in `names`, else an error naming the key, the value and the names.
 result<std::size_t> pick_name(std::string_view key, std::string_view value,
                               std::span<const std::string_view> names);
+/// The most max_concurrent_sessions a configuration may ask for: a worker each
+/// (qrt::session_processor_options::most_concurrent_sessions).
+inline constexpr std::uint64_t most_concurrent_sessions = 10'000;
 /// Checks one of qrt::processing_keys the way check_processing_keys() does.
 result<void> check_processing_key(const config& cfg, std::string_view key);
 /// Checks one of qrt::runtime_keys the way check_runtime_keys() does.
@@ -53,6 +56,10 @@ result<std::uint64_t> read_runtime_key(const config& cfg, std::string_view key,
 /// `preset` key: each reader (provider, processor, runtime) takes the names it has a preset for
 /// and leaves the others alone, and the provider refuses a name that no reader knows.
 inline constexpr std::string_view runtime_only_preset = "low_resource";
+/// How a provider's key table describes the session processor's processing keys.
+inline constexpr std::string_view session_key_doc =
+    "a setting of a qrt::session_processor built from this config "
+    "(session_processor_options::from_config); the provider only checks it";
 /// The most worker_threads a configuration may ask for.
 inline constexpr std::uint64_t most_worker_threads = 1024;
 /// The largest thread_stack_size a configuration may ask for (1 GiB): a stack that large is a

@@ -2,7 +2,13 @@
 // plain processor's (processor.cpp): same renewal and back-off where they mean the same.
 #include <qrt/session_processor.hpp>
 
+#include "core/config_binder.hpp"
+
 namespace qrt {
+
+static_assert(detail::most_concurrent_sessions ==
+                  session_processor_options::most_concurrent_sessions,
+              "the providers check max_concurrent_sessions against the processor's own bound");
 
 session_processor_options session_processor_options::for_high_throughput() {
   return {.max_concurrent_sessions = 32,
@@ -23,10 +29,22 @@ result<session_processor_options> session_processor_options::from_config(const c
   if (!preset) return preset.error();
   if (*preset == "high_throughput") o = for_high_throughput();
   if (*preset == "low_latency") o = for_low_latency();
+  // Read as processor_options::from_config reads its keys, within the bounds the providers
+  // check them with (check_processing_keys()).
   auto renewal =
       cfg.get_duration("max_auto_lock_renewal_duration", o.max_auto_lock_renewal_duration);
   if (!renewal) return renewal.error();
   o.max_auto_lock_renewal_duration = *renewal;
+  auto sessions = cfg.get_uint("max_concurrent_sessions", o.max_concurrent_sessions, 1,
+                               detail::most_concurrent_sessions);
+  if (!sessions) return sessions.error();
+  o.max_concurrent_sessions = *sessions;
+  auto idle = cfg.get_duration("session_idle_timeout", o.session_idle_timeout);
+  if (!idle) return idle.error();
+  o.session_idle_timeout = *idle;
+  auto hold = cfg.get_duration("max_session_hold", o.max_session_hold);
+  if (!hold) return hold.error();
+  o.max_session_hold = *hold;
   return o;
 }
 

@@ -255,8 +255,11 @@ void check_processing(const config& c) {
   std::vector<std::string_view> bad;
   if (!c.get_uint("max_concurrent_calls", 1, 1, 10'000)) bad.push_back("max_concurrent_calls");
   if (!c.get_uint("prefetch_count", 0, 0, 100'000)) bad.push_back("prefetch_count");
-  if (!c.get_duration("max_auto_lock_renewal_duration", {})) {
-    bad.push_back("max_auto_lock_renewal_duration");
+  if (!c.get_uint("max_concurrent_sessions", 1, 1, 10'000))
+    bad.push_back("max_concurrent_sessions");
+  for (std::string_view key :
+       {"max_auto_lock_renewal_duration", "session_idle_timeout", "max_session_hold"}) {
+    if (!c.get_duration(key, {})) bad.push_back(key);
   }
   QRT_FUZZ_CHECK(r.has_value() == bad.empty(),
                  "processing keys are accepted exactly when each reads in its range");

@@ -222,6 +222,9 @@ const binder& keys() {
           "how long a qrt::processor built from this config renews a running handler's lock; "
           "an AMQP lock lasts as long as the link, so the processor renews nothing here: "
           "accepted so one config serves every provider"),
+      binder::processing("max_concurrent_sessions", qrt::detail::session_key_doc),
+      binder::processing("session_idle_timeout", qrt::detail::session_key_doc),
+      binder::processing("max_session_hold", qrt::detail::session_key_doc),
       binder::runtime("worker_threads"),
       binder::runtime("thread_stack_size"),
       binder::text("address_prefix", &options::address_prefix,

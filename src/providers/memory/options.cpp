@@ -126,6 +126,9 @@ const binder& keys() {
       binder::processing("max_concurrent_calls"),
       binder::processing("prefetch_count"),
       binder::processing("max_auto_lock_renewal_duration"),
+      binder::processing("max_concurrent_sessions", qrt::detail::session_key_doc),
+      binder::processing("session_idle_timeout", qrt::detail::session_key_doc),
+      binder::processing("max_session_hold", qrt::detail::session_key_doc),
       binder::runtime("worker_threads"),
       binder::runtime("thread_stack_size"),
   };

@@ -90,6 +90,9 @@ const binder& keys() {
                       "messages a receiver link may hold locked without being asked (also a "
                       "processor's prefetch_count)"),
       binder::processing("max_auto_lock_renewal_duration"),
+      binder::processing("max_concurrent_sessions", qrt::detail::session_key_doc),
+      binder::processing("session_idle_timeout", qrt::detail::session_key_doc),
+      binder::processing("max_session_hold", qrt::detail::session_key_doc),
       binder::runtime("worker_threads"),
       binder::runtime("thread_stack_size"),
       binder::duration("token_lifetime", &options::token_lifetime,

@@ -30,6 +30,7 @@
 #include "unit/support/config_keys.hpp"
 #include "unit/support/run.hpp"
 #include "unit/support/runtime_key.hpp"
+#include "unit/support/session_keys.hpp"
 #include "unit/support/wait.hpp"
 
 namespace {
@@ -338,6 +339,24 @@ class AmqpConfigKey : public ::testing::TestWithParam<key_row> {
     (void)make(cfg);
     qrt::test::expect_a_runtime_of_three_threads_from(cfg);
   }
+
+  // The provider only checks a session processor's keys; the session processor's options built
+  // from the same configuration carry them.
+  void expect_session_key(std::string_view key) {
+    qrt::test::expect_a_session_processor_key(
+        key,
+        [](std::string_view k, std::string_view v) {
+          return rabbit_config({{std::string(k), std::string(v)}});
+        },
+        [](const config& cfg) -> qrt::result<void> {
+          auto o = qrt::amqp::options_from_config(cfg);
+          if (!o) return o.error();
+          return {};
+        });
+  }
+  void max_concurrent_sessions_key() { expect_session_key("max_concurrent_sessions"); }
+  void session_idle_timeout_key() { expect_session_key("session_idle_timeout"); }
+  void max_session_hold_key() { expect_session_key("max_session_hold"); }
 
   void thread_stack_size_key() {
     // Only checked by the provider, like worker_threads; the runtime's threads get the stack.
@@ -676,6 +695,9 @@ const key_row rows[] = {
     {"max_auto_lock_renewal_duration", &AmqpConfigKey::max_auto_lock_renewal_duration_key},
     {"worker_threads", &AmqpConfigKey::worker_threads_key},
     {"thread_stack_size", &AmqpConfigKey::thread_stack_size_key},
+    {"max_concurrent_sessions", &AmqpConfigKey::max_concurrent_sessions_key},
+    {"session_idle_timeout", &AmqpConfigKey::session_idle_timeout_key},
+    {"max_session_hold", &AmqpConfigKey::max_session_hold_key},
     {"address_prefix", &AmqpConfigKey::address_prefix_key},
     {"declare_prefix", &AmqpConfigKey::declare_prefix_key},
     {"topic_prefix", &AmqpConfigKey::topic_prefix_key},

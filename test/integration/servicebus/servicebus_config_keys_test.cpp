@@ -32,6 +32,7 @@
 #include "peer_process.hpp"
 #include "unit/support/config_keys.hpp"
 #include "unit/support/runtime_key.hpp"
+#include "unit/support/session_keys.hpp"
 #include "unit/support/wait.hpp"
 
 namespace {
@@ -399,6 +400,33 @@ void worker_threads_key() {
   qrt::test::expect_a_runtime_of_three_threads_from(cfg);
 }
 
+// The provider only checks a session processor's keys; the session processor's options built
+// from the same configuration carry them.
+void expect_session_key(std::string_view key) {
+  qrt::test::expect_a_session_processor_key(
+      key,
+      [](std::string_view k, std::string_view v) {
+        return peer_config({{std::string(k), std::string(v)}});
+      },
+      [](const config& cfg) -> qrt::result<void> {
+        auto o = qrt::servicebus::options_from_config(cfg);
+        if (!o) return o.error();
+        return {};
+      });
+}
+
+void max_concurrent_sessions_key() {
+  expect_session_key("max_concurrent_sessions");
+}
+
+void session_idle_timeout_key() {
+  expect_session_key("session_idle_timeout");
+}
+
+void max_session_hold_key() {
+  expect_session_key("max_session_hold");
+}
+
 void thread_stack_size_key() {
   // Only checked by the provider, like worker_threads; the runtime's threads get the stack.
   const std::size_t size = qrt::test::a_stack_size_above_the_default();
@@ -614,6 +642,9 @@ const key_row rows[] = {
     {"max_auto_lock_renewal_duration", max_auto_lock_renewal_duration_key},
     {"worker_threads", worker_threads_key},
     {"thread_stack_size", thread_stack_size_key},
+    {"max_concurrent_sessions", max_concurrent_sessions_key},
+    {"session_idle_timeout", session_idle_timeout_key},
+    {"max_session_hold", max_session_hold_key},
     {"token_lifetime", token_lifetime_key},
     {"operation_timeout", operation_timeout_key},
     {"max_message_bytes", max_message_bytes_key},

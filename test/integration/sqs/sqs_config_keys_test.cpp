@@ -37,6 +37,7 @@
 #include "unit/providers/sqs/local_http_server.hpp"
 #include "unit/support/config_keys.hpp"
 #include "unit/support/runtime_key.hpp"
+#include "unit/support/session_keys.hpp"
 #include "unit/support/wait.hpp"
 
 using namespace qrt;
@@ -350,6 +351,24 @@ class SqsConfigKey : public qrt::test::sqs_fixture, public ::testing::WithParamI
     ASSERT_TRUE(from(cfg));
     qrt::test::expect_a_runtime_of_three_threads_from(cfg);
   }
+
+  // The provider only checks a session processor's keys; the session processor's options built
+  // from the same configuration carry them.
+  void expect_session_key(std::string_view key) {
+    qrt::test::expect_a_session_processor_key(
+        key,
+        [&](std::string_view k, std::string_view v) {
+          return with(emulator(), {{std::string(k), std::string(v)}});
+        },
+        [](const config& cfg) -> qrt::result<void> {
+          auto o = sqs::options_from_config(cfg);
+          if (!o) return o.error();
+          return {};
+        });
+  }
+  void max_concurrent_sessions_key() { expect_session_key("max_concurrent_sessions"); }
+  void session_idle_timeout_key() { expect_session_key("session_idle_timeout"); }
+  void max_session_hold_key() { expect_session_key("max_session_hold"); }
 
   void thread_stack_size_key() {
     // Only checked by the provider, like worker_threads; the runtime's threads get the stack.
@@ -905,6 +924,9 @@ const key_row rows[] = {
     {"max_auto_lock_renewal_duration", &SqsConfigKey::max_auto_lock_renewal_duration_key},
     {"worker_threads", &SqsConfigKey::worker_threads_key},
     {"thread_stack_size", &SqsConfigKey::thread_stack_size_key},
+    {"max_concurrent_sessions", &SqsConfigKey::max_concurrent_sessions_key},
+    {"session_idle_timeout", &SqsConfigKey::session_idle_timeout_key},
+    {"max_session_hold", &SqsConfigKey::max_session_hold_key},
 };
 
 }  // namespace

@@ -742,6 +742,51 @@ TEST(SessionProcessor, OptionsComeFromTheProvidersConfiguration) {
       << bad.error().message;
 }
 
+// The session settings come from the configuration too, each over the preset's; a malformed or
+// out-of-range value is refused naming the key, and check_processing_keys() (what every provider
+// checks) refuses it the same way.
+TEST(SessionProcessor, SessionSettingsComeFromTheConfiguration) {
+  const qrt::session_processor_options defaults;
+  auto sessions = qrt::session_processor_options::from_config(
+      qrt::config{{"preset", "high_throughput"}, {"max_concurrent_sessions", "5"}});
+  ASSERT_TRUE(sessions) << sessions.error().to_string();
+  EXPECT_EQ(sessions->max_concurrent_sessions, 5u);
+  EXPECT_EQ(sessions->max_messages_per_receive, 50u);  // the rest of the preset stays
+
+  auto idle =
+      qrt::session_processor_options::from_config(qrt::config{{"session_idle_timeout", "250ms"}});
+  ASSERT_TRUE(idle) << idle.error().to_string();
+  EXPECT_EQ(idle->session_idle_timeout, 250ms);
+  EXPECT_EQ(idle->max_concurrent_sessions, defaults.max_concurrent_sessions);
+
+  auto hold = qrt::session_processor_options::from_config(qrt::config{{"max_session_hold", "2m"}});
+  ASSERT_TRUE(hold) << hold.error().to_string();
+  EXPECT_EQ(hold->max_session_hold, 2min);
+  EXPECT_EQ(hold->session_idle_timeout, defaults.session_idle_timeout);
+
+  EXPECT_EQ(
+      qrt::session_processor_options::from_config(qrt::config{{"max_concurrent_sessions", "10000"}})
+          .value()
+          .max_concurrent_sessions,
+      qrt::session_processor_options::most_concurrent_sessions);
+
+  for (const auto& [key, value] :
+       std::vector<std::pair<std::string, std::string>>{{"max_concurrent_sessions", "0"},
+                                                        {"max_concurrent_sessions", "10001"},
+                                                        {"max_concurrent_sessions", "many"},
+                                                        {"session_idle_timeout", "soon"},
+                                                        {"session_idle_timeout", "-1s"},
+                                                        {"max_session_hold", "forever"}}) {
+    auto bad = qrt::session_processor_options::from_config(qrt::config{{key, value}});
+    ASSERT_FALSE(bad) << key << "=" << value;
+    EXPECT_EQ(bad.error().code, errc::configuration_error);
+    EXPECT_NE(bad.error().message.find(key), std::string::npos) << bad.error().message;
+    auto checked = qrt::check_processing_keys(qrt::config{{key, value}});
+    ASSERT_FALSE(checked) << key << "=" << value;
+    EXPECT_NE(checked.error().message.find(key), std::string::npos) << checked.error().message;
+  }
+}
+
 // A handler may throw anything, not only a std::exception (an int, a library's own type). Such a
 // throw is a handler failure like any other: the message is abandoned, then dead-lettered at
 // max_delivery_count, and its concurrency slot comes back. With one slot, a leaked slot would

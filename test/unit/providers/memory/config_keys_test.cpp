@@ -30,6 +30,7 @@
 
 #include "../../support/messages.hpp"
 #include "../../support/runtime_key.hpp"
+#include "../../support/session_keys.hpp"
 #include "../../support/wait.hpp"
 #include "providers/memory/memory_provider.hpp"
 
@@ -307,6 +308,33 @@ void worker_threads_key() {
   ASSERT_FALSE(refused);
   EXPECT_NE(refused.error().message.find("worker_threads"), std::string::npos)
       << refused.error().message;
+}
+
+// The provider only checks a session processor's keys; the session processor's options built
+// from the same configuration carry them.
+void expect_session_key(std::string_view key) {
+  qrt::test::expect_a_session_processor_key(
+      key,
+      [](std::string_view k, std::string_view v) {
+        return config{{"provider", "memory"}, {std::string(k), std::string(v)}};
+      },
+      [](const config& cfg) -> qrt::result<void> {
+        auto o = qrt::memory::options_from_config(cfg);
+        if (!o) return o.error();
+        return {};
+      });
+}
+
+void max_concurrent_sessions_key() {
+  expect_session_key("max_concurrent_sessions");
+}
+
+void session_idle_timeout_key() {
+  expect_session_key("session_idle_timeout");
+}
+
+void max_session_hold_key() {
+  expect_session_key("max_session_hold");
 }
 
 void thread_stack_size_key() {
@@ -607,6 +635,9 @@ const key_row rows[] = {
     {"max_concurrent_calls", max_concurrent_calls_key},
     {"prefetch_count", prefetch_count_key},
     {"max_auto_lock_renewal_duration", max_auto_lock_renewal_duration_key},
+    {"max_concurrent_sessions", max_concurrent_sessions_key},
+    {"session_idle_timeout", session_idle_timeout_key},
+    {"max_session_hold", max_session_hold_key},
 };
 
 void PrintTo(const key_row& row, std::ostream* os) {
