@@ -128,7 +128,7 @@ result<void> check_processing_keys(const config& cfg);
 
 /// The keys of a qrt::runtime's settings that any provider's configuration may carry, so one
 /// config also sizes the runtime its client runs on: worker_threads (1-1024) and
-/// thread_stack_size (bytes, from the platform's least, PTHREAD_STACK_MIN, to 1 GiB).
+/// thread_stack_size (bytes, PTHREAD_STACK_MIN to 1 GiB; 0: the platform's default).
 /// qrt::runtime_configuration::from_config reads them; providers run on their caller's executor
 /// and only check them, as they check the processing keys, naming the key.
 inline constexpr std::string_view runtime_keys[] = {"worker_threads", "thread_stack_size"};

@@ -427,7 +427,10 @@ namespace detail {
 result<std::uint64_t> read_runtime_key(const config& cfg, std::string_view key,
                                        std::uint64_t fallback) {
   if (key == "thread_stack_size") {
-    // A plain byte count; below the platform's least, no thread could be started with it.
+    // 0 asks for the platform's default (what undoes a preset's size), as in
+    // runtime_configuration. Otherwise a plain byte count; below the platform's least, no
+    // thread could be started with it.
+    if (auto v = cfg.get(key); v && *v == "0") return std::uint64_t{0};
     return cfg.get_uint(key, fallback, static_cast<std::uint64_t>(PTHREAD_STACK_MIN),
                         most_thread_stack_size);
   }

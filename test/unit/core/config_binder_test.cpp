@@ -224,9 +224,10 @@ TEST(ConfigBinder, TheRuntimeKeysAreCheckedAsTheTableChecksThem) {
   const std::string least = std::to_string(PTHREAD_STACK_MIN);
   EXPECT_TRUE(qrt::check_runtime_keys(config{{"thread_stack_size", least}}));
   EXPECT_TRUE(qrt::check_runtime_keys(config{{"thread_stack_size", "1073741824"}}));
+  EXPECT_TRUE(qrt::check_runtime_keys(config{{"thread_stack_size", "0"}}));  // the default
   for (const std::string& bad :
-       {std::to_string(PTHREAD_STACK_MIN - 1), std::string("0"), std::string("1073741825"),
-        std::string("2MiB"), std::string("-1")}) {
+       {std::to_string(PTHREAD_STACK_MIN - 1), std::string("1"), std::string("00"),
+        std::string("1073741825"), std::string("2MiB"), std::string("-1")}) {
     auto r = qrt::check_runtime_keys(config{{"thread_stack_size", bad}});
     ASSERT_FALSE(r) << bad;
     EXPECT_EQ(r.error().code, errc::configuration_error);

@@ -58,6 +58,11 @@ TEST(Runtime, StackSizeComesFromTheConfiguration) {
       qrt::config{{"preset", "high_throughput"}, {"thread_stack_size", "1048576"}});
   ASSERT_TRUE(overridden) << overridden.error().to_string();
   EXPECT_EQ(overridden->thread_stack_size, 1 * mib);
+  // 0 undoes the preset's size: the platform's default, as in code.
+  auto platform = qrt::runtime_configuration::from_config(
+      qrt::config{{"preset", "high_throughput"}, {"thread_stack_size", "0"}});
+  ASSERT_TRUE(platform) << platform.error().to_string();
+  EXPECT_EQ(platform->thread_stack_size, 0u);
   auto plain = qrt::runtime_configuration::from_config(qrt::config{{"provider", "memory"}});
   ASSERT_TRUE(plain) << plain.error().to_string();
   EXPECT_EQ(plain->thread_stack_size, 0u);
