@@ -336,11 +336,10 @@ class instrumented_provider final : public provider {
         table_(m, std::string(inner_->name())),
         registry_(m.owner),
         connections_(m, std::string(inner_->name())) {
-    collector_ = registry_.add_collector([this, &m] {
+    collector_ = registry_.add_collector([this, &m, provider = std::string(inner_->name())] {
       connections_.update(inner_->connections());
       // Memory pressure: how close the provider is to refusing sends for its budget.
       if (const auto held = inner_->memory()) {
-        const std::string provider(inner_->name());
         m.memory_held.with({provider}).set(static_cast<double>(held->held_bytes));
         if (held->limit_bytes != 0)
           m.memory_limit.with({provider}).set(static_cast<double>(held->limit_bytes));

@@ -404,16 +404,20 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
     if (sink_) sink_->set_space_listener(nullptr);
   }
 
+  /// The queues registered now, held so that each can be locked once the registry's lock is let
+  /// go: a call that visits every queue then never holds the registry while it waits for one.
+  std::vector<queue_ptr> registered_queues() const {
+    std::shared_lock lock(registry_mutex_);
+    std::vector<queue_ptr> queues;
+    queues.reserve(by_id_.size());
+    for (const auto& [id, q] : by_id_) queues.push_back(q);
+    return queues;
+  }
+
   /// The log freed disk space, or the byte budget freed bytes: every send waiting for room looks
   /// again.
   void wake_senders() {
-    std::vector<queue_ptr> queues;
-    {
-      std::lock_guard lock(registry_mutex_);
-      queues.reserve(by_id_.size());
-      for (auto& [id, q] : by_id_) queues.push_back(q);
-    }
-    for (auto& q : queues) {
+    for (auto& q : registered_queues()) {
       std::lock_guard lock(q->mutex);
       q->senders().notify_all();
     }
@@ -429,19 +433,14 @@ class memory_provider final : public qrt::detail::provider_that_borrows,
     // With a budget its count is the total; without one nothing counts on the send's path, so
     // the queues are asked in turn (a scrape's cost, not a send's).
     if (budget_) return memory_stats{budget_->used(), budget_->limit()};
-    std::vector<queue_ptr> queues;
-    {
-      std::shared_lock lock(registry_mutex_);
-      queues.reserve(by_id_.size());
-      for (const auto& [id, q] : by_id_) queues.push_back(q);
-    }
     memory_stats held;
-    for (const auto& q : queues) {
+    for (const auto& q : registered_queues()) {
       std::lock_guard lock(q->mutex);
       held.held_bytes += q->held_bytes();
     }
     return held;
   }
+
   const asio::any_io_executor& executor() const noexcept { return executor_; }
   std::size_t parked_waiters() const { return wake_timer_->parked_count(); }
 
